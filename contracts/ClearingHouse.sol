@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {IVault} from "./interfaces/IVault.sol";
+import {WadMath} from "./libraries/WadMath.sol";
+import {OracleLib} from "./libraries/OracleLib.sol";
+import {VAmmMath} from "./libraries/VAmmMath.sol";
+
+/// @title ClearingHouse
+/// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
+///         and enforces margin. Ledger movements (fees, realized PnL, funding) settle in the Vault
+///         in one call per trade, always against the liquidity pool's balance.
+/// @dev Storage is packed for the hot path: a trade reads 8 market slots, writes the position
+///      (2 slots) and makes one Vault call and one oracle call. No loop grows with market activity;
+///      the margin check loops over the markets the account holds (at most 128).
+contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient {
+    using WadMath for uint256;
+    using WadMath for int256;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    // ------------------------------------------------------------------ constants and bounds
+
+    /// @notice One bit per market in the Vault's per-account bitmap.
+    uint256 public constant MAX_MARKETS = 128;
+    /// @notice Observations in each market's TWAP ring; one is written per `twapWindow / 4`.
+    uint256 internal constant OBSERVATIONS = 8;
+    uint256 internal constant OBSERVATIONS_PER_WINDOW = 4;
+
+    uint256 internal constant MIN_MMR = 0.005e18;
+    uint256 internal constant MAX_MMR = 0.5e18;
+    uint256 internal constant MAX_IMR = 1e18;
+    uint256 internal constant MAX_TAKER_FEE = 0.01e18;
+    uint256 internal constant MAX_INSURANCE_FEE_SHARE = 1e18;
+    uint256 internal constant MIN_MAX_SPREAD = 0.005e18;
+    uint256 internal constant MAX_MAX_SPREAD = 0.5e18;
+    uint256 internal constant MAX_OI_POOL_RATIO = 100e18;
+    uint256 internal constant MIN_TWAP_WINDOW = 60;
+    uint256 internal constant MAX_TWAP_WINDOW = 4 hours;
+    uint256 internal constant MIN_HEARTBEAT = 60;
+    uint256 internal constant MAX_HEARTBEAT = 2 days;
+    uint256 internal constant MIN_BASE_RESERVE = 1e18;
+    uint256 internal constant MAX_RESERVE = 1e36;
+
+    uint8 internal constant PAUSE_NO_NEW_RISK = 1;
+    uint8 internal constant PAUSE_NO_TRADING = 2;
+
+    // ------------------------------------------------------------------ storage
+
+    /// @dev One TWAP observation: cumulative sums of price x seconds. The sums wrap modulo 2^112;
+    ///      only differences over at most a few windows are used, far below 2^112.
+    struct Observation {
+        uint32 timestamp; // [s]
+        uint112 markCumulative; // [wad * s] vAMM price
+        uint112 indexCumulative; // [wad * s] index price
+    }
+
+    struct Market {
+        // slot 0
+        address oracle;
+        uint32 heartbeat; // [s]
+        uint32 twapWindow; // [s]
+        uint8 oracleScaleExp; // 18 - feed decimals
+        // slot 1
+        uint64 imr; // [wad]
+        uint64 mmr; // [wad]
+        uint64 takerFee; // [wad]
+        uint64 maxSpread; // [wad]
+        // slot 2
+        uint64 maxOiPoolRatio; // [wad]
+        uint96 maxOpenInterest; // [wad base]
+        uint96 minPositionSize; // [wad base]
+        // slot 3
+        uint128 baseReserve; // [wad] virtual
+        uint128 quoteReserve; // [wad] virtual
+        // slot 4
+        uint128 longOpenInterest; // [wad base] sum of long sizes
+        uint128 shortOpenInterest; // [wad base] sum of |short sizes|
+        // slot 5
+        Observation accumulator; // cumulative sums up to `accumulator.timestamp`
+        // slot 6
+        int128 cumulativeFunding; // [wad quote per base]
+        int64 fundingRate; // [wad per hour] applied
+        uint8 observationHead; // index of the newest observation
+        // slot 7
+        uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
+        uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
+        // slots 8..15
+        Observation[OBSERVATIONS] observations;
+    }
+
+    struct Position {
+        int128 size; // [wad base]
+        int128 openNotional; // [wad quote]
+        int128 lastCumulativeFunding; // [wad quote per base] funding index at last settlement
+    }
+
+    /// @notice The Vault that holds the money and the account ledger.
+    IVault public immutable vault;
+
+    uint32 internal _marketCount;
+    mapping(uint32 marketId => Market) internal _markets;
+    /// @notice Symbol of each market (e.g. "ETH").
+    mapping(uint32 marketId => bytes32) public symbolOf;
+    mapping(uint32 marketId => mapping(address owner => mapping(uint32 subaccount => Position))) internal _positions;
+
+    constructor(IVault vault_, address owner_) Ownable(owner_) {
+        if (address(vault_) == address(0)) revert ZeroAddress();
+        vault = vault_;
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
+    /// @param insuranceFeeShare_ share of the taker fee paid to the insurance fund [wad]
+    function listMarket(bytes32 symbol, MarketParams calldata params, uint64 insuranceFeeShare_, uint256 baseReserve)
+        external
+        onlyOwner
+        returns (uint32 marketId)
+    {
+        if (_marketCount >= MAX_MARKETS) revert TooManyMarkets(MAX_MARKETS);
+        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
+            revert ParameterOutOfBounds("baseReserve", baseReserve);
+        }
+        marketId = ++_marketCount;
+        Market storage m = _markets[marketId];
+        _setParams(marketId, m, params, insuranceFeeShare_);
+        uint256 index = _index(m);
+        uint256 quoteReserve = baseReserve.mulWadDown(index);
+        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) revert ParameterOutOfBounds("quoteReserve", quoteReserve);
+        // Casts: both reserves are <= MAX_RESERVE < 2^128.
+        m.baseReserve = uint128(baseReserve);
+        m.quoteReserve = uint128(quoteReserve);
+        m.lastIndexPrice = index.toUint128();
+        Observation memory start = Observation(uint32(block.timestamp), 0, 0);
+        m.accumulator = start;
+        // Every ring slot starts as a true observation (zero sums at listing time), so later writes
+        // are nonzero-to-nonzero and the ring never reads uninitialised data.
+        for (uint256 i; i < OBSERVATIONS; ++i) {
+            m.observations[i] = start;
+        }
+        symbolOf[marketId] = symbol;
+        emit MarketListed(marketId, symbol, params.oracle, baseReserve, quoteReserve);
+    }
+
+    /// @notice Change a market's parameters within the hard bounds; accrues the market first.
+    function setMarketParams(uint32 marketId, MarketParams calldata params, uint64 insuranceFeeShare)
+        external
+        onlyOwner
+    {
+        Market storage m = _market(marketId);
+        _update(m, _index(m));
+        _setParams(marketId, m, params, insuranceFeeShare);
+    }
+
+    // ------------------------------------------------------------------ trading
+
+    /// @inheritdoc IClearingHouse
+    function openPosition(uint32 subaccount, uint32 marketId, int256 baseAmount, uint256 quoteLimit, uint256 deadline)
+        external
+        nonReentrant
+        returns (int256, int256, uint256)
+    {
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function openPositionFor(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline
+    ) external nonReentrant returns (int256, int256, uint256) {
+        if (msg.sender != owner && !vault.isOperator(owner, msg.sender)) revert NotOwnerOrOperator(msg.sender, owner);
+        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function closePosition(uint32 subaccount, uint32 marketId, uint256 quoteLimit, uint256 deadline)
+        external
+        nonReentrant
+        returns (int256, int256, uint256)
+    {
+        int256 size = _positions[marketId][msg.sender][subaccount].size;
+        if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
+        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IClearingHouse
+    function position(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 size, int256 openNotional, int256 pendingFunding)
+    {
+        Position storage p = _positions[marketId][owner][subaccount];
+        size = p.size;
+        openNotional = p.openNotional;
+        if (size != 0) {
+            pendingFunding = size.sMulWadUp(_cumulativeFundingNow(_markets[marketId]) - p.lastCumulativeFunding);
+        }
+    }
+
+    /// @inheritdoc IClearingHouse
+    function quote(uint32 marketId, int256 baseAmount) external view returns (int256 quoteAmount, uint256 priceAfter) {
+        Market storage m = _market(marketId);
+        if (baseAmount == 0) revert ZeroSize();
+        uint256 x = m.baseReserve;
+        uint256 y = m.quoteReserve;
+        _checkLiquidity(marketId, baseAmount, x);
+        (quoteAmount, x, y) = VAmmMath.swap(x, y, baseAmount);
+        priceAfter = VAmmMath.price(x, y);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function marginSummary(address owner, uint32 subaccount, uint256 openMarkets)
+        external
+        view
+        returns (MarginSummary memory s)
+    {
+        return _marginSummary(owner, subaccount, openMarkets, 0, 0);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function markPrice(uint32 marketId) external view returns (uint256 markTwap) {
+        (markTwap,) = _twaps(_market(marketId));
+    }
+
+    /// @inheritdoc IClearingHouse
+    function indexPrice(uint32 marketId) external view returns (uint256) {
+        return _index(_market(marketId));
+    }
+
+    /// @inheritdoc IClearingHouse
+    function spotPrice(uint32 marketId) external view returns (uint256) {
+        Market storage m = _market(marketId);
+        return VAmmMath.price(m.baseReserve, m.quoteReserve);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function twaps(uint32 marketId) external view returns (uint256 markTwap, uint256 indexTwap) {
+        return _twaps(_market(marketId));
+    }
+
+    /// @inheritdoc IClearingHouse
+    function marketCount() external view returns (uint32) {
+        return _marketCount;
+    }
+
+    /// @inheritdoc IClearingHouse
+    function marketParams(uint32 marketId) external view returns (MarketParams memory p) {
+        Market storage m = _market(marketId);
+        p = MarketParams({
+            oracle: m.oracle,
+            heartbeat: m.heartbeat,
+            twapWindow: m.twapWindow,
+            imr: m.imr,
+            mmr: m.mmr,
+            takerFee: m.takerFee,
+            maxSpread: m.maxSpread,
+            maxOiPoolRatio: m.maxOiPoolRatio,
+            maxOpenInterest: m.maxOpenInterest,
+            minPositionSize: m.minPositionSize
+        });
+    }
+
+    /// @notice Share of the taker fee paid to the insurance fund in `marketId`, WAD.
+    function insuranceFeeShare(uint32 marketId) external view returns (uint256) {
+        return _market(marketId).insuranceFeeShare;
+    }
+
+    /// @inheritdoc IClearingHouse
+    function marketState(uint32 marketId) external view returns (MarketState memory s) {
+        Market storage m = _market(marketId);
+        s = MarketState({
+            baseReserve: m.baseReserve,
+            quoteReserve: m.quoteReserve,
+            spotPrice: VAmmMath.price(m.baseReserve, m.quoteReserve),
+            longOpenInterest: m.longOpenInterest,
+            shortOpenInterest: m.shortOpenInterest,
+            cumulativeFunding: _cumulativeFundingNow(m),
+            fundingRate: m.fundingRate,
+            lastIndexPrice: m.lastIndexPrice,
+            lastUpdate: m.accumulator.timestamp
+        });
+    }
+
+    // ------------------------------------------------------------------ trade internals
+
+    struct TradeResult {
+        int256 quote; // [wad] signed quote flow to the trader
+        uint256 fee; // [wad]
+        int256 realizedPnl; // [wad]
+        int256 funding; // [wad] settled on this position, positive = paid by the trader
+        int256 newSize; // [wad base]
+        int256 newOpenNotional; // [wad]
+        uint256 priceAfter; // [wad]
+        bool reducing; // the trade only reduces or closes the position
+    }
+
+    function _trade(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline
+    ) internal returns (int256, int256, uint256) {
+        if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
+        if (baseAmount == 0) revert ZeroSize();
+        Market storage m = _market(marketId);
+        uint256 index = _index(m);
+        _update(m, index);
+
+        Position storage p = _positions[marketId][owner][subaccount];
+        TradeResult memory r;
+        int256 size = p.size;
+        int256 cumulativeFunding = m.cumulativeFunding;
+        if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
+
+        // vAMM swap and price band.
+        {
+            uint256 x = m.baseReserve;
+            uint256 y = m.quoteReserve;
+            _checkLiquidity(marketId, baseAmount, x);
+            uint256 priceBefore = VAmmMath.price(x, y);
+            (r.quote, x, y) = VAmmMath.swap(x, y, baseAmount);
+            r.priceAfter = VAmmMath.price(x, y);
+            _checkPriceBand(marketId, m.maxSpread, index, priceBefore, r.priceAfter);
+            // Casts: reserves stay below MAX_RESERVE... x grows only on sells, bounded by SafeCast.
+            m.baseReserve = x.toUint128();
+            m.quoteReserve = y.toUint128();
+        }
+
+        // Slippage (fee excluded).
+        if (baseAmount > 0 ? uint256(-r.quote) > quoteLimit : uint256(r.quote) < quoteLimit) {
+            revert SlippageExceeded(r.quote, quoteLimit);
+        }
+
+        (r.newSize, r.newOpenNotional, r.realizedPnl) = VAmmMath.applyTrade(size, p.openNotional, baseAmount, r.quote);
+        r.reducing = (size > 0 && r.newSize >= 0 && r.newSize < size) || (size < 0 && r.newSize <= 0 && r.newSize > size);
+        if (r.newSize != 0 && r.newSize.abs() < m.minPositionSize) {
+            revert BelowMinPositionSize(marketId, r.newSize, m.minPositionSize);
+        }
+        p.size = r.newSize.toInt128();
+        p.openNotional = r.newOpenNotional.toInt128();
+        p.lastCumulativeFunding = cumulativeFunding.toInt128();
+
+        // Fee: rounded up; the insurance share rounded down, the pool gets the rest.
+        r.fee = r.quote.abs().mulWadUp(m.takerFee);
+        uint256 toInsurance = r.fee.mulWadDown(m.insuranceFeeShare);
+
+        IVault.AccountState memory acct = vault.settleTrade(
+            owner,
+            subaccount,
+            marketId,
+            r.newSize != 0,
+            r.realizedPnl - r.funding - r.fee.toInt256(),
+            r.funding - r.realizedPnl + (r.fee - toInsurance).toInt256(),
+            toInsurance
+        );
+
+        if (acct.pauseLevel >= PAUSE_NO_TRADING || (acct.pauseLevel == PAUSE_NO_NEW_RISK && !r.reducing)) {
+            revert Paused(acct.pauseLevel);
+        }
+        _updateOpenInterest(marketId, m, size, r.newSize, index, acct.poolBalance);
+        if (!r.reducing) {
+            MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
+            int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
+                - s.initial.toInt256();
+            if (free < 0) revert InsufficientMargin(owner, subaccount, free);
+        }
+
+        emit PositionChanged(
+            owner,
+            subaccount,
+            marketId,
+            baseAmount,
+            r.quote,
+            r.fee,
+            r.realizedPnl,
+            r.funding,
+            r.newSize,
+            r.newOpenNotional,
+            r.priceAfter
+        );
+        return (baseAmount, r.quote, r.fee);
+    }
+
+    function _checkLiquidity(uint32 marketId, int256 baseAmount, uint256 x) internal pure {
+        // Cast: baseAmount > 0 on this branch.
+        if (baseAmount > 0 && uint256(baseAmount) >= x) revert InsufficientLiquidity(marketId, baseAmount, x);
+    }
+
+    /// @dev Reverts when the price after is outside the band and further from the index than before.
+    function _checkPriceBand(uint32 marketId, uint256 maxSpread, uint256 index, uint256 before, uint256 afterPrice)
+        internal
+        pure
+    {
+        uint256 distAfter = afterPrice > index ? afterPrice - index : index - afterPrice;
+        if (distAfter > index.mulWadDown(maxSpread)) {
+            uint256 distBefore = before > index ? before - index : index - before;
+            if (distAfter > distBefore) revert PriceBandExceeded(marketId, afterPrice, index, maxSpread);
+        }
+    }
+
+    /// @dev Moves the long/short open interest and checks the caps on the side that grows.
+    function _updateOpenInterest(
+        uint32 marketId,
+        Market storage m,
+        int256 oldSize,
+        int256 newSize,
+        uint256 index,
+        int256 poolBalance
+    ) internal {
+        uint256 longOi = m.longOpenInterest;
+        uint256 shortOi = m.shortOpenInterest;
+        uint256 oldLong = oldSize > 0 ? uint256(oldSize) : 0;
+        uint256 oldShort = oldSize < 0 ? uint256(-oldSize) : 0;
+        uint256 newLong = newSize > 0 ? uint256(newSize) : 0;
+        uint256 newShort = newSize < 0 ? uint256(-newSize) : 0;
+        longOi = longOi + newLong - oldLong;
+        shortOi = shortOi + newShort - oldShort;
+        if (newLong > oldLong) _checkOiCap(marketId, m, longOi, index, poolBalance);
+        if (newShort > oldShort) _checkOiCap(marketId, m, shortOi, index, poolBalance);
+        // Casts: each side is a sum of int128 sizes, checked by SafeCast.
+        m.longOpenInterest = longOi.toUint128();
+        m.shortOpenInterest = shortOi.toUint128();
+    }
+
+    function _checkOiCap(uint32 marketId, Market storage m, uint256 oi, uint256 index, int256 poolBalance)
+        internal
+        view
+    {
+        uint256 absCap = m.maxOpenInterest;
+        if (oi > absCap) revert OpenInterestCapExceeded(marketId, oi, absCap);
+        uint256 pool = poolBalance > 0 ? uint256(poolBalance) : 0;
+        uint256 notionalCap = pool.mulWadDown(m.maxOiPoolRatio);
+        uint256 notional = oi.mulWadUp(index);
+        // Reported in base units so both caps read alike: the base the pool-ratio cap allows.
+        if (notional > notionalCap) revert OpenInterestCapExceeded(marketId, oi, notionalCap.divWadDown(index));
+    }
+
+    /// @dev The account's margin summary. `knownMarket`/`knownIndex` reuse a price already read.
+    function _marginSummary(
+        address owner,
+        uint32 subaccount,
+        uint256 openMarkets,
+        uint32 knownMarket,
+        uint256 knownIndex
+    ) internal view returns (MarginSummary memory s) {
+        while (openMarkets != 0) {
+            uint256 bit = openMarkets & (~openMarkets + 1); // lowest set bit
+            openMarkets ^= bit;
+            uint32 marketId = _bitToMarket(bit);
+            Market storage m = _markets[marketId];
+            Position storage p = _positions[marketId][owner][subaccount];
+            int256 size = p.size;
+            uint256 index = marketId == knownMarket ? knownIndex : _index(m);
+            s.unrealizedPnl += size.sMulWadDown(index) - p.openNotional;
+            s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m) - p.lastCumulativeFunding);
+            uint256 notional = size.abs().mulWadUp(index);
+            s.initial += notional.mulWadUp(m.imr);
+            s.maintenance += notional.mulWadUp(m.mmr);
+        }
+    }
+
+    function _bitToMarket(uint256 bit) internal pure returns (uint32 id) {
+        // bit is a power of two below 2^128; binary search for its position.
+        uint256 pos;
+        if (bit >= 1 << 64) { bit >>= 64; pos += 64; }
+        if (bit >= 1 << 32) { bit >>= 32; pos += 32; }
+        if (bit >= 1 << 16) { bit >>= 16; pos += 16; }
+        if (bit >= 1 << 8) { bit >>= 8; pos += 8; }
+        if (bit >= 1 << 4) { bit >>= 4; pos += 4; }
+        if (bit >= 1 << 2) { bit >>= 2; pos += 2; }
+        if (bit >= 1 << 1) { pos += 1; }
+        // Cast: pos < 128.
+        return uint32(pos + 1);
+    }
+
+    // ------------------------------------------------------------------ market internals
+
+    function _market(uint32 marketId) internal view returns (Market storage m) {
+        if (marketId == 0 || marketId > _marketCount) revert UnknownMarket(marketId);
+        return _markets[marketId];
+    }
+
+    function _index(Market storage m) internal view returns (uint256) {
+        return OracleLib.readWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+    }
+
+    /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
+    ///      (vAMM price before this block's first trade, index as last observed), accrue funding,
+    ///      record the new index, and write a ring observation when a new quarter-window began.
+    function _update(Market storage m, uint256 index) internal {
+        Observation memory acc = m.accumulator;
+        if (acc.timestamp == block.timestamp) return;
+        uint256 dt = block.timestamp - acc.timestamp;
+        uint256 lastIndex = m.lastIndexPrice;
+        uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
+        uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
+        bool newObservation = block.timestamp / quarter != acc.timestamp / quarter;
+        unchecked {
+            // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
+            acc.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
+            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
+        }
+        // Cast: timestamps fit 32 bits until 2106.
+        acc.timestamp = uint32(block.timestamp);
+        m.accumulator = acc;
+        if (m.fundingRate != 0) {
+            m.cumulativeFunding = (m.cumulativeFunding + _fundingAccrual(m.fundingRate, lastIndex, dt)).toInt128();
+        }
+        if (index != lastIndex) m.lastIndexPrice = index.toUint128();
+        if (newObservation) {
+            uint8 head = uint8((m.observationHead + 1) % OBSERVATIONS);
+            m.observationHead = head;
+            m.observations[head] = acc;
+        }
+    }
+
+    /// @dev Funding per base accrued over `dt` at `rate` per hour on price `indexPrice`, rounded down.
+    function _fundingAccrual(int256 rate, uint256 indexPrice, uint256 dt) internal pure returns (int256) {
+        return rate.sMulWadDown(indexPrice * dt / 1 hours);
+    }
+
+    /// @dev The market's funding index accrued to now (what `_update` would make it), for views.
+    function _cumulativeFundingNow(Market storage m) internal view returns (int256 cf) {
+        cf = m.cumulativeFunding;
+        int256 rate = m.fundingRate;
+        uint256 last = m.accumulator.timestamp;
+        if (rate != 0 && block.timestamp > last) {
+            cf += _fundingAccrual(rate, m.lastIndexPrice, block.timestamp - last);
+        }
+    }
+
+    /// @dev Mark and index TWAPs over [anchor, now], the anchor being the newest observation at
+    ///      least one window old (or the oldest one while the market is younger than a window).
+    function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
+        Observation memory acc = m.accumulator;
+        uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
+        uint256 lastIndex = m.lastIndexPrice;
+        uint256 nowTs = block.timestamp;
+        uint256 markNow;
+        uint256 indexNow;
+        unchecked {
+            markNow = uint256(acc.markCumulative) + spot * (nowTs - acc.timestamp);
+            indexNow = uint256(acc.indexCumulative) + lastIndex * (nowTs - acc.timestamp);
+        }
+        uint256 head = m.observationHead;
+        uint256 target = nowTs > m.twapWindow ? nowTs - m.twapWindow : 0;
+        Observation memory anchor;
+        for (uint256 i; i < OBSERVATIONS; ++i) {
+            anchor = m.observations[(head + OBSERVATIONS - i) % OBSERVATIONS];
+            if (anchor.timestamp <= target) break;
+        }
+        uint256 span = nowTs - anchor.timestamp;
+        if (span == 0) return (spot, lastIndex);
+        unchecked {
+            // Differences modulo 2^112 recover the true sums over the span.
+            markTwap = ((markNow - anchor.markCumulative) & type(uint112).max) / span;
+            indexTwap = ((indexNow - anchor.indexCumulative) & type(uint112).max) / span;
+        }
+    }
+
+    function _setParams(uint32 marketId, Market storage m, MarketParams calldata p, uint64 insuranceShare) internal {
+        if (p.oracle == address(0)) revert ZeroAddress();
+        _bound("heartbeat", p.heartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT);
+        _bound("twapWindow", p.twapWindow, MIN_TWAP_WINDOW, MAX_TWAP_WINDOW);
+        _bound("mmr", p.mmr, MIN_MMR, MAX_MMR);
+        _bound("imr", p.imr, uint256(p.mmr) + 1, MAX_IMR);
+        _bound("takerFee", p.takerFee, 0, MAX_TAKER_FEE);
+        _bound("maxSpread", p.maxSpread, MIN_MAX_SPREAD, MAX_MAX_SPREAD);
+        _bound("maxOiPoolRatio", p.maxOiPoolRatio, 1, MAX_OI_POOL_RATIO);
+        _bound("maxOpenInterest", p.maxOpenInterest, 1, type(uint96).max);
+        _bound("minPositionSize", p.minPositionSize, 1, type(uint96).max);
+        _bound("insuranceFeeShare", insuranceShare, 0, MAX_INSURANCE_FEE_SHARE);
+        uint256 scale = OracleLib.scaleOf(p.oracle);
+        uint8 scaleExp;
+        while (scale > 1) {
+            scale /= 10;
+            ++scaleExp;
+        }
+        m.oracle = p.oracle;
+        m.heartbeat = p.heartbeat;
+        m.twapWindow = p.twapWindow;
+        m.oracleScaleExp = scaleExp;
+        m.imr = p.imr;
+        m.mmr = p.mmr;
+        m.takerFee = p.takerFee;
+        m.maxSpread = p.maxSpread;
+        m.maxOiPoolRatio = p.maxOiPoolRatio;
+        m.maxOpenInterest = p.maxOpenInterest;
+        m.minPositionSize = p.minPositionSize;
+        m.insuranceFeeShare = insuranceShare;
+        emit MarketParamsSet(marketId, p);
+    }
+
+    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
+        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
+    }
+}

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IVault} from "./interfaces/IVault.sol";
+import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {WadMath} from "./libraries/WadMath.sol";
+
+/// @title Vault
+/// @notice Holds every token in vPerp and keeps the ledger: account margin, the liquidity pool's
+///         balance and the insurance fund. Internal accounting never reads `balanceOf` except to
+///         measure what a deposit actually received.
+/// @dev Positions live in the ClearingHouse; the Vault asks it for an account's margin summary
+///      (one call, O(markets the account holds)). An account's collateral and its bitmap of open
+///      markets share one storage slot, so a trade touches one Vault slot per account.
+contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    /// @dev One slot per account.
+    struct Account {
+        int128 collateral; // [wad] settled margin
+        uint128 openMarkets; // bitmap, bit (marketId - 1) set while a position is open
+    }
+
+    uint8 internal constant PAUSE_NO_NEW_RISK = 1;
+    uint8 internal constant PAUSE_NO_TRADING = 2;
+    uint8 internal constant PAUSE_WITHDRAW_ONLY = 3;
+    bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
+
+    /// @notice The collateral token (one per deployment).
+    IERC20 public immutable collateralToken;
+    /// @notice 10^(18 - token decimals): token units -> WAD multiplier.
+    uint256 public immutable tokenScale;
+
+    mapping(address owner => mapping(uint32 subaccount => Account)) internal _accounts;
+    /// @inheritdoc IVault
+    mapping(address owner => mapping(address operator => bool)) public isOperator;
+
+    int128 internal _poolBalance; // [wad] the liquidity pool's claim, counterparty of all traders
+    uint128 internal _insuranceFund; // [wad]
+
+    /// @notice May raise the pause level (the owner may set any level).
+    address public guardian;
+    /// @inheritdoc IVault
+    uint8 public pauseLevel;
+
+    /// @notice The clearing house, the only module that may settle trades (wired once).
+    address public clearingHouse;
+
+    constructor(IERC20 collateralToken_, address owner_) Ownable(owner_) {
+        if (address(collateralToken_) == address(0)) revert ZeroAddress();
+        uint8 dec = IERC20Metadata(address(collateralToken_)).decimals();
+        if (dec > 18) revert UnsupportedDecimals(dec);
+        collateralToken = collateralToken_;
+        tokenScale = 10 ** (18 - dec);
+        guardian = owner_;
+        emit GuardianSet(owner_);
+    }
+
+    modifier onlyClearingHouse() {
+        if (msg.sender != clearingHouse) revert UnauthorizedModule(msg.sender);
+        _;
+    }
+
+    // ------------------------------------------------------------------ user actions
+
+    /// @inheritdoc IVault
+    function deposit(uint32 subaccount, uint256 amount) external nonReentrant {
+        _deposit(msg.sender, subaccount, amount);
+    }
+
+    /// @inheritdoc IVault
+    function depositFor(address owner, uint32 subaccount, uint256 amount) external nonReentrant {
+        if (owner == address(0)) revert ZeroAddress();
+        _deposit(owner, subaccount, amount);
+    }
+
+    /// @inheritdoc IVault
+    function withdraw(uint32 subaccount, uint256 amount) external nonReentrant {
+        _withdraw(msg.sender, subaccount, amount);
+    }
+
+    /// @inheritdoc IVault
+    function withdrawFor(address owner, uint32 subaccount, uint256 amount) external nonReentrant {
+        _checkActor(owner);
+        _withdraw(owner, subaccount, amount);
+    }
+
+    /// @inheritdoc IVault
+    function transferMargin(uint32 fromSub, uint32 toSub, uint256 amountWad) external nonReentrant {
+        if (amountWad == 0) revert ZeroAmount();
+        if (fromSub == toSub) revert SameSubaccount(fromSub);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        address owner = msg.sender;
+        int128 delta = amountWad.toInt256().toInt128();
+        Account storage from = _accounts[owner][fromSub];
+        from.collateral -= delta;
+        _checkWithdrawable(owner, fromSub, from, amountWad);
+        _accounts[owner][toSub].collateral += delta;
+        emit MarginTransferred(msg.sender, owner, fromSub, toSub, amountWad);
+    }
+
+    /// @inheritdoc IVault
+    function setOperator(address operator, bool approved) external {
+        if (operator == address(0)) revert ZeroAddress();
+        isOperator[msg.sender][operator] = approved;
+        emit OperatorSet(msg.sender, operator, approved);
+    }
+
+    /// @notice Credit `amount` token units to the liquidity pool's balance (seed capital or donation).
+    function fundPool(uint256 amount) external nonReentrant {
+        uint256 amountWad = _toWad(amount);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        _poolBalance += amountWad.toInt256().toInt128();
+        _pull(amount);
+        emit PoolFunded(msg.sender, amount, amountWad);
+    }
+
+    /// @notice Credit `amount` token units to the insurance fund.
+    function fundInsurance(uint256 amount) external nonReentrant {
+        uint256 amountWad = _toWad(amount);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        _insuranceFund += amountWad.toUint128();
+        _pull(amount);
+        emit InsuranceFunded(msg.sender, amount, amountWad);
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @notice Wire the clearing house in. Once only: the ledger's only writer cannot be swapped.
+    function setClearingHouse(address clearingHouse_) external onlyOwner {
+        if (clearingHouse_ == address(0)) revert ZeroAddress();
+        if (clearingHouse != address(0)) revert ModuleAlreadySet(clearingHouse);
+        clearingHouse = clearingHouse_;
+        emit ModuleSet(MODULE_CLEARING_HOUSE, clearingHouse_);
+    }
+
+    /// @notice Set the guardian (may be the zero address to have none).
+    function setGuardian(address guardian_) external onlyOwner {
+        guardian = guardian_;
+        emit GuardianSet(guardian_);
+    }
+
+    /// @notice Set the pause level. The guardian may only raise it; the owner may set any level.
+    function setPauseLevel(uint8 level) external {
+        if (level > PAUSE_WITHDRAW_ONLY) revert InvalidPauseLevel(level);
+        bool isOwner = msg.sender == owner();
+        if (!isOwner && !(msg.sender == guardian && level >= pauseLevel)) revert NotGuardian(msg.sender);
+        pauseLevel = level;
+        emit PauseLevelSet(msg.sender, level);
+    }
+
+    // ------------------------------------------------------------------ module ledger
+
+    /// @inheritdoc IVault
+    function settleTrade(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        bool holdsPosition,
+        int256 collateralDelta,
+        int256 poolDelta,
+        uint256 insuranceDelta
+    ) external onlyClearingHouse returns (AccountState memory state) {
+        int256 insuranceDeltaSigned = insuranceDelta.toInt256();
+        if (collateralDelta + poolDelta + insuranceDeltaSigned != 0) {
+            revert UnbalancedSettlement(collateralDelta, poolDelta, insuranceDeltaSigned);
+        }
+        Account storage account = _accounts[owner][subaccount];
+        uint256 bit = uint256(1) << (marketId - 1);
+        uint256 markets = account.openMarkets;
+        if (holdsPosition) {
+            uint256 others = markets & ~bit;
+            if (subaccount != 0 && others != 0) {
+                revert IsolatedSubaccountInUse(owner, subaccount, _lowestMarket(others), marketId);
+            }
+            markets |= bit;
+        } else {
+            markets &= ~bit;
+        }
+        int256 newCollateral = account.collateral + collateralDelta;
+        // Casts: openMarkets only has bits below 128 (the clearing house lists at most 128 markets);
+        // collateral is range-checked by SafeCast.
+        account.collateral = newCollateral.toInt128();
+        account.openMarkets = uint128(markets);
+        int256 newPool = _poolBalance + poolDelta;
+        _poolBalance = newPool.toInt128();
+        if (insuranceDelta != 0) _insuranceFund += insuranceDelta.toUint128();
+        state = AccountState(newCollateral, markets, newPool, pauseLevel);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IVault
+    function collateral(address owner, uint32 subaccount) external view returns (int256) {
+        return _accounts[owner][subaccount].collateral;
+    }
+
+    /// @inheritdoc IVault
+    function accountValue(address owner, uint32 subaccount) external view returns (int256 value) {
+        (value,,,) = _health(owner, subaccount, _accounts[owner][subaccount]);
+    }
+
+    /// @inheritdoc IVault
+    function freeCollateral(address owner, uint32 subaccount) external view returns (int256 free) {
+        (, free,,) = _health(owner, subaccount, _accounts[owner][subaccount]);
+    }
+
+    /// @inheritdoc IVault
+    function marginRequirements(address owner, uint32 subaccount)
+        external
+        view
+        returns (uint256 initial, uint256 maintenance)
+    {
+        (,, initial, maintenance) = _health(owner, subaccount, _accounts[owner][subaccount]);
+    }
+
+    /// @inheritdoc IVault
+    function isLiquidatable(address owner, uint32 subaccount) external view returns (bool) {
+        (int256 value,,, uint256 maintenance) = _health(owner, subaccount, _accounts[owner][subaccount]);
+        // Cast: maintenance is a sum of rounded-up notionals bounded by 2^128 * 2^64.
+        return value < int256(maintenance);
+    }
+
+    /// @inheritdoc IVault
+    function insuranceFund() external view returns (uint256) {
+        return _insuranceFund;
+    }
+
+    /// @inheritdoc IVault
+    function poolBalance() external view returns (int256) {
+        return _poolBalance;
+    }
+
+    /// @inheritdoc IVault
+    function openMarkets(address owner, uint32 subaccount) external view returns (uint256) {
+        return _accounts[owner][subaccount].openMarkets;
+    }
+
+    /// @notice Convert token units to WAD (exact: multiplication by 10^(18 - decimals)).
+    function toWad(uint256 amount) external view returns (uint256) {
+        return amount * tokenScale;
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _deposit(address owner, uint32 subaccount, uint256 amount) internal {
+        uint256 amountWad = _toWad(amount);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        _accounts[owner][subaccount].collateral += amountWad.toInt256().toInt128();
+        emit Deposit(msg.sender, owner, subaccount, amount, amountWad);
+        _pull(amount);
+    }
+
+    function _withdraw(address owner, uint32 subaccount, uint256 amount) internal {
+        uint256 amountWad = _toWad(amount);
+        Account storage account = _accounts[owner][subaccount];
+        account.collateral -= amountWad.toInt256().toInt128();
+        _checkWithdrawable(owner, subaccount, account, amountWad);
+        emit Withdraw(msg.sender, owner, subaccount, amount, amountWad);
+        collateralToken.safeTransfer(owner, amount);
+    }
+
+    /// @dev After a debit: settled collateral must stay >= 0 and free collateral >= 0.
+    function _checkWithdrawable(address owner, uint32 subaccount, Account storage account, uint256 amountWad)
+        internal
+        view
+    {
+        int256 coll = account.collateral;
+        if (coll < 0) revert InsufficientCollateral(owner, subaccount, coll + int256(amountWad), amountWad);
+        if (account.openMarkets != 0) {
+            (, int256 free,,) = _health(owner, subaccount, account);
+            if (free < 0) revert InsufficientFreeCollateral(owner, subaccount, free);
+        }
+    }
+
+    /// @dev (accountValue, freeCollateral, initial, maintenance) of an account, WAD.
+    function _health(address owner, uint32 subaccount, Account storage account)
+        internal
+        view
+        returns (int256 value, int256 free, uint256 initial, uint256 maintenance)
+    {
+        int256 coll = account.collateral;
+        uint256 markets = account.openMarkets;
+        if (markets == 0) return (coll, coll, 0, 0);
+        IClearingHouse.MarginSummary memory s =
+            IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
+        value = coll + s.unrealizedPnl - s.pendingFunding;
+        // Cast: requirements are bounded well below 2^255 (sizes and prices < 2^128, ratios <= 1).
+        free = WadMath.min(coll - s.pendingFunding, value) - int256(s.initial);
+        initial = s.initial;
+        maintenance = s.maintenance;
+    }
+
+    /// @dev Pull `amount` from msg.sender after the ledger was credited; the balance delta must match.
+    function _pull(uint256 amount) internal {
+        uint256 before = collateralToken.balanceOf(address(this));
+        collateralToken.safeTransferFrom(msg.sender, address(this), amount);
+        uint256 received = collateralToken.balanceOf(address(this)) - before;
+        if (received != amount) revert TransferAmountMismatch(amount, received);
+    }
+
+    function _toWad(uint256 amount) internal view returns (uint256) {
+        if (amount == 0) revert ZeroAmount();
+        if (amount > type(uint128).max / tokenScale) revert AmountTooLarge(amount);
+        return amount * tokenScale;
+    }
+
+    function _checkActor(address owner) internal view {
+        if (msg.sender != owner && !isOperator[owner][msg.sender]) revert NotOwnerOrOperator(msg.sender, owner);
+    }
+
+    function _checkNotPaused(uint8 blockingLevel) internal view {
+        uint8 level = pauseLevel;
+        if (level >= blockingLevel) revert Paused(level);
+    }
+
+    function _lowestMarket(uint256 markets) internal pure returns (uint32 id) {
+        // Only reached on a revert path; a plain scan is clearer than bit tricks.
+        while (markets & 1 == 0) {
+            markets >>= 1;
+            id++;
+        }
+        return id + 1;
+    }
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title IClearingHouse
+/// @notice Markets (virtual AMMs priced on virtual reserves), positions, TWAPs and margin checks.
+///         Money never sits here: every trade's ledger movement is settled in the Vault, against the
+///         liquidity pool's balance (the counterparty of every trader).
+/// @dev Sign conventions: size > 0 is long. `openNotional` is the signed quote cost of the position
+///      (long: paid, > 0; short: received, < 0), so unrealized PnL = size x price - openNotional.
+///      A trade's `quote` is the signed quote flow to the trader: negative when the trader pays (buy),
+///      positive when the trader receives (sell). Fees are charged on |quote| and are not part of it.
+interface IClearingHouse {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Per-market parameters, all bounded in code (see `ClearingHouse` bounds).
+    struct MarketParams {
+        address oracle; // Chainlink AggregatorV3Interface-compatible feed of the index price
+        uint32 heartbeat; // [s] an oracle answer older than this is stale
+        uint32 twapWindow; // [s] mark/index TWAP window
+        uint64 imr; // [wad] initial margin ratio
+        uint64 mmr; // [wad] maintenance margin ratio
+        uint64 takerFee; // [wad] fee on |quote|
+        uint64 maxSpread; // [wad] price band: max |vAMM price - index| / index after a trade
+        uint64 maxOiPoolRatio; // [wad] per-side OI notional cap as a fraction of the pool balance
+        uint96 maxOpenInterest; // [wad base] per-side absolute OI cap
+        uint96 minPositionSize; // [wad base] no position may be left smaller (but zero)
+    }
+
+    /// @notice What the Vault needs to value an account: sums over the markets it holds, at the index.
+    struct MarginSummary {
+        int256 unrealizedPnl; // [wad] sum of size x index - openNotional (rounded down)
+        int256 pendingFunding; // [wad] funding owed since last settlement (positive = owed, rounded up)
+        uint256 initial; // [wad] sum |size| x index x imr (rounded up)
+        uint256 maintenance; // [wad] sum |size| x index x mmr (rounded up)
+    }
+
+    /// @notice Everything an integrator may want about a market's live state.
+    struct MarketState {
+        uint256 baseReserve; // [wad] virtual base
+        uint256 quoteReserve; // [wad] virtual quote
+        uint256 spotPrice; // [wad] quoteReserve / baseReserve
+        uint256 longOpenInterest; // [wad base]
+        uint256 shortOpenInterest; // [wad base]
+        int256 cumulativeFunding; // [wad quote per base] funding index, accrued to now
+        int256 fundingRate; // [wad per hour] applied rate
+        uint256 lastIndexPrice; // [wad] index at the last update
+        uint256 lastUpdate; // [s] timestamp of the last per-block update
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    /// @notice `marketId` is not listed.
+    error UnknownMarket(uint32 marketId);
+    /// @notice A trade of zero base.
+    error ZeroSize();
+    /// @notice `deadline` is before the block's timestamp.
+    error DeadlinePassed(uint256 deadline, uint256 timestamp);
+    /// @notice The trade's quote flow `quote` is worse than `quoteLimit`.
+    error SlippageExceeded(int256 quote, uint256 quoteLimit);
+    /// @notice The position left would be nonzero but smaller than the market's minimum.
+    error BelowMinPositionSize(uint32 marketId, int256 size, uint256 minPositionSize);
+    /// @notice The vAMM price after the trade is further than `maxSpread` from the index (and further than before).
+    error PriceBandExceeded(uint32 marketId, uint256 priceAfter, uint256 indexPrice, uint256 maxSpread);
+    /// @notice The side this trade increases would exceed its open-interest cap.
+    error OpenInterestCapExceeded(uint32 marketId, uint256 openInterest, uint256 cap);
+    /// @notice The trade would leave the account below its initial margin requirement.
+    error InsufficientMargin(address owner, uint32 subaccount, int256 freeCollateral);
+    /// @notice The account has no position in this market.
+    error NoPosition(address owner, uint32 subaccount, uint32 marketId);
+    /// @notice A buy of `baseAmount` would take the whole virtual base reserve.
+    error InsufficientLiquidity(uint32 marketId, int256 baseAmount, uint256 baseReserve);
+    /// @notice The listing limit (one bit per market in the account bitmap) is reached.
+    error TooManyMarkets(uint256 maxMarkets);
+    /// @notice A parameter is outside its hard bound; `name` says which.
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice The protocol is paused at `level`, which blocks this action.
+    error Paused(uint8 level);
+    /// @notice `caller` may not act for `owner`.
+    error NotOwnerOrOperator(address caller, address owner);
+    /// @notice The zero address was given where an address is required.
+    error ZeroAddress();
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice A market was listed.
+    event MarketListed(uint32 indexed marketId, bytes32 symbol, address oracle, uint256 baseReserve, uint256 quoteReserve);
+    /// @notice A market's parameters were set (at listing and on every change).
+    event MarketParamsSet(uint32 indexed marketId, MarketParams params);
+    /// @notice A trade (open, increase, reduce, close, flip). Everything an indexer needs.
+    /// @param quoteDelta signed quote flow to the trader (negative = paid)
+    /// @param realizedPnl PnL realized on the reduced part (excludes fee and funding)
+    /// @param fundingPaid funding settled on this position by this trade (positive = paid)
+    event PositionChanged(
+        address indexed owner,
+        uint32 indexed subaccount,
+        uint32 indexed marketId,
+        int256 baseDelta,
+        int256 quoteDelta,
+        uint256 fee,
+        int256 realizedPnl,
+        int256 fundingPaid,
+        int256 newSize,
+        int256 newOpenNotional,
+        uint256 priceAfter
+    );
+
+    // ------------------------------------------------------------------ trading
+
+    /// @notice Buy (`baseAmount > 0`) or sell base in `marketId` for the caller's `subaccount`.
+    /// @param quoteLimit buy: the most quote paid; sell: the least quote received (fee excluded)
+    /// @param deadline last timestamp at which the trade may execute
+    /// @return base the base traded (= baseAmount)
+    /// @return quote the signed quote flow to the trader (negative = paid)
+    /// @return fee the taker fee charged, WAD
+    function openPosition(uint32 subaccount, uint32 marketId, int256 baseAmount, uint256 quoteLimit, uint256 deadline)
+        external
+        returns (int256 base, int256 quote, uint256 fee);
+
+    /// @notice `openPosition` on behalf of `owner` by the owner or an approved operator.
+    function openPositionFor(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline
+    ) external returns (int256 base, int256 quote, uint256 fee);
+
+    /// @notice Close the caller's whole position in `marketId`.
+    /// @param quoteLimit closing a long (a sell): least quote received; closing a short: most quote paid
+    function closePosition(uint32 subaccount, uint32 marketId, uint256 quoteLimit, uint256 deadline)
+        external
+        returns (int256 base, int256 quote, uint256 fee);
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice A position: size, open notional and funding owed since its last settlement (positive = owed).
+    function position(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 size, int256 openNotional, int256 pendingFunding);
+
+    /// @notice What a trade of `baseAmount` would do now: quote flow to the trader and vAMM price after.
+    function quote(uint32 marketId, int256 baseAmount) external view returns (int256 quote, uint256 priceAfter);
+
+    /// @notice Margin summary of `(owner, subaccount)` over the markets in `openMarkets` (a bitmap).
+    function marginSummary(address owner, uint32 subaccount, uint256 openMarkets)
+        external
+        view
+        returns (MarginSummary memory);
+
+    /// @notice Mark price: TWAP of the vAMM price over the market's window, WAD.
+    function markPrice(uint32 marketId) external view returns (uint256);
+
+    /// @notice Index price: the validated oracle price, WAD (reverts when stale or invalid).
+    function indexPrice(uint32 marketId) external view returns (uint256);
+
+    /// @notice Current vAMM price (quote reserve / base reserve), WAD.
+    function spotPrice(uint32 marketId) external view returns (uint256);
+
+    /// @notice Mark and index TWAPs over the market's window, WAD.
+    function twaps(uint32 marketId) external view returns (uint256 markTwap, uint256 indexTwap);
+
+    /// @notice Number of listed markets; ids run from 1 to `marketCount()`.
+    function marketCount() external view returns (uint32);
+
+    /// @notice Parameters of `marketId`.
+    function marketParams(uint32 marketId) external view returns (MarketParams memory);
+
+    /// @notice Live state of `marketId`.
+    function marketState(uint32 marketId) external view returns (MarketState memory);
+}

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title IVault
+/// @notice Custody of all real money in vPerp and the ledger of who owns it: trader margin per
+///         account `(owner, subaccount)`, the liquidity pool's balance (the counterparty of every
+///         trader) and the insurance fund. Amounts in token units at the edges (`deposit`,
+///         `withdraw`); everything internal is WAD (18 decimals).
+interface IVault {
+    // ------------------------------------------------------------------ errors
+
+    /// @notice An amount of zero was given where a positive amount is required.
+    error ZeroAmount();
+    /// @notice The zero address was given where an address is required.
+    error ZeroAddress();
+    /// @notice `caller` is neither `owner` nor an operator `owner` approved.
+    error NotOwnerOrOperator(address caller, address owner);
+    /// @notice The action would leave the account with negative free collateral.
+    error InsufficientFreeCollateral(address owner, uint32 subaccount, int256 freeCollateral);
+    /// @notice The action would take the account's settled collateral below zero.
+    error InsufficientCollateral(address owner, uint32 subaccount, int256 collateral, uint256 amountWad);
+    /// @notice The protocol is paused at `level`, which blocks this action.
+    error Paused(uint8 level);
+    /// @notice The token moved a different amount than asked (fee-on-transfer or rebasing collateral).
+    error TransferAmountMismatch(uint256 expected, uint256 received);
+    /// @notice The collateral token has more than 18 decimals.
+    error UnsupportedDecimals(uint8 decimals);
+    /// @notice `transferMargin` from a sub-account to itself.
+    error SameSubaccount(uint32 subaccount);
+    /// @notice A privileged ledger call came from an address that is not the named module.
+    error UnauthorizedModule(address caller);
+    /// @notice A one-time wiring was already done.
+    error ModuleAlreadySet(address module);
+    /// @notice An isolated sub-account already holds a position in another market.
+    error IsolatedSubaccountInUse(address owner, uint32 subaccount, uint32 heldMarketId, uint32 marketId);
+    /// @notice An amount does not fit the ledger's 128-bit slots.
+    error AmountTooLarge(uint256 amount);
+    /// @notice Pause level outside 0..3.
+    error InvalidPauseLevel(uint8 level);
+    /// @notice Caller is neither the guardian nor the owner.
+    error NotGuardian(address caller);
+    /// @notice A ledger movement from a module does not sum to zero.
+    error UnbalancedSettlement(int256 collateralDelta, int256 poolDelta, int256 insuranceDelta);
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice `amount` token units (`amountWad` internal) credited to `(owner, subaccount)` by `caller`.
+    event Deposit(address indexed caller, address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 amountWad);
+    /// @notice `amount` token units (`amountWad` internal) paid out of `(owner, subaccount)` to `owner`.
+    event Withdraw(address indexed caller, address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 amountWad);
+    /// @notice Margin moved between two sub-accounts of one owner.
+    event MarginTransferred(address indexed caller, address indexed owner, uint32 fromSubaccount, uint32 toSubaccount, uint256 amountWad);
+    /// @notice `owner` approved or revoked `operator`.
+    event OperatorSet(address indexed owner, address indexed operator, bool approved);
+    /// @notice The pause level changed.
+    event PauseLevelSet(address indexed by, uint8 level);
+    /// @notice The guardian changed.
+    event GuardianSet(address indexed guardian);
+    /// @notice A module (clearing house, liquidation engine, liquidity pool) was wired in, once.
+    event ModuleSet(bytes32 indexed name, address module);
+    /// @notice Tokens credited to the liquidity pool's balance by `from` (seed or donation).
+    event PoolFunded(address indexed from, uint256 amount, uint256 amountWad);
+    /// @notice Tokens credited to the insurance fund by `from`.
+    event InsuranceFunded(address indexed from, uint256 amount, uint256 amountWad);
+
+    // ------------------------------------------------------------------ user actions
+
+    /// @notice Deposit `amount` token units into the caller's sub-account `subaccount`.
+    /// @dev Credits the balance delta the vault observed; reverts if it differs from `amount`.
+    function deposit(uint32 subaccount, uint256 amount) external;
+
+    /// @notice Deposit `amount` token units from the caller into `(owner, subaccount)`.
+    function depositFor(address owner, uint32 subaccount, uint256 amount) external;
+
+    /// @notice Withdraw `amount` token units from `(msg.sender, subaccount)` to `msg.sender`.
+    /// @dev Operators may not withdraw: funds only ever leave to the owner. Must leave free
+    ///      collateral >= 0 (initial margin, unrealized profit excluded). Open at every pause level.
+    function withdraw(uint32 subaccount, uint256 amount) external;
+
+    /// @notice Withdraw on behalf of `owner` (caller must be owner or operator); tokens go to `owner`.
+    function withdrawFor(address owner, uint32 subaccount, uint256 amount) external;
+
+    /// @notice Move `amountWad` of margin between two of the caller's sub-accounts.
+    function transferMargin(uint32 fromSub, uint32 toSub, uint256 amountWad) external;
+
+    /// @notice Approve or revoke `operator` to trade and move margin for all of the caller's accounts.
+    function setOperator(address operator, bool approved) external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Settled collateral of an account, WAD (may be negative only transiently, before bad debt settles).
+    function collateral(address owner, uint32 subaccount) external view returns (int256);
+
+    /// @notice collateral + unrealized PnL at the index - pending funding, WAD.
+    function accountValue(address owner, uint32 subaccount) external view returns (int256);
+
+    /// @notice min(collateral - pendingFunding, accountValue) - initial requirement, WAD.
+    function freeCollateral(address owner, uint32 subaccount) external view returns (int256);
+
+    /// @notice Initial and maintenance margin requirements at the index, WAD (rounded up).
+    function marginRequirements(address owner, uint32 subaccount) external view returns (uint256 initial, uint256 maintenance);
+
+    /// @notice True iff accountValue < maintenance requirement.
+    function isLiquidatable(address owner, uint32 subaccount) external view returns (bool);
+
+    /// @notice Insurance fund balance, WAD.
+    function insuranceFund() external view returns (uint256);
+
+    /// @notice The liquidity pool's settled balance in the vault, WAD (the traders' counterparty).
+    function poolBalance() external view returns (int256);
+
+    /// @notice Bitmap of the markets `(owner, subaccount)` holds a position in (bit `marketId - 1`).
+    function openMarkets(address owner, uint32 subaccount) external view returns (uint256);
+
+    /// @notice Whether `operator` may act for `owner`.
+    function isOperator(address owner, address operator) external view returns (bool);
+
+    /// @notice The current pause level (0 none, 1 no new risk, 2 no trading, 3 withdrawals only).
+    function pauseLevel() external view returns (uint8);
+
+    // ------------------------------------------------------------------ module ledger
+
+    /// @notice Result of a ledger settlement, returned to the module so it can run its checks.
+    struct AccountState {
+        int256 collateral; // [wad] settled collateral after the settlement
+        uint256 openMarkets; // bitmap after the settlement
+        int256 poolBalance; // [wad] pool balance after the settlement
+        uint8 pauseLevel;
+    }
+
+    /// @notice Clearing-house only: apply a trade's ledger movements to `(owner, subaccount)` and
+    ///         record whether the account holds a position in `marketId` afterwards.
+    /// @dev `collateralDelta + poolDelta + insuranceDelta` must be zero: money only moves.
+    function settleTrade(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        bool holdsPosition,
+        int256 collateralDelta,
+        int256 poolDelta,
+        uint256 insuranceDelta
+    ) external returns (AccountState memory);
+}

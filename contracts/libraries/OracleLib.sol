@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+
+/// @title OracleLib
+/// @notice Reads a Chainlink-compatible feed and returns a validated WAD price.
+/// @dev Rejects answers that are not positive and answers older than the feed's heartbeat; scales
+///      the feed's decimals to 18 exactly (feeds with more than 18 decimals are refused at listing).
+///      There is no "last good price" fallback: a stale index stops every action that needs it,
+///      which is the only choice that cannot be gamed (SPEC 8; docs/margin.md says what stays open).
+library OracleLib {
+    /// @notice The feed answered `answer`, which is not a positive price.
+    error InvalidOraclePrice(address feed, int256 answer);
+    /// @notice The feed's last update at `updatedAt` is older than `heartbeat` seconds.
+    error StaleOracle(address feed, uint256 updatedAt, uint256 heartbeat);
+    /// @notice The feed has more than 18 decimals.
+    error UnsupportedOracleDecimals(address feed, uint8 decimals);
+
+    /// @notice Validated price of `feed` in WAD.
+    /// @param scale 10^(18 - feed decimals), computed once at listing by `scaleOf`.
+    function readWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (uint256) {
+        (, int256 answer,, uint256 updatedAt,) = AggregatorV3Interface(feed).latestRoundData();
+        if (answer <= 0) revert InvalidOraclePrice(feed, answer);
+        // updatedAt in the future (clock skew on a test chain) counts as fresh.
+        if (updatedAt + heartbeat < block.timestamp) revert StaleOracle(feed, updatedAt, heartbeat);
+        // Cast: answer > 0 was checked above.
+        return uint256(answer) * scale;
+    }
+
+    /// @notice 10^(18 - decimals) for `feed`; reverts above 18 decimals.
+    function scaleOf(address feed) internal view returns (uint256) {
+        uint8 dec = AggregatorV3Interface(feed).decimals();
+        if (dec > 18) revert UnsupportedOracleDecimals(feed, dec);
+        return 10 ** (18 - dec);
+    }
+}

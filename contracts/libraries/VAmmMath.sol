@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {WadMath} from "./WadMath.sol";
+
+/// @title VAmmMath
+/// @notice Constant-product pricing on virtual reserves and position accounting.
+/// @dev Formulas (mirrored to the wei by `vperp.model`):
+///      buy b base:  quoteIn  = ceil(y * b / (x - b)), reserves (x - b, y + quoteIn)
+///      sell b base: quoteOut = floor(y * b / (x + b)), reserves (x + b, y - quoteOut)
+///      Both round against the trader, so k = x * y never decreases.
+library VAmmMath {
+    using WadMath for uint256;
+    using WadMath for int256;
+
+    /// @notice Swap `base` (signed; > 0 buys) against reserves (x, y).
+    /// @return quote signed quote flow to the trader (negative = paid)
+    /// @return x1 base reserve after
+    /// @return y1 quote reserve after
+    function swap(uint256 x, uint256 y, int256 base) internal pure returns (int256 quote, uint256 x1, uint256 y1) {
+        if (base > 0) {
+            // Cast: base > 0.
+            uint256 b = uint256(base);
+            // Callers check b < x first (InsufficientLiquidity); this subtraction would revert otherwise.
+            x1 = x - b;
+            uint256 quoteIn = y.mulDivUp(b, x1);
+            y1 = y + quoteIn;
+            quote = -WadMath.toInt(quoteIn);
+        } else {
+            uint256 b = WadMath.abs(base);
+            x1 = x + b;
+            uint256 quoteOut = y.mulDivDown(b, x1);
+            y1 = y - quoteOut;
+            quote = WadMath.toInt(quoteOut);
+        }
+    }
+
+    /// @notice vAMM price y / x in WAD, rounded down.
+    function price(uint256 x, uint256 y) internal pure returns (uint256) {
+        return y.divWadDown(x);
+    }
+
+    /// @notice Apply a trade (`base`, `quote` flow to the trader) to a position (`size`, `openNotional`).
+    /// @dev Increase: the whole quote cost joins the basis. Reduce: the removed basis is pro rata,
+    ///      rounded up (toward +inf), so the realized PnL = quote - removed rounds down. Flip: the
+    ///      closing part of the quote is pro rata, rounded down, realized against the whole basis;
+    ///      the rest opens the new position. In every case realized + new basis == old basis + cost
+    ///      exactly: rounding only decides when a wei is realized, never creates one.
+    function applyTrade(int256 size, int256 openNotional, int256 base, int256 quote)
+        internal
+        pure
+        returns (int256 newSize, int256 newOpenNotional, int256 realizedPnl)
+    {
+        newSize = size + base;
+        if (size == 0 || (size > 0) == (base > 0)) {
+            return (newSize, openNotional - quote, 0);
+        }
+        uint256 absSize = WadMath.abs(size);
+        uint256 absBase = WadMath.abs(base);
+        if (absBase <= absSize) {
+            int256 removed = openNotional.sMulDivUp(absBase, absSize);
+            return (newSize, openNotional - removed, quote - removed);
+        }
+        int256 closingQuote = quote.sMulDivDown(absSize, absBase);
+        return (newSize, -(quote - closingQuote), closingQuote - openNotional);
+    }
+}

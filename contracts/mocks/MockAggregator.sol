@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+
+/// @notice Test-only price feed following Chainlink's MockV3Aggregator conventions:
+///         `updateAnswer(int256)` stamps the current block time; `updateRoundData` sets any time.
+contract MockAggregator is AggregatorV3Interface {
+    uint8 public immutable decimals;
+    int256 public latestAnswer;
+    uint256 public latestTimestamp;
+    uint256 public latestRound;
+    string public description;
+
+    constructor(uint8 decimals_, int256 initialAnswer, string memory description_) {
+        decimals = decimals_;
+        description = description_;
+        updateAnswer(initialAnswer);
+    }
+
+    function version() external pure returns (uint256) {
+        return 0;
+    }
+
+    function updateAnswer(int256 answer) public {
+        latestAnswer = answer;
+        latestTimestamp = block.timestamp;
+        latestRound++;
+    }
+
+    function updateRoundData(uint80 roundId, int256 answer, uint256 timestamp, uint256) external {
+        latestRound = roundId;
+        latestAnswer = answer;
+        latestTimestamp = timestamp;
+    }
+
+    function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
+        // Cast: rounds are counted from 1 and stay far below 2^80.
+        uint80 round = uint80(latestRound);
+        return (round, latestAnswer, latestTimestamp, latestTimestamp, round);
+    }
+}

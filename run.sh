@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# vPerp's one entry point for newcomers and CI. Every command first makes sure the toolchain is in
+# place (idempotent: a second run installs nothing), then runs the job.
+#
+#   ./run.sh demo   [ape args]   deploy on the embedded local chain and run the demonstration
+#   ./run.sh test   [ape args]   run the test suite (add --network ethereum:local:foundry for Anvil)
+#   ./run.sh gas                 regenerate docs/gas.md
+#   ./run.sh setup               only set up
+#   ./run.sh ape ...             any ape command inside the environment
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+
+setup() {
+  # Python: a project-local virtualenv with the pinned packages (pyproject.toml).
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  local stamp=.venv/.vperp-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -e .
+    touch "$stamp"
+  fi
+  # npm: the official Solidity compiler (WebAssembly), Anvil, OpenZeppelin and Solady, from the lockfile.
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+env_vars() {
+  # py-solc-x finds `solc-v<version>` here: a shim over the WebAssembly compiler (tools/solc-wasm.js).
+  export SOLCX_BINARY_PATH="$ROOT/tools/solcx"
+  export PATH="$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
+  export MPLBACKEND=Agg
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  setup) setup; env_vars; ape compile ;;
+  demo) setup; env_vars; ape compile >/dev/null; exec ape run demo "$@" ;;
+  test) setup; env_vars; ape compile >/dev/null; exec ape test tests "$@" ;;
+  gas) setup; env_vars; ape compile >/dev/null; exec ape run gas "$@" ;;
+  ape) setup; env_vars; exec ape "$@" ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
+esac

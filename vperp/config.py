@@ -1,0 +1,74 @@
+"""Deployment configuration: which markets to list and with what parameters.
+
+All ratios and amounts are plain Python numbers in human units here (0.1 = 10 %, 3000 = $3000);
+`to_params` converts them to the contracts' WAD integers exactly (via Decimal, never float math).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+WAD = 10**18
+
+
+def wad(x) -> int:
+    """Exact WAD integer of a human number (str/int/float/Decimal); floats go through their repr."""
+    d = Decimal(str(x)) * WAD
+    if d != d.to_integral_value():
+        raise ValueError(f"{x!r} has more than 18 decimals")
+    return int(d)
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    symbol: str
+    price: float  # initial mock oracle price (local chains), quote per base
+    oracle: str = "mock"  # "mock" or the address of a Chainlink-compatible feed
+    oracle_decimals: int = 8
+    heartbeat: int = 86_400  # [s]; mock feeds on local chains: 24 h so time-travel tests stay valid
+    twap_window: int = 900  # [s]
+    imr: float = 0.10
+    mmr: float = 0.05
+    taker_fee: float = 0.001
+    insurance_fee_share: float = 0.2
+    max_spread: float = 0.10
+    max_oi_pool_ratio: float = 2.0
+    max_open_interest: float = 10_000  # base units per side
+    min_position_size: float = 0.01  # base units
+    base_reserve: float = 10_000  # virtual base; the virtual quote is base_reserve x index
+
+    def to_params(self, oracle_address: str) -> tuple:
+        """The `IClearingHouse.MarketParams` tuple, in struct order."""
+        return (
+            oracle_address,
+            self.heartbeat,
+            self.twap_window,
+            wad(self.imr),
+            wad(self.mmr),
+            wad(self.taker_fee),
+            wad(self.max_spread),
+            wad(self.max_oi_pool_ratio),
+            wad(self.max_open_interest),
+            wad(self.min_position_size),
+        )
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    markets: tuple[MarketConfig, ...] = field(
+        default_factory=lambda: (
+            MarketConfig("ETH", price=3000, max_open_interest=10_000, min_position_size=0.01, base_reserve=10_000),
+            MarketConfig("BTC", price=60_000, max_open_interest=500, min_position_size=0.001, base_reserve=500),
+        )
+    )
+    collateral: str = "mock"  # "mock" (mintable 6-decimal token) or an ERC-20 address
+    collateral_decimals: int = 6
+    pool_seed: float = 10_000_000  # collateral units seeded into the liquidity pool's balance
+    insurance_seed: float = 0
+
+    def with_markets(self, *markets: MarketConfig) -> "DeployConfig":
+        return replace(self, markets=tuple(markets))
+
+
+def default_config() -> DeployConfig:
+    return DeployConfig()

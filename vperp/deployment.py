@@ -1,0 +1,94 @@
+"""`deploy(deployer, config=None) -> System`: the whole protocol on the connected Ape network."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .config import DeployConfig, MarketConfig, default_config, wad
+
+
+@dataclass
+class Market:
+    symbol: str
+    id: int
+    oracle: Any  # contract instance of the feed (MockAggregator on local chains)
+    config: MarketConfig
+
+
+@dataclass
+class System:
+    """Handles to every deployed contract. `.funding` is the contract with `pokeFunding`/`fundingState`."""
+
+    vault: Any
+    clearing_house: Any
+    collateral: Any
+    markets: dict[str, Market]
+    deployer: Any
+    config: DeployConfig
+    liquidation: Any = None
+    pool: Any = None
+    funding: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def token_scale(self) -> int:
+        return 10 ** (18 - self.config.collateral_decimals)
+
+    def units(self, amount) -> int:
+        """Token units of a human amount of collateral (e.g. 1000 -> 1000 * 10**decimals)."""
+        return int(Decimal(str(amount)) * 10**self.config.collateral_decimals)
+
+    def fund(self, account, amount, subaccount: int = 0) -> int:
+        """Mint (mock collateral only) and deposit `amount` human units for `account`; returns token units."""
+        units = self.units(amount)
+        self.collateral.mint(account, units, sender=account)
+        self.collateral.approve(self.vault, units, sender=account)
+        self.vault.deposit(subaccount, units, sender=account)
+        return units
+
+    def set_price(self, symbol: str, price, sender=None) -> None:
+        """Move a mock oracle to `price` (human units)."""
+        m = self.markets[symbol]
+        answer = int(Decimal(str(price)) * 10**m.config.oracle_decimals)
+        m.oracle.updateAnswer(answer, sender=sender or self.deployer)
+
+
+def deploy(deployer, config: DeployConfig | None = None) -> System:
+    """Deploy vPerp with `deployer` as owner and guardian on the connected network."""
+    from ape import project
+
+    config = config or default_config()
+    if config.collateral == "mock":
+        collateral = project.MockERC20.deploy("USD Coin (mock)", "USDC", config.collateral_decimals, sender=deployer)
+    else:
+        collateral = project.MockERC20.at(config.collateral)
+    vault = project.Vault.deploy(collateral, deployer, sender=deployer)
+    ch = project.ClearingHouse.deploy(vault, deployer, sender=deployer)
+    vault.setClearingHouse(ch, sender=deployer)
+
+    markets: dict[str, Market] = {}
+    for mc in config.markets:
+        if mc.oracle == "mock":
+            answer = int(Decimal(str(mc.price)) * 10**mc.oracle_decimals)
+            oracle = project.MockAggregator.deploy(mc.oracle_decimals, answer, f"{mc.symbol} / USD", sender=deployer)
+        else:
+            oracle = project.MockAggregator.at(mc.oracle)
+        symbol = mc.symbol.encode().ljust(32, b"\0")
+        receipt = ch.listMarket(
+            symbol, mc.to_params(oracle.address), wad(mc.insurance_fee_share), wad(mc.base_reserve), sender=deployer
+        )
+        (listed,) = [log for log in receipt.events if log.event_name == "MarketListed"]
+        market_id = listed.marketId
+        markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
+
+    system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,
+                    deployer=deployer, config=config)
+    for seed, fn in ((config.pool_seed, vault.fundPool), (config.insurance_seed, vault.fundInsurance)):
+        if seed:
+            units = system.units(seed)
+            if config.collateral == "mock":
+                collateral.mint(deployer, units, sender=deployer)
+            collateral.approve(vault, units, sender=deployer)
+            fn(units, sender=deployer)
+    return system
