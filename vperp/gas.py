@@ -1,0 +1,113 @@
+"""Gas table: runs every user-facing operation on a fresh local deployment and reports gas used.
+
+Gas is read from transaction receipts, so it is the same on the embedded chain and on Anvil.
+`./run.sh gas` writes docs/gas.md; the previous table's figures are shown next to the new ones.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from .config import DeployConfig, MarketConfig, default_config
+from .deployment import deploy
+
+WAD = 10**18
+BIG = 2**255
+
+
+def _deadline(chain):
+    return chain.pending_timestamp + 3600
+
+
+def measure(accounts, chain) -> list[tuple[str, int, str]]:
+    """Return rows (operation, gas, what exactly was measured)."""
+    rows: list[tuple[str, int, str]] = []
+    deployer, alice, bob, carol = accounts[0], accounts[1], accounts[2], accounts[3]
+
+    # Ten markets so the cross-margin check can be measured at 1, 2, 5 and 10 markets held.
+    base = default_config()
+    extra = [replace(base.markets[0], symbol=f"M{i}") for i in range(3, 11)]
+    cfg = base.with_markets(*base.markets, *extra)
+    s = deploy(deployer, cfg)
+    ch, vault, usdc = s.clearing_house, s.vault, s.collateral
+
+    units = s.units(1_000_000)
+    for who in (alice, bob, carol):
+        usdc.mint(who, units * 3, sender=who)
+        usdc.approve(vault, units * 3, sender=who)
+
+    tx = vault.deposit(0, units, sender=alice)
+    rows.append(("deposit (first, new account)", tx.gas_used, "Vault.deposit into an empty sub-account"))
+    tx = vault.deposit(0, units, sender=alice)
+    rows.append(("deposit (existing balance)", tx.gas_used, "Vault.deposit into a funded sub-account"))
+    tx = vault.withdraw(0, s.units(1000), sender=alice)
+    rows.append(("withdraw (no positions)", tx.gas_used, "Vault.withdraw, account holds no position"))
+    tx = vault.transferMargin(0, 1, 1000 * WAD, sender=alice)
+    rows.append(("transferMargin (to new sub-account)", tx.gas_used, "cross -> isolated, no positions"))
+    vault.deposit(0, units, sender=bob, )
+    vault.deposit(0, units, sender=carol)
+
+    # Warm the ETH market in an earlier block (another trader), so the measured open pays only
+    # for its own position, as a trader arriving at a live market does.
+    ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=bob)
+    chain.mine()
+    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
+    rows.append(("openPosition (new position, warm market)", tx.gas_used, "first position of the account, market traded in an earlier block"))
+    chain.mine()
+    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
+    rows.append(("openPosition (increase)", tx.gas_used, "same direction, next block"))
+    chain.mine()
+    tx = ch.openPosition(0, 1, -WAD // 2, 0, _deadline(chain), sender=alice)
+    rows.append(("openPosition (reduce)", tx.gas_used, "half of the increase, next block"))
+    chain.mine()
+    tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=alice)
+    rows.append(("closePosition", tx.gas_used, "whole position, next block"))
+    chain.mine()
+    ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
+    chain.mine()
+    tx = ch.openPosition(0, 1, -3 * WAD, 0, _deadline(chain), sender=alice)
+    rows.append(("openPosition (flip long -> short)", tx.gas_used, "through zero in one call"))
+    chain.mine()
+    tx = vault.withdraw(0, s.units(1000), sender=alice)
+    rows.append(("withdraw (1 open position)", tx.gas_used, "free-collateral check over one market"))
+
+    # Cross-margin check cost: carol holds N markets, then increases her market-1 position.
+    held = 0
+    for n in (1, 2, 5, 10):
+        while held < n:
+            held += 1
+            size = WAD // 10 if held == 2 else WAD
+            ch.openPosition(0, held, size, BIG, _deadline(chain), sender=carol)
+        chain.mine()
+        tx = ch.openPosition(0, 1, WAD // 10, BIG, _deadline(chain), sender=carol)
+        rows.append((f"openPosition (increase) holding {n} market(s)", tx.gas_used, "cross-margin check over every market held"))
+    return rows
+
+
+def render(rows, previous: dict[str, int]) -> str:
+    out = [
+        "# Gas table",
+        "",
+        "Produced by `./run.sh gas` (vperp/gas.py) on a fresh local deployment with the default",
+        "config plus eight more ETH-like markets. Gas from receipts: identical on the embedded chain",
+        "and on Anvil. 'previous' is the table this one replaced.",
+        "",
+        "| operation | gas | previous | change | what is measured |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, gas, what in rows:
+        prev = previous.get(name)
+        change = "" if prev is None else f"{gas - prev:+d}"
+        out.append(f"| {name} | {gas:,} | {'' if prev is None else f'{prev:,}'} | {change} | {what} |")
+    return "\n".join(out) + "\n"
+
+
+def read_previous(path: Path) -> dict[str, int]:
+    prev: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            m = re.match(r"\| (.+?) \| ([\d,]+) \|", line)
+            if m:
+                prev[m.group(1)] = int(m.group(2).replace(",", ""))
+    return prev
