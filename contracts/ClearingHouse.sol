@@ -10,6 +10,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
+import {FundingMath} from "./libraries/FundingMath.sol";
 
 /// @title ClearingHouse
 /// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
@@ -46,6 +47,19 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MAX_HEARTBEAT = 2 days;
     uint256 internal constant MIN_BASE_RESERVE = 1e18;
     uint256 internal constant MAX_RESERVE = 1e36;
+    uint256 internal constant MAX_FUNDING_RATE = 0.01e18; // 1 %/h
+    uint256 internal constant MIN_RATE_VELOCITY = 1e10;
+    uint256 internal constant MAX_RATE_VELOCITY = 0.1e18;
+    uint256 internal constant MIN_SMOOTHING_TAU = 60;
+    uint256 internal constant MAX_SMOOTHING_TAU = 7 days;
+    uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
+
+    /// @notice Funding defaults at listing (SPEC 5): 24 h period, 0.1 %/h cap, tau 4 h,
+    ///         0.05 %/h per hour velocity, no baseline.
+    uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
+    uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
+    uint32 public constant DEFAULT_SMOOTHING_TAU = 4 hours;
+    uint16 public constant DEFAULT_FUNDING_PERIOD_HOURS = 24;
 
     uint8 internal constant PAUSE_NO_NEW_RISK = 1;
     uint8 internal constant PAUSE_NO_TRADING = 2;
@@ -66,6 +80,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         uint32 heartbeat; // [s]
         uint32 twapWindow; // [s]
         uint8 oracleScaleExp; // 18 - feed decimals
+        uint8 id; // this market's id (<= MAX_MARKETS), for events from internal code
         // slot 1
         uint64 imr; // [wad]
         uint64 mmr; // [wad]
@@ -84,14 +99,22 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // slot 5
         Observation accumulator; // cumulative sums up to `accumulator.timestamp`
         // slot 6
-        int128 cumulativeFunding; // [wad quote per base]
-        int64 fundingRate; // [wad per hour] applied
-        uint8 observationHead; // index of the newest observation
+        FundingState funding;
         // slot 7
         uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
         uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
-        // slots 8..15
+        // slot 8
+        FundingParams fundingParams;
+        // slots 9..16
         Observation[OBSERVATIONS] observations;
+    }
+
+    /// @dev Written at most once per block per market, as one slot.
+    struct FundingState {
+        int112 cumulativeFunding; // [wad quote per base] funding index: what one long base has paid
+        int64 rate; // [wad per hour] applied rate at the last update
+        int64 target; // [wad per hour] target in force since the last sample
+        uint8 observationHead; // index of the newest TWAP observation
     }
 
     struct Position {
@@ -129,6 +152,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         }
         marketId = ++_marketCount;
         Market storage m = _markets[marketId];
+        // Cast: marketId <= MAX_MARKETS = 128.
+        m.id = uint8(marketId);
         _setParams(marketId, m, params, insuranceFeeShare_);
         uint256 index = _index(m);
         uint256 quoteReserve = baseReserve.mulWadDown(index);
@@ -144,6 +169,17 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         for (uint256 i; i < OBSERVATIONS; ++i) {
             m.observations[i] = start;
         }
+        _setFundingParams(
+            marketId,
+            m,
+            FundingParams({
+                maxFundingRate: DEFAULT_MAX_FUNDING_RATE,
+                maxRateVelocity: DEFAULT_MAX_RATE_VELOCITY,
+                baselineRate: 0,
+                smoothingTau: DEFAULT_SMOOTHING_TAU,
+                fundingPeriodHours: DEFAULT_FUNDING_PERIOD_HOURS
+            })
+        );
         symbolOf[marketId] = symbol;
         emit MarketListed(marketId, symbol, params.oracle, baseReserve, quoteReserve);
     }
@@ -156,6 +192,53 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         Market storage m = _market(marketId);
         _update(m, _index(m));
         _setParams(marketId, m, params, insuranceFeeShare);
+    }
+
+    /// @notice Change a market's funding parameters within the hard bounds; accrues funding first
+    ///         at the old parameters, then clamps the applied and target rates to the new cap.
+    function setFundingParams(uint32 marketId, FundingParams calldata params) external onlyOwner {
+        Market storage m = _market(marketId);
+        _update(m, _index(m));
+        _setFundingParams(marketId, m, params);
+    }
+
+    // ------------------------------------------------------------------ funding
+
+    /// @inheritdoc IClearingHouse
+    function pokeFunding(uint32 marketId) external nonReentrant {
+        Market storage m = _market(marketId);
+        _update(m, _index(m));
+    }
+
+    /// @inheritdoc IClearingHouse
+    function fundingState(uint32 marketId)
+        external
+        view
+        returns (
+            int256 appliedRate,
+            int256 targetRate,
+            int256 premium,
+            uint256 markTwap,
+            uint256 indexTwap,
+            int256 projected1h,
+            int256 projected8h
+        )
+    {
+        Market storage m = _market(marketId);
+        FundingParams memory f = m.fundingParams;
+        FundingState memory fs = m.funding;
+        (appliedRate,) = FundingMath.evolve(
+            fs.rate, fs.target, block.timestamp - m.accumulator.timestamp, f.smoothingTau, f.maxRateVelocity
+        );
+        (markTwap, indexTwap) = _twaps(m);
+        (premium, targetRate) = _target(f, markTwap, indexTwap);
+        (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
+        (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function fundingParams(uint32 marketId) external view returns (FundingParams memory) {
+        return _market(marketId).fundingParams;
     }
 
     // ------------------------------------------------------------------ trading
@@ -287,7 +370,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             longOpenInterest: m.longOpenInterest,
             shortOpenInterest: m.shortOpenInterest,
             cumulativeFunding: _cumulativeFundingNow(m),
-            fundingRate: m.fundingRate,
+            fundingRate: m.funding.rate,
+            targetRate: m.funding.target,
             lastIndexPrice: m.lastIndexPrice,
             lastUpdate: m.accumulator.timestamp
         });
@@ -323,7 +407,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         Position storage p = _positions[marketId][owner][subaccount];
         TradeResult memory r;
         int256 size = p.size;
-        int256 cumulativeFunding = m.cumulativeFunding;
+        int256 cumulativeFunding = m.funding.cumulativeFunding;
         if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
 
         // vAMM swap and price band.
@@ -499,16 +583,21 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
-    ///      (vAMM price before this block's first trade, index as last observed), accrue funding,
-    ///      record the new index, and write a ring observation when a new quarter-window began.
+    ///      (vAMM price before this block's first trade, index as last observed), move the applied
+    ///      funding rate toward its target and accrue the funding index over the interval (at the
+    ///      index that held during it), record the new index, and at each new quarter-window write
+    ///      a ring observation and re-sample the funding target from the TWAPs.
     function _update(Market storage m, uint256 index) internal {
         Observation memory acc = m.accumulator;
         if (acc.timestamp == block.timestamp) return;
         uint256 dt = block.timestamp - acc.timestamp;
         uint256 lastIndex = m.lastIndexPrice;
         uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
-        uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
-        bool newObservation = block.timestamp / quarter != acc.timestamp / quarter;
+        bool newObservation;
+        {
+            uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
+            newObservation = block.timestamp / quarter != acc.timestamp / quarter;
+        }
         unchecked {
             // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
             acc.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
@@ -517,46 +606,85 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // Cast: timestamps fit 32 bits until 2106.
         acc.timestamp = uint32(block.timestamp);
         m.accumulator = acc;
-        if (m.fundingRate != 0) {
-            m.cumulativeFunding = (m.cumulativeFunding + _fundingAccrual(m.fundingRate, lastIndex, dt)).toInt128();
-        }
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
-        if (newObservation) {
-            uint8 head = uint8((m.observationHead + 1) % OBSERVATIONS);
-            m.observationHead = head;
-            m.observations[head] = acc;
+
+        FundingState memory fs = m.funding;
+        if (fs.rate == 0 && fs.target == 0 && !newObservation) return;
+        FundingParams memory f = m.fundingParams;
+        if (fs.rate != 0 || fs.target != 0) {
+            (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
+            fs.rate = rate.toInt64();
+            fs.cumulativeFunding = (fs.cumulativeFunding + _fundingAccrual(area, lastIndex)).toInt112();
         }
+        if (newObservation) {
+            fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
+            m.observations[fs.observationHead] = acc;
+            (uint256 markTwap, uint256 indexTwap) = _twapsFrom(m, acc, fs.observationHead);
+            (int256 premium, int256 target) = _target(f, markTwap, indexTwap);
+            fs.target = target.toInt64();
+            emit FundingSampled(
+                _idOf(m), premium, target, fs.rate, fs.cumulativeFunding, markTwap, indexTwap
+            );
+        }
+        m.funding = fs;
     }
 
-    /// @dev Funding per base accrued over `dt` at `rate` per hour on price `indexPrice`, rounded down.
-    function _fundingAccrual(int256 rate, uint256 indexPrice, uint256 dt) internal pure returns (int256) {
-        return rate.sMulWadDown(indexPrice * dt / 1 hours);
+    /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
+    ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
+    ///      per-position amount owed is rounded up (SPEC 5).
+    function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
+        return area.sMulDivDown(indexPrice, 1 hours * WadMath.WAD);
     }
 
     /// @dev The market's funding index accrued to now (what `_update` would make it), for views.
     function _cumulativeFundingNow(Market storage m) internal view returns (int256 cf) {
-        cf = m.cumulativeFunding;
-        int256 rate = m.fundingRate;
+        FundingState memory fs = m.funding;
+        cf = fs.cumulativeFunding;
+        if (fs.rate == 0 && fs.target == 0) return cf;
         uint256 last = m.accumulator.timestamp;
-        if (rate != 0 && block.timestamp > last) {
-            cf += _fundingAccrual(rate, m.lastIndexPrice, block.timestamp - last);
-        }
+        if (block.timestamp == last) return cf;
+        FundingParams memory f = m.fundingParams;
+        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
+        cf += _fundingAccrual(area, m.lastIndexPrice);
     }
 
-    /// @dev Mark and index TWAPs over [anchor, now], the anchor being the newest observation at
-    ///      least one window old (or the oldest one while the market is younger than a window).
+    /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline).
+    function _target(FundingParams memory f, uint256 markTwap, uint256 indexTwap)
+        internal
+        pure
+        returns (int256 premium, int256 target)
+    {
+        premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WadMath.WAD) / indexTwap.toInt256();
+        target = FundingMath.clamp(premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate, f.maxFundingRate);
+    }
+
+    /// @dev Market id from its storage slot is not recoverable cheaply; markets store their id.
+    function _idOf(Market storage m) internal view returns (uint32) {
+        return m.id;
+    }
+
+    /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
     function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
         Observation memory acc = m.accumulator;
-        uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
-        uint256 lastIndex = m.lastIndexPrice;
-        uint256 nowTs = block.timestamp;
-        uint256 markNow;
-        uint256 indexNow;
+        uint256 dt = block.timestamp - acc.timestamp;
         unchecked {
-            markNow = uint256(acc.markCumulative) + spot * (nowTs - acc.timestamp);
-            indexNow = uint256(acc.indexCumulative) + lastIndex * (nowTs - acc.timestamp);
+            acc.markCumulative = uint112(uint256(acc.markCumulative) + VAmmMath.price(m.baseReserve, m.quoteReserve) * dt);
+            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + uint256(m.lastIndexPrice) * dt);
         }
-        uint256 head = m.observationHead;
+        acc.timestamp = uint32(block.timestamp);
+        return _twapsFrom(m, acc, m.funding.observationHead);
+    }
+
+    /// @dev TWAPs from the ring anchor to `current` (an accumulator at block.timestamp). The anchor
+    ///      is the newest observation at least one window old, or the oldest one while the market
+    ///      is younger than a window. Within one block the result cannot move: `current` only
+    ///      includes prices that held before this block.
+    function _twapsFrom(Market storage m, Observation memory current, uint256 head)
+        internal
+        view
+        returns (uint256 markTwap, uint256 indexTwap)
+    {
+        uint256 nowTs = current.timestamp;
         uint256 target = nowTs > m.twapWindow ? nowTs - m.twapWindow : 0;
         Observation memory anchor;
         for (uint256 i; i < OBSERVATIONS; ++i) {
@@ -564,12 +692,27 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             if (anchor.timestamp <= target) break;
         }
         uint256 span = nowTs - anchor.timestamp;
-        if (span == 0) return (spot, lastIndex);
+        if (span == 0) return (VAmmMath.price(m.baseReserve, m.quoteReserve), m.lastIndexPrice);
         unchecked {
             // Differences modulo 2^112 recover the true sums over the span.
-            markTwap = ((markNow - anchor.markCumulative) & type(uint112).max) / span;
-            indexTwap = ((indexNow - anchor.indexCumulative) & type(uint112).max) / span;
+            markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
+            indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
         }
+    }
+
+    function _setFundingParams(uint32 marketId, Market storage m, FundingParams memory p) internal {
+        _bound("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
+        _bound("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
+        _bound("smoothingTau", p.smoothingTau, MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU);
+        _bound("fundingPeriodHours", p.fundingPeriodHours, 1, MAX_FUNDING_PERIOD_HOURS);
+        _bound("baselineRate", WadMath.abs(p.baselineRate), 0, p.maxFundingRate);
+        m.fundingParams = p;
+        FundingState memory fs = m.funding;
+        // Casts: clamped to maxFundingRate <= 1e16, within int64.
+        fs.rate = int64(FundingMath.clamp(fs.rate, p.maxFundingRate));
+        fs.target = int64(FundingMath.clamp(fs.target, p.maxFundingRate));
+        m.funding = fs;
+        emit FundingParamsSet(marketId, p);
     }
 
     function _setParams(uint32 marketId, Market storage m, MarketParams calldata p, uint64 insuranceShare) internal {

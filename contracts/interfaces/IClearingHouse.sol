@@ -26,6 +26,15 @@ interface IClearingHouse {
         uint96 minPositionSize; // [wad base] no position may be left smaller (but zero)
     }
 
+    /// @notice Per-market funding parameters (SPEC 5), bounded in code.
+    struct FundingParams {
+        uint64 maxFundingRate; // [wad per hour] clamp on the target and applied rate
+        uint64 maxRateVelocity; // [wad per hour per hour] fastest the applied rate may move
+        int64 baselineRate; // [wad per hour] constant (interest) term added to the target
+        uint32 smoothingTau; // [s] time constant of the exponential kernel
+        uint16 fundingPeriodHours; // [h] target = premium / fundingPeriodHours
+    }
+
     /// @notice What the Vault needs to value an account: sums over the markets it holds, at the index.
     struct MarginSummary {
         int256 unrealizedPnl; // [wad] sum of size x index - openNotional (rounded down)
@@ -42,7 +51,8 @@ interface IClearingHouse {
         uint256 longOpenInterest; // [wad base]
         uint256 shortOpenInterest; // [wad base]
         int256 cumulativeFunding; // [wad quote per base] funding index, accrued to now
-        int256 fundingRate; // [wad per hour] applied rate
+        int256 fundingRate; // [wad per hour] applied rate at the last update
+        int256 targetRate; // [wad per hour] target in force since the last sample
         uint256 lastIndexPrice; // [wad] index at the last update
         uint256 lastUpdate; // [s] timestamp of the last per-block update
     }
@@ -103,6 +113,52 @@ interface IClearingHouse {
         int256 newOpenNotional,
         uint256 priceAfter
     );
+
+    /// @notice A market's funding parameters were set (at listing and on every change).
+    event FundingParamsSet(uint32 indexed marketId, FundingParams params);
+    /// @notice The funding target was re-sampled from the TWAPs (once per quarter TWAP window).
+    /// @param premium (markTwap - indexTwap) / indexTwap [wad]
+    /// @param targetRate new target [wad per hour]
+    /// @param appliedRate applied rate at this moment [wad per hour]
+    /// @param cumulativeFunding the market's funding index [wad quote per base]
+    event FundingSampled(
+        uint32 indexed marketId,
+        int256 premium,
+        int256 targetRate,
+        int256 appliedRate,
+        int256 cumulativeFunding,
+        uint256 markTwap,
+        uint256 indexTwap
+    );
+
+    // ------------------------------------------------------------------ funding
+
+    /// @notice Accrue `marketId`'s funding and TWAPs to now (permissionless; at most once per block).
+    function pokeFunding(uint32 marketId) external;
+
+    /// @notice Funding state of `marketId`, all rates per hour in WAD.
+    /// @return appliedRate the rate in force now (accrued to this second)
+    /// @return targetRate the target implied by the current TWAPs: clamp(premium / period + baseline)
+    /// @return premium (markTwap - indexTwap) / indexTwap now [wad]
+    /// @return markTwap mark TWAP over the window [wad]
+    /// @return indexTwap index TWAP over the window [wad]
+    /// @return projected1h applied rate 1 h ahead if the premium stays where it is
+    /// @return projected8h applied rate 8 h ahead if the premium stays where it is
+    function fundingState(uint32 marketId)
+        external
+        view
+        returns (
+            int256 appliedRate,
+            int256 targetRate,
+            int256 premium,
+            uint256 markTwap,
+            uint256 indexTwap,
+            int256 projected1h,
+            int256 projected8h
+        );
+
+    /// @notice Funding parameters of `marketId`.
+    function fundingParams(uint32 marketId) external view returns (FundingParams memory);
 
     // ------------------------------------------------------------------ trading
 
