@@ -82,8 +82,9 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         market_id = listed.marketId
         markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
 
+    # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,
-                    deployer=deployer, config=config)
+                    deployer=deployer, config=config, funding=ch)
     for seed, fn in ((config.pool_seed, vault.fundPool), (config.insurance_seed, vault.fundInsurance)):
         if seed:
             units = system.units(seed)
