@@ -310,7 +310,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     function _toWad(uint256 amount) internal view returns (uint256) {
         if (amount == 0) revert ZeroAmount();
-        if (amount > type(uint128).max / tokenScale) revert AmountTooLarge(amount);
+        if (amount > uint256(uint128(type(int128).max)) / tokenScale) revert AmountTooLarge(amount);
         return amount * tokenScale;
     }
 

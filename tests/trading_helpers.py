@@ -1,0 +1,215 @@
+"""Shared helpers for the trading unit tests (tests/test_trading_*.py).
+
+Everything here is an independent Python statement of the formulas in SPEC/IClearingHouse, written
+from the conventions (not from the Solidity), so the tests can compute expected values to the wei:
+
+    buy  b base:  quoteIn  = ceil(y * b / (x - b)),  reserves (x - b, y + quoteIn)
+    sell b base:  quoteOut = floor(y * b / (x + b)), reserves (x + b, y - quoteOut)
+    price = floor(y * 1e18 / x)
+    fee = ceil(|quote| * takerFee / 1e18); insurance part = floor(fee * share / 1e18); pool gets the rest
+    requirement = ceil(ceil(|size| * index / 1e18) * ratio / 1e18)
+    unrealized PnL = floor(size * index / 1e18) - openNotional
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import ape
+from ape.exceptions import CustomError
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
+
+WAD = 10**18
+MAX_UINT = 2**256 - 1
+
+ETH_ID = 1
+BTC_ID = 2
+ETH_X0 = 10_000 * WAD
+ETH_Y0 = 30_000_000 * WAD
+BTC_X0 = 500 * WAD
+BTC_Y0 = 30_000_000 * WAD
+ETH_INDEX = 3000 * WAD
+BTC_INDEX = 60_000 * WAD
+
+TAKER_FEE = 10**15  # 0.1 %
+INSURANCE_SHARE = 2 * 10**17  # 20 %
+IMR = 10**17
+MMR = 5 * 10**16
+MAX_SPREAD = 10**17
+POOL_SEED = 10_000_000 * WAD
+HEARTBEAT = 86_400
+TWAP_WINDOW = 900
+QUARTER = TWAP_WINDOW // 4
+
+
+# ---------------------------------------------------------------------------- integer math
+
+
+def ceil_div(a: int, b: int) -> int:
+    """ceil(a / b) for b > 0 and any sign of a."""
+    return -((-a) // b)
+
+
+def price(x: int, y: int) -> int:
+    return y * WAD // x
+
+
+def swap(x: int, y: int, base: int) -> tuple[int, int, int]:
+    """(signed quote flow to the trader, x after, y after)."""
+    if base > 0:
+        x1 = x - base
+        q = ceil_div(y * base, x1)
+        return -q, x1, y + q
+    b = -base
+    x1 = x + b
+    q = y * b // x1
+    return q, x1, y - q
+
+
+def fee_of(quote: int, taker_fee: int = TAKER_FEE) -> int:
+    return ceil_div(abs(quote) * taker_fee, WAD)
+
+
+def insurance_part(fee: int, share: int = INSURANCE_SHARE) -> int:
+    return fee * share // WAD
+
+
+def notional_up(size: int, index: int) -> int:
+    return ceil_div(abs(size) * index, WAD)
+
+
+def requirement(size: int, index: int, ratio: int) -> int:
+    return ceil_div(notional_up(size, index) * ratio, WAD)
+
+
+def upnl(size: int, open_notional: int, index: int) -> int:
+    return (size * index) // WAD - open_notional
+
+
+def apply_trade(size: int, open_notional: int, base: int, quote: int) -> tuple[int, int, int]:
+    """(new size, new open notional, realized PnL) per the documented pro-rata rules:
+    increase: basis += cost; reduce: removed basis = ceil(on * |base| / |size|), realized = quote - removed;
+    flip: closing quote = floor(quote * |size| / |base|), realized = closing - on, new basis = -(quote - closing)."""
+    new_size = size + base
+    if size == 0 or (size > 0) == (base > 0):
+        return new_size, open_notional - quote, 0
+    if abs(base) <= abs(size):
+        removed = ceil_div(open_notional * abs(base), abs(size))
+        return new_size, open_notional - removed, quote - removed
+    closing = (quote * abs(size)) // abs(base)
+    return new_size, -(quote - closing), closing - open_notional
+
+
+@dataclass
+class Amm:
+    """A Python copy of one market's virtual reserves, advanced trade by trade."""
+
+    x: int
+    y: int
+
+    def trade(self, base: int) -> int:
+        q, self.x, self.y = swap(self.x, self.y, base)
+        return q
+
+    def peek(self, base: int) -> tuple[int, int]:
+        q, x1, y1 = swap(self.x, self.y, base)
+        return q, price(x1, y1)
+
+    @property
+    def price(self) -> int:
+        return price(self.x, self.y)
+
+
+def eth_amm() -> Amm:
+    return Amm(ETH_X0, ETH_Y0)
+
+
+def btc_amm() -> Amm:
+    return Amm(BTC_X0, BTC_Y0)
+
+
+def wad(x) -> int:
+    from decimal import Decimal
+
+    return int(Decimal(str(x)) * WAD)
+
+
+# ---------------------------------------------------------------------------- chain helpers
+
+
+def deadline(seconds: int = 3600) -> int:
+    return ape.chain.pending_timestamp + seconds
+
+
+def trade(ch, who, market_id: int, base: int, sub: int = 0, limit: int | None = None, dl: int | None = None):
+    """openPosition with a permissive limit by default (buy: pay anything; sell: accept anything)."""
+    if limit is None:
+        limit = MAX_UINT if base > 0 else 0
+    return ch.openPosition(sub, market_id, base, limit, dl if dl is not None else deadline(), sender=who)
+
+
+def position_changed(ch, receipt):
+    logs = ch.PositionChanged.from_receipt(receipt)
+    assert len(logs) == 1, logs
+    return logs[0]
+
+
+def market_state(ch, market_id: int):
+    return ch.marketState(market_id)
+
+
+def snapshot(system, owners, subs=(0,), markets=None) -> dict:
+    """Everything a reverted trade must leave untouched."""
+    ch, vault = system.clearing_house, system.vault
+    markets = markets or [m.id for m in system.markets.values()]
+    snap = {"pool": vault.poolBalance(), "insurance": vault.insuranceFund(),
+            "token_balance": system.collateral.balanceOf(vault)}
+    for mid in markets:
+        s = ch.marketState(mid)
+        snap[("market", mid)] = (s.baseReserve, s.quoteReserve, s.longOpenInterest, s.shortOpenInterest)
+    for o in owners:
+        for sub in subs:
+            snap[("collateral", o.address, sub)] = vault.collateral(o, sub)
+            snap[("openMarkets", o.address, sub)] = vault.openMarkets(o, sub)
+            for mid in markets:
+                size, on, _ = ch.position(o, sub, mid)
+                snap[("position", o.address, sub, mid)] = (size, on)
+    return snap
+
+
+def _error_signature(error_cls) -> tuple[bytes, list[str], list[str]]:
+    abi = error_cls.abi
+    types = [i.canonical_type for i in abi.inputs]
+    names = [i.name for i in abi.inputs]
+    sig = f"{abi.name}({','.join(types)})"
+    return keccak(text=sig)[:4], types, names
+
+
+@contextmanager
+def expect_revert(error_cls, **inputs):
+    """Strict `ape.reverts`: the revert must be exactly `error_cls` (matched by name, or by selector when
+    Ape could not decode it, e.g. a Vault error bubbling up through the ClearingHouse) and every given
+    input must be present and equal. (Plain `ape.reverts(X)` accepts any undecoded revert.)"""
+    with ape.reverts() as info:
+        yield info
+    exc = info.value
+    selector, types, names = _error_signature(error_cls)
+    if isinstance(exc, CustomError):
+        assert exc.abi.name == error_cls.abi.name, f"expected {error_cls.abi.name}, got {exc.abi.name}: {exc}"
+        actual = dict(exc.inputs)
+    else:
+        raw = exc.revert_message or ""
+        assert isinstance(raw, str) and raw.startswith("0x"), f"expected {error_cls.abi.name}, got {exc!r}"
+        data = bytes.fromhex(raw[2:])
+        assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {raw[:10]}"
+        actual = dict(zip(names, abi_decode(types, data[4:])))
+    for key, want in inputs.items():
+        assert key in actual, f"{error_cls.abi.name} has no input {key!r} (has {list(actual)})"
+        got = actual[key]
+        if isinstance(want, str) and want.startswith("0x") or hasattr(want, "address"):
+            want = str(getattr(want, "address", want)).lower()
+            got = str(got).lower()
+        elif isinstance(want, bytes):
+            got = bytes(got)
+        assert got == want, f"{error_cls.abi.name}.{key}: expected {want!r}, got {got!r}"
