@@ -1,0 +1,58 @@
+"""The published comparison (docs/funding.md) checked against the continuous-time closed form.
+
+The expected figures are computed here in floating point from the ODE dr/dt = (T - r) / tau (the
+velocity limit never binds on these paths: v * tau = 0.2 %/h exceeds every gap of 0.1 %/h), not from
+the integer kernel, so the test fails if the kernel or the comparison drifts from the documented rule.
+"""
+import math
+
+from vperp.funding_compare import Params, premium_spike, premium_step, run_unsmoothed, run_vperp
+
+WAD = 10**18
+P = Params()
+CAP = P.max_rate / WAD  # 0.001 per hour
+TAU_H = P.tau / 3600
+
+
+def rate_after_step(t_h: float, hold_h: float) -> float:
+    """Applied rate t hours after a step to the cap that lasts hold_h hours, from r = 0."""
+    if t_h <= hold_h:
+        return CAP * (1 - math.exp(-t_h / TAU_H))
+    return rate_after_step(hold_h, hold_h) * math.exp(-(t_h - hold_h) / TAU_H)
+
+
+def max_8h_paid(hold_h: float, horizon_h: float) -> float:
+    step = 1 / 600
+    n = int(horizon_h / step)
+    r = [rate_after_step(i * step, hold_h) for i in range(n + 1)]
+    w = int(8 / step)
+    cum = [0.0]
+    for a, b in zip(r, r[1:]):
+        cum.append(cum[-1] + (a + b) / 2 * step)
+    return max(cum[i + w] - cum[i] for i in range(len(cum) - w))
+
+
+def test_step_unsmoothed_jumps_by_premium_over_24_and_pays_a_third_of_it_in_8h():
+    run = run_unsmoothed(premium_step())
+    assert abs(run.max_hourly_change() / WAD - 0.05 / 24) < 1e-12
+    assert abs(run.max_window_paid(8) / WAD - 8 * 0.05 / 24) < 1e-9
+
+
+def test_step_vperp_first_hour_change_matches_the_exponential_closed_form():
+    run = run_vperp(premium_step(), P)
+    expected = CAP * (1 - math.exp(-1 / TAU_H))  # the largest hourly move is the first one
+    assert abs(run.max_hourly_change() / WAD - expected) / expected < 1e-6
+    assert run.max_hourly_change() <= P.velocity  # and within the velocity limit
+
+
+def test_step_vperp_max_8h_funding_matches_the_integral():
+    run = run_vperp(premium_step(hold_h=24), P)
+    expected = max_8h_paid(24, 36)
+    assert abs(run.max_window_paid(8) / WAD - expected) / expected < 1e-4
+
+
+def test_spike_vperp_pays_a_fraction_of_the_unsmoothed_rule():
+    smooth, raw = run_vperp(premium_spike(), P), run_unsmoothed(premium_spike())
+    expected_peak = CAP * (1 - math.exp(-0.5 / TAU_H))  # rate reached after 30 min at the cap target
+    assert abs(max(smooth.rate_per_minute) / WAD - expected_peak) / expected_peak < 1e-3
+    assert smooth.max_window_paid(8) * 2 < raw.max_window_paid(8)
