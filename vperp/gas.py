@@ -82,6 +82,26 @@ def measure(accounts, chain) -> list[tuple[str, int, str]]:
         chain.mine()
         tx = ch.openPosition(0, 1, WAD // 10, BIG, _deadline(chain), sender=carol)
         rows.append((f"openPosition (increase) holding {n} market(s)", tx.gas_used, "cross-margin check over every market held"))
+
+    # Funding active: the longs above left ETH's vAMM above its index, so the target is non-zero.
+    # Each row is the first touch of the market in its block, an hour after the previous one: it pays
+    # the per-block update (TWAP sums, ring observation, kernel evolution, funding index).
+    hour = 3600
+    # Steady state: fill the 8-slot observation ring once (a live market did so in its first two
+    # windows), so the rows below pay a nonzero -> nonzero ring write, as every later update does.
+    quarter = s.markets["ETH"].config.twap_window // 4
+    for _ in range(8):
+        chain.pending_timestamp += quarter
+        ch.pokeFunding(1, sender=deployer)
+    chain.pending_timestamp += hour
+    tx = ch.pokeFunding(1, sender=deployer)
+    rows.append(("pokeFunding (1 h since last update)", tx.gas_used, "permissionless accrual, funding active"))
+    chain.pending_timestamp += hour
+    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=bob)
+    rows.append(("openPosition (increase, funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
+    chain.pending_timestamp += hour
+    tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=bob)
+    rows.append(("closePosition (funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
     return rows
 
 
