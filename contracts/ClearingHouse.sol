@@ -121,6 +121,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         int128 size; // [wad base]
         int128 openNotional; // [wad quote]
         int128 lastCumulativeFunding; // [wad quote per base] funding index at last settlement
+        int128 auctioned; // [wad base] part of `size` in liquidation auctions (same sign)
     }
 
     /// @notice The Vault that holds the money and the account ledger.
@@ -132,12 +133,27 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     mapping(uint32 marketId => bytes32) public symbolOf;
     mapping(uint32 marketId => mapping(address owner => mapping(uint32 subaccount => Position))) internal _positions;
 
+    /// @notice The liquidation engine, the only caller of the liquidation hooks (wired once).
+    address public liquidationEngine;
+
+    modifier onlyLiquidationEngine() {
+        if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
+        _;
+    }
+
     constructor(IVault vault_, address owner_) Ownable(owner_) {
         if (address(vault_) == address(0)) revert ZeroAddress();
         vault = vault_;
     }
 
     // ------------------------------------------------------------------ governance
+
+    /// @notice Wire the liquidation engine in. Once only.
+    function setLiquidationEngine(address engine) external onlyOwner {
+        if (engine == address(0)) revert ZeroAddress();
+        if (liquidationEngine != address(0)) revert ModuleAlreadySet(liquidationEngine);
+        liquidationEngine = engine;
+    }
 
     /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
     /// @param insuranceFeeShare_ share of the taker fee paid to the insurance fund [wad]
@@ -271,9 +287,141 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         nonReentrant
         returns (int256, int256, uint256)
     {
-        int256 size = _positions[marketId][msg.sender][subaccount].size;
+        Position storage p = _positions[marketId][msg.sender][subaccount];
+        int256 size = p.size - p.auctioned; // what is in an auction is the auction's to close
         if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
         return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline);
+    }
+
+    // ------------------------------------------------------------------ liquidation hooks
+
+    /// @inheritdoc IClearingHouse
+    function markForAuction(address owner, uint32 subaccount, uint32 marketId, int256 slice)
+        external
+        onlyLiquidationEngine
+    {
+        _market(marketId);
+        Position storage p = _positions[marketId][owner][subaccount];
+        int256 available = p.size - p.auctioned;
+        if (slice == 0 || (slice > 0) != (available > 0) || slice.abs() > available.abs()) {
+            revert InvalidAuctionSlice(slice, available);
+        }
+        p.auctioned = (p.auctioned + slice).toInt128();
+    }
+
+    /// @inheritdoc IClearingHouse
+    function settleAuctionFill(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 base,
+        uint256 price,
+        address taker,
+        uint32 takerSubaccount
+    ) external onlyLiquidationEngine nonReentrant {
+        Market storage m = _market(marketId);
+        uint256 index = _index(m);
+        _update(m, index);
+        // The notional changes hands at `price`: what the owner receives rounds down and what it pays
+        // rounds up; the taker the other way; the wei between them stays with the pool.
+        uint256 notional = base.abs().mulWadDown(price);
+        uint256 notionalUp = base.abs().mulWadUp(price);
+        int256 ownerQuote = base > 0 ? notional.toInt256() : -notionalUp.toInt256();
+        int256 takerQuote = base > 0 ? -notionalUp.toInt256() : notional.toInt256();
+        _auctionSettle(owner, subaccount, marketId, m, -base, ownerQuote, true);
+        (IVault.AccountState memory acct, bool reducing) =
+            _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, false);
+        if (acct.pauseLevel >= PAUSE_NO_TRADING) revert Paused(acct.pauseLevel);
+        if (!reducing) _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base)
+        external
+        onlyLiquidationEngine
+        nonReentrant
+        returns (int256 quoteFlow)
+    {
+        Market storage m = _market(marketId);
+        _update(m, _index(m));
+        uint256 x = m.baseReserve;
+        uint256 y = m.quoteReserve;
+        _checkLiquidity(marketId, -base, x);
+        (quoteFlow, x, y) = VAmmMath.swap(x, y, -base);
+        // Casts: as in a trade.
+        m.baseReserve = x.toUint128();
+        m.quoteReserve = y.toUint128();
+        _auctionSettle(owner, subaccount, marketId, m, -base, quoteFlow, true);
+    }
+
+    /// @dev Apply `baseDelta` at `quoteFlow` to one account's position, settle its funding and PnL against
+    ///      the pool, move open interest (never capped: a fill moves existing interest between traders
+    ///      and a backstop only shrinks it). Releases auctioned size when the account is the auction's.
+    function _auctionSettle(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        Market storage m,
+        int256 baseDelta,
+        int256 quoteFlow,
+        bool fromAuction
+    ) internal returns (IVault.AccountState memory acct, bool reducing) {
+        Position storage p = _positions[marketId][owner][subaccount];
+        int256 size = p.size;
+        int256 cumulativeFunding = m.funding.cumulativeFunding;
+        int256 funding = size == 0 ? int256(0) : size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
+        (int256 newSize, int256 newOpenNotional, int256 realized) =
+            VAmmMath.applyTrade(size, p.openNotional, baseDelta, quoteFlow);
+        reducing = (size > 0 && newSize >= 0 && newSize < size) || (size < 0 && newSize <= 0 && newSize > size);
+        int256 auctioned = p.auctioned;
+        if (fromAuction) {
+            // The auctioned account: the base leaves the auctioned part (the engine passes at most it).
+            if (baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)) {
+                revert InvalidAuctionSlice(baseDelta, auctioned);
+            }
+            auctioned += baseDelta;
+            p.auctioned = auctioned.toInt128();
+        } else if (auctioned != 0) {
+            // A taker with its own auction in this market may not cut into it.
+            if (auctioned > 0 ? newSize < auctioned : newSize > auctioned) {
+                revert PositionInAuction(owner, subaccount, marketId, auctioned);
+            }
+        }
+        if (newSize != 0 && newSize.abs() < m.minPositionSize) {
+            revert BelowMinPositionSize(marketId, newSize, m.minPositionSize);
+        }
+        p.size = newSize.toInt128();
+        p.openNotional = newOpenNotional.toInt128();
+        p.lastCumulativeFunding = cumulativeFunding.toInt128();
+        int256 delta = realized - funding;
+        acct = vault.settleTrade(owner, subaccount, marketId, newSize != 0, delta, -delta, 0);
+        _moveOpenInterest(m, size, newSize);
+        emit PositionChanged(
+            owner, subaccount, marketId, baseDelta, quoteFlow, 0, realized, funding, newSize, newOpenNotional,
+            VAmmMath.price(m.baseReserve, m.quoteReserve)
+        );
+    }
+
+    function _moveOpenInterest(Market storage m, int256 oldSize, int256 newSize) internal {
+        uint256 longOi = m.longOpenInterest;
+        uint256 shortOi = m.shortOpenInterest;
+        longOi = longOi + (newSize > 0 ? uint256(newSize) : 0) - (oldSize > 0 ? uint256(oldSize) : 0);
+        shortOi = shortOi + (newSize < 0 ? uint256(-newSize) : 0) - (oldSize < 0 ? uint256(-oldSize) : 0);
+        m.longOpenInterest = longOi.toUint128();
+        m.shortOpenInterest = shortOi.toUint128();
+    }
+
+    function _checkInitialMargin(
+        address owner,
+        uint32 subaccount,
+        IVault.AccountState memory acct,
+        uint32 marketId,
+        uint256 index
+    ) internal view {
+        MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
+        int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
+            - s.initial.toInt256();
+        if (free < 0) revert InsufficientMargin(owner, subaccount, free);
     }
 
     // ------------------------------------------------------------------ views
@@ -290,6 +438,11 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (size != 0) {
             pendingFunding = size.sMulWadUp(_cumulativeFundingNow(_markets[marketId]) - p.lastCumulativeFunding);
         }
+    }
+
+    /// @inheritdoc IClearingHouse
+    function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256) {
+        return _positions[marketId][owner][subaccount].auctioned;
     }
 
     /// @inheritdoc IClearingHouse
@@ -434,6 +587,12 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (r.newSize != 0 && r.newSize.abs() < m.minPositionSize) {
             revert BelowMinPositionSize(marketId, r.newSize, m.minPositionSize);
         }
+        {
+            int256 auctioned = p.auctioned;
+            if (auctioned != 0 && (auctioned > 0 ? r.newSize < auctioned : r.newSize > auctioned)) {
+                revert PositionInAuction(owner, subaccount, marketId, auctioned);
+            }
+        }
         p.size = r.newSize.toInt128();
         p.openNotional = r.newOpenNotional.toInt128();
         p.lastCumulativeFunding = cumulativeFunding.toInt128();
@@ -551,7 +710,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             uint256 index = marketId == knownMarket ? knownIndex : _index(m);
             s.unrealizedPnl += size.sMulWadDown(index) - p.openNotional;
             s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m) - p.lastCumulativeFunding);
-            uint256 notional = size.abs().mulWadUp(index);
+            // Margin is owed on the part not in an auction; PnL and funding on the whole position.
+            uint256 notional = (size - p.auctioned).abs().mulWadUp(index);
             s.initial += notional.mulWadUp(m.imr);
             s.maintenance += notional.mulWadUp(m.mmr);
         }

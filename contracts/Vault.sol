@@ -34,6 +34,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     uint8 internal constant PAUSE_NO_TRADING = 2;
     uint8 internal constant PAUSE_WITHDRAW_ONLY = 3;
     bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
+    bytes32 internal constant MODULE_LIQUIDATION = "liquidationEngine";
 
     /// @notice The collateral token (one per deployment).
     IERC20 public immutable collateralToken;
@@ -54,6 +55,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     /// @notice The clearing house, the only module that may settle trades (wired once).
     address public clearingHouse;
+    /// @notice The liquidation engine, the only module that may charge liquidation costs (wired once).
+    address public liquidationEngine;
 
     constructor(IERC20 collateralToken_, address owner_) Ownable(owner_) {
         if (address(collateralToken_) == address(0)) revert ZeroAddress();
@@ -143,6 +146,14 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         emit ModuleSet(MODULE_CLEARING_HOUSE, clearingHouse_);
     }
 
+    /// @notice Wire the liquidation engine in. Once only.
+    function setLiquidationEngine(address engine) external onlyOwner {
+        if (engine == address(0)) revert ZeroAddress();
+        if (liquidationEngine != address(0)) revert ModuleAlreadySet(liquidationEngine);
+        liquidationEngine = engine;
+        emit ModuleSet(MODULE_LIQUIDATION, engine);
+    }
+
     /// @notice Set the guardian (may be the zero address to have none).
     function setGuardian(address guardian_) external onlyOwner {
         guardian = guardian_;
@@ -195,6 +206,39 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _poolBalance = newPool.toInt128();
         if (insuranceDelta != 0) _insuranceFund += insuranceDelta.toUint128();
         state = AccountState(newCollateral, markets, newPool, pauseLevel);
+    }
+
+    /// @inheritdoc IVault
+    function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
+        external
+    {
+        if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
+        int128 reward = keeperReward.toInt256().toInt128();
+        _accounts[owner][subaccount].collateral -= reward + penalty.toInt256().toInt128();
+        _accounts[keeper][0].collateral += reward;
+        if (penalty != 0) _insuranceFund += penalty.toUint128();
+        emit LiquidationCharged(owner, subaccount, keeper, keeperReward, penalty);
+    }
+
+    /// @inheritdoc IVault
+    function resolveBadDebt(address owner, uint32 subaccount)
+        external
+        nonReentrant
+        returns (uint256 fromInsurance, uint256 fromPool)
+    {
+        Account storage account = _accounts[owner][subaccount];
+        int256 coll = account.collateral;
+        if (coll >= 0 || account.openMarkets != 0) revert NoBadDebt(owner, subaccount, coll, account.openMarkets);
+        // Cast: coll < 0 and >= int128.min.
+        uint256 debt = uint256(-coll);
+        uint256 insurance = _insuranceFund;
+        fromInsurance = debt < insurance ? debt : insurance;
+        fromPool = debt - fromInsurance;
+        // Casts: both parts <= debt < 2^127.
+        _insuranceFund = uint128(insurance - fromInsurance);
+        _poolBalance -= int128(int256(fromPool));
+        account.collateral = 0;
+        emit BadDebt(owner, subaccount, debt, fromInsurance, fromPool);
     }
 
     // ------------------------------------------------------------------ views

@@ -52,3 +52,8 @@ def eth(system):
 @pytest.fixture(scope="session")
 def btc(system):
     return system.markets["BTC"]
+
+
+@pytest.fixture(scope="session")
+def engine(system):
+    return system.liquidation

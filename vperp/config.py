@@ -36,6 +36,12 @@ class MarketConfig:
     max_open_interest: float = 10_000  # base units per side
     min_position_size: float = 0.01  # base units
     base_reserve: float = 10_000  # virtual base; the virtual quote is base_reserve x index
+    # Dutch auctions (LiquidationEngine.AuctionParams): discount curve, time to max discount, ...
+    auction_curve: str = "linear"  # "linear" | "exponential" | "stairstep"
+    auction_duration: int = 1_800  # [s]
+    auction_step: int = 60  # [s] stairstep width
+    auction_max_discount: float = 0.03
+    auction_reset_drop: float = 0.05  # index move after which an auction must be redone
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -51,6 +57,14 @@ class MarketConfig:
             wad(self.max_open_interest),
             wad(self.min_position_size),
         )
+
+    def to_auction_params(self) -> tuple:
+        """The `ILiquidationEngine.AuctionParams` tuple, in struct order."""
+        curves = {"linear": 0, "exponential": 1, "stairstep": 2}
+        if self.auction_curve not in curves:
+            raise ValueError(f"{self.symbol}: auction_curve must be one of {sorted(curves)}, not {self.auction_curve!r}")
+        return (curves[self.auction_curve], self.auction_duration, self.auction_step,
+                wad(self.auction_max_discount), wad(self.auction_reset_drop))
 
 
 @dataclass(frozen=True)

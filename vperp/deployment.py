@@ -66,6 +66,9 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
     vault = project.Vault.deploy(collateral, deployer, sender=deployer)
     ch = project.ClearingHouse.deploy(vault, deployer, sender=deployer)
     vault.setClearingHouse(ch, sender=deployer)
+    engine = project.LiquidationEngine.deploy(vault, ch, deployer, sender=deployer)
+    ch.setLiquidationEngine(engine, sender=deployer)
+    vault.setLiquidationEngine(engine, sender=deployer)
 
     markets: dict[str, Market] = {}
     for mc in config.markets:
@@ -81,10 +84,12 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         (listed,) = [log for log in receipt.events if log.event_name == "MarketListed"]
         market_id = listed.marketId
         markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
+        engine.setAuctionParams(market_id, mc.to_auction_params(), sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,
-                    deployer=deployer, config=config, funding=ch)
+                    deployer=deployer, config=config, funding=ch,
+                    liquidation=engine)
     for seed, fn in ((config.pool_seed, vault.fundPool), (config.insurance_seed, vault.fundInsurance)):
         if seed:
             units = system.units(seed)

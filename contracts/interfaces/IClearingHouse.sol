@@ -89,6 +89,14 @@ interface IClearingHouse {
     error NotOwnerOrOperator(address caller, address owner);
     /// @notice The zero address was given where an address is required.
     error ZeroAddress();
+    /// @notice The trade would cut into the part of the position that is in a liquidation auction.
+    error PositionInAuction(address owner, uint32 subaccount, uint32 marketId, int256 auctionedSize);
+    /// @notice A liquidation slice that is zero, of the wrong sign, or larger than the free position.
+    error InvalidAuctionSlice(int256 slice, int256 available);
+    /// @notice A module-only call came from another address.
+    error UnauthorizedModule(address caller);
+    /// @notice A one-time wiring was already done.
+    error ModuleAlreadySet(address module);
 
     // ------------------------------------------------------------------ events
 
@@ -188,7 +196,37 @@ interface IClearingHouse {
         external
         returns (int256 base, int256 quote, uint256 fee);
 
+    // ------------------------------------------------------------------ liquidation hooks
+
+    /// @notice Liquidation engine only: put `slice` base of the position (same sign as the position)
+    ///         into an auction. The account keeps the slice's PnL and funding until it is filled, but
+    ///         no longer owes margin on it and may not trade it.
+    function markForAuction(address owner, uint32 subaccount, uint32 marketId, int256 slice) external;
+
+    /// @notice Liquidation engine only: transfer `base` of the auctioned slice (the position's sign) from
+    ///         `owner` to the taker's account at `price`. The owner realizes PnL at `price`; the vAMM is
+    ///         not touched; the taker must end at or above its initial margin.
+    function settleAuctionFill(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 base,
+        uint256 price,
+        address taker,
+        uint32 takerSubaccount
+    ) external;
+
+    /// @notice Liquidation engine only: close `base` of the auctioned slice against the vAMM (no band,
+    ///         no slippage bound: the backstop of an auction nobody took).
+    /// @return quote the signed quote flow to the owner
+    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base)
+        external
+        returns (int256 quote);
+
     // ------------------------------------------------------------------ views
+
+    /// @notice The part of a position that is in liquidation auctions (same sign as the position).
+    function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256);
 
     /// @notice A position: size, open notional and funding owed since its last settlement (positive = owed).
     function position(address owner, uint32 subaccount, uint32 marketId)

@@ -41,6 +41,8 @@ interface IVault {
     error NotGuardian(address caller);
     /// @notice A ledger movement from a module does not sum to zero.
     error UnbalancedSettlement(int256 collateralDelta, int256 poolDelta, int256 insuranceDelta);
+    /// @notice `resolveBadDebt` on an account that still holds positions or whose collateral is not negative.
+    error NoBadDebt(address owner, uint32 subaccount, int256 collateral, uint256 openMarkets);
 
     // ------------------------------------------------------------------ events
 
@@ -58,6 +60,14 @@ interface IVault {
     event GuardianSet(address indexed guardian);
     /// @notice A module (clearing house, liquidation engine, liquidity pool) was wired in, once.
     event ModuleSet(bytes32 indexed name, address module);
+    /// @notice Liquidation costs taken from `(owner, subaccount)`: `keeperReward` credited to the
+    ///         keeper's cross account, `penalty` to the insurance fund.
+    event LiquidationCharged(
+        address indexed owner, uint32 indexed subaccount, address indexed keeper, uint256 keeperReward, uint256 penalty
+    );
+    /// @notice An account with no position left ended with negative collateral `amount`: the insurance
+    ///         fund paid `fromInsurance`, the liquidity pool `fromPool`; the account is reset to zero.
+    event BadDebt(address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 fromInsurance, uint256 fromPool);
     /// @notice Tokens credited to the liquidity pool's balance by `from` (seed or donation).
     event PoolFunded(address indexed from, uint256 amount, uint256 amountWad);
     /// @notice Tokens credited to the insurance fund by `from`.
@@ -127,6 +137,18 @@ interface IVault {
         int256 poolBalance; // [wad] pool balance after the settlement
         uint8 pauseLevel;
     }
+
+    /// @notice Liquidation-engine only: move `keeperReward` from `(owner, subaccount)` to the keeper's
+    ///         cross account and `penalty` to the insurance fund. May leave the account negative (bad
+    ///         debt is resolved once it holds no position).
+    function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
+        external;
+
+    /// @notice Loss waterfall, permissionless: an account with no open position and negative collateral
+    ///         is reset to zero, the debt paid by the insurance fund first and the liquidity pool for the rest.
+    /// @return fromInsurance [wad] paid by the insurance fund
+    /// @return fromPool [wad] paid by the pool
+    function resolveBadDebt(address owner, uint32 subaccount) external returns (uint256 fromInsurance, uint256 fromPool);
 
     /// @notice Clearing-house only: apply a trade's ledger movements to `(owner, subaccount)` and
     ///         record whether the account holds a position in `marketId` afterwards.

@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
+import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {IVault} from "./interfaces/IVault.sol";
+import {WadMath} from "./libraries/WadMath.sol";
+import {FundingMath} from "./libraries/FundingMath.sol";
+
+/// @title LiquidationEngine
+/// @notice Partial liquidations by Dutch auction (SPEC 6). Holds no money: keeper rewards and penalties
+///         are ledger moves in the Vault, slices change hands in the ClearingHouse at the auction price.
+/// @dev Flow: `kick` (slice into auction, keeper paid, penalty to insurance) -> `take`s at the live
+///      index adjusted by a growing discount -> when the auction expires, `redo` from the live index, up
+///      to `maxRedos` times -> `backstop` (close against the vAMM). When an account ends with no position
+///      and negative collateral, the Vault's loss waterfall runs (insurance fund, then pool).
+contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardTransient {
+    using WadMath for uint256;
+    using WadMath for int256;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    uint256 internal constant WAD = 1e18;
+    uint8 internal constant PAUSE_NO_TRADING = 2;
+    /// @dev Exponential curve: discount reaches (1 - e^-4) ~ 98 % of its span after `duration`,
+    ///      normalised so it ends exactly at maxDiscount.
+    uint256 internal constant EXP_SPEED = 4;
+
+    // Hard bounds.
+    uint256 internal constant MIN_TARGET_HEALTH = 1e18;
+    uint256 internal constant MAX_TARGET_HEALTH = 3e18;
+    uint256 internal constant MAX_CHIP = 0.01e18;
+    uint256 internal constant MAX_PENALTY = 0.1e18;
+    uint256 internal constant MAX_TIP = 1_000e18;
+    uint256 internal constant MAX_KEEPER_REWARD = 100_000e18;
+    uint256 internal constant MAX_REDOS = 10;
+    uint256 internal constant MIN_DURATION = 60;
+    uint256 internal constant MAX_DURATION = 1 days;
+    uint256 internal constant MAX_DISCOUNT = 0.5e18;
+    uint256 internal constant MIN_RESET_DROP = 0.005e18;
+    uint256 internal constant MAX_RESET_DROP = 0.5e18;
+
+    IVault public immutable vault;
+    IClearingHouse public immutable clearingHouse;
+
+    LiquidationParams internal _params;
+    mapping(uint32 marketId => AuctionParams) internal _auctionParams;
+    mapping(uint256 auctionId => Auction) internal _auctions;
+    uint256 public auctionCount;
+    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
+    uint256 public liveNotional;
+
+    constructor(IVault vault_, IClearingHouse clearingHouse_, address owner_) Ownable(owner_) {
+        if (address(vault_) == address(0) || address(clearingHouse_) == address(0)) revert ZeroAddress();
+        vault = vault_;
+        clearingHouse = clearingHouse_;
+        _setParams(
+            LiquidationParams({
+                targetHealth: 1.25e18,
+                chip: 0.001e18,
+                penalty: 0.025e18,
+                maxRedos: 3,
+                tip: 5e18,
+                maxKeeperReward: 1_000e18,
+                maxAuctionNotional: 10_000_000e18
+            })
+        );
+    }
+
+    /// @notice Parameters a market uses until governance sets its own: linear, 30 min to a 3 % discount,
+    ///         redo after a 5 % index move.
+    function defaultAuctionParams() public pure returns (AuctionParams memory) {
+        return AuctionParams({curve: Curve.Linear, duration: 30 minutes, step: 60, maxDiscount: 0.03e18, resetDrop: 0.05e18});
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @notice Set the global liquidation parameters, within hard bounds.
+    function setLiquidationParams(LiquidationParams calldata p) external onlyOwner {
+        _setParams(p);
+    }
+
+    /// @notice Set `marketId`'s auction parameters, within hard bounds.
+    function setAuctionParams(uint32 marketId, AuctionParams calldata p) external onlyOwner {
+        clearingHouse.marketParams(marketId); // reverts UnknownMarket
+        _bound("duration", p.duration, MIN_DURATION, MAX_DURATION);
+        _bound("step", p.step, 1, p.duration);
+        _bound("maxDiscount", p.maxDiscount, 1, MAX_DISCOUNT);
+        _bound("resetDrop", p.resetDrop, MIN_RESET_DROP, MAX_RESET_DROP);
+        _auctionParams[marketId] = p;
+        emit AuctionParamsSet(marketId, p);
+    }
+
+    function _setParams(LiquidationParams memory p) internal {
+        _bound("targetHealth", p.targetHealth, MIN_TARGET_HEALTH, MAX_TARGET_HEALTH);
+        _bound("chip", p.chip, 0, MAX_CHIP);
+        _bound("penalty", p.penalty, 0, MAX_PENALTY);
+        _bound("maxRedos", p.maxRedos, 0, MAX_REDOS);
+        _bound("tip", p.tip, 0, MAX_TIP);
+        _bound("maxKeeperReward", p.maxKeeperReward, p.tip, MAX_KEEPER_REWARD);
+        _bound("maxAuctionNotional", p.maxAuctionNotional, 1, type(uint128).max);
+        _params = p;
+        emit LiquidationParamsSet(p);
+    }
+
+    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
+        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    /// @inheritdoc ILiquidationEngine
+    function kick(address owner, uint32 subaccount, uint32 marketId, address keeper)
+        external
+        nonReentrant
+        returns (uint256 auctionId)
+    {
+        _checkNotPaused();
+        if (keeper == address(0)) revert ZeroAddress();
+        if (!vault.isLiquidatable(owner, subaccount)) revert NotLiquidatable(owner, subaccount);
+        Slice memory s = _slice(owner, subaccount, marketId);
+        LiquidationParams memory lp = _params;
+        uint256 live = liveNotional;
+        if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
+        liveNotional = live + s.notional;
+        auctionId = ++auctionCount;
+        _auctions[auctionId] = Auction({
+            owner: owner,
+            subaccount: subaccount,
+            marketId: marketId,
+            redos: 0,
+            size: s.size.toInt128(),
+            startIndex: s.index.toUint128(),
+            startTime: uint64(block.timestamp),
+            notional: s.notional.toUint128()
+        });
+        clearingHouse.markForAuction(owner, subaccount, marketId, s.size);
+        vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty);
+        emit Kick(auctionId, owner, subaccount, marketId, s.size, s.index, keeper, s.keeperReward, s.penalty);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function take(uint256 auctionId, uint256 maxBase, uint256 limitPrice, uint32 takerSubaccount)
+        external
+        nonReentrant
+        returns (uint256 amount, uint256 price)
+    {
+        Auction storage a = _live(auctionId);
+        _checkNotPaused();
+        if (maxBase == 0) revert ZeroAmount();
+        address owner = a.owner;
+        uint32 subaccount = a.subaccount;
+        if (msg.sender == owner && takerSubaccount == subaccount) revert SelfTake(owner, subaccount);
+        uint32 marketId = a.marketId;
+        int256 size = a.size;
+        uint256 index = clearingHouse.indexPrice(marketId);
+        AuctionParams memory ap = auctionParams(marketId);
+        if (_expired(a, ap, index)) revert AuctionExpired(auctionId);
+        price = _price(size, index, _discount(ap, block.timestamp - a.startTime));
+        if (size > 0 ? price > limitPrice : price < limitPrice) revert LimitPriceNotMet(price, limitPrice);
+
+        uint256 remaining = size.abs();
+        amount = maxBase < remaining ? maxBase : remaining;
+        if (amount < remaining) {
+            uint256 minSize = clearingHouse.marketParams(marketId).minPositionSize;
+            if (amount < minSize) revert TakeBelowMinimum(amount, minSize);
+            if (remaining - amount < minSize) revert DustRemainder(remaining - amount, minSize);
+        }
+        int256 signedAmount = size > 0 ? amount.toInt256() : -amount.toInt256();
+        int256 left = size - signedAmount;
+        a.size = left.toInt128();
+        _setNotional(a, left.abs().mulWadUp(a.startIndex));
+
+        clearingHouse.settleAuctionFill(owner, subaccount, marketId, signedAmount, price, msg.sender, takerSubaccount);
+        emit Take(auctionId, msg.sender, takerSubaccount, amount, price, left);
+        if (left == 0) _resolveBadDebt(owner, subaccount);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function redo(uint256 auctionId, address keeper) external nonReentrant {
+        Auction storage a = _live(auctionId);
+        _checkNotPaused();
+        if (keeper == address(0)) revert ZeroAddress();
+        uint256 index = clearingHouse.indexPrice(a.marketId);
+        if (!_expired(a, auctionParams(a.marketId), index)) revert AuctionNotExpired(auctionId);
+        LiquidationParams memory lp = _params;
+        if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
+        uint8 redos = a.redos + 1;
+        a.redos = redos;
+        a.startIndex = index.toUint128();
+        a.startTime = uint64(block.timestamp);
+        _setNotional(a, int256(a.size).abs().mulWadUp(index));
+        vault.chargeLiquidation(a.owner, a.subaccount, keeper, lp.tip, 0);
+        emit Redo(auctionId, redos, index, keeper, lp.tip);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function backstop(uint256 auctionId) external nonReentrant returns (int256 quote) {
+        Auction storage a = _live(auctionId);
+        _checkNotPaused();
+        uint256 index = clearingHouse.indexPrice(a.marketId);
+        if (!_expired(a, auctionParams(a.marketId), index)) revert AuctionNotExpired(auctionId);
+        uint8 maxRedos = _params.maxRedos;
+        if (a.redos < maxRedos) revert RedosRemaining(auctionId, a.redos, maxRedos);
+        int256 size = a.size;
+        a.size = 0;
+        _setNotional(a, 0);
+        quote = clearingHouse.backstopClose(a.owner, a.subaccount, a.marketId, size);
+        emit Backstop(auctionId, size, quote);
+        _resolveBadDebt(a.owner, a.subaccount);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc ILiquidationEngine
+    function auctionPrice(uint256 auctionId) external view returns (uint256) {
+        Auction storage a = _live(auctionId);
+        uint256 index = clearingHouse.indexPrice(a.marketId);
+        AuctionParams memory ap = auctionParams(a.marketId);
+        if (_expired(a, ap, index)) revert AuctionExpired(auctionId);
+        return _price(a.size, index, _discount(ap, block.timestamp - a.startTime));
+    }
+
+    /// @notice The discount an auction of `marketId` has after `elapsed` seconds [wad].
+    function discountAt(uint32 marketId, uint256 elapsed) external view returns (uint256) {
+        return _discount(auctionParams(marketId), elapsed);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function auction(uint256 auctionId) external view returns (Auction memory) {
+        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        return _auctions[auctionId];
+    }
+
+    /// @notice Whether the auction must be redone (or backstopped) before it can be taken.
+    function isExpired(uint256 auctionId) external view returns (bool) {
+        Auction storage a = _live(auctionId);
+        return _expired(a, auctionParams(a.marketId), clearingHouse.indexPrice(a.marketId));
+    }
+
+    /// @notice Global liquidation parameters.
+    function liquidationParams() external view returns (LiquidationParams memory) {
+        return _params;
+    }
+
+    /// @notice `marketId`'s auction parameters (the defaults until governance sets its own).
+    function auctionParams(uint32 marketId) public view returns (AuctionParams memory p) {
+        p = _auctionParams[marketId];
+        if (p.duration == 0) p = defaultAuctionParams();
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function kickPreview(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 slice, uint256 notional, uint256 keeperReward, uint256 penalty)
+    {
+        if (!vault.isLiquidatable(owner, subaccount)) return (0, 0, 0, 0);
+        Slice memory s = _slice(owner, subaccount, marketId);
+        return (s.size, s.notional, s.keeperReward, s.penalty);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 best) {
+        if (!vault.isLiquidatable(owner, subaccount)) return 0;
+        uint256 markets = vault.openMarkets(owner, subaccount);
+        uint256 bestNotional = type(uint256).max;
+        bool bestRestores;
+        for (uint32 id = 1; markets != 0; ++id) {
+            bool held = markets & 1 == 1;
+            markets >>= 1;
+            if (!held) continue;
+            (int256 size,,) = clearingHouse.position(owner, subaccount, id);
+            if (size == clearingHouse.auctionedSize(owner, subaccount, id)) continue;
+            Slice memory s = _slice(owner, subaccount, id);
+            // Prefer a slice that restores target health (not the whole position); among those the
+            // smallest notional; otherwise the largest position (most risk removed).
+            bool better = s.restores
+                ? (!bestRestores || s.notional < bestNotional)
+                : (!bestRestores && (best == 0 || s.notional > bestNotional));
+            if (better) {
+                best = id;
+                bestNotional = s.notional;
+                bestRestores = s.restores;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    struct Slice {
+        int256 size; // [wad base] signed like the position
+        uint256 notional; // [wad quote] |size| x index, rounded up
+        uint256 keeperReward; // [wad quote]
+        uint256 penalty; // [wad quote]
+        uint256 index; // [wad]
+        bool restores; // the slice is sized to restore target health (not forced to the whole position)
+    }
+
+    /// @dev The smallest slice after which, net of its costs, accountValue >= targetHealth x maintenance.
+    ///      Taking slice notional n out of margin lowers maintenance by n x mmr and costs at most
+    ///      tip + (chip + penalty) x n, so n >= (h x M - V + tip) / (h x mmr - chip - penalty), rounded
+    ///      up to base; the whole free position when that is more, leaves dust, or the denominator is
+    ///      not positive (costs outrun the margin released).
+    function _slice(address owner, uint32 subaccount, uint32 marketId) internal view returns (Slice memory s) {
+        (int256 size,,) = clearingHouse.position(owner, subaccount, marketId);
+        int256 available = size - clearingHouse.auctionedSize(owner, subaccount, marketId);
+        if (available == 0) revert NothingToLiquidate(owner, subaccount, marketId);
+        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
+        s.index = clearingHouse.indexPrice(marketId);
+        LiquidationParams memory lp = _params;
+        int256 value = vault.accountValue(owner, subaccount);
+        uint256 avail = available.abs();
+        uint256 base = avail;
+        {
+            // Casts: ratios are bounded far below 2^63.
+            int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
+                - int256(uint256(lp.penalty));
+            if (denom > 0) {
+                (, uint256 maintenance) = vault.marginRequirements(owner, subaccount);
+                int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
+                uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);
+                if (b < mp.minPositionSize) b = mp.minPositionSize;
+                if (b < avail && avail - b >= mp.minPositionSize) {
+                    base = b;
+                    s.restores = true;
+                }
+            }
+        }
+        s.size = available > 0 ? base.toInt256() : -base.toInt256();
+        s.notional = base.mulWadUp(s.index);
+        uint256 reward = lp.tip + s.notional.mulWadUp(lp.chip);
+        s.keeperReward = reward < lp.maxKeeperReward ? reward : lp.maxKeeperReward;
+        // The penalty only takes what the account has left after the keeper: it never creates bad debt.
+        int256 room = value - s.keeperReward.toInt256();
+        uint256 penalty = s.notional.mulWadUp(lp.penalty);
+        s.penalty = room <= 0 ? 0 : (penalty < uint256(room) ? penalty : uint256(room));
+    }
+
+    function _live(uint256 auctionId) internal view returns (Auction storage a) {
+        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        a = _auctions[auctionId];
+        if (a.size == 0) revert AuctionFinished(auctionId);
+    }
+
+    /// @dev Past its duration, or the index moved more than resetDrop from the (re)start index.
+    function _expired(Auction storage a, AuctionParams memory ap, uint256 index) internal view returns (bool) {
+        if (block.timestamp - a.startTime > ap.duration) return true;
+        uint256 start = a.startIndex;
+        uint256 move = index > start ? index - start : start - index;
+        return move > start.mulWadDown(ap.resetDrop);
+    }
+
+    /// @dev Discount after `elapsed` seconds, non-decreasing in time, 0 at the start, maxDiscount at the end.
+    function _discount(AuctionParams memory ap, uint256 elapsed) internal pure returns (uint256) {
+        if (elapsed >= ap.duration) return ap.maxDiscount;
+        if (ap.curve == Curve.Linear) return uint256(ap.maxDiscount) * elapsed / ap.duration;
+        if (ap.curve == Curve.Stairstep) {
+            return uint256(ap.maxDiscount) * (elapsed / ap.step) / (uint256(ap.duration) / ap.step);
+        }
+        // Exponential: rounded down, so never ahead of the curve.
+        uint256 span = WAD - FundingMath.expNegWad(EXP_SPEED * WAD);
+        uint256 done = WAD - FundingMath.expNegWad(EXP_SPEED * elapsed * WAD / ap.duration);
+        return uint256(ap.maxDiscount) * done / span;
+    }
+
+    /// @dev Long slice: the taker buys at index x (1 - d), rounded up; short slice: the taker sells at
+    ///      index x (1 + d), rounded down. Both roundings are against the taker.
+    function _price(int256 size, uint256 index, uint256 discount) internal pure returns (uint256) {
+        return size > 0 ? index.mulWadUp(WAD - discount) : index.mulWadDown(WAD + discount);
+    }
+
+    function _setNotional(Auction storage a, uint256 notional) internal {
+        liveNotional = liveNotional - a.notional + notional;
+        a.notional = notional.toUint128();
+    }
+
+    function _resolveBadDebt(address owner, uint32 subaccount) internal {
+        if (vault.openMarkets(owner, subaccount) == 0 && vault.collateral(owner, subaccount) < 0) {
+            vault.resolveBadDebt(owner, subaccount);
+        }
+    }
+
+    function _checkNotPaused() internal view {
+        uint8 level = vault.pauseLevel();
+        if (level >= PAUSE_NO_TRADING) revert Paused(level);
+    }
+}

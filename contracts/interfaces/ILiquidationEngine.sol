@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title ILiquidationEngine
+/// @notice Dutch-auction liquidation of position slices (SPEC 6). `kick` moves the smallest slice of a
+///         liquidatable account's position that restores its target health into an auction; takers buy
+///         it at the live index adjusted by a discount that grows with time; the vAMM is not touched
+///         unless an auction is redone `maxRedos` times and then backstopped.
+/// @dev Units: base and prices WAD; ratios WAD; time seconds. A long slice is sold to the taker at
+///      `index x (1 - discount)`, a short slice at `index x (1 + discount)`.
+interface ILiquidationEngine {
+    // ------------------------------------------------------------------ types
+
+    /// @notice Shape of the discount over an auction's life, chosen per market.
+    enum Curve {
+        Linear, // discount = maxDiscount x t / duration
+        Exponential, // discount = maxDiscount x (1 - e^(-4 t / duration)) / (1 - e^-4)
+        Stairstep // discount = maxDiscount x floor(t / step) / floor(duration / step)
+    }
+
+    /// @notice Per-market auction parameters (defaults apply to a market never configured).
+    struct AuctionParams {
+        Curve curve;
+        uint32 duration; // [s] time to reach maxDiscount; after it the auction must be redone
+        uint32 step; // [s] stairstep width
+        uint64 maxDiscount; // [wad]
+        uint64 resetDrop; // [wad] index move since (re)start after which the auction must be redone
+    }
+
+    /// @notice Global liquidation parameters.
+    struct LiquidationParams {
+        uint64 targetHealth; // [wad] a kick restores accountValue >= targetHealth x maintenance
+        uint64 chip; // [wad] keeper reward as a fraction of the slice notional
+        uint64 penalty; // [wad] liquidation penalty to the insurance fund, fraction of the slice notional
+        uint8 maxRedos; // redos allowed before `backstop`
+        uint96 tip; // [wad quote] flat keeper reward, on kick and on each redo
+        uint96 maxKeeperReward; // [wad quote] cap on tip + chip x notional
+        uint128 maxAuctionNotional; // [wad quote] cap on the notional (at kick index) in live auctions
+    }
+
+    /// @notice One auction. `size` is what is left (the position's sign); zero once finished.
+    struct Auction {
+        address owner;
+        uint32 subaccount;
+        uint32 marketId;
+        uint8 redos;
+        int128 size; // [wad base] remaining slice, signed like the position
+        uint128 startIndex; // [wad] index at (re)start
+        uint64 startTime; // [s] (re)start time
+        uint128 notional; // [wad quote] remaining size x startIndex, counted in the global cap
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    /// @notice The account is not below its maintenance requirement.
+    error NotLiquidatable(address owner, uint32 subaccount);
+    /// @notice The account holds no position (outside auctions) in this market.
+    error NothingToLiquidate(address owner, uint32 subaccount, uint32 marketId);
+    /// @notice No auction has this id.
+    error UnknownAuction(uint256 auctionId);
+    /// @notice The auction is finished (fully taken or backstopped).
+    error AuctionFinished(uint256 auctionId);
+    /// @notice The auction ran past its duration or the index moved past `resetDrop`: redo or backstop it.
+    error AuctionExpired(uint256 auctionId);
+    /// @notice `redo`/`backstop` on an auction that can still be taken.
+    error AuctionNotExpired(uint256 auctionId);
+    /// @notice `redo` after `maxRedos` redos: only `backstop` remains.
+    error MaxRedosReached(uint256 auctionId, uint8 redos);
+    /// @notice `backstop` before the auction has been redone `maxRedos` times.
+    error RedosRemaining(uint256 auctionId, uint8 redos, uint8 maxRedos);
+    /// @notice The auction price is worse for the taker than `limitPrice`.
+    error LimitPriceNotMet(uint256 price, uint256 limitPrice);
+    /// @notice A take of less than the minimum position size that does not finish the auction.
+    error TakeBelowMinimum(uint256 amount, uint256 minPositionSize);
+    /// @notice A take that would leave a remainder below the minimum position size.
+    error DustRemainder(uint256 remainder, uint256 minPositionSize);
+    /// @notice The take amount is zero.
+    error ZeroAmount();
+    /// @notice The zero address was given where an address is required.
+    error ZeroAddress();
+    /// @notice The liquidated account may not take its own auction.
+    error SelfTake(address owner, uint32 subaccount);
+    /// @notice Live-auction notional would exceed `maxAuctionNotional`.
+    error AuctionCapReached(uint256 liveNotional, uint256 sliceNotional, uint256 cap);
+    /// @notice The protocol is paused at `level`, which blocks liquidations (level >= 2).
+    error Paused(uint8 level);
+    /// @notice A parameter is outside its hard bound.
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice An auction started: `size` of the position (its sign) at `startIndex`.
+    event Kick(
+        uint256 indexed auctionId,
+        address indexed owner,
+        uint32 indexed subaccount,
+        uint32 marketId,
+        int256 size,
+        uint256 startIndex,
+        address keeper,
+        uint256 keeperReward,
+        uint256 penalty
+    );
+    /// @notice `amount` base of the auction went to the taker at `price`; `remaining` is left.
+    event Take(
+        uint256 indexed auctionId,
+        address indexed taker,
+        uint32 takerSubaccount,
+        uint256 amount,
+        uint256 price,
+        int256 remaining
+    );
+    /// @notice The auction restarted from the live index (`redos` so far); the keeper got the tip.
+    event Redo(uint256 indexed auctionId, uint8 redos, uint256 startIndex, address keeper, uint256 tip);
+    /// @notice The remainder `size` was closed against the vAMM for `quote` (signed flow to the owner).
+    event Backstop(uint256 indexed auctionId, int256 size, int256 quote);
+    /// @notice Per-market auction parameters set.
+    event AuctionParamsSet(uint32 indexed marketId, AuctionParams params);
+    /// @notice Global parameters set.
+    event LiquidationParamsSet(LiquidationParams params);
+
+    // ------------------------------------------------------------------ actions
+
+    /// @notice Start an auction for the smallest slice of `(owner, subaccount)`'s position in `marketId`
+    ///         that restores its target health. Anyone may call; `keeper` is paid the reward.
+    function kick(address owner, uint32 subaccount, uint32 marketId, address keeper) external returns (uint256 auctionId);
+
+    /// @notice Take up to `maxBase` of the auction into the caller's `takerSubaccount` at the current
+    ///         auction price, if it is at least as good as `limitPrice` for the taker.
+    /// @return amount the base taken
+    /// @return price the auction price paid
+    function take(uint256 auctionId, uint256 maxBase, uint256 limitPrice, uint32 takerSubaccount)
+        external
+        returns (uint256 amount, uint256 price);
+
+    /// @notice Restart an expired auction from the live index; pays `keeper` the tip.
+    function redo(uint256 auctionId, address keeper) external;
+
+    /// @notice Close the remainder of an expired auction that was redone `maxRedos` times against the vAMM.
+    function backstop(uint256 auctionId) external returns (int256 quote);
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The price a taker gets now (reverts when the auction cannot be taken).
+    function auctionPrice(uint256 auctionId) external view returns (uint256);
+
+    /// @notice An auction's record.
+    function auction(uint256 auctionId) external view returns (Auction memory);
+
+    /// @notice Number of auctions ever started; ids run from 1.
+    function auctionCount() external view returns (uint256);
+
+    /// @notice What `kick` would do now: the slice (signed) and its notional, keeper reward and penalty.
+    function kickPreview(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 slice, uint256 notional, uint256 keeperReward, uint256 penalty);
+
+    /// @notice The market a keeper should kick for `(owner, subaccount)`: the one whose slice restores
+    ///         target health with the least notional moved (0 when the account is not liquidatable).
+    function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 marketId);
+}
