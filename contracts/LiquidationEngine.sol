@@ -49,7 +49,18 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     LiquidationParams internal _params;
     mapping(uint32 marketId => AuctionParams) internal _auctionParams;
-    mapping(uint256 auctionId => Auction) internal _auctions;
+    /// @dev Two slots per auction; the external `Auction` view adds the derived notional.
+    struct StoredAuction {
+        address owner;
+        uint32 subaccount;
+        uint32 marketId;
+        uint8 redos;
+        int96 size; // [wad base] remaining, signed like the position (|size| < 3.9e10 base)
+        uint128 startIndex; // [wad]
+        uint32 startTime; // [s]
+    }
+
+    mapping(uint256 auctionId => StoredAuction) internal _auctions;
     uint256 public auctionCount;
     /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
     uint256 public liveNotional;
@@ -121,22 +132,23 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     {
         _checkNotPaused();
         if (keeper == address(0)) revert ZeroAddress();
-        if (!vault.isLiquidatable(owner, subaccount)) revert NotLiquidatable(owner, subaccount);
-        Slice memory s = _slice(owner, subaccount, marketId);
+        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        // Cast: maintenance < 2^200 (sizes and prices < 2^128 WAD, ratios <= 1).
+        if (value >= int256(maintenance)) revert NotLiquidatable(owner, subaccount);
+        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance);
         LiquidationParams memory lp = _params;
         uint256 live = liveNotional;
         if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
         liveNotional = live + s.notional;
         auctionId = ++auctionCount;
-        _auctions[auctionId] = Auction({
+        _auctions[auctionId] = StoredAuction({
             owner: owner,
             subaccount: subaccount,
             marketId: marketId,
             redos: 0,
-            size: s.size.toInt128(),
+            size: s.size.toInt96(),
             startIndex: s.index.toUint128(),
-            startTime: uint64(block.timestamp),
-            notional: s.notional.toUint128()
+            startTime: uint32(block.timestamp)
         });
         clearingHouse.markForAuction(owner, subaccount, marketId, s.size);
         vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty);
@@ -149,7 +161,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         nonReentrant
         returns (uint256 amount, uint256 price)
     {
-        Auction storage a = _live(auctionId);
+        StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
         if (maxBase == 0) revert ZeroAmount();
         address owner = a.owner;
@@ -172,8 +184,8 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         }
         int256 signedAmount = size > 0 ? amount.toInt256() : -amount.toInt256();
         int256 left = size - signedAmount;
-        a.size = left.toInt128();
-        _setNotional(a, left.abs().mulWadUp(a.startIndex));
+        _moveNotional(a, left, a.startIndex);
+        a.size = left.toInt96();
 
         clearingHouse.settleAuctionFill(owner, subaccount, marketId, signedAmount, price, msg.sender, takerSubaccount);
         emit Take(auctionId, msg.sender, takerSubaccount, amount, price, left);
@@ -182,7 +194,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc ILiquidationEngine
     function redo(uint256 auctionId, address keeper) external nonReentrant {
-        Auction storage a = _live(auctionId);
+        StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
         if (keeper == address(0)) revert ZeroAddress();
         uint256 index = clearingHouse.indexPrice(a.marketId);
@@ -190,25 +202,25 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         LiquidationParams memory lp = _params;
         if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
         uint8 redos = a.redos + 1;
+        _moveNotional(a, a.size, index);
         a.redos = redos;
         a.startIndex = index.toUint128();
-        a.startTime = uint64(block.timestamp);
-        _setNotional(a, int256(a.size).abs().mulWadUp(index));
+        a.startTime = uint32(block.timestamp);
         vault.chargeLiquidation(a.owner, a.subaccount, keeper, lp.tip, 0);
         emit Redo(auctionId, redos, index, keeper, lp.tip);
     }
 
     /// @inheritdoc ILiquidationEngine
     function backstop(uint256 auctionId) external nonReentrant returns (int256 quote) {
-        Auction storage a = _live(auctionId);
+        StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
         uint256 index = clearingHouse.indexPrice(a.marketId);
         if (!_expired(a, auctionParams(a.marketId), index)) revert AuctionNotExpired(auctionId);
         uint8 maxRedos = _params.maxRedos;
         if (a.redos < maxRedos) revert RedosRemaining(auctionId, a.redos, maxRedos);
         int256 size = a.size;
+        _moveNotional(a, 0, a.startIndex);
         a.size = 0;
-        _setNotional(a, 0);
         quote = clearingHouse.backstopClose(a.owner, a.subaccount, a.marketId, size);
         emit Backstop(auctionId, size, quote);
         _resolveBadDebt(a.owner, a.subaccount);
@@ -218,7 +230,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc ILiquidationEngine
     function auctionPrice(uint256 auctionId) external view returns (uint256) {
-        Auction storage a = _live(auctionId);
+        StoredAuction storage a = _live(auctionId);
         uint256 index = clearingHouse.indexPrice(a.marketId);
         AuctionParams memory ap = auctionParams(a.marketId);
         if (_expired(a, ap, index)) revert AuctionExpired(auctionId);
@@ -233,12 +245,22 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     /// @inheritdoc ILiquidationEngine
     function auction(uint256 auctionId) external view returns (Auction memory) {
         if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
-        return _auctions[auctionId];
+        StoredAuction storage a = _auctions[auctionId];
+        return Auction({
+            owner: a.owner,
+            subaccount: a.subaccount,
+            marketId: a.marketId,
+            redos: a.redos,
+            size: a.size,
+            startIndex: a.startIndex,
+            startTime: a.startTime,
+            notional: _notional(a.size, a.startIndex).toUint128()
+        });
     }
 
     /// @notice Whether the auction must be redone (or backstopped) before it can be taken.
     function isExpired(uint256 auctionId) external view returns (bool) {
-        Auction storage a = _live(auctionId);
+        StoredAuction storage a = _live(auctionId);
         return _expired(a, auctionParams(a.marketId), clearingHouse.indexPrice(a.marketId));
     }
 
@@ -259,14 +281,16 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         view
         returns (int256 slice, uint256 notional, uint256 keeperReward, uint256 penalty)
     {
-        if (!vault.isLiquidatable(owner, subaccount)) return (0, 0, 0, 0);
-        Slice memory s = _slice(owner, subaccount, marketId);
+        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        if (value >= int256(maintenance)) return (0, 0, 0, 0);
+        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance);
         return (s.size, s.notional, s.keeperReward, s.penalty);
     }
 
     /// @inheritdoc ILiquidationEngine
     function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 best) {
-        if (!vault.isLiquidatable(owner, subaccount)) return 0;
+        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        if (value >= int256(maintenance)) return 0;
         uint256 markets = vault.openMarkets(owner, subaccount);
         uint256 bestNotional = type(uint256).max;
         bool bestRestores;
@@ -276,7 +300,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             if (!held) continue;
             (int256 size,,) = clearingHouse.position(owner, subaccount, id);
             if (size == clearingHouse.auctionedSize(owner, subaccount, id)) continue;
-            Slice memory s = _slice(owner, subaccount, id);
+            Slice memory s = _slice(owner, subaccount, id, value, maintenance);
             // Prefer a slice that restores target health (not the whole position); among those the
             // smallest notional; otherwise the largest position (most risk removed).
             bool better = s.restores
@@ -306,14 +330,17 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     ///      tip + (chip + penalty) x n, so n >= (h x M - V + tip) / (h x mmr - chip - penalty), rounded
     ///      up to base; the whole free position when that is more, leaves dust, or the denominator is
     ///      not positive (costs outrun the margin released).
-    function _slice(address owner, uint32 subaccount, uint32 marketId) internal view returns (Slice memory s) {
+    function _slice(address owner, uint32 subaccount, uint32 marketId, int256 value, uint256 maintenance)
+        internal
+        view
+        returns (Slice memory s)
+    {
         (int256 size,,) = clearingHouse.position(owner, subaccount, marketId);
         int256 available = size - clearingHouse.auctionedSize(owner, subaccount, marketId);
         if (available == 0) revert NothingToLiquidate(owner, subaccount, marketId);
         IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
         s.index = clearingHouse.indexPrice(marketId);
         LiquidationParams memory lp = _params;
-        int256 value = vault.accountValue(owner, subaccount);
         uint256 avail = available.abs();
         uint256 base = avail;
         {
@@ -321,7 +348,6 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
                 - int256(uint256(lp.penalty));
             if (denom > 0) {
-                (, uint256 maintenance) = vault.marginRequirements(owner, subaccount);
                 int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
                 uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);
                 if (b < mp.minPositionSize) b = mp.minPositionSize;
@@ -341,14 +367,14 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         s.penalty = room <= 0 ? 0 : (penalty < uint256(room) ? penalty : uint256(room));
     }
 
-    function _live(uint256 auctionId) internal view returns (Auction storage a) {
+    function _live(uint256 auctionId) internal view returns (StoredAuction storage a) {
         if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
         a = _auctions[auctionId];
         if (a.size == 0) revert AuctionFinished(auctionId);
     }
 
     /// @dev Past its duration, or the index moved more than resetDrop from the (re)start index.
-    function _expired(Auction storage a, AuctionParams memory ap, uint256 index) internal view returns (bool) {
+    function _expired(StoredAuction storage a, AuctionParams memory ap, uint256 index) internal view returns (bool) {
         if (block.timestamp - a.startTime > ap.duration) return true;
         uint256 start = a.startIndex;
         uint256 move = index > start ? index - start : start - index;
@@ -374,9 +400,14 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         return size > 0 ? index.mulWadUp(WAD - discount) : index.mulWadDown(WAD + discount);
     }
 
-    function _setNotional(Auction storage a, uint256 notional) internal {
-        liveNotional = liveNotional - a.notional + notional;
-        a.notional = notional.toUint128();
+    /// @dev Notional counted in the global cap: |size| x start index, rounded up.
+    function _notional(int256 size, uint256 startIndex) internal pure returns (uint256) {
+        return size.abs().mulWadUp(startIndex);
+    }
+
+    /// @dev Re-count `a` in `liveNotional` as `newSize` at `newIndex` (call before writing them).
+    function _moveNotional(StoredAuction storage a, int256 newSize, uint256 newIndex) internal {
+        liveNotional = liveNotional - _notional(a.size, a.startIndex) + _notional(newSize, newIndex);
     }
 
     function _resolveBadDebt(address owner, uint32 subaccount) internal {

@@ -275,6 +275,15 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IVault
+    function health(address owner, uint32 subaccount)
+        external
+        view
+        returns (int256 value, int256 free, uint256 initial, uint256 maintenance)
+    {
+        return _health(owner, subaccount, _accounts[owner][subaccount]);
+    }
+
+    /// @inheritdoc IVault
     function insuranceFund() external view returns (uint256) {
         return _insuranceFund;
     }

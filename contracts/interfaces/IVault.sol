@@ -138,6 +138,12 @@ interface IVault {
         uint8 pauseLevel;
     }
 
+    /// @notice All of an account's health figures in one call [wad]: the four margin views together.
+    function health(address owner, uint32 subaccount)
+        external
+        view
+        returns (int256 accountValue, int256 freeCollateral, uint256 initial, uint256 maintenance);
+
     /// @notice Liquidation-engine only: move `keeperReward` from `(owner, subaccount)` to the keeper's
     ///         cross account and `penalty` to the insurance fund. May leave the account negative (bad
     ///         debt is resolved once it holds no position).

@@ -1,0 +1,835 @@
+"""Exact-integer reference model of vPerp's Vault + ClearingHouse (SPEC sections 3, 4, 5).
+
+The model is a plain-Python state machine that computes the same integers as the contracts, to the
+wei, for every action a trader can take: deposit, withdraw, transferMargin, openPosition,
+closePosition, pokeFunding, oracle moves; and for every view: collateral, accountValue,
+freeCollateral, marginRequirements, isLiquidatable, position, quote, marketState, fundingState,
+twaps, markPrice, indexPrice, poolBalance, insuranceFund. The differential fuzz test
+(tests/test_differential.py) runs random action sequences on chain and here and compares every one.
+
+State
+- accounts: ``(owner, subaccount) -> Account(collateral [wad, signed], open_markets [bitmap])``.
+- markets (ids from 1 in config order): virtual reserves ``x`` (base) and ``y`` (quote), parameters,
+  long/short open interest, the TWAP accumulator ``(timestamp, markCumulative, indexCumulative)``
+  (sums modulo 2^112), an 8-slot observation ring, the funding state ``(cumulativeFunding, rate,
+  target, observationHead)``, the last index price, the funding parameters, and the mock oracle
+  ``(answer in feed units, updatedAt)``.
+- positions: ``(marketId, owner, subaccount) -> Position(size, openNotional, lastCumulativeFunding)``.
+- the liquidity pool's balance, the insurance fund, and the token balance the Vault holds.
+Time is explicit: every action and every time-dependent view takes ``timestamp`` (the
+``block.timestamp`` the chain would use).
+
+Rounding (every choice as in contracts/libraries/WadMath.sol; each helper says its direction)
+- vAMM, x * y = k: buy b base pays ``ceil(y*b/(x-b))``; sell b base receives ``floor(y*b/(x+b))``;
+  spot price ``floor(y*1e18/x)``.
+- taker fee ``ceil(|quote| * takerFee / 1e18)``; insurance part ``floor(fee * share / 1e18)``; the pool
+  gets the rest.
+- position accounting (VAmmMath.applyTrade): increase adds the whole cost to openNotional; a reduce
+  removes ``ceil(openNotional*|base|/|size|)`` (toward +inf) of basis; a flip realizes
+  ``floor(quote*|size|/|base|) - openNotional`` and opens the rest.
+- funding index: ``cf += floor(area * lastIndex / (3600 * 1e18))`` where ``area`` is the integral of the
+  applied rate (vperp.funding.evolve, an exact mirror of FundingMath); a position owes
+  ``ceil(size * (cf_now - cf_last) / 1e18)`` (rounded up: in the pool's favour for longs and shorts).
+- margin: unrealized PnL ``floor(size*index/1e18) - openNotional``; notional
+  ``ceil(|size|*index/1e18)``; requirements ``ceil(notional*ratio/1e18)`` summed per market.
+- TWAP premium ``trunc((mark - index) * 1e18 / index)`` (Solidity ``/`` truncates toward zero), target
+  ``clamp(trunc(premium / periodHours) + baseline, maxFundingRate)``.
+- collateral in token units is scaled to WAD exactly (``amount * 10^(18-decimals)``).
+
+Reverts
+Every action is atomic like a transaction: a failure raises ``ModelRevert(name, *args)`` with the
+Solidity custom error's name and arguments, and leaves the model unchanged (including the TWAP /
+funding update that the failed trade had already made, which the EVM also rolls back). Checks run
+in the contracts' order, so the first failing check names the error.
+
+Where the SPEC leaves a detail to the implementation, the model follows the Solidity and says so
+(TWAP sampling per block, the observation ring and its window/4 sampling, the order of checks).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Hashable
+
+from .config import DeployConfig, default_config, wad
+from .funding import clamp, evolve, tdiv
+
+WAD = 10**18
+HOUR = 3600
+U112 = 2**112 - 1
+INT64_MAX = 2**63 - 1
+INT112_MAX = 2**111 - 1
+INT128_MAX = 2**127 - 1
+UINT128_MAX = 2**128 - 1
+
+OBSERVATIONS = 8
+OBSERVATIONS_PER_WINDOW = 4
+
+PAUSE_NO_NEW_RISK = 1
+PAUSE_NO_TRADING = 2
+PAUSE_WITHDRAW_ONLY = 3
+
+# ClearingHouse listing defaults for funding (SPEC 5).
+DEFAULT_MAX_FUNDING_RATE = 10**15
+DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14
+DEFAULT_SMOOTHING_TAU = 4 * HOUR
+DEFAULT_FUNDING_PERIOD_HOURS = 24
+
+
+class ModelRevert(Exception):
+    """The model's equivalent of a Solidity revert: ``name`` is the custom error's name."""
+
+    def __init__(self, name: str, *args: Any):
+        super().__init__(name, *args)
+        self.name = name
+        self.error_args = args
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(map(str, self.error_args))})"
+
+
+# ---------------------------------------------------------------------------- WadMath mirror
+
+
+def mul_wad_down(x: int, y: int) -> int:
+    return x * y // WAD
+
+
+def mul_wad_up(x: int, y: int) -> int:
+    return -((-x * y) // WAD)
+
+
+def div_wad_down(x: int, y: int) -> int:
+    return x * WAD // y
+
+
+def mul_div_up(x: int, y: int, d: int) -> int:
+    return -((-x * y) // d)
+
+
+def s_mul_div_down(x: int, y: int, d: int) -> int:
+    """floor(x * y / d) (toward -inf), y, d >= 0: Python's // is already a floor."""
+    return x * y // d
+
+
+def s_mul_div_up(x: int, y: int, d: int) -> int:
+    """ceil(x * y / d) (toward +inf)."""
+    return -((-x * y) // d)
+
+
+def s_mul_wad_down(x: int, y: int) -> int:
+    """floor(x * y / WAD) for signed x and y (the contract's sign dispatch is a plain floor)."""
+    return x * y // WAD
+
+
+def s_mul_wad_up(x: int, y: int) -> int:
+    """ceil(x * y / WAD) for signed x and y."""
+    return -((-x * y) // WAD)
+
+
+def vamm_price(x: int, y: int) -> int:
+    return y * WAD // x
+
+
+def vamm_swap(x: int, y: int, base: int) -> tuple[int, int, int]:
+    """VAmmMath.swap: (signed quote flow to the trader, x after, y after)."""
+    if base > 0:
+        x1 = x - base
+        quote_in = mul_div_up(y, base, x1)
+        return -quote_in, x1, y + quote_in
+    b = -base
+    x1 = x + b
+    quote_out = y * b // x1
+    return quote_out, x1, y - quote_out
+
+
+def apply_trade(size: int, open_notional: int, base: int, quote: int) -> tuple[int, int, int]:
+    """VAmmMath.applyTrade: (new size, new open notional, realized PnL)."""
+    new_size = size + base
+    if size == 0 or (size > 0) == (base > 0):
+        return new_size, open_notional - quote, 0
+    abs_size, abs_base = abs(size), abs(base)
+    if abs_base <= abs_size:
+        removed = s_mul_div_up(open_notional, abs_base, abs_size)
+        return new_size, open_notional - removed, quote - removed
+    closing = s_mul_div_down(quote, abs_size, abs_base)
+    return new_size, -(quote - closing), closing - open_notional
+
+
+def _int128(v: int) -> int:
+    if not -(2**127) <= v <= INT128_MAX:
+        raise ModelRevert("SafeCastOverflowedIntDowncast", 128, v)
+    return v
+
+
+def _uint128(v: int) -> int:
+    if not 0 <= v <= UINT128_MAX:
+        raise ModelRevert("SafeCastOverflowedUintDowncast", 128, v)
+    return v
+
+
+def _int_n(v: int, bits: int) -> int:
+    if not -(2 ** (bits - 1)) <= v <= 2 ** (bits - 1) - 1:
+        raise ModelRevert("SafeCastOverflowedIntDowncast", bits, v)
+    return v
+
+
+# ---------------------------------------------------------------------------- state
+
+
+@dataclass
+class Account:
+    collateral: int = 0  # [wad] settled margin (signed)
+    open_markets: int = 0  # bit (marketId - 1) set while a position is open
+
+
+@dataclass
+class Position:
+    size: int = 0
+    open_notional: int = 0
+    last_cumulative_funding: int = 0
+
+
+@dataclass
+class Observation:
+    timestamp: int
+    mark_cumulative: int  # modulo 2^112
+    index_cumulative: int  # modulo 2^112
+
+
+@dataclass
+class FundingParams:
+    max_funding_rate: int = DEFAULT_MAX_FUNDING_RATE
+    max_rate_velocity: int = DEFAULT_MAX_RATE_VELOCITY
+    baseline_rate: int = 0
+    smoothing_tau: int = DEFAULT_SMOOTHING_TAU
+    funding_period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
+
+    def as_tuple(self) -> tuple:
+        return (self.max_funding_rate, self.max_rate_velocity, self.baseline_rate, self.smoothing_tau,
+                self.funding_period_hours)
+
+
+@dataclass
+class Market:
+    id: int
+    symbol: str
+    oracle: Any  # feed identifier (address on chain), used in oracle error arguments
+    oracle_decimals: int
+    heartbeat: int
+    twap_window: int
+    imr: int
+    mmr: int
+    taker_fee: int
+    max_spread: int
+    max_oi_pool_ratio: int
+    max_open_interest: int
+    min_position_size: int
+    insurance_fee_share: int
+    x: int  # virtual base reserve
+    y: int  # virtual quote reserve
+    answer: int  # mock oracle answer, feed units
+    answer_updated_at: int
+    last_index_price: int
+    accumulator: Observation
+    observations: list[Observation]
+    long_open_interest: int = 0
+    short_open_interest: int = 0
+    cumulative_funding: int = 0
+    rate: int = 0
+    target: int = 0
+    observation_head: int = 0
+    funding_params: FundingParams = field(default_factory=FundingParams)
+
+    @property
+    def oracle_scale(self) -> int:
+        return 10 ** (18 - self.oracle_decimals)
+
+    @property
+    def spot(self) -> int:
+        return vamm_price(self.x, self.y)
+
+
+@dataclass(frozen=True)
+class TradeResult:
+    """What `openPosition`/`closePosition` return and what `PositionChanged` carries."""
+
+    base: int
+    quote: int
+    fee: int
+    realized_pnl: int
+    funding: int  # settled on this position by this trade, positive = paid by the trader
+    new_size: int
+    new_open_notional: int
+    price_after: int
+    to_insurance: int
+
+
+@dataclass(frozen=True)
+class MarginSummary:
+    unrealized_pnl: int
+    pending_funding: int
+    initial: int
+    maintenance: int
+
+
+def _atomic(fn):
+    """Run an action as a transaction: on ModelRevert, restore every field the action touched."""
+
+    @functools.wraps(fn)
+    def wrapper(self: "Model", *args, **kwargs):
+        saved = copy.deepcopy(self.__dict__)
+        try:
+            return fn(self, *args, **kwargs)
+        except ModelRevert:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    return wrapper
+
+
+class Model:
+    """The reference model. Build it with :meth:`from_config`."""
+
+    def __init__(self, token_decimals: int = 6):
+        if token_decimals > 18:
+            raise ModelRevert("UnsupportedDecimals", token_decimals)
+        self.token_scale = 10 ** (18 - token_decimals)
+        self.accounts: dict[tuple[Hashable, int], Account] = {}
+        self.positions: dict[tuple[int, Hashable, int], Position] = {}
+        self.markets: dict[int, Market] = {}
+        self.pool_balance_wad = 0
+        self.insurance_fund_wad = 0
+        self.token_balance = 0  # token units held by the Vault
+        self.pause_level = 0
+        self.operators: set[tuple[Hashable, Hashable]] = set()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(
+        cls,
+        config: DeployConfig | None = None,
+        timestamp: int = 0,
+        *,
+        listed_at: dict[int, int] | None = None,
+        oracle_updated_at: dict[int, int] | None = None,
+        oracles: dict[int, Any] | None = None,
+    ) -> "Model":
+        """The state `vperp.deploy(deployer, config)` leaves: markets listed in order (ids from 1) at
+        `listed_at[id]` (default `timestamp`), mock feeds stamped at `oracle_updated_at[id]`, the
+        pool and insurance seeds credited. `oracles[id]` names each feed (its address on chain)."""
+        config = config or default_config()
+        model = cls(config.collateral_decimals)
+        for i, mc in enumerate(config.markets, start=1):
+            t_list = (listed_at or {}).get(i, timestamp)
+            t_oracle = (oracle_updated_at or {}).get(i, t_list)
+            answer = int(Decimal(str(mc.price)) * 10**mc.oracle_decimals)
+            model.list_market(
+                symbol=mc.symbol,
+                oracle=(oracles or {}).get(i, mc.symbol),
+                oracle_decimals=mc.oracle_decimals,
+                answer=answer,
+                answer_updated_at=t_oracle,
+                heartbeat=mc.heartbeat,
+                twap_window=mc.twap_window,
+                imr=wad(mc.imr),
+                mmr=wad(mc.mmr),
+                taker_fee=wad(mc.taker_fee),
+                max_spread=wad(mc.max_spread),
+                max_oi_pool_ratio=wad(mc.max_oi_pool_ratio),
+                max_open_interest=wad(mc.max_open_interest),
+                min_position_size=wad(mc.min_position_size),
+                insurance_fee_share=wad(mc.insurance_fee_share),
+                base_reserve=wad(mc.base_reserve),
+                timestamp=t_list,
+            )
+        if config.pool_seed:
+            model.fund_pool(int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals))
+        if config.insurance_seed:
+            model.fund_insurance(int(Decimal(str(config.insurance_seed)) * 10**config.collateral_decimals))
+        return model
+
+    def list_market(self, *, symbol, oracle, oracle_decimals, answer, answer_updated_at, heartbeat, twap_window,
+                    imr, mmr, taker_fee, max_spread, max_oi_pool_ratio, max_open_interest, min_position_size,
+                    insurance_fee_share, base_reserve, timestamp) -> int:
+        """ClearingHouse.listMarket (parameter bounds are not re-checked here)."""
+        market_id = len(self.markets) + 1
+        start = Observation(timestamp, 0, 0)
+        m = Market(
+            id=market_id, symbol=symbol, oracle=oracle, oracle_decimals=oracle_decimals, heartbeat=heartbeat,
+            twap_window=twap_window, imr=imr, mmr=mmr, taker_fee=taker_fee, max_spread=max_spread,
+            max_oi_pool_ratio=max_oi_pool_ratio, max_open_interest=max_open_interest,
+            min_position_size=min_position_size, insurance_fee_share=insurance_fee_share,
+            x=base_reserve, y=0, answer=answer, answer_updated_at=answer_updated_at, last_index_price=0,
+            accumulator=copy.copy(start),
+            # Every ring slot starts as a true observation at listing time (as the contract does).
+            observations=[copy.copy(start) for _ in range(OBSERVATIONS)],
+        )
+        index = self._index(m, timestamp)
+        m.y = mul_wad_down(base_reserve, index)
+        m.last_index_price = index
+        self.markets[market_id] = m
+        return market_id
+
+    # ------------------------------------------------------------------ helpers
+
+    def _account(self, owner, sub: int) -> Account:
+        return self.accounts.setdefault((owner, sub), Account())
+
+    def _position(self, market_id: int, owner, sub: int) -> Position:
+        return self.positions.get((market_id, owner, sub)) or Position()
+
+    def _market(self, market_id: int) -> Market:
+        if market_id not in self.markets:
+            raise ModelRevert("UnknownMarket", market_id)
+        return self.markets[market_id]
+
+    def _index(self, m: Market, timestamp: int) -> int:
+        """OracleLib.readWad: positive answer, not older than the heartbeat, scaled to WAD."""
+        if m.answer <= 0:
+            raise ModelRevert("InvalidOraclePrice", m.oracle, m.answer)
+        if m.answer_updated_at + m.heartbeat < timestamp:
+            raise ModelRevert("StaleOracle", m.oracle, m.answer_updated_at, m.heartbeat)
+        return m.answer * m.oracle_scale
+
+    def _to_wad(self, amount: int) -> int:
+        if amount == 0:
+            raise ModelRevert("ZeroAmount")
+        if amount > INT128_MAX // self.token_scale:
+            raise ModelRevert("AmountTooLarge", amount)
+        return amount * self.token_scale
+
+    def _check_not_paused(self, blocking_level: int) -> None:
+        if self.pause_level >= blocking_level:
+            raise ModelRevert("Paused", self.pause_level)
+
+    # ------------------------------------------------------------------ oracle (mock feed)
+
+    @_atomic
+    def set_answer(self, market_id: int, answer: int, timestamp: int) -> None:
+        """MockAggregator.updateAnswer(answer) in a block at `timestamp`."""
+        m = self.markets[market_id]
+        m.answer = answer
+        m.answer_updated_at = timestamp
+
+    def set_index(self, market_id: int, price_wad: int, timestamp: int) -> None:
+        """Move the index to `price_wad` (must be representable in the feed's decimals)."""
+        m = self.markets[market_id]
+        answer, rest = divmod(price_wad, m.oracle_scale)
+        if rest:
+            raise ValueError(f"{price_wad} not representable with {m.oracle_decimals} feed decimals")
+        self.set_answer(market_id, answer, timestamp)
+
+    # ------------------------------------------------------------------ Vault actions
+
+    @_atomic
+    def fund_pool(self, amount: int) -> None:
+        amount_wad = self._to_wad(amount)
+        self._check_not_paused(PAUSE_WITHDRAW_ONLY)
+        self.pool_balance_wad = _int128(self.pool_balance_wad + amount_wad)
+        self.token_balance += amount
+
+    @_atomic
+    def fund_insurance(self, amount: int) -> None:
+        amount_wad = self._to_wad(amount)
+        self._check_not_paused(PAUSE_WITHDRAW_ONLY)
+        self.insurance_fund_wad = _uint128(self.insurance_fund_wad + amount_wad)
+        self.token_balance += amount
+
+    @_atomic
+    def deposit(self, owner, sub: int, amount: int, timestamp: int | None = None) -> int:
+        """Vault.deposit (token units); returns the WAD credited."""
+        amount_wad = self._to_wad(amount)
+        self._check_not_paused(PAUSE_WITHDRAW_ONLY)
+        acct = self._account(owner, sub)
+        if acct.collateral + amount_wad > INT128_MAX:
+            raise ModelRevert("Panic", 0x11)
+        acct.collateral += amount_wad
+        self.token_balance += amount
+        return amount_wad
+
+    @_atomic
+    def withdraw(self, owner, sub: int, amount: int, timestamp: int) -> int:
+        """Vault.withdraw (token units) at `timestamp`; returns the WAD debited."""
+        amount_wad = self._to_wad(amount)
+        acct = self._account(owner, sub)
+        acct.collateral -= amount_wad
+        self._check_withdrawable(owner, sub, acct, amount_wad, timestamp)
+        self.token_balance -= amount
+        return amount_wad
+
+    @_atomic
+    def transfer_margin(self, owner, from_sub: int, to_sub: int, amount_wad: int, timestamp: int) -> None:
+        """Vault.transferMargin (WAD) between two sub-accounts of `owner`."""
+        if amount_wad == 0:
+            raise ModelRevert("ZeroAmount")
+        if from_sub == to_sub:
+            raise ModelRevert("SameSubaccount", from_sub)
+        self._check_not_paused(PAUSE_WITHDRAW_ONLY)
+        delta = _int128(amount_wad)
+        src = self._account(owner, from_sub)
+        src.collateral -= delta
+        self._check_withdrawable(owner, from_sub, src, amount_wad, timestamp)
+        self._account(owner, to_sub).collateral += delta
+
+    def _check_withdrawable(self, owner, sub, acct: Account, amount_wad: int, timestamp: int) -> None:
+        coll = acct.collateral
+        if coll < 0:
+            raise ModelRevert("InsufficientCollateral", owner, sub, coll + amount_wad, amount_wad)
+        if acct.open_markets != 0:
+            _, free, _, _ = self._health(owner, sub, timestamp)
+            if free < 0:
+                raise ModelRevert("InsufficientFreeCollateral", owner, sub, free)
+
+    def _settle_trade(self, owner, sub: int, market_id: int, holds_position: bool, collateral_delta: int,
+                      pool_delta: int, insurance_delta: int) -> Account:
+        """Vault.settleTrade."""
+        if collateral_delta + pool_delta + insurance_delta != 0:
+            raise ModelRevert("UnbalancedSettlement", collateral_delta, pool_delta, insurance_delta)
+        acct = self._account(owner, sub)
+        bit = 1 << (market_id - 1)
+        markets = acct.open_markets
+        if holds_position:
+            others = markets & ~bit
+            if sub != 0 and others != 0:
+                lowest = (others & -others).bit_length()
+                raise ModelRevert("IsolatedSubaccountInUse", owner, sub, lowest, market_id)
+            markets |= bit
+        else:
+            markets &= ~bit
+        acct.collateral = _int128(acct.collateral + collateral_delta)
+        acct.open_markets = markets
+        self.pool_balance_wad = _int128(self.pool_balance_wad + pool_delta)
+        if insurance_delta:
+            self.insurance_fund_wad = _uint128(self.insurance_fund_wad + insurance_delta)
+        return acct
+
+    # ------------------------------------------------------------------ ClearingHouse actions
+
+    @_atomic
+    def poke_funding(self, market_id: int, timestamp: int) -> None:
+        m = self._market(market_id)
+        self._update(m, self._index(m, timestamp), timestamp)
+
+    @_atomic
+    def open_position(self, owner, sub: int, market_id: int, base: int, quote_limit: int, timestamp: int,
+                      deadline: int) -> TradeResult:
+        return self._trade(owner, sub, market_id, base, quote_limit, timestamp, deadline)
+
+    @_atomic
+    def close_position(self, owner, sub: int, market_id: int, quote_limit: int, timestamp: int,
+                       deadline: int) -> TradeResult:
+        size = self._position(market_id, owner, sub).size
+        if size == 0:
+            raise ModelRevert("NoPosition", owner, sub, market_id)
+        return self._trade(owner, sub, market_id, -size, quote_limit, timestamp, deadline)
+
+    @_atomic
+    def set_funding_params(self, market_id: int, params: FundingParams, timestamp: int) -> None:
+        """ClearingHouse.setFundingParams: accrue at the old parameters, then clamp rate and target."""
+        m = self._market(market_id)
+        self._update(m, self._index(m, timestamp), timestamp)
+        bounds = (("maxFundingRate", params.max_funding_rate, 0, 10**16),
+                  ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
+                  ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
+                  ("fundingPeriodHours", params.funding_period_hours, 1, 720),
+                  ("baselineRate", abs(params.baseline_rate), 0, params.max_funding_rate))
+        for name, value, lo, hi in bounds:
+            if not lo <= value <= hi:
+                raise ModelRevert("ParameterOutOfBounds", name, value)
+        m.funding_params = copy.copy(params)
+        m.rate = clamp(m.rate, params.max_funding_rate)
+        m.target = clamp(m.target, params.max_funding_rate)
+
+    def _trade(self, owner, sub, market_id, base, quote_limit, timestamp, deadline) -> TradeResult:
+        """ClearingHouse._trade, check for check in the same order."""
+        if timestamp > deadline:
+            raise ModelRevert("DeadlinePassed", deadline, timestamp)
+        if base == 0:
+            raise ModelRevert("ZeroSize")
+        m = self._market(market_id)
+        index = self._index(m, timestamp)
+        self._update(m, index, timestamp)
+
+        p = self._position(market_id, owner, sub)
+        size = p.size
+        cf = m.cumulative_funding
+        funding = s_mul_wad_up(size, cf - p.last_cumulative_funding) if size != 0 else 0
+
+        x, y = m.x, m.y
+        self._check_liquidity(market_id, base, x)
+        price_before = vamm_price(x, y)
+        quote, x, y = vamm_swap(x, y, base)
+        price_after = vamm_price(x, y)
+        self._check_price_band(market_id, m.max_spread, index, price_before, price_after)
+        m.x, m.y = _uint128(x), _uint128(y)
+
+        if (-quote > quote_limit) if base > 0 else (quote < quote_limit):
+            raise ModelRevert("SlippageExceeded", quote, quote_limit)
+
+        new_size, new_on, realized = apply_trade(size, p.open_notional, base, quote)
+        reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
+        if new_size != 0 and abs(new_size) < m.min_position_size:
+            raise ModelRevert("BelowMinPositionSize", market_id, new_size, m.min_position_size)
+        self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf))
+
+        fee = mul_wad_up(abs(quote), m.taker_fee)
+        to_insurance = mul_wad_down(fee, m.insurance_fee_share)
+        acct = self._settle_trade(owner, sub, market_id, new_size != 0, realized - funding - fee,
+                                  funding - realized + (fee - to_insurance), to_insurance)
+
+        if self.pause_level >= PAUSE_NO_TRADING or (self.pause_level == PAUSE_NO_NEW_RISK and not reducing):
+            raise ModelRevert("Paused", self.pause_level)
+        self._update_open_interest(market_id, m, size, new_size, index, self.pool_balance_wad)
+        if not reducing:
+            s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
+            free = min(acct.collateral - s.pending_funding,
+                       acct.collateral + s.unrealized_pnl - s.pending_funding) - s.initial
+            if free < 0:
+                raise ModelRevert("InsufficientMargin", owner, sub, free)
+        return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance)
+
+    @staticmethod
+    def _check_liquidity(market_id: int, base: int, x: int) -> None:
+        if base > 0 and base >= x:
+            raise ModelRevert("InsufficientLiquidity", market_id, base, x)
+
+    @staticmethod
+    def _check_price_band(market_id, max_spread, index, before, after) -> None:
+        dist_after = abs(after - index)
+        if dist_after > mul_wad_down(index, max_spread):
+            if dist_after > abs(before - index):
+                raise ModelRevert("PriceBandExceeded", market_id, after, index, max_spread)
+
+    def _update_open_interest(self, market_id, m: Market, old_size, new_size, index, pool_balance) -> None:
+        old_long, old_short = max(old_size, 0), max(-old_size, 0)
+        new_long, new_short = max(new_size, 0), max(-new_size, 0)
+        long_oi = m.long_open_interest + new_long - old_long
+        short_oi = m.short_open_interest + new_short - old_short
+        if new_long > old_long:
+            self._check_oi_cap(market_id, m, long_oi, index, pool_balance)
+        if new_short > old_short:
+            self._check_oi_cap(market_id, m, short_oi, index, pool_balance)
+        m.long_open_interest = _uint128(long_oi)
+        m.short_open_interest = _uint128(short_oi)
+
+    @staticmethod
+    def _check_oi_cap(market_id, m: Market, oi, index, pool_balance) -> None:
+        if oi > m.max_open_interest:
+            raise ModelRevert("OpenInterestCapExceeded", market_id, oi, m.max_open_interest)
+        pool = max(pool_balance, 0)
+        notional_cap = mul_wad_down(pool, m.max_oi_pool_ratio)
+        if mul_wad_up(oi, index) > notional_cap:
+            raise ModelRevert("OpenInterestCapExceeded", market_id, oi, div_wad_down(notional_cap, index))
+
+    # ------------------------------------------------------------------ TWAP and funding internals
+
+    def _update(self, m: Market, index: int, timestamp: int) -> None:
+        """ClearingHouse._update: at most once per block (a no-op at the accumulator's timestamp).
+
+        Mirrors the Solidity, which alone defines these details:
+        - the interval since the last update is priced at the vAMM spot *before* this block's first
+          trade and at the index *last observed* (lastIndexPrice), then the new index is recorded;
+        - a ring observation is written, and the funding target re-sampled from the TWAPs, when the
+          block is in a new quarter-window (`timestamp // (window/4)` changed), not every window/4 s;
+        - the applied rate evolves (closed form) and the funding index accrues only when the rate or
+          target is nonzero, at the interval's index (the old lastIndexPrice), rounded down.
+        """
+        acc = m.accumulator
+        if acc.timestamp == timestamp:
+            return
+        dt = timestamp - acc.timestamp
+        last_index = m.last_index_price
+        spot = m.spot
+        quarter = m.twap_window // OBSERVATIONS_PER_WINDOW
+        new_observation = timestamp // quarter != acc.timestamp // quarter
+        acc = Observation(timestamp, (acc.mark_cumulative + spot * dt) & U112,
+                          (acc.index_cumulative + last_index * dt) & U112)
+        m.accumulator = acc
+        if index != last_index:
+            m.last_index_price = _uint128(index)
+        if m.rate == 0 and m.target == 0 and not new_observation:
+            return
+        f = m.funding_params
+        if m.rate != 0 or m.target != 0:
+            rate, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
+            m.rate = _int_n(rate, 64)
+            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, last_index), 112)
+        if new_observation:
+            m.observation_head = (m.observation_head + 1) % OBSERVATIONS
+            m.observations[m.observation_head] = copy.copy(acc)
+            mark_twap, index_twap = self._twaps_from(m, acc, m.observation_head)
+            _, target = self._target(f, mark_twap, index_twap)
+            m.target = _int_n(target, 64)
+
+    @staticmethod
+    def _funding_accrual(area: int, index_price: int) -> int:
+        """Funding per base for a rate area [wad/h * s], rounded down (toward -inf)."""
+        return s_mul_div_down(area, index_price, HOUR * WAD)
+
+    def _cumulative_funding_now(self, m: Market, timestamp: int) -> int:
+        cf = m.cumulative_funding
+        if m.rate == 0 and m.target == 0:
+            return cf
+        last = m.accumulator.timestamp
+        if timestamp == last:
+            return cf
+        f = m.funding_params
+        _, area = evolve(m.rate, m.target, timestamp - last, f.smoothing_tau, f.max_rate_velocity)
+        return cf + self._funding_accrual(area, m.last_index_price)
+
+    @staticmethod
+    def _target(f: FundingParams, mark_twap: int, index_twap: int) -> tuple[int, int]:
+        premium = tdiv((mark_twap - index_twap) * WAD, index_twap)
+        target = clamp(tdiv(premium, f.funding_period_hours) + f.baseline_rate, f.max_funding_rate)
+        return premium, target
+
+    @staticmethod
+    def _twaps_from(m: Market, current: Observation, head: int) -> tuple[int, int]:
+        """TWAPs from the ring anchor to `current`: the newest observation at least one window old,
+        or the oldest one while the market is younger than a window (the loop's last visit)."""
+        now = current.timestamp
+        target = now - m.twap_window if now > m.twap_window else 0
+        anchor = None
+        for i in range(OBSERVATIONS):
+            anchor = m.observations[(head + OBSERVATIONS - i) % OBSERVATIONS]
+            if anchor.timestamp <= target:
+                break
+        span = now - anchor.timestamp
+        if span == 0:
+            return m.spot, m.last_index_price
+        mark = ((current.mark_cumulative - anchor.mark_cumulative) & U112) // span
+        idx = ((current.index_cumulative - anchor.index_cumulative) & U112) // span
+        return mark, idx
+
+    def _margin_summary(self, owner, sub, open_markets: int, timestamp: int, known_market: int = 0,
+                        known_index: int = 0) -> MarginSummary:
+        """ClearingHouse._marginSummary over the bitmap, lowest market first (oracle order matters
+        for which StaleOracle is reported)."""
+        upnl = pending = initial = maintenance = 0
+        while open_markets:
+            bit = open_markets & -open_markets
+            open_markets ^= bit
+            market_id = bit.bit_length()
+            m = self.markets[market_id]
+            p = self._position(market_id, owner, sub)
+            index = known_index if market_id == known_market else self._index(m, timestamp)
+            upnl += s_mul_wad_down(p.size, index) - p.open_notional
+            pending += s_mul_wad_up(p.size, self._cumulative_funding_now(m, timestamp) - p.last_cumulative_funding)
+            notional = mul_wad_up(abs(p.size), index)
+            initial += mul_wad_up(notional, m.imr)
+            maintenance += mul_wad_up(notional, m.mmr)
+        return MarginSummary(upnl, pending, initial, maintenance)
+
+    def _health(self, owner, sub, timestamp) -> tuple[int, int, int, int]:
+        """Vault._health: (accountValue, freeCollateral, initial, maintenance)."""
+        acct = self.accounts.get((owner, sub)) or Account()
+        coll = acct.collateral
+        if acct.open_markets == 0:
+            return coll, coll, 0, 0
+        s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
+        value = coll + s.unrealized_pnl - s.pending_funding
+        free = min(coll - s.pending_funding, value) - s.initial
+        return value, free, s.initial, s.maintenance
+
+    # ------------------------------------------------------------------ views (Vault)
+
+    def collateral(self, owner, sub: int) -> int:
+        return (self.accounts.get((owner, sub)) or Account()).collateral
+
+    def open_markets(self, owner, sub: int) -> int:
+        return (self.accounts.get((owner, sub)) or Account()).open_markets
+
+    def account_value(self, owner, sub: int, timestamp: int) -> int:
+        return self._health(owner, sub, timestamp)[0]
+
+    def free_collateral(self, owner, sub: int, timestamp: int) -> int:
+        return self._health(owner, sub, timestamp)[1]
+
+    def margin_requirements(self, owner, sub: int, timestamp: int) -> tuple[int, int]:
+        return self._health(owner, sub, timestamp)[2:]
+
+    def is_liquidatable(self, owner, sub: int, timestamp: int) -> bool:
+        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        return value < maintenance
+
+    def pool_balance(self) -> int:
+        return self.pool_balance_wad
+
+    def insurance_fund(self) -> int:
+        return self.insurance_fund_wad
+
+    # ------------------------------------------------------------------ views (ClearingHouse)
+
+    def position(self, owner, sub: int, market_id: int, timestamp: int) -> tuple[int, int, int]:
+        """(size, openNotional, pendingFunding). Like the contract, no market check."""
+        p = self._position(market_id, owner, sub)
+        pending = 0
+        if p.size != 0:
+            m = self.markets[market_id]
+            pending = s_mul_wad_up(p.size, self._cumulative_funding_now(m, timestamp) - p.last_cumulative_funding)
+        return p.size, p.open_notional, pending
+
+    def margin_summary(self, owner, sub: int, open_markets: int, timestamp: int) -> MarginSummary:
+        return self._margin_summary(owner, sub, open_markets, timestamp)
+
+    def quote(self, market_id: int, base: int) -> tuple[int, int]:
+        m = self._market(market_id)
+        if base == 0:
+            raise ModelRevert("ZeroSize")
+        self._check_liquidity(market_id, base, m.x)
+        q, x, y = vamm_swap(m.x, m.y, base)
+        return q, vamm_price(x, y)
+
+    def index_price(self, market_id: int, timestamp: int) -> int:
+        return self._index(self._market(market_id), timestamp)
+
+    def spot_price(self, market_id: int) -> int:
+        return self._market(market_id).spot
+
+    def twaps(self, market_id: int, timestamp: int) -> tuple[int, int]:
+        """Mark and index TWAPs: the accumulator extended to `timestamp`, from the ring anchor."""
+        m = self._market(market_id)
+        acc = m.accumulator
+        dt = timestamp - acc.timestamp
+        current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
+                              (acc.index_cumulative + m.last_index_price * dt) & U112)
+        return self._twaps_from(m, current, m.observation_head)
+
+    def mark_price(self, market_id: int, timestamp: int) -> int:
+        return self.twaps(market_id, timestamp)[0]
+
+    def market_count(self) -> int:
+        return len(self.markets)
+
+    def market_state(self, market_id: int, timestamp: int) -> tuple:
+        """IClearingHouse.MarketState, field for field."""
+        m = self._market(market_id)
+        return (m.x, m.y, m.spot, m.long_open_interest, m.short_open_interest,
+                self._cumulative_funding_now(m, timestamp), m.rate, m.target, m.last_index_price,
+                m.accumulator.timestamp)
+
+    def funding_state(self, market_id: int, timestamp: int) -> tuple:
+        """(appliedRate, targetRate, premium, markTwap, indexTwap, projected1h, projected8h)."""
+        m = self._market(market_id)
+        f = m.funding_params
+        applied, _ = evolve(m.rate, m.target, timestamp - m.accumulator.timestamp, f.smoothing_tau,
+                            f.max_rate_velocity)
+        mark_twap, index_twap = self.twaps(market_id, timestamp)
+        premium, target = self._target(f, mark_twap, index_twap)
+        p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
+        p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)
+        return applied, target, premium, mark_twap, index_twap, p1, p8
+
+    # ------------------------------------------------------------------ aggregates (for invariants)
+
+    def total_claims(self) -> int:
+        """Sum of every trader's collateral + pool balance + insurance fund [wad]."""
+        return sum(a.collateral for a in self.accounts.values()) + self.pool_balance_wad + self.insurance_fund_wad
+
+    def open_positions(self, market_id: int | None = None):
+        return [(k, p) for k, p in self.positions.items() if p.size != 0 and (market_id is None or k[0] == market_id)]
