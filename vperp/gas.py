@@ -102,6 +102,7 @@ def measure(accounts, chain) -> list[tuple[str, int, str]]:
     chain.pending_timestamp += hour
     tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=bob)
     rows.append(("closePosition (funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
+    rows += _measure_liquidation(s, accounts, chain)
     return rows
 
 
@@ -131,3 +132,39 @@ def read_previous(path: Path) -> dict[str, int]:
             if m:
                 prev[m.group(1)] = int(m.group(2).replace(",", ""))
     return prev
+
+
+def _measure_liquidation(s, accounts, chain) -> list[tuple[str, int, str]]:
+    """kick, take (partial, full), redo and backstop on the ETH market after a 10 % index drop."""
+    rows = []
+    ch, engine = s.clearing_house, s.liquidation
+    deployer, bob, carol = accounts[0], accounts[2], accounts[3]
+    victims = accounts[4:6]
+    for v in victims:
+        s.fund(v, 1_000)
+        ch.openPosition(0, 1, 3 * WAD, BIG, _deadline(chain), sender=v)
+    for m in s.markets.values():  # ETH down 10 %; the other feeds refreshed at their price
+        answer = m.oracle.latestRoundData()[1]
+        m.oracle.updateAnswer(answer * 9 // 10 if m.id == 1 else answer, sender=deployer)
+    tx = engine.kick(victims[0], 0, 1, carol, sender=carol)
+    rows.append(("kick", tx.gas_used, "slice of a cross account's ETH long into a new auction; keeper paid"))
+    first = engine.auctionCount()
+    size = engine.auction(first).size
+    chain.pending_timestamp += 300
+    tx = engine.take(first, size // 2, BIG, 0, sender=bob)
+    rows.append(("take (partial)", tx.gas_used, "half of the slice into the taker's existing position"))
+    tx = engine.take(first, size, BIG, 0, sender=bob)
+    rows.append(("take (full remainder)", tx.gas_used, "finishes the auction"))
+    engine.kick(victims[1], 0, 1, carol, sender=carol)
+    second = engine.auctionCount()
+    duration = engine.auctionParams(1).duration
+    chain.pending_timestamp += duration + 1
+    tx = engine.redo(second, carol, sender=carol)
+    rows.append(("redo", tx.gas_used, "restart an expired auction from the live index; tip paid"))
+    for _ in range(engine.liquidationParams().maxRedos - 1):
+        chain.pending_timestamp += duration + 1
+        engine.redo(second, carol, sender=carol)
+    chain.pending_timestamp += duration + 1
+    tx = engine.backstop(second, sender=carol)
+    rows.append(("backstop", tx.gas_used, "close the remainder against the vAMM"))
+    return rows
