@@ -73,7 +73,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             LiquidationParams({
                 targetHealth: 1.25e18,
                 chip: 0.001e18,
-                penalty: 0.025e18,
+                penalty: 0.01e18,
                 maxRedos: 3,
                 tip: 5e18,
                 maxKeeperReward: 1_000e18,
@@ -82,10 +82,10 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         );
     }
 
-    /// @notice Parameters a market uses until governance sets its own: linear, 30 min to a 3 % discount,
+    /// @notice Parameters a market uses until governance sets its own: linear, 30 min to a 2 % discount,
     ///         redo after a 5 % index move.
     function defaultAuctionParams() public pure returns (AuctionParams memory) {
-        return AuctionParams({curve: Curve.Linear, duration: 30 minutes, step: 60, maxDiscount: 0.03e18, resetDrop: 0.05e18});
+        return AuctionParams({curve: Curve.Linear, duration: 30 minutes, step: 60, maxDiscount: 0.02e18, resetDrop: 0.05e18});
     }
 
     // ------------------------------------------------------------------ governance
@@ -325,11 +325,13 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         bool restores; // the slice is sized to restore target health (not forced to the whole position)
     }
 
-    /// @dev The smallest slice after which, net of its costs, accountValue >= targetHealth x maintenance.
+    /// @dev The smallest slice after which, net of its costs and of the worst fill the auction allows
+    ///      (the full discount at an unchanged index), accountValue >= targetHealth x maintenance.
     ///      Taking slice notional n out of margin lowers maintenance by n x mmr and costs at most
-    ///      tip + (chip + penalty) x n, so n >= (h x M - V + tip) / (h x mmr - chip - penalty), rounded
-    ///      up to base; the whole free position when that is more, leaves dust, or the denominator is
-    ///      not positive (costs outrun the margin released).
+    ///      tip + (chip + penalty + maxDiscount) x n, so
+    ///        n >= (h x M - V + tip) / (h x mmr - chip - penalty - maxDiscount),
+    ///      rounded up to base (and to at least the minimum position size); the whole free position when
+    ///      that is more, leaves dust, or the denominator is not positive (costs outrun the margin released).
     function _slice(address owner, uint32 subaccount, uint32 marketId, int256 value, uint256 maintenance)
         internal
         view
@@ -346,7 +348,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         {
             // Casts: ratios are bounded far below 2^63.
             int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
-                - int256(uint256(lp.penalty));
+                - int256(uint256(lp.penalty)) - int256(uint256(auctionParams(marketId).maxDiscount));
             if (denom > 0) {
                 int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
                 uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);

@@ -8,7 +8,9 @@ What it shows, with every figure read back from the chain:
   4. eight hours of funding: the vAMM sits above the index, the target follows the premium, the
      applied rate follows the target smoothly, longs pay, shorts and the pool receive;
   5. an index move, the margin views, a close with realized PnL, and a withdrawal of everything free;
-  6. the ledger at the end: pool, insurance fund, and the conservation check sum(deltas) == 0.
+  6. a crash: a levered account becomes liquidatable, the keeper kicks a slice into a Dutch auction and
+     takes it once the discount pays, the account keeps the rest of its position;
+  7. the ledger at the end: pool, insurance fund, and the conservation check sum(deltas) == 0.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vperp import deploy
+from vperp.keeper import Keeper
 
 WAD = 10**18
 HOUR = 3600
@@ -88,7 +91,7 @@ def ledger_total(s, owners) -> int:
 def cli(network):
     """Deploy the protocol and run the demonstration."""
     logger.set_level("WARNING")  # one line per transaction would drown the story
-    deployer, alice, bob, carol = accounts.test_accounts[:4]
+    deployer, alice, bob, carol, dave, keeper_account = accounts.test_accounts[:6]
     gas: dict[str, int] = {}
 
     console.rule("[bold]1. deploy")
@@ -174,12 +177,44 @@ def cli(network):
                   f"margined  [dim]({tx.gas_used:,} gas)[/]")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]6. the ledger")
-    end_total = ledger_total(s, owners) + amount * s.token_scale
+    console.rule("[bold]6. a crash: ETH -13 % in three steps, the keeper liquidates by Dutch auction")
+    s.fund(dave, 3_000)
+    s.fund(keeper_account, 50_000)
+    extra = s.units(3_000 + 50_000) * s.token_scale  # new deposits, for the conservation check
+    owners += [("dave", dave, 0), ("keeper", keeper_account, 0)]
+    trade(s, dave, 0, "ETH", 8 * WAD, gas, "open long (dave, 8x)")
+    keeper = Keeper(s, keeper_account)
+    keeper.run_once(chain)  # learns the accounts; nothing to do yet
+    for price in (3000, 2850, 2750):
+        s.set_price("ETH", price)
+        s.set_price("BTC", 60_000)
+        v, _, _, maint = vault.health(dave, 0)
+        console.print(f"  ETH index {price:,}: dave's account value {fmt(v)}, maintenance {fmt(maint)}"
+                      f"{'  [red]liquidatable[/]' if v < maint else ''}")
+    for label, wait in (("keeper pass", 0), ("keeper pass 15 min later", 900)):
+        chain.pending_timestamp += wait
+        s.set_price("ETH", 2750)
+        s.set_price("BTC", 60_000)
+        actions = keeper.run_once(chain)
+        console.print(f"  {label}: " + ("; ".join(str(a) for a in actions) if actions else "nothing to do"))
+        for a in actions:
+            gas[a.kind] = a.gas
+    engine = s.liquidation
+    a = engine.auction(1)
+    size, _, _ = ch.position(dave, 0, s.markets["ETH"].id)
+    v, _, _, maint = vault.health(dave, 0)
+    state = "healthy again" if v >= maint else "[red]still liquidatable[/]"
+    console.print(f"  dave keeps {fmt(size, 3)} ETH (auction remainder {fmt(a.size, 3)}), account value {fmt(v)} vs "
+                  f"maintenance {fmt(maint)} (health {v / maint:.2f}): {state}; the vAMM price never moved "
+                  f"({fmt(ch.spotPrice(s.markets['ETH'].id))})")
+    console.print(positions_table(s, owners))
+
+    console.rule("[bold]7. the ledger")
+    end_total = ledger_total(s, owners) + amount * s.token_scale - extra
     t = Table(show_header=False)
     t.add_row("pool balance", f"{fmt(vault.poolBalance())} USD (seed 10,000,000.00: fees, funding imbalance "
               "and traders' realized PnL)")
-    t.add_row("insurance fund", f"{fmt(vault.insuranceFund(), 4)} USD (20 % of fees)")
+    t.add_row("insurance fund", f"{fmt(vault.insuranceFund(), 4)} USD (20 % of fees + liquidation penalties)")
     t.add_row("conservation", f"traders + pool + insurance before {fmt(start_total)}, after (incl. withdrawn) "
               f"{fmt(end_total)}: {'exact' if start_total == end_total else 'MISMATCH'}")
     console.print(t)
@@ -190,5 +225,5 @@ def cli(network):
     for k, v in gas.items():
         g.add_row(k, f"{v:,}")
     console.print(g)
-    console.print("[bold green]demo finished[/]: liquidation, the ERC-4626 pool and the keeper arrive in later "
-                  "work (see README, Roadmap)")
+    console.print("[bold green]demo finished[/]: the ERC-4626 pool, the simulator and its plots arrive in later "
+                  "work (see README, Status)")

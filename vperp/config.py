@@ -40,7 +40,7 @@ class MarketConfig:
     auction_curve: str = "linear"  # "linear" | "exponential" | "stairstep"
     auction_duration: int = 1_800  # [s]
     auction_step: int = 60  # [s] stairstep width
-    auction_max_discount: float = 0.03
+    auction_max_discount: float = 0.02
     auction_reset_drop: float = 0.05  # index move after which an auction must be redone
 
     def to_params(self, oracle_address: str) -> tuple:
