@@ -35,6 +35,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     uint8 internal constant PAUSE_WITHDRAW_ONLY = 3;
     bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
     bytes32 internal constant MODULE_LIQUIDATION = "liquidationEngine";
+    bytes32 internal constant MODULE_POOL = "liquidityPool";
 
     /// @notice The collateral token (one per deployment).
     IERC20 public immutable collateralToken;
@@ -57,6 +58,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     address public clearingHouse;
     /// @notice The liquidation engine, the only module that may charge liquidation costs (wired once).
     address public liquidationEngine;
+    /// @notice The ERC-4626 liquidity pool that owns `poolBalance`, the only module that may withdraw it.
+    address public liquidityPool;
 
     constructor(IERC20 collateralToken_, address owner_) Ownable(owner_) {
         if (address(collateralToken_) == address(0)) revert ZeroAddress();
@@ -99,39 +102,39 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IVault
     function transferMargin(uint32 fromSub, uint32 toSub, uint256 amountWad) external nonReentrant {
-        if (amountWad == 0) revert ZeroAmount();
-        if (fromSub == toSub) revert SameSubaccount(fromSub);
-        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
-        address owner = msg.sender;
-        int128 delta = amountWad.toInt256().toInt128();
-        Account storage from = _accounts[owner][fromSub];
-        from.collateral -= delta;
-        _checkWithdrawable(owner, fromSub, from, amountWad);
-        _accounts[owner][toSub].collateral += delta;
-        emit MarginTransferred(msg.sender, owner, fromSub, toSub, amountWad);
+        _transferMargin(msg.sender, fromSub, toSub, amountWad);
     }
 
     /// @inheritdoc IVault
-    function setOperator(address operator, bool approved) external {
+    function transferMarginFor(address owner, uint32 fromSub, uint32 toSub, uint256 amountWad) external nonReentrant {
+        _checkActor(owner);
+        _transferMargin(owner, fromSub, toSub, amountWad);
+    }
+
+    /// @inheritdoc IVault
+    function setOperator(address operator, bool approved) external nonReentrant {
         if (operator == address(0)) revert ZeroAddress();
         isOperator[msg.sender][operator] = approved;
         emit OperatorSet(msg.sender, operator, approved);
     }
 
-    /// @notice Credit `amount` token units to the liquidity pool's balance (seed capital or donation).
+    /// @inheritdoc IVault
     function fundPool(uint256 amount) external nonReentrant {
         uint256 amountWad = _toWad(amount);
         _checkNotPaused(PAUSE_WITHDRAW_ONLY);
-        _poolBalance += amountWad.toInt256().toInt128();
+        _poolBalance = _addChecked(_poolBalance, amountWad, amount);
         _pull(amount);
         emit PoolFunded(msg.sender, amount, amountWad);
     }
 
-    /// @notice Credit `amount` token units to the insurance fund.
+    /// @inheritdoc IVault
     function fundInsurance(uint256 amount) external nonReentrant {
         uint256 amountWad = _toWad(amount);
         _checkNotPaused(PAUSE_WITHDRAW_ONLY);
-        _insuranceFund += amountWad.toUint128();
+        uint256 sum = uint256(_insuranceFund) + amountWad;
+        if (sum > uint256(uint128(type(int128).max))) revert AmountTooLarge(amount);
+        // Cast: sum <= int128.max (checked above).
+        _insuranceFund = uint128(sum);
         _pull(amount);
         emit InsuranceFunded(msg.sender, amount, amountWad);
     }
@@ -139,7 +142,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     // ------------------------------------------------------------------ governance
 
     /// @notice Wire the clearing house in. Once only: the ledger's only writer cannot be swapped.
-    function setClearingHouse(address clearingHouse_) external onlyOwner {
+    function setClearingHouse(address clearingHouse_) external onlyOwner nonReentrant {
         if (clearingHouse_ == address(0)) revert ZeroAddress();
         if (clearingHouse != address(0)) revert ModuleAlreadySet(clearingHouse);
         clearingHouse = clearingHouse_;
@@ -147,21 +150,29 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @notice Wire the liquidation engine in. Once only.
-    function setLiquidationEngine(address engine) external onlyOwner {
+    function setLiquidationEngine(address engine) external onlyOwner nonReentrant {
         if (engine == address(0)) revert ZeroAddress();
         if (liquidationEngine != address(0)) revert ModuleAlreadySet(liquidationEngine);
         liquidationEngine = engine;
         emit ModuleSet(MODULE_LIQUIDATION, engine);
     }
 
+    /// @notice Wire the liquidity pool in. Once only.
+    function setLiquidityPool(address pool) external onlyOwner nonReentrant {
+        if (pool == address(0)) revert ZeroAddress();
+        if (liquidityPool != address(0)) revert ModuleAlreadySet(liquidityPool);
+        liquidityPool = pool;
+        emit ModuleSet(MODULE_POOL, pool);
+    }
+
     /// @notice Set the guardian (may be the zero address to have none).
-    function setGuardian(address guardian_) external onlyOwner {
+    function setGuardian(address guardian_) external onlyOwner nonReentrant {
         guardian = guardian_;
         emit GuardianSet(guardian_);
     }
 
     /// @notice Set the pause level. The guardian may only raise it; the owner may set any level.
-    function setPauseLevel(uint8 level) external {
+    function setPauseLevel(uint8 level) external nonReentrant {
         if (level > PAUSE_WITHDRAW_ONLY) revert InvalidPauseLevel(level);
         bool isOwner = msg.sender == owner();
         if (!isOwner && !(msg.sender == guardian && level >= pauseLevel)) revert NotGuardian(msg.sender);
@@ -206,6 +217,18 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _poolBalance = newPool.toInt128();
         if (insuranceDelta != 0) _insuranceFund += insuranceDelta.toUint128();
         state = AccountState(newCollateral, markets, newPool, pauseLevel);
+    }
+
+    /// @inheritdoc IVault
+    function withdrawPool(uint256 amount, address to) external nonReentrant {
+        if (msg.sender != liquidityPool) revert UnauthorizedModule(msg.sender);
+        if (to == address(0)) revert ZeroAddress();
+        uint256 amountWad = _toWad(amount);
+        int256 balance = _poolBalance;
+        // Cast: amountWad <= int128.max (checked by _toWad).
+        if (balance < int256(amountWad)) revert InsufficientPoolCash(balance, amountWad);
+        _poolBalance = int128(balance - int256(amountWad));
+        collateralToken.safeTransfer(to, amount);
     }
 
     /// @inheritdoc IVault
@@ -308,7 +331,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     function _deposit(address owner, uint32 subaccount, uint256 amount) internal {
         uint256 amountWad = _toWad(amount);
         _checkNotPaused(PAUSE_WITHDRAW_ONLY);
-        _accounts[owner][subaccount].collateral += amountWad.toInt256().toInt128();
+        Account storage account = _accounts[owner][subaccount];
+        account.collateral = _addChecked(account.collateral, amountWad, amount);
         emit Deposit(msg.sender, owner, subaccount, amount, amountWad);
         _pull(amount);
     }
@@ -359,6 +383,28 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
         uint256 received = collateralToken.balanceOf(address(this)) - before;
         if (received != amount) revert TransferAmountMismatch(amount, received);
+    }
+
+    function _transferMargin(address owner, uint32 fromSub, uint32 toSub, uint256 amountWad) internal {
+        if (amountWad == 0) revert ZeroAmount();
+        if (amountWad > uint256(uint128(type(int128).max))) revert AmountTooLarge(amountWad);
+        if (fromSub == toSub) revert SameSubaccount(fromSub);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        Account storage from = _accounts[owner][fromSub];
+        // Cast: amountWad <= int128.max (checked above).
+        from.collateral -= int128(int256(amountWad));
+        _checkWithdrawable(owner, fromSub, from, amountWad);
+        Account storage to = _accounts[owner][toSub];
+        to.collateral = _addChecked(to.collateral, amountWad, amountWad);
+        emit MarginTransferred(msg.sender, owner, fromSub, toSub, amountWad);
+    }
+
+    /// @dev `balance + amountWad` as int128, or the named `AmountTooLarge(amount)` if the slot would overflow.
+    function _addChecked(int128 balance, uint256 amountWad, uint256 amount) internal pure returns (int128) {
+        // Casts: amountWad <= int128.max was checked by the caller, so the int256 sum cannot overflow.
+        int256 sum = int256(balance) + int256(amountWad);
+        if (sum > type(int128).max) revert AmountTooLarge(amount);
+        return int128(sum);
     }
 
     function _toWad(uint256 amount) internal view returns (uint256) {

@@ -6,16 +6,11 @@ SPEC 3 (accounts, operators, isolated sub-accounts, initial margin on moving mar
 levels, two-step ownership, named errors), 9 (surface). Expected values are recomputed from the
 formulas in tests/trading_helpers.py (vAMM swap, fee, requirement, unrealized PnL), never read back.
 """
-import ast
-from contextlib import contextmanager
 
-import ape
 from ape import project
-from ape.exceptions import CustomError
-from eth_abi import decode as abi_decode
-from eth_utils import keccak
 
 from trading_helpers import (
+    expect_revert,
     BTC_ID,
     ETH_ID,
     ETH_INDEX,
@@ -42,47 +37,6 @@ CLEARING_HOUSE_MODULE = b"clearingHouse".ljust(32, b"\0")  # bytes32 name in Mod
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _raw_revert_data(exc) -> bytes:
-    """Revert data Ape did not decode: a 0x-hex string, or (for some payloads) the bytes' repr."""
-    raw = exc.revert_message or ""
-    if isinstance(raw, bytes):
-        return raw
-    if raw.startswith("0x"):
-        return bytes.fromhex(raw[2:])
-    if raw.startswith(("b'", 'b"')):
-        return ast.literal_eval(raw)
-    raise AssertionError(f"not a custom error: {exc!r}")
-
-
-@contextmanager
-def expect_revert(error_cls, **inputs):
-    """Strict revert check: exactly `error_cls` (by name when Ape decoded it, else by selector, e.g. a
-    Vault error bubbling up through the ClearingHouse) with every given input equal."""
-    with ape.reverts() as info:
-        yield info
-    exc = info.value
-    abi = error_cls.abi
-    types = [i.canonical_type for i in abi.inputs]
-    names = [i.name for i in abi.inputs]
-    if isinstance(exc, CustomError):
-        assert exc.abi.name == abi.name, f"expected {abi.name}, got {exc.abi.name}: {exc}"
-        actual = dict(exc.inputs)
-    else:
-        try:
-            data = _raw_revert_data(exc)
-        except AssertionError as e:
-            raise AssertionError(f"expected {abi.name}, got {exc!r}") from e
-        selector = keccak(text=f"{abi.name}({','.join(types)})")[:4]
-        assert data[:4] == selector, f"expected {abi.name} ({selector.hex()}), got {exc!r}"
-        actual = dict(zip(names, abi_decode(types, data[4:])))
-    for key, want in inputs.items():
-        assert key in actual, f"{abi.name} has no input {key!r} (has {list(actual)})"
-        got = actual[key]
-        if hasattr(want, "address") or (isinstance(want, str) and want.startswith("0x")):
-            want, got = str(getattr(want, "address", want)).lower(), str(got).lower()
-        assert got == want, f"{abi.name}.{key}: expected {want!r}, got {got!r}"
 
 
 def state(vault, ch, token, holders=(), accounts=(), positions=False, admin=False):

@@ -8,16 +8,13 @@ is somebody's collateral.
 SPEC 2 (token units at the edge, WAD inside: x 10^(18 - decimals); any 0..18 decimals; rounding
 favours the protocol), 8 (reentrancy guarded, fee-on-transfer rejected, named errors), 9.
 """
-import ast
-from contextlib import contextmanager
-
-import ape
 import pytest
 import rlp
 from ape import project
-from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+from trading_helpers import expect_revert
 
 WAD = 10**18
 INT128_MAX = 2**127 - 1
@@ -28,48 +25,6 @@ REENTRANT_SELECTOR = keccak(text="ReentrancyGuardReentrantCall()")[:4]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _raw_revert_data(exc) -> bytes:
-    """Revert data of an error Ape did not decode: a 0x-hex string, or (for some payloads, e.g. ones
-    containing a quote byte) the repr of the bytes."""
-    raw = exc.revert_message or ""
-    if isinstance(raw, bytes):
-        return raw
-    if raw.startswith("0x"):
-        return bytes.fromhex(raw[2:])
-    if raw.startswith(("b'", 'b"')):
-        return ast.literal_eval(raw)
-    raise AssertionError(f"not a custom error: {exc!r}")
-
-
-@contextmanager
-def expect_revert(error_cls, **inputs):
-    """Strict revert check: the revert is exactly `error_cls` (by name when Ape decoded it, else by
-    selector) and every given input equals the expected value (addresses compared case-insensitively)."""
-    with ape.reverts() as info:
-        yield info
-    exc = info.value
-    abi = error_cls.abi
-    types = [i.canonical_type for i in abi.inputs]
-    names = [i.name for i in abi.inputs]
-    if isinstance(exc, CustomError):
-        assert exc.abi.name == abi.name, f"expected {abi.name}, got {exc.abi.name}: {exc}"
-        actual = dict(exc.inputs)
-    else:
-        try:
-            data = _raw_revert_data(exc)
-        except AssertionError as e:
-            raise AssertionError(f"expected {abi.name}, got {exc!r}") from e
-        selector = keccak(text=f"{abi.name}({','.join(types)})")[:4]
-        assert data[:4] == selector, f"expected {abi.name} ({selector.hex()}), got {exc!r}"
-        actual = dict(zip(names, abi_decode(types, data[4:])))
-    for key, want in inputs.items():
-        assert key in actual, f"{abi.name} has no input {key!r} (has {list(actual)})"
-        got = actual[key]
-        if hasattr(want, "address") or (isinstance(want, str) and want.startswith("0x")):
-            want, got = str(getattr(want, "address", want)).lower(), str(got).lower()
-        assert got == want, f"{abi.name}.{key}: expected {want!r}, got {got!r}"
 
 
 def scale_of(decimals: int) -> int:

@@ -12,6 +12,8 @@ from the conventions (not from the Solidity), so the tests can compute expected 
 """
 from __future__ import annotations
 
+import ast
+
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -186,6 +188,19 @@ def _error_signature(error_cls) -> tuple[bytes, list[str], list[str]]:
     return keccak(text=sig)[:4], types, names
 
 
+def raw_revert_data(exc) -> bytes:
+    """Revert data of an error Ape did not decode: a 0x-hex string, or (for some payloads, e.g. ones
+    containing a quote byte) the repr of the bytes."""
+    raw = exc.revert_message or ""
+    if isinstance(raw, bytes):
+        return raw
+    if raw.startswith("0x"):
+        return bytes.fromhex(raw[2:])
+    if raw.startswith(("b'", 'b"')):
+        return ast.literal_eval(raw)
+    raise AssertionError(f"not a custom error: {exc!r}")
+
+
 @contextmanager
 def expect_revert(error_cls, **inputs):
     """Strict `ape.reverts`: the revert must be exactly `error_cls` (matched by name, or by selector when
@@ -199,10 +214,11 @@ def expect_revert(error_cls, **inputs):
         assert exc.abi.name == error_cls.abi.name, f"expected {error_cls.abi.name}, got {exc.abi.name}: {exc}"
         actual = dict(exc.inputs)
     else:
-        raw = exc.revert_message or ""
-        assert isinstance(raw, str) and raw.startswith("0x"), f"expected {error_cls.abi.name}, got {exc!r}"
-        data = bytes.fromhex(raw[2:])
-        assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {raw[:10]}"
+        try:
+            data = raw_revert_data(exc)
+        except AssertionError as e:
+            raise AssertionError(f"expected {error_cls.abi.name}, got {exc!r}") from e
+        assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {data[:4].hex()}"
         actual = dict(zip(names, abi_decode(types, data[4:])))
     for key, want in inputs.items():
         assert key in actual, f"{error_cls.abi.name} has no input {key!r} (has {list(actual)})"

@@ -41,6 +41,8 @@ interface IVault {
     error NotGuardian(address caller);
     /// @notice A ledger movement from a module does not sum to zero.
     error UnbalancedSettlement(int256 collateralDelta, int256 poolDelta, int256 insuranceDelta);
+    /// @notice The pool asked for more cash than its balance holds.
+    error InsufficientPoolCash(int256 poolBalance, uint256 amountWad);
     /// @notice `resolveBadDebt` on an account that still holds positions or whose collateral is not negative.
     error NoBadDebt(address owner, uint32 subaccount, int256 collateral, uint256 openMarkets);
 
@@ -93,6 +95,9 @@ interface IVault {
     /// @notice Move `amountWad` of margin between two of the caller's sub-accounts.
     function transferMargin(uint32 fromSub, uint32 toSub, uint256 amountWad) external;
 
+    /// @notice `transferMargin` for `owner` by the owner or an approved operator.
+    function transferMarginFor(address owner, uint32 fromSub, uint32 toSub, uint256 amountWad) external;
+
     /// @notice Approve or revoke `operator` to trade and move margin for all of the caller's accounts.
     function setOperator(address operator, bool approved) external;
 
@@ -143,6 +148,15 @@ interface IVault {
         external
         view
         returns (int256 accountValue, int256 freeCollateral, uint256 initial, uint256 maintenance);
+
+    /// @notice Credit `amount` token units to the liquidity pool's balance (the pool's deposits; otherwise a donation).
+    function fundPool(uint256 amount) external;
+
+    /// @notice Credit `amount` token units to the insurance fund.
+    function fundInsurance(uint256 amount) external;
+
+    /// @notice Liquidity-pool only: pay `amount` token units of the pool's balance to `to` (LP withdrawals).
+    function withdrawPool(uint256 amount, address to) external;
 
     /// @notice Liquidation-engine only: move `keeperReward` from `(owner, subaccount)` to the keeper's
     ///         cross account and `penalty` to the insurance fund. May leave the account negative (bad
