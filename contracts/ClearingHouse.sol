@@ -96,16 +96,19 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // slot 4
         uint128 longOpenInterest; // [wad base] sum of long sizes
         uint128 shortOpenInterest; // [wad base] sum of |short sizes|
-        // slot 5
-        Observation accumulator; // cumulative sums up to `accumulator.timestamp`
+        // slot 5: aggregates that value the pool's side of every position in O(1) per market
+        int128 sumOpenNotional; // [wad quote] sum of positions' open notional
+        int128 sumFundingBasis; // [wad quote] sum of floor(size x lastCumulativeFunding)
         // slot 6
-        FundingState funding;
+        Observation accumulator; // cumulative sums up to `accumulator.timestamp`
         // slot 7
+        FundingState funding;
+        // slot 8
         uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
         uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
-        // slot 8
+        // slot 9
         FundingParams fundingParams;
-        // slots 9..16
+        // slots 10..17
         Observation[OBSERVATIONS] observations;
     }
 
@@ -390,6 +393,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (newSize != 0 && newSize.abs() < m.minPositionSize) {
             revert BelowMinPositionSize(marketId, newSize, m.minPositionSize);
         }
+        _moveAggregates(m, p, newSize, newOpenNotional, cumulativeFunding);
         p.size = newSize.toInt128();
         p.openNotional = newOpenNotional.toInt128();
         p.lastCumulativeFunding = cumulativeFunding.toInt128();
@@ -400,6 +404,19 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             owner, subaccount, marketId, baseDelta, quoteFlow, 0, realized, funding, newSize, newOpenNotional,
             VAmmMath.price(m.baseReserve, m.quoteReserve)
         );
+    }
+
+    /// @dev Replace a position's contribution to its market's aggregates (call before writing `p`).
+    ///      The funding basis of a position is floor(size x lastCumulativeFunding), computed from its
+    ///      stored values, so removing it later subtracts exactly what was added.
+    function _moveAggregates(Market storage m, Position storage p, int256 newSize, int256 newOpenNotional, int256 cum)
+        internal
+    {
+        int256 oldSize = p.size;
+        m.sumOpenNotional = (m.sumOpenNotional + newOpenNotional - p.openNotional).toInt128();
+        m.sumFundingBasis = (
+            m.sumFundingBasis + newSize.sMulWadDown(cum) - oldSize.sMulWadDown(p.lastCumulativeFunding)
+        ).toInt128();
     }
 
     function _moveOpenInterest(Market storage m, int256 oldSize, int256 newSize) internal {
@@ -437,6 +454,21 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         openNotional = p.openNotional;
         if (size != 0) {
             pendingFunding = size.sMulWadUp(_cumulativeFundingNow(_markets[marketId]) - p.lastCumulativeFunding);
+        }
+    }
+
+    /// @inheritdoc IClearingHouse
+    function tradersPnl() external view returns (int256 pnl, uint256 netExposure) {
+        uint32 count = _marketCount;
+        for (uint32 id = 1; id <= count; ++id) {
+            Market storage m = _markets[id];
+            // Cast: each side is below 2^128.
+            int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
+            if (net == 0 && m.sumOpenNotional == 0 && m.sumFundingBasis == 0) continue;
+            uint256 index = _index(m);
+            // Traders' unrealized PnL at the index minus the funding they owe, from aggregates.
+            pnl += net.sMulWadDown(index) - m.sumOpenNotional - (net.sMulWadDown(_cumulativeFundingNow(m)) - m.sumFundingBasis);
+            netExposure += net.abs().mulWadUp(index);
         }
     }
 
@@ -593,6 +625,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
                 revert PositionInAuction(owner, subaccount, marketId, auctioned);
             }
         }
+        _moveAggregates(m, p, r.newSize, r.newOpenNotional, cumulativeFunding);
         p.size = r.newSize.toInt128();
         p.openNotional = r.newOpenNotional.toInt128();
         p.lastCumulativeFunding = cumulativeFunding.toInt128();

@@ -57,3 +57,8 @@ def btc(system):
 @pytest.fixture(scope="session")
 def engine(system):
     return system.liquidation
+
+
+@pytest.fixture(scope="session")
+def pool(system):
+    return system.pool

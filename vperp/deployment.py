@@ -69,6 +69,8 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
     engine = project.LiquidationEngine.deploy(vault, ch, deployer, sender=deployer)
     ch.setLiquidationEngine(engine, sender=deployer)
     vault.setLiquidationEngine(engine, sender=deployer)
+    pool = project.LiquidityPool.deploy(collateral, vault, ch, deployer, sender=deployer)
+    vault.setLiquidityPool(pool, sender=deployer)
 
     markets: dict[str, Market] = {}
     for mc in config.markets:
@@ -89,12 +91,14 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,
                     deployer=deployer, config=config, funding=ch,
-                    liquidation=engine)
-    for seed, fn in ((config.pool_seed, vault.fundPool), (config.insurance_seed, vault.fundInsurance)):
+                    liquidation=engine, pool=pool)
+    # The pool seed is an LP deposit by the deployer (it holds the shares); the insurance seed a grant.
+    for seed, spender, fn in ((config.pool_seed, pool, lambda u: pool.deposit(u, deployer, sender=deployer)),
+                              (config.insurance_seed, vault, lambda u: vault.fundInsurance(u, sender=deployer))):
         if seed:
             units = system.units(seed)
             if config.collateral == "mock":
                 collateral.mint(deployer, units, sender=deployer)
-            collateral.approve(vault, units, sender=deployer)
-            fn(units, sender=deployer)
+            collateral.approve(spender, units, sender=deployer)
+            fn(units)
     return system

@@ -225,6 +225,12 @@ interface IClearingHouse {
 
     // ------------------------------------------------------------------ views
 
+    /// @notice The traders' side of every market, from per-market aggregates (O(markets), no loop over
+    ///         accounts): their unrealized PnL at the index minus the funding they owe, summed, and the
+    ///         notional of the net open interest, sum |longs - shorts| x index. The pool is the other side.
+    /// @dev Equals the sum over positions within one wei per position (rounding of each position's terms).
+    function tradersPnl() external view returns (int256 pnl, uint256 netExposure);
+
     /// @notice The part of a position that is in liquidation auctions (same sign as the position).
     function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256);
 

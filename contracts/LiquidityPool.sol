@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IVault} from "./interfaces/IVault.sol";
+import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
+import {WadMath} from "./libraries/WadMath.sol";
+
+/// @title LiquidityPool
+/// @notice One ERC-4626 pool backing every market: LPs deposit the collateral token once and are the
+///         counterparty of all traders in all markets. Its assets are its cash in the Vault
+///         (`Vault.poolBalance`: deposits, fees, realized PnL, funding, bad debt paid) minus the traders'
+///         unrealized PnL at the index net of the funding they owe, from per-market aggregates.
+/// @dev Inflation-attack resistance: OpenZeppelin's virtual shares with a 6-decimal offset (a donation
+///      to an empty pool is mostly captured by the virtual shares, so the attack costs the attacker far
+///      more than it can take). Withdrawals are two-step (request, cooldown, window) and may not take
+///      the pool below `reserveFactor x sum |net open interest| x index`.
+contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuardTransient {
+    using WadMath for uint256;
+
+    uint256 internal constant MAX_RESERVE_FACTOR = 1e18;
+    uint256 internal constant MAX_COOLDOWN = 30 days;
+    uint256 internal constant MIN_WINDOW = 1 hours;
+    uint256 internal constant MAX_WINDOW = 30 days;
+
+    IVault public immutable vault;
+    IClearingHouse public immutable clearingHouse;
+    /// @notice 10^(18 - asset decimals).
+    uint256 public immutable tokenScale;
+
+    PoolParams internal _params;
+    mapping(address owner => WithdrawRequest) internal _requests;
+
+    constructor(IERC20 asset_, IVault vault_, IClearingHouse clearingHouse_, address owner_)
+        ERC4626(asset_)
+        ERC20("vPerp Liquidity", "vLP")
+        Ownable(owner_)
+    {
+        if (address(vault_) == address(0) || address(clearingHouse_) == address(0)) revert ZeroAddress();
+        vault = vault_;
+        clearingHouse = clearingHouse_;
+        tokenScale = 10 ** (18 - IERC20Metadata(address(asset_)).decimals());
+        _setParams(PoolParams({withdrawCooldown: 1 days, withdrawWindow: 2 days, reserveFactor: 0.2e18}));
+    }
+
+    // ------------------------------------------------------------------ governance
+
+    /// @notice Set cooldown, window and reserve factor, within hard bounds.
+    function setPoolParams(PoolParams calldata p) external onlyOwner {
+        _setParams(p);
+    }
+
+    function _setParams(PoolParams memory p) internal {
+        if (p.withdrawCooldown > MAX_COOLDOWN) revert ParameterOutOfBounds("withdrawCooldown", p.withdrawCooldown);
+        if (p.withdrawWindow < MIN_WINDOW || p.withdrawWindow > MAX_WINDOW) {
+            revert ParameterOutOfBounds("withdrawWindow", p.withdrawWindow);
+        }
+        if (p.reserveFactor > MAX_RESERVE_FACTOR) revert ParameterOutOfBounds("reserveFactor", p.reserveFactor);
+        _params = p;
+        emit PoolParamsSet(p);
+    }
+
+    // ------------------------------------------------------------------ LP actions
+
+    /// @inheritdoc ILiquidityPool
+    function requestWithdraw(uint256 shares) external returns (uint64 unlockAt) {
+        if (shares == 0) revert ZeroShares();
+        uint256 balance = balanceOf(msg.sender);
+        if (shares > balance) revert SharesExceedBalance(shares, balance);
+        // Cast: timestamps fit 64 bits.
+        unlockAt = uint64(block.timestamp + _params.withdrawCooldown);
+        // Cast: shares <= balance <= total supply < 2^128 for any realistic token supply x 1e6.
+        _requests[msg.sender] = WithdrawRequest({shares: uint128(shares), unlockAt: unlockAt});
+        emit WithdrawRequested(msg.sender, shares, unlockAt);
+    }
+
+    /// @inheritdoc ERC4626
+    function deposit(uint256 assets, address receiver) public override nonReentrant returns (uint256) {
+        if (assets == 0) revert ZeroAssets();
+        return super.deposit(assets, receiver);
+    }
+
+    /// @inheritdoc ERC4626
+    function mint(uint256 shares, address receiver) public override nonReentrant returns (uint256) {
+        if (shares == 0) revert ZeroShares();
+        return super.mint(shares, receiver);
+    }
+
+    /// @inheritdoc ERC4626
+    function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant returns (uint256) {
+        if (assets == 0) revert ZeroAssets();
+        _checkWithdrawal(owner, previewWithdraw(assets), assets);
+        return super.withdraw(assets, receiver, owner);
+    }
+
+    /// @inheritdoc ERC4626
+    function redeem(uint256 shares, address receiver, address owner) public override nonReentrant returns (uint256) {
+        if (shares == 0) revert ZeroShares();
+        _checkWithdrawal(owner, shares, previewRedeem(shares));
+        return super.redeem(shares, receiver, owner);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Pool value in WAD (may be negative in a catastrophe; `totalAssets` floors it at zero).
+    function navWad() public view returns (int256) {
+        (int256 tradersPnl,) = clearingHouse.tradersPnl();
+        return vault.poolBalance() - tradersPnl;
+    }
+
+    /// @notice Cash in the Vault minus the traders' unrealized PnL net of funding owed, in token units (rounded down).
+    function totalAssets() public view override returns (uint256) {
+        int256 nav = navWad();
+        // Cast: nav > 0 on this branch.
+        return nav <= 0 ? 0 : uint256(nav) / tokenScale;
+    }
+
+    /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x index.
+    function reserveRequired() public view returns (uint256) {
+        (, uint256 netExposure) = clearingHouse.tradersPnl();
+        return netExposure.mulWadUp(_params.reserveFactor);
+    }
+
+    /// @notice Assets (token units) LPs may withdraw now in total without breaching the reserve or the cash.
+    function withdrawableAssets() public view returns (uint256) {
+        (int256 tradersPnl, uint256 netExposure) = clearingHouse.tradersPnl();
+        int256 cash = vault.poolBalance();
+        int256 free = cash - tradersPnl - int256(netExposure.mulWadUp(_params.reserveFactor));
+        int256 limit = free < cash ? free : cash; // never more cash than the Vault holds for the pool
+        // Cast: limit > 0 on this branch.
+        return limit <= 0 ? 0 : uint256(limit) / tokenScale;
+    }
+
+    /// @inheritdoc ERC4626
+    function maxWithdraw(address owner) public view override returns (uint256) {
+        uint256 byShares = previewRedeem(_redeemable(owner));
+        uint256 pool = withdrawableAssets();
+        return byShares < pool ? byShares : pool;
+    }
+
+    /// @inheritdoc ERC4626
+    function maxRedeem(address owner) public view override returns (uint256) {
+        uint256 byShares = _redeemable(owner);
+        uint256 byPool = convertToShares(withdrawableAssets());
+        return byShares < byPool ? byShares : byPool;
+    }
+
+    /// @notice `owner`'s pending withdrawal request.
+    function withdrawRequest(address owner) external view returns (WithdrawRequest memory) {
+        return _requests[owner];
+    }
+
+    /// @notice Cooldown, window and reserve factor.
+    function poolParams() external view returns (PoolParams memory) {
+        return _params;
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _decimalsOffset() internal pure override returns (uint8) {
+        return 6;
+    }
+
+    /// @dev Shares `owner` may redeem now: its request, inside its window, within its balance.
+    function _redeemable(address owner) internal view returns (uint256) {
+        WithdrawRequest memory r = _requests[owner];
+        if (r.shares == 0 || block.timestamp < r.unlockAt || block.timestamp > uint256(r.unlockAt) + _params.withdrawWindow) {
+            return 0;
+        }
+        uint256 balance = balanceOf(owner);
+        return r.shares < balance ? r.shares : balance;
+    }
+
+    /// @dev Named reasons first (the ERC-4626 max checks that follow would only say "exceeded").
+    function _checkWithdrawal(address owner, uint256 shares, uint256 assets) internal {
+        WithdrawRequest memory r = _requests[owner];
+        if (r.shares == 0) revert NoWithdrawRequest(owner);
+        if (block.timestamp < r.unlockAt) revert CooldownNotPassed(r.unlockAt, block.timestamp);
+        uint256 expiry = uint256(r.unlockAt) + _params.withdrawWindow;
+        if (block.timestamp > expiry) revert WithdrawWindowExpired(expiry, block.timestamp);
+        if (shares > r.shares) revert ExceedsRequest(shares, r.shares);
+        (int256 tradersPnl, uint256 netExposure) = clearingHouse.tradersPnl();
+        int256 after_ = vault.poolBalance() - tradersPnl - int256(assets * tokenScale);
+        uint256 reserve = netExposure.mulWadUp(_params.reserveFactor);
+        if (after_ < int256(reserve)) revert PoolReserveLocked(after_, reserve);
+        // Cast: shares <= r.shares < 2^128.
+        _requests[owner].shares = uint128(r.shares - shares);
+    }
+
+    /// @dev Deposit: the tokens go straight on to the Vault and are credited to the pool's balance.
+    function _deposit(address caller, address receiver, uint256 assets, uint256 shares) internal override {
+        super._deposit(caller, receiver, assets, shares);
+        SafeERC20.forceApprove(IERC20(asset()), address(vault), assets);
+        vault.fundPool(assets);
+    }
+
+    /// @dev Withdraw: shares burn here, the Vault pays the receiver out of the pool's balance.
+    function _withdraw(address caller, address receiver, address owner, uint256 assets, uint256 shares)
+        internal
+        override
+    {
+        if (caller != owner) _spendAllowance(owner, caller, shares);
+        _burn(owner, shares);
+        vault.withdrawPool(assets, receiver);
+        emit Withdraw(caller, receiver, owner, assets, shares);
+    }
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title ILiquidityPool
+/// @notice The ERC-4626 liquidity pool's additions: two-step withdrawals and the reserve rule (SPEC 7).
+interface ILiquidityPool {
+    struct PoolParams {
+        uint32 withdrawCooldown; // [s] between `requestWithdraw` and the first moment it can execute
+        uint32 withdrawWindow; // [s] how long after the cooldown the request stays valid
+        uint64 reserveFactor; // [wad] assets kept >= reserveFactor x sum |net OI notional|
+    }
+
+    struct WithdrawRequest {
+        uint128 shares; // shares still redeemable under this request
+        uint64 unlockAt; // [s] first timestamp it can execute
+    }
+
+    /// @notice Zero shares where a positive amount is required.
+    error ZeroShares();
+    /// @notice Zero assets where a positive amount is required.
+    error ZeroAssets();
+    /// @notice The zero address was given where an address is required.
+    error ZeroAddress();
+    /// @notice `requestWithdraw` for more shares than the caller holds.
+    error SharesExceedBalance(uint256 shares, uint256 balance);
+    /// @notice A withdrawal without a request.
+    error NoWithdrawRequest(address owner);
+    /// @notice A withdrawal before the request's cooldown ended.
+    error CooldownNotPassed(uint256 unlockAt, uint256 timestamp);
+    /// @notice A withdrawal after the request's window closed.
+    error WithdrawWindowExpired(uint256 expiredAt, uint256 timestamp);
+    /// @notice A withdrawal of more shares than requested.
+    error ExceedsRequest(uint256 shares, uint256 requested);
+    /// @notice The withdrawal would take the pool's assets below the reserve that backs open interest.
+    error PoolReserveLocked(int256 assetsAfter, uint256 reserve);
+    /// @notice A parameter outside its hard bound.
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+
+    /// @notice `owner` asked to withdraw `shares`, executable from `unlockAt` for the window.
+    event WithdrawRequested(address indexed owner, uint256 shares, uint64 unlockAt);
+    /// @notice Pool parameters set.
+    event PoolParamsSet(PoolParams params);
+
+    /// @notice Start a withdrawal of `shares` (replaces any earlier request).
+    /// @return unlockAt first timestamp at which `withdraw`/`redeem` may execute it
+    function requestWithdraw(uint256 shares) external returns (uint64 unlockAt);
+}
