@@ -138,6 +138,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
 
     /// @notice The liquidation engine, the only caller of the liquidation hooks (wired once).
     address public liquidationEngine;
+    /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
+    address public ammController;
 
     modifier onlyLiquidationEngine() {
         if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
@@ -150,6 +152,29 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     // ------------------------------------------------------------------ governance
+
+    /// @notice Wire the AMM controller in. Once only.
+    function setAmmController(address controller) external onlyOwner {
+        if (controller == address(0)) revert ZeroAddress();
+        if (ammController != address(0)) revert ModuleAlreadySet(ammController);
+        ammController = controller;
+    }
+
+    /// @inheritdoc IClearingHouse
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve) external nonReentrant {
+        if (msg.sender != ammController) revert UnauthorizedModule(msg.sender);
+        Market storage m = _market(marketId);
+        // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
+        _update(m, _index(m));
+        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
+            revert ParameterOutOfBounds("baseReserve", baseReserve);
+        }
+        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) revert ParameterOutOfBounds("quoteReserve", quoteReserve);
+        // Casts: both <= MAX_RESERVE < 2^128.
+        m.baseReserve = uint128(baseReserve);
+        m.quoteReserve = uint128(quoteReserve);
+        emit ReservesSet(marketId, baseReserve, quoteReserve);
+    }
 
     /// @notice Wire the liquidation engine in. Once only.
     function setLiquidationEngine(address engine) external onlyOwner {

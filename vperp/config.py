@@ -42,6 +42,13 @@ class MarketConfig:
     auction_step: int = 60  # [s] stairstep width
     auction_max_discount: float = 0.02
     auction_reset_drop: float = 0.05  # index move after which an auction must be redone
+    # vAMM depth and peg (AmmController.AmmParams)
+    depth_ratio: float = 3.0  # target quote reserve per unit of pool NAV (10M pool: 30M, the listed depth)
+    max_depth_change: float = 0.2
+    repeg_threshold: float = 0.02
+    max_repeg_step: float = 0.01
+    max_repeg_cost: float = 0.001
+    repeg_interval: int = 3_600
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -57,6 +64,11 @@ class MarketConfig:
             wad(self.max_open_interest),
             wad(self.min_position_size),
         )
+
+    def to_amm_params(self) -> tuple:
+        """The `IAmmController.AmmParams` tuple, in struct order."""
+        return (wad(self.depth_ratio), wad(self.max_depth_change), wad(self.repeg_threshold),
+                wad(self.max_repeg_step), wad(self.max_repeg_cost), self.repeg_interval)
 
     def to_auction_params(self) -> tuple:
         """The `ILiquidationEngine.AuctionParams` tuple, in struct order."""

@@ -29,6 +29,7 @@ class System:
     liquidation: Any = None
     pool: Any = None
     funding: Any = None
+    amm: Any = None  # AmmController: depth follows the pool, repeg follows the index
     extra: dict = field(default_factory=dict)
 
     @property
@@ -71,6 +72,8 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
     vault.setLiquidationEngine(engine, sender=deployer)
     pool = project.LiquidityPool.deploy(collateral, vault, ch, deployer, sender=deployer)
     vault.setLiquidityPool(pool, sender=deployer)
+    amm = project.AmmController.deploy(ch, pool, deployer, sender=deployer)
+    ch.setAmmController(amm, sender=deployer)
 
     markets: dict[str, Market] = {}
     for mc in config.markets:
@@ -87,11 +90,12 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         market_id = listed.marketId
         markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
         engine.setAuctionParams(market_id, mc.to_auction_params(), sender=deployer)
+        amm.setAmmParams(market_id, mc.to_amm_params(), sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,
                     deployer=deployer, config=config, funding=ch,
-                    liquidation=engine, pool=pool)
+                    liquidation=engine, pool=pool, amm=amm)
     # The pool seed is an LP deposit by the deployer (it holds the shares); the insurance seed a grant.
     for seed, spender, fn in ((config.pool_seed, pool, lambda u: pool.deposit(u, deployer, sender=deployer)),
                               (config.insurance_seed, vault, lambda u: vault.fundInsurance(u, sender=deployer))):

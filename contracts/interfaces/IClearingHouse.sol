@@ -122,6 +122,8 @@ interface IClearingHouse {
         uint256 priceAfter
     );
 
+    /// @notice The AMM controller rescaled (depth) or re-priced (repeg) a market's virtual reserves.
+    event ReservesSet(uint32 indexed marketId, uint256 baseReserve, uint256 quoteReserve);
     /// @notice A market's funding parameters were set (at listing and on every change).
     event FundingParamsSet(uint32 indexed marketId, FundingParams params);
     /// @notice The funding target was re-sampled from the TWAPs (once per quarter TWAP window).
@@ -195,6 +197,11 @@ interface IClearingHouse {
     function closePosition(uint32 subaccount, uint32 marketId, uint256 quoteLimit, uint256 deadline)
         external
         returns (int256 base, int256 quote, uint256 fee);
+
+    // ------------------------------------------------------------------ module hooks
+
+    /// @notice AMM controller only: set `marketId`'s virtual reserves (after accruing TWAPs and funding).
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve) external;
 
     // ------------------------------------------------------------------ liquidation hooks
 

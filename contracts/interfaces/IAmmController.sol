@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title IAmmController
+/// @notice Keeps every market's virtual AMM in line with the shared pool (SPEC 4, 7): depth follows the
+///         pool capital allotted to the market, and the peg follows the index when mark and index stay
+///         apart. Both are permissionless pokes bounded per call; neither changes a trader's entry.
+interface IAmmController {
+    /// @notice Per-market rule.
+    struct AmmParams {
+        uint64 depthRatio; // [wad] target quote reserve per unit of pool NAV (the market's weight x leverage of depth)
+        uint64 maxDepthChange; // [wad] largest relative change of the reserves per syncDepth call
+        uint64 repegThreshold; // [wad] |markTwap - indexTwap| / indexTwap above which repeg is allowed
+        uint64 maxRepegStep; // [wad] largest relative move of the vAMM price per repeg call
+        uint64 maxRepegCost; // [wad] largest repeg cost per call as a fraction of pool NAV
+        uint32 repegInterval; // [s] least time between two repegs of one market
+    }
+
+    error UnknownMarket(uint32 marketId);
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice The market has no depth rule yet (depthRatio 0): governance must set one.
+    error DepthNotConfigured(uint32 marketId);
+    /// @notice The pool's NAV is not positive: depth cannot follow it.
+    error PoolValueNotPositive(int256 nav);
+    /// @notice Mark and index TWAPs are within the threshold.
+    error RepegNotNeeded(uint256 divergence, uint256 threshold);
+    /// @notice The last repeg of this market was less than `repegInterval` ago.
+    error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
+    error ZeroAddress();
+
+    /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
+    event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
+    /// @notice vAMM price moved from `priceBefore` to `priceAfter` toward the index. `cost` is the change of
+    ///         what closing every open position against the vAMM would cost the pool [wad]: net OI x price move.
+    event Repeg(uint32 indexed marketId, uint256 priceBefore, uint256 priceAfter, uint256 indexPrice, int256 cost);
+    event AmmParamsSet(uint32 indexed marketId, AmmParams params);
+
+    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged).
+    function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
+
+    /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.
+    function repeg(uint32 marketId) external returns (uint256 newPrice, int256 cost);
+}
