@@ -39,6 +39,20 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     PoolParams internal _params;
     mapping(address owner => WithdrawRequest) internal _requests;
 
+    // The traders' side, read once per deposit/withdrawal: ERC-4626 asks for totalAssets several times
+    // per call and each read loops over every market; nothing inside one of these calls moves it.
+    bool internal transient _pnlCached;
+    int256 internal transient _cachedPnl;
+    uint256 internal transient _cachedExposure;
+
+    /// @dev Cache the traders' side for the rest of this call (entry points only).
+    modifier withCachedValuation() {
+        (_cachedPnl, _cachedExposure) = clearingHouse.tradersPnl();
+        _pnlCached = true;
+        _;
+        _pnlCached = false;
+    }
+
     constructor(IERC20 asset_, IVault vault_, IClearingHouse clearingHouse_, address owner_)
         ERC4626(asset_)
         ERC20("vPerp Liquidity", "vLP")
@@ -83,26 +97,26 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function deposit(uint256 assets, address receiver) public override nonReentrant returns (uint256) {
+    function deposit(uint256 assets, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
         return super.deposit(assets, receiver);
     }
 
     /// @inheritdoc ERC4626
-    function mint(uint256 shares, address receiver) public override nonReentrant returns (uint256) {
+    function mint(uint256 shares, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         return super.mint(shares, receiver);
     }
 
     /// @inheritdoc ERC4626
-    function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant returns (uint256) {
+    function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
         _checkWithdrawal(owner, previewWithdraw(assets), assets);
         return super.withdraw(assets, receiver, owner);
     }
 
     /// @inheritdoc ERC4626
-    function redeem(uint256 shares, address receiver, address owner) public override nonReentrant returns (uint256) {
+    function redeem(uint256 shares, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         _checkWithdrawal(owner, shares, previewRedeem(shares));
         return super.redeem(shares, receiver, owner);
@@ -112,7 +126,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @notice Pool value in WAD (may be negative in a catastrophe; `totalAssets` floors it at zero).
     function navWad() public view returns (int256) {
-        (int256 tradersPnl,) = clearingHouse.tradersPnl();
+        (int256 tradersPnl,) = _tradersPnl();
         return vault.poolBalance() - tradersPnl;
     }
 
@@ -125,13 +139,13 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x index.
     function reserveRequired() public view returns (uint256) {
-        (, uint256 netExposure) = clearingHouse.tradersPnl();
+        (, uint256 netExposure) = _tradersPnl();
         return netExposure.mulWadUp(_params.reserveFactor);
     }
 
     /// @notice Assets (token units) LPs may withdraw now in total without breaching the reserve or the cash.
     function withdrawableAssets() public view returns (uint256) {
-        (int256 tradersPnl, uint256 netExposure) = clearingHouse.tradersPnl();
+        (int256 tradersPnl, uint256 netExposure) = _tradersPnl();
         int256 cash = vault.poolBalance();
         int256 free = cash - tradersPnl - int256(netExposure.mulWadUp(_params.reserveFactor));
         int256 limit = free < cash ? free : cash; // never more cash than the Vault holds for the pool
@@ -165,6 +179,11 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     // ------------------------------------------------------------------ internals
 
+    function _tradersPnl() internal view returns (int256, uint256) {
+        if (_pnlCached) return (_cachedPnl, _cachedExposure);
+        return clearingHouse.tradersPnl();
+    }
+
     function _decimalsOffset() internal pure override returns (uint8) {
         return 6;
     }
@@ -180,19 +199,17 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @dev Named reasons first (the ERC-4626 max checks that follow would only say "exceeded").
-    function _checkWithdrawal(address owner, uint256 shares, uint256 assets) internal {
+    function _checkWithdrawal(address owner, uint256 shares, uint256 assets) internal view {
         WithdrawRequest memory r = _requests[owner];
         if (r.shares == 0) revert NoWithdrawRequest(owner);
         if (block.timestamp < r.unlockAt) revert CooldownNotPassed(r.unlockAt, block.timestamp);
         uint256 expiry = uint256(r.unlockAt) + _params.withdrawWindow;
         if (block.timestamp > expiry) revert WithdrawWindowExpired(expiry, block.timestamp);
         if (shares > r.shares) revert ExceedsRequest(shares, r.shares);
-        (int256 tradersPnl, uint256 netExposure) = clearingHouse.tradersPnl();
+        (int256 tradersPnl, uint256 netExposure) = _tradersPnl();
         int256 after_ = vault.poolBalance() - tradersPnl - int256(assets * tokenScale);
         uint256 reserve = netExposure.mulWadUp(_params.reserveFactor);
         if (after_ < int256(reserve)) revert PoolReserveLocked(after_, reserve);
-        // Cast: shares <= r.shares < 2^128.
-        _requests[owner].shares = uint128(r.shares - shares);
     }
 
     /// @dev Deposit: the tokens go straight on to the Vault and are credited to the pool's balance.
@@ -208,6 +225,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         override
     {
         if (caller != owner) _spendAllowance(owner, caller, shares);
+        // The request is consumed here, after ERC-4626's max checks (which read it) have passed.
+        // Cast: shares <= maxRedeem <= request < 2^128.
+        _requests[owner].shares -= uint128(shares);
         _burn(owner, shares);
         vault.withdrawPool(assets, receiver);
         emit Withdraw(caller, receiver, owner, assets, shares);

@@ -103,6 +103,8 @@ def measure(accounts, chain) -> list[tuple[str, int, str]]:
     tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=bob)
     rows.append(("closePosition (funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
     rows += _measure_liquidation(s, accounts, chain)
+    rows += _measure_pool(s, accounts, chain)
+    rows += _measure_nav(accounts, chain)
     return rows
 
 
@@ -167,4 +169,53 @@ def _measure_liquidation(s, accounts, chain) -> list[tuple[str, int, str]]:
     chain.pending_timestamp += duration + 1
     tx = engine.backstop(second, sender=carol)
     rows.append(("backstop", tx.gas_used, "close the remainder against the vAMM"))
+    return rows
+
+
+def _measure_pool(s, accounts, chain) -> list[tuple[str, int, str]]:
+    """LP deposit / requestWithdraw / redeem, depth sync and repeg (ETH, positions open)."""
+    rows = []
+    pool, usdc, amm, ch = s.pool, s.collateral, s.amm, s.clearing_house
+    lp = accounts[6]
+    units = s.units(100_000)
+    usdc.mint(lp, 2 * units, sender=lp)
+    usdc.approve(pool, 2 * units, sender=lp)
+    tx = pool.deposit(units, lp, sender=lp)
+    rows.append(("pool deposit (first, new LP)", tx.gas_used, "ERC-4626 deposit: NAV over every market, tokens on to the Vault"))
+    tx = pool.deposit(units, lp, sender=lp)
+    rows.append(("pool deposit (existing LP)", tx.gas_used, "same, LP already holds shares"))
+    shares = pool.balanceOf(lp) // 2
+    tx = pool.requestWithdraw(shares, sender=lp)
+    rows.append(("pool requestWithdraw", tx.gas_used, "step 1 of a withdrawal"))
+    chain.pending_timestamp += pool.poolParams().withdrawCooldown
+    for m in s.markets.values():  # feeds refreshed at their price after the cooldown
+        m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=accounts[0])
+    tx = pool.redeem(shares, lp, lp, sender=lp)
+    rows.append(("pool redeem", tx.gas_used, "step 2 after the cooldown: request, reserve and cash checks"))
+    tx = amm.syncDepth(1, sender=lp)
+    rows.append(("syncDepth", tx.gas_used, "rescale one market's reserves to the pool (price kept)"))
+    # Push the index away from the vAMM long enough for the TWAPs to diverge, then repeg.
+    eth = s.markets["ETH"]
+    eth.oracle.updateAnswer(eth.oracle.latestRoundData()[1] * 90 // 100, sender=accounts[0])
+    chain.pending_timestamp += 3600
+    ch.pokeFunding(1, sender=lp)
+    chain.pending_timestamp += 10
+    tx = amm.repeg(1, sender=lp)
+    rows.append(("repeg", tx.gas_used, "move one market's vAMM price toward the index (bounded)"))
+    return rows
+
+
+def _measure_nav(accounts, chain) -> list[tuple[str, int, str]]:
+    """Gas of the pool's NAV (a view, estimated as a call: includes the 21,000 base) with 1, 5, 20 markets."""
+    rows = []
+    deployer, trader = accounts[0], accounts[7]
+    base = default_config()
+    for n in (1, 5, 20):
+        markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
+        s = deploy(deployer, base.with_markets(*markets))
+        s.fund(trader, 1_000_000)
+        for m in s.markets.values():
+            s.clearing_house.openPosition(0, m.id, WAD, BIG, _deadline(chain), sender=trader)
+        gas = s.pool.navWad.estimate_gas_cost(sender=trader)
+        rows.append((f"pool NAV with {n} market(s)", gas, "navWad() as an eth_call estimate (incl. 21,000 base); one position per market"))
     return rows
