@@ -1,0 +1,390 @@
+"""Properties of the reference model alone (vperp.model), no chain: fast, run on every commit.
+
+The differential fuzz (tests/test_differential.py) proves the model equals the contracts; this file
+proves the model (hence the contracts) has the properties SPEC 3-5 and TESTPLAN 1-3, 5-7 ask for:
+money is only moved (never created), fees split exactly, funding is zero-sum with rounding in the
+pool's favour, a failed action changes nothing, the funding rate respects its clamp and velocity,
+and the model agrees with the independent formulas of tests/trading_helpers.py.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trading_helpers import apply_trade as h_apply_trade
+from trading_helpers import fee_of, insurance_part, notional_up, requirement, upnl
+from trading_helpers import price as h_price
+from trading_helpers import swap as h_swap
+from vperp.config import default_config
+from vperp.funding import evolve
+from vperp.model import WAD, Model, ModelRevert, apply_trade, vamm_price, vamm_swap
+
+T0 = 1_800_000_000
+OWNERS = ("alice", "bob", "carol")
+MAX_UINT = 2**256 - 1
+SCALE = 10**12  # 6-decimal collateral
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def fresh() -> Model:
+    return Model.from_config(default_config(), T0)
+
+
+def snapshot(m: Model):
+    return copy.deepcopy(m.__dict__)
+
+
+def buy_any(base):
+    return MAX_UINT if base > 0 else 0
+
+
+# ---------------------------------------------------------------------------- random sequences
+
+def _open():
+    # A fresh strategy object per use: `one_of` merges identical ones, and opens should be common.
+    return st.tuples(st.just("open"), st.sampled_from(OWNERS), st.sampled_from([0, 1]), st.sampled_from([1, 2]),
+                     st.sampled_from([1, -1]), st.one_of(st.integers(10**4, 10**7), st.integers(1, 10**8)))
+
+
+_time = st.tuples(st.just("time"), st.integers(1, 6 * 3600))
+actions = st.one_of(
+    _open(), _open(), _open(), st.tuples(st.just("time"), st.integers(60, 3 * 3600)),
+    st.tuples(st.just("deposit"), st.sampled_from(OWNERS), st.sampled_from([0, 1]), st.integers(0, 10**12)),
+    st.tuples(st.just("close"), st.sampled_from(OWNERS), st.sampled_from([0, 1]), st.sampled_from([1, 2])),
+    st.tuples(st.just("withdraw"), st.sampled_from(OWNERS), st.sampled_from([0, 1]), st.integers(0, 10**12)),
+    st.tuples(st.just("transfer"), st.sampled_from(OWNERS), st.sampled_from([0, 1]), st.sampled_from([0, 1]),
+              st.integers(0, 10**24)),
+    st.tuples(st.just("oracle"), st.sampled_from([1, 2]), st.integers(-800, 800)),
+    _time,
+    st.tuples(st.just("poke"), st.sampled_from([1, 2])),
+)
+
+
+class Ledger:
+    """Runs actions on a model and tracks what must be conserved."""
+
+    def __init__(self):
+        self.m = fresh()
+        self.t = T0
+        self.net_in = self.m.token_balance * SCALE  # every WAD that entered the Vault, net
+        self.trades: list = []
+        for owner in OWNERS:  # start every account with 50k of margin so most trades can happen
+            for sub in (0, 1):
+                self.net_in += self.m.deposit(owner, sub, 50_000 * 10**6, self.t)
+
+    def run(self, action) -> None:
+        m, kind = self.m, action[0]
+        self.t += 1
+        before = snapshot(m)
+        try:
+            if kind == "deposit":
+                self.net_in += m.deposit(action[1], action[2], action[3], self.t)
+            elif kind == "withdraw":
+                self.net_in -= m.withdraw(action[1], action[2], action[3], self.t)
+            elif kind == "transfer":
+                m.transfer_margin(action[1], action[2], action[3], action[4], self.t)
+            elif kind == "open":
+                _, owner, sub, mid, sign, ppb = action
+                base = sign * (m.markets[mid].x * ppb // 10**9)
+                self._trade(lambda: m.open_position(owner, sub, mid, base, buy_any(base), self.t, self.t))
+            elif kind == "close":
+                _, owner, sub, mid = action
+                size = m.position(owner, sub, mid, self.t)[0]
+                self._trade(lambda: m.close_position(owner, sub, mid, buy_any(-size), self.t, self.t))
+            elif kind == "oracle":
+                mk = m.markets[action[1]]
+                m.set_answer(action[1], mk.answer * (10_000 + action[2]) // 10_000, self.t)
+            elif kind == "time":
+                self.t += action[1]
+            elif kind == "poke":
+                m.poke_funding(action[1], self.t)
+        except ModelRevert:
+            # A failed action is atomic: nothing at all changed (TWAP/funding update included).
+            assert snapshot(m) == before, f"{action} reverted but changed the model"
+
+    def _trade(self, fn) -> None:
+        m = self.m
+        pool0, ins0 = m.pool_balance(), m.insurance_fund()
+        r = fn()
+        self.trades.append(r)
+        # Fee split: insurance gets floor(fee x share), the pool the rest; realized PnL and funding
+        # move between the trader and the pool only.
+        assert m.insurance_fund() - ins0 == r.to_insurance
+        assert m.pool_balance() - pool0 == r.funding - r.realized_pnl + r.fee - r.to_insurance
+
+    def check(self) -> None:
+        m = self.m
+        # Money is only moved: collateral + pool + insurance == net deposits, to the wei, and the
+        # Vault's tokens cover every claim exactly (no bad debt is possible without liquidations).
+        assert m.total_claims() == self.net_in
+        assert m.token_balance * SCALE == self.net_in
+        for mid, mk in m.markets.items():
+            sizes = [p.size for (k_mid, _, _), p in m.positions.items() if k_mid == mid]
+            assert mk.long_open_interest == sum(s for s in sizes if s > 0)
+            assert mk.short_open_interest == -sum(s for s in sizes if s < 0)
+            assert abs(mk.rate) <= mk.funding_params.max_funding_rate
+            assert abs(mk.target) <= mk.funding_params.max_funding_rate
+            for (k_mid, _, _), p in m.positions.items():
+                if k_mid == mid:
+                    assert p.size == 0 or abs(p.size) >= mk.min_position_size
+
+
+@FAST
+@given(st.lists(actions, min_size=5, max_size=40))
+def test_random_sequences_conserve_money_and_aggregates(seq):
+    led = Ledger()
+    for a in seq:
+        led.run(a)
+        led.check()
+
+
+def _flatten(m: Model, t: int, mid: int, owner, sub: int) -> None:
+    """Close a position whatever the state: re-point the index at the vAMM price (so the trade is
+    inside the price band) and close in halves when one trade would move the price too far."""
+    mk = m.markets[mid]
+    while (size := m.position(owner, sub, mid, t)[0]) != 0:
+        m.set_index(mid, max(mk.spot // mk.oracle_scale, 1) * mk.oracle_scale, t)
+        chunk = -size
+        while True:
+            try:
+                m.open_position(owner, sub, mid, chunk, buy_any(chunk), t, t)
+                break
+            except ModelRevert as e:
+                assert e.name == "PriceBandExceeded", e
+                half = chunk // 2 if chunk > 0 else -((-chunk) // 2)
+                if abs(size + half) < mk.min_position_size or abs(half) < mk.min_position_size:
+                    raise
+                chunk = half
+
+
+@FAST
+@given(st.lists(actions, min_size=5, max_size=40))
+def test_closing_everything_returns_every_wei_to_traders_pool_and_insurance(seq):
+    led = Ledger()
+    for a in seq:
+        led.run(a)
+    m = led.m
+    led.t += 1
+    for (mid, owner, sub), p in list(m.positions.items()):
+        if p.size:
+            # Reducing is never blocked by margin (SPEC 3), even for an account under water.
+            _flatten(m, led.t, mid, owner, sub)
+    assert all(p.size == 0 for p in m.positions.values())
+    assert all(mk.long_open_interest == mk.short_open_interest == 0 for mk in m.markets.values())
+    assert all(a.open_markets == 0 for a in m.accounts.values())
+    assert m.total_claims() == led.net_in
+    # With no position left, all positive collateral is withdrawable (TESTPLAN 9).
+    for (owner, sub), acct in list(m.accounts.items()):
+        if acct.collateral >= SCALE:
+            led.net_in -= m.withdraw(owner, sub, acct.collateral // SCALE, led.t)
+        assert acct.collateral < SCALE
+    assert m.total_claims() == led.net_in == m.token_balance * SCALE
+
+
+# ---------------------------------------------------------------------------- funding
+
+
+def _skewed_market(long_size, short_size, hours=6):
+    """Alice long `long_size` ETH, Bob short `short_size` ETH, premium sampled, `hours` of accrual."""
+    m = fresh()
+    t = T0
+    for who in ("alice", "bob"):
+        m.deposit(who, 0, 10**12, t)
+    t += 1
+    m.open_position("alice", 0, 1, long_size, MAX_UINT, t, t)
+    t += 1
+    m.open_position("bob", 0, 1, -short_size, 0, t, t)
+    for _ in range(4):  # sample the premium: the vAMM is skewed long, so the rate turns positive
+        t += 900
+        m.poke_funding(1, t)
+    t += hours * 3600
+    return m, t
+
+
+@pytest.mark.parametrize("long_size, short_size", [(100 * WAD, 40 * WAD), (30 * WAD, 20 * WAD + 1), (50 * WAD, WAD)])
+def test_funding_is_zero_sum_with_rounding_in_the_pools_favour(long_size, short_size):
+    m, t = _skewed_market(long_size, short_size)
+    assert m.markets[1].rate > 0
+    pa = m.position("alice", 0, 1, t)[2]
+    pb = m.position("bob", 0, 1, t)[2]
+    assert pa > 0 > pb  # positive rate: longs pay, shorts receive
+    cf_now = m._cumulative_funding_now(m.markets[1], t)
+    exact_num = sum(p.size * (cf_now - p.last_cumulative_funding) for p in m.positions.values())
+    # Traders together owe at least the exact amount (each owed amount rounds up) and at most one
+    # wei per position more: the pool never pays for rounding.
+    assert exact_num <= (pa + pb) * WAD < exact_num + 2 * WAD
+    # Settling both positions: what the traders pay in funding is exactly what the pool receives.
+    pool0, coll0 = m.pool_balance(), m.collateral("alice", 0) + m.collateral("bob", 0)
+    ra = m.close_position("alice", 0, 1, 0, t, t)
+    rb = m.close_position("bob", 0, 1, MAX_UINT, t, t)
+    assert (ra.funding, rb.funding) == (pa, pb)
+    pool_delta = m.pool_balance() - pool0
+    traders_delta = m.collateral("alice", 0) + m.collateral("bob", 0) - coll0
+    ins_delta = ra.to_insurance + rb.to_insurance
+    assert traders_delta + pool_delta + ins_delta == 0
+    funding_to_pool = pool_delta - (ra.fee - ra.to_insurance + rb.fee - rb.to_insurance) + ra.realized_pnl + rb.realized_pnl
+    assert funding_to_pool == pa + pb >= 0
+
+
+def test_rate_obeys_clamp_and_velocity_on_every_update():
+    m, t = _skewed_market(400 * WAD, WAD, hours=0)
+    mk = m.markets[1]
+    f = mk.funding_params
+    prev_rate, prev_t = mk.rate, mk.accumulator.timestamp
+    for dt in (1, 60, 900, 3600, 7 * 3600, 86_400):
+        t += dt
+        m.set_index(1, 3000 * WAD, t)  # keep the feed fresh (24 h heartbeat)
+        m.poke_funding(1, t)
+        assert abs(mk.rate) <= f.max_funding_rate
+        assert abs(mk.rate - prev_rate) <= f.max_rate_velocity * (t - prev_t) // 3600
+        prev_rate, prev_t = mk.rate, t
+    assert mk.target == f.max_funding_rate  # a ~8 % premium over 24 h exceeds the 0.1 %/h cap
+
+
+def test_two_pokes_in_one_block_equal_one():
+    m, t = _skewed_market(100 * WAD, 40 * WAD, hours=0)
+    t += 3600
+    once = copy.deepcopy(m)
+    once.poke_funding(1, t)
+    m.poke_funding(1, t)
+    m.poke_funding(1, t)
+    assert m.__dict__ == once.__dict__
+
+
+def test_lazy_accrual_view_equals_poke():
+    m, t = _skewed_market(100 * WAD, 40 * WAD, hours=3)
+    view = m.market_state(1, t)
+    m.poke_funding(1, t)
+    assert m.market_state(1, t)[5] == view[5]  # cumulative funding: view == accrued
+    applied = m.funding_state(1, t)[0]
+    assert applied == m.markets[1].rate
+
+
+def test_fundingstate_projections_follow_the_kernel():
+    m, t = _skewed_market(100 * WAD, 40 * WAD, hours=1)
+    applied, target, premium, mark, index, p1, p8 = m.funding_state(1, t)
+    f = m.markets[1].funding_params
+    assert premium == (mark - index) * WAD // index > 0
+    assert target == min(premium // 24, f.max_funding_rate)
+    assert p1 == evolve(applied, target, 3600, f.smoothing_tau, f.max_rate_velocity)[0]
+    assert p8 == evolve(applied, target, 8 * 3600, f.smoothing_tau, f.max_rate_velocity)[0]
+
+
+# ---------------------------------------------------------------------------- trading
+
+
+@FAST
+@given(st.integers(1, 3 * 10**5), st.sampled_from([1, 2]), st.sampled_from([1, -1]))
+def test_open_then_close_in_one_block_never_gains(ppb, mid, sign):
+    """TESTPLAN 3: a round trip at a constant index costs at least the two fees."""
+    m = fresh()
+    m.deposit("alice", 0, 10**12, T0)
+    base = sign * max(m.markets[mid].min_position_size, m.markets[mid].x * ppb // 10**7)
+    c0, k0 = m.collateral("alice", 0), m.markets[mid].x * m.markets[mid].y
+    r1 = m.open_position("alice", 0, mid, base, buy_any(base), T0 + 1, T0 + 1)
+    k1 = m.markets[mid].x * m.markets[mid].y
+    r2 = m.close_position("alice", 0, mid, buy_any(-base), T0 + 1, T0 + 1)
+    k2 = m.markets[mid].x * m.markets[mid].y
+    assert k0 <= k1 <= k2  # rounding against the trader: the curve never loses value
+    assert m.collateral("alice", 0) - c0 == r2.realized_pnl - r1.fee - r2.fee
+    assert r2.realized_pnl <= 0
+    assert m.collateral("alice", 0) <= c0 - r1.fee - r2.fee
+
+
+def test_unrealized_profit_is_not_withdrawable():
+    m = fresh()
+    m.deposit("alice", 0, 10_000 * 10**6, T0)
+    m.open_position("alice", 0, 1, 10 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    m.set_index(1, 3300 * WAD, T0 + 2)  # +10 %: about +3000 of unrealized profit
+    value = m.account_value("alice", 0, T0 + 2)
+    free = m.free_collateral("alice", 0, T0 + 2)
+    initial, _ = m.margin_requirements("alice", 0, T0 + 2)
+    assert value > m.collateral("alice", 0)
+    assert free == m.collateral("alice", 0) - m.position("alice", 0, 1, T0 + 2)[2] - initial
+    with pytest.raises(ModelRevert) as e:
+        m.withdraw("alice", 0, free // SCALE + 1, T0 + 3)
+    assert e.value.name == "InsufficientFreeCollateral"
+    m.withdraw("alice", 0, free // SCALE, T0 + 3)
+
+
+def test_reducing_is_allowed_below_initial_margin_but_increasing_is_not():
+    m = fresh()
+    m.deposit("alice", 0, 1_000 * 10**6, T0)
+    m.open_position("alice", 0, 1, 3 * WAD, MAX_UINT, T0 + 1, T0 + 1)  # ~9000 notional, 10 % IMR
+    m.set_index(1, 2800 * WAD, T0 + 2)
+    assert m.free_collateral("alice", 0, T0 + 2) < 0
+    with pytest.raises(ModelRevert) as e:
+        m.open_position("alice", 0, 1, WAD // 10, MAX_UINT, T0 + 3, T0 + 3)
+    assert e.value.name == "InsufficientMargin"
+    m.open_position("alice", 0, 1, -WAD, 0, T0 + 3, T0 + 3)  # reduce: allowed
+
+
+def test_isolated_subaccount_holds_one_market():
+    m = fresh()
+    m.deposit("alice", 1, 100_000 * 10**6, T0)
+    m.open_position("alice", 1, 1, WAD, MAX_UINT, T0 + 1, T0 + 1)
+    with pytest.raises(ModelRevert) as e:
+        m.open_position("alice", 1, 2, WAD // 100, MAX_UINT, T0 + 2, T0 + 2)
+    assert (e.value.name, e.value.error_args) == ("IsolatedSubaccountInUse", ("alice", 1, 1, 2))
+
+
+def test_stale_oracle_blocks_trading_and_health_views():
+    m = fresh()
+    m.deposit("alice", 0, 100_000 * 10**6, T0)
+    m.open_position("alice", 0, 1, WAD, MAX_UINT, T0 + 1, T0 + 1)
+    late = T0 + 86_400 + 1
+    for fn in (lambda: m.open_position("alice", 0, 1, WAD, MAX_UINT, late, late),
+               lambda: m.account_value("alice", 0, late), lambda: m.poke_funding(1, late)):
+        with pytest.raises(ModelRevert) as e:
+            fn()
+        assert e.value.name == "StaleOracle"
+    m.set_index(1, 3000 * WAD, late)
+    assert m.account_value("alice", 0, late) > 0
+
+
+# ---------------------------------------------------------------------------- formulas
+
+
+@FAST
+@given(
+    x=st.integers(10**18, 10**30),
+    y=st.integers(10**18, 10**33),
+    base=st.integers(-(10**29), 10**29).filter(bool),
+    size=st.integers(-(10**24), 10**24),
+    on=st.integers(-(10**30), 10**30),
+    index=st.integers(1, 10**24),
+)
+def test_model_formulas_equal_the_independent_helpers(x, y, base, size, on, index):
+    """vperp.model vs tests/trading_helpers.py (written from SPEC/IClearingHouse, not the Solidity)."""
+    if base < x:
+        assert vamm_swap(x, y, base) == h_swap(x, y, base)
+        assert vamm_price(x, y) == h_price(x, y)
+    q = -abs(base) if base > 0 else abs(base)
+    assert apply_trade(size, on, base, q) == h_apply_trade(size, on, base, q)
+    m = fresh()
+    mk = m.markets[1]
+    fee = fee_of(q, mk.taker_fee)
+    assert fee == -((-abs(q) * mk.taker_fee) // WAD)
+    assert insurance_part(fee, mk.insurance_fee_share) == fee * mk.insurance_fee_share // WAD
+    # Margin summary of a single position at `index` matches the helpers' requirement/PnL formulas.
+    if size:
+        m.positions[(1, "z", 0)] = type(m._position(1, "z", 0))(size, on, 0)
+        s = m._margin_summary("z", 0, 1, T0, 1, index)
+        assert s.unrealized_pnl == upnl(size, on, index)
+        assert s.initial == requirement(size, index, mk.imr)
+        assert s.maintenance == requirement(size, index, mk.mmr)
+        assert notional_up(size, index) * WAD >= abs(size) * index
+
+
+def test_hand_values_first_eth_buy():
+    """Buying 1 ETH from (10_000, 30_000_000): the same figures as tests/test_trading_open.py."""
+    m = fresh()
+    m.deposit("alice", 0, 10_000 * 10**6, T0)
+    r = m.open_position("alice", 0, 1, WAD, MAX_UINT, T0 + 1, T0 + 1)
+    assert r.quote == -3000300030003000300031
+    assert r.fee == 3000300030003000301
+    assert m.position("alice", 0, 1, T0 + 1) == (WAD, 3000300030003000300031, 0)
