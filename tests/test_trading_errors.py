@@ -4,18 +4,11 @@ IsolatedSubaccountInUse): the exact error, its arguments (derived independently 
 trading_helpers), and that a reverted call changed nothing (ledger, reserves, open interest,
 positions, bitmaps, market parameters).
 """
-from ast import literal_eval
 from contextlib import contextmanager
 
 import ape
 import pytest
-from ape.exceptions import CustomError
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
 
-from trading_helpers import _error_signature
-from trading_helpers import expect_revert as _helper_expect_revert
 from trading_helpers import (
     BTC_ID,
     BTC_INDEX,
@@ -27,12 +20,13 @@ from trading_helpers import (
     MAX_SPREAD,
     MAX_UINT,
     POOL_SEED,
-    apply_trade,
     QUARTER,
     WAD,
+    apply_trade,
     btc_amm,
     deadline,
     eth_amm,
+    expect_revert,
     fee_of,
     insurance_part,
     notional_up,
@@ -46,30 +40,6 @@ from trading_helpers import (
 MIN_ETH = 10**16  # default ETH minPositionSize (0.01)
 MIN_BTC = 10**15  # default BTC minPositionSize (0.001)
 
-
-@contextmanager
-def expect_revert(error_cls, **inputs):
-    """trading_helpers.expect_revert, plus one decoding gap of Ape's test provider: revert data
-    whose bytes contain a single quote is reported as a `b"..."` string (Ape only converts `b'...'`)
-    and is left undecoded. Same strictness: exact error (name or selector) and every given input."""
-    with ape.reverts() as info:
-        yield info
-    exc = info.value
-    raw = getattr(exc, "revert_message", None)
-    if not isinstance(exc, CustomError) and isinstance(raw, str) and raw.startswith('b"'):
-        selector, types, names = _error_signature(error_cls)
-        data = literal_eval(raw)
-        assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {data[:4].hex()}"
-        actual = dict(zip(names, abi_decode(types, data[4:])))
-        for key, want in inputs.items():
-            got = actual[key]
-            if hasattr(want, "address") or isinstance(want, str):
-                want, got = str(getattr(want, "address", want)).lower(), str(got).lower()
-            assert got == want, f"{error_cls.abi.name}.{key}: expected {want!r}, got {got!r}"
-        return
-    # otherwise exactly the shared helper's checks
-    with _helper_expect_revert(error_cls, **inputs):
-        raise exc
 
 
 def b32(name: str) -> bytes:
@@ -119,14 +89,6 @@ def reverts_unchanged(system, error_cls, owners=(), subs=(0,), governance=False,
     after = frozen(system, owners, subs, governance)
     assert after == before
     _LAST_FROZEN[key] = (ape.chain.blocks.head.hash, after)
-
-
-def _call_failed_reason(exc) -> bytes:
-    """The `reason` bytes of BatchCaller.CallFailed(uint256 index, bytes reason)."""
-    if isinstance(exc, CustomError):
-        return bytes(dict(exc.inputs)["reason"])
-    data = bytes.fromhex(exc.revert_message[2:])
-    return abi_decode(["uint256", "bytes"], data[4:])[1]
 
 
 def params_with(system, symbol="ETH", **changes):

@@ -3,17 +3,11 @@ isolated margin, reduce-only below initial margin, price band toward the index, 
 the PositionChanged event. Expected values come from trading_helpers' formulas applied to an
 independent Python model of the reserves, positions and ledger, never from contract output.
 """
-from ast import literal_eval
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import ape
 import pytest
-from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 
-from trading_helpers import _error_signature
-from trading_helpers import expect_revert as _helper_expect_revert
 from trading_helpers import (
     BTC_ID,
     BTC_INDEX,
@@ -33,6 +27,7 @@ from trading_helpers import (
     ceil_div,
     deadline,
     eth_amm,
+    expect_revert,
     fee_of,
     insurance_part,
     position_changed,
@@ -44,30 +39,6 @@ from trading_helpers import (
 
 MIN_ETH = 10**16
 
-
-@contextmanager
-def expect_revert(error_cls, **inputs):
-    """trading_helpers.expect_revert, plus one decoding gap of Ape's test provider: revert data
-    whose bytes contain a single quote is reported as a `b"..."` string (Ape only converts `b'...'`)
-    and is left undecoded. Same strictness: exact error (name or selector) and every given input."""
-    with ape.reverts() as info:
-        yield info
-    exc = info.value
-    raw = getattr(exc, "revert_message", None)
-    if not isinstance(exc, CustomError) and isinstance(raw, str) and raw.startswith('b"'):
-        selector, types, names = _error_signature(error_cls)
-        data = literal_eval(raw)
-        assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {data[:4].hex()}"
-        actual = dict(zip(names, abi_decode(types, data[4:])))
-        for key, want in inputs.items():
-            got = actual[key]
-            if hasattr(want, "address") or isinstance(want, str):
-                want, got = str(getattr(want, "address", want)).lower(), str(got).lower()
-            assert got == want, f"{error_cls.abi.name}.{key}: expected {want!r}, got {got!r}"
-        return
-    # otherwise exactly the shared helper's checks
-    with _helper_expect_revert(error_cls, **inputs):
-        raise exc
 
 
 @pytest.fixture(autouse=True)
