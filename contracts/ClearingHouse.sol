@@ -234,7 +234,9 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         onlyOwner
     {
         Market storage m = _market(marketId);
-        _update(m, _index(m));
+        // Accrue at the index that priced the interval (the last one recorded), without reading the feed:
+        // replacing a stale or broken feed must not depend on that feed.
+        _update(m, m.lastIndexPrice);
         _setParams(marketId, m, params, insuranceFeeShare);
     }
 
@@ -242,7 +244,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     ///         at the old parameters, then clamps the applied and target rates to the new cap.
     function setFundingParams(uint32 marketId, FundingParams calldata params) external onlyOwner {
         Market storage m = _market(marketId);
-        _update(m, _index(m));
+        _update(m, m.lastIndexPrice); // as in setMarketParams: governance does not depend on the feed
         _setFundingParams(marketId, m, params);
     }
 

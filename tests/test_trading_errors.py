@@ -572,6 +572,24 @@ def test_stale_oracle_blocks_trading_and_closing(system, ch, chain, eth, alice):
     assert position_changed(ch, ch.closePosition(0, ETH_ID, 0, deadline(), sender=alice)).newSize == 0
 
 
+def test_governance_replaces_a_stale_feed_without_reading_it(system, ch, chain, eth, alice, deployer, project):
+    """A dead feed must not lock its own replacement: setMarketParams accrues at the last recorded
+    index instead of reading the old feed; the next trade prices off the new one."""
+    system.fund(alice, 10_000)
+    ts = chain.pending_timestamp + 1
+    eth.oracle.updateRoundData(9, 3000 * 10**8, ts - HEARTBEAT - 1, 0, sender=alice)  # old feed now stale
+    assert chain.pending_timestamp == ts
+    with ape.reverts(ch.StaleOracle):
+        trade(ch, alice, ETH_ID, WAD)
+    fresh = project.MockAggregator.deploy(8, 3100 * 10**8, "ETH / USD (new)", sender=deployer)
+    params = list(ch.marketParams(ETH_ID))
+    params[0] = fresh.address
+    ch.setMarketParams(ETH_ID, tuple(params), ch.insuranceFeeShare(ETH_ID), sender=deployer)
+    assert ch.marketParams(ETH_ID).oracle == fresh.address
+    assert ch.indexPrice(ETH_ID) == 3100 * WAD
+    assert position_changed(ch, trade(ch, alice, ETH_ID, WAD)).newSize == WAD
+
+
 def test_stale_oracle_by_time_passing(system, ch, chain, btc, alice):
     system.fund(alice, 10_000)
     updated = btc.oracle.latestTimestamp()
