@@ -40,7 +40,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MAX_INSURANCE_FEE_SHARE = 1e18;
     uint256 internal constant MIN_MAX_SPREAD = 0.005e18;
     uint256 internal constant MAX_MAX_SPREAD = 0.5e18;
-    uint256 internal constant MAX_OI_POOL_RATIO = 100e18;
+    uint256 internal constant MAX_OI_POOL_RATIO = 10e18; // per-side notional <= 10 x the pool
     uint256 internal constant MIN_TWAP_WINDOW = 60;
     uint256 internal constant MAX_TWAP_WINDOW = 4 hours;
     uint256 internal constant MIN_HEARTBEAT = 60;
