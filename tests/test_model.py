@@ -205,13 +205,18 @@ def _skewed_market(long_size, short_size, hours=6):
     return m, t
 
 
-@pytest.mark.parametrize("long_size, short_size", [(100 * WAD, 40 * WAD), (30 * WAD, 20 * WAD + 1), (50 * WAD, WAD)])
+@pytest.mark.parametrize(
+    "long_size, short_size",
+    [(100 * WAD, 40 * WAD), (30 * WAD, 20 * WAD + 1), (50 * WAD, WAD),  # net long: positive rate
+     (40 * WAD, 100 * WAD), (20 * WAD + 1, 30 * WAD), (WAD, 50 * WAD)],  # net short: negative rate
+)
 def test_funding_is_zero_sum_with_rounding_in_the_pools_favour(long_size, short_size):
     m, t = _skewed_market(long_size, short_size)
-    assert m.markets[1].rate > 0
+    sign = 1 if long_size > short_size else -1
+    assert m.markets[1].rate * sign > 0
     pa = m.position("alice", 0, 1, t)[2]
     pb = m.position("bob", 0, 1, t)[2]
-    assert pa > 0 > pb  # positive rate: longs pay, shorts receive
+    assert pa * sign > 0 > pb * sign  # longs pay a positive rate, shorts a negative one
     cf_now = m._cumulative_funding_now(m.markets[1], t)
     exact_num = sum(p.size * (cf_now - p.last_cumulative_funding) for p in m.positions.values())
     # Traders together owe at least the exact amount (each owed amount rounds up) and at most one
@@ -227,7 +232,19 @@ def test_funding_is_zero_sum_with_rounding_in_the_pools_favour(long_size, short_
     ins_delta = ra.to_insurance + rb.to_insurance
     assert traders_delta + pool_delta + ins_delta == 0
     funding_to_pool = pool_delta - (ra.fee - ra.to_insurance + rb.fee - rb.to_insurance) + ra.realized_pnl + rb.realized_pnl
-    assert funding_to_pool == pa + pb >= 0
+    assert funding_to_pool == pa + pb
+    # The rate's sign follows the skew, so the larger side pays: the pool receives the imbalance.
+    assert pa + pb > 0
+
+
+@pytest.mark.parametrize("size, delta", [(-3, -1), (3, -1), (-3, 1), (3, 1), (-(10**18) - 7, -(10**17) - 3)])
+def test_owed_funding_rounds_up_for_every_sign(size, delta):
+    """A position owes ceil(size x (cf_now - cf_last) / 1e18) whatever the signs (SPEC 2: what a user
+    owes rounds up). WadMath.sMulWadUp(int256,int256) rounds down when its second factor is negative."""
+    from vperp.model import s_mul_wad_up
+    exact = size * delta
+    got = s_mul_wad_up(size, delta)
+    assert got * WAD >= exact > (got - 1) * WAD
 
 
 def test_rate_obeys_clamp_and_velocity_on_every_update():
