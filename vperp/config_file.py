@@ -1,0 +1,355 @@
+"""Deployment configuration files: YAML -> `DeployConfig`, every field validated.
+
+A file looks like `deployments/config/local.yaml`:
+
+    collateral: mock            # "mock" (a mintable test token, local networks only) or an ERC-20 address
+    decimals: 6                 # the collateral token's decimals
+    pool_seed: 10000000         # collateral the deployer deposits into the liquidity pool (human units)
+    insurance_seed: 0           # collateral the deployer grants to the insurance fund
+    markets:
+      - symbol: ETH
+        oracle: mock            # "mock" (local only, then `price` is required) or a Chainlink-style feed
+        price: 3000
+        min_position_size: 0.01
+        # ... any other `MarketConfig` field; omitted fields take the defaults of vperp/config.py
+
+Every problem raises `ConfigError` whose message starts with the file and names the field
+(`markets[1].imr`, `pool_seed`, ...): unknown fields (with a suggestion), wrong types, values outside
+the bounds the contracts enforce (the same bounds, so a config that loads does not revert at listing),
+missing required fields, duplicate keys or symbols. Addresses must be quoted in YAML: an unquoted
+`0x...` is read as a number by YAML, which the loader reports.
+
+`check_network` refuses mock oracles and mock collateral on a network that is not local.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from decimal import Decimal, InvalidOperation, localcontext
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import DeployConfig, MarketConfig
+
+LOCAL_CHAIN_IDS = (1337, 31337)
+UINT96_MAX = 2**96 - 1
+WAD = 10**18
+
+
+class ConfigError(ValueError):
+    """A deployment configuration problem; the message names the field."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+# ----------------------------------------------------------------------------- field rules
+# (kind, low, high, low_inclusive, high_inclusive); None = unbounded. Bounds mirror the contracts'
+# `ParameterOutOfBounds` checks (ClearingHouse, LiquidationEngine, AmmController), in human units.
+
+_INT, _NUM = "integer", "number"
+
+MARKET_RULES: dict[str, tuple] = {
+    "oracle_decimals": (_INT, 0, 18, True, True),
+    "heartbeat": (_INT, 60, 2 * 86_400, True, True),
+    "twap_window": (_INT, 60, 4 * 3_600, True, True),
+    "imr": (_NUM, 0, 1, False, True),  # and > mmr (checked below)
+    "mmr": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
+    "taker_fee": (_NUM, 0, Decimal("0.01"), True, True),
+    "insurance_fee_share": (_NUM, 0, 1, True, True),
+    "max_spread": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
+    "max_oi_pool_ratio": (_NUM, 0, 10, False, True),
+    "max_open_interest": (_NUM, 0, Decimal(UINT96_MAX) / WAD, False, True),
+    "min_position_size": (_NUM, 0, Decimal(UINT96_MAX) / WAD, False, True),
+    "base_reserve": (_NUM, 1, Decimal(10) ** 18, True, True),
+    "auction_duration": (_INT, 60, 86_400, True, True),
+    "auction_step": (_INT, 1, None, True, True),  # and <= auction_duration
+    "auction_max_discount": (_NUM, 0, Decimal("0.5"), False, True),
+    "auction_reset_drop": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
+    "depth_ratio": (_NUM, 0, 100, False, True),
+    "max_depth_change": (_NUM, 0, Decimal("0.5"), False, True),
+    "repeg_threshold": (_NUM, Decimal("0.001"), 1, True, True),
+    "max_repeg_step": (_NUM, 0, Decimal("0.1"), False, True),
+    "max_repeg_cost": (_NUM, 0, Decimal("0.01"), True, True),
+    "repeg_interval": (_INT, 0, 86_400, True, True),
+    "price": (_NUM, 0, None, False, True),
+}
+CURVES = ("linear", "exponential", "stairstep")
+MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(MarketConfig))
+TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+# ----------------------------------------------------------------------------- YAML loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _mapping_no_duplicates(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"{key}: duplicate key (line {key_node.start_mark.line + 1})", field=str(key))
+        seen[key] = True
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_no_duplicates)
+
+
+def load_config(path: str | Path) -> DeployConfig:
+    """Read and validate a deployment YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}", field=e.field) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, source=str(path))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def parse_config(data: Any, source: str = "config") -> DeployConfig:
+    """Validate a parsed YAML/JSON mapping and build the `DeployConfig`."""
+
+    def fail(field: str, msg: str, note: str = ""):
+        raise ConfigError(f"{source}: {field}{f' ({note})' if note else ''}: {msg}", field=field)
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a mapping with a 'markets' list, not {_kind(data)}")
+    _unknown(data, TOP_FIELDS, "", fail)
+    defaults = DeployConfig()
+
+    if "markets" not in data:
+        fail("markets", "missing required field (a list of markets, each with at least 'symbol')")
+    markets = data["markets"]
+    if not isinstance(markets, list) or not markets:
+        fail("markets", f"must be a non-empty list of markets, got {_kind(markets) if markets != [] else 'an empty list'}")
+    if len(markets) > 128:
+        fail("markets", f"at most 128 markets per deployment, got {len(markets)}")
+
+    collateral = data.get("collateral", defaults.collateral)
+    collateral = _address_or_mock("collateral", collateral, fail)
+    decimals = _number("decimals", data.get("decimals", defaults.collateral_decimals), (_INT, 0, 18, True, True), fail)
+    seeds = {}
+    for name in ("pool_seed", "insurance_seed"):
+        value = _number(name, data.get(name, getattr(defaults, name)), (_NUM, 0, None, True, True), fail)
+        with localcontext() as ctx:
+            ctx.prec = 100
+            units = Decimal(str(value)) * 10**decimals
+            if units != units.to_integral_value():
+                fail(name, f"{value} has more decimals than the collateral's {decimals}")
+        seeds[name] = value
+
+    parsed = []
+    seen_symbols: dict[str, int] = {}
+    for i, m in enumerate(markets):
+        mc = _market(i, m, decimals, fail)
+        if mc.symbol in seen_symbols:
+            fail(f"markets[{i}].symbol", f"duplicate symbol {mc.symbol!r} (also markets[{seen_symbols[mc.symbol]}])")
+        seen_symbols[mc.symbol] = i
+        parsed.append(mc)
+    return DeployConfig(markets=tuple(parsed), collateral=collateral, collateral_decimals=decimals,
+                        pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"])
+
+
+def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
+    where = f"markets[{i}]"
+    if not isinstance(m, dict):
+        fail_(where, f"must be a mapping with at least 'symbol', got {_kind(m)}")
+    note = m["symbol"] if isinstance(m.get("symbol"), str) else ""
+
+    def fail(field, msg):  # names the market's symbol next to the field, when there is one
+        fail_(field, msg, note)
+
+    _unknown(m, MARKET_FIELDS, f"{where}.", fail)
+    if "symbol" not in m:
+        fail(f"{where}.symbol", "missing required field")
+    symbol = m["symbol"]
+    if not isinstance(symbol, str) or not symbol.strip():
+        fail(f"{where}.symbol", f"must be a non-empty string, got {_kind(symbol)}")
+    if symbol != symbol.strip() or any(c.isspace() for c in symbol):
+        fail(f"{where}.symbol", f"must not contain whitespace: {symbol!r}")
+    if len(symbol.encode()) > 32:
+        fail(f"{where}.symbol", f"at most 32 bytes (it is stored as bytes32), got {len(symbol.encode())}")
+
+    kwargs: dict[str, Any] = {"symbol": symbol}
+    oracle = _address_or_mock(f"{where}.oracle", m.get("oracle", "mock"), fail)
+    kwargs["oracle"] = oracle
+    for name, rule in MARKET_RULES.items():
+        if name in m:
+            kwargs[name] = _number(f"{where}.{name}", m[name], rule, fail)
+    if "auction_curve" in m:
+        curve = m["auction_curve"]
+        if curve not in CURVES:
+            fail(f"{where}.auction_curve", f"must be one of {', '.join(CURVES)}, got {curve!r}")
+        kwargs["auction_curve"] = curve
+
+    # price: required for a mock feed (its first answer), meaningless for a real one
+    if oracle == "mock":
+        if "price" not in m:
+            fail(f"{where}.price", "missing required field (the mock oracle's initial price)")
+    else:
+        if "price" in m:
+            fail(f"{where}.price", f"only for oracle: mock (the feed at {oracle} sets the price); remove it")
+        kwargs["price"] = 0
+
+    mc = MarketConfig(**kwargs)
+    # cross-field rules, as the contracts check them
+    if Decimal(str(mc.imr)) <= Decimal(str(mc.mmr)):
+        fail(f"{where}.imr", f"must be greater than mmr ({mc.mmr}), got {mc.imr}")
+    if mc.auction_step > mc.auction_duration:
+        fail(f"{where}.auction_step", f"must be at most auction_duration ({mc.auction_duration}), got {mc.auction_step}")
+    if Decimal(str(mc.min_position_size)) > Decimal(str(mc.max_open_interest)):
+        fail(f"{where}.min_position_size",
+             f"must be at most max_open_interest ({mc.max_open_interest}), got {mc.min_position_size}")
+    if oracle == "mock":
+        with localcontext() as ctx:
+            ctx.prec = 100
+            answer = Decimal(str(mc.price)) * 10**mc.oracle_decimals
+            quote_reserve = Decimal(str(mc.base_reserve)) * Decimal(str(mc.price))
+        if answer != answer.to_integral_value():
+            fail(f"{where}.price", f"{mc.price} has more decimals than oracle_decimals ({mc.oracle_decimals})")
+        if answer >= 2**255:
+            fail(f"{where}.price", f"too large for the feed's int256 answer: {mc.price}")
+        if quote_reserve > Decimal(10) ** 18:
+            fail(f"{where}.base_reserve",
+                 f"base_reserve x price (the vAMM's quote reserve) must be at most 1e18, got {quote_reserve:.6g}")
+    return mc
+
+
+def _unknown(mapping: dict, allowed: tuple, prefix: str, fail) -> None:
+    for key in mapping:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (allowed: {', '.join(allowed)})"
+            fail(f"{prefix}{key}", f"unknown field{suggestion}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _number(field: str, value: Any, rule: tuple, fail):
+    """Validate a numeric field; returns an int, a float, or a Decimal (for a quoted number)."""
+    kind, lo, hi, lo_inc, hi_inc = rule
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        fail(field, f"must be {'an integer' if kind == _INT else 'a number'}, got {_kind(value)}")
+    if isinstance(value, str):
+        try:
+            parsed = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            fail(field, f"must be {'an integer' if kind == _INT else 'a number'}, got {_kind(value)}")
+        if not parsed.is_finite():
+            fail(field, f"must be a finite number, got {value!r}")
+        value = int(parsed) if kind == _INT and parsed == parsed.to_integral_value() else parsed
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        fail(field, f"must be a finite number, got {value}")
+    if kind == _INT and not isinstance(value, int):
+        fail(field, f"must be an integer, got {_kind(value) if not isinstance(value, Decimal) else value}")
+    d = Decimal(str(value))
+    with localcontext() as ctx:
+        ctx.prec = 100
+        if d * WAD != (d * WAD).to_integral_value():
+            fail(field, f"{value} has more than 18 decimals")
+    if lo is not None and (d < lo or (d == lo and not lo_inc)):
+        fail(field, f"must be {'at least' if lo_inc else 'greater than'} {lo}, got {value}")
+    if hi is not None and (d > hi or (d == hi and not hi_inc)):
+        fail(field, f"must be {'at most' if hi_inc else 'less than'} {_fmt(hi)}, got {value}")
+    return value
+
+
+def _fmt(x) -> str:
+    d = Decimal(str(x))
+    return f"{d:.6g}" if d > 10**9 else str(x)
+
+
+def _address_or_mock(field: str, value: Any, fail) -> str:
+    if value == "mock":
+        return "mock"
+    if isinstance(value, int) and not isinstance(value, bool):
+        fail(field, 'got a number: put the address in quotes (YAML reads an unquoted 0x... as a number), or "mock"')
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        fail(field, f'must be "mock" or a 0x-prefixed 20-byte address, got {_kind(value)}')
+    if int(value, 16) == 0:
+        fail(field, "the zero address is not a contract")
+    from eth_utils import is_checksum_address, to_checksum_address
+
+    if value != value.lower() and value != value.upper().replace("0X", "0x") and not is_checksum_address(value):
+        fail(field, f"bad EIP-55 checksum: {value} (expected {to_checksum_address(value)})")
+    return to_checksum_address(value)
+
+
+# ----------------------------------------------------------------------------- networks and records
+
+
+def is_local_network(chain_id: int, network_name: str) -> bool:
+    """Local chains: the embedded test chain and Anvil/Hardhat (chain id 1337/31337), any network named
+    "local", and forks (ephemeral: "mainnet-fork", ...)."""
+    return chain_id in LOCAL_CHAIN_IDS or network_name == "local" or network_name.endswith("-fork")
+
+
+def check_network(config: DeployConfig, chain_id: int, network_name: str) -> None:
+    """Refuse mock oracles and mock collateral anywhere but a local network."""
+    if is_local_network(chain_id, network_name):
+        return
+    mocks = [f"markets[{i}].oracle ({m.symbol})" for i, m in enumerate(config.markets) if m.oracle == "mock"]
+    if config.collateral == "mock":
+        mocks.insert(0, "collateral")
+    if mocks:
+        raise ConfigError(
+            f"{', '.join(mocks)}: 'mock' is only allowed on local networks (chain id 1337/31337), but "
+            f"'{network_name}' is chain id {chain_id}: set real addresses",
+            field=mocks[0].split(" ")[0])
+
+
+def config_to_dict(config: DeployConfig) -> dict:
+    """The config as a YAML/JSON mapping that `parse_config` reads back to an equal `DeployConfig`.
+    Market fields equal to their defaults are left out."""
+    base = {f.name: f.default for f in dataclasses.fields(MarketConfig) if f.default is not dataclasses.MISSING}
+
+    def plain(v):
+        return str(v) if isinstance(v, Decimal) else v
+
+    markets = []
+    for m in config.markets:
+        d: dict[str, Any] = {"symbol": m.symbol, "oracle": m.oracle}
+        if m.oracle == "mock":
+            d["price"] = plain(m.price)
+        for f in dataclasses.fields(MarketConfig):
+            if f.name in ("symbol", "oracle", "price"):
+                continue
+            v = getattr(m, f.name)
+            if v != base.get(f.name):
+                d[f.name] = plain(v)
+        markets.append(d)
+    return {"collateral": config.collateral, "decimals": config.collateral_decimals,
+            "pool_seed": plain(config.pool_seed), "insurance_seed": plain(config.insurance_seed),
+            "markets": markets}
