@@ -40,7 +40,7 @@ shift || true
 case "$cmd" in
   setup) setup; env_vars; ape compile ;;
   demo) setup; env_vars; ape compile >/dev/null; exec ape run demo "$@" ;;
-  test) setup; env_vars; ape compile >/dev/null; exec ape test tests "$@" ;;
+  test) setup; env_vars; ape compile >/dev/null; exec ape test "$@" ;;  # no path given: tests/
   gas) setup; env_vars; ape compile >/dev/null; exec ape run gas "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;

@@ -648,8 +648,16 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         }
         {
             int256 auctioned = p.auctioned;
-            if (auctioned != 0 && (auctioned > 0 ? r.newSize < auctioned : r.newSize > auctioned)) {
-                revert PositionInAuction(owner, subaccount, marketId, auctioned);
+            if (auctioned != 0) {
+                if (auctioned > 0 ? r.newSize < auctioned : r.newSize > auctioned) {
+                    revert PositionInAuction(owner, subaccount, marketId, auctioned);
+                }
+                // The free part alone must not be dust: otherwise the auction's last fill, which leaves
+                // only the free part, could never settle.
+                int256 free = r.newSize - auctioned;
+                if (free != 0 && free.abs() < m.minPositionSize) {
+                    revert BelowMinPositionSize(marketId, free, m.minPositionSize);
+                }
             }
         }
         _moveAggregates(m, p, r.newSize, r.newOpenNotional, cumulativeFunding);

@@ -27,6 +27,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     using WadMath for uint256;
 
     uint256 internal constant MAX_RESERVE_FACTOR = 1e18;
+    uint8 internal constant PAUSE_DEPOSITS = 3; // the Vault level at which fundPool reverts
     uint256 internal constant MAX_COOLDOWN = 30 days;
     uint256 internal constant MIN_WINDOW = 1 hours;
     uint256 internal constant MAX_WINDOW = 30 days;
@@ -99,12 +100,14 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     function deposit(uint256 assets, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
+        _checkDepositsOpen();
         return super.deposit(assets, receiver);
     }
 
     /// @inheritdoc ERC4626
     function mint(uint256 shares, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
+        _checkDepositsOpen();
         return super.mint(shares, receiver);
     }
 
@@ -167,6 +170,17 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         return byShares < byPool ? byShares : byPool;
     }
 
+    /// @inheritdoc ERC4626
+    /// @dev Zero while the Vault is paused at level 3, where `fundPool` (and so every deposit) reverts.
+    function maxDeposit(address receiver) public view override returns (uint256) {
+        return vault.pauseLevel() >= PAUSE_DEPOSITS ? 0 : super.maxDeposit(receiver);
+    }
+
+    /// @inheritdoc ERC4626
+    function maxMint(address receiver) public view override returns (uint256) {
+        return vault.pauseLevel() >= PAUSE_DEPOSITS ? 0 : super.maxMint(receiver);
+    }
+
     /// @notice `owner`'s pending withdrawal request.
     function withdrawRequest(address owner) external view returns (WithdrawRequest memory) {
         return _requests[owner];
@@ -178,6 +192,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev The named reason first (the ERC-4626 max check would only say "exceeded").
+    function _checkDepositsOpen() internal view {
+        uint8 level = vault.pauseLevel();
+        if (level >= PAUSE_DEPOSITS) revert Paused(level);
+    }
 
     function _tradersPnl() internal view returns (int256, uint256) {
         if (_pnlCached) return (_cachedPnl, _cachedExposure);
@@ -210,6 +230,19 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         int256 after_ = vault.poolBalance() - tradersPnl - int256(assets * tokenScale);
         uint256 reserve = netExposure.mulWadUp(_params.reserveFactor);
         if (after_ < int256(reserve)) revert PoolReserveLocked(after_, reserve);
+        int256 cash = vault.poolBalance();
+        if (int256(assets * tokenScale) > cash) revert InsufficientPoolCash(cash, assets * tokenScale);
+    }
+
+    /// @dev Shares moving away shrink the sender's request to its new balance: a request is for shares
+    ///      held through the cooldown, so passing shares between addresses cannot keep a window open.
+    function _update(address from, address to, uint256 value) internal override {
+        super._update(from, to, value);
+        if (from != address(0) && to != address(0)) {
+            uint256 balance = balanceOf(from);
+            // Cast: balance < request < 2^128 on this branch.
+            if (_requests[from].shares > balance) _requests[from].shares = uint128(balance);
+        }
     }
 
     /// @dev Deposit: the tokens go straight on to the Vault and are credited to the pool's balance.

@@ -1155,24 +1155,24 @@ def test_owner_cannot_trade_its_auctioned_part_and_close_closes_the_free_part(sy
 
 
 def test_owner_dust_free_part_cannot_block_its_auction(system, ch, vault, engine, chain, alice, bob, carol):
-    """After a kick the owner reduces its free part to below minPositionSize (its total size stays above
-    it, so the trade is accepted). The auction must still be able to finish: the whole remainder can be
-    taken. (SPEC 6: slices leave no dust and an auction ends in a fill or a backstop.)"""
+    """After a kick the owner may not reduce its free part to below minPositionSize (even though its total
+    size, slice included, stays above it): that dust would make the auction's last fill, which leaves only
+    the free part, impossible to settle. Closing the free part entirely is fine, and the auction finishes.
+    (SPEC 6: slices leave no dust and an auction ends in a fill or a backstop.)"""
     open_long(system, alice)
     set_price(system, "ETH", 2800 * 10**8)
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
     free = 10 * WAD - m.size
-    trade(ch, alice, ETH, -(free - MIN_ETH // 2))  # leaves 0.005 ETH free, 0.005 + slice in total
-    assert ch.position(alice, 0, ETH)[0] == m.size + MIN_ETH // 2
+    with expect_revert(ch.BelowMinPositionSize, marketId=ETH, size=MIN_ETH // 2, minPositionSize=MIN_ETH):
+        trade(ch, alice, ETH, -(free - MIN_ETH // 2))  # would leave 0.005 ETH free
+    assert ch.position(alice, 0, ETH)[0] == 10 * WAD
+    trade(ch, alice, ETH, -free)  # the whole free part: allowed
+    assert ch.position(alice, 0, ETH)[0] == m.size
     deposit(system, bob, 100_000)
-    try:
-        tx = engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
-    except Exception as exc:  # noqa: BLE001 - report what blocked the auction
-        pytest.fail(f"the whole remainder of auction {aid} cannot be taken: {exc!r} (the owner's remaining size "
-                    f"{MIN_ETH // 2} after the fill is below minPositionSize {MIN_ETH}; backstop fails the same way)")
+    tx = engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
     assert one_event(engine, "Take", tx).remaining == 0
     assert ch.auctionedSize(alice, 0, ETH) == 0
-    assert ch.position(alice, 0, ETH)[0] == MIN_ETH // 2  # the owner keeps (and may close) its own dust
+    assert ch.position(alice, 0, ETH)[0] == 0
 
 
 # ---------------------------------------------------------------------------- gas

@@ -656,10 +656,15 @@ def test_max_withdraw_and_max_redeem_follow_the_request(system, pool, usdc, chai
     max_w = assets_for(req, supply, total)
     assert pool.maxWithdraw(alice) == max_w
 
-    # shares moved away after the request: capped by the balance
+    # shares moved away after the request: the request shrinks to the balance, and stays shrunk
     pool.transfer(bob, mine - req // 2, sender=alice)
     assert pool.maxRedeem(alice) == req // 2
+    assert pool.withdrawRequest(alice).shares == req // 2
     pool.transfer(alice, mine - req // 2, sender=bob)
+    assert pool.withdrawRequest(alice).shares == req // 2
+    req = req // 2
+    max_w = assets_for(req, supply, total)
+    assert pool.maxRedeem(alice) == req and pool.maxWithdraw(alice) == max_w
 
     # one more than the max reverts, the max itself succeeds (in separate branches)
     over = shares_for(max_w + 1, supply, total, up=True)
@@ -962,3 +967,20 @@ def test_max_deposit_and_max_mint_are_zero_while_deposits_are_paused(system, poo
     vault.setPauseLevel(3, sender=deployer)
     assert pool.maxDeposit(alice) == 0
     assert pool.maxMint(alice) == 0
+
+
+def test_moving_shares_away_shrinks_the_senders_request(system, pool, usdc, alice, bob, chain):
+    """A request covers shares held through the cooldown: passing them to another address (which
+    could have its own request running) must not keep the sender's window usable for them."""
+    units = system.units(10_000)
+    usdc.mint(alice, units, sender=alice)
+    usdc.approve(pool, units, sender=alice)
+    pool.deposit(units, alice, sender=alice)
+    shares = pool.balanceOf(alice)
+    pool.requestWithdraw(shares, sender=alice)
+    pool.transfer(bob, shares // 3, sender=alice)
+    assert pool.withdrawRequest(alice).shares == shares - shares // 3
+    pool.transfer(bob, shares - shares // 3, sender=alice)
+    assert pool.withdrawRequest(alice).shares == 0
+    # Receiving shares never grows a request: bob has none until he asks and waits.
+    assert pool.withdrawRequest(bob).shares == 0

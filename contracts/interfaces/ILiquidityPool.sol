@@ -33,6 +33,10 @@ interface ILiquidityPool {
     error ExceedsRequest(uint256 shares, uint256 requested);
     /// @notice The withdrawal would take the pool's assets below the reserve that backs open interest.
     error PoolReserveLocked(int256 assetsAfter, uint256 reserve);
+    /// @notice The withdrawal asks for more than the pool's cash in the Vault.
+    error InsufficientPoolCash(int256 poolBalance, uint256 amountWad);
+    /// @notice Deposits are closed at Vault pause level `level` (3).
+    error Paused(uint8 level);
     /// @notice A parameter outside its hard bound.
     error ParameterOutOfBounds(bytes32 name, uint256 value);
 
