@@ -1,25 +1,32 @@
 """Differential fuzz: random action sequences on chain and in the reference model (vperp.model).
 
 Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens of random size and
-sign on ETH and BTC, closes, oracle moves, time jumps of 1 s .. 2 days, funding pokes) for three
-traders on their cross (0) and isolated (1, 2) sub-accounts. Every step runs on chain and in the
-model; after every step the test asserts, to the wei:
-- a revert on chain <=> a `ModelRevert` with the same custom error name and the same arguments;
-- a successful trade's `PositionChanged` event == the model's trade result;
-- for every account the model has seen: collateral, open-market bitmap, both positions (size,
-  openNotional, pendingFunding), accountValue, freeCollateral, marginRequirements, isLiquidatable
-  (or the same revert, e.g. StaleOracle, from those views);
-- for both markets: marketState (reserves, spot, OI, cumulative funding, rate, target, last index,
-  last update) and fundingState (applied/target rate, premium, TWAPs, projections);
-- the Vault's poolBalance, insuranceFund and token balance.
-A failed step leaves the model unchanged, so the full comparison after it also proves the chain
-changed nothing observable.
+sign on ETH and BTC, reduces/flips, closes, oracle moves incl. zero answers, time jumps of
+1 s .. 2 days, funding pokes) for three traders on their cross (0) and isolated (1, 2)
+sub-accounts. Every step runs on chain and in the model, and the test asserts, to the wei:
+- after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
+  same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
+  Vault's poolBalance, insuranceFund and token balance; for each market the step acted on,
+  marketState (reserves, spot, OI, cumulative funding, rate, target, last index, last update) and
+  fundingState (applied/target rate, premium, TWAPs, 1 h/8 h projections); for each account the
+  step acted on (and, after an oracle move, every account holding that market): collateral,
+  open-market bitmap, both positions (size, openNotional, pendingFunding), accountValue,
+  freeCollateral, marginRequirements, or the same revert (e.g. StaleOracle) from those views;
+- at the start and end of every example, everything: both markets (plus markPrice, indexPrice,
+  quote) and every account the example touched (plus isLiquidatable), after all time jumps.
+A failed step leaves the model unchanged (it is atomic like a transaction), so the comparison after
+it also proves the chain changed nothing observable.
 
-Each example runs from one deployment inside `chain.snapshot()` / `chain.restore()`, so examples do
-not leak state. Views are read in one `eth_call` through the BatchCaller mock (one RPC per step).
+Setup (once per module, before the snapshot): a fresh deployment, traders funded (sub 0: 200k,
+sub 1: 50k, sub 2 empty) and a whale that skews ETH long and BTC short and lets the TWAP sample, so
+every example starts with live funding of both signs. Each example then runs inside
+`chain.snapshot()` / `chain.restore()`, so examples do not leak state. Transactions go to the node
+through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
 Profiles: default (CI) 25 examples x ~15 steps; `VPERP_FUZZ=long` 500 examples x ~50 steps.
-The run prints the number of steps and steps/second at the end of the module.
+`VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
+The run prints steps, steps/second and what was exercised at the end of the module.
+Failing examples found by the fuzz are kept as `@example` regressions on the test.
 """
 from __future__ import annotations
 
@@ -206,13 +213,14 @@ limit_st = st.sampled_from(["any"] * 6 + ["exact"] * 2 + ["tight"])
 def _open_st():
     # One strategy object per use: `one_of` merges identical alternatives, and opens should dominate.
     return st.tuples(st.just("open"), traders_st, subs_st, markets_st, st.sampled_from([1, -1]), ppb_st, limit_st,
-                     st.sampled_from([True] * 9 + [False]))
+                     st.sampled_from([True] * 19 + [False]))
 
 
 # Reduce / close / flip by a percentage of the current position (100 = exact close via openPosition).
 reduce_st = st.tuples(st.just("reduce"), traders_st, subs_st, markets_st, st.sampled_from([100, 50, 200, 1, 99, 150]),
                       limit_st)
-close_st = st.tuples(st.just("close"), traders_st, subs_st, markets_st, limit_st, st.sampled_from([True] * 9 + [False]))
+close_st = st.tuples(st.just("close"), traders_st, subs_st, markets_st, limit_st,
+                     st.sampled_from([True] * 19 + [False]))
 
 
 def _deposit_st():
@@ -228,7 +236,7 @@ transfer_st = st.tuples(st.just("transfer"), traders_st, subs_st, subs_st, st.sa
 
 
 def _oracle_st():
-    return st.tuples(st.just("oracle"), markets_st, st.sampled_from(["step", "step", "jump", "same", "zero"]),
+    return st.tuples(st.just("oracle"), markets_st, st.sampled_from(["step"] * 5 + ["jump"] * 2 + ["same"] * 2 + ["zero"]),
                      st.integers(-500, 500), st.integers(-5000, 10000))
 
 
@@ -240,8 +248,9 @@ def _time_st():
 
 poke_st = st.tuples(st.just("poke"), markets_st)
 
-step_st = st.one_of(_time_st(), poke_st, st.tuples(st.just("poke"), markets_st), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
-                    _deposit_st(), _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _time_st())
+step_st = st.one_of(_time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st),
+                    _open_st(), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
+                    _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _oracle_st())
 steps_st = st.lists(step_st, min_size=max(1, STEPS - 5), max_size=STEPS + 5)
 
 

@@ -44,6 +44,15 @@ in the contracts' order, so the first failing check names the error.
 
 Where the SPEC leaves a detail to the implementation, the model follows the Solidity and says so
 (TWAP sampling per block, the observation ring and its window/4 sampling, the order of checks).
+Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity differs: a position owes
+``ceil(size * dCf / 1e18)`` for every sign of ``size`` and ``dCf`` (what a user owes rounds up).
+
+Scope: trading, funding, TWAPs, margin and the Vault ledger. Not modelled: liquidation auctions
+(LiquidationEngine, auctioned slices, keeper charges, bad debt), the ERC-4626 liquidity pool's
+shares, AMM depth sync / repeg (AmmController), governance other than `set_funding_params`,
+operators (openPositionFor, withdrawFor); the pause level is plain state (`pause_level`) that the
+checks read. Without those actions a position never has an auctioned part and the reserves only
+move by trades, as modelled.
 """
 from __future__ import annotations
 
@@ -305,7 +314,6 @@ class Model:
         self.insurance_fund_wad = 0
         self.token_balance = 0  # token units held by the Vault
         self.pause_level = 0
-        self.operators: set[tuple[Hashable, Hashable]] = set()
 
     # ------------------------------------------------------------------ construction
 
