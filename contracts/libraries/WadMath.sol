@@ -53,12 +53,13 @@ library WadMath {
 
     /// @notice floor(x * y / WAD) for signed x and y.
     function sMulWadDown(int256 x, int256 y) internal pure returns (int256) {
-        return y >= 0 ? sMulDivDown(x, abs(y), WAD) : sMulDivUp(-x, abs(y), WAD);
+        // x * y = (-x) * |y| for y < 0: the same floor, on the flipped sign of x.
+        return y >= 0 ? sMulDivDown(x, abs(y), WAD) : sMulDivDown(-x, abs(y), WAD);
     }
 
     /// @notice ceil(x * y / WAD) for signed x and y.
     function sMulWadUp(int256 x, int256 y) internal pure returns (int256) {
-        return y >= 0 ? sMulDivUp(x, abs(y), WAD) : sMulDivDown(-x, abs(y), WAD);
+        return y >= 0 ? sMulDivUp(x, abs(y), WAD) : sMulDivUp(-x, abs(y), WAD);
     }
 
     /// @notice floor(x * y / d): toward negative infinity.
