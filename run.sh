@@ -35,13 +35,23 @@ env_vars() {
   export MPLBACKEND=Agg
 }
 
+compile_contracts() {
+  # Ape recompiles changed files but not always what imports them (a library edit can leave its users
+  # stale), so any contract newer than the last build forces a full compile (about 5 s).
+  if [ -f .build/__local__.json ] && [ -n "$(find contracts -name '*.sol' -newer .build/__local__.json)" ]; then
+    ape compile -f
+  else
+    ape compile
+  fi
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
-  setup) setup; env_vars; ape compile ;;
-  demo) setup; env_vars; ape compile >/dev/null; exec ape run demo "$@" ;;
-  test) setup; env_vars; ape compile >/dev/null; exec ape test "$@" ;;  # no path given: tests/
-  gas) setup; env_vars; ape compile >/dev/null; exec ape run gas "$@" ;;
+  setup) setup; env_vars; compile_contracts ;;
+  demo) setup; env_vars; compile_contracts >/dev/null; exec ape run demo "$@" ;;
+  test) setup; env_vars; compile_contracts >/dev/null; exec ape test "$@" ;;  # no path given: tests/
+  gas) setup; env_vars; compile_contracts >/dev/null; exec ape run gas "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
 esac
