@@ -26,6 +26,7 @@ from trading_helpers import (
     trade,
     upnl,
 )
+from vault_helpers import deposit, mint_approve, only_event
 
 DECIMALS = 6
 SCALE = 10 ** (18 - DECIMALS)
@@ -58,23 +59,6 @@ def state(vault, ch, token, holders=(), accounts=(), positions=False, admin=Fals
         snap.append((vault.pauseLevel(), vault.guardian(), vault.owner(), vault.pendingOwner(),
                      vault.clearingHouse()))
     return tuple(snap)
-
-
-def deposit(token, vault, who, amount, sub=0):
-    token.mint(who, amount, sender=who)
-    token.approve(vault, amount, sender=who)
-    vault.deposit(sub, amount, sender=who)
-
-
-def mint_approve(token, vault, who, amount):
-    token.mint(who, amount, sender=who)
-    token.approve(vault, amount, sender=who)
-
-
-def only_event(tx, event):
-    logs = tx.events.filter(event)
-    assert len(logs) == 1, logs
-    return logs[0]
 
 
 def one_eth_long_from_flat(deposit_wad):

@@ -15,6 +15,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from trading_helpers import expect_revert
+from vault_helpers import ledger, mint_approve, only_event
 
 WAD = 10**18
 INT128_MAX = 2**127 - 1
@@ -38,31 +39,10 @@ def fresh_vault(deployer, decimals: int):
     return token, vault
 
 
-def mint_approve(token, vault, who, amount):
-    token.mint(who, amount, sender=who)
-    token.approve(vault, amount, sender=who)
-
-
-def ledger(vault, token, holders=(), accounts=()):
-    """Everything a failed call must leave untouched."""
-    return (
-        tuple(token.balanceOf(h) for h in (*holders, vault)),
-        tuple(vault.collateral(o, s) for o, s in accounts),
-        vault.poolBalance(),
-        vault.insuranceFund(),
-    )
-
-
 def assert_fully_backed(vault, token, accounts, scale):
     """Fresh vault, no trading: the tokens held are exactly the sum of all ledger claims."""
     claims = sum(vault.collateral(o, s) for o, s in accounts) + vault.poolBalance() + vault.insuranceFund()
     assert token.balanceOf(vault) * scale == claims
-
-
-def only_event(tx, event):
-    logs = tx.events.filter(event)
-    assert len(logs) == 1, logs
-    return logs[0]
 
 
 def create_address(sender, nonce: int) -> str:

@@ -3,12 +3,11 @@ unrealized profit is never withdrawable, withdrawals stay open at every pause le
 
 SPEC 3 (freeCollateral), 8 (pause: withdrawals of free collateral stay open), TESTPLAN 1, 7, 9, 22.
 """
-from contextlib import contextmanager
 
-import ape
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vault_helpers import deposit, ledger, only_event, reverts_with
 
 DECIMALS = 6
 SCALE = 10 ** (18 - DECIMALS)
@@ -20,43 +19,6 @@ ETH_MMR = WAD // 20  # 5 % maintenance
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _norm(v):
-    return v.address if hasattr(v, "address") else v
-
-
-@contextmanager
-def reverts_with(error, **inputs):
-    """`ape.reverts(error)`, plus: the revert really is `error` and every named input matches."""
-    with ape.reverts(error) as info:
-        yield info
-    exc = info.value
-    assert type(exc).__name__ == error.__name__, f"expected {error.__name__}, got {exc!r}"
-    for name, expected in inputs.items():
-        assert name in exc.inputs, f"{error.__name__} has no input {name!r}: {exc.inputs}"
-        assert exc.inputs[name] == _norm(expected), f"{name}: {exc.inputs[name]!r} != {expected!r}"
-
-
-def ledger(vault, token, holders=(), accounts=()):
-    return (
-        tuple(token.balanceOf(h) for h in (*holders, vault)),
-        tuple(vault.collateral(o, s) for o, s in accounts),
-        vault.poolBalance(),
-        vault.insuranceFund(),
-    )
-
-
-def deposit(token, vault, who, amount, sub=0):
-    token.mint(who, amount, sender=who)
-    token.approve(vault, amount, sender=who)
-    vault.deposit(sub, amount, sender=who)
-
-
-def only_event(tx, event):
-    logs = tx.events.filter(event)
-    assert len(logs) == 1, logs
-    return logs[0]
 
 
 def ceil_div(a, b):
