@@ -49,13 +49,14 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     int128 internal _poolBalance; // [wad] the liquidity pool's claim, counterparty of all traders
     uint128 internal _insuranceFund; // [wad]
 
-    /// @notice May raise the pause level (the owner may set any level).
-    address public guardian;
+    /// @notice The clearing house, the only module that may settle trades (wired once).
+    /// @dev Shares a slot with `pauseLevel`: every trade's settlement reads both.
+    address public clearingHouse;
     /// @inheritdoc IVault
     uint8 public pauseLevel;
 
-    /// @notice The clearing house, the only module that may settle trades (wired once).
-    address public clearingHouse;
+    /// @notice May raise the pause level (the owner may set any level).
+    address public guardian;
     /// @notice The liquidation engine, the only module that may charge liquidation costs (wired once).
     address public liquidationEngine;
     /// @notice The ERC-4626 liquidity pool that owns `poolBalance`, the only module that may withdraw it.
