@@ -214,6 +214,8 @@ def cli(network):
     t = Table(show_header=False)
     t.add_row("pool balance", f"{fmt(vault.poolBalance())} USD (seed 10,000,000.00: fees, funding imbalance "
               "and traders' realized PnL)")
+    t.add_row("pool NAV", f"{fmt(s.pool.navWad())} USD: the pool's cash minus what it owes traders on open "
+              "positions at the index (ERC-4626 vLP shares)")
     t.add_row("insurance fund", f"{fmt(vault.insuranceFund(), 4)} USD (20 % of fees + liquidation penalties)")
     t.add_row("conservation", f"traders + pool + insurance before {fmt(start_total)}, after (incl. withdrawn) "
               f"{fmt(end_total)}: {'exact' if start_total == end_total else 'MISMATCH'}")
@@ -225,5 +227,4 @@ def cli(network):
     for k, v in gas.items():
         g.add_row(k, f"{v:,}")
     console.print(g)
-    console.print("[bold green]demo finished[/]: the ERC-4626 pool, the simulator and its plots arrive in later "
-                  "work (see README, Status)")
+    console.print("[bold green]demo finished[/]: the simulator and its plots arrive in later work (see README, Status)")
