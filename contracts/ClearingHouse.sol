@@ -446,11 +446,16 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         ).toInt128();
     }
 
-    function _moveOpenInterest(Market storage m, int256 oldSize, int256 newSize) internal {
-        uint256 longOi = m.longOpenInterest;
-        uint256 shortOi = m.shortOpenInterest;
+    /// @dev Moves the long/short open interest for one position going from `oldSize` to `newSize`.
+    function _moveOpenInterest(Market storage m, int256 oldSize, int256 newSize)
+        internal
+        returns (uint256 longOi, uint256 shortOi)
+    {
+        longOi = m.longOpenInterest;
+        shortOi = m.shortOpenInterest;
         longOi = longOi + (newSize > 0 ? uint256(newSize) : 0) - (oldSize > 0 ? uint256(oldSize) : 0);
         shortOi = shortOi + (newSize < 0 ? uint256(-newSize) : 0) - (oldSize < 0 ? uint256(-oldSize) : 0);
+        // Casts: each side is a sum of int128 sizes, checked by SafeCast.
         m.longOpenInterest = longOi.toUint128();
         m.shortOpenInterest = shortOi.toUint128();
     }
@@ -732,19 +737,10 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         uint256 index,
         int256 poolBalance
     ) internal {
-        uint256 longOi = m.longOpenInterest;
-        uint256 shortOi = m.shortOpenInterest;
-        uint256 oldLong = oldSize > 0 ? uint256(oldSize) : 0;
-        uint256 oldShort = oldSize < 0 ? uint256(-oldSize) : 0;
-        uint256 newLong = newSize > 0 ? uint256(newSize) : 0;
-        uint256 newShort = newSize < 0 ? uint256(-newSize) : 0;
-        longOi = longOi + newLong - oldLong;
-        shortOi = shortOi + newShort - oldShort;
-        if (newLong > oldLong) _checkOiCap(marketId, m, longOi, index, poolBalance);
-        if (newShort > oldShort) _checkOiCap(marketId, m, shortOi, index, poolBalance);
-        // Casts: each side is a sum of int128 sizes, checked by SafeCast.
-        m.longOpenInterest = longOi.toUint128();
-        m.shortOpenInterest = shortOi.toUint128();
+        (uint256 longOi, uint256 shortOi) = _moveOpenInterest(m, oldSize, newSize);
+        // Caps on the side that grows (the writes above revert with the trade if a cap fails).
+        if (newSize > 0 && newSize > oldSize) _checkOiCap(marketId, m, longOi, index, poolBalance);
+        if (newSize < 0 && newSize < oldSize) _checkOiCap(marketId, m, shortOi, index, poolBalance);
     }
 
     function _checkOiCap(uint32 marketId, Market storage m, uint256 oi, uint256 index, int256 poolBalance)
