@@ -101,6 +101,8 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     function deposit(uint256 assets, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
         _checkDepositsOpen();
+        // A deposit too small to buy one share would be a gift to the other LPs.
+        if (previewDeposit(assets) == 0) revert ZeroShares();
         return super.deposit(assets, receiver);
     }
 
@@ -121,7 +123,10 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     function redeem(uint256 shares, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
-        _checkWithdrawal(owner, shares, previewRedeem(shares));
+        uint256 assets = previewRedeem(shares);
+        _checkWithdrawal(owner, shares, assets);
+        // Shares worth less than one token unit: burning them for nothing is refused, not silently done.
+        if (assets == 0) revert ZeroAssets();
         return super.redeem(shares, receiver, owner);
     }
 

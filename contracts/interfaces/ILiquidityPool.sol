@@ -15,9 +15,10 @@ interface ILiquidityPool {
         uint64 unlockAt; // [s] first timestamp it can execute
     }
 
-    /// @notice Zero shares where a positive amount is required.
+    /// @notice Zero shares where a positive amount is required, or a deposit worth less than one share.
     error ZeroShares();
-    /// @notice Zero assets where a positive amount is required.
+    /// @notice Zero assets where a positive amount is required, or a redemption worth less than one
+    ///         token unit.
     error ZeroAssets();
     /// @notice The zero address was given where an address is required.
     error ZeroAddress();
