@@ -1,0 +1,23 @@
+"""Fixtures of the incident regression suite (tests/incidents/): the session deployment of tests/conftest.py
+plus a batching helper contract and a crowd of funded accounts. Helpers are in `incident_helpers`."""
+import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def batcher(project, system, deployer, alice, bob, carol):
+    """One eth_call for many views (the BatchCaller mock); `read`/`reverts_unchanged` find it in system.extra.
+    (Asks for the session accounts so they exist before any module fixture: Ape isolation wants that order.)"""
+    b = project.BatchCaller.deploy(sender=deployer)
+    system.extra["batcher"] = b
+    return b
+
+
+@pytest.fixture(scope="module")
+def crowd(accounts, deployer):
+    """accounts[4..] and, past the ten configured test accounts, generated ones with gas money."""
+    out = [accounts[i] for i in range(4, len(accounts))]
+    while len(out) < 12:
+        a = accounts.generate_test_account()
+        deployer.transfer(a, 10**20)
+        out.append(a)
+    return out
