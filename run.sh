@@ -5,6 +5,7 @@
 #   ./run.sh demo   [ape args]   deploy on the embedded local chain and run the demonstration
 #   ./run.sh test   [ape args]   run the test suite (add --network ethereum:local:foundry for Anvil)
 #   ./run.sh gas                 regenerate docs/gas.md
+#   ./run.sh slither [--list]    Slither over contracts/ (offline), fails on findings missing from security/slither-triage.yaml
 #   ./run.sh setup               only set up
 #   ./run.sh ape ...             any ape command inside the environment
 set -euo pipefail
@@ -52,6 +53,7 @@ case "$cmd" in
   demo) setup; env_vars; compile_contracts >/dev/null; exec ape run demo "$@" ;;
   test) setup; env_vars; compile_contracts >/dev/null; exec ape test "$@" ;;  # no path given: tests/
   gas) setup; env_vars; compile_contracts >/dev/null; exec ape run gas "$@" ;;
+  slither) setup; env_vars; exec python -m vperp.slither_check "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;
-  *) sed -n '2,10p' "$0"; exit 2 ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac
