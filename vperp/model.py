@@ -47,12 +47,19 @@ Where the SPEC leaves a detail to the implementation, the model follows the Soli
 Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity differs: a position owes
 ``ceil(size * dCf / 1e18)`` for every sign of ``size`` and ``dCf`` (what a user owes rounds up).
 
-Scope: trading, funding, TWAPs, margin and the Vault ledger. Not modelled: liquidation auctions
-(LiquidationEngine, auctioned slices, keeper charges, bad debt), the ERC-4626 liquidity pool's
-shares, AMM depth sync / repeg (AmmController), governance other than `set_funding_params`,
-operators (openPositionFor, withdrawFor); the pause level is plain state (`pause_level`) that the
-checks read. Without those actions a position never has an auctioned part and the reserves only
-move by trades, as modelled.
+Liquidation (LiquidationEngine + the ClearingHouse's auction hooks + the Vault's charges): kick
+(slice sizing, keeper reward and penalty, the live-notional cap), take (discount curves, limit price,
+partial fills without dust, the taker's initial margin), redo, backstop (closing the remainder on the
+vAMM) and the loss waterfall (insurance fund, then pool), each with the contracts' checks in order.
+Positions carry their auctioned part; every market keeps the aggregates (sum of open notionals, sum
+of funding bases) that `traders_pnl` reads, as ClearingHouse.tradersPnl does.
+
+Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, requestWithdraw, redeem, withdraw
+with cooldown, window, reserve and cash checks; NAV = pool balance - traders' PnL net of funding owed.
+
+Not modelled: AMM depth sync / repeg (AmmController), governance other than `set_funding_params`,
+operators (openPositionFor, withdrawFor), pool share transfers; the pause level is plain state
+(`pause_level`) that the checks read.
 """
 from __future__ import annotations
 
@@ -63,7 +70,7 @@ from decimal import Decimal
 from typing import Any, Hashable
 
 from .config import DeployConfig, default_config, wad
-from .funding import clamp, evolve, tdiv
+from .funding import clamp, evolve, exp_neg_wad, tdiv
 
 WAD = 10**18
 HOUR = 3600
@@ -108,6 +115,10 @@ def mul_wad_down(x: int, y: int) -> int:
 
 def mul_wad_up(x: int, y: int) -> int:
     return -((-x * y) // WAD)
+
+
+def div_wad_up(x: int, y: int) -> int:
+    return -((-x * WAD) // y)
 
 
 def div_wad_down(x: int, y: int) -> int:
@@ -199,6 +210,7 @@ class Position:
     size: int = 0
     open_notional: int = 0
     last_cumulative_funding: int = 0
+    auctioned: int = 0  # the part of `size` in a live auction (same sign), the engine's to close
 
 
 @dataclass
@@ -251,6 +263,8 @@ class Market:
     target: int = 0
     observation_head: int = 0
     funding_params: FundingParams = field(default_factory=FundingParams)
+    sum_open_notional: int = 0  # sum of openNotional over the market's positions (int128)
+    sum_funding_basis: int = 0  # sum of floor(size x lastCumulativeFunding / 1e18) (int128)
 
     @property
     def oracle_scale(self) -> int:
@@ -284,6 +298,62 @@ class MarginSummary:
     maintenance: int
 
 
+CURVE_LINEAR, CURVE_EXPONENTIAL, CURVE_STAIRSTEP = 0, 1, 2
+EXP_SPEED = 4
+POOL_OFFSET = 10**6  # ERC-4626 virtual shares: 10 ** _decimalsOffset()
+
+
+@dataclass
+class LiquidationParams:
+    """ILiquidationEngine.LiquidationParams (the engine's constructor defaults)."""
+
+    target_health: int = 125 * 10**16
+    chip: int = 10**15
+    penalty: int = 10**16
+    max_redos: int = 3
+    tip: int = 5 * WAD
+    max_keeper_reward: int = 1_000 * WAD
+    max_auction_notional: int = 10_000_000 * WAD
+
+
+@dataclass
+class AuctionParams:
+    """ILiquidationEngine.AuctionParams (defaultAuctionParams until a market has its own)."""
+
+    curve: int = CURVE_LINEAR
+    duration: int = 1800
+    step: int = 60
+    max_discount: int = 2 * 10**16
+    reset_drop: int = 5 * 10**16
+
+
+@dataclass
+class Auction:
+    owner: Any
+    subaccount: int
+    market_id: int
+    redos: int
+    size: int  # remaining, signed like the position
+    start_index: int
+    start_time: int
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    size: int
+    notional: int
+    keeper_reward: int
+    penalty: int
+    index: int
+    restores: bool
+
+
+@dataclass
+class WithdrawRequest:
+    shares: int = 0
+    unlock_at: int = 0
+
+
 def _atomic(fn):
     """Run an action as a transaction: on ModelRevert, restore every field the action touched."""
 
@@ -314,6 +384,20 @@ class Model:
         self.insurance_fund_wad = 0
         self.token_balance = 0  # token units held by the Vault
         self.pause_level = 0
+        # LiquidationEngine
+        self.liquidation_params = LiquidationParams()
+        self.auction_params: dict[int, AuctionParams] = {}
+        self.auctions: dict[int, Auction] = {}
+        self.auction_count = 0
+        self.live_notional = 0
+        self.bad_debt: list[tuple[Hashable, int, int, int, int]] = []  # (owner, sub, debt, fromInsurance, fromPool)
+        # LiquidityPool (ERC-4626 shares; its assets are the Vault's pool balance net of the traders' side)
+        self.pool_supply = 0
+        self.pool_shares: dict[Hashable, int] = {}
+        self.pool_requests: dict[Hashable, WithdrawRequest] = {}
+        self.pool_cooldown = 86_400
+        self.pool_window = 2 * 86_400
+        self.pool_reserve_factor = 2 * 10**17
 
     # ------------------------------------------------------------------ construction
 
@@ -326,10 +410,12 @@ class Model:
         listed_at: dict[int, int] | None = None,
         oracle_updated_at: dict[int, int] | None = None,
         oracles: dict[int, Any] | None = None,
+        deployer: Hashable = "deployer",
     ) -> "Model":
         """The state `vperp.deploy(deployer, config)` leaves: markets listed in order (ids from 1) at
-        `listed_at[id]` (default `timestamp`), mock feeds stamped at `oracle_updated_at[id]`, the
-        pool and insurance seeds credited. `oracles[id]` names each feed (its address on chain)."""
+        `listed_at[id]` (default `timestamp`), mock feeds stamped at `oracle_updated_at[id]`, each
+        market's auction parameters set, the pool seeded by `deployer`'s LP deposit and the insurance
+        seed granted. `oracles[id]` names each feed (its address on chain)."""
         config = config or default_config()
         model = cls(config.collateral_decimals)
         for i, mc in enumerate(config.markets, start=1):
@@ -355,8 +441,11 @@ class Model:
                 base_reserve=wad(mc.base_reserve),
                 timestamp=t_list,
             )
+            model.auction_params[i] = AuctionParams(*mc.to_auction_params())
         if config.pool_seed:
-            model.fund_pool(int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals))
+            # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
+            seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)
+            model.pool_deposit(deployer, seed, deployer, timestamp)
         if config.insurance_seed:
             model.fund_insurance(int(Decimal(str(config.insurance_seed)) * 10**config.collateral_decimals))
         return model
@@ -531,7 +620,8 @@ class Model:
     @_atomic
     def close_position(self, owner, sub: int, market_id: int, quote_limit: int, timestamp: int,
                        deadline: int) -> TradeResult:
-        size = self._position(market_id, owner, sub).size
+        p = self._position(market_id, owner, sub)
+        size = p.size - p.auctioned  # what is in an auction is the auction's to close
         if size == 0:
             raise ModelRevert("NoPosition", owner, sub, market_id)
         return self._trade(owner, sub, market_id, -size, quote_limit, timestamp, deadline)
@@ -583,7 +673,15 @@ class Model:
         reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", market_id, new_size, m.min_position_size)
-        self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf))
+        auctioned = p.auctioned
+        if auctioned != 0:
+            if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
+                raise ModelRevert("PositionInAuction", owner, sub, market_id, auctioned)
+            free_part = new_size - auctioned  # must not be dust, or the auction's last fill could not settle
+            if free_part != 0 and abs(free_part) < m.min_position_size:
+                raise ModelRevert("BelowMinPositionSize", market_id, free_part, m.min_position_size)
+        self._move_aggregates(m, p, new_size, new_on, cf)
+        self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), auctioned)
 
         fee = mul_wad_up(abs(quote), m.taker_fee)
         to_insurance = mul_wad_down(fee, m.insurance_fee_share)
@@ -594,12 +692,27 @@ class Model:
             raise ModelRevert("Paused", self.pause_level)
         self._update_open_interest(market_id, m, size, new_size, index, self.pool_balance_wad)
         if not reducing:
-            s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
-            free = min(acct.collateral - s.pending_funding,
-                       acct.collateral + s.unrealized_pnl - s.pending_funding) - s.initial
-            if free < 0:
-                raise ModelRevert("InsufficientMargin", owner, sub, free)
+            self._check_initial_margin(owner, sub, acct, market_id, index, timestamp)
         return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance)
+
+    def _check_initial_margin(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
+        s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
+        free = min(acct.collateral - s.pending_funding,
+                   acct.collateral + s.unrealized_pnl - s.pending_funding) - s.initial
+        if free < 0:
+            raise ModelRevert("InsufficientMargin", owner, sub, free)
+
+    @staticmethod
+    def _move_aggregates(m: Market, p: Position, new_size: int, new_on: int, cf: int) -> None:
+        """ClearingHouse._moveAggregates: replace the position's share of the market's sums."""
+        m.sum_open_notional = _int128(m.sum_open_notional + new_on - p.open_notional)
+        m.sum_funding_basis = _int128(m.sum_funding_basis + s_mul_wad_down(new_size, cf)
+                                      - s_mul_wad_down(p.size, p.last_cumulative_funding))
+
+    @staticmethod
+    def _move_open_interest(m: Market, old_size: int, new_size: int) -> None:
+        m.long_open_interest = _uint128(m.long_open_interest + max(new_size, 0) - max(old_size, 0))
+        m.short_open_interest = _uint128(m.short_open_interest + max(-new_size, 0) - max(-old_size, 0))
 
     @staticmethod
     def _check_liquidity(market_id: int, base: int, x: int) -> None:
@@ -728,7 +841,8 @@ class Model:
             index = known_index if market_id == known_market else self._index(m, timestamp)
             upnl += s_mul_wad_down(p.size, index) - p.open_notional
             pending += s_mul_wad_up(p.size, self._cumulative_funding_now(m, timestamp) - p.last_cumulative_funding)
-            notional = mul_wad_up(abs(p.size), index)
+            # Margin is owed on the part not in an auction; PnL and funding on the whole position.
+            notional = mul_wad_up(abs(p.size - p.auctioned), index)
             initial += mul_wad_up(notional, m.imr)
             maintenance += mul_wad_up(notional, m.mmr)
         return MarginSummary(upnl, pending, initial, maintenance)
@@ -841,3 +955,474 @@ class Model:
 
     def open_positions(self, market_id: int | None = None):
         return [(k, p) for k, p in self.positions.items() if p.size != 0 and (market_id is None or k[0] == market_id)]
+
+    # ------------------------------------------------------------------ traders' side (pool valuation)
+
+    def traders_pnl(self, timestamp: int) -> tuple[int, int]:
+        """ClearingHouse.tradersPnl: (traders' unrealized PnL at the index net of funding owed, sum of
+        |net OI| x index rounded up), from the per-market aggregates; markets with nothing open skipped."""
+        pnl = exposure = 0
+        for market_id in sorted(self.markets):
+            m = self.markets[market_id]
+            net = m.long_open_interest - m.short_open_interest
+            if net == 0 and m.sum_open_notional == 0 and m.sum_funding_basis == 0:
+                continue
+            index = self._index(m, timestamp)
+            cf = self._cumulative_funding_now(m, timestamp)
+            pnl += s_mul_wad_down(net, index) - m.sum_open_notional - (s_mul_wad_down(net, cf) - m.sum_funding_basis)
+            exposure += mul_wad_up(abs(net), index)
+        return pnl, exposure
+
+    def traders_pnl_by_positions(self, timestamp: int) -> int:
+        """The same figure summed position by position (what the aggregates must equal, up to the
+        rounding of each position's funding basis: see `aggregate_errors`)."""
+        total = 0
+        for (market_id, _, _), p in self.open_positions():
+            m = self.markets[market_id]
+            index = self._index(m, timestamp)
+            total += s_mul_wad_down(p.size, index) - p.open_notional
+            total -= s_mul_wad_down(p.size, self._cumulative_funding_now(m, timestamp)) - s_mul_wad_down(
+                p.size, p.last_cumulative_funding)
+        return total
+
+    # ------------------------------------------------------------------ Vault: loss waterfall
+
+    @_atomic
+    def resolve_bad_debt(self, owner, sub: int) -> tuple[int, int]:
+        """Vault.resolveBadDebt (permissionless): a closed account's negative collateral is paid by
+        the insurance fund, then the pool; returns (fromInsurance, fromPool)."""
+        return self._resolve_bad_debt(owner, sub)
+
+    def _resolve_bad_debt(self, owner, sub: int) -> tuple[int, int]:
+        acct = self._account(owner, sub)
+        if acct.collateral >= 0 or acct.open_markets != 0:
+            raise ModelRevert("NoBadDebt", owner, sub, acct.collateral, acct.open_markets)
+        debt = -acct.collateral
+        from_insurance = min(debt, self.insurance_fund_wad)
+        from_pool = debt - from_insurance
+        self.insurance_fund_wad -= from_insurance
+        self.pool_balance_wad = _int128(self.pool_balance_wad - from_pool)
+        acct.collateral = 0
+        self.bad_debt.append((owner, sub, debt, from_insurance, from_pool))
+        return from_insurance, from_pool
+
+    def _charge_liquidation(self, owner, sub: int, keeper, keeper_reward: int, penalty: int) -> None:
+        """Vault.chargeLiquidation: reward to the keeper's cross account, penalty to the insurance fund."""
+        acct = self._account(owner, sub)
+        acct.collateral = _int128(acct.collateral - (keeper_reward + penalty))
+        keeper_acct = self._account(keeper, 0)
+        keeper_acct.collateral = _int128(keeper_acct.collateral + keeper_reward)
+        if penalty:
+            self.insurance_fund_wad = _uint128(self.insurance_fund_wad + penalty)
+
+    # ------------------------------------------------------------------ LiquidationEngine
+
+    def _auction_params_of(self, market_id: int) -> AuctionParams:
+        return self.auction_params.get(market_id) or AuctionParams()
+
+    def _check_engine_not_paused(self) -> None:
+        if self.pause_level >= PAUSE_NO_TRADING:
+            raise ModelRevert("Paused", self.pause_level)
+
+    def _slice(self, owner, sub: int, market_id: int, value: int, maintenance: int, timestamp: int) -> SliceResult:
+        """LiquidationEngine._slice: the smallest slice n (notional) with
+        n >= (h x M - V + tip) / (h x mmr - chip - penalty - maxDiscount), in base rounded up, at least
+        the minimum size; the whole free position when that is more, leaves dust or costs outrun margin."""
+        p = self._position(market_id, owner, sub)
+        available = p.size - p.auctioned
+        if available == 0:
+            raise ModelRevert("NothingToLiquidate", owner, sub, market_id)
+        m = self._market(market_id)
+        index = self._index(m, timestamp)
+        lp = self.liquidation_params
+        avail = abs(available)
+        base, restores = avail, False
+        denom = mul_wad_down(lp.target_health, m.mmr) - lp.chip - lp.penalty - self._auction_params_of(market_id).max_discount
+        if denom > 0:
+            need = mul_wad_up(maintenance, lp.target_health) - value + lp.tip
+            b = 0 if need <= 0 else div_wad_up(div_wad_up(need, denom), index)
+            b = max(b, m.min_position_size)
+            if b < avail and avail - b >= m.min_position_size:
+                base, restores = b, True
+        notional = mul_wad_up(base, index)
+        reward = min(lp.tip + mul_wad_up(notional, lp.chip), lp.max_keeper_reward)
+        room = value - reward
+        penalty = 0 if room <= 0 else min(mul_wad_up(notional, lp.penalty), room)
+        return SliceResult(base if available > 0 else -base, notional, reward, penalty, index, restores)
+
+    def _live(self, auction_id: int) -> Auction:
+        if auction_id == 0 or auction_id > self.auction_count:
+            raise ModelRevert("UnknownAuction", auction_id)
+        a = self.auctions[auction_id]
+        if a.size == 0:
+            raise ModelRevert("AuctionFinished", auction_id)
+        return a
+
+    @staticmethod
+    def _expired(a: Auction, ap: AuctionParams, index: int, timestamp: int) -> bool:
+        if timestamp - a.start_time > ap.duration:
+            return True
+        return abs(index - a.start_index) > mul_wad_down(a.start_index, ap.reset_drop)
+
+    @staticmethod
+    def discount(ap: AuctionParams, elapsed: int) -> int:
+        """LiquidationEngine._discount: 0 at the start, maxDiscount from `duration` on, never decreasing."""
+        if elapsed >= ap.duration:
+            return ap.max_discount
+        if ap.curve == CURVE_LINEAR:
+            return ap.max_discount * elapsed // ap.duration
+        if ap.curve == CURVE_STAIRSTEP:
+            return ap.max_discount * (elapsed // ap.step) // (ap.duration // ap.step)
+        span = WAD - exp_neg_wad(EXP_SPEED * WAD)
+        done = WAD - exp_neg_wad(EXP_SPEED * elapsed * WAD // ap.duration)
+        return ap.max_discount * done // span
+
+    @staticmethod
+    def _auction_price(size: int, index: int, discount: int) -> int:
+        """A long slice is bought at index x (1 - d) rounded up, a short one sold at index x (1 + d)
+        rounded down: against the taker both ways."""
+        return mul_wad_up(index, WAD - discount) if size > 0 else mul_wad_down(index, WAD + discount)
+
+    @staticmethod
+    def _notional(size: int, start_index: int) -> int:
+        return mul_wad_up(abs(size), start_index)
+
+    def _move_notional(self, a: Auction, new_size: int, new_index: int) -> None:
+        self.live_notional = self.live_notional - self._notional(a.size, a.start_index) + self._notional(new_size, new_index)
+
+    def _resolve_if_bad(self, owner, sub: int) -> None:
+        acct = self.accounts.get((owner, sub)) or Account()
+        if acct.open_markets == 0 and acct.collateral < 0:
+            self._resolve_bad_debt(owner, sub)
+
+    @_atomic
+    def kick(self, owner, sub: int, market_id: int, keeper, timestamp: int) -> tuple[int, SliceResult]:
+        """LiquidationEngine.kick: returns (auctionId, the slice with its reward and penalty)."""
+        self._check_engine_not_paused()
+        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        if value >= maintenance:
+            raise ModelRevert("NotLiquidatable", owner, sub)
+        s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+        lp = self.liquidation_params
+        if self.live_notional + s.notional > lp.max_auction_notional:
+            raise ModelRevert("AuctionCapReached", self.live_notional, s.notional, lp.max_auction_notional)
+        self.live_notional += s.notional
+        self.auction_count += 1
+        self.auctions[self.auction_count] = Auction(owner, sub, market_id, 0, _int_n(s.size, 96), s.index, timestamp)
+        p = self.positions[(market_id, owner, sub)]
+        p.auctioned = _int128(p.auctioned + s.size)
+        self._charge_liquidation(owner, sub, keeper, s.keeper_reward, s.penalty)
+        return self.auction_count, s
+
+    @_atomic
+    def take(self, auction_id: int, max_base: int, limit_price: int, taker, taker_sub: int,
+             timestamp: int) -> tuple[int, int]:
+        """LiquidationEngine.take by `taker` into its sub-account `taker_sub`: returns (amount, price)."""
+        a = self._live(auction_id)
+        self._check_engine_not_paused()
+        if max_base == 0:
+            raise ModelRevert("ZeroAmount")
+        if taker == a.owner and taker_sub == a.subaccount:
+            raise ModelRevert("SelfTake", a.owner, a.subaccount)
+        m = self.markets[a.market_id]
+        index = self._index(m, timestamp)
+        ap = self._auction_params_of(a.market_id)
+        if self._expired(a, ap, index, timestamp):
+            raise ModelRevert("AuctionExpired", auction_id)
+        size = a.size
+        price = self._auction_price(size, index, self.discount(ap, timestamp - a.start_time))
+        if (price > limit_price) if size > 0 else (price < limit_price):
+            raise ModelRevert("LimitPriceNotMet", price, limit_price)
+        remaining = abs(size)
+        amount = min(max_base, remaining)
+        if amount < remaining:
+            if amount < m.min_position_size:
+                raise ModelRevert("TakeBelowMinimum", amount, m.min_position_size)
+            if remaining - amount < m.min_position_size:
+                raise ModelRevert("DustRemainder", remaining - amount, m.min_position_size)
+        signed = amount if size > 0 else -amount
+        left = size - signed
+        self._move_notional(a, left, a.start_index)
+        a.size = left
+        self._settle_auction_fill(a.owner, a.subaccount, a.market_id, signed, price, taker, taker_sub, timestamp)
+        if left == 0:
+            self._resolve_if_bad(a.owner, a.subaccount)
+        return amount, price
+
+    def _settle_auction_fill(self, owner, sub, market_id, base, price, taker, taker_sub, timestamp) -> None:
+        """ClearingHouse.settleAuctionFill: the owner receives rounded down and pays rounded up, the
+        taker the other way; the wei between them stays with the pool."""
+        m = self._market(market_id)
+        index = self._index(m, timestamp)
+        self._update(m, index, timestamp)
+        notional, notional_up = mul_wad_down(abs(base), price), mul_wad_up(abs(base), price)
+        owner_quote = notional if base > 0 else -notional_up
+        taker_quote = -notional_up if base > 0 else notional
+        self._auction_settle(owner, sub, m, -base, owner_quote, True)
+        acct, reducing = self._auction_settle(taker, taker_sub, m, base, taker_quote, False)
+        if self.pause_level >= PAUSE_NO_TRADING:
+            raise ModelRevert("Paused", self.pause_level)
+        if not reducing:
+            self._check_initial_margin(taker, taker_sub, acct, market_id, index, timestamp)
+
+    def _auction_settle(self, owner, sub, m: Market, base_delta: int, quote_flow: int,
+                        from_auction: bool) -> tuple[Account, bool]:
+        """ClearingHouse._auctionSettle: apply a fill (or the backstop) to one account, open interest
+        moved but never capped; the auctioned account's fill leaves its auctioned part."""
+        p = self._position(m.id, owner, sub)
+        size, cf = p.size, m.cumulative_funding
+        funding = s_mul_wad_up(size, cf - p.last_cumulative_funding) if size != 0 else 0
+        new_size, new_on, realized = apply_trade(size, p.open_notional, base_delta, quote_flow)
+        reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
+        auctioned = p.auctioned
+        if from_auction:
+            if abs(base_delta) > abs(auctioned) or (base_delta > 0) == (auctioned > 0):
+                raise ModelRevert("InvalidAuctionSlice", base_delta, auctioned)
+            auctioned += base_delta
+        elif auctioned != 0:
+            if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
+                raise ModelRevert("PositionInAuction", owner, sub, m.id, auctioned)
+        if new_size != 0 and abs(new_size) < m.min_position_size:
+            raise ModelRevert("BelowMinPositionSize", m.id, new_size, m.min_position_size)
+        self._move_aggregates(m, p, new_size, new_on, cf)
+        self.positions[(m.id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), _int128(auctioned))
+        delta = realized - funding
+        acct = self._settle_trade(owner, sub, m.id, new_size != 0, delta, -delta, 0)
+        self._move_open_interest(m, size, new_size)
+        return acct, reducing
+
+    @_atomic
+    def redo(self, auction_id: int, keeper, timestamp: int) -> int:
+        """LiquidationEngine.redo: restart an expired auction from the live index; returns redos."""
+        a = self._live(auction_id)
+        self._check_engine_not_paused()
+        index = self._index(self.markets[a.market_id], timestamp)
+        if not self._expired(a, self._auction_params_of(a.market_id), index, timestamp):
+            raise ModelRevert("AuctionNotExpired", auction_id)
+        lp = self.liquidation_params
+        if a.redos >= lp.max_redos:
+            raise ModelRevert("MaxRedosReached", auction_id, a.redos)
+        self._move_notional(a, a.size, index)
+        a.redos += 1
+        a.start_index, a.start_time = index, timestamp
+        self._charge_liquidation(a.owner, a.subaccount, keeper, lp.tip, 0)
+        return a.redos
+
+    @_atomic
+    def backstop(self, auction_id: int, timestamp: int) -> int:
+        """LiquidationEngine.backstop: close the remainder against the vAMM (no price band); returns the
+        quote flow to the owner."""
+        a = self._live(auction_id)
+        self._check_engine_not_paused()
+        index = self._index(self.markets[a.market_id], timestamp)
+        if not self._expired(a, self._auction_params_of(a.market_id), index, timestamp):
+            raise ModelRevert("AuctionNotExpired", auction_id)
+        if a.redos < self.liquidation_params.max_redos:
+            raise ModelRevert("RedosRemaining", auction_id, a.redos, self.liquidation_params.max_redos)
+        size = a.size
+        self._move_notional(a, 0, a.start_index)
+        a.size = 0
+        m = self._market(a.market_id)
+        self._update(m, self._index(m, timestamp), timestamp)
+        self._check_liquidity(m.id, -size, m.x)
+        quote, x, y = vamm_swap(m.x, m.y, -size)
+        m.x, m.y = _uint128(x), _uint128(y)
+        self._auction_settle(a.owner, a.subaccount, m, -size, quote, True)
+        self._resolve_if_bad(a.owner, a.subaccount)
+        return quote
+
+    # views
+    def auction(self, auction_id: int) -> tuple:
+        """ILiquidationEngine.Auction, field for field."""
+        if auction_id == 0 or auction_id > self.auction_count:
+            raise ModelRevert("UnknownAuction", auction_id)
+        a = self.auctions[auction_id]
+        return (a.owner, a.subaccount, a.market_id, a.redos, a.size, a.start_index, a.start_time,
+                self._notional(a.size, a.start_index))
+
+    def auction_price(self, auction_id: int, timestamp: int) -> int:
+        a = self._live(auction_id)
+        index = self._index(self.markets[a.market_id], timestamp)
+        ap = self._auction_params_of(a.market_id)
+        if self._expired(a, ap, index, timestamp):
+            raise ModelRevert("AuctionExpired", auction_id)
+        return self._auction_price(a.size, index, self.discount(ap, timestamp - a.start_time))
+
+    def is_expired(self, auction_id: int, timestamp: int) -> bool:
+        a = self._live(auction_id)
+        index = self._index(self.markets[a.market_id], timestamp)
+        return self._expired(a, self._auction_params_of(a.market_id), index, timestamp)
+
+    def kick_preview(self, owner, sub: int, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
+        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        if value >= maintenance:
+            return 0, 0, 0, 0
+        s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+        return s.size, s.notional, s.keeper_reward, s.penalty
+
+    def best_market_to_kick(self, owner, sub: int, timestamp: int) -> int:
+        """A slice that restores target health, the smallest such; otherwise the largest position."""
+        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        if value >= maintenance:
+            return 0
+        best, best_notional, best_restores = 0, None, False
+        markets = self.open_markets(owner, sub)
+        market_id = 0
+        while markets:
+            market_id += 1
+            held, markets = markets & 1, markets >> 1
+            if not held:
+                continue
+            p = self._position(market_id, owner, sub)
+            if p.size == p.auctioned:
+                continue
+            s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+            if s.restores:
+                better = not best_restores or s.notional < best_notional
+            else:
+                better = not best_restores and (best == 0 or s.notional > best_notional)
+            if better:
+                best, best_notional, best_restores = market_id, s.notional, s.restores
+        return best
+
+    def auctioned_size(self, owner, sub: int, market_id: int) -> int:
+        return self._position(market_id, owner, sub).auctioned
+
+    # ------------------------------------------------------------------ LiquidityPool (ERC-4626)
+
+    def pool_nav(self, timestamp: int) -> int:
+        """LiquidityPool.navWad: the Vault's pool balance minus the traders' side [wad]."""
+        return self.pool_balance_wad - self.traders_pnl(timestamp)[0]
+
+    def _total_assets(self, pnl: int) -> int:
+        nav = self.pool_balance_wad - pnl
+        return 0 if nav <= 0 else nav // self.token_scale
+
+    def pool_total_assets(self, timestamp: int) -> int:
+        return self._total_assets(self.traders_pnl(timestamp)[0])
+
+    def pool_balance_of(self, owner) -> int:
+        return self.pool_shares.get(owner, 0)
+
+    def _withdrawable_assets(self, pnl: int, exposure: int) -> int:
+        cash = self.pool_balance_wad
+        free = cash - pnl - mul_wad_up(exposure, self.pool_reserve_factor)
+        limit = min(free, cash)
+        return 0 if limit <= 0 else limit // self.token_scale
+
+    def _redeemable(self, owner, timestamp: int) -> int:
+        r = self.pool_requests.get(owner) or WithdrawRequest()
+        if r.shares == 0 or timestamp < r.unlock_at or timestamp > r.unlock_at + self.pool_window:
+            return 0
+        return min(r.shares, self.pool_balance_of(owner))
+
+    def _to_shares(self, assets: int, total: int, up: bool = False) -> int:
+        n, d = assets * (self.pool_supply + POOL_OFFSET), total + 1
+        return -(-n // d) if up else n // d
+
+    def _to_assets(self, shares: int, total: int, up: bool = False) -> int:
+        n, d = shares * (total + 1), self.pool_supply + POOL_OFFSET
+        return -(-n // d) if up else n // d
+
+    def pool_max_redeem(self, owner, timestamp: int) -> int:
+        pnl, exposure = self.traders_pnl(timestamp)
+        return self._max_redeem(owner, pnl, exposure, timestamp)
+
+    def _max_redeem(self, owner, pnl, exposure, timestamp) -> int:
+        by_pool = self._to_shares(self._withdrawable_assets(pnl, exposure), self._total_assets(pnl))
+        return min(self._redeemable(owner, timestamp), by_pool)
+
+    def pool_max_withdraw(self, owner, timestamp: int) -> int:
+        pnl, exposure = self.traders_pnl(timestamp)
+        return self._max_withdraw(owner, pnl, exposure, timestamp)
+
+    def _max_withdraw(self, owner, pnl, exposure, timestamp) -> int:
+        by_shares = self._to_assets(self._redeemable(owner, timestamp), self._total_assets(pnl))
+        return min(by_shares, self._withdrawable_assets(pnl, exposure))
+
+    @_atomic
+    def pool_deposit(self, caller, assets: int, receiver, timestamp: int) -> int:
+        """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares."""
+        pnl, _ = self.traders_pnl(timestamp)  # the valuation is read before anything else
+        if assets == 0:
+            raise ModelRevert("ZeroAssets")
+        if self.pause_level >= PAUSE_WITHDRAW_ONLY:
+            raise ModelRevert("Paused", self.pause_level)
+        shares = self._to_shares(assets, self._total_assets(pnl))
+        if shares == 0:
+            raise ModelRevert("ZeroShares")
+        self.fund_pool(assets)
+        self.pool_supply += shares
+        self.pool_shares[receiver] = self.pool_balance_of(receiver) + shares
+        return shares
+
+    @_atomic
+    def pool_request_withdraw(self, owner, shares: int, timestamp: int) -> int:
+        if shares == 0:
+            raise ModelRevert("ZeroShares")
+        balance = self.pool_balance_of(owner)
+        if shares > balance:
+            raise ModelRevert("SharesExceedBalance", shares, balance)
+        unlock_at = timestamp + self.pool_cooldown
+        self.pool_requests[owner] = WithdrawRequest(shares, unlock_at)
+        return unlock_at
+
+    def _check_withdrawal(self, owner, shares, assets, pnl, exposure, timestamp) -> None:
+        r = self.pool_requests.get(owner) or WithdrawRequest()
+        if r.shares == 0:
+            raise ModelRevert("NoWithdrawRequest", owner)
+        if timestamp < r.unlock_at:
+            raise ModelRevert("CooldownNotPassed", r.unlock_at, timestamp)
+        expiry = r.unlock_at + self.pool_window
+        if timestamp > expiry:
+            raise ModelRevert("WithdrawWindowExpired", expiry, timestamp)
+        if shares > r.shares:
+            raise ModelRevert("ExceedsRequest", shares, r.shares)
+        after = self.pool_balance_wad - pnl - assets * self.token_scale
+        reserve = mul_wad_up(exposure, self.pool_reserve_factor)
+        if after < reserve:
+            raise ModelRevert("PoolReserveLocked", after, reserve)
+        if assets * self.token_scale > self.pool_balance_wad:
+            raise ModelRevert("InsufficientPoolCash", self.pool_balance_wad, assets * self.token_scale)
+
+    def _pool_pay_out(self, owner, shares: int, assets: int) -> None:
+        self.pool_requests[owner].shares -= shares
+        self.pool_shares[owner] -= shares
+        self.pool_supply -= shares
+        amount_wad = self._to_wad(assets)
+        if self.pool_balance_wad < amount_wad:
+            raise ModelRevert("InsufficientPoolCash", self.pool_balance_wad, amount_wad)
+        self.pool_balance_wad -= amount_wad
+        self.token_balance -= assets
+
+    @_atomic
+    def pool_redeem(self, owner, shares: int, timestamp: int) -> int:
+        """LiquidityPool.redeem(shares, owner, owner) by the owner; returns the assets paid."""
+        pnl, exposure = self.traders_pnl(timestamp)
+        if shares == 0:
+            raise ModelRevert("ZeroShares")
+        total = self._total_assets(pnl)
+        assets = self._to_assets(shares, total)
+        self._check_withdrawal(owner, shares, assets, pnl, exposure, timestamp)
+        if assets == 0:
+            raise ModelRevert("ZeroAssets")
+        limit = self._max_redeem(owner, pnl, exposure, timestamp)
+        if shares > limit:
+            raise ModelRevert("ERC4626ExceededMaxRedeem", owner, shares, limit)
+        self._pool_pay_out(owner, shares, assets)
+        return assets
+
+    @_atomic
+    def pool_withdraw(self, owner, assets: int, timestamp: int) -> int:
+        """LiquidityPool.withdraw(assets, owner, owner) by the owner; returns the shares burnt."""
+        pnl, exposure = self.traders_pnl(timestamp)
+        if assets == 0:
+            raise ModelRevert("ZeroAssets")
+        total = self._total_assets(pnl)
+        shares = self._to_shares(assets, total, up=True)
+        self._check_withdrawal(owner, shares, assets, pnl, exposure, timestamp)
+        limit = self._max_withdraw(owner, pnl, exposure, timestamp)
+        if assets > limit:
+            raise ModelRevert("ERC4626ExceededMaxWithdraw", owner, assets, limit)
+        self._pool_pay_out(owner, shares, assets)
+        return shares
