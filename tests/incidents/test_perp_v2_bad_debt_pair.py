@@ -159,7 +159,7 @@ def test_pushing_the_vamm_against_a_levered_partner_liquidates_nothing(system, c
 STEP = st.tuples(st.booleans(), st.integers(-600, 600).filter(lambda n: n != 0))
 
 
-@settings(max_examples=4, deadline=None, database=None, derandomize=True, phases=(Phase.explicit, Phase.generate),
+@settings(max_examples=3, deadline=None, database=None, derandomize=True, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=list(HealthCheck))
 @given(steps=st.lists(STEP, min_size=2, max_size=5))
 def test_the_pair_never_extracts_more_than_it_deposited_at_a_constant_index(system, ch, chain, alice, bob, batcher, steps):
