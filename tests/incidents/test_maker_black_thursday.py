@@ -1,0 +1,144 @@
+"""Maker, Black Thursday, 12-13 March 2020 (~$8M of ETH collateral sold for 0 DAI).
+
+What happened: ETH fell ~50 % in a day. Maker's liquidation auctions (English auctions, "flip") started at
+a fixed lot and accepted bids in DAI; with gas prices spiking and keepers failing, a few auctions got a
+single bid of 0 DAI and closed at it: vaults lost all their collateral for nothing and the system was left
+with ~$5M of bad debt. Prices in the auction did not follow the market, stale auctions closed anyway, and
+nothing stopped a settlement at zero.
+
+The shape: a crash, no (or one) taker, an auction price detached from the live market, settlement at a
+stale or zero price.
+
+What stops it in vPerp (SPEC 6; docs/liquidation.md; Maker's own fix, Liquidations 2.0, is the model):
+- The taker's price is the *live* index less a discount that grows with time (here: linear to 2 % over
+  30 min): at every moment of a falling market it follows the index, never above it and never below
+  `index x (1 - maxDiscount)`, so never zero.
+- An auction is expired when its time is up or the index moved more than `resetDrop` (5 %) from its start:
+  then it cannot be taken (`AuctionExpired`), only restarted from the live index (`redo`, at most `maxRedos`
+  times) and then closed on the vAMM (`backstop`); `redo`/`backstop` of a live auction revert
+  (`AuctionNotExpired`), a backstop before the redos are used up reverts (`RedosRemaining`), a redo past
+  them reverts (`MaxRedosReached`).
+- A zero or stale oracle answer stops every path (`InvalidOraclePrice`, `StaleOracle`): no settlement at a
+  price that is not the market's.
+- Whatever the position's margin does not cover runs through the waterfall: no negative balance remains.
+
+Here one 10x long rides the ETH index from 3000 down to ~1500 in 4 % steps two minutes apart, with no taker
+ever. Expected prices come from the documented curve and rounding (tests/test_liquidation.py helpers);
+funding is off.
+"""
+from __future__ import annotations
+
+import pytest
+
+from incident_helpers import (
+    ETH,
+    WAD,
+    auction_price,
+    discount_linear,
+    no_funding,
+    reverts_unchanged,
+    swap,
+    trade,
+    vamm_base_to,
+)
+
+ORACLE_UNIT = 10**10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _funding_off(system):
+    no_funding(system)
+
+
+def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
+        system, ch, vault, engine, chain, deployer, alice, bob, carol, batcher):
+    owner, keeper, arb = alice, bob, carol
+    system.fund(owner, 3100)
+    system.fund(arb, 3_000_000)
+    trade(ch, owner, ETH, 10 * WAD)
+    feed = system.markets["ETH"].oracle
+    ap = engine.auctionParams(ETH)
+    lp = engine.liquidationParams()
+    everyone = [owner, keeper, arb]
+    seen = dict(kicks=0, live_prices=0, expired_takes=0, redos=0, backstops=0, bad_debt=0)
+    checked_once = set()
+
+    p8 = 3000 * 10**8
+    aid = None
+    while p8 > 1500 * 10**8:
+        p8 = p8 * 96 // 100
+        chain.pending_timestamp += 120
+        feed.updateAnswer(p8, sender=deployer)
+        idx = p8 * ORACLE_UNIT
+        now = chain.blocks.head.timestamp
+        if aid is None:
+            if vault.isLiquidatable(owner, 0):
+                engine.kick(owner, 0, ETH, keeper, sender=keeper)
+                aid = engine.auctionCount()
+                seen["kicks"] += 1
+                assert engine.auction(aid).startIndex == idx
+            continue
+        a = engine.auction(aid)
+        expired = now - a.startTime > ap.duration or abs(idx - a.startIndex) > a.startIndex * ap.resetDrop // WAD
+        assert engine.isExpired(aid) == expired
+        if not expired:
+            # Priced off the live index, not the (higher) start index, and never below the floor.
+            price = engine.auctionPrice(aid)
+            assert price == auction_price(1, idx, discount_linear(ap.maxDiscount, ap.duration, now - a.startTime))
+            assert idx * (WAD - ap.maxDiscount) // WAD <= price <= idx < a.startIndex
+            seen["live_prices"] += 1
+            if "not_expired" not in checked_once:
+                checked_once.add("not_expired")
+                with reverts_unchanged(system, batcher, engine.AuctionNotExpired, everyone, auctionId=aid):
+                    engine.redo(aid, keeper, sender=keeper)
+                with reverts_unchanged(system, batcher, engine.AuctionNotExpired, everyone, auctionId=aid):
+                    engine.backstop(aid, sender=keeper)
+                # A zero answer stops the price, the take and the redo; then the feed comes back.
+                feed.updateAnswer(0, sender=deployer)
+                with reverts_unchanged(system, batcher, ch.InvalidOraclePrice, everyone, feed=feed, answer=0):
+                    engine.take(aid, 2**255, 2**255, 0, sender=arb)
+                with reverts_unchanged(system, batcher, ch.InvalidOraclePrice, everyone, feed=feed, answer=0):
+                    engine.redo(aid, keeper, sender=keeper)
+                feed.updateAnswer(p8, sender=deployer)
+            continue
+        # Expired: nobody may take it at the old terms.
+        with reverts_unchanged(system, batcher, engine.AuctionExpired, everyone, auctionId=aid):
+            engine.take(aid, 2**255, 2**255, 0, sender=arb)
+        seen["expired_takes"] += 1
+        if a.redos < lp.maxRedos:
+            if "redos_remaining" not in checked_once:
+                checked_once.add("redos_remaining")
+                with reverts_unchanged(system, batcher, engine.RedosRemaining, everyone, auctionId=aid,
+                                       redos=a.redos, maxRedos=lp.maxRedos):
+                    engine.backstop(aid, sender=keeper)
+            tx = engine.redo(aid, keeper, sender=keeper)
+            ev = engine.Redo.from_receipt(tx)[0]
+            assert (ev.redos, ev.startIndex, ev.tip) == (a.redos + 1, idx, lp.tip)
+            b = engine.auction(aid)
+            assert (b.startIndex, b.startTime, b.size) == (idx, tx.timestamp, a.size)
+            assert engine.auctionPrice(aid) == idx  # restarted at the live index, no discount yet
+            seen["redos"] += 1
+            continue
+        with reverts_unchanged(system, batcher, engine.MaxRedosReached, everyone, auctionId=aid, redos=a.redos):
+            engine.redo(aid, keeper, sender=keeper)
+        # Backstop: an arbitrageur first brings the vAMM to the index, then the slice is sold on it.
+        base = vamm_base_to(system, ETH, idx)
+        if base:
+            trade(ch, arb, ETH, base)
+        s = ch.marketState(ETH)
+        q, x1, y1 = swap(s.baseReserve, s.quoteReserve, -a.size)
+        tx = engine.backstop(aid, sender=keeper)
+        ev = engine.Backstop.from_receipt(tx)[0]
+        assert (ev.size, ev.quote) == (a.size, q) and q > 0
+        s = ch.marketState(ETH)
+        assert (s.baseReserve, s.quoteReserve) == (x1, y1)
+        for e in vault.BadDebt.from_receipt(tx):  # the waterfall: insurance first, then the pool
+            assert e.fromInsurance + e.fromPool == e.amount and vault.collateral(owner, 0) == 0
+            assert vault.insuranceFund() == 0 or e.fromPool == 0
+            seen["bad_debt"] += e.amount
+        seen["backstops"] += 1
+        aid = None  # the rest of the position (if any) is kicked again when liquidatable
+    assert seen["kicks"] >= 1 and seen["redos"] >= lp.maxRedos and seen["backstops"] >= 1
+    assert seen["live_prices"] >= 3 and seen["expired_takes"] >= 4
+    assert vault.collateral(owner, 0) >= 0 or vault.openMarkets(owner, 0) != 0  # no negative balance left
+    print(f"\nblack thursday: {seen}")
