@@ -132,6 +132,7 @@ class Runner:
         self.touched_auctions: set[int] = set()
         self.touched_lps: set[int] = set()
         self.lps: set[int] = set()  # traders that acted on the pool
+        self.last_good_answer: dict[int, int] = {}
         self.addr = [t.address for t in env.traders]
         self.seen: set[tuple[int, int]] = set()  # every account the example acted on
         self.touched: set[tuple[int, int]] = set()  # the accounts the current step acted on
@@ -288,7 +289,10 @@ class Runner:
     def _oracle(self, T, market_id, mode, step_bps, jump_bps):
         self.touched_markets.add(market_id)
         m = self.model.markets[market_id]
-        answer = max(m.answer, 10**m.oracle_decimals)  # recover from a zero answer
+        # After a zero answer the feed recovers from the last good one.
+        answer = m.answer if m.answer > 0 else self.last_good_answer.get(market_id, 10**m.oracle_decimals)
+        if answer > 0:
+            self.last_good_answer[market_id] = answer
         if mode == "step":
             answer = answer * (10_000 + step_bps) // 10_000
         elif mode == "jump":

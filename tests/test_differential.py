@@ -1,9 +1,12 @@
 """Differential fuzz: random action sequences on chain and in the reference model (vperp.model).
 
 Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens of random size and
-sign on ETH and BTC, reduces/flips, closes, oracle moves incl. zero answers, time jumps of
-1 s .. 2 days, funding pokes) for three traders on their cross (0) and isolated (1, 2)
-sub-accounts. Every step runs on chain and in the model, and the test asserts, to the wei:
+sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, oracle moves incl. zero
+answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, backstop, resolveBadDebt; LP
+deposit, requestWithdraw, redeem, withdraw) for three traders on their cross (0) and isolated (1, 2)
+sub-accounts (each also keeper, taker and LP). The harness (chain_harness.py) also compares the
+pool's NAV, totalAssets and supply, tradersPnl, the engine's live notional and auctions, the LPs'
+shares, requests and maxRedeem, and the Kick/Take/Redo/Backstop events. Every step runs on chain and in the model, and the test asserts, to the wei:
 - after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
   same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
   Vault's poolBalance, insuranceFund and token balance; for each market the step acted on,
@@ -23,7 +26,8 @@ every example starts with live funding of both signs. Each example then runs ins
 `chain.snapshot()` / `chain.restore()`, so examples do not leak state. Transactions go to the node
 through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
-Profiles: default (CI) 25 examples x ~15 steps; `VPERP_FUZZ=long` 500 examples x ~50 steps.
+Profiles: default (CI) 12 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
+making: lever, adverse jump, kick, then takes, redos or a backstop); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
 `VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
 The run prints steps, steps/second and what was exercised at the end of the module.
 Failing examples found by the fuzz are kept as `@example` regressions on the test.
@@ -41,7 +45,7 @@ from hypothesis import strategies as st
 from chain_harness import MARKETS, STATS, WAD, Runner, build_env, report_line, step_and_compare
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
-EXAMPLES, STEPS = (500, 50) if LONG else (25, 15)
+EXAMPLES, STEPS = (500, 50) if LONG else (12, 15)
 EXAMPLES = int(os.environ.get("VPERP_FUZZ_EXAMPLES", EXAMPLES))  # override, e.g. for a quick local run
 
 TRADERS = 3
