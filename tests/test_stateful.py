@@ -21,6 +21,9 @@ the model (equal to the chain by the comparison just made):
 - TESTPLAN 4 and 13: the attacker pair's round trip at a constant index never ends with more
   collateral than it started with.
 - TESTPLAN 6: |applied rate| <= the market's cap.
+- TESTPLAN 8: every action other than an oracle move, a time jump or a liquidation step leaves the
+  health (value - maintenance, at that step's timestamp) of every account it did not act on as it
+  was or better.
 - TESTPLAN 10 and 12: every auctioned part is backed by exactly the live auctions' sizes, with the
   position's sign, never more than the position; a finished auction leaves no auctioned size.
 - TESTPLAN 14: live auction notional == the sum over live auctions, <= the global cap.
@@ -56,6 +59,7 @@ LP = 5
 KEEPER = 6
 WHALE = 7
 PREFUND = {0: 200_000, 1: 50_000}
+LIQUIDATION_OR_PRICE = {"oracle", "time", "kick", "take", "redo", "backstop"}
 
 WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2 * 10**7, "any", True),
           ("open", WHALE, 0, 2, -1, 10**7, "any", True), ("time", 1000), ("poke", 1), ("poke", 2),
@@ -115,7 +119,27 @@ class Protocol(RuleBasedStateMachine):
             self.env.chain.restore(self.sid)
 
     def do(self, step: tuple) -> None:
+        kind = step[0]
+        if kind in LIQUIDATION_OR_PRICE:
+            step_and_compare(self.runner, step)
+            return
+        # TESTPLAN 8: at a constant index, an action lowers no other account's health. Health
+        # (value - maintenance) of every account seen so far, evaluated at this step's timestamp
+        # before and after it, so funding accrual between blocks does not enter.
+        T = self.runner.chain.pending_timestamp
+        before = {a: self._health(a, T) for a in self.runner.seen}
         step_and_compare(self.runner, step)
+        for a, h in before.items():
+            if a not in self.runner.touched and h is not None:
+                after = self._health(a, T)
+                assert after is None or after >= h, f"{step} lowered the health of trader{a[0]}/{a[1]}: {h} -> {after}"
+
+    def _health(self, a, T):
+        try:
+            value, _, _, maintenance = self.model._health(self.runner.addr[a[0]], a[1], T)
+        except Exception:  # noqa: BLE001 - a stale or zero feed: no health to compare
+            return None
+        return value - maintenance
 
     @property
     def model(self):
