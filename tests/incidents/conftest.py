@@ -4,9 +4,9 @@ import pytest
 
 
 @pytest.fixture(scope="module", autouse=True)
-def batcher(project, system, deployer, alice, bob, carol):
+def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engine, pool):
     """One eth_call for many views (the BatchCaller mock); `read`/`reverts_unchanged` find it in system.extra.
-    (Asks for the session accounts so they exist before any module fixture: Ape isolation wants that order.)"""
+    (Asks for the session accounts and contracts so they exist before any module fixture: Ape isolation wants that order.)"""
     b = project.BatchCaller.deploy(sender=deployer)
     system.extra["batcher"] = b
     return b

@@ -115,3 +115,57 @@ def vamm_base_to(system, market_id: int, target: int) -> int:
     s = system.clearing_house.marketState(market_id)
     x1 = math.isqrt(s.baseReserve * s.quoteReserve * WAD // target)
     return (s.baseReserve - x1) // 10**16 * 10**16  # whole hundredths of a base unit
+
+
+# ---------------------------------------------------------------------------- an ETH-only model
+
+
+def eth_equity(coll: int, size: int, on: int, index: int) -> int:
+    return coll + (upnl(size, on, index) if size else 0)
+
+
+class EthModel:
+    """Accounts trading ETH (cross sub-account 0) against the vAMM at a constant index, advanced with the
+    documented formulas: vAMM swap, price band, pro-rata PnL, fee, initial margin on opens/increases/flips."""
+
+    def __init__(self, owners, deposits, index, x=10_000 * WAD, y=30_000_000 * WAD, max_spread=10**17):
+        self.amm = Amm(x, y)
+        self.index, self.max_spread = index, max_spread
+        self.pos = {o.address: (0, 0) for o in owners}
+        self.coll = {o.address: d * 10**6 * SCALE for o, d in zip(owners, deposits)}
+        self.deposited = sum(self.coll.values())
+        self.fees = 0
+
+    def predict(self, who, base):
+        """(error name, kwargs) the trade must revert with, or (None, new state)."""
+        size, on = self.pos[who]
+        index = self.index
+        before = self.amm.price
+        q, after = self.amm.peek(base)
+        band = index * self.max_spread // WAD
+        if abs(after - index) > band and abs(after - index) > abs(before - index):
+            return "PriceBandExceeded", dict(marketId=ETH, priceAfter=after, indexPrice=index, maxSpread=self.max_spread)
+        ns, non, realized = apply_trade(size, on, base, q)
+        fee = fee_of(q)
+        coll = self.coll[who] + realized - fee
+        reducing = (size > 0 and 0 <= ns < size) or (size < 0 and size < ns <= 0)
+        if not reducing:
+            free = free_collateral(coll, [(ns, non, index, IMR)])
+            if free < 0:
+                return "InsufficientMargin", dict(owner=who, subaccount=0, freeCollateral=free)
+        return None, (q, ns, non, coll, fee)
+
+    def apply(self, who, base, result):
+        q, ns, non, coll, fee = result
+        self.amm.trade(base)
+        self.pos[who] = (ns, non)
+        self.coll[who] = coll
+        self.fees += fee
+
+    def free(self, who) -> int:
+        size, on = self.pos[who]
+        return free_collateral(self.coll[who], [(size, on, self.index, IMR)] if size else [])
+
+    def liquidatable(self, who) -> bool:
+        size, on = self.pos[who]
+        return size != 0 and eth_equity(self.coll[who], size, on, self.index) < requirement(size, self.index, MMR)

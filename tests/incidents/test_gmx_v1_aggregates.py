@@ -28,7 +28,6 @@ Funding is left on (the default parameters), so the funding terms are live.
 """
 from __future__ import annotations
 
-import pytest
 from eth_utils import keccak
 
 from incident_helpers import BTC, ETH, WAD, ceil_div, read, set_liquidation_params, trade

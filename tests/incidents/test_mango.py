@@ -31,7 +31,6 @@ from incident_helpers import (
     WAD,
     Amm,
     apply_trade,
-    expect_revert,
     fee_of,
     free_collateral,
     no_funding,

@@ -29,23 +29,14 @@ from hypothesis import strategies as st
 
 from incident_helpers import (
     ETH,
-    IMR,
-    MMR,
-    SCALE,
     WAD,
-    Amm,
-    apply_trade,
-    fee_of,
-    free_collateral,
+    EthModel,
+    eth_equity,
     no_funding,
     read,
-    requirement,
     reverts_unchanged,
     trade,
-    upnl,
-    vamm_base_to,
 )
-from trading_helpers import ETH_X0, ETH_Y0, MAX_SPREAD
 
 INDEX = 3000 * WAD
 DEPOSITS = (180_000, 400_000)  # A, B
@@ -56,48 +47,12 @@ def _funding_off(system):
     no_funding(system)
 
 
+def PairModel(owners):
+    return EthModel(owners, DEPOSITS, INDEX)
+
+
 def equity(coll: int, size: int, on: int) -> int:
-    return coll + (upnl(size, on, INDEX) if size else 0)
-
-
-class PairModel:
-    """The two accounts and the vAMM, advanced with the documented formulas."""
-
-    def __init__(self, owners):
-        self.amm = Amm(ETH_X0, ETH_Y0)
-        self.pos = {o.address: (0, 0) for o in owners}
-        self.coll = {o.address: d * 10**6 * SCALE for o, d in zip(owners, DEPOSITS)}
-        self.deposited = sum(self.coll.values())
-        self.fees = 0
-
-    def predict(self, who, base):
-        """(error name, kwargs) the trade must revert with, or (None, new state)."""
-        size, on = self.pos[who]
-        before = self.amm.price
-        q, after = self.amm.peek(base)
-        band = INDEX * MAX_SPREAD // WAD
-        if abs(after - INDEX) > band and abs(after - INDEX) > abs(before - INDEX):
-            return "PriceBandExceeded", dict(marketId=ETH, priceAfter=after, indexPrice=INDEX, maxSpread=MAX_SPREAD)
-        ns, non, realized = apply_trade(size, on, base, q)
-        fee = fee_of(q)
-        coll = self.coll[who] + realized - fee
-        reducing = (size > 0 and 0 <= ns < size) or (size < 0 and size < ns <= 0)
-        if not reducing:
-            free = free_collateral(coll, [(ns, non, INDEX, IMR)])
-            if free < 0:
-                return "InsufficientMargin", dict(owner=who, subaccount=0, freeCollateral=free)
-        return None, (q, ns, non, coll, fee)
-
-    def apply(self, who, base, result):
-        q, ns, non, coll, fee = result
-        self.amm.trade(base)
-        self.pos[who] = (ns, non)
-        self.coll[who] = coll
-        self.fees += fee
-
-    def liquidatable(self, who) -> bool:
-        size, on = self.pos[who]
-        return size != 0 and equity(self.coll[who], size, on) < requirement(size, INDEX, MMR)
+    return eth_equity(coll, size, on, INDEX)
 
 
 def check_against_chain(system, model, owners):
