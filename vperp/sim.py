@@ -1,0 +1,1285 @@
+"""Agent-based economic simulation of vPerp on a local chain.
+
+    ./run.sh ape run simulate --scenario crash --steps 150 --seed 7 --out sim_out/
+    python -m vperp.sim --scenario crash --steps 150 --seed 7 --out sim_out/   # connects to Ape itself
+
+A run deploys the whole protocol with `vperp.deploy`, then advances time in fixed steps (5 minutes by
+default). Every step:
+
+1. the chain clock moves one step and the index of every market (a path drawn from geometric Brownian
+   motion with Poisson jumps, plus the scenario's shock, or read from a CSV) is posted to the mock
+   Chainlink aggregators with `updateAnswer`, so no feed is ever stale;
+2. the liquidity providers deposit, request withdrawals and redeem in the ERC-4626 pool;
+3. the traders (trend follower, mean reverter, noise traders, a levered whale, a basis arbitrageur) place
+   orders, each with a slippage bound and a deadline; reverts are caught and counted by error name;
+4. the keeper runs one `vperp.keeper.Keeper.run_once` pass (funding pokes, kicks, takes, redos,
+   backstops), unwinds what it took, and repegs / re-syncs the vAMM depth when due;
+5. the state is read back (one batched `eth_call`) into one CSV row.
+
+At the end the CSV, a JSON summary and PNG plots are written to the output folder. The run is
+deterministic for a given seed: the chain clock starts on an hour boundary and every block is one second
+after the previous one (on Anvil the block-time interval is pinned to 1 s too).
+
+The pure parts (index paths, scenarios, CSV reading, plots) import nothing from Ape, so they can be
+tested and reused without a chain. See docs/simulator.md.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import wad
+
+WAD = 10**18
+STEP_SECONDS = 300  # default simulated time per step
+DAY = 86_400
+HOUR = 3_600
+MAX_UINT = 2**256 - 1
+
+
+class SimError(Exception):
+    """A reason the simulation cannot run as asked (bad scenario, bad price file, ...); one line."""
+
+
+# =============================================================================== index paths (pure)
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """Log-price dynamics, in per-day units: `drift` is the expected log return per day, `vol` the
+    standard deviation of the log return over one day; jumps arrive as a Poisson process with
+    `jump_rate` jumps per day, each a normal log move of mean `jump_mean` and deviation `jump_std`."""
+
+    drift: float = 0.0
+    vol: float = 0.03
+    jump_rate: float = 0.0
+    jump_mean: float = 0.0
+    jump_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.vol < 0 or self.jump_rate < 0 or self.jump_std < 0:
+            raise SimError(f"vol, jump_rate and jump_std must be >= 0: {self}")
+
+
+@dataclass(frozen=True)
+class Shock:
+    """A deterministic move layered on the random path: from `start` (a fraction of the run) the index is
+    multiplied by `factor ** (elapsed / duration)`, so it has moved by `factor` after `duration` seconds,
+    and stays moved."""
+
+    start: float
+    factor: float
+    duration: int
+
+    def start_step(self, steps: int, dt: int) -> int:
+        """The step the move starts at: `start` x steps, early enough that the whole move fits the run."""
+        span = math.ceil(self.duration / dt)
+        return max(0, min(round(self.start * steps), steps - span))
+
+    def multipliers(self, steps: int, dt: int) -> list[float]:
+        """Factor applied to each of the `steps + 1` points of a path."""
+        first = self.start_step(steps, dt)
+        out = []
+        for k in range(steps + 1):
+            elapsed = min(max((k - first) * dt, 0), self.duration)
+            out.append(self.factor ** (elapsed / self.duration))
+        return out
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Poisson draw by inversion (small `lam`: a step's expected jump count)."""
+    if lam <= 0:
+        return 0
+    k, p, threshold = 0, 1.0, math.exp(-lam)
+    while True:
+        p *= rng.random()
+        if p <= threshold:
+            return k
+        k += 1
+
+
+def gbm_path(price0: float, spec: PathSpec, steps: int, dt: int, rng: random.Random) -> list[float]:
+    """`steps + 1` prices from `price0`: geometric Brownian motion with drift and volatility from `spec`
+    (per day), plus compound-Poisson jumps in the log price. Deterministic for a given `rng` state."""
+    if price0 <= 0:
+        raise SimError(f"initial price must be positive, not {price0}")
+    if steps < 1 or dt < 1:
+        raise SimError(f"steps and dt must be >= 1 (got {steps}, {dt})")
+    h = dt / DAY
+    mu = (spec.drift - spec.vol**2 / 2) * h  # so that E[S_t] = S_0 e^(drift t)
+    sd = spec.vol * math.sqrt(h)
+    out = [price0]
+    log_p = math.log(price0)
+    for _ in range(steps):
+        log_p += mu + sd * rng.gauss(0.0, 1.0)
+        for _ in range(_poisson(rng, spec.jump_rate * h)):
+            log_p += rng.gauss(spec.jump_mean, spec.jump_std)
+        out.append(math.exp(log_p))
+    return out
+
+
+def read_price_csv(path: str | Path, symbols: Iterable[str]) -> dict[str, list[float]]:
+    """Index paths from a CSV: one column per market symbol (e.g. `time,ETH,BTC`; other columns are
+    ignored), one row per step, the first row being the starting price. At least one symbol must be
+    present; every price must be a positive number."""
+    path = Path(path)
+    if not path.is_file():
+        raise SimError(f"price file {path} does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        wanted = [s for s in symbols if s in header]
+        if not wanted:
+            raise SimError(f"{path}: no column named after a market ({', '.join(symbols)}); header is {header}")
+        out: dict[str, list[float]] = {s: [] for s in wanted}
+        for line, row in enumerate(reader, start=2):
+            row = {k.strip(): v for k, v in row.items() if k is not None}
+            for s in wanted:
+                try:
+                    price = float(row[s])
+                except (TypeError, ValueError):
+                    raise SimError(f"{path}:{line}: {s} is not a number: {row.get(s)!r}") from None
+                if not price > 0 or math.isinf(price):
+                    raise SimError(f"{path}:{line}: {s} must be a positive price, not {price}")
+                out[s].append(price)
+    if len(next(iter(out.values()))) < 2:
+        raise SimError(f"{path}: needs at least two rows of prices (a start and one step)")
+    return out
+
+
+def max_drop_within(prices: Sequence[float], dt: int, window: int) -> float:
+    """The largest fall (a fraction, 0.4 = -40 %) from any point to any later point at most `window`
+    seconds after it, on a path sampled every `dt` seconds."""
+    span = window // dt
+    worst = 0.0
+    for i, p in enumerate(prices):
+        for q in prices[i + 1:i + span + 1]:
+            worst = max(worst, 1 - q / p)
+    return worst
+
+
+# =============================================================================== scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    paths: dict[str, PathSpec]  # per market symbol; a market not listed follows `default_path`
+    shocks: dict[str, Shock] = field(default_factory=dict)
+    default_path: PathSpec = PathSpec()
+    whale_side: int = 1  # +1: the whale is long; -1: short
+    noise_buy_probability: float = 0.5  # the crowd's lean: < 0.5 means the noise traders mostly sell
+
+    def path_for(self, symbol: str) -> PathSpec:
+        return self.paths.get(symbol, self.default_path)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("calm", "no drift, 2 %/day volatility, no jumps: funding and fees at rest",
+                 {"ETH": PathSpec(vol=0.02), "BTC": PathSpec(vol=0.015)}),
+        Scenario("trend", "a steady rally: +15 %/day drift, 3 %/day volatility, occasional small jumps",
+                 {"ETH": PathSpec(drift=0.15, vol=0.03, jump_rate=2, jump_std=0.01),
+                  "BTC": PathSpec(drift=0.10, vol=0.025, jump_rate=2, jump_std=0.008)}),
+        Scenario("crash", "ETH index -40 % within one hour (BTC -30 %), starting 20 % into the run, on a "
+                 "calm 3 %/day path; the whale is long 8x",
+                 {"ETH": PathSpec(vol=0.03), "BTC": PathSpec(vol=0.025)},
+                 shocks={"ETH": Shock(0.2, 0.60, HOUR), "BTC": Shock(0.2, 0.70, HOUR)}),
+        Scenario("squeeze", "short squeeze: shorts are crowded (the whale is short 8x, the noise traders sell "
+                 "70 % of the time), then the ETH index rallies +35 % within two hours, starting 30 % into the run",
+                 {"ETH": PathSpec(vol=0.03), "BTC": PathSpec(vol=0.02)},
+                 shocks={"ETH": Shock(0.3, 1.35, 2 * HOUR), "BTC": Shock(0.3, 1.10, 2 * HOUR)},
+                 whale_side=-1, noise_buy_probability=0.3),
+    )
+}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise SimError(f"unknown scenario {name!r}: one of {', '.join(SCENARIOS)}") from None
+
+
+def index_paths(scenario: Scenario, steps: int, seed: int, start_prices: dict[str, float], dt: int = STEP_SECONDS,
+                prices: dict[str, list[float]] | None = None,
+                override: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """`steps + 1` index prices per market: from `prices` (a CSV's columns) where given, else the
+    scenario's GBM path (with `override` replacing PathSpec fields for every market) times its shock.
+    Each market draws from its own generator seeded by (seed, symbol), so adding a market or a CSV
+    column leaves the others' paths unchanged."""
+    out: dict[str, list[float]] = {}
+    for symbol, price0 in start_prices.items():
+        if prices and symbol in prices:
+            given = prices[symbol]
+            if len(given) < steps + 1:
+                raise SimError(f"the price file has {len(given)} rows for {symbol}; {steps} steps need {steps + 1}")
+            out[symbol] = list(given[:steps + 1])
+            continue
+        spec = replace(scenario.path_for(symbol), **(override or {}))
+        path = gbm_path(price0, spec, steps, dt, random.Random(f"{seed}:{symbol}:index"))
+        shock = scenario.shocks.get(symbol)
+        if shock is not None:
+            path = [p * m for p, m in zip(path, shock.multipliers(steps, dt))]
+        out[symbol] = path
+    return out
+
+
+# =============================================================================== outputs (pure)
+
+
+def wad_str(x: int) -> str:
+    """A WAD integer as an exact decimal string (no float rounding, so a CSV compares byte for byte)."""
+    d = (Decimal(x) / WAD).normalize()
+    return format(d, "f")
+
+
+def columns(symbols: Sequence[str]) -> list[str]:
+    cols = ["step", "time_s"]
+    for s in symbols:
+        k = s.lower()
+        cols += [f"{k}_index", f"{k}_mark", f"{k}_spot", f"{k}_funding_applied", f"{k}_funding_target",
+                 f"{k}_long_oi", f"{k}_short_oi"]
+    cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
+             "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
+             "reverts", "vault_tokens", "ledger_total", "claims"]
+    return cols
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, float]]:
+    with Path(path).open(newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: str | Path, title: str = "",
+             dpi: int = 80) -> list[Path]:
+    """Write the run's PNG plots to `out_dir` (mark vs index, funding, OI, insurance, pool NAV, bad debt,
+    liquidations); returns their paths. Time on the x axis in hours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hours = [r["time_s"] / HOUR for r in rows]
+    col = lambda name: [r[name] for r in rows]  # noqa: E731
+    written: list[Path] = []
+
+    titles = {"mark_vs_index": "mark vs index", "funding": "funding rate: applied vs target",
+              "open_interest": "open interest", "insurance_fund": "insurance fund", "pool_nav": "liquidity pool",
+              "bad_debt": "bad debt (cumulative)", "liquidations": "liquidations (cumulative)"}
+    usd = FuncFormatter(lambda v, _: f"{v:,.0f}")
+
+    def save(fig, name: str) -> None:
+        fig.suptitle(f"{title}{titles[name]}", fontsize=10)
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
+        written.append(path)
+
+    def per_market(name: str, series: Callable[[str], list[tuple[str, list[float], dict]]], ylabel: str) -> None:
+        fig, axes = plt.subplots(len(symbols), 1, figsize=(7, 2.4 * len(symbols)), sharex=True, squeeze=False)
+        for ax, s in zip(axes[:, 0], symbols):
+            for label, ys, style in series(s.lower()):
+                ax.plot(hours, ys, label=label, **style)
+            ax.set_ylabel(f"{s} {ylabel}", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+            ax.tick_params(labelsize=7)
+            ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        axes[-1, 0].set_xlabel("hours", fontsize=8)
+        save(fig, name)
+
+    per_market("mark_vs_index", lambda k: [("index (oracle)", col(f"{k}_index"), {"lw": 1.6}),
+                                           ("mark (TWAP)", col(f"{k}_mark"), {"lw": 1.2}),
+                                           ("vAMM spot", col(f"{k}_spot"), {"lw": 0.8, "alpha": 0.6})], "price")
+    per_market("funding", lambda k: [("applied", [100 * v for v in col(f"{k}_funding_applied")], {"lw": 1.6}),
+                                     ("target", [100 * v for v in col(f"{k}_funding_target")],
+                                      {"lw": 1.0, "ls": "--"})], "%/h")
+    per_market("open_interest", lambda k: [("long OI", col(f"{k}_long_oi"), {"lw": 1.4}),
+                                           ("short OI", col(f"{k}_short_oi"), {"lw": 1.4})], "base")
+
+    def single(name: str, series: list[tuple[str, list[float]]], ylabel: str, step: bool = False) -> None:
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        for label, ys in series:
+            (ax.step if step else ax.plot)(hours, ys, label=label, **({"where": "post"} if step else {}))
+        ax.set_xlabel("hours", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.yaxis.set_major_formatter(usd)
+        if len(series) > 1:
+            ax.legend(fontsize=7, loc="best")
+        save(fig, name)
+
+    single("insurance_fund", [("insurance fund", col("insurance_fund"))], "USD")
+    single("pool_nav", [("pool NAV", col("pool_nav")), ("pool cash (Vault balance)", col("pool_balance"))], "USD")
+    single("bad_debt", [("cumulative bad debt", col("bad_debt")), ("paid by insurance", col("bad_debt_insurance")),
+                        ("paid by the pool", col("bad_debt_pool"))], "USD", step=True)
+    single("liquidations", [("kicks", col("kicks")), ("takes", col("takes")), ("redos", col("redos")),
+                            ("backstops", col("backstops"))], "cumulative count", step=True)
+    return written
+
+
+# =============================================================================== agents
+
+
+@dataclass
+class Order:
+    agent: str
+    symbol: str
+    base: int  # signed WAD base: > 0 buys
+    tolerance_bps: int = 50  # slippage accepted beyond the quote seen at the start of the step
+    deadline_s: int = 120  # the order is void this long after it is placed
+
+
+@dataclass
+class View:
+    """What the agents see at the start of a step (one batched read)."""
+
+    step: int
+    now: int
+    index: dict[str, int]  # WAD
+    spot: dict[str, int]
+    reserves: dict[str, tuple[int, int]]  # (base, quote) virtual reserves
+    twaps: dict[str, tuple[int, int]]  # (mark TWAP, index TWAP)
+    history: dict[str, list[float]]  # index so far (floats), oldest first
+    size: dict[tuple[str, str], int]  # (agent, symbol) -> signed base
+    value: dict[str, int]  # agent -> account value (WAD)
+    free: dict[str, int]  # agent -> free collateral (WAD)
+    min_size: dict[str, int]  # symbol -> minPositionSize
+    imr: dict[str, int]  # symbol -> initial margin ratio
+
+
+def _round_size(base: float, minimum: int) -> int:
+    """A float base amount as WAD, rounded toward zero to a multiple of the market's minimum size."""
+    lots = int(base * WAD / minimum)
+    return lots * minimum
+
+
+@dataclass
+class Trader:
+    """Base class: a trader with one cross-margin account (sub-account 0)."""
+
+    name: str
+    account: Any
+    capital: float  # USD deposited at the start
+    max_leverage: float = 3.0
+    tolerance_bps: int = 50
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        raise NotImplementedError
+
+    def _toward(self, v: View, symbol: str, target_base: float, min_change: float = 0.1,
+                max_notional: float | None = None) -> list[Order]:
+        """An order moving the position toward `target_base` (capped by leverage and `max_notional` per
+        step), or none when the gap is below `min_change` of the target or the market's minimum."""
+        price = v.index[symbol] / WAD
+        equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+        cap = self.max_leverage * equity / price / len(v.index)
+        target = max(-cap, min(cap, target_base))
+        current = v.size.get((self.name, symbol), 0) / WAD
+        gap = target - current
+        if max_notional is not None:
+            gap = max(-max_notional / price, min(max_notional / price, gap))
+        if abs(gap) < max(min_change * abs(target), 1e-12):
+            return []
+        base = _round_size(gap, v.min_size[symbol])
+        if base == 0:
+            return []
+        # The remaining position must not fall below the minimum size: close instead.
+        rest = current * WAD + base
+        if rest != 0 and abs(rest) < v.min_size[symbol]:
+            base = -int(current * WAD)
+        return [Order(self.name, symbol, base, self.tolerance_bps)]
+
+
+@dataclass
+class TrendFollower(Trader):
+    """Momentum: target exposure proportional to the index's log return over `lookback` steps, full
+    leverage at a `full_signal` move; holds until the signal changes by enough to matter."""
+
+    lookback: int = 12
+    full_signal: float = 0.02
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        out: list[Order] = []
+        for s in v.index:
+            h = v.history[s]
+            if len(h) <= self.lookback:
+                continue
+            signal = math.log(h[-1] / h[-1 - self.lookback]) / self.full_signal
+            signal = max(-1.0, min(1.0, signal))
+            equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+            target = signal * self.max_leverage * equity / (v.index[s] / WAD) / len(v.index)
+            out += self._toward(v, s, target, min_change=0.25, max_notional=150_000)
+        return out
+
+
+@dataclass
+class MeanReverter(Trader):
+    """Contrarian: fades the index's deviation from its exponential moving average (span `span` steps),
+    full leverage at a `full_deviation` gap."""
+
+    span: int = 24
+    full_deviation: float = 0.03
+    _ema: dict[str, float] = field(default_factory=dict)
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        out: list[Order] = []
+        alpha = 2 / (self.span + 1)
+        for s in v.index:
+            price = v.history[s][-1]
+            ema = self._ema.get(s, price)
+            ema = ema + alpha * (price - ema)
+            self._ema[s] = ema
+            if len(v.history[s]) < 4:
+                continue
+            signal = max(-1.0, min(1.0, -math.log(price / ema) / self.full_deviation))
+            equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+            target = signal * self.max_leverage * equity / (price) / len(v.index)
+            out += self._toward(v, s, target, min_change=0.25, max_notional=150_000)
+        return out
+
+
+@dataclass
+class NoiseTrader(Trader):
+    """Trades at random: with probability `activity` per step, a random market, a notional uniform in
+    `notional_range`, buying with probability `buy_probability`; cuts the position in half when its
+    leverage passes `max_leverage`."""
+
+    activity: float = 0.35
+    notional_range: tuple[float, float] = (5_000, 40_000)
+    buy_probability: float = 0.5
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        if rng.random() >= self.activity:
+            return []
+        symbol = rng.choice(sorted(v.index))
+        price = v.index[symbol] / WAD
+        equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+        exposure = sum(abs(v.size.get((self.name, s), 0)) * v.index[s] for s in v.index) / WAD / WAD
+        current = v.size.get((self.name, symbol), 0)
+        if equity > 0 and exposure > self.max_leverage * equity and current != 0:
+            half = -_round_size(current / WAD / 2, v.min_size[symbol])
+            return [Order(self.name, symbol, half or -current, self.tolerance_bps)] if (half or current) else []
+        notional = rng.uniform(*self.notional_range)
+        side = 1 if rng.random() < self.buy_probability else -1
+        base = side * _round_size(notional / price, v.min_size[symbol])
+        return [Order(self.name, symbol, base, self.tolerance_bps)] if base else []
+
+
+@dataclass
+class Whale(Trader):
+    """A levered whale: builds an ETH position of `max_leverage` x its capital on `side` in chunks of at
+    most `chunk` notional per step, then holds it and never de-levers (it tops up when its leverage
+    falls below the target, e.g. after a gain)."""
+
+    side: int = 1
+    symbol: str = "ETH"
+    chunk: float = 120_000
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        price = v.index[self.symbol] / WAD
+        equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+        current = v.size.get((self.name, self.symbol), 0) / WAD
+        target = self.side * self.max_leverage * equity / price
+        gap = target - current
+        if gap * self.side <= 0.02 * abs(target):  # at or above the target leverage: hold
+            return []
+        gap = self.side * min(abs(gap), self.chunk / price)
+        base = _round_size(gap, v.min_size[self.symbol])
+        return [Order(self.name, self.symbol, base, self.tolerance_bps)] if base else []
+
+
+@dataclass
+class Arbitrageur(Trader):
+    """Basis arbitrage: when the vAMM price is more than `band` away from the index, trades the vAMM
+    toward the index (to within `band / 2`), at most `max_notional` per step and within its leverage;
+    the hedge it would hold elsewhere is outside the model."""
+
+    band: float = 0.004
+    max_notional: float = 1_500_000
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        out: list[Order] = []
+        equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+        for s in v.index:
+            index, spot = v.index[s] / WAD, v.spot[s] / WAD
+            if abs(spot / index - 1) <= self.band:
+                continue
+            x, y = (r / WAD for r in v.reserves[s])
+            goal = index * (1 + self.band / 2 if spot > index else 1 - self.band / 2)
+            # x * y = k and price = y / x, so the base reserve at price p is sqrt(k / p).
+            base = x - math.sqrt(x * y / goal)  # > 0: buy (spot below the index)
+            base = max(-self.max_notional / index, min(self.max_notional / index, base))
+            current = v.size.get((self.name, s), 0) / WAD
+            cap = self.max_leverage * equity / index / len(v.index)
+            base = max(-cap - current, min(cap - current, base))
+            base_w = _round_size(base, v.min_size[s])
+            if base_w:
+                out.append(Order(self.name, s, base_w, self.tolerance_bps))
+        return out
+
+
+@dataclass
+class LiquidityProvider:
+    """An LP in the ERC-4626 pool. `steady`: deposits `capital` at the start and `top_up` every
+    `top_up_every` steps. `nervous`: deposits at the start and, once the pool's share price falls by
+    `fear` from its peak (or bad debt appears), requests the withdrawal of all its shares and redeems
+    what the pool allows after the cooldown, step after step."""
+
+    name: str
+    account: Any
+    capital: float
+    style: str = "steady"  # "steady" | "nervous"
+    top_up: float = 100_000
+    top_up_every: int = 24
+    fear: float = 0.002
+    peak: float = 0.0
+    requested: bool = False
+    unlock_at: int = 0
+    redeemed_shares: int = 0
+
+
+# =============================================================================== the run
+
+
+@dataclass
+class SimSummary:
+    scenario: str
+    steps: int
+    seed: int
+    step_seconds: int
+    network: str
+    wall_seconds: float
+    steps_per_second: float
+    trades: int
+    reverts: dict[str, int]
+    kicks: int
+    takes: int
+    redos: int
+    backstops: int
+    bad_debt: float
+    bad_debt_from_insurance: float
+    bad_debt_from_pool: float
+    insurance_start: float
+    insurance_min: float
+    insurance_end: float
+    nav_start: float
+    nav_min: float
+    nav_end: float
+    max_live_auction_notional: float
+    max_index_drop_1h: dict[str, float]
+    lp_deposits: int
+    lp_withdraw_requests: int
+    lp_redemptions: int
+    conservation_ok: bool
+    shortfall_steps: int
+    csv: str
+    plots: list[str]
+
+    def lines(self) -> list[str]:
+        rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
+        drops = ", ".join(f"{k} {v:.1%}" for k, v in self.max_index_drop_1h.items())
+        return [
+            f"scenario {self.scenario}, {self.steps} steps of {self.step_seconds} s "
+            f"({self.steps * self.step_seconds / HOUR:.1f} h simulated), seed {self.seed}, on {self.network}",
+            f"wall time {self.wall_seconds:.1f} s: {self.steps_per_second:.2f} steps/s",
+            f"largest index drop within 1 h: {drops}",
+            f"trades {self.trades}; reverts {sum(self.reverts.values())} ({rv})",
+            f"liquidations: {self.kicks} kicks, {self.takes} takes, {self.redos} redos, {self.backstops} backstops; "
+            f"peak live auction notional {self.max_live_auction_notional:,.0f} USD",
+            f"bad debt {self.bad_debt:,.2f} USD (insurance paid {self.bad_debt_from_insurance:,.2f}, "
+            f"pool paid {self.bad_debt_from_pool:,.2f})",
+            f"insurance fund {self.insurance_start:,.2f} -> min {self.insurance_min:,.2f} -> {self.insurance_end:,.2f}",
+            f"pool NAV {self.nav_start:,.2f} -> min {self.nav_min:,.2f} -> {self.nav_end:,.2f}",
+            f"LPs: {self.lp_deposits} deposits, {self.lp_withdraw_requests} withdrawal requests, "
+            f"{self.lp_redemptions} redemptions",
+            f"conservation (Vault tokens == traders' + pool + insurance balances, every step): "
+            f"{'exact' if self.conservation_ok else 'VIOLATED'}; steps with positive claims above the tokens "
+            f"(an underwater account's debt not yet resolved): {self.shortfall_steps}",
+            f"wrote {self.csv} and {len(self.plots)} plots in {Path(self.csv).parent}",
+        ]
+
+
+def _error_name(err: Exception) -> str:
+    """A revert's name: the custom error's (Ape makes one class per error), else the message."""
+    from ape.exceptions import CustomError
+
+    if isinstance(err, CustomError):
+        return type(err).__name__
+    msg = (getattr(err, "message", None) or str(err)).strip().splitlines()
+    return (msg[0][:60] if msg else "") or type(err).__name__
+
+
+class Wire:
+    """Transactions and calls straight through the provider's web3, for the agents' hot path.
+
+    Ape's contract handlers cost about 15 RPC round trips per transaction (code checks, nonce, fee
+    queries, receipt polling), and on Anvil every reverted transaction is traced and printed. Here a
+    transaction is `eth_estimateGas` (a revert surfaces there, named from the contracts' error ABIs),
+    `eth_sendTransaction` from the unlocked test account, and one receipt read; a view is one `eth_call`.
+    The protocol sees exactly the same transactions."""
+
+    MAX_FEE = 100 * 10**9  # [wei] fixed fee caps, so web3 does not query fees before each transaction
+
+    def __init__(self, contracts: Iterable[Any]) -> None:
+        from ape import chain
+        from eth_utils import keccak
+
+        self.w3 = chain.provider.web3
+        self.ecosystem = chain.provider.network.ecosystem
+        self.errors = {"08c379a0": "Error(string)", "4e487b71": "Panic"}
+        for contract in contracts:
+            for abi in contract.contract_type.errors:
+                self.errors.setdefault(keccak(text=abi.selector)[:4].hex(), abi.name)
+
+    def error_name(self, err: BaseException) -> str:
+        selector = _revert_data(err)[:4].hex()
+        return self.errors.get(selector, f"revert 0x{selector}" if selector else "revert")
+
+    def call(self, contract, method: str, *args) -> tuple:
+        handler = getattr(contract, method)
+        raw = self.w3.eth.call({"to": contract.address, "data": _hex(handler.encode_input(*args))})
+        return self.ecosystem.decode_returndata(handler.abis[0], bytes(raw))
+
+    def send(self, contract, method: str, *args, sender) -> tuple[bool, str | None]:
+        """(True, None) when mined and successful, else (False, the error's name)."""
+        from eth_tester.exceptions import TransactionFailed
+        from web3.exceptions import ContractLogicError as Web3LogicError
+
+        tx = {"from": sender.address, "to": contract.address,
+              "data": _hex(getattr(contract, method).encode_input(*args)),
+              "maxFeePerGas": self.MAX_FEE, "maxPriorityFeePerGas": 0}
+        try:
+            gas = self.w3.eth.estimate_gas(tx)
+        except (Web3LogicError, TransactionFailed) as err:  # Anvil / eth-tester
+            return False, self.error_name(err)
+        tx["gas"] = gas * 13 // 10 + 30_000
+        receipt = self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), poll_latency=0.005)
+        if receipt["status"] != 1:  # passed estimation, failed in its block (a state change in between)
+            return False, "reverted in block"
+        return True, None
+
+
+def _revert_data(err: BaseException | None) -> bytes:
+    """The raw revert data behind a web3 (`.data`, hex) or eth-tester (bytes argument, possibly on the
+    exception it was raised from) revert; empty if none is found."""
+    seen = 0
+    while err is not None and seen < 4:
+        data = getattr(err, "data", None)
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
+        for arg in err.args:
+            if isinstance(arg, (bytes, bytearray)):
+                return bytes(arg)
+            if isinstance(arg, BaseException):
+                inner = _revert_data(arg)
+                if inner:
+                    return inner
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return b""
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + bytes(data).hex()
+
+
+class FastViews:
+    """A contract whose view functions are answered through `Wire.call` (one `eth_call`, decoded like
+    Ape decodes it); everything else (transactions, events, attributes) is the Ape contract's. The
+    simulated keeper runs the unchanged `Keeper.run_once` over contracts wrapped in this."""
+
+    def __init__(self, contract, wire: Wire) -> None:
+        self._contract = contract
+        self._wire = wire
+        self._views = {abi.name for abi in contract.contract_type.view_methods}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._views:
+            def view(*args):
+                values = self._wire.call(self._contract, name, *args)
+                return values[0] if len(values) == 1 else tuple(values)
+
+            return view
+        return getattr(self._contract, name)
+
+    @property
+    def address(self) -> str:
+        return self._contract.address
+
+
+class Batch:
+    """Many view calls in one `eth_call` through the test-only BatchCaller: label -> value."""
+
+    def __init__(self, batcher, wire: Wire) -> None:
+        self.batcher = batcher
+        self.wire = wire
+
+    def read(self, calls: dict[str, tuple]) -> dict[str, Any]:
+        labels = list(calls)
+        targets, data, abis = [], [], []
+        for label in labels:
+            contract, method, *args = calls[label]
+            handler = getattr(contract, method)
+            targets.append(contract.address)
+            data.append(handler.encode_input(*args))
+            abis.append(handler.abis[0])
+        (results,) = self.wire.call(self.batcher, "batch", targets, data)
+        out = {}
+        for label, abi, raw in zip(labels, abis, results):
+            values = self.wire.ecosystem.decode_returndata(abi, bytes(raw))
+            out[label] = values[0] if len(values) == 1 else tuple(values)
+        return out
+
+
+class Simulation:
+    """One run: deploy, agents, the step loop, the CSV. Use `run_simulation` unless you need the parts."""
+
+    def __init__(self, scenario: Scenario, steps: int, seed: int, out_dir: Path, *, dt: int = STEP_SECONDS,
+                 prices: dict[str, list[float]] | None = None, override: dict[str, float] | None = None,
+                 insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
+                 keeper_discount_bps: int = 100) -> None:
+        from ape import accounts, chain, project
+
+        from .config import default_config
+        from .deployment import deploy
+        from .keeper import Keeper
+
+        if steps < 1:
+            raise SimError(f"steps must be >= 1, not {steps}")
+        self.scenario, self.steps, self.seed, self.dt, self.out_dir = scenario, steps, seed, dt, out_dir
+        self.chain = chain
+        self.rng = random.Random(f"{seed}:agents")
+        test_accounts = accounts.test_accounts
+        if len(test_accounts) < 10:
+            raise SimError(f"the simulation needs 10 funded test accounts, the network has {len(test_accounts)}")
+        deployer = test_accounts[0]
+        self._pin_clock()
+
+        base = default_config()
+        start = {m.symbol: m.price for m in base.markets}
+        self.paths = index_paths(scenario, steps, seed, start, dt, prices, override)
+        markets = tuple(replace(m, price=_oracle_round(self.paths[m.symbol][0], m.oracle_decimals))
+                        for m in base.markets)
+        config = replace(base, markets=markets, insurance_seed=insurance_seed)
+        self.first_block = chain.blocks.head.number + 1
+        self.s = deploy(deployer, config)
+        self.batcher = project.BatchCaller.deploy(sender=deployer)
+        system = self.s
+        self.wire = Wire((system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
+                          system.collateral, self.batcher))
+        self.batch = Batch(self.batcher, self.wire)
+        self.symbols = list(self.s.markets)
+        if pool_cooldown is not None:
+            p = self.s.pool.poolParams()
+            self.s.pool.setPoolParams((pool_cooldown, p.withdrawWindow, p.reserveFactor), sender=deployer)
+
+        acct = test_accounts
+        whale_side = scenario.whale_side
+        self.traders: list[Trader] = [
+            TrendFollower("trend", acct[3], 150_000),
+            MeanReverter("contrarian", acct[4], 150_000),
+            NoiseTrader("noise1", acct[5], 50_000, max_leverage=5, buy_probability=scenario.noise_buy_probability),
+            NoiseTrader("noise2", acct[6], 50_000, max_leverage=5, buy_probability=scenario.noise_buy_probability),
+            Whale("whale", acct[7], 100_000, max_leverage=8, side=whale_side, tolerance_bps=100),
+            Arbitrageur("arb", acct[8], 2_000_000, max_leverage=5, tolerance_bps=30),
+        ]
+        self.lps = [LiquidityProvider("lp_steady", acct[1], 2_000_000, "steady"),
+                    LiquidityProvider("lp_nervous", acct[2], 1_000_000, "nervous")]
+        self.keeper_account = acct[9]
+        for t in self.traders:
+            self.s.fund(t.account, t.capital)
+        self.s.fund(self.keeper_account, 1_000_000)
+        for lp in self.lps:
+            units = self.s.units(lp.capital * 10)  # wallet for the start deposit and top-ups
+            self.s.collateral.mint(lp.account, units, sender=lp.account)
+            self.s.collateral.approve(self.s.pool, MAX_UINT, sender=lp.account)
+        fast = {k: FastViews(getattr(system, k), self.wire) for k in ("vault", "clearing_house", "liquidation")}
+        keeper_view = replace(system, **fast, funding=fast["clearing_house"])
+        self.keeper = Keeper(keeper_view, self.keeper_account, min_take_discount=keeper_discount_bps * 10**14)
+        self.keeper._scanned_to = self.first_block - 1
+
+        self.history: dict[str, list[float]] = {s: [self.paths[s][0]] for s in self.symbols}
+        self.reverts: dict[str, int] = {}
+        self.trades = 0
+        self.counts = {"kicks": 0, "takes": 0, "redos": 0, "backstops": 0}
+        self.bad_debt = [0, 0, 0]  # amount, from insurance, from pool (WAD)
+        self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
+        self._scanned = self.chain.blocks.head.number
+        self._topics = self._event_topics()
+        self._last_repeg: dict[str, int] = {s: 0 for s in self.symbols}
+        self.rows: list[dict[str, str]] = []
+        self.conservation_ok = True  # Vault tokens == every signed balance, every step
+        self.shortfall_steps = 0  # steps where positive claims exceeded the tokens (bad debt not yet resolved)
+        self.t0 = self._hour_after(chain.pending_timestamp)
+        self.now = self.t0
+
+    # ------------------------------------------------------------------ clock
+
+    def _pin_clock(self) -> None:
+        """Start on the next hour boundary and, on Anvil, make every block exactly 1 s after the last
+        (eth-tester already does so once the clock is ahead of the wall clock): the run's timestamps,
+        and so its funding, auctions and CSV, then depend on the seed only."""
+        chain = self.chain
+        chain.pending_timestamp = self._hour_after(chain.pending_timestamp + DAY)
+        if "foundry" in chain.provider.name or "anvil" in chain.provider.name:
+            chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
+
+    @staticmethod
+    def _hour_after(t: int) -> int:
+        return (t // HOUR + 1) * HOUR
+
+    def _advance(self, step: int) -> None:
+        target = self.t0 + step * self.dt
+        if self.chain.pending_timestamp > target:
+            raise SimError(f"step {step}: the previous step ran past {self.dt} s of blocks; use a longer step")
+        self.chain.pending_timestamp = target
+        self.now = target
+
+    # ------------------------------------------------------------------ events
+
+    def _event_topics(self) -> dict[str, str]:
+        from eth_utils import keccak
+
+        out = {}
+        for contract, name in ((self.s.liquidation, "Kick"), (self.s.liquidation, "Take"),
+                               (self.s.liquidation, "Redo"), (self.s.liquidation, "Backstop"),
+                               (self.s.vault, "BadDebt")):
+            abi = getattr(contract, name).abi
+            out["0x" + keccak(text=abi.selector).hex().removeprefix("0x")] = name
+        return out
+
+    def _scan_events(self) -> None:
+        """Count liquidation events and add up bad debt since the last scan (one eth_getLogs)."""
+        head = self.chain.blocks.head.number
+        if head <= self._scanned:
+            return
+        logs = self.chain.provider.web3.eth.get_logs({
+            "address": [self.s.liquidation.address, self.s.vault.address],
+            "fromBlock": self._scanned + 1, "toBlock": head})
+        self._scanned = head
+        keys = {"Kick": "kicks", "Take": "takes", "Redo": "redos", "Backstop": "backstops"}
+        for log in logs:
+            topic0 = log["topics"][0]
+            topic0 = "0x" + (topic0.hex() if isinstance(topic0, bytes) else str(topic0)).removeprefix("0x")
+            name = self._topics.get(topic0)
+            if name in keys:
+                self.counts[keys[name]] += 1
+            elif name == "BadDebt":
+                data = bytes(log["data"])
+                amount, from_ins, from_pool = (int.from_bytes(data[i:i + 32], "big") for i in (0, 32, 64))
+                self.bad_debt[0] += amount
+                self.bad_debt[1] += from_ins
+                self.bad_debt[2] += from_pool
+
+    # ------------------------------------------------------------------ transactions
+
+    def _count_revert(self, name: str) -> None:
+        self.reverts[name] = self.reverts.get(name, 0) + 1
+
+    def _send(self, contract, method: str, *args, sender) -> bool:
+        """Send `contract.method(*args)` from `sender`; a revert is counted under its error name."""
+        ok, error = self.wire.send(contract, method, *args, sender=sender)
+        if not ok:
+            self._count_revert(error or "revert")
+        return ok
+
+    def _post_index(self, step: int) -> None:
+        """Post every market's index to its mock aggregator (one transaction for all feeds)."""
+        targets, data = [], []
+        for sym, m in self.s.markets.items():
+            price = self.paths[sym][step]
+            answer = round(Decimal(repr(price)) * 10**m.config.oracle_decimals)
+            targets.append(m.oracle.address)
+            data.append(m.oracle.updateAnswer.encode_input(int(answer)))
+            self.history[sym].append(float(answer) / 10**m.config.oracle_decimals)
+        if not self._send(self.batcher, "batch", targets, data, sender=self.s.deployer):
+            raise SimError(f"step {step}: posting the index failed: {self.reverts}")
+
+    # ------------------------------------------------------------------ reading
+
+    def _view(self, step: int) -> View:
+        ch, vault = self.s.clearing_house, self.s.vault
+        calls: dict[str, tuple] = {}
+        for sym, m in self.s.markets.items():
+            calls[f"idx:{sym}"] = (ch, "indexPrice", m.id)
+            calls[f"st:{sym}"] = (ch, "marketState", m.id)
+            calls[f"mp:{sym}"] = (ch, "marketParams", m.id)
+            calls[f"tw:{sym}"] = (ch, "twaps", m.id)
+            for t in self.traders:
+                calls[f"pos:{t.name}:{sym}"] = (ch, "position", t.account.address, 0, m.id)
+        for t in self.traders:
+            calls[f"h:{t.name}"] = (vault, "health", t.account.address, 0)
+        r = self.batch.read(calls)
+        return View(
+            step=step, now=self.now,
+            index={s: r[f"idx:{s}"] for s in self.symbols},
+            spot={s: r[f"st:{s}"].spotPrice for s in self.symbols},
+            reserves={s: (r[f"st:{s}"].baseReserve, r[f"st:{s}"].quoteReserve) for s in self.symbols},
+            history=self.history,
+            size={(t.name, s): r[f"pos:{t.name}:{s}"][0] for t in self.traders for s in self.symbols},
+            twaps={s: r[f"tw:{s}"] for s in self.symbols},
+            value={t.name: r[f"h:{t.name}"][0] for t in self.traders},
+            free={t.name: r[f"h:{t.name}"][1] for t in self.traders},
+            min_size={s: r[f"mp:{s}"].minPositionSize for s in self.symbols},
+            imr={s: r[f"mp:{s}"].imr for s in self.symbols},
+        )
+
+    def _record(self, step: int) -> dict[str, str]:
+        ch, vault, pool, engine = self.s.clearing_house, self.s.vault, self.s.pool, self.s.liquidation
+        calls: dict[str, tuple] = {}
+        for sym, m in self.s.markets.items():
+            calls[f"idx:{sym}"] = (ch, "indexPrice", m.id)
+            calls[f"mark:{sym}"] = (ch, "markPrice", m.id)
+            calls[f"st:{sym}"] = (ch, "marketState", m.id)
+            calls[f"fs:{sym}"] = (ch, "fundingState", m.id)
+        calls.update(ins=(vault, "insuranceFund"), cash=(vault, "poolBalance"), nav=(pool, "navWad"),
+                     supply=(pool, "totalSupply"), live=(engine, "liveNotional"),
+                     tokens=(self.s.collateral, "balanceOf", vault.address))
+        holders = [t.account for t in self.traders] + [self.keeper_account]
+        for i, a in enumerate(holders):
+            calls[f"coll:{i}"] = (vault, "collateral", a.address, 0)
+        r = self.batch.read(calls)
+        self._scan_events()
+        colls = [r[f"coll:{i}"] for i in range(len(holders))]
+        claims = sum(max(c, 0) for c in colls) + r["ins"] + max(r["cash"], 0)
+        ledger = sum(colls) + r["ins"] + r["cash"]
+        tokens = r["tokens"] * self.s.token_scale
+        if tokens != ledger:
+            self.conservation_ok = False
+        if tokens < claims:
+            self.shortfall_steps += 1
+        share_price = r["nav"] * 10**self._share_decimals // r["supply"] if r["supply"] else 0
+        row: dict[str, str] = {"step": str(step), "time_s": str(self.now - self.t0)}
+        for sym in self.symbols:
+            k, st, fs = sym.lower(), r[f"st:{sym}"], r[f"fs:{sym}"]
+            row.update({f"{k}_index": wad_str(r[f"idx:{sym}"]), f"{k}_mark": wad_str(r[f"mark:{sym}"]),
+                        f"{k}_spot": wad_str(st.spotPrice), f"{k}_funding_applied": wad_str(fs[0]),
+                        f"{k}_funding_target": wad_str(fs[1]), f"{k}_long_oi": wad_str(st.longOpenInterest),
+                        f"{k}_short_oi": wad_str(st.shortOpenInterest)})
+        row.update({
+            "insurance_fund": wad_str(r["ins"]), "pool_balance": wad_str(r["cash"]), "pool_nav": wad_str(r["nav"]),
+            "pool_share_price": wad_str(share_price), "bad_debt": wad_str(self.bad_debt[0]),
+            "bad_debt_insurance": wad_str(self.bad_debt[1]), "bad_debt_pool": wad_str(self.bad_debt[2]),
+            **{k: str(v) for k, v in self.counts.items()},
+            "live_auction_notional": wad_str(r["live"]), "trades": str(self.trades),
+            "reverts": str(sum(self.reverts.values())), "vault_tokens": wad_str(tokens), "ledger_total": wad_str(ledger),
+            "claims": wad_str(claims),
+        })
+        self._share_price = share_price
+        return row
+
+    # ------------------------------------------------------------------ agents' turns
+
+    def _lp_turn(self, step: int) -> None:
+        pool = self.s.pool
+        price = getattr(self, "_share_price", 0) / WAD
+        for lp in self.lps:
+            if step == 1 or (lp.style == "steady" and step % lp.top_up_every == 0):
+                amount = self.s.units(lp.capital if step == 1 else lp.top_up)
+                if self._send(pool, "deposit", amount, lp.account, sender=lp.account):
+                    self.lp_counts["deposits"] += 1
+                continue
+            if lp.style != "nervous":
+                continue
+            lp.peak = max(lp.peak, price)
+            scared = price and (price < lp.peak * (1 - lp.fear) or self.bad_debt[0] > 0)
+            if scared and not lp.requested:
+                (shares,) = self.wire.call(pool, "balanceOf", lp.account.address)
+                if self._send(pool, "requestWithdraw", shares, sender=lp.account):
+                    lp.requested = True
+                    lp.unlock_at = self.wire.call(pool, "withdrawRequest", lp.account.address)[0].unlockAt
+                    self.lp_counts["requests"] += 1
+            elif lp.requested and self.now >= lp.unlock_at:
+                (shares,) = self.wire.call(pool, "maxRedeem", lp.account.address)
+                if shares == 0:
+                    continue
+                if self._send(pool, "redeem", shares, lp.account, lp.account, sender=lp.account):
+                    lp.redeemed_shares += shares
+                    self.lp_counts["redemptions"] += 1
+
+    def _trade_turn(self, view: View) -> None:
+        ch = self.s.clearing_house
+        orders: list[Order] = []
+        for t in self.traders:
+            orders += t.orders(view, self.rng)
+        self.rng.shuffle(orders)
+        by_name = {t.name: t for t in self.traders}
+        for o in orders:
+            m = self.s.markets[o.symbol]
+            x, y = view.reserves[o.symbol]
+            limit = _quote_limit(x, y, o.base, o.tolerance_bps)
+            if limit is None:
+                self.reverts["skipped: would drain the vAMM"] = self.reverts.get("skipped: would drain the vAMM", 0) + 1
+                continue
+            deadline = self.chain.pending_timestamp + o.deadline_s
+            who = by_name[o.agent].account
+            if self._send(ch, "openPosition", 0, m.id, o.base, limit, deadline, sender=who):
+                self.trades += 1
+
+    def _keeper_turn(self, view: View) -> None:
+        from ape.exceptions import ContractLogicError
+
+        try:
+            self.keeper.run_once(self.chain)
+        except ContractLogicError as err:  # e.g. a take raced by a price move: the next pass retries
+            name = f"keeper: {_error_name(err)}"
+            self.reverts[name] = self.reverts.get(name, 0) + 1
+        ch, amm = self.s.clearing_house, self.s.amm
+        # The keeper does not keep what it takes: it closes its inventory on the vAMM (1 % bound).
+        calls: dict[str, tuple] = {}
+        for sym, m in self.s.markets.items():
+            calls[f"pos:{sym}"] = (ch, "position", self.keeper_account.address, 0, m.id)
+            calls[f"st:{sym}"] = (ch, "marketState", m.id)
+        r = self.batch.read(calls)
+        for sym, m in self.s.markets.items():
+            size, st = r[f"pos:{sym}"][0], r[f"st:{sym}"]
+            if size == 0:
+                continue
+            limit = _quote_limit(st.baseReserve, st.quoteReserve, -size, 100)
+            if limit is not None:
+                deadline = self.chain.pending_timestamp + 120
+                if self._send(ch, "closePosition", 0, m.id, limit, deadline, sender=self.keeper_account):
+                    self.trades += 1
+        # vAMM upkeep: depth follows the pool every hour; a repeg when mark and index have parted.
+        for sym, m in self.s.markets.items():
+            if (self.now - self.t0) % HOUR == 0:
+                self._send(amm, "syncDepth", m.id, sender=self.keeper_account)
+            p = m.config
+            if self.now - self._last_repeg[sym] >= p.repeg_interval:
+                mark, index = view.twaps[sym]
+                if index and abs(mark - index) * WAD // index > wad(p.repeg_threshold):
+                    if self._send(amm, "repeg", m.id, sender=self.keeper_account):
+                        self._last_repeg[sym] = self.now
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, progress: bool = False) -> SimSummary:
+        self._share_decimals = self.s.pool.decimals()
+        started = time.perf_counter()
+        bar = None
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            bar = Progress(TextColumn(f"[bold]{self.scenario.name}[/]"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("steps"), TimeRemainingColumn(), transient=True)
+            task = bar.add_task("sim", total=self.steps)
+            bar.start()
+        try:
+            for step in range(1, self.steps + 1):
+                self._advance(step)
+                self._post_index(step)
+                self._lp_turn(step)
+                view = self._view(step)
+                self._trade_turn(view)
+                self._keeper_turn(view)
+                self.rows.append(self._record(step))
+                if bar is not None:
+                    bar.advance(task)
+        finally:
+            if bar is not None:
+                bar.stop()
+        wall = time.perf_counter() - started
+        return self._finish(wall)
+
+    def _finish(self, wall: float) -> SimSummary:
+        from ape import chain
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        csv_path = self.out_dir / "steps.csv"
+        cols = columns(self.symbols)
+        with csv_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+            w.writeheader()
+            w.writerows(self.rows)
+        rows = read_csv_rows(csv_path)
+        plots = plot_run(rows, self.symbols, self.out_dir, title=f"{self.scenario.name}: ")
+        ins = [r["insurance_fund"] for r in rows]
+        nav = [r["pool_nav"] for r in rows]
+        summary = SimSummary(
+            scenario=self.scenario.name, steps=self.steps, seed=self.seed, step_seconds=self.dt,
+            network=f"{chain.provider.network.ecosystem.name}:{chain.provider.network.name}:{chain.provider.name}",
+            wall_seconds=round(wall, 2), steps_per_second=round(self.steps / wall, 3), trades=self.trades,
+            reverts=dict(sorted(self.reverts.items())), **self.counts,
+            bad_debt=self.bad_debt[0] / WAD, bad_debt_from_insurance=self.bad_debt[1] / WAD,
+            bad_debt_from_pool=self.bad_debt[2] / WAD,
+            insurance_start=ins[0], insurance_min=min(ins), insurance_end=ins[-1],
+            nav_start=nav[0], nav_min=min(nav), nav_end=nav[-1],
+            max_live_auction_notional=max(r["live_auction_notional"] for r in rows),
+            max_index_drop_1h={s: round(max_drop_within([r[f"{s.lower()}_index"] for r in rows], self.dt, HOUR), 4)
+                               for s in self.symbols},
+            lp_deposits=self.lp_counts["deposits"], lp_withdraw_requests=self.lp_counts["requests"],
+            lp_redemptions=self.lp_counts["redemptions"], conservation_ok=self.conservation_ok,
+            shortfall_steps=self.shortfall_steps,
+            csv=str(csv_path), plots=[str(p) for p in plots])
+        (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+        return summary
+
+
+def _oracle_round(price: float, decimals: int) -> float:
+    """A price with at most the feed's decimals (the deploy config needs an exact decimal)."""
+    return float(round(Decimal(repr(price)), decimals))
+
+
+def _quote_limit(x: int, y: int, base: int, tolerance_bps: int) -> int | None:
+    """The slippage bound of a trade of `base` on reserves (x, y) as the vAMM prices it (docs/design.md):
+    a buy pays at most ceil(y b / (x - b)) x (1 + tol), a sell receives at least floor(y |b| / (x + |b|))
+    x (1 - tol). None when a buy would take the whole base reserve."""
+    if base > 0:
+        if base >= x:
+            return None
+        cost = -(-y * base // (x - base))
+        return cost * (10_000 + tolerance_bps) // 10_000
+    b = -base
+    proceeds = y * b // (x + b)
+    return proceeds * (10_000 - tolerance_bps) // 10_000
+
+
+def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, seed: int = 1,
+                   out_dir: str | Path = "sim_out",
+                   *, step_seconds: int = STEP_SECONDS, prices_csv: str | Path | None = None,
+                   override: dict[str, float] | None = None, insurance_seed: float = 100_000,
+                   pool_cooldown: int | None = HOUR, keeper_discount_bps: int = 100,
+                   progress: bool = False) -> SimSummary:
+    """Run one simulation on the connected (local) Ape network and write its outputs to `out_dir`:
+    `steps.csv` (one row per step), `summary.json` and the PNG plots. Returns the summary.
+
+    `override` replaces PathSpec fields (drift, vol, jump_rate, jump_mean, jump_std) for every market;
+    `prices_csv` gives index paths for the markets it has a column for (then `steps` may be None: the
+    file's length). `pool_cooldown` shortens the pool's withdrawal cooldown so LP redemptions happen in
+    a short run (None keeps the deployed 24 h)."""
+    from ape import chain
+
+    from .config_file import is_local_network
+
+    net = chain.provider.network.name
+    if not is_local_network(chain.chain_id, net):
+        raise SimError(f"the simulator deploys mocks and time-travels: local networks only, not '{net}'")
+    sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
+    prices = None
+    if prices_csv is not None:
+        from .config import default_config
+
+        prices = read_price_csv(prices_csv, [m.symbol for m in default_config().markets])
+        if steps is None:
+            steps = len(next(iter(prices.values()))) - 1
+    if steps is None:
+        raise SimError("steps is required without a price file")
+    sim = Simulation(sc, steps, seed, Path(out_dir), dt=step_seconds, prices=prices, override=override,
+                     insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
+                     keeper_discount_bps=keeper_discount_bps)
+    return sim.run(progress=progress)
+
+
+# =============================================================================== command line
+
+
+def cli_options(f: Callable) -> Callable:
+    """The options shared by `ape run simulate` and `python -m vperp.sim`."""
+    import click
+
+    options = [
+        click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="crash", show_default=True),
+        click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help="number of steps [default: 150, or the price file's length - 1]"),
+        click.option("--seed", type=int, default=1, show_default=True),
+        click.option("--out", "out_dir", default="sim_out", show_default=True, help="output folder"),
+        click.option("--step-seconds", type=click.IntRange(min=30), default=STEP_SECONDS, show_default=True),
+        click.option("--prices", "prices_csv", default=None,
+                     help="CSV of index prices, one column per market symbol (ETH, BTC), one row per step"),
+        click.option("--drift", type=float, default=None, help="override: expected log return per day"),
+        click.option("--vol", type=float, default=None, help="override: volatility per day"),
+        click.option("--jump-rate", type=float, default=None, help="override: jumps per day"),
+        click.option("--jump-mean", type=float, default=None, help="override: mean log jump"),
+        click.option("--jump-std", type=float, default=None, help="override: log jump deviation"),
+        click.option("--insurance-seed", type=float, default=100_000, show_default=True,
+                     help="USD granted to the insurance fund at deployment"),
+        click.option("--pool-cooldown", type=click.IntRange(min=0), default=HOUR, show_default=True,
+                     help="pool withdrawal cooldown [s] for the run (deployed default: 86400)"),
+        click.option("--keeper-discount-bps", type=click.IntRange(0, 10_000), default=100, show_default=True,
+                     help="the keeper takes auctions at least this far below/above the index"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_from_cli(scenario, steps, seed, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
+                 insurance_seed, pool_cooldown, keeper_discount_bps) -> SimSummary:
+    """What both command lines do after connecting: run, print the summary; errors as one line."""
+    import click
+    from ape.exceptions import ApeException
+    from ape.logging import logger
+    from rich.console import Console
+
+    logger.set_level("WARNING")
+    console = Console()
+    override = {k: v for k, v in dict(drift=drift, vol=vol, jump_rate=jump_rate, jump_mean=jump_mean,
+                                      jump_std=jump_std).items() if v is not None}
+    if steps is None and prices_csv is None:
+        steps = 150
+    try:
+        console.print(f"simulating [bold]{scenario}[/] ({get_scenario(scenario).description}) ...")
+        summary = run_simulation(scenario, steps, seed, out_dir, step_seconds=step_seconds, prices_csv=prices_csv,
+                                 override=override, insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
+                                 keeper_discount_bps=keeper_discount_bps, progress=True)
+    except SimError as e:
+        raise click.ClickException(str(e)) from None
+    except ApeException as e:
+        raise click.ClickException(f"simulation failed: {e}") from None
+    for line in summary.lines():
+        console.print("  " + line)
+    return summary
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    """`python -m vperp.sim`: connect to a local Ape network itself, then run like `ape run simulate`."""
+    import click
+
+    @click.command()
+    @click.option("--network", default="ethereum:local:foundry", show_default=True,
+                  help="Ape network choice (ethereum:local:foundry runs on Anvil, faster for long runs)")
+    @cli_options
+    def command(network, **kwargs):
+        """Run the vPerp economic simulator (see docs/simulator.md)."""
+        root = _project_root()
+        if not (root / "ape-config.yaml").is_file():
+            raise click.ClickException(f"{root} is not the vPerp project: run `./run.sh ape run simulate` there")
+        os.chdir(root)  # Ape's `project` is the working directory's
+        os.environ.setdefault("SOLCX_BINARY_PATH", str(root / "tools" / "solcx"))
+        os.environ["PATH"] = f"{root / '.venv' / 'bin'}{os.pathsep}{root / 'node_modules' / '.bin'}{os.pathsep}" \
+                             f"{os.environ.get('PATH', '')}"
+        from ape import networks
+
+        out = kwargs["out_dir"]
+        kwargs["out_dir"] = out if os.path.isabs(out) else os.path.join(_invoked_from, out)
+        if kwargs.get("prices_csv") and not os.path.isabs(kwargs["prices_csv"]):
+            kwargs["prices_csv"] = os.path.join(_invoked_from, kwargs["prices_csv"])
+        with networks.parse_network_choice(network):
+            run_from_cli(**kwargs)
+
+    _invoked_from = os.getcwd()
+    command()
+
+
+if __name__ == "__main__":
+    main()
