@@ -252,7 +252,7 @@ def columns(symbols: Sequence[str]) -> list[str]:
                  f"{k}_long_oi", f"{k}_short_oi"]
     cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
              "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
-             "reverts", "vault_tokens", "ledger_total", "claims"]
+             "reverts", "vault_tokens", "ledger_total", "claims", "pending_bad_debt"]
     return cols
 
 
@@ -959,6 +959,7 @@ class Simulation:
         colls = [r[f"coll:{i}"] for i in range(len(holders))]
         claims = sum(max(c, 0) for c in colls) + r["ins"] + max(r["cash"], 0)
         ledger = sum(colls) + r["ins"] + r["cash"]
+        pending = sum(-c for c in colls if c < 0) + max(-r["cash"], 0)  # negative balances not yet socialized
         tokens = r["tokens"] * self.s.token_scale
         if tokens != ledger:
             self.conservation_ok = False
@@ -979,7 +980,7 @@ class Simulation:
             **{k: str(v) for k, v in self.counts.items()},
             "live_auction_notional": wad_str(r["live"]), "trades": str(self.trades),
             "reverts": str(sum(self.reverts.values())), "vault_tokens": wad_str(tokens), "ledger_total": wad_str(ledger),
-            "claims": wad_str(claims),
+            "claims": wad_str(claims), "pending_bad_debt": wad_str(pending),
         })
         self._share_price = share_price
         return row
