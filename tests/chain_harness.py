@@ -177,6 +177,7 @@ class Runner:
         block = self.w3.eth.get_block(receipt["blockNumber"])
         assert block["timestamp"] == T, f"transaction mined at {block['timestamp']}, expected {T}"
         if c_err is not None:
+            self.log[-1] += f"  -> {c_err[0]}{c_err[1]}"
             STATS["reverts"] += 1
             STATS["errors"][c_err[0]] = STATS["errors"].get(c_err[0], 0) + 1
             return
@@ -299,6 +300,8 @@ class Runner:
             answer = answer * (10_000 + jump_bps) // 10_000
         elif mode == "zero":
             answer = 0
+        elif mode == "spot":  # the index meets the vAMM (a market back in line)
+            answer = max(m.spot // m.oracle_scale, 1)
         oracle = self.s.markets[m.symbol].oracle.address
         # The health of every account holding this market moved: compare them all.
         bit = 1 << (market_id - 1)

@@ -208,6 +208,10 @@ class Protocol(RuleBasedStateMachine):
         self.do(("oracle", market, "jump", 0, bps))
 
     @rule(market=markets)
+    def oracle_meets_vamm(self, market):
+        self.do(("oracle", market, "spot", 0, 0))
+
+    @rule(market=markets)
     def oracle_zero(self, market):
         self.do(("oracle", market, "zero", 0, 0))
 
@@ -227,7 +231,9 @@ class Protocol(RuleBasedStateMachine):
 
     @rule(a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides, bps=st.integers(700, 4000))
     def crash(self, a, market, side, bps):
-        """Lever up to the margin limit, the index moves against the position, the keeper kicks."""
+        """The index meets the vAMM (so the band leaves room), the account levers up to its margin
+        limit, the index moves against the position, the keeper kicks."""
+        self.do(("oracle", market, "spot", 0, 0))
         self.do(("lever", a[0], a[1], market, side, 100))
         self.do(("oracle", market, "jump", 0, -side * bps))
         self.do(("kick", KEEPER, a[0], a[1], 0))
@@ -238,6 +244,27 @@ class Protocol(RuleBasedStateMachine):
                        bps=st.integers(700, 4000))(lambda self, **kw: self.crash(**kw))
     crash_deep = rule(a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides,
                       bps=st.integers(2500, 6000))(lambda self, **kw: self.crash(**kw))
+
+    @rule(a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides, bps=st.integers(700, 3000),
+          taker=takers, wait=st.sampled_from([1, 300, 900, 1700]),
+          amount=st.sampled_from(["all", "all", "half", "min"]))
+    def crash_and_take(self, a, market, side, bps, taker, wait, amount):
+        """A crash, then a taker arrives while the discount grows."""
+        self.crash(a, market, side, bps)
+        self.do(("time", wait))
+        self.do(("take", taker[0], taker[1], 0, amount, "any"))
+
+    @precondition(lambda self: self.has_live_auction())
+    @rule(pick=picks, redos=st.integers(1, 4))
+    def auction_runs_out(self, pick, redos):
+        """Nobody takes: the auction expires, is redone up to `redos` times, then backstopped."""
+        for _ in range(redos):
+            self.do(("time", 1801))
+            self.do(("poke", 1))
+            self.do(("poke", 2))
+            self.do(("redo", KEEPER, pick))
+        self.do(("time", 1801))
+        self.do(("backstop", KEEPER, pick))
 
     def has_live_auction(self):
         return any(a.size for a in self.model.auctions.values())
