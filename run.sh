@@ -5,6 +5,7 @@
 #   ./run.sh demo   [ape args]   deploy on the embedded local chain and run the demonstration
 #   ./run.sh test   [ape args]   run the test suite (add --network ethereum:local:foundry for Anvil)
 #   ./run.sh gas                 regenerate docs/gas.md
+#   ./run.sh coverage            run the tests and write docs/coverage.md (external-function coverage)
 #   ./run.sh slither [--list]    Slither over contracts/ (offline), fails on findings missing from security/slither-triage.yaml
 #   ./run.sh setup               only set up
 #   ./run.sh ape ...             any ape command inside the environment
@@ -52,6 +53,9 @@ case "$cmd" in
   setup) setup; env_vars; compile_contracts ;;
   demo) setup; env_vars; compile_contracts >/dev/null; exec ape run demo "$@" ;;
   test) setup; env_vars; compile_contracts >/dev/null; exec ape test "$@" ;;  # no path given: tests/
+  coverage) setup; env_vars; compile_contracts >/dev/null
+    # External-function coverage (vperp/fncoverage.py) of the whole suite on the embedded chain.
+    export VPERP_COVERAGE="${VPERP_COVERAGE:-$ROOT/docs/coverage.md}"; exec ape test "$@" ;;
   gas) setup; env_vars; compile_contracts >/dev/null; exec ape run gas "$@" ;;
   slither) setup; env_vars; exec python -m vperp.slither_check "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;

@@ -1,7 +1,27 @@
-"""Shared fixtures: one deployment per session; Ape's isolation reverts each test's changes."""
+"""Shared fixtures: one deployment per session; Ape's isolation reverts each test's changes.
+
+With VPERP_COVERAGE=<file> (`./run.sh coverage`), every call frame the embedded chain's EVM runs is
+recorded (vperp.fncoverage) and the external-function coverage report is written to <file> at the end.
+"""
+import os
+from pathlib import Path
+
 import pytest
 
-from vperp import deploy
+from vperp import deploy, fncoverage
+
+if os.environ.get("VPERP_COVERAGE"):
+    fncoverage.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("VPERP_COVERAGE")
+    if out:
+        text, figures = fncoverage.report(Path(session.config.rootpath) / ".build" / "__local__.json")
+        Path(out).write_text(text)
+        total = sum(f["functions"] for f in figures.values())
+        hit = sum(f["reached"] for f in figures.values())
+        print(f"\nexternal-function coverage: {hit}/{total} reached; report written to {out}")
 
 
 @pytest.fixture(scope="session")
