@@ -1226,16 +1226,14 @@ def run_from_cli(scenario, steps, seed, out_dir, step_seconds, prices_csv, drift
     import click
     from ape.exceptions import ApeException
     from ape.logging import logger
-    from rich.console import Console
 
     logger.set_level("WARNING")
-    console = Console()
     override = {k: v for k, v in dict(drift=drift, vol=vol, jump_rate=jump_rate, jump_mean=jump_mean,
                                       jump_std=jump_std).items() if v is not None}
     if steps is None and prices_csv is None:
         steps = 150
     try:
-        console.print(f"simulating [bold]{scenario}[/] ({get_scenario(scenario).description}) ...")
+        click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")
         summary = run_simulation(scenario, steps, seed, out_dir, step_seconds=step_seconds, prices_csv=prices_csv,
                                  override=override, insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                                  keeper_discount_bps=keeper_discount_bps, progress=True)
@@ -1243,8 +1241,8 @@ def run_from_cli(scenario, steps, seed, out_dir, step_seconds, prices_csv, drift
         raise click.ClickException(str(e)) from None
     except ApeException as e:
         raise click.ClickException(f"simulation failed: {e}") from None
-    for line in summary.lines():
-        console.print("  " + line)
+    for line in summary.lines():  # plain lines, never wrapped: the demo and scripts read them
+        click.echo("  " + line)
     return summary
 
 
