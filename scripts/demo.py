@@ -3,20 +3,30 @@
 What it shows, with every figure read back from the chain:
   1. the deployment (addresses, markets, pool seed);
   2. a deposit / withdraw round trip (token balance and WAD ledger agree);
-  3. a cross-margin account holding ETH and BTC, and an isolated sub-account, each trade quoted first
+  3. the liquidity pool: an LP deposit (shares minted at NAV, NAV before/after) and a two-step
+     redemption request (an early redemption reverts with CooldownNotPassed);
+  4. a cross-margin account holding ETH and BTC, and an isolated sub-account, each trade quoted first
      and sent with a slippage bound and a deadline;
-  4. eight hours of funding: the vAMM sits above the index, the target follows the premium, the
+  5. eight hours of funding: the vAMM sits above the index, the target follows the premium, the
      applied rate follows the target smoothly, longs pay, shorts and the pool receive;
-  5. an index move, the margin views, a close with realized PnL, and a withdrawal of everything free;
-  6. a crash: a levered account becomes liquidatable, the keeper kicks a slice into a Dutch auction and
+  6. an index move, the margin views, a close with realized PnL, and a withdrawal of everything free;
+  7. a crash: a levered account becomes liquidatable, the keeper kicks a slice into a Dutch auction and
      takes it once the discount pays, the account keeps the rest of its position;
-  7. the ledger at the end: pool, insurance fund, and the conservation check sum(deltas) == 0.
+  8. the ledger at the end: pool NAV along the way, insurance fund, and the conservation check;
+  9. a short simulated crash (the agent-based simulator, `vperp.sim`, on its own Anvil chain), whose
+     CSV and plots are written to out/demo/.
 """
 from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand, network_option
+from ape.exceptions import ContractLogicError
 from ape.logging import logger
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +36,8 @@ from vperp.keeper import Keeper
 
 WAD = 10**18
 HOUR = 3600
+DEMO_OUT = Path("out/demo")
+SIM_STEPS = 48  # 4 simulated hours at 5 min per step: the crash starts in the first hour
 console = Console(width=110)
 
 
@@ -91,7 +103,8 @@ def ledger_total(s, owners) -> int:
 def cli(network):
     """Deploy the protocol and run the demonstration."""
     logger.set_level("WARNING")  # one line per transaction would drown the story
-    deployer, alice, bob, carol, dave, keeper_account = accounts.test_accounts[:6]
+    started = time.perf_counter()
+    deployer, alice, bob, carol, dave, keeper_account, erin = accounts.test_accounts[:7]
     gas: dict[str, int] = {}
 
     console.rule("[bold]1. deploy")
@@ -129,16 +142,44 @@ def cli(network):
     s.fund(carol, 20_000)
     console.print("  bob funds isolated sub-account 1 with 5,000; carol funds her cross account with 20,000")
     owners = [("alice", alice, 0), ("bob", bob, 1), ("carol", carol, 0)]
+
+    console.rule("[bold]3. the liquidity pool: an LP deposits, then asks to redeem (two steps)")
+    pool = s.pool
+    nav: dict[str, int] = {"at deployment (seed)": pool.navWad()}
+    units = s.units(250_000)
+    usdc.mint(erin, units, sender=erin)
+    usdc.approve(pool, units, sender=erin)
+    price_before = pool.convertToAssets(10**pool.decimals())
+    tx = pool.deposit(units, erin, sender=erin)
+    gas["pool deposit"] = tx.gas_used
+    shares = pool.balanceOf(erin)
+    nav["after erin's deposit"] = pool.navWad()
+    console.print(f"  erin deposits 250,000 USDC into the pool: {shares / 10**pool.decimals():,.2f} vLP shares at "
+                  f"{price_before / 1e6:.6f} USDC per share; pool NAV {fmt(nav['at deployment (seed)'])} -> "
+                  f"{fmt(pool.navWad())}  [dim]({tx.gas_used:,} gas)[/]")
+    tx = pool.requestWithdraw(shares // 2, sender=erin)
+    gas["pool requestWithdraw"] = tx.gas_used
+    request = pool.withdrawRequest(erin)
+    params = pool.poolParams()
+    console.print(f"  erin requests to redeem half her shares: executable from t+{request.unlockAt - chain.blocks.head.timestamp:,} s "
+                  f"(cooldown {params.withdrawCooldown // HOUR} h), for a window of {params.withdrawWindow // HOUR} h")
+    try:
+        pool.redeem(shares // 2, erin, erin, sender=erin)
+        raise AssertionError("a redemption before the cooldown must revert")
+    except ContractLogicError as err:
+        console.print(f"  redeeming at once reverts: [yellow]{type(err).__name__}[/]"
+                      f"({', '.join(f'{k}={v}' for k, v in err.inputs.items())}): the shares stay in the pool "
+                      "until the cooldown ends, and then only above the reserve that backs open interest")
     start_total = ledger_total(s, owners)
 
-    console.rule("[bold]3. trades: cross margin across two markets, one isolated sub-account")
+    console.rule("[bold]4. trades: cross margin across two markets, one isolated sub-account")
     trade(s, alice, 0, "ETH", 10 * WAD, gas, "open long (new)")
     trade(s, alice, 0, "BTC", -WAD // 10, gas, "open short (second market)")
     trade(s, bob, 1, "ETH", -3 * WAD, gas, "open short (isolated)")
     trade(s, carol, 0, "ETH", 20 * WAD, gas, "open long (carol)")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]4. eight hours of funding (index flat, vAMM above it: longs pay)")
+    console.rule("[bold]5. eight hours of funding (index flat, vAMM above it: longs pay)")
     eth = s.markets["ETH"]
     t = Table()
     for col in ("hour", "mark TWAP", "index TWAP", "premium", "target /h", "applied /h", "alice pending"):
@@ -158,7 +199,7 @@ def cli(network):
     console.print(f"  projected applied rate if the premium holds: in 1 h {pct(p1)}, in 8 h {pct(p8)} "
                   f"(target {pct(target)}): the rate approaches the target, never jumps to it")
 
-    console.rule("[bold]5. ETH index +5 %, then alice closes ETH and withdraws what is free")
+    console.rule("[bold]6. ETH index +5 %, then alice closes ETH and withdraws what is free")
     s.set_price("ETH", 3150)
     s.set_price("BTC", 60_000)
     console.print(positions_table(s, owners))
@@ -177,7 +218,8 @@ def cli(network):
                   f"margined  [dim]({tx.gas_used:,} gas)[/]")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]6. a crash: ETH -13 % in three steps, the keeper liquidates by Dutch auction")
+    nav["before the crash"] = pool.navWad()
+    console.rule("[bold]7. a crash: ETH -13 % in three steps, the keeper liquidates by Dutch auction")
     s.fund(dave, 3_000)
     s.fund(keeper_account, 50_000)
     extra = s.units(3_000 + 50_000) * s.token_scale  # new deposits, for the conservation check
@@ -209,13 +251,14 @@ def cli(network):
                   f"({fmt(ch.spotPrice(s.markets['ETH'].id))})")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]7. the ledger")
+    console.rule("[bold]8. the ledger")
     end_total = ledger_total(s, owners) + amount * s.token_scale - extra
     t = Table(show_header=False)
     t.add_row("pool balance", f"{fmt(vault.poolBalance())} USD (seed 10,000,000.00: fees, funding imbalance "
               "and traders' realized PnL)")
-    t.add_row("pool NAV", f"{fmt(s.pool.navWad())} USD: the pool's cash minus what it owes traders on open "
-              "positions at the index (ERC-4626 vLP shares)")
+    nav["at the end"] = pool.navWad()
+    t.add_row("pool NAV", "; ".join(f"{k} {fmt(v)}" for k, v in nav.items()) + " USD: the pool's cash minus what "
+              "it owes traders on open positions at the index (ERC-4626 vLP shares)")
     t.add_row("insurance fund", f"{fmt(vault.insuranceFund(), 4)} USD (20 % of fees + liquidation penalties)")
     t.add_row("conservation", f"traders + pool + insurance before {fmt(start_total)}, after (incl. withdrawn) "
               f"{fmt(end_total)}: {'exact' if start_total == end_total else 'MISMATCH'}")
@@ -227,4 +270,23 @@ def cli(network):
     for k, v in gas.items():
         g.add_row(k, f"{v:,}")
     console.print(g)
-    console.print("[bold green]demo finished[/]: the simulator and its plots arrive in later work (see README, Status)")
+    simulate(console)
+    console.print(f"[bold green]demo finished[/] in {time.perf_counter() - started:.0f} s; the simulator's plots are "
+                  f"in {DEMO_OUT}/ (docs/simulator.md explains them)")
+
+
+def simulate(console: Console) -> None:
+    """Section 9: a short crash simulation with the agent-based simulator, on its own Anvil chain (the
+    embedded chain runs the EVM in Python, several times slower for this many transactions)."""
+    console.rule(f"[bold]9. a simulated crash: {SIM_STEPS} steps of 5 min, traders, LPs and the keeper as agents")
+    cmd = [sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario", "crash",
+           "--steps", str(SIM_STEPS), "--seed", "1", "--out", str(DEMO_OUT)]
+    console.print(f"  [dim]$ python -m vperp.sim {' '.join(cmd[3:])}[/]")
+    result = subprocess.run(cmd, text=True, capture_output=True)
+    if result.returncode != 0:
+        raise click.ClickException(f"the simulation failed:\n{result.stdout}{result.stderr}")
+    for line in result.stdout.splitlines():
+        if line.startswith("  "):
+            console.print(line.rstrip(), soft_wrap=True)
+    plots = sorted(p.name for p in DEMO_OUT.glob("*.png"))
+    console.print(f"  plots in [bold]{DEMO_OUT.resolve()}[/]: {', '.join(plots)}; per-step state in steps.csv")
