@@ -164,6 +164,7 @@ def test_aggregates_equal_the_sum_over_accounts_after_every_action_on_every_path
     for mid in (ETH, BTC):
         ch.pokeFunding(mid, sender=keeper)
         check()
+    assert ch.marketState(ETH).cumulativeFunding != 0  # the funding terms are live, not zero
     trade(ch, bob, ETH, 10 * WAD)  # reduce
     check()
     trade(ch, bob, ETH, 40 * WAD)  # flip short -> long
