@@ -97,6 +97,7 @@ def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(syste
     assert expected_cost < 0  # net long and price down: the pool's liability shrinks
     assert abs(expected_cost) <= mul_wad_down(nav, p.maxRepegCost) + abs(net) // WAD + 1
     assert amm.repegCost(ETH) == expected_cost
+    assert amm.lastRepeg(ETH) == tx.timestamp and amm.lastRepeg(2) == 0
     # A second repeg inside the interval is refused, and changes nothing.
     snap = ch.marketState(ETH)
     with ape.reverts(amm.RepegTooSoon):

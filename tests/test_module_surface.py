@@ -1,0 +1,103 @@
+"""The modules' administrative and read-only surface: two-step ownership of the ClearingHouse, the
+LiquidationEngine, the LiquidityPool and the AmmController (the Vault's is in test_vault_admin.py),
+their wiring getters and published constants, and the pool's ERC-20 side (name, symbol, allowance
+transfers, withdrawableAssets).
+
+Expected values come from the specification and the docs, not from the contracts: SPEC 5's funding
+defaults (0.1 %/h cap, 0.05 %/h per hour velocity, 4 h smoothing, 24 h period), the 128-market limit
+of the open-market bitmap (design.md), the liquidation docs' default auction (linear, 30 min, 60 s
+steps, 2 % max discount, 5 % reset drop), and pool.md's withdrawable formula.
+"""
+from __future__ import annotations
+
+import pytest
+
+from trading_helpers import ceil_div, deadline, expect_revert
+
+WAD = 10**18
+ZERO = "0x0000000000000000000000000000000000000000"
+
+
+def modules(system):
+    return {"ClearingHouse": system.clearing_house, "LiquidationEngine": system.liquidation,
+            "LiquidityPool": system.pool, "AmmController": system.amm}
+
+
+@pytest.mark.parametrize("name", ["ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController"])
+def test_two_step_ownership(system, deployer, alice, bob, name):
+    c = modules(system)[name]
+    assert c.owner() == deployer and c.pendingOwner() == ZERO
+
+    with expect_revert(c.OwnableUnauthorizedAccount, account=alice):
+        c.transferOwnership(alice, sender=alice)
+    c.transferOwnership(alice, sender=deployer)
+    assert c.pendingOwner() == alice and c.owner() == deployer  # nothing moves until accepted
+
+    with expect_revert(c.OwnableUnauthorizedAccount, account=bob):
+        c.acceptOwnership(sender=bob)
+    c.acceptOwnership(sender=alice)
+    assert c.owner() == alice and c.pendingOwner() == ZERO
+
+    # The old owner lost its rights; renouncing is the new owner's alone, and final.
+    with expect_revert(c.OwnableUnauthorizedAccount, account=deployer):
+        c.renounceOwnership(sender=deployer)
+    c.renounceOwnership(sender=alice)
+    assert c.owner() == ZERO
+    with expect_revert(c.OwnableUnauthorizedAccount, account=alice):
+        c.transferOwnership(alice, sender=alice)
+
+
+def test_wiring_getters(system):
+    ch, engine, pool, amm, vault = system.clearing_house, system.liquidation, system.pool, system.amm, system.vault
+    assert ch.vault() == vault and ch.liquidationEngine() == engine and ch.ammController() == amm
+    assert engine.vault() == vault and engine.clearingHouse() == ch
+    assert pool.vault() == vault and pool.clearingHouse() == ch and pool.asset() == system.collateral
+    assert amm.clearingHouse() == ch and amm.pool() == pool
+
+
+def test_published_constants(system):
+    ch = system.clearing_house
+    assert ch.MAX_MARKETS() == 128
+    assert ch.DEFAULT_MAX_FUNDING_RATE() == WAD // 1000  # 0.1 % per hour
+    assert ch.DEFAULT_MAX_RATE_VELOCITY() == WAD // 2000  # 0.05 % per hour, per hour
+    assert ch.DEFAULT_SMOOTHING_TAU() == 4 * 3600
+    assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == 24
+    d = system.liquidation.defaultAuctionParams()
+    assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (0, 1800, 60, 2 * WAD // 100, 5 * WAD // 100)
+
+
+def test_pool_erc20_side(system, pool, usdc, chain, alice, bob, carol):
+    assert pool.name() == "vPerp Liquidity" and pool.symbol() == "vLP"
+    assert pool.tokenScale() == 10 ** (18 - usdc.decimals())
+    amount = 1_000 * 10**6
+    usdc.mint(alice, amount, sender=alice)
+    usdc.approve(pool, amount, sender=alice)
+    pool.deposit(amount, alice, sender=alice)
+    shares = pool.balanceOf(alice)
+    pool.requestWithdraw(shares, sender=alice)
+
+    # transferFrom needs an allowance, spends it exactly, and shrinks the sender's request.
+    with expect_revert(pool.ERC20InsufficientAllowance, spender=bob, allowance=0, needed=shares // 4):
+        pool.transferFrom(alice, carol, shares // 4, sender=bob)
+    pool.approve(bob, shares // 2, sender=alice)
+    pool.transferFrom(alice, carol, shares // 4, sender=bob)
+    assert pool.allowance(alice, bob) == shares // 2 - shares // 4
+    assert pool.balanceOf(carol) == shares // 4
+    assert pool.withdrawRequest(alice).shares == shares - shares // 4
+
+
+def test_withdrawable_assets_follows_cash_reserve_and_traders(system, pool, vault, ch, eth, alice):
+    """withdrawableAssets = min(cash - tradersPnl - ceil(reserveFactor x netExposure), cash) / scale, floored."""
+    system.fund(alice, 200_000)
+    ch.openPosition(0, eth.id, 50 * WAD, 2**256 - 1, deadline(), sender=alice)
+    cash = vault.poolBalance()
+    pnl, exposure = ch.tradersPnl()
+    factor = pool.poolParams().reserveFactor
+    free = cash - pnl - ceil_div(exposure * factor, WAD)
+    expected = max(min(free, cash), 0) // 10**12
+    assert exposure > 0 and pool.withdrawableAssets() == expected
+    assert pool.reserveRequired() == ceil_div(exposure * factor, WAD)
+
+
+def test_last_repeg_starts_at_zero_and_is_per_market(system, eth, btc):
+    assert system.amm.lastRepeg(eth.id) == 0 and system.amm.lastRepeg(btc.id) == 0
