@@ -158,6 +158,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (controller == address(0)) revert ZeroAddress();
         if (ammController != address(0)) revert ModuleAlreadySet(ammController);
         ammController = controller;
+        emit ModuleSet("ammController", controller);
     }
 
     /// @inheritdoc IClearingHouse
@@ -181,6 +182,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (engine == address(0)) revert ZeroAddress();
         if (liquidationEngine != address(0)) revert ModuleAlreadySet(liquidationEngine);
         liquidationEngine = engine;
+        emit ModuleSet("liquidationEngine", engine);
     }
 
     /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
@@ -336,7 +338,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (slice == 0 || (slice > 0) != (available > 0) || slice.abs() > available.abs()) {
             revert InvalidAuctionSlice(slice, available);
         }
-        p.auctioned = (p.auctioned + slice).toInt128();
+        p.auctioned = (int256(p.auctioned) + slice).toInt128();
     }
 
     /// @inheritdoc IClearingHouse
@@ -440,9 +442,9 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         internal
     {
         int256 oldSize = p.size;
-        m.sumOpenNotional = (m.sumOpenNotional + newOpenNotional - p.openNotional).toInt128();
+        m.sumOpenNotional = (int256(m.sumOpenNotional) + newOpenNotional - p.openNotional).toInt128();
         m.sumFundingBasis = (
-            m.sumFundingBasis + newSize.sMulWadDown(cum) - oldSize.sMulWadDown(p.lastCumulativeFunding)
+            int256(m.sumFundingBasis) + newSize.sMulWadDown(cum) - oldSize.sMulWadDown(p.lastCumulativeFunding)
         ).toInt128();
     }
 
@@ -838,7 +840,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (fs.rate != 0 || fs.target != 0) {
             (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
             fs.rate = rate.toInt64();
-            fs.cumulativeFunding = (fs.cumulativeFunding + _fundingAccrual(area, lastIndex)).toInt112();
+            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt112();
         }
         if (newObservation) {
             fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);

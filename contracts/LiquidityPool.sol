@@ -98,12 +98,21 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function deposit(uint256 assets, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
+    /// @dev ERC-4626's `maxDeposit` is unlimited unless the Vault is paused at level 3, which
+    ///      `_checkDepositsOpen` has just ruled out, so the deposit goes straight in.
+    function deposit(uint256 assets, address receiver)
+        public
+        override
+        nonReentrant
+        withCachedValuation
+        returns (uint256 shares)
+    {
         if (assets == 0) revert ZeroAssets();
         _checkDepositsOpen();
+        shares = previewDeposit(assets);
         // A deposit too small to buy one share would be a gift to the other LPs.
-        if (previewDeposit(assets) == 0) revert ZeroShares();
-        return super.deposit(assets, receiver);
+        if (shares == 0) revert ZeroShares();
+        _deposit(_msgSender(), receiver, assets, shares);
     }
 
     /// @inheritdoc ERC4626

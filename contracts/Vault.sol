@@ -192,7 +192,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         int256 collateralDelta,
         int256 poolDelta,
         uint256 insuranceDelta
-    ) external onlyClearingHouse returns (AccountState memory state) {
+    ) external onlyClearingHouse nonReentrant returns (AccountState memory state) {
         int256 insuranceDeltaSigned = insuranceDelta.toInt256();
         if (collateralDelta + poolDelta + insuranceDeltaSigned != 0) {
             revert UnbalancedSettlement(collateralDelta, poolDelta, insuranceDeltaSigned);
@@ -235,6 +235,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IVault
     function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
         external
+        nonReentrant
     {
         if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
         int128 reward = keeperReward.toInt256().toInt128();

@@ -76,6 +76,9 @@ def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(syste
     ch.openPosition(0, ETH, 100 * WAD, 2**255, _deadline(chain), sender=alice)  # net long 100
     system.set_price("ETH", 2700)  # index falls 10 %: mark stays above
     system.set_price("BTC", 60_000)
+    # Record the move now: an interval is priced at the index last observed, so without this poke the
+    # whole hour would enter the index TWAP at the old price and the divergence would depend on timing.
+    ch.pokeFunding(ETH, sender=bob)
     chain.pending_timestamp += 3600
     ch.pokeFunding(ETH, sender=bob)
     chain.pending_timestamp += 10

@@ -101,3 +101,15 @@ def test_withdrawable_assets_follows_cash_reserve_and_traders(system, pool, vaul
 
 def test_last_repeg_starts_at_zero_and_is_per_market(system, eth, btc):
     assert system.amm.lastRepeg(eth.id) == 0 and system.amm.lastRepeg(btc.id) == 0
+
+
+def test_clearing_house_wiring_emits_module_set_once(project, system, deployer):
+    """Who may call the privileged hooks is visible to indexers: each wiring emits ModuleSet, once."""
+    ch = project.ClearingHouse.deploy(system.vault, deployer, sender=deployer)
+    for setter, name, module in ((ch.setLiquidationEngine, b"liquidationEngine", system.liquidation),
+                                 (ch.setAmmController, b"ammController", system.amm)):
+        logs = setter(module, sender=deployer).decode_logs(ch.ModuleSet)
+        assert len(logs) == 1
+        assert bytes(logs[0].name) == name.ljust(32, b"\0") and logs[0].module == module
+        with expect_revert(ch.ModuleAlreadySet, module=module):
+            setter(deployer, sender=deployer)

@@ -124,6 +124,8 @@ interface IClearingHouse {
 
     /// @notice The AMM controller rescaled (depth) or re-priced (repeg) a market's virtual reserves.
     event ReservesSet(uint32 indexed marketId, uint256 baseReserve, uint256 quoteReserve);
+    /// @notice A module was wired in (`name` is "liquidationEngine" or "ammController"); once each.
+    event ModuleSet(bytes32 indexed name, address module);
     /// @notice A market's funding parameters were set (at listing and on every change).
     event FundingParamsSet(uint32 indexed marketId, FundingParams params);
     /// @notice The funding target was re-sampled from the TWAPs (once per quarter TWAP window).
