@@ -26,7 +26,7 @@ every example starts with live funding of both signs. Each example then runs ins
 `chain.snapshot()` / `chain.restore()`, so examples do not leak state. Transactions go to the node
 through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
-Profiles: default (CI) 12 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
+Profiles: default (CI) 30 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
 making: lever, adverse jump, kick, then takes, redos or a backstop); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
 `VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
 The run prints steps, steps/second and what was exercised at the end of the module.
@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from chain_harness import MARKETS, STATS, WAD, Runner, build_env, report_line, step_and_compare
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
-EXAMPLES, STEPS = (500, 50) if LONG else (12, 15)
+EXAMPLES, STEPS = (500, 50) if LONG else (30, 15)
 EXAMPLES = int(os.environ.get("VPERP_FUZZ_EXAMPLES", EXAMPLES))  # override, e.g. for a quick local run
 
 TRADERS = 3

@@ -30,7 +30,7 @@ the model (equal to the chain by the comparison just made):
 - TESTPLAN 15: the insurance fund only falls by the bad debt it pays; a resolved account is at zero.
 - TESTPLAN 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
 
-Profiles: CI (default) 5 runs x 24 steps; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
+Profiles: CI (default) 8 runs x up to 30 rules; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
 either chain: add `--network ethereum:local:foundry` for Anvil). `VPERP_FUZZ_EXAMPLES=n` overrides.
 The run prints steps/s and what was exercised.
 """
@@ -50,7 +50,7 @@ from chain_harness import MARKETS, STATS, WAD, Runner, build_env, report_line, s
 from vperp.model import mul_wad_up, s_mul_wad_down
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
-RUNS, STEPS = (200, 60) if LONG else (5, 24)
+RUNS, STEPS = (200, 60) if LONG else (8, 30)
 RUNS = int(os.environ.get("VPERP_FUZZ_EXAMPLES", RUNS))
 
 TRADERS = (0, 1, 2)
