@@ -77,6 +77,13 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _;
     }
 
+    /// @dev For the module hooks, which make no outward call: refuse to run while a Vault entry point is
+    ///      mid-call (a token hook re-entering through a module), without the cost of taking the lock.
+    modifier notEntered() {
+        if (_reentrancyGuardEntered()) revert ReentrancyGuardReentrantCall();
+        _;
+    }
+
     // ------------------------------------------------------------------ user actions
 
     /// @inheritdoc IVault
@@ -192,7 +199,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         int256 collateralDelta,
         int256 poolDelta,
         uint256 insuranceDelta
-    ) external onlyClearingHouse nonReentrant returns (AccountState memory state) {
+    ) external onlyClearingHouse notEntered returns (AccountState memory state) {
         int256 insuranceDeltaSigned = insuranceDelta.toInt256();
         if (collateralDelta + poolDelta + insuranceDeltaSigned != 0) {
             revert UnbalancedSettlement(collateralDelta, poolDelta, insuranceDeltaSigned);
@@ -235,7 +242,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IVault
     function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
         external
-        nonReentrant
+        notEntered
     {
         if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
         int128 reward = keeperReward.toInt256().toInt128();
