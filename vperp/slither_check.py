@@ -81,12 +81,15 @@ def solc_shim(root: Path = ROOT, version: str | None = None) -> Path:
 
 
 def source_files(root: Path = ROOT) -> list[str]:
-    """Project-relative paths of the analysed sources (mocks excluded), sorted."""
+    """Project-relative paths of the analysed sources (mocks excluded), sorted. Hidden folders are
+    skipped: Ape may keep copies of dependencies in `contracts/.cache/` (OpenZeppelin on a fresh
+    clone), which are not the project's sources and, compiled alongside them, crash the compiler."""
     out = []
     for p in sorted((root / "contracts").rglob("*.sol")):
         rel = p.relative_to(root).as_posix()
-        if not rel.startswith(EXCLUDED_DIRS):
-            out.append(rel)
+        if rel.startswith(EXCLUDED_DIRS) or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        out.append(rel)
     return out
 
 
