@@ -133,6 +133,7 @@ class Runner:
         self.touched_lps: set[int] = set()
         self.lps: set[int] = set()  # traders that acted on the pool
         self.last_good_answer: dict[int, int] = {}
+        self.jump = 0  # seconds of time steps not yet applied to a block
         self.addr = [t.address for t in env.traders]
         self.seen: set[tuple[int, int]] = set()  # every account the example acted on
         self.touched: set[tuple[int, int]] = set()  # the accounts the current step acted on
@@ -141,6 +142,10 @@ class Runner:
 
     # -------------------------------------------------------------- step dispatch
 
+    def next_timestamp(self) -> int:
+        """The timestamp the next transaction's block will have."""
+        return self.w3.eth.get_block("latest")["timestamp"] + 1 + self.jump
+
     def touch(self, *accts) -> None:
         self.seen.update(accts)
         self.touched.update(accts)
@@ -148,7 +153,9 @@ class Runner:
     def send(self, sender: str, target: str, data: bytes):
         """Mine one transaction; return (receipt, None) or (receipt, (error name, args))."""
         tx = {"from": sender, "to": target, "data": data, "gas": 5_000_000}
-        receipt = self.w3.eth.get_transaction_receipt(self.w3.eth.send_transaction(tx))
+        # (Anvil may answer the hash a moment before the receipt is queryable: wait for it.)
+        receipt = self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), timeout=60,
+                                                           poll_latency=0.01)
         if receipt["status"] == 1:
             return receipt, None
         try:
@@ -162,10 +169,14 @@ class Runner:
         self.touched_lps = set()
         kind = step[0]
         if kind == "time":
-            self.chain.pending_timestamp += step[1]
+            self.jump += step[1]
             self.log.append(f"time +{step[1]}")
             return
-        T = self.chain.pending_timestamp
+        T = self.next_timestamp()
+        self.jump = 0
+        # Every block's time is set explicitly (one second after the previous block, plus any time
+        # step): a run is then the same on every replay and on either chain, whatever the wall clock.
+        self.chain.pending_timestamp = T
         model_fn, (sender, target, data), describe = getattr(self, f"_{kind}")(T, *step[1:])
         self.log.append(f"t={T} {describe}")
         try:

@@ -126,7 +126,7 @@ class Protocol(RuleBasedStateMachine):
         # TESTPLAN 8: at a constant index, an action lowers no other account's health. Health
         # (value - maintenance) of every account seen so far, evaluated at this step's timestamp
         # before and after it, so funding accrual between blocks does not enter.
-        T = self.runner.chain.pending_timestamp
+        T = self.runner.next_timestamp()
         before = {a: self._health(a, T) for a in self.runner.seen}
         step_and_compare(self.runner, step)
         for a, h in before.items():
