@@ -1,5 +1,5 @@
-"""The modules' administrative and read-only surface: two-step ownership of the ClearingHouse, the
-LiquidationEngine, the LiquidityPool and the AmmController (the Vault's is in test_vault_admin.py),
+"""The modules' administrative and read-only surface: two-step ownership (transfer, accept, renounce) of
+the Vault, the ClearingHouse, the LiquidationEngine, the LiquidityPool and the AmmController,
 their wiring getters and published constants, and the pool's ERC-20 side (name, symbol, allowance
 transfers, withdrawableAssets).
 
@@ -19,11 +19,11 @@ ZERO = "0x0000000000000000000000000000000000000000"
 
 
 def modules(system):
-    return {"ClearingHouse": system.clearing_house, "LiquidationEngine": system.liquidation,
+    return {"Vault": system.vault, "ClearingHouse": system.clearing_house, "LiquidationEngine": system.liquidation,
             "LiquidityPool": system.pool, "AmmController": system.amm}
 
 
-@pytest.mark.parametrize("name", ["ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController"])
+@pytest.mark.parametrize("name", ["Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController"])
 def test_two_step_ownership(system, deployer, alice, bob, name):
     c = modules(system)[name]
     assert c.owner() == deployer and c.pendingOwner() == ZERO
