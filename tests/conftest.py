@@ -7,11 +7,22 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from vperp import deploy, fncoverage
 
 if os.environ.get("VPERP_COVERAGE"):
     fncoverage.install()
+
+# Hypothesis: the default run (CI's) is derandomized, so it explores the same examples every time and a
+# green run on one machine is a green run on the next; the long fuzz profile (VPERP_FUZZ=long) or
+# VPERP_FUZZ_RANDOM=1 draws fresh examples on every run, which is where new counterexamples come from.
+settings.register_profile("vperp-default", derandomize=True, database=None)
+settings.register_profile("vperp-explore", derandomize=False)
+settings.load_profile(
+    "vperp-explore" if os.environ.get("VPERP_FUZZ", "").lower() == "long" or os.environ.get("VPERP_FUZZ_RANDOM")
+    else "vperp-default"
+)
 
 
 def pytest_sessionfinish(session, exitstatus):
