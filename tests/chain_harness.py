@@ -716,3 +716,20 @@ def report_line(profile: str, name: str) -> str:
             f"{STATS['takes']} takes, {STATS['redos']} redos, {STATS['backstops']} backstops, "
             f"{STATS['bad_debts']} bad-debt resolutions, {STATS['lp']} pool actions; "
             f"reverts by error: {dict(sorted(STATS['errors'].items()))}")
+
+
+def reset_stats() -> None:
+    for key in STATS:
+        STATS[key] = {} if key == "errors" else 0
+
+
+def print_report(request, line: str) -> None:
+    """Print the module's fuzz summary past pytest's output capture."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(line)
+    else:
+        print(line)

@@ -42,7 +42,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from chain_harness import MARKETS, STATS, WAD, Runner, build_env, report_line, step_and_compare
+from chain_harness import (MARKETS, STATS, Runner, build_env, print_report, report_line, reset_stats,
+                           step_and_compare)
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 EXAMPLES, STEPS = (500, 50) if LONG else (30, 15)
@@ -66,18 +67,9 @@ def env(accounts, chain, project, request):
     # opens trade instead of failing on margin; deposits remain one of the fuzzed steps.
     e = build_env(accounts, chain, project, TRADERS + 1, PREFUND, WARMUP)
     assert all(mk.rate and mk.target for mk in e.base_model.markets.values()), "warm-up left funding inactive"
-    for key in STATS:
-        STATS[key] = {} if key == "errors" else 0
+    reset_stats()
     yield e
-    line = report_line("long" if LONG else "ci", "differential fuzz")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_line(line)
-    else:
-        print(line)
+    print_report(request, report_line("long" if LONG else "ci", "differential fuzz"))
 
 
 # ---------------------------------------------------------------------------- steps

@@ -46,7 +46,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule,
                                  run_state_machine_as_test)
 
-from chain_harness import MARKETS, STATS, WAD, Runner, build_env, report_line, step_and_compare
+from chain_harness import (MARKETS, STATS, Runner, build_env, print_report, report_line, reset_stats,
+                           step_and_compare)
 from vperp.model import mul_wad_up, s_mul_wad_down
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
@@ -69,18 +70,9 @@ WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2
 @pytest.fixture(scope="module")
 def env(accounts, chain, project, request):
     e = build_env(accounts, chain, project, WHALE + 1, PREFUND, WARMUP)
-    for key in STATS:
-        STATS[key] = {} if key == "errors" else 0
+    reset_stats()
     yield e
-    line = report_line("long" if LONG else "ci", "stateful fuzz")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_line(line)
-    else:
-        print(line)
+    print_report(request, report_line("long" if LONG else "ci", "stateful fuzz"))
 
 
 markets = st.sampled_from(MARKETS)
