@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from vperp import deploy, fncoverage
+from vperp import deploy, fncoverage, srccoverage
 
 if os.environ.get("VPERP_COVERAGE"):
     fncoverage.install()
+    srccoverage.install()
 
 # Hypothesis: the default run (CI's) is derandomized, so it explores the same examples every time and a
 # green run on one machine is a green run on the next; the long fuzz profile (VPERP_FUZZ=long) or
@@ -28,11 +29,16 @@ settings.load_profile(
 def pytest_sessionfinish(session, exitstatus):
     out = os.environ.get("VPERP_COVERAGE")
     if out:
-        text, figures = fncoverage.report(Path(session.config.rootpath) / ".build" / "__local__.json")
-        Path(out).write_text(text)
+        root = Path(session.config.rootpath)
+        text, figures = fncoverage.report(root / ".build" / "__local__.json")
+        srccoverage.save(root / ".build" / "coverage-data.json")
+        src_text, totals = srccoverage.run(root)
+        Path(out).write_text(fncoverage.document(text, src_text))
         total = sum(f["functions"] for f in figures.values())
         hit = sum(f["reached"] for f in figures.values())
-        print(f"\nexternal-function coverage: {hit}/{total} reached; report written to {out}")
+        print(f"\nexternal-function coverage: {hit}/{total} reached; statements {totals['sh']}/{totals['s']}, "
+              f"lines {totals['lh']}/{totals['l']}, branches {totals['bh']}/{totals['b']} "
+              f"({totals['u']} unresolved); report written to {out}")
 
 
 @pytest.fixture(scope="session")

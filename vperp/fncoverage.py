@@ -11,7 +11,8 @@ At the end, each recorded code is matched to a production contract by its runtim
 length and at least 90 % equal bytes: immutables differ per deployment, and the pool's fill 3.7 %
 of its code), and every selector of that contract's ABI is reported as reached (some frame ran it),
 reached only by reverting calls, or not reached. Only the embedded chain runs py-evm in-process, so
-only it can be measured this way (Anvil is a separate binary). Statement and branch coverage are not measured (see docs/testing.md).
+only it can be measured this way (Anvil is a separate binary). Statements, lines and branches are
+measured by vperp.srccoverage; `document` puts both reports in one file.
 
 Use: `./run.sh coverage` (the test suite with VPERP_COVERAGE set; writes docs/coverage.md).
 """
@@ -86,11 +87,9 @@ def report(build_file: Path) -> tuple[str, dict[str, dict]]:
     """Markdown report and per-contract figures from what was recorded so far."""
     build = json.loads(Path(build_file).read_text())["contractTypes"]
     figures: dict[str, dict] = {}
-    lines = ["# External-function coverage", "",
-             "Produced by `./run.sh coverage` (the test suite on the embedded chain with `vperp.fncoverage`",
-             "recording every call frame the EVM runs, including contract-to-contract calls and views).",
+    lines = ["## External functions", "",
              "A function is *reached* when some frame ran it to success; *reverts only* when every frame that",
-             "ran it reverted. Statement and branch coverage are not measured (see testing.md).", "",
+             "ran it reverted.", "",
              "| contract | functions | reached | reverts only | not reached |", "|---|---:|---:|---:|---:|"]
     details = []
     for name in PRODUCTION:
@@ -110,7 +109,7 @@ def report(build_file: Path) -> tuple[str, dict[str, dict]]:
                          "missing": missing}
         lines.append(f"| {name} | {len(functions)} | {len(reached)} | {len(reverts_only)} | {len(missing)} |")
         if reverts_only or missing:
-            details.append(f"\n## {name}\n")
+            details.append(f"\n### {name}\n")
             details += [f"- not reached: `{sig}`" for sig in missing]
             details += [f"- reached by reverting calls only: `{sig}`" for sig in reverts_only]
     total = sum(f["functions"] for f in figures.values())
@@ -120,3 +119,16 @@ def report(build_file: Path) -> tuple[str, dict[str, dict]]:
     if not details:
         lines += ["", "Every external function of every production contract was reached."]
     return "\n".join(lines + details) + "\n", figures
+
+
+def document(functions_md: str, sources_md: str) -> str:
+    """docs/coverage.md: statement, line and branch coverage (vperp.srccoverage), then functions."""
+    head = ["# Coverage", "",
+            "Produced by `./run.sh coverage`: the whole test suite on the embedded chain, with every call frame",
+            "the EVM runs recorded (transactions, contract-to-contract calls, views and constructors). How it is",
+            "measured, and what the figures mean: [testing.md](testing.md#coverage).", "",
+            "## Statements, lines and branches", "",
+            "Production sources only (mocks, interfaces and OpenZeppelin are not counted). A branch is one",
+            "direction of an `if` or a `?:`; *unresolved* branches are those whose deciding jump the optimizer",
+            "removed or merged, so they are neither counted as taken nor as missed.", ""]
+    return "\n".join(head) + "\n" + sources_md + "\n" + functions_md
