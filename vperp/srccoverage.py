@@ -53,7 +53,6 @@ STATEMENTS = {
     "IfStatement", "ForStatement", "WhileStatement", "DoWhileStatement", "Break", "Continue",
     "InlineAssembly", "TryStatement", "PlaceholderStatement",
 }
-OZ_PREFIX = "contracts/.cache/openzeppelin/5.4.0/"
 
 # ------------------------------------------------------------------------------------------------
 # 1. Recording
@@ -105,8 +104,9 @@ def recorded() -> dict:
 # 2. Source maps
 
 
-def standard_input(root: Path = ROOT) -> dict:
-    """Ape's recorded compiler input, asking for source maps and the AST as well."""
+def standard_input(root: Path = ROOT) -> tuple[dict, str, dict]:
+    """Ape's recorded compiler input (asking for source maps and the AST as well), the compiler
+    version, and Ape's build."""
     build = json.loads((root / ".build" / "__local__.json").read_text())
     compiler = next(c for c in build["compilers"] if c["name"] == "solidity")
     settings = dict(compiler["settings"])
@@ -114,15 +114,22 @@ def standard_input(root: Path = ROOT) -> dict:
     outputs = ["evm.bytecode.object", "evm.bytecode.sourceMap", "evm.deployedBytecode.object",
                "evm.deployedBytecode.sourceMap", "evm.deployedBytecode.immutableReferences"]
     settings["outputSelection"] = {p: {"*": outputs, "": ["ast"]} for p in paths}
+    # Ape compiles its copy of each npm dependency under contracts/.cache (remapped there); the copy
+    # only exists during Ape's compile, so the same files are read from node_modules.
+    copies = {}
+    for remapping in settings.get("remappings", []):
+        name, _, target = remapping.partition("=")
+        if target.startswith("contracts/.cache/"):
+            copies[target.rstrip("/") + "/"] = root / "node_modules" / name.rstrip("/")
 
     def content(p: str) -> str:
-        # Ape compiles its copy of the OpenZeppelin package (from node_modules) under contracts/.cache.
-        if p.startswith(OZ_PREFIX):
-            return (root / "node_modules" / "@openzeppelin" / "contracts" / p[len(OZ_PREFIX):]).read_text()
+        for prefix, folder in copies.items():
+            if p.startswith(prefix):
+                return (folder / p[len(prefix):]).read_text()
         return (root / p).read_text()
 
-    return {"language": "Solidity", "sources": {p: {"content": content(p)} for p in paths},
-            "settings": settings}, compiler["version"].split("+")[0], build
+    return ({"language": "Solidity", "sources": {p: {"content": content(p)} for p in paths},
+             "settings": settings}, compiler["version"].split("+")[0], build)
 
 
 def compile_with_maps(root: Path = ROOT) -> dict:
