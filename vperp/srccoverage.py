@@ -508,7 +508,7 @@ def analyse(out: dict, sources: dict[str, str], rec: dict) -> list[FileReport]:
                 state = None if by_jump is None else by_jump[which]  # True taken, False not, None unresolved
                 if armr is not None:
                     inner = [x for x in rs if armr[0] <= x.start and x.end <= armr[1]]
-                    own = [cp for x in inner for cp in x.pcs]
+                    own = [cp for x in inner for cp in x.pcs] + _computing_pcs_within(r, armr, cms)
                     if own:
                         ran_own = any(pc in ran[c] for c, pc in own)
                         if state is None:
@@ -555,6 +555,22 @@ def analyse(out: dict, sources: dict[str, str], rec: dict) -> list[FileReport]:
     return reports
 
 
+def _computing_pcs_within(r: Region, armr: tuple[int, int], cms: dict) -> list[tuple[str, int]]:
+    """Instructions attributed to ``r`` itself whose source range lies inside the arm ``armr``: a
+    ternary's arms are expressions, not statements, so their code is attributed to the ternary. Only
+    instructions that compute (not JUMPDEST, PUSH, DUP, SWAP or POP, which carry loose locations)."""
+    out = []
+    for c, pc in r.pcs:
+        cm = cms[c]
+        op = cm.code[pc]
+        if op == JUMPDEST or 0x5F <= op <= 0x9F or op == 0x50:
+            continue
+        s, l, _f, _j = cm.entries[cm.index[pc]]
+        if armr[0] <= s and s + l <= armr[1]:
+            out.append((c, pc))
+    return out
+
+
 def _by_jumpi(r: Region, cms: dict, jumped, fell) -> tuple[bool, bool] | None:
     """(true branch taken, false branch taken) of ``r``, read off its *deciding* JUMPIs: those
     attributed to ``r`` with one direction leading into the true arm's code and the other leading
@@ -566,6 +582,9 @@ def _by_jumpi(r: Region, cms: dict, jumped, fell) -> tuple[bool, bool] | None:
         if cm.code[pc] != JUMPI:
             continue
         i = cm.index[pc]
+        s, l, _f, _j = cm.entries[i]
+        if any(arm is not None and arm[0] <= s and s + l <= arm[1] for arm in r.arms):
+            continue  # a jump inside an arm (a `||` there) belongs to that arm, not to the choice
         target = _jump_target(cm, i)
         if target is None or i + 1 >= len(cm.pcs):
             continue
