@@ -502,7 +502,7 @@ def analyse(out: dict, sources: dict[str, str], rec: dict) -> list[FileReport]:
         for r in rs:
             if r.kind not in ("IfStatement", "Conditional"):
                 continue
-            by_jump = _by_jumpi(r, cms, jumped, fell)  # (true taken, false taken) or None
+            by_jump = _by_jumpi(r, cms, ran, jumped, fell)  # (true taken, false taken) or None
             taken = []
             for which, armr in enumerate(r.arms):
                 state = None if by_jump is None else by_jump[which]  # True taken, False not, None unresolved
@@ -571,12 +571,17 @@ def _computing_pcs_within(r: Region, armr: tuple[int, int], cms: dict) -> list[t
     return out
 
 
-def _by_jumpi(r: Region, cms: dict, jumped, fell) -> tuple[bool, bool] | None:
+def _by_jumpi(r: Region, cms: dict, ran, jumped, fell) -> tuple[bool | None, bool | None] | None:
     """(true branch taken, false branch taken) of ``r``, read off its *deciding* JUMPIs: those
     attributed to ``r`` with one direction leading into the true arm's code and the other leading
     elsewhere (a short-circuit ``||`` jump, whose other direction evaluates more of the condition, is
-    not one). None when ``r`` has no deciding JUMPI."""
-    verdict = None
+    not one). None when ``r`` has no deciding JUMPI.
+
+    The same ``if`` is compiled into several codes (a library or an internal function used by two
+    contracts, or by a constructor). A code in which ``r`` ran but has no deciding jump could have
+    taken either branch unseen, so then "not taken" is not claimed (None instead of False)."""
+    verdict: list[bool] | None = None
+    decided: set[str] = set()
     for c, pc in r.pcs:
         cm = cms[c]
         if cm.code[pc] != JUMPI:
@@ -592,13 +597,16 @@ def _by_jumpi(r: Region, cms: dict, jumped, fell) -> tuple[bool, bool] | None:
         into_fell = _direction(cm, cm.pcs[i + 1], r, r.reach[0])
         if into_taken is None or into_fell is None or into_taken == into_fell:
             continue
+        decided.add(c)
         went_jump, went_fall = pc in jumped[c], pc in fell[c]
         true_taken, false_taken = (went_jump, went_fall) if into_taken else (went_fall, went_jump)
-        if verdict is None:
-            verdict = (true_taken, false_taken)
-        else:
-            verdict = (verdict[0] or true_taken, verdict[1] or false_taken)
-    return verdict
+        verdict = [true_taken, false_taken] if verdict is None else [verdict[0] or true_taken,
+                                                                     verdict[1] or false_taken]
+    if verdict is None:
+        return None
+    if any(c not in decided and pc in ran[c] for c, pc in r.pcs):
+        verdict = [v or None for v in verdict]
+    return verdict[0], verdict[1]
 
 
 def report(reports: list[FileReport], root: Path = ROOT) -> tuple[str, dict]:
