@@ -164,3 +164,26 @@ def test_the_recording_iterator_records_pcs_and_jump_outcomes(monkeypatch):
     hits, jumped, fell = sc.recorded()[CODE]
     assert {pc for pc in range(len(CODE)) if hits[pc]} == NON_ZERO_PATH | ZERO_PATH
     assert (jumped, fell) == ({4}, {4})
+
+
+# The same `if` compiled a second time (as in a constructor or a second contract), where the optimizer laid
+# the revert out so that no jump can be identified as deciding: the block the JUMPI jumps to first computes
+# something attributed to `y = x` (merged code), then reverts.
+#  0-9: as CODE; 10: JUMPDEST (the if); 11: PUSH0, 12: ISZERO (y = x); 13: PUSH0, 14: PUSH0, 15: REVERT (the revert)
+CODE2 = bytes.fromhex("5f15600a576001" "5f5500" "5b5f155f5ffd")
+_SPANS2 = _SPANS[:8] + [IF_SRC, ASSIGN_SRC, ASSIGN_SRC, REVERT_SRC, REVERT_SRC, REVERT_SRC]
+
+
+def test_a_copy_without_a_deciding_jump_voids_not_taken_claims():
+    """CODE ran only the x != 0 path, CODE2 only the x == 0 path. CODE's deciding jump never went into the
+    revert, but CODE2 (no deciding jump) did run it: the true branch must not be reported as not taken."""
+    out = _out()
+    sm2 = ";".join(f"{_range(s)[0]}:{_range(s)[1]}:0:-" for s in _SPANS2)
+    out["contracts"][PATH]["U"] = {"evm": {
+        "deployedBytecode": {"object": CODE2.hex(), "sourceMap": sm2, "immutableReferences": {}},
+        "bytecode": {"object": "", "sourceMap": ""}}}
+    rec = _recorded(NON_ZERO_PATH, set(), {4})
+    rec.update(_recorded({0, 1, 2, 4, 10, 11, 12, 13, 14, 15}, {4}, set(), CODE2))
+    [rep] = sc.analyse(out, {PATH: SOURCE}, rec)
+    assert (rep.branches, rep.branches_hit) == (2, 2) and rep.missed_branches == []
+    assert rep.statements_hit == 3
