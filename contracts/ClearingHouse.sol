@@ -407,16 +407,22 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         reducing = (size > 0 && newSize >= 0 && newSize < size) || (size < 0 && newSize <= 0 && newSize > size);
         int256 auctioned = p.auctioned;
         if (fromAuction) {
-            // The auctioned account: the base leaves the auctioned part (the engine passes at most it).
-            if (baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)) {
+            // The auctioned account: the base leaves the auctioned part (the engine passes at most it,
+            // and never nothing: a zero fill is refused on either side, like a zero slice at the kick).
+            if (baseDelta == 0 || baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)) {
                 revert InvalidAuctionSlice(baseDelta, auctioned);
             }
             auctioned += baseDelta;
             p.auctioned = auctioned.toInt128();
         } else if (auctioned != 0) {
-            // A taker with its own auction in this market may not cut into it.
+            // A taker with its own auction in this market may not cut into it, nor leave its free part
+            // dust: the rule `_trade` applies, or its own auction's last fill could never settle.
             if (auctioned > 0 ? newSize < auctioned : newSize > auctioned) {
                 revert PositionInAuction(owner, subaccount, marketId, auctioned);
+            }
+            int256 free = newSize - auctioned;
+            if (free != 0 && free.abs() < m.minPositionSize) {
+                revert BelowMinPositionSize(marketId, free, m.minPositionSize);
             }
         }
         if (newSize != 0 && newSize.abs() < m.minPositionSize) {

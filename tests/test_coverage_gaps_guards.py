@@ -381,10 +381,9 @@ def test_mark_for_auction_accepts_exactly_the_available_size(wired, side):
         w.ch.markForAuction(owner, 0, w.market, side, sender=w.engine)
 
 
-# (side, case): a zero fill is only refused on a short auction; the long case is the finding pinned in
-# test_zero_fill_of_a_long_auction_passes_the_slice_check.
-TAKE_CASES = [(side, case) for side in (1, -1) for case in ("over_auctioned", "wrong_sign", "no_auction", "zero")
-              if not (case == "zero" and side > 0)]
+# (side, case): a zero fill is refused on either side (the check was once asymmetric: a zero fill of a
+# long auction passed it as a no-op, found by the coverage report; now it is refused like a zero slice).
+TAKE_CASES = [(side, case) for side in (1, -1) for case in ("over_auctioned", "wrong_sign", "no_auction", "zero")]
 
 
 @pytest.mark.parametrize("side,case", TAKE_CASES,
@@ -392,7 +391,7 @@ TAKE_CASES = [(side, case) for side in (1, -1) for case in ("over_auctioned", "w
 def test_settle_auction_fill_rejects_invalid_slice(wired, side, case):
     """settleAuctionFill (take side: the auctioned account's leg, fromAuction) takes base out of the
     auctioned part only: a fill larger than the auction, of the wrong sign, on an account with no
-    auction, or a zero fill of a short auction reverts InvalidAuctionSlice(baseDelta, auctioned), where
+    auction, or a zero fill (either side) reverts InvalidAuctionSlice(baseDelta, auctioned), where
     baseDelta = -fill is the owner's change; positions, auctioned sizes and the ledger stay."""
     w = wired
     owner = w.long if side > 0 else w.short
@@ -423,36 +422,6 @@ def test_settle_auction_fill_of_the_whole_auction_is_accepted(wired, side):
     assert w.ch.auctionedSize(owner, 0, w.market) == 0
     assert w.ch.position(owner, 0, w.market)[0] == side * (SIZE - AUCTIONED)
     assert w.ch.position(w.taker, 0, w.market)[0] == side * AUCTIONED
-
-
-def test_zero_fill_of_a_long_auction_passes_the_slice_check(wired):
-    """FINDING (defence in depth, not reachable through the LiquidationEngine, whose take() refuses
-    maxBase == 0): the ClearingHouse's fromAuction check
-        baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)
-    rejects baseDelta == 0 when the auction is short (false == false) but lets it through when the auction
-    is long (false != true), while markForAuction rejects a zero slice on both sides. Pinned here as it
-    is: a zero fill of a long auction from the engine succeeds as a no-op trade on both legs (no base
-    moves, no quote, no realized PnL; each leg only settles its own funding), and the auction is intact.
-    If the check is made symmetric, this test fails and should become a revert case above."""
-    w = wired
-    owner = w.long
-    w.ch.markForAuction(owner, 0, w.market, AUCTIONED, sender=w.engine)
-    owners = (w.long, w.taker)
-    before = ch_state(w, owners)
-    tx = w.ch.settleAuctionFill(owner, 0, w.market, 0, 3000 * WAD, w.taker, 0, sender=w.engine)
-    logs = w.ch.PositionChanged.from_receipt(tx)
-    assert [log.owner for log in logs] == [owner.address, w.taker.address]
-    for log in logs:
-        assert (log.baseDelta, log.quoteDelta, log.fee, log.realizedPnl) == (0, 0, 0, 0)
-    assert w.ch.auctionedSize(owner, 0, w.market) == AUCTIONED
-    assert w.ch.position(owner, 0, w.market)[:2] == before[("position", owner.address, 0, w.market)]
-    assert w.ch.position(w.taker, 0, w.market)[0] == 0 and w.vault.openMarkets(w.taker, 0) == 0
-    # Collateral moves only by the funding each leg settled, against the pool (the sum is conserved).
-    owner_funding, taker_funding = logs[0].fundingPaid, logs[1].fundingPaid
-    assert w.vault.collateral(owner, 0) == before[("collateral", owner.address, 0)] - owner_funding
-    assert w.vault.collateral(w.taker, 0) == before[("collateral", w.taker.address, 0)] - taker_funding
-    assert w.vault.poolBalance() == before["pool"] + owner_funding + taker_funding
-    assert w.vault.insuranceFund() == before["insurance"]
 
 
 # ============================================================================ LiquidationEngine

@@ -255,16 +255,16 @@ def test_reducing_take_skips_the_takers_initial_margin_check(system, ch, vault, 
     assert ch.position(erin, 0, ETH)[:2] == (size0, on0)
 
 
-def test_known_defect_taker_fill_leaves_dust_free_part_that_blocks_its_own_auction(
+def test_taker_fill_may_not_leave_its_own_free_part_dust(
         system, ch, vault, engine, chain, alice, bob, carol, dave, erin, arb, batcher):
-    """KNOWN DEFECT (shown, not fixed). Rule (ClearingHouse._trade): while part of a position is in auction,
-    the free part must be zero or at least minPositionSize, "otherwise the auction's last fill, which leaves
-    only the free part, could never settle". A trade enforces it; an auction fill in which the account is
-    the TAKER does not (_auctionSettle, taker side, only checks the auctioned part). bob, whose ETH long is
-    partly in auction, takes from carol's short slice just enough to leave himself 0.005 ETH free: the fill
-    goes through, and from then on his own auction cannot finish (unless bob himself trades the dust away):
-    its full take and, after every redo, its backstop revert BelowMinPositionSize(ETH, 0.005 ETH, 0.01 ETH),
-    so the last slice stays in auction, exempt from maintenance margin and counted in liveNotional."""
+    """Rule (ClearingHouse._trade and, for a taker, _auctionSettle): while part of a position is in auction,
+    the free part must be zero or at least minPositionSize, or the auction's last fill, which leaves only
+    the free part, could never settle. bob's ETH long is partly in auction; taking from carol's short slice
+    just enough to leave himself 0.005 ETH free is refused (BelowMinPositionSize(ETH, 0.005 ETH, 0.01 ETH),
+    nothing moves), exactly as the same cut by a trade is. Taking his whole free part is allowed, and then
+    his own auction can still be taken in full.
+    (Before the fix the taker side skipped the rule: the fill went through and bob's own auction could
+    never finish, neither by a full take nor by the backstop.)"""
     kicks = two_sided_auctions(system, chain, alice, bob, carol, dave, erin, arb)
     b_id, b_m, b_tx = kicks[bob.address]
     c_id, _, c_tx = kicks[carol.address]
@@ -272,30 +272,18 @@ def test_known_defect_taker_fill_leaves_dust_free_part_that_blocks_its_own_aucti
     auctioned_b = b_m.size
     free_b = 10 * WAD - auctioned_b
     dust = MIN_ETH // 2
-    # The same cut by a trade is refused (the rule exists) ...
     with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, [bob], marketId=ETH, size=dust,
                            minPositionSize=MIN_ETH):
         trade(ch, bob, ETH, -(free_b - dust))
-    # ... but as a taker bob may do it.
-    take_at(engine, chain, c_tx.timestamp + 300, c_id, free_b - dust, bob, limit=0)  # bob sells: any price
-    assert ch.position(bob, 0, ETH)[0] == auctioned_b + dust
-    assert ch.auctionedSize(bob, 0, ETH) == auctioned_b
-    # bob's auction: the full take (which would leave him the dust) cannot settle ...
-    chain.pending_timestamp = b_tx.timestamp + 600
-    with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, [bob, dave], marketId=ETH, size=dust,
+    chain.pending_timestamp = c_tx.timestamp + 300
+    with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, [bob, carol], marketId=ETH, size=dust,
                            minPositionSize=MIN_ETH):
-        engine.take(b_id, MAX_UINT, MAX_UINT, 0, sender=dave)
-    # ... nor, once every redo is spent, can the backstop.
-    ap = engine.auctionParams(ETH)
-    start = b_tx.timestamp
-    for _ in range(lparams(engine).maxRedos):
-        chain.pending_timestamp = start + ap.duration + 1
-        start = engine.redo(b_id, arb, sender=arb).timestamp
-    chain.pending_timestamp = start + ap.duration + 1
-    with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, [bob, dave], marketId=ETH, size=dust,
-                           minPositionSize=MIN_ETH):
-        engine.backstop(b_id, sender=arb)
-    assert engine.auction(b_id).size == auctioned_b  # stuck: still live, still counted in liveNotional
+        engine.take(c_id, free_b - dust, 0, 0, sender=bob)
+    take_at(engine, chain, c_tx.timestamp + 301, c_id, free_b, bob, limit=0)  # bob sells his whole free part
+    assert ch.position(bob, 0, ETH)[0] == auctioned_b and ch.auctionedSize(bob, 0, ETH) == auctioned_b
+    take_at(engine, chain, b_tx.timestamp + 600, b_id, MAX_UINT, dave, limit=MAX_UINT)
+    assert engine.auction(b_id).size == 0
+    assert ch.position(bob, 0, ETH)[0] == 0 and ch.auctionedSize(bob, 0, ETH) == 0
 
 
 # ---------------------------------------------------------------------------- extra markets

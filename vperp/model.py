@@ -1176,12 +1176,15 @@ class Model:
         reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
         auctioned = p.auctioned
         if from_auction:
-            if abs(base_delta) > abs(auctioned) or (base_delta > 0) == (auctioned > 0):
+            if base_delta == 0 or abs(base_delta) > abs(auctioned) or (base_delta > 0) == (auctioned > 0):
                 raise ModelRevert("InvalidAuctionSlice", base_delta, auctioned)
             auctioned += base_delta
         elif auctioned != 0:
             if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
                 raise ModelRevert("PositionInAuction", owner, sub, m.id, auctioned)
+            free_part = new_size - auctioned  # the taker's free part: zero or at least the minimum
+            if free_part != 0 and abs(free_part) < m.min_position_size:
+                raise ModelRevert("BelowMinPositionSize", m.id, free_part, m.min_position_size)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", m.id, new_size, m.min_position_size)
         self._move_aggregates(m, p, new_size, new_on, cf)
