@@ -25,7 +25,8 @@ MAX_UINT = 2**256 - 1
 MARKETS = (1, 2)
 
 STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, "trades": 0, "funding_trades": 0,
-         "funding_steps": 0, "kicks": 0, "takes": 0, "redos": 0, "backstops": 0, "bad_debts": 0, "lp": 0}
+         "funding_steps": 0, "kicks": 0, "takes": 0, "redos": 0, "backstops": 0, "bad_debts": 0, "lp": 0,
+         "depth_syncs": 0, "repegs": 0}
 
 
 # ---------------------------------------------------------------------------- ABI plumbing
@@ -129,6 +130,7 @@ class Runner:
         self.vault = env.system.vault.address
         self.engine = env.system.liquidation.address
         self.pool = env.system.pool.address
+        self.amm = env.system.amm.address
         self.touched_auctions: set[int] = set()
         self.touched_lps: set[int] = set()
         self.lps: set[int] = set()  # traders that acted on the pool
@@ -198,6 +200,8 @@ class Runner:
             self._check_liquidation_event(kind, receipt, result, describe)
         if kind.startswith("lp"):
             STATS["lp"] += 1
+        if kind in ("syncdepth", "repeg"):
+            self._check_amm_event(kind, receipt, result, describe, T)
         if kind in ("open", "reduce", "close", "lever"):
             logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == POSITION_CHANGED]
             assert len(logs) == 1, logs
@@ -326,6 +330,28 @@ class Runner:
         return (lambda: self.model.poke_funding(market_id, T),
                 (self.addr[0], self.ch, _encode("pokeFunding(uint32)", [market_id])),
                 f"pokeFunding({market_id})")
+
+    def _syncdepth(self, T, market_id):
+        """AmmController.syncDepth by anyone: the depth follows the pool's NAV."""
+        self.touched_markets.add(market_id)
+        return (lambda: self.model.sync_depth(market_id, T),
+                (self.addr[0], self.amm, _encode("syncDepth(uint32)", [market_id])), f"syncDepth({market_id})")
+
+    def _repeg(self, T, market_id):
+        """AmmController.repeg by anyone: the peg follows the index when the TWAPs diverge."""
+        self.touched_markets.add(market_id)
+        return (lambda: self.model.repeg(market_id, T),
+                (self.addr[0], self.amm, _encode("repeg(uint32)", [market_id])), f"repeg({market_id})")
+
+    def _check_amm_event(self, kind, receipt, result, describe, T) -> None:
+        """DepthSynced / Repeg carry the model's result to the wei."""
+        topic, types = AMM_EVENTS[kind]
+        logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
+        assert len(logs) == 1, logs
+        got = abi_decode(types, bytes(logs[0]["data"]))
+        want = got[2:4] if kind == "syncdepth" else (got[1], got[3])  # (x1, y1) or (price1, cost)
+        assert want == tuple(result), f"{kind} mismatch at {describe}: chain {got} vs model {result}\n" + self.trace()
+        STATS["depth_syncs" if kind == "syncdepth" else "repegs"] += 1
 
     def _lever(self, T, t, sub, market_id, sign, pct):
         """Open (or add to) a position of `pct` % of the largest one the margin allows (found on a
@@ -531,6 +557,10 @@ class Runner:
                 out.append(_call(f"pool.maxWithdraw trader{t}", self.pool, "maxWithdraw(address)", ["address"], [o],
                                  ["uint256"], lambda o=o: m.pool_max_withdraw(o, now)))
         for mid in sorted(markets):
+            out.append(_call(f"repegCost({mid})", self.amm, "repegCost(uint32)", ["uint32"], [mid], ["int256"],
+                             lambda mid=mid: m.repeg_cost.get(mid, 0)))
+            out.append(_call(f"lastRepeg({mid})", self.amm, "lastRepeg(uint32)", ["uint32"], [mid], ["uint256"],
+                             lambda mid=mid: m.last_repeg.get(mid, 0)))
             out.append(_call(f"marketState({mid})", ch, "marketState(uint32)", ["uint32"], [mid],
                              ["uint256"] * 5 + ["int256"] * 3 + ["uint256"] * 2, lambda mid=mid: m.market_state(mid, now)))
             out.append(_call(f"fundingState({mid})", ch, "fundingState(uint32)", ["uint32"], [mid],
@@ -628,6 +658,12 @@ LIQUIDATION_EVENTS = {
     "backstop": (keccak(text="Backstop(uint256,int256,int256)"), ["int256", "int256"]),
 }
 
+AMM_EVENTS = {
+    "syncdepth": (keccak(text="DepthSynced(uint32,uint256,uint256,uint256,uint256,int256)"),
+                  ["uint256", "uint256", "uint256", "uint256", "int256"]),
+    "repeg": (keccak(text="Repeg(uint32,uint256,uint256,uint256,int256)"), ["uint256", "uint256", "uint256", "int256"]),
+}
+
 POSITION_CHANGED = keccak(
     text="PositionChanged(address,uint32,uint32,int256,int256,uint256,int256,int256,int256,int256,uint256)")
 
@@ -690,7 +726,7 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
             units = system.units(amount)
             vault.deposit(sub, units, sender=t)
             model.deposit(t.address, sub, units)
-    e = Env(chain, system, batch, actors, Errors(ch, vault, system.liquidation, pool), model, chain.provider.web3,
+    e = Env(chain, system, batch, actors, Errors(ch, vault, system.liquidation, pool, system.amm), model, chain.provider.web3,
             x0={i: model.markets[i].x for i in ids})
     warm = Runner(e, model)
     for step in warmup:
@@ -714,7 +750,8 @@ def report_line(profile: str, name: str) -> str:
             f"({STATS['reverts']} reverted) in {STATS['seconds']:.1f} s = {rate:.2f} steps/s; "
             f"{STATS['trades']} trades ({STATS['funding_trades']} settling funding), {STATS['kicks']} kicks, "
             f"{STATS['takes']} takes, {STATS['redos']} redos, {STATS['backstops']} backstops, "
-            f"{STATS['bad_debts']} bad-debt resolutions, {STATS['lp']} pool actions; "
+            f"{STATS['bad_debts']} bad-debt resolutions, {STATS['lp']} pool actions, "
+            f"{STATS['depth_syncs']} depth syncs, {STATS['repegs']} repegs; "
             f"reverts by error: {dict(sorted(STATS['errors'].items()))}")
 
 

@@ -3,10 +3,12 @@
 Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens of random size and
 sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, oracle moves incl. zero
 answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, backstop, resolveBadDebt; LP
-deposit, requestWithdraw, redeem, withdraw) for three traders on their cross (0) and isolated (1, 2)
+deposit, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a "drift"
+chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three traders on their cross (0) and isolated (1, 2)
 sub-accounts (each also keeper, taker and LP). The harness (chain_harness.py) also compares the
 pool's NAV, totalAssets and supply, tradersPnl, the engine's live notional and auctions, the LPs'
-shares, requests and maxRedeem, and the Kick/Take/Redo/Backstop events. Every step runs on chain and in the model, and the test asserts, to the wei:
+shares, requests and maxRedeem, the AMM controller's repegCost and lastRepeg, and the
+Kick/Take/Redo/Backstop, DepthSynced and Repeg events. Every step runs on chain and in the model, and the test asserts, to the wei:
 - after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
   same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
   Vault's poolBalance, insuranceFund and token balance; for each market the step acted on,
@@ -143,7 +145,9 @@ lp_st = st.one_of(
     st.tuples(st.just("lpwithdraw"), traders_st, st.sampled_from([100, 50, 0, -1])),
 )
 
-step_st = st.one_of(_time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st),
+amm_st = st.tuples(st.sampled_from(["syncdepth", "repeg"]), markets_st)
+
+step_st = st.one_of(_time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st), amm_st,
                     _open_st(), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
                     _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _oracle_st(),
                     lever_st, kick_st, take_st, redo_st, backstop_st, baddebt_st, lp_st)
@@ -163,11 +167,22 @@ def _crash_st(draw):
     return steps
 
 
+@st.composite
+def _drift_st(draw):
+    """The vAMM left behind by the index: the index jumps 1-20 %, the TWAPs diverge over 10 min to 2 h,
+    then the AMM controller repegs (maybe twice, maybe too soon) and syncs depth to the pool."""
+    mid = draw(markets_st)
+    steps = [("oracle", mid, "jump", 0, draw(st.sampled_from([1, -1])) * draw(st.integers(100, 2000))),
+             ("time", draw(st.sampled_from([600, 1800, 3600, 7200]))), ("repeg", mid)]
+    steps += draw(st.lists(st.sampled_from([("repeg", mid), ("syncdepth", mid), ("time", 3600)]), max_size=3))
+    return steps
+
+
 def _flatten(chunks):
     return [step for chunk in chunks for step in chunk]
 
 
-steps_st = st.lists(st.one_of(step_st.map(lambda x: [x]), step_st.map(lambda x: [x]), _crash_st()),
+steps_st = st.lists(st.one_of(step_st.map(lambda x: [x]), step_st.map(lambda x: [x]), _crash_st(), _drift_st()),
                     min_size=max(1, STEPS // 2 - 2), max_size=STEPS // 2 + 2).map(_flatten)
 
 

@@ -57,8 +57,10 @@ of funding bases) that `traders_pnl` reads, as ClearingHouse.tradersPnl does.
 Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, requestWithdraw, redeem, withdraw
 with cooldown, window, reserve and cash checks; NAV = pool balance - traders' PnL net of funding owed.
 
-Not modelled: AMM depth sync / repeg (AmmController), governance other than `set_funding_params`,
-operators (openPositionFor, withdrawFor), pool share transfers; the pause level is plain state
+AmmController: `sync_depth` and `repeg` (depth follows the pool's NAV, the peg follows the index, with
+the controller's checks in order and ClearingHouse.setReserves's accrual first).
+
+Not modelled: governance other than `set_funding_params`, operators (openPositionFor, withdrawFor), pool share transfers; the pause level is plain state
 (`pause_level`) that the checks read.
 """
 from __future__ import annotations
@@ -348,6 +350,18 @@ class SliceResult:
     restores: bool
 
 
+@dataclass(frozen=True)
+class AmmParams:
+    """IAmmController.AmmParams, field for field."""
+
+    depth_ratio: int
+    max_depth_change: int
+    repeg_threshold: int
+    max_repeg_step: int
+    max_repeg_cost: int
+    repeg_interval: int
+
+
 @dataclass
 class WithdrawRequest:
     shares: int = 0
@@ -398,6 +412,10 @@ class Model:
         self.pool_cooldown = 86_400
         self.pool_window = 2 * 86_400
         self.pool_reserve_factor = 2 * 10**17
+        # AmmController
+        self.amm_params: dict[int, AmmParams] = {}
+        self.last_repeg: dict[int, int] = {}
+        self.repeg_cost: dict[int, int] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -442,6 +460,7 @@ class Model:
                 timestamp=t_list,
             )
             model.auction_params[i] = AuctionParams(*mc.to_auction_params())
+            model.amm_params[i] = AmmParams(*mc.to_amm_params())
         if config.pool_seed:
             # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
             seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)
@@ -1429,3 +1448,75 @@ class Model:
             raise ModelRevert("ERC4626ExceededMaxWithdraw", owner, assets, limit)
         self._pool_pay_out(owner, shares, assets)
         return shares
+
+    # ------------------------------------------------------------------ AmmController
+
+    def _amm_configured(self, market_id: int) -> AmmParams:
+        """AmmController._configured: a listed market with AMM parameters."""
+        if market_id == 0 or market_id > len(self.markets):
+            raise ModelRevert("UnknownMarket", market_id)
+        p = self.amm_params.get(market_id)
+        if p is None or p.depth_ratio == 0:
+            raise ModelRevert("DepthNotConfigured", market_id)
+        return p
+
+    def _set_reserves(self, m: Market, x: int, y: int, timestamp: int) -> None:
+        """ClearingHouse.setReserves: accrue (TWAPs, funding) on the old reserves first, then bound."""
+        self._update(m, self._index(m, timestamp), timestamp)
+        if x < 10**18 or x > 10**36:
+            raise ModelRevert("ParameterOutOfBounds", "baseReserve", x)
+        if y == 0 or y > 10**36:
+            raise ModelRevert("ParameterOutOfBounds", "quoteReserve", y)
+        m.x, m.y = x, y
+
+    @_atomic
+    def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int]:
+        """AmmController.syncDepth: the quote reserve moves toward depthRatio x NAV, by at most
+        maxDepthChange of itself; the base reserve scales by the same factor (rounded up, so the
+        price never rises). Returns (x1, y1)."""
+        p = self._amm_configured(market_id)
+        nav = self.pool_nav(timestamp)
+        if nav <= 0:
+            raise ModelRevert("PoolValueNotPositive", nav)
+        m = self.markets[market_id]
+        x0, y0 = m.x, m.y
+        target = mul_wad_down(nav, p.depth_ratio)
+        lo = y0 - mul_wad_down(y0, p.max_depth_change)
+        hi = y0 + mul_wad_down(y0, p.max_depth_change)
+        y1 = lo if target < lo else (hi if target > hi else target)
+        x1 = mul_div_up(x0, y1, y0)
+        self._set_reserves(m, x1, y1, timestamp)
+        return x1, y1
+
+    @_atomic
+    def repeg(self, market_id: int, timestamp: int) -> tuple[int, int]:
+        """AmmController.repeg: when the mark TWAP has left the index TWAP by more than the threshold,
+        the quote reserve alone moves the price toward the live index, by at most maxRepegStep and at
+        most what keeps |net OI| x move within maxRepegCost x NAV. Returns (price1, cost)."""
+        p = self._amm_configured(market_id)
+        last = self.last_repeg.get(market_id, 0)
+        if last != 0 and timestamp < last + p.repeg_interval:
+            raise ModelRevert("RepegTooSoon", last + p.repeg_interval, timestamp)
+        mark_twap, index_twap = self.twaps(market_id, timestamp)
+        divergence = div_wad_down(abs(mark_twap - index_twap), index_twap)
+        if divergence <= p.repeg_threshold:
+            raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
+        m = self.markets[market_id]
+        index = self._index(m, timestamp)
+        price0 = m.spot
+        max_move = mul_wad_down(price0, p.max_repeg_step)
+        net = m.long_open_interest - m.short_open_interest
+        if net != 0:
+            nav = self.pool_nav(timestamp)
+            budget = mul_wad_down(nav, p.max_repeg_cost) if nav > 0 else 0
+            max_move = min(max_move, div_wad_down(budget, abs(net)))
+        move = min(abs(index - price0), max_move)
+        price1 = price0 + move if index > price0 else price0 - move
+        x = m.x
+        y1 = mul_wad_down(x, price1)
+        self._set_reserves(m, x, y1, timestamp)
+        price1 = y1 * WAD // x
+        cost = s_mul_wad_up(net, price1 - price0)
+        self.repeg_cost[market_id] = self.repeg_cost.get(market_id, 0) + cost
+        self.last_repeg[market_id] = timestamp
+        return price1, cost
