@@ -204,6 +204,15 @@ settings.register_profile(
 # the warm-up whale leaves BTC skewed short). The position owes ceil(size x dCf / 1e18) > 0, but
 # WadMath.sMulWadUp(int256,int256) floors when dCf < 0, so the chain reports 1 wei less.
 @example(steps=[("open", 0, 0, 2, -1, 1_234_567, "any", True), ("time", 3600), ("poke", 2)])
+# Two fixed shapes every run has, whatever the draws: a liquidation (lever, a 15 % adverse jump, kick, a
+# partial take, redo after expiry, the rest taken, bad debt resolved if any) and a drift (the index
+# jumps 8 %, the TWAPs diverge, repeg twice (the second too soon), a depth sync after an LP deposit).
+@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -1500), ("kick", 1, 0, 0, 0), ("time", 600),
+                ("take", 2, 0, 0, "half", "any"), ("time", 1801), ("redo", 1, 0), ("time", 600),
+                ("take", 2, 0, 0, "all", "exact"), ("baddebt", 1, 0, 0)])
+@example(steps=[("open", 1, 0, 1, 1, 2_000_000, "any", True), ("oracle", 1, "jump", 0, 800), ("time", 1800),
+                ("repeg", 1), ("repeg", 1), ("time", 3600), ("syncdepth", 1), ("lpdeposit", 2, 10**10),
+                ("syncdepth", 2), ("repeg", 2)])
 @settings(settings.get_profile("vperp-differential"))
 @given(steps=steps_st)
 def test_chain_matches_model(env, steps):
