@@ -87,6 +87,11 @@ def arb(accounts):
     return accounts[6]
 
 
+@pytest.fixture(scope="module")
+def fay(accounts):
+    return accounts[7]
+
+
 def funding_off(system, market_id: int):
     ch = system.clearing_house
     fp = ch.fundingParams(market_id)
@@ -731,3 +736,45 @@ def test_depth_and_repeg_need_amm_params(system, ch, project, chain, bob):
         with expect_revert(amm.DepthNotConfigured, marketId=mid):
             call(mid, sender=bob)
         assert (tuple(ch.marketState(mid))[:5], amm.lastRepeg(mid), amm.repegCost(mid)) == before
+
+
+def test_repeg_without_open_interest_moves_by_the_step_at_no_cost(system, ch, chain, bob):
+    """With no open interest (net 0) no cost bounds a repeg: the price moves by min(index - p0,
+    p0 x maxRepegStep) and the repeg costs the pool nothing."""
+    amm = system.amm
+    st = ch.marketState(ETH)
+    assert st.longOpenInterest == st.shortOpenInterest == 0
+    set_price(system, "ETH", 3300 * 10**8)  # 10 % above the listing price
+    index = 3300 * WAD
+    let_twaps_see(system, chain, bob)
+    prm = amm.ammParams(ETH)
+    st = ch.marketState(ETH)
+    p0, x = st.spotPrice, st.baseReserve
+    step = p0 * prm.maxRepegStep // WAD
+    assert index - p0 > step  # the step binds
+    y1 = x * (p0 + step) // WAD
+    p1 = y1 * WAD // x
+    tx = amm.repeg(ETH, sender=bob)
+    ev = one_event(amm, "Repeg", tx)
+    assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, 0)
+    assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x, y1)
+    assert amm.repegCost(ETH) == 0 and amm.lastRepeg(ETH) == tx.timestamp
+
+
+def test_taker_may_not_end_with_a_position_below_the_minimum(system, ch, vault, engine, chain, alice, bob, carol,
+                                                              dave, erin, arb, fay, batcher):
+    """A fill leaves the taker's position zero or at least minPositionSize, like any trade: a taker short
+    0.015 ETH that takes 0.01 ETH of a long auction would end short 0.005 ETH, and the take reverts
+    BelowMinPositionSize(ETH, -0.005 ETH, 0.01 ETH) with nothing moved."""
+    kicks = two_sided_auctions(system, chain, alice, bob, carol, dave, erin, arb)
+    a_id, a_m, a_tx = kicks[alice.address]
+    assert a_m.size >= 2 * MIN_ETH  # a minimum fill leaves no dust in the auction
+    taker = fay
+    deposit(system, taker, 10_000)
+    short = -(3 * MIN_ETH // 2)
+    trade(ch, taker, ETH, short)
+    assert ch.position(taker, 0, ETH)[0] == short
+    chain.pending_timestamp = a_tx.timestamp + 300
+    with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, [taker, alice], marketId=ETH,
+                           size=short + MIN_ETH, minPositionSize=MIN_ETH):
+        engine.take(a_id, MIN_ETH, MAX_UINT, 0, sender=taker)
