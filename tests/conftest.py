@@ -61,6 +61,16 @@ def carol(accounts):
     return accounts[3]
 
 
+@pytest.fixture(scope="module")
+def dave(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="module")
+def erin(accounts):
+    return accounts[5]
+
+
 @pytest.fixture(scope="session")
 def system(deployer):
     return deploy(deployer)

@@ -64,16 +64,6 @@ def new_vault(deployer, decimals: int):
 
 
 @pytest.fixture(scope="module")
-def dave(accounts):
-    return accounts[4]
-
-
-@pytest.fixture(scope="module")
-def erin(accounts):
-    return accounts[5]
-
-
-@pytest.fixture(scope="module")
 def wired(deployer, alice, bob, carol, dave, erin):
     """A fresh Vault + ClearingHouse (the minimum of vperp.deployment's wiring that trading needs) whose
     liquidation engine is bob and whose AMM controller is carol, with one market (the default ETH

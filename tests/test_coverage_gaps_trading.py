@@ -14,11 +14,12 @@ from decimal import Decimal
 
 import pytest
 
-from test_liquidation import (
+from test_liquidation import (  # noqa: F401 - batcher is a fixture (module-scoped, autouse) used here too
     MIN_ETH,
     ORACLE_UNIT,
     _push_vamm_to,
     auction_price,
+    batcher,
     deposit,
     discount_linear,
     fill_quotes,
@@ -62,24 +63,6 @@ def _prepare(system, deployer, accounts, ch, vault, engine, pool):
     for a in list(accounts)[1:8]:
         usdc.mint(a, 10**9 * 10**6, sender=a)
         usdc.approve(vault, MAX_UINT, sender=a)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def batcher(project, system, deployer):
-    """One eth_call for many views (BatchCaller mock); test_liquidation's helpers find it in system.extra."""
-    b = project.BatchCaller.deploy(sender=deployer)
-    system.extra["batcher"] = b
-    return b
-
-
-@pytest.fixture(scope="module")
-def dave(accounts):
-    return accounts[4]
-
-
-@pytest.fixture(scope="module")
-def erin(accounts):
-    return accounts[5]
 
 
 @pytest.fixture(scope="module")

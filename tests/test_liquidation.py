@@ -151,16 +151,6 @@ def batcher(project, system, deployer):
     return b
 
 
-@pytest.fixture(scope="module")
-def dave(accounts):
-    return accounts[4]
-
-
-@pytest.fixture(scope="module")
-def erin(accounts):
-    return accounts[5]
-
-
 def deposit(system, who, amount, sub: int = 0):
     system.vault.deposit(sub, system.units(amount), sender=who)
 
