@@ -203,10 +203,8 @@ class Runner:
         if kind in ("syncdepth", "repeg"):
             self._check_amm_event(kind, receipt, result, describe, T)
         if kind in ("open", "reduce", "close", "lever"):
-            logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == POSITION_CHANGED]
-            assert len(logs) == 1, logs
-            got = abi_decode(["int256", "int256", "uint256", "int256", "int256", "int256", "int256", "uint256"],
-                             bytes(logs[0]["data"]))
+            got = _one_event_data(receipt, POSITION_CHANGED,
+                                  ["int256", "int256", "uint256", "int256", "int256", "int256", "int256", "uint256"])
             want = (result.base, result.quote, result.fee, result.realized_pnl, result.funding, result.new_size,
                     result.new_open_notional, result.price_after)
             assert got == want, f"PositionChanged mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
@@ -345,10 +343,7 @@ class Runner:
 
     def _check_amm_event(self, kind, receipt, result, describe, T) -> None:
         """DepthSynced / Repeg carry the model's result to the wei."""
-        topic, types = AMM_EVENTS[kind]
-        logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
-        assert len(logs) == 1, logs
-        got = abi_decode(types, bytes(logs[0]["data"]))
+        got = _one_event_data(receipt, *AMM_EVENTS[kind])
         want = got[2:4] if kind == "syncdepth" else (got[1], got[3])  # (x1, y1) or (price1, cost)
         assert want == tuple(result), f"{kind} mismatch at {describe}: chain {got} vs model {result}\n" + self.trace()
         STATS["depth_syncs" if kind == "syncdepth" else "repegs"] += 1
@@ -496,10 +491,7 @@ class Runner:
         """The engine's event carries what the model computed (the data fields; topics are ids)."""
         if kind == "baddebt":
             return
-        topic, types = LIQUIDATION_EVENTS[kind]
-        logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
-        assert len(logs) == 1, f"{kind}: expected one event, got {logs}"
-        got = tuple(_norm(v) for v in abi_decode(types, bytes(logs[0]["data"])))
+        got = tuple(_norm(v) for v in _one_event_data(receipt, *LIQUIDATION_EVENTS[kind]))
         if kind == "kick":
             _, sl = result
             got = got[:3] + got[4:]  # the keeper (got[3]) is checked through its ledger
@@ -666,6 +658,13 @@ AMM_EVENTS = {
 
 POSITION_CHANGED = keccak(
     text="PositionChanged(address,uint32,uint32,int256,int256,uint256,int256,int256,int256,int256,uint256)")
+
+
+def _one_event_data(receipt, topic: bytes, types: list[str]) -> tuple:
+    """The decoded data fields of the receipt's one log with `topic` (there must be exactly one)."""
+    logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
+    assert len(logs) == 1, f"expected one event with topic {topic.hex()}, got {logs}"
+    return abi_decode(types, bytes(logs[0]["data"]))
 
 
 def _encode(sig: str, args: list) -> bytes:

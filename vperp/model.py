@@ -692,15 +692,9 @@ class Model:
         reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", market_id, new_size, m.min_position_size)
-        auctioned = p.auctioned
-        if auctioned != 0:
-            if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
-                raise ModelRevert("PositionInAuction", owner, sub, market_id, auctioned)
-            free_part = new_size - auctioned  # must not be dust, or the auction's last fill could not settle
-            if free_part != 0 and abs(free_part) < m.min_position_size:
-                raise ModelRevert("BelowMinPositionSize", market_id, free_part, m.min_position_size)
+        self._check_auctioned_part(owner, sub, m, new_size, p.auctioned)
         self._move_aggregates(m, p, new_size, new_on, cf)
-        self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), auctioned)
+        self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), p.auctioned)
 
         fee = mul_wad_up(abs(quote), m.taker_fee)
         to_insurance = mul_wad_down(fee, m.insurance_fee_share)
@@ -720,6 +714,18 @@ class Model:
                    acct.collateral + s.unrealized_pnl - s.pending_funding) - s.initial
         if free < 0:
             raise ModelRevert("InsufficientMargin", owner, sub, free)
+
+    @staticmethod
+    def _check_auctioned_part(owner, sub, m: Market, new_size: int, auctioned: int) -> None:
+        """ClearingHouse._checkAuctionedPart: a trade or a taker's fill neither cuts into the auctioned
+        part nor leaves the free part dust (the auction's last fill leaves exactly the free part)."""
+        if auctioned == 0:
+            return
+        if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
+            raise ModelRevert("PositionInAuction", owner, sub, m.id, auctioned)
+        free_part = new_size - auctioned
+        if free_part != 0 and abs(free_part) < m.min_position_size:
+            raise ModelRevert("BelowMinPositionSize", m.id, free_part, m.min_position_size)
 
     @staticmethod
     def _move_aggregates(m: Market, p: Position, new_size: int, new_on: int, cf: int) -> None:
@@ -1198,12 +1204,8 @@ class Model:
             if base_delta == 0 or abs(base_delta) > abs(auctioned) or (base_delta > 0) == (auctioned > 0):
                 raise ModelRevert("InvalidAuctionSlice", base_delta, auctioned)
             auctioned += base_delta
-        elif auctioned != 0:
-            if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
-                raise ModelRevert("PositionInAuction", owner, sub, m.id, auctioned)
-            free_part = new_size - auctioned  # the taker's free part: zero or at least the minimum
-            if free_part != 0 and abs(free_part) < m.min_position_size:
-                raise ModelRevert("BelowMinPositionSize", m.id, free_part, m.min_position_size)
+        else:
+            self._check_auctioned_part(owner, sub, m, new_size, auctioned)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", m.id, new_size, m.min_position_size)
         self._move_aggregates(m, p, new_size, new_on, cf)
