@@ -4,9 +4,12 @@ pragma solidity 0.8.28;
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
 import {IAmmController} from "./interfaces/IAmmController.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {VAmmMath} from "./libraries/VAmmMath.sol";
 
 interface IPoolValue {
     function navWad() external view returns (int256);
@@ -33,6 +36,9 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MAX_REPEG_STEP = 0.1e18;
     uint256 internal constant MAX_REPEG_COST = 0.01e18;
     uint256 internal constant MAX_REPEG_INTERVAL = 1 days;
+    uint256 internal constant MIN_DEPTH_INTERVAL = 60;
+    uint256 internal constant MAX_DEPTH_INTERVAL = 1 days;
+    uint256 internal constant MAX_DEPTH_COST = 0.01e18;
 
     IClearingHouse public immutable clearingHouse;
     IPoolValue public immutable pool;
@@ -42,6 +48,10 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     mapping(uint32 marketId => uint256) public lastRepeg;
     /// @notice Sum of repeg costs per market [wad] (positive = cost to the pool).
     mapping(uint32 marketId => int256) public repegCost;
+    /// @notice Last depth sync time per market.
+    mapping(uint32 marketId => uint256) public lastDepthSync;
+    /// @notice Sum of depth-sync costs per market [wad] (positive = cost to the pool).
+    mapping(uint32 marketId => int256) public depthCost;
 
     constructor(IClearingHouse clearingHouse_, IPoolValue pool_, address owner_) Ownable(owner_) {
         if (address(clearingHouse_) == address(0) || address(pool_) == address(0)) revert ZeroAddress();
@@ -58,6 +68,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         _bound("maxRepegStep", p.maxRepegStep, 1, MAX_REPEG_STEP);
         _bound("maxRepegCost", p.maxRepegCost, 0, MAX_REPEG_COST);
         _bound("repegInterval", p.repegInterval, 0, MAX_REPEG_INTERVAL);
+        _bound("depthInterval", p.depthInterval, MIN_DEPTH_INTERVAL, MAX_DEPTH_INTERVAL);
+        _bound("maxDepthCost", p.maxDepthCost, 0, MAX_DEPTH_COST);
         _params[marketId] = p;
         emit AmmParamsSet(marketId, p);
     }
@@ -70,20 +82,97 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @inheritdoc IAmmController
     function syncDepth(uint32 marketId) external nonReentrant returns (uint256 x1, uint256 y1) {
         AmmParams memory p = _configured(marketId);
+        uint256 last = lastDepthSync[marketId];
+        if (last != 0 && block.timestamp < last + p.depthInterval) {
+            revert DepthSyncTooSoon(last + p.depthInterval, block.timestamp);
+        }
         int256 nav = pool.navWad();
         if (nav <= 0) revert PoolValueNotPositive(nav);
         IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);
         uint256 x0 = s.baseReserve;
         uint256 y0 = s.quoteReserve;
+        // Casts: OI sides are below 2^128.
+        int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         // Cast: nav > 0.
         uint256 target = uint256(nav).mulWadDown(p.depthRatio);
-        uint256 lo = y0 - y0.mulWadDown(p.maxDepthChange);
-        uint256 hi = y0 + y0.mulWadDown(p.maxDepthChange);
-        y1 = target < lo ? lo : (target > hi ? hi : target);
+        y1 = _depthStep(marketId, p, x0, y0, net, target, uint256(nav));
         // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
         x1 = x0.mulDivUp(y1, y0);
+        int256 cost = _exitValue(x1, y1, net) - _exitValue(x0, y0, net);
+        lastDepthSync[marketId] = block.timestamp;
+        int256 total = depthCost[marketId] + cost;
+        depthCost[marketId] = total;
         clearingHouse.setReserves(marketId, x1, y1);
         emit DepthSynced(marketId, x0, y0, x1, y1, nav);
+        emit DepthSyncCost(marketId, cost, total);
+    }
+
+    /// @notice What closing `marketId`'s net position against the vAMM would pay traders now [wad]: the
+    ///         quote a net long receives selling, minus what a net short pays buying back (negative then).
+    function netExitValue(uint32 marketId) external view returns (int256) {
+        IClearingHouse.MarketState memory s = clearingHouse.marketState(_checkMarket(marketId));
+        // Casts: OI sides are below 2^128.
+        return _exitValue(s.baseReserve, s.quoteReserve, int256(s.longOpenInterest) - int256(s.shortOpenInterest));
+    }
+
+    /// @dev The next quote reserve on the way to `target`, within three bounds:
+    ///      - shrinking: at most maxDepthChange, and never below twice a net short's base (its exit stays finite);
+    ///      - deepening: at most min(maxDepthChange, takerFee / maxSpread). A trader can only profit from a
+    ///        deepening by holding base bought on the shallower curve: buying q from reserve x and selling it
+    ///        after the reserves scale by s returns q (1 - 1/s) / (x - q (1 - 1/s)) more than it cost, and the
+    ///        band keeps q / x below maxSpread, so with s - 1 <= takerFee / maxSpread the gain is below one
+    ///        fee while the round trip pays two (docs/pool.md);
+    ///      - deepening: the exit value it hands the open positions at most maxDepthCost x NAV.
+    function _depthStep(
+        uint32 marketId,
+        AmmParams memory p,
+        uint256 x0,
+        uint256 y0,
+        int256 net,
+        uint256 target,
+        uint256 nav
+    ) internal view returns (uint256 y1) {
+        if (target <= y0) {
+            uint256 lo = y0 - y0.mulWadDown(p.maxDepthChange);
+            if (net < 0) {
+                // x1 = x0 y1 / y0 >= 2 |net|  <=>  y1 >= 2 |net| y0 / x0.
+                uint256 floor = (2 * net.abs()).mulDivUp(y0, x0);
+                if (floor > lo) lo = floor;
+            }
+            return target < lo ? (lo < y0 ? lo : y0) : target;
+        }
+        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
+        uint256 step = uint256(mp.takerFee).divWadDown(mp.maxSpread);
+        if (step > p.maxDepthChange) step = p.maxDepthChange;
+        uint256 hi = y0 + y0.mulWadDown(step);
+        y1 = target > hi ? hi : target;
+        if (net == 0) return y1;
+        // Cost bound: E(s) - E(1) <= budget with E the net's exit value on (s x0, s y0) (see _exitValue).
+        uint256 budget = nav.mulWadDown(p.maxDepthCost);
+        uint256 n = net.abs();
+        uint256 sMax; // [wad] largest scale factor within the budget; 0 = unbounded
+        if (net > 0) {
+            // E(s) = s y0 n / (s x0 + n) <= e0 + B  <=>  s (y0 n - (e0 + B) x0) <= (e0 + B) n.
+            uint256 t = uint256(_exitValue(x0, y0, net)) + budget;
+            uint256 lhs = y0 * n;
+            if (lhs > t * x0) sMax = Math.mulDiv(t * n, WAD, lhs - t * x0);
+        } else {
+            // C(s) = s y0 n / (s x0 - n) >= c0 - B  <=>  s (r x0 - y0 n) <= r n  with r = c0 - B.
+            uint256 c0 = uint256(-_exitValue(x0, y0, net));
+            if (c0 > budget) {
+                uint256 r = c0 - budget;
+                if (r * x0 > y0 * n) sMax = Math.mulDiv(r * n, WAD, r * x0 - y0 * n);
+            }
+        }
+        if (sMax != 0) {
+            uint256 byCost = y0.mulWadDown(sMax);
+            if (byCost < y0) byCost = y0;
+            if (byCost < y1) y1 = byCost;
+        }
+    }
+
+    function _exitValue(uint256 x, uint256 y, int256 net) internal pure returns (int256) {
+        return VAmmMath.exitValue(x, y, net);
     }
 
     /// @inheritdoc IAmmController
@@ -127,8 +216,9 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         if (p.depthRatio == 0) revert DepthNotConfigured(marketId);
     }
 
-    function _checkMarket(uint32 marketId) internal view {
+    function _checkMarket(uint32 marketId) internal view returns (uint32) {
         if (marketId == 0 || marketId > clearingHouse.marketCount()) revert UnknownMarket(marketId);
+        return marketId;
     }
 
     function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {

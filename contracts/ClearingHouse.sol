@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -372,18 +373,78 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         external
         onlyLiquidationEngine
         nonReentrant
-        returns (int256 quoteFlow)
+        returns (int256 quoteFlow, int256 closed)
     {
         Market storage m = _market(marketId);
-        _update(m, _index(m));
+        uint256 index = _index(m);
+        _update(m, index);
         uint256 x = m.baseReserve;
         uint256 y = m.quoteReserve;
-        _checkLiquidity(marketId, -base, x);
-        (quoteFlow, x, y) = VAmmMath.swap(x, y, -base);
+        closed = _backstopFit(m, index, x, y, base);
+        if (closed == 0) return (0, 0);
+        uint256 priceBefore = VAmmMath.price(x, y);
+        (quoteFlow, x, y) = VAmmMath.swap(x, y, -closed);
+        // The fit is computed to stay inside the band; the trade rule checks it as for any trade.
+        _checkPriceBand(marketId, m.maxSpread, index, priceBefore, VAmmMath.price(x, y));
         // Casts: as in a trade.
         m.baseReserve = x.toUint128();
         m.quoteReserve = y.toUint128();
-        _auctionSettle(owner, subaccount, marketId, m, -base, quoteFlow, true);
+        _auctionSettle(owner, subaccount, marketId, m, -closed, quoteFlow, true);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function releaseFromAuction(address owner, uint32 subaccount, uint32 marketId, int256 slice)
+        external
+        onlyLiquidationEngine
+    {
+        _market(marketId);
+        Position storage p = _positions[marketId][owner][subaccount];
+        int256 auctioned = p.auctioned;
+        if (slice == 0 || (slice > 0) != (auctioned > 0) || slice.abs() > auctioned.abs()) {
+            revert InvalidAuctionSlice(slice, auctioned);
+        }
+        p.auctioned = (auctioned - slice).toInt128();
+    }
+
+    /// @dev The largest part of `base` (the owner's long when > 0, closed by selling) whose close keeps the
+    ///      vAMM price inside the band around `index`, or not further from it than before (the trade rule),
+    ///      leaving no dust behind. The reserve at the edge comes from x' = sqrt(k / edge) on the curve
+    ///      x y = k, rounded toward the inside; the swap after it is checked against the band again.
+    function _backstopFit(Market storage m, uint256 index, uint256 x, uint256 y, int256 base)
+        internal
+        view
+        returns (int256)
+    {
+        uint256 spot = VAmmMath.price(x, y);
+        uint256 dist = spot > index ? spot - index : index - spot;
+        uint256 band = index.mulWadDown(m.maxSpread);
+        uint256 reach = band > dist ? band : dist; // how far from the index the close may take the price
+        uint256 want = base.abs();
+        uint256 fit;
+        if (base > 0) {
+            // Selling base lowers the price, down to index - reach at most: x' <= sqrt(x y / edge).
+            if (reach >= index) {
+                fit = want;
+            } else {
+                uint256 xMax = _edgeReserve(x, y, index - reach);
+                // Rounding: the edge reserve rounds down and keeps a 1e-12 margin, so x' is inside the
+                // edge; the swap rounds its quote out down, which leaves the price above the exact curve's.
+                xMax -= xMax / 1e12;
+                fit = xMax > x ? xMax - x : 0;
+            }
+        } else {
+            // Buying base raises the price, up to index + reach at most: x' >= sqrt(x y / edge).
+            uint256 xMin = _edgeReserve(x, y, index + reach);
+            // Rounding: a 1e-12 margin plus 2 wei covers the floor above and the swap's quote rounded up.
+            xMin += xMin / 1e12 + 2;
+            fit = x > xMin ? x - xMin : 0;
+        }
+        if (fit >= want) return base;
+        uint256 minSize = m.minPositionSize;
+        // What stays in the auction must be nothing or a position a taker may hold.
+        if (want - fit < minSize) fit = want > minSize ? want - minSize : 0;
+        // Cast: fit < want <= |int256|.
+        return base > 0 ? int256(fit) : -int256(fit);
     }
 
     /// @dev Apply `baseDelta` at `quoteFlow` to one account's position, settle its funding and PnL against
@@ -513,6 +574,39 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearingHouse
+    function tradersExitPnl()
+        external
+        view
+        returns (int256 pnl, uint256 netExposure, uint256 suspendedNotional, uint32 suspendedMarket)
+    {
+        uint32 count = _marketCount;
+        for (uint32 id = 1; id <= count; ++id) {
+            Market storage m = _markets[id];
+            uint256 longOi = m.longOpenInterest;
+            uint256 shortOi = m.shortOpenInterest;
+            // Cast: each side is below 2^128.
+            int256 net = int256(longOi) - int256(shortOi);
+            if (longOi == 0 && shortOi == 0 && m.sumOpenNotional == 0 && m.sumFundingBasis == 0) continue;
+            uint256 x = m.baseReserve;
+            uint256 y = m.quoteReserve;
+            pnl += VAmmMath.exitValue(x, y, net) - m.sumOpenNotional
+                - (net.sMulWadDown(_cumulativeFundingNow(m)) - m.sumFundingBasis);
+            uint256 spot = VAmmMath.price(x, y);
+            netExposure += net.abs().mulWadUp(spot);
+            if (longOi == 0 && shortOi == 0) continue;
+            (bool ok, uint256 index) = OracleLib.tryReadWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+            if (ok) {
+                uint256 dist = spot > index ? spot - index : index - spot;
+                ok = dist <= index.mulWadDown(m.maxSpread);
+            }
+            if (!ok) {
+                suspendedNotional += (longOi + shortOi).mulWadUp(spot);
+                if (suspendedMarket == 0) suspendedMarket = id;
+            }
+        }
+    }
+
+    /// @inheritdoc IClearingHouse
     function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256) {
         return _positions[marketId][owner][subaccount].auctioned;
     }
@@ -635,7 +729,12 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         int256 cumulativeFunding = m.funding.cumulativeFunding;
         if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
 
-        // vAMM swap and price band.
+        // Reducing: the trade moves the position toward zero without crossing it.
+        r.reducing = size != 0 && (size > 0) != (baseAmount > 0) && baseAmount.abs() <= size.abs();
+
+        // vAMM swap and price band. The band keeps new risk from pushing the vAMM away from the index;
+        // a reduce or close is never blocked by it (the trader's own slippage limit bounds its price), so
+        // the winning side of a dislocation can always take its profit while the oracle is valid.
         {
             uint256 x = m.baseReserve;
             uint256 y = m.quoteReserve;
@@ -643,7 +742,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             uint256 priceBefore = VAmmMath.price(x, y);
             (r.quote, x, y) = VAmmMath.swap(x, y, baseAmount);
             r.priceAfter = VAmmMath.price(x, y);
-            _checkPriceBand(marketId, m.maxSpread, index, priceBefore, r.priceAfter);
+            if (!r.reducing) _checkPriceBand(marketId, m.maxSpread, index, priceBefore, r.priceAfter);
             // Casts: reserves stay below MAX_RESERVE... x grows only on sells, bounded by SafeCast.
             m.baseReserve = x.toUint128();
             m.quoteReserve = y.toUint128();
@@ -655,7 +754,6 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         }
 
         (r.newSize, r.newOpenNotional, r.realizedPnl) = VAmmMath.applyTrade(size, p.openNotional, baseAmount, r.quote);
-        r.reducing = (size > 0 && r.newSize >= 0 && r.newSize < size) || (size < 0 && r.newSize <= 0 && r.newSize > size);
         if (r.newSize != 0 && r.newSize.abs() < m.minPositionSize) {
             revert BelowMinPositionSize(marketId, r.newSize, m.minPositionSize);
         }
@@ -717,6 +815,13 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             r.priceAfter
         );
         return (baseAmount, r.quote, r.fee);
+    }
+
+    /// @dev floor(sqrt(x y / price)) in WAD: the base reserve at which the curve through (x, y) has `price`.
+    function _edgeReserve(uint256 x, uint256 y, uint256 price) internal pure returns (uint256) {
+        uint256 q = Math.mulDiv(x, y, price); // [wad base^2 / 1e18]
+        // q x 1e18 when it fits (full precision), else sqrt(q) x 1e9 (relative error below 1e-18 there).
+        return q <= type(uint256).max / WadMath.WAD ? Math.sqrt(q * WadMath.WAD) : Math.sqrt(q) * 1e9;
     }
 
     function _checkLiquidity(uint32 marketId, int256 baseAmount, uint256 x) internal pure {
@@ -782,10 +887,20 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             uint256 index = marketId == knownMarket ? knownIndex : _index(m);
             s.unrealizedPnl += size.sMulWadDown(index) - p.openNotional;
             s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m) - p.lastCumulativeFunding);
-            // Margin is owed on the part not in an auction; PnL and funding on the whole position.
-            uint256 notional = (size - p.auctioned).abs().mulWadUp(index);
+            // The free part owes initial and maintenance margin; the auctioned part keeps backing at
+            // maintenance (counted in `initial`, so it cannot be withdrawn while the auction runs) but is
+            // not what `kick` tests. PnL and funding run on the whole position.
+            int256 auctioned = p.auctioned;
+            uint256 notional = (size - auctioned).abs().mulWadUp(index);
             s.initial += notional.mulWadUp(m.imr);
             s.maintenance += notional.mulWadUp(m.mmr);
+            if (auctioned != 0) {
+                uint256 auctionedNotional = auctioned.abs().mulWadUp(index);
+                uint256 backing = auctionedNotional.mulWadUp(m.mmr);
+                s.auctionedNotional += auctionedNotional;
+                s.auctionedMaintenance += backing;
+                s.initial += backing;
+            }
         }
     }
 
@@ -956,8 +1071,11 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         _bound("takerFee", p.takerFee, 0, MAX_TAKER_FEE);
         _bound("maxSpread", p.maxSpread, MIN_MAX_SPREAD, MAX_MAX_SPREAD);
         _bound("maxOiPoolRatio", p.maxOiPoolRatio, 1, MAX_OI_POOL_RATIO);
-        _bound("maxOpenInterest", p.maxOpenInterest, 1, type(uint96).max);
-        _bound("minPositionSize", p.minPositionSize, 1, type(uint96).max);
+        // Every position is at most a side's open interest, which is at most this cap (a lowered cap
+        // leaves positions at most the old one): so every size a position can reach fits an auction's
+        // int96 slice, and every position can be liquidated.
+        _bound("maxOpenInterest", p.maxOpenInterest, 1, uint256(uint96(type(int96).max)));
+        _bound("minPositionSize", p.minPositionSize, 1, p.maxOpenInterest);
         _bound("insuranceFeeShare", insuranceShare, 0, MAX_INSURANCE_FEE_SHARE);
         uint256 scale = OracleLib.scaleOf(p.oracle);
         uint8 scaleExp;

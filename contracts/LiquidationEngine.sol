@@ -55,7 +55,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint32 subaccount;
         uint32 marketId;
         uint8 redos;
-        int96 size; // [wad base] remaining, signed like the position (|size| < 3.9e10 base)
+        int96 size; // [wad base] remaining, signed like the position; fits: |position| <= maxOpenInterest <= int96.max
         uint128 startIndex; // [wad]
         uint32 startTime; // [s]
     }
@@ -132,10 +132,10 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     {
         _checkNotPaused();
         if (keeper == address(0)) revert ZeroAddress();
-        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        (int256 value, uint256 maintenance, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
         // Cast: maintenance < 2^200 (sizes and prices < 2^128 WAD, ratios <= 1).
         if (value >= int256(maintenance)) revert NotLiquidatable(owner, subaccount);
-        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance);
+        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
         LiquidationParams memory lp = _params;
         uint256 live = liveNotional;
         if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
@@ -152,6 +152,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         });
         clearingHouse.markForAuction(owner, subaccount, marketId, s.size);
         vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty);
+        vault.recordShortfall(owner, subaccount, s.shortfall);
         emit Kick(auctionId, owner, subaccount, marketId, s.size, s.index, keeper, s.keeperReward, s.penalty);
     }
 
@@ -189,7 +190,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
         clearingHouse.settleAuctionFill(owner, subaccount, marketId, signedAmount, price, msg.sender, takerSubaccount);
         emit Take(auctionId, msg.sender, takerSubaccount, amount, price, left);
-        if (left == 0) _resolveBadDebt(owner, subaccount);
+        _afterFill(owner, subaccount, marketId);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -197,33 +198,66 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
         if (keeper == address(0)) revert ZeroAddress();
-        uint256 index = clearingHouse.indexPrice(a.marketId);
-        if (!_expired(a, auctionParams(a.marketId), index)) revert AuctionNotExpired(auctionId);
+        uint32 marketId = a.marketId;
+        uint256 index = clearingHouse.indexPrice(marketId);
+        AuctionParams memory ap = auctionParams(marketId);
+        if (!_expired(a, ap, index)) revert AuctionNotExpired(auctionId);
         LiquidationParams memory lp = _params;
         if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
+        address owner = a.owner;
+        uint32 subaccount = a.subaccount;
+        (int256 value, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance) =
+            vault.liquidationState(owner, subaccount);
+        // A recovered account's auction ends here, unpaid: a tip for restarting it would be a charge for nothing.
+        uint256 requirement = maintenance + auctionedMaintenance;
+        // Cast: requirement < 2^200 (as in kick).
+        if (value >= int256(requirement)) {
+            _cancel(auctionId, a, value, requirement);
+            return;
+        }
         uint8 redos = a.redos + 1;
         _moveNotional(a, a.size, index);
         a.redos = redos;
         a.startIndex = index.toUint128();
         a.startTime = uint32(block.timestamp);
-        vault.chargeLiquidation(a.owner, a.subaccount, keeper, lp.tip, 0);
-        emit Redo(auctionId, redos, index, keeper, lp.tip);
+        // The tip comes out of what the account keeps after the worst fill its auctions allow, never more.
+        int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
+        uint256 tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));
+        vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
+        vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
+        emit Redo(auctionId, redos, index, keeper, tip);
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function cancel(uint256 auctionId) external nonReentrant {
+        StoredAuction storage a = _live(auctionId);
+        _checkNotPaused();
+        (int256 value, uint256 maintenance,, uint256 auctionedMaintenance) = vault.liquidationState(a.owner, a.subaccount);
+        uint256 requirement = maintenance + auctionedMaintenance;
+        // Cast: requirement < 2^200 (as in kick).
+        if (value < int256(requirement)) revert AuctionStillNeeded(auctionId, value, requirement);
+        _cancel(auctionId, a, value, requirement);
     }
 
     /// @inheritdoc ILiquidationEngine
     function backstop(uint256 auctionId) external nonReentrant returns (int256 quote) {
         StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
-        uint256 index = clearingHouse.indexPrice(a.marketId);
-        if (!_expired(a, auctionParams(a.marketId), index)) revert AuctionNotExpired(auctionId);
+        uint32 marketId = a.marketId;
+        uint256 index = clearingHouse.indexPrice(marketId);
+        if (!_expired(a, auctionParams(marketId), index)) revert AuctionNotExpired(auctionId);
         uint8 maxRedos = _params.maxRedos;
         if (a.redos < maxRedos) revert RedosRemaining(auctionId, a.redos, maxRedos);
-        int256 size = a.size;
-        _moveNotional(a, 0, a.startIndex);
-        a.size = 0;
-        quote = clearingHouse.backstopClose(a.owner, a.subaccount, a.marketId, size);
-        emit Backstop(auctionId, size, quote);
-        _resolveBadDebt(a.owner, a.subaccount);
+        address owner = a.owner;
+        uint32 subaccount = a.subaccount;
+        int256 closed;
+        (quote, closed) = clearingHouse.backstopClose(owner, subaccount, marketId, a.size);
+        if (closed == 0) revert BackstopBlocked(auctionId, clearingHouse.spotPrice(marketId), index);
+        int256 left = a.size - closed;
+        _moveNotional(a, left, a.startIndex);
+        a.size = left.toInt96();
+        emit Backstop(auctionId, closed, quote);
+        _afterFill(owner, subaccount, marketId);
     }
 
     // ------------------------------------------------------------------ views
@@ -281,15 +315,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         view
         returns (int256 slice, uint256 notional, uint256 keeperReward, uint256 penalty)
     {
-        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        (int256 value, uint256 maintenance, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
         if (value >= int256(maintenance)) return (0, 0, 0, 0);
-        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance);
+        Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
         return (s.size, s.notional, s.keeperReward, s.penalty);
     }
 
     /// @inheritdoc ILiquidationEngine
     function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 best) {
-        (int256 value,,, uint256 maintenance) = vault.health(owner, subaccount);
+        (int256 value, uint256 maintenance, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
         if (value >= int256(maintenance)) return 0;
         uint256 markets = vault.openMarkets(owner, subaccount);
         uint256 bestNotional = type(uint256).max;
@@ -300,7 +334,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             if (!held) continue;
             (int256 size,,) = clearingHouse.position(owner, subaccount, id);
             if (size == clearingHouse.auctionedSize(owner, subaccount, id)) continue;
-            Slice memory s = _slice(owner, subaccount, id, value, maintenance);
+            Slice memory s = _slice(owner, subaccount, id, value, maintenance, auctionedNotional);
             // Prefer a slice that restores target health (not the whole position); among those the
             // smallest notional; otherwise the largest position (most risk removed).
             bool better = s.restores
@@ -323,6 +357,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 penalty; // [wad quote]
         uint256 index; // [wad]
         bool restores; // the slice is sized to restore target health (not forced to the whole position)
+        uint256 shortfall; // [wad] bad debt the account's auctions would leave at the worst fill, after costs
     }
 
     /// @dev The smallest slice after which, net of its costs and of the worst fill the auction allows
@@ -332,11 +367,17 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     ///        n >= (h x M - V + tip) / (h x mmr - chip - penalty - maxDiscount),
     ///      rounded up to base (and to at least the minimum position size); the whole free position when
     ///      that is more, leaves dust, or the denominator is not positive (costs outrun the margin released).
-    function _slice(address owner, uint32 subaccount, uint32 marketId, int256 value, uint256 maintenance)
-        internal
-        view
-        returns (Slice memory s)
-    {
+    ///      Costs: the keeper reward, then the penalty, each capped at what the account keeps after the worst
+    ///      fill of everything it will have in auction (notional x this market's maxDiscount), so a kick never
+    ///      creates bad debt at an unchanged index and a dust account cannot pay out more than it holds.
+    function _slice(
+        address owner,
+        uint32 subaccount,
+        uint32 marketId,
+        int256 value,
+        uint256 maintenance,
+        uint256 auctionedNotional
+    ) internal view returns (Slice memory s) {
         (int256 size,,) = clearingHouse.position(owner, subaccount, marketId);
         int256 available = size - clearingHouse.auctionedSize(owner, subaccount, marketId);
         if (available == 0) revert NothingToLiquidate(owner, subaccount, marketId);
@@ -345,10 +386,11 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         LiquidationParams memory lp = _params;
         uint256 avail = available.abs();
         uint256 base = avail;
+        uint256 maxDiscount = auctionParams(marketId).maxDiscount;
         {
             // Casts: ratios are bounded far below 2^63.
             int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
-                - int256(uint256(lp.penalty)) - int256(uint256(auctionParams(marketId).maxDiscount));
+                - int256(uint256(lp.penalty)) - int256(maxDiscount);
             if (denom > 0) {
                 int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
                 uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);
@@ -361,12 +403,47 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         }
         s.size = available > 0 ? base.toInt256() : -base.toInt256();
         s.notional = base.mulWadUp(s.index);
+        // What the account can pay: its value less the worst fill of everything in auction after this kick.
+        int256 room = value - (auctionedNotional + s.notional).mulWadUp(maxDiscount).toInt256();
         uint256 reward = lp.tip + s.notional.mulWadUp(lp.chip);
-        s.keeperReward = reward < lp.maxKeeperReward ? reward : lp.maxKeeperReward;
-        // The penalty only takes what the account has left after the keeper: it never creates bad debt.
-        int256 room = value - s.keeperReward.toInt256();
+        if (reward > lp.maxKeeperReward) reward = lp.maxKeeperReward;
+        s.keeperReward = room <= 0 ? 0 : (reward < uint256(room) ? reward : uint256(room));
+        room -= s.keeperReward.toInt256();
         uint256 penalty = s.notional.mulWadUp(lp.penalty);
         s.penalty = room <= 0 ? 0 : (penalty < uint256(room) ? penalty : uint256(room));
+        s.shortfall = _shortfall(room - s.penalty.toInt256());
+    }
+
+    /// @dev Bad debt implied by what an account keeps after the worst fill: its negative part.
+    function _shortfall(int256 room) internal pure returns (uint256) {
+        // Cast: room < 0 on this branch.
+        return room < 0 ? uint256(-room) : 0;
+    }
+
+    /// @dev After a fill or a backstop: resolve the bad debt of an account left with no position, or
+    ///      refresh its shortfall estimate while it has one (a healthy account's stays zero at no cost).
+    function _afterFill(address owner, uint32 subaccount, uint32 marketId) internal {
+        if (vault.openMarkets(owner, subaccount) == 0) {
+            if (vault.collateral(owner, subaccount) < 0) {
+                vault.resolveBadDebt(owner, subaccount);
+                return;
+            }
+        }
+        if (vault.shortfallOf(owner, subaccount) == 0) return;
+        (int256 value,, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
+        vault.recordShortfall(
+            owner, subaccount, _shortfall(value - auctionedNotional.mulWadUp(auctionParams(marketId).maxDiscount).toInt256())
+        );
+    }
+
+    /// @dev End an auction unfilled: its size goes back to the position's free part.
+    function _cancel(uint256 auctionId, StoredAuction storage a, int256 value, uint256 requirement) internal {
+        int256 size = a.size;
+        _moveNotional(a, 0, a.startIndex);
+        a.size = 0;
+        clearingHouse.releaseFromAuction(a.owner, a.subaccount, a.marketId, size);
+        if (vault.shortfallOf(a.owner, a.subaccount) != 0) vault.recordShortfall(a.owner, a.subaccount, 0);
+        emit AuctionCancelled(auctionId, size, value, requirement);
     }
 
     function _live(uint256 auctionId) internal view returns (StoredAuction storage a) {
@@ -410,12 +487,6 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     /// @dev Re-count `a` in `liveNotional` as `newSize` at `newIndex` (call before writing them).
     function _moveNotional(StoredAuction storage a, int256 newSize, uint256 newIndex) internal {
         liveNotional = liveNotional - _notional(a.size, a.startIndex) + _notional(newSize, newIndex);
-    }
-
-    function _resolveBadDebt(address owner, uint32 subaccount) internal {
-        if (vault.openMarkets(owner, subaccount) == 0 && vault.collateral(owner, subaccount) < 0) {
-            vault.resolveBadDebt(owner, subaccount);
-        }
     }
 
     function _checkNotPaused() internal view {

@@ -17,12 +17,19 @@ import {WadMath} from "./libraries/WadMath.sol";
 /// @title LiquidityPool
 /// @notice One ERC-4626 pool backing every market: LPs deposit the collateral token once and are the
 ///         counterparty of all traders in all markets. Its assets are its cash in the Vault
-///         (`Vault.poolBalance`: deposits, fees, realized PnL, funding, bad debt paid) minus the traders'
-///         unrealized PnL at the index net of the funding they owe, from per-market aggregates.
-/// @dev Inflation-attack resistance: OpenZeppelin's virtual shares with a 6-decimal offset (a donation
-///      to an empty pool is mostly captured by the virtual shares, so the attack costs the attacker far
-///      more than it can take). Withdrawals are two-step (request, cooldown, window) and may not take
-///      the pool below `reserveFactor x sum |net open interest| x index`.
+///         (`Vault.poolBalance`: deposits, fees, realized PnL, funding, bad debt paid) minus what the
+///         traders would realize closing every position against the vAMMs now, net of the funding they owe
+///         (`ClearingHouse.tradersExitPnl`), minus the bad debt that liquidations in progress are expected
+///         to leave beyond the insurance fund.
+/// @dev Why the vAMM exit and not the index: a trade moves a market's exit value and its open notionals
+///      by the same quote flow, so no trade sequence, in one transaction or over many blocks, moves the
+///      share price except by the fees it pays; at the index, the slippage a trader pays counts as pool
+///      profit although the trader gets it back unwinding (an LP could pump, redeem and unwind). The index
+///      still guards LP flows: they wait while a market with open interest has a stale feed or a vAMM
+///      outside its band around the index (a gap), until keepers have recorded the bad debt it causes.
+///      Inflation-attack resistance: OpenZeppelin's virtual shares with a 6-decimal offset. Withdrawals are
+///      two-step (request, cooldown, window) and may not take the pool below
+///      `reserveFactor x sum |net open interest| x vAMM price`.
 contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuardTransient {
     using WadMath for uint256;
 
@@ -31,6 +38,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     uint256 internal constant MAX_COOLDOWN = 30 days;
     uint256 internal constant MIN_WINDOW = 1 hours;
     uint256 internal constant MAX_WINDOW = 30 days;
+    /// @notice Open interest in markets with an untrusted index that LP flows tolerate, as a share of the
+    ///         pool's cash [wad]: 0.1 %.
+    uint256 public constant SUSPENSION_TOLERANCE = 0.001e18;
 
     IVault public immutable vault;
     IClearingHouse public immutable clearingHouse;
@@ -40,18 +50,29 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     PoolParams internal _params;
     mapping(address owner => WithdrawRequest) internal _requests;
 
+    /// @dev The traders' side as `ClearingHouse.tradersExitPnl` reports it.
+    struct Valuation {
+        int256 pnl; // [wad]
+        uint256 exposure; // [wad]
+        uint256 suspendedNotional; // [wad]
+        uint32 suspendedMarket;
+    }
+
     // The traders' side, read once per deposit/withdrawal: ERC-4626 asks for totalAssets several times
     // per call and each read loops over every market; nothing inside one of these calls moves it.
-    bool internal transient _pnlCached;
+    bool internal transient _cached;
     int256 internal transient _cachedPnl;
     uint256 internal transient _cachedExposure;
+    uint256 internal transient _cachedSuspendedNotional;
+    uint32 internal transient _cachedSuspendedMarket;
 
     /// @dev Cache the traders' side for the rest of this call (entry points only).
     modifier withCachedValuation() {
-        (_cachedPnl, _cachedExposure) = clearingHouse.tradersPnl();
-        _pnlCached = true;
+        (_cachedPnl, _cachedExposure, _cachedSuspendedNotional, _cachedSuspendedMarket) =
+            clearingHouse.tradersExitPnl();
+        _cached = true;
         _;
-        _pnlCached = false;
+        _cached = false;
     }
 
     constructor(IERC20 asset_, IVault vault_, IClearingHouse clearingHouse_, address owner_)
@@ -98,8 +119,6 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    /// @dev ERC-4626's `maxDeposit` is unlimited unless the Vault is paused at level 3, which
-    ///      `_checkDepositsOpen` has just ruled out, so the deposit goes straight in.
     function deposit(uint256 assets, address receiver)
         public
         override
@@ -109,9 +128,13 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     {
         if (assets == 0) revert ZeroAssets();
         _checkDepositsOpen();
+        _checkFlowsOpen();
         shares = previewDeposit(assets);
         // A deposit too small to buy one share would be a gift to the other LPs.
         if (shares == 0) revert ZeroShares();
+        // The named reasons are checked; what is left is the ledger's size limit (ERC4626ExceededMaxDeposit).
+        uint256 maxAssets = maxDeposit(receiver);
+        if (assets > maxAssets) revert ERC4626ExceededMaxDeposit(receiver, assets, maxAssets);
         _deposit(_msgSender(), receiver, assets, shares);
     }
 
@@ -119,12 +142,14 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     function mint(uint256 shares, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         _checkDepositsOpen();
+        _checkFlowsOpen();
         return super.mint(shares, receiver);
     }
 
     /// @inheritdoc ERC4626
     function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
+        _checkFlowsOpen();
         _checkWithdrawal(owner, previewWithdraw(assets), assets);
         return super.withdraw(assets, receiver, owner);
     }
@@ -132,6 +157,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     function redeem(uint256 shares, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
+        _checkFlowsOpen();
         uint256 assets = previewRedeem(shares);
         _checkWithdrawal(owner, shares, assets);
         // Shares worth less than one token unit: burning them for nothing is refused, not silently done.
@@ -141,58 +167,86 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Pool value in WAD (may be negative in a catastrophe; `totalAssets` floors it at zero).
+    /// @notice Pool value in WAD (may be negative in a catastrophe; `totalAssets` floors it at zero): cash
+    ///         minus the traders' PnL at vAMM exit net of funding, minus the uncovered bad-debt estimate.
     function navWad() public view returns (int256) {
-        (int256 tradersPnl,) = _tradersPnl();
-        return vault.poolBalance() - tradersPnl;
+        // Cast: the estimate is a sum of int128-bounded debts.
+        return vault.poolBalance() - _valuation().pnl - int256(uncoveredBadDebt());
     }
 
-    /// @notice Cash in the Vault minus the traders' unrealized PnL net of funding owed, in token units (rounded down).
+    /// @inheritdoc ILiquidityPool
+    function uncoveredBadDebt() public view returns (uint256) {
+        uint256 pending = vault.pendingBadDebt();
+        uint256 insurance = vault.insuranceFund();
+        return pending > insurance ? pending - insurance : 0;
+    }
+
+    /// @inheritdoc ILiquidityPool
+    function lpFlowsSuspended() public view returns (bool suspended, uint32 marketId) {
+        Valuation memory v = _valuation();
+        (suspended,) = _suspended(v);
+        marketId = suspended ? v.suspendedMarket : 0;
+    }
+
+    /// @notice NAV in token units, rounded down, floored at zero. Never reverts (EIP-4626).
     function totalAssets() public view override returns (uint256) {
         int256 nav = navWad();
         // Cast: nav > 0 on this branch.
         return nav <= 0 ? 0 : uint256(nav) / tokenScale;
     }
 
-    /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x index.
+    /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x vAMM price.
     function reserveRequired() public view returns (uint256) {
-        (, uint256 netExposure) = _tradersPnl();
-        return netExposure.mulWadUp(_params.reserveFactor);
+        return _valuation().exposure.mulWadUp(_params.reserveFactor);
     }
 
     /// @notice Assets (token units) LPs may withdraw now in total without breaching the reserve or the cash.
     function withdrawableAssets() public view returns (uint256) {
-        (int256 tradersPnl, uint256 netExposure) = _tradersPnl();
+        Valuation memory v = _valuation();
         int256 cash = vault.poolBalance();
-        int256 free = cash - tradersPnl - int256(netExposure.mulWadUp(_params.reserveFactor));
+        // Casts: every term is int128-bounded.
+        int256 free = cash - v.pnl - int256(uncoveredBadDebt()) - int256(v.exposure.mulWadUp(_params.reserveFactor));
         int256 limit = free < cash ? free : cash; // never more cash than the Vault holds for the pool
         // Cast: limit > 0 on this branch.
         return limit <= 0 ? 0 : uint256(limit) / tokenScale;
     }
 
     /// @inheritdoc ERC4626
+    /// @dev Exactly what `withdraw` accepts now: 0 while LP flows are suspended or `owner` has no matured
+    ///      request; else the request's value, within the pool's withdrawable assets.
     function maxWithdraw(address owner) public view override returns (uint256) {
+        if (_flowsSuspended()) return 0;
         uint256 byShares = previewRedeem(_redeemable(owner));
         uint256 pool = withdrawableAssets();
         return byShares < pool ? byShares : pool;
     }
 
     /// @inheritdoc ERC4626
+    /// @dev Exactly what `redeem` accepts now: as `maxWithdraw`, in shares, and 0 when those shares would
+    ///      be worth less than one token unit (which `redeem` refuses with `ZeroAssets`).
     function maxRedeem(address owner) public view override returns (uint256) {
+        if (_flowsSuspended()) return 0;
         uint256 byShares = _redeemable(owner);
         uint256 byPool = convertToShares(withdrawableAssets());
-        return byShares < byPool ? byShares : byPool;
+        uint256 shares = byShares < byPool ? byShares : byPool;
+        return shares != 0 && previewRedeem(shares) == 0 ? 0 : shares;
     }
 
     /// @inheritdoc ERC4626
-    /// @dev Zero while the Vault is paused at level 3, where `fundPool` (and so every deposit) reverts.
-    function maxDeposit(address receiver) public view override returns (uint256) {
-        return vault.pauseLevel() >= PAUSE_DEPOSITS ? 0 : super.maxDeposit(receiver);
+    /// @dev 0 while the Vault is paused at level 3 (where `fundPool` reverts) or LP flows are suspended;
+    ///      otherwise the room left in the pool's int128 ledger line, in token units.
+    function maxDeposit(address) public view override returns (uint256) {
+        if (vault.pauseLevel() >= PAUSE_DEPOSITS || _flowsSuspended()) return 0;
+        int256 cash = vault.poolBalance();
+        // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
+        uint256 room = uint256(int256(type(int128).max) - cash) / tokenScale;
+        uint256 perCall = uint256(uint128(type(int128).max)) / tokenScale; // the Vault's per-amount bound
+        return room < perCall ? room : perCall;
     }
 
     /// @inheritdoc ERC4626
     function maxMint(address receiver) public view override returns (uint256) {
-        return vault.pauseLevel() >= PAUSE_DEPOSITS ? 0 : super.maxMint(receiver);
+        return previewDeposit(maxDeposit(receiver));
     }
 
     /// @notice `owner`'s pending withdrawal request.
@@ -213,9 +267,28 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         if (level >= PAUSE_DEPOSITS) revert Paused(level);
     }
 
-    function _tradersPnl() internal view returns (int256, uint256) {
-        if (_pnlCached) return (_cachedPnl, _cachedExposure);
-        return clearingHouse.tradersPnl();
+    function _valuation() internal view returns (Valuation memory v) {
+        if (_cached) return Valuation(_cachedPnl, _cachedExposure, _cachedSuspendedNotional, _cachedSuspendedMarket);
+        (v.pnl, v.exposure, v.suspendedNotional, v.suspendedMarket) = clearingHouse.tradersExitPnl();
+    }
+
+    /// @dev Whether `v`'s untrusted-index open interest exceeds the tolerance, and the tolerance [wad].
+    function _suspended(Valuation memory v) internal view returns (bool, uint256 tolerance) {
+        int256 cash = vault.poolBalance();
+        // Cast: cash > 0 on this branch.
+        tolerance = cash > 0 ? uint256(cash).mulWadDown(SUSPENSION_TOLERANCE) : 0;
+        return (v.suspendedNotional > tolerance, tolerance);
+    }
+
+    function _flowsSuspended() internal view returns (bool suspended) {
+        (suspended,) = _suspended(_valuation());
+    }
+
+    /// @dev LP flows wait while an untrusted index carries open interest (see `LpFlowsSuspended`).
+    function _checkFlowsOpen() internal view {
+        Valuation memory v = _valuation();
+        (bool suspended, uint256 tolerance) = _suspended(v);
+        if (suspended) revert LpFlowsSuspended(v.suspendedMarket, v.suspendedNotional, tolerance);
     }
 
     function _decimalsOffset() internal pure override returns (uint8) {
@@ -240,9 +313,10 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         uint256 expiry = uint256(r.unlockAt) + _params.withdrawWindow;
         if (block.timestamp > expiry) revert WithdrawWindowExpired(expiry, block.timestamp);
         if (shares > r.shares) revert ExceedsRequest(shares, r.shares);
-        (int256 tradersPnl, uint256 netExposure) = _tradersPnl();
-        int256 after_ = vault.poolBalance() - tradersPnl - int256(assets * tokenScale);
-        uint256 reserve = netExposure.mulWadUp(_params.reserveFactor);
+        Valuation memory v = _valuation();
+        // Casts: every term is int128-bounded (assets by the request's shares' value).
+        int256 after_ = vault.poolBalance() - v.pnl - int256(uncoveredBadDebt()) - int256(assets * tokenScale);
+        uint256 reserve = v.exposure.mulWadUp(_params.reserveFactor);
         if (after_ < int256(reserve)) revert PoolReserveLocked(after_, reserve);
         int256 cash = vault.poolBalance();
         if (int256(assets * tokenScale) > cash) revert InsufficientPoolCash(cash, assets * tokenScale);

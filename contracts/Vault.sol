@@ -36,6 +36,10 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
     bytes32 internal constant MODULE_LIQUIDATION = "liquidationEngine";
     bytes32 internal constant MODULE_POOL = "liquidityPool";
+    /// @inheritdoc IVault
+    /// @dev Each market an account holds costs every margin check on it (its trades, withdrawals, kicks)
+    ///      about 8 cold reads and the funding math; 16 keeps the worst account near 700k gas.
+    uint256 public constant MAX_OPEN_MARKETS = 16;
 
     /// @notice The collateral token (one per deployment).
     IERC20 public immutable collateralToken;
@@ -48,6 +52,9 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
 
     int128 internal _poolBalance; // [wad] the liquidity pool's claim, counterparty of all traders
     uint128 internal _insuranceFund; // [wad]
+    /// @dev The liquidation engine's bad-debt estimates, per account and summed [wad].
+    mapping(address owner => mapping(uint32 subaccount => uint256)) internal _shortfall;
+    uint256 internal _pendingBadDebt; // [wad]
 
     /// @notice The clearing house, the only module that may settle trades (wired once).
     /// @dev Shares a slot with `pauseLevel`: every trade's settlement reads both.
@@ -212,6 +219,9 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
             if (subaccount != 0 && others != 0) {
                 revert IsolatedSubaccountInUse(owner, subaccount, _lowestMarket(others), marketId);
             }
+            if (markets & bit == 0 && _countAtLeast(markets, MAX_OPEN_MARKETS)) {
+                revert TooManyOpenMarkets(owner, subaccount, MAX_OPEN_MARKETS);
+            }
             markets |= bit;
         } else {
             markets &= ~bit;
@@ -253,6 +263,12 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IVault
+    function recordShortfall(address owner, uint32 subaccount, uint256 shortfall) external notEntered {
+        if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
+        _setShortfall(owner, subaccount, shortfall);
+    }
+
+    /// @inheritdoc IVault
     function resolveBadDebt(address owner, uint32 subaccount)
         external
         nonReentrant
@@ -270,6 +286,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _insuranceFund = uint128(insurance - fromInsurance);
         _poolBalance -= int128(int256(fromPool));
         account.collateral = 0;
+        // The estimate has become the real thing: the set-aside is released as the debt is paid.
+        if (_shortfall[owner][subaccount] != 0) _setShortfall(owner, subaccount, 0);
         emit BadDebt(owner, subaccount, debt, fromInsurance, fromPool);
     }
 
@@ -313,6 +331,32 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         returns (int256 value, int256 free, uint256 initial, uint256 maintenance)
     {
         return _health(owner, subaccount, _accounts[owner][subaccount]);
+    }
+
+    /// @inheritdoc IVault
+    function liquidationState(address owner, uint32 subaccount)
+        external
+        view
+        returns (int256 value, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance)
+    {
+        Account storage account = _accounts[owner][subaccount];
+        value = account.collateral;
+        uint256 markets = account.openMarkets;
+        if (markets == 0) return (value, 0, 0, 0);
+        IClearingHouse.MarginSummary memory s =
+            IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
+        value += s.unrealizedPnl - s.pendingFunding;
+        return (value, s.maintenance, s.auctionedNotional, s.auctionedMaintenance);
+    }
+
+    /// @inheritdoc IVault
+    function pendingBadDebt() external view returns (uint256) {
+        return _pendingBadDebt;
+    }
+
+    /// @inheritdoc IVault
+    function shortfallOf(address owner, uint32 subaccount) external view returns (uint256) {
+        return _shortfall[owner][subaccount];
     }
 
     /// @inheritdoc IVault
@@ -429,6 +473,22 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     function _checkNotPaused(uint8 blockingLevel) internal view {
         uint8 level = pauseLevel;
         if (level >= blockingLevel) revert Paused(level);
+    }
+
+    function _setShortfall(address owner, uint32 subaccount, uint256 shortfall) internal {
+        uint256 total = _pendingBadDebt - _shortfall[owner][subaccount] + shortfall;
+        _shortfall[owner][subaccount] = shortfall;
+        _pendingBadDebt = total;
+        emit ShortfallRecorded(owner, subaccount, shortfall, total);
+    }
+
+    /// @dev Whether `markets` has at least `n` bits set (stops counting at `n`).
+    function _countAtLeast(uint256 markets, uint256 n) internal pure returns (bool) {
+        for (uint256 i; i < n; ++i) {
+            if (markets == 0) return false;
+            markets &= markets - 1; // clear the lowest set bit
+        }
+        return true;
     }
 
     function _lowestMarket(uint256 markets) internal pure returns (uint32 id) {

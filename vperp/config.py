@@ -49,6 +49,8 @@ class MarketConfig:
     max_repeg_step: float = 0.01
     max_repeg_cost: float = 0.001
     repeg_interval: int = 3_600
+    depth_interval: int = 3_600  # [s] least time between two depth syncs of one market
+    max_depth_cost: float = 0.001  # largest exit value one depth sync may hand open positions, / pool NAV
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -68,7 +70,8 @@ class MarketConfig:
     def to_amm_params(self) -> tuple:
         """The `IAmmController.AmmParams` tuple, in struct order."""
         return (wad(self.depth_ratio), wad(self.max_depth_change), wad(self.repeg_threshold),
-                wad(self.max_repeg_step), wad(self.max_repeg_cost), self.repeg_interval)
+                wad(self.max_repeg_step), wad(self.max_repeg_cost), self.repeg_interval, self.depth_interval,
+                wad(self.max_depth_cost))
 
     def to_auction_params(self) -> tuple:
         """The `ILiquidationEngine.AuctionParams` tuple, in struct order."""
@@ -90,7 +93,7 @@ class DeployConfig:
     collateral: str = "mock"  # "mock" (mintable 6-decimal token) or an ERC-20 address
     collateral_decimals: int = 6
     pool_seed: float = 10_000_000  # collateral units seeded into the liquidity pool's balance
-    insurance_seed: float = 0
+    insurance_seed: float = 100_000  # the insurance fund pays bad debt before the pool: 1 % of the pool seed
 
     def with_markets(self, *markets: MarketConfig) -> "DeployConfig":
         return replace(self, markets=tuple(markets))

@@ -5,7 +5,7 @@ A file looks like `deployments/config/local.yaml`:
     collateral: mock            # "mock" (a mintable test token, local networks only) or an ERC-20 address
     decimals: 6                 # the collateral token's decimals
     pool_seed: 10000000         # collateral the deployer deposits into the liquidity pool (human units)
-    insurance_seed: 0           # collateral the deployer grants to the insurance fund
+    insurance_seed: 100000      # collateral the deployer grants to the insurance fund
     markets:
       - symbol: ETH
         oracle: mock            # "mock" (local only, then `price` is required) or a Chainlink-style feed
@@ -35,7 +35,7 @@ import yaml
 from .config import DeployConfig, MarketConfig
 
 LOCAL_CHAIN_IDS = (1337, 31337)
-UINT96_MAX = 2**96 - 1
+INT96_MAX = 2**95 - 1  # ClearingHouse: maxOpenInterest <= int96.max, so every position fits an auction
 WAD = 10**18
 
 
@@ -63,8 +63,8 @@ MARKET_RULES: dict[str, tuple] = {
     "insurance_fee_share": (_NUM, 0, 1, True, True),
     "max_spread": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
     "max_oi_pool_ratio": (_NUM, 0, 10, False, True),
-    "max_open_interest": (_NUM, 0, Decimal(UINT96_MAX) / WAD, False, True),
-    "min_position_size": (_NUM, 0, Decimal(UINT96_MAX) / WAD, False, True),
+    "max_open_interest": (_NUM, 0, Decimal(INT96_MAX) / WAD, False, True),
+    "min_position_size": (_NUM, 0, Decimal(INT96_MAX) / WAD, False, True),
     "base_reserve": (_NUM, 1, Decimal(10) ** 18, True, True),
     "auction_duration": (_INT, 60, 86_400, True, True),
     "auction_step": (_INT, 1, None, True, True),  # and <= auction_duration
@@ -76,6 +76,8 @@ MARKET_RULES: dict[str, tuple] = {
     "max_repeg_step": (_NUM, 0, Decimal("0.1"), False, True),
     "max_repeg_cost": (_NUM, 0, Decimal("0.01"), True, True),
     "repeg_interval": (_INT, 0, 86_400, True, True),
+    "depth_interval": (_INT, 60, 86_400, True, True),
+    "max_depth_cost": (_NUM, 0, Decimal("0.01"), True, True),
     "price": (_NUM, 0, None, False, True),
 }
 CURVES = ("linear", "exponential", "stairstep")

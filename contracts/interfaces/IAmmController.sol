@@ -14,6 +14,8 @@ interface IAmmController {
         uint64 maxRepegStep; // [wad] largest relative move of the vAMM price per repeg call
         uint64 maxRepegCost; // [wad] largest repeg cost per call as a fraction of pool NAV
         uint32 repegInterval; // [s] least time between two repegs of one market
+        uint32 depthInterval; // [s] least time between two depth syncs of one market
+        uint64 maxDepthCost; // [wad] largest depth-sync cost per call (open positions' exit value gained) / pool NAV
     }
 
     error UnknownMarket(uint32 marketId);
@@ -27,6 +29,8 @@ interface IAmmController {
     /// @notice The last repeg of this market was less than `repegInterval` ago.
     error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
     error ZeroAddress();
+    /// @notice The last depth sync of this market was less than `depthInterval` ago.
+    error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
 
     /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
     event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
@@ -34,8 +38,15 @@ interface IAmmController {
     ///         what closing every open position against the vAMM would cost the pool [wad]: net OI x price move.
     event Repeg(uint32 indexed marketId, uint256 priceBefore, uint256 priceAfter, uint256 indexPrice, int256 cost);
     event AmmParamsSet(uint32 indexed marketId, AmmParams params);
+    /// @notice What a depth sync did to the value of the open positions: `cost` is the change of what
+    ///         closing the market's net position against the vAMM would pay traders [wad] (positive = the
+    ///         pool's loss; the pool's NAV moves by exactly -cost, up to rounding).
+    event DepthSyncCost(uint32 indexed marketId, int256 cost, int256 totalCost);
 
-    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged).
+    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged), at most
+    ///         once per `depthInterval`. A deepening step is bounded so that no trade sequence around it can
+    ///         pay (at most takerFee / maxSpread per call) and so that the exit value it hands the open
+    ///         positions stays within `maxDepthCost` x NAV; see docs/pool.md for the bound and its proof.
     function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
 
     /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.

@@ -36,11 +36,16 @@ interface IClearingHouse {
     }
 
     /// @notice What the Vault needs to value an account: sums over the markets it holds, at the index.
+    /// @dev A position's auctioned part owes no margin of its own kind (it is being sold), but it keeps
+    ///      backing: `initial` includes the maintenance requirement of the auctioned part, so equity that
+    ///      stands behind an auction cannot be withdrawn, moved or used for new risk while the auction runs.
     struct MarginSummary {
         int256 unrealizedPnl; // [wad] sum of size x index - openNotional (rounded down)
         int256 pendingFunding; // [wad] funding owed since last settlement (positive = owed, rounded up)
-        uint256 initial; // [wad] sum |size| x index x imr (rounded up)
-        uint256 maintenance; // [wad] sum |size| x index x mmr (rounded up)
+        uint256 initial; // [wad] sum |free part| x index x imr + auctionedMaintenance (each rounded up)
+        uint256 maintenance; // [wad] sum |free part| x index x mmr (rounded up); what `kick` tests
+        uint256 auctionedNotional; // [wad] sum |auctioned part| x index (rounded up)
+        uint256 auctionedMaintenance; // [wad] sum |auctioned part| x index x mmr (rounded up)
     }
 
     /// @notice Everything an integrator may want about a market's live state.
@@ -225,12 +230,18 @@ interface IClearingHouse {
         uint32 takerSubaccount
     ) external;
 
-    /// @notice Liquidation engine only: close `base` of the auctioned slice against the vAMM (no band,
-    ///         no slippage bound: the backstop of an auction nobody took).
+    /// @notice Liquidation engine only: close as much of `base` (the auctioned slice, its sign) against the
+    ///         vAMM as keeps the price within the market's band around the index (a trade's band rule:
+    ///         not outside it and further than before), leaving no dust; the backstop of an auction nobody took.
     /// @return quote the signed quote flow to the owner
+    /// @return closed the base closed (the sign of `base`; zero when nothing fits the band)
     function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base)
         external
-        returns (int256 quote);
+        returns (int256 quote, int256 closed);
+
+    /// @notice Liquidation engine only: return `slice` of the auctioned part (its sign) to the position's
+    ///         free part (a cancelled auction).
+    function releaseFromAuction(address owner, uint32 subaccount, uint32 marketId, int256 slice) external;
 
     // ------------------------------------------------------------------ views
 
@@ -239,6 +250,21 @@ interface IClearingHouse {
     ///         notional of the net open interest, sum |longs - shorts| x index. The pool is the other side.
     /// @dev Equals the sum over positions within one wei per position (rounding of each position's terms).
     function tradersPnl() external view returns (int256 pnl, uint256 netExposure);
+
+    /// @notice The traders' side valued as the pool can realize it, for LP flows (never reverts): every
+    ///         market's net position closed against its vAMM (`VAmmMath.exitValue`) minus the open notionals
+    ///         and the funding owed, summed. A trade moves a market's exit value and its open notionals by
+    ///         the same quote flow, so no trade, in any block, moves this figure except by its fee.
+    /// @return pnl the traders' PnL at vAMM exit net of funding owed [wad]
+    /// @return netExposure sum over markets of |net OI| x vAMM price, rounded up [wad] (sizes the reserve)
+    /// @return suspendedNotional gross OI notional (at the vAMM price) of the markets whose index cannot be
+    ///         trusted now: a stale or invalid feed, or a vAMM price outside the market's band around the
+    ///         index (an index gap the vAMM has not followed) [wad]
+    /// @return suspendedMarket the lowest such market id with open interest (0 when none)
+    function tradersExitPnl()
+        external
+        view
+        returns (int256 pnl, uint256 netExposure, uint256 suspendedNotional, uint32 suspendedMarket);
 
     /// @notice The part of a position that is in liquidation auctions (same sign as the position).
     function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256);

@@ -86,6 +86,12 @@ interface ILiquidationEngine {
     error Paused(uint8 level);
     /// @notice A parameter is outside its hard bound.
     error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice `cancel` of an auction whose account still needs it: its value is below the maintenance
+    ///         requirement of its whole positions (free and auctioned parts).
+    error AuctionStillNeeded(uint256 auctionId, int256 accountValue, uint256 requirement);
+    /// @notice `backstop` can close nothing now: any close would take the vAMM price outside the market's
+    ///         band around the index (a keeper retries once arbitrage or a repeg has moved it back).
+    error BackstopBlocked(uint256 auctionId, uint256 spotPrice, uint256 indexPrice);
 
     // ------------------------------------------------------------------ events
 
@@ -112,8 +118,12 @@ interface ILiquidationEngine {
     );
     /// @notice The auction restarted from the live index (`redos` so far); the keeper got the tip.
     event Redo(uint256 indexed auctionId, uint8 redos, uint256 startIndex, address keeper, uint256 tip);
-    /// @notice The remainder `size` was closed against the vAMM for `quote` (signed flow to the owner).
+    /// @notice `size` of the auction was closed against the vAMM for `quote` (signed flow to the owner);
+    ///         what the band did not allow stays in the auction (see `auction(id).size`).
     event Backstop(uint256 indexed auctionId, int256 size, int256 quote);
+    /// @notice The account recovered: the auction ended without a fill, its `size` went back to the
+    ///         position's free part, and nobody was paid.
+    event AuctionCancelled(uint256 indexed auctionId, int256 size, int256 accountValue, uint256 requirement);
     /// @notice Per-market auction parameters set.
     event AuctionParamsSet(uint32 indexed marketId, AuctionParams params);
     /// @notice Global parameters set.
@@ -133,10 +143,18 @@ interface ILiquidationEngine {
         external
         returns (uint256 amount, uint256 price);
 
-    /// @notice Restart an expired auction from the live index; pays `keeper` the tip.
+    /// @notice Restart an expired auction from the live index; pays `keeper` the tip, capped at what the
+    ///         account can pay after the worst fill. If the account has recovered (value at or above the
+    ///         maintenance requirement of its whole positions) the auction is cancelled instead, unpaid.
     function redo(uint256 auctionId, address keeper) external;
 
-    /// @notice Close the remainder of an expired auction that was redone `maxRedos` times against the vAMM.
+    /// @notice End a live auction whose account has recovered (value at or above the maintenance
+    ///         requirement of its whole positions, auctioned parts included). Anyone may call; nobody is paid.
+    function cancel(uint256 auctionId) external;
+
+    /// @notice Close the remainder of an expired auction that was redone `maxRedos` times against the vAMM,
+    ///         as much of it as the market's price band allows (the rule trades follow): a backstop cannot be
+    ///         sandwiched into a worse price than the band. Reverts `BackstopBlocked` when nothing fits.
     function backstop(uint256 auctionId) external returns (int256 quote);
 
     // ------------------------------------------------------------------ views

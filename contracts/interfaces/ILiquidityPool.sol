@@ -40,6 +40,11 @@ interface ILiquidityPool {
     error Paused(uint8 level);
     /// @notice A parameter outside its hard bound.
     error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice LP deposits and withdrawals wait while markets whose index cannot be trusted now (a stale or
+    ///         invalid feed, or a vAMM outside its band around the index after a gap) carry open interest of
+    ///         `suspendedNotional` [wad], more than `tolerance` [wad]: accounts there may be heading for bad
+    ///         debt that no keeper has been able to record yet. `marketId` is the lowest such market.
+    error LpFlowsSuspended(uint32 marketId, uint256 suspendedNotional, uint256 tolerance);
 
     /// @notice `owner` asked to withdraw `shares`, executable from `unlockAt` for the window.
     event WithdrawRequested(address indexed owner, uint256 shares, uint64 unlockAt);
@@ -49,4 +54,12 @@ interface ILiquidityPool {
     /// @notice Start a withdrawal of `shares` (replaces any earlier request).
     /// @return unlockAt first timestamp at which `withdraw`/`redeem` may execute it
     function requestWithdraw(uint256 shares) external returns (uint64 unlockAt);
+
+    /// @notice Whether LP deposits and withdrawals are suspended now, and by which market (see
+    ///         `LpFlowsSuspended`); `max*` report 0 while they are.
+    function lpFlowsSuspended() external view returns (bool suspended, uint32 marketId);
+
+    /// @notice The part of the recorded bad-debt estimates the insurance fund cannot cover [wad]: what NAV
+    ///         sets aside for liquidations in progress.
+    function uncoveredBadDebt() external view returns (uint256);
 }

@@ -45,6 +45,8 @@ interface IVault {
     error InsufficientPoolCash(int256 poolBalance, uint256 amountWad);
     /// @notice `resolveBadDebt` on an account that still holds positions or whose collateral is not negative.
     error NoBadDebt(address owner, uint32 subaccount, int256 collateral, uint256 openMarkets);
+    /// @notice A trade would give the account a position in more than `maxOpenMarkets` markets.
+    error TooManyOpenMarkets(address owner, uint32 subaccount, uint256 maxOpenMarkets);
 
     // ------------------------------------------------------------------ events
 
@@ -74,6 +76,10 @@ interface IVault {
     event PoolFunded(address indexed from, uint256 amount, uint256 amountWad);
     /// @notice Tokens credited to the insurance fund by `from`.
     event InsuranceFunded(address indexed from, uint256 amount, uint256 amountWad);
+    /// @notice The liquidation engine's estimate of the bad debt `(owner, subaccount)` will leave changed to
+    ///         `shortfall`; `total` is the sum over all accounts (what the pool's NAV sets aside beyond
+    ///         the insurance fund).
+    event ShortfallRecorded(address indexed owner, uint32 indexed subaccount, uint256 shortfall, uint256 total);
 
     // ------------------------------------------------------------------ user actions
 
@@ -159,10 +165,35 @@ interface IVault {
     function withdrawPool(uint256 amount, address to) external;
 
     /// @notice Liquidation-engine only: move `keeperReward` from `(owner, subaccount)` to the keeper's
-    ///         cross account and `penalty` to the insurance fund. May leave the account negative (bad
-    ///         debt is resolved once it holds no position).
+    ///         cross account and `penalty` to the insurance fund. The engine caps both at what the account
+    ///         can pay after the worst fill its auctions allow, so they never create bad debt at an
+    ///         unchanged index.
     function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
         external;
+
+    /// @notice Liquidation-engine only: record the engine's estimate of the bad debt the account's
+    ///         auctions will leave (0 when its equity covers the worst fill). Cleared when the account's
+    ///         bad debt is resolved.
+    function recordShortfall(address owner, uint32 subaccount, uint256 shortfall) external;
+
+    /// @notice Sum of the recorded shortfall estimates over all accounts in liquidation, WAD. The pool's
+    ///         NAV sets aside the part the insurance fund cannot cover, so LP flows are priced as if the
+    ///         coming bad debt were already paid.
+    function pendingBadDebt() external view returns (uint256);
+
+    /// @notice The recorded shortfall estimate of one account, WAD.
+    function shortfallOf(address owner, uint32 subaccount) external view returns (uint256);
+
+    /// @notice What the liquidation engine reads in one call [wad]: account value, the maintenance
+    ///         requirement of the free parts (what `kick` tests), and the notional and maintenance
+    ///         requirement of the parts in auction.
+    function liquidationState(address owner, uint32 subaccount)
+        external
+        view
+        returns (int256 accountValue, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance);
+
+    /// @notice Most markets one account may hold positions in at once (bounds every margin check's cost).
+    function MAX_OPEN_MARKETS() external view returns (uint256);
 
     /// @notice Loss waterfall, permissionless: an account with no open position and negative collateral
     ///         is reset to zero, the debt paid by the insurance fund first and the liquidity pool for the rest.

@@ -28,6 +28,18 @@ library OracleLib {
         return uint256(answer) * scale;
     }
 
+    /// @notice `readWad` that never reverts: (false, 0) when the feed reverts, answers a non-positive
+    ///         price or is stale. For views that must answer whatever the feed does (ERC-4626's).
+    function tryReadWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (bool, uint256) {
+        try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
+            if (answer <= 0 || updatedAt + heartbeat < block.timestamp) return (false, 0);
+            // Cast: answer > 0 was checked above.
+            return (true, uint256(answer) * scale);
+        } catch {
+            return (false, 0);
+        }
+    }
+
     /// @notice 10^(18 - decimals) for `feed`; reverts above 18 decimals.
     function scaleOf(address feed) internal view returns (uint256) {
         uint8 dec = AggregatorV3Interface(feed).decimals();
