@@ -1,7 +1,11 @@
 """AmmController: depth follows the pool (price kept), repeg moves the vAMM toward the index, bounded.
 
 Expected values come from the rules in IAmmController/AmmController's NatSpec, recomputed here:
-  depth: y1 = clamp(depthRatio x NAV, y0 (1 -/+ maxDepthChange)), x1 = ceil(x0 y1 / y0)
+  depth: at most once per depthInterval;
+         shrink  y1 = max(depthRatio x NAV, y0 (1 - maxDepthChange), ceil(2 |net short| y0 / x0));
+         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)), y0 sMax)
+                 with sMax the largest scale whose exit-value gain for the net position is within
+                 maxDepthCost x NAV; x1 = ceil(x0 y1 / y0); cost = exit(x1, y1) - exit(x0, y0) of the net;
   repeg: move = min(|index - p0|, p0 x maxRepegStep, maxRepegCost x NAV / |net OI|),
          y1 = floor(x0 p1), cost = ceil(net x (p1' - p0)) with p1' = floor(y1 / x0).
 """
@@ -12,6 +16,7 @@ from trading_helpers import expect_revert
 
 WAD = 10**18
 ETH = 1
+HOUR = 3600
 
 
 def ceil_div(a, b):
@@ -24,6 +29,22 @@ def mul_wad_down(a, b):
 
 def _deadline(chain):
     return chain.pending_timestamp + 3600
+
+
+def exit_value(x, y, net):
+    """What closing a net position of `net` base on the curve (x, y) pays traders (VAmmMath.exitValue)."""
+    if net == 0:
+        return 0
+    if net > 0:
+        return y * net // (x + net)
+    n = -net
+    return -ceil_div(y * n, x - n)
+
+
+def deepen_cap(ch, p, mid, y0):
+    mp = ch.marketParams(mid)
+    step = min(p.maxDepthChange, mp.takerFee * WAD // mp.maxSpread)
+    return y0 + mul_wad_down(y0, step)
 
 
 def test_deposit_then_sync_depth_deepens_every_market_and_keeps_prices(system, ch, pool, usdc, alice, chain):
@@ -39,16 +60,127 @@ def test_deposit_then_sync_depth_deepens_every_market_and_keeps_prices(system, c
         p = amm.ammParams(m.id)
         x0, y0 = states[m.id].baseReserve, states[m.id].quoteReserve
         target = mul_wad_down(nav, p.depthRatio)
-        lo, hi = y0 - mul_wad_down(y0, p.maxDepthChange), y0 + mul_wad_down(y0, p.maxDepthChange)
-        y1 = min(max(target, lo), hi)
+        # No open interest: only the per-call bounds apply, and deepening is the tighter one (1 % here).
+        y1 = min(target, deepen_cap(ch, p, m.id, y0))
         x1 = ceil_div(x0 * y1, y0)
-        amm.syncDepth(m.id, sender=alice)
+        tx = amm.syncDepth(m.id, sender=alice)
         st = ch.marketState(m.id)
         assert (st.baseReserve, st.quoteReserve) == (x1, y1)
         assert y1 > y0  # deeper
         assert st.spotPrice <= states[m.id].spotPrice and states[m.id].spotPrice - st.spotPrice <= 1
+        ev = tx.decode_logs(amm.DepthSyncCost)[0]
+        assert (ev.marketId, ev.cost, ev.totalCost) == (m.id, 0, 0)  # no position, nothing handed out
+        assert amm.lastDepthSync(m.id) == tx.timestamp
     impact_after = ch.quote(ETH, 10 * WAD)[1] - ch.marketState(ETH).spotPrice
     assert impact_after < impact_before  # the same trade moves the price less
+
+
+def test_sync_depth_converges_one_interval_at_a_time(system, ch, pool, usdc, alice, chain):
+    """The honest path: after a deposit, hourly syncs walk the depth to its target, one bounded step each;
+    a second sync inside the interval is refused and changes nothing."""
+    amm = system.amm
+    units = system.units(2_000_000)
+    usdc.mint(alice, units, sender=alice)
+    usdc.approve(pool, units, sender=alice)
+    pool.deposit(units, alice, sender=alice)
+    p = amm.ammParams(ETH)
+    target = mul_wad_down(pool.navWad(), p.depthRatio)
+    first = amm.syncDepth(ETH, sender=alice)
+    before = ch.marketState(ETH)
+    with expect_revert(amm.DepthSyncTooSoon, nextAllowed=first.timestamp + p.depthInterval,
+                       timestamp=first.timestamp + 1):
+        chain.pending_timestamp = first.timestamp + 1
+        amm.syncDepth(ETH, sender=alice)
+    assert ch.marketState(ETH) == before and amm.lastDepthSync(ETH) == first.timestamp
+    t = first.timestamp
+    for _ in range(40):
+        y0 = ch.marketState(ETH).quoteReserve
+        if y0 == target:
+            break
+        t += p.depthInterval
+        chain.pending_timestamp = t
+        amm.syncDepth(ETH, sender=alice)
+        y1 = ch.marketState(ETH).quoteReserve
+        assert y1 == min(target, deepen_cap(ch, p, ETH, y0))
+    assert ch.marketState(ETH).quoteReserve == target
+
+
+def test_sync_depth_cost_is_booked_and_is_exactly_what_nav_loses(system, ch, pool, usdc, alice, bob, chain):
+    """With a net long open, deepening improves its exit: the pool's NAV (valued at the vAMM exit) falls by
+    exactly the booked cost, and the cost stays within maxDepthCost x NAV."""
+    amm = system.amm
+    system.fund(bob, 2_000_000)
+    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)  # a net long of 400 ETH
+    units = system.units(2_000_000)
+    usdc.mint(alice, units, sender=alice)
+    usdc.approve(pool, units, sender=alice)
+    pool.deposit(units, alice, sender=alice)
+    p = amm.ammParams(ETH)
+    st0 = ch.marketState(ETH)
+    x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
+    nav0 = pool.navWad()
+    tx = amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    x1, y1 = st1.baseReserve, st1.quoteReserve
+    assert y1 <= deepen_cap(ch, p, ETH, y0) and x1 == ceil_div(x0 * y1, y0)
+    cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+    assert 0 < cost <= mul_wad_down(nav0, p.maxDepthCost)
+    ev = tx.decode_logs(amm.DepthSyncCost)[0]
+    assert (ev.cost, ev.totalCost) == (cost, cost) and amm.depthCost(ETH) == cost
+    assert amm.netExitValue(ETH) == exit_value(x1, y1, net)
+    # Funding does not move within the block: NAV changes by the cost and nothing else.
+    assert pool.navWad() == nav0 - cost
+
+
+def test_sync_depth_deepening_is_cut_to_the_cost_budget(system, ch, pool, usdc, alice, bob, chain, deployer):
+    """A tight cost budget binds before the step bound: the depth moves only as far as the budget pays."""
+    amm = system.amm
+    p = amm.ammParams(ETH)
+    tight = list(p)
+    tight[7] = 10**12  # maxDepthCost: 1e-6 of NAV
+    amm.setAmmParams(ETH, tuple(tight), sender=deployer)
+    system.fund(bob, 2_000_000)
+    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
+    units = system.units(2_000_000)
+    usdc.mint(alice, units, sender=alice)
+    usdc.approve(pool, units, sender=alice)
+    pool.deposit(units, alice, sender=alice)
+    st0 = ch.marketState(ETH)
+    x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
+    budget = mul_wad_down(pool.navWad(), 10**12)
+    amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    assert y0 < st1.quoteReserve < deepen_cap(ch, p, ETH, y0)  # cut by the budget, not the step
+    cost = exit_value(st1.baseReserve, st1.quoteReserve, net) - exit_value(x0, y0, net)
+    assert 0 < cost <= budget
+    assert cost > budget * 99 // 100  # and the budget is used, not wasted
+
+
+def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice, bob, chain, deployer):
+    """Shrinking stops at x1 >= 2 |net short|, so buying the net short back stays possible."""
+    amm = system.amm
+    system.fund(bob, 2_000_000)
+    ch.openPosition(0, ETH, -400 * WAD, 0, _deadline(chain), sender=bob)
+    p = list(amm.ammParams(ETH))
+    p[0] = 10**15  # depthRatio 0.001: the target is far below today's depth
+    p[1] = 5 * 10**17  # maxDepthChange 50 %
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    short = 400 * WAD
+    t = chain.pending_timestamp
+    for _ in range(6):
+        st0 = ch.marketState(ETH)
+        x0, y0 = st0.baseReserve, st0.quoteReserve
+        chain.pending_timestamp = t
+        amm.syncDepth(ETH, sender=alice)
+        t += p[6]
+        st1 = ch.marketState(ETH)
+        floor = ceil_div(2 * short * y0, x0)
+        assert st1.quoteReserve == min(y0, max(floor, y0 - mul_wad_down(y0, p[1])))
+        assert st1.baseReserve >= 2 * short
+        assert exit_value(st1.baseReserve, st1.quoteReserve, -short) < 0  # a finite buy-back cost
+    # The floor holds the depth once reached (x1 rounds up, so y can only creep down by wei).
+    assert y0 - st1.quoteReserve <= y0 // 10**18 and st1.baseReserve == 2 * short + 1
+    ch.closePosition(0, ETH, 2**255, _deadline(chain), sender=bob)  # and the short can still close
 
 
 def test_sync_depth_does_not_touch_positions(system, ch, vault, alice, chain):
@@ -118,11 +250,14 @@ def test_only_the_controller_sets_reserves(system, ch, alice):
 
 
 @pytest.mark.parametrize("field,value", [("depthRatio", 0), ("maxDepthChange", 10**18), ("repegThreshold", 0),
-                                         ("maxRepegStep", 0), ("maxRepegCost", 10**17), ("repegInterval", 2 * 86400)])
+                                         ("maxRepegStep", 0), ("maxRepegCost", 10**17), ("repegInterval", 2 * 86400),
+                                         ("depthInterval", 59), ("depthInterval", 86401),
+                                         ("maxDepthCost", 10**16 + 1)])
 def test_set_amm_params_bounds(system, deployer, field, value):
     amm = system.amm
     current = amm.ammParams(ETH)
-    names = ["depthRatio", "maxDepthChange", "repegThreshold", "maxRepegStep", "maxRepegCost", "repegInterval"]
+    names = ["depthRatio", "maxDepthChange", "repegThreshold", "maxRepegStep", "maxRepegCost", "repegInterval",
+             "depthInterval", "maxDepthCost"]
     values = [getattr(current, n) for n in names]
     values[names.index(field)] = value
     with expect_revert(amm.ParameterOutOfBounds, value=value):

@@ -261,9 +261,9 @@ def test_deploy_with_real_token_and_feed_addresses(tmp_path, accounts, chain):
 
     with pytest.raises(DeploymentError, match=r"^decimals: the config says 6 but the collateral token .* has 18"):
         attempt(decimals=6)
-    with pytest.raises(DeploymentError, match="pool_seed \\+ insurance_seed need 1000000"):
+    with pytest.raises(DeploymentError, match="pool_seed \\+ insurance_seed need 1100000"):
         attempt()
-    token.mint(deployer, 1_000_000 * WAD, sender=deployer)
+    token.mint(deployer, 1_100_000 * WAD, sender=deployer)  # pool seed + the default insurance seed
     feed.updateRoundData(7, 2_000 * 10**8, chain.pending_timestamp - 7_200, 0, sender=deployer)
     with pytest.raises(DeploymentError, match=r"markets\[0\]\.oracle \(ETH\): .* more than heartbeat 3600 s"):
         attempt()
@@ -274,6 +274,7 @@ def test_deploy_with_real_token_and_feed_addresses(tmp_path, accounts, chain):
     assert record["markets"]["ETH"] == {"id": 1, "oracle": feed.address, "mock": False,
                                         "abi": "abi/AggregatorV3Interface.json"}
     assert token.balanceOf(deployer) == 0 and project.Vault.at(record["contracts"]["Vault"]).poolBalance() == 1_000_000 * WAD
+    assert project.Vault.at(record["contracts"]["Vault"]).insuranceFund() == 100_000 * WAD
 
     c = Client.from_deployment(out, account=trader)
     token.mint(trader, 5_000 * WAD, sender=trader)

@@ -10,6 +10,7 @@ from trading_helpers import (
     ETH_Y0,
     MAX_UINT,
     POOL_SEED,
+    INSURANCE_SEED,
     WAD,
     btc_amm,
     ceil_div,
@@ -164,7 +165,7 @@ def test_openPosition_pool_and_insurance_sum_fees(system, ch, vault, alice, bob)
         trade(ch, who, ETH_ID, base)
         fees.append(fee_of(q))
     ins = sum(insurance_part(f) for f in fees)
-    assert vault.insuranceFund() == ins
+    assert vault.insuranceFund() == INSURANCE_SEED + ins
     assert vault.poolBalance() == POOL_SEED + sum(fees) - ins
     assert vault.collateral(alice, 0) + vault.collateral(bob, 0) == 100_000 * WAD - sum(fees)
 

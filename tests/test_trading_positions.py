@@ -19,6 +19,7 @@ from trading_helpers import (
     MAX_UINT,
     MMR,
     POOL_SEED,
+    INSURANCE_SEED,
     QUARTER,
     WAD,
     Amm,
@@ -61,7 +62,7 @@ class Model:
     coll: dict = field(default_factory=dict)  # (owner, sub) -> collateral WAD
     oi: dict = field(default_factory=lambda: {ETH_ID: [0, 0], BTC_ID: [0, 0]})  # [long, short]
     pool: int = POOL_SEED
-    ins: int = 0
+    ins: int = INSURANCE_SEED
     realized_total: int = 0
     fees_total: int = 0
 
@@ -86,7 +87,7 @@ class Model:
 
 def new_model(vault):
     # a fresh deployment's ledger (Ape isolation reverts every other test's changes)
-    assert vault.poolBalance() == POOL_SEED and vault.insuranceFund() == 0
+    assert vault.poolBalance() == POOL_SEED and vault.insuranceFund() == INSURANCE_SEED
     return Model()
 
 
@@ -366,7 +367,7 @@ def test_pnl_and_fees_settle_against_the_pool_conserving_money(system, ch, vault
         )
     assert usdc.balanceOf(vault) * system.token_scale == total
     # everyone is flat: the pool gained exactly the traders' net realized loss plus its fee share
-    assert vault.poolBalance() - POOL_SEED == -model.realized_total + model.fees_total - vault.insuranceFund()
+    assert vault.poolBalance() - POOL_SEED == -model.realized_total + model.fees_total - (vault.insuranceFund() - INSURANCE_SEED)
     for mid in (ETH_ID, BTC_ID):
         s = ch.marketState(mid)
         assert (s.longOpenInterest, s.shortOpenInterest) == (0, 0)

@@ -266,8 +266,10 @@ def test_poolBalance_seeded_at_deploy(vault, usdc):
     assert usdc.balanceOf(vault) * SCALE >= seeded
 
 
-def test_insuranceFund_zero_at_deploy(vault):
-    assert vault.insuranceFund() == 0
+def test_insuranceFund_seeded_at_deploy(vault, usdc):
+    # DeployConfig.insurance_seed: the fund, not the LPs, takes the first bad debt.
+    assert vault.insuranceFund() == 100_000 * 10**18
+    assert usdc.balanceOf(vault) * SCALE >= 10_000_000 * 10**18 + vault.insuranceFund()
 
 
 def test_toWad_scales_token_units(vault):

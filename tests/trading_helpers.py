@@ -40,6 +40,7 @@ IMR = 10**17
 MMR = 5 * 10**16
 MAX_SPREAD = 10**17
 POOL_SEED = 10_000_000 * WAD
+INSURANCE_SEED = 100_000 * WAD  # DeployConfig.insurance_seed: bad debt falls on the fund before the pool
 HEARTBEAT = 86_400
 TWAP_WINDOW = 900
 QUARTER = TWAP_WINDOW // 4
