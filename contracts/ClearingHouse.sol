@@ -369,7 +369,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearingHouse
-    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base)
+    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base, uint256 limitPrice)
         external
         onlyLiquidationEngine
         nonReentrant
@@ -380,12 +380,19 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         _update(m, index);
         uint256 x = m.baseReserve;
         uint256 y = m.quoteReserve;
-        closed = _backstopFit(m, index, x, y, base);
+        // The price may go no further than the auction's own worst price, nor outside the band.
+        uint256 band = index.mulWadDown(m.maxSpread);
+        uint256 edge = base > 0
+            ? (limitPrice > index - band ? limitPrice : index - band)
+            : (limitPrice < index + band ? limitPrice : index + band);
+        closed = _backstopFit(m, x, y, base, edge);
         if (closed == 0) return (0, 0);
-        uint256 priceBefore = VAmmMath.price(x, y);
         (quoteFlow, x, y) = VAmmMath.swap(x, y, -closed);
-        // The fit is computed to stay inside the band; the trade rule checks it as for any trade.
-        _checkPriceBand(marketId, m.maxSpread, index, priceBefore, VAmmMath.price(x, y));
+        uint256 priceAfter = VAmmMath.price(x, y);
+        // The fit is computed inside the edge; checked again on the swap's own rounding.
+        if (base > 0 ? priceAfter < edge : priceAfter > edge) {
+            revert PriceBandExceeded(marketId, priceAfter, index, m.maxSpread);
+        }
         // Casts: as in a trade.
         m.baseReserve = x.toUint128();
         m.quoteReserve = y.toUint128();
@@ -406,35 +413,31 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         p.auctioned = (auctioned - slice).toInt128();
     }
 
-    /// @dev The largest part of `base` (the owner's long when > 0, closed by selling) whose close keeps the
-    ///      vAMM price inside the band around `index`, or not further from it than before (the trade rule),
-    ///      leaving no dust behind. The reserve at the edge comes from x' = sqrt(k / edge) on the curve
-    ///      x y = k, rounded toward the inside; the swap after it is checked against the band again.
-    function _backstopFit(Market storage m, uint256 index, uint256 x, uint256 y, int256 base)
+    /// @dev The largest part of `base` (the owner's long when > 0, closed by selling; a short when < 0, closed
+    ///      by buying) whose close leaves the vAMM price at or beyond `edge` on the near side (at or above it
+    ///      for a sale, at or below it for a purchase), leaving no dust behind. The reserve at the edge comes
+    ///      from x' = sqrt(x y / edge) on the curve x y = k, rounded toward the inside.
+    function _backstopFit(Market storage m, uint256 x, uint256 y, int256 base, uint256 edge)
         internal
         view
         returns (int256)
     {
-        uint256 spot = VAmmMath.price(x, y);
-        uint256 dist = spot > index ? spot - index : index - spot;
-        uint256 band = index.mulWadDown(m.maxSpread);
-        uint256 reach = band > dist ? band : dist; // how far from the index the close may take the price
         uint256 want = base.abs();
         uint256 fit;
         if (base > 0) {
-            // Selling base lowers the price, down to index - reach at most: x' <= sqrt(x y / edge).
-            if (reach >= index) {
+            // Selling base lowers the price to edge at most: x' <= sqrt(x y / edge).
+            if (edge == 0) {
                 fit = want;
             } else {
-                uint256 xMax = _edgeReserve(x, y, index - reach);
+                uint256 xMax = _edgeReserve(x, y, edge);
                 // Rounding: the edge reserve rounds down and keeps a 1e-12 margin, so x' is inside the
                 // edge; the swap rounds its quote out down, which leaves the price above the exact curve's.
                 xMax -= xMax / 1e12;
                 fit = xMax > x ? xMax - x : 0;
             }
         } else {
-            // Buying base raises the price, up to index + reach at most: x' >= sqrt(x y / edge).
-            uint256 xMin = _edgeReserve(x, y, index + reach);
+            // Buying base raises the price to edge at most: x' >= sqrt(x y / edge).
+            uint256 xMin = _edgeReserve(x, y, edge);
             // Rounding: a 1e-12 margin plus 2 wei covers the floor above and the swap's quote rounded up.
             xMin += xMin / 1e12 + 2;
             fit = x > xMin ? x - xMin : 0;

@@ -245,15 +245,20 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         _checkNotPaused();
         uint32 marketId = a.marketId;
         uint256 index = clearingHouse.indexPrice(marketId);
-        if (!_expired(a, auctionParams(marketId), index)) revert AuctionNotExpired(auctionId);
+        AuctionParams memory ap = auctionParams(marketId);
+        if (!_expired(a, ap, index)) revert AuctionNotExpired(auctionId);
         uint8 maxRedos = _params.maxRedos;
         if (a.redos < maxRedos) revert RedosRemaining(auctionId, a.redos, maxRedos);
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
+        int256 size = a.size;
         int256 closed;
-        (quote, closed) = clearingHouse.backstopClose(owner, subaccount, marketId, a.size);
+        // No worse than the auction's own last price: what no taker took at the full discount may go to the
+        // vAMM, but not below it (a sandwich cannot push the close further than the auction rules allow).
+        (quote, closed) =
+            clearingHouse.backstopClose(owner, subaccount, marketId, size, _price(size, index, ap.maxDiscount));
         if (closed == 0) revert BackstopBlocked(auctionId, clearingHouse.spotPrice(marketId), index);
-        int256 left = a.size - closed;
+        int256 left = size - closed;
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
         emit Backstop(auctionId, closed, quote);

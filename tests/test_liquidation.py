@@ -27,6 +27,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from dataclasses import replace
+
+from vperp import deploy
+from vperp.config import default_config
 from trading_helpers import (
     BTC_ID,
     ETH_ID,
@@ -83,8 +87,12 @@ class SliceModel:
     raw_base: int  # the formula's base before the whole-position rules
 
 
-def model_slice(value: int, maintenance: int, available: int, index: int, mmr: int, min_size: int, lp, max_discount: int):
-    """What `kick` must do (ILiquidationEngine.kick, LiquidationEngine._slice NatSpec), from scratch."""
+def model_slice(value: int, maintenance: int, available: int, index: int, mmr: int, min_size: int, lp, max_discount: int,
+                auctioned_notional: int = 0):
+    """What `kick` must do (ILiquidationEngine.kick, LiquidationEngine._slice NatSpec), from scratch.
+    Costs come out of what the account keeps after the worst fill of everything it will have in auction
+    (`auctioned_notional` already in auction plus this slice, at the full discount): reward first, then
+    penalty, each capped there, so a kick never creates bad debt at an unchanged index."""
     sign = 1 if available > 0 else -1
     avail = abs(available)
     base, restores, raw = avail, False, None
@@ -96,8 +104,10 @@ def model_slice(value: int, maintenance: int, available: int, index: int, mmr: i
         if b < avail and avail - b >= min_size:
             base, restores = b, True
     notional = mul_up(base, index)
+    room = value - mul_up(auctioned_notional + notional, max_discount)
     reward = min(lp.tip + mul_up(notional, lp.chip), lp.maxKeeperReward)
-    room = value - reward
+    reward = 0 if room <= 0 else min(reward, room)
+    room -= reward
     penalty = 0 if room <= 0 else min(mul_up(notional, lp.penalty), room)
     return SliceModel(sign * base, notional, reward, penalty, restores, raw)
 
@@ -135,12 +145,27 @@ def fill_quotes(sign: int, amount: int, p: int) -> tuple[int, int]:
 def _prepare(system, ch, usdc, vault, deployer, accounts):
     """Funding off in both markets (maxFundingRate 0: the applied rate stays 0), so health and PnL have no
     time term and every expectation below is exact; collateral minted and approved once for the actors."""
-    for m in system.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours), sender=deployer)
+    _prepare_system(system, accounts)
+
+
+def _prepare_system(s, accounts):
+    for m in s.markets.values():
+        fp = s.clearing_house.fundingParams(m.id)
+        s.clearing_house.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
+                                          sender=s.deployer)
     for a in list(accounts)[1:7]:
-        usdc.mint(a, 10**9 * 10**6, sender=a)
-        usdc.approve(vault, MAX_UINT, sender=a)
+        s.collateral.mint(a, 10**9 * 10**6, sender=a)
+        s.collateral.approve(s.vault, MAX_UINT, sender=a)
+
+
+@pytest.fixture(scope="module")
+def uninsured(project, deployer, accounts):
+    """The default deployment without its insurance seed, prepared like `system`: for the tests where bad
+    debt must reach the pool (the seed would cover any loss a 10 ETH position can make)."""
+    s = deploy(deployer, replace(default_config(), insurance_seed=0))
+    _prepare_system(s, accounts)
+    s.extra["batcher"] = project.BatchCaller.deploy(sender=deployer)
+    return s
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -208,15 +233,17 @@ def _account_calls(system, who, sub, markets):
     return calls
 
 
-def _health_from(r, markets):
-    value, maint = r["coll"], 0
+def _health_from(r, markets, with_auctioned=False):
+    """(V, M) and, with `with_auctioned`, the auctioned notional sum |auctioned| x index (rounded up)."""
+    value, maint, auctioned = r["coll"], 0, 0
     for mid in markets:
         size, on, pf = r[f"pos{mid}"]
         if size == 0:
             continue
         value += size * r[f"idx{mid}"] // WAD - on - pf
         maint += requirement(size - r[f"auc{mid}"], r[f"idx{mid}"], r[f"mp{mid}"].mmr)
-    return value, maint
+        auctioned += mul_up(abs(r[f"auc{mid}"]), r[f"idx{mid}"])
+    return (value, maint, auctioned) if with_auctioned else (value, maint)
 
 
 def health_of(system, who, sub=0, markets=(ETH, BTC)):
@@ -232,10 +259,11 @@ def _kick_calls(system, who, mid, sub, markets):
 
 
 def _model_from(r, mid, markets):
-    value, maint = _health_from(r, markets)
+    value, maint, auctioned = _health_from(r, markets, with_auctioned=True)
     size = r[f"pos{mid}"][0]
     mp = r[f"mp{mid}"]
-    m = model_slice(value, maint, size - r[f"auc{mid}"], r[f"idx{mid}"], mp.mmr, mp.minPositionSize, r["lp"], r["ap"].maxDiscount)
+    m = model_slice(value, maint, size - r[f"auc{mid}"], r[f"idx{mid}"], mp.mmr, mp.minPositionSize, r["lp"],
+                    r["ap"].maxDiscount, auctioned)
     return m, value, maint, r[f"idx{mid}"]
 
 
@@ -361,6 +389,18 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
     exp_maint = maint - requirement(avail0, index, mmr) + requirement(avail0 - m.size, index, mmr)
     assert (r1["health"][0], r1["health"][3]) == (exp_value, exp_maint)
     return aid, m, tx
+
+
+def expected_redo_tip(system, who, mid, sub=0, markets=(ETH, BTC)) -> tuple[int, int]:
+    """(tip, shortfall) a redo of `who`'s auction in `mid` must pay and record now (ILiquidationEngine.redo):
+    the tip is capped at what the account keeps after the worst fill of its auctioned parts, and what
+    would still be missing after it is the recorded bad-debt estimate."""
+    engine = system.liquidation
+    r = read(system, **_account_calls(system, who, sub, markets))
+    value, _, auctioned = _health_from(r, markets, with_auctioned=True)
+    room = value - mul_up(auctioned, engine.auctionParams(mid).maxDiscount)
+    tip = 0 if room <= 0 else min(lparams(engine).tip, room)
+    return tip, max(0, -(room - tip))
 
 
 def worst_fill_value_change(sign: int, size: int, amount: int, index: int, max_d: int) -> int:
@@ -494,18 +534,24 @@ def test_kick_takes_whole_position_when_the_slice_would_leave_dust(system, ch, v
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
     assert m.size == 10 * WAD and not m.restores
     assert ch.auctionedSize(alice, 0, ETH) == 10 * WAD
-    assert vault.marginRequirements(alice, 0) == (0, 0)  # nothing left that owes margin
+    # Nothing free owes margin any more; the auctioned whole keeps backing at maintenance (withdrawals and
+    # new risk are judged against it until the auction settles).
+    mp = ch.marketParams(ETH)
+    assert vault.marginRequirements(alice, 0) == (requirement(10 * WAD, ch.indexPrice(ETH), mp.mmr), 0)
 
 
 def test_kick_underwater_account_whole_position_no_penalty(system, ch, vault, engine, chain, alice, carol, batcher):
-    """accountValue < 0: the whole position goes, the keeper is still paid (collateral may go negative:
-    bad debt is settled later), the penalty is 0 (it never creates bad debt); a second kick finds nothing."""
+    """accountValue < 0: the whole position goes; the keeper and the insurance fund get nothing, since the
+    account has nothing left after the worst fill (a reward would only add to the bad debt); the estimate of
+    that bad debt is recorded for the pool's NAV; a second kick finds nothing."""
     open_long(system, alice)
     set_price(system, "ETH", 2650 * 10**8)
     value, _ = health_of(system, alice)
     assert value < 0
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
-    assert m.size == 10 * WAD and m.penalty == 0 and m.reward > 0
+    assert m.size == 10 * WAD and m.penalty == 0 and m.reward == 0
+    shortfall = -(value - mul_up(m.notional, engine.auctionParams(ETH).maxDiscount))
+    assert vault.shortfallOf(alice, 0) == shortfall == vault.pendingBadDebt()
     assert vault.isLiquidatable(alice, 0)  # value < 0 = maintenance
     assert engine.bestMarketToKick(alice, 0) == 0  # nothing free to kick
     with reverts_unchanged(system, batcher, engine.NothingToLiquidate, [alice, carol], owner=alice, subaccount=0, marketId=ETH):
@@ -513,19 +559,23 @@ def test_kick_underwater_account_whole_position_no_penalty(system, ch, vault, en
 
 
 def test_kick_penalty_limited_to_what_the_keeper_leaves(system, ch, vault, engine, chain, alice, carol):
-    """0 < accountValue - keeperReward < full penalty: the penalty takes only what is left (never bad debt)."""
+    """0 < accountValue - worst fill - keeperReward < full penalty: the penalty takes only what is left after
+    the keeper and the worst fill the auction allows (so the costs never create bad debt)."""
     open_long(system, alice)
     lp = lparams(engine)
+    max_d = engine.auctionParams(ETH).maxDiscount
 
     def pred(m, v, mm):
         full = mul_up(m.notional, lp.penalty)
-        return 0 < v - m.reward < full
+        return 0 < v - mul_up(m.notional, max_d) - m.reward < full
 
     cents = _search_price(system, alice, pred, 285_000, 250_000)
     set_price(system, "ETH", cents * 10**6)
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
     assert 0 < m.penalty < mul_up(m.notional, lp.penalty)
-    assert health_of(system, alice)[0] == 0  # the penalty took exactly what the keeper left
+    # The penalty took exactly what the keeper left above the worst fill: nothing is set aside as bad debt.
+    assert health_of(system, alice)[0] == mul_up(m.notional, max_d)
+    assert vault.shortfallOf(alice, 0) == 0
 
 
 @pytest.mark.parametrize(
@@ -862,13 +912,15 @@ def test_redo_and_backstop_lifecycle(system, ch, vault, engine, chain, alice, bo
         set_price(system, "ETH", prices[i] * 10**8)
         index = prices[i] * WAD
         coll0, kcoll0, ins0 = vault.collateral(alice, 0), vault.collateral(dave, 0), vault.insuranceFund()
+        tip, shortfall = expected_redo_tip(system, alice, ETH)
         tx = engine.redo(aid, dave, sender=dave)
         start = tx.timestamp
         ev = one_event(engine, "Redo", tx)
-        assert (ev.auctionId, ev.redos, ev.startIndex, ev.keeper, ev.tip) == (aid, i + 1, index, dave.address, lp.tip)
+        assert (ev.auctionId, ev.redos, ev.startIndex, ev.keeper, ev.tip) == (aid, i + 1, index, dave.address, tip)
         assert tuple(engine.auction(aid)) == (alice.address, 0, ETH, i + 1, m.size, index, start, mul_up(m.size, index))
         assert engine.liveNotional() == mul_up(m.size, index)
-        assert vault.collateral(alice, 0) == coll0 - lp.tip and vault.collateral(dave, 0) == kcoll0 + lp.tip
+        assert vault.collateral(alice, 0) == coll0 - tip and vault.collateral(dave, 0) == kcoll0 + tip
+        assert vault.shortfallOf(alice, 0) == shortfall
         assert vault.insuranceFund() == ins0
         assert engine.auctionPrice(aid) == index  # restarted: no discount yet
     with reverts_unchanged(system, batcher, engine.AuctionNotExpired, who, auctionId=aid):
@@ -904,10 +956,12 @@ def _push_vamm_to(system, who, target_price_wad: int):
 
 
 @pytest.mark.parametrize("insurance_top_up", [0, 100_000], ids=["pool-pays-the-rest", "insurance-covers"])
-def test_backstop_bad_debt_waterfall(system, ch, vault, usdc, engine, chain, deployer, alice, bob, carol, insurance_top_up):
+def test_backstop_bad_debt_waterfall(system, uninsured, chain, deployer, alice, bob, carol, insurance_top_up):
     """An underwater long, whole position auctioned, nobody takes, the vAMM has followed the index down:
     the backstop closes at a loss beyond the collateral; the Vault's waterfall pays insurance first, the
     pool for the rest (BadDebt event), and the account is reset to 0 with no position."""
+    system = uninsured
+    ch, vault, usdc, engine = system.clearing_house, system.vault, system.collateral, system.liquidation
     engine.setLiquidationParams(lp_tuple(lparams(engine), maxRedos=0), sender=deployer)
     open_long(system, alice)
     set_price(system, "ETH", 2400 * 10**8)
@@ -944,9 +998,12 @@ def test_backstop_bad_debt_waterfall(system, ch, vault, usdc, engine, chain, dep
     assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x1, y1)
 
 
-def test_final_take_settles_bad_debt(system, ch, vault, engine, chain, alice, bob, carol):
+def test_final_take_settles_bad_debt(uninsured, chain, alice, bob, carol):
     """The last fill of an underwater account's whole position realizes the loss below zero; the take runs
-    the waterfall (insurance first -- here only fee income -- then the pool) and resets the account."""
+    the waterfall (insurance first -- here only fee income -- then the pool) and resets the account; the
+    bad-debt estimate recorded at the kick is released as the debt is paid."""
+    system = uninsured
+    ch, vault, engine = system.clearing_house, system.vault, system.liquidation
     open_long(system, alice)
     set_price(system, "ETH", 2650 * 10**8)
     aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
@@ -969,6 +1026,7 @@ def test_final_take_settles_bad_debt(system, ch, vault, engine, chain, alice, bo
     assert vault.insuranceFund() == 0
     assert vault.poolBalance() == pool0 - realized - (debt - from_ins)
     assert vault.collateral(alice, 0) == 0 and vault.openMarkets(alice, 0) == 0
+    assert vault.shortfallOf(alice, 0) == 0 and vault.pendingBadDebt() == 0
 
 
 # ---------------------------------------------------------------------------- kick errors, cap, pause

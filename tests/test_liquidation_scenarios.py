@@ -32,7 +32,7 @@ from test_liquidation import (
     set_price,
     swap,
 )
-from trading_helpers import HEARTBEAT, MAX_UINT, WAD, deadline, expect_revert, funded_crowd, trade
+from trading_helpers import HEARTBEAT, MAX_UINT, WAD, deadline, expect_revert, funded_crowd, requirement, trade
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -394,9 +394,11 @@ def test_self_liquidation_via_second_account_never_profits_at_constant_index(
 def test_kicked_account_recovering_keeps_the_rest_of_its_position(
         system, ch, vault, engine, chain, alice, bob, carol, batcher):
     """A long is kicked at 2800; the index then recovers. The account is healthy again, keeps its free
-    position (size - auctioned), may reduce or add to it, may not touch the auctioned slice; the auction
-    goes on for the slice only: when the recovery passes resetDrop it is redone from the live index and
-    taken there, the owner realizing its PnL on the slice alone."""
+    position (size - auctioned), may reduce or add to it (initial margin on the free part, plus the
+    auctioned slice's maintenance, which keeps backing it), may not touch the auctioned slice; the auction
+    goes on for the slice only while it is needed: `cancel` is refused (AuctionStillNeeded) until the
+    account covers the maintenance of its whole position; once the recovery passes resetDrop, a keeper's
+    redo finds the account healthy and cancels the auction unpaid, and the slice is the owner's again."""
     no_funding(system)
     system.fund(alice, 3100)
     trade(ch, alice, ETH, 10 * WAD)
@@ -405,6 +407,8 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
     free = 10 * WAD - m.size
     assert m.restores and free >= MIN_ETH
+    with reverts_unchanged(system, batcher, engine.AuctionStillNeeded, [alice]):
+        engine.cancel(aid, sender=alice)
 
     set_price(system, "ETH", 2900 * 10**8)  # +3.6 %: within resetDrop, the auction is still live
     assert not vault.isLiquidatable(alice, 0) and not engine.isExpired(aid)
@@ -413,7 +417,7 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
                            auctionedSize=m.size):
         trade(ch, alice, ETH, -(free + MIN_ETH))
     trade(ch, alice, ETH, -(free // 2))  # reduce the free part
-    trade(ch, alice, ETH, WAD)  # and add to it: initial margin is owed on the free part only
+    trade(ch, alice, ETH, WAD)  # and add to it
     kept = free - free // 2 + WAD
     assert ch.position(alice, 0, ETH)[0] == m.size + kept
     assert not vault.isLiquidatable(alice, 0)
@@ -424,23 +428,19 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
     assert engine.isExpired(aid)
     with reverts_unchanged(system, batcher, engine.AuctionExpired, [alice, bob], auctionId=aid):
         engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
-    rtx = engine.redo(aid, carol, sender=carol)
-    assert engine.auction(aid).startIndex == 3000 * WAD
-    ap = engine.auctionParams(ETH)
-    dt = 300
-    chain.pending_timestamp = rtx.timestamp + dt
-    p = auction_price(1, 3000 * WAD, discount_linear(ap.maxDiscount, ap.duration, dt))
-    size0, on0, _ = ch.position(alice, 0, ETH)
-    coll0 = vault.collateral(alice, 0)
-    oq, tq = fill_quotes(1, m.size, p)
-    ns, non, realized = apply_trade(size0, on0, -m.size, oq)
-    tx = engine.take(aid, MAX_UINT, p, 0, sender=bob)
-    assert one_event(engine, "Take", tx).price == p
-    assert ch.position(alice, 0, ETH)[:2] == (ns, non) and ns == kept
-    assert vault.collateral(alice, 0) == coll0 + realized
-    assert ch.auctionedSize(alice, 0, ETH) == 0 and engine.auction(aid).size == 0
-    assert ch.position(bob, 0, ETH)[:2] == (m.size, -tq)
     v, mm = health_of(system, alice)
-    assert v > mm and not vault.isLiquidatable(alice, 0)
-    ch.closePosition(0, ETH, 0, deadline(), sender=alice)  # and the rest is its own to close
+    index, mmr = 3000 * WAD, ch.marketParams(ETH).mmr
+    requirement_all = mm + requirement(m.size, index, mmr)
+    assert v >= requirement_all  # healthy with the slice counted back in
+    carol0, alice0 = vault.collateral(carol, 0), vault.collateral(alice, 0)
+    rtx = engine.redo(aid, carol, sender=carol)
+    ev = one_event(engine, "AuctionCancelled", rtx)
+    assert (ev.auctionId, ev.size, ev.accountValue, ev.requirement) == (aid, m.size, v, requirement_all)
+    assert not events(engine, "Redo", rtx)
+    assert vault.collateral(carol, 0) == carol0 and vault.collateral(alice, 0) == alice0  # nobody paid
+    assert engine.auction(aid).size == 0 and engine.liveNotional() == 0
+    assert ch.auctionedSize(alice, 0, ETH) == 0 and ch.position(alice, 0, ETH)[0] == m.size + kept
+    with reverts_unchanged(system, batcher, engine.AuctionFinished, [alice, bob], auctionId=aid):
+        engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
+    ch.closePosition(0, ETH, 0, deadline(), sender=alice)  # the whole position is its own to close
     assert ch.position(alice, 0, ETH)[0] == 0

@@ -231,11 +231,13 @@ interface IClearingHouse {
     ) external;
 
     /// @notice Liquidation engine only: close as much of `base` (the auctioned slice, its sign) against the
-    ///         vAMM as keeps the price within the market's band around the index (a trade's band rule:
-    ///         not outside it and further than before), leaving no dust; the backstop of an auction nobody took.
+    ///         vAMM as leaves the price no worse for the owner than `limitPrice` (the auction's price at its
+    ///         full discount) and inside the market's band around the index, leaving no dust; the backstop
+    ///         of an auction nobody took. So a backstop realizes no worse than the auction itself allowed,
+    ///         whatever was traded before it.
     /// @return quote the signed quote flow to the owner
-    /// @return closed the base closed (the sign of `base`; zero when nothing fits the band)
-    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base)
+    /// @return closed the base closed (the sign of `base`; zero when nothing fits)
+    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base, uint256 limitPrice)
         external
         returns (int256 quote, int256 closed);
 

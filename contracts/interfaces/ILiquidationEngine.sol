@@ -89,8 +89,9 @@ interface ILiquidationEngine {
     /// @notice `cancel` of an auction whose account still needs it: its value is below the maintenance
     ///         requirement of its whole positions (free and auctioned parts).
     error AuctionStillNeeded(uint256 auctionId, int256 accountValue, uint256 requirement);
-    /// @notice `backstop` can close nothing now: any close would take the vAMM price outside the market's
-    ///         band around the index (a keeper retries once arbitrage or a repeg has moved it back).
+    /// @notice `backstop` can close nothing now: any close would take the vAMM price past the auction's
+    ///         price at its full discount, or outside the market's band around the index (a keeper retries
+    ///         once arbitrage or a repeg has moved it back).
     error BackstopBlocked(uint256 auctionId, uint256 spotPrice, uint256 indexPrice);
 
     // ------------------------------------------------------------------ events
@@ -153,8 +154,10 @@ interface ILiquidationEngine {
     function cancel(uint256 auctionId) external;
 
     /// @notice Close the remainder of an expired auction that was redone `maxRedos` times against the vAMM,
-    ///         as much of it as the market's price band allows (the rule trades follow): a backstop cannot be
-    ///         sandwiched into a worse price than the band. Reverts `BackstopBlocked` when nothing fits.
+    ///         as much of it as keeps the vAMM price no worse for the owner than the auction's price at its
+    ///         full discount (and inside the band): a backstop cannot be sandwiched into a worse price than
+    ///         the auction itself allowed. The rest stays in the auction for a later backstop; reverts
+    ///         `BackstopBlocked` when nothing fits.
     function backstop(uint256 auctionId) external returns (int256 quote);
 
     // ------------------------------------------------------------------ views
