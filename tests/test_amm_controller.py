@@ -12,7 +12,7 @@ Expected values come from the rules in IAmmController/AmmController's NatSpec, r
 import ape
 import pytest
 
-from trading_helpers import expect_revert
+from trading_helpers import exit_value, expect_revert
 
 WAD = 10**18
 ETH = 1
@@ -29,16 +29,6 @@ def mul_wad_down(a, b):
 
 def _deadline(chain):
     return chain.pending_timestamp + 3600
-
-
-def exit_value(x, y, net):
-    """What closing a net position of `net` base on the curve (x, y) pays traders (VAmmMath.exitValue)."""
-    if net == 0:
-        return 0
-    if net > 0:
-        return y * net // (x + net)
-    n = -net
-    return -ceil_div(y * n, x - n)
 
 
 def deepen_cap(ch, p, mid, y0):

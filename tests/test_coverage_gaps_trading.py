@@ -25,8 +25,10 @@ from test_liquidation import (  # noqa: F401 - batcher is a fixture (module-scop
     fill_quotes,
     health_of,
     kick_checked,
+    lp_tuple,
     lparams,
     model_slice,
+    mul_up,
     one_event,
     open_long,
     requirement,
@@ -42,6 +44,7 @@ from trading_helpers import (
     apply_trade,
     ceil_div,
     deadline,
+    exit_value,
     expect_revert,
     trade,
 )
@@ -327,7 +330,7 @@ def check_cross_margin_views(system, who, coll: int, held: dict):
     e = expected_margin(coll, held)
     assert vault.collateral(who, 0) == coll
     assert vault.openMarkets(who, 0) == e["bitmap"]
-    assert tuple(ch.marginSummary(who, 0, e["bitmap"])) == (e["upnl"], 0, e["initial"], e["maint"])
+    assert tuple(ch.marginSummary(who, 0, e["bitmap"])) == (e["upnl"], 0, e["initial"], e["maint"], 0, 0)
     assert tuple(vault.health(who, 0)) == (e["value"], e["free"], e["initial"], e["maint"])
     assert vault.accountValue(who, 0) == e["value"]
     assert vault.freeCollateral(who, 0) == e["free"]
@@ -336,7 +339,7 @@ def check_cross_margin_views(system, who, coll: int, held: dict):
     assert tuple(ch.tradersPnl()) == (e["upnl"], e["exposure"])
     top = sorted(held)[-2:]  # the two highest ids alone
     part = expected_margin(coll, {mid: held[mid] for mid in top})
-    assert tuple(ch.marginSummary(who, 0, part["bitmap"])) == (part["upnl"], 0, part["initial"], part["maint"])
+    assert tuple(ch.marginSummary(who, 0, part["bitmap"])) == (part["upnl"], 0, part["initial"], part["maint"], 0, 0)
 
 
 def open_and_check_then_close(system, chain, who, positions: dict, amms: dict, params: dict, oracles: dict,
@@ -371,7 +374,7 @@ def open_and_check_then_close(system, chain, who, positions: dict, amms: dict, p
     assert vault.openMarkets(who, 0) == 0
     assert vault.collateral(who, 0) == coll
     assert tuple(vault.health(who, 0)) == (coll, coll, 0, 0)
-    assert tuple(ch.marginSummary(who, 0, bitmap)) == (0, 0, 0, 0)
+    assert tuple(ch.marginSummary(who, 0, bitmap)) == (0, 0, 0, 0, 0, 0)
     assert tuple(ch.tradersPnl()) == (0, 0)
 
 
@@ -650,22 +653,33 @@ def let_twaps_see(system, chain, who):
     chain.mine()
 
 
-def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, chain, alice, bob, batcher):
-    """Reached by no other test: when the traders' unrealized PnL exceeds the pool's balance (NAV <= 0),
-    syncDepth reverts PoolValueNotPositive(nav) and changes nothing, and a repeg has no cost budget
-    (budget = max(NAV, 0) x maxRepegCost = 0 with open interest): it does not move the price beyond the
-    rounding of floor(x * p0)."""
+def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, engine, chain, deployer, alice, bob, carol,
+                                                     batcher):
+    """Reached by no other test: when the pool's NAV is not positive, syncDepth reverts
+    PoolValueNotPositive(nav) and changes nothing, and a repeg has no cost budget (budget = max(NAV, 0) x
+    maxRepegCost = 0 with open interest): it does not move the price beyond the rounding of floor(x * p0).
+    NAV goes negative the one way it can: a position whose loss dwarfs its collateral and the pool's cash
+    is kicked, and the bad debt its auction will leave beyond the insurance fund is set aside at once."""
     amm = system.amm
-    size, on = long_450(system, alice)
+    engine.setLiquidationParams(lp_tuple(lparams(engine), maxAuctionNotional=10**8 * WAD), sender=deployer)
+    deposit(system, alice, 300_000)
+    trade(ch, alice, ETH, -450 * WAD)  # a 450 ETH short
+    size, on, _ = ch.position(alice, 0, ETH)
     set_price(system, "ETH", 30_000 * 10**8)
     index = 30_000 * WAD
-    nav = vault.poolBalance() - (size * index // WAD - on)  # NAV = pool cash - traders' PnL (no funding)
+    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    assert m.size == size and m.reward == m.penalty == 0
+    value = vault.collateral(alice, 0) + size * index // WAD - on
+    shortfall = -(value - mul_up(mul_up(-size, index), engine.auctionParams(ETH).maxDiscount))
+    assert vault.shortfallOf(alice, 0) == shortfall == vault.pendingBadDebt()
+    st = ch.marketState(ETH)
+    nav = vault.poolBalance() - (exit_value(st.baseReserve, st.quoteReserve, size) - on) - (shortfall - vault.insuranceFund())
     assert nav < 0 and pool.navWad() == nav
     with reverts_unchanged(system, batcher, amm.PoolValueNotPositive, [alice], nav=nav):
         amm.syncDepth(ETH, sender=bob)
 
     let_twaps_see(system, chain, bob)
-    assert pool.navWad() == nav
+    assert pool.navWad() < 0
     st = ch.marketState(ETH)
     p0, x = st.spotPrice, st.baseReserve
     y1 = x * p0 // WAD  # move = min(gap, maxMove, byCost = 0) = 0
@@ -690,7 +704,7 @@ def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, 
     prm = amm.ammParams(ETH)
     st = ch.marketState(ETH)
     p0, x = st.spotPrice, st.baseReserve
-    nav = vault.poolBalance() - (size * index // WAD - on)
+    nav = vault.poolBalance() - (exit_value(st.baseReserve, st.quoteReserve, size) - on)  # NAV: cash - exit PnL
     assert pool.navWad() == nav > 0
     net = st.longOpenInterest - st.shortOpenInterest
     assert net == size
@@ -713,7 +727,7 @@ def test_depth_and_repeg_need_amm_params(system, ch, project, chain, bob):
     revert DepthNotConfigured(marketId) and leave its reserves, repeg time and cost untouched."""
     amm = system.amm
     mid, _, _, _ = list_market(system, project, 1500)
-    assert tuple(amm.ammParams(mid)) == (0, 0, 0, 0, 0, 0)
+    assert tuple(amm.ammParams(mid)) == (0,) * 8
     before = (tuple(ch.marketState(mid))[:5], amm.lastRepeg(mid), amm.repegCost(mid))
     for call in (amm.syncDepth, amm.repeg):
         with expect_revert(amm.DepthNotConfigured, marketId=mid):

@@ -112,6 +112,35 @@ def model_slice(value: int, maintenance: int, available: int, index: int, mmr: i
     return SliceModel(sign * base, notional, reward, penalty, restores, raw)
 
 
+def backstop_edge(index: int, size: int, max_d: int, max_spread: int) -> int:
+    """How far a backstop may move the vAMM price (IClearingHouse.backstopClose): no worse for the owner
+    than the auction's price at its full discount, nor outside the band around the index."""
+    band = index * max_spread // WAD
+    return max(auction_price(1, index, max_d), index - band) if size > 0 else min(auction_price(-1, index, max_d), index + band)
+
+
+def backstop_fit(x: int, y: int, size: int, edge: int, min_size: int) -> int:
+    """The part of `size` a backstop closes on the curve (x, y) without passing `edge` (ClearingHouse
+    _backstopFit): x' = sqrt(x y / edge) rounded toward the inside with a 1e-12 margin, no dust left."""
+    def edge_reserve(price):
+        q = x * y // price
+        return math.isqrt(q * WAD) if q <= (2**256 - 1) // WAD else math.isqrt(q) * 10**9
+    want = abs(size)
+    if size > 0:
+        x_max = edge_reserve(edge)
+        x_max -= x_max // 10**12
+        fit = x_max - x if x_max > x else 0
+    else:
+        x_min = edge_reserve(edge)
+        x_min += x_min // 10**12 + 2
+        fit = x - x_min if x > x_min else 0
+    if fit >= want:
+        return size
+    if want - fit < min_size:
+        fit = want - min_size if want > min_size else 0
+    return fit if size > 0 else -fit
+
+
 def discount_linear(max_d: int, duration: int, t: int) -> int:
     return max_d if t >= duration else max_d * t // duration
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from trading_helpers import ceil_div, deadline, expect_revert
+from trading_helpers import ceil_div, deadline, exit_value, expect_revert
 
 WAD = 10**18
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -87,11 +87,19 @@ def test_pool_erc20_side(system, pool, usdc, chain, alice, bob, carol):
 
 
 def test_withdrawable_assets_follows_cash_reserve_and_traders(system, pool, vault, ch, eth, alice):
-    """withdrawableAssets = min(cash - tradersPnl - ceil(reserveFactor x netExposure), cash) / scale, floored."""
+    """withdrawableAssets = min(cash - traders' exit PnL - uncovered bad debt - ceil(reserveFactor x
+    netExposure), cash) / scale, floored; the traders' side is their vAMM exit (VAmmMath.exitValue) less the
+    open notional, and the exposure |net| x vAMM price."""
     system.fund(alice, 200_000)
     ch.openPosition(0, eth.id, 50 * WAD, 2**256 - 1, deadline(), sender=alice)
     cash = vault.poolBalance()
-    pnl, exposure = ch.tradersPnl()
+    st = ch.marketState(eth.id)
+    size, on, pf = ch.position(alice, 0, eth.id)
+    assert pf == 0  # funding starts from zero in the listing block's market
+    pnl = exit_value(st.baseReserve, st.quoteReserve, size) - on
+    exposure = ceil_div(size * st.spotPrice, WAD)
+    assert tuple(ch.tradersExitPnl()) == (pnl, exposure, 0, 0)
+    assert pool.uncoveredBadDebt() == 0
     factor = pool.poolParams().reserveFactor
     free = cash - pnl - ceil_div(exposure * factor, WAD)
     expected = max(min(free, cash), 0) // 10**12

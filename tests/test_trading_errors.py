@@ -644,7 +644,10 @@ MARKET_PARAM_CASES = [
     ("maxOiPoolRatio", 0, "maxOiPoolRatio"),
     ("maxOiPoolRatio", 10 * 10**18 + 1, "maxOiPoolRatio"),
     ("maxOpenInterest", 0, "maxOpenInterest"),
+    # every position fits an auction's int96 slice: the cap stops at int96.max
+    ("maxOpenInterest", 2**95, "maxOpenInterest"),
     ("minPositionSize", 0, "minPositionSize"),
+    ("minPositionSize", 10_000 * WAD + 1, "minPositionSize"),  # no larger than maxOpenInterest (ETH: 10,000)
 ]
 
 
@@ -694,7 +697,7 @@ def test_bounds_are_inclusive(system, ch, deployer, project):
     """Every bound value itself is accepted (low ends in one listing, high ends in another)."""
     feed = project.MockAggregator.deploy(8, 10**8, "ONE / USD", sender=deployer)
     lo = (feed.address, 60, 60, 5 * 10**15 + 1, 5 * 10**15, 0, 5 * 10**15, 1, 1, 1)
-    hi = (feed.address, 2 * 86_400, 4 * 3600, 10**18, 5 * 10**17, 10**16, 5 * 10**17, 10 * 10**18, 2**96 - 1, 2**96 - 1)
+    hi = (feed.address, 2 * 86_400, 4 * 3600, 10**18, 5 * 10**17, 10**16, 5 * 10**17, 10 * 10**18, 2**95 - 1, 2**95 - 1)
     ch.listMarket(b32("LO"), lo, 0, WAD, sender=deployer)
     ch.listMarket(b32("HI"), hi, WAD, 10**36, sender=deployer)
     assert tuple(ch.marketParams(3)) == lo and tuple(ch.marketParams(4)) == hi

@@ -385,7 +385,7 @@ def test_cross_margin_views_across_eth_and_btc(system, ch, vault, alice):
 
     def check(indices, liquidatable):
         u, init, maint = summary(model, alice, 0, indices)
-        assert tuple(ch.marginSummary(alice, 0, 0b11)) == (u, 0, init, maint)
+        assert tuple(ch.marginSummary(alice, 0, 0b11)) == (u, 0, init, maint, 0, 0)
         value = coll + u
         assert vault.accountValue(alice, 0) == value
         # unrealized profit never counts as free collateral
@@ -394,9 +394,9 @@ def test_cross_margin_views_across_eth_and_btc(system, ch, vault, alice):
         assert vault.isLiquidatable(alice, 0) == (value < maint) == liquidatable
         # one market at a time, via the bitmap argument
         ue, ie, me = summary(model, alice, 0, indices, markets=(ETH_ID,))
-        assert tuple(ch.marginSummary(alice, 0, 0b01)) == (ue, 0, ie, me)
+        assert tuple(ch.marginSummary(alice, 0, 0b01)) == (ue, 0, ie, me, 0, 0)
         ub, ib, mb = summary(model, alice, 0, indices, markets=(BTC_ID,))
-        assert tuple(ch.marginSummary(alice, 0, 0b10)) == (ub, 0, ib, mb)
+        assert tuple(ch.marginSummary(alice, 0, 0b10)) == (ub, 0, ib, mb, 0, 0)
         assert (ue + ub, ie + ib, me + mb) == (u, init, maint)
         return u, init, value
 

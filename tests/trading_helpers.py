@@ -90,6 +90,16 @@ def upnl(size: int, open_notional: int, index: int) -> int:
     return (size * index) // WAD - open_notional
 
 
+def exit_value(x: int, y: int, net: int) -> int:
+    """What closing a net position of `net` base on the curve (x, y) pays the traders (VAmmMath.exitValue):
+    a net long's quote for selling it, minus a net short's for buying it back; rounded as the swap rounds."""
+    if net == 0:
+        return 0
+    if net > 0:
+        return y * net // (x + net)
+    return -ceil_div(y * -net, x + net)
+
+
 def apply_trade(size: int, open_notional: int, base: int, quote: int) -> tuple[int, int, int]:
     """(new size, new open notional, realized PnL) per the documented pro-rata rules:
     increase: basis += cost; reduce: removed basis = ceil(on * |base| / |size|), realized = quote - removed;

@@ -34,7 +34,10 @@ from incident_helpers import (
     ETH,
     WAD,
     auction_price,
+    backstop_edge,
+    backstop_fit,
     discount_linear,
+    expected_redo_tip,
     no_funding,
     reverts_unchanged,
     swap,
@@ -112,9 +115,10 @@ def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
                 with reverts_unchanged(system, batcher, engine.RedosRemaining, everyone, auctionId=aid,
                                        redos=a.redos, maxRedos=lp.maxRedos):
                     engine.backstop(aid, sender=keeper)
+            tip, _ = expected_redo_tip(system, owner, ETH)  # at most what the account keeps after the worst fill
             tx = engine.redo(aid, keeper, sender=keeper)
             ev = engine.Redo.from_receipt(tx)[0]
-            assert (ev.redos, ev.startIndex, ev.tip) == (a.redos + 1, idx, lp.tip)
+            assert (ev.redos, ev.startIndex, ev.tip) == (a.redos + 1, idx, tip)
             b = engine.auction(aid)
             assert (b.startIndex, b.startTime, b.size) == (idx, tx.timestamp, a.size)
             assert engine.auctionPrice(aid) == idx  # restarted at the live index, no discount yet
@@ -127,10 +131,15 @@ def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
         if base:
             trade(ch, arb, ETH, base)
         s = ch.marketState(ETH)
-        q, x1, y1 = swap(s.baseReserve, s.quoteReserve, -a.size)
+        # Sold no lower than the auction's own last price (index less the full discount), the rest waits.
+        edge = backstop_edge(idx, a.size, ap.maxDiscount, ch.marketParams(ETH).maxSpread)
+        closed = backstop_fit(s.baseReserve, s.quoteReserve, a.size, edge, ch.marketParams(ETH).minPositionSize)
+        assert closed > 0
+        q, x1, y1 = swap(s.baseReserve, s.quoteReserve, -closed)
         tx = engine.backstop(aid, sender=keeper)
         ev = engine.Backstop.from_receipt(tx)[0]
-        assert (ev.size, ev.quote) == (a.size, q) and q > 0
+        assert (ev.size, ev.quote) == (closed, q) and q > 0
+        assert ch.spotPrice(ETH) >= edge
         s = ch.marketState(ETH)
         assert (s.baseReserve, s.quoteReserve) == (x1, y1)
         for e in vault.BadDebt.from_receipt(tx):  # the waterfall: insurance first, then the pool
@@ -138,7 +147,8 @@ def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
             assert vault.insuranceFund() == 0 or e.fromPool == 0
             seen["bad_debt"] += e.amount
         seen["backstops"] += 1
-        aid = None  # the rest of the position (if any) is kicked again when liquidatable
+        if engine.auction(aid).size == 0:
+            aid = None  # the rest of the position (if any) is kicked again when liquidatable
     assert seen["kicks"] >= 1 and seen["redos"] >= lp.maxRedos and seen["backstops"] >= 1
     assert seen["live_prices"] >= 3 and seen["expired_takes"] == 2
     assert vault.collateral(owner, 0) >= 0 or vault.openMarkets(owner, 0) != 0  # no negative balance left
