@@ -18,4 +18,3 @@ def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engin
 def crowd(accounts, deployer):
     """accounts[4..] and, past the ten configured test accounts, generated ones with gas money."""
     return funded_crowd(accounts, deployer)
-
