@@ -51,6 +51,7 @@ BTC = BTC_ID
 MIN_ETH = 10**16  # ETH minPositionSize (0.01)
 MIN_BTC = 10**15  # BTC minPositionSize (0.001)
 ORACLE_UNIT = 10**10  # one unit of the 8-decimal mock feed, in WAD
+SCALE_UNIT = 10**12  # one unit of the 6-decimal mock collateral, in WAD
 LINEAR, EXPONENTIAL, STAIRSTEP = 0, 1, 2
 # LiquidationEngine._slice (NatSpec @dev): the slice also covers the worst fill the auction allows
 # (the full discount at an unchanged index), so maxDiscount joins the denominator.
@@ -1280,3 +1281,40 @@ def test_gas_of_kick_take_redo_backstop(system, ch, vault, engine, chain, alice,
     print("\nliquidation gas:", ", ".join(f"{k} {v:,}" for k, v in gas.items()))
     assert all(0 < g < 400_000 for g in gas.values()), gas
 
+
+
+# ---------------------------------------------------------------------------- the auctioned part keeps backing
+
+
+def test_auctioned_part_keeps_backing_withdrawals_and_margin_moves(system, ch, vault, engine, chain, alice, carol,
+                                                                   batcher):
+    """While a slice is in auction its maintenance requirement stays in the account's initial requirement:
+    equity that backs the auction cannot be withdrawn or moved out (the auction discount and any index move
+    before the fill would otherwise become bad debt), but equity above it can, to the last unit."""
+    open_long(system, alice)
+    set_price(system, "ETH", 2800 * 10**8)
+    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    index, mp = 2800 * WAD, ch.marketParams(ETH)
+    size = 10 * WAD
+    free_part = size - m.size
+    backing = requirement(m.size, index, mp.mmr)
+    initial = requirement(free_part, index, mp.imr) + backing
+    assert tuple(vault.marginRequirements(alice, 0)) == (initial, requirement(free_part, index, mp.mmr))
+    value, _ = health_of(system, alice)
+    coll = vault.collateral(alice, 0)
+    assert min(coll, value) - initial < 0  # right after the kick nothing is withdrawable
+    with reverts_unchanged(system, batcher, vault.InsufficientFreeCollateral, [alice]):
+        vault.withdraw(0, 1, sender=alice)
+    with reverts_unchanged(system, batcher, vault.InsufficientFreeCollateral, [alice]):
+        vault.transferMargin(0, 1, SCALE_UNIT, sender=alice)
+    # The owner adds 5,000: what stands above the backing is its own again, to the unit.
+    deposit(system, alice, 5_000)
+    coll = vault.collateral(alice, 0)
+    free = min(coll, value + 5_000 * 10**6 * SCALE_UNIT) - initial
+    assert vault.freeCollateral(alice, 0) == free > 0
+    units = free // SCALE_UNIT
+    with reverts_unchanged(system, batcher, vault.InsufficientFreeCollateral, [alice]):
+        vault.withdraw(0, units + 1, sender=alice)
+    vault.withdraw(0, units, sender=alice)
+    assert 0 <= vault.freeCollateral(alice, 0) < SCALE_UNIT
+    assert ch.auctionedSize(alice, 0, ETH) == m.size  # the auction goes on, still fully backed

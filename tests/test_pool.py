@@ -1010,3 +1010,112 @@ def test_moving_shares_away_shrinks_the_senders_request(system, pool, usdc, alic
     assert pool.withdrawRequest(alice).shares == 0
     # Receiving shares never grows a request: bob has none until he asks and waits.
     assert pool.withdrawRequest(bob).shares == 0
+
+
+# ---------------------------------------------------------------------------- what moves the share price
+
+
+def _funding_off(system):
+    ch = system.clearing_house
+    for m in system.markets.values():
+        fp = ch.fundingParams(m.id)
+        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
+                            sender=system.deployer)
+
+
+def test_a_trade_moves_nav_by_its_pool_fee_and_nothing_else(system, pool, vault, ch, chain, alice, bob):
+    """The pool values traders at their vAMM exit: a trade moves a market's exit value and its open notionals
+    by the same quote flow, so every trade (open, increase, reduce, flip, close, in either market) moves the
+    NAV by exactly the pool's part of its fee, to the wei of the exit rounding. This is what makes the share
+    price immune to an LP pumping the vAMM around its own redemption."""
+    _funding_off(system)
+    system.fund(alice, 500_000)
+    system.fund(bob, 500_000)
+    steps = [(alice, ETH_ID, 200 * WAD), (bob, ETH_ID, -37 * WAD), (alice, BTC_ID, 3 * WAD),
+             (alice, ETH_ID, -120 * WAD), (bob, ETH_ID, 90 * WAD), (alice, BTC_ID, -5 * WAD),
+             (alice, ETH_ID, -80 * WAD), (bob, ETH_ID, -53 * WAD), (alice, BTC_ID, 2 * WAD)]
+    for who, mid, base in steps:
+        nav0, ins0 = pool.navWad(), vault.insuranceFund()
+        ev = one(open_(system, who, mid, base), ch.PositionChanged)
+        pool_fee = ev.fee - (vault.insuranceFund() - ins0)
+        assert abs(pool.navWad() - (nav0 + pool_fee)) <= 2, (who, mid, base)
+    # Everyone flat again: the pool kept exactly its fee income.
+    assert all(ch.position(w, 0, m)[0] == 0 for w in (alice, bob) for m in (ETH_ID, BTC_ID))
+
+
+def test_a_gap_suspends_lp_flows_until_the_coming_bad_debt_is_set_aside(system, pool, vault, ch, engine, usdc,
+                                                                        chain, deployer, alice, bob, carol, dave):
+    """The honest path of an LP exit around a crash. A 450 ETH long on thin margin and a -20 % gap: the
+    vAMM, still at the old price, is outside its band, and LP flows wait (LpFlowsSuspended) while no keeper
+    has looked at the damage. The kick records the bad debt the auction will leave (after the worst fill);
+    the part the insurance fund cannot cover comes off NAV at once. An arbitrageur brings the vAMM back
+    inside its band and LP flows resume: the LP who leaves then is paid a share that already carries its
+    part of the bad debt, so those who stay are not left with it (their share price after the auction
+    settles is at least what the leaver got)."""
+    _funding_off(system)
+    lp_deposit(system, alice, SEED)  # alice: half of a 20M pool
+    mine = pool.balanceOf(alice)
+    t0 = chain.pending_timestamp
+    pool.requestWithdraw(mine, sender=alice)
+    system.fund(bob, 220_000)
+    open_(system, bob, ETH_ID, 450 * WAD)
+    chain.pending_timestamp = t0 + COOLDOWN
+    system.set_price("ETH", 2400)  # the gap
+    refresh_oracles(system)
+    suspended, market = pool.lpFlowsSuspended()
+    assert suspended and market == ETH_ID
+    assert pool.maxRedeem(alice) == 0 and pool.maxWithdraw(alice) == 0 and pool.maxDeposit(alice) == 0
+    with expect_revert(pool.LpFlowsSuspended, marketId=ETH_ID):
+        pool.redeem(mine, alice, alice, sender=alice)
+
+    nav_before = pool.navWad()
+    engine.kick(bob, 0, ETH_ID, dave, sender=dave)
+    shortfall = vault.shortfallOf(bob, 0)
+    uncovered = shortfall - vault.insuranceFund()
+    assert uncovered > 0 and pool.uncoveredBadDebt() == uncovered
+    assert pool.navWad() == nav_before - uncovered  # the set-aside, and nothing else
+
+    system.fund(carol, 5_000_000)
+    st = ch.marketState(ETH_ID)
+    x1 = __import__("math").isqrt(st.baseReserve * st.quoteReserve * WAD // (2400 * WAD))
+    open_(system, carol, ETH_ID, -(x1 - st.baseReserve))  # the arbitrageur sells the vAMM down to the index
+    assert not pool.lpFlowsSuspended()[0]
+    paid = one(pool.redeem(mine, alice, alice, sender=alice), pool.Withdraw).assets
+    per_share_leaver = paid * 10**18 // mine
+
+    # The auction runs its course: the arbitrageur takes the slice, the bad debt is paid (insurance first).
+    a = engine.auction(engine.auctionCount())
+    chain.pending_timestamp = a.startTime + 600
+    tx = engine.take(engine.auctionCount(), 2**255, 2**255, 0, sender=carol)
+    bad = one(tx, vault.BadDebt)
+    assert 0 < bad.amount <= shortfall  # the fill was no worse than the full discount the estimate assumed
+    assert vault.pendingBadDebt() == 0 and pool.uncoveredBadDebt() == 0
+    seed_value = pool.previewRedeem(SEED_SHARES)
+    per_share_stayer = seed_value * 10**18 // SEED_SHARES
+    assert per_share_stayer >= per_share_leaver  # the leaver did not escape its share of the bad debt
+
+
+def test_a_stale_feed_suspends_lp_flows_and_the_views_still_answer(system, pool, vault, chain, alice, bob):
+    """EIP-4626 views never revert: with ETH's feed stale and ETH open interest, totalAssets, convertTo*,
+    preview* and max* answer (max* with 0, since deposits and withdrawals wait: LpFlowsSuspended); the
+    NAV does not depend on the feed at all. A fresh answer reopens LP flows."""
+    system.fund(bob, 100_000)
+    open_(system, bob, ETH_ID, 10 * WAD)
+    lp_deposit(system, alice, units(1_000))
+    shares = pool.balanceOf(alice)
+    pool.requestWithdraw(shares, sender=alice)
+    nav = pool.navWad()
+    chain.pending_timestamp += COOLDOWN + 1  # past the feeds' 24 h heartbeat: both are stale
+    chain.mine()
+    assert pool.navWad() == nav  # no funding: exactly the same figure, without a price
+    assert pool.totalAssets() == nav // SCALE
+    assert pool.convertToShares(units(1)) > 0 and pool.convertToAssets(shares) > 0
+    assert pool.previewRedeem(shares) > 0 and pool.previewDeposit(units(1)) > 0
+    assert pool.lpFlowsSuspended() == (True, ETH_ID)
+    assert (pool.maxDeposit(alice), pool.maxMint(alice), pool.maxRedeem(alice), pool.maxWithdraw(alice)) == (0, 0, 0, 0)
+    with expect_revert(pool.LpFlowsSuspended, marketId=ETH_ID):
+        pool.redeem(shares, alice, alice, sender=alice)
+    refresh_oracles(system)
+    assert pool.lpFlowsSuspended() == (False, 0)
+    assert pool.maxRedeem(alice) == shares
+    pool.redeem(shares, alice, alice, sender=alice)
