@@ -20,12 +20,14 @@ from trading_helpers import price as h_price
 from trading_helpers import swap as h_swap
 from vperp.config import default_config
 from vperp.funding import evolve
-from vperp.model import WAD, Model, ModelRevert, apply_trade, vamm_price, vamm_swap
+from vperp.model import WAD, Cancelled, Model, ModelRevert, Redone, apply_trade, vamm_price, vamm_swap
 
 T0 = 1_800_000_000
 OWNERS = ("alice", "bob", "carol")
 MAX_UINT = 2**256 - 1
 SCALE = 10**12  # 6-decimal collateral
+
+NAV_WEI = 4  # rounding a trade may move the pool's NAV by, beyond its fee [wei]
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -109,8 +111,14 @@ class Ledger:
     def _trade(self, fn) -> None:
         m = self.m
         pool0, ins0 = m.pool_balance(), m.insurance_fund()
+        nav0 = m.pool_nav(self.t)
         r = fn()
         self.trades.append(r)
+        # The pool values traders at their vAMM exit: a trade moves the exit value and the open notionals
+        # by the same quote flow, so NAV moves by the pool's part of the fee only, up to the rounding of
+        # the swap, the exit values and the funding basis (a few wei).
+        drift = m.pool_nav(self.t) - nav0 - (r.fee - r.to_insurance)
+        assert -NAV_WEI <= drift <= NAV_WEI, f"a trade moved NAV by {drift} wei beyond its fee"
         # Fee split: insurance gets floor(fee x share), the pool the rest; realized PnL and funding
         # move between the trader and the pool only.
         assert m.insurance_fund() - ins0 == r.to_insurance
@@ -405,3 +413,303 @@ def test_hand_values_first_eth_buy():
     assert r.quote == -3000300030003000300031
     assert r.fee == 3000300030003000301
     assert m.position("alice", 0, 1, T0 + 1) == (WAD, 3000300030003000300031, 0)
+
+
+# ---------------------------------------------------------------------------- the value-leak fixes (a4f1999)
+
+
+def _kicked(drop_bps=1000, deposit=10_000, size=30 * WAD):
+    """Alice long `size` ETH on 10k of margin, the index `drop_bps` lower, kicked by the keeper."""
+    m = fresh()
+    m.deposit("alice", 0, deposit * 10**6, T0)
+    m.open_position("alice", 0, 1, size, MAX_UINT, T0 + 1, T0 + 1)
+    m.set_index(1, 3000 * WAD * (10_000 - drop_bps) // 10_000, T0 + 2)
+    auction_id, s = m.kick("alice", 0, 1, "keeper", T0 + 3)
+    return m, auction_id, s
+
+
+def test_default_insurance_seed_is_100k():
+    m = fresh()
+    assert m.insurance_fund() == 100_000 * WAD
+    assert m.token_balance == (10_000_000 + 100_000) * 10**6
+
+
+def test_auctioned_part_keeps_backing_at_maintenance():
+    """MarginSummary: the auctioned part owes its maintenance requirement inside `initial`, not inside
+    `maintenance`; an account in auction may withdraw no more than leaves its value above that backing."""
+    m, _, s = _kicked(drop_bps=750)
+    t = T0 + 4
+    p = m.positions[(1, "alice", 0)]
+    assert p.auctioned == s.size and s.restores  # a partial slice: a free part remains
+    mk = m.markets[1]
+    index = m.index_price(1, t)
+    summary = m.margin_summary("alice", 0, 1, t)
+    a_notional = -((-abs(p.auctioned) * index) // WAD)
+    backing = -((-a_notional * mk.mmr) // WAD)
+    free_notional = -((-abs(p.size - p.auctioned) * index) // WAD)
+    assert (summary.auctioned_notional, summary.auctioned_maintenance) == (a_notional, backing)
+    assert summary.maintenance == -((-free_notional * mk.mmr) // WAD)
+    assert summary.initial == -((-free_notional * mk.imr) // WAD) + backing
+    value, maintenance, an, am = m.liquidation_state("alice", 0, t)
+    assert (maintenance, an, am) == (summary.maintenance, a_notional, backing)
+    # Whatever it may withdraw, the auctioned part's backing stays behind.
+    m.deposit("alice", 0, 5_000 * 10**6, t)
+    free = m.free_collateral("alice", 0, t)
+    assert free > 0
+    with pytest.raises(ModelRevert) as e:
+        m.withdraw("alice", 0, free // SCALE + 1, t)
+    assert e.value.name == "InsufficientFreeCollateral"
+    m.withdraw("alice", 0, free // SCALE, t)
+    value, _, _, am = m.liquidation_state("alice", 0, t)
+    assert value >= am
+
+
+def test_reducing_trade_skips_the_price_band():
+    """A reduce or close moving the vAMM away from the index and out of its band goes through; the same
+    trade opening new risk is refused (PriceBandExceeded)."""
+    m = fresh()
+    m.deposit("alice", 0, 10**12, T0)
+    m.deposit("bob", 0, 10**12, T0)
+    m.open_position("alice", 0, 1, 200 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    mk = m.markets[1]
+    # The index 9.9 % above the vAMM: selling 200 ETH takes the price further below it, past the 10 % band.
+    m.set_index(1, mk.spot * 1099 // 1000 // mk.oracle_scale * mk.oracle_scale, T0 + 2)
+    with pytest.raises(ModelRevert) as e:
+        m.open_position("bob", 0, 1, -200 * WAD, 0, T0 + 3, T0 + 3)
+    assert e.value.name == "PriceBandExceeded"
+    with pytest.raises(ModelRevert) as e:  # a flip is not a reduce
+        m.open_position("alice", 0, 1, -201 * WAD, 0, T0 + 3, T0 + 3)
+    assert e.value.name == "PriceBandExceeded"
+    r = m.close_position("alice", 0, 1, 0, T0 + 3, T0 + 3)
+    assert r.new_size == 0 and abs(r.price_after - m.index_price(1, T0 + 3)) > m.index_price(1, T0 + 3) // 10
+
+
+def test_at_most_16_open_markets():
+    base = default_config().markets[0]
+    from dataclasses import replace
+    cfg = default_config().with_markets(*[replace(base, symbol=f"M{i}") for i in range(17)])
+    m = Model.from_config(cfg, T0)
+    m.deposit("alice", 0, 10**12, T0)
+    for mid in range(1, 17):
+        m.open_position("alice", 0, mid, WAD, MAX_UINT, T0 + 1, T0 + 1)
+    assert bin(m.open_markets("alice", 0)).count("1") == 16
+    with pytest.raises(ModelRevert) as e:
+        m.open_position("alice", 0, 17, WAD, MAX_UINT, T0 + 2, T0 + 2)
+    assert (e.value.name, e.value.error_args) == ("TooManyOpenMarkets", ("alice", 0, 16))
+    m.open_position("alice", 0, 16, WAD, MAX_UINT, T0 + 2, T0 + 2)  # a held market: no new bit
+    m.close_position("alice", 0, 3, 0, T0 + 2, T0 + 2)
+    m.open_position("alice", 0, 17, WAD, MAX_UINT, T0 + 2, T0 + 2)
+
+
+def test_kick_costs_are_capped_at_the_room_after_the_worst_fill():
+    """Under water after the worst fill: no keeper reward, no penalty, the shortfall recorded; the pool's
+    NAV sets aside what the insurance fund cannot cover."""
+    m, _, s = _kicked(drop_bps=1300)
+    value, _, an, _ = m.liquidation_state("alice", 0, T0 + 3)
+    room = value - (-((-an * m._auction_params_of(1).max_discount) // WAD))
+    assert (s.keeper_reward, s.penalty) == (0, 0) and room < 0
+    assert s.shortfall == -room == m.shortfall_of("alice", 0) == m.pending_bad_debt()
+    assert m.shortfall_log[-1] == ("alice", 0, s.shortfall, s.shortfall)
+    assert m.uncovered_bad_debt() == max(0, s.shortfall - m.insurance_fund())
+    # A healthy-enough account pays both in full and records no shortfall.
+    m2, _, s2 = _kicked(drop_bps=750)
+    assert s2.keeper_reward > 0 and s2.penalty > 0 and s2.shortfall == 0
+
+
+def test_redo_of_a_recovered_account_cancels_and_cancel_needs_recovery():
+    m, auction_id, s = _kicked(drop_bps=700)
+    t = T0 + 4
+    value, maintenance, _, am = m.liquidation_state("alice", 0, t)
+    with pytest.raises(ModelRevert) as e:
+        m.cancel(auction_id, t)
+    assert (e.value.name, e.value.error_args) == ("AuctionStillNeeded", (auction_id, value, maintenance + am))
+    m.deposit("alice", 0, 10_000 * 10**6, t)
+    t += 1801
+    m.set_index(1, 2790 * WAD, t)  # keep the feed fresh, the index where it was
+    keeper_before = m.collateral("keeper", 0)
+    r = m.redo(auction_id, "keeper", t)
+    assert r == Cancelled(s.size, *m.liquidation_state("alice", 0, t)[:1], r.requirement)
+    assert m.collateral("keeper", 0) == keeper_before  # unpaid
+    assert m.auctioned_size("alice", 0, 1) == 0 and m.live_notional == 0
+    with pytest.raises(ModelRevert) as e:
+        m.cancel(auction_id, t)
+    assert e.value.name == "AuctionFinished"
+
+
+def test_redo_tip_capped_and_shortfall_refreshed_by_takes():
+    m, auction_id, s = _kicked(drop_bps=1300)
+    t = T0 + 3 + 1801
+    m.set_index(1, 2610 * WAD, t)
+    r = m.redo(auction_id, "keeper", t)
+    assert isinstance(r, Redone) and r.tip == 0
+    m.deposit("bob", 0, 10**12, t)
+    size = m.auctions[auction_id].size
+    m.take(auction_id, size // 2, MAX_UINT, "bob", 0, t + 1)
+    value, _, an, _ = m.liquidation_state("alice", 0, t + 1)
+    assert m.shortfall_of("alice", 0) == max(0, -(value - (-((-an * 2 * 10**16) // WAD))))
+    m.take(auction_id, MAX_UINT, MAX_UINT, "bob", 0, t + 2)
+    owner, sub, debt, from_insurance, from_pool = m.bad_debt[-1]
+    assert (owner, sub) == ("alice", 0) and from_pool == 0 and debt <= s.shortfall
+    assert m.shortfall_of("alice", 0) == m.pending_bad_debt() == 0
+
+
+def test_backstop_closes_no_worse_than_the_auctions_full_discount():
+    """After three redos, the index meets the vAMM: the backstop sells only down to the auction's price at
+    its full discount (and the remainder may not be dust), then is blocked until the index moves."""
+    m = fresh()
+    m.deposit("alice", 0, 400_000 * 10**6, T0)
+    m.open_position("alice", 0, 1, 300 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    mk = m.markets[1]
+    m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, T0 + 2)  # the band moves with the index
+    m.open_position("alice", 0, 1, 300 * WAD, MAX_UINT, T0 + 2, T0 + 2)
+    t = T0 + 3
+    m.set_index(1, 2400 * WAD, t)
+    auction_id, s = m.kick("alice", 0, 1, "keeper", t)
+    assert s.size == 600 * WAD
+    for _ in range(3):
+        t += 1801
+        m.set_index(1, 2400 * WAD, t)
+        m.redo(auction_id, "keeper", t)
+    t += 1801
+    m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
+    index = m.index_price(1, t)
+    worst = Model._auction_price(1, index, m._auction_params_of(1).max_discount)
+    closed, quote = m.backstop(auction_id, t)
+    left = m.auctions[auction_id].size
+    assert 0 < closed < 600 * WAD and left == 600 * WAD - closed >= mk.min_position_size
+    assert worst <= mk.spot < worst + worst // 10**11  # down to the auction's worst price, not past it
+    assert m.live_notional == -((-left * m.auctions[auction_id].start_index) // WAD)
+    with pytest.raises(ModelRevert) as e:
+        m.backstop(auction_id, t + 1)
+    assert (e.value.name, e.value.error_args) == ("BackstopBlocked", (auction_id, mk.spot, index))
+    m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t + 2)
+    closed2, _ = m.backstop(auction_id, t + 2)
+    assert closed2 > 0
+
+
+@FAST
+@given(x=st.integers(10**20, 10**24), price=st.integers(10**17, 10**23), edge_move=st.integers(-(10**18) // 2, 10**18 // 2),
+       base=st.integers(-(10**24), 10**24).filter(bool))
+def test_backstop_fit_stops_at_the_edge(x, price, edge_move, base):
+    """_backstopFit's close never takes the price past the edge (below it selling, above it buying)."""
+    mk = fresh().markets[1]
+    y = x * price // WAD
+    edge = max(price + price * edge_move // WAD, 1)
+    fit = Model._backstop_fit(mk, x, y, base, edge)
+    assert fit == 0 or ((fit > 0) == (base > 0) and abs(fit) <= abs(base))
+    left = abs(base) - abs(fit)
+    assert fit == 0 or left == 0 or left >= mk.min_position_size
+    if fit == 0:
+        return
+    after = vamm_price(*vamm_swap(x, y, -fit)[1:])
+    assert after >= edge if base > 0 else after <= edge
+
+
+@FAST
+@given(x=st.integers(10**20, 10**24), price=st.integers(10**17, 10**23), net=st.integers(-(10**23), 10**23),
+       base=st.integers(-(10**23), 10**23).filter(bool))
+def test_a_trade_moves_the_exit_value_by_its_quote(x, price, net, base):
+    """VAmmMath.exitValue: a trade moves the curve and the net position together, so the net position's
+    exit value changes by the trade's own quote flow, up to the rounding of the swaps (a few wei)."""
+    from vperp.model import exit_value
+    y = x * price // WAD
+    if abs(net) * 2 >= x or base >= x // 2 or abs(net + base) * 2 >= x:
+        return
+    quote, x1, y1 = vamm_swap(x, y, base)
+    diff = exit_value(x1, y1, net + base) - exit_value(x, y, net) + quote
+    # The curve only gains from rounding, so the traders' side can only lose: at most a few wei per
+    # unit of price (the exact identity holds on the exact curve).
+    assert -(2 + price // WAD) <= diff <= 2
+
+
+def test_sync_depth_interval_step_and_cost():
+    """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread) and at
+    most maxDepthCost x NAV of exit value handed to the open positions; NAV falls by exactly the cost."""
+    m = fresh()
+    m.deposit("alice", 0, 10**12, T0)
+    m.open_position("alice", 0, 1, 300 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    m.pool_deposit("lp", 5_000_000 * 10**6, "lp", T0 + 1)  # NAV up by half: the target is 1.5x the depth
+    t = T0 + 2
+    mk = m.markets[1]
+    y0 = mk.y
+    nav0 = m.pool_nav(t)
+    x1, y1, cost, total = m.sync_depth(1, t)
+    p = m.amm_params[1]
+    step = min(mk.taker_fee * WAD // mk.max_spread, p.max_depth_change)
+    assert y0 < y1 <= y0 + y0 * step // WAD
+    assert 0 < cost == total <= nav0 * p.max_depth_cost // WAD + 2
+    assert m.pool_nav(t) == nav0 - cost
+    assert m.last_depth_sync[1] == t and m.depth_cost[1] == total
+    with pytest.raises(ModelRevert) as e:
+        m.sync_depth(1, t + 3599)
+    assert (e.value.name, e.value.error_args) == ("DepthSyncTooSoon", (t + 3600, t + 3599))
+    m.sync_depth(1, t + 3600)
+
+
+def test_sync_depth_cost_budget_binds_a_large_net_position():
+    m = fresh()
+    m.deposit("alice", 0, 10**13, T0)
+    for i in range(4):  # a large net long, the index following the vAMM so the band never binds
+        mk = m.markets[1]
+        m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, T0 + 1 + i)
+        m.open_position("alice", 0, 1, 400 * WAD, MAX_UINT, T0 + 1 + i, T0 + 1 + i)
+    m.pool_deposit("lp", 20_000_000 * 10**6, "lp", T0 + 5)
+    t = T0 + 6
+    mk = m.markets[1]
+    m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
+    from dataclasses import replace
+    m.amm_params[1] = p = replace(m.amm_params[1], max_depth_cost=10**14)  # 0.01 % of NAV per sync
+    y0, nav = mk.y, m.pool_nav(t)
+    x1, y1, cost, _ = m.sync_depth(1, t)
+    budget = nav * p.max_depth_cost // WAD
+    assert y1 < y0 + y0 * (mk.taker_fee * WAD // mk.max_spread) // WAD  # the cost bound, not the step, binds
+    assert budget - budget // 1000 <= cost <= budget + 2
+
+
+def test_lp_flows_wait_while_a_gap_is_open():
+    m = fresh()
+    m.deposit("alice", 0, 10**12, T0)
+    m.open_position("alice", 0, 1, 100 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    m.pool_request_withdraw("deployer", 10**6, T0 + 1)
+    t = T0 + 1 + 86_400
+    m.set_index(1, 3000 * WAD, t)
+    assert m.lp_flows_suspended(t) == (False, 0)
+    assert m.pool_max_deposit(t) == (INT128 - m.pool_balance()) // SCALE
+    m.set_index(1, 3500 * WAD, t)  # the vAMM is now far outside its band: a gap
+    long_oi = m.markets[1].long_open_interest
+    notional = -((-long_oi * m.markets[1].spot) // WAD)
+    tolerance = m.pool_balance() // 1000
+    assert notional > tolerance
+    assert m.lp_flows_suspended(t) == (True, 1)
+    assert m.traders_exit_pnl(t)[2:] == (notional, 1)
+    assert m.pool_max_deposit(t) == m.pool_max_redeem("deployer", t) == m.pool_max_withdraw("deployer", t) == 0
+    for fn in (lambda: m.pool_deposit("lp", 10**6, "lp", t), lambda: m.pool_redeem("deployer", 10**6, t),
+               lambda: m.pool_withdraw("deployer", 1, t)):
+        with pytest.raises(ModelRevert) as e:
+            fn()
+        assert (e.value.name, e.value.error_args) == ("LpFlowsSuspended", (1, notional, tolerance))
+    with pytest.raises(ModelRevert) as e:  # the named argument checks come first
+        m.pool_deposit("lp", 0, "lp", t)
+    assert e.value.name == "ZeroAssets"
+    # A stale feed is a gap too; the exit valuation itself never reverts.
+    late = t + 86_401
+    assert m.lp_flows_suspended(late)[0] and m.pool_total_assets(late) > 0
+
+
+def test_pool_views_are_exact():
+    """maxRedeem is 0 when its shares would be worth nothing; maxDeposit is the ledger's room."""
+    m = fresh()
+    t = T0 + 1
+    assert m.pool_max_deposit(t) == (INT128 - m.pool_balance()) // SCALE
+    with pytest.raises(ModelRevert) as e:
+        m.pool_deposit("lp", m.pool_max_deposit(t) + 1, "lp", t)
+    assert e.value.name == "ERC4626ExceededMaxDeposit"
+    m.pool_request_withdraw("deployer", 1, t)
+    t += 86_400
+    assert m.pool_preview_redeem(1, t) == 0 and m.pool_max_redeem("deployer", t) == 0
+    with pytest.raises(ModelRevert) as e:
+        m.pool_redeem("deployer", 1, t)
+    assert e.value.name == "ZeroAssets"
+
+
+INT128 = 2**127 - 1

@@ -2,10 +2,15 @@
 
 The model is a plain-Python state machine that computes the same integers as the contracts, to the
 wei, for every action a trader can take: deposit, withdraw, transferMargin, openPosition,
-closePosition, pokeFunding, oracle moves; and for every view: collateral, accountValue,
-freeCollateral, marginRequirements, isLiquidatable, position, quote, marketState, fundingState,
-twaps, markPrice, indexPrice, poolBalance, insuranceFund. The differential fuzz test
-(tests/test_differential.py) runs random action sequences on chain and here and compares every one.
+closePosition, pokeFunding, oracle moves; keepers' and takers' kick, take, redo, cancel, backstop,
+resolveBadDebt; LPs' deposit, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and
+repeg; and for every view: collateral, accountValue, freeCollateral, marginRequirements,
+isLiquidatable, liquidationState, shortfallOf, pendingBadDebt, position, quote, marketState,
+fundingState, twaps, markPrice, indexPrice, tradersPnl, tradersExitPnl, poolBalance, insuranceFund,
+the pool's navWad, totalAssets, max* and lpFlowsSuspended, the engine's auctions and previews, the
+AMM controller's depthCost, repegCost and netExitValue. The differential fuzz (tests/test_differential.py)
+and the stateful fuzz (tests/test_stateful.py) run random action sequences on chain and here and
+compare every one.
 
 State
 - accounts: ``(owner, subaccount) -> Account(collateral [wad, signed], open_markets [bitmap])``.
@@ -14,8 +19,11 @@ State
   (sums modulo 2^112), an 8-slot observation ring, the funding state ``(cumulativeFunding, rate,
   target, observationHead)``, the last index price, the funding parameters, and the mock oracle
   ``(answer in feed units, updatedAt)``.
-- positions: ``(marketId, owner, subaccount) -> Position(size, openNotional, lastCumulativeFunding)``.
-- the liquidity pool's balance, the insurance fund, and the token balance the Vault holds.
+- positions: ``(marketId, owner, subaccount) -> Position(size, openNotional, lastCumulativeFunding,
+  auctioned)``.
+- the liquidity pool's balance, the insurance fund, the shortfall estimates, and the token balance
+  the Vault holds; the engine's auctions; the pool's shares and requests; the controller's clocks
+  and cost books.
 Time is explicit: every action and every time-dependent view takes ``timestamp`` (the
 ``block.timestamp`` the chain would use).
 
@@ -35,6 +43,9 @@ Rounding (every choice as in contracts/libraries/WadMath.sol; each helper says i
 - TWAP premium ``trunc((mark - index) * 1e18 / index)`` (Solidity ``/`` truncates toward zero), target
   ``clamp(trunc(premium / periodHours) + baseline, maxFundingRate)``.
 - collateral in token units is scaled to WAD exactly (``amount * 10^(18-decimals)``).
+- vAMM exit value of a net position n: a long ``floor(y*n/(x+n))``, a short ``-ceil(y*|n|/(x-|n|))``.
+- liquidation room ``value - ceil(auctionedNotional * maxDiscount / 1e18)``; backstop edge reserve
+  ``isqrt(floor(x*y/edge) * 1e18)`` less ``1e-12`` of itself (selling) or plus ``1e-12`` and 2 wei (buying).
 
 Reverts
 Every action is atomic like a transaction: a failure raises ``ModelRevert(name, *args)`` with the
@@ -47,26 +58,53 @@ Where the SPEC leaves a detail to the implementation, the model follows the Soli
 Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity differs: a position owes
 ``ceil(size * dCf / 1e18)`` for every sign of ``size`` and ``dCf`` (what a user owes rounds up).
 
+Margin: a position's free part (size - auctioned) owes initial and maintenance margin; its auctioned
+part keeps backing at maintenance (``ceil(ceil(|auctioned| x index) x mmr)``), counted in ``initial``
+(so withdrawals, margin transfers, new risk and taker fills need it) but not in ``maintenance`` (what
+kick tests). The margin summary also reports the auctioned notional and that backing. A trade that
+reduces (opposite sign, |base| <= |size|, decided before the swap) skips the price band; an account
+may hold positions in at most 16 markets (TooManyOpenMarkets, after the isolated-subaccount check).
+
 Liquidation (LiquidationEngine + the ClearingHouse's auction hooks + the Vault's charges): kick
-(slice sizing, keeper reward and penalty, the live-notional cap), take (discount curves, limit price,
-partial fills without dust, the taker's initial margin), redo, backstop (closing the remainder on the
-vAMM) and the loss waterfall (insurance fund, then pool), each with the contracts' checks in order.
+(slice sizing; keeper reward, then penalty, each capped at the room the account keeps after the worst
+fill of everything in auction, room = value - ceil((auctionedNotional + slice) x maxDiscount); the
+live-notional cap; the shortfall estimate recorded), take (discount curves, limit price, partial fills
+without dust, the taker's initial margin; then the bad debt of an emptied account resolved, or the
+account's shortfall estimate refreshed while it has one), redo (a recovered account's auction is
+cancelled unpaid; otherwise the tip is capped at the room), cancel (anyone, once the account's value
+covers the maintenance of its free and auctioned parts), backstop (closes on the vAMM only the largest
+part that leaves the price no worse than the auction's own price at its full discount and inside the
+band, from the curve's edge reserve (integer square root), leaving no dust; BackstopBlocked when nothing
+fits; the rest stays in the auction) and the loss waterfall (insurance
+fund, then pool; resolving clears the account's estimate). The Vault keeps the estimates per account
+and their sum (pendingBadDebt); every ShortfallRecorded event is logged in ``shortfall_log``.
 Positions carry their auctioned part; every market keeps the aggregates (sum of open notionals, sum
-of funding bases) that `traders_pnl` reads, as ClearingHouse.tradersPnl does.
+of funding bases) that `traders_pnl` and `traders_exit_pnl` read, as the ClearingHouse does.
 
 Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, requestWithdraw, redeem, withdraw
-with cooldown, window, reserve and cash checks; NAV = pool balance - traders' PnL net of funding owed.
+with cooldown, window, reserve and cash checks. NAV = pool balance - the traders' PnL at vAMM exit
+(VAmmMath.exitValue of each market's net position) net of funding owed - the bad-debt estimate beyond
+the insurance fund; the reserve is reserveFactor x sum |net OI| x vAMM price. LP flows are suspended
+(LpFlowsSuspended; every max* view 0) while markets with open interest and an invalid or stale feed,
+or a vAMM outside its band around the index, carry more than 0.1 % of the pool's cash in notional.
+The ERC-4626 views never raise; max* are exactly what the actions accept.
 
-AmmController: `sync_depth` and `repeg` (depth follows the pool's NAV, the peg follows the index, with
-the controller's checks in order and ClearingHouse.setReserves's accrual first).
+AmmController: `sync_depth` (depth follows the pool's NAV, at most once per depthInterval: shrinking
+by at most maxDepthChange and never below twice a net short; deepening by at most min(maxDepthChange,
+takerFee / maxSpread) and within maxDepthCost x NAV of exit value handed to the net position; the cost
+booked in depthCost) and `repeg` (the peg follows the index), with the controller's checks in order and
+ClearingHouse.setReserves's accrual first.
 
-Not modelled: governance other than `set_funding_params`, operators (openPositionFor, withdrawFor), pool share transfers; the pause level is plain state
-(`pause_level`) that the checks read.
+Not modelled: governance other than `set_funding_params` (market parameters are not re-checked
+against their bounds, e.g. maxOpenInterest <= int96.max and minPositionSize <= maxOpenInterest),
+operators (openPositionFor, withdrawFor), pool share transfers and `mint`; the pause level is plain
+state (`pause_level`) that the checks read.
 """
 from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Hashable
@@ -81,6 +119,8 @@ INT64_MAX = 2**63 - 1
 INT112_MAX = 2**111 - 1
 INT128_MAX = 2**127 - 1
 UINT128_MAX = 2**128 - 1
+UINT256_MAX = 2**256 - 1
+INT96_MAX = 2**95 - 1
 
 OBSERVATIONS = 8
 OBSERVATIONS_PER_WINDOW = 4
@@ -88,6 +128,9 @@ OBSERVATIONS_PER_WINDOW = 4
 PAUSE_NO_NEW_RISK = 1
 PAUSE_NO_TRADING = 2
 PAUSE_WITHDRAW_ONLY = 3
+
+MAX_OPEN_MARKETS = 16  # Vault.MAX_OPEN_MARKETS
+SUSPENSION_TOLERANCE = 10**15  # LiquidityPool.SUSPENSION_TOLERANCE: 0.1 % of the pool's cash
 
 # ClearingHouse listing defaults for funding (SPEC 5).
 DEFAULT_MAX_FUNDING_RATE = 10**15
@@ -165,6 +208,34 @@ def vamm_swap(x: int, y: int, base: int) -> tuple[int, int, int]:
     x1 = x + b
     quote_out = y * b // x1
     return quote_out, x1, y - quote_out
+
+
+def exit_value(x: int, y: int, net: int) -> int:
+    """VAmmMath.exitValue: what closing a net position of `net` base on the curve (x, y) pays the
+    traders, rounded as `swap` rounds (a net long's sale rounds down, a net short's buy-back up); the
+    most negative int128 when a net short is at least the base reserve."""
+    if net == 0:
+        return 0
+    if net > 0:
+        return y * net // (x + net)
+    n = -net
+    if n >= x:
+        return -(2**127)
+    return -mul_div_up(y, n, x - n)
+
+
+def _checked(v: int) -> int:
+    """A uint256 product under checked arithmetic: Panic(0x11) past 2^256 - 1."""
+    if v > UINT256_MAX:
+        raise ModelRevert("Panic", 0x11)
+    return v
+
+
+def edge_reserve(x: int, y: int, price: int) -> int:
+    """ClearingHouse._edgeReserve: floor(sqrt(x y / price)) in WAD, the base reserve at which the
+    curve through (x, y) has `price`: sqrt(q x 1e18) when that fits 256 bits, else sqrt(q) x 1e9."""
+    q = x * y // price  # Math.mulDiv: full precision, floor
+    return math.isqrt(q * WAD) if q <= UINT256_MAX // WAD else math.isqrt(q) * 10**9
 
 
 def apply_trade(size: int, open_notional: int, base: int, quote: int) -> tuple[int, int, int]:
@@ -294,10 +365,15 @@ class TradeResult:
 
 @dataclass(frozen=True)
 class MarginSummary:
+    """IClearingHouse.MarginSummary: `initial` includes `auctioned_maintenance` (the auctioned parts'
+    backing); `maintenance` is the free parts' only (what `kick` tests)."""
+
     unrealized_pnl: int
     pending_funding: int
     initial: int
     maintenance: int
+    auctioned_notional: int = 0
+    auctioned_maintenance: int = 0
 
 
 CURVE_LINEAR, CURVE_EXPONENTIAL, CURVE_STAIRSTEP = 0, 1, 2
@@ -348,6 +424,25 @@ class SliceResult:
     penalty: int
     index: int
     restores: bool
+    shortfall: int = 0  # bad debt the account's auctions would leave at the worst fill, after the costs
+
+
+@dataclass(frozen=True)
+class Redone:
+    """What `redo` did when the account still needed its auction (the `Redo` event's fields)."""
+
+    redos: int
+    start_index: int
+    tip: int
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What `redo` of a recovered account or `cancel` did (the `AuctionCancelled` event's fields)."""
+
+    size: int
+    value: int
+    requirement: int
 
 
 @dataclass(frozen=True)
@@ -360,6 +455,8 @@ class AmmParams:
     max_repeg_step: int
     max_repeg_cost: int
     repeg_interval: int
+    depth_interval: int = 3_600
+    max_depth_cost: int = 10**15
 
 
 @dataclass
@@ -405,6 +502,11 @@ class Model:
         self.auction_count = 0
         self.live_notional = 0
         self.bad_debt: list[tuple[Hashable, int, int, int, int]] = []  # (owner, sub, debt, fromInsurance, fromPool)
+        # Vault: the liquidation engine's bad-debt estimates, per account and summed, and every
+        # ShortfallRecorded event (owner, sub, shortfall, total) in order.
+        self.shortfalls: dict[tuple[Hashable, int], int] = {}
+        self.pending_bad_debt_wad = 0
+        self.shortfall_log: list[tuple[Hashable, int, int, int]] = []
         # LiquidityPool (ERC-4626 shares; its assets are the Vault's pool balance net of the traders' side)
         self.pool_supply = 0
         self.pool_shares: dict[Hashable, int] = {}
@@ -416,6 +518,8 @@ class Model:
         self.amm_params: dict[int, AmmParams] = {}
         self.last_repeg: dict[int, int] = {}
         self.repeg_cost: dict[int, int] = {}
+        self.last_depth_sync: dict[int, int] = {}
+        self.depth_cost: dict[int, int] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -614,6 +718,8 @@ class Model:
             if sub != 0 and others != 0:
                 lowest = (others & -others).bit_length()
                 raise ModelRevert("IsolatedSubaccountInUse", owner, sub, lowest, market_id)
+            if markets & bit == 0 and bin(markets).count("1") >= MAX_OPEN_MARKETS:
+                raise ModelRevert("TooManyOpenMarkets", owner, sub, MAX_OPEN_MARKETS)
             markets |= bit
         else:
             markets &= ~bit
@@ -677,19 +783,22 @@ class Model:
         cf = m.cumulative_funding
         funding = s_mul_wad_up(size, cf - p.last_cumulative_funding) if size != 0 else 0
 
+        # Reducing: toward zero without crossing it; a reduce or close skips the price band.
+        reducing = size != 0 and (size > 0) != (base > 0) and abs(base) <= abs(size)
+
         x, y = m.x, m.y
         self._check_liquidity(market_id, base, x)
         price_before = vamm_price(x, y)
         quote, x, y = vamm_swap(x, y, base)
         price_after = vamm_price(x, y)
-        self._check_price_band(market_id, m.max_spread, index, price_before, price_after)
+        if not reducing:
+            self._check_price_band(market_id, m.max_spread, index, price_before, price_after)
         m.x, m.y = _uint128(x), _uint128(y)
 
         if (-quote > quote_limit) if base > 0 else (quote < quote_limit):
             raise ModelRevert("SlippageExceeded", quote, quote_limit)
 
         new_size, new_on, realized = apply_trade(size, p.open_notional, base, quote)
-        reducing = (size > 0 and 0 <= new_size < size) or (size < 0 and size < new_size <= 0)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", market_id, new_size, m.min_position_size)
         self._check_auctioned_part(owner, sub, m, new_size, p.auctioned)
@@ -856,7 +965,7 @@ class Model:
                         known_index: int = 0) -> MarginSummary:
         """ClearingHouse._marginSummary over the bitmap, lowest market first (oracle order matters
         for which StaleOracle is reported)."""
-        upnl = pending = initial = maintenance = 0
+        upnl = pending = initial = maintenance = auctioned_notional = auctioned_maintenance = 0
         while open_markets:
             bit = open_markets & -open_markets
             open_markets ^= bit
@@ -866,11 +975,19 @@ class Model:
             index = known_index if market_id == known_market else self._index(m, timestamp)
             upnl += s_mul_wad_down(p.size, index) - p.open_notional
             pending += s_mul_wad_up(p.size, self._cumulative_funding_now(m, timestamp) - p.last_cumulative_funding)
-            # Margin is owed on the part not in an auction; PnL and funding on the whole position.
+            # The free part owes initial and maintenance margin; the auctioned part keeps backing at
+            # maintenance, counted in `initial` (not withdrawable while the auction runs) but not in
+            # `maintenance` (what kick tests). PnL and funding run on the whole position.
             notional = mul_wad_up(abs(p.size - p.auctioned), index)
             initial += mul_wad_up(notional, m.imr)
             maintenance += mul_wad_up(notional, m.mmr)
-        return MarginSummary(upnl, pending, initial, maintenance)
+            if p.auctioned:
+                a_notional = mul_wad_up(abs(p.auctioned), index)
+                backing = mul_wad_up(a_notional, m.mmr)
+                auctioned_notional += a_notional
+                auctioned_maintenance += backing
+                initial += backing
+        return MarginSummary(upnl, pending, initial, maintenance, auctioned_notional, auctioned_maintenance)
 
     def _health(self, owner, sub, timestamp) -> tuple[int, int, int, int]:
         """Vault._health: (accountValue, freeCollateral, initial, maintenance)."""
@@ -909,6 +1026,22 @@ class Model:
 
     def insurance_fund(self) -> int:
         return self.insurance_fund_wad
+
+    def liquidation_state(self, owner, sub: int, timestamp: int) -> tuple[int, int, int, int]:
+        """Vault.liquidationState: (accountValue, maintenance of the free parts, auctioned notional,
+        auctioned parts' maintenance), what the liquidation engine reads in one call."""
+        acct = self.accounts.get((owner, sub)) or Account()
+        if acct.open_markets == 0:
+            return acct.collateral, 0, 0, 0
+        s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
+        value = acct.collateral + s.unrealized_pnl - s.pending_funding
+        return value, s.maintenance, s.auctioned_notional, s.auctioned_maintenance
+
+    def shortfall_of(self, owner, sub: int) -> int:
+        return self.shortfalls.get((owner, sub), 0)
+
+    def pending_bad_debt(self) -> int:
+        return self.pending_bad_debt_wad
 
     # ------------------------------------------------------------------ views (ClearingHouse)
 
@@ -1028,8 +1161,18 @@ class Model:
         self.insurance_fund_wad -= from_insurance
         self.pool_balance_wad = _int128(self.pool_balance_wad - from_pool)
         acct.collateral = 0
+        # The estimate has become the real thing: the set-aside is released as the debt is paid.
+        if self.shortfall_of(owner, sub) != 0:
+            self._set_shortfall(owner, sub, 0)
         self.bad_debt.append((owner, sub, debt, from_insurance, from_pool))
         return from_insurance, from_pool
+
+    def _set_shortfall(self, owner, sub: int, shortfall: int) -> None:
+        """Vault.recordShortfall (engine only; always writes and emits ShortfallRecorded)."""
+        total = self.pending_bad_debt_wad - self.shortfall_of(owner, sub) + shortfall
+        self.shortfalls[(owner, sub)] = shortfall
+        self.pending_bad_debt_wad = total
+        self.shortfall_log.append((owner, sub, shortfall, total))
 
     def _charge_liquidation(self, owner, sub: int, keeper, keeper_reward: int, penalty: int) -> None:
         """Vault.chargeLiquidation: reward to the keeper's cross account, penalty to the insurance fund."""
@@ -1049,10 +1192,15 @@ class Model:
         if self.pause_level >= PAUSE_NO_TRADING:
             raise ModelRevert("Paused", self.pause_level)
 
-    def _slice(self, owner, sub: int, market_id: int, value: int, maintenance: int, timestamp: int) -> SliceResult:
+    def _slice(self, owner, sub: int, market_id: int, value: int, maintenance: int, auctioned_notional: int,
+               timestamp: int) -> SliceResult:
         """LiquidationEngine._slice: the smallest slice n (notional) with
         n >= (h x M - V + tip) / (h x mmr - chip - penalty - maxDiscount), in base rounded up, at least
-        the minimum size; the whole free position when that is more, leaves dust or costs outrun margin."""
+        the minimum size; the whole free position when that is more, leaves dust or costs outrun margin.
+        Costs come out of the room the account keeps after the worst fill of everything in auction
+        after this kick, room = V - ceil((auctionedNotional + n) x maxDiscount): the keeper reward
+        (tip + chip x n, at most maxKeeperReward) capped at the room, then the penalty at what is left;
+        the shortfall is what the room lacks after both."""
         p = self._position(market_id, owner, sub)
         available = p.size - p.auctioned
         if available == 0:
@@ -1062,7 +1210,8 @@ class Model:
         lp = self.liquidation_params
         avail = abs(available)
         base, restores = avail, False
-        denom = mul_wad_down(lp.target_health, m.mmr) - lp.chip - lp.penalty - self._auction_params_of(market_id).max_discount
+        max_discount = self._auction_params_of(market_id).max_discount
+        denom = mul_wad_down(lp.target_health, m.mmr) - lp.chip - lp.penalty - max_discount
         if denom > 0:
             need = mul_wad_up(maintenance, lp.target_health) - value + lp.tip
             b = 0 if need <= 0 else div_wad_up(div_wad_up(need, denom), index)
@@ -1070,10 +1219,13 @@ class Model:
             if b < avail and avail - b >= m.min_position_size:
                 base, restores = b, True
         notional = mul_wad_up(base, index)
+        room = value - mul_wad_up(auctioned_notional + notional, max_discount)
         reward = min(lp.tip + mul_wad_up(notional, lp.chip), lp.max_keeper_reward)
-        room = value - reward
+        reward = 0 if room <= 0 else min(reward, room)
+        room -= reward
         penalty = 0 if room <= 0 else min(mul_wad_up(notional, lp.penalty), room)
-        return SliceResult(base if available > 0 else -base, notional, reward, penalty, index, restores)
+        return SliceResult(base if available > 0 else -base, notional, reward, penalty, index, restores,
+                           max(0, -(room - penalty)))
 
     def _live(self, auction_id: int) -> Auction:
         if auction_id == 0 or auction_id > self.auction_count:
@@ -1115,19 +1267,44 @@ class Model:
     def _move_notional(self, a: Auction, new_size: int, new_index: int) -> None:
         self.live_notional = self.live_notional - self._notional(a.size, a.start_index) + self._notional(new_size, new_index)
 
-    def _resolve_if_bad(self, owner, sub: int) -> None:
+    def _after_fill(self, owner, sub: int, market_id: int, timestamp: int) -> None:
+        """LiquidationEngine._afterFill: resolve the bad debt of an account left with no position and
+        negative collateral; else refresh its shortfall estimate while it has one (value less the worst
+        fill of what is still in auction, at this market's maxDiscount)."""
         acct = self.accounts.get((owner, sub)) or Account()
         if acct.open_markets == 0 and acct.collateral < 0:
             self._resolve_bad_debt(owner, sub)
+            return
+        if self.shortfall_of(owner, sub) == 0:
+            return
+        value, _, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
+        max_discount = self._auction_params_of(market_id).max_discount
+        self._set_shortfall(owner, sub, max(0, -(value - mul_wad_up(auctioned_notional, max_discount))))
+
+    def _cancel(self, auction_id: int, a: Auction, value: int, requirement: int) -> Cancelled:
+        """LiquidationEngine._cancel: the auction ends unfilled, its size goes back to the free part
+        (ClearingHouse.releaseFromAuction), the account's shortfall estimate is cleared."""
+        size = a.size
+        self._move_notional(a, 0, a.start_index)
+        a.size = 0
+        self._market(a.market_id)
+        p = self._position(a.market_id, a.owner, a.subaccount)
+        auctioned = p.auctioned
+        if size == 0 or (size > 0) != (auctioned > 0) or abs(size) > abs(auctioned):
+            raise ModelRevert("InvalidAuctionSlice", size, auctioned)
+        p.auctioned = _int128(auctioned - size)
+        if self.shortfall_of(a.owner, a.subaccount) != 0:
+            self._set_shortfall(a.owner, a.subaccount, 0)
+        return Cancelled(size, value, requirement)
 
     @_atomic
     def kick(self, owner, sub: int, market_id: int, keeper, timestamp: int) -> tuple[int, SliceResult]:
         """LiquidationEngine.kick: returns (auctionId, the slice with its reward and penalty)."""
         self._check_engine_not_paused()
-        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        value, maintenance, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
         if value >= maintenance:
             raise ModelRevert("NotLiquidatable", owner, sub)
-        s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+        s = self._slice(owner, sub, market_id, value, maintenance, auctioned_notional, timestamp)
         lp = self.liquidation_params
         if self.live_notional + s.notional > lp.max_auction_notional:
             raise ModelRevert("AuctionCapReached", self.live_notional, s.notional, lp.max_auction_notional)
@@ -1137,6 +1314,7 @@ class Model:
         p = self.positions[(market_id, owner, sub)]
         p.auctioned = _int128(p.auctioned + s.size)
         self._charge_liquidation(owner, sub, keeper, s.keeper_reward, s.penalty)
+        self._set_shortfall(owner, sub, s.shortfall)
         return self.auction_count, s
 
     @_atomic
@@ -1170,8 +1348,7 @@ class Model:
         self._move_notional(a, left, a.start_index)
         a.size = left
         self._settle_auction_fill(a.owner, a.subaccount, a.market_id, signed, price, taker, taker_sub, timestamp)
-        if left == 0:
-            self._resolve_if_bad(a.owner, a.subaccount)
+        self._after_fill(a.owner, a.subaccount, a.market_id, timestamp)
         return amount, price
 
     def _settle_auction_fill(self, owner, sub, market_id, base, price, taker, taker_sub, timestamp) -> None:
@@ -1216,44 +1393,118 @@ class Model:
         return acct, reducing
 
     @_atomic
-    def redo(self, auction_id: int, keeper, timestamp: int) -> int:
-        """LiquidationEngine.redo: restart an expired auction from the live index; returns redos."""
+    def redo(self, auction_id: int, keeper, timestamp: int) -> Redone | Cancelled:
+        """LiquidationEngine.redo: an expired auction of an account that has recovered (value at or
+        above the maintenance requirement of its free and auctioned parts) is cancelled, unpaid;
+        otherwise it restarts from the live index and the keeper gets the tip, capped at the room the
+        account keeps after the worst fill, room = value - ceil(auctionedNotional x maxDiscount); the
+        shortfall estimate becomes what the room lacks after the tip."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
         index = self._index(self.markets[a.market_id], timestamp)
-        if not self._expired(a, self._auction_params_of(a.market_id), index, timestamp):
+        ap = self._auction_params_of(a.market_id)
+        if not self._expired(a, ap, index, timestamp):
             raise ModelRevert("AuctionNotExpired", auction_id)
         lp = self.liquidation_params
         if a.redos >= lp.max_redos:
             raise ModelRevert("MaxRedosReached", auction_id, a.redos)
+        value, maintenance, auctioned_notional, auctioned_maintenance = self.liquidation_state(
+            a.owner, a.subaccount, timestamp)
+        requirement = maintenance + auctioned_maintenance
+        if value >= requirement:
+            return self._cancel(auction_id, a, value, requirement)
         self._move_notional(a, a.size, index)
         a.redos += 1
         a.start_index, a.start_time = index, timestamp
-        self._charge_liquidation(a.owner, a.subaccount, keeper, lp.tip, 0)
-        return a.redos
+        room = value - mul_wad_up(auctioned_notional, ap.max_discount)
+        tip = 0 if room <= 0 else min(lp.tip, room)
+        self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0)
+        self._set_shortfall(a.owner, a.subaccount, max(0, -(room - tip)))
+        return Redone(a.redos, index, tip)
 
     @_atomic
-    def backstop(self, auction_id: int, timestamp: int) -> int:
-        """LiquidationEngine.backstop: close the remainder against the vAMM (no price band); returns the
-        quote flow to the owner."""
+    def cancel(self, auction_id: int, timestamp: int) -> Cancelled:
+        """LiquidationEngine.cancel (anyone): end the auction of an account whose value is at or above
+        the maintenance requirement of its free and auctioned parts; nobody is paid."""
+        a = self._live(auction_id)
+        self._check_engine_not_paused()
+        value, maintenance, _, auctioned_maintenance = self.liquidation_state(a.owner, a.subaccount, timestamp)
+        requirement = maintenance + auctioned_maintenance
+        if value < requirement:
+            raise ModelRevert("AuctionStillNeeded", auction_id, value, requirement)
+        return self._cancel(auction_id, a, value, requirement)
+
+    @_atomic
+    def backstop(self, auction_id: int, timestamp: int) -> tuple[int, int]:
+        """LiquidationEngine.backstop: close against the vAMM the largest part of the remainder that
+        leaves the price no worse for the owner than the auction's own price at its full discount, nor
+        outside the band (ClearingHouse.backstopClose / _backstopFit); BackstopBlocked when nothing fits;
+        the rest stays in the auction. Returns (closed, quote flow to the owner), the Backstop event's
+        fields."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
         index = self._index(self.markets[a.market_id], timestamp)
-        if not self._expired(a, self._auction_params_of(a.market_id), index, timestamp):
+        ap = self._auction_params_of(a.market_id)
+        if not self._expired(a, ap, index, timestamp):
             raise ModelRevert("AuctionNotExpired", auction_id)
         if a.redos < self.liquidation_params.max_redos:
             raise ModelRevert("RedosRemaining", auction_id, a.redos, self.liquidation_params.max_redos)
         size = a.size
-        self._move_notional(a, 0, a.start_index)
-        a.size = 0
-        m = self._market(a.market_id)
-        self._update(m, self._index(m, timestamp), timestamp)
-        self._check_liquidity(m.id, -size, m.x)
-        quote, x, y = vamm_swap(m.x, m.y, -size)
+        limit = self._auction_price(size, index, ap.max_discount)
+        quote, closed = self._backstop_close(a.owner, a.subaccount, a.market_id, size, limit, timestamp)
+        if closed == 0:
+            raise ModelRevert("BackstopBlocked", auction_id, self.markets[a.market_id].spot, index)
+        left = size - closed
+        self._move_notional(a, left, a.start_index)
+        a.size = _int_n(left, 96)
+        self._after_fill(a.owner, a.subaccount, a.market_id, timestamp)
+        return closed, quote
+
+    def _backstop_close(self, owner, sub: int, market_id: int, base: int, limit_price: int,
+                        timestamp: int) -> tuple[int, int]:
+        """ClearingHouse.backstopClose: (quote flow to the owner, base closed). The price may go to the
+        edge at most: the limit price or the band's edge, whichever is nearer the index; the swap's
+        price is checked against it again (PriceBandExceeded)."""
+        m = self._market(market_id)
+        index = self._index(m, timestamp)
+        self._update(m, index, timestamp)
+        x, y = m.x, m.y
+        band = mul_wad_down(index, m.max_spread)
+        edge = max(limit_price, index - band) if base > 0 else min(limit_price, index + band)
+        closed = self._backstop_fit(m, x, y, base, edge)
+        if closed == 0:
+            return 0, 0
+        quote, x, y = vamm_swap(x, y, -closed)
+        price_after = vamm_price(x, y)
+        if (price_after < edge) if base > 0 else (price_after > edge):
+            raise ModelRevert("PriceBandExceeded", market_id, price_after, index, m.max_spread)
         m.x, m.y = _uint128(x), _uint128(y)
-        self._auction_settle(a.owner, a.subaccount, m, -size, quote, True)
-        self._resolve_if_bad(a.owner, a.subaccount)
-        return quote
+        self._auction_settle(owner, sub, m, -closed, quote, True)
+        return quote, closed
+
+    @staticmethod
+    def _backstop_fit(m: Market, x: int, y: int, base: int, edge: int) -> int:
+        """ClearingHouse._backstopFit: the largest part of `base` whose close leaves the vAMM price at
+        or beyond `edge` on the near side, from the edge reserve sqrt(x y / edge) with a 1e-12 margin
+        (and 2 wei more when buying); what would stay behind must be nothing or at least the minimum
+        position size."""
+        want = abs(base)
+        if base > 0:
+            if edge == 0:
+                fit = want
+            else:
+                x_max = edge_reserve(x, y, edge)
+                x_max -= x_max // 10**12
+                fit = x_max - x if x_max > x else 0
+        else:
+            x_min = edge_reserve(x, y, edge)
+            x_min += x_min // 10**12 + 2
+            fit = x - x_min if x > x_min else 0
+        if fit >= want:
+            return base
+        if want - fit < m.min_position_size:
+            fit = want - m.min_position_size if want > m.min_position_size else 0
+        return fit if base > 0 else -fit
 
     # views
     def auction(self, auction_id: int) -> tuple:
@@ -1278,15 +1529,15 @@ class Model:
         return self._expired(a, self._auction_params_of(a.market_id), index, timestamp)
 
     def kick_preview(self, owner, sub: int, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
-        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        value, maintenance, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
         if value >= maintenance:
             return 0, 0, 0, 0
-        s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+        s = self._slice(owner, sub, market_id, value, maintenance, auctioned_notional, timestamp)
         return s.size, s.notional, s.keeper_reward, s.penalty
 
     def best_market_to_kick(self, owner, sub: int, timestamp: int) -> int:
         """A slice that restores target health, the smallest such; otherwise the largest position."""
-        value, _, _, maintenance = self._health(owner, sub, timestamp)
+        value, maintenance, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
         if value >= maintenance:
             return 0
         best, best_notional, best_restores = 0, None, False
@@ -1300,7 +1551,7 @@ class Model:
             p = self._position(market_id, owner, sub)
             if p.size == p.auctioned:
                 continue
-            s = self._slice(owner, sub, market_id, value, maintenance, timestamp)
+            s = self._slice(owner, sub, market_id, value, maintenance, auctioned_notional, timestamp)
             if s.restores:
                 better = not best_restores or s.notional < best_notional
             else:
@@ -1314,25 +1565,91 @@ class Model:
 
     # ------------------------------------------------------------------ LiquidityPool (ERC-4626)
 
-    def pool_nav(self, timestamp: int) -> int:
-        """LiquidityPool.navWad: the Vault's pool balance minus the traders' side [wad]."""
-        return self.pool_balance_wad - self.traders_pnl(timestamp)[0]
+    # A valuation is ClearingHouse.tradersExitPnl's answer, (pnl, netExposure, suspendedNotional,
+    # suspendedMarket), read once per pool call as the pool caches it.
 
-    def _total_assets(self, pnl: int) -> int:
-        nav = self.pool_balance_wad - pnl
+    def _try_index(self, m: Market, timestamp: int) -> int | None:
+        """OracleLib.tryReadWad: the index, or None for a non-positive or stale answer (never raises)."""
+        if m.answer <= 0 or m.answer_updated_at + m.heartbeat < timestamp:
+            return None
+        return m.answer * m.oracle_scale
+
+    def traders_exit_pnl(self, timestamp: int) -> tuple[int, int, int, int]:
+        """ClearingHouse.tradersExitPnl (never reverts): per market with open interest or aggregates,
+        pnl += exitValue(x, y, net) - sumOpenNotional - (net x cfNow (floor) - sumFundingBasis) and
+        netExposure += |net| x spot (up); a market with open interest whose feed is invalid or stale,
+        or whose spot is further from the index than index x maxSpread (down), adds (long + short) x
+        spot (up) to suspendedNotional, and the first such id is suspendedMarket."""
+        pnl = exposure = suspended = 0
+        suspended_market = 0
+        for market_id in sorted(self.markets):
+            m = self.markets[market_id]
+            long_oi, short_oi = m.long_open_interest, m.short_open_interest
+            net = long_oi - short_oi
+            if long_oi == 0 and short_oi == 0 and m.sum_open_notional == 0 and m.sum_funding_basis == 0:
+                continue
+            cf = self._cumulative_funding_now(m, timestamp)
+            pnl += exit_value(m.x, m.y, net) - m.sum_open_notional - (s_mul_wad_down(net, cf) - m.sum_funding_basis)
+            spot = m.spot
+            exposure += mul_wad_up(abs(net), spot)
+            if long_oi == 0 and short_oi == 0:
+                continue
+            index = self._try_index(m, timestamp)
+            if index is None or abs(spot - index) > mul_wad_down(index, m.max_spread):
+                suspended += mul_wad_up(long_oi + short_oi, spot)
+                if suspended_market == 0:
+                    suspended_market = market_id
+        return pnl, exposure, suspended, suspended_market
+
+    def uncovered_bad_debt(self) -> int:
+        """LiquidityPool.uncoveredBadDebt: the recorded shortfalls beyond the insurance fund."""
+        return max(0, self.pending_bad_debt_wad - self.insurance_fund_wad)
+
+    def _nav(self, v: tuple) -> int:
+        return self.pool_balance_wad - v[0] - self.uncovered_bad_debt()
+
+    def pool_nav(self, timestamp: int) -> int:
+        """LiquidityPool.navWad: cash - traders' PnL at vAMM exit net of funding - uncovered bad debt."""
+        return self._nav(self.traders_exit_pnl(timestamp))
+
+    def _total_assets(self, v: tuple) -> int:
+        nav = self._nav(v)
         return 0 if nav <= 0 else nav // self.token_scale
 
     def pool_total_assets(self, timestamp: int) -> int:
-        return self._total_assets(self.traders_pnl(timestamp)[0])
+        return self._total_assets(self.traders_exit_pnl(timestamp))
+
+    def pool_reserve_required(self, timestamp: int) -> int:
+        """LiquidityPool.reserveRequired: reserveFactor x sum |net OI| x vAMM price."""
+        return mul_wad_up(self.traders_exit_pnl(timestamp)[1], self.pool_reserve_factor)
 
     def pool_balance_of(self, owner) -> int:
         return self.pool_shares.get(owner, 0)
 
-    def _withdrawable_assets(self, pnl: int, exposure: int) -> int:
+    def _suspended(self, v: tuple) -> tuple[bool, int]:
+        """LiquidityPool._suspended: (untrusted-index notional > tolerance, tolerance = 0.1 % of cash)."""
         cash = self.pool_balance_wad
-        free = cash - pnl - mul_wad_up(exposure, self.pool_reserve_factor)
+        tolerance = mul_wad_down(cash, SUSPENSION_TOLERANCE) if cash > 0 else 0
+        return v[2] > tolerance, tolerance
+
+    def lp_flows_suspended(self, timestamp: int) -> tuple[bool, int]:
+        v = self.traders_exit_pnl(timestamp)
+        suspended, _ = self._suspended(v)
+        return suspended, v[3] if suspended else 0
+
+    def _check_flows_open(self, v: tuple) -> None:
+        suspended, tolerance = self._suspended(v)
+        if suspended:
+            raise ModelRevert("LpFlowsSuspended", v[3], v[2], tolerance)
+
+    def _withdrawable_assets(self, v: tuple) -> int:
+        cash = self.pool_balance_wad
+        free = cash - v[0] - self.uncovered_bad_debt() - mul_wad_up(v[1], self.pool_reserve_factor)
         limit = min(free, cash)
         return 0 if limit <= 0 else limit // self.token_scale
+
+    def pool_withdrawable_assets(self, timestamp: int) -> int:
+        return self._withdrawable_assets(self.traders_exit_pnl(timestamp))
 
     def _redeemable(self, owner, timestamp: int) -> int:
         r = self.pool_requests.get(owner) or WithdrawRequest()
@@ -1349,32 +1666,60 @@ class Model:
         return -(-n // d) if up else n // d
 
     def pool_max_redeem(self, owner, timestamp: int) -> int:
-        pnl, exposure = self.traders_pnl(timestamp)
-        return self._max_redeem(owner, pnl, exposure, timestamp)
+        return self._max_redeem(owner, self.traders_exit_pnl(timestamp), timestamp)
 
-    def _max_redeem(self, owner, pnl, exposure, timestamp) -> int:
-        by_pool = self._to_shares(self._withdrawable_assets(pnl, exposure), self._total_assets(pnl))
-        return min(self._redeemable(owner, timestamp), by_pool)
+    def _max_redeem(self, owner, v: tuple, timestamp: int) -> int:
+        """0 while flows are suspended; min(redeemable, shares of the withdrawable assets), and 0 when
+        those shares are worth less than one token unit (redeem refuses them with ZeroAssets)."""
+        if self._suspended(v)[0]:
+            return 0
+        total = self._total_assets(v)
+        shares = min(self._redeemable(owner, timestamp), self._to_shares(self._withdrawable_assets(v), total))
+        return 0 if shares != 0 and self._to_assets(shares, total) == 0 else shares
 
     def pool_max_withdraw(self, owner, timestamp: int) -> int:
-        pnl, exposure = self.traders_pnl(timestamp)
-        return self._max_withdraw(owner, pnl, exposure, timestamp)
+        return self._max_withdraw(owner, self.traders_exit_pnl(timestamp), timestamp)
 
-    def _max_withdraw(self, owner, pnl, exposure, timestamp) -> int:
-        by_shares = self._to_assets(self._redeemable(owner, timestamp), self._total_assets(pnl))
-        return min(by_shares, self._withdrawable_assets(pnl, exposure))
+    def _max_withdraw(self, owner, v: tuple, timestamp: int) -> int:
+        if self._suspended(v)[0]:
+            return 0
+        by_shares = self._to_assets(self._redeemable(owner, timestamp), self._total_assets(v))
+        return min(by_shares, self._withdrawable_assets(v))
+
+    def pool_max_deposit(self, timestamp: int) -> int:
+        return self._max_deposit(self.traders_exit_pnl(timestamp))
+
+    def _max_deposit(self, v: tuple) -> int:
+        """0 at pause level 3 or while flows are suspended; else the room in the pool's int128 ledger
+        line and the Vault's per-amount bound, in token units."""
+        if self.pause_level >= PAUSE_WITHDRAW_ONLY or self._suspended(v)[0]:
+            return 0
+        room = (INT128_MAX - self.pool_balance_wad) // self.token_scale
+        return min(room, INT128_MAX // self.token_scale)
+
+    def pool_max_mint(self, timestamp: int) -> int:
+        v = self.traders_exit_pnl(timestamp)
+        return self._to_shares(self._max_deposit(v), self._total_assets(v))
+
+    def pool_preview_redeem(self, shares: int, timestamp: int) -> int:
+        return self._to_assets(shares, self._total_assets(self.traders_exit_pnl(timestamp)))
 
     @_atomic
     def pool_deposit(self, caller, assets: int, receiver, timestamp: int) -> int:
-        """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares."""
-        pnl, _ = self.traders_pnl(timestamp)  # the valuation is read before anything else
+        """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares.
+        Checks: ZeroAssets, Paused (level 3), LpFlowsSuspended, ZeroShares, ERC4626ExceededMaxDeposit."""
+        v = self.traders_exit_pnl(timestamp)  # the valuation is read before anything else
         if assets == 0:
             raise ModelRevert("ZeroAssets")
         if self.pause_level >= PAUSE_WITHDRAW_ONLY:
             raise ModelRevert("Paused", self.pause_level)
-        shares = self._to_shares(assets, self._total_assets(pnl))
+        self._check_flows_open(v)
+        shares = self._to_shares(assets, self._total_assets(v))
         if shares == 0:
             raise ModelRevert("ZeroShares")
+        max_assets = self._max_deposit(v)
+        if assets > max_assets:
+            raise ModelRevert("ERC4626ExceededMaxDeposit", receiver, assets, max_assets)
         self.fund_pool(assets)
         self.pool_supply += shares
         self.pool_shares[receiver] = self.pool_balance_of(receiver) + shares
@@ -1391,7 +1736,7 @@ class Model:
         self.pool_requests[owner] = WithdrawRequest(shares, unlock_at)
         return unlock_at
 
-    def _check_withdrawal(self, owner, shares, assets, pnl, exposure, timestamp) -> None:
+    def _check_withdrawal(self, owner, shares, assets, v: tuple, timestamp) -> None:
         r = self.pool_requests.get(owner) or WithdrawRequest()
         if r.shares == 0:
             raise ModelRevert("NoWithdrawRequest", owner)
@@ -1402,8 +1747,8 @@ class Model:
             raise ModelRevert("WithdrawWindowExpired", expiry, timestamp)
         if shares > r.shares:
             raise ModelRevert("ExceedsRequest", shares, r.shares)
-        after = self.pool_balance_wad - pnl - assets * self.token_scale
-        reserve = mul_wad_up(exposure, self.pool_reserve_factor)
+        after = self.pool_balance_wad - v[0] - self.uncovered_bad_debt() - assets * self.token_scale
+        reserve = mul_wad_up(v[1], self.pool_reserve_factor)
         if after < reserve:
             raise ModelRevert("PoolReserveLocked", after, reserve)
         if assets * self.token_scale > self.pool_balance_wad:
@@ -1421,16 +1766,18 @@ class Model:
 
     @_atomic
     def pool_redeem(self, owner, shares: int, timestamp: int) -> int:
-        """LiquidityPool.redeem(shares, owner, owner) by the owner; returns the assets paid."""
-        pnl, exposure = self.traders_pnl(timestamp)
+        """LiquidityPool.redeem(shares, owner, owner) by the owner; returns the assets paid.
+        Checks: ZeroShares, LpFlowsSuspended, the request's checks, ZeroAssets, ERC4626ExceededMaxRedeem."""
+        v = self.traders_exit_pnl(timestamp)
         if shares == 0:
             raise ModelRevert("ZeroShares")
-        total = self._total_assets(pnl)
+        self._check_flows_open(v)
+        total = self._total_assets(v)
         assets = self._to_assets(shares, total)
-        self._check_withdrawal(owner, shares, assets, pnl, exposure, timestamp)
+        self._check_withdrawal(owner, shares, assets, v, timestamp)
         if assets == 0:
             raise ModelRevert("ZeroAssets")
-        limit = self._max_redeem(owner, pnl, exposure, timestamp)
+        limit = self._max_redeem(owner, v, timestamp)
         if shares > limit:
             raise ModelRevert("ERC4626ExceededMaxRedeem", owner, shares, limit)
         self._pool_pay_out(owner, shares, assets)
@@ -1438,14 +1785,16 @@ class Model:
 
     @_atomic
     def pool_withdraw(self, owner, assets: int, timestamp: int) -> int:
-        """LiquidityPool.withdraw(assets, owner, owner) by the owner; returns the shares burnt."""
-        pnl, exposure = self.traders_pnl(timestamp)
+        """LiquidityPool.withdraw(assets, owner, owner) by the owner; returns the shares burnt.
+        Checks: ZeroAssets, LpFlowsSuspended, the request's checks, ERC4626ExceededMaxWithdraw."""
+        v = self.traders_exit_pnl(timestamp)
         if assets == 0:
             raise ModelRevert("ZeroAssets")
-        total = self._total_assets(pnl)
+        self._check_flows_open(v)
+        total = self._total_assets(v)
         shares = self._to_shares(assets, total, up=True)
-        self._check_withdrawal(owner, shares, assets, pnl, exposure, timestamp)
-        limit = self._max_withdraw(owner, pnl, exposure, timestamp)
+        self._check_withdrawal(owner, shares, assets, v, timestamp)
+        limit = self._max_withdraw(owner, v, timestamp)
         if assets > limit:
             raise ModelRevert("ERC4626ExceededMaxWithdraw", owner, assets, limit)
         self._pool_pay_out(owner, shares, assets)
@@ -1472,23 +1821,73 @@ class Model:
         m.x, m.y = x, y
 
     @_atomic
-    def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int]:
-        """AmmController.syncDepth: the quote reserve moves toward depthRatio x NAV, by at most
-        maxDepthChange of itself; the base reserve scales by the same factor (rounded up, so the
-        price never rises). Returns (x1, y1)."""
+    def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
+        """AmmController.syncDepth: at most once per depthInterval (DepthSyncTooSoon), the quote reserve
+        moves toward depthRatio x NAV within `_depth_step`'s bounds; the base reserve scales by the same
+        factor (rounded up, so the price never rises); the cost (what the net position's vAMM exit
+        value gained) is booked in depthCost. Returns (x1, y1, cost, total cost): the DepthSynced and
+        DepthSyncCost events' fields."""
         p = self._amm_configured(market_id)
+        last = self.last_depth_sync.get(market_id, 0)
+        if last != 0 and timestamp < last + p.depth_interval:
+            raise ModelRevert("DepthSyncTooSoon", last + p.depth_interval, timestamp)
         nav = self.pool_nav(timestamp)
         if nav <= 0:
             raise ModelRevert("PoolValueNotPositive", nav)
         m = self.markets[market_id]
         x0, y0 = m.x, m.y
+        net = m.long_open_interest - m.short_open_interest
         target = mul_wad_down(nav, p.depth_ratio)
-        lo = y0 - mul_wad_down(y0, p.max_depth_change)
-        hi = y0 + mul_wad_down(y0, p.max_depth_change)
-        y1 = lo if target < lo else (hi if target > hi else target)
+        y1 = self._depth_step(m, p, x0, y0, net, target, nav)
         x1 = mul_div_up(x0, y1, y0)
+        cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+        self.last_depth_sync[market_id] = timestamp
+        total = self.depth_cost.get(market_id, 0) + cost
+        self.depth_cost[market_id] = total
         self._set_reserves(m, x1, y1, timestamp)
-        return x1, y1
+        return x1, y1, cost, total
+
+    @staticmethod
+    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
+        """AmmController._depthStep: shrinking, at most maxDepthChange and not below
+        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and
+        within the budget maxDepthCost x NAV of exit value handed to the net position (closed form)."""
+        if target <= y0:
+            lo = y0 - mul_wad_down(y0, p.max_depth_change)
+            if net < 0:
+                floor = mul_div_up(_checked(2 * -net * y0), 1, x0)
+                lo = max(lo, floor)
+            return (lo if lo < y0 else y0) if target < lo else target
+        step = min(div_wad_down(m.taker_fee, m.max_spread), p.max_depth_change)
+        hi = y0 + mul_wad_down(y0, step)
+        y1 = hi if target > hi else target
+        if net == 0:
+            return y1
+        budget = mul_wad_down(nav, p.max_depth_cost)
+        n = abs(net)
+        s_max = 0  # [wad] the largest scale factor within the budget; 0 = unbounded
+        if net > 0:
+            t = exit_value(x0, y0, net) + budget
+            lhs = _checked(y0 * n)
+            if lhs > _checked(t * x0):
+                s_max = _checked(_checked(t * n) * WAD // (lhs - t * x0))  # Math.mulDiv
+        else:
+            c0 = -exit_value(x0, y0, net)
+            if c0 > budget:
+                r = c0 - budget
+                if _checked(r * x0) > _checked(y0 * n):
+                    s_max = _checked(_checked(r * n) * WAD // (r * x0 - y0 * n))
+        if s_max != 0:
+            by_cost = max(_checked(y0 * s_max) // WAD, y0)
+            y1 = min(y1, by_cost)
+        return y1
+
+    def net_exit_value(self, market_id: int) -> int:
+        """AmmController.netExitValue: the market's net position's vAMM exit value [wad]."""
+        if market_id == 0 or market_id > len(self.markets):
+            raise ModelRevert("UnknownMarket", market_id)
+        m = self.markets[market_id]
+        return exit_value(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
     @_atomic
     def repeg(self, market_id: int, timestamp: int) -> tuple[int, int]:
