@@ -18,7 +18,7 @@ WAD = 10**18
 
 @dataclass
 class Action:
-    kind: str  # "poke" | "kick" | "take" | "redo" | "backstop"
+    kind: str  # "poke" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
     detail: dict
     gas: int
 
@@ -96,11 +96,14 @@ class Keeper:
                 continue
             if engine.isExpired(aid):
                 if a.redos < max_redos:
+                    # A recovered account's auction is cancelled by the redo, unpaid.
                     tx = engine.redo(aid, self.account, sender=self.account)
-                    out.append(Action("redo", {"auction": aid, "redos": a.redos + 1}, tx.gas_used))
+                    if tx.decode_logs(engine.AuctionCancelled):
+                        out.append(Action("cancel", {"auction": aid}, tx.gas_used))
+                    else:
+                        out.append(Action("redo", {"auction": aid, "redos": a.redos + 1}, tx.gas_used))
                 else:
-                    tx = engine.backstop(aid, sender=self.account)
-                    out.append(Action("backstop", {"auction": aid, "size": a.size / WAD}, tx.gas_used))
+                    out.append(self._backstop(aid, a))
                 continue
             index = ch.indexPrice(a.marketId)
             price = engine.auctionPrice(aid)
@@ -116,6 +119,22 @@ class Keeper:
             out.append(Action("take", {"auction": aid, "amount": ev.amount / WAD, "price": round(ev.price / WAD, 2),
                                        "discount": f"{discount / WAD:.2%}"}, tx.gas_used))
         return out
+
+    def _backstop(self, aid: int, a) -> Action:
+        """Backstop as much as the band and the auction's last price allow; when nothing fits now
+        (BackstopBlocked: the vAMM is too far on the owner's wrong side) try again next pass."""
+        from ape.exceptions import ContractLogicError
+
+        engine = self.system.liquidation
+        try:
+            tx = engine.backstop(aid, sender=self.account)
+        except ContractLogicError as e:
+            if type(e).__name__ != "BackstopBlocked":
+                raise
+            return Action("backstop-blocked", {"auction": aid, "size": a.size / WAD}, 0)
+        ev = tx.decode_logs(engine.Backstop)[0]
+        return Action("backstop", {"auction": aid, "size": ev.size / WAD,
+                                   "left": engine.auction(aid).size / WAD}, tx.gas_used)
 
     def _affordable(self, a, index: int, vault, ch) -> int:
         """Base the keeper can take with its free collateral (0 if below the market's minimum)."""
