@@ -250,6 +250,19 @@ def test_charge_liquidation_only_from_the_engine(system, deployer, alice, bob, w
     assert ledger(vault, token, holders=(alice, bob), accounts=accts) == before
 
 
+@pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])
+def test_record_shortfall_only_from_the_engine(system, deployer, alice, who):
+    """recordShortfall (the bad-debt estimate the pool's NAV sets aside) from anyone but the liquidation
+    engine reverts UnauthorizedModule(caller) and records nothing: a trader cannot depress the share
+    price, nor clear an estimate."""
+    vault = new_vault(deployer, 6)[1] if who == "unwired" else system.vault
+    caller = alice if who != "deployer" else deployer
+    before = (vault.pendingBadDebt(), vault.shortfallOf(alice, 0))
+    with expect_revert(vault.UnauthorizedModule, caller=caller):
+        vault.recordShortfall(alice, 0, 10**6 * WAD, sender=caller)
+    assert (vault.pendingBadDebt(), vault.shortfallOf(alice, 0)) == before == (0, 0)
+
+
 # ============================================================================ ClearingHouse
 
 
@@ -271,7 +284,8 @@ def test_clearing_house_module_setter_rejects_zero_and_stays_unwired(system, dep
     assert getattr(ch, getter)() == carol.address
 
 
-@pytest.mark.parametrize("hook", ["markForAuction", "settleAuctionFill", "backstopClose", "setReserves"])
+@pytest.mark.parametrize("hook", ["markForAuction", "settleAuctionFill", "backstopClose", "releaseFromAuction",
+                                  "setReserves"])
 @pytest.mark.parametrize("caller_name", ["owner_of_position", "deployer"])
 def test_module_hooks_refuse_other_callers(wired, deployer, hook, caller_name):
     """The liquidation hooks answer only the liquidation engine, setReserves only the AMM controller:
@@ -283,7 +297,8 @@ def test_module_hooks_refuse_other_callers(wired, deployer, hook, caller_name):
         "markForAuction": lambda: w.ch.markForAuction(w.long, 0, w.market, WAD, sender=caller),
         "settleAuctionFill": lambda: w.ch.settleAuctionFill(w.long, 0, w.market, WAD, 3000 * WAD, w.taker, 0,
                                                             sender=caller),
-        "backstopClose": lambda: w.ch.backstopClose(w.long, 0, w.market, WAD, sender=caller),
+        "backstopClose": lambda: w.ch.backstopClose(w.long, 0, w.market, WAD, 2900 * WAD, sender=caller),
+        "releaseFromAuction": lambda: w.ch.releaseFromAuction(w.long, 0, w.market, WAD, sender=caller),
         "setReserves": lambda: w.ch.setReserves(w.market, 20_000 * WAD, 60_000_000 * WAD, sender=caller),
     }
     owners = (w.long, w.short, w.taker)
@@ -355,6 +370,29 @@ def test_mark_for_auction_rejects_invalid_slice(wired, side, case):
     with expect_revert(w.ch.InvalidAuctionSlice, slice=slice_, available=available):
         w.ch.markForAuction(owner, 0, w.market, slice_, sender=w.engine)
     assert ch_state(w, owners) == before
+
+
+@pytest.mark.parametrize("side", [1, -1], ids=["long", "short"])
+@pytest.mark.parametrize("case", ["zero", "wrong_sign", "over_auctioned", "no_auction"])
+def test_release_from_auction_rejects_invalid_slice(wired, side, case):
+    """releaseFromAuction (a cancelled auction) returns only what is in an auction, with its sign:
+    a zero slice, the wrong sign, more than the auctioned part, or an account with none revert
+    InvalidAuctionSlice(slice, auctioned) and change nothing; exactly the auctioned part is accepted."""
+    w = wired
+    owner = w.long if side > 0 else w.short
+    auctioned = 0 if case == "no_auction" else side * AUCTIONED
+    if auctioned:
+        w.ch.markForAuction(owner, 0, w.market, auctioned, sender=w.engine)
+    slice_ = {"zero": 0, "wrong_sign": -side * WAD, "over_auctioned": side * (AUCTIONED + 1),
+              "no_auction": side * WAD}[case]
+    owners = (w.long, w.short, w.taker)
+    before = ch_state(w, owners)
+    with expect_revert(w.ch.InvalidAuctionSlice, slice=slice_, available=auctioned):
+        w.ch.releaseFromAuction(owner, 0, w.market, slice_, sender=w.engine)
+    assert ch_state(w, owners) == before
+    if auctioned:
+        w.ch.releaseFromAuction(owner, 0, w.market, auctioned, sender=w.engine)
+        assert w.ch.auctionedSize(owner, 0, w.market) == 0 and w.ch.position(owner, 0, w.market)[0] == side * SIZE
 
 
 @pytest.mark.parametrize("side", [1, -1], ids=["long", "short"])
