@@ -150,7 +150,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // Cost bound: E(s) - E(1) <= budget with E the net's exit value on (s x0, s y0) (see _exitValue).
         uint256 budget = nav.mulWadDown(p.maxDepthCost);
         uint256 n = net.abs();
-        uint256 sMax; // [wad] largest scale factor within the budget; 0 = unbounded
+        uint256 sMax = 0; // [wad] largest scale factor within the budget; 0 = unbounded
         if (net > 0) {
             // E(s) = s y0 n / (s x0 + n) <= e0 + B  <=>  s (y0 n - (e0 + B) x0) <= (e0 + B) n.
             uint256 t = uint256(_exitValue(x0, y0, net)) + budget;

@@ -36,9 +36,9 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
     bytes32 internal constant MODULE_LIQUIDATION = "liquidationEngine";
     bytes32 internal constant MODULE_POOL = "liquidityPool";
-    /// @inheritdoc IVault
+    /// @notice Most markets one account may hold positions in at once (`TooManyOpenMarkets`).
     /// @dev Each market an account holds costs every margin check on it (its trades, withdrawals, kicks)
-    ///      about 8 cold reads and the funding math; 16 keeps the worst account near 700k gas.
+    ///      about 8 cold reads and the funding math; 16 keeps the worst account near 530k gas a trade.
     uint256 public constant MAX_OPEN_MARKETS = 16;
 
     /// @notice The collateral token (one per deployment).

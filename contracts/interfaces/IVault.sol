@@ -190,10 +190,7 @@ interface IVault {
     function liquidationState(address owner, uint32 subaccount)
         external
         view
-        returns (int256 accountValue, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance);
-
-    /// @notice Most markets one account may hold positions in at once (bounds every margin check's cost).
-    function MAX_OPEN_MARKETS() external view returns (uint256);
+        returns (int256 value, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance);
 
     /// @notice Loss waterfall, permissionless: an account with no open position and negative collateral
     ///         is reset to zero, the debt paid by the insurance fund first and the liquidity pool for the rest.
