@@ -190,6 +190,11 @@ def _measure_pool(s, accounts, chain) -> list[tuple[str, int, str]]:
     rows = []
     pool, usdc, amm, ch = s.pool, s.collateral, s.amm, s.clearing_house
     lp = accounts[6]
+    # The liquidation rows left ETH's index 10 % under its vAMM: LP flows would wait (LpFlowsSuspended)
+    # until the vAMM follows. Each feed is set to its vAMM price, as arbitrage would bring them together.
+    for m in s.markets.values():
+        spot = ch.spotPrice(m.id)
+        m.oracle.updateAnswer(spot // 10 ** (18 - m.config.oracle_decimals), sender=accounts[0])
     units = s.units(100_000)
     usdc.mint(lp, 2 * units, sender=lp)
     usdc.approve(pool, 2 * units, sender=lp)
@@ -210,6 +215,8 @@ def _measure_pool(s, accounts, chain) -> list[tuple[str, int, str]]:
     # Push the index away from the vAMM long enough for the TWAPs to diverge, then repeg.
     eth = s.markets["ETH"]
     eth.oracle.updateAnswer(eth.oracle.latestRoundData()[1] * 90 // 100, sender=accounts[0])
+    chain.pending_timestamp += 10
+    ch.pokeFunding(1, sender=lp)  # the TWAPs see the new index from here
     chain.pending_timestamp += 3600
     ch.pokeFunding(1, sender=lp)
     chain.pending_timestamp += 10
@@ -226,9 +233,10 @@ def _measure_nav(accounts, chain) -> list[tuple[str, int, str]]:
     for n in (1, 5, 20):
         markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
         s = deploy(deployer, base.with_markets(*markets))
-        s.fund(trader, 1_000_000)
+        # One isolated sub-account per market: an account may hold at most 16 markets, the pool has no limit.
         for m in s.markets.values():
-            s.clearing_house.openPosition(0, m.id, WAD, BIG, _deadline(chain), sender=trader)
+            s.fund(trader, 50_000, subaccount=m.id)
+            s.clearing_house.openPosition(m.id, m.id, WAD, BIG, _deadline(chain), sender=trader)
         gas = s.pool.navWad.estimate_gas_cost(sender=trader)
         rows.append((f"pool NAV with {n} market(s)", gas, "navWad() as an eth_call estimate (incl. 21,000 base); one position per market"))
     return rows
