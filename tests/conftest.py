@@ -1,5 +1,10 @@
 """Shared fixtures: one deployment per session; Ape's isolation reverts each test's changes.
 
+Block timestamps never follow the wall clock (tests/clock_helpers.py): on the embedded chain the clock
+is frozen as soon as this file is imported, before Ape creates the chain; on Anvil the session starts
+by making every block exactly one second after the last. A test that needs time to pass sets
+`chain.pending_timestamp`.
+
 With VPERP_COVERAGE=<file> (`./run.sh coverage`), every call frame the embedded chain's EVM runs is
 recorded (vperp.fncoverage) and the external-function coverage report is written to <file> at the end.
 """
@@ -9,7 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from clock_helpers import install_embedded_clock, pin_block_time
 from vperp import deploy, fncoverage, srccoverage
+
+install_embedded_clock()
 
 if os.environ.get("VPERP_COVERAGE"):
     fncoverage.install()
@@ -39,6 +47,12 @@ def pytest_sessionfinish(session, exitstatus):
         print(f"\nexternal-function coverage: {hit}/{total} reached; statements {totals['sh']}/{totals['s']}, "
               f"lines {totals['lh']}/{totals['l']}, branches {totals['bh']}/{totals['b']} "
               f"({totals['u']} unresolved); report written to {out}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _deterministic_block_time(chain):
+    """Before any session fixture mines a block: each block one second after the last (see above)."""
+    pin_block_time(chain)
 
 
 @pytest.fixture(scope="session")
