@@ -13,6 +13,7 @@ from the conventions (not from the Solidity), so the tests can compute expected 
 from __future__ import annotations
 
 import ast
+import re
 
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,9 +200,15 @@ def _error_signature(error_cls) -> tuple[bytes, list[str], list[str]]:
     return keccak(text=sig)[:4], types, names
 
 
+_ANVIL_CUSTOM_ERROR = re.compile(r"custom error 0x([0-9a-f]{8})(?:: (.*))?", re.S)
+
+
 def raw_revert_data(exc) -> bytes:
     """Revert data of an error Ape did not decode: a 0x-hex string, or (for some payloads, e.g. ones
-    containing a quote byte) the repr of the bytes."""
+    containing a quote byte) the repr of the bytes. On Anvil, Ape passes on Anvil's own rendering:
+    the whole data as text when it is valid UTF-8, else `custom error 0x<selector>[: <arguments>]`
+    with the arguments as text when they are valid UTF-8, else as hex (ABI words of text are never
+    all hex digits: their padding is zero bytes)."""
     raw = exc.revert_message or ""
     if isinstance(raw, bytes):
         return raw
@@ -209,6 +216,12 @@ def raw_revert_data(exc) -> bytes:
         return bytes.fromhex(raw[2:])
     if raw.startswith(("b'", 'b"')):
         return ast.literal_eval(raw)
+    if m := _ANVIL_CUSTOM_ERROR.fullmatch(raw):
+        args = m.group(2) or ""
+        is_hex = re.fullmatch(r"(?:[0-9a-f]{2})*", args) is not None
+        return bytes.fromhex(m.group(1)) + (bytes.fromhex(args) if is_hex else args.encode())
+    if len(data := raw.encode()) >= 4 and (len(data) - 4) % 32 == 0:
+        return data  # Anvil's text rendering; the caller checks the selector
     raise AssertionError(f"not a custom error: {exc!r}")
 
 
