@@ -3,9 +3,13 @@ machine (test_stateful.py): a `Runner` sends each action to the chain as a raw t
 it to `vperp.model.Model`, then compares reverts, events and every view, to the wei.
 
 Actions (step tuples, first element the kind): time, oracle, poke, deposit, withdraw, transfer, open,
-reduce, close, lever (the largest position the margin allows), kick, take, redo, backstop, baddebt
-(Vault.resolveBadDebt), lpdeposit, lprequest, lpredeem, lpwithdraw. Actors are indexes into
-`Env.traders`; every trader can also act as keeper, taker and LP.
+reduce, close, lever (the largest position the margin allows), kick, take, redo, cancel, backstop,
+baddebt (Vault.resolveBadDebt), lpdeposit, lprequest, lpredeem, lpwithdraw, syncdepth, repeg. Actors
+are indexes into `Env.traders`; every trader can also act as keeper, taker and LP.
+
+Events compared with the model's results: PositionChanged, Kick, Take, Redo, AuctionCancelled,
+Backstop (the size it closed), every ShortfallRecorded and BadDebt a step emits (in order),
+DepthSynced, DepthSyncCost and Repeg.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from vperp import deploy
-from vperp.model import Model, ModelRevert
+from vperp.model import Cancelled, Model, ModelRevert
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -26,7 +30,8 @@ MARKETS = (1, 2)
 
 STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, "trades": 0, "funding_trades": 0,
          "funding_steps": 0, "kicks": 0, "takes": 0, "redos": 0, "backstops": 0, "bad_debts": 0, "lp": 0,
-         "depth_syncs": 0, "repegs": 0}
+         "depth_syncs": 0, "repegs": 0, "cancels": 0, "partial_backstops": 0, "shortfall_events": 0,
+         "bad_debt_events": 0, "suspended_steps": 0}
 
 
 # ---------------------------------------------------------------------------- ABI plumbing
@@ -85,6 +90,11 @@ class View:
     expected: object  # tuple of values, or ("revert", name, args)
 
 
+def view_call(label, target, sig, arg_types, args, out_types, model_fn) -> View:
+    """A `View` for `Runner.check` (the model's answer is computed now)."""
+    return _call(label, target, sig, arg_types, args, out_types, model_fn)
+
+
 def _call(label, target, sig, arg_types, args, out_types, model_fn):
     data = _selector(sig) + abi_encode(arg_types, args)
     try:
@@ -141,6 +151,8 @@ class Runner:
         self.touched: set[tuple[int, int]] = set()  # the accounts the current step acted on
         self.touched_markets: set[int] = set()
         self.log: list[str] = []
+        self.last_result = None  # the model's result of the last step that went through
+        self.last_error = None  # (name, args) of the last step's revert, None when it went through
 
     # -------------------------------------------------------------- step dispatch
 
@@ -166,9 +178,17 @@ class Runner:
             return receipt, self.env.errors.decode(_revert_data(exc))
         raise AssertionError("transaction failed on chain but its replay succeeded")
 
+    def probe(self, sender: str, target: str, data: bytes):
+        """An `eth_call` on the head block: (True, return data) or (False, (error name, args))."""
+        try:
+            return True, bytes(self.w3.eth.call({"from": sender, "to": target, "data": data}))
+        except Exception as exc:  # noqa: BLE001 - the node's revert exception type varies
+            return False, self.env.errors.decode(_revert_data(exc))
+
     def step(self, step: tuple) -> None:
         self.touched, self.touched_markets, self.touched_auctions = set(), set(), set()
         self.touched_lps = set()
+        self.last_result, self.last_error = None, None
         kind = step[0]
         if kind == "time":
             self.jump += step[1]
@@ -181,6 +201,7 @@ class Runner:
         self.chain.pending_timestamp = T
         model_fn, (sender, target, data), describe = getattr(self, f"_{kind}")(T, *step[1:])
         self.log.append(f"t={T} {describe}")
+        n_shortfalls, n_bad_debts = len(self.model.shortfall_log), len(self.model.bad_debt)
         try:
             result, m_err = model_fn(), None
         except ModelRevert as e:
@@ -189,14 +210,17 @@ class Runner:
         assert c_err == m_err, f"revert mismatch at {describe}: chain {c_err} vs model {m_err}\n" + self.trace()
         block = self.w3.eth.get_block(receipt["blockNumber"])
         assert block["timestamp"] == T, f"transaction mined at {block['timestamp']}, expected {T}"
+        self.last_result, self.last_error = result, c_err
         if c_err is not None:
             self.log[-1] += f"  -> {c_err[0]}{c_err[1]}"
             STATS["reverts"] += 1
             STATS["errors"][c_err[0]] = STATS["errors"].get(c_err[0], 0) + 1
             return
-        if kind in ("kick", "take", "redo", "backstop", "baddebt"):
-            STATS[{"kick": "kicks", "take": "takes", "redo": "redos", "backstop": "backstops",
-                   "baddebt": "bad_debts"}[kind]] += 1
+        self._check_vault_events(receipt, n_shortfalls, n_bad_debts, describe)
+        if kind in ("kick", "take", "redo", "backstop", "baddebt", "cancel"):
+            cancelled = isinstance(result, Cancelled)
+            STATS[{"kick": "kicks", "take": "takes", "redo": "cancels" if cancelled else "redos",
+                   "backstop": "backstops", "baddebt": "bad_debts", "cancel": "cancels"}[kind]] += 1
             self._check_liquidation_event(kind, receipt, result, describe)
         if kind.startswith("lp"):
             STATS["lp"] += 1
@@ -342,10 +366,13 @@ class Runner:
                 (self.addr[0], self.amm, _encode("repeg(uint32)", [market_id])), f"repeg({market_id})")
 
     def _check_amm_event(self, kind, receipt, result, describe, T) -> None:
-        """DepthSynced / Repeg carry the model's result to the wei."""
+        """DepthSynced + DepthSyncCost / Repeg carry the model's result to the wei."""
         got = _one_event_data(receipt, *AMM_EVENTS[kind])
-        want = got[2:4] if kind == "syncdepth" else (got[1], got[3])  # (x1, y1) or (price1, cost)
-        assert want == tuple(result), f"{kind} mismatch at {describe}: chain {got} vs model {result}\n" + self.trace()
+        if kind == "syncdepth":  # (x1, y1, cost, total cost)
+            got = got[2:4] + _one_event_data(receipt, DEPTH_SYNC_COST, ["int256", "int256"])
+        else:  # (price1, cost)
+            got = (got[1], got[3])
+        assert got == tuple(result), f"{kind} mismatch at {describe}: chain {got} vs model {result}\n" + self.trace()
         STATS["depth_syncs" if kind == "syncdepth" else "repegs"] += 1
 
     def _lever(self, T, t, sub, market_id, sign, pct):
@@ -431,6 +458,14 @@ class Runner:
                 (keeper, self.engine, _encode("redo(uint256,address)", [auction_id, keeper])),
                 f"redo(auction {auction_id}, keeper=trader{keeper_t})")
 
+    def _cancel(self, T, t, pick):
+        """LiquidationEngine.cancel by anyone: the auction of a recovered account ends unpaid."""
+        auction_id = self._live_auction(pick)
+        self._touch_auction(auction_id)
+        return (lambda: self.model.cancel(auction_id, T),
+                (self.addr[t], self.engine, _encode("cancel(uint256)", [auction_id])),
+                f"cancel(auction {auction_id}, by trader{t})")
+
     def _backstop(self, T, t, pick):
         auction_id = self._live_auction(pick)
         self._touch_auction(auction_id)
@@ -487,9 +522,29 @@ class Runner:
                 (owner, self.pool, _encode("withdraw(uint256,address,address)", [assets, owner, owner])),
                 f"pool.withdraw(trader{t}, {assets} [{pct} % of maxWithdraw])")
 
+    def _check_vault_events(self, receipt, n_shortfalls: int, n_bad_debts: int, describe: str) -> None:
+        """Every ShortfallRecorded and BadDebt the step emitted, in order, is the model's."""
+        got = [(_norm(_topic_address(lg, 1)), _topic_int(lg, 2)) + abi_decode(["uint256", "uint256"], bytes(lg["data"]))
+               for lg in _event_logs(receipt, SHORTFALL_RECORDED)]
+        want = [(_norm(o), sub, sf, total) for o, sub, sf, total in self.model.shortfall_log[n_shortfalls:]]
+        assert got == want, f"ShortfallRecorded mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
+        STATS["shortfall_events"] += len(got)
+        got = [(_norm(_topic_address(lg, 1)), _topic_int(lg, 2))
+               + abi_decode(["uint256", "uint256", "uint256"], bytes(lg["data"]))
+               for lg in _event_logs(receipt, BAD_DEBT)]
+        want = [(_norm(o), sub, debt, ins, pool) for o, sub, debt, ins, pool in self.model.bad_debt[n_bad_debts:]]
+        assert got == want, f"BadDebt mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
+        STATS["bad_debt_events"] += len(got)
+
     def _check_liquidation_event(self, kind, receipt, result, describe) -> None:
         """The engine's event carries what the model computed (the data fields; topics are ids)."""
         if kind == "baddebt":
+            return
+        if isinstance(result, Cancelled):  # AuctionCancelled(size, value, requirement), and no Redo
+            assert not _event_logs(receipt, LIQUIDATION_EVENTS["redo"][0]), f"a cancelled redo paid: {describe}"
+            got = _one_event_data(receipt, AUCTION_CANCELLED, ["int256", "int256", "uint256"])
+            want = (result.size, result.value, result.requirement)
+            assert got == want, f"{kind} event mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
             return
         got = tuple(_norm(v) for v in _one_event_data(receipt, *LIQUIDATION_EVENTS[kind]))
         if kind == "kick":
@@ -500,10 +555,12 @@ class Runner:
         elif kind == "take":
             amount, price = result
             got, want = got[1:3], (amount, price)
-        elif kind == "redo":
-            got, want = got[:1], (result,)
-        else:  # backstop
-            got, want = got[1:], (result,)
+        elif kind == "redo":  # Redo(redos, startIndex, keeper, tip)
+            got, want = (got[0], got[1], got[3]), (result.redos, result.start_index, result.tip)
+        else:  # backstop: (closed, quote); what the band did not allow stays in the auction
+            want = tuple(result)
+            STATS["partial_backstops"] += any(self.model.auctions[i].size != 0 for i in self.touched_auctions
+                                              if i in self.model.auctions)
         assert got == want, f"{kind} event mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
 
     # -------------------------------------------------------------- comparison
@@ -523,6 +580,22 @@ class Runner:
             _call("pool.navWad", self.pool, "navWad()", [], [], ["int256"], lambda: m.pool_nav(now)),
             _call("pool.totalAssets", self.pool, "totalAssets()", [], [], ["uint256"], lambda: m.pool_total_assets(now)),
             _call("pool.totalSupply", self.pool, "totalSupply()", [], [], ["uint256"], lambda: m.pool_supply),
+            # the pool's exit valuation, the bad-debt estimates and the LP-flow gate
+            _call("tradersExitPnl", ch, "tradersExitPnl()", [], [], ["int256", "uint256", "uint256", "uint32"],
+                  lambda: m.traders_exit_pnl(now)),
+            _call("pendingBadDebt", vault, "pendingBadDebt()", [], [], ["uint256"], m.pending_bad_debt),
+            _call("pool.uncoveredBadDebt", self.pool, "uncoveredBadDebt()", [], [], ["uint256"],
+                  m.uncovered_bad_debt),
+            _call("pool.lpFlowsSuspended", self.pool, "lpFlowsSuspended()", [], [], ["bool", "uint32"],
+                  lambda: m.lp_flows_suspended(now)),
+            _call("pool.maxDeposit", self.pool, "maxDeposit(address)", ["address"], [self.addr[0]], ["uint256"],
+                  lambda: m.pool_max_deposit(now)),
+            _call("pool.maxMint", self.pool, "maxMint(address)", ["address"], [self.addr[0]], ["uint256"],
+                  lambda: m.pool_max_mint(now)),
+            _call("pool.reserveRequired", self.pool, "reserveRequired()", [], [], ["uint256"],
+                  lambda: m.pool_reserve_required(now)),
+            _call("pool.withdrawableAssets", self.pool, "withdrawableAssets()", [], [], ["uint256"],
+                  lambda: m.pool_withdrawable_assets(now)),
             _call("liveNotional", self.engine, "liveNotional()", [], [], ["uint256"], lambda: m.live_notional),
             _call("auctionCount", self.engine, "auctionCount()", [], [], ["uint256"], lambda: m.auction_count),
         ]
@@ -545,14 +618,19 @@ class Runner:
                              lambda o=o: (lambda r: (r.shares, r.unlock_at) if r else (0, 0))(m.pool_requests.get(o))))
             out.append(_call(f"pool.maxRedeem trader{t}", self.pool, "maxRedeem(address)", ["address"], [o],
                              ["uint256"], lambda o=o: m.pool_max_redeem(o, now)))
-            if full:
-                out.append(_call(f"pool.maxWithdraw trader{t}", self.pool, "maxWithdraw(address)", ["address"], [o],
-                                 ["uint256"], lambda o=o: m.pool_max_withdraw(o, now)))
+            out.append(_call(f"pool.maxWithdraw trader{t}", self.pool, "maxWithdraw(address)", ["address"], [o],
+                             ["uint256"], lambda o=o: m.pool_max_withdraw(o, now)))
         for mid in sorted(markets):
             out.append(_call(f"repegCost({mid})", self.amm, "repegCost(uint32)", ["uint32"], [mid], ["int256"],
                              lambda mid=mid: m.repeg_cost.get(mid, 0)))
             out.append(_call(f"lastRepeg({mid})", self.amm, "lastRepeg(uint32)", ["uint32"], [mid], ["uint256"],
                              lambda mid=mid: m.last_repeg.get(mid, 0)))
+            out.append(_call(f"depthCost({mid})", self.amm, "depthCost(uint32)", ["uint32"], [mid], ["int256"],
+                             lambda mid=mid: m.depth_cost.get(mid, 0)))
+            out.append(_call(f"lastDepthSync({mid})", self.amm, "lastDepthSync(uint32)", ["uint32"], [mid],
+                             ["uint256"], lambda mid=mid: m.last_depth_sync.get(mid, 0)))
+            out.append(_call(f"netExitValue({mid})", self.amm, "netExitValue(uint32)", ["uint32"], [mid], ["int256"],
+                             lambda mid=mid: m.net_exit_value(mid)))
             out.append(_call(f"marketState({mid})", ch, "marketState(uint32)", ["uint32"], [mid],
                              ["uint256"] * 5 + ["int256"] * 3 + ["uint256"] * 2, lambda mid=mid: m.market_state(mid, now)))
             out.append(_call(f"fundingState({mid})", ch, "fundingState(uint32)", ["uint32"], [mid],
@@ -574,6 +652,8 @@ class Runner:
                              lambda o=o, sub=sub: m.collateral(o, sub)))
             out.append(_call(f"openMarkets {tag}", vault, "openMarkets(address,uint32)", *a, ["uint256"],
                              lambda o=o, sub=sub: m.open_markets(o, sub)))
+            out.append(_call(f"shortfallOf {tag}", vault, "shortfallOf(address,uint32)", *a, ["uint256"],
+                             lambda o=o, sub=sub: m.shortfall_of(o, sub)))
             for mid in MARKETS:
                 out.append(_call(f"position {tag} market {mid}", ch, "position(address,uint32,uint32)",
                                  ["address", "uint32", "uint32"], [o, sub, mid], ["int256"] * 3,
@@ -596,11 +676,14 @@ class Runner:
                       lambda o=o, sub=sub: m.free_collateral(o, sub, now)),
                 _call(f"marginRequirements {tag}", vault, "marginRequirements(address,uint32)", *a,
                       ["uint256", "uint256"], lambda o=o, sub=sub: m.margin_requirements(o, sub, now)),
+                _call(f"liquidationState {tag}", vault, "liquidationState(address,uint32)", *a,
+                      ["int256", "uint256", "uint256", "uint256"],
+                      lambda o=o, sub=sub: m.liquidation_state(o, sub, now)),
                 _call(f"isLiquidatable {tag}", vault, "isLiquidatable(address,uint32)", *a, ["bool"],
                       lambda o=o, sub=sub: m.is_liquidatable(o, sub, now)),
             ]
-            # The four health views share one code path: when it reverts, one call proves it.
-            out.extend(health[:1] if health[0].expected[0] == "revert" else health if full else health[:3])
+            # The health views share one code path: when it reverts, one call proves it.
+            out.extend(health[:1] if health[0].expected[0] == "revert" else health if full else health[:4])
         return out
 
     def _batch(self, views: list[View]):
@@ -620,7 +703,10 @@ class Runner:
         """Compare the global views, `markets`' and `auctions`' views, every view of `accts` and of the
         LPs `lps` at the head block's time (`full`: every auction and LP, and the derived views)."""
         now = self.w3.eth.get_block("latest")["timestamp"]
-        views = self.views(now, accts, markets, full, auctions, lps)
+        self.check(self.views(now, accts, markets, full, auctions, lps), now)
+
+    def check(self, views: list[View], now: int) -> None:
+        """Each view answers on chain what the model expects (a value, or the same revert)."""
         ok = [v for v in views if v.expected[0] != "revert"]
         results, failure = self._batch(ok)
         if failure is not None:
@@ -656,15 +742,32 @@ AMM_EVENTS = {
     "repeg": (keccak(text="Repeg(uint32,uint256,uint256,uint256,int256)"), ["uint256", "uint256", "uint256", "int256"]),
 }
 
+DEPTH_SYNC_COST = keccak(text="DepthSyncCost(uint32,int256,int256)")
+AUCTION_CANCELLED = keccak(text="AuctionCancelled(uint256,int256,int256,uint256)")
+SHORTFALL_RECORDED = keccak(text="ShortfallRecorded(address,uint32,uint256,uint256)")
+BAD_DEBT = keccak(text="BadDebt(address,uint32,uint256,uint256,uint256)")
+
 POSITION_CHANGED = keccak(
     text="PositionChanged(address,uint32,uint32,int256,int256,uint256,int256,int256,int256,int256,uint256)")
 
 
+def _event_logs(receipt, topic: bytes) -> list:
+    return [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
+
+
 def _one_event_data(receipt, topic: bytes, types: list[str]) -> tuple:
     """The decoded data fields of the receipt's one log with `topic` (there must be exactly one)."""
-    logs = [lg for lg in receipt["logs"] if bytes(lg["topics"][0]) == topic]
+    logs = _event_logs(receipt, topic)
     assert len(logs) == 1, f"expected one event with topic {topic.hex()}, got {logs}"
     return abi_decode(types, bytes(logs[0]["data"]))
+
+
+def _topic_int(log, i: int) -> int:
+    return int.from_bytes(bytes(log["topics"][i]), "big")
+
+
+def _topic_address(log, i: int) -> str:
+    return "0x" + bytes(log["topics"][i])[-20:].hex()
 
 
 def _encode(sig: str, args: list) -> bytes:
@@ -741,6 +844,7 @@ def step_and_compare(runner: Runner, step: tuple) -> None:
     runner.compare(runner.touched, runner.touched_markets, auctions=runner.touched_auctions, lps=runner.touched_lps)
     STATS["steps"] += 1
     STATS["funding_steps"] += any(mk.rate or mk.target for mk in runner.model.markets.values())
+    STATS["suspended_steps"] += runner.model.lp_flows_suspended(runner.w3.eth.get_block("latest")["timestamp"])[0]
 
 
 def report_line(profile: str, name: str) -> str:
@@ -748,8 +852,11 @@ def report_line(profile: str, name: str) -> str:
     return (f"{name} ({profile} profile): {STATS['examples']} examples, {STATS['steps']} steps "
             f"({STATS['reverts']} reverted) in {STATS['seconds']:.1f} s = {rate:.2f} steps/s; "
             f"{STATS['trades']} trades ({STATS['funding_trades']} settling funding), {STATS['kicks']} kicks, "
-            f"{STATS['takes']} takes, {STATS['redos']} redos, {STATS['backstops']} backstops, "
-            f"{STATS['bad_debts']} bad-debt resolutions, {STATS['lp']} pool actions, "
+            f"{STATS['takes']} takes, {STATS['redos']} redos, {STATS['cancels']} cancels, "
+            f"{STATS['backstops']} backstops ({STATS['partial_backstops']} partial), "
+            f"{STATS['bad_debt_events']} bad debts resolved ({STATS['bad_debts']} by resolveBadDebt), "
+            f"{STATS['shortfall_events']} shortfall records, "
+            f"{STATS['lp']} pool actions, {STATS['suspended_steps']} steps with LP flows suspended, "
             f"{STATS['depth_syncs']} depth syncs, {STATS['repegs']} repegs; "
             f"reverts by error: {dict(sorted(STATS['errors'].items()))}")
 

@@ -2,13 +2,18 @@
 
 Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens of random size and
 sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, oracle moves incl. zero
-answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, backstop, resolveBadDebt; LP
-deposit, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a "drift"
-chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three traders on their cross (0) and isolated (1, 2)
-sub-accounts (each also keeper, taker and LP). The harness (chain_harness.py) also compares the
-pool's NAV, totalAssets and supply, tradersPnl, the engine's live notional and auctions, the LPs'
-shares, requests and maxRedeem, the AMM controller's repegCost and lastRepeg, and the
-Kick/Take/Redo/Backstop, DepthSynced and Repeg events. Every step runs on chain and in the model, and the test asserts, to the wei:
+answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, cancel, backstop,
+resolveBadDebt, and in a liquidation chunk the owner's recovery (a deposit, or the index moving back);
+LP deposit, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a
+"drift" chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three
+traders on their cross (0) and isolated (1, 2) sub-accounts (each also keeper, taker and LP). The
+harness (chain_harness.py) also compares the pool's NAV, totalAssets, supply, reserve, withdrawable
+assets, maxDeposit/maxMint and lpFlowsSuspended, tradersPnl and tradersExitPnl, the Vault's
+pendingBadDebt and per-account shortfallOf and liquidationState, the engine's live notional and
+auctions, the LPs' shares, requests, maxRedeem and maxWithdraw, the AMM controller's repegCost,
+lastRepeg, depthCost, lastDepthSync and netExitValue, and the Kick/Take/Redo/AuctionCancelled/Backstop,
+ShortfallRecorded/BadDebt, DepthSynced/DepthSyncCost and Repeg events. Every step runs on chain and in
+the model, and the test asserts, to the wei:
 - after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
   same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
   Vault's poolBalance, insuranceFund and token balance; for each market the step acted on,
@@ -29,7 +34,9 @@ every example starts with live funding of both signs. Each example then runs ins
 through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
 Profiles: default (CI) 30 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
-making: lever, adverse jump, kick, then takes, redos or a backstop); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
+making: lever, adverse jump, kick, then takes, redos, a backstop, or a recovery and a cancel), plus the
+fixed examples below (a liquidation under water, a drift, the recovery paths, a backstop the auction's
+price cuts short); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
 `VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
 The run prints steps, steps/second and what was exercised at the end of the module.
 Failing examples found by the fuzz are kept as `@example` regressions on the test.
@@ -136,6 +143,7 @@ take_st = st.tuples(st.just("take"), traders_st, st.sampled_from([0, 0, 1, 2]), 
                     st.sampled_from(["all"] * 3 + ["exact", "half", "half", "min", "dust", "zero"]),
                     st.sampled_from(["any"] * 3 + ["exact", "tight"]))
 redo_st = st.tuples(st.just("redo"), traders_st, st.integers(0, 3))
+cancel_st = st.tuples(st.just("cancel"), traders_st, st.integers(0, 3))
 backstop_st = st.tuples(st.just("backstop"), traders_st, st.integers(0, 3))
 baddebt_st = st.tuples(st.just("baddebt"), traders_st, traders_st, subs_st)
 lp_st = st.one_of(
@@ -152,20 +160,25 @@ amm_st = st.tuples(st.sampled_from(["syncdepth", "repeg"]), markets_st)
 step_st = st.one_of(_open_st(), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
                     _time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st), amm_st,
                     _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _oracle_st(),
-                    lever_st, kick_st, take_st, redo_st, backstop_st, baddebt_st, lp_st)
+                    lever_st, kick_st, take_st, redo_st, cancel_st, backstop_st, baddebt_st, lp_st)
 
 
 @st.composite
 def _crash_st(draw):
     """A liquidation in the making: lever up, the index moves 6-40 % against the position, a keeper
-    kicks, time passes, and takers, redos or the backstop follow."""
+    kicks, time passes, and takers, redos, the backstop, or a recovery (the owner deposits, or the
+    index moves back) and a cancel follow."""
     t, sub, mid, sign = draw(traders_st), draw(st.sampled_from([0, 1])), draw(markets_st), draw(st.sampled_from([1, -1]))
     steps = [("lever", t, sub, mid, sign, 100),
              ("oracle", mid, "jump", 0, -sign * draw(st.integers(600, 4000))),
              ("kick", draw(traders_st), t, sub, 0)]
+    recover = st.one_of(st.tuples(st.just("deposit"), st.just(t), st.just(sub), st.just("normal"),
+                                  st.integers(10**9, 10**11), st.just(0)),
+                        st.tuples(st.just("oracle"), st.just(mid), st.just("jump"), st.just(0),
+                                  st.integers(300, 1500).map(lambda bps: sign * bps)))
     for _ in range(draw(st.integers(1, 4))):
         steps.append(("time", draw(st.sampled_from([1, 60, 600, 1200, 1801, 2400]))))
-        steps.append(draw(st.one_of(take_st, take_st, redo_st, backstop_st, kick_st)))
+        steps.append(draw(st.one_of(take_st, take_st, redo_st, backstop_st, kick_st, cancel_st, recover)))
     return steps
 
 
@@ -206,15 +219,38 @@ settings.register_profile(
 # the warm-up whale leaves BTC skewed short). The position owes ceil(size x dCf / 1e18) > 0, but
 # WadMath.sMulWadUp(int256,int256) floors when dCf < 0, so the chain reports 1 wei less.
 @example(steps=[("open", 0, 0, 2, -1, 1_234_567, "any", True), ("time", 3600), ("poke", 2)])
-# Two fixed shapes every run has, whatever the draws: a liquidation (lever, a 15 % adverse jump, kick, a
-# partial take, redo after expiry, the rest taken, bad debt resolved if any) and a drift (the index
-# jumps 8 %, the TWAPs diverge, repeg twice (the second too soon), a depth sync after an LP deposit).
-@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -1500), ("kick", 1, 0, 0, 0), ("time", 600),
+# Fixed shapes every run has, whatever the draws: a liquidation (lever, a 20 % adverse jump, a kick under
+# water: no reward, no penalty, the shortfall recorded; a partial take refreshing it, an unpaid redo after
+# expiry, the rest taken and the bad debt resolved by that take, so the explicit resolveBadDebt finds none)
+# and a drift (the index jumps 8 %, the TWAPs diverge, repeg twice (the second too soon), a depth sync
+# after an LP deposit).
+@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 600),
                 ("take", 2, 0, 0, "half", "any"), ("time", 1801), ("redo", 1, 0), ("time", 600),
                 ("take", 2, 0, 0, "all", "exact"), ("baddebt", 1, 0, 0)])
 @example(steps=[("open", 1, 0, 1, 1, 2_000_000, "any", True), ("oracle", 1, "jump", 0, 800), ("time", 1800),
                 ("repeg", 1), ("repeg", 1), ("time", 3600), ("syncdepth", 1), ("lpdeposit", 2, 10**10),
                 ("syncdepth", 2), ("repeg", 2)])
+# The recovery paths: an account kicked under water after a 13 % move (no keeper reward, no penalty, its
+# shortfall recorded) deposits, and anyone cancels its auction; another one's index moves back and the
+# expired auction's redo cancels it, unpaid.
+@example(steps=[("lever", 1, 1, 1, 1, 100), ("oracle", 1, "jump", 0, -1300), ("kick", 0, 1, 1, 0), ("cancel", 2, 0),
+                ("deposit", 1, 1, "normal", 5 * 10**10, 0), ("cancel", 2, 0), ("lever", 2, 1, 2, -1, 100),
+                ("oracle", 2, "jump", 0, 700), ("kick", 0, 2, 1, 0), ("oracle", 2, "jump", 0, -900), ("time", 1801),
+                ("redo", 0, 1)])
+# A backstop the band cuts short: a large levered long (two levers, the index meeting the vAMM between
+# them), the index falls 20 %, three unpaid redos, then the index meets the vAMM, so the band leaves room
+# for part of the remainder only; the next backstop is blocked until the index meets the vAMM again.
+@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "spot", 0, 0),
+                ("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 1801),
+                ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801),
+                ("oracle", 1, "spot", 0, 0), ("backstop", 1, 0), ("backstop", 1, 0), ("oracle", 1, "spot", 0, 0),
+                ("backstop", 1, 0), ("baddebt", 2, 0, 0)])
+# A take refreshes the owner's shortfall estimate from every market it holds: with one of their feeds
+# stale, the take reverts (StaleOracle) although its own market's index is fresh; it goes through once
+# that feed answers again.
+@example(steps=[("open", 0, 0, 2, 1, 10**6, "any", True), ("lever", 0, 0, 1, 1, 100), ("time", 83_500),
+                ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 1), ("time", 600), ("take", 2, 0, 0, "half", "any"),
+                ("oracle", 2, "same", 0, 0), ("take", 2, 0, 0, "half", "any")])
 @settings(settings.get_profile("vperp-differential"))
 @given(steps=steps_st)
 def test_chain_matches_model(env, steps):
