@@ -6,9 +6,10 @@ trades against itself, a keeper, an LP, and every trader may also act as taker, 
 Rules: deposit, withdraw, transferMargin, open, reduce/flip, close, lever up to the margin limit,
 oracle steps and jumps (the index may also go to zero), time jumps, funding pokes, kick (the market
 bestMarketToKick names, or a given one), take (partial, whole, dust, below minimum, at or past the
-limit), redo, backstop, resolveBadDebt, LP deposit / requestWithdraw / redeem / withdraw, the AMM
-controller's syncDepth and repeg (also after an index jump and time for the TWAPs to diverge), and the
-attacker pair's round trip at a constant index.
+limit), redo, backstop, cancel (after the owner maybe adds margin), resolveBadDebt, LP deposit /
+requestWithdraw / redeem / withdraw, the AMM controller's syncDepth and repeg (also after an index jump
+and time for the TWAPs to diverge), the attacker pair's round trip at a constant index, and the
+exploit attempts of the value-safety review (F1-F8 below).
 
 After every step (chain_harness.Runner): reverts equal by error name and arguments, the trade and
 liquidation events, and every view the step can have moved, to the wei. Then the invariants, on
@@ -30,10 +31,36 @@ the model (equal to the chain by the comparison just made):
 - TESTPLAN 14: live auction notional == the sum over live auctions, <= the global cap.
 - TESTPLAN 15: the insurance fund only falls by the bad debt it pays; a resolved account is at zero.
 - TESTPLAN 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
-- The AMM controller: a depth sync or a repeg leaves the pool's NAV unchanged at its timestamp (NAV
-  values positions at the index; a repeg's cost is realized later, when positions close on the vAMM).
+- The AMM controller: the pool values positions at their vAMM exit, so a depth sync moves NAV by exactly
+  minus the cost it books (DepthSyncCost): a deepening one by at most maxDepthCost x NAV, a shrinking
+  one never down; a repeg by the exit value of the net position, of its reported cost's sign and size.
 
-Profiles: CI (default) 8 runs x up to 30 rules; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
+Exploit properties (the value-safety review's findings; `PROPS` counts how often each was checked):
+- F1: an account in auction that withdraws or moves all it may keeps value >= its auctioned parts'
+  maintenance backing (rule `withdraw_in_auction`, checked after every withdrawal and transfer); and a
+  bad debt resolved at the index of the engine's last shortfall record for the account exceeds that
+  record by at most the funding its positions paid since and a few wei per fill (the insurance fund
+  never pays more than was recorded), unless the owner itself traded in between.
+- F2: a sandwich around syncDepth (LP deposit, open, sync, close in consecutive blocks at one index)
+  never gains (`sandwich_depth_sync`).
+- F3: every trade moves the pool's NAV by its pool fee (plus the insurance share while the estimates
+  exceed the insurance fund) within 4 wei.
+- F4: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt after every rule; the pool's
+  part of a resolved bad debt exceeds the uncovered estimate NAV held by at most F1's slack; an LP's
+  matured redemption right after a gap past the band is refused (LpFlowsSuspended) while the gap's
+  open interest exceeds the tolerance, and otherwise pays at most its share of NAV (`gap_lp_exit`).
+- F5: at the step's index, a kick's keeper reward and penalty and a redo's tip never take the account
+  below the worst fill of its auctions, and an account already below it pays nothing (its recorded
+  shortfall is the deficit); a redo of a recovered account cancels, unpaid.
+- F7: with a valid index and no pause, closing any free position at any price goes through (one
+  position per rule, in turn, by eth_call; the model agrees).
+- F8: the ERC-4626 views answer (never revert) what the model says; maxDeposit == 0 iff a deposit of
+  one unit is refused for a reason other than ZeroShares; redeem(maxRedeem) and withdraw(maxWithdraw)
+  go through whenever positive (eth_call).
+Every CI run also plays one fixed script per exploit (`test_exploit_scripts`): the machine's own rules
+in a fixed order, every invariant after each rule.
+
+Profiles: CI (default) 8 runs x up to 30 rules, plus the scripts; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
 either chain: add `--network ethereum:local:foundry` for Anvil). `VPERP_FUZZ_EXAMPLES=n` overrides.
 The run prints steps/s and what was exercised.
 """
@@ -49,9 +76,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule,
                                  run_state_machine_as_test)
 
-from chain_harness import (MARKETS, STATS, Runner, build_env, print_report, report_line, reset_stats,
-                           step_and_compare)
-from vperp.model import mul_wad_up, s_mul_wad_down
+from chain_harness import (MARKETS, MAX_UINT, STATS, WAD, Runner, _encode, build_env, print_report, report_line,
+                           reset_stats, step_and_compare, view_call)
+from vperp.model import Cancelled, ModelRevert, Redone, exit_value, mul_wad_up, s_mul_wad_down
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 RUNS, STEPS = (200, 60) if LONG else (8, 30)
@@ -63,7 +90,13 @@ LP = 5
 KEEPER = 6
 WHALE = 7
 PREFUND = {0: 200_000, 1: 50_000}
-LIQUIDATION_OR_PRICE = {"oracle", "time", "kick", "take", "redo", "backstop"}
+LIQUIDATION_OR_PRICE = {"oracle", "time", "kick", "take", "redo", "backstop", "cancel"}
+TRADES = {"open", "reduce", "close", "lever"}
+NAV_WEI = 4  # rounding a trade may move the pool's NAV by beyond its fee [wei] (F3)
+FILL_WEI = 10  # rounding per fill a bad debt may exceed its recorded shortfall by [wei] (F1, F4)
+# How often each exploit property was exercised (printed with the fuzz figures).
+PROPS = {"F1 withdrawals in auction": 0, "F1/F4 bad debts within estimate": 0, "F2 sandwiches": 0,
+         "F3 trades": 0, "F4 gap exits": 0, "F5 kicks/redos": 0, "F7 close probes": 0, "F8 max probes": 0}
 
 WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2 * 10**7, "any", True),
           ("open", WHALE, 0, 2, -1, 10**7, "any", True), ("time", 1000), ("poke", 1), ("poke", 2),
@@ -74,8 +107,11 @@ WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2
 def env(accounts, chain, project, request):
     e = build_env(accounts, chain, project, WHALE + 1, PREFUND, WARMUP)
     reset_stats()
+    for key in PROPS:
+        PROPS[key] = 0
     yield e
-    print_report(request, report_line("long" if LONG else "ci", "stateful fuzz"))
+    print_report(request, report_line("long" if LONG else "ci", "stateful fuzz")
+                 + "; exploit properties checked: " + ", ".join(f"{k} {v}" for k, v in PROPS.items()))
 
 
 markets = st.sampled_from(MARKETS)
@@ -104,6 +140,13 @@ class Protocol(RuleBasedStateMachine):
         # The vAMM base reserve traders' net size is measured from: the listing reserve, re-based when
         # a depth sync rescales the reserves (it moves no position).
         self.x_ref = dict(self.env.x0)
+        # F1/F4: per account in liquidation, what the engine last recorded (see `_track_shortfalls`).
+        self.records: dict[tuple, dict] = {}
+        # Funding: per market, the total variation of the funding index sampled at every step.
+        now = self.now()
+        self.cf_last = {mid: self.model._cumulative_funding_now(mk, now) for mid, mk in self.model.markets.items()}
+        self.tv = {mid: 0 for mid in self.model.markets}
+        self.turn = 0  # F7's rotation over the free positions
         self.runner.compare((), MARKETS, full=True)
 
     def teardown(self):
@@ -116,21 +159,160 @@ class Protocol(RuleBasedStateMachine):
             STATS["examples"] += 1
             self.env.chain.restore(self.sid)
 
+    def now(self) -> int:
+        return self.runner.w3.eth.get_block("latest")["timestamp"]
+
     def do(self, step: tuple) -> None:
         kind = step[0]
-        if kind in LIQUIDATION_OR_PRICE:
+        if kind == "time":
             step_and_compare(self.runner, step)
             return
-        # TESTPLAN 8: at a constant index, an action lowers no other account's health. Health
-        # (value - maintenance) of every account seen so far, evaluated at this step's timestamp
-        # before and after it, so funding accrual between blocks does not enter.
         T = self.runner.next_timestamp()
-        before = {a: self._health(a, T) for a in self.runner.seen}
-        step_and_compare(self.runner, step)
-        for a, h in before.items():
-            if a not in self.runner.touched and h is not None:
-                after = self._health(a, T)
-                assert after is None or after >= h, f"{step} lowered the health of trader{a[0]}/{a[1]}: {h} -> {after}"
+        pre = self._before(step, T)
+        if kind in LIQUIDATION_OR_PRICE:
+            step_and_compare(self.runner, step)
+        else:
+            # TESTPLAN 8: at a constant index, an action lowers no other account's health. Health
+            # (value - maintenance) of every account seen so far, evaluated at this step's timestamp
+            # before and after it, so funding accrual between blocks does not enter.
+            before = {a: self._health(a, T) for a in self.runner.seen}
+            step_and_compare(self.runner, step)
+            for a, h in before.items():
+                if a not in self.runner.touched and h is not None:
+                    after = self._health(a, T)
+                    assert after is None or after >= h, f"{step} lowered the health of trader{a[0]}/{a[1]}: {h} -> {after}"
+        self._after(step, T, pre)
+
+    # -------------------------------------------------------------- per-step exploit properties
+
+    def _owner_of(self, step: tuple):
+        """The (trader, sub) account a kick/redo/take/backstop/cancel step liquidates, if any."""
+        kind = step[0]
+        if kind == "kick":
+            return step[2], step[3]
+        if kind in ("redo", "take", "backstop", "cancel"):
+            a = self.model.auctions.get(self.runner._live_auction(step[{"take": 3}.get(kind, 2)]))
+            if a is not None:
+                return self.runner.addr.index(a.owner), a.subaccount
+        return None
+
+    def _state(self, acct, T):
+        try:
+            return self.model.liquidation_state(self.runner.addr[acct[0]], acct[1], T)
+        except ModelRevert:  # a stale or zero feed
+            return None
+
+    def _before(self, step: tuple, T: int) -> dict:
+        m = self.model
+        pre = {"nav": m.pool_nav(T), "uncovered": m.uncovered_bad_debt(), "bad_debts": len(m.bad_debt),
+               "shortfalls": len(m.shortfall_log), "owner": self._owner_of(step)}
+        if step[0] in ("kick", "redo") and pre["owner"] is not None:
+            pre["state"] = self._state(pre["owner"], T)
+            pre["auction"] = self.runner._live_auction(step[2]) if step[0] == "redo" else m.auction_count + 1
+        return pre
+
+    def _after(self, step: tuple, T: int, pre: dict) -> None:
+        m, kind, ok = self.model, step[0], self.runner.last_error is None
+        result = self.runner.last_result
+        if ok and kind in TRADES:
+            # F3: a trade moves NAV by the fee it pays the pool only (and, while the estimates exceed the
+            # insurance fund, by the insurance part it adds to what covers them), within rounding.
+            drift = m.pool_nav(T) - pre["nav"] - (result.fee - result.to_insurance) - min(result.to_insurance,
+                                                                                           pre["uncovered"])
+            assert -NAV_WEI <= drift <= NAV_WEI, f"{step} moved the pool's NAV by {drift} wei beyond its fee"
+            PROPS["F3 trades"] += 1
+        if ok and kind in ("kick", "redo") and pre.get("state") is not None:
+            self._check_costs_capped(kind, pre, result, T)
+        if ok and kind in ("withdraw", "transfer"):
+            # F1: what an account in auction may withdraw or move leaves its auctioned parts' backing.
+            acct = (step[1], step[2])
+            state = self._state(acct, T)
+            if state is not None and state[3]:
+                assert state[0] >= state[3], f"{step} left value {state[0]} below the auctioned backing {state[3]}"
+                PROPS["F1 withdrawals in auction"] += 1
+        self._track_shortfalls(step, pre, ok)
+
+    def _check_costs_capped(self, kind, pre: dict, result, T: int) -> None:
+        """F5: at the step's index, a kick's reward and penalty and a redo's tip come out of the room the
+        account keeps after the worst fill of its auctions: they never take it below zero, and an account
+        already below it pays nothing (its shortfall is the room's deficit)."""
+        m = self.model
+        value0, _, an0, _ = pre["state"]
+        owner = self.runner.addr[pre["owner"][0]], pre["owner"][1]
+        value1, _, an1, _ = m.liquidation_state(*owner, T)
+        md = m._auction_params_of(m.auctions[pre["auction"]].market_id).max_discount
+        if kind == "kick":
+            _, s = result
+            room0 = value0 - mul_wad_up(an0 + s.notional, md)
+            assert value1 == value0 - s.keeper_reward - s.penalty
+        elif isinstance(result, Redone):
+            room0 = value0 - mul_wad_up(an0, md)
+            assert value1 == value0 - result.tip and an1 == an0
+        else:  # a cancelled redo: nobody is paid
+            assert isinstance(result, Cancelled) and value1 == value0 >= result.requirement
+            return
+        if room0 >= 0:
+            assert value1 - mul_wad_up(an1, md) >= 0, f"{kind} costs created bad debt: room {room0}"
+            assert m.shortfall_of(*owner) == 0
+        else:
+            assert value1 == value0, f"{kind} charged an account already short of its worst fill"
+            assert m.shortfall_of(*owner) == -room0
+        PROPS["F5 kicks/redos"] += 1
+
+    def _track_shortfalls(self, step: tuple, pre: dict, ok: bool) -> None:
+        """F1 (the insurance fund pays no more than recorded) and F4 (the pool pays no more than NAV set
+        aside): a bad debt resolved at the index of the engine's last record for the account exceeds that
+        record by no more than the funding the account's positions paid since (and a few wei per fill);
+        the pool's part exceeds the uncovered estimate NAV held by no more than that either."""
+        m, kind = self.model, step[0]
+        now = self.now()
+        for mid, mk in m.markets.items():
+            cf = m._cumulative_funding_now(mk, now)
+            self.tv[mid] += abs(cf - self.cf_last[mid])
+            self.cf_last[mid] = cf
+        if not ok:
+            return
+        owner = pre["owner"]
+        addr = {a: i for i, a in enumerate(self.runner.addr)}
+        # The account's own trades and fills as a taker (a loss at the vAMM, or more size), and index moves,
+        # end a record; its withdrawals do not: what F1 is about is that they cannot take the backing.
+        if kind in TRADES or kind == "take":
+            self.records.pop((step[1], step[2]), None)
+        if kind == "oracle":
+            for acct, rec in list(self.records.items()):
+                if step[1] in rec["index"] and self._index_or_none(step[1], now) != rec["index"][step[1]]:
+                    del self.records[acct]
+        if owner is not None and owner in self.records:
+            self.records[owner]["fills"] += kind in ("take", "backstop")
+        for o, sub, debt, from_insurance, from_pool in m.bad_debt[pre["bad_debts"]:]:
+            rec = self.records.get((addr.get(o), sub))
+            if rec is None:
+                continue
+            slack = FILL_WEI * (rec["fills"] + 1) + sum(
+                size * (self.tv[mid] - rec["tv"][mid]) // WAD + 2 for mid, size in rec["size"].items())
+            assert debt <= rec["shortfall"] + slack, (
+                f"bad debt {debt} beyond the shortfall {rec['shortfall']} recorded at an unchanged index (slack {slack})")
+            assert from_pool <= pre["uncovered"] + slack, (
+                f"the pool paid {from_pool}, NAV had set aside {pre['uncovered']} (slack {slack})")
+            PROPS["F1/F4 bad debts within estimate"] += 1
+        latest = {}
+        for o, sub, shortfall, _ in m.shortfall_log[pre["shortfalls"]:]:
+            latest[(addr.get(o), sub)] = shortfall
+        for acct, shortfall in latest.items():
+            o, sub = self.runner.addr[acct[0]], acct[1]
+            held = [mid for mid in m.markets if m.open_markets(o, sub) >> (mid - 1) & 1]
+            index = {mid: self._index_or_none(mid, now) for mid in held}
+            if None in index.values():
+                self.records.pop(acct, None)
+                continue
+            self.records[acct] = {"shortfall": shortfall, "index": index, "tv": dict(self.tv), "fills": 0,
+                                  "size": {mid: abs(m._position(mid, o, sub).size) for mid in held}}
+
+    def _index_or_none(self, mid: int, now: int):
+        try:
+            return self.model.index_price(mid, now)
+        except ModelRevert:
+            return None
 
     def _health(self, a, T):
         try:
@@ -239,21 +421,39 @@ class Protocol(RuleBasedStateMachine):
         self._amm(("repeg", market))
 
     def _amm(self, step):
-        """Depth and peg change the vAMM, never the pool's value: NAV values positions at the index
-        (docs/pool.md), so at the step's own timestamp NAV is the same before and after."""
+        """Depth and peg move the vAMM, and with it the exit value of the open positions that the pool's
+        NAV subtracts: a depth sync moves NAV by exactly minus the cost it books (DepthSyncCost), a
+        deepening one by at most maxDepthCost x NAV, a shrinking one never down; a repeg by the exit value
+        of the net position at the new price, the sign of its reported cost and within its size (for a
+        net short scaled by x / (x - |net|), the curve's leverage on a buy-back)."""
         T = self.runner.next_timestamp()
-        try:
-            before = self.model.pool_nav(T)
-        except Exception:  # noqa: BLE001 - a stale or zero feed: NAV reverts, nothing to compare
-            before = None
         mid = step[1]
-        x_before = self.model.markets[mid].x
+        mk = self.model.markets[mid]
+        nav0, x0, y0 = self.model.pool_nav(T), mk.x, mk.y
+        net = mk.long_open_interest - mk.short_open_interest
         self.do(step)
-        if before is not None:
-            assert self.model.pool_nav(T) == before, f"{step} changed the pool's NAV"
+        result = self.runner.last_result
+        if self.runner.last_error is None:
+            nav1 = self.model.pool_nav(T)
+            if step[0] == "syncdepth":
+                _, y1, cost, _ = result
+                assert nav1 == nav0 - cost, f"{step} moved NAV by {nav1 - nav0}, booked cost {cost}"
+                if y1 > y0:
+                    assert cost <= nav0 * self.model.amm_params[mid].max_depth_cost // WAD + 2, f"{step} cost {cost}"
+                else:
+                    assert cost <= 2, f"a shrinking {step} cost the pool {cost}"
+            else:
+                _, cost = result
+                moved = nav0 - nav1  # what the pool lost
+                assert moved == exit_value(mk.x, mk.y, net) - exit_value(x0, y0, net)
+                bound = abs(cost) + abs(net) // WAD + 2
+                if net < 0:
+                    bound = bound * x0 // (x0 + net) + 2
+                assert abs(moved) <= bound and (moved * cost >= 0 or abs(moved) <= 2), (
+                    f"{step}: NAV fell by {moved}, reported cost {cost}")
         # A depth sync rescales the base reserve and moves no position: re-base by what it moved (the
         # invariant then still proves that no position moved).
-        self.x_ref[mid] += self.model.markets[mid].x - x_before
+        self.x_ref[mid] += self.model.markets[mid].x - x0
 
     # -------------------------------------------------------------- liquidation
 
@@ -321,6 +521,93 @@ class Protocol(RuleBasedStateMachine):
     def resolve_bad_debt(self, a):
         self.do(("baddebt", KEEPER, a[0], a[1]))
 
+    @precondition(has_live_auction)
+    @rule(pick=picks, units=st.sampled_from([0, 10**9, 10**10, 10**11]))
+    def recover_and_cancel(self, pick, units):
+        """The owner of an auctioned account adds margin (maybe none), then anyone cancels its auction
+        (refused while the account still needs it)."""
+        a = self.model.auctions[self.runner._live_auction(pick)]
+        if units:
+            self.do(("deposit", self.runner.addr.index(a.owner), a.subaccount, "any", 0, units))
+        self.do(("cancel", KEEPER, pick))
+
+    # -------------------------------------------------------------- exploits of the value-safety review
+
+    @precondition(has_live_auction)
+    @rule(pick=picks, units=st.sampled_from([0, 10**9, 10**10, 10**11]), dst=st.sampled_from([0, 1, 2]))
+    def withdraw_in_auction(self, pick, units, dst):
+        """F1: an account in auction (maybe after a deposit) withdraws all it may, then moves what is left
+        free to another sub-account; each leaves its value at or above its auctioned parts' backing
+        (checked in `_after`), and the bad debt its auctions leave stays within the recorded estimate."""
+        a = self.model.auctions[self.runner._live_auction(pick)]
+        t, sub = self.runner.addr.index(a.owner), a.subaccount
+        if units:
+            self.do(("deposit", t, sub, "any", 0, units))
+        self.do(("withdraw", t, sub, "free", 0, 0))
+        if dst != sub:
+            self.do(("transfer", t, sub, dst, "free", 0, 0))
+
+    @rule(pair=attackers, market=markets, side=sides, ppb=st.integers(10**5, 3 * 10**7),
+          units=st.sampled_from([0, 10**12, 5 * 10**12]))
+    def sandwich_depth_sync(self, pair, market, side, ppb, units):
+        """F2: an LP deposit makes the target depth deeper; an attacker opens, the depth syncs (the interval
+        has passed), the attacker closes, in consecutive blocks at one index. It never gains: collateral
+        after <= before, the funding settled on the close aside."""
+        t = pair
+        owner = self.runner.addr[t]
+        held = self.model._position(market, owner, 0).size != 0
+        self.do(("time", 3601))
+        if units:
+            self.do(("lpdeposit", LP, units))
+        before = self.model.collateral(owner, 0)
+        self.do(("open", t, 0, market, side, ppb, "any", True))
+        self._amm(("syncdepth", market))
+        T = self.runner.next_timestamp()
+        funding = self.model.position(owner, 0, market, T)[2] if self.model.open_markets(owner, 0) else 0
+        self.do(("close", t, 0, market, "any", True))
+        if not held and self.model._position(market, owner, 0).size == 0:
+            gain = self.model.collateral(owner, 0) - before + funding
+            assert gain <= 0, f"a sandwich around syncDepth gained {gain} wei"
+            PROPS["F2 sandwiches"] += 1
+
+    @rule(lp=lps, a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides, bps=st.integers(1100, 3000))
+    def gap_lp_exit(self, lp, a, market, side, bps):
+        """F4: an LP's withdrawal matures; an account levers up and the index gaps past the band; the LP
+        redeems before any keeper has acted. While the gap's open interest exceeds the tolerance the
+        redemption is refused; if it goes through, it pays no more than its shares' part of NAV net of
+        the uncovered bad-debt estimate."""
+        if not self.model.pool_balance_of(self.runner.addr[lp]):
+            self.do(("lpdeposit", lp, 10**10))
+        self.do(("lprequest", lp, 50))
+        self.do(("time", 86_400))
+        for mid in MARKETS:  # the feeds would be stale a day later
+            self.do(("oracle", mid, "same", 0, 0))
+        self.do(("oracle", market, "spot", 0, 0))
+        self.do(("lever", a[0], a[1], market, side, 100))
+        self.do(("oracle", market, "jump", 0, -side * bps))
+        m = self.model
+        T = self.runner.next_timestamp()
+        owner = self.runner.addr[lp]
+        r = m.pool_requests.get(owner)
+        shares = r.shares if r else 0
+        # The gap, from first principles: open interest in markets whose vAMM is outside its band.
+        gap = 0
+        for mk in m.markets.values():
+            index = self._index_or_none(mk.id, T)
+            oi = mk.long_open_interest + mk.short_open_interest
+            if oi and (index is None or abs(mk.spot - index) > index * mk.max_spread // WAD):
+                gap += -((-oi * mk.spot) // WAD)
+        nav, supply, cash = m.pool_nav(T), m.pool_supply, m.pool_balance_wad
+        balance = m.token_balance
+        self.do(("lpredeem", lp, 100))
+        paid = balance - m.token_balance
+        if shares and gap > max(cash, 0) // 1000:
+            assert paid == 0 and self.runner.last_error is not None, "an LP exited during a gap"
+            assert self.runner.last_error[0] == "LpFlowsSuspended", self.runner.last_error
+        elif paid:
+            assert paid * m.token_scale <= max(nav, 0) * shares // supply + m.token_scale
+        PROPS["F4 gap exits"] += 1
+
     # -------------------------------------------------------------- pool
 
     @rule(lp=lps, units=st.one_of(st.integers(10**6, 10**12), st.integers(0, 10)))
@@ -340,14 +627,13 @@ class Protocol(RuleBasedStateMachine):
         self._lp_exit(("lpwithdraw", lp, pct))
 
     def _lp_exit(self, step):
-        """TESTPLAN 16: a withdrawal that went through left NAV >= reserve."""
+        """TESTPLAN 16: a withdrawal that went through left NAV (net of the uncovered bad-debt estimate)
+        >= the reserve for the net open interest at the vAMM price."""
         before = self.model.pool_supply
         self.do(step)
         if self.model.pool_supply < before:
-            now = self.runner.w3.eth.get_block("latest")["timestamp"]
-            pnl, exposure = self.model.traders_pnl(now)
-            reserve = mul_wad_up(exposure, self.model.pool_reserve_factor)
-            assert self.model.pool_balance_wad - pnl >= reserve, "an LP exit went below the reserve"
+            now = self.now()
+            assert self.model.pool_nav(now) >= self.model.pool_reserve_required(now), "an LP exit went below the reserve"
 
     # -------------------------------------------------------------- attacker pair (TESTPLAN 4, 13)
 
@@ -413,6 +699,81 @@ class Protocol(RuleBasedStateMachine):
             assert acct.collateral >= 0 or acct.open_markets, "a resolved account was left negative"
         self.insurance, self.bad_debts = m.insurance_fund_wad, len(m.bad_debt)
 
+    @invariant()
+    def closing_a_free_position_is_never_band_blocked(self):
+        """F7: with a valid index and no pause, closing any free position at any price goes through (a
+        reduce is never blocked by the price band); one position per step, in turn, by eth_call, and the
+        chain's answer is the model's."""
+        m = self.model
+        if m.pause_level:
+            return
+        now = self.now()
+        free = sorted(((k, p) for k, p in m.positions.items() if p.size != p.auctioned), key=lambda kp: str(kp[0]))
+        if not free:
+            return
+        self.turn += 1
+        (mid, owner, sub), p = free[self.turn % len(free)]
+        if self._index_or_none(mid, now) is None:
+            return
+        limit = 0 if p.size - p.auctioned > 0 else MAX_UINT
+        deadline = now + 3600
+        ok, out = self.runner.probe(owner, self.runner.ch,
+                                    _encode("closePosition(uint32,uint32,uint256,uint256)", [sub, mid, limit, deadline]))
+        trial = copy.deepcopy(m)
+        try:
+            trial.close_position(owner, sub, mid, limit, now, deadline)
+            expected = None
+        except ModelRevert as e:
+            expected = e.name
+        assert ok, f"closing a free position of {owner}/{sub} in market {mid} reverted: {out}"
+        assert expected is None, f"the model refuses that close: {expected}"
+        PROPS["F7 close probes"] += 1
+
+    @invariant()
+    def pool_views_answer_and_max_is_exact(self):
+        """F4 and F8: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt; the ERC-4626
+        views answer (never revert) what the model says; maxDeposit == 0 iff a deposit of one unit is
+        refused for a reason other than ZeroShares; a positive maxRedeem / maxWithdraw is redeemable /
+        withdrawable in full (eth_call)."""
+        m, r = self.model, self.runner
+        now = self.now()
+        lp_addrs = sorted({r.addr[t] for t in (LP, TRADERS[0])} | {r.addr[t] for t in r.lps})
+        views = [
+            view_call("navWad", r.pool, "navWad()", [], [], ["int256"], lambda: m.pool_nav(now)),
+            view_call("poolBalance", r.vault, "poolBalance()", [], [], ["int256"], m.pool_balance),
+            view_call("tradersExitPnl", r.ch, "tradersExitPnl()", [], [], ["int256", "uint256", "uint256", "uint32"],
+                      lambda: m.traders_exit_pnl(now)),
+            view_call("uncoveredBadDebt", r.pool, "uncoveredBadDebt()", [], [], ["uint256"], m.uncovered_bad_debt),
+            view_call("totalAssets", r.pool, "totalAssets()", [], [], ["uint256"], lambda: m.pool_total_assets(now)),
+            view_call("maxDeposit", r.pool, "maxDeposit(address)", ["address"], [lp_addrs[0]], ["uint256"],
+                      lambda: m.pool_max_deposit(now)),
+            view_call("maxMint", r.pool, "maxMint(address)", ["address"], [lp_addrs[0]], ["uint256"],
+                      lambda: m.pool_max_mint(now)),
+        ]
+        for o in lp_addrs:
+            views.append(view_call(f"maxRedeem {o}", r.pool, "maxRedeem(address)", ["address"], [o], ["uint256"],
+                                   lambda o=o: m.pool_max_redeem(o, now)))
+            views.append(view_call(f"maxWithdraw {o}", r.pool, "maxWithdraw(address)", ["address"], [o], ["uint256"],
+                                   lambda o=o: m.pool_max_withdraw(o, now)))
+        assert all(v.expected[0] != "revert" for v in views), [v.label for v in views if v.expected[0] == "revert"]
+        r.check(views, now)
+        nav, cash, pnl, uncovered = (views[i].expected[0] for i in range(4))
+        assert nav == cash - pnl - uncovered
+        lp = lp_addrs[0]
+        ok, out = r.probe(lp, r.pool, _encode("deposit(uint256,address)", [1, lp]))
+        refused = not ok and out[0] != "ZeroShares"
+        assert (m.pool_max_deposit(now) == 0) == refused, f"maxDeposit {m.pool_max_deposit(now)} vs deposit(1): {out}"
+        for o in lp_addrs:
+            shares = m.pool_max_redeem(o, now)
+            if shares:
+                ok, out = r.probe(o, r.pool, _encode("redeem(uint256,address,address)", [shares, o, o]))
+                assert ok, f"redeem(maxRedeem = {shares}) reverted: {out}"
+            assets = m.pool_max_withdraw(o, now)
+            if assets:
+                ok, out = r.probe(o, r.pool, _encode("withdraw(uint256,address,address)", [assets, o, o]))
+                assert ok, f"withdraw(maxWithdraw = {assets}) reverted: {out}"
+        PROPS["F8 max probes"] += 1
+
 
 def test_protocol_state_machine(env):
     Protocol.env = env
@@ -429,3 +790,45 @@ def test_protocol_state_machine(env):
         ),
     )
     assert STATS["steps"] > 0
+
+
+# ---------------------------------------------------------------------------- scripted exploit attempts
+
+# Every CI run attempts each exploit of the value-safety review at least once, whatever the draws: the
+# machine's own rules in a fixed order (a fresh machine per script, every invariant after each rule).
+SCRIPTS = {
+    # F1 and F5: kicked under water, the owner adds margin, withdraws all it may and moves the rest; the
+    # keeper takes the auction.
+    "F1 withdraw in auction": [("crash", dict(a=(0, 1), market=1, side=1, bps=1500)),
+                               ("withdraw_in_auction", dict(pick=0, units=10**11, dst=0)),
+                               ("take", dict(taker=(KEEPER, 0), pick=0, amount="all", limit="any"))],
+    # F1 and F4: a deep crash and a full take: the bad debt stays within the estimate the kick recorded.
+    "F1/F4 bad debt": [("crash_and_take", dict(a=(1, 0), market=2, side=-1, bps=2500, taker=(KEEPER, 0), wait=900,
+                                               amount="all"))],
+    # F5: the auction runs out: three redos (each tip capped at the room) and the backstop.
+    "F5 redos and backstop": [("crash", dict(a=(2, 0), market=1, side=-1, bps=2000)),
+                              ("auction_runs_out", dict(pick=0, redos=3))],
+    # The recovery: the owner adds margin, anyone cancels.
+    "cancel": [("crash", dict(a=(0, 0), market=2, side=1, bps=700)),
+               ("recover_and_cancel", dict(pick=0, units=0)),
+               ("recover_and_cancel", dict(pick=0, units=10**11))],
+    # F2: an LP deposit deepens the target; open, sync, close.
+    "F2 sandwich": [("sandwich_depth_sync", dict(pair=ATTACKERS[0], market=1, side=1, ppb=2 * 10**7, units=5 * 10**12)),
+                    ("sandwich_depth_sync", dict(pair=ATTACKERS[1], market=2, side=-1, ppb=2 * 10**7, units=0))],
+    # F4: a gap past the band, an LP's matured request.
+    "F4 gap exit": [("gap_lp_exit", dict(lp=LP, a=(1, 1), market=1, side=1, bps=2000))],
+}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_exploit_scripts(env, name):
+    Protocol.env = env
+    invariants = [n for n, f in vars(Protocol).items() if getattr(f, "hypothesis_stateful_invariant", None)]
+    machine = Protocol()
+    try:
+        for rule_name, kwargs in SCRIPTS[name]:
+            getattr(machine, rule_name)(**kwargs)
+            for inv in invariants:
+                getattr(machine, inv)()
+    finally:
+        machine.teardown()
