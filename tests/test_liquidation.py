@@ -189,7 +189,7 @@ def _prepare_system(s, accounts):
 
 
 @pytest.fixture(scope="module")
-def uninsured(project, deployer, accounts):
+def uninsured(system, project, deployer, accounts):
     """The default deployment without its insurance seed, prepared like `system`: for the tests where bad
     debt must reach the pool (the seed would cover any loss a 10 ETH position can make)."""
     s = deploy(deployer, replace(default_config(), insurance_seed=0))

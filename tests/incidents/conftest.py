@@ -18,3 +18,18 @@ def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engin
 def crowd(accounts, deployer):
     """accounts[4..] and, past the ten configured test accounts, generated ones with gas money."""
     return funded_crowd(accounts, deployer)
+
+
+@pytest.fixture(scope="module")
+def uninsured(system, batcher, deployer):
+    """The default deployment minus its insurance seed, for incidents whose point is a loss larger than
+    the insurance fund (the seed would cover it). It asks for the session deployment first: Ape's
+    isolation wants session fixtures created before any module fixture."""
+    from dataclasses import replace
+
+    from vperp import deploy
+    from vperp.config import default_config
+
+    s = deploy(deployer, replace(default_config(), insurance_seed=0))
+    s.extra["batcher"] = batcher  # a plain multicall: it reads any deployment
+    return s

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from test_liquidation import (  # noqa: F401  (re-exported for the incident files)
     MIN_ETH,
     auction_price,
@@ -176,38 +174,3 @@ class EthModel:
         size, on = self.pos[who]
         return size != 0 and eth_equity(self.coll[who], size, on, self.index) < requirement(size, self.index, MMR)
 
-
-def uninsured_fixtures():
-    """Module-level overrides of `system` and the contract fixtures with the default deployment minus its
-    insurance seed: for incidents whose point is a loss larger than the insurance fund (the seed would
-    cover it). Use as `system, ch, vault, engine, usdc, pool = uninsured_fixtures()` at module level."""
-    from dataclasses import replace
-
-    from vperp import deploy
-    from vperp.config import default_config
-
-    @pytest.fixture(scope="module")
-    def system(deployer):
-        return deploy(deployer, replace(default_config(), insurance_seed=0))
-
-    @pytest.fixture(scope="module")
-    def ch(system):
-        return system.clearing_house
-
-    @pytest.fixture(scope="module")
-    def vault(system):
-        return system.vault
-
-    @pytest.fixture(scope="module")
-    def engine(system):
-        return system.liquidation
-
-    @pytest.fixture(scope="module")
-    def usdc(system):
-        return system.collateral
-
-    @pytest.fixture(scope="module")
-    def pool(system):
-        return system.pool
-
-    return system, ch, vault, engine, usdc, pool

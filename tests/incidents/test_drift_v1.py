@@ -43,20 +43,20 @@ from incident_helpers import (
     set_index,
     set_liquidation_params,
     trade,
-    uninsured_fixtures,
     upnl,
     vamm_base_to,
 )
 from trading_helpers import ETH_X0, ETH_Y0
 
 INSURANCE_SEED = 1_000
-# The deployment's own insurance seed would cover the loser's debt: this module runs without it, with a
-# small fund of its own, so the debt runs past the fund into the pool.
-system, ch, vault, engine, usdc, pool = uninsured_fixtures()
+# The deployment's own insurance seed would cover the loser's debt: this module runs on a deployment
+# without it (the `uninsured` fixture), with a small fund of its own, so the debt runs past the fund into
+# the pool.
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _setup(system, deployer):
+def _setup(uninsured, deployer):
+    system = uninsured
     no_funding(system)
     set_liquidation_params(system, maxRedos=0)  # nobody takes: straight to the backstop after one auction
     units = system.units(INSURANCE_SEED)
@@ -66,8 +66,9 @@ def _setup(system, deployer):
 
 
 @pytest.mark.parametrize("order", ["winner_withdraws_first", "loser_settled_first"])
-def test_winner_paid_in_full_loser_debt_through_the_waterfall(system, ch, vault, engine, usdc, chain, alice, bob, carol,
-                                                              crowd, order):
+def test_winner_paid_in_full_loser_debt_through_the_waterfall(uninsured, chain, alice, bob, carol, crowd, order):
+    system = uninsured
+    ch, vault, engine, usdc = system.clearing_house, system.vault, system.liquidation, system.collateral
     winner, loser, arb, keeper = alice, bob, carol, crowd[0]
     owners = [winner, loser, arb, keeper]
     system.fund(winner, 50_000)

@@ -43,21 +43,21 @@ from incident_helpers import (
     reverts_unchanged,
     set_market_params,
     trade,
-    uninsured_fixtures,
 )
 from trading_helpers import ETH_X0, ETH_Y0
 
-# The deployment's own insurance seed would cover the pump's debt: this module runs without it, with a
-# small fund of its own (the test's), so the debt reaches the pool and the cap is what bounds it.
-system, ch, vault, engine, usdc, pool = uninsured_fixtures()
+# The deployment's own insurance seed would cover the pump's debt: the pump test runs on a deployment
+# without it (the `uninsured` fixture), with a small fund of its own, so the debt reaches the pool and
+# the cap is what bounds it.
 
 RATIO = 2 * 10**16  # a thin listing: each side's notional at most 2 % of the pool
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _thin_market(system):
-    no_funding(system)
-    set_market_params(system, ETH, maxOiPoolRatio=RATIO)
+def _thin_market(system, uninsured):
+    for s in (system, uninsured):
+        no_funding(s)
+        set_market_params(s, ETH, maxOiPoolRatio=RATIO)
 
 
 def cap_in_base(pool_balance: int, index: int) -> int:
@@ -120,7 +120,9 @@ def test_open_interest_is_capped_by_the_pool_capital_behind_the_market(system, c
 
 
 def test_a_pump_against_a_capped_short_draws_the_insurance_fund_first_and_bounds_the_pool(
-        system, ch, vault, engine, chain, deployer, alice, carol, batcher):
+        uninsured, chain, deployer, alice, carol, batcher):
+    system = uninsured
+    ch, vault, engine = system.clearing_house, system.vault, system.liquidation
     whale, taker = alice, carol
     ins_seed = 5_000 * 10**6
     system.collateral.mint(deployer, ins_seed, sender=deployer)
