@@ -258,7 +258,8 @@ def cli(network):
               "and traders' realized PnL)")
     nav["at the end"] = pool.navWad()
     t.add_row("pool NAV", "; ".join(f"{k} {fmt(v)}" for k, v in nav.items()) + " USD: the pool's cash minus what "
-              "it owes traders on open positions at the index (ERC-4626 vLP shares)")
+              "closing every open position against the vAMMs would pay traders, less bad debt set aside "
+              "beyond the insurance fund (ERC-4626 vLP shares)")
     t.add_row("insurance fund", f"{fmt(vault.insuranceFund(), 4)} USD (20 % of fees + liquidation penalties)")
     t.add_row("conservation", f"traders + pool + insurance before {fmt(start_total)}, after (incl. withdrawn) "
               f"{fmt(end_total)}: {'exact' if start_total == end_total else 'MISMATCH'}")

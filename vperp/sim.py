@@ -823,6 +823,7 @@ class Simulation:
         self._scanned = self.chain.blocks.head.number
         self._topics = self._event_topics()
         self._last_repeg: dict[str, int] = {s: 0 for s in self.symbols}
+        self._last_sync: dict[str, int] = {s: 0 for s in self.symbols}
         self.rows: list[dict[str, str]] = []
         self.conservation_ok = True  # Vault tokens == every signed balance, every step
         self.shortfall_steps = 0  # steps where positive claims exceeded the tokens (bad debt not yet resolved)
@@ -1057,11 +1058,12 @@ class Simulation:
                 deadline = self.chain.pending_timestamp + 120
                 if self._send(ch, "closePosition", 0, m.id, limit, deadline, sender=self.keeper_account):
                     self.trades += 1
-        # vAMM upkeep: depth follows the pool every hour; a repeg when mark and index have parted.
+        # vAMM upkeep: depth follows the pool once per depth interval; a repeg when mark and index have parted.
         for sym, m in self.s.markets.items():
-            if (self.now - self.t0) % HOUR == 0:
-                self._send(amm, "syncDepth", m.id, sender=self.keeper_account)
             p = m.config
+            if self.now - self._last_sync[sym] >= p.depth_interval:
+                if self._send(amm, "syncDepth", m.id, sender=self.keeper_account):
+                    self._last_sync[sym] = self.now
             if self.now - self._last_repeg[sym] >= p.repeg_interval:
                 mark, index = view.twaps[sym]
                 if index and abs(mark - index) * WAD // index > wad(p.repeg_threshold):
