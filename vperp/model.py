@@ -212,15 +212,15 @@ def vamm_swap(x: int, y: int, base: int) -> tuple[int, int, int]:
 
 def exit_value(x: int, y: int, net: int) -> int:
     """VAmmMath.exitValue: what closing a net position of `net` base on the curve (x, y) pays the
-    traders, rounded as `swap` rounds (a net long's sale rounds down, a net short's buy-back up); the
-    most negative int128 when a net short is at least the base reserve."""
+    traders, rounded as `swap` rounds (a net long's sale rounds down, a net short's buy-back up); 0 when
+    a net short is at least the base reserve (unreachable; the choice that cannot inflate NAV)."""
     if net == 0:
         return 0
     if net > 0:
         return y * net // (x + net)
     n = -net
     if n >= x:
-        return -(2**127)
+        return 0
     return -mul_div_up(y, n, x - n)
 
 

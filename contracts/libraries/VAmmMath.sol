@@ -40,13 +40,15 @@ library VAmmMath {
     ///         a net long's quote for selling it (>= 0), minus a net short's quote for buying it back (< 0);
     ///         rounded as `swap` rounds (against the traders). Only the curve and `net` enter, so a trade,
     ///         which moves the reserves and `net` along the curve, changes it by exactly its own quote flow.
-    /// @dev A net short needs `x > |net|`, which holds on any curve reached by trades and by depth syncs
-    ///      (AmmController keeps x >= 2 |net short|); otherwise the value is the most negative int128.
+    /// @dev A net short needs `x > |net|`, which holds on any curve reached by trades (a short's sale
+    ///      adds to x what it adds to |net|) and by depth syncs (AmmController keeps x >= 2 |net short|).
+    ///      Were it ever not to hold, the buy-back would be unbounded; 0 is returned then, the choice that
+    ///      cannot inflate the pool's NAV with a debt nobody could pay.
     function exitValue(uint256 x, uint256 y, int256 net) internal pure returns (int256) {
         if (net == 0) return 0;
         if (net > 0) return WadMath.toInt(y.mulDivDown(uint256(net), x + uint256(net)));
         uint256 n = WadMath.abs(net);
-        if (n >= x) return type(int128).min;
+        if (n >= x) return 0;
         return -WadMath.toInt(y.mulDivUp(n, x - n));
     }
 
