@@ -1063,7 +1063,8 @@ class Simulation:
             p = m.config
             if self.now - self._last_sync[sym] >= p.depth_interval:
                 if self._send(amm, "syncDepth", m.id, sender=self.keeper_account):
-                    self._last_sync[sym] = self.now
+                    # The interval runs from the sync's block, a few seconds into the step.
+                    self._last_sync[sym] = amm.lastDepthSync(m.id)
             if self.now - self._last_repeg[sym] >= p.repeg_interval:
                 mark, index = view.twaps[sym]
                 if index and abs(mark - index) * WAD // index > wad(p.repeg_threshold):
