@@ -1,0 +1,175 @@
+"""The fast differential fuzz: the Ape fuzzers' step sequences on the compiled contracts in pyrevm
+(vperp.fast) and in the reference model, compared after every step (fast_harness.py).
+
+Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind,
+the liquidation chunks with their recoveries, the drift chunks), plus an attacker round: two attackers
+trade against each other on one market and close, nothing else in between but time. An example is a
+list of 20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's traders,
+prefunding and warm-up whale, built by chain_harness.build_env itself).
+
+After every step: the revert (error name and arguments) and the trade, liquidation, AMM and Vault
+events equal the model's (chain_harness.Runner.step), the lean views equal the model's, and the exploit
+properties hold (fast_harness.Properties). At the end of every example the wide lean views (every
+touched account's health, both markets' funding state, every auction and LP); every tenth example also
+chain_harness's full comparison (every view the Ape fuzzers compare).
+
+Profiles (tests/conftest.py loads the Hypothesis profile):
+- CI (default): derandomized, so every run explores the same examples; at least 20,000 steps
+  (asserted), about half a minute on this machine.
+- `VPERP_FUZZ=long`: fresh draws, at least 1,000,000 steps (`VPERP_FAST_STEPS=n` sets another target).
+`VPERP_FAST_GAS=warm` runs the chain without exact gas (about 30 % faster; gas figures then not a
+node's). The module prints steps/s and what was exercised at the end.
+
+A failure prints Hypothesis's shrunk `steps=[...]`, a list of step tuples: keep it in `FIXED` below (run
+every time by `test_fixed_examples`), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file
+holding it): `VPERP_FAST_REPLAY=... ./run.sh test tests/fast -k replay -s`.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import fast_harness as fh
+import test_differential as td
+from chain_harness import print_report
+
+LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
+TARGET = int(os.environ.get("VPERP_FAST_STEPS", 1_000_000 if LONG else 20_000))
+STEPS_PER_EXAMPLE = 30  # about, with 20-30 chunks (measured: see docs/testing.md)
+EXAMPLES = int(os.environ.get("VPERP_FUZZ_EXAMPLES", TARGET * 12 // (10 * STEPS_PER_EXAMPLE)))
+EXACT_GAS = os.environ.get("VPERP_FAST_GAS", "exact") != "warm"
+FULL_EVERY = 10  # chain_harness's full comparison on every n-th example
+PROBE_EVERY = 2  # the free-position close probe on every n-th step
+
+WHALE = td.TRADERS  # the warm-up's skewing trader
+ATTACKERS = (td.TRADERS + 1, td.TRADERS + 2)
+
+
+@pytest.fixture(scope="module")
+def env(request):
+    e = fh.build_fast_env(td.TRADERS + 3, td.PREFUND, td.WARMUP, exact_gas=EXACT_GAS)
+    assert all(mk.rate and mk.target for mk in e.base_model.markets.values()), "warm-up left funding inactive"
+    fh.reset_fast()
+    started, cpu = time.perf_counter(), time.process_time()
+    yield e
+    profile = "long" if LONG else "ci"
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    s = fh.FAST
+    print_report(request, fh.report(profile) + (
+        f"\n  module: {wall:.1f} s wall, {cpu:.1f} s CPU = {s['steps'] / max(cpu, 1e-9):.0f} steps per CPU second "
+        f"with step generation; in examples {s['steps'] / max(s['cpu'], 1e-9):.0f} steps per CPU second; "
+        f"gas {'exact (a node' + chr(39) + 's)' if EXACT_GAS else 'warm (not a node' + chr(39) + 's)'}"))
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+@st.composite
+def _attack_st(draw):
+    """An attacker round: one attacker opens, the other takes the other side, both close, in some order,
+    with only time passing in between (the properties check the pair never gains: fast_harness)."""
+    a, b = draw(st.permutations(ATTACKERS))
+    mid, side = draw(td.markets_st), draw(st.sampled_from([1, -1]))
+    ppb = draw(st.integers(10**5, 3 * 10**7))
+    wait = st.sampled_from([1, 1, 60, 600])
+    first, second = draw(st.permutations([a, b]))
+    steps = [("open", a, 0, mid, side, ppb, "any", True), ("time", draw(wait)),
+             ("open", b, 0, mid, -side, ppb, "any", True), ("time", draw(wait)),
+             ("close", first, 0, mid, "any", True), ("close", second, 0, mid, "any", True)]
+    return [s for s in steps if s[0] != "time" or s[1] > 1]
+
+
+chunk_st = st.one_of(td.step_st.map(lambda x: [x]), td.step_st.map(lambda x: [x]), td._crash_st(), td._drift_st(),
+                     _attack_st())
+steps_st = st.lists(chunk_st, min_size=20, max_size=30).map(td._flatten)
+
+
+def run(env, steps):
+    try:
+        fh.run_example(env, steps, attackers=ATTACKERS, full_every=FULL_EVERY, probe_every=PROBE_EVERY)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nreplayable step list:\n{steps!r}") from None
+
+
+# ---------------------------------------------------------------------------- fixed examples
+
+# Failing sequences found by this fuzz (and shapes worth running every time) stay here.
+FIXED = [
+    # a liquidation under water taken in two parts, an unpaid redo, the bad debt resolved by the take
+    [("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 600),
+     ("take", 2, 0, 0, "half", "any"), ("time", 1801), ("redo", 1, 0), ("time", 600),
+     ("take", 2, 0, 0, "all", "exact"), ("baddebt", 1, 0, 0)],
+    # an attacker round at a constant index, each side in turn
+    [("open", 4, 0, 1, 1, 2 * 10**7, "any", True), ("open", 5, 0, 1, -1, 2 * 10**7, "any", True),
+     ("close", 4, 0, 1, "any", True), ("close", 5, 0, 1, "any", True),
+     ("open", 5, 0, 2, -1, 3 * 10**7, "any", True), ("time", 600), ("open", 4, 0, 2, 1, 3 * 10**7, "any", True),
+     ("close", 5, 0, 2, "any", True), ("close", 4, 0, 2, "any", True)],
+    # the backstop the band cuts short, after three unpaid redos
+    [("lever", 0, 0, 1, 1, 100), ("oracle", 1, "spot", 0, 0), ("lever", 0, 0, 1, 1, 100),
+     ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801),
+     ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801), ("oracle", 1, "spot", 0, 0),
+     ("backstop", 1, 0), ("backstop", 1, 0), ("oracle", 1, "spot", 0, 0), ("backstop", 1, 0),
+     ("baddebt", 2, 0, 0)],
+    # LP flows: a deposit, a request, the cooldown, a redeem and a withdraw (feeds refreshed), a depth sync
+    [("lpdeposit", 1, 10**11), ("lprequest", 1, 50), ("time", 86_400), ("oracle", 1, "same", 0, 0),
+     ("oracle", 2, "same", 0, 0), ("lpredeem", 1, 50), ("lpwithdraw", 1, 50), ("syncdepth", 1), ("repeg", 1)],
+]
+
+
+def test_fixed_examples(env):
+    for steps in FIXED:
+        run(env, steps)
+
+
+def _replay_source():
+    text = os.environ.get("VPERP_FAST_REPLAY", "").strip()
+    if text and Path(text).is_file():
+        text = Path(text).read_text()
+    return text
+
+
+def test_replay(env):
+    """VPERP_FAST_REPLAY: a step list (Python literal, as the fuzz prints it) or a file holding one (or a
+    list of them), replayed with every check; without it, the fixed examples' first replays as a check
+    that the replay path works."""
+    text = _replay_source()
+    lists = ast.literal_eval(text) if text else [FIXED[0]]
+    if lists and isinstance(lists[0], tuple):
+        lists = [lists]
+    for steps in lists:
+        runner = fh.run_example(env, [tuple(s) for s in steps], attackers=ATTACKERS, full_every=1)
+        if text:
+            print("\n" + runner.trace())
+
+
+# ---------------------------------------------------------------------------- the fuzz
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None if not LONG else settings.default.database,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large],
+          phases=[p for p in Phase if p != Phase.shrink or os.environ.get("VPERP_FUZZ_SHRINK", "1") != "0"],
+          print_blob=True)
+@given(steps=steps_st)
+def _fuzz(env, steps):
+    run(env, steps)
+
+
+def test_fast_chain_matches_model(env):
+    """The campaign: EXAMPLES drawn examples; at least TARGET steps (CI: 20,000) and every kind of action
+    went through at least once; the attacker and NAV properties were exercised."""
+    s = fh.FAST
+    before = s["steps"]
+    _fuzz(env)
+    assert s["steps"] - before >= TARGET, f"only {s['steps'] - before} steps (target {TARGET}): raise EXAMPLES"
+    for kind in ("open", "reduce", "close", "lever", "deposit", "withdraw", "transfer", "oracle", "poke", "kick",
+                 "take", "redo", "backstop", "baddebt", "cancel", "lpdeposit", "lprequest", "lpredeem", "lpwithdraw",
+                 "syncdepth", "repeg"):
+        assert s["ok"][kind] or kind in ("baddebt", "cancel"), f"no {kind} step went through"
+    assert s["props"]["attacker rounds closed"] and s["props"]["trade NAV == pool fee"]
