@@ -73,30 +73,37 @@ class Receipt:
 
 _OUTPUT = re.compile(r"output: 0x([0-9a-fA-F]*)")
 _GAS = re.compile(r"gas_used: (\d+)")
-_ACCOUNT = re.compile(r"(0x[0-9a-f]{40}): Account \{ info: AccountInfo \{ balance: (\d+), nonce: (\d+)")
 _SLOT = re.compile(r"(\d+): StorageSlot \{ previous_or_original_value: (\d+), present_value: (\d+) \}")
+
+
+_HEAD = ": Account { info: AccountInfo { balance: "
 
 
 def _journal_changes(journal: str) -> dict[str, dict[int, tuple[int, int]]]:
     """Storage slots whose present value differs from the value at the start of the transaction,
     per account, read off pyrevm's `journal_str` (the `Debug` rendering of revm's JournaledState):
-    {address: {slot: (original, present)}}."""
+    {address: {slot: (original, present)}}. Plain string searches find each account and its storage
+    map (the accounts' code, most of the text, is skipped), a regex reads the slots."""
     end = journal.find("}, transient_storage: ")
-    state = journal[:end] if end >= 0 else journal
-    heads = list(_ACCOUNT.finditer(state))
+    if end < 0:
+        end = len(journal)
     out: dict[str, dict[int, tuple[int, int]]] = {}
-    for i, h in enumerate(heads):
-        stop = heads[i + 1].start() if i + 1 < len(heads) else len(state)
-        seg_start = state.find("storage: {", h.end(), stop)
-        if seg_start < 0:
-            continue
-        changed = {}
-        for s in _SLOT.finditer(state, seg_start, stop):
-            original, present = int(s.group(2)), int(s.group(3))
-            if original != present:
-                changed[int(s.group(1))] = (original, present)
-        if changed:
-            out[h.group(1)] = changed
+    find = journal.find
+    i = find(_HEAD, 0, end)
+    while i >= 0:
+        address = journal[i - 42:i]
+        nxt = find(_HEAD, i + 1, end)
+        stop = nxt if nxt >= 0 else end
+        seg = find("storage: {", i, stop)
+        if seg >= 0 and journal[seg + 10] != "}":
+            changed = {}
+            for m in _SLOT.finditer(journal, seg, stop):
+                original, present = int(m.group(2)), int(m.group(3))
+                if original != present:
+                    changed[int(m.group(1))] = (original, present)
+            if changed:
+                out[address] = changed
+        i = nxt
     return out
 
 
