@@ -132,6 +132,7 @@ def build_fast_env(traders: int, prefund: dict, warmup=(), *, exact_gas: bool = 
     with ape_project(project):
         env = build_env(accounts, FastApeChain(fc), project, traders, prefund, warmup)
     env.fc = fc
+    env.base_model = fast_copy(env.base_model)  # copies of it (every example's, every trial's) are FastModels
     return env
 
 
@@ -548,8 +549,20 @@ def report(profile: str) -> str:
     ok_extra = ", ".join(f"{k} {v}" for k, v in sorted(s["ok"].items()) if k not in s["kinds"])
     gas = "; ".join(f"{k} {g[0]}..{g[1]} (mean {g[2] // g[3]})" for k, g in sorted(s["gas"].items()))
     events = ", ".join(f"{k} {v}" for k, v in sorted(s["events"].items()))
-    return (f"fast tier ({profile} profile): {s['examples']} examples, {s['steps']} steps in {s['seconds']:.1f} s "
-            f"= {rate:.0f} steps/s, {s['full_compares']} full comparisons\n"
+    ok, ev = s["ok"], s["events"]
+    summary = (f"{sum(ok[k] for k in TRADES)} trades, {ok['kick']} kicks, {ok['take']} takes, {ok['redo']} redos, "
+               f"{ok['redo (cancelled)'] + ok['cancel']} cancels, {ok['backstop']} backstops, {ev['BadDebt']} bad-debt "
+               f"resolutions ({ok['baddebt']} by resolveBadDebt), "
+               f"{sum(ok[k] for k in ('lpdeposit', 'lprequest', 'lpredeem', 'lpwithdraw'))} pool flows "
+               f"({ok['lpdeposit']} deposits, {ok['lprequest']} requests, {ok['lpredeem']} redeems, "
+               f"{ok['lpwithdraw']} withdrawals), {ok['syncdepth']} depth syncs, {ok['repeg']} repegs, "
+               f"{sum(s['errors'].values())} reverts")
+    txs = s["steps"] - s["kinds"]["time"]
+    return (f"fast tier ({profile} profile): {s['examples']} examples, {s['steps']} steps ({txs} transactions, "
+            f"{s['kinds']['time']} time steps) in {s['seconds']:.1f} s "
+            f"= {rate:.0f} steps/s ({s['steps'] / s['cpu'] if s['cpu'] else 0:.0f} per CPU second), "
+            f"{s['full_compares']} full comparisons\n"
+            f"  exercised: {summary}\n"
             f"  steps by kind (went through): {kinds}{'; ' + ok_extra if ok_extra else ''}\n"
             f"  reverts by error: {dict(sorted(s['errors'].items()))}\n"
             f"  events: {events}\n"

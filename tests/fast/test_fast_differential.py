@@ -2,9 +2,11 @@
 (vperp.fast) and in the reference model, compared after every step (fast_harness.py).
 
 Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind,
-the liquidation chunks with their recoveries, the drift chunks), plus an attacker round: two attackers
-trade against each other on one market and close, nothing else in between but time. An example is a
-list of 20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's traders,
+the liquidation chunks with their recoveries, the drift chunks), plus three chunks of this module: an
+attacker round (two attackers trade against each other on one market and close, nothing else in
+between but time), a liquidation carried to its end (a take, or redos and the backstop, then the bad
+debt) and an LP round trip (deposit, request, cooldown, redeem or withdraw). An example is a list of
+20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's traders,
 prefunding and warm-up whale, built by chain_harness.build_env itself).
 
 After every step: the revert (error name and arguments) and the trade, liquidation, AMM and Vault
@@ -41,7 +43,7 @@ from chain_harness import print_report
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 TARGET = int(os.environ.get("VPERP_FAST_STEPS", 1_000_000 if LONG else 20_000))
-STEPS_PER_EXAMPLE = 30  # about, with 20-30 chunks (measured: see docs/testing.md)
+STEPS_PER_EXAMPLE = 36  # about, with 20-30 chunks (measured: see docs/testing.md)
 EXAMPLES = int(os.environ.get("VPERP_FUZZ_EXAMPLES", TARGET * 12 // (10 * STEPS_PER_EXAMPLE)))
 EXACT_GAS = os.environ.get("VPERP_FAST_GAS", "exact") != "warm"
 FULL_EVERY = 10  # chain_harness's full comparison on every n-th example
@@ -85,8 +87,47 @@ def _attack_st(draw):
     return [s for s in steps if s[0] != "time" or s[1] > 1]
 
 
+@st.composite
+def _liquidation_st(draw):
+    """A liquidation carried to its end (test_stateful's crash_and_take and auction_runs_out in one): the
+    index meets the vAMM, an account levers up to its limit, the index gaps 8-35 % against it, the keeper
+    kicks; then a taker comes while the discount grows, or the auction expires, is redone and
+    backstopped; the bad debt, if any, is resolved."""
+    t, sub, mid, side = draw(td.traders_st), draw(st.sampled_from([0, 1, 1])), draw(td.markets_st), draw(
+        st.sampled_from([1, -1]))
+    keeper = draw(td.traders_st)
+    taker = draw(td.traders_st.filter(lambda x: x != t))
+    steps = [("oracle", mid, "spot", 0, 0), ("lever", t, sub, mid, side, 100),
+             ("oracle", mid, "jump", 0, -side * draw(st.integers(800, 3500))), ("kick", keeper, t, sub, 0)]
+    if draw(st.booleans()):
+        steps += [("time", draw(st.sampled_from([1, 300, 900, 1700]))),
+                  ("take", taker, 0, 0, draw(st.sampled_from(["all", "all", "half", "exact"])), "any")]
+        if draw(st.booleans()):
+            steps += [("time", 60), ("take", taker, 0, 0, "all", "any")]
+    else:
+        for _ in range(draw(st.integers(0, 3))):
+            steps += [("time", 1801), ("poke", 1), ("poke", 2), ("redo", keeper, 0)]
+        steps += [("time", 1801), ("backstop", keeper, 0)]
+    steps.append(("baddebt", keeper, t, sub))
+    return steps
+
+
+@st.composite
+def _lp_round_st(draw):
+    """An LP's round trip: a deposit, a withdrawal request, the cooldown (the feeds answering again after
+    it), then a redeem or a withdraw of part or all of it, maybe a depth sync."""
+    t = draw(td.traders_st)
+    steps = [("lpdeposit", t, draw(st.integers(10**9, 10**12))), ("lprequest", t, draw(st.sampled_from([100, 50, 10]))),
+             ("time", draw(st.sampled_from([86_400, 86_400 + 3600, 3 * 86_400 + 1]))),
+             ("oracle", 1, "spot", 0, 0), ("oracle", 2, "spot", 0, 0),
+             (draw(st.sampled_from(["lpredeem", "lpwithdraw"])), t, draw(st.sampled_from([100, 50, -1])))]
+    if draw(st.booleans()):
+        steps.append(("syncdepth", draw(td.markets_st)))
+    return steps
+
+
 chunk_st = st.one_of(td.step_st.map(lambda x: [x]), td.step_st.map(lambda x: [x]), td._crash_st(), td._drift_st(),
-                     _attack_st())
+                     _attack_st(), _liquidation_st(), _lp_round_st())
 steps_st = st.lists(chunk_st, min_size=20, max_size=30).map(td._flatten)
 
 
@@ -158,7 +199,17 @@ def test_replay(env):
           print_blob=True)
 @given(steps=steps_st)
 def _fuzz(env, steps):
-    run(env, steps)
+    run(env.env, steps)
+
+
+class _Env:
+    """The environment as the fuzz's argument: a short repr, so a failure prints only the step list."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __repr__(self) -> str:
+        return "env"
 
 
 def test_fast_chain_matches_model(env):
@@ -166,7 +217,7 @@ def test_fast_chain_matches_model(env):
     went through at least once; the attacker and NAV properties were exercised."""
     s = fh.FAST
     before = s["steps"]
-    _fuzz(env)
+    _fuzz(_Env(env))
     assert s["steps"] - before >= TARGET, f"only {s['steps'] - before} steps (target {TARGET}): raise EXAMPLES"
     for kind in ("open", "reduce", "close", "lever", "deposit", "withdraw", "transfer", "oracle", "poke", "kick",
                  "take", "redo", "backstop", "baddebt", "cancel", "lpdeposit", "lprequest", "lpredeem", "lpwithdraw",
