@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
+import zlib
 from collections import Counter
 from types import SimpleNamespace
 
@@ -516,7 +518,8 @@ def run_example(env, steps, *, attackers=(), full_every: int = 1, probe_every: i
     fc = env.fc
     token = fc.snapshot()
     start, cpu = time.perf_counter(), time.process_time()
-    full = bool(full_every) and FAST["examples"] % full_every == 0
+    # which examples get the full comparison depends on the steps alone, so a replay checks the same
+    full = bool(full_every) and zlib.crc32(repr(steps).encode()) % full_every == 0
     try:
         runner = FastRunner(env, fast_copy(env.base_model))
         runner.props.set_attackers(attackers)
@@ -537,6 +540,41 @@ def run_example(env, steps, *, attackers=(), full_every: int = 1, probe_every: i
         FAST["cpu"] += time.process_time() - cpu
         FAST["examples"] += 1
         fc.revert(token)
+
+
+def _signature(exc: AssertionError) -> str:
+    """What a failure is, apart from its numbers: the first line of its message without digits."""
+    return re.sub(r"\d+", "#", str(exc).split("\n", 1)[0])[:200]
+
+
+def failure_of(env, steps, **kw):
+    try:
+        run_example(env, steps, **kw)
+    except AssertionError as e:
+        return _signature(e)
+    return None
+
+
+def minimize(env, steps: list, **kw) -> list:
+    """A shorter step list that fails the same way (by `_signature`): remove runs of steps, halving their
+    length down to single steps, as long as the failure stays (delta debugging). Every trial runs with
+    the full comparison on."""
+    kw = {**kw, "full_every": 1}
+    want = failure_of(env, steps, **kw)
+    if want is None:
+        return steps
+    size = max(len(steps) // 2, 1)
+    while True:
+        i, removed = 0, False
+        while i < len(steps):
+            trial = steps[:i] + steps[i + size:]
+            if trial and failure_of(env, trial, **kw) == want:
+                steps, removed = trial, True
+            else:
+                i += size
+        if size == 1 and not removed:
+            return steps
+        size = max(size // 2, 1) if not removed else size
 
 
 # ---------------------------------------------------------------------------- report

@@ -22,9 +22,11 @@ Profiles (tests/conftest.py loads the Hypothesis profile):
 `VPERP_FAST_GAS=warm` runs the chain without exact gas (about 30 % faster; gas figures then not a
 node's). The module prints steps/s and what was exercised at the end.
 
-A failure prints Hypothesis's shrunk `steps=[...]`, a list of step tuples: keep it in `FIXED` below (run
-every time by `test_fixed_examples`), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file
-holding it): `VPERP_FAST_REPLAY=... ./run.sh test tests/fast -k replay -s`.
+A failure is shrunk by Hypothesis (each chunk toward its simplest form), then cut down by removing steps
+while it still fails the same way (fast_harness.minimize: delta debugging, every trial with the full
+comparison), and printed as a list of step tuples: keep it in `FIXED` below (run every time by
+`test_fixed_examples`), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file holding it):
+`VPERP_FAST_REPLAY=... ./run.sh test tests/fast -k replay -s` (prints the step trace).
 """
 from __future__ import annotations
 
@@ -131,10 +133,14 @@ chunk_st = st.one_of(td.step_st.map(lambda x: [x]), td.step_st.map(lambda x: [x]
 steps_st = st.lists(chunk_st, min_size=20, max_size=30).map(td._flatten)
 
 
+FAILED: list = []  # the last failing step list (after Hypothesis's shrinking: the shrunk one)
+
+
 def run(env, steps):
     try:
         fh.run_example(env, steps, attackers=ATTACKERS, full_every=FULL_EVERY, probe_every=PROBE_EVERY)
     except AssertionError as e:
+        FAILED[:] = [steps]
         raise AssertionError(f"{e}\nreplayable step list:\n{steps!r}") from None
 
 
@@ -217,7 +223,16 @@ def test_fast_chain_matches_model(env):
     went through at least once; the attacker and NAV properties were exercised."""
     s = fh.FAST
     before = s["steps"]
-    _fuzz(_Env(env))
+    try:
+        _fuzz(_Env(env))
+    except AssertionError:
+        if FAILED and os.environ.get("VPERP_FUZZ_SHRINK", "1") != "0":
+            # Hypothesis shrinks the chunks, but an example keeps its 20 chunks: cut it down further
+            steps = fh.minimize(env, FAILED[0], attackers=ATTACKERS, probe_every=PROBE_EVERY)
+            print(f"\nminimized replayable step list ({len(steps)} steps; keep it in FIXED, or replay it with "
+                  f"VPERP_FAST_REPLAY):\n{steps!r}")
+            run(env, steps)  # fails again, now with the short list in its message
+        raise
     assert s["steps"] - before >= TARGET, f"only {s['steps'] - before} steps (target {TARGET}): raise EXAMPLES"
     for kind in ("open", "reduce", "close", "lever", "deposit", "withdraw", "transfer", "oracle", "poke", "kick",
                  "take", "redo", "backstop", "baddebt", "cancel", "lpdeposit", "lprequest", "lpredeem", "lpwithdraw",
