@@ -8,6 +8,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {IVault} from "./interfaces/IVault.sol";
+import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
@@ -898,8 +899,11 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             s.initial += notional.mulWadUp(m.imr);
             s.maintenance += notional.mulWadUp(m.mmr);
             if (auctioned != 0) {
+                // The auctioned part is backed by enough to cover its worst fill: the larger of the
+                // maintenance ratio and the auction's maximum discount (parameters of two modules, read here).
                 uint256 auctionedNotional = auctioned.abs().mulWadUp(index);
-                uint256 backing = auctionedNotional.mulWadUp(m.mmr);
+                uint256 ratio = ILiquidationEngine(liquidationEngine).auctionParams(marketId).maxDiscount;
+                uint256 backing = auctionedNotional.mulWadUp(ratio > m.mmr ? ratio : m.mmr);
                 s.auctionedNotional += auctionedNotional;
                 s.auctionedMaintenance += backing;
                 s.initial += backing;

@@ -206,13 +206,13 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
-        (int256 value, uint256 maintenance, uint256 auctionedNotional, uint256 auctionedMaintenance) =
-            vault.liquidationState(owner, subaccount);
+        // The account's health needs every feed it holds; a stale one elsewhere must not stop the auction.
+        (bool known, int256 value, uint256 auctionedNotional, uint256 requirement) = _recovery(owner, subaccount);
         // A recovered account's auction ends here, unpaid: a tip for restarting it would be a charge for nothing.
-        uint256 requirement = maintenance + auctionedMaintenance;
         // Cast: requirement < 2^200 (as in kick).
-        if (value >= int256(requirement)) {
-            _cancel(auctionId, a, value, requirement);
+        uint256 target = requirement.mulWadUp(lp.targetHealth);
+        if (known && value >= int256(target)) {
+            _cancel(auctionId, a, value, target);
             return;
         }
         uint8 redos = a.redos + 1;
@@ -220,11 +220,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         a.redos = redos;
         a.startIndex = index.toUint128();
         a.startTime = uint32(block.timestamp);
-        // The tip comes out of what the account keeps after the worst fill its auctions allow, never more.
-        int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
-        uint256 tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));
-        vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
-        vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
+        // The tip comes out of what the account keeps after the worst fill its auctions allow, never more,
+        // and only while the account is below its requirement (a healthy account's restart is unpaid).
+        uint256 tip;
+        if (known) {
+            int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
+            if (value < int256(requirement)) tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));
+            vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
+            vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
+        }
         emit Redo(auctionId, redos, index, keeper, tip);
     }
 
@@ -233,10 +237,28 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         StoredAuction storage a = _live(auctionId);
         _checkNotPaused();
         (int256 value, uint256 maintenance,, uint256 auctionedMaintenance) = vault.liquidationState(a.owner, a.subaccount);
-        uint256 requirement = maintenance + auctionedMaintenance;
+        uint256 requirement = (maintenance + auctionedMaintenance).mulWadUp(_params.targetHealth);
         // Cast: requirement < 2^200 (as in kick).
         if (value < int256(requirement)) revert AuctionStillNeeded(auctionId, value, requirement);
         _cancel(auctionId, a, value, requirement);
+    }
+
+    /// @dev The account's health for redo: (readable, value, auctioned notional, requirement = free
+    ///      maintenance + auctioned backing). Unreadable when a feed of a market it holds is stale or invalid.
+    ///      It has recovered at targetHealth x requirement, the health a kick restores: an account hovering
+    ///      at its requirement is not cancelled and kicked over and over, nor tipped from while healthy.
+    function _recovery(address owner, uint32 subaccount)
+        internal
+        view
+        returns (bool known, int256 value, uint256 auctionedNotional, uint256 requirement)
+    {
+        try vault.liquidationState(owner, subaccount) returns (
+            int256 v, uint256 maintenance, uint256 an, uint256 auctionedMaintenance
+        ) {
+            return (true, v, an, maintenance + auctionedMaintenance);
+        } catch {
+            return (false, 0, 0, 0);
+        }
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -435,10 +457,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             }
         }
         if (vault.shortfallOf(owner, subaccount) == 0) return;
-        (int256 value,, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
-        vault.recordShortfall(
-            owner, subaccount, _shortfall(value - auctionedNotional.mulWadUp(auctionParams(marketId).maxDiscount).toInt256())
-        );
+        // The refresh reads every feed the account holds: a stale one elsewhere leaves the last estimate
+        // standing rather than stopping the fill.
+        try vault.liquidationState(owner, subaccount) returns (int256 value, uint256, uint256 auctionedNotional, uint256) {
+            vault.recordShortfall(
+                owner,
+                subaccount,
+                _shortfall(value - auctionedNotional.mulWadUp(auctionParams(marketId).maxDiscount).toInt256())
+            );
+        } catch {}
     }
 
     /// @dev End an auction unfilled: its size goes back to the position's free part.

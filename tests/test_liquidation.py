@@ -427,9 +427,12 @@ def expected_redo_tip(system, who, mid, sub=0, markets=(ETH, BTC)) -> tuple[int,
     would still be missing after it is the recorded bad-debt estimate."""
     engine = system.liquidation
     r = read(system, **_account_calls(system, who, sub, markets))
-    value, _, auctioned = _health_from(r, markets, with_auctioned=True)
+    value, maint, auctioned = _health_from(r, markets, with_auctioned=True)
+    backing = sum(mul_up(mul_up(abs(r[f"auc{m}"]), r[f"idx{m}"]),
+                         max(r[f"mp{m}"].mmr, engine.auctionParams(m).maxDiscount)) for m in markets)
     room = value - mul_up(auctioned, engine.auctionParams(mid).maxDiscount)
-    tip = 0 if room <= 0 else min(lparams(engine).tip, room)
+    # No tip once the account covers its free maintenance and its auctions' backing again.
+    tip = 0 if room <= 0 or value >= maint + backing else min(lparams(engine).tip, room)
     return tip, max(0, -(room - tip))
 
 
@@ -1318,3 +1321,108 @@ def test_auctioned_part_keeps_backing_withdrawals_and_margin_moves(system, ch, v
     vault.withdraw(0, units, sender=alice)
     assert 0 <= vault.freeCollateral(alice, 0) < SCALE_UNIT
     assert ch.auctionedSize(alice, 0, ETH) == m.size  # the auction goes on, still fully backed
+
+
+def test_backing_covers_the_worst_fill_when_the_discount_exceeds_the_maintenance_ratio(
+        system, ch, vault, engine, chain, deployer, alice, bob, carol, batcher):
+    """The auctioned part's backing is its notional times the larger of mmr and the auction's maxDiscount.
+    With mmr 1 % and a 4 % maximum discount (both in bounds), a cross account long ETH and BTC is kicked on
+    ETH (the whole position: the costs outrun the margin a slice would release); it closes BTC and tries
+    to withdraw: the backing at 4 % keeps the equity in (at mmr alone, 1 %, part of it would have left),
+    and the worst fill's bad debt stays within the estimate the kick recorded: nothing unrecorded."""
+    for mid in (ETH, BTC):
+        p = ch.marketParams(mid)
+        ch.setMarketParams(mid, (p.oracle, p.heartbeat, p.twapWindow, 2 * 10**16, 10**16, p.takerFee, p.maxSpread,
+                                 p.maxOiPoolRatio, p.maxOpenInterest, p.minPositionSize), ch.insuranceFeeShare(mid),
+                           sender=deployer)
+    engine.setAuctionParams(ETH, ap_tuple(engine.auctionParams(ETH), maxDiscount=4 * 10**16), sender=deployer)
+    deposit(system, alice, 40_000)
+    trade(ch, alice, ETH, 50 * WAD)
+    trade(ch, alice, BTC, WAD)
+    cents = 300_000
+    while not vault.isLiquidatable(alice, 0):  # the highest price (in 5-dollar steps) that liquidates
+        cents -= 500
+        set_price(system, "ETH", cents * 10**6)
+    index = cents * 10**16
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    assert m.size == 50 * WAD and not m.restores
+    recorded = vault.shortfallOf(alice, 0)
+    backing = requirement(m.size, index, 4 * 10**16)
+    assert vault.marginRequirements(alice, 0)[0] == requirement(WAD, ch.indexPrice(BTC), 2 * 10**16) + backing
+    ch.closePosition(0, BTC, 0, deadline(), sender=alice)  # a reduce: always open
+    assert vault.marginRequirements(alice, 0)[0] == backing
+    value, _ = health_of(system, alice)
+    free = min(vault.collateral(alice, 0), value) - backing
+    assert backing > requirement(m.size, index, 10**16)  # more than mmr alone would keep
+    if free > 0:
+        vault.withdraw(0, free // SCALE_UNIT, sender=alice)
+    with reverts_unchanged(system, batcher, vault.InsufficientFreeCollateral, [alice]):
+        vault.withdraw(0, free // SCALE_UNIT + 1 if free > 0 else 1, sender=alice)
+    deposit(system, bob, 1_000_000)
+    chain.pending_timestamp = ktx.timestamp + engine.auctionParams(ETH).duration  # the worst fill
+    tx = engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
+    debt = sum(e.amount for e in events(vault, "BadDebt", tx))
+    assert debt <= recorded  # whatever bad debt there is had been set aside at the kick
+
+
+def test_a_stale_feed_elsewhere_does_not_stop_a_liquidation(system, ch, vault, engine, chain, alice, bob, carol, dave):
+    """The engine refreshes an under-water account's bad-debt estimate after each fill and reads its health
+    at a redo: both read every market it holds. A stale feed in another of its markets must not stop the
+    auction: the take goes through (the last estimate stands), and a redo goes ahead unpaid."""
+    deposit(system, alice, 6_400)
+    trade(ch, alice, ETH, 10 * WAD)
+    trade(ch, alice, BTC, WAD // 2)
+    set_price(system, "ETH", 2_300 * 10**8)  # under water with both positions counted
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    assert vault.shortfallOf(alice, 0) > 0
+    estimate = vault.shortfallOf(alice, 0)
+    # BTC's feed goes stale (its last answer older than the heartbeat); ETH's stays fresh.
+    btc_feed = system.markets["BTC"].oracle
+    t = ktx.timestamp + 300
+    btc_feed.updateRoundData(99, 60_000 * 10**8, t - HEARTBEAT - 10, 0, sender=system.deployer)
+    chain.pending_timestamp = t
+    system.markets["ETH"].oracle.updateAnswer(2_300 * 10**8, sender=system.deployer)
+    deposit(system, bob, 100_000)
+    half = abs(m.size) // 2
+    engine.take(aid, half, MAX_UINT, 0, sender=bob)  # refresh skipped: BTC's feed cannot be read
+    assert vault.shortfallOf(alice, 0) == estimate
+    chain.pending_timestamp = ktx.timestamp + engine.auctionParams(ETH).duration + 1
+    system.markets["ETH"].oracle.updateAnswer(2_300 * 10**8, sender=system.deployer)
+    d0 = vault.collateral(dave, 0)
+    tx = engine.redo(aid, dave, sender=dave)
+    assert one_event(engine, "Redo", tx).tip == 0 and vault.collateral(dave, 0) == d0
+    assert engine.auction(aid).redos == 1
+
+
+def test_a_healthy_account_below_target_pays_no_redo_tip_and_is_not_cancelled(
+        system, ch, vault, engine, chain, alice, carol, dave, batcher):
+    """Between its requirement (free maintenance + auctioned backing) and targetHealth x that, an account
+    is healthy but has not recovered: cancel is refused (no kick-cancel-kick churn around the requirement),
+    and a redo restarts its auction without a tip (no tips from a healthy account)."""
+    open_long(system, alice)
+    set_price(system, "ETH", 2_800 * 10**8)
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    mmr, target = ch.marketParams(ETH).mmr, engine.liquidationParams().targetHealth
+
+    def requirement_at(cents):
+        index = cents * 10**16
+        backing = requirement(m.size, index, max(mmr, engine.auctionParams(ETH).maxDiscount))
+        return requirement(10 * WAD - m.size, index, mmr) + backing
+
+    coll = vault.collateral(alice, 0)
+    size, on, _ = ch.position(alice, 0, ETH)
+    for cents in range(280_000, 300_000, 100):  # the first price (within resetDrop) healthy but below target
+        value = coll + size * cents * 10**16 // WAD - on
+        req = requirement_at(cents)
+        if req <= value < ceil_div(req * target, WAD):
+            break
+    else:
+        raise AssertionError("no such price")
+    chain.pending_timestamp = ktx.timestamp + engine.auctionParams(ETH).duration + 1
+    set_price(system, "ETH", cents * 10**6)
+    with reverts_unchanged(system, batcher, engine.AuctionStillNeeded, [alice]):
+        engine.cancel(aid, sender=alice)
+    d0, a0 = vault.collateral(dave, 0), vault.collateral(alice, 0)
+    tx = engine.redo(aid, dave, sender=dave)
+    assert one_event(engine, "Redo", tx).tip == 0
+    assert vault.collateral(dave, 0) == d0 and vault.collateral(alice, 0) == a0

@@ -32,7 +32,7 @@ from test_liquidation import (
     set_price,
     swap,
 )
-from trading_helpers import HEARTBEAT, MAX_UINT, WAD, deadline, expect_revert, funded_crowd, requirement, trade
+from trading_helpers import HEARTBEAT, MAX_UINT, WAD, ceil_div, deadline, expect_revert, funded_crowd, requirement, trade
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -430,8 +430,9 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
         engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
     v, mm = health_of(system, alice)
     index, mmr = 3000 * WAD, ch.marketParams(ETH).mmr
-    requirement_all = mm + requirement(m.size, index, mmr)
-    assert v >= requirement_all  # healthy with the slice counted back in
+    backing = requirement(m.size, index, max(mmr, engine.auctionParams(ETH).maxDiscount))
+    requirement_all = ceil_div((mm + backing) * engine.liquidationParams().targetHealth, WAD)
+    assert v >= requirement_all  # recovered: at target health with the slice counted back in
     carol0, alice0 = vault.collateral(carol, 0), vault.collateral(alice, 0)
     rtx = engine.redo(aid, carol, sender=carol)
     ev = one_event(engine, "AuctionCancelled", rtx)

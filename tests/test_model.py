@@ -522,7 +522,8 @@ def test_redo_of_a_recovered_account_cancels_and_cancel_needs_recovery():
     value, maintenance, _, am = m.liquidation_state("alice", 0, t)
     with pytest.raises(ModelRevert) as e:
         m.cancel(auction_id, t)
-    assert (e.value.name, e.value.error_args) == ("AuctionStillNeeded", (auction_id, value, maintenance + am))
+    target = -((-(maintenance + am) * m.liquidation_params.target_health) // WAD)  # targetHealth x, rounded up
+    assert (e.value.name, e.value.error_args) == ("AuctionStillNeeded", (auction_id, value, target))
     m.deposit("alice", 0, 10_000 * 10**6, t)
     t += 1801
     m.set_index(1, 2790 * WAD, t)  # keep the feed fresh, the index where it was

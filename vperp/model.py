@@ -976,14 +976,16 @@ class Model:
             upnl += s_mul_wad_down(p.size, index) - p.open_notional
             pending += s_mul_wad_up(p.size, self._cumulative_funding_now(m, timestamp) - p.last_cumulative_funding)
             # The free part owes initial and maintenance margin; the auctioned part keeps backing at
-            # maintenance, counted in `initial` (not withdrawable while the auction runs) but not in
-            # `maintenance` (what kick tests). PnL and funding run on the whole position.
+            # max(mmr, the auction's maxDiscount), enough for its worst fill, counted in `initial` (not
+            # withdrawable while the auction runs) but not in `maintenance` (what kick tests). PnL and
+            # funding run on the whole position.
             notional = mul_wad_up(abs(p.size - p.auctioned), index)
             initial += mul_wad_up(notional, m.imr)
             maintenance += mul_wad_up(notional, m.mmr)
             if p.auctioned:
                 a_notional = mul_wad_up(abs(p.auctioned), index)
-                backing = mul_wad_up(a_notional, m.mmr)
+                ratio = max(m.mmr, self._auction_params_of(market_id).max_discount)
+                backing = mul_wad_up(a_notional, ratio)
                 auctioned_notional += a_notional
                 auctioned_maintenance += backing
                 initial += backing
@@ -1277,7 +1279,10 @@ class Model:
             return
         if self.shortfall_of(owner, sub) == 0:
             return
-        value, _, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
+        try:  # a stale feed of another market held leaves the last estimate standing (try/catch on chain)
+            value, _, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
+        except ModelRevert:
+            return
         max_discount = self._auction_params_of(market_id).max_discount
         self._set_shortfall(owner, sub, max(0, -(value - mul_wad_up(auctioned_notional, max_discount))))
 
@@ -1395,10 +1400,12 @@ class Model:
     @_atomic
     def redo(self, auction_id: int, keeper, timestamp: int) -> Redone | Cancelled:
         """LiquidationEngine.redo: an expired auction of an account that has recovered (value at or
-        above the maintenance requirement of its free and auctioned parts) is cancelled, unpaid;
+        above targetHealth x (free maintenance + auctioned backing), rounded up) is cancelled, unpaid;
         otherwise it restarts from the live index and the keeper gets the tip, capped at the room the
         account keeps after the worst fill, room = value - ceil(auctionedNotional x maxDiscount); the
-        shortfall estimate becomes what the room lacks after the tip."""
+        shortfall estimate becomes what the room lacks after the tip; no tip while the account is at or
+        above free maintenance + auctioned backing. When the account's health cannot
+        be read (a stale feed of another market it holds), the redo goes ahead unpaid and records nothing."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
         index = self._index(self.markets[a.market_id], timestamp)
@@ -1408,28 +1415,37 @@ class Model:
         lp = self.liquidation_params
         if a.redos >= lp.max_redos:
             raise ModelRevert("MaxRedosReached", auction_id, a.redos)
-        value, maintenance, auctioned_notional, auctioned_maintenance = self.liquidation_state(
-            a.owner, a.subaccount, timestamp)
-        requirement = maintenance + auctioned_maintenance
-        if value >= requirement:
-            return self._cancel(auction_id, a, value, requirement)
+        try:
+            value, maintenance, auctioned_notional, auctioned_maintenance = self.liquidation_state(
+                a.owner, a.subaccount, timestamp)
+            known = True
+        except ModelRevert:
+            known = False
+        if known:
+            requirement = maintenance + auctioned_maintenance
+            target = mul_wad_up(requirement, lp.target_health)
+            if value >= target:
+                return self._cancel(auction_id, a, value, target)
         self._move_notional(a, a.size, index)
         a.redos += 1
         a.start_index, a.start_time = index, timestamp
-        room = value - mul_wad_up(auctioned_notional, ap.max_discount)
-        tip = 0 if room <= 0 else min(lp.tip, room)
-        self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0)
-        self._set_shortfall(a.owner, a.subaccount, max(0, -(room - tip)))
+        tip = 0
+        if known:
+            room = value - mul_wad_up(auctioned_notional, ap.max_discount)
+            if value < requirement:  # no tip from an account that is healthy again
+                tip = 0 if room <= 0 else min(lp.tip, room)
+            self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0)
+            self._set_shortfall(a.owner, a.subaccount, max(0, -(room - tip)))
         return Redone(a.redos, index, tip)
 
     @_atomic
     def cancel(self, auction_id: int, timestamp: int) -> Cancelled:
         """LiquidationEngine.cancel (anyone): end the auction of an account whose value is at or above
-        the maintenance requirement of its free and auctioned parts; nobody is paid."""
+        targetHealth x (free maintenance + auctioned backing); nobody is paid."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
         value, maintenance, _, auctioned_maintenance = self.liquidation_state(a.owner, a.subaccount, timestamp)
-        requirement = maintenance + auctioned_maintenance
+        requirement = mul_wad_up(maintenance + auctioned_maintenance, self.liquidation_params.target_health)
         if value < requirement:
             raise ModelRevert("AuctionStillNeeded", auction_id, value, requirement)
         return self._cancel(auction_id, a, value, requirement)

@@ -37,7 +37,8 @@ interface IClearingHouse {
 
     /// @notice What the Vault needs to value an account: sums over the markets it holds, at the index.
     /// @dev A position's auctioned part owes no margin of its own kind (it is being sold), but it keeps
-    ///      backing: `initial` includes the maintenance requirement of the auctioned part, so equity that
+    ///      backing: `initial` includes the auctioned part's backing, its notional times the larger of the
+    ///      maintenance ratio and the auction's maximum discount (enough for the worst fill), so equity that
     ///      stands behind an auction cannot be withdrawn, moved or used for new risk while the auction runs.
     struct MarginSummary {
         int256 unrealizedPnl; // [wad] sum of size x index - openNotional (rounded down)
@@ -45,7 +46,7 @@ interface IClearingHouse {
         uint256 initial; // [wad] sum |free part| x index x imr + auctionedMaintenance (each rounded up)
         uint256 maintenance; // [wad] sum |free part| x index x mmr (rounded up); what `kick` tests
         uint256 auctionedNotional; // [wad] sum |auctioned part| x index (rounded up)
-        uint256 auctionedMaintenance; // [wad] sum |auctioned part| x index x mmr (rounded up)
+        uint256 auctionedMaintenance; // [wad] sum |auctioned part| x index x max(mmr, maxDiscount) (rounded up)
     }
 
     /// @notice Everything an integrator may want about a market's live state.

@@ -86,8 +86,8 @@ interface ILiquidationEngine {
     error Paused(uint8 level);
     /// @notice A parameter is outside its hard bound.
     error ParameterOutOfBounds(bytes32 name, uint256 value);
-    /// @notice `cancel` of an auction whose account still needs it: its value is below the maintenance
-    ///         requirement of its whole positions (free and auctioned parts).
+    /// @notice `cancel` of an auction whose account still needs it: its value is below `requirement`,
+    ///         targetHealth x (the free parts' maintenance + the auctioned parts' backing).
     error AuctionStillNeeded(uint256 auctionId, int256 accountValue, uint256 requirement);
     /// @notice `backstop` can close nothing now: any close would take the vAMM price past the auction's
     ///         price at its full discount, or outside the market's band around the index (a keeper retries
@@ -145,12 +145,15 @@ interface ILiquidationEngine {
         returns (uint256 amount, uint256 price);
 
     /// @notice Restart an expired auction from the live index; pays `keeper` the tip, capped at what the
-    ///         account can pay after the worst fill. If the account has recovered (value at or above the
-    ///         maintenance requirement of its whole positions) the auction is cancelled instead, unpaid.
+    ///         account can pay after the worst fill, while the account is below the maintenance of its
+    ///         free parts plus the backing of its auctioned parts (none once it is healthy again). If the
+    ///         account has recovered (value at or above
+    ///         targetHealth x (the free parts' maintenance + the auctioned parts' backing), the health a kick
+    ///         restores) the auction is cancelled instead, unpaid. When another market the account holds
+    ///         has a stale feed, its health cannot be read: the redo goes ahead, unpaid.
     function redo(uint256 auctionId, address keeper) external;
 
-    /// @notice End a live auction whose account has recovered (value at or above the maintenance
-    ///         requirement of its whole positions, auctioned parts included). Anyone may call; nobody is paid.
+    /// @notice End a live auction whose account has recovered (as in `redo`). Anyone may call; nobody is paid.
     function cancel(uint256 auctionId) external;
 
     /// @notice Close the remainder of an expired auction that was redone `maxRedos` times against the vAMM,
@@ -167,6 +170,9 @@ interface ILiquidationEngine {
 
     /// @notice An auction's record.
     function auction(uint256 auctionId) external view returns (Auction memory);
+
+    /// @notice `marketId`'s auction parameters (the defaults until governance sets its own).
+    function auctionParams(uint32 marketId) external view returns (AuctionParams memory);
 
     /// @notice Number of auctions ever started; ids run from 1.
     function auctionCount() external view returns (uint256);

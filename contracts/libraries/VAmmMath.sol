@@ -35,7 +35,6 @@ library VAmmMath {
         }
     }
 
-    /// @notice vAMM price y / x in WAD, rounded down.
     /// @notice What closing a net position of `net` base against the curve (x, y) pays the traders [wad]:
     ///         a net long's quote for selling it (>= 0), minus a net short's quote for buying it back (< 0);
     ///         rounded as `swap` rounds (against the traders). Only the curve and `net` enter, so a trade,
@@ -52,6 +51,7 @@ library VAmmMath {
         return -WadMath.toInt(y.mulDivUp(n, x - n));
     }
 
+    /// @notice vAMM price y / x in WAD, rounded down.
     function price(uint256 x, uint256 y) internal pure returns (uint256) {
         return y.divWadDown(x);
     }
