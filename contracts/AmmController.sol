@@ -18,13 +18,13 @@ interface IPoolValue {
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
 /// @dev Depth: quote reserve target = depthRatio x NAV; both reserves scale by the same factor so the
-///      price is unchanged (up to one wei, rounded down), and the move per call is capped at
-///      maxDepthChange. Repeg: the quote reserve alone changes so the price moves toward the live index
-///      by at most maxRepegStep, and less if net OI x move would exceed maxRepegCost x NAV.
-///      Accounting: the pool's NAV values positions at the index, not at the vAMM, so neither call
-///      changes NAV; what a repeg changes is the price at which open positions will be realized against
-///      the vAMM. That change (net OI x price move) is the repeg's cost to the pool; it is emitted and
-///      accumulated per market (`repegCost`), and bounded per call.
+///      price is unchanged (up to one wei, rounded down), at most once per depthInterval and by bounded
+///      steps (see `_depthStep`). Repeg: the quote reserve alone changes so the price moves toward the live
+///      index by at most maxRepegStep, and less if the change of the net position's exit value would exceed
+///      maxRepegCost x NAV.
+///      Accounting: the pool's NAV values positions at what closing them against the vAMM would pay, so
+///      each call moves NAV by exactly its cost, the change of the market's net position's exit value
+///      (`VAmmMath.exitValue`); the cost is emitted and accumulated per market (`depthCost`, `repegCost`).
 contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient {
     using WadMath for uint256;
     using WadMath for int256;
@@ -115,14 +115,14 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         return _exitValue(s.baseReserve, s.quoteReserve, int256(s.longOpenInterest) - int256(s.shortOpenInterest));
     }
 
-    /// @dev The next quote reserve on the way to `target`, within three bounds:
+    /// @dev The next quote reserve on the way to `target`, within these bounds:
     ///      - shrinking: at most maxDepthChange, and never below twice a net short's base (its exit stays finite);
-    ///      - deepening: at most min(maxDepthChange, takerFee / maxSpread). A trader can only profit from a
-    ///        deepening by holding base bought on the shallower curve: buying q from reserve x and selling it
-    ///        after the reserves scale by s returns q (1 - 1/s) / (x - q (1 - 1/s)) more than it cost, and the
-    ///        band keeps q / x below maxSpread, so with s - 1 <= takerFee / maxSpread the gain is below one
-    ///        fee while the round trip pays two (docs/pool.md);
-    ///      - deepening: the exit value it hands the open positions at most maxDepthCost x NAV.
+    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and
+    ///        an exit value handed to the net position of at most min(maxDepthCost x NAV, f x b x y0).
+    ///        Together they make any round trip around one sync lose (docs/pool.md): base q bought from reserve
+    ///        x and sold after the scale gains at most c q (1 - 1/s) / (x - q (1 - 1/s)) on its cost c, below
+    ///        one fee while q <= b x (first bound); a larger round trip pays at least 2 f b y0 in fees while
+    ///        the second bound caps what any position gains at f b y0.
     function _depthStep(
         uint32 marketId,
         AmmParams memory p,
@@ -149,6 +149,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         if (net == 0) return y1;
         // Cost bound: E(s) - E(1) <= budget with E the net's exit value on (s x0, s y0) (see _exitValue).
         uint256 budget = nav.mulWadDown(p.maxDepthCost);
+        uint256 byDepth = y0.mulWadDown(mp.takerFee).mulWadDown(mp.maxSpread);
+        if (byDepth < budget) budget = byDepth;
         uint256 n = net.abs();
         uint256 sMax = 0; // [wad] largest scale factor within the budget; 0 = unbounded
         if (net > 0) {
@@ -188,23 +190,26 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);
         uint256 price0 = s.spotPrice;
         uint256 maxMove = price0.mulWadDown(p.maxRepegStep);
-        // Bound the cost: |net OI| x move <= maxRepegCost x NAV.
+        uint256 x = s.baseReserve;
         // Casts: OI sides are below 2^128.
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         if (net != 0) {
+            // Bound the change of the net position's exit value, |dE| = x dp n / (x +- n) (x fixed, y = x p),
+            // by maxRepegCost x NAV: dp <= budget (x +- n) / (x n), + for a net long, - for a net short.
             int256 nav = pool.navWad();
             uint256 budget = nav > 0 ? uint256(nav).mulWadDown(p.maxRepegCost) : 0;
-            uint256 byCost = budget.divWadDown(net.abs());
+            uint256 n = net.abs();
+            uint256 byCost = Math.mulDiv(budget, net > 0 ? x + n : x - n, x).divWadDown(n);
             if (byCost < maxMove) maxMove = byCost;
         }
         uint256 gap = index > price0 ? index - price0 : price0 - index;
         uint256 move = gap < maxMove ? gap : maxMove;
         price1 = index > price0 ? price0 + move : price0 - move;
-        uint256 y1 = s.baseReserve.mulWadDown(price1);
-        clearingHouse.setReserves(marketId, s.baseReserve, y1);
-        price1 = y1 * WAD / s.baseReserve;
-        // Cost: longs gain (pool loses) when the price rises; shorts when it falls.
-        cost = net.sMulWadUp(int256(price1) - int256(price0));
+        uint256 y1 = x.mulWadDown(price1);
+        clearingHouse.setReserves(marketId, x, y1);
+        price1 = y1 * WAD / x;
+        // Cost: the change of what closing the net position would pay traders (the pool's NAV moves by -cost).
+        cost = _exitValue(x, y1, net) - _exitValue(x, s.quoteReserve, net);
         repegCost[marketId] += cost;
         lastRepeg[marketId] = block.timestamp;
         emit Repeg(marketId, price0, price1, index, cost);

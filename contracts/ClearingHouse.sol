@@ -20,7 +20,7 @@ import {FundingMath} from "./libraries/FundingMath.sol";
 ///         in one call per trade, always against the liquidity pool's balance.
 /// @dev Storage is packed for the hot path: a trade reads 8 market slots, writes the position
 ///      (2 slots) and makes one Vault call and one oracle call. No loop grows with market activity;
-///      the margin check loops over the markets the account holds (at most 128).
+///      the margin check loops over the markets the account holds (at most 16, `Vault.MAX_OPEN_MARKETS`).
 contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient {
     using WadMath for uint256;
     using WadMath for int256;
@@ -108,6 +108,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // slot 8
         uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
         uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
+        uint64 lastDislocation; // [s] last block that began with the vAMM outside its band around the index
         // slot 9
         FundingParams fundingParams;
         // slots 10..17
@@ -601,7 +602,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             (bool ok, uint256 index) = OracleLib.tryReadWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
             if (ok) {
                 uint256 dist = spot > index ? spot - index : index - spot;
-                ok = dist <= index.mulWadDown(m.maxSpread);
+                // Untrusted while outside the band now, and for a TWAP window after a block began outside it.
+                ok = dist <= index.mulWadDown(m.maxSpread) && block.timestamp >= uint256(m.lastDislocation) + m.twapWindow;
             }
             if (!ok) {
                 suspendedNotional += (longOi + shortOi).mulWadUp(spot);
@@ -696,7 +698,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             fundingRate: m.funding.rate,
             targetRate: m.funding.target,
             lastIndexPrice: m.lastIndexPrice,
-            lastUpdate: m.accumulator.timestamp
+            lastUpdate: m.accumulator.timestamp,
+            lastDislocation: m.lastDislocation
         });
     }
 
@@ -961,6 +964,13 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         acc.timestamp = uint32(block.timestamp);
         m.accumulator = acc;
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
+        {
+            // The vAMM as this block found it, against the index: outside the band means an index move
+            // the vAMM has not followed. Recorded before any trade of the block, so no trade can hide it.
+            uint256 dist = spot > index ? spot - index : index - spot;
+            // Cast: timestamps fit 64 bits.
+            if (dist > index.mulWadDown(m.maxSpread)) m.lastDislocation = uint64(block.timestamp);
+        }
 
         FundingState memory fs = m.funding;
         if (fs.rate == 0 && fs.target == 0 && !newObservation) return;

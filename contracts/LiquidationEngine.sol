@@ -273,6 +273,14 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         if (a.redos < maxRedos) revert RedosRemaining(auctionId, a.redos, maxRedos);
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
+        // A recovered account's last auction is cancelled, not dumped on the vAMM (as in redo).
+        (bool known, int256 value,, uint256 requirement) = _recovery(owner, subaccount);
+        uint256 target = requirement.mulWadUp(_params.targetHealth);
+        // Cast: requirement < 2^200 (as in kick).
+        if (known && value >= int256(target)) {
+            _cancel(auctionId, a, value, target);
+            return 0;
+        }
         int256 size = a.size;
         int256 closed;
         // No worse than the auction's own last price: what no taker took at the full discount may go to the

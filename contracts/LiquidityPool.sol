@@ -13,6 +13,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 /// @title LiquidityPool
 /// @notice One ERC-4626 pool backing every market: LPs deposit the collateral token once and are the
@@ -188,11 +189,34 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         marketId = suspended ? v.suspendedMarket : 0;
     }
 
-    /// @notice NAV in token units, rounded down, floored at zero. Never reverts (EIP-4626).
+    /// @notice NAV in token units, rounded down, floored at zero. Never reverts (EIP-4626). Redemptions and
+    ///         withdrawals are priced on it; deposits and mints on `depositAssets` (see there).
     function totalAssets() public view override returns (uint256) {
         int256 nav = navWad();
         // Cast: nav > 0 on this branch.
         return nav <= 0 ? 0 : uint256(nav) / tokenScale;
+    }
+
+    /// @notice The assets a deposit or mint is priced on, in token units: NAV before the bad-debt
+    ///         set-aside (cash - traders' exit PnL). The set-aside assumes the worst fill and is released
+    ///         as auctions settle; a depositor pays as if none were coming, so it cannot buy shares cheap
+    ///         ahead of the release, while a leaver is paid net of it. Never below `totalAssets`.
+    function depositAssets() public view returns (uint256) {
+        int256 value = vault.poolBalance() - _valuation().pnl;
+        // Cast: value > 0 on this branch.
+        return value <= 0 ? 0 : uint256(value) / tokenScale;
+    }
+
+    /// @inheritdoc ERC4626
+    /// @dev Priced on `depositAssets`, rounded down (never more shares than the deposit buys).
+    function previewDeposit(uint256 assets) public view override returns (uint256) {
+        return Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), depositAssets() + 1, Math.Rounding.Floor);
+    }
+
+    /// @inheritdoc ERC4626
+    /// @dev Priced on `depositAssets`, rounded up (never fewer assets than the shares cost).
+    function previewMint(uint256 shares) public view override returns (uint256) {
+        return Math.mulDiv(shares, depositAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), Math.Rounding.Ceil);
     }
 
     /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x vAMM price.

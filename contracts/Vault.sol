@@ -386,6 +386,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _checkNotPaused(PAUSE_WITHDRAW_ONLY);
         Account storage account = _accounts[owner][subaccount];
         account.collateral = _addChecked(account.collateral, amountWad, amount);
+        _creditShortfall(owner, subaccount, amountWad);
         emit Deposit(msg.sender, owner, subaccount, amount, amountWad);
         _pull(amount);
     }
@@ -449,6 +450,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _checkWithdrawable(owner, fromSub, from, amountWad);
         Account storage to = _accounts[owner][toSub];
         to.collateral = _addChecked(to.collateral, amountWad, amountWad);
+        _creditShortfall(owner, toSub, amountWad);
         emit MarginTransferred(msg.sender, owner, fromSub, toSub, amountWad);
     }
 
@@ -473,6 +475,14 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     function _checkNotPaused(uint8 blockingLevel) internal view {
         uint8 level = pauseLevel;
         if (level >= blockingLevel) revert Paused(level);
+    }
+
+    /// @dev Collateral credited to an account in liquidation pays its expected bad debt one for one (the
+    ///      estimate is the worst fill's deficit, and the worst fill does not depend on the collateral), so
+    ///      the set-aside shrinks at once: it cannot stand stale for a depositor to buy into and release.
+    function _creditShortfall(address owner, uint32 subaccount, uint256 amountWad) internal {
+        uint256 shortfall = _shortfall[owner][subaccount];
+        if (shortfall != 0) _setShortfall(owner, subaccount, shortfall > amountWad ? shortfall - amountWad : 0);
     }
 
     function _setShortfall(address owner, uint32 subaccount, uint256 shortfall) internal {

@@ -12,7 +12,7 @@ interface IAmmController {
         uint64 maxDepthChange; // [wad] largest relative change of the reserves per syncDepth call
         uint64 repegThreshold; // [wad] |markTwap - indexTwap| / indexTwap above which repeg is allowed
         uint64 maxRepegStep; // [wad] largest relative move of the vAMM price per repeg call
-        uint64 maxRepegCost; // [wad] largest repeg cost per call as a fraction of pool NAV
+        uint64 maxRepegCost; // [wad] largest repeg cost (|change of the net's exit value|) per call / pool NAV
         uint32 repegInterval; // [s] least time between two repegs of one market
         uint32 depthInterval; // [s] least time between two depth syncs of one market
         uint64 maxDepthCost; // [wad] largest depth-sync cost per call (open positions' exit value gained) / pool NAV
@@ -35,7 +35,8 @@ interface IAmmController {
     /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
     event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
     /// @notice vAMM price moved from `priceBefore` to `priceAfter` toward the index. `cost` is the change of
-    ///         what closing every open position against the vAMM would cost the pool [wad]: net OI x price move.
+    ///         what closing the market's net position against the vAMM would pay traders [wad] (positive = the
+    ///         pool's loss; the pool's NAV moves by exactly -cost).
     event Repeg(uint32 indexed marketId, uint256 priceBefore, uint256 priceAfter, uint256 indexPrice, int256 cost);
     event AmmParamsSet(uint32 indexed marketId, AmmParams params);
     /// @notice What a depth sync did to the value of the open positions: `cost` is the change of what

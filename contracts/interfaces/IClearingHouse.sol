@@ -61,6 +61,7 @@ interface IClearingHouse {
         int256 targetRate; // [wad per hour] target in force since the last sample
         uint256 lastIndexPrice; // [wad] index at the last update
         uint256 lastUpdate; // [s] timestamp of the last per-block update
+        uint256 lastDislocation; // [s] last block that began with the vAMM outside its band (0: never)
     }
 
     // ------------------------------------------------------------------ errors
@@ -262,7 +263,8 @@ interface IClearingHouse {
     /// @return netExposure sum over markets of |net OI| x vAMM price, rounded up [wad] (sizes the reserve)
     /// @return suspendedNotional gross OI notional (at the vAMM price) of the markets whose index cannot be
     ///         trusted now: a stale or invalid feed, or a vAMM price outside the market's band around the
-    ///         index (an index gap the vAMM has not followed) [wad]
+    ///         index (an index gap the vAMM has not followed), now or at the start of any block in the last
+    ///         TWAP window (so a trade back into the band does not end it) [wad]
     /// @return suspendedMarket the lowest such market id with open interest (0 when none)
     function tradersExitPnl()
         external

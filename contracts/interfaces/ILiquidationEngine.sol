@@ -160,7 +160,8 @@ interface ILiquidationEngine {
     ///         as much of it as keeps the vAMM price no worse for the owner than the auction's price at its
     ///         full discount (and inside the band): a backstop cannot be sandwiched into a worse price than
     ///         the auction itself allowed. The rest stays in the auction for a later backstop; reverts
-    ///         `BackstopBlocked` when nothing fits.
+    ///         `BackstopBlocked` when nothing fits. A recovered account's auction is cancelled instead (as
+    ///         in `redo`), returning 0.
     function backstop(uint256 auctionId) external returns (int256 quote);
 
     // ------------------------------------------------------------------ views

@@ -172,8 +172,9 @@ interface IVault {
         external;
 
     /// @notice Liquidation-engine only: record the engine's estimate of the bad debt the account's
-    ///         auctions will leave (0 when its equity covers the worst fill). Cleared when the account's
-    ///         bad debt is resolved.
+    ///         auctions will leave (0 when its equity covers the worst fill). Lowered one for one by any
+    ///         collateral credited to the account (deposit, margin transfer), cleared when its bad debt
+    ///         is resolved.
     function recordShortfall(address owner, uint32 subaccount, uint256 shortfall) external;
 
     /// @notice Sum of the recorded shortfall estimates over all accounts in liquidation, WAD. The pool's
