@@ -108,7 +108,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // slot 8
         uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
         uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
-        uint64 lastDislocation; // [s] last block that began with the vAMM outside its band around the index
+        uint64 lastDislocation; // [s] last block that found an index gap: vAMM in its band before, out after
         // slot 9
         FundingParams fundingParams;
         // slots 10..17
@@ -601,9 +601,15 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             if (longOi == 0 && shortOi == 0) continue;
             (bool ok, uint256 index) = OracleLib.tryReadWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
             if (ok) {
+                uint64 maxSpread = m.maxSpread;
                 uint256 dist = spot > index ? spot - index : index - spot;
-                // Untrusted while outside the band now, and for a TWAP window after a block began outside it.
-                ok = dist <= index.mulWadDown(m.maxSpread) && block.timestamp >= uint256(m.lastDislocation) + m.twapWindow;
+                uint256 last = m.lastIndexPrice;
+                uint256 jump = index > last ? index - last : last - index;
+                // Untrusted while the vAMM is outside its band now; while the index has moved more than the
+                // band since the market last accrued (a gap no block has seen yet, even one traded away in
+                // the gap's own block); and for a TWAP window after a block found a gap.
+                ok = dist <= index.mulWadDown(maxSpread) && jump <= last.mulWadDown(maxSpread)
+                    && block.timestamp >= uint256(m.lastDislocation) + m.twapWindow;
             }
             if (!ok) {
                 suspendedNotional += (longOi + shortOi).mulWadUp(spot);
@@ -965,11 +971,17 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         m.accumulator = acc;
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
         {
-            // The vAMM as this block found it, against the index: outside the band means an index move
-            // the vAMM has not followed. Recorded before any trade of the block, so no trade can hide it.
+            // The vAMM as this block found it: inside its band around the last index, outside it around the
+            // new one means the index moved away and the vAMM has not followed (a gap). Recorded before any
+            // trade of the block, so no trade can hide it; a vAMM pushed out by a trade at a steady index
+            // (a reduce may do that) is not a gap.
+            uint64 maxSpread = m.maxSpread;
             uint256 dist = spot > index ? spot - index : index - spot;
-            // Cast: timestamps fit 64 bits.
-            if (dist > index.mulWadDown(m.maxSpread)) m.lastDislocation = uint64(block.timestamp);
+            if (dist > index.mulWadDown(maxSpread)) {
+                uint256 before = spot > lastIndex ? spot - lastIndex : lastIndex - spot;
+                // Cast: timestamps fit 64 bits.
+                if (before <= lastIndex.mulWadDown(maxSpread)) m.lastDislocation = uint64(block.timestamp);
+            }
         }
 
         FundingState memory fs = m.funding;

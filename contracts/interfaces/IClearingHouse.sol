@@ -61,7 +61,7 @@ interface IClearingHouse {
         int256 targetRate; // [wad per hour] target in force since the last sample
         uint256 lastIndexPrice; // [wad] index at the last update
         uint256 lastUpdate; // [s] timestamp of the last per-block update
-        uint256 lastDislocation; // [s] last block that began with the vAMM outside its band (0: never)
+        uint256 lastDislocation; // [s] last block that found an index gap the vAMM had not followed (0: never)
     }
 
     // ------------------------------------------------------------------ errors
@@ -262,9 +262,10 @@ interface IClearingHouse {
     /// @return pnl the traders' PnL at vAMM exit net of funding owed [wad]
     /// @return netExposure sum over markets of |net OI| x vAMM price, rounded up [wad] (sizes the reserve)
     /// @return suspendedNotional gross OI notional (at the vAMM price) of the markets whose index cannot be
-    ///         trusted now: a stale or invalid feed, or a vAMM price outside the market's band around the
-    ///         index (an index gap the vAMM has not followed), now or at the start of any block in the last
-    ///         TWAP window (so a trade back into the band does not end it) [wad]
+    ///         trusted now [wad]: a stale or invalid feed; a vAMM price outside the market's band around the
+    ///         index; an index more than the band away from the one the market last accrued at (a gap no
+    ///         block has seen yet); or, for a TWAP window, a block that found the vAMM inside its band around
+    ///         the old index and outside it around the new one (so a trade back into the band does not end it)
     /// @return suspendedMarket the lowest such market id with open interest (0 when none)
     function tradersExitPnl()
         external
