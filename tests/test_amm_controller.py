@@ -9,6 +9,8 @@ Expected values come from the rules in IAmmController/AmmController's NatSpec, r
   repeg: move = min(|index - p0|, p0 x maxRepegStep, maxRepegCost x NAV / |net OI|),
          y1 = floor(x0 p1), cost = ceil(net x (p1' - p0)) with p1' = floor(y1 / x0).
 """
+import math
+
 import ape
 import pytest
 
@@ -211,17 +213,22 @@ def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(syste
     p0 = st.spotPrice
     net = st.longOpenInterest - st.shortOpenInterest
     index = ch.indexPrice(ETH)
-    move = min(p0 - index, mul_wad_down(p0, p.maxRepegStep), mul_wad_down(nav, p.maxRepegCost) * WAD // abs(net))
-    y1 = st.baseReserve * (p0 - move) // WAD
-    p1 = y1 * WAD // st.baseReserve
-    expected_cost = ceil_div(net * (p1 - p0), WAD)
+    x, n = st.baseReserve, abs(net)
+    # The budget bounds the change of the net's exit value, x dp n / (x + n) for a net long.
+    by_cost = mul_wad_down(nav, p.maxRepegCost) * (x + n) // x * WAD // n
+    move = min(p0 - index, mul_wad_down(p0, p.maxRepegStep), by_cost)
+    y1 = x * (p0 - move) // WAD
+    p1 = y1 * WAD // x
+    expected_cost = exit_value(x, y1, net) - exit_value(x, st.quoteReserve, net)
     tx = amm.repeg(ETH, sender=bob)
     ev = tx.decode_logs(amm.Repeg)[0]
-    assert ch.marketState(ETH).quoteReserve == y1 and ch.marketState(ETH).baseReserve == st.baseReserve
+    assert ch.marketState(ETH).quoteReserve == y1 and ch.marketState(ETH).baseReserve == x
     assert (ev.priceBefore, ev.priceAfter, ev.cost) == (p0, p1, expected_cost)
     assert expected_cost < 0  # net long and price down: the pool's liability shrinks
-    assert abs(expected_cost) <= mul_wad_down(nav, p.maxRepegCost) + abs(net) // WAD + 1
+    assert abs(expected_cost) <= mul_wad_down(nav, p.maxRepegCost) + 2
     assert amm.repegCost(ETH) == expected_cost
+    # NAV moves by -cost (and by the funding of the seconds between the reads, far below a cent)
+    assert abs(pool.navWad() - (nav - expected_cost)) < WAD // 100
     assert amm.lastRepeg(ETH) == tx.timestamp and amm.lastRepeg(2) == 0
     # A second repeg inside the interval is refused, and changes nothing.
     snap = ch.marketState(ETH)
@@ -261,3 +268,33 @@ def test_unknown_market_and_owner_only(system, alice, deployer):
         amm.syncDepth(99, sender=alice)
     with ape.reverts():
         amm.setAmmParams(1, tuple(amm.ammParams(1)), sender=alice)
+
+
+def test_sync_depth_budget_is_capped_by_the_markets_fee_and_band(system, ch, pool, usdc, alice, bob, chain, deployer):
+    """However large the NAV budget (maxDepthCost at its bound, 1 %), one deepening hands the net position at
+    most takerFee x maxSpread x quote reserve: a round trip big enough to gain that much pays more in fees,
+    reduces included (docs/pool.md)."""
+    amm = system.amm
+    p = list(amm.ammParams(ETH))
+    p[7] = 10**16  # maxDepthCost 1 %: the NAV budget (100k+) is far above the market's cap
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    system.fund(bob, 5_000_000)
+    # A net long of some 1,400 ETH (more than the band lets one trade build: the index rises between buys),
+    # so the exit value a deepening hands it outgrows the market's cap before the step bound.
+    for _ in range(4):  # the index follows the vAMM up between the buys, each taking it 9 % above
+        system.set_price("ETH", ch.spotPrice(ETH) // 10**10 / 10**8)
+        st = ch.marketState(ETH)
+        x1 = math.isqrt(st.baseReserve * st.quoteReserve * WAD // (ch.indexPrice(ETH) * 109 // 100))
+        ch.openPosition(0, ETH, st.baseReserve - x1, 2**255, _deadline(chain), sender=bob)
+    units = system.units(10_000_000)
+    usdc.mint(alice, units, sender=alice)
+    usdc.approve(pool, units, sender=alice)
+    pool.deposit(units, alice, sender=alice)
+    st0 = ch.marketState(ETH)
+    mp = ch.marketParams(ETH)
+    cap = mul_wad_down(mul_wad_down(st0.quoteReserve, mp.takerFee), mp.maxSpread)
+    assert cap < mul_wad_down(pool.navWad(), 10**16)
+    tx = amm.syncDepth(ETH, sender=alice)
+    cost = tx.decode_logs(amm.DepthSyncCost)[0].cost
+    assert 0 < cost <= cap
+    assert cost > cap * 99 // 100  # the cap, not the step, bound this sync

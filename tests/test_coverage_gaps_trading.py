@@ -684,7 +684,7 @@ def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, en
     p0, x = st.spotPrice, st.baseReserve
     y1 = x * p0 // WAD  # move = min(gap, maxMove, byCost = 0) = 0
     p1 = y1 * WAD // x
-    cost = ceil_div(size * (p1 - p0), WAD)
+    cost = exit_value(x, y1, size) - exit_value(x, st.quoteReserve, size)
     tx = amm.repeg(ETH, sender=bob)
     ev = one_event(amm, "Repeg", tx)
     assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, cost)
@@ -694,8 +694,9 @@ def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, en
 
 def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, alice, bob):
     """Reached by no other test: a repeg UP (index above the vAMM price) where the cost budget binds:
-    move = min(index - p0, p0 x maxRepegStep, NAV x maxRepegCost / |net OI|) is the cost term; the new
-    price, reserves, cost (net x (p1 - p0), rounded up) and the running repegCost follow."""
+    move = min(index - p0, p0 x maxRepegStep, NAV x maxRepegCost x (x + n) / (x n)) is the cost term (the
+    budget bounds the change of the net long's exit value, x dp n / (x + n)); the new price, reserves, cost
+    (that exit-value change, exactly) and the running repegCost follow."""
     amm = system.amm
     size, on = long_450(system, alice)
     set_price(system, "ETH", 3500 * 10**8)
@@ -709,11 +710,11 @@ def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, 
     net = st.longOpenInterest - st.shortOpenInterest
     assert net == size
     max_move = p0 * prm.maxRepegStep // WAD
-    by_cost = (nav * prm.maxRepegCost // WAD) * WAD // net
+    by_cost = (nav * prm.maxRepegCost // WAD) * (x + net) // x * WAD // net
     assert index > p0 and by_cost < max_move < index - p0  # the budget is what binds
     y1 = x * (p0 + by_cost) // WAD
     p1 = y1 * WAD // x
-    cost = ceil_div(net * (p1 - p0), WAD)
+    cost = exit_value(x, y1, net) - exit_value(x, st.quoteReserve, net)
     tx = amm.repeg(ETH, sender=bob)
     ev = one_event(amm, "Repeg", tx)
     assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, cost)

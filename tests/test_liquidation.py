@@ -1426,3 +1426,42 @@ def test_a_healthy_account_below_target_pays_no_redo_tip_and_is_not_cancelled(
     tx = engine.redo(aid, dave, sender=dave)
     assert one_event(engine, "Redo", tx).tip == 0
     assert vault.collateral(dave, 0) == d0 and vault.collateral(alice, 0) == a0
+
+
+def test_collateral_credited_to_an_account_in_liquidation_lowers_its_estimate(system, ch, vault, engine, chain,
+                                                                               alice, carol):
+    """A deposit or a margin transfer into an account with a recorded shortfall pays its expected bad debt
+    one for one (the worst fill does not depend on the collateral): the estimate, and the pool's set-aside,
+    shrink at once, so a stale estimate cannot be bought into by a depositor and released later."""
+    open_long(system, alice)
+    set_price(system, "ETH", 2500 * 10**8)
+    kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    s0 = vault.shortfallOf(alice, 0)
+    assert s0 > 2_000 * WAD and vault.pendingBadDebt() == s0
+    tx = vault.deposit(0, system.units(1_000), sender=alice)
+    ev = one_event(vault, "ShortfallRecorded", tx)
+    assert (ev.shortfall, ev.total) == (s0 - 1_000 * WAD, s0 - 1_000 * WAD)
+    deposit(system, alice, 5_000, sub=1)
+    vault.transferMargin(1, 0, 1_000 * WAD, sender=alice)
+    assert vault.shortfallOf(alice, 0) == s0 - 2_000 * WAD == vault.pendingBadDebt()
+    vault.transferMargin(1, 0, 4_000 * WAD, sender=alice)  # more than what is left: floored at zero
+    assert vault.shortfallOf(alice, 0) == 0 == vault.pendingBadDebt()
+
+
+def test_backstop_of_a_recovered_account_cancels_instead_of_selling(system, ch, vault, engine, chain, deployer, alice,
+                                                                    carol, dave):
+    """After its last redo an account that has recovered (value at targetHealth x its requirement) is not
+    dumped on the vAMM: the backstop cancels its auction, like a redo would, and returns 0."""
+    engine.setLiquidationParams(lp_tuple(lparams(engine), maxRedos=0), sender=deployer)
+    open_long(system, alice)
+    set_price(system, "ETH", 2800 * 10**8)
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    deposit(system, alice, 20_000)  # recovered
+    chain.pending_timestamp = ktx.timestamp + engine.auctionParams(ETH).duration + 1
+    set_price(system, "ETH", 2800 * 10**8)
+    st0 = ch.marketState(ETH)
+    tx = engine.backstop(aid, sender=dave)
+    assert one_event(engine, "AuctionCancelled", tx).size == m.size and not events(engine, "Backstop", tx)
+    st1 = ch.marketState(ETH)
+    assert (st1.baseReserve, st1.quoteReserve) == (st0.baseReserve, st0.quoteReserve)  # nothing sold
+    assert ch.position(alice, 0, ETH)[0] == 10 * WAD and ch.auctionedSize(alice, 0, ETH) == 0

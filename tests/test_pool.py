@@ -1049,9 +1049,9 @@ def test_a_gap_suspends_lp_flows_until_the_coming_bad_debt_is_set_aside(system, 
     vAMM, still at the old price, is outside its band, and LP flows wait (LpFlowsSuspended) while no keeper
     has looked at the damage. The kick records the bad debt the auction will leave (after the worst fill);
     the part the insurance fund cannot cover comes off NAV at once. An arbitrageur brings the vAMM back
-    inside its band and LP flows resume: the LP who leaves then is paid a share that already carries its
-    part of the bad debt, so those who stay are not left with it (their share price after the auction
-    settles is at least what the leaver got)."""
+    inside its band; LP flows resume a TWAP window after the block that found the gap: the LP who leaves
+    then is paid a share that already carries its part of the bad debt, so those who stay are not left
+    with it (their share price after the auction settles is at least what the leaver got)."""
     _funding_off(system)
     lp_deposit(system, alice, SEED)  # alice: half of a 20M pool
     mine = pool.balanceOf(alice)
@@ -1078,14 +1078,20 @@ def test_a_gap_suspends_lp_flows_until_the_coming_bad_debt_is_set_aside(system, 
     system.fund(carol, 5_000_000)
     st = ch.marketState(ETH_ID)
     x1 = __import__("math").isqrt(st.baseReserve * st.quoteReserve * WAD // (2400 * WAD))
-    open_(system, carol, ETH_ID, -(x1 - st.baseReserve))  # the arbitrageur sells the vAMM down to the index
+    tx = open_(system, carol, ETH_ID, -(x1 - st.baseReserve))  # the arbitrageur sells the vAMM down to the index
+    # Back inside the band, but the block found the gap: flows wait a TWAP window more (a trade back into
+    # the band cannot end the wait: the leaver could otherwise make that trade itself).
+    assert ch.marketState(ETH_ID).lastDislocation == tx.timestamp
+    assert pool.lpFlowsSuspended() == (True, ETH_ID)
+    chain.pending_timestamp = tx.timestamp + ch.marketParams(ETH_ID).twapWindow
+    refresh_oracles(system)
     assert not pool.lpFlowsSuspended()[0]
     paid = one(pool.redeem(mine, alice, alice, sender=alice), pool.Withdraw).assets
     per_share_leaver = paid * 10**18 // mine
 
     # The auction runs its course: the arbitrageur takes the slice, the bad debt is paid (insurance first).
     a = engine.auction(engine.auctionCount())
-    chain.pending_timestamp = a.startTime + 600
+    chain.pending_timestamp = max(a.startTime + 1200, chain.pending_timestamp)
     tx = engine.take(engine.auctionCount(), 2**255, 2**255, 0, sender=carol)
     bad = one(tx, vault.BadDebt)
     assert 0 < bad.amount <= shortfall  # the fill was no worse than the full discount the estimate assumed
@@ -1119,3 +1125,53 @@ def test_a_stale_feed_suspends_lp_flows_and_the_views_still_answer(system, pool,
     assert pool.lpFlowsSuspended() == (False, 0)
     assert pool.maxRedeem(alice) == shares
     pool.redeem(shares, alice, alice, sender=alice)
+
+
+def test_deposits_are_priced_before_the_set_aside_withdrawals_after_it(system, pool, vault, ch, engine, usdc, chain,
+                                                                       alice, bob, carol, dave):
+    """While bad debt is set aside (estimated at the worst fill), a deposit pays the NAV before the
+    set-aside (`depositAssets`) and a redemption gets the NAV after it (`totalAssets`): a depositor cannot
+    buy shares cheap and gain when the estimate is released (a better fill, a top-up), and a leaver still
+    pays its share of what is coming."""
+    _funding_off(system)
+    system.fund(bob, 220_000)
+    open_(system, bob, ETH_ID, 450 * WAD)
+    system.set_price("ETH", 2400)
+    engine.kick(bob, 0, ETH_ID, dave, sender=dave)
+    uncovered = pool.uncoveredBadDebt()
+    assert uncovered > 0
+    cash = vault.poolBalance()
+    pnl = ch.tradersExitPnl()[0]
+    assert pool.depositAssets() == (cash - pnl) // SCALE
+    assert pool.totalAssets() == (cash - pnl - uncovered) // SCALE < pool.depositAssets()
+    a = units(1_000_000)
+    supply = pool.totalSupply()
+    assert pool.previewDeposit(a) == shares_for(a, supply, pool.depositAssets()) < pool.convertToShares(a)
+    assert pool.previewMint(10**12) == assets_for(10**12, supply, pool.depositAssets(), up=True)
+    # (deposits wait while the gap is fresh: the prices above are what they will pay once flows resume)
+    assert pool.maxDeposit(carol) == 0 and pool.lpFlowsSuspended()[0]
+
+
+def test_a_reduce_that_pushes_the_vamm_out_of_its_band_freezes_lp_flows_only_while_it_is_out(
+        system, pool, vault, ch, chain, alice, bob, carol):
+    """A large reduce may leave the vAMM outside its band at a steady index (reduces are never held by the
+    band). LP flows wait while it is out, but no gap is recorded (the index did not move), so they resume
+    as soon as a trade brings the vAMM back: a griefer pays fees for every block it keeps them frozen."""
+    _funding_off(system)
+    system.fund(alice, 2_000_000)
+    system.fund(bob, 2_000_000)
+    open_(system, alice, ETH_ID, -460 * WAD)  # a short, inside the band
+    open_(system, bob, ETH_ID, 460 * WAD)  # back to the index
+    open_(system, bob, ETH_ID, 460 * WAD)  # a long, inside the band on the other side
+    open_(system, alice, ETH_ID, 460 * WAD)  # alice closes her short: a reduce, pushing the vAMM out
+    assert ch.position(alice, 0, ETH_ID)[0] == 0
+    spot, index = ch.spotPrice(ETH_ID), ch.indexPrice(ETH_ID)
+    assert spot > index * (WAD + ch.marketParams(ETH_ID).maxSpread) // WAD  # outside the band
+    assert pool.lpFlowsSuspended() == (True, ETH_ID)
+    ch.pokeFunding(ETH_ID, sender=carol)  # a new block finds the vAMM out, but at the same index: no gap
+    assert ch.marketState(ETH_ID).lastDislocation == 0
+    system.fund(carol, 2_000_000)
+    x1 = __import__("math").isqrt(ch.marketState(ETH_ID).baseReserve * ch.marketState(ETH_ID).quoteReserve
+                                  * WAD // index)
+    open_(system, carol, ETH_ID, -(x1 - ch.marketState(ETH_ID).baseReserve))  # an arbitrageur sells it back
+    assert pool.lpFlowsSuspended() == (False, 0)
