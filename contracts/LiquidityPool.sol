@@ -26,8 +26,10 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 ///      by the same quote flow, so no trade sequence, in one transaction or over many blocks, moves the
 ///      share price except by the fees it pays; at the index, the slippage a trader pays counts as pool
 ///      profit although the trader gets it back unwinding (an LP could pump, redeem and unwind). The index
-///      still guards LP flows: they wait while a market with open interest has a stale feed or a vAMM
-///      outside its band around the index (a gap), until keepers have recorded the bad debt it causes.
+///      still guards LP flows: they wait while a market with open interest has a stale feed, a vAMM
+///      outside its band, or an index gap the market has not accrued yet, and for a TWAP window after a
+///      block found a gap (see `ClearingHouse.tradersExitPnl`), so keepers can record the bad debt first.
+///      Deposits are priced before the bad-debt set-aside, withdrawals after it (`depositAssets`).
 ///      Inflation-attack resistance: OpenZeppelin's virtual shares with a 6-decimal offset. Withdrawals are
 ///      two-step (request, cooldown, window) and may not take the pool below
 ///      `reserveFactor x sum |net open interest| x vAMM price`.

@@ -45,9 +45,10 @@ interface IAmmController {
     event DepthSyncCost(uint32 indexed marketId, int256 cost, int256 totalCost);
 
     /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged), at most
-    ///         once per `depthInterval`. A deepening step is bounded so that no trade sequence around it can
-    ///         pay (at most takerFee / maxSpread per call) and so that the exit value it hands the open
-    ///         positions stays within `maxDepthCost` x NAV; see docs/pool.md for the bound and its proof.
+    ///         once per `depthInterval`. A deepening step scales by at most takerFee / maxSpread and hands
+    ///         the net position at most min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve) of exit
+    ///         value, so no round trip around it takes from the pool more than its fees bring in (the proof
+    ///         is in docs/pool.md).
     function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
 
     /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.
