@@ -10,10 +10,13 @@ revert and event comparisons) unchanged and replaces only what is slow:
   insuranceFund, pendingBadDebt, the Vault's token balance), the pool (navWad, totalSupply), the
   engine's liveNotional and auctionCount, for each market the step touched its marketState, for each
   account it touched collateral, openMarkets, shortfallOf and both positions, each auction it touched,
-  each LP's shares. Calldata is built once and cached; results are decoded word by word. The whole
-  `Runner.compare(..., full=True)` (every view of chain_harness, through the BatchCaller) runs at the
-  start and end of every example.
+  each LP's shares. Calldata is built once and cached; results are decoded word by word. At the end of
+  every example the same views widen to everything the example touched, with the health views; one
+  example in `full_every` (chosen by a hash of its steps, so a replay checks the same) also gets the
+  whole `Runner.compare(..., full=True)` (every view of chain_harness, through the BatchCaller) at its
+  start and end.
 - the exploit properties (`Properties`) are checked after every step.
+- `minimize` cuts a failing step list down (delta debugging) for a short replayable report.
 
 `FAST` counts what ran: steps per action kind, reverts by error, events, gas per action kind.
 """
@@ -510,9 +513,9 @@ _EVENT_NAMES: dict = {}
 
 def run_example(env, steps, *, attackers=(), full_every: int = 1, probe_every: int = 1) -> FastRunner:
     """One example from the warmed-up snapshot: every step with its lean views and the properties, then
-    (after any pending time steps) the wide lean comparison of everything the example touched; every
-    `full_every`-th example also chain_harness's full comparison (every view the Ape fuzzers compare)
-    before and after. The chain is restored afterwards."""
+    (after any pending time steps) the wide lean comparison of everything the example touched; one
+    example in `full_every` (by a hash of its steps) also chain_harness's full comparison (every view the
+    Ape fuzzers compare) before and after. The chain is restored afterwards."""
     if not _EVENT_NAMES:
         _EVENT_NAMES.update({topic: ev.name for topic, ev in env.fc.artifacts.events.items()})
     fc = env.fc
