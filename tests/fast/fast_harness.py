@@ -144,6 +144,29 @@ def build_fast_env(traders: int, prefund: dict, warmup=(), *, exact_gas: bool = 
 # ---------------------------------------------------------------------------- lean views
 
 
+def _kinds(t: str) -> str:
+    """One letter per 32-byte word of a static ABI type: i = signed, u = unsigned or bool, a = address."""
+    if t.startswith("("):
+        parts, depth, cur = [], 0, ""
+        for ch in t[1:-1]:
+            if ch == "," and depth == 0:
+                parts.append(cur)
+                cur = ""
+                continue
+            depth += ch == "("
+            depth -= ch == ")"
+            cur += ch
+        parts.append(cur)
+        return "".join(_kinds(x) for x in parts)
+    if t.startswith("int"):
+        return "i"
+    if t.startswith("uint") or t == "bool":
+        return "u"
+    if t == "address":
+        return "a"
+    raise ValueError(f"lean views decode static value types only, not {t}")
+
+
 def _word_decoder(kinds: str):
     """Decode a static return value: one letter per 32-byte word, i = int, u = uint/bool, a = address."""
     def decode(raw: bytes) -> tuple:
@@ -158,7 +181,7 @@ def _word_decoder(kinds: str):
     return decode
 
 
-_DECODERS: dict[str, object] = {}
+_DECODERS: dict[tuple, object] = {}  # (target, selector) -> decoder
 _CALLDATA: dict[tuple, bytes] = {}
 
 
@@ -215,6 +238,10 @@ class FastRunner(Runner):
         self.batcher = env.batch.address
         self.caller = self.addr[0]
         self.props = Properties(self)
+        s = env.system
+        self.types = {s.vault.address: "Vault", s.clearing_house.address: "ClearingHouse",
+                      s.liquidation.address: "LiquidationEngine", s.pool.address: "LiquidityPool",
+                      s.amm.address: "AmmController", s.collateral.address: "MockERC20"}
 
     def next_timestamp(self) -> int:
         return self.fc.timestamp + 1 + self.jump
@@ -241,65 +268,75 @@ class FastRunner(Runner):
     # -------------------------------------------------------------- lean comparison
 
     def lean_views(self, now: int, accts, markets, auctions, lps, wide: bool = False) -> list:
-        """(label, target, calldata, word kinds, model thunk) of the views a step can have moved: the
+        """(label, target, calldata, model thunk) of the views a step can have moved: the
         globals, the markets and accounts it touched (an account's positions in the touched markets), the
         auctions and LPs it touched. `wide` (the end of an example): every market, both positions of every
         account given, its health views, fundingState, tradersExitPnl and LP requests as well."""
         m = self.model
         vault, ch, pool, engine = self.vault, self.ch, self.pool, self.engine
         out = [
-            ("poolBalance", vault, _calldata("poolBalance()", ()), "i", m.pool_balance),
-            ("insuranceFund", vault, _calldata("insuranceFund()", ()), "u", m.insurance_fund),
-            ("pendingBadDebt", vault, _calldata("pendingBadDebt()", ()), "u", m.pending_bad_debt),
-            ("token balance", self.token, _calldata("balanceOf(address)", (vault,)), "u", lambda: m.token_balance),
-            ("pool.navWad", pool, _calldata("navWad()", ()), "i", lambda: m.pool_nav(now)),
-            ("pool.totalSupply", pool, _calldata("totalSupply()", ()), "u", lambda: m.pool_supply),
-            ("liveNotional", engine, _calldata("liveNotional()", ()), "u", lambda: m.live_notional),
-            ("auctionCount", engine, _calldata("auctionCount()", ()), "u", lambda: m.auction_count),
+            ("poolBalance", vault, _calldata("poolBalance()", ()), m.pool_balance),
+            ("insuranceFund", vault, _calldata("insuranceFund()", ()), m.insurance_fund),
+            ("pendingBadDebt", vault, _calldata("pendingBadDebt()", ()), m.pending_bad_debt),
+            ("token balance", self.token, _calldata("balanceOf(address)", (vault,)), lambda: m.token_balance),
+            ("pool.navWad", pool, _calldata("navWad()", ()), lambda: m.pool_nav(now)),
+            ("pool.totalSupply", pool, _calldata("totalSupply()", ()), lambda: m.pool_supply),
+            ("liveNotional", engine, _calldata("liveNotional()", ()), lambda: m.live_notional),
+            ("auctionCount", engine, _calldata("auctionCount()", ()), lambda: m.auction_count),
         ]
         if wide:
             markets = MARKETS
-            out.append(("tradersExitPnl", ch, _calldata("tradersExitPnl()", ()), "iuuu",
+            out.append(("tradersExitPnl", ch, _calldata("tradersExitPnl()", ()),
                         lambda: m.traders_exit_pnl(now)))
         for mid in sorted(markets):
-            out.append((f"marketState({mid})", ch, _calldata("marketState(uint32)", (mid,)), "uuuuuiiiuu",
+            out.append((f"marketState({mid})", ch, _calldata("marketState(uint32)", (mid,)),
                         lambda mid=mid: m.market_state(mid, now)))
             if wide:
-                out.append((f"fundingState({mid})", ch, _calldata("fundingState(uint32)", (mid,)), "iiiuuii",
+                out.append((f"fundingState({mid})", ch, _calldata("fundingState(uint32)", (mid,)),
                             lambda mid=mid: m.funding_state(mid, now)))
         for t, sub in sorted(accts):
             o = self.addr[t]
             tag = f"trader{t}/{sub}"
-            out.append((f"collateral {tag}", vault, _calldata("collateral(address,uint32)", (o, sub)), "i",
+            out.append((f"collateral {tag}", vault, _calldata("collateral(address,uint32)", (o, sub)),
                         lambda o=o, sub=sub: m.collateral(o, sub)))
-            out.append((f"openMarkets {tag}", vault, _calldata("openMarkets(address,uint32)", (o, sub)), "u",
+            out.append((f"openMarkets {tag}", vault, _calldata("openMarkets(address,uint32)", (o, sub)),
                         lambda o=o, sub=sub: m.open_markets(o, sub)))
-            out.append((f"shortfallOf {tag}", vault, _calldata("shortfallOf(address,uint32)", (o, sub)), "u",
+            out.append((f"shortfallOf {tag}", vault, _calldata("shortfallOf(address,uint32)", (o, sub)),
                         lambda o=o, sub=sub: m.shortfall_of(o, sub)))
             for mid in sorted(markets):
                 out.append((f"position {tag} market {mid}", ch,
-                            _calldata("position(address,uint32,uint32)", (o, sub, mid)), "iii",
+                            _calldata("position(address,uint32,uint32)", (o, sub, mid)),
                             lambda o=o, sub=sub, mid=mid: m.position(o, sub, mid, now)))
             if wide:
-                for label, sig, kinds, fn in (
-                        ("accountValue", "accountValue(address,uint32)", "i", m.account_value),
-                        ("freeCollateral", "freeCollateral(address,uint32)", "i", m.free_collateral),
-                        ("marginRequirements", "marginRequirements(address,uint32)", "uu", m.margin_requirements),
-                        ("liquidationState", "liquidationState(address,uint32)", "iuuu", m.liquidation_state)):
-                    out.append((f"{label} {tag}", vault, _calldata(sig, (o, sub)), kinds,
+                for label, sig, fn in (
+                        ("accountValue", "accountValue(address,uint32)", m.account_value),
+                        ("freeCollateral", "freeCollateral(address,uint32)", m.free_collateral),
+                        ("marginRequirements", "marginRequirements(address,uint32)", m.margin_requirements),
+                        ("liquidationState", "liquidationState(address,uint32)", m.liquidation_state)):
+                    out.append((f"{label} {tag}", vault, _calldata(sig, (o, sub)),
                                 lambda o=o, sub=sub, fn=fn: fn(o, sub, now)))
         for i in sorted(auctions):
-            out.append((f"auction({i})", engine, _calldata("auction(uint256)", (i,)), "auuuiuuu",
+            out.append((f"auction({i})", engine, _calldata("auction(uint256)", (i,)),
                         lambda i=i: m.auction(i)))
         for t in sorted(lps):
             o = self.addr[t]
-            out.append((f"pool.balanceOf trader{t}", pool, _calldata("balanceOf(address)", (o,)), "u",
+            out.append((f"pool.balanceOf trader{t}", pool, _calldata("balanceOf(address)", (o,)),
                         lambda o=o: m.pool_balance_of(o)))
             if wide:
                 out.append((f"pool.withdrawRequest trader{t}", pool, _calldata("withdrawRequest(address)", (o,)),
-                            "uu", lambda o=o: (lambda r: (r.shares, r.unlock_at) if r else (0, 0))(
-                                m.pool_requests.get(o))))
+                            lambda o=o: (lambda r: (r.shares, r.unlock_at) if r else (0, 0))(m.pool_requests.get(o))))
         return out
+
+    def decoder(self, target: str, selector: bytes):
+        """The word decoder of a view's return value, from the build's ABI of the contract at `target` (so a
+        field added to a struct is compared as soon as the contracts are rebuilt)."""
+        key = (target, selector)
+        dec = _DECODERS.get(key)
+        if dec is None:
+            ct = self.fc.artifacts[self.types[target]]
+            (fn,) = [f for f in ct.functions.values() if f.selector == selector]
+            dec = _DECODERS[key] = _word_decoder("".join(_kinds(t) for t in fn.outputs))
+        return dec
 
     def lean_check(self, accts, markets, auctions=(), lps=(), wide: bool = False) -> None:
         now = self.fc.timestamp
@@ -307,15 +344,14 @@ class FastRunner(Runner):
         expected, batch = [], []
         for v in views:
             try:
-                value = v[4]()
+                value = v[3]()
                 expected.append(tuple(_norm(x) for x in value) if isinstance(value, tuple) else (_norm(value),))
                 batch.append(v)
             except ModelRevert as e:
                 self._expect_revert(v, ("revert",) + _model_error(e), now)
         raw = self.fc.call(self.caller, self.batcher, _encode_batch([v[1] for v in batch], [v[2] for v in batch]))
         for v, want, r in zip(batch, expected, _decode_bytes_array(raw)):
-            dec = _DECODERS.get(v[3]) or _DECODERS.setdefault(v[3], _word_decoder(v[3]))
-            got = dec(r)
+            got = self.decoder(v[1], v[2][:4])(r)
             if got != want:
                 raise AssertionError(f"{v[0]} at t={now}: chain {got} vs model {want}\n" + self.trace())
 
