@@ -7,8 +7,9 @@ resolveBadDebt; LPs' deposit, requestWithdraw, redeem, withdraw; the AMM control
 repeg; and for every view: collateral, accountValue, freeCollateral, marginRequirements,
 isLiquidatable, liquidationState, shortfallOf, pendingBadDebt, position, quote, marketState,
 fundingState, twaps, markPrice, indexPrice, tradersPnl, tradersExitPnl, poolBalance, insuranceFund,
-the pool's navWad, totalAssets, max* and lpFlowsSuspended, the engine's auctions and previews, the
-AMM controller's depthCost, repegCost and netExitValue. The differential fuzz (tests/test_differential.py)
+the pool's navWad, totalAssets, depositAssets, previewDeposit/previewMint/previewRedeem, max* and
+lpFlowsSuspended, the engine's auctions and previews, the AMM controller's depthCost, repegCost and
+netExitValue. The differential fuzz (tests/test_differential.py)
 and the stateful fuzz (tests/test_stateful.py) run random action sequences on chain and here and
 compare every one.
 
@@ -17,7 +18,9 @@ State
 - markets (ids from 1 in config order): virtual reserves ``x`` (base) and ``y`` (quote), parameters,
   long/short open interest, the TWAP accumulator ``(timestamp, markCumulative, indexCumulative)``
   (sums modulo 2^112), an 8-slot observation ring, the funding state ``(cumulativeFunding, rate,
-  target, observationHead)``, the last index price, the funding parameters, and the mock oracle
+  target, observationHead)``, the last index price, the last dislocation (the last block that found an
+  index gap: the vAMM inside its band around the last index, outside it around the new one), the
+  funding parameters, and the mock oracle
   ``(answer in feed units, updatedAt)``.
 - positions: ``(marketId, owner, subaccount) -> Position(size, openNotional, lastCumulativeFunding,
   auctioned)``.
@@ -59,9 +62,9 @@ Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity dif
 ``ceil(size * dCf / 1e18)`` for every sign of ``size`` and ``dCf`` (what a user owes rounds up).
 
 Margin: a position's free part (size - auctioned) owes initial and maintenance margin; its auctioned
-part keeps backing at maintenance (``ceil(ceil(|auctioned| x index) x mmr)``), counted in ``initial``
-(so withdrawals, margin transfers, new risk and taker fills need it) but not in ``maintenance`` (what
-kick tests). The margin summary also reports the auctioned notional and that backing. A trade that
+part keeps backing enough for its worst fill (``ceil(ceil(|auctioned| x index) x max(mmr,
+maxDiscount))``, maxDiscount the market's auction parameter), counted in ``initial`` (so withdrawals,
+margin transfers, new risk and taker fills need it) but not in ``maintenance`` (what kick tests). The margin summary also reports the auctioned notional and that backing. A trade that
 reduces (opposite sign, |base| <= |size|, decided before the swap) skips the price band; an account
 may hold positions in at most 16 markets (TooManyOpenMarkets, after the isolated-subaccount check).
 
@@ -70,34 +73,44 @@ Liquidation (LiquidationEngine + the ClearingHouse's auction hooks + the Vault's
 fill of everything in auction, room = value - ceil((auctionedNotional + slice) x maxDiscount); the
 live-notional cap; the shortfall estimate recorded), take (discount curves, limit price, partial fills
 without dust, the taker's initial margin; then the bad debt of an emptied account resolved, or the
-account's shortfall estimate refreshed while it has one), redo (a recovered account's auction is
-cancelled unpaid; otherwise the tip is capped at the room), cancel (anyone, once the account's value
-covers the maintenance of its free and auctioned parts), backstop (closes on the vAMM only the largest
+account's shortfall estimate refreshed while it has one, skipped when a feed of another market it
+holds is stale), redo (an account that has recovered, value >= targetHealth x (free maintenance +
+auctioned backing), has its auction cancelled unpaid; otherwise the tip, paid only while the account is
+below free maintenance + auctioned backing, is capped at the room; with a stale feed elsewhere the redo
+goes ahead unpaid), cancel (anyone, once the account has recovered as in redo), backstop (a recovered
+account's auction is cancelled as in redo, returning 0; otherwise it closes on the vAMM only the largest
 part that leaves the price no worse than the auction's own price at its full discount and inside the
 band, from the curve's edge reserve (integer square root), leaving no dust; BackstopBlocked when nothing
-fits; the rest stays in the auction) and the loss waterfall (insurance
-fund, then pool; resolving clears the account's estimate). The Vault keeps the estimates per account
-and their sum (pendingBadDebt); every ShortfallRecorded event is logged in ``shortfall_log``.
+fits; the rest stays in the auction) and the loss waterfall (insurance fund, then pool; resolving clears
+the account's estimate). The Vault keeps the estimates per account and their sum (pendingBadDebt);
+collateral credited to an account (deposit, depositFor, transferMargin into it) lowers its estimate one
+for one, floored at 0; every ShortfallRecorded event is logged in ``shortfall_log``.
 Positions carry their auctioned part; every market keeps the aggregates (sum of open notionals, sum
 of funding bases) that `traders_pnl` and `traders_exit_pnl` read, as the ClearingHouse does.
 
-Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, requestWithdraw, redeem, withdraw
-with cooldown, window, reserve and cash checks. NAV = pool balance - the traders' PnL at vAMM exit
-(VAmmMath.exitValue of each market's net position) net of funding owed - the bad-debt estimate beyond
-the insurance fund; the reserve is reserveFactor x sum |net OI| x vAMM price. LP flows are suspended
-(LpFlowsSuspended; every max* view 0) while markets with open interest and an invalid or stale feed,
-or a vAMM outside its band around the index, carry more than 0.1 % of the pool's cash in notional.
-The ERC-4626 views never raise; max* are exactly what the actions accept.
+Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, mint, requestWithdraw, redeem,
+withdraw with cooldown, window, reserve and cash checks. NAV = pool balance - the traders' PnL at vAMM
+exit (VAmmMath.exitValue of each market's net position) net of funding owed - the bad-debt estimate
+beyond the insurance fund; redemptions and withdrawals (and convertTo*) are priced on it (totalAssets);
+deposits and mints on depositAssets, the NAV before that set-aside (pool balance - traders' exit PnL),
+so a depositor cannot buy shares cheap ahead of the set-aside's release. The reserve is reserveFactor x
+sum |net OI| x vAMM price. LP flows are suspended (LpFlowsSuspended; every max* view 0) while markets
+with open interest and an invalid or stale feed, a vAMM outside its band around the index, an index
+more than the band away from the last one the market accrued at, or a block in the last TWAP window
+that found an index gap (``lastDislocation``), carry more than 0.1 % of the pool's cash in notional. The ERC-4626 views never raise; max* are exactly what the actions accept.
 
 AmmController: `sync_depth` (depth follows the pool's NAV, at most once per depthInterval: shrinking
 by at most maxDepthChange and never below twice a net short; deepening by at most min(maxDepthChange,
-takerFee / maxSpread) and within maxDepthCost x NAV of exit value handed to the net position; the cost
-booked in depthCost) and `repeg` (the peg follows the index), with the controller's checks in order and
-ClearingHouse.setReserves's accrual first.
+takerFee / maxSpread) and within min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve) of exit
+value handed to the net position; the cost booked in depthCost) and `repeg` (the peg follows the index,
+by at most maxRepegStep and at most what keeps the change of the net position's exit value within
+maxRepegCost x NAV; that exact change is the cost booked in repegCost, so NAV moves by -cost), with the
+controller's checks in order and ClearingHouse.setReserves's accrual first.
 
-Not modelled: governance other than `set_funding_params` (market parameters are not re-checked
-against their bounds, e.g. maxOpenInterest <= int96.max and minPositionSize <= maxOpenInterest),
-operators (openPositionFor, withdrawFor), pool share transfers and `mint`; the pause level is plain
+Governance modelled: `set_funding_params` and `set_market_params` (both accrue at the last recorded
+index, without reading the feed; a market's oracle stays the one it was listed with). Not modelled:
+other governance (listings' bounds, liquidation/auction/pool/AMM parameter setters), operators
+(openPositionFor, withdrawFor, transferMarginFor) and pool share transfers; the pause level is plain
 state (`pause_level`) that the checks read.
 """
 from __future__ import annotations
@@ -130,6 +143,7 @@ PAUSE_NO_TRADING = 2
 PAUSE_WITHDRAW_ONLY = 3
 
 MAX_OPEN_MARKETS = 16  # Vault.MAX_OPEN_MARKETS
+ZERO_ADDRESS = "0x" + "00" * 20
 SUSPENSION_TOLERANCE = 10**15  # LiquidityPool.SUSPENSION_TOLERANCE: 0.1 % of the pool's cash
 
 # ClearingHouse listing defaults for funding (SPEC 5).
@@ -338,6 +352,9 @@ class Market:
     funding_params: FundingParams = field(default_factory=FundingParams)
     sum_open_notional: int = 0  # sum of openNotional over the market's positions (int128)
     sum_funding_basis: int = 0  # sum of floor(size x lastCumulativeFunding / 1e18) (int128)
+    # [s] the last block that found an index gap, the vAMM inside its band around the last index and
+    # outside it around the new one (0: never); LP flows wait a TWAP window after it.
+    last_dislocation: int = 0
 
     @property
     def oracle_scale(self) -> int:
@@ -627,6 +644,34 @@ class Model:
         if self.pause_level >= blocking_level:
             raise ModelRevert("Paused", self.pause_level)
 
+    @staticmethod
+    def _add_checked(balance: int, amount_wad: int, amount: int) -> int:
+        """Vault._addChecked: `balance + amountWad` as int128, or AmountTooLarge(amount)."""
+        total = balance + amount_wad
+        if total > INT128_MAX:
+            raise ModelRevert("AmountTooLarge", amount)
+        return total
+
+    @staticmethod
+    def _sub_int128(balance: int, amount_wad: int) -> int:
+        """An int128 slot debited under checked arithmetic: Panic(0x11) below int128.min."""
+        total = balance - amount_wad
+        if total < -(2**127):
+            raise ModelRevert("Panic", 0x11)
+        return total
+
+    @staticmethod
+    def _is_zero_address(a) -> bool:
+        return a is None or str(a).lower() == ZERO_ADDRESS
+
+    def _credit_shortfall(self, owner, sub: int, amount_wad: int) -> None:
+        """Vault._creditShortfall: collateral credited to an account in liquidation pays its expected bad
+        debt one for one (floor 0), through recordShortfall's path (a ShortfallRecorded event); nothing
+        happens while the estimate is 0."""
+        shortfall = self.shortfall_of(owner, sub)
+        if shortfall != 0:
+            self._set_shortfall(owner, sub, shortfall - amount_wad if shortfall > amount_wad else 0)
+
     # ------------------------------------------------------------------ oracle (mock feed)
 
     @_atomic
@@ -648,53 +693,70 @@ class Model:
 
     @_atomic
     def fund_pool(self, amount: int) -> None:
+        """Vault.fundPool (the liquidity pool's deposits and mints)."""
         amount_wad = self._to_wad(amount)
         self._check_not_paused(PAUSE_WITHDRAW_ONLY)
-        self.pool_balance_wad = _int128(self.pool_balance_wad + amount_wad)
+        self.pool_balance_wad = self._add_checked(self.pool_balance_wad, amount_wad, amount)
         self.token_balance += amount
 
     @_atomic
     def fund_insurance(self, amount: int) -> None:
         amount_wad = self._to_wad(amount)
         self._check_not_paused(PAUSE_WITHDRAW_ONLY)
-        self.insurance_fund_wad = _uint128(self.insurance_fund_wad + amount_wad)
+        self.insurance_fund_wad = self._add_checked(self.insurance_fund_wad, amount_wad, amount)
         self.token_balance += amount
 
     @_atomic
     def deposit(self, owner, sub: int, amount: int, timestamp: int | None = None) -> int:
-        """Vault.deposit (token units); returns the WAD credited."""
+        """Vault.deposit (token units) to (owner, sub); returns the WAD credited. In order: the collateral
+        is credited (AmountTooLarge past int128), the account's shortfall estimate lowered by the same
+        WAD (floor 0; a ShortfallRecorded event when it was nonzero), the Deposit event, the token pull."""
         amount_wad = self._to_wad(amount)
         self._check_not_paused(PAUSE_WITHDRAW_ONLY)
         acct = self._account(owner, sub)
-        if acct.collateral + amount_wad > INT128_MAX:
-            raise ModelRevert("Panic", 0x11)
-        acct.collateral += amount_wad
+        acct.collateral = self._add_checked(acct.collateral, amount_wad, amount)
+        self._credit_shortfall(owner, sub, amount_wad)
         self.token_balance += amount
         return amount_wad
+
+    @_atomic
+    def deposit_for(self, owner, sub: int, amount: int, timestamp: int | None = None) -> int:
+        """Vault.depositFor: as `deposit`, to `owner`'s account (ZeroAddress for the zero address first)."""
+        if self._is_zero_address(owner):
+            raise ModelRevert("ZeroAddress")
+        return self.deposit(owner, sub, amount, timestamp)
 
     @_atomic
     def withdraw(self, owner, sub: int, amount: int, timestamp: int) -> int:
         """Vault.withdraw (token units) at `timestamp`; returns the WAD debited."""
         amount_wad = self._to_wad(amount)
         acct = self._account(owner, sub)
-        acct.collateral -= amount_wad
+        acct.collateral = self._sub_int128(acct.collateral, amount_wad)
         self._check_withdrawable(owner, sub, acct, amount_wad, timestamp)
         self.token_balance -= amount
         return amount_wad
 
     @_atomic
-    def transfer_margin(self, owner, from_sub: int, to_sub: int, amount_wad: int, timestamp: int) -> None:
-        """Vault.transferMargin (WAD) between two sub-accounts of `owner`."""
+    def transfer_margin(self, owner, from_sub: int, to_sub: int, amount_wad: int, timestamp: int) -> int:
+        """Vault.transferMargin (WAD) between two sub-accounts of `owner`; returns the WAD moved. Checks:
+        ZeroAmount, AmountTooLarge (past int128), SameSubaccount, Paused; the source is debited and
+        checked as a withdrawal; the destination credited (AmountTooLarge past int128) and its shortfall
+        estimate lowered by the same WAD (floor 0; a ShortfallRecorded event when it was nonzero); then
+        MarginTransferred."""
         if amount_wad == 0:
             raise ModelRevert("ZeroAmount")
+        if amount_wad > INT128_MAX:
+            raise ModelRevert("AmountTooLarge", amount_wad)
         if from_sub == to_sub:
             raise ModelRevert("SameSubaccount", from_sub)
         self._check_not_paused(PAUSE_WITHDRAW_ONLY)
-        delta = _int128(amount_wad)
         src = self._account(owner, from_sub)
-        src.collateral -= delta
+        src.collateral = self._sub_int128(src.collateral, amount_wad)
         self._check_withdrawable(owner, from_sub, src, amount_wad, timestamp)
-        self._account(owner, to_sub).collateral += delta
+        dst = self._account(owner, to_sub)
+        dst.collateral = self._add_checked(dst.collateral, amount_wad, amount_wad)
+        self._credit_shortfall(owner, to_sub, amount_wad)
+        return amount_wad
 
     def _check_withdrawable(self, owner, sub, acct: Account, amount_wad: int, timestamp: int) -> None:
         coll = acct.collateral
@@ -753,9 +815,11 @@ class Model:
 
     @_atomic
     def set_funding_params(self, market_id: int, params: FundingParams, timestamp: int) -> None:
-        """ClearingHouse.setFundingParams: accrue at the old parameters, then clamp rate and target."""
+        """ClearingHouse.setFundingParams: accrue at the old parameters and the last recorded index (the
+        feed is not read: governance does not depend on it), then bound the parameters, then clamp rate
+        and target."""
         m = self._market(market_id)
-        self._update(m, self._index(m, timestamp), timestamp)
+        self._update(m, m.last_index_price, timestamp)
         bounds = (("maxFundingRate", params.max_funding_rate, 0, 10**16),
                   ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
                   ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
@@ -767,6 +831,39 @@ class Model:
         m.funding_params = copy.copy(params)
         m.rate = clamp(m.rate, params.max_funding_rate)
         m.target = clamp(m.target, params.max_funding_rate)
+
+    @_atomic
+    def set_market_params(self, market_id: int, timestamp: int, *, heartbeat: int | None = None,
+                          twap_window: int | None = None, imr: int | None = None, mmr: int | None = None,
+                          taker_fee: int | None = None, max_spread: int | None = None,
+                          max_oi_pool_ratio: int | None = None, max_open_interest: int | None = None,
+                          min_position_size: int | None = None, insurance_fee_share: int | None = None) -> None:
+        """ClearingHouse.setMarketParams (the market keeps its oracle): accrue at the last recorded index
+        without reading the feed (so `_update`'s dislocation test runs against that index and the old
+        band), then the new parameters, each within its hard bound in the contract's order
+        (ParameterOutOfBounds). Parameters left None keep their value."""
+        m = self._market(market_id)
+        self._update(m, m.last_index_price, timestamp)
+        new = {k: (getattr(m, k) if v is None else v) for k, v in (
+            ("heartbeat", heartbeat), ("twap_window", twap_window), ("imr", imr), ("mmr", mmr),
+            ("taker_fee", taker_fee), ("max_spread", max_spread), ("max_oi_pool_ratio", max_oi_pool_ratio),
+            ("max_open_interest", max_open_interest), ("min_position_size", min_position_size),
+            ("insurance_fee_share", insurance_fee_share))}
+        bounds = (("heartbeat", new["heartbeat"], 60, 2 * 86400),
+                  ("twapWindow", new["twap_window"], 60, 4 * HOUR),
+                  ("mmr", new["mmr"], 5 * 10**15, WAD // 2),
+                  ("imr", new["imr"], new["mmr"] + 1, WAD),
+                  ("takerFee", new["taker_fee"], 0, 10**16),
+                  ("maxSpread", new["max_spread"], 5 * 10**15, WAD // 2),
+                  ("maxOiPoolRatio", new["max_oi_pool_ratio"], 1, 10 * WAD),
+                  ("maxOpenInterest", new["max_open_interest"], 1, INT96_MAX),
+                  ("minPositionSize", new["min_position_size"], 1, new["max_open_interest"]),
+                  ("insuranceFeeShare", new["insurance_fee_share"], 0, WAD))
+        for name, value, lo, hi in bounds:
+            if not lo <= value <= hi:
+                raise ModelRevert("ParameterOutOfBounds", name, value)
+        for k, v in new.items():
+            setattr(m, k, v)
 
     def _trade(self, owner, sub, market_id, base, quote_limit, timestamp, deadline) -> TradeResult:
         """ClearingHouse._trade, check for check in the same order."""
@@ -892,7 +989,13 @@ class Model:
         - a ring observation is written, and the funding target re-sampled from the TWAPs, when the
           block is in a new quarter-window (`timestamp // (window/4)` changed), not every window/4 s;
         - the applied rate evolves (closed form) and the funding index accrues only when the rate or
-          target is nonzero, at the interval's index (the old lastIndexPrice), rounded down.
+          target is nonzero, at the interval's index (the old lastIndexPrice), rounded down;
+        - after recording the index, a block that finds an index gap is a dislocation, lastDislocation =
+          timestamp: the vAMM spot as the block found it (before its first trade) is further from `index`
+          than floor(index x maxSpread) but no further from the last recorded index than floor(lastIndex x
+          maxSpread) (the index moved away and the vAMM has not followed; a vAMM pushed out by a reduce at
+          a steady index is not a gap). `index` is the live one for trades, pokes, fills, backstops and
+          setReserves, the last recorded one for setMarketParams / setFundingParams (never a gap then).
         """
         acc = m.accumulator
         if acc.timestamp == timestamp:
@@ -907,6 +1010,11 @@ class Model:
         m.accumulator = acc
         if index != last_index:
             m.last_index_price = _uint128(index)
+        # The vAMM as this block found it: inside its band around the last index, outside it around the new
+        # one (a gap), recorded before any trade of the block.
+        if (abs(spot - index) > mul_wad_down(index, m.max_spread)
+                and abs(spot - last_index) <= mul_wad_down(last_index, m.max_spread)):
+            m.last_dislocation = timestamp
         if m.rate == 0 and m.target == 0 and not new_observation:
             return
         f = m.funding_params
@@ -1089,11 +1197,11 @@ class Model:
         return len(self.markets)
 
     def market_state(self, market_id: int, timestamp: int) -> tuple:
-        """IClearingHouse.MarketState, field for field."""
+        """IClearingHouse.MarketState, field for field (the last is lastDislocation)."""
         m = self._market(market_id)
         return (m.x, m.y, m.spot, m.long_open_interest, m.short_open_interest,
                 self._cumulative_funding_now(m, timestamp), m.rate, m.target, m.last_index_price,
-                m.accumulator.timestamp)
+                m.accumulator.timestamp, m.last_dislocation)
 
     def funding_state(self, market_id: int, timestamp: int) -> tuple:
         """(appliedRate, targetRate, premium, markTwap, indexTwap, projected1h, projected8h)."""
@@ -1306,6 +1414,8 @@ class Model:
     def kick(self, owner, sub: int, market_id: int, keeper, timestamp: int) -> tuple[int, SliceResult]:
         """LiquidationEngine.kick: returns (auctionId, the slice with its reward and penalty)."""
         self._check_engine_not_paused()
+        if self._is_zero_address(keeper):
+            raise ModelRevert("ZeroAddress")
         value, maintenance, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
         if value >= maintenance:
             raise ModelRevert("NotLiquidatable", owner, sub)
@@ -1408,6 +1518,8 @@ class Model:
         be read (a stale feed of another market it holds), the redo goes ahead unpaid and records nothing."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
+        if self._is_zero_address(keeper):
+            raise ModelRevert("ZeroAddress")
         index = self._index(self.markets[a.market_id], timestamp)
         ap = self._auction_params_of(a.market_id)
         if not self._expired(a, ap, index, timestamp):
@@ -1415,17 +1527,10 @@ class Model:
         lp = self.liquidation_params
         if a.redos >= lp.max_redos:
             raise ModelRevert("MaxRedosReached", auction_id, a.redos)
-        try:
-            value, maintenance, auctioned_notional, auctioned_maintenance = self.liquidation_state(
-                a.owner, a.subaccount, timestamp)
-            known = True
-        except ModelRevert:
-            known = False
-        if known:
-            requirement = maintenance + auctioned_maintenance
-            target = mul_wad_up(requirement, lp.target_health)
-            if value >= target:
-                return self._cancel(auction_id, a, value, target)
+        known, value, auctioned_notional, requirement = self._recovery(a.owner, a.subaccount, timestamp)
+        target = mul_wad_up(requirement, lp.target_health)
+        if known and value >= target:
+            return self._cancel(auction_id, a, value, target)
         self._move_notional(a, a.size, index)
         a.redos += 1
         a.start_index, a.start_time = index, timestamp
@@ -1437,6 +1542,16 @@ class Model:
             self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0)
             self._set_shortfall(a.owner, a.subaccount, max(0, -(room - tip)))
         return Redone(a.redos, index, tip)
+
+    def _recovery(self, owner, sub: int, timestamp: int) -> tuple[bool, int, int, int]:
+        """LiquidationEngine._recovery: (readable, value, auctioned notional, requirement = free maintenance
+        + auctioned backing), liquidationState under try/catch: (False, 0, 0, 0) when a feed of a market
+        the account holds is stale or invalid. Recovered means value >= targetHealth x requirement."""
+        try:
+            value, maintenance, auctioned_notional, auctioned_maintenance = self.liquidation_state(owner, sub, timestamp)
+        except ModelRevert:
+            return False, 0, 0, 0
+        return True, value, auctioned_notional, maintenance + auctioned_maintenance
 
     @_atomic
     def cancel(self, auction_id: int, timestamp: int) -> Cancelled:
@@ -1451,20 +1566,28 @@ class Model:
         return self._cancel(auction_id, a, value, requirement)
 
     @_atomic
-    def backstop(self, auction_id: int, timestamp: int) -> tuple[int, int]:
-        """LiquidationEngine.backstop: close against the vAMM the largest part of the remainder that
-        leaves the price no worse for the owner than the auction's own price at its full discount, nor
-        outside the band (ClearingHouse.backstopClose / _backstopFit); BackstopBlocked when nothing fits;
-        the rest stays in the auction. Returns (closed, quote flow to the owner), the Backstop event's
-        fields."""
+    def backstop(self, auction_id: int, timestamp: int) -> tuple[int, int] | Cancelled:
+        """LiquidationEngine.backstop: after the expiry and redo checks, an account that has recovered
+        (read as in redo: value >= targetHealth x (free maintenance + auctioned backing); unknown with a
+        stale feed of a market it holds) has its auction cancelled (AuctionCancelled, returned as
+        `Cancelled`; the call returns 0 and closes nothing). Otherwise close against the vAMM the largest
+        part of the remainder that leaves the price no worse for the owner than the auction's own price at
+        its full discount, nor outside the band (ClearingHouse.backstopClose / _backstopFit);
+        BackstopBlocked when nothing fits; the rest stays in the auction. Returns (closed, quote flow to
+        the owner), the Backstop event's fields."""
         a = self._live(auction_id)
         self._check_engine_not_paused()
         index = self._index(self.markets[a.market_id], timestamp)
         ap = self._auction_params_of(a.market_id)
         if not self._expired(a, ap, index, timestamp):
             raise ModelRevert("AuctionNotExpired", auction_id)
-        if a.redos < self.liquidation_params.max_redos:
-            raise ModelRevert("RedosRemaining", auction_id, a.redos, self.liquidation_params.max_redos)
+        lp = self.liquidation_params
+        if a.redos < lp.max_redos:
+            raise ModelRevert("RedosRemaining", auction_id, a.redos, lp.max_redos)
+        known, value, _, requirement = self._recovery(a.owner, a.subaccount, timestamp)
+        target = mul_wad_up(requirement, lp.target_health)
+        if known and value >= target:
+            return self._cancel(auction_id, a, value, target)
         size = a.size
         limit = self._auction_price(size, index, ap.max_discount)
         quote, closed = self._backstop_close(a.owner, a.subaccount, a.market_id, size, limit, timestamp)
@@ -1593,9 +1716,12 @@ class Model:
     def traders_exit_pnl(self, timestamp: int) -> tuple[int, int, int, int]:
         """ClearingHouse.tradersExitPnl (never reverts): per market with open interest or aggregates,
         pnl += exitValue(x, y, net) - sumOpenNotional - (net x cfNow (floor) - sumFundingBasis) and
-        netExposure += |net| x spot (up); a market with open interest whose feed is invalid or stale,
-        or whose spot is further from the index than index x maxSpread (down), adds (long + short) x
-        spot (up) to suspendedNotional, and the first such id is suspendedMarket."""
+        netExposure += |net| x spot (up); a market with open interest whose index cannot be trusted now
+        adds (long + short) x spot (up) to suspendedNotional, and the first such id is suspendedMarket:
+        its feed is invalid or stale; or its spot is further from the index than index x maxSpread
+        (down); or the index is further from the last recorded one than lastIndex x maxSpread (down), a
+        gap no block has accrued yet; or a block found a gap (see `_update`) less than a TWAP window ago
+        (timestamp < lastDislocation + twapWindow: a trade back into the band does not end the wait)."""
         pnl = exposure = suspended = 0
         suspended_market = 0
         for market_id in sorted(self.markets):
@@ -1611,7 +1737,10 @@ class Model:
             if long_oi == 0 and short_oi == 0:
                 continue
             index = self._try_index(m, timestamp)
-            if index is None or abs(spot - index) > mul_wad_down(index, m.max_spread):
+            last = m.last_index_price
+            if (index is None or abs(spot - index) > mul_wad_down(index, m.max_spread)
+                    or abs(index - last) > mul_wad_down(last, m.max_spread)
+                    or timestamp < m.last_dislocation + m.twap_window):
                 suspended += mul_wad_up(long_oi + short_oi, spot)
                 if suspended_market == 0:
                     suspended_market = market_id
@@ -1633,7 +1762,41 @@ class Model:
         return 0 if nav <= 0 else nav // self.token_scale
 
     def pool_total_assets(self, timestamp: int) -> int:
+        """LiquidityPool.totalAssets: NAV in token units (floor, floored at 0); redemptions, withdrawals
+        and convertTo* are priced on it."""
         return self._total_assets(self.traders_exit_pnl(timestamp))
+
+    def _deposit_assets(self, v: tuple) -> int:
+        value = self.pool_balance_wad - v[0]
+        return 0 if value <= 0 else value // self.token_scale
+
+    def pool_deposit_assets(self, timestamp: int) -> int:
+        """LiquidityPool.depositAssets: what deposits and mints are priced on, in token units (floor,
+        floored at 0): the NAV before the bad-debt set-aside, pool balance - traders' exit PnL. Never
+        below totalAssets."""
+        return self._deposit_assets(self.traders_exit_pnl(timestamp))
+
+    def _preview_deposit(self, assets: int, v: tuple) -> int:
+        """mulDiv(assets, totalSupply + 1e6, depositAssets + 1), rounded down."""
+        return assets * (self.pool_supply + POOL_OFFSET) // (self._deposit_assets(v) + 1)
+
+    def _preview_mint(self, shares: int, v: tuple) -> int:
+        """mulDiv(shares, depositAssets + 1, totalSupply + 1e6), rounded up."""
+        return -(-shares * (self._deposit_assets(v) + 1) // (self.pool_supply + POOL_OFFSET))
+
+    def pool_preview_deposit(self, assets: int, timestamp: int) -> int:
+        return self._preview_deposit(assets, self.traders_exit_pnl(timestamp))
+
+    def pool_preview_mint(self, shares: int, timestamp: int) -> int:
+        return self._preview_mint(shares, self.traders_exit_pnl(timestamp))
+
+    def pool_convert_to_shares(self, assets: int, timestamp: int) -> int:
+        """ERC4626.convertToShares: on totalAssets (after the set-aside), rounded down."""
+        return self._to_shares(assets, self.pool_total_assets(timestamp))
+
+    def pool_convert_to_assets(self, shares: int, timestamp: int) -> int:
+        """ERC4626.convertToAssets: on totalAssets (after the set-aside), rounded down."""
+        return self._to_assets(shares, self.pool_total_assets(timestamp))
 
     def pool_reserve_required(self, timestamp: int) -> int:
         """LiquidityPool.reserveRequired: reserveFactor x sum |net OI| x vAMM price."""
@@ -1714,15 +1877,19 @@ class Model:
         return min(room, INT128_MAX // self.token_scale)
 
     def pool_max_mint(self, timestamp: int) -> int:
-        v = self.traders_exit_pnl(timestamp)
-        return self._to_shares(self._max_deposit(v), self._total_assets(v))
+        """LiquidityPool.maxMint = previewDeposit(maxDeposit) (priced on depositAssets)."""
+        return self._max_mint(self.traders_exit_pnl(timestamp))
+
+    def _max_mint(self, v: tuple) -> int:
+        return self._preview_deposit(self._max_deposit(v), v)
 
     def pool_preview_redeem(self, shares: int, timestamp: int) -> int:
         return self._to_assets(shares, self._total_assets(self.traders_exit_pnl(timestamp)))
 
     @_atomic
     def pool_deposit(self, caller, assets: int, receiver, timestamp: int) -> int:
-        """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares.
+        """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares,
+        previewDeposit(assets): priced on depositAssets (the NAV before the bad-debt set-aside).
         Checks: ZeroAssets, Paused (level 3), LpFlowsSuspended, ZeroShares, ERC4626ExceededMaxDeposit."""
         v = self.traders_exit_pnl(timestamp)  # the valuation is read before anything else
         if assets == 0:
@@ -1730,7 +1897,7 @@ class Model:
         if self.pause_level >= PAUSE_WITHDRAW_ONLY:
             raise ModelRevert("Paused", self.pause_level)
         self._check_flows_open(v)
-        shares = self._to_shares(assets, self._total_assets(v))
+        shares = self._preview_deposit(assets, v)
         if shares == 0:
             raise ModelRevert("ZeroShares")
         max_assets = self._max_deposit(v)
@@ -1740,6 +1907,27 @@ class Model:
         self.pool_supply += shares
         self.pool_shares[receiver] = self.pool_balance_of(receiver) + shares
         return shares
+
+    @_atomic
+    def pool_mint(self, caller, shares: int, receiver, timestamp: int) -> int:
+        """LiquidityPool.mint: returns the assets paid, previewMint(shares) (priced on depositAssets,
+        rounded up). Checks: ZeroShares, Paused (level 3), LpFlowsSuspended, then OpenZeppelin's
+        ERC4626ExceededMaxMint against maxMint = previewDeposit(maxDeposit); the assets go on to the
+        Vault's pool balance (Vault.fundPool)."""
+        v = self.traders_exit_pnl(timestamp)
+        if shares == 0:
+            raise ModelRevert("ZeroShares")
+        if self.pause_level >= PAUSE_WITHDRAW_ONLY:
+            raise ModelRevert("Paused", self.pause_level)
+        self._check_flows_open(v)
+        max_shares = self._max_mint(v)
+        if shares > max_shares:
+            raise ModelRevert("ERC4626ExceededMaxMint", receiver, shares, max_shares)
+        assets = self._preview_mint(shares, v)
+        self.fund_pool(assets)
+        self.pool_supply += shares
+        self.pool_shares[receiver] = self.pool_balance_of(receiver) + shares
+        return assets
 
     @_atomic
     def pool_request_withdraw(self, owner, shares: int, timestamp: int) -> int:
@@ -1867,7 +2055,9 @@ class Model:
     def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
         """AmmController._depthStep: shrinking, at most maxDepthChange and not below
         ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and
-        within the budget maxDepthCost x NAV of exit value handed to the net position (closed form)."""
+        within a budget of exit value handed to the net position (closed form) of
+        min(floor(NAV x maxDepthCost), floor(floor(y0 x takerFee) x maxSpread)): the second cap bounds
+        what any position can gain around one sync below the fees of a round trip that large."""
         if target <= y0:
             lo = y0 - mul_wad_down(y0, p.max_depth_change)
             if net < 0:
@@ -1879,7 +2069,7 @@ class Model:
         y1 = hi if target > hi else target
         if net == 0:
             return y1
-        budget = mul_wad_down(nav, p.max_depth_cost)
+        budget = min(mul_wad_down(nav, p.max_depth_cost), mul_wad_down(mul_wad_down(y0, m.taker_fee), m.max_spread))
         n = abs(net)
         s_max = 0  # [wad] the largest scale factor within the budget; 0 = unbounded
         if net > 0:
@@ -1909,7 +2099,12 @@ class Model:
     def repeg(self, market_id: int, timestamp: int) -> tuple[int, int]:
         """AmmController.repeg: when the mark TWAP has left the index TWAP by more than the threshold,
         the quote reserve alone moves the price toward the live index, by at most maxRepegStep and at
-        most what keeps |net OI| x move within maxRepegCost x NAV. Returns (price1, cost)."""
+        most what keeps the change of the net position's exit value within budget = max(NAV, 0) x
+        maxRepegCost: with n = |net| and x the base reserve (fixed), |dE| = x dp n / (x +- n), so the move
+        is at most floor(floor(budget (x + n) / x) x 1e18 / n) for a net long, (x - n) for a net short
+        (Math.mulDiv, then divWadDown). The cost booked in repegCost and emitted is the exact change of the
+        net's exit value, exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
+        Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
         if last != 0 and timestamp < last + p.repeg_interval:
@@ -1923,17 +2118,21 @@ class Model:
         price0 = m.spot
         max_move = mul_wad_down(price0, p.max_repeg_step)
         net = m.long_open_interest - m.short_open_interest
+        x, y0 = m.x, m.y
         if net != 0:
             nav = self.pool_nav(timestamp)
             budget = mul_wad_down(nav, p.max_repeg_cost) if nav > 0 else 0
-            max_move = min(max_move, div_wad_down(budget, abs(net)))
+            n = abs(net)
+            if net < 0 and n > x:  # x - n under checked arithmetic (unreachable: the curve holds the net short)
+                raise ModelRevert("Panic", 0x11)
+            by_cost = div_wad_down(budget * (x + n if net > 0 else x - n) // x, n)
+            max_move = min(max_move, by_cost)
         move = min(abs(index - price0), max_move)
         price1 = price0 + move if index > price0 else price0 - move
-        x = m.x
         y1 = mul_wad_down(x, price1)
         self._set_reserves(m, x, y1, timestamp)
         price1 = y1 * WAD // x
-        cost = s_mul_wad_up(net, price1 - price0)
+        cost = exit_value(x, y1, net) - exit_value(x, y0, net)
         self.repeg_cost[market_id] = self.repeg_cost.get(market_id, 0) + cost
         self.last_repeg[market_id] = timestamp
         return price1, cost
