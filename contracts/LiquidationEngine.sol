@@ -152,8 +152,9 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         });
         clearingHouse.markForAuction(owner, subaccount, marketId, s.size);
         vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty);
+        if (s.bounty != 0) vault.payKeeperBounty(keeper, s.bounty);
         vault.recordShortfall(owner, subaccount, s.shortfall);
-        emit Kick(auctionId, owner, subaccount, marketId, s.size, s.index, keeper, s.keeperReward, s.penalty);
+        emit Kick(auctionId, owner, subaccount, marketId, s.size, s.index, keeper, s.keeperReward + s.bounty, s.penalty);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -353,7 +354,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         (int256 value, uint256 maintenance, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
         if (value >= int256(maintenance)) return (0, 0, 0, 0);
         Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
-        return (s.size, s.notional, s.keeperReward, s.penalty);
+        return (s.size, s.notional, s.keeperReward + s.bounty, s.penalty);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -393,6 +394,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 index; // [wad]
         bool restores; // the slice is sized to restore target health (not forced to the whole position)
         uint256 shortfall; // [wad] bad debt the account's auctions would leave at the worst fill, after costs
+        uint256 bounty; // [wad quote] paid by the insurance fund when the account can pay its keeper nothing
     }
 
     /// @dev The smallest slice after which, net of its costs and of the worst fill the auction allows
@@ -447,6 +449,16 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 penalty = s.notional.mulWadUp(lp.penalty);
         s.penalty = room <= 0 ? 0 : (penalty < uint256(room) ? penalty : uint256(room));
         s.shortfall = _shortfall(room - s.penalty.toInt256());
+        if (s.keeperReward == 0) {
+            // An account under water pays its keeper nothing, yet its kick is what sets its bad debt aside
+            // (and LP flows resume a TWAP window after a gap whether or not anyone kicked). The insurance
+            // fund pays the proportional part only, chip x notional: no flat tip, so dust accounts, which
+            // anyone can create, earn nothing worth farming.
+            uint256 bounty = s.notional.mulWadUp(lp.chip);
+            if (bounty > lp.maxKeeperReward) bounty = lp.maxKeeperReward;
+            uint256 insurance = vault.insuranceFund();
+            s.bounty = bounty < insurance ? bounty : insurance;
+        }
     }
 
     /// @dev Bad debt implied by what an account keeps after the worst fill: its negative part.

@@ -260,14 +260,17 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @inheritdoc ERC4626
     /// @dev 0 while the Vault is paused at level 3 (where `fundPool` reverts) or LP flows are suspended;
-    ///      otherwise the room left in the pool's int128 ledger line, in token units.
+    ///      otherwise the room left in the pool's int128 ledger line, in token units (0 when that room
+    ///      would buy no share).
     function maxDeposit(address) public view override returns (uint256) {
         if (vault.pauseLevel() >= PAUSE_DEPOSITS || _flowsSuspended()) return 0;
         int256 cash = vault.poolBalance();
         // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
         uint256 room = uint256(int256(type(int128).max) - cash) / tokenScale;
         uint256 perCall = uint256(uint128(type(int128).max)) / tokenScale; // the Vault's per-amount bound
-        return room < perCall ? room : perCall;
+        if (perCall < room) room = perCall;
+        // Room that buys no share would be refused (ZeroShares): nothing can be deposited then.
+        return room != 0 && previewDeposit(room) == 0 ? 0 : room;
     }
 
     /// @inheritdoc ERC4626

@@ -263,6 +263,17 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IVault
+    function payKeeperBounty(address keeper, uint256 amount) external notEntered {
+        if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
+        uint256 insurance = _insuranceFund;
+        if (amount > insurance) revert InsufficientInsurance(insurance, amount);
+        // Casts: amount <= insurance < 2^127.
+        _insuranceFund = uint128(insurance - amount);
+        _accounts[keeper][0].collateral += int128(int256(amount));
+        emit KeeperBounty(keeper, amount);
+    }
+
+    /// @inheritdoc IVault
     function recordShortfall(address owner, uint32 subaccount, uint256 shortfall) external notEntered {
         if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
         _setShortfall(owner, subaccount, shortfall);

@@ -86,14 +86,17 @@ class SliceModel:
     penalty: int
     restores: bool
     raw_base: int  # the formula's base before the whole-position rules
+    bounty: int = 0  # paid by the insurance fund when the account pays its keeper nothing
 
 
 def model_slice(value: int, maintenance: int, available: int, index: int, mmr: int, min_size: int, lp, max_discount: int,
-                auctioned_notional: int = 0):
+                auctioned_notional: int = 0, insurance: int = 10**40):
     """What `kick` must do (ILiquidationEngine.kick, LiquidationEngine._slice NatSpec), from scratch.
     Costs come out of what the account keeps after the worst fill of everything it will have in auction
     (`auctioned_notional` already in auction plus this slice, at the full discount): reward first, then
-    penalty, each capped there, so a kick never creates bad debt at an unchanged index."""
+    penalty, each capped there, so a kick never creates bad debt at an unchanged index. An account that
+    pays its keeper nothing earns the keeper a bounty from the insurance fund: chip x notional, capped at
+    maxKeeperReward and at the fund."""
     sign = 1 if available > 0 else -1
     avail = abs(available)
     base, restores, raw = avail, False, None
@@ -110,7 +113,8 @@ def model_slice(value: int, maintenance: int, available: int, index: int, mmr: i
     reward = 0 if room <= 0 else min(reward, room)
     room -= reward
     penalty = 0 if room <= 0 else min(mul_up(notional, lp.penalty), room)
-    return SliceModel(sign * base, notional, reward, penalty, restores, raw)
+    bounty = min(mul_up(notional, lp.chip), lp.maxKeeperReward, insurance) if reward == 0 else 0
+    return SliceModel(sign * base, notional, reward, penalty, restores, raw, bounty)
 
 
 def backstop_edge(index: int, size: int, max_d: int, max_spread: int) -> int:
@@ -284,7 +288,7 @@ def health_of(system, who, sub=0, markets=(ETH, BTC)):
 def _kick_calls(system, who, mid, sub, markets):
     engine = system.liquidation
     calls = _account_calls(system, who, sub, markets)
-    calls.update(lp=(engine, "liquidationParams"), ap=(engine, "auctionParams", mid))
+    calls.update(lp=(engine, "liquidationParams"), ap=(engine, "auctionParams", mid), ins=(system.vault, "insuranceFund"))
     return calls
 
 
@@ -293,7 +297,7 @@ def _model_from(r, mid, markets):
     size = r[f"pos{mid}"][0]
     mp = r[f"mp{mid}"]
     m = model_slice(value, maint, size - r[f"auc{mid}"], r[f"idx{mid}"], mp.mmr, mp.minPositionSize, r["lp"],
-                    r["ap"].maxDiscount, auctioned)
+                    r["ap"].maxDiscount, auctioned, r["ins"])
     return m, value, maint, r[f"idx{mid}"]
 
 
@@ -382,16 +386,17 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
                  count=(engine, "auctionCount"), st=(ch, "marketState", mid))
     r0 = read(system, **calls)
     m, value, maint, index = _model_from(r0, mid, markets)
-    assert tuple(r0["preview"]) == (m.size, m.notional, m.reward, m.penalty)
+    assert tuple(r0["preview"]) == (m.size, m.notional, m.reward + m.bounty, m.penalty)
 
     tx = engine.kick(who, sub, mid, keeper, sender=caller)
 
     aid = r0["count"] + 1
     ev = one_event(engine, "Kick", tx)
     assert (ev.auctionId, ev.owner, ev.subaccount, ev.marketId, ev.size, ev.startIndex, ev.keeper, ev.keeperReward, ev.penalty) == (
-        aid, who.address, sub, mid, m.size, index, keeper_addr, m.reward, m.penalty)
+        aid, who.address, sub, mid, m.size, index, keeper_addr, m.reward + m.bounty, m.penalty)
     charged = one_event(vault, "LiquidationCharged", tx)
     assert (charged.keeperReward, charged.penalty) == (m.reward, m.penalty)
+    assert [e.amount for e in events(vault, "KeeperBounty", tx)] == ([m.bounty] if m.bounty else [])
     r1 = read(system, auction=(engine, "auction", aid), count=(engine, "auctionCount"), live=(engine, "liveNotional"),
               auc=(ch, "auctionedSize", who.address, sub, mid), coll=(vault, "collateral", who.address, sub),
               kcoll=(vault, "collateral", keeper_addr, 0), ins=(vault, "insuranceFund"), pool=(vault, "poolBalance"),
@@ -402,11 +407,11 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
     assert r1["auc"] == r0[f"auc{mid}"] + m.size
     # Vault ledger: reward owner -> keeper's cross account, penalty owner -> insurance; pool untouched.
     if same:
-        assert r1["coll"] == r0["coll"] - m.penalty
+        assert r1["coll"] == r0["coll"] - m.penalty + m.bounty
     else:
         assert r1["coll"] == r0["coll"] - m.reward - m.penalty
-        assert r1["kcoll"] == r0["kcoll"] + m.reward
-    assert r1["ins"] == r0["ins"] + m.penalty
+        assert r1["kcoll"] == r0["kcoll"] + m.reward + m.bounty
+    assert r1["ins"] == r0["ins"] + m.penalty - m.bounty
     assert r1["pool"] == r0["pool"]
     # The vAMM and open interest do not move on a kick.
     st0, st1 = r0["st"], r1["st"]
@@ -415,7 +420,7 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
     # Health right after: value less the costs; maintenance no longer counts the slice.
     avail0 = r0[f"pos{mid}"][0] - r0[f"auc{mid}"]
     mmr = r0[f"mp{mid}"].mmr
-    exp_value = value - m.reward - m.penalty + (m.reward if same else 0)
+    exp_value = value - m.reward - m.penalty + (m.reward + m.bounty if same else 0)
     exp_maint = maint - requirement(avail0, index, mmr) + requirement(avail0 - m.size, index, mmr)
     assert (r1["health"][0], r1["health"][3]) == (exp_value, exp_maint)
     return aid, m, tx
@@ -574,15 +579,17 @@ def test_kick_takes_whole_position_when_the_slice_would_leave_dust(system, ch, v
 
 
 def test_kick_underwater_account_whole_position_no_penalty(system, ch, vault, engine, chain, alice, carol, batcher):
-    """accountValue < 0: the whole position goes; the keeper and the insurance fund get nothing, since the
-    account has nothing left after the worst fill (a reward would only add to the bad debt); the estimate of
-    that bad debt is recorded for the pool's NAV; a second kick finds nothing."""
+    """accountValue < 0: the whole position goes; the account pays no reward and no penalty, since it has
+    nothing left after the worst fill (they would only add to the bad debt); the insurance fund pays the
+    keeper a bounty of chip x notional, so someone is paid to record the coming bad debt, which is set
+    aside for the pool's NAV; a second kick finds nothing."""
     open_long(system, alice)
     set_price(system, "ETH", 2650 * 10**8)
     value, _ = health_of(system, alice)
     assert value < 0
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
     assert m.size == 10 * WAD and m.penalty == 0 and m.reward == 0
+    assert m.bounty == mul_up(m.notional, lparams(engine).chip) > 0
     shortfall = -(value - mul_up(m.notional, engine.auctionParams(ETH).maxDiscount))
     assert vault.shortfallOf(alice, 0) == shortfall == vault.pendingBadDebt()
     assert vault.isLiquidatable(alice, 0)  # value < 0 = maintenance
@@ -1052,7 +1059,7 @@ def test_final_take_settles_bad_debt(uninsured, chain, alice, bob, carol):
     _, _, realized = apply_trade(size0, on0, -size0, oq)
     debt = -(coll0 + realized)
     from_ins = min(debt, ins0)
-    assert 0 < ins0 < debt  # fee income only: the pool pays the rest
+    assert 0 <= ins0 < debt  # fee income less the kick's bounty at most: the pool pays the rest
     tx = engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
     ev = one_event(vault, "BadDebt", tx)
     assert (ev.owner, ev.amount, ev.fromInsurance, ev.fromPool) == (alice.address, debt, from_ins, debt - from_ins)

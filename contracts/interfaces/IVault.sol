@@ -45,6 +45,8 @@ interface IVault {
     error InsufficientPoolCash(int256 poolBalance, uint256 amountWad);
     /// @notice `resolveBadDebt` on an account that still holds positions or whose collateral is not negative.
     error NoBadDebt(address owner, uint32 subaccount, int256 collateral, uint256 openMarkets);
+    /// @notice The insurance fund holds less than a bounty asks for.
+    error InsufficientInsurance(uint256 insuranceFund, uint256 amount);
     /// @notice A trade would give the account a position in more than `maxOpenMarkets` markets.
     error TooManyOpenMarkets(address owner, uint32 subaccount, uint256 maxOpenMarkets);
 
@@ -76,6 +78,9 @@ interface IVault {
     event PoolFunded(address indexed from, uint256 amount, uint256 amountWad);
     /// @notice Tokens credited to the insurance fund by `from`.
     event InsuranceFunded(address indexed from, uint256 amount, uint256 amountWad);
+    /// @notice The insurance fund paid `amount` to `keeper`'s cross account for kicking an account that
+    ///         could pay it nothing (under water after the worst fill).
+    event KeeperBounty(address indexed keeper, uint256 amount);
     /// @notice The liquidation engine's estimate of the bad debt `(owner, subaccount)` will leave changed to
     ///         `shortfall`; `total` is the sum over all accounts (what the pool's NAV sets aside beyond
     ///         the insurance fund).
@@ -170,6 +175,10 @@ interface IVault {
     ///         unchanged index.
     function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
         external;
+
+    /// @notice Liquidation-engine only: pay `amount` from the insurance fund to `keeper`'s cross account, the
+    ///         bounty for kicking an account that can pay its keeper nothing (reverts beyond the fund).
+    function payKeeperBounty(address keeper, uint256 amount) external;
 
     /// @notice Liquidation-engine only: record the engine's estimate of the bad debt the account's
     ///         auctions will leave (0 when its equity covers the worst fill). Lowered one for one by any

@@ -113,12 +113,15 @@ def test_winner_paid_in_full_loser_debt_through_the_waterfall(uninsured, chain, 
         maint = requirement(100 * WAD, index, 5 * 10**16)
         assert value < 0
         lp = engine.liquidationParams()
-        m = model_slice(value, maint, 100 * WAD, index, 5 * 10**16, 10**16, lp, engine.auctionParams(ETH).maxDiscount)
+        m = model_slice(value, maint, 100 * WAD, index, 5 * 10**16, 10**16, lp, engine.auctionParams(ETH).maxDiscount,
+                        insurance=ins)
         assert (m.size, m.penalty, m.reward) == (100 * WAD, 0, 0)  # all of it; no reward or penalty out of nothing
+        assert m.bounty > 0  # the insurance fund pays the keeper of an account that can pay nothing
         tx = engine.kick(loser, 0, ETH, keeper, sender=keeper)
         ev = engine.Kick.from_receipt(tx)[0]
-        assert (ev.size, ev.keeperReward, ev.penalty, ev.startIndex) == (m.size, m.reward, m.penalty, index)
-        assert vault.collateral(keeper, 0) == m.reward
+        assert (ev.size, ev.keeperReward, ev.penalty, ev.startIndex) == (m.size, m.reward + m.bounty, m.penalty, index)
+        assert vault.collateral(keeper, 0) == m.bounty
+        ins -= m.bounty
         assert_backed(system, owners)
         # An arbitrageur brings the vAMM down to the index (selling towards the index is always allowed).
         base = vamm_base_to(system, ETH, index)

@@ -143,10 +143,14 @@ def test_a_pump_against_a_capped_short_draws_the_insurance_fund_first_and_bounds
     system.set_price("ETH", 4800)
     lp = engine.liquidationParams()
     notional = mul_up(60 * WAD, p1)
-    reward = 0  # the account has nothing left after the worst fill: no reward, no penalty
+    # The account has nothing left after the worst fill: it pays no reward and no penalty; the insurance
+    # fund pays the keeper's bounty, chip x notional.
+    reward = 0
+    bounty = min(mul_up(notional, lp.chip), lp.maxKeeperReward, ins)
     tx = engine.kick(whale, 0, ETH, carol, sender=carol)
     ev = engine.Kick.from_receipt(tx)[0]
-    assert (ev.size, ev.keeperReward, ev.penalty) == (size, reward, 0)  # all of it; no penalty from nothing
+    assert (ev.size, ev.keeperReward, ev.penalty) == (size, reward + bounty, 0)  # all of it; no penalty from nothing
+    ins -= bounty
     ap = engine.auctionParams(ETH)
     chain.pending_timestamp = tx.timestamp + 30
     price = auction_price(-1, p1, discount_linear(ap.maxDiscount, ap.duration, 30))
