@@ -4,12 +4,16 @@ it to `vperp.model.Model`, then compares reverts, events and every view, to the 
 
 Actions (step tuples, first element the kind): time, oracle, poke, deposit, withdraw, transfer, open,
 reduce, close, lever (the largest position the margin allows), kick, take, redo, cancel, backstop,
-baddebt (Vault.resolveBadDebt), lpdeposit, lprequest, lpredeem, lpwithdraw, syncdepth, repeg. Actors
-are indexes into `Env.traders`; every trader can also act as keeper, taker and LP.
+baddebt (Vault.resolveBadDebt), lpdeposit, lpmint, lprequest, lpredeem, lpwithdraw, syncdepth, repeg.
+Actors are indexes into `Env.traders`; every trader can also act as keeper, taker and LP.
 
-Events compared with the model's results: PositionChanged, Kick, Take, Redo, AuctionCancelled,
-Backstop (the size it closed), every ShortfallRecorded and BadDebt a step emits (in order),
-DepthSynced, DepthSyncCost and Repeg.
+Events compared with the model's results: PositionChanged, Kick, Take, Redo, AuctionCancelled (from
+cancel, and from a redo or a backstop of a recovered account, which then emit no Redo / Backstop),
+Backstop (the size it closed), every ShortfallRecorded and BadDebt a step emits (in order; deposits and
+margin transfers into an account with an estimate lower it, with a ShortfallRecorded), DepthSynced,
+DepthSyncCost and Repeg. Views compared include marketState with lastDislocation, the pool's
+depositAssets (what deposits and mints are priced on) and, in the full comparison, previewDeposit and
+previewMint.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ MARKETS = (1, 2)
 STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, "trades": 0, "funding_trades": 0,
          "funding_steps": 0, "kicks": 0, "takes": 0, "redos": 0, "backstops": 0, "bad_debts": 0, "lp": 0,
          "depth_syncs": 0, "repegs": 0, "cancels": 0, "partial_backstops": 0, "shortfall_events": 0,
-         "bad_debt_events": 0, "suspended_steps": 0}
+         "bad_debt_events": 0, "suspended_steps": 0, "backstop_cancels": 0, "shortfall_credits": 0,
+         "dislocations": 0}
 
 
 # ---------------------------------------------------------------------------- ABI plumbing
@@ -217,10 +222,15 @@ class Runner:
             STATS["errors"][c_err[0]] = STATS["errors"].get(c_err[0], 0) + 1
             return
         self._check_vault_events(receipt, n_shortfalls, n_bad_debts, describe)
+        STATS["dislocations"] += any(mk.last_dislocation == T for mk in self.model.markets.values())
+        if kind in ("deposit", "transfer") and len(self.model.shortfall_log) > n_shortfalls:
+            STATS["shortfall_credits"] += 1  # collateral credited to an account in liquidation
         if kind in ("kick", "take", "redo", "backstop", "baddebt", "cancel"):
             cancelled = isinstance(result, Cancelled)
             STATS[{"kick": "kicks", "take": "takes", "redo": "cancels" if cancelled else "redos",
-                   "backstop": "backstops", "baddebt": "bad_debts", "cancel": "cancels"}[kind]] += 1
+                   "backstop": "cancels" if cancelled else "backstops", "baddebt": "bad_debts",
+                   "cancel": "cancels"}[kind]] += 1
+            STATS["backstop_cancels"] += kind == "backstop" and cancelled
             self._check_liquidation_event(kind, receipt, result, describe)
         if kind.startswith("lp"):
             STATS["lp"] += 1
@@ -489,6 +499,14 @@ class Runner:
                 (owner, self.pool, _encode("deposit(uint256,address)", [units, owner])),
                 f"pool.deposit(trader{t}, {units})")
 
+    def _lpmint(self, T, t, shares):
+        self.lps.add(t)
+        self.touched_lps.add(t)
+        owner = self.addr[t]
+        return (lambda: self.model.pool_mint(owner, shares, owner, T),
+                (owner, self.pool, _encode("mint(uint256,address)", [shares, owner])),
+                f"pool.mint(trader{t}, {shares} shares)")
+
     def _lprequest(self, T, t, pct):
         self.lps.add(t)
         self.touched_lps.add(t)
@@ -540,8 +558,9 @@ class Runner:
         """The engine's event carries what the model computed (the data fields; topics are ids)."""
         if kind == "baddebt":
             return
-        if isinstance(result, Cancelled):  # AuctionCancelled(size, value, requirement), and no Redo
-            assert not _event_logs(receipt, LIQUIDATION_EVENTS["redo"][0]), f"a cancelled redo paid: {describe}"
+        if isinstance(result, Cancelled):  # AuctionCancelled(size, value, requirement); no Redo, no Backstop
+            for ev in ("redo", "backstop"):
+                assert not _event_logs(receipt, LIQUIDATION_EVENTS[ev][0]), f"a cancelling {kind} emitted {ev}: {describe}"
             got = _one_event_data(receipt, AUCTION_CANCELLED, ["int256", "int256", "uint256"])
             want = (result.size, result.value, result.requirement)
             assert got == want, f"{kind} event mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
@@ -592,6 +611,8 @@ class Runner:
                   lambda: m.pool_max_deposit(now)),
             _call("pool.maxMint", self.pool, "maxMint(address)", ["address"], [self.addr[0]], ["uint256"],
                   lambda: m.pool_max_mint(now)),
+            _call("pool.depositAssets", self.pool, "depositAssets()", [], [], ["uint256"],
+                  lambda: m.pool_deposit_assets(now)),
             _call("pool.reserveRequired", self.pool, "reserveRequired()", [], [], ["uint256"],
                   lambda: m.pool_reserve_required(now)),
             _call("pool.withdrawableAssets", self.pool, "withdrawableAssets()", [], [], ["uint256"],
@@ -599,6 +620,13 @@ class Runner:
             _call("liveNotional", self.engine, "liveNotional()", [], [], ["uint256"], lambda: m.live_notional),
             _call("auctionCount", self.engine, "auctionCount()", [], [], ["uint256"], lambda: m.auction_count),
         ]
+        if full:
+            out += [_call(f"pool.{fn}({n})", self.pool, f"{fn}(uint256)", ["uint256"], [n], ["uint256"],
+                          lambda f=model_fn, n=n: f(n, now))
+                    for fn, n, model_fn in (("previewDeposit", 10**9, m.pool_preview_deposit),
+                                            ("previewMint", 10**15, m.pool_preview_mint),
+                                            ("convertToShares", 10**9, m.pool_convert_to_shares),
+                                            ("convertToAssets", 10**15, m.pool_convert_to_assets))]
         auction_ids = range(1, m.auction_count + 2) if full else sorted(auctions)
         for i in auction_ids:
             out.append(_call(f"auction({i})", self.engine, "auction(uint256)", ["uint256"], [i],
@@ -632,7 +660,7 @@ class Runner:
             out.append(_call(f"netExitValue({mid})", self.amm, "netExitValue(uint32)", ["uint32"], [mid], ["int256"],
                              lambda mid=mid: m.net_exit_value(mid)))
             out.append(_call(f"marketState({mid})", ch, "marketState(uint32)", ["uint32"], [mid],
-                             ["uint256"] * 5 + ["int256"] * 3 + ["uint256"] * 2, lambda mid=mid: m.market_state(mid, now)))
+                             ["uint256"] * 5 + ["int256"] * 3 + ["uint256"] * 3, lambda mid=mid: m.market_state(mid, now)))
             out.append(_call(f"fundingState({mid})", ch, "fundingState(uint32)", ["uint32"], [mid],
                              ["int256"] * 3 + ["uint256"] * 2 + ["int256"] * 2,
                              lambda mid=mid: m.funding_state(mid, now)))
@@ -855,7 +883,9 @@ def report_line(profile: str, name: str) -> str:
             f"{STATS['takes']} takes, {STATS['redos']} redos, {STATS['cancels']} cancels, "
             f"{STATS['backstops']} backstops ({STATS['partial_backstops']} partial), "
             f"{STATS['bad_debt_events']} bad debts resolved ({STATS['bad_debts']} by resolveBadDebt), "
-            f"{STATS['shortfall_events']} shortfall records, "
+            f"{STATS['shortfall_events']} shortfall records ({STATS['shortfall_credits']} by deposits/transfers "
+            f"into accounts in liquidation), {STATS['backstop_cancels']} backstops cancelling a recovered auction, "
+            f"{STATS['dislocations']} steps recording a dislocation, "
             f"{STATS['lp']} pool actions, {STATS['suspended_steps']} steps with LP flows suspended, "
             f"{STATS['depth_syncs']} depth syncs, {STATS['repegs']} repegs; "
             f"reverts by error: {dict(sorted(STATS['errors'].items()))}")

@@ -148,6 +148,7 @@ backstop_st = st.tuples(st.just("backstop"), traders_st, st.integers(0, 3))
 baddebt_st = st.tuples(st.just("baddebt"), traders_st, traders_st, subs_st)
 lp_st = st.one_of(
     st.tuples(st.just("lpdeposit"), traders_st, st.one_of(st.integers(10**6, 10**11), st.integers(0, 10))),
+    st.tuples(st.just("lpmint"), traders_st, st.one_of(st.integers(10**12, 10**17), st.integers(0, 10))),
     st.tuples(st.just("lprequest"), traders_st, st.sampled_from([100, 50, 0, -1, 101])),
     st.tuples(st.just("lpredeem"), traders_st, st.sampled_from([100, 50, 0, -1])),
     st.tuples(st.just("lpwithdraw"), traders_st, st.sampled_from([100, 50, 0, -1])),
@@ -237,14 +238,33 @@ settings.register_profile(
                 ("deposit", 1, 1, "normal", 5 * 10**10, 0), ("cancel", 2, 0), ("lever", 2, 1, 2, -1, 100),
                 ("oracle", 2, "jump", 0, 700), ("kick", 0, 2, 1, 0), ("oracle", 2, "jump", 0, -900), ("time", 1801),
                 ("redo", 0, 1)])
-# A backstop the band cuts short: a large levered long (two levers, the index meeting the vAMM between
-# them), the index falls 20 %, three unpaid redos, then the index meets the vAMM, so the band leaves room
-# for part of the remainder only; the next backstop is blocked until the index meets the vAMM again.
+# A backstop the auction's price cuts short: a large levered long (two levers, the index meeting the vAMM
+# between them), the index falls 20 %, three unpaid redos; another trader's sale brings the vAMM just above
+# the index (the owner still under water, so no recovery cancel), and the backstop sells only down to the
+# auction's price at its full discount; the next one is blocked until the index meets the vAMM again.
 @example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "spot", 0, 0),
                 ("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 1801),
                 ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801),
-                ("oracle", 1, "spot", 0, 0), ("backstop", 1, 0), ("backstop", 1, 0), ("oracle", 1, "spot", 0, 0),
-                ("backstop", 1, 0), ("baddebt", 2, 0, 0)])
+                ("deposit", 1, 0, "any", 0, 10**12), ("open", 1, 0, 1, -1, 138_000_000, "any", True),
+                ("backstop", 2, 0), ("backstop", 2, 0), ("oracle", 1, "spot", 0, 0),
+                ("backstop", 2, 0), ("baddebt", 2, 0, 0)])
+# A backstop of a recovered account: after three redos at the crashed index, the index meets the vAMM
+# again; the backstop cancels the auction (AuctionCancelled, no Backstop) and closes nothing.
+@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0), ("time", 1801),
+                ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801), ("redo", 1, 0), ("time", 1801),
+                ("oracle", 1, "spot", 0, 0), ("backstop", 2, 0), ("backstop", 2, 0)])
+# Collateral credited to an account in liquidation lowers its estimate one for one: kicked under water, the
+# owner deposits 1,000, moves 10,000 from its isolated sub-account in, then the rest is taken.
+@example(steps=[("lever", 0, 0, 1, 1, 100), ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 0),
+                ("deposit", 0, 0, "any", 0, 10**9), ("transfer", 0, 1, 0, "raw", 0, 10**22), ("time", 600),
+                ("take", 2, 0, 0, "all", "any"), ("baddebt", 1, 0, 0)])
+# The LP-flow wait after a dislocation: the index gaps 15 % below the vAMM (flows suspended by the band);
+# in the next block a large sale brings the vAMM back into the band, but the block began outside it, so
+# deposits and mints wait a TWAP window (900 s) from it; then both go through, priced on depositAssets.
+@example(steps=[("open", 0, 0, 1, 1, 2_000_000, "any", True), ("oracle", 1, "jump", 0, -1500),
+                ("lpdeposit", 2, 10**10), ("deposit", 1, 0, "any", 0, 10**12),
+                ("open", 1, 0, 1, -1, 103_950_784, "any", True), ("lpdeposit", 2, 10**10), ("time", 896),
+                ("lpmint", 2, 10**15), ("lpdeposit", 2, 10**10), ("lpmint", 2, 10**15)])
 # A take refreshes the owner's shortfall estimate from every market it holds: with one of their feeds
 # stale, the take reverts (StaleOracle) although its own market's index is fresh; it goes through once
 # that feed answers again.
