@@ -4,26 +4,29 @@ Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens
 sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, oracle moves incl. zero
 answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, cancel, backstop,
 resolveBadDebt, and in a liquidation chunk the owner's recovery (a deposit, or the index moving back);
-LP deposit, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a
+LP deposit, mint, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a
 "drift" chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three
 traders on their cross (0) and isolated (1, 2) sub-accounts (each also keeper, taker and LP). The
 harness (chain_harness.py) also compares the pool's NAV, totalAssets, supply, reserve, withdrawable
-assets, maxDeposit/maxMint and lpFlowsSuspended, tradersPnl and tradersExitPnl, the Vault's
+assets, depositAssets, maxDeposit/maxMint and lpFlowsSuspended, tradersPnl and tradersExitPnl, the Vault's
 pendingBadDebt and per-account shortfallOf and liquidationState, the engine's live notional and
 auctions, the LPs' shares, requests, maxRedeem and maxWithdraw, the AMM controller's repegCost,
 lastRepeg, depthCost, lastDepthSync and netExitValue, and the Kick/Take/Redo/AuctionCancelled/Backstop,
-ShortfallRecorded/BadDebt, DepthSynced/DepthSyncCost and Repeg events. Every step runs on chain and in
+ShortfallRecorded/BadDebt (deposits and transfers into an account with an estimate lower it),
+DepthSynced/DepthSyncCost and Repeg events. Every step runs on chain and in
 the model, and the test asserts, to the wei:
 - after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
   same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
   Vault's poolBalance, insuranceFund and token balance; for each market the step acted on,
-  marketState (reserves, spot, OI, cumulative funding, rate, target, last index, last update) and
+  marketState (reserves, spot, OI, cumulative funding, rate, target, last index, last update, last
+  dislocation) and
   fundingState (applied/target rate, premium, TWAPs, 1 h/8 h projections); for each account the
   step acted on (and, after an oracle move, every account holding that market): collateral,
   open-market bitmap, both positions (size, openNotional, pendingFunding), accountValue,
   freeCollateral, marginRequirements, or the same revert (e.g. StaleOracle) from those views;
 - at the start and end of every example, everything: both markets (plus markPrice, indexPrice,
-  quote) and every account the example touched (plus isLiquidatable), after all time jumps.
+  quote), every account the example touched (plus isLiquidatable) and the pool's previewDeposit,
+  previewMint, convertToShares and convertToAssets, after all time jumps.
 A failed step leaves the model unchanged (it is atomic like a transaction), so the comparison after
 it also proves the chain changed nothing observable.
 
@@ -36,7 +39,8 @@ through web3 (see `Runner`); views are read in one `eth_call` through the BatchC
 Profiles: default (CI) 30 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
 making: lever, adverse jump, kick, then takes, redos, a backstop, or a recovery and a cancel), plus the
 fixed examples below (a liquidation under water, a drift, the recovery paths, a backstop the auction's
-price cuts short); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
+price cuts short, a recovered account's backstop, credits into an account in liquidation, the LP-flow
+wait after a gap traded back); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
 `VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
 The run prints steps, steps/second and what was exercised at the end of the module.
 Failing examples found by the fuzz are kept as `@example` regressions on the test.
