@@ -6,10 +6,11 @@ trades against itself, a keeper, an LP, and every trader may also act as taker, 
 Rules: deposit, withdraw, transferMargin, open, reduce/flip, close, lever up to the margin limit,
 oracle steps and jumps (the index may also go to zero), time jumps, funding pokes, kick (the market
 bestMarketToKick names, or a given one), take (partial, whole, dust, below minimum, at or past the
-limit), redo, backstop, cancel (after the owner maybe adds margin), resolveBadDebt, LP deposit /
-requestWithdraw / redeem / withdraw, the AMM controller's syncDepth and repeg (also after an index jump
-and time for the TWAPs to diverge), the attacker pair's round trip at a constant index, and the
-exploit attempts of the value-safety review (F1-F8 below).
+limit), redo, backstop (also after the owner recovers: it cancels), cancel (after the owner maybe adds
+margin), resolveBadDebt, LP deposit / requestWithdraw / redeem / withdraw, the AMM controller's syncDepth
+and repeg (also after an index jump and time for the TWAPs to diverge), the attacker pair's round trip
+at a constant index, and the exploit attempts of the value-safety review (F1-F8 below) and of its
+follow-up (credits into accounts in liquidation, a trade back after a gap).
 
 After every step (chain_harness.Runner): reverts equal by error name and arguments, the trade and
 liquidation events, and every view the step can have moved, to the wei. Then the invariants, on
@@ -32,8 +33,11 @@ the model (equal to the chain by the comparison just made):
 - TESTPLAN 15: the insurance fund only falls by the bad debt it pays; a resolved account is at zero.
 - TESTPLAN 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
 - The AMM controller: the pool values positions at their vAMM exit, so a depth sync moves NAV by exactly
-  minus the cost it books (DepthSyncCost): a deepening one by at most maxDepthCost x NAV, a shrinking
-  one never down; a repeg by the exit value of the net position, of its reported cost's sign and size.
+  minus the cost it books (DepthSyncCost): a deepening one by at most min(maxDepthCost x NAV, takerFee x
+  maxSpread x quote reserve), a shrinking one never down; a repeg (iii) by exactly minus the cost it books
+  (Repeg, repegCost: the change of the net position's exit value; REPEG_WEI of tolerance, none needed so
+  far), |cost| within maxRepegCost x NAV (a net short's plus the price's own truncation, a few hundred
+  wei).
 
 Exploit properties (the value-safety review's findings; `PROPS` counts how often each was checked):
 - F1: an account in auction that withdraws or moves all it may keeps value >= its auctioned parts'
@@ -45,18 +49,32 @@ Exploit properties (the value-safety review's findings; `PROPS` counts how often
   never gains (`sandwich_depth_sync`).
 - F3: every trade moves the pool's NAV by its pool fee (plus the insurance share while the estimates
   exceed the insurance fund) within 4 wei.
-- F4: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt after every rule; the pool's
-  part of a resolved bad debt exceeds the uncovered estimate NAV held by at most F1's slack; an LP's
-  matured redemption right after a gap past the band is refused (LpFlowsSuspended) while the gap's
-  open interest exceeds the tolerance, and otherwise pays at most its share of NAV (`gap_lp_exit`).
+- F4: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt and depositAssets ==
+  max(0, poolBalance - tradersExitPnl) / tokenScale after every rule; every LP deposit's shares (mint's
+  assets) are floor(assets (supply + 1e6) / (depositAssets + 1)) (the ceiling of the inverse) at the
+  pre-step state: priced before the bad-debt set-aside; the pool's part of a resolved bad debt exceeds
+  the uncovered estimate NAV held by at most F1's slack; an LP's matured redemption right after a gap
+  past the band is refused (LpFlowsSuspended) while the untrusted open interest exceeds the tolerance,
+  and otherwise pays at most its share of NAV (`gap_lp_exit`), and a deposit probed then is refused too.
+  Untrusted, from first principles: a stale or zero feed, a vAMM outside its band, an index more than the
+  band from the last one accrued, or a block less than a TWAP window ago that found a gap (the vAMM in
+  its band around the old index, out around the new one).
+  (i) collateral credited to an account in liquidation (deposit, margin transfer) lowers its estimate one
+  for one, floor 0 (checked after every such step); an LP depositing ahead of the set-aside's release (a
+  top-up, a cancel, a take) ends with shares worth no more than it paid, up to what time alone (funding)
+  would have given the same shares and a token unit (`credit_then_release`);
+  (ii) a trade back to the index in the block after a gap does not end the LP-flow wait: that block's
+  accrual records the gap first (lastDislocation), and deposits stay refused for a TWAP window from it
+  (`gap_then_trade_back`, probed at once and up to 898 s later).
 - F5: at the step's index, a kick's keeper reward and penalty and a redo's tip never take the account
   below the worst fill of its auctions, and an account already below it pays nothing (its recorded
-  shortfall is the deficit); a redo of a recovered account cancels, unpaid.
+  shortfall is the deficit); a redo of a recovered account cancels, unpaid; a backstop cancels only an
+  account at or above targetHealth x (free maintenance + auctioned backing), and then trades nothing.
 - F7: with a valid index and no pause, closing any free position at any price goes through (one
   position per rule, in turn, by eth_call; the model agrees).
-- F8: the ERC-4626 views answer (never revert) what the model says; maxDeposit == 0 iff a deposit of
-  one unit is refused for a reason other than ZeroShares; redeem(maxRedeem) and withdraw(maxWithdraw)
-  go through whenever positive (eth_call).
+- F8: the ERC-4626 views answer (never revert) what the model says (depositAssets, previewDeposit and
+  previewMint too); maxDeposit == 0 iff a deposit of one unit is refused for a reason other than
+  ZeroShares; redeem(maxRedeem) and withdraw(maxWithdraw) go through whenever positive (eth_call).
 Every CI run also plays one fixed script per exploit (`test_exploit_scripts`): the machine's own rules
 in a fixed order, every invariant after each rule.
 
@@ -93,10 +111,14 @@ PREFUND = {0: 200_000, 1: 50_000}
 LIQUIDATION_OR_PRICE = {"oracle", "time", "kick", "take", "redo", "backstop", "cancel"}
 TRADES = {"open", "reduce", "close", "lever"}
 NAV_WEI = 4  # rounding a trade may move the pool's NAV by beyond its fee [wei] (F3)
+REPEG_WEI = 2  # what a repeg may move the pool's NAV by beyond its booked cost [wei] (the identity is exact)
 FILL_WEI = 10  # rounding per fill a bad debt may exceed its recorded shortfall by [wei] (F1, F4)
 # How often each exploit property was exercised (printed with the fuzz figures).
 PROPS = {"F1 withdrawals in auction": 0, "F1/F4 bad debts within estimate": 0, "F2 sandwiches": 0,
-         "F3 trades": 0, "F4 gap exits": 0, "F5 kicks/redos": 0, "F7 close probes": 0, "F8 max probes": 0}
+         "F3 trades": 0, "F4 gap exits": 0, "F4 deposits priced before the set-aside": 0,
+         "F4 credits lowering estimates": 0, "F4 releases after a deposit": 0, "F4 trades back after a gap": 0,
+         "F5 kicks/redos": 0, "F5 backstop cancels": 0, "F7 close probes": 0, "F8 max probes": 0,
+         "repegs at -cost": 0}
 
 WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2 * 10**7, "any", True),
           ("open", WHALE, 0, 2, -1, 10**7, "any", True), ("time", 1000), ("poke", 1), ("poke", 2),
@@ -206,9 +228,17 @@ class Protocol(RuleBasedStateMachine):
         m = self.model
         pre = {"nav": m.pool_nav(T), "uncovered": m.uncovered_bad_debt(), "bad_debts": len(m.bad_debt),
                "shortfalls": len(m.shortfall_log), "owner": self._owner_of(step)}
-        if step[0] in ("kick", "redo") and pre["owner"] is not None:
+        if step[0] in ("kick", "redo", "backstop") and pre["owner"] is not None:
             pre["state"] = self._state(pre["owner"], T)
-            pre["auction"] = self.runner._live_auction(step[2]) if step[0] == "redo" else m.auction_count + 1
+            pre["auction"] = self.runner._live_auction(step[2]) if step[0] != "kick" else m.auction_count + 1
+            pre["reserves"] = {mid: (mk.x, mk.y) for mid, mk in m.markets.items()}
+        if step[0] in ("deposit", "transfer"):
+            # The account credited, its estimate before, and the WAD the step credits if it goes through.
+            t, sub = (step[1], step[2]) if step[0] == "deposit" else (step[1], step[3])
+            pre["credited"] = (t, sub, m.shortfall_of(self.runner.addr[t], sub))
+        if step[0] in ("lpdeposit", "lpmint"):
+            v = m.traders_exit_pnl(T)
+            pre["pricing"] = (max(0, m.pool_balance_wad - v[0]) // m.token_scale, m.pool_supply)
         return pre
 
     def _after(self, step: tuple, T: int, pre: dict) -> None:
@@ -223,6 +253,31 @@ class Protocol(RuleBasedStateMachine):
             PROPS["F3 trades"] += 1
         if ok and kind in ("kick", "redo") and pre.get("state") is not None:
             self._check_costs_capped(kind, pre, result, T)
+        if ok and kind == "backstop" and isinstance(result, Cancelled):
+            # F5: a backstop cancels only a recovered account's auction (its health read as redo reads it),
+            # closing nothing: value >= targetHealth x (free maintenance + auctioned backing), vAMMs untouched.
+            value, maintenance, _, am = pre["state"]
+            lp = m.liquidation_params
+            assert result.requirement == mul_wad_up(maintenance + am, lp.target_health) <= value == result.value
+            assert {mid: (mk.x, mk.y) for mid, mk in m.markets.items()} == pre["reserves"], "a cancelling backstop traded"
+            PROPS["F5 backstop cancels"] += 1
+        if ok and kind in ("deposit", "transfer") and pre["credited"][2]:
+            # Collateral credited to an account in liquidation lowers its estimate one for one (floor 0).
+            t, sub, before = pre["credited"]
+            credit = result  # the WAD credited (deposit, transferMargin)
+            after = m.shortfall_of(self.runner.addr[t], sub)
+            assert after == max(0, before - credit), f"{step}: estimate {before} -> {after}, credited {credit}"
+            PROPS["F4 credits lowering estimates"] += 1
+        if ok and kind in ("lpdeposit", "lpmint"):
+            # F4: deposits and mints are priced before the bad-debt set-aside (depositAssets), from first
+            # principles: shares = floor(assets (supply + 1e6) / (depositAssets + 1)), a mint's assets the
+            # ceiling of the inverse.
+            deposit_assets, supply = pre["pricing"]
+            if kind == "lpdeposit":
+                assert result == step[2] * (supply + 10**6) // (deposit_assets + 1)
+            else:
+                assert result == -(-step[2] * (deposit_assets + 1) // (supply + 10**6))
+            PROPS["F4 deposits priced before the set-aside"] += 1
         if ok and kind in ("withdraw", "transfer"):
             # F1: what an account in auction may withdraw or move leaves its auctioned parts' backing.
             acct = (step[1], step[2])
@@ -423,34 +478,42 @@ class Protocol(RuleBasedStateMachine):
     def _amm(self, step):
         """Depth and peg move the vAMM, and with it the exit value of the open positions that the pool's
         NAV subtracts: a depth sync moves NAV by exactly minus the cost it books (DepthSyncCost), a
-        deepening one by at most maxDepthCost x NAV, a shrinking one never down; a repeg by the exit value
-        of the net position at the new price, the sign of its reported cost and within its size (for a
-        net short scaled by x / (x - |net|), the curve's leverage on a buy-back)."""
+        deepening one by at most min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve), a
+        shrinking one never down; a repeg by exactly minus the cost it books (Repeg, repegCost: the change
+        of the net position's exit value, within REPEG_WEI), |cost| within maxRepegCost x NAV (for a net
+        short plus the price's truncation, y0 - x price0 < x / 1e18 wei of quote levered by n / (x - n))."""
         T = self.runner.next_timestamp()
         mid = step[1]
-        mk = self.model.markets[mid]
-        nav0, x0, y0 = self.model.pool_nav(T), mk.x, mk.y
+        m = self.model
+        mk = m.markets[mid]
+        nav0, x0, y0 = m.pool_nav(T), mk.x, mk.y
         net = mk.long_open_interest - mk.short_open_interest
+        booked0 = m.repeg_cost.get(mid, 0)
         self.do(step)
         result = self.runner.last_result
+        mk = m.markets[mid]
         if self.runner.last_error is None:
-            nav1 = self.model.pool_nav(T)
+            nav1 = m.pool_nav(T)
+            p = m.amm_params[mid]
             if step[0] == "syncdepth":
                 _, y1, cost, _ = result
                 assert nav1 == nav0 - cost, f"{step} moved NAV by {nav1 - nav0}, booked cost {cost}"
                 if y1 > y0:
-                    assert cost <= nav0 * self.model.amm_params[mid].max_depth_cost // WAD + 2, f"{step} cost {cost}"
+                    budget = min(nav0 * p.max_depth_cost // WAD, y0 * mk.taker_fee // WAD * mk.max_spread // WAD)
+                    assert cost <= budget + 2, f"{step} cost {cost}, budget {budget}"
                 else:
                     assert cost <= 2, f"a shrinking {step} cost the pool {cost}"
             else:
                 _, cost = result
                 moved = nav0 - nav1  # what the pool lost
-                assert moved == exit_value(mk.x, mk.y, net) - exit_value(x0, y0, net)
-                bound = abs(cost) + abs(net) // WAD + 2
-                if net < 0:
-                    bound = bound * x0 // (x0 + net) + 2
-                assert abs(moved) <= bound and (moved * cost >= 0 or abs(moved) <= 2), (
-                    f"{step}: NAV fell by {moved}, reported cost {cost}")
+                assert abs(moved - cost) <= REPEG_WEI, f"{step}: NAV fell by {moved}, booked cost {cost}"
+                assert cost == exit_value(x0, mk.y, net) - exit_value(x0, y0, net)
+                assert m.repeg_cost[mid] == booked0 + cost
+                n = abs(net)
+                budget = max(nav0, 0) * p.max_repeg_cost // WAD
+                slack = 1 if net >= 0 else (x0 // WAD + 2) * n // (x0 - n) + 2
+                assert abs(cost) <= budget + slack, f"{step}: cost {cost} beyond the budget {budget}"
+                PROPS["repegs at -cost"] += 1
         # A depth sync rescales the base reserve and moves no position: re-base by what it moved (the
         # invariant then still proves that no position moved).
         self.x_ref[mid] += self.model.markets[mid].x - x0
@@ -500,6 +563,25 @@ class Protocol(RuleBasedStateMachine):
 
     def has_live_auction(self):
         return any(a.size for a in self.model.auctions.values())
+
+    @precondition(lambda self: self.has_live_auction())
+    @rule(pick=picks, units=st.sampled_from([10**10, 10**11]))
+    def runs_out_then_recovers(self, pick, units):
+        """The auction is redone until none remain; before the backstop the owner tops up (lowering its
+        estimate one for one): a recovered account's backstop cancels the auction, closing nothing (F5)."""
+        auction_id = self.runner._live_auction(pick)
+        a = self.model.auctions[auction_id]
+        for _ in range(self.model.liquidation_params.max_redos - a.redos):
+            self.do(("time", 1801))
+            self.do(("poke", 1))
+            self.do(("poke", 2))
+            self.do(("redo", KEEPER, pick))
+        if self.model.auctions[auction_id].size == 0:
+            return
+        pick = sorted(i for i, au in self.model.auctions.items() if au.size).index(auction_id)
+        self.do(("time", 1801))
+        self.do(("deposit", self.runner.addr.index(a.owner), a.subaccount, "any", 0, units))
+        self.do(("backstop", KEEPER, pick))
 
     @precondition(has_live_auction)
     @rule(taker=takers, pick=picks, amount=st.sampled_from(["all", "all", "exact", "half", "min", "dust", "zero"]),
@@ -570,12 +652,47 @@ class Protocol(RuleBasedStateMachine):
             assert gain <= 0, f"a sandwich around syncDepth gained {gain} wei"
             PROPS["F2 sandwiches"] += 1
 
+    def _untrusted_notional(self, T: int) -> int:
+        """F4's gap, from first principles: the gross open interest (at the vAMM price, rounded up) of the
+        markets whose index cannot be trusted at T: a stale or zero feed; a vAMM outside its band around the
+        index; an index more than the band away from the last one the market accrued at; a block that found
+        a gap (the vAMM in its band around the old index, out around the new one) less than a TWAP window
+        ago."""
+        gap = 0
+        for mk in self.model.markets.values():
+            index = self._index_or_none(mk.id, T)
+            oi = mk.long_open_interest + mk.short_open_interest
+            if not oi:
+                continue
+            last = mk.last_index_price
+            if (index is None or abs(mk.spot - index) > index * mk.max_spread // WAD
+                    or abs(index - last) > last * mk.max_spread // WAD or T < mk.last_dislocation + mk.twap_window):
+                gap += -((-oi * mk.spot) // WAD)
+        return gap
+
+    def _probe_lp_deposit(self, lp: int, T: int, gap: int) -> None:
+        """F4: an LP deposit (eth_call on the head block, the model at the head's time) is refused with
+        LpFlowsSuspended while `gap` exceeds the tolerance, 0.1 % of the pool's cash."""
+        r, m = self.runner, self.model
+        now = self.now()
+        o = r.addr[lp]
+        ok, out = r.probe(o, r.pool, _encode("deposit(uint256,address)", [10**9, o]))
+        if gap > max(m.pool_balance_wad, 0) // 1000:
+            assert not ok and out[0] == "LpFlowsSuspended", f"an LP deposit went through during a gap: {out}"
+        trial = copy.deepcopy(m)
+        try:
+            trial.pool_deposit(o, 10**9, o, now)
+            expected = (True,)
+        except ModelRevert as e:
+            expected = (False, e.name)
+        assert (ok,) == expected[:1] and (ok or out[0] == expected[1]), f"deposit probe: chain {out}, model {expected}"
+
     @rule(lp=lps, a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides, bps=st.integers(1100, 3000))
     def gap_lp_exit(self, lp, a, market, side, bps):
         """F4: an LP's withdrawal matures; an account levers up and the index gaps past the band; the LP
         redeems before any keeper has acted. While the gap's open interest exceeds the tolerance the
-        redemption is refused; if it goes through, it pays no more than its shares' part of NAV net of
-        the uncovered bad-debt estimate."""
+        redemption (and a deposit, probed) is refused; if it goes through, it pays no more than its
+        shares' part of NAV net of the uncovered bad-debt estimate."""
         if not self.model.pool_balance_of(self.runner.addr[lp]):
             self.do(("lpdeposit", lp, 10**10))
         self.do(("lprequest", lp, 50))
@@ -590,13 +707,7 @@ class Protocol(RuleBasedStateMachine):
         owner = self.runner.addr[lp]
         r = m.pool_requests.get(owner)
         shares = r.shares if r else 0
-        # The gap, from first principles: open interest in markets whose vAMM is outside its band.
-        gap = 0
-        for mk in m.markets.values():
-            index = self._index_or_none(mk.id, T)
-            oi = mk.long_open_interest + mk.short_open_interest
-            if oi and (index is None or abs(mk.spot - index) > index * mk.max_spread // WAD):
-                gap += -((-oi * mk.spot) // WAD)
+        gap = self._untrusted_notional(T)
         nav, supply, cash = m.pool_nav(T), m.pool_supply, m.pool_balance_wad
         balance = m.token_balance
         self.do(("lpredeem", lp, 100))
@@ -606,7 +717,116 @@ class Protocol(RuleBasedStateMachine):
             assert self.runner.last_error[0] == "LpFlowsSuspended", self.runner.last_error
         elif paid:
             assert paid * m.token_scale <= max(nav, 0) * shares // supply + m.token_scale
+        self._probe_lp_deposit(lp, self.now(), self._untrusted_notional(self.now()))
         PROPS["F4 gap exits"] += 1
+
+    def _trade_to_index(self, trader: int, market: int, index: int):
+        """`trader` (funded with 1M more) trades the vAMM to `index` in one block: the block's time when
+        the trade went through, else None."""
+        import math
+        self.do(("deposit", trader, 0, "any", 0, 10**12))
+        mk = self.model.markets[market]
+        T = self.runner.next_timestamp()
+        base = mk.x - math.isqrt(mk.x * mk.y * WAD // index)  # > 0: buy up to the index, < 0: sell down to it
+        ppb = abs(base) * 10**9 // self.env.x0[market]
+        if ppb == 0:
+            return None
+        self.do(("open", trader, 0, market, 1 if base > 0 else -1, ppb, "any", True))
+        return T if self.runner.last_error is None else None
+
+    @rule(a=accounts.filter(lambda a: a[1] < 2), market=markets, side=sides, bps=st.integers(800, 960),
+          credit=st.sampled_from([1, 10**8, 10**9]), via=st.sampled_from(["deposit", "transfer"]),
+          release=st.sampled_from(["topup", "cancel", "take"]), lp_units=st.sampled_from([10**9, 10**11]))
+    def credit_then_release(self, a, market, side, bps, credit, via, release, lp_units):
+        """F4 (i): an account kicked short of its worst fill gets `credit` token units of collateral, by a
+        deposit or a margin transfer from its other sub-account: its estimate falls one for one (checked in
+        `_after`). Once LP flows are open (an attacker trades the vAMM back to the index and a TWAP window
+        passes, if the crash left it out of its band) an LP deposits, priced on depositAssets (before the
+        set-aside); then the set-aside is released (the owner tops up, maybe then a cancel; or a taker
+        takes it all). The LP's new shares are worth no more than it paid, up to what the same shares
+        gained over the same time without the release (funding) and a token unit."""
+        self.crash(a, market, side, bps)
+        m, r = self.model, self.runner
+        t, sub = a
+        owner = r.addr[t]
+        live = [i for i, au in m.auctions.items() if au.size and (au.owner, au.subaccount) == (owner, sub)]
+        if not live or not m.shortfall_of(owner, sub):
+            return
+        if via == "deposit":
+            self.do(("deposit", t, sub, "any", 0, credit))
+        else:
+            self.do(("transfer", t, 1 - sub, sub, "raw", 0, credit * m.token_scale))
+        if m.lp_flows_suspended(r.next_timestamp())[0]:
+            index = self._index_or_none(market, r.next_timestamp())
+            if index is None or self._trade_to_index(ATTACKERS[0], market, index) is None:
+                return
+            self.do(("time", m.markets[market].twap_window))
+            self.do(("poke", market))
+            if m.lp_flows_suspended(r.next_timestamp())[0] or not m.shortfall_of(owner, sub):
+                return
+        self.do(("lpdeposit", LP, lp_units))
+        if r.last_error is not None:
+            return
+        shares, paid, t0 = r.last_result, lp_units, self.now()
+        value0 = m.pool_convert_to_assets(shares, t0)
+        assert value0 <= paid
+        if not m.auctions[live[-1]].size:
+            return
+        before = copy.deepcopy(m)
+        pick = sorted(i for i, au in m.auctions.items() if au.size).index(live[-1])
+        if release in ("topup", "cancel"):
+            self.do(("deposit", t, sub, "any", 0, 10**11))
+            if release == "cancel":
+                self.do(("cancel", KEEPER, pick))
+        else:
+            self.do(("take", KEEPER, 0, pick, "all", "any"))
+        now = self.now()
+        drift = max(0, before.pool_convert_to_assets(shares, now) - value0)  # time alone: funding
+        value1 = m.pool_convert_to_assets(shares, now)
+        assert value1 <= paid + drift + 1, (
+            f"a depositor ahead of a release gained: paid {paid}, worth {value1} (time alone {drift})")
+        PROPS["F4 releases after a deposit"] += 1
+
+    @rule(a=accounts.filter(lambda a: a[1] < 2), trader=st.sampled_from(ATTACKERS), market=markets, side=sides,
+          bps=st.integers(1100, 2500), wait=st.sampled_from([0, 1, 600, 898]))
+    def gap_then_trade_back(self, a, trader, market, side, bps, wait):
+        """F4 (ii): the index meets the vAMM and a block accrues it; an account levers up; the index gaps
+        past the band; in the next block a trader sells (buys) the vAMM back to the index. That block's
+        accrual finds the gap before the trade (lastDislocation = its time), so LP flows keep waiting a
+        TWAP window: a deposit probed `wait` seconds later is refused while the market's open interest
+        exceeds the tolerance, by the dislocation alone once the vAMM is back in its band."""
+        self.do(("oracle", market, "spot", 0, 0))
+        self.do(("poke", market))
+        self.do(("lever", a[0], a[1], market, side, 100))
+        self.do(("oracle", market, "jump", 0, -side * bps))
+        m = self.model
+        mk = m.markets[market]
+        T = self.runner.next_timestamp()
+        index = self._index_or_none(market, T)
+        if index is None or not mk.long_open_interest + mk.short_open_interest:
+            return
+        band_before = abs(mk.spot - mk.last_index_price) <= mk.last_index_price * mk.max_spread // WAD
+        spot0_out = abs(mk.spot - index) > index * mk.max_spread // WAD
+        T = self._trade_to_index(trader, market, index)
+        if T is None:
+            return
+        mk = m.markets[market]
+        gap_found = mk.last_dislocation == T
+        back_in_band = abs(mk.spot - index) <= index * mk.max_spread // WAD
+        # The trade's block accrued first: with the vAMM in its band around the old index and out around the
+        # new one, it found the gap, and the trade back cannot hide it.
+        assert gap_found == (spot0_out and band_before), (
+            f"block {T}: lastDislocation {mk.last_dislocation}, out around the new index {spot0_out}, "
+            f"in around the old one {band_before}")
+        if wait:
+            self.do(("time", wait))
+        self.do(("poke", market))  # a block after the wait: the probe runs on it
+        now = self.now()
+        gap = self._untrusted_notional(now)
+        if gap_found and now < T + mk.twap_window:
+            assert gap >= -((-(mk.long_open_interest + mk.short_open_interest) * mk.spot) // WAD)
+        self._probe_lp_deposit(LP, now, gap)
+        PROPS["F4 trades back after a gap"] += gap_found and back_in_band
 
     # -------------------------------------------------------------- pool
 
@@ -731,10 +951,11 @@ class Protocol(RuleBasedStateMachine):
 
     @invariant()
     def pool_views_answer_and_max_is_exact(self):
-        """F4 and F8: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt; the ERC-4626
-        views answer (never revert) what the model says; maxDeposit == 0 iff a deposit of one unit is
-        refused for a reason other than ZeroShares; a positive maxRedeem / maxWithdraw is redeemable /
-        withdrawable in full (eth_call)."""
+        """F4 and F8: on chain, navWad == poolBalance - tradersExitPnl - uncoveredBadDebt and depositAssets ==
+        max(0, poolBalance - tradersExitPnl) / tokenScale (deposits priced before the set-aside), previewDeposit
+        and previewMint on it, maxMint == previewDeposit(maxDeposit); the ERC-4626 views answer (never
+        revert) what the model says; maxDeposit == 0 iff a deposit of one unit is refused for a reason other
+        than ZeroShares; a positive maxRedeem / maxWithdraw is redeemable / withdrawable in full (eth_call)."""
         m, r = self.model, self.runner
         now = self.now()
         lp_addrs = sorted({r.addr[t] for t in (LP, TRADERS[0])} | {r.addr[t] for t in r.lps})
@@ -749,6 +970,13 @@ class Protocol(RuleBasedStateMachine):
                       lambda: m.pool_max_deposit(now)),
             view_call("maxMint", r.pool, "maxMint(address)", ["address"], [lp_addrs[0]], ["uint256"],
                       lambda: m.pool_max_mint(now)),
+            view_call("depositAssets", r.pool, "depositAssets()", [], [], ["uint256"],
+                      lambda: m.pool_deposit_assets(now)),
+            view_call("previewDeposit", r.pool, "previewDeposit(uint256)", ["uint256"], [10**9], ["uint256"],
+                      lambda: m.pool_preview_deposit(10**9, now)),
+            view_call("previewMint", r.pool, "previewMint(uint256)", ["uint256"], [10**15], ["uint256"],
+                      lambda: m.pool_preview_mint(10**15, now)),
+            view_call("totalSupply", r.pool, "totalSupply()", [], [], ["uint256"], lambda: m.pool_supply),
         ]
         for o in lp_addrs:
             views.append(view_call(f"maxRedeem {o}", r.pool, "maxRedeem(address)", ["address"], [o], ["uint256"],
@@ -759,6 +987,12 @@ class Protocol(RuleBasedStateMachine):
         r.check(views, now)
         nav, cash, pnl, uncovered = (views[i].expected[0] for i in range(4))
         assert nav == cash - pnl - uncovered
+        max_deposit, max_mint, deposit_assets, preview_deposit, preview_mint, supply = (
+            views[i].expected[0] for i in range(5, 11))
+        assert deposit_assets == max(0, cash - pnl) // m.token_scale >= views[4].expected[0]
+        assert preview_deposit == 10**9 * (supply + 10**6) // (deposit_assets + 1)
+        assert preview_mint == -(-(10**15) * (deposit_assets + 1) // (supply + 10**6))
+        assert max_mint == max_deposit * (supply + 10**6) // (deposit_assets + 1)
         lp = lp_addrs[0]
         ok, out = r.probe(lp, r.pool, _encode("deposit(uint256,address)", [1, lp]))
         refused = not ok and out[0] != "ZeroShares"
@@ -817,6 +1051,24 @@ SCRIPTS = {
                     ("sandwich_depth_sync", dict(pair=ATTACKERS[1], market=2, side=-1, ppb=2 * 10**7, units=0))],
     # F4: a gap past the band, an LP's matured request.
     "F4 gap exit": [("gap_lp_exit", dict(lp=LP, a=(1, 1), market=1, side=1, bps=2000))],
+    # F4 (ii): a gap, then a trade back to the index in the next block; the LP-flow wait goes on (probed at
+    # once and 898 s later), and ends a TWAP window after the gap's block.
+    "F4 trade back after a gap": [
+        ("gap_then_trade_back", dict(a=(2, 0), trader=ATTACKERS[0], market=1, side=1, bps=1500, wait=0)),
+        ("gap_then_trade_back", dict(a=(0, 1), trader=ATTACKERS[1], market=2, side=-1, bps=1300, wait=898)),
+        ("wait", dict(seconds=901)), ("lp_deposit", dict(lp=LP, units=10**9))],
+    # F4 (i): credits lower an account's estimate one for one; a depositor ahead of the set-aside's
+    # release (a top-up, a cancel, a take) gains nothing from it.
+    "F4 credit then release": [
+        ("credit_then_release", dict(a=(0, 0), market=1, side=1, bps=900, credit=10**9, via="deposit",
+                                     release="topup", lp_units=10**11)),
+        ("credit_then_release", dict(a=(1, 0), market=2, side=-1, bps=900, credit=10**8, via="transfer",
+                                     release="take", lp_units=10**9)),
+        ("credit_then_release", dict(a=(2, 1), market=1, side=-1, bps=950, credit=1, via="deposit",
+                                     release="cancel", lp_units=10**11))],
+    # F5: a recovered account's last auction is cancelled by the backstop, not dumped on the vAMM.
+    "F5 backstop cancels": [("crash", dict(a=(1, 1), market=1, side=1, bps=1200)),
+                            ("runs_out_then_recovers", dict(pick=0, units=10**11))],
 }
 
 
