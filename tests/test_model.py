@@ -511,17 +511,31 @@ def test_at_most_16_open_markets():
 
 def test_kick_costs_are_capped_at_the_room_after_the_worst_fill():
     """Under water after the worst fill: no keeper reward, no penalty, the shortfall recorded; the pool's
-    NAV sets aside what the insurance fund cannot cover."""
-    m, _, s = _kicked(drop_bps=1300)
+    NAV sets aside what the insurance fund cannot cover. The keeper of such an account gets a bounty from
+    the insurance fund instead (499a26b): ceil(chip x slice notional), at most maxKeeperReward and the
+    fund, reported in the Kick event's keeperReward and kickPreview."""
+    m = fresh()
+    m.deposit("alice", 0, 10_000 * 10**6, T0)
+    m.open_position("alice", 0, 1, 30 * WAD, MAX_UINT, T0 + 1, T0 + 1)
+    m.set_index(1, 3000 * WAD * 87 // 100, T0 + 2)
+    preview = m.kick_preview("alice", 0, 1, T0 + 3)
+    insurance, keeper = m.insurance_fund(), m.collateral("keeper", 0)
+    _, s = m.kick("alice", 0, 1, "keeper", T0 + 3)
     value, _, an, _ = m.liquidation_state("alice", 0, T0 + 3)
     room = value - (-((-an * m._auction_params_of(1).max_discount) // WAD))
     assert (s.keeper_reward, s.penalty) == (0, 0) and room < 0
+    lp = m.liquidation_params
+    bounty = min(-((-s.notional * lp.chip) // WAD), lp.max_keeper_reward, insurance)
+    assert s.bounty == bounty > 0 and preview == (s.size, s.notional, bounty, 0)
+    assert m.insurance_fund() == insurance - bounty and m.collateral("keeper", 0) == keeper + bounty
+    assert m.keeper_bounties == [("keeper", bounty)]
     assert s.shortfall == -room == m.shortfall_of("alice", 0) == m.pending_bad_debt()
     assert m.shortfall_log[-1] == ("alice", 0, s.shortfall, s.shortfall)
     assert m.uncovered_bad_debt() == max(0, s.shortfall - m.insurance_fund())
-    # A healthy-enough account pays both in full and records no shortfall.
+    # A healthy-enough account pays both in full, records no shortfall, and its keeper gets no bounty.
     m2, _, s2 = _kicked(drop_bps=750)
-    assert s2.keeper_reward > 0 and s2.penalty > 0 and s2.shortfall == 0
+    assert s2.keeper_reward > 0 and s2.penalty > 0 and s2.shortfall == 0 and s2.bounty == 0
+    assert m2.keeper_bounties == []
 
 
 def test_redo_of_a_recovered_account_cancels_and_cancel_needs_recovery():
@@ -775,6 +789,14 @@ def test_pool_views_are_exact():
     with pytest.raises(ModelRevert) as e:
         m.pool_redeem("deployer", 1, t)
     assert e.value.name == "ZeroAssets"
+    # Room in the ledger that buys no share: maxDeposit (and maxMint) are 0, and a deposit of it is refused.
+    m.fund_pool((INT128 - m.pool_balance()) // SCALE - 1)  # cash donated up to one token unit of room
+    room = (INT128 - m.pool_balance()) // SCALE
+    assert room >= 1 and m.pool_preview_deposit(room, t) == 0
+    assert m.pool_max_deposit(t) == m.pool_max_mint(t) == 0
+    with pytest.raises(ModelRevert) as e:
+        m.pool_deposit("lp", room, "lp", t)
+    assert e.value.name == "ZeroShares"
 
 
 INT128 = 2**127 - 1

@@ -64,29 +64,33 @@ Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity dif
 Margin: a position's free part (size - auctioned) owes initial and maintenance margin; its auctioned
 part keeps backing enough for its worst fill (``ceil(ceil(|auctioned| x index) x max(mmr,
 maxDiscount))``, maxDiscount the market's auction parameter), counted in ``initial`` (so withdrawals,
-margin transfers, new risk and taker fills need it) but not in ``maintenance`` (what kick tests). The margin summary also reports the auctioned notional and that backing. A trade that
-reduces (opposite sign, |base| <= |size|, decided before the swap) skips the price band; an account
-may hold positions in at most 16 markets (TooManyOpenMarkets, after the isolated-subaccount check).
+margin transfers, new risk and taker fills need it) but not in ``maintenance`` (what kick tests). The
+margin summary also reports the auctioned notional and that backing. A trade that reduces (opposite
+sign, |base| <= |size|, decided before the swap) skips the price band; an account may hold positions in
+at most 16 markets (TooManyOpenMarkets, after the isolated-subaccount check).
 
-Liquidation (LiquidationEngine + the ClearingHouse's auction hooks + the Vault's charges): kick
-(slice sizing; keeper reward, then penalty, each capped at the room the account keeps after the worst
-fill of everything in auction, room = value - ceil((auctionedNotional + slice) x maxDiscount); the
-live-notional cap; the shortfall estimate recorded), take (discount curves, limit price, partial fills
-without dust, the taker's initial margin; then the bad debt of an emptied account resolved, or the
-account's shortfall estimate refreshed while it has one, skipped when a feed of another market it
-holds is stale), redo (an account that has recovered, value >= targetHealth x (free maintenance +
-auctioned backing), has its auction cancelled unpaid; otherwise the tip, paid only while the account is
-below free maintenance + auctioned backing, is capped at the room; with a stale feed elsewhere the redo
-goes ahead unpaid), cancel (anyone, once the account has recovered as in redo), backstop (a recovered
-account's auction is cancelled as in redo, returning 0; otherwise it closes on the vAMM only the largest
-part that leaves the price no worse than the auction's own price at its full discount and inside the
-band, from the curve's edge reserve (integer square root), leaving no dust; BackstopBlocked when nothing
-fits; the rest stays in the auction) and the loss waterfall (insurance fund, then pool; resolving clears
-the account's estimate). The Vault keeps the estimates per account and their sum (pendingBadDebt);
-collateral credited to an account (deposit, depositFor, transferMargin into it) lowers its estimate one
-for one, floored at 0; every ShortfallRecorded event is logged in ``shortfall_log``.
-Positions carry their auctioned part; every market keeps the aggregates (sum of open notionals, sum
-of funding bases) that `traders_pnl` and `traders_exit_pnl` read, as the ClearingHouse does.
+Liquidation (LiquidationEngine + the ClearingHouse's auction hooks + the Vault's charges): kick (slice
+sizing; keeper reward, then penalty, each capped at the room the account keeps after the worst fill of
+everything in auction, room = value - ceil((auctionedNotional + slice) x maxDiscount); when the account
+pays its keeper nothing, the insurance fund pays a bounty of ceil(chip x slice notional), at most
+maxKeeperReward and the fund, to the keeper's cross account (every KeeperBounty logged in
+``keeper_bounties``); the live-notional cap; the shortfall estimate recorded), take (discount curves,
+limit price, partial fills without dust, the taker's initial margin; then the bad debt of an emptied
+account resolved, or the account's shortfall estimate refreshed while it has one, skipped when a feed of
+another market it holds is stale), redo (an account that has recovered, value >= targetHealth x (free
+maintenance + auctioned backing), has its auction cancelled unpaid; otherwise the tip, paid only while
+the account is below free maintenance + auctioned backing, is capped at the room; with a stale feed
+elsewhere the redo goes ahead unpaid), cancel (anyone, once the account has recovered as in redo),
+backstop (a recovered account's auction is cancelled as in redo, returning 0; otherwise it closes on the
+vAMM only the largest part that leaves the price no worse than the auction's own price at its full
+discount and inside the band, from the curve's edge reserve (integer square root), leaving no dust;
+BackstopBlocked when nothing fits; the rest stays in the auction) and the loss waterfall (insurance
+fund, then pool; resolving clears the account's estimate). The Vault keeps the estimates per account and
+their sum (pendingBadDebt); collateral credited to an account (deposit, depositFor, transferMargin into
+it) lowers its estimate one for one, floored at 0; every ShortfallRecorded event is logged in
+``shortfall_log``. Positions carry their auctioned part; every market keeps the aggregates (sum of open
+notionals, sum of funding bases) that `traders_pnl` and `traders_exit_pnl` read, as the ClearingHouse
+does.
 
 Pool (LiquidityPool, ERC-4626 with 10^6 virtual shares): deposit, mint, requestWithdraw, redeem,
 withdraw with cooldown, window, reserve and cash checks. NAV = pool balance - the traders' PnL at vAMM
@@ -94,10 +98,12 @@ exit (VAmmMath.exitValue of each market's net position) net of funding owed - th
 beyond the insurance fund; redemptions and withdrawals (and convertTo*) are priced on it (totalAssets);
 deposits and mints on depositAssets, the NAV before that set-aside (pool balance - traders' exit PnL),
 so a depositor cannot buy shares cheap ahead of the set-aside's release. The reserve is reserveFactor x
-sum |net OI| x vAMM price. LP flows are suspended (LpFlowsSuspended; every max* view 0) while markets
-with open interest and an invalid or stale feed, a vAMM outside its band around the index, an index
-more than the band away from the last one the market accrued at, or a block in the last TWAP window
-that found an index gap (``lastDislocation``), carry more than 0.1 % of the pool's cash in notional. The ERC-4626 views never raise; max* are exactly what the actions accept.
+sum |net OI| x vAMM price; maxDeposit is 0 when the ledger's room would buy no share. LP flows are
+suspended (LpFlowsSuspended; every max* view 0) while markets with open interest and an invalid or stale
+feed, a vAMM outside its band around the index, an index more than the band away from the last one the
+market accrued at, or a block in the last TWAP window that found an index gap (``lastDislocation``),
+carry more than 0.1 % of the pool's cash in notional. The ERC-4626 views never raise; max* are exactly
+what the actions accept.
 
 AmmController: `sync_depth` (depth follows the pool's NAV, at most once per depthInterval: shrinking
 by at most maxDepthChange and never below twice a net short; deepening by at most min(maxDepthChange,
@@ -442,6 +448,7 @@ class SliceResult:
     index: int
     restores: bool
     shortfall: int = 0  # bad debt the account's auctions would leave at the worst fill, after the costs
+    bounty: int = 0  # paid to the keeper by the insurance fund when the account can pay it nothing
 
 
 @dataclass(frozen=True)
@@ -519,6 +526,7 @@ class Model:
         self.auction_count = 0
         self.live_notional = 0
         self.bad_debt: list[tuple[Hashable, int, int, int, int]] = []  # (owner, sub, debt, fromInsurance, fromPool)
+        self.keeper_bounties: list[tuple[Hashable, int]] = []  # (keeper, amount): every KeeperBounty, in order
         # Vault: the liquidation engine's bad-debt estimates, per account and summed, and every
         # ShortfallRecorded event (owner, sub, shortfall, total) in order.
         self.shortfalls: dict[tuple[Hashable, int], int] = {}
@@ -1293,6 +1301,18 @@ class Model:
         if penalty:
             self.insurance_fund_wad = _uint128(self.insurance_fund_wad + penalty)
 
+    def _pay_keeper_bounty(self, keeper, amount: int) -> None:
+        """Vault.payKeeperBounty: the insurance fund pays `amount` to the keeper's cross account
+        (InsufficientInsurance beyond the fund); a KeeperBounty event, logged in `keeper_bounties`."""
+        if amount > self.insurance_fund_wad:
+            raise ModelRevert("InsufficientInsurance", self.insurance_fund_wad, amount)
+        self.insurance_fund_wad -= amount
+        keeper_acct = self._account(keeper, 0)
+        if keeper_acct.collateral + amount > INT128_MAX:
+            raise ModelRevert("Panic", 0x11)
+        keeper_acct.collateral += amount
+        self.keeper_bounties.append((keeper, amount))
+
     # ------------------------------------------------------------------ LiquidationEngine
 
     def _auction_params_of(self, market_id: int) -> AuctionParams:
@@ -1310,7 +1330,9 @@ class Model:
         Costs come out of the room the account keeps after the worst fill of everything in auction
         after this kick, room = V - ceil((auctionedNotional + n) x maxDiscount): the keeper reward
         (tip + chip x n, at most maxKeeperReward) capped at the room, then the penalty at what is left;
-        the shortfall is what the room lacks after both."""
+        the shortfall is what the room lacks after both. An account that pays its keeper nothing gets the
+        keeper a bounty from the insurance fund instead: chip x n (rounded up; no flat tip), at most
+        maxKeeperReward and at most the fund."""
         p = self._position(market_id, owner, sub)
         available = p.size - p.auctioned
         if available == 0:
@@ -1334,8 +1356,11 @@ class Model:
         reward = 0 if room <= 0 else min(reward, room)
         room -= reward
         penalty = 0 if room <= 0 else min(mul_wad_up(notional, lp.penalty), room)
+        bounty = 0
+        if reward == 0:
+            bounty = min(mul_wad_up(notional, lp.chip), lp.max_keeper_reward, self.insurance_fund_wad)
         return SliceResult(base if available > 0 else -base, notional, reward, penalty, index, restores,
-                           max(0, -(room - penalty)))
+                           max(0, -(room - penalty)), bounty)
 
     def _live(self, auction_id: int) -> Auction:
         if auction_id == 0 or auction_id > self.auction_count:
@@ -1412,7 +1437,10 @@ class Model:
 
     @_atomic
     def kick(self, owner, sub: int, market_id: int, keeper, timestamp: int) -> tuple[int, SliceResult]:
-        """LiquidationEngine.kick: returns (auctionId, the slice with its reward and penalty)."""
+        """LiquidationEngine.kick: returns (auctionId, the slice with its reward, penalty and bounty). In
+        order: the costs charged (Vault.chargeLiquidation), the bounty paid from the insurance fund to the
+        keeper's cross account (Vault.payKeeperBounty, logged in `keeper_bounties`), the shortfall recorded;
+        the Kick event's keeperReward is reward + bounty."""
         self._check_engine_not_paused()
         if self._is_zero_address(keeper):
             raise ModelRevert("ZeroAddress")
@@ -1429,6 +1457,8 @@ class Model:
         p = self.positions[(market_id, owner, sub)]
         p.auctioned = _int128(p.auctioned + s.size)
         self._charge_liquidation(owner, sub, keeper, s.keeper_reward, s.penalty)
+        if s.bounty:
+            self._pay_keeper_bounty(keeper, s.bounty)
         self._set_shortfall(owner, sub, s.shortfall)
         return self.auction_count, s
 
@@ -1672,7 +1702,7 @@ class Model:
         if value >= maintenance:
             return 0, 0, 0, 0
         s = self._slice(owner, sub, market_id, value, maintenance, auctioned_notional, timestamp)
-        return s.size, s.notional, s.keeper_reward, s.penalty
+        return s.size, s.notional, s.keeper_reward + s.bounty, s.penalty
 
     def best_market_to_kick(self, owner, sub: int, timestamp: int) -> int:
         """A slice that restores target health, the smallest such; otherwise the largest position."""
@@ -1870,11 +1900,12 @@ class Model:
 
     def _max_deposit(self, v: tuple) -> int:
         """0 at pause level 3 or while flows are suspended; else the room in the pool's int128 ledger
-        line and the Vault's per-amount bound, in token units."""
+        line and the Vault's per-amount bound, in token units, and 0 when that room buys no share
+        (previewDeposit(room) == 0, which deposit refuses with ZeroShares)."""
         if self.pause_level >= PAUSE_WITHDRAW_ONLY or self._suspended(v)[0]:
             return 0
-        room = (INT128_MAX - self.pool_balance_wad) // self.token_scale
-        return min(room, INT128_MAX // self.token_scale)
+        room = min((INT128_MAX - self.pool_balance_wad) // self.token_scale, INT128_MAX // self.token_scale)
+        return 0 if room != 0 and self._preview_deposit(room, v) == 0 else room
 
     def pool_max_mint(self, timestamp: int) -> int:
         """LiquidityPool.maxMint = previewDeposit(maxDeposit) (priced on depositAssets)."""
