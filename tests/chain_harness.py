@@ -9,8 +9,9 @@ Actors are indexes into `Env.traders`; every trader can also act as keeper, take
 
 Events compared with the model's results: PositionChanged, Kick, Take, Redo, AuctionCancelled (from
 cancel, and from a redo or a backstop of a recovered account, which then emit no Redo / Backstop),
-Backstop (the size it closed), every ShortfallRecorded and BadDebt a step emits (in order; deposits and
-margin transfers into an account with an estimate lower it, with a ShortfallRecorded), DepthSynced,
+Backstop (the size it closed), every ShortfallRecorded, BadDebt and KeeperBounty a step emits (in order;
+deposits and margin transfers into an account with an estimate lower it, with a ShortfallRecorded; the
+Kick's keeperReward includes the insurance fund's bounty to the keeper of an account under water), DepthSynced,
 DepthSyncCost and Repeg. Views compared include marketState with lastDislocation, the pool's
 depositAssets (what deposits and mints are priced on) and, in the full comparison, previewDeposit and
 previewMint.
@@ -36,7 +37,7 @@ STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, 
          "funding_steps": 0, "kicks": 0, "takes": 0, "redos": 0, "backstops": 0, "bad_debts": 0, "lp": 0,
          "depth_syncs": 0, "repegs": 0, "cancels": 0, "partial_backstops": 0, "shortfall_events": 0,
          "bad_debt_events": 0, "suspended_steps": 0, "backstop_cancels": 0, "shortfall_credits": 0,
-         "dislocations": 0}
+         "dislocations": 0, "keeper_bounties": 0}
 
 
 # ---------------------------------------------------------------------------- ABI plumbing
@@ -207,6 +208,7 @@ class Runner:
         model_fn, (sender, target, data), describe = getattr(self, f"_{kind}")(T, *step[1:])
         self.log.append(f"t={T} {describe}")
         n_shortfalls, n_bad_debts = len(self.model.shortfall_log), len(self.model.bad_debt)
+        n_bounties = len(self.model.keeper_bounties)
         try:
             result, m_err = model_fn(), None
         except ModelRevert as e:
@@ -221,7 +223,7 @@ class Runner:
             STATS["reverts"] += 1
             STATS["errors"][c_err[0]] = STATS["errors"].get(c_err[0], 0) + 1
             return
-        self._check_vault_events(receipt, n_shortfalls, n_bad_debts, describe)
+        self._check_vault_events(receipt, n_shortfalls, n_bad_debts, describe, n_bounties)
         STATS["dislocations"] += any(mk.last_dislocation == T for mk in self.model.markets.values())
         if kind in ("deposit", "transfer") and len(self.model.shortfall_log) > n_shortfalls:
             STATS["shortfall_credits"] += 1  # collateral credited to an account in liquidation
@@ -540,8 +542,9 @@ class Runner:
                 (owner, self.pool, _encode("withdraw(uint256,address,address)", [assets, owner, owner])),
                 f"pool.withdraw(trader{t}, {assets} [{pct} % of maxWithdraw])")
 
-    def _check_vault_events(self, receipt, n_shortfalls: int, n_bad_debts: int, describe: str) -> None:
-        """Every ShortfallRecorded and BadDebt the step emitted, in order, is the model's."""
+    def _check_vault_events(self, receipt, n_shortfalls: int, n_bad_debts: int, describe: str,
+                            n_bounties: int = 0) -> None:
+        """Every ShortfallRecorded, BadDebt and KeeperBounty the step emitted, in order, is the model's."""
         got = [(_norm(_topic_address(lg, 1)), _topic_int(lg, 2)) + abi_decode(["uint256", "uint256"], bytes(lg["data"]))
                for lg in _event_logs(receipt, SHORTFALL_RECORDED)]
         want = [(_norm(o), sub, sf, total) for o, sub, sf, total in self.model.shortfall_log[n_shortfalls:]]
@@ -553,6 +556,11 @@ class Runner:
         want = [(_norm(o), sub, debt, ins, pool) for o, sub, debt, ins, pool in self.model.bad_debt[n_bad_debts:]]
         assert got == want, f"BadDebt mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
         STATS["bad_debt_events"] += len(got)
+        got = [(_norm(_topic_address(lg, 1)),) + abi_decode(["uint256"], bytes(lg["data"]))
+               for lg in _event_logs(receipt, KEEPER_BOUNTY)]
+        want = [(_norm(k), amount) for k, amount in self.model.keeper_bounties[n_bounties:]]
+        assert got == want, f"KeeperBounty mismatch at {describe}: chain {got} vs model {want}\n" + self.trace()
+        STATS["keeper_bounties"] += len(got)
 
     def _check_liquidation_event(self, kind, receipt, result, describe) -> None:
         """The engine's event carries what the model computed (the data fields; topics are ids)."""
@@ -569,8 +577,8 @@ class Runner:
         if kind == "kick":
             _, sl = result
             got = got[:3] + got[4:]  # the keeper (got[3]) is checked through its ledger
-            want = (self.model.auctions[self.model.auction_count].market_id, sl.size, sl.index, sl.keeper_reward,
-                    sl.penalty)
+            want = (self.model.auctions[self.model.auction_count].market_id, sl.size, sl.index,
+                    sl.keeper_reward + sl.bounty, sl.penalty)
         elif kind == "take":
             amount, price = result
             got, want = got[1:3], (amount, price)
@@ -774,6 +782,7 @@ DEPTH_SYNC_COST = keccak(text="DepthSyncCost(uint32,int256,int256)")
 AUCTION_CANCELLED = keccak(text="AuctionCancelled(uint256,int256,int256,uint256)")
 SHORTFALL_RECORDED = keccak(text="ShortfallRecorded(address,uint32,uint256,uint256)")
 BAD_DEBT = keccak(text="BadDebt(address,uint32,uint256,uint256,uint256)")
+KEEPER_BOUNTY = keccak(text="KeeperBounty(address,uint256)")
 
 POSITION_CHANGED = keccak(
     text="PositionChanged(address,uint32,uint32,int256,int256,uint256,int256,int256,int256,int256,uint256)")
@@ -885,7 +894,7 @@ def report_line(profile: str, name: str) -> str:
             f"{STATS['bad_debt_events']} bad debts resolved ({STATS['bad_debts']} by resolveBadDebt), "
             f"{STATS['shortfall_events']} shortfall records ({STATS['shortfall_credits']} by deposits/transfers "
             f"into accounts in liquidation), {STATS['backstop_cancels']} backstops cancelling a recovered auction, "
-            f"{STATS['dislocations']} steps recording a dislocation, "
+            f"{STATS['dislocations']} steps recording a dislocation, {STATS['keeper_bounties']} keeper bounties, "
             f"{STATS['lp']} pool actions, {STATS['suspended_steps']} steps with LP flows suspended, "
             f"{STATS['depth_syncs']} depth syncs, {STATS['repegs']} repegs; "
             f"reverts by error: {dict(sorted(STATS['errors'].items()))}")

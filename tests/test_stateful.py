@@ -30,7 +30,8 @@ the model (equal to the chain by the comparison just made):
 - TESTPLAN 10 and 12: every auctioned part is backed by exactly the live auctions' sizes, with the
   position's sign, never more than the position; a finished auction leaves no auctioned size.
 - TESTPLAN 14: live auction notional == the sum over live auctions, <= the global cap.
-- TESTPLAN 15: the insurance fund only falls by the bad debt it pays; a resolved account is at zero.
+- TESTPLAN 15: the insurance fund only falls by the bad debt it pays and the keeper bounties of kicks
+  under water (499a26b; each at most maxKeeperReward); a resolved account is at zero.
 - TESTPLAN 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
 - The AMM controller: the pool values positions at their vAMM exit, so a depth sync moves NAV by exactly
   minus the cost it books (DepthSyncCost): a deepening one by at most min(maxDepthCost x NAV, takerFee x
@@ -68,7 +69,8 @@ Exploit properties (the value-safety review's findings; `PROPS` counts how often
   (`gap_then_trade_back`, probed at once and up to 898 s later).
 - F5: at the step's index, a kick's keeper reward and penalty and a redo's tip never take the account
   below the worst fill of its auctions, and an account already below it pays nothing (its recorded
-  shortfall is the deficit); a redo of a recovered account cancels, unpaid; a backstop cancels only an
+  shortfall is the deficit; its keeper's bounty, chip x notional within maxKeeperReward and the fund,
+  comes from the insurance fund); a redo of a recovered account cancels, unpaid; a backstop cancels only an
   account at or above targetHealth x (free maintenance + auctioned backing), and then trades nothing.
 - F7: with a valid index and no pause, closing any free position at any price goes through (one
   position per rule, in turn, by eth_call; the model agrees).
@@ -159,6 +161,7 @@ class Protocol(RuleBasedStateMachine):
         self.started = time.perf_counter()
         self.insurance = self.runner.model.insurance_fund_wad
         self.bad_debts = len(self.runner.model.bad_debt)
+        self.bounties = len(self.runner.model.keeper_bounties)
         # The vAMM base reserve traders' net size is measured from: the listing reserve, re-based when
         # a depth sync rescales the reserves (it moves no position).
         self.x_ref = dict(self.env.x0)
@@ -232,6 +235,7 @@ class Protocol(RuleBasedStateMachine):
             pre["state"] = self._state(pre["owner"], T)
             pre["auction"] = self.runner._live_auction(step[2]) if step[0] != "kick" else m.auction_count + 1
             pre["reserves"] = {mid: (mk.x, mk.y) for mid, mk in m.markets.items()}
+            pre["insurance"] = m.insurance_fund_wad
         if step[0] in ("deposit", "transfer"):
             # The account credited, its estimate before, and the WAD the step credits if it goes through.
             t, sub = (step[1], step[2]) if step[0] == "deposit" else (step[1], step[3])
@@ -300,6 +304,10 @@ class Protocol(RuleBasedStateMachine):
             _, s = result
             room0 = value0 - mul_wad_up(an0 + s.notional, md)
             assert value1 == value0 - s.keeper_reward - s.penalty
+            # The keeper of an account that pays it nothing gets a bounty from the insurance fund instead.
+            lp = m.liquidation_params
+            bounty = min(mul_wad_up(s.notional, lp.chip), lp.max_keeper_reward, pre["insurance"])
+            assert s.bounty == (bounty if s.keeper_reward == 0 else 0), f"kick bounty {s.bounty}, expected {bounty}"
         elif isinstance(result, Redone):
             room0 = value0 - mul_wad_up(an0, md)
             assert value1 == value0 - result.tip and an1 == an0
@@ -910,10 +918,16 @@ class Protocol(RuleBasedStateMachine):
 
     @invariant()
     def insurance_only_pays_bad_debt(self):
+        """TESTPLAN 15: the insurance fund falls only by the bad debt it pays and the keeper bounties of
+        kicks under water (each at most maxKeeperReward)."""
         m = self.model
         new = m.bad_debt[self.bad_debts:]
         paid = sum(entry[3] for entry in new)
-        assert m.insurance_fund_wad >= self.insurance - paid, "the insurance fund fell by more than bad debt"
+        bounties = m.keeper_bounties[self.bounties:]
+        assert all(0 < b <= m.liquidation_params.max_keeper_reward for _, b in bounties)
+        paid += sum(b for _, b in bounties)
+        self.bounties = len(m.keeper_bounties)
+        assert m.insurance_fund_wad >= self.insurance - paid, "the insurance fund fell by more than bad debt and bounties"
         for owner, sub, *_ in new:
             acct = m.accounts[(owner, sub)]
             assert acct.collateral >= 0 or acct.open_markets, "a resolved account was left negative"
