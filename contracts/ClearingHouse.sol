@@ -2,7 +2,6 @@
 pragma solidity 0.8.28;
 
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -108,7 +107,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // slot 8
         uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
         uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
-        uint64 lastDislocation; // [s] last block that found an index gap: vAMM in its band before, out after
+        uint64 lastDislocation; // [s] last block that found an index gap (see _update)
         // slot 9
         FundingParams fundingParams;
         // slots 10..17
@@ -375,30 +374,27 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         external
         onlyLiquidationEngine
         nonReentrant
-        returns (int256 quoteFlow, int256 closed)
+        returns (int256 quoteFlow)
     {
         Market storage m = _market(marketId);
         uint256 index = _index(m);
         _update(m, index);
         uint256 x = m.baseReserve;
         uint256 y = m.quoteReserve;
-        // The price may go no further than the auction's own worst price, nor outside the band.
+        _checkLiquidity(marketId, -base, x);
+        (quoteFlow, x, y) = VAmmMath.swap(x, y, -base);
+        // The price may go no further than the auction's own worst price, nor outside the band (the engine
+        // sized `base` to fit; checked here on the swap's own rounding).
         uint256 band = index.mulWadDown(m.maxSpread);
-        uint256 edge = base > 0
-            ? (limitPrice > index - band ? limitPrice : index - band)
-            : (limitPrice < index + band ? limitPrice : index + band);
-        closed = _backstopFit(m, x, y, base, edge);
-        if (closed == 0) return (0, 0);
-        (quoteFlow, x, y) = VAmmMath.swap(x, y, -closed);
         uint256 priceAfter = VAmmMath.price(x, y);
-        // The fit is computed inside the edge; checked again on the swap's own rounding.
-        if (base > 0 ? priceAfter < edge : priceAfter > edge) {
+        if (base > 0 ? priceAfter < (limitPrice > index - band ? limitPrice : index - band)
+                : priceAfter > (limitPrice < index + band ? limitPrice : index + band)) {
             revert PriceBandExceeded(marketId, priceAfter, index, m.maxSpread);
         }
         // Casts: as in a trade.
         m.baseReserve = x.toUint128();
         m.quoteReserve = y.toUint128();
-        _auctionSettle(owner, subaccount, marketId, m, -closed, quoteFlow, true);
+        _auctionSettle(owner, subaccount, marketId, m, -base, quoteFlow, true);
     }
 
     /// @inheritdoc IClearingHouse
@@ -413,43 +409,6 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             revert InvalidAuctionSlice(slice, auctioned);
         }
         p.auctioned = (auctioned - slice).toInt128();
-    }
-
-    /// @dev The largest part of `base` (the owner's long when > 0, closed by selling; a short when < 0, closed
-    ///      by buying) whose close leaves the vAMM price at or beyond `edge` on the near side (at or above it
-    ///      for a sale, at or below it for a purchase), leaving no dust behind. The reserve at the edge comes
-    ///      from x' = sqrt(x y / edge) on the curve x y = k, rounded toward the inside.
-    function _backstopFit(Market storage m, uint256 x, uint256 y, int256 base, uint256 edge)
-        internal
-        view
-        returns (int256)
-    {
-        uint256 want = base.abs();
-        uint256 fit;
-        if (base > 0) {
-            // Selling base lowers the price to edge at most: x' <= sqrt(x y / edge).
-            if (edge == 0) {
-                fit = want;
-            } else {
-                uint256 xMax = _edgeReserve(x, y, edge);
-                // Rounding: the edge reserve rounds down and keeps a 1e-12 margin, so x' is inside the
-                // edge; the swap rounds its quote out down, which leaves the price above the exact curve's.
-                xMax -= xMax / 1e12;
-                fit = xMax > x ? xMax - x : 0;
-            }
-        } else {
-            // Buying base raises the price to edge at most: x' >= sqrt(x y / edge).
-            uint256 xMin = _edgeReserve(x, y, edge);
-            // Rounding: a 1e-12 margin plus 2 wei covers the floor above and the swap's quote rounded up.
-            xMin += xMin / 1e12 + 2;
-            fit = x > xMin ? x - xMin : 0;
-        }
-        if (fit >= want) return base;
-        uint256 minSize = m.minPositionSize;
-        // What stays in the auction must be nothing or a position a taker may hold.
-        if (want - fit < minSize) fit = want > minSize ? want - minSize : 0;
-        // Cast: fit < want <= |int256|.
-        return base > 0 ? int256(fit) : -int256(fit);
     }
 
     /// @dev Apply `baseDelta` at `quoteFlow` to one account's position, settle its funding and PnL against
@@ -830,13 +789,6 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         return (baseAmount, r.quote, r.fee);
     }
 
-    /// @dev floor(sqrt(x y / price)) in WAD: the base reserve at which the curve through (x, y) has `price`.
-    function _edgeReserve(uint256 x, uint256 y, uint256 price) internal pure returns (uint256) {
-        uint256 q = Math.mulDiv(x, y, price); // [wad base^2 / 1e18]
-        // q x 1e18 when it fits (full precision), else sqrt(q) x 1e9 (relative error below 1e-18 there).
-        return q <= type(uint256).max / WadMath.WAD ? Math.sqrt(q * WadMath.WAD) : Math.sqrt(q) * 1e9;
-    }
-
     function _checkLiquidity(uint32 marketId, int256 baseAmount, uint256 x) internal pure {
         // Cast: baseAmount > 0 on this branch.
         if (baseAmount > 0 && uint256(baseAmount) >= x) revert InsufficientLiquidity(marketId, baseAmount, x);
@@ -971,17 +923,22 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         m.accumulator = acc;
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
         {
-            // The vAMM as this block found it: inside its band around the last index, outside it around the
-            // new one means the index moved away and the vAMM has not followed (a gap). Recorded before any
-            // trade of the block, so no trade can hide it; a vAMM pushed out by a trade at a steady index
-            // (a reduce may do that) is not a gap.
+            // A gap: the index moved more than the band since the last accrual, or the vAMM as this block
+            // found it was inside its band around the last index and is outside it around the new one (the
+            // index moved away and the vAMM has not followed). Recorded before any trade of the block, so
+            // no trade can hide it; a vAMM pushed out by a trade at a steady index (a reduce may do that) is
+            // not a gap.
             uint64 maxSpread = m.maxSpread;
-            uint256 dist = spot > index ? spot - index : index - spot;
-            if (dist > index.mulWadDown(maxSpread)) {
+            uint256 jump = index > lastIndex ? index - lastIndex : lastIndex - index;
+            uint256 lastBand = lastIndex.mulWadDown(maxSpread);
+            bool gap = jump > lastBand;
+            if (!gap) {
+                uint256 dist = spot > index ? spot - index : index - spot;
                 uint256 before = spot > lastIndex ? spot - lastIndex : lastIndex - spot;
-                // Cast: timestamps fit 64 bits.
-                if (before <= lastIndex.mulWadDown(maxSpread)) m.lastDislocation = uint64(block.timestamp);
+                gap = dist > index.mulWadDown(maxSpread) && before <= lastBand;
             }
+            // Cast: timestamps fit 64 bits.
+            if (gap) m.lastDislocation = uint64(block.timestamp);
         }
 
         FundingState memory fs = m.funding;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -283,12 +284,22 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             return 0;
         }
         int256 size = a.size;
-        int256 closed;
         // No worse than the auction's own last price: what no taker took at the full discount may go to the
-        // vAMM, but not below it (a sandwich cannot push the close further than the auction rules allow).
-        (quote, closed) =
-            clearingHouse.backstopClose(owner, subaccount, marketId, size, _price(size, index, ap.maxDiscount));
-        if (closed == 0) revert BackstopBlocked(auctionId, clearingHouse.spotPrice(marketId), index);
+        // vAMM, but not below it (a sandwich cannot push the close further than the auction rules allow),
+        // nor outside the band.
+        uint256 limitPrice = _price(size, index, ap.maxDiscount);
+        IClearingHouse.MarketState memory st = clearingHouse.marketState(marketId);
+        int256 closed;
+        {
+            IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
+            uint256 band = index.mulWadDown(mp.maxSpread);
+            uint256 edge = size > 0
+                ? (limitPrice > index - band ? limitPrice : index - band)
+                : (limitPrice < index + band ? limitPrice : index + band);
+            closed = _backstopFit(st.baseReserve, st.quoteReserve, size, edge, mp.minPositionSize);
+        }
+        if (closed == 0) revert BackstopBlocked(auctionId, st.spotPrice, index);
+        quote = clearingHouse.backstopClose(owner, subaccount, marketId, closed, limitPrice);
         int256 left = size - closed;
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
@@ -459,6 +470,49 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             uint256 insurance = vault.insuranceFund();
             s.bounty = bounty < insurance ? bounty : insurance;
         }
+    }
+
+    /// @dev The largest part of `base` (the owner's long when > 0, closed by selling; a short when < 0, closed
+    ///      by buying) whose close leaves the vAMM price at or beyond `edge` on the near side (at or above it
+    ///      for a sale, at or below it for a purchase), leaving no dust behind. The reserve at the edge comes
+    ///      from x' = sqrt(x y / edge) on the curve x y = k, rounded toward the inside.
+    function _backstopFit(uint256 x, uint256 y, int256 base, uint256 edge, uint256 minSize)
+        internal
+        pure
+        returns (int256)
+    {
+        uint256 want = base.abs();
+        uint256 fit;
+        if (base > 0) {
+            // Selling base lowers the price to edge at most: x' <= sqrt(x y / edge).
+            if (edge == 0) {
+                fit = want;
+            } else {
+                uint256 xMax = _edgeReserve(x, y, edge);
+                // Rounding: the edge reserve rounds down and keeps a 1e-12 margin, so x' is inside the
+                // edge; the swap rounds its quote out down, which leaves the price above the exact curve's.
+                xMax -= xMax / 1e12;
+                fit = xMax > x ? xMax - x : 0;
+            }
+        } else {
+            // Buying base raises the price to edge at most: x' >= sqrt(x y / edge).
+            uint256 xMin = _edgeReserve(x, y, edge);
+            // Rounding: a 1e-12 margin plus 2 wei covers the floor above and the swap's quote rounded up.
+            xMin += xMin / 1e12 + 2;
+            fit = x > xMin ? x - xMin : 0;
+        }
+        if (fit >= want) return base;
+        // What stays in the auction must be nothing or a position a taker may hold.
+        if (want - fit < minSize) fit = want > minSize ? want - minSize : 0;
+        // Cast: fit < want <= |int256|.
+        return base > 0 ? int256(fit) : -int256(fit);
+    }
+
+    /// @dev floor(sqrt(x y / price)) in WAD: the base reserve at which the curve through (x, y) has `price`.
+    function _edgeReserve(uint256 x, uint256 y, uint256 price) internal pure returns (uint256) {
+        uint256 q = Math.mulDiv(x, y, price); // [wad base^2 / 1e18]
+        // q x 1e18 when it fits (full precision), else sqrt(q) x 1e9 (relative error below 1e-18 there).
+        return q <= type(uint256).max / WadMath.WAD ? Math.sqrt(q * WadMath.WAD) : Math.sqrt(q) * 1e9;
     }
 
     /// @dev Bad debt implied by what an account keeps after the worst fill: its negative part.

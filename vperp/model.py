@@ -999,8 +999,9 @@ class Model:
         - the applied rate evolves (closed form) and the funding index accrues only when the rate or
           target is nonzero, at the interval's index (the old lastIndexPrice), rounded down;
         - after recording the index, a block that finds an index gap is a dislocation, lastDislocation =
-          timestamp: the vAMM spot as the block found it (before its first trade) is further from `index`
-          than floor(index x maxSpread) but no further from the last recorded index than floor(lastIndex x
+          timestamp: the index moved more than floor(lastIndex x maxSpread) since the last recorded one, or
+          the vAMM spot as the block found it (before its first trade) is further from `index` than
+          floor(index x maxSpread) but no further from the last recorded index than floor(lastIndex x
           maxSpread) (the index moved away and the vAMM has not followed; a vAMM pushed out by a reduce at
           a steady index is not a gap). `index` is the live one for trades, pokes, fills, backstops and
           setReserves, the last recorded one for setMarketParams / setFundingParams (never a gap then).
@@ -1018,10 +1019,12 @@ class Model:
         m.accumulator = acc
         if index != last_index:
             m.last_index_price = _uint128(index)
-        # The vAMM as this block found it: inside its band around the last index, outside it around the new
-        # one (a gap), recorded before any trade of the block.
-        if (abs(spot - index) > mul_wad_down(index, m.max_spread)
-                and abs(spot - last_index) <= mul_wad_down(last_index, m.max_spread)):
+        # A gap, recorded before any trade of the block: the index jumped more than the band since the last
+        # accrual, or the vAMM as this block found it was inside its band around the last index and is
+        # outside it around the new one.
+        last_band = mul_wad_down(last_index, m.max_spread)
+        if abs(index - last_index) > last_band or (
+                abs(spot - index) > mul_wad_down(index, m.max_spread) and abs(spot - last_index) <= last_band):
             m.last_dislocation = timestamp
         if m.rate == 0 and m.target == 0 and not new_observation:
             return

@@ -232,16 +232,15 @@ interface IClearingHouse {
         uint32 takerSubaccount
     ) external;
 
-    /// @notice Liquidation engine only: close as much of `base` (the auctioned slice, its sign) against the
-    ///         vAMM as leaves the price no worse for the owner than `limitPrice` (the auction's price at its
-    ///         full discount) and inside the market's band around the index, leaving no dust; the backstop
-    ///         of an auction nobody took. So a backstop realizes no worse than the auction itself allowed,
-    ///         whatever was traded before it.
+    /// @notice Liquidation engine only: close `base` of the auctioned slice (its sign) against the vAMM, the
+    ///         backstop of an auction nobody took; reverts `PriceBandExceeded` if the price after is worse for
+    ///         the owner than `limitPrice` (the auction's price at its full discount) or outside the market's
+    ///         band around the index. The engine sizes `base` to fit (`LiquidationEngine._backstopFit`), so a
+    ///         backstop realizes no worse than the auction itself allowed, whatever was traded before it.
     /// @return quote the signed quote flow to the owner
-    /// @return closed the base closed (the sign of `base`; zero when nothing fits)
     function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base, uint256 limitPrice)
         external
-        returns (int256 quote, int256 closed);
+        returns (int256 quote);
 
     /// @notice Liquidation engine only: return `slice` of the auctioned part (its sign) to the position's
     ///         free part (a cancelled auction).
@@ -264,8 +263,9 @@ interface IClearingHouse {
     /// @return suspendedNotional gross OI notional (at the vAMM price) of the markets whose index cannot be
     ///         trusted now [wad]: a stale or invalid feed; a vAMM price outside the market's band around the
     ///         index; an index more than the band away from the one the market last accrued at (a gap no
-    ///         block has seen yet); or, for a TWAP window, a block that found the vAMM inside its band around
-    ///         the old index and outside it around the new one (so a trade back into the band does not end it)
+    ///         block has seen yet); or, for a TWAP window, a block that found a gap: the index more than the
+    ///         band from the one last accrued at, or the vAMM inside its band around the old index and outside
+    ///         it around the new one (so a trade back into the band does not end it)
     /// @return suspendedMarket the lowest such market id with open interest (0 when none)
     function tradersExitPnl()
         external

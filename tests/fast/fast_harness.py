@@ -372,7 +372,8 @@ class Properties:
       never ends a round (both flat again) with more collateral than it started it with;
     - a trade moves the pool's NAV by its pool fee (plus the insurance part while the recorded shortfalls
       exceed the insurance fund) within NAV_WEI wei (test_stateful's F3);
-    - the insurance fund only falls by the bad debt it pays (BadDebt's fromInsurance), and a resolved
+    - the insurance fund only falls by the bad debt it pays (BadDebt's fromInsurance) and the keeper
+      bounties of under-water kicks (KeeperBounty), and a resolved
       account is left with no negative collateral unless it still holds positions;
     - a free position can always be closed: with a valid index and no pause, an eth_call of
       closePosition at any price (no slippage limit) goes through (one position per step, in turn).
@@ -392,7 +393,7 @@ class Properties:
 
     def before(self, step: tuple, T: int) -> dict:
         m = self.r.model
-        pre = {"insurance": m.insurance_fund_wad, "bad_debts": len(m.bad_debt)}
+        pre = {"insurance": m.insurance_fund_wad, "bad_debts": len(m.bad_debt), "bounties": len(m.keeper_bounties)}
         if step[0] in TRADES:
             pre["nav"] = m.pool_nav(T)
             pre["uncovered"] = m.uncovered_bad_debt()
@@ -407,9 +408,10 @@ class Properties:
             assert -NAV_WEI <= drift <= NAV_WEI, f"{step} moved the pool's NAV by {drift} wei beyond its fee\n" + r.trace()
             FAST["props"]["trade NAV == pool fee"] += 1
         new = m.bad_debt[pre["bad_debts"]:]
-        paid = sum(entry[3] for entry in new)
+        # What the fund may pay: bad debt, and the bounty for kicking an account that pays its keeper nothing.
+        paid = sum(entry[3] for entry in new) + sum(amount for _, amount in m.keeper_bounties[pre["bounties"]:])
         assert m.insurance_fund_wad >= pre["insurance"] - paid, (
-            f"{step}: the insurance fund fell by {pre['insurance'] - m.insurance_fund_wad}, bad debt paid {paid}\n"
+            f"{step}: the insurance fund fell by {pre['insurance'] - m.insurance_fund_wad}, bad debt and bounties paid {paid}\n"
             + r.trace())
         for owner, sub, *_ in new:
             acct = m.accounts[(owner, sub)]
