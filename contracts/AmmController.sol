@@ -204,8 +204,10 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         }
         uint256 gap = index > price0 ? index - price0 : price0 - index;
         uint256 move = gap < maxMove ? gap : maxMove;
-        price1 = index > price0 ? price0 + move : price0 - move;
-        uint256 y1 = x.mulWadDown(price1);
+        // The quote reserve moves by x * move (rounded down), from the reserve itself rather than from the
+        // truncated spot price, so the exit-value change stays within the cost budget to the wei.
+        uint256 dy = x.mulWadDown(move);
+        uint256 y1 = index > price0 ? s.quoteReserve + dy : s.quoteReserve - dy;
         clearingHouse.setReserves(marketId, x, y1);
         price1 = y1 * WAD / x;
         // Cost: the change of what closing the net position would pay traders (the pool's NAV moves by -cost).

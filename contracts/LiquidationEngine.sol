@@ -224,7 +224,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         a.startTime = uint32(block.timestamp);
         // The tip comes out of what the account keeps after the worst fill its auctions allow, never more,
         // and only while the account is below its requirement (a healthy account's restart is unpaid).
-        uint256 tip;
+        uint256 tip = 0;
         if (known) {
             int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
             if (value < int256(requirement)) tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));

@@ -217,7 +217,7 @@ def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(syste
     # The budget bounds the change of the net's exit value, x dp n / (x + n) for a net long.
     by_cost = mul_wad_down(nav, p.maxRepegCost) * (x + n) // x * WAD // n
     move = min(p0 - index, mul_wad_down(p0, p.maxRepegStep), by_cost)
-    y1 = x * (p0 - move) // WAD
+    y1 = st.quoteReserve - x * move // WAD  # from the reserve, not the truncated spot
     p1 = y1 * WAD // x
     expected_cost = exit_value(x, y1, net) - exit_value(x, st.quoteReserve, net)
     tx = amm.repeg(ETH, sender=bob)

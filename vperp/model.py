@@ -2162,8 +2162,8 @@ class Model:
             by_cost = div_wad_down(budget * (x + n if net > 0 else x - n) // x, n)
             max_move = min(max_move, by_cost)
         move = min(abs(index - price0), max_move)
-        price1 = price0 + move if index > price0 else price0 - move
-        y1 = mul_wad_down(x, price1)
+        dy = mul_wad_down(x, move)  # from the reserve, not the truncated spot: the cost stays within budget
+        y1 = y0 + dy if index > price0 else y0 - dy
         self._set_reserves(m, x, y1, timestamp)
         price1 = y1 * WAD // x
         cost = exit_value(x, y1, net) - exit_value(x, y0, net)

@@ -47,7 +47,7 @@ class AnvilChain:
                 self.w3.eth.block_number
                 break
             except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.05)
+                time.sleep(0.05)  # waits for a process, not chain time
         else:
             self.close()
             raise RuntimeError("anvil did not answer")

@@ -524,7 +524,8 @@ def fast_step(runner: FastRunner, step: tuple) -> None:
     kind = step[0]
     T = runner.next_timestamp() if kind != "time" else None
     pre = runner.props.before(step, T) if T is not None else {"insurance": runner.model.insurance_fund_wad,
-                                                               "bad_debts": len(runner.model.bad_debt)}
+                                                               "bad_debts": len(runner.model.bad_debt),
+                                                               "bounties": len(runner.model.keeper_bounties)}
     with fast_calldata():
         runner.step(step)
     FAST["kinds"][kind] += 1
