@@ -1,9 +1,10 @@
-"""Integrator SDK over a deployment file (`deployments/<network>.json`, written by `ape run deploy`).
+"""Integrator SDK over a deployment file (`deployments/<network>-<chain id>.json`, written by `ape run deploy`).
 
     from ape import accounts
     from vperp.client import Client
 
-    c = Client.from_deployment("deployments/local.json", account=accounts.test_accounts[1])
+    c = Client.from_deployment(account=accounts.test_accounts[1])  # the record for the connected chain
+    c = Client.from_deployment("deployments/local-31337.json", account=...)  # or a file by name
     c.deposit(10_000)                          # human units of the collateral token (approves as needed)
     trade = c.open("ETH", 1.5, slippage_bps=50)  # quoteLimit from `quote`, deadline now + 10 min
     c.position("ETH")                          # Position(size=Decimal('1.5'), entry_price=..., ...)
@@ -19,8 +20,13 @@ export_abi`), so the SDK needs no compiled project; inside this repository the c
 are the fallback when a file is missing. The account is only needed for transactions.
 
 This module also defines the layout of `abi/` (`ABI_FILES`, `abi_json`) and reads deployment records
-(`read_deployment`, `missing_code`), shared by `scripts/deploy.py`, `scripts/export_abi.py` and
-`scripts/keeper.py`.
+(`read_deployment`, `find_deployment`, `missing_code`), shared by `scripts/deploy.py`,
+`scripts/export_abi.py` and `scripts/keeper.py`.
+
+A record belongs to one chain: its chain id and the hash of its block 0 (`genesis`). Records are found
+by what they say, not by their file name, so a file left over from another chain (another id, or an
+Anvil that was restarted under the same id) is never taken for the connected chain. Records written
+before the genesis hash was kept (`vperp-deployment/1`) are still read; they match on the chain id alone.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from typing import Any
 
 WAD = 10**18
 _CTX = Context(prec=80)
-FORMAT = "vperp-deployment/1"
+FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
 
 # ----------------------------------------------------------------------------- the abi/ directory
 
@@ -92,7 +98,8 @@ def read_deployment(path: str | Path) -> dict:
     """Load and sanity-check a deployment file (does not look at the chain)."""
     path = Path(path)
     if not path.is_file():
-        raise DeploymentError(f"deployment file not found: {path} (run `ape run deploy --network ...` first)")
+        raise DeploymentError(f"deployment file not found: {path} (run `ape run deploy --rpc URL` or "
+                              "`ape run deploy --network ...` first)")
     try:
         record = json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -130,6 +137,7 @@ def build_record(system, config, chain, first_block: int) -> dict:
         "ecosystem": net.ecosystem.name,
         "provider": chain.provider.name,
         "chain_id": chain.chain_id,
+        "genesis": genesis_hash(chain),  # block 0's hash: tells two chains with the same id apart
         "block": first_block,  # first block of the deployment: scan events from here
         "block_end": chain.blocks.head.number,
         "timestamp": dt.datetime.fromtimestamp(chain.blocks.head.timestamp, dt.timezone.utc).isoformat(),
@@ -151,11 +159,74 @@ def write_record(path: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def check_chain(record: dict, chain_id: int, path: str | Path = "deployment file") -> None:
+def check_chain(record: dict, chain_id: int, path: str | Path = "deployment file", genesis: str | None = None) -> None:
+    """Refuse a record written for another chain (another id, or the same id with another block 0)."""
     if record["chain_id"] != chain_id:
         raise DeploymentError(
             f"{path} was written for chain id {record['chain_id']} ({record['network']}), but the connected "
             f"chain has id {chain_id}: connect to that network, or use another deployment file")
+    if genesis and record.get("genesis") and record["genesis"] != genesis:
+        raise DeploymentError(
+            f"{path} was written for another chain with id {chain_id} (block 0 {record['genesis'][:10]}..., "
+            f"the connected chain's is {genesis[:10]}...; a restarted Anvil is a new chain): deploy again")
+
+
+def genesis_hash(chain) -> str:
+    """`0x...` hash of the connected chain's block 0."""
+    h = chain.blocks[0].hash
+    return h if isinstance(h, str) else "0x" + bytes(h).hex()
+
+
+def deployments_dir(root: str | Path | None = None) -> Path:
+    """`<root>/deployments`; without `root`, the folder named by $VPERP_DEPLOYMENTS (tests use a temporary
+    one) or the project's `deployments/`."""
+    import os
+
+    if root is not None:
+        return Path(root) / "deployments"
+    if os.environ.get("VPERP_DEPLOYMENTS"):
+        return Path(os.environ["VPERP_DEPLOYMENTS"])
+    from ape import project
+
+    return Path(project.path) / "deployments"
+
+
+def deployment_path(chain_id: int, ecosystem: str = "ethereum", network: str = "local",
+                    root: str | Path | None = None) -> Path:
+    """Where `ape run deploy` writes the record of chain `chain_id`: `deployments/<network>-<chain id>.json`
+    (`local-31337.json`, `sepolia-11155111.json`)."""
+    return deployments_dir(root) / f"{network_file_stem(ecosystem, network)}-{int(chain_id)}.json"
+
+
+@dataclass(frozen=True)
+class FoundRecord:
+    path: Path
+    record: dict
+
+
+def find_deployment(chain_id: int, genesis: str | None, root: str | Path | None = None,
+                    ) -> tuple[FoundRecord | None, list[FoundRecord]]:
+    """The record in `<root>/deployments/*.json` for the chain (`chain_id`, `genesis`), and the records
+    with that id written for another block 0 (a chain that is gone: listed so callers can say so).
+
+    A record with the same genesis hash wins over an old record without one (matched on the id alone);
+    among equals the most recently written file wins. Files that are not records are skipped."""
+    same, legacy, other = [], [], []
+    for path in sorted(deployments_dir(root).glob("*.json")):
+        try:
+            record = read_deployment(path)
+        except DeploymentError:
+            continue
+        if record["chain_id"] != chain_id:
+            continue
+        if not record.get("genesis"):
+            legacy.append(FoundRecord(path, record))
+        elif genesis is None or record["genesis"] == genesis:
+            same.append(FoundRecord(path, record))
+        else:
+            other.append(FoundRecord(path, record))
+    newest = [max(group, key=lambda f: f.path.stat().st_mtime) for group in (same, legacy) if group]
+    return (newest[0] if newest else None), other
 
 
 def record_addresses(record: dict) -> dict[str, str]:
@@ -315,12 +386,16 @@ class Client:
         self._system = None
 
     @classmethod
-    def from_deployment(cls, path: str | Path, account=None) -> "Client":
-        """Open `path` (checks that it was written for the connected chain)."""
+    def from_deployment(cls, path: str | Path | None = None, account=None) -> "Client":
+        """Open `path` (checks that it was written for the connected chain); without `path`, the record in
+        `deployments/` for the connected chain (its id and block 0)."""
         from ape import chain
 
+        genesis = genesis_hash(chain)
+        if path is None:
+            path = find_deployment_for_connected_chain()
         record = read_deployment(path)
-        check_chain(record, chain.chain_id, path)
+        check_chain(record, chain.chain_id, path, genesis)
         return cls(record, path, account)
 
     # ------------------------------------------------------------- plumbing
@@ -565,8 +640,30 @@ def network_file_stem(ecosystem: str, network: str) -> str:
 
 
 def default_deployment_path(root: str | Path | None = None) -> Path:
-    """`<project>/deployments/<network>.json` for the connected network."""
-    from ape import chain, project
+    """The deployment file of the connected chain: the record `find_deployment` picks for it (an older
+    `deployments/local.json` included), else where a new one goes,
+    `<project>/deployments/<network>-<chain id>.json`. (`scripts/keeper.py` reads and writes here.)"""
+    from ape import chain
 
+    found, _ = find_deployment(chain.chain_id, genesis_hash(chain), root)
+    if found is not None:
+        return found.path
     net = chain.provider.network
-    return Path(root or project.path) / "deployments" / f"{network_file_stem(net.ecosystem.name, net.name)}.json"
+    return deployment_path(chain.chain_id, net.ecosystem.name, net.name, root)
+
+
+def find_deployment_for_connected_chain(root: str | Path | None = None) -> Path:
+    """The path of the record for the connected chain (`find_deployment`), or a DeploymentError saying
+    what is there instead."""
+    from ape import chain
+
+    chain_id, genesis = chain.chain_id, genesis_hash(chain)
+    found, gone = find_deployment(chain_id, genesis, root)
+    if found is not None:
+        return found.path
+    hint = ""
+    if gone:
+        hint = (f"; {', '.join(str(f.path) for f in gone)} {'was' if len(gone) == 1 else 'were'} written for an "
+                "earlier chain with the same id (another block 0)")
+    raise DeploymentError(f"no deployment record for chain id {chain_id} in {deployments_dir(root)}{hint}: run "
+                          "`./run.sh ape run deploy --rpc URL` (or --network ...) first")
