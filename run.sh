@@ -9,6 +9,7 @@
 #   ./run.sh slither [--list]    Slither over contracts/ (offline), fails on findings missing from security/slither-triage.yaml
 #   ./run.sh setup               only set up
 #   ./run.sh ape ...             any ape command inside the environment
+#   ./run.sh cast ...            Foundry's cast (npm) with vPerp's signatures loaded; a failed call names its custom error
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -37,6 +38,48 @@ env_vars() {
   export MPLBACKEND=Agg
 }
 
+cast_signatures() {
+  # cast decodes custom errors, events and calldata only from signatures it knows, read from its cache
+  # ~/.foundry/cache/signatures. Merge the project's (abi/signatures.json, written with the ABIs by
+  # `ape run export_abi`) into it; entries already there stay, ours win on the same selector.
+  python3 - "$ROOT/abi/signatures.json" "$HOME/.foundry/cache/signatures" <<'PY'
+import json, os, sys
+ours, cache = sys.argv[1], sys.argv[2]
+new = json.load(open(ours))
+try:
+    old = json.load(open(cache))
+except (OSError, ValueError):
+    old = {}
+merged = {k: {**(old.get(k) or {}), **new.get(k, {})} for k in ("functions", "errors", "events")}
+if merged != {k: old.get(k) for k in merged}:
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache + ".tmp", "w") as f:
+        json.dump(merged, f)
+    os.replace(cache + ".tmp", cache)
+PY
+}
+
+run_cast() {
+  # The native cast binary: the npm wrapper (node_modules/.bin/cast) exits 0 even when cast fails.
+  local bin
+  bin=$(ls "$ROOT"/node_modules/@foundry-rs/cast-*/bin/cast 2>/dev/null | head -n1 || true)
+  bin=${bin:-cast}
+  # When cast fails with revert data (`cast call` and `cast estimate` print it raw), also name the
+  # custom error from the signatures loaded above (`cast send` does that itself).
+  local err rc=0 data
+  err=$(mktemp)
+  "$bin" "$@" 2>"$err" || rc=$?
+  cat "$err" >&2
+  if [ "$rc" -ne 0 ]; then
+    data=$(grep -o 'data: "0x[0-9a-fA-F]*"' "$err" | head -n1 | cut -d'"' -f2 || true)
+    if [ "${#data}" -ge 10 ]; then
+      echo "reverted: $("$bin" decode-error "$data" 2>/dev/null | paste -sd' ' - || true)" >&2
+    fi
+  fi
+  rm -f "$err"
+  return "$rc"
+}
+
 compile_contracts() {
   # Ape recompiles changed files but not always what imports them (a library edit can leave its users
   # stale), so any contract newer than the last build forces a full compile (about 5 s).
@@ -59,5 +102,6 @@ case "$cmd" in
   gas) setup; env_vars; compile_contracts >/dev/null; exec ape run gas "$@" ;;
   slither) setup; env_vars; exec python -m vperp.slither_check "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  cast) setup >&2; env_vars; cast_signatures; run_cast "$@" ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

@@ -295,7 +295,8 @@ def test_export_abi_writes_usable_json(tmp_path):
     expected = {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "IVault",
                 "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController", "AggregatorV3Interface",
                 "IERC20Metadata"}
-    assert names == {f"{n}.json" for n in expected} | {"mocks/MockERC20.json", "mocks/MockAggregator.json"}
+    assert names == {f"{n}.json" for n in expected} | {"mocks/MockERC20.json", "mocks/MockAggregator.json",
+                                                        "signatures.json"}
 
     def members(name, kind="function", root=tmp_path):
         abi = json.loads((root / f"{name}.json").read_text())
