@@ -103,3 +103,64 @@ def test_evolve_is_path_independent_within_documented_rounding(r0, target, hours
     # (truncated divisions, the linear/exponential phase boundary on a 1e-18 s grid).
     assert abs(r - one_r) <= 4 * hours
     assert abs(total - one_area) <= (4 * hours + 2) * (tau + 3600)
+
+
+# ---------------------------------------------------------------- expNegWad's unchecked cut
+# FundingMath.expNegWad runs its series unchecked (the bound is argued in the function's comment). The
+# harness keeps the checked version as it was; both must agree bit for bit on every input, and with the
+# Python mirror.
+
+LN2 = 693_147_180_559_945_309
+
+
+def _exp_edge_inputs() -> list[int]:
+    xs = {0, 1, 2, WAD - 1, WAD, WAD + 1, 42 * WAD - 1, 42 * WAD, 42 * WAD + 1, 2**256 - 1, 2**255, 2**128}
+    for k in range(0, 61):  # every binade boundary: r = 0, r = 1 and r just under ln 2
+        for d in (-2, -1, 0, 1, 2):
+            x = k * LN2 + d
+            if x >= 0:
+                xs.add(x)
+        xs.add((k + 1) * LN2 - 1)
+    return sorted(xs)
+
+
+@pytest.fixture(scope="module")
+def exp_harness(project, accounts):
+    return project.ExpNegWadHarness.deploy(sender=accounts[0])
+
+
+def _compare(exp_harness, xs):
+    current, reference, gas_current, gas_reference = exp_harness.compare(xs)
+    for x, c, r in zip(xs, current, reference):
+        assert c == r, x
+        assert c == exp_neg_wad(min(x, 42 * WAD)), x
+    return gas_current, gas_reference
+
+
+def test_exp_neg_wad_unchecked_equals_checked_on_edge_inputs(exp_harness):
+    xs = _exp_edge_inputs()
+    for i in range(0, len(xs), 100):
+        _compare(exp_harness, xs[i:i + 100])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(xs=st.lists(st.one_of(st.integers(0, 45 * WAD), st.integers(0, LN2), st.integers(0, 2**256 - 1)),
+                   min_size=1, max_size=60))
+def test_exp_neg_wad_unchecked_equals_checked(exp_harness, xs):
+    _compare(exp_harness, xs)
+
+
+def test_exp_neg_wad_unchecked_equals_checked_on_a_grid(exp_harness):
+    # 3,000 points spread over the whole domain below the cut-off (plus an odd offset, so r varies).
+    xs = [i * (42 * WAD // 3000) + i * 7_919 for i in range(3000)]
+    for i in range(0, len(xs), 150):
+        _compare(exp_harness, xs[i:i + 150])
+
+
+def test_exp_neg_wad_unchecked_costs_less(exp_harness):
+    xs = [i * (41 * WAD // 50) + 12_345 for i in range(50)]
+    gas_current, gas_reference = _compare(exp_harness, xs)
+    saved = (gas_reference - gas_current) / len(xs)
+    print(f"\nexpNegWad: {gas_reference / len(xs):.0f} -> {gas_current / len(xs):.0f} gas per evaluation "
+          f"(call overhead included), {saved:.0f} saved")
+    assert gas_current < gas_reference

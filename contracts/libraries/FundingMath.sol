@@ -21,23 +21,34 @@ library FundingMath {
     uint256 internal constant WAD = 1e18;
     uint256 internal constant HOUR = 3600;
     uint256 internal constant LN2_WAD = 693_147_180_559_945_309; // floor(ln 2 * 1e18)
-    uint256 internal constant EXP_TERMS = 18; // 0.694^19 / 19! < 1e-19: below one wei
+    uint256 internal constant EXP_TERMS = 18; // 0.694^19 / 19! < 1e-19: below one wei; even (expNegWad pairs terms)
 
     /// @notice e^(-x / 1e18) in WAD for x >= 0, rounded down (each Taylor term truncated).
     /// @dev x = k ln2 + r with r in [0, ln2): e^-x = 2^-k e^-r, e^-r by its alternating series.
     function expNegWad(uint256 x) internal pure returns (uint256) {
         if (x >= 42e18) return 0; // e^-42 < 1e-18
-        uint256 k = x / LN2_WAD;
-        uint256 r = x - k * LN2_WAD;
-        uint256 term = WAD;
-        uint256 pos = WAD;
-        uint256 neg;
-        for (uint256 n = 1; n <= EXP_TERMS; ++n) {
-            term = term * r / (n * WAD);
-            if (n % 2 == 1) neg += term;
-            else pos += term;
+        // Unchecked: nothing below can wrap, so the result is bit for bit the checked one (test_exp_neg_wad_*
+        // compares both over the whole domain). With x < 42e18: k = floor(x / ln2) <= 60 and k * ln2 <= x,
+        // so r = x - k * ln2 is in [0, ln2) and r < WAD. Term n is floor(term(n-1) * r / (n * WAD)); as
+        // r < WAD <= n * WAD the terms never increase, so term <= WAD, a product stays below
+        // WAD * ln2 < 7e35 and a divisor is at most 18e18 (never 0). pos and neg are each at most
+        // WAD * e^ln2 = 2e18. pos - neg = (WAD - t1) + (t2 - t3) + ... + (t16 - t17) + t18 >= 0 because
+        // the terms never increase. The loop takes the terms in pairs (odd to neg, even to pos), the same
+        // operations in the same order as one term per step.
+        unchecked {
+            uint256 k = x / LN2_WAD;
+            uint256 r = x - k * LN2_WAD;
+            uint256 term = WAD;
+            uint256 pos = WAD;
+            uint256 neg;
+            for (uint256 n = 1; n < EXP_TERMS; n += 2) {
+                term = term * r / (n * WAD);
+                neg += term;
+                term = term * r / ((n + 1) * WAD);
+                pos += term;
+            }
+            return (pos - neg) >> k;
         }
-        return (pos - neg) >> k;
     }
 
     /// @notice Evolve the applied rate `r0` toward `target` over `dt` seconds.
