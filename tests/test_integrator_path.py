@@ -195,3 +195,33 @@ def test_shipped_signatures_match_the_abi_files():
     assert shipped["errors"]["0xc0816290"] == "SlippageExceeded(int256,uint256)"
     assert "openPosition(uint32,uint32,int256,uint256,uint256)" in shipped["functions"].values()
     assert any(sig.startswith("PositionChanged(") for sig in shipped["events"].values())
+
+
+def test_records_are_found_by_chain_id_and_block_0_and_old_records_still_read(tmp_path):
+    from vperp.client import deployment_path, find_deployment
+
+    folder = tmp_path / "deployments"
+    folder.mkdir()
+    base = {"network": "local", "block": 1, "markets": {}, "config": {}, "abi": {},
+            "contracts": {n: "0x" + "11" * 20 for n in ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool",
+                                                         "AmmController", "collateral")}}
+    here, gone = "0x" + "aa" * 32, "0x" + "bb" * 32
+
+    def put(name, **fields):
+        (folder / name).write_text(json.dumps({**base, **fields}))
+        return folder / name
+
+    old = put("local.json", format="vperp-deployment/1", chain_id=31337)  # written before `genesis` was kept
+    put("sepolia.json", format="vperp-deployment/1", chain_id=11155111)
+    (folder / "notes.json").write_text("[1, 2]")  # not a record: skipped
+    found, earlier = find_deployment(31337, here, tmp_path)
+    assert found.path == old and earlier == []  # an old record matches on the chain id alone
+    restarted = put("local-31337.json", format="vperp-deployment/2", chain_id=31337, genesis=gone)
+    found, earlier = find_deployment(31337, here, tmp_path)
+    assert found.path == old and [f.path for f in earlier] == [restarted]  # another block 0: not this chain
+    current = put("local-31337-copy.json", format="vperp-deployment/2", chain_id=31337, genesis=here)
+    found, _ = find_deployment(31337, here, tmp_path)
+    assert found.path == current  # the same block 0 wins over an old record
+    assert find_deployment(4242, here, tmp_path) == (None, [])
+    assert deployment_path(31337, "ethereum", "local", tmp_path) == folder / "local-31337.json"
+    assert deployment_path(10, "optimism", "mainnet", tmp_path) == folder / "optimism-mainnet-10.json"
