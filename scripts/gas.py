@@ -1,21 +1,25 @@
-"""`ape run gas`: regenerate docs/gas.md from a fresh local deployment."""
+"""`ape run gas`: regenerate docs/gas.md and docs/gas.json from a fresh local deployment."""
 from pathlib import Path
 
 import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand, network_option
 
-from vperp.gas import measure, read_previous, render
+from vperp.gas import measure, read_previous, render, to_json
 
 
 @click.command(cls=ConnectedProviderCommand)
 @network_option()
 @click.option("--out", default="docs/gas.md", show_default=True, help="where to write the table")
-def cli(network, out):
+@click.option("--json-out", default="docs/gas.json", show_default=True,
+              help="where the last run's figures are read from ('previous') and this run's are written")
+def cli(network, out, json_out):
     """Measure gas of every user-facing operation and write the table."""
-    path = Path(out)
-    previous = read_previous(path)
+    path, json_path = Path(out), Path(json_out)
+    previous = read_previous(json_path, path)
     rows = measure(accounts.test_accounts, chain)
-    text = render(rows, previous)
+    name = chain.provider.network.choice
+    text = render(rows, previous, name)
     path.write_text(text)
+    json_path.write_text(to_json(rows, name))
     click.echo(text)

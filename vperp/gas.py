@@ -1,242 +1,537 @@
-"""Gas table: runs every user-facing operation on a fresh local deployment and reports gas used.
+"""Gas table: every user-facing operation in the situation a user meets in production.
 
-Gas is read from transaction receipts, so it is the same on the embedded chain and on Anvil.
-`./run.sh gas` writes docs/gas.md; the previous table's figures are shown next to the new ones.
+Every row is measured with funding active in every market (applied and target rates nonzero, funding
+index nonzero, observation ring full), and says whether the market it touches was already updated in
+its block, updated in the previous block, or last updated an hour ago. Positions are new or existing as
+the row says. Each situation is asserted before the row is measured (`Situation`); a row whose
+situation does not hold stops the run instead of printing a mislabelled figure.
+
+Block time is pinned: every measured transaction is alone in its own block unless the row says it
+shares one, at a timestamp set explicitly, one second after the previous block unless the row says
+otherwise. (Anvil otherwise puts several blocks in one second, which skips the once-per-block market
+update; the embedded chain otherwise follows the wall clock.) Gas is read from receipts.
+
+`./run.sh gas` writes docs/gas.md and docs/gas.json; the 'previous' column is read from the JSON the
+last run wrote (from docs/gas.md's figures when there is no JSON yet).
 """
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .config import DeployConfig, MarketConfig, default_config
+from .config import default_config
 from .deployment import deploy
 
 WAD = 10**18
 BIG = 2**255
+HOUR = 3600
+RING_FILL_QUARTERS = 9  # the 8-slot observation ring filled once, plus one: every later write is nonzero -> nonzero
 
 
-def _deadline(chain):
-    return chain.pending_timestamp + 3600
+@dataclass
+class Row:
+    name: str
+    gas: int
+    what: str
+    was: str | None = None  # the previous table's name for this row, when it changed
 
 
-def _start_of_quarter(chain, window: int = 900) -> None:
-    """Move the clock to the start of a TWAP quarter-window, so the next blocks (about one second
-    each) stay inside it: a block that crosses into a new quarter writes a ring observation and
-    re-samples the funding target, which would land on whichever measured trade happens to cross,
-    depending on the wall clock."""
-    quarter = window // 4
-    chain.pending_timestamp = (chain.pending_timestamp // quarter + 1) * quarter
-    chain.mine()
+class Clock:
+    """Pinned block time. Every block is one second after its parent unless a timestamp is set:
+    Anvil steps by 1 s (`anvil_setBlockTimestampInterval`); the embedded chain is moved a day ahead of
+    the wall clock, where py-evm's `max(parent + 1, now)` is always `parent + 1`."""
+
+    def __init__(self, chain):
+        self.chain = chain
+        name = chain.provider.name
+        self.anvil = "foundry" in name or "anvil" in name
+        if self.anvil:
+            chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
+        chain.pending_timestamp = chain.pending_timestamp + 86_400
+
+    def head(self) -> int:
+        return self.chain.blocks.head.timestamp
+
+    def at(self, t: int) -> None:
+        """The next block is at `t` (later than the head)."""
+        assert t > self.head(), (t, self.head())
+        if t != self.chain.pending_timestamp:
+            self.chain.pending_timestamp = t
+
+    def next_quarter(self, quarter: int) -> int:
+        """Move to the start of the next quarter-window; returns its timestamp."""
+        t = (self.head() // quarter + 1) * quarter
+        self.at(t)
+        return t
+
+    def deadline(self) -> int:
+        return self.head() + 30 * 86_400
+
+    def tx(self, fn, *args, dt: int = 1, **kw):
+        """Send `fn(*args)` alone in a block exactly `dt` seconds after the head; returns the receipt."""
+        t = self.head() + dt
+        assert self.chain.pending_timestamp in (t, self.head() + 1), "the next block is not where the row expects"
+        self.at(t)
+        receipt = fn(*args, **kw)
+        block = self.chain.blocks[receipt.block_number]
+        assert block.timestamp == t, (block.timestamp, t)
+        assert len(block.transactions) == 1, "a measured transaction shares its block"
+        return receipt
+
+    def same_block(self, calls, dt: int = 1):
+        """Send every (fn, args, kw) of `calls` into one block `dt` seconds after the head, in order;
+        returns the receipts."""
+        t = self.head() + dt
+        self.at(t)
+        provider = self.chain.provider
+        if self.anvil:
+            provider.make_request("evm_setAutomine", [False])
+            hashes = []
+            try:
+                for fn, args, kw in calls:
+                    sender = kw["sender"]
+                    tx = {"from": sender.address, "to": fn.contract.address,
+                          "data": "0x" + bytes(fn.encode_input(*args)).hex(), "gas": hex(2_000_000)}
+                    hashes.append(provider.make_request("eth_sendTransaction", [tx]))
+                provider.make_request("evm_mine", [t])
+            finally:
+                provider.make_request("evm_setAutomine", [True])
+        else:
+            provider.auto_mine = False
+            nonces: dict[str, int] = {}
+            try:
+                hashes = []
+                for fn, args, kw in calls:
+                    sender = kw["sender"]
+                    nonce = nonces.get(sender.address, sender.nonce)
+                    nonces[sender.address] = nonce + 1
+                    hashes.append(fn(*args, **kw, nonce=nonce, gas=2_000_000).txn_hash)
+                # eth-tester's own mine: the pending block at `t` with these transactions (Ape's chain.mine()
+                # would first seal an empty block there and put them one second later).
+                provider.tester.ethereum_tester.mine_blocks(1)
+            finally:
+                provider.auto_mine = True
+        receipts = [provider.get_receipt(h) for h in hashes]
+        block = self.chain.blocks[receipts[0].block_number]
+        assert block.timestamp == t and len(block.transactions) == len(calls), (block.timestamp, t)
+        assert all(r.block_number == receipts[0].block_number for r in receipts)
+        assert all(not r.failed for r in receipts)
+        return receipts
 
 
-def measure(accounts, chain) -> list[tuple[str, int, str]]:
-    """Return rows (operation, gas, what exactly was measured)."""
-    rows: list[tuple[str, int, str]] = []
+@dataclass
+class Situation:
+    """Asserts, before a row is measured, that the chain is in the situation its label names."""
+
+    s: object
+    clock: Clock
+    checked: list = field(default_factory=list)
+
+    def funding_active_everywhere(self) -> None:
+        ch = self.s.clearing_house
+        for m in self.s.markets.values():
+            st = ch.marketState(m.id)
+            assert st.fundingRate != 0 and st.targetRate != 0, f"{m.symbol}: funding not active"
+            assert st.cumulativeFunding != 0, f"{m.symbol}: funding index still 0"
+        self.checked.append("funding")
+
+    def last_update(self, market_id: int, *, ago: int | None = None, at_most: int | None = None,
+                    at_least: int | None = None) -> None:
+        """The market's last per-block update was `ago` seconds before the next block (0: in it)."""
+        t = self.clock.chain.pending_timestamp
+        last = self.s.clearing_house.marketState(market_id).lastUpdate
+        if ago is not None:
+            assert t - last == ago, (market_id, t - last, ago)
+        if at_least is not None:
+            assert t - last >= at_least, (market_id, t - last, at_least)
+        if at_most is not None:
+            assert t - last <= at_most, (market_id, t - last, at_most)
+
+    def same_quarter(self, market_id: int, crosses: bool = False) -> None:
+        """Whether the next block crosses into a new quarter-window (ring observation, funding sample)."""
+        ch = self.s.clearing_house
+        quarter = ch.marketParams(market_id).twapWindow // 4
+        t = self.clock.chain.pending_timestamp
+        last = ch.marketState(market_id).lastUpdate
+        assert (t // quarter != last // quarter) == crosses, (market_id, t, last, crosses)
+
+    def position(self, owner, market_id: int, sub: int = 0, *, exists: bool, sign: int = 0) -> None:
+        size = self.s.clearing_house.position(owner, sub, market_id)[0]
+        if exists:
+            assert size != 0, f"{owner} holds no position in market {market_id}"
+            if sign:
+                assert (size > 0) == (sign > 0), (size, sign)
+        else:
+            assert size == 0, f"{owner} already holds {size} in market {market_id}"
+
+
+def _touch(s, clock: Clock, keeper, ids) -> None:
+    """A keeper's pokeFunding of each market, one block each: the markets were updated in earlier blocks."""
+    for mid in ids:
+        s.clearing_house.pokeFunding(mid, sender=keeper)
+
+
+def _open(s, clock: Clock, who, sub: int, mid: int, size: int):
+    """Open or change a position (setup). The funding index is nonzero at the open, so the position's
+    funding snapshot is a nonzero -> nonzero write afterwards, as in production."""
+    ch = s.clearing_house
+    assert ch.marketState(mid).cumulativeFunding != 0, f"market {mid}: opening while the funding index is 0"
+    limit = BIG if size > 0 else 0
+    return ch.openPosition(sub, mid, size, limit, clock.deadline(), sender=who)
+
+
+def activate_funding(s, clock: Clock, maker, keeper, isolated: bool = False) -> None:
+    """Make funding active in every market of `s`, as on a live deployment: the maker buys a little of
+    every market (its vAMM ends 0.2 % above the index, so the premium is positive), then every market is
+    poked at the start of RING_FILL_QUARTERS quarter-windows: the ring is full, the target is sampled
+    nonzero, the applied rate has moved toward it and the funding index has accrued."""
+    ch = s.clearing_house
+    if not isolated:
+        s.fund(maker, 1_000_000)
+    for m in s.markets.values():
+        sub = m.id if isolated else 0
+        if isolated:
+            s.fund(maker, 50_000, subaccount=sub)
+        size = int(m.config.base_reserve * WAD) // 1000
+        ch.openPosition(sub, m.id, size, BIG, clock.deadline(), sender=maker)
+    quarter = min(ch.marketParams(m.id).twapWindow for m in s.markets.values()) // 4
+    for _ in range(RING_FILL_QUARTERS):
+        clock.next_quarter(quarter)
+        _touch(s, clock, keeper, [m.id for m in s.markets.values()])
+    Situation(s, clock).funding_active_everywhere()
+
+
+def _quarter(s, mid: int = 1) -> int:
+    return s.clearing_house.marketParams(mid).twapWindow // 4
+
+
+def _fresh_quarter(s, clock: Clock, keeper) -> None:
+    """Start a new quarter-window and update every market in it, so the rows that follow (one second
+    apart) stay in the same quarter as the markets' last updates: no row pays for a ring observation
+    unless its label says so."""
+    clock.next_quarter(_quarter(s))
+    _touch(s, clock, keeper, [m.id for m in s.markets.values()])
+
+
+FIRST_TOUCH = "market updated in the previous block (1 s earlier, same quarter-window)"
+IN_BLOCK = "market already updated earlier in the same block"
+HOUR_LATER = "first update of the market in 1 h: pays the ring observation and funding sample"
+
+
+def measure(accounts, chain) -> list[Row]:
+    """Return the table's rows. Every row's situation is asserted before it is measured."""
+    rows: list[Row] = []
     deployer, alice, bob, carol = accounts[0], accounts[1], accounts[2], accounts[3]
+    maker, keeper, dave = accounts[7], accounts[8], accounts[9]
+    clock = Clock(chain)
 
-    # Everything up to the funding rows runs inside one quarter-window (about 80 blocks of one second):
-    # no ring observation, so the funding target stays zero and no row pays for funding by accident.
-    _start_of_quarter(chain)
     # Ten markets so the cross-margin check can be measured at 1, 2, 5 and 10 markets held.
     base = default_config()
     extra = [replace(base.markets[0], symbol=f"M{i}") for i in range(3, 11)]
-    cfg = base.with_markets(*base.markets, *extra)
-    s = deploy(deployer, cfg)
+    s = deploy(deployer, base.with_markets(*base.markets, *extra))
     ch, vault, usdc = s.clearing_house, s.vault, s.collateral
+    sit = Situation(s, clock)
+    activate_funding(s, clock, maker, keeper)
+
+    def row(name, tx, what, was=None):
+        rows.append(Row(name, tx.gas_used, what, was))
 
     units = s.units(1_000_000)
-    for who in (alice, bob, carol):
+    for who in (alice, bob, carol, dave):
         usdc.mint(who, units * 3, sender=who)
         usdc.approve(vault, units * 3, sender=who)
 
-    tx = vault.deposit(0, units, sender=alice)
-    rows.append(("deposit (first, new account)", tx.gas_used, "Vault.deposit into an empty sub-account"))
-    tx = vault.deposit(0, units, sender=alice)
-    rows.append(("deposit (existing balance)", tx.gas_used, "Vault.deposit into a funded sub-account"))
-    tx = vault.withdraw(0, s.units(1000), sender=alice)
-    rows.append(("withdraw (no positions)", tx.gas_used, "Vault.withdraw, account holds no position"))
-    tx = vault.transferMargin(0, 1, 1000 * WAD, sender=alice)
-    rows.append(("transferMargin (to new sub-account)", tx.gas_used, "cross -> isolated, no positions"))
-    vault.deposit(0, units, sender=bob, )
-    vault.deposit(0, units, sender=carol)
+    _fresh_quarter(s, clock, keeper)
+    sit.funding_active_everywhere()
+    row("deposit (first, new account)", clock.tx(vault.deposit, 0, units, sender=alice),
+        "Vault.deposit into an empty sub-account")
+    row("deposit (existing balance)", clock.tx(vault.deposit, 0, units, sender=alice),
+        "Vault.deposit into a funded sub-account")
+    row("withdraw (no positions)", clock.tx(vault.withdraw, 0, s.units(1000), sender=alice),
+        "Vault.withdraw, account holds no position")
+    row("transferMargin (to new sub-account)", clock.tx(vault.transferMargin, 0, 1, 1000 * WAD, sender=alice),
+        "cross -> isolated, no positions")
+    for who in (bob, carol, dave):
+        vault.deposit(0, units, sender=who)
 
-    # Warm the ETH market in an earlier block (another trader), so the measured open pays only
-    # for its own position, as a trader arriving at a live market does.
-    ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=bob)
-    chain.mine()
-    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
-    rows.append(("openPosition (new position, warm market)", tx.gas_used, "first position of the account, market traded in an earlier block"))
-    chain.mine()
-    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
-    rows.append(("openPosition (increase)", tx.gas_used, "same direction, next block"))
-    chain.mine()
-    tx = ch.openPosition(0, 1, -WAD // 2, 0, _deadline(chain), sender=alice)
-    rows.append(("openPosition (reduce)", tx.gas_used, "half of the increase, next block"))
-    chain.mine()
-    tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=alice)
-    rows.append(("closePosition", tx.gas_used, "whole position, next block"))
-    chain.mine()
-    ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=alice)
-    chain.mine()
-    tx = ch.openPosition(0, 1, -3 * WAD, 0, _deadline(chain), sender=alice)
-    rows.append(("openPosition (flip long -> short)", tx.gas_used, "through zero in one call"))
-    chain.mine()
-    tx = vault.withdraw(0, s.units(1000), sender=alice)
-    rows.append(("withdraw (1 open position)", tx.gas_used, "free-collateral check over one market"))
+    # ---- trading in ETH (market 1), funding active in all ten markets
+    def trade(name, who, size, what, *, exists, was=None, close=False, ago=1, crosses=False):
+        clock.at(ch.marketState(1).lastUpdate + ago)
+        sit.funding_active_everywhere()
+        sit.position(who, 1, exists=exists)
+        sit.last_update(1, ago=ago)
+        sit.same_quarter(1, crosses=crosses)
+        if close:
+            tx = clock.tx(ch.closePosition, 0, 1, 0, clock.deadline(), sender=who, dt=clock.chain.pending_timestamp - clock.head())
+        else:
+            limit = BIG if size > 0 else 0
+            tx = clock.tx(ch.openPosition, 0, 1, size, limit, clock.deadline(), sender=who, dt=clock.chain.pending_timestamp - clock.head())
+        row(name, tx, what, was)
 
-    # Cross-margin check cost: carol holds N markets, then increases her market-1 position.
+    _fresh_quarter(s, clock, keeper)
+    _touch(s, clock, keeper, [1])
+    trade("openPosition (new position)", alice, WAD, f"first position of the account; {FIRST_TOUCH}",
+          exists=False, was="openPosition (new position, warm market)")
+    _touch(s, clock, keeper, [1])
+    trade("openPosition (increase)", alice, WAD, f"same direction, position opened at a nonzero funding index; {FIRST_TOUCH}",
+          exists=True)
+    # The same increase as the second transaction of a block whose first one updated ETH.
+    sit.funding_active_everywhere()
+    sit.position(alice, 1, exists=True)
+    sit.last_update(1, at_least=1)
+    _, tx = clock.same_block([(ch.pokeFunding, (1,), {"sender": keeper}),
+                              (ch.openPosition, (0, 1, WAD, BIG, clock.deadline()), {"sender": alice})])
+    assert ch.marketState(1).lastUpdate == chain.blocks[tx.block_number].timestamp
+    row("openPosition (increase, market updated in the block)", tx, f"same, {IN_BLOCK}")
+    trade("openPosition (increase, 1 h since last update)", alice, WAD, f"same, {HOUR_LATER}",
+          exists=True, ago=HOUR, crosses=True, was="openPosition (increase, funding active)")
+    _fresh_quarter(s, clock, keeper)
+    _touch(s, clock, keeper, [1])
+    trade("openPosition (reduce)", alice, -WAD, f"a third of the position; {FIRST_TOUCH}", exists=True)
+    _touch(s, clock, keeper, [1])
+    trade("closePosition", alice, 0, f"whole position; {FIRST_TOUCH}", exists=True, close=True)
+    _open(s, clock, alice, 0, 1, WAD)
+    _touch(s, clock, keeper, [1])
+    trade("openPosition (flip long -> short)", alice, -3 * WAD, f"through zero in one call; {FIRST_TOUCH}",
+          exists=True)
+    _touch(s, clock, keeper, [1])
+    sit.position(alice, 1, exists=True)
+    sit.last_update(1, ago=1)
+    row("withdraw (1 open position)", clock.tx(vault.withdraw, 0, s.units(1000), sender=alice),
+        f"free-collateral check over one market; {FIRST_TOUCH}")
+
+    # Cross-margin check over N markets held, funding active in all of them.
+    _fresh_quarter(s, clock, keeper)
     held = 0
     for n in (1, 2, 5, 10):
         while held < n:
             held += 1
-            size = WAD // 10 if held == 2 else WAD
-            ch.openPosition(0, held, size, BIG, _deadline(chain), sender=carol)
-        chain.mine()
-        tx = ch.openPosition(0, 1, WAD // 10, BIG, _deadline(chain), sender=carol)
-        rows.append((f"openPosition (increase) holding {n} market(s)", tx.gas_used, "cross-margin check over every market held"))
+            _open(s, clock, carol, 0, held, WAD // 10 if held == 2 else WAD)
+        _touch(s, clock, keeper, [1])
+        sit.funding_active_everywhere()
+        for mid in range(1, n + 1):
+            sit.position(carol, mid, exists=True)
+        for mid in range(2, n + 1):
+            sit.last_update(mid, at_least=1)  # the other markets are not updated in this block
+        trade(f"openPosition (increase) holding {n} market(s)", carol, WAD // 10,
+              f"cross-margin check over every market held, funding active in each; {FIRST_TOUCH}, the others in earlier blocks",
+              exists=True)
+    # The same with every held market already updated in the block (each by an earlier transaction).
+    sit.funding_active_everywhere()
+    sit.position(carol, 10, exists=True)
+    # One poker per market: the embedded chain takes one transaction per sender in a pending block.
+    pokers = [accounts.generate_test_account() for _ in range(10)]
+    for p in pokers:
+        deployer.transfer(p, 10**18)
+    calls = [(ch.pokeFunding, (mid,), {"sender": p}) for mid, p in zip(range(1, 11), pokers)]
+    calls.append((ch.openPosition, (0, 1, WAD // 10, BIG, clock.deadline()), {"sender": carol}))
+    tx = clock.same_block(calls)[-1]
+    row("openPosition (increase) holding 10 market(s), all updated in the block", tx,
+        "the same, every held market already updated earlier in the block")
 
-    # Funding active: the longs above left ETH's vAMM above its index, so the target is non-zero.
-    # Each row is the first touch of the market in its block, an hour after the previous one: it pays
-    # the per-block update (TWAP sums, ring observation, kernel evolution, funding index).
-    hour = 3600
-    # Steady state: fill the 8-slot observation ring once (a live market did so in its first two
-    # windows), so the rows below pay a nonzero -> nonzero ring write, as every later update does.
-    quarter = s.markets["ETH"].config.twap_window // 4
-    for _ in range(8):
-        chain.pending_timestamp += quarter
-        ch.pokeFunding(1, sender=deployer)
-    chain.pending_timestamp += hour
-    tx = ch.pokeFunding(1, sender=deployer)
-    rows.append(("pokeFunding (1 h since last update)", tx.gas_used, "permissionless accrual, funding active"))
-    chain.pending_timestamp += hour
-    tx = ch.openPosition(0, 1, WAD, BIG, _deadline(chain), sender=bob)
-    rows.append(("openPosition (increase, funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
-    chain.pending_timestamp += hour
-    tx = ch.closePosition(0, 1, 0, _deadline(chain), sender=bob)
-    rows.append(("closePosition (funding active)", tx.gas_used, "first trade in the block, 1 h later; settles the position's funding"))
-    rows += _measure_liquidation(s, accounts, chain)
-    rows += _measure_pool(s, accounts, chain)
-    rows += _measure_nav(accounts, chain)
+    # Funding rows an hour after every market's last update.
+    clock.at(clock.head() + HOUR)
+    sit.funding_active_everywhere()
+    sit.last_update(1, at_least=HOUR)
+    sit.same_quarter(1, crosses=True)
+    row("pokeFunding (1 h since last update)", clock.tx(ch.pokeFunding, 1, sender=keeper, dt=HOUR),
+        f"permissionless accrual; {HOUR_LATER}")
+    _open(s, clock, bob, 0, 1, WAD)
+    trade("closePosition (1 h since last update)", bob, 0, f"whole position, settles its funding; {HOUR_LATER}",
+          exists=True, close=True, ago=HOUR, crosses=True, was="closePosition (funding active)")
+
+    rows += _measure_pool(s, clock, sit, accounts, "10 markets", was_suffix=True)
+    rows += _measure_liquidation(s, clock, sit, accounts)
+    rows += _measure_repeg(s, clock, sit, accounts)
+
+    # The pool with two markets, funding active in both.
+    s2 = deploy(deployer, base)
+    clock2 = clock
+    activate_funding(s2, clock2, maker, keeper)
+    rows += _measure_pool(s2, clock2, Situation(s2, clock2), accounts, "2 markets", was_suffix=False, lp_rows_only=True)
+    rows += _measure_nav(accounts, clock)
     return rows
 
 
-def render(rows, previous: dict[str, int]) -> str:
-    out = [
-        "# Gas table",
-        "",
-        "Produced by `./run.sh gas` (vperp/gas.py) on a fresh local deployment with the default",
-        "config plus eight more ETH-like markets. Gas from receipts: identical on the embedded chain",
-        "and on Anvil. 'previous' is the table this one replaced.",
-        "",
-        "| operation | gas | previous | change | what is measured |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for name, gas, what in rows:
-        prev = previous.get(name)
-        change = "" if prev is None else f"{gas - prev:+d}"
-        out.append(f"| {name} | {gas:,} | {'' if prev is None else f'{prev:,}'} | {change} | {what} |")
-    return "\n".join(out) + "\n"
+def _measure_pool(s, clock, sit, accounts, label, was_suffix, lp_rows_only=False) -> list[Row]:
+    """LP deposit / requestWithdraw / redeem (and depth sync) with funding active in every market."""
+    rows = []
+    pool, usdc, amm, ch = s.pool, s.collateral, s.amm, s.clearing_house
+    lp, keeper = accounts[6], accounts[8]
+    units = s.units(100_000)
+    usdc.mint(lp, 2 * units, sender=lp)
+    usdc.approve(pool, 2 * units, sender=lp)
+    n = len(s.markets)
+    where = f"NAV over {n} markets, each with open positions and funding active, none updated in the block"
+
+    def check():
+        sit.funding_active_everywhere()
+        for m in s.markets.values():
+            sit.last_update(m.id, at_least=1)
+            assert ch.marketState(m.id).longOpenInterest > 0
+
+    _fresh_quarter(s, clock, keeper)
+    check()
+    tx = clock.tx(pool.deposit, units, lp, sender=lp)
+    if not lp_rows_only:
+        rows.append(Row(f"pool deposit (first, new LP), {label}", tx.gas_used, f"ERC-4626 deposit; {where}",
+                        "pool deposit (first, new LP)" if was_suffix else None))
+    check()
+    tx = clock.tx(pool.deposit, units, lp, sender=lp)
+    rows.append(Row(f"pool deposit (existing LP), {label}", tx.gas_used, f"LP already holds shares; {where}",
+                    "pool deposit (existing LP)" if was_suffix else None))
+    shares = pool.balanceOf(lp) // 2
+    tx = clock.tx(pool.requestWithdraw, shares, sender=lp)
+    if not lp_rows_only:
+        rows.append(Row("pool requestWithdraw", tx.gas_used, "step 1 of a withdrawal"))
+    clock.at(clock.head() + pool.poolParams().withdrawCooldown)
+    for m in s.markets.values():  # feeds refreshed at their price after the cooldown
+        m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=accounts[0])
+    _fresh_quarter(s, clock, keeper)
+    check()
+    tx = clock.tx(pool.redeem, shares, lp, lp, sender=lp)
+    rows.append(Row(f"pool redeem, {label}", tx.gas_used, f"step 2 after the cooldown: request, reserve and cash checks; {where}",
+                    "pool redeem" if was_suffix else None))
+    if not lp_rows_only:
+        _touch(s, clock, keeper, [1])
+        sit.last_update(1, ago=1)
+        tx = clock.tx(amm.syncDepth, 1, sender=keeper)
+        rows.append(Row("syncDepth", tx.gas_used, f"rescale one market's reserves to the pool (price kept); {FIRST_TOUCH}"))
+    return rows
 
 
-def read_previous(path: Path) -> dict[str, int]:
+def _measure_liquidation(s, clock, sit, accounts) -> list[Row]:
+    """kick, take (partial, full), redo and backstop on the ETH market after a 10 % index drop."""
+    rows = []
+    ch, engine = s.clearing_house, s.liquidation
+    deployer, bob, carol, keeper = accounts[0], accounts[2], accounts[3], accounts[8]
+    victims = accounts[4:6]
+    _fresh_quarter(s, clock, keeper)
+    for v in victims:
+        s.fund(v, 1_000)
+        _open(s, clock, v, 0, 1, 3 * WAD)
+    _open(s, clock, bob, 0, 1, WAD)  # the taker's own position, into which it takes
+    for m in s.markets.values():  # ETH down 10 %; the other feeds refreshed at their price
+        answer = m.oracle.latestRoundData()[1]
+        m.oracle.updateAnswer(answer * 9 // 10 if m.id == 1 else answer, sender=deployer)
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.position(victims[0], 1, exists=True)
+    sit.last_update(1, ago=1)
+    tx = clock.tx(engine.kick, victims[0], 0, 1, carol, sender=carol)
+    rows.append(Row("kick", tx.gas_used, f"slice of a cross account's ETH long into a new auction; keeper paid; {FIRST_TOUCH}"))
+    first = engine.auctionCount()
+    size = engine.auction(first).size
+    clock.at(clock.head() + 299)
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.position(bob, 1, exists=True, sign=1)
+    sit.last_update(1, ago=1)
+    tx = clock.tx(engine.take, first, size // 2, BIG, 0, sender=bob)
+    rows.append(Row("take (partial, into an existing position)", tx.gas_used,
+                    f"half of the slice, 300 s into the auction, into the taker's existing long; {FIRST_TOUCH}",
+                    "take (partial)"))
+    _touch(s, clock, keeper, [1])
+    sit.position(bob, 1, exists=True, sign=1)
+    sit.last_update(1, ago=1)
+    tx = clock.tx(engine.take, first, size, BIG, 0, sender=bob)
+    rows.append(Row("take (full remainder, into an existing position)", tx.gas_used,
+                    f"finishes the auction, into the taker's existing long; {FIRST_TOUCH}", "take (full remainder)"))
+    _touch(s, clock, keeper, [1])
+    engine.kick(victims[1], 0, 1, carol, sender=carol)
+    second = engine.auctionCount()
+    duration = engine.auctionParams(1).duration
+    clock.at(clock.head() + duration + 1)
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.last_update(1, ago=1)
+    tx = clock.tx(engine.redo, second, carol, sender=carol)
+    rows.append(Row("redo", tx.gas_used, f"restart an expired auction from the live index; tip paid; {FIRST_TOUCH}"))
+    for _ in range(engine.liquidationParams().maxRedos - 1):
+        clock.at(clock.head() + duration + 1)
+        engine.redo(second, carol, sender=carol)
+    clock.at(clock.head() + duration + 1)
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.last_update(1, ago=1)
+    tx = clock.tx(engine.backstop, second, sender=carol)
+    rows.append(Row("backstop", tx.gas_used, f"close the remainder against the vAMM; {FIRST_TOUCH}"))
+    return rows
+
+
+def _measure_repeg(s, clock, sit, accounts) -> list[Row]:
+    """Push the index away from the vAMM long enough for the TWAPs to diverge, then repeg."""
+    ch, amm, keeper = s.clearing_house, s.amm, accounts[8]
+    eth = s.markets["ETH"]
+    eth.oracle.updateAnswer(eth.oracle.latestRoundData()[1] * 90 // 100, sender=accounts[0])
+    clock.at(clock.head() + 10)
+    ch.pokeFunding(1, sender=keeper)  # the TWAPs see the new index from here
+    clock.at(clock.head() + HOUR)
+    _fresh_quarter(s, clock, keeper)
+    sit.funding_active_everywhere()
+    sit.last_update(1, ago=len(s.markets))
+    tx = clock.tx(amm.repeg, 1, sender=keeper)
+    return [Row("repeg", tx.gas_used, "move one market's vAMM price toward the index (bounded); "
+                "market updated earlier in the same quarter-window")]
+
+
+def _measure_nav(accounts, clock) -> list[Row]:
+    """The pool's NAV (a view, estimated as a call: includes the 21,000 base) with 1, 5, 20 markets."""
+    rows = []
+    deployer, trader, keeper = accounts[0], accounts[7], accounts[8]
+    base = default_config()
+    for n in (1, 5, 20):
+        markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
+        s = deploy(deployer, base.with_markets(*markets))
+        # One isolated sub-account per market: an account may hold at most 16 markets, the pool has no limit.
+        activate_funding(s, clock, trader, keeper, isolated=True)
+        gas = s.pool.navWad.estimate_gas_cost(sender=trader)
+        rows.append(Row(f"pool NAV with {n} market(s)", gas,
+                        "navWad() as an eth_call estimate (incl. 21,000 base); one position per market, funding active in each"))
+    return rows
+
+
+# ---------------------------------------------------------------- previous figures and rendering
+
+def read_previous(json_path: Path, md_path: Path | None = None) -> dict[str, int]:
+    """The last run's figures by row name: docs/gas.json, or docs/gas.md's 'gas' column if no JSON."""
+    if json_path.exists():
+        return {r["name"]: r["gas"] for r in json.loads(json_path.read_text())["rows"]}
     prev: dict[str, int] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
+    if md_path is not None and md_path.exists():
+        for line in md_path.read_text().splitlines():
             m = re.match(r"\| (.+?) \| ([\d,]+) \|", line)
             if m:
                 prev[m.group(1)] = int(m.group(2).replace(",", ""))
     return prev
 
 
-def _measure_liquidation(s, accounts, chain) -> list[tuple[str, int, str]]:
-    """kick, take (partial, full), redo and backstop on the ETH market after a 10 % index drop."""
-    rows = []
-    ch, engine = s.clearing_house, s.liquidation
-    deployer, bob, carol = accounts[0], accounts[2], accounts[3]
-    victims = accounts[4:6]
-    for v in victims:
-        s.fund(v, 1_000)
-        ch.openPosition(0, 1, 3 * WAD, BIG, _deadline(chain), sender=v)
-    for m in s.markets.values():  # ETH down 10 %; the other feeds refreshed at their price
-        answer = m.oracle.latestRoundData()[1]
-        m.oracle.updateAnswer(answer * 9 // 10 if m.id == 1 else answer, sender=deployer)
-    tx = engine.kick(victims[0], 0, 1, carol, sender=carol)
-    rows.append(("kick", tx.gas_used, "slice of a cross account's ETH long into a new auction; keeper paid"))
-    first = engine.auctionCount()
-    size = engine.auction(first).size
-    chain.pending_timestamp += 300
-    tx = engine.take(first, size // 2, BIG, 0, sender=bob)
-    rows.append(("take (partial)", tx.gas_used, "half of the slice into the taker's existing position"))
-    tx = engine.take(first, size, BIG, 0, sender=bob)
-    rows.append(("take (full remainder)", tx.gas_used, "finishes the auction"))
-    engine.kick(victims[1], 0, 1, carol, sender=carol)
-    second = engine.auctionCount()
-    duration = engine.auctionParams(1).duration
-    chain.pending_timestamp += duration + 1
-    tx = engine.redo(second, carol, sender=carol)
-    rows.append(("redo", tx.gas_used, "restart an expired auction from the live index; tip paid"))
-    for _ in range(engine.liquidationParams().maxRedos - 1):
-        chain.pending_timestamp += duration + 1
-        engine.redo(second, carol, sender=carol)
-    chain.pending_timestamp += duration + 1
-    tx = engine.backstop(second, sender=carol)
-    rows.append(("backstop", tx.gas_used, "close the remainder against the vAMM"))
-    return rows
+def to_json(rows: list[Row], network: str) -> str:
+    return json.dumps({"network": network, "rows": [
+        {"name": r.name, "gas": r.gas, "what": r.what} for r in rows]}, indent=1) + "\n"
 
 
-def _measure_pool(s, accounts, chain) -> list[tuple[str, int, str]]:
-    """LP deposit / requestWithdraw / redeem, depth sync and repeg (ETH, positions open)."""
-    rows = []
-    pool, usdc, amm, ch = s.pool, s.collateral, s.amm, s.clearing_house
-    lp = accounts[6]
-    # The liquidation rows left ETH's index 10 % under its vAMM: LP flows would wait (LpFlowsSuspended)
-    # until the vAMM follows. Each feed is set to its vAMM price, as arbitrage would bring them together.
-    for m in s.markets.values():
-        spot = ch.spotPrice(m.id)
-        m.oracle.updateAnswer(spot // 10 ** (18 - m.config.oracle_decimals), sender=accounts[0])
-    units = s.units(100_000)
-    usdc.mint(lp, 2 * units, sender=lp)
-    usdc.approve(pool, 2 * units, sender=lp)
-    tx = pool.deposit(units, lp, sender=lp)
-    rows.append(("pool deposit (first, new LP)", tx.gas_used, "ERC-4626 deposit: NAV over every market, tokens on to the Vault"))
-    tx = pool.deposit(units, lp, sender=lp)
-    rows.append(("pool deposit (existing LP)", tx.gas_used, "same, LP already holds shares"))
-    shares = pool.balanceOf(lp) // 2
-    tx = pool.requestWithdraw(shares, sender=lp)
-    rows.append(("pool requestWithdraw", tx.gas_used, "step 1 of a withdrawal"))
-    chain.pending_timestamp += pool.poolParams().withdrawCooldown
-    for m in s.markets.values():  # feeds refreshed at their price after the cooldown
-        m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=accounts[0])
-    tx = pool.redeem(shares, lp, lp, sender=lp)
-    rows.append(("pool redeem", tx.gas_used, "step 2 after the cooldown: request, reserve and cash checks"))
-    tx = amm.syncDepth(1, sender=lp)
-    rows.append(("syncDepth", tx.gas_used, "rescale one market's reserves to the pool (price kept)"))
-    # Push the index away from the vAMM long enough for the TWAPs to diverge, then repeg.
-    eth = s.markets["ETH"]
-    eth.oracle.updateAnswer(eth.oracle.latestRoundData()[1] * 90 // 100, sender=accounts[0])
-    chain.pending_timestamp += 10
-    ch.pokeFunding(1, sender=lp)  # the TWAPs see the new index from here
-    chain.pending_timestamp += 3600
-    ch.pokeFunding(1, sender=lp)
-    chain.pending_timestamp += 10
-    tx = amm.repeg(1, sender=lp)
-    rows.append(("repeg", tx.gas_used, "move one market's vAMM price toward the index (bounded)"))
-    return rows
-
-
-def _measure_nav(accounts, chain) -> list[tuple[str, int, str]]:
-    """Gas of the pool's NAV (a view, estimated as a call: includes the 21,000 base) with 1, 5, 20 markets."""
-    rows = []
-    deployer, trader = accounts[0], accounts[7]
-    base = default_config()
-    for n in (1, 5, 20):
-        markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
-        s = deploy(deployer, base.with_markets(*markets))
-        # One isolated sub-account per market: an account may hold at most 16 markets, the pool has no limit.
-        for m in s.markets.values():
-            s.fund(trader, 50_000, subaccount=m.id)
-            s.clearing_house.openPosition(m.id, m.id, WAD, BIG, _deadline(chain), sender=trader)
-        gas = s.pool.navWad.estimate_gas_cost(sender=trader)
-        rows.append((f"pool NAV with {n} market(s)", gas, "navWad() as an eth_call estimate (incl. 21,000 base); one position per market"))
-    return rows
+def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
+    out = [
+        "# Gas table",
+        "",
+        "Produced by `./run.sh gas` (vperp/gas.py) on a fresh local deployment with the default config plus",
+        "eight more ETH-like markets" + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
+        "meets in production, and the script asserts it before measuring: funding active in every market",
+        "(applied and target rates nonzero, funding index nonzero, observation ring full), positions new or",
+        "existing as labelled, and the market's last per-block update as labelled. Block time is pinned:",
+        "each measured transaction is alone in its block (unless the row says it shares one), one second after",
+        "the previous block unless the row says otherwise, at an explicit timestamp. Gas from receipts.",
+        "'previous' is the last run's figure (docs/gas.json); a row renamed since shows the figure of the",
+        "row it replaces, measured in that row's situation.",
+        "",
+        "| operation | gas | previous | change | what is measured |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        prev = previous.get(r.name, previous.get(r.was) if r.was else None)
+        change = "" if prev is None else f"{r.gas - prev:+,d}"
+        out.append(f"| {r.name} | {r.gas:,} | {'' if prev is None else f'{prev:,}'} | {change} | {r.what} |")
+    return "\n".join(out) + "\n"
