@@ -150,6 +150,8 @@ def test_deploy_by_url_then_the_cast_page_places_a_trade_and_decodes_a_revert(an
 
     # the trade of section 3: 2 ETH bought by account 1, read back by section 4
     assert re.search(r"^2000000000000000000 \[2e18\]$", out, re.M), out[-4000:]
+    # ... and its PositionChanged event found and decoded: quoteDelta, the ~6,001 USD paid, is negative
+    assert re.search(r"^-\d+ \[-6\.\d+e21\]$", out, re.M), out[-4000:]
     # the revert of section 6, named from the signatures cast loaded
     assert re.search(r"reverted: SlippageExceeded\(int256,uint256\) -\d+ \[-3e21\] 1", out), out[-4000:]
     # section 7's kick and take, section 8's cooldown then redeem
