@@ -558,10 +558,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         if (a.size == 0) revert AuctionFinished(auctionId);
     }
 
-    /// @dev Past its duration, or the index moved more than resetDrop from the (re)start index.
+    /// @dev Past its duration, or the index moved more than resetDrop from the (re)start index in the
+    ///      account's favour (up for a long slice, down for a short one): the account may have recovered, so
+    ///      the auction waits for a redo, which cancels it if so. A move against the account does not end it:
+    ///      its price follows the live index and its discount keeps growing, so in a fast market the auction
+    ///      becomes worth taking instead of restarting at no discount every few minutes.
     function _expired(StoredAuction storage a, AuctionParams memory ap, uint256 index) internal view returns (bool) {
         if (block.timestamp - a.startTime > ap.duration) return true;
         uint256 start = a.startIndex;
+        if (a.size > 0 ? index <= start : index >= start) return false;
         uint256 move = index > start ? index - start : start - index;
         return move > start.mulWadDown(ap.resetDrop);
     }

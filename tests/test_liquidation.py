@@ -891,35 +891,77 @@ def test_take_taker_margin_and_isolated_subaccount(system, ch, vault, engine, ch
     assert ch.position(bob, 2, ETH)[0] == amount and vault.openMarkets(bob, 2) == 1 << (ETH - 1)
 
 
-def test_auction_expires_when_the_index_moves_past_reset_drop(system, ch, vault, engine, chain, alice, bob, carol, batcher):
-    """Expired iff |index - startIndex| > floor(startIndex x resetDrop): the furthest oracle answer within
-    the band still takes, one oracle unit further does not (down, then up after a redo that restarts the
-    auction from the live index)."""
+def test_auction_expires_when_the_index_moves_past_reset_drop_in_the_accounts_favour(system, ch, vault, engine, chain,
+                                                                                      alice, bob, carol, batcher):
+    """A long slice is expired iff index - startIndex > floor(startIndex x resetDrop) (the account's favour):
+    the furthest oracle answer within resetDrop still takes, one oracle unit further does not; a redo then
+    restarts the auction from the live index. A fall of any size against the account does not end it: the
+    auction stays priced off the live index with the discount its age gives."""
     open_long(system, alice)
     deposit(system, bob, 200_000)
     set_price(system, "ETH", 2800 * 10**8)
-    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
-    rd = engine.auctionParams(ETH).resetDrop
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    ap = engine.auctionParams(ETH)
+    rd = ap.resetDrop
     who = [alice, bob, carol]
     start = 2800 * WAD
-    for direction in (-1, 1):
-        band = start * rd // WAD
-        # furthest answer (8 decimals) whose move is still <= band
-        edge = ceil_div(start - band, ORACLE_UNIT) if direction < 0 else (start + band) // ORACLE_UNIT
-        set_price(system, "ETH", edge)
-        assert not engine.isExpired(aid)
+    # Against the account: 2 x resetDrop lower, still live, priced at the live index less the discount.
+    low = (start - 2 * (start * rd // WAD)) // ORACLE_UNIT
+    set_price(system, "ETH", low)
+    chain.mine()
+    age = chain.blocks.head.timestamp - ktx.timestamp
+    assert not engine.isExpired(aid)
+    assert engine.auctionPrice(aid) == mul_up(low * ORACLE_UNIT, WAD - discount_linear(ap.maxDiscount, ap.duration, age))
+    engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
+    # Its time runs out: a redo restarts it from the live index (the account is far below its requirement).
+    chain.pending_timestamp = ktx.timestamp + ap.duration + 1
+    set_price(system, "ETH", low)
+    assert engine.isExpired(aid)
+    engine.redo(aid, carol, sender=carol)
+    start = low * ORACLE_UNIT
+    assert engine.auction(aid).startIndex == start
+    # In the account's favour: the furthest answer whose rise is still <= resetDrop takes, one unit more does not.
+    edge = (start + start * rd // WAD) // ORACLE_UNIT
+    set_price(system, "ETH", edge)
+    assert not engine.isExpired(aid)
+    engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
+    set_price(system, "ETH", edge + 1)
+    assert engine.isExpired(aid)
+    with reverts_unchanged(system, batcher, engine.AuctionExpired, who, auctionId=aid):
         engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
-        set_price(system, "ETH", edge + direction)
-        assert engine.isExpired(aid)
-        with reverts_unchanged(system, batcher, engine.AuctionExpired, who, auctionId=aid):
-            engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
-        with expect_revert(engine.AuctionExpired, auctionId=aid):
-            engine.auctionPrice(aid)
-        # redo restarts from the live index
-        engine.redo(aid, carol, sender=carol)
-        start = (edge + direction) * ORACLE_UNIT
-        assert engine.auction(aid).startIndex == start and engine.auctionPrice(aid) == start
-        assert not engine.isExpired(aid)
+    with expect_revert(engine.AuctionExpired, auctionId=aid):
+        engine.auctionPrice(aid)
+    # The account is still below its target health: the redo restarts from the live index.
+    engine.redo(aid, carol, sender=carol)
+    start = (edge + 1) * ORACLE_UNIT
+    assert engine.auction(aid).startIndex == start and engine.auctionPrice(aid) == start
+    assert not engine.isExpired(aid)
+
+
+def test_short_auction_expires_only_when_the_index_falls_past_reset_drop(system, ch, vault, engine, chain, alice, bob,
+                                                                         carol, batcher):
+    """The mirror for a short slice: a rise against the account (any size) leaves it live; a fall of more
+    than floor(startIndex x resetDrop) ends it."""
+    deposit(system, alice, 3_100)
+    trade(ch, alice, ETH, -10 * WAD)
+    deposit(system, bob, 200_000)
+    price8 = 3000 * 10**8
+    while not vault.isLiquidatable(alice, 0):
+        price8 += 20 * 10**8
+        set_price(system, "ETH", price8)
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    assert m.size < 0
+    rd = engine.auctionParams(ETH).resetDrop
+    start = price8 * ORACLE_UNIT
+    set_price(system, "ETH", (start + 2 * (start * rd // WAD)) // ORACLE_UNIT)
+    assert not engine.isExpired(aid)
+    edge = ceil_div(start - start * rd // WAD, ORACLE_UNIT)
+    set_price(system, "ETH", edge)
+    assert not engine.isExpired(aid)
+    set_price(system, "ETH", edge - 1)
+    assert engine.isExpired(aid)
+    with reverts_unchanged(system, batcher, engine.AuctionExpired, [alice, bob, carol], auctionId=aid):
+        engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
 
 
 # ---------------------------------------------------------------------------- redo and backstop

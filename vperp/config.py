@@ -41,7 +41,7 @@ class MarketConfig:
     auction_duration: int = 1_800  # [s]
     auction_step: int = 60  # [s] stairstep width
     auction_max_discount: float = 0.02
-    auction_reset_drop: float = 0.05  # index move after which an auction must be redone
+    auction_reset_drop: float = 0.05  # index move in the account's favour after which an auction must be redone
     # vAMM depth and peg (AmmController.AmmParams)
     depth_ratio: float = 3.0  # target quote reserve per unit of pool NAV (10M pool: 30M, the listed depth)
     max_depth_change: float = 0.2

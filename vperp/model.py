@@ -1375,8 +1375,13 @@ class Model:
 
     @staticmethod
     def _expired(a: Auction, ap: AuctionParams, index: int, timestamp: int) -> bool:
+        """LiquidationEngine._expired: past its duration, or the index moved more than resetDrop from the
+        (re)start index in the account's favour (up for a long slice, down for a short one); a move against
+        the account leaves the auction running (its price follows the live index)."""
         if timestamp - a.start_time > ap.duration:
             return True
+        if (index <= a.start_index) if a.size > 0 else (index >= a.start_index):
+            return False
         return abs(index - a.start_index) > mul_wad_down(a.start_index, ap.reset_drop)
 
     @staticmethod

@@ -24,7 +24,7 @@ interface ILiquidationEngine {
         uint32 duration; // [s] time to reach maxDiscount; after it the auction must be redone
         uint32 step; // [s] stairstep width
         uint64 maxDiscount; // [wad]
-        uint64 resetDrop; // [wad] index move since (re)start after which the auction must be redone
+        uint64 resetDrop; // [wad] index move in the account's favour since (re)start after which the auction must be redone
     }
 
     /// @notice Global liquidation parameters.
@@ -60,7 +60,8 @@ interface ILiquidationEngine {
     error UnknownAuction(uint256 auctionId);
     /// @notice The auction is finished (fully taken or backstopped).
     error AuctionFinished(uint256 auctionId);
-    /// @notice The auction ran past its duration or the index moved past `resetDrop`: redo or backstop it.
+    /// @notice The auction ran past its duration or the index moved past `resetDrop` in the account's favour: redo
+    ///         (which cancels it if the account recovered) or backstop it.
     error AuctionExpired(uint256 auctionId);
     /// @notice `redo`/`backstop` on an auction that can still be taken.
     error AuctionNotExpired(uint256 auctionId);
