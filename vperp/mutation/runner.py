@@ -49,23 +49,24 @@ FAST_TESTS = (
 )
 # The Ape unit tests (embedded chain) relevant to each production file: the second stage, for what the
 # fast tier let through.
+KILLS = "tests/test_mutation_kills.py"  # tests written for earlier survivors (a few seconds): first, for every file
 UNIT_TESTS = {
-    "contracts/Vault.sol": ("tests/test_vault_deposit.py", "tests/test_vault_withdraw.py",
+    "contracts/Vault.sol": (KILLS, "tests/test_vault_deposit.py", "tests/test_vault_withdraw.py",
                             "tests/test_vault_admin.py", "tests/test_vault_collateral.py",
                             "tests/test_coverage_gaps_guards.py"),
-    "contracts/ClearingHouse.sol": ("tests/test_trading_open.py", "tests/test_trading_positions.py",
+    "contracts/ClearingHouse.sol": (KILLS, "tests/test_trading_open.py", "tests/test_trading_positions.py",
                                     "tests/test_trading_errors.py", "tests/test_funding.py",
                                     "tests/test_coverage_gaps_trading.py"),
-    "contracts/LiquidationEngine.sol": ("tests/test_liquidation.py", "tests/test_liquidation_scenarios.py",
+    "contracts/LiquidationEngine.sol": (KILLS, "tests/test_liquidation.py", "tests/test_liquidation_scenarios.py",
                                         "tests/test_coverage_gaps_trading.py"),
-    "contracts/LiquidityPool.sol": ("tests/test_pool.py", "tests/test_coverage_gaps_guards.py"),
-    "contracts/AmmController.sol": ("tests/test_amm_controller.py", "tests/test_coverage_gaps_trading.py"),
-    "contracts/libraries/WadMath.sol": ("tests/test_trading_open.py", "tests/test_trading_positions.py",
+    "contracts/LiquidityPool.sol": (KILLS, "tests/test_pool.py", "tests/test_coverage_gaps_guards.py"),
+    "contracts/AmmController.sol": (KILLS, "tests/test_amm_controller.py", "tests/test_coverage_gaps_trading.py"),
+    "contracts/libraries/WadMath.sol": (KILLS, "tests/test_trading_open.py", "tests/test_trading_positions.py",
                                         "tests/test_pool.py"),
-    "contracts/libraries/VAmmMath.sol": ("tests/test_trading_open.py", "tests/test_trading_positions.py",
+    "contracts/libraries/VAmmMath.sol": (KILLS, "tests/test_trading_open.py", "tests/test_trading_positions.py",
                                          "tests/test_amm_controller.py"),
-    "contracts/libraries/FundingMath.sol": ("tests/test_funding_math.py", "tests/test_funding.py"),
-    "contracts/libraries/OracleLib.sol": ("tests/test_trading_errors.py", "tests/test_trading_open.py"),
+    "contracts/libraries/FundingMath.sol": (KILLS, "tests/test_funding_math.py", "tests/test_funding.py"),
+    "contracts/libraries/OracleLib.sol": (KILLS, "tests/test_trading_errors.py", "tests/test_trading_open.py"),
 }
 
 STATUSES = ("killed", "survived", "timeout", "stillborn", "equivalent", "error")

@@ -1,0 +1,39 @@
+"""Tests written for mutants that survived the mutation campaign (docs/mutation.md): each names the mutant
+it kills. Block timestamps are set explicitly (tests/clock_helpers.py); nothing reads the wall clock."""
+from vperp.funding import WAD, evolve
+
+CAP = 10**15
+V = 5 * 10**14
+TAU = 4 * 3600
+PERIOD = 24
+BTC = 2  # the flat market: no trade ever moves its vAMM, so its mark TWAP equals its index TWAP
+
+
+def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, chain, deployer, alice):
+    """Kills 9f5e912ed3 (ClearingHouse._update: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
+    `fs.rate != 0 && ...`): with a rate still applied, a zero target and no new quarter, the per-block update
+    must keep moving the rate toward the target and accruing the funding index; the mutant returns early."""
+    quarter = ch.marketParams(BTC).twapWindow // 4
+    # a baseline rate gives the flat market a target, and the rate builds up toward it
+    ch.setFundingParams(BTC, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
+    chain.pending_timestamp += 1000
+    ch.pokeFunding(BTC, sender=alice)
+    assert ch.marketState(BTC).targetRate == 10**13
+    chain.pending_timestamp += 2 * 3600
+    ch.pokeFunding(BTC, sender=alice)
+    # the baseline removed: the next quarter's sample of a zero premium makes the target zero
+    ch.setFundingParams(BTC, (CAP, V, 0, TAU, PERIOD), sender=deployer)
+    first = (ch.marketState(BTC).lastUpdate // quarter + 1) * quarter  # first second of the next quarter
+    chain.pending_timestamp = first
+    ch.pokeFunding(BTC, sender=alice)
+    st = ch.marketState(BTC)
+    assert st.lastUpdate == first and st.targetRate == 0 and st.fundingRate > 0
+
+    dt = min(60, quarter - 1)  # still inside that quarter: no new observation
+    chain.pending_timestamp = first + dt
+    ch.pokeFunding(BTC, sender=alice)
+    after = ch.marketState(BTC)
+    rate, area = evolve(st.fundingRate, 0, dt, TAU, V)
+    assert after.lastUpdate == first + dt
+    assert after.fundingRate == rate < st.fundingRate
+    assert area > 0 and after.cumulativeFunding - st.cumulativeFunding == area * st.lastIndexPrice // (3600 * WAD)
