@@ -403,12 +403,32 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _withdraw(address owner, uint32 subaccount, uint256 amount) internal {
-        uint256 amountWad = _toWad(amount);
         Account storage account = _accounts[owner][subaccount];
+        // type(uint256).max asks for everything free (IVault.withdraw); any other amount is taken as given.
+        if (amount == type(uint256).max) amount = _withdrawableUnits(owner, subaccount, account);
+        uint256 amountWad = _toWad(amount);
         account.collateral -= amountWad.toInt256().toInt128();
         _checkWithdrawable(owner, subaccount, account, amountWad);
         emit Withdraw(msg.sender, owner, subaccount, amount, amountWad);
         collateralToken.safeTransfer(owner, amount);
+    }
+
+    /// @dev Whole token units of min(freeCollateral, collateral): the most a withdrawal may debit and still pass
+    ///      `_checkWithdrawable` (a debit lowers both by the same WAD). Reverts when that minimum is negative;
+    ///      returns 0 (then `_toWad` reverts `ZeroAmount`) when it is below one token unit.
+    function _withdrawableUnits(address owner, uint32 subaccount, Account storage account)
+        internal
+        view
+        returns (uint256)
+    {
+        int256 available = account.collateral;
+        if (account.openMarkets != 0) {
+            (, int256 free,,) = _health(owner, subaccount, account);
+            if (free < available) available = free;
+        }
+        if (available < 0) revert InsufficientFreeCollateral(owner, subaccount, available);
+        // Cast: available >= 0.
+        return uint256(available) / tokenScale;
     }
 
     /// @dev After a debit: settled collateral must stay >= 0 and free collateral >= 0.

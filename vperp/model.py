@@ -736,7 +736,11 @@ class Model:
 
     @_atomic
     def withdraw(self, owner, sub: int, amount: int, timestamp: int) -> int:
-        """Vault.withdraw (token units) at `timestamp`; returns the WAD debited."""
+        """Vault.withdraw (token units) at `timestamp`; returns the WAD debited. `amount = 2**256 - 1`
+        withdraws everything free (Vault._withdrawableUnits): floor(min(free, collateral) / token scale)
+        units, InsufficientFreeCollateral when that minimum is negative, ZeroAmount when below one unit."""
+        if amount == UINT256_MAX:
+            amount = self.withdrawable_units(owner, sub, timestamp)
         amount_wad = self._to_wad(amount)
         acct = self._account(owner, sub)
         acct.collateral = self._sub_int128(acct.collateral, amount_wad)
@@ -765,6 +769,17 @@ class Model:
         dst.collateral = self._add_checked(dst.collateral, amount_wad, amount_wad)
         self._credit_shortfall(owner, to_sub, amount_wad)
         return amount_wad
+
+    def withdrawable_units(self, owner, sub: int, timestamp: int) -> int:
+        """Vault._withdrawableUnits: whole token units of min(free, collateral); InsufficientFreeCollateral
+        (with that minimum) when it is negative."""
+        acct = self.accounts.get((owner, sub)) or Account()
+        available = acct.collateral
+        if acct.open_markets != 0:
+            available = min(available, self._health(owner, sub, timestamp)[1])
+        if available < 0:
+            raise ModelRevert("InsufficientFreeCollateral", owner, sub, available)
+        return available // self.token_scale
 
     def _check_withdrawable(self, owner, sub, acct: Account, amount_wad: int, timestamp: int) -> None:
         coll = acct.collateral

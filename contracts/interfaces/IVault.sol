@@ -95,12 +95,19 @@ interface IVault {
     /// @notice Deposit `amount` token units from the caller into `(owner, subaccount)`.
     function depositFor(address owner, uint32 subaccount, uint256 amount) external;
 
-    /// @notice Withdraw `amount` token units from `(msg.sender, subaccount)` to `msg.sender`.
+    /// @notice Withdraw `amount` token units from `(msg.sender, subaccount)` to `msg.sender`;
+    ///         `amount = type(uint256).max` withdraws everything free: floor(min(freeCollateral, collateral)
+    ///         / 10^(18 - decimals)) token units, computed at execution (`PerpReader.withdrawable` says how much
+    ///         beforehand). Less than one token unit of WAD stays in the account; the `Withdraw` event carries
+    ///         the amount actually paid.
     /// @dev Operators may not withdraw: funds only ever leave to the owner. Must leave free
     ///      collateral >= 0 (initial margin, unrealized profit excluded). Open at every pause level.
+    ///      The max case reverts `InsufficientFreeCollateral(owner, subaccount, min(free, collateral))` when
+    ///      that minimum is negative and `ZeroAmount` when it is below one token unit.
     function withdraw(uint32 subaccount, uint256 amount) external;
 
     /// @notice Withdraw on behalf of `owner` (caller must be owner or operator); tokens go to `owner`.
+    ///         `type(uint256).max` withdraws everything free, as in `withdraw`.
     function withdrawFor(address owner, uint32 subaccount, uint256 amount) external;
 
     /// @notice Move `amountWad` of margin between two of the caller's sub-accounts.
