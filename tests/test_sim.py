@@ -4,7 +4,9 @@ The index-path generators are pure functions, tested without a chain. The simula
 way a user runs it, `python -m vperp.sim` on Anvil (the embedded chain executes the EVM in Python and
 is about five times slower on this workload), twice with the same seed, in parallel; the tests read its
 outputs: the CSV (one row per step, every column), the plots, the index the oracles were given, the
-Vault's conservation, the liquidations of the crash and the byte-for-byte reproducibility.
+Vault's conservation, the liquidations of the crash and the byte-for-byte reproducibility. A short
+`--seeds` run checks the per-seed folders, the seed table and that a seed run among others gives the CSV
+it gives alone. The seed table, drawdowns and plots are also tested on synthetic rows, without a chain.
 """
 from __future__ import annotations
 
@@ -26,11 +28,17 @@ from vperp.sim import (
     PathSpec,
     Shock,
     SimError,
+    aggregate_markdown,
     columns,
+    drawdown,
     gbm_path,
     get_scenario,
     index_paths,
+    parse_seeds,
+    plot_run,
     read_price_csv,
+    shock_window,
+    write_aggregate,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +150,107 @@ def test_price_csv_errors_are_named(tmp_path, text, message):
         read_price_csv(f, ["ETH", "BTC"])
 
 
+@pytest.mark.parametrize("text, seeds", [("1-5", [1, 2, 3, 4, 5]), ("7", [7]), ("1,3,7", [1, 3, 7]),
+                                         ("1-3, 9", [1, 2, 3, 9]), ("-2", [-2])])
+def test_parse_seeds_reads_ranges_and_lists(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text, message", [("5-1", "not a seed or a range"), ("a", "not a seed or a range"),
+                                           ("1,,2", "not a seed or a range"), ("1-3,2", "seed 2 appears twice")])
+def test_parse_seeds_refuses_bad_lists(text, message):
+    with pytest.raises(SimError, match=message):
+        parse_seeds(text)
+
+
+def test_drawdown_is_peak_to_trough():
+    assert drawdown([1.0, 2.0, 1.5, 3.0, 2.4, 2.7, 2.0]) == (pytest.approx(1 / 3), 3, 6)
+    assert drawdown([1.0, 1.1, 1.2]) == (0.0, 0, 0)  # never falls
+    assert drawdown([5.0]) == (0.0, 0, 0)
+
+
+def test_shock_window_is_the_shock_in_hours():
+    assert shock_window(get_scenario("crash"), 150, DT) == (2.5, 3.5)
+    assert shock_window(get_scenario("squeeze"), 150, DT) == (3.75, 5.75)
+    assert shock_window(get_scenario("calm"), 150, DT) is None
+    assert shock_window(get_scenario("crash"), 150, DT, symbols=["SOL"]) is None  # markets priced from a file
+
+
+def synthetic_rows(n=40):
+    """Rows with every CSV column: a crash-like index, a share price that dips, and counters of which
+    some stay zero throughout."""
+    rows = []
+    for k in range(1, n + 1):
+        r = {c: 0.0 for c in columns(["ETH", "BTC"])}
+        r.update(step=k, time_s=DT * k, eth_index=3000 - 20 * k, eth_mark=3000 - 18 * k, eth_spot=3000 - 19 * k,
+                 btc_index=60000.0, btc_mark=60000.0, btc_spot=60000.0, pool_nav=13e6 - 1e4 * (k % 7),
+                 pool_share_price=1.0 - 0.001 * (k % 9), insurance_fund=1e5, kicks=float(k > 10), takes=float(k > 12))
+        rows.append(r)
+    return rows
+
+
+def test_plots_are_1000_px_wide_shade_the_shock_and_keep_zero_series(tmp_path):
+    manifest = {}
+    paths = plot_run(synthetic_rows(), ["ETH", "BTC"], tmp_path, shock=(1.0, 2.0), manifest=manifest)
+    assert {p.stem for p in paths} == set(manifest) == {
+        "mark_vs_index", "funding", "open_interest", "insurance_fund", "pool_nav", "lp_share_price", "bad_debt",
+        "liquidations"}
+    for name, m in manifest.items():
+        assert m["size_px"][0] >= 1000, name
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert int.from_bytes(data[16:20], "big") == m["size_px"][0]  # the PNG header's width
+    # Redos and backstops are zero throughout: drawn and labelled as such, not left out.
+    assert manifest["liquidations"]["lines"] == [["kicks", "takes", "redos (0 throughout)", "backstops (0 throughout)"]]
+    assert manifest["bad_debt"]["lines"] == [["cumulative bad debt (0 throughout)", "paid by insurance (0 throughout)",
+                                              "paid by the pool (0 throughout)"]]
+    # Every axis of every plot shows the shaded shock span and names it in its legend.
+    for name, m in manifest.items():
+        assert all(legend == lines + ["shock"] for legend, lines in zip(m["legends"], m["lines"])), name
+    assert len(manifest["mark_vs_index"]["legends"]) == 2  # one axis per market
+    plain = {}
+    plot_run(synthetic_rows(), ["ETH", "BTC"], tmp_path / "plain", manifest=plain)
+    assert all("shock" not in legend for m in plain.values() for legend in m["legends"])
+
+
+def fake_run(folder: Path, seed: int, kicks: int, bad_debt: float, shares: list[float], reverts: dict) -> Path:
+    folder.mkdir(parents=True)
+    rows = synthetic_rows(len(shares))
+    for r, s in zip(rows, shares):
+        r["pool_share_price"] = s
+        r["pool_nav"] = 1e7 * s
+    with (folder / "steps.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns(["ETH", "BTC"]))
+        w.writeheader()
+        w.writerows(rows)
+    (folder / "summary.json").write_text(json.dumps(dict(
+        seed=seed, kicks=kicks, takes=1, redos=0, backstops=kicks - 1, bad_debt=bad_debt,
+        bad_debt_from_insurance=bad_debt / 2, bad_debt_from_pool=bad_debt / 2, max_live_auction_notional=1000.0 * seed,
+        wall_seconds=60.0 + seed, reverts=reverts)))
+    return folder
+
+
+def test_seed_table_sums_and_averages_the_runs(tmp_path):
+    a = fake_run(tmp_path / "seed1", 1, 2, 100.0, [1.0, 1.02, 0.9996, 1.01], {"SlippageExceeded": 3})
+    b = fake_run(tmp_path / "seed2", 2, 3, 0.0, [1.0, 0.99, 0.98, 1.0], {"SlippageExceeded": 1, "RepegNotNeeded": 1})
+    agg = write_aggregate([a, b], tmp_path, title="t")
+    assert json.loads((tmp_path / "aggregate.json").read_text()) == agg
+    assert agg["seeds"] == [1, 2]
+    s1, s2 = agg["per_seed"]
+    assert s1["lp_share_price_drawdown"] == pytest.approx(1 - 0.9996 / 1.02, abs=1e-6)
+    assert s2["lp_share_price_drawdown"] == pytest.approx(0.02, abs=1e-6)
+    assert s1["nav_drawdown"] == pytest.approx(s1["lp_share_price_drawdown"], abs=1e-6)
+    a_ = agg["aggregate"]
+    assert a_["kicks"] == {"sum": 5, "mean": 2.5, "min": 2, "max": 3}
+    assert a_["bad_debt"]["sum"] == 100.0 and a_["runs_with_bad_debt"] == 1 and a_["runs_with_backstops"] == 2
+    assert a_["reverts"] == {"RepegNotNeeded": 1, "SlippageExceeded": 4}
+    md = (tmp_path / "aggregate.md").read_text()
+    assert md == aggregate_markdown(agg, "t")
+    lines = md.splitlines()
+    assert lines[4].startswith("| 1 | 2 | 1 | 0 | 1 | 100 | 50 | 50 | 2.00% | 2.00% | 1,000 | SlippageExceeded 3 | 61 |")
+    assert lines[6].startswith("| sum | 5 |") and "SlippageExceeded 4, RepegNotNeeded 1" in lines[6]
+    assert lines[7].startswith("| mean | 2.5 |") and lines[8].startswith("| max | 3 |")
+
+
 # ---------------------------------------------------------------------------- a run on the chain
 
 
@@ -181,7 +290,8 @@ def test_csv_has_one_row_per_step(rows):
 
 
 def test_plots_are_non_empty_pngs(runs, summary):
-    names = {"mark_vs_index", "funding", "open_interest", "insurance_fund", "pool_nav", "bad_debt", "liquidations"}
+    names = {"mark_vs_index", "funding", "open_interest", "insurance_fund", "pool_nav", "lp_share_price", "bad_debt",
+             "liquidations"}
     assert {Path(p).stem for p in summary["plots"]} == names
     for name in names:
         data = (runs[0] / f"{name}.png").read_bytes()
@@ -226,3 +336,64 @@ def test_the_crash_liquidates_and_the_losses_follow_the_waterfall(rows, summary)
 
 def test_the_same_seed_gives_the_same_csv(runs):
     assert (runs[0] / "steps.csv").read_bytes() == (runs[1] / "steps.csv").read_bytes()
+
+
+def test_summary_has_the_share_price_drawdown_and_the_pool_pnl_split(rows, summary):
+    share = [r["pool_share_price"] for r in rows]
+    assert summary["lp_share_price_start"] == share[0] and summary["lp_share_price_end"] == share[-1]
+    assert summary["lp_share_price_drawdown"] == pytest.approx(drawdown(share)[0], abs=1e-6)
+    assert summary["nav_drawdown"] == pytest.approx(drawdown([r["pool_nav"] for r in rows])[0], abs=1e-6)
+    assert summary["shock_hours"] == list(shock_window(get_scenario("crash"), STEPS, DT))
+    pnl = summary["pool_pnl"]
+    # The events account for every move of the pool's cash; the parts add up to the NAV's change.
+    assert pnl["cash_unexplained"] == 0
+    parts = [v for k, v in pnl.items() if k not in ("nav_change", "pnl_excluding_lp_flows")]
+    assert sum(parts) == pytest.approx(pnl["nav_change"], abs=0.1)
+    assert pnl["lp_deposits"] > 3_000_000 and pnl["fees"] > 0  # both LPs deposit at step 1; traders pay fees
+    assert pnl["bad_debt"] == -summary["bad_debt_from_pool"]
+    assert pnl["pnl_excluding_lp_flows"] == pytest.approx(pnl["nav_change"] - pnl["lp_deposits"] - pnl["lp_withdrawals"],
+                                                          abs=0.02)
+
+
+SEEDS_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """`--seeds 2-3` and, alongside, seed 3 alone: a short crash each (the shock starts at once)."""
+    if shutil.which("anvil") is None:
+        pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
+    many, alone = tmp_path_factory.mktemp("seeds"), tmp_path_factory.mktemp("alone")
+    args = [sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario", "crash",
+            "--steps", str(SEEDS_STEPS), "--out"]
+    procs = [subprocess.Popen(args + [str(out)] + extra, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, "COLUMNS": "200"})
+             for out, extra in ((many, ["--seeds", "2-3"]), (alone, ["--seed", "3"]))]
+    outputs = []
+    for p in procs:
+        output, _ = p.communicate(timeout=240)
+        assert p.returncode == 0, output
+        outputs.append(output)
+    return many, alone, outputs[0]
+
+
+def test_seeds_write_one_folder_per_seed_and_the_seed_table(seed_runs):
+    many, _, output = seed_runs
+    agg = json.loads((many / "aggregate.json").read_text())
+    assert agg["seeds"] == [2, 3]
+    for seed, row in zip((2, 3), agg["per_seed"]):
+        s = json.loads((many / f"seed{seed}" / "summary.json").read_text())
+        assert s["seed"] == seed and s["steps"] == SEEDS_STEPS
+        assert {k: row[k] for k in ("kicks", "takes", "bad_debt", "reverts")} == \
+               {k: s[k] for k in ("kicks", "takes", "bad_debt", "reverts")}
+        assert (many / f"seed{seed}" / "liquidations.png").is_file()
+    md = (many / "aggregate.md").read_text()
+    assert md.splitlines()[0] == f"crash, {SEEDS_STEPS} steps, seeds 2, 3"
+    assert [line.split("|")[1].strip() for line in md.splitlines()[4:]] == ["2", "3", "sum", "mean", "max"]
+    assert "aggregate.md" in output and output.count("scenario crash,") == 2
+
+
+def test_a_seed_among_others_gives_the_csv_it_gives_alone(seed_runs):
+    many, alone, _ = seed_runs
+    assert (many / "seed3" / "steps.csv").read_bytes() == (alone / "steps.csv").read_bytes()
+    assert (many / "seed2" / "steps.csv").read_bytes() != (alone / "steps.csv").read_bytes()

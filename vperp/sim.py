@@ -261,10 +261,147 @@ def read_csv_rows(path: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from a command-line list: ranges and single seeds, comma separated (`1-5`, `1,3,7`,
+    `1-3,7`), in the order given; a seed may appear only once (each gets its own output folder)."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        try:
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1)) if not part.startswith("-") else (None, None)
+                if lo is None or hi < lo:
+                    raise ValueError
+                seeds += range(lo, hi + 1)
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise SimError(f"--seeds: {part!r} is not a seed or a range like 1-5") from None
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise SimError(f"--seeds: seed {repeated[0]} appears twice")
+    return seeds
+
+
+def drawdown(values: Sequence[float]) -> tuple[float, int, int]:
+    """The largest peak-to-trough fall of a series, as a fraction of the peak (0.021 = -2.1 %), with the
+    indices of that peak and trough; (0.0, 0, 0) for a series that never falls."""
+    worst, peak_i, at = 0.0, 0, (0, 0)
+    for i, v in enumerate(values):
+        if v > values[peak_i]:
+            peak_i = i
+        peak = values[peak_i]
+        if peak > 0 and (peak - v) / peak > worst:
+            worst, at = (peak - v) / peak, (peak_i, i)
+    return worst, at[0], at[1]
+
+
+def shock_window(scenario: Scenario, steps: int, dt: int, symbols: Iterable[str] | None = None
+                 ) -> tuple[float, float] | None:
+    """The hours (start, end) during which any of the scenario's shocks (of `symbols`, if given) moves
+    the index, or None without a shock."""
+    spans = [(sh.start_step(steps, dt) * dt / HOUR, (sh.start_step(steps, dt) * dt + sh.duration) / HOUR)
+             for sym, sh in scenario.shocks.items() if symbols is None or sym in symbols]
+    if not spans:
+        return None
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+AGGREGATE_FIELDS = ("seed", "kicks", "takes", "redos", "backstops", "bad_debt", "bad_debt_from_insurance",
+                    "bad_debt_from_pool", "nav_drawdown", "lp_share_price_drawdown", "max_live_auction_notional",
+                    "reverts", "wall_seconds")
+
+
+def run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """One run's figures for the seed table, from its `summary.json` and `steps.csv` (the drawdowns are
+    computed from the CSV, so runs written before those summary fields existed compare too)."""
+    run_dir = Path(run_dir)
+    s = json.loads((run_dir / "summary.json").read_text())
+    rows = read_csv_rows(run_dir / "steps.csv")
+    out = {k: s[k] for k in ("seed", "kicks", "takes", "redos", "backstops", "bad_debt", "bad_debt_from_insurance",
+                             "bad_debt_from_pool", "max_live_auction_notional", "wall_seconds")}
+    out["nav_drawdown"] = round(drawdown([r["pool_nav"] for r in rows])[0], 6)
+    out["lp_share_price_drawdown"] = round(drawdown([r["pool_share_price"] for r in rows])[0], 6)
+    out["reverts"] = dict(sorted(s["reverts"].items()))
+    return {k: out[k] for k in AGGREGATE_FIELDS}
+
+
+def aggregate_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
+    """Per-seed figures of several runs and their aggregate: sums of the counts, bad debt and reverts,
+    mean / min / max of everything per run."""
+    per_seed = [run_metrics(d) for d in run_dirs]
+    numeric = [k for k in AGGREGATE_FIELDS if k not in ("seed", "reverts")]
+    agg: dict[str, Any] = {"runs": len(per_seed)}
+    for k in numeric:
+        vals = [r[k] for r in per_seed]
+        agg[k] = {"sum": round(sum(vals), 6), "mean": round(sum(vals) / len(vals), 6),
+                  "min": min(vals), "max": max(vals)}
+    reverts: dict[str, int] = {}
+    for r in per_seed:
+        for name, n in r["reverts"].items():
+            reverts[name] = reverts.get(name, 0) + n
+    agg["reverts"] = dict(sorted(reverts.items()))
+    agg["runs_with_bad_debt"] = sum(1 for r in per_seed if r["bad_debt"] > 0)
+    agg["runs_with_backstops"] = sum(1 for r in per_seed if r["backstops"] > 0)
+    return {"seeds": [r["seed"] for r in per_seed], "per_seed": per_seed, "aggregate": agg}
+
+
+def _reverts_text(reverts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(reverts.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+def aggregate_markdown(agg: dict[str, Any], title: str = "") -> str:
+    """The seed table of `aggregate_runs` as markdown: one row per seed, then the sums and means."""
+    head = ("| seed | kicks | takes | redos | backstops | bad debt (USD) | paid by insurance | paid by pool | "
+            "NAV drawdown | LP share-price drawdown | max live auction notional (USD) | reverts | run time (s) |")
+    lines = ([f"{title}", ""] if title else []) + [head, "|" + "---|" * 13]
+
+    def pct(x: float | None) -> str:
+        return "" if x is None else f"{x:.2%}"
+
+    def row(label: str, r: dict[str, Any], reverts: str) -> str:
+        return (f"| {label} | {r['kicks']:g} | {r['takes']:g} | {r['redos']:g} | {r['backstops']:g} | "
+                f"{r['bad_debt']:,.0f} | {r['bad_debt_from_insurance']:,.0f} | {r['bad_debt_from_pool']:,.0f} | "
+                f"{pct(r['nav_drawdown'])} | {pct(r['lp_share_price_drawdown'])} | "
+                f"{r['max_live_auction_notional']:,.0f} | {reverts} | {r['wall_seconds']:.0f} |")
+
+    for r in agg["per_seed"]:
+        lines.append(row(str(r["seed"]), r, _reverts_text(r["reverts"])))
+    a = agg["aggregate"]
+    numeric = [k for k in AGGREGATE_FIELDS if k not in ("seed", "reverts")]
+    sums = {k: a[k]["sum"] for k in numeric} | {"nav_drawdown": None, "lp_share_price_drawdown": None}
+    lines.append(row("sum", sums, _reverts_text(a["reverts"])))  # a sum of drawdowns means nothing
+    lines.append(row("mean", {k: a[k]["mean"] for k in numeric}, ""))
+    lines.append(row("max", {k: a[k]["max"] for k in numeric}, ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_aggregate(run_dirs: Sequence[str | Path], out_dir: str | Path, title: str = "") -> dict[str, Any]:
+    """`aggregate.json` and `aggregate.md` in `out_dir` for the runs in `run_dirs`; returns the JSON."""
+    agg = aggregate_runs(run_dirs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "aggregate.json").write_text(json.dumps(agg, indent=2) + "\n")
+    (out_dir / "aggregate.md").write_text(aggregate_markdown(agg, title))
+    return agg
+
+
+PLOT_WIDTH_IN, PLOT_DPI = 12.5, 80  # 1000 px wide
+
+
+def _label(label: str, ys: Sequence[float]) -> str:
+    """A legend label that says when the series is zero throughout: drawn all the same (on the zero line,
+    possibly under another zero series), never left out."""
+    return f"{label} (0 throughout)" if all(v == 0 for v in ys) else label
+
+
 def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: str | Path, title: str = "",
-             dpi: int = 80) -> list[Path]:
-    """Write the run's PNG plots to `out_dir` (mark vs index, funding, OI, insurance, pool NAV, bad debt,
-    liquidations); returns their paths. Time on the x axis in hours."""
+             dpi: int = PLOT_DPI, shock: tuple[float, float] | None = None,
+             manifest: dict[str, dict] | None = None) -> list[Path]:
+    """Write the run's PNG plots to `out_dir` (mark vs index, funding, OI, insurance, pool NAV, LP share
+    price, bad debt, liquidations); returns their paths. Time on the x axis in hours; each plot is
+    1000 px wide. `shock` (start, end) in hours is shaded on every axis. Every series is drawn, a series
+    that is zero throughout too (its label says so; distinct line styles and markers keep series that
+    coincide apart). `manifest`, if given, is filled with each plot's pixel size and series labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,28 +416,43 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
 
     titles = {"mark_vs_index": "mark vs index", "funding": "funding rate: applied vs target",
               "open_interest": "open interest", "insurance_fund": "insurance fund", "pool_nav": "liquidity pool",
-              "bad_debt": "bad debt (cumulative)", "liquidations": "liquidations (cumulative)"}
+              "lp_share_price": "LP share price (pool NAV per share)", "bad_debt": "bad debt (cumulative)",
+              "liquidations": "liquidations (cumulative)"}
     usd = FuncFormatter(lambda v, _: f"{v:,.0f}")
+    styles = [{"ls": "-"}, {"ls": "--"}, {"ls": "-."}, {"ls": ":"}]
+    markers = ["o", "s", "^", "D"]
+    mark_every = max(1, len(rows) // 12)
+
+    def decorate(ax) -> None:
+        if shock is not None:
+            ax.axvspan(shock[0], shock[1], color="tab:red", alpha=0.12, lw=0, label="shock")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=9)
+        ax.legend(fontsize=8, loc="best")
 
     def save(fig, name: str) -> None:
-        fig.suptitle(f"{title}{titles[name]}", fontsize=10)
+        fig.suptitle(f"{title}{titles[name]}", fontsize=11)
         fig.tight_layout()
         path = out_dir / f"{name}.png"
         fig.savefig(path, dpi=dpi)
+        if manifest is not None:
+            w, h = (round(x * dpi) for x in fig.get_size_inches())
+            manifest[name] = {"size_px": [w, h],
+                              "lines": [[line.get_label() for line in ax.get_lines()] for ax in fig.axes],
+                              "legends": [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]}
         plt.close(fig)
         written.append(path)
 
     def per_market(name: str, series: Callable[[str], list[tuple[str, list[float], dict]]], ylabel: str) -> None:
-        fig, axes = plt.subplots(len(symbols), 1, figsize=(7, 2.4 * len(symbols)), sharex=True, squeeze=False)
+        fig, axes = plt.subplots(len(symbols), 1, figsize=(PLOT_WIDTH_IN, 3.0 * len(symbols)), sharex=True,
+                                 squeeze=False)
         for ax, s in zip(axes[:, 0], symbols):
             for label, ys, style in series(s.lower()):
-                ax.plot(hours, ys, label=label, **style)
-            ax.set_ylabel(f"{s} {ylabel}", fontsize=8)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="best")
-            ax.tick_params(labelsize=7)
+                ax.plot(hours, ys, label=_label(label, ys), **style)
+            ax.set_ylabel(f"{s} {ylabel}", fontsize=9)
             ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-        axes[-1, 0].set_xlabel("hours", fontsize=8)
+            decorate(ax)
+        axes[-1, 0].set_xlabel("hours", fontsize=9)
         save(fig, name)
 
     per_market("mark_vs_index", lambda k: [("index (oracle)", col(f"{k}_index"), {"lw": 1.6}),
@@ -310,23 +462,28 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
                                      ("target", [100 * v for v in col(f"{k}_funding_target")],
                                       {"lw": 1.0, "ls": "--"})], "%/h")
     per_market("open_interest", lambda k: [("long OI", col(f"{k}_long_oi"), {"lw": 1.4}),
-                                           ("short OI", col(f"{k}_short_oi"), {"lw": 1.4})], "base")
+                                           ("short OI", col(f"{k}_short_oi"), {"lw": 1.4, "ls": "--"})], "base")
 
-    def single(name: str, series: list[tuple[str, list[float]]], ylabel: str, step: bool = False) -> None:
-        fig, ax = plt.subplots(figsize=(7, 2.8))
-        for label, ys in series:
-            (ax.step if step else ax.plot)(hours, ys, label=label, **({"where": "post"} if step else {}))
-        ax.set_xlabel("hours", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
-        ax.yaxis.set_major_formatter(usd)
-        if len(series) > 1:
-            ax.legend(fontsize=7, loc="best")
+    def single(name: str, series: list[tuple[str, list[float]]], ylabel: str, step: bool = False,
+               fmt=usd) -> None:
+        fig, ax = plt.subplots(figsize=(PLOT_WIDTH_IN, 3.6))
+        for i, (label, ys) in enumerate(series):
+            style = {**styles[i % len(styles)], "marker": markers[i % len(markers)], "markevery": mark_every,
+                     "markersize": 4, "lw": 1.4}
+            if step:
+                ax.step(hours, ys, where="post", label=_label(label, ys), **style)
+            else:
+                ax.plot(hours, ys, label=_label(label, ys), **style)
+        ax.set_xlabel("hours", fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.yaxis.set_major_formatter(fmt)
+        decorate(ax)
         save(fig, name)
 
     single("insurance_fund", [("insurance fund", col("insurance_fund"))], "USD")
     single("pool_nav", [("pool NAV", col("pool_nav")), ("pool cash (Vault balance)", col("pool_balance"))], "USD")
+    single("lp_share_price", [("NAV per share", col("pool_share_price"))], "USD per share",
+           fmt=FuncFormatter(lambda v, _: f"{v:.4f}"))
     single("bad_debt", [("cumulative bad debt", col("bad_debt")), ("paid by insurance", col("bad_debt_insurance")),
                         ("paid by the pool", col("bad_debt_pool"))], "USD", step=True)
     single("liquidations", [("kicks", col("kicks")), ("takes", col("takes")), ("redos", col("redos")),
@@ -589,6 +746,14 @@ class SimSummary:
     lp_redemptions: int
     conservation_ok: bool
     shortfall_steps: int
+    nav_drawdown: float  # largest peak-to-trough fall of the NAV (fraction; LP deposits and redemptions included)
+    lp_share_price_start: float  # pool NAV per share (USD), first step
+    lp_share_price_peak: float
+    lp_share_price_min: float
+    lp_share_price_end: float
+    lp_share_price_drawdown: float  # largest peak-to-trough fall of the NAV per share (fraction)
+    shock_hours: list[float] | None  # [start, end] of the scenario's shock, hours into the run
+    pool_pnl: dict[str, float]  # the NAV's change over the run by source (USD), see Simulation._pool_pnl
     csv: str
     plots: list[str]
 
@@ -606,7 +771,12 @@ class SimSummary:
             f"bad debt {self.bad_debt:,.2f} USD (insurance paid {self.bad_debt_from_insurance:,.2f}, "
             f"pool paid {self.bad_debt_from_pool:,.2f})",
             f"insurance fund {self.insurance_start:,.2f} -> min {self.insurance_min:,.2f} -> {self.insurance_end:,.2f}",
-            f"pool NAV {self.nav_start:,.2f} -> min {self.nav_min:,.2f} -> {self.nav_end:,.2f}",
+            f"pool NAV {self.nav_start:,.2f} -> min {self.nav_min:,.2f} -> {self.nav_end:,.2f} "
+            f"(largest peak-to-trough fall {self.nav_drawdown:.2%}, LP flows included)",
+            f"LP share price {self.lp_share_price_start:.6f} -> peak {self.lp_share_price_peak:.6f} -> "
+            f"min {self.lp_share_price_min:.6f} -> {self.lp_share_price_end:.6f} "
+            f"(largest peak-to-trough fall {self.lp_share_price_drawdown:.2%})",
+            "pool PnL by source (USD): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.pool_pnl.items()),
             f"LPs: {self.lp_deposits} deposits, {self.lp_withdraw_requests} withdrawal requests, "
             f"{self.lp_redemptions} redemptions",
             f"conservation (Vault tokens == traders' + pool + insurance balances, every step): "
@@ -774,6 +944,7 @@ class Simulation:
         base = default_config()
         start = {m.symbol: m.price for m in base.markets}
         self.paths = index_paths(scenario, steps, seed, start, dt, prices, override)
+        self._csv_symbols = set(prices or {})
         markets = tuple(replace(m, price=_oracle_round(self.paths[m.symbol][0], m.oracle_decimals))
                         for m in base.markets)
         config = replace(base, markets=markets, insurance_seed=insurance_seed)
@@ -822,6 +993,11 @@ class Simulation:
         self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
         self._scanned = self.chain.blocks.head.number
         self._topics = self._event_topics()
+        # The pool's PnL by source: event sums since this block, and the state they are measured from.
+        self._fee_share = {m.id: ch_share for m in self.s.markets.values()
+                           for ch_share in [self.wire.call(self.s.clearing_house, "insuranceFeeShare", m.id)[0]]}
+        self.flows = {"deposits": 0, "withdrawals": 0, "fees": 0, "funding": 0, "realized": 0}  # WAD
+        self._pool0 = self._pool_state()
         self._last_repeg: dict[str, int] = {s: 0 for s in self.symbols}
         self._last_sync: dict[str, int] = {s: 0 for s in self.symbols}
         self.rows: list[dict[str, str]] = []
@@ -860,10 +1036,50 @@ class Simulation:
         out = {}
         for contract, name in ((self.s.liquidation, "Kick"), (self.s.liquidation, "Take"),
                                (self.s.liquidation, "Redo"), (self.s.liquidation, "Backstop"),
-                               (self.s.vault, "BadDebt")):
+                               (self.s.vault, "BadDebt"), (self.s.clearing_house, "PositionChanged"),
+                               (self.s.pool, "Deposit"), (self.s.pool, "Withdraw")):
             abi = getattr(contract, name).abi
-            out["0x" + keccak(text=abi.selector).hex().removeprefix("0x")] = name
+            out[(contract.address.lower(), "0x" + keccak(text=abi.selector).hex().removeprefix("0x"))] = name
         return out
+
+    def _pool_state(self) -> dict[str, int]:
+        """What the pool's PnL split is measured between (WAD): its cash, NAV, the uncovered bad-debt
+        set-aside, and the AMM controller's cumulative depth-sync and repeg costs over all markets."""
+        pool, amm = self.s.pool, self.s.amm
+        calls: dict[str, tuple] = {"cash": (self.s.vault, "poolBalance"), "nav": (pool, "navWad"),
+                                   "uncovered": (pool, "uncoveredBadDebt")}
+        for sym, m in self.s.markets.items():
+            calls[f"depth:{sym}"] = (amm, "depthCost", m.id)
+            calls[f"repeg:{sym}"] = (amm, "repegCost", m.id)
+        r = self.batch.read(calls)
+        return {"cash": r["cash"], "nav": r["nav"], "uncovered": r["uncovered"],
+                "depth": sum(r[f"depth:{s}"] for s in self.symbols), "repeg": sum(r[f"repeg:{s}"] for s in self.symbols)}
+
+    def _pool_pnl(self) -> dict[str, float]:
+        """The NAV's change from the start of the run to its end, by source, in USD; the parts add up to
+        `nav_change` exactly. Cash moves (read from events): LP deposits and withdrawals (the pool's
+        ERC-4626 events), the pool's part of the trading fees, funding settled at trades, the traders'
+        realized PnL (`PositionChanged`), bad debt paid by the pool (`BadDebt`); `cash_unexplained` is the
+        rest of the cash change (0 when nothing else moves the pool's cash). The NAV also moves with the
+        traders' open positions valued at the vAMM exit: the depth syncs' and repegs' costs (the AMM
+        controller's totals) and the rest (`traders_open_positions`: price moves and funding accrued but
+        not yet settled, not separable from these reads); and with the bad-debt set-aside."""
+        a, b, f = self._pool0, self._pool_state(), self.flows
+        exit0 = a["cash"] - a["uncovered"] - a["nav"]  # the traders' PnL at the vAMM exit (navWad's terms)
+        exit1 = b["cash"] - b["uncovered"] - b["nav"]
+        depth, repeg = b["depth"] - a["depth"], b["repeg"] - a["repeg"]
+        explained = f["deposits"] - f["withdrawals"] + f["fees"] + f["funding"] - f["realized"] - self.bad_debt[2]
+        parts = {
+            "nav_change": b["nav"] - a["nav"],
+            "lp_deposits": f["deposits"], "lp_withdrawals": -f["withdrawals"],
+            "fees": f["fees"], "funding_settled": f["funding"], "traders_realized_pnl": -f["realized"],
+            "bad_debt": -self.bad_debt[2], "cash_unexplained": b["cash"] - a["cash"] - explained,
+            "depth_sync_cost": -depth, "repeg_cost": -repeg,
+            "traders_open_positions": -(exit1 - exit0 - depth - repeg),
+            "bad_debt_set_aside": -(b["uncovered"] - a["uncovered"]),
+        }
+        parts["pnl_excluding_lp_flows"] = parts["nav_change"] - f["deposits"] + f["withdrawals"]
+        return {k: round(v / WAD, 2) for k, v in parts.items()}
 
     def _scan_events(self) -> None:
         """Count liquidation events and add up bad debt since the last scan (one eth_getLogs)."""
@@ -871,18 +1087,28 @@ class Simulation:
         if head <= self._scanned:
             return
         logs = self.chain.provider.web3.eth.get_logs({
-            "address": [self.s.liquidation.address, self.s.vault.address],
+            "address": [self.s.liquidation.address, self.s.vault.address, self.s.clearing_house.address,
+                        self.s.pool.address],
             "fromBlock": self._scanned + 1, "toBlock": head})
         self._scanned = head
         keys = {"Kick": "kicks", "Take": "takes", "Redo": "redos", "Backstop": "backstops"}
         for log in logs:
             topic0 = log["topics"][0]
             topic0 = "0x" + (topic0.hex() if isinstance(topic0, bytes) else str(topic0)).removeprefix("0x")
-            name = self._topics.get(topic0)
-            if name in keys:
+            name = self._topics.get((str(log["address"]).lower(), topic0))
+            data = bytes(log["data"])
+            word = lambda i, signed=False: int.from_bytes(data[32 * i:32 * i + 32], "big", signed=signed)  # noqa: E731
+            if name == "PositionChanged":  # data: baseDelta, quoteDelta, fee, realizedPnl, fundingPaid, ...
+                market_id = int.from_bytes(bytes(log["topics"][3]), "big")
+                fee = word(2)
+                self.flows["fees"] += fee - fee * self._fee_share[market_id] // WAD  # the insurance part rounds down
+                self.flows["realized"] += word(3, True)
+                self.flows["funding"] += word(4, True)
+            elif name in ("Deposit", "Withdraw"):  # ERC-4626: data is (assets, shares), assets in token units
+                self.flows["deposits" if name == "Deposit" else "withdrawals"] += word(0) * self.s.token_scale
+            elif name in keys:
                 self.counts[keys[name]] += 1
             elif name == "BadDebt":
-                data = bytes(log["data"])
                 amount, from_ins, from_pool = (int.from_bytes(data[i:i + 32], "big") for i in (0, 32, 64))
                 self.bad_debt[0] += amount
                 self.bad_debt[1] += from_ins
@@ -1112,9 +1338,12 @@ class Simulation:
             w.writeheader()
             w.writerows(self.rows)
         rows = read_csv_rows(csv_path)
-        plots = plot_run(rows, self.symbols, self.out_dir, title=f"{self.scenario.name}: ")
+        shock = shock_window(self.scenario, self.steps, self.dt, [s for s in self.symbols if s not in self._csv_symbols])
+        plots = plot_run(rows, self.symbols, self.out_dir, title=f"{self.scenario.name}, seed {self.seed}: ",
+                         shock=shock)
         ins = [r["insurance_fund"] for r in rows]
         nav = [r["pool_nav"] for r in rows]
+        share = [r["pool_share_price"] for r in rows]
         summary = SimSummary(
             scenario=self.scenario.name, steps=self.steps, seed=self.seed, step_seconds=self.dt,
             network=f"{chain.provider.network.ecosystem.name}:{chain.provider.network.name}:{chain.provider.name}",
@@ -1129,7 +1358,10 @@ class Simulation:
                                for s in self.symbols},
             lp_deposits=self.lp_counts["deposits"], lp_withdraw_requests=self.lp_counts["requests"],
             lp_redemptions=self.lp_counts["redemptions"], conservation_ok=self.conservation_ok,
-            shortfall_steps=self.shortfall_steps,
+            shortfall_steps=self.shortfall_steps, nav_drawdown=round(drawdown(nav)[0], 6),
+            lp_share_price_start=share[0], lp_share_price_peak=max(share), lp_share_price_min=min(share),
+            lp_share_price_end=share[-1], lp_share_price_drawdown=round(drawdown(share)[0], 6),
+            shock_hours=list(shock) if shock else None, pool_pnl=self._pool_pnl(),
             csv=str(csv_path), plots=[str(p) for p in plots])
         (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         return summary
@@ -1190,6 +1422,29 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     return sim.run(progress=progress)
 
 
+def run_seeds(scenario: str | Scenario, steps: int | None, seeds: Sequence[int], out_dir: str | Path,
+              on_summary: Callable[[SimSummary], None] | None = None, **kwargs) -> dict[str, Any]:
+    """`run_simulation` once per seed, each into `out_dir/seed<S>/`, then `aggregate.json` and
+    `aggregate.md` (the seed table) in `out_dir`; returns the aggregate. The chain is snapshotted before
+    each run and restored after it, so every seed starts from the same chain and gives the CSV a run of
+    that seed alone gives. `on_summary` is called with each run's summary as it finishes."""
+    from ape import chain
+
+    out_dir = Path(out_dir)
+    dirs = []
+    for seed in seeds:
+        snapshot = chain.snapshot()
+        try:
+            summary = run_simulation(scenario, steps, seed, out_dir / f"seed{seed}", **kwargs)
+        finally:
+            chain.restore(snapshot)
+        dirs.append(Path(summary.csv).parent)
+        if on_summary is not None:
+            on_summary(summary)
+    name = scenario if isinstance(scenario, str) else scenario.name
+    return write_aggregate(dirs, out_dir, title=f"{name}, {summary.steps} steps, seeds {', '.join(map(str, seeds))}")
+
+
 # =============================================================================== command line
 
 
@@ -1202,6 +1457,9 @@ def cli_options(f: Callable) -> Callable:
         click.option("--steps", type=click.IntRange(min=1), default=None,
                      help="number of steps [default: 150, or the price file's length - 1]"),
         click.option("--seed", type=int, default=1, show_default=True),
+        click.option("--seeds", default=None,
+                     help="several runs: seeds as a range or list (1-5, 1,3,7); each run in OUT/seed<S>/, "
+                          "the seed table in OUT/aggregate.md and aggregate.json (replaces --seed)"),
         click.option("--out", "out_dir", default="sim_out", show_default=True, help="output folder"),
         click.option("--step-seconds", type=click.IntRange(min=30), default=STEP_SECONDS, show_default=True),
         click.option("--prices", "prices_csv", default=None,
@@ -1223,7 +1481,7 @@ def cli_options(f: Callable) -> Callable:
     return f
 
 
-def run_from_cli(scenario, steps, seed, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
+def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
                  insurance_seed, pool_cooldown, keeper_discount_bps) -> SimSummary:
     """What both command lines do after connecting: run, print the summary; errors as one line."""
     import click
@@ -1235,17 +1493,26 @@ def run_from_cli(scenario, steps, seed, out_dir, step_seconds, prices_csv, drift
                                       jump_std=jump_std).items() if v is not None}
     if steps is None and prices_csv is None:
         steps = 150
+    def echo(summary: SimSummary) -> None:
+        for line in summary.lines():  # plain lines, never wrapped: the demo and scripts read them
+            click.echo("  " + line)
+
+    options = dict(step_seconds=step_seconds, prices_csv=prices_csv, override=override,
+                   insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
+                   keeper_discount_bps=keeper_discount_bps, progress=True)
     try:
         click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")
-        summary = run_simulation(scenario, steps, seed, out_dir, step_seconds=step_seconds, prices_csv=prices_csv,
-                                 override=override, insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
-                                 keeper_discount_bps=keeper_discount_bps, progress=True)
+        if seeds is not None:
+            agg = run_seeds(scenario, steps, parse_seeds(seeds), out_dir, on_summary=echo, **options)
+            click.echo(aggregate_markdown(agg))
+            click.echo(f"wrote {Path(out_dir) / 'aggregate.md'} and {Path(out_dir) / 'aggregate.json'}")
+            return agg
+        summary = run_simulation(scenario, steps, seed, out_dir, **options)
     except SimError as e:
         raise click.ClickException(str(e)) from None
     except ApeException as e:
         raise click.ClickException(f"simulation failed: {e}") from None
-    for line in summary.lines():  # plain lines, never wrapped: the demo and scripts read them
-        click.echo("  " + line)
+    echo(summary)
     return summary
 
 
