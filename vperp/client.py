@@ -43,8 +43,10 @@ FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
 # ----------------------------------------------------------------------------- the abi/ directory
 
 CORE_CONTRACTS = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController")
+# Stateless views over the core; records written before it existed lack it (the SDK's helpers then say so).
+PERIPHERY = ("PerpReader",)
 INTERFACES = ("IVault", "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController",
-              "AggregatorV3Interface")
+              "AggregatorV3Interface", "IPerpReader")
 ERC20_INTERFACE = "IERC20Metadata"  # the standard ERC-20 surface (with name/symbol/decimals) of the collateral
 MOCKS = ("MockERC20", "MockAggregator")  # local chains: mintable collateral, settable price feed
 ERC20_NAMES = {"name", "symbol", "decimals", "totalSupply", "balanceOf", "transfer", "allowance", "approve",
@@ -56,7 +58,7 @@ def abi_relpath(name: str) -> str:
     return f"abi/mocks/{name}.json" if name in MOCKS else f"abi/{name}.json"
 
 
-ABI_FILES = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *INTERFACES, ERC20_INTERFACE, *MOCKS)}
+ABI_FILES = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *PERIPHERY, *INTERFACES, ERC20_INTERFACE, *MOCKS)}
 
 
 def abi_json(contract_type) -> list[dict]:
@@ -73,7 +75,7 @@ def erc20_abi(mock_erc20_type) -> list[dict]:
 def expected_abis(project) -> dict[str, list[dict]]:
     """Every file of `abi/` (relative path -> ABI list) from the compiled project."""
     out = {abi_relpath(name): abi_json(getattr(project, name).contract_type)
-           for name in (*CORE_CONTRACTS, *INTERFACES, *MOCKS)}
+           for name in (*CORE_CONTRACTS, *PERIPHERY, *INTERFACES, *MOCKS)}
     out[abi_relpath(ERC20_INTERFACE)] = erc20_abi(project.MockERC20.contract_type)
     return out
 
@@ -126,7 +128,9 @@ def build_record(system, config, chain, first_block: int) -> dict:
     contracts = {"Vault": system.vault.address, "ClearingHouse": system.clearing_house.address,
                  "LiquidationEngine": system.liquidation.address, "LiquidityPool": system.pool.address,
                  "AmmController": system.amm.address, "collateral": system.collateral.address}
-    abi = {name: abi_relpath(name) for name in CORE_CONTRACTS}
+    if getattr(system, "reader", None) is not None:
+        contracts["PerpReader"] = system.reader.address
+    abi = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *(n for n in PERIPHERY if n in contracts))}
     abi["collateral"] = abi_relpath("MockERC20" if config.collateral == "mock" else "IERC20Metadata")
     markets = {sym: {"id": m.id, "oracle": m.oracle.address, "mock": m.config.oracle == "mock",
                      "abi": abi_relpath("MockAggregator" if m.config.oracle == "mock" else "AggregatorV3Interface")}
@@ -351,6 +355,31 @@ class Trade:
     price_after: Decimal
 
 
+@dataclass(frozen=True)
+class MarketSummary:
+    """`PerpReader.marketSummary` in human units (prices in quote per base, rates in % per hour)."""
+
+    symbol: str
+    market_id: int
+    index_price: Decimal | None  # None while the feed is stale or invalid
+    spot_price: Decimal
+    mark_twap: Decimal
+    index_twap: Decimal
+    applied_pct_per_hour: Decimal
+    target_pct_per_hour: Decimal
+    premium_pct: Decimal
+    long_open_interest: Decimal
+    short_open_interest: Decimal
+    max_open_interest: Decimal  # per side, base
+    oi_notional_cap: Decimal  # per side, quote: pool balance x maxOiPoolRatio
+    max_long: Decimal  # largest buy the band and caps allow now (0 while the index is invalid)
+    max_short: Decimal
+    base_reserve: Decimal
+    quote_reserve: Decimal
+    pause_level: int
+    raw: Any  # the struct as the contract returned it (WAD integers, nested state/params)
+
+
 class ClientError(Exception):
     """A problem on the SDK's side (no account, unknown market, nothing to close)."""
 
@@ -375,6 +404,10 @@ class Client:
         self.liquidation = self._contract("LiquidationEngine", c["LiquidationEngine"], abi.get("LiquidationEngine"))
         self.pool = self._contract("LiquidityPool", c["LiquidityPool"], abi.get("LiquidityPool"))
         self.amm = self._contract("AmmController", c["AmmController"], abi.get("AmmController"))
+        # Records written before the reader existed have none: its helpers raise ClientError then.
+        self.reader = (self._contract("PerpReader", c["PerpReader"], abi.get("PerpReader"))
+                       if c.get("PerpReader") else None)
+        self._subaccount_scan: dict[str, tuple[int, set[int]]] = {}  # owner -> (next block to scan, subs seen)
         mock_collateral = record["config"].get("collateral") == "mock"
         self.collateral = self._contract("MockERC20" if mock_collateral else "IERC20Metadata", c["collateral"],
                                          abi.get("collateral"))
@@ -484,7 +517,7 @@ class Client:
             self._system = System(vault=self.vault, clearing_house=self.clearing_house, collateral=self.collateral,
                                   markets=markets, deployer=self.record.get("deployer"), config=config,
                                   liquidation=self.liquidation, pool=self.pool, funding=self.clearing_house,
-                                  amm=self.amm)
+                                  amm=self.amm, reader=self.reader)
         return self._system
 
     # ------------------------------------------------------------- money
@@ -500,6 +533,16 @@ class Client:
     def withdraw(self, amount, sub: int = 0):
         """Withdraw `amount` (human units) from sub-account `sub` to the account."""
         return self.vault.withdraw(sub, self.units(amount), sender=self._sender())
+
+    def withdraw_all(self, sub: int = 0):
+        """Withdraw everything free in sub-account `sub` (`withdraw(sub, type(uint256).max)`: whole token
+        units of min(free collateral, collateral), computed when the transaction runs)."""
+        return self.vault.withdraw(sub, 2**256 - 1, sender=self._sender())
+
+    def withdrawable(self, sub: int = 0, owner=None) -> Decimal:
+        """What `withdraw_all` would pay now, in human collateral units (`PerpReader.withdrawable`)."""
+        amount, _ = self._reader().withdrawable(self._owner(owner), sub)
+        return _CTX.divide(Decimal(int(amount)), Decimal(10**self.decimals))
 
     # ------------------------------------------------------------- trading
 
@@ -585,6 +628,60 @@ class Client:
         return Funding(symbol=symbol, applied_pct_per_hour=pct(applied), target_pct_per_hour=pct(target),
                        premium_pct=pct(premium), mark_twap=from_wad(mark_twap), index_twap=from_wad(index_twap),
                        projected_1h_pct_per_hour=pct(p1), projected_8h_pct_per_hour=pct(p8), raw=raw)
+
+    def _reader(self):
+        if self.reader is None:
+            raise ClientError(f"{self.path} has no PerpReader (written before it existed): deploy again to get one")
+        return self.reader
+
+    def liquidation_price(self, symbol: str, sub: int = 0, owner=None) -> Decimal | None:
+        """The index of `symbol` at which the account becomes liquidatable, everything else held
+        (`PerpReader.liquidationPrice`): a long is liquidatable at this price and at none above it, a short at
+        this price and at none below it. None when no price applies (no position; a long no positive index
+        liquidates)."""
+        price = self._reader().liquidationPrice(self._owner(owner), sub, self.market_id(symbol))
+        return from_wad(price) if price else None
+
+    def max_trade_size(self, symbol: str, is_long: bool) -> Decimal:
+        """Largest base a new position may take on one side now, by the price band and open-interest caps."""
+        return from_wad(self._reader().maxTradeSize(self.market_id(symbol), bool(is_long)))
+
+    def market_summary(self, symbol: str) -> MarketSummary:
+        """A market's state in one call (`PerpReader.marketSummary`)."""
+        mid = self.market_id(symbol)
+        r = self._reader().marketSummary(mid)
+
+        def pct(x):  # WAD fraction -> percent
+            return _CTX.divide(Decimal(int(x)), Decimal(10**16))
+
+        return MarketSummary(
+            symbol=symbol, market_id=mid, index_price=from_wad(r.indexPrice) if r.indexValid else None,
+            spot_price=from_wad(r.spotPrice), mark_twap=from_wad(r.markTwap), index_twap=from_wad(r.indexTwap),
+            applied_pct_per_hour=pct(r.appliedRate), target_pct_per_hour=pct(r.targetRate), premium_pct=pct(r.premium),
+            long_open_interest=from_wad(r.state.longOpenInterest), short_open_interest=from_wad(r.state.shortOpenInterest),
+            max_open_interest=from_wad(r.params.maxOpenInterest), oi_notional_cap=from_wad(r.oiNotionalCap),
+            max_long=from_wad(r.maxLong), max_short=from_wad(r.maxShort), base_reserve=from_wad(r.state.baseReserve),
+            quote_reserve=from_wad(r.state.quoteReserve), pause_level=int(r.pauseLevel), raw=r)
+
+    def subaccounts(self, owner=None, to_block: int | None = None, chunk: int = 10_000) -> list[int]:
+        """Every sub-account of `owner` that ever received collateral, sorted: the `subaccount` of the Vault's
+        `Deposit` events for `owner` (deposits and depositFor) and the `toSubaccount` of its
+        `MarginTransferred` events. No sub-account holds anything, or may trade, without one of the two.
+        Scans from the deployment's first block the first time and from where the last call stopped after
+        that (a cursor per owner), `chunk` blocks per log query."""
+        owner = self._owner(owner)
+        head = self.chain.blocks.head.number if to_block is None else int(to_block)
+        start, seen = self._subaccount_scan.get(owner, (self.start_block, set()))
+        seen = set(seen)
+        while start <= head:
+            stop = min(start + chunk, head + 1)
+            for log in self.vault.Deposit.range(start, stop, search_topics={"owner": owner}):
+                seen.add(int(log.subaccount))
+            for log in self.vault.MarginTransferred.range(start, stop, search_topics={"owner": owner}):
+                seen.add(int(log.toSubaccount))
+            start = stop
+        self._subaccount_scan[owner] = (start, seen)
+        return sorted(seen)
 
     def auctions(self) -> list[AuctionInfo]:
         """Live liquidation auctions (remaining size not zero), with the price a taker gets now."""

@@ -30,6 +30,7 @@ class System:
     pool: Any = None
     funding: Any = None
     amm: Any = None  # AmmController: depth follows the pool, repeg follows the index
+    reader: Any = None  # PerpReader: periphery views (withdrawable, liquidationPrice, maxTradeSize, marketSummary)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -105,4 +106,6 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
                 collateral.mint(deployer, units, sender=deployer)
             collateral.approve(spender, units, sender=deployer)
             fn(units)
+    # Last, so every other address (nonce-derived) is what it was before the reader existed.
+    system.reader = project.PerpReader.deploy(vault, ch, engine, sender=deployer)
     return system
