@@ -176,7 +176,8 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
     assert record["chain_id"] == chain.chain_id == 1337 and record["network"] == "local"
     assert record["deployer"] == accounts[0].address  # test account 0 when no --account on a local chain
     c = record["contracts"]
-    assert set(c) == {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "collateral"}
+    assert set(c) == {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader",
+                      "collateral"}
     vault = project.Vault.at(c["Vault"])
     ch = project.ClearingHouse.at(c["ClearingHouse"])
     # the wiring, read from the chain, matches the record
