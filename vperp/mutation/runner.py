@@ -56,7 +56,7 @@ UNIT_TESTS = {
                             "tests/test_coverage_gaps_guards.py"),
     "contracts/ClearingHouse.sol": (KILLS, "tests/test_trading_open.py", "tests/test_trading_positions.py",
                                     "tests/test_trading_errors.py", "tests/test_funding.py",
-                                    "tests/test_coverage_gaps_trading.py"),
+                                    "tests/test_coverage_gaps_trading.py", "tests/test_coverage_gaps_guards.py"),
     "contracts/LiquidationEngine.sol": (KILLS, "tests/test_liquidation.py", "tests/test_liquidation_scenarios.py",
                                         "tests/test_coverage_gaps_trading.py"),
     "contracts/LiquidityPool.sol": (KILLS, "tests/test_pool.py", "tests/test_coverage_gaps_guards.py"),
