@@ -84,13 +84,13 @@ contract PerpReader is IPerpReader {
     function withdrawable(address owner, uint32 subaccount) external view returns (uint256 amount, uint256 amountWad) {
         if (owner == address(0)) revert ZeroAddress();
         int256 coll = vault.collateral(owner, subaccount);
-        (, int256 free,,) = vault.health(owner, subaccount);
+        int256 free = vault.freeCollateral(owner, subaccount);
         int256 available = free < coll ? free : coll;
         if (available <= 0) return (0, 0);
         uint256 scale = IVaultGetters(address(vault)).tokenScale();
-        // Cast: available > 0.
-        amount = uint256(available) / scale;
-        amountWad = amount * scale;
+        // Cast: available > 0. Whole token units: the WAD below one unit stays.
+        amountWad = uint256(available) - uint256(available) % scale;
+        amount = amountWad / scale;
     }
 
     /// @inheritdoc IPerpReader
@@ -101,17 +101,20 @@ contract PerpReader is IPerpReader {
         (int256 size, int256 openNotional,) = ch.position(owner, subaccount, marketId);
         if (size == 0) return NO_LIQUIDATION_PRICE;
         IClearingHouse.MarketParams memory p = ch.marketParams(marketId);
-        Line memory l;
+        int256 rest;
         {
             (int256 value, uint256 maintenance,,) = vault.liquidationState(owner, subaccount);
             // This market's own terms at the current index, exactly as the Vault summed them.
             IClearingHouse.MarginSummary memory own = ch.marginSummary(owner, subaccount, uint256(1) << (marketId - 1));
             // Casts: requirements are far below 2^255 (sizes and prices < 2^128, ratios <= 1).
-            l.rest = value - own.unrealizedPnl - openNotional - (int256(maintenance) - int256(own.maintenance));
+            rest = value - own.unrealizedPnl - openNotional - (int256(maintenance) - int256(own.maintenance));
         }
-        l.size = size;
-        l.free = (size - ch.auctionedSize(owner, subaccount, marketId)).abs();
-        l.mmr = p.mmr;
+        Line memory l = Line({
+            rest: rest,
+            size: size,
+            free: (size - ch.auctionedSize(owner, subaccount, marketId)).abs(),
+            mmr: p.mmr
+        });
         uint256 unit = 10 ** (18 - uint256(AggregatorV3Interface(p.oracle).decimals()));
         return size > 0 ? _longThreshold(l, unit) : _shortThreshold(l, unit);
     }
@@ -210,33 +213,45 @@ contract PerpReader is IPerpReader {
         IClearingHouse.MarketState memory st,
         IClearingHouse.MarketParams memory p
     ) internal view returns (uint256) {
-        TradeCheck memory t;
-        t.isLong = isLong;
-        t.x = st.baseReserve;
-        t.y = st.quoteReserve;
-        t.index = index;
-        t.band = index.mulWadDown(p.maxSpread);
-        uint256 spot = VAmmMath.price(t.x, t.y);
-        t.distBefore = spot > index ? spot - index : index - spot;
-        t.oi = isLong ? st.longOpenInterest : st.shortOpenInterest;
-        t.maxOi = p.maxOpenInterest;
-        t.pool = vault.poolBalance();
-        t.ratio = p.maxOiPoolRatio;
-        t.takerFee = p.takerFee;
-        t.insuranceShare = IClearingHouseGetters(address(clearingHouse)).insuranceFeeShare(marketId);
+        uint256 spot = VAmmMath.price(st.baseReserve, st.quoteReserve);
+        TradeCheck memory t = TradeCheck({
+            isLong: isLong,
+            x: st.baseReserve,
+            y: st.quoteReserve,
+            index: index,
+            band: index.mulWadDown(p.maxSpread),
+            distBefore: spot > index ? spot - index : index - spot,
+            oi: isLong ? st.longOpenInterest : st.shortOpenInterest,
+            maxOi: p.maxOpenInterest,
+            pool: vault.poolBalance(),
+            ratio: p.maxOiPoolRatio,
+            takerFee: p.takerFee,
+            insuranceShare: IClearingHouseGetters(address(clearingHouse)).insuranceFeeShare(marketId)
+        });
 
         // Upper end: the absolute cap; a buy must leave base in the curve.
         uint256 hi = t.maxOi > t.oi ? t.maxOi - t.oi : 0;
         if (isLong && hi >= t.x) hi = t.x - 1;
         if (hi == 0) return 0;
-        uint256 guess = hi;
+        uint256 guess = _bandGuess(t, hi);
+        // The pool-ratio cap, with the fee of the trade at the guess credited to the pool.
+        guess = _min(guess, _poolCapRoom(t, t.pool));
+        if (guess != 0) guess = _min(guess, _poolCapRoom(t, t.pool + _poolFee(t, _min(guess, hi))));
+        return _largestFit(t, _min(guess, hi), hi);
+    }
+
+    /// @dev Near the largest b the band allows (`hi` when it allows any): a first guess for the search.
+    function _bandGuess(TradeCheck memory t, uint256 hi) internal pure returns (uint256 guess) {
+        guess = hi;
+        uint256 index = t.index;
+        bool isLong = t.isLong;
         // The band: the price after may go to index +- max(band, distance before) (further only back toward
         // the index), so solve x' y' = x y for it: x'^2 = x y / limit.
         uint256 reach = t.band > t.distBefore ? t.band : t.distBefore;
         // A buy's limit is above the index, a sell's below it (none when the band reaches zero). A limit so
         // low that x y / limit overflows leaves the search to find the answer from `hi`.
         uint256 limit = isLong ? index + reach : (reach < index ? index - reach : 0);
-        // Casts: reserves are <= 1e36, so x y < 2^240.
+        // Reserves are <= 1e36 (ClearingHouse bound), so x y < 2^240 cannot overflow.
         if (limit != 0 && t.x * t.y / limit < type(uint256).max / WAD) {
             uint256 x1Squared = Math.mulDiv(t.x * t.y, WAD, limit);
             if (isLong) {
@@ -247,10 +262,6 @@ contract PerpReader is IPerpReader {
                 guess = x1 > t.x ? x1 - t.x : 0;
             }
         }
-        // The pool-ratio cap, with the fee of the trade at the guess credited to the pool.
-        guess = _min(guess, _poolCapRoom(t, t.pool));
-        if (guess != 0) guess = _min(guess, _poolCapRoom(t, t.pool + _poolFee(t, _min(guess, hi))));
-        return _largestFit(t, _min(guess, hi), hi);
     }
 
     /// @dev Base the pool-ratio cap leaves with the pool at `pool`: oi + b <= floor(cap WAD / index).
@@ -298,8 +309,8 @@ contract PerpReader is IPerpReader {
     /// @dev The b in [0, hi] with _fits(b) and not _fits(b + 1) (or b = hi), searched from `guess`: gallop
     ///      away from it until the answer is bracketed, then bisect. A guess a few wei off costs a few calls.
     function _largestFit(TradeCheck memory t, uint256 guess, uint256 hi) internal pure returns (uint256) {
-        uint256 lo;
-        uint256 up;
+        uint256 lo = 0;
+        uint256 up = 0;
         uint256 step = 1;
         if (_fits(t, guess)) {
             lo = guess;
