@@ -406,7 +406,7 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,7 +465,7 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
                                            ("short OI", col(f"{k}_short_oi"), {"lw": 1.4, "ls": "--"})], "base")
 
     def single(name: str, series: list[tuple[str, list[float]]], ylabel: str, step: bool = False,
-               fmt=usd) -> None:
+               fmt=usd, integer: bool = False) -> None:
         fig, ax = plt.subplots(figsize=(PLOT_WIDTH_IN, 3.6))
         for i, (label, ys) in enumerate(series):
             style = {**styles[i % len(styles)], "marker": markers[i % len(markers)], "markevery": mark_every,
@@ -477,6 +477,8 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
         ax.set_xlabel("hours", fontsize=9)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.yaxis.set_major_formatter(fmt)
+        if integer:  # counts: whole-number ticks only
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         decorate(ax)
         save(fig, name)
 
@@ -487,7 +489,7 @@ def plot_run(rows: Sequence[dict[str, float]], symbols: Sequence[str], out_dir: 
     single("bad_debt", [("cumulative bad debt", col("bad_debt")), ("paid by insurance", col("bad_debt_insurance")),
                         ("paid by the pool", col("bad_debt_pool"))], "USD", step=True)
     single("liquidations", [("kicks", col("kicks")), ("takes", col("takes")), ("redos", col("redos")),
-                            ("backstops", col("backstops"))], "cumulative count", step=True)
+                            ("backstops", col("backstops"))], "cumulative count", step=True, integer=True)
     return written
 
 
