@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 LIMIT = 24_576
-PRODUCTION = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController")
+PRODUCTION = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader")
 
 
 @pytest.mark.parametrize("name", PRODUCTION)
