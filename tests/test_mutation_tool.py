@@ -207,7 +207,8 @@ def test_production_files_and_dependents():
     c = Compiler(ROOT)
     files = production_files(c)
     assert "contracts/Vault.sol" in files and "contracts/libraries/WadMath.sol" in files
-    assert not any("/mocks/" in f or "/interfaces/" in f for f in files)
+    assert "contracts/periphery/PerpReader.sol" in files
+    assert not any("/mocks/" in f or "/interfaces/" in f or f.split("/")[-1].startswith("IPerp") for f in files)
     assert c.dependents("contracts/Vault.sol") == ["contracts/Vault.sol"]
     users = c.dependents("contracts/libraries/WadMath.sol")
     for f in ("contracts/ClearingHouse.sol", "contracts/LiquidityPool.sol", "contracts/libraries/VAmmMath.sol",
@@ -218,16 +219,16 @@ def test_production_files_and_dependents():
 
 def test_standard_json_build_equals_apes():
     """The mutant builds are Ape's builds: the same code as .build/__local__.json for an unchanged source
-    (metadata aside, which hashes the set of files Ape's last compile was given)."""
+    (metadata aside, which hashes the set of files Ape's last compile was given). MockERC20 goes through the
+    OpenZeppelin remapping. Only a unit that imports nothing of the project's is compared: Ape recompiles a
+    changed file but not the units importing it, so the checkout's manifest can hold stale code for those
+    (the campaign compares after its own `ape compile -f`, `Workspace.check_compiler`)."""
     build = ROOT / ".build" / "__local__.json"
     ape = json.loads(build.read_text())["contractTypes"]
-    # two small units (a full production contract takes 10-20 s under via-IR): one through the OpenZeppelin
-    # remapping, one with production libraries
-    types = Compiler(ROOT).bytecode(["contracts/mocks/MockERC20.sol", "contracts/mocks/FundingMathHarness.sol"])
-    assert {"MockERC20", "FundingMathHarness"} <= set(types)
-    for name in ("MockERC20", "FundingMathHarness"):
-        assert strip_metadata(types[name]["runtime"]) == strip_metadata(ape[name]["runtimeBytecode"]["bytecode"])
-        assert strip_metadata(types[name]["deployment"]) == strip_metadata(ape[name]["deploymentBytecode"]["bytecode"])
+    types = Compiler(ROOT).bytecode(["contracts/mocks/MockERC20.sol"])
+    assert strip_metadata(types["MockERC20"]["runtime"]) == strip_metadata(ape["MockERC20"]["runtimeBytecode"]["bytecode"])
+    assert strip_metadata(types["MockERC20"]["deployment"]) == \
+        strip_metadata(ape["MockERC20"]["deploymentBytecode"]["bytecode"])
 
 
 def _m(file, op, i):

@@ -21,12 +21,16 @@ from .operators import OPERATORS, Mutant, generate
 from .runner import FAST_TESTS, QUICK_ENV, UNIT_TESTS, Result, Stage, Workspace, evaluate, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("contracts/*.sol", "contracts/libraries/*.sol")  # not mocks, not interfaces
+PRODUCTION = ("contracts/*.sol", "contracts/libraries/*.sol", "contracts/periphery/*.sol")  # not mocks, interfaces
 
 
 def production_files(compiler: Compiler) -> list[str]:
+    def interface(u: str) -> bool:  # `I` + a capital: IPerpReader.sol next to PerpReader.sol
+        name = u.rsplit("/", 1)[-1]
+        return len(name) > 1 and name[0] == "I" and name[1].isupper()
+
     return [u for u in compiler.project_files()
-            if u.count("/") == 1 or u.startswith("contracts/libraries/")]
+            if (u.count("/") == 1 or u.startswith(("contracts/libraries/", "contracts/periphery/"))) and not interface(u)]
 
 
 def all_mutants(compiler: Compiler, files: list[str], operators) -> list[Mutant]:

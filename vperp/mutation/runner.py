@@ -67,6 +67,7 @@ UNIT_TESTS = {
                                          "tests/test_amm_controller.py"),
     "contracts/libraries/FundingMath.sol": (KILLS, "tests/test_funding_math.py", "tests/test_funding.py"),
     "contracts/libraries/OracleLib.sol": (KILLS, "tests/test_trading_errors.py", "tests/test_trading_open.py"),
+    "contracts/periphery/PerpReader.sol": (KILLS, "tests/test_reader.py"),
 }
 
 STATUSES = ("killed", "survived", "timeout", "stillborn", "equivalent", "error")
