@@ -37,3 +37,19 @@ def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, c
     assert after.lastUpdate == first + dt
     assert after.fundingRate == rate < st.fundingRate
     assert area > 0 and after.cumulativeFunding - st.cumulativeFunding == area * st.lastIndexPrice // (3600 * WAD)
+
+
+def test_reader_max_trade_size_answers_a_sell_when_the_band_reaches_zero(system):
+    """Kills 052a623699 (PerpReader._bandGuess: `limit != 0 && x * y / limit < ...` -> `||`): with the vAMM
+    at more than twice the index, a sell's price limit (index - max(band, distance)) is zero, and the guess
+    must be skipped rather than divide by it; the view answers, within the absolute open-interest room."""
+    ch, reader, m = system.clearing_house, system.reader, system.markets["ETH"]
+    st = ch.marketState(m.id)
+    spot = st.quoteReserve * WAD // st.baseReserve
+    index = 1_400 * WAD
+    assert spot > 2 * index  # the distance before (spot - index) exceeds the index itself
+    m.oracle.updateAnswer(index // 10**10, sender=system.deployer)  # an 8-decimal feed
+    assert ch.indexPrice(m.id) == index
+    b = reader.maxTradeSize(m.id, False)
+    room = ch.marketParams(m.id).maxOpenInterest - st.shortOpenInterest
+    assert 0 < b <= room
