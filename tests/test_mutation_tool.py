@@ -1,7 +1,8 @@
 """The mutation tool itself (vperp.mutation): operators on a hand-written contract, the standard-JSON build
-against Ape's, metadata stripping, equivalent and stillborn mutants, the stratified sample, the report
-and its markers, the pytest outcome parsing. No mutant runs the suite here (that is the tool's job:
-`python -m vperp.mutation`, docs/testing.md "Mutation testing")."""
+against Ape's, metadata stripping, equivalent and stillborn mutants, the stratified sample, the report's
+score arithmetic and markers, the pytest outcome parsing; end to end on the small contract, a mutant a
+probe test catches is killed, one it cannot see survives, and neither the project's contracts/ nor its
+.build/ is ever written. The real campaign is the tool's job (`./run.sh ape run mutate`, docs/mutation.md)."""
 from __future__ import annotations
 
 import json
