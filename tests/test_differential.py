@@ -36,7 +36,7 @@ every example starts with live funding of both signs. Each example then runs ins
 `chain.snapshot()` / `chain.restore()`, so examples do not leak state. Transactions go to the node
 through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
-Profiles: default (CI, a smoke layer: the fast tier carries the depth) 8 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
+Profiles: default (CI, a smoke layer: the fast tier carries the depth) 3 examples of 5-9 chunks (a chunk is one step, or a liquidation in the
 making: lever, adverse jump, kick, then takes, redos, a backstop, or a recovery and a cancel), plus the
 fixed examples below (a liquidation under water, a drift, the recovery paths, a backstop the auction's
 price cuts short, a recovered account's backstop, credits into an account in liquidation, the LP-flow
@@ -60,7 +60,7 @@ from chain_harness import (MARKETS, STATS, Runner, build_env, print_report, repo
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 # CI: a smoke layer on the real client (the fast tier, tests/fast, runs the same comparison for >= 20,000 steps).
-EXAMPLES, STEPS = (500, 50) if LONG else (8, 15)
+EXAMPLES, STEPS = (500, 50) if LONG else (3, 15)
 EXAMPLES = int(os.environ.get("VPERP_FUZZ_EXAMPLES", EXAMPLES))  # override, e.g. for a quick local run
 
 TRADERS = 3

@@ -80,7 +80,7 @@ Exploit properties (the value-safety review's findings; `PROPS` counts how often
 Every CI run also plays one fixed script per exploit (`test_exploit_scripts`): the machine's own rules
 in a fixed order, every invariant after each rule.
 
-Profiles: CI (default, a smoke layer: the fast tier's machine carries the depth) 3 runs x up to 30 rules, plus the scripts; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
+Profiles: CI (default, a smoke layer: the fast tier's machine carries the depth) 1 run of up to 30 rules, plus the scripts; `VPERP_FUZZ=long` 200 runs x 60 steps (hours, on
 either chain: add `--network ethereum:local:foundry` for Anvil). `VPERP_FUZZ_EXAMPLES=n` overrides.
 The run prints steps/s and what was exercised.
 """
@@ -102,7 +102,7 @@ from vperp.model import Cancelled, ModelRevert, Redone, exit_value, mul_wad_up, 
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 # CI: a smoke layer on the real client plus every fixed script (the fast tier's machine runs thousands of steps).
-RUNS, STEPS = (200, 60) if LONG else (3, 30)
+RUNS, STEPS = (200, 60) if LONG else (1, 30)
 RUNS = int(os.environ.get("VPERP_FUZZ_EXAMPLES", RUNS))
 
 TRADERS = (0, 1, 2)
