@@ -15,13 +15,26 @@ switched off (maxFundingRate 0) as in test_value_safety.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 from ape.exceptions import ContractLogicError, VirtualMachineError
 
 from vperp import deploy
 from vperp.config import DeployConfig, MarketConfig
+from test_value_safety import (  # the first review's helpers and fixtures, shared as they are
+    Crew,
+    _no_funding,
+    at,
+    crew,
+    funding_off,
+    lp_deposit,
+    mint,
+    pool_plus_insurance,
+    refresh_oracles,
+    set_index,
+    start,
+    usd,
+)
 
 WAD = 10**18
 SCALE = 10**12
@@ -33,10 +46,6 @@ DUST = 10**13  # 0.00001 USD: rounding tolerance on value comparisons
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def usd(x_wad: int) -> str:
-    return f"{x_wad / WAD:,.2f}"
 
 
 def reason(exc) -> str:
@@ -71,39 +80,6 @@ def refused() -> str:
     return out
 
 
-@dataclass
-class Crew:
-    keeper: object
-    taker: object
-    victim: object
-    honest_lp: object
-    atk: list
-
-
-@pytest.fixture(scope="module")
-def crew(accounts, deployer):
-    while len(accounts) < 18:
-        accounts.generate_test_account()
-    c = Crew(keeper=accounts[6], taker=accounts[7], victim=accounts[16], honest_lp=accounts[17],
-             atk=[accounts[i] for i in range(8, 16)])
-    for a in [c.keeper, c.taker, c.victim, c.honest_lp, *c.atk]:
-        if a.balance < 10**19:
-            deployer.transfer(a, 10**20)
-    return c
-
-
-def funding_off(s) -> None:
-    ch = s.clearing_house
-    for m in s.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours), sender=s.deployer)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_funding(system):
-    funding_off(system)
-
-
 @pytest.fixture(autouse=True)
 def _clear_log():
     LOG.clear()
@@ -111,43 +87,10 @@ def _clear_log():
     LOG.clear()
 
 
-def start(chain, ahead: int = 1_000) -> int:
-    t = chain.pending_timestamp + ahead
-    chain.pending_timestamp = t
-    return t
-
-
-def at(chain, t: int) -> None:
-    chain.pending_timestamp = t
-
-
-def mint(s, who, human) -> int:
-    units = s.units(human)
-    s.collateral.mint(who, units, sender=who)
-    return units
-
-
 def fund(s, who, human, sub: int = 0) -> None:
     units = mint(s, who, human)
     s.collateral.approve(s.vault, units, sender=who)
     s.vault.deposit(sub, units, sender=who)
-
-
-def lp_deposit(s, who, human) -> int:
-    units = mint(s, who, human)
-    s.collateral.approve(s.pool, units, sender=who)
-    before = s.pool.balanceOf(who)
-    s.pool.deposit(units, who, sender=who)
-    return s.pool.balanceOf(who) - before
-
-
-def set_index(s, symbol: str, answer: int) -> None:
-    s.markets[symbol].oracle.updateAnswer(answer, sender=s.deployer)
-
-
-def refresh_oracles(s) -> None:
-    for m in s.markets.values():
-        m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=s.deployer)
 
 
 def trade(s, who, mid: int, base: int, sub: int = 0):
@@ -189,10 +132,6 @@ def band_target_base(s, mid: int, toward_price: int) -> int:
     x, y = st.baseReserve, st.quoteReserve
     x1 = math.isqrt(x * y * WAD // toward_price)
     return x - x1
-
-
-def pool_plus_insurance(s) -> int:
-    return s.vault.poolBalance() + s.vault.insuranceFund()
 
 
 # ---------------------------------------------------------------------------- R1: exit ahead of the kick
