@@ -360,7 +360,8 @@ SEEDS_STEPS = 6
 
 @pytest.fixture(scope="module")
 def seed_runs(tmp_path_factory):
-    """`--seeds 2-3` and, alongside, seed 3 alone: a short crash each (the shock starts at once)."""
+    """`--seeds 2-3` and, alongside, seed 3 alone from the shipped YAML config (`--config`, the same system as
+    the defaults): a short crash each (the shock starts at once)."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     many, alone = tmp_path_factory.mktemp("seeds"), tmp_path_factory.mktemp("alone")
@@ -368,7 +369,8 @@ def seed_runs(tmp_path_factory):
             "--steps", str(SEEDS_STEPS), "--out"]
     procs = [subprocess.Popen(args + [str(out)] + extra, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env={**os.environ, "COLUMNS": "200"})
-             for out, extra in ((many, ["--seeds", "2-3"]), (alone, ["--seed", "3"]))]
+             for out, extra in ((many, ["--seeds", "2-3"]),
+                                (alone, ["--seed", "3", "--config", "deployments/config/local.yaml"]))]
     outputs = []
     for p in procs:
         output, _ = p.communicate(timeout=240)
@@ -394,6 +396,22 @@ def test_seeds_write_one_folder_per_seed_and_the_seed_table(seed_runs):
 
 
 def test_a_seed_among_others_gives_the_csv_it_gives_alone(seed_runs):
+    """Also: the shipped YAML config simulates the shipped defaults, and the summary says which ran."""
     many, alone, _ = seed_runs
     assert (many / "seed3" / "steps.csv").read_bytes() == (alone / "steps.csv").read_bytes()
+    by_file, by_default = (json.loads((d / "summary.json").read_text()) for d in (alone, many / "seed3"))
+    assert by_file["config"] == "deployments/config/local.yaml" and by_default["config"] == "shipped defaults"
+    assert by_file["auctions"] == by_default["auctions"] and set(by_file["auctions"]) == {"ETH", "BTC"}
     assert (many / "seed2" / "steps.csv").read_bytes() != (alone / "steps.csv").read_bytes()
+
+
+def test_a_config_file_that_does_not_load_is_one_named_line(tmp_path):
+    from vperp.sim import SimError, _load_config
+
+    with pytest.raises(SimError, match="config file not found"):
+        _load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("markets:\n  - symbol: ETH\n    price: 3000\n    auction_curve: cubic\n")
+    with pytest.raises(SimError, match=r"--config .*bad.yaml"):
+        _load_config(bad)
+    assert _load_config(None) is None

@@ -758,6 +758,8 @@ class SimSummary:
     pool_pnl: dict[str, float]  # the NAV's change over the run by source (USD), see Simulation._pool_pnl
     csv: str
     plots: list[str]
+    config: str = "shipped defaults"  # the deployment simulated: "shipped defaults" or the YAML file's path
+    auctions: dict[str, str] = field(default_factory=dict)  # per market: curve, duration, max discount, reset drop
 
     def lines(self) -> list[str]:
         rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
@@ -765,6 +767,8 @@ class SimSummary:
         return [
             f"scenario {self.scenario}, {self.steps} steps of {self.step_seconds} s "
             f"({self.steps * self.step_seconds / HOUR:.1f} h simulated), seed {self.seed}, on {self.network}",
+            f"deployment: {self.config}; auctions: "
+            + ("; ".join(f"{k} {v}" for k, v in self.auctions.items()) or "n/a"),
             f"wall time {self.wall_seconds:.1f} s: {self.steps_per_second:.2f} steps/s",
             f"largest index drop within 1 h: {drops}",
             f"trades {self.trades}; reverts {sum(self.reverts.values())} ({rv})",
@@ -925,7 +929,8 @@ class Simulation:
     def __init__(self, scenario: Scenario, steps: int, seed: int, out_dir: Path, *, dt: int = STEP_SECONDS,
                  prices: dict[str, list[float]] | None = None, override: dict[str, float] | None = None,
                  insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
-                 keeper_discount_bps: int = 100) -> None:
+                 keeper_discount_bps: int = 100, config: "DeployConfig | None" = None,
+                 config_source: str | None = None) -> None:
         from ape import accounts, chain, project
 
         from .config import default_config
@@ -943,7 +948,13 @@ class Simulation:
         deployer = test_accounts[0]
         self._pin_clock()
 
-        base = default_config()
+        base = config if config is not None else default_config()
+        self.config_source = config_source or ("a given config" if config is not None else "shipped defaults")
+        self.auctions = {m.symbol: f"{m.auction_curve} {m.auction_duration} s to {m.auction_max_discount:.2%}, "
+                                   f"reset {m.auction_reset_drop:.0%}" for m in base.markets}
+        if config is not None and (config.collateral != "mock" or any(m.oracle != "mock" for m in config.markets)):
+            raise SimError("the simulator posts prices to mock feeds and mints mock collateral: "
+                           "the config's collateral and oracles must be \"mock\"")
         start = {m.symbol: m.price for m in base.markets}
         self.paths = index_paths(scenario, steps, seed, start, dt, prices, override)
         self._csv_symbols = set(prices or {})
@@ -1364,7 +1375,8 @@ class Simulation:
             lp_share_price_start=share[0], lp_share_price_peak=max(share), lp_share_price_min=min(share),
             lp_share_price_end=share[-1], lp_share_price_drawdown=round(drawdown(share)[0], 6),
             shock_hours=list(shock) if shock else None, pool_pnl=self._pool_pnl(),
-            csv=str(csv_path), plots=[str(p) for p in plots])
+            csv=str(csv_path), plots=[str(p) for p in plots], config=self.config_source,
+            auctions=self.auctions)
         (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         return summary
 
@@ -1393,14 +1405,16 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
                    *, step_seconds: int = STEP_SECONDS, prices_csv: str | Path | None = None,
                    override: dict[str, float] | None = None, insurance_seed: float = 100_000,
                    pool_cooldown: int | None = HOUR, keeper_discount_bps: int = 100,
-                   progress: bool = False) -> SimSummary:
+                   config: "DeployConfig | str | Path | None" = None, progress: bool = False) -> SimSummary:
     """Run one simulation on the connected (local) Ape network and write its outputs to `out_dir`:
     `steps.csv` (one row per step), `summary.json` and the PNG plots. Returns the summary.
 
     `override` replaces PathSpec fields (drift, vol, jump_rate, jump_mean, jump_std) for every market;
     `prices_csv` gives index paths for the markets it has a column for (then `steps` may be None: the
     file's length). `pool_cooldown` shortens the pool's withdrawal cooldown so LP redemptions happen in
-    a short run (None keeps the deployed 24 h)."""
+    a short run (None keeps the deployed 24 h). `config` is the deployment to simulate: a `DeployConfig`
+    or the path of a deployment YAML file (`vperp.config_file`); default: the shipped defaults. Its
+    markets' prices are replaced by the index path's first price, its insurance seed by `insurance_seed`."""
     from ape import chain
 
     from .config_file import is_local_network
@@ -1413,15 +1427,31 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     if prices_csv is not None:
         from .config import default_config
 
-        prices = read_price_csv(prices_csv, [m.symbol for m in default_config().markets])
+        symbols = [m.symbol for m in (_load_config(config) or default_config()).markets]
+        prices = read_price_csv(prices_csv, symbols)
         if steps is None:
             steps = len(next(iter(prices.values()))) - 1
     if steps is None:
         raise SimError("steps is required without a price file")
+    source = str(config) if isinstance(config, (str, Path)) else None
+    config = _load_config(config)
     sim = Simulation(sc, steps, seed, Path(out_dir), dt=step_seconds, prices=prices, override=override,
                      insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
-                     keeper_discount_bps=keeper_discount_bps)
+                     keeper_discount_bps=keeper_discount_bps, config=config, config_source=source)
     return sim.run(progress=progress)
+
+
+def _load_config(config: "DeployConfig | str | Path | None") -> "DeployConfig | None":
+    """A DeployConfig as given, or loaded from a YAML file (its errors become one-line SimErrors)."""
+    if config is None or not isinstance(config, (str, Path)):
+        return config
+    from .config_file import ConfigError, load_config
+
+    try:
+        loaded = load_config(config)
+    except (ConfigError, OSError) as e:
+        raise SimError(f"--config {config}: {e}") from None
+    return loaded
 
 
 def run_seeds(scenario: str | Scenario, steps: int | None, seeds: Sequence[int], out_dir: str | Path,
@@ -1477,6 +1507,9 @@ def cli_options(f: Callable) -> Callable:
                      help="pool withdrawal cooldown [s] for the run (deployed default: 86400)"),
         click.option("--keeper-discount-bps", type=click.IntRange(0, 10_000), default=100, show_default=True,
                      help="the keeper takes auctions at least this far below/above the index"),
+        click.option("--config", "config_path", default=None,
+                     help="deployment YAML to simulate (the format `ape run deploy --config` reads); "
+                          "collateral and oracles must be mock [default: the shipped defaults]"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -1484,7 +1517,7 @@ def cli_options(f: Callable) -> Callable:
 
 
 def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
-                 insurance_seed, pool_cooldown, keeper_discount_bps) -> SimSummary:
+                 insurance_seed, pool_cooldown, keeper_discount_bps, config_path=None) -> SimSummary:
     """What both command lines do after connecting: run, print the summary; errors as one line."""
     import click
     from ape.exceptions import ApeException
@@ -1503,6 +1536,7 @@ def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv
                    insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                    keeper_discount_bps=keeper_discount_bps, progress=True)
     try:
+        options["config"] = config_path
         click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")
         if seeds is not None:
             agg = run_seeds(scenario, steps, parse_seeds(seeds), out_dir, on_summary=echo, **options)
