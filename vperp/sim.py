@@ -166,6 +166,59 @@ def max_drop_within(prices: Sequence[float], dt: int, window: int) -> float:
     return worst
 
 
+# =============================================================================== the oracle agent (pure)
+
+
+@dataclass(frozen=True)
+class OraclePolicy:
+    """When the simulated Chainlink node posts a market's index, as a real feed does: on a move of more
+    than `deviation_bps` from the last posted answer, or once `heartbeat` seconds have passed since that
+    post. The defaults (0, 0) post every step, as the simulator always did. A heartbeat of 0 means every
+    step, so a threshold without a heartbeat would never matter and is refused (`check`); a heartbeat
+    without a threshold posts on the heartbeat alone."""
+
+    deviation_bps: int = 0  # [bps] of the last posted answer; 0: no deviation trigger
+    heartbeat: int = 0  # [s] since the last post; 0: every step
+
+    @property
+    def every_step(self) -> bool:
+        return self.heartbeat == 0
+
+    def should_post(self, answer: int, last_answer: int | None, now: int, last_posted_at: int | None) -> bool:
+        """Whether the feed posts `answer` (feed units) at `now`, given the last posted answer and time
+        (None: never posted in this run). The deviation is compared in exact integers: a move of exactly
+        the threshold does not post."""
+        if self.every_step or last_answer is None or last_posted_at is None:
+            return True
+        if now - last_posted_at >= self.heartbeat:
+            return True
+        return self.deviation_bps > 0 and abs(answer - last_answer) * 10_000 > self.deviation_bps * abs(last_answer)
+
+    def longest_gap(self, dt: int) -> int:
+        """The longest time [s] between two posts: the heartbeat rounded up to whole steps (the node acts
+        at step boundaries), or one step when it posts every step."""
+        return dt if self.every_step else math.ceil(self.heartbeat / dt) * dt
+
+    def check(self, dt: int, feed_heartbeats: dict[str, int]) -> None:
+        """Refuse settings that would make no sense or let a feed go stale in the run. The contracts
+        reject an answer older than the market's `heartbeat` (OracleLib: `updatedAt + heartbeat <
+        block.timestamp`); every read in the run happens less than `longest_gap` after the last post
+        (posts are the first transaction of their step), so a gap no longer than every market's
+        heartbeat keeps every feed fresh."""
+        if self.deviation_bps < 0 or self.heartbeat < 0:
+            raise SimError("--oracle-deviation-bps and --oracle-heartbeat must be >= 0")
+        if self.deviation_bps and not self.heartbeat:
+            raise SimError("--oracle-deviation-bps needs --oracle-heartbeat: a heartbeat of 0 posts every step, so "
+                           "the threshold would never matter (Chainlink's ETH/USD feeds: 50 bps, 3600 s)")
+        gap = self.longest_gap(dt)
+        stale = {s: h for s, h in feed_heartbeats.items() if gap > h}
+        if stale:
+            sym, h = min(stale.items(), key=lambda kv: kv[1])
+            raise SimError(f"--oracle-heartbeat {self.heartbeat}: with {dt} s steps a feed may go {gap} s without an "
+                           f"update, past {sym}'s staleness limit of {h} s (the deployment's heartbeat): its reads "
+                           f"would revert StaleOracle")
+
+
 # =============================================================================== scenarios
 
 
@@ -521,6 +574,7 @@ class View:
     free: dict[str, int]  # agent -> free collateral (WAD)
     min_size: dict[str, int]  # symbol -> minPositionSize
     imr: dict[str, int]  # symbol -> initial margin ratio
+    funding: dict[str, int] = field(default_factory=dict)  # symbol -> applied funding rate (WAD per hour; > 0: longs pay)
 
 
 def _round_size(base: float, minimum: int) -> int:
@@ -695,6 +749,47 @@ class Arbitrageur(Trader):
 
 
 @dataclass
+class BasisTrader(Trader):
+    """Funding carry (a basis trader): holds a position against the skew while the applied funding rate
+    pays it, and unwinds when it stops paying. Flat, it enters on the side the rate pays (short when
+    longs pay, rate > 0; long when shorts pay) once |rate| >= `enter_rate`; holding, it keeps the
+    position while the rate still pays its side at least `exit_rate`, and closes it otherwise (the rate
+    fell, or turned against it). Target: `max_leverage` x its equity split over the markets, at most
+    `max_notional` per step. Its hedge elsewhere (the spot it would hold) is outside the model.
+
+    At the default entry rate (0.003 %/h, about 26 % a year) the round trip's 0.2 % of fees takes about
+    three days of funding to earn back: a multi-day carry, of which a 12-hour run shows the effect on
+    the skew rather than the profit."""
+
+    enter_rate: float = 0.00003  # per hour
+    exit_rate: float = 0.00001  # per hour
+    max_notional: float = 200_000
+
+    def side(self, rate: float, current: float) -> int:
+        """The side to hold (+1 long, -1 short, 0 flat) given the applied rate per hour (> 0: longs pay)
+        and the current signed size."""
+        held = (current > 0) - (current < 0)
+        if held and -held * rate >= self.exit_rate:
+            return held  # still paid enough to stay
+        if abs(rate) >= self.enter_rate:
+            return -1 if rate > 0 else 1
+        return 0
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        out: list[Order] = []
+        equity = max(v.value.get(self.name, 0) / WAD, 0.0)
+        for s in v.index:
+            rate = v.funding.get(s, 0) / WAD
+            current = v.size.get((self.name, s), 0) / WAD
+            side = self.side(rate, current)
+            if side == 0 and current == 0:
+                continue
+            target = side * self.max_leverage * equity / (v.index[s] / WAD) / len(v.index)
+            out += self._toward(v, s, target, min_change=0.25, max_notional=self.max_notional)
+        return out
+
+
+@dataclass
 class LiquidityProvider:
     """An LP in the ERC-4626 pool. `steady`: deposits `capital` at the start and `top_up` every
     `top_up_every` steps. `nervous`: deposits at the start and, once the pool's share price falls by
@@ -760,6 +855,10 @@ class SimSummary:
     plots: list[str]
     config: str = "shipped defaults"  # the deployment simulated: "shipped defaults" or the YAML file's path
     auctions: dict[str, str] = field(default_factory=dict)  # per market: curve, duration, max discount, reset drop
+    # The oracle agent: its settings, and per market the number of updates posted during the run, the
+    # longest time a step began without a fresh post (s) and the feed's staleness limit (s).
+    oracle: dict[str, Any] = field(default_factory=dict)
+    basis_trader: bool = False  # whether the funding-carry agent traded in this run
 
     def lines(self) -> list[str]:
         rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
@@ -769,6 +868,7 @@ class SimSummary:
             f"({self.steps * self.step_seconds / HOUR:.1f} h simulated), seed {self.seed}, on {self.network}",
             f"deployment: {self.config}; auctions: "
             + ("; ".join(f"{k} {v}" for k, v in self.auctions.items()) or "n/a"),
+            *([self.oracle_line()] if self.oracle else []),
             f"wall time {self.wall_seconds:.1f} s: {self.steps_per_second:.2f} steps/s",
             f"largest index drop within 1 h: {drops}",
             f"trades {self.trades}; reverts {sum(self.reverts.values())} ({rv})",
@@ -790,6 +890,16 @@ class SimSummary:
             f"(an underwater account's debt not yet resolved): {self.shortfall_steps}",
             f"wrote {self.csv} and {len(self.plots)} plots in {Path(self.csv).parent}",
         ]
+
+
+    def oracle_line(self) -> str:
+        o = self.oracle
+        rule = ("every step" if not o["heartbeat_s"] else
+                f"on a move > {o['deviation_bps']} bps or after {o['heartbeat_s']} s" if o["deviation_bps"] else
+                f"every {o['heartbeat_s']} s")
+        per = ", ".join(f"{k} {n} updates (longest without one {o['max_age_s'][k]} s, stale after "
+                        f"{o['feed_heartbeat_s'][k]} s)" for k, n in o["updates"].items())
+        return f"oracle: posts {rule}: {per}" + ("; basis trader on" if self.basis_trader else "")
 
 
 def _error_name(err: Exception) -> str:
@@ -930,7 +1040,8 @@ class Simulation:
                  prices: dict[str, list[float]] | None = None, override: dict[str, float] | None = None,
                  insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
                  keeper_discount_bps: int = 100, config: "DeployConfig | None" = None,
-                 config_source: str | None = None) -> None:
+                 config_source: str | None = None, oracle: OraclePolicy = OraclePolicy(),
+                 basis_trader: bool = False) -> None:
         from ape import accounts, chain, project
 
         from .config import default_config
@@ -955,6 +1066,8 @@ class Simulation:
         if config is not None and (config.collateral != "mock" or any(m.oracle != "mock" for m in config.markets)):
             raise SimError("the simulator posts prices to mock feeds and mints mock collateral: "
                            "the config's collateral and oracles must be \"mock\"")
+        oracle.check(dt, {m.symbol: m.heartbeat for m in base.markets})
+        self.oracle = oracle
         start = {m.symbol: m.price for m in base.markets}
         self.paths = index_paths(scenario, steps, seed, start, dt, prices, override)
         self._csv_symbols = set(prices or {})
@@ -983,6 +1096,9 @@ class Simulation:
             Whale("whale", acct[7], 100_000, max_leverage=8, side=whale_side, tolerance_bps=100),
             Arbitrageur("arb", acct[8], 2_000_000, max_leverage=5, tolerance_bps=30),
         ]
+        if basis_trader:  # off by default, so the default runs' CSVs stay as they were
+            # The ten funded test accounts are all taken; the deployer's own trading account is unused.
+            self.traders.append(BasisTrader("basis", deployer, 500_000, max_leverage=2, tolerance_bps=50))
         self.lps = [LiquidityProvider("lp_steady", acct[1], 2_000_000, "steady"),
                     LiquidityProvider("lp_nervous", acct[2], 1_000_000, "nervous")]
         self.keeper_account = acct[9]
@@ -999,6 +1115,10 @@ class Simulation:
         self.keeper._scanned_to = self.first_block - 1
 
         self.history: dict[str, list[float]] = {s: [self.paths[s][0]] for s in self.symbols}
+        # The oracle agent's record per market: last posted answer (feed units) and time, posts, longest gap.
+        self._posted: dict[str, tuple[int, int] | None] = {s: None for s in self.symbols}
+        self.oracle_updates = {s: 0 for s in self.symbols}
+        self.oracle_max_age = {s: 0 for s in self.symbols}
         self.reverts: dict[str, int] = {}
         self.trades = 0
         self.counts = {"kicks": 0, "takes": 0, "redos": 0, "backstops": 0}
@@ -1140,15 +1260,24 @@ class Simulation:
         return ok
 
     def _post_index(self, step: int) -> None:
-        """Post every market's index to its mock aggregator (one transaction for all feeds)."""
+        """The oracle agent: post the index of every market whose feed is due (`OraclePolicy`: every
+        step by default) to its mock aggregator, all in one transaction. The traders' price history is
+        the path itself (the market they watch), posted or not; the chain sees the feeds."""
         targets, data = [], []
         for sym, m in self.s.markets.items():
             price = self.paths[sym][step]
-            answer = round(Decimal(repr(price)) * 10**m.config.oracle_decimals)
-            targets.append(m.oracle.address)
-            data.append(m.oracle.updateAnswer.encode_input(int(answer)))
+            answer = int(round(Decimal(repr(price)) * 10**m.config.oracle_decimals))
             self.history[sym].append(float(answer) / 10**m.config.oracle_decimals)
-        if not self._send(self.batcher, "batch", targets, data, sender=self.s.deployer):
+            last = self._posted[sym]
+            if last is not None:
+                self.oracle_max_age[sym] = max(self.oracle_max_age[sym], self.now - last[1])
+            if not self.oracle.should_post(answer, last and last[0], self.now, last and last[1]):
+                continue
+            targets.append(m.oracle.address)
+            data.append(m.oracle.updateAnswer.encode_input(answer))
+            self._posted[sym] = (answer, self.now)
+            self.oracle_updates[sym] += 1
+        if targets and not self._send(self.batcher, "batch", targets, data, sender=self.s.deployer):
             raise SimError(f"step {step}: posting the index failed: {self.reverts}")
 
     # ------------------------------------------------------------------ reading
@@ -1161,6 +1290,7 @@ class Simulation:
             calls[f"st:{sym}"] = (ch, "marketState", m.id)
             calls[f"mp:{sym}"] = (ch, "marketParams", m.id)
             calls[f"tw:{sym}"] = (ch, "twaps", m.id)
+            calls[f"fs:{sym}"] = (ch, "fundingState", m.id)
             for t in self.traders:
                 calls[f"pos:{t.name}:{sym}"] = (ch, "position", t.account.address, 0, m.id)
         for t in self.traders:
@@ -1178,6 +1308,7 @@ class Simulation:
             free={t.name: r[f"h:{t.name}"][1] for t in self.traders},
             min_size={s: r[f"mp:{s}"].minPositionSize for s in self.symbols},
             imr={s: r[f"mp:{s}"].imr for s in self.symbols},
+            funding={s: r[f"fs:{s}"][0] for s in self.symbols},
         )
 
     def _record(self, step: int) -> dict[str, str]:
@@ -1340,6 +1471,11 @@ class Simulation:
         wall = time.perf_counter() - started
         return self._finish(wall)
 
+    def _oracle_summary(self) -> dict[str, Any]:
+        return {"deviation_bps": self.oracle.deviation_bps, "heartbeat_s": self.oracle.heartbeat,
+                "updates": dict(self.oracle_updates), "max_age_s": dict(self.oracle_max_age),
+                "feed_heartbeat_s": {s: m.config.heartbeat for s, m in self.s.markets.items()}}
+
     def _finish(self, wall: float) -> SimSummary:
         from ape import chain
 
@@ -1376,7 +1512,8 @@ class Simulation:
             lp_share_price_end=share[-1], lp_share_price_drawdown=round(drawdown(share)[0], 6),
             shock_hours=list(shock) if shock else None, pool_pnl=self._pool_pnl(),
             csv=str(csv_path), plots=[str(p) for p in plots], config=self.config_source,
-            auctions=self.auctions)
+            auctions=self.auctions, oracle=self._oracle_summary(),
+            basis_trader=any(isinstance(t, BasisTrader) for t in self.traders))
         (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         return summary
 
@@ -1405,7 +1542,9 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
                    *, step_seconds: int = STEP_SECONDS, prices_csv: str | Path | None = None,
                    override: dict[str, float] | None = None, insurance_seed: float = 100_000,
                    pool_cooldown: int | None = HOUR, keeper_discount_bps: int = 100,
-                   config: "DeployConfig | str | Path | None" = None, progress: bool = False) -> SimSummary:
+                   config: "DeployConfig | str | Path | None" = None, progress: bool = False,
+                   oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0,
+                   basis_trader: bool = False) -> SimSummary:
     """Run one simulation on the connected (local) Ape network and write its outputs to `out_dir`:
     `steps.csv` (one row per step), `summary.json` and the PNG plots. Returns the summary.
 
@@ -1414,7 +1553,10 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     file's length). `pool_cooldown` shortens the pool's withdrawal cooldown so LP redemptions happen in
     a short run (None keeps the deployed 24 h). `config` is the deployment to simulate: a `DeployConfig`
     or the path of a deployment YAML file (`vperp.config_file`); default: the shipped defaults. Its
-    markets' prices are replaced by the index path's first price, its insurance seed by `insurance_seed`."""
+    markets' prices are replaced by the index path's first price, its insurance seed by `insurance_seed`.
+    `oracle_deviation_bps` and `oracle_heartbeat` make the oracle agent post a feed only on a move of more
+    than the threshold or after the heartbeat (`OraclePolicy`; 0 and 0: every step); `basis_trader` adds
+    the funding-carry agent (`BasisTrader`)."""
     from ape import chain
 
     from .config_file import is_local_network
@@ -1437,7 +1579,8 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     config = _load_config(config)
     sim = Simulation(sc, steps, seed, Path(out_dir), dt=step_seconds, prices=prices, override=override,
                      insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
-                     keeper_discount_bps=keeper_discount_bps, config=config, config_source=source)
+                     keeper_discount_bps=keeper_discount_bps, config=config, config_source=source,
+                     oracle=OraclePolicy(oracle_deviation_bps, oracle_heartbeat), basis_trader=basis_trader)
     return sim.run(progress=progress)
 
 
@@ -1510,18 +1653,43 @@ def cli_options(f: Callable) -> Callable:
         click.option("--config", "config_path", default=None,
                      help="deployment YAML to simulate (the format `ape run deploy --config` reads); "
                           "collateral and oracles must be mock [default: the shipped defaults]"),
+        click.option("--oracle-deviation-bps", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="post a feed only when the index moved more than this from its last answer "
+                          "(or after --oracle-heartbeat); 0: every step"),
+        click.option("--oracle-heartbeat", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="[s] post a feed at least this often; 0: every step"),
+        click.option("--basis-trader", is_flag=True, default=False,
+                     help="add the funding-carry agent (holds against the skew while funding pays it)"),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
+def check_cli(oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0, step_seconds: int = STEP_SECONDS,
+              **_ignored) -> None:
+    """The checks of the command-line options that need no chain (before connecting); a bad combination
+    is one line (click's error). The feeds' staleness is checked against the deployment when it is
+    known (`OraclePolicy.check`, in the run); here against the shipped 24 h."""
+    import click
+
+    from .config import MarketConfig
+
+    try:
+        OraclePolicy(oracle_deviation_bps, oracle_heartbeat).check(step_seconds, {"the feeds": MarketConfig("X", 1).heartbeat})
+    except SimError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
-                 insurance_seed, pool_cooldown, keeper_discount_bps, config_path=None) -> SimSummary:
+                 insurance_seed, pool_cooldown, keeper_discount_bps, config_path=None, oracle_deviation_bps=0,
+                 oracle_heartbeat=0, basis_trader=False) -> SimSummary:
     """What both command lines do after connecting: run, print the summary; errors as one line."""
     import click
     from ape.exceptions import ApeException
     from ape.logging import logger
+
+    check_cli(oracle_deviation_bps, oracle_heartbeat, step_seconds)
 
     logger.set_level("WARNING")
     override = {k: v for k, v in dict(drift=drift, vol=vol, jump_rate=jump_rate, jump_mean=jump_mean,
@@ -1534,7 +1702,9 @@ def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv
 
     options = dict(step_seconds=step_seconds, prices_csv=prices_csv, override=override,
                    insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
-                   keeper_discount_bps=keeper_discount_bps, progress=True)
+                   keeper_discount_bps=keeper_discount_bps, progress=True,
+                   oracle_deviation_bps=oracle_deviation_bps, oracle_heartbeat=oracle_heartbeat,
+                   basis_trader=basis_trader)
     try:
         options["config"] = config_path
         click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")
@@ -1558,6 +1728,11 @@ def _project_root() -> Path:
 
 def main() -> None:
     """`python -m vperp.sim`: connect to a local Ape network itself, then run like `ape run simulate`."""
+    command_line()()
+
+
+def command_line():
+    """The click command of `python -m vperp.sim` (options are checked before any network starts)."""
     import click
 
     @click.command()
@@ -1566,6 +1741,7 @@ def main() -> None:
     @cli_options
     def command(network, **kwargs):
         """Run the vPerp economic simulator (see docs/simulator.md)."""
+        check_cli(**kwargs)
         root = _project_root()
         if not (root / "ape-config.yaml").is_file():
             raise click.ClickException(f"{root} is not the vPerp project: run `./run.sh ape run simulate` there")
@@ -1583,7 +1759,7 @@ def main() -> None:
             run_from_cli(**kwargs)
 
     _invoked_from = os.getcwd()
-    command()
+    return command
 
 
 if __name__ == "__main__":

@@ -1,0 +1,464 @@
+"""vPerp's economics in figures: the price-impact table and the report `ape run economics` writes
+(docs/economics.md).
+
+Pure Python: nothing here imports Ape or needs a chain.
+
+- **Price impact at deployment** (`vperp_impact`): for each market of a deployment (the shipped one,
+  `vperp.config.default_config()`, with its 10,000,000 USD pool seed), the all-in cost of a buy and a
+  sell of 100k, 1M and 10M USD of notional at the index: price impact against the index plus the taker
+  fee, in basis points. Every figure is a trade on the reference model (`vperp.model.Model.open_position`
+  on a copy of the freshly deployed model), so it is the curve, the rounding, the fee and the price band
+  the contracts apply, to the wei; nothing of the curve is re-implemented here. An order whose
+  post-trade price would leave the band (`max_spread` around the index) reverts there
+  (`PriceBandExceeded`); the table says so and gives the largest order inside the band, found by
+  bisection over the model's own trade.
+- **Comparison venues**, from their published parameters (`GmxV2Impact`, `PerpV1Amm`; the sources are
+  in their docstrings and in docs/economics.md).
+- **The report**: the issue's measure table (figures quoted for 4745643 next to figures computed from
+  the runs' `summary.json`), the seed tables, the price-impact table and the LP share-price plots.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .config import DeployConfig, default_config, wad
+from .model import Model, ModelRevert, vamm_swap
+
+WAD = 10**18
+NOTIONALS = (100_000, 1_000_000, 10_000_000)  # USD of notional at the index
+POOL_SEED = 10_000_000  # USD: the shipped deployment's pool seed
+T0 = 1_700_002_800  # [s] a fixed hour boundary: the tables never depend on the wall clock
+TRADER = "trader"
+MARGIN = 1_000_000_000  # USD deposited by the model's trader: margin never binds in the table
+
+
+# =============================================================================== vPerp, on the model
+
+
+@dataclass(frozen=True)
+class Impact:
+    """One order: `side` +1 buys, -1 sells `notional` USD at the index. `impact_bps` is the fill's
+    distance from the index (what the curve costs), `fee_bps` the taker fee, both per notional at the
+    index, `cost_bps` their sum; `move_pct` is the post-trade price against the index. `reverts` names
+    the reason an order does not execute (then the cost fields are None)."""
+
+    venue: str
+    market: str
+    side: int
+    notional: float
+    impact_bps: float | None
+    fee_bps: float | None
+    move_pct: float | None
+    reverts: str | None = None
+    paid: float | None = None  # USD of quote paid (buy) or received (sell), before the fee
+
+    @property
+    def cost_bps(self) -> float | None:
+        return None if self.impact_bps is None else self.impact_bps + self.fee_bps
+
+
+def deployed_model(config: DeployConfig | None = None, pool_seed: float = POOL_SEED) -> Model:
+    """The reference model of `config` (default: the shipped deployment) right after `vperp.deploy`,
+    with its pool seeded with `pool_seed` USD and a trader whose margin never binds."""
+    config = config or default_config()
+    config = DeployConfig(markets=config.markets, collateral=config.collateral,
+                          collateral_decimals=config.collateral_decimals, pool_seed=pool_seed,
+                          insurance_seed=config.insurance_seed)
+    model = Model.from_config(config, T0)
+    model.deposit(TRADER, 0, MARGIN * 10**config.collateral_decimals, T0)
+    return model
+
+
+def _market_id(model: Model, symbol: str) -> int:
+    return next(i for i, m in model.markets.items() if m.symbol == symbol)
+
+
+def model_trade(model: Model, symbol: str, base: int) -> tuple[Any, str | None]:
+    """`base` (signed WAD) traded on a copy of `model` one block after deployment: (TradeResult, None),
+    or (None, the revert's name)."""
+    trial = copy.deepcopy(model)
+    market_id = _market_id(trial, symbol)
+    limit = 2**255 if base > 0 else 0  # no slippage bound: the table measures the fill
+    try:
+        return trial.open_position(TRADER, 0, market_id, base, limit, T0 + 12, T0 + 120), None
+    except ModelRevert as e:
+        return None, e.name
+
+
+def _index(model: Model, symbol: str) -> int:
+    return model.index_price(_market_id(model, symbol), T0 + 12)
+
+
+def _impact_of(model: Model, symbol: str, side: int, base: int, venue: str = "vPerp") -> Impact:
+    index = _index(model, symbol)
+    notional = base * index / WAD / WAD
+    result, error = model_trade(model, symbol, side * base)
+    if error is not None:
+        reason = "reverts on the band" if error == "PriceBandExceeded" else f"reverts ({error})"
+        return Impact(venue, symbol, side, notional, None, None, None, reason)
+    at_index = base * index  # WAD^2
+    paid = -result.quote if side > 0 else result.quote  # quote paid on a buy, received on a sell (WAD)
+    impact = (paid * WAD - at_index) / at_index if side > 0 else (at_index - paid * WAD) / at_index
+    fee = result.fee * WAD / at_index
+    move = (result.price_after - index) / index
+    return Impact(venue, symbol, side, notional, 10_000 * impact, 10_000 * fee, 100 * move, paid=paid / WAD)
+
+
+def base_for(model: Model, symbol: str, notional: float) -> int:
+    """The base (WAD) worth `notional` USD at the market's index, rounded down."""
+    return int(Decimal(str(notional)) * WAD * WAD) // _index(model, symbol)
+
+
+def vperp_impact(config: DeployConfig | None = None, notionals: Sequence[float] = NOTIONALS,
+                 pool_seed: float = POOL_SEED) -> list[Impact]:
+    """The buy and sell of every notional on every market of the deployment, in market order."""
+    model = deployed_model(config, pool_seed)
+    return [_impact_of(model, m.symbol, side, base_for(model, m.symbol, n))
+            for m in model.markets.values() for n in notionals for side in (1, -1)]
+
+
+def largest_inside_band(symbol: str, side: int, config: DeployConfig | None = None,
+                        pool_seed: float = POOL_SEED) -> Impact:
+    """The largest order (in the market's minimum-size lots) the model executes without reverting on
+    the price band, by bisection on the model's own trade; that the next lot up reverts is checked."""
+    model = deployed_model(config, pool_seed)
+    m = model.markets[_market_id(model, symbol)]
+    lot = m.min_position_size
+    ok = lambda lots: model_trade(model, symbol, side * lots * lot)[1] != "PriceBandExceeded"  # noqa: E731
+    lo, hi = 1, 1
+    while ok(hi):
+        lo, hi = hi, hi * 2
+        if hi * lot >= m.x:
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    assert ok(lo) and not ok(lo + 1), (symbol, side, lo)
+    return _impact_of(model, symbol, side, lo * lot)
+
+
+# =============================================================================== comparison venues
+
+
+@dataclass(frozen=True)
+class GmxV2Impact:
+    """GMX v2 (Synthetics) position price impact, from its published market parameters. The impact of a
+    position change is `factor x (imbalance before^e - imbalance after^e)` in USD, where the imbalance is
+    |long - short| open interest in USD, with the negative factor when the change widens the imbalance;
+    the net negative impact is capped at `max_negative` of the size. The position fee is the one for a
+    negative impact. Defaults: the ETH/USD [WETH-USDC] market on Arbitrum in gmx-io/gmx-synthetics
+    `config/markets.ts` (stored copy at commit 00172c0): negativePositionImpactFactor 12e-11 per USD,
+    positivePositionImpactFactor 6e-11, positionImpactExponentFactor 2 and
+    negativeMaxPositionImpactFactor 0.5 % (the base config's, not overridden), positionFeeFactor 0.07 %
+    for a negative impact (0.05 % for a positive one)."""
+
+    negative_factor: float = 12e-11
+    positive_factor: float = 6e-11
+    exponent: float = 2.0
+    max_negative: float = 0.005
+    fee_negative: float = 0.0007
+    source: str = ("gmx-io/gmx-synthetics config/markets.ts, ETH/USD [WETH-USDC] on Arbitrum (stored copy at "
+                   "commit 00172c0)")
+
+    def impact(self, notional: float, side: int, long_oi: float = 0.0, short_oi: float = 0.0) -> Impact:
+        before = abs(long_oi - short_oi)
+        after = abs(long_oi - short_oi + side * notional)
+        if after <= before:  # a change that narrows the imbalance earns a (capped) rebate; not tabled here
+            usd = -self.positive_factor * (before**self.exponent - after**self.exponent)
+        else:
+            usd = min(self.negative_factor * (after**self.exponent - before**self.exponent),
+                      self.max_negative * notional)
+        return Impact("GMX v2", "ETH", side, notional, 10_000 * usd / notional, 10_000 * self.fee_negative, None)
+
+
+@dataclass(frozen=True)
+class PerpV1Amm:
+    """The first-generation Perpetual Protocol (v1) vAMM: constant product on virtual reserves, a
+    `spread` fee on the notional, and a fluctuation limit: a trade may not move the price more than
+    `fluctuation` from the previous block's (the contract's `fluctuationLimitRatio`, "the impact of the
+    price MUST be less than" it on opening). Defaults: the ETH/USDC AMM of perpetual-protocol/
+    perpetual-protocol `publish/contract/DeployConfig.ts` (stored copy at commit d7aba70, the xDai
+    mainnet configuration that followed the December 2020 launch): quoteAssetReserve 10,000,000,
+    baseAssetReserve 20,000 (a 500 USD price), spreadRatio 0.1 %, fluctuation 1.2 %. Only the quote
+    reserve matters for the relative cost: an order of notional N moves along x.y = k by N / y of the
+    reserve at any price, so the figures hold at today's prices for the same quote depth. The fills use
+    the same constant-product swap as vPerp's (`vperp.model.vamm_swap`)."""
+
+    quote_reserve: float = 10_000_000
+    base_reserve: float = 20_000
+    spread: float = 0.001
+    fluctuation: float = 0.012
+    source: str = ("perpetual-protocol/perpetual-protocol publish/contract/DeployConfig.ts, ETH_USD_AMM (stored copy "
+                   "at commit d7aba70)")
+
+    def impact(self, notional: float, side: int) -> Impact:
+        x, y = wad(self.base_reserve), wad(self.quote_reserve)
+        price = y * WAD // x
+        base = int(Decimal(str(notional)) * WAD * WAD) // price
+        if side > 0 and base >= x:  # the whole virtual base reserve: no price reaches it
+            return Impact("Perp v1", "ETH", side, notional, None, None, None, "reverts on the fluctuation limit")
+        quote, x1, y1 = vamm_swap(x, y, side * base)
+        at_index = base * price  # WAD^2
+        paid = -quote if side > 0 else quote
+        impact = (paid * WAD - at_index) / at_index if side > 0 else (at_index - paid * WAD) / at_index
+        move = (y1 * WAD // x1 - price) / price
+        reverts = "reverts on the fluctuation limit" if abs(move) > self.fluctuation else None
+        if reverts:
+            return Impact("Perp v1", "ETH", side, notional, None, None, None, reverts)
+        return Impact("Perp v1", "ETH", side, notional, 10_000 * impact, 10_000 * self.spread, 100 * move,
+                      paid=paid / WAD)
+
+    def largest_inside_limit(self, side: int) -> float:
+        """The largest notional that keeps the move within the fluctuation limit: (x / (x -+ b))^2 = 1 +- L."""
+        if side > 0:
+            return self.quote_reserve * (1 - 1 / math.sqrt(1 + self.fluctuation))
+        return self.quote_reserve * (1 / math.sqrt(1 - self.fluctuation) - 1)
+
+
+# =============================================================================== the price-impact table
+
+
+@dataclass
+class ImpactTable:
+    """Everything the price-impact section shows, computed."""
+
+    vperp: list[Impact]
+    vperp_largest: list[Impact]  # per market: the largest buy and sell inside the band
+    gmx: list[Impact]
+    perp_v1: list[Impact]
+    perp_v1_largest: list[Impact]
+    config: dict[str, Any] = field(default_factory=dict)  # the vPerp parameters the figures depend on
+
+
+def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = POOL_SEED,
+                         notionals: Sequence[float] = NOTIONALS, gmx: GmxV2Impact = GmxV2Impact(),
+                         perp: PerpV1Amm = PerpV1Amm()) -> ImpactTable:
+    config = config or default_config()
+    largest = [largest_inside_band(m.symbol, side, config, pool_seed) for m in config.markets for side in (1, -1)]
+    perp_largest = []
+    for side in (1, -1):
+        n = perp.largest_inside_limit(side) * (1 - 1e-9)  # just inside
+        perp_largest.append(perp.impact(n, side))
+    return ImpactTable(
+        vperp=vperp_impact(config, notionals, pool_seed), vperp_largest=largest,
+        gmx=[gmx.impact(n, side) for n in notionals for side in (1, -1)],
+        perp_v1=[perp.impact(n, side) for n in notionals for side in (1, -1)], perp_v1_largest=perp_largest,
+        config={m.symbol: {"base_reserve": m.base_reserve, "price": m.price, "quote_reserve": m.base_reserve * m.price,
+                           "taker_fee": m.taker_fee, "max_spread": m.max_spread} for m in config.markets})
+
+
+def find(rows: Iterable[Impact], market: str, side: int, notional: float) -> Impact:
+    """The row of `market`, `side` whose notional is `notional` to the dollar."""
+    return next(r for r in rows if r.market == market and r.side == side and abs(r.notional - notional) < 1)
+
+
+def _usd(x: float) -> str:
+    if x >= 1_000_000:
+        return f"{x / 1e6:.0f}M" if abs(x - round(x, -6)) < 1 else f"{x / 1e6:.2f}M"
+    return f"{x / 1e3:.0f}k" if x >= 1_000 else f"{x:.0f}"
+
+
+def _cell(i: Impact) -> str:
+    if i.reverts:
+        return i.reverts
+    return f"**{i.cost_bps:.1f}** ({i.impact_bps:.1f} + {i.fee_bps:.1f})"
+
+
+def _move(i: Impact) -> str:
+    return "" if i.move_pct is None else f"{i.move_pct:+.2f} %"
+
+
+def impact_markdown(t: ImpactTable) -> str:
+    """The price-impact table: one row per venue, market and order size, buy and sell side by side."""
+    lines = ["| venue | market | order (USD notional at the index) | buy: all-in bps (impact + fee) | "
+             "sell: all-in bps (impact + fee) | price after (buy / sell) |", "|---|---|---|---|---|---|"]
+
+    def pair(rows: list[Impact], venue: str, market: str, label: str, buy: Impact, sell: Impact) -> None:
+        moves = " / ".join(m for m in (_move(buy), _move(sell)) if m) or "n/a"
+        rows.append(f"| {venue} | {market} | {label} | {_cell(buy)} | {_cell(sell)} | {moves} |")
+
+    out: list[str] = []
+    for market in t.config:
+        for n in sorted({round(i.notional, -3) for i in t.vperp if i.market == market}):
+            pair(out, "vPerp (now)", market, _usd(n), find(t.vperp, market, 1, n), find(t.vperp, market, -1, n))
+        buy, sell = (next(i for i in t.vperp_largest if i.market == market and i.side == s) for s in (1, -1))
+        out.append(f"| vPerp (now) | {market} | largest inside the band: {_usd(buy.notional)} buy ({_usd(buy.paid)} "
+                   f"paid), {_usd(sell.notional)} sell ({_usd(sell.paid)} received) | {_cell(buy)} | {_cell(sell)} | "
+                   f"{_move(buy)} / {_move(sell)} |")
+    for n in sorted({i.notional for i in t.gmx}):
+        pair(out, "GMX v2", "ETH", _usd(n), find(t.gmx, "ETH", 1, n), find(t.gmx, "ETH", -1, n))
+    for n in sorted({i.notional for i in t.perp_v1}):
+        pair(out, "Perp v1", "ETH", _usd(n), find(t.perp_v1, "ETH", 1, n), find(t.perp_v1, "ETH", -1, n))
+    buy, sell = t.perp_v1_largest
+    out.append(f"| Perp v1 | ETH | largest inside the fluctuation limit: {_usd(buy.notional)} buy, "
+               f"{_usd(sell.notional)} sell | {_cell(buy)} | {_cell(sell)} | {_move(buy)} / {_move(sell)} |")
+    return "\n".join(lines + out) + "\n"
+
+
+# =============================================================================== the measure table
+
+
+# The figures the issue (13) quotes for commit 4745643 from the independent economic review, copied
+# from its table (quoted, not re-run here), and its goals.
+REVIEW_4745643 = {
+    "cost_1m": "355 bps (buy), 332 (sell); the order moves the price 7 %; 10M reverts on the band; largest "
+               "order inside the band about 1.46M",
+    "crash_pool_bad_debt": "57k-84k USD every seed (insurance fund 100k emptied)",
+    "crash_share_drawdown": "24-25 % (bad debt is only 0.2-0.6 % of NAV: the rest is inventory the arbitrageur "
+                            "leaves the pool, e.g. long 3,930 ETH)",
+    "lp_return_trend": "-0.135 %",
+    "lp_return_calm": "not quoted",
+    "lp_return_squeeze": "-8.3 % (traders' PnL +25.7k, funding paid to the pool for carrying a 205 ETH net long: 46 USD)",
+    "crash_takes": "0 takes in 4 of 5 seeds; every seed ends in 2 backstops",
+}
+GOALS = {
+    "cost_1m": "<= 50 bps for 1M; a 10M order executes",
+    "crash_pool_bad_debt": "0 on every seed, with the shipped defaults",
+    "crash_share_drawdown": "<= 8 %",
+    "lp_return_trend": ">= 0 on every seed",
+    "lp_return_calm": ">= 0 on every seed",
+    "lp_return_squeeze": "loss halved (>= -4.15 %)",
+    "crash_takes": "most liquidated size taken by keepers; backstops rare",
+}
+MEASURES = {
+    "cost_1m": "cost of a 1M USD market order on ETH, incl. the 10 bps fee (model, at deployment, 10M pool)",
+    "crash_pool_bad_debt": "crash (-40 % in 1 h): bad debt paid by the pool",
+    "crash_share_drawdown": "crash: LP share-price drawdown (peak to trough)",
+    "lp_return_trend": "LP return, trend (share price end / start - 1)",
+    "lp_return_calm": "LP return, calm",
+    "lp_return_squeeze": "LP return, squeeze",
+    "crash_takes": "auctions in the crash: takes vs backstops",
+}
+
+
+def load_runs(runs_dir: str | Path, scenarios: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each scenario's run summaries (`<runs_dir>/<scenario>/seed<S>/summary.json`), in seed order."""
+    out = {}
+    for sc in scenarios:
+        agg = json.loads((Path(runs_dir) / sc / "aggregate.json").read_text())
+        out[sc] = [json.loads((Path(runs_dir) / sc / f"seed{s}" / "summary.json").read_text()) for s in agg["seeds"]]
+    return out
+
+
+def lp_return(summary: dict[str, Any]) -> float:
+    """LP return over a run: the share price at the end over the start, less 1 (a fraction)."""
+    return summary["lp_share_price_end"] / summary["lp_share_price_start"] - 1
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return f"{100 * x:+.{digits}f} %"
+
+
+def _range(vals: Sequence[float], fmt) -> str:
+    lo, hi = min(vals), max(vals)
+    return fmt(lo) if lo == hi else f"{fmt(lo)} to {fmt(hi)}"
+
+
+def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> dict[str, str]:
+    """The "now" column: each measure computed from the run summaries (and, for the order cost, the
+    price-impact table). A scenario not run gives "not run"."""
+    out: dict[str, str] = {}
+    buy, sell = find(impact.vperp, "ETH", 1, 1_000_000), find(impact.vperp, "ETH", -1, 1_000_000)
+    big = [find(impact.vperp, "ETH", s, 10_000_000) for s in (1, -1)]
+    lb, ls = (next(i for i in impact.vperp_largest if i.market == "ETH" and i.side == s) for s in (1, -1))
+    ten = ("10M executes" if not any(i.reverts for i in big) else
+           "10M " + " / ".join(f"{'buy' if i.side > 0 else 'sell'} {i.reverts}" for i in big))
+    out["cost_1m"] = (f"{buy.cost_bps:.1f} bps (buy), {sell.cost_bps:.1f} (sell); the order moves the price "
+                      f"{buy.move_pct:+.2f} % / {sell.move_pct:+.2f} %; {ten}; largest order inside the band "
+                      f"{_usd(lb.notional)} of notional (buy: {_usd(lb.paid)} paid), {_usd(ls.notional)} (sell)")
+    crash = runs.get("crash")
+    if crash:
+        n = len(crash)
+        pool = [s["bad_debt_from_pool"] for s in crash]
+        paid = sum(1 for v in pool if v > 0)
+        ins_min = min(s["insurance_min"] for s in crash)
+        out["crash_pool_bad_debt"] = (f"{_range(pool, lambda v: f'{v:,.0f}')} USD over {n} seeds (the pool paid in "
+                                      f"{paid} of {n}); total bad debt {_range([s['bad_debt'] for s in crash], lambda v: f'{v:,.0f}')} "
+                                      f"USD; insurance fund lowest {ins_min:,.0f} USD")
+        dd = [s["lp_share_price_drawdown"] for s in crash]
+        out["crash_share_drawdown"] = f"{_range(dd, lambda v: f'{100 * v:.2f} %')} over {n} seeds"
+        takes, backstops = sum(s["takes"] for s in crash), sum(s["backstops"] for s in crash)
+        kicks, redos = sum(s["kicks"] for s in crash), sum(s["redos"] for s in crash)
+        no_take = sum(1 for s in crash if s["takes"] == 0 and s["kicks"] > 0)
+        out["crash_takes"] = (f"{takes} takes, {backstops} backstops ({kicks} kicks, {redos} redos) over {n} seeds; "
+                              f"seeds with kicks and no take: {no_take}")
+    else:
+        for k in ("crash_pool_bad_debt", "crash_share_drawdown", "crash_takes"):
+            out[k] = "not run"
+    for sc in ("trend", "calm", "squeeze"):
+        rs = runs.get(sc)
+        if not rs:
+            out[f"lp_return_{sc}"] = "not run"
+            continue
+        rets = [lp_return(s) for s in rs]
+        below = sum(1 for r in rets if r < 0)
+        out[f"lp_return_{sc}"] = (f"{_range(rets, lambda v: _pct(v, 3))} over {len(rs)} seeds (mean "
+                                  f"{_pct(sum(rets) / len(rets), 3)}; below 0 in {below})")
+    return out
+
+
+def measure_markdown(now: dict[str, str]) -> str:
+    lines = ["| measure (default config, 10M pool) | at 4745643 (independent review, quoted) | now | goal (issue 13) |",
+             "|---|---|---|---|"]
+    for k, label in MEASURES.items():
+        lines.append(f"| {label} | {REVIEW_4745643[k]} | {now[k]} | {GOALS[k]} |")
+    return "\n".join(lines) + "\n"
+
+
+def lp_return_markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Per scenario and seed: the LP share price at the start and end and the return."""
+    lines = ["| scenario | seed | share price start | end | LP return | LP share-price drawdown | bad debt paid by the pool (USD) |",
+             "|---|---|---|---|---|---|---|"]
+    for sc, rs in runs.items():
+        for s in rs:
+            lines.append(f"| {sc} | {s['seed']} | {s['lp_share_price_start']:.6f} | {s['lp_share_price_end']:.6f} | "
+                         f"{_pct(lp_return(s), 3)} | {100 * s['lp_share_price_drawdown']:.2f} % | "
+                         f"{s['bad_debt_from_pool']:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+# =============================================================================== plots
+
+
+def plot_share_prices(scenario: str, run_dirs: Sequence[Path], out_png: str | Path,
+                      shock: Sequence[float] | None = None, manifest: dict | None = None) -> Path:
+    """One LP share-price plot for a scenario, every seed overlaid (1000 px wide, as the simulator's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from .sim import HOUR, PLOT_DPI, PLOT_WIDTH_IN, read_csv_rows
+
+    fig, ax = plt.subplots(figsize=(PLOT_WIDTH_IN, 4.0))
+    styles = ["-", "--", "-.", ":"]
+    for i, d in enumerate(run_dirs):
+        rows = read_csv_rows(Path(d) / "steps.csv")
+        seed = json.loads((Path(d) / "summary.json").read_text())["seed"]
+        ax.plot([r["time_s"] / HOUR for r in rows], [r["pool_share_price"] for r in rows], ls=styles[i % len(styles)],
+                lw=1.4, label=f"seed {seed}")
+    if shock:
+        ax.axvspan(shock[0], shock[1], color="tab:red", alpha=0.12, lw=0, label="shock")
+    ax.set_xlabel("hours", fontsize=9)
+    ax.set_ylabel("USD per share", fontsize=9)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4f}"))
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{scenario}: LP share price (pool NAV per share), every seed", fontsize=11)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=PLOT_DPI)
+    if manifest is not None:
+        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
+        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
+    plt.close(fig)
+    return out_png
