@@ -170,7 +170,9 @@ FIXED = [
 
 
 def test_fixed_examples(env):
-    for steps in FIXED:
+    """The fast tier's own shapes, then every fixed shape of the Ape differential fuzz (td.SHAPES: that
+    layer replays only the first three on the real client)."""
+    for steps in FIXED + td.SHAPES:
         run(env, steps)
 
 
