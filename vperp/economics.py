@@ -143,6 +143,33 @@ def largest_inside_band(symbol: str, side: int, config: DeployConfig | None = No
     return _impact_of(model, symbol, side, lo * lot)
 
 
+def depth_multiple_for(symbol: str, notional: float, target_bps: float, config: DeployConfig | None = None,
+                       pool_seed: float = POOL_SEED) -> float:
+    """How many times the market's listed virtual depth (`base_reserve`, the quote reserve following at
+    the index) the same curve would need for a buy of `notional` to cost at most `target_bps` all in, on
+    the model (bisection to 1 %); the fee alone is a floor no depth removes (then inf)."""
+    from dataclasses import replace
+
+    config = config or default_config()
+
+    def cost(k: float) -> float:
+        markets = tuple(replace(m, base_reserve=float(round(Decimal(str(m.base_reserve)) * Decimal(str(k)), 6)))
+                        if m.symbol == symbol else m for m in config.markets)
+        model = deployed_model(replace(config, markets=markets), pool_seed)
+        i = _impact_of(model, symbol, 1, base_for(model, symbol, notional))
+        return math.inf if i.reverts else i.cost_bps
+
+    if cost(1e6) > target_bps:
+        return math.inf
+    lo, hi = 1.0, 2.0
+    while cost(hi) > target_bps:
+        lo, hi = hi, hi * 2
+    while hi / lo > 1.01:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (lo, mid) if cost(mid) <= target_bps else (mid, hi)
+    return hi
+
+
 # =============================================================================== comparison venues
 
 
@@ -356,8 +383,8 @@ def _pct(x: float, digits: int = 2) -> str:
 
 
 def _range(vals: Sequence[float], fmt) -> str:
-    lo, hi = min(vals), max(vals)
-    return fmt(lo) if lo == hi else f"{fmt(lo)} to {fmt(hi)}"
+    lo, hi = fmt(min(vals)), fmt(max(vals))
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> dict[str, str]:
@@ -462,3 +489,156 @@ def plot_share_prices(scenario: str, run_dirs: Sequence[Path], out_png: str | Pa
         manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
     plt.close(fig)
     return out_png
+
+
+# =============================================================================== the report
+
+
+SCENARIO_ORDER = ("crash", "trend", "calm", "squeeze")
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """How the runs behind a report were made (written in its header)."""
+
+    command: str  # the command line that wrote it
+    commit: str  # the checkout's commit (short hash), with a note when the contracts or vperp/ had local changes
+    network: str
+    seeds: Sequence[int]
+    steps: int
+    wall_seconds: float  # the whole command: every run, the tables and the plots
+
+
+def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequence[str], impact: ImpactTable,
+                    img_prefix: str = "img/economics_") -> str:
+    """docs/economics.md: the measure table (quoted 4745643 figures next to the runs'), the LP returns,
+    per scenario the simulator's seed table and the LP share-price plot, and the price-impact table."""
+    runs = load_runs(runs_dir, scenarios)
+    now = measures_now(runs, impact)
+    gmx, perp = GmxV2Impact(), PerpV1Amm()
+    eth = impact.config.get("ETH", {})
+    minutes, seconds = divmod(round(ctx.wall_seconds), 60)
+    parts = [
+        "# vPerp economics: the issue 13 measures, the simulator's runs and price impact",
+        "",
+        f"Written by `{ctx.command}` (do not edit by hand: run it again) on commit {ctx.commit}, on "
+        f"`{ctx.network}`: scenarios {', '.join(scenarios)}, seeds {', '.join(map(str, ctx.seeds))}, {ctx.steps} steps "
+        f"of 5 minutes each ({ctx.steps * 5 / 60:g} simulated hours), the shipped deployment defaults. The runs "
+        f"took {minutes} min {seconds} s in all.",
+        "",
+        "The simulator (docs/simulator.md) deploys the contracts on a local chain and drives them with traders, "
+        "liquidity providers and the keeper; each scenario runs once per seed from the same chain snapshot. "
+        "The figures in the \"now\" column are computed from the runs' `summary.json` files (the order cost from "
+        "the reference model, below); those in the 4745643 column are **quoted** from issue 13, which reports an "
+        "independent economic review of that commit with the simulator and defaults of the time (not re-run "
+        "here). The simulator has changed since (agents, keeper, outputs) and so have the contracts "
+        "(the value-safety fixes, the auction-expiry rule, depth and repeg costs), so the columns compare the "
+        "protocol's outcomes, not identical experiments.",
+        "",
+        "## The measures",
+        "",
+        measure_markdown(now),
+        "LP return is the LP share price (pool NAV per share) at the end of the run over its start, less 1; the "
+        "drawdown is the share price's largest peak-to-trough fall. Bad debt \"paid by the pool\" is the part of "
+        "the `BadDebt` events the insurance fund could not cover. Not measured by this command: the funding "
+        "smoothing's ratio (issue 13, item 3; see docs/funding.md).",
+        "",
+        "## LP return per scenario and seed",
+        "",
+        lp_return_markdown(runs),
+        "## The runs, per scenario and seed",
+        "",
+        "Each scenario's seed table is the simulator's own (`aggregate.md`, `--seeds`); the plot overlays the LP "
+        "share price of every seed (the shaded band is the scenario's shock, when it has one).",
+        "",
+    ]
+    from .sim import get_scenario
+
+    for sc in scenarios:
+        table = (Path(runs_dir) / sc / "aggregate.md").read_text().splitlines()
+        body = [line for line in table if line.startswith("|")]
+        parts += [f"### {sc}", "", get_scenario(sc).description + ".", "", *body, "",
+                  f"![{sc}: LP share price, every seed]({img_prefix}{sc}.png)", ""]
+    parts += [
+        "## Price impact at deployment",
+        "",
+        f"The cost of a market order on the shipped deployment (`vperp.config.default_config()`) with its "
+        f"{POOL_SEED:,} USD pool seed, before any other trade: the buy or sell of a notional worth 100k, 1M or "
+        f"10M USD at the index. Each figure is a trade on the reference model (`vperp.model.Model.open_position`, "
+        f"the contracts' math to the wei): the impact is the fill's distance from the index, the fee the taker "
+        f"fee ({100 * eth.get('taker_fee', 0):g} % of the quote), both per notional at the index. A trade whose "
+        f"post-trade price leaves the band ({100 * eth.get('max_spread', 0):g} % around the index) reverts "
+        f"(`PriceBandExceeded`); the largest order inside the band is found by bisection on the model's own trade, "
+        f"in minimum-size lots. Both default markets have the same virtual quote depth "
+        f"({eth.get('quote_reserve', 0):,.0f} USD: {eth.get('base_reserve', 0):,g} ETH at "
+        f"{eth.get('price', 0):,g}; BTC 500 at 60,000), so their rows agree: on a constant-product curve the "
+        f"relative cost depends on the notional over the quote reserve only.",
+        "",
+        impact_markdown(impact),
+        "The comparison rows use each venue's published parameters for ETH, computed by the same code "
+        "(`vperp/economics.py`), at an empty (balanced) market:",
+        "",
+        f"- **GMX v2** (Synthetics, oracle-priced: the order fills at the oracle price plus a price impact that "
+        f"depends on the long/short open-interest imbalance, not on a curve): impact in USD = factor x "
+        f"(imbalance after^e - imbalance before^e), here with the ETH/USD [WETH-USDC] market's negative factor "
+        f"{gmx.negative_factor:g} per USD, exponent {gmx.exponent:g}, net negative impact capped at "
+        f"{100 * gmx.max_negative:g} % of the size, and a position fee of {100 * gmx.fee_negative:g} % (the fee "
+        f"for an order with a negative impact). Source: {gmx.source}. The date of that stored copy is not "
+        f"known here; the parameters are those of the repository's configuration file, not read from the live "
+        f"market. From a balanced market a 1M order costs factor x 1M = 1.2 bps of impact; a market already "
+        f"skewed the same way costs more, one skewed the other way pays a rebate.",
+        f"- **Perp v1** (the first-generation vAMM, on xDai from December 2020): constant product x.y = k on "
+        f"virtual reserves, with the ETH/USDC AMM's quote reserve {perp.quote_reserve:,.0f} USD and base "
+        f"reserve {perp.base_reserve:,g} ETH (a {perp.quote_reserve / perp.base_reserve:,g} USD price at "
+        f"listing), a {100 * perp.spread:g} % spread fee, and a {100 * perp.fluctuation:g} % fluctuation limit "
+        f"(an opening trade may not move the price more than that from the previous block's; the contract's "
+        f"comment sets it to 1 / max leverage). Source: {perp.source}. The relative cost depends only on the "
+        f"notional over the quote reserve, so the figures hold at any ETH price for that depth; governance later "
+        f"changed k. Orders beyond the limit had to be split over blocks.",
+        "",
+        _reading(impact),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _reading(impact: ImpactTable) -> str:
+    """The paragraph under the price-impact table, its figures taken from the table."""
+    buy = find(impact.vperp, "ETH", 1, 1_000_000)
+    gmx = find(impact.gmx, "ETH", 1, 1_000_000)
+    ten = [find(impact.vperp, "ETH", s, 10_000_000) for s in (1, -1)]
+    band = [i for i in impact.vperp_largest if i.market == "ETH"]
+    if buy.reverts:
+        return f"What the table says: a 1M buy of ETH {buy.reverts} at the shipped depth."
+    multiple = depth_multiple_for("ETH", 1_000_000, 50)
+    text = (f"What the table says: at the shipped depth a 1M buy of ETH costs {buy.cost_bps:.0f} bps all in, of which "
+            f"{buy.impact_bps:.0f} bps of impact against GMX v2's {gmx.impact_bps:.1f} from a balanced market "
+            f"({buy.impact_bps / gmx.impact_bps:.0f} times); ")
+    if any(i.reverts for i in ten):
+        text += (f"a 10M order cannot execute ({ten[0].reverts or 'the buy executes'}), and the largest orders inside "
+                 f"the band are {_usd(band[0].notional)} (buy) and {_usd(band[1].notional)} (sell) of notional. ")
+    else:
+        text += "a 10M order executes. "
+    text += (f"The same curve would need {multiple:.1f} times its listed virtual depth for a 1M order to cost at most "
+             f"50 bps (issue 13's goal), for the same pool capital: the point of the issue's item 1 (a peg that "
+             f"follows the index, depth concentrated around it).")
+    return text
+
+
+def write_report(out_dir: str | Path, runs_dir: str | Path, scenarios: Sequence[str], ctx: ReportContext,
+                 impact: ImpactTable | None = None) -> Path:
+    """Write `out_dir/economics.md` and `out_dir/img/economics_<scenario>.png` from the runs in
+    `runs_dir/<scenario>/seed<S>/`; returns the markdown's path."""
+    from .sim import get_scenario, shock_window
+
+    out_dir = Path(out_dir)
+    impact = impact or compute_impact_table()
+    for sc in scenarios:
+        agg = json.loads((Path(runs_dir) / sc / "aggregate.json").read_text())
+        dirs = [Path(runs_dir) / sc / f"seed{s}" for s in agg["seeds"]]
+        first = json.loads((dirs[0] / "summary.json").read_text())
+        plot_share_prices(sc, dirs, out_dir / "img" / f"economics_{sc}.png",
+                          shock=shock_window(get_scenario(sc), first["steps"], first["step_seconds"]))
+    path = out_dir / "economics.md"
+    path.write_text(report_markdown(ctx, runs_dir, scenarios, impact))
+    return path

@@ -858,7 +858,8 @@ class SimSummary:
     # The oracle agent: its settings, and per market the number of updates posted during the run, the
     # longest time a step began without a fresh post (s) and the feed's staleness limit (s).
     oracle: dict[str, Any] = field(default_factory=dict)
-    basis_trader: bool = False  # whether the funding-carry agent traded in this run
+    basis_trader: bool = False  # whether the funding-carry agent took part in this run
+    trades_by_agent: dict[str, int] = field(default_factory=dict)  # executed orders per trader
 
     def lines(self) -> list[str]:
         rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
@@ -1121,6 +1122,7 @@ class Simulation:
         self.oracle_max_age = {s: 0 for s in self.symbols}
         self.reverts: dict[str, int] = {}
         self.trades = 0
+        self.trades_by_agent: dict[str, int] = {}  # the traders' own orders that executed (not the keeper's closes)
         self.counts = {"kicks": 0, "takes": 0, "redos": 0, "backstops": 0}
         self.bad_debt = [0, 0, 0]  # amount, from insurance, from pool (WAD)
         self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
@@ -1403,6 +1405,7 @@ class Simulation:
             who = by_name[o.agent].account
             if self._send(ch, "openPosition", 0, m.id, o.base, limit, deadline, sender=who):
                 self.trades += 1
+                self.trades_by_agent[o.agent] = self.trades_by_agent.get(o.agent, 0) + 1
 
     def _keeper_turn(self, view: View) -> None:
         from ape.exceptions import ContractLogicError
@@ -1513,7 +1516,8 @@ class Simulation:
             shock_hours=list(shock) if shock else None, pool_pnl=self._pool_pnl(),
             csv=str(csv_path), plots=[str(p) for p in plots], config=self.config_source,
             auctions=self.auctions, oracle=self._oracle_summary(),
-            basis_trader=any(isinstance(t, BasisTrader) for t in self.traders))
+            basis_trader=any(isinstance(t, BasisTrader) for t in self.traders),
+            trades_by_agent=dict(sorted(self.trades_by_agent.items())))
         (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
         return summary
 

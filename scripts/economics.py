@@ -1,0 +1,109 @@
+"""`ape run economics`: run the simulator's scenarios over several seeds and write docs/economics.md.
+
+    ./run.sh ape run economics                                  # 4 scenarios x seeds 1-5 x 150 steps
+    ./run.sh ape run economics --quick --out /tmp/econ          # 2 seeds x 24 steps: a smoke run
+    ./run.sh ape run economics --scenarios crash --seeds 1-3 --steps 60
+
+For each scenario, `vperp.sim.run_seeds` runs every seed from the same chain snapshot into
+RUNS/<scenario>/seed<S>/ (the simulator's CSV, summary and plots, and the scenario's seed table in
+RUNS/<scenario>/aggregate.md); then `vperp.economics.write_report` writes OUT/economics.md (the issue 13
+measure table with the figures quoted for 4745643 next to the runs', the LP returns, the seed tables, the
+price-impact table) and one LP share-price plot per scenario, every seed overlaid, in
+OUT/img/economics_<scenario>.png. Bad options are one line (click's error) and nothing runs.
+"""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from ape.cli import ConnectedProviderCommand, network_option
+
+from vperp.economics import SCENARIO_ORDER, ReportContext, compute_impact_table, write_report
+from vperp.sim import SCENARIOS, SimError, parse_seeds, run_seeds
+
+QUICK_SEEDS, QUICK_STEPS = "1-2", 24
+DEFAULT_SEEDS, DEFAULT_STEPS = "1-5", 150
+
+
+def _seeds(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except SimError as e:
+        raise click.BadParameter(str(e).removeprefix("--seeds: ")) from None
+
+
+def _scenarios(ctx, param, value):
+    names = [s.strip() for s in value.split(",")]
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown or not all(names):
+        raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not a scenario: a comma-separated list of "
+                                 f"{', '.join(SCENARIO_ORDER)}")
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"{value!r} names a scenario twice")
+    return names
+
+
+def _commit() -> str:
+    """The checkout's short commit, and the paths of the contracts and vperp/ with local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "contracts", "vperp"], capture_output=True,
+                               text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" (with local changes to {', '.join(changed)})" if changed else "")
+
+
+@click.command(cls=ConnectedProviderCommand)
+@network_option(default="ethereum:local:foundry")
+@click.option("--seeds", default=None, callback=_seeds,
+              help=f"seeds, a range or a list (1-5, 1,3,7) [default: {DEFAULT_SEEDS}; --quick: {QUICK_SEEDS}]")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help=f"steps per run, 5 minutes each [default: {DEFAULT_STEPS}; --quick: {QUICK_STEPS}]")
+@click.option("--scenarios", default=",".join(SCENARIO_ORDER), show_default=True, callback=_scenarios,
+              help="comma-separated scenarios")
+@click.option("--out", "out_dir", default="docs", show_default=True,
+              help="folder for economics.md (plots in OUT/img/)")
+@click.option("--runs", "runs_dir", default="sim_out/economics", show_default=True,
+              help="folder for the runs' outputs (RUNS/<scenario>/seed<S>/)")
+@click.option("--quick", is_flag=True, default=False,
+              help=f"a smoke run: {QUICK_SEEDS.replace('-', ' and ')} seeds, {QUICK_STEPS} steps (unless given)")
+def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
+    """Run the scenarios over the seeds and write economics.md (docs/economics.md by default)."""
+    from ape import chain
+    from ape.logging import logger
+
+    logger.set_level("WARNING")
+    seeds = seeds or parse_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS)
+    steps = steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
+    started = time.perf_counter()
+    impact = compute_impact_table()  # pure: a model error shows before any run
+    for sc in scenarios:
+        click.echo(f"{sc}: seeds {', '.join(map(str, seeds))}, {steps} steps")
+
+        def echo(summary):
+            click.echo(f"  seed {summary.seed}: {summary.wall_seconds:.0f} s; LP share price "
+                       f"{summary.lp_share_price_start:.6f} -> {summary.lp_share_price_end:.6f}; bad debt "
+                       f"{summary.bad_debt:,.0f} (pool {summary.bad_debt_from_pool:,.0f})")
+
+        try:
+            run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True)
+        except SimError as e:
+            raise click.ClickException(str(e)) from None
+    provider = chain.provider
+    ctx = ReportContext(
+        command="./run.sh ape run economics " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("economics") + 1:])
+        if "economics" in sys.argv else "./run.sh ape run economics",
+        commit=_commit(), network=f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}",
+        seeds=seeds, steps=steps, wall_seconds=time.perf_counter() - started)
+    path = write_report(out_dir, runs_dir, scenarios, ctx, impact)
+    click.echo(f"wrote {path} and {len(scenarios)} plots in {Path(out_dir) / 'img'} "
+               f"({ctx.wall_seconds / 60:.1f} min)")
