@@ -22,6 +22,7 @@ from test_liquidation import (  # noqa: F401 - batcher is a fixture (module-scop
     batcher,
     deposit,
     discount_linear,
+    discount_of,
     fill_quotes,
     health_of,
     kick_checked,
@@ -152,7 +153,7 @@ def test_taker_with_its_own_auction_may_not_cut_into_it(system, ch, vault, engin
 
     # Exactly the free part: the taker's position ends equal to its auctioned part.
     dt = 400
-    p = auction_price(-1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+    p = auction_price(-1, index, discount_of(ap, dt))
     size0, on0, _ = ch.position(bob, 0, ETH)
     csize0, con0, _ = ch.position(carol, 0, ETH)
     coll_b0, coll_c0 = vault.collateral(bob, 0), vault.collateral(carol, 0)
@@ -172,7 +173,7 @@ def test_taker_with_its_own_auction_may_not_cut_into_it(system, ch, vault, engin
     # alice's long slice grows bob's long on the auctioned side: allowed, and bob's auction is untouched.
     k = 2 * WAD
     dt = 500
-    p = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+    p = auction_price(1, index, discount_of(ap, dt))
     size0, on0, _ = ch.position(bob, 0, ETH)
     tx = take_at(engine, chain, a_tx.timestamp + dt, a_id, k, bob, limit=p)
     assert one_event(engine, "Take", tx).price == p
@@ -217,7 +218,7 @@ def test_reducing_take_skips_the_takers_initial_margin_check(system, ch, vault, 
     # dave: reducing fill of 1 ETH at the short slice's price.
     amount = WAD
     dt = 300
-    p = auction_price(-1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+    p = auction_price(-1, index, discount_of(ap, dt))
     size0, on0, _ = ch.position(dave, 0, ETH)
     coll0 = vault.collateral(dave, 0)
     tx = take_at(engine, chain, c_tx.timestamp + dt, c_id, amount, dave, limit=p)
@@ -234,7 +235,7 @@ def test_reducing_take_skips_the_takers_initial_margin_check(system, ch, vault, 
     # erin: the same amount, but growing her long.
     dt = 400
     chain.pending_timestamp = a_tx.timestamp + dt
-    p = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+    p = auction_price(1, index, discount_of(ap, dt))
     size0, on0, _ = ch.position(erin, 0, ETH)
     coll0 = vault.collateral(erin, 0)
     _, taker_q = fill_quotes(1, amount, p)

@@ -31,6 +31,7 @@ from dataclasses import replace
 
 from vperp import deploy
 from vperp.config import default_config
+from vperp.model import AuctionParams as ModelAuctionParams, Model
 from trading_helpers import (
     BTC_ID,
     ETH_ID,
@@ -148,6 +149,17 @@ def backstop_fit(x: int, y: int, size: int, edge: int, min_size: int) -> int:
 
 def discount_linear(max_d: int, duration: int, t: int) -> int:
     return max_d if t >= duration else max_d * t // duration
+
+
+def discount_of(ap, t: int) -> int:
+    """The discount `t` seconds into an auction with the engine's params `ap` (an `auctionParams` struct),
+    whatever its curve: linear and stairstep by the formulas here, exponential by the model's integer
+    kernel (itself checked against the real curve in test_discount_curves)."""
+    if ap.curve == LINEAR:
+        return discount_linear(ap.maxDiscount, ap.duration, t)
+    if ap.curve == STAIRSTEP:
+        return discount_stairstep(ap.maxDiscount, ap.duration, ap.step, t)
+    return Model.discount(ModelAuctionParams(ap.curve, ap.duration, ap.step, ap.maxDiscount, ap.resetDrop), t)
 
 
 def discount_stairstep(max_d: int, duration: int, step: int, t: int) -> int:
@@ -504,7 +516,7 @@ def test_kick_short_slice_prices_and_full_take(system, ch, vault, engine, chain,
     prices = []
     for t in (450, 1800):
         at_time(chain, start + t)
-        exp = auction_price(-1, index, discount_linear(ap.maxDiscount, ap.duration, t))
+        exp = auction_price(-1, index, discount_of(ap, t))
         assert engine.auctionPrice(aid) == exp
         prices.append(exp)
     assert prices == sorted(prices) and prices[-1] == index * (WAD + ap.maxDiscount) // WAD
@@ -516,11 +528,11 @@ def test_kick_short_slice_prices_and_full_take(system, ch, vault, engine, chain,
     engine.redo(aid, carol, sender=carol)
     start = head_ts(chain)
     ts = chain.pending_timestamp
-    p = auction_price(-1, index, discount_linear(ap.maxDiscount, ap.duration, ts - start))
+    p = auction_price(-1, index, discount_of(ap, ts - start))
     with reverts_unchanged(system, batcher, engine.LimitPriceNotMet, [bob, dave], price=p, limitPrice=p + 1):
         engine.take(aid, MAX_UINT, p + 1, 0, sender=dave)  # the taker sells: wants at least limit
     ts = chain.pending_timestamp
-    p = auction_price(-1, index, discount_linear(ap.maxDiscount, ap.duration, ts - start))
+    p = auction_price(-1, index, discount_of(ap, ts - start))
     size0, on0, _ = ch.position(bob, 0, ETH)
     coll0, tcoll0, pool0, ins0 = vault.collateral(bob, 0), vault.collateral(dave, 0), vault.poolBalance(), vault.insuranceFund()
     st0 = ch.marketState(ETH)
@@ -745,7 +757,7 @@ def test_auction_price_long_slice_over_time_and_expiry_by_time(system, ch, engin
     for t in (0, 1, 59, 600, 1799):
         if t:
             at_time(chain, start + t)
-        exp = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, t))
+        exp = auction_price(1, index, discount_of(ap, t))
         assert engine.auctionPrice(aid) == exp
         assert not engine.isExpired(aid)
         prices.append(exp)
@@ -783,7 +795,7 @@ def test_take_partial_then_full_long_slice(system, ch, vault, engine, chain, ali
         chain.pending_timestamp = start + dt
         size0, on0, _ = ch.position(alice, 0, ETH)
         coll0, tcoll0, pool0, ins0 = vault.collateral(alice, 0), vault.collateral(bob, 0), vault.poolBalance(), vault.insuranceFund()
-        p = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+        p = auction_price(1, index, discount_of(ap, dt))
         tx = engine.take(aid, amount_req, p, 0, sender=bob)
         assert tx.timestamp == start + dt
         amount = min(amount_req, remaining)
@@ -838,7 +850,7 @@ def test_take_rejects_bad_input(system, ch, vault, engine, chain, alice, bob, ca
     with reverts_unchanged(system, batcher, engine.DustRemainder, who, remainder=MIN_ETH - 1, minPositionSize=MIN_ETH):
         engine.take(aid, m.size - MIN_ETH + 1, MAX_UINT, 0, sender=bob)
     ts = chain.pending_timestamp
-    p = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, ts - start))
+    p = auction_price(1, index, discount_of(ap, ts - start))
     with reverts_unchanged(system, batcher, engine.LimitPriceNotMet, who, price=p, limitPrice=p - 1):
         engine.take(aid, WAD, p - 1, 0, sender=bob)  # the taker buys: pays at most limit
     for bad in (0, aid + 1):
@@ -872,7 +884,7 @@ def test_take_taker_margin_and_isolated_subaccount(system, ch, vault, engine, ch
     deposit(system, dave, 100)
     amount = 3 * WAD
     ts = chain.pending_timestamp
-    p = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, ts - start))
+    p = auction_price(1, index, discount_of(ap, ts - start))
     coll = 100 * WAD
     on = ceil_div(amount * p, WAD)
     upnl = amount * index // WAD - on
@@ -911,7 +923,7 @@ def test_auction_expires_when_the_index_moves_past_reset_drop_in_the_accounts_fa
     chain.mine()
     age = chain.blocks.head.timestamp - ktx.timestamp
     assert not engine.isExpired(aid)
-    assert engine.auctionPrice(aid) == mul_up(low * ORACLE_UNIT, WAD - discount_linear(ap.maxDiscount, ap.duration, age))
+    assert engine.auctionPrice(aid) == mul_up(low * ORACLE_UNIT, WAD - discount_of(ap, age))
     engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
     # Its time runs out: a redo restarts it from the live index (the account is far below its requirement).
     chain.pending_timestamp = ktx.timestamp + ap.duration + 1
@@ -1094,7 +1106,7 @@ def test_final_take_settles_bad_debt(uninsured, chain, alice, bob, carol):
     ap = engine.auctionParams(ETH)
     dt = 900
     chain.pending_timestamp = ktx.timestamp + dt
-    p = auction_price(1, 2650 * WAD, discount_linear(ap.maxDiscount, ap.duration, dt))
+    p = auction_price(1, 2650 * WAD, discount_of(ap, dt))
     size0, on0, _ = ch.position(alice, 0, ETH)
     coll0, pool0, ins0 = vault.collateral(alice, 0), vault.poolBalance(), vault.insuranceFund()
     oq, _ = fill_quotes(1, size0, p)

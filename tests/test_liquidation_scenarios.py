@@ -21,7 +21,7 @@ from test_liquidation import (
     MIN_ETH,
     apply_trade,
     auction_price,
-    discount_linear,
+    discount_of,
     events,
     fill_quotes,
     health_of,
@@ -169,7 +169,7 @@ def check_auction_prices(system, chain):
             continue
         p = engine.auctionPrice(aid)
         sign = 1 if a.size > 0 else -1
-        assert p == auction_price(sign, index, discount_linear(ap.maxDiscount, ap.duration, head - a.startTime))
+        assert p == auction_price(sign, index, discount_of(ap, head - a.startTime))
         assert p >= index * (WAD - ap.maxDiscount) // WAD > 0
 
 
