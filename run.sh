@@ -3,7 +3,7 @@
 # place (idempotent: a second run installs nothing), then runs the job.
 #
 #   ./run.sh demo   [ape args]   deploy on the embedded local chain and run the demonstration
-#   ./run.sh test   [ape args]   run the test suite (add --network ethereum:local:foundry for Anvil)
+#   ./run.sh test   [ape args]   run the test suite, one worker per core (add --network ethereum:local:foundry for Anvil)
 #   ./run.sh gas                 regenerate docs/gas.md
 #   ./run.sh coverage            run the tests and write docs/coverage.md (external-function coverage)
 #   ./run.sh slither [--list]    Slither over contracts/ (offline), fails on findings missing from security/slither-triage.yaml
@@ -90,12 +90,24 @@ compile_contracts() {
   fi
 }
 
+workers() {
+  # The suite runs on pytest-xdist workers, one per core (VPERP_WORKERS=n to choose, 0 for one process),
+  # a test file staying on one worker (its module fixtures are deployed once). Not when the arguments
+  # already choose (-n), need one process (-s, --pdb) or name an Anvil network (one node per run).
+  local n=${VPERP_WORKERS:-auto} a
+  [ "$n" = 0 ] && return 0
+  for a in "$@"; do
+    case "$a" in -n|-n*|--numprocesses*|-s|--capture=no|--pdb|--trace|*local:foundry*) return 0 ;; esac
+  done
+  echo "-n $n --dist loadfile"
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
   setup) setup; env_vars; compile_contracts ;;
   demo) setup; env_vars; compile_contracts >/dev/null; exec ape run demo "$@" ;;
-  test) setup; env_vars; compile_contracts >/dev/null; exec ape test "$@" ;;  # no path given: tests/
+  test) setup; env_vars; compile_contracts >/dev/null; exec ape test $(workers "$@") "$@" ;;  # no path given: tests/
   coverage) setup; env_vars; compile_contracts >/dev/null
     # External-function coverage (vperp/fncoverage.py) of the whole suite on the embedded chain.
     export VPERP_COVERAGE="${VPERP_COVERAGE:-$ROOT/docs/coverage.md}"; exec ape test "$@" ;;

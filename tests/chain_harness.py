@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -906,7 +908,14 @@ def reset_stats() -> None:
 
 
 def print_report(request, line: str) -> None:
-    """Print the module's fuzz summary past pytest's output capture."""
+    """Print the module's fuzz summary past pytest's output capture (on an xdist worker, which has no
+    terminal: into the controller's report folder, printed at the end of the run; see conftest.py)."""
+    folder = os.environ.get("VPERP_REPORT_DIR")
+    if hasattr(request.config, "workerinput") and folder and Path(folder).is_dir():
+        name = request.node.nodeid.replace("/", "_").replace(":", "_")
+        with open(Path(folder) / f"{name}.txt", "a") as fh:
+            fh.write(line + "\n")
+        return
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
     capture = request.config.pluginmanager.getplugin("capturemanager")
     if reporter is not None and capture is not None:

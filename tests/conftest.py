@@ -5,10 +5,15 @@ is frozen as soon as this file is imported, before Ape creates the chain; on Anv
 by making every block exactly one second after the last. A test that needs time to pass sets
 `chain.pending_timestamp`.
 
-With VPERP_COVERAGE=<file> (`./run.sh coverage`), every call frame the embedded chain's EVM runs is
+`./run.sh test` runs the files on pytest-xdist workers (one per core, a file stays on one worker); the fuzz
+modules' reports, which a worker cannot print, are written to a folder and printed at the end.
+
+With VPERP_COVERAGE=<file> (`./run.sh coverage`, one process), every call frame the embedded chain's EVM runs is
 recorded (vperp.fncoverage) and the external-function coverage report is written to <file> at the end.
 """
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +37,23 @@ settings.load_profile(
     "vperp-explore" if os.environ.get("VPERP_FUZZ", "").lower() == "long" or os.environ.get("VPERP_FUZZ_RANDOM")
     else "vperp-default"
 )
+
+
+def pytest_configure(config):
+    """On the xdist controller: a folder for the workers' fuzz reports (chain_harness.print_report), named
+    in the environment the workers inherit (they start after this hook)."""
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        config._vperp_reports = tempfile.mkdtemp(prefix="vperp-reports-")
+        os.environ["VPERP_REPORT_DIR"] = config._vperp_reports
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    folder = getattr(config, "_vperp_reports", None)
+    if folder:
+        for f in sorted(Path(folder).glob("*.txt")):
+            terminalreporter.write_line("")
+            terminalreporter.write_line(f.read_text().rstrip("\n"))
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_sessionfinish(session, exitstatus):
