@@ -85,6 +85,7 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
     seeds = seeds or parse_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS)
     steps = steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
     started = time.perf_counter()
+    commit = _commit()  # what the runs are made from: read before they start
     impact = compute_impact_table()  # pure: a model error shows before any run
     for sc in scenarios:
         click.echo(f"{sc}: seeds {', '.join(map(str, seeds))}, {steps} steps")
@@ -100,9 +101,10 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
             raise click.ClickException(str(e)) from None
     provider = chain.provider
     ctx = ReportContext(
-        command="./run.sh ape run economics " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("economics") + 1:])
-        if "economics" in sys.argv else "./run.sh ape run economics",
-        commit=_commit(), network=f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}",
+        command=" ".join(["./run.sh ape run economics"] + [shlex.quote(a) for a in
+                                                              sys.argv[sys.argv.index("economics") + 1:]]
+                         if "economics" in sys.argv else ["./run.sh ape run economics"]),
+        commit=commit, network=f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}",
         seeds=seeds, steps=steps, wall_seconds=time.perf_counter() - started)
     path = write_report(out_dir, runs_dir, scenarios, ctx, impact)
     click.echo(f"wrote {path} and {len(scenarios)} plots in {Path(out_dir) / 'img'} "

@@ -569,10 +569,12 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         f"fee ({100 * eth.get('taker_fee', 0):g} % of the quote), both per notional at the index. A trade whose "
         f"post-trade price leaves the band ({100 * eth.get('max_spread', 0):g} % around the index) reverts "
         f"(`PriceBandExceeded`); the largest order inside the band is found by bisection on the model's own trade, "
-        f"in minimum-size lots. Both default markets have the same virtual quote depth "
-        f"({eth.get('quote_reserve', 0):,.0f} USD: {eth.get('base_reserve', 0):,g} ETH at "
-        f"{eth.get('price', 0):,g}; BTC 500 at 60,000), so their rows agree: on a constant-product curve the "
-        f"relative cost depends on the notional over the quote reserve only.",
+        f"in minimum-size lots. Virtual depth at listing: "
+        + "; ".join(f"{k} {c['base_reserve']:,g} base at {c['price']:,g} ({c['quote_reserve']:,.0f} USD of quote)"
+                    for k, c in impact.config.items())
+        + (" (on a constant-product curve the relative cost depends only on the notional over the quote reserve, "
+           "so markets with the same quote depth give the same rows)." if len({c["quote_reserve"] for c in
+                                                                              impact.config.values()}) == 1 else "."),
         "",
         impact_markdown(impact),
         "The comparison rows use each venue's published parameters for ETH, computed by the same code "
@@ -585,16 +587,17 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         f"{100 * gmx.max_negative:g} % of the size, and a position fee of {100 * gmx.fee_negative:g} % (the fee "
         f"for an order with a negative impact). Source: {gmx.source}. The date of that stored copy is not "
         f"known here; the parameters are those of the repository's configuration file, not read from the live "
-        f"market. From a balanced market a 1M order costs factor x 1M = 1.2 bps of impact; a market already "
-        f"skewed the same way costs more, one skewed the other way pays a rebate.",
+        f"market. From a balanced market an order of N USD costs factor x N of its size in impact "
+        f"({10_000 * gmx.negative_factor * 1e6:.1f} bps for 1M); a market already skewed the same way costs more, "
+        f"one skewed the other way pays a rebate.",
         f"- **Perp v1** (the first-generation vAMM, on xDai from December 2020): constant product x.y = k on "
         f"virtual reserves, with the ETH/USDC AMM's quote reserve {perp.quote_reserve:,.0f} USD and base "
         f"reserve {perp.base_reserve:,g} ETH (a {perp.quote_reserve / perp.base_reserve:,g} USD price at "
         f"listing), a {100 * perp.spread:g} % spread fee, and a {100 * perp.fluctuation:g} % fluctuation limit "
         f"(an opening trade may not move the price more than that from the previous block's; the contract's "
         f"comment sets it to 1 / max leverage). Source: {perp.source}. The relative cost depends only on the "
-        f"notional over the quote reserve, so the figures hold at any ETH price for that depth; governance later "
-        f"changed k. Orders beyond the limit had to be split over blocks.",
+        f"notional over the quote reserve, so the figures hold at any ETH price for that depth (the contract can "
+        f"later change k by a liquidity migration). Orders beyond the limit had to be split over blocks.",
         "",
         _reading(impact),
         "",

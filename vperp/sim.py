@@ -215,8 +215,8 @@ class OraclePolicy:
         if stale:
             sym, h = min(stale.items(), key=lambda kv: kv[1])
             raise SimError(f"--oracle-heartbeat {self.heartbeat}: with {dt} s steps a feed may go {gap} s without an "
-                           f"update, past {sym}'s staleness limit of {h} s (the deployment's heartbeat): its reads "
-                           f"would revert StaleOracle")
+                           f"update, longer than the feeds' staleness limit ({sym}: {h} s, the deployment's "
+                           f"heartbeat): its reads would revert StaleOracle")
 
 
 # =============================================================================== scenarios
@@ -785,7 +785,8 @@ class BasisTrader(Trader):
             if side == 0 and current == 0:
                 continue
             target = side * self.max_leverage * equity / (v.index[s] / WAD) / len(v.index)
-            out += self._toward(v, s, target, min_change=0.25, max_notional=self.max_notional)
+            # min_change 0.1: the per-step cap may be under a quarter of the target, and the gap is compared capped.
+            out += self._toward(v, s, target, min_change=0.1, max_notional=self.max_notional)
         return out
 
 
@@ -1680,7 +1681,7 @@ def check_cli(oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0, step_sec
     from .config import MarketConfig
 
     try:
-        OraclePolicy(oracle_deviation_bps, oracle_heartbeat).check(step_seconds, {"the feeds": MarketConfig("X", 1).heartbeat})
+        OraclePolicy(oracle_deviation_bps, oracle_heartbeat).check(step_seconds, {"shipped": MarketConfig("X", 1).heartbeat})
     except SimError as e:
         raise click.UsageError(str(e)) from None
 
