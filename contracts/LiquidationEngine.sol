@@ -83,10 +83,11 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         );
     }
 
-    /// @notice Parameters a market uses until governance sets its own: linear, 30 min to a 2 % discount,
-    ///         redo after a 5 % index move.
+    /// @notice Parameters a market uses until governance sets its own: exponential (front-loaded: half the
+    ///         2 % discount in the first 5 min), 30 min to a 2 % discount, redo after a 5 % index move in the
+    ///         account's favour. Chosen from the simulator's crash (docs/liquidation.md#choosing-the-curve).
     function defaultAuctionParams() public pure returns (AuctionParams memory) {
-        return AuctionParams({curve: Curve.Linear, duration: 30 minutes, step: 60, maxDiscount: 0.02e18, resetDrop: 0.05e18});
+        return AuctionParams({curve: Curve.Exponential, duration: 30 minutes, step: 60, maxDiscount: 0.02e18, resetDrop: 0.05e18});
     }
 
     // ------------------------------------------------------------------ governance

@@ -21,7 +21,7 @@ from test_liquidation import (  # noqa: F401 - batcher is a fixture (module-scop
     auction_price,
     batcher,
     deposit,
-    discount_linear,
+    discount_exponential_float,
     discount_of,
     fill_quotes,
     health_of,
@@ -281,9 +281,10 @@ def test_taker_fill_may_not_leave_its_own_free_part_dust(
 # ---------------------------------------------------------------------------- extra markets
 
 ZERO = "0x0000000000000000000000000000000000000000"
-# LiquidationEngine.defaultAuctionParams NatSpec: "linear, 30 min to a 2 % discount, redo after a 5 % index
-# move" (step 60 s is unused by the linear curve). Struct order: curve, duration, step, maxDiscount, resetDrop.
-DEFAULT_AUCTION = (0, 1800, 60, 2 * 10**16, 5 * 10**16)
+# LiquidationEngine.defaultAuctionParams NatSpec: "exponential, 30 min to a 2 % discount, redo after a 5 %
+# index move" (step 60 s is unused by the exponential curve). Struct order: curve, duration, step, maxDiscount,
+# resetDrop.
+DEFAULT_AUCTION = (1, 1800, 60, 2 * 10**16, 5 * 10**16)
 
 
 def list_market(system, project, price, oracle=None, base_reserve=None, **changes):
@@ -482,9 +483,10 @@ def test_twaps_in_the_listing_block_are_the_spot_and_the_index(system, ch, proje
 def test_market_without_auction_params_runs_auctions_on_the_defaults(system, ch, vault, engine, project, chain,
                                                                     deployer, alice, bob, carol, batcher):
     """Reached by no other test: a market listed without setAuctionParams reads defaultAuctionParams()
-    (auctionParams NatSpec: "the defaults until governance sets its own": linear, 30 min to 2 %, redo after
-    a 5 % move), even when another market has its own; an auction in it is priced on that curve (index x
-    (1 - 0.02 t / 1800), rounded up, for a long slice), takeable at t = 1800 and expired at 1801."""
+    (auctionParams NatSpec: "the defaults until governance sets its own": exponential, 30 min to 2 %, redo
+    after a 5 % move), even when another market has its own; an auction in it is priced on that curve (index x
+    (1 - 0.02 (1 - e^(-4t/1800)) / (1 - e^-4)), rounded up, for a long slice), takeable at t = 1800 and expired
+    at 1801."""
     mid, oracle, _, _ = list_market(system, project, 2000)
     funding_off(system, mid)
     engine.setAuctionParams(ETH, (1, 600, 60, 5 * 10**16, 10**17), sender=deployer)
@@ -492,8 +494,11 @@ def test_market_without_auction_params_runs_auctions_on_the_defaults(system, ch,
     assert tuple(engine.defaultAuctionParams()) == DEFAULT_AUCTION
     assert tuple(engine.auctionParams(mid)) == DEFAULT_AUCTION
     _, duration, _, max_d, _ = DEFAULT_AUCTION
-    for t in (0, 1, 450, 1799, 1800, 5000):
-        assert engine.discountAt(mid, t) == discount_linear(max_d, duration, t)
+    for t in (0, 1, 300, 450, 1799, 1800, 5000):
+        assert engine.discountAt(mid, t) == discount_of(engine.auctionParams(mid), t)
+        assert abs(engine.discountAt(mid, t) - discount_exponential_float(max_d, duration, t)) <= 10**4, t
+    # Front-loaded: half the discount (0.991 %) after 5 minutes, 1.5 % after 10, against 0.33 % and 0.67 % linear.
+    assert engine.discountAt(mid, 300) == 9_913_224_662_489_205 and engine.discountAt(mid, 600) == 15_002_843_909_027_252
 
     deposit(system, alice, 2100)
     trade(ch, alice, mid, 10 * WAD)
@@ -503,8 +508,9 @@ def test_market_without_auction_params_runs_auctions_on_the_defaults(system, ch,
     aid, m, ktx = kick_checked(system, chain, alice, mid, carol, caller=carol, markets=(mid,))
     assert m.size > 0
     deposit(system, bob, 100_000)
-    p = auction_price(1, index, discount_linear(max_d, duration, 900))
-    assert p == ceil_div(index * 99, 100)  # half-way down a 2 % discount: 1 %
+    p = auction_price(1, index, discount_of(engine.auctionParams(mid), 900))
+    assert p == ceil_div(index * (WAD - engine.discountAt(mid, 900)), WAD)  # half-way: 1.76 %, not 1 %
+    assert 1_761 * 10**13 < engine.discountAt(mid, 900) < 1_762 * 10**13
     tx = take_at(engine, chain, ktx.timestamp + 900, aid, MIN_ETH, bob, limit=p)
     assert one_event(engine, "Take", tx).price == p
     assert ch.position(bob, 0, mid)[0] == MIN_ETH

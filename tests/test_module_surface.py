@@ -63,7 +63,7 @@ def test_published_constants(system):
     assert ch.DEFAULT_SMOOTHING_TAU() == 4 * 3600
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == 24
     d = system.liquidation.defaultAuctionParams()
-    assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (0, 1800, 60, 2 * WAD // 100, 5 * WAD // 100)
+    assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (1, 1800, 60, 2 * WAD // 100, 5 * WAD // 100)
 
 
 def test_pool_erc20_side(system, pool, usdc, chain, alice, bob, carol):

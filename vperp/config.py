@@ -37,7 +37,7 @@ class MarketConfig:
     min_position_size: float = 0.01  # base units
     base_reserve: float = 10_000  # virtual base; the virtual quote is base_reserve x index
     # Dutch auctions (LiquidationEngine.AuctionParams): discount curve, time to max discount, ...
-    auction_curve: str = "linear"  # "linear" | "exponential" | "stairstep"
+    auction_curve: str = "exponential"  # "linear" | "exponential" | "stairstep" (docs/liquidation.md)
     auction_duration: int = 1_800  # [s]
     auction_step: int = 60  # [s] stairstep width
     auction_max_discount: float = 0.02

@@ -421,7 +421,7 @@ class LiquidationParams:
 class AuctionParams:
     """ILiquidationEngine.AuctionParams (defaultAuctionParams until a market has its own)."""
 
-    curve: int = CURVE_LINEAR
+    curve: int = CURVE_EXPONENTIAL
     duration: int = 1800
     step: int = 60
     max_discount: int = 2 * 10**16

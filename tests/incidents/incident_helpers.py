@@ -14,6 +14,7 @@ from test_liquidation import (  # noqa: F401  (re-exported for the incident file
     backstop_edge,
     backstop_fit,
     discount_linear,
+    discount_of,
     expected_redo_tip,
     fill_quotes,
     model_slice,

@@ -38,7 +38,7 @@ from incident_helpers import (
     WAD,
     EthModel,
     auction_price,
-    discount_linear,
+    discount_of,
     fill_quotes,
     free_collateral,
     no_funding,
@@ -207,7 +207,7 @@ def test_self_liquidation_through_a_second_account_loses_the_penalty(system, ch,
     fills = [(a, 1, half, ap.duration - 1), (b, 0, kick.size - half, ap.duration)]
     expected = before - kick.penalty
     for taker, sub, amount, t in fills:
-        price = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, t))
+        price = auction_price(1, index, discount_of(ap, t))
         owner_q, taker_q = fill_quotes(1, amount, price)
         expected -= -taker_q - owner_q  # the rounding wei stays with the pool
         chain.pending_timestamp = tx.timestamp + t

@@ -33,7 +33,7 @@ from incident_helpers import (
     Amm,
     apply_trade,
     auction_price,
-    discount_linear,
+    discount_of,
     fee_of,
     fill_quotes,
     free_collateral,
@@ -131,7 +131,7 @@ def test_withdrawal_must_leave_initial_margin_and_the_liquidation_that_follows_s
     assert vault.insuranceFund() == ins0 + m.penalty and vault.poolBalance() == pool0
     dt = 600
     chain.pending_timestamp = tx.timestamp + dt
-    price = auction_price(1, index, discount_linear(ap.maxDiscount, ap.duration, dt))
+    price = auction_price(1, index, discount_of(ap, dt))
     owner_q, taker_q = fill_quotes(1, m.size, price)
     _, _, realized = apply_trade(size, on, -m.size, owner_q)
     nav0 = system.pool.navWad()

@@ -10,7 +10,7 @@ The shape: a crash, no (or one) taker, an auction price detached from the live m
 stale or zero price.
 
 What stops it in vPerp (SPEC 6; docs/liquidation.md; Maker's own fix, Liquidations 2.0, is the model):
-- The taker's price is the *live* index less a discount that grows with time (here: linear to 2 % over
+- The taker's price is the *live* index less a discount that grows with time (here: the shipped exponential curve to 2 % over
   30 min): at every moment of a falling market it follows the index, never above it and never below
   `index x (1 - maxDiscount)`, so never zero.
 - A fall against the account never ends an auction: it stays priced off the live index, its discount
@@ -38,7 +38,7 @@ from incident_helpers import (
     auction_price,
     backstop_edge,
     backstop_fit,
-    discount_linear,
+    discount_of,
     expected_redo_tip,
     no_funding,
     reverts_unchanged,
@@ -95,7 +95,7 @@ def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
         if not expired:
             # Priced off the live index, not the (higher) start index, and never below the floor.
             price = engine.auctionPrice(aid)
-            assert price == auction_price(1, idx, discount_linear(ap.maxDiscount, ap.duration, now - a.startTime))
+            assert price == auction_price(1, idx, discount_of(ap, now - a.startTime))
             assert idx * (WAD - ap.maxDiscount) // WAD <= price <= idx <= a.startIndex
             seen["live_prices"] += 1
             if "not_expired" not in checked_once:

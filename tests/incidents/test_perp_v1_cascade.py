@@ -30,7 +30,7 @@ from incident_helpers import (
     ETH,
     WAD,
     auction_price,
-    discount_linear,
+    discount_of,
     fee_of,
     insurance_part,
     no_funding,
@@ -102,7 +102,7 @@ def test_a_whale_liquidation_is_a_partial_auction_that_moves_nobody_else(
     chain.pending_timestamp = start + 300
     tx = engine.take(aid, 2**255, 2**255, 0, sender=taker)
     take = engine.Take.from_receipt(tx)[0]
-    assert take.price == auction_price(1, 2760 * WAD, discount_linear(ap.maxDiscount, ap.duration, 300))
+    assert take.price == auction_price(1, 2760 * WAD, discount_of(ap, 300))
     assert take.remaining == 0 and take.amount == m.size
     s1 = ch.marketState(ETH)
     assert (s1.baseReserve, s1.quoteReserve, s1.longOpenInterest, s1.shortOpenInterest) == (

@@ -34,7 +34,7 @@ from incident_helpers import (
     amm_of,
     apply_trade,
     auction_price,
-    discount_linear,
+    discount_of,
     fee_of,
     fill_quotes,
     insurance_part,
@@ -153,7 +153,7 @@ def test_a_pump_against_a_capped_short_draws_the_insurance_fund_first_and_bounds
     ins -= bounty
     ap = engine.auctionParams(ETH)
     chain.pending_timestamp = tx.timestamp + 30
-    price = auction_price(-1, p1, discount_linear(ap.maxDiscount, ap.duration, 30))
+    price = auction_price(-1, p1, discount_of(ap, 30))
     owner_q, _ = fill_quotes(-1, 60 * WAD, price)
     _, _, realized = apply_trade(size, on, 60 * WAD, owner_q)
     debt = -(coll - reward + realized)
