@@ -263,6 +263,46 @@ def to_wad(x) -> int:
     return int(d)
 
 
+# ----------------------------------------------------------------------------- auction prices
+
+
+def auction_price(size: int, index: int, discount: int) -> int:
+    """What a taker pays (long slice) or receives (short slice) per base at `index` and `discount` [wad]:
+    `LiquidationEngine._price`, long `ceil(index x (1 - d))`, short `floor(index x (1 + d))` (both against
+    the taker). Kept here only to turn the engine's `discountAt` into the price a keeper compares."""
+    if size > 0:
+        return -(-index * (WAD - discount) // WAD)
+    return index * (WAD + discount) // WAD
+
+
+def taker_discount(size: int, index: int, price: int) -> int:
+    """How much better than `index` an auction `price` is for the taker [wad, rounded down]: `(index -
+    price) / index` for a long slice, `(price - index) / index` for a short one. `Keeper` decides on it."""
+    better = index - price if size > 0 else price - index
+    return better * WAD // index
+
+
+def seconds_to_discount(engine, market_id: int, size: int, index: int, threshold: int, duration: int) -> int | None:
+    """The first second `e` of an auction's life (0..duration) at which the taker's discount, at `index`,
+    reaches `threshold` [wad]; None when it never does before the auction expires. Reads the curve from the
+    engine (`discountAt(marketId, e)`, non-decreasing in e), by bisection: about log2(duration) + 1 calls."""
+
+    def reached(elapsed: int) -> bool:
+        d = int(engine.discountAt(market_id, elapsed))
+        return taker_discount(size, index, auction_price(size, index, d)) >= threshold
+
+    if not reached(duration):
+        return None
+    lo, hi = 0, duration
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if reached(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 @dataclass(frozen=True)
 class Position:
     symbol: str
@@ -332,15 +372,27 @@ class AuctionInfo:
     price: Decimal | None  # what a taker pays now (None when expired)
     index_price: Decimal
     discount_pct: Decimal | None  # how much better than the index the price is for the taker
+    # With `auctions(min_discount_bps=...)`: the threshold and the first timestamp at which the taker's
+    # discount reaches it at today's index (from the engine's curve, `discountAt`); None: never before expiry.
+    threshold_pct: Decimal | None = None
+    ready_at: int | None = None
 
 
 @dataclass(frozen=True)
-class Trade:
-    """A decoded `PositionChanged` event."""
+class ChainEvent:
+    """Where a decoded event was emitted: block, transaction and position in the block. Every record the
+    SDK decodes (`Trade`, `Kick`, `Take`, ..., `EventFeed`'s deliveries) starts with these three fields;
+    records sort in chain order by `(block, log_index)`."""
 
     block: int
     tx_hash: str
     log_index: int
+
+
+@dataclass(frozen=True)
+class Trade(ChainEvent):
+    """A decoded `PositionChanged` event."""
+
     owner: str
     subaccount: int
     symbol: str
@@ -380,8 +432,391 @@ class MarketSummary:
     raw: Any  # the struct as the contract returned it (WAD integers, nested state/params)
 
 
+# ----------------------------------------------------------------------------- event records
+# One frozen dataclass per event the protocol's contracts emit that an integrator acts on; every other
+# event of the five contracts arrives as `OtherEvent`. WAD amounts are exact `Decimal`s (from_wad), token
+# amounts are in human units of the collateral, LP shares in human units of the pool's share token.
+# Take, Redo, Backstop and AuctionCancelled carry only the auction id on chain: the SDK adds the auction's
+# owner, sub-account and market from `auction(id)` (fields that never change for an auction).
+
+
+@dataclass(frozen=True)
+class FundingSample(ChainEvent):
+    """`FundingSampled`: the funding target re-sampled from the TWAPs (once per quarter TWAP window)."""
+
+    symbol: str
+    market_id: int
+    premium_pct: Decimal  # (markTwap - indexTwap) / indexTwap, in %
+    target_pct_per_hour: Decimal
+    applied_pct_per_hour: Decimal  # the applied rate at this moment
+    cumulative_funding: Decimal  # the market's funding index [quote per base]: what one long base has paid
+    mark_twap: Decimal
+    index_twap: Decimal
+
+
+@dataclass(frozen=True)
+class ReservesChange(ChainEvent):
+    """`ReservesSet`: the AMM controller rescaled (depth sync) or re-priced (repeg) a market's vAMM."""
+
+    symbol: str
+    market_id: int
+    base_reserve: Decimal
+    quote_reserve: Decimal
+
+
+@dataclass(frozen=True)
+class Kick(ChainEvent):
+    """`Kick`: `size` of the account's position (its sign) went into auction `auction_id` at `start_index`."""
+
+    auction_id: int
+    owner: str
+    subaccount: int
+    symbol: str
+    market_id: int
+    size: Decimal
+    start_index: Decimal
+    keeper: str
+    keeper_reward: Decimal
+    penalty: Decimal
+
+
+@dataclass(frozen=True)
+class Take(ChainEvent):
+    """`Take`: `amount` base of the auction went to `taker` at `price`; `remaining` (signed) is left."""
+
+    auction_id: int
+    taker: str
+    taker_subaccount: int
+    amount: Decimal  # unsigned; the taker gets the slice's side (a long slice makes the taker long)
+    price: Decimal
+    remaining: Decimal
+    owner: str  # from auction(id)
+    subaccount: int
+    symbol: str
+    market_id: int
+
+
+@dataclass(frozen=True)
+class Redo(ChainEvent):
+    """`Redo`: the expired auction restarted at `start_index`; `keeper` got `tip`."""
+
+    auction_id: int
+    redos: int
+    start_index: Decimal
+    keeper: str
+    tip: Decimal
+    owner: str  # from auction(id)
+    subaccount: int
+    symbol: str
+    market_id: int
+
+
+@dataclass(frozen=True)
+class AuctionCancel(ChainEvent):
+    """`AuctionCancelled`: the account recovered; `size` went back to its free position, nobody was paid."""
+
+    auction_id: int
+    size: Decimal
+    account_value: Decimal
+    requirement: Decimal
+    owner: str  # from auction(id)
+    subaccount: int
+    symbol: str
+    market_id: int
+
+
+@dataclass(frozen=True)
+class Backstop(ChainEvent):
+    """`Backstop`: `size` of the auction was closed against the vAMM for `quote` (signed flow to the owner)."""
+
+    auction_id: int
+    size: Decimal
+    quote: Decimal
+    owner: str  # from auction(id)
+    subaccount: int
+    symbol: str
+    market_id: int
+
+
+@dataclass(frozen=True)
+class BadDebt(ChainEvent):
+    """`BadDebt`: an account left with no position and negative collateral was reset; the loss was paid
+    `from_insurance` then `from_pool`."""
+
+    owner: str
+    subaccount: int
+    amount: Decimal
+    from_insurance: Decimal
+    from_pool: Decimal
+
+
+@dataclass(frozen=True)
+class Shortfall(ChainEvent):
+    """`ShortfallRecorded`: the engine's estimate of the bad debt an account in liquidation will leave
+    became `shortfall` (0 clears it); `total` is the sum over all accounts (what NAV sets aside)."""
+
+    owner: str
+    subaccount: int
+    shortfall: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True)
+class LiquidationCharge(ChainEvent):
+    """`LiquidationCharged`: the liquidated account paid the keeper's reward and the penalty."""
+
+    owner: str
+    subaccount: int
+    keeper: str
+    keeper_reward: Decimal
+    penalty: Decimal
+
+
+@dataclass(frozen=True)
+class CollateralDeposit(ChainEvent):
+    """The Vault's `Deposit`: `amount` (human collateral units) credited to `(owner, subaccount)`."""
+
+    caller: str
+    owner: str
+    subaccount: int
+    amount: Decimal
+    amount_wad: Decimal
+
+
+@dataclass(frozen=True)
+class CollateralWithdraw(ChainEvent):
+    """The Vault's `Withdraw`: `amount` (human collateral units) paid out of `(owner, subaccount)`."""
+
+    caller: str
+    owner: str
+    subaccount: int
+    amount: Decimal
+    amount_wad: Decimal
+
+
+@dataclass(frozen=True)
+class MarginTransfer(ChainEvent):
+    """`MarginTransferred` between two sub-accounts of `owner`."""
+
+    caller: str
+    owner: str
+    from_subaccount: int
+    to_subaccount: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class LpDeposit(ChainEvent):
+    """The pool's ERC-4626 `Deposit`: `assets` (human collateral units) for `shares` (human share units)."""
+
+    sender: str
+    owner: str
+    assets: Decimal
+    shares: Decimal
+
+
+@dataclass(frozen=True)
+class LpWithdraw(ChainEvent):
+    """The pool's ERC-4626 `Withdraw` (a `redeem` or a `withdraw`): `shares` of `owner` burnt for `assets`."""
+
+    sender: str
+    receiver: str
+    owner: str
+    assets: Decimal
+    shares: Decimal
+
+
+@dataclass(frozen=True)
+class LpWithdrawRequest(ChainEvent):
+    """`WithdrawRequested`: `owner` may redeem `shares` from `unlock_at` for the pool's window."""
+
+    owner: str
+    shares: Decimal
+    unlock_at: int
+
+
+@dataclass(frozen=True)
+class DepthSync(ChainEvent):
+    """`DepthSynced`: the vAMM's depth followed the pool's capital."""
+
+    symbol: str
+    market_id: int
+    base_before: Decimal
+    quote_before: Decimal
+    base_after: Decimal
+    quote_after: Decimal
+    nav: Decimal
+
+
+@dataclass(frozen=True)
+class DepthSyncCost(ChainEvent):
+    """`DepthSyncCost`: what a depth sync cost the pool (`cost`) and the running total."""
+
+    symbol: str
+    market_id: int
+    cost: Decimal
+    total_cost: Decimal
+
+
+@dataclass(frozen=True)
+class Repeg(ChainEvent):
+    """`Repeg`: the vAMM price moved from `price_before` to `price_after` toward `index_price`, at `cost`."""
+
+    symbol: str
+    market_id: int
+    price_before: Decimal
+    price_after: Decimal
+    index_price: Decimal
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class OtherEvent(ChainEvent):
+    """Any other event of the five contracts (parameter changes, ownership, LP share transfers, funding
+    of the pool or insurance...), with its arguments as decoded, raw integers."""
+
+    contract: str
+    event: str
+    args: dict
+
+
+# ----------------------------------------------------------------------------- other results
+
+
+@dataclass(frozen=True)
+class AuctionCurve:
+    """A market's `auctionParams`: the discount curve an auction of it follows."""
+
+    symbol: str
+    curve: str  # "linear" | "exponential" | "stairstep"
+    duration: int  # [s] to the full discount; after it the auction must be redone
+    step: int  # [s] stairstep width
+    max_discount_pct: Decimal
+    reset_drop_pct: Decimal  # index move in the account's favour that ends an auction early
+    raw: tuple
+
+
+@dataclass(frozen=True)
+class FundingProjection:
+    """Where funding goes over the next `hours` if the premium stays where it is (the model behind
+    `fundingState`'s projected1h/8h), and what that means for one position."""
+
+    symbol: str
+    hours: int
+    applied_pct_per_hour: Decimal  # now
+    target_pct_per_hour: Decimal  # what the TWAPs imply now
+    rate_at_horizon_pct_per_hour: Decimal  # applied rate after `hours`
+    funding_per_base: Decimal  # quote one long base pays over the horizon (< 0: longs receive), at today's index
+    size: Decimal  # the position's size (0 without one)
+    pending_funding: Decimal  # owed now, not yet settled (> 0: the position pays)
+    projected_payment: Decimal  # what the position pays over the horizon (> 0: pays), rounded up like the chain
+    index_price: Decimal
+
+    @property
+    def owed_at_horizon(self) -> Decimal:
+        """pending_funding + projected_payment: what the position will owe at the horizon, unsettled."""
+        return self.pending_funding + self.projected_payment
+
+
+@dataclass(frozen=True)
+class LpRequest:
+    """A pending two-step withdrawal (`withdrawRequest`) and where it stands at `now`."""
+
+    owner: str
+    shares: Decimal
+    unlock_at: int | None  # first timestamp it can execute (None: no request)
+    expires_at: int | None  # last timestamp it can execute
+    status: str  # "none" | "cooling" (before unlock_at) | "open" | "expired"
+
+
+@dataclass(frozen=True)
+class LpPosition:
+    owner: str
+    shares: Decimal
+    value: Decimal  # previewRedeem(shares): what they redeem for now, human collateral units
+    share_price: Decimal  # value of one whole share now (collateral per share)
+    max_redeem: Decimal  # shares `lp_redeem` accepts now
+    max_withdraw: Decimal  # assets `lp_withdraw` accepts now
+    request: LpRequest
+
+
+@dataclass(frozen=True)
+class KickPreview:
+    """`kickPreview`: what a kick of the account would do now."""
+
+    owner: str
+    subaccount: int
+    symbol: str
+    market_id: int
+    size: Decimal  # the slice (the position's sign)
+    notional: Decimal
+    keeper_reward: Decimal
+    penalty: Decimal
+
+
+_CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}  # ILiquidationEngine.Curve
+RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
+                LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,
+                LpWithdrawRequest, DepthSync, DepthSyncCost, Repeg, OtherEvent)
+
+
+def _record_kinds(kinds) -> tuple:
+    """Check a filter of record classes (an iterable of RECORD_KINDS members)."""
+    try:
+        kinds = tuple(kinds or ())
+    except TypeError:
+        raise ClientError(f"kinds must be record classes such as (Trade, Kick), got {kinds!r}") from None
+    bad = [k for k in kinds if k not in RECORD_KINDS]
+    if bad:
+        raise ClientError(f"kinds must be record classes of vperp.client (Trade, Kick, ...), got {bad[0]!r}")
+    return kinds
+
+
+def _plain(value):
+    """An event argument as plain Python (ints, str, bytes as 0x..., structs as dicts)."""
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def event_abis(contract_types) -> list:
+    """Every event ABI of the contract types, once per selector (refuses two events that share a selector
+    but decode differently: one log query decodes all five contracts by selector)."""
+    from eth_utils import keccak
+
+    by_selector: dict[bytes, Any] = {}
+    for contract_type in contract_types:
+        for abi in contract_type.events:
+            selector = keccak(text=abi.selector)
+            seen = by_selector.get(selector)
+            if seen is None:
+                by_selector[selector] = abi
+            elif [(i.type, i.indexed) for i in seen.inputs] != [(i.type, i.indexed) for i in abi.inputs]:
+                raise DeploymentError(f"events {seen.name} and {abi.name} share a selector but not their indexed "
+                                      "arguments: decode them per contract")
+    return list(by_selector.values())
+
+
 class ClientError(Exception):
-    """A problem on the SDK's side (no account, unknown market, nothing to close)."""
+    """A problem on the SDK's side (no account, unknown market, nothing to close, a bad argument)."""
+
+
+class FeedError(ClientError):
+    """An `EventFeed` that cannot go on: a cursor file that is unreadable or written for another chain or
+    deployment, or bad arguments."""
+
+
+class ReorgError(FeedError):
+    """The block the feed delivered last is no longer on the chain: a reorganisation replaced blocks whose
+    events were already delivered. The cursor is left where it was."""
 
 
 # ----------------------------------------------------------------------------- the client
@@ -417,6 +852,15 @@ class Client:
         self.symbols = {mid: sym for sym, mid in self.market_ids.items()}
         self.decimals = int(record["config"].get("decimals", 6))
         self._system = None
+        # The five contracts whose events the SDK decodes (`events`, `EventFeed`, the helpers' receipts).
+        self._addresses = {name: getattr(self, attr).address for name, attr in (
+            ("Vault", "vault"), ("ClearingHouse", "clearing_house"), ("LiquidationEngine", "liquidation"),
+            ("LiquidityPool", "pool"), ("AmmController", "amm"))}
+        self._contract_names = {address.lower(): name for name, address in self._addresses.items()}
+        self._event_abis = event_abis(getattr(self, attr).contract_type for attr in (
+            "vault", "clearing_house", "liquidation", "pool", "amm"))
+        self._auction_meta: dict[int, tuple[str, int, int]] = {}  # auction id -> (owner, subaccount, market)
+        self._share_decimals: int | None = None
 
     @classmethod
     def from_deployment(cls, path: str | Path | None = None, account=None) -> "Client":
@@ -683,28 +1127,542 @@ class Client:
         self._subaccount_scan[owner] = (start, seen)
         return sorted(seen)
 
-    def auctions(self) -> list[AuctionInfo]:
-        """Live liquidation auctions (remaining size not zero), with the price a taker gets now."""
-        engine, ch = self.liquidation, self.clearing_house
+    # ------------------------------------------------------------- argument checks
+    # SDK-side checks of every argument the helpers below take: bad input raises ClientError with one line
+    # and sends nothing. What only the chain can judge (an auction not expired yet, a cooldown not over) is
+    # its named custom error, raised as Ape's ContractLogicError by a dry run before anything is sent
+    # (`_transact`).
+
+    @staticmethod
+    def _int(value, name: str, lo: int = 0, hi: int = 2**256 - 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ClientError(f"{name} must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise ClientError(f"{name} must be in [{lo}, {hi}], got {value}")
+        return int(value)
+
+    def _subaccount(self, sub, name: str = "sub") -> int:
+        return self._int(sub, name, 0, 2**32 - 1)
+
+    @staticmethod
+    def _bps(bps, name: str = "slippage_bps") -> int:
+        if isinstance(bps, bool) or not isinstance(bps, int) or not 0 <= bps < 10_000:
+            raise ClientError(f"{name} must be an integer in [0, 10000), got {bps!r}")
+        return bps
+
+    @staticmethod
+    def _wad(value, name: str, positive: bool = True) -> int:
+        """An exact WAD integer of a human number > 0 (or >= 0 with positive=False)."""
+        if isinstance(value, bool):
+            raise ClientError(f"{name} must be a number, got {value!r}")
+        try:
+            w = to_wad(value)
+        except (ValueError, ArithmeticError, TypeError):
+            raise ClientError(f"{name} must be a finite number with at most 18 decimals, got {value!r}") from None
+        if w < 0 or (positive and w == 0):
+            raise ClientError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
+        return w
+
+    @staticmethod
+    def _address(value, name: str = "owner") -> str:
+        from eth_utils import is_address, to_checksum_address
+
+        address = value if isinstance(value, str) else getattr(value, "address", None)
+        if not isinstance(address, str) or not is_address(address):
+            raise ClientError(f"{name} must be an address or an account, got {value!r}")
+        if int(address, 16) == 0:
+            raise ClientError(f"{name} must not be the zero address")
+        return to_checksum_address(address)
+
+    def _auction_id(self, auction_id) -> int:
+        if isinstance(auction_id, bool) or not isinstance(auction_id, int):
+            raise ClientError(f"auction_id must be an integer, got {auction_id!r}")
+        count = int(self.liquidation.auctionCount())
+        if not 1 <= auction_id <= count:
+            known = f"auctions 1..{count}" if count else "no auctions yet"
+            raise ClientError(f"unknown auction {auction_id}: this deployment has {known}")
+        return auction_id
+
+    @property
+    def share_decimals(self) -> int:
+        """Decimals of the pool's share token (the collateral's plus the pool's offset)."""
+        if self._share_decimals is None:
+            self._share_decimals = int(self.pool.decimals())
+        return self._share_decimals
+
+    def _shares(self, value, name: str = "shares") -> int:
+        """Share units of a human number of LP shares (> 0; refuses more decimals than the share token has)."""
+        try:
+            with localcontext(_CTX):
+                d = Decimal(str(value)) * 10**self.share_decimals
+        except (ArithmeticError, TypeError):
+            d = None
+        if isinstance(value, bool) or d is None or not d.is_finite():
+            raise ClientError(f"{name} must be a number, got {value!r}")
+        if d <= 0:
+            raise ClientError(f"{name} must be positive, got {value!r}")
+        if d != d.to_integral_value():
+            raise ClientError(f"{name} {value} has more decimals than the pool share's {self.share_decimals}")
+        return int(d)
+
+    def _positive_units(self, amount, name: str = "amount") -> int:
+        units = self.units(amount)
+        if units == 0:
+            raise ClientError(f"{name} must be positive, got {amount!r}")
+        return units
+
+    def _from_units(self, units: int) -> Decimal:
+        return _CTX.divide(Decimal(int(units)), Decimal(10**self.decimals))
+
+    def _from_shares(self, shares: int) -> Decimal:
+        return _CTX.divide(Decimal(int(shares)), Decimal(10**self.share_decimals))
+
+    def _now(self) -> int:
+        """Timestamp of the next block (what a transaction sent now sees)."""
+        try:
+            return int(self.chain.pending_timestamp)
+        except Exception:  # noqa: BLE001 - a node without a pending block
+            return int(self.chain.blocks.head.timestamp)
+
+    def _transact(self, handler, *args):
+        """Send `handler(*args)` from this account after a dry run (`eth_call`) against the latest block: a
+        call the chain refuses raises its named custom error (Ape's ContractLogicError) and nothing is sent,
+        on every network (Ape sends a doomed transaction on its local chains, where it does not estimate
+        gas first)."""
+        sender = self._sender()
+        handler.call(*args, sender=sender)
+        return handler(*args, sender=sender)
+
+    @staticmethod
+    def _error_names(contract) -> set[str]:
+        return {abi.name for abi in contract.contract_type.errors}
+
+    def _records_of(self, tx, *kinds: type) -> list:
+        """The SDK's records of the protocol's events in a receipt, in log order (only `kinds` if given)."""
         out = []
-        for aid in range(1, engine.auctionCount() + 1):
-            a = engine.auction(aid)
-            if a.size == 0:
-                continue
-            index = ch.indexPrice(a.marketId)
-            expired = bool(engine.isExpired(aid))
-            price = None if expired else engine.auctionPrice(aid)
-            discount = None
-            if price is not None:
-                better = index - price if a.size > 0 else price - index
-                discount = _CTX.divide(Decimal(better * 100), Decimal(index)).quantize(Decimal("0.000001"))
-            out.append(AuctionInfo(
-                id=aid, owner=a.owner, subaccount=int(a.subaccount), symbol=self.symbols.get(int(a.marketId), "?"),
-                market_id=int(a.marketId), size=from_wad(a.size), start_index=from_wad(a.startIndex),
-                start_time=int(a.startTime), redos=int(a.redos), expired=expired,
-                price=None if price is None else from_wad(price), index_price=from_wad(index),
-                discount_pct=discount))
+        for log in tx.decode_logs(self._event_abis):
+            record = self._record(log)
+            if record is not None and (not kinds or isinstance(record, kinds)):
+                out.append(record)
         return out
+
+    def _one(self, tx, *kinds: type):
+        records = self._records_of(tx, *kinds)
+        return records[0] if records else None
+
+    # ------------------------------------------------------------- funding
+
+    def pending_funding(self, symbol: str, sub: int = 0, owner=None) -> Decimal:
+        """Funding the position owes now and has not settled (> 0: it pays; < 0: it receives)."""
+        mid = self.market_id(symbol)
+        _, _, pending = self.clearing_house.position(self._owner(owner), self._subaccount(sub), mid)
+        return from_wad(pending)
+
+    def funding_projection(self, symbol: str, hours: int = 8, sub: int = 0, owner=None) -> FundingProjection:
+        """Funding over the next `hours` if the premium stays where it is: the applied rate moves toward the
+        target the TWAPs imply now with the contract's own kernel (`vperp.funding.evolve`, the exact mirror
+        of FundingMath: at 1 h and 8 h its rate is `fundingState`'s projected1h/8h to the wei), accrued at
+        today's index. With an account (or `owner`), also the position's pending funding and what it would
+        pay over the horizon. An estimate: a premium, index or parameter change moves it."""
+        from .funding import HOUR, evolve
+
+        mid = self.market_id(symbol)
+        hours = self._int(hours, "hours", 1, 24 * 366)
+        sub = self._subaccount(sub)
+        applied, target = (int(x) for x in tuple(self.clearing_house.fundingState(mid))[:2])
+        params = self.clearing_house.fundingParams(mid)
+        index = int(self.clearing_house.indexPrice(mid))
+        rate, area = evolve(applied, target, hours * HOUR, int(params.smoothingTau), int(params.maxRateVelocity))
+        per_base = area * index // (HOUR * WAD)  # ClearingHouse._fundingAccrual: floor
+        size = pending = 0
+        if owner is not None or self.account is not None:
+            size, _, pending = (int(x) for x in self.clearing_house.position(self._owner(owner), sub, mid))
+        payment = -(-size * per_base // WAD)  # sMulWadUp: what a position owes rounds up
+
+        def pct(x):
+            return _CTX.divide(Decimal(int(x)), Decimal(10**16))
+
+        return FundingProjection(symbol=symbol, hours=hours, applied_pct_per_hour=pct(applied),
+                                 target_pct_per_hour=pct(target), rate_at_horizon_pct_per_hour=pct(rate),
+                                 funding_per_base=from_wad(per_base), size=from_wad(size),
+                                 pending_funding=from_wad(pending), projected_payment=from_wad(payment),
+                                 index_price=from_wad(index))
+
+    def poke_funding(self, symbol: str) -> FundingSample | None:
+        """`pokeFunding`: accrue the market's funding and TWAPs to now; returns the `FundingSample` when the
+        poke started a new quarter window (a new target), else None."""
+        tx = self._transact(self.clearing_house.pokeFunding, self.market_id(symbol))
+        return self._one(tx, FundingSample)
+
+    # ------------------------------------------------------------- liquidations
+
+    def auction_params(self, symbol: str) -> AuctionCurve:
+        """The market's auction curve (`auctionParams`: the engine's defaults until governance sets its own)."""
+        raw = tuple(int(x) for x in tuple(self.liquidation.auctionParams(self.market_id(symbol))))
+        curve, duration, step, max_discount, reset_drop = raw
+        return AuctionCurve(symbol=symbol, curve=_CURVES.get(curve, str(curve)), duration=duration, step=step,
+                            max_discount_pct=_CTX.divide(Decimal(max_discount), Decimal(10**16)),
+                            reset_drop_pct=_CTX.divide(Decimal(reset_drop), Decimal(10**16)), raw=raw)
+
+    def discount_at(self, symbol: str, elapsed: int) -> Decimal:
+        """The discount [%] an auction of `symbol` has `elapsed` seconds after its (re)start (`discountAt`)."""
+        elapsed = self._int(elapsed, "elapsed", 0, 2**64 - 1)
+        return _CTX.divide(Decimal(int(self.liquidation.discountAt(self.market_id(symbol), elapsed))), Decimal(10**16))
+
+    def auction(self, auction_id: int, min_discount_bps: int | None = None) -> AuctionInfo:
+        """One auction (live or finished: a finished one has size 0 and no price). With `min_discount_bps`,
+        also the first timestamp at which its taker's discount reaches that threshold at today's index
+        (`ready_at`, from the engine's curve; None when it never does before the auction expires, or when
+        it is expired or finished)."""
+        aid = self._auction_id(auction_id)
+        threshold = None if min_discount_bps is None else self._bps(min_discount_bps, "min_discount_bps")
+        return self._auction_info(aid, threshold)
+
+    def auctions(self, min_discount_bps: int | None = None) -> list[AuctionInfo]:
+        """Live liquidation auctions (remaining size not zero), with the price a taker gets now; with
+        `min_discount_bps`, when each reaches that discount (see `auction`)."""
+        threshold = None if min_discount_bps is None else self._bps(min_discount_bps, "min_discount_bps")
+        out = []
+        for aid in range(1, self.liquidation.auctionCount() + 1):
+            info = self._auction_info(aid, threshold)
+            if info.size != 0:
+                out.append(info)
+        return out
+
+    def auction_ready_at(self, auction_id: int, min_discount_bps: int) -> int | None:
+        """The first timestamp at which auction `auction_id` gives its taker at least `min_discount_bps` off
+        the index (at today's index; None: not before it expires)."""
+        return self.auction(auction_id, min_discount_bps).ready_at
+
+    def _auction_info(self, aid: int, threshold_bps: int | None) -> AuctionInfo:
+        engine, ch = self.liquidation, self.clearing_house
+        a = engine.auction(aid)
+        mid, size = int(a.marketId), int(a.size)
+        self._auction_meta[aid] = (a.owner, int(a.subaccount), mid)
+        index = int(ch.indexPrice(mid))
+        live = size != 0
+        expired = bool(engine.isExpired(aid)) if live else False
+        price = engine.auctionPrice(aid) if live and not expired else None
+        discount = ready_at = threshold_pct = None
+        if price is not None:
+            better = index - price if size > 0 else price - index
+            discount = _CTX.divide(Decimal(better * 100), Decimal(index)).quantize(Decimal("0.000001"))
+        if threshold_bps is not None:
+            threshold_pct = Decimal(threshold_bps) / 100
+            if price is not None:
+                duration = int(engine.auctionParams(mid).duration)
+                e = seconds_to_discount(engine, mid, size, index, threshold_bps * 10**14, duration)
+                ready_at = None if e is None else int(a.startTime) + e
+        return AuctionInfo(
+            id=aid, owner=a.owner, subaccount=int(a.subaccount), symbol=self.symbols.get(mid, "?"),
+            market_id=mid, size=from_wad(size), start_index=from_wad(a.startIndex), start_time=int(a.startTime),
+            redos=int(a.redos), expired=expired, price=None if price is None else from_wad(price),
+            index_price=from_wad(index), discount_pct=discount, threshold_pct=threshold_pct, ready_at=ready_at)
+
+    def kick_preview(self, owner, sub: int = 0, symbol: str | None = None) -> KickPreview:
+        """What `kick` would do now: the market (`bestMarketToKick` without `symbol`), the slice, its notional,
+        the keeper's reward and the penalty. Raises ClientError when the account is not liquidatable."""
+        owner, sub = self._address(owner), self._subaccount(sub)
+        mid = self._kick_market(owner, sub, symbol)
+        slice_, notional, reward, penalty = (int(x) for x in self.liquidation.kickPreview(owner, sub, mid))
+        return KickPreview(owner=owner, subaccount=sub, symbol=self.symbols.get(mid, "?"), market_id=mid,
+                           size=from_wad(slice_), notional=from_wad(notional), keeper_reward=from_wad(reward),
+                           penalty=from_wad(penalty))
+
+    def _kick_market(self, owner: str, sub: int, symbol: str | None) -> int:
+        if symbol is not None:
+            mid = self.market_id(symbol)
+            if not self.vault.isLiquidatable(owner, sub):
+                raise ClientError(f"{owner} sub-account {sub} is not liquidatable")
+            return mid
+        mid = int(self.liquidation.bestMarketToKick(owner, sub))
+        if mid == 0:
+            raise ClientError(f"{owner} sub-account {sub} is not liquidatable (bestMarketToKick is 0)")
+        return mid
+
+    def kick(self, owner, sub: int = 0, symbol: str | None = None, keeper=None) -> Kick:
+        """Start an auction of the smallest slice of `(owner, sub)`'s position that restores its target health,
+        in `symbol` or, by default, the market `bestMarketToKick` names; `keeper` (default: this account) is
+        paid the reward. Returns the decoded `Kick`."""
+        sender = self._sender()
+        owner, sub = self._address(owner), self._subaccount(sub)
+        keeper = self._address(keeper if keeper is not None else sender, "keeper")
+        mid = self._kick_market(owner, sub, symbol)
+        tx = self._transact(self.liquidation.kick, owner, sub, mid, keeper)
+        return self._one(tx, Kick)
+
+    def take_limit(self, auction_id: int, slippage_bps: int = 50) -> int:
+        """The `limitPrice` (WAD) `take` sends: the auction's price now, worsened for the taker by
+        `slippage_bps` (a long slice: pay at most ceil(price x (1 + bps)); a short slice: receive at least
+        floor(price x (1 - bps))). The index may move before the take lands; the discount only grows."""
+        aid = self._auction_id(auction_id)
+        bps = self._bps(slippage_bps)
+        size = int(self.liquidation.auction(aid).size)
+        price = int(self.liquidation.auctionPrice(aid))
+        if size > 0:
+            return -(-price * (10_000 + bps) // 10_000)
+        return price * (10_000 - bps) // 10_000
+
+    def take(self, auction_id: int, max_base=None, slippage_bps: int = 50, sub: int = 0,
+             limit_price=None) -> Take:
+        """Take up to `max_base` (human base units, default the whole remainder) of auction `auction_id` into
+        sub-account `sub`, at the auction's price when the transaction runs, no worse than `limit_price`
+        (human quote per base) or, by default, the price now worsened by `slippage_bps`. Returns the `Take`."""
+        self._sender()
+        aid = self._auction_id(auction_id)
+        sub = self._subaccount(sub)
+        amount = None if max_base is None else self._wad(max_base, "max_base")
+        limit = None if limit_price is None else self._wad(limit_price, "limit_price")
+        self._bps(slippage_bps)
+        a = self.liquidation.auction(aid)
+        if int(a.size) == 0:
+            raise ClientError(f"auction {aid} is finished (nothing left to take)")
+        amount = abs(int(a.size)) if amount is None else amount
+        limit = self.take_limit(aid, slippage_bps) if limit is None else limit
+        tx = self._transact(self.liquidation.take, aid, amount, limit, sub)
+        return self._one(tx, Take)
+
+    def redo(self, auction_id: int, keeper=None) -> Redo | AuctionCancel:
+        """Restart an expired auction from the live index (`keeper`, default this account, gets the tip); a
+        recovered account's auction is cancelled instead. Returns the `Redo` or the `AuctionCancel`."""
+        sender = self._sender()
+        aid = self._auction_id(auction_id)
+        keeper = self._address(keeper if keeper is not None else sender, "keeper")
+        tx = self._transact(self.liquidation.redo, aid, keeper)
+        return self._one(tx, Redo, AuctionCancel)
+
+    def cancel(self, auction_id: int) -> AuctionCancel:
+        """End the auction of an account that has recovered (anyone may; nobody is paid)."""
+        self._sender()
+        tx = self._transact(self.liquidation.cancel, self._auction_id(auction_id))
+        return self._one(tx, AuctionCancel)
+
+    def backstop(self, auction_id: int) -> Backstop | AuctionCancel:
+        """Close what the band and the auction's last price allow of an auction redone `maxRedos` times against
+        the vAMM (the rest stays in the auction); a recovered account's is cancelled instead."""
+        self._sender()
+        tx = self._transact(self.liquidation.backstop, self._auction_id(auction_id))
+        return self._one(tx, Backstop, AuctionCancel)
+
+    # ------------------------------------------------------------- liquidity pool
+
+    def lp_deposit(self, amount, receiver=None) -> LpDeposit:
+        """Deposit `amount` (human collateral units) into the pool for shares minted to `receiver` (default this
+        account); approves the pool when needed. Returns the pool's `Deposit` as an `LpDeposit`."""
+        sender = self._sender()
+        units = self._positive_units(amount)
+        receiver = self._address(receiver if receiver is not None else sender, "receiver")
+        if self.collateral.allowance(sender, self.pool) < units:
+            # The pool checks pause, LP-flow suspension and share amount before it pulls the tokens: a dry run
+            # names those before an approval is spent on a deposit that cannot go through.
+            from ape.exceptions import ContractLogicError
+
+            try:
+                self.pool.deposit.call(units, receiver, sender=sender)
+            except ContractLogicError as e:
+                name = type(e).__name__  # the missing allowance itself (ERC20Insufficient...) is expected here
+                if name in self._error_names(self.pool) and not name.startswith(("ERC20", "SafeERC20")):
+                    raise
+            self.collateral.approve(self.pool, units, sender=sender)
+        tx = self._transact(self.pool.deposit, units, receiver)
+        return self._one(tx, LpDeposit)
+
+    def lp_request_withdraw(self, shares=None) -> LpWithdrawRequest:
+        """Ask to withdraw `shares` (human share units; default all this account holds): redeemable from the
+        cooldown's end for the pool's window. A new request replaces the last one."""
+        sender = self._sender()
+        if shares is None:
+            units = int(self.pool.balanceOf(sender))
+            if units == 0:
+                raise ClientError(f"{sender.address} holds no pool shares to request")
+        else:
+            units = self._shares(shares)
+        tx = self._transact(self.pool.requestWithdraw, units)
+        return self._one(tx, LpWithdrawRequest)
+
+    def lp_redeem(self, shares=None, receiver=None) -> LpWithdraw:
+        """Redeem `shares` (human share units; default `maxRedeem`, all the matured request allows now) for
+        collateral paid to `receiver` (default this account). Returns the pool's `Withdraw` as `LpWithdraw`."""
+        sender = self._sender()
+        receiver = self._address(receiver if receiver is not None else sender, "receiver")
+        if shares is None:
+            units = int(self.pool.maxRedeem(sender))
+            if units == 0:
+                r = self.lp_request()
+                raise ClientError(f"nothing redeemable now for {sender.address}: request {r.status}"
+                                  + (f" (unlocks at {r.unlock_at}, expires at {r.expires_at})" if r.unlock_at else "")
+                                  + "; maxRedeem is 0")
+        else:
+            units = self._shares(shares)
+        tx = self._transact(self.pool.redeem, units, receiver, sender)
+        return self._one(tx, LpWithdraw)
+
+    def lp_withdraw(self, amount, receiver=None) -> LpWithdraw:
+        """Withdraw `amount` (human collateral units) against the matured request, paid to `receiver`."""
+        sender = self._sender()
+        units = self._positive_units(amount)
+        receiver = self._address(receiver if receiver is not None else sender, "receiver")
+        tx = self._transact(self.pool.withdraw, units, receiver, sender)
+        return self._one(tx, LpWithdraw)
+
+    def lp_request(self, owner=None) -> LpRequest:
+        """`owner`'s withdrawal request and its status at the next block's timestamp: "none", "cooling" (before
+        `unlock_at`), "open" (redeemable, up to `expires_at` included) or "expired"."""
+        owner = self._address(owner if owner is not None else self._sender(), "owner")
+        r = self.pool.withdrawRequest(owner)
+        shares, unlock = int(r.shares), int(r.unlockAt)
+        if shares == 0:
+            return LpRequest(owner=owner, shares=Decimal(0), unlock_at=None, expires_at=None, status="none")
+        expires = unlock + int(self.pool.poolParams().withdrawWindow)
+        now = self._now()
+        status = "cooling" if now < unlock else "open" if now <= expires else "expired"
+        return LpRequest(owner=owner, shares=self._from_shares(shares), unlock_at=unlock, expires_at=expires,
+                         status=status)
+
+    def lp_max_redeem(self, owner=None) -> Decimal:
+        """Shares `redeem` accepts now (`maxRedeem`: 0 without a matured request, while LP flows are suspended...)."""
+        owner = self._address(owner if owner is not None else self._sender(), "owner")
+        return self._from_shares(self.pool.maxRedeem(owner))
+
+    def lp_max_withdraw(self, owner=None) -> Decimal:
+        """Collateral `withdraw` accepts now (`maxWithdraw`), human units."""
+        owner = self._address(owner if owner is not None else self._sender(), "owner")
+        return self._from_units(self.pool.maxWithdraw(owner))
+
+    def lp_position(self, owner=None) -> LpPosition:
+        """`owner`'s shares, what they redeem for now, the share price, `maxRedeem`/`maxWithdraw` and the request."""
+        owner = self._address(owner if owner is not None else self._sender(), "owner")
+        shares = int(self.pool.balanceOf(owner))
+        million = 10**(self.share_decimals + 6)  # a million shares: the price to 12 decimals of a token unit
+        return LpPosition(owner=owner, shares=self._from_shares(shares),
+                          value=self._from_units(self.pool.previewRedeem(shares)) if shares else Decimal(0),
+                          share_price=self._from_units(self.pool.convertToAssets(million)) / 10**6,
+                          max_redeem=self.lp_max_redeem(owner), max_withdraw=self.lp_max_withdraw(owner),
+                          request=self.lp_request(owner))
+
+    # ------------------------------------------------------------- decoding events
+
+    def _auction_of(self, aid: int) -> tuple[str, int, int]:
+        """(owner, subaccount, market id) of an auction: fixed at its kick, read once from `auction(id)`."""
+        meta = self._auction_meta.get(aid)
+        if meta is None:
+            a = self.liquidation.auction(aid)
+            meta = self._auction_meta[aid] = (a.owner, int(a.subaccount), int(a.marketId))
+        return meta
+
+    def _record(self, log) -> ChainEvent | None:
+        """The SDK's record of a decoded log of one of the five contracts; None for any other address."""
+        name = self._contract_names.get(str(log.contract_address).lower())
+        if name is None:
+            return None
+        event = log.event_name
+        args = log.event_arguments
+        tx_hash = log.transaction_hash
+        where = dict(block=int(log.block_number),
+                     tx_hash=tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex(),
+                     log_index=int(log.log_index))
+        w = from_wad
+
+        def market(mid):
+            mid = int(mid)
+            return dict(symbol=self.symbols.get(mid, "?"), market_id=mid)
+
+        def auction(aid):
+            owner, sub, mid = self._auction_of(int(aid))
+            return dict(auction_id=int(aid), owner=owner, subaccount=sub, **market(mid))
+
+        def pct(x):
+            return _CTX.divide(Decimal(int(x)), Decimal(10**16))
+
+        key = (name, event)
+        if key == ("ClearingHouse", "PositionChanged"):
+            return self._trade(log)
+        if key == ("ClearingHouse", "FundingSampled"):
+            return FundingSample(**where, **market(args["marketId"]), premium_pct=pct(args["premium"]),
+                                 target_pct_per_hour=pct(args["targetRate"]),
+                                 applied_pct_per_hour=pct(args["appliedRate"]),
+                                 cumulative_funding=w(args["cumulativeFunding"]), mark_twap=w(args["markTwap"]),
+                                 index_twap=w(args["indexTwap"]))
+        if key == ("ClearingHouse", "ReservesSet"):
+            return ReservesChange(**where, **market(args["marketId"]), base_reserve=w(args["baseReserve"]),
+                                  quote_reserve=w(args["quoteReserve"]))
+        if key == ("LiquidationEngine", "Kick"):
+            aid, mid = int(args["auctionId"]), int(args["marketId"])
+            self._auction_meta[aid] = (args["owner"], int(args["subaccount"]), mid)
+            return Kick(**where, auction_id=aid, owner=args["owner"], subaccount=int(args["subaccount"]),
+                        **market(mid), size=w(args["size"]), start_index=w(args["startIndex"]),
+                        keeper=args["keeper"], keeper_reward=w(args["keeperReward"]), penalty=w(args["penalty"]))
+        if key == ("LiquidationEngine", "Take"):
+            return Take(**where, taker=args["taker"], taker_subaccount=int(args["takerSubaccount"]),
+                        amount=w(args["amount"]), price=w(args["price"]), remaining=w(args["remaining"]),
+                        **auction(args["auctionId"]))
+        if key == ("LiquidationEngine", "Redo"):
+            return Redo(**where, redos=int(args["redos"]), start_index=w(args["startIndex"]), keeper=args["keeper"],
+                        tip=w(args["tip"]), **auction(args["auctionId"]))
+        if key == ("LiquidationEngine", "AuctionCancelled"):
+            return AuctionCancel(**where, size=w(args["size"]), account_value=w(args["accountValue"]),
+                                 requirement=w(args["requirement"]), **auction(args["auctionId"]))
+        if key == ("LiquidationEngine", "Backstop"):
+            return Backstop(**where, size=w(args["size"]), quote=w(args["quote"]), **auction(args["auctionId"]))
+        if key == ("Vault", "BadDebt"):
+            return BadDebt(**where, owner=args["owner"], subaccount=int(args["subaccount"]), amount=w(args["amount"]),
+                           from_insurance=w(args["fromInsurance"]), from_pool=w(args["fromPool"]))
+        if key == ("Vault", "ShortfallRecorded"):
+            return Shortfall(**where, owner=args["owner"], subaccount=int(args["subaccount"]),
+                             shortfall=w(args["shortfall"]), total=w(args["total"]))
+        if key == ("Vault", "LiquidationCharged"):
+            return LiquidationCharge(**where, owner=args["owner"], subaccount=int(args["subaccount"]),
+                                     keeper=args["keeper"], keeper_reward=w(args["keeperReward"]),
+                                     penalty=w(args["penalty"]))
+        if key in (("Vault", "Deposit"), ("Vault", "Withdraw")):
+            kind = CollateralDeposit if event == "Deposit" else CollateralWithdraw
+            return kind(**where, caller=args["caller"], owner=args["owner"], subaccount=int(args["subaccount"]),
+                        amount=self._from_units(args["amount"]), amount_wad=w(args["amountWad"]))
+        if key == ("Vault", "MarginTransferred"):
+            return MarginTransfer(**where, caller=args["caller"], owner=args["owner"],
+                                  from_subaccount=int(args["fromSubaccount"]), to_subaccount=int(args["toSubaccount"]),
+                                  amount=w(args["amountWad"]))
+        if key == ("LiquidityPool", "Deposit"):
+            return LpDeposit(**where, sender=args["sender"], owner=args["owner"],
+                             assets=self._from_units(args["assets"]), shares=self._from_shares(args["shares"]))
+        if key == ("LiquidityPool", "Withdraw"):
+            return LpWithdraw(**where, sender=args["sender"], receiver=args["receiver"], owner=args["owner"],
+                              assets=self._from_units(args["assets"]), shares=self._from_shares(args["shares"]))
+        if key == ("LiquidityPool", "WithdrawRequested"):
+            return LpWithdrawRequest(**where, owner=args["owner"], shares=self._from_shares(args["shares"]),
+                                     unlock_at=int(args["unlockAt"]))
+        if key == ("AmmController", "DepthSynced"):
+            return DepthSync(**where, **market(args["marketId"]), base_before=w(args["baseBefore"]),
+                             quote_before=w(args["quoteBefore"]), base_after=w(args["baseAfter"]),
+                             quote_after=w(args["quoteAfter"]), nav=w(args["nav"]))
+        if key == ("AmmController", "DepthSyncCost"):
+            return DepthSyncCost(**where, **market(args["marketId"]), cost=w(args["cost"]),
+                                 total_cost=w(args["totalCost"]))
+        if key == ("AmmController", "Repeg"):
+            return Repeg(**where, **market(args["marketId"]), price_before=w(args["priceBefore"]),
+                         price_after=w(args["priceAfter"]), index_price=w(args["indexPrice"]), cost=w(args["cost"]))
+        return OtherEvent(**where, contract=name, event=event, args={k: _plain(v) for k, v in dict(args).items()})
+
+    def events(self, since_block: int | None = None, to_block: int | None = None, kinds: tuple = ()) -> list:
+        """Every event of the five contracts in blocks `since_block` (default: the deployment's first) to
+        `to_block` (default: the head), decoded as the SDK's records, in chain order; only `kinds` (record
+        classes) if given. One pass, no cursor: `EventFeed` follows the chain."""
+        start = self.start_block if since_block is None else self._int(since_block, "since_block")
+        stop = self.chain.blocks.head.number if to_block is None else self._int(to_block, "to_block")
+        kinds = _record_kinds(kinds)
+        return [r for r in self._fetch_records(start, stop) if not kinds or isinstance(r, kinds)]
+
+    def _fetch_records(self, start: int, stop: int) -> list:
+        """Records of blocks start..stop (both included), one log query (Ape pages it), in chain order."""
+        from ape.types import LogFilter
+
+        if start > stop:
+            return []
+        log_filter = LogFilter(addresses=list(self._addresses.values()), events=self._event_abis,
+                               start_block=start, stop_block=stop)
+        logs = sorted(self.chain.provider.get_contract_logs(log_filter),
+                      key=lambda log: (int(log.block_number), int(log.log_index)))
+        return [r for r in (self._record(log) for log in logs) if r is not None]
 
     # ------------------------------------------------------------- events
 
@@ -729,6 +1687,200 @@ class Client:
         topics = {"owner": self._owner(owner)} if owner is not None else None
         logs = self.clearing_house.PositionChanged.range(start, stop, search_topics=topics)
         return [self._trade(log) for log in logs]
+
+
+# ----------------------------------------------------------------------------- live subscriptions
+
+CURSOR_FORMAT = "vperp-cursor/1"
+
+
+def write_json_atomically(path: Path, data: dict) -> None:
+    """Write `data` to `path` so that a reader (or a process restarted after a crash at any point) finds either
+    the previous file or the new one, never a mix: a temporary file in the same folder, flushed and synced,
+    then renamed over `path` (`os.replace` is atomic on POSIX and Windows), then the folder synced."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself survives a power cut once the folder is synced (POSIX; best effort elsewhere)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+class EventFeed:
+    """Live subscription to the protocol's events by polling `eth_getLogs` from a block cursor.
+
+        feed = EventFeed(client, cursor_file="state/feed.json")      # resumes where the last run stopped
+        for record in feed.poll():                                   # one batch of blocks, committed
+            ...                                                      # Trade, FundingSample, Kick, Take, ...
+        feed.follow(handle, interval=2)                              # poll forever; at-least-once delivery
+
+    Each poll reads the logs of the five contracts in blocks `next_block .. min(head - confirmations,
+    next_block + batch_blocks - 1)` in one query, decodes them into the SDK's records (`RECORD_KINDS`) in
+    chain order, then moves the cursor past the last block read and, with `cursor_file`, writes it
+    atomically (`write_json_atomically`). A process restarted with the same file resumes at the first block
+    it has not delivered: no duplicates, no gaps. The file also names the chain (id and block 0's hash) and
+    the deployment's contracts, and a feed refuses a file written for another (`FeedError`).
+
+    Reorganisations: the cursor keeps the hash of the last block it delivered, which commits to every block
+    before it. Each poll first checks that this block is still on the chain; if a reorganisation replaced it
+    (or any earlier delivered block) the poll raises `ReorgError` and delivers nothing: the feed does not
+    roll back what a consumer already processed. `confirmations=N` delivers a block only once N blocks are on
+    top of it, so a reorganisation shallower than N never reaches the consumer. A reorganisation of blocks
+    not yet delivered is invisible and harmless (they are read after it). Local chains (Anvil, the embedded
+    chain) do not reorganise; a restarted Anvil is a new chain, refused by block 0's hash.
+    """
+
+    def __init__(self, client: Client, cursor_file: str | Path | None = None, start_block: int | None = None,
+                 batch_blocks: int = 2_000, confirmations: int = 0, kinds: tuple = ()):
+        self.client = client
+        self.batch_blocks = Client._int(batch_blocks, "batch_blocks", 1, 1_000_000)
+        self.confirmations = Client._int(confirmations, "confirmations", 0, 10_000)
+        self.kinds = _record_kinds(kinds)
+        self.cursor_file = None if cursor_file is None else Path(cursor_file)
+        chain = client.chain
+        self._identity = {"chain_id": int(chain.chain_id), "genesis": genesis_hash(chain),
+                          "contracts": dict(client._addresses)}
+        if start_block is not None:
+            start_block = Client._int(start_block, "start_block")
+        self.next_block = client.start_block if start_block is None else start_block
+        self.last_block_hash: str | None = None  # hash of block next_block - 1 once something was delivered
+        self._read: tuple[int, str] | None = None  # (last block, its hash) of the last fetch
+        if self.cursor_file is not None and self.cursor_file.exists():
+            self._load()  # the file wins over start_block: it is where the last run stopped
+
+    # ----------------------------------------------------------- cursor
+
+    def _load(self) -> None:
+        path = self.cursor_file
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise FeedError(f"cursor file {path} is unreadable ({type(e).__name__}): delete it to start over "
+                            "from start_block") from None
+        if not isinstance(data, dict) or data.get("format") != CURSOR_FORMAT:
+            raise FeedError(f"{path} is not an EventFeed cursor (format {CURSOR_FORMAT})")
+        for key, want in self._identity.items():
+            if data.get(key) != want:
+                raise FeedError(f"cursor file {path} was written for another {key.replace('_', ' ')} "
+                                f"({data.get(key)!r}, this chain's is {want!r}): use another file")
+        nb, h = data.get("next_block"), data.get("last_block_hash")
+        if isinstance(nb, bool) or not isinstance(nb, int) or nb < 0 or not (h is None or isinstance(h, str)):
+            raise FeedError(f"cursor file {path}: next_block/last_block_hash are malformed")
+        self.next_block, self.last_block_hash = nb, h
+
+    def _save(self) -> None:
+        if self.cursor_file is not None:
+            write_json_atomically(self.cursor_file, {"format": CURSOR_FORMAT, **self._identity,
+                                                     "next_block": self.next_block,
+                                                     "last_block_hash": self.last_block_hash})
+
+    def _block_hash(self, number: int) -> str:
+        h = self.client.chain.blocks[number].hash
+        return h if isinstance(h, str) else "0x" + bytes(h).hex()
+
+    # ----------------------------------------------------------- reading
+
+    @property
+    def safe_head(self) -> int:
+        """The last block a poll may read now: the head less `confirmations`."""
+        return self.client.chain.blocks.head.number - self.confirmations
+
+    def _check_reorg(self) -> None:
+        if self.last_block_hash is None:
+            return
+        last = self.next_block - 1
+        head = self.client.chain.blocks.head.number
+        if last > head or self._block_hash(last) != self.last_block_hash:
+            raise ReorgError(f"block {last}, the last this feed delivered, is no longer on the chain (head {head}): "
+                             f"a reorganisation replaced delivered blocks; the cursor stays at {self.next_block}")
+
+    def fetch(self) -> tuple[list, int | None]:
+        """Read the next batch without moving the cursor: (records, last block read or None when caught up).
+        `commit(last)` then moves the cursor; `poll` does both."""
+        self._check_reorg()
+        stop = min(self.safe_head, self.next_block + self.batch_blocks - 1)
+        if stop < self.next_block:
+            return [], None
+        self._read = (stop, self._block_hash(stop))  # the block as it was before its logs were read
+        records = self.client._fetch_records(self.next_block, stop)
+        if self.kinds:
+            records = [r for r in records if isinstance(r, self.kinds)]
+        return records, stop
+
+    def commit(self, last_block: int) -> None:
+        """Mark every block up to `last_block` delivered (and write the cursor file)."""
+        last_block = Client._int(last_block, "last_block")
+        if last_block < self.next_block - 1:
+            raise FeedError(f"cannot commit block {last_block}: the cursor is already at {self.next_block}")
+        block_hash = self._block_hash(last_block)
+        if self._read is not None and self._read[0] == last_block and self._read[1] != block_hash:
+            raise ReorgError(f"block {last_block} changed while its logs were read (a reorganisation): "
+                             f"nothing delivered, the cursor stays at {self.next_block}")
+        self.last_block_hash = block_hash
+        self.next_block = last_block + 1
+        self._save()
+
+    def poll(self) -> list:
+        """The records of the next batch of blocks (empty when caught up), delivered: the cursor moves past
+        them before they are returned (at-most-once if the caller then fails; `follow` is at-least-once)."""
+        records, last = self.fetch()
+        if last is not None:
+            self.commit(last)
+        return records
+
+    def read_to_head(self) -> list:
+        """Poll until caught up with `safe_head`; every record on the way, in chain order."""
+        out = []
+        while True:
+            records, last = self.fetch()
+            if last is None:
+                return out
+            self.commit(last)
+            out += records
+
+    def follow(self, handler, interval: float = 2.0, sleep=None, polls: int | None = None) -> int:
+        """Call `handler(record)` for every record, forever (or `polls` polls), sleeping `interval` seconds when
+        caught up. The cursor moves past a batch only after the handler has returned for all of it: if the
+        handler raises, the error propagates and a restarted feed delivers that batch again (at-least-once;
+        make the handler idempotent, e.g. keyed by `(block, log_index)`). Returns the records handled."""
+        import time
+
+        if polls is not None:
+            polls = Client._int(polls, "polls", 1)
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
+            raise FeedError(f"interval must be a number of seconds >= 0, got {interval!r}")
+        sleep = sleep or time.sleep
+        handled = done = 0
+        while polls is None or done < polls:
+            records, last = self.fetch()
+            done += 1
+            for record in records:
+                handler(record)
+                handled += 1
+            if last is not None:
+                self.commit(last)
+            if last is None or last >= self.safe_head:
+                if polls is None or done < polls:
+                    sleep(interval)
+        return handled
 
 
 def network_file_stem(ecosystem: str, network: str) -> str:
