@@ -8,12 +8,29 @@ free collateral covers the initial margin of what it takes; otherwise it leaves 
 Which market to kick on a cross account holding several: the engine's `bestMarketToKick` view, which
 picks the market whose slice restores target health with the least notional moved (see
 docs/liquidation.md).
+
+The keeper's log (docs/keeper.md): every pass also records, in `Keeper.records` (and the last pass's in
+`Keeper.pass_records`) and on the `vperp.keeper` Python logger,
+- `AuctionWait`: each live auction it sees but does not take: its discount now, the threshold it waits
+  for, and the first timestamp at which the auction reaches it at today's index (from the engine's curve,
+  `discountAt`), or why it cannot take it (its free collateral);
+- `TakeLog`: each take: price, size, the keeper's PnL on it at the index (what closing it at the index
+  would realize, minus the take's fee and a close's taker fee) and the position it holds after;
+- `BadDebtSeen`: the `BadDebt` and `ShortfallRecorded` events in the blocks the pass scanned.
+Logging reads views only and never changes what the keeper does: a failure while logging is itself
+logged (a warning) and the pass goes on.
 """
 from __future__ import annotations
 
+import logging
+from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .client import from_wad, seconds_to_discount
 
 WAD = 10**18
+log = logging.getLogger("vperp.keeper")
 
 
 @dataclass
@@ -27,6 +44,84 @@ class Action:
         return f"{self.kind}({fields}) gas={self.gas:,}"
 
 
+@dataclass(frozen=True)
+class AuctionWait:
+    """A live auction the keeper saw and did not take, and what it waits for."""
+
+    block: int  # the block the keeper read the auction at (the head then)
+    seen_at: int  # its timestamp
+    auction: int
+    symbol: str
+    owner: str
+    subaccount: int
+    size: Decimal  # remaining slice, signed like the liquidated position
+    index_price: Decimal
+    price: Decimal  # the auction's price now
+    discount: Decimal  # the taker's discount now, a fraction (0.01 = 1 %), as the keeper measures it
+    threshold: Decimal  # min_take_discount, a fraction
+    ready_at: int | None  # first timestamp at which the discount reaches the threshold at this index; None: never
+    reason: str  # "discount" (below the threshold) | "collateral" (worth taking, but free collateral covers none)
+
+    def __str__(self) -> str:
+        when = ("never before it expires" if self.ready_at is None
+                else f"at t={self.ready_at} (in {max(self.ready_at - self.seen_at, 0)} s)")
+        why = ("free collateral does not cover a take" if self.reason == "collateral"
+               else f"waits for {self.threshold:.2%}, reached {when}")
+        return (f"auction {self.auction} {self.symbol} {self.size} of {self.owner[:10]}/{self.subaccount}: "
+                f"price {self.price:.2f}, index {self.index_price:.2f}, discount {self.discount:.4%}; {why}")
+
+
+@dataclass(frozen=True)
+class TakeLog:
+    """A take by the keeper and what it made at the index."""
+
+    block: int  # the take's block
+    tx_hash: str
+    auction: int
+    symbol: str
+    size: Decimal  # what the keeper's position changed by (a long slice makes it longer)
+    price: Decimal
+    index_price: Decimal  # at the take's block
+    gross_pnl: Decimal  # floor/ceil(size x index) - what it paid (long) or received (short): closing at the index
+    take_fee: Decimal  # the fee of the keeper's fill (PositionChanged.fee; 0 on this build)
+    close_fee: Decimal  # takerFee x |size| x index: what a close on the vAMM at the index would charge
+    pnl: Decimal  # gross_pnl - take_fee - close_fee
+    position_size: Decimal  # the keeper's position in the market after the take
+    position_open_notional: Decimal
+
+    def __str__(self) -> str:
+        return (f"took {self.size} {self.symbol} of auction {self.auction} at {self.price:.2f} (index "
+                f"{self.index_price:.2f}): PnL at the index {self.pnl:,.2f} after fees; holds {self.position_size} "
+                f"{self.symbol}, open notional {self.position_open_notional:,.2f}")
+
+
+@dataclass(frozen=True)
+class BadDebtSeen:
+    """A `BadDebt` (loss realized: "bad-debt") or `ShortfallRecorded` that changed an account's estimate
+    ("shortfall"; 0 = cleared) in the blocks a pass scanned."""
+
+    block: int
+    tx_hash: str
+    kind: str  # "bad-debt" | "shortfall"
+    owner: str
+    subaccount: int
+    amount: Decimal  # bad-debt: the loss; shortfall: the new estimate
+    from_insurance: Decimal | None = None  # bad-debt only
+    from_pool: Decimal | None = None  # bad-debt only
+    total: Decimal | None = None  # shortfall only: the sum of all accounts' estimates
+
+    def __str__(self) -> str:
+        who = f"{self.owner[:10]}/{self.subaccount}"
+        if self.kind == "bad-debt":
+            return (f"bad debt {self.amount:,.2f} of {who} at block {self.block}: insurance paid "
+                    f"{self.from_insurance:,.2f}, pool {self.from_pool:,.2f}")
+        return f"shortfall estimate of {who} now {self.amount:,.2f} at block {self.block} (all accounts {self.total:,.2f})"
+
+
+def _hex(h) -> str:
+    return h if isinstance(h, str) else "0x" + bytes(h).hex()
+
+
 @dataclass
 class Keeper:
     system: object
@@ -35,28 +130,126 @@ class Keeper:
     take_margin_buffer: int = 12 * WAD // 10  # keep free collateral >= 1.2 x the taken slice's initial margin
     accounts: set = field(default_factory=set)  # (owner, subaccount) seen trading
     _scanned_to: int = -1
+    max_records: int = 10_000  # `records` keeps the newest this many
+    records: deque = field(default=None)  # AuctionWait | TakeLog | BadDebtSeen, oldest first
+    pass_records: list = field(default_factory=list)  # the last pass's
+    _shortfalls: dict = field(default_factory=dict)  # (owner, subaccount) -> last shortfall seen [wad]
+    _ready_cache: dict = field(default_factory=dict)  # (market, side, index, threshold, params) -> seconds | None
+
+    def __post_init__(self) -> None:
+        if self.records is None:
+            self.records = deque(maxlen=self.max_records)
 
     # ---------------------------------------------------------------- discovery
 
     def discover(self, chain) -> None:
-        """Add every (owner, subaccount) that traded since the last scan (PositionChanged logs)."""
+        """Add every (owner, subaccount) that traded since the last scan (PositionChanged logs), and log the
+        bad debt of the same blocks."""
         head = chain.blocks.head.number
         start = self._scanned_to + 1
         if start > head:
             return
-        for log in self.system.clearing_house.PositionChanged.range(start, head + 1):
-            self.accounts.add((log.owner, int(log.subaccount)))
+        for log_ in self.system.clearing_house.PositionChanged.range(start, head + 1):
+            self.accounts.add((log_.owner, int(log_.subaccount)))
+        self._guarded("bad debt", self._scan_bad_debt, start, head)
         self._scanned_to = head
 
     # ---------------------------------------------------------------- one pass
 
     def run_once(self, chain) -> list[Action]:
+        self.pass_records = []
+        self._chain = chain
         self.discover(chain)
         actions: list[Action] = []
         actions += self._poke_due(chain)
         actions += self._kick_liquidatable()
         actions += self._service_auctions()
         return actions
+
+    # ---------------------------------------------------------------- the log
+
+    def _record(self, record) -> None:
+        self.records.append(record)
+        self.pass_records.append(record)
+        log.log(logging.WARNING if isinstance(record, BadDebtSeen) and record.kind == "bad-debt" else logging.INFO,
+                "%s", record)
+
+    def _guarded(self, what: str, fn, *args):
+        """Run a logging step; any failure is logged and swallowed, so the log never changes what the keeper
+        does (a view that reverts while logging must not abort the pass)."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - logging must not change the keeper's decisions
+            log.warning("keeper log: could not record %s: %s: %s", what, type(e).__name__, e)
+            return None
+
+    def _scan_bad_debt(self, start: int, head: int) -> None:
+        vault = self.system.vault
+        found = []
+        for ev in vault.BadDebt.range(start, head + 1):
+            found.append((int(ev.block_number), int(ev.log_index), BadDebtSeen(
+                block=int(ev.block_number), tx_hash=_hex(ev.transaction_hash), kind="bad-debt", owner=ev.owner,
+                subaccount=int(ev.subaccount), amount=from_wad(ev.amount), from_insurance=from_wad(ev.fromInsurance),
+                from_pool=from_wad(ev.fromPool))))
+        for ev in vault.ShortfallRecorded.range(start, head + 1):
+            key = (ev.owner, int(ev.subaccount))
+            if int(ev.shortfall) == self._shortfalls.get(key, 0):
+                continue  # no change (a kick of an account that leaves no bad debt records 0 -> 0)
+            self._shortfalls[key] = int(ev.shortfall)
+            found.append((int(ev.block_number), int(ev.log_index), BadDebtSeen(
+                block=int(ev.block_number), tx_hash=_hex(ev.transaction_hash), kind="shortfall", owner=ev.owner,
+                subaccount=int(ev.subaccount), amount=from_wad(ev.shortfall), total=from_wad(ev.total))))
+        for _, _, record in sorted(found, key=lambda f: (f[0], f[1])):
+            self._record(record)
+
+    def _log_wait(self, aid: int, a, index: int, price: int, discount: int, reason: str) -> None:
+        engine = self.system.liquidation
+        mid, size = int(a.marketId), int(a.size)
+        ready_at = None
+        if reason == "discount":
+            params = tuple(int(x) for x in tuple(engine.auctionParams(mid)))
+            key = (mid, size > 0, index, self.min_take_discount, params)
+            if key not in self._ready_cache:
+                if len(self._ready_cache) > 1_000:
+                    self._ready_cache.clear()
+                self._ready_cache[key] = seconds_to_discount(engine, mid, size, index, self.min_take_discount, params[1])
+            elapsed = self._ready_cache[key]
+            ready_at = None if elapsed is None else int(a.startTime) + elapsed
+        head = self._chain.blocks.head  # the block the auction's price was just read at
+        self._record(AuctionWait(
+            block=int(head.number), seen_at=int(head.timestamp), auction=aid, symbol=self._symbol(mid), owner=a.owner, subaccount=int(a.subaccount),
+            size=from_wad(size), index_price=from_wad(index), price=from_wad(price), discount=from_wad(discount),
+            threshold=from_wad(self.min_take_discount), ready_at=ready_at, reason=reason))
+
+    def _log_take(self, tx, ev, a, detail: dict) -> None:
+        ch = self.system.clearing_house
+        mid = int(a.marketId)
+        me = self.account.address
+        fills = [f for f in tx.decode_logs(ch.PositionChanged) if f.owner == me and int(f.marketId) == mid]
+        fill = fills[-1]
+        amount, price = int(ev.amount), int(ev.price)
+        index = int(ch.indexPrice(mid))
+        if int(a.size) > 0:  # a long slice: the keeper bought at `price`, rounded up (what it paid)
+            size, gross = amount, amount * index // WAD - (-(-amount * price // WAD))
+        else:  # a short slice: the keeper sold at `price`, rounded down (what it received)
+            size, gross = -amount, amount * price // WAD - (-(-amount * index // WAD))
+        fee = int(fill.fee)
+        close_fee = -(-(amount * index // WAD) * int(ch.marketParams(mid).takerFee) // WAD)
+        pnl = gross - fee - close_fee
+        record = TakeLog(
+            block=int(tx.block_number), tx_hash=_hex(tx.txn_hash), auction=int(ev.auctionId), symbol=self._symbol(mid),
+            size=from_wad(size), price=from_wad(price), index_price=from_wad(index), gross_pnl=from_wad(gross),
+            take_fee=from_wad(fee), close_fee=from_wad(close_fee), pnl=from_wad(pnl),
+            position_size=from_wad(fill.newSize), position_open_notional=from_wad(fill.newOpenNotional))
+        detail["pnl"] = round(float(record.pnl), 2)
+        detail["holds"] = float(record.position_size)
+        self._record(record)
+
+    def _symbol(self, market_id: int) -> str:
+        for sym, m in self.system.markets.items():
+            if int(m.id) == int(market_id):
+                return sym
+        return str(market_id)
 
     def _poke_due(self, chain) -> list[Action]:
         out = []
@@ -109,15 +302,19 @@ class Keeper:
             price = engine.auctionPrice(aid)
             discount = (index - price) * WAD // index if a.size > 0 else (price - index) * WAD // index
             if discount < self.min_take_discount:
+                self._guarded(f"auction {aid}", self._log_wait, aid, a, index, price, discount, "discount")
                 continue
             amount = self._affordable(a, index, vault, ch)
             if amount == 0:
+                self._guarded(f"auction {aid}", self._log_wait, aid, a, index, price, discount, "collateral")
                 continue
             limit = price  # exactly the quoted price: no worse than what we decided on
             tx = engine.take(aid, amount, limit, 0, sender=self.account)
             ev = tx.decode_logs(engine.Take)[0]
-            out.append(Action("take", {"auction": aid, "amount": ev.amount / WAD, "price": round(ev.price / WAD, 2),
-                                       "discount": f"{discount / WAD:.2%}"}, tx.gas_used))
+            detail = {"auction": aid, "amount": ev.amount / WAD, "price": round(ev.price / WAD, 2),
+                      "discount": f"{discount / WAD:.2%}"}
+            self._guarded(f"the take of auction {aid}", self._log_take, tx, ev, a, detail)
+            out.append(Action("take", detail, tx.gas_used))
         return out
 
     def _backstop(self, aid: int, a) -> Action:
