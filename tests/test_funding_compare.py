@@ -56,3 +56,52 @@ def test_spike_vperp_pays_a_fraction_of_the_unsmoothed_rule():
     expected_peak = CAP * (1 - math.exp(-0.5 / TAU_H))  # rate reached after 30 min at the cap target
     assert abs(max(smooth.rate_per_minute) / WAD - expected_peak) / expected_peak < 1e-3
     assert smooth.max_window_paid(8) * 2 < raw.max_window_paid(8)
+
+
+# ---------------------------------------------------------------------------- on the simulator's paths
+
+
+def _write_run(folder, rows):
+    folder.mkdir()
+    cols = ["step", "time_s", "eth_index", "eth_mark", "btc_index", "btc_mark"]
+    lines = [",".join(cols)] + [",".join(str(v) for v in r) for r in rows]
+    (folder / "steps.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_sim_premiums_are_mark_over_index_held_over_each_step(tmp_path):
+    from vperp.funding_compare import premiums_from_sim
+
+    run = _write_run(tmp_path / "run", [(1, 300, 3000, 3030, 60000, 59400), (2, 600, 3000, 3000, 60000, 60000)])
+    assert premiums_from_sim(run, "ETH") == [WAD // 100] * 5 + [0] * 5
+    assert premiums_from_sim(run, "btc") == [-WAD // 100] * 5 + [0] * 5
+
+
+def test_sim_run_errors_are_named(tmp_path):
+    import pytest
+
+    from vperp.funding_compare import main, premiums_from_sim
+
+    run = _write_run(tmp_path / "run", [(1, 300, 3000, 3030, 1, 1), (2, 330, 3000, 3000, 1, 1)])
+    with pytest.raises(ValueError, match="no market 'SOL'"):
+        premiums_from_sim(run, "SOL")
+    with pytest.raises(ValueError, match="not whole minutes"):
+        premiums_from_sim(run, "ETH")
+    with pytest.raises(SystemExit) as e:
+        main(["--sim", str(tmp_path / "missing")])
+    assert e.value.code == 2
+
+
+def test_on_a_held_premium_below_the_velocity_limit_the_ratio_is_the_first_hour_of_the_exponential():
+    """A +1 % premium (target 0.0417 %/h, a gap under v x tau = 0.2 %/h): the smoothed rate's largest
+    change between hours is its first hour's, (1 - e^(-1/4)) of the gap, and the unsmoothed rule moves by
+    the whole gap at once: the ratio is 0.221 whatever the premium's size below the limit (the figure the
+    velocity limit does not change at the defaults; docs/funding.md)."""
+    from vperp.funding_compare import hours_to_converge, smoothing_ratio
+
+    path = premium_step(step=WAD // 100, before_h=1, hold_h=24, after_h=1)
+    u, v, ratio = smoothing_ratio(path)
+    assert u == WAD // 100 // 24
+    assert math.isclose(ratio, 1 - math.exp(-1 / TAU_H), rel_tol=2e-3)
+    # 95 % of the held premium's rate after 4 h x ln 20 = 11.98 h (minute resolution)
+    assert abs(hours_to_converge(WAD // 100) - TAU_H * math.log(20)) <= 1 / 60

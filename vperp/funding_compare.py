@@ -10,11 +10,19 @@ on-chain figures to the wei for the same target path.
 
 prints, for each premium path, the largest change of the rate between consecutive hours and the
 largest funding paid over any 8 hours (per unit of notional), for both rules.
+
+    python -m vperp.funding_compare --sim sim_out/economics/crash/seed1 [more run folders]
+
+reads the simulator's runs instead (`steps.csv`: each market's mark TWAP and index per step, held over the
+step) and prints, per run and market, both rules' largest change between hours and their ratio, plus the
+hours the smoothed rule takes to reach 95 % of the rate a held premium asks for.
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .funding import HOUR, WAD, clamp, evolve
 
@@ -126,6 +134,58 @@ def plot(paths: dict[str, list[int]], out: str, p: Params = Params()) -> None:
     fig.savefig(out, dpi=110)
 
 
+def premiums_from_sim(run_dir: str | Path, symbol: str) -> list[int]:
+    """Premium per minute [wad] of one market in a simulator run: (mark TWAP - index) / index from each row
+    of `steps.csv`, held for the step's length (the `time_s` column's spacing, whole minutes)."""
+    path = Path(run_dir) / "steps.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) < 2:
+        raise ValueError(f"{path}: needs at least two steps")
+    k = symbol.lower()
+    if f"{k}_mark" not in rows[0]:
+        raise ValueError(f"{path}: no market {symbol!r} (columns {k}_mark, {k}_index)")
+    step = int(float(rows[1]["time_s"]) - float(rows[0]["time_s"]))
+    if step <= 0 or step % MINUTE:
+        raise ValueError(f"{path}: steps of {step} s are not whole minutes")
+    out: list[int] = []
+    for r in rows:
+        index, mark = float(r[f"{k}_index"]), float(r[f"{k}_mark"])
+        out += [round((mark - index) / index * WAD)] * (step // MINUTE)
+    return out
+
+
+def smoothing_ratio(premiums: list[int], p: Params = Params()) -> tuple[int, int, float]:
+    """(unsmoothed largest change between hours, vPerp's, vPerp's / unsmoothed) on one premium path [wad/h]."""
+    u = run_unsmoothed(premiums, p.period_hours).max_hourly_change()
+    v = run_vperp(premiums, p).max_hourly_change()
+    return u, v, (v / u if u else 0.0)
+
+
+def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95, horizon_h: int = 96) -> float:
+    """Hours the applied rate takes, from 0, to reach `fraction` of the target a premium held from then on
+    asks for (minute resolution); inf if not within `horizon_h`."""
+    target = clamp(premium // p.period_hours + p.baseline, p.max_rate)
+    rates = run_vperp([premium] * (horizon_h * 60), p).rate_per_minute
+    for i, r in enumerate(rates):
+        if abs(r) >= fraction * abs(target):
+            return i / 60
+    return float("inf")
+
+
+def render_sim(run_dirs: list[str], symbols: tuple[str, ...] = ("ETH", "BTC"), p: Params = Params()) -> str:
+    out = ["| run | market | unsmoothed: max change between hours (%/h) | vPerp (%/h) | ratio |",
+           "|---|---|---:|---:|---:|"]
+    for d in run_dirs:
+        for sym in symbols:
+            u, v, r = smoothing_ratio(premiums_from_sim(d, sym), p)
+            out.append(f"| {d} | {sym} | {u / WAD * 100:.4f} | {v / WAD * 100:.4f} | {r:.3f} |")
+    conv = ", ".join(f"+{x}% premium {hours_to_converge(x * WAD // 100, p):.1f} h" for x in (1, 5))
+    out.append("")
+    out.append(f"hours to 95 % of the rate a held premium asks for: {conv}")
+    return "\n".join(out)
+
+
 DEFAULT_PATHS = {
     "+5 % premium step held 24 h": premium_step(),
     "+5 % premium spike for 30 min": premium_spike(),
@@ -135,10 +195,30 @@ DEFAULT_PATHS = {
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plot", help="write a PNG of the rates")
+    ap.add_argument("--sim", nargs="+", metavar="RUN_DIR",
+                    help="simulator run folders (each with steps.csv): the ratio on their premium paths")
+    ap.add_argument("--tau-hours", type=float, default=None, help="smoothing time constant [h] (default: 4)")
+    ap.add_argument("--velocity", type=float, default=None,
+                    help="velocity limit [%%/h per hour] (default: 0.05)")
     args = ap.parse_args(argv)
-    print(render(compare(DEFAULT_PATHS)))
+    p = Params()
+    if args.tau_hours is not None:
+        if not 1 / 60 <= args.tau_hours <= 7 * 24:
+            ap.error("--tau-hours must be within the contract's bounds, 1 min .. 7 days")
+        p = replace(p, tau=round(args.tau_hours * HOUR))
+    if args.velocity is not None:
+        if not 1e-6 <= args.velocity <= 10:
+            ap.error("--velocity must be within the contract's bounds, 1e-6 .. 10 %/h per hour")
+        p = replace(p, velocity=round(args.velocity / 100 * WAD))
+    if args.sim:
+        try:
+            print(render_sim(args.sim, p=p))
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
+        return
+    print(render(compare(DEFAULT_PATHS, p)))
     if args.plot:
-        plot(DEFAULT_PATHS, args.plot)
+        plot(DEFAULT_PATHS, args.plot, p)
         print(f"plot written to {args.plot}")
 
 
