@@ -12,12 +12,22 @@
     c.funding("ETH")                           # Funding(applied_pct_per_hour=..., target_pct_per_hour=..., ...)
     c.close("ETH", slippage_bps=50)
     c.trades(since_block=c.start_block)        # [Trade(...), ...] decoded PositionChanged events
+    c.funding_projection("ETH", hours=8)       # where the rate goes and what the position pays over 8 h
+    kick = c.kick(owner)                       # Kick(...); c.auction(kick.auction_id, min_discount_bps=100).ready_at
+    c.take(kick.auction_id, slippage_bps=10)   # Take(...); also redo, cancel, backstop
+    c.lp_deposit(5_000); c.lp_request_withdraw(); c.lp_redeem()   # the pool's two-step exit
+    feed = EventFeed(c, cursor_file="feed.json")   # every event of the five contracts, as typed records,
+    feed.poll()                                    # from a cursor that survives restarts
 
 Everything returned is in human units as `Decimal` (exact: WAD integers divided by 10**18); amounts
 passed in are human numbers (int, str, Decimal; floats go through their repr). The contracts are
 reached through the ABI files the deployment file names (`abi/*.json`, written by `ape run
 export_abi`), so the SDK needs no compiled project; inside this repository the compiled contract types
-are the fallback when a file is missing. The account is only needed for transactions.
+are the fallback when a file is missing. The account is only needed for transactions. The funding,
+liquidation and LP helpers check their arguments first (a bad one is a one-line `ClientError`, nothing
+sent) and dry-run what they send, so a call the chain refuses raises its named custom error and sends
+nothing.
+docs/integrators.md has a section per family of helpers, with examples `tests/test_sdk_docs.py` runs.
 
 This module also defines the layout of `abi/` (`ABI_FILES`, `abi_json`) and reads deployment records
 (`read_deployment`, `find_deployment`, `missing_code`), shared by `scripts/deploy.py`,
