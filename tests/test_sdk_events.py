@@ -410,6 +410,8 @@ BAD_CALLS = [
     ("funding_projection", ("ETH",), {"hours": 1.5}, "hours must be an integer"),
     ("funding_projection", ("DOGE",), {}, "unknown market 'DOGE'"),
     ("pending_funding", ("ETH",), {"sub": -1}, "sub must be in"),
+    ("pending_funding", ("ETH",), {"owner": "0xabc"}, "owner must be an address"),
+    ("funding_projection", ("ETH",), {"owner": 7}, "owner must be an address"),
     ("discount_at", ("ETH", -1), {}, "elapsed must be in"),
     ("auction", (0,), {}, "unknown auction 0"),
     ("auction", (10**6,), {}, "unknown auction 1000000"),

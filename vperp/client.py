@@ -1265,7 +1265,8 @@ class Client:
     def pending_funding(self, symbol: str, sub: int = 0, owner=None) -> Decimal:
         """Funding the position owes now and has not settled (> 0: it pays; < 0: it receives)."""
         mid = self.market_id(symbol)
-        _, _, pending = self.clearing_house.position(self._owner(owner), self._subaccount(sub), mid)
+        owner = self._address(owner) if owner is not None else self._owner(None)
+        _, _, pending = self.clearing_house.position(owner, self._subaccount(sub), mid)
         return from_wad(pending)
 
     def funding_projection(self, symbol: str, hours: int = 8, sub: int = 0, owner=None) -> FundingProjection:
@@ -1286,7 +1287,8 @@ class Client:
         per_base = area * index // (HOUR * WAD)  # ClearingHouse._fundingAccrual: floor
         size = pending = 0
         if owner is not None or self.account is not None:
-            size, _, pending = (int(x) for x in self.clearing_house.position(self._owner(owner), sub, mid))
+            owner = self._address(owner) if owner is not None else self._owner(None)
+            size, _, pending = (int(x) for x in self.clearing_house.position(owner, sub, mid))
         payment = -(-size * per_base // WAD)  # sMulWadUp: what a position owes rounds up
 
         def pct(x):
@@ -1334,9 +1336,9 @@ class Client:
         threshold = None if min_discount_bps is None else self._bps(min_discount_bps, "min_discount_bps")
         out = []
         for aid in range(1, self.liquidation.auctionCount() + 1):
-            info = self._auction_info(aid, threshold)
-            if info.size != 0:
-                out.append(info)
+            a = self.liquidation.auction(aid)
+            if int(a.size) != 0:  # a finished auction's market is not read (its feed may be stale by now)
+                out.append(self._auction_info(aid, threshold, a))
         return out
 
     def auction_ready_at(self, auction_id: int, min_discount_bps: int) -> int | None:
@@ -1344,9 +1346,9 @@ class Client:
         the index (at today's index; None: not before it expires)."""
         return self.auction(auction_id, min_discount_bps).ready_at
 
-    def _auction_info(self, aid: int, threshold_bps: int | None) -> AuctionInfo:
+    def _auction_info(self, aid: int, threshold_bps: int | None, a=None) -> AuctionInfo:
         engine, ch = self.liquidation, self.clearing_house
-        a = engine.auction(aid)
+        a = engine.auction(aid) if a is None else a
         mid, size = int(a.marketId), int(a.size)
         self._auction_meta[aid] = (a.owner, int(a.subaccount), mid)
         index = int(ch.indexPrice(mid))
