@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium")
 NO_CHROMIUM = "chromium is not installed (Debian package `chromium`; ./run.sh setup installs it when run as root)"
 WIDTH, HEIGHT = 1280, 1600
+SERVERS = {}  # url -> the server (its read counter)
 
 
 def free_port() -> int:
@@ -75,7 +76,12 @@ def record_file(system, chain, shown, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(chain, record_file):
     d = dash.Dashboard(chain.provider.web3, dash.load_record(record_file), record_file)
+    reads = []
+    read = d.state
+    d.state = lambda: reads.append(1) or read()  # counts the page's polls
     srv = dash.serve(d, port=0, refresh=1)
+    srv.reads = reads
+    SERVERS[f"http://127.0.0.1:{srv.server_address[1]}"] = srv
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
@@ -197,7 +203,10 @@ def test_page_in_headless_chromium_shows_markets_auction_and_share_price(server,
     from PIL import Image
 
     s = state_of(server)
+    reads = SERVERS[server].reads
+    before = len(reads)
     dom = chromium("--dump-dom", url=server + "/")
+    assert len(reads) - before >= 2  # it polled again after the first read (refresh 1 s, 4 s of page time)
     for m in s["markets"]:
         assert f"<b>{m['symbol']}</b>" in dom
     (a,) = s["auctions"]
