@@ -14,6 +14,7 @@ own cross account, so one without collateral (in its wallet or deposited) is ref
 A pass that fails (someone else took the auction first, a stale feed) is logged and the loop goes on;
 with `--once` it is an error.
 """
+import logging
 import signal
 import threading
 import time
@@ -182,6 +183,28 @@ def start(account=None, deployment=None, fresh=False, config_path=DEFAULT_CONFIG
     return keeper, client
 
 
+class _LogHandler(logging.Handler):
+    """Sends the keeper's own log (`vperp.keeper`: the auctions it waits on and when each becomes worth
+    taking, each take's PnL and position after, bad debt it saw; docs/keeper.md) to the script's output."""
+
+    def __init__(self, log: Callable) -> None:
+        super().__init__(logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log(record.getMessage() if record.levelno < logging.WARNING else f"{record.levelname}: {record.getMessage()}")
+
+
+def route_keeper_log(log: Callable = console.log) -> logging.Logger:
+    """Attach (once; a second call replaces the first) the handler above to the `vperp.keeper` logger."""
+    logger = logging.getLogger("vperp.keeper")
+    for h in [h for h in logger.handlers if isinstance(h, _LogHandler)]:
+        logger.removeHandler(h)
+    logger.addHandler(_LogHandler(log))
+    logger.setLevel(logging.INFO)
+    return logger
+
+
 @click.command(cls=ConnectedProviderCommand)
 @network_option()
 @account_option(prompt=False)
@@ -200,6 +223,7 @@ def cli(network, account, deployment, fresh, config_path, once, interval, deposi
     from ape.logging import logger
 
     logger.set_level("WARNING")  # the keeper logs its own actions; one line per transaction would drown them
+    route_keeper_log()
     try:
         keeper, _ = start(account, deployment, fresh, config_path, deposit, kick_only, min_discount_bps)
         run_loop(keeper, chain, once=once, interval=interval)

@@ -494,3 +494,22 @@ def test_keeper_loop_stops_cleanly_on_ctrl_c(deployed, accounts, chain):
     passes = keeper_script.run_loop(keeper, chain, interval=7, log=logs.append, sleep=interrupted_sleep)
     assert passes == 2 and naps == [7, 7]
     assert "stopped after 2 passes" in logs[-1]
+
+
+def test_keeper_script_shows_the_keepers_own_log_once():
+    """`ape run keeper` routes the `vperp.keeper` log (waits, takes' PnL, bad debt: docs/keeper.md) to its
+    output; routing twice does not print twice, and warnings say so."""
+    import logging
+
+    log = logging.getLogger("vperp.keeper")
+    saved = (list(log.handlers), log.level, log.propagate)  # other tests read this logger through caplog
+    lines = []
+    try:
+        keeper_script.route_keeper_log(lines.append)
+        keeper_script.route_keeper_log(lines.append)
+        log.info("auction %d waits", 7)
+        log.warning("bad debt seen")
+        log.debug("not shown")
+    finally:
+        log.handlers[:], log.level, log.propagate = saved
+    assert lines == ["auction 7 waits", "WARNING: bad debt seen"]
