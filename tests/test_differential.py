@@ -275,9 +275,10 @@ SHAPES = [
      ("open", 1, 0, 1, -1, 103_950_784, "any", True), ("lpdeposit", 2, 10**10), ("time", 896),
      ("lpmint", 2, 10**15), ("lpdeposit", 2, 10**10), ("lpmint", 2, 10**15)],
     # A take refreshes the owner's shortfall estimate from every market it holds: with one of their feeds
-    # stale, the take reverts (StaleOracle) although its own market's index is fresh; it goes through once
-    # that feed answers again.
-    [("open", 0, 0, 2, 1, 10**6, "any", True), ("lever", 0, 0, 1, 1, 100), ("time", 83_500),
+    # stale (86,000 s and the 600 s wait pass BTC's 86,400 s heartbeat; until 2026-12-05 the wait was 83,500 s
+    # and the feed never went stale), the take reverts (StaleOracle) although its own market's index is
+    # fresh; it goes through once that feed answers again.
+    [("open", 0, 0, 2, 1, 10**6, "any", True), ("lever", 0, 0, 1, 1, 100), ("time", 86_000),
      ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 1), ("time", 600), ("take", 2, 0, 0, "half", "any"),
      ("oracle", 2, "same", 0, 0), ("take", 2, 0, 0, "half", "any")],
 ]
@@ -307,3 +308,11 @@ def test_chain_matches_model(env, steps):
                 fh.write(f"{len(steps)} {time.perf_counter() - start:.2f} {time.process_time() - cpu0:.2f}\n")
         STATS["examples"] += 1
         chain.restore(sid)
+
+
+@pytest.mark.skipif(not LONG, reason="the rest of the fixed shapes run on the real client with VPERP_FUZZ=long; "
+                                      "CI replays them on the fast tier (tests/fast/test_fast_differential.py)")
+@pytest.mark.parametrize("index", range(3, len(SHAPES)))
+def test_fixed_shapes_on_the_real_client(env, index):
+    """VPERP_FUZZ=long: every fixed shape the smoke layer leaves to the fast tier, on this client too."""
+    test_chain_matches_model.hypothesis.inner_test(env, SHAPES[index])

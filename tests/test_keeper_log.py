@@ -157,6 +157,31 @@ def test_keeper_logs_bad_debt_and_shortfall_in_the_blocks_it_scans(system, path,
     assert not [r for r in keeper.pass_records if isinstance(r, BadDebtSeen)]  # each block scanned once
 
 
+def test_a_failed_bad_debt_scan_is_retried_over_the_same_blocks(system, path, chain, accounts, monkeypatch):
+    """The log's own cursor: when the scan fails (a node error while reading the logs), the next pass reads the
+    same blocks again, so their shortfall and bad-debt records are late, not lost; account discovery goes on."""
+    erin, keeper_account = accounts[5], accounts[3]
+    _crash(system, chain, _client(path, erin, 3_300), 10, 2_650)
+    keeper, kc = _keeper(path, keeper_account)
+    keeper.run_once(chain)  # kicks: the shortfall estimate is recorded in this pass's blocks
+    aid = kc.auctions()[0].id
+    chain.mine(timestamp=kc.auction_ready_at(aid, 100))
+    real = Keeper._scan_bad_debt
+
+    def node_down(self, start, head):
+        raise ConnectionError("node down")
+
+    monkeypatch.setattr(Keeper, "_scan_bad_debt", node_down)
+    keeper.run_once(chain)  # takes the auction; the scan of the kick's blocks fails
+    assert not [r for r in keeper.pass_records if isinstance(r, BadDebtSeen)]
+    assert (erin.address, 0) in keeper.accounts
+    monkeypatch.setattr(Keeper, "_scan_bad_debt", real)
+    keeper.run_once(chain)  # the same blocks again, and the take's
+    seen = [r for r in keeper.pass_records if isinstance(r, BadDebtSeen)]
+    assert [r.kind for r in seen] == ["shortfall", "shortfall", "bad-debt"], seen
+    assert seen[0].amount > 0 and seen[1].amount == 0
+
+
 def test_logging_never_changes_what_the_keeper_does(system, path, chain, accounts, monkeypatch, caplog):
     """The same passes twice from one snapshot: once logging, once with every logging step failing. The
     actions (kinds, auctions, amounts, prices, gas) are the same; the failures are warnings."""

@@ -130,6 +130,7 @@ class Keeper:
     take_margin_buffer: int = 12 * WAD // 10  # keep free collateral >= 1.2 x the taken slice's initial margin
     accounts: set = field(default_factory=set)  # (owner, subaccount) seen trading
     _scanned_to: int = -1
+    _log_scanned_to: int | None = None  # the bad-debt log's own cursor: advances only when its scan succeeded
     max_records: int = 10_000  # `records` keeps the newest this many
     records: deque = field(default=None)  # AuctionWait | TakeLog | BadDebtSeen, oldest first
     pass_records: list = field(default_factory=list)  # the last pass's
@@ -151,7 +152,13 @@ class Keeper:
             return
         for log_ in self.system.clearing_house.PositionChanged.range(start, head + 1):
             self.accounts.add((log_.owner, int(log_.subaccount)))
-        self._guarded("bad debt", self._scan_bad_debt, start, head)
+        # The log keeps its own cursor: a failed scan (a node error) is retried over the same blocks next pass
+        # instead of losing their BadDebt and shortfall records; the accounts' discovery above never waits on it.
+        log_start = start if self._log_scanned_to is None else self._log_scanned_to + 1
+        if self._guarded("bad debt", self._scan_bad_debt, log_start, head):
+            self._log_scanned_to = head
+        elif self._log_scanned_to is None:
+            self._log_scanned_to = start - 1
         self._scanned_to = head
 
     # ---------------------------------------------------------------- one pass
@@ -183,7 +190,7 @@ class Keeper:
             log.warning("keeper log: could not record %s: %s: %s", what, type(e).__name__, e)
             return None
 
-    def _scan_bad_debt(self, start: int, head: int) -> None:
+    def _scan_bad_debt(self, start: int, head: int) -> bool:
         vault = self.system.vault
         found = []
         for ev in vault.BadDebt.range(start, head + 1):
@@ -191,16 +198,19 @@ class Keeper:
                 block=int(ev.block_number), tx_hash=_hex(ev.transaction_hash), kind="bad-debt", owner=ev.owner,
                 subaccount=int(ev.subaccount), amount=from_wad(ev.amount), from_insurance=from_wad(ev.fromInsurance),
                 from_pool=from_wad(ev.fromPool))))
+        shortfalls = dict(self._shortfalls)  # committed only when the whole scan succeeded (it may be retried)
         for ev in vault.ShortfallRecorded.range(start, head + 1):
             key = (ev.owner, int(ev.subaccount))
-            if int(ev.shortfall) == self._shortfalls.get(key, 0):
+            if int(ev.shortfall) == shortfalls.get(key, 0):
                 continue  # no change (a kick of an account that leaves no bad debt records 0 -> 0)
-            self._shortfalls[key] = int(ev.shortfall)
+            shortfalls[key] = int(ev.shortfall)
             found.append((int(ev.block_number), int(ev.log_index), BadDebtSeen(
                 block=int(ev.block_number), tx_hash=_hex(ev.transaction_hash), kind="shortfall", owner=ev.owner,
                 subaccount=int(ev.subaccount), amount=from_wad(ev.shortfall), total=from_wad(ev.total))))
+        self._shortfalls = shortfalls
         for _, _, record in sorted(found, key=lambda f: (f[0], f[1])):
             self._record(record)
+        return True
 
     def _log_wait(self, aid: int, a, index: int, price: int, discount: int, reason: str) -> None:
         engine = self.system.liquidation
