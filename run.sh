@@ -97,10 +97,16 @@ workers() {
   # The suite runs on pytest-xdist workers, one per core (VPERP_WORKERS=n to choose, 0 for one process),
   # a test file staying on one worker (its module fixtures are deployed once). Not when the arguments
   # already choose (-n), need one process (-s, --pdb) or name an Anvil network (one node per run).
-  local n=${VPERP_WORKERS:-auto} a
+  local n=${VPERP_WORKERS:-auto} a prev=
   [ "$n" = 0 ] && return 0
   for a in "$@"; do
-    case "$a" in -n|-n*|--numprocesses*|-s|--capture=no|--pdb|--trace|*local:foundry*) return 0 ;; esac
+    case "$prev $a" in "--capture no"|"-p no:xdist"|"-p no:xdist.plugin") return 0 ;; esac
+    case "$a" in
+      -n|-n*|--numprocesses*|--capture=no|--pdb|--trace|-pno:xdist*|*foundry*) return 0 ;;
+      --*) ;;
+      -[a-zA-Z]*s*) [ "$prev" = -k ] || [ "$prev" = -m ] || return 0 ;;  # -s, or -s among short flags (-vs, -xs)
+    esac
+    prev=$a
   done
   echo "-n $n --dist loadfile"
 }
