@@ -328,7 +328,7 @@ def test_cli_refuses_a_record_of_another_chain(record_file, chain):
                 w3.eth.block_number
                 break
             except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.05)
+                time.sleep(0.05)  # waits for a process, not chain time
         line = one_line_error(run_cli("--deployment", str(record_file), "--rpc", f"http://127.0.0.1:{port}"))
         assert f"was written for chain id {chain.chain_id}" in line and "has id 4242" in line
     finally:
