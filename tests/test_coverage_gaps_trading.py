@@ -499,6 +499,8 @@ def test_market_without_auction_params_runs_auctions_on_the_defaults(system, ch,
         assert abs(engine.discountAt(mid, t) - discount_exponential_float(max_d, duration, t)) <= 10**4, t
     # Front-loaded: half the discount (0.991 %) after 5 minutes, 1.5 % after 10, against 0.33 % and 0.67 % linear.
     assert engine.discountAt(mid, 300) == 9_913_224_662_489_205 and engine.discountAt(mid, 600) == 15_002_843_909_027_252
+    # the bundled keeper's 1 % is reached at 304 s (900 s on the linear curve): docs/liquidation.md
+    assert engine.discountAt(mid, 303) < 10**16 <= engine.discountAt(mid, 304)
 
     deposit(system, alice, 2100)
     trade(ch, alice, mid, 10 * WAD)

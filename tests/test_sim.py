@@ -483,3 +483,30 @@ def test_a_deviation_feed_posts_on_moves_and_the_heartbeat_and_is_never_stale(or
         assert o["max_age_s"][sym] <= 3600 < o["feed_heartbeat_s"][sym]
     assert not any("Stale" in k for k in s["reverts"])  # no read ever found a stale feed
     assert s["conservation_ok"]
+
+
+def test_the_curve_choice_table_is_the_committed_evidence():
+    """docs/liquidation.md#choosing-the-curve quotes docs/sim_crash_curves.json (the crash over seeds 1-5 on the
+    linear and the exponential curve, run from docs/sim/crash_*.yaml): every figure of its table is the JSON's."""
+    data = json.loads((ROOT / "docs" / "sim_crash_curves.json").read_text())
+    doc = (ROOT / "docs" / "liquidation.md").read_text()
+    table = doc[doc.index("| crash, seeds 1-5 |"):]
+    table = table[:table.index("\n\n")]
+    for curve in ("linear", "exponential"):
+        runs = data[curve]["per_seed"]
+        assert [r["seed"] for r in runs] == [1, 2, 3, 4, 5]
+        counts = " / ".join(str(sum(r[k] for r in runs)) for k in ("kicks", "takes", "redos", "backstops"))
+        bad = [r["bad_debt"] for r in runs]
+        pool = [r["bad_debt_from_pool"] for r in runs]
+        dd = [r["lp_share_price_drawdown"] for r in runs]
+        paid = sum(1 for p in pool if p > 0)
+        figures = [counts, f"{sum(bad):,.0f} USD ({min(bad):,.0f}-{max(bad):,.0f})",
+                   f"{sum(dd) / len(dd):.2%} ({max(dd):.2%})".replace("%", " %"),
+                   f"({paid} of 5)"]
+        if paid:
+            figures.append(f"{sum(pool):,.0f} USD")
+        for f in figures:
+            assert f in table, (curve, f, table)
+    for name in ("linear", "exponential"):
+        text = (ROOT / "docs" / "sim" / f"crash_{name}.yaml").read_text()
+        assert text.count(f"auction_curve: {name}") == 2  # both markets, not only ETH
