@@ -63,18 +63,28 @@ def test_spike_vperp_pays_a_fraction_of_the_unsmoothed_rule():
 
 def _write_run(folder, rows):
     folder.mkdir()
-    cols = ["step", "time_s", "eth_index", "eth_mark", "btc_index", "btc_mark"]
+    cols = ["step", "time_s", "eth_index", "eth_premium", "btc_index", "btc_premium"]
     lines = [",".join(cols)] + [",".join(str(v) for v in r) for r in rows]
     (folder / "steps.csv").write_text("\n".join(lines) + "\n")
     return folder
 
 
-def test_sim_premiums_are_mark_over_index_held_over_each_step(tmp_path):
+def test_sim_premiums_are_the_contracts_held_over_each_step(tmp_path):
+    """The path is the premium the contract computed (fundingState, recorded per step), not one rebuilt from
+    the mark TWAP and the spot index: in a crash the lagging TWAP against a falling index would show a
+    premium of several % that the contract never saw."""
     from vperp.funding_compare import premiums_from_sim
 
-    run = _write_run(tmp_path / "run", [(1, 300, 3000, 3030, 60000, 59400), (2, 600, 3000, 3000, 60000, 60000)])
+    run = _write_run(tmp_path / "run", [(1, 300, 3000, 0.01, 60000, -0.01), (2, 600, 2500, 0, 60000, 0)])
     assert premiums_from_sim(run, "ETH") == [WAD // 100] * 5 + [0] * 5
     assert premiums_from_sim(run, "btc") == [-WAD // 100] * 5 + [0] * 5
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "steps.csv").write_text("step,time_s,eth_index,eth_mark\n1,300,3000,3030\n2,600,3000,3000\n")
+    import pytest
+
+    with pytest.raises(ValueError, match="no eth_premium column"):
+        premiums_from_sim(old, "ETH")
 
 
 def test_sim_run_errors_are_named(tmp_path):
@@ -82,7 +92,7 @@ def test_sim_run_errors_are_named(tmp_path):
 
     from vperp.funding_compare import main, premiums_from_sim
 
-    run = _write_run(tmp_path / "run", [(1, 300, 3000, 3030, 1, 1), (2, 330, 3000, 3000, 1, 1)])
+    run = _write_run(tmp_path / "run", [(1, 300, 3000, 0.01, 1, 0), (2, 330, 3000, 0, 1, 0)])
     with pytest.raises(ValueError, match="no market 'SOL'"):
         premiums_from_sim(run, "SOL")
     with pytest.raises(ValueError, match="not whole minutes"):

@@ -13,8 +13,8 @@ largest funding paid over any 8 hours (per unit of notional), for both rules.
 
     python -m vperp.funding_compare --sim sim_out/economics/crash/seed1 [more run folders]
 
-reads the simulator's runs instead (`steps.csv`: each market's mark TWAP and index per step, held over the
-step) and prints, per run and market, both rules' largest change between hours and their ratio, plus the
+reads the simulator's runs instead (`steps.csv`: each market's premium as the contract computes it,
+(mark TWAP - index TWAP) / index TWAP from `fundingState`, per step, held over the step) and prints, per run and market, both rules' largest change between hours and their ratio, plus the
 hours the smoothed rule takes to reach 95 % of the rate a held premium asks for.
 """
 from __future__ import annotations
@@ -135,23 +135,26 @@ def plot(paths: dict[str, list[int]], out: str, p: Params = Params()) -> None:
 
 
 def premiums_from_sim(run_dir: str | Path, symbol: str) -> list[int]:
-    """Premium per minute [wad] of one market in a simulator run: (mark TWAP - index) / index from each row
-    of `steps.csv`, held for the step's length (the `time_s` column's spacing, whole minutes)."""
+    """Premium per minute [wad] of one market in a simulator run: the contract's own premium (the
+    `{market}_premium` column, fundingState's (mark TWAP - index TWAP) / index TWAP) from each row of
+    `steps.csv`, held for the step's length (the `time_s` column's spacing, whole minutes)."""
     path = Path(run_dir) / "steps.csv"
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if len(rows) < 2:
         raise ValueError(f"{path}: needs at least two steps")
     k = symbol.lower()
-    if f"{k}_mark" not in rows[0]:
-        raise ValueError(f"{path}: no market {symbol!r} (columns {k}_mark, {k}_index)")
+    if f"{k}_index" not in rows[0]:
+        raise ValueError(f"{path}: no market {symbol!r} (column {k}_index)")
+    if f"{k}_premium" not in rows[0]:
+        raise ValueError(f"{path}: no {k}_premium column (a run from before the simulator recorded the contract's "
+                         f"premium: run it again)")
     step = int(float(rows[1]["time_s"]) - float(rows[0]["time_s"]))
     if step <= 0 or step % MINUTE:
         raise ValueError(f"{path}: steps of {step} s are not whole minutes")
     out: list[int] = []
     for r in rows:
-        index, mark = float(r[f"{k}_index"]), float(r[f"{k}_mark"])
-        out += [round((mark - index) / index * WAD)] * (step // MINUTE)
+        out += [round(float(r[f"{k}_premium"]) * WAD)] * (step // MINUTE)
     return out
 
 

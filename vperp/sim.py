@@ -302,7 +302,7 @@ def columns(symbols: Sequence[str]) -> list[str]:
     for s in symbols:
         k = s.lower()
         cols += [f"{k}_index", f"{k}_mark", f"{k}_spot", f"{k}_funding_applied", f"{k}_funding_target",
-                 f"{k}_long_oi", f"{k}_short_oi"]
+                 f"{k}_premium", f"{k}_long_oi", f"{k}_short_oi"]
     cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
              "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
              "reverts", "vault_tokens", "ledger_total", "claims", "pending_bad_debt"]
@@ -1345,7 +1345,8 @@ class Simulation:
             k, st, fs = sym.lower(), r[f"st:{sym}"], r[f"fs:{sym}"]
             row.update({f"{k}_index": wad_str(r[f"idx:{sym}"]), f"{k}_mark": wad_str(r[f"mark:{sym}"]),
                         f"{k}_spot": wad_str(st.spotPrice), f"{k}_funding_applied": wad_str(fs[0]),
-                        f"{k}_funding_target": wad_str(fs[1]), f"{k}_long_oi": wad_str(st.longOpenInterest),
+                        f"{k}_funding_target": wad_str(fs[1]), f"{k}_premium": wad_str(fs[2]),
+                        f"{k}_long_oi": wad_str(st.longOpenInterest),
                         f"{k}_short_oi": wad_str(st.shortOpenInterest)})
         row.update({
             "insurance_fund": wad_str(r["ins"]), "pool_balance": wad_str(r["cash"]), "pool_nav": wad_str(r["nav"]),
