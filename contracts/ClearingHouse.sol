@@ -888,9 +888,12 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
 
     // ------------------------------------------------------------------ market internals
 
+    /// @dev A market is listed iff its oracle is set: `listMarket` sets it (never to zero, `_setParams`)
+    ///      for ids 1..`_marketCount` only, and nothing clears it. Reading slot 0 here instead of
+    ///      `_marketCount` warms the slot the caller reads next (the oracle), one cold read fewer.
     function _market(uint32 marketId) internal view returns (Market storage m) {
-        if (marketId == 0 || marketId > _marketCount) revert UnknownMarket(marketId);
-        return _markets[marketId];
+        m = _markets[marketId];
+        if (m.oracle == address(0)) revert UnknownMarket(marketId);
     }
 
     function _index(Market storage m) internal view returns (uint256) {
