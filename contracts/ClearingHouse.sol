@@ -578,6 +578,20 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearingHouse
+    function liquidationInputs(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 available, uint256 mmr, uint256 minPositionSize, uint256 index)
+    {
+        Position storage p = _positions[marketId][owner][subaccount];
+        available = int256(p.size) - p.auctioned;
+        // Only listed markets hold positions: nothing free, nothing read (and no revert from the feed).
+        if (available == 0) return (0, 0, 0, 0);
+        Market storage m = _market(marketId);
+        return (available, m.mmr, m.minPositionSize, _index(m));
+    }
+
+    /// @inheritdoc IClearingHouse
     function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256) {
         return _positions[marketId][owner][subaccount].auctioned;
     }

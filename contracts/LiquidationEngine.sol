@@ -427,24 +427,25 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 maintenance,
         uint256 auctionedNotional
     ) internal view returns (Slice memory s) {
-        (int256 size,,) = clearingHouse.position(owner, subaccount, marketId);
-        int256 available = size - clearingHouse.auctionedSize(owner, subaccount, marketId);
+        // One call for the free size, the two market parameters and the index (read after the size check,
+        // as the separate calls did: a position with nothing free reverts here whatever its feed says).
+        (int256 available, uint256 mmr, uint256 minSize, uint256 index) =
+            clearingHouse.liquidationInputs(owner, subaccount, marketId);
         if (available == 0) revert NothingToLiquidate(owner, subaccount, marketId);
-        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
-        s.index = clearingHouse.indexPrice(marketId);
+        s.index = index;
         LiquidationParams memory lp = _params;
         uint256 avail = available.abs();
         uint256 base = avail;
         uint256 maxDiscount = auctionParams(marketId).maxDiscount;
         {
             // Casts: ratios are bounded far below 2^63.
-            int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
+            int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mmr)) - int256(uint256(lp.chip))
                 - int256(uint256(lp.penalty)) - int256(maxDiscount);
             if (denom > 0) {
                 int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
                 uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);
-                if (b < mp.minPositionSize) b = mp.minPositionSize;
-                if (b < avail && avail - b >= mp.minPositionSize) {
+                if (b < minSize) b = minSize;
+                if (b < avail && avail - b >= minSize) {
                     base = b;
                     s.restores = true;
                 }
