@@ -62,9 +62,17 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     }
 
     mapping(uint256 auctionId => StoredAuction) internal _auctions;
-    uint256 public auctionCount;
-    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
-    uint256 public liveNotional;
+    /// @dev The auction counter and the live notional share one slot: kick writes both, take and redo
+    ///      read both (`_live`, `_moveNotional`). Widths: a kick adds one auction, so 2^64 is never
+    ///      reached; live auctions are parts of positions, at most 2 x int96.max base per market
+    ///      (each side's open interest <= maxOpenInterest <= int96.max) in at most 128 markets, each at
+    ///      a start index < 2^128 wad: liveNotional < 2^103 x 2^128 / 1e18 + 2^64 < 2^172 < 2^192.
+    struct Counters {
+        uint64 auctionCount; // auctions ever started; ids run from 1
+        uint192 liveNotional; // [wad quote] notional (at each start index) of everything in live auctions
+    }
+
+    Counters internal _counters;
 
     constructor(IVault vault_, IClearingHouse clearingHouse_, address owner_) Ownable(owner_) {
         if (address(vault_) == address(0) || address(clearingHouse_) == address(0)) revert ZeroAddress();
@@ -139,10 +147,14 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         if (value >= int256(maintenance)) revert NotLiquidatable(owner, subaccount);
         Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
         LiquidationParams memory lp = _params;
-        uint256 live = liveNotional;
+        Counters memory c = _counters;
+        uint256 live = c.liveNotional;
         if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
-        liveNotional = live + s.notional;
-        auctionId = ++auctionCount;
+        // Casts: live + notional <= maxAuctionNotional < 2^128; the count fits 64 bits (see Counters).
+        c.liveNotional = uint192(live + s.notional);
+        auctionId = uint256(c.auctionCount) + 1;
+        c.auctionCount = uint64(auctionId);
+        _counters = c;
         _auctions[auctionId] = StoredAuction({
             owner: owner,
             subaccount: subaccount,
@@ -326,7 +338,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc ILiquidationEngine
     function auction(uint256 auctionId) external view returns (Auction memory) {
-        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        if (auctionId == 0 || auctionId > _counters.auctionCount) revert UnknownAuction(auctionId);
         StoredAuction storage a = _auctions[auctionId];
         return Auction({
             owner: a.owner,
@@ -555,7 +567,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     }
 
     function _live(uint256 auctionId) internal view returns (StoredAuction storage a) {
-        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        if (auctionId == 0 || auctionId > _counters.auctionCount) revert UnknownAuction(auctionId);
         a = _auctions[auctionId];
         if (a.size == 0) revert AuctionFinished(auctionId);
     }
@@ -599,7 +611,19 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @dev Re-count `a` in `liveNotional` as `newSize` at `newIndex` (call before writing them).
     function _moveNotional(StoredAuction storage a, int256 newSize, uint256 newIndex) internal {
-        liveNotional = liveNotional - _notional(a.size, a.startIndex) + _notional(newSize, newIndex);
+        // Below 2^192 (see Counters); checked anyway.
+        _counters.liveNotional =
+            (uint256(_counters.liveNotional) - _notional(a.size, a.startIndex) + _notional(newSize, newIndex)).toUint192();
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function auctionCount() external view returns (uint256) {
+        return _counters.auctionCount;
+    }
+
+    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
+    function liveNotional() external view returns (uint256) {
+        return _counters.liveNotional;
     }
 
     function _checkNotPaused() internal view {
