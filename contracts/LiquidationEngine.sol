@@ -146,10 +146,10 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         // Cast: maintenance < 2^200 (sizes and prices < 2^128 WAD, ratios <= 1).
         if (value >= int256(maintenance)) revert NotLiquidatable(owner, subaccount);
         Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
-        LiquidationParams memory lp = _params;
+        uint256 cap = _params.maxAuctionNotional;
         Counters memory c = _counters;
         uint256 live = c.liveNotional;
-        if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
+        if (live + s.notional > cap) revert AuctionCapReached(live, s.notional, cap);
         // Casts: live + notional <= maxAuctionNotional < 2^128; the count fits 64 bits (see Counters).
         c.liveNotional = uint192(live + s.notional);
         auctionId = uint256(c.auctionCount) + 1;
@@ -217,15 +217,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 index = clearingHouse.indexPrice(marketId);
         AuctionParams memory ap = auctionParams(marketId);
         if (!_expired(a, ap, index)) revert AuctionNotExpired(auctionId);
-        LiquidationParams memory lp = _params;
-        if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
+        // The fields it needs, not the whole struct: maxAuctionNotional's slot is not read.
+        if (a.redos >= _params.maxRedos) revert MaxRedosReached(auctionId, a.redos);
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
         // The account's health needs every feed it holds; a stale one elsewhere must not stop the auction.
         (bool known, int256 value, uint256 auctionedNotional, uint256 requirement) = _recovery(owner, subaccount);
         // A recovered account's auction ends here, unpaid: a tip for restarting it would be a charge for nothing.
         // Cast: requirement < 2^200 (as in kick).
-        uint256 target = requirement.mulWadUp(lp.targetHealth);
+        uint256 target = requirement.mulWadUp(_params.targetHealth);
         if (known && value >= int256(target)) {
             _cancel(auctionId, a, value, target);
             return;
@@ -240,7 +240,10 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 tip = 0;
         if (known) {
             int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
-            if (value < int256(requirement)) tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));
+            if (value < int256(requirement)) {
+                uint256 maxTip = _params.tip;
+                tip = room <= 0 ? 0 : (maxTip < uint256(room) ? maxTip : uint256(room));
+            }
             vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
             vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
         }
