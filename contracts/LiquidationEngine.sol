@@ -62,9 +62,17 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     }
 
     mapping(uint256 auctionId => StoredAuction) internal _auctions;
-    uint256 public auctionCount;
-    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
-    uint256 public liveNotional;
+    /// @dev The auction counter and the live notional share one slot: kick writes both, take and redo
+    ///      read both (`_live`, `_moveNotional`). Widths: a kick adds one auction, so 2^64 is never
+    ///      reached; live auctions are parts of positions, at most 2 x int96.max base per market
+    ///      (each side's open interest <= maxOpenInterest <= int96.max) in at most 128 markets, each at
+    ///      a start index < 2^128 wad: liveNotional < 2^103 x 2^128 / 1e18 + 2^64 < 2^172 < 2^192.
+    struct Counters {
+        uint64 auctionCount; // auctions ever started; ids run from 1
+        uint192 liveNotional; // [wad quote] notional (at each start index) of everything in live auctions
+    }
+
+    Counters internal _counters;
 
     constructor(IVault vault_, IClearingHouse clearingHouse_, address owner_) Ownable(owner_) {
         if (address(vault_) == address(0) || address(clearingHouse_) == address(0)) revert ZeroAddress();
@@ -138,11 +146,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         // Cast: maintenance < 2^200 (sizes and prices < 2^128 WAD, ratios <= 1).
         if (value >= int256(maintenance)) revert NotLiquidatable(owner, subaccount);
         Slice memory s = _slice(owner, subaccount, marketId, value, maintenance, auctionedNotional);
-        LiquidationParams memory lp = _params;
-        uint256 live = liveNotional;
-        if (live + s.notional > lp.maxAuctionNotional) revert AuctionCapReached(live, s.notional, lp.maxAuctionNotional);
-        liveNotional = live + s.notional;
-        auctionId = ++auctionCount;
+        uint256 cap = _params.maxAuctionNotional;
+        Counters memory c = _counters;
+        uint256 live = c.liveNotional;
+        if (live + s.notional > cap) revert AuctionCapReached(live, s.notional, cap);
+        // Casts: live + notional <= maxAuctionNotional < 2^128; the count fits 64 bits (see Counters).
+        c.liveNotional = uint192(live + s.notional);
+        auctionId = uint256(c.auctionCount) + 1;
+        c.auctionCount = uint64(auctionId);
+        _counters = c;
         _auctions[auctionId] = StoredAuction({
             owner: owner,
             subaccount: subaccount,
@@ -205,15 +217,15 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 index = clearingHouse.indexPrice(marketId);
         AuctionParams memory ap = auctionParams(marketId);
         if (!_expired(a, ap, index)) revert AuctionNotExpired(auctionId);
-        LiquidationParams memory lp = _params;
-        if (a.redos >= lp.maxRedos) revert MaxRedosReached(auctionId, a.redos);
+        // The fields it needs, not the whole struct: maxAuctionNotional's slot is not read.
+        if (a.redos >= _params.maxRedos) revert MaxRedosReached(auctionId, a.redos);
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
         // The account's health needs every feed it holds; a stale one elsewhere must not stop the auction.
         (bool known, int256 value, uint256 auctionedNotional, uint256 requirement) = _recovery(owner, subaccount);
         // A recovered account's auction ends here, unpaid: a tip for restarting it would be a charge for nothing.
         // Cast: requirement < 2^200 (as in kick).
-        uint256 target = requirement.mulWadUp(lp.targetHealth);
+        uint256 target = requirement.mulWadUp(_params.targetHealth);
         if (known && value >= int256(target)) {
             _cancel(auctionId, a, value, target);
             return;
@@ -228,7 +240,10 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 tip = 0;
         if (known) {
             int256 room = value - auctionedNotional.mulWadUp(ap.maxDiscount).toInt256();
-            if (value < int256(requirement)) tip = room <= 0 ? 0 : (lp.tip < uint256(room) ? lp.tip : uint256(room));
+            if (value < int256(requirement)) {
+                uint256 maxTip = _params.tip;
+                tip = room <= 0 ? 0 : (maxTip < uint256(room) ? maxTip : uint256(room));
+            }
             vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
             vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
         }
@@ -326,7 +341,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @inheritdoc ILiquidationEngine
     function auction(uint256 auctionId) external view returns (Auction memory) {
-        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        if (auctionId == 0 || auctionId > _counters.auctionCount) revert UnknownAuction(auctionId);
         StoredAuction storage a = _auctions[auctionId];
         return Auction({
             owner: a.owner,
@@ -427,24 +442,25 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         uint256 maintenance,
         uint256 auctionedNotional
     ) internal view returns (Slice memory s) {
-        (int256 size,,) = clearingHouse.position(owner, subaccount, marketId);
-        int256 available = size - clearingHouse.auctionedSize(owner, subaccount, marketId);
+        // One call for the free size, the two market parameters and the index (read after the size check,
+        // as the separate calls did: a position with nothing free reverts here whatever its feed says).
+        (int256 available, uint256 mmr, uint256 minSize, uint256 index) =
+            clearingHouse.liquidationInputs(owner, subaccount, marketId);
         if (available == 0) revert NothingToLiquidate(owner, subaccount, marketId);
-        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
-        s.index = clearingHouse.indexPrice(marketId);
+        s.index = index;
         LiquidationParams memory lp = _params;
         uint256 avail = available.abs();
         uint256 base = avail;
         uint256 maxDiscount = auctionParams(marketId).maxDiscount;
         {
             // Casts: ratios are bounded far below 2^63.
-            int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mp.mmr)) - int256(uint256(lp.chip))
+            int256 denom = int256(uint256(lp.targetHealth).mulWadDown(mmr)) - int256(uint256(lp.chip))
                 - int256(uint256(lp.penalty)) - int256(maxDiscount);
             if (denom > 0) {
                 int256 need = maintenance.mulWadUp(lp.targetHealth).toInt256() - value + int256(uint256(lp.tip));
                 uint256 b = need <= 0 ? 0 : uint256(need).divWadUp(uint256(denom)).divWadUp(s.index);
-                if (b < mp.minPositionSize) b = mp.minPositionSize;
-                if (b < avail && avail - b >= mp.minPositionSize) {
+                if (b < minSize) b = minSize;
+                if (b < avail && avail - b >= minSize) {
                     base = b;
                     s.restores = true;
                 }
@@ -554,7 +570,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     }
 
     function _live(uint256 auctionId) internal view returns (StoredAuction storage a) {
-        if (auctionId == 0 || auctionId > auctionCount) revert UnknownAuction(auctionId);
+        if (auctionId == 0 || auctionId > _counters.auctionCount) revert UnknownAuction(auctionId);
         a = _auctions[auctionId];
         if (a.size == 0) revert AuctionFinished(auctionId);
     }
@@ -598,7 +614,19 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
 
     /// @dev Re-count `a` in `liveNotional` as `newSize` at `newIndex` (call before writing them).
     function _moveNotional(StoredAuction storage a, int256 newSize, uint256 newIndex) internal {
-        liveNotional = liveNotional - _notional(a.size, a.startIndex) + _notional(newSize, newIndex);
+        // Below 2^192 (see Counters); checked anyway.
+        _counters.liveNotional =
+            (uint256(_counters.liveNotional) - _notional(a.size, a.startIndex) + _notional(newSize, newIndex)).toUint192();
+    }
+
+    /// @inheritdoc ILiquidationEngine
+    function auctionCount() external view returns (uint256) {
+        return _counters.auctionCount;
+    }
+
+    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
+    function liveNotional() external view returns (uint256) {
+        return _counters.liveNotional;
     }
 
     function _checkNotPaused() internal view {

@@ -272,6 +272,14 @@ interface IClearingHouse {
         view
         returns (int256 pnl, uint256 netExposure, uint256 suspendedNotional, uint32 suspendedMarket);
 
+    /// @notice What a liquidation kick needs in one call: the position's free part (size less its
+    ///         auctioned part, signed), the market's maintenance ratio and minimum position size, and the
+    ///         index (reverts when stale or invalid). All zero, with no oracle read, when nothing is free.
+    function liquidationInputs(address owner, uint32 subaccount, uint32 marketId)
+        external
+        view
+        returns (int256 available, uint256 mmr, uint256 minPositionSize, uint256 index);
+
     /// @notice The part of a position that is in liquidation auctions (same sign as the position).
     function auctionedSize(address owner, uint32 subaccount, uint32 marketId) external view returns (int256);
 
