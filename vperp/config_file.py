@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Context, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,13 @@ from .config import DeployConfig, MarketConfig
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 INT96_MAX = 2**95 - 1  # ClearingHouse: maxOpenInterest <= int96.max, so every position fits an auction
+UINT64_MAX = 2**64 - 1  # AmmParams' WAD ratios are uint64: depthRatio can reach 18.45, not the 100 its bound names
 WAD = 10**18
+
+
+def _wad_to_human(raw: int) -> Decimal:
+    """An exact human value of a WAD integer (Decimal's default 28 digits would round INT96_MAX / WAD up)."""
+    return Decimal(raw).scaleb(-18, Context(prec=80))
 
 
 class ConfigError(ValueError):
@@ -63,14 +69,14 @@ MARKET_RULES: dict[str, tuple] = {
     "insurance_fee_share": (_NUM, 0, 1, True, True),
     "max_spread": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
     "max_oi_pool_ratio": (_NUM, 0, 10, False, True),
-    "max_open_interest": (_NUM, 0, Decimal(INT96_MAX) / WAD, False, True),
-    "min_position_size": (_NUM, 0, Decimal(INT96_MAX) / WAD, False, True),
+    "max_open_interest": (_NUM, 0, _wad_to_human(INT96_MAX), False, True),
+    "min_position_size": (_NUM, 0, _wad_to_human(INT96_MAX), False, True),
     "base_reserve": (_NUM, 1, Decimal(10) ** 18, True, True),
     "auction_duration": (_INT, 60, 86_400, True, True),
     "auction_step": (_INT, 1, None, True, True),  # and <= auction_duration
     "auction_max_discount": (_NUM, 0, Decimal("0.5"), False, True),
     "auction_reset_drop": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
-    "depth_ratio": (_NUM, 0, 100, False, True),
+    "depth_ratio": (_NUM, 0, _wad_to_human(UINT64_MAX), False, True),  # the field's type, below MAX_DEPTH_RATIO
     "max_depth_change": (_NUM, 0, Decimal("0.5"), False, True),
     "repeg_threshold": (_NUM, Decimal("0.001"), 1, True, True),
     "max_repeg_step": (_NUM, 0, Decimal("0.1"), False, True),
