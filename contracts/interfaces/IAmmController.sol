@@ -53,4 +53,22 @@ interface IAmmController {
 
     /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.
     function repeg(uint32 marketId) external returns (uint256 newPrice, int256 cost);
+
+    /// @notice `marketId`'s depth and peg rule.
+    function ammParams(uint32 marketId) external view returns (AmmParams memory);
+
+    /// @notice What closing `marketId`'s net position against the vAMM would pay traders now [wad].
+    function netExitValue(uint32 marketId) external view returns (int256);
+
+    /// @notice Timestamp of `marketId`'s last repeg (0: never).
+    function lastRepeg(uint32 marketId) external view returns (uint256);
+
+    /// @notice Sum of `marketId`'s repeg costs so far [wad] (positive = the pool's loss).
+    function repegCost(uint32 marketId) external view returns (int256);
+
+    /// @notice Timestamp of `marketId`'s last depth sync (0: never).
+    function lastDepthSync(uint32 marketId) external view returns (uint256);
+
+    /// @notice Sum of `marketId`'s depth-sync costs so far [wad] (positive = the pool's loss).
+    function depthCost(uint32 marketId) external view returns (int256);
 }

@@ -318,4 +318,10 @@ interface IClearingHouse {
 
     /// @notice Live state of `marketId`.
     function marketState(uint32 marketId) external view returns (MarketState memory);
+
+    /// @notice The symbol `marketId` was listed under (e.g. "ETH"), right-padded with zeros.
+    function symbolOf(uint32 marketId) external view returns (bytes32);
+
+    /// @notice Part of `marketId`'s taker fee that goes to the insurance fund [wad].
+    function insuranceFeeShare(uint32 marketId) external view returns (uint256);
 }

@@ -188,4 +188,20 @@ interface ILiquidationEngine {
     /// @notice The market a keeper should kick for `(owner, subaccount)`: the one whose slice restores
     ///         target health with the least notional moved (0 when the account is not liquidatable).
     function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 marketId);
+
+    /// @notice Parameters a market uses until governance sets its own.
+    function defaultAuctionParams() external pure returns (AuctionParams memory);
+
+    /// @notice The global liquidation parameters (target health, keeper reward and penalty, redos, cap).
+    function liquidationParams() external view returns (LiquidationParams memory);
+
+    /// @notice The discount an auction of `marketId` has after `elapsed` seconds [wad].
+    function discountAt(uint32 marketId, uint256 elapsed) external view returns (uint256);
+
+    /// @notice Whether live auction `auctionId` has expired (past its duration, or the index moved more than
+    ///         resetDrop in the account's favour): it can then only be redone.
+    function isExpired(uint256 auctionId) external view returns (bool);
+
+    /// @notice Notional (at each start index) of everything in live auctions [wad].
+    function liveNotional() external view returns (uint256);
 }

@@ -62,4 +62,23 @@ interface ILiquidityPool {
     /// @notice The part of the recorded bad-debt estimates the insurance fund cannot cover [wad]: what NAV
     ///         sets aside for liquidations in progress.
     function uncoveredBadDebt() external view returns (uint256);
+
+    /// @notice Pool value [wad], may be negative (`totalAssets` floors it at zero): cash minus the traders' PnL
+    ///         at vAMM exit net of funding, minus the uncovered bad-debt estimate.
+    function navWad() external view returns (int256);
+
+    /// @notice The assets a deposit or mint is priced on [token units]: NAV before the bad-debt set-aside.
+    function depositAssets() external view returns (uint256);
+
+    /// @notice Assets the pool must keep [wad]: reserveFactor x the sum over markets of |net OI| x vAMM price.
+    function reserveRequired() external view returns (uint256);
+
+    /// @notice Assets LPs may withdraw now in total without breaching the reserve or the cash [token units].
+    function withdrawableAssets() external view returns (uint256);
+
+    /// @notice `owner`'s pending withdrawal request.
+    function withdrawRequest(address owner) external view returns (WithdrawRequest memory);
+
+    /// @notice The pool's parameters (cooldown, window, reserve factor).
+    function poolParams() external view returns (PoolParams memory);
 }
