@@ -8,12 +8,9 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {IAmmController} from "./interfaces/IAmmController.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
-
-interface IPoolValue {
-    function navWad() external view returns (int256);
-}
 
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
@@ -41,7 +38,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MAX_DEPTH_COST = 0.01e18;
 
     IClearingHouse public immutable clearingHouse;
-    IPoolValue public immutable pool;
+    ILiquidityPool public immutable pool;
 
     mapping(uint32 marketId => AmmParams) internal _params;
     /// @notice Last repeg time per market.
@@ -53,7 +50,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @notice Sum of depth-sync costs per market [wad] (positive = cost to the pool).
     mapping(uint32 marketId => int256) public depthCost;
 
-    constructor(IClearingHouse clearingHouse_, IPoolValue pool_, address owner_) Ownable(owner_) {
+    constructor(IClearingHouse clearingHouse_, ILiquidityPool pool_, address owner_) Ownable(owner_) {
         if (address(clearingHouse_) == address(0) || address(pool_) == address(0)) revert ZeroAddress();
         clearingHouse = clearingHouse_;
         pool = pool_;
