@@ -46,7 +46,7 @@ from decimal import Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-WAD = 10**18
+from .units import WAD
 _CTX = Context(prec=80)
 FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
 

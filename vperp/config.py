@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-WAD = 10**18
+from .units import WAD
 
 
 def wad(x) -> int:

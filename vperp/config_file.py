@@ -35,9 +35,7 @@ import yaml
 from .config import DeployConfig, MarketConfig
 
 LOCAL_CHAIN_IDS = (1337, 31337)
-INT96_MAX = 2**95 - 1  # ClearingHouse: maxOpenInterest <= int96.max, so every position fits an auction
-UINT64_MAX = 2**64 - 1  # AmmParams' WAD ratios are uint64: depthRatio can reach 18.45, not the 100 its bound names
-WAD = 10**18
+from .units import INT96_MAX, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
 def _wad_to_human(raw: int) -> Decimal:

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Sequence
 from .config import DeployConfig, default_config, wad
 from .model import Model, ModelRevert, vamm_swap
 
-WAD = 10**18
+from .units import WAD
 NOTIONALS = (100_000, 1_000_000, 10_000_000)  # USD of notional at the index
 POOL_SEED = 10_000_000  # USD: the shipped deployment's pool seed
 T0 = 1_700_002_800  # [s] a fixed hour boundary: the tables never depend on the wall clock

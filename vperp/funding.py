@@ -6,8 +6,7 @@ dr/dt = clamp((T - r) / tau, -v, +v), solved in closed form.
 """
 from __future__ import annotations
 
-WAD = 10**18
-HOUR = 3600
+from .units import HOUR, WAD
 LN2_WAD = 693_147_180_559_945_309
 EXP_TERMS = 18
 

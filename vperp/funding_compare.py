@@ -25,16 +25,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .funding import HOUR, WAD, clamp, evolve
+from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,
+                    DEFAULT_SMOOTHING_TAU)
 
 MINUTE = 60
 
 
 @dataclass(frozen=True)
 class Params:
-    max_rate: int = 10**15  # 0.1 %/h
-    velocity: int = 5 * 10**14  # 0.05 %/h per hour
-    tau: int = 4 * HOUR
-    period_hours: int = 24
+    max_rate: int = DEFAULT_MAX_FUNDING_RATE  # the ClearingHouse's listing defaults (vperp.units)
+    velocity: int = DEFAULT_MAX_RATE_VELOCITY
+    tau: int = DEFAULT_SMOOTHING_TAU
+    period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
     baseline: int = 0
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from .config import default_config
 from .deployment import deploy
 
-WAD = 10**18
+from .units import WAD
 BIG = 2**255
 HOUR = 3600
 RING_FILL_QUARTERS = 9  # the 8-slot observation ring filled once, plus one: every later write is nonzero -> nonzero

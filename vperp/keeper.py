@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from .client import from_wad, seconds_to_discount
 
-WAD = 10**18
+from .units import WAD
 log = logging.getLogger("vperp.keeper")
 
 

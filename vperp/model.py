@@ -130,16 +130,15 @@ from typing import Any, Hashable
 
 from .config import DeployConfig, default_config, wad
 from .funding import clamp, evolve, exp_neg_wad, tdiv
+from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,  # noqa: F401
+                    DEFAULT_SMOOTHING_TAU, HOUR, INT96_MAX, WAD)
 
-WAD = 10**18
-HOUR = 3600
 U112 = 2**112 - 1
 INT64_MAX = 2**63 - 1
 INT112_MAX = 2**111 - 1
 INT128_MAX = 2**127 - 1
 UINT128_MAX = 2**128 - 1
 UINT256_MAX = 2**256 - 1
-INT96_MAX = 2**95 - 1
 
 OBSERVATIONS = 8
 OBSERVATIONS_PER_WINDOW = 4
@@ -152,11 +151,7 @@ MAX_OPEN_MARKETS = 16  # Vault.MAX_OPEN_MARKETS
 ZERO_ADDRESS = "0x" + "00" * 20
 SUSPENSION_TOLERANCE = 10**15  # LiquidityPool.SUSPENSION_TOLERANCE: 0.1 % of the pool's cash
 
-# ClearingHouse listing defaults for funding (SPEC 5).
-DEFAULT_MAX_FUNDING_RATE = 10**15
-DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14
-DEFAULT_SMOOTHING_TAU = 4 * HOUR
-DEFAULT_FUNDING_PERIOD_HOURS = 24
+# ClearingHouse listing defaults for funding (SPEC 5): DEFAULT_* from vperp.units.
 
 
 class ModelRevert(Exception):

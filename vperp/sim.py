@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .config import wad
 
-WAD = 10**18
+from .units import WAD
 STEP_SECONDS = 300  # default simulated time per step
 DAY = 86_400
 HOUR = 3_600

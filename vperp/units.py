@@ -1,0 +1,22 @@
+"""The Python home of the contracts' units and of the funding defaults (one copy; see tests/test_units.py,
+which checks each against the deployed contracts' own constants).
+
+- WAD: 1e18, the fixed-point unit of every price, size, ratio and quote amount on chain.
+- HOUR: seconds.
+- INT96_MAX: the largest position size and open-interest cap (ClearingHouse: maxOpenInterest <= int96.max).
+- UINT64_MAX: the largest value of a uint64 parameter field (e.g. AmmParams' WAD ratios: 18.45 at most).
+- DEFAULT_*: ClearingHouse's funding defaults for a newly listed market (its public constants of the same
+  names): cap 0.1 %/h, velocity 0.05 %/h per hour, time constant 4 h, the premium paid over 24 h.
+"""
+from __future__ import annotations
+
+WAD = 10**18
+HOUR = 3_600
+MAX_UINT256 = 2**256 - 1
+INT96_MAX = 2**95 - 1
+UINT64_MAX = 2**64 - 1
+
+DEFAULT_MAX_FUNDING_RATE = 10**15  # [wad per hour] 0.1 %/h
+DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
+DEFAULT_SMOOTHING_TAU = 4 * HOUR  # [s]
+DEFAULT_FUNDING_PERIOD_HOURS = 24
