@@ -1,0 +1,67 @@
+"""Open value-safety finding (2026-12-05), kept as an end-to-end test until it is fixed: a net position held
+across several deepening depth syncs collects each sync's exit value while paying the taker fee once.
+
+docs/pool.md proves that no round trip around *one* `syncDepth` beats its fees. A position held through k
+hourly syncs collects up to k x min(maxDepthCost x NAV, takerFee x maxSpread x y0) (3,000 USD per market per
+hour at the defaults) for as long as the depth target sits above the depth (an LP deposit raises it). With
+funding at the shipped defaults the holder's own skew pays more funding than the syncs hand it (every sync
+touches the market, so funding follows the premium), so the hold loses; with funding off (maxFundingRate 0,
+inside its bounds) it is a leak. The attack test is a strict xfail: it fails the suite the day the leak is
+closed, so the fix must turn it into a plain test. See docs/security.md (open findings).
+"""
+import pytest
+
+from test_value_safety import (ETH, WAD, at, attempt, band_room, cash_out, crew, deposit, funding_off,  # noqa: F401
+                               lp_deposit, mint, start, trade, usd, wealth)
+
+DUST = 10**13
+HOURS = 12
+
+
+def _hold(system, chain, crew, side: int, syncs: bool):
+    """The attacker opens the largest position the band allows on `side`, holds it HOURS hours (feeds
+    refreshed at a constant index), with or without an hourly `syncDepth` by a keeper, and closes. Returns
+    (attacker's gain, pool NAV change, depth cost booked) [wad]."""
+    s, pool, amm = system, system.pool, system.amm
+    atk = crew.atk[0]
+    lp_deposit(s, crew.honest_lp, 10_000_000)  # NAV 20M: the depth target 60M, the depth 30M
+    mint(s, atk, 600_000)
+    holders = [(atk, [0])]
+    t = start(chain)
+    w0, nav0, cost0 = wealth(s, holders), pool.navWad(), amm.depthCost(ETH)
+    at(chain, t + 10)
+    deposit(s, atk, 600_000)
+    b = min(900 * WAD, band_room(s, ETH, buy=side > 0))
+    assert attempt(lambda: trade(s, atk, ETH, side * b), "open")
+    for h in range(1, HOURS + 1):
+        at(chain, t + 10 + h * 3_601)
+        s.markets["ETH"].oracle.updateAnswer(3_000 * 10**8, sender=s.deployer)
+        s.markets["BTC"].oracle.updateAnswer(60_000 * 10**8, sender=s.deployer)
+        if syncs:
+            assert attempt(lambda: amm.syncDepth(ETH, sender=crew.keeper), f"sync {h}")
+    cash_out(s, atk, [0])
+    return wealth(s, holders) - w0, pool.navWad() - nav0, amm.depthCost(ETH) - cost0
+
+
+@pytest.mark.parametrize("side", [1, -1], ids=["long", "short"])
+def test_at_the_shipped_funding_a_patient_holder_loses_what_the_syncs_hand_it(system, chain, crew, side):
+    gain, nav, cost = _hold(system, chain, crew, side, syncs=True)
+    print(f"\nshipped funding, {HOURS} hourly syncs: depth cost {usd(cost)} USD, holder {usd(gain)} USD, "
+          f"pool NAV {usd(nav)} USD")
+    assert cost > 0  # the syncs did hand the net position exit value
+    assert gain < 0 and nav > 0
+
+
+@pytest.mark.xfail(strict=True, reason="open finding: a patient net position collects deepening syncs' cost "
+                                       "(funding off); fixed by cost-neutral or skew-limited deepening")
+@pytest.mark.parametrize("side", [1, -1], ids=["long", "short"])
+def test_with_funding_off_a_patient_holder_gains_nothing_from_depth_syncs(system, chain, crew, side):
+    funding_off(system)
+    snap = chain.snapshot()
+    control, _, _ = _hold(system, chain, crew, side, syncs=False)
+    chain.restore(snap)
+    assert control < 0  # holding without syncs only pays the fees
+    gain, nav, cost = _hold(system, chain, crew, side, syncs=True)
+    print(f"\nfunding off, {HOURS} hourly syncs: depth cost {usd(cost)} USD, holder {usd(gain)} USD, "
+          f"pool NAV {usd(nav)} USD")
+    assert gain <= DUST, f"the holder gained {usd(gain)} USD from {HOURS} depth syncs"
