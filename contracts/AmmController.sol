@@ -71,7 +71,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         emit AmmParamsSet(marketId, p);
     }
 
-    /// @notice `marketId`'s rule.
+    /// @inheritdoc IAmmController
     function ammParams(uint32 marketId) external view returns (AmmParams memory) {
         return _params[marketId];
     }
@@ -104,8 +104,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         emit DepthSyncCost(marketId, cost, total);
     }
 
-    /// @notice What closing `marketId`'s net position against the vAMM would pay traders now [wad]: the
-    ///         quote a net long receives selling, minus what a net short pays buying back (negative then).
+    /// @inheritdoc IAmmController
     function netExitValue(uint32 marketId) external view returns (int256) {
         IClearingHouse.MarketState memory s = clearingHouse.marketState(_checkMarket(marketId));
         // Casts: OI sides are below 2^128.

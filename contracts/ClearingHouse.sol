@@ -659,7 +659,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         });
     }
 
-    /// @notice Share of the taker fee paid to the insurance fund in `marketId`, WAD.
+    /// @inheritdoc IClearingHouse
     function insuranceFeeShare(uint32 marketId) external view returns (uint256) {
         return _market(marketId).insuranceFeeShare;
     }

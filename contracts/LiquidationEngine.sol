@@ -91,9 +91,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         );
     }
 
-    /// @notice Parameters a market uses until governance sets its own: exponential (front-loaded: half the
-    ///         2 % discount in the first 5 min), 30 min to a 2 % discount, redo after a 5 % index move in the
-    ///         account's favour. Chosen from the simulator's crash (docs/liquidation.md#choosing-the-curve).
+    /// @inheritdoc ILiquidationEngine
     function defaultAuctionParams() public pure returns (AuctionParams memory) {
         return AuctionParams({curve: Curve.Exponential, duration: 30 minutes, step: 60, maxDiscount: 0.02e18, resetDrop: 0.05e18});
     }
@@ -334,7 +332,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         return _price(a.size, index, _discount(ap, block.timestamp - a.startTime));
     }
 
-    /// @notice The discount an auction of `marketId` has after `elapsed` seconds [wad].
+    /// @inheritdoc ILiquidationEngine
     function discountAt(uint32 marketId, uint256 elapsed) external view returns (uint256) {
         return _discount(auctionParams(marketId), elapsed);
     }
@@ -355,13 +353,13 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         });
     }
 
-    /// @notice Whether the auction must be redone (or backstopped) before it can be taken.
+    /// @inheritdoc ILiquidationEngine
     function isExpired(uint256 auctionId) external view returns (bool) {
         StoredAuction storage a = _live(auctionId);
         return _expired(a, auctionParams(a.marketId), clearingHouse.indexPrice(a.marketId));
     }
 
-    /// @notice Global liquidation parameters.
+    /// @inheritdoc ILiquidationEngine
     function liquidationParams() external view returns (LiquidationParams memory) {
         return _params;
     }
@@ -624,7 +622,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         return _counters.auctionCount;
     }
 
-    /// @notice Notional (at each auction's start index) of everything in live auctions [wad quote].
+    /// @inheritdoc ILiquidationEngine
     function liveNotional() external view returns (uint256) {
         return _counters.liveNotional;
     }

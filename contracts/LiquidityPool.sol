@@ -170,8 +170,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Pool value in WAD (may be negative in a catastrophe; `totalAssets` floors it at zero): cash
-    ///         minus the traders' PnL at vAMM exit net of funding, minus the uncovered bad-debt estimate.
+    /// @inheritdoc ILiquidityPool
     function navWad() public view returns (int256) {
         // Cast: the estimate is a sum of int128-bounded debts.
         return vault.poolBalance() - _valuation().pnl - int256(uncoveredBadDebt());
@@ -199,10 +198,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         return nav <= 0 ? 0 : uint256(nav) / tokenScale;
     }
 
-    /// @notice The assets a deposit or mint is priced on, in token units: NAV before the bad-debt
-    ///         set-aside (cash - traders' exit PnL). The set-aside assumes the worst fill and is released
-    ///         as auctions settle; a depositor pays as if none were coming, so it cannot buy shares cheap
-    ///         ahead of the release, while a leaver is paid net of it. Never below `totalAssets`.
+    /// @inheritdoc ILiquidityPool
     function depositAssets() public view returns (uint256) {
         int256 value = vault.poolBalance() - _valuation().pnl;
         // Cast: value > 0 on this branch.
@@ -221,12 +217,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         return Math.mulDiv(shares, depositAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), Math.Rounding.Ceil);
     }
 
-    /// @notice Assets the pool must keep [wad]: reserveFactor x sum over markets of |net OI| x vAMM price.
+    /// @inheritdoc ILiquidityPool
     function reserveRequired() public view returns (uint256) {
         return _valuation().exposure.mulWadUp(_params.reserveFactor);
     }
 
-    /// @notice Assets (token units) LPs may withdraw now in total without breaching the reserve or the cash.
+    /// @inheritdoc ILiquidityPool
     function withdrawableAssets() public view returns (uint256) {
         Valuation memory v = _valuation();
         int256 cash = vault.poolBalance();
@@ -278,12 +274,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         return previewDeposit(maxDeposit(receiver));
     }
 
-    /// @notice `owner`'s pending withdrawal request.
+    /// @inheritdoc ILiquidityPool
     function withdrawRequest(address owner) external view returns (WithdrawRequest memory) {
         return _requests[owner];
     }
 
-    /// @notice Cooldown, window and reserve factor.
+    /// @inheritdoc ILiquidityPool
     function poolParams() external view returns (PoolParams memory) {
         return _params;
     }

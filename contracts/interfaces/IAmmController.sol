@@ -57,7 +57,8 @@ interface IAmmController {
     /// @notice `marketId`'s depth and peg rule.
     function ammParams(uint32 marketId) external view returns (AmmParams memory);
 
-    /// @notice What closing `marketId`'s net position against the vAMM would pay traders now [wad].
+    /// @notice What closing `marketId`'s net position against the vAMM would pay traders now [wad]: the
+    ///         quote a net long receives selling, minus what a net short pays buying back (negative then).
     function netExitValue(uint32 marketId) external view returns (int256);
 
     /// @notice Timestamp of `marketId`'s last repeg (0: never).

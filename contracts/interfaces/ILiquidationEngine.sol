@@ -189,7 +189,9 @@ interface ILiquidationEngine {
     ///         target health with the least notional moved (0 when the account is not liquidatable).
     function bestMarketToKick(address owner, uint32 subaccount) external view returns (uint32 marketId);
 
-    /// @notice Parameters a market uses until governance sets its own.
+    /// @notice Parameters a market uses until governance sets its own: exponential (front-loaded: half the
+    ///         2 % discount in the first 5 min), 30 min to a 2 % discount, redo after a 5 % index move in the
+    ///         account's favour. Chosen from the simulator's crash (docs/liquidation.md#choosing-the-curve).
     function defaultAuctionParams() external pure returns (AuctionParams memory);
 
     /// @notice The global liquidation parameters (target health, keeper reward and penalty, redos, cap).

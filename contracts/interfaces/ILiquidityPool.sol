@@ -67,7 +67,10 @@ interface ILiquidityPool {
     ///         at vAMM exit net of funding, minus the uncovered bad-debt estimate.
     function navWad() external view returns (int256);
 
-    /// @notice The assets a deposit or mint is priced on [token units]: NAV before the bad-debt set-aside.
+    /// @notice The assets a deposit or mint is priced on, in token units: NAV before the bad-debt
+    ///         set-aside (cash - traders' exit PnL). The set-aside assumes the worst fill and is released
+    ///         as auctions settle; a depositor pays as if none were coming, so it cannot buy shares cheap
+    ///         ahead of the release, while a leaver is paid net of it. Never below `totalAssets`.
     function depositAssets() external view returns (uint256);
 
     /// @notice Assets the pool must keep [wad]: reserveFactor x the sum over markets of |net OI| x vAMM price.
