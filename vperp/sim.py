@@ -1571,18 +1571,18 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     if not is_local_network(chain.chain_id, net):
         raise SimError(f"the simulator deploys mocks and time-travels: local networks only, not '{net}'")
     sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
+    source = str(config) if isinstance(config, (str, Path)) else None
+    config = _load_config(config)
     prices = None
     if prices_csv is not None:
         from .config import default_config
 
-        symbols = [m.symbol for m in (_load_config(config) or default_config()).markets]
+        symbols = [m.symbol for m in (config or default_config()).markets]
         prices = read_price_csv(prices_csv, symbols)
         if steps is None:
             steps = len(next(iter(prices.values()))) - 1
     if steps is None:
         raise SimError("steps is required without a price file")
-    source = str(config) if isinstance(config, (str, Path)) else None
-    config = _load_config(config)
     sim = Simulation(sc, steps, seed, Path(out_dir), dt=step_seconds, prices=prices, override=override,
                      insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                      keeper_discount_bps=keeper_discount_bps, config=config, config_source=source,
