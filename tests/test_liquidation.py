@@ -1526,3 +1526,24 @@ def test_backstop_of_a_recovered_account_cancels_instead_of_selling(system, ch, 
     st1 = ch.marketState(ETH)
     assert (st1.baseReserve, st1.quoteReserve) == (st0.baseReserve, st0.quoteReserve)  # nothing sold
     assert ch.position(alice, 0, ETH)[0] == 10 * WAD and ch.auctionedSize(alice, 0, ETH) == 0
+
+
+def test_liquidation_inputs_is_the_separate_views_in_one_call(system, ch, engine, chain, alice, carol, bob):
+    """ClearingHouse.liquidationInputs (what kick reads in one call) equals position() - auctionedSize(),
+    marketParams().mmr / minPositionSize and indexPrice(); all zero, with no feed read, when nothing is
+    free (no position, an unknown market id), even with a stale feed; with something free a stale feed
+    reverts as indexPrice does."""
+    assert tuple(ch.liquidationInputs(alice, 0, ETH)) == (0, 0, 0, 0)
+    assert tuple(ch.liquidationInputs(alice, 0, 99)) == (0, 0, 0, 0)
+    open_long(system, alice)
+    set_price(system, "ETH", 2800 * 10**8)
+    kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    mp = ch.marketParams(ETH)
+    free = ch.position(alice, 0, ETH)[0] - ch.auctionedSize(alice, 0, ETH)
+    assert 0 < free < 10 * WAD
+    assert tuple(ch.liquidationInputs(alice, 0, ETH)) == (free, mp.mmr, mp.minPositionSize, ch.indexPrice(ETH))
+    chain.pending_timestamp += HEARTBEAT + 1  # the feed goes stale
+    chain.mine()
+    with expect_revert(ch.StaleOracle):
+        ch.liquidationInputs(alice, 0, ETH)
+    assert tuple(ch.liquidationInputs(bob, 0, ETH)) == (0, 0, 0, 0)  # nothing free: no feed read, no revert
