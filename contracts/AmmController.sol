@@ -14,9 +14,10 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
-/// @dev Depth: quote reserve target = depthRatio x NAV; both reserves scale by the same factor so the
-///      price is unchanged (up to one wei, rounded down), at most once per depthInterval and by bounded
-///      steps (see `_depthStep`). Repeg: the quote reserve alone changes so the price moves toward the live
+/// @dev Depth: quote reserve target = depthRatio x NAV, at most once per depthInterval and by bounded steps
+///      (see `_depthStep`). Shrinking scales both reserves alike (price unchanged up to one wei, rounded
+///      down); deepening also shifts the curve so the net position's exit value does not rise
+///      (`_baseReserveFor`): a depth sync never costs the pool. Repeg: the quote reserve alone changes so the price moves toward the live
 ///      index by at most maxRepegStep, and less if the change of the net position's exit value would exceed
 ///      maxRepegCost x NAV.
 ///      Accounting: the pool's NAV values positions at what closing them against the vAMM would pay, so
@@ -92,9 +93,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         // Cast: nav > 0.
         uint256 target = uint256(nav).mulWadDown(p.depthRatio);
-        y1 = _depthStep(marketId, p, x0, y0, net, target, uint256(nav));
-        // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
-        x1 = x0.mulDivUp(y1, y0);
+        y1 = _depthStep(marketId, p, x0, y0, net, target);
+        x1 = _baseReserveFor(x0, y0, y1, net);
         int256 cost = _exitValue(x1, y1, net) - _exitValue(x0, y0, net);
         lastDepthSync[marketId] = block.timestamp;
         int256 total = depthCost[marketId] + cost;
@@ -113,20 +113,18 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
 
     /// @dev The next quote reserve on the way to `target`, within these bounds:
     ///      - shrinking: at most maxDepthChange, and never below twice a net short's base (its exit stays finite);
-    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and
-    ///        an exit value handed to the net position of at most min(maxDepthCost x NAV, f x b x y0).
-    ///        Together they make any round trip around one sync lose (docs/pool.md): base q bought from reserve
-    ///        x and sold after the scale gains at most c q (1 - 1/s) / (x - q (1 - 1/s)) on its cost c, below
-    ///        one fee while q <= b x (first bound); a larger round trip pays at least 2 f b y0 in fees while
-    ///        the second bound caps what any position gains at f b y0.
+    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and,
+    ///        with a net position of u base, (s - 1) u <= (f / 2) s (x0 - u): the price shift that keeps the net's
+    ///        exit value (`_baseReserveFor`) is then at most f / 2 of the price (none when u >= x0).
+    ///        The first bound keeps what a round trip gains from the deeper curve below one fee (docs/pool.md),
+    ///        the second what it gains from the shift below half of one.
     function _depthStep(
         uint32 marketId,
         AmmParams memory p,
         uint256 x0,
         uint256 y0,
         int256 net,
-        uint256 target,
-        uint256 nav
+        uint256 target
     ) internal view returns (uint256 y1) {
         if (target <= y0) {
             uint256 lo = y0 - y0.mulWadDown(p.maxDepthChange);
@@ -143,30 +141,30 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 hi = y0 + y0.mulWadDown(step);
         y1 = target > hi ? hi : target;
         if (net == 0) return y1;
-        // Cost bound: E(s) - E(1) <= budget with E the net's exit value on (s x0, s y0) (see _exitValue).
-        uint256 budget = nav.mulWadDown(p.maxDepthCost);
-        uint256 byDepth = y0.mulWadDown(mp.takerFee).mulWadDown(mp.maxSpread);
-        if (byDepth < budget) budget = byDepth;
-        uint256 n = net.abs();
-        uint256 sMax = 0; // [wad] largest scale factor within the budget; 0 = unbounded
-        if (net > 0) {
-            // E(s) = s y0 n / (s x0 + n) <= e0 + B  <=>  s (y0 n - (e0 + B) x0) <= (e0 + B) n.
-            uint256 t = uint256(_exitValue(x0, y0, net)) + budget;
-            uint256 lhs = y0 * n;
-            if (lhs > t * x0) sMax = Math.mulDiv(t * n, WAD, lhs - t * x0);
-        } else {
-            // C(s) = s y0 n / (s x0 - n) >= c0 - B  <=>  s (r x0 - y0 n) <= r n  with r = c0 - B.
-            uint256 c0 = uint256(-_exitValue(x0, y0, net));
-            if (c0 > budget) {
-                uint256 r = c0 - budget;
-                if (r * x0 > y0 * n) sMax = Math.mulDiv(r * n, WAD, r * x0 - y0 * n);
-            }
+        uint256 u = net.abs();
+        if (u >= x0) return y0;
+        // s (u - v) <= u with v = (x0 - u) f / 2 rounded down: y1 <= y0 u / (u - v), rounded down (>= y0).
+        uint256 v = (x0 - u).mulWadDown(uint256(mp.takerFee) / 2);
+        if (u > v) {
+            uint256 byShift = Math.mulDiv(y0, u, u - v);
+            if (byShift < y1) y1 = byShift;
         }
-        if (sMax != 0) {
-            uint256 byCost = y0.mulWadDown(sMax);
-            if (byCost < y0) byCost = y0;
-            if (byCost < y1) y1 = byCost;
-        }
+    }
+
+    /// @dev The base reserve that goes with the quote reserve `y1` (from `y0`): the net position's exit value
+    ///      does not rise. Shrinking scales both reserves alike (x1 = x0 y1 / y0 rounded up: the price can
+    ///      only fall by a wei, and a shallower curve pays a net position less). Deepening by s = y1 / y0
+    ///      also shifts the curve against the net position: x1 + net = s (x0 + net), rounded up for a net
+    ///      long and down for a net short, which keeps E = y n / (x + n) (a net long's sale) and
+    ///      C = y n / (x - n) (a net short's buy-back) exactly where they were, up to that rounding in the
+    ///      pool's favour. A deepening therefore never pays open positions anything: the price moves toward
+    ///      what the net position would get on the old curve (down for a net long, up for a net short), by
+    ///      (s - 1) |net| / (s (x0 - |net|)) of the price at most.
+    function _baseReserveFor(uint256 x0, uint256 y0, uint256 y1, int256 net) internal pure returns (uint256) {
+        if (y1 <= y0 || net == 0) return x0.mulDivUp(y1, y0);
+        // Casts: |net| < x0 here (a net long's sum is below 2^128 + x0, a net short's base is below x0).
+        if (net > 0) return (x0 + uint256(net)).mulDivUp(y1, y0) - uint256(net);
+        return (x0 - net.abs()).mulDivDown(y1, y0) + net.abs();
     }
 
     function _exitValue(uint256 x, uint256 y, int256 net) internal pure returns (int256) {

@@ -1,11 +1,13 @@
-"""AmmController: depth follows the pool (price kept), repeg moves the vAMM toward the index, bounded.
+"""AmmController: depth follows the pool (never paying the net position), repeg moves the vAMM toward the index, bounded.
 
 Expected values come from the rules in IAmmController/AmmController's NatSpec, recomputed here:
   depth: at most once per depthInterval;
          shrink  y1 = max(depthRatio x NAV, y0 (1 - maxDepthChange), ceil(2 |net short| y0 / x0));
-         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)), y0 sMax)
-                 with sMax the largest scale whose exit-value gain for the net position is within
-                 maxDepthCost x NAV; x1 = ceil(x0 y1 / y0); cost = exit(x1, y1) - exit(x0, y0) of the net;
+         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)),
+                          floor(y0 u / (u - v))) with u = |net|, v = floor((x0 - u) floor(takerFee / 2))
+                          (no bound when u <= v, no deepening when u >= x0);
+                 x1 = ceil((x0 + net) y1 / y0) - net for a net long (or none), floor(...) - net for a net short;
+         shrink and no net: x1 = ceil(x0 y1 / y0); cost = exit(x1, y1) - exit(x0, y0) of the net, never > 0;
   repeg: move = min(|index - p0|, p0 x maxRepegStep, maxRepegCost x NAV / |net OI|),
          y1 = floor(x0 p1), cost = ceil(net x (p1' - p0)) with p1' = floor(y1 / x0).
 """
@@ -97,55 +99,94 @@ def test_sync_depth_converges_one_interval_at_a_time(system, ch, pool, usdc, ali
     assert ch.marketState(ETH).quoteReserve == target
 
 
-def test_sync_depth_cost_is_booked_and_is_exactly_what_nav_loses(system, ch, pool, usdc, alice, bob, chain):
-    """With a net long open, deepening improves its exit: the pool's NAV (valued at the vAMM exit) falls by
-    exactly the booked cost, and the cost stays within maxDepthCost x NAV."""
+def expected_deepening(ch, p, mid, x0, y0, net, target):
+    """The rule in the module docstring, recomputed: (x1, y1)."""
+    mp = ch.marketParams(mid)
+    y1 = min(target, deepen_cap(ch, p, mid, y0))
+    u = abs(net)
+    if u >= x0:
+        return x0, y0
+    v = mul_wad_down(x0 - u, mp.takerFee // 2)
+    if u > v:
+        y1 = min(y1, y0 * u // (u - v))
+    if net >= 0:
+        return ceil_div((x0 + net) * y1, y0) - net, y1
+    return (x0 + net) * y1 // y0 - net, y1
+
+
+def _lp(system, usdc, pool, lp, amount):
+    units = system.units(amount)
+    usdc.mint(lp, units, sender=lp)
+    usdc.approve(pool, units, sender=lp)
+    pool.deposit(units, lp, sender=lp)
+
+
+@pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
+def test_sync_depth_deepening_never_pays_the_net_position(system, ch, pool, usdc, alice, bob, chain, side):
+    """With a net position open, deepening also shifts the curve against it so that what closing it pays does
+    not rise: the booked cost is <= 0 (the rounding's wei go to the pool), the pool's NAV does not fall, and the
+    price moves against the net position by at most takerFee / 2."""
     amm = system.amm
     system.fund(bob, 2_000_000)
-    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)  # a net long of 400 ETH
-    units = system.units(2_000_000)
-    usdc.mint(alice, units, sender=alice)
-    usdc.approve(pool, units, sender=alice)
-    pool.deposit(units, alice, sender=alice)
+    ch.openPosition(0, ETH, side * 400 * WAD, 2**255 if side > 0 else 0, _deadline(chain), sender=bob)
+    _lp(system, usdc, pool, alice, 2_000_000)
     p = amm.ammParams(ETH)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
-    nav0 = pool.navWad()
+    nav0, e0 = pool.navWad(), amm.netExitValue(ETH)
     tx = amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
     x1, y1 = st1.baseReserve, st1.quoteReserve
-    assert y1 <= deepen_cap(ch, p, ETH, y0) and x1 == ceil_div(x0 * y1, y0)
+    assert (x1, y1) == expected_deepening(ch, p, ETH, x0, y0, net, mul_wad_down(nav0, p.depthRatio))
+    assert y1 > y0  # it did deepen
     cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
-    assert 0 < cost <= mul_wad_down(nav0, p.maxDepthCost)
+    assert -10**6 < cost <= 0 and amm.netExitValue(ETH) - e0 == cost
     ev = tx.decode_logs(amm.DepthSyncCost)[0]
     assert (ev.cost, ev.totalCost) == (cost, cost) and amm.depthCost(ETH) == cost
-    assert amm.netExitValue(ETH) == exit_value(x1, y1, net)
-    # Funding does not move within the block: NAV changes by the cost and nothing else.
-    assert pool.navWad() == nav0 - cost
+    # Funding does not move within the block: NAV changes by -cost and nothing else.
+    assert pool.navWad() == nav0 - cost >= nav0
+    move = (st1.spotPrice - st0.spotPrice) * WAD // st0.spotPrice
+    fee = ch.marketParams(ETH).takerFee
+    assert (move < 0 if side > 0 else move > 0) and abs(move) <= fee // 2
 
 
-def test_sync_depth_deepening_is_cut_to_the_cost_budget(system, ch, pool, usdc, alice, bob, chain, deployer):
-    """A tight cost budget binds before the step bound: the depth moves only as far as the budget pays."""
+def _big_net_long(system, ch, bob, chain):
+    """A net long of some 1,400 ETH (more than the band lets one trade build: the index follows the vAMM
+    up between the buys, each taking it 9 % above)."""
+    system.fund(bob, 5_000_000)
+    for _ in range(4):
+        system.set_price("ETH", ch.spotPrice(ETH) // 10**10 / 10**8)
+        st = ch.marketState(ETH)
+        x1 = math.isqrt(st.baseReserve * st.quoteReserve * WAD // (ch.indexPrice(ETH) * 109 // 100))
+        ch.openPosition(0, ETH, st.baseReserve - x1, 2**255, _deadline(chain), sender=bob)
+
+
+@pytest.mark.parametrize("max_depth_cost", [0, 10**16], ids=["maxDepthCost 0", "maxDepthCost 1 %"])
+def test_sync_depth_deepening_under_a_large_net_is_cut_to_half_a_fee_of_price(
+        system, ch, pool, usdc, alice, bob, chain, deployer, max_depth_cost):
+    """Under a large net long the shift bound binds before the step bound: the price moves by at most
+    takerFee / 2, the net's exit value does not rise, and maxDepthCost (kept in the ABI) changes nothing."""
     amm = system.amm
-    p = amm.ammParams(ETH)
-    tight = list(p)
-    tight[7] = 10**12  # maxDepthCost: 1e-6 of NAV
-    amm.setAmmParams(ETH, tuple(tight), sender=deployer)
-    system.fund(bob, 2_000_000)
-    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
-    units = system.units(2_000_000)
-    usdc.mint(alice, units, sender=alice)
-    usdc.approve(pool, units, sender=alice)
-    pool.deposit(units, alice, sender=alice)
+    p = list(amm.ammParams(ETH))
+    p[7] = max_depth_cost
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    _big_net_long(system, ch, bob, chain)
+    _lp(system, usdc, pool, alice, 10_000_000)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
-    budget = mul_wad_down(pool.navWad(), 10**12)
+    nav0 = pool.navWad()
     amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
-    assert y0 < st1.quoteReserve < deepen_cap(ch, p, ETH, y0)  # cut by the budget, not the step
-    cost = exit_value(st1.baseReserve, st1.quoteReserve, net) - exit_value(x0, y0, net)
-    assert 0 < cost <= budget
-    assert cost > budget * 99 // 100  # and the budget is used, not wasted
+    expected = expected_deepening(ch, amm.ammParams(ETH), ETH, x0, y0, net, mul_wad_down(nav0, p[0]))
+    assert (st1.baseReserve, st1.quoteReserve) == expected
+    assert y0 < st1.quoteReserve < deepen_cap(ch, amm.ammParams(ETH), ETH, y0)  # cut by the shift, not the step
+    fee = ch.marketParams(ETH).takerFee
+    move = (st0.spotPrice - st1.spotPrice) * WAD // st0.spotPrice
+    # The bound is conservative (it measures the shift against x0 - u rather than the new reserve), so the move
+    # falls somewhat short of it; it still binds.
+    assert fee // 4 < move <= fee // 2
+    assert exit_value(st1.baseReserve, st1.quoteReserve, net) <= exit_value(x0, y0, net)
+    assert pool.navWad() >= nav0
 
 
 def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice, bob, chain, deployer):
@@ -268,33 +309,3 @@ def test_unknown_market_and_owner_only(system, alice, deployer):
         amm.syncDepth(99, sender=alice)
     with ape.reverts():
         amm.setAmmParams(1, tuple(amm.ammParams(1)), sender=alice)
-
-
-def test_sync_depth_budget_is_capped_by_the_markets_fee_and_band(system, ch, pool, usdc, alice, bob, chain, deployer):
-    """However large the NAV budget (maxDepthCost at its bound, 1 %), one deepening hands the net position at
-    most takerFee x maxSpread x quote reserve: a round trip big enough to gain that much pays more in fees,
-    reduces included (docs/pool.md)."""
-    amm = system.amm
-    p = list(amm.ammParams(ETH))
-    p[7] = 10**16  # maxDepthCost 1 %: the NAV budget (100k+) is far above the market's cap
-    amm.setAmmParams(ETH, tuple(p), sender=deployer)
-    system.fund(bob, 5_000_000)
-    # A net long of some 1,400 ETH (more than the band lets one trade build: the index rises between buys),
-    # so the exit value a deepening hands it outgrows the market's cap before the step bound.
-    for _ in range(4):  # the index follows the vAMM up between the buys, each taking it 9 % above
-        system.set_price("ETH", ch.spotPrice(ETH) // 10**10 / 10**8)
-        st = ch.marketState(ETH)
-        x1 = math.isqrt(st.baseReserve * st.quoteReserve * WAD // (ch.indexPrice(ETH) * 109 // 100))
-        ch.openPosition(0, ETH, st.baseReserve - x1, 2**255, _deadline(chain), sender=bob)
-    units = system.units(10_000_000)
-    usdc.mint(alice, units, sender=alice)
-    usdc.approve(pool, units, sender=alice)
-    pool.deposit(units, alice, sender=alice)
-    st0 = ch.marketState(ETH)
-    mp = ch.marketParams(ETH)
-    cap = mul_wad_down(mul_wad_down(st0.quoteReserve, mp.takerFee), mp.maxSpread)
-    assert cap < mul_wad_down(pool.navWad(), 10**16)
-    tx = amm.syncDepth(ETH, sender=alice)
-    cost = tx.decode_logs(amm.DepthSyncCost)[0].cost
-    assert 0 < cost <= cap
-    assert cost > cap * 99 // 100  # the cap, not the step, bound this sync

@@ -702,21 +702,23 @@ def test_a_trade_moves_the_exit_value_by_its_quote(x, price, net, base):
 
 
 def test_sync_depth_interval_step_and_cost():
-    """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread) and at
-    most maxDepthCost x NAV of exit value handed to the open positions; NAV falls by exactly the cost."""
+    """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread), shifted
+    against the net position so its exit value does not rise: the cost is <= 0 and NAV moves by exactly -cost."""
+    from vperp.model import exit_value
     m = fresh()
     m.deposit("alice", 0, 10**12, T0)
     m.open_position("alice", 0, 1, 300 * WAD, MAX_UINT, T0 + 1, T0 + 1)
     m.pool_deposit("lp", 5_000_000 * 10**6, "lp", T0 + 1)  # NAV up by half: the target is 1.5x the depth
     t = T0 + 2
     mk = m.markets[1]
-    y0 = mk.y
+    x0, y0, net = mk.x, mk.y, mk.long_open_interest - mk.short_open_interest
     nav0 = m.pool_nav(t)
     x1, y1, cost, total = m.sync_depth(1, t)
     p = m.amm_params[1]
     step = min(mk.taker_fee * WAD // mk.max_spread, p.max_depth_change)
     assert y0 < y1 <= y0 + y0 * step // WAD
-    assert 0 < cost == total <= nav0 * p.max_depth_cost // WAD + 2
+    assert x1 == -((-(x0 + net) * y1) // y0) - net  # x1 + net = ceil(s (x0 + net))
+    assert cost == exit_value(x1, y1, net) - exit_value(x0, y0, net) == total and -10**6 < cost <= 0
     assert m.pool_nav(t) == nav0 - cost
     assert m.last_depth_sync[1] == t and m.depth_cost[1] == total
     with pytest.raises(ModelRevert) as e:
@@ -725,24 +727,30 @@ def test_sync_depth_interval_step_and_cost():
     m.sync_depth(1, t + 3600)
 
 
-def test_sync_depth_cost_budget_binds_a_large_net_position():
+@pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
+def test_sync_depth_shift_bound_binds_a_large_net_position(side):
+    """Under a large net position the shift bound y1 <= floor(y0 u / (u - v)), v = floor((x0 - u) floor(f / 2)),
+    binds before the step: the price moves against the net by at most f / 2 and its exit value does not rise."""
+    from vperp.model import exit_value
     m = fresh()
     m.deposit("alice", 0, 10**13, T0)
-    for i in range(4):  # a large net long, the index following the vAMM so the band never binds
+    for i in range(4):  # a large net position, the index following the vAMM so the band never binds
         mk = m.markets[1]
         m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, T0 + 1 + i)
-        m.open_position("alice", 0, 1, 400 * WAD, MAX_UINT, T0 + 1 + i, T0 + 1 + i)
+        m.open_position("alice", 0, 1, side * 400 * WAD, MAX_UINT if side > 0 else 0, T0 + 1 + i, T0 + 1 + i)
     m.pool_deposit("lp", 20_000_000 * 10**6, "lp", T0 + 5)
     t = T0 + 6
     mk = m.markets[1]
     m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
-    from dataclasses import replace
-    m.amm_params[1] = p = replace(m.amm_params[1], max_depth_cost=10**14)  # 0.01 % of NAV per sync
-    y0, nav = mk.y, m.pool_nav(t)
+    x0, y0, p0 = mk.x, mk.y, mk.spot
+    net = mk.long_open_interest - mk.short_open_interest
+    u, f = abs(net), mk.taker_fee
+    v = (x0 - u) * (f // 2) // WAD
     x1, y1, cost, _ = m.sync_depth(1, t)
-    budget = nav * p.max_depth_cost // WAD
-    assert y1 < y0 + y0 * (mk.taker_fee * WAD // mk.max_spread) // WAD  # the cost bound, not the step, binds
-    assert budget - budget // 1000 <= cost <= budget + 2
+    assert y1 == y0 * u // (u - v) < y0 + y0 * (f * WAD // mk.max_spread) // WAD  # the shift, not the step
+    assert cost == exit_value(x1, y1, net) - exit_value(x0, y0, net) <= 0
+    move = (mk.spot - p0) * WAD // p0
+    assert (move < 0 if side > 0 else move > 0) and abs(move) <= f // 2
 
 
 def test_lp_flows_wait_while_a_gap_is_open():
@@ -971,39 +979,6 @@ def test_deposits_priced_before_the_set_aside_redemptions_after():
     assert m.pool_convert_to_assets(shares, t + 1) <= paid
     assert m.pool_convert_to_assets(want, t + 1) <= cost
     assert m.pool_preview_redeem(shares, t + 1) == m.pool_convert_to_assets(shares, t + 1)
-
-
-def _net_long(m: Model, lots: int, size: int = 400 * WAD) -> int:
-    """Alice buys `lots` x `size` ETH, the index following the vAMM so the band never binds."""
-    m.deposit("alice", 0, 10**13, T0)
-    t = T0
-    for i in range(lots):
-        t = T0 + 1 + i
-        mk = m.markets[1]
-        m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
-        m.open_position("alice", 0, 1, size, MAX_UINT, t, t)
-    return t
-
-
-def test_depth_step_budget_is_capped_by_fee_times_band_times_depth():
-    """Rule 4: a deepening sync hands the net position at most min(NAV x maxDepthCost, y0 x takerFee x
-    maxSpread) of exit value (each product rounded down). With the defaults (NAV 15M, y0 about 36M) the
-    second cap (about 3.6k) binds, below 0.1 % of NAV (15k)."""
-    m = fresh()
-    t = _net_long(m, 4)
-    m.pool_deposit("lp", 5_000_000 * 10**6, "lp", t)
-    t += 1
-    mk = m.markets[1]
-    m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
-    y0, nav = mk.y, m.pool_nav(t)
-    p = m.amm_params[1]
-    by_nav = nav * p.max_depth_cost // WAD
-    by_depth = y0 * mk.taker_fee // WAD * mk.max_spread // WAD
-    assert by_depth < by_nav
-    x1, y1, cost, _ = m.sync_depth(1, t)
-    assert y0 < y1 < y0 + y0 * min(mk.taker_fee * WAD // mk.max_spread, p.max_depth_change) // WAD
-    assert by_depth - by_depth // 1000 <= cost <= by_depth + 2
-    assert m.pool_nav(t) == nav - cost
 
 
 @pytest.mark.parametrize("side", [1, -1])

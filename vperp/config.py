@@ -50,7 +50,7 @@ class MarketConfig:
     max_repeg_cost: float = 0.001
     repeg_interval: int = 3_600
     depth_interval: int = 3_600  # [s] least time between two depth syncs of one market
-    max_depth_cost: float = 0.001  # largest exit value one depth sync may hand open positions, / pool NAV
+    max_depth_cost: float = 0.001  # bounded, no longer binding: a depth sync never hands open positions exit value
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""

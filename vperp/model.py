@@ -107,8 +107,8 @@ what the actions accept.
 
 AmmController: `sync_depth` (depth follows the pool's NAV, at most once per depthInterval: shrinking
 by at most maxDepthChange and never below twice a net short; deepening by at most min(maxDepthChange,
-takerFee / maxSpread) and within min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve) of exit
-value handed to the net position; the cost booked in depthCost) and `repeg` (the peg follows the index,
+takerFee / maxSpread), shifted against the net position so its exit value does not rise, the shift at most
+takerFee / 2 of the price; the cost, never positive, booked in depthCost) and `repeg` (the peg follows the index,
 by at most maxRepegStep and at most what keeps the change of the net position's exit value within
 maxRepegCost x NAV; that exact change is the cost booked in repegCost, so NAV moves by -cost), with the
 controller's checks in order and ClearingHouse.setReserves's accrual first.
@@ -2091,8 +2091,8 @@ class Model:
         x0, y0 = m.x, m.y
         net = m.long_open_interest - m.short_open_interest
         target = mul_wad_down(nav, p.depth_ratio)
-        y1 = self._depth_step(m, p, x0, y0, net, target, nav)
-        x1 = mul_div_up(x0, y1, y0)
+        y1 = self._depth_step(m, p, x0, y0, net, target)
+        x1 = self._base_reserve_for(x0, y0, y1, net)
         cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
         self.last_depth_sync[market_id] = timestamp
         total = self.depth_cost.get(market_id, 0) + cost
@@ -2101,12 +2101,11 @@ class Model:
         return x1, y1, cost, total
 
     @staticmethod
-    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
+    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int) -> int:
         """AmmController._depthStep: shrinking, at most maxDepthChange and not below
-        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and
-        within a budget of exit value handed to the net position (closed form) of
-        min(floor(NAV x maxDepthCost), floor(floor(y0 x takerFee) x maxSpread)): the second cap bounds
-        what any position can gain around one sync below the fees of a round trip that large."""
+        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and, with a
+        net position of u base, y1 <= floor(y0 u / (u - v)), v = floor((x0 - u) x floor(takerFee / 2)):
+        the shift that keeps the net's exit value moves the price by at most takerFee / 2 (none if u >= x0)."""
         if target <= y0:
             lo = y0 - mul_wad_down(y0, p.max_depth_change)
             if net < 0:
@@ -2118,24 +2117,24 @@ class Model:
         y1 = hi if target > hi else target
         if net == 0:
             return y1
-        budget = min(mul_wad_down(nav, p.max_depth_cost), mul_wad_down(mul_wad_down(y0, m.taker_fee), m.max_spread))
-        n = abs(net)
-        s_max = 0  # [wad] the largest scale factor within the budget; 0 = unbounded
-        if net > 0:
-            t = exit_value(x0, y0, net) + budget
-            lhs = _checked(y0 * n)
-            if lhs > _checked(t * x0):
-                s_max = _checked(_checked(t * n) * WAD // (lhs - t * x0))  # Math.mulDiv
-        else:
-            c0 = -exit_value(x0, y0, net)
-            if c0 > budget:
-                r = c0 - budget
-                if _checked(r * x0) > _checked(y0 * n):
-                    s_max = _checked(_checked(r * n) * WAD // (r * x0 - y0 * n))
-        if s_max != 0:
-            by_cost = max(_checked(y0 * s_max) // WAD, y0)
-            y1 = min(y1, by_cost)
+        u = abs(net)
+        if u >= x0:
+            return y0
+        v = mul_wad_down(x0 - u, m.taker_fee // 2)
+        if u > v:
+            y1 = min(y1, y0 * u // (u - v))  # Math.mulDiv: full precision, the result is below 2^256
         return y1
+
+    @staticmethod
+    def _base_reserve_for(x0: int, y0: int, y1: int, net: int) -> int:
+        """AmmController._baseReserveFor: shrinking (or no net) scales x like y, rounded up; deepening
+        shifts the curve so x1 + net = (x0 + net) y1 / y0, rounded up for a net long and down for a net
+        short: the net position's exit value does not rise."""
+        if y1 <= y0 or net == 0:
+            return mul_div_up(x0, y1, y0)
+        if net > 0:
+            return mul_div_up(x0 + net, y1, y0) - net
+        return _checked((x0 + net) * y1) // y0 - net
 
     def net_exit_value(self, market_id: int) -> int:
         """AmmController.netExitValue: the market's net position's vAMM exit value [wad]."""
