@@ -14,10 +14,11 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
-/// @dev Depth: quote reserve target = depthRatio x NAV, at most once per depthInterval and by bounded steps
-///      (see `_depthStep`). Shrinking scales both reserves alike (price unchanged up to one wei, rounded
-///      down); deepening also shifts the curve so the net position's exit value does not rise
-///      (`_baseReserveFor`): a depth sync never costs the pool. Repeg: the quote reserve alone changes so the price moves toward the live
+/// @dev Depth: quote reserve target = depthRatio x NAV; both reserves scale by the same factor so the
+///      price is unchanged (up to one wei, rounded down), at most once per depthInterval and by bounded
+///      steps (see `_depthStep`). What the rescale does to the net position's exit value is charged to
+///      (or, shrinking, credited to) the positions on the net side through the funding index, so the pool
+///      neither pays nor earns it (`_depthCharge`). Repeg: the quote reserve alone changes so the price moves toward the live
 ///      index by at most maxRepegStep, and less if the change of the net position's exit value would exceed
 ///      maxRepegCost x NAV.
 ///      Accounting: the pool's NAV values positions at what closing them against the vAMM would pay, so
@@ -93,15 +94,24 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         // Cast: nav > 0.
         uint256 target = uint256(nav).mulWadDown(p.depthRatio);
-        y1 = _depthStep(marketId, p, x0, y0, net, target);
-        x1 = _baseReserveFor(x0, y0, y1, net);
-        int256 cost = _exitValue(x1, y1, net) - _exitValue(x0, y0, net);
+        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
+        y1 = _depthStep(mp, p, x0, y0, net, target, uint256(nav));
+        // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
+        x1 = x0.mulDivUp(y1, y0);
+        int256 exitChange = _exitValue(x1, y1, net) - _exitValue(x0, y0, net);
+        int256 charge = _depthCharge(exitChange, net, mp.takerFee);
+        // What the charge moves into the pool's NAV, to the wei: NAV counts the traders' funding owed as
+        // floor(net x F) - sum of bases, and setReserves accrues F to s.cumulativeFunding (accrued to now)
+        // before it adds the charge.
+        int256 collected = net.sMulWadDown(s.cumulativeFunding + charge) - net.sMulWadDown(s.cumulativeFunding);
+        int256 cost = exitChange - collected;
         lastDepthSync[marketId] = block.timestamp;
         int256 total = depthCost[marketId] + cost;
         depthCost[marketId] = total;
-        clearingHouse.setReserves(marketId, x1, y1);
+        clearingHouse.setReserves(marketId, x1, y1, charge);
         emit DepthSynced(marketId, x0, y0, x1, y1, nav);
         emit DepthSyncCost(marketId, cost, total);
+        emit DepthCharged(marketId, exitChange, charge);
     }
 
     /// @inheritdoc IAmmController
@@ -113,18 +123,18 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
 
     /// @dev The next quote reserve on the way to `target`, within these bounds:
     ///      - shrinking: at most maxDepthChange, and never below twice a net short's base (its exit stays finite);
-    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and,
-    ///        with a net position of u base, (s - 1) u <= (f / 2) s (x0 - u): the price shift that keeps the net's
-    ///        exit value (`_baseReserveFor`) is then at most f / 2 of the price (none when u >= x0).
-    ///        The first bound keeps what a round trip gains from the deeper curve below one fee (docs/pool.md),
-    ///        the second what it gains from the shift below half of one.
+    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and an
+    ///        exit value moved to the net position (and charged back to it, `_depthCharge`) of at most
+    ///        min(maxDepthCost x NAV, f x b x y0, |net| x price x f / 2): the last bound keeps the charge per
+    ///        unit of base within half a taker fee per sync.
     function _depthStep(
-        uint32 marketId,
+        IClearingHouse.MarketParams memory mp,
         AmmParams memory p,
         uint256 x0,
         uint256 y0,
         int256 net,
-        uint256 target
+        uint256 target,
+        uint256 nav
     ) internal view returns (uint256 y1) {
         if (target <= y0) {
             uint256 lo = y0 - y0.mulWadDown(p.maxDepthChange);
@@ -135,36 +145,54 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
             }
             return target < lo ? (lo < y0 ? lo : y0) : target;
         }
-        IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
         uint256 step = uint256(mp.takerFee).divWadDown(mp.maxSpread);
         if (step > p.maxDepthChange) step = p.maxDepthChange;
         uint256 hi = y0 + y0.mulWadDown(step);
         y1 = target > hi ? hi : target;
         if (net == 0) return y1;
-        uint256 u = net.abs();
-        if (u >= x0) return y0;
-        // s (u - v) <= u with v = (x0 - u) f / 2 rounded down: y1 <= y0 u / (u - v), rounded down (>= y0).
-        uint256 v = (x0 - u).mulWadDown(uint256(mp.takerFee) / 2);
-        if (u > v) {
-            uint256 byShift = Math.mulDiv(y0, u, u - v);
-            if (byShift < y1) y1 = byShift;
+        uint256 n = net.abs();
+        uint256 budget = nav.mulWadDown(p.maxDepthCost);
+        uint256 byDepth = y0.mulWadDown(mp.takerFee).mulWadDown(mp.maxSpread);
+        if (byDepth < budget) budget = byDepth;
+        uint256 byCharge = n.mulDivDown(y0, x0).mulWadDown(mp.takerFee / 2);
+        if (byCharge < budget) budget = byCharge;
+        // The largest scale whose exit-value change E(s) - E(1) stays within the budget (E on (s x0, s y0)).
+        uint256 sMax = 0; // [wad] 0 = unbounded
+        if (net > 0) {
+            // E(s) = s y0 n / (s x0 + n) <= e0 + B  <=>  s (y0 n - (e0 + B) x0) <= (e0 + B) n.
+            uint256 t = uint256(_exitValue(x0, y0, net)) + budget;
+            uint256 lhs = y0 * n;
+            if (lhs > t * x0) sMax = Math.mulDiv(t * n, WAD, lhs - t * x0);
+        } else {
+            // C(s) = s y0 n / (s x0 - n) >= c0 - B  <=>  s (r x0 - y0 n) <= r n  with r = c0 - B.
+            uint256 c0 = uint256(-_exitValue(x0, y0, net));
+            if (c0 > budget) {
+                uint256 r = c0 - budget;
+                if (r * x0 > y0 * n) sMax = Math.mulDiv(r * n, WAD, r * x0 - y0 * n);
+            }
+        }
+        if (sMax != 0) {
+            uint256 byCost = y0.mulWadDown(sMax);
+            if (byCost < y0) byCost = y0;
+            if (byCost < y1) y1 = byCost;
         }
     }
 
-    /// @dev The base reserve that goes with the quote reserve `y1` (from `y0`): the net position's exit value
-    ///      does not rise. Shrinking scales both reserves alike (x1 = x0 y1 / y0 rounded up: the price can
-    ///      only fall by a wei, and a shallower curve pays a net position less). Deepening by s = y1 / y0
-    ///      also shifts the curve against the net position: x1 + net = s (x0 + net), rounded up for a net
-    ///      long and down for a net short, which keeps E = y n / (x + n) (a net long's sale) and
-    ///      C = y n / (x - n) (a net short's buy-back) exactly where they were, up to that rounding in the
-    ///      pool's favour. A deepening therefore never pays open positions anything: the price moves toward
-    ///      what the net position would get on the old curve (down for a net long, up for a net short), by
-    ///      (s - 1) |net| / (s (x0 - |net|)) of the price at most.
-    function _baseReserveFor(uint256 x0, uint256 y0, uint256 y1, int256 net) internal pure returns (uint256) {
-        if (y1 <= y0 || net == 0) return x0.mulDivUp(y1, y0);
-        // Casts: |net| < x0 here (a net long's sum is below 2^128 + x0, a net short's base is below x0).
-        if (net > 0) return (x0 + uint256(net)).mulDivUp(y1, y0) - uint256(net);
-        return (x0 - net.abs()).mulDivDown(y1, y0) + net.abs();
+    /// @dev The funding-index charge [wad quote per base] that hands the pool back what a rescale moved to
+    ///      the net position, fee included: the net side's close would also pay the taker fee f on a changed
+    ///      quote, so its gain is |exitChange| (1 + f) at most and its loss |exitChange| (1 - f) at least.
+    ///      Per unit of base it pays |exitChange| (1 + f) / |net| when the exit value rose (rounded up) and is
+    ///      paid |exitChange| (1 - f) / |net| when it fell (rounded down), so neither the pool's NAV nor its
+    ///      fees fall. Longs pay a rising index; a net short's charge is therefore negative. Positions on the
+    ///      other side receive (or pay) the same per unit, as with funding, and a position that is the whole
+    ///      net position gains nothing from a rescale.
+    function _depthCharge(int256 exitChange, int256 net, uint256 takerFee) internal pure returns (int256) {
+        if (exitChange == 0 || net == 0) return 0;
+        uint256 n = net.abs();
+        uint256 magnitude = exitChange > 0
+            ? exitChange.abs().mulDivUp(WAD + takerFee, n)
+            : exitChange.abs().mulDivDown(WAD - takerFee, n);
+        return (net > 0) == (exitChange > 0) ? int256(magnitude) : -int256(magnitude);
     }
 
     function _exitValue(uint256 x, uint256 y, int256 net) internal pure returns (int256) {
@@ -202,7 +230,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // truncated spot price, so the exit-value change stays within the cost budget to the wei.
         uint256 dy = x.mulWadDown(move);
         uint256 y1 = index > price0 ? s.quoteReserve + dy : s.quoteReserve - dy;
-        clearingHouse.setReserves(marketId, x, y1);
+        clearingHouse.setReserves(marketId, x, y1, 0);
         price1 = y1 * WAD / x;
         // Cost: the change of what closing the net position would pay traders (the pool's NAV moves by -cost).
         cost = _exitValue(x, y1, net) - _exitValue(x, s.quoteReserve, net);

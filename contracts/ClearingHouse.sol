@@ -54,6 +54,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MIN_SMOOTHING_TAU = 60;
     uint256 internal constant MAX_SMOOTHING_TAU = 7 days;
     uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
+    uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
 
     /// @notice Funding defaults at listing (SPEC 5): 24 h period, 0.1 %/h cap, tau 4 h,
     ///         0.05 %/h per hour velocity, no baseline.
@@ -61,6 +62,8 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
     uint32 public constant DEFAULT_SMOOTHING_TAU = 4 hours;
     uint16 public constant DEFAULT_FUNDING_PERIOD_HOURS = 24;
+    /// @notice Skew term at listing: 0.2 %/h of funding for a skew of the whole base reserve (0.01 %/h at 5 %).
+    uint16 public constant DEFAULT_SKEW_FUNDING_PPM = 2_000;
 
     uint8 internal constant PAUSE_NO_NEW_RISK = 1;
     uint8 internal constant PAUSE_NO_TRADING = 2;
@@ -82,6 +85,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         uint32 twapWindow; // [s]
         uint8 oracleScaleExp; // 18 - feed decimals
         uint8 id; // this market's id (<= MAX_MARKETS), for events from internal code
+        uint16 skewFundingPpm; // [1e-6 per hour] funding target added per unit of skew (see _skewTerm)
         // slot 1
         uint64 imr; // [wad]
         uint64 mmr; // [wad]
@@ -164,7 +168,10 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearingHouse
-    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve) external nonReentrant {
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve, int256 fundingCharge)
+        external
+        nonReentrant
+    {
         if (msg.sender != ammController) revert UnauthorizedModule(msg.sender);
         Market storage m = _market(marketId);
         // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
@@ -176,6 +183,9 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         // Casts: both <= MAX_RESERVE < 2^128.
         m.baseReserve = uint128(baseReserve);
         m.quoteReserve = uint128(quoteReserve);
+        if (fundingCharge != 0) {
+            m.funding.cumulativeFunding = (int256(m.funding.cumulativeFunding) + fundingCharge).toInt112();
+        }
         emit ReservesSet(marketId, baseReserve, quoteReserve);
     }
 
@@ -202,6 +212,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         Market storage m = _markets[marketId];
         // Cast: marketId <= MAX_MARKETS = 128.
         m.id = uint8(marketId);
+        m.skewFundingPpm = DEFAULT_SKEW_FUNDING_PPM;
         _setParams(marketId, m, params, insuranceFeeShare_);
         uint256 index = _index(m);
         uint256 quoteReserve = baseReserve.mulWadDown(index);
@@ -252,6 +263,16 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         _setFundingParams(marketId, m, params);
     }
 
+    /// @inheritdoc IClearingHouse
+    function setSkewFunding(uint32 marketId, uint256 ratePpm) external onlyOwner {
+        Market storage m = _market(marketId);
+        _update(m, m.lastIndexPrice); // as in setMarketParams: the old target keeps the interval it priced
+        _bound("skewFundingPpm", ratePpm, 0, MAX_SKEW_FUNDING_PPM);
+        // Cast: ratePpm <= MAX_SKEW_FUNDING_PPM < 2^16.
+        m.skewFundingPpm = uint16(ratePpm);
+        emit SkewFundingSet(marketId, ratePpm);
+    }
+
     // ------------------------------------------------------------------ funding
 
     /// @inheritdoc IClearingHouse
@@ -281,7 +302,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             fs.rate, fs.target, block.timestamp - m.accumulator.timestamp, f.smoothingTau, f.maxRateVelocity
         );
         (markTwap, indexTwap) = _twaps(m);
-        (premium, targetRate) = _target(f, markTwap, indexTwap);
+        (premium, targetRate) = _target(f, markTwap, indexTwap, _skewTerm(m));
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
         (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
     }
@@ -289,6 +310,12 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     /// @inheritdoc IClearingHouse
     function fundingParams(uint32 marketId) external view returns (FundingParams memory) {
         return _market(marketId).fundingParams;
+    }
+
+    /// @inheritdoc IClearingHouse
+    function skewFunding(uint32 marketId) external view returns (uint256 ratePpm, int256 term) {
+        Market storage m = _market(marketId);
+        return (m.skewFundingPpm, _skewTerm(m));
     }
 
     // ------------------------------------------------------------------ trading
@@ -970,7 +997,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
             fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
             m.observations[fs.observationHead] = acc;
             (uint256 markTwap, uint256 indexTwap) = _twapsFrom(m, acc, fs.observationHead);
-            (int256 premium, int256 target) = _target(f, markTwap, indexTwap);
+            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, _skewTerm(m));
             fs.target = target.toInt64();
             emit FundingSampled(
                 _idOf(m), premium, target, fs.rate, fs.cumulativeFunding, markTwap, indexTwap
@@ -998,14 +1025,30 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         cf += _fundingAccrual(area, m.lastIndexPrice);
     }
 
-    /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline).
-    function _target(FundingParams memory f, uint256 markTwap, uint256 indexTwap)
+    /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).
+    function _target(FundingParams memory f, uint256 markTwap, uint256 indexTwap, int256 skewTerm)
         internal
         pure
         returns (int256 premium, int256 target)
     {
         premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WadMath.WAD) / indexTwap.toInt256();
-        target = FundingMath.clamp(premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate, f.maxFundingRate);
+        target = FundingMath.clamp(
+            premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate + skewTerm, f.maxFundingRate
+        );
+    }
+
+    /// @dev The skew term of the funding target [wad per hour]: skewFundingPpm x 1e-6 x (long OI - short OI) /
+    ///      base reserve, truncated toward zero like the premium. The side that outweighs the
+    ///      other pays it, and the pool, which holds the opposite of the net position, collects it on the net
+    ///      for as long as it carries it, premium or not. Read as the market stands when the block first
+    ///      touches it (before any of the block's trades), like the TWAPs.
+    function _skewTerm(Market storage m) internal view returns (int256) {
+        uint256 ppm = m.skewFundingPpm;
+        if (ppm == 0) return 0;
+        // Casts: OI sides and the reserve are below 2^128.
+        int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
+        // One division, truncated toward zero: |net| < 2^128, so |net| x 1e18 x 1e4 stays far below 2^255.
+        return net * int256(WadMath.WAD) * int256(ppm) / (int256(uint256(m.baseReserve)) * 1e6);
     }
 
     /// @dev Market id from its storage slot is not recoverable cheaply; markets store their id.

@@ -382,8 +382,12 @@ class Runner:
     def _check_amm_event(self, kind, receipt, result, describe, T) -> None:
         """DepthSynced + DepthSyncCost / Repeg carry the model's result to the wei."""
         got = _one_event_data(receipt, *AMM_EVENTS[kind])
-        if kind == "syncdepth":  # (x1, y1, cost, total cost)
+        if kind == "syncdepth":  # (x1, y1, cost, total cost), and DepthCharged's (exitChange, chargePerBase)
             got = got[2:4] + _one_event_data(receipt, DEPTH_SYNC_COST, ["int256", "int256"])
+            charged = _one_event_data(receipt, DEPTH_CHARGED, ["int256", "int256"])
+            market_id = _topic_int(_event_logs(receipt, DEPTH_CHARGED)[0], 1)
+            want = self.model.last_depth_charge[market_id]
+            assert charged == want, f"DepthCharged mismatch at {describe}: chain {charged} vs model {want}\n" + self.trace()
         else:  # (price1, cost)
             got = (got[1], got[3])
         assert got == tuple(result), f"{kind} mismatch at {describe}: chain {got} vs model {result}\n" + self.trace()
@@ -781,6 +785,7 @@ AMM_EVENTS = {
 }
 
 DEPTH_SYNC_COST = keccak(text="DepthSyncCost(uint32,int256,int256)")
+DEPTH_CHARGED = keccak(text="DepthCharged(uint32,int256,int256)")
 AUCTION_CANCELLED = keccak(text="AuctionCancelled(uint256,int256,int256,uint256)")
 SHORTFALL_RECORDED = keccak(text="ShortfallRecorded(address,uint32,uint256,uint256)")
 BAD_DEBT = keccak(text="BadDebt(address,uint32,uint256,uint256,uint256)")

@@ -1,13 +1,15 @@
-"""AmmController: depth follows the pool (never paying the net position), repeg moves the vAMM toward the index, bounded.
+"""AmmController: depth follows the pool (price kept, the net position charged its exit change), repeg moves the vAMM toward the index, bounded.
 
 Expected values come from the rules in IAmmController/AmmController's NatSpec, recomputed here:
   depth: at most once per depthInterval;
          shrink  y1 = max(depthRatio x NAV, y0 (1 - maxDepthChange), ceil(2 |net short| y0 / x0));
-         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)),
-                          floor(y0 u / (u - v))) with u = |net|, v = floor((x0 - u) floor(takerFee / 2))
-                          (no bound when u <= v, no deepening when u >= x0);
-                 x1 = ceil((x0 + net) y1 / y0) - net for a net long (or none), floor(...) - net for a net short;
-         shrink and no net: x1 = ceil(x0 y1 / y0); cost = exit(x1, y1) - exit(x0, y0) of the net, never > 0;
+         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)), y0 sMax)
+                 with sMax the largest scale whose exit-value change for the net position is within
+                 min(maxDepthCost x NAV, takerFee x maxSpread x y0, |net| x price x takerFee / 2);
+         x1 = ceil(x0 y1 / y0); exitChange = exit(x1, y1) - exit(x0, y0) of the net, charged back through
+         the funding index at +-|exitChange| (1 +- takerFee) / |net| per base (rounded up, fee added, when the
+         net gained; down, fee taken off, when it lost; positive = longs pay);
+         cost = exitChange - (floor(net (F + charge)) - floor(net F)) <= 0;
   repeg: move = min(|index - p0|, p0 x maxRepegStep, maxRepegCost x NAV / |net OI|),
          y1 = floor(x0 p1), cost = ceil(net x (p1' - p0)) with p1' = floor(y1 / x0).
 """
@@ -99,19 +101,13 @@ def test_sync_depth_converges_one_interval_at_a_time(system, ch, pool, usdc, ali
     assert ch.marketState(ETH).quoteReserve == target
 
 
-def expected_deepening(ch, p, mid, x0, y0, net, target):
-    """The rule in the module docstring, recomputed: (x1, y1)."""
-    mp = ch.marketParams(mid)
-    y1 = min(target, deepen_cap(ch, p, mid, y0))
-    u = abs(net)
-    if u >= x0:
-        return x0, y0
-    v = mul_wad_down(x0 - u, mp.takerFee // 2)
-    if u > v:
-        y1 = min(y1, y0 * u // (u - v))
-    if net >= 0:
-        return ceil_div((x0 + net) * y1, y0) - net, y1
-    return (x0 + net) * y1 // y0 - net, y1
+def charge_of(exit_change, net, fee):
+    """AmmController._depthCharge, recomputed: the exit change with the taker fee it saves or costs the close."""
+    if exit_change == 0 or net == 0:
+        return 0
+    n = abs(net)
+    magnitude = ceil_div(exit_change * (WAD + fee), n) if exit_change > 0 else -exit_change * (WAD - fee) // n
+    return magnitude if (net > 0) == (exit_change > 0) else -magnitude
 
 
 def _lp(system, usdc, pool, lp, amount):
@@ -121,33 +117,106 @@ def _lp(system, usdc, pool, lp, amount):
     pool.deposit(units, lp, sender=lp)
 
 
+def _funding_off(system, deployer):
+    """maxFundingRate 0 (inside its bounds): the funding index moves only by depth charges."""
+    ch = system.clearing_house
+    for m in system.markets.values():
+        fp = list(ch.fundingParams(m.id))
+        fp[0], fp[2] = 0, 0
+        ch.setFundingParams(m.id, tuple(fp), sender=deployer)
+
+
+def _depth_budget(ch, pool, p, x0, y0, net, mid=ETH):
+    mp = ch.marketParams(mid)
+    return min(mul_wad_down(pool.navWad(), p.maxDepthCost), mul_wad_down(mul_wad_down(y0, mp.takerFee), mp.maxSpread),
+               mul_wad_down(abs(net) * y0 // x0, mp.takerFee // 2))
+
+
 @pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
-def test_sync_depth_deepening_never_pays_the_net_position(system, ch, pool, usdc, alice, bob, chain, side):
-    """With a net position open, deepening also shifts the curve against it so that what closing it pays does
-    not rise: the booked cost is <= 0 (the rounding's wei go to the pool), the pool's NAV does not fall, and the
-    price moves against the net position by at most takerFee / 2."""
+def test_sync_depth_deepening_charges_the_net_position_its_exit_gain(
+        system, ch, pool, usdc, alice, bob, chain, deployer, side):
+    """Deepening under a net position keeps the price and improves the net's exit; that gain is charged back
+    through the funding index (longs pay a rising index), so the pool's NAV does not fall (the booked cost is
+    <= 0: the charge's rounding goes to the pool) and the position pays exactly its share of the charge."""
     amm = system.amm
+    _funding_off(system, deployer)
     system.fund(bob, 2_000_000)
     ch.openPosition(0, ETH, side * 400 * WAD, 2**255 if side > 0 else 0, _deadline(chain), sender=bob)
     _lp(system, usdc, pool, alice, 2_000_000)
     p = amm.ammParams(ETH)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
-    nav0, e0 = pool.navWad(), amm.netExitValue(ETH)
+    nav0, pending0 = pool.navWad(), ch.position(bob, 0, ETH)[2]
     tx = amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
     x1, y1 = st1.baseReserve, st1.quoteReserve
-    assert (x1, y1) == expected_deepening(ch, p, ETH, x0, y0, net, mul_wad_down(nav0, p.depthRatio))
-    assert y1 > y0  # it did deepen
-    cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
-    assert -10**6 < cost <= 0 and amm.netExitValue(ETH) - e0 == cost
-    ev = tx.decode_logs(amm.DepthSyncCost)[0]
-    assert (ev.cost, ev.totalCost) == (cost, cost) and amm.depthCost(ETH) == cost
-    # Funding does not move within the block: NAV changes by -cost and nothing else.
-    assert pool.navWad() == nav0 - cost >= nav0
-    move = (st1.spotPrice - st0.spotPrice) * WAD // st0.spotPrice
+    assert y0 < y1 <= deepen_cap(ch, p, ETH, y0) and x1 == ceil_div(x0 * y1, y0)
+    assert st1.spotPrice <= st0.spotPrice and st0.spotPrice - st1.spotPrice <= 1  # the price is kept
+    exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+    assert 0 < exit_change <= _depth_budget(ch, pool, p, x0, y0, net)
     fee = ch.marketParams(ETH).takerFee
-    assert (move < 0 if side > 0 else move > 0) and abs(move) <= fee // 2
+    charge = charge_of(exit_change, net, fee)
+    assert (charge > 0) == (side > 0)
+    assert st1.cumulativeFunding - st0.cumulativeFunding == charge  # funding off: only the charge moved it
+    collected = (net * (st0.cumulativeFunding + charge)) // WAD - (net * st0.cumulativeFunding) // WAD
+    cost = exit_change - collected
+    # What the pool keeps: the fee part, and the rounding up of the charge (at most a wei per unit of base).
+    assert -(exit_change * fee // WAD + abs(net) // WAD + 2) <= cost <= -(exit_change * fee // WAD)
+    (ev,) = tx.decode_logs(amm.DepthSyncCost)
+    assert (ev.cost, ev.totalCost) == (cost, cost) and amm.depthCost(ETH) == cost
+    (charged,) = tx.decode_logs(amm.DepthCharged)
+    assert (charged.marketId, charged.exitChange, charged.chargePerBase) == (ETH, exit_change, charge)
+    assert pool.navWad() == nav0 - cost >= nav0
+    # Bob is the whole net position: he owes the exit he gained (rounded up), so it gains him nothing.
+    owed = ch.position(bob, 0, ETH)[2] - pending0
+    assert owed == -((-(side * 400 * WAD) * charge) // WAD) >= exit_change
+
+
+def test_sync_depth_shrinking_credits_the_net_position_its_exit_loss(system, ch, pool, alice, bob, chain, deployer):
+    """Shrinking makes the net's exit worse; the positions are credited that loss (rounded down), so a depth
+    cut neither pays the pool nor takes from the traders' side as a whole."""
+    amm = system.amm
+    _funding_off(system, deployer)
+    system.fund(bob, 2_000_000)
+    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
+    p = list(amm.ammParams(ETH))
+    p[0] = 2 * WAD  # depthRatio 2: the target is below today's depth
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    st0 = ch.marketState(ETH)
+    x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
+    nav0 = pool.navWad()
+    amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    assert st1.quoteReserve == y0 - mul_wad_down(y0, p[1])  # the step binds
+    exit_change = exit_value(st1.baseReserve, st1.quoteReserve, net) - exit_value(x0, y0, net)
+    fee = ch.marketParams(ETH).takerFee
+    charge = charge_of(exit_change, net, fee)
+    assert exit_change < 0 and charge < 0  # the longs are paid
+    assert st1.cumulativeFunding - st0.cumulativeFunding == charge
+    # The pool keeps the fee the shallower curve adds to the longs' close, and the rounding down.
+    kept = -exit_change * fee // WAD
+    assert kept <= pool.navWad() - nav0 <= kept + abs(net) // WAD + 2
+    assert amm.depthCost(ETH) <= 0
+
+
+def test_sync_depth_deepening_is_cut_to_the_cost_budget(system, ch, pool, usdc, alice, bob, chain, deployer):
+    """A tight maxDepthCost binds before the step bound: the depth moves only as far as the budget allows."""
+    amm = system.amm
+    p = amm.ammParams(ETH)
+    tight = list(p)
+    tight[7] = 10**12  # maxDepthCost: 1e-6 of NAV
+    amm.setAmmParams(ETH, tuple(tight), sender=deployer)
+    system.fund(bob, 2_000_000)
+    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
+    _lp(system, usdc, pool, alice, 2_000_000)
+    st0 = ch.marketState(ETH)
+    x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
+    budget = mul_wad_down(pool.navWad(), 10**12)
+    amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    assert y0 < st1.quoteReserve < deepen_cap(ch, p, ETH, y0)  # cut by the budget, not the step
+    exit_change = exit_value(st1.baseReserve, st1.quoteReserve, net) - exit_value(x0, y0, net)
+    assert budget * 99 // 100 < exit_change <= budget  # and the budget is used, not wasted
 
 
 def _big_net_long(system, ch, bob, chain):
@@ -161,32 +230,27 @@ def _big_net_long(system, ch, bob, chain):
         ch.openPosition(0, ETH, st.baseReserve - x1, 2**255, _deadline(chain), sender=bob)
 
 
-@pytest.mark.parametrize("max_depth_cost", [0, 10**16], ids=["maxDepthCost 0", "maxDepthCost 1 %"])
-def test_sync_depth_deepening_under_a_large_net_is_cut_to_half_a_fee_of_price(
-        system, ch, pool, usdc, alice, bob, chain, deployer, max_depth_cost):
-    """Under a large net long the shift bound binds before the step bound: the price moves by at most
-    takerFee / 2, the net's exit value does not rise, and maxDepthCost (kept in the ABI) changes nothing."""
+def test_sync_depth_charge_per_base_is_at_most_half_a_taker_fee(system, ch, pool, usdc, alice, bob, chain, deployer):
+    """Under a large net long (maxDepthCost at its bound, 1 %, so it does not bind) the charge bound binds:
+    one sync charges a long at most takerFee / 2 of the price per unit of base."""
     amm = system.amm
     p = list(amm.ammParams(ETH))
-    p[7] = max_depth_cost
+    p[7] = 10**16
     amm.setAmmParams(ETH, tuple(p), sender=deployer)
     _big_net_long(system, ch, bob, chain)
     _lp(system, usdc, pool, alice, 10_000_000)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
-    nav0 = pool.navWad()
-    amm.syncDepth(ETH, sender=alice)
+    mp = ch.marketParams(ETH)
+    by_charge = mul_wad_down(net * y0 // x0, mp.takerFee // 2)
+    assert by_charge < mul_wad_down(mul_wad_down(y0, mp.takerFee), mp.maxSpread)
+    tx = amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
-    expected = expected_deepening(ch, amm.ammParams(ETH), ETH, x0, y0, net, mul_wad_down(nav0, p[0]))
-    assert (st1.baseReserve, st1.quoteReserve) == expected
-    assert y0 < st1.quoteReserve < deepen_cap(ch, amm.ammParams(ETH), ETH, y0)  # cut by the shift, not the step
-    fee = ch.marketParams(ETH).takerFee
-    move = (st0.spotPrice - st1.spotPrice) * WAD // st0.spotPrice
-    # The bound is conservative (it measures the shift against x0 - u rather than the new reserve), so the move
-    # falls somewhat short of it; it still binds.
-    assert fee // 4 < move <= fee // 2
-    assert exit_value(st1.baseReserve, st1.quoteReserve, net) <= exit_value(x0, y0, net)
-    assert pool.navWad() >= nav0
+    assert y0 < st1.quoteReserve < deepen_cap(ch, amm.ammParams(ETH), ETH, y0)
+    (charged,) = tx.decode_logs(amm.DepthCharged)
+    assert by_charge * 99 // 100 < charged.exitChange <= by_charge
+    per_base_limit = mul_wad_down(mul_wad_down(st0.spotPrice, mp.takerFee // 2), WAD + mp.takerFee)
+    assert per_base_limit * 99 // 100 < charged.chargePerBase <= per_base_limit + 1
 
 
 def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice, bob, chain, deployer):
@@ -217,11 +281,18 @@ def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice
 
 
 def test_sync_depth_does_not_touch_positions(system, ch, vault, alice, chain):
+    """A sync leaves sizes and entries alone; a position on the net side owes (or is owed) its share of the
+    depth charge as funding (here the whole net position, a 2 ETH long)."""
     system.fund(alice, 10_000)
     ch.openPosition(0, ETH, 2 * WAD, 2**255, _deadline(chain), sender=alice)
-    before = (ch.position(alice, 0, ETH), vault.accountValue(alice, 0))
+    size, notional, pending = ch.position(alice, 0, ETH)
+    f0 = ch.marketState(ETH).cumulativeFunding
     system.amm.syncDepth(ETH, sender=alice)
-    assert (ch.position(alice, 0, ETH), vault.accountValue(alice, 0)) == before
+    after = ch.position(alice, 0, ETH)
+    assert (after.size, after.openNotional) == (size, notional)
+    f1 = ch.marketState(ETH).cumulativeFunding
+    # Her pending funding moves by her share of the index's move (accrual and charge), to the rounding wei.
+    assert abs((after.pendingFunding - pending) - size * (f1 - f0) // WAD) <= 1
 
 
 def test_repeg_not_needed_when_mark_tracks_index(system, ch, alice):
@@ -283,7 +354,7 @@ def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(syste
 def test_only_the_controller_sets_reserves(system, ch, alice):
     before = ch.marketState(ETH)
     with expect_revert(ch.UnauthorizedModule, caller=alice.address):
-        ch.setReserves(ETH, WAD * 5, WAD * 5, sender=alice)
+        ch.setReserves(ETH, WAD * 5, WAD * 5, 0, sender=alice)
     assert ch.marketState(ETH) == before
 
 

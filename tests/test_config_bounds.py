@@ -16,6 +16,8 @@ from ape.exceptions import ContractLogicError
 from vperp.config_file import MARKET_RULES
 
 WAD = 10**18
+# ParameterOutOfBounds(bytes32,uint256)'s selector, as it shows in an undecoded revert (bytes repr).
+OUT_OF_BOUNDS = r"\\x81\\x7f\\xc7\\xda"
 
 # field -> (setter, index in the setter's tuple, unit): "wad" fields are WAD-scaled, "int" plain integers.
 # MarketParams: (oracle, heartbeat, twapWindow, imr, mmr, takerFee, maxSpread, maxOiPoolRatio, maxOpenInterest,
@@ -43,6 +45,7 @@ FIELDS = {
     "repeg_interval": ("amm", 5, "int"),
     "depth_interval": ("amm", 6, "int"),
     "max_depth_cost": ("amm", 7, "wad"),
+    "skew_funding": ("skew", None, "ppm"),  # setSkewFunding(marketId, ratePpm): millionths per hour
 }
 # Not set through a bounded setter: the feed's decimals and the first price (read from the feed), the listing's
 # base reserve (listMarket), the stairstep width (bounded by the duration: its own test in test_liquidation.py).
@@ -61,7 +64,7 @@ TYPE_MAX = {"depth_ratio": 2**64 - 1}
 def _raw(value, unit: str) -> int:
     with localcontext() as ctx:
         ctx.prec = 100
-        return int(Decimal(value) * WAD) if unit == "wad" else int(value)
+        return int(Decimal(value) * {"wad": WAD, "ppm": 10**6}.get(unit, 1))
 
 
 def test_bounds_at_a_type_maximum_are_that_maximum():
@@ -98,6 +101,8 @@ def _send(system, field: str, raw: int):
         else:
             share = raw
         return ch.setMarketParams(eth.id, tuple(params), share, sender=owner)
+    if setter == "skew":
+        return ch.setSkewFunding(eth.id, raw, sender=owner)
     if setter == "auction":
         params = list(eth.config.to_auction_params())
         params[index] = raw
@@ -124,7 +129,7 @@ def test_config_bounds_are_the_contracts(system, chain, field):
                 with pytest.raises(ContractLogicError) as info:
                     _send(system, field, raw)
                 assert "ParameterOutOfBounds" in repr(info.value) or "ParameterOutOfBounds" in str(
-                    getattr(info.value, "abi", "")), f"{field}={raw}: {info.value!r}"
+                    getattr(info.value, "abi", "")) or OUT_OF_BOUNDS in repr(info.value), f"{field}={raw}: {info.value!r}"
         finally:
             chain.restore(snap)
 

@@ -15,6 +15,16 @@ def mul_div_up(a, b, d):
     return -((-a * b) // d)
 
 
+def skew_term(ch, market_id=1):
+    """ClearingHouse._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
+    toward zero."""
+    st = ch.marketState(market_id)
+    ppm = ch.skewFunding(market_id).ratePpm
+    net = st.longOpenInterest - st.shortOpenInterest
+    q = abs(net) * WAD * ppm // (st.baseReserve * 10**6)
+    return q if net >= 0 else -q
+
+
 def sample_premium(system, ch, chain, trader, base):
     """Trade `base` ETH, then poke twice so the TWAP window holds only the post-trade price.
 
@@ -38,7 +48,9 @@ def test_fundingstate_target_equals_premium_over_period_after_a_long_skews_the_v
     assert mark_twap == spot and index_twap == index
     expected_premium = (spot - index) * WAD // index  # positive: truncation == floor
     assert premium == expected_premium
-    assert target == clamp(expected_premium // PERIOD, CAP)
+    term = skew_term(ch)
+    assert ch.skewFunding(1) == (2_000, term) and term > 0  # the listing default, on a 100 ETH net long
+    assert target == clamp(expected_premium // PERIOD + term, CAP)
     assert 0 < applied <= target  # moving up toward the target, not past it
     assert p1h == evolve(applied, target, 3600, TAU, V)[0]
     assert p8h == evolve(applied, target, 8 * 3600, TAU, V)[0]
@@ -210,3 +222,56 @@ def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, ali
     chain.pending_timestamp += 1000
     ch.pokeFunding(2, sender=alice)
     assert ch.marketState(2).targetRate == 10**13
+
+
+# ---------------------------------------------------------------------------- the skew term
+
+
+def test_skew_funding_setter_bounds_owner_and_accrual(system, ch, chain, alice, deployer):
+    """setSkewFunding: owner only, 0..10,000 ppm (ParameterOutOfBounds one above, nothing changes), accrues
+    first, emits SkewFundingSet; 0 turns the term off."""
+    with ape.reverts(ch.OwnableUnauthorizedAccount, account=alice.address):
+        ch.setSkewFunding(1, 1_000, sender=alice)
+    with ape.reverts(ch.ParameterOutOfBounds, name=b"skewFundingPpm".ljust(32, b"\0"), value=10_001):
+        ch.setSkewFunding(1, 10_001, sender=deployer)
+    with ape.reverts(ch.UnknownMarket, marketId=9):
+        ch.setSkewFunding(9, 1_000, sender=deployer)
+    assert ch.skewFunding(1).ratePpm == 2_000
+    chain.pending_timestamp += 600
+    tx = ch.setSkewFunding(1, 10_000, sender=deployer)
+    assert ch.marketState(1).lastUpdate == tx.timestamp  # accrued first
+    assert [(e.marketId, e.ratePpm) for e in tx.decode_logs(ch.SkewFundingSet)] == [(1, 10_000)]
+    ch.setSkewFunding(1, 0, sender=deployer)
+    assert ch.skewFunding(1) == (0, 0)
+
+
+@pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
+def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system, ch, chain, alice, deployer, side):
+    """A net position whose mark has been brought back to the index (a repeg, or arbitrage) pays no premium
+    funding, but the skew term still charges it: the pool, which carries the net position, is paid for it.
+    With the term off the same hold pays nothing."""
+    from vperp.units import HOUR
+    paid = {}
+    snap = chain.snapshot()
+    for ppm in (0, 2_000):
+        chain.restore(snap)
+        snap = chain.snapshot()
+        ch.setSkewFunding(1, ppm, sender=deployer)
+        system.fund(alice, 1_000_000)
+        ch.openPosition(0, 1, side * 300 * WAD, BIG if side > 0 else 0, chain.pending_timestamp + 60, sender=alice)
+        system.set_price("ETH", ch.spotPrice(1) // 10**10 / 10**8)  # the index follows: no premium
+        ch.pokeFunding(1, sender=alice)  # and the market records it at once
+        t = chain.pending_timestamp
+        for h in range(1, 25):
+            chain.pending_timestamp = t + h * HOUR
+            system.set_price("ETH", ch.spotPrice(1) // 10**10 / 10**8)
+            ch.pokeFunding(1, sender=alice)
+        assert abs(ch.fundingState(1).premium) < 10**14  # the mark stayed at the index (rounding of the feed)
+        paid[ppm] = ch.position(alice, 0, 1).pendingFunding
+    assert abs(paid[0]) < paid[2_000] / 50  # without the term: next to nothing
+    assert paid[2_000] > 0  # with it, the heavy side pays, long or short
+    # 300 ETH against a base reserve of about 9,700 (long) or 10,300 (short): a skew of about 3 %, so a term of
+    # about 0.006 %/h (0.14 % a day), which the smoothing reaches within hours: about 0.1 % of the notional.
+    notional = 300 * ch.indexPrice(1)
+    assert notional * 8 // 10**4 < paid[2_000] < notional * 14 // 10**4
+

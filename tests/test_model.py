@@ -294,7 +294,10 @@ def test_fundingstate_projections_follow_the_kernel():
     applied, target, premium, mark, index, p1, p8 = m.funding_state(1, t)
     f = m.markets[1].funding_params
     assert premium == (mark - index) * WAD // index > 0
-    assert target == min(premium // 24, f.max_funding_rate)
+    mk = m.markets[1]
+    skew = (mk.long_open_interest - mk.short_open_interest) * WAD * mk.skew_funding_ppm // (mk.x * 10**6)
+    assert skew > 0 and m.skew_funding(1) == (2_000, skew)
+    assert target == min(premium // 24 + skew, f.max_funding_rate)
     assert p1 == evolve(applied, target, 3600, f.smoothing_tau, f.max_rate_velocity)[0]
     assert p8 == evolve(applied, target, 8 * 3600, f.smoothing_tau, f.max_rate_velocity)[0]
 
@@ -702,8 +705,9 @@ def test_a_trade_moves_the_exit_value_by_its_quote(x, price, net, base):
 
 
 def test_sync_depth_interval_step_and_cost():
-    """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread), shifted
-    against the net position so its exit value does not rise: the cost is <= 0 and NAV moves by exactly -cost."""
+    """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread), price kept;
+    the net's exit change is charged back through the funding index with the fee, so the cost to the pool is
+    <= 0 and NAV moves by exactly -cost."""
     from vperp.model import exit_value
     m = fresh()
     m.deposit("alice", 0, 10**12, T0)
@@ -712,13 +716,16 @@ def test_sync_depth_interval_step_and_cost():
     t = T0 + 2
     mk = m.markets[1]
     x0, y0, net = mk.x, mk.y, mk.long_open_interest - mk.short_open_interest
-    nav0 = m.pool_nav(t)
+    nav0, f0 = m.pool_nav(t), m._cumulative_funding_now(mk, t)
     x1, y1, cost, total = m.sync_depth(1, t)
     p = m.amm_params[1]
     step = min(mk.taker_fee * WAD // mk.max_spread, p.max_depth_change)
-    assert y0 < y1 <= y0 + y0 * step // WAD
-    assert x1 == -((-(x0 + net) * y1) // y0) - net  # x1 + net = ceil(s (x0 + net))
-    assert cost == exit_value(x1, y1, net) - exit_value(x0, y0, net) == total and -10**6 < cost <= 0
+    assert y0 < y1 <= y0 + y0 * step // WAD and x1 == -((-x0 * y1) // y0)
+    exit_change, charge = m.last_depth_charge[1]
+    assert exit_change == exit_value(x1, y1, net) - exit_value(x0, y0, net) > 0
+    assert charge == -((-exit_change * (WAD + mk.taker_fee)) // net)
+    assert mk.cumulative_funding == f0 + charge
+    assert cost == exit_change - ((net * (f0 + charge)) // WAD - (net * f0) // WAD) == total < 0
     assert m.pool_nav(t) == nav0 - cost
     assert m.last_depth_sync[1] == t and m.depth_cost[1] == total
     with pytest.raises(ModelRevert) as e:
@@ -728,10 +735,9 @@ def test_sync_depth_interval_step_and_cost():
 
 
 @pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
-def test_sync_depth_shift_bound_binds_a_large_net_position(side):
-    """Under a large net position the shift bound y1 <= floor(y0 u / (u - v)), v = floor((x0 - u) floor(f / 2)),
-    binds before the step: the price moves against the net by at most f / 2 and its exit value does not rise."""
-    from vperp.model import exit_value
+def test_sync_depth_charge_bound_binds_a_large_net_position(side):
+    """Under a large net position the third budget term, floor(floor(|net| y0 / x0) floor(f / 2)), binds before
+    the step: the exit change stays within it and the charge per base within f / 2 (1 + f) of the price."""
     m = fresh()
     m.deposit("alice", 0, 10**13, T0)
     for i in range(4):  # a large net position, the index following the vAMM so the band never binds
@@ -744,13 +750,14 @@ def test_sync_depth_shift_bound_binds_a_large_net_position(side):
     m.set_index(1, mk.spot // mk.oracle_scale * mk.oracle_scale, t)
     x0, y0, p0 = mk.x, mk.y, mk.spot
     net = mk.long_open_interest - mk.short_open_interest
-    u, f = abs(net), mk.taker_fee
-    v = (x0 - u) * (f // 2) // WAD
+    f = mk.taker_fee
+    by_charge = (abs(net) * y0 // x0) * (f // 2) // WAD
     x1, y1, cost, _ = m.sync_depth(1, t)
-    assert y1 == y0 * u // (u - v) < y0 + y0 * (f * WAD // mk.max_spread) // WAD  # the shift, not the step
-    assert cost == exit_value(x1, y1, net) - exit_value(x0, y0, net) <= 0
-    move = (mk.spot - p0) * WAD // p0
-    assert (move < 0 if side > 0 else move > 0) and abs(move) <= f // 2
+    exit_change, charge = m.last_depth_charge[1]
+    assert y1 < y0 + y0 * (f * WAD // mk.max_spread) // WAD  # the budget, not the step, binds
+    assert by_charge - by_charge // 1000 <= exit_change <= by_charge + 2
+    assert abs(charge) <= p0 * (f // 2) // WAD * (WAD + f) // WAD + 1 and (charge > 0) == (side > 0)
+    assert cost <= 0
 
 
 def test_lp_flows_wait_while_a_gap_is_open():

@@ -28,6 +28,7 @@ from vperp.client import (
     Client,
     ClientError,
     CollateralDeposit,
+    DepthCharge,
     DepthSync,
     DepthSyncCost,
     EventFeed,
@@ -136,7 +137,7 @@ def story(system, chain, accounts):
     r["ready_at"] = cc.auction_ready_at(aid, 100)
     at(r["ready_at"])
     r["auction_at_ready"] = cc.auction(aid, min_discount_bps=100)
-    r["take"] = cc.take(aid, max_base=abs(r["kick"].size) / 2, slippage_bps=0)
+    r["take"] = cc.take(aid, max_base=(abs(r["kick"].size) / 2).quantize(Decimal("1e-18")), slippage_bps=0)
     duration = cc.auction_params("ETH").duration
     kicked_at = chain.blocks[r["kick"].block].timestamp
     at(kicked_at + duration + 1, ETH=2_700)  # expired by time; the index fell further, against dave
@@ -188,8 +189,11 @@ def test_every_event_of_the_story_is_decoded_into_its_record(story, client):
     kinds = {type(r) for r in records}
     for kind in (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                  LiquidationCharge, CollateralDeposit, LpDeposit, LpWithdraw, LpWithdrawRequest, DepthSync,
-                 DepthSyncCost, Repeg, OtherEvent):
+                 DepthSyncCost, DepthCharge, Repeg, OtherEvent):
         assert kind in kinds, kind.__name__
+    for charge in (r for r in records if isinstance(r, DepthCharge)):  # the record is the event, in units
+        sync = [r for r in records if isinstance(r, DepthSyncCost) and r.block == charge.block]
+        assert sync and charge.symbol == sync[0].symbol
     assert records == sorted(records, key=lambda x: (x.block, x.log_index))
     # only the five contracts: the collateral token's own Transfer/Approval are not protocol events
     others = {(r.contract, r.event) for r in records if isinstance(r, OtherEvent)}

@@ -9,6 +9,7 @@ def test_funding_defaults_are_the_clearing_houses(system):
     assert ch.DEFAULT_MAX_RATE_VELOCITY() == units.DEFAULT_MAX_RATE_VELOCITY
     assert ch.DEFAULT_SMOOTHING_TAU() == units.DEFAULT_SMOOTHING_TAU
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == units.DEFAULT_FUNDING_PERIOD_HOURS
+    assert ch.DEFAULT_SKEW_FUNDING_PPM() == units.DEFAULT_SKEW_FUNDING_PPM
     # a newly listed market starts on them (the deployment lists ETH and BTC without funding parameters)
     fp = ch.fundingParams(system.markets["ETH"].id)
     assert (fp.maxFundingRate, fp.maxRateVelocity, fp.smoothingTau, fp.fundingPeriodHours) == (

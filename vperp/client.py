@@ -669,6 +669,17 @@ class DepthSyncCost(ChainEvent):
 
 
 @dataclass(frozen=True)
+class DepthCharge(ChainEvent):
+    """`DepthCharged`: a depth sync moved the net position's exit value by `exit_change` and charged it back
+    through the funding index: `charge_per_base` is what one long base pays (negative: receives), in quote."""
+
+    symbol: str
+    market_id: int
+    exit_change: Decimal
+    charge_per_base: Decimal
+
+
+@dataclass(frozen=True)
 class Repeg(ChainEvent):
     """`Repeg`: the vAMM price moved from `price_before` to `price_after` toward `index_price`, at `cost`."""
 
@@ -767,7 +778,7 @@ class KickPreview:
 _CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}  # ILiquidationEngine.Curve
 RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                 LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,
-                LpWithdrawRequest, DepthSync, DepthSyncCost, Repeg, OtherEvent)
+                LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent)
 
 
 def _record_kinds(kinds) -> tuple:
@@ -1650,6 +1661,9 @@ class Client:
         if key == ("AmmController", "DepthSyncCost"):
             return DepthSyncCost(**where, **market(args["marketId"]), cost=w(args["cost"]),
                                  total_cost=w(args["totalCost"]))
+        if key == ("AmmController", "DepthCharged"):
+            return DepthCharge(**where, **market(args["marketId"]), exit_change=w(args["exitChange"]),
+                               charge_per_base=w(args["chargePerBase"]))
         if key == ("AmmController", "Repeg"):
             return Repeg(**where, **market(args["marketId"]), price_before=w(args["priceBefore"]),
                          price_after=w(args["priceAfter"]), index_price=w(args["indexPrice"]), cost=w(args["cost"]))

@@ -51,6 +51,9 @@ class MarketConfig:
     repeg_interval: int = 3_600
     depth_interval: int = 3_600  # [s] least time between two depth syncs of one market
     max_depth_cost: float = 0.001  # bounded, no longer binding: a depth sync never hands open positions exit value
+    # Funding's skew term (ClearingHouse.setSkewFunding): funding per hour for a skew, (long OI - short OI) /
+    # base reserve, of 1; the listing default 0.002 (0.2 %/h: 0.01 %/h at a skew of 5 %), at most 0.01.
+    skew_funding: float = 0.002
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -66,6 +69,13 @@ class MarketConfig:
             wad(self.max_open_interest),
             wad(self.min_position_size),
         )
+
+    def skew_funding_ppm(self) -> int:
+        """`skew_funding` in the contract's unit, millionths per hour (it must be a whole number of them)."""
+        ppm = Decimal(str(self.skew_funding)) * 10**6
+        if ppm != ppm.to_integral_value():
+            raise ValueError(f"{self.symbol}: skew_funding must be a multiple of 0.000001, not {self.skew_funding}")
+        return int(ppm)
 
     def to_amm_params(self) -> tuple:
         """The `IAmmController.AmmParams` tuple, in struct order."""

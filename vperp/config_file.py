@@ -82,6 +82,7 @@ MARKET_RULES: dict[str, tuple] = {
     "repeg_interval": (_INT, 0, 86_400, True, True),
     "depth_interval": (_INT, 60, 86_400, True, True),
     "max_depth_cost": (_NUM, 0, Decimal("0.01"), True, True),
+    "skew_funding": (_NUM, 0, Decimal("0.01"), True, True),  # and a whole number of millionths (MarketConfig)
     "price": (_NUM, 0, None, False, True),
 }
 CURVES = ("linear", "exponential", "stairstep")

@@ -92,6 +92,8 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
         engine.setAuctionParams(market_id, mc.to_auction_params(), sender=deployer)
         amm.setAmmParams(market_id, mc.to_amm_params(), sender=deployer)
+        if mc.skew_funding_ppm() != ch.DEFAULT_SKEW_FUNDING_PPM():  # listed with the default
+            ch.setSkewFunding(market_id, mc.skew_funding_ppm(), sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,

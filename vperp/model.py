@@ -107,13 +107,14 @@ what the actions accept.
 
 AmmController: `sync_depth` (depth follows the pool's NAV, at most once per depthInterval: shrinking
 by at most maxDepthChange and never below twice a net short; deepening by at most min(maxDepthChange,
-takerFee / maxSpread), shifted against the net position so its exit value does not rise, the shift at most
-takerFee / 2 of the price; the cost, never positive, booked in depthCost) and `repeg` (the peg follows the index,
+takerFee / maxSpread) and within min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve, |net| x price
+x takerFee / 2) of exit value moved to the net position; that change charged back to the positions through
+the funding index; the cost to the pool, never positive, booked in depthCost) and `repeg` (the peg follows the index,
 by at most maxRepegStep and at most what keeps the change of the net position's exit value within
 maxRepegCost x NAV; that exact change is the cost booked in repegCost, so NAV moves by -cost), with the
 controller's checks in order and ClearingHouse.setReserves's accrual first.
 
-Governance modelled: `set_funding_params` and `set_market_params` (both accrue at the last recorded
+Governance modelled: `set_funding_params`, `set_skew_funding` and `set_market_params` (all accrue at the last recorded
 index, without reading the feed; a market's oracle stays the one it was listed with). Not modelled:
 other governance (listings' bounds, liquidation/auction/pool/AMM parameter setters), operators
 (openPositionFor, withdrawFor, transferMarginFor) and pool share transfers; the pause level is plain
@@ -131,7 +132,7 @@ from typing import Any, Hashable
 from .config import DeployConfig, default_config, wad
 from .funding import clamp, evolve, exp_neg_wad, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,  # noqa: F401
-                    DEFAULT_SMOOTHING_TAU, HOUR, INT96_MAX, WAD)
+                    DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, HOUR, INT96_MAX, MAX_SKEW_FUNDING_PPM, WAD)
 
 U112 = 2**112 - 1
 INT64_MAX = 2**63 - 1
@@ -356,6 +357,8 @@ class Market:
     # [s] the last block that found an index gap, the vAMM inside its band around the last index and
     # outside it around the new one (0: never); LP flows wait a TWAP window after it.
     last_dislocation: int = 0
+    # [1e-6 per hour] funding target added per unit of skew, (long OI - short OI) / x (setSkewFunding)
+    skew_funding_ppm: int = 0
 
     @property
     def oracle_scale(self) -> int:
@@ -540,6 +543,7 @@ class Model:
         self.repeg_cost: dict[int, int] = {}
         self.last_depth_sync: dict[int, int] = {}
         self.depth_cost: dict[int, int] = {}
+        self.last_depth_charge: dict[int, tuple[int, int]] = {}  # (exitChange, chargePerBase): DepthCharged
 
     # ------------------------------------------------------------------ construction
 
@@ -585,6 +589,8 @@ class Model:
             )
             model.auction_params[i] = AuctionParams(*mc.to_auction_params())
             model.amm_params[i] = AmmParams(*mc.to_amm_params())
+            if mc.skew_funding_ppm() != DEFAULT_SKEW_FUNDING_PPM:  # deploy() sets it after listing
+                model.set_skew_funding(i, mc.skew_funding_ppm(), t_list)
         if config.pool_seed:
             # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
             seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)
@@ -608,6 +614,7 @@ class Model:
             accumulator=copy.copy(start),
             # Every ring slot starts as a true observation at listing time (as the contract does).
             observations=[copy.copy(start) for _ in range(OBSERVATIONS)],
+            skew_funding_ppm=DEFAULT_SKEW_FUNDING_PPM,
         )
         index = self._index(m, timestamp)
         m.y = mul_wad_down(base_reserve, index)
@@ -1047,7 +1054,7 @@ class Model:
             m.observation_head = (m.observation_head + 1) % OBSERVATIONS
             m.observations[m.observation_head] = copy.copy(acc)
             mark_twap, index_twap = self._twaps_from(m, acc, m.observation_head)
-            _, target = self._target(f, mark_twap, index_twap)
+            _, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
             m.target = _int_n(target, 64)
 
     @staticmethod
@@ -1067,10 +1074,32 @@ class Model:
         return cf + self._funding_accrual(area, m.last_index_price)
 
     @staticmethod
-    def _target(f: FundingParams, mark_twap: int, index_twap: int) -> tuple[int, int]:
+    def _target(f: FundingParams, mark_twap: int, index_twap: int, skew_term: int = 0) -> tuple[int, int]:
         premium = tdiv((mark_twap - index_twap) * WAD, index_twap)
-        target = clamp(tdiv(premium, f.funding_period_hours) + f.baseline_rate, f.max_funding_rate)
+        target = clamp(tdiv(premium, f.funding_period_hours) + f.baseline_rate + skew_term, f.max_funding_rate)
         return premium, target
+
+    @staticmethod
+    def _skew_term(m: Market) -> int:
+        """ClearingHouse._skewTerm: skewFundingPpm x 1e-6 x (long OI - short OI) / x [wad per hour], one
+        division truncated toward zero."""
+        if m.skew_funding_ppm == 0:
+            return 0
+        return tdiv((m.long_open_interest - m.short_open_interest) * WAD * m.skew_funding_ppm, m.x * 10**6)
+
+    @_atomic
+    def set_skew_funding(self, market_id: int, rate_ppm: int, timestamp: int) -> None:
+        """ClearingHouse.setSkewFunding: accrue at the last recorded index, then bound (0..10,000 ppm)."""
+        m = self._market(market_id)
+        self._update(m, m.last_index_price, timestamp)
+        if not 0 <= rate_ppm <= MAX_SKEW_FUNDING_PPM:
+            raise ModelRevert("ParameterOutOfBounds", "skewFundingPpm", rate_ppm)
+        m.skew_funding_ppm = rate_ppm
+
+    def skew_funding(self, market_id: int) -> tuple[int, int]:
+        """ClearingHouse.skewFunding: (ratePpm, term now)."""
+        m = self._market(market_id)
+        return m.skew_funding_ppm, self._skew_term(m)
 
     @staticmethod
     def _twaps_from(m: Market, current: Observation, head: int) -> tuple[int, int]:
@@ -1231,7 +1260,7 @@ class Model:
         applied, _ = evolve(m.rate, m.target, timestamp - m.accumulator.timestamp, f.smoothing_tau,
                             f.max_rate_velocity)
         mark_twap, index_twap = self.twaps(market_id, timestamp)
-        premium, target = self._target(f, mark_twap, index_twap)
+        premium, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)
         return applied, target, premium, mark_twap, index_twap, p1, p8
@@ -2064,22 +2093,27 @@ class Model:
             raise ModelRevert("DepthNotConfigured", market_id)
         return p
 
-    def _set_reserves(self, m: Market, x: int, y: int, timestamp: int) -> None:
-        """ClearingHouse.setReserves: accrue (TWAPs, funding) on the old reserves first, then bound."""
+    def _set_reserves(self, m: Market, x: int, y: int, timestamp: int, funding_charge: int = 0) -> None:
+        """ClearingHouse.setReserves: accrue (TWAPs, funding) on the old reserves first, then bound, then add
+        the depth charge to the funding index."""
         self._update(m, self._index(m, timestamp), timestamp)
         if x < 10**18 or x > 10**36:
             raise ModelRevert("ParameterOutOfBounds", "baseReserve", x)
         if y == 0 or y > 10**36:
             raise ModelRevert("ParameterOutOfBounds", "quoteReserve", y)
         m.x, m.y = x, y
+        if funding_charge:
+            m.cumulative_funding = _int_n(m.cumulative_funding + funding_charge, 112)
 
     @_atomic
     def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
         """AmmController.syncDepth: at most once per depthInterval (DepthSyncTooSoon), the quote reserve
         moves toward depthRatio x NAV within `_depth_step`'s bounds; the base reserve scales by the same
-        factor (rounded up, so the price never rises); the cost (what the net position's vAMM exit
-        value gained) is booked in depthCost. Returns (x1, y1, cost, total cost): the DepthSynced and
-        DepthSyncCost events' fields."""
+        factor (rounded up, so the price never rises); the change of the net position's exit value is
+        charged back through the funding index (`_depth_charge`), and the cost to the pool (that change less
+        what the charge adds to floor(net x F), never positive) is booked in depthCost. Returns (x1, y1,
+        cost, total cost): the DepthSynced and DepthSyncCost events' fields (DepthCharged's in
+        `last_depth_charge`)."""
         p = self._amm_configured(market_id)
         last = self.last_depth_sync.get(market_id, 0)
         if last != 0 and timestamp < last + p.depth_interval:
@@ -2091,21 +2125,27 @@ class Model:
         x0, y0 = m.x, m.y
         net = m.long_open_interest - m.short_open_interest
         target = mul_wad_down(nav, p.depth_ratio)
-        y1 = self._depth_step(m, p, x0, y0, net, target)
-        x1 = self._base_reserve_for(x0, y0, y1, net)
-        cost = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+        y1 = self._depth_step(m, p, x0, y0, net, target, nav)
+        x1 = mul_div_up(x0, y1, y0)
+        exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+        charge = self._depth_charge(exit_change, net, m.taker_fee)
+        cf = self._cumulative_funding_now(m, timestamp)
+        cost = exit_change - (s_mul_wad_down(net, cf + charge) - s_mul_wad_down(net, cf))
         self.last_depth_sync[market_id] = timestamp
         total = self.depth_cost.get(market_id, 0) + cost
         self.depth_cost[market_id] = total
-        self._set_reserves(m, x1, y1, timestamp)
+        self._set_reserves(m, x1, y1, timestamp, charge)
+        self.last_depth_charge[market_id] = (exit_change, charge)
         return x1, y1, cost, total
 
     @staticmethod
-    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int) -> int:
+    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
         """AmmController._depthStep: shrinking, at most maxDepthChange and not below
-        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and, with a
-        net position of u base, y1 <= floor(y0 u / (u - v)), v = floor((x0 - u) x floor(takerFee / 2)):
-        the shift that keeps the net's exit value moves the price by at most takerFee / 2 (none if u >= x0)."""
+        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and
+        within a budget of exit value moved to the net position (closed form) of
+        min(floor(NAV x maxDepthCost), floor(floor(y0 x takerFee) x maxSpread),
+        floor(floor(|net| y0 / x0) x floor(takerFee / 2))): the last cap keeps the charge per base that
+        hands it back (`_depth_charge`) within half a taker fee of the price."""
         if target <= y0:
             lo = y0 - mul_wad_down(y0, p.max_depth_change)
             if net < 0:
@@ -2117,24 +2157,38 @@ class Model:
         y1 = hi if target > hi else target
         if net == 0:
             return y1
-        u = abs(net)
-        if u >= x0:
-            return y0
-        v = mul_wad_down(x0 - u, m.taker_fee // 2)
-        if u > v:
-            y1 = min(y1, y0 * u // (u - v))  # Math.mulDiv: full precision, the result is below 2^256
+        n = abs(net)
+        budget = min(mul_wad_down(nav, p.max_depth_cost), mul_wad_down(mul_wad_down(y0, m.taker_fee), m.max_spread),
+                     mul_wad_down(_checked(n * y0) // x0, m.taker_fee // 2))
+        s_max = 0  # [wad] the largest scale factor within the budget; 0 = unbounded
+        if net > 0:
+            t = exit_value(x0, y0, net) + budget
+            lhs = _checked(y0 * n)
+            if lhs > _checked(t * x0):
+                s_max = _checked(_checked(t * n) * WAD // (lhs - t * x0))  # Math.mulDiv
+        else:
+            c0 = -exit_value(x0, y0, net)
+            if c0 > budget:
+                r = c0 - budget
+                if _checked(r * x0) > _checked(y0 * n):
+                    s_max = _checked(_checked(r * n) * WAD // (r * x0 - y0 * n))
+        if s_max != 0:
+            by_cost = max(_checked(y0 * s_max) // WAD, y0)
+            y1 = min(y1, by_cost)
         return y1
 
     @staticmethod
-    def _base_reserve_for(x0: int, y0: int, y1: int, net: int) -> int:
-        """AmmController._baseReserveFor: shrinking (or no net) scales x like y, rounded up; deepening
-        shifts the curve so x1 + net = (x0 + net) y1 / y0, rounded up for a net long and down for a net
-        short: the net position's exit value does not rise."""
-        if y1 <= y0 or net == 0:
-            return mul_div_up(x0, y1, y0)
-        if net > 0:
-            return mul_div_up(x0 + net, y1, y0) - net
-        return _checked((x0 + net) * y1) // y0 - net
+    def _depth_charge(exit_change: int, net: int, taker_fee: int) -> int:
+        """AmmController._depthCharge: per base, ceil(|exitChange| (WAD + f) / |net|) paid by the net side when
+        it gained, floor(|exitChange| (WAD - f) / |net|) paid to it when it lost; positive = longs pay."""
+        if exit_change == 0 or net == 0:
+            return 0
+        n = abs(net)
+        if exit_change > 0:
+            magnitude = mul_div_up(exit_change, WAD + taker_fee, n)
+        else:
+            magnitude = -exit_change * (WAD - taker_fee) // n
+        return magnitude if (net > 0) == (exit_change > 0) else -magnitude
 
     def net_exit_value(self, market_id: int) -> int:
         """AmmController.netExitValue: the market's net position's vAMM exit value [wad]."""

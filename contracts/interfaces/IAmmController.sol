@@ -15,7 +15,7 @@ interface IAmmController {
         uint64 maxRepegCost; // [wad] largest repeg cost (|change of the net's exit value|) per call / pool NAV
         uint32 repegInterval; // [s] least time between two repegs of one market
         uint32 depthInterval; // [s] least time between two depth syncs of one market
-        uint64 maxDepthCost; // [wad] bounded as before, no longer binding: a depth sync's cost is never positive (syncDepth)
+        uint64 maxDepthCost; // [wad] largest exit value one depth sync moves to the net position (and charges back) / pool NAV
     }
 
     error UnknownMarket(uint32 marketId);
@@ -32,8 +32,7 @@ interface IAmmController {
     /// @notice The last depth sync of this market was less than `depthInterval` ago.
     error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
 
-    /// @notice Reserves rescaled to follow the pool (a deepening also shifts the price against the net position, see
-    ///         syncDepth): `nav` is the pool NAV used [wad].
+    /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
     event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
     /// @notice vAMM price moved from `priceBefore` to `priceAfter` toward the index. `cost` is the change of
     ///         what closing the market's net position against the vAMM would pay traders [wad] (positive = the
@@ -44,12 +43,17 @@ interface IAmmController {
     ///         closing the market's net position against the vAMM would pay traders [wad] (positive = the
     ///         pool's loss; the pool's NAV moves by exactly -cost, up to rounding).
     event DepthSyncCost(uint32 indexed marketId, int256 cost, int256 totalCost);
+    /// @notice A depth sync changed the net position's exit value by `exitChange` [wad] and charged it back
+    ///         through the funding index: `chargePerBase` [wad quote per base] is what one long base pays
+    ///         (negative: receives), as funding is; the pool keeps the rounding.
+    event DepthCharged(uint32 indexed marketId, int256 exitChange, int256 chargePerBase);
 
-    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV, at most once per
-    ///         `depthInterval`. Shrinking keeps the price (a shallower curve pays the net position less).
-    ///         Deepening scales by at most min(maxDepthChange, takerFee / maxSpread) and shifts the curve
-    ///         against the net position so that its exit value does not rise (rounded in the pool's favour):
-    ///         the cost booked is never positive, and the price moves by at most takerFee / 2 (docs/pool.md).
+    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged), at most once
+    ///         per `depthInterval`. A deepening scales by at most min(maxDepthChange, takerFee / maxSpread) and
+    ///         moves at most min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve, |net| x price x
+    ///         takerFee / 2) of exit value to the net position; that change (up or down) is charged to the
+    ///         positions through the funding index (`DepthCharged`), so the pool's NAV never falls: the booked
+    ///         cost is never positive (docs/pool.md).
     function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
 
     /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.

@@ -135,6 +135,8 @@ interface IClearingHouse {
     event ModuleSet(bytes32 indexed name, address module);
     /// @notice A market's funding parameters were set (at listing and on every change).
     event FundingParamsSet(uint32 indexed marketId, FundingParams params);
+    /// @notice The skew term's rate changed: `ratePpm` millionths per hour of funding per unit of skew.
+    event SkewFundingSet(uint32 indexed marketId, uint256 ratePpm);
     /// @notice The funding target was re-sampled from the TWAPs (once per quarter TWAP window).
     /// @param premium (markTwap - indexTwap) / indexTwap [wad]
     /// @param targetRate new target [wad per hour]
@@ -157,7 +159,7 @@ interface IClearingHouse {
 
     /// @notice Funding state of `marketId`, all rates per hour in WAD.
     /// @return appliedRate the rate in force now (accrued to this second)
-    /// @return targetRate the target implied by the current TWAPs: clamp(premium / period + baseline)
+    /// @return targetRate the target implied by the current TWAPs and skew: clamp(premium / period + baseline + skew term)
     /// @return premium (markTwap - indexTwap) / indexTwap now [wad]
     /// @return markTwap mark TWAP over the window [wad]
     /// @return indexTwap index TWAP over the window [wad]
@@ -178,6 +180,15 @@ interface IClearingHouse {
 
     /// @notice Funding parameters of `marketId`.
     function fundingParams(uint32 marketId) external view returns (FundingParams memory);
+
+    /// @notice Set the skew term of `marketId`'s funding target: `ratePpm` millionths per hour per unit of skew
+    ///         (long OI - short OI) / base reserve, at most 10,000 (1 %/h for a skew of the whole reserve);
+    ///         0 turns it off. Accrues first; the new term enters the target at the next sample.
+    function setSkewFunding(uint32 marketId, uint256 ratePpm) external;
+
+    /// @notice `marketId`'s skew funding: the rate [1e-6 per hour per unit of skew] and the term it adds to the
+    ///         funding target now [wad per hour] (positive: longs pay), before the target's clamp.
+    function skewFunding(uint32 marketId) external view returns (uint256 ratePpm, int256 term);
 
     // ------------------------------------------------------------------ trading
 
@@ -209,8 +220,9 @@ interface IClearingHouse {
 
     // ------------------------------------------------------------------ module hooks
 
-    /// @notice AMM controller only: set `marketId`'s virtual reserves (after accruing TWAPs and funding).
-    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve) external;
+    /// @notice AMM controller only: set `marketId`'s virtual reserves (after accruing TWAPs and funding), and add
+    ///         `fundingCharge` [wad quote per base] to its funding index (a depth sync's charge; 0 for a repeg).
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve, int256 fundingCharge) external;
 
     // ------------------------------------------------------------------ liquidation hooks
 
