@@ -199,7 +199,6 @@ contract CircuitBreaker is ICircuitBreaker {
         Stored memory st = _state[marketId];
         (uint256 markTwap, uint256 indexTwap) = _clearingHouse.twaps(marketId);
         IClearingHouse.MarketState memory s = _clearingHouse.marketState(marketId);
-        (IClearingHouse.MarketParams memory conf,) = IRiskGovernor(governor).configuredMarketParams(marketId);
         e.index = index;
         e.move = _relative(index, indexTwap);
         e.divergence = _relative(markTwap, indexTwap);
@@ -233,13 +232,17 @@ contract CircuitBreaker is ICircuitBreaker {
 
         // Cap breakers: the lowest cap any of them asks for.
         uint256 cap = NO_CAP;
-        if (g.insuranceFactor < WAD) {
-            holding |= _bit(Kind.Insurance);
-            cap = _min(cap, uint256(conf.maxOpenInterest).mulWadDown(g.insuranceFactor));
-        }
-        if (g.auctionFactor < WAD) {
-            holding |= _bit(Kind.Auctions);
-            cap = _min(cap, uint256(conf.maxOpenInterest).mulWadDown(g.auctionFactor));
+        if (g.insuranceFactor < WAD || g.auctionFactor < WAD) {
+            // Scaled caps are fractions of the configured cap (read only when one applies).
+            (IClearingHouse.MarketParams memory conf,) = IRiskGovernor(governor).configuredMarketParams(marketId);
+            if (g.insuranceFactor < WAD) {
+                holding |= _bit(Kind.Insurance);
+                cap = _min(cap, uint256(conf.maxOpenInterest).mulWadDown(g.insuranceFactor));
+            }
+            if (g.auctionFactor < WAD) {
+                holding |= _bit(Kind.Auctions);
+                cap = _min(cap, uint256(conf.maxOpenInterest).mulWadDown(g.auctionFactor));
+            }
         }
         uint256 longOi = s.longOpenInterest;
         uint256 shortOi = s.shortOpenInterest;
