@@ -66,9 +66,9 @@ def keeper(accounts):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def g(system, deployer, admin, guardian, accounts) -> Gov:
+def g(system, deployer, admin, guardian, accounts, alice, bob, carol, dave, erin, keeper) -> Gov:
     """Funding off and no taker fee (set by the deployer before the hand-over), collateral for the actors,
-    then the governor takes over."""
+    then the governor takes over. (Every actor fixture is requested here, before the module's snapshot.)"""
     ch = system.clearing_house
     for m in system.markets.values():
         fp = ch.fundingParams(m.id)

@@ -46,7 +46,8 @@ def guardian(accounts):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def g(system, deployer, admin, guardian) -> Gov:
+def g(system, deployer, admin, guardian, alice, bob, carol) -> Gov:
+    # The actor fixtures are requested here so they exist before the module's snapshot.
     return deploy_governance(system, deployer, admin, guardian)
 
 
@@ -621,3 +622,15 @@ def test_governor_setters_take_effect(chain, system, g, carol, bob):
     with expect_revert(gov.NotAdmin, caller=g.admin):
         gov.propose(gov, encode(gov, "setGuardian", ZERO), sender=g.admin)
     gov.propose(gov, encode(gov, "setGuardian", ZERO), sender=carol)
+
+
+@pytest.mark.parametrize("name", ["RiskGovernor", "CircuitBreaker", "GovernanceTimelock"])
+def test_governance_contracts_fit_eip170(project, name):
+    """As tests/test_contract_size.py does for the modules: the embedded chain does not enforce EIP-170."""
+    import json
+    from pathlib import Path
+
+    build = json.loads((Path(project.path) / ".build" / "__local__.json").read_text())
+    size = (len(build["contractTypes"][name]["runtimeBytecode"]["bytecode"]) - 2) // 2
+    print(f"\n{name}: {size:,} bytes of runtime code, {24_576 - size:,} below the limit")
+    assert size <= 24_576
