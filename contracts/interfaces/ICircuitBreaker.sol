@@ -108,7 +108,7 @@ interface ICircuitBreaker {
     function pokeAll() external;
 
     /// @notice Governor only: set the parameters, within hard bounds.
-    function setParams(BreakerParams calldata params) external;
+    function setParams(BreakerParams calldata p) external;
 
     // ------------------------------------------------------------------ views
 
