@@ -146,7 +146,10 @@ def test_nothing_holds_at_rest_and_a_poke_changes_nothing(system, g, keeper):
     assert effective(system) == before and restriction(g) == (NO_CAP, False)
     s = g.breaker.breakerState(ETH)
     assert (s.reduceOnlyUntil, s.divergentSince, s.capBase, s.reduceOnly, s.holding) == (0, 0, NO_CAP, False, 0)
-    print(f"\npoke, nothing changes: {tx.gas_used:,} gas")
+    print(f"\npoke, nothing changes (first poke of the market): {tx.gas_used:,} gas")
+    tx = g.breaker.poke(ETH, sender=keeper)
+    assert applied(g, tx) == []
+    print(f"poke, nothing changes (again): {tx.gas_used:,} gas")
     tx = g.breaker.pokeAll(sender=keeper)
     print(f"pokeAll (2 markets), nothing changes: {tx.gas_used:,} gas")
     assert applied(g, tx) == []

@@ -81,6 +81,8 @@ contract CircuitBreaker is ICircuitBreaker {
         uint256 soft; // [wad]
         uint256 auctionFactor; // [wad]
         int256 nav; // [wad]
+        uint256[] longOi; // [wad base] per market, index marketId - 1
+        uint256[] shortOi; // [wad base]
     }
 
     /// @param governor_ the RiskGovernor (it reads the modules' addresses from it); parameters start at
@@ -174,8 +176,12 @@ contract CircuitBreaker is ICircuitBreaker {
     function _globals(BreakerParams memory bp) internal view returns (Globals memory g) {
         uint32 n = _clearingHouse.marketCount();
         uint256 gross; // [wad] sum over markets of (long + short) x the index each last accrued at
+        g.longOi = new uint256[](n);
+        g.shortOi = new uint256[](n);
         for (uint32 id = 1; id <= n; ++id) {
             IClearingHouse.MarketState memory s = _clearingHouse.marketState(id);
+            g.longOi[id - 1] = s.longOpenInterest;
+            g.shortOi[id - 1] = s.shortOpenInterest;
             gross += (s.longOpenInterest + s.shortOpenInterest).mulWadUp(s.lastIndexPrice);
         }
         g.insuranceFund = _vault.insuranceFund();
@@ -197,8 +203,7 @@ contract CircuitBreaker is ICircuitBreaker {
         returns (Evaluation memory e)
     {
         Stored memory st = _state[marketId];
-        (uint256 markTwap, uint256 indexTwap) = _clearingHouse.twaps(marketId);
-        IClearingHouse.MarketState memory s = _clearingHouse.marketState(marketId);
+        (uint256 markTwap, uint256 indexTwap) = _clearingHouse.twaps(marketId); // reverts UnknownMarket
         e.index = index;
         e.move = _relative(index, indexTwap);
         e.divergence = _relative(markTwap, indexTwap);
@@ -244,8 +249,9 @@ contract CircuitBreaker is ICircuitBreaker {
                 cap = _min(cap, uint256(conf.maxOpenInterest).mulWadDown(g.auctionFactor));
             }
         }
-        uint256 longOi = s.longOpenInterest;
-        uint256 shortOi = s.shortOpenInterest;
+        // marketId <= marketCount: twaps above reverted for any other id.
+        uint256 longOi = g.longOi[marketId - 1];
+        uint256 shortOi = g.shortOi[marketId - 1];
         e.skewNotional = (longOi > shortOi ? longOi - shortOi : shortOi - longOi).mulWadUp(index);
         // Cast: nav > 0 in the branch.
         e.skewLimit = g.nav > 0 ? uint256(g.nav).mulWadDown(bp.maxSkewShare) : 0;
