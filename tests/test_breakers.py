@@ -187,6 +187,9 @@ def test_index_move_trips_one_oracle_unit_past_the_threshold(chain, system, g, k
     assert tripped(g, tx) == [(MOVE, move, WAD // 20, until)]
     assert applied(g, tx) == [(ETH, NO_CAP, True)]
     assert restriction(g) == (NO_CAP, True)
+    # The governor accrued the market at the live index in this block before writing.
+    st = ch.marketState(ETH)
+    assert (st.lastUpdate, st.lastIndexPrice) == (tx.timestamp, beyond * 10**10)
     # Reduce-only: the pool-ratio cap at 1 wei, everything else as configured.
     assert effective(system) == mp_tuple(before, maxOiPoolRatio=1) and configured(g) == conf == before
     s = g.breaker.breakerState(ETH)
@@ -580,6 +583,25 @@ def test_governance_raises_the_cap_during_a_cap_restriction(chain, system, g, ke
     system.vault.fundInsurance(system.units(10_000), sender=carol)
     tx = g.breaker.poke(ETH, sender=keeper)
     assert applied(g, tx) == [(ETH, NO_CAP, False)] and effective(system) == new
+
+
+def test_a_configured_value_the_restriction_hides_is_still_bounds_checked(system, g, keeper, accounts, alice, bob,
+                                                                          carol):
+    """Under a cap restriction a configured cap above int96 would be written as the (valid) breaker cap; the
+    governor checks the configured record against the ClearingHouse itself, so lifting could always write it."""
+    frank, ch = accounts[FRANK], system.clearing_house
+    _open_book(system, alice, bob, frank, 370 * WAD, 300_000)
+    deposit(system, carol, 300_000)
+    trade(ch, carol, ETH, -300 * WAD)
+    g.breaker.poke(ETH, sender=keeper)
+    assert restriction(g)[0] < NO_CAP
+    too_big = 2**95
+    assert min(too_big, restriction(g)[0]) < 2**95 - 1  # the effective cap alone would pass
+    data = encode(ch, "setMarketParams", ETH, mp_tuple(configured(g), maxOpenInterest=too_big), ch.insuranceFeeShare(ETH))
+    count = g.governor.proposalCount()
+    with expect_revert(ch.ParameterOutOfBounds, value=too_big):
+        g.governor.propose(ch, data, sender=g.admin)
+    assert g.governor.proposalCount() == count
 
 
 # ---------------------------------------------------------------------------- pokeAll, access
