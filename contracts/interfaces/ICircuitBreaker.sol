@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+/// @title ICircuitBreaker
+/// @notice Deterministic circuit breakers (issue 17, item 2). A permissionless `poke` measures a market and
+///         the protocol, and asks the RiskGovernor to restrict the market while a breaker holds:
+///         - index move: |index - indexTwap| / indexTwap > moveThreshold -> reduce-only for `coolOff`;
+///         - divergence: |markTwap - indexTwap| / indexTwap > divergenceThreshold seen by every poke for at
+///           least `divergenceDuration` -> reduce-only for `coolOff`;
+///         - insurance: insuranceFund < insuranceTarget x gross open-interest notional -> every market's
+///           per-side cap scaled by insuranceFund / (insuranceTarget x notional);
+///         - auctions: live auction notional > auctionSoftShare x maxAuctionNotional -> caps scaled linearly
+///           down to zero at 100 %;
+///         - skew: |long - short| x index > maxSkewShare x pool NAV (a NAV <= 0 counts as exceeded) -> the
+///           per-side cap is the heavy side's open interest.
+/// @dev A restriction only lowers the ClearingHouse's open-interest caps (reduce-only: the pool-ratio cap at
+///      1 wei). Those caps are checked only on the side a trade grows: a close, a reduce, a liquidation
+///      (kick, take, backstop) and a withdrawal of free collateral never read them, so no breaker can block
+///      any of these.
+interface ICircuitBreaker {
+    // ------------------------------------------------------------------ types
+
+    /// @notice The breakers' parameters (one set for all markets), bounded in code.
+    struct BreakerParams {
+        uint64 moveThreshold; // [wad] |index - indexTwap| / indexTwap that trips reduce-only
+        uint32 coolOff; // [s] reduce-only lasts this long after the last poke that saw a move or divergence
+        uint64 divergenceThreshold; // [wad] |markTwap - indexTwap| / indexTwap counted as divergent
+        uint32 divergenceDuration; // [s] how long pokes must see divergence before it trips
+        uint64 insuranceTarget; // [wad] insurance fund wanted per unit of gross open-interest notional
+        uint64 auctionSoftShare; // [wad] live auction notional / maxAuctionNotional where caps start to shrink
+        uint64 maxSkewShare; // [wad] |long - short| x index / pool NAV above which the heavy side is capped
+    }
+
+    /// @notice The breakers, as `kind` in the events and bits (1 << kind) in `holding`.
+    enum Kind {
+        IndexMove,
+        Divergence,
+        Insurance,
+        Auctions,
+        Skew
+    }
+
+    /// @notice What a poke of a market stores, with the restriction in force (the governor's).
+    struct BreakerState {
+        uint64 reduceOnlyUntil; // [s] reduce-only while block.timestamp < this
+        uint64 divergentSince; // [s] first poke of the current run of divergent pokes (0: not divergent)
+        uint96 capBase; // [wad base] per-side cap in force (type(uint96).max: none)
+        bool reduceOnly; // reduce-only in force
+        uint8 holding; // bit (1 << Kind) set while that breaker holds, as of the last poke
+        uint64 move; // [wad] |index - indexTwap| / indexTwap at the last poke (saturates at uint64 max)
+        uint64 divergence; // [wad] |markTwap - indexTwap| / indexTwap at the last poke (saturating)
+        uint64 insuranceFactor; // [wad] cap scale of the insurance breaker at the last poke (1e18: none)
+        uint64 auctionFactor; // [wad] cap scale of the auction breaker at the last poke (1e18: none)
+        uint64 skewShare; // [wad] |long - short| x index / NAV at the last poke (uint64 max when NAV <= 0)
+    }
+
+    /// @notice What a poke would do now (`check`) or just did.
+    struct Evaluation {
+        uint96 capBase; // [wad base] per-side cap the breakers ask for (type(uint96).max: none)
+        bool reduceOnly; // reduce-only asked for
+        bool changes; // differs from the restriction in force (a poke would call the governor)
+        uint8 holding; // bit (1 << Kind) per breaker that holds
+        uint64 reduceOnlyUntil; // [s] after this poke
+        uint64 divergentSince; // [s] after this poke (0: not divergent)
+        uint256 index; // [wad] live index
+        uint256 move; // [wad] |index - indexTwap| / indexTwap
+        uint256 divergence; // [wad] |markTwap - indexTwap| / indexTwap
+        uint256 insuranceFund; // [wad]
+        uint256 insuranceRequired; // [wad] insuranceTarget x gross OI notional of all markets, rounded up
+        uint256 insuranceFactor; // [wad] min(1, insuranceFund / insuranceRequired)
+        uint256 liveAuctionNotional; // [wad]
+        uint256 auctionSoft; // [wad] auctionSoftShare x maxAuctionNotional
+        uint256 auctionFactor; // [wad] 1 up to the soft level, linearly down to 0 at maxAuctionNotional
+        uint256 skewNotional; // [wad] |long - short| x index, rounded up
+        uint256 skewLimit; // [wad] maxSkewShare x NAV (0 when NAV <= 0)
+        int256 nav; // [wad] the pool's NAV (`LiquidityPool.navWad`)
+    }
+
+    // ------------------------------------------------------------------ errors
+
+    /// @notice A breaker parameter outside its hard bound; `name` says which.
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice `caller` is not the RiskGovernor.
+    error NotGovernor(address caller);
+    /// @notice The zero address was given where an address is required.
+    error ZeroAddress();
+
+    // ------------------------------------------------------------------ events
+
+    /// @notice Breaker `kind` started to hold on `marketId`: measured `value` against `threshold` (both [wad],
+    ///         see `Evaluation`); `until` is the end of reduce-only for the move and divergence breakers, 0 for
+    ///         the cap breakers.
+    event BreakerTripped(uint32 indexed marketId, Kind indexed kind, uint256 value, uint256 threshold, uint256 until);
+    /// @notice Breaker `kind` no longer holds on `marketId` (a reduce-only cool-off may still run).
+    event BreakerCleared(uint32 indexed marketId, Kind indexed kind);
+    /// @notice The restriction of `marketId` changed (sent to the governor).
+    event RestrictionApplied(uint32 indexed marketId, uint96 capBase, bool reduceOnly);
+    /// @notice The breaker parameters were set (at deployment and on every change).
+    event BreakerParamsSet(BreakerParams params);
+
+    // ------------------------------------------------------------------ actions
+
+    /// @notice Permissionless: evaluate `marketId`'s breakers now and update its restriction when it changes.
+    ///         Reverts like `ClearingHouse.indexPrice` when the market is unknown or its feed is stale.
+    function poke(uint32 marketId) external;
+
+    /// @notice Permissionless: `poke` every listed market; a market whose index cannot be read now is skipped.
+    function pokeAll() external;
+
+    /// @notice Governor only: set the parameters, within hard bounds.
+    function setParams(BreakerParams calldata p) external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice What `poke(marketId)` would do now, without writing.
+    function check(uint32 marketId) external view returns (Evaluation memory);
+
+    /// @notice `marketId`'s stored breaker state and the restriction in force.
+    function breakerState(uint32 marketId) external view returns (BreakerState memory);
+
+    /// @notice The parameters in force.
+    function params() external view returns (BreakerParams memory);
+
+    /// @notice The RiskGovernor the breaker reports to.
+    function governor() external view returns (address);
+}

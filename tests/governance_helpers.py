@@ -1,0 +1,108 @@
+"""Shared helpers for the governance tests (tests/test_governance.py, tests/test_breakers.py).
+
+`deploy_governance` hands a deployed system to a RiskGovernor the way a real deployment would: an
+OpenZeppelin TimelockController (GovernanceTimelock) with the shipped 48 h delay whose only proposer and
+canceller is the governor, an open executor role and no admin left; the CircuitBreaker wired once by the
+admin; every module's ownership transferred (transferOwnership by the deployer, acceptOwnership through
+the governor, which anyone may trigger). Chain time moves only by setting it (tests/clock_helpers.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trading_helpers import WAD
+
+DELAY = 48 * 3600  # [s] the shipped timelock delay
+MIN_DELAY = 24 * 3600  # [s] RiskGovernor.MIN_DELAY
+ZERO = "0x" + "00" * 20
+NO_CAP = 2**96 - 1
+
+# IRiskGovernor.Path and ProposalState
+UNKNOWN, TIMELOCK, INSTANT = 0, 1, 2
+NONE, PENDING, EXECUTED, CANCELLED = 0, 1, 2, 3
+# ICircuitBreaker.Kind
+MOVE, DIVERGENCE, INSURANCE, AUCTIONS, SKEW = range(5)
+
+MARKET_FIELDS = ("oracle", "heartbeat", "twapWindow", "imr", "mmr", "takerFee", "maxSpread", "maxOiPoolRatio",
+                 "maxOpenInterest", "minPositionSize")
+BREAKER_FIELDS = ("moveThreshold", "coolOff", "divergenceThreshold", "divergenceDuration", "insuranceTarget",
+                  "auctionSoftShare", "maxSkewShare")
+DEFAULT_BREAKER = dict(moveThreshold=WAD // 20, coolOff=1800, divergenceThreshold=3 * WAD // 100,
+                       divergenceDuration=1800, insuranceTarget=WAD // 20, auctionSoftShare=WAD // 2,
+                       maxSkewShare=WAD // 5)
+
+
+@dataclass
+class Gov:
+    timelock: Any
+    governor: Any
+    breaker: Any
+    admin: Any
+    guardian: Any
+
+
+def modules(system) -> list:
+    return [system.vault, system.clearing_house, system.liquidation, system.pool, system.amm]
+
+
+def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY) -> Gov:
+    """Timelock, governor and breaker over `system`, which the governor then owns. The Vault's guardian
+    becomes `guardian` too (it may only raise the pause level, as today)."""
+    from ape import project
+
+    tl = project.GovernanceTimelock.deploy(delay, [], [ZERO], deployer, sender=deployer)
+    gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool,
+                                      system.amm, tl, admin, guardian, sender=deployer)
+    tl.grantRole(tl.PROPOSER_ROLE(), gov, sender=deployer)
+    tl.grantRole(tl.CANCELLER_ROLE(), gov, sender=deployer)
+    tl.renounceRole(tl.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
+    breaker = project.CircuitBreaker.deploy(gov, sender=deployer)
+    gov.setBreaker(breaker, sender=admin)
+    system.vault.setGuardian(guardian, sender=deployer)
+    for m in modules(system):
+        m.transferOwnership(gov, sender=deployer)
+        gov.acceptOwnership(m, sender=deployer)
+    return Gov(tl, gov, breaker, admin, guardian)
+
+
+def mp_tuple(p, **changes) -> tuple:
+    """A MarketParams struct (Ape struct or tuple) as a tuple, with fields replaced."""
+    d = {k: (getattr(p, k) if hasattr(p, k) else p[i]) for i, k in enumerate(MARKET_FIELDS)}
+    d.update(changes)
+    return tuple(d[k] for k in MARKET_FIELDS)
+
+
+def bp_tuple(p=None, **changes) -> tuple:
+    d = dict(DEFAULT_BREAKER) if p is None else {k: getattr(p, k) for k in BREAKER_FIELDS}
+    d.update(changes)
+    return tuple(d[k] for k in BREAKER_FIELDS)
+
+
+def struct_tuple(s) -> tuple:
+    return tuple(s.values()) if isinstance(s, dict) else tuple(s)
+
+
+def refresh_oracles(system, sender=None) -> None:
+    """Re-stamp every mock feed with its answer at the pending block (keeps them fresh after a warp)."""
+    for m in system.markets.values():
+        m.oracle.updateAnswer(m.oracle.latestAnswer(), sender=sender or system.deployer)
+
+
+def propose(g: Gov, target, data, sender=None):
+    """(proposal id, eta, receipt) of a proposal by the admin."""
+    tx = g.governor.propose(target, data, sender=sender or g.admin)
+    (log,) = g.governor.Proposed.from_receipt(tx)
+    return log.proposalId, log.eta, tx
+
+
+def run_proposal(chain, system, g: Gov, target, data, executor):
+    """Propose, wait out the delay (feeds re-stamped), execute. Returns the execute receipt."""
+    pid, eta, _ = propose(g, target, data)
+    chain.pending_timestamp = eta
+    refresh_oracles(system)
+    return g.governor.execute(pid, sender=executor)
+
+
+def encode(contract, method: str, *args) -> bytes:
+    return bytes(getattr(contract, method).encode_input(*args))
