@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from trading_helpers import WAD
+from vperp.governance import Governance as Gov  # noqa: F401
+from vperp.governance import deploy_governance as _deploy
+from vperp.governance import modules as _modules
 
 DELAY = 48 * 3600  # [s] the shipped timelock delay
 MIN_DELAY = 24 * 3600  # [s] RiskGovernor.MIN_DELAY
@@ -33,37 +36,13 @@ DEFAULT_BREAKER = dict(moveThreshold=WAD // 20, coolOff=1800, divergenceThreshol
                        maxSkewShare=WAD // 5)
 
 
-@dataclass
-class Gov:
-    timelock: Any
-    governor: Any
-    breaker: Any
-    admin: Any
-    guardian: Any
-
-
 def modules(system) -> list:
-    return [system.vault, system.clearing_house, system.liquidation, system.pool, system.amm]
+    return _modules(system)
 
 
 def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY) -> Gov:
-    """Timelock, governor and breaker over `system`, which the governor then owns. The Vault's guardian
-    becomes `guardian` too (it may only raise the pause level, as today)."""
-    from ape import project
-
-    tl = project.GovernanceTimelock.deploy(delay, [], [ZERO], deployer, sender=deployer)
-    gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool,
-                                      system.amm, tl, admin, guardian, sender=deployer)
-    tl.grantRole(tl.PROPOSER_ROLE(), gov, sender=deployer)
-    tl.grantRole(tl.CANCELLER_ROLE(), gov, sender=deployer)
-    tl.renounceRole(tl.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
-    breaker = project.CircuitBreaker.deploy(gov, sender=deployer)
-    gov.setBreaker(breaker, sender=admin)
-    system.vault.setGuardian(guardian, sender=deployer)
-    for m in modules(system):
-        m.transferOwnership(gov, sender=deployer)
-        gov.acceptOwnership(m, sender=deployer)
-    return Gov(tl, gov, breaker, admin, guardian)
+    """Timelock, governor and breaker over `system`, which the governor then owns (vperp.governance)."""
+    return _deploy(system, deployer, admin, guardian, delay)
 
 
 def mp_tuple(p, **changes) -> tuple:

@@ -202,6 +202,8 @@ def _timelock_cases(system, g, project, carol):
          carol.address, vault.OwnershipTransferStarted),
         ("ClearingHouse.setFundingParams", ch, encode(ch, "setFundingParams", ETH_ID, new_fp),
          lambda: struct_tuple(ch.fundingParams(ETH_ID)), new_fp, ch.FundingParamsSet),
+        ("ClearingHouse.setSkewFunding", ch, encode(ch, "setSkewFunding", ETH_ID, 5_000),
+         lambda: ch.skewFunding(ETH_ID).ratePpm, 5_000, ch.SkewFundingSet),
         ("ClearingHouse.transferOwnership", ch, encode(ch, "transferOwnership", carol), ch.pendingOwner,
          carol.address, ch.OwnershipTransferStarted),
         ("LiquidationEngine.setLiquidationParams", engine, encode(engine, "setLiquidationParams", new_lp),
@@ -227,6 +229,7 @@ def _timelock_cases(system, g, project, carol):
 
 
 TIMELOCK_SETTERS = ["Vault.setGuardian", "Vault.transferOwnership", "ClearingHouse.setFundingParams",
+                    "ClearingHouse.setSkewFunding",
                     "ClearingHouse.transferOwnership", "LiquidationEngine.setLiquidationParams",
                     "LiquidationEngine.setAuctionParams", "LiquidationEngine.transferOwnership",
                     "LiquidityPool.setPoolParams", "LiquidityPool.transferOwnership", "AmmController.setAmmParams",

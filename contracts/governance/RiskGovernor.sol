@@ -32,7 +32,7 @@ import {AmmController} from "../AmmController.sol";
 ///      | Vault         | setPauseLevel(level)                     | Instant if level >= pauseLevel, else Timelock |
 ///      | ClearingHouse | setMarketParams(id, p, share)            | Instant iff oracle, heartbeat, twapWindow, takerFee, mmr, minPositionSize and share unchanged and imr >=, maxSpread <=, maxOiPoolRatio <=, maxOpenInterest <= the configured ones; else Timelock |
 ///      | Vault         | setClearingHouse, setLiquidationEngine, setLiquidityPool, setGuardian, transferOwnership | Timelock |
-///      | ClearingHouse | listMarket, setFundingParams, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
+///      | ClearingHouse | listMarket, setFundingParams, setSkewFunding, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
 ///      | Liq. engine   | setLiquidationParams, setAuctionParams, transferOwnership | Timelock                |
 ///      | Pool          | setPoolParams, transferOwnership         | Timelock                                 |
 ///      | AMM controller| setAmmParams, transferOwnership          | Timelock                                 |
@@ -236,6 +236,7 @@ contract RiskGovernor is IRiskGovernor {
             if (s == ClearingHouse.setMarketParams.selector) return _classifyMarketParams(data);
             if (
                 s == ClearingHouse.listMarket.selector || s == ClearingHouse.setFundingParams.selector
+                    || s == ClearingHouse.setSkewFunding.selector
                     || s == ClearingHouse.setAmmController.selector || s == ClearingHouse.setLiquidationEngine.selector
                     || s == transfer
             ) return Path.Timelock;

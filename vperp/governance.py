@@ -1,0 +1,49 @@
+"""vPerp's governance over a deployed system: an OpenZeppelin TimelockController (GovernanceTimelock) whose only
+proposer and canceller is the RiskGovernor, with an open executor role and no admin left; the RiskGovernor owning
+the five modules (risk-reducing changes at once by the guardian or the admin, everything else proposed by the
+admin, checked against the modules' bounds at proposal and executed after the delay); the CircuitBreaker wired
+into it once by the admin. See docs/governance.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DELAY = 48 * 3600  # [s] the shipped timelock delay (RiskGovernor.MIN_DELAY is 24 h)
+ZERO = "0x" + "00" * 20
+
+
+@dataclass
+class Governance:
+    timelock: Any
+    governor: Any
+    breaker: Any
+    admin: Any
+    guardian: Any
+
+
+def modules(system) -> list:
+    """The five modules the governor owns, in the order it takes them."""
+    return [system.vault, system.clearing_house, system.liquidation, system.pool, system.amm]
+
+
+def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, admin_sender=None) -> Governance:
+    """Timelock, governor and breaker over `system`, which the governor then owns. The Vault's guardian becomes
+    `guardian` too (it may only raise the pause level). `admin_sender` signs the admin's one-time breaker wiring
+    (default: `admin` itself, which must then be an account that can sign; pass the deployer when the admin is
+    only an address and wire the breaker through the timelock instead)."""
+    from ape import project
+
+    tl = project.GovernanceTimelock.deploy(delay, [], [ZERO], deployer, sender=deployer)
+    gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool,
+                                      system.amm, tl, admin, guardian, sender=deployer)
+    tl.grantRole(tl.PROPOSER_ROLE(), gov, sender=deployer)
+    tl.grantRole(tl.CANCELLER_ROLE(), gov, sender=deployer)
+    tl.renounceRole(tl.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
+    breaker = project.CircuitBreaker.deploy(gov, sender=deployer)  # the shipped breaker parameters
+    gov.setBreaker(breaker, sender=admin_sender or admin)
+    system.vault.setGuardian(guardian, sender=deployer)
+    for m in modules(system):
+        m.transferOwnership(gov, sender=deployer)
+        gov.acceptOwnership(m, sender=deployer)
+    return Governance(tl, gov, breaker, admin, guardian)
