@@ -29,7 +29,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from vperp import deploy
-from vperp.model import Cancelled, Model, ModelRevert
+from vperp.model import Cancelled, Model, ModelRevert, breaker_check
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -126,6 +126,7 @@ class Env:
     base_model: Model
     w3: object
     x0: dict = field(default_factory=dict)
+    breaker: object = None  # a CircuitBreaker over the system (never poked): its check() is compared in full
 
 
 class Runner:
@@ -682,6 +683,11 @@ class Runner:
                 continue
             out.append(_call(f"markPrice({mid})", ch, "markPrice(uint32)", ["uint32"], [mid], ["uint256"],
                              lambda mid=mid: m.mark_price(mid, now)))
+            breaker = getattr(self.env, "breaker", None)
+            if breaker is not None:
+                out.append(_call(f"breaker.check({mid})", breaker.address, "check(uint32)", ["uint32"], [mid],
+                                 ["uint96", "bool", "bool", "uint8", "uint64", "uint64"] + ["uint256"] * 11 + ["int256"],
+                                 lambda mid=mid: breaker_check(m, mid, now)))
             out.append(_call(f"indexPrice({mid})", ch, "indexPrice(uint32)", ["uint32"], [mid], ["uint256"],
                              lambda mid=mid: m.index_price(mid, now)))
             out.append(_call(f"quote({mid}, +-1)", ch, "quote(uint32,int256)", ["uint32", "int256"], [mid, -WAD],
@@ -872,8 +878,14 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
             units = system.units(amount)
             vault.deposit(sub, units, sender=t)
             model.deposit(t.address, sub, units)
+    # A governor that owns nothing (the deployer keeps the modules) and its breaker, never poked: what
+    # CircuitBreaker.check measures is compared with the model's mirror (vperp.model.breaker_check) in full.
+    timelock = project.GovernanceTimelock.deploy(2 * 86_400, [], ["0x" + "00" * 20], deployer, sender=deployer)
+    governor = project.RiskGovernor.deploy(vault, ch, system.liquidation, pool, system.amm, timelock, deployer,
+                                           deployer, sender=deployer)
+    breaker = project.CircuitBreaker.deploy(governor, sender=deployer)
     e = Env(chain, system, batch, actors, Errors(ch, vault, system.liquidation, pool, system.amm), model, chain.provider.web3,
-            x0={i: model.markets[i].x for i in ids})
+            x0={i: model.markets[i].x for i in ids}, breaker=breaker)
     warm = Runner(e, model)
     for step in warmup:
         warm.step(step)

@@ -1,4 +1,7 @@
-"""Exact-integer reference model of vPerp's Vault + ClearingHouse (SPEC sections 3, 4, 5).
+"""Exact-integer reference model of vPerp's five contracts: Vault, ClearingHouse, LiquidationEngine,
+LiquidityPool and AmmController (margin: docs/design.md#accounts-and-margin; trading:
+docs/design.md#trading; funding: docs/funding.md; liquidation: docs/liquidation.md; pool, depth and
+repeg: docs/pool.md).
 
 The model is a plain-Python state machine that computes the same integers as the contracts, to the
 wei, for every action a trader can take: deposit, withdraw, transferMargin, openPosition,
@@ -56,10 +59,11 @@ Solidity custom error's name and arguments, and leaves the model unchanged (incl
 funding update that the failed trade had already made, which the EVM also rolls back). Checks run
 in the contracts' order, so the first failing check names the error.
 
-Where the SPEC leaves a detail to the implementation, the model follows the Solidity and says so
-(TWAP sampling per block, the observation ring and its window/4 sampling, the order of checks).
-Where the SPEC fixes a rule, the model follows the SPEC even if the Solidity differs: a position owes
-``ceil(size * dCf / 1e18)`` for every sign of ``size`` and ``dCf`` (what a user owes rounds up).
+Where the docs (docs/specification.md and the documents it links) leave a detail to the
+implementation, the model follows the Solidity and says so (TWAP sampling per block, the observation ring
+and its window/4 sampling, the order of checks). Where they fix a rule, the model follows the documented
+rule even if the Solidity differs: a position owes ``ceil(size * dCf / 1e18)`` for every sign of ``size``
+and ``dCf`` (what a user owes rounds up; docs/design.md#units-and-rounding).
 
 Margin: a position's free part (size - auctioned) owes initial and maintenance margin; its auctioned
 part keeps backing enough for its worst fill (``ceil(ceil(|auctioned| x index) x max(mmr,
@@ -152,7 +156,7 @@ MAX_OPEN_MARKETS = 16  # Vault.MAX_OPEN_MARKETS
 ZERO_ADDRESS = "0x" + "00" * 20
 SUSPENSION_TOLERANCE = 10**15  # LiquidityPool.SUSPENSION_TOLERANCE: 0.1 % of the pool's cash
 
-# ClearingHouse listing defaults for funding (SPEC 5): DEFAULT_* from vperp.units.
+# ClearingHouse listing defaults for funding (docs/funding.md): DEFAULT_* from vperp.units.
 
 
 class ModelRevert(Exception):
@@ -948,8 +952,9 @@ class Model:
 
     @staticmethod
     def _check_auctioned_part(owner, sub, m: Market, new_size: int, auctioned: int) -> None:
-        """ClearingHouse._checkAuctionedPart: a trade or a taker's fill neither cuts into the auctioned
-        part nor leaves the free part dust (the auction's last fill leaves exactly the free part)."""
+        """The auctioned-part check written inline in ClearingHouse._trade and ClearingHouse._auctionSettle
+        (the taker's side): a trade or a taker's fill neither cuts into the auctioned part nor leaves the
+        free part dust (the auction's last fill leaves exactly the free part)."""
         if auctioned == 0:
             return
         if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
@@ -2238,3 +2243,97 @@ class Model:
         self.repeg_cost[market_id] = self.repeg_cost.get(market_id, 0) + cost
         self.last_repeg[market_id] = timestamp
         return price1, cost
+
+
+# ---------------------------------------------------------------------------- CircuitBreaker (read-only mirror)
+
+NO_CAP = 2**96 - 1
+
+
+@dataclass
+class BreakerParams:
+    """ICircuitBreaker.BreakerParams, at CircuitBreaker.defaultParams()."""
+    move_threshold: int = 5 * 10**16
+    cool_off: int = 1_800
+    divergence_threshold: int = 3 * 10**16
+    divergence_duration: int = 1_800
+    insurance_target: int = 5 * 10**16
+    auction_soft_share: int = 5 * 10**17
+    max_skew_share: int = 2 * 10**17
+
+
+def _relative(a: int, b: int) -> int:
+    """CircuitBreaker._relative: |a - b| / b [wad] rounded down, 0 when b is 0."""
+    return 0 if b == 0 else div_wad_down(abs(a - b), b)
+
+
+def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
+                  reduce_only_until: int = 0, divergent_since: int = 0,
+                  restriction: tuple[int, bool] = (NO_CAP, False),
+                  configured_max_open_interest: int | None = None) -> tuple:
+    """CircuitBreaker.check(marketId): what a poke would measure and ask for, as the Evaluation tuple (capBase,
+    reduceOnly, changes, holding, reduceOnlyUntil, divergentSince, index, move, divergence, insuranceFund,
+    insuranceRequired, insuranceFactor, liveAuctionNotional, auctionSoft, auctionFactor, skewNotional, skewLimit,
+    nav). The breaker's stored state and the governor's restriction and configured cap are arguments (a breaker
+    never poked and a governor that recorded nothing: the defaults). Raises what indexPrice / twaps raise."""
+    bp = params or BreakerParams()
+    index = model.index_price(market_id, timestamp)
+    # _globals: every market's open interest, gross notional at the index each last accrued at.
+    gross = 0
+    for mid in sorted(model.markets):
+        mk = model.markets[mid]
+        gross += mul_wad_up(mk.long_open_interest + mk.short_open_interest, mk.last_index_price)
+    fund = model.insurance_fund()
+    required = mul_wad_up(gross, bp.insurance_target)
+    insurance_factor = WAD if fund >= required else div_wad_down(fund, required)
+    live = model.live_notional
+    max_live = model.liquidation_params.max_auction_notional
+    soft = mul_wad_down(max_live, bp.auction_soft_share)
+    if live <= soft:
+        auction_factor = WAD
+    elif live < max_live:
+        auction_factor = div_wad_down(max_live - live, max_live - soft)
+    else:
+        auction_factor = 0
+    nav = model.pool_nav(timestamp)
+    # _evaluate
+    if market_id == 0 or market_id > len(model.markets):
+        raise ModelRevert("UnknownMarket", market_id)
+    mark_twap, index_twap = model.twaps(market_id, timestamp)
+    move = _relative(index, index_twap)
+    divergence = _relative(mark_twap, index_twap)
+    until = reduce_only_until
+    cool_off_end = timestamp + bp.cool_off
+    holding = 0
+    if move > bp.move_threshold:
+        holding |= 1 << 0
+        until = max(until, cool_off_end)
+    since = divergent_since
+    if divergence > bp.divergence_threshold:
+        if since == 0:
+            since = timestamp
+        if timestamp - since >= bp.divergence_duration:
+            holding |= 1 << 1
+            until = max(until, cool_off_end)
+    else:
+        since = 0
+    reduce_only = timestamp < until
+    cap = NO_CAP
+    conf = model.markets[market_id].max_open_interest if configured_max_open_interest is None \
+        else configured_max_open_interest
+    if insurance_factor < WAD:
+        holding |= 1 << 2
+        cap = min(cap, mul_wad_down(conf, insurance_factor))
+    if auction_factor < WAD:
+        holding |= 1 << 3
+        cap = min(cap, mul_wad_down(conf, auction_factor))
+    mk = model.markets[market_id]
+    long_oi, short_oi = mk.long_open_interest, mk.short_open_interest
+    skew_notional = mul_wad_up(abs(long_oi - short_oi), index)
+    skew_limit = mul_wad_down(nav, bp.max_skew_share) if nav > 0 else 0
+    if nav <= 0 or skew_notional > skew_limit:
+        holding |= 1 << 4
+        cap = min(cap, max(long_oi, short_oi))
+    changes = restriction[0] != cap or restriction[1] != reduce_only
+    return (cap, reduce_only, changes, holding, until, since, index, move, divergence, fund, required,
+            insurance_factor, live, soft, auction_factor, skew_notional, skew_limit, nav)
