@@ -3,6 +3,14 @@
     ./run.sh ape run economics                                  # 4 scenarios x seeds 1-5 x 150 steps
     ./run.sh ape run economics --quick --out /tmp/econ          # 2 seeds x 24 steps: a smoke run
     ./run.sh ape run economics --scenarios crash --seeds 1-3 --steps 60
+    ./run.sh ape run economics --report-only                    # rewrite economics.md from the last runs
+
+Then the circuit-breaker comparison: each of --breakers-scenarios (crash, squeeze, thin) over
+--breakers-seeds (1-3; --quick: the quick seeds) with `--breakers` into RUNS/breakers_on/<scenario>/,
+and without it into RUNS/breakers_off/<scenario>/ unless the main runs already have that scenario and seed
+(a run is deterministic per seed, so it is the same run); the section "Circuit breakers: on vs off" and
+OUT/img/economics_breakers.png come from them. RUNS/report.json records what the report was written from,
+so --report-only can write it again without running anything.
 
 For each scenario, `vperp.sim.run_seeds` runs every seed from the same chain snapshot into
 RUNS/<scenario>/seed<S>/ (the simulator's CSV, summary and plots, and the scenario's seed table in
@@ -22,11 +30,21 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, network_option
 
-from vperp.economics import SCENARIO_ORDER, ReportContext, compute_impact_table, write_report
+import json
+
+from vperp.economics import (
+    BREAKER_SCENARIOS,
+    SCENARIO_ORDER,
+    BreakerRuns,
+    ReportContext,
+    compute_impact_table,
+    write_report,
+)
 from vperp.sim import SCENARIOS, SimError, parse_seeds, run_seeds
 
 QUICK_SEEDS, QUICK_STEPS = "1-2", 24
 DEFAULT_SEEDS, DEFAULT_STEPS = "1-5", 150
+DEFAULT_BREAKER_SEEDS = "1-3"  # the on/off comparison: 4 x 3 runs more, the whole command near 35 min on 2 cores
 
 
 def _seeds(ctx, param, value):
@@ -36,6 +54,12 @@ def _seeds(ctx, param, value):
         return parse_seeds(value)
     except SimError as e:
         raise click.BadParameter(str(e).removeprefix("--seeds: ")) from None
+
+
+def _breaker_scenarios(ctx, param, value):
+    if value.strip() == "none":
+        return []
+    return _scenarios(ctx, param, value)
 
 
 def _scenarios(ctx, param, value):
@@ -76,12 +100,30 @@ def _commit() -> str:
               help="folder for the runs' outputs (RUNS/<scenario>/seed<S>/)")
 @click.option("--quick", is_flag=True, default=False,
               help=f"a smoke run: {QUICK_SEEDS.replace('-', ' and ')} seeds, {QUICK_STEPS} steps (unless given)")
-def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
+@click.option("--breakers-scenarios", default=",".join(BREAKER_SCENARIOS), show_default=True,
+              callback=_breaker_scenarios, help="scenarios run with the circuit breakers on and off (none: skip)")
+@click.option("--breakers-seeds", default=None, callback=_seeds,
+              help=f"seeds of the on/off comparison [default: {DEFAULT_BREAKER_SEEDS}; --quick: {QUICK_SEEDS}]")
+@click.option("--report-only", is_flag=True, default=False,
+              help="run nothing: write economics.md again from the runs RUNS/report.json names")
+def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_scenarios, breakers_seeds, report_only):
     """Run the scenarios over the seeds and write economics.md (docs/economics.md by default)."""
     from ape import chain
     from ape.logging import logger
 
     logger.set_level("WARNING")
+    record = Path(runs_dir) / "report.json"
+    if report_only:
+        if not record.is_file():
+            raise click.ClickException(f"{record} does not exist: run the command without --report-only first")
+        r = json.loads(record.read_text())
+        br = r["breakers"] and BreakerRuns(off={k: [Path(p) for p in v] for k, v in r["breakers"]["off"].items()},
+                                           on={k: [Path(p) for p in v] for k, v in r["breakers"]["on"].items()},
+                                           seeds=r["breakers"]["seeds"], steps=r["breakers"]["steps"])
+        path = write_report(out_dir, runs_dir, r["scenarios"], ReportContext(**r["context"]), compute_impact_table(),
+                            breakers=br or None)
+        click.echo(f"wrote {path} from the runs in {runs_dir}")
+        return
     seeds = seeds or parse_seeds(QUICK_SEEDS if quick else DEFAULT_SEEDS)
     steps = steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
     started = time.perf_counter()
@@ -99,6 +141,32 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
             run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True)
         except SimError as e:
             raise click.ClickException(str(e)) from None
+    br = None
+    if breakers_scenarios:
+        bseeds = breakers_seeds or parse_seeds(QUICK_SEEDS if quick else DEFAULT_BREAKER_SEEDS)
+        off: dict[str, list[Path]] = {}
+        on: dict[str, list[Path]] = {}
+        for sc in breakers_scenarios:
+            def echo_b(summary):
+                b = summary.breakers
+                click.echo(f"  seed {summary.seed}: {summary.wall_seconds:.0f} s; "
+                           + (f"trips {b['trips']}, refused {sum(b['refused'].values())}; " if b else "")
+                           + f"bad debt {summary.bad_debt:,.0f}; trader PnL {summary.trader_pnl or {}}")
+
+            try:
+                if sc in scenarios and set(bseeds) <= set(seeds):
+                    off[sc] = [Path(runs_dir) / sc / f"seed{s}" for s in bseeds]
+                else:
+                    click.echo(f"{sc}, breakers off: seeds {', '.join(map(str, bseeds))}, {steps} steps")
+                    run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_off" / sc, on_summary=echo_b, progress=True)
+                    off[sc] = [Path(runs_dir) / "breakers_off" / sc / f"seed{s}" for s in bseeds]
+                click.echo(f"{sc}, breakers on: seeds {', '.join(map(str, bseeds))}, {steps} steps")
+                run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_on" / sc, on_summary=echo_b, progress=True,
+                          breakers=True)
+                on[sc] = [Path(runs_dir) / "breakers_on" / sc / f"seed{s}" for s in bseeds]
+            except SimError as e:
+                raise click.ClickException(str(e)) from None
+        br = BreakerRuns(off=off, on=on, seeds=bseeds, steps=steps)
     provider = chain.provider
     ctx = ReportContext(
         command=" ".join(["./run.sh ape run economics"] + [shlex.quote(a) for a in
@@ -106,6 +174,11 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick):
                          if "economics" in sys.argv else ["./run.sh ape run economics"]),
         commit=commit, network=f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}",
         seeds=seeds, steps=steps, wall_seconds=time.perf_counter() - started)
-    path = write_report(out_dir, runs_dir, scenarios, ctx, impact)
+    record.write_text(json.dumps({
+        "scenarios": scenarios, "context": {**ctx.__dict__, "seeds": list(ctx.seeds)},
+        "breakers": br and {"off": {k: [str(p) for p in v] for k, v in br.off.items()},
+                            "on": {k: [str(p) for p in v] for k, v in br.on.items()},
+                            "seeds": list(br.seeds), "steps": br.steps}}, indent=2) + "\n")
+    path = write_report(out_dir, runs_dir, scenarios, ctx, impact, breakers=br)
     click.echo(f"wrote {path} and {len(scenarios)} plots in {Path(out_dir) / 'img'} "
                f"({ctx.wall_seconds / 60:.1f} min)")

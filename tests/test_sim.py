@@ -42,6 +42,7 @@ from vperp.sim import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+from vperp import economics as econ  # noqa: E402
 STEPS, SEED, DT = 30, 3, 300
 START = {"ETH": 3000.0, "BTC": 60000.0}
 
@@ -120,7 +121,7 @@ def test_squeeze_rallies_and_scenarios_differ():
     eth = index_paths(get_scenario("squeeze"), 60, SEED, START, DT)["ETH"]
     assert max(eth) / eth[0] > 1.25
     assert get_scenario("squeeze").whale_side == -1 and get_scenario("crash").whale_side == 1
-    assert set(SCENARIOS) == {"calm", "trend", "crash", "squeeze"}
+    assert set(SCENARIOS) == {"calm", "trend", "crash", "squeeze", "thin"}
     with pytest.raises(SimError, match="unknown scenario"):
         get_scenario("meltdown")
 
@@ -510,3 +511,138 @@ def test_the_curve_choice_table_is_the_committed_evidence():
     for name in ("linear", "exponential"):
         text = (ROOT / "docs" / "sim" / f"crash_{name}.yaml").read_text()
         assert text.count(f"auction_curve: {name}") == 2  # both markets, not only ETH
+
+
+# ---------------------------------------------------------------------------- circuit breakers and the thin market
+
+
+def test_a_shock_that_goes_back_pumps_holds_and_returns():
+    sh = Shock(0.3, 1.4, 20 * 60, back_after=30 * 60)
+    assert sh.span == 70 * 60
+    m = sh.multipliers(150, DT)
+    first = sh.start_step(150, DT)
+    assert first == 45 and m[:first + 1] == [1.0] * (first + 1)
+    assert m[first + 4] == pytest.approx(1.4) and m[first + 10] == pytest.approx(1.4)  # the top, held 30 min
+    assert all(b > a for a, b in zip(m[first:first + 4], m[first + 1:first + 5]))
+    assert all(b < a for a, b in zip(m[first + 10:first + 14], m[first + 11:first + 15]))
+    assert m[first + 14:] == pytest.approx([1.0] * (150 - first - 13))
+    # A one-way shock is unchanged by the new field.
+    assert Shock(0.2, 0.6, HOUR).span == HOUR
+
+
+def test_thin_scenario_pumps_thin_only_and_leaves_the_other_paths_alone():
+    sc = get_scenario("thin")
+    start = {**START, "THIN": 100.0}
+    paths = index_paths(sc, 150, SEED, start, DT)
+    thin = paths["THIN"]
+    rise = max(b / a for i, a in enumerate(thin) for b in thin[i + 1:i + 5])  # within 20 minutes
+    assert rise == pytest.approx(1.4, abs=0.05) and thin[-1] / thin[0] == pytest.approx(1.0, abs=0.1)
+    calm = index_paths(get_scenario("calm"), 150, SEED, START, DT)
+    assert paths["ETH"] == calm["ETH"] and paths["BTC"] == calm["BTC"]  # the same specs, seeded by symbol
+    assert sc.extra_markets == ("THIN",) and sc.attack == "THIN"
+    assert shock_window(sc, 150, DT) == (3.75, 3.75 + 70 / 60)
+
+
+def test_breaker_columns_only_with_breakers():
+    assert columns(["ETH", "BTC"]) == columns(["ETH", "BTC"], breakers=False)
+    extra = columns(["ETH", "BTC"], breakers=True)[len(columns(["ETH", "BTC"])):]
+    assert extra == ["eth_restricted", "eth_reduce_only", "eth_cap", "btc_restricted", "btc_reduce_only", "btc_cap"]
+
+
+def fake_breaker_run(d: Path, seed: int, on: bool, attacker: float, restricted=()):
+    d.mkdir(parents=True)
+    s = {"seed": seed, "steps": 6, "step_seconds": DT, "bad_debt": 1000.0 * (not on), "bad_debt_from_pool": 0.0,
+         "lp_share_price_start": 1.0, "lp_share_price_end": 1.001 if on else 0.999,
+         "pool_pnl": {"pnl_excluding_lp_flows": 500.0 if on else -40_000.0},
+         "trader_pnl": {"attacker": attacker, "arb": -attacker}}
+    if on:
+        s["breakers"] = {"trips": {"index_move": 2, "insurance": 1}, "restricted_steps": {"THIN": 3},
+                         "refused": {"arb": 4}, "max_move": 0.12, "max_divergence": 0.2, "max_skew_share": 0.05,
+                         "min_insurance_factor": 0.9, "min_auction_factor": 1.0,
+                         "params": {"move_threshold": 0.05, "cool_off_s": 1800, "divergence_threshold": 0.03,
+                                    "divergence_duration_s": 1800, "insurance_target": 0.05,
+                                    "auction_soft_share": 0.5, "max_skew_share": 0.2}}
+    (d / "summary.json").write_text(json.dumps(s))
+    cols = ["step", "time_s", "thin_index", "thin_spot"] + (["thin_reduce_only"] if on else [])
+    lines = [",".join(cols)] + [",".join(str(v) for v in [k, DT * k, 100 + k, 100 + k / 2] + ([int(k in restricted)] if on else []))
+                                for k in range(1, 7)]
+    (d / "steps.csv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def test_the_breaker_section_renders_from_the_summaries(tmp_path):
+    off = [fake_breaker_run(tmp_path / "off" / f"seed{s}", s, False, 50_000.0 + s) for s in (1, 2)]
+    on = [fake_breaker_run(tmp_path / "on" / f"seed{s}", s, True, 3_000.0 + s, restricted=(2, 3, 4)) for s in (1, 2)]
+    br = econ.BreakerRuns(off={"thin": off}, on={"thin": on}, seeds=[1, 2], steps=6)
+    md = econ.breakers_markdown(br)
+    assert md.startswith("## Circuit breakers: on vs off\n")
+    assert "| 1 | off | off |  |  | 1,000 | 0 | -40,000 | -0.100 % | +50,001 | -50,001 |" in md
+    assert "| 2 | on | index move 2, insurance 1 | THIN 0.25 h | 4 | 0 | 0 | +500 | +0.100 % | +3,002 | -3,002 |" in md
+    assert "the attacker's PnL, mean +50,002 USD off, +3,002 on" in md
+    assert "skew never tripped: its largest skew, as a share of the pool NAV was 5.00 % at the most, against a " \
+           "threshold of 20 %" in md and "4.65 % of its base reserve" in md
+    assert "divergence never tripped" in md and "auctions never tripped" in md
+    manifest = {}
+    png = econ.plot_breakers(off[0], on[0], "THIN", tmp_path / "b.png", manifest=manifest)
+    assert int.from_bytes(png.read_bytes()[16:20], "big") == 1000
+    assert manifest["b.png"]["lines"] == ["index", "vAMM price, breakers off", "vAMM price, breakers on"]
+
+
+THIN_STEPS = 16
+
+
+@pytest.fixture(scope="module")
+def thin_runs(tmp_path_factory):
+    """The thin scenario, seed 2, 16 steps (the pump from step 2, its top at step 6): twice with --breakers and
+    once without, three processes in parallel."""
+    if shutil.which("anvil") is None:
+        pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
+    variants = {"on_a": ["--breakers"], "on_b": ["--breakers"], "off": []}
+    outs = {k: tmp_path_factory.mktemp(f"thin_{k}") for k in variants}
+    procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
+                               "thin", "--steps", str(THIN_STEPS), "--seed", "2", "--out", str(outs[k])] + extra,
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "COLUMNS": "200"})
+             for k, extra in variants.items()]
+    for p in procs:
+        output, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, output
+    return outs
+
+
+def test_breakers_deploy_governance_poke_and_restrict_the_pumped_market(thin_runs):
+    out = thin_runs["on_a"]
+    s = json.loads((out / "summary.json").read_text())
+    with (out / "steps.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == columns(["ETH", "BTC", "THIN"], breakers=True)
+        rows = list(reader)
+    b = s["breakers"]
+    assert b["params"]["move_threshold"] == 0.05 and b["params"]["max_skew_share"] == 0.2  # the shipped parameters
+    assert b["trips"].get("index_move", 0) >= 1 and b["trips_by_market"]["THIN"]["index_move"] >= 1
+    assert b["max_move"] > 0.05
+    assert b["restricted_steps"]["THIN"] == sum(int(r["thin_restricted"]) for r in rows) > 0
+    reduce_only = [int(r["step"]) for r in rows if r["thin_reduce_only"] == "1"]
+    assert reduce_only and reduce_only[0] <= 3  # the pump's first step (2) is seen by that step's poke, or the next
+    assert all(r["thin_restricted"] == "1" for r in rows if r["thin_reduce_only"] == "1")
+    assert set(s["trader_pnl"]) >= {"attacker", "arb", "whale"} and s["trades_by_agent"].get("attacker", 0) >= 1
+    assert "pokeAll" not in " ".join(s["reverts"]) and s["conservation_ok"]
+    # The refused orders are the OpenInterestCapExceeded reverts seen while restricted (never more).
+    assert sum(b["refused"].values()) <= s["reverts"].get("OpenInterestCapExceeded", 0)
+
+
+def test_the_thin_scenario_is_deterministic_per_seed(thin_runs):
+    assert (thin_runs["on_a"] / "steps.csv").read_bytes() == (thin_runs["on_b"] / "steps.csv").read_bytes()
+    a, b = (json.loads((thin_runs[k] / "summary.json").read_text()) for k in ("on_a", "on_b"))
+    for k in ("breakers", "trader_pnl", "reverts", "pool_pnl", "trades_by_agent"):
+        assert a[k] == b[k], k
+
+
+def test_breakers_off_writes_no_breaker_output(thin_runs, runs):
+    off = json.loads((thin_runs["off"] / "summary.json").read_text())
+    assert "breakers" not in off and "attacker" in off["trader_pnl"]  # the thin scenario has an attacker
+    with (thin_runs["off"] / "steps.csv").open(newline="") as f:
+        assert csv.DictReader(f).fieldnames == columns(["ETH", "BTC", "THIN"])
+    # A run of an existing scenario without breakers: the same keys and columns as before the option existed.
+    default = json.loads((runs[0] / "summary.json").read_text())
+    assert "breakers" not in default and "trader_pnl" not in default

@@ -510,7 +510,7 @@ class ReportContext:
 
 
 def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequence[str], impact: ImpactTable,
-                    img_prefix: str = "img/economics_") -> str:
+                    img_prefix: str = "img/economics_", breakers: "BreakerRuns | None" = None) -> str:
     """docs/economics.md: the measure table (quoted 4745643 figures next to the runs'), the LP returns,
     per scenario the simulator's seed table and the LP share-price plot, and the price-impact table."""
     runs = load_runs(runs_dir, scenarios)
@@ -559,6 +559,14 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         body = [line for line in table if line.startswith("|")]
         parts += [f"### {sc}", "", get_scenario(sc).description + ".", "", *body, "",
                   f"![{sc}: LP share price, every seed]({img_prefix}{sc}.png)", ""]
+    if breakers is not None:
+        parts.append(breakers_markdown(breakers, img=f"{img_prefix}breakers.png"))
+        if list(breakers.seeds) != list(ctx.seeds):
+            parts[-1] = parts[-1].replace(
+                "## Circuit breakers: on vs off\n\n",
+                f"## Circuit breakers: on vs off\n\nOn seeds {', '.join(map(str, breakers.seeds))} only (the "
+                f"runs above: seeds {', '.join(map(str, ctx.seeds))}), to keep the whole command near 35 minutes "
+                f"of CPU on two cores.\n\n", 1)
     parts += [
         "## Price impact at deployment",
         "",
@@ -629,7 +637,7 @@ def _reading(impact: ImpactTable) -> str:
 
 
 def write_report(out_dir: str | Path, runs_dir: str | Path, scenarios: Sequence[str], ctx: ReportContext,
-                 impact: ImpactTable | None = None) -> Path:
+                 impact: ImpactTable | None = None, breakers: "BreakerRuns | None" = None) -> Path:
     """Write `out_dir/economics.md` and `out_dir/img/economics_<scenario>.png` from the runs in
     `runs_dir/<scenario>/seed<S>/`; returns the markdown's path."""
     from .sim import get_scenario, shock_window
@@ -642,6 +650,255 @@ def write_report(out_dir: str | Path, runs_dir: str | Path, scenarios: Sequence[
         first = json.loads((dirs[0] / "summary.json").read_text())
         plot_share_prices(sc, dirs, out_dir / "img" / f"economics_{sc}.png",
                           shock=shock_window(get_scenario(sc), first["steps"], first["step_seconds"]))
+    if breakers is not None and "thin" in breakers.on:
+        plot_breakers(breakers.off["thin"][0], breakers.on["thin"][0], "THIN", out_dir / "img" / "economics_breakers.png")
     path = out_dir / "economics.md"
-    path.write_text(report_markdown(ctx, runs_dir, scenarios, impact))
+    path.write_text(report_markdown(ctx, runs_dir, scenarios, impact, breakers=breakers))
     return path
+
+
+# =============================================================================== circuit breakers: on vs off
+
+
+BREAKER_SCENARIOS = ("crash", "squeeze", "thin")
+KIND_LABELS = {"index_move": "index move", "divergence": "divergence", "insurance": "insurance",
+               "auctions": "auctions", "skew": "skew"}
+
+
+@dataclass(frozen=True)
+class BreakerRuns:
+    """Where the on/off comparison's runs are: per scenario the folders of its runs without breakers (`off`)
+    and with them (`on`), one per seed, in seed order (the same seeds)."""
+
+    off: dict[str, list[Path]]
+    on: dict[str, list[Path]]
+    seeds: Sequence[int]
+    steps: int
+
+
+def _summary(d: Path) -> dict[str, Any]:
+    return json.loads((Path(d) / "summary.json").read_text())
+
+
+def breaker_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures for the on/off table."""
+    b = summary.get("breakers")
+    dt = summary["step_seconds"]
+    pnl = summary.get("trader_pnl") or {}
+    return {
+        "seed": summary["seed"], "on": b is not None,
+        "trips": dict(b["trips"]) if b else {},
+        "restricted_hours": {k: v * dt / 3600 for k, v in b["restricted_steps"].items()} if b else {},
+        "refused": sum(b["refused"].values()) if b else 0,
+        "bad_debt": summary["bad_debt"], "bad_debt_from_pool": summary["bad_debt_from_pool"],
+        "pool_pnl": summary["pool_pnl"]["pnl_excluding_lp_flows"], "lp_return": lp_return(summary),
+        "attacker_pnl": pnl.get("attacker"), "arb_pnl": pnl.get("arb"),
+        "max_skew_share": b["max_skew_share"] if b else None, "max_move": b["max_move"] if b else None,
+        "max_divergence": b["max_divergence"] if b else None,
+        "min_insurance_factor": b["min_insurance_factor"] if b else None,
+        "min_auction_factor": b["min_auction_factor"] if b else None,
+        "params": b["params"] if b else None,
+    }
+
+
+def load_breaker_rows(br: BreakerRuns) -> dict[str, list[tuple[dict, dict]]]:
+    """Per scenario, per seed: (off row, on row)."""
+    out = {}
+    for sc in br.on:
+        pairs = []
+        for off, on in zip(br.off[sc], br.on[sc]):
+            a, b = breaker_row(_summary(off)), breaker_row(_summary(on))
+            if a["seed"] != b["seed"]:
+                raise ValueError(f"{sc}: off and on runs of different seeds ({a['seed']}, {b['seed']})")
+            pairs.append((a, b))
+        out[sc] = pairs
+    return out
+
+
+def _trips(r: dict) -> str:
+    if not r["on"]:
+        return "off"
+    return ", ".join(f"{KIND_LABELS[k]} {n}" for k, n in r["trips"].items()) or "none"
+
+
+def _hours(r: dict) -> str:
+    if not r["on"]:
+        return ""
+    return ", ".join(f"{k} {h:.2f} h" for k, h in r["restricted_hours"].items()) or "0"
+
+
+def _opt_usd(x: float | None) -> str:
+    return "" if x is None else f"{x:+,.0f}"
+
+
+def breaker_table(scenario: str, pairs: list[tuple[dict, dict]]) -> str:
+    """The on/off table of one scenario: a row per seed and mode."""
+    thin = any(r["attacker_pnl"] is not None for p in pairs for r in p)
+    head = ("| seed | breakers | trips by kind | time restricted (per market) | orders refused | bad debt (USD) | "
+            "paid by the pool | pool PnL excl. LP flows (USD) | LP return |"
+            + (" attacker PnL (USD) | arbitrageur PnL (USD) |" if thin else ""))
+    lines = [head, "|" + "---|" * (9 + 2 * thin)]
+    for off, on in pairs:
+        for r in (off, on):
+            cells = [str(r["seed"]), "on" if r["on"] else "off", _trips(r), _hours(r),
+                     str(r["refused"]) if r["on"] else "", f"{r['bad_debt']:,.0f}", f"{r['bad_debt_from_pool']:,.0f}",
+                     f"{r['pool_pnl']:+,.0f}", _pct(r["lp_return"], 3)]
+            if thin:
+                cells += [_opt_usd(r["attacker_pnl"]), _opt_usd(r["arb_pnl"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(vals: Sequence[float]) -> float:
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
+    """What each breaker did, in words, from the rows: per scenario what changed on vs off, then per breaker
+    whether it fired and, when it did not, how far its measure stayed from its threshold."""
+    out: list[str] = []
+    for sc, pairs in rows.items():
+        offs, ons = [p[0] for p in pairs], [p[1] for p in pairs]
+        n = len(pairs)
+        trips: dict[str, int] = {}
+        for r in ons:
+            for k, v in r["trips"].items():
+                trips[k] = trips.get(k, 0) + v
+        fired = ", ".join(f"{KIND_LABELS[k]} {v}" for k, v in trips.items()) or "none"
+        text = (f"- **{sc}** ({n} seeds; trips over the seeds: {fired}; {sum(r['refused'] for r in ons)} orders "
+                f"refused while restricted): bad debt {sum(r['bad_debt'] for r in offs):,.0f} USD off, "
+                f"{sum(r['bad_debt'] for r in ons):,.0f} on (paid by the pool {sum(r['bad_debt_from_pool'] for r in offs):,.0f} "
+                f"/ {sum(r['bad_debt_from_pool'] for r in ons):,.0f}); pool PnL excluding LP flows, mean "
+                f"{_mean([r['pool_pnl'] for r in offs]):+,.0f} USD off, {_mean([r['pool_pnl'] for r in ons]):+,.0f} on; "
+                f"LP return, mean {_pct(_mean([r['lp_return'] for r in offs]), 3)} off, "
+                f"{_pct(_mean([r['lp_return'] for r in ons]), 3)} on")
+        if all(r["attacker_pnl"] is not None for r in offs + ons):
+            text += (f"; the attacker's PnL, mean {_mean([r['attacker_pnl'] for r in offs]):+,.0f} USD off, "
+                     f"{_mean([r['attacker_pnl'] for r in ons]):+,.0f} on, the arbitrageur's "
+                     f"{_mean([r['arb_pnl'] for r in offs]):+,.0f} off, {_mean([r['arb_pnl'] for r in ons]):+,.0f} on")
+        out.append(text + ".")
+    ons = [p[1] for pairs in rows.values() for p in pairs]
+    if not ons:
+        return out
+    params = ons[0]["params"]
+    total: dict[str, int] = {}
+    for r in ons:
+        for k, v in r["trips"].items():
+            total[k] = total.get(k, 0) + v
+    worst = {"index_move": (max(r["max_move"] for r in ons), params["move_threshold"], "largest index move vs its TWAP"),
+             "divergence": (max(r["max_divergence"] for r in ons), params["divergence_threshold"],
+                            "largest mark/index TWAP divergence"),
+             "skew": (max(r["max_skew_share"] for r in ons), params["max_skew_share"],
+                      "largest skew, as a share of the pool NAV")}
+    notes = []
+    for k in KIND_LABELS:
+        if k in total:
+            continue
+        if k in worst:
+            seen, threshold, label = worst[k]
+            note = (f"{KIND_LABELS[k]} never tripped: its {label} was {100 * seen:.2f} % at the most, against a "
+                    f"threshold of {100 * threshold:g} %")
+            if k == "skew":
+                note += f" ({skew_bound_text()})"
+            notes.append(note)
+        elif k == "insurance":
+            notes.append(f"insurance never tripped: the cap factor stayed at {min(r['min_insurance_factor'] for r in ons):.2f}")
+        elif k == "auctions":
+            notes.append(f"auctions never tripped: the live auction notional stayed under "
+                         f"{100 * params['auction_soft_share']:g} % of its cap (lowest cap factor "
+                         f"{min(r['min_auction_factor'] for r in ons):.2f})")
+    if notes:
+        out.append("- Breakers that did not fire: " + "; ".join(notes) + ".")
+    return out
+
+
+def skew_bound_text(config: DeployConfig | None = None) -> str:
+    """Why the skew breaker cannot fire on the shipped deployment: a net position of D base held by the vAMM
+    moves its price by (x / (x - D))^2 - 1, and a trade may not take the price beyond the band (`max_spread`)
+    from the index, so between repegs the skew stays under x (1 - 1 / sqrt(1 + band)) base: that fraction of
+    the quote reserve in notional, the depth ratio x that of the pool NAV."""
+    m = (config or default_config()).markets[0]
+    frac = 1 - 1 / math.sqrt(1 + m.max_spread)
+    return (f"a skew of D base moves the vAMM price by (x / (x - D))^2 - 1 and no trade may take it more than "
+            f"{100 * m.max_spread:g} % from the index, so a market's skew stays under {100 * frac:.2f} % of its base "
+            f"reserve, about {100 * frac * m.depth_ratio:.0f} % of the pool NAV at the shipped depth of "
+            f"{m.depth_ratio:g} x NAV of quote, until a repeg moves the peg (at most "
+            f"{100 * m.max_repeg_step:g} % an hour)")
+
+
+def plot_breakers(off_dir: Path, on_dir: Path, symbol: str, out_png: str | Path,
+                  manifest: dict | None = None) -> Path:
+    """One seed of a scenario, breakers off vs on: `symbol`'s index and vAMM spot price in both runs, the
+    steps with the market restricted (on) shaded; 1000 px wide."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .sim import HOUR, PLOT_DPI, PLOT_WIDTH_IN, read_csv_rows
+
+    off, on = read_csv_rows(Path(off_dir) / "steps.csv"), read_csv_rows(Path(on_dir) / "steps.csv")
+    k = symbol.lower()
+    seed = _summary(on_dir)["seed"]
+    fig, ax = plt.subplots(figsize=(PLOT_WIDTH_IN, 4.2))
+    hours = [r["time_s"] / HOUR for r in on]
+    ax.plot([r["time_s"] / HOUR for r in off], [r[f"{k}_index"] for r in off], lw=1.8, color="black", label="index")
+    ax.plot([r["time_s"] / HOUR for r in off], [r[f"{k}_spot"] for r in off], lw=1.3, ls="--", color="tab:red",
+            label="vAMM price, breakers off")
+    ax.plot(hours, [r[f"{k}_spot"] for r in on], lw=1.3, ls="-.", color="tab:blue", label="vAMM price, breakers on")
+    step = (on[1]["time_s"] - on[0]["time_s"]) / HOUR if len(on) > 1 else 1 / 12
+    first = True
+    for h, r in zip(hours, on):
+        if r.get(f"{k}_reduce_only"):
+            ax.axvspan(h - step, h, color="tab:blue", alpha=0.10, lw=0, label="reduce-only (on)" if first else None)
+            first = False
+    ax.set_xlabel("hours", fontsize=9)
+    ax.set_ylabel(f"{symbol} price (USD)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{symbol}, seed {seed}: index and vAMM price, circuit breakers off vs on", fontsize=11)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=PLOT_DPI)
+    if manifest is not None:
+        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
+        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
+    plt.close(fig)
+    return out_png
+
+
+def breakers_markdown(br: BreakerRuns, img: str = "img/economics_breakers.png") -> str:
+    """The section "Circuit breakers: on vs off": how the runs were made, one table per scenario, the
+    reading, the plot."""
+    rows = load_breaker_rows(br)
+    ons = [p[1] for pairs in rows.values() for p in pairs]
+    params = ons[0]["params"] if ons else {}
+    parts = [
+        "## Circuit breakers: on vs off",
+        "",
+        f"Each scenario below ran twice per seed (seeds {', '.join(map(str, br.seeds))}, {br.steps} steps): without "
+        f"governance (\"off\", the runs above where the scenario is one of them) and with `--breakers` (\"on\": "
+        f"`vperp.governance.deploy_governance` over the deployed system, the shipped breaker parameters, and the "
+        f"keeper calling `CircuitBreaker.pokeAll()` at the start of every step, right after the oracle's post, so a "
+        f"move posted in a step restricts that step's orders). The shipped parameters: index move "
+        f"{100 * params.get('move_threshold', 0):g} % from the index TWAP -> reduce-only for "
+        f"{params.get('cool_off_s', 0) // 60} min; mark/index TWAP divergence above "
+        f"{100 * params.get('divergence_threshold', 0):g} % for {params.get('divergence_duration_s', 0) // 60} min -> "
+        f"reduce-only; insurance fund below {100 * params.get('insurance_target', 0):g} % of the gross open-interest "
+        f"notional -> caps scaled down; live auction notional above {100 * params.get('auction_soft_share', 0):g} % "
+        f"of its cap -> caps scaled down; skew above {100 * params.get('max_skew_share', 0):g} % of the pool NAV -> "
+        f"the heavy side cannot grow. \"Time restricted\" counts the steps that ended with a restriction in force "
+        f"on the market (any breaker); \"orders refused\" the traders' orders that reverted "
+        f"`OpenInterestCapExceeded` while their market was restricted. Closes, reduces, liquidations and "
+        f"withdrawals are never blocked. The thin scenario's attacker and arbitrageur PnL is each one's account "
+        f"value at the end less its deposit.",
+        "",
+    ]
+    for sc, pairs in rows.items():
+        parts += [f"### {sc}: breakers off vs on", "", breaker_table(sc, pairs)]
+    parts += ["### What the breakers did", "", *breaker_reading(rows), ""]
+    if "thin" in br.on:
+        parts += [f"![thin: THIN index and vAMM price, breakers off vs on]({img})", ""]
+    return "\n".join(parts)

@@ -43,6 +43,8 @@ STEP_SECONDS = 300  # default simulated time per step
 DAY = 86_400
 HOUR = 3_600
 MAX_UINT = 2**256 - 1
+BREAKER_KINDS = ("index_move", "divergence", "insurance", "auctions", "skew")  # ICircuitBreaker.Kind, in order
+NO_CAP = 2**96 - 1  # BreakerState.capBase without a cap
 
 
 class SimError(Exception):
@@ -78,10 +80,18 @@ class Shock:
     start: float
     factor: float
     duration: int
+    # A move that goes back (a pump and dump): None, the index stays moved; else it is held `back_after`
+    # seconds after the move ends, then moves back to the path over another `duration`.
+    back_after: int | None = None
+
+    @property
+    def span(self) -> int:
+        """Seconds from the move's start until the index stops being moved by it."""
+        return self.duration if self.back_after is None else 2 * self.duration + self.back_after
 
     def start_step(self, steps: int, dt: int) -> int:
         """The step the move starts at: `start` x steps, early enough that the whole move fits the run."""
-        span = math.ceil(self.duration / dt)
+        span = math.ceil(self.span / dt)
         return max(0, min(round(self.start * steps), steps - span))
 
     def multipliers(self, steps: int, dt: int) -> list[float]:
@@ -89,7 +99,10 @@ class Shock:
         first = self.start_step(steps, dt)
         out = []
         for k in range(steps + 1):
-            elapsed = min(max((k - first) * dt, 0), self.duration)
+            t = max((k - first) * dt, 0)
+            elapsed = min(t, self.duration)
+            if self.back_after is not None and t > self.duration + self.back_after:
+                elapsed = max(self.duration - (t - self.duration - self.back_after), 0)
             out.append(self.factor ** (elapsed / self.duration))
         return out
 
@@ -231,6 +244,10 @@ class Scenario:
     default_path: PathSpec = PathSpec()
     whale_side: int = 1  # +1: the whale is long; -1: short
     noise_buy_probability: float = 0.5  # the crowd's lean: < 0.5 means the noise traders mostly sell
+    # Markets the scenario lists on top of the deployment's (MarketConfig); only the arbitrageur and the
+    # attacker trade them. `attack`: the market an attacker agent (`Attacker`) pumps and trades into.
+    extra_markets: tuple = ()
+    attack: str | None = None
 
     def path_for(self, symbol: str) -> PathSpec:
         return self.paths.get(symbol, self.default_path)
@@ -253,8 +270,28 @@ SCENARIOS: dict[str, Scenario] = {
                  {"ETH": PathSpec(vol=0.03), "BTC": PathSpec(vol=0.02)},
                  shocks={"ETH": Shock(0.3, 1.35, 2 * HOUR), "BTC": Shock(0.3, 1.10, 2 * HOUR)},
                  whale_side=-1, noise_buy_probability=0.3),
+        Scenario("thin", "a manipulated thin market: a third market, THIN (100 USD, 20,000 base of virtual depth, "
+                 "2M USD of quote; caps 5,000 base a side), whose index an attacker pumps +40 % within 20 minutes, "
+                 "holds for 30 minutes and lets fall back over 20 minutes, starting 30 % into the run; the attacker "
+                 "goes long 2,000 THIN in the half hour before the pump and sells into the moved mark at the top "
+                 "(the arbitrageur follows the index); ETH and BTC are calm",
+                 {"ETH": PathSpec(vol=0.02), "BTC": PathSpec(vol=0.015), "THIN": PathSpec(vol=0.03)},
+                 shocks={"THIN": Shock(0.3, 1.40, 20 * 60, back_after=30 * 60)},
+                 extra_markets=("THIN",), attack="THIN"),
     )
 }
+
+
+def thin_market(price: float = 100.0):
+    """The thin market the "thin" scenario lists: 20,000 base of virtual depth (2M USD of quote at 100 USD,
+    a depth rule of 0.2 x the pool NAV so the depth syncs keep it thin), caps of 5,000 base a side."""
+    from .config import MarketConfig
+
+    return MarketConfig("THIN", price=price, max_open_interest=5_000, min_position_size=0.1, base_reserve=20_000,
+                        depth_ratio=0.2)
+
+
+EXTRA_MARKETS = {"THIN": thin_market}
 
 
 def get_scenario(name: str) -> Scenario:
@@ -297,7 +334,10 @@ def wad_str(x: int) -> str:
     return format(d, "f")
 
 
-def columns(symbols: Sequence[str]) -> list[str]:
+def columns(symbols: Sequence[str], breakers: bool = False) -> list[str]:
+    """The CSV's columns. With the circuit breakers on, per market also: restricted (0/1, any restriction in
+    force after the step's poke), reduce_only (0/1) and cap (the effective per-side cap, base: the
+    governor's `effectiveMarketParams.maxOpenInterest`), at the end of the row."""
     cols = ["step", "time_s"]
     for s in symbols:
         k = s.lower()
@@ -306,6 +346,10 @@ def columns(symbols: Sequence[str]) -> list[str]:
     cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
              "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
              "reverts", "vault_tokens", "ledger_total", "claims", "pending_bad_debt"]
+    if breakers:
+        for s in symbols:
+            k = s.lower()
+            cols += [f"{k}_restricted", f"{k}_reduce_only", f"{k}_cap"]
     return cols
 
 
@@ -352,7 +396,7 @@ def shock_window(scenario: Scenario, steps: int, dt: int, symbols: Iterable[str]
                  ) -> tuple[float, float] | None:
     """The hours (start, end) during which any of the scenario's shocks (of `symbols`, if given) moves
     the index, or None without a shock."""
-    spans = [(sh.start_step(steps, dt) * dt / HOUR, (sh.start_step(steps, dt) * dt + sh.duration) / HOUR)
+    spans = [(sh.start_step(steps, dt) * dt / HOUR, (sh.start_step(steps, dt) * dt + sh.span) / HOUR)
              for sym, sh in scenario.shocks.items() if symbols is None or sym in symbols]
     if not spans:
         return None
@@ -749,6 +793,45 @@ class Arbitrageur(Trader):
 
 
 @dataclass
+class Attacker(Trader):
+    """The manipulator of the "thin" scenario: it moves the index of `symbol` (the scenario's shock is its
+    doing, so it knows the schedule: the pump's first step `pump_step`, its top `top_step`) and trades the
+    perp into it. In the `build_steps` before the pump it buys toward a long of `size` base, at most `chunk`
+    a step and never past `band` above the index (the arbitrageur sells it back down between steps); from
+    the top on it sells the position into the moved mark, as much a step as keeps the price within `band`
+    below the index, until it is flat."""
+
+    symbol: str = "THIN"
+    size: float = 2_000
+    chunk: float = 500
+    band: float = 0.08
+    build_steps: int = 6
+    pump_step: int = 0
+    top_step: int = 0
+
+    def orders(self, v: View, rng: random.Random) -> list[Order]:
+        s = self.symbol
+        index = v.index[s] / WAD
+        x, y = (r / WAD for r in v.reserves[s])
+        held = v.size.get((self.name, s), 0)
+        current = held / WAD
+        if self.pump_step - self.build_steps <= v.step < self.pump_step:
+            ceiling = index * (1 + self.band)
+            room = max(x - math.sqrt(x * y / ceiling), 0.0)  # base bought before the price reaches the ceiling
+            base = min(self.size - current, self.chunk, room)
+        elif v.step >= self.top_step and current > 0:
+            floor = index * (1 - self.band)
+            room = max(math.sqrt(x * y / floor) - x, 0.0)  # base sold before the price reaches the floor
+            base = -min(current, self.chunk * 2, room)
+        else:
+            return []
+        base_w = _round_size(base, v.min_size[s])
+        if base_w < 0 and 0 < held + base_w < v.min_size[s]:
+            base_w = -held
+        return [Order(self.name, s, base_w, self.tolerance_bps)] if base_w else []
+
+
+@dataclass
 class BasisTrader(Trader):
     """Funding carry (a basis trader): holds a position against the skew while the applied funding rate
     pays it, and unwinds when it stops paying. Flat, it enters on the side the rate pays (short when
@@ -861,6 +944,13 @@ class SimSummary:
     oracle: dict[str, Any] = field(default_factory=dict)
     basis_trader: bool = False  # whether the funding-carry agent took part in this run
     trades_by_agent: dict[str, int] = field(default_factory=dict)  # executed orders per trader
+    # Only in runs with the circuit breakers on or an attacker (absent from summary.json otherwise, so the
+    # other runs' outputs are unchanged): trips per kind (and per market), steps ending restricted per
+    # market, orders refused OpenInterestCapExceeded while their market was restricted (per agent), the
+    # extremes the breakers measured (see `Simulation._breaker_max`); and every trader's PnL (account value
+    # at the end less the deposit, USD).
+    breakers: dict[str, Any] | None = None
+    trader_pnl: dict[str, float] | None = None
 
     def lines(self) -> list[str]:
         rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
@@ -890,6 +980,7 @@ class SimSummary:
             f"conservation (Vault tokens == traders' + pool + insurance balances, every step): "
             f"{'exact' if self.conservation_ok else 'VIOLATED'}; steps with positive claims above the tokens "
             f"(an underwater account's debt not yet resolved): {self.shortfall_steps}",
+            *self.breaker_lines(),
             f"wrote {self.csv} and {len(self.plots)} plots in {Path(self.csv).parent}",
         ]
 
@@ -902,6 +993,25 @@ class SimSummary:
         per = ", ".join(f"{k} {n} updates (longest without one {o['max_age_s'][k]} s, stale after "
                         f"{o['feed_heartbeat_s'][k]} s)" for k, n in o["updates"].items())
         return f"oracle: posts {rule}: {per}" + ("; basis trader on" if self.basis_trader else "")
+
+    def breaker_lines(self) -> list[str]:
+        out = []
+        if self.breakers is not None:
+            b = self.breakers
+            trips = ", ".join(f"{k} {v}" for k, v in b["trips"].items()) or "none"
+            restricted = ", ".join(f"{k} {v}" for k, v in b["restricted_steps"].items()) or "none"
+            out.append(f"circuit breakers: trips {trips}; steps restricted {restricted}; orders refused while "
+                       f"restricted {sum(b['refused'].values())}")
+        if self.trader_pnl is not None:
+            out.append("trader PnL (USD): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.trader_pnl.items()))
+        return out
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        for k in ("breakers", "trader_pnl"):
+            if d[k] is None:
+                del d[k]
+        return json.dumps(d, indent=2) + "\n"
 
 
 def _error_name(err: Exception) -> str:
@@ -1043,7 +1153,7 @@ class Simulation:
                  insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
                  keeper_discount_bps: int = 100, config: "DeployConfig | None" = None,
                  config_source: str | None = None, oracle: OraclePolicy = OraclePolicy(),
-                 basis_trader: bool = False) -> None:
+                 basis_trader: bool = False, breakers: bool = False) -> None:
         from ape import accounts, chain, project
 
         from .config import default_config
@@ -1062,6 +1172,10 @@ class Simulation:
         self._pin_clock()
 
         base = config if config is not None else default_config()
+        if scenario.extra_markets:  # the scenario's own markets, listed after the deployment's
+            listed = {m.symbol for m in base.markets}
+            base = replace(base, markets=base.markets + tuple(EXTRA_MARKETS[sym]() for sym in scenario.extra_markets
+                                                              if sym not in listed))
         self.config_source = config_source or ("a given config" if config is not None else "shipped defaults")
         self.auctions = {m.symbol: f"{m.auction_curve} {m.auction_duration} s to {m.auction_max_discount:.2%}, "
                                    f"reset {m.auction_reset_drop:.0%}" for m in base.markets}
@@ -1098,6 +1212,17 @@ class Simulation:
             Whale("whale", acct[7], 100_000, max_leverage=8, side=whale_side, tolerance_bps=100),
             Arbitrageur("arb", acct[8], 2_000_000, max_leverage=5, tolerance_bps=30),
         ]
+        # The scenario's extra markets are traded only by the arbitrageur (and the attacker): the other agents
+        # see the deployment's markets, as in every other scenario.
+        self._extra = set(scenario.extra_markets)
+        self._sees_all = {"arb", "attacker"}
+        if scenario.attack:
+            shock = scenario.shocks[scenario.attack]
+            pump = shock.start_step(steps, dt)
+            # The deployer's trading account is free unless the basis trader takes it; then the LP top-up account.
+            self.traders.append(Attacker("attacker", acct[0] if not basis_trader else acct[1], 150_000,
+                                         max_leverage=5, tolerance_bps=300, symbol=scenario.attack,
+                                         pump_step=pump, top_step=pump + math.ceil(shock.duration / dt)))
         if basis_trader:  # off by default, so the default runs' CSVs stay as they were
             # The ten funded test accounts are all taken; the deployer's own trading account is unused.
             self.traders.append(BasisTrader("basis", deployer, 500_000, max_leverage=2, tolerance_bps=50))
@@ -1115,6 +1240,23 @@ class Simulation:
         keeper_view = replace(system, **fast, funding=fast["clearing_house"])
         self.keeper = Keeper(keeper_view, self.keeper_account, min_take_discount=keeper_discount_bps * 10**14)
         self.keeper._scanned_to = self.first_block - 1
+        # Circuit breakers: governance over the deployed system (the deployer is admin and guardian), the
+        # keeper pokes every market at the start of every step. Off: not one transaction more.
+        self.gov = None
+        self.breaker_trips: dict[str, int] = {}
+        self.breaker_trips_by_market: dict[str, dict[str, int]] = {}
+        self.restricted_steps: dict[str, int] = {}  # steps ending with a restriction in force, per market
+        self.refused: dict[str, int] = {}  # orders refused OpenInterestCapExceeded while their market was restricted
+        self._restricted: dict[str, bool] = {s: False for s in self.s.markets}
+        self._breaker_max = {"move": 0, "divergence": 0, "skew_share": 0, "insurance_factor": WAD,
+                             "auction_factor": WAD}
+        if breakers:
+            from .governance import deploy_governance
+
+            self.gov = deploy_governance(system, deployer, deployer, deployer, admin_sender=deployer)
+            self.wire = Wire((system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
+                              system.collateral, self.batcher, self.gov.governor, self.gov.breaker))
+            self.batch = Batch(self.batcher, self.wire)
 
         self.history: dict[str, list[float]] = {s: [self.paths[s][0]] for s in self.symbols}
         # The oracle agent's record per market: last posted answer (feed units) and time, posts, longest gap.
@@ -1128,6 +1270,7 @@ class Simulation:
         self.bad_debt = [0, 0, 0]  # amount, from insurance, from pool (WAD)
         self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
         self._scanned = self.chain.blocks.head.number
+        self._symbol_of = {m.id: sym for sym, m in self.s.markets.items()}
         self._topics = self._event_topics()
         # The pool's PnL by source: event sums since this block, and the state they are measured from.
         self._fee_share = {m.id: ch_share for m in self.s.markets.values()
@@ -1173,7 +1316,8 @@ class Simulation:
         for contract, name in ((self.s.liquidation, "Kick"), (self.s.liquidation, "Take"),
                                (self.s.liquidation, "Redo"), (self.s.liquidation, "Backstop"),
                                (self.s.vault, "BadDebt"), (self.s.clearing_house, "PositionChanged"),
-                               (self.s.pool, "Deposit"), (self.s.pool, "Withdraw")):
+                               (self.s.pool, "Deposit"), (self.s.pool, "Withdraw"),
+                               *([(self.gov.breaker, "BreakerTripped")] if self.gov else [])):
             abi = getattr(contract, name).abi
             out[(contract.address.lower(), "0x" + keccak(text=abi.selector).hex().removeprefix("0x"))] = name
         return out
@@ -1224,7 +1368,7 @@ class Simulation:
             return
         logs = self.chain.provider.web3.eth.get_logs({
             "address": [self.s.liquidation.address, self.s.vault.address, self.s.clearing_house.address,
-                        self.s.pool.address],
+                        self.s.pool.address] + ([self.gov.breaker.address] if self.gov else []),
             "fromBlock": self._scanned + 1, "toBlock": head})
         self._scanned = head
         keys = {"Kick": "kicks", "Take": "takes", "Redo": "redos", "Backstop": "backstops"}
@@ -1244,6 +1388,12 @@ class Simulation:
                 self.flows["deposits" if name == "Deposit" else "withdrawals"] += word(0) * self.s.token_scale
             elif name in keys:
                 self.counts[keys[name]] += 1
+            elif name == "BreakerTripped":  # topics: marketId, kind
+                kind = BREAKER_KINDS[int.from_bytes(bytes(log["topics"][2]), "big")]
+                sym = self._symbol_of[int.from_bytes(bytes(log["topics"][1]), "big")]
+                self.breaker_trips[kind] = self.breaker_trips.get(kind, 0) + 1
+                per = self.breaker_trips_by_market.setdefault(sym, {})
+                per[kind] = per.get(kind, 0) + 1
             elif name == "BadDebt":
                 amount, from_ins, from_pool = (int.from_bytes(data[i:i + 32], "big") for i in (0, 32, 64))
                 self.bad_debt[0] += amount
@@ -1325,6 +1475,10 @@ class Simulation:
         calls.update(ins=(vault, "insuranceFund"), cash=(vault, "poolBalance"), nav=(pool, "navWad"),
                      supply=(pool, "totalSupply"), live=(engine, "liveNotional"),
                      tokens=(self.s.collateral, "balanceOf", vault.address))
+        if self.gov is not None:
+            for sym, m in self.s.markets.items():
+                calls[f"bs:{sym}"] = (self.gov.breaker, "breakerState", m.id)
+                calls[f"eff:{sym}"] = (self.gov.governor, "effectiveMarketParams", m.id)
         holders = [t.account for t in self.traders] + [self.keeper_account]
         for i, a in enumerate(holders):
             calls[f"coll:{i}"] = (vault, "collateral", a.address, 0)
@@ -1357,10 +1511,32 @@ class Simulation:
             "reverts": str(sum(self.reverts.values())), "vault_tokens": wad_str(tokens), "ledger_total": wad_str(ledger),
             "claims": wad_str(claims), "pending_bad_debt": wad_str(pending),
         })
+        if self.gov is not None:
+            for sym in self.symbols:
+                k, bs = sym.lower(), r[f"bs:{sym}"]
+                restricted = bs.reduceOnly or bs.capBase != NO_CAP
+                row.update({f"{k}_restricted": str(int(restricted)), f"{k}_reduce_only": str(int(bs.reduceOnly)),
+                            f"{k}_cap": wad_str(r[f"eff:{sym}"].maxOpenInterest)})
+                if restricted:
+                    self.restricted_steps[sym] = self.restricted_steps.get(sym, 0) + 1
+                mx = self._breaker_max
+                mx["move"], mx["divergence"] = max(mx["move"], bs.move), max(mx["divergence"], bs.divergence)
+                mx["skew_share"] = max(mx["skew_share"], bs.skewShare)
+                mx["insurance_factor"] = min(mx["insurance_factor"], bs.insuranceFactor)
+                mx["auction_factor"] = min(mx["auction_factor"], bs.auctionFactor)
         self._share_price = share_price
         return row
 
     # ------------------------------------------------------------------ agents' turns
+
+    def _poke_breakers(self) -> None:
+        """The keeper's first act of a step (breakers on): `pokeAll`, right after the oracle's post, so a move
+        posted this step restricts this step's orders; then the restriction in force per market, read back."""
+        if self.gov is None:
+            return
+        self._send(self.gov.breaker, "pokeAll", sender=self.keeper_account)
+        r = self.batch.read({sym: (self.gov.breaker, "breakerState", m.id) for sym, m in self.s.markets.items()})
+        self._restricted = {sym: bool(st.reduceOnly or st.capBase != NO_CAP) for sym, st in r.items()}
 
     def _lp_turn(self, step: int) -> None:
         pool = self.s.pool
@@ -1392,8 +1568,9 @@ class Simulation:
     def _trade_turn(self, view: View) -> None:
         ch = self.s.clearing_house
         orders: list[Order] = []
+        narrow = _without(view, self._extra) if self._extra else view
         for t in self.traders:
-            orders += t.orders(view, self.rng)
+            orders += t.orders(view if t.name in self._sees_all else narrow, self.rng)
         self.rng.shuffle(orders)
         by_name = {t.name: t for t in self.traders}
         for o in orders:
@@ -1405,9 +1582,14 @@ class Simulation:
                 continue
             deadline = self.chain.pending_timestamp + o.deadline_s
             who = by_name[o.agent].account
-            if self._send(ch, "openPosition", 0, m.id, o.base, limit, deadline, sender=who):
+            ok, error = self.wire.send(ch, "openPosition", 0, m.id, o.base, limit, deadline, sender=who)
+            if ok:
                 self.trades += 1
                 self.trades_by_agent[o.agent] = self.trades_by_agent.get(o.agent, 0) + 1
+                continue
+            self._count_revert(error or "revert")
+            if error == "OpenInterestCapExceeded" and self._restricted.get(o.symbol):
+                self.refused[o.agent] = self.refused.get(o.agent, 0) + 1
 
     def _keeper_turn(self, view: View) -> None:
         from ape.exceptions import ContractLogicError
@@ -1463,6 +1645,7 @@ class Simulation:
             for step in range(1, self.steps + 1):
                 self._advance(step)
                 self._post_index(step)
+                self._poke_breakers()
                 self._lp_turn(step)
                 view = self._view(step)
                 self._trade_turn(view)
@@ -1481,12 +1664,36 @@ class Simulation:
                 "updates": dict(self.oracle_updates), "max_age_s": dict(self.oracle_max_age),
                 "feed_heartbeat_s": {s: m.config.heartbeat for s, m in self.s.markets.items()}}
 
+    def _breaker_summary(self) -> dict[str, Any] | None:
+        if self.gov is None:
+            return None
+        p = self.gov.breaker.params()
+        mx = self._breaker_max
+        return {"trips": {k: self.breaker_trips[k] for k in BREAKER_KINDS if k in self.breaker_trips},
+                "trips_by_market": {k: dict(v) for k, v in sorted(self.breaker_trips_by_market.items())},
+                "restricted_steps": dict(sorted(self.restricted_steps.items())),
+                "refused": dict(sorted(self.refused.items())),
+                "max_move": mx["move"] / WAD, "max_divergence": mx["divergence"] / WAD,
+                "max_skew_share": mx["skew_share"] / WAD, "min_insurance_factor": mx["insurance_factor"] / WAD,
+                "min_auction_factor": mx["auction_factor"] / WAD,
+                "params": {"move_threshold": p.moveThreshold / WAD, "cool_off_s": p.coolOff,
+                           "divergence_threshold": p.divergenceThreshold / WAD,
+                           "divergence_duration_s": p.divergenceDuration, "insurance_target": p.insuranceTarget / WAD,
+                           "auction_soft_share": p.auctionSoftShare / WAD, "max_skew_share": p.maxSkewShare / WAD}}
+
+    def _trader_pnl(self) -> dict[str, float] | None:
+        """Every trader's account value at the end less its deposit (USD), in runs with breakers or an attacker."""
+        if self.gov is None and not self.scenario.attack:
+            return None
+        r = self.batch.read({t.name: (self.s.vault, "health", t.account.address, 0) for t in self.traders})
+        return {t.name: round(r[t.name][0] / WAD - t.capital, 2) for t in self.traders}
+
     def _finish(self, wall: float) -> SimSummary:
         from ape import chain
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         csv_path = self.out_dir / "steps.csv"
-        cols = columns(self.symbols)
+        cols = columns(self.symbols, breakers=self.gov is not None)
         with csv_path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
             w.writeheader()
@@ -1519,9 +1726,19 @@ class Simulation:
             csv=str(csv_path), plots=[str(p) for p in plots], config=self.config_source,
             auctions=self.auctions, oracle=self._oracle_summary(),
             basis_trader=any(isinstance(t, BasisTrader) for t in self.traders),
-            trades_by_agent=dict(sorted(self.trades_by_agent.items())))
-        (self.out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+            trades_by_agent=dict(sorted(self.trades_by_agent.items())),
+            breakers=self._breaker_summary(), trader_pnl=self._trader_pnl())
+        (self.out_dir / "summary.json").write_text(summary.to_json())
         return summary
+
+
+def _without(view: View, symbols: set[str]) -> View:
+    """`view` without the markets in `symbols` (what the agents that do not trade them see)."""
+    keep = lambda d: {k: v for k, v in d.items() if k not in symbols}  # noqa: E731
+    return replace(view, index=keep(view.index), spot=keep(view.spot), reserves=keep(view.reserves),
+                   twaps=keep(view.twaps), history=keep(view.history), min_size=keep(view.min_size),
+                   imr=keep(view.imr), funding=keep(view.funding),
+                   size={k: v for k, v in view.size.items() if k[1] not in symbols})
 
 
 def _oracle_round(price: float, decimals: int) -> float:
@@ -1550,7 +1767,7 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
                    pool_cooldown: int | None = HOUR, keeper_discount_bps: int = 100,
                    config: "DeployConfig | str | Path | None" = None, progress: bool = False,
                    oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0,
-                   basis_trader: bool = False) -> SimSummary:
+                   basis_trader: bool = False, breakers: bool = False) -> SimSummary:
     """Run one simulation on the connected (local) Ape network and write its outputs to `out_dir`:
     `steps.csv` (one row per step), `summary.json` and the PNG plots. Returns the summary.
 
@@ -1562,7 +1779,8 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     markets' prices are replaced by the index path's first price, its insurance seed by `insurance_seed`.
     `oracle_deviation_bps` and `oracle_heartbeat` make the oracle agent post a feed only on a move of more
     than the threshold or after the heartbeat (`OraclePolicy`; 0 and 0: every step); `basis_trader` adds
-    the funding-carry agent (`BasisTrader`)."""
+    the funding-carry agent (`BasisTrader`); `breakers` deploys governance and the circuit breakers over the
+    system and has the keeper poke them every step (`vperp.governance`, docs/simulator.md)."""
     from ape import chain
 
     from .config_file import is_local_network
@@ -1586,7 +1804,8 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     sim = Simulation(sc, steps, seed, Path(out_dir), dt=step_seconds, prices=prices, override=override,
                      insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                      keeper_discount_bps=keeper_discount_bps, config=config, config_source=source,
-                     oracle=OraclePolicy(oracle_deviation_bps, oracle_heartbeat), basis_trader=basis_trader)
+                     oracle=OraclePolicy(oracle_deviation_bps, oracle_heartbeat), basis_trader=basis_trader,
+                     breakers=breakers)
     return sim.run(progress=progress)
 
 
@@ -1666,6 +1885,9 @@ def cli_options(f: Callable) -> Callable:
                      help="[s] post a feed at least this often; 0: every step"),
         click.option("--basis-trader", is_flag=True, default=False,
                      help="add the funding-carry agent (holds against the skew while funding pays it)"),
+        click.option("--breakers", is_flag=True, default=False,
+                     help="deploy governance and the circuit breakers (shipped parameters) over the system; the "
+                          "keeper pokes them every step; restrictions, trips and refused orders are recorded"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -1689,7 +1911,7 @@ def check_cli(oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0, step_sec
 
 def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
                  insurance_seed, pool_cooldown, keeper_discount_bps, config_path=None, oracle_deviation_bps=0,
-                 oracle_heartbeat=0, basis_trader=False) -> SimSummary:
+                 oracle_heartbeat=0, basis_trader=False, breakers=False) -> SimSummary:
     """What both command lines do after connecting: run, print the summary; errors as one line."""
     import click
     from ape.exceptions import ApeException
@@ -1710,7 +1932,7 @@ def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv
                    insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                    keeper_discount_bps=keeper_discount_bps, progress=True,
                    oracle_deviation_bps=oracle_deviation_bps, oracle_heartbeat=oracle_heartbeat,
-                   basis_trader=basis_trader)
+                   basis_trader=basis_trader, breakers=breakers)
     try:
         options["config"] = config_path
         click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")
