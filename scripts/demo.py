@@ -121,6 +121,17 @@ def cli(network):
         t.add_row(f"market {m.id} {sym}", f"oracle {m.oracle.address}  index {fmt(ch.indexPrice(m.id))}  "
                   f"virtual reserves {fmt(st.baseReserve, 0)} x {fmt(st.quoteReserve, 0)}")
     t.add_row("pool balance (seed)", f"{fmt(vault.poolBalance())} USD")
+    eth_id, eth_index = s.markets["ETH"].id, ch.indexPrice(s.markets["ETH"].id)
+    fee = ch.marketParams(eth_id).takerFee
+    costs = []
+    for notional in (100_000, 1_000_000):
+        base = notional * WAD * WAD // eth_index
+        paid = -ch.quote(eth_id, base)[0]  # quote(): what buying `base` would pay now, fee excluded
+        costs.append(f"{notional:,} USD {(paid * (WAD + fee) // WAD - notional * WAD) / (notional * WAD) * 1e4:,.0f} bps")
+    t.add_row("price impact, ETH buy incl. fee", "; ".join(costs) + "  (docs/economics.md#price-impact)")
+    ppm, _ = ch.skewFunding(eth_id)
+    t.add_row("funding's skew term", f"{ppm:,} ppm/h per unit of skew: {ppm / 1e4 * 0.05:.3f} %/h charged to the heavier "
+              "side at a 5 % skew, paid to the pool that carries it (docs/funding.md)")
     console.print(t)
 
     console.rule("[bold]2. deposit / withdraw round trip")
@@ -182,7 +193,8 @@ def cli(network):
     console.rule("[bold]5. eight hours of funding (index flat, vAMM above it: longs pay)")
     eth = s.markets["ETH"]
     t = Table()
-    for col in ("hour", "mark TWAP", "index TWAP", "premium", "target /h", "applied /h", "alice pending"):
+    for col in ("hour", "mark TWAP", "index TWAP", "premium", "skew term /h", "target /h", "applied /h",
+                "alice pending"):
         t.add_column(col, justify="right")
     for hour in range(1, 9):
         chain.pending_timestamp += HOUR
@@ -192,8 +204,8 @@ def cli(network):
         tx = s.funding.pokeFunding(eth.id, sender=deployer)
         gas["pokeFunding"] = tx.gas_used
         applied, target, premium, mark_twap, index_twap, p1, p8 = s.funding.fundingState(eth.id)
-        t.add_row(str(hour), fmt(mark_twap), fmt(index_twap), pct(premium), pct(target), pct(applied),
-                  fmt(ch.position(alice, 0, eth.id)[2], 4))
+        t.add_row(str(hour), fmt(mark_twap), fmt(index_twap), pct(premium), pct(ch.skewFunding(eth.id)[1]),
+                  pct(target), pct(applied), fmt(ch.position(alice, 0, eth.id)[2], 4))
     console.print(t)
     applied, target, *_ , p1, p8 = s.funding.fundingState(eth.id)
     console.print(f"  projected applied rate if the premium holds: in 1 h {pct(p1)}, in 8 h {pct(p8)} "
