@@ -19,10 +19,16 @@ What it does:
   * on local networks uses test account 0 unless `--account` is given (elsewhere `--account` is required);
   * checks real feeds and collateral before sending anything (code at the address, decimals, a fresh
     positive answer, the deployer's balances);
-  * deploys with `vperp.deploy` and writes `deployments/<network>-<chain id>.json` (`local-31337.json`;
-    $VPERP_DEPLOYMENTS names another folder): chain id, block 0's hash (`genesis`), first block, the
-    address of every contract (collateral and each market's oracle included), the config used and the
-    ABI file of each contract;
+  * deploys with `vperp.deploy`; with a `governance:` section in the config, then hands the deployed and
+    seeded system to governance (`vperp.deployment.deploy_governed`: GovernanceTimelock with the config's
+    `timelock_delay`, RiskGovernor with its `admin` and `guardian` owning the five modules, CircuitBreaker
+    wired by the admin, which must be the deployer or, on a local chain, a test account: checked before
+    anything is sent); without it the deployer stays the owner (local demos);
+  * writes `deployments/<network>-<chain id>.json` (`local-31337.json`; $VPERP_DEPLOYMENTS names another
+    folder): chain id, block 0's hash (`genesis`), first block, the address of every contract (collateral,
+    each market's oracle and the governance contracts included), the config used, the ABI file of each
+    contract, and `governance`: `{"mode": "direct-owner", ...}` or `{"mode": "timelock", "timelock",
+    "governor", "breaker", "admin", "guardian", "delay"}` (docs/governance.md);
   * is idempotent: when `deployments/` holds a record for the connected chain (same chain id and block
     0; an older record without block 0 matches on the id) and every recorded address still has code,
     it prints "already deployed" and reuses it (nothing is sent). Records for other chains are ignored,
@@ -47,6 +53,8 @@ from vperp.client import (DeploymentError, build_record, check_chain, deployment
                           expected_abis, find_deployment, genesis_hash, missing_code, read_deployment,
                           write_record)
 from vperp.config import DeployConfig
+from vperp.deployment import (GOVERNANCE_CONTRACTS, admin_signer, deploy_governed, governance_contracts,
+                              governance_record)
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config
 
 DEFAULT_CONFIG = "deployments/config/local.yaml"
@@ -123,12 +131,17 @@ def summary(record: dict, title: str) -> Table:
         t.add_row(name, addr)
     for sym, m in record["markets"].items():
         t.add_row(f"market {m['id']} {sym}", f"oracle {m['oracle']}{' (mock)' if m.get('mock') else ''}")
+    g = record.get("governance") or {"mode": "direct-owner"}
+    if g["mode"] == "timelock":
+        t.add_row("governance", f"timelock ({g['delay']} s): admin {g['admin']}, guardian {g['guardian']}")
+    else:
+        t.add_row("governance", f"direct owner {g.get('owner', record.get('deployer', '?'))} (no timelock)")
     return t
 
 
 def config_differences(config: DeployConfig, record: dict) -> list[str]:
     new, old = config_to_dict(config), record.get("config", {})
-    diffs = [k for k in new if k != "markets" and new[k] != old.get(k)]
+    diffs = [k for k in {**new, **old} if k != "markets" and new.get(k) != old.get(k)]
     old_markets = {m.get("symbol"): m for m in old.get("markets", [])}
     for m in new["markets"]:
         if m["symbol"] not in old_markets:
@@ -197,19 +210,41 @@ def run(config_path: str | Path = DEFAULT_CONFIG, account=None, out: str | Path 
             path = fresh_path
 
     deployer = resolve_account(account, chain_id, network_name)
+    signer = None
+    if config.governance is not None:
+        signer = admin_signer(config.governance, deployer, local)
+        if signer is None:
+            raise DeploymentError(
+                f"governance.admin {config.governance.admin}: this deploy cannot sign for the admin, which wires "
+                f"the circuit breaker once at deployment: deploy from the admin's account (--account), or "
+                f"on a local chain name a test account")
     preflight(config, deployer, chain, project)
     where = f" at {chain.provider.uri}" if getattr(chain.provider, "uri", None) and chain.provider.name != "test" else ""
     echo(f"deploying vPerp to '{network_name}'{where} (chain id {chain_id}) from {deployer.address} "
          f"with {len(config.markets)} markets ({', '.join(m.symbol for m in config.markets)})")
     first_block = chain.blocks.head.number + 1
     system = deploy(deployer, config)
-    record = build_record(system, config, chain, first_block)
+    gov = deploy_governed(system, signer)
+    record = governed_record(system, gov, config, chain, first_block)
     write_record(path, record)
     echo(summary(record, f"deployed: {path}"))
     stale = stale_abi_files(project, Path(project.path))
     if stale:
         echo(f"[yellow]note[/]: {', '.join(stale)} missing or out of date: run `ape run export_abi`")
     return DeployResult(path, record, reused=False)
+
+
+def governed_record(system, gov, config, chain, first_block: int) -> dict:
+    """`build_record` plus who owns the modules (`governance`) and, when governed, the governance contracts
+    and their ABI files."""
+    from vperp.client import abi_relpath
+
+    record = build_record(system, config, chain, first_block)
+    extra = governance_contracts(gov)
+    record["contracts"].update(extra)
+    record["abi"].update({name: abi_relpath(name) for name in GOVERNANCE_CONTRACTS if name in extra})
+    record["governance"] = governance_record(system, gov)
+    return record
 
 
 def one_line(err: Exception) -> str:

@@ -1,4 +1,4 @@
-"""`ape run keeper`: run the vPerp keeper (poke funding, kick, take, redo, backstop) over a deployment.
+"""`ape run keeper`: run the vPerp keeper (poke funding and the breakers, kick, take, redo, backstop) over a deployment.
 
     ./run.sh ape run keeper --network ethereum:local:foundry --once          # one pass, test account 0
     ./run.sh ape run keeper --network ethereum:local:test --fresh --deposit 50000 --once
@@ -13,6 +13,10 @@ own cross account, so one without collateral (in its wallet or deposited) is ref
 `--kick-only`; `--deposit N` deposits N of the collateral first (minted, when the collateral is the mock).
 A pass that fails (someone else took the auction first, a stale feed) is logged and the loop goes on;
 with `--once` it is an error.
+
+When the deployment record names a circuit breaker (`"governance": {"mode": "timelock", "breaker": ...}`,
+docs/governance.md), every pass also calls its permissionless `pokeAll()` and logs each breaker that trips
+(a warning) or clears and each restriction applied; a deployment with a direct owner has none.
 """
 import logging
 import signal
@@ -27,8 +31,9 @@ from ape.cli import ConnectedProviderCommand, account_option, network_option
 from ape.exceptions import ApeException
 from rich.console import Console
 
-from vperp.client import Client, ClientError, DeploymentError, build_record, default_deployment_path, write_record
+from vperp.client import Client, ClientError, DeploymentError, default_deployment_path, write_record
 from vperp.config_file import ConfigError, is_local_network, load_config
+from vperp.deployment import deploy_governed
 from vperp.keeper import Keeper
 
 DEFAULT_CONFIG = "deployments/config/local.yaml"
@@ -62,10 +67,41 @@ def fresh_deployment(config_path, deployer, path: Path, chain) -> Client:
         raise KeeperError(f"--fresh deploys mocks and is for local networks only, not "
                           f"'{chain.provider.network.name}' (chain id {chain.chain_id})")
     config = load_config(config_path)
+    signer = None
+    if config.governance is not None:
+        from vperp.deployment import admin_signer
+
+        signer = admin_signer(config.governance, deployer, local=True)
+        if signer is None:
+            raise KeeperError(f"governance.admin {config.governance.admin}: --fresh signs the admin's breaker wiring "
+                              "and needs the keeper account or a test account as the admin")
     first = chain.blocks.head.number + 1
     system = deploy(deployer, config)
-    write_record(path, build_record(system, config, chain, first))
+    gov = deploy_governed(system, signer)
+    write_record(path, _deploy_script().governed_record(system, gov, config, chain, first))
     return Client.from_deployment(path)
+
+
+def _deploy_script():
+    """scripts/deploy.py (its record of a governed deployment), loaded by path: scripts are not a package."""
+    import importlib.util
+    import sys
+
+    name = "vperp_scripts_deploy"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("deploy.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def breaker_of(client: Client):
+    """The CircuitBreaker the deployment record names (`governance.breaker`), or None (a direct owner)."""
+    g = client.record.get("governance") or {}
+    if g.get("mode") != "timelock" or not g.get("breaker"):
+        return None
+    return client._contract("CircuitBreaker", g["breaker"], client.record["abi"].get("CircuitBreaker"))
 
 
 def fund_keeper(client: Client, account, amount) -> None:
@@ -175,11 +211,13 @@ def start(account=None, deployment=None, fresh=False, config_path=DEFAULT_CONFIG
         fund_keeper(client, account, deposit)
     for warning in check_keeper_funds(client, account, kick_only):
         log(f"[yellow]warning[/]: {warning}")
-    keeper = Keeper(client.system, account, min_take_discount=min_discount_bps * 10**14)
+    breaker = breaker_of(client)
+    keeper = Keeper(client.system, account, min_take_discount=min_discount_bps * 10**14, breaker=breaker)
     keeper._scanned_to = client.start_block - 1  # discover traders from the deployment on, not from genesis
     log(f"keeper {account.address} on '{chain.provider.network.name}' (chain id {chain.chain_id}), deployment "
         f"{path}, markets {', '.join(client.market_ids)}; free collateral "
-        f"{client.health(owner=account).free_collateral:,.2f}")
+        f"{client.health(owner=account).free_collateral:,.2f}; "
+        + (f"pokes circuit breaker {breaker.address} every pass" if breaker is not None else "no circuit breaker"))
     return keeper, client
 
 

@@ -295,7 +295,8 @@ def test_export_abi_writes_usable_json(tmp_path):
     assert all(changed for _, changed in written)
     expected = {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "IVault",
                 "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController", "AggregatorV3Interface",
-                "IERC20Metadata", "PerpReader", "IPerpReader"}
+                "IERC20Metadata", "PerpReader", "IPerpReader", "GovernanceTimelock", "RiskGovernor", "CircuitBreaker",
+                "IRiskGovernor", "ICircuitBreaker"}
     assert names == {f"{n}.json" for n in expected} | {"mocks/MockERC20.json", "mocks/MockAggregator.json",
                                                         "signatures.json"}
 
@@ -315,6 +316,10 @@ def test_export_abi_writes_usable_json(tmp_path):
         assert members("IERC20Metadata", root=root) == {"name", "symbol", "decimals", "totalSupply", "balanceOf",
                                                         "transfer", "allowance", "approve", "transferFrom"}
         assert {"updateAnswer", "latestRoundData"} <= members("mocks/MockAggregator", root=root)
+        assert {"propose", "execute", "cancel", "act", "classify", "pendingProposals"} <= members("IRiskGovernor", root=root)
+        assert {"poke", "pokeAll", "check", "breakerState"} <= members("ICircuitBreaker", root=root)
+        assert {"BreakerTripped", "BreakerCleared"} <= members("ICircuitBreaker", "event", root)
+        assert {"schedule", "execute", "getMinDelay"} <= members("GovernanceTimelock", root=root)
     # web3.py reads the files as they are
     ch = Web3().eth.contract(address="0x" + "11" * 20, abi=json.loads((tmp_path / "ClearingHouse.json").read_text()))
     data = ch.encode_abi("openPosition", args=[0, 1, WAD, 3100 * WAD, 2**32])

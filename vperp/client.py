@@ -56,7 +56,9 @@ CORE_CONTRACTS = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool"
 # Stateless views over the core; records written before it existed lack it (the SDK's helpers then say so).
 PERIPHERY = ("PerpReader",)
 INTERFACES = ("IVault", "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController",
-              "AggregatorV3Interface", "IPerpReader")
+              "AggregatorV3Interface", "IPerpReader", "IRiskGovernor", "ICircuitBreaker")
+# Governance (docs/governance.md): the timelock, the modules' owner and the breakers of a governed deployment.
+GOVERNANCE = ("GovernanceTimelock", "RiskGovernor", "CircuitBreaker")
 ERC20_INTERFACE = "IERC20Metadata"  # the standard ERC-20 surface (with name/symbol/decimals) of the collateral
 MOCKS = ("MockERC20", "MockAggregator")  # local chains: mintable collateral, settable price feed
 ERC20_NAMES = {"name", "symbol", "decimals", "totalSupply", "balanceOf", "transfer", "allowance", "approve",
@@ -68,7 +70,8 @@ def abi_relpath(name: str) -> str:
     return f"abi/mocks/{name}.json" if name in MOCKS else f"abi/{name}.json"
 
 
-ABI_FILES = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *PERIPHERY, *INTERFACES, ERC20_INTERFACE, *MOCKS)}
+ABI_FILES = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *PERIPHERY, *GOVERNANCE, *INTERFACES, ERC20_INTERFACE,
+                                                   *MOCKS)}
 
 
 def abi_json(contract_type) -> list[dict]:
@@ -85,7 +88,7 @@ def erc20_abi(mock_erc20_type) -> list[dict]:
 def expected_abis(project) -> dict[str, list[dict]]:
     """Every file of `abi/` (relative path -> ABI list) from the compiled project."""
     out = {abi_relpath(name): abi_json(getattr(project, name).contract_type)
-           for name in (*CORE_CONTRACTS, *PERIPHERY, *INTERFACES, *MOCKS)}
+           for name in (*CORE_CONTRACTS, *PERIPHERY, *GOVERNANCE, *INTERFACES, *MOCKS)}
     out[abi_relpath(ERC20_INTERFACE)] = erc20_abi(project.MockERC20.contract_type)
     return out
 

@@ -92,6 +92,23 @@ class MarketConfig:
                 wad(self.auction_max_discount), wad(self.auction_reset_drop))
 
 
+MIN_TIMELOCK_DELAY = 86_400  # [s] RiskGovernor.MIN_DELAY: the governor refuses a shorter timelock
+MAX_TIMELOCK_DELAY = 30 * 86_400  # [s] the config's own ceiling (no contract bound): catches a typed extra zero
+DEFAULT_TIMELOCK_DELAY = 172_800  # [s] the shipped 48 h (vperp.governance.DELAY)
+
+
+@dataclass(frozen=True)
+class GovernanceConfig:
+    """Who governs a deployment handed to governance (docs/governance.md): the RiskGovernor's `admin` (proposes
+    through the timelock, acts at once on risk-reducing changes), its `guardian` (acts at once on risk-reducing
+    changes, cancels proposals; also the Vault's guardian) and the TimelockController's delay [s]. Addresses are
+    checksummed strings."""
+
+    admin: str
+    guardian: str
+    timelock_delay: int = DEFAULT_TIMELOCK_DELAY
+
+
 @dataclass(frozen=True)
 class DeployConfig:
     markets: tuple[MarketConfig, ...] = field(
@@ -104,6 +121,9 @@ class DeployConfig:
     collateral_decimals: int = 6
     pool_seed: float = 10_000_000  # collateral units seeded into the liquidity pool's balance
     insurance_seed: float = 100_000  # the insurance fund pays bad debt before the pool: 1 % of the pool seed
+    # None: the deployer keeps owning the modules (local demos); set: they are handed to a timelock, a
+    # RiskGovernor and a CircuitBreaker after the system is deployed and seeded (vperp.deployment.deploy_governed).
+    governance: GovernanceConfig | None = None
 
     def with_markets(self, *markets: MarketConfig) -> "DeployConfig":
         return replace(self, markets=tuple(markets))

@@ -12,6 +12,10 @@ A file looks like `deployments/config/local.yaml`:
         price: 3000
         min_position_size: 0.01
         # ... any other `MarketConfig` field; omitted fields take the defaults of vperp/config.py
+    governance:                 # optional: without it the deployer stays the owner (local demos)
+      admin: "0x..."            # the RiskGovernor's admin (a multisig): proposes, acts on risk-reducing changes
+      guardian: "0x..."         # acts at once on risk-reducing changes, cancels proposals; the Vault's guardian
+      timelock_delay: 172800    # [s] at least 86400 (RiskGovernor.MIN_DELAY), at most 30 days; default 48 h
 
 Every problem raises `ConfigError` whose message starts with the file and names the field
 (`markets[1].imr`, `pool_seed`, ...): unknown fields (with a suggestion), wrong types, values outside
@@ -32,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from .config import DeployConfig, MarketConfig
+from .config import (DEFAULT_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, MIN_TIMELOCK_DELAY, DeployConfig,
+                     GovernanceConfig, MarketConfig)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 from .units import INT96_MAX, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
@@ -87,7 +92,8 @@ MARKET_RULES: dict[str, tuple] = {
 }
 CURVES = ("linear", "exponential", "stairstep")
 MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(MarketConfig))
-TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed")
+TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed", "governance")
+GOVERNANCE_FIELDS = ("admin", "guardian", "timelock_delay")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -171,8 +177,25 @@ def parse_config(data: Any, source: str = "config") -> DeployConfig:
             fail(f"markets[{i}].symbol", f"duplicate symbol {mc.symbol!r} (also markets[{seen_symbols[mc.symbol]}])")
         seen_symbols[mc.symbol] = i
         parsed.append(mc)
+    governance = _governance(data["governance"], fail) if "governance" in data else None
     return DeployConfig(markets=tuple(parsed), collateral=collateral, collateral_decimals=decimals,
-                        pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"])
+                        pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"], governance=governance)
+
+
+def _governance(g: Any, fail) -> GovernanceConfig:
+    """The `governance:` section: admin and guardian (required, non-zero addresses), timelock_delay."""
+    if not isinstance(g, dict):
+        fail("governance", f"must be a mapping with 'admin' and 'guardian' (and optionally 'timelock_delay'), "
+                           f"got {_kind(g)}; leave the section out to keep the deployer as the owner")
+    _unknown(g, GOVERNANCE_FIELDS, "governance.", fail)
+    addresses = {}
+    for name in ("admin", "guardian"):
+        if name not in g:
+            fail(f"governance.{name}", "missing required field (a quoted 0x address)")
+        addresses[name] = _address(f"governance.{name}", g[name], fail, "an account")
+    delay = _number("governance.timelock_delay", g.get("timelock_delay", DEFAULT_TIMELOCK_DELAY),
+                    (_INT, MIN_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, True, True), fail)
+    return GovernanceConfig(admin=addresses["admin"], guardian=addresses["guardian"], timelock_delay=int(delay))
 
 
 def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
@@ -301,12 +324,19 @@ def _fmt(x) -> str:
 def _address_or_mock(field: str, value: Any, fail) -> str:
     if value == "mock":
         return "mock"
+    return _address(field, value, fail, "a contract", or_mock=True)
+
+
+def _address(field: str, value: Any, fail, what: str, or_mock: bool = False) -> str:
+    """A checksummed address from a quoted 0x string (any case; mixed case must be EIP-55), never zero."""
+    mock = ', or "mock"' if or_mock else ""
     if isinstance(value, int) and not isinstance(value, bool):
-        fail(field, 'got a number: put the address in quotes (YAML reads an unquoted 0x... as a number), or "mock"')
+        fail(field, f"got a number: put the address in quotes (YAML reads an unquoted 0x... as a number){mock}")
     if not isinstance(value, str) or not _ADDRESS.match(value):
-        fail(field, f'must be "mock" or a 0x-prefixed 20-byte address, got {_kind(value)}')
+        either = '"mock" or ' if or_mock else ""
+        fail(field, f"must be {either}a 0x-prefixed 20-byte address, got {_kind(value)}")
     if int(value, 16) == 0:
-        fail(field, "the zero address is not a contract")
+        fail(field, f"the zero address is not {what}")
     from eth_utils import is_checksum_address, to_checksum_address
 
     if value != value.lower() and value != value.upper().replace("0X", "0x") and not is_checksum_address(value):
@@ -357,6 +387,10 @@ def config_to_dict(config: DeployConfig) -> dict:
             if v != base.get(f.name):
                 d[f.name] = plain(v)
         markets.append(d)
-    return {"collateral": config.collateral, "decimals": config.collateral_decimals,
-            "pool_seed": plain(config.pool_seed), "insurance_seed": plain(config.insurance_seed),
-            "markets": markets}
+    out = {"collateral": config.collateral, "decimals": config.collateral_decimals,
+           "pool_seed": plain(config.pool_seed), "insurance_seed": plain(config.insurance_seed),
+           "markets": markets}
+    if config.governance is not None:  # left out when absent, so records of direct-owner deployments are unchanged
+        g = config.governance
+        out["governance"] = {"admin": g.admin, "guardian": g.guardian, "timelock_delay": g.timelock_delay}
+    return out

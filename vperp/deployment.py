@@ -1,11 +1,19 @@
-"""`deploy(deployer, config=None) -> System`: the whole protocol on the connected Ape network."""
+"""`deploy(deployer, config=None) -> System`: the whole protocol on the connected Ape network.
+
+`deploy_governed(system, admin_signer)` then hands it to governance when the config has a `governance:`
+section (`vperp.governance.deploy_governance`: timelock, RiskGovernor, CircuitBreaker); `governance_record`
+is what the deployment record says about who owns the modules (docs/governance.md).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .config import DeployConfig, MarketConfig, default_config, wad
+from .config import DeployConfig, GovernanceConfig, MarketConfig, default_config, wad
+
+# The governance contracts a governed deployment adds to its record (`contracts` and `abi`), by record name.
+GOVERNANCE_CONTRACTS = ("GovernanceTimelock", "RiskGovernor", "CircuitBreaker")
 
 
 @dataclass
@@ -111,3 +119,56 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
     # Last, so every other address (nonce-derived) is what it was before the reader existed.
     system.reader = project.PerpReader.deploy(vault, ch, engine, sender=deployer)
     return system
+
+
+# ----------------------------------------------------------------------------- governance
+
+
+def admin_signer(governance: GovernanceConfig, deployer, local: bool):
+    """The account that signs the admin's one-time wiring of the circuit breaker (`RiskGovernor.setBreaker`,
+    admin only, while none is set): the deployer when it is the admin, or on a local chain the test account at
+    the admin's address. None when this process cannot sign for the admin (a multisig): the deploy refuses
+    such a config before sending anything (docs/governance.md, "Deploying")."""
+    if governance.admin == deployer.address:
+        return deployer
+    if local:
+        from ape import accounts
+
+        for account in accounts.test_accounts:
+            if account.address == governance.admin:
+                return account
+    return None
+
+
+def deploy_governed(system: System, signer):
+    """Hand `system` (deployed and seeded by `deploy`) to governance as its config says: a GovernanceTimelock
+    with `timelock_delay`, a RiskGovernor with the config's admin and guardian owning the five modules (the
+    Vault's guardian becomes the config's guardian), and a CircuitBreaker with the shipped parameters, wired by
+    `signer` (the admin's account, `admin_signer`). Returns `vperp.governance.Governance`, or None when the
+    config has no `governance:` section (the deployer stays the owner)."""
+    from .governance import deploy_governance
+
+    g = system.config.governance
+    if g is None:
+        return None
+    gov = deploy_governance(system, system.deployer, g.admin, g.guardian, g.timelock_delay, admin_sender=signer)
+    system.extra["governance"] = gov
+    return gov
+
+
+def governance_record(system: System, gov) -> dict:
+    """The deployment record's `governance` entry: `{"mode": "direct-owner", "owner", "guardian"}` or
+    `{"mode": "timelock", "timelock", "governor", "breaker", "admin", "guardian", "delay"}`, read from the
+    chain (not from the config) so the record says what is deployed."""
+    if gov is None:
+        return {"mode": "direct-owner", "owner": system.vault.owner(), "guardian": system.vault.guardian()}
+    return {"mode": "timelock", "timelock": gov.timelock.address, "governor": gov.governor.address,
+            "breaker": gov.breaker.address, "admin": gov.governor.admin(), "guardian": gov.governor.guardian(),
+            "delay": int(gov.timelock.getMinDelay())}
+
+
+def governance_contracts(gov) -> dict[str, str]:
+    """Record names -> addresses of a governed deployment's governance contracts ({} for a direct owner)."""
+    if gov is None:
+        return {}
+    return dict(zip(GOVERNANCE_CONTRACTS, (gov.timelock.address, gov.governor.address, gov.breaker.address)))

@@ -1,4 +1,5 @@
-"""Keeper logic: poke funding when due, kick liquidatable accounts, take, redo and backstop auctions.
+"""Keeper logic: poke funding when due, poke the circuit breaker, kick liquidatable accounts, take, redo and
+backstop auctions.
 
 One `Keeper.run_once()` is one pass over every market, every account that ever traded and every live
 auction; it returns the actions taken (and sends them from the keeper's account). The keeper takes
@@ -17,8 +18,15 @@ The keeper's log (docs/keeper.md): every pass also records, in `Keeper.records` 
 - `TakeLog`: each take: price, size, the keeper's PnL on it at the index (what closing it at the index
   would realize, minus the take's fee and a close's taker fee) and the position it holds after;
 - `BadDebtSeen`: the `BadDebt` and `ShortfallRecorded` events in the blocks the pass scanned.
+- `BreakerLog`: each breaker that tripped or cleared, and each restriction the governor applied, in the
+  keeper's own `pokeAll` of the circuit breaker (a governed deployment: `breaker` set; docs/governance.md).
 Logging reads views only and never changes what the keeper does: a failure while logging is itself
 logged (a warning) and the pass goes on.
+
+With a `breaker` (the CircuitBreaker of a governed deployment), every pass calls its permissionless
+`pokeAll()` after the funding pokes: the breakers are deterministic, but only a poke applies them. A poke
+that reverts is logged (a warning) and the pass goes on: a breaker never stands between the keeper and a
+liquidation.
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ log = logging.getLogger("vperp.keeper")
 
 @dataclass
 class Action:
-    kind: str  # "poke" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
+    kind: str  # "poke" | "breaker" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
     detail: dict
     gas: int
 
@@ -118,6 +126,37 @@ class BadDebtSeen:
         return f"shortfall estimate of {who} now {self.amount:,.2f} at block {self.block} (all accounts {self.total:,.2f})"
 
 
+BREAKER_KINDS = ("index-move", "divergence", "insurance", "auctions", "skew")  # ICircuitBreaker.Kind, in order
+NO_CAP = 2**96 - 1  # the breaker's "no cap" (type(uint96).max)
+
+
+@dataclass(frozen=True)
+class BreakerLog:
+    """A `BreakerTripped` ("tripped"), `BreakerCleared` ("cleared") or `RestrictionApplied` ("restriction") in
+    the keeper's own poke of the circuit breaker."""
+
+    block: int
+    tx_hash: str
+    event: str  # "tripped" | "cleared" | "restriction"
+    symbol: str
+    breaker: str | None = None  # tripped/cleared: one of BREAKER_KINDS
+    value: Decimal | None = None  # tripped: the measured value (a fraction, or WAD units for insurance/auctions/skew)
+    threshold: Decimal | None = None  # tripped: what it was measured against
+    until: int | None = None  # tripped: end of reduce-only (index-move, divergence), else None
+    cap: Decimal | None = None  # restriction: per-side open-interest cap in base (None: no cap)
+    reduce_only: bool | None = None  # restriction
+
+    def __str__(self) -> str:
+        if self.event == "tripped":
+            until = f", reduce-only until t={self.until}" if self.until else ""
+            return (f"breaker {self.breaker} TRIPPED on {self.symbol} at block {self.block}: {self.value:.6g} "
+                    f"against {self.threshold:.6g}{until}")
+        if self.event == "cleared":
+            return f"breaker {self.breaker} cleared on {self.symbol} at block {self.block}"
+        cap = "no cap" if self.cap is None else f"cap {self.cap:.6g} per side"
+        return f"restriction of {self.symbol} now {cap}{', reduce-only' if self.reduce_only else ''} (block {self.block})"
+
+
 def _hex(h) -> str:
     return h if isinstance(h, str) else "0x" + bytes(h).hex()
 
@@ -136,10 +175,14 @@ class Keeper:
     pass_records: list = field(default_factory=list)  # the last pass's
     _shortfalls: dict = field(default_factory=dict)  # (owner, subaccount) -> last shortfall seen [wad]
     _ready_cache: dict = field(default_factory=dict)  # (market, side, index, threshold, params) -> seconds | None
+    breaker: object = None  # the CircuitBreaker of a governed deployment: `pokeAll` every pass (None: not governed)
 
     def __post_init__(self) -> None:
         if self.records is None:
             self.records = deque(maxlen=self.max_records)
+        if self.breaker is None:  # a System handed to governance by vperp.deployment.deploy_governed
+            gov = getattr(self.system, "extra", {}).get("governance")
+            self.breaker = getattr(gov, "breaker", None)
 
     # ---------------------------------------------------------------- discovery
 
@@ -169,6 +212,7 @@ class Keeper:
         self.discover(chain)
         actions: list[Action] = []
         actions += self._poke_due(chain)
+        actions += self._poke_breaker()
         actions += self._kick_liquidatable()
         actions += self._service_auctions()
         return actions
@@ -178,8 +222,9 @@ class Keeper:
     def _record(self, record) -> None:
         self.records.append(record)
         self.pass_records.append(record)
-        log.log(logging.WARNING if isinstance(record, BadDebtSeen) and record.kind == "bad-debt" else logging.INFO,
-                "%s", record)
+        warn = ((isinstance(record, BadDebtSeen) and record.kind == "bad-debt")
+                or (isinstance(record, BreakerLog) and record.event == "tripped"))
+        log.log(logging.WARNING if warn else logging.INFO, "%s", record)
 
     def _guarded(self, what: str, fn, *args):
         """Run a logging step; any failure is logged and swallowed, so the log never changes what the keeper
@@ -272,6 +317,41 @@ class Keeper:
                 tx = self.system.funding.pokeFunding(m.id, sender=self.account)
                 out.append(Action("poke", {"market": sym}, tx.gas_used))
         return out
+
+    def _poke_breaker(self) -> list[Action]:
+        """`pokeAll()` of the circuit breaker, when there is one; its trips, clears and restrictions logged."""
+        if self.breaker is None:
+            return []
+        from ape.exceptions import ApeException
+
+        try:
+            tx = self.breaker.pokeAll(sender=self.account)
+        except ApeException as e:  # never let the breaker stand between the keeper and a liquidation
+            log.warning("keeper: breaker pokeAll failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return [Action("breaker-failed", {"error": type(e).__name__}, 0)]
+        detail = self._guarded("the breaker's events", self._log_breaker, tx) or {}
+        return [Action("breaker", detail, tx.gas_used)]
+
+    def _log_breaker(self, tx) -> dict:
+        b = self.breaker
+        block, tx_hash = int(tx.block_number), _hex(tx.txn_hash)
+        tripped, cleared = [], []
+        for ev in tx.decode_logs([b.BreakerTripped, b.BreakerCleared, b.RestrictionApplied]):
+            sym = self._symbol(int(ev.marketId))
+            if ev.event_name == "RestrictionApplied":
+                cap = int(ev.capBase)
+                self._record(BreakerLog(block, tx_hash, "restriction", sym,
+                                        cap=None if cap == NO_CAP else from_wad(cap), reduce_only=bool(ev.reduceOnly)))
+                continue
+            kind = BREAKER_KINDS[int(ev.kind)]
+            if ev.event_name == "BreakerTripped":
+                tripped.append(f"{sym}:{kind}")
+                self._record(BreakerLog(block, tx_hash, "tripped", sym, kind, from_wad(ev.value), from_wad(ev.threshold),
+                                        int(ev.until) or None))
+            else:
+                cleared.append(f"{sym}:{kind}")
+                self._record(BreakerLog(block, tx_hash, "cleared", sym, kind))
+        return {k: v for k, v in (("tripped", ",".join(tripped)), ("cleared", ",".join(cleared))) if v}
 
     def _kick_liquidatable(self) -> list[Action]:
         out = []
