@@ -553,7 +553,8 @@ def fake_breaker_run(d: Path, seed: int, on: bool, attacker: float, restricted=(
     d.mkdir(parents=True)
     s = {"seed": seed, "steps": 6, "step_seconds": DT, "bad_debt": 1000.0 * (not on), "bad_debt_from_pool": 0.0,
          "lp_share_price_start": 1.0, "lp_share_price_end": 1.001 if on else 0.999,
-         "pool_pnl": {"pnl_excluding_lp_flows": 500.0 if on else -40_000.0},
+         "pool_pnl": {"pnl_excluding_lp_flows": 500.0 if on else -40_000.0, "fees": 100.0, "repeg_cost": -10.0 * on},
+         "insurance_start": 100_000.0,
          "trader_pnl": {"attacker": attacker, "arb": -attacker}}
     if on:
         s["breakers"] = {"trips": {"index_move": 2, "insurance": 1}, "restricted_steps": {"THIN": 3},
@@ -582,6 +583,10 @@ def test_the_breaker_section_renders_from_the_summaries(tmp_path):
     assert "skew never tripped: its largest skew, as a share of the pool NAV was 5.00 % at the most, against a " \
            "threshold of 20 %" in md and "4.65 % of its base reserve" in md
     assert "divergence never tripped" in md and "auctions never tripped" in md
+    assert "the pool's PnL differs by +40,500 USD (mean), the largest parts (`pool_pnl` in the summaries): " \
+           "repegs -10, fees +0" in md and "The repegs cost the pool more" in md
+    assert "100,000 / 5 % = 2,000,000 USD" in md  # the insurance breaker's level
+    assert "to 106.0 USD at the top" in md and "highest vAMM price 103.0" in md and "kept 6 % of the gain" in md
     manifest = {}
     png = econ.plot_breakers(off[0], on[0], "THIN", tmp_path / "b.png", manifest=manifest)
     assert int.from_bytes(png.read_bytes()[16:20], "big") == 1000

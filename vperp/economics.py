@@ -661,6 +661,9 @@ def write_report(out_dir: str | Path, runs_dir: str | Path, scenarios: Sequence[
 
 
 BREAKER_SCENARIOS = ("crash", "squeeze", "thin")
+POOL_PARTS = {"fees": "fees", "funding_settled": "funding settled", "traders_realized_pnl": "traders' realized PnL",
+              "bad_debt": "bad debt", "depth_sync_cost": "depth syncs", "repeg_cost": "repegs",
+              "traders_open_positions": "open positions", "bad_debt_set_aside": "bad-debt set-aside"}
 KIND_LABELS = {"index_move": "index move", "divergence": "divergence", "insurance": "insurance",
                "auctions": "auctions", "skew": "skew"}
 
@@ -698,7 +701,20 @@ def breaker_row(summary: dict[str, Any]) -> dict[str, Any]:
         "min_insurance_factor": b["min_insurance_factor"] if b else None,
         "min_auction_factor": b["min_auction_factor"] if b else None,
         "params": b["params"] if b else None,
+        "insurance_start": summary.get("insurance_start"),
+        "pool_parts": {k: v for k, v in summary["pool_pnl"].items() if k in POOL_PARTS},
     }
+
+
+def _attack_prices(run_dir: Path, symbol: str = "THIN") -> tuple[float, float] | None:
+    """The highest index and the highest vAMM price of `symbol` over a run (None without that market)."""
+    from .sim import read_csv_rows
+
+    rows = read_csv_rows(Path(run_dir) / "steps.csv")
+    k = symbol.lower()
+    if not rows or f"{k}_spot" not in rows[0]:
+        return None
+    return max(r[f"{k}_index"] for r in rows), max(r[f"{k}_spot"] for r in rows)
 
 
 def load_breaker_rows(br: BreakerRuns) -> dict[str, list[tuple[dict, dict]]]:
@@ -708,6 +724,7 @@ def load_breaker_rows(br: BreakerRuns) -> dict[str, list[tuple[dict, dict]]]:
         pairs = []
         for off, on in zip(br.off[sc], br.on[sc]):
             a, b = breaker_row(_summary(off)), breaker_row(_summary(on))
+            a["prices"], b["prices"] = _attack_prices(off), _attack_prices(on)
             if a["seed"] != b["seed"]:
                 raise ValueError(f"{sc}: off and on runs of different seeds ({a['seed']}, {b['seed']})")
             pairs.append((a, b))
@@ -776,7 +793,39 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
             text += (f"; the attacker's PnL, mean {_mean([r['attacker_pnl'] for r in offs]):+,.0f} USD off, "
                      f"{_mean([r['attacker_pnl'] for r in ons]):+,.0f} on, the arbitrageur's "
                      f"{_mean([r['arb_pnl'] for r in offs]):+,.0f} off, {_mean([r['arb_pnl'] for r in ons]):+,.0f} on")
-        out.append(text + ".")
+        text += "."
+        if all(r.get("pool_parts") for r in offs + ons):
+            diff = {k: _mean([b["pool_parts"].get(k, 0) - a["pool_parts"].get(k, 0) for a, b in pairs]) for k in POOL_PARTS}
+            top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:3]
+            total_diff = _mean([b["pool_pnl"] - a["pool_pnl"] for a, b in pairs])
+            text += (f" On minus off, the pool's PnL differs by {total_diff:+,.0f} USD (mean), the largest parts "
+                     f"(`pool_pnl` in the summaries): " + ", ".join(f"{POOL_PARTS[k]} {v:+,.0f}" for k, v in top) + ".")
+            if diff["repeg_cost"] < 0 and any(k == "repeg_cost" for k, _ in top):
+                text += (" The repegs cost the pool more with the breakers: while growth is refused the arbitrageur "
+                         "cannot close the gap between the vAMM price and the index, so the keeper's repegs (when the "
+                         "mark and index TWAPs part by more than 2 %, at most one an hour) move the peg instead, at the "
+                         "pool's expense.")
+        if all(r.get("prices") for r in offs + ons):
+            top = _mean([r["prices"][0] for r in offs])
+            high_off, high_on = _mean([r["prices"][1] for r in offs]), _mean([r["prices"][1] for r in ons])
+            kept = _mean([r["attacker_pnl"] for r in ons]) / _mean([r["attacker_pnl"] for r in offs]) \
+                if _mean([r["attacker_pnl"] for r in offs]) else float("nan")
+            att_off, arb_off = _mean([r["attacker_pnl"] for r in offs]), _mean([r["arb_pnl"] for r in offs])
+            mirror = att_off > 0 and abs(att_off + arb_off) < 0.1 * att_off
+            text += (f" The pump took the THIN index to {top:,.1f} USD at the top (mean over the seeds); without the "
+                     f"breakers the arbitrageur bought the vAMM up after it (highest vAMM price {high_off:,.1f}) and the "
+                     f"attacker sold its long into that price, the arbitrageur left holding the long the index then "
+                     f"took back"
+                     + (": the attacker's gain is, within 10 %, the arbitrageur's loss, and the pool, which only takes "
+                        "the other side of each trade on the curve, is not the one that pays. " if mirror else ". ")
+                     + f"With them, the index-move breaker made THIN reduce-only at the first poke of the pump"
+                     + (" (the divergence breaker then held it while the mark stayed away from the index)"
+                        if any("divergence" in r["trips"] for r in ons) else "")
+                     + f": the arbitrageur could "
+                     f"still buy back the short the attacker's build-up had left it (a reduce), which is how the vAMM "
+                     f"price still rose to {high_on:,.1f}, but could not go long to follow the index further, and the "
+                     f"attacker kept {100 * kept:.0f} % of the gain it makes without the breakers.")
+        out.append(text)
     ons = [p[1] for pairs in rows.values() for p in pairs]
     if not ons:
         return out
@@ -792,7 +841,7 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
                       "largest skew, as a share of the pool NAV")}
     notes = []
     for k in KIND_LABELS:
-        if k in total:
+        if k in total or k == "insurance":  # the insurance breaker has its own paragraph below
             continue
         if k in worst:
             seen, threshold, label = worst[k]
@@ -801,14 +850,26 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
             if k == "skew":
                 note += f" ({skew_bound_text()})"
             notes.append(note)
-        elif k == "insurance":
-            notes.append(f"insurance never tripped: the cap factor stayed at {min(r['min_insurance_factor'] for r in ons):.2f}")
         elif k == "auctions":
             notes.append(f"auctions never tripped: the live auction notional stayed under "
                          f"{100 * params['auction_soft_share']:g} % of its cap (lowest cap factor "
                          f"{min(r['min_auction_factor'] for r in ons):.2f})")
     if notes:
         out.append("- Breakers that did not fire: " + "; ".join(notes) + ".")
+    if "insurance" in total:
+        fund = ons[0]["insurance_start"]
+        target = params["insurance_target"]
+        runs_with = sum(1 for r in ons if "insurance" in r["trips"])
+        out.append(f"- The insurance breaker tripped in {runs_with} of {len(ons)} runs: it holds whenever the gross "
+                   f"open-interest notional of all markets is above the insurance fund over its target, "
+                   f"{fund:,.0f} / {100 * target:g} % = {fund / target:,.0f} USD with the fund at {fund:,.0f} USD "
+                   f"(the first step's), a level the whale's 8x (800,000 of notional) and the arbitrageur's inventory pass in "
+                   f"ordinary trading; it then scales every market's per-side cap down by the cover ratio (lowest "
+                   f"factor {min(r['min_insurance_factor'] for r in ons):.2f}), which refuses growth on the side "
+                   f"already above the scaled cap. The shipped target asks for an insurance fund near "
+                   f"{100 * target:g} % of open interest; the shipped deployment seeds it with 1 % of the pool.")
+    else:
+        out.append(f"- insurance never tripped: the cap factor stayed at {min(r['min_insurance_factor'] for r in ons):.2f}.")
     return out
 
 
