@@ -22,8 +22,8 @@ What it does:
   * deploys with `vperp.deploy`; with a `governance:` section in the config, then hands the deployed and
     seeded system to governance (`vperp.deployment.deploy_governed`: GovernanceTimelock with the config's
     `timelock_delay`, RiskGovernor with its `admin` and `guardian` owning the five modules, CircuitBreaker
-    wired by the admin, which must be the deployer or, on a local chain, a test account: checked before
-    anything is sent); without it the deployer stays the owner (local demos);
+    wired once by the admin when this deploy can sign for it, else by the deployer: `admin_signer`, checked
+    before anything is sent); without it the deployer stays the owner (local demos);
   * writes `deployments/<network>-<chain id>.json` (`local-31337.json`; $VPERP_DEPLOYMENTS names another
     folder): chain id, block 0's hash (`genesis`), first block, the address of every contract (collateral,
     each market's oracle and the governance contracts included), the config used, the ABI file of each
@@ -216,8 +216,8 @@ def run(config_path: str | Path = DEFAULT_CONFIG, account=None, out: str | Path 
         if signer is None:
             raise DeploymentError(
                 f"governance.admin {config.governance.admin}: this deploy cannot sign for the admin, which wires "
-                f"the circuit breaker once at deployment: deploy from the admin's account (--account), or "
-                f"on a local chain name a test account")
+                f"the circuit breaker once at deployment (this build's RiskGovernor does not let its deployer do "
+                f"it): deploy from the admin's account (--account), or on a local chain name a test account")
     preflight(config, deployer, chain, project)
     where = f" at {chain.provider.uri}" if getattr(chain.provider, "uri", None) and chain.provider.name != "test" else ""
     echo(f"deploying vPerp to '{network_name}'{where} (chain id {chain_id}) from {deployer.address} "

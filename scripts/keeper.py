@@ -73,8 +73,8 @@ def fresh_deployment(config_path, deployer, path: Path, chain) -> Client:
 
         signer = admin_signer(config.governance, deployer, local=True)
         if signer is None:
-            raise KeeperError(f"governance.admin {config.governance.admin}: --fresh signs the admin's breaker wiring "
-                              "and needs the keeper account or a test account as the admin")
+            raise KeeperError(f"governance.admin {config.governance.admin}: --fresh cannot sign the breaker's "
+                              "wiring (name the keeper account or a test account as the admin)")
     first = chain.blocks.head.number + 1
     system = deploy(deployer, config)
     gov = deploy_governed(system, signer)

@@ -125,10 +125,11 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
 
 
 def admin_signer(governance: GovernanceConfig, deployer, local: bool):
-    """The account that signs the admin's one-time wiring of the circuit breaker (`RiskGovernor.setBreaker`,
-    admin only, while none is set): the deployer when it is the admin, or on a local chain the test account at
-    the admin's address. None when this process cannot sign for the admin (a multisig): the deploy refuses
-    such a config before sending anything (docs/governance.md, "Deploying")."""
+    """The account that signs the one-time wiring of the circuit breaker (`RiskGovernor.setBreaker`, while none
+    is set): the deployer when it is the admin, on a local chain the test account at the admin's address, and
+    otherwise the deployer when the compiled governor lets the account that deployed it wire the breaker once
+    (`RiskGovernor.deployer`), so an admin that is a multisig never signs. None when nobody here may: the
+    deploy refuses such a config before sending anything (docs/governance.md, "Deploying a governed system")."""
     if governance.admin == deployer.address:
         return deployer
     if local:
@@ -137,7 +138,14 @@ def admin_signer(governance: GovernanceConfig, deployer, local: bool):
         for account in accounts.test_accounts:
             if account.address == governance.admin:
                 return account
-    return None
+    return deployer if deployer_may_wire() else None
+
+
+def deployer_may_wire() -> bool:
+    """Whether the compiled RiskGovernor accepts the one-time `setBreaker` from the account that deployed it."""
+    from ape import project
+
+    return any(m.name == "deployer" for m in project.RiskGovernor.contract_type.view_methods)
 
 
 def deploy_governed(system: System, signer):
