@@ -115,11 +115,21 @@ def test_governance_section_parses_with_the_default_delay_and_round_trips():
     assert governed.markets == load_config(LOCAL).markets
 
 
-def test_an_admin_the_deploy_cannot_sign_for_is_refused_before_anything_is_sent(tmp_path, chain, accounts):
+def test_an_admin_nobody_here_can_sign_for(tmp_path, chain, accounts):
+    """A multisig admin: the deployer wires the breaker once when the governor allows it (RiskGovernor.deployer);
+    on a build whose governor does not, the config is refused before anything is sent."""
+    from vperp.deployment import deployer_may_wire
+
     stranger = accounts.generate_test_account().address  # not the deployer, not a test account of the chain
     path, out = tmp_path / "multisig.yaml", tmp_path / "x.json"
     path.write_text(_config(_gov(admin=stranger)))
     head = chain.blocks.head.number
+    if deployer_may_wire():
+        g = deploy_script.run(path, out=out, echo=lambda *_: None).record["governance"]
+        gov = project.RiskGovernor.at(g["governor"])
+        assert (g["admin"], gov.admin(), gov.breaker(), gov.deployer()) == (stranger, stranger, g["breaker"],
+                                                                          accounts[0].address)
+        return
     with pytest.raises(click.ClickException) as err:
         deploy_script.cli.callback(network=None, account=None, config_path=str(path), out=str(out), force=False)
     assert err.value.message.startswith(f"governance.admin {stranger}: this deploy cannot sign for the admin")
