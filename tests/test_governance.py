@@ -348,11 +348,9 @@ def _eth(system):
 
 
 RISK_REDUCING = {
-    "imr up": lambda p: dict(imr=p.imr + 1),
-    "maxSpread down": lambda p: dict(maxSpread=p.maxSpread - 1),
     "maxOiPoolRatio down": lambda p: dict(maxOiPoolRatio=p.maxOiPoolRatio - 1),
     "maxOpenInterest down": lambda p: dict(maxOpenInterest=p.maxOpenInterest - 1),
-    "all four": lambda p: dict(imr=2 * p.imr, maxSpread=p.maxSpread // 2, maxOiPoolRatio=1, maxOpenInterest=p.minPositionSize),
+    "both caps": lambda p: dict(maxOiPoolRatio=1, maxOpenInterest=p.minPositionSize),
     "unchanged": lambda p: dict(),
 }
 
@@ -375,6 +373,10 @@ def test_setMarketParams_risk_reducing_is_instant(system, g, case):
 
 RISK_INCREASING = {
     "imr down": lambda p, s: (dict(imr=p.imr - 1), s),
+    # imr up and a tighter band wait too (review): an imr of 100 % locks every trader's free collateral, and a
+    # tighter band suspends LP flows and blocks backstops.
+    "imr up": lambda p, s: (dict(imr=p.imr + 1), s),
+    "maxSpread down": lambda p, s: (dict(maxSpread=p.maxSpread - 1), s),
     "maxSpread up": lambda p, s: (dict(maxSpread=p.maxSpread + 1), s),
     "maxOiPoolRatio up": lambda p, s: (dict(maxOiPoolRatio=p.maxOiPoolRatio + 1), s),
     "maxOpenInterest up": lambda p, s: (dict(maxOpenInterest=p.maxOpenInterest + 1), s),
@@ -561,10 +563,10 @@ def test_unknown_proposal_ids(g, bob):
 
 @pytest.mark.parametrize("canceller", ["guardian", "admin"])
 def test_cancelled_proposal_cannot_execute(chain, system, g, bob, canceller):
-    gov, vault = g.governor, system.vault
-    guardian_before = vault.guardian()
-    data = encode(vault, "setGuardian", bob)
-    pid, eta, _ = propose(g, vault, data)
+    gov, vault, ch = g.governor, system.vault, system.clearing_house
+    skew_before = ch.skewFunding(ETH_ID).ratePpm
+    data = encode(ch, "setSkewFunding", ETH_ID, 5_000)
+    pid, eta, _ = propose(g, ch, data)
     other, _, _ = propose(g, vault, encode(vault, "setPauseLevel", 0))
     op = gov.operationId(pid)
     who = getattr(g, canceller)
@@ -581,7 +583,7 @@ def test_cancelled_proposal_cannot_execute(chain, system, g, bob, canceller):
     # Nor straight through the timelock (its operation is gone).
     with expect_revert(g.timelock.TimelockUnexpectedOperationState):
         g.timelock.execute(gov, 0, encode(gov, "executeProposal", pid), b"\0" * 32, b"\0" * 32, sender=bob)
-    assert vault.guardian() == guardian_before
+    assert ch.skewFunding(ETH_ID).ratePpm == skew_before
 
 
 def test_executed_proposal_cannot_run_twice_and_the_timelock_may_execute_directly(chain, system, g, bob):

@@ -29,9 +29,9 @@ def modules(system) -> list:
 
 def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, admin_sender=None) -> Governance:
     """Timelock, governor and breaker over `system`, which the governor then owns. The Vault's guardian becomes
-    `guardian` too (it may only raise the pause level). `admin_sender` signs the admin's one-time breaker wiring
-    (default: `admin` itself, which must then be an account that can sign; pass the deployer when the admin is
-    only an address and wire the breaker through the timelock instead)."""
+    `guardian` too (it may only raise the pause level). The breaker is wired once by `admin_sender` (default: the
+    deployer, whom the governor allows that one call, so an admin that is only an address, e.g. a multisig,
+    need not sign anything here)."""
     from ape import project
 
     tl = project.GovernanceTimelock.deploy(delay, [], [ZERO], deployer, sender=deployer)
@@ -41,7 +41,7 @@ def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, adm
     tl.grantRole(tl.CANCELLER_ROLE(), gov, sender=deployer)
     tl.renounceRole(tl.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
     breaker = project.CircuitBreaker.deploy(gov, sender=deployer)  # the shipped breaker parameters
-    gov.setBreaker(breaker, sender=admin_sender or admin)
+    gov.setBreaker(breaker, sender=admin_sender or deployer)
     system.vault.setGuardian(guardian, sender=deployer)
     for m in modules(system):
         m.transferOwnership(gov, sender=deployer)

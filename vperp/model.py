@@ -252,7 +252,7 @@ def _checked(v: int) -> int:
 
 
 def edge_reserve(x: int, y: int, price: int) -> int:
-    """ClearingHouse._edgeReserve: floor(sqrt(x y / price)) in WAD, the base reserve at which the
+    """LiquidationEngine._edgeReserve: floor(sqrt(x y / price)) in WAD, the base reserve at which the
     curve through (x, y) has `price`: sqrt(q x 1e18) when that fits 256 bits, else sqrt(q) x 1e9."""
     q = x * y // price  # Math.mulDiv: full precision, floor
     return math.isqrt(q * WAD) if q <= UINT256_MAX // WAD else math.isqrt(q) * 10**9
@@ -1705,7 +1705,7 @@ class Model:
 
     @staticmethod
     def _backstop_fit(m: Market, x: int, y: int, base: int, edge: int) -> int:
-        """ClearingHouse._backstopFit: the largest part of `base` whose close leaves the vAMM price at
+        """LiquidationEngine._backstopFit: the largest part of `base` whose close leaves the vAMM price at
         or beyond `edge` on the near side, from the edge reserve sqrt(x y / edge) with a 1e-12 margin
         (and 2 wei more when buying); what would stay behind must be nothing or at least the minimum
         position size."""
@@ -2270,11 +2270,11 @@ def _relative(a: int, b: int) -> int:
 def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
                   reduce_only_until: int = 0, divergent_since: int = 0,
                   restriction: tuple[int, bool] = (NO_CAP, False),
-                  configured_max_open_interest: int | None = None) -> tuple:
+                  configured_max_open_interest: int | None = None, skew_until: int = 0, skew_cap: int = 0) -> tuple:
     """CircuitBreaker.check(marketId): what a poke would measure and ask for, as the Evaluation tuple (capBase,
     reduceOnly, changes, holding, reduceOnlyUntil, divergentSince, index, move, divergence, insuranceFund,
     insuranceRequired, insuranceFactor, liveAuctionNotional, auctionSoft, auctionFactor, skewNotional, skewLimit,
-    nav). The breaker's stored state and the governor's restriction and configured cap are arguments (a breaker
+    nav, skewUntil, skewCap). The breaker's stored state and the governor's restriction and configured cap are arguments (a breaker
     never poked and a governor that recorded nothing: the defaults). Raises what indexPrice / twaps raise."""
     bp = params or BreakerParams()
     index = model.index_price(market_id, timestamp)
@@ -2331,9 +2331,11 @@ def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerP
     long_oi, short_oi = mk.long_open_interest, mk.short_open_interest
     skew_notional = mul_wad_up(abs(long_oi - short_oi), index)
     skew_limit = mul_wad_down(nav, bp.max_skew_share) if nav > 0 else 0
-    if nav <= 0 or skew_notional > skew_limit:
+    if nav <= 0 or skew_notional > skew_limit:  # seen now: the cap holds a cool-off from now
+        skew_until, skew_cap = cool_off_end, max(long_oi, short_oi)
+    if timestamp < skew_until:
         holding |= 1 << 4
-        cap = min(cap, max(long_oi, short_oi))
+        cap = min(cap, skew_cap)
     changes = restriction[0] != cap or restriction[1] != reduce_only
     return (cap, reduce_only, changes, holding, until, since, index, move, divergence, fund, required,
-            insurance_factor, live, soft, auction_factor, skew_notional, skew_limit, nav)
+            insurance_factor, live, soft, auction_factor, skew_notional, skew_limit, nav, skew_until, skew_cap)

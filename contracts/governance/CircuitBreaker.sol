@@ -13,7 +13,8 @@ import {WadMath} from "../libraries/WadMath.sol";
 /// @notice Deterministic breakers over every market (see ICircuitBreaker): a permissionless `poke` measures,
 ///         and the RiskGovernor writes the restriction to the ClearingHouse when it changes.
 /// @dev Every figure is read from the modules' views in the poke's block; nothing depends on who pokes or
-///      when, beyond the block. The move and divergence breakers are observed only by pokes: a move that
+///      when, beyond the block. A poke accrues the market first (`pokeFunding`), so the index TWAP it compares
+///      with includes this block's index. The move and divergence breakers are observed only by pokes: a move that
 ///      comes and goes between two pokes is not seen, and divergence counts from the first poke that sees
 ///      it, reset by any poke that does not (keepers poke every block or minute; the index TWAP itself
 ///      remembers a move for a window). The gross open-interest notional of the insurance breaker values
@@ -68,6 +69,8 @@ contract CircuitBreaker is ICircuitBreaker {
         uint64 divergence; // [wad] saturating
         uint64 insuranceFactor; // [wad]
         uint64 auctionFactor; // [wad]
+        uint64 skewUntil; // [s] the skew cap holds until then (a cool-off after the last poke that saw the skew)
+        uint96 skewCap; // [wad base] the heavy side's open interest when the skew was last seen
     }
 
     mapping(uint32 marketId => Stored) internal _state;
@@ -116,7 +119,10 @@ contract CircuitBreaker is ICircuitBreaker {
     /// @inheritdoc ICircuitBreaker
     function poke(uint32 marketId) external {
         BreakerParams memory bp = _params;
-        uint256 index = _clearingHouse.indexPrice(marketId); // reverts UnknownMarket / StaleOracle
+        // Accrue the market first, so its index TWAP includes the index as of this block (a quiet market's
+        // TWAP would otherwise lag at the index of its last trade). Reverts UnknownMarket / StaleOracle.
+        _clearingHouse.pokeFunding(marketId);
+        uint256 index = _clearingHouse.indexPrice(marketId);
         _apply(marketId, _evaluate(marketId, index, _globals(bp), bp));
     }
 
@@ -128,6 +134,7 @@ contract CircuitBreaker is ICircuitBreaker {
         uint32 n = _clearingHouse.marketCount();
         for (uint32 id = 1; id <= n; ++id) {
             // A market whose feed is stale or invalid cannot be measured (and cannot be traded either).
+            try _clearingHouse.pokeFunding(id) {} catch { continue; }
             try _clearingHouse.indexPrice(id) returns (uint256 index) {
                 _apply(id, _evaluate(id, index, g, bp));
             } catch {}
@@ -255,9 +262,18 @@ contract CircuitBreaker is ICircuitBreaker {
         e.skewNotional = (longOi > shortOi ? longOi - shortOi : shortOi - longOi).mulWadUp(index);
         // Cast: nav > 0 in the branch.
         e.skewLimit = g.nav > 0 ? uint256(g.nav).mulWadDown(bp.maxSkewShare) : 0;
+        // The skew cap holds for a cool-off after the last poke that saw the skew, at the heavy side's open
+        // interest then: a balancing round trip (grow the light side, poke, shrink it) cannot lift it at once.
+        e.skewUntil = st.skewUntil;
+        e.skewCap = st.skewCap;
         if (g.nav <= 0 || e.skewNotional > e.skewLimit) {
+            e.skewUntil = uint64(coolOffEnd);
+            // Cast: open interest <= maxOpenInterest <= int96 max.
+            e.skewCap = uint96(longOi > shortOi ? longOi : shortOi);
+        }
+        if (block.timestamp < e.skewUntil) {
             holding |= _bit(Kind.Skew);
-            cap = _min(cap, longOi > shortOi ? longOi : shortOi);
+            cap = _min(cap, e.skewCap);
         }
         // Cast: cap <= NO_CAP = uint96 max.
         e.capBase = uint96(cap);
@@ -282,6 +298,8 @@ contract CircuitBreaker is ICircuitBreaker {
         // Casts: both factors <= 1e18.
         st.insuranceFactor = uint64(e.insuranceFactor);
         st.auctionFactor = uint64(e.auctionFactor);
+        st.skewUntil = e.skewUntil;
+        st.skewCap = e.skewCap;
         for (uint8 k; k <= uint8(Kind.Skew); ++k) {
             uint8 bit = uint8(1) << k;
             if (e.holding & bit != 0 && before & bit == 0) {

@@ -30,19 +30,27 @@ import {AmmController} from "../AmmController.sol";
 ///      | target        | setter                                   | path                                     |
 ///      |---------------|------------------------------------------|------------------------------------------|
 ///      | Vault         | setPauseLevel(level)                     | Instant if level >= pauseLevel, else Timelock |
-///      | ClearingHouse | setMarketParams(id, p, share)            | Instant iff oracle, heartbeat, twapWindow, takerFee, mmr, minPositionSize and share unchanged and imr >=, maxSpread <=, maxOiPoolRatio <=, maxOpenInterest <= the configured ones; else Timelock |
+///      | ClearingHouse | setMarketParams(id, p, share)            | Instant iff only maxOiPoolRatio and maxOpenInterest move, both down from the configured ones; else Timelock |
+///      | Vault         | setGuardian(address(0))                  | Instant (removing a key only takes power away) |
 ///      | Vault         | setClearingHouse, setLiquidationEngine, setLiquidityPool, setGuardian, transferOwnership | Timelock |
 ///      | ClearingHouse | listMarket, setFundingParams, setSkewFunding, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
 ///      | Liq. engine   | setLiquidationParams, setAuctionParams, transferOwnership | Timelock                |
 ///      | Pool          | setPoolParams, transferOwnership         | Timelock                                 |
 ///      | AMM controller| setAmmParams, transferOwnership          | Timelock                                 |
+///      | governor      | setGuardian(address(0))                  | Instant                                  |
 ///      | governor      | setAdmin, setGuardian, setBreaker, setBreakerParams | Timelock                      |
 ///      `renounceOwnership` is unknown on purpose: no path may leave a module without an owner.
 ///      Why an mmr change always waits, even a raise: a higher maintenance ratio makes accounts liquidatable
 ///      the moment it lands. Done at once, a guardian that also runs a keeper (or anyone who saw the
 ///      transaction coming) could kick those accounts in the same block and collect the keeper rewards and
 ///      the auction discounts; through the timelock every trader has the delay to add margin or reduce.
-///      The initial margin ratio, by contrast, only gates new risk and withdrawals, so raising it is instant.
+///      The initial margin ratio and the band wait too (a review found both misused at once): an imr raised
+///      to 100 % locks every trader's free collateral, and a tighter band also suspends LP flows and blocks
+///      backstops. The instant levers are the pause level (up), the two open-interest caps (down) and the
+///      removal of a guardian. A proposal made against a pause level or a market's configured parameters
+///      that an instant change has since moved cannot execute (`StaleProposal`): it would undo the emergency
+///      change. The guardian may cancel proposals, but not the governor's own setters, the Vault's guardian
+///      or a pause level (`GuardianCannotCancel`), so it cannot veto its own removal or an unpause.
 ///      The breaker is wired once by the admin (`setBreaker` while none is set: the breaker needs the
 ///      governor's address at construction, so it cannot be a constructor argument here); any later change
 ///      goes through the timelock.
@@ -50,6 +58,8 @@ contract RiskGovernor is IRiskGovernor {
     /// @inheritdoc IRiskGovernor
     uint256 public constant MIN_DELAY = 1 days;
 
+    /// @notice Who deployed the governor: it may wire the breaker once (`setBreaker`), and nothing else.
+    address public immutable deployer;
     /// @inheritdoc IRiskGovernor
     address public immutable vault;
     /// @inheritdoc IRiskGovernor
@@ -123,6 +133,7 @@ contract RiskGovernor is IRiskGovernor {
         ) revert ZeroAddress();
         uint256 delay = TimelockController(payable(timelock_)).getMinDelay();
         if (delay < MIN_DELAY) revert DelayTooShort(delay, MIN_DELAY);
+        deployer = msg.sender;
         vault = vault_;
         clearingHouse = clearingHouse_;
         liquidationEngine = liquidationEngine_;
@@ -150,7 +161,7 @@ contract RiskGovernor is IRiskGovernor {
         proposalId = ++proposalCount;
         // Cast: timestamps and delays fit 64 bits (the timelock itself adds them in uint256).
         uint64 eta = uint64(block.timestamp + delay);
-        _proposals[proposalId] = Proposal(target, eta, ProposalState.Pending, path, data);
+        _proposals[proposalId] = Proposal(target, eta, ProposalState.Pending, path, _stateDigest(target, data), data);
         _pending.push(proposalId);
         _pendingSlot[proposalId] = _pending.length;
         emit Proposed(proposalId, target, selector, data, eta);
@@ -169,10 +180,11 @@ contract RiskGovernor is IRiskGovernor {
     function executeProposal(uint256 proposalId) external {
         if (msg.sender != timelock) revert NotTimelock(msg.sender);
         Proposal storage p = _pendingProposal(proposalId);
-        p.state = ProposalState.Executed;
-        _removePending(proposalId);
         address target = p.target;
         bytes memory data = p.data;
+        if (_stateDigest(target, data) != p.digest) revert StaleProposal(proposalId);
+        p.state = ProposalState.Executed;
+        _removePending(proposalId);
         emit Executed(proposalId, target, _selector(data));
         _perform(target, data);
     }
@@ -180,6 +192,15 @@ contract RiskGovernor is IRiskGovernor {
     /// @inheritdoc IRiskGovernor
     function cancel(uint256 proposalId) external onlyGuardianOrAdmin {
         Proposal storage p = _pendingProposal(proposalId);
+        if (msg.sender != admin) {
+            // The guardian cancels risk-increasing changes, but cannot veto its own replacement, the governor's
+            // roles or an unpause: a compromised guardian could otherwise freeze the protocol for good.
+            bytes4 s = _selector(p.data);
+            if (
+                p.target == address(this)
+                    || (p.target == vault && (s == Vault.setGuardian.selector || s == Vault.setPauseLevel.selector))
+            ) revert GuardianCannotCancel(proposalId);
+        }
         p.state = ProposalState.Cancelled;
         _removePending(proposalId);
         emit Cancelled(proposalId, msg.sender);
@@ -228,6 +249,8 @@ contract RiskGovernor is IRiskGovernor {
                 uint8 level = abi.decode(data[4:], (uint8));
                 return level >= IVault(vault).pauseLevel() ? Path.Instant : Path.Timelock;
             }
+            // Removing the Vault's guardian only takes a key's power away.
+            if (s == Vault.setGuardian.selector && abi.decode(data[4:], (address)) == address(0)) return Path.Instant;
             if (
                 s == Vault.setClearingHouse.selector || s == Vault.setLiquidationEngine.selector
                     || s == Vault.setLiquidityPool.selector || s == Vault.setGuardian.selector || s == transfer
@@ -250,6 +273,8 @@ contract RiskGovernor is IRiskGovernor {
         } else if (target == ammController) {
             if (s == AmmController.setAmmParams.selector || s == transfer) return Path.Timelock;
         } else if (target == address(this)) {
+            // Removing the guardian only takes a key's power away: the admin can do it at once.
+            if (s == this.setGuardian.selector && abi.decode(data[4:], (address)) == address(0)) return Path.Instant;
             if (
                 s == this.setAdmin.selector || s == this.setGuardian.selector || s == this.setBreaker.selector
                     || s == this.setBreakerParams.selector
@@ -258,7 +283,9 @@ contract RiskGovernor is IRiskGovernor {
         return Path.Unknown;
     }
 
-    /// @dev Instant only when nothing but the four caps that restrict new risk moves, each toward less risk,
+    /// @dev Instant only when nothing but the two open-interest caps moves, each toward less risk (imr and the
+    ///      band wait for the timelock: an imr raised to 100 % would lock every trader's collateral, and a
+    ///      tighter band also suspends LP flows and blocks backstops, so neither is purely risk-reducing),
     ///      against the configured parameters (not the effective ones a restriction tightened: a guardian's
     ///      change is a change of configuration, and the breaker keeps its own restriction on top).
     function _classifyMarketParams(bytes calldata data) internal view returns (Path) {
@@ -266,9 +293,9 @@ contract RiskGovernor is IRiskGovernor {
             abi.decode(data[4:], (uint32, IClearingHouse.MarketParams, uint64));
         (IClearingHouse.MarketParams memory c, uint64 cShare) = configuredMarketParams(marketId);
         bool sameRest = p.oracle == c.oracle && p.heartbeat == c.heartbeat && p.twapWindow == c.twapWindow
-            && p.takerFee == c.takerFee && p.mmr == c.mmr && p.minPositionSize == c.minPositionSize && share == cShare;
-        bool tighter = p.imr >= c.imr && p.maxSpread <= c.maxSpread && p.maxOiPoolRatio <= c.maxOiPoolRatio
-            && p.maxOpenInterest <= c.maxOpenInterest;
+            && p.takerFee == c.takerFee && p.mmr == c.mmr && p.imr == c.imr && p.maxSpread == c.maxSpread
+            && p.minPositionSize == c.minPositionSize && share == cShare;
+        bool tighter = p.maxOiPoolRatio <= c.maxOiPoolRatio && p.maxOpenInterest <= c.maxOpenInterest;
         return sameRest && tighter ? Path.Instant : Path.Timelock;
     }
 
@@ -290,7 +317,9 @@ contract RiskGovernor is IRiskGovernor {
     /// @inheritdoc IRiskGovernor
     function setBreaker(address breaker_) external {
         if (msg.sender != address(this)) {
-            if (msg.sender != admin) revert NotAdmin(msg.sender);
+            // The one-time wiring: the admin or whoever deployed the governor (the breaker needs the governor's
+            // address, so the deploy script wires it right after; an admin that is a multisig need not sign).
+            if (msg.sender != admin && msg.sender != deployer) revert NotAdmin(msg.sender);
             if (breaker != address(0)) revert BreakerAlreadySet(breaker);
         }
         if (breaker_ == address(0)) revert ZeroAddress();
@@ -370,6 +399,20 @@ contract RiskGovernor is IRiskGovernor {
 
     /// @dev Make the call as the modules' owner. A ClearingHouse.setMarketParams is not passed through: it
     ///      becomes the configured record and the ClearingHouse gets the effective parameters.
+    /// @dev What an instant change can move under a proposal: the pause level (for a pause proposal) or the
+    ///      market's configured parameters (for a setMarketParams proposal); 0 for every other setter, which
+    ///      only proposals change.
+    function _stateDigest(address target, bytes memory data) internal view returns (bytes32) {
+        bytes4 s = _selector(data);
+        if (target == vault && s == Vault.setPauseLevel.selector) return keccak256(abi.encode(IVault(vault).pauseLevel()));
+        if (target == clearingHouse && s == ClearingHouse.setMarketParams.selector) {
+            (uint32 marketId,,) = abi.decode(_arguments(data), (uint32, IClearingHouse.MarketParams, uint64));
+            (IClearingHouse.MarketParams memory c, uint64 share) = configuredMarketParams(marketId);
+            return keccak256(abi.encode(c, share));
+        }
+        return bytes32(0);
+    }
+
     function _perform(address target, bytes memory data) internal {
         if (target == clearingHouse && _selector(data) == ClearingHouse.setMarketParams.selector) {
             (uint32 marketId, IClearingHouse.MarketParams memory p, uint64 share) =

@@ -12,7 +12,8 @@ pragma solidity 0.8.28;
 ///         - auctions: live auction notional > auctionSoftShare x maxAuctionNotional -> caps scaled linearly
 ///           down to zero at 100 %;
 ///         - skew: |long - short| x index > maxSkewShare x pool NAV (a NAV <= 0 counts as exceeded) -> the
-///           per-side cap is the heavy side's open interest.
+///           per-side cap is the heavy side's open interest when last seen, held for coolOff after the last
+///           poke that saw the skew (a balancing round trip and a poke cannot lift it at once).
 /// @dev A restriction only lowers the ClearingHouse's open-interest caps (reduce-only: the pool-ratio cap at
 ///      1 wei). Those caps are checked only on the side a trade grows: a close, a reduce, a liquidation
 ///      (kick, take, backstop) and a withdrawal of free collateral never read them, so no breaker can block
@@ -74,6 +75,8 @@ interface ICircuitBreaker {
         uint256 skewNotional; // [wad] |long - short| x index, rounded up
         uint256 skewLimit; // [wad] maxSkewShare x NAV (0 when NAV <= 0)
         int256 nav; // [wad] the pool's NAV (`LiquidityPool.navWad`)
+        uint64 skewUntil; // [s] after this poke: the skew cap holds until then (coolOff after it was last seen)
+        uint96 skewCap; // [wad base] after this poke: the heavy side's open interest when the skew was last seen
     }
 
     // ------------------------------------------------------------------ errors

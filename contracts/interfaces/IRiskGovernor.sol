@@ -42,6 +42,8 @@ interface IRiskGovernor {
         uint64 eta; // [s] first timestamp the timelock lets it execute
         ProposalState state;
         Path path; // `classify` at proposal time (for reviewers: an Instant one could also have been `act`)
+        bytes32 digest; // the state an instant change can move under it (pause level, a market's configured
+            // params) at proposal time; execution refuses if it moved since (`StaleProposal`)
         bytes data; // the setter's calldata
     }
 
@@ -75,6 +77,13 @@ interface IRiskGovernor {
     error BreakerAlreadySet(address breaker);
     /// @notice The end of every successful dry run: the call would have succeeded (its effects are undone).
     error DryRunOk();
+    /// @notice An instant change moved what this proposal was made against (the pause level, or the market's
+    ///         configured parameters) after it was proposed: it would undo that change, so it cannot execute.
+    ///         Propose again against the state as it is.
+    error StaleProposal(uint256 proposalId);
+    /// @notice The guardian may not cancel this proposal (the governor's own setters, the Vault's guardian, a
+    ///         pause level): only the admin may, so a guardian cannot veto its own removal or an unpause.
+    error GuardianCannotCancel(uint256 proposalId);
 
     // ------------------------------------------------------------------ events
 
@@ -113,7 +122,8 @@ interface IRiskGovernor {
     ///         `execute`).
     function executeProposal(uint256 proposalId) external;
 
-    /// @notice Admin or guardian: cancel a pending proposal (cancelling never adds risk).
+    /// @notice Admin or guardian: cancel a pending proposal. The guardian may not cancel the governor's own
+    ///         setters, the Vault's guardian or a pause level (`GuardianCannotCancel`): only the admin may.
     function cancel(uint256 proposalId) external;
 
     /// @notice Guardian or admin: make a change at once, only if `classify` says it is risk-reducing now.
