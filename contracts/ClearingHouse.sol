@@ -56,7 +56,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
     uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
 
-    /// @notice Funding defaults at listing (SPEC 5): 24 h period, 0.1 %/h cap, tau 4 h,
+    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 4 h,
     ///         0.05 %/h per hour velocity, no baseline.
     uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
     uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
@@ -1008,7 +1008,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
 
     /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
     ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
-    ///      per-position amount owed is rounded up (SPEC 5).
+    ///      per-position amount owed is rounded up (docs/funding.md).
     function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
         return area.sMulDivDown(indexPrice, 1 hours * WadMath.WAD);
     }

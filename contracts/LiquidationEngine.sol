@@ -13,7 +13,7 @@ import {WadMath} from "./libraries/WadMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 
 /// @title LiquidationEngine
-/// @notice Partial liquidations by Dutch auction (SPEC 6). Holds no money: keeper rewards and penalties
+/// @notice Partial liquidations by Dutch auction (docs/liquidation.md). Holds no money: keeper rewards and penalties
 ///         are ledger moves in the Vault, slices change hands in the ClearingHouse at the auction price.
 /// @dev Flow: `kick` (slice into auction, keeper paid, penalty to insurance) -> `take`s at the live
 ///      index adjusted by a growing discount -> when the auction expires, `redo` from the live index, up

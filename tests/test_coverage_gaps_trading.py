@@ -314,7 +314,8 @@ def listed_amm(ch, mid: int, x: int, index: int) -> Amm:
 
 
 def expected_margin(coll: int, held: dict) -> dict:
-    """SPEC 3 over the held markets, no funding: held = {id: (size, openNotional, index, imr, mmr)}."""
+    """The margin formulas (docs/design.md#accounts-and-margin) over the held markets, no funding: held = {id:
+    (size, openNotional, index, imr, mmr)}."""
     upnl = sum(size * index // WAD - on for size, on, index, _, _ in held.values())
     initial = sum(requirement(size, index, imr) for size, _, index, imr, _ in held.values())
     maint = sum(requirement(size, index, mmr) for size, _, index, _, mmr in held.values())
@@ -544,7 +545,8 @@ def slice_inputs(system, who, markets=(ETH, BTC)) -> dict:
 
 
 def slices_at(inputs: dict, eth_index: int):
-    """(value, maintenance, {id: slice model}) if the ETH index were `eth_index` (SPEC 3, no funding)."""
+    """(value, maintenance, {id: slice model}) if the ETH index were `eth_index`
+    (docs/design.md#accounts-and-margin, no funding)."""
     rows = {mid: (size, on, eth_index if mid == ETH else idx, mp, max_d)
             for mid, (size, on, idx, mp, max_d) in inputs["rows"].items()}
     value = inputs["coll"] + sum(size * idx // WAD - on for size, on, idx, _, _ in rows.values())

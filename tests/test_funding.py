@@ -1,4 +1,4 @@
-"""Funding on chain (SPEC 5): sampling, smoothing, lazy accrual, zero-sum settlement, governance."""
+"""Funding on chain (docs/funding.md): sampling, smoothing, lazy accrual, zero-sum settlement, governance."""
 import ape
 import pytest
 

@@ -1,4 +1,5 @@
-"""FundingMath: the contract against its Python mirror, and the properties SPEC 5 asks for.
+"""FundingMath: the contract against its Python mirror, and the properties docs/funding.md states
+(invariant 6 of docs/specification.md).
 
 Properties are checked on the exact-integer mirror (fast, thousands of cases) and the mirror is
 checked against the contract to the wei on a Hypothesis sample, so both hold on chain.

@@ -1,10 +1,11 @@
-"""Unit tests of the LiquidationEngine: Dutch auctions of position slices (SPEC 3, 6, 8; the NatSpec of
-ILiquidationEngine, IClearingHouse's liquidation hooks and IVault's chargeLiquidation/resolveBadDebt).
+"""Unit tests of the LiquidationEngine: Dutch auctions of position slices (docs/design.md#accounts-and-margin,
+docs/liquidation.md, docs/specification.md#9-safety-and-bad-input; the NatSpec of ILiquidationEngine,
+IClearingHouse's liquidation hooks and IVault's chargeLiquidation/resolveBadDebt).
 
 Every expected value is computed here, in Python integers, from the documented formulas and the chain's
 *inputs* (collateral, positions, reserves, index, parameters), never copied from the engine's outputs:
 
-    health (SPEC 3)   V = collateral + floor(size x index) - openNotional    (funding is switched off in
+    health (margin)   V = collateral + floor(size x index) - openNotional    (funding is switched off in
                       M = sum ceil(ceil(|size - auctioned| x index) x mmr)     this module, see _prepare)
     slice  (kick)     n >= (h x M - V + tip) / (h x mmr - chip - penalty - maxDiscount)
                       (ceil at each division, then ceil to base; at least minPositionSize; the whole free
@@ -75,7 +76,7 @@ def div_up(a: int, b: int) -> int:
 
 
 def requirement(size: int, index: int, ratio: int) -> int:
-    """ceil(ceil(|size| x index) x ratio): SPEC 3, rounded up (owed)."""
+    """ceil(ceil(|size| x index) x ratio): docs/design.md#accounts-and-margin, rounded up (owed)."""
     return mul_up(mul_up(abs(size), index), ratio)
 
 
@@ -293,7 +294,8 @@ def _health_from(r, markets, with_auctioned=False):
 
 
 def health_of(system, who, sub=0, markets=(ETH, BTC)):
-    """(V, M) from SPEC 3 with the chain's collateral, positions, auctioned sizes and index."""
+    """(V, M) from docs/design.md#accounts-and-margin with the chain's collateral, positions, auctioned sizes and
+    index."""
     return _health_from(read(system, **_account_calls(system, who, sub, markets)), markets)
 
 
@@ -471,7 +473,7 @@ def test_kick_restoring_slice_matches_formula_and_moves_the_ledger(system, ch, v
     open_long(system, alice)
     set_price(system, "ETH", 2800 * 10**8)
     value, maint = health_of(system, alice)
-    assert tuple(vault.health(alice, 0))[0::3] == (value, maint)  # the views agree with SPEC 3
+    assert tuple(vault.health(alice, 0))[0::3] == (value, maint)  # the views agree with the margin formulas
     assert value < maint and vault.isLiquidatable(alice, 0)
     assert engine.bestMarketToKick(alice, 0) == ETH
 
@@ -1187,8 +1189,8 @@ def test_auction_cap(system, ch, vault, engine, chain, deployer, alice, bob, car
 
 
 def test_pause_blocks_liquidation(system, ch, vault, engine, chain, deployer, alice, bob, carol, dave, batcher):
-    """SPEC 8: pause level >= 2 (no trading) blocks kick, take, redo and backstop with Paused(level);
-    back at 0 they work again."""
+    """docs/specification.md#9-safety-and-bad-input: pause level >= 2 (no trading) blocks kick, take, redo and
+    backstop with Paused(level); back at 0 they work again."""
     open_long(system, alice)
     open_long(system, bob, margin=3200)  # bob buys after alice, a little higher up the vAMM
     set_price(system, "ETH", 2800 * 10**8)
@@ -1300,7 +1302,7 @@ def test_owner_dust_free_part_cannot_block_its_auction(system, ch, vault, engine
     """After a kick the owner may not reduce its free part to below minPositionSize (even though its total
     size, slice included, stays above it): that dust would make the auction's last fill, which leaves only
     the free part, impossible to settle. Closing the free part entirely is fine, and the auction finishes.
-    (SPEC 6: slices leave no dust and an auction ends in a fill or a backstop.)"""
+    (docs/liquidation.md: slices leave no dust and an auction ends in a fill or a backstop.)"""
     open_long(system, alice)
     set_price(system, "ETH", 2800 * 10**8)
     aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)

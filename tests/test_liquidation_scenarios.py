@@ -1,8 +1,8 @@
-"""Liquidation scenarios named after the incidents they reproduce (TESTPLAN: Maker Black Thursday, Perp v1
-cascade, Euler self-liquidation), plus a kicked account that recovers.
+"""Liquidation scenarios named after the incidents they reproduce (docs/incidents.md: Maker Black Thursday,
+Perp v1 cascade, Euler self-liquidation), plus a kicked account that recovers.
 
 Each test drives the deployed system through Ape the way a market would (oracle steps, a keeper pass,
-takers, an arbitrageur, time) and checks the properties of SPEC 6 that the incident broke: auctions are
+takers, an arbitrageur, time) and checks the properties of docs/liquidation.md that the incident broke: auctions are
 priced off the live oracle and never settle at a zero or stale price, kicks and takes leave the vAMM alone,
 the loss waterfall leaves no negative balance, every token in the Vault is accounted for, and a second
 account cannot make self-liquidation pay. Amounts are computed in Python from the documented formulas (the

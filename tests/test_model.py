@@ -1,7 +1,8 @@
 """Properties of the reference model alone (vperp.model), no chain: fast, run on every commit.
 
 The differential fuzz (tests/test_differential.py) proves the model equals the contracts; this file
-proves the model (hence the contracts) has the properties SPEC 3-5 and TESTPLAN 1-3, 5-7 ask for:
+proves the model (hence the contracts) has the properties of docs/design.md (margin, trading), docs/funding.md
+and invariants 1-3, 5-7 (docs/specification.md) ask for:
 money is only moved (never created), fees split exactly, funding is zero-sum with rounding in the
 pool's favour, a failed action changes nothing, the funding rate respects its clamp and velocity,
 and the model agrees with the independent formulas of tests/trading_helpers.py.
@@ -179,13 +180,14 @@ def test_closing_everything_returns_every_wei_to_traders_pool_and_insurance(seq)
     led.t += 1
     for (mid, owner, sub), p in list(m.positions.items()):
         if p.size:
-            # Reducing is never blocked by margin (SPEC 3), even for an account under water.
+            # Reducing is never blocked by margin (docs/design.md#accounts-and-margin), even for an account under
+            # water.
             _flatten(m, led.t, mid, owner, sub)
     assert all(p.size == 0 for p in m.positions.values())
     assert all(mk.long_open_interest == mk.short_open_interest == 0 for mk in m.markets.values())
     assert all(a.open_markets == 0 for a in m.accounts.values())
     assert m.total_claims() == led.net_in
-    # With no position left, all positive collateral is withdrawable (TESTPLAN 9).
+    # With no position left, all positive collateral is withdrawable (invariant 9, docs/specification.md).
     for (owner, sub), acct in list(m.accounts.items()):
         if acct.collateral >= SCALE:
             led.net_in -= m.withdraw(owner, sub, acct.collateral // SCALE, led.t)
@@ -247,8 +249,8 @@ def test_funding_is_zero_sum_with_rounding_in_the_pools_favour(long_size, short_
 
 @pytest.mark.parametrize("size, delta", [(-3, -1), (3, -1), (-3, 1), (3, 1), (-(10**18) - 7, -(10**17) - 3)])
 def test_owed_funding_rounds_up_for_every_sign(size, delta):
-    """A position owes ceil(size x (cf_now - cf_last) / 1e18) whatever the signs (SPEC 2: what a user
-    owes rounds up). WadMath.sMulWadUp(int256,int256) rounds down when its second factor is negative."""
+    """A position owes ceil(size x (cf_now - cf_last) / 1e18) whatever the signs (docs/design.md#units-and-rounding:
+    what a user owes rounds up). WadMath.sMulWadUp(int256,int256) rounds down when its second factor is negative."""
     from vperp.model import s_mul_wad_up
     exact = size * delta
     got = s_mul_wad_up(size, delta)
@@ -308,7 +310,7 @@ def test_fundingstate_projections_follow_the_kernel():
 @FAST
 @given(st.integers(1, 3 * 10**5), st.sampled_from([1, 2]), st.sampled_from([1, -1]))
 def test_open_then_close_in_one_block_never_gains(ppb, mid, sign):
-    """TESTPLAN 3: a round trip at a constant index costs at least the two fees."""
+    """Invariant 3 (docs/specification.md): a round trip at a constant index costs at least the two fees."""
     m = fresh()
     m.deposit("alice", 0, 10**12, T0)
     base = sign * max(m.markets[mid].min_position_size, m.markets[mid].x * ppb // 10**7)
@@ -387,7 +389,7 @@ def test_stale_oracle_blocks_trading_and_health_views():
     index=st.integers(1, 10**24),
 )
 def test_model_formulas_equal_the_independent_helpers(x, y, base, size, on, index):
-    """vperp.model vs tests/trading_helpers.py (written from SPEC/IClearingHouse, not the Solidity)."""
+    """vperp.model vs tests/trading_helpers.py (written from docs/design.md and IClearingHouse, not the Solidity)."""
     if base < x:
         assert vamm_swap(x, y, base) == h_swap(x, y, base)
         assert vamm_price(x, y) == h_price(x, y)

@@ -3,7 +3,7 @@ the Vault, the ClearingHouse, the LiquidationEngine, the LiquidityPool and the A
 their wiring getters and published constants, and the pool's ERC-20 side (name, symbol, allowance
 transfers, withdrawableAssets).
 
-Expected values come from the specification and the docs, not from the contracts: SPEC 5's funding
+Expected values come from the specification and the docs, not from the contracts: docs/funding.md's funding
 defaults (0.1 %/h cap, 0.05 %/h per hour velocity, 4 h smoothing, 24 h period), the 128-market limit
 of the open-market bitmap (design.md), the liquidation docs' default auction (linear, 30 min, 60 s
 steps, 2 % max discount, 5 % reset drop), and pool.md's withdrawable formula.

@@ -1,4 +1,5 @@
-"""LiquidityPool: the ERC-4626 pool over the Vault's pool balance (SPEC 7 and 8; TESTPLAN 1, 16, 17).
+"""LiquidityPool: the ERC-4626 pool over the Vault's pool balance (docs/pool.md, docs/specification.md
+section 9; invariants 1, 16 and 17 of docs/specification.md).
 
 Expected values are computed here, independently of the contract, from the ERC-4626 virtual-share
 formulas as OpenZeppelin documents them (`_decimalsOffset() = 6`, so 10**6 virtual shares and 1
@@ -189,7 +190,7 @@ def trader_views(system, owners_subs):
 
 
 def vault_is_solvent(system, owners_subs) -> bool:
-    """Token balance of the Vault (as wad) >= every positive claim on it (TESTPLAN 1)."""
+    """Token balance of the Vault (as wad) >= every positive claim on it (invariant 1, docs/specification.md)."""
     vault = system.vault
     claims = sum(max(vault.collateral(o, s), 0) for o, s in owners_subs)
     claims += vault.insuranceFund() + max(vault.poolBalance(), 0)
@@ -328,7 +329,7 @@ def test_redeem_and_withdraw_parts_of_a_request_pay_by_the_formula(system, pool,
 
 
 def test_redeeming_the_whole_request_succeeds(system, pool, usdc, chain, alice):
-    """An LP that requested all its shares can redeem all of them in the window (SPEC 7)."""
+    """An LP that requested all its shares can redeem all of them in the window (docs/pool.md)."""
     a = units("100000")
     lp_deposit(system, alice, a)
     mine = shares_for(a, SEED_SHARES, SEED)
@@ -423,8 +424,9 @@ def fresh(deployer):
 
 
 def test_first_depositor_inflation_attack_fails(fresh, accounts):
-    """TESTPLAN 17. `fresh.pool` is a LiquidityPool deployed over the fresh Vault/ClearingHouse with no
-    seed and wired in as the Vault's pool (so the grant through `Vault.fundPool` reaches it)."""
+    """Invariant 17 (docs/specification.md). `fresh.pool` is a LiquidityPool deployed over the fresh
+    Vault/ClearingHouse with no seed and wired in as the Vault's pool (so the grant through `Vault.fundPool`
+    reaches it)."""
     pool, usdc = fresh.pool, fresh.collateral
     attacker, victim = accounts[6], accounts[7]
     assert pool.totalSupply() == 0 and pool.totalAssets() == 0
@@ -1010,7 +1012,7 @@ def test_deposits_follow_the_pause_levels(system, pool, vault, deployer, alice):
 
 def test_max_deposit_and_max_mint_are_zero_while_deposits_are_paused(system, pool, vault, deployer, alice):
     """EIP-4626: maxDeposit/maxMint "MUST factor in ... if deposits are entirely disabled (even
-    temporarily) it MUST return 0" (SPEC 7: the pool is an ERC-4626 vault)."""
+    temporarily) it MUST return 0" (docs/pool.md: the pool is an ERC-4626 vault)."""
     vault.setPauseLevel(3, sender=deployer)
     assert pool.maxDeposit(alice) == 0
     assert pool.maxMint(alice) == 0

@@ -1,5 +1,6 @@
 """Stateful fuzz: a Hypothesis `RuleBasedStateMachine` over the whole protocol, checked against the
-reference model (vperp.model) after every step and against TESTPLAN.md's invariants.
+reference model (vperp.model) after every step and against the protocol's invariants (numbered as in
+docs/specification.md, section 11).
 
 Actors (bundles): traders on cross (0) and isolated (1, 2) sub-accounts, an attacker pair that
 trades against itself, a keeper, an LP, and every trader may also act as taker, keeper or LP.
@@ -15,24 +16,24 @@ follow-up (credits into accounts in liquidation, a trade back after a gap).
 After every step (chain_harness.Runner): reverts equal by error name and arguments, the trade and
 liquidation events, and every view the step can have moved, to the wei. Then the invariants, on
 the model (equal to the chain by the comparison just made):
-- TESTPLAN 1: the Vault's token balance (as WAD) == sum of collateral + insurance fund + pool
+- invariant 1: the Vault's token balance (as WAD) == sum of collateral + insurance fund + pool
   balance, exactly (every ledger move is zero-sum; a deficit would show as a shortfall).
-- TESTPLAN 2 and the GMX v1 lesson: per market, long/short open interest == the sums over positions;
+- invariant 2 and the GMX v1 lesson: per market, long/short open interest == the sums over positions;
   the traders' net size == the vAMM's base moved since listing; the pool's aggregates (sum of open
   notionals, sum of funding bases) == the sums over positions; tradersPnl from aggregates == summed
   position by position (compared on chain too, through the pool's NAV view).
-- TESTPLAN 4 and 13: the attacker pair's round trip at a constant index never ends with more
+- invariants 4 and 13: the attacker pair's round trip at a constant index never ends with more
   collateral than it started with.
-- TESTPLAN 6: |applied rate| <= the market's cap.
-- TESTPLAN 8: every action other than an oracle move, a time jump or a liquidation step leaves the
+- invariant 6: |applied rate| <= the market's cap.
+- invariant 8: every action other than an oracle move, a time jump or a liquidation step leaves the
   health (value - maintenance, at that step's timestamp) of every account it did not act on as it
   was or better.
-- TESTPLAN 10 and 12: every auctioned part is backed by exactly the live auctions' sizes, with the
+- invariants 10 and 12: every auctioned part is backed by exactly the live auctions' sizes, with the
   position's sign, never more than the position; a finished auction leaves no auctioned size.
-- TESTPLAN 14: live auction notional == the sum over live auctions, <= the global cap.
-- TESTPLAN 15: the insurance fund only falls by the bad debt it pays and the keeper bounties of kicks
+- invariant 14: live auction notional == the sum over live auctions, <= the global cap.
+- invariant 15: the insurance fund only falls by the bad debt it pays and the keeper bounties of kicks
   under water (499a26b; each at most maxKeeperReward); a resolved account is at zero.
-- TESTPLAN 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
+- invariant 16: an LP withdrawal leaves the pool's NAV at or above its reserve for open interest.
 - The AMM controller: the pool values positions at their vAMM exit, so a depth sync moves NAV by exactly
   minus the cost it books (DepthSyncCost): a deepening one by at most min(maxDepthCost x NAV, takerFee x
   maxSpread x quote reserve), a shrinking one never down; a repeg (iii) by exactly minus the cost it books
@@ -199,12 +200,12 @@ class Protocol(RuleBasedStateMachine):
         if kind in LIQUIDATION_OR_PRICE:
             step_and_compare(self.runner, step)
         else:
-            # TESTPLAN 8: at a constant index, an action lowers no other account's health. Health
-            # (value - maintenance) of every account seen so far, evaluated at this step's timestamp
-            # before and after it, so funding accrual between blocks does not enter. The one exception by
-            # rule: a depth sync charges the net side its exit change through the funding index, so an
-            # account on the paying side may lose exactly its share of the charge (at most half a taker
-            # fee of the price per unit of base), rounded up, and nothing more.
+            # Invariant 8 (docs/specification.md): at a constant index, an action lowers no other account's
+            # health. Health (value - maintenance) of every account seen so far, evaluated at this step's
+            # timestamp before and after it, so funding accrual between blocks does not enter. The one exception
+            # by rule: a depth sync charges the net side its exit change through the funding index, so an account
+            # on the paying side may lose exactly its share of the charge (at most half a taker fee of the price
+            # per unit of base), rounded up, and nothing more.
             before = {a: self._health(a, T) for a in self.runner.seen}
             step_and_compare(self.runner, step)
             charged = self._depth_charge_shares(step)
@@ -879,15 +880,15 @@ class Protocol(RuleBasedStateMachine):
         self._lp_exit(("lpwithdraw", lp, pct))
 
     def _lp_exit(self, step):
-        """TESTPLAN 16: a withdrawal that went through left NAV (net of the uncovered bad-debt estimate)
-        >= the reserve for the net open interest at the vAMM price."""
+        """Invariant 16 (docs/specification.md): a withdrawal that went through left NAV (net of the uncovered
+        bad-debt estimate) >= the reserve for the net open interest at the vAMM price."""
         before = self.model.pool_supply
         self.do(step)
         if self.model.pool_supply < before:
             now = self.now()
             assert self.model.pool_nav(now) >= self.model.pool_reserve_required(now), "an LP exit went below the reserve"
 
-    # -------------------------------------------------------------- attacker pair (TESTPLAN 4, 13)
+    # -------------------------------------------------------------- attacker pair (invariants 4, 13)
 
     @rule(pair=attackers, market=markets, side=sides, ppb=st.integers(10**5, 3 * 10**7))
     def attacker_round_trip(self, pair, market, side, ppb):
@@ -942,8 +943,8 @@ class Protocol(RuleBasedStateMachine):
 
     @invariant()
     def insurance_only_pays_bad_debt(self):
-        """TESTPLAN 15: the insurance fund falls only by the bad debt it pays and the keeper bounties of
-        kicks under water (each at most maxKeeperReward)."""
+        """Invariant 15 (docs/specification.md): the insurance fund falls only by the bad debt it pays and the
+        keeper bounties of kicks under water (each at most maxKeeperReward)."""
         m = self.model
         new = m.bad_debt[self.bad_debts:]
         paid = sum(entry[3] for entry in new)

@@ -1,7 +1,8 @@
-"""Every named error the ClearingHouse raises from openPosition / openPositionFor / closePosition /
-listMarket / setMarketParams (SPEC 3, 4, 8, 9; IClearingHouse errors; OracleLib; Vault's
-IsolatedSubaccountInUse): the exact error, its arguments (derived independently with the formulas in
-trading_helpers), and that a reverted call changed nothing (ledger, reserves, open interest,
+"""Every named error the ClearingHouse raises from openPosition / openPositionFor / closePosition / listMarket /
+setMarketParams (docs/design.md#accounts-and-margin, docs/design.md#trading,
+docs/specification.md#9-safety-and-bad-input, docs/specification.md#10-external-surface; IClearingHouse errors;
+OracleLib; Vault's IsolatedSubaccountInUse): the exact error, its arguments (derived independently with the
+formulas in trading_helpers), and that a reverted call changed nothing (ledger, reserves, open interest,
 positions, bitmaps, market parameters).
 """
 from contextlib import contextmanager
@@ -407,8 +408,8 @@ def test_insufficient_margin_across_two_markets_cross_account(system, ch, vault,
 
 
 def test_insufficient_margin_unrealized_profit_does_not_back_new_risk(system, ch, vault, alice):
-    """SPEC 3: free collateral = min(collateral - funding, accountValue) - initial. With the index up,
-    alice's unrealized profit would cover a bigger position, but it is not counted."""
+    """docs/design.md#accounts-and-margin: free collateral = min(collateral - funding, accountValue) - initial.
+    With the index up, alice's unrealized profit would cover a bigger position, but it is not counted."""
     system.fund(alice, 1_000)
     amm = eth_amm()
     q1 = amm.trade(2 * WAD)
@@ -562,7 +563,7 @@ def test_stale_oracle_blocks_trading_and_closing(system, ch, chain, eth, alice):
     assert chain.pending_timestamp == ts
     with reverts_unchanged(system, ch.StaleOracle, [alice], feed=eth.oracle, updatedAt=stale_at, heartbeat=HEARTBEAT):
         trade(ch, alice, ETH_ID, WAD)
-    # SPEC 3: reducing/closing is allowed only while the oracle is valid
+    # docs/design.md#accounts-and-margin: reducing/closing is allowed only while the oracle is valid
     with reverts_unchanged(system, ch.StaleOracle, [alice], feed=eth.oracle, updatedAt=stale_at, heartbeat=HEARTBEAT):
         ch.closePosition(0, ETH_ID, 0, deadline(), sender=alice)
     # an answer exactly `heartbeat` old is still fresh

@@ -1,4 +1,5 @@
-"""Opening and increasing positions: execution price, fee, ledger, event, views (SPEC 2-4)."""
+"""Opening and increasing positions: execution price, fee, ledger, event, views
+(docs/design.md#units-and-rounding, docs/design.md#accounts-and-margin, docs/design.md#trading)."""
 import pytest
 
 from trading_helpers import (

@@ -1,7 +1,7 @@
-"""Position lifecycle (SPEC 3, 4): reduce, close, flip, ledger settlement against the pool, cross and
-isolated margin, reduce-only below initial margin, price band toward the index, TWAP per block, and
-the PositionChanged event. Expected values come from trading_helpers' formulas applied to an
-independent Python model of the reserves, positions and ledger, never from contract output.
+"""Position lifecycle (docs/design.md#accounts-and-margin, docs/design.md#trading): reduce, close, flip, ledger
+settlement against the pool, cross and isolated margin, reduce-only below initial margin, price band toward the
+index, TWAP per block, and the PositionChanged event. Expected values come from trading_helpers' formulas applied
+to an independent Python model of the reserves, positions and ledger, never from contract output.
 """
 from dataclasses import dataclass, field
 

@@ -2,9 +2,10 @@
 position, the isolated one-market rule), operators, two-step ownership, guardian and pause levels,
 one-time clearing-house wiring, pool/insurance funding and the clearing-house-only ledger entry.
 
-SPEC 3 (accounts, operators, isolated sub-accounts, initial margin on moving margin out), 8 (pause
-levels, two-step ownership, named errors), 9 (surface). Expected values are recomputed from the
-formulas in tests/trading_helpers.py (vAMM swap, fee, requirement, unrealized PnL), never read back.
+docs/design.md#accounts-and-margin (accounts, operators, isolated sub-accounts, initial margin on moving margin
+out), docs/specification.md#9-safety-and-bad-input (pause levels, two-step ownership, named errors),
+docs/specification.md#10-external-surface (surface). Expected values are recomputed from the formulas in
+tests/trading_helpers.py (vAMM swap, fee, requirement, unrealized PnL), never read back.
 """
 
 from ape import project
@@ -62,8 +63,9 @@ def state(vault, ch, token, holders=(), accounts=(), positions=False, admin=Fals
 
 
 def one_eth_long_from_flat(deposit_wad):
-    """SPEC 3 numbers of an account holding `deposit_wad` that bought 1 ETH on the untouched market
-    at index 3000: (collateral, open notional, free collateral). Pending funding is 0 (rate 0)."""
+    """The margin numbers (docs/design.md#accounts-and-margin) of an account holding `deposit_wad` that bought 1
+    ETH on the untouched market at index 3000: (collateral, open notional, free collateral). Pending funding is 0
+    (rate 0)."""
     q, _, _ = swap(ETH_X0, ETH_Y0, WAD)  # q < 0: quote paid
     coll = deposit_wad - fee_of(q)
     open_notional = -q
@@ -177,9 +179,9 @@ def test_transferMargin_by_operator_moves_only_operator_own_margin(vault, ch, us
 
 
 def test_operator_can_move_margin_between_owner_subaccounts(vault, ch, usdc, alice, bob, carol):
-    """IVault.setOperator: an operator is approved "to trade and move margin for all of the caller's
-    accounts" (SPEC 3: an approved operator may act for the account). transferMargin always moves
-    msg.sender's own margin, so the Vault needs the operator form of it, named like
+    """IVault.setOperator: an operator is approved "to trade and move margin for all of the caller's accounts"
+    (docs/design.md#accounts-and-margin: an approved operator may act for the account). transferMargin always
+    moves msg.sender's own margin, so the Vault needs the operator form of it, named like
     depositFor/withdrawFor/openPositionFor; MarginTransferred already carries caller and owner."""
     deposit(usdc, vault, alice, 100 * USDC)
     vault.setOperator(bob, True, sender=alice)

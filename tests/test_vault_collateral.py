@@ -5,8 +5,9 @@ Each test deploys its own Vault over its own token (`project.Vault.deploy(token,
 expected values are exact: a fresh vault has no pool seed and no insurance, and every token it holds
 is somebody's collateral.
 
-SPEC 2 (token units at the edge, WAD inside: x 10^(18 - decimals); any 0..18 decimals; rounding
-favours the protocol), 8 (reentrancy guarded, fee-on-transfer rejected, named errors), 9.
+docs/design.md#units-and-rounding (token units at the edge, WAD inside: x 10^(18 - decimals); any 0..18 decimals;
+rounding favours the protocol), docs/specification.md#9-safety-and-bad-input (reentrancy guarded, fee-on-transfer
+rejected, named errors), docs/specification.md#10-external-surface.
 """
 import pytest
 import rlp
@@ -29,7 +30,7 @@ REENTRANT_SELECTOR = keccak(text="ReentrancyGuardReentrantCall()")[:4]
 
 
 def scale_of(decimals: int) -> int:
-    """SPEC 2: token units -> WAD multiplier."""
+    """docs/design.md#units-and-rounding: token units -> WAD multiplier."""
     return 10 ** (18 - decimals)
 
 
@@ -450,8 +451,8 @@ def test_reentrant_hook_reaches_the_vault_control(reentrant, alice):
 
 
 def test_reentrant_setOperator_during_deposit_is_blocked(reentrant, alice, bob):
-    """SPEC 8: "every state-changing entry point is guarded". setOperator changes state, so a call
-    into it from inside a guarded deposit must hit the guard like every other entry point."""
+    """docs/specification.md#9-safety-and-bad-input: state-changing entry points are guarded. setOperator changes
+    state, so a call into it from inside a guarded deposit must hit the guard like every other entry point."""
     token, vault = reentrant
     token.arm(vault, vault.setOperator.encode_input(bob.address, True), sender=alice)
     vault.deposit(0, R_UNIT, sender=alice)

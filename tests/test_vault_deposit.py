@@ -1,7 +1,9 @@
 """Vault.deposit / depositFor and the account views of an account without positions.
 
-SPEC 2 (token units at the edge, WAD inside), 3 (accounts), 8 (named errors, pause), 9 (surface);
-TESTPLAN 22 (every bad input reverts with its named error and nothing is lost).
+docs/design.md#units-and-rounding (token units at the edge, WAD inside), docs/design.md#accounts-and-margin
+(accounts), docs/specification.md#9-safety-and-bad-input (named errors, pause),
+docs/specification.md#10-external-surface (surface); invariant 22 of docs/specification.md (every bad input
+reverts with its named error and nothing is lost).
 """
 
 import ape

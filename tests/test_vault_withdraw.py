@@ -1,7 +1,8 @@
 """Vault.withdraw / withdrawFor: payouts go to the owner, margin checks with open positions,
 unrealized profit is never withdrawable, withdrawals stay open at every pause level.
 
-SPEC 3 (freeCollateral), 8 (pause: withdrawals of free collateral stay open), TESTPLAN 1, 7, 9, 22.
+docs/design.md#accounts-and-margin (freeCollateral), docs/specification.md#9-safety-and-bad-input (pause:
+withdrawals of free collateral stay open), invariants 1, 7, 9 and 22 (docs/specification.md).
 """
 
 import pytest
@@ -44,7 +45,8 @@ def health_at(vault, ch, owner, sub, market_id, block):
 
 
 def expected_health(h, price_wad, imr=ETH_IMR, mmr=ETH_MMR):
-    """SPEC 3 recomputed from the position's size/open notional and the oracle price we set."""
+    """The margin formulas (docs/design.md#accounts-and-margin) recomputed from the position's size/open notional
+    and the oracle price we set."""
     size = h["size"]
     upnl = size * price_wad // WAD - h["open_notional"]  # size > 0 here: floor == round-down
     notional = ceil_div(abs(size) * price_wad, WAD)

@@ -1,6 +1,6 @@
 """Shared helpers for the trading unit tests (tests/test_trading_*.py).
 
-Everything here is an independent Python statement of the formulas in SPEC/IClearingHouse, written
+Everything here is an independent Python statement of the formulas in docs/design.md and IClearingHouse, written
 from the conventions (not from the Solidity), so the tests can compute expected values to the wei:
 
     buy  b base:  quoteIn  = ceil(y * b / (x - b)),  reserves (x - b, y + quoteIn)

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 /// @title IAmmController
-/// @notice Keeps every market's virtual AMM in line with the shared pool (SPEC 4, 7): depth follows the
+/// @notice Keeps every market's virtual AMM in line with the shared pool (docs/pool.md): depth follows the
 ///         pool capital allotted to the market, and the peg follows the index when mark and index stay
 ///         apart. Both are permissionless pokes bounded per call; neither changes a trader's entry.
 interface IAmmController {

@@ -26,7 +26,7 @@ interface IClearingHouse {
         uint96 minPositionSize; // [wad base] no position may be left smaller (but zero)
     }
 
-    /// @notice Per-market funding parameters (SPEC 5), bounded in code.
+    /// @notice Per-market funding parameters (docs/funding.md), bounded in code.
     struct FundingParams {
         uint64 maxFundingRate; // [wad per hour] clamp on the target and applied rate
         uint64 maxRateVelocity; // [wad per hour per hour] fastest the applied rate may move

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 /// @title ILiquidationEngine
-/// @notice Dutch-auction liquidation of position slices (SPEC 6). `kick` moves the smallest slice of a
+/// @notice Dutch-auction liquidation of position slices (docs/liquidation.md). `kick` moves the smallest slice of a
 ///         liquidatable account's position that restores its target health into an auction; takers buy
 ///         it at the live index adjusted by a discount that grows with time; the vAMM is not touched
 ///         unless an auction is redone `maxRedos` times and then backstopped.

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 /// @title ILiquidityPool
-/// @notice The ERC-4626 liquidity pool's additions: two-step withdrawals and the reserve rule (SPEC 7).
+/// @notice The ERC-4626 liquidity pool's additions: two-step withdrawals and the reserve rule (docs/pool.md).
 interface ILiquidityPool {
     struct PoolParams {
         uint32 withdrawCooldown; // [s] between `requestWithdraw` and the first moment it can execute

@@ -8,7 +8,7 @@ import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 /// @dev Rejects answers that are not positive and answers older than the feed's heartbeat; scales
 ///      the feed's decimals to 18 exactly (feeds with more than 18 decimals are refused at listing).
 ///      There is no "last good price" fallback: a stale index stops every action that needs it,
-///      which is the only choice that cannot be gamed (SPEC 8; docs/margin.md says what stays open).
+///      which is the only choice that cannot be gamed (docs/design.md#accounts-and-margin says what stays open).
 library OracleLib {
     /// @notice The feed answered `answer`, which is not a positive price.
     error InvalidOraclePrice(address feed, int256 answer);

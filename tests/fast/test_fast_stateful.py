@@ -1,5 +1,5 @@
-"""The stateful machine (tests/test_stateful.py's `Protocol`: its rules, bundles, TESTPLAN invariants and
-the value-safety review's exploit properties F1-F8) on the fast tier.
+"""The stateful machine (tests/test_stateful.py's `Protocol`: its rules, bundles, invariants
+(docs/specification.md) and the value-safety review's exploit properties F1-F8) on the fast tier.
 
 The machine runs unchanged; only its environment is the fast one (fast_harness.build_fast_env, with
 test_stateful's actors, prefunding and warm-up) and its runner the fast one (`FastRunner`: transactions

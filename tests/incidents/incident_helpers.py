@@ -1,6 +1,6 @@
 """Helpers shared by the incident regression files (tests/incidents/test_*.py).
 
-The integer formulas are the documented ones (SPEC 3 and 6, docs/design.md, docs/liquidation.md), taken
+The integer formulas are the documented ones (docs/design.md, docs/liquidation.md), taken
 from tests/trading_helpers.py and tests/test_liquidation.py so every file computes its expectations the
 same way; this module adds the ledger identities the incidents are about.
 """
@@ -90,7 +90,8 @@ def set_liquidation_params(system, **changes):
 
 
 def free_collateral(collateral: int, positions, pending_funding: int = 0) -> int:
-    """SPEC 3: min(collateral - funding, accountValue) - initial; `positions` = [(size, openNotional, index, imr)]."""
+    """docs/design.md#accounts-and-margin: min(collateral - funding, accountValue) - initial; `positions` =
+    [(size, openNotional, index, imr)]."""
     pnl = sum(upnl(s, on, idx) for s, on, idx, _ in positions)
     initial = sum(requirement(s, idx, imr) for s, _, idx, imr in positions if s)
     return min(collateral - pending_funding, collateral + pnl - pending_funding) - initial
@@ -107,8 +108,9 @@ def ledger_total(system, owners, subs=(0,)) -> tuple[int, int]:
 
 
 def assert_backed(system, owners, subs=(0,), surplus: int = 0):
-    """TESTPLAN 1: every claim on the Vault is backed by its tokens. With `owners` covering every account
-    holding collateral, the ledger equals the token balance exactly (less any `surplus` donated outside it)."""
+    """Invariant 1 (docs/specification.md): every claim on the Vault is backed by its tokens. With `owners`
+    covering every account holding collateral, the ledger equals the token balance exactly (less any `surplus`
+    donated outside it)."""
     total, bal = ledger_total(system, owners, subs)
     positive = total  # collateral can be negative only transiently; `total` already nets it
     assert bal >= positive, f"Vault short: tokens {bal} < claims {positive}"

@@ -14,7 +14,7 @@ What happened:
 The shapes: (1) accounting read from `balanceOf`, so a donation or rounding moves share prices; (2) a
 token callback re-entering a half-updated state; (3) crediting the requested, not the received, amount.
 
-What stops it in vPerp (SPEC 7, 8; docs/design.md "Safety", docs/pool.md):
+What stops it in vPerp (docs/specification.md#9-safety-and-bad-input; docs/design.md "Safety", docs/pool.md):
 - Internal accounting: the Vault's ledger (collateral, `poolBalance`, `insuranceFund`) and the pool's NAV
   never read `balanceOf`; tokens sent to the Vault or the pool without a call change no figure, and no one
   can withdraw them. The only way to add to the pool's value is an explicit grant, and the pool's virtual

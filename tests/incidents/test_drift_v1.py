@@ -8,7 +8,8 @@ shortfall. Payout order decided who was paid.
 The attack's (or failure's) shape: a winner realizes and withdraws first; the loser never closes; the
 loser's loss is larger than its margin.
 
-What stops it in vPerp (SPEC 1, 6, 7; TESTPLAN 1):
+What stops it in vPerp (docs/design.md#architecture, docs/liquidation.md, docs/pool.md; invariant 1 of
+docs/specification.md):
 - One ledger in the Vault: the winner's profit is paid from the liquidity pool's balance (the counterparty
   of every trader), never from another trader's margin or the insurance fund, so the winner is paid in full
   whatever the loser does, and paying it does not depend on the loser's money having arrived.

@@ -9,7 +9,8 @@ liquidator took the collateral at up to 20 % off and walked away with more than 
 The shape: (1) one action that lowers an account's health without a health check; (2) self-liquidation
 through a second account at a discount that exceeds what the first account loses.
 
-What stops it in vPerp (SPEC 3, 6, 8; TESTPLAN 8, 13):
+What stops it in vPerp (docs/design.md#accounts-and-margin, docs/liquidation.md,
+docs/specification.md#9-safety-and-bad-input; invariants 8 and 13 of docs/specification.md):
 - Every action that can lower an account's health is checked, with a named error and the exact shortfall:
   withdrawals and withdrawals by operators (`InsufficientFreeCollateral`), margin moved out to another
   sub-account (same), opens/increases/flips by the owner or an operator (`InsufficientMargin`). There is no
@@ -23,7 +24,8 @@ What stops it in vPerp (SPEC 3, 6, 8; TESTPLAN 8, 13):
   insurance fund; the pair's combined equity falls by exactly the penalty plus the rounding wei. The
   liquidated account cannot take its own auction (`SelfTake`).
 
-Funding is off; expectations come from SPEC 3 and the vAMM formulas (tests/trading_helpers.py).
+Funding is off; expectations come from docs/design.md#accounts-and-margin and the vAMM formulas
+(tests/trading_helpers.py).
 """
 from __future__ import annotations
 

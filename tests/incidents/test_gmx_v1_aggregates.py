@@ -9,10 +9,10 @@ computed wrong; it minted GLP cheap and redeemed it dear.
 The shape: an aggregate that values the pool drifts from the sum of the positions it summarizes, because
 one path forgets to update it.
 
-What stops it in vPerp (TESTPLAN 2; docs/pool.md): every path that changes a position (open, increase,
-reduce, flip, close, isolated sub-accounts, liquidation kick/take/redo/backstop, bad debt, funding pokes,
-depth changes, LP deposits) goes through the same aggregate update, and after every action on every path
-the ClearingHouse's aggregates equal the sum over the accounts, computed here in Python from the position
+What stops it in vPerp (invariant 2 of docs/specification.md; docs/pool.md): every path that changes a position
+(open, increase, reduce, flip, close, isolated sub-accounts, liquidation kick/take/redo/backstop, bad debt,
+funding pokes, depth changes, LP deposits) goes through the same aggregate update, and after every action on every
+path the ClearingHouse's aggregates equal the sum over the accounts, computed here in Python from the position
 views and the positions' stored funding basis:
 - per market: long and short open interest == sum of long sizes / of |short sizes|;
 - `sumOpenNotional` == sum of open notionals; `sumFundingBasis` == sum of floor(size x lastFunding);

@@ -9,7 +9,7 @@ withdrawn. Hyperliquid then raised the margin that must stay after a withdrawal.
 The shape: withdraw down to maintenance (not initial) margin, so the liquidation that follows is
 immediate and large, and it lands on the pool.
 
-What stops it in vPerp (SPEC 3, 6):
+What stops it in vPerp (docs/design.md#accounts-and-margin, docs/liquidation.md):
 - A withdrawal (and a margin transfer out of the account) must leave `freeCollateral >= 0`, i.e.
   collateral (unrealized profit excluded) at or above the *initial* requirement, twice maintenance at the
   default 10 % / 5 %: `InsufficientFreeCollateral(owner, sub, free)` with the exact shortfall.
@@ -17,8 +17,8 @@ What stops it in vPerp (SPEC 3, 6):
   index less a small discount: the pool does not take the position over, the penalty goes to the insurance
   fund, and the liquidated account, which kept its initial-margin buffer, ends with no bad debt.
 
-Expected figures from SPEC 3 and docs/liquidation.md (formulas in tests/trading_helpers.py and
-tests/test_liquidation.py). Funding is off.
+Expected figures from docs/design.md#accounts-and-margin and docs/liquidation.md (formulas in
+tests/trading_helpers.py and tests/test_liquidation.py). Funding is off.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_withdrawal_must_leave_initial_margin_and_the_liquidation_that_follows_s
         vault.transferMargin(0, 1, left + 1, sender=whale)
     assert vault.accountValue(whale, 0) == coll + paper >= 2 * maint  # twice maintenance is left
 
-    # How far must the index fall before the whale is liquidatable? Solve SPEC 3 in oracle units.
+    # How far must the index fall before the whale is liquidatable? Solve the margin formula in oracle units.
     def liquidatable_at(p8: int) -> bool:
         idx = p8 * ORACLE_UNIT
         return coll + upnl(size, on, idx) < requirement(size, idx, MMR)

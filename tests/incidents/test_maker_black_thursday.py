@@ -9,7 +9,7 @@ nothing stopped a settlement at zero.
 The shape: a crash, no (or one) taker, an auction price detached from the live market, settlement at a
 stale or zero price.
 
-What stops it in vPerp (SPEC 6; docs/liquidation.md; Maker's own fix, Liquidations 2.0, is the model):
+What stops it in vPerp (docs/liquidation.md; Maker's own fix, Liquidations 2.0, is the model):
 - The taker's price is the *live* index less a discount that grows with time (here: the shipped exponential curve to 2 % over
   30 min): at every moment of a falling market it follows the index, never above it and never below
   `index x (1 - maxDiscount)`, so never zero.

@@ -8,7 +8,8 @@ against it: the attacker withdrew ~$115M of other depositors' assets and left th
 The attack's shape: (1) a position far larger than the market can absorb, (2) a mark/index pump,
 (3) unrealized PnL counted as withdrawable collateral (or as margin for new borrowing).
 
-What stops it in vPerp (SPEC 3, 4; docs/design.md "Departures"):
+What stops it in vPerp (docs/design.md#accounts-and-margin, docs/design.md#trading;
+docs/design.md#design-choices-and-their-reasons):
 - `freeCollateral = min(collateral - funding, accountValue) - initial`: unrealized profit never counts
   towards a withdrawal or a new position; it must be realized on the vAMM first, where it is worth only
   what the vAMM pays, not what the oracle says. A withdrawal past it reverts
@@ -16,7 +17,8 @@ What stops it in vPerp (SPEC 3, 4; docs/design.md "Departures"):
 - The pump trade itself is bounded by the price band (`PriceBandExceeded`) and the position by the
   open-interest cap (`OpenInterestCapExceeded`), so the size in (1) is bounded.
 
-Expected figures come from the documented vAMM formulas (tests/trading_helpers.py) and SPEC 3.
+Expected figures come from the documented vAMM formulas (tests/trading_helpers.py) and
+docs/design.md#accounts-and-margin.
 Funding is switched off in this module so health has no time term.
 """
 from __future__ import annotations

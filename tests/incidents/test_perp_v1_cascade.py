@@ -9,7 +9,7 @@ fund.
 The shape: one big liquidation dumped on the pricing curve, feeding the next; whole positions closed at
 once; nothing bounding how much is being liquidated at a time.
 
-What stops it in vPerp (SPEC 6; docs/liquidation.md):
+What stops it in vPerp (docs/liquidation.md):
 - Partial liquidation: `kick` auctions only the smallest slice that restores target health
   (`n >= (h*M - V + tip) / (h*mmr - chip - penalty - maxDiscount)`), not the whole position.
 - No market dump: a kick and a take leave the vAMM reserves and the open interest untouched (a taker takes

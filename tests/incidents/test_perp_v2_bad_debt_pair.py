@@ -8,7 +8,8 @@ profit. The pair as a whole extracts the bad debt: one account keeps the loss, t
 The shape: a price pushed by one's own trades, a liquidation triggered and priced by that price, and two
 accounts splitting the gain and the debt.
 
-What stops it in vPerp (SPEC 4, 6; TESTPLAN 4, 19):
+What stops it in vPerp (docs/design.md#trading, docs/liquidation.md; invariants 4 and 19 of
+docs/specification.md):
 - Health and liquidations read the *index* (the oracle), not the vAMM: however far B pushes the vAMM,
   A does not become liquidatable while the index stands still (`NotLiquidatable`).
 - The price band: no trade may leave the vAMM more than `maxSpread` from the index unless it moves the
@@ -74,7 +75,7 @@ def check_against_chain(system, model, owners):
         assert r[f"v{i}"] == equity(model.coll[o.address], size, on)
         assert r[f"l{i}"] == model.liquidatable(o.address)
         total += r[f"v{i}"]
-    # The pair never holds more than it deposited, less the fees it paid (TESTPLAN 4).
+    # The pair never holds more than it deposited, less the fees it paid (invariant 4).
     assert total <= model.deposited - model.fees
 
 

@@ -9,7 +9,7 @@ short it could not close, and the exchange delisted the market to stop the loss.
 The shape: open interest out of proportion to the capital behind the market, then a large price move;
 the loss lands on the insurance fund or the pool without any bound.
 
-What stops it in vPerp (SPEC 4, 6, 7; docs/pool.md "Open-interest caps"):
+What stops it in vPerp (docs/design.md#trading, docs/liquidation.md; docs/pool.md "Open-interest caps"):
 - Per-market open-interest caps, absolute and as a fraction of the pool's capital
   (`notional <= maxOiPoolRatio x poolBalance`), checked on the side a trade grows:
   `OpenInterestCapExceeded(marketId, openInterest, capInBase)`. LP deposits raise the cap at once, LP

@@ -35,7 +35,7 @@ from pyrevm import EVM, AccountInfo, BlockEnv
 from .abi import Artifacts
 
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z, the embedded chain's genesis in the suite
-SPEC = "Cancun"  # ape-config.yaml: evm_version cancun
+EVM_HARDFORK = "Cancun"  # ape-config.yaml: evm_version cancun
 TX_GAS = 30_000_000
 EOA_BALANCE = 10**24
 
@@ -124,7 +124,7 @@ class FastChain:
     """pyrevm with blocks, accounts, decoded reverts and logs, snapshots and (optionally) node-exact gas."""
 
     def __init__(self, artifacts: Artifacts | None = None, *, exact_gas: bool = False,
-                 timestamp: int = GENESIS_TIMESTAMP, number: int = 0, spec: str = SPEC, tx_gas: int = TX_GAS):
+                 timestamp: int = GENESIS_TIMESTAMP, number: int = 0, spec: str = EVM_HARDFORK, tx_gas: int = TX_GAS):
         self.artifacts = artifacts or Artifacts()
         self.evm = EVM(spec_id=spec)
         self.exact_gas = exact_gas
