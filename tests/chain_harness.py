@@ -686,7 +686,8 @@ class Runner:
             breaker = getattr(self.env, "breaker", None)
             if breaker is not None:
                 out.append(_call(f"breaker.check({mid})", breaker.address, "check(uint32)", ["uint32"], [mid],
-                                 ["uint96", "bool", "bool", "uint8", "uint64", "uint64"] + ["uint256"] * 11 + ["int256"],
+                                 ["uint96", "bool", "bool", "uint8", "uint64", "uint64"] + ["uint256"] * 11
+                                 + ["int256", "uint64", "uint96"],
                                  lambda mid=mid: breaker_check(m, mid, now)))
             out.append(_call(f"indexPrice({mid})", ch, "indexPrice(uint32)", ["uint32"], [mid], ["uint256"],
                              lambda mid=mid: m.index_price(mid, now)))
