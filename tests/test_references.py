@@ -53,12 +53,7 @@ FORBIDDEN = [
 # Dangling citations in files other engineers own or were writing when this test was written (issue 15,
 # item 5): (citing file, cited target). A target that exists again passes anyway; remove the entry then.
 KNOWN_DANGLING = {
-    ("docs/cast.md", "#errors-and-how-to-decode-them"),  # the heading is "6. Errors, and how to decode them"
     ("docs/simulator.md", "economics.md#circuit-breakers-on-vs-off"),  # section being written in economics.md
-    # the governance guide, in the working tree but not committed yet
-    *((f, "docs/governance.md") for f in ("vperp/governance.py", "vperp/client.py", "vperp/config.py",
-                                          "vperp/deployment.py", "vperp/keeper.py", "scripts/deploy.py",
-                                          "scripts/keeper.py")),
 }
 # Files other engineers were editing when this test was written (issue 15, item 5): these exact lines
 # are the references left in them. Any other line that cites the outside documents still fails, and a
