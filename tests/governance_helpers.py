@@ -32,7 +32,7 @@ MARKET_FIELDS = ("oracle", "heartbeat", "twapWindow", "imr", "mmr", "takerFee", 
 BREAKER_FIELDS = ("moveThreshold", "coolOff", "divergenceThreshold", "divergenceDuration", "insuranceTarget",
                   "auctionSoftShare", "maxSkewShare")
 DEFAULT_BREAKER = dict(moveThreshold=WAD // 20, coolOff=1800, divergenceThreshold=3 * WAD // 100,
-                       divergenceDuration=1800, insuranceTarget=WAD // 20, auctionSoftShare=WAD // 2,
+                       divergenceDuration=1800, insuranceTarget=WAD // 100, auctionSoftShare=WAD // 2,
                        maxSkewShare=WAD // 5)
 
 

@@ -257,6 +257,7 @@ def insurance_required(gross_base: int, index: int, target: int = WAD // 20) -> 
 
 
 def test_insurance_cover_one_wei_of_open_interest_and_one_token_unit(chain, system, g, keeper, alice, bob, carol):
+    set_breaker_params(chain, system, g, insuranceTarget=WAD // 20)  # 5 %: a book of a few hundred ETH trips it
     vault, ch = system.vault, system.clearing_house
     fund = vault.insuranceFund()
     index = 3000 * WAD
@@ -480,6 +481,7 @@ def test_exits_stay_open_under_reduce_only_from_divergence(chain, system, g, kee
 
 def test_exits_stay_open_under_the_insurance_cap(chain, system, g, keeper, accounts, alice, bob, carol, dave, erin):
     """Gross open interest of 700 ETH at 3000 wants 105,000 of insurance at 5 %; the fund holds 100,000."""
+    set_breaker_params(chain, system, g, insuranceTarget=WAD // 20)  # 5 %: a book of a few hundred ETH trips it
     frank, ch = accounts[FRANK], system.clearing_house
     p, share = ch.marketParams(ETH), ch.insuranceFeeShare(ETH)
     g.governor.act(ch, encode(ch, "setMarketParams", ETH, mp_tuple(p, maxOpenInterest=450 * WAD), share),
@@ -565,6 +567,7 @@ def test_governance_raises_the_cap_during_a_cap_restriction(chain, system, g, ke
     """A configured cap raised while the insurance breaker caps the market: nothing is written (the effective
     cap is the breaker's), the next poke rescales the breaker's cap from the new configured one, and funding
     the insurance lifts it to the new configured cap."""
+    set_breaker_params(chain, system, g, insuranceTarget=WAD // 20)  # 5 %: a book of a few hundred ETH trips it
     frank, ch, gov = accounts[FRANK], system.clearing_house, g.governor
     _open_book(system, alice, bob, frank, 370 * WAD, 300_000)
     deposit(system, carol, 300_000)
@@ -590,10 +593,11 @@ def test_governance_raises_the_cap_during_a_cap_restriction(chain, system, g, ke
     assert applied(g, tx) == [(ETH, NO_CAP, False)] and effective(system) == new
 
 
-def test_a_configured_value_the_restriction_hides_is_still_bounds_checked(system, g, keeper, accounts, alice, bob,
-                                                                          carol):
+def test_a_configured_value_the_restriction_hides_is_still_bounds_checked(chain, system, g, keeper, accounts, alice,
+                                                                          bob, carol):
     """Under a cap restriction a configured cap above int96 would be written as the (valid) breaker cap; the
     governor checks the configured record against the ClearingHouse itself, so lifting could always write it."""
+    set_breaker_params(chain, system, g, insuranceTarget=WAD // 20)  # 5 %: a book of a few hundred ETH trips it
     frank, ch = accounts[FRANK], system.clearing_house
     _open_book(system, alice, bob, frank, 370 * WAD, 300_000)
     deposit(system, carol, 300_000)

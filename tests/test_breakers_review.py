@@ -62,6 +62,12 @@ def test_a_quiet_drift_does_not_trip_the_move_breaker(chain, system, g, bob, acc
 def test_insurance_breaker_tripped_by_a_round_trip(chain, system, g, alice, bob, carol, erin):
     """Open a balanced long+short (no net vAMM move), poke, close both: the insurance cap stays on every
     poked market until the next poke, below the open interest, refusing honest opens. Cost: 4 taker fees."""
+    from governance_helpers import bp_tuple, encode, propose
+    pid, eta, _ = propose(g, g.governor, encode(g.governor, "setBreakerParams",
+                                                bp_tuple(g.breaker.params(), insuranceTarget=WAD // 20)))
+    chain.pending_timestamp = eta
+    refresh_oracles(system)
+    g.governor.execute(pid, sender=alice)  # 5 % (the shipped 1 % needs a book five times larger)
     ch, vault, brk, gov = system.clearing_house, system.vault, g.breaker, g.governor
     deposit(system, carol, 10_000)
     trade(ch, carol, ETH, 5 * WAD)  # an honest book

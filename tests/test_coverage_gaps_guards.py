@@ -299,7 +299,7 @@ def test_module_hooks_refuse_other_callers(wired, deployer, hook, caller_name):
                                                             sender=caller),
         "backstopClose": lambda: w.ch.backstopClose(w.long, 0, w.market, WAD, 2900 * WAD, sender=caller),
         "releaseFromAuction": lambda: w.ch.releaseFromAuction(w.long, 0, w.market, WAD, sender=caller),
-        "setReserves": lambda: w.ch.setReserves(w.market, 20_000 * WAD, 60_000_000 * WAD, sender=caller),
+        "setReserves": lambda: w.ch.setReserves(w.market, 20_000 * WAD, 60_000_000 * WAD, 0, sender=caller),
     }
     owners = (w.long, w.short, w.taker)
     before = ch_state(w, owners)
@@ -323,7 +323,7 @@ def test_set_reserves_out_of_bounds(wired, base, quote, name, value):
     owners = (w.long, w.short)
     before = ch_state(w, owners)
     with expect_revert(w.ch.ParameterOutOfBounds, name=b32(name), value=value):
-        w.ch.setReserves(w.market, base, quote, sender=w.amm)
+        w.ch.setReserves(w.market, base, quote, 0, sender=w.amm)
     assert ch_state(w, owners) == before
 
 
@@ -331,7 +331,7 @@ def test_set_reserves_out_of_bounds(wired, base, quote, name, value):
 def test_set_reserves_bounds_are_inclusive(wired, base, quote):
     """Control for the bounds: the bound values themselves are accepted and written as given."""
     w = wired
-    tx = w.ch.setReserves(w.market, base, quote, sender=w.amm)
+    tx = w.ch.setReserves(w.market, base, quote, 0, sender=w.amm)
     log = only_event(tx, w.ch.ReservesSet)
     assert (log.marketId, log.baseReserve, log.quoteReserve) == (w.market, base, quote)
     s = w.ch.marketState(w.market)

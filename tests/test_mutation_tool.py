@@ -210,7 +210,8 @@ def test_production_files_and_dependents():
     assert "contracts/Vault.sol" in files and "contracts/libraries/WadMath.sol" in files
     assert "contracts/periphery/PerpReader.sol" in files
     assert not any("/mocks/" in f or "/interfaces/" in f or f.split("/")[-1].startswith("IPerp") for f in files)
-    assert c.dependents("contracts/Vault.sol") == ["contracts/Vault.sol"]
+    # The governor imports the modules for their setters' selectors, so a Vault mutant rebuilds it too.
+    assert c.dependents("contracts/Vault.sol") == ["contracts/Vault.sol", "contracts/governance/RiskGovernor.sol"]
     users = c.dependents("contracts/libraries/WadMath.sol")
     for f in ("contracts/ClearingHouse.sol", "contracts/LiquidityPool.sol", "contracts/libraries/VAmmMath.sol",
               "contracts/mocks/FundingMathHarness.sol"):

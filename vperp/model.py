@@ -2257,7 +2257,7 @@ class BreakerParams:
     cool_off: int = 1_800
     divergence_threshold: int = 3 * 10**16
     divergence_duration: int = 1_800
-    insurance_target: int = 5 * 10**16
+    insurance_target: int = 10**16
     auction_soft_share: int = 5 * 10**17
     max_skew_share: int = 2 * 10**17
 
