@@ -310,7 +310,7 @@ def test_the_oracles_were_given_the_scenario_path(rows):
 def test_vault_tokens_cover_every_claim(rows, summary):
     """The Vault's tokens equal the signed ledger at every step, and cover every positive claim whenever
     no account is underwater. While a liquidated account's collateral is negative and it still holds a
-    position or a live auction, its debt is not socialized yet (SPEC 6): positive claims may then exceed
+    position or a live auction, its debt is not socialized yet (docs/liquidation.md#loss-waterfall): positive claims may then exceed
     the tokens by at most that debt; by the end of the run the waterfall has resolved it."""
     for r in rows:
         assert r["vault_tokens"] == r["ledger_total"], r["step"]  # signed balances: exact
