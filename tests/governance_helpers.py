@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trading_helpers import WAD
+import pytest
+
+from trading_helpers import MAX_UINT, WAD
 from vperp.governance import Governance as Gov  # noqa: F401
 from vperp.governance import deploy_governance as _deploy
 from vperp.governance import modules as _modules
@@ -85,3 +87,29 @@ def run_proposal(chain, system, g: Gov, target, data, executor):
 
 def encode(contract, method: str, *args) -> bytes:
     return bytes(getattr(contract, method).encode_input(*args))
+
+
+# ---------------------------------------------------------------------------- shared fixtures and actors
+# Imported by the governance test modules (a fixture imported into a module is that module's fixture).
+
+
+@pytest.fixture(scope="module")
+def admin(accounts):
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def guardian(accounts):
+    return accounts[8]
+
+
+def fund_actors(system, accounts) -> None:
+    """Collateral for accounts 1-6, approved to the Vault."""
+    for a in list(accounts)[1:7]:
+        system.collateral.mint(a, 10**9 * 10**6, sender=a)
+        system.collateral.approve(system.vault, MAX_UINT, sender=a)
+
+
+def deposit(system, who, amount) -> None:
+    """`amount` human units into `who`'s cross account."""
+    system.vault.deposit(0, system.units(amount), sender=who)

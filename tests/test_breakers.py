@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pytest
 
+from governance_helpers import admin, deposit, guardian  # noqa: F401 - shared module fixtures
 from governance_helpers import (
     AUCTIONS,
     DIVERGENCE,
@@ -51,16 +52,6 @@ DIVERGENCE_DURATION = 1800
 
 
 @pytest.fixture(scope="module")
-def admin(accounts):
-    return accounts[7]
-
-
-@pytest.fixture(scope="module")
-def guardian(accounts):
-    return accounts[8]
-
-
-@pytest.fixture(scope="module")
 def keeper(accounts):
     return accounts[9]
 
@@ -79,10 +70,6 @@ def g(system, deployer, admin, guardian, accounts, alice, bob, carol, dave, erin
         system.collateral.mint(a, 10**9 * 10**6, sender=a)
         system.collateral.approve(system.vault, MAX_UINT, sender=a)
     return deploy_governance(system, deployer, admin, guardian)
-
-
-def deposit(system, who, amount):
-    system.vault.deposit(0, system.units(amount), sender=who)
 
 
 def set_eth(system, answer: int):

@@ -6,32 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from governance_helpers import NO_CAP, deploy_governance, refresh_oracles
-from trading_helpers import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade
+from governance_helpers import NO_CAP, deploy_governance, deposit, fund_actors, refresh_oracles
+from governance_helpers import admin, guardian  # noqa: F401 - shared module fixtures
+from trading_helpers import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade  # noqa: F401
 
 ETH = ETH_ID
 
 
-@pytest.fixture(scope="module")
-def admin(accounts):
-    return accounts[7]
-
-
-@pytest.fixture(scope="module")
-def guardian(accounts):
-    return accounts[8]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def g(system, deployer, admin, guardian, accounts, alice, bob, carol, dave, erin):
-    for a in list(accounts)[1:7]:
-        system.collateral.mint(a, 10**9 * 10**6, sender=a)
-        system.collateral.approve(system.vault, MAX_UINT, sender=a)
+    fund_actors(system, accounts)
     return deploy_governance(system, deployer, admin, guardian)
-
-
-def deposit(system, who, amount):
-    system.vault.deposit(0, system.units(amount), sender=who)
 
 
 @pytest.mark.parametrize("accrue", [False, True], ids=["breaker pokes only", "and hourly funding pokes"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from governance_helpers import admin, guardian  # noqa: F401 - shared module fixtures
 from governance_helpers import (
     CANCELLED,
     DELAY,
@@ -33,16 +34,6 @@ from governance_helpers import (
     struct_tuple,
 )
 from trading_helpers import ETH_ID, WAD, expect_revert
-
-
-@pytest.fixture(scope="module")
-def admin(accounts):
-    return accounts[7]
-
-
-@pytest.fixture(scope="module")
-def guardian(accounts):
-    return accounts[8]
 
 
 @pytest.fixture(scope="module", autouse=True)
