@@ -16,6 +16,17 @@ largest funding paid over any 8 hours (per unit of notional), for both rules.
 reads the simulator's runs instead (`steps.csv`: each market's premium as the contract computes it,
 (mark TWAP - index TWAP) / index TWAP from `fundingState`, per step, held over the step) and prints, per run and market, both rules' largest change between hours and their ratio, plus the
 hours the smoothed rule takes to reach 95 % of the rate a held premium asks for.
+
+    python -m vperp.funding_compare --kernel boxcar-hourly-exp --window-hours 10 --tau-hours 2 [--sim ...]
+
+runs a candidate kernel (KERNELS: the shipped exponential, moving averages of the target over W hours, and
+an exponential following such an average) in place of the shipped one, and
+
+    python -m vperp.funding_compare --summary --sim sim_out/funding/{crash,squeeze}/seed{1,2,3,4,5}
+
+prints one row per kernel of CANDIDATES (docs/funding.md#kernels-that-meet-the-010-goal): the ratio per
+scenario, on the synthetic paths, the convergence and the largest 8 h funding. The shipped kernel's output is
+the same with or without these options.
 """
 from __future__ import annotations
 
@@ -24,7 +35,7 @@ import csv
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .funding import HOUR, WAD, clamp, evolve
+from .funding import HOUR, WAD, clamp, evolve, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,
                     DEFAULT_SMOOTHING_TAU)
 
@@ -38,6 +49,18 @@ class Params:
     tau: int = DEFAULT_SMOOTHING_TAU
     period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
     baseline: int = 0
+    kernel: str = "exp"  # one of KERNELS
+    window: int = 10 * HOUR  # [s] boxcar length of the boxcar kernels (whole minutes; whole hours for boxcar-hourly)
+    phase: int = 0  # [min] the hourly kernels' hour boundaries fall this long after the path's (the chain's clock)
+
+
+KERNELS = ("exp", "boxcar", "boxcar-hourly", "boxcar-exp", "boxcar-hourly-exp")
+"""exp: the shipped rule (exponential approach with time constant tau, speed capped at velocity);
+boxcar: the rate is the mean target over the last `window` (a moving average, continuous in time);
+boxcar-hourly: the same mean taken once per hour, over the last `window` whole hours, and held for the hour;
+boxcar-exp: the shipped exponential (tau, velocity) following the continuous boxcar's output;
+boxcar-hourly-exp: the shipped exponential following the hourly boxcar's output (the on-chain form of boxcar-exp,
+docs/funding.md#kernels-that-meet-the-010-goal)."""
 
 
 @dataclass
@@ -74,8 +97,49 @@ def premium_spike(step: int = 5 * 10**16, before_h: int = 4, spike_min: int = 30
     return [0] * (before_h * 60) + [step] * spike_min + [0] * (after_h * 60)
 
 
+def kernel_label(p: Params) -> str:
+    """The rule's name in the tables: the shipped name for the default kernel, else the kernel and its parameters."""
+    if p.kernel == "exp":
+        return "vPerp (smoothed, capped)"
+    w = f"{p.window / HOUR:g} h"
+    if p.kernel == "boxcar":
+        return f"boxcar {w}"
+    if p.kernel == "boxcar-hourly":
+        return f"hourly boxcar {w}"
+    if p.kernel == "boxcar-exp":
+        return f"boxcar {w} then exp tau {p.tau / HOUR:g} h"
+    return f"hourly boxcar {w} then exp tau {p.tau / HOUR:g} h"
+
+
+def _boxcar(targets: list[int], n: int) -> tuple[list[int], list[int]]:
+    """Moving average of the per-minute target over the last n minutes (zero before the path starts): the rate
+    at the start of each minute, and the funding paid over the minute (the rate moves linearly within it, as
+    one minute's target enters the window and the oldest leaves)."""
+    rates, paid, s = [], [], 0
+    for i, t in enumerate(targets):
+        r0 = tdiv(s, n)
+        s += t - (targets[i - n] if i >= n else 0)
+        rates.append(r0)
+        paid.append((r0 + tdiv(s, n)) // 120)  # mean rate over the minute [wad/h] x 60 s / 3600
+    return rates, paid
+
+
+def _boxcar_hourly(targets: list[int], hours: int, phase: int = 0) -> tuple[list[int], list[int]]:
+    """The rate of each hour is the mean target over the `hours` whole hours before it, held for the hour; the
+    hours start `phase` minutes into the path's hours."""
+    rates, paid, n, rate = [], [], hours * 60, 0
+    for i in range(len(targets)):
+        if i % 60 == phase % 60:
+            rate = tdiv(sum(targets[max(0, i - n):i]), n)
+        rates.append(rate)
+        paid.append(rate // 60)
+    return rates, paid
+
+
 def run_vperp(premiums: list[int], p: Params = Params()) -> Run:
     """vPerp: target re-sampled every minute (the contract samples every quarter TWAP window)."""
+    if p.kernel != "exp":
+        return _run_kernel(premiums, p)
     rate, rates, paid = 0, [], []
     for prem in premiums:
         target = clamp(prem // p.period_hours + p.baseline, p.max_rate)
@@ -83,6 +147,29 @@ def run_vperp(premiums: list[int], p: Params = Params()) -> Run:
         rate, area = evolve(rate, target, MINUTE, p.tau, p.velocity)
         paid.append(area // HOUR)  # area is [wad/h * s]; /3600 gives the fraction of notional
     return Run("vPerp (smoothed, capped)", rates, paid)
+
+
+def _run_kernel(premiums: list[int], p: Params) -> Run:
+    """The candidate kernels (KERNELS other than exp) on the same per-minute target as run_vperp."""
+    if p.kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {p.kernel!r} (one of {', '.join(KERNELS)})")
+    if p.window <= 0 or p.window % MINUTE:
+        raise ValueError("the boxcar window must be a positive whole number of minutes")
+    hourly = p.kernel in ("boxcar-hourly", "boxcar-hourly-exp")
+    if hourly and p.window % HOUR:
+        raise ValueError("the hourly boxcar's window must be whole hours")
+    targets = [clamp(prem // p.period_hours + p.baseline, p.max_rate) for prem in premiums]
+    if hourly:
+        rates, paid = _boxcar_hourly(targets, p.window // HOUR, p.phase)
+    else:
+        rates, paid = _boxcar(targets, p.window // MINUTE)
+    if p.kernel.endswith("-exp"):  # the boxcar's output is the exponential's target, minute by minute
+        box, rate, rates, paid = rates, 0, [], []
+        for b in box:
+            rates.append(rate)
+            rate, area = evolve(rate, b, MINUTE, p.tau, p.velocity)
+            paid.append(area // HOUR)
+    return Run(kernel_label(p), rates, paid)
 
 
 def run_unsmoothed(premiums: list[int], period_hours: int = 24) -> Run:
@@ -197,6 +284,73 @@ DEFAULT_PATHS = {
 }
 
 
+CANDIDATES = (
+    Params(),
+    Params(tau=10 * HOUR),
+    Params(kernel="boxcar", window=10 * HOUR),
+    Params(kernel="boxcar-hourly", window=10 * HOUR),
+    Params(kernel="boxcar-exp", window=10 * HOUR, tau=2 * HOUR),
+    Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=2 * HOUR),
+    Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=3 * HOUR // 2),
+)
+"""The kernels of docs/funding.md#kernels-that-meet-the-010-goal: the shipped rule, the 10 h exponential, and the
+boxcars (W = 10 h: the shortest whose ratio on a held premium below the cap is at most 0.10, 1/W)."""
+
+PHASES = (0, 15, 30, 45)  # [min] where the chain's hour boundaries may fall within the path's hours
+
+
+def describe(p: Params) -> tuple[str, str]:
+    """(kernel, parameters) for the summary table."""
+    tau_v = f"tau {p.tau / HOUR:g} h, v {p.velocity / WAD * 100:g} %/h²"
+    if p.kernel == "exp":
+        return "exp" + (" (shipped)" if p == Params() else ""), tau_v
+    w = f"W {p.window / HOUR:g} h"
+    return p.kernel, (w + ", " + tau_v if p.kernel.endswith("-exp") else w)
+
+
+def summarize(p: Params, run_dirs: list[str] = (), symbols: tuple[str, ...] = ("ETH", "BTC")) -> dict:
+    """One kernel's figures: the ratio (largest change between hours, kernel / unsmoothed) on each simulator
+    scenario (run folders grouped by their parent folder's name, e.g. crash/seed1 -> crash: (min, max) over the
+    runs and markets), on the +5 % step and spike of DEFAULT_PATHS and on a +1 % step (below the cap), the hours
+    to 95 %, 99 % and 100 % of the rate a held +1 % premium asks for, and the largest funding paid over 8 h on the
+    +5 % step [wad]; for the hourly kernels, each figure is the worst over the hour phases PHASES."""
+    phases = PHASES if p.kernel.startswith("boxcar-hourly") else (0,)
+    sim: dict[str, tuple[float, float]] = {}
+    for d in run_dirs:
+        for sym in symbols:
+            prem = premiums_from_sim(d, sym)
+            for ph in phases:
+                r = smoothing_ratio(prem, replace(p, phase=ph))[2]
+                lo, hi = sim.get(Path(d).parent.name, (r, r))
+                sim[Path(d).parent.name] = (min(lo, r), max(hi, r))
+    held = WAD // 100
+    step, spike = DEFAULT_PATHS["+5 % premium step held 24 h"], DEFAULT_PATHS["+5 % premium spike for 30 min"]
+    worst = lambda f: max(f(replace(p, phase=ph)) for ph in phases)  # noqa: E731
+    return {
+        "sim": sim,
+        "step": worst(lambda q: smoothing_ratio(step, q)[2]),
+        "step_1pct": worst(lambda q: smoothing_ratio(premium_step(step=held), q)[2]),
+        "spike": worst(lambda q: smoothing_ratio(spike, q)[2]),
+        "converge": tuple(worst(lambda q: hours_to_converge(held, q, f)) for f in (0.95, 0.99, 1.0)),
+        "max_8h": worst(lambda q: run_vperp(step, q).max_window_paid(8)),
+    }
+
+
+def render_summary(candidates, run_dirs: list[str] = ()) -> str:
+    rows = [(describe(p), summarize(p, run_dirs)) for p in candidates]
+    scenarios = list(dict.fromkeys(Path(d).parent.name for d in run_dirs))
+    hours = lambda x: "never" if x == float("inf") else f"{x:.1f}"  # noqa: E731
+    out = ["| kernel | parameters | " + "".join(f"{s} ratio | " for s in scenarios)
+           + "+5 % step | +1 % step | +5 % spike | 95 % / 99 % / 100 % of a held premium's rate (h) "
+           "| max funding over 8 h (% of notional) |",
+           "|---|---|" + "---|" * len(scenarios) + "---:|---:|---:|---|---:|"]
+    for (kernel, params), s in rows:
+        sims = "".join(f"{s['sim'][sc][0]:.3f}-{s['sim'][sc][1]:.3f} | " for sc in scenarios)
+        out.append(f"| {kernel} | {params} | {sims}{s['step']:.3f} | {s['step_1pct']:.3f} | {s['spike']:.3f} | "
+                   + " / ".join(hours(x) for x in s["converge"]) + f" | {s['max_8h'] / WAD * 100:.4f} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plot", help="write a PNG of the rates")
@@ -205,8 +359,28 @@ def main(argv=None) -> None:
     ap.add_argument("--tau-hours", type=float, default=None, help="smoothing time constant [h] (default: 4)")
     ap.add_argument("--velocity", type=float, default=None,
                     help="velocity limit [%%/h per hour] (default: 0.05)")
+    ap.add_argument("--kernel", choices=KERNELS, default=None,
+                    help="smoothing kernel (default: exp, the shipped rule; see KERNELS)")
+    ap.add_argument("--window-hours", type=float, default=None, help="boxcar length W [h] (default: 10)")
+    ap.add_argument("--phase-minutes", type=int, default=None,
+                    help="hourly kernels: minutes from the path's hour boundaries to the kernel's (default: 0)")
+    ap.add_argument("--summary", action="store_true",
+                    help="one row per kernel (CANDIDATES, or the one the options above give): the ratios on the "
+                         "--sim runs (grouped by scenario folder), the synthetic paths, convergence, 8 h funding")
     args = ap.parse_args(argv)
     p = Params()
+    if args.kernel is not None:
+        p = replace(p, kernel=args.kernel)
+    if args.window_hours is not None:
+        if not 1 / 60 <= args.window_hours <= 7 * 24 or round(args.window_hours * 60) != args.window_hours * 60:
+            ap.error("--window-hours must be whole minutes, 1 min .. 7 days")
+        p = replace(p, window=round(args.window_hours * HOUR))
+        if p.kernel.startswith("boxcar-hourly") and p.window % HOUR:
+            ap.error("--window-hours must be whole hours for the hourly boxcar")
+    if args.phase_minutes is not None:
+        if not 0 <= args.phase_minutes < 60:
+            ap.error("--phase-minutes must be within 0 .. 59")
+        p = replace(p, phase=args.phase_minutes)
     if args.tau_hours is not None:
         if not 1 / 60 <= args.tau_hours <= 7 * 24:
             ap.error("--tau-hours must be within the contract's bounds, 1 min .. 7 days")
@@ -215,6 +389,13 @@ def main(argv=None) -> None:
         if not 1e-6 <= args.velocity <= 10:
             ap.error("--velocity must be within the contract's bounds, 1e-6 .. 10 %/h per hour")
         p = replace(p, velocity=round(args.velocity / 100 * WAD))
+    if args.summary:
+        chosen = any(x is not None for x in (args.kernel, args.window_hours, args.tau_hours, args.velocity))
+        try:
+            print(render_summary([p] if chosen else CANDIDATES, args.sim or []))
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
+        return
     if args.sim:
         try:
             print(render_sim(args.sim, p=p))
