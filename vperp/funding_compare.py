@@ -54,13 +54,15 @@ class Params:
     phase: int = 0  # [min] the hourly kernels' hour boundaries fall this long after the path's (the chain's clock)
 
 
-KERNELS = ("exp", "boxcar", "boxcar-hourly", "boxcar-exp", "boxcar-hourly-exp")
+KERNELS = ("exp", "boxcar", "boxcar-hourly", "boxcar-exp", "boxcar-hourly-exp", "twap-exp")
 """exp: the shipped rule (exponential approach with time constant tau, speed capped at velocity);
 boxcar: the rate is the mean target over the last `window` (a moving average, continuous in time);
 boxcar-hourly: the same mean taken once per hour, over the last `window` whole hours, and held for the hour;
 boxcar-exp: the shipped exponential (tau, velocity) following the continuous boxcar's output;
-boxcar-hourly-exp: the shipped exponential following the hourly boxcar's output (the on-chain form of boxcar-exp,
-docs/funding.md#kernels-that-meet-the-010-goal)."""
+boxcar-hourly-exp: the shipped exponential following the hourly boxcar's output (an on-chain form of boxcar-exp,
+docs/funding.md#kernels-that-meet-the-010-goal);
+twap-exp: the shipped exponential following, each hour, clamp(mean premium over the last `window` whole hours /
+period + baseline): the average taken before the cap, as a W-hour TWAP premium would be (the other on-chain form)."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ def kernel_label(p: Params) -> str:
         return f"hourly boxcar {w}"
     if p.kernel == "boxcar-exp":
         return f"boxcar {w} then exp tau {p.tau / HOUR:g} h"
+    if p.kernel == "twap-exp":
+        return f"hourly {w} premium TWAP then exp tau {p.tau / HOUR:g} h"
     return f"hourly boxcar {w} then exp tau {p.tau / HOUR:g} h"
 
 
@@ -155,11 +159,14 @@ def _run_kernel(premiums: list[int], p: Params) -> Run:
         raise ValueError(f"unknown kernel {p.kernel!r} (one of {', '.join(KERNELS)})")
     if p.window <= 0 or p.window % MINUTE:
         raise ValueError("the boxcar window must be a positive whole number of minutes")
-    hourly = p.kernel in ("boxcar-hourly", "boxcar-hourly-exp")
+    hourly = p.kernel in ("boxcar-hourly", "boxcar-hourly-exp", "twap-exp")
     if hourly and p.window % HOUR:
         raise ValueError("the hourly boxcar's window must be whole hours")
     targets = [clamp(prem // p.period_hours + p.baseline, p.max_rate) for prem in premiums]
-    if hourly:
+    if p.kernel == "twap-exp":  # mean premium over the window, then the target's cap
+        mean = _boxcar_hourly(premiums, p.window // HOUR, p.phase)[0]
+        rates, paid = [clamp(m // p.period_hours + p.baseline, p.max_rate) for m in mean], []
+    elif hourly:
         rates, paid = _boxcar_hourly(targets, p.window // HOUR, p.phase)
     else:
         rates, paid = _boxcar(targets, p.window // MINUTE)
@@ -292,9 +299,11 @@ CANDIDATES = (
     Params(kernel="boxcar-exp", window=10 * HOUR, tau=2 * HOUR),
     Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=2 * HOUR),
     Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=3 * HOUR // 2),
+    Params(kernel="twap-exp", window=10 * HOUR, tau=2 * HOUR),
 )
 """The kernels of docs/funding.md#kernels-that-meet-the-010-goal: the shipped rule, the 10 h exponential, and the
 boxcars (W = 10 h: the shortest whose ratio on a held premium below the cap is at most 0.10, 1/W)."""
+RECOMMENDED = CANDIDATES[5]  # the hourly boxcar of 10 h followed by a 2 h exponential (bold in the summary)
 
 PHASES = (0, 15, 30, 45)  # [min] where the chain's hour boundaries may fall within the path's hours
 
@@ -314,7 +323,7 @@ def summarize(p: Params, run_dirs: list[str] = (), symbols: tuple[str, ...] = ("
     runs and markets), on the +5 % step and spike of DEFAULT_PATHS and on a +1 % step (below the cap), the hours
     to 95 %, 99 % and 100 % of the rate a held +1 % premium asks for, and the largest funding paid over 8 h on the
     +5 % step [wad]; for the hourly kernels, each figure is the worst over the hour phases PHASES."""
-    phases = PHASES if p.kernel.startswith("boxcar-hourly") else (0,)
+    phases = PHASES if p.kernel in ("boxcar-hourly", "boxcar-hourly-exp", "twap-exp") else (0,)
     sim: dict[str, tuple[float, float]] = {}
     for d in run_dirs:
         for sym in symbols:
@@ -344,7 +353,8 @@ def render_summary(candidates, run_dirs: list[str] = ()) -> str:
            + "+5 % step | +1 % step | +5 % spike | 95 % / 99 % / 100 % of a held premium's rate (h) "
            "| max funding over 8 h (% of notional) |",
            "|---|---|" + "---|" * len(scenarios) + "---:|---:|---:|---|---:|"]
-    for (kernel, params), s in rows:
+    for p, ((kernel, params), s) in zip(candidates, rows):
+        kernel = f"**{kernel}**" if p == RECOMMENDED else kernel
         sims = "".join(f"{s['sim'][sc][0]:.3f}-{s['sim'][sc][1]:.3f} | " for sc in scenarios)
         out.append(f"| {kernel} | {params} | {sims}{s['step']:.3f} | {s['step_1pct']:.3f} | {s['spike']:.3f} | "
                    + " / ".join(hours(x) for x in s["converge"]) + f" | {s['max_8h'] / WAD * 100:.4f} |")
@@ -375,7 +385,7 @@ def main(argv=None) -> None:
         if not 1 / 60 <= args.window_hours <= 7 * 24 or round(args.window_hours * 60) != args.window_hours * 60:
             ap.error("--window-hours must be whole minutes, 1 min .. 7 days")
         p = replace(p, window=round(args.window_hours * HOUR))
-        if p.kernel.startswith("boxcar-hourly") and p.window % HOUR:
+        if p.kernel in ("boxcar-hourly", "boxcar-hourly-exp", "twap-exp") and p.window % HOUR:
             ap.error("--window-hours must be whole hours for the hourly boxcar")
     if args.phase_minutes is not None:
         if not 0 <= args.phase_minutes < 60:
