@@ -248,6 +248,9 @@ class FastChain:
             # The database would remember the new address as non-existing (it is looked up before the
             # creation) and then hide the code written to it: make it an existing empty account first.
             self._put_info(create_address(sender, n), AccountInfo())
+            # The same for a contract the constructor itself creates (the ClearingHouse deploys its
+            # configurator: CREATE at the new contract's nonce 1); otherwise the child's code is hidden too.
+            self._put_info(create_address(create_address(sender, n), 1), AccountInfo())
             cp = evm.snapshot()
         try:
             address = evm.deploy(sender, code, gas=self.tx_gas).lower()
@@ -266,7 +269,16 @@ class FastChain:
         else:
             runtime = bytes(evm.get_code(address))
             assert not any(runtime[len(ct.runtime_bytecode):]), f"{contract}: deployed code longer than the build's"
-            self._commit(cp, created={address: runtime[:len(ct.runtime_bytecode)]})
+            created = {address: runtime[:len(ct.runtime_bytecode)]}
+            # Contracts the constructor created (the ClearingHouse's configurator, at its nonce 1): their code
+            # is in the journal too and must be written under it like the parent's. solc's code ends in the
+            # metadata length (nonzero), so revm's zero padding is what trails.
+            child = create_address(address, 1)
+            child_code = bytes(evm.get_code(child) or b"").rstrip(b"\0")
+            if child_code:
+                created[child] = child_code
+                self.code_lengths[child] = len(child_code)
+            self._commit(cp, created=created)
             self._put_info(sender, AccountInfo(balance=self.balances.get(sender, 0), nonce=n + 1))
         return address, receipt
 
