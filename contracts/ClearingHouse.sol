@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
@@ -12,6 +12,8 @@ import {WadMath} from "./libraries/WadMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
+import {ClearingHouseStorage} from "./clearinghouse/ClearingHouseStorage.sol";
+import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
 
 /// @title ClearingHouse
 /// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
@@ -20,132 +22,19 @@ import {FundingMath} from "./libraries/FundingMath.sol";
 /// @dev Storage is packed for the hot path: a trade reads 8 market slots, writes the position
 ///      (2 slots) and makes one Vault call and one oracle call. No loop grows with market activity;
 ///      the margin check loops over the markets the account holds (at most 16, `Vault.MAX_OPEN_MARKETS`).
-contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient {
+contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardTransient {
     using WadMath for uint256;
     using WadMath for int256;
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    // ------------------------------------------------------------------ constants and bounds
-
-    /// @notice One bit per market in the Vault's per-account bitmap.
-    uint256 public constant MAX_MARKETS = 128;
-    /// @notice Observations in each market's TWAP ring; one is written per `twapWindow / 4`.
-    uint256 internal constant OBSERVATIONS = 8;
-    uint256 internal constant OBSERVATIONS_PER_WINDOW = 4;
-
-    uint256 internal constant MIN_MMR = 0.005e18;
-    uint256 internal constant MAX_MMR = 0.5e18;
-    uint256 internal constant MAX_IMR = 1e18;
-    uint256 internal constant MAX_TAKER_FEE = 0.01e18;
-    uint256 internal constant MAX_INSURANCE_FEE_SHARE = 1e18;
-    uint256 internal constant MIN_MAX_SPREAD = 0.005e18;
-    uint256 internal constant MAX_MAX_SPREAD = 0.5e18;
-    uint256 internal constant MAX_OI_POOL_RATIO = 10e18; // per-side notional <= 10 x the pool
-    uint256 internal constant MIN_TWAP_WINDOW = 60;
-    uint256 internal constant MAX_TWAP_WINDOW = 4 hours;
-    uint256 internal constant MIN_HEARTBEAT = 60;
-    uint256 internal constant MAX_HEARTBEAT = 2 days;
-    uint256 internal constant MIN_BASE_RESERVE = 1e18;
-    uint256 internal constant MAX_RESERVE = 1e36;
-    uint256 internal constant MAX_FUNDING_RATE = 0.01e18; // 1 %/h
-    uint256 internal constant MIN_RATE_VELOCITY = 1e10;
-    uint256 internal constant MAX_RATE_VELOCITY = 0.1e18;
-    uint256 internal constant MIN_SMOOTHING_TAU = 60;
-    uint256 internal constant MAX_SMOOTHING_TAU = 7 days;
-    uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
-    uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
-
-    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 4 h,
-    ///         0.05 %/h per hour velocity, no baseline.
-    uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
-    uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
-    uint32 public constant DEFAULT_SMOOTHING_TAU = 4 hours;
-    uint16 public constant DEFAULT_FUNDING_PERIOD_HOURS = 24;
-    /// @notice Skew term at listing: 0.2 %/h of funding for a skew of the whole base reserve (0.01 %/h at 5 %).
-    uint16 public constant DEFAULT_SKEW_FUNDING_PPM = 2_000;
-
-    uint8 internal constant PAUSE_NO_NEW_RISK = 1;
+    uint8 internal constant PAUSE_NO_NEW_RISK = 1; // Vault pause levels this contract acts on
     uint8 internal constant PAUSE_NO_TRADING = 2;
-
-    // ------------------------------------------------------------------ storage
-
-    /// @dev One TWAP observation: cumulative sums of price x seconds. The sums wrap modulo 2^112;
-    ///      only differences over at most a few windows are used, far below 2^112.
-    struct Observation {
-        uint32 timestamp; // [s]
-        uint112 markCumulative; // [wad * s] vAMM price
-        uint112 indexCumulative; // [wad * s] index price
-    }
-
-    struct Market {
-        // slot 0
-        address oracle;
-        uint32 heartbeat; // [s]
-        uint32 twapWindow; // [s]
-        uint8 oracleScaleExp; // 18 - feed decimals
-        uint8 id; // this market's id (<= MAX_MARKETS), for events from internal code
-        uint16 skewFundingPpm; // [1e-6 per hour] funding target added per unit of skew (see _skewTerm)
-        // slot 1
-        uint64 imr; // [wad]
-        uint64 mmr; // [wad]
-        uint64 takerFee; // [wad]
-        uint64 maxSpread; // [wad]
-        // slot 2
-        uint64 maxOiPoolRatio; // [wad]
-        uint96 maxOpenInterest; // [wad base]
-        uint96 minPositionSize; // [wad base]
-        // slot 3
-        uint128 baseReserve; // [wad] virtual
-        uint128 quoteReserve; // [wad] virtual
-        // slot 4
-        uint128 longOpenInterest; // [wad base] sum of long sizes
-        uint128 shortOpenInterest; // [wad base] sum of |short sizes|
-        // slot 5: aggregates that value the pool's side of every position in O(1) per market
-        int128 sumOpenNotional; // [wad quote] sum of positions' open notional
-        int128 sumFundingBasis; // [wad quote] sum of floor(size x lastCumulativeFunding)
-        // slot 6
-        Observation accumulator; // cumulative sums up to `accumulator.timestamp`
-        // slot 7
-        FundingState funding;
-        // slot 8
-        uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
-        uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
-        uint64 lastDislocation; // [s] last block that found an index gap (see _update)
-        // slot 9
-        FundingParams fundingParams;
-        // slots 10..17
-        Observation[OBSERVATIONS] observations;
-    }
-
-    /// @dev Written at most once per block per market, as one slot.
-    struct FundingState {
-        int112 cumulativeFunding; // [wad quote per base] funding index: what one long base has paid
-        int64 rate; // [wad per hour] applied rate at the last update
-        int64 target; // [wad per hour] target in force since the last sample
-        uint8 observationHead; // index of the newest TWAP observation
-    }
-
-    struct Position {
-        int128 size; // [wad base]
-        int128 openNotional; // [wad quote]
-        int128 lastCumulativeFunding; // [wad quote per base] funding index at last settlement
-        int128 auctioned; // [wad base] part of `size` in liquidation auctions (same sign)
-    }
 
     /// @notice The Vault that holds the money and the account ledger.
     IVault public immutable vault;
-
-    uint32 internal _marketCount;
-    mapping(uint32 marketId => Market) internal _markets;
-    /// @notice Symbol of each market (e.g. "ETH").
-    mapping(uint32 marketId => bytes32) public symbolOf;
-    mapping(uint32 marketId => mapping(address owner => mapping(uint32 subaccount => Position))) internal _positions;
-
-    /// @notice The liquidation engine, the only caller of the liquidation hooks (wired once).
-    address public liquidationEngine;
-    /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
-    address public ammController;
+    /// @notice Where listing and parameter calls run (by `delegatecall`; see ClearingHouseConfigurator).
+    address public immutable configurator;
 
     modifier onlyLiquidationEngine() {
         if (msg.sender != liquidationEngine) revert UnauthorizedModule(msg.sender);
@@ -155,6 +44,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     constructor(IVault vault_, address owner_) Ownable(owner_) {
         if (address(vault_) == address(0)) revert ZeroAddress();
         vault = vault_;
+        configurator = address(new ClearingHouseConfigurator());
     }
 
     // ------------------------------------------------------------------ governance
@@ -175,7 +65,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (msg.sender != ammController) revert UnauthorizedModule(msg.sender);
         Market storage m = _market(marketId);
         // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
-        _update(m, _index(m));
+        _accrue(m, _index(m));
         if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
             revert ParameterOutOfBounds("baseReserve", baseReserve);
         }
@@ -197,80 +87,52 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         emit ModuleSet("liquidationEngine", engine);
     }
 
-    /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
-    /// @param insuranceFeeShare_ share of the taker fee paid to the insurance fund [wad]
+    /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base
+    ///         (runs in ClearingHouseConfigurator.listMarket).
     function listMarket(bytes32 symbol, MarketParams calldata params, uint64 insuranceFeeShare_, uint256 baseReserve)
         external
         onlyOwner
         returns (uint32 marketId)
     {
-        if (_marketCount >= MAX_MARKETS) revert TooManyMarkets(MAX_MARKETS);
-        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
-            revert ParameterOutOfBounds("baseReserve", baseReserve);
-        }
-        marketId = ++_marketCount;
-        Market storage m = _markets[marketId];
-        // Cast: marketId <= MAX_MARKETS = 128.
-        m.id = uint8(marketId);
-        m.skewFundingPpm = DEFAULT_SKEW_FUNDING_PPM;
-        _setParams(marketId, m, params, insuranceFeeShare_);
-        uint256 index = _index(m);
-        uint256 quoteReserve = baseReserve.mulWadDown(index);
-        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) revert ParameterOutOfBounds("quoteReserve", quoteReserve);
-        // Casts: both reserves are <= MAX_RESERVE < 2^128.
-        m.baseReserve = uint128(baseReserve);
-        m.quoteReserve = uint128(quoteReserve);
-        m.lastIndexPrice = index.toUint128();
-        Observation memory start = Observation(uint32(block.timestamp), 0, 0);
-        m.accumulator = start;
-        // Every ring slot starts as a true observation (zero sums at listing time), so later writes
-        // are nonzero-to-nonzero and the ring never reads uninitialised data.
-        for (uint256 i; i < OBSERVATIONS; ++i) {
-            m.observations[i] = start;
-        }
-        _setFundingParams(
-            marketId,
-            m,
-            FundingParams({
-                maxFundingRate: DEFAULT_MAX_FUNDING_RATE,
-                maxRateVelocity: DEFAULT_MAX_RATE_VELOCITY,
-                baselineRate: 0,
-                smoothingTau: DEFAULT_SMOOTHING_TAU,
-                fundingPeriodHours: DEFAULT_FUNDING_PERIOD_HOURS
-            })
-        );
-        symbolOf[marketId] = symbol;
-        emit MarketListed(marketId, symbol, params.oracle, baseReserve, quoteReserve);
+        (symbol, params, insuranceFeeShare_, baseReserve, marketId); // forwarded as calldata
+        _configure();
     }
 
-    /// @notice Change a market's parameters within the hard bounds; accrues the market first.
+    /// @notice Change a market's parameters within the hard bounds; accrues the market first
+    ///         (runs in ClearingHouseConfigurator.setMarketParams).
     function setMarketParams(uint32 marketId, MarketParams calldata params, uint64 insuranceFeeShare)
         external
         onlyOwner
     {
-        Market storage m = _market(marketId);
-        // Accrue at the index that priced the interval (the last one recorded), without reading the feed:
-        // replacing a stale or broken feed must not depend on that feed.
-        _update(m, m.lastIndexPrice);
-        _setParams(marketId, m, params, insuranceFeeShare);
+        (marketId, params, insuranceFeeShare); // forwarded as calldata
+        _configure();
     }
 
     /// @notice Change a market's funding parameters within the hard bounds; accrues funding first
-    ///         at the old parameters, then clamps the applied and target rates to the new cap.
+    ///         (runs in ClearingHouseConfigurator.setFundingParams).
     function setFundingParams(uint32 marketId, FundingParams calldata params) external onlyOwner {
-        Market storage m = _market(marketId);
-        _update(m, m.lastIndexPrice); // as in setMarketParams: governance does not depend on the feed
-        _setFundingParams(marketId, m, params);
+        (marketId, params); // forwarded as calldata
+        _configure();
     }
 
     /// @inheritdoc IClearingHouse
     function setSkewFunding(uint32 marketId, uint256 ratePpm) external onlyOwner {
-        Market storage m = _market(marketId);
-        _update(m, m.lastIndexPrice); // as in setMarketParams: the old target keeps the interval it priced
-        _bound("skewFundingPpm", ratePpm, 0, MAX_SKEW_FUNDING_PPM);
-        // Cast: ratePpm <= MAX_SKEW_FUNDING_PPM < 2^16.
-        m.skewFundingPpm = uint16(ratePpm);
-        emit SkewFundingSet(marketId, ratePpm);
+        (marketId, ratePpm); // forwarded as calldata
+        _configure();
+    }
+
+    /// @dev Runs this call's calldata in the configurator on this contract's storage and returns or reverts
+    ///      with exactly what it did. Reached only from the owner-only setters above.
+    function _configure() private {
+        address target = configurator;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, 0, calldatasize())
+            let ok := delegatecall(gas(), target, ptr, calldatasize(), 0, 0)
+            returndatacopy(ptr, 0, returndatasize())
+            if iszero(ok) { revert(ptr, returndatasize()) }
+            return(ptr, returndatasize())
+        }
     }
 
     // ------------------------------------------------------------------ funding
@@ -278,7 +140,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     /// @inheritdoc IClearingHouse
     function pokeFunding(uint32 marketId) external nonReentrant {
         Market storage m = _market(marketId);
-        _update(m, _index(m));
+        _accrue(m, _index(m));
     }
 
     /// @inheritdoc IClearingHouse
@@ -382,7 +244,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     ) external onlyLiquidationEngine nonReentrant {
         Market storage m = _market(marketId);
         uint256 index = _index(m);
-        _update(m, index);
+        _accrue(m, index);
         // The notional changes hands at `price`: what the owner receives rounds down and what it pays
         // rounds up; the taker the other way; the wei between them stays with the pool.
         uint256 notional = base.abs().mulWadDown(price);
@@ -405,7 +267,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     {
         Market storage m = _market(marketId);
         uint256 index = _index(m);
-        _update(m, index);
+        _accrue(m, index);
         uint256 x = m.baseReserve;
         uint256 y = m.quoteReserve;
         _checkLiquidity(marketId, -base, x);
@@ -687,6 +549,11 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IClearingHouse
+    function symbolOf(uint32 marketId) external view returns (bytes32) {
+        return _symbolOf[marketId];
+    }
+
+    /// @inheritdoc IClearingHouse
     function insuranceFeeShare(uint32 marketId) external view returns (uint256) {
         return _market(marketId).insuranceFeeShare;
     }
@@ -734,7 +601,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         if (baseAmount == 0) revert ZeroSize();
         Market storage m = _market(marketId);
         uint256 index = _index(m);
-        _update(m, index);
+        _accrue(m, index);
 
         Position storage p = _positions[marketId][owner][subaccount];
         TradeResult memory r;
@@ -929,91 +796,7 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
 
     // ------------------------------------------------------------------ market internals
 
-    /// @dev A market is listed iff its oracle is set: `listMarket` sets it (never to zero, `_setParams`)
-    ///      for ids 1..`_marketCount` only, and nothing clears it. Reading slot 0 here instead of
-    ///      `_marketCount` warms the slot the caller reads next (the oracle), one cold read fewer.
-    function _market(uint32 marketId) internal view returns (Market storage m) {
-        m = _markets[marketId];
-        if (m.oracle == address(0)) revert UnknownMarket(marketId);
-    }
-
-    function _index(Market storage m) internal view returns (uint256) {
-        return OracleLib.readWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
-    }
-
-    /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
-    ///      (vAMM price before this block's first trade, index as last observed), move the applied
-    ///      funding rate toward its target and accrue the funding index over the interval (at the
-    ///      index that held during it), record the new index, and at each new quarter-window write
-    ///      a ring observation and re-sample the funding target from the TWAPs.
-    function _update(Market storage m, uint256 index) internal {
-        Observation memory acc = m.accumulator;
-        if (acc.timestamp == block.timestamp) return;
-        uint256 dt = block.timestamp - acc.timestamp;
-        uint256 lastIndex = m.lastIndexPrice;
-        uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
-        bool newObservation;
-        {
-            uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
-            newObservation = block.timestamp / quarter != acc.timestamp / quarter;
-        }
-        unchecked {
-            // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
-            acc.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
-            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
-        }
-        // Cast: timestamps fit 32 bits until 2106.
-        acc.timestamp = uint32(block.timestamp);
-        m.accumulator = acc;
-        if (index != lastIndex) m.lastIndexPrice = index.toUint128();
-        {
-            // A gap: the index moved more than the band since the last accrual, or the vAMM as this block
-            // found it was inside its band around the last index and is outside it around the new one (the
-            // index moved away and the vAMM has not followed). Recorded before any trade of the block, so
-            // no trade can hide it; a vAMM pushed out by a trade at a steady index (a reduce may do that) is
-            // not a gap.
-            uint64 maxSpread = m.maxSpread;
-            uint256 jump = index > lastIndex ? index - lastIndex : lastIndex - index;
-            uint256 lastBand = lastIndex.mulWadDown(maxSpread);
-            bool gap = jump > lastBand;
-            if (!gap) {
-                uint256 dist = spot > index ? spot - index : index - spot;
-                uint256 before = spot > lastIndex ? spot - lastIndex : lastIndex - spot;
-                gap = dist > index.mulWadDown(maxSpread) && before <= lastBand;
-            }
-            // Cast: timestamps fit 64 bits.
-            if (gap) m.lastDislocation = uint64(block.timestamp);
-        }
-
-        FundingState memory fs = m.funding;
-        if (fs.rate == 0 && fs.target == 0 && !newObservation) return;
-        FundingParams memory f = m.fundingParams;
-        if (fs.rate != 0 || fs.target != 0) {
-            (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
-            fs.rate = rate.toInt64();
-            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt112();
-        }
-        if (newObservation) {
-            fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
-            m.observations[fs.observationHead] = acc;
-            (uint256 markTwap, uint256 indexTwap) = _twapsFrom(m, acc, fs.observationHead);
-            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, _skewTerm(m));
-            fs.target = target.toInt64();
-            emit FundingSampled(
-                _idOf(m), premium, target, fs.rate, fs.cumulativeFunding, markTwap, indexTwap
-            );
-        }
-        m.funding = fs;
-    }
-
-    /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
-    ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
-    ///      per-position amount owed is rounded up (docs/funding.md).
-    function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
-        return area.sMulDivDown(indexPrice, 1 hours * WadMath.WAD);
-    }
-
-    /// @dev The market's funding index accrued to now (what `_update` would make it), for views.
+    /// @dev The market's funding index accrued to now (what `_accrue` would make it), for views.
     function _cumulativeFundingNow(Market storage m) internal view returns (int256 cf) {
         FundingState memory fs = m.funding;
         cf = fs.cumulativeFunding;
@@ -1023,37 +806,6 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         FundingParams memory f = m.fundingParams;
         (, int256 area) = FundingMath.evolve(fs.rate, fs.target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
         cf += _fundingAccrual(area, m.lastIndexPrice);
-    }
-
-    /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).
-    function _target(FundingParams memory f, uint256 markTwap, uint256 indexTwap, int256 skewTerm)
-        internal
-        pure
-        returns (int256 premium, int256 target)
-    {
-        premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WadMath.WAD) / indexTwap.toInt256();
-        target = FundingMath.clamp(
-            premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate + skewTerm, f.maxFundingRate
-        );
-    }
-
-    /// @dev The skew term of the funding target [wad per hour]: skewFundingPpm x 1e-6 x (long OI - short OI) /
-    ///      base reserve, truncated toward zero like the premium. The side that outweighs the
-    ///      other pays it, and the pool, which holds the opposite of the net position, collects it on the net
-    ///      for as long as it carries it, premium or not. Read as the market stands when the block first
-    ///      touches it (before any of the block's trades), like the TWAPs.
-    function _skewTerm(Market storage m) internal view returns (int256) {
-        uint256 ppm = m.skewFundingPpm;
-        if (ppm == 0) return 0;
-        // Casts: OI sides and the reserve are below 2^128.
-        int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
-        // One division, truncated toward zero: |net| < 2^128, so |net| x 1e18 x 1e4 stays far below 2^255.
-        return net * int256(WadMath.WAD) * int256(ppm) / (int256(uint256(m.baseReserve)) * 1e6);
-    }
-
-    /// @dev Market id from its storage slot is not recoverable cheaply; markets store their id.
-    function _idOf(Market storage m) internal view returns (uint32) {
-        return m.id;
     }
 
     /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
@@ -1068,83 +820,4 @@ contract ClearingHouse is IClearingHouse, Ownable2Step, ReentrancyGuardTransient
         return _twapsFrom(m, acc, m.funding.observationHead);
     }
 
-    /// @dev TWAPs from the ring anchor to `current` (an accumulator at block.timestamp). The anchor
-    ///      is the newest observation at least one window old, or the oldest one while the market
-    ///      is younger than a window. Within one block the result cannot move: `current` only
-    ///      includes prices that held before this block.
-    function _twapsFrom(Market storage m, Observation memory current, uint256 head)
-        internal
-        view
-        returns (uint256 markTwap, uint256 indexTwap)
-    {
-        uint256 nowTs = current.timestamp;
-        uint256 target = nowTs > m.twapWindow ? nowTs - m.twapWindow : 0;
-        Observation memory anchor;
-        for (uint256 i; i < OBSERVATIONS; ++i) {
-            anchor = m.observations[(head + OBSERVATIONS - i) % OBSERVATIONS];
-            if (anchor.timestamp <= target) break;
-        }
-        uint256 span = nowTs - anchor.timestamp;
-        if (span == 0) return (VAmmMath.price(m.baseReserve, m.quoteReserve), m.lastIndexPrice);
-        unchecked {
-            // Differences modulo 2^112 recover the true sums over the span.
-            markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
-            indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
-        }
-    }
-
-    function _setFundingParams(uint32 marketId, Market storage m, FundingParams memory p) internal {
-        _bound("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
-        _bound("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
-        _bound("smoothingTau", p.smoothingTau, MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU);
-        _bound("fundingPeriodHours", p.fundingPeriodHours, 1, MAX_FUNDING_PERIOD_HOURS);
-        _bound("baselineRate", WadMath.abs(p.baselineRate), 0, p.maxFundingRate);
-        m.fundingParams = p;
-        FundingState memory fs = m.funding;
-        // Casts: clamped to maxFundingRate <= 1e16, within int64.
-        fs.rate = int64(FundingMath.clamp(fs.rate, p.maxFundingRate));
-        fs.target = int64(FundingMath.clamp(fs.target, p.maxFundingRate));
-        m.funding = fs;
-        emit FundingParamsSet(marketId, p);
-    }
-
-    function _setParams(uint32 marketId, Market storage m, MarketParams calldata p, uint64 insuranceShare) internal {
-        if (p.oracle == address(0)) revert ZeroAddress();
-        _bound("heartbeat", p.heartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT);
-        _bound("twapWindow", p.twapWindow, MIN_TWAP_WINDOW, MAX_TWAP_WINDOW);
-        _bound("mmr", p.mmr, MIN_MMR, MAX_MMR);
-        _bound("imr", p.imr, uint256(p.mmr) + 1, MAX_IMR);
-        _bound("takerFee", p.takerFee, 0, MAX_TAKER_FEE);
-        _bound("maxSpread", p.maxSpread, MIN_MAX_SPREAD, MAX_MAX_SPREAD);
-        _bound("maxOiPoolRatio", p.maxOiPoolRatio, 1, MAX_OI_POOL_RATIO);
-        // Every position is at most a side's open interest, which is at most this cap (a lowered cap
-        // leaves positions at most the old one): so every size a position can reach fits an auction's
-        // int96 slice, and every position can be liquidated.
-        _bound("maxOpenInterest", p.maxOpenInterest, 1, uint256(uint96(type(int96).max)));
-        _bound("minPositionSize", p.minPositionSize, 1, p.maxOpenInterest);
-        _bound("insuranceFeeShare", insuranceShare, 0, MAX_INSURANCE_FEE_SHARE);
-        uint256 scale = OracleLib.scaleOf(p.oracle);
-        uint8 scaleExp;
-        while (scale > 1) {
-            scale /= 10;
-            ++scaleExp;
-        }
-        m.oracle = p.oracle;
-        m.heartbeat = p.heartbeat;
-        m.twapWindow = p.twapWindow;
-        m.oracleScaleExp = scaleExp;
-        m.imr = p.imr;
-        m.mmr = p.mmr;
-        m.takerFee = p.takerFee;
-        m.maxSpread = p.maxSpread;
-        m.maxOiPoolRatio = p.maxOiPoolRatio;
-        m.maxOpenInterest = p.maxOpenInterest;
-        m.minPositionSize = p.minPositionSize;
-        m.insuranceFeeShare = insuranceShare;
-        emit MarketParamsSet(marketId, p);
-    }
-
-    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
-        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
-    }
 }

@@ -22,7 +22,7 @@ import rlp
 from ape import project
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
-from trading_helpers import WAD, expect_revert, snapshot, trade
+from trading_helpers import b32, WAD, expect_revert, snapshot, trade
 from vault_helpers import ledger, mint_approve, only_event
 from vperp.config import default_config, wad
 from vperp.deployment import Market, System
@@ -41,8 +41,6 @@ SIZE = 10 * WAD  # each trader's position in the fresh market (base)
 AUCTIONED = 4 * WAD  # the part of it a test puts into an auction
 
 
-def b32(s: str) -> bytes:
-    return s.encode().ljust(32, b"\0")
 
 
 def create_address(sender, nonce: int) -> str:

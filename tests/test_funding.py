@@ -16,7 +16,7 @@ def mul_div_up(a, b, d):
 
 
 def skew_term(ch, market_id=1):
-    """ClearingHouse._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
+    """ClearingHouseStorage._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
     toward zero."""
     st = ch.marketState(market_id)
     ppm = ch.skewFunding(market_id).ratePpm

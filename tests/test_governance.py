@@ -33,7 +33,7 @@ from governance_helpers import (
     refresh_oracles,
     struct_tuple,
 )
-from trading_helpers import ETH_ID, WAD, expect_revert
+from trading_helpers import b32, ETH_ID, WAD, expect_revert
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,8 +47,6 @@ def gov(g):
     return g.governor
 
 
-def b32(name: str) -> bytes:
-    return name.encode().ljust(32, b"\0")
 
 
 def norm(values) -> tuple:

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs/governance.md"
 WAD = 10**18
 BOUNDED = ("ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "governance/CircuitBreaker")
+# A contract whose code lives in more than one file: the ClearingHouse's setters run in its configurator.
+SOURCES = {"ClearingHouse": ("ClearingHouse", "clearinghouse/ClearingHouseStorage", "clearinghouse/ClearingHouseConfigurator")}
 UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 TIME_WORDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # Symbolic bounds: the page's spelling -> the contract's expression.
@@ -80,7 +82,7 @@ def contract_bounds() -> dict[tuple[str, str], tuple]:
     """(contract, name) -> (low, high) from every ParameterOutOfBounds site of the bounded contracts."""
     out: dict[tuple[str, str], tuple] = {}
     for rel in BOUNDED:
-        src = (ROOT / "contracts" / f"{rel}.sol").read_text()
+        src = "\n".join((ROOT / "contracts" / f"{f}.sol").read_text() for f in SOURCES.get(rel, (rel,)))
         name = rel.split("/")[-1]
         constants = {"WAD": WAD}
         for c, e in re.findall(r"constant\s+(\w+)\s*=\s*([^;]+);", src):
@@ -90,7 +92,7 @@ def contract_bounds() -> dict[tuple[str, str], tuple]:
             args, _ = _args(src, m.end() - 1)
             label = args[0].strip('"')
             found.setdefault(label, set()).add((_evaluate(args[2], constants), _evaluate(args[3], constants)))
-        for m in re.finditer(r"if \(([^{;]*?)\)\s*\{?\s*revert ParameterOutOfBounds\(\"(\w+)\"", src):
+        for m in re.finditer(r"if \(([^{;]*?)\)\s*\{?\s*revert (?:IClearingHouse\.)?ParameterOutOfBounds\(\"(\w+)\"", src):
             cond, label = m.group(1), m.group(2)
             lo, hi = 0, None
             for part in cond.split("||"):

@@ -823,7 +823,7 @@ INT128 = 2**127 - 1
 
 
 def test_lp_flows_wait_a_twap_window_after_a_dislocated_block():
-    """Rule 1 (as ClearingHouse now has it, 07c60a4): `_update` (the first touch of a market in a block,
+    """Rule 1 (as ClearingHouse now has it, 07c60a4): `_accrue` (the first touch of a market in a block,
     before any trade of it) records lastDislocation = the block's time when it finds an index gap: the
     vAMM within floor(lastIndex x maxSpread) of the last recorded index and further than floor(index x
     maxSpread) from the new one; marketState reports it last. A market with open interest is untrusted

@@ -10,7 +10,7 @@ BTC = 2  # the flat market: no trade ever moves its vAMM, so its mark TWAP equal
 
 
 def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, chain, deployer, alice):
-    """Kills 9f5e912ed3 (ClearingHouse._update: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
+    """Kills 9f5e912ed3 (ClearingHouseStorage._accrue: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
     `fs.rate != 0 && ...`): with a rate still applied, a zero target and no new quarter, the per-block update
     must keep moving the rate toward the target and accruing the funding index; the mutant returns early."""
     quarter = ch.marketParams(BTC).twapWindow // 4

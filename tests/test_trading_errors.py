@@ -11,6 +11,7 @@ import ape
 import pytest
 
 from trading_helpers import (
+    b32,
     BTC_ID,
     BTC_INDEX,
     ETH_ID,
@@ -43,8 +44,6 @@ MIN_BTC = 10**15  # default BTC minPositionSize (0.001)
 
 
 
-def b32(name: str) -> bytes:
-    return name.encode().ljust(32, b"\0")
 
 
 # ---------------------------------------------------------------------------- fixtures / helpers

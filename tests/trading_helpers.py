@@ -266,3 +266,8 @@ def funded_crowd(accounts, deployer, n: int = 12) -> list:
         if a.balance < 10**19:
             deployer.transfer(a, 10**20)
     return out
+
+
+def b32(name: str) -> bytes:
+    """A market symbol or parameter name as the contracts' bytes32 (right-padded with zeros)."""
+    return name.encode().ljust(32, b"\0")

@@ -826,7 +826,7 @@ class Model:
     @_atomic
     def poke_funding(self, market_id: int, timestamp: int) -> None:
         m = self._market(market_id)
-        self._update(m, self._index(m, timestamp), timestamp)
+        self._accrue(m, self._index(m, timestamp), timestamp)
 
     @_atomic
     def open_position(self, owner, sub: int, market_id: int, base: int, quote_limit: int, timestamp: int,
@@ -848,7 +848,7 @@ class Model:
         feed is not read: governance does not depend on it), then bound the parameters, then clamp rate
         and target."""
         m = self._market(market_id)
-        self._update(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp)
         bounds = (("maxFundingRate", params.max_funding_rate, 0, 10**16),
                   ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
                   ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
@@ -868,11 +868,11 @@ class Model:
                           max_oi_pool_ratio: int | None = None, max_open_interest: int | None = None,
                           min_position_size: int | None = None, insurance_fee_share: int | None = None) -> None:
         """ClearingHouse.setMarketParams (the market keeps its oracle): accrue at the last recorded index
-        without reading the feed (so `_update`'s dislocation test runs against that index and the old
+        without reading the feed (so `_accrue`'s dislocation test runs against that index and the old
         band), then the new parameters, each within its hard bound in the contract's order
         (ParameterOutOfBounds). Parameters left None keep their value."""
         m = self._market(market_id)
-        self._update(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp)
         new = {k: (getattr(m, k) if v is None else v) for k, v in (
             ("heartbeat", heartbeat), ("twap_window", twap_window), ("imr", imr), ("mmr", mmr),
             ("taker_fee", taker_fee), ("max_spread", max_spread), ("max_oi_pool_ratio", max_oi_pool_ratio),
@@ -902,7 +902,7 @@ class Model:
             raise ModelRevert("ZeroSize")
         m = self._market(market_id)
         index = self._index(m, timestamp)
-        self._update(m, index, timestamp)
+        self._accrue(m, index, timestamp)
 
         p = self._position(market_id, owner, sub)
         size = p.size
@@ -1010,8 +1010,8 @@ class Model:
 
     # ------------------------------------------------------------------ TWAP and funding internals
 
-    def _update(self, m: Market, index: int, timestamp: int) -> None:
-        """ClearingHouse._update: at most once per block (a no-op at the accumulator's timestamp).
+    def _accrue(self, m: Market, index: int, timestamp: int) -> None:
+        """ClearingHouseStorage._accrue: at most once per block (a no-op at the accumulator's timestamp).
 
         Mirrors the Solidity, which alone defines these details:
         - the interval since the last update is priced at the vAMM spot *before* this block's first
@@ -1086,7 +1086,7 @@ class Model:
 
     @staticmethod
     def _skew_term(m: Market) -> int:
-        """ClearingHouse._skewTerm: skewFundingPpm x 1e-6 x (long OI - short OI) / x [wad per hour], one
+        """ClearingHouseStorage._skewTerm: skewFundingPpm x 1e-6 x (long OI - short OI) / x [wad per hour], one
         division truncated toward zero."""
         if m.skew_funding_ppm == 0:
             return 0
@@ -1096,7 +1096,7 @@ class Model:
     def set_skew_funding(self, market_id: int, rate_ppm: int, timestamp: int) -> None:
         """ClearingHouse.setSkewFunding: accrue at the last recorded index, then bound (0..10,000 ppm)."""
         m = self._market(market_id)
-        self._update(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp)
         if not 0 <= rate_ppm <= MAX_SKEW_FUNDING_PPM:
             raise ModelRevert("ParameterOutOfBounds", "skewFundingPpm", rate_ppm)
         m.skew_funding_ppm = rate_ppm
@@ -1553,7 +1553,7 @@ class Model:
         taker the other way; the wei between them stays with the pool."""
         m = self._market(market_id)
         index = self._index(m, timestamp)
-        self._update(m, index, timestamp)
+        self._accrue(m, index, timestamp)
         notional, notional_up = mul_wad_down(abs(base), price), mul_wad_up(abs(base), price)
         owner_quote = notional if base > 0 else -notional_up
         taker_quote = -notional_up if base > 0 else notional
@@ -1688,7 +1688,7 @@ class Model:
         price is checked against it again (PriceBandExceeded)."""
         m = self._market(market_id)
         index = self._index(m, timestamp)
-        self._update(m, index, timestamp)
+        self._accrue(m, index, timestamp)
         x, y = m.x, m.y
         band = mul_wad_down(index, m.max_spread)
         edge = max(limit_price, index - band) if base > 0 else min(limit_price, index + band)
@@ -1802,7 +1802,7 @@ class Model:
         adds (long + short) x spot (up) to suspendedNotional, and the first such id is suspendedMarket:
         its feed is invalid or stale; or its spot is further from the index than index x maxSpread
         (down); or the index is further from the last recorded one than lastIndex x maxSpread (down), a
-        gap no block has accrued yet; or a block found a gap (see `_update`) less than a TWAP window ago
+        gap no block has accrued yet; or a block found a gap (see `_accrue`) less than a TWAP window ago
         (timestamp < lastDislocation + twapWindow: a trade back into the band does not end the wait)."""
         pnl = exposure = suspended = 0
         suspended_market = 0
@@ -2101,7 +2101,7 @@ class Model:
     def _set_reserves(self, m: Market, x: int, y: int, timestamp: int, funding_charge: int = 0) -> None:
         """ClearingHouse.setReserves: accrue (TWAPs, funding) on the old reserves first, then bound, then add
         the depth charge to the funding index."""
-        self._update(m, self._index(m, timestamp), timestamp)
+        self._accrue(m, self._index(m, timestamp), timestamp)
         if x < 10**18 or x > 10**36:
             raise ModelRevert("ParameterOutOfBounds", "baseReserve", x)
         if y == 0 or y > 10**36:

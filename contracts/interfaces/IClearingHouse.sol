@@ -68,6 +68,10 @@ interface IClearingHouse {
 
     /// @notice `marketId` is not listed.
     error UnknownMarket(uint32 marketId);
+    /// @notice Listing or re-pointing a market at a feed with more than 18 decimals (raised by OracleLib in
+    ///         ClearingHouseConfigurator, which runs inside the ClearingHouse; declared here so the ClearingHouse's
+    ///         ABI decodes it).
+    error UnsupportedOracleDecimals(address feed, uint8 decimals);
     /// @notice A trade of zero base.
     error ZeroSize();
     /// @notice `deadline` is before the block's timestamp.

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {WadMath} from "../libraries/WadMath.sol";
+import {OracleLib} from "../libraries/OracleLib.sol";
+import {FundingMath} from "../libraries/FundingMath.sol";
+import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
+
+/// @title ClearingHouseConfigurator
+/// @notice Listing and market parameters: `listMarket`, `setMarketParams`, `setFundingParams`,
+///         `setSkewFunding`. The ClearingHouse declares these functions (its ABI is unchanged), checks
+///         `onlyOwner`, and forwards the call here by `delegatecall`, so this code runs on the
+///         ClearingHouse's storage and emits from its address. They are the rare governance calls; moving
+///         their bounds and setup code out keeps the ClearingHouse under the EIP-170 size limit with room
+///         for trading rules, at about 2,700 gas more per governance call.
+/// @dev Deployed by the ClearingHouse's constructor, which makes the ClearingHouse this contract's owner:
+///      a direct call (not through the ClearingHouse) fails `onlyOwner` unless it comes from the
+///      ClearingHouse, which never calls it directly; and a direct call could only touch this contract's own
+///      storage, which nothing reads.
+contract ClearingHouseConfigurator is ClearingHouseStorage {
+    using WadMath for uint256;
+    using SafeCast for uint256;
+
+    // Hard bounds of the market and funding parameters (docs/governance.md lists them).
+    uint256 internal constant MIN_MMR = 0.005e18;
+    uint256 internal constant MAX_MMR = 0.5e18;
+    uint256 internal constant MAX_IMR = 1e18;
+    uint256 internal constant MAX_TAKER_FEE = 0.01e18;
+    uint256 internal constant MAX_INSURANCE_FEE_SHARE = 1e18;
+    uint256 internal constant MIN_MAX_SPREAD = 0.005e18;
+    uint256 internal constant MAX_MAX_SPREAD = 0.5e18;
+    uint256 internal constant MAX_OI_POOL_RATIO = 10e18; // per-side notional <= 10 x the pool
+    uint256 internal constant MIN_TWAP_WINDOW = 60;
+    uint256 internal constant MAX_TWAP_WINDOW = 4 hours;
+    uint256 internal constant MIN_HEARTBEAT = 60;
+    uint256 internal constant MAX_HEARTBEAT = 2 days;
+    uint256 internal constant MAX_FUNDING_RATE = 0.01e18; // 1 %/h
+    uint256 internal constant MIN_RATE_VELOCITY = 1e10;
+    uint256 internal constant MAX_RATE_VELOCITY = 0.1e18;
+    uint256 internal constant MIN_SMOOTHING_TAU = 60;
+    uint256 internal constant MAX_SMOOTHING_TAU = 7 days;
+    uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
+    uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
+
+    constructor() Ownable(msg.sender) {}
+
+    /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
+    /// @param insuranceFeeShare_ share of the taker fee paid to the insurance fund [wad]
+    function listMarket(bytes32 symbol, IClearingHouse.MarketParams calldata params, uint64 insuranceFeeShare_, uint256 baseReserve)
+        external
+        onlyOwner
+        returns (uint32 marketId)
+    {
+        if (_marketCount >= MAX_MARKETS) revert IClearingHouse.TooManyMarkets(MAX_MARKETS);
+        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
+            revert IClearingHouse.ParameterOutOfBounds("baseReserve", baseReserve);
+        }
+        marketId = ++_marketCount;
+        Market storage m = _markets[marketId];
+        // Cast: marketId <= MAX_MARKETS = 128.
+        m.id = uint8(marketId);
+        m.skewFundingPpm = DEFAULT_SKEW_FUNDING_PPM;
+        _setParams(marketId, m, params, insuranceFeeShare_);
+        uint256 index = _index(m);
+        uint256 quoteReserve = baseReserve.mulWadDown(index);
+        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) revert IClearingHouse.ParameterOutOfBounds("quoteReserve", quoteReserve);
+        // Casts: both reserves are <= MAX_RESERVE < 2^128.
+        m.baseReserve = uint128(baseReserve);
+        m.quoteReserve = uint128(quoteReserve);
+        m.lastIndexPrice = index.toUint128();
+        Observation memory start = Observation(uint32(block.timestamp), 0, 0);
+        m.accumulator = start;
+        // Every ring slot starts as a true observation (zero sums at listing time), so later writes
+        // are nonzero-to-nonzero and the ring never reads uninitialised data.
+        for (uint256 i; i < OBSERVATIONS; ++i) {
+            m.observations[i] = start;
+        }
+        _setFundingParams(
+            marketId,
+            m,
+            IClearingHouse.FundingParams({
+                maxFundingRate: DEFAULT_MAX_FUNDING_RATE,
+                maxRateVelocity: DEFAULT_MAX_RATE_VELOCITY,
+                baselineRate: 0,
+                smoothingTau: DEFAULT_SMOOTHING_TAU,
+                fundingPeriodHours: DEFAULT_FUNDING_PERIOD_HOURS
+            })
+        );
+        _symbolOf[marketId] = symbol;
+        emit IClearingHouse.MarketListed(marketId, symbol, params.oracle, baseReserve, quoteReserve);
+    }
+
+    /// @notice Change a market's parameters within the hard bounds; accrues the market first.
+    function setMarketParams(uint32 marketId, IClearingHouse.MarketParams calldata params, uint64 insuranceFeeShare)
+        external
+        onlyOwner
+    {
+        Market storage m = _market(marketId);
+        // Accrue at the index that priced the interval (the last one recorded), without reading the feed:
+        // replacing a stale or broken feed must not depend on that feed.
+        _accrue(m, m.lastIndexPrice);
+        _setParams(marketId, m, params, insuranceFeeShare);
+    }
+
+    /// @notice Change a market's funding parameters within the hard bounds; accrues funding first
+    ///         at the old parameters, then clamps the applied and target rates to the new cap.
+    function setFundingParams(uint32 marketId, IClearingHouse.FundingParams calldata params) external onlyOwner {
+        Market storage m = _market(marketId);
+        _accrue(m, m.lastIndexPrice); // as in setMarketParams: governance does not depend on the feed
+        _setFundingParams(marketId, m, params);
+    }
+
+    /// @notice Set a market's skew funding rate [ppm per hour of a whole base reserve of skew], within bounds;
+    ///         accrues the market first.
+    function setSkewFunding(uint32 marketId, uint256 ratePpm) external onlyOwner {
+        Market storage m = _market(marketId);
+        _accrue(m, m.lastIndexPrice); // as in setMarketParams: the old target keeps the interval it priced
+        _bound("skewFundingPpm", ratePpm, 0, MAX_SKEW_FUNDING_PPM);
+        // Cast: ratePpm <= MAX_SKEW_FUNDING_PPM < 2^16.
+        m.skewFundingPpm = uint16(ratePpm);
+        emit IClearingHouse.SkewFundingSet(marketId, ratePpm);
+    }
+
+    function _setFundingParams(uint32 marketId, Market storage m, IClearingHouse.FundingParams memory p) internal {
+        _bound("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
+        _bound("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
+        _bound("smoothingTau", p.smoothingTau, MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU);
+        _bound("fundingPeriodHours", p.fundingPeriodHours, 1, MAX_FUNDING_PERIOD_HOURS);
+        _bound("baselineRate", WadMath.abs(p.baselineRate), 0, p.maxFundingRate);
+        m.fundingParams = p;
+        FundingState memory fs = m.funding;
+        // Casts: clamped to maxFundingRate <= 1e16, within int64.
+        fs.rate = int64(FundingMath.clamp(fs.rate, p.maxFundingRate));
+        fs.target = int64(FundingMath.clamp(fs.target, p.maxFundingRate));
+        m.funding = fs;
+        emit IClearingHouse.FundingParamsSet(marketId, p);
+    }
+
+    function _setParams(uint32 marketId, Market storage m, IClearingHouse.MarketParams calldata p, uint64 insuranceShare) internal {
+        if (p.oracle == address(0)) revert IClearingHouse.ZeroAddress();
+        _bound("heartbeat", p.heartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT);
+        _bound("twapWindow", p.twapWindow, MIN_TWAP_WINDOW, MAX_TWAP_WINDOW);
+        _bound("mmr", p.mmr, MIN_MMR, MAX_MMR);
+        _bound("imr", p.imr, uint256(p.mmr) + 1, MAX_IMR);
+        _bound("takerFee", p.takerFee, 0, MAX_TAKER_FEE);
+        _bound("maxSpread", p.maxSpread, MIN_MAX_SPREAD, MAX_MAX_SPREAD);
+        _bound("maxOiPoolRatio", p.maxOiPoolRatio, 1, MAX_OI_POOL_RATIO);
+        // Every position is at most a side's open interest, which is at most this cap (a lowered cap
+        // leaves positions at most the old one): so every size a position can reach fits an auction's
+        // int96 slice, and every position can be liquidated.
+        _bound("maxOpenInterest", p.maxOpenInterest, 1, uint256(uint96(type(int96).max)));
+        _bound("minPositionSize", p.minPositionSize, 1, p.maxOpenInterest);
+        _bound("insuranceFeeShare", insuranceShare, 0, MAX_INSURANCE_FEE_SHARE);
+        uint256 scale = OracleLib.scaleOf(p.oracle);
+        uint8 scaleExp;
+        while (scale > 1) {
+            scale /= 10;
+            ++scaleExp;
+        }
+        m.oracle = p.oracle;
+        m.heartbeat = p.heartbeat;
+        m.twapWindow = p.twapWindow;
+        m.oracleScaleExp = scaleExp;
+        m.imr = p.imr;
+        m.mmr = p.mmr;
+        m.takerFee = p.takerFee;
+        m.maxSpread = p.maxSpread;
+        m.maxOiPoolRatio = p.maxOiPoolRatio;
+        m.maxOpenInterest = p.maxOpenInterest;
+        m.minPositionSize = p.minPositionSize;
+        m.insuranceFeeShare = insuranceShare;
+        emit IClearingHouse.MarketParamsSet(marketId, p);
+    }
+}

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
+
+import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {WadMath} from "../libraries/WadMath.sol";
+import {OracleLib} from "../libraries/OracleLib.sol";
+import {VAmmMath} from "../libraries/VAmmMath.sol";
+import {FundingMath} from "../libraries/FundingMath.sol";
+
+/// @title ClearingHouseStorage
+/// @notice The ClearingHouse's constants, bounds and storage layout, and the per-block market accrual
+///         (`_accrue`: TWAP sums, funding index, funding samples) with what it reads. Shared by the
+///         ClearingHouse and the ClearingHouseConfigurator, which runs inside the ClearingHouse by
+///         `delegatecall` and therefore must see the same layout: both inherit it from here, and nothing
+///         else declares storage in either.
+abstract contract ClearingHouseStorage is Ownable2Step {
+    using WadMath for uint256;
+    using WadMath for int256;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    // ------------------------------------------------------------------ constants and bounds
+
+    /// @notice One bit per market in the Vault's per-account bitmap.
+    uint256 public constant MAX_MARKETS = 128;
+    /// @notice Observations in each market's TWAP ring; one is written per `twapWindow / 4`.
+    uint256 internal constant OBSERVATIONS = 8;
+    uint256 internal constant OBSERVATIONS_PER_WINDOW = 4;
+
+    uint256 internal constant MIN_BASE_RESERVE = 1e18;
+    uint256 internal constant MAX_RESERVE = 1e36;
+
+    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 4 h,
+    ///         0.05 %/h per hour velocity, no baseline.
+    uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
+    uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
+    uint32 public constant DEFAULT_SMOOTHING_TAU = 4 hours;
+    uint16 public constant DEFAULT_FUNDING_PERIOD_HOURS = 24;
+    /// @notice Skew term at listing: 0.2 %/h of funding for a skew of the whole base reserve (0.01 %/h at 5 %).
+    uint16 public constant DEFAULT_SKEW_FUNDING_PPM = 2_000;
+
+    // ------------------------------------------------------------------ storage
+
+    /// @dev One TWAP observation: cumulative sums of price x seconds. The sums wrap modulo 2^112;
+    ///      only differences over at most a few windows are used, far below 2^112.
+    struct Observation {
+        uint32 timestamp; // [s]
+        uint112 markCumulative; // [wad * s] vAMM price
+        uint112 indexCumulative; // [wad * s] index price
+    }
+
+    struct Market {
+        // slot 0
+        address oracle;
+        uint32 heartbeat; // [s]
+        uint32 twapWindow; // [s]
+        uint8 oracleScaleExp; // 18 - feed decimals
+        uint8 id; // this market's id (<= MAX_MARKETS), for events from internal code
+        uint16 skewFundingPpm; // [1e-6 per hour] funding target added per unit of skew (see _skewTerm)
+        // slot 1
+        uint64 imr; // [wad]
+        uint64 mmr; // [wad]
+        uint64 takerFee; // [wad]
+        uint64 maxSpread; // [wad]
+        // slot 2
+        uint64 maxOiPoolRatio; // [wad]
+        uint96 maxOpenInterest; // [wad base]
+        uint96 minPositionSize; // [wad base]
+        // slot 3
+        uint128 baseReserve; // [wad] virtual
+        uint128 quoteReserve; // [wad] virtual
+        // slot 4
+        uint128 longOpenInterest; // [wad base] sum of long sizes
+        uint128 shortOpenInterest; // [wad base] sum of |short sizes|
+        // slot 5: aggregates that value the pool's side of every position in O(1) per market
+        int128 sumOpenNotional; // [wad quote] sum of positions' open notional
+        int128 sumFundingBasis; // [wad quote] sum of floor(size x lastCumulativeFunding)
+        // slot 6
+        Observation accumulator; // cumulative sums up to `accumulator.timestamp`
+        // slot 7
+        FundingState funding;
+        // slot 8
+        uint128 lastIndexPrice; // [wad] index at the last update, prices the interval that follows
+        uint64 insuranceFeeShare; // [wad] part of the taker fee that goes to the insurance fund
+        uint64 lastDislocation; // [s] last block that found an index gap (see _accrue)
+        // slot 9
+        IClearingHouse.FundingParams fundingParams;
+        // slots 10..17
+        Observation[OBSERVATIONS] observations;
+    }
+
+    /// @dev Written at most once per block per market, as one slot.
+    struct FundingState {
+        int112 cumulativeFunding; // [wad quote per base] funding index: what one long base has paid
+        int64 rate; // [wad per hour] applied rate at the last update
+        int64 target; // [wad per hour] target in force since the last sample
+        uint8 observationHead; // index of the newest TWAP observation
+    }
+
+    struct Position {
+        int128 size; // [wad base]
+        int128 openNotional; // [wad quote]
+        int128 lastCumulativeFunding; // [wad quote per base] funding index at last settlement
+        int128 auctioned; // [wad base] part of `size` in liquidation auctions (same sign)
+    }
+
+    uint32 internal _marketCount;
+    mapping(uint32 marketId => Market) internal _markets;
+    /// @dev Symbol of each market (e.g. "ETH"); read through `ClearingHouse.symbolOf`.
+    mapping(uint32 marketId => bytes32) internal _symbolOf;
+    mapping(uint32 marketId => mapping(address owner => mapping(uint32 subaccount => Position))) internal _positions;
+
+    /// @notice The liquidation engine, the only caller of the liquidation hooks (wired once).
+    address public liquidationEngine;
+    /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
+    address public ammController;
+
+    // ------------------------------------------------------------------ market accrual
+
+    /// @dev A market is listed iff its oracle is set: `listMarket` sets it (never to zero, `_setParams`)
+    ///      for ids 1..`_marketCount` only, and nothing clears it. Reading slot 0 here instead of
+    ///      `_marketCount` warms the slot the caller reads next (the oracle), one cold read fewer.
+    function _market(uint32 marketId) internal view returns (Market storage m) {
+        m = _markets[marketId];
+        if (m.oracle == address(0)) revert IClearingHouse.UnknownMarket(marketId);
+    }
+
+    function _index(Market storage m) internal view returns (uint256) {
+        return OracleLib.readWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+    }
+
+    /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
+    ///      (vAMM price before this block's first trade, index as last observed), move the applied
+    ///      funding rate toward its target and accrue the funding index over the interval (at the
+    ///      index that held during it), record the new index, and at each new quarter-window write
+    ///      a ring observation and re-sample the funding target from the TWAPs.
+    function _accrue(Market storage m, uint256 index) internal {
+        Observation memory acc = m.accumulator;
+        if (acc.timestamp == block.timestamp) return;
+        uint256 dt = block.timestamp - acc.timestamp;
+        uint256 lastIndex = m.lastIndexPrice;
+        uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
+        bool newObservation;
+        {
+            uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
+            newObservation = block.timestamp / quarter != acc.timestamp / quarter;
+        }
+        unchecked {
+            // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
+            acc.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
+            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
+        }
+        // Cast: timestamps fit 32 bits until 2106.
+        acc.timestamp = uint32(block.timestamp);
+        m.accumulator = acc;
+        if (index != lastIndex) m.lastIndexPrice = index.toUint128();
+        {
+            // A gap: the index moved more than the band since the last accrual, or the vAMM as this block
+            // found it was inside its band around the last index and is outside it around the new one (the
+            // index moved away and the vAMM has not followed). Recorded before any trade of the block, so
+            // no trade can hide it; a vAMM pushed out by a trade at a steady index (a reduce may do that) is
+            // not a gap.
+            uint64 maxSpread = m.maxSpread;
+            uint256 jump = index > lastIndex ? index - lastIndex : lastIndex - index;
+            uint256 lastBand = lastIndex.mulWadDown(maxSpread);
+            bool gap = jump > lastBand;
+            if (!gap) {
+                uint256 dist = spot > index ? spot - index : index - spot;
+                uint256 before = spot > lastIndex ? spot - lastIndex : lastIndex - spot;
+                gap = dist > index.mulWadDown(maxSpread) && before <= lastBand;
+            }
+            // Cast: timestamps fit 64 bits.
+            if (gap) m.lastDislocation = uint64(block.timestamp);
+        }
+
+        FundingState memory fs = m.funding;
+        if (fs.rate == 0 && fs.target == 0 && !newObservation) return;
+        IClearingHouse.FundingParams memory f = m.fundingParams;
+        if (fs.rate != 0 || fs.target != 0) {
+            (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
+            fs.rate = rate.toInt64();
+            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt112();
+        }
+        if (newObservation) {
+            fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
+            m.observations[fs.observationHead] = acc;
+            (uint256 markTwap, uint256 indexTwap) = _twapsFrom(m, acc, fs.observationHead);
+            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, _skewTerm(m));
+            fs.target = target.toInt64();
+            emit IClearingHouse.FundingSampled(
+                m.id, premium, target, fs.rate, fs.cumulativeFunding, markTwap, indexTwap
+            );
+        }
+        m.funding = fs;
+    }
+
+    /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
+    ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
+    ///      per-position amount owed is rounded up (docs/funding.md).
+    function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
+        return area.sMulDivDown(indexPrice, 1 hours * WadMath.WAD);
+    }
+
+    /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).
+    function _target(IClearingHouse.FundingParams memory f, uint256 markTwap, uint256 indexTwap, int256 skewTerm)
+        internal
+        pure
+        returns (int256 premium, int256 target)
+    {
+        premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WadMath.WAD) / indexTwap.toInt256();
+        target = FundingMath.clamp(
+            premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate + skewTerm, f.maxFundingRate
+        );
+    }
+
+    /// @dev The skew term of the funding target [wad per hour]: skewFundingPpm x 1e-6 x (long OI - short OI) /
+    ///      base reserve, truncated toward zero like the premium. The side that outweighs the
+    ///      other pays it, and the pool, which holds the opposite of the net position, collects it on the net
+    ///      for as long as it carries it, premium or not. Read as the market stands when the block first
+    ///      touches it (before any of the block's trades), like the TWAPs.
+    function _skewTerm(Market storage m) internal view returns (int256) {
+        uint256 ppm = m.skewFundingPpm;
+        if (ppm == 0) return 0;
+        // Casts: OI sides and the reserve are below 2^128.
+        int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
+        // One division, truncated toward zero: |net| < 2^128, so |net| x 1e18 x 1e4 stays far below 2^255.
+        return net * int256(WadMath.WAD) * int256(ppm) / (int256(uint256(m.baseReserve)) * 1e6);
+    }
+
+    /// @dev TWAPs from the ring anchor to `current` (an accumulator at block.timestamp). The anchor
+    ///      is the newest observation at least one window old, or the oldest one while the market
+    ///      is younger than a window. Within one block the result cannot move: `current` only
+    ///      includes prices that held before this block.
+    function _twapsFrom(Market storage m, Observation memory current, uint256 head)
+        internal
+        view
+        returns (uint256 markTwap, uint256 indexTwap)
+    {
+        uint256 nowTs = current.timestamp;
+        uint256 target = nowTs > m.twapWindow ? nowTs - m.twapWindow : 0;
+        Observation memory anchor;
+        for (uint256 i; i < OBSERVATIONS; ++i) {
+            anchor = m.observations[(head + OBSERVATIONS - i) % OBSERVATIONS];
+            if (anchor.timestamp <= target) break;
+        }
+        uint256 span = nowTs - anchor.timestamp;
+        if (span == 0) return (VAmmMath.price(m.baseReserve, m.quoteReserve), m.lastIndexPrice);
+        unchecked {
+            // Differences modulo 2^112 recover the true sums over the span.
+            markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
+            indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
+        }
+    }
+
+    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
+        if (value < lo || value > hi) revert IClearingHouse.ParameterOutOfBounds(name, value);
+    }
+}
