@@ -1901,7 +1901,8 @@ def cli_options(f: Callable) -> Callable:
         click.option("--basis-trader", is_flag=True, default=False,
                      help="add the funding-carry agent (holds against the skew while funding pays it)"),
         click.option("--breakers", is_flag=True, default=False,
-                     help="deploy governance and the circuit breakers (shipped parameters) over the system; the "
+                     help="deploy governance and the circuit breakers (shipped parameters, and the markets' own "
+                          "thresholds of the --config's governance.breaker.markets) over the system; the "
                           "keeper pokes them every step; restrictions, trips and refused orders are recorded"),
     ]
     for option in reversed(options):
