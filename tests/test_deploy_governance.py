@@ -387,3 +387,23 @@ def test_keeper_fresh_deploys_a_governed_config(tmp_path, chain, accounts):
     g = client.record["governance"]
     assert g["mode"] == "timelock" and keeper.breaker.address == g["breaker"]
     assert project.RiskGovernor.at(g["governor"]).breaker() == g["breaker"]
+
+
+def test_breaker_thresholds_are_checked_before_anything_is_sent():
+    """vperp.governance.check_breaker_markets (deploy_governance's first step): a symbol that is not deployed or
+    a value outside the breaker's bound raises, naming it; valid ones become the contract's tuple (0: global)."""
+    from types import SimpleNamespace
+
+    from vperp.config import BreakerThresholds
+    from vperp.governance import check_breaker_markets
+
+    system = SimpleNamespace(markets={"ETH": SimpleNamespace(id=1), "BTC": SimpleNamespace(id=2)})
+    assert check_breaker_markets(system, {"BTC": BreakerThresholds(move_threshold=0.15, max_skew_share=0.75)}) == [
+        (2, (15 * WAD // 100, 0, 0, 75 * WAD // 100))]
+    for bad, phrase in (({"SOL": BreakerThresholds(move_threshold=0.2)}, "SOL: not a deployed market"),
+                        ({"ETH": BreakerThresholds(move_threshold=0.6)}, "breaker.markets.ETH.move_threshold"),
+                        ({"ETH": BreakerThresholds(divergence_duration=30)}, "ETH.divergence_duration"),
+                        ({"ETH": BreakerThresholds(max_skew_share=0.001)}, "ETH.max_skew_share"),
+                        ({"ETH": BreakerThresholds()}, "set at least one")):
+        with pytest.raises(ValueError, match=phrase):
+            check_breaker_markets(system, bad)
