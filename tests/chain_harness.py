@@ -29,7 +29,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from vperp import deploy
-from vperp.model import Cancelled, Model, ModelRevert, breaker_check
+from vperp.model import Cancelled, MarketThresholds, Model, ModelRevert, breaker_check
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
@@ -127,6 +127,7 @@ class Env:
     w3: object
     x0: dict = field(default_factory=dict)
     breaker: object = None  # a CircuitBreaker over the system (never poked): its check() is compared in full
+    breaker_thresholds: dict = field(default_factory=dict)  # market id -> its own thresholds set on the breaker
 
 
 class Runner:
@@ -688,7 +689,8 @@ class Runner:
                 out.append(_call(f"breaker.check({mid})", breaker.address, "check(uint32)", ["uint32"], [mid],
                                  ["uint96", "bool", "bool", "uint8", "uint64", "uint64"] + ["uint256"] * 11
                                  + ["int256", "uint64", "uint96"],
-                                 lambda mid=mid: breaker_check(m, mid, now)))
+                                 lambda mid=mid: breaker_check(
+                                     m, mid, now, thresholds=self.env.breaker_thresholds.get(mid))))
             out.append(_call(f"indexPrice({mid})", ch, "indexPrice(uint32)", ["uint32"], [mid], ["uint256"],
                              lambda mid=mid: m.index_price(mid, now)))
             out.append(_call(f"quote({mid}, +-1)", ch, "quote(uint32,int256)", ["uint32", "int256"], [mid, -WAD],
@@ -885,8 +887,16 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
     governor = project.RiskGovernor.deploy(vault, ch, system.liquidation, pool, system.amm, timelock, deployer,
                                            deployer, sender=deployer)
     breaker = project.CircuitBreaker.deploy(governor, sender=deployer)
+    # Market 2 has its own breaker thresholds, at the bounds' tight ends (so they trip where the global ones
+    # would not): the mirror must use them too. Market 1 keeps the global ones. The deployer sets them while the
+    # governor has no breaker wired.
+    thresholds = {2: MarketThresholds(move_threshold=10**16, divergence_threshold=5 * 10**15, divergence_duration=60,
+                                      max_skew_share=10**16)}
+    for mid, t in thresholds.items():
+        breaker.setMarketThresholds(mid, (t.move_threshold, t.divergence_threshold, t.divergence_duration,
+                                          t.max_skew_share), sender=deployer)
     e = Env(chain, system, batch, actors, Errors(ch, vault, system.liquidation, pool, system.amm), model, chain.provider.web3,
-            x0={i: model.markets[i].x for i in ids}, breaker=breaker)
+            x0={i: model.markets[i].x for i in ids}, breaker=breaker, breaker_thresholds=thresholds)
     warm = Runner(e, model)
     for step in warmup:
         warm.step(step)

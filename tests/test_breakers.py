@@ -616,3 +616,150 @@ def test_pokeAll_skips_a_market_whose_feed_is_stale(chain, system, g, keeper):
 def test_poke_of_an_unknown_market_reverts(system, g, keeper):
     with expect_revert(system.clearing_house.UnknownMarket, marketId=3):
         g.breaker.poke(3, sender=keeper)
+
+
+# ---------------------------------------------------------------------------- per-market thresholds
+# A market's own move, divergence and skew thresholds (setMarketThresholds through the governor's timelock;
+# 0: the global value).
+
+BTC = 2
+BTC_PRICE = 60_000 * 10**8  # the BTC feed's answer
+
+
+def set_market_thresholds(chain, system, g, market, thresholds):
+    pid, _, _ = propose(g, g.governor, encode(g.governor, "setBreakerMarketThresholds", market, thresholds))
+    wait_out(chain, system, g, [pid])
+
+
+def test_market_thresholds_are_the_global_ones_until_set(chain, system, g):
+    glob = (WAD // 20, 3 * WAD // 100, DIVERGENCE_DURATION, WAD // 5)
+    for m in (ETH, BTC):
+        assert struct_tuple(g.breaker.thresholdOverrides(m)) == (0, 0, 0, 0)
+        assert struct_tuple(g.breaker.marketThresholds(m)) == glob
+    # A field left at 0 follows the global value, also after the global one changes.
+    set_market_thresholds(chain, system, g, ETH, (0, WAD // 10, 0, 0))
+    assert struct_tuple(g.breaker.marketThresholds(ETH)) == (WAD // 20, WAD // 10, DIVERGENCE_DURATION, WAD // 5)
+    set_breaker_params(chain, system, g, moveThreshold=WAD // 25, divergenceDuration=600, maxSkewShare=WAD // 10)
+    assert struct_tuple(g.breaker.marketThresholds(ETH)) == (WAD // 25, WAD // 10, 600, WAD // 10)
+    assert struct_tuple(g.breaker.marketThresholds(BTC)) == (WAD // 25, 3 * WAD // 100, 600, WAD // 10)
+    assert struct_tuple(g.breaker.thresholdOverrides(ETH)) == (0, WAD // 10, 0, 0)
+
+
+def test_a_markets_own_move_threshold_is_the_one_check_and_poke_use(chain, system, g, keeper):
+    """ETH's move threshold at 10 %: one oracle unit past the global 5 % does not trip it, exactly 10 % does
+    not, one unit past 10 % does, and the event reports ETH's 10 %."""
+    set_market_thresholds(chain, system, g, ETH, (WAD // 10, 0, 0, 0))
+    assert system.clearing_house.twaps(ETH)[1] == 3000 * WAD
+    set_eth(system, PRICE + 150 * 10**8 + 1)
+    e = g.breaker.check(ETH)
+    assert e.move > WAD // 20 and not e.reduceOnly and e.holding == 0 and not e.changes
+    set_eth(system, PRICE + 300 * 10**8)
+    e = g.breaker.check(ETH)
+    assert e.move == WAD // 10 and not e.reduceOnly and e.holding == 0
+    beyond = PRICE + 300 * 10**8 + 1
+    set_eth(system, beyond)
+    e = g.breaker.check(ETH)
+    assert e.reduceOnly and e.holding == 1 << MOVE and e.changes
+    move = (beyond - PRICE) * 10**10 * WAD // (3000 * WAD)
+    tx = g.breaker.poke(ETH, sender=keeper)
+    assert tripped(g, tx) == [(MOVE, move, WAD // 10, tx.timestamp + COOL_OFF)]
+    assert applied(g, tx) == [(ETH, NO_CAP, True)]
+
+
+def test_pokeAll_uses_each_markets_thresholds(chain, system, g, keeper):
+    """ETH at 10 %, BTC at the global 5 %: both indices one unit past 5 %, only BTC turns reduce-only."""
+    set_market_thresholds(chain, system, g, ETH, (WAD // 10, 0, 0, 0))
+    set_eth(system, PRICE + 150 * 10**8 + 1)
+    btc = system.markets["BTC"].oracle
+    btc.updateAnswer(BTC_PRICE + 3_000 * 10**8 + 1, sender=system.deployer)
+    tx = g.breaker.pokeAll(sender=keeper)
+    assert applied(g, tx) == [(BTC, NO_CAP, True)]
+    ((log,),) = [events(g.breaker, "BreakerTripped", tx)]
+    assert (log.marketId, log.kind, log.threshold) == (BTC, MOVE, WAD // 20)
+    assert restriction(g, ETH) == (NO_CAP, False) and restriction(g, BTC) == (NO_CAP, True)
+
+
+def test_a_markets_own_divergence_threshold_and_duration(chain, system, g, keeper, bob):
+    """The 200 ETH buy of the divergence test (~4.1 % above the index): with ETH's divergence duration at
+    10 min it trips at +600 s to the second (threshold the global 3 %); with ETH's threshold at 5 % the same
+    divergence is not counted at all."""
+    set_market_thresholds(chain, system, g, ETH, (0, 0, 600, 0))
+    deposit(system, bob, 100_000)
+    snap = chain.snapshot()
+    t_a = trade(system.clearing_house, bob, ETH, 200 * WAD).timestamp
+    t1 = t_a + 1200
+    poke_at(chain, g, t1, keeper)
+    assert g.breaker.breakerState(ETH).divergentSince == t1
+    tx = poke_at(chain, g, t1 + 599, keeper)
+    assert applied(g, tx) == []
+    tx = poke_at(chain, g, t1 + 600, keeper)
+    ((kind, _, threshold, until),) = tripped(g, tx)
+    assert (kind, threshold, until) == (DIVERGENCE, 3 * WAD // 100, t1 + 600 + COOL_OFF)
+    assert applied(g, tx) == [(ETH, NO_CAP, True)]
+
+    chain.restore(snap)
+    set_market_thresholds(chain, system, g, ETH, (0, WAD // 20, 0, 0))
+    t_a = trade(system.clearing_house, bob, ETH, 200 * WAD).timestamp
+    poke_at(chain, g, t_a + 1200, keeper)
+    s = g.breaker.breakerState(ETH)
+    assert 3 * WAD // 100 < s.divergence < WAD // 20 and s.divergentSince == 0
+    tx = poke_at(chain, g, t_a + 1200 + 2 * DIVERGENCE_DURATION, keeper)
+    assert applied(g, tx) == [] and restriction(g) == (NO_CAP, False)
+
+
+def test_market_thresholds_refuse_bad_input_and_the_deployer_window_closes_at_wiring(project, system, deployer,
+                                                                                    admin, carol, bob):
+    """A breaker over a governor with no breaker wired yet: its deployer (carol) may set market thresholds,
+    anyone else gets NotGovernor; out of bounds and unknown markets are named errors and change nothing; once
+    the governor wires a breaker, the deployer is refused too."""
+    tl = project.GovernanceTimelock.deploy(2 * 86_400, [], ["0x" + "00" * 20], deployer, sender=deployer)
+    gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool,
+                                      system.amm, tl, admin, admin, sender=deployer)
+    brk = project.CircuitBreaker.deploy(gov, sender=carol)
+    assert brk.deployer() == carol.address
+    with expect_revert(brk.NotGovernor, caller=bob):
+        brk.setMarketThresholds(ETH, (WAD // 5, 0, 0, 0), sender=bob)
+    b32 = lambda n: n.encode().ljust(32, b"\0")  # noqa: E731
+    bad = [((WAD // 100 - 1, 0, 0, 0), "moveThreshold", WAD // 100 - 1),
+           ((WAD // 2 + 1, 0, 0, 0), "moveThreshold", WAD // 2 + 1),
+           ((0, WAD // 200 - 1, 0, 0), "divergenceThreshold", WAD // 200 - 1),
+           ((0, WAD // 2 + 1, 0, 0), "divergenceThreshold", WAD // 2 + 1),
+           ((0, 0, 59, 0), "divergenceDuration", 59),
+           ((0, 0, 86_401, 0), "divergenceDuration", 86_401),
+           ((0, 0, 0, WAD // 100 - 1), "maxSkewShare", WAD // 100 - 1),
+           ((0, 0, 0, 10 * WAD + 1), "maxSkewShare", 10 * WAD + 1)]
+    for t, name, value in bad:
+        with expect_revert(brk.ParameterOutOfBounds, name=b32(name), value=value):
+            brk.setMarketThresholds(ETH, t, sender=carol)
+    for market in (0, 3):
+        with expect_revert(brk.UnknownMarket, marketId=market):
+            brk.setMarketThresholds(market, (WAD // 5, 0, 0, 0), sender=carol)
+    assert struct_tuple(brk.thresholdOverrides(ETH)) == (0, 0, 0, 0)
+    # The bounds themselves are accepted.
+    for t in ((WAD // 100, WAD // 200, 60, WAD // 100), (WAD // 2, WAD // 2, 86_400, 10 * WAD)):
+        tx = brk.setMarketThresholds(ETH, t, sender=carol)
+        (log,) = events(brk, "MarketThresholdsSet", tx)
+        assert (log.marketId, struct_tuple(log.thresholds)) == (ETH, t)
+        assert struct_tuple(brk.marketThresholds(ETH)) == t
+    gov.setBreaker(brk, sender=admin)
+    with expect_revert(brk.NotGovernor, caller=carol):
+        brk.setMarketThresholds(ETH, (WAD // 5, 0, 0, 0), sender=carol)
+    assert struct_tuple(brk.thresholdOverrides(ETH)) == (WAD // 2, WAD // 2, 86_400, 10 * WAD)
+
+
+def test_a_markets_own_skew_share_sets_its_skew_limit(chain, system, g, keeper, bob):
+    """ETH's skew share at 1 % of the NAV (tighter than the global 20 %): each evaluation's limit is its market's
+    share of the NAV, and a long of 1.2 % of the NAV caps ETH's long side, which the global share would not."""
+    set_market_thresholds(chain, system, g, ETH, (0, 0, 0, WAD // 100))
+    e, b = g.breaker.check(ETH), g.breaker.check(BTC)
+    assert e.skewLimit == e.nav * (WAD // 100) // WAD and b.skewLimit == b.nav * (WAD // 5) // WAD
+    assert e.holding == b.holding == 0
+    deposit(system, bob, 1_000_000)
+    base = e.nav * 12 // 1000 // 3000  # [wad base] 1.2 % of the NAV at 3000
+    trade(system.clearing_house, bob, ETH, base)
+    tx = g.breaker.poke(ETH, sender=keeper)
+    ((kind, value, threshold, _),) = tripped(g, tx)
+    e = g.breaker.check(ETH)
+    assert (kind, value, threshold) == (SKEW, e.skewNotional, e.skewLimit)
+    assert e.skewLimit < e.skewNotional < e.nav * (WAD // 5) // WAD
+    assert restriction(g) == (system.clearing_house.marketState(ETH).longOpenInterest, False)

@@ -75,6 +75,24 @@ BAD_GOVERNANCE = {
     "missing guardian": (_gov(guardian=None), "governance.guardian", "missing required field"),
     "unknown field": (_gov(timelock=1), "governance.timelock", "unknown field"),
     "not a mapping": ("yes", "governance", "must be a mapping"),
+    # the breaker's per-market thresholds: the CircuitBreaker's bounds, listed markets only
+    "breaker move above 50 %": (_gov(breaker={"markets": {"ETH": {"move_threshold": 0.51}}}),
+                                "governance.breaker.markets.ETH.move_threshold", "at most 0.5"),
+    "breaker move below 1 %": (_gov(breaker={"markets": {"ETH": {"move_threshold": 0.0099}}}),
+                               "governance.breaker.markets.ETH.move_threshold", "at least 0.01"),
+    "breaker divergence below 0.5 %": (_gov(breaker={"markets": {"ETH": {"divergence_threshold": 0.004}}}),
+                                       "governance.breaker.markets.ETH.divergence_threshold", "at least 0.005"),
+    "breaker duration below a minute": (_gov(breaker={"markets": {"ETH": {"divergence_duration": 59}}}),
+                                        "governance.breaker.markets.ETH.divergence_duration", "at least 60"),
+    "breaker skew above 1000 %": (_gov(breaker={"markets": {"ETH": {"max_skew_share": 10.5}}}),
+                                  "governance.breaker.markets.ETH.max_skew_share", "at most 10"),
+    "breaker market not listed": (_gov(breaker={"markets": {"BTC": {"move_threshold": 0.2}}}),
+                                  "governance.breaker.markets.BTC", "not a market of this config"),
+    "breaker unknown field": (_gov(breaker={"markets": {"ETH": {"move": 0.2}}}),
+                              "governance.breaker.markets.ETH.move", "unknown field"),
+    "breaker empty market": (_gov(breaker={"markets": {"ETH": {}}}), "governance.breaker.markets.ETH",
+                             "an empty mapping"),
+    "breaker not a mapping": (_gov(breaker=[1]), "governance.breaker", "must be a mapping"),
 }
 
 
@@ -175,6 +193,14 @@ def test_record_names_the_timelock_governor_and_breaker(governed, chain, account
         module = getattr(project, name).at(c[name])
         assert module.owner() == gov.address and module.pendingOwner() == "0x" + "00" * 20, name
     assert project.Vault.at(c["Vault"]).guardian() == GUARDIAN
+    # the liquid markets' own breaker thresholds (governed.yaml), set before the wiring; the rest global
+    ch = project.ClearingHouse.at(c["ClearingHouse"])
+    assert ch.marketCount() == 2
+    for market_id in (1, 2):
+        assert tuple(breaker.thresholdOverrides(market_id)) == (15 * WAD // 100, WAD // 10, 0, 75 * WAD // 100)
+        assert tuple(breaker.marketThresholds(market_id)) == (15 * WAD // 100, WAD // 10, 1800, 75 * WAD // 100)
+    with pytest.raises(ContractLogicError):  # the deployer's window closed at the wiring
+        breaker.setMarketThresholds(1, (WAD // 5, 0, 0, 0), sender=deployer)
     # deployed and seeded before the hand-over, as local.yaml is
     vault = project.Vault.at(c["Vault"])
     assert vault.poolBalance() == 10_000_000 * WAD and vault.insuranceFund() == 100_000 * WAD
@@ -280,8 +306,8 @@ def test_keeper_pokes_the_breaker_each_pass_and_logs_trips_and_clears(keeper_on,
     assert len(pokes) == 1 and pokes[0].detail == {} and pokes[0].gas > 0 and _breaker_logs(keeper) == []
     assert breaker.breakerState(eth).holding == 0
 
-    # the index jumps 10 % above its TWAP: index-move trips, reduce-only for the cool-off
-    oracle.updateAnswer(3300 * 10**8, sender=keeper.account)
+    # the index jumps 20 % above its TWAP, past ETH's own 15 % (governed.yaml): index-move trips, reduce-only
+    oracle.updateAnswer(3600 * 10**8, sender=keeper.account)
     with caplog.at_level(logging.INFO, logger="vperp.keeper"):
         actions = keeper.run_once(chain)
     (poke,) = [a for a in actions if a.kind == "breaker"]
@@ -289,8 +315,8 @@ def test_keeper_pokes_the_breaker_each_pass_and_logs_trips_and_clears(keeper_on,
     tripped, restriction = _breaker_logs(keeper)
     cool_off = int(breaker.params().coolOff)
     assert (tripped.event, tripped.symbol, tripped.breaker) == ("tripped", "ETH", "index-move")
-    assert tripped.threshold == Decimal(breaker.params().moveThreshold) / WAD == Decimal("0.05")
-    assert tripped.value == Decimal("0.1")  # 3300 against a TWAP still at 3000 (its window is 15 minutes)
+    assert tripped.threshold == Decimal(breaker.marketThresholds(eth).moveThreshold) / WAD == Decimal("0.15")
+    assert tripped.value == Decimal("0.2")  # 3600 against a TWAP still at 3000 (its window is 15 minutes)
     assert tripped.until == chain.blocks.head.timestamp + cool_off
     assert (restriction.event, restriction.symbol, restriction.cap, restriction.reduce_only) == (
         "restriction", "ETH", None, True)
@@ -301,7 +327,7 @@ def test_keeper_pokes_the_breaker_each_pass_and_logs_trips_and_clears(keeper_on,
     # back to the TWAP: the move clears at the next pass, reduce-only runs out its cool-off
     oracle.updateAnswer(3000 * 10**8, sender=keeper.account)
     # (accrue the market at 3000 now: the index TWAP counts the last index the market accrued at until the next
-    # accrual, so without this the half hour below would be counted at 3300 and trip the breaker again)
+    # accrual, so without this the half hour below would be counted at 3600 and trip the breaker again)
     client.clearing_house.pokeFunding(eth, sender=keeper.account)
     keeper.run_once(chain)
     (cleared,) = _breaker_logs(keeper)
@@ -361,3 +387,23 @@ def test_keeper_fresh_deploys_a_governed_config(tmp_path, chain, accounts):
     g = client.record["governance"]
     assert g["mode"] == "timelock" and keeper.breaker.address == g["breaker"]
     assert project.RiskGovernor.at(g["governor"]).breaker() == g["breaker"]
+
+
+def test_breaker_thresholds_are_checked_before_anything_is_sent():
+    """vperp.governance.check_breaker_markets (deploy_governance's first step): a symbol that is not deployed or
+    a value outside the breaker's bound raises, naming it; valid ones become the contract's tuple (0: global)."""
+    from types import SimpleNamespace
+
+    from vperp.config import BreakerThresholds
+    from vperp.governance import check_breaker_markets
+
+    system = SimpleNamespace(markets={"ETH": SimpleNamespace(id=1), "BTC": SimpleNamespace(id=2)})
+    assert check_breaker_markets(system, {"BTC": BreakerThresholds(move_threshold=0.15, max_skew_share=0.75)}) == [
+        (2, (15 * WAD // 100, 0, 0, 75 * WAD // 100))]
+    for bad, phrase in (({"SOL": BreakerThresholds(move_threshold=0.2)}, "SOL: not a deployed market"),
+                        ({"ETH": BreakerThresholds(move_threshold=0.6)}, "breaker.markets.ETH.move_threshold"),
+                        ({"ETH": BreakerThresholds(divergence_duration=30)}, "ETH.divergence_duration"),
+                        ({"ETH": BreakerThresholds(max_skew_share=0.001)}, "ETH.max_skew_share"),
+                        ({"ETH": BreakerThresholds()}, "set at least one")):
+        with pytest.raises(ValueError, match=phrase):
+            check_breaker_markets(system, bad)

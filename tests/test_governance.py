@@ -70,6 +70,7 @@ def governor_state(system, g):
         tuple(m.pendingOwner() for m in modules(system)), struct_tuple(system.liquidation.liquidationParams()),
         struct_tuple(system.pool.poolParams()), g.governor.admin(), g.governor.guardian(), g.governor.breaker(), g.governor.proposalCount(),
         tuple(g.governor.pendingProposals()), struct_tuple(g.breaker.params()),
+        tuple(struct_tuple(g.breaker.thresholdOverrides(i)) for i in (1, 2)),
     )
 
 
@@ -184,6 +185,7 @@ def _timelock_cases(system, g, project, carol):
     am = amm.ammParams(ETH_ID)
     new_am = struct_tuple(am)[:6] + (am.depthInterval + 1, am.maxDepthCost)
     new_bp = bp_tuple(moveThreshold=WAD // 10)
+    new_mt = (WAD // 5, WAD // 10, 3600, WAD)  # ETH's own: move 20 %, divergence 10 % for 1 h, skew 100 % of NAV
     return [
         ("Vault.setGuardian", vault, encode(vault, "setGuardian", carol), vault.guardian, carol.address,
          vault.GuardianSet),
@@ -214,6 +216,8 @@ def _timelock_cases(system, g, project, carol):
          gov.RiskGuardianSet),
         ("RiskGovernor.setBreakerParams", gov, encode(gov, "setBreakerParams", new_bp),
          lambda: struct_tuple(g.breaker.params()), new_bp, g.breaker.BreakerParamsSet),
+        ("RiskGovernor.setBreakerMarketThresholds", gov, encode(gov, "setBreakerMarketThresholds", ETH_ID, new_mt),
+         lambda: struct_tuple(g.breaker.thresholdOverrides(ETH_ID)), new_mt, g.breaker.MarketThresholdsSet),
     ]
 
 
@@ -223,7 +227,7 @@ TIMELOCK_SETTERS = ["Vault.setGuardian", "Vault.transferOwnership", "ClearingHou
                     "LiquidationEngine.setAuctionParams", "LiquidationEngine.transferOwnership",
                     "LiquidityPool.setPoolParams", "LiquidityPool.transferOwnership", "AmmController.setAmmParams",
                     "AmmController.transferOwnership", "RiskGovernor.setAdmin", "RiskGovernor.setGuardian",
-                    "RiskGovernor.setBreakerParams"]
+                    "RiskGovernor.setBreakerParams", "RiskGovernor.setBreakerMarketThresholds"]
 
 
 @pytest.mark.parametrize("name", TIMELOCK_SETTERS)
@@ -442,7 +446,27 @@ OUT_OF_BOUNDS = {
                                                   "moveThreshold", WAD // 100 - 1),
     "CircuitBreaker coolOff": lambda s, g: (g.governor, encode(g.governor, "setBreakerParams",
                                                                bp_tuple(coolOff=86_401)), "coolOff", 86_401),
+    # A market's own thresholds: the same bounds as the global ones (0 is not out of bounds: the global value).
+    "CircuitBreaker market moveThreshold": lambda s, g: (g.governor, encode(
+        g.governor, "setBreakerMarketThresholds", ETH_ID, (WAD // 100 - 1, 0, 0, 0)), "moveThreshold", WAD // 100 - 1),
+    "CircuitBreaker market divergenceThreshold": lambda s, g: (g.governor, encode(
+        g.governor, "setBreakerMarketThresholds", ETH_ID, (WAD // 5, WAD // 2 + 1, 0, 0)), "divergenceThreshold",
+        WAD // 2 + 1),
+    "CircuitBreaker market divergenceDuration": lambda s, g: (g.governor, encode(
+        g.governor, "setBreakerMarketThresholds", ETH_ID, (0, 0, 59, 0)), "divergenceDuration", 59),
+    "CircuitBreaker market maxSkewShare": lambda s, g: (g.governor, encode(
+        g.governor, "setBreakerMarketThresholds", ETH_ID, (0, 0, 0, 10 * WAD + 1)), "maxSkewShare", 10 * WAD + 1),
 }
+
+
+@pytest.mark.parametrize("market", [0, 3])
+def test_breaker_market_thresholds_for_an_unknown_market_refused_at_proposal(system, g, market):
+    gov = g.governor
+    snap = governor_state(system, g)
+    with expect_revert(g.breaker.UnknownMarket, marketId=market):
+        gov.propose(gov, encode(gov, "setBreakerMarketThresholds", market, (WAD // 5, 0, 0, 0)), sender=g.admin)
+    assert governor_state(system, g) == snap
+    assert not g.timelock.isOperation(gov.operationId(gov.proposalCount() + 1))
 
 
 @pytest.mark.parametrize("case", list(OUT_OF_BOUNDS))
@@ -523,6 +547,13 @@ def test_every_entry_point_refuses_the_wrong_caller(system, g, bob):
             gov.applyRestriction(ETH_ID, 0, True, sender=who)
         with expect_revert(g.breaker.NotGovernor, caller=who):
             g.breaker.setParams(bp_tuple(), sender=who)
+        with expect_revert(gov.NotSelf, caller=who):
+            gov.setBreakerMarketThresholds(ETH_ID, (WAD // 5, 0, 0, 0), sender=who)
+        with expect_revert(g.breaker.NotGovernor, caller=who):
+            g.breaker.setMarketThresholds(ETH_ID, (WAD // 5, 0, 0, 0), sender=who)
+    # The breaker's deployer set market thresholds only until the governor wired a breaker.
+    with expect_revert(g.breaker.NotGovernor, caller=system.deployer):
+        g.breaker.setMarketThresholds(ETH_ID, (WAD // 5, 0, 0, 0), sender=system.deployer)
     with expect_revert(gov.NotAdmin, caller=bob):
         gov.setBreaker(bob, sender=bob)
     with expect_revert(gov.UnknownModule, module=bob):

@@ -626,6 +626,10 @@ def test_breakers_deploy_governance_poke_and_restrict_the_pumped_market(thin_run
     assert b["params"]["move_threshold"] == 0.05 and b["params"]["max_skew_share"] == 0.2  # the shipped parameters
     assert b["trips"].get("index_move", 0) >= 1 and b["trips_by_market"]["THIN"]["index_move"] >= 1
     assert b["max_move"] > 0.05
+    # Without a config's governance.breaker.markets every market has the global thresholds; per market extremes.
+    glob = {"move_threshold": 0.05, "divergence_threshold": 0.03, "divergence_duration_s": 1800, "max_skew_share": 0.2}
+    assert b["market_thresholds"] == {sym: glob for sym in ("BTC", "ETH", "THIN")}
+    assert b["max_by_market"]["THIN"]["move"] == b["max_move"] > b["max_by_market"]["ETH"]["move"]
     assert b["restricted_steps"]["THIN"] == sum(int(r["thin_restricted"]) for r in rows) > 0
     reduce_only = [int(r["step"]) for r in rows if r["thin_reduce_only"] == "1"]
     assert reduce_only and reduce_only[0] <= 3  # the pump's first step (2) is seen by that step's poke, or the next

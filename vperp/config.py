@@ -5,6 +5,7 @@ All ratios and amounts are plain Python numbers in human units here (0.1 = 10 %,
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -97,6 +98,46 @@ MAX_TIMELOCK_DELAY = 30 * 86_400  # [s] the config's own ceiling (no contract bo
 DEFAULT_TIMELOCK_DELAY = 172_800  # [s] the shipped 48 h (vperp.governance.DELAY)
 
 
+# ICircuitBreaker's hard bounds for the per-market thresholds (CircuitBreaker's MIN_/MAX_ constants), human units;
+# a market's own thresholds take the same bounds as the global parameters.
+BREAKER_THRESHOLD_BOUNDS = {
+    "move_threshold": (Decimal("0.01"), Decimal("0.5")),  # [ratio] index vs index TWAP
+    "divergence_threshold": (Decimal("0.005"), Decimal("0.5")),  # [ratio] mark TWAP vs index TWAP
+    "divergence_duration": (60, 86_400),  # [s]
+    "max_skew_share": (Decimal("0.01"), Decimal("10")),  # [ratio] |long - short| x index / pool NAV
+}
+
+
+@dataclass(frozen=True)
+class BreakerThresholds:
+    """A market's own thresholds for the reduce-only (index move, divergence) and skew circuit breakers
+    (ICircuitBreaker.MarketThresholds) in human units (0.2 = 20 %); None: the market uses the global value."""
+
+    move_threshold: float | Decimal | None = None
+    divergence_threshold: float | Decimal | None = None
+    divergence_duration: int | None = None
+    max_skew_share: float | Decimal | None = None
+
+    def check(self, where: str = "") -> None:
+        """Raise ValueError naming the field when a set value is outside the breaker's bound (what
+        `CircuitBreaker.setMarketThresholds` would revert ParameterOutOfBounds on), or when none is set."""
+        values = dataclasses.asdict(self)
+        if all(v is None for v in values.values()):
+            raise ValueError(f"{where}: set at least one of {', '.join(BREAKER_THRESHOLD_BOUNDS)}")
+        for name, (lo, hi) in BREAKER_THRESHOLD_BOUNDS.items():
+            v = values[name]
+            if v is not None and not lo <= Decimal(str(v)) <= hi:
+                raise ValueError(f"{where}.{name}: {v} is outside the breaker's bound [{lo}, {hi}]")
+
+    def to_tuple(self) -> tuple[int, int, int, int]:
+        """(moveThreshold, divergenceThreshold, divergenceDuration, maxSkewShare) as the contract takes them
+        (0: global)."""
+        return (0 if self.move_threshold is None else wad(self.move_threshold),
+                0 if self.divergence_threshold is None else wad(self.divergence_threshold),
+                0 if self.divergence_duration is None else int(self.divergence_duration),
+                0 if self.max_skew_share is None else wad(self.max_skew_share))
+
+
 @dataclass(frozen=True)
 class GovernanceConfig:
     """Who governs a deployment handed to governance (docs/governance.md): the RiskGovernor's `admin` (proposes
@@ -107,6 +148,9 @@ class GovernanceConfig:
     admin: str
     guardian: str
     timelock_delay: int = DEFAULT_TIMELOCK_DELAY
+    # Per market symbol, the breaker's own thresholds (move, divergence, skew) (`governance.breaker.markets`), set by the
+    # deployment before the breaker is wired; markets not listed use the global (shipped) values.
+    breaker_markets: tuple[tuple[str, BreakerThresholds], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ A file looks like `deployments/config/local.yaml`:
       admin: "0x..."            # the RiskGovernor's admin (a multisig): proposes, acts on risk-reducing changes
       guardian: "0x..."         # acts at once on risk-reducing changes, cancels proposals; the Vault's guardian
       timelock_delay: 172800    # [s] at least 86400 (RiskGovernor.MIN_DELAY), at most 30 days; default 48 h
+      breaker:                  # optional: per-market thresholds of the move, divergence and skew breakers
+        markets:                # symbol -> any of the four; a field left out (or a market not listed): global
+          ETH: {move_threshold: 0.2, divergence_threshold: 0.1, divergence_duration: 1800, max_skew_share: 1}
 
 Every problem raises `ConfigError` whose message starts with the file and names the field
 (`markets[1].imr`, `pool_seed`, ...): unknown fields (with a suggestion), wrong types, values outside
@@ -36,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from .config import (DEFAULT_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, MIN_TIMELOCK_DELAY, DeployConfig,
-                     GovernanceConfig, MarketConfig)
+from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, MIN_TIMELOCK_DELAY,
+                     BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 from .units import INT96_MAX, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
@@ -93,7 +96,15 @@ MARKET_RULES: dict[str, tuple] = {
 CURVES = ("linear", "exponential", "stairstep")
 MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(MarketConfig))
 TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed", "governance")
-GOVERNANCE_FIELDS = ("admin", "guardian", "timelock_delay")
+GOVERNANCE_FIELDS = ("admin", "guardian", "timelock_delay", "breaker")
+BREAKER_FIELDS = ("markets",)
+# CircuitBreaker's bounds (ParameterOutOfBounds), human units: the same for a market's own thresholds.
+BREAKER_RULES: dict[str, tuple] = {
+    "move_threshold": (_NUM, *BREAKER_THRESHOLD_BOUNDS["move_threshold"], True, True),
+    "divergence_threshold": (_NUM, *BREAKER_THRESHOLD_BOUNDS["divergence_threshold"], True, True),
+    "divergence_duration": (_INT, *BREAKER_THRESHOLD_BOUNDS["divergence_duration"], True, True),
+    "max_skew_share": (_NUM, *BREAKER_THRESHOLD_BOUNDS["max_skew_share"], True, True),
+}
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
@@ -178,6 +189,11 @@ def parse_config(data: Any, source: str = "config") -> DeployConfig:
         seen_symbols[mc.symbol] = i
         parsed.append(mc)
     governance = _governance(data["governance"], fail) if "governance" in data else None
+    if governance is not None:
+        for sym, _ in governance.breaker_markets:
+            if sym not in seen_symbols:
+                fail(f"governance.breaker.markets.{sym}",
+                     f"not a market of this config (markets: {', '.join(seen_symbols)})")
     return DeployConfig(markets=tuple(parsed), collateral=collateral, collateral_decimals=decimals,
                         pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"], governance=governance)
 
@@ -195,7 +211,33 @@ def _governance(g: Any, fail) -> GovernanceConfig:
         addresses[name] = _address(f"governance.{name}", g[name], fail, "an account")
     delay = _number("governance.timelock_delay", g.get("timelock_delay", DEFAULT_TIMELOCK_DELAY),
                     (_INT, MIN_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, True, True), fail)
-    return GovernanceConfig(admin=addresses["admin"], guardian=addresses["guardian"], timelock_delay=int(delay))
+    breaker_markets = _breaker(g["breaker"], fail) if "breaker" in g else ()
+    return GovernanceConfig(admin=addresses["admin"], guardian=addresses["guardian"], timelock_delay=int(delay),
+                            breaker_markets=breaker_markets)
+
+
+def _breaker(b: Any, fail) -> tuple[tuple[str, BreakerThresholds], ...]:
+    """`governance.breaker`: `markets`, symbol -> the market's own breaker thresholds, each within the
+    CircuitBreaker's bound (so the deployment's setMarketThresholds cannot revert)."""
+    if not isinstance(b, dict):
+        fail("governance.breaker", f"must be a mapping with 'markets', got {_kind(b)}")
+    _unknown(b, BREAKER_FIELDS, "governance.breaker.", fail)
+    markets = b.get("markets", {})
+    if not isinstance(markets, dict):
+        fail("governance.breaker.markets", f"must be a mapping of market symbol -> thresholds, got {_kind(markets)}")
+    out = []
+    for sym, t in markets.items():
+        where = f"governance.breaker.markets.{sym}"
+        if not isinstance(t, dict) or not t:
+            fail(where, f"must be a mapping with any of {', '.join(BREAKER_RULES)}, got "
+                        f"{_kind(t) if t != {} else 'an empty mapping'}")
+        _unknown(t, tuple(BREAKER_RULES), f"{where}.", fail)
+        values = {name: _number(f"{where}.{name}", t[name], rule, fail)
+                  for name, rule in BREAKER_RULES.items() if name in t}
+        if "divergence_duration" in values:
+            values["divergence_duration"] = int(values["divergence_duration"])
+        out.append((str(sym), BreakerThresholds(**values)))
+    return tuple(out)
 
 
 def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
@@ -393,4 +435,8 @@ def config_to_dict(config: DeployConfig) -> dict:
     if config.governance is not None:  # left out when absent, so records of direct-owner deployments are unchanged
         g = config.governance
         out["governance"] = {"admin": g.admin, "guardian": g.guardian, "timelock_delay": g.timelock_delay}
+        if g.breaker_markets:
+            out["governance"]["breaker"] = {"markets": {
+                sym: {k: plain(v) for k, v in dataclasses.asdict(t).items() if v is not None}
+                for sym, t in g.breaker_markets}}
     return out

@@ -159,7 +159,8 @@ def deploy_governed(system: System, signer):
     g = system.config.governance
     if g is None:
         return None
-    gov = deploy_governance(system, system.deployer, g.admin, g.guardian, g.timelock_delay, admin_sender=signer)
+    gov = deploy_governance(system, system.deployer, g.admin, g.guardian, g.timelock_delay, admin_sender=signer,
+                            breaker_markets=g.breaker_markets)
     system.extra["governance"] = gov
     return gov
 

@@ -27,12 +27,31 @@ def modules(system) -> list:
     return [system.vault, system.clearing_house, system.liquidation, system.pool, system.amm]
 
 
-def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, admin_sender=None) -> Governance:
+def check_breaker_markets(system, breaker_markets) -> list[tuple[int, tuple[int, int, int]]]:
+    """(market id, ICircuitBreaker.MarketThresholds) per entry of `breaker_markets` (symbol -> BreakerThresholds,
+    a mapping or (symbol, thresholds) pairs), each checked against the deployed markets and the breaker's bounds;
+    raises ValueError naming the market and field before anything is sent."""
+    items = breaker_markets.items() if isinstance(breaker_markets, dict) else breaker_markets
+    out = []
+    for sym, t in items:
+        if sym not in system.markets:
+            raise ValueError(f"breaker thresholds for {sym}: not a deployed market ({', '.join(system.markets)})")
+        t.check(f"breaker.markets.{sym}")
+        out.append((system.markets[sym].id, t.to_tuple()))
+    return out
+
+
+def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, admin_sender=None,
+                      breaker_markets=None) -> Governance:
     """Timelock, governor and breaker over `system`, which the governor then owns. The Vault's guardian becomes
-    `guardian` too (it may only raise the pause level). The breaker is wired once by `admin_sender` (default: the
-    deployer, whom the governor allows that one call, so an admin that is only an address, e.g. a multisig,
-    need not sign anything here)."""
+    `guardian` too (it may only raise the pause level). `breaker_markets` (symbol -> `vperp.config.BreakerThresholds`):
+    markets' own breaker thresholds, checked first, then set by the deployer on the new breaker before it is
+    wired (its deployment window; afterwards only through the timelock). The breaker is wired once by
+    `admin_sender` (default: the deployer, whom the governor allows that one call, so an admin that is only an
+    address, e.g. a multisig, need not sign anything here)."""
     from ape import project
+
+    overrides = check_breaker_markets(system, breaker_markets or ())
 
     tl = project.GovernanceTimelock.deploy(delay, [], [ZERO], deployer, sender=deployer)
     gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool,
@@ -41,6 +60,8 @@ def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, adm
     tl.grantRole(tl.CANCELLER_ROLE(), gov, sender=deployer)
     tl.renounceRole(tl.DEFAULT_ADMIN_ROLE(), deployer, sender=deployer)
     breaker = project.CircuitBreaker.deploy(gov, sender=deployer)  # the shipped breaker parameters
+    for market_id, thresholds in overrides:
+        breaker.setMarketThresholds(market_id, thresholds, sender=deployer)
     gov.setBreaker(breaker, sender=admin_sender or deployer)
     system.vault.setGuardian(guardian, sender=deployer)
     for m in modules(system):

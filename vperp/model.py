@@ -2262,6 +2262,24 @@ class BreakerParams:
     max_skew_share: int = 2 * 10**17
 
 
+@dataclass
+class MarketThresholds:
+    """ICircuitBreaker.MarketThresholds: a market's own move, divergence and skew thresholds, 0 in a field: the global value."""
+    move_threshold: int = 0
+    divergence_threshold: int = 0
+    divergence_duration: int = 0
+    max_skew_share: int = 0
+
+
+def breaker_thresholds(params: BreakerParams | None = None,
+                       overrides: MarketThresholds | None = None) -> MarketThresholds:
+    """CircuitBreaker.marketThresholds: the thresholds in force, the market's own where set, else the global."""
+    bp = params or BreakerParams()
+    t = overrides or MarketThresholds()
+    return MarketThresholds(t.move_threshold or bp.move_threshold, t.divergence_threshold or bp.divergence_threshold,
+                            t.divergence_duration or bp.divergence_duration, t.max_skew_share or bp.max_skew_share)
+
+
 def _relative(a: int, b: int) -> int:
     """CircuitBreaker._relative: |a - b| / b [wad] rounded down, 0 when b is 0."""
     return 0 if b == 0 else div_wad_down(abs(a - b), b)
@@ -2270,13 +2288,16 @@ def _relative(a: int, b: int) -> int:
 def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
                   reduce_only_until: int = 0, divergent_since: int = 0,
                   restriction: tuple[int, bool] = (NO_CAP, False),
-                  configured_max_open_interest: int | None = None, skew_until: int = 0, skew_cap: int = 0) -> tuple:
+                  configured_max_open_interest: int | None = None, skew_until: int = 0, skew_cap: int = 0,
+                  thresholds: MarketThresholds | None = None) -> tuple:
     """CircuitBreaker.check(marketId): what a poke would measure and ask for, as the Evaluation tuple (capBase,
     reduceOnly, changes, holding, reduceOnlyUntil, divergentSince, index, move, divergence, insuranceFund,
     insuranceRequired, insuranceFactor, liveAuctionNotional, auctionSoft, auctionFactor, skewNotional, skewLimit,
     nav, skewUntil, skewCap). The breaker's stored state and the governor's restriction and configured cap are arguments (a breaker
-    never poked and a governor that recorded nothing: the defaults). Raises what indexPrice / twaps raise."""
+    never poked and a governor that recorded nothing: the defaults). `thresholds`: the market's own
+    thresholds as set (`setMarketThresholds`; None: none). Raises what indexPrice / twaps raise."""
     bp = params or BreakerParams()
+    t = breaker_thresholds(bp, thresholds)
     index = model.index_price(market_id, timestamp)
     # _globals: every market's open interest, gross notional at the index each last accrued at.
     gross = 0
@@ -2305,14 +2326,14 @@ def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerP
     until = reduce_only_until
     cool_off_end = timestamp + bp.cool_off
     holding = 0
-    if move > bp.move_threshold:
+    if move > t.move_threshold:
         holding |= 1 << 0
         until = max(until, cool_off_end)
     since = divergent_since
-    if divergence > bp.divergence_threshold:
+    if divergence > t.divergence_threshold:
         if since == 0:
             since = timestamp
-        if timestamp - since >= bp.divergence_duration:
+        if timestamp - since >= t.divergence_duration:
             holding |= 1 << 1
             until = max(until, cool_off_end)
     else:
@@ -2330,7 +2351,7 @@ def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerP
     mk = model.markets[market_id]
     long_oi, short_oi = mk.long_open_interest, mk.short_open_interest
     skew_notional = mul_wad_up(abs(long_oi - short_oi), index)
-    skew_limit = mul_wad_down(nav, bp.max_skew_share) if nav > 0 else 0
+    skew_limit = mul_wad_down(nav, t.max_skew_share) if nav > 0 else 0
     if nav <= 0 or skew_notional > skew_limit:  # seen now: the cap holds a cool-off from now
         skew_until, skew_cap = cool_off_end, max(long_oi, short_oi)
     if timestamp < skew_until:

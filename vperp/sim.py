@@ -1250,10 +1250,15 @@ class Simulation:
         self._restricted: dict[str, bool] = {s: False for s in self.s.markets}
         self._breaker_max = {"move": 0, "divergence": 0, "skew_share": 0, "insurance_factor": WAD,
                              "auction_factor": WAD}
+        self._breaker_max_by_market = {s: {"move": 0, "divergence": 0} for s in self.s.markets}  # as poked
         if breakers:
             from .governance import deploy_governance
 
-            self.gov = deploy_governance(system, deployer, deployer, deployer, admin_sender=deployer)
+            # A config's `governance.breaker.markets` (its markets' own breaker thresholds) applies; its admin,
+            # guardian and delay do not (the deployer governs the run).
+            overrides = base.governance.breaker_markets if base.governance is not None else ()
+            self.gov = deploy_governance(system, deployer, deployer, deployer, admin_sender=deployer,
+                                         breaker_markets=overrides)
             self.wire = Wire((system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
                               system.collateral, self.batcher, self.gov.governor, self.gov.breaker))
             self.batch = Batch(self.batcher, self.wire)
@@ -1521,6 +1526,8 @@ class Simulation:
                     self.restricted_steps[sym] = self.restricted_steps.get(sym, 0) + 1
                 mx = self._breaker_max
                 mx["move"], mx["divergence"] = max(mx["move"], bs.move), max(mx["divergence"], bs.divergence)
+                per = self._breaker_max_by_market[sym]
+                per["move"], per["divergence"] = max(per["move"], bs.move), max(per["divergence"], bs.divergence)
                 mx["skew_share"] = max(mx["skew_share"], bs.skewShare)
                 mx["insurance_factor"] = min(mx["insurance_factor"], bs.insuranceFactor)
                 mx["auction_factor"] = min(mx["auction_factor"], bs.auctionFactor)
@@ -1676,10 +1683,18 @@ class Simulation:
                 "max_move": mx["move"] / WAD, "max_divergence": mx["divergence"] / WAD,
                 "max_skew_share": mx["skew_share"] / WAD, "min_insurance_factor": mx["insurance_factor"] / WAD,
                 "min_auction_factor": mx["auction_factor"] / WAD,
+                "max_by_market": {sym: {k: v / WAD for k, v in per.items()}
+                                  for sym, per in sorted(self._breaker_max_by_market.items())},
                 "params": {"move_threshold": p.moveThreshold / WAD, "cool_off_s": p.coolOff,
                            "divergence_threshold": p.divergenceThreshold / WAD,
                            "divergence_duration_s": p.divergenceDuration, "insurance_target": p.insuranceTarget / WAD,
-                           "auction_soft_share": p.auctionSoftShare / WAD, "max_skew_share": p.maxSkewShare / WAD}}
+                           "auction_soft_share": p.auctionSoftShare / WAD, "max_skew_share": p.maxSkewShare / WAD},
+                "market_thresholds": {sym: {"move_threshold": t.moveThreshold / WAD,
+                                            "divergence_threshold": t.divergenceThreshold / WAD,
+                                            "divergence_duration_s": t.divergenceDuration,
+                                            "max_skew_share": t.maxSkewShare / WAD}
+                                      for sym, t in ((sym, self.gov.breaker.marketThresholds(m.id))
+                                                     for sym, m in sorted(self.s.markets.items()))}}
 
     def _trader_pnl(self) -> dict[str, float] | None:
         """Every trader's account value at the end less its deposit (USD), in runs with breakers or an attacker."""
@@ -1886,7 +1901,8 @@ def cli_options(f: Callable) -> Callable:
         click.option("--basis-trader", is_flag=True, default=False,
                      help="add the funding-carry agent (holds against the skew while funding pays it)"),
         click.option("--breakers", is_flag=True, default=False,
-                     help="deploy governance and the circuit breakers (shipped parameters) over the system; the "
+                     help="deploy governance and the circuit breakers (shipped parameters, and the markets' own "
+                          "thresholds of the --config's governance.breaker.markets) over the system; the "
                           "keeper pokes them every step; restrictions, trips and refused orders are recorded"),
     ]
     for option in reversed(options):

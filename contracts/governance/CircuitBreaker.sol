@@ -30,6 +30,9 @@ import {WadMath} from "../libraries/WadMath.sol";
 ///      | insuranceTarget     | 1 %     | 0.1 % .. 100 %  |
 ///      | auctionSoftShare    | 50 %    | 10 % .. 99 %    |
 ///      | maxSkewShare        | 20 %    | 1 % .. 1000 %   |
+///      A market's own thresholds (`setMarketThresholds`: moveThreshold, divergenceThreshold, divergenceDuration,
+///      maxSkewShare; 0 = the global value) take the same bounds; every evaluation (`poke`, `pokeAll`, `check`) and the
+///      threshold `BreakerTripped` reports use the market's thresholds in force (`marketThresholds`).
 contract CircuitBreaker is ICircuitBreaker {
     using WadMath for uint256;
 
@@ -52,12 +55,17 @@ contract CircuitBreaker is ICircuitBreaker {
 
     /// @inheritdoc ICircuitBreaker
     address public immutable governor;
+    /// @inheritdoc ICircuitBreaker
+    address public immutable deployer;
     IClearingHouse internal immutable _clearingHouse;
     IVault internal immutable _vault;
     ILiquidationEngine internal immutable _engine;
     ILiquidityPool internal immutable _pool;
 
     BreakerParams internal _params;
+
+    /// @dev Each market's own thresholds (0 in a field: the global value); one slot per market.
+    mapping(uint32 marketId => MarketThresholds) internal _overrides;
 
     /// @dev Two slots per market.
     struct Stored {
@@ -93,6 +101,7 @@ contract CircuitBreaker is ICircuitBreaker {
     constructor(address governor_) {
         if (governor_ == address(0)) revert ZeroAddress();
         governor = governor_;
+        deployer = msg.sender;
         IRiskGovernor g = IRiskGovernor(governor_);
         _clearingHouse = IClearingHouse(g.clearingHouse());
         _vault = IVault(g.vault());
@@ -149,6 +158,26 @@ contract CircuitBreaker is ICircuitBreaker {
         _setParams(p);
     }
 
+    /// @inheritdoc ICircuitBreaker
+    function setMarketThresholds(uint32 marketId, MarketThresholds calldata t) external {
+        // The deployer's window closes when the governor wires a breaker (this one or another): from then on a
+        // market's thresholds change only through the governor's timelock.
+        if (msg.sender != governor && (msg.sender != deployer || IRiskGovernor(governor).breaker() != address(0))) {
+            revert NotGovernor(msg.sender);
+        }
+        if (marketId == 0 || marketId > _clearingHouse.marketCount()) revert UnknownMarket(marketId);
+        if (t.moveThreshold != 0) _bound("moveThreshold", t.moveThreshold, MIN_MOVE_THRESHOLD, MAX_MOVE_THRESHOLD);
+        if (t.divergenceThreshold != 0) {
+            _bound("divergenceThreshold", t.divergenceThreshold, MIN_DIVERGENCE_THRESHOLD, MAX_DIVERGENCE_THRESHOLD);
+        }
+        if (t.divergenceDuration != 0) {
+            _bound("divergenceDuration", t.divergenceDuration, MIN_DIVERGENCE_DURATION, MAX_DIVERGENCE_DURATION);
+        }
+        if (t.maxSkewShare != 0) _bound("maxSkewShare", t.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
+        _overrides[marketId] = t;
+        emit MarketThresholdsSet(marketId, t);
+    }
+
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc ICircuitBreaker
@@ -178,6 +207,16 @@ contract CircuitBreaker is ICircuitBreaker {
     /// @inheritdoc ICircuitBreaker
     function params() external view returns (BreakerParams memory) {
         return _params;
+    }
+
+    /// @inheritdoc ICircuitBreaker
+    function marketThresholds(uint32 marketId) external view returns (MarketThresholds memory) {
+        return _inForce(marketId, _params);
+    }
+
+    /// @inheritdoc ICircuitBreaker
+    function thresholdOverrides(uint32 marketId) external view returns (MarketThresholds memory) {
+        return _overrides[marketId];
     }
 
     // ------------------------------------------------------------------ internals
@@ -212,6 +251,7 @@ contract CircuitBreaker is ICircuitBreaker {
         returns (Evaluation memory e)
     {
         Stored memory st = _state[marketId];
+        MarketThresholds memory t = _inForce(marketId, bp);
         (uint256 markTwap, uint256 indexTwap) = _clearingHouse.twaps(marketId); // reverts UnknownMarket
         e.index = index;
         e.move = _relative(index, indexTwap);
@@ -228,14 +268,14 @@ contract CircuitBreaker is ICircuitBreaker {
         uint256 until = st.reduceOnlyUntil;
         uint256 coolOffEnd = block.timestamp + bp.coolOff;
         uint8 holding;
-        if (e.move > bp.moveThreshold) {
+        if (e.move > t.moveThreshold) {
             holding |= _bit(Kind.IndexMove);
             if (coolOffEnd > until) until = coolOffEnd;
         }
         uint256 since = st.divergentSince;
-        if (e.divergence > bp.divergenceThreshold) {
+        if (e.divergence > t.divergenceThreshold) {
             if (since == 0) since = block.timestamp;
-            if (block.timestamp - since >= bp.divergenceDuration) {
+            if (block.timestamp - since >= t.divergenceDuration) {
                 holding |= _bit(Kind.Divergence);
                 if (coolOffEnd > until) until = coolOffEnd;
             }
@@ -263,7 +303,7 @@ contract CircuitBreaker is ICircuitBreaker {
         uint256 shortOi = g.shortOi[marketId - 1];
         e.skewNotional = (longOi > shortOi ? longOi - shortOi : shortOi - longOi).mulWadUp(index);
         // Cast: nav > 0 in the branch.
-        e.skewLimit = g.nav > 0 ? uint256(g.nav).mulWadDown(bp.maxSkewShare) : 0;
+        e.skewLimit = g.nav > 0 ? uint256(g.nav).mulWadDown(t.maxSkewShare) : 0;
         // The skew cap holds for a cool-off after the last poke that saw the skew, at the heavy side's open
         // interest then: a balancing round trip (grow the light side, poke, shrink it) cannot lift it at once.
         e.skewUntil = st.skewUntil;
@@ -305,7 +345,7 @@ contract CircuitBreaker is ICircuitBreaker {
         for (uint8 k; k <= uint8(Kind.Skew); ++k) {
             uint8 bit = uint8(1) << k;
             if (e.holding & bit != 0 && before & bit == 0) {
-                (uint256 value, uint256 threshold, uint256 until) = _measure(Kind(k), e);
+                (uint256 value, uint256 threshold, uint256 until) = _measure(marketId, Kind(k), e);
                 emit BreakerTripped(marketId, Kind(k), value, threshold, until);
             } else if (e.holding & bit == 0 && before & bit != 0) {
                 emit BreakerCleared(marketId, Kind(k));
@@ -317,10 +357,17 @@ contract CircuitBreaker is ICircuitBreaker {
         }
     }
 
-    /// @dev What `BreakerTripped` reports for `kind`: (value, threshold, end of reduce-only or 0).
-    function _measure(Kind kind, Evaluation memory e) internal view returns (uint256, uint256, uint256) {
-        if (kind == Kind.IndexMove) return (e.move, _params.moveThreshold, e.reduceOnlyUntil);
-        if (kind == Kind.Divergence) return (e.divergence, _params.divergenceThreshold, e.reduceOnlyUntil);
+    /// @dev What `BreakerTripped` reports for `kind`: (value, threshold in force for the market, end of
+    ///      reduce-only or 0).
+    function _measure(uint32 marketId, Kind kind, Evaluation memory e)
+        internal
+        view
+        returns (uint256, uint256, uint256)
+    {
+        if (kind == Kind.IndexMove) return (e.move, _inForce(marketId, _params).moveThreshold, e.reduceOnlyUntil);
+        if (kind == Kind.Divergence) {
+            return (e.divergence, _inForce(marketId, _params).divergenceThreshold, e.reduceOnlyUntil);
+        }
         if (kind == Kind.Insurance) return (e.insuranceFund, e.insuranceRequired, 0);
         if (kind == Kind.Auctions) return (e.liveAuctionNotional, e.auctionSoft, 0);
         return (e.skewNotional, e.skewLimit, 0);
@@ -336,6 +383,15 @@ contract CircuitBreaker is ICircuitBreaker {
         _bound("maxSkewShare", p.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
         _params = p;
         emit BreakerParamsSet(p);
+    }
+
+    /// @dev `marketId`'s thresholds in force: its own where set, else the global ones in `bp`.
+    function _inForce(uint32 marketId, BreakerParams memory bp) internal view returns (MarketThresholds memory t) {
+        t = _overrides[marketId];
+        if (t.moveThreshold == 0) t.moveThreshold = bp.moveThreshold;
+        if (t.divergenceThreshold == 0) t.divergenceThreshold = bp.divergenceThreshold;
+        if (t.divergenceDuration == 0) t.divergenceDuration = bp.divergenceDuration;
+        if (t.maxSkewShare == 0) t.maxSkewShare = bp.maxSkewShare;
     }
 
     function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {

@@ -38,7 +38,7 @@ import {AmmController} from "../AmmController.sol";
 ///      | Pool          | setPoolParams, transferOwnership         | Timelock                                 |
 ///      | AMM controller| setAmmParams, transferOwnership          | Timelock                                 |
 ///      | governor      | setGuardian(address(0))                  | Instant                                  |
-///      | governor      | setAdmin, setGuardian, setBreaker, setBreakerParams | Timelock                      |
+///      | governor      | setAdmin, setGuardian, setBreaker, setBreakerParams, setBreakerMarketThresholds | Timelock |
 ///      `renounceOwnership` is unknown on purpose: no path may leave a module without an owner.
 ///      Why an mmr change always waits, even a raise: a higher maintenance ratio makes accounts liquidatable
 ///      the moment it lands. Done at once, a guardian that also runs a keeper (or anyone who saw the
@@ -277,7 +277,7 @@ contract RiskGovernor is IRiskGovernor {
             if (s == this.setGuardian.selector && abi.decode(data[4:], (address)) == address(0)) return Path.Instant;
             if (
                 s == this.setAdmin.selector || s == this.setGuardian.selector || s == this.setBreaker.selector
-                    || s == this.setBreakerParams.selector
+                    || s == this.setBreakerParams.selector || s == this.setBreakerMarketThresholds.selector
             ) return Path.Timelock;
         }
         return Path.Unknown;
@@ -332,6 +332,16 @@ contract RiskGovernor is IRiskGovernor {
         address b = breaker;
         if (b == address(0)) revert ZeroAddress();
         ICircuitBreaker(b).setParams(params);
+    }
+
+    /// @inheritdoc IRiskGovernor
+    function setBreakerMarketThresholds(uint32 marketId, ICircuitBreaker.MarketThresholds calldata thresholds)
+        external
+        onlySelf
+    {
+        address b = breaker;
+        if (b == address(0)) revert ZeroAddress();
+        ICircuitBreaker(b).setMarketThresholds(marketId, thresholds);
     }
 
     // ------------------------------------------------------------------ breaker hook

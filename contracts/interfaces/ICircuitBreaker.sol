@@ -14,6 +14,8 @@ pragma solidity 0.8.28;
 ///         - skew: |long - short| x index > maxSkewShare x pool NAV (a NAV <= 0 counts as exceeded) -> the
 ///           per-side cap is the heavy side's open interest when last seen, held for coolOff after the last
 ///           poke that saw the skew (a balancing round trip and a poke cannot lift it at once).
+///         The index-move and divergence thresholds, the divergence duration and the skew share may be set
+///         per market (`setMarketThresholds`): a liquid market can take looser ones than a thin one.
 /// @dev A restriction only lowers the ClearingHouse's open-interest caps (reduce-only: the pool-ratio cap at
 ///      1 wei). Those caps are checked only on the side a trade grows: a close, a reduce, a liquidation
 ///      (kick, take, backstop) and a withdrawal of free collateral never read them, so no breaker can block
@@ -21,7 +23,8 @@ pragma solidity 0.8.28;
 interface ICircuitBreaker {
     // ------------------------------------------------------------------ types
 
-    /// @notice The breakers' parameters (one set for all markets), bounded in code.
+    /// @notice The breakers' global parameters, bounded in code (a market may have its own reduce-only
+    ///         thresholds: `MarketThresholds`).
     struct BreakerParams {
         uint64 moveThreshold; // [wad] |index - indexTwap| / indexTwap that trips reduce-only
         uint32 coolOff; // [s] reduce-only lasts this long after the last poke that saw a move or divergence
@@ -30,6 +33,17 @@ interface ICircuitBreaker {
         uint64 insuranceTarget; // [wad] insurance fund wanted per unit of gross open-interest notional
         uint64 auctionSoftShare; // [wad] live auction notional / maxAuctionNotional where caps start to shrink
         uint64 maxSkewShare; // [wad] |long - short| x index / pool NAV above which the heavy side is capped
+    }
+
+    /// @notice One market's own thresholds for the two reduce-only breakers and the skew breaker
+    ///         (`setMarketThresholds`); 0 in a field: that market uses the global value (`params`). Same hard
+    ///         bounds as the global parameters, so an override can loosen a breaker at most to its bound (50 %
+    ///         for the move and divergence, 1000 % of the NAV for the skew), never switch it off.
+    struct MarketThresholds {
+        uint64 moveThreshold; // [wad] 0: params().moveThreshold
+        uint64 divergenceThreshold; // [wad] 0: params().divergenceThreshold
+        uint32 divergenceDuration; // [s] 0: params().divergenceDuration
+        uint64 maxSkewShare; // [wad] 0: params().maxSkewShare
     }
 
     /// @notice The breakers, as `kind` in the events and bits (1 << kind) in `holding`.
@@ -87,6 +101,8 @@ interface ICircuitBreaker {
     error NotGovernor(address caller);
     /// @notice The zero address was given where an address is required.
     error ZeroAddress();
+    /// @notice `marketId` is not listed on the ClearingHouse.
+    error UnknownMarket(uint32 marketId);
 
     // ------------------------------------------------------------------ events
 
@@ -100,6 +116,8 @@ interface ICircuitBreaker {
     event RestrictionApplied(uint32 indexed marketId, uint96 capBase, bool reduceOnly);
     /// @notice The breaker parameters were set (at deployment and on every change).
     event BreakerParamsSet(BreakerParams params);
+    /// @notice `marketId`'s own thresholds were set (0 in a field: the global value).
+    event MarketThresholdsSet(uint32 indexed marketId, MarketThresholds thresholds);
 
     // ------------------------------------------------------------------ actions
 
@@ -113,6 +131,13 @@ interface ICircuitBreaker {
     /// @notice Governor only: set the parameters, within hard bounds.
     function setParams(BreakerParams calldata p) external;
 
+    /// @notice Governor only: set `marketId`'s own thresholds for the index-move, divergence and skew breakers
+    ///         (0 in a field: the global value), each non-zero field within the global parameter's hard bound. The one
+    ///         exception is the deployment: the breaker's deployer may set them while the governor has no
+    ///         breaker wired yet (before `RiskGovernor.setBreaker`'s one-time wiring, when this breaker cannot
+    ///         restrict anything); once a breaker is wired, only the governor (timelock path).
+    function setMarketThresholds(uint32 marketId, MarketThresholds calldata t) external;
+
     // ------------------------------------------------------------------ views
 
     /// @notice What `poke(marketId)` would do now, without writing.
@@ -121,8 +146,17 @@ interface ICircuitBreaker {
     /// @notice `marketId`'s stored breaker state and the restriction in force.
     function breakerState(uint32 marketId) external view returns (BreakerState memory);
 
-    /// @notice The parameters in force.
+    /// @notice The global parameters (a market's own thresholds replace four of them: `marketThresholds`).
     function params() external view returns (BreakerParams memory);
+
+    /// @notice The thresholds in force for `marketId`: its own where set, else the global ones.
+    function marketThresholds(uint32 marketId) external view returns (MarketThresholds memory);
+
+    /// @notice `marketId`'s own thresholds as set (0 in a field: none, the global value applies).
+    function thresholdOverrides(uint32 marketId) external view returns (MarketThresholds memory);
+
+    /// @notice Who deployed the breaker: it may set market thresholds until the governor wires a breaker.
+    function deployer() external view returns (address);
 
     /// @notice The RiskGovernor the breaker reports to.
     function governor() external view returns (address);

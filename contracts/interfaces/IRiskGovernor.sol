@@ -161,6 +161,11 @@ interface IRiskGovernor {
     /// @notice Governor only (timelock path): set the breaker's parameters (bounded by the breaker).
     function setBreakerParams(ICircuitBreaker.BreakerParams calldata params) external;
 
+    /// @notice Governor only (timelock path): set `marketId`'s own breaker thresholds (move, divergence, skew) (0 in a
+    ///         field: the global value; bounded by the breaker, which refuses an unknown market).
+    function setBreakerMarketThresholds(uint32 marketId, ICircuitBreaker.MarketThresholds calldata thresholds)
+        external;
+
     // ------------------------------------------------------------------ breaker hook
 
     /// @notice Breaker only: restrict `marketId` to a per-side open-interest cap of `capBase` [wad base]
