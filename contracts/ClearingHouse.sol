@@ -251,9 +251,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint256 notionalUp = base.abs().mulWadUp(price);
         int256 ownerQuote = base > 0 ? notional.toInt256() : -notionalUp.toInt256();
         int256 takerQuote = base > 0 ? -notionalUp.toInt256() : notional.toInt256();
-        _auctionSettle(owner, subaccount, marketId, m, -base, ownerQuote, true);
+        _auctionSettle(owner, subaccount, marketId, m, -base, ownerQuote, SettlementCause.AuctionFill, price);
         (IVault.AccountState memory acct, bool reducing) =
-            _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, false);
+            _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, SettlementCause.AuctionTake, price);
         if (acct.pauseLevel >= PAUSE_NO_TRADING) revert Paused(acct.pauseLevel);
         if (!reducing) _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
     }
@@ -283,7 +283,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         // Casts: as in a trade.
         m.baseReserve = x.toUint128();
         m.quoteReserve = y.toUint128();
-        _auctionSettle(owner, subaccount, marketId, m, -base, quoteFlow, true);
+        // Execution price for the event: the quote the account received or paid per base, rounded down.
+        _auctionSettle(
+            owner, subaccount, marketId, m, -base, quoteFlow, SettlementCause.Backstop, quoteFlow.abs().divWadDown(base.abs())
+        );
     }
 
     /// @inheritdoc IClearingHouse
@@ -310,8 +313,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         Market storage m,
         int256 baseDelta,
         int256 quoteFlow,
-        bool fromAuction
+        SettlementCause cause,
+        uint256 executionPrice
     ) internal returns (IVault.AccountState memory acct, bool reducing) {
+        bool fromAuction = cause != SettlementCause.AuctionTake;
         Position storage p = _positions[marketId][owner][subaccount];
         int256 size = p.size;
         int256 cumulativeFunding = m.funding.cumulativeFunding;
@@ -353,6 +358,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             owner, subaccount, marketId, baseDelta, quoteFlow, 0, realized, funding, newSize, newOpenNotional,
             VAmmMath.price(m.baseReserve, m.quoteReserve)
         );
+        emit PositionSettled(owner, subaccount, marketId, cause, executionPrice);
     }
 
     /// @dev Replace a position's contribution to its market's aggregates (call before writing `p`).

@@ -12,6 +12,13 @@ pragma solidity 0.8.28;
 interface IClearingHouse {
     // ------------------------------------------------------------------ types
 
+    /// @notice What moved a position other than its holder's own order (see `PositionSettled`).
+    enum SettlementCause {
+        AuctionFill, // the liquidated account: a keeper took part of its auctioned slice
+        AuctionTake, // the keeper (taker) that took it, on the other side at the same price
+        Backstop // the liquidated account: the rest of its slice closed against the vAMM
+    }
+
     /// @notice Per-market parameters, all bounded in code (see `ClearingHouse` bounds).
     struct MarketParams {
         address oracle; // Chainlink AggregatorV3Interface-compatible feed of the index price
@@ -131,6 +138,18 @@ interface IClearingHouse {
         int256 newSize,
         int256 newOpenNotional,
         uint256 priceAfter
+    );
+
+    /// @notice Emitted right after the `PositionChanged` of the same owner, subaccount and market when a
+    ///         liquidation, not the holder's own order, moved the position: an auction fill (both sides) or a
+    ///         backstop close. `price` is the execution price [wad]: the auction's price for a fill (the
+    ///         quote each side pays or receives is `baseDelta x price`, rounded against it), and
+    ///         |quoteDelta| / |baseDelta| rounded down for a backstop. A `PositionChanged` without one is the
+    ///         holder's order (openPosition, openPositionFor, closePosition): its execution price is
+    ///         |quoteDelta| / |baseDelta|, and it flipped the position when `newSize` and
+    ///         `newSize - baseDelta` have opposite signs.
+    event PositionSettled(
+        address indexed owner, uint32 indexed subaccount, uint32 indexed marketId, SettlementCause cause, uint256 price
     );
 
     /// @notice The AMM controller rescaled (depth) or re-priced (repeg) a market's virtual reserves.
