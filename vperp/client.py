@@ -267,6 +267,11 @@ def from_wad(x: int) -> Decimal:
     return _CTX.divide(Decimal(int(x)), Decimal(WAD))  # exact; 3000e18 -> Decimal('3000'), 15e17 -> '1.5'
 
 
+def _wad_int(x: Decimal) -> int:
+    """The WAD integer of a Decimal the SDK made with `from_wad` (exact: at most 18 decimals)."""
+    return int(_CTX.multiply(x, Decimal(WAD)))
+
+
 def to_wad(x) -> int:
     """An exact WAD integer of a human number (refuses more than 18 decimals)."""
     with localcontext(_CTX):
@@ -418,6 +423,33 @@ class Trade(ChainEvent):
     new_size: Decimal
     new_open_notional: Decimal
     price_after: Decimal
+
+    @property
+    def previous_size(self) -> Decimal:
+        """The position's size before this change: `new_size - base_delta`."""
+        return _CTX.subtract(self.new_size, self.base_delta)
+
+    @property
+    def flipped(self) -> bool:
+        """The change took the position through zero to the other side (`new_size` and `new_size -
+        base_delta` of opposite signs)."""
+        before = self.previous_size
+        return (self.new_size > 0 and before < 0) or (self.new_size < 0 and before > 0)
+
+    @property
+    def execution_price(self) -> Decimal:
+        """|quote_delta| / |base_delta| in quote per base, rounded down to the wei (18 decimals): the price
+        of a holder's order, and the chain's own figure for a backstop (`Settlement.price`). An auction
+        fill's price is the auction's (`Settlement.price`, `Take.price`); its quote is base x price rounded
+        against each side, so this ratio can differ from it by a wei or so."""
+        base = abs(_wad_int(self.base_delta))
+        return from_wad(abs(_wad_int(self.quote_delta)) * WAD // base) if base else Decimal(0)
+
+    @property
+    def collateral_delta(self) -> Decimal:
+        """What the change moved in the account's Vault collateral: realized_pnl - fee - funding_paid
+        (exactly what `ClearingHouse` passes to `Vault.settleTrade`)."""
+        return from_wad(_wad_int(self.realized_pnl) - _wad_int(self.fee) - _wad_int(self.funding_paid))
 
 
 @dataclass(frozen=True)
@@ -695,6 +727,22 @@ class Repeg(ChainEvent):
 
 
 @dataclass(frozen=True)
+class Settlement(ChainEvent):
+    """`PositionSettled`: the `Trade` (PositionChanged) just before it in the same transaction, of the same
+    owner, sub-account and market, was a liquidation's, not the holder's order. `cause`: "auction_fill"
+    (the liquidated account's side of a take), "auction_take" (the taker's side) or "backstop" (the
+    liquidated account's slice closed on the vAMM); `price` the execution price (the auction's price for
+    a fill, |quote| / |base| rounded down for a backstop)."""
+
+    owner: str
+    subaccount: int
+    symbol: str
+    market_id: int
+    cause: str  # "auction_fill" | "auction_take" | "backstop"
+    price: Decimal
+
+
+@dataclass(frozen=True)
 class OtherEvent(ChainEvent):
     """Any other event of the five contracts (parameter changes, ownership, LP share transfers, funding
     of the pool or insurance...), with its arguments as decoded, raw integers."""
@@ -779,9 +827,10 @@ class KickPreview:
 
 
 _CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}  # ILiquidationEngine.Curve
+SETTLEMENT_CAUSES = {0: "auction_fill", 1: "auction_take", 2: "backstop"}  # IClearingHouse.SettlementCause
 RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                 LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,
-                LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent)
+                LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent, Settlement)
 
 
 def _record_kinds(kinds) -> tuple:
@@ -1603,6 +1652,11 @@ class Client:
         key = (name, event)
         if key == ("ClearingHouse", "PositionChanged"):
             return self._trade(log)
+        if key == ("ClearingHouse", "PositionSettled"):
+            cause = int(args["cause"])
+            return Settlement(**where, owner=args["owner"], subaccount=int(args["subaccount"]),
+                              **market(args["marketId"]), cause=SETTLEMENT_CAUSES.get(cause, f"cause {cause}"),
+                              price=w(args["price"]))
         if key == ("ClearingHouse", "FundingSampled"):
             return FundingSample(**where, **market(args["marketId"]), premium_pct=pct(args["premium"]),
                                  target_pct_per_hour=pct(args["targetRate"]),
@@ -1945,3 +1999,154 @@ def find_deployment_for_connected_chain(root: str | Path | None = None) -> Path:
                 "earlier chain with the same id (another block 0)")
     raise DeploymentError(f"no deployment record for chain id {chain_id} in {deployments_dir(root)}{hint}: run "
                           "`./run.sh ape run deploy --rpc URL` (or --network ...) first")
+
+
+# ----------------------------------------------------------------------------- accounts rebuilt from events
+# What an indexer keeps per account, from the records alone (docs/integrators.md, "Rebuilding accounts from
+# events"): positions from each `Trade`'s new size and open notional, the cause and execution price of every
+# change (a `Settlement` right after a `Trade` marks a liquidation's), and the Vault collateral from every
+# event that moves it. Integer WAD inside, so the collateral is exact to the wei.
+
+
+@dataclass(frozen=True)
+class PositionChange:
+    """One `Trade` with its cause and execution price (`position_changes`)."""
+
+    trade: Trade
+    cause: str  # "trade" | "flip" (the holder's order) | "auction_fill" | "auction_take" | "backstop"
+    price: Decimal  # the settlement's price for a liquidation's change, else trade.execution_price
+    settlement: Settlement | None  # the PositionSettled that followed the trade (None: the holder's order)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One movement of an account's Vault collateral and the record that reports it."""
+
+    block: int
+    tx_hash: str
+    log_index: int
+    kind: str  # "deposit" | "withdraw" | "transfer_in" | "transfer_out" | a PositionChange cause |
+    #            "liquidation_charge" | "keeper_reward" | "keeper_bounty" | "bad_debt"
+    amount: Decimal  # signed change of the collateral
+    record: ChainEvent
+
+
+@dataclass(frozen=True)
+class RebuiltPosition:
+    symbol: str
+    market_id: int
+    size: Decimal
+    open_notional: Decimal
+
+
+@dataclass
+class AccountHistory:
+    """One account `(owner, subaccount)` rebuilt from records (`rebuild_accounts`)."""
+
+    owner: str
+    subaccount: int
+    collateral_wad: int = 0  # Vault.collateral(owner, subaccount), exact
+    positions: dict = None  # market id -> RebuiltPosition (closed positions stay, at size 0)
+    changes: list = None  # PositionChange, oldest first
+    ledger: list = None  # LedgerEntry, oldest first
+    shortfall: Decimal = Decimal(0)  # the last ShortfallRecorded estimate (not a balance: collateral is unmoved)
+    bad_debt: Decimal = Decimal(0)  # total written off by BadDebt (the account reset to zero)
+
+    def __post_init__(self):
+        self.positions = {} if self.positions is None else self.positions
+        self.changes = [] if self.changes is None else self.changes
+        self.ledger = [] if self.ledger is None else self.ledger
+
+    @property
+    def collateral(self) -> Decimal:
+        return from_wad(self.collateral_wad)
+
+    def position(self, market_id: int) -> RebuiltPosition:
+        """The rebuilt position in `market_id` (size 0 when the account never held one)."""
+        return self.positions.get(int(market_id)) or RebuiltPosition("?", int(market_id), Decimal(0), Decimal(0))
+
+    def _move(self, record: ChainEvent, kind: str, amount_wad: int) -> None:
+        self.collateral_wad += amount_wad
+        self.ledger.append(LedgerEntry(record.block, record.tx_hash, record.log_index, kind, from_wad(amount_wad),
+                                       record))
+
+
+def _chain_order(records) -> list:
+    return sorted((r for r in records if isinstance(r, ChainEvent)), key=lambda r: (r.block, r.log_index))
+
+
+def position_changes(records) -> list[PositionChange]:
+    """Every `Trade` of `records` with its cause: the `Settlement` emitted right after it (same transaction,
+    next log index, same owner, sub-account and market) gives a liquidation's cause and price; without one
+    the change is the holder's order, "flip" when it crossed zero, else "trade", at `execution_price`.
+    `records` must hold the Settlements (do not filter them out); a Settlement with no Trade before it
+    raises ClientError (records are missing)."""
+    ordered = _chain_order(records)
+    trades = {(r.tx_hash, r.log_index): r for r in ordered if isinstance(r, Trade)}
+    paired: dict[tuple[str, int], Settlement] = {}
+    for s in (r for r in ordered if isinstance(r, Settlement)):
+        t = trades.get((s.tx_hash, s.log_index - 1))
+        if t is None or (t.owner, t.subaccount, t.market_id) != (s.owner, s.subaccount, s.market_id):
+            raise ClientError(f"the Settlement at block {s.block} log {s.log_index} follows no Trade of "
+                              f"{s.owner} sub {s.subaccount} market {s.market_id}: records are missing")
+        paired[(t.tx_hash, t.log_index)] = s
+    out = []
+    for t in trades.values():
+        s = paired.get((t.tx_hash, t.log_index))
+        if s is not None:
+            out.append(PositionChange(t, s.cause, s.price, s))
+        else:
+            out.append(PositionChange(t, "flip" if t.flipped else "trade", t.execution_price, None))
+    return out
+
+
+def trade_causes(records) -> list[tuple[Trade, str]]:
+    """(trade, cause) for every `Trade` of `records` (`position_changes` without the prices)."""
+    return [(c.trade, c.cause) for c in position_changes(records)]
+
+
+def rebuild_accounts(records) -> dict[tuple[str, int], AccountHistory]:
+    """Every account's positions and Vault collateral rebuilt from `records` alone (`Client.events()` from
+    the deployment's first block, unfiltered), keyed `(owner, subaccount)`. The collateral moves by:
+    Deposit +amount_wad; Withdraw -amount_wad; MarginTransferred -amount from one sub-account, +amount to
+    the other; each PositionChanged realized_pnl - fee - funding_paid (fee 0 for a liquidation's); a
+    LiquidationCharged -(keeper_reward + penalty) on the account, +keeper_reward on the keeper's
+    sub-account 0; a Vault KeeperBounty (an `OtherEvent`) +amount on the keeper's sub-account 0; BadDebt
+    +amount (the account reset to zero). ShortfallRecorded moves nothing (an estimate)."""
+    accounts: dict[tuple[str, int], AccountHistory] = {}
+
+    def acct(owner, sub) -> AccountHistory:
+        key = (str(owner), int(sub))
+        if key not in accounts:
+            accounts[key] = AccountHistory(*key)
+        return accounts[key]
+
+    changes = {(c.trade.tx_hash, c.trade.log_index): c for c in position_changes(records)}
+    for r in _chain_order(records):
+        if isinstance(r, Trade):
+            change = changes[(r.tx_hash, r.log_index)]
+            a = acct(r.owner, r.subaccount)
+            a.positions[r.market_id] = RebuiltPosition(r.symbol, r.market_id, r.new_size, r.new_open_notional)
+            a.changes.append(change)
+            a._move(r, change.cause, _wad_int(r.collateral_delta))
+        elif isinstance(r, CollateralDeposit):
+            acct(r.owner, r.subaccount)._move(r, "deposit", _wad_int(r.amount_wad))
+        elif isinstance(r, CollateralWithdraw):
+            acct(r.owner, r.subaccount)._move(r, "withdraw", -_wad_int(r.amount_wad))
+        elif isinstance(r, MarginTransfer):
+            acct(r.owner, r.from_subaccount)._move(r, "transfer_out", -_wad_int(r.amount))
+            acct(r.owner, r.to_subaccount)._move(r, "transfer_in", _wad_int(r.amount))
+        elif isinstance(r, LiquidationCharge):
+            reward = _wad_int(r.keeper_reward)
+            acct(r.owner, r.subaccount)._move(r, "liquidation_charge", -(reward + _wad_int(r.penalty)))
+            if reward:
+                acct(r.keeper, 0)._move(r, "keeper_reward", reward)
+        elif isinstance(r, OtherEvent) and (r.contract, r.event) == ("Vault", "KeeperBounty"):
+            acct(r.args["keeper"], 0)._move(r, "keeper_bounty", int(r.args["amount"]))
+        elif isinstance(r, BadDebt):
+            a = acct(r.owner, r.subaccount)
+            a._move(r, "bad_debt", _wad_int(r.amount))
+            a.bad_debt += r.amount
+        elif isinstance(r, Shortfall):
+            acct(r.owner, r.subaccount).shortfall = r.shortfall
+    return accounts
