@@ -25,6 +25,7 @@ from vperp.client import (
     ClientError,
     CollateralDeposit,
     CollateralWithdraw,
+    EventFeed,
     LiquidationCharge,
     LpWithdraw,
     MarginTransfer,
@@ -204,7 +205,22 @@ def test_rebuild_equals_the_chain_to_the_wei_for_every_account(story):
     # funding was settled by the orders (the rebuild had to count it)
     assert any(c.trade.funding_paid != 0 for a in rebuilt.values() for c in a.changes)
     for a in rebuilt.values():  # the ledger is the collateral, entry by entry
-        assert sum((e.amount for e in a.ledger), Decimal(0)) == a.collateral
+        assert sum(w(e.amount) for e in a.ledger) == a.collateral_wad and a.collateral * WAD == a.collateral_wad
+
+
+def test_rebuild_batch_by_batch_from_the_feed_equals_one_pass(story):
+    """An indexer on `EventFeed`: small batches (whole blocks) continue one rebuild to the same result."""
+    feed = EventFeed(story.client, start_block=story.client.start_block, batch_blocks=5)
+    accounts: dict = {}
+    while feed.next_block <= story.last:
+        batch = [x for x in feed.poll() if x.block <= story.last]
+        assert rebuild_accounts(batch, accounts) is accounts
+    one = rebuild_accounts([x for x in story.records if x.block <= story.last])
+    assert set(accounts) == set(one)
+    for key, a in one.items():
+        b = accounts[key]
+        assert (b.collateral_wad, b.positions, b.changes, b.ledger, b.shortfall, b.bad_debt) == (
+            a.collateral_wad, a.positions, a.changes, a.ledger, a.shortfall, a.bad_debt), key
 
 
 @pytest.mark.parametrize("kind", [CollateralDeposit, CollateralWithdraw, MarginTransfer, Trade, LiquidationCharge,

@@ -2105,15 +2105,17 @@ def trade_causes(records) -> list[tuple[Trade, str]]:
     return [(c.trade, c.cause) for c in position_changes(records)]
 
 
-def rebuild_accounts(records) -> dict[tuple[str, int], AccountHistory]:
+def rebuild_accounts(records, accounts: dict | None = None) -> dict[tuple[str, int], AccountHistory]:
     """Every account's positions and Vault collateral rebuilt from `records` alone (`Client.events()` from
-    the deployment's first block, unfiltered), keyed `(owner, subaccount)`. The collateral moves by:
+    the deployment's first block, unfiltered), keyed `(owner, subaccount)`. Given `accounts` (an earlier
+    result), the records continue it, updated in place and returned: an `EventFeed`'s batches one after
+    the other (a batch is whole blocks, so a Trade and its Settlement never part). The collateral moves by:
     Deposit +amount_wad; Withdraw -amount_wad; MarginTransferred -amount from one sub-account, +amount to
     the other; each PositionChanged realized_pnl - fee - funding_paid (fee 0 for a liquidation's); a
     LiquidationCharged -(keeper_reward + penalty) on the account, +keeper_reward on the keeper's
     sub-account 0; a Vault KeeperBounty (an `OtherEvent`) +amount on the keeper's sub-account 0; BadDebt
     +amount (the account reset to zero). ShortfallRecorded moves nothing (an estimate)."""
-    accounts: dict[tuple[str, int], AccountHistory] = {}
+    accounts = {} if accounts is None else accounts
 
     def acct(owner, sub) -> AccountHistory:
         key = (str(owner), int(sub))
@@ -2146,7 +2148,7 @@ def rebuild_accounts(records) -> dict[tuple[str, int], AccountHistory]:
         elif isinstance(r, BadDebt):
             a = acct(r.owner, r.subaccount)
             a._move(r, "bad_debt", _wad_int(r.amount))
-            a.bad_debt += r.amount
+            a.bad_debt = _CTX.add(a.bad_debt, r.amount)
         elif isinstance(r, Shortfall):
             acct(r.owner, r.subaccount).shortfall = r.shortfall
     return accounts
