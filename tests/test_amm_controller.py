@@ -18,7 +18,7 @@ import math
 import ape
 import pytest
 
-from trading_helpers import exit_value, expect_revert
+from trading_helpers import funding_off, exit_value, expect_revert
 
 WAD = 10**18
 ETH = 1
@@ -117,13 +117,6 @@ def _lp(system, usdc, pool, lp, amount):
     pool.deposit(units, lp, sender=lp)
 
 
-def _funding_off(system, deployer):
-    """maxFundingRate 0 (inside its bounds): the funding index moves only by depth charges."""
-    ch = system.clearing_house
-    for m in system.markets.values():
-        fp = list(ch.fundingParams(m.id))
-        fp[0], fp[2] = 0, 0
-        ch.setFundingParams(m.id, tuple(fp), sender=deployer)
 
 
 def _depth_budget(ch, pool, p, x0, y0, net, mid=ETH):
@@ -139,7 +132,7 @@ def test_sync_depth_deepening_charges_the_net_position_its_exit_gain(
     through the funding index (longs pay a rising index), so the pool's NAV does not fall (the booked cost is
     <= 0: the charge's rounding goes to the pool) and the position pays exactly its share of the charge."""
     amm = system.amm
-    _funding_off(system, deployer)
+    funding_off(system)
     system.fund(bob, 2_000_000)
     ch.openPosition(0, ETH, side * 400 * WAD, 2**255 if side > 0 else 0, _deadline(chain), sender=bob)
     _lp(system, usdc, pool, alice, 2_000_000)
@@ -176,7 +169,7 @@ def test_sync_depth_shrinking_credits_the_net_position_its_exit_loss(system, ch,
     """Shrinking makes the net's exit worse; the positions are credited that loss (rounded down), so a depth
     cut neither pays the pool nor takes from the traders' side as a whole."""
     amm = system.amm
-    _funding_off(system, deployer)
+    funding_off(system)
     system.fund(bob, 2_000_000)
     ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
     p = list(amm.ammParams(ETH))

@@ -37,6 +37,7 @@ from test_liquidation import (  # noqa: F401 - batcher is a fixture (module-scop
     set_price,
 )
 from trading_helpers import (
+    funding_off,
     BTC_ID,
     ETH_ID,
     MAX_UINT,
@@ -79,11 +80,6 @@ def fay(accounts):
     return accounts[7]
 
 
-def funding_off(system, market_id: int):
-    ch = system.clearing_house
-    fp = ch.fundingParams(market_id)
-    ch.setFundingParams(market_id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
-                        sender=system.deployer)
 
 
 def take_at(engine, chain, when: int, aid: int, amount: int, taker, limit: int):

@@ -32,7 +32,7 @@ from test_liquidation import (
     set_price,
     swap,
 )
-from trading_helpers import HEARTBEAT, MAX_UINT, WAD, ceil_div, deadline, expect_revert, funded_crowd, requirement, trade
+from trading_helpers import funding_off, HEARTBEAT, MAX_UINT, WAD, ceil_div, deadline, expect_revert, funded_crowd, requirement, trade
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,11 +59,6 @@ def fund_many(system, funder, amounts) -> int:
     return sum(units) * system.token_scale
 
 
-def no_funding(system):
-    ch = system.clearing_house
-    for m in system.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours), sender=system.deployer)
 
 
 def ledger(system, owners):
@@ -351,7 +346,7 @@ def test_self_liquidation_via_second_account_never_profits_at_constant_index(
     discount moves value from A to B (a wash), the keeper reward too; the penalty leaves for the insurance
     fund. Combined equity (collateral + unrealized PnL at the index, both accounts) never rises: it falls
     by exactly the penalty plus at most 2 wei of rounding per fill (in the pool's favour)."""
-    no_funding(system)
+    funding_off(system)
     a, b = crowd[0], crowd[1]
     system.fund(a, 3100)
     trade(ch, a, ETH, 10 * WAD)
@@ -403,7 +398,7 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
     goes on for the slice only while it is needed: `cancel` is refused (AuctionStillNeeded) until the
     account covers the maintenance of its whole position; once the recovery passes resetDrop, a keeper's
     redo finds the account healthy and cancels the auction unpaid, and the slice is the owner's again."""
-    no_funding(system)
+    funding_off(system)
     system.fund(alice, 3100)
     trade(ch, alice, ETH, 10 * WAD)
     system.fund(bob, 100_000)

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from trading_helpers import MAX_UINT, WAD, ceil_div, deadline, exit_value, expect_revert, snapshot, swap
+from trading_helpers import funding_off, MAX_UINT, WAD, ceil_div, deadline, exit_value, expect_revert, snapshot, swap
 from vperp import deploy
 from vperp.config import default_config
 
@@ -1038,12 +1038,6 @@ def test_moving_shares_away_shrinks_the_senders_request(system, pool, usdc, alic
 # ---------------------------------------------------------------------------- what moves the share price
 
 
-def _funding_off(system):
-    ch = system.clearing_house
-    for m in system.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
-                            sender=system.deployer)
 
 
 def test_a_trade_moves_nav_by_its_pool_fee_and_nothing_else(system, pool, vault, ch, chain, alice, bob):
@@ -1051,7 +1045,7 @@ def test_a_trade_moves_nav_by_its_pool_fee_and_nothing_else(system, pool, vault,
     by the same quote flow, so every trade (open, increase, reduce, flip, close, in either market) moves the
     NAV by exactly the pool's part of its fee, to the wei of the exit rounding. This is what makes the share
     price immune to an LP pumping the vAMM around its own redemption."""
-    _funding_off(system)
+    funding_off(system)
     system.fund(alice, 500_000)
     system.fund(bob, 500_000)
     steps = [(alice, ETH_ID, 200 * WAD), (bob, ETH_ID, -37 * WAD), (alice, BTC_ID, 3 * WAD),
@@ -1075,7 +1069,7 @@ def test_a_gap_suspends_lp_flows_until_the_coming_bad_debt_is_set_aside(system, 
     inside its band; LP flows resume a TWAP window after the block that found the gap: the LP who leaves
     then is paid a share that already carries its part of the bad debt, so those who stay are not left
     with it (their share price after the auction settles is at least what the leaver got)."""
-    _funding_off(system)
+    funding_off(system)
     lp_deposit(system, alice, SEED)  # alice: half of a 20M pool
     mine = pool.balanceOf(alice)
     t0 = chain.pending_timestamp
@@ -1156,7 +1150,7 @@ def test_deposits_are_priced_before_the_set_aside_withdrawals_after_it(system, p
     set-aside (`depositAssets`) and a redemption gets the NAV after it (`totalAssets`): a depositor cannot
     buy shares cheap and gain when the estimate is released (a better fill, a top-up), and a leaver still
     pays its share of what is coming."""
-    _funding_off(system)
+    funding_off(system)
     system.fund(bob, 220_000)
     open_(system, bob, ETH_ID, 450 * WAD)
     system.set_price("ETH", 2400)
@@ -1180,7 +1174,7 @@ def test_a_reduce_that_pushes_the_vamm_out_of_its_band_freezes_lp_flows_only_whi
     """A large reduce may leave the vAMM outside its band at a steady index (reduces are never held by the
     band). LP flows wait while it is out, but no gap is recorded (the index did not move), so they resume
     as soon as a trade brings the vAMM back: a griefer pays fees for every block it keeps them frozen."""
-    _funding_off(system)
+    funding_off(system)
     system.fund(alice, 2_000_000)
     system.fund(bob, 2_000_000)
     open_(system, alice, ETH_ID, -460 * WAD)  # a short, inside the band

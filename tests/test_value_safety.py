@@ -76,6 +76,7 @@ from eth_utils import keccak
 
 from vperp import deploy
 from vperp.config import DeployConfig, MarketConfig
+from trading_helpers import funding_off
 
 WAD = 10**18
 SCALE = 10**12  # WAD per unit of the 6-decimal collateral
@@ -197,12 +198,6 @@ def crew(accounts, deployer):
     return c
 
 
-def funding_off(s) -> None:
-    """maxFundingRate 0 in every market: the applied rate stays 0, value has no time term."""
-    ch = s.clearing_house
-    for m in s.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours), sender=s.deployer)
 
 
 @pytest.fixture(scope="module", autouse=True)

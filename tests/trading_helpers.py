@@ -271,3 +271,14 @@ def funded_crowd(accounts, deployer, n: int = 12) -> list:
 def b32(name: str) -> bytes:
     """A market symbol or parameter name as the contracts' bytes32 (right-padded with zeros)."""
     return name.encode().ljust(32, b"\0")
+
+
+def funding_off(system, *market_ids: int) -> None:
+    """Funding off in `market_ids` (every listed market when none is given): maxFundingRate 0, and with it
+    the baseline 0 (bounded by the cap), the other funding parameters kept. The applied rate stays 0, so
+    health and PnL have no time term; the funding index moves only by depth charges. The one helper for it."""
+    ch = system.clearing_house
+    for mid in market_ids or [m.id for m in system.markets.values()]:
+        fp = ch.fundingParams(mid)
+        ch.setFundingParams(mid, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
+                            sender=system.deployer)

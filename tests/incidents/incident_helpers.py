@@ -24,6 +24,7 @@ from test_liquidation import (  # noqa: F401  (re-exported for the incident file
     reverts_unchanged,
 )
 from trading_helpers import (  # noqa: F401
+    funding_off,
     BTC_ID,
     ETH_ID,
     MAX_UINT,
@@ -47,13 +48,6 @@ ETH, BTC = ETH_ID, BTC_ID
 IMR, MMR = 10**17, 5 * 10**16
 
 
-def no_funding(system):
-    """maxFundingRate 0 and no baseline in every market: health and PnL have no time term."""
-    ch = system.clearing_house
-    for m in system.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
-                            sender=system.deployer)
 
 
 def set_index(system, symbol: str, human):

@@ -36,7 +36,7 @@ import dataclasses
 import pytest
 from eth_utils import keccak
 
-from incident_helpers import ETH, SCALE, WAD, assert_backed, expect_revert, no_funding, read, trade
+from incident_helpers import ETH, SCALE, WAD, assert_backed, expect_revert, funding_off, read, trade
 from vperp import deploy
 from vperp.config import default_config
 
@@ -59,7 +59,7 @@ def ledger(system, owners):
 
 def test_tokens_sent_without_a_call_change_no_figure_and_belong_to_no_one(system, vault, pool, usdc, ch, deployer,
                                                                           alice, bob, carol):
-    no_funding(system)
+    funding_off(system)
     system.fund(alice, 50_000)
     trade(ch, alice, ETH, 30 * WAD)
     usdc.mint(bob, 1_000_000 * 10**6, sender=bob)

@@ -39,7 +39,7 @@ from incident_helpers import (
     insurance_part,
     model_slice,
     mul_up,
-    no_funding,
+    funding_off,
     requirement,
     set_index,
     set_liquidation_params,
@@ -58,7 +58,7 @@ INSURANCE_SEED = 1_000
 @pytest.fixture(scope="module", autouse=True)
 def _setup(uninsured, deployer):
     system = uninsured
-    no_funding(system)
+    funding_off(system)
     set_liquidation_params(system, maxRedos=0)  # nobody takes: straight to the backstop after one auction
     units = system.units(INSURANCE_SEED)
     system.collateral.mint(deployer, units, sender=deployer)

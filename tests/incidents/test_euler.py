@@ -43,7 +43,7 @@ from incident_helpers import (
     discount_of,
     fill_quotes,
     free_collateral,
-    no_funding,
+    funding_off,
     read,
     requirement,
     reverts_unchanged,
@@ -56,7 +56,7 @@ INDEX = 3000 * WAD
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def test_no_action_but_liquidation_takes_a_healthy_account_below_its_margin(system, ch, vault, usdc, alice, bob,

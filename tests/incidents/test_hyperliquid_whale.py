@@ -38,7 +38,7 @@ from incident_helpers import (
     fill_quotes,
     free_collateral,
     model_slice,
-    no_funding,
+    funding_off,
     requirement,
     reverts_unchanged,
     trade,
@@ -51,7 +51,7 @@ ORACLE_UNIT = 10**10  # one unit of the 8-decimal feed, in WAD
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def test_withdrawal_must_leave_initial_margin_and_the_liquidation_that_follows_spares_the_pool(

@@ -40,7 +40,7 @@ from incident_helpers import (
     backstop_fit,
     discount_of,
     expected_redo_tip,
-    no_funding,
+    funding_off,
     reverts_unchanged,
     swap,
     trade,
@@ -52,7 +52,7 @@ ORACLE_UNIT = 10**10
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(

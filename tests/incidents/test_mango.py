@@ -35,7 +35,7 @@ from incident_helpers import (
     apply_trade,
     fee_of,
     free_collateral,
-    no_funding,
+    funding_off,
     requirement,
     reverts_unchanged,
     set_index,
@@ -49,7 +49,7 @@ from trading_helpers import BTC_X0, BTC_Y0, ETH_X0, ETH_Y0, MAX_SPREAD
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def test_pumped_unrealized_profit_is_neither_withdrawable_nor_margin(system, ch, vault, usdc, alice, batcher):

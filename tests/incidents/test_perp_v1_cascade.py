@@ -33,7 +33,7 @@ from incident_helpers import (
     discount_of,
     fee_of,
     insurance_part,
-    no_funding,
+    funding_off,
     read,
     reverts_unchanged,
     set_liquidation_params,
@@ -44,7 +44,7 @@ from test_liquidation import expected_kick, kick_checked
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def values(system, owners):

@@ -33,7 +33,7 @@ from incident_helpers import (
     WAD,
     EthModel,
     eth_equity,
-    no_funding,
+    funding_off,
     read,
     reverts_unchanged,
     trade,
@@ -45,7 +45,7 @@ DEPOSITS = (180_000, 400_000)  # A, B
 
 @pytest.fixture(scope="module", autouse=True)
 def _funding_off(system):
-    no_funding(system)
+    funding_off(system)
 
 
 def PairModel(owners):

@@ -39,7 +39,7 @@ from incident_helpers import (
     fill_quotes,
     insurance_part,
     mul_up,
-    no_funding,
+    funding_off,
     reverts_unchanged,
     set_market_params,
     trade,
@@ -56,7 +56,7 @@ RATIO = 2 * 10**16  # a thin listing: each side's notional at most 2 % of the po
 @pytest.fixture(scope="module", autouse=True)
 def _thin_market(system, uninsured):
     for s in (system, uninsured):
-        no_funding(s)
+        funding_off(s)
         set_market_params(s, ETH, maxOiPoolRatio=RATIO)
 
 
