@@ -193,11 +193,13 @@ contract RiskGovernor is IRiskGovernor {
     function cancel(uint256 proposalId) external onlyGuardianOrAdmin {
         Proposal storage p = _pendingProposal(proposalId);
         if (msg.sender != admin) {
-            // The guardian cancels risk-increasing changes, but cannot veto its own replacement, the governor's
-            // roles or an unpause: a compromised guardian could otherwise freeze the protocol for good.
+            // The guardian cancels risk-increasing changes, including a loosening of the breakers, but cannot
+            // veto its own replacement, the governor's roles or an unpause: a compromised guardian could
+            // otherwise freeze the protocol for good. (A guardian that vetoes breaker changes out of spite is
+            // removed at once: `setGuardian(address(0))` is instant for the admin.)
             bytes4 s = _selector(p.data);
             if (
-                p.target == address(this)
+                (p.target == address(this) && (s == this.setAdmin.selector || s == this.setGuardian.selector))
                     || (p.target == vault && (s == Vault.setGuardian.selector || s == Vault.setPauseLevel.selector))
             ) revert GuardianCannotCancel(proposalId);
         }
@@ -419,6 +421,11 @@ contract RiskGovernor is IRiskGovernor {
             (uint32 marketId,,) = abi.decode(_arguments(data), (uint32, IClearingHouse.MarketParams, uint64));
             (IClearingHouse.MarketParams memory c, uint64 share) = configuredMarketParams(marketId);
             return keccak256(abi.encode(c, share));
+        }
+        // Breaker parameters are meant for the breaker wired when they were proposed: once another is wired,
+        // a pending change cannot land on it (or be run on the old one just before the switch).
+        if (target == address(this) && (s == this.setBreakerParams.selector || s == this.setBreakerMarketThresholds.selector)) {
+            return keccak256(abi.encode(breaker));
         }
         return bytes32(0);
     }

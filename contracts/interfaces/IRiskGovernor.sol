@@ -122,8 +122,10 @@ interface IRiskGovernor {
     ///         `execute`).
     function executeProposal(uint256 proposalId) external;
 
-    /// @notice Admin or guardian: cancel a pending proposal. The guardian may not cancel the governor's own
-    ///         setters, the Vault's guardian or a pause level (`GuardianCannotCancel`): only the admin may.
+    /// @notice Admin or guardian: cancel a pending proposal. The guardian may not cancel the governor's roles
+    ///         (`setAdmin`, `setGuardian`), the Vault's guardian or a pause level (`GuardianCannotCancel`): only
+    ///         the admin may. It may cancel breaker changes (`setBreaker`, `setBreakerParams`,
+    ///         `setBreakerMarketThresholds`) like any other loosening.
     function cancel(uint256 proposalId) external;
 
     /// @notice Guardian or admin: make a change at once, only if `classify` says it is risk-reducing now.
