@@ -343,19 +343,15 @@ def test_insurance_fund_and_pool_balance_rebuild_given_the_fee_share(story):
     assert (insurance, pool) == (vault.insuranceFund(), vault.poolBalance())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the insurance share of each taker fee is in no event: PositionChanged has "
-                   "the fee but not its insurance part, and MarketParamsSet's MarketParams lacks insuranceFeeShare "
-                   "(listMarket/setMarketParams take it as a separate argument), so the insurance fund and the "
-                   "pool's balance cannot be rebuilt from events alone")
 def test_insurance_fund_and_pool_balance_rebuild_from_events_alone(story):
-    abi = json.loads((ROOT / "abi" / "ClearingHouse.json").read_text())
-    (event,) = [e for e in abi if e["type"] == "event" and e["name"] == "MarketParamsSet"]
-    names = [c["name"] for c in event["inputs"][1]["components"]]
-    assert "insuranceFeeShare" in names, "no event carries insuranceFeeShare"
+    """The insurance share of each taker fee comes from `InsuranceFeeShareSet` (emitted at listing and on every
+    parameter change), the fee from `PositionChanged`: with them the insurance fund and the pool's balance
+    rebuild to the wei, no chain read."""
     shares = {}
     for x in story.records:
-        if isinstance(x, OtherEvent) and (x.contract, x.event) == ("ClearingHouse", "MarketParamsSet"):
-            shares[x.args["marketId"]] = dict(zip(names, x.args["params"]))["insuranceFeeShare"]
+        if isinstance(x, OtherEvent) and (x.contract, x.event) == ("ClearingHouse", "InsuranceFeeShareSet"):
+            shares[x.args["marketId"]] = x.args["insuranceFeeShare"]
+    assert shares, "no InsuranceFeeShareSet in the story"
     insurance, pool = _protocol_ledgers(story, lambda mid: shares[mid])
     vault = story.client.vault
     assert (insurance, pool) == (vault.insuranceFund(), vault.poolBalance())

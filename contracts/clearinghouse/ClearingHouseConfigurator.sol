@@ -174,5 +174,6 @@ contract ClearingHouseConfigurator is ClearingHouseStorage {
         m.minPositionSize = p.minPositionSize;
         m.insuranceFeeShare = insuranceShare;
         emit IClearingHouse.MarketParamsSet(marketId, p);
+        emit IClearingHouse.InsuranceFeeShareSet(marketId, insuranceShare);
     }
 }

@@ -122,6 +122,11 @@ interface IClearingHouse {
     event MarketListed(uint32 indexed marketId, bytes32 symbol, address oracle, uint256 baseReserve, uint256 quoteReserve);
     /// @notice A market's parameters were set (at listing and on every change).
     event MarketParamsSet(uint32 indexed marketId, MarketParams params);
+    /// @notice The part of `marketId`'s taker fee that goes to the insurance fund [wad], set with its parameters
+    ///         (right after `MarketParamsSet`): with `PositionChanged.fee` it splits each fee between the pool
+    ///         and the insurance fund (`fee x share`, rounded down, to the insurance fund), so both balances
+    ///         rebuild from events.
+    event InsuranceFeeShareSet(uint32 indexed marketId, uint256 insuranceFeeShare);
     /// @notice A trade (open, increase, reduce, close, flip). Everything an indexer needs.
     /// @param quoteDelta signed quote flow to the trader (negative = paid)
     /// @param realizedPnl PnL realized on the reduced part (excludes fee and funding)
