@@ -359,10 +359,19 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @dev Deposit: the tokens go straight on to the Vault and are credited to the pool's balance.
+    /// @dev Deposit: the assets go from the depositor straight to the Vault (spending the depositor's allowance
+    ///      to this pool, as ERC-4626 has it), checked to arrive in full, and the Vault credits the pool's balance;
+    ///      then the shares are minted. Same order and events as ERC-4626's `_deposit`, without the tokens
+    ///      passing through the pool (one transfer and one approval fewer).
     function _deposit(address caller, address receiver, uint256 assets, uint256 shares) internal override {
-        super._deposit(caller, receiver, assets, shares);
-        SafeERC20.forceApprove(IERC20(asset()), address(vault), assets);
-        vault.fundPool(assets);
+        IERC20 token = IERC20(asset());
+        uint256 before = token.balanceOf(address(vault));
+        SafeERC20.safeTransferFrom(token, caller, address(vault), assets);
+        uint256 received = token.balanceOf(address(vault)) - before;
+        if (received != assets) revert TransferAmountMismatch(assets, received);
+        vault.creditPoolDeposit(assets);
+        _mint(receiver, shares);
+        emit Deposit(caller, receiver, assets, shares);
     }
 
     /// @dev Withdraw: shares burn here, the Vault pays the receiver out of the pool's balance.

@@ -143,6 +143,15 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IVault
+    function creditPoolDeposit(uint256 amount) external nonReentrant {
+        if (msg.sender != liquidityPool) revert UnauthorizedModule(msg.sender);
+        uint256 amountWad = _toWad(amount);
+        _checkNotPaused(PAUSE_WITHDRAW_ONLY);
+        _poolBalance = _addChecked(_poolBalance, amountWad, amount);
+        emit PoolFunded(msg.sender, amount, amountWad);
+    }
+
+    /// @inheritdoc IVault
     function fundInsurance(uint256 amount) external nonReentrant {
         uint256 amountWad = _toWad(amount);
         _checkNotPaused(PAUSE_WITHDRAW_ONLY);

@@ -1192,3 +1192,36 @@ def test_a_reduce_that_pushes_the_vamm_out_of_its_band_freezes_lp_flows_only_whi
                                   * WAD // index)
     open_(system, carol, ETH_ID, -(x1 - ch.marketState(ETH_ID).baseReserve))  # an arbitrageur sells it back
     assert pool.lpFlowsSuspended() == (False, 0)
+
+
+def test_credit_pool_deposit_is_the_pools_alone(system, vault, alice, deployer):
+    """`Vault.creditPoolDeposit` credits the pool's balance without moving tokens: only the pool, which has just
+    moved the deposit into the Vault and checked it arrived, may call it. Anyone else: `UnauthorizedModule`,
+    nothing changes (a caller that could credit itself would mint pool value from nothing)."""
+    before = (vault.poolBalance(), system.collateral.balanceOf(vault))
+    for who in (alice, deployer):
+        with expect_revert(vault.UnauthorizedModule, caller=who.address):
+            vault.creditPoolDeposit(10**6, sender=who)
+    assert (vault.poolBalance(), system.collateral.balanceOf(vault)) == before
+
+
+def test_an_lp_deposit_moves_tokens_straight_to_the_vault(system, pool, vault, chain, alice):
+    """The assets go from the LP to the Vault in one transfer; the pool holds none and keeps no allowance to the
+    Vault; the pool's balance grows by exactly the deposit; events as before (Deposit, PoolFunded)."""
+    token = system.collateral
+    amount = 1_000 * 10**6
+    token.mint(alice, amount, sender=alice)
+    token.approve(pool, amount, sender=alice)
+    chain.pending_timestamp += 1
+    refresh = getattr(system, "refresh_oracles", None)
+    if refresh:
+        refresh()
+    pb, vb = vault.poolBalance(), token.balanceOf(vault)
+    tx = pool.deposit(amount, alice, sender=alice)
+    assert token.balanceOf(pool) == 0 and token.allowance(pool, vault) == 0
+    assert token.balanceOf(vault) - vb == amount
+    assert vault.poolBalance() - pb == amount * 10**12
+    moves = [(str(e.event_arguments["from"]).lower(), str(e.event_arguments["to"]).lower())
+             for e in tx.decode_logs(token.Transfer) if e.contract_address == token.address]
+    assert moves == [(alice.address.lower(), vault.address.lower())]  # one token transfer, LP -> Vault
+    assert len(tx.decode_logs(vault.PoolFunded)) == 1 and len(tx.decode_logs(pool.Deposit)) == 1

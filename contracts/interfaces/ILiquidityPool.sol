@@ -17,6 +17,9 @@ interface ILiquidityPool {
 
     /// @notice Zero shares where a positive amount is required, or a deposit worth less than one share.
     error ZeroShares();
+    /// @notice A deposit's token moved `received` units into the Vault instead of `expected` (a fee-on-transfer
+    ///         or rebasing collateral); nothing is credited or minted.
+    error TransferAmountMismatch(uint256 expected, uint256 received);
     /// @notice Zero assets where a positive amount is required, or a redemption worth less than one
     ///         token unit.
     error ZeroAssets();

@@ -170,6 +170,11 @@ interface IVault {
     /// @notice Credit `amount` token units to the liquidity pool's balance (the pool's deposits; otherwise a donation).
     function fundPool(uint256 amount) external;
 
+    /// @notice Liquidity-pool only: credit `amount` token units to the pool's balance that the pool has just moved
+    ///         from a depositor straight into the Vault (it checks the Vault received exactly `amount`): an LP
+    ///         deposit without the pool holding, approving and re-sending the tokens. Emits `PoolFunded`.
+    function creditPoolDeposit(uint256 amount) external;
+
     /// @notice Credit `amount` token units to the insurance fund.
     function fundInsurance(uint256 amount) external;
 
