@@ -63,6 +63,13 @@ def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, adm
     for market_id, thresholds in overrides:
         breaker.setMarketThresholds(market_id, thresholds, sender=deployer)
     gov.setBreaker(breaker, sender=admin_sender or deployer)
+    # Wired: the deployer's window is closed. Read back what the breaker now holds, so thresholds changed
+    # between setting and wiring (another signer wires) cannot pass unnoticed.
+    for market_id, thresholds in overrides:
+        held = tuple(breaker.thresholdOverrides(market_id))
+        if held != tuple(thresholds):
+            raise RuntimeError(f"breaker thresholds of market {market_id} are {held} after wiring, "
+                               f"not the configured {tuple(thresholds)}")
     system.vault.setGuardian(guardian, sender=deployer)
     for m in modules(system):
         m.transferOwnership(gov, sender=deployer)
