@@ -188,7 +188,20 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         nonReentrant
         returns (int256, int256, uint256)
     {
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline);
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, address(0), 0);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function openPositionWithBuilder(
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline,
+        address builder,
+        uint256 builderFeeRate
+    ) external nonReentrant returns (int256, int256, uint256) {
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, builder, builderFeeRate);
     }
 
     /// @inheritdoc IClearingHouse
@@ -201,7 +214,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint256 deadline
     ) external nonReentrant returns (int256, int256, uint256) {
         if (msg.sender != owner && !vault.isOperator(owner, msg.sender)) revert NotOwnerOrOperator(msg.sender, owner);
-        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline);
+        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, address(0), 0);
     }
 
     /// @inheritdoc IClearingHouse
@@ -213,7 +226,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         Position storage p = _positions[marketId][msg.sender][subaccount];
         int256 size = p.size - p.auctioned; // what is in an auction is the auction's to close
         if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
-        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline);
+        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, address(0), 0);
     }
 
     // ------------------------------------------------------------------ liquidation hooks
@@ -601,7 +614,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint32 marketId,
         int256 baseAmount,
         uint256 quoteLimit,
-        uint256 deadline
+        uint256 deadline,
+        address builder,
+        uint256 builderFeeRate
     ) internal returns (int256, int256, uint256) {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
@@ -680,11 +695,26 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             revert Paused(acct.pauseLevel);
         }
         _updateOpenInterest(marketId, m, size, r.newSize, index, acct.poolBalance);
-        if (!r.reducing) {
+        // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so the
+        // margin is judged with the fee paid. The Vault checks the owner's approval and the collateral.
+        bool withBuilder = builder != address(0) && builderFeeRate != 0;
+        if (withBuilder) {
+            acct.collateral = vault.chargeBuilderFee(
+                owner, subaccount, builder, builderFeeRate, r.quote.abs().mulWadUp(builderFeeRate)
+            );
+        }
+        if (!r.reducing || withBuilder) {
             MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
-            int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
-                - s.initial.toInt256();
-            if (free < 0) revert InsufficientMargin(owner, subaccount, free);
+            int256 value = acct.collateral + s.unrealizedPnl - s.pendingFunding;
+            if (r.reducing) {
+                // A reduce paying a builder: the fee must come out of the trader's equity above maintenance,
+                // never out of what backs the pool.
+                int256 excess = value - (s.maintenance + s.auctionedMaintenance).toInt256();
+                if (excess < 0) revert BuilderFeeBelowMaintenance(owner, subaccount, excess);
+            } else {
+                int256 free = WadMath.min(acct.collateral - s.pendingFunding, value) - s.initial.toInt256();
+                if (free < 0) revert InsufficientMargin(owner, subaccount, free);
+            }
         }
 
         emit PositionChanged(
