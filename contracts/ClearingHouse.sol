@@ -695,26 +695,19 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             revert Paused(acct.pauseLevel);
         }
         _updateOpenInterest(marketId, m, size, r.newSize, index, acct.poolBalance);
-        // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so the
-        // margin is judged with the fee paid. The Vault checks the owner's approval and the collateral.
-        bool withBuilder = builder != address(0) && builderFeeRate != 0;
-        if (withBuilder) {
+        // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so an
+        // increase is judged with the fee paid. The Vault checks the owner's approval, the collateral and
+        // (for a reduce, which is not checked here) that the fee leaves the account above maintenance.
+        if (builder != address(0) && builderFeeRate != 0) {
             acct.collateral = vault.chargeBuilderFee(
                 owner, subaccount, builder, builderFeeRate, r.quote.abs().mulWadUp(builderFeeRate)
             );
         }
-        if (!r.reducing || withBuilder) {
+        if (!r.reducing) {
             MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
-            int256 value = acct.collateral + s.unrealizedPnl - s.pendingFunding;
-            if (r.reducing) {
-                // A reduce paying a builder: the fee must come out of the trader's equity above maintenance,
-                // never out of what backs the pool.
-                int256 excess = value - (s.maintenance + s.auctionedMaintenance).toInt256();
-                if (excess < 0) revert BuilderFeeBelowMaintenance(owner, subaccount, excess);
-            } else {
-                int256 free = WadMath.min(acct.collateral - s.pendingFunding, value) - s.initial.toInt256();
-                if (free < 0) revert InsufficientMargin(owner, subaccount, free);
-            }
+            int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
+                - s.initial.toInt256();
+            if (free < 0) revert InsufficientMargin(owner, subaccount, free);
         }
 
         emit PositionChanged(

@@ -115,10 +115,6 @@ interface IClearingHouse {
     error UnauthorizedModule(address caller);
     /// @notice A one-time wiring was already done.
     error ModuleAlreadySet(address module);
-    /// @notice A reduce carrying a builder fee would leave the account's value below its maintenance
-    ///         requirement (`excess` = value - requirement after the fee): the fee would come out of what
-    ///         backs the pool. The same reduce without a builder is never refused for margin.
-    error BuilderFeeBelowMaintenance(address owner, uint32 subaccount, int256 excess);
 
     // ------------------------------------------------------------------ events
 
@@ -244,7 +240,7 @@ interface IClearingHouse {
     ///         approved `builder` for at least that rate (`Vault.approveBuilderFee`); the fee accrues to the
     ///         builder's balance in the Vault (`Vault.BuilderFeePaid`) and is charged after the trade settles
     ///         and before the margin check: an increase must pass initial margin with the fee paid, a reduce
-    ///         must leave the account at or above maintenance (`BuilderFeeBelowMaintenance`). `builder` zero
+    ///         must leave the account at or above maintenance (`Vault.BuilderFeeBelowMaintenance`). `builder` zero
     ///         or `builderFeeRate` zero: exactly `openPosition`. Not available to operators.
     /// @return base the base traded (= baseAmount)
     /// @return quote the signed quote flow to the trader (negative = paid)
