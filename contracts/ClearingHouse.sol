@@ -188,7 +188,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         nonReentrant
         returns (int256, int256, uint256)
     {
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, address(0), 0);
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, _noBuilder());
     }
 
     /// @inheritdoc IClearingHouse
@@ -201,7 +201,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         address builder,
         uint256 builderFeeRate
     ) external nonReentrant returns (int256, int256, uint256) {
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, builder, builderFeeRate);
+        TradeResult memory r;
+        r.builder = builder;
+        r.builderFeeRate = builderFeeRate;
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, r);
     }
 
     /// @inheritdoc IClearingHouse
@@ -214,7 +217,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint256 deadline
     ) external nonReentrant returns (int256, int256, uint256) {
         if (msg.sender != owner && !vault.isOperator(owner, msg.sender)) revert NotOwnerOrOperator(msg.sender, owner);
-        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, address(0), 0);
+        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, _noBuilder());
     }
 
     /// @inheritdoc IClearingHouse
@@ -226,7 +229,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         Position storage p = _positions[marketId][msg.sender][subaccount];
         int256 size = p.size - p.auctioned; // what is in an auction is the auction's to close
         if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
-        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, address(0), 0);
+        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, _noBuilder());
     }
 
     // ------------------------------------------------------------------ liquidation hooks
@@ -606,7 +609,12 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         int256 newOpenNotional; // [wad]
         uint256 priceAfter; // [wad]
         bool reducing; // the trade only reduces or closes the position
+        address builder; // openPositionWithBuilder's builder (zero: none), set by the entry point
+        uint256 builderFeeRate; // [wad of |quote|]
     }
+
+    /// @dev A fresh trade record with no builder (every entry point but openPositionWithBuilder).
+    function _noBuilder() private pure returns (TradeResult memory r) {}
 
     function _trade(
         address owner,
@@ -615,8 +623,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         int256 baseAmount,
         uint256 quoteLimit,
         uint256 deadline,
-        address builder,
-        uint256 builderFeeRate
+        TradeResult memory r
     ) internal returns (int256, int256, uint256) {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
@@ -625,7 +632,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         _accrue(m, index);
 
         Position storage p = _positions[marketId][owner][subaccount];
-        TradeResult memory r;
         int256 size = p.size;
         int256 cumulativeFunding = m.funding.cumulativeFunding;
         if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
@@ -698,9 +704,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so an
         // increase is judged with the fee paid. The Vault checks the owner's approval, the collateral and
         // (for a reduce, which is not checked here) that the fee leaves the account above maintenance.
-        if (builder != address(0) && builderFeeRate != 0) {
+        if (r.builder != address(0) && r.builderFeeRate != 0) {
             acct.collateral = vault.chargeBuilderFee(
-                owner, subaccount, builder, builderFeeRate, r.quote.abs().mulWadUp(builderFeeRate)
+                owner, subaccount, r.builder, r.builderFeeRate, r.quote.abs().mulWadUp(r.builderFeeRate)
             );
         }
         if (!r.reducing) {
