@@ -188,7 +188,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         nonReentrant
         returns (int256, int256, uint256)
     {
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, _noBuilder());
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, 0);
     }
 
     /// @inheritdoc IClearingHouse
@@ -201,10 +201,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         address builder,
         uint256 builderFeeRate
     ) external nonReentrant returns (int256, int256, uint256) {
-        TradeResult memory r;
-        r.builder = builder;
-        r.builderFeeRate = builderFeeRate;
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, r);
+        // Packed in one word (one stack slot in _trade): the rate above the address. A rate that does not fit
+        // 96 bits could never be approved (Vault.MAX_BUILDER_FEE_RATE).
+        if (builderFeeRate > type(uint96).max) revert ParameterOutOfBounds("builderFeeRate", builderFeeRate);
+        uint256 packed = builder == address(0) ? 0 : (builderFeeRate << 160) | uint256(uint160(builder));
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, packed);
     }
 
     /// @inheritdoc IClearingHouse
@@ -217,7 +218,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint256 deadline
     ) external nonReentrant returns (int256, int256, uint256) {
         if (msg.sender != owner && !vault.isOperator(owner, msg.sender)) revert NotOwnerOrOperator(msg.sender, owner);
-        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, _noBuilder());
+        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, 0);
     }
 
     /// @inheritdoc IClearingHouse
@@ -229,7 +230,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         Position storage p = _positions[marketId][msg.sender][subaccount];
         int256 size = p.size - p.auctioned; // what is in an auction is the auction's to close
         if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
-        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, _noBuilder());
+        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, 0);
     }
 
     // ------------------------------------------------------------------ liquidation hooks
@@ -609,12 +610,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         int256 newOpenNotional; // [wad]
         uint256 priceAfter; // [wad]
         bool reducing; // the trade only reduces or closes the position
-        address builder; // openPositionWithBuilder's builder (zero: none), set by the entry point
-        uint256 builderFeeRate; // [wad of |quote|]
     }
-
-    /// @dev A fresh trade record with no builder (every entry point but openPositionWithBuilder).
-    function _noBuilder() private pure returns (TradeResult memory r) {}
 
     function _trade(
         address owner,
@@ -623,7 +619,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         int256 baseAmount,
         uint256 quoteLimit,
         uint256 deadline,
-        TradeResult memory r
+        uint256 builderData // openPositionWithBuilder's builder (low 160 bits) and fee rate (above); 0: none
     ) internal returns (int256, int256, uint256) {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
@@ -632,6 +628,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         _accrue(m, index);
 
         Position storage p = _positions[marketId][owner][subaccount];
+        TradeResult memory r;
         int256 size = p.size;
         int256 cumulativeFunding = m.funding.cumulativeFunding;
         if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
@@ -704,9 +701,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so an
         // increase is judged with the fee paid. The Vault checks the owner's approval, the collateral and
         // (for a reduce, which is not checked here) that the fee leaves the account above maintenance.
-        if (r.builder != address(0) && r.builderFeeRate != 0) {
+        if (builderData >> 160 != 0) {
+            uint256 rate = builderData >> 160;
+            // Cast: the low 160 bits are the builder's address.
             acct.collateral = vault.chargeBuilderFee(
-                owner, subaccount, r.builder, r.builderFeeRate, r.quote.abs().mulWadUp(r.builderFeeRate)
+                owner, subaccount, address(uint160(builderData)), rate, r.quote.abs().mulWadUp(rate)
             );
         }
         if (!r.reducing) {

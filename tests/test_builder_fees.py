@@ -234,6 +234,8 @@ def test_fee_above_the_approval_is_refused_and_changes_nothing(env, trader, buil
                       owner=trader, builder=builder, feeRate=2 * BPS + 1, approved=2 * BPS)
     env.approve(trader, builder, 0)  # revoked: any rate is refused
     env.trade_reverts(env.vault.BuilderFeeNotApproved, trader, WAD, builder, 1, approved=0)
+    # A rate that could never be approved (it does not fit the packed trade word): refused first.
+    env.trade_reverts(env.ch.ParameterOutOfBounds, trader, WAD, builder, 2**96, value=2**96)
     env.check_model(trader, builders=[builder])
 
 

@@ -890,6 +890,8 @@ class Model:
                       deadline: int, builder=None, builder_fee_rate: int = 0) -> TradeResult:
         """ClearingHouse.openPosition, or openPositionWithBuilder when `builder` is given (the fee is in
         `TradeResult.builder_fee`)."""
+        if builder is not None and builder_fee_rate >= 2**96:  # packed with the builder in one word
+            raise ModelRevert("ParameterOutOfBounds", "builderFeeRate", builder_fee_rate)
         return self._trade(owner, sub, market_id, base, quote_limit, timestamp, deadline, builder, builder_fee_rate)
 
     @_atomic

@@ -241,7 +241,8 @@ interface IClearingHouse {
     ///         builder's balance in the Vault (`Vault.BuilderFeePaid`) and is charged after the trade settles
     ///         and before the margin check: an increase must pass initial margin with the fee paid, a reduce
     ///         must leave the account at or above maintenance (`Vault.BuilderFeeBelowMaintenance`). `builder` zero
-    ///         or `builderFeeRate` zero: exactly `openPosition`. Not available to operators.
+    ///         or `builderFeeRate` zero: exactly `openPosition`. Not available to operators. A rate above
+    ///         2^96 - 1 (never approvable) reverts `ParameterOutOfBounds("builderFeeRate", rate)` first.
     /// @return base the base traded (= baseAmount)
     /// @return quote the signed quote flow to the trader (negative = paid)
     /// @return fee the taker fee charged, WAD (the builder fee is in the Vault's `BuilderFeePaid`)
