@@ -427,3 +427,32 @@ def test_model_fee_rounds_up_and_failed_charges_change_nothing():
     with pytest.raises(ModelRevert, match="BuilderFeeNotApproved"):
         m.open_position("alice", 0, ETH, WAD, MAX_UINT, t0 + 2, t0 + 60, builder="fe", builder_fee_rate=4)
     assert m.__dict__ == saved
+
+
+# ---------------------------------------------------------------------------- the SDK
+
+
+def test_sdk_builder_helpers(env, chain, trader, builder, tmp_path):
+    from decimal import Decimal
+
+    from vperp.client import Client, ClientError, build_record, write_record
+
+    path = tmp_path / "local.json"
+    write_record(path, build_record(env.system, env.system.config, chain, 1))
+    t, b = Client.from_deployment(path, account=trader), Client.from_deployment(path, account=builder)
+    env.usdc.mint(trader, 50_000 * 10**6, sender=trader)
+    t.deposit(50_000)
+    t.approve_builder_fee(builder, "0.0005")
+    assert t.builder_fee_approval(builder) == Decimal("0.0005")
+    with expect_revert(env.vault.BuilderFeeNotApproved, feeRate=6 * BPS, approved=5 * BPS):
+        t.open("ETH", 2, builder=builder, builder_fee_rate="0.0006")  # dry run: refused, nothing sent
+    with pytest.raises(ClientError, match="builder"):
+        t.open("ETH", 2, builder="0x" + "00" * 20, builder_fee_rate="0.0005")
+    trade = t.open("ETH", 2, builder=builder, builder_fee_rate="0.0005")
+    fee_wad = env.vault.builderFees(builder)
+    assert fee_wad == ceil_div(abs(int(trade.quote_delta * WAD)) * 5 * BPS, WAD)
+    assert b.builder_fees() == Decimal(fee_wad) / Decimal(WAD) == t.builder_fees(builder)
+    before = env.usdc.balanceOf(builder)
+    b.claim_builder_fees()
+    assert env.usdc.balanceOf(builder) - before == fee_wad // env.scale
+    assert env.vault.builderFees(builder) == fee_wad % env.scale
