@@ -188,7 +188,24 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         nonReentrant
         returns (int256, int256, uint256)
     {
-        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline);
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, 0);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function openPositionWithBuilder(
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline,
+        address builder,
+        uint256 builderFeeRate
+    ) external nonReentrant returns (int256, int256, uint256) {
+        // Packed in one word (one stack slot in _trade): the rate above the address. A rate that does not fit
+        // 96 bits could never be approved (Vault.MAX_BUILDER_FEE_RATE).
+        if (builderFeeRate > type(uint96).max) revert ParameterOutOfBounds("builderFeeRate", builderFeeRate);
+        uint256 packed = builder == address(0) ? 0 : (builderFeeRate << 160) | uint256(uint160(builder));
+        return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, packed);
     }
 
     /// @inheritdoc IClearingHouse
@@ -201,7 +218,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint256 deadline
     ) external nonReentrant returns (int256, int256, uint256) {
         if (msg.sender != owner && !vault.isOperator(owner, msg.sender)) revert NotOwnerOrOperator(msg.sender, owner);
-        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline);
+        return _trade(owner, subaccount, marketId, baseAmount, quoteLimit, deadline, 0);
     }
 
     /// @inheritdoc IClearingHouse
@@ -213,7 +230,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         Position storage p = _positions[marketId][msg.sender][subaccount];
         int256 size = p.size - p.auctioned; // what is in an auction is the auction's to close
         if (size == 0) revert NoPosition(msg.sender, subaccount, marketId);
-        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline);
+        return _trade(msg.sender, subaccount, marketId, -size, quoteLimit, deadline, 0);
     }
 
     // ------------------------------------------------------------------ liquidation hooks
@@ -601,7 +618,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint32 marketId,
         int256 baseAmount,
         uint256 quoteLimit,
-        uint256 deadline
+        uint256 deadline,
+        uint256 builderData // openPositionWithBuilder's builder (low 160 bits) and fee rate (above); 0: none
     ) internal returns (int256, int256, uint256) {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
@@ -680,6 +698,16 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             revert Paused(acct.pauseLevel);
         }
         _updateOpenInterest(marketId, m, size, r.newSize, index, acct.poolBalance);
+        // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so an
+        // increase is judged with the fee paid. The Vault checks the owner's approval, the collateral and
+        // (for a reduce, which is not checked here) that the fee leaves the account above maintenance.
+        if (builderData >> 160 != 0) {
+            uint256 rate = builderData >> 160;
+            // Cast: the low 160 bits are the builder's address.
+            acct.collateral = vault.chargeBuilderFee(
+                owner, subaccount, address(uint160(builderData)), rate, r.quote.abs().mulWadUp(rate)
+            );
+        }
         if (!r.reducing) {
             MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
             int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)

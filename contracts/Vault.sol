@@ -40,6 +40,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     /// @dev Each market an account holds costs every margin check on it (its trades, withdrawals, kicks)
     ///      about 8 cold reads and the funding math; 16 keeps the worst account near 530k gas a trade.
     uint256 public constant MAX_OPEN_MARKETS = 16;
+    /// @notice Hard bound on a builder fee approval [wad of |quote|]: 10 bps.
+    uint256 public constant MAX_BUILDER_FEE_RATE = 0.001e18;
 
     /// @notice The collateral token (one per deployment).
     IERC20 public immutable collateralToken;
@@ -68,6 +70,11 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     address public liquidationEngine;
     /// @notice The ERC-4626 liquidity pool that owns `poolBalance`, the only module that may withdraw it.
     address public liquidityPool;
+
+    /// @inheritdoc IVault
+    mapping(address owner => mapping(address builder => uint256)) public builderFeeApproval;
+    /// @inheritdoc IVault
+    mapping(address builder => uint256) public builderFees;
 
     constructor(IERC20 collateralToken_, address owner_) Ownable(owner_) {
         if (address(collateralToken_) == address(0)) revert ZeroAddress();
@@ -131,6 +138,26 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         if (operator == address(0)) revert ZeroAddress();
         isOperator[msg.sender][operator] = approved;
         emit OperatorSet(msg.sender, operator, approved);
+    }
+
+    /// @inheritdoc IVault
+    function approveBuilderFee(address builder, uint256 maxFeeRate) external nonReentrant {
+        if (builder == address(0)) revert ZeroAddress();
+        if (maxFeeRate > MAX_BUILDER_FEE_RATE) revert ParameterOutOfBounds("maxBuilderFeeRate", maxFeeRate);
+        builderFeeApproval[msg.sender][builder] = maxFeeRate;
+        emit BuilderFeeApproved(msg.sender, builder, maxFeeRate);
+    }
+
+    /// @inheritdoc IVault
+    function claimBuilderFees(address to) external nonReentrant returns (uint256 amount) {
+        if (to == address(0)) revert ZeroAddress();
+        uint256 balance = builderFees[msg.sender];
+        amount = balance / tokenScale;
+        if (amount == 0) revert NoBuilderFees(msg.sender, balance);
+        uint256 amountWad = amount * tokenScale;
+        builderFees[msg.sender] = balance - amountWad;
+        emit BuilderFeesClaimed(msg.sender, to, amount, amountWad);
+        collateralToken.safeTransfer(to, amount);
     }
 
     /// @inheritdoc IVault
@@ -244,6 +271,35 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         _poolBalance = newPool.toInt128();
         if (insuranceDelta != 0) _insuranceFund += insuranceDelta.toUint128();
         state = AccountState(newCollateral, markets, newPool, pauseLevel);
+    }
+
+    /// @inheritdoc IVault
+    function chargeBuilderFee(address owner, uint32 subaccount, address builder, uint256 feeRate, uint256 amountWad)
+        external
+        onlyClearingHouse
+        notEntered
+        returns (int256 newCollateral)
+    {
+        uint256 approved = builderFeeApproval[owner][builder];
+        if (feeRate > approved) revert BuilderFeeNotApproved(owner, builder, feeRate, approved);
+        Account storage account = _accounts[owner][subaccount];
+        int256 coll = account.collateral;
+        newCollateral = coll - amountWad.toInt256();
+        if (newCollateral < 0) revert InsufficientCollateral(owner, subaccount, coll, amountWad);
+        // Cast: 0 <= newCollateral <= coll, an int128.
+        account.collateral = int128(newCollateral);
+        uint256 markets = account.openMarkets;
+        if (markets != 0) {
+            // The fee comes out of the trader's equity above maintenance, never out of what backs the pool
+            // (a reduce is not margin-checked by the clearing house; an increase is then checked at initial).
+            IClearingHouse.MarginSummary memory s =
+                IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
+            int256 excess = newCollateral + s.unrealizedPnl - s.pendingFunding
+                - (s.maintenance + s.auctionedMaintenance).toInt256();
+            if (excess < 0) revert BuilderFeeBelowMaintenance(owner, subaccount, excess);
+        }
+        builderFees[builder] += amountWad;
+        emit BuilderFeePaid(owner, subaccount, builder, amountWad);
     }
 
     /// @inheritdoc IVault

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from vperp.client import (
+    from_wad,
     RECORD_KINDS,
     BadDebt,
     Backstop,
@@ -142,6 +143,10 @@ def story(system, chain, accounts):
     step()
     r["close"] = cb.close("ETH", slippage_bps=500)
     r["carol_reduce"] = cc.open("ETH", -1, slippage_bps=500)  # carol is long what she took: a sell reduces
+    # carol trades through a front end (alice as the builder, 5 bps approved, 3 bps charged): the fee leaves
+    # carol's collateral (the Vault's BuilderFeePaid) for alice's builder balance, outside every account
+    cc.approve_builder_fee(alice.address, "0.0005")
+    r["builder_trade"] = cc.open("ETH", -0.5, slippage_bps=500, builder=alice.address, builder_fee_rate="0.0003")
     step()
     s.last = chain.blocks.head.number
     s.client = Client.from_deployment(path)
@@ -375,3 +380,13 @@ def test_the_documented_rebuild_example_runs(story, accounts, capsys):
     assert [ch.cause for ch in me.changes if ch.trade.symbol == "ETH"] == ["trade", "trade", "trade", "flip", "trade"]
     out = capsys.readouterr().out
     assert "flip" in out and "deposit" in out and "transfer_out" in out
+
+
+def test_a_builder_fee_is_a_ledger_move_of_the_trader(story):
+    """The story's builder trade: one Vault BuilderFeePaid; the rebuild books it on carol's account as a
+    `builder_fee` move of exactly its amount (without it carol's collateral would not match the chain)."""
+    paid = [x for x in story.records if isinstance(x, OtherEvent) and (x.contract, x.event) == ("Vault", "BuilderFeePaid")]
+    assert len(paid) == 1 and int(paid[0].args["amountWad"]) > 0
+    carol = rebuild_accounts(story.records)[(str(paid[0].args["owner"]), 0)]
+    moves = [m for m in carol.ledger if m.kind == "builder_fee"]
+    assert len(moves) == 1 and moves[0].amount == -from_wad(int(paid[0].args["amountWad"]))

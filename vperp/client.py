@@ -1078,16 +1078,49 @@ class Client:
             return -(q * (10_000 + slippage_bps) // 10_000)  # q < 0 is what is paid: ceil(-q x (1 + bps))
         return max(q * (10_000 - slippage_bps) // 10_000, 0)
 
-    def open(self, symbol: str, base, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600) -> Trade:
-        """Buy (`base` > 0) or sell `base` (human base units) with a slippage bound and a deadline."""
+    def open(self, symbol: str, base, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
+             builder=None, builder_fee_rate=0) -> Trade:
+        """Buy (`base` > 0) or sell `base` (human base units) with a slippage bound and a deadline.
+
+        `builder` and `builder_fee_rate` (a fraction of the trade's |quote|, e.g. 0.0005 for 5 bps) send the trade
+        through `openPositionWithBuilder`: the builder is paid ceil(|quote| x rate) from the account on top of
+        the taker fee; the account's owner must have approved at least that rate (`approve_builder_fee`)."""
         base_wad = to_wad(base)
         if base_wad == 0:
             raise ClientError("base must not be zero")
         mid = self.market_id(symbol)
         limit = self.quote_limit(symbol, base_wad, slippage_bps)
-        tx = self.clearing_house.openPosition(sub, mid, base_wad, limit, self._deadline(deadline_seconds),
-                                              sender=self._sender())
+        dl = self._deadline(deadline_seconds)
+        if builder is None:
+            tx = self.clearing_house.openPosition(sub, mid, base_wad, limit, dl, sender=self._sender())
+        else:
+            rate = self._wad(builder_fee_rate, "builder_fee_rate", positive=False)
+            tx = self._transact(self.clearing_house.openPositionWithBuilder, sub, mid, base_wad, limit, dl,
+                                self._address(builder, "builder"), rate)
         return self._trade_of(tx)
+
+    # ------------------------------------------------------------- builder fees
+
+    def approve_builder_fee(self, builder, max_fee_rate):
+        """Approve `builder` (a front end, a bot) to charge this account's trades at most `max_fee_rate` (a
+        fraction of |quote|, at most 0.001 = 10 bps; 0 revokes), for every sub-account (`Vault.approveBuilderFee`)."""
+        rate = self._wad(max_fee_rate, "max_fee_rate", positive=False)
+        return self._transact(self.vault.approveBuilderFee, self._address(builder, "builder"), rate)
+
+    def builder_fee_approval(self, builder, owner=None) -> Decimal:
+        """The most `builder` may charge `owner`'s trades, as a fraction of |quote| (0: not approved)."""
+        return from_wad(self.vault.builderFeeApproval(self._owner(owner), self._address(builder, "builder")))
+
+    def builder_fees(self, builder=None) -> Decimal:
+        """Builder fees accrued to `builder` (default: this account) and not yet claimed, in collateral units."""
+        who = self._owner(builder)
+        return _CTX.divide(Decimal(int(self.vault.builderFees(who))), Decimal(10**18))
+
+    def claim_builder_fees(self, to=None):
+        """Pay this account's accrued builder fees (whole token units; the rest below one unit stays) to `to`
+        (default: this account) (`Vault.claimBuilderFees`)."""
+        receiver = self._sender().address if to is None else self._address(to, "to")
+        return self._transact(self.vault.claimBuilderFees, receiver)
 
     def close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600) -> Trade:
         """Close the free part of the position (what is not in a liquidation auction)."""
@@ -2026,7 +2059,7 @@ class LedgerEntry:
     tx_hash: str
     log_index: int
     kind: str  # "deposit" | "withdraw" | "transfer_in" | "transfer_out" | a PositionChange cause |
-    #            "liquidation_charge" | "keeper_reward" | "keeper_bounty" | "bad_debt"
+    #            "liquidation_charge" | "keeper_reward" | "keeper_bounty" | "bad_debt" | "builder_fee"
     amount: Decimal  # signed change of the collateral
     record: ChainEvent
 
@@ -2114,7 +2147,8 @@ def rebuild_accounts(records, accounts: dict | None = None) -> dict[tuple[str, i
     the other; each PositionChanged realized_pnl - fee - funding_paid (fee 0 for a liquidation's); a
     LiquidationCharged -(keeper_reward + penalty) on the account, +keeper_reward on the keeper's
     sub-account 0; a Vault KeeperBounty (an `OtherEvent`) +amount on the keeper's sub-account 0; BadDebt
-    +amount (the account reset to zero). ShortfallRecorded moves nothing (an estimate)."""
+    +amount (the account reset to zero); a Vault BuilderFeePaid (an `OtherEvent`) -amount_wad on the trader's
+    account (the builder's balance is outside the accounts). ShortfallRecorded moves nothing (an estimate)."""
     accounts = {} if accounts is None else accounts
 
     def acct(owner, sub) -> AccountHistory:
@@ -2145,6 +2179,8 @@ def rebuild_accounts(records, accounts: dict | None = None) -> dict[tuple[str, i
                 acct(r.keeper, 0)._move(r, "keeper_reward", reward)
         elif isinstance(r, OtherEvent) and (r.contract, r.event) == ("Vault", "KeeperBounty"):
             acct(r.args["keeper"], 0)._move(r, "keeper_bounty", int(r.args["amount"]))
+        elif isinstance(r, OtherEvent) and (r.contract, r.event) == ("Vault", "BuilderFeePaid"):
+            acct(r.args["owner"], r.args["subaccount"])._move(r, "builder_fee", -int(r.args["amountWad"]))
         elif isinstance(r, BadDebt):
             a = acct(r.owner, r.subaccount)
             a._move(r, "bad_debt", _wad_int(r.amount))

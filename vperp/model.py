@@ -153,6 +153,7 @@ PAUSE_NO_TRADING = 2
 PAUSE_WITHDRAW_ONLY = 3
 
 MAX_OPEN_MARKETS = 16  # Vault.MAX_OPEN_MARKETS
+MAX_BUILDER_FEE_RATE = 10**15  # Vault.MAX_BUILDER_FEE_RATE: 10 bps of |quote|
 ZERO_ADDRESS = "0x" + "00" * 20
 SUSPENSION_TOLERANCE = 10**15  # LiquidityPool.SUSPENSION_TOLERANCE: 0.1 % of the pool's cash
 
@@ -386,6 +387,7 @@ class TradeResult:
     new_open_notional: int
     price_after: int
     to_insurance: int
+    builder_fee: int = 0  # [wad] openPositionWithBuilder's fee to the builder (Vault.BuilderFeePaid)
 
 
 @dataclass(frozen=True)
@@ -521,6 +523,11 @@ class Model:
         self.insurance_fund_wad = 0
         self.token_balance = 0  # token units held by the Vault
         self.pause_level = 0
+        # Vault: builder fees. Approvals (owner, builder) -> max rate [wad], accrued balances per builder
+        # [wad], and every BuilderFeePaid (owner, sub, builder, amountWad) in order.
+        self.builder_approvals: dict[tuple[Hashable, Hashable], int] = {}
+        self.builder_fees_wad: dict[Hashable, int] = {}
+        self.builder_fee_log: list[tuple[Hashable, int, Hashable, int]] = []
         # LiquidationEngine
         self.liquidation_params = LiquidationParams()
         self.auction_params: dict[int, AuctionParams] = {}
@@ -755,6 +762,56 @@ class Model:
         return amount_wad
 
     @_atomic
+    def approve_builder_fee(self, owner, builder, max_fee_rate: int) -> None:
+        """Vault.approveBuilderFee by `owner`: ZeroAddress, then ParameterOutOfBounds past 10 bps."""
+        if self._is_zero_address(builder):
+            raise ModelRevert("ZeroAddress")
+        if max_fee_rate > MAX_BUILDER_FEE_RATE:
+            raise ModelRevert("ParameterOutOfBounds", "maxBuilderFeeRate", max_fee_rate)
+        self.builder_approvals[(owner, builder)] = max_fee_rate
+
+    def builder_fee_approval(self, owner, builder) -> int:
+        return self.builder_approvals.get((owner, builder), 0)
+
+    def builder_fees(self, builder) -> int:
+        """Vault.builderFees: accrued, unclaimed [wad]."""
+        return self.builder_fees_wad.get(builder, 0)
+
+    @_atomic
+    def claim_builder_fees(self, builder, to) -> tuple[int, int]:
+        """Vault.claimBuilderFees by `builder`: (token units paid, WAD debited); the WAD rest stays. Open at
+        every pause level."""
+        if self._is_zero_address(to):
+            raise ModelRevert("ZeroAddress")
+        balance = self.builder_fees(builder)
+        amount = balance // self.token_scale
+        if amount == 0:
+            raise ModelRevert("NoBuilderFees", builder, balance)
+        self.builder_fees_wad[builder] = balance - amount * self.token_scale
+        self.token_balance -= amount
+        return amount, amount * self.token_scale
+
+    def _charge_builder_fee(self, owner, sub: int, builder, fee_rate: int, amount_wad: int, timestamp: int) -> Account:
+        """Vault.chargeBuilderFee (inside a trade): approval, collateral >= 0 after the fee, value after the
+        fee >= maintenance (free and auctioned parts) when the account holds positions."""
+        approved = self.builder_fee_approval(owner, builder)
+        if fee_rate > approved:
+            raise ModelRevert("BuilderFeeNotApproved", owner, builder, fee_rate, approved)
+        acct = self._account(owner, sub)
+        coll = acct.collateral
+        if coll - amount_wad < 0:
+            raise ModelRevert("InsufficientCollateral", owner, sub, coll, amount_wad)
+        acct.collateral = coll - amount_wad
+        if acct.open_markets:
+            s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
+            excess = acct.collateral + s.unrealized_pnl - s.pending_funding - (s.maintenance + s.auctioned_maintenance)
+            if excess < 0:
+                raise ModelRevert("BuilderFeeBelowMaintenance", owner, sub, excess)
+        self.builder_fees_wad[builder] = self.builder_fees(builder) + amount_wad
+        self.builder_fee_log.append((owner, sub, builder, amount_wad))
+        return acct
+
+    @_atomic
     def transfer_margin(self, owner, from_sub: int, to_sub: int, amount_wad: int, timestamp: int) -> int:
         """Vault.transferMargin (WAD) between two sub-accounts of `owner`; returns the WAD moved. Checks:
         ZeroAmount, AmountTooLarge (past int128), SameSubaccount, Paused; the source is debited and
@@ -830,8 +887,12 @@ class Model:
 
     @_atomic
     def open_position(self, owner, sub: int, market_id: int, base: int, quote_limit: int, timestamp: int,
-                      deadline: int) -> TradeResult:
-        return self._trade(owner, sub, market_id, base, quote_limit, timestamp, deadline)
+                      deadline: int, builder=None, builder_fee_rate: int = 0) -> TradeResult:
+        """ClearingHouse.openPosition, or openPositionWithBuilder when `builder` is given (the fee is in
+        `TradeResult.builder_fee`)."""
+        if builder is not None and builder_fee_rate >= 2**96:  # packed with the builder in one word
+            raise ModelRevert("ParameterOutOfBounds", "builderFeeRate", builder_fee_rate)
+        return self._trade(owner, sub, market_id, base, quote_limit, timestamp, deadline, builder, builder_fee_rate)
 
     @_atomic
     def close_position(self, owner, sub: int, market_id: int, quote_limit: int, timestamp: int,
@@ -894,7 +955,8 @@ class Model:
         for k, v in new.items():
             setattr(m, k, v)
 
-    def _trade(self, owner, sub, market_id, base, quote_limit, timestamp, deadline) -> TradeResult:
+    def _trade(self, owner, sub, market_id, base, quote_limit, timestamp, deadline, builder=None,
+               builder_fee_rate: int = 0) -> TradeResult:
         """ClearingHouse._trade, check for check in the same order."""
         if timestamp > deadline:
             raise ModelRevert("DeadlinePassed", deadline, timestamp)
@@ -939,9 +1001,14 @@ class Model:
         if self.pause_level >= PAUSE_NO_TRADING or (self.pause_level == PAUSE_NO_NEW_RISK and not reducing):
             raise ModelRevert("Paused", self.pause_level)
         self._update_open_interest(market_id, m, size, new_size, index, self.pool_balance_wad)
+        builder_fee = 0
+        if not self._is_zero_address(builder) and builder_fee_rate != 0:
+            builder_fee = mul_wad_up(abs(quote), builder_fee_rate)
+            acct = self._charge_builder_fee(owner, sub, builder, builder_fee_rate, builder_fee, timestamp)
         if not reducing:
             self._check_initial_margin(owner, sub, acct, market_id, index, timestamp)
-        return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance)
+        return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance,
+                           builder_fee)
 
     def _check_initial_margin(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
@@ -1273,8 +1340,9 @@ class Model:
     # ------------------------------------------------------------------ aggregates (for invariants)
 
     def total_claims(self) -> int:
-        """Sum of every trader's collateral + pool balance + insurance fund [wad]."""
-        return sum(a.collateral for a in self.accounts.values()) + self.pool_balance_wad + self.insurance_fund_wad
+        """Sum of every trader's collateral + pool balance + insurance fund + builder fees [wad]."""
+        return (sum(a.collateral for a in self.accounts.values()) + self.pool_balance_wad + self.insurance_fund_wad
+                + sum(self.builder_fees_wad.values()))
 
     def open_positions(self, market_id: int | None = None):
         return [(k, p) for k, p in self.positions.items() if p.size != 0 and (market_id is None or k[0] == market_id)]

@@ -240,6 +240,27 @@ interface IClearingHouse {
         uint256 deadline
     ) external returns (int256 base, int256 quote, uint256 fee);
 
+    /// @notice `openPosition` for the caller's own account, paying `builder` (a front end, a bot) a fee of
+    ///         |quote| x `builderFeeRate` [wad], rounded up, on top of the taker fee. The caller must have
+    ///         approved `builder` for at least that rate (`Vault.approveBuilderFee`); the fee accrues to the
+    ///         builder's balance in the Vault (`Vault.BuilderFeePaid`) and is charged after the trade settles
+    ///         and before the margin check: an increase must pass initial margin with the fee paid, a reduce
+    ///         must leave the account at or above maintenance (`Vault.BuilderFeeBelowMaintenance`). `builder` zero
+    ///         or `builderFeeRate` zero: exactly `openPosition`. Not available to operators. A rate above
+    ///         2^96 - 1 (never approvable) reverts `ParameterOutOfBounds("builderFeeRate", rate)` first.
+    /// @return base the base traded (= baseAmount)
+    /// @return quote the signed quote flow to the trader (negative = paid)
+    /// @return fee the taker fee charged, WAD (the builder fee is in the Vault's `BuilderFeePaid`)
+    function openPositionWithBuilder(
+        uint32 subaccount,
+        uint32 marketId,
+        int256 baseAmount,
+        uint256 quoteLimit,
+        uint256 deadline,
+        address builder,
+        uint256 builderFeeRate
+    ) external returns (int256 base, int256 quote, uint256 fee);
+
     /// @notice Close the caller's whole position in `marketId`.
     /// @param quoteLimit closing a long (a sell): least quote received; closing a short: most quote paid
     function closePosition(uint32 subaccount, uint32 marketId, uint256 quoteLimit, uint256 deadline)

@@ -49,6 +49,16 @@ interface IVault {
     error InsufficientInsurance(uint256 insuranceFund, uint256 amount);
     /// @notice A trade would give the account a position in more than `maxOpenMarkets` markets.
     error TooManyOpenMarkets(address owner, uint32 subaccount, uint256 maxOpenMarkets);
+    /// @notice A parameter outside its hard bound (`approveBuilderFee`'s `maxBuilderFeeRate`).
+    error ParameterOutOfBounds(bytes32 name, uint256 value);
+    /// @notice A trade asked `builder` for `feeRate` while `owner` approved it for at most `approved`.
+    error BuilderFeeNotApproved(address owner, address builder, uint256 feeRate, uint256 approved);
+    /// @notice A builder fee would leave the account's value below its maintenance requirement (free and
+    ///         auctioned parts; `excess` = value - requirement after the fee, negative): the fee would come out
+    ///         of what backs the pool, not out of the trader's equity.
+    error BuilderFeeBelowMaintenance(address owner, uint32 subaccount, int256 excess);
+    /// @notice `claimBuilderFees` with less than one token unit accrued (`balanceWad` stays).
+    error NoBuilderFees(address builder, uint256 balanceWad);
 
     // ------------------------------------------------------------------ events
 
@@ -85,6 +95,12 @@ interface IVault {
     ///         `shortfall`; `total` is the sum over all accounts (what the pool's NAV sets aside beyond
     ///         the insurance fund).
     event ShortfallRecorded(address indexed owner, uint32 indexed subaccount, uint256 shortfall, uint256 total);
+    /// @notice `owner` approved `builder` to charge its trades at most `maxFeeRate` [wad of |quote|]; 0 revokes.
+    event BuilderFeeApproved(address indexed owner, address indexed builder, uint256 maxFeeRate);
+    /// @notice A trade of `(owner, subaccount)` paid `amountWad` of builder fee to `builder`'s balance.
+    event BuilderFeePaid(address indexed owner, uint32 indexed subaccount, address indexed builder, uint256 amountWad);
+    /// @notice `builder` claimed `amount` token units (`amountWad`) of its accrued fees, paid to `to`.
+    event BuilderFeesClaimed(address indexed builder, address indexed to, uint256 amount, uint256 amountWad);
 
     // ------------------------------------------------------------------ user actions
 
@@ -118,6 +134,24 @@ interface IVault {
 
     /// @notice Approve or revoke `operator` to trade and move margin for all of the caller's accounts.
     function setOperator(address operator, bool approved) external;
+
+    /// @notice Approve `builder` (a front end, a bot) to attach a fee of at most `maxFeeRate` [wad of the
+    ///         trade's |quote|] to the caller's trades, all sub-accounts; 0 revokes. At most
+    ///         `MAX_BUILDER_FEE_RATE` (10 bps, `ParameterOutOfBounds("maxBuilderFeeRate", v)`).
+    /// @dev The fee is paid only on trades the owner itself sends through `ClearingHouse.openPositionWithBuilder`
+    ///      naming `builder` and a rate; the approval is the cap, never a charge on its own.
+    function approveBuilderFee(address builder, uint256 maxFeeRate) external;
+
+    /// @notice Pay the caller's accrued builder fees to `to`: floor(balance / 10^(18 - decimals)) token units;
+    ///         the WAD rest stays. Open at every pause level, as withdrawals are.
+    /// @return amount token units paid
+    function claimBuilderFees(address to) external returns (uint256 amount);
+
+    /// @notice The most `builder` may charge `owner`'s trades [wad of |quote|] (0: not approved).
+    function builderFeeApproval(address owner, address builder) external view returns (uint256);
+
+    /// @notice Builder fees accrued to `builder` and not yet claimed, WAD.
+    function builderFees(address builder) external view returns (uint256);
 
     // ------------------------------------------------------------------ views
 
@@ -232,4 +266,14 @@ interface IVault {
         int256 poolDelta,
         uint256 insuranceDelta
     ) external returns (AccountState memory);
+
+    /// @notice Clearing-house only, inside a trade: move `amountWad` from `(owner, subaccount)`'s collateral to
+    ///         `builder`'s fee balance. Reverts `BuilderFeeNotApproved` when `feeRate` exceeds `owner`'s
+    ///         approval of `builder`, `InsufficientCollateral` when the collateral would go negative,
+    ///         `BuilderFeeBelowMaintenance` when the account's value after the fee is below its maintenance
+    ///         requirement (an increase is then checked at initial margin by the clearing house).
+    /// @return newCollateral [wad] the account's settled collateral after the fee
+    function chargeBuilderFee(address owner, uint32 subaccount, address builder, uint256 feeRate, uint256 amountWad)
+        external
+        returns (int256 newCollateral);
 }
