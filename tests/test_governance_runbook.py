@@ -27,6 +27,10 @@ DOC = ROOT / "docs/governance.md"
 WAD = 10**18
 BOUNDED = ("ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "governance/CircuitBreaker")
 # A contract whose code lives in more than one file: the ClearingHouse's setters run in its configurator.
+# ParameterOutOfBounds sites that check a call's own argument, not a parameter anyone governs: no row on the page.
+# builderFeeRate: a trade's builder fee rate, refused past 96 bits (it travels packed with the builder's address);
+# its real bound is the trader's own approval, at most Vault.MAX_BUILDER_FEE_RATE (docs/integrators.md).
+CALL_ARGUMENTS = {("ClearingHouse", "builderFeeRate")}
 SOURCES = {"ClearingHouse": ("ClearingHouse", "clearinghouse/ClearingHouseStorage", "clearinghouse/ClearingHouseConfigurator")}
 UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 TIME_WORDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
@@ -94,6 +98,8 @@ def contract_bounds() -> dict[tuple[str, str], tuple]:
             found.setdefault(label, set()).add((_evaluate(args[2], constants), _evaluate(args[3], constants)))
         for m in re.finditer(r"if \(([^{;]*?)\)\s*\{?\s*revert (?:IClearingHouse\.)?ParameterOutOfBounds\(\"(\w+)\"", src):
             cond, label = m.group(1), m.group(2)
+            if (name, label) in CALL_ARGUMENTS:
+                continue
             lo, hi = 0, None
             for part in cond.split("||"):
                 part = part.strip()
