@@ -453,9 +453,21 @@ def test_sdk_builder_helpers(env, chain, trader, builder, tmp_path):
     assert fee_wad == ceil_div(abs(int(trade.quote_delta * WAD)) * 5 * BPS, WAD)
     assert b.builder_fees() == Decimal(fee_wad) / Decimal(WAD) == t.builder_fees(builder)
     before = env.usdc.balanceOf(builder)
+    start = chain.blocks.head.number
     b.claim_builder_fees()
     assert env.usdc.balanceOf(builder) - before == fee_wad // env.scale
     assert env.vault.builderFees(builder) == fee_wad % env.scale
+    # The feed's records of the three builder events (not OtherEvent): approval, fee, claim.
+    from vperp.client import BuilderApproval, BuilderClaim, BuilderFee
+
+    recs = [r for r in t.events(since_block=start - 5) if isinstance(r, (BuilderApproval, BuilderFee, BuilderClaim))]
+    (fee,) = [r for r in recs if isinstance(r, BuilderFee)]
+    assert (fee.owner, fee.subaccount, fee.builder, fee.amount) == (trader.address, 0, builder.address,
+                                                                   Decimal(fee_wad) / Decimal(WAD))
+    (claim,) = [r for r in recs if isinstance(r, BuilderClaim)]
+    assert (claim.builder, claim.to, claim.amount_wad) == (builder.address, builder.address,
+                                                           Decimal(fee_wad - fee_wad % env.scale) / Decimal(WAD))
+    assert claim.amount == Decimal(fee_wad // env.scale) / Decimal(10**6)
 
 
 # ---------------------------------------------------------------------------- the model: random sequences

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from vperp.client import (
+    BuilderApproval,
+    BuilderFee,
     from_wad,
     RECORD_KINDS,
     BadDebt,
@@ -382,11 +384,21 @@ def test_the_documented_rebuild_example_runs(story, accounts, capsys):
     assert "flip" in out and "deposit" in out and "transfer_out" in out
 
 
+def from_wad_int(x: Decimal) -> int:
+    return int(x * WAD)
+
+
 def test_a_builder_fee_is_a_ledger_move_of_the_trader(story):
     """The story's builder trade: one Vault BuilderFeePaid; the rebuild books it on carol's account as a
     `builder_fee` move of exactly its amount (without it carol's collateral would not match the chain)."""
-    paid = [x for x in story.records if isinstance(x, OtherEvent) and (x.contract, x.event) == ("Vault", "BuilderFeePaid")]
-    assert len(paid) == 1 and int(paid[0].args["amountWad"]) > 0
-    carol = rebuild_accounts(story.records)[(str(paid[0].args["owner"]), 0)]
+    paid = [x for x in story.records if isinstance(x, BuilderFee)]
+    assert len(paid) == 1 and paid[0].amount > 0 and paid[0].subaccount == 0
+    (approval,) = [x for x in story.records if isinstance(x, BuilderApproval)]
+    assert (approval.owner, approval.builder, approval.max_fee_rate) == (paid[0].owner, paid[0].builder, Decimal("0.0005"))
+    # the trade it was charged on is in the same transaction, by the same owner
+    assert [t.owner for t in story.records if isinstance(t, Trade) and t.tx_hash == paid[0].tx_hash] == [paid[0].owner]
+    assert not [x for x in story.records if isinstance(x, OtherEvent) and x.event.startswith("BuilderFee")]
+    carol = rebuild_accounts(story.records)[(str(paid[0].owner), 0)]
     moves = [m for m in carol.ledger if m.kind == "builder_fee"]
-    assert len(moves) == 1 and moves[0].amount == -from_wad(int(paid[0].args["amountWad"]))
+    assert len(moves) == 1 and moves[0].amount == -paid[0].amount
+    assert story.client.vault.builderFees(paid[0].builder) == from_wad_int(paid[0].amount)

@@ -743,6 +743,38 @@ class Settlement(ChainEvent):
 
 
 @dataclass(frozen=True)
+class BuilderApproval(ChainEvent):
+    """The Vault's `BuilderFeeApproved`: `owner` lets `builder` charge its trades at most `max_fee_rate` (a
+    fraction of the trade's |quote|; 0: revoked)."""
+
+    owner: str
+    builder: str
+    max_fee_rate: Decimal
+
+
+@dataclass(frozen=True)
+class BuilderFee(ChainEvent):
+    """The Vault's `BuilderFeePaid`: `amount` (WAD, exact) left `(owner, subaccount)`'s collateral for `builder`'s
+    balance, in the same transaction as the trade (`Trade`) it was charged on."""
+
+    owner: str
+    subaccount: int
+    builder: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class BuilderClaim(ChainEvent):
+    """The Vault's `BuilderFeesClaimed`: `builder` was paid `amount` (human collateral units; `amount_wad` off its
+    balance) to `to`."""
+
+    builder: str
+    to: str
+    amount: Decimal
+    amount_wad: Decimal
+
+
+@dataclass(frozen=True)
 class OtherEvent(ChainEvent):
     """Any other event of the five contracts (parameter changes, ownership, LP share transfers, funding
     of the pool or insurance...), with its arguments as decoded, raw integers."""
@@ -830,7 +862,8 @@ _CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}  # ILiquidationEngine.
 SETTLEMENT_CAUSES = {0: "auction_fill", 1: "auction_take", 2: "backstop"}  # IClearingHouse.SettlementCause
 RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                 LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,
-                LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent, Settlement)
+                LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent, Settlement,
+                BuilderApproval, BuilderFee, BuilderClaim)
 
 
 def _record_kinds(kinds) -> tuple:
@@ -1723,6 +1756,15 @@ class Client:
         if key == ("Vault", "ShortfallRecorded"):
             return Shortfall(**where, owner=args["owner"], subaccount=int(args["subaccount"]),
                              shortfall=w(args["shortfall"]), total=w(args["total"]))
+        if key == ("Vault", "BuilderFeeApproved"):
+            return BuilderApproval(**where, owner=args["owner"], builder=args["builder"],
+                                   max_fee_rate=w(args["maxFeeRate"]))
+        if key == ("Vault", "BuilderFeePaid"):
+            return BuilderFee(**where, owner=args["owner"], subaccount=int(args["subaccount"]), builder=args["builder"],
+                              amount=w(args["amountWad"]))
+        if key == ("Vault", "BuilderFeesClaimed"):
+            return BuilderClaim(**where, builder=args["builder"], to=args["to"],
+                                amount=self._from_units(int(args["amount"])), amount_wad=w(args["amountWad"]))
         if key == ("Vault", "LiquidationCharged"):
             return LiquidationCharge(**where, owner=args["owner"], subaccount=int(args["subaccount"]),
                                      keeper=args["keeper"], keeper_reward=w(args["keeperReward"]),
@@ -2147,7 +2189,7 @@ def rebuild_accounts(records, accounts: dict | None = None) -> dict[tuple[str, i
     the other; each PositionChanged realized_pnl - fee - funding_paid (fee 0 for a liquidation's); a
     LiquidationCharged -(keeper_reward + penalty) on the account, +keeper_reward on the keeper's
     sub-account 0; a Vault KeeperBounty (an `OtherEvent`) +amount on the keeper's sub-account 0; BadDebt
-    +amount (the account reset to zero); a Vault BuilderFeePaid (an `OtherEvent`) -amount_wad on the trader's
+    +amount (the account reset to zero); a BuilderFee (the Vault's BuilderFeePaid) -amount on the trader's
     account (the builder's balance is outside the accounts). ShortfallRecorded moves nothing (an estimate)."""
     accounts = {} if accounts is None else accounts
 
@@ -2179,8 +2221,8 @@ def rebuild_accounts(records, accounts: dict | None = None) -> dict[tuple[str, i
                 acct(r.keeper, 0)._move(r, "keeper_reward", reward)
         elif isinstance(r, OtherEvent) and (r.contract, r.event) == ("Vault", "KeeperBounty"):
             acct(r.args["keeper"], 0)._move(r, "keeper_bounty", int(r.args["amount"]))
-        elif isinstance(r, OtherEvent) and (r.contract, r.event) == ("Vault", "BuilderFeePaid"):
-            acct(r.args["owner"], r.args["subaccount"])._move(r, "builder_fee", -int(r.args["amountWad"]))
+        elif isinstance(r, BuilderFee):
+            acct(r.owner, r.subaccount)._move(r, "builder_fee", -_wad_int(r.amount))
         elif isinstance(r, BadDebt):
             a = acct(r.owner, r.subaccount)
             a._move(r, "bad_debt", _wad_int(r.amount))
