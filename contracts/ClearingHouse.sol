@@ -708,12 +708,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
                 owner, subaccount, address(uint160(builderData)), rate, r.quote.abs().mulWadUp(rate)
             );
         }
-        if (!r.reducing) {
-            MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
-            int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
-                - s.initial.toInt256();
-            if (free < 0) revert InsufficientMargin(owner, subaccount, free);
-        }
+        if (!r.reducing) _checkInitialMargin(owner, subaccount, acct, marketId, index);
 
         emit PositionChanged(
             owner,
