@@ -412,7 +412,15 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         uint32 marketId,
         uint256 index
     ) internal view {
-        MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
+        _checkInitial(owner, subaccount, acct, _marginSummary(owner, subaccount, acct.openMarkets, marketId, index));
+    }
+
+    /// @dev Initial margin on a summary already computed: min(collateral - pending funding, account value) -
+    ///      initial >= 0.
+    function _checkInitial(address owner, uint32 subaccount, IVault.AccountState memory acct, MarginSummary memory s)
+        internal
+        pure
+    {
         int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
             - s.initial.toInt256();
         if (free < 0) revert InsufficientMargin(owner, subaccount, free);
@@ -699,16 +707,23 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         }
         _updateOpenInterest(marketId, m, size, r.newSize, index, acct.poolBalance);
         // Builder fee (openPositionWithBuilder only): after the settlement, before the margin check, so an
-        // increase is judged with the fee paid. The Vault checks the owner's approval, the collateral and
-        // (for a reduce, which is not checked here) that the fee leaves the account above maintenance.
+        // increase is judged with the fee paid. The Vault checks the owner's approval and the collateral; here,
+        // from one margin summary, the fee must leave the account at or above maintenance (a reduce is not
+        // checked otherwise), then an increase at or above initial.
         if (builderData >> 160 != 0) {
             uint256 rate = builderData >> 160;
             // Cast: the low 160 bits are the builder's address.
             acct.collateral = vault.chargeBuilderFee(
                 owner, subaccount, address(uint160(builderData)), rate, r.quote.abs().mulWadUp(rate)
             );
+            MarginSummary memory s = _marginSummary(owner, subaccount, acct.openMarkets, marketId, index);
+            int256 excess = acct.collateral + s.unrealizedPnl - s.pendingFunding
+                - (s.maintenance + s.auctionedMaintenance).toInt256();
+            if (excess < 0) revert BuilderFeeBelowMaintenance(owner, subaccount, excess);
+            if (!r.reducing) _checkInitial(owner, subaccount, acct, s);
+        } else if (!r.reducing) {
+            _checkInitialMargin(owner, subaccount, acct, marketId, index);
         }
-        if (!r.reducing) _checkInitialMargin(owner, subaccount, acct, marketId, index);
 
         emit PositionChanged(
             owner,

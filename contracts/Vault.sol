@@ -288,16 +288,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         if (newCollateral < 0) revert InsufficientCollateral(owner, subaccount, coll, amountWad);
         // Cast: 0 <= newCollateral <= coll, an int128.
         account.collateral = int128(newCollateral);
-        uint256 markets = account.openMarkets;
-        if (markets != 0) {
-            // The fee comes out of the trader's equity above maintenance, never out of what backs the pool
-            // (a reduce is not margin-checked by the clearing house; an increase is then checked at initial).
-            IClearingHouse.MarginSummary memory s =
-                IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
-            int256 excess = newCollateral + s.unrealizedPnl - s.pendingFunding
-                - (s.maintenance + s.auctionedMaintenance).toInt256();
-            if (excess < 0) revert BuilderFeeBelowMaintenance(owner, subaccount, excess);
-        }
+        // The clearing house then checks the account after the fee against maintenance (and an increase
+        // against initial) on the margin summary it computes anyway.
         builderFees[builder] += amountWad;
         emit BuilderFeePaid(owner, subaccount, builder, amountWad);
     }

@@ -273,7 +273,7 @@ def test_reduce_fee_is_refused_below_maintenance_and_beyond_the_collateral(env, 
     env.model.set_index(ETH, 2_600 * WAD, t)
     assert env.vault.isLiquidatable(trader, 0) and env.vault.collateral(trader, 0) > 0
     # A reduce with a builder would take the fee out of what backs the pool: refused, nothing changes.
-    e = env.trade_reverts(env.vault.BuilderFeeBelowMaintenance, trader, -WAD, builder, BPS, owner=trader)
+    e = env.trade_reverts(env.ch.BuilderFeeBelowMaintenance, trader, -WAD, builder, BPS, owner=trader)
     assert e.args[-1] < 0
     # The same reduce without a builder is never refused for margin.
     env.trade(trader, -WAD)

@@ -792,8 +792,9 @@ class Model:
         return amount, amount * self.token_scale
 
     def _charge_builder_fee(self, owner, sub: int, builder, fee_rate: int, amount_wad: int, timestamp: int) -> Account:
-        """Vault.chargeBuilderFee (inside a trade): approval, collateral >= 0 after the fee, value after the
-        fee >= maintenance (free and auctioned parts) when the account holds positions."""
+        """Vault.chargeBuilderFee (inside a trade: approval, collateral >= 0 after the fee), then the
+        ClearingHouse's check on its margin summary: value after the fee >= maintenance (free and auctioned
+        parts) when the account holds positions (an increase is checked at initial after this, in `_trade`)."""
         approved = self.builder_fee_approval(owner, builder)
         if fee_rate > approved:
             raise ModelRevert("BuilderFeeNotApproved", owner, builder, fee_rate, approved)

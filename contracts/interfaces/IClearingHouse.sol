@@ -79,6 +79,9 @@ interface IClearingHouse {
     ///         ClearingHouseConfigurator, which runs inside the ClearingHouse; declared here so the ClearingHouse's
     ///         ABI decodes it).
     error UnsupportedOracleDecimals(address feed, uint8 decimals);
+    /// @notice A builder fee would leave the account's value `excess` below its maintenance requirement (free and
+    ///         auctioned parts), so it would be paid out of what backs the pool (`openPositionWithBuilder`).
+    error BuilderFeeBelowMaintenance(address owner, uint32 subaccount, int256 excess);
     /// @notice A trade of zero base.
     error ZeroSize();
     /// @notice `deadline` is before the block's timestamp.
@@ -245,7 +248,7 @@ interface IClearingHouse {
     ///         approved `builder` for at least that rate (`Vault.approveBuilderFee`); the fee accrues to the
     ///         builder's balance in the Vault (`Vault.BuilderFeePaid`) and is charged after the trade settles
     ///         and before the margin check: an increase must pass initial margin with the fee paid, a reduce
-    ///         must leave the account at or above maintenance (`Vault.BuilderFeeBelowMaintenance`). `builder` zero
+    ///         must leave the account at or above maintenance (`BuilderFeeBelowMaintenance`). `builder` zero
     ///         or `builderFeeRate` zero: exactly `openPosition`. Not available to operators. A rate above
     ///         2^96 - 1 (never approvable) reverts `ParameterOutOfBounds("builderFeeRate", rate)` first.
     /// @return base the base traded (= baseAmount)

@@ -53,10 +53,6 @@ interface IVault {
     error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice A trade asked `builder` for `feeRate` while `owner` approved it for at most `approved`.
     error BuilderFeeNotApproved(address owner, address builder, uint256 feeRate, uint256 approved);
-    /// @notice A builder fee would leave the account's value below its maintenance requirement (free and
-    ///         auctioned parts; `excess` = value - requirement after the fee, negative): the fee would come out
-    ///         of what backs the pool, not out of the trader's equity.
-    error BuilderFeeBelowMaintenance(address owner, uint32 subaccount, int256 excess);
     /// @notice `claimBuilderFees` with less than one token unit accrued (`balanceWad` stays).
     error NoBuilderFees(address builder, uint256 balanceWad);
 
@@ -269,9 +265,9 @@ interface IVault {
 
     /// @notice Clearing-house only, inside a trade: move `amountWad` from `(owner, subaccount)`'s collateral to
     ///         `builder`'s fee balance. Reverts `BuilderFeeNotApproved` when `feeRate` exceeds `owner`'s
-    ///         approval of `builder`, `InsufficientCollateral` when the collateral would go negative,
-    ///         `BuilderFeeBelowMaintenance` when the account's value after the fee is below its maintenance
-    ///         requirement (an increase is then checked at initial margin by the clearing house).
+    ///         approval of `builder`, `InsufficientCollateral` when the collateral would go negative. The
+    ///         clearing house then checks the account after the fee: maintenance
+    ///         (`IClearingHouse.BuilderFeeBelowMaintenance`), and initial margin for an increase.
     /// @return newCollateral [wad] the account's settled collateral after the fee
     function chargeBuilderFee(address owner, uint32 subaccount, address builder, uint256 feeRate, uint256 amountWad)
         external
