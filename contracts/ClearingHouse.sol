@@ -163,7 +163,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         (appliedRate,) = FundingMath.evolve(
             fs.rate, fs.target, block.timestamp - m.accumulator.timestamp, f.smoothingTau, f.maxRateVelocity
         );
-        (markTwap, indexTwap) = _twaps(m);
+        {
+            Observation memory prev = m.accumulator;
+            (markTwap, indexTwap) = _fundingTwaps(m, _extend(prev, _spot(m), m.lastIndexPrice), prev);
+        }
         (premium, targetRate) = _target(f, markTwap, indexTwap, _skewTerm(m));
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
         (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
@@ -854,14 +857,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
 
     /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
     function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
-        Observation memory acc = m.accumulator;
-        uint256 dt = block.timestamp - acc.timestamp;
-        unchecked {
-            acc.markCumulative = uint112(uint256(acc.markCumulative) + VAmmMath.price(m.baseReserve, m.quoteReserve) * dt);
-            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + uint256(m.lastIndexPrice) * dt);
-        }
-        acc.timestamp = uint32(block.timestamp);
-        return _twapsFrom(m, acc, m.funding.observationHead);
+        return _twapsFrom(m, _extend(m.accumulator, _spot(m), m.lastIndexPrice), m.funding.observationHead);
+    }
+
+    function _spot(Market storage m) internal view returns (uint256) {
+        return VAmmMath.price(m.baseReserve, m.quoteReserve);
     }
 
 }

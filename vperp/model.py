@@ -147,6 +147,8 @@ UINT256_MAX = 2**256 - 1
 
 OBSERVATIONS = 8
 OBSERVATIONS_PER_WINDOW = 4
+FUNDING_WINDOW_HOURS = 10  # ClearingHouseStorage: the funding premium's TWAP span, in hours
+FUNDING_OBSERVATIONS = 12  # hourly observation slots per market
 
 PAUSE_NO_NEW_RISK = 1
 PAUSE_NO_TRADING = 2
@@ -350,6 +352,7 @@ class Market:
     last_index_price: int
     accumulator: Observation
     observations: list[Observation]
+    hourly: list[Observation]  # the accumulator as each hour's first block found it, at hour % FUNDING_OBSERVATIONS
     long_open_interest: int = 0
     short_open_interest: int = 0
     cumulative_funding: int = 0
@@ -625,6 +628,7 @@ class Model:
             accumulator=copy.copy(start),
             # Every ring slot starts as a true observation at listing time (as the contract does).
             observations=[copy.copy(start) for _ in range(OBSERVATIONS)],
+            hourly=[copy.copy(start) for _ in range(FUNDING_OBSERVATIONS)],
             skew_funding_ppm=DEFAULT_SKEW_FUNDING_PPM,
         )
         index = self._index(m, timestamp)
@@ -1084,8 +1088,9 @@ class Model:
         Mirrors the Solidity, which alone defines these details:
         - the interval since the last update is priced at the vAMM spot *before* this block's first
           trade and at the index *last observed* (lastIndexPrice), then the new index is recorded;
-        - a ring observation is written, and the funding target re-sampled from the TWAPs, when the
-          block is in a new quarter-window (`timestamp // (window/4)` changed), not every window/4 s;
+        - a ring observation is written when the block is in a new quarter-window (`timestamp // (window/4)`
+          changed), not every window/4 s; an hourly observation is written, and the funding target re-sampled
+          from the ten-hour TWAPs (`_funding_twaps`), when the block is in a new hour (`timestamp // 3600`);
         - the applied rate evolves (closed form) and the funding index accrues only when the rate or
           target is nonzero, at the interval's index (the old lastIndexPrice), rounded down;
         - after recording the index, a block that finds an index gap is a dislocation, lastDislocation =
@@ -1104,6 +1109,8 @@ class Model:
         spot = m.spot
         quarter = m.twap_window // OBSERVATIONS_PER_WINDOW
         new_observation = timestamp // quarter != acc.timestamp // quarter
+        new_hour = timestamp // HOUR != acc.timestamp // HOUR
+        prev = acc
         acc = Observation(timestamp, (acc.mark_cumulative + spot * dt) & U112,
                           (acc.index_cumulative + last_index * dt) & U112)
         m.accumulator = acc
@@ -1116,7 +1123,7 @@ class Model:
         if abs(index - last_index) > last_band or (
                 abs(spot - index) > mul_wad_down(index, m.max_spread) and abs(spot - last_index) <= last_band):
             m.last_dislocation = timestamp
-        if m.rate == 0 and m.target == 0 and not new_observation:
+        if m.rate == 0 and m.target == 0 and not new_observation and not new_hour:
             return
         f = m.funding_params
         if m.rate != 0 or m.target != 0:
@@ -1126,7 +1133,9 @@ class Model:
         if new_observation:
             m.observation_head = (m.observation_head + 1) % OBSERVATIONS
             m.observations[m.observation_head] = copy.copy(acc)
-            mark_twap, index_twap = self._twaps_from(m, acc, m.observation_head)
+        if new_hour:
+            m.hourly[timestamp // HOUR % FUNDING_OBSERVATIONS] = copy.copy(acc)
+            mark_twap, index_twap = self._funding_twaps(m, acc, prev)
             _, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
             m.target = _int_n(target, 64)
 
@@ -1186,6 +1195,25 @@ class Model:
             if anchor.timestamp <= target:
                 break
         span = now - anchor.timestamp
+        if span == 0:
+            return m.spot, m.last_index_price
+        mark = ((current.mark_cumulative - anchor.mark_cumulative) & U112) // span
+        idx = ((current.index_cumulative - anchor.index_cumulative) & U112) // span
+        return mark, idx
+
+    @staticmethod
+    def _funding_twaps(m: Market, current: Observation, prev: Observation) -> tuple[int, int]:
+        """ClearingHouseStorage._fundingTwaps: TWAPs from the hourly observation of the oldest of the last
+        FUNDING_WINDOW_HOURS hours a block touched (probed from ten hours back), else from `prev` (the
+        accumulator before this update), to `current`."""
+        anchor = prev
+        hour = current.timestamp // HOUR
+        for k in range(FUNDING_WINDOW_HOURS, 0, -1):
+            o = m.hourly[(hour - k) % FUNDING_OBSERVATIONS]
+            if hour >= k and o.timestamp // HOUR == hour - k:
+                anchor = o
+                break
+        span = current.timestamp - anchor.timestamp
         if span == 0:
             return m.spot, m.last_index_price
         mark = ((current.mark_cumulative - anchor.mark_cumulative) & U112) // span
@@ -1332,7 +1360,11 @@ class Model:
         f = m.funding_params
         applied, _ = evolve(m.rate, m.target, timestamp - m.accumulator.timestamp, f.smoothing_tau,
                             f.max_rate_velocity)
-        mark_twap, index_twap = self.twaps(market_id, timestamp)
+        acc = m.accumulator
+        dt = timestamp - acc.timestamp
+        current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
+                              (acc.index_cumulative + m.last_index_price * dt) & U112)
+        mark_twap, index_twap = self._funding_twaps(m, current, acc)
         premium, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)

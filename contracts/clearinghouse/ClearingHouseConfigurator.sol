@@ -79,6 +79,10 @@ contract ClearingHouseConfigurator is ClearingHouseStorage {
         for (uint256 i; i < OBSERVATIONS; ++i) {
             m.observations[i] = start;
         }
+        // The same for the hourly slots: each matches the listing hour until a later hour overwrites it.
+        for (uint256 i; i < FUNDING_OBSERVATIONS; ++i) {
+            m.hourly[i] = start;
+        }
         _setFundingParams(
             marketId,
             m,

@@ -29,15 +29,21 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     /// @notice Observations in each market's TWAP ring; one is written per `twapWindow / 4`.
     uint256 internal constant OBSERVATIONS = 8;
     uint256 internal constant OBSERVATIONS_PER_WINDOW = 4;
+    /// @notice The funding target's premium is the mark and index TWAPs over about the last ten hours (from the
+    ///         first block of the hour ten hours back), re-sampled once an hour (docs/funding.md).
+    uint256 internal constant FUNDING_WINDOW_HOURS = 10;
+    /// @notice Hourly observations kept per market, one slot per hour modulo this: more than the window's
+    ///         eleven hours (h - 10 .. h), so the slots of those hours are distinct.
+    uint256 internal constant FUNDING_OBSERVATIONS = 12;
 
     uint256 internal constant MIN_BASE_RESERVE = 1e18;
     uint256 internal constant MAX_RESERVE = 1e36;
 
-    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 4 h,
-    ///         0.05 %/h per hour velocity, no baseline.
+    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 2 h (after the
+    ///         ten-hour premium mean), 0.05 %/h per hour velocity, no baseline.
     uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
     uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
-    uint32 public constant DEFAULT_SMOOTHING_TAU = 4 hours;
+    uint32 public constant DEFAULT_SMOOTHING_TAU = 2 hours;
     uint16 public constant DEFAULT_FUNDING_PERIOD_HOURS = 24;
     /// @notice Skew term at listing: 0.2 %/h of funding for a skew of the whole base reserve (0.01 %/h at 5 %).
     uint16 public constant DEFAULT_SKEW_FUNDING_PPM = 2_000;
@@ -90,6 +96,8 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         IClearingHouse.FundingParams fundingParams;
         // slots 10..17
         Observation[OBSERVATIONS] observations;
+        // slots 18..29: the accumulator as the first block of each hour found it, at hour % FUNDING_OBSERVATIONS
+        Observation[FUNDING_OBSERVATIONS] hourly;
     }
 
     /// @dev Written at most once per block per market, as one slot.
@@ -135,26 +143,22 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
     ///      (vAMM price before this block's first trade, index as last observed), move the applied
     ///      funding rate toward its target and accrue the funding index over the interval (at the
-    ///      index that held during it), record the new index, and at each new quarter-window write
-    ///      a ring observation and re-sample the funding target from the TWAPs.
+    ///      index that held during it), record the new index, at each new quarter-window write a ring
+    ///      observation, and at each new hour write an hourly observation and re-sample the funding target
+    ///      from the ten-hour TWAPs (`_fundingTwaps`).
     function _accrue(Market storage m, uint256 index) internal {
-        Observation memory acc = m.accumulator;
-        if (acc.timestamp == block.timestamp) return;
-        uint256 dt = block.timestamp - acc.timestamp;
+        Observation memory prev = m.accumulator;
+        if (prev.timestamp == block.timestamp) return;
+        uint256 dt = block.timestamp - prev.timestamp;
         uint256 lastIndex = m.lastIndexPrice;
         uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
         bool newObservation;
         {
             uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
-            newObservation = block.timestamp / quarter != acc.timestamp / quarter;
+            newObservation = block.timestamp / quarter != prev.timestamp / quarter;
         }
-        unchecked {
-            // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
-            acc.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
-            acc.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
-        }
-        // Cast: timestamps fit 32 bits until 2106.
-        acc.timestamp = uint32(block.timestamp);
+        bool newHour = block.timestamp / 1 hours != prev.timestamp / 1 hours;
+        Observation memory acc = _extend(prev, spot, lastIndex);
         m.accumulator = acc;
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
         {
@@ -177,7 +181,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         }
 
         FundingState memory fs = m.funding;
-        if (fs.rate == 0 && fs.target == 0 && !newObservation) return;
+        if (fs.rate == 0 && fs.target == 0 && !newObservation && !newHour) return;
         IClearingHouse.FundingParams memory f = m.fundingParams;
         if (fs.rate != 0 || fs.target != 0) {
             (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
@@ -187,7 +191,10 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         if (newObservation) {
             fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
             m.observations[fs.observationHead] = acc;
-            (uint256 markTwap, uint256 indexTwap) = _twapsFrom(m, acc, fs.observationHead);
+        }
+        if (newHour) {
+            m.hourly[(block.timestamp / 1 hours) % FUNDING_OBSERVATIONS] = acc;
+            (uint256 markTwap, uint256 indexTwap) = _fundingTwaps(m, acc, prev);
             (int256 premium, int256 target) = _target(f, markTwap, indexTwap, _skewTerm(m));
             fs.target = target.toInt64();
             emit IClearingHouse.FundingSampled(
@@ -195,6 +202,53 @@ abstract contract ClearingHouseStorage is Ownable2Step {
             );
         }
         m.funding = fs;
+    }
+
+    /// @dev `acc` extended to now with the prices that held since its timestamp (a new memory struct).
+    function _extend(Observation memory acc, uint256 spot, uint256 lastIndex)
+        internal
+        view
+        returns (Observation memory cur)
+    {
+        uint256 dt = block.timestamp - acc.timestamp;
+        unchecked {
+            // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
+            cur.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
+            cur.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
+        }
+        // Cast: timestamps fit 32 bits until 2106.
+        cur.timestamp = uint32(block.timestamp);
+    }
+
+    /// @dev The funding premium's TWAPs, from `anchor` to `current` (an accumulator at block.timestamp): the
+    ///      anchor is the hourly observation of the oldest hour among the last FUNDING_WINDOW_HOURS that a block
+    ///      touched (the first probe, the hour ten hours back, finds it whenever that hour saw a block: one read),
+    ///      or `prev`, the accumulator as the last update left it, when no block touched the market in those
+    ///      hours (the prices that held over the idle span). An hourly slot belongs to the hour its timestamp
+    ///      falls in; a slot left from an older hour does not match and is skipped. Both TWAPs include only
+    ///      prices that held before this block, so no trade of the block moves them.
+    function _fundingTwaps(Market storage m, Observation memory current, Observation memory prev)
+        internal
+        view
+        returns (uint256 markTwap, uint256 indexTwap)
+    {
+        Observation memory anchor = prev;
+        uint256 hour = current.timestamp / 1 hours;
+        unchecked {
+            // hour - k wraps only on a chain younger than ten hours; a wrapped hour matches no slot.
+            for (uint256 k = FUNDING_WINDOW_HOURS; k != 0; --k) {
+                Observation memory o = m.hourly[(hour - k) % FUNDING_OBSERVATIONS];
+                if (o.timestamp / 1 hours == hour - k) {
+                    anchor = o;
+                    break;
+                }
+            }
+            uint256 span = current.timestamp - anchor.timestamp;
+            if (span == 0) return (VAmmMath.price(m.baseReserve, m.quoteReserve), m.lastIndexPrice);
+            // Differences modulo 2^112 recover the true sums over the span.
+            markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
+            indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
+        }
     }
 
     /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
