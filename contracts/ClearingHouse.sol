@@ -58,25 +58,12 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
     }
 
     /// @inheritdoc IClearingHouse
-    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve, int256 fundingCharge)
-        external
-        nonReentrant
-    {
-        if (msg.sender != ammController) revert UnauthorizedModule(msg.sender);
-        Market storage m = _market(marketId);
-        // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
-        _accrue(m, _index(m));
-        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
-            revert ParameterOutOfBounds("baseReserve", baseReserve);
-        }
-        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) revert ParameterOutOfBounds("quoteReserve", quoteReserve);
-        // Casts: both <= MAX_RESERVE < 2^128.
-        m.baseReserve = uint128(baseReserve);
-        m.quoteReserve = uint128(quoteReserve);
-        if (fundingCharge != 0) {
-            m.funding.cumulativeFunding = (int256(m.funding.cumulativeFunding) + fundingCharge).toInt112();
-        }
-        emit ReservesSet(marketId, baseReserve, quoteReserve);
+    /// @dev Runs in ClearingHouseConfigurator.setReserves, which checks the sender (the AMM controller), holds the
+    ///      reentrancy lock and accrues first: a depth sync or repeg is an hourly-at-most keeper call, so it
+    ///      pays the forwarding (about 2,700 gas) rather than the trading code paying for its bytes.
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve, int256 fundingCharge) external {
+        (marketId, baseReserve, quoteReserve, fundingCharge); // forwarded as calldata
+        _configure();
     }
 
     /// @notice Wire the liquidation engine in. Once only.
@@ -122,7 +109,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
     }
 
     /// @dev Runs this call's calldata in the configurator on this contract's storage and returns or reverts
-    ///      with exactly what it did. Reached only from the owner-only setters above.
+    ///      with exactly what it did. Reached only from the setters above: the owner-only ones check the
+    ///      owner here, `setReserves` has its sender checked in the configurator.
     function _configure() private {
         address target = configurator;
         assembly ("memory-safe") {
@@ -163,11 +151,19 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         (appliedRate,) = FundingMath.evolve(
             fs.rate, fs.target, block.timestamp - m.accumulator.timestamp, f.smoothingTau, f.maxRateVelocity
         );
+        int256 skewTerm;
         {
             Observation memory prev = m.accumulator;
-            (markTwap, indexTwap) = _fundingTwaps(m, _extend(prev, _spot(m), m.lastIndexPrice), prev);
+            int256 skew = _skewBps(m);
+            int32 sum;
+            unchecked {
+                // As _accrue extends the sum to now (wrapping by design).
+                sum = int32(int256(fs.skewCumulative) + skew * int256(block.timestamp - prev.timestamp));
+            }
+            (markTwap, indexTwap, skewTerm) =
+                _fundingTwaps(m, _extend(prev, _spot(m), m.lastIndexPrice), prev, sum, fs.skewCumulative, skew);
         }
-        (premium, targetRate) = _target(f, markTwap, indexTwap, _skewTerm(m));
+        (premium, targetRate) = _target(f, markTwap, indexTwap, skewTerm);
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
         (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
     }

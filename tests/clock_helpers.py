@@ -35,6 +35,18 @@ from __future__ import annotations
 
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01 00:00:00 UTC: the embedded chain's genesis block
 BLOCK_TIME = 1  # seconds between two blocks unless a test sets chain.pending_timestamp
+HOUR = 3600
+
+
+def next_hour(timestamp: int) -> int:
+    """The first second of the hour after the one `timestamp` falls in (`(timestamp // HOUR + 1) * HOUR`).
+
+    A market's funding target is re-sampled by its first update in a new hour (`timestamp // 3600` differs
+    from the last update's, ClearingHouseStorage._accrue), so a test that needs a sample sets the next block
+    there (or later in that hour): `chain.pending_timestamp = next_hour(chain.pending_timestamp)`. Absolute
+    timestamps follow the genesis block (fixed on the embedded chain, the wall clock at Anvil's start), so a
+    test computes hour boundaries from the chain's time, never assumes where they fall."""
+    return (timestamp // HOUR + 1) * HOUR
 
 
 def install_embedded_clock() -> None:

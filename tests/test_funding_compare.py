@@ -1,15 +1,17 @@
-"""The published comparison (docs/funding.md) checked against the continuous-time closed form.
+"""The published comparison (docs/funding.md) checked against the continuous-time closed forms.
 
-The expected figures are computed here in floating point from the ODE dr/dt = (T - r) / tau (the
-velocity limit never binds on these paths: v * tau = 0.2 %/h exceeds every gap of 0.1 %/h), not from
-the integer kernel, so the test fails if the kernel or the comparison drifts from the documented rule.
+The exponential's figures (the `exp` kernel, the rule before the ten-hour premium, tau 4 h) are computed here in
+floating point from the ODE dr/dt = (T - r) / tau (the velocity limit never binds on these paths: v * tau =
+0.2 %/h exceeds every gap of 0.1 %/h), not from the integer kernel, so the test fails if the kernel or the
+comparison drifts from the documented rule; the shipped rule (`twap-exp`: the hourly ten-hour premium mean, then
+the exponential with tau 2 h) is checked against the boxcar's closed form below.
 """
 import math
 
-from vperp.funding_compare import Params, premium_spike, premium_step, run_unsmoothed, run_vperp
+from vperp.funding_compare import PREVIOUS, Params, premium_spike, premium_step, run_unsmoothed, run_vperp
 
 WAD = 10**18
-P = Params()
+P = PREVIOUS
 CAP = P.max_rate / WAD  # 0.001 per hour
 TAU_H = P.tau / 3600
 
@@ -87,6 +89,27 @@ def test_sim_premiums_are_the_contracts_held_over_each_step(tmp_path):
         premiums_from_sim(old, "ETH")
 
 
+def test_sim_premium_is_the_twap_windows_and_the_chain_ratio_reads_the_recorded_applied_rate(tmp_path):
+    """Runs recorded since the ten-hour funding premium carry the TWAP window's premium (`twap_premium`, from
+    `twaps`), the input of the unsmoothed hourly rule; fundingState's `premium` is then the ten-hour one and is not
+    read. The on-chain ratio is the recorded applied rate's largest change between hours over the unsmoothed
+    rule's."""
+    from vperp.funding_compare import applied_from_sim, chain_ratio, premiums_from_sim
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    rows = ["step,time_s,eth_index,eth_funding_applied,eth_premium,eth_twap_premium"]
+    # 3 h of 30 min steps: the 15 min premium is +2.4 % from the second hour on; the chain's rate moves 0.0001/h
+    for i in range(6):
+        prem = "0.024" if i >= 2 else "0"
+        rows.append(f"{i + 1},{1800 * (i + 1)},3000,{0.0001 * (i // 2)},0.5,{prem}")
+    (folder / "steps.csv").write_text("\n".join(rows) + "\n")
+    assert premiums_from_sim(folder, "ETH") == [0] * 60 + [24 * WAD // 1000] * 120
+    assert applied_from_sim(folder, "ETH")[::60] == [0, round(0.0001 * WAD), round(0.0002 * WAD)]
+    # unsmoothed: the second hour's premium, 2.4 % / 24 = 0.1 %/h, from the third hour on
+    assert math.isclose(chain_ratio(folder, "ETH"), 0.0001 / 0.001, rel_tol=1e-9)
+
+
 def test_sim_run_errors_are_named(tmp_path):
     import pytest
 
@@ -110,11 +133,11 @@ def test_on_a_held_premium_below_the_velocity_limit_the_ratio_is_the_first_hour_
     from vperp.funding_compare import hours_to_converge, smoothing_ratio
 
     path = premium_step(step=WAD // 100, before_h=1, hold_h=24, after_h=1)
-    u, v, ratio = smoothing_ratio(path)
+    u, v, ratio = smoothing_ratio(path, P)
     assert u == WAD // 100 // 24
     assert math.isclose(ratio, 1 - math.exp(-1 / TAU_H), rel_tol=2e-3)
     # 95 % of the held premium's rate after 4 h x ln 20 = 11.98 h (minute resolution)
-    assert abs(hours_to_converge(WAD // 100) - TAU_H * math.log(20)) <= 1 / 60
+    assert abs(hours_to_converge(WAD // 100, P) - TAU_H * math.log(20)) <= 1 / 60
 
 
 # ---------------------------------------------------------------------------- candidate kernels
@@ -130,20 +153,30 @@ def _kernel(kernel, window_h=10, tau_h=None, phase=0):
     return p if tau_h is None else replace(p, tau=round(tau_h * 3600))
 
 
-def test_the_shipped_kernel_and_its_published_table_are_unchanged(capsys):
+def test_the_shipped_kernel_is_the_contracts_and_its_published_table_is_what_main_prints(capsys):
+    """The default is the contract's rule, read from its published constants (vperp.units, checked against the
+    chain in test_module_surface): the ten-hour premium mean taken hourly, then the exponential with tau 2 h."""
     from vperp.funding_compare import main
+    from vperp.units import DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS
 
+    assert (Params().kernel, Params().window, Params().tau) == ("twap-exp", FUNDING_WINDOW_HOURS * 3600,
+                                                                DEFAULT_SMOOTHING_TAU) == ("twap-exp", 86400, 7200)
     shipped = run_vperp(premium_step()).rate_per_minute
-    assert run_vperp(premium_step(), replace(P, kernel="exp")).rate_per_minute == shipped
+    assert run_vperp(premium_step(), _kernel("twap-exp", 24, tau_h=2)).rate_per_minute == shipped
     main([])
-    assert capsys.readouterr().out.splitlines() == [
+    table = capsys.readouterr().out.splitlines()
+    assert table == [
         "| premium path | rule | max change between hours (%/h) | max funding over 8 h (% of notional) |",
         "|---|---|---:|---:|",
         "| +5 % premium step held 24 h | unsmoothed hourly premium/24 | 0.2083 | 1.6667 |",
-        "| +5 % premium step held 24 h | vPerp (smoothed, capped) | 0.0221 | 0.7937 |",
+        "| +5 % premium step held 24 h | vPerp (smoothed, capped) | 0.0086 | 0.8000 |",
         "| +5 % premium spike for 30 min | unsmoothed hourly premium/24 | 0.1042 | 0.1042 |",
-        "| +5 % premium spike for 30 min | vPerp (smoothed, capped) | 0.0104 | 0.0429 |",
+        "| +5 % premium spike for 30 min | vPerp (smoothed, capped) | 0.0017 | 0.0332 |",
     ]
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "funding.md").read_text()
+    assert all(line in doc for line in table)
 
 
 def test_boxcar_on_a_step_below_the_cap_is_a_ramp_of_w_hours_and_its_ratio_is_1_over_w():
@@ -266,3 +299,18 @@ def test_twap_exp_below_the_cap_is_the_hourly_boxcar_exp_and_above_it_averages_b
     fast = smoothing_ratio(premium_step(), _kernel("twap-exp", 10, tau_h=2))[2]
     slow = smoothing_ratio(premium_step(), _kernel("boxcar-hourly-exp", 10, tau_h=2))[2]
     assert 1.8 < fast / slow < 2.1 and fast <= 0.10
+
+
+def test_shipped_kernel_on_a_held_premium_is_the_day_long_ramp_then_the_exponential():
+    """The shipped rule on a +1 % premium held from 0 (below the cap): the hourly mean over the last 24 whole hours
+    is a staircase rising by 1/24 of the target each hour, which the 2 h exponential follows: the ratio matches
+    the continuous ramp-then-exponential closed form within the staircase's half hour, is at most 1/24 (4.2 % of
+    the unsmoothed rule's move), and 95 % of the rate arrives at the closed form's time plus about half an hour."""
+    from vperp.funding_compare import hours_to_converge, smoothing_ratio
+
+    p = Params()
+    ratio = smoothing_ratio(premium_step(step=HELD, hold_h=48), p)[2]
+    rise = max(_ramp_then_exp(h + 1, 24, 2) - _ramp_then_exp(h, 24, 2) for h in range(60))
+    assert math.isclose(ratio, rise, rel_tol=1e-2) and ratio <= 1 / 24 + 1e-9
+    t95 = next(i / 600 for i in range(600 * 60) if _ramp_then_exp(i / 600, 24, 2) >= 0.95)
+    assert abs(hours_to_converge(HELD, p) - (t95 + 0.5)) <= 0.1

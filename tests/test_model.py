@@ -22,6 +22,7 @@ from trading_helpers import swap as h_swap
 from vperp.config import default_config
 from vperp.funding import evolve
 from vperp.model import WAD, Cancelled, Model, ModelRevert, Redone, apply_trade, vamm_price, vamm_swap
+from vperp.units import FUNDING_WINDOW_HOURS
 
 T0 = 1_800_000_000
 OWNERS = ("alice", "bob", "carol")
@@ -199,9 +200,13 @@ def test_closing_everything_returns_every_wei_to_traders_pool_and_insurance(seq)
 
 
 def _skewed_market(long_size, short_size, hours=6):
-    """Alice long `long_size` ETH, Bob short `short_size` ETH, premium sampled, `hours` of accrual."""
+    """Alice long `long_size` ETH, Bob short `short_size` ETH, premium sampled, `hours` of accrual.
+
+    T0 is the first second of an hour: of the pokes every 900 s, the last (T0 + 3602) is the first block of the
+    next hour, which samples the skew (the target is re-sampled once an hour); the rate moves from then on."""
     m = fresh()
     t = T0
+    assert T0 % 3600 == 0
     for who in ("alice", "bob"):
         m.deposit(who, 0, 10**12, t)
     t += 1
@@ -223,7 +228,10 @@ def _skewed_market(long_size, short_size, hours=6):
 def test_funding_is_zero_sum_with_rounding_in_the_pools_favour(long_size, short_size):
     m, t = _skewed_market(long_size, short_size)
     sign = 1 if long_size > short_size else -1
-    assert m.markets[1].rate * sign > 0
+    # the sampled target, and the rate in force now: the update that sampled the target moved the rate toward
+    # the old one (0), so the stored rate is still 0; the hours since moved it toward the new target
+    assert m.markets[1].target * sign > 0
+    assert m.funding_state(1, t)[0] * sign > 0
     pa = m.position("alice", 0, 1, t)[2]
     pb = m.position("bob", 0, 1, t)[2]
     assert pa * sign > 0 > pb * sign  # longs pay a positive rate, shorts a negative one
@@ -292,14 +300,31 @@ def test_lazy_accrual_view_equals_poke():
 
 
 def test_fundingstate_projections_follow_the_kernel():
+    """fundingState's target is clamp(premium / 24 + the skew term of the mean skew over the funding window), the
+    projections follow the kernel toward it. The window: the market is younger than the funding window, so from the
+    listing (T0): no skew for 1 s, Alice's 100 ETH long for 1 s, then the 60 ETH net long for the 7,200 s since. The
+    mean is of the skew in bps as each block found it (truncated), so it is not the exact instantaneous term that
+    `skewFunding` reports."""
     m, t = _skewed_market(100 * WAD, 40 * WAD, hours=1)
     applied, target, premium, mark, index, p1, p8 = m.funding_state(1, t)
     f = m.markets[1].funding_params
     assert premium == (mark - index) * WAD // index > 0
     mk = m.markets[1]
+    x0 = default_config().markets[0].base_reserve * WAD  # ETH's listed base reserve
+    assert mk.x == x0 - 100 * WAD + 40 * WAD
+    assert (mk.long_open_interest, mk.short_open_interest) == (100 * WAD, 40 * WAD)
     skew = (mk.long_open_interest - mk.short_open_interest) * WAD * mk.skew_funding_ppm // (mk.x * 10**6)
-    assert skew > 0 and m.skew_funding(1) == (2_000, skew)
-    assert target == min(premium // 24 + skew, f.max_funding_rate)
+    assert skew > 0 and m.skew_funding(1) == (2_000, skew)  # the instantaneous term, exact
+    # the mean skew term, recomputed from the trades: bps as each block found the market, times the seconds it held
+    bps_long = 100 * 10**4 * WAD // (x0 - 100 * WAD)  # after Alice's trade (T0 + 1), found by Bob's block (T0 + 2)
+    bps_net = 60 * 10**4 * WAD // (x0 - 60 * WAD)  # after Bob's trade, found by every later block
+    assert (bps_long, bps_net) == (101, 60)
+    span = t - T0
+    assert span < FUNDING_WINDOW_HOURS * 3600  # the funding window reaches back to the listing
+    area = 0 * 1 + bps_long * 1 + bps_net * (t - (T0 + 2))
+    mean_term = area * 2_000 * 10**8 // span
+    assert 0 < mean_term != skew
+    assert target == min(premium // 24 + mean_term, f.max_funding_rate) < f.max_funding_rate
     assert p1 == evolve(applied, target, 3600, f.smoothing_tau, f.max_rate_velocity)[0]
     assert p8 == evolve(applied, target, 8 * 3600, f.smoothing_tau, f.max_rate_velocity)[0]
 

@@ -1,5 +1,6 @@
 """Tests written for mutants that survived the mutation campaign (docs/mutation.md): each names the mutant
 it kills. Block timestamps are set explicitly (tests/clock_helpers.py); nothing reads the wall clock."""
+from clock_helpers import HOUR, next_hour
 from vperp.funding import WAD, evolve
 
 CAP = 10**15
@@ -11,25 +12,29 @@ BTC = 2  # the flat market: no trade ever moves its vAMM, so its mark TWAP equal
 
 def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, chain, deployer, alice):
     """Kills 9f5e912ed3 (ClearingHouseStorage._accrue: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
-    `fs.rate != 0 && ...`): with a rate still applied, a zero target and no new quarter, the per-block update
-    must keep moving the rate toward the target and accruing the funding index; the mutant returns early."""
+    `fs.rate != 0 && ...`; the guard now also needs `!newHour`): with a rate still applied, a zero target and
+    neither a new quarter nor a new hour, the per-block update must keep moving the rate toward the target and
+    accruing the funding index; the mutant returns early. The target is re-sampled by the first block of each
+    hour, so the samples here are at hour boundaries (each also the first second of a quarter)."""
     quarter = ch.marketParams(BTC).twapWindow // 4
+    assert HOUR % quarter == 0
     # a baseline rate gives the flat market a target, and the rate builds up toward it
     ch.setFundingParams(BTC, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
-    chain.pending_timestamp += 1000
+    h = next_hour(chain.pending_timestamp)
+    chain.pending_timestamp = h
     ch.pokeFunding(BTC, sender=alice)
     assert ch.marketState(BTC).targetRate == 10**13
-    chain.pending_timestamp += 2 * 3600
+    chain.pending_timestamp = h + 2 * HOUR
     ch.pokeFunding(BTC, sender=alice)
-    # the baseline removed: the next quarter's sample of a zero premium makes the target zero
+    # the baseline removed: the next hour's sample of a zero premium makes the target zero
     ch.setFundingParams(BTC, (CAP, V, 0, TAU, PERIOD), sender=deployer)
-    first = (ch.marketState(BTC).lastUpdate // quarter + 1) * quarter  # first second of the next quarter
+    first = next_hour(ch.marketState(BTC).lastUpdate)  # first second of the next hour (and of a quarter)
     chain.pending_timestamp = first
     ch.pokeFunding(BTC, sender=alice)
     st = ch.marketState(BTC)
     assert st.lastUpdate == first and st.targetRate == 0 and st.fundingRate > 0
 
-    dt = min(60, quarter - 1)  # still inside that quarter: no new observation
+    dt = min(60, quarter - 1)  # still inside that quarter and that hour: no new observation, no sample
     chain.pending_timestamp = first + dt
     ch.pokeFunding(BTC, sender=alice)
     after = ch.marketState(BTC)

@@ -336,13 +336,16 @@ def test_market_summary_equals_the_module_views(system, reader, alice, chain):
     ch, vault, eth = system.clearing_house, system.vault, system.markets["ETH"]
     fund(system, alice, 50_000 * USDC)
     trade(ch, alice, eth.id, 25 * WAD)
+    chain.mine(timestamp=chain.pending_timestamp + 60)  # the lifted vAMM has held for a minute: a premium
     s = reader.marketSummary(eth.id)
     assert s.marketId == eth.id and s.symbol.rstrip(b"\0") == b"ETH"
     assert s.indexValid and s.indexPrice == ch.indexPrice(eth.id)
     assert s.spotPrice == ch.spotPrice(eth.id)
-    assert (s.markTwap, s.indexTwap) == tuple(ch.twaps(eth.id))
+    # markTwap / indexTwap are fundingState's: the funding window's TWAPs (vperp.units.FUNDING_WINDOW_HOURS), of
+    # which the premium is made; `twaps` / `markPrice` (the 15-minute ring) are not in the summary
     assert (s.appliedRate, s.targetRate, s.premium, s.markTwap, s.indexTwap, s.projected1h, s.projected8h) == \
         tuple(ch.fundingState(eth.id))
+    assert s.premium == (s.markTwap - s.indexTwap) * WAD // s.indexTwap > 0  # the long lifted the vAMM
     assert tuple(s.state) == tuple(ch.marketState(eth.id)) and s.state.longOpenInterest == 25 * WAD
     assert tuple(s.params) == tuple(ch.marketParams(eth.id))
     assert tuple(s.fundingParams) == tuple(ch.fundingParams(eth.id))

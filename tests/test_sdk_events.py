@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from ape.exceptions import ContractLogicError
 
+from clock_helpers import next_hour
 from vperp.client import (
     RECORD_KINDS,
     AuctionCancel,
@@ -122,10 +123,11 @@ def story(system, chain, accounts):
     ce.open("ETH", 10, slippage_bps=100)
     cf.open("ETH", 3, slippage_bps=100)
 
-    # C. funding samples: a poke in each of the next two quarter windows (225 s)
+    # C. funding samples: a poke at each of the next two hour boundaries (the target is re-sampled once an hour,
+    # by the market's first block of the hour)
     r["samples"] = []
-    for _ in range(2):
-        t += 225
+    first = next_hour(t)
+    for t in (first, first + HOUR):
         at(t)
         r["samples"].append(cb.poke_funding("ETH"))
 
@@ -282,8 +284,7 @@ def test_funding_projection_matches_the_accrual_when_nothing_changes(story, acco
     bob = accounts[2]
     c = Client.from_deployment(story.path, account=bob)
     c.open("BTC", -0.5, slippage_bps=100)  # bob's BTC short grows; the premium is what the story left
-    quarter = c.clearing_house.marketParams(2).twapWindow // 4
-    t = (chain.pending_timestamp // quarter + 1) * quarter
+    t = next_hour(chain.pending_timestamp)  # the market's first block of an hour samples the target
     chain.pending_timestamp = t
     assert c.poke_funding("BTC") is not None  # a new sample: the target in force is the TWAPs' now
     state = c.clearing_house.marketState(2)

@@ -15,6 +15,7 @@ import yaml
 from ape import project
 from ape.logging import logger
 
+from clock_helpers import next_hour
 from vperp import MarketConfig, default_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
@@ -405,11 +406,15 @@ def test_sdk_funding_in_percent_per_hour(deployed, accounts, chain):
     c.collateral.mint(bob, 50_000 * USDC, sender=bob)
     c.deposit(50_000)
     c.open("ETH", 20, slippage_bps=100)  # the vAMM now sits above the index: longs pay
-    for _ in range(4):
-        chain.pending_timestamp += 900
+    # the first block of the next hour samples the premium (the target is re-sampled once an hour), then a poke
+    # every quarter window of that hour moves the applied rate toward it
+    h = next_hour(chain.pending_timestamp)
+    for k in range(4):
+        chain.pending_timestamp = h + 900 * k
         for sym, price in (("ETH", 3000), ("BTC", 60_000)):
             c.oracles[sym].updateAnswer(price * 10**8, sender=bob)
         c.clearing_house.pokeFunding(1, sender=bob)
+    assert c.clearing_house.marketState(1).targetRate > 0  # sampled
     f = c.funding("ETH")
     applied, target, premium, mark_twap, index_twap, p1, p8 = c.clearing_house.fundingState(1)
     assert f.raw == (applied, target, premium, mark_twap, index_twap, p1, p8)

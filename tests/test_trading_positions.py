@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from eth_abi import decode as abi_decode
 
+from clock_helpers import HOUR, next_hour
 from trading_helpers import (
     BTC_ID,
     BTC_INDEX,
@@ -37,6 +38,7 @@ from trading_helpers import (
     swap,
     upnl,
 )
+from vperp.units import FUNDING_WINDOW_HOURS
 
 MIN_ETH = 10**16
 
@@ -615,7 +617,20 @@ def test_mark_twap_moves_at_most_once_per_block_from_the_pre_trade_spot(system, 
     exp_mark = (3000 * WAD * (t0 - tl) + s0 * (t1 - t0) + s2 * 25) // (t1 + 25 - tl)
     assert ch.markPrice(ETH_ID) == exp_mark
     assert tuple(ch.twaps(ETH_ID)) == (exp_mark, ETH_INDEX)
-    assert ch.fundingState(ETH_ID)[3:5] == (exp_mark, ETH_INDEX)
+    # fundingState's TWAPs (the funding window, FUNDING_WINDOW_HOURS) are made of the same sums. Past the listing's
+    # hour they run from the listing (a market younger than the window); inside it no earlier hour of the window saw
+    # a block, so they run from the accumulator the last update left (the batch's, at t1), where s2 has held since.
+    if (t1 + 25) // HOUR == tl // HOUR:
+        assert ch.fundingState(ETH_ID)[3:5] == (s2, ETH_INDEX)
+    else:
+        assert ch.fundingState(ETH_ID)[3:5] == (exp_mark, ETH_INDEX)
+    # In the next hour (another market's poke again), from the listing in either case.
+    t2 = next_hour(t1 + 25) + 30
+    assert t2 - tl < FUNDING_WINDOW_HOURS * HOUR  # the window reaches back to the listing
+    chain.pending_timestamp = t2
+    ch.pokeFunding(BTC_ID, sender=alice)
+    exp_window = (3000 * WAD * (t0 - tl) + s0 * (t1 - t0) + s2 * (t2 - t1)) // (t2 - tl)
+    assert ch.fundingState(ETH_ID)[3:5] == (exp_window, ETH_INDEX)
 
 
 def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project, deployer, eth):

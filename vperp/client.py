@@ -487,7 +487,7 @@ class MarketSummary:
 
 @dataclass(frozen=True)
 class FundingSample(ChainEvent):
-    """`FundingSampled`: the funding target re-sampled from the TWAPs (once per quarter TWAP window)."""
+    """`FundingSampled`: the funding target re-sampled from the day-long TWAPs and mean skew (once an hour)."""
 
     symbol: str
     market_id: int
@@ -1431,7 +1431,7 @@ class Client:
 
     def poke_funding(self, symbol: str) -> FundingSample | None:
         """`pokeFunding`: accrue the market's funding and TWAPs to now; returns the `FundingSample` when the
-        poke started a new quarter window (a new target), else None."""
+        poke was the market's first touch of a new hour (a new target), else None."""
         tx = self._transact(self.clearing_house.pokeFunding, self.market_id(symbol))
         return self._one(tx, FundingSample)
 

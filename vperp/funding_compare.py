@@ -1,10 +1,12 @@
 """Smoothed, capped funding (vPerp) versus an unsmoothed hourly rule, on the same premium path.
 
 The unsmoothed reference is the classic first-generation vAMM rule: every hour the rate is the past
-hour's TWAP premium divided by 24, uncapped, paid for that hour. vPerp's rule is the contract's: the
-target is clamp(premium / fundingPeriodHours + baseline, maxFundingRate) and the applied rate follows it
-through `vperp.funding.evolve` (the exact mirror of FundingMath.evolve), so the figures here are the
-on-chain figures to the wei for the same target path.
+hour's TWAP premium divided by 24, uncapped, paid for that hour. vPerp's rule is the contract's (kernel
+`twap-exp`, the default): once an hour the target becomes clamp(mean premium over the last 24 whole hours /
+fundingPeriodHours + baseline, maxFundingRate), and the applied rate follows it through `vperp.funding.evolve`
+(the exact mirror of FundingMath.evolve) with tau 2 h. The contract's day-long premium is the ratio of the
+day-long mark and index TWAPs, which this comparison takes as the mean of the per-minute premium (the same while
+the index is flat); the exponential is the contract's to the wei for the same target path.
 
     python -m vperp.funding_compare [--plot docs/img/funding_step.png]
 
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from .funding import HOUR, WAD, clamp, evolve, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,
-                    DEFAULT_SMOOTHING_TAU)
+                    DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS)
 
 MINUTE = 60
 
@@ -49,20 +51,22 @@ class Params:
     tau: int = DEFAULT_SMOOTHING_TAU
     period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
     baseline: int = 0
-    kernel: str = "exp"  # one of KERNELS
-    window: int = 10 * HOUR  # [s] boxcar length of the boxcar kernels (whole minutes; whole hours for boxcar-hourly)
+    kernel: str = "twap-exp"  # one of KERNELS; twap-exp is the contract's rule
+    window: int = FUNDING_WINDOW_HOURS * HOUR  # [s] boxcar length (whole minutes; whole hours for the hourly kernels)
     phase: int = 0  # [min] the hourly kernels' hour boundaries fall this long after the path's (the chain's clock)
 
 
 KERNELS = ("exp", "boxcar", "boxcar-hourly", "boxcar-exp", "boxcar-hourly-exp", "twap-exp")
-"""exp: the shipped rule (exponential approach with time constant tau, speed capped at velocity);
+"""exp: the rule before the day-long premium (exponential approach to the target sampled every quarter TWAP window,
+time constant tau, speed capped at velocity);
 boxcar: the rate is the mean target over the last `window` (a moving average, continuous in time);
 boxcar-hourly: the same mean taken once per hour, over the last `window` whole hours, and held for the hour;
 boxcar-exp: the shipped exponential (tau, velocity) following the continuous boxcar's output;
 boxcar-hourly-exp: the shipped exponential following the hourly boxcar's output (an on-chain form of boxcar-exp,
 docs/funding.md#kernels-that-meet-the-010-goal);
-twap-exp: the shipped exponential following, each hour, clamp(mean premium over the last `window` whole hours /
-period + baseline): the average taken before the cap, as a W-hour TWAP premium would be (the other on-chain form)."""
+twap-exp: the exponential following, each hour, clamp(mean premium over the last `window` whole hours /
+period + baseline): the average taken before the cap, as the contract's W-hour TWAP premium is (the shipped rule,
+W = 24 h, tau = 2 h)."""
 
 
 @dataclass
@@ -101,8 +105,10 @@ def premium_spike(step: int = 5 * 10**16, before_h: int = 4, spike_min: int = 30
 
 def kernel_label(p: Params) -> str:
     """The rule's name in the tables: the shipped name for the default kernel, else the kernel and its parameters."""
-    if p.kernel == "exp":
+    if p == Params():
         return "vPerp (smoothed, capped)"
+    if p.kernel == "exp":
+        return f"exp tau {p.tau / HOUR:g} h"
     w = f"{p.window / HOUR:g} h"
     if p.kernel == "boxcar":
         return f"boxcar {w}"
@@ -141,7 +147,8 @@ def _boxcar_hourly(targets: list[int], hours: int, phase: int = 0) -> tuple[list
 
 
 def run_vperp(premiums: list[int], p: Params = Params()) -> Run:
-    """vPerp: target re-sampled every minute (the contract samples every quarter TWAP window)."""
+    """A kernel on a per-minute premium path; the default is the contract's (twap-exp, hourly). The `exp` kernel
+    re-samples its target every minute (the rule before the day-long premium sampled every quarter TWAP window)."""
     if p.kernel != "exp":
         return _run_kernel(premiums, p)
     rate, rates, paid = 0, [], []
@@ -179,14 +186,17 @@ def _run_kernel(premiums: list[int], p: Params) -> Run:
     return Run(kernel_label(p), rates, paid)
 
 
-def run_unsmoothed(premiums: list[int], period_hours: int = 24) -> Run:
-    """Hourly rule: rate for hour h+1 = TWAP premium of hour h / period, no cap, no smoothing."""
+def run_unsmoothed(premiums: list[int], period_hours: int = 24, extra: list[int] | None = None) -> Run:
+    """Hourly rule: rate for hour h+1 = TWAP premium of hour h / period, no cap, no smoothing; with `extra` (a
+    per-minute rate, e.g. the skew term), plus its mean over hour h."""
     rates, paid = [], []
     rate = 0
     for i, _ in enumerate(premiums):
         if i % 60 == 0 and i > 0:
             hour = premiums[i - 60:i]
             rate = sum(hour) // len(hour) // period_hours
+            if extra is not None:
+                rate += sum(extra[i - 60:i]) // 60
         rates.append(rate)
         paid.append(rate // 60)
     return Run("unsmoothed hourly premium/24", rates, paid)
@@ -231,9 +241,20 @@ def plot(paths: dict[str, list[int]], out: str, p: Params = Params()) -> None:
 
 
 def premiums_from_sim(run_dir: str | Path, symbol: str) -> list[int]:
-    """Premium per minute [wad] of one market in a simulator run: the contract's own premium (the
-    `{market}_premium` column, fundingState's (mark TWAP - index TWAP) / index TWAP) from each row of
+    """Premium per minute [wad] of one market in a simulator run: the contract's own premium over the market's TWAP
+    window ((mark TWAP - index TWAP) / index TWAP: the `{market}_twap_premium` column, from `twaps`; in runs recorded
+    before that column, `{market}_premium`, fundingState's premium, which was the same window then) from each row of
     `steps.csv`, held for the step's length (the `time_s` column's spacing, whole minutes)."""
+    return _column_from_sim(run_dir, symbol, "twap_premium", "premium")
+
+
+def applied_from_sim(run_dir: str | Path, symbol: str) -> list[int]:
+    """The applied funding rate the chain reported (`{market}_funding_applied`, fundingState after each step),
+    per minute, held over each step like `premiums_from_sim`."""
+    return _column_from_sim(run_dir, symbol, "funding_applied")
+
+
+def _column_from_sim(run_dir: str | Path, symbol: str, name: str, fallback: str | None = None) -> list[int]:
     path = Path(run_dir) / "steps.csv"
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -242,16 +263,29 @@ def premiums_from_sim(run_dir: str | Path, symbol: str) -> list[int]:
     k = symbol.lower()
     if f"{k}_index" not in rows[0]:
         raise ValueError(f"{path}: no market {symbol!r} (column {k}_index)")
-    if f"{k}_premium" not in rows[0]:
-        raise ValueError(f"{path}: no {k}_premium column (a run from before the simulator recorded the contract's "
-                         f"premium: run it again)")
+    col = f"{k}_{name}"
+    if col not in rows[0] and fallback is not None:
+        col = f"{k}_{fallback}"
+    if col not in rows[0]:
+        raise ValueError(f"{path}: no {col} column (a run from before the simulator recorded it: run it again)")
     step = int(float(rows[1]["time_s"]) - float(rows[0]["time_s"]))
     if step <= 0 or step % MINUTE:
         raise ValueError(f"{path}: steps of {step} s are not whole minutes")
     out: list[int] = []
     for r in rows:
-        out += [round(float(r[f"{k}_premium"]) * WAD)] * (step // MINUTE)
+        out += [round(float(r[col]) * WAD)] * (step // MINUTE)
     return out
+
+
+def chain_ratio(run_dir: str | Path, symbol: str, p: Params = Params(), with_skew: bool = False) -> float:
+    """The ratio measured on the chain itself: the largest change between hours of the applied rate the run
+    recorded, over the unsmoothed rule's on the run's premium path; `with_skew`: over the same rule with the skew
+    term the run recorded (`{market}_skew_term`, the instantaneous term, hourly mean) added unsmoothed, i.e. vPerp's
+    target without the cap and the smoothing."""
+    extra = _column_from_sim(run_dir, symbol, "skew_term") if with_skew else None
+    u = run_unsmoothed(premiums_from_sim(run_dir, symbol), p.period_hours, extra).max_hourly_change()
+    v = Run("chain", applied_from_sim(run_dir, symbol), []).max_hourly_change()
+    return v / u if u else 0.0
 
 
 def smoothing_ratio(premiums: list[int], p: Params = Params()) -> tuple[int, int, float]:
@@ -273,12 +307,18 @@ def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95
 
 
 def render_sim(run_dirs: list[str], symbols: tuple[str, ...] = ("ETH", "BTC"), p: Params = Params()) -> str:
-    out = ["| run | market | unsmoothed: max change between hours (%/h) | vPerp (%/h) | ratio |",
-           "|---|---|---:|---:|---:|"]
+    out = ["| run | market | unsmoothed: max change between hours (%/h) | vPerp (%/h) | ratio | ratio on chain "
+           "| ratio on chain, skew term in both |",
+           "|---|---|---:|---:|---:|---:|---:|"]
     for d in run_dirs:
         for sym in symbols:
             u, v, r = smoothing_ratio(premiums_from_sim(d, sym), p)
-            out.append(f"| {d} | {sym} | {u / WAD * 100:.4f} | {v / WAD * 100:.4f} | {r:.3f} |")
+            try:
+                both = f"{chain_ratio(d, sym, p, with_skew=True):.3f}"
+            except ValueError:  # a run recorded before the skew term column
+                both = "n/a"
+            out.append(f"| {d} | {sym} | {u / WAD * 100:.4f} | {v / WAD * 100:.4f} | {r:.3f} | "
+                       f"{chain_ratio(d, sym, p):.3f} | {both} |")
     conv = ", ".join(f"+{x}% premium {hours_to_converge(x * WAD // 100, p):.1f} h" for x in (1, 5))
     out.append("")
     out.append(f"hours to 95 % of the rate a held premium asks for: {conv}")
@@ -291,19 +331,25 @@ DEFAULT_PATHS = {
 }
 
 
+PREVIOUS = Params(kernel="exp", tau=4 * HOUR)
+"""The rule shipped before the day-long premium: the exponential (tau 4 h) toward the target sampled every quarter
+TWAP window from the 15-minute TWAPs."""
+
 CANDIDATES = (
     Params(),
-    Params(tau=10 * HOUR),
+    PREVIOUS,
+    replace(PREVIOUS, tau=10 * HOUR),
+    Params(kernel="twap-exp", window=10 * HOUR, tau=2 * HOUR),
     Params(kernel="boxcar", window=10 * HOUR),
     Params(kernel="boxcar-hourly", window=10 * HOUR),
     Params(kernel="boxcar-exp", window=10 * HOUR, tau=2 * HOUR),
     Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=2 * HOUR),
-    Params(kernel="boxcar-hourly-exp", window=10 * HOUR, tau=3 * HOUR // 2),
-    Params(kernel="twap-exp", window=10 * HOUR, tau=2 * HOUR),
+    Params(kernel="boxcar-hourly-exp", window=24 * HOUR, tau=2 * HOUR),
 )
-"""The kernels of docs/funding.md#kernels-that-meet-the-010-goal: the shipped rule, the 10 h exponential, and the
-boxcars (W = 10 h: the shortest whose ratio on a held premium below the cap is at most 0.10, 1/W)."""
-RECOMMENDED = CANDIDATES[5]  # the hourly boxcar of 10 h followed by a 2 h exponential (bold in the summary)
+"""The kernels of docs/funding.md#kernels-that-meet-the-010-goal: the shipped rule (twap-exp, W 24 h, tau 2 h), the
+rule before it and the same with tau 10 h, the same TWAP rule over 10 h, and the boxcars of the target (W = 10 h:
+the shortest whose ratio on a held premium below the cap is at most 0.10, 1/W; and 24 h)."""
+RECOMMENDED = CANDIDATES[0]  # the shipped rule (bold in the summary)
 
 PHASES = (0, 15, 30, 45)  # [min] where the chain's hour boundaries may fall within the path's hours
 
@@ -312,9 +358,9 @@ def describe(p: Params) -> tuple[str, str]:
     """(kernel, parameters) for the summary table."""
     tau_v = f"tau {p.tau / HOUR:g} h, v {p.velocity / WAD * 100:g} %/h²"
     if p.kernel == "exp":
-        return "exp" + (" (shipped)" if p == Params() else ""), tau_v
+        return "exp" + (" (before)" if p == PREVIOUS else ""), tau_v
     w = f"W {p.window / HOUR:g} h"
-    return p.kernel, (w + ", " + tau_v if p.kernel.endswith("-exp") else w)
+    return p.kernel + (" (shipped)" if p == Params() else ""), (w + ", " + tau_v if p.kernel.endswith("-exp") else w)
 
 
 def summarize(p: Params, run_dirs: list[str] = (), symbols: tuple[str, ...] = ("ETH", "BTC")) -> dict:
@@ -366,11 +412,11 @@ def main(argv=None) -> None:
     ap.add_argument("--plot", help="write a PNG of the rates")
     ap.add_argument("--sim", nargs="+", metavar="RUN_DIR",
                     help="simulator run folders (each with steps.csv): the ratio on their premium paths")
-    ap.add_argument("--tau-hours", type=float, default=None, help="smoothing time constant [h] (default: 4)")
+    ap.add_argument("--tau-hours", type=float, default=None, help="smoothing time constant [h] (default: 2)")
     ap.add_argument("--velocity", type=float, default=None,
                     help="velocity limit [%%/h per hour] (default: 0.05)")
     ap.add_argument("--kernel", choices=KERNELS, default=None,
-                    help="smoothing kernel (default: exp, the shipped rule; see KERNELS)")
+                    help="smoothing kernel (default: twap-exp, the shipped rule; see KERNELS)")
     ap.add_argument("--window-hours", type=float, default=None, help="boxcar length W [h] (default: 10)")
     ap.add_argument("--phase-minutes", type=int, default=None,
                     help="hourly kernels: minutes from the path's hour boundaries to the kernel's (default: 0)")

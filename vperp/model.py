@@ -136,7 +136,7 @@ from typing import Any, Hashable
 from .config import DeployConfig, default_config, wad
 from .funding import clamp, evolve, exp_neg_wad, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,  # noqa: F401
-                    DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, HOUR, INT96_MAX, MAX_SKEW_FUNDING_PPM, WAD)
+                    DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_SKEW_FUNDING_PPM, WAD)
 
 U112 = 2**112 - 1
 INT64_MAX = 2**63 - 1
@@ -147,8 +147,7 @@ UINT256_MAX = 2**256 - 1
 
 OBSERVATIONS = 8
 OBSERVATIONS_PER_WINDOW = 4
-FUNDING_WINDOW_HOURS = 10  # ClearingHouseStorage: the funding premium's TWAP span, in hours
-FUNDING_OBSERVATIONS = 12  # hourly observation slots per market
+FUNDING_OBSERVATIONS = 25  # hourly observation slots per market (FUNDING_WINDOW_HOURS + 1)
 
 PAUSE_NO_NEW_RISK = 1
 PAUSE_NO_TRADING = 2
@@ -286,6 +285,11 @@ def _uint128(v: int) -> int:
     return v
 
 
+def _wrap_i32(v: int) -> int:
+    """v modulo 2^32 as an int32 (Solidity's truncating int256 -> int32 conversion)."""
+    return (v + 2**31) % 2**32 - 2**31
+
+
 def _int_n(v: int, bits: int) -> int:
     if not -(2 ** (bits - 1)) <= v <= 2 ** (bits - 1) - 1:
         raise ModelRevert("SafeCastOverflowedIntDowncast", bits, v)
@@ -352,13 +356,16 @@ class Market:
     last_index_price: int
     accumulator: Observation
     observations: list[Observation]
-    hourly: list[Observation]  # the accumulator as each hour's first block found it, at hour % FUNDING_OBSERVATIONS
+    hourly: list[Observation]  # the accumulator as each hour's first block left it, at hour % FUNDING_OBSERVATIONS
+    hourly_skew: list[int]  # the skew sum at the same moments (int32)
     long_open_interest: int = 0
     short_open_interest: int = 0
     cumulative_funding: int = 0
     rate: int = 0
     target: int = 0
     observation_head: int = 0
+    # [bps of x, times s] sum of the skew as each block found it (ClearingHouseStorage: int32, wrapping)
+    skew_cumulative: int = 0
     funding_params: FundingParams = field(default_factory=FundingParams)
     sum_open_notional: int = 0  # sum of openNotional over the market's positions (int128)
     sum_funding_basis: int = 0  # sum of floor(size x lastCumulativeFunding / 1e18) (int128)
@@ -629,6 +636,7 @@ class Model:
             # Every ring slot starts as a true observation at listing time (as the contract does).
             observations=[copy.copy(start) for _ in range(OBSERVATIONS)],
             hourly=[copy.copy(start) for _ in range(FUNDING_OBSERVATIONS)],
+            hourly_skew=[0] * FUNDING_OBSERVATIONS,
             skew_funding_ppm=DEFAULT_SKEW_FUNDING_PPM,
         )
         index = self._index(m, timestamp)
@@ -1090,7 +1098,7 @@ class Model:
           trade and at the index *last observed* (lastIndexPrice), then the new index is recorded;
         - a ring observation is written when the block is in a new quarter-window (`timestamp // (window/4)`
           changed), not every window/4 s; an hourly observation is written, and the funding target re-sampled
-          from the ten-hour TWAPs (`_funding_twaps`), when the block is in a new hour (`timestamp // 3600`);
+          from the day-long TWAPs (`_funding_twaps`), when the block is in a new hour (`timestamp // 3600`);
         - the applied rate evolves (closed form) and the funding index accrues only when the rate or
           target is nonzero, at the interval's index (the old lastIndexPrice), rounded down;
         - after recording the index, a block that finds an index gap is a dislocation, lastDislocation =
@@ -1123,21 +1131,26 @@ class Model:
         if abs(index - last_index) > last_band or (
                 abs(spot - index) > mul_wad_down(index, m.max_spread) and abs(spot - last_index) <= last_band):
             m.last_dislocation = timestamp
-        if m.rate == 0 and m.target == 0 and not new_observation and not new_hour:
+        skew = self._skew_bps(m)
+        if m.rate == 0 and m.target == 0 and skew == 0 and not new_observation and not new_hour:
             return
         f = m.funding_params
         if m.rate != 0 or m.target != 0:
             rate, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
-            m.rate = _int_n(rate, 64)
-            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, last_index), 112)
+            m.rate = _int_n(rate, 56)
+            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, last_index), 104)
+        skew_before = m.skew_cumulative
+        m.skew_cumulative = _wrap_i32(skew_before + skew * dt)
         if new_observation:
             m.observation_head = (m.observation_head + 1) % OBSERVATIONS
             m.observations[m.observation_head] = copy.copy(acc)
         if new_hour:
-            m.hourly[timestamp // HOUR % FUNDING_OBSERVATIONS] = copy.copy(acc)
-            mark_twap, index_twap = self._funding_twaps(m, acc, prev)
-            _, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
-            m.target = _int_n(target, 64)
+            slot = timestamp // HOUR % FUNDING_OBSERVATIONS
+            m.hourly[slot] = copy.copy(acc)
+            m.hourly_skew[slot] = m.skew_cumulative
+            mark_twap, index_twap, skew_term = self._funding_twaps(m, acc, prev, m.skew_cumulative, skew_before, skew)
+            _, target = self._target(f, mark_twap, index_twap, skew_term)
+            m.target = _int_n(target, 56)
 
     @staticmethod
     def _funding_accrual(area: int, index_price: int) -> int:
@@ -1202,23 +1215,35 @@ class Model:
         return mark, idx
 
     @staticmethod
-    def _funding_twaps(m: Market, current: Observation, prev: Observation) -> tuple[int, int]:
-        """ClearingHouseStorage._fundingTwaps: TWAPs from the hourly observation of the oldest of the last
-        FUNDING_WINDOW_HOURS hours a block touched (probed from ten hours back), else from `prev` (the
-        accumulator before this update), to `current`."""
-        anchor = prev
+    def _funding_twaps(m: Market, current: Observation, prev: Observation, skew_sum: int, skew_prev: int,
+                       skew_now: int) -> tuple[int, int, int]:
+        """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
+        observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
+        back), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
+        `current`; (last index, last index, 0) when the span is 0 (a view in the block of the last update)."""
+        anchor, skew_anchor = prev, skew_prev
         hour = current.timestamp // HOUR
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
-            o = m.hourly[(hour - k) % FUNDING_OBSERVATIONS]
+            slot = (hour - k) % FUNDING_OBSERVATIONS
+            o = m.hourly[slot]
             if hour >= k and o.timestamp // HOUR == hour - k:
-                anchor = o
+                anchor, skew_anchor = o, m.hourly_skew[slot]
                 break
         span = current.timestamp - anchor.timestamp
         if span == 0:
-            return m.spot, m.last_index_price
+            return m.last_index_price, m.last_index_price, 0
         mark = ((current.mark_cumulative - anchor.mark_cumulative) & U112) // span
         idx = ((current.index_cumulative - anchor.index_cumulative) & U112) // span
-        return mark, idx
+        area = skew_now * span if anchor.timestamp == prev.timestamp else _wrap_i32(skew_sum - skew_anchor)
+        return mark, idx, tdiv(area * m.skew_funding_ppm * 10**8, span)
+
+    @staticmethod
+    def _skew_bps(m: Market) -> int:
+        """ClearingHouseStorage._skewBps: (long OI - short OI) / x in bps, truncated toward zero, clamped to
+        +-1e4; 0 while skewFundingPpm is 0."""
+        if m.skew_funding_ppm == 0:
+            return 0
+        return max(-10**4, min(10**4, tdiv((m.long_open_interest - m.short_open_interest) * 10**4, m.x)))
 
     def _margin_summary(self, owner, sub, open_markets: int, timestamp: int, known_market: int = 0,
                         known_index: int = 0) -> MarginSummary:
@@ -1364,8 +1389,10 @@ class Model:
         dt = timestamp - acc.timestamp
         current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
                               (acc.index_cumulative + m.last_index_price * dt) & U112)
-        mark_twap, index_twap = self._funding_twaps(m, current, acc)
-        premium, target = self._target(f, mark_twap, index_twap, self._skew_term(m))
+        skew = self._skew_bps(m)
+        mark_twap, index_twap, skew_term = self._funding_twaps(
+            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew)
+        premium, target = self._target(f, mark_twap, index_twap, skew_term)
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)
         return applied, target, premium, mark_twap, index_twap, p1, p8
@@ -2209,7 +2236,7 @@ class Model:
             raise ModelRevert("ParameterOutOfBounds", "quoteReserve", y)
         m.x, m.y = x, y
         if funding_charge:
-            m.cumulative_funding = _int_n(m.cumulative_funding + funding_charge, 112)
+            m.cumulative_funding = _int_n(m.cumulative_funding + funding_charge, 104)
 
     @_atomic
     def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int, int, int]:

@@ -328,6 +328,14 @@ def index_paths(scenario: Scenario, steps: int, seed: int, start_prices: dict[st
 # =============================================================================== outputs (pure)
 
 
+def _premium(mark_twap: int, index_twap: int) -> int:
+    """(mark TWAP - index TWAP) / index TWAP [wad], truncated toward zero, as the contract computes a premium: here
+    from the market's TWAP window (`twaps`, 15 minutes by default), the premium the unsmoothed hourly rule of
+    `vperp.funding_compare` reads; `fundingState`'s premium is the day-long one that drives the target."""
+    n = (mark_twap - index_twap) * WAD
+    return n // index_twap if n >= 0 else -(-n // index_twap)
+
+
 def wad_str(x: int) -> str:
     """A WAD integer as an exact decimal string (no float rounding, so a CSV compares byte for byte)."""
     d = (Decimal(x) / WAD).normalize()
@@ -342,7 +350,7 @@ def columns(symbols: Sequence[str], breakers: bool = False) -> list[str]:
     for s in symbols:
         k = s.lower()
         cols += [f"{k}_index", f"{k}_mark", f"{k}_spot", f"{k}_funding_applied", f"{k}_funding_target",
-                 f"{k}_premium", f"{k}_long_oi", f"{k}_short_oi"]
+                 f"{k}_premium", f"{k}_twap_premium", f"{k}_skew_term", f"{k}_long_oi", f"{k}_short_oi"]
     cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
              "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
              "reverts", "vault_tokens", "ledger_total", "claims", "pending_bad_debt"]
@@ -1153,7 +1161,7 @@ class Simulation:
                  insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
                  keeper_discount_bps: int = 100, config: "DeployConfig | None" = None,
                  config_source: str | None = None, oracle: OraclePolicy = OraclePolicy(),
-                 basis_trader: bool = False, breakers: bool = False) -> None:
+                 basis_trader: bool = False, breakers: bool = False, warm_up: bool = True) -> None:
         from ape import accounts, chain, project
 
         from .config import default_config
@@ -1287,6 +1295,8 @@ class Simulation:
         self.rows: list[dict[str, str]] = []
         self.conservation_ok = True  # Vault tokens == every signed balance, every step
         self.shortfall_steps = 0  # steps where positive claims exceeded the tokens (bad debt not yet resolved)
+        if warm_up:
+            self._warm_up(deployer)
         self.t0 = self._hour_after(chain.pending_timestamp)
         self.now = self.t0
 
@@ -1300,6 +1310,19 @@ class Simulation:
         chain.pending_timestamp = self._hour_after(chain.pending_timestamp + DAY)
         if "foundry" in chain.provider.name or "anvil" in chain.provider.name:
             chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
+
+    def _warm_up(self, deployer) -> None:
+        """Age the markets by a funding window before the scenario: a poke at the first second of each of the next
+        FUNDING_WINDOW_HOURS + 1 hours, each oracle re-posting its opening answer first, nothing traded. The funding
+        TWAPs and mean skew then span a whole window at the scenario's start (premium and skew 0 over it), as on a
+        market that has been live for a day, instead of the hours since the listing (docs/funding.md)."""
+        from .units import FUNDING_WINDOW_HOURS
+
+        for _ in range(FUNDING_WINDOW_HOURS + 1):
+            self.chain.pending_timestamp = self._hour_after(self.chain.pending_timestamp)
+            for m in self.s.markets.values():
+                m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=deployer)
+                self.s.clearing_house.pokeFunding(m.id, sender=deployer)
 
     @staticmethod
     def _hour_after(t: int) -> int:
@@ -1477,6 +1500,8 @@ class Simulation:
             calls[f"mark:{sym}"] = (ch, "markPrice", m.id)
             calls[f"st:{sym}"] = (ch, "marketState", m.id)
             calls[f"fs:{sym}"] = (ch, "fundingState", m.id)
+            calls[f"tw:{sym}"] = (ch, "twaps", m.id)
+            calls[f"sk:{sym}"] = (ch, "skewFunding", m.id)
         calls.update(ins=(vault, "insuranceFund"), cash=(vault, "poolBalance"), nav=(pool, "navWad"),
                      supply=(pool, "totalSupply"), live=(engine, "liveNotional"),
                      tokens=(self.s.collateral, "balanceOf", vault.address))
@@ -1505,6 +1530,8 @@ class Simulation:
             row.update({f"{k}_index": wad_str(r[f"idx:{sym}"]), f"{k}_mark": wad_str(r[f"mark:{sym}"]),
                         f"{k}_spot": wad_str(st.spotPrice), f"{k}_funding_applied": wad_str(fs[0]),
                         f"{k}_funding_target": wad_str(fs[1]), f"{k}_premium": wad_str(fs[2]),
+                        f"{k}_twap_premium": wad_str(_premium(*r[f"tw:{sym}"])),
+                        f"{k}_skew_term": wad_str(r[f"sk:{sym}"][1]),
                         f"{k}_long_oi": wad_str(st.longOpenInterest),
                         f"{k}_short_oi": wad_str(st.shortOpenInterest)})
         row.update({

@@ -20,6 +20,7 @@ UINT64_MAX = 2**64 - 1
 DEFAULT_MAX_FUNDING_RATE = 10**15  # [wad per hour] 0.1 %/h
 DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
 DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
+FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly
 DEFAULT_FUNDING_PERIOD_HOURS = 24
 DEFAULT_SKEW_FUNDING_PPM = 2_000  # [1e-6 per hour per unit of skew] 0.2 %/h at a skew of the whole base reserve
 MAX_SKEW_FUNDING_PPM = 10_000

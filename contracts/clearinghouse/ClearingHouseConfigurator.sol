@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {WadMath} from "../libraries/WadMath.sol";
@@ -12,18 +13,20 @@ import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
 
 /// @title ClearingHouseConfigurator
 /// @notice Listing and market parameters: `listMarket`, `setMarketParams`, `setFundingParams`,
-///         `setSkewFunding`. The ClearingHouse declares these functions (its ABI is unchanged), checks
-///         `onlyOwner`, and forwards the call here by `delegatecall`, so this code runs on the
-///         ClearingHouse's storage and emits from its address. They are the rare governance calls; moving
-///         their bounds and setup code out keeps the ClearingHouse under the EIP-170 size limit with room
-///         for trading rules, at about 2,700 gas more per governance call.
+///         `setSkewFunding`, and the AMM controller's `setReserves`. The ClearingHouse declares these functions
+///         (its ABI is unchanged), checks `onlyOwner` for the governance ones, and forwards the call here by
+///         `delegatecall`, so this code runs on the ClearingHouse's storage and emits from its address. They are
+///         the rare calls (governance, depth syncs and repegs); moving their bounds and setup code out keeps the
+///         ClearingHouse under the EIP-170 size limit with room for trading rules, at about 2,700 gas more per
+///         call.
 /// @dev Deployed by the ClearingHouse's constructor, which makes the ClearingHouse this contract's owner:
 ///      a direct call (not through the ClearingHouse) fails `onlyOwner` unless it comes from the
 ///      ClearingHouse, which never calls it directly; and a direct call could only touch this contract's own
 ///      storage, which nothing reads.
-contract ClearingHouseConfigurator is ClearingHouseStorage {
+contract ClearingHouseConfigurator is ClearingHouseStorage, ReentrancyGuardTransient {
     using WadMath for uint256;
     using SafeCast for uint256;
+    using SafeCast for int256;
 
     // Hard bounds of the market and funding parameters (docs/governance.md lists them).
     uint256 internal constant MIN_MMR = 0.005e18;
@@ -47,6 +50,33 @@ contract ClearingHouseConfigurator is ClearingHouseStorage {
     uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
 
     constructor() Ownable(msg.sender) {}
+
+    /// @notice IClearingHouse.setReserves: the AMM controller sets `marketId`'s virtual reserves (depth sync or
+    ///         repeg), after accruing the market to now, and adds `fundingCharge` to its funding index.
+    /// @dev The reentrancy lock is the ClearingHouse's (transient storage is shared under `delegatecall`). A
+    ///      direct call reads this contract's own `ammController`, which is never set, and fails.
+    function setReserves(uint32 marketId, uint256 baseReserve, uint256 quoteReserve, int256 fundingCharge)
+        external
+        nonReentrant
+    {
+        if (msg.sender != ammController) revert IClearingHouse.UnauthorizedModule(msg.sender);
+        Market storage m = _market(marketId);
+        // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
+        _accrue(m, _index(m));
+        if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
+            revert IClearingHouse.ParameterOutOfBounds("baseReserve", baseReserve);
+        }
+        if (quoteReserve == 0 || quoteReserve > MAX_RESERVE) {
+            revert IClearingHouse.ParameterOutOfBounds("quoteReserve", quoteReserve);
+        }
+        // Casts: both <= MAX_RESERVE < 2^128.
+        m.baseReserve = uint128(baseReserve);
+        m.quoteReserve = uint128(quoteReserve);
+        if (fundingCharge != 0) {
+            m.funding.cumulativeFunding = (int256(m.funding.cumulativeFunding) + fundingCharge).toInt104();
+        }
+        emit IClearingHouse.ReservesSet(marketId, baseReserve, quoteReserve);
+    }
 
     /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
     /// @param insuranceFeeShare_ share of the taker fee paid to the insurance fund [wad]
@@ -137,9 +167,9 @@ contract ClearingHouseConfigurator is ClearingHouseStorage {
         _bound("baselineRate", WadMath.abs(p.baselineRate), 0, p.maxFundingRate);
         m.fundingParams = p;
         FundingState memory fs = m.funding;
-        // Casts: clamped to maxFundingRate <= 1e16, within int64.
-        fs.rate = int64(FundingMath.clamp(fs.rate, p.maxFundingRate));
-        fs.target = int64(FundingMath.clamp(fs.target, p.maxFundingRate));
+        // Casts: clamped to maxFundingRate <= 1e16, within int56.
+        fs.rate = int56(FundingMath.clamp(fs.rate, p.maxFundingRate));
+        fs.target = int56(FundingMath.clamp(fs.target, p.maxFundingRate));
         m.funding = fs;
         emit IClearingHouse.FundingParamsSet(marketId, p);
     }

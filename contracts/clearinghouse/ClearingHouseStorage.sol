@@ -29,18 +29,20 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     /// @notice Observations in each market's TWAP ring; one is written per `twapWindow / 4`.
     uint256 internal constant OBSERVATIONS = 8;
     uint256 internal constant OBSERVATIONS_PER_WINDOW = 4;
-    /// @notice The funding target's premium is the mark and index TWAPs over about the last ten hours (from the
-    ///         first block of the hour ten hours back), re-sampled once an hour (docs/funding.md).
-    uint256 internal constant FUNDING_WINDOW_HOURS = 10;
-    /// @notice Hourly observations kept per market, one slot per hour modulo this: more than the window's
-    ///         eleven hours (h - 10 .. h), so the slots of those hours are distinct.
-    uint256 internal constant FUNDING_OBSERVATIONS = 12;
+    /// @notice The funding target's premium and skew term are the mark and index TWAPs and the mean skew over
+    ///         about the last day (from the first block of the hour 24 hours back), re-sampled once an hour
+    ///         (docs/funding.md: the day-long mean is what keeps the applied rate's hourly change within a tenth
+    ///         of the unsmoothed rule's when positions build over hours).
+    uint256 internal constant FUNDING_WINDOW_HOURS = 24;
+    /// @notice Hourly observations kept per market, one slot per hour modulo this: as many as the window's
+    ///         25 hours (h - 24 .. h), so the slots of those hours are distinct.
+    uint256 internal constant FUNDING_OBSERVATIONS = 25;
 
     uint256 internal constant MIN_BASE_RESERVE = 1e18;
     uint256 internal constant MAX_RESERVE = 1e36;
 
     /// @notice Funding defaults at listing (docs/funding.md): 24 h period, 0.1 %/h cap, tau 2 h (after the
-    ///         ten-hour premium mean), 0.05 %/h per hour velocity, no baseline.
+    ///         day-long premium mean), 0.05 %/h per hour velocity, no baseline.
     uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;
     uint64 public constant DEFAULT_MAX_RATE_VELOCITY = 0.0005e18;
     uint32 public constant DEFAULT_SMOOTHING_TAU = 2 hours;
@@ -96,16 +98,24 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         IClearingHouse.FundingParams fundingParams;
         // slots 10..17
         Observation[OBSERVATIONS] observations;
-        // slots 18..29: the accumulator as the first block of each hour found it, at hour % FUNDING_OBSERVATIONS
+        // slots 18..42: the accumulator as the first block of each hour left it, at hour % FUNDING_OBSERVATIONS
         Observation[FUNDING_OBSERVATIONS] hourly;
+        // slots 43..46: the funding state's skew sum at the same moments, same index (eight per slot)
+        int32[FUNDING_OBSERVATIONS] hourlySkew;
     }
 
-    /// @dev Written at most once per block per market, as one slot.
+    /// @dev Written at most once per block per market, as one slot. Widths: the funding index holds 1e13 quote
+    ///      per base (a century at the 1 %/h hard cap on a market priced 1e9); rates are clamped to at most
+    ///      1 %/h (1e16, within int56).
     struct FundingState {
-        int112 cumulativeFunding; // [wad quote per base] funding index: what one long base has paid
-        int64 rate; // [wad per hour] applied rate at the last update
-        int64 target; // [wad per hour] target in force since the last sample
+        int104 cumulativeFunding; // [wad quote per base] funding index: what one long base has paid
+        int56 rate; // [wad per hour] applied rate at the last update
+        int56 target; // [wad per hour] target in force since the last sample
         uint8 observationHead; // index of the newest TWAP observation
+        // [bps of the base reserve x s] sum of the market's skew as each block found it (`_skewBps`), wrapping
+        // modulo 2^32: only differences over the funding window (at most 25 hours) are read; |skew| <= 1e4 bps,
+        // so a span up to 59 hours is exact (longer idle spans are read without it, see _fundingTwaps)
+        int32 skewCumulative;
     }
 
     struct Position {
@@ -145,7 +155,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     ///      funding rate toward its target and accrue the funding index over the interval (at the
     ///      index that held during it), record the new index, at each new quarter-window write a ring
     ///      observation, and at each new hour write an hourly observation and re-sample the funding target
-    ///      from the ten-hour TWAPs (`_fundingTwaps`).
+    ///      from the day-long TWAPs (`_fundingTwaps`).
     function _accrue(Market storage m, uint256 index) internal {
         Observation memory prev = m.accumulator;
         if (prev.timestamp == block.timestamp) return;
@@ -160,6 +170,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         bool newHour = block.timestamp / 1 hours != prev.timestamp / 1 hours;
         Observation memory acc = _extend(prev, spot, lastIndex);
         m.accumulator = acc;
+        int256 skew = _skewBps(m);
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
         {
             // A gap: the index moved more than the band since the last accrual, or the vAMM as this block
@@ -181,22 +192,32 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         }
 
         FundingState memory fs = m.funding;
-        if (fs.rate == 0 && fs.target == 0 && !newObservation && !newHour) return;
+        if (fs.rate == 0 && fs.target == 0 && skew == 0 && !newObservation && !newHour) return;
         IClearingHouse.FundingParams memory f = m.fundingParams;
         if (fs.rate != 0 || fs.target != 0) {
             (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
-            fs.rate = rate.toInt64();
-            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt112();
+            // Cast: |rate| <= max(|rate0|, |target|) <= maxFundingRate <= 1e16.
+            fs.rate = int56(rate);
+            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt104();
+        }
+        int32 skewBefore = fs.skewCumulative;
+        unchecked {
+            // Wrapping by design (see FundingState): |skew| <= 1e4 and dt < 2^32.
+            fs.skewCumulative = int32(int256(skewBefore) + skew * int256(dt));
         }
         if (newObservation) {
             fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
             m.observations[fs.observationHead] = acc;
         }
         if (newHour) {
-            m.hourly[(block.timestamp / 1 hours) % FUNDING_OBSERVATIONS] = acc;
-            (uint256 markTwap, uint256 indexTwap) = _fundingTwaps(m, acc, prev);
-            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, _skewTerm(m));
-            fs.target = target.toInt64();
+            uint256 slot = (block.timestamp / 1 hours) % FUNDING_OBSERVATIONS;
+            m.hourly[slot] = acc;
+            m.hourlySkew[slot] = fs.skewCumulative;
+            (uint256 markTwap, uint256 indexTwap, int256 skewTerm) =
+                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew);
+            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, skewTerm);
+            // Cast: clamped to maxFundingRate <= 1e16.
+            fs.target = int56(target);
             emit IClearingHouse.FundingSampled(
                 m.id, premium, target, fs.rate, fs.cumulativeFunding, markTwap, indexTwap
             );
@@ -220,35 +241,66 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         cur.timestamp = uint32(block.timestamp);
     }
 
-    /// @dev The funding premium's TWAPs, from `anchor` to `current` (an accumulator at block.timestamp): the
-    ///      anchor is the hourly observation of the oldest hour among the last FUNDING_WINDOW_HOURS that a block
-    ///      touched (the first probe, the hour ten hours back, finds it whenever that hour saw a block: one read),
-    ///      or `prev`, the accumulator as the last update left it, when no block touched the market in those
-    ///      hours (the prices that held over the idle span). An hourly slot belongs to the hour its timestamp
-    ///      falls in; a slot left from an older hour does not match and is skipped. Both TWAPs include only
-    ///      prices that held before this block, so no trade of the block moves them.
-    function _fundingTwaps(Market storage m, Observation memory current, Observation memory prev)
-        internal
-        view
-        returns (uint256 markTwap, uint256 indexTwap)
-    {
+    /// @dev The funding target's inputs over the funding window, from an anchor to `current` (an accumulator at
+    ///      block.timestamp): the mark and index TWAPs and the skew term of the mean skew,
+    ///      skewFundingPpm x 1e-6 x mean skew (one division, truncated toward zero). The anchor is the hourly
+    ///      observation of the oldest hour among the last FUNDING_WINDOW_HOURS that a block touched (the first
+    ///      probe, the hour 24 hours back, finds it whenever that hour saw a block: one read, plus one for its
+    ///      skew sum), or `prev`, the accumulator as the last update left it, when no block touched the market
+    ///      in those hours: the prices and the skew (`skewNow`, as this block found it) that held over the idle
+    ///      span. An hourly slot belongs to the hour its timestamp falls in; a slot left from an older hour does
+    ///      not match and is skipped. Everything here held before this block, so no trade of the block moves it
+    ///      (in a view in the block of the last update with no anchor in the window, the span is 0: premium and
+    ///      skew term 0).
+    /// @param skewSum the funding state's skew sum now; `skewPrev` the sum as the last update left it
+    function _fundingTwaps(
+        Market storage m,
+        Observation memory current,
+        Observation memory prev,
+        int32 skewSum,
+        int32 skewPrev,
+        int256 skewNow
+    ) internal view returns (uint256 markTwap, uint256 indexTwap, int256 skewTerm) {
         Observation memory anchor = prev;
+        int32 skewAnchor = skewPrev;
         uint256 hour = current.timestamp / 1 hours;
         unchecked {
-            // hour - k wraps only on a chain younger than ten hours; a wrapped hour matches no slot.
+            // hour - k wraps only on a chain younger than a day; a wrapped hour matches no slot.
             for (uint256 k = FUNDING_WINDOW_HOURS; k != 0; --k) {
-                Observation memory o = m.hourly[(hour - k) % FUNDING_OBSERVATIONS];
+                uint256 slot = (hour - k) % FUNDING_OBSERVATIONS;
+                Observation memory o = m.hourly[slot];
                 if (o.timestamp / 1 hours == hour - k) {
                     anchor = o;
+                    skewAnchor = m.hourlySkew[slot];
                     break;
                 }
             }
             uint256 span = current.timestamp - anchor.timestamp;
-            if (span == 0) return (VAmmMath.price(m.baseReserve, m.quoteReserve), m.lastIndexPrice);
+            // Only in a view, in the block that wrote the last update, with no anchor in the window (the listing
+            // hour's or an idle market's): nothing has held yet, so the inputs are neutral, not this block's spot.
+            if (span == 0) return (m.lastIndexPrice, m.lastIndexPrice, 0);
             // Differences modulo 2^112 recover the true sums over the span.
             markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
             indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
+            // The skew sum over the span, modulo 2^32 (exact within the window: see FundingState); over an idle
+            // span (the anchor is `prev`) the skew held constant, skewNow x span.
+            int256 skewArea = anchor.timestamp == prev.timestamp
+                ? skewNow * int256(span)
+                : int256(int32(uint32(int32(skewSum)) - uint32(int32(skewAnchor))));
+            // bps x ppm x 1e18 / (1e4 x 1e6 x span): |skewArea| < 2^31 x 1e4 ... far below 2^255.
+            skewTerm = skewArea * int256(uint256(m.skewFundingPpm)) * 1e8 / int256(span);
         }
+    }
+
+    /// @dev The market's skew as this block finds it, (long OI - short OI) / base reserve in bps, truncated
+    ///      toward zero and clamped to +-1e4; 0 while the skew term is off (skewFundingPpm = 0), so turning it on
+    ///      phases it in over the funding window.
+    function _skewBps(Market storage m) internal view returns (int256) {
+        if (m.skewFundingPpm == 0) return 0;
+        // Casts: OI sides and the reserve are below 2^128.
+        int256 s = (int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest))) * 1e4
+            / int256(uint256(m.baseReserve));
+        return s > 1e4 ? int256(1e4) : (s < -1e4 ? -1e4 : s);
     }
 
     /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's

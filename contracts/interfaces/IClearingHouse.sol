@@ -168,7 +168,7 @@ interface IClearingHouse {
     event FundingParamsSet(uint32 indexed marketId, FundingParams params);
     /// @notice The skew term's rate changed: `ratePpm` millionths per hour of funding per unit of skew.
     event SkewFundingSet(uint32 indexed marketId, uint256 ratePpm);
-    /// @notice The funding target was re-sampled from the ten-hour TWAPs (once an hour, by the hour's first block).
+    /// @notice The funding target was re-sampled from the day-long TWAPs (once an hour, by the hour's first block).
     /// @param premium (markTwap - indexTwap) / indexTwap [wad]
     /// @param targetRate new target [wad per hour]
     /// @param appliedRate applied rate at this moment [wad per hour]
@@ -193,7 +193,7 @@ interface IClearingHouse {
     /// @return targetRate the target the funding TWAPs and skew imply now: clamp(premium / period + baseline + skew
     ///         term); the target in force is re-sampled once an hour (FundingSampled)
     /// @return premium (markTwap - indexTwap) / indexTwap now [wad]
-    /// @return markTwap mark TWAP over the funding window, about the last ten hours (docs/funding.md) [wad]
+    /// @return markTwap mark TWAP over the funding window, about the last 24 hours (docs/funding.md) [wad]
     /// @return indexTwap index TWAP over the same span [wad]
     /// @return projected1h applied rate 1 h ahead if the premium stays where it is
     /// @return projected8h applied rate 8 h ahead if the premium stays where it is

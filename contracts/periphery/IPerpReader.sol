@@ -20,7 +20,7 @@ interface IPerpReader {
         bool indexValid; // false when the feed is stale or answers a non-positive price (then indexPrice = 0)
         uint256 indexPrice; // [wad] validated oracle price (0 when !indexValid)
         uint256 spotPrice; // [wad] vAMM price now, quoteReserve / baseReserve
-        uint256 markTwap; // [wad] `ClearingHouse.markPrice`: vAMM TWAP over the window
+        uint256 markTwap; // [wad] `ClearingHouse.fundingState`'s: vAMM TWAP over the funding window (about 24 h)
         uint256 indexTwap; // [wad] index TWAP over the window
         int256 appliedRate; // [wad per hour] `fundingState`: rate in force now
         int256 targetRate; // [wad per hour] target implied by the TWAPs now
