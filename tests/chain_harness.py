@@ -2,7 +2,9 @@
 machine (test_stateful.py): a `Runner` sends each action to the chain as a raw transaction and applies
 it to `vperp.model.Model`, then compares reverts, events and every view, to the wei.
 
-Actions (step tuples, first element the kind): time, oracle, poke, deposit, withdraw, transfer, open,
+Actions (step tuples, first element the kind): time (("time", seconds), or ("time", "hour", offset): the next
+block `offset` seconds past the first hour boundary after the head block, a negative offset that many
+seconds before it: where the hourly funding sample happens), oracle, poke, deposit, withdraw, transfer, open,
 reduce, close, lever (the largest position the margin allows), kick, take, redo, cancel, backstop,
 baddebt (Vault.resolveBadDebt), lpdeposit, lpmint, lprequest, lpredeem, lpwithdraw, syncdepth, repeg.
 Actors are indexes into `Env.traders`; every trader can also act as keeper, taker and LP.
@@ -33,6 +35,7 @@ from vperp.model import Cancelled, MarketThresholds, Model, ModelRevert, breaker
 
 WAD = 10**18
 MAX_UINT = 2**256 - 1
+HOUR = 3600
 MARKETS = (1, 2)
 
 STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, "trades": 0, "funding_trades": 0,
@@ -170,6 +173,16 @@ class Runner:
         """The timestamp the next transaction's block will have."""
         return self.w3.eth.get_block("latest")["timestamp"] + 1 + self.jump
 
+    def hour_jump(self, offset: int) -> int:
+        """Seconds of time step that put the next block `offset` seconds past the first hour boundary after
+        the head block (with the time steps not yet applied); a negative offset: that many seconds before
+        it, or before the next one when that second has passed."""
+        nxt = self.next_timestamp()
+        target = ((nxt - 1) // HOUR + 1) * HOUR + offset
+        if target < nxt:
+            target += HOUR
+        return target - nxt
+
     def touch(self, *accts) -> None:
         self.seen.update(accts)
         self.touched.update(accts)
@@ -201,8 +214,9 @@ class Runner:
         self.last_result, self.last_error = None, None
         kind = step[0]
         if kind == "time":
-            self.jump += step[1]
-            self.log.append(f"time +{step[1]}")
+            seconds = self.hour_jump(step[2]) if step[1] == "hour" else step[1]
+            self.jump += seconds
+            self.log.append(f"time +{seconds}" + (f" (hour boundary {step[2]:+d} s)" if step[1] == "hour" else ""))
             return
         T = self.next_timestamp()
         self.jump = 0

@@ -2,7 +2,7 @@
 
 Hypothesis draws a list of steps (deposits, withdrawals, margin transfers, opens of random size and
 sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, oracle moves incl. zero
-answers, time jumps of 1 s .. 2 days, funding pokes; kick, take, redo, cancel, backstop,
+answers, time jumps of 1 s .. 2 days or to an hour boundary, funding pokes; kick, take, redo, cancel, backstop,
 resolveBadDebt, and in a liquidation chunk the owner's recovery (a deposit, or the index moving back);
 LP deposit, mint, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a
 "drift" chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three
@@ -31,8 +31,9 @@ A failed step leaves the model unchanged (it is atomic like a transaction), so t
 it also proves the chain changed nothing observable.
 
 Setup (once per module, before the snapshot): a fresh deployment, traders funded (sub 0: 200k,
-sub 1: 50k, sub 2 empty) and a whale that skews ETH long and BTC short and lets the TWAP sample, so
-every example starts with live funding of both signs. Each example then runs inside
+sub 1: 50k, sub 2 empty) and a whale that skews ETH long and BTC short and lets the TWAPs sample across
+an hour boundary (the funding target is re-sampled once an hour), so every example starts with live
+funding of both signs, ten minutes into an hour. Each example then runs inside
 `chain.snapshot()` / `chain.restore()`, so examples do not leak state. Transactions go to the node
 through web3 (see `Runner`); views are read in one `eth_call` through the BatchCaller mock.
 
@@ -69,9 +70,14 @@ SUBS = (0, 1, 2)
 PREFUND = {0: 200_000, 1: 50_000}  # collateral (human units) each trader starts every example with
 
 
-WARMUP = [("deposit", TRADERS, 0, "normal", 10**12, 0), ("open", TRADERS, 0, 1, 1, 2 * 10**7, "any", True),
-          ("open", TRADERS, 0, 2, -1, 10**7, "any", True), ("time", 1000), ("poke", 1), ("poke", 2),
-          ("time", 1000), ("poke", 1), ("poke", 2), ("time", 600), ("poke", 1), ("poke", 2)]
+# The whale trades at the start of an hour (so the warm-up's timing does not depend on where the deployment
+# left the clock), the TWAPs sample for half an hour, then the next hour's first pokes re-sample the funding
+# target from the day-long TWAPs (the target moves only then: once an hour), and ten minutes later the applied
+# rate has moved toward it and the funding index accrued.
+WARMUP = [("time", "hour", 0), ("deposit", TRADERS, 0, "normal", 10**12, 0),
+          ("open", TRADERS, 0, 1, 1, 2 * 10**7, "any", True), ("open", TRADERS, 0, 2, -1, 10**7, "any", True),
+          ("time", 1000), ("poke", 1), ("poke", 2), ("time", 1000), ("poke", 1), ("poke", 2),
+          ("time", "hour", 0), ("poke", 1), ("poke", 2), ("time", 600), ("poke", 1), ("poke", 2)]
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +137,16 @@ def _oracle_st():
 
 
 def _time_st():
-    # Seconds to two days; mostly minutes to hours (several TWAP quarters, oracle still fresh).
-    return st.tuples(st.just("time"), st.one_of(st.integers(1, 120), st.integers(121, 3600), st.integers(200, 7200),
-                                                st.integers(3601, 2 * 86400)))
+    # Seconds to two days; mostly minutes to hours (several TWAP quarters, oracle still fresh); or to an hour
+    # boundary (the funding target is re-sampled by a market's first update in a new hour): the next block in
+    # the next hour's first or second second or half an hour in, or in the current hour's last second (a
+    # block there, then the next hour's first block one second later).
+    # (One strategy, not a `one_of`: step_st's `one_of` would take in its alternatives and draw time steps more
+    # often.)
+    seconds = st.one_of(st.integers(1, 120), st.integers(121, 3600), st.integers(200, 7200),
+                        st.integers(3601, 2 * 86400), st.just("hour"))
+    return st.tuples(st.just("time"), seconds, st.sampled_from([0, 1, -1, 1800])).map(
+        lambda s: s if s[1] == "hour" else s[:2])
 
 
 poke_st = st.tuples(st.just("poke"), markets_st)
@@ -274,11 +287,13 @@ SHAPES = [
      ("lpdeposit", 2, 10**10), ("deposit", 1, 0, "any", 0, 10**12),
      ("open", 1, 0, 1, -1, 103_950_784, "any", True), ("lpdeposit", 2, 10**10), ("time", 896),
      ("lpmint", 2, 10**15), ("lpdeposit", 2, 10**10), ("lpmint", 2, 10**15)],
-    # A take refreshes the owner's shortfall estimate from every market it holds: with one of their feeds
-    # stale (86,000 s and the 600 s wait pass BTC's 86,400 s heartbeat; until 2026-12-05 the wait was 83,500 s
-    # and the feed never went stale), the take reverts (StaleOracle) although its own market's index is
-    # fresh; it goes through once that feed answers again.
-    [("open", 0, 0, 2, 1, 10**6, "any", True), ("lever", 0, 0, 1, 1, 100), ("time", 86_000),
+    # A take while another feed the owner holds is stale: BTC's feed answers first, so the kick 86,004 s later
+    # still finds it fresh and the take 600 s after that finds it past its 86,400 s heartbeat. The fill goes
+    # through (LiquidationEngine._afterFill: a stale feed elsewhere leaves the last shortfall estimate standing
+    # rather than stopping the fill), and the next one after the feed answers again. (Until 2026-12-05 the shape
+    # began with the trade: with the feed as old as the warm-up left it, the kick itself reverted StaleOracle
+    # and nothing was taken.)
+    [("oracle", 2, "same", 0, 0), ("open", 0, 0, 2, 1, 10**6, "any", True), ("lever", 0, 0, 1, 1, 100), ("time", 86_000),
      ("oracle", 1, "jump", 0, -2000), ("kick", 1, 0, 0, 1), ("time", 600), ("take", 2, 0, 0, "half", "any"),
      ("oracle", 2, "same", 0, 0), ("take", 2, 0, 0, "half", "any")],
 ]

@@ -2,15 +2,16 @@
 
 `measure` asserts each row's situation before measuring it (funding active in every market, the
 position new or existing, the market's last update in the block / the previous block / an hour ago,
-the quarter-window crossed or not, each measured transaction alone in its block at the timestamp it
-expects). The first test runs the whole table, so a change that breaks a situation fails here; the
+the quarter-window and the hour crossed or not, the funding sample's day-long anchor found at its
+first probe, each measured transaction alone in its block at the timestamp it expects). The first test runs the whole table, so a change that breaks a situation fails here; the
 others show the checks catch the mislabels the table once had.
 """
 import pytest
 
 from vperp.config import default_config
 from vperp.deployment import deploy
-from vperp.gas import HOUR, WAD, Clock, Situation, _open, activate_funding, measure
+from vperp.gas import (FUNDING_WINDOW_HOURS, HOUR, WAD, Clock, Situation, _open, activate_funding, measure,
+                       refresh_feeds)
 
 
 def test_gas_table_rows_measure_their_labelled_situations(accounts, chain):
@@ -87,3 +88,20 @@ def test_situation_checks_the_last_update_and_the_block_time(fresh, accounts, ch
                                       (s.clearing_house.pokeFunding, (2,), {"sender": accounts[7]})])
     assert first.block_number == second.block_number
     assert chain.blocks[first.block_number].timestamp == before + 1
+
+
+def test_situation_checks_the_funding_window(fresh, accounts):
+    # An hourly funding sample in a market younger than the day-long window probes hour after hour for its
+    # anchor (a storage read each): the "1 h since last update" rows are measured where the first probe finds
+    # it, as on a market that trades every hour.
+    s, clock, sit = fresh
+    activate_funding(s, clock, accounts[7], accounts[8])
+    clock.at(clock.head() + HOUR)
+    with pytest.raises(AssertionError, match="probe past it"):
+        sit.funding_window_full(1)
+    for _ in range(FUNDING_WINDOW_HOURS - 1):  # a block in each of the next 23 hours
+        refresh_feeds(s, clock)
+        s.clearing_house.pokeFunding(1, sender=accounts[8])
+        clock.at(clock.head() + HOUR)
+    sit.funding_window_full(1)
+    sit.same_quarter(1, crosses=True)

@@ -60,7 +60,7 @@ def test_published_constants(system):
     assert ch.MAX_MARKETS() == 128
     assert ch.DEFAULT_MAX_FUNDING_RATE() == WAD // 1000  # 0.1 % per hour
     assert ch.DEFAULT_MAX_RATE_VELOCITY() == WAD // 2000  # 0.05 % per hour, per hour
-    assert ch.DEFAULT_SMOOTHING_TAU() == 4 * 3600
+    assert ch.DEFAULT_SMOOTHING_TAU() == 2 * 3600
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == 24
     d = system.liquidation.defaultAuctionParams()
     assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (1, 1800, 60, 2 * WAD // 100, 5 * WAD // 100)

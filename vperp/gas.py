@@ -1,10 +1,12 @@
 """Gas table: every user-facing operation in the situation a user meets in production.
 
 Every row is measured with funding active in every market (applied and target rates nonzero, funding
-index nonzero, observation ring full), and says whether the market it touches was already updated in
-its block, updated in the previous block, or last updated an hour ago. Positions are new or existing as
-the row says. Each situation is asserted before the row is measured (`Situation`); a row whose
-situation does not hold stops the run instead of printing a mislabelled figure.
+index nonzero, observation ring full; the target is re-sampled once an hour, so the set-up crosses hour
+boundaries, and for the rows an hour after the last update every hour of the day-long funding window
+saw a block), and says whether the market it touches was already updated in its block, updated in the
+previous block, or last updated an hour ago. Positions are new or existing as the row says. Each
+situation is asserted before the row is measured (`Situation`); a row whose situation does not hold
+stops the run instead of printing a mislabelled figure.
 
 Block time is pinned: every measured transaction is alone in its own block unless the row says it
 shares one, at a timestamp set explicitly, one second after the previous block unless the row says
@@ -24,7 +26,7 @@ from pathlib import Path
 from .config import default_config
 from .deployment import deploy
 
-from .units import WAD
+from .units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
 BIG = 2**255
 HOUR = 3600
 RING_FILL_QUARTERS = 9  # the 8-slot observation ring filled once, plus one: every later write is nonzero -> nonzero
@@ -128,6 +130,11 @@ class Situation:
     s: object
     clock: Clock
     checked: list = field(default_factory=list)
+    start_block: int = -1  # FundingSampled logs are searched from here (default: the head when created)
+
+    def __post_init__(self):
+        if self.start_block < 0:
+            self.start_block = self.clock.chain.blocks.head.number
 
     def funding_active_everywhere(self) -> None:
         ch = self.s.clearing_house
@@ -149,13 +156,40 @@ class Situation:
         if at_most is not None:
             assert t - last <= at_most, (market_id, t - last, at_most)
 
-    def same_quarter(self, market_id: int, crosses: bool = False) -> None:
-        """Whether the next block crosses into a new quarter-window (ring observation, funding sample)."""
+    def same_quarter(self, market_id: int, crosses: bool = False, new_hour: bool | None = None) -> None:
+        """Whether the next block crosses into a new quarter-window (ring observation) and into a new hour
+        (hourly observation and funding sample; by default the same answer as the quarter's)."""
         ch = self.s.clearing_house
         quarter = ch.marketParams(market_id).twapWindow // 4
         t = self.clock.chain.pending_timestamp
         last = ch.marketState(market_id).lastUpdate
         assert (t // quarter != last // quarter) == crosses, (market_id, t, last, crosses)
+        new_hour = crosses if new_hour is None else new_hour
+        assert (t // HOUR != last // HOUR) == new_hour, (market_id, t, last, "new hour", new_hour)
+
+    def funding_window_full(self, market_id: int) -> None:
+        """The next block's funding sample finds its day-long anchor at the first probe, as on a market that
+        trades every hour: the market was updated in the hour FUNDING_WINDOW_HOURS before the next block's
+        (the FundingSampled of that hour's first update, which wrote the hour's observation). On a younger
+        or idle market the sample probes later hours first, one storage read each."""
+        want = self.clock.chain.pending_timestamp // HOUR - FUNDING_WINDOW_HOURS
+        first, end = self._first_block_at(want * HOUR), self._first_block_at((want + 1) * HOUR)
+        logs = [] if first >= end else list(
+            self.s.clearing_house.FundingSampled.range(first, end, search_topics={"marketId": market_id}))
+        assert logs, (f"market {market_id}: not updated in hour {want}, {FUNDING_WINDOW_HOURS} h before the next "
+                      f"block's: the funding sample would probe past it")
+
+    def _first_block_at(self, t: int) -> int:
+        """The first block since `start_block` with a timestamp at or after `t` (head + 1 if none)."""
+        blocks = self.clock.chain.blocks
+        lo, hi = self.start_block, blocks.head.number + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if blocks[mid].timestamp >= t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def position(self, owner, market_id: int, sub: int = 0, *, exists: bool, sign: int = 0) -> None:
         size = self.s.clearing_house.position(owner, sub, market_id)[0]
@@ -182,11 +216,24 @@ def _open(s, clock: Clock, who, sub: int, mid: int, size: int):
     return ch.openPosition(sub, mid, size, limit, clock.deadline(), sender=who)
 
 
-def activate_funding(s, clock: Clock, maker, keeper, isolated: bool = False) -> None:
+def refresh_feeds(s, clock: Clock) -> None:
+    """Every feed older than half its heartbeat at the next block answers again at its price, as a live feed
+    does at least once a heartbeat (a set-up of a day of hourly updates would otherwise outlive the mock
+    feeds' answers from the deployment)."""
+    now = clock.chain.pending_timestamp
+    for m in s.markets.values():
+        if now - m.oracle.latestTimestamp() > s.clearing_house.marketParams(m.id).heartbeat // 2:
+            m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=s.deployer)
+
+
+def activate_funding(s, clock: Clock, maker, keeper, isolated: bool = False, hours: int = 1) -> None:
     """Make funding active in every market of `s`, as on a live deployment: the maker buys a little of
     every market (its vAMM ends 0.2 % above the index, so the premium is positive), then every market is
-    poked at the start of RING_FILL_QUARTERS quarter-windows: the ring is full, the target is sampled
-    nonzero, the applied rate has moved toward it and the funding index has accrued."""
+    poked at the start of RING_FILL_QUARTERS quarter-windows (the ring is full), at the start of each of
+    the next `hours` hours (the target is sampled once an hour, by a market's first update in a new hour:
+    nonzero; `hours=FUNDING_WINDOW_HOURS` also leaves an hourly observation in each of the 24 hours a
+    later sample reads, as on a market that trades every hour), and at the start of the next
+    quarter-window: the applied rate has moved toward the target and the funding index has accrued."""
     ch = s.clearing_house
     if not isolated:
         s.fund(maker, 1_000_000)
@@ -200,6 +247,12 @@ def activate_funding(s, clock: Clock, maker, keeper, isolated: bool = False) -> 
     for _ in range(RING_FILL_QUARTERS):
         clock.next_quarter(quarter)
         _touch(s, clock, keeper, [m.id for m in s.markets.values()])
+    for _ in range(hours):
+        clock.next_quarter(HOUR)
+        refresh_feeds(s, clock)
+        _touch(s, clock, keeper, [m.id for m in s.markets.values()])
+    clock.next_quarter(quarter)
+    _touch(s, clock, keeper, [m.id for m in s.markets.values()])
     Situation(s, clock).funding_active_everywhere()
 
 
@@ -217,7 +270,8 @@ def _fresh_quarter(s, clock: Clock, keeper) -> None:
 
 FIRST_TOUCH = "market updated in the previous block (1 s earlier, same quarter-window)"
 IN_BLOCK = "market already updated earlier in the same block"
-HOUR_LATER = "first update of the market in 1 h: pays the ring observation and funding sample"
+HOUR_LATER = ("first update of the market in 1 h: pays the ring observation, the hourly observation and the "
+              "funding sample (day-long TWAPs, anchor found at the first probe)")
 
 
 def measure(accounts, chain) -> list[Row]:
@@ -233,7 +287,8 @@ def measure(accounts, chain) -> list[Row]:
     s = deploy(deployer, base.with_markets(*base.markets, *extra))
     ch, vault, usdc = s.clearing_house, s.vault, s.collateral
     sit = Situation(s, clock)
-    activate_funding(s, clock, maker, keeper)
+    # Every hour of the funding window touched: the "1 h since last update" rows' samples read one anchor.
+    activate_funding(s, clock, maker, keeper, hours=FUNDING_WINDOW_HOURS)
 
     def row(name, tx, what, was=None):
         rows.append(Row(name, tx.gas_used, what, was))
@@ -263,6 +318,8 @@ def measure(accounts, chain) -> list[Row]:
         sit.position(who, 1, exists=exists)
         sit.last_update(1, ago=ago)
         sit.same_quarter(1, crosses=crosses)
+        if crosses:
+            sit.funding_window_full(1)
         if close:
             tx = clock.tx(ch.closePosition, 0, 1, 0, clock.deadline(), sender=who, dt=clock.chain.pending_timestamp - clock.head())
         else:
@@ -336,6 +393,7 @@ def measure(accounts, chain) -> list[Row]:
     sit.funding_active_everywhere()
     sit.last_update(1, at_least=HOUR)
     sit.same_quarter(1, crosses=True)
+    sit.funding_window_full(1)
     row("pokeFunding (1 h since last update)", clock.tx(ch.pokeFunding, 1, sender=keeper, dt=HOUR),
         f"permissionless accrual; {HOUR_LATER}")
     _open(s, clock, bob, 0, 1, WAD)
@@ -520,7 +578,8 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
         "Produced by `./run.sh gas` (vperp/gas.py) on a fresh local deployment with the default config plus",
         "eight more ETH-like markets" + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
         "meets in production, and the script asserts it before measuring: funding active in every market",
-        "(applied and target rates nonzero, funding index nonzero, observation ring full), positions new or",
+        "(applied and target rates nonzero, funding index nonzero, observation ring full; for the rows an hour",
+        "after the last update, a block in every hour of the day-long funding window), positions new or",
         "existing as labelled, and the market's last per-block update as labelled. Block time is pinned:",
         "each measured transaction is alone in its block (unless the row says it shares one), one second after",
         "the previous block unless the row says otherwise, at an explicit timestamp. Gas from receipts.",

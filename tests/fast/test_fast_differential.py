@@ -2,12 +2,13 @@
 (vperp.fast) and in the reference model, compared after every step (fast_harness.py).
 
 Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind,
-the liquidation chunks with their recoveries, the drift chunks), plus three chunks of this module: an
+the liquidation chunks with their recoveries, the drift chunks), plus four chunks of this module: an
 attacker round (two attackers trade against each other on one market and close, nothing else in
 between but time), a liquidation carried to its end (a take, or redos and the backstop, then the bad
-debt) and an LP round trip (deposit, request, cooldown, redeem or withdraw). An example is a list of
-20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's traders,
-prefunding and warm-up whale, built by chain_harness.build_env itself).
+debt), an LP round trip (deposit, request, cooldown, redeem or withdraw) and a run of hours (a block in
+most of 2-7 consecutive hours: the hourly funding samples and their day-long TWAP anchors). An example
+is a list of 20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's
+traders, prefunding and warm-up whale, built by chain_harness.build_env itself).
 
 After every step: the revert (error name and arguments) and the trade, liquidation, AMM and Vault
 events equal the model's (chain_harness.Runner.step), the lean views equal the model's, and the exploit
@@ -128,8 +129,30 @@ def _lp_round_st(draw):
     return steps
 
 
+@st.composite
+def _hours_st(draw):
+    """Funding through the hours: 2-7 hours in a row, each entered at a drawn second (its first, its second, half
+    an hour in, its last), most with a poke, a small trade or an index step and a poke on one market, some with
+    nothing (no block in that hour: its hourly slot keeps an older hour's observation, which the day-long TWAP
+    skips). The hourly samples then read anchors the example wrote, probe past idle hours, and in a long
+    example find slots of hours more than 25 back (the slots are reused)."""
+    mid = draw(td.markets_st)
+    steps = [("oracle", mid, "same", 0, 0)]  # the feed answers (a stale one would revert every poke of the run)
+    for _ in range(draw(st.integers(2, 7))):
+        steps.append(("time", "hour", draw(st.sampled_from([0, 0, 1, 1800, 3599]))))
+        act = draw(st.sampled_from(["poke", "poke", "open", "oracle", "none"]))
+        if act == "poke":
+            steps.append(("poke", mid))
+        elif act == "open":
+            steps.append(("open", draw(td.traders_st), 0, mid, draw(st.sampled_from([1, -1])),
+                          draw(st.integers(10**5, 5 * 10**6)), "any", True))
+        elif act == "oracle":
+            steps += [("oracle", mid, "step", draw(st.integers(-300, 300)), 0), ("poke", mid)]
+    return steps
+
+
 chunk_st = st.one_of(td.step_st.map(lambda x: [x]), td.step_st.map(lambda x: [x]), td._crash_st(), td._drift_st(),
-                     _attack_st(), _liquidation_st(), _lp_round_st())
+                     _attack_st(), _liquidation_st(), _lp_round_st(), _hours_st())
 steps_st = st.lists(chunk_st, min_size=20, max_size=30).map(td._flatten)
 
 
