@@ -58,7 +58,7 @@ def repost_answer(system, chain, t, model=None):
         model.set_answer(1, answer, t)
 
 
-def sample_premium(system, ch, chain, trader, base):
+def sample_premium(system, ch, chain, trader, base, hold=False):
     """Trade `base` ETH at the first second of an hour, poke a funding window (W hours) later so the funding
     TWAPs hold only the post-trade price (a new target), and poke again 1,000 s later (the applied rate has moved
     toward it).
@@ -68,11 +68,22 @@ def sample_premium(system, ch, chain, trader, base):
     later that hour is the oldest of the last W a block touched, so its observation anchors the funding TWAPs:
     the mark TWAP equals the spot exactly, the index TWAP the index (the vAMM and the feed have not moved since;
     the feed re-posts its answer, unchanged, the second before the poke so that it is not stale).
+
+    The hour after, the trade's hour has left the window: without `hold` the next sample is anchored at the
+    sampling poke's hour, and its span (the seconds since that poke) is padded to the window at premium 0, so
+    the target drops to about that span's share of the premium. With `hold` a poke also touches the hour after
+    the trade (its first second), which anchors that next sample: it spans a whole window of the post-trade price
+    too, so the target stays where the step set it for another hour. That poke samples the premium's first hour
+    (padded: about 1/W of it), which the applied rate approaches for W - 1 hours before the step.
     """
     system.fund(trader, 1_000_000)
     h = next_hour(chain.pending_timestamp)
     chain.pending_timestamp = h
     ch.openPosition(0, 1, base, BIG, h + 60, sender=trader)
+    if hold:
+        repost_answer(system, chain, h + HOUR - 1)
+        chain.pending_timestamp = h + HOUR
+        ch.pokeFunding(1, sender=trader)
     repost_answer(system, chain, h + W * HOUR - 1)
     chain.pending_timestamp = h + W * HOUR
     ch.pokeFunding(1, sender=trader)
@@ -128,18 +139,24 @@ def test_applied_rate_follows_the_kernel_between_pokes(system, ch, chain, alice)
 
 
 def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice):
-    # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2.
-    sample_premium(system, ch, chain, alice, 250 * WAD)
+    # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2. Held (a poke in the hour after
+    # the trade), so that the sample in the hour after the step's also spans a whole window of it.
+    sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
     st = ch.marketState(1)
     assert st.targetRate == CAP  # 5 %/24 h > cap: clamped
+    assert 0 < st.fundingRate < CAP // 2  # the rate was near the premium's padded first-hour share before the step
     prev_rate, prev_t = st.fundingRate, st.lastUpdate
+    resampled = 0
     for _ in range(6):
         chain.pending_timestamp += 900
-        ch.pokeFunding(1, sender=alice)
+        tx = ch.pokeFunding(1, sender=alice)
+        resampled += len(tx.events.filter(ch.FundingSampled))
         st = ch.marketState(1)
+        assert st.targetRate == CAP  # the next hour's sample (anchored at the held hour) too
         assert 0 <= st.fundingRate - prev_rate <= V * (st.lastUpdate - prev_t) // 3600
         assert st.fundingRate <= CAP
         prev_rate, prev_t = st.fundingRate, st.lastUpdate
+    assert resampled == 1  # the pokes crossed into the next hour, whose first block re-sampled (the cap again)
 
 
 def test_longs_pay_shorts_receive_and_the_imbalance_goes_to_the_pool(system, ch, vault, chain, alice, bob):
@@ -219,12 +236,15 @@ def test_pending_funding_counts_in_account_value(system, ch, vault, chain, alice
 
 
 def test_set_funding_params_accrues_first_then_clamps_to_new_cap(system, ch, chain, alice, deployer):
-    sample_premium(system, ch, chain, alice, 250 * WAD)
+    # held, so that the sample the change's accrual takes (the next hour's first block) is the cap again
+    sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
     chain.pending_timestamp += 3600
     new = (2 * 10**14, V, 0, TAU, PERIOD)
     tx = ch.setFundingParams(1, new, sender=deployer)
     st = ch.marketState(1)
     assert st.lastUpdate == tx.timestamp  # accrued at the old parameters up to the change
+    (sample,) = tx.events.filter(ch.FundingSampled)  # the hour's first block: sampled at the old cap
+    assert sample.targetRate == CAP
     assert st.fundingRate <= 2 * 10**14 and st.targetRate == 2 * 10**14
     assert tuple(ch.fundingParams(1)) == new
     assert tx.events.filter(ch.FundingParamsSet)[0].marketId == 1
@@ -303,8 +323,9 @@ def test_target_is_resampled_by_the_first_block_of_each_hour_from_the_funding_tw
     hour; pokes every quarter window inside the hour (each writes a ring observation) leave it, while the view
     shows the target the TWAPs imply by then. The sample is clamp(premium / 24 + skew term), the premium from the
     funding TWAPs and the skew term from the mean skew over the same span, about the funding window: here the
-    market is younger, so from the listing (the 15-minute TWAPs of `twaps` play no part). Chain and vperp.model
-    agree to the wei."""
+    market is younger, so from the listing, and the span is padded to the whole window at premium 0 and skew 0
+    (mark and index at the last index for the missing seconds; the 15-minute TWAPs of `twaps` play no part).
+    Chain and vperp.model agree to the wei."""
     model = chain_model(system, ch, chain)
     tl = ch.marketState(1).lastUpdate  # the listing: price 3000, index 3000 since
     units = system.fund(alice, 1_000_000)
@@ -325,13 +346,17 @@ def test_target_is_resampled_by_the_first_block_of_each_hour_from_the_funding_tw
     assert bps == skew_bps(ch) == 101
 
     def expected_sample(t):
-        """(markTwap, indexTwap, premium, target) over [listing, t]: 3000 and no skew until the trade, the spot and
-        the 101 bps after."""
-        assert (t - tl) < W * HOUR  # the window reaches back to the listing
-        mark_twap = (3000 * WAD * (t_trade - tl) + spot * (t - t_trade)) // (t - tl)
+        """(markTwap, indexTwap, premium, target) over [listing, t], padded to the window: 3000 and no skew until
+        the trade, the spot and the 101 bps after, then the window's missing seconds at the last index (3000, the
+        mark too) and no skew."""
+        span = t - tl
+        assert span < W * HOUR  # the window reaches back to the listing: padded
+        pad = (W * HOUR - span) * index
+        mark_twap = (3000 * WAD * (t_trade - tl) + spot * (t - t_trade) + pad) // (W * HOUR)
+        assert (index * span + pad) // (W * HOUR) == index  # the index TWAP: the feed's 3000 throughout
         premium = tdiv((mark_twap - index) * WAD, index)
-        term = mean_skew_term(0 * (t_trade - tl) + bps * (t - t_trade), 2_000, t - tl)
-        assert 0 < term < bps * 2_000 * 10**8  # diluted by the seconds without skew
+        term = mean_skew_term(0 * (t_trade - tl) + bps * (t - t_trade), 2_000, W * HOUR)
+        assert 0 < term < bps * 2_000 * 10**8 * (t - t_trade) // (W * HOUR) + 1  # the skew's seconds' share
         return mark_twap, index, premium, clamp(tdiv(premium, PERIOD) + term, CAP)
 
     def poke(t):
@@ -341,7 +366,8 @@ def test_target_is_resampled_by_the_first_block_of_each_hour_from_the_funding_tw
         assert tx.timestamp == t and model.market_state(1, t) == tuple(ch.marketState(1))
         return tx.events.filter(ch.FundingSampled)
 
-    # The first block of the next hour samples the skew: a premium diluted over the span since the listing.
+    # The first block of the next hour samples the skew: a premium diluted over the window (the span since the
+    # listing, padded at premium 0).
     h = next_hour(t_trade)
     (first,) = poke(h)
     mark1, index1, premium1, target1 = expected_sample(h)
@@ -378,8 +404,9 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
     when no block touched H - W, from the oldest hour after it that a block touched. Checked against the sums of
     the prices set here: every hour the feed moves, a poke is the market's first block of the hour (it records the
     new index) and a trade moves the vAMM (and Alice's position, the skew); one hour sees no block at all. The
-    skew term is the mean skew over the same span, from the skew sum of the same hourly observation. Chain and
-    vperp.model agree to the wei."""
+    skew term is the mean skew over the same span, from the skew sum of the same hourly observation; a span shorter
+    than the window (the anchor less than W hours back) is padded to it at premium 0 and skew 0, mark and index at
+    the index the sampling block recorded. Chain and vperp.model agree to the wei."""
     eth = system.markets["ETH"]
     model = chain_model(system, ch, chain)
     st0 = ch.marketState(1)
@@ -408,12 +435,20 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
                 skew += s * (hi - lo)
         return mark, index, skew
 
-    def twaps(a, b):
+    window = W * HOUR
+
+    def twaps(a, b, last_index):
+        """The funding TWAPs over [a, b]; a span shorter than the window padded to it at premium 0 (mark and index
+        at `last_index`, the index the sampling block recorded)."""
         mark_sum, index_sum, _ = sums(a, b)
-        return mark_sum // (b - a), index_sum // (b - a)
+        span = b - a
+        if span < window:
+            pad = (window - span) * last_index
+            mark_sum, index_sum, span = mark_sum + pad, index_sum + pad, window
+        return mark_sum // span, index_sum // span
 
     def skew_mean_term(a, b):
-        return mean_skew_term(sums(a, b)[2], 2_000, b - a)
+        return mean_skew_term(sums(a, b)[2], 2_000, max(b - a, window))  # the padding adds no skew
 
     def mine(tx, index_recorded):
         st = ch.marketState(1)
@@ -427,6 +462,7 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
     h0 = next_hour(chain.pending_timestamp)
     skipped = h0 // HOUR + 3  # no block in this hour
     checked = {}
+    padded = 0  # samples whose span was shorter than the window
     for k in range(W + 4):  # through the hour W after the one without a block (k = 3)
         hour = h0 // HOUR + k
         if hour == skipped:
@@ -449,9 +485,12 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
             assert anchor == first_block.get(hour - W, first_block.get(hour - W + 1))  # older than the window
             checked[hour] = anchor
             later = first_block[min(hh for hh in touched if first_block[hh] > anchor)]
-            assert (sample.markTwap, sample.indexTwap) != twaps(later, now)  # the anchor is told apart
+            assert (sample.markTwap, sample.indexTwap) != twaps(later, now, price * WAD)  # the anchor is told apart
             assert skew_mean_term(anchor, now) != skew_mean_term(later, now)  # for the skew sum too
-        assert (sample.markTwap, sample.indexTwap) == twaps(anchor, now)
+        if now - anchor < window:
+            padded += 1
+        assert hour != skipped + W or now - anchor < window  # anchored an hour late: padded
+        assert (sample.markTwap, sample.indexTwap) == twaps(anchor, now, price * WAD)
         premium = tdiv((sample.markTwap - sample.indexTwap) * WAD, sample.indexTwap)
         assert sample.premium == premium
         term = skew_mean_term(anchor, now)
@@ -474,6 +513,9 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
     # after the hour without a block, the next hour's first block is the anchor.
     assert checked and all(anchor == first_block[hour - W] for hour, anchor in checked.items() if hour - W != skipped)
     assert checked[skipped + W] == first_block[skipped + 1]
+    # padded: the first hours (the window reaches back to the listing, or to the last update), and the hour W after
+    # the one without a block (its anchor, the next hour's first block, is less than W hours back)
+    assert padded >= 2
 
 
 # ---------------------------------------------------------------------------- the skew term: the window's mean
@@ -650,9 +692,9 @@ def test_turning_the_skew_term_on_phases_it_in_over_the_window(system, ch, chain
     """With the skew term off (ppm 0) the skew sum does not grow, whatever the positions: a market listed with it off
     (set to 0 before any position) and a 300 ETH long samples no skew term. Turned on (ppm 2,000) at t_on, the next
     sample's term counts only the seconds since t_on over its span, the funding window (W hours), and each hourly
-    sample after counts more, until the window starts at t_on and the term is the full mean skew. The feed
-    re-posts its answer (unchanged) the second before each sample, so that it stays fresh. Chain and vperp.model
-    agree to the wei."""
+    sample after counts more (the one anchored at t_on too: its span, shorter than the window, is padded at skew
+    0), until the window starts after t_on and the term is the full mean skew. The feed re-posts its answer
+    (unchanged) the second before each sample, so that it stays fresh. Chain and vperp.model agree to the wei."""
     model = chain_model(system, ch, chain)
     model.deposit(alice.address, 0, system.fund(alice, 1_000_000))
     assert ch.marketState(1).longOpenInterest == ch.marketState(1).shortOpenInterest == 0
@@ -697,14 +739,18 @@ def test_turning_the_skew_term_on_phases_it_in_over_the_window(system, ch, chain
         # the first block of the hour W back: its first second, but t_on in t_on's hour
         anchor = t_on if k - W == W + 2 else h0 + (k - W) * HOUR
         s = sample(t)
-        expected = mean_skew_term(bps * (t - max(t_on, anchor)), PPM, t - anchor)  # nothing before t_on
+        # nothing before t_on; a span shorter than the window (from t_on) padded to it at skew 0
+        expected = mean_skew_term(bps * (t - max(t_on, anchor)), PPM, max(t - anchor, W * HOUR))
         assert skew_part(s) == expected
         assert model.markets[1].target == s.targetRate
         terms.append(expected)
     # the next sample after t_on: its 3,500 s of a W-hour span, not the whole window's skew
     assert terms[0] == tdiv(bps * 3_500 * PPM * 10**8, W * HOUR) < full // W
-    assert all(a < b for a, b in zip(terms[:-2], terms[1:-1]))  # phased in, hour by hour
-    assert terms[-2] == terms[-1] == full  # from t_on on, and since: the full mean
+    assert all(a < b for a, b in zip(terms, terms[1:]))  # phased in, hour by hour
+    # anchored at t_on itself: W hours less the 100 s before t_on (the padding counts them at skew 0, as the term
+    # off did); then the window starts after t_on: the full mean
+    assert terms[-2] == tdiv(bps * (W * HOUR - 100) * PPM * 10**8, W * HOUR) < full
+    assert terms[-1] == full
 
 
 # ---------------------------------------------------------------------------- the skew term
@@ -732,7 +778,8 @@ def test_skew_funding_setter_bounds_owner_and_accrual(system, ch, chain, alice, 
 def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system, ch, chain, alice, deployer, side):
     """A net position whose mark has been brought back to the index (a repeg, or arbitrage) pays no premium
     funding, but the skew term still charges it: the pool, which carries the net position, is paid for it.
-    With the term off the same hold pays nothing."""
+    With the term off the same hold pays nothing. Held for W + 8 hours: the mean skew reaches the whole term once
+    the window holds only the position."""
     from vperp.units import HOUR
     paid = {}
     snap = chain.snapshot()
@@ -745,7 +792,7 @@ def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system,
         system.set_price("ETH", ch.spotPrice(1) // 10**10 / 10**8)  # the index follows: no premium
         ch.pokeFunding(1, sender=alice)  # and the market records it at once
         t = chain.pending_timestamp
-        for h in range(1, 25):
+        for h in range(1, W + 9):  # held W + 8 hours, the keeper poking hourly
             chain.pending_timestamp = t + h * HOUR
             system.set_price("ETH", ch.spotPrice(1) // 10**10 / 10**8)
             ch.pokeFunding(1, sender=alice)
@@ -754,7 +801,9 @@ def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system,
     assert abs(paid[0]) < paid[2_000] / 50  # without the term: next to nothing
     assert paid[2_000] > 0  # with it, the heavy side pays, long or short
     # 300 ETH against a base reserve of about 9,700 (long) or 10,300 (short): a skew of about 3 %, so a term of
-    # about 0.006 %/h (0.14 % a day), which the smoothing reaches within hours: about 0.1 % of the notional.
+    # about 0.006 %/h (0.14 % a day). The day-long mean phases it in (the window before the trade counts at skew 0,
+    # padded for a market younger than the window): over the first day about half of it, less the smoothing's lag,
+    # then the whole term for the last 8 hours: about 0.1 % of the notional.
     notional = 300 * ch.indexPrice(1)
     assert notional * 8 // 10**4 < paid[2_000] < notional * 14 // 10**4
 

@@ -302,9 +302,10 @@ def test_lazy_accrual_view_equals_poke():
 def test_fundingstate_projections_follow_the_kernel():
     """fundingState's target is clamp(premium / 24 + the skew term of the mean skew over the funding window), the
     projections follow the kernel toward it. The window: the market is younger than the funding window, so from the
-    listing (T0): no skew for 1 s, Alice's 100 ETH long for 1 s, then the 60 ETH net long for the 7,200 s since. The
-    mean is of the skew in bps as each block found it (truncated), so it is not the exact instantaneous term that
-    `skewFunding` reports."""
+    listing (T0): no skew for 1 s, Alice's 100 ETH long for 1 s, then the 60 ETH net long for the 7,200 s since;
+    the rest of the window (W hours less those 7,202 s) is padded at premium 0 and skew 0 (mark and index at the
+    last index). The mean is of the skew in bps as each block found it (truncated), so it is not the exact
+    instantaneous term that `skewFunding` reports."""
     m, t = _skewed_market(100 * WAD, 40 * WAD, hours=1)
     applied, target, premium, mark, index, p1, p8 = m.funding_state(1, t)
     f = m.markets[1].funding_params
@@ -315,15 +316,29 @@ def test_fundingstate_projections_follow_the_kernel():
     assert (mk.long_open_interest, mk.short_open_interest) == (100 * WAD, 40 * WAD)
     skew = (mk.long_open_interest - mk.short_open_interest) * WAD * mk.skew_funding_ppm // (mk.x * 10**6)
     assert skew > 0 and m.skew_funding(1) == (2_000, skew)  # the instantaneous term, exact
+    window = FUNDING_WINDOW_HOURS * 3600
+    span = t - T0
+    assert span == 7_202 < window  # the funding window reaches back to the listing: padded to the whole window
+    # the TWAPs, recomputed from the trades: the listing price for 1 s, Alice's price for 1 s, the price after
+    # Bob's trade since, and the padding at the last index (the feed's 3,000 throughout)
+    y0 = 3000 * x0  # listed at 3,000
+    _, xa, ya = vamm_swap(x0, y0, 100 * WAD)
+    _, xb, yb = vamm_swap(xa, ya, -40 * WAD)
+    assert (xb, yb) == (mk.x, mk.y)
+    index_price = 3000 * WAD
+    assert mk.last_index_price == index_price
+    pad = (window - span) * index_price
+    mark_sum = vamm_price(x0, y0) * 1 + vamm_price(xa, ya) * 1 + vamm_price(xb, yb) * (t - (T0 + 2))
+    assert (mark, index) == ((mark_sum + pad) // window, (index_price * span + pad) // window)
+    assert 0 < mark - index <= (vamm_price(xa, ya) - index_price) * span // window  # diluted by the padding
     # the mean skew term, recomputed from the trades: bps as each block found the market, times the seconds it held
     bps_long = 100 * 10**4 * WAD // (x0 - 100 * WAD)  # after Alice's trade (T0 + 1), found by Bob's block (T0 + 2)
     bps_net = 60 * 10**4 * WAD // (x0 - 60 * WAD)  # after Bob's trade, found by every later block
     assert (bps_long, bps_net) == (101, 60)
-    span = t - T0
-    assert span < FUNDING_WINDOW_HOURS * 3600  # the funding window reaches back to the listing
-    area = 0 * 1 + bps_long * 1 + bps_net * (t - (T0 + 2))
-    mean_term = area * 2_000 * 10**8 // span
+    area = 0 * 1 + bps_long * 1 + bps_net * (t - (T0 + 2))  # the padding adds no skew
+    mean_term = area * 2_000 * 10**8 // window
     assert 0 < mean_term != skew
+    assert mean_term < area * 2_000 * 10**8 // span  # what the unpadded span (the rule before) gave
     assert target == min(premium // 24 + mean_term, f.max_funding_rate) < f.max_funding_rate
     assert p1 == evolve(applied, target, 3600, f.smoothing_tau, f.max_rate_velocity)[0]
     assert p8 == evolve(applied, target, 8 * 3600, f.smoothing_tau, f.max_rate_velocity)[0]

@@ -620,17 +620,30 @@ def test_mark_twap_moves_at_most_once_per_block_from_the_pre_trade_spot(system, 
     # fundingState's TWAPs (the funding window, FUNDING_WINDOW_HOURS) are made of the same sums. Past the listing's
     # hour they run from the listing (a market younger than the window); inside it no earlier hour of the window saw
     # a block, so they run from the accumulator the last update left (the batch's, at t1), where s2 has held since.
+    # Either span is shorter than the window: padded to it at premium 0, mark and index at the last recorded index.
+    window = FUNDING_WINDOW_HOURS * HOUR
+    assert ch.marketState(ETH_ID).lastIndexPrice == ETH_INDEX
+
+    def padded(mark_sum, span):
+        """(mark TWAP, index TWAP) of a mark sum over `span` s, padded to the window at the index."""
+        assert span < window
+        pad = (window - span) * ETH_INDEX
+        assert (ETH_INDEX * span + pad) // window == ETH_INDEX  # the index held throughout: its TWAP exactly
+        return (mark_sum + pad) // window, ETH_INDEX
+
     if (t1 + 25) // HOUR == tl // HOUR:
-        assert ch.fundingState(ETH_ID)[3:5] == (s2, ETH_INDEX)
+        expected = padded(s2 * 25, 25)
     else:
-        assert ch.fundingState(ETH_ID)[3:5] == (exp_mark, ETH_INDEX)
+        expected = padded(3000 * WAD * (t0 - tl) + s0 * (t1 - t0) + s2 * 25, t1 + 25 - tl)
+    assert ch.fundingState(ETH_ID)[3:5] == expected
+    assert ETH_INDEX < expected[0] < exp_mark  # the trades' premium, diluted over the day
     # In the next hour (another market's poke again), from the listing in either case.
     t2 = next_hour(t1 + 25) + 30
-    assert t2 - tl < FUNDING_WINDOW_HOURS * HOUR  # the window reaches back to the listing
+    assert t2 - tl < window  # the window reaches back to the listing
     chain.pending_timestamp = t2
     ch.pokeFunding(BTC_ID, sender=alice)
-    exp_window = (3000 * WAD * (t0 - tl) + s0 * (t1 - t0) + s2 * (t2 - t1)) // (t2 - tl)
-    assert ch.fundingState(ETH_ID)[3:5] == (exp_window, ETH_INDEX)
+    exp_window = padded(3000 * WAD * (t0 - tl) + s0 * (t1 - t0) + s2 * (t2 - t1), t2 - tl)
+    assert ch.fundingState(ETH_ID)[3:5] == exp_window
 
 
 def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project, deployer, eth):

@@ -1220,7 +1220,8 @@ class Model:
         """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
         observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
         back), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
-        `current`; (last index, last index, 0) when the span is 0 (a view in the block of the last update)."""
+        `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at the
+        last index)."""
         anchor, skew_anchor = prev, skew_prev
         hour = current.timestamp // HOUR
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
@@ -1230,11 +1231,14 @@ class Model:
                 anchor, skew_anchor = o, m.hourly_skew[slot]
                 break
         span = current.timestamp - anchor.timestamp
-        if span == 0:
-            return m.last_index_price, m.last_index_price, 0
-        mark = ((current.mark_cumulative - anchor.mark_cumulative) & U112) // span
-        idx = ((current.index_cumulative - anchor.index_cumulative) & U112) // span
         area = skew_now * span if anchor.timestamp == prev.timestamp else _wrap_i32(skew_sum - skew_anchor)
+        mark = (current.mark_cumulative - anchor.mark_cumulative) & U112
+        idx = (current.index_cumulative - anchor.index_cumulative) & U112
+        window = FUNDING_WINDOW_HOURS * HOUR
+        if span < window:  # padded to the whole window at premium 0 and skew 0 (mark = index = last index)
+            pad = (window - span) * m.last_index_price
+            mark, idx, span = mark + pad, idx + pad, window
+        mark, idx = mark // span, idx // span
         return mark, idx, tdiv(area * m.skew_funding_ppm * 10**8, span)
 
     @staticmethod

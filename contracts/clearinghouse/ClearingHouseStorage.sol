@@ -249,9 +249,8 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     ///      skew sum), or `prev`, the accumulator as the last update left it, when no block touched the market
     ///      in those hours: the prices and the skew (`skewNow`, as this block found it) that held over the idle
     ///      span. An hourly slot belongs to the hour its timestamp falls in; a slot left from an older hour does
-    ///      not match and is skipped. Everything here held before this block, so no trade of the block moves it
-    ///      (in a view in the block of the last update with no anchor in the window, the span is 0: premium and
-    ///      skew term 0).
+    ///      not match and is skipped. Everything here held before this block, so no trade of the block moves it.
+    ///      A span shorter than the window is padded to it at premium 0 and skew 0.
     /// @param skewSum the funding state's skew sum now; `skewPrev` the sum as the last update left it
     function _fundingTwaps(
         Market storage m,
@@ -276,17 +275,27 @@ abstract contract ClearingHouseStorage is Ownable2Step {
                 }
             }
             uint256 span = current.timestamp - anchor.timestamp;
-            // Only in a view, in the block that wrote the last update, with no anchor in the window (the listing
-            // hour's or an idle market's): nothing has held yet, so the inputs are neutral, not this block's spot.
-            if (span == 0) return (m.lastIndexPrice, m.lastIndexPrice, 0);
-            // Differences modulo 2^112 recover the true sums over the span.
-            markTwap = ((uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max) / span;
-            indexTwap = ((uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max) / span;
             // The skew sum over the span, modulo 2^32 (exact within the window: see FundingState); over an idle
             // span (the anchor is `prev`) the skew held constant, skewNow x span.
             int256 skewArea = anchor.timestamp == prev.timestamp
                 ? skewNow * int256(span)
                 : int256(int32(uint32(int32(skewSum)) - uint32(int32(skewAnchor))));
+            // Differences modulo 2^112 recover the true sums over the span.
+            markTwap = (uint256(current.markCumulative) - anchor.markCumulative) & type(uint112).max;
+            indexTwap = (uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max;
+            // A span shorter than the window (a market younger than a day, the day after a day without blocks, a
+            // view in the block of the last update) is padded to the whole window at premium 0 and skew 0: mark
+            // and index both at the last index for the missing seconds. So a price or skew held for a few seconds
+            // weighs those seconds against a day, whatever came before (docs/funding.md#the-rule).
+            uint256 window = FUNDING_WINDOW_HOURS * 1 hours;
+            if (span < window) {
+                uint256 pad = (window - span) * m.lastIndexPrice;
+                markTwap += pad;
+                indexTwap += pad;
+                span = window;
+            }
+            markTwap /= span;
+            indexTwap /= span;
             // bps x ppm x 1e18 / (1e4 x 1e6 x span): |skewArea| < 2^31 x 1e4 ... far below 2^255.
             skewTerm = skewArea * int256(uint256(m.skewFundingPpm)) * 1e8 / int256(span);
         }
