@@ -393,7 +393,17 @@ def test_quick_run_writes_the_document_from_its_runs(quick_run):
     now = now_column(md)
     summaries = {sc: [json.loads((out / "runs" / sc / f"seed{s}" / "summary.json").read_text()) for s in (1, 2)]
                  for sc in econ.SCENARIO_ORDER}
-    assert now == econ.measures_now(summaries, econ.compute_impact_table())
+    runs = econ.load_runs(out / "runs", econ.SCENARIO_ORDER)
+    assert {sc: [{k: v for k, v in s.items() if k != "_dir"} for s in rs] for sc, rs in runs.items()} == summaries
+    assert now == econ.measures_now(runs, econ.compute_impact_table())
+    # The funding ratio is measured on the runs' own steps (crash and squeeze, ETH and BTC): two seeds x two markets
+    # each; without the run folders it cannot be.
+    from vperp.funding_compare import chain_ratio
+
+    crash = [chain_ratio(s["_dir"], sym) for s in runs["crash"] for sym in ("ETH", "BTC")]
+    assert len(crash) == 4 and now["funding_ratio"].startswith(f"{min(crash):.3f}")
+    assert f"{max(crash):.3f} (crash)" in now["funding_ratio"]
+    assert econ.measures_now(summaries, econ.compute_impact_table())["funding_ratio"] == "not run (crash, squeeze)"
     crash = summaries["crash"]
     pool = sorted(f"{s['bad_debt_from_pool']:,.0f}" for s in crash)
     assert now["crash_pool_bad_debt"].startswith(pool[0])

@@ -356,6 +356,7 @@ REVIEW_4745643 = {
     "lp_return_calm": "not quoted",
     "lp_return_squeeze": "-8.3 % (traders' PnL +25.7k, funding paid to the pool for carrying a 205 ETH net long: 46 USD)",
     "crash_takes": "0 takes in 4 of 5 seeds; every seed ends in 2 backstops",
+    "funding_ratio": "0.18-0.40 (crash, squeeze); at the defaults the velocity limit never binds",
 }
 GOALS = {
     "cost_1m": "<= 50 bps for 1M; a 10M order executes",
@@ -365,6 +366,7 @@ GOALS = {
     "lp_return_calm": ">= 0 on every seed",
     "lp_return_squeeze": "loss halved (>= -4.15 %)",
     "crash_takes": "most liquidated size taken by keepers; backstops rare",
+    "funding_ratio": "<= 0.10, with the time to converge to a held premium documented",
 }
 MEASURES = {
     "cost_1m": "cost of a 1M USD market order on ETH, incl. the 10 bps fee (model, at deployment, 10M pool)",
@@ -374,6 +376,8 @@ MEASURES = {
     "lp_return_calm": "LP return, calm",
     "lp_return_squeeze": "LP return, squeeze",
     "crash_takes": "auctions in the crash: takes vs backstops",
+    "funding_ratio": "largest change of the applied hourly funding within 1 h, vs the unsmoothed rule (premium/24, no "
+                     "cap) on the same path (on chain: the rate each run recorded, ETH and BTC)",
 }
 
 
@@ -382,7 +386,24 @@ def load_runs(runs_dir: str | Path, scenarios: Sequence[str]) -> dict[str, list[
     out = {}
     for sc in scenarios:
         agg = json.loads((Path(runs_dir) / sc / "aggregate.json").read_text())
-        out[sc] = [json.loads((Path(runs_dir) / sc / f"seed{s}" / "summary.json").read_text()) for s in agg["seeds"]]
+        out[sc] = [dict(json.loads((Path(runs_dir) / sc / f"seed{s}" / "summary.json").read_text()),
+                        _dir=str(Path(runs_dir) / sc / f"seed{s}")) for s in agg["seeds"]]
+    return out
+
+
+def funding_ratios(summaries: Sequence[dict[str, Any]]) -> list[float] | None:
+    """The funding smoothing's ratio measured on chain in each run (`vperp.funding_compare.chain_ratio`, ETH and
+    BTC), from the runs' `steps.csv`; None when a run has no folder or was recorded before the columns it needs."""
+    from .funding_compare import chain_ratio
+
+    out = []
+    try:
+        for s in summaries:
+            if "_dir" not in s:
+                return None
+            out += [chain_ratio(s["_dir"], sym) for sym in s.get("symbols", ("ETH", "BTC"))]
+    except (OSError, ValueError):
+        return None
     return out
 
 
@@ -431,6 +452,18 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
     else:
         for k in ("crash_pool_bad_debt", "crash_share_drawdown", "crash_takes"):
             out[k] = "not run"
+    parts = []
+    for sc in ("crash", "squeeze"):
+        ratios = funding_ratios(runs.get(sc) or [])
+        if ratios:
+            parts.append(f"{_range(ratios, lambda v: f'{v:.3f}')} ({sc})")
+    if parts:
+        from .funding_compare import Params, hours_to_converge
+
+        out["funding_ratio"] = (", ".join(parts) + "; 95 % of a held +1 % premium's rate after "
+                                f"{hours_to_converge(10**16, Params()):.1f} h (docs/funding.md)")
+    else:
+        out["funding_ratio"] = "not run (crash, squeeze)"
     for sc in ("trend", "calm", "squeeze"):
         rs = runs.get(sc)
         if not rs:
@@ -553,8 +586,9 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         measure_markdown(now),
         "LP return is the LP share price (pool NAV per share) at the end of the run over its start, less 1; the "
         "drawdown is the share price's largest peak-to-trough fall. Bad debt \"paid by the pool\" is the part of "
-        "the `BadDebt` events the insurance fund could not cover. Not measured by this command: the funding "
-        "smoothing's ratio (issue 13, item 3; see docs/funding.md).",
+        "the `BadDebt` events the insurance fund could not cover. The funding ratio is measured on the rate the "
+        "contract applied in each run against the unsmoothed rule on the run's own 15-minute premium "
+        "(`vperp.funding_compare.chain_ratio`; docs/funding.md#on-the-simulators-paths).",
         "",
         "## LP return per scenario and seed",
         "",
