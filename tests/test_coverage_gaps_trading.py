@@ -446,7 +446,8 @@ def test_listing_stops_at_max_markets_and_the_top_ids_still_margin(system, ch, v
 def test_twaps_in_the_listing_block_are_the_spot_and_the_index(system, ch, project, chain, deployer):
     """Reached by no other test: in the block a market is listed every TWAP observation is at `now`, so the
     TWAP span is zero and the views return the current vAMM price and the last index price instead of
-    dividing by zero (_twapsFrom, span == 0). The reserves are chosen so that the spot price (quote / base,
+    dividing by zero (_twapsFrom, span == 0); the funding window's is padded to a day at premium 0
+    (_fundingTwaps). The reserves are chosen so that the spot price (quote / base,
     rounded down) is not the index, which tells the two apart. The feed is made exactly `heartbeat` old at
     the listing block, so indexPrice answering proves the views ran in that block (it is stale one block on)."""
     answer = 3000_12345678  # 3000.12345678 (8 decimals)
@@ -465,10 +466,10 @@ def test_twaps_in_the_listing_block_are_the_spot_and_the_index(system, ch, proje
     assert ch.spotPrice(mid) == spot
     assert tuple(ch.twaps(mid)) == (spot, index)
     assert ch.markPrice(mid) == spot
+    # The funding window has no span yet either: padded to the whole day at premium 0 (mark and index at the last
+    # index), not this block's spot, so no trade in the listing block can set the first funding sample.
     fs = ch.fundingState(mid)
-    assert (fs.markTwap, fs.indexTwap) == (spot, index)
-    # premium = (mark - index) / index, truncated toward zero (spot < index here)
-    assert fs.premium == -((index - spot) * WAD // index)
+    assert (fs.markTwap, fs.indexTwap, fs.premium, fs.targetRate) == (index, index, 0, 0)
     chain.mine()
     with expect_revert(ch.StaleOracle, feed=oracle.address, updatedAt=when - heartbeat, heartbeat=heartbeat):
         ch.indexPrice(mid)
