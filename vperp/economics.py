@@ -458,10 +458,14 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
         if ratios:
             parts.append(f"{_range(ratios, lambda v: f'{v:.3f}')} ({sc})")
     if parts:
-        from .funding_compare import Params, hours_to_converge
+        from dataclasses import replace
 
-        out["funding_ratio"] = (", ".join(parts) + "; 95 % of a held +1 % premium's rate after "
-                                f"{hours_to_converge(10**16, Params()):.1f} h (docs/funding.md)")
+        from .funding_compare import PHASES, Params, hours_to_converge
+
+        # As docs/funding.md's kernel table: the worst placement of the chain's hour boundaries.
+        hours = max(hours_to_converge(10**16, replace(Params(), phase=ph)) for ph in PHASES)
+        out["funding_ratio"] = (", ".join(parts) + f"; 95 % of a held +1 % premium's rate after {hours:.1f} h "
+                                "(docs/funding.md)")
     else:
         out["funding_ratio"] = "not run (crash, squeeze)"
     for sc in ("trend", "calm", "squeeze"):
