@@ -869,6 +869,20 @@ def _revert_data(exc: Exception) -> bytes:
 # ---------------------------------------------------------------------------- environment builder
 
 
+def deployment_model(system, deployer) -> Model:
+    """vperp.model.Model in the state a fresh `deploy(deployer, system.config)` left: every market listed when
+    the chain says, its feed answered when the chain says, at the chain's addresses."""
+    ids = {m.id: m for m in system.markets.values()}
+    ch = system.clearing_house
+    return Model.from_config(
+        system.config,
+        listed_at={i: ch.marketState(i).lastUpdate for i in ids},
+        oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
+        oracles={i: m.oracle.address for i, m in ids.items()},
+        deployer=deployer.address,
+    )
+
+
 def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], warmup=()) -> Env:
     """A fresh deployment, the model of it, `traders` funded accounts (accounts[1..]) with
     `prefund[sub]` human units on each listed sub-account, approvals for the Vault and the pool, and
@@ -882,14 +896,7 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
         usdc.mint(t, 10**18, sender=t)
         usdc.approve(vault, MAX_UINT, sender=t)
         usdc.approve(pool, MAX_UINT, sender=t)
-    ids = {m.id: m for m in system.markets.values()}
-    model = Model.from_config(
-        system.config,
-        listed_at={i: ch.marketState(i).lastUpdate for i in ids},
-        oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
-        oracles={i: m.oracle.address for i, m in ids.items()},
-        deployer=deployer.address,
-    )
+    model = deployment_model(system, deployer)
     for t in actors:
         for sub, amount in prefund.items():
             units = system.units(amount)
@@ -910,7 +917,7 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
         breaker.setMarketThresholds(mid, (t.move_threshold, t.divergence_threshold, t.divergence_duration,
                                           t.max_skew_share), sender=deployer)
     e = Env(chain, system, batch, actors, Errors(ch, vault, system.liquidation, pool, system.amm), model, chain.provider.web3,
-            x0={i: model.markets[i].x for i in ids}, breaker=breaker, breaker_thresholds=thresholds)
+            x0={i: model.markets[i].x for i in model.markets}, breaker=breaker, breaker_thresholds=thresholds)
     warm = Runner(e, model)
     for step in warmup:
         warm.step(step)

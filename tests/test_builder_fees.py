@@ -15,6 +15,7 @@ import copy
 import ape
 import pytest
 
+from chain_harness import deployment_model
 from trading_helpers import ceil_div, expect_revert
 from vperp import deploy
 from vperp.model import MAX_BUILDER_FEE_RATE, Model, ModelRevert
@@ -117,14 +118,7 @@ def base_env(accounts, chain):
     chain.pending_timestamp = chain.pending_timestamp + 10
     system = deploy(deployer)
     ch = system.clearing_house
-    ids = {m.id: m for m in system.markets.values()}
-    model = Model.from_config(
-        system.config,
-        listed_at={i: ch.marketState(i).lastUpdate for i in ids},
-        oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
-        oracles={i: m.oracle.address for i, m in ids.items()},
-        deployer=deployer.address,
-    )
+    model = deployment_model(system, deployer)
     t = chain.blocks.head.timestamp
     return system, model, t
 

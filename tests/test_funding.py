@@ -302,18 +302,11 @@ def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, ali
 def chain_model(system, ch, chain):
     """vperp.model.Model in the state the session deployment left (built as tests/chain_harness.py builds it),
     checked against the chain's market states."""
-    from vperp.model import Model
+    from chain_harness import deployment_model
 
-    ids = {m.id: m for m in system.markets.values()}
-    model = Model.from_config(
-        system.config,
-        listed_at={i: ch.marketState(i).lastUpdate for i in ids},
-        oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
-        oracles={i: m.oracle.address for i, m in ids.items()},
-        deployer=system.deployer.address,
-    )
+    model = deployment_model(system, system.deployer)
     now = chain.blocks.head.timestamp
-    for i in ids:
+    for i in (m.id for m in system.markets.values()):
         assert model.market_state(i, now) == tuple(ch.marketState(i))
     return model
 

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .config import wad
-
+from .funding import tdiv
 from .units import WAD
+
 STEP_SECONDS = 300  # default simulated time per step
 DAY = 86_400
 HOUR = 3_600
@@ -332,8 +333,7 @@ def _premium(mark_twap: int, index_twap: int) -> int:
     """(mark TWAP - index TWAP) / index TWAP [wad], truncated toward zero, as the contract computes a premium: here
     from the market's TWAP window (`twaps`, 15 minutes by default), the premium the unsmoothed hourly rule of
     `vperp.funding_compare` reads; `fundingState`'s premium is the day-long one that drives the target."""
-    n = (mark_twap - index_twap) * WAD
-    return n // index_twap if n >= 0 else -(-n // index_twap)
+    return tdiv((mark_twap - index_twap) * WAD, index_twap)
 
 
 def wad_str(x: int) -> str:
