@@ -14,13 +14,17 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
-/// @dev Depth: quote reserve target = depthRatio x NAV; both reserves scale by the same factor so the
+/// @dev Depth: quote reserve target = depthRatio x amplification x NAV (amplification: the depth
+///      concentrated on a price range, `setConcentration`); both reserves scale by the same factor so the
 ///      price is unchanged (up to one wei, rounded down), at most once per depthInterval and by bounded
 ///      steps (see `_depthStep`). What the rescale does to the net position's exit value is charged to
 ///      (or, shrinking, credited to) the positions on the net side through the funding index, so the pool
-///      neither pays nor earns it (`_depthCharge`). Repeg: the quote reserve alone changes so the price moves toward the live
-///      index by at most maxRepegStep, and less if the change of the net position's exit value would exceed
-///      maxRepegCost x NAV.
+///      neither pays nor earns it (`_depthCharge`). With a net position the rescale moves the peg (below)
+///      by (s (x + net) / (s x + net))^2; a repeg may then move it back at the pool's cost (docs/pool.md).
+///      Repeg: the quote reserve alone changes so the peg, the curve's price at zero net position (`_peg`),
+///      moves toward the live index by at most maxRepegStep, and less if the change of the net position's
+///      exit value would exceed maxRepegCost x NAV; at most once per block. The mark's distance from the
+///      peg is then the traders' own skew against depth.
 ///      Accounting: the pool's NAV values positions at what closing them against the vAMM would pay, so
 ///      each call moves NAV by exactly its cost, the change of the market's net position's exit value
 ///      (`VAmmMath.exitValue`); the cost is emitted and accumulated per market (`depthCost`, `repegCost`).
@@ -38,6 +42,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     uint256 internal constant MIN_DEPTH_INTERVAL = 60;
     uint256 internal constant MAX_DEPTH_INTERVAL = 1 days;
     uint256 internal constant MAX_DEPTH_COST = 0.01e18;
+    uint256 internal constant MIN_RANGE = 0.01e18;
+    uint256 internal constant MAX_RANGE = 0.5e18;
 
     IClearingHouse public immutable clearingHouse;
     ILiquidityPool public immutable pool;
@@ -51,6 +57,9 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     mapping(uint32 marketId => uint256) public lastDepthSync;
     /// @notice Sum of depth-sync costs per market [wad] (positive = cost to the pool).
     mapping(uint32 marketId => int256) public depthCost;
+    /// @dev Per market: the price range [wad] the depth is concentrated on, and the amplification [wad] (0: none).
+    mapping(uint32 marketId => uint256) internal _range;
+    mapping(uint32 marketId => uint256) internal _amplification;
 
     constructor(IClearingHouse clearingHouse_, ILiquidityPool pool_, address owner_) Ownable(owner_) {
         if (address(clearingHouse_) == address(0) || address(pool_) == address(0)) revert ZeroAddress();
@@ -73,6 +82,45 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         emit AmmParamsSet(marketId, p);
     }
 
+    /// @notice Concentrate `marketId`'s depth on the prices within `range` of the peg: the depth target is
+    ///         multiplied by `amplification`, at most `maxAmplification(range)`, the capital efficiency of a
+    ///         range of that width (docs/pool.md "Concentrated depth"). Applies from the next depth sync.
+    function setConcentration(uint32 marketId, uint256 range, uint256 amplification) external onlyOwner {
+        _checkMarket(marketId);
+        _bound("range", range, MIN_RANGE, MAX_RANGE);
+        _bound("amplification", amplification, WAD, maxAmplification(range));
+        _range[marketId] = range;
+        _amplification[marketId] = amplification;
+        emit ConcentrationSet(marketId, range, amplification);
+    }
+
+    /// @inheritdoc IAmmController
+    function concentration(uint32 marketId)
+        external
+        view
+        returns (uint256 range, uint256 amplification, uint256 effectiveAmplification)
+    {
+        _checkMarket(marketId);
+        range = _range[marketId];
+        amplification = _amplification[marketId];
+        effectiveAmplification = _effectiveAmplification(marketId, clearingHouse.marketParams(marketId).maxSpread);
+    }
+
+    /// @inheritdoc IAmmController
+    function maxAmplification(uint256 range) public pure returns (uint256) {
+        // 1 / (1 - (1 + r)^(-1/2)): 1/sqrt(1 + r) rounded down, so the bound is rounded down too.
+        uint256 inv = WAD * WAD / Math.sqrt((WAD + range) * WAD);
+        return WAD * WAD / (WAD - inv);
+    }
+
+    /// @dev The amplification a depth sync applies: 1 without a concentration, and 1 while the market's price
+    ///      band (`maxSpread`) is wider than the range, since trades could then reach prices the amplified
+    ///      depth is not backed for.
+    function _effectiveAmplification(uint32 marketId, uint256 maxSpread) internal view returns (uint256) {
+        uint256 a = _amplification[marketId];
+        return a == 0 || maxSpread > _range[marketId] ? WAD : a;
+    }
+
     /// @inheritdoc IAmmController
     function ammParams(uint32 marketId) external view returns (AmmParams memory) {
         return _params[marketId];
@@ -92,9 +140,9 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 y0 = s.quoteReserve;
         // Casts: OI sides are below 2^128.
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
-        // Cast: nav > 0.
-        uint256 target = uint256(nav).mulWadDown(p.depthRatio);
         IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
+        // Cast: nav > 0.
+        uint256 target = uint256(nav).mulWadDown(p.depthRatio).mulWadDown(_effectiveAmplification(marketId, mp.maxSpread));
         y1 = _depthStep(mp, p, x0, y0, net, target, uint256(nav));
         // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
         x1 = x0.mulDivUp(y1, y0);
@@ -200,43 +248,70 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IAmmController
+    function pegPrice(uint32 marketId) external view returns (uint256) {
+        IClearingHouse.MarketState memory s = clearingHouse.marketState(_checkMarket(marketId));
+        // Casts: OI sides are below 2^128.
+        return _peg(s.baseReserve, s.quoteReserve, int256(s.longOpenInterest) - int256(s.shortOpenInterest));
+    }
+
+    /// @dev The curve's price where the traders' net position would be zero, x y / (x + net)^2 [wad], rounded
+    ///      down twice. A trade moves x by -base and net by +base, so x + net is unchanged by trades and k = x y
+    ///      only grows by the swap's rounding: no trade moves the peg (by more than that rounding). 0 when the
+    ///      curve does not hold the net short (unreachable: AmmController keeps x >= 2 |net short| on a sync).
+    function _peg(uint256 x, uint256 y, int256 net) internal pure returns (uint256) {
+        uint256 x0 = _zeroSkewBase(x, net);
+        if (x0 == 0) return 0;
+        return Math.mulDiv(Math.mulDiv(x, y, x0), WAD, x0);
+    }
+
+    /// @dev x + net: the base reserve at which the traders' net position would be zero (0 if not positive).
+    function _zeroSkewBase(uint256 x, int256 net) internal pure returns (uint256) {
+        if (net >= 0) return x + net.abs();
+        uint256 n = net.abs();
+        return n >= x ? 0 : x - n;
+    }
+
+    /// @inheritdoc IAmmController
     function repeg(uint32 marketId) external nonReentrant returns (uint256 price1, int256 cost) {
         AmmParams memory p = _configured(marketId);
-        uint256 next = lastRepeg[marketId] + p.repegInterval;
-        if (lastRepeg[marketId] != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
-        (uint256 markTwap, uint256 indexTwap) = clearingHouse.twaps(marketId);
-        uint256 divergence = (markTwap > indexTwap ? markTwap - indexTwap : indexTwap - markTwap).divWadDown(indexTwap);
-        if (divergence <= p.repegThreshold) revert RepegNotNeeded(divergence, p.repegThreshold);
+        // At most once per block (second) and once per repegInterval.
+        uint256 last = lastRepeg[marketId];
+        uint256 next = last + (p.repegInterval == 0 ? 1 : p.repegInterval);
+        if (last != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
 
         uint256 index = clearingHouse.indexPrice(marketId);
         IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);
-        uint256 price0 = s.spotPrice;
-        uint256 maxMove = price0.mulWadDown(p.maxRepegStep);
         uint256 x = s.baseReserve;
         // Casts: OI sides are below 2^128.
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
+        uint256 x0 = _zeroSkewBase(x, net);
+        uint256 peg0 = _peg(x, s.quoteReserve, net);
+        uint256 gap = index > peg0 ? index - peg0 : peg0 - index;
+        uint256 divergence = gap.divWadDown(index);
+        if (x0 == 0 || divergence <= p.repegThreshold) revert RepegNotNeeded(divergence, p.repegThreshold);
+
+        uint256 maxMove = peg0.mulWadDown(p.maxRepegStep);
         if (net != 0) {
-            // Bound the change of the net position's exit value, |dE| = x dp n / (x +- n) (x fixed, y = x p),
-            // by maxRepegCost x NAV: dp <= budget (x +- n) / (x n), + for a net long, - for a net short.
+            // The quote reserve moves by dy = dP x0^2 / x for a peg move dP, so the net position's exit value
+            // (y n / x0 for a net long, -y n / x0 for a net short) moves by dP n x0 / x: bound it by
+            // maxRepegCost x NAV, i.e. dP <= budget x / (x0 n).
             int256 nav = pool.navWad();
             uint256 budget = nav > 0 ? uint256(nav).mulWadDown(p.maxRepegCost) : 0;
-            uint256 n = net.abs();
-            uint256 byCost = Math.mulDiv(budget, net > 0 ? x + n : x - n, x).divWadDown(n);
+            uint256 byCost = Math.mulDiv(budget, x, x0).divWadDown(net.abs());
             if (byCost < maxMove) maxMove = byCost;
         }
-        uint256 gap = index > price0 ? index - price0 : price0 - index;
         uint256 move = gap < maxMove ? gap : maxMove;
-        // The quote reserve moves by x * move (rounded down), from the reserve itself rather than from the
-        // truncated spot price, so the exit-value change stays within the cost budget to the wei.
-        uint256 dy = x.mulWadDown(move);
-        uint256 y1 = index > price0 ? s.quoteReserve + dy : s.quoteReserve - dy;
+        // dy = move x0^2 / x rounded down: the peg moves by at most `move` (never past the index) and the
+        // exit-value change stays within the budget (up to the exit value's own rounding, one wei).
+        uint256 dy = Math.mulDiv(Math.mulDiv(move, x0, x), x0, WAD);
+        uint256 y1 = index > peg0 ? s.quoteReserve + dy : s.quoteReserve - dy;
         clearingHouse.setReserves(marketId, x, y1, 0);
         price1 = y1 * WAD / x;
         // Cost: the change of what closing the net position would pay traders (the pool's NAV moves by -cost).
         cost = _exitValue(x, y1, net) - _exitValue(x, s.quoteReserve, net);
         repegCost[marketId] += cost;
         lastRepeg[marketId] = block.timestamp;
-        emit Repeg(marketId, price0, price1, index, cost);
+        emit Repeg(marketId, s.spotPrice, price1, index, cost);
     }
 
     function _configured(uint32 marketId) internal view returns (AmmParams memory p) {

@@ -45,7 +45,14 @@ class MarketConfig:
     auction_reset_drop: float = 0.05  # index move in the account's favour after which an auction must be redone
     # vAMM depth and peg (AmmController.AmmParams)
     depth_ratio: float = 3.0  # target quote reserve per unit of pool NAV (10M pool: 30M, the listed depth)
+    # Depth concentrated on the prices within depth_range of the peg, amplified (AmmController.setConcentration):
+    # the quote reserve target becomes depth_ratio x depth_amplification x NAV; the amplification is at most
+    # max_amplification(depth_range) (21.49 at 10 %). None: not concentrated (the shipped default; see
+    # concentrated_config() for why).
+    depth_range: float | None = None
+    depth_amplification: float | None = None
     max_depth_change: float = 0.2
+    # The peg (the curve's price at zero net position) moves toward the index when more than repeg_threshold away.
     repeg_threshold: float = 0.02
     max_repeg_step: float = 0.01
     max_repeg_cost: float = 0.001
@@ -83,6 +90,12 @@ class MarketConfig:
         return (wad(self.depth_ratio), wad(self.max_depth_change), wad(self.repeg_threshold),
                 wad(self.max_repeg_step), wad(self.max_repeg_cost), self.repeg_interval, self.depth_interval,
                 wad(self.max_depth_cost))
+
+    def to_concentration(self) -> tuple[int, int] | None:
+        """(range, amplification) for `AmmController.setConcentration`, in WAD; None: not concentrated."""
+        if self.depth_range is None or self.depth_amplification is None:
+            return None
+        return wad(self.depth_range), wad(self.depth_amplification)
 
     def to_auction_params(self) -> tuple:
         """The `ILiquidationEngine.AuctionParams` tuple, in struct order."""
@@ -173,5 +186,28 @@ class DeployConfig:
         return replace(self, markets=tuple(markets))
 
 
+def max_amplification(range_wad: int) -> int:
+    """AmmController.maxAmplification [wad]: 1 / (1 - (1 + range)^(-1/2)), both divisions rounded down."""
+    import math
+
+    inv = WAD * WAD // math.isqrt((WAD + range_wad) * WAD)
+    return WAD * WAD // (WAD - inv)
+
+
 def default_config() -> DeployConfig:
     return DeployConfig()
+
+
+def concentrated_config() -> DeployConfig:
+    """The shipped deployment with its depth concentrated (deployments/config/concentrated.yaml): each market's
+    depth amplified 10 times on a 10 % range (the band), so a 10M pool lists 300M of quote per market (ETH 100,000
+    base, BTC 5,000), a peg that follows the index every block (threshold 0.1 %, step 5 %, cost 1 % of NAV per
+    call, interval 0) and the skew term at its bound, 0.01 (the skew is measured against a reserve ten times
+    deeper). Not the default: until a trade that adds risk is refused at a stale peg (a ClearingHouse
+    check, docs/pool.md "Repeg"), a round trip around a repeg takes up to maxRepegCost x NAV from the pool."""
+    deep = {"ETH": 100_000, "BTC": 5_000}
+    return DeployConfig().with_markets(*(
+        replace(m, base_reserve=deep.get(m.symbol, m.base_reserve * 10), depth_range=0.1, depth_amplification=10.0,
+                repeg_threshold=0.001, max_repeg_step=0.05, max_repeg_cost=0.01, repeg_interval=0,
+                skew_funding=0.01)
+        for m in DeployConfig().markets))

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, MIN_TIMELOCK_DELAY,
-                     BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig)
+                     BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig, max_amplification, wad)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 from .units import INT96_MAX, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
@@ -83,6 +83,9 @@ MARKET_RULES: dict[str, tuple] = {
     "auction_max_discount": (_NUM, 0, Decimal("0.5"), False, True),
     "auction_reset_drop": (_NUM, Decimal("0.005"), Decimal("0.5"), True, True),
     "depth_ratio": (_NUM, 0, _wad_to_human(UINT64_MAX), False, True),  # the field's type, below MAX_DEPTH_RATIO
+    "depth_range": (_NUM, Decimal("0.01"), Decimal("0.5"), True, True),  # and null: no concentration
+    # and <= maxAmplification(depth_range) (checked below); the static ceiling is the cap at the smallest range
+    "depth_amplification": (_NUM, 1, _wad_to_human(max_amplification(10**16)), True, True),
     "max_depth_change": (_NUM, 0, Decimal("0.5"), False, True),
     "repeg_threshold": (_NUM, Decimal("0.001"), 1, True, True),
     "max_repeg_step": (_NUM, 0, Decimal("0.1"), False, True),
@@ -265,6 +268,9 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
     kwargs["oracle"] = oracle
     for name, rule in MARKET_RULES.items():
         if name in m:
+            if m[name] is None and name in ("depth_range", "depth_amplification"):
+                kwargs[name] = None  # no concentration
+                continue
             kwargs[name] = _number(f"{where}.{name}", m[name], rule, fail)
     if "auction_curve" in m:
         curve = m["auction_curve"]
@@ -285,6 +291,13 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
     # cross-field rules, as the contracts check them
     if Decimal(str(mc.imr)) <= Decimal(str(mc.mmr)):
         fail(f"{where}.imr", f"must be greater than mmr ({mc.mmr}), got {mc.imr}")
+    if (mc.depth_range is None) != (mc.depth_amplification is None):
+        fail(f"{where}.depth_amplification", "depth_range and depth_amplification are set together (or both null)")
+    if mc.depth_range is not None and mc.depth_amplification is not None:
+        cap = max_amplification(wad(mc.depth_range))
+        if wad(mc.depth_amplification) > cap:
+            fail(f"{where}.depth_amplification",
+                 f"must be at most maxAmplification(depth_range) = {Decimal(cap) / WAD} for a range of {mc.depth_range}, got {mc.depth_amplification}")
     if mc.auction_step > mc.auction_duration:
         fail(f"{where}.auction_step", f"must be at most auction_duration ({mc.auction_duration}), got {mc.auction_step}")
     if Decimal(str(mc.min_position_size)) > Decimal(str(mc.max_open_interest)):

@@ -100,6 +100,8 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         markets[mc.symbol] = Market(mc.symbol, int(market_id), oracle, mc)
         engine.setAuctionParams(market_id, mc.to_auction_params(), sender=deployer)
         amm.setAmmParams(market_id, mc.to_amm_params(), sender=deployer)
+        if mc.to_concentration() is not None:
+            amm.setConcentration(market_id, *mc.to_concentration(), sender=deployer)
         if mc.skew_funding_ppm() != ch.DEFAULT_SKEW_FUNDING_PPM():  # listed with the default
             ch.setSkewFunding(market_id, mc.skew_funding_ppm(), sender=deployer)
 

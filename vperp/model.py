@@ -133,7 +133,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Hashable
 
-from .config import DeployConfig, default_config, wad
+from .config import DeployConfig, default_config, max_amplification, wad
 from .funding import clamp, evolve, exp_neg_wad, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,  # noqa: F401
                     DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_SKEW_FUNDING_PPM, WAD)
@@ -561,6 +561,7 @@ class Model:
         # AmmController
         self.amm_params: dict[int, AmmParams] = {}
         self.last_repeg: dict[int, int] = {}
+        self.concentration: dict[int, tuple[int, int]] = {}  # market -> (range, amplification), AmmController
         self.repeg_cost: dict[int, int] = {}
         self.last_depth_sync: dict[int, int] = {}
         self.depth_cost: dict[int, int] = {}
@@ -578,11 +579,13 @@ class Model:
         oracle_updated_at: dict[int, int] | None = None,
         oracles: dict[int, Any] | None = None,
         deployer: Hashable = "deployer",
+        skew_funding_at: dict[int, int] | None = None,
     ) -> "Model":
         """The state `vperp.deploy(deployer, config)` leaves: markets listed in order (ids from 1) at
         `listed_at[id]` (default `timestamp`), mock feeds stamped at `oracle_updated_at[id]`, each
         market's auction parameters set, the pool seeded by `deployer`'s LP deposit and the insurance
-        seed granted. `oracles[id]` names each feed (its address on chain)."""
+        seed granted. `oracles[id]` names each feed (its address on chain); a non-default skew term is set at
+        `skew_funding_at[id]` (default the listing time: the setter accrues, so the time matters to the TWAPs)."""
         config = config or default_config()
         model = cls(config.collateral_decimals)
         for i, mc in enumerate(config.markets, start=1):
@@ -610,8 +613,10 @@ class Model:
             )
             model.auction_params[i] = AuctionParams(*mc.to_auction_params())
             model.amm_params[i] = AmmParams(*mc.to_amm_params())
+            if mc.to_concentration() is not None:
+                model.set_concentration(i, *mc.to_concentration())
             if mc.skew_funding_ppm() != DEFAULT_SKEW_FUNDING_PPM:  # deploy() sets it after listing
-                model.set_skew_funding(i, mc.skew_funding_ppm(), t_list)
+                model.set_skew_funding(i, mc.skew_funding_ppm(), (skew_funding_at or {}).get(i, t_list))
         if config.pool_seed:
             # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
             seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)
@@ -2245,8 +2250,8 @@ class Model:
     @_atomic
     def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
         """AmmController.syncDepth: at most once per depthInterval (DepthSyncTooSoon), the quote reserve
-        moves toward depthRatio x NAV within `_depth_step`'s bounds; the base reserve scales by the same
-        factor (rounded up, so the price never rises); the change of the net position's exit value is
+        moves toward depthRatio x effective amplification x NAV within `_depth_step`'s bounds; the base reserve
+        scales by the same factor (rounded up, so the price never rises); the change of the net position's exit value is
         charged back through the funding index (`_depth_charge`), and the cost to the pool (that change less
         what the charge adds to floor(net x F), never positive) is booked in depthCost. Returns (x1, y1,
         cost, total cost): the DepthSynced and DepthSyncCost events' fields (DepthCharged's in
@@ -2261,7 +2266,7 @@ class Model:
         m = self.markets[market_id]
         x0, y0 = m.x, m.y
         net = m.long_open_interest - m.short_open_interest
-        target = mul_wad_down(nav, p.depth_ratio)
+        target = mul_wad_down(mul_wad_down(nav, p.depth_ratio), self.effective_amplification(market_id))
         y1 = self._depth_step(m, p, x0, y0, net, target, nav)
         x1 = mul_div_up(x0, y1, y0)
         exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
@@ -2334,41 +2339,78 @@ class Model:
         m = self.markets[market_id]
         return exit_value(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
+    def set_concentration(self, market_id: int, range_: int, amplification: int) -> None:
+        """AmmController.setConcentration: range in [0.01, 0.5], amplification in [1, maxAmplification(range)]."""
+        if market_id == 0 or market_id > len(self.markets):
+            raise ModelRevert("UnknownMarket", market_id)
+        if not 10**16 <= range_ <= 5 * 10**17:
+            raise ModelRevert("ParameterOutOfBounds", "range", range_)
+        if not WAD <= amplification <= max_amplification(range_):
+            raise ModelRevert("ParameterOutOfBounds", "amplification", amplification)
+        self.concentration[market_id] = (range_, amplification)
+
+    def effective_amplification(self, market_id: int) -> int:
+        """AmmController._effectiveAmplification: 1 (WAD) without a concentration or while the market's band
+        (maxSpread) is wider than the range, else the amplification."""
+        range_, amplification = self.concentration.get(market_id, (0, 0))
+        if amplification == 0 or self.markets[market_id].max_spread > range_:
+            return WAD
+        return amplification
+
+    @staticmethod
+    def _zero_skew_base(x: int, net: int) -> int:
+        """AmmController._zeroSkewBase: x + net, the base reserve at zero net position (0 if not positive)."""
+        return max(x + net, 0)
+
+    @classmethod
+    def _peg(cls, x: int, y: int, net: int) -> int:
+        """AmmController._peg: x y / (x + net)^2 [wad], rounded down twice (Math.mulDiv); 0 without a
+        zero-skew base."""
+        x0 = cls._zero_skew_base(x, net)
+        return 0 if x0 == 0 else (x * y // x0) * WAD // x0
+
+    def peg_price(self, market_id: int) -> int:
+        """AmmController.pegPrice: the curve's price where the traders' net position would be zero."""
+        if market_id == 0 or market_id > len(self.markets):
+            raise ModelRevert("UnknownMarket", market_id)
+        m = self.markets[market_id]
+        return self._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
+
     @_atomic
     def repeg(self, market_id: int, timestamp: int) -> tuple[int, int]:
-        """AmmController.repeg: when the mark TWAP has left the index TWAP by more than the threshold,
-        the quote reserve alone moves the price toward the live index, by at most maxRepegStep and at
-        most what keeps the change of the net position's exit value within budget = max(NAV, 0) x
-        maxRepegCost: with n = |net| and x the base reserve (fixed), |dE| = x dp n / (x +- n), so the move
-        is at most floor(floor(budget (x + n) / x) x 1e18 / n) for a net long, (x - n) for a net short
-        (Math.mulDiv, then divWadDown). The cost booked in repegCost and emitted is the exact change of the
-        net's exit value, exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
+        """AmmController.repeg: at most once per block (and repegInterval), when the peg (`_peg`, the curve's
+        price at zero net position) is more than repegThreshold from the live index, the quote reserve alone
+        moves the peg toward the index, by at most maxRepegStep of the peg and at most what keeps the change
+        of the net position's exit value within budget = max(NAV, 0) x maxRepegCost: with n = |net|, x the
+        base reserve (fixed) and x0 = x + net, dy = dP x0^2 / x moves the exit value by dP n x0 / x, so
+        dP <= floor(floor(budget x / x0) x 1e18 / n); dy = floor(floor(dP x0 / x) x0 / 1e18). The cost
+        booked in repegCost and emitted is the exact change of the net's exit value,
+        exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
         Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
-        if last != 0 and timestamp < last + p.repeg_interval:
-            raise ModelRevert("RepegTooSoon", last + p.repeg_interval, timestamp)
-        mark_twap, index_twap = self.twaps(market_id, timestamp)
-        divergence = div_wad_down(abs(mark_twap - index_twap), index_twap)
-        if divergence <= p.repeg_threshold:
-            raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
+        nxt = last + (p.repeg_interval or 1)
+        if last != 0 and timestamp < nxt:
+            raise ModelRevert("RepegTooSoon", nxt, timestamp)
         m = self.markets[market_id]
         index = self._index(m, timestamp)
-        price0 = m.spot
-        max_move = mul_wad_down(price0, p.max_repeg_step)
         net = m.long_open_interest - m.short_open_interest
         x, y0 = m.x, m.y
+        x0 = self._zero_skew_base(x, net)
+        peg0 = self._peg(x, y0, net)
+        gap = abs(index - peg0)
+        divergence = div_wad_down(gap, index)
+        if x0 == 0 or divergence <= p.repeg_threshold:
+            raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
+        max_move = mul_wad_down(peg0, p.max_repeg_step)
         if net != 0:
             nav = self.pool_nav(timestamp)
             budget = mul_wad_down(nav, p.max_repeg_cost) if nav > 0 else 0
-            n = abs(net)
-            if net < 0 and n > x:  # x - n under checked arithmetic (unreachable: the curve holds the net short)
-                raise ModelRevert("Panic", 0x11)
-            by_cost = div_wad_down(budget * (x + n if net > 0 else x - n) // x, n)
+            by_cost = div_wad_down(budget * x // x0, abs(net))
             max_move = min(max_move, by_cost)
-        move = min(abs(index - price0), max_move)
-        dy = mul_wad_down(x, move)  # from the reserve, not the truncated spot: the cost stays within budget
-        y1 = y0 + dy if index > price0 else y0 - dy
+        move = min(gap, max_move)
+        dy = (move * x0 // x) * x0 // WAD
+        y1 = y0 + dy if index > peg0 else y0 - dy
         self._set_reserves(m, x, y1, timestamp)
         price1 = y1 * WAD // x
         cost = exit_value(x, y1, net) - exit_value(x, y0, net)

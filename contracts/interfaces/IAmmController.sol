@@ -3,17 +3,18 @@ pragma solidity 0.8.28;
 
 /// @title IAmmController
 /// @notice Keeps every market's virtual AMM in line with the shared pool (docs/pool.md): depth follows the
-///         pool capital allotted to the market, and the peg follows the index when mark and index stay
-///         apart. Both are permissionless pokes bounded per call; neither changes a trader's entry.
+///         pool capital allotted to the market, and the peg (the curve's price at zero net position)
+///         follows the index, at most once per block by a bounded step. Both are permissionless pokes
+///         bounded per call; neither changes a trader's entry.
 interface IAmmController {
     /// @notice Per-market rule.
     struct AmmParams {
         uint64 depthRatio; // [wad] target quote reserve per unit of pool NAV (the market's weight x leverage of depth)
         uint64 maxDepthChange; // [wad] largest relative change of the reserves per syncDepth call
-        uint64 repegThreshold; // [wad] |markTwap - indexTwap| / indexTwap above which repeg is allowed
-        uint64 maxRepegStep; // [wad] largest relative move of the vAMM price per repeg call
+        uint64 repegThreshold; // [wad] |peg - index| / index above which repeg is allowed
+        uint64 maxRepegStep; // [wad] largest relative move of the peg per repeg call
         uint64 maxRepegCost; // [wad] largest repeg cost (|change of the net's exit value|) per call / pool NAV
-        uint32 repegInterval; // [s] least time between two repegs of one market
+        uint32 repegInterval; // [s] least time between two repegs of one market (0: once per block)
         uint32 depthInterval; // [s] least time between two depth syncs of one market
         uint64 maxDepthCost; // [wad] largest exit value one depth sync moves to the net position (and charges back) / pool NAV
     }
@@ -24,9 +25,9 @@ interface IAmmController {
     error DepthNotConfigured(uint32 marketId);
     /// @notice The pool's NAV is not positive: depth cannot follow it.
     error PoolValueNotPositive(int256 nav);
-    /// @notice Mark and index TWAPs are within the threshold.
+    /// @notice The peg is within the threshold of the index (`divergence` = |peg - index| / index).
     error RepegNotNeeded(uint256 divergence, uint256 threshold);
-    /// @notice The last repeg of this market was less than `repegInterval` ago.
+    /// @notice The last repeg of this market was less than `repegInterval` ago (or in this block).
     error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
     error ZeroAddress();
     /// @notice The last depth sync of this market was less than `depthInterval` ago.
@@ -39,6 +40,9 @@ interface IAmmController {
     ///         pool's loss; the pool's NAV moves by exactly -cost).
     event Repeg(uint32 indexed marketId, uint256 priceBefore, uint256 priceAfter, uint256 indexPrice, int256 cost);
     event AmmParamsSet(uint32 indexed marketId, AmmParams params);
+    /// @notice `marketId`'s depth is concentrated on prices within `range` of the peg, amplified `amplification`
+    ///         times [wad both].
+    event ConcentrationSet(uint32 indexed marketId, uint256 range, uint256 amplification);
     /// @notice What a depth sync did to the value of the open positions: `cost` is the change of what
     ///         closing the market's net position against the vAMM would pay traders [wad] (positive = the
     ///         pool's loss; the pool's NAV moves by exactly -cost, up to rounding).
@@ -48,16 +52,36 @@ interface IAmmController {
     ///         (negative: receives), as funding is; the pool keeps the rounding.
     event DepthCharged(uint32 indexed marketId, int256 exitChange, int256 chargePerBase);
 
-    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x pool NAV (price unchanged), at most once
-    ///         per `depthInterval`. A deepening scales by at most min(maxDepthChange, takerFee / maxSpread) and
-    ///         moves at most min(maxDepthCost x NAV, takerFee x maxSpread x quote reserve, |net| x price x
-    ///         takerFee / 2) of exit value to the net position; that change (up or down) is charged to the
-    ///         positions through the funding index (`DepthCharged`), so the pool's NAV never falls: the booked
-    ///         cost is never positive (docs/pool.md).
+    /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x amplification x pool NAV, at most once
+    ///         per `depthInterval`, price unchanged. A deepening scales by at most min(maxDepthChange,
+    ///         takerFee / maxSpread) and moves at most min(maxDepthCost x NAV, takerFee x maxSpread x quote
+    ///         reserve, |net| x price x takerFee / 2) of exit value to the net position; that change (up or
+    ///         down) is charged to the positions through the funding index (`DepthCharged`), so
+    ///         the pool's NAV never falls: the booked cost is never positive (docs/pool.md).
     function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
 
-    /// @notice Move `marketId`'s vAMM price toward the index, if mark and index TWAPs diverge past the threshold.
+    /// @notice Move `marketId`'s peg (the curve's price at zero net position, `pegPrice`) toward the live index,
+    ///         when they are more than `repegThreshold` apart: by at most maxRepegStep of the peg and at most
+    ///         maxRepegCost x NAV of exit value moved to the net position, once per block (and repegInterval).
+    ///         Returns the vAMM's spot price after and the cost to the pool.
     function repeg(uint32 marketId) external returns (uint256 newPrice, int256 cost);
+
+    /// @notice `marketId`'s peg [wad]: the curve's price where the traders' net position would be zero,
+    ///         x y / (x + net)^2. Trades do not move it (beyond rounding); repeg moves it toward the index, so
+    ///         the mark's premium over the index is the traders' net skew against depth.
+    function pegPrice(uint32 marketId) external view returns (uint256);
+
+    /// @notice `marketId`'s concentration: the `range` of prices around the peg its depth is concentrated on and
+    ///         the `amplification` set [wad]; `effectiveAmplification` is what a depth sync applies now: 1 (1e18)
+    ///         without a concentration or while the market's price band is wider than the range.
+    function concentration(uint32 marketId)
+        external
+        view
+        returns (uint256 range, uint256 amplification, uint256 effectiveAmplification);
+
+    /// @notice The most a depth concentrated on a `range` [wad] may be amplified: 1 / (1 - (1 + range)^(-1/2)),
+    ///         the capital efficiency of liquidity confined to prices within `range` of the peg (21.5 at 10 %).
+    function maxAmplification(uint256 range) external pure returns (uint256);
 
     /// @notice `marketId`'s depth and peg rule.
     function ammParams(uint32 marketId) external view returns (AmmParams memory);
