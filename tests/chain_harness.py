@@ -874,9 +874,26 @@ def deployment_model(system, deployer) -> Model:
     the chain says, its feed answered when the chain says, at the chain's addresses."""
     ids = {m.id: m for m in system.markets.values()}
     ch = system.clearing_house
+    # The listing's and the skew setter's blocks (the setter accrues, which moves lastUpdate past the listing).
+    # The fast tier has no Ape chain to query: there the deployment sets no skew term after listing (the
+    # shipped config), so lastUpdate is the listing time.
+    listed: dict[int, int] = {}
+    skew: dict[int, int] = {}
+    stamp: dict[int, int] = {}
+    try:
+        from ape import chain as ape_chain
+
+        head = ape_chain.blocks.head.number
+        listed = {int(log.marketId): log.block_number for log in ch.MarketListed.range(0, head + 1)}
+        for log in ch.SkewFundingSet.range(0, head + 1):
+            skew.setdefault(int(log.marketId), log.block_number)  # the deployment's own call, the first
+        stamp = {n: ape_chain.blocks[n].timestamp for n in {*listed.values(), *skew.values()}}
+    except (ImportError, AttributeError):
+        listed, skew = {}, {}
     return Model.from_config(
         system.config,
-        listed_at={i: ch.marketState(i).lastUpdate for i in ids},
+        listed_at={i: stamp[listed[i]] if i in listed else ch.marketState(i).lastUpdate for i in ids},
+        skew_funding_at={i: stamp[b] for i, b in skew.items()},
         oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
         oracles={i: m.oracle.address for i, m in ids.items()},
         deployer=deployer.address,

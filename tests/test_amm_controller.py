@@ -1,19 +1,19 @@
-"""AmmController: depth follows the pool (price kept, the net position charged its exit change), repeg moves the vAMM toward the index, bounded.
+"""AmmController: depth follows the pool with the price kept (the net position charged or credited its exit
+change), repeg moves the peg toward the index, bounded.
 
 Expected values come from the rules in IAmmController/AmmController's NatSpec, recomputed here:
-  depth: at most once per depthInterval;
-         shrink  y1 = max(depthRatio x NAV, y0 (1 - maxDepthChange), ceil(2 |net short| y0 / x0));
-         deepen  y1 = min(depthRatio x NAV, y0 (1 + min(maxDepthChange, takerFee / maxSpread)), y0 sMax)
-                 with sMax the largest scale whose exit-value change for the net position is within
-                 min(maxDepthCost x NAV, takerFee x maxSpread x y0, |net| x price x takerFee / 2);
-         x1 = ceil(x0 y1 / y0); exitChange = exit(x1, y1) - exit(x0, y0) of the net, charged back through
-         the funding index at +-|exitChange| (1 +- takerFee) / |net| per base (rounded up, fee added, when the
-         net gained; down, fee taken off, when it lost; positive = longs pay);
-         cost = exitChange - (floor(net (F + charge)) - floor(net F)) <= 0;
-  repeg: move = min(|index - p0|, p0 x maxRepegStep, maxRepegCost x NAV / |net OI|),
-         y1 = floor(x0 p1), cost = ceil(net x (p1' - p0)) with p1' = floor(y1 / x0).
+  peg:   P = x y / (x + net)^2 (rounded down twice), the curve's price at zero net position (pegPrice);
+  depth: at most once per depthInterval; the quote reserve steps toward depthRatio x NAV within the step and
+         cost bounds, the base reserve scales by the same factor (rounded up, so the price never rises); the
+         net position's exit change is charged back through the funding index (positive = longs pay) and the
+         booked cost is never positive;
+  repeg: refused while |P - index| / index <= repegThreshold, and before lastRepeg + max(repegInterval, 1);
+         move = min(|index - P|, P x maxRepegStep, floor(floor(maxRepegCost x NAV) x / (x + net)) 1e18 / |net|),
+         y1 = y +- floor(floor(move (x + net) / x) (x + net) / 1e18), x kept;
+         cost = exit(x, y1) - exit(x, y) of the net (the pool's NAV moves by -cost).
 """
 import math
+from fractions import Fraction
 
 import ape
 import pytest
@@ -117,6 +117,17 @@ def _lp(system, usdc, pool, lp, amount):
     pool.deposit(units, lp, sender=lp)
 
 
+def _at(chain, gap=1):
+    """Pin the next block `gap` seconds after the head block; return its time."""
+    t = chain.blocks.head.timestamp + gap
+    chain.pending_timestamp = t
+    return t
+
+
+def peg_of(x, y, net):
+    """AmmController._peg: x y / (x + net)^2 [wad], rounded down twice."""
+    z = x + net
+    return (x * y // z) * WAD // z
 
 
 def _depth_budget(ch, pool, p, x0, y0, net, mid=ETH):
@@ -288,60 +299,92 @@ def test_sync_depth_does_not_touch_positions(system, ch, vault, alice, chain):
     assert abs((after.pendingFunding - pending) - size * (f1 - f0) // WAD) <= 1
 
 
-def test_repeg_not_needed_when_mark_tracks_index(system, ch, alice):
-    before = ch.marketState(ETH)
-    assert before.lastUpdate > 0
-    mark, index = ch.twaps(ETH)
-    threshold = system.amm.ammParams(ETH).repegThreshold
-    div = abs(mark - index) * WAD // index
-    with expect_revert(system.amm.RepegNotNeeded, divergence=div, threshold=threshold):
-        system.amm.repeg(ETH, sender=alice)
-    assert ch.marketState(ETH) == before
-
-
-def test_repeg_moves_price_toward_index_by_at_most_the_step_and_books_cost(system, ch, pool, alice, bob, chain):
+def test_repeg_not_needed_while_the_peg_tracks_the_index(system, ch, alice, bob, chain):
+    """The repeg rule reads the peg, not the mark: a 400 ETH long puts the mark some 8 % above the index and an
+    hour passes at it (the mark TWAP far from the index TWAP), but a trade does not move the peg, x y / (x + net)^2
+    (beyond the swaps' rounding up), so the repeg is refused with RepegNotNeeded(|peg - index| / index = 0,
+    repegThreshold) and changes nothing."""
     amm = system.amm
+    system.fund(alice, 2_000_000)
+    peg0 = amm.pegPrice(ETH)
+    assert peg0 == ch.indexPrice(ETH) == ch.spotPrice(ETH)
+    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=alice)
+    assert ch.spotPrice(ETH) * 100 > peg0 * 108
+    t = _at(chain)
+    ch.pokeFunding(ETH, sender=bob)
+    chain.pending_timestamp = t + 3600
+    ch.pokeFunding(ETH, sender=bob)
+    mark, index = ch.twaps(ETH)
+    threshold = amm.ammParams(ETH).repegThreshold
+    assert abs(mark - index) * WAD // index > threshold  # the mark TWAP's divergence would have repegged
+    before = tuple(ch.marketState(ETH))[:5]  # reserves, spot and open interest
+    peg = amm.pegPrice(ETH)
+    assert 0 <= peg - peg0 <= 10
+    div = abs(peg - ch.indexPrice(ETH)) * WAD // ch.indexPrice(ETH)
+    assert div == 0
+    with expect_revert(amm.RepegNotNeeded, divergence=div, threshold=threshold):
+        chain.pending_timestamp = t + 3601
+        amm.repeg(ETH, sender=alice)
+    assert tuple(ch.marketState(ETH))[:5] == before and amm.lastRepeg(ETH) == 0 and amm.repegCost(ETH) == 0
+
+
+def test_repeg_moves_the_peg_toward_the_index_by_at_most_the_step_and_books_cost(system, ch, pool, alice, bob, chain):
+    """The index 10 % below the peg under a 100 ETH net long: a repeg moves the peg, x y / (x + net)^2, down by
+    min(gap, peg x maxRepegStep, cost bound) = the step (to within 2 wei; toward the index, not past it), the
+    quote reserve alone changing, by floor(floor(move (x + net) / x) (x + net) / 1e18). The cost is the change of
+    the net's exit value (netExitValue), here < 0 (the long's exit value falls), within maxRepegCost x NAV; it is
+    booked in repegCost and the pool's NAV moves by exactly -cost. A second repeg before lastRepeg +
+    repegInterval is refused (RepegTooSoon) and changes nothing; at that time the next step is allowed."""
+    amm = system.amm
+    funding_off(system)  # NAV without a time term: it moves by the repeg's cost alone
     system.fund(alice, 200_000)
     ch.openPosition(0, ETH, 100 * WAD, 2**255, _deadline(chain), sender=alice)  # net long 100
-    system.set_price("ETH", 2700)  # index falls 10 %: mark stays above
+    system.set_price("ETH", 2700)  # index falls 10 %: the peg stays above
     system.set_price("BTC", 60_000)
-    # Record the move now: an interval is priced at the index last observed, so without this poke the
-    # whole hour would enter the index TWAP at the old price and the divergence would depend on timing.
-    ch.pokeFunding(ETH, sender=bob)
-    chain.pending_timestamp += 3600
-    ch.pokeFunding(ETH, sender=bob)
-    chain.pending_timestamp += 10
-    chain.mine()
     p = amm.ammParams(ETH)
     st = ch.marketState(ETH)
     nav = pool.navWad()
     p0 = st.spotPrice
     net = st.longOpenInterest - st.shortOpenInterest
     index = ch.indexPrice(ETH)
-    x, n = st.baseReserve, abs(net)
-    # The budget bounds the change of the net's exit value, x dp n / (x + n) for a net long.
-    by_cost = mul_wad_down(nav, p.maxRepegCost) * (x + n) // x * WAD // n
-    move = min(p0 - index, mul_wad_down(p0, p.maxRepegStep), by_cost)
-    y1 = st.quoteReserve - x * move // WAD  # from the reserve, not the truncated spot
+    x, y, n = st.baseReserve, st.quoteReserve, abs(net)
+    z = x + net
+    peg0 = amm.pegPrice(ETH)
+    assert peg0 == peg_of(x, y, net) and (peg0 - index) * WAD // index > p.repegThreshold
+    budget = mul_wad_down(nav, p.maxRepegCost)
+    by_cost = budget * x // z * WAD // n  # the peg move whose exit-value change, move n (x + net) / x, is the budget
+    move = min(peg0 - index, mul_wad_down(peg0, p.maxRepegStep), by_cost)
+    assert move == mul_wad_down(peg0, p.maxRepegStep) < by_cost  # the step binds
+    y1 = y - (move * z // x) * z // WAD
     p1 = y1 * WAD // x
-    expected_cost = exit_value(x, y1, net) - exit_value(x, st.quoteReserve, net)
+    expected_cost = exit_value(x, y1, net) - exit_value(x, y, net)
+    exit0 = amm.netExitValue(ETH)
+    t = _at(chain)
     tx = amm.repeg(ETH, sender=bob)
+    assert tx.timestamp == t
     ev = tx.decode_logs(amm.Repeg)[0]
     assert ch.marketState(ETH).quoteReserve == y1 and ch.marketState(ETH).baseReserve == x
-    assert (ev.priceBefore, ev.priceAfter, ev.cost) == (p0, p1, expected_cost)
-    assert expected_cost < 0  # net long and price down: the pool's liability shrinks
-    assert abs(expected_cost) <= mul_wad_down(nav, p.maxRepegCost) + 2
+    assert (ev.marketId, ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (ETH, p0, p1, index, expected_cost)
+    peg1 = amm.pegPrice(ETH)
+    assert index < peg1 and -1 <= peg1 - (peg0 - move) <= 2  # one step toward the index (a wei of rounding)
+    assert expected_cost == amm.netExitValue(ETH) - exit0 < 0  # net long and the peg down: the pool's liability shrinks
+    assert -expected_cost <= budget + 1
     assert amm.repegCost(ETH) == expected_cost
-    # NAV moves by -cost (and by the funding of the seconds between the reads, far below a cent)
-    assert abs(pool.navWad() - (nav - expected_cost)) < WAD // 100
+    assert pool.navWad() == nav - expected_cost
     assert amm.lastRepeg(ETH) == tx.timestamp and amm.lastRepeg(2) == 0
     # A second repeg inside the interval is refused, and changes nothing.
     snap = ch.marketState(ETH)
-    with ape.reverts(amm.RepegTooSoon):
+    with expect_revert(amm.RepegTooSoon, nextAllowed=t + p.repegInterval, timestamp=t + p.repegInterval - 1):
+        chain.pending_timestamp = t + p.repegInterval - 1
         amm.repeg(ETH, sender=bob)
     after = ch.marketState(ETH)
     assert (after.baseReserve, after.quoteReserve) == (snap.baseReserve, snap.quoteReserve)
-    assert amm.repegCost(ETH) == expected_cost
+    assert amm.repegCost(ETH) == expected_cost and amm.lastRepeg(ETH) == t
+    # At lastRepeg + repegInterval: the next step.
+    chain.pending_timestamp = t + p.repegInterval
+    tx2 = amm.repeg(ETH, sender=bob)
+    assert tx2.timestamp == t + p.repegInterval and amm.lastRepeg(ETH) == tx2.timestamp
+    assert -1 <= amm.pegPrice(ETH) - (peg1 - mul_wad_down(peg1, p.maxRepegStep)) <= 2
 
 
 def test_only_the_controller_sets_reserves(system, ch, alice):

@@ -45,6 +45,8 @@ FIELDS = {
     "repeg_interval": ("amm", 5, "int"),
     "depth_interval": ("amm", 6, "int"),
     "max_depth_cost": ("amm", 7, "wad"),
+    "depth_range": ("concentration", 0, "wad"),  # setConcentration(marketId, range, amplification)
+    "depth_amplification": ("concentration", 1, "wad"),  # probed at the smallest range, where its bound is widest
     "skew_funding": ("skew", None, "ppm"),  # setSkewFunding(marketId, ratePpm): millionths per hour
 }
 # Not set through a bounded setter: the feed's decimals and the first price (read from the feed), the listing's
@@ -109,6 +111,12 @@ def _send(system, field: str, raw: int):
         if field == "auction_duration":
             params[2] = min(params[2], max(raw, 1))  # the stairstep width stays within the duration
         return engine.setAuctionParams(eth.id, tuple(params), sender=owner)
+    if setter == "concentration":
+        # The range probed with amplification 1 (valid at any range); the amplification at the smallest range,
+        # whose maxAmplification is the config's static ceiling (the per-range cap is checked in config_file).
+        args = [10**16, WAD]
+        args[index] = raw
+        return amm.setConcentration(eth.id, *args, sender=owner)
     params = list(eth.config.to_amm_params())
     params[index] = raw
     return amm.setAmmParams(eth.id, tuple(params), sender=owner)

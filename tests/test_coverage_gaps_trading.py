@@ -698,10 +698,12 @@ def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, en
 
 
 def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, alice, bob):
-    """Reached by no other test: a repeg UP (index above the vAMM price) where the cost budget binds:
-    move = min(index - p0, p0 x maxRepegStep, NAV x maxRepegCost x (x + n) / (x n)) is the cost term (the
-    budget bounds the change of the net long's exit value, x dp n / (x + n)); the new price, reserves, cost
-    (that exit-value change, exactly) and the running repegCost follow."""
+    """Reached by no other test: a repeg UP (index above the peg, x y / (x + net)^2) where the cost budget binds:
+    the peg moves by min(index - P, P x maxRepegStep, floor(floor(NAV x maxRepegCost) x / (x + n)) 1e18 / n),
+    the cost term (a peg move dP moves the quote reserve by dP (x + n)^2 / x and the net long's exit value by
+    dP n (x + n) / x); the quote reserve grows by floor(floor(move (x + n) / x) (x + n) / 1e18), x kept. The new
+    price, reserves, cost (that exit-value change, exactly: the change of netExitValue, within the budget to a
+    wei), the pool's NAV (down by the cost) and the running repegCost follow."""
     amm = system.amm
     size, on = long_450(system, alice)
     set_price(system, "ETH", 3500 * 10**8)
@@ -709,23 +711,33 @@ def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, 
     let_twaps_see(system, chain, bob)
     prm = amm.ammParams(ETH)
     st = ch.marketState(ETH)
-    p0, x = st.spotPrice, st.baseReserve
-    nav = vault.poolBalance() - (exit_value(st.baseReserve, st.quoteReserve, size) - on)  # NAV: cash - exit PnL
+    p0, x, y = st.spotPrice, st.baseReserve, st.quoteReserve
+    nav = vault.poolBalance() - (exit_value(x, y, size) - on)  # NAV: cash - exit PnL
     assert pool.navWad() == nav > 0
     net = st.longOpenInterest - st.shortOpenInterest
     assert net == size
-    max_move = p0 * prm.maxRepegStep // WAD
-    by_cost = (nav * prm.maxRepegCost // WAD) * (x + net) // x * WAD // net
-    assert index > p0 and by_cost < max_move < index - p0  # the budget is what binds
-    y1 = st.quoteReserve + x * by_cost // WAD  # from the reserve, not the truncated spot
+    z = x + net
+    peg0 = (x * y // z) * WAD // z
+    assert amm.pegPrice(ETH) == peg0 < p0  # the long's premium puts the mark above the peg
+    max_move = peg0 * prm.maxRepegStep // WAD
+    budget = nav * prm.maxRepegCost // WAD
+    by_cost = budget * x // z * WAD // net
+    assert index > peg0 and by_cost < max_move < index - peg0  # the budget is what binds
+    y1 = y + (by_cost * z // x) * z // WAD
     p1 = y1 * WAD // x
-    cost = exit_value(x, y1, net) - exit_value(x, st.quoteReserve, net)
+    cost = exit_value(x, y1, net) - exit_value(x, y, net)
+    exit0 = amm.netExitValue(ETH)
+    t = chain.blocks.head.timestamp + 1
+    chain.pending_timestamp = t
     tx = amm.repeg(ETH, sender=bob)
+    assert tx.timestamp == t
     ev = one_event(amm, "Repeg", tx)
     assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, cost)
-    assert cost > 0  # net long and the price up: a cost to the pool
+    assert budget * 99 // 100 < cost <= budget + 1  # net long and the peg up: a cost to the pool, within budget
+    assert cost == amm.netExitValue(ETH) - exit0 and pool.navWad() == nav - cost
     assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x, y1)
-    assert amm.repegCost(ETH) == cost and amm.lastRepeg(ETH) == tx.timestamp
+    assert 0 <= peg0 + by_cost - amm.pegPrice(ETH) <= 2  # the peg up by the cost bound, not past it (rounding down)
+    assert amm.repegCost(ETH) == cost and amm.lastRepeg(ETH) == t
 
 
 def test_depth_and_repeg_need_amm_params(system, ch, project, chain, bob):
@@ -742,8 +754,8 @@ def test_depth_and_repeg_need_amm_params(system, ch, project, chain, bob):
 
 
 def test_repeg_without_open_interest_moves_by_the_step_at_no_cost(system, ch, chain, bob):
-    """With no open interest (net 0) no cost bounds a repeg: the price moves by min(index - p0,
-    p0 x maxRepegStep) and the repeg costs the pool nothing."""
+    """With no open interest (net 0) the peg is the spot and no cost bounds a repeg: the price moves by
+    min(index - p0, p0 x maxRepegStep) and the repeg costs the pool nothing."""
     amm = system.amm
     st = ch.marketState(ETH)
     assert st.longOpenInterest == st.shortOpenInterest == 0
@@ -753,6 +765,7 @@ def test_repeg_without_open_interest_moves_by_the_step_at_no_cost(system, ch, ch
     prm = amm.ammParams(ETH)
     st = ch.marketState(ETH)
     p0, x = st.spotPrice, st.baseReserve
+    assert amm.pegPrice(ETH) == p0  # no net position: the peg is the spot
     step = p0 * prm.maxRepegStep // WAD
     assert index - p0 > step  # the step binds
     y1 = st.quoteReserve + x * step // WAD  # from the reserve, not the truncated spot

@@ -5,7 +5,10 @@ sign on ETH and BTC, reduces/flips, closes, levering up to the margin limit, ora
 answers, time jumps of 1 s .. 2 days or to an hour boundary, funding pokes; kick, take, redo, cancel, backstop,
 resolveBadDebt, and in a liquidation chunk the owner's recovery (a deposit, or the index moving back);
 LP deposit, mint, requestWithdraw, redeem, withdraw; the AMM controller's syncDepth and repeg, also as a
-"drift" chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync) for three
+"drift" chunk: an index jump, time for the TWAPs to diverge, then repegs and a depth sync; the owner's
+setConcentration, mostly a valid range and amplification (up to exactly maxAmplification(range)), sometimes
+one past the bound, zero, a range out of bounds or an unknown market, also at the start of a third of the
+drift chunks, whose depth sync then follows the amplified target) for three
 traders on their cross (0) and isolated (1, 2) sub-accounts (each also keeper, taker and LP). The
 harness (chain_harness.py) also compares the pool's NAV, totalAssets, supply, reserve, withdrawable
 assets, depositAssets, maxDeposit/maxMint and lpFlowsSuspended, tradersPnl and tradersExitPnl, the Vault's
@@ -13,7 +16,9 @@ pendingBadDebt and per-account shortfallOf and liquidationState, the engine's li
 auctions, the LPs' shares, requests, maxRedeem and maxWithdraw, the AMM controller's repegCost,
 lastRepeg, depthCost, lastDepthSync and netExitValue, and the Kick/Take/Redo/AuctionCancelled/Backstop,
 ShortfallRecorded/BadDebt (deposits and transfers into an account with an estimate lower it),
-DepthSynced/DepthSyncCost and Repeg events. Every step runs on chain and in
+DepthSynced/DepthSyncCost and Repeg events, and (this module's `ConcentrationSteps`) the AMM controller's
+concentration (range, amplification, effective amplification) and pegPrice for every market a step acted on,
+ConcentrationSet and maxAmplification(range). Every step runs on chain and in
 the model, and the test asserts, to the wei:
 - after every step: a revert on chain <=> a `ModelRevert` with the same custom error name and the
   same arguments; a successful trade's `PositionChanged` event == the model's trade result; the
@@ -42,7 +47,9 @@ making: lever, adverse jump, kick, then takes, redos, a backstop, or a recovery 
 first three of the fixed shapes in `SHAPES` below (a funding-rounding regression, a liquidation under
 water, a drift); the fast tier replays all of them (also the recovery paths, a backstop the auction's
 price cuts short, a recovered account's backstop, credits into an account in liquidation, the LP-flow
-wait after a gap traded back, a take with a stale feed); `VPERP_FUZZ=long` 500 examples of 23-27 chunks.
+wait after a gap traded back, a take with a stale feed), and `test_concentrated_depth_and_peg` (the
+concentrated shape, `CONCENTRATED`, with its checks of the amplified depth sync, on both tiers);
+`VPERP_FUZZ=long` 500 examples of 23-27 chunks.
 `VPERP_FUZZ_EXAMPLES=n` overrides the example count, `VPERP_FUZZ_SHRINK=0` skips shrinking.
 The run prints steps, steps/second and what was exercised at the end of the module.
 Failing examples found by the fuzz are kept as `@example` regressions on the test.
@@ -57,8 +64,12 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from chain_harness import (MARKETS, STATS, Runner, build_env, print_report, report_line, reset_stats,
-                           step_and_compare)
+from chain_harness import (MARKETS, STATS, WAD, Runner, _call, _encode, _event_logs, _one_event_data, _topic_int,
+                           build_env, print_report, report_line, reset_stats, step_and_compare)
+from eth_utils import keccak
+
+from vperp.config import max_amplification
+from vperp.model import mul_wad_down
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 # CI: a smoke layer on the real client (the fast tier, tests/fast, runs the same comparison for >= 20,000 steps).
@@ -80,6 +91,89 @@ WARMUP = [("time", "hour", 0), ("deposit", TRADERS, 0, "normal", 10**12, 0),
           ("time", "hour", 0), ("poke", 1), ("poke", 2), ("time", 600), ("poke", 1), ("poke", 2)]
 
 
+# ---------------------------------------------------------------------------- the concentration step
+
+
+CONCENTRATION_SET = keccak(text="ConcentrationSet(uint32,uint256,uint256)")
+# What the concentration steps did, for the module's report line (both tiers count through the mixin).
+CONCENTRATION = {"set": 0, "reverted": 0, "amplified_syncs": 0, "amplified_repegs": 0}
+
+
+class ConcentrationSteps:
+    """A mixin over chain_harness.Runner (this module's `DiffRunner`, fast_harness.FastRunner): the step
+    ("concentrate", market, range, amplification), AmmController.setConcentration sent by its owner (the
+    deployer) and Model.set_concentration; after it goes through, its ConcentrationSet event and the chain's
+    maxAmplification(range) (the bound the step was drawn against, vperp.config.max_amplification) are
+    compared with the model's. The views it and the peg rule move, concentration(id) (range, amplification,
+    effective amplification) and pegPrice(id), are compared for every market a step touched (chain_harness's
+    `views`; the fast tier's lean views add them itself)."""
+
+    last_receipt = None
+
+    def _concentrate(self, T, market_id, range_, amplification):
+        if market_id in MARKETS:  # an unknown market is one of the drawn reverts (UnknownMarket)
+            self.touched_markets.add(market_id)
+        data = _encode("setConcentration(uint32,uint256,uint256)", [market_id, range_, amplification])
+        return (lambda: self.model.set_concentration(market_id, range_, amplification),
+                (self.s.deployer.address, self.amm, data),
+                f"setConcentration({market_id}, range={range_}, amplification={amplification})")
+
+    def send(self, sender: str, target: str, data: bytes):
+        receipt, err = super().send(sender, target, data)
+        self.last_receipt = receipt
+        return receipt, err
+
+    def step(self, step: tuple) -> None:
+        super().step(step)
+        kind = step[0]
+        if kind == "concentrate":
+            if self.last_error is not None:
+                CONCENTRATION["reverted"] += 1
+                return
+            _, market_id, range_, amplification = step
+            logs = _event_logs(self.last_receipt, CONCENTRATION_SET)
+            got = (_topic_int(logs[0], 1),) + _one_event_data(self.last_receipt, CONCENTRATION_SET,
+                                                               ["uint256", "uint256"])
+            assert got == (market_id, range_, amplification), (
+                f"ConcentrationSet mismatch: chain {got} vs {(market_id, range_, amplification)}\n" + self.trace())
+            ok, raw = self.probe(self.addr[0], self.amm, _encode("maxAmplification(uint256)", [range_]))
+            want = max_amplification(range_)
+            assert ok and int.from_bytes(raw, "big") == want, (
+                f"maxAmplification({range_}): chain {raw} vs vperp.config {want}\n" + self.trace())
+            CONCENTRATION["set"] += 1
+        elif kind in ("syncdepth", "repeg") and self.last_error is None \
+                and self.model.effective_amplification(step[1]) != WAD:
+            CONCENTRATION["amplified_syncs" if kind == "syncdepth" else "amplified_repegs"] += 1
+
+    def amm_views(self, markets) -> list:
+        m = self.model
+        out = []
+        for mid in sorted(markets):
+            out.append(_call(f"concentration({mid})", self.amm, "concentration(uint32)", ["uint32"], [mid],
+                             ["uint256"] * 3, lambda mid=mid: concentration_of(m, mid)))
+            out.append(_call(f"pegPrice({mid})", self.amm, "pegPrice(uint32)", ["uint32"], [mid], ["uint256"],
+                             lambda mid=mid: m.peg_price(mid)))
+        return out
+
+    def views(self, now, accts, markets, full, auctions=(), lps=()):
+        return super().views(now, accts, markets, full, auctions, lps) + self.amm_views(markets)
+
+
+def concentration_of(model, market_id: int) -> tuple[int, int, int]:
+    """The model's AmmController.concentration(id): (range, amplification, effective amplification)."""
+    return model.concentration.get(market_id, (0, 0)) + (model.effective_amplification(market_id),)
+
+
+def concentration_line() -> str:
+    c = CONCENTRATION
+    return (f"; concentration: {c['set']} set ({c['reverted']} reverted), {c['amplified_syncs']} depth syncs and "
+            f"{c['amplified_repegs']} repegs under an amplification")
+
+
+class DiffRunner(ConcentrationSteps, Runner):
+    """chain_harness.Runner with the concentration step and views."""
+
+
 @pytest.fixture(scope="module")
 def env(accounts, chain, project, request):
     # accounts[1..3] are the fuzzed traders; accounts[4] is a whale that skews both markets before
@@ -89,8 +183,9 @@ def env(accounts, chain, project, request):
     e = build_env(accounts, chain, project, TRADERS + 1, PREFUND, WARMUP)
     assert all(mk.rate and mk.target for mk in e.base_model.markets.values()), "warm-up left funding inactive"
     reset_stats()
+    CONCENTRATION.update(dict.fromkeys(CONCENTRATION, 0))
     yield e
-    print_report(request, report_line("long" if LONG else "ci", "differential fuzz"))
+    print_report(request, report_line("long" if LONG else "ci", "differential fuzz") + concentration_line())
 
 
 # ---------------------------------------------------------------------------- steps
@@ -175,12 +270,36 @@ lp_st = st.one_of(
 
 amm_st = st.tuples(st.sampled_from(["syncdepth", "repeg"]), markets_st)
 
+# Concentration (AmmController.setConcentration, by the owner). Ranges from the bounds' ends and between (the
+# band's 10 % most often: with the band (maxSpread 10 %) wider than the range, 1 % and 5 % leave the effective
+# amplification at 1); mostly a valid amplification, in [1, maxAmplification(range)], either end included;
+# sometimes one past the bound, zero, a range out of bounds, or an unknown market.
+CONCENTRATION_RANGES = (10**17, 10**16, 5 * 10**17, 10**17, 5 * 10**16, 2 * 10**17)
+BAD_RANGES = (10**16 - 1, 5 * 10**17 + 1, 0, WAD)
+
+
+@st.composite
+def _concentrate_st(draw, market=None, valid=False):
+    mid = market if market is not None else draw(markets_st)
+    mode = "valid" if valid else draw(st.sampled_from(["valid"] * 6 + ["above max", "zero", "range", "market"]))
+    if mode == "range":
+        return "concentrate", mid, draw(st.sampled_from(BAD_RANGES)), draw(st.sampled_from([10 * WAD, WAD, 0]))
+    range_ = draw(st.sampled_from(CONCENTRATION_RANGES))
+    top = max_amplification(range_)
+    if mode == "above max":
+        return "concentrate", mid, range_, top + 1
+    if mode == "zero":
+        return "concentrate", mid, range_, 0
+    amplification = draw(st.one_of(st.integers(WAD, top), st.just(top), st.just(WAD)))
+    return "concentrate", draw(st.sampled_from([0, 3])) if mode == "market" else mid, range_, amplification
+
 # Opens first: Hypothesis starts from (and shrinks toward) the first alternative, so the simplest
 # examples, which a derandomized CI run draws many of, trade instead of only letting time pass.
 step_st = st.one_of(_open_st(), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
                     _time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st), amm_st,
                     _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _oracle_st(),
-                    lever_st, kick_st, take_st, redo_st, cancel_st, backstop_st, baddebt_st, lp_st)
+                    lever_st, kick_st, take_st, redo_st, cancel_st, backstop_st, baddebt_st, lp_st,
+                    _concentrate_st())
 
 
 @st.composite
@@ -205,11 +324,17 @@ def _crash_st(draw):
 @st.composite
 def _drift_st(draw):
     """The vAMM left behind by the index: the index jumps 1-20 %, the TWAPs diverge over 10 min to 2 h,
-    then the AMM controller repegs (maybe twice, maybe too soon) and syncs depth to the pool."""
+    then the AMM controller repegs (maybe twice, maybe too soon) and syncs depth to the pool. In a third of
+    the drifts the owner first concentrates the market's depth (a valid pair), and a depth sync follows the
+    repegs: the amplified target."""
     mid = draw(markets_st)
-    steps = [("oracle", mid, "jump", 0, draw(st.sampled_from([1, -1])) * draw(st.integers(100, 2000))),
-             ("time", draw(st.sampled_from([600, 1800, 3600, 7200]))), ("repeg", mid)]
+    concentrate = draw(st.integers(0, 2)) == 2
+    steps = [draw(_concentrate_st(market=mid, valid=True))] if concentrate else []
+    steps += [("oracle", mid, "jump", 0, draw(st.sampled_from([1, -1])) * draw(st.integers(100, 2000))),
+              ("time", draw(st.sampled_from([600, 1800, 3600, 7200]))), ("repeg", mid)]
     steps += draw(st.lists(st.sampled_from([("repeg", mid), ("syncdepth", mid), ("time", 3600)]), max_size=3))
+    if concentrate and ("syncdepth", mid) not in steps:
+        steps.append(("syncdepth", mid))
     return steps
 
 
@@ -298,6 +423,48 @@ SHAPES = [
      ("oracle", 2, "same", 0, 0), ("take", 2, 0, 0, "half", "any")],
 ]
 
+# Concentrated depth under the peg rule (run with its own checks by test_concentrated_depth_and_peg, here on the
+# real client and in the fast tier; also the last of SHAPES): the owner concentrates ETH's depth on a 10 % range,
+# amplified 10 times; the index jumps 3 % and the peg follows by one step (at most maxRepegStep, 1 %); a trade
+# (which leaves the peg where it is); a repeg in the next block is too soon (repegInterval, an hour); an hour
+# later the depth sync deepens toward the amplified target (depthRatio x 10 x NAV: by the deepening step's
+# bound, keeping the peg, the net long whale's exit-value change charged back); a trade on the deeper curve;
+# a repeg past its interval finds the peg, which neither the trades nor the sync moved, 1.94 % from the index,
+# within the threshold (2 %): RepegNotNeeded, the divergence equal to the wei.
+CONCENTRATED = [("concentrate", 1, 10**17, 10 * WAD), ("oracle", 1, "jump", 0, 300), ("repeg", 1),
+                ("open", 0, 0, 1, 1, 2_000_000, "any", True), ("repeg", 1), ("time", 3600), ("syncdepth", 1),
+                ("open", 1, 0, 1, -1, 2_000_000, "any", True), ("repeg", 1)]
+CONCENTRATED_OUTCOMES = [None, None, None, None, "RepegTooSoon", None, None, None, "RepegNotNeeded"]  # None: ok
+SHAPES.append(CONCENTRATED)
+
+
+def run_concentrated(runner, step_fn) -> None:
+    """CONCENTRATED through `step_fn` (the tier's step-and-compare: chain == model after every step), each step's
+    outcome as CONCENTRATED_OUTCOMES says, and at the depth sync the amplification checked on the model (equal to
+    the chain's marketState after it): the effective amplification is 10, the quote reserve deepens toward
+    depthRatio x 10 x NAV without reaching it (the step's bound), and deeper than the same sync without the
+    concentration would take it."""
+    outcomes = []
+    for step in CONCENTRATED:
+        if step[0] != "syncdepth":
+            step_fn(runner, step)
+            outcomes.append(runner.last_error and runner.last_error[0])
+            continue
+        m, mid, T = runner.model, step[1], runner.next_timestamp()
+        assert concentration_of(m, mid) == (10**17, 10 * WAD, 10 * WAD)
+        y0 = m.markets[mid].y
+        target = mul_wad_down(mul_wad_down(m.pool_nav(T), m.amm_params[mid].depth_ratio), 10 * WAD)
+        plain = copy.deepcopy(m)
+        del plain.concentration[mid]
+        plain.sync_depth(mid, T)
+        step_fn(runner, step)
+        outcomes.append(runner.last_error and runner.last_error[0])
+        y1 = m.markets[mid].y
+        assert y0 < y1 < target and y1 > plain.markets[mid].y, (
+            f"the amplified sync: y0 {y0} -> y1 {y1}, target {target}, unamplified {plain.markets[mid].y}\n"
+            + runner.trace())
+    assert outcomes == CONCENTRATED_OUTCOMES, f"{outcomes}\n" + runner.trace()
+
 
 @example(steps=SHAPES[0])
 @example(steps=SHAPES[1])
@@ -309,7 +476,7 @@ def test_chain_matches_model(env, steps):
     sid = chain.snapshot()
     start, cpu0 = time.perf_counter(), time.process_time()
     try:
-        runner = Runner(env, copy.deepcopy(env.base_model))
+        runner = DiffRunner(env, copy.deepcopy(env.base_model))
         runner.compare((), MARKETS, full=True)  # the starting state agrees
         for step in steps:
             # Per step: what the step can have moved. Every account, auction and LP the example
@@ -331,3 +498,18 @@ def test_chain_matches_model(env, steps):
 def test_fixed_shapes_on_the_real_client(env, index):
     """VPERP_FUZZ=long: every fixed shape the smoke layer leaves to the fast tier, on this client too."""
     test_chain_matches_model.hypothesis.inner_test(env, SHAPES[index])
+
+
+def test_concentrated_depth_and_peg(env):
+    """CONCENTRATED on the real client, chain == model after every step, with its checks (run_concentrated)."""
+    chain = env.chain
+    sid = chain.snapshot()
+    start = time.perf_counter()
+    try:
+        runner = DiffRunner(env, copy.deepcopy(env.base_model))
+        run_concentrated(runner, step_and_compare)
+        runner.compare(runner.seen, MARKETS, full=True)
+    finally:
+        STATS["seconds"] += time.perf_counter() - start
+        STATS["examples"] += 1
+        chain.restore(sid)

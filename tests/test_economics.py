@@ -204,11 +204,41 @@ def test_perp_v1_rows_are_constant_product_with_its_fluctuation_limit(table):
 
 def test_impact_markdown_has_every_venue_size_and_side(table):
     md = econ.impact_markdown(table)
-    for label in ("| vPerp (now) | ETH | 100k |", "| vPerp (now) | BTC | 10M |", "| GMX v2 | ETH | 1M |",
-                  "| Perp v1 | ETH | 10M |", "largest inside the band", "largest inside the fluctuation limit"):
+    for label in ("| vPerp (shipped) | ETH | 100k |", "| vPerp (shipped) | BTC | 10M |",
+                  "| vPerp (concentrated.yaml) | ETH | 1M |", "| vPerp (concentrated.yaml) | BTC | 10M |",
+                  "| GMX v2 | ETH | 1M |", "| Perp v1 | ETH | 10M |", "largest inside the band",
+                  "largest inside the fluctuation limit"):
         assert label in md
     one_m = econ.find(table.vperp, "ETH", 1, 1_000_000)
     assert f"**{one_m.cost_bps:.1f}**" in md
+
+
+def test_the_concentrated_curve_meets_the_goal_for_the_same_capital(table):
+    """Issue 13's price goal on the concentrated setting, same 10M pool: a 1M order at most 50 bps all in and a
+    10M order executing, where the shipped curve reverts on the band; the depth is 10x the shipped one and the
+    amplification within its bound."""
+    from vperp.config import concentrated_config, max_amplification
+
+    for side in (1, -1):
+        assert econ.find(table.concentrated, "ETH", side, 1_000_000).cost_bps <= 50
+        assert not econ.find(table.concentrated, "ETH", side, 10_000_000).reverts
+        assert econ.find(table.vperp, "ETH", side, 10_000_000).reverts
+    for m in concentrated_config().markets:
+        assert wad_of(m.depth_amplification) <= max_amplification(wad_of(m.depth_range))
+
+
+def wad_of(x) -> int:
+    from vperp.config import wad
+
+    return wad(x)
+
+
+def test_impact_plot_has_both_curves(tmp_path):
+    manifest: dict = {}
+    out = econ.plot_impact(tmp_path / "impact.png", manifest=manifest)
+    assert out.exists() and out.stat().st_size > 10_000
+    labels = manifest["impact.png"]["lines"]
+    assert any("shipped" in lab for lab in labels) and any("concentrated.yaml" in lab for lab in labels)
 
 
 def test_depth_multiple_is_where_the_cost_crosses_the_target():

@@ -209,6 +209,8 @@ def _timelock_cases(system, g, project, carol):
          carol.address, pool.OwnershipTransferStarted),
         ("AmmController.setAmmParams", amm, encode(amm, "setAmmParams", ETH_ID, new_am),
          lambda: struct_tuple(amm.ammParams(ETH_ID)), new_am, amm.AmmParamsSet),
+        ("AmmController.setConcentration", amm, encode(amm, "setConcentration", ETH_ID, WAD // 10, 10 * WAD),
+         lambda: tuple(amm.concentration(ETH_ID))[:2], (WAD // 10, 10 * WAD), amm.ConcentrationSet),
         ("AmmController.transferOwnership", amm, encode(amm, "transferOwnership", carol), amm.pendingOwner,
          carol.address, amm.OwnershipTransferStarted),
         ("RiskGovernor.setAdmin", gov, encode(gov, "setAdmin", carol), gov.admin, carol.address, gov.RiskAdminSet),
@@ -226,7 +228,7 @@ TIMELOCK_SETTERS = ["Vault.setGuardian", "Vault.transferOwnership", "ClearingHou
                     "ClearingHouse.transferOwnership", "LiquidationEngine.setLiquidationParams",
                     "LiquidationEngine.setAuctionParams", "LiquidationEngine.transferOwnership",
                     "LiquidityPool.setPoolParams", "LiquidityPool.transferOwnership", "AmmController.setAmmParams",
-                    "AmmController.transferOwnership", "RiskGovernor.setAdmin", "RiskGovernor.setGuardian",
+                    "AmmController.setConcentration", "AmmController.transferOwnership", "RiskGovernor.setAdmin", "RiskGovernor.setGuardian",
                     "RiskGovernor.setBreakerParams", "RiskGovernor.setBreakerMarketThresholds"]
 
 

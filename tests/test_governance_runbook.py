@@ -36,7 +36,8 @@ UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 TIME_WORDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # Symbolic bounds: the page's spelling -> the contract's expression.
 SYMBOLS = {"mmr+1wei": "uint256(p.mmr) + 1", "tip": "p.tip", "duration": "p.duration",
-           "maxFundingRate": "p.maxFundingRate", "maxOpenInterest": "p.maxOpenInterest"}
+           "maxFundingRate": "p.maxFundingRate", "maxOpenInterest": "p.maxOpenInterest",
+           "maxAmplification(range)": "maxAmplification(range)"}
 TYPE_MAX = {"int96max": 2**95 - 1, "uint128max": 2**128 - 1}
 
 
@@ -233,6 +234,7 @@ def test_defaults_are_what_a_deployment_reads(system, governed):
         "setAuctionParams": lambda n: getattr(engine.auctionParams(eth), n),
         "setLiquidationParams": lambda n: getattr(engine.liquidationParams(), n),
         "setAmmParams": lambda n: getattr(amm.ammParams(eth), n),
+        "setConcentration": lambda n: amm.concentration(eth)[{"range": 0, "amplification": 1}[n]],
         "setPoolParams": lambda n: getattr(pool.poolParams(), n),
         "setParams": lambda n: getattr(g.breaker.params(), n),
     }

@@ -746,6 +746,12 @@ def test_a_trade_moves_the_exit_value_by_its_quote(x, price, net, base):
     assert -(2 + price // WAD) <= diff <= 2
 
 
+def _peg_of(x: int, y: int, net: int) -> int:
+    """The curve's price at zero net position, x y / (x + net)^2 [wad], rounded down twice (AmmController._peg)."""
+    z = x + net
+    return (x * y // z) * WAD // z
+
+
 def test_sync_depth_interval_step_and_cost():
     """Once per depthInterval; a deepening step of at most min(maxDepthChange, takerFee/maxSpread), price kept;
     the net's exit change is charged back through the funding index with the fee, so the cost to the pool is
@@ -1032,10 +1038,11 @@ def test_deposits_priced_before_the_set_aside_redemptions_after():
 
 @pytest.mark.parametrize("side", [1, -1])
 def test_repeg_books_and_bounds_the_exact_exit_value_change(side):
-    """Rule 5: repeg's move is at most divWadDown(mulDiv(budget, x +- n, x), n) (budget = max(NAV, 0) x
-    maxRepegCost, n = |net|, + for a net long); the booked cost is exitValue(x, y1, net) - exitValue(x, y0,
-    net), accumulated in repegCost; the pool's NAV moves by exactly -cost, and |cost| stays within the
-    budget (a wei of rounding)."""
+    """Rule 5: repeg moves the peg P = x y / (x + net)^2 toward the index by at most
+    divWadDown(mulDiv(budget, x, x + net), n) (budget = max(NAV, 0) x maxRepegCost, n = |net|), the quote reserve
+    alone changing by dy = floor(floor(move (x + net) / x) (x + net) / 1e18); the booked cost is
+    exitValue(x, y1, net) - exitValue(x, y0, net), accumulated in repegCost; the pool's NAV moves by exactly -cost,
+    and |cost| stays within the budget to the exit value's own rounding (a wei), for a net short as for a net long."""
     from dataclasses import replace
     from vperp.model import exit_value
     m = fresh()
@@ -1052,16 +1059,21 @@ def test_repeg_books_and_bounds_the_exact_exit_value_change(side):
     x, y0, price0 = mk.x, mk.y, mk.spot
     net = mk.long_open_interest - mk.short_open_interest
     assert (net > 0) == (side > 0)
+    z = x + net
+    peg0 = _peg_of(x, y0, net)
+    index = m.index_price(1, t)
+    assert side * (index - peg0) * 100 > 2 * peg0  # beyond the threshold, in the net side's favour
     nav0 = m.pool_nav(t)
     budget = nav0 * p.max_repeg_cost // WAD
     n = abs(net)
-    by_cost = budget * (x + n if net > 0 else x - n) // x * WAD // n
-    assert by_cost < price0 * p.max_repeg_step // WAD  # the cost bound binds
+    by_cost = budget * x // z * WAD // n
+    assert by_cost < peg0 * p.max_repeg_step // WAD  # the cost bound binds
     price1, cost = m.repeg(1, t)
-    assert abs(price1 - price0) <= by_cost and (price1 > price0) == (side > 0)
+    assert mk.x == x and mk.y == y0 + side * ((by_cost * z // x) * z // WAD)
+    assert price1 == mk.y * WAD // x and (price1 > price0) == (side > 0)
+    peg1 = m.peg_price(1)
+    # Toward the index by the cost bound: never further up (the peg rounds down), a wei further down at most.
+    assert by_cost - 2 <= side * (peg1 - peg0) <= by_cost + (side < 0)
     assert cost == exit_value(x, mk.y, net) - exit_value(x, y0, net) == m.repeg_cost[1]
     assert m.pool_nav(t) == nav0 - cost
-    # A net long's cost is within the budget to the wei; a net short's may pass it by the price's own
-    # truncation (y0 - x price0 < x / 1e18 wei of quote, levered by n / (x - n)): a few hundred wei.
-    slack = 1 if net > 0 else (x // WAD + 2) * n // (x - n) + 2
-    assert budget - budget // 100 <= abs(cost) <= budget + slack
+    assert budget - budget // 100 <= cost <= budget + 1  # the index moved in the net side's favour: a cost

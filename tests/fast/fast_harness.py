@@ -8,11 +8,12 @@ revert and event comparisons) unchanged and replaces only what is slow:
 - transactions and eth_calls go to pyrevm directly;
 - after each step a lean set of views is compared (`lean_views`): the ledger (poolBalance,
   insuranceFund, pendingBadDebt, the Vault's token balance), the pool (navWad, totalSupply), the
-  engine's liveNotional and auctionCount, for each market the step touched its marketState, for each
-  account it touched collateral, openMarkets, shortfallOf and both positions, each auction it touched,
-  each LP's shares. Calldata is built once and cached; results are decoded word by word. At the end of
-  every example the same views widen to everything the example touched, with the health views; one
-  example in `full_every` (chosen by a hash of its steps, so a replay checks the same) also gets the
+  engine's liveNotional and auctionCount, for each market the step touched its marketState and the AMM
+  controller's concentration and pegPrice, for each account it touched collateral, openMarkets,
+  shortfallOf and both positions, each auction it touched, each LP's shares. Calldata is built once and
+  cached; results are decoded word by word. At the end of every example the same views widen to
+  everything the example touched, with the health views; one example in `full_every` (chosen by a hash
+  of its steps, so a replay checks the same) also gets the
   whole `Runner.compare(..., full=True)` (every view of chain_harness, through the BatchCaller) at its
   start and end.
 - the exploit properties (`Properties`) are checked after every step.
@@ -33,6 +34,7 @@ from types import SimpleNamespace
 import chain_harness
 from chain_harness import MARKETS, MAX_UINT, WAD, Runner, _model_error, _norm, _selector, build_env
 from eth_abi import encode as abi_encode
+from test_differential import ConcentrationSteps, concentration_of
 from vperp.fast import FastChain, mnemonic_accounts
 from vperp.fast.chain import Receipt, Revert
 from vperp.fast.deploy import Account, Project, ape_project
@@ -227,8 +229,9 @@ _BATCH = _selector("batch(address[],bytes[])")
 # ---------------------------------------------------------------------------- the runner
 
 
-class FastRunner(Runner):
-    """chain_harness.Runner on the fast chain: same steps, same per-step event checks, lean views."""
+class FastRunner(ConcentrationSteps, Runner):
+    """chain_harness.Runner on the fast chain: same steps (with test_differential's concentration step), same
+    per-step event checks, lean views."""
 
     def __init__(self, env, model):
         super().__init__(env, model)
@@ -249,9 +252,10 @@ class FastRunner(Runner):
     def send(self, sender: str, target: str, data: bytes):
         r = self.fc.transact(sender.lower(), target.lower(), data, gas=5_000_000)
         self.receipt = r
+        self.last_receipt = d = receipt_dict(r)  # (for ConcentrationSteps's event check)
         if r.status == 1:
-            return receipt_dict(r), None
-        return receipt_dict(r), self.env.errors.decode(r.revert_data)
+            return d, None
+        return d, self.env.errors.decode(r.revert_data)
 
     def probe(self, sender: str, target: str, data: bytes):
         try:
@@ -288,9 +292,14 @@ class FastRunner(Runner):
             markets = MARKETS
             out.append(("tradersExitPnl", ch, _calldata("tradersExitPnl()", ()),
                         lambda: m.traders_exit_pnl(now)))
+        amm = self.amm
         for mid in sorted(markets):
             out.append((f"marketState({mid})", ch, _calldata("marketState(uint32)", (mid,)),
                         lambda mid=mid: m.market_state(mid, now)))
+            out.append((f"concentration({mid})", amm, _calldata("concentration(uint32)", (mid,)),
+                        lambda mid=mid: concentration_of(m, mid)))
+            out.append((f"pegPrice({mid})", amm, _calldata("pegPrice(uint32)", (mid,)),
+                        lambda mid=mid: m.peg_price(mid)))
             if wide:
                 out.append((f"fundingState({mid})", ch, _calldata("fundingState(uint32)", (mid,)),
                             lambda mid=mid: m.funding_state(mid, now)))
@@ -535,6 +544,8 @@ def fast_step(runner: FastRunner, step: tuple) -> None:
             label = kind
             if kind == "redo" and isinstance(runner.last_result, Cancelled):
                 label = "redo (cancelled)"
+            if kind in ("syncdepth", "repeg") and runner.model.effective_amplification(step[1]) != WAD:
+                FAST["ok"][f"{kind} (amplified)"] += 1  # under a concentration in force
             FAST["ok"][label] += 1
             rc = runner.receipt
             _gas(label, rc.gas_used)
@@ -636,6 +647,8 @@ def report(profile: str) -> str:
                f"{sum(ok[k] for k in ('lpdeposit', 'lprequest', 'lpredeem', 'lpwithdraw'))} pool flows "
                f"({ok['lpdeposit']} deposits, {ok['lprequest']} requests, {ok['lpredeem']} redeems, "
                f"{ok['lpwithdraw']} withdrawals), {ok['syncdepth']} depth syncs, {ok['repeg']} repegs, "
+               f"{ok['concentrate']} concentrations set ({ok['syncdepth (amplified)']} depth syncs and "
+               f"{ok['repeg (amplified)']} repegs under one in force), "
                f"{sum(s['errors'].values())} reverts")
     txs = s["steps"] - s["kinds"]["time"]
     return (f"fast tier ({profile} profile): {s['examples']} examples, {s['steps']} steps ({txs} transactions, "

@@ -1,8 +1,9 @@
 """The fast differential fuzz: the Ape fuzzers' step sequences on the compiled contracts in pyrevm
 (vperp.fast) and in the reference model, compared after every step (fast_harness.py).
 
-Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind,
-the liquidation chunks with their recoveries, the drift chunks), plus four chunks of this module: an
+Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind incl.
+the owner's setConcentration, the liquidation chunks with their recoveries, the drift chunks, some of them
+concentrated), plus four chunks of this module: an
 attacker round (two attackers trade against each other on one market and close, nothing else in
 between but time), a liquidation carried to its end (a take, or redos and the backstop, then the bad
 debt), an LP round trip (deposit, request, cooldown, redeem or withdraw) and a run of hours (a block in
@@ -26,7 +27,8 @@ node's). The module prints steps/s and what was exercised at the end.
 A failure is shrunk by Hypothesis (each chunk toward its simplest form), then cut down by removing steps
 while it still fails the same way (fast_harness.minimize: delta debugging, every trial with the full
 comparison), and printed as a list of step tuples: keep it in `FIXED` below (run every time by
-`test_fixed_examples`), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file holding it):
+`test_fixed_examples`; `test_concentrated_depth_and_peg` runs test_differential's concentrated shape with its
+checks of the amplified depth sync), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file holding it):
 `VPERP_FAST_REPLAY=... ./run.sh test tests/fast -k replay -s` (prints the step trace).
 """
 from __future__ import annotations
@@ -199,6 +201,22 @@ def test_fixed_examples(env):
         run(env, steps, full_every=1)
 
 
+def test_concentrated_depth_and_peg(env):
+    """test_differential.CONCENTRATED with its checks (test_differential.run_concentrated: the amplified depth
+    sync), every step with the lean views and the properties, then the wide and the full comparison."""
+    fc = env.fc
+    token = fc.snapshot()
+    try:
+        runner = fh.FastRunner(env, fh.fast_copy(env.base_model))
+        runner.props.set_attackers(ATTACKERS)
+        runner.compare((), fh.MARKETS, full=True)
+        td.run_concentrated(runner, fh.fast_step)
+        runner.lean_check(runner.seen, fh.MARKETS, range(1, runner.model.auction_count + 2), runner.lps, wide=True)
+        runner.compare(runner.seen, fh.MARKETS, full=True)
+    finally:
+        fc.revert(token)
+
+
 def _replay_source():
     text = os.environ.get("VPERP_FAST_REPLAY", "").strip()
     if text and Path(text).is_file():
@@ -261,6 +279,7 @@ def test_fast_chain_matches_model(env):
     assert s["steps"] - before >= TARGET, f"only {s['steps'] - before} steps (target {TARGET}): raise EXAMPLES"
     for kind in ("open", "reduce", "close", "lever", "deposit", "withdraw", "transfer", "oracle", "poke", "kick",
                  "take", "redo", "backstop", "baddebt", "cancel", "lpdeposit", "lprequest", "lpredeem", "lpwithdraw",
-                 "syncdepth", "repeg"):
+                 "syncdepth", "repeg", "concentrate", "syncdepth (amplified)", "repeg (amplified)"):
         assert s["ok"][kind] or kind in ("baddebt", "cancel"), f"no {kind} step went through"
+    assert s["kinds"]["concentrate"] > s["ok"]["concentrate"], "no invalid concentration was drawn"
     assert s["props"]["attacker rounds closed"] and s["props"]["trade NAV == pool fee"]
