@@ -124,11 +124,15 @@ def cli(network):
     eth_id, eth_index = s.markets["ETH"].id, ch.indexPrice(s.markets["ETH"].id)
     fee = ch.marketParams(eth_id).takerFee
     costs = []
-    for notional in (100_000, 1_000_000):
+    for notional in (100_000, 1_000_000, 10_000_000):
         base = notional * WAD * WAD // eth_index
         paid = -ch.quote(eth_id, base)[0]  # quote(): what buying `base` would pay now, fee excluded
         costs.append(f"{notional:,} USD {(paid * (WAD + fee) // WAD - notional * WAD) / (notional * WAD) * 1e4:,.0f} bps")
     t.add_row("price impact, ETH buy incl. fee", "; ".join(costs) + "  (docs/economics.md#price-impact)")
+    rng, amp, eff = s.amm.concentration(eth_id)
+    t.add_row("ETH depth", f"concentrated on prices within {rng / 1e16:g} % of the peg, amplified {eff / 1e18:g}x "
+              f"(bound {s.amm.maxAmplification(rng) / 1e18:.2f}); peg {fmt(s.amm.pegPrice(eth_id))}, following the "
+              "index every block (docs/pool.md)")
     ppm, _ = ch.skewFunding(eth_id)
     t.add_row("funding's skew term", f"{ppm:,} ppm/h per unit of skew: {ppm / 1e4 * 0.05:.3f} %/h charged to the heavier "
               "side at a 5 % skew, paid to the pool that carries it (docs/funding.md)")

@@ -1246,6 +1246,23 @@ class Client:
             max_long=from_wad(r.maxLong), max_short=from_wad(r.maxShort), base_reserve=from_wad(r.state.baseReserve),
             quote_reserve=from_wad(r.state.quoteReserve), pause_level=int(r.pauseLevel), raw=r)
 
+    def peg_price(self, symbol: str) -> Decimal:
+        """`AmmController.pegPrice`: the curve's price where the traders' net position would be zero (the mark
+        is this times ((x + net) / x)^2: the skew premium). Trades do not move it; `repeg` moves it toward the
+        index (docs/pool.md "Repeg")."""
+        return from_wad(self.amm.pegPrice(self.market_id(symbol)))
+
+    def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:
+        """`AmmController.concentration`: (range, amplification set, amplification a depth sync applies now) as
+        fractions and factors (0, 0, 1 without a concentration; docs/pool.md "Concentrated depth")."""
+        r, a, eff = self.amm.concentration(self.market_id(symbol))
+        return from_wad(r), from_wad(a), from_wad(eff)
+
+    def repeg(self, symbol: str):
+        """`AmmController.repeg` (permissionless): move the market's peg toward the index; the receipt's `Repeg`
+        event carries the spot before and after and the cost to the pool."""
+        return self._transact(self.amm.repeg, self.market_id(symbol))
+
     def subaccounts(self, owner=None, to_block: int | None = None, chunk: int = 10_000) -> list[int]:
         """Every sub-account of `owner` that ever received collateral, sorted: the `subaccount` of the Vault's
         `Deposit` events for `owner` (deposits and depositFor) and the `toSubaccount` of its

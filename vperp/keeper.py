@@ -43,7 +43,7 @@ log = logging.getLogger("vperp.keeper")
 
 @dataclass
 class Action:
-    kind: str  # "poke" | "breaker" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
+    kind: str  # "poke" | "breaker" | "repeg" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
     detail: dict
     gas: int
 
@@ -176,6 +176,7 @@ class Keeper:
     _shortfalls: dict = field(default_factory=dict)  # (owner, subaccount) -> last shortfall seen [wad]
     _ready_cache: dict = field(default_factory=dict)  # (market, side, index, threshold, params) -> seconds | None
     breaker: object = None  # the CircuitBreaker of a governed deployment: `pokeAll` every pass (None: not governed)
+    follow_peg: bool = True  # repeg every market whose peg is more than its repegThreshold from the index
 
     def __post_init__(self) -> None:
         if self.records is None:
@@ -213,6 +214,8 @@ class Keeper:
         actions: list[Action] = []
         actions += self._poke_due(chain)
         actions += self._poke_breaker()
+        if self.follow_peg:
+            actions += self._repeg_due(chain)
         actions += self._kick_liquidatable()
         actions += self._service_auctions()
         return actions
@@ -316,6 +319,37 @@ class Keeper:
             if now // quarter != st.lastUpdate // quarter:
                 tx = self.system.funding.pokeFunding(m.id, sender=self.account)
                 out.append(Action("poke", {"market": sym}, tx.gas_used))
+        return out
+
+    def _repeg_due(self, chain) -> list[Action]:
+        """`AmmController.repeg` for every market whose peg (`pegPrice`) is more than its `repegThreshold` from
+        the index, once per block (docs/pool.md "Repeg"). A repeg the contract refuses (a market without a depth
+        rule, one already moved this block, a stale oracle) is logged and skipped: upkeep never stands between
+        the keeper and a liquidation."""
+        from ape.exceptions import ApeException
+
+        amm = getattr(self.system, "amm", None)
+        if amm is None:
+            return []
+        out = []
+        ch = self.system.clearing_house
+        now = chain.pending_timestamp
+        for sym, m in self.system.markets.items():
+            try:
+                p = amm.ammParams(m.id)
+                if p.depthRatio == 0:
+                    continue
+                last = amm.lastRepeg(m.id)
+                if last != 0 and now < last + max(int(p.repegInterval), 1):
+                    continue
+                peg, index = amm.pegPrice(m.id), ch.indexPrice(m.id)
+                if index == 0 or abs(peg - index) * WAD // index <= p.repegThreshold:
+                    continue
+                tx = amm.repeg(m.id, sender=self.account)
+            except ApeException as e:
+                log.info("keeper: repeg of %s skipped: %s: %s", sym, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+                continue
+            out.append(Action("repeg", {"market": sym}, tx.gas_used))
         return out
 
     def _poke_breaker(self) -> list[Action]:

@@ -958,6 +958,7 @@ class SimSummary:
     # extremes the breakers measured (see `Simulation._breaker_max`); and every trader's PnL (account value
     # at the end less the deposit, USD).
     breakers: dict[str, Any] | None = None
+    repegs: dict[str, int] = field(default_factory=dict)  # per market: repegs the keeper made (the peg follows the index)
     trader_pnl: dict[str, float] | None = None
 
     def lines(self) -> list[str]:
@@ -1280,6 +1281,7 @@ class Simulation:
         self.trades = 0
         self.trades_by_agent: dict[str, int] = {}  # the traders' own orders that executed (not the keeper's closes)
         self.counts = {"kicks": 0, "takes": 0, "redos": 0, "backstops": 0}
+        self.repegs: dict[str, int] = {}
         self.bad_debt = [0, 0, 0]  # amount, from insurance, from pool (WAD)
         self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
         self._scanned = self.chain.blocks.head.number
@@ -1290,7 +1292,6 @@ class Simulation:
                            for ch_share in [self.wire.call(self.s.clearing_house, "insuranceFeeShare", m.id)[0]]}
         self.flows = {"deposits": 0, "withdrawals": 0, "fees": 0, "funding": 0, "realized": 0}  # WAD
         self._pool0 = self._pool_state()
-        self._last_repeg: dict[str, int] = {s: 0 for s in self.symbols}
         self._last_sync: dict[str, int] = {s: 0 for s in self.symbols}
         self.rows: list[dict[str, str]] = []
         self.conservation_ok = True  # Vault tokens == every signed balance, every step
@@ -1625,11 +1626,19 @@ class Simulation:
             if error == "OpenInterestCapExceeded" and self._restricted.get(o.symbol):
                 self.refused[o.agent] = self.refused.get(o.agent, 0) + 1
 
+    def _peg_turn(self) -> None:
+        """The keeper back-runs the oracle: the peg follows a posted index in the next block, before traders
+        and arbitrageurs act on it (its pass later in the step repegs again if trading left a gap)."""
+        for action in self.keeper._repeg_due(self.chain):
+            self.repegs[action.detail["market"]] = self.repegs.get(action.detail["market"], 0) + 1
+
     def _keeper_turn(self, view: View) -> None:
         from ape.exceptions import ContractLogicError
 
         try:
-            self.keeper.run_once(self.chain)
+            for action in self.keeper.run_once(self.chain):
+                if action.kind == "repeg":
+                    self.repegs[action.detail["market"]] = self.repegs.get(action.detail["market"], 0) + 1
         except ContractLogicError as err:  # e.g. a take raced by a price move: the next pass retries
             name = f"keeper: {_error_name(err)}"
             self.reverts[name] = self.reverts.get(name, 0) + 1
@@ -1649,18 +1658,14 @@ class Simulation:
                 deadline = self.chain.pending_timestamp + 120
                 if self._send(ch, "closePosition", 0, m.id, limit, deadline, sender=self.keeper_account):
                     self.trades += 1
-        # vAMM upkeep: depth follows the pool once per depth interval; a repeg when mark and index have parted.
+        # vAMM upkeep: depth follows the pool once per depth interval (the keeper's pass above repegs: the peg
+        # follows the index every block it is more than the threshold away).
         for sym, m in self.s.markets.items():
             p = m.config
             if self.now - self._last_sync[sym] >= p.depth_interval:
                 if self._send(amm, "syncDepth", m.id, sender=self.keeper_account):
                     # The interval runs from the sync's block, a few seconds into the step.
                     self._last_sync[sym] = amm.lastDepthSync(m.id)
-            if self.now - self._last_repeg[sym] >= p.repeg_interval:
-                mark, index = view.twaps[sym]
-                if index and abs(mark - index) * WAD // index > wad(p.repeg_threshold):
-                    if self._send(amm, "repeg", m.id, sender=self.keeper_account):
-                        self._last_repeg[sym] = self.now
 
     # ------------------------------------------------------------------ the loop
 
@@ -1679,6 +1684,7 @@ class Simulation:
             for step in range(1, self.steps + 1):
                 self._advance(step)
                 self._post_index(step)
+                self._peg_turn()
                 self._poke_breakers()
                 self._lp_turn(step)
                 view = self._view(step)
@@ -1768,7 +1774,7 @@ class Simulation:
             csv=str(csv_path), plots=[str(p) for p in plots], config=self.config_source,
             auctions=self.auctions, oracle=self._oracle_summary(),
             basis_trader=any(isinstance(t, BasisTrader) for t in self.traders),
-            trades_by_agent=dict(sorted(self.trades_by_agent.items())),
+            trades_by_agent=dict(sorted(self.trades_by_agent.items())), repegs=dict(sorted(self.repegs.items())),
             breakers=self._breaker_summary(), trader_pnl=self._trader_pnl())
         (self.out_dir / "summary.json").write_text(summary.to_json())
         return summary
