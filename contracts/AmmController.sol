@@ -108,7 +108,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
 
     /// @inheritdoc IAmmController
     function maxAmplification(uint256 range) public pure returns (uint256) {
-        // 1 / (1 - (1 + r)^(-1/2)): 1/sqrt(1 + r) rounded down, so the bound is rounded down too.
+        _bound("range", range, MIN_RANGE, MAX_RANGE);
+        // 1 / (1 - (1 + r)^(-1/2)), 1/sqrt(1 + r) and the quotient each rounded down.
         uint256 inv = WAD * WAD / Math.sqrt((WAD + range) * WAD);
         return WAD * WAD / (WAD - inv);
     }

@@ -130,9 +130,11 @@ def cli(network):
         costs.append(f"{notional:,} USD {(paid * (WAD + fee) // WAD - notional * WAD) / (notional * WAD) * 1e4:,.0f} bps")
     t.add_row("price impact, ETH buy incl. fee", "; ".join(costs) + "  (docs/economics.md#price-impact)")
     rng, amp, eff = s.amm.concentration(eth_id)
-    t.add_row("ETH depth", f"concentrated on prices within {rng / 1e16:g} % of the peg, amplified {eff / 1e18:g}x "
-              f"(bound {s.amm.maxAmplification(rng) / 1e18:.2f}); peg {fmt(s.amm.pegPrice(eth_id))}, following the "
-              "index every block (docs/pool.md)")
+    depth = (f"concentrated on prices within {rng / 1e16:g} % of the peg, amplified {eff / 1e18:g}x (bound "
+             f"{s.amm.maxAmplification(rng) / 1e18:.2f})" if rng else
+             "not concentrated (deployments/config/concentrated.yaml: 10x on the 10 % band, 1M for 43.5 bps)")
+    t.add_row("ETH depth", f"{depth}; peg {fmt(s.amm.pegPrice(eth_id))}, moved toward the index by repeg "
+              "(docs/pool.md)")
     ppm, _ = ch.skewFunding(eth_id)
     t.add_row("funding's skew term", f"{ppm:,} ppm/h per unit of skew: {ppm / 1e4 * 0.05:.3f} %/h charged to the heavier "
               "side at a 5 % skew, paid to the pool that carries it (docs/funding.md)")

@@ -736,3 +736,16 @@ def test_keeper_repegs_when_the_peg_is_past_the_threshold(mirror, chain, bob, ca
     with caplog.at_level(logging.INFO, logger="vperp.keeper"):
         assert [a.detail for a in k._repeg_due(chain)] in ([], [{"market": "ETH"}])
     assert any("repeg of BTC skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_max_amplification_refuses_a_range_outside_its_bounds(mirror):
+    """`maxAmplification` is a pure view; a range outside [1 %, 50 %] gets the setter's named error instead of a
+    division by zero (range 0) or a figure no setter would accept; the Python mirror refuses the same."""
+    amm = mirror.amm
+    for r in (0, 10**16 - 1, 5 * 10**17 + 1):
+        with expect_revert(amm.ParameterOutOfBounds, value=r):
+            amm.maxAmplification(r)
+        with pytest.raises(ValueError):
+            max_amplification(r)
+    assert amm.maxAmplification(10**16) == max_amplification(10**16)
+    assert amm.maxAmplification(5 * 10**17) == max_amplification(5 * 10**17)

@@ -187,8 +187,12 @@ class DeployConfig:
 
 
 def max_amplification(range_wad: int) -> int:
-    """AmmController.maxAmplification [wad]: 1 / (1 - (1 + range)^(-1/2)), both divisions rounded down."""
+    """AmmController.maxAmplification [wad]: 1 / (1 - (1 + range)^(-1/2)), both divisions rounded down; a range
+    outside [1 %, 50 %] is refused (ValueError; the contract reverts ParameterOutOfBounds)."""
     import math
+
+    if not 10**16 <= range_wad <= 5 * 10**17:
+        raise ValueError(f"range {range_wad} is outside [1e16, 5e17]")
 
     inv = WAD * WAD // math.isqrt((WAD + range_wad) * WAD)
     return WAD * WAD // (WAD - inv)

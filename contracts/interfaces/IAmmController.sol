@@ -80,7 +80,8 @@ interface IAmmController {
         returns (uint256 range, uint256 amplification, uint256 effectiveAmplification);
 
     /// @notice The most a depth concentrated on a `range` [wad] may be amplified: 1 / (1 - (1 + range)^(-1/2)),
-    ///         the capital efficiency of liquidity confined to prices within `range` of the peg (21.5 at 10 %).
+    ///         the capital efficiency of liquidity confined to prices within `range` of the peg (21.5 at 10 %);
+    ///         a range outside [1 %, 50 %] reverts `ParameterOutOfBounds("range", range)`.
     function maxAmplification(uint256 range) external pure returns (uint256);
 
     /// @notice `marketId`'s depth and peg rule.
