@@ -515,6 +515,23 @@ def lp_return_markdown(runs: dict[str, list[dict[str, Any]]]) -> str:
 # =============================================================================== plots
 
 
+def _save_plot(fig, ax, out_png: str | Path, manifest: dict | None) -> Path:
+    """Lay out, write `out_png` at the simulator's DPI, record its size and lines in `manifest`, close."""
+    import matplotlib.pyplot as plt
+
+    from .sim import PLOT_DPI
+
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=PLOT_DPI)
+    if manifest is not None:
+        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
+        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
+    plt.close(fig)
+    return out_png
+
+
 IMPACT_CURVE_NOTIONALS = tuple(round(10 ** (4 + i / 8)) for i in range(0, 27))  # 10k .. 20M USD, log-spaced
 
 
@@ -561,15 +578,7 @@ def plot_impact(out_png: str | Path, symbol: str = "ETH", manifest: dict | None 
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Price impact against size: the shipped curve and the concentrated one, same capital", fontsize=11)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=PLOT_DPI)
-    if manifest is not None:
-        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
-        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
-    plt.close(fig)
-    return out_png
+    return _save_plot(fig, ax, out_png, manifest)
 
 
 def plot_share_prices(scenario: str, run_dirs: Sequence[Path], out_png: str | Path,
@@ -599,15 +608,7 @@ def plot_share_prices(scenario: str, run_dirs: Sequence[Path], out_png: str | Pa
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"{scenario}: LP share price (pool NAV per share), every seed", fontsize=11)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=PLOT_DPI)
-    if manifest is not None:
-        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
-        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
-    plt.close(fig)
-    return out_png
+    return _save_plot(fig, ax, out_png, manifest)
 
 
 # =============================================================================== the report
@@ -1056,15 +1057,7 @@ def plot_breakers(off_dir: Path, on_dir: Path, symbol: str, out_png: str | Path,
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"{symbol}, seed {seed}: index and vAMM price, circuit breakers off vs on", fontsize=11)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=PLOT_DPI)
-    if manifest is not None:
-        w, h = (round(x * PLOT_DPI) for x in fig.get_size_inches())
-        manifest[out_png.name] = {"size_px": [w, h], "lines": [line.get_label() for line in ax.get_lines()]}
-    plt.close(fig)
-    return out_png
+    return _save_plot(fig, ax, out_png, manifest)
 
 
 def breakers_markdown(br: BreakerRuns, img: str = "img/economics_breakers.png") -> str:

@@ -161,6 +161,14 @@ def _hex(h) -> str:
     return h if isinstance(h, str) else "0x" + bytes(h).hex()
 
 
+def repeg_due(peg: int, index: int, last: int, now: int, threshold: int, interval: int) -> bool:
+    """Whether `AmmController.repeg` would act at `now`: past the repeg interval (at least the next block) and
+    the peg more than `threshold` [wad] from the index (the contract's RepegTooSoon / RepegNotNeeded)."""
+    if last != 0 and now < last + max(interval, 1):
+        return False
+    return index != 0 and abs(peg - index) * WAD // index > threshold
+
+
 @dataclass
 class Keeper:
     system: object
@@ -339,11 +347,8 @@ class Keeper:
                 p = amm.ammParams(m.id)
                 if p.depthRatio == 0:
                     continue
-                last = amm.lastRepeg(m.id)
-                if last != 0 and now < last + max(int(p.repegInterval), 1):
-                    continue
-                peg, index = amm.pegPrice(m.id), ch.indexPrice(m.id)
-                if index == 0 or abs(peg - index) * WAD // index <= p.repegThreshold:
+                if not repeg_due(amm.pegPrice(m.id), ch.indexPrice(m.id), amm.lastRepeg(m.id), now,
+                                 int(p.repegThreshold), int(p.repegInterval)):
                     continue
                 tx = amm.repeg(m.id, sender=self.account)
             except ApeException as e:

@@ -1632,6 +1632,8 @@ class Simulation:
         """The keeper back-runs the oracle: the peg follows a posted index in the next block, before traders
         and arbitrageurs act on it (`Keeper._repeg_due`'s rule, with the reads batched in one call; the keeper's
         own pass does not repeg again in the step)."""
+        from .keeper import repeg_due
+
         ch, amm = self.s.clearing_house, self.s.amm
         calls: dict[str, tuple] = {}
         for sym, m in self.s.markets.items():
@@ -1641,10 +1643,8 @@ class Simulation:
         r = self.batch.read(calls)
         now = self.chain.pending_timestamp
         for sym, m in self.s.markets.items():
-            peg, index, last = r[f"peg:{sym}"], r[f"idx:{sym}"], r[f"last:{sym}"]
-            if last and now < last + max(m.config.repeg_interval, 1):
-                continue
-            if not index or abs(peg - index) * WAD // index <= wad(m.config.repeg_threshold):
+            if not repeg_due(r[f"peg:{sym}"], r[f"idx:{sym}"], r[f"last:{sym}"], now,
+                             wad(m.config.repeg_threshold), m.config.repeg_interval):
                 continue
             if self._send(amm, "repeg", m.id, sender=self.keeper_account):
                 self.repegs[sym] = self.repegs.get(sym, 0) + 1
