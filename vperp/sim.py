@@ -1321,11 +1321,16 @@ class Simulation:
         market that has been live for a day, instead of the hours since the listing (docs/funding.md)."""
         from .units import FUNDING_WINDOW_HOURS
 
+        # The same transactions as through Ape, sent through the wire: a tenth of the time (100 transactions).
+        answers = {m.id: self.wire.call(m.oracle, "latestRoundData")[1] for m in self.s.markets.values()}
         for _ in range(FUNDING_WINDOW_HOURS + 1):
             self.chain.pending_timestamp = self._hour_after(self.chain.pending_timestamp)
             for m in self.s.markets.values():
-                m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=deployer)
-                self.s.clearing_house.pokeFunding(m.id, sender=deployer)
+                for contract, method, arg in ((m.oracle, "updateAnswer", answers[m.id]),
+                                              (self.s.clearing_house, "pokeFunding", m.id)):
+                    ok, err = self.wire.send(contract, method, arg, sender=deployer)
+                    if not ok:
+                        raise SimError(f"warm-up: {method} on market {m.id} failed: {err}")
 
     @staticmethod
     def _hour_after(t: int) -> int:
