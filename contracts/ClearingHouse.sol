@@ -12,7 +12,7 @@ import {WadMath} from "./libraries/WadMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
-import {ClearingHouseStorage} from "./clearinghouse/ClearingHouseStorage.sol";
+import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
 import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
 
 /// @title ClearingHouse
@@ -22,7 +22,7 @@ import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurat
 /// @dev Storage is packed for the hot path: a trade reads 8 market slots, writes the position
 ///      (2 slots) and makes one Vault call and one oracle call. No loop grows with market activity;
 ///      the margin check loops over the markets the account holds (at most 16, `Vault.MAX_OPEN_MARKETS`).
-contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardTransient {
+contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGuardTransient {
     using WadMath for uint256;
     using WadMath for int256;
     using SafeCast for uint256;
@@ -31,8 +31,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
     uint8 internal constant PAUSE_NO_NEW_RISK = 1; // Vault pause levels this contract acts on
     uint8 internal constant PAUSE_NO_TRADING = 2;
 
-    /// @notice The Vault that holds the money and the account ledger.
-    IVault public immutable vault;
     /// @notice Where listing and parameter calls run (by `delegatecall`; see ClearingHouseConfigurator).
     address public immutable configurator;
 
@@ -41,10 +39,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
         _;
     }
 
-    constructor(IVault vault_, address owner_) Ownable(owner_) {
-        if (address(vault_) == address(0)) revert ZeroAddress();
-        vault = vault_;
-        configurator = address(new ClearingHouseConfigurator());
+    constructor(IVault vault_, address owner_) Ownable(owner_) ClearingHouseSettlement(vault_) {
+        configurator = address(new ClearingHouseConfigurator(vault_));
     }
 
     // ------------------------------------------------------------------ governance
@@ -275,34 +271,15 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
     }
 
     /// @inheritdoc IClearingHouse
+    /// @dev Runs in ClearingHouseConfigurator.backstopClose, which checks the sender (the liquidation engine) and
+    ///      holds the reentrancy lock: a backstop is the rare end of a failed auction, so it pays the forwarding
+    ///      (about 2,700 gas) rather than the trading code paying for its bytes.
     function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base, uint256 limitPrice)
         external
-        onlyLiquidationEngine
-        nonReentrant
         returns (int256 quoteFlow)
     {
-        Market storage m = _market(marketId);
-        uint256 index = _index(m);
-        _accrue(m, index);
-        uint256 x = m.baseReserve;
-        uint256 y = m.quoteReserve;
-        _checkLiquidity(marketId, -base, x);
-        (quoteFlow, x, y) = VAmmMath.swap(x, y, -base);
-        // The price may go no further than the auction's own worst price, nor outside the band (the engine
-        // sized `base` to fit; checked here on the swap's own rounding).
-        uint256 band = index.mulWadDown(m.maxSpread);
-        uint256 priceAfter = VAmmMath.price(x, y);
-        if (base > 0 ? priceAfter < (limitPrice > index - band ? limitPrice : index - band)
-                : priceAfter > (limitPrice < index + band ? limitPrice : index + band)) {
-            revert PriceBandExceeded(marketId, priceAfter, index, m.maxSpread);
-        }
-        // Casts: as in a trade.
-        m.baseReserve = x.toUint128();
-        m.quoteReserve = y.toUint128();
-        // Execution price for the event: the quote the account received or paid per base, rounded down.
-        _auctionSettle(
-            owner, subaccount, marketId, m, -base, quoteFlow, SettlementCause.Backstop, quoteFlow.abs().divWadDown(base.abs())
-        );
+        (owner, subaccount, marketId, base, limitPrice, quoteFlow); // forwarded as calldata
+        _configure();
     }
 
     /// @inheritdoc IClearingHouse
@@ -317,91 +294,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             revert InvalidAuctionSlice(slice, auctioned);
         }
         p.auctioned = (auctioned - slice).toInt128();
-    }
-
-    /// @dev Apply `baseDelta` at `quoteFlow` to one account's position, settle its funding and PnL against
-    ///      the pool, move open interest (never capped: a fill moves existing interest between traders
-    ///      and a backstop only shrinks it). Releases auctioned size when the account is the auction's.
-    function _auctionSettle(
-        address owner,
-        uint32 subaccount,
-        uint32 marketId,
-        Market storage m,
-        int256 baseDelta,
-        int256 quoteFlow,
-        SettlementCause cause,
-        uint256 executionPrice
-    ) internal returns (IVault.AccountState memory acct, bool reducing) {
-        bool fromAuction = cause != SettlementCause.AuctionTake;
-        Position storage p = _positions[marketId][owner][subaccount];
-        int256 size = p.size;
-        int256 cumulativeFunding = m.funding.cumulativeFunding;
-        int256 funding = size == 0 ? int256(0) : size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
-        (int256 newSize, int256 newOpenNotional, int256 realized) =
-            VAmmMath.applyTrade(size, p.openNotional, baseDelta, quoteFlow);
-        reducing = (size > 0 && newSize >= 0 && newSize < size) || (size < 0 && newSize <= 0 && newSize > size);
-        int256 auctioned = p.auctioned;
-        if (fromAuction) {
-            // The auctioned account: the base leaves the auctioned part (the engine passes at most it,
-            // and never nothing: a zero fill is refused on either side, like a zero slice at the kick).
-            if (baseDelta == 0 || baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)) {
-                revert InvalidAuctionSlice(baseDelta, auctioned);
-            }
-            auctioned += baseDelta;
-            p.auctioned = auctioned.toInt128();
-        } else if (auctioned != 0) {
-            // A taker with its own auction in this market may not cut into it, nor leave its free part
-            // dust: the rule `_trade` applies, or its own auction's last fill could never settle.
-            if (auctioned > 0 ? newSize < auctioned : newSize > auctioned) {
-                revert PositionInAuction(owner, subaccount, marketId, auctioned);
-            }
-            int256 free = newSize - auctioned;
-            if (free != 0 && free.abs() < m.minPositionSize) {
-                revert BelowMinPositionSize(marketId, free, m.minPositionSize);
-            }
-        }
-        if (newSize != 0 && newSize.abs() < m.minPositionSize) {
-            revert BelowMinPositionSize(marketId, newSize, m.minPositionSize);
-        }
-        _moveAggregates(m, p, newSize, newOpenNotional, cumulativeFunding);
-        p.size = newSize.toInt128();
-        p.openNotional = newOpenNotional.toInt128();
-        p.lastCumulativeFunding = cumulativeFunding.toInt128();
-        int256 delta = realized - funding;
-        acct = vault.settleTrade(owner, subaccount, marketId, newSize != 0, delta, -delta, 0);
-        _moveOpenInterest(m, size, newSize);
-        emit PositionChanged(
-            owner, subaccount, marketId, baseDelta, quoteFlow, 0, realized, funding, newSize, newOpenNotional,
-            VAmmMath.price(m.baseReserve, m.quoteReserve)
-        );
-        emit PositionSettled(owner, subaccount, marketId, cause, executionPrice);
-    }
-
-    /// @dev Replace a position's contribution to its market's aggregates (call before writing `p`).
-    ///      The funding basis of a position is floor(size x lastCumulativeFunding), computed from its
-    ///      stored values, so removing it later subtracts exactly what was added.
-    function _moveAggregates(Market storage m, Position storage p, int256 newSize, int256 newOpenNotional, int256 cum)
-        internal
-    {
-        int256 oldSize = p.size;
-        m.sumOpenNotional = (int256(m.sumOpenNotional) + newOpenNotional - p.openNotional).toInt128();
-        m.sumFundingBasis = (
-            int256(m.sumFundingBasis) + newSize.sMulWadDown(cum) - oldSize.sMulWadDown(p.lastCumulativeFunding)
-        ).toInt128();
-    }
-
-    /// @dev Moves the long/short open interest for one position going from `oldSize` to `newSize`.
-    function _moveOpenInterest(Market storage m, int256 oldSize, int256 newSize)
-        internal
-        returns (uint256 longOi, uint256 shortOi)
-    {
-        longOi = m.longOpenInterest;
-        shortOi = m.shortOpenInterest;
-        longOi = longOi + (newSize > 0 ? uint256(newSize) : 0) - (oldSize > 0 ? uint256(oldSize) : 0);
-        shortOi = shortOi + (newSize < 0 ? uint256(-newSize) : 0) - (oldSize < 0 ? uint256(-oldSize) : 0);
-        // Casts: each side is a sum of int128 sizes, checked by SafeCast.
-        m.longOpenInterest = longOi.toUint128();
-        m.shortOpenInterest = shortOi.toUint128();
     }
 
     function _checkInitialMargin(
@@ -738,11 +630,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseStorage, ReentrancyGuardT
             r.priceAfter
         );
         return (baseAmount, r.quote, r.fee);
-    }
-
-    function _checkLiquidity(uint32 marketId, int256 baseAmount, uint256 x) internal pure {
-        // Cast: baseAmount > 0 on this branch.
-        if (baseAmount > 0 && uint256(baseAmount) >= x) revert InsufficientLiquidity(marketId, baseAmount, x);
     }
 
     /// @dev Reverts when the price after is outside the band and further from the index than before.

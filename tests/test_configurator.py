@@ -8,7 +8,8 @@
   market id) reaches the caller, its named errors (including OracleLib's UnsupportedOracleDecimals) decode
   from the ClearingHouse's ABI, and a refused call changes nothing;
 - the writes land in the ClearingHouse's storage, read back by its views; the configurator's own storage
-  stays empty.
+  stays empty;
+- the liquidation engine's backstopClose, which also runs there, refuses a direct call from anyone.
 """
 from decimal import Decimal
 
@@ -61,6 +62,19 @@ def test_direct_calls_to_the_configurator_fail_for_anyone(fresh, deployer, alice
             conf.setFundingParams(1, (0, 10**10, 0, 60, 1), sender=who)
         with ape.reverts(conf.OwnableUnauthorizedAccount, account=who.address):
             conf.setMarketParams(1, mc.to_params(oracle.address), 0, sender=who)
+    assert ch.marketCount() == before
+
+
+def test_the_backstop_hook_called_directly_refuses_everyone(fresh, deployer, alice):
+    """backstopClose runs in the configurator (ClearingHouseSettlement's auction settlement); called directly it
+    reads the configurator's own liquidationEngine slot, never set, so it refuses anyone with
+    UnauthorizedModule(caller). Its Vault is the ClearingHouse's (an immutable both constructors set)."""
+    ch, conf, _, _ = fresh
+    assert conf.vault() == ch.vault()
+    before = ch.marketCount()
+    for who in (deployer, alice):
+        with ape.reverts(conf.UnauthorizedModule, caller=who.address):
+            conf.backstopClose(alice, 0, 1, WAD, 3_000 * WAD, sender=who)
     assert ch.marketCount() == before
 
 

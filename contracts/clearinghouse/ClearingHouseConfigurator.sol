@@ -9,7 +9,9 @@ import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {WadMath} from "../libraries/WadMath.sol";
 import {OracleLib} from "../libraries/OracleLib.sol";
 import {FundingMath} from "../libraries/FundingMath.sol";
-import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
+import {VAmmMath} from "../libraries/VAmmMath.sol";
+import {IVault} from "../interfaces/IVault.sol";
+import {ClearingHouseSettlement} from "./ClearingHouseSettlement.sol";
 
 /// @title ClearingHouseConfigurator
 /// @notice Listing and market parameters: `listMarket`, `setMarketParams`, `setFundingParams`,
@@ -23,8 +25,9 @@ import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
 ///      a direct call (not through the ClearingHouse) fails `onlyOwner` unless it comes from the
 ///      ClearingHouse, which never calls it directly; and a direct call could only touch this contract's own
 ///      storage, which nothing reads.
-contract ClearingHouseConfigurator is ClearingHouseStorage, ReentrancyGuardTransient {
+contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTransient {
     using WadMath for uint256;
+    using WadMath for int256;
     using SafeCast for uint256;
     using SafeCast for int256;
 
@@ -49,7 +52,7 @@ contract ClearingHouseConfigurator is ClearingHouseStorage, ReentrancyGuardTrans
     uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
     uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
 
-    constructor() Ownable(msg.sender) {}
+    constructor(IVault vault_) Ownable(msg.sender) ClearingHouseSettlement(vault_) {}
 
     /// @notice IClearingHouse.setReserves: the AMM controller sets `marketId`'s virtual reserves (depth sync or
     ///         repeg), after accruing the market to now, and adds `fundingCharge` to its funding index.
@@ -76,6 +79,40 @@ contract ClearingHouseConfigurator is ClearingHouseStorage, ReentrancyGuardTrans
             m.funding.cumulativeFunding = (int256(m.funding.cumulativeFunding) + fundingCharge).toInt104();
         }
         emit IClearingHouse.ReservesSet(marketId, baseReserve, quoteReserve);
+    }
+
+    /// @notice IClearingHouse.backstopClose: the liquidation engine closes `base` of an auctioned position on the
+    ///         vAMM, no further than `limitPrice` nor outside the band around the index.
+    /// @dev The reentrancy lock is the ClearingHouse's (transient storage is shared under `delegatecall`). A
+    ///      direct call reads this contract's own `liquidationEngine`, which is never set, and fails.
+    function backstopClose(address owner, uint32 subaccount, uint32 marketId, int256 base, uint256 limitPrice)
+        external
+        nonReentrant
+        returns (int256 quoteFlow)
+    {
+        if (msg.sender != liquidationEngine) revert IClearingHouse.UnauthorizedModule(msg.sender);
+        Market storage m = _market(marketId);
+        uint256 index = _index(m);
+        _accrue(m, index);
+        uint256 x = m.baseReserve;
+        uint256 y = m.quoteReserve;
+        _checkLiquidity(marketId, -base, x);
+        (quoteFlow, x, y) = VAmmMath.swap(x, y, -base);
+        // The price may go no further than the auction's own worst price, nor outside the band (the engine
+        // sized `base` to fit; checked here on the swap's own rounding).
+        uint256 band = index.mulWadDown(m.maxSpread);
+        uint256 priceAfter = VAmmMath.price(x, y);
+        if (base > 0 ? priceAfter < (limitPrice > index - band ? limitPrice : index - band)
+                : priceAfter > (limitPrice < index + band ? limitPrice : index + band)) {
+            revert IClearingHouse.PriceBandExceeded(marketId, priceAfter, index, m.maxSpread);
+        }
+        // Casts: as in a trade.
+        m.baseReserve = x.toUint128();
+        m.quoteReserve = y.toUint128();
+        // Execution price for the event: the quote the account received or paid per base, rounded down.
+        _auctionSettle(
+            owner, subaccount, marketId, m, -base, quoteFlow, IClearingHouse.SettlementCause.Backstop, quoteFlow.abs().divWadDown(base.abs())
+        );
     }
 
     /// @notice List a market whose vAMM starts at the oracle's price with `baseReserve` virtual base.
