@@ -104,6 +104,17 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         _configure();
     }
 
+    /// @inheritdoc IClearingHouse
+    function setPegTolerance(uint32 marketId, uint256 bps) external onlyOwner {
+        (marketId, bps); // forwarded as calldata
+        _configure();
+    }
+
+    /// @inheritdoc IClearingHouse
+    function pegTolerance(uint32 marketId) external view returns (uint256) {
+        return _market(marketId).pegToleranceBps;
+    }
+
     /// @dev Runs this call's calldata in the configurator on this contract's storage and returns or reverts
     ///      with exactly what it did. Reached only from the setters above: the owner-only ones check the
     ///      owner here, `setReserves` has its sender checked in the configurator.
@@ -542,6 +553,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             uint256 x = m.baseReserve;
             uint256 y = m.quoteReserve;
             _checkLiquidity(marketId, baseAmount, x);
+            if (!r.reducing) _checkPeg(marketId, m, x, y, index);
             uint256 priceBefore = VAmmMath.price(x, y);
             (r.quote, x, y) = VAmmMath.swap(x, y, baseAmount);
             r.priceAfter = VAmmMath.price(x, y);
@@ -630,6 +642,23 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             r.priceAfter
         );
         return (baseAmount, r.quote, r.fee);
+    }
+
+    /// @dev The stale-peg rule (`pegToleranceBps` != 0): an increase reverts while the peg, the curve's price at zero
+    ///      net position x y / (x + net)^2 (AmmController._peg, the same roundings: floor twice), is further than
+    ///      the tolerance from the index; the band index x bps / 1e4 rounds down, so a peg at the boundary plus a
+    ///      wei is refused. No trade moves the peg, so it is read before the swap. Checked arithmetic without a
+    ///      512-bit product: x + net >= x / 2 (syncs keep x >= 2 |net short|, trades keep x + net), so
+    ///      x y / (x + net) <= 2 y and the products stay below 2^256; x + net <= 0 (unreachable) reads as a peg
+    ///      of 0, as in AmmController._peg, which is always stale. About 700 gas on an increase when on, one
+    ///      warm slot-0 read when off.
+    function _checkPeg(uint32 marketId, Market storage m, uint256 x, uint256 y, uint256 index) internal view {
+        uint256 tol = m.pegToleranceBps;
+        if (tol == 0) return;
+        // Casts: reserves and OI sides are below 2^128; x0 > 0 is cast only where positive.
+        int256 x0 = int256(x) + int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
+        uint256 peg = x0 > 0 ? x * y / uint256(x0) * WadMath.WAD / uint256(x0) : 0;
+        if ((peg > index ? peg - index : index - peg) > index * tol / 1e4) revert PegStale(marketId, peg, index);
     }
 
     /// @dev Reverts when the price after is outside the band and further from the index than before.

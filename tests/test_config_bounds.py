@@ -48,6 +48,7 @@ FIELDS = {
     "depth_range": ("concentration", 0, "wad"),  # setConcentration(marketId, range, amplification)
     "depth_amplification": ("concentration", 1, "wad"),  # probed at the smallest range, where its bound is widest
     "skew_funding": ("skew", None, "ppm"),  # setSkewFunding(marketId, ratePpm): millionths per hour
+    "peg_tolerance_bps": ("peg", None, "int"),  # setPegTolerance(marketId, bps)
 }
 # Not set through a bounded setter: the feed's decimals and the first price (read from the feed), the listing's
 # base reserve (listMarket), the stairstep width (bounded by the duration: its own test in test_liquidation.py).
@@ -105,6 +106,8 @@ def _send(system, field: str, raw: int):
         return ch.setMarketParams(eth.id, tuple(params), share, sender=owner)
     if setter == "skew":
         return ch.setSkewFunding(eth.id, raw, sender=owner)
+    if setter == "peg":
+        return ch.setPegTolerance(eth.id, raw, sender=owner)
     if setter == "auction":
         params = list(eth.config.to_auction_params())
         params[index] = raw

@@ -96,7 +96,8 @@ WARMUP = [("time", "hour", 0), ("deposit", TRADERS, 0, "normal", 10**12, 0),
 
 CONCENTRATION_SET = keccak(text="ConcentrationSet(uint32,uint256,uint256)")
 # What the concentration steps did, for the module's report line (both tiers count through the mixin).
-CONCENTRATION = {"set": 0, "reverted": 0, "amplified_syncs": 0, "amplified_repegs": 0}
+CONCENTRATION = {"set": 0, "reverted": 0, "amplified_syncs": 0, "amplified_repegs": 0, "peg_tolerance_set": 0,
+                 "peg_tolerance_reverted": 0}
 
 
 class ConcentrationSteps:
@@ -117,6 +118,14 @@ class ConcentrationSteps:
         return (lambda: self.model.set_concentration(market_id, range_, amplification),
                 (self.s.deployer.address, self.amm, data),
                 f"setConcentration({market_id}, range={range_}, amplification={amplification})")
+
+    def _pegtol(self, T, market_id, bps):
+        """ClearingHouse.setPegTolerance by its owner: the stale-peg rule on (bps > 0) or off (0); bounded 0..500."""
+        if market_id in MARKETS:
+            self.touched_markets.add(market_id)
+        return (lambda: self.model.set_peg_tolerance(market_id, bps),
+                (self.s.deployer.address, self.ch, _encode("setPegTolerance(uint32,uint256)", [market_id, bps])),
+                f"setPegTolerance({market_id}, {bps} bps)")
 
     def send(self, sender: str, target: str, data: bytes):
         receipt, err = super().send(sender, target, data)
@@ -141,6 +150,8 @@ class ConcentrationSteps:
             assert ok and int.from_bytes(raw, "big") == want, (
                 f"maxAmplification({range_}): chain {raw} vs vperp.config {want}\n" + self.trace())
             CONCENTRATION["set"] += 1
+        elif kind == "pegtol":
+            CONCENTRATION["peg_tolerance_set" if self.last_error is None else "peg_tolerance_reverted"] += 1
         elif kind in ("syncdepth", "repeg") and self.last_error is None \
                 and self.model.effective_amplification(step[1]) != WAD:
             CONCENTRATION["amplified_syncs" if kind == "syncdepth" else "amplified_repegs"] += 1
@@ -293,13 +304,18 @@ def _concentrate_st(draw, market=None, valid=False):
     amplification = draw(st.one_of(st.integers(WAD, top), st.just(top), st.just(WAD)))
     return "concentrate", draw(st.sampled_from([0, 3])) if mode == "market" else mid, range_, amplification
 
+# The stale-peg rule's tolerance: off, the concentrated setting's 11 bps, wider, the bound, and past it or on an
+# unknown market (the reverts).
+pegtol_st = st.one_of(st.tuples(st.just("pegtol"), markets_st, st.sampled_from([0, 11, 11, 50, 500, 501])),
+                      st.tuples(st.just("pegtol"), st.sampled_from([0, 3]), st.just(11)))
+
 # Opens first: Hypothesis starts from (and shrinks toward) the first alternative, so the simplest
 # examples, which a derandomized CI run draws many of, trade instead of only letting time pass.
 step_st = st.one_of(_open_st(), _open_st(), _open_st(), _open_st(), _open_st(), reduce_st, close_st,
                     _time_st(), _time_st(), poke_st, st.tuples(st.just("poke"), markets_st), amm_st,
                     _deposit_st(), withdraw_st, transfer_st, _oracle_st(), _oracle_st(),
                     lever_st, kick_st, take_st, redo_st, cancel_st, backstop_st, baddebt_st, lp_st,
-                    _concentrate_st())
+                    _concentrate_st(), pegtol_st)
 
 
 @st.composite
@@ -330,8 +346,12 @@ def _drift_st(draw):
     mid = draw(markets_st)
     concentrate = draw(st.integers(0, 2)) == 2
     steps = [draw(_concentrate_st(market=mid, valid=True))] if concentrate else []
+    rule = draw(st.integers(0, 2)) == 2  # the stale-peg rule on: the trades around the repeg are judged by it
+    steps += [("pegtol", mid, 11)] if rule else []
     steps += [("oracle", mid, "jump", 0, draw(st.sampled_from([1, -1])) * draw(st.integers(100, 2000))),
-              ("time", draw(st.sampled_from([600, 1800, 3600, 7200]))), ("repeg", mid)]
+              ("time", draw(st.sampled_from([600, 1800, 3600, 7200])))]
+    steps += [draw(_open_st())] if rule else []
+    steps += [("repeg", mid)] + ([draw(_open_st())] if rule else [])
     steps += draw(st.lists(st.sampled_from([("repeg", mid), ("syncdepth", mid), ("time", 3600)]), max_size=3))
     if concentrate and ("syncdepth", mid) not in steps:
         steps.append(("syncdepth", mid))
@@ -437,6 +457,19 @@ CONCENTRATED = [("concentrate", 1, 10**17, 10 * WAD), ("oracle", 1, "jump", 0, 3
 CONCENTRATED_OUTCOMES = [None, None, None, None, "RepegTooSoon", None, None, None, "RepegNotNeeded"]  # None: ok
 SHAPES.append(CONCENTRATED)
 
+# The stale-peg rule (ClearingHouse._checkPeg): on at 11 bps, the index jumps 3 %; an increase (long, then short)
+# is refused PegStale while the peg is stale; the repeg moves it by one 1 % step, still stale, so the next
+# increase is refused again; a reduce of the position opened before the jump trades (the rule never holds a
+# reduce); the owner widens the tolerance to its bound (5 %) and the increase trades; setting it past the bound
+# and on an unknown market is refused.
+PEG_RULE = [("open", 0, 0, 1, 1, 500_000, "any", True), ("pegtol", 1, 11), ("oracle", 1, "jump", 0, 300),
+            ("open", 1, 0, 1, 1, 500_000, "any", True), ("open", 1, 0, 1, -1, 500_000, "any", True), ("repeg", 1),
+            ("open", 1, 0, 1, 1, 500_000, "any", True), ("reduce", 0, 0, 1, 50, "any"), ("pegtol", 1, 501),
+            ("pegtol", 3, 11), ("pegtol", 1, 500), ("open", 1, 0, 1, 1, 500_000, "any", True)]
+PEG_RULE_OUTCOMES = [None, None, None, "PegStale", "PegStale", None, "PegStale", None, "ParameterOutOfBounds",
+                     "UnknownMarket", None, None]
+SHAPES.append(PEG_RULE)
+
 
 def run_concentrated(runner, step_fn) -> None:
     """CONCENTRATED through `step_fn` (the tier's step-and-compare: chain == model after every step), each step's
@@ -498,6 +531,22 @@ def test_chain_matches_model(env, steps):
 def test_fixed_shapes_on_the_real_client(env, index):
     """VPERP_FUZZ=long: every fixed shape the smoke layer leaves to the fast tier, on this client too."""
     test_chain_matches_model.hypothesis.inner_test(env, SHAPES[index])
+
+
+def test_the_stale_peg_rule_refuses_increases_until_the_repeg(env):
+    """PEG_RULE on the real client, chain == model after every step, each step's outcome as PEG_RULE_OUTCOMES."""
+    chain = env.chain
+    sid = chain.snapshot()
+    try:
+        runner = DiffRunner(env, copy.deepcopy(env.base_model))
+        outcomes = []
+        for step in PEG_RULE:
+            step_and_compare(runner, step)
+            outcomes.append(runner.last_error and runner.last_error[0])
+        assert outcomes == PEG_RULE_OUTCOMES, f"{outcomes}\n" + runner.trace()
+        runner.compare(runner.seen, MARKETS, full=True)
+    finally:
+        chain.restore(sid)
 
 
 def test_concentrated_depth_and_peg(env):

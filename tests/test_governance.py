@@ -195,6 +195,8 @@ def _timelock_cases(system, g, project, carol):
          lambda: struct_tuple(ch.fundingParams(ETH_ID)), new_fp, ch.FundingParamsSet),
         ("ClearingHouse.setSkewFunding", ch, encode(ch, "setSkewFunding", ETH_ID, 5_000),
          lambda: ch.skewFunding(ETH_ID).ratePpm, 5_000, ch.SkewFundingSet),
+        ("ClearingHouse.setPegTolerance", ch, encode(ch, "setPegTolerance", ETH_ID, 11),
+         lambda: ch.pegTolerance(ETH_ID), 11, ch.PegToleranceSet),
         ("ClearingHouse.transferOwnership", ch, encode(ch, "transferOwnership", carol), ch.pendingOwner,
          carol.address, ch.OwnershipTransferStarted),
         ("LiquidationEngine.setLiquidationParams", engine, encode(engine, "setLiquidationParams", new_lp),
@@ -224,7 +226,7 @@ def _timelock_cases(system, g, project, carol):
 
 
 TIMELOCK_SETTERS = ["Vault.setGuardian", "Vault.transferOwnership", "ClearingHouse.setFundingParams",
-                    "ClearingHouse.setSkewFunding",
+                    "ClearingHouse.setSkewFunding", "ClearingHouse.setPegTolerance",
                     "ClearingHouse.transferOwnership", "LiquidationEngine.setLiquidationParams",
                     "LiquidationEngine.setAuctionParams", "LiquidationEngine.transferOwnership",
                     "LiquidityPool.setPoolParams", "LiquidityPool.transferOwnership", "AmmController.setAmmParams",

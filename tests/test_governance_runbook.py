@@ -232,6 +232,7 @@ def test_defaults_are_what_a_deployment_reads(system, governed):
         "listMarket": lambda n: {"baseReserve": ch.marketState(eth).baseReserve}.get(n),
         "setFundingParams": lambda n: getattr(ch.fundingParams(eth), n),
         "setSkewFunding": lambda n: ch.skewFunding(eth)[0],
+        "setPegTolerance": lambda n: ch.pegTolerance(eth),
         "setAuctionParams": lambda n: getattr(engine.auctionParams(eth), n),
         "setLiquidationParams": lambda n: getattr(engine.liquidationParams(), n),
         "setAmmParams": lambda n: getattr(amm.ammParams(eth), n),

@@ -1252,6 +1252,21 @@ class Client:
         index (docs/pool.md "Repeg")."""
         return from_wad(self.amm.pegPrice(self.market_id(symbol)))
 
+    def peg_tolerance(self, symbol: str) -> int:
+        """`ClearingHouse.pegTolerance` [bps]: while the peg is further than this from the index an increase reverts
+        `PegStale` (a reduce or close never does); 0: the rule is off (docs/pool.md "The stale-peg rule")."""
+        return int(self.clearing_house.pegTolerance(self.market_id(symbol)))
+
+    def peg_is_stale(self, symbol: str) -> bool:
+        """Whether an increase would be refused now by the stale-peg rule (`repeg` first, then trade): the same
+        comparison as `ClearingHouse._checkPeg`, on the live index and the peg."""
+        tol = self.peg_tolerance(symbol)
+        if tol == 0:
+            return False
+        mid = self.market_id(symbol)
+        index, peg = int(self.clearing_house.indexPrice(mid)), int(self.amm.pegPrice(mid))
+        return abs(peg - index) > index * tol // 10**4
+
     def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:
         """`AmmController.concentration`: (range, amplification set, amplification a depth sync applies now) as
         fractions and factors (0, 0, 1 without a concentration; docs/pool.md "Concentrated depth")."""

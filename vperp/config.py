@@ -62,6 +62,10 @@ class MarketConfig:
     # Funding's skew term (ClearingHouse.setSkewFunding): funding per hour for a skew, (long OI - short OI) /
     # base reserve, of 1; the listing default 0.002 (0.2 %/h: 0.01 %/h at a skew of 5 %), at most 0.01.
     skew_funding: float = 0.002
+    # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: an increase trades only while the peg is within this
+    # of the index; 0 (the listing default) turns it off. Set it above the repeg threshold the keeper follows and
+    # below twice the taker fee (docs/pool.md "The stale-peg rule"); at most 500.
+    peg_tolerance_bps: int = 0
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -207,11 +211,12 @@ def concentrated_config() -> DeployConfig:
     depth amplified 10 times on a 10 % range (the band), so a 10M pool lists 300M of quote per market (ETH 100,000
     base, BTC 5,000), a peg that follows the index every block (threshold 0.1 %, step 5 %, cost 1 % of NAV per
     call, interval 0) and the skew term at its bound, 0.01 (the skew is measured against a reserve ten times
-    deeper). Not the default: until a trade that adds risk is refused at a stale peg (a ClearingHouse
-    check, docs/pool.md "Repeg"), a round trip around a repeg takes up to maxRepegCost x NAV from the pool."""
+    deeper), and the stale-peg rule at 11 bps (the taker fee and a basis point: above the 10 bps repeg threshold,
+    below the two fees of a round trip), without which a round trip around a repeg takes up to maxRepegCost x NAV
+    from the pool (docs/pool.md "The stale-peg rule"). Not the default yet: see docs/pool.md."""
     deep = {"ETH": 100_000, "BTC": 5_000}
     return DeployConfig().with_markets(*(
         replace(m, base_reserve=deep.get(m.symbol, m.base_reserve * 10), depth_range=0.1, depth_amplification=10.0,
                 repeg_threshold=0.001, max_repeg_step=0.05, max_repeg_cost=0.01, repeg_interval=0,
-                skew_funding=0.01)
+                skew_funding=0.01, peg_tolerance_bps=11)
         for m in DeployConfig().markets))

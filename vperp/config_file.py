@@ -43,7 +43,7 @@ from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMEL
                      BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig, max_amplification, wad)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
-from .units import INT96_MAX, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
+from .units import INT96_MAX, MAX_PEG_TOLERANCE_BPS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
 def _wad_to_human(raw: int) -> Decimal:
@@ -94,6 +94,7 @@ MARKET_RULES: dict[str, tuple] = {
     "depth_interval": (_INT, 60, 86_400, True, True),
     "max_depth_cost": (_NUM, 0, Decimal("0.01"), True, True),
     "skew_funding": (_NUM, 0, Decimal("0.01"), True, True),  # and a whole number of millionths (MarketConfig)
+    "peg_tolerance_bps": (_INT, 0, MAX_PEG_TOLERANCE_BPS, True, True),
     "price": (_NUM, 0, None, False, True),
 }
 CURVES = ("linear", "exponential", "stairstep")

@@ -104,6 +104,8 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
             amm.setConcentration(market_id, *mc.to_concentration(), sender=deployer)
         if mc.skew_funding_ppm() != ch.DEFAULT_SKEW_FUNDING_PPM():  # listed with the default
             ch.setSkewFunding(market_id, mc.skew_funding_ppm(), sender=deployer)
+        if mc.peg_tolerance_bps:  # listed with the rule off
+            ch.setPegTolerance(market_id, mc.peg_tolerance_bps, sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,

@@ -136,7 +136,8 @@ from typing import Any, Hashable
 from .config import DeployConfig, default_config, max_amplification, wad
 from .funding import clamp, evolve, exp_neg_wad, tdiv
 from .units import (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY,  # noqa: F401
-                    DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_SKEW_FUNDING_PPM, WAD)
+                    DEFAULT_SKEW_FUNDING_PPM, DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_PEG_TOLERANCE_BPS,
+                    MAX_SKEW_FUNDING_PPM, WAD)
 
 U112 = 2**112 - 1
 INT64_MAX = 2**63 - 1
@@ -374,6 +375,8 @@ class Market:
     last_dislocation: int = 0
     # [1e-6 per hour] funding target added per unit of skew, (long OI - short OI) / x (setSkewFunding)
     skew_funding_ppm: int = 0
+    # [bps] the stale-peg rule: an increase needs the peg within this of the index; 0: off (setPegTolerance)
+    peg_tolerance_bps: int = 0
 
     @property
     def oracle_scale(self) -> int:
@@ -617,6 +620,8 @@ class Model:
                 model.set_concentration(i, *mc.to_concentration())
             if mc.skew_funding_ppm() != DEFAULT_SKEW_FUNDING_PPM:  # deploy() sets it after listing
                 model.set_skew_funding(i, mc.skew_funding_ppm(), (skew_funding_at or {}).get(i, t_list))
+            if mc.peg_tolerance_bps:  # deploy() sets it after listing (nothing accrues)
+                model.set_peg_tolerance(i, mc.peg_tolerance_bps)
         if config.pool_seed:
             # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
             seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)
@@ -994,6 +999,8 @@ class Model:
 
         x, y = m.x, m.y
         self._check_liquidity(market_id, base, x)
+        if not reducing:
+            self._check_peg(market_id, m, index)
         price_before = vamm_price(x, y)
         quote, x, y = vamm_swap(x, y, base)
         price_after = vamm_price(x, y)
@@ -1064,6 +1071,16 @@ class Model:
     def _check_liquidity(market_id: int, base: int, x: int) -> None:
         if base > 0 and base >= x:
             raise ModelRevert("InsufficientLiquidity", market_id, base, x)
+
+    @classmethod
+    def _check_peg(cls, market_id: int, m: Market, index: int) -> None:
+        """ClearingHouse._checkPeg: with a tolerance set, an increase reverts PegStale while the peg (`_peg`, read
+        before the swap) is further than index x bps / 1e4 (floor) from the index."""
+        if m.peg_tolerance_bps == 0:
+            return
+        peg = cls._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
+        if abs(peg - index) > index * m.peg_tolerance_bps // 10**4:
+            raise ModelRevert("PegStale", market_id, peg, index)
 
     @staticmethod
     def _check_price_band(market_id, max_spread, index, before, after) -> None:
@@ -1195,6 +1212,18 @@ class Model:
         if not 0 <= rate_ppm <= MAX_SKEW_FUNDING_PPM:
             raise ModelRevert("ParameterOutOfBounds", "skewFundingPpm", rate_ppm)
         m.skew_funding_ppm = rate_ppm
+
+    @_atomic
+    def set_peg_tolerance(self, market_id: int, bps: int) -> None:
+        """ClearingHouse.setPegTolerance: bound (0..500 bps); nothing accrues."""
+        m = self._market(market_id)
+        if not 0 <= bps <= MAX_PEG_TOLERANCE_BPS:
+            raise ModelRevert("ParameterOutOfBounds", "pegToleranceBps", bps)
+        m.peg_tolerance_bps = bps
+
+    def peg_tolerance(self, market_id: int) -> int:
+        """ClearingHouse.pegTolerance [bps]."""
+        return self._market(market_id).peg_tolerance_bps
 
     def skew_funding(self, market_id: int) -> tuple[int, int]:
         """ClearingHouse.skewFunding: (ratePpm, term now)."""

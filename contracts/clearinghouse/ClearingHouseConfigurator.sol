@@ -51,6 +51,7 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     uint256 internal constant MAX_SMOOTHING_TAU = 7 days;
     uint256 internal constant MAX_FUNDING_PERIOD_HOURS = 720;
     uint256 internal constant MAX_SKEW_FUNDING_PPM = 10_000; // 1 %/h at a skew of the whole base reserve
+    uint256 internal constant MAX_PEG_TOLERANCE_BPS = 500; // 5 %: a peg further than that from the index is stale
 
     constructor(IVault vault_) Ownable(msg.sender) ClearingHouseSettlement(vault_) {}
 
@@ -196,6 +197,16 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         emit IClearingHouse.SkewFundingSet(marketId, ratePpm);
     }
 
+    /// @notice Set how far from the index a market's peg may be for an increase to trade [bps]; 0 turns the rule
+    ///         off (docs/pool.md "The stale-peg rule"). Nothing accrues: the rule reads no time.
+    function setPegTolerance(uint32 marketId, uint256 bps) external onlyOwner {
+        _market(marketId);
+        _bound("pegToleranceBps", bps, 0, MAX_PEG_TOLERANCE_BPS);
+        // Cast: bps <= MAX_PEG_TOLERANCE_BPS < 2^16.
+        _markets[marketId].pegToleranceBps = uint16(bps);
+        emit IClearingHouse.PegToleranceSet(marketId, bps);
+    }
+
     function _setFundingParams(uint32 marketId, Market storage m, IClearingHouse.FundingParams memory p) internal {
         _bound("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
         _bound("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
@@ -234,7 +245,8 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         }
         m.oracle = p.oracle;
         m.heartbeat = p.heartbeat;
-        m.twapWindow = p.twapWindow;
+        // Cast: twapWindow <= MAX_TWAP_WINDOW = 14,400 < 2^16.
+        m.twapWindow = uint16(p.twapWindow);
         m.oracleScaleExp = scaleExp;
         m.imr = p.imr;
         m.mmr = p.mmr;

@@ -64,7 +64,8 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         // slot 0
         address oracle;
         uint32 heartbeat; // [s]
-        uint32 twapWindow; // [s]
+        uint16 twapWindow; // [s] at most MAX_TWAP_WINDOW (4 h < 2^16)
+        uint16 pegToleranceBps; // [bps] an increase needs the peg within this of the index; 0: off (_trade)
         uint8 oracleScaleExp; // 18 - feed decimals
         uint8 id; // this market's id (<= MAX_MARKETS), for events from internal code
         uint16 skewFundingPpm; // [1e-6 per hour] funding target added per unit of skew (see _skewTerm)

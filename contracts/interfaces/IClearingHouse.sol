@@ -118,6 +118,9 @@ interface IClearingHouse {
     error UnauthorizedModule(address caller);
     /// @notice A one-time wiring was already done.
     error ModuleAlreadySet(address module);
+    /// @notice An increase was refused: the market's peg (the curve's price at zero net position) is further from the
+    ///         index than its tolerance; a repeg (AmmController.repeg, permissionless) brings it back.
+    error PegStale(uint32 marketId, uint256 peg, uint256 indexPrice);
 
     // ------------------------------------------------------------------ events
 
@@ -168,6 +171,9 @@ interface IClearingHouse {
     event FundingParamsSet(uint32 indexed marketId, FundingParams params);
     /// @notice The skew term's rate changed: `ratePpm` millionths per hour of funding per unit of skew.
     event SkewFundingSet(uint32 indexed marketId, uint256 ratePpm);
+    /// @notice The stale-peg rule's tolerance changed: an increase trades only while the peg is within `bps` of the
+    ///         index (0: the rule is off).
+    event PegToleranceSet(uint32 indexed marketId, uint256 bps);
     /// @notice The funding target was re-sampled from the day-long TWAPs (once an hour, by the hour's first block).
     /// @param premium (markTwap - indexTwap) / indexTwap [wad]
     /// @param targetRate new target [wad per hour]
@@ -221,6 +227,15 @@ interface IClearingHouse {
     /// @notice `marketId`'s skew funding: the rate [1e-6 per hour per unit of skew] and the term it adds to the
     ///         funding target now [wad per hour] (positive: longs pay), before the target's clamp.
     function skewFunding(uint32 marketId) external view returns (uint256 ratePpm, int256 term);
+
+    /// @notice Set the stale-peg rule's tolerance of `marketId` [bps, at most 500]; 0 turns it off (the default at
+    ///         listing). While on, an increase (a trade that is not only a reduce) reverts `PegStale` when the peg,
+    ///         x y / (x + net)^2, is further than `bps` from the live index. Set it above the repeg threshold the
+    ///         keeper follows and below twice the taker fee, so a round trip around a repeg cannot pay.
+    function setPegTolerance(uint32 marketId, uint256 bps) external;
+
+    /// @notice `marketId`'s stale-peg tolerance [bps]; 0: off.
+    function pegTolerance(uint32 marketId) external view returns (uint256 bps);
 
     // ------------------------------------------------------------------ trading
 
