@@ -765,9 +765,9 @@ def _reading(impact: ImpactTable) -> str:
                  + ("executes" if not any(i.reverts for i in deep10) else "does not execute")
                  + (f" ({deep10[0].cost_bps:.0f} bps buy, {deep10[1].cost_bps:.0f} sell)" if deep10 and not any(
                      i.reverts for i in deep10) else "")
-                 + ". That setting is not the shipped default yet: a round trip around a repeg pays a position the "
-                 "peg's move beyond two fees, out of the pool (docs/pool.md \"Repeg\"), until trades that add risk "
-                 "are refused at a stale peg. ")
+                 + ". That setting is not the shipped default yet: with its stale-peg rule (11 bps) a round trip "
+                 "around a public repeg is refused, but a long opened before an index update and a depth shrink under "
+                 "a large position still take the peg's move from the pool (docs/pool.md \"The stale-peg rule\"). ")
     text += ("GMX v2 prices at the oracle with an impact on the open-interest imbalance only, which is why its "
              "orders are cheaper still.")
     return text
