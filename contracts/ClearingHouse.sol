@@ -553,7 +553,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             uint256 x = m.baseReserve;
             uint256 y = m.quoteReserve;
             _checkLiquidity(marketId, baseAmount, x);
-            if (!r.reducing) _checkPeg(marketId, m, x, y, index);
+            _checkPeg(marketId, m, x, y, index, baseAmount);
             uint256 priceBefore = VAmmMath.price(x, y);
             (r.quote, x, y) = VAmmMath.swap(x, y, baseAmount);
             r.priceAfter = VAmmMath.price(x, y);
@@ -644,21 +644,29 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         return (baseAmount, r.quote, r.fee);
     }
 
-    /// @dev The stale-peg rule (`pegToleranceBps` != 0): an increase reverts while the peg, the curve's price at zero
-    ///      net position x y / (x + net)^2 (AmmController._peg, the same roundings: floor twice), is further than
-    ///      the tolerance from the index; the band index x bps / 1e4 rounds down, so a peg at the boundary plus a
-    ///      wei is refused. No trade moves the peg, so it is read before the swap. Checked arithmetic without a
-    ///      512-bit product: x + net >= x / 2 (syncs keep x >= 2 |net short|, trades keep x + net), so
-    ///      x y / (x + net) <= 2 y and the products stay below 2^256; x + net <= 0 (unreachable) reads as a peg
-    ///      of 0, as in AmmController._peg, which is always stale. 823 gas on an increase when on (measured); when
-    ///      off, one warm slot-0 read.
-    function _checkPeg(uint32 marketId, Market storage m, uint256 x, uint256 y, uint256 index) internal view {
+    /// @dev The stale-peg rule (`pegToleranceBps` != 0): a trade in the direction the next repeg will reward reverts
+    ///      while the peg, the curve's price at zero net position x y / (x + net)^2 (AmmController._peg, the same
+    ///      roundings: floor twice), is further than the tolerance from the index: a buy while the peg is below the
+    ///      index by more than floor(index x bps / 1e4), a sell while it is above by more. That holds reduces too:
+    ///      closing one leg of a hedge (a short bought back at a stale low peg, its long twin sold after the repeg)
+    ///      is the same stale-price buy as opening a long. The other direction always trades (it pays the trader
+    ///      the stale price's disadvantage), and anyone may `repeg` first (permissionless). No trade moves the peg,
+    ///      so it is read before the swap. Checked arithmetic without a 512-bit product: x + net is unchanged by
+    ///      trades and at least half the base reserve a sync or repeg set (AmmController keeps x >= 2 |net short|),
+    ///      so at least MIN_BASE_RESERVE / 2, while x y <= MAX_RESERVE^2 = 1e72: x y / (x + net) x 1e18 < 2^256;
+    ///      x + net <= 0 (unreachable) reads as a peg of 0, as in AmmController._peg, which no buy passes.
+    ///      823 gas on a trade when on (measured); when off, one warm slot-0 read.
+    function _checkPeg(uint32 marketId, Market storage m, uint256 x, uint256 y, uint256 index, int256 baseAmount)
+        internal
+        view
+    {
         uint256 tol = m.pegToleranceBps;
         if (tol == 0) return;
         // Casts: reserves and OI sides are below 2^128; x0 > 0 is cast only where positive.
         int256 x0 = int256(x) + int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
         uint256 peg = x0 > 0 ? x * y / uint256(x0) * WadMath.WAD / uint256(x0) : 0;
-        if ((peg > index ? peg - index : index - peg) > index * tol / 1e4) revert PegStale(marketId, peg, index);
+        uint256 band = index * tol / 1e4;
+        if (baseAmount > 0 ? index > peg + band : peg > index + band) revert PegStale(marketId, peg, index);
     }
 
     /// @dev Reverts when the price after is outside the band and further from the index than before.

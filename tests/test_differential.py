@@ -457,16 +457,17 @@ CONCENTRATED = [("concentrate", 1, 10**17, 10 * WAD), ("oracle", 1, "jump", 0, 3
 CONCENTRATED_OUTCOMES = [None, None, None, None, "RepegTooSoon", None, None, None, "RepegNotNeeded"]  # None: ok
 SHAPES.append(CONCENTRATED)
 
-# The stale-peg rule (ClearingHouse._checkPeg): on at 11 bps, the index jumps 3 %; an increase (long, then short)
-# is refused PegStale while the peg is stale; the repeg moves it by one 1 % step, still stale, so the next
-# increase is refused again; a reduce of the position opened before the jump trades (the rule never holds a
-# reduce); the owner widens the tolerance to its bound (5 %) and the increase trades; setting it past the bound
-# and on an unknown market is refused.
+# The stale-peg rule (ClearingHouse._checkPeg): on at 11 bps, the index jumps 3 % (the peg is now below it); a buy
+# is refused PegStale, a sell trades (the stale price is against it); the repeg moves the peg by one 1 % step, still
+# stale, so a buy is refused again, a reduce that buys (trader 1's short) too, while a reduce that sells (trader
+# 0's long) trades; setting the tolerance past its bound and on an unknown market is refused; at the bound (5 %)
+# the buy trades.
 PEG_RULE = [("open", 0, 0, 1, 1, 500_000, "any", True), ("pegtol", 1, 11), ("oracle", 1, "jump", 0, 300),
             ("open", 1, 0, 1, 1, 500_000, "any", True), ("open", 1, 0, 1, -1, 500_000, "any", True), ("repeg", 1),
-            ("open", 1, 0, 1, 1, 500_000, "any", True), ("reduce", 0, 0, 1, 50, "any"), ("pegtol", 1, 501),
-            ("pegtol", 3, 11), ("pegtol", 1, 500), ("open", 1, 0, 1, 1, 500_000, "any", True)]
-PEG_RULE_OUTCOMES = [None, None, None, "PegStale", "PegStale", None, "PegStale", None, "ParameterOutOfBounds",
+            ("open", 1, 0, 1, 1, 500_000, "any", True), ("reduce", 1, 0, 1, 50, "any"),
+            ("reduce", 0, 0, 1, 50, "any"), ("pegtol", 1, 501), ("pegtol", 3, 11), ("pegtol", 1, 500),
+            ("open", 1, 0, 1, 1, 500_000, "any", True)]
+PEG_RULE_OUTCOMES = [None, None, None, "PegStale", None, None, "PegStale", "PegStale", None, "ParameterOutOfBounds",
                      "UnknownMarket", None, None]
 SHAPES.append(PEG_RULE)
 

@@ -463,9 +463,9 @@ def _refused_increase(m, who, base: int, peg: int, index: int) -> None:
 def test_sandwiching_a_repeg_is_refused_at_the_stale_peg(mirror, request, alice, bob, j_bps, usd_size):
     """The index update is public and a keeper's repeg pending: the attacker buys just before it to sell just
     after. Before the stale-peg rule (ClearingHouse._checkPeg, 11 bps on this setting) this paid (USD): 1M at
-    +0.5 % +3,005.02, 10M at +0.5 % +30,982.76, 3M at +4 % +93,863.61, each taken from the pool. Now the buy, and
-    a short too, reverts PegStale(market, peg, index) while the peg is more than 11 bps from the index, and
-    changes nothing; the honest path follows: the repeg brings the peg to the index, then the same round trip
+    +0.5 % +3,005.02, 10M at +0.5 % +30,982.76, 3M at +4 % +93,863.61, each taken from the pool. Now the buy
+    reverts PegStale(market, peg, index) while the peg is more than 11 bps below the index, and changes nothing;
+    the honest path follows: the repeg brings the peg to the index, then the same round trip
     only pays the two fees (the attacker loses, the pool and the fund gain)."""
     m = mirror
     m.fund(alice, 2_000_000)
@@ -474,7 +474,6 @@ def test_sandwiching_a_repeg_is_refused_at_the_stale_peg(mirror, request, alice,
     peg0 = m.amm.pegPrice(ETH)
     size = usd_size * WAD // 3000
     _refused_increase(m, alice, size, peg0, index)
-    _refused_increase(m, alice, -size, peg0, index)
     m.check((alice,))
     # The honest path: the repeg, then the round trip at the fresh peg.
     start = _wealth(m, alice)
@@ -490,34 +489,90 @@ def test_sandwiching_a_repeg_is_refused_at_the_stale_peg(mirror, request, alice,
                     f"{usd(r['gain'])} USD, pool NAV {usd(r['d_nav'])}, insurance {usd(r['d_ins'])}")
 
 
-@pytest.mark.parametrize("side", [1, -1], ids=["long", "short"])
-def test_the_stale_peg_rule_is_exact_at_the_tolerance(mirror, alice, side):
-    """At the last index the feed can post with |peg - index| <= floor(index x 11 / 1e4) an increase trades; one
-    feed unit (1e-8) further it is refused.
-    A reduce and a close are never held by the rule (the trader can always leave), chain and model alike."""
+@pytest.mark.parametrize("side", [1, -1], ids=["buy, index above the peg", "sell, index below the peg"])
+def test_the_stale_peg_rule_is_exact_at_the_tolerance(mirror, alice, bob, side):
+    """A buy is held while the peg is more than floor(index x 11 / 1e4) below the index, a sell while it is more
+    above. At the last index the 8-decimal feed can post inside the tolerance the trade goes through; one feed unit
+    further it is refused, a reduce and a close in that direction too (they would take the same stale price); the
+    other direction trades (it pays the stale price's disadvantage); after a repeg (anyone's) the close trades.
+    Chain and model alike."""
     m = mirror
     m.fund(alice, 2_000_000)
+    m.fund(bob, 2_000_000)
     base = side * 100 * WAD
     tol = m.ch.pegTolerance(ETH)
     assert tol == 11
 
+    def inside(peg: int, k: int) -> bool:
+        index = k * FEED
+        band = index * tol // 10**4
+        return not (index > peg + band if side > 0 else peg > index + band)
+
     def edge(peg: int) -> int:
-        """The largest index above the peg the rule accepts, in the feed's units (8 decimals): index - peg <=
-        floor(index x tol / 1e4); the feed's next unit up is refused."""
-        lo, hi = peg // FEED, 2 * peg // FEED
-        while hi - lo > 1:
+        """The index furthest from the peg (above it for a buy, below for a sell), in feed units, that passes."""
+        lo, hi = peg // FEED, (2 * peg if side > 0 else peg // 2) // FEED  # lo passes, hi does not
+        while abs(hi - lo) > 1:
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if mid * FEED - peg <= mid * FEED * tol // 10**4 else (lo, mid)
+            lo, hi = (mid, hi) if inside(peg, mid) else (lo, mid)
         return lo * FEED
 
+    m.trade(bob, -base)  # bob holds the other side, to be closed in the held direction below
     m.set_index(edge(m.amm.pegPrice(ETH)))
     m.trade(alice, base)  # at the boundary: accepted
     peg = m.amm.pegPrice(ETH)  # a trade moves it by a few wei of rounding at most
-    m.set_index(edge(peg) + FEED)
-    _refused_increase(m, alice, base, peg, edge(peg) + FEED)
-    m.trade(alice, -base // 2)  # a reduce trades
-    m.close(alice)  # and so does a close
-    m.check((alice,))
+    stale = edge(peg) + side * FEED
+    m.set_index(stale)
+    _refused_increase(m, alice, base, peg, stale)  # an increase
+    _refused_increase(m, bob, base, peg, stale)  # bob's reduce (his position is -base): the same trade direction
+    m.trade(alice, -base // 2)  # the other direction trades: alice's reduce
+    assert m.ch.position(bob, 0, ETH).size == -base
+    t = m.at()
+    with expect_revert(m.ch.PegStale, marketId=ETH, peg=peg, indexPrice=stale):
+        m.ch.closePosition(0, ETH, MAX_UINT if side > 0 else 0, t + 60, sender=bob)  # bob's close: held
+    m.repeg(alice)  # anyone's repeg
+    m.close(bob)  # and bob leaves
+    m.close(alice)
+    m.check((alice, bob))
+
+
+@pytest.mark.parametrize("j_bps", [50, 400], ids=["+0.5 %", "+4 %"])
+def test_closing_one_leg_of_a_hedge_at_a_stale_peg_is_refused(mirror, request, alice, bob, j_bps):
+    """The hedge-leg attack (found in review): with the peg fresh, the attacker opens a 10M short on one account and
+    a 10M long on another (two fees; funding cancels). The index update is public: it buys back the short at the
+    stale peg (a reduce), repegs, and sells the long after it. Without the rule applying to reduces the model
+    measured +11,628 USD at +0.5 % and +373,335 at +4 % (repeated repegs), from the pool. The buy back is refused
+    (PegStale), chain and model; after the repeg both legs close and the attacker has paid four fees."""
+    m = mirror
+    m.fund(alice, 3_000_000)
+    m.fund(bob, 3_000_000)
+    size = 10_000_000 * WAD // 3000
+    start = (_wealth(m, alice), m.vault.collateral(bob, 0))
+    _, open_a = m.trade(alice, -size)
+    _, open_b = m.trade(bob, size)
+    index = 3000 * WAD * (10_000 + j_bps) // 10_000
+    m.set_index(index)
+    peg = m.amm.pegPrice(ETH)
+    t = m.at()
+    before = _ledger(m, (alice, bob))
+    with expect_revert(m.ch.PegStale, marketId=ETH, peg=peg, indexPrice=index):
+        m.ch.closePosition(0, ETH, MAX_UINT, t + 60, sender=alice)
+    expect_model_revert(lambda: m.model.close_position(alice.address, 0, ETH, MAX_UINT, t, t + 60), "PegStale",
+                        ETH, peg, index)
+    assert _ledger(m, (alice, bob)) == before
+    # The honest end: repegs until the peg is within the tolerance, then both legs close.
+    for _ in range(3):
+        if abs(m.amm.pegPrice(ETH) - index) * 10**4 <= index * 11:
+            break
+        m.repeg(alice)
+    _, close_a = m.close(alice)
+    _, close_b = m.close(bob)
+    m.check((alice, bob))
+    gain = (m.vault.collateral(alice, 0) - start[0][0]) + (m.vault.collateral(bob, 0) - start[1])
+    fees = sum(ev.fee for ev in (open_a, open_b, close_a, close_b))
+    assert gain < 0 and -gain >= fees * 9 // 10
+    assert m.pool.navWad() + m.vault.insuranceFund() >= start[0][1] + start[0][2]
+    report(request, f"hedge legs around a repeg, 10M short + 10M long, index +{j_bps / 100:.2f} %: buy back at the "
+                    f"stale peg refused; after the repeg the attacker {usd(gain)} USD (fees {usd(fees)})")
 
 
 def test_the_stale_peg_rule_is_off_at_zero_and_bounded(mirror, deployer, alice):

@@ -999,8 +999,7 @@ class Model:
 
         x, y = m.x, m.y
         self._check_liquidity(market_id, base, x)
-        if not reducing:
-            self._check_peg(market_id, m, index)
+        self._check_peg(market_id, m, index, base)
         price_before = vamm_price(x, y)
         quote, x, y = vamm_swap(x, y, base)
         price_after = vamm_price(x, y)
@@ -1073,13 +1072,15 @@ class Model:
             raise ModelRevert("InsufficientLiquidity", market_id, base, x)
 
     @classmethod
-    def _check_peg(cls, market_id: int, m: Market, index: int) -> None:
-        """ClearingHouse._checkPeg: with a tolerance set, an increase reverts PegStale while the peg (`_peg`, read
-        before the swap) is further than index x bps / 1e4 (floor) from the index."""
+    def _check_peg(cls, market_id: int, m: Market, index: int, base: int) -> None:
+        """ClearingHouse._checkPeg: with a tolerance set, a buy reverts PegStale while the peg (`_peg`, read before the
+        swap) is below the index by more than floor(index x bps / 1e4), a sell while it is above by more; reduces
+        and closes included."""
         if m.peg_tolerance_bps == 0:
             return
         peg = cls._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
-        if abs(peg - index) > index * m.peg_tolerance_bps // 10**4:
+        band = index * m.peg_tolerance_bps // 10**4
+        if (index > peg + band) if base > 0 else (peg > index + band):
             raise ModelRevert("PegStale", market_id, peg, index)
 
     @staticmethod

@@ -118,8 +118,9 @@ interface IClearingHouse {
     error UnauthorizedModule(address caller);
     /// @notice A one-time wiring was already done.
     error ModuleAlreadySet(address module);
-    /// @notice An increase was refused: the market's peg (the curve's price at zero net position) is further from the
-    ///         index than its tolerance; a repeg (AmmController.repeg, permissionless) brings it back.
+    /// @notice A trade was refused by the stale-peg rule: a buy with the market's peg (the curve's price at zero net
+    ///         position) below the index by more than its tolerance, or a sell with it above; a repeg
+    ///         (AmmController.repeg, permissionless) brings it back.
     error PegStale(uint32 marketId, uint256 peg, uint256 indexPrice);
 
     // ------------------------------------------------------------------ events
@@ -229,9 +230,10 @@ interface IClearingHouse {
     function skewFunding(uint32 marketId) external view returns (uint256 ratePpm, int256 term);
 
     /// @notice Set the stale-peg rule's tolerance of `marketId` [bps, at most 500]; 0 turns it off (the default at
-    ///         listing). While on, an increase (a trade that is not only a reduce) reverts `PegStale` when the peg,
-    ///         x y / (x + net)^2, is further than `bps` from the live index. Set it above the repeg threshold the
-    ///         keeper follows and below twice the taker fee, so a round trip around a repeg cannot pay.
+    ///         listing). While on, a buy reverts `PegStale` when the peg, x y / (x + net)^2, is more than `bps` below
+    ///         the live index, a sell when it is more than `bps` above (reduces and closes too: the direction the
+    ///         next repeg rewards). Set it above the repeg threshold the keeper follows and below twice the taker
+    ///         fee, so that a position bought or sold at the peg cannot be paid more than its fees by the repeg.
     function setPegTolerance(uint32 marketId, uint256 bps) external;
 
     /// @notice `marketId`'s stale-peg tolerance [bps]; 0: off.

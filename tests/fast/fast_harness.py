@@ -478,6 +478,20 @@ class Properties:
         limit = 0 if p.size - p.auctioned > 0 else MAX_UINT
         data = _calldata("closePosition(uint32,uint32,uint256,uint256)", (sub, mid, limit, now + 3600))
         ok, out = r.probe(owner, r.ch, data)
+        if not ok and out[0] == "PegStale":
+            # The one refusal a close may meet: the stale-peg rule holds a trade in the direction the next repeg
+            # rewards (ClearingHouse._checkPeg), reduces included; the trader leaves after a repeg (anyone's).
+            # It must be exactly the rule: a tolerance set, the model's peg and index, stale in this direction.
+            mk = m.markets[mid]
+            index = m.index_price(mid, now)
+            peg = m._peg(mk.x, mk.y, mk.long_open_interest - mk.short_open_interest)
+            band = index * mk.peg_tolerance_bps // 10**4
+            buys = p.size - p.auctioned < 0
+            assert mk.peg_tolerance_bps and out[1] == (mid, peg, index) and (
+                index > peg + band if buys else peg > index + band), (
+                f"PegStale on a close without the rule's condition: {out}\n" + r.trace())
+            FAST["props"]["closes held by the stale-peg rule"] += 1
+            return
         assert ok, f"closing a free position of {owner}/{sub} in market {mid} at any price reverted: {out}\n" + r.trace()
         FAST["props"]["free positions closed (eth_call)"] += 1
 
