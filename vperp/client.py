@@ -1253,13 +1253,15 @@ class Client:
         return from_wad(self.amm.pegPrice(self.market_id(symbol)))
 
     def peg_tolerance(self, symbol: str) -> int:
-        """`ClearingHouse.pegTolerance` [bps]: while the peg is further than this from the index an increase reverts
-        `PegStale` (a reduce or close never does); 0: the rule is off (docs/pool.md "The stale-peg rule")."""
+        """`ClearingHouse.pegTolerance` [bps]: while the peg is more than this below the index a buy reverts `PegStale`,
+        while it is more above a sell does (reduces and closes too); 0: the rule is off (docs/pool.md "The stale-peg
+        rule")."""
         return int(self.clearing_house.pegTolerance(self.market_id(symbol)))
 
     def peg_is_stale(self, symbol: str) -> bool:
-        """Whether an increase would be refused now by the stale-peg rule (`repeg` first, then trade): the same
-        comparison as `ClearingHouse._checkPeg`, on the live index and the peg."""
+        """Whether the peg is outside the stale-peg rule's band now, so that trades in one direction (buys below the
+        index, sells above) would be refused (`repeg` first, then trade): `ClearingHouse._checkPeg`'s band on the
+        live index and the peg."""
         tol = self.peg_tolerance(symbol)
         if tol == 0:
             return False

@@ -62,8 +62,8 @@ class MarketConfig:
     # Funding's skew term (ClearingHouse.setSkewFunding): funding per hour for a skew, (long OI - short OI) /
     # base reserve, of 1; the listing default 0.002 (0.2 %/h: 0.01 %/h at a skew of 5 %), at most 0.01.
     skew_funding: float = 0.002
-    # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: an increase trades only while the peg is within this
-    # of the index; 0 (the listing default) turns it off. Set it above the repeg threshold the keeper follows and
+    # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
+    # below the index, a sell while at most this above (reduces included); 0 (the listing default) turns it off. Set it above the repeg threshold the keeper follows and
     # below twice the taker fee (docs/pool.md "The stale-peg rule"); at most 500.
     peg_tolerance_bps: int = 0
 
