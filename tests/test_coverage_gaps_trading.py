@@ -123,7 +123,7 @@ def free_collateral(coll: int, size: int, on: int, index: int, imr: int) -> int:
 def test_taker_with_its_own_auction_may_not_cut_into_it(system, ch, vault, engine, chain, alice, bob, carol, dave,
                                                         erin, arb, batcher):
     """Reached by no other test: the TAKER of an auction holds a position in that market which is itself
-    partly in auction (ClearingHouse._auctionSettle, taker side, auctioned != 0). A fill that would leave
+    partly in auction (ClearingHouseSettlement._auctionSettle, taker side, auctioned != 0). A fill that would leave
     the taker's position smaller than its auctioned part reverts PositionInAuction(taker, sub, market,
     auctionedSize) and changes nothing; a fill that stops exactly at the auctioned part, and a fill that
     grows the position on the auctioned side, settle at the auction price (sizes and bases to the wei)."""

@@ -1043,7 +1043,7 @@ class Model:
 
     @staticmethod
     def _check_auctioned_part(owner, sub, m: Market, new_size: int, auctioned: int) -> None:
-        """The auctioned-part check written inline in ClearingHouse._trade and ClearingHouse._auctionSettle
+        """The auctioned-part check written inline in ClearingHouse._trade and ClearingHouseSettlement._auctionSettle
         (the taker's side): a trade or a taker's fill neither cuts into the auctioned part nor leaves the
         free part dust (the auction's last fill leaves exactly the free part)."""
         if auctioned == 0:
@@ -1056,7 +1056,7 @@ class Model:
 
     @staticmethod
     def _move_aggregates(m: Market, p: Position, new_size: int, new_on: int, cf: int) -> None:
-        """ClearingHouse._moveAggregates: replace the position's share of the market's sums."""
+        """ClearingHouseSettlement._moveAggregates: replace the position's share of the market's sums."""
         m.sum_open_notional = _int128(m.sum_open_notional + new_on - p.open_notional)
         m.sum_funding_basis = _int128(m.sum_funding_basis + s_mul_wad_down(new_size, cf)
                                       - s_mul_wad_down(p.size, p.last_cumulative_funding))
@@ -1733,7 +1733,7 @@ class Model:
 
     def _auction_settle(self, owner, sub, m: Market, base_delta: int, quote_flow: int,
                         from_auction: bool) -> tuple[Account, bool]:
-        """ClearingHouse._auctionSettle: apply a fill (or the backstop) to one account, open interest
+        """ClearingHouseSettlement._auctionSettle: apply a fill (or the backstop) to one account, open interest
         moved but never capped; the auctioned account's fill leaves its auctioned part."""
         p = self._position(m.id, owner, sub)
         size, cf = p.size, m.cumulative_funding
