@@ -1262,12 +1262,14 @@ class Client:
         """Whether the peg is outside the stale-peg rule's band now, so that trades in one direction (buys below the
         index, sells above) would be refused (`repeg` first, then trade): `ClearingHouse._checkPeg`'s band on the
         live index and the peg."""
+        from .model import peg_holds
+
         tol = self.peg_tolerance(symbol)
         if tol == 0:
             return False
         mid = self.market_id(symbol)
         index, peg = int(self.clearing_house.indexPrice(mid)), int(self.amm.pegPrice(mid))
-        return abs(peg - index) > index * tol // 10**4
+        return peg_holds(peg, index, tol, buy=True) or peg_holds(peg, index, tol, buy=False)
 
     def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:
         """`AmmController.concentration`: (range, amplification set, amplification a depth sync applies now) as

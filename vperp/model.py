@@ -334,6 +334,16 @@ class FundingParams:
                 self.funding_period_hours)
 
 
+def peg_holds(peg: int, index: int, bps: int, buy: bool) -> bool:
+    """ClearingHouse._checkPeg's condition: with a tolerance of `bps` (0: off), whether a trade in this direction is
+    held by the stale-peg rule: a buy while the peg is below the index by more than floor(index x bps / 1e4), a
+    sell while it is above by more. The model, the SDK (`Client.peg_is_stale`) and the fast tier use this one."""
+    if bps == 0:
+        return False
+    band = index * bps // 10**4
+    return index > peg + band if buy else peg > index + band
+
+
 @dataclass
 class Market:
     id: int
@@ -1079,8 +1089,7 @@ class Model:
         if m.peg_tolerance_bps == 0:
             return
         peg = cls._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
-        band = index * m.peg_tolerance_bps // 10**4
-        if (index > peg + band) if base > 0 else (peg > index + band):
+        if peg_holds(peg, index, m.peg_tolerance_bps, base > 0):
             raise ModelRevert("PegStale", market_id, peg, index)
 
     @staticmethod

@@ -39,7 +39,7 @@ from vperp.fast import FastChain, mnemonic_accounts
 from vperp.fast.chain import Receipt, Revert
 from vperp.fast.deploy import Account, Project, ape_project
 from vperp.fast.model import fast_copy
-from vperp.model import Cancelled, ModelRevert
+from vperp.model import Cancelled, ModelRevert, peg_holds
 
 TRADES = ("open", "reduce", "close", "lever")
 NAV_WEI = 4  # rounding a trade may move the pool's NAV by beyond its fee [wei] (test_stateful's F3)
@@ -485,10 +485,8 @@ class Properties:
             mk = m.markets[mid]
             index = m.index_price(mid, now)
             peg = m._peg(mk.x, mk.y, mk.long_open_interest - mk.short_open_interest)
-            band = index * mk.peg_tolerance_bps // 10**4
             buys = p.size - p.auctioned < 0
-            assert mk.peg_tolerance_bps and out[1] == (mid, peg, index) and (
-                index > peg + band if buys else peg > index + band), (
+            assert out[1] == (mid, peg, index) and peg_holds(peg, index, mk.peg_tolerance_bps, buys), (
                 f"PegStale on a close without the rule's condition: {out}\n" + r.trace())
             FAST["props"]["closes held by the stale-peg rule"] += 1
             return
