@@ -20,9 +20,13 @@ import pytest
 from hypothesis import settings
 
 from clock_helpers import install_embedded_clock, pin_block_time
-from vperp import deploy, fncoverage, srccoverage
+from vperp import chain_io, deploy, fncoverage, srccoverage
 
 install_embedded_clock()
+
+# Work Ape and web3 do around every transaction and call that no test reads (vperp/chain_io.py has the figures).
+chain_io.skip_console_log_traces()
+chain_io.cache_default_sender()
 
 if os.environ.get("VPERP_COVERAGE"):
     fncoverage.install()

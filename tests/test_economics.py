@@ -386,22 +386,24 @@ def test_economics_quick_is_two_seeds_of_24_steps(economics_script):
 # ---------------------------------------------------------------------------- end to end on Anvil
 
 
-# The quick run's seeds over an hour and a step (the fewest steps with two hourly funding samples, which the
-# funding ratio compares), and the breaker comparison on the crash only (its breakers-off runs are the main crash
-# runs): every section and figure of the document still comes from runs, in about a third of the time (the --quick
-# defaults took 6.5 min of the suite).
+# One seed over an hour and a step (the fewest steps with two hourly funding samples, which the funding ratio
+# compares), and the breaker comparison on the crash only (its breakers-off run is the main crash run): every
+# section and figure of the document still comes from runs, in about a sixth of the time (the --quick defaults,
+# two seeds of 24 steps, took 6.5 min of the suite). Several seeds per cell: the fake-run tests above and
+# tests/test_sim.py's `--seeds 2-3` run.
 QUICK_RUN_STEPS = 13
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """`ape run economics --quick --steps 13 --breakers-scenarios crash` into a temporary folder, on Anvil."""
+    """`ape run economics --seeds 1 --steps 13 --breakers-scenarios crash --breakers-seeds 1` into a temporary
+    folder, on Anvil."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     out = tmp_path_factory.mktemp("economics")
     ape = shutil.which("ape") or str(ROOT / ".venv" / "bin" / "ape")
-    proc = subprocess.run([ape, "run", "economics", "--quick", "--steps", str(QUICK_RUN_STEPS), "--breakers-scenarios",
-                           "crash", "--out", str(out / "doc"), "--runs", str(out / "runs")],
+    proc = subprocess.run([ape, "run", "economics", "--seeds", "1", "--steps", str(QUICK_RUN_STEPS),
+                           "--breakers-scenarios", "crash", "--breakers-seeds", "1", "--out", str(out / "doc"), "--runs", str(out / "runs")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout
@@ -420,26 +422,26 @@ def test_quick_run_writes_the_document_from_its_runs(quick_run):
     for heading in ("## The measures", "## LP return per scenario and seed", "## The runs, per scenario and seed",
                     "### crash", "### trend", "### calm", "### squeeze", "## Price impact at deployment"):
         assert f"\n{heading}\n" in md, heading
-    assert f"seeds 1, 2, {QUICK_RUN_STEPS} steps" in md and "./run.sh ape run economics --quick" in md
+    assert f"seeds 1, {QUICK_RUN_STEPS} steps" in md and "./run.sh ape run economics --seeds 1" in md
     for sc in econ.SCENARIO_ORDER:
         png = out / "doc" / "img" / f"economics_{sc}.png"
         assert int.from_bytes(png.read_bytes()[16:20], "big") == 1000
-        assert sorted(p.name for p in (out / "runs" / sc).iterdir()) == ["aggregate.json", "aggregate.md", "seed1", "seed2"]
+        assert sorted(p.name for p in (out / "runs" / sc).iterdir()) == ["aggregate.json", "aggregate.md", "seed1"]
     assert "wrote" in stdout
 
     # Every "now" figure is the runs' own: recomputed here from the summary.json files.
     now = now_column(md)
-    summaries = {sc: [json.loads((out / "runs" / sc / f"seed{s}" / "summary.json").read_text()) for s in (1, 2)]
+    summaries = {sc: [json.loads((out / "runs" / sc / f"seed{s}" / "summary.json").read_text()) for s in (1,)]
                  for sc in econ.SCENARIO_ORDER}
     runs = econ.load_runs(out / "runs", econ.SCENARIO_ORDER)
     assert {sc: [{k: v for k, v in s.items() if k != "_dir"} for s in rs] for sc, rs in runs.items()} == summaries
     assert now == econ.measures_now(runs, econ.compute_impact_table())
-    # The funding ratio is measured on the runs' own steps (crash and squeeze, ETH and BTC): two seeds x two markets
+    # The funding ratio is measured on the runs' own steps (crash and squeeze, ETH and BTC): a seed x two markets
     # each; without the run folders it cannot be.
     from vperp.funding_compare import chain_ratio
 
     crash = [chain_ratio(s["_dir"], sym) for s in runs["crash"] for sym in ("ETH", "BTC")]
-    assert len(crash) == 4 and now["funding_ratio"].startswith(f"{min(crash):.3f}")
+    assert len(crash) == 2 and now["funding_ratio"].startswith(f"{min(crash):.3f}")
     assert f"{max(crash):.3f} (crash)" in now["funding_ratio"]
     assert econ.measures_now(summaries, econ.compute_impact_table())["funding_ratio"] == "not run (crash, squeeze)"
     crash = summaries["crash"]

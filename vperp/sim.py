@@ -36,6 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import chain_io
 from .config import wad
 from .funding import tdiv
 from .units import WAD
@@ -1049,6 +1050,7 @@ class Wire:
         from eth_utils import keccak
 
         self.w3 = chain.provider.web3
+        chain_io.cache_chain_id(self.w3)  # what it saves: vperp/chain_io.py
         self.ecosystem = chain.provider.network.ecosystem
         self.errors = {"08c379a0": "Error(string)", "4e487b71": "Panic"}
         for contract in contracts:
@@ -1851,6 +1853,7 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     than the threshold or after the heartbeat (`OraclePolicy`; 0 and 0: every step); `basis_trader` adds
     the funding-carry agent (`BasisTrader`); `breakers` deploys governance and the circuit breakers over the
     system and has the keeper poke them every step (`vperp.governance`, docs/simulator.md)."""
+    chain_io.skip_console_log_traces()
     from ape import chain
 
     from .config_file import is_local_network

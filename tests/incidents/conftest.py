@@ -2,7 +2,7 @@
 plus a batching helper contract and a crowd of funded accounts. Helpers are in `incident_helpers`."""
 import pytest
 
-from trading_helpers import funded_crowd
+from trading_helpers import funded_crowd, funding_off
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -12,6 +12,13 @@ def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engin
     b = project.BatchCaller.deploy(sender=deployer)
     system.extra["batcher"] = b
     return b
+
+
+@pytest.fixture(scope="module")
+def no_funding(system):
+    """Funding switched off in every market of the session deployment for the module (`trading_helpers.funding_off`);
+    a module asks for it with `pytestmark = pytest.mark.usefixtures("no_funding")`."""
+    funding_off(system)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,6 @@ from incident_helpers import (
     discount_of,
     fill_quotes,
     free_collateral,
-    funding_off,
     read,
     requirement,
     reverts_unchanged,
@@ -54,9 +53,7 @@ from incident_helpers import (
 INDEX = 3000 * WAD
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def test_no_action_but_liquidation_takes_a_healthy_account_below_its_margin(system, ch, vault, usdc, alice, bob,

@@ -38,7 +38,6 @@ from incident_helpers import (
     fill_quotes,
     free_collateral,
     model_slice,
-    funding_off,
     requirement,
     reverts_unchanged,
     trade,
@@ -49,9 +48,7 @@ from trading_helpers import ETH_X0, ETH_Y0
 ORACLE_UNIT = 10**10  # one unit of the 8-decimal feed, in WAD
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def test_withdrawal_must_leave_initial_margin_and_the_liquidation_that_follows_spares_the_pool(

@@ -40,7 +40,6 @@ from incident_helpers import (
     backstop_fit,
     discount_of,
     expected_redo_tip,
-    funding_off,
     reverts_unchanged,
     swap,
     trade,
@@ -50,9 +49,7 @@ from incident_helpers import (
 ORACLE_UNIT = 10**10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(

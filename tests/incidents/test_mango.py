@@ -35,7 +35,6 @@ from incident_helpers import (
     apply_trade,
     fee_of,
     free_collateral,
-    funding_off,
     requirement,
     reverts_unchanged,
     set_index,
@@ -47,9 +46,7 @@ from incident_helpers import (
 from trading_helpers import BTC_X0, BTC_Y0, ETH_X0, ETH_Y0, MAX_SPREAD
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def test_pumped_unrealized_profit_is_neither_withdrawable_nor_margin(system, ch, vault, usdc, alice, batcher):

@@ -33,7 +33,6 @@ from incident_helpers import (
     discount_of,
     fee_of,
     insurance_part,
-    funding_off,
     read,
     reverts_unchanged,
     set_liquidation_params,
@@ -42,9 +41,7 @@ from incident_helpers import (
 from test_liquidation import expected_kick, kick_checked
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def values(system, owners):

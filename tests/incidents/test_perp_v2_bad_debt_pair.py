@@ -33,7 +33,6 @@ from incident_helpers import (
     WAD,
     EthModel,
     eth_equity,
-    funding_off,
     read,
     reverts_unchanged,
     trade,
@@ -43,9 +42,7 @@ INDEX = 3000 * WAD
 DEPOSITS = (180_000, 400_000)  # A, B
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _funding_off(system):
-    funding_off(system)
+pytestmark = pytest.mark.usefixtures("no_funding")
 
 
 def PairModel(owners):

@@ -1,0 +1,50 @@
+"""Per-transaction work that Ape and web3 do and that vPerp's own tools never read.
+
+The test suite (tests/conftest.py), the simulator (vperp.sim) and the gas table (vperp.gas) switch it off;
+the SDK does not (an integrator's process keeps Ape's and web3's behaviour). None of it changes a
+transaction, a call, a sender or a result: only work done around them is skipped or answered once.
+
+| what | cost it removes (measured on this repository) |
+|---|---|
+| `skip_console_log_traces` | after every transaction to a contract, Ape re-executes it with a tracer to build its call tree and print Hardhat-style `console.log` output; no vPerp contract logs that way. tests/test_peg_follow.py: 69 s -> 24 s |
+| `cache_default_sender` | for a call without a sender, web3's eth-tester middleware asks the chain for its account list three times to fill `from`; the list never changes, so it is asked once per web3 instance. The same file: 24 s -> 20 s |
+| `cache_chain_id` | web3 validates every request against the node's chain id, asked anew each time (about 2,000 round trips in a 30-step simulator run); a running node's id does not change. A 30-step crash run: 18.5 s -> 16.3 s |
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def skip_console_log_traces() -> None:
+    """Ape's `_post_send_transaction` only prints `console.log` output (and logs the fee at INFO level)."""
+    import ape_ethereum.provider as ape_provider
+
+    ape_provider._post_send_transaction = _no_console_log
+
+
+def _no_console_log(tx: Any, receipt: Any) -> None:
+    return None
+
+
+def cache_default_sender() -> None:
+    """eth-tester only: web3 fills a call's missing `from` with the chain's first account."""
+    import web3.providers.eth_tester.middleware as tester_middleware
+
+    first: dict[int, Any] = {}
+
+    def guess_from(w3: Any, _: Any) -> Any:
+        key = id(w3)
+        if key not in first:
+            accounts = w3.eth.accounts
+            first[key] = accounts[0] if accounts else None
+        return first[key]
+
+    tester_middleware.guess_from = guess_from
+
+
+def cache_chain_id(w3: Any) -> None:
+    """Keep the node's answer to `eth_chainId` (web3's request cache, limited to that one method)."""
+    provider = w3.provider
+    if hasattr(provider, "cacheable_requests"):
+        provider.cacheable_requests = {"eth_chainId"}
+        provider.cache_allowed_requests = True
