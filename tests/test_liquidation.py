@@ -56,8 +56,7 @@ ORACLE_UNIT = 10**10  # one unit of the 8-decimal mock feed, in WAD
 SCALE_UNIT = 10**12  # one unit of the 6-decimal mock collateral, in WAD
 LINEAR, EXPONENTIAL, STAIRSTEP = 0, 1, 2
 # LiquidationEngine._slice (NatSpec @dev): the slice also covers the worst fill the auction allows
-# (the full discount at an unchanged index), so maxDiscount joins the denominator.
-SLICE_COVERS_MAX_DISCOUNT = True
+# (the full discount at an unchanged index), so maxDiscount joins the denominator (below, twice).
 
 
 # ---------------------------------------------------------------------------- integer math
@@ -102,7 +101,7 @@ def model_slice(value: int, maintenance: int, available: int, index: int, mmr: i
     sign = 1 if available > 0 else -1
     avail = abs(available)
     base, restores, raw = avail, False, None
-    denom = lp.targetHealth * mmr // WAD - lp.chip - lp.penalty - (max_discount if SLICE_COVERS_MAX_DISCOUNT else 0)
+    denom = lp.targetHealth * mmr // WAD - lp.chip - lp.penalty - max_discount
     if denom > 0:
         need = mul_up(maintenance, lp.targetHealth) - value + lp.tip
         raw = 0 if need <= 0 else div_up(div_up(need, denom), index)
@@ -495,7 +494,7 @@ def test_kick_restoring_slice_matches_formula_and_moves_the_ledger(system, ch, v
     n = mul_up(b, index)
     reward = min(lp.tip + mul_up(n, lp.chip), lp.maxKeeperReward)
     pen = min(mul_up(n, lp.penalty), value - reward)
-    v_b = value - reward - pen + worst_fill_value_change(1, 10 * WAD, b, index, max_d if SLICE_COVERS_MAX_DISCOUNT else 0)
+    v_b = value - reward - pen + worst_fill_value_change(1, 10 * WAD, b, index, max_d)
     m_b = requirement(10 * WAD - b, index, mmr)
     assert v_b * WAD < h * m_b
     assert engine.auctionPrice(aid) == index  # zero discount at the kick's block
