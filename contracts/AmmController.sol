@@ -15,12 +15,14 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
 /// @dev Depth: quote reserve target = depthRatio x amplification x NAV (amplification: the depth
-///      concentrated on a price range, `setConcentration`); both reserves scale by the same factor so the
+///      concentrated on a price range, `setConcentration`), compared with the quote reserve at zero net
+///      position, x y / (x + net), which no trade moves; both reserves scale by the same factor so the
 ///      price is unchanged (up to one wei, rounded down), at most once per depthInterval and by bounded
 ///      steps (see `_depthStep`). What the rescale does to the net position's exit value is charged to
 ///      (or, shrinking, credited to) the positions on the net side through the funding index, so the pool
 ///      neither pays nor earns it (`_depthCharge`). With a net position the rescale moves the peg (below)
-///      by (s (x + net) / (s x + net))^2; a repeg may then move it back at the pool's cost (docs/pool.md).
+///      by (s (x + net) / (s x + net))^2; a repeg may then move it back at the pool's cost (docs/pool.md):
+///      only a change of the pool's NAV makes that rescale due, never a trade.
 ///      Repeg: the quote reserve alone changes so the peg, the curve's price at zero net position (`_peg`),
 ///      moves toward the live index by at most maxRepegStep, and less if the change of the net position's
 ///      exit value would exceed maxRepegCost x NAV; at most once per block. The mark's distance from the
@@ -144,6 +146,13 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         IClearingHouse.MarketParams memory mp = clearingHouse.marketParams(marketId);
         // Cast: nav > 0.
         uint256 target = uint256(nav).mulWadDown(p.depthRatio).mulWadDown(_effectiveAmplification(marketId, mp.maxSpread));
+        // Depth is the quote reserve at zero net position, x0 y0 / (x0 + net): a curve property no trade moves
+        // (a trade slides along x y = k with net changing by the base it takes out). The target is compared
+        // with the live reserve in those terms, target x (x0 + net) / x0, rounded down: a trader's own buy
+        // cannot make a shrink due (tests/test_peg_follow.py). The base at zero skew is positive (a net short's
+        // reserve is kept at twice its base or more, `_depthStep`); the guard only keeps the cast honest.
+        int256 zeroSkewBase = int256(x0) + net; // Cast: x0 < 2^128.
+        if (net != 0 && zeroSkewBase > 0) target = target.mulDivDown(uint256(zeroSkewBase), x0);
         y1 = _depthStep(mp, p, x0, y0, net, target, uint256(nav));
         // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
         x1 = x0.mulDivUp(y1, y0);

@@ -22,9 +22,9 @@ Attacks (end to end; the attacker's gain is the change of its Vault collateral, 
   Sandwiching a public repeg (`test_sandwiching_a_repeg_is_refused_at_the_stale_peg`): once the index has moved,
   an increase reverts PegStale until the repeg (the stale-peg rule, 11 bps here); the round trip after it pays
   the two fees. Before the rule it took up to maxRepegCost x NAV (+93,864 USD to a 3M long at +4 %).
-  A depth shrink then a repeg (`test_a_depth_shrink_then_a_repeg_pays_...`, strict xfail, an open finding):
-  with no index move at all a large long gains, because syncDepth keeps the spot and so moves the peg, and the
-  repeg moves it back at the pool's cost (+30,053 USD to a 13.5M long on this setting).
+  A depth sync and a repeg around a large long with no index move (`test_a_buy_cannot_make_a_depth_shrink_due_...`):
+  syncDepth measures depth at zero net position, so the long's own buy cannot make a shrink due (it used to: the
+  shrink kept the spot, lowered the peg, and the repeg paid the long +30,053 USD of the pool's money).
 The measured figures are printed after the run (`peg-follow: ...`).
 """
 from __future__ import annotations
@@ -744,40 +744,46 @@ class AttackerGains(Exception):
     """The safe property failed: the attacker ended with more than it started with."""
 
 
-@pytest.mark.xfail(strict=True, raises=AttackerGains,
-                   reason="open finding: syncDepth keeps the spot, not the peg; under a net long a shrink lowers the "
-                          "peg and the next repeg hands the long the way back at the pool's cost (docs/pool.md)")
-def test_a_depth_shrink_then_a_repeg_pays_a_net_long_without_any_index_move(mirror, request, alice, bob):
-    """No index move at all. The attacker buys 4,500 ETH (13.5M USD, inside the band): the buy lifts the quote
-    reserve (y = k / x) above the depth target (30 x NAV), so syncDepth (permissionless, and due: the first of the
-    deployment) shrinks both reserves by s = 0.956, keeping the spot. The peg x y / (x + n)^2 is multiplied by
-    (s (x + n) / (s x + n))^2: 3,000 -> 2,987.64 (-0.41 %), past the concentrated setting's 0.1 % threshold. The
-    sync credits the long its exit loss at the kept spot through funding; the repeg (permissionless) then lifts
-    the peg back to the index, raising the same long's exit value at the pool's cost, which nothing charges back.
-    Measured: attacker +30,053.23 USD after both fees, pool NAV -35,713.52, insurance +5,660.29 (fees). A sync that
-    keeps the peg instead closed it (the attacker then lost 28,331) but broke the stateful fuzz's sandwich
-    property and charges shrinks to the net side's margin; not landed (docs/pool.md). Strict xfail on
-    AttackerGains only: any other failure is a failure, and a fix turns this into an unexpected pass."""
+def test_a_buy_cannot_make_a_depth_shrink_due_and_the_sync_and_repeg_after_it_pay_the_long_nothing(
+        mirror, request, alice, bob):
+    """Found while writing these (a strict xfail until 2026-12-06). No index move at all. The attacker buys 4,500
+    ETH (13.5M USD, inside the band), then calls syncDepth (permissionless, due: the deployment's first) and
+    repeg, and closes. syncDepth used to compare the depth target (30 x NAV) with the live quote reserve, which
+    the buy itself had lifted (y = k / x): it shrank both reserves by s = 0.956 keeping the spot, which lowered the
+    peg x y / (x + n)^2 to 2,987.64 (-0.41 %), and the repeg lifted it back at the pool's cost: attacker +30,053.23
+    USD after both fees, pool NAV -35,713.52, insurance +5,660.29. Depth is now the quote reserve at zero net
+    position, x y / (x + net), which no trade moves: the sync sees the pool's own depth (its NAV grew by the fees,
+    so it deepens a little), the peg stays within the tolerance, and the round trip pays its fees."""
     m = mirror
     m.fund(alice, 5_000_000)
     start = _wealth(m, alice)
     peg0 = m.amm.pegPrice(ETH)
+    zero_skew_before = m.ch.marketState(ETH).quoteReserve  # no position yet: the live reserve is the zero-skew one
     m.trade(alice, 4500 * WAD)
+    st = m.ch.marketState(ETH)
+    net = st.longOpenInterest - st.shortOpenInterest
+    assert st.baseReserve * st.quoteReserve // (st.baseReserve + net) in range(zero_skew_before - 2, zero_skew_before + 3)
     _, synced = m.sync_depth(bob)
-    assert synced.quoteAfter < synced.quoteBefore  # a shrink
+    assert synced.quoteAfter >= synced.quoteBefore  # not a shrink: the buy did not make one due
     peg_synced = m.amm.pegPrice(ETH)
     assert m.ch.indexPrice(ETH) == peg0 == 3000 * WAD
-    _, ev = m.repeg(bob)
+    # The sync moved the peg by a hair (the fees' deepening), inside the threshold: nothing for a repeg to hand back.
+    t = m.at()
+    divergence = expect_model_revert(lambda: m.model.repeg(ETH, t), "RepegNotNeeded")[0]
+    with expect_revert(m.amm.RepegNotNeeded, divergence=divergence):
+        m.amm.repeg(ETH, sender=bob)
     m.close(alice)
     m.check((alice,))
     c1, nav1, ins1 = _wealth(m, alice)
     gain, d_nav, d_ins = c1 - start[0], nav1 - start[1], ins1 - start[2]
     assert d_nav + d_ins == -gain
-    report(request, f"depth shrink + repeg, 13.5M USD long, index unchanged: peg {usd(peg0)} -> {usd(peg_synced)} "
-                    f"after syncDepth -> {usd(m.amm.pegPrice(ETH))} after repeg (cost {usd(ev.cost)}); attacker "
-                    f"{usd(gain)} USD, pool NAV {usd(d_nav)}, insurance {usd(d_ins)}")
+    report(request, f"depth sync + repeg around a 13.5M USD long, index unchanged (before: attacker +30,053.23, "
+                    f"pool NAV -35,713.52): peg {usd(peg0)} -> {usd(peg_synced)} after syncDepth -> "
+                    f"{usd(m.amm.pegPrice(ETH))} (repeg not needed, divergence {divergence / 1e16:.4f} %); "
+                    f"attacker {usd(gain)} USD, pool NAV {usd(d_nav)}, insurance {usd(d_ins)}")
     if gain > 0:
         raise AttackerGains(f"attacker +{usd(gain)} USD, pool NAV {usd(d_nav)}")
+    assert d_nav + d_ins >= 0
 
 
 def test_sdk_peg_concentration_and_repeg(mirror, chain, alice, bob, tmp_path):

@@ -2289,7 +2289,8 @@ class Model:
     @_atomic
     def sync_depth(self, market_id: int, timestamp: int) -> tuple[int, int, int, int]:
         """AmmController.syncDepth: at most once per depthInterval (DepthSyncTooSoon), the quote reserve
-        moves toward depthRatio x effective amplification x NAV within `_depth_step`'s bounds; the base reserve
+        moves toward depthRatio x effective amplification x NAV (compared at zero net position: the target is
+        scaled by (x + net) / x, rounded down) within `_depth_step`'s bounds; the base reserve
         scales by the same factor (rounded up, so the price never rises); the change of the net position's exit value is
         charged back through the funding index (`_depth_charge`), and the cost to the pool (that change less
         what the charge adds to floor(net x F), never positive) is booked in depthCost. Returns (x1, y1,
@@ -2306,6 +2307,8 @@ class Model:
         x0, y0 = m.x, m.y
         net = m.long_open_interest - m.short_open_interest
         target = mul_wad_down(mul_wad_down(nav, p.depth_ratio), self.effective_amplification(market_id))
+        if net != 0 and x0 + net > 0:  # the target in live-reserve terms: depth is the quote reserve at zero net
+            target = _checked(target * (x0 + net)) // x0  # position, x0 y0 / (x0 + net)
         y1 = self._depth_step(m, p, x0, y0, net, target, nav)
         x1 = mul_div_up(x0, y1, y0)
         exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)

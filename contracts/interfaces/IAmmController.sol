@@ -53,7 +53,8 @@ interface IAmmController {
     event DepthCharged(uint32 indexed marketId, int256 exitChange, int256 chargePerBase);
 
     /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x amplification x pool NAV, at most once
-    ///         per `depthInterval`, price unchanged. A deepening scales by at most min(maxDepthChange,
+    ///         per `depthInterval`, price unchanged; depth is the quote reserve at zero net position,
+    ///         x y / (x + net), so trades never make a rescale due. A deepening scales by at most min(maxDepthChange,
     ///         takerFee / maxSpread) and moves at most min(maxDepthCost x NAV, takerFee x maxSpread x quote
     ///         reserve, |net| x price x takerFee / 2) of exit value to the net position; that change (up or
     ///         down) is charged to the positions through the funding index (`DepthCharged`), so
