@@ -154,8 +154,12 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         int256 zeroSkewBase = int256(x0) + net; // Cast: x0 < 2^128.
         if (net != 0 && zeroSkewBase > 0) target = target.mulDivDown(uint256(zeroSkewBase), x0);
         y1 = _depthStep(mp, p, x0, y0, net, target, uint256(nav));
-        // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
-        x1 = x0.mulDivUp(y1, y0);
+        if (y1 < y0 && net != 0) {
+            (x1, y1) = _shrinkKeepingPeg(x0, y0, net, y1);
+        } else {
+            // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
+            x1 = x0.mulDivUp(y1, y0);
+        }
         int256 exitChange = _exitValue(x1, y1, net) - _exitValue(x0, y0, net);
         int256 charge = _depthCharge(exitChange, net, mp.takerFee);
         // What the charge moves into the pool's NAV, to the wei: NAV counts the traders' funding owed as
@@ -179,12 +183,15 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         return _exitValue(s.baseReserve, s.quoteReserve, int256(s.longOpenInterest) - int256(s.shortOpenInterest));
     }
 
-    /// @dev The next quote reserve on the way to `target`, within these bounds:
-    ///      - shrinking: at most maxDepthChange, and never below twice a net short's base (its exit stays finite);
-    ///      - deepening: a scale s with s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and an
-    ///        exit value moved to the net position (and charged back to it, `_depthCharge`) of at most
-    ///        min(maxDepthCost x NAV, f x b x y0, |net| x price x f / 2): the last bound keeps the charge per
-    ///        unit of base within half a taker fee per sync.
+    /// @dev The next quote reserve on the way to `target` (a scale s = y1 / y0 of the curve), within these bounds:
+    ///      - shrinking: at most maxDepthChange; under a net position (where the curve is scaled about its
+    ///        zero-skew point, `_shrinkKeepingPeg`) an exit value moved to the net position of at most the
+    ///        budget below, and a net short's reserve kept at twice its base or more (its exit stays finite);
+    ///      - deepening: s - 1 <= min(maxDepthChange, f / b) (f the taker fee, b the band), and an exit value
+    ///        moved to the net position of at most the budget below.
+    ///      Either way the exit value moved (and charged back to the net side, `_depthCharge`) is at most
+    ///      min(maxDepthCost x NAV, f x b x y0, |net| x price x f / 2): the last bound keeps the charge per unit
+    ///      of base within half a taker fee per sync.
     function _depthStep(
         IClearingHouse.MarketParams memory mp,
         AmmParams memory p,
@@ -193,12 +200,11 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         int256 net,
         uint256 target,
         uint256 nav
-    ) internal view returns (uint256 y1) {
+    ) internal pure returns (uint256 y1) {
         if (target <= y0) {
             uint256 lo = y0 - y0.mulWadDown(p.maxDepthChange);
-            if (net < 0) {
-                // x1 = x0 y1 / y0 >= 2 |net|  <=>  y1 >= 2 |net| y0 / x0.
-                uint256 floor = (2 * net.abs()).mulDivUp(y0, x0);
+            if (net != 0) {
+                uint256 floor = _shrinkFloor(x0, y0, net, _chargeBudget(mp, p, x0, y0, net.abs(), nav));
                 if (floor > lo) lo = floor;
             }
             return target < lo ? (lo < y0 ? lo : y0) : target;
@@ -209,11 +215,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         y1 = target > hi ? hi : target;
         if (net == 0) return y1;
         uint256 n = net.abs();
-        uint256 budget = nav.mulWadDown(p.maxDepthCost);
-        uint256 byDepth = y0.mulWadDown(mp.takerFee).mulWadDown(mp.maxSpread);
-        if (byDepth < budget) budget = byDepth;
-        uint256 byCharge = n.mulDivDown(y0, x0).mulWadDown(mp.takerFee / 2);
-        if (byCharge < budget) budget = byCharge;
+        uint256 budget = _chargeBudget(mp, p, x0, y0, n, nav);
         // The largest scale whose exit-value change E(s) - E(1) stays within the budget (E on (s x0, s y0)).
         uint256 sMax = 0; // [wad] 0 = unbounded
         if (net > 0) {
@@ -234,6 +236,72 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
             if (byCost < y0) byCost = y0;
             if (byCost < y1) y1 = byCost;
         }
+    }
+
+    /// @dev The exit value a sync may move to a net position of n base: min(maxDepthCost x NAV, f x b x y0,
+    ///      floor(n y0 / x0) x f / 2), each rounded down.
+    function _chargeBudget(
+        IClearingHouse.MarketParams memory mp,
+        AmmParams memory p,
+        uint256 x0,
+        uint256 y0,
+        uint256 n,
+        uint256 nav
+    ) internal pure returns (uint256 budget) {
+        budget = nav.mulWadDown(p.maxDepthCost);
+        uint256 byDepth = y0.mulWadDown(mp.takerFee).mulWadDown(mp.maxSpread);
+        if (byDepth < budget) budget = byDepth;
+        uint256 byCharge = n.mulDivDown(y0, x0).mulWadDown(mp.takerFee / 2);
+        if (byCharge < budget) budget = byCharge;
+    }
+
+    /// @dev The lowest quote reserve a shrink under a net position may reach, y0 x sMin rounded up. The curve is
+    ///      scaled about its zero-skew point (Z, Y) = (x0 + net, x0 y0 / Z), Y rounded down, by s:
+    ///      - net long n: the exit value E(s) = s Y n / (s Z - n) rises as s falls; E(s) <= e0 + B  <=>
+    ///        s >= (e0 + B) n / ((e0 + B) Z - Y n);
+    ///      - net short n: the buy-back cost C(s) = s Y n / (s Z + n) falls as s falls; C(s) >= c0 - B  <=>
+    ///        s >= r n / (Y n - r Z) with r = c0 - B (no bound when B >= c0); and x1 = s Z + n >= 2 n, i.e.
+    ///        s >= n / Z, so the short's exit stays finite.
+    ///      sMin is rounded up; a denominator that rounding leaves at zero (a dust net position) allows no shrink.
+    function _shrinkFloor(uint256 x0, uint256 y0, int256 net, uint256 budget) internal pure returns (uint256) {
+        uint256 n = net.abs();
+        uint256 z = _zeroSkewBase(x0, net);
+        uint256 yz = x0.mulDivDown(y0, z);
+        uint256 sMin; // [wad]
+        if (net > 0) {
+            uint256 t = uint256(_exitValue(x0, y0, net)) + budget;
+            if (t * z <= yz * n) return y0;
+            sMin = Math.mulDiv(t * n, WAD, t * z - yz * n, Math.Rounding.Ceil);
+        } else {
+            sMin = n.mulDivUp(WAD, z);
+            uint256 c0 = uint256(-_exitValue(x0, y0, net));
+            if (c0 > budget) {
+                uint256 r = c0 - budget;
+                if (yz * n <= r * z) return y0;
+                uint256 byCost = Math.mulDiv(r * n, WAD, yz * n - r * z, Math.Rounding.Ceil);
+                if (byCost > sMin) sMin = byCost;
+            }
+        }
+        return y0.mulWadUp(sMin);
+    }
+
+    /// @dev A shrink under a net position, by s = y1 / y0, scales the curve about its zero-skew point so that the
+    ///      peg (Y / Z) is kept: Z1 = Z s, Y1 = Y Z1 / Z, and the net position's reserves x1 = Z1 - net,
+    ///      y1 = Y1 Z1 / x1, each rounded down (the peg can only fall by rounding). Keeping the spot instead
+    ///      moved the peg against the net position (a net long's down), and the repeg that followed moved it back
+    ///      at the pool's cost. The net side's exit gain is charged back to it (`_depthCharge`); `_shrinkFloor`
+    ///      keeps Z1 above a net long's base, so x1 > 0.
+    function _shrinkKeepingPeg(uint256 x0, uint256 y0, int256 net, uint256 scaled)
+        internal
+        pure
+        returns (uint256 x1, uint256 y1)
+    {
+        uint256 z = _zeroSkewBase(x0, net);
+        uint256 z1 = z.mulDivDown(scaled, y0);
+        uint256 yz1 = x0.mulDivDown(y0, z).mulDivDown(z1, z);
+        // Cast: net != 0 and |net| < 2^128.
+        x1 = net > 0 ? z1 - uint256(net) : z1 + net.abs();
+        y1 = yz1.mulDivDown(z1, x1);
     }
 
     /// @dev The funding-index charge [wad quote per base] that hands the pool back what a rescale moved to

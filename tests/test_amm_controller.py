@@ -1,12 +1,13 @@
-"""AmmController: depth follows the pool with the price kept (the net position charged or credited its exit
-change), repeg moves the peg toward the index, bounded.
+"""AmmController: depth follows the pool (the net position charged or credited its exit change), repeg moves
+the peg toward the index, bounded.
 
 Expected values come from the rules in IAmmController/AmmController's NatSpec, recomputed here:
   peg:   P = x y / (x + net)^2 (rounded down twice), the curve's price at zero net position (pegPrice);
   depth: at most once per depthInterval; the quote reserve steps toward depthRatio x NAV within the step and
-         cost bounds, the base reserve scales by the same factor (rounded up, so the price never rises); the
-         net position's exit change is charged back through the funding index (positive = longs pay) and the
-         booked cost is never positive;
+         cost bounds; deepening (or any sync with no net position) scales the base reserve by the same factor
+         (rounded up, so the price never rises), a shrink under a net position scales the curve about its
+         zero-skew point (the peg kept); the net position's exit change is charged back through the funding
+         index (positive = longs pay) and the booked cost is never positive;
   repeg: refused while |P - index| / index <= repegThreshold, and before lastRepeg + max(repegInterval, 1);
          move = min(|index - P|, P x maxRepegStep, floor(floor(maxRepegCost x NAV) x / (x + net)) 1e18 / |net|),
          y1 = y +- floor(floor(move (x + net) / x) (x + net) / 1e18), x kept;
@@ -176,31 +177,96 @@ def test_sync_depth_deepening_charges_the_net_position_its_exit_gain(
     assert owed == -((-(side * 400 * WAD) * charge) // WAD) >= exit_change
 
 
-def test_sync_depth_shrinking_credits_the_net_position_its_exit_loss(system, ch, pool, alice, bob, chain, deployer):
-    """Shrinking makes the net's exit worse; the positions are credited that loss (rounded down), so a depth
-    cut neither pays the pool nor takes from the traders' side as a whole."""
+def shrink_expected(ch, pool, p, st, mid=ETH):
+    """AmmController._depthStep's shrink branch and _shrinkKeepingPeg, restated from their NatSpec: the scale s
+    (a quote reserve y0 s) is the target at zero net position within maxDepthChange and, under a net position n,
+    not below ceil(y0 sMin): with Z = x0 + net, Y = floor(x0 y0 / Z) and the budget B, a net long's exit
+    E(s) = s Y n / (s Z - n) may rise by at most B (sMin = ceil((e0 + B) n / ((e0 + B) Z - Y n))), a net short's
+    buy-back cost C(s) = s Y n / (s Z + n) may fall by at most B, and s Z >= n (x1 >= 2 |net short|). Then
+    Z1 = floor(Z y0 s / y0), x1 = Z1 - net, y1 = floor(floor(Y Z1 / Z) Z1 / x1)."""
+    mp = ch.marketParams(mid)
+    x0, y0, net = st.baseReserve, st.quoteReserve, st.longOpenInterest - st.shortOpenInterest
+    n, z = abs(net), x0 + net
+    yz = x0 * y0 // z
+    target = mul_wad_down(pool.navWad(), p.depthRatio) * z // x0  # amplification 1 (default markets)
+    lo = y0 - mul_wad_down(y0, p.maxDepthChange)
+    budget = _depth_budget(ch, pool, p, x0, y0, net, mid)
+    if net > 0:
+        t = exit_value(x0, y0, net) + budget
+        s_min = ceil_div(t * n * WAD, t * z - yz * n)
+    else:
+        s_min = ceil_div(n * WAD, z)
+        c0 = -exit_value(x0, y0, net)
+        if c0 > budget:
+            r = c0 - budget
+            s_min = max(s_min, ceil_div(r * n * WAD, yz * n - r * z))
+    lo = max(lo, ceil_div(y0 * s_min, WAD))
+    scaled = min(lo, y0) if target < lo else target
+    z1 = z * scaled // y0
+    x1 = z1 - net
+    return x1, (yz * z1 // z) * z1 // x1
+
+
+@pytest.mark.parametrize("side", [1, -1], ids=["net long", "net short"])
+def test_sync_depth_shrinking_keeps_the_peg_and_charges_the_net_position_its_exit_gain(
+        system, ch, pool, alice, bob, chain, deployer, side):
+    """Shrinking under a net position scales the curve about its zero-skew point: the peg is kept (to a wei), so
+    no repeg follows to move it back at the pool's cost. The net side's curve gets steeper (a net long's spot
+    rises, a net short's falls) and its exit improves; that gain is charged back through the funding index
+    (rounded up), within the same per-sync budget as a deepening (here `|net| x price x f / 2` binds, not the 20 %
+    step): the pool's NAV does not fall and the booked cost is <= 0."""
     amm = system.amm
     funding_off(system)
     system.fund(bob, 2_000_000)
-    ch.openPosition(0, ETH, 400 * WAD, 2**255, _deadline(chain), sender=bob)
+    ch.openPosition(0, ETH, side * 400 * WAD, 2**255 if side > 0 else 0, _deadline(chain), sender=bob)
     p = list(amm.ammParams(ETH))
     p[0] = 2 * WAD  # depthRatio 2: the target is below today's depth
     amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    p = amm.ammParams(ETH)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
-    nav0 = pool.navWad()
-    amm.syncDepth(ETH, sender=alice)
+    nav0, pending0 = pool.navWad(), ch.position(bob, 0, ETH)[2]
+    want = shrink_expected(ch, pool, p, st0)
+    tx = amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    x1, y1 = st1.baseReserve, st1.quoteReserve
+    assert (x1, y1) == want
+    assert x1 + net < x0 + net  # the zero-skew reserves shrank ...
+    assert y0 - mul_wad_down(y0, p.maxDepthChange) < y1  # ... by less than the step: the budget binds
+    peg0, peg1 = peg_of(x0, y0, net), peg_of(x1, y1, net)
+    assert 0 <= peg0 - peg1 <= 1  # the peg is kept (rounded down)
+    assert (st1.spotPrice > st0.spotPrice) == (side > 0)  # the net side's curve is steeper
+    exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+    assert 0 < exit_change <= _depth_budget(ch, pool, p, x0, y0, net)
+    mp = ch.marketParams(ETH)
+    charge = charge_of(exit_change, net, mp.takerFee)
+    assert (charge > 0) == (side > 0)  # the net side pays
+    assert st1.cumulativeFunding - st0.cumulativeFunding == charge
+    per_base_limit = mul_wad_down(mul_wad_down(st0.spotPrice, mp.takerFee // 2), WAD + mp.takerFee)
+    assert abs(charge) <= per_base_limit + 1
+    (charged,) = tx.decode_logs(amm.DepthCharged)
+    assert (charged.exitChange, charged.chargePerBase) == (exit_change, charge)
+    assert pool.navWad() >= nav0 and amm.depthCost(ETH) <= 0
+    owed = ch.position(bob, 0, ETH)[2] - pending0
+    assert owed >= exit_change  # bob is the whole net position: he owes at least the exit he gained
+
+
+def test_sync_depth_shrinking_with_no_net_position_scales_both_reserves(system, ch, pool, alice, chain, deployer):
+    """With no net position the zero-skew point is the live one: a shrink is the 20 % step on both reserves
+    (the base rounded up, so the price can only fall by a wei), and nothing is charged."""
+    amm = system.amm
+    p = list(amm.ammParams(ETH))
+    p[0] = 2 * WAD
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    st0 = ch.marketState(ETH)
+    x0, y0 = st0.baseReserve, st0.quoteReserve
+    tx = amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
     assert st1.quoteReserve == y0 - mul_wad_down(y0, p[1])  # the step binds
-    exit_change = exit_value(st1.baseReserve, st1.quoteReserve, net) - exit_value(x0, y0, net)
-    fee = ch.marketParams(ETH).takerFee
-    charge = charge_of(exit_change, net, fee)
-    assert exit_change < 0 and charge < 0  # the longs are paid
-    assert st1.cumulativeFunding - st0.cumulativeFunding == charge
-    # The pool keeps the fee the shallower curve adds to the longs' close, and the rounding down.
-    kept = -exit_change * fee // WAD
-    assert kept <= pool.navWad() - nav0 <= kept + abs(net) // WAD + 2
-    assert amm.depthCost(ETH) <= 0
+    assert st1.baseReserve == ceil_div(x0 * st1.quoteReserve, y0)
+    assert 0 <= st0.spotPrice - st1.spotPrice <= 1
+    (charged,) = tx.decode_logs(amm.DepthCharged)
+    assert (charged.exitChange, charged.chargePerBase) == (0, 0) and st1.cumulativeFunding == st0.cumulativeFunding
 
 
 def test_sync_depth_deepening_is_cut_to_the_cost_budget(system, ch, pool, usdc, alice, bob, chain, deployer):
@@ -258,7 +324,9 @@ def test_sync_depth_charge_per_base_is_at_most_half_a_taker_fee(system, ch, pool
 
 
 def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice, bob, chain, deployer):
-    """Shrinking stops at x1 >= 2 |net short|, so buying the net short back stays possible."""
+    """Repeated shrinks under a net short (target far below, 50 % steps) move only as far as the charge budget
+    allows, keep the peg, keep x >= 2 |net short| (the rule's last floor, s Z >= n), so buying the net short back
+    stays possible at a finite price, and the short can close."""
     amm = system.amm
     system.fund(bob, 2_000_000)
     ch.openPosition(0, ETH, -400 * WAD, 0, _deadline(chain), sender=bob)
@@ -266,21 +334,21 @@ def test_sync_depth_shrink_keeps_a_net_short_exit_finite(system, ch, pool, alice
     p[0] = 10**15  # depthRatio 0.001: the target is far below today's depth
     p[1] = 5 * 10**17  # maxDepthChange 50 %
     amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    p = amm.ammParams(ETH)
     short = 400 * WAD
     t = chain.pending_timestamp
     for _ in range(6):
         st0 = ch.marketState(ETH)
-        x0, y0 = st0.baseReserve, st0.quoteReserve
+        want = shrink_expected(ch, pool, p, st0)
         chain.pending_timestamp = t
         amm.syncDepth(ETH, sender=alice)
-        t += p[6]
+        t += p.depthInterval
         st1 = ch.marketState(ETH)
-        floor = ceil_div(2 * short * y0, x0)
-        assert st1.quoteReserve == min(y0, max(floor, y0 - mul_wad_down(y0, p[1])))
-        assert st1.baseReserve >= 2 * short
+        assert (st1.baseReserve, st1.quoteReserve) == want
+        assert st1.quoteReserve < st0.quoteReserve and st1.baseReserve >= 2 * short
+        assert 0 <= peg_of(st0.baseReserve, st0.quoteReserve, -short) - peg_of(st1.baseReserve, st1.quoteReserve,
+                                                                                 -short) <= 1
         assert exit_value(st1.baseReserve, st1.quoteReserve, -short) < 0  # a finite buy-back cost
-    # The floor holds the depth once reached (x1 rounds up, so y can only creep down by wei).
-    assert y0 - st1.quoteReserve <= y0 // 10**18 and st1.baseReserve == 2 * short + 1
     ch.closePosition(0, ETH, 2**255, _deadline(chain), sender=bob)  # and the short can still close
 
 

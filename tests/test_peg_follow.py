@@ -25,8 +25,9 @@ Attacks (end to end; the attacker's gain is the change of its Vault collateral, 
   A depth sync and a repeg around a large long with no index move (`test_a_buy_cannot_make_a_depth_shrink_due_...`):
   syncDepth measures depth at zero net position, so the long's own buy cannot make a shrink due (it used to: the
   shrink kept the spot, lowered the peg, and the repeg paid the long +30,053 USD of the pool's money). What is
-  left (`test_an_lp_redemption_under_its_own_large_long_...`, strict xfail, an open finding): an LP's own
-  redemption moves the NAV, the sync that follows shrinks, and the repeg pays its long +26,641 USD.
+  left was an LP's own redemption moving the NAV (`test_an_lp_redemption_under_its_own_large_long_...`): the sync
+  that followed shrank keeping the spot, and the repeg paid the long +26,641 USD. A shrink under a net position
+  now keeps the peg and charges the net side its exit gain: the same sequence loses its fees.
 The measured figures are printed after the run (`peg-follow: ...`).
 """
 from __future__ import annotations
@@ -817,17 +818,17 @@ def test_a_buy_cannot_make_a_depth_shrink_due_and_the_sync_and_repeg_after_it_pa
     assert d_nav + d_ins >= 0
 
 
-@pytest.mark.xfail(strict=True, raises=AttackerGains,
-                   reason="open finding: a change of the pool's NAV under a net position (here an LP's redemption) still "
-                          "makes a depth shrink due, which moves the peg for the repeg to pay back (docs/pool.md)")
 def test_an_lp_redemption_under_its_own_large_long_then_a_sync_and_repeg(mirror, request, alice, bob):
-    """The residual of the leak above: the NAV itself moves. The attacker is an LP (460,000 USD of shares, 4.4 % of
+    """The NAV itself moves (a strict xfail until 2026-12-07). The attacker is an LP (460,000 USD of shares, 4.4 % of
     the pool after its deposit) and a trader. It requests its withdrawal and waits the cooldown while the keeper
     feeds the index (unchanged) and syncs depth hourly (the pool's depth catches up with its deposit), then buys
-    4,500 ETH (13.5M USD), redeems everything, calls syncDepth (due: the NAV fell by its redemption; a 4.3 % shrink
-    keeping the spot lowers the peg 0.39 %) and repeg (cost 54,413 USD to the pool), and closes. Measured: trader
-    +26,145.15 USD after its fees, LP +496.30 (its share of the fees while it waited), together +26,641.45; the
-    remaining LPs pay. Strict xfail on AttackerGains (docs/pool.md); any other failure is a failure."""
+    4,500 ETH (13.5M USD), redeems everything, calls syncDepth (due: the NAV fell by its redemption) and repeg if
+    the keeper's rule says it acts, and closes. A shrink used to keep the spot: 4.3 % lowered the peg 0.39 %, the
+    repeg lifted it back at the pool's cost (54,413 USD) and the attacker made +26,641.45 (trader +26,145.15 after
+    its fees, LP +496.30), paid by the remaining LPs. A shrink under a net position now keeps the peg (the curve
+    scaled about its zero-skew point) and charges the long what its steeper curve adds to its exit, within half a
+    taker fee per unit per sync: no repeg is due and the round trip pays its fees and the charge; the remaining
+    LPs' share price does not fall and the insurance fund loses nothing."""
     m = mirror
     m.fund(alice, 5_000_000)
     start_wallet = m.s.collateral.balanceOf(alice)
@@ -841,12 +842,18 @@ def test_an_lp_redemption_under_its_own_large_long_then_a_sync_and_repeg(mirror,
         if m.now < unlock:
             m.sync_depth(bob)
     c0 = m.vault.collateral(alice, 0)
+    ins0 = m.vault.insuranceFund()
+    peg0 = m.amm.pegPrice(ETH)
     m.trade(alice, 4500 * WAD)
     paid = m.lp_redeem(alice, shares)
-    _, synced = m.sync_depth(bob, gap=3600)
+    nav0, supply0 = m.pool.navWad(), m.pool.totalSupply()  # the other LPs' share price once the attacker is out
+    tx, synced = m.sync_depth(bob, gap=3600)
+    (charged,) = tx.decode_logs(m.amm.DepthCharged)
     m.set_index(3000 * WAD)
     shrink = synced.quoteAfter < synced.quoteBefore
     peg_synced = m.amm.pegPrice(ETH)
+    assert shrink and 0 <= peg0 - peg_synced <= 1  # it shrank, and the peg is kept (to a wei)
+    assert charged.exitChange > 0 and charged.chargePerBase > 0  # the long pays its exit gain
     cost = None
     ap = m.amm.ammParams(ETH)
     if repeg_due(peg_synced, m.ch.indexPrice(ETH), m.amm.lastRepeg(ETH), m.now + 1, ap.repegThreshold,
@@ -858,13 +865,19 @@ def test_an_lp_redemption_under_its_own_large_long_then_a_sync_and_repeg(mirror,
     c1 = m.vault.collateral(alice, 0)
     assert m.s.collateral.balanceOf(alice) - start_wallet == paid  # the deposit's tokens were minted for it
     gain = (c1 - c0) + (paid - put_in) * m.s.token_scale  # [wad]: Vault collateral is in wad, tokens in units
-    report(request, f"LP redemption under its own 13.5M USD long (LP 460,000 USD = 4.4 % of the pool), index unchanged: "
-                    f"sync {'shrank' if shrink else 'did not shrink'} {synced.quoteBefore / 1e18:,.0f} -> "
-                    f"{synced.quoteAfter / 1e18:,.0f}, peg {usd(3000 * WAD)} -> {usd(peg_synced)}"
+    nav1, supply1 = m.pool.navWad(), m.pool.totalSupply()
+    report(request, f"LP redemption under its own 13.5M USD long (LP 460,000 USD = 4.4 % of the pool), index unchanged "
+                    f"(before: sync 4.3 % shrink, peg -0.39 %, repeg cost 54,413, attacker +26,641.45): sync "
+                    f"{synced.quoteBefore / 1e18:,.0f} -> {synced.quoteAfter / 1e18:,.0f}, peg {usd(peg0)} -> "
+                    f"{usd(peg_synced)}, charge {usd(charged.exitChange)} USD to the long"
                     f"{', repeg cost ' + usd(cost) if cost is not None else ', no repeg'}; trader "
-                    f"{usd(c1 - c0)} USD, LP {usd(gain - (c1 - c0))} USD, together {usd(gain)} USD")
+                    f"{usd(c1 - c0)} USD, LP {usd(gain - (c1 - c0))} USD, together {usd(gain)} USD; the other LPs' "
+                    f"NAV per share {nav1 * supply0 / (nav0 * supply1) - 1:+.4%}")
     if gain > 0:
         raise AttackerGains(f"attacker +{usd(gain)} USD")
+    assert cost is None
+    assert nav1 * supply0 >= nav0 * supply1  # the remaining LPs' share price did not fall
+    assert m.vault.insuranceFund() >= ins0
 
 
 def test_sdk_peg_concentration_and_repeg(mirror, chain, alice, bob, tmp_path):

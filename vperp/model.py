@@ -2310,7 +2310,10 @@ class Model:
         if net != 0 and x0 + net > 0:  # the target in live-reserve terms: depth is the quote reserve at zero net
             target = _checked(target * (x0 + net)) // x0  # position, x0 y0 / (x0 + net)
         y1 = self._depth_step(m, p, x0, y0, net, target, nav)
-        x1 = mul_div_up(x0, y1, y0)
+        if y1 < y0 and net != 0:
+            x1, y1 = self._shrink_keeping_peg(x0, y0, net, y1)
+        else:
+            x1 = mul_div_up(x0, y1, y0)
         exit_change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
         charge = self._depth_charge(exit_change, net, m.taker_fee)
         cf = self._cumulative_funding_now(m, timestamp)
@@ -2322,19 +2325,18 @@ class Model:
         self.last_depth_charge[market_id] = (exit_change, charge)
         return x1, y1, cost, total
 
-    @staticmethod
-    def _depth_step(m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
-        """AmmController._depthStep: shrinking, at most maxDepthChange and not below
-        ceil(2 |net short| y0 / x0); deepening, at most min(maxDepthChange, takerFee / maxSpread) and
-        within a budget of exit value moved to the net position (closed form) of
-        min(floor(NAV x maxDepthCost), floor(floor(y0 x takerFee) x maxSpread),
-        floor(floor(|net| y0 / x0) x floor(takerFee / 2))): the last cap keeps the charge per base that
-        hands it back (`_depth_charge`) within half a taker fee of the price."""
+    @classmethod
+    def _depth_step(cls, m: Market, p: AmmParams, x0: int, y0: int, net: int, target: int, nav: int) -> int:
+        """AmmController._depthStep: shrinking, at most maxDepthChange and, under a net position, not below
+        `_shrink_floor` (the charge budget for a curve scaled about its zero-skew point, and a net short's
+        x1 >= 2 |net|); deepening, at most min(maxDepthChange, takerFee / maxSpread) and within the same budget
+        of exit value moved to the net position (closed form, E on (s x0, s y0)). The budget
+        (`_charge_budget`) keeps the charge per base that hands it back (`_depth_charge`) within half a taker
+        fee of the price."""
         if target <= y0:
             lo = y0 - mul_wad_down(y0, p.max_depth_change)
-            if net < 0:
-                floor = mul_div_up(_checked(2 * -net * y0), 1, x0)
-                lo = max(lo, floor)
+            if net != 0:
+                lo = max(lo, cls._shrink_floor(x0, y0, net, cls._charge_budget(m, p, x0, y0, abs(net), nav)))
             return (lo if lo < y0 else y0) if target < lo else target
         step = min(div_wad_down(m.taker_fee, m.max_spread), p.max_depth_change)
         hi = y0 + mul_wad_down(y0, step)
@@ -2342,8 +2344,7 @@ class Model:
         if net == 0:
             return y1
         n = abs(net)
-        budget = min(mul_wad_down(nav, p.max_depth_cost), mul_wad_down(mul_wad_down(y0, m.taker_fee), m.max_spread),
-                     mul_wad_down(_checked(n * y0) // x0, m.taker_fee // 2))
+        budget = cls._charge_budget(m, p, x0, y0, n, nav)
         s_max = 0  # [wad] the largest scale factor within the budget; 0 = unbounded
         if net > 0:
             t = exit_value(x0, y0, net) + budget
@@ -2360,6 +2361,50 @@ class Model:
             by_cost = max(_checked(y0 * s_max) // WAD, y0)
             y1 = min(y1, by_cost)
         return y1
+
+    @staticmethod
+    def _charge_budget(m: Market, p: AmmParams, x0: int, y0: int, n: int, nav: int) -> int:
+        """AmmController._chargeBudget: min(floor(NAV x maxDepthCost), floor(floor(y0 x takerFee) x maxSpread),
+        floor(floor(n y0 / x0) x floor(takerFee / 2)))."""
+        return min(mul_wad_down(nav, p.max_depth_cost), mul_wad_down(mul_wad_down(y0, m.taker_fee), m.max_spread),
+                   mul_wad_down(_checked(n * y0) // x0, m.taker_fee // 2))
+
+    @classmethod
+    def _shrink_floor(cls, x0: int, y0: int, net: int, budget: int) -> int:
+        """AmmController._shrinkFloor: ceil(y0 x sMin) with Z = x0 + net, Y = floor(x0 y0 / Z) and, for a net long n,
+        sMin = ceil((e0 + B) n WAD / ((e0 + B) Z - Y n)); for a net short, the larger of ceil(n WAD / Z) and (when
+        c0 > B, r = c0 - B) ceil(r n WAD / (Y n - r Z)); y0 itself (no shrink) when that denominator is not positive."""
+        n = abs(net)
+        z = cls._zero_skew_base(x0, net)
+        yz = _checked(x0 * y0) // z
+        if net > 0:
+            t = exit_value(x0, y0, net) + budget
+            if _checked(t * z) <= _checked(yz * n):
+                return y0
+            s_min = -((-_checked(t * n) * WAD) // (t * z - yz * n))  # Math.mulDiv, Ceil
+        else:
+            s_min = mul_div_up(n, WAD, z)
+            c0 = -exit_value(x0, y0, net)
+            if c0 > budget:
+                r = c0 - budget
+                if _checked(yz * n) <= _checked(r * z):
+                    return y0
+                s_min = max(s_min, -((-_checked(r * n) * WAD) // (yz * n - r * z)))
+        return mul_wad_up(y0, s_min)
+
+    @classmethod
+    def _shrink_keeping_peg(cls, x0: int, y0: int, net: int, scaled: int) -> tuple[int, int]:
+        """AmmController._shrinkKeepingPeg: Z = x0 + net, Z1 = floor(Z scaled / y0), Y1 = floor(floor(x0 y0 / Z) Z1 / Z),
+        x1 = Z1 - net, y1 = floor(Y1 Z1 / x1): the curve scaled about its zero-skew point, the peg kept."""
+        z = cls._zero_skew_base(x0, net)
+        z1 = _checked(z * scaled) // y0
+        yz1 = _checked((_checked(x0 * y0) // z) * z1) // z
+        x1 = z1 - net
+        if x1 < 0:
+            raise ModelRevert("Panic", 0x11)
+        if x1 == 0:
+            raise ModelRevert("Panic", 0x12)
+        return x1, _checked(yz1 * z1) // x1
 
     @staticmethod
     def _depth_charge(exit_change: int, net: int, taker_fee: int) -> int:

@@ -53,12 +53,14 @@ interface IAmmController {
     event DepthCharged(uint32 indexed marketId, int256 exitChange, int256 chargePerBase);
 
     /// @notice Rescale `marketId`'s virtual reserves toward depthRatio x amplification x pool NAV, at most once
-    ///         per `depthInterval`, price unchanged; depth is the quote reserve at zero net position,
-    ///         x y / (x + net), so trades never make a rescale due. A deepening scales by at most min(maxDepthChange,
-    ///         takerFee / maxSpread) and moves at most min(maxDepthCost x NAV, takerFee x maxSpread x quote
-    ///         reserve, |net| x price x takerFee / 2) of exit value to the net position; that change (up or
-    ///         down) is charged to the positions through the funding index (`DepthCharged`), so
-    ///         the pool's NAV never falls: the booked cost is never positive (docs/pool.md).
+    ///         per `depthInterval`; depth is the quote reserve at zero net position, x y / (x + net), so trades
+    ///         never make a rescale due. A deepening (or any sync with no net position) keeps the price and scales
+    ///         by at most min(maxDepthChange, takerFee / maxSpread); a shrink scales by at most maxDepthChange and,
+    ///         under a net position, about the curve's zero-skew point, so the peg (`pegPrice`) is kept and no
+    ///         repeg follows to move it back. Either way at most min(maxDepthCost x NAV, takerFee x maxSpread x
+    ///         quote reserve, |net| x price x takerFee / 2) of exit value moves to the net position; that change
+    ///         (up or down) is charged to the positions through the funding index (`DepthCharged`), so the pool's
+    ///         NAV never falls: the booked cost is never positive (docs/pool.md).
     function syncDepth(uint32 marketId) external returns (uint256 baseReserve, uint256 quoteReserve);
 
     /// @notice Move `marketId`'s peg (the curve's price at zero net position, `pegPrice`) toward the live index,
