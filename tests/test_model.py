@@ -1077,3 +1077,42 @@ def test_repeg_books_and_bounds_the_exact_exit_value_change(side):
     assert cost == exit_value(x, mk.y, net) - exit_value(x, y0, net) == m.repeg_cost[1]
     assert m.pool_nav(t) == nav0 - cost
     assert budget - budget // 100 <= cost <= budget + 1  # the index moved in the net side's favour: a cost
+
+
+# ---------------------------------------------------------------- a depth shrink under a net position
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(10**20, 10**26), st.integers(10**17, 10**23), st.integers(1, 10**4), st.sampled_from([1, -1]),
+       st.integers(0, 10**16), st.integers(0, 10**4))
+def test_a_shrink_under_a_net_position_keeps_the_peg_and_stays_within_its_budget(x_zero_skew, price, skew_bps, side,
+                                                                                  fee, cut_bps):
+    """AmmController._shrinkFloor and _shrinkKeepingPeg (the model's mirror) over reserves from 100 to 1e8 base,
+    prices from 0.1 to 1e5, a net position up to half the zero-skew base reserve on either side, a taker fee up
+    to 1 % and any target between the floor and today's depth: the peg x y / (x + net)^2 never rises and falls by
+    its roundings only (a few wei); the new reserves are positive and a net short's base reserve stays at twice its size or more;
+    at the floor the net position's exit value moves by at most the budget (|net| x price x f / 2) plus a wei
+    per 1e18 of base (the closed form's roundings)."""
+    n = max(1, x_zero_skew * skew_bps // 10**4 // 2)
+    net = side * n
+    x0 = x_zero_skew - net  # a long took base out of the curve, a short put it in
+    y0 = x_zero_skew * price // WAD * x_zero_skew // x0  # the curve through the zero-skew point at `price`
+    if x0 <= 0 or y0 <= 0 or (side < 0 and x0 < 2 * n):
+        return
+    budget = (n * y0 // x0) * (fee // 2) // WAD
+    floor = Model._shrink_floor(x0, y0, net, budget)
+    if floor >= y0:  # the budget allows no shrink (e.g. a zero fee); the contract keeps y0
+        return
+    scaled = floor + (y0 - floor) * cut_bps // 10**4
+    x1, y1 = Model._shrink_keeping_peg(x0, y0, net, scaled)
+    assert x1 > 0 and y1 > 0
+    if side < 0:
+        assert x1 >= 2 * n
+    peg0 = Model._peg(x0, y0, net)
+    peg1 = Model._peg(x1, y1, net)
+    # Rounding only: Z1, Y1 and y1 are each floored (a wei of Z1 is WAD / Z1 of the peg), and the peg twice.
+    assert 0 <= peg0 - peg1 <= 3 + 2 * WAD // (x1 + net), (peg0, peg1)
+    if scaled == floor:
+        from vperp.model import exit_value
+        change = exit_value(x1, y1, net) - exit_value(x0, y0, net)
+        assert change <= budget + n // WAD + 2, (change, budget)
