@@ -155,6 +155,11 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         if (net != 0 && zeroSkewBase > 0) target = target.mulDivDown(uint256(zeroSkewBase), x0);
         y1 = _depthStep(mp, p, x0, y0, net, target, uint256(nav));
         if (y1 < y0 && net != 0) {
+            // A shrink about the zero-skew point moves the spot away from the peg: keep it inside the band.
+            uint256 floor = _bandFloor(x0, y0, net, clearingHouse.indexPrice(marketId), mp.maxSpread);
+            if (floor > y1) y1 = floor < y0 ? floor : y0;
+        }
+        if (y1 < y0 && net != 0) {
             (x1, y1) = _shrinkKeepingPeg(x0, y0, net, y1);
         } else {
             // Same factor on both sides keeps y/x: x1 = x0 * y1 / y0, rounded up so the price never rises.
@@ -281,6 +286,35 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
                 uint256 byCost = Math.mulDiv(r * n, WAD, yz * n - r * z, Math.Rounding.Ceil);
                 if (byCost > sMin) sMin = byCost;
             }
+        }
+        return y0.mulWadUp(sMin);
+    }
+
+    /// @dev The lowest quote reserve a shrink under a net position may reach with the spot inside the band around
+    ///      the live index (a spot outside it suspends LP flows and blocks trades away from the index). The shrink
+    ///      keeps the peg P and moves the spot to P (s Z / (s Z - net))^2: for a net long n it stays at or below
+    ///      index + floor(index x band) while s Z >= q n / (q - 1), q = sqrt((index + floor(index x band)) / P)
+    ///      rounded down; for a net short at or above index - floor(index x band) while s Z >= q n / (1 - q),
+    ///      q = sqrt((index - floor(index x band)) / P) rounded up (each rounding makes the floor higher). y0 (no
+    ///      shrink) when the spot is already at or past the band's edge on the net's side.
+    function _bandFloor(uint256 x0, uint256 y0, int256 net, uint256 index, uint256 band)
+        internal
+        pure
+        returns (uint256)
+    {
+        uint256 n = net.abs();
+        uint256 z = _zeroSkewBase(x0, net);
+        uint256 peg = _peg(x0, y0, net);
+        uint256 edge = index.mulWadDown(band);
+        uint256 sMin; // [wad]
+        if (net > 0) {
+            uint256 q = Math.sqrt((index + edge).mulDivDown(WAD, peg) * WAD);
+            if (q <= WAD) return y0;
+            sMin = Math.mulDiv(q * n, WAD, (q - WAD) * z, Math.Rounding.Ceil);
+        } else {
+            uint256 q = Math.sqrt((index - edge).mulDivUp(WAD, peg) * WAD, Math.Rounding.Ceil);
+            if (q >= WAD) return y0;
+            sMin = Math.mulDiv(q * n, WAD, (WAD - q) * z, Math.Rounding.Ceil);
         }
         return y0.mulWadUp(sMin);
     }

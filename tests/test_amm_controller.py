@@ -177,13 +177,33 @@ def test_sync_depth_deepening_charges_the_net_position_its_exit_gain(
     assert owed == -((-(side * 400 * WAD) * charge) // WAD) >= exit_change
 
 
+def band_floor(x0, y0, net, index, band):
+    """AmmController._bandFloor restated: the spot after a shrink about the zero-skew point is P (s Z / (s Z - net))^2
+    (P the peg); it stays within index +- floor(index x band) while s Z >= q n / (q - 1) (net long, q = sqrt((index +
+    edge) / P) rounded down) or s Z >= q n / (1 - q) (net short, q rounded up); y0 when q is past 1."""
+    n, z, peg, edge = abs(net), x0 + net, peg_of(x0, y0, net), index * band // WAD
+    if net > 0:
+        q = math.isqrt((index + edge) * WAD // peg * WAD)
+        if q <= WAD:
+            return y0
+        s_min = ceil_div(q * n * WAD, (q - WAD) * z)
+    else:
+        r = ceil_div((index - edge) * WAD, peg) * WAD
+        q = math.isqrt(r)
+        q += q * q < r
+        if q >= WAD:
+            return y0
+        s_min = ceil_div(q * n * WAD, (WAD - q) * z)
+    return ceil_div(y0 * s_min, WAD)
+
+
 def shrink_expected(ch, pool, p, st, mid=ETH):
     """AmmController._depthStep's shrink branch and _shrinkKeepingPeg, restated from their NatSpec: the scale s
     (a quote reserve y0 s) is the target at zero net position within maxDepthChange and, under a net position n,
     not below ceil(y0 sMin): with Z = x0 + net, Y = floor(x0 y0 / Z) and the budget B, a net long's exit
     E(s) = s Y n / (s Z - n) may rise by at most B (sMin = ceil((e0 + B) n / ((e0 + B) Z - Y n))), a net short's
     buy-back cost C(s) = s Y n / (s Z + n) may fall by at most B, and s Z >= n (x1 >= 2 |net short|). Then
-    Z1 = floor(Z y0 s / y0), x1 = Z1 - net, y1 = floor(floor(Y Z1 / Z) Z1 / x1)."""
+    Z1 = floor(Z y0 s / y0), x1 = Z1 - net, y1 = floor(floor(Y Z1 / Z) Z1 / x1); and not below `band_floor`."""
     mp = ch.marketParams(mid)
     x0, y0, net = st.baseReserve, st.quoteReserve, st.longOpenInterest - st.shortOpenInterest
     n, z = abs(net), x0 + net
@@ -202,6 +222,10 @@ def shrink_expected(ch, pool, p, st, mid=ETH):
             s_min = max(s_min, ceil_div(r * n * WAD, yz * n - r * z))
     lo = max(lo, ceil_div(y0 * s_min, WAD))
     scaled = min(lo, y0) if target < lo else target
+    if scaled < y0:  # the spot kept inside the band: _bandFloor
+        scaled = max(scaled, min(band_floor(x0, y0, net, ch.indexPrice(mid), mp.maxSpread), y0))
+    if scaled == y0:
+        return x0, y0
     z1 = z * scaled // y0
     x1 = z1 - net
     return x1, (yz * z1 // z) * z1 // x1
@@ -267,6 +291,42 @@ def test_sync_depth_shrinking_with_no_net_position_scales_both_reserves(system, 
     assert 0 <= st0.spotPrice - st1.spotPrice <= 1
     (charged,) = tx.decode_logs(amm.DepthCharged)
     assert (charged.exitChange, charged.chargePerBase) == (0, 0) and st1.cumulativeFunding == st0.cumulativeFunding
+
+
+def test_sync_depth_shrink_stops_at_the_band(system, ch, pool, alice, bob, chain, deployer):
+    """A shrink about the zero-skew point moves a net long's spot up, away from the kept peg; it stops where the
+    spot reaches the band around the index (index + floor(index x maxSpread)), so it never suspends LP flows or
+    holds trades the way a dislocated market does. Here a long has taken the spot 9.9 % above the index and the
+    band (10 %) binds before the charge budget; the next sync finds the spot at the edge and keeps the depth."""
+    amm = system.amm
+    funding_off(system)
+    system.fund(bob, 2_000_000)
+    st = ch.marketState(ETH)
+    mp = ch.marketParams(ETH)
+    index = ch.indexPrice(ETH)
+    # The base whose purchase puts the spot 9.9 % over the index (the peg = the index: no net position yet).
+    x_after = math.isqrt(st.baseReserve * st.quoteReserve * WAD // (index * 1099 // 1000))
+    ch.openPosition(0, ETH, st.baseReserve - x_after, 2**255, _deadline(chain), sender=bob)
+    p = list(amm.ammParams(ETH))
+    p[0] = 2 * WAD  # depthRatio 2: the target is below today's depth
+    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    p = amm.ammParams(ETH)
+    st0 = ch.marketState(ETH)
+    x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
+    want = shrink_expected(ch, pool, p, st0)
+    t = _at(chain)
+    amm.syncDepth(ETH, sender=alice)
+    st1 = ch.marketState(ETH)
+    assert (st1.baseReserve, st1.quoteReserve) == want
+    assert st1.quoteReserve < y0  # it shrank ...
+    edge = index + index * mp.maxSpread // WAD
+    assert index * 10_998 // 10_000 < st1.spotPrice <= edge  # ... to the band's edge, not past it
+    assert 0 <= peg_of(x0, y0, net) - peg_of(st1.baseReserve, st1.quoteReserve, net) <= 1
+    assert not pool.lpFlowsSuspended()[0]
+    chain.pending_timestamp = t + p.depthInterval
+    amm.syncDepth(ETH, sender=alice)
+    st2 = ch.marketState(ETH)
+    assert (st2.baseReserve, st2.quoteReserve) == (st1.baseReserve, st1.quoteReserve)  # at the edge: kept
 
 
 def test_sync_depth_deepening_is_cut_to_the_cost_budget(system, ch, pool, usdc, alice, bob, chain, deployer):

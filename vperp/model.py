@@ -2310,6 +2310,10 @@ class Model:
         if net != 0 and x0 + net > 0:  # the target in live-reserve terms: depth is the quote reserve at zero net
             target = _checked(target * (x0 + net)) // x0  # position, x0 y0 / (x0 + net)
         y1 = self._depth_step(m, p, x0, y0, net, target, nav)
+        if y1 < y0 and net != 0:  # the spot kept inside the band (reads the index: a stale feed reverts)
+            floor = self._band_floor(x0, y0, net, self.index_price(market_id, timestamp), m.max_spread)
+            if floor > y1:
+                y1 = min(floor, y0)
         if y1 < y0 and net != 0:
             x1, y1 = self._shrink_keeping_peg(x0, y0, net, y1)
         else:
@@ -2390,6 +2394,31 @@ class Model:
                 if _checked(yz * n) <= _checked(r * z):
                     return y0
                 s_min = max(s_min, -((-_checked(r * n) * WAD) // (yz * n - r * z)))
+        return mul_wad_up(y0, s_min)
+
+    @classmethod
+    def _band_floor(cls, x0: int, y0: int, net: int, index: int, band: int) -> int:
+        """AmmController._bandFloor: the lowest quote reserve whose shrink about the zero-skew point keeps the spot
+        inside index +- floor(index x band): ceil(y0 x sMin) with, for a net long, q = isqrt(floor((index + edge)
+        WAD / peg) WAD) and sMin = ceil(q n WAD / ((q - WAD) Z)); for a net short, q = ceil-isqrt(ceil((index - edge)
+        WAD / peg) WAD) and sMin = ceil(q n WAD / ((WAD - q) Z)); y0 when q is on the wrong side of WAD."""
+        n = abs(net)
+        z = cls._zero_skew_base(x0, net)
+        peg = cls._peg(x0, y0, net)
+        edge = mul_wad_down(index, band)
+        if net > 0:
+            q = math.isqrt(_checked(_checked((index + edge) * WAD) // peg * WAD))
+            if q <= WAD:
+                return y0
+            s_min = -((-_checked(q * n) * WAD) // _checked((q - WAD) * z))
+        else:
+            r = _checked(mul_div_up(index - edge, WAD, peg) * WAD)
+            q = math.isqrt(r)
+            if q * q < r:
+                q += 1
+            if q >= WAD:
+                return y0
+            s_min = -((-_checked(q * n) * WAD) // _checked((WAD - q) * z))
         return mul_wad_up(y0, s_min)
 
     @classmethod

@@ -57,7 +57,8 @@ interface IAmmController {
     ///         never make a rescale due. A deepening (or any sync with no net position) keeps the price and scales
     ///         by at most min(maxDepthChange, takerFee / maxSpread); a shrink scales by at most maxDepthChange and,
     ///         under a net position, about the curve's zero-skew point, so the peg (`pegPrice`) is kept and no
-    ///         repeg follows to move it back. Either way at most min(maxDepthCost x NAV, takerFee x maxSpread x
+    ///         repeg follows to move it back, and no further than keeps the spot inside the band around the index
+    ///         (read for that shrink only: a stale feed makes it revert). Either way at most min(maxDepthCost x NAV, takerFee x maxSpread x
     ///         quote reserve, |net| x price x takerFee / 2) of exit value moves to the net position; that change
     ///         (up or down) is charged to the positions through the funding index (`DepthCharged`), so the pool's
     ///         NAV never falls: the booked cost is never positive (docs/pool.md).
