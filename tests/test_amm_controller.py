@@ -177,6 +177,14 @@ def test_sync_depth_deepening_charges_the_net_position_its_exit_gain(
     assert owed == -((-(side * 400 * WAD) * charge) // WAD) >= exit_change
 
 
+def _shrink_due(amm, deployer, mid=ETH):
+    """depthRatio 2 (the target below today's depth: the next sync shrinks); returns the market's AmmParams."""
+    p = list(amm.ammParams(mid))
+    p[0] = 2 * WAD
+    amm.setAmmParams(mid, tuple(p), sender=deployer)
+    return amm.ammParams(mid)
+
+
 def band_floor(x0, y0, net, index, band):
     """AmmController._bandFloor restated: the spot after a shrink about the zero-skew point is P (s Z / (s Z - net))^2
     (P the peg); it stays within index +- floor(index x band) while s Z >= q n / (q - 1) (net long, q = sqrt((index +
@@ -243,10 +251,7 @@ def test_sync_depth_shrinking_keeps_the_peg_and_charges_the_net_position_its_exi
     funding_off(system)
     system.fund(bob, 2_000_000)
     ch.openPosition(0, ETH, side * 400 * WAD, 2**255 if side > 0 else 0, _deadline(chain), sender=bob)
-    p = list(amm.ammParams(ETH))
-    p[0] = 2 * WAD  # depthRatio 2: the target is below today's depth
-    amm.setAmmParams(ETH, tuple(p), sender=deployer)
-    p = amm.ammParams(ETH)
+    p = _shrink_due(amm, deployer)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
     nav0, pending0 = pool.navWad(), ch.position(bob, 0, ETH)[2]
@@ -279,14 +284,12 @@ def test_sync_depth_shrinking_with_no_net_position_scales_both_reserves(system, 
     """With no net position the zero-skew point is the live one: a shrink is the 20 % step on both reserves
     (the base rounded up, so the price can only fall by a wei), and nothing is charged."""
     amm = system.amm
-    p = list(amm.ammParams(ETH))
-    p[0] = 2 * WAD
-    amm.setAmmParams(ETH, tuple(p), sender=deployer)
+    p = _shrink_due(amm, deployer)
     st0 = ch.marketState(ETH)
     x0, y0 = st0.baseReserve, st0.quoteReserve
     tx = amm.syncDepth(ETH, sender=alice)
     st1 = ch.marketState(ETH)
-    assert st1.quoteReserve == y0 - mul_wad_down(y0, p[1])  # the step binds
+    assert st1.quoteReserve == y0 - mul_wad_down(y0, p.maxDepthChange)  # the step binds
     assert st1.baseReserve == ceil_div(x0 * st1.quoteReserve, y0)
     assert 0 <= st0.spotPrice - st1.spotPrice <= 1
     (charged,) = tx.decode_logs(amm.DepthCharged)
@@ -307,10 +310,7 @@ def test_sync_depth_shrink_stops_at_the_band(system, ch, pool, alice, bob, chain
     # The base whose purchase puts the spot 9.9 % over the index (the peg = the index: no net position yet).
     x_after = math.isqrt(st.baseReserve * st.quoteReserve * WAD // (index * 1099 // 1000))
     ch.openPosition(0, ETH, st.baseReserve - x_after, 2**255, _deadline(chain), sender=bob)
-    p = list(amm.ammParams(ETH))
-    p[0] = 2 * WAD  # depthRatio 2: the target is below today's depth
-    amm.setAmmParams(ETH, tuple(p), sender=deployer)
-    p = amm.ammParams(ETH)
+    p = _shrink_due(amm, deployer)
     st0 = ch.marketState(ETH)
     x0, y0, net = st0.baseReserve, st0.quoteReserve, st0.longOpenInterest - st0.shortOpenInterest
     want = shrink_expected(ch, pool, p, st0)
