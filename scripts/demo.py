@@ -34,8 +34,7 @@ from rich.table import Table
 from vperp import deploy
 from vperp.keeper import Keeper
 
-WAD = 10**18
-HOUR = 3600
+from vperp.units import HOUR, WAD
 DEMO_OUT = Path("out/demo")
 SIM_STEPS = 48  # 4 simulated hours at 5 min per step: the crash starts in the first hour
 console = Console(width=110)

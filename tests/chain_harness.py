@@ -33,9 +33,8 @@ from eth_utils import keccak
 from vperp import deploy
 from vperp.model import Cancelled, MarketThresholds, Model, ModelRevert, breaker_check
 
-WAD = 10**18
+from vperp.units import HOUR, WAD
 MAX_UINT = 2**256 - 1
-HOUR = 3600
 MARKETS = (1, 2)
 
 STATS = {"examples": 0, "steps": 0, "reverts": 0, "seconds": 0.0, "errors": {}, "trades": 0, "funding_trades": 0,

@@ -33,9 +33,10 @@ so the absolute timestamps) follow the wall clock at Anvil's start; only the ste
 """
 from __future__ import annotations
 
+from vperp.units import HOUR
+
 GENESIS_TIMESTAMP = 1_767_225_600  # 2026-01-01 00:00:00 UTC: the embedded chain's genesis block
 BLOCK_TIME = 1  # seconds between two blocks unless a test sets chain.pending_timestamp
-HOUR = 3600
 
 
 def next_hour(timestamp: int) -> int:

@@ -21,9 +21,8 @@ import pytest
 
 from trading_helpers import funding_off, exit_value, expect_revert
 
-WAD = 10**18
+from vperp.units import HOUR, WAD
 ETH = 1
-HOUR = 3600
 
 
 def ceil_div(a, b):

@@ -20,7 +20,7 @@ from trading_helpers import ceil_div, expect_revert
 from vperp import deploy
 from vperp.model import MAX_BUILDER_FEE_RATE, Model, ModelRevert
 
-WAD = 10**18
+from vperp.units import WAD
 MAX_UINT = 2**256 - 1
 ETH = 1
 BPS = 10**14  # one basis point of |quote| [wad]

@@ -15,7 +15,7 @@ from ape.exceptions import ContractLogicError
 
 from vperp.config_file import MARKET_RULES
 
-WAD = 10**18
+from vperp.units import WAD
 # ParameterOutOfBounds(bytes32,uint256)'s selector, as it shows in an undecoded revert (bytes repr).
 OUT_OF_BOUNDS = r"\\x81\\x7f\\xc7\\xda"
 

@@ -29,7 +29,7 @@ from vperp.keeper import BreakerLog, Keeper
 ROOT = Path(__file__).resolve().parent.parent
 GOVERNED = ROOT / "deployments/config/governed.yaml"
 LOCAL = ROOT / "deployments/config/local.yaml"
-WAD = 10**18
+from vperp.units import WAD
 ADMIN = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # test account 1
 GUARDIAN = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # test account 2
 

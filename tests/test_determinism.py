@@ -24,9 +24,9 @@ import pytest
 
 from clock_helpers import BLOCK_TIME, GENESIS_TIMESTAMP, provider_kind
 from trading_helpers import ETH_ID, MAX_UINT, WAD
+from vperp.units import DAY
 
 SLEEP = 1.1  # seconds of wall clock: enough to cross a second boundary
-DAY = 86_400
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import math
 
 from vperp.funding_compare import PREVIOUS, Params, premium_spike, premium_step, run_unsmoothed, run_vperp
 
-WAD = 10**18
+from vperp.units import WAD
 P = PREVIOUS
 CAP = P.max_rate / WAD  # 0.001 per hour
 TAU_H = P.tau / 3600

@@ -24,7 +24,7 @@ from ape.exceptions import ContractLogicError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs/governance.md"
-WAD = 10**18
+from vperp.units import WAD
 BOUNDED = ("ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "governance/CircuitBreaker")
 # A contract whose code lives in more than one file: the ClearingHouse's setters run in its configurator.
 # ParameterOutOfBounds sites that check a call's own argument, not a parameter anyone governs: no row on the page.

@@ -15,7 +15,7 @@ import pytest
 from vperp.client import Client, build_record, seconds_to_discount, write_record
 from vperp.keeper import AuctionWait, BadDebtSeen, Keeper, TakeLog
 
-WAD = 10**18
+from vperp.units import WAD
 USDC = 10**6
 ETH = 1
 

@@ -14,7 +14,7 @@ import pytest
 
 from trading_helpers import ceil_div, deadline, exit_value, expect_revert
 
-WAD = 10**18
+from vperp.units import WAD
 ZERO = "0x0000000000000000000000000000000000000000"
 
 

@@ -46,7 +46,7 @@ from vperp.deployment import deploy
 from vperp.keeper import repeg_due
 from vperp.model import ModelRevert
 
-WAD = 10**18
+from vperp.units import WAD
 MAX_UINT = 2**256 - 1
 ETH = 1
 BTC = 2

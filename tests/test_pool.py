@@ -31,12 +31,12 @@ from hypothesis import strategies as st
 from trading_helpers import funding_off, MAX_UINT, WAD, ceil_div, deadline, exit_value, expect_revert, snapshot, swap
 from vperp import deploy
 from vperp.config import default_config
+from vperp.units import DAY
 
 SCALE = 10**12  # WAD per token unit (6-decimal collateral)
 OFFSET = 10**6  # virtual shares: 10 ** _decimalsOffset()
 SEED = 10_000_000 * 10**6  # the deployer's seed deposit [token units]
 SEED_SHARES = SEED * OFFSET  # first deposit into an empty pool: a * (0 + 1e6) / (0 + 1)
-DAY = 86_400
 COOLDOWN = DAY
 WINDOW = 2 * DAY
 RESERVE_FACTOR = 2 * 10**17

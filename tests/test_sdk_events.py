@@ -56,7 +56,7 @@ from vperp.client import (
 )
 from vperp.funding import HOUR, evolve
 
-WAD = 10**18
+from vperp.units import WAD
 USDC = 10**6
 ETH = 1
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,7 +43,7 @@ from vperp.client import (
     write_record,
 )
 
-WAD = 10**18
+from vperp.units import WAD
 ROOT = Path(__file__).resolve().parent.parent
 USDC = 10**6
 ETH, BTC = 1, 2

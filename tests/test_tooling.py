@@ -21,7 +21,7 @@ from vperp.client import Client, ClientError, DeploymentError, missing_code, rea
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-WAD = 10**18
+from vperp.units import WAD
 USDC = 10**6
 SEPOLIA = 11_155_111
 ETH_FEED = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"  # Chainlink ETH/USD on mainnet (EIP-55)

@@ -78,12 +78,11 @@ from vperp import deploy
 from vperp.config import DeployConfig, MarketConfig
 from trading_helpers import funding_off
 
-WAD = 10**18
+from vperp.units import DAY, WAD
 SCALE = 10**12  # WAD per unit of the 6-decimal collateral
 MAX_UINT = 2**256 - 1
 INT128_MAX = 2**127 - 1
 FAR = 2**40  # a deadline that never passes in these tests
-DAY = 86_400
 ETH, BTC = 1, 2
 DUST = 10**13  # 0.00001 USD: rounding tolerance on every value comparison
 SPARE_SUB = 77  # sub-account an owner may move margin to (finding 1)

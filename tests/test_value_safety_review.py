@@ -36,11 +36,10 @@ from test_value_safety import (  # the first review's helpers and fixtures, shar
     usd,
 )
 
-WAD = 10**18
+from vperp.units import DAY, WAD
 SCALE = 10**12
 MAX_UINT = 2**256 - 1
 FAR = 2**40
-DAY = 86_400
 ETH, BTC = 1, 2
 DUST = 10**13  # 0.00001 USD: rounding tolerance on value comparisons
 

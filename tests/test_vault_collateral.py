@@ -18,7 +18,7 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 from trading_helpers import expect_revert
 from vault_helpers import ledger, mint_approve, only_event
 
-WAD = 10**18
+from vperp.units import WAD
 INT128_MAX = 2**127 - 1
 UINT256_MAX = 2**256 - 1
 ZERO = "0x0000000000000000000000000000000000000000"

@@ -13,7 +13,7 @@ from vault_helpers import deposit, ledger, only_event, reverts_with
 DECIMALS = 6
 SCALE = 10 ** (18 - DECIMALS)
 USDC = 10**DECIMALS
-WAD = 10**18
+from vperp.units import WAD
 UINT128_MAX = 2**128 - 1
 ETH_IMR = WAD // 10  # default config: 10 % initial margin
 ETH_MMR = WAD // 20  # 5 % maintenance

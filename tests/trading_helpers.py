@@ -23,7 +23,7 @@ from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-WAD = 10**18
+from vperp.units import WAD
 MAX_UINT = 2**256 - 1
 
 ETH_ID = 1

@@ -39,11 +39,9 @@ from typing import Any, Callable, Iterable, Sequence
 from . import chain_io
 from .config import wad
 from .funding import tdiv
-from .units import WAD
+from .units import DAY, HOUR, WAD
 
 STEP_SECONDS = 300  # default simulated time per step
-DAY = 86_400
-HOUR = 3_600
 MAX_UINT = 2**256 - 1
 BREAKER_KINDS = ("index_move", "divergence", "insurance", "auctions", "skew")  # ICircuitBreaker.Kind, in order
 NO_CAP = 2**96 - 1  # BreakerState.capBase without a cap

@@ -2,7 +2,7 @@
 which checks each against the deployed contracts' own constants).
 
 - WAD: 1e18, the fixed-point unit of every price, size, ratio and quote amount on chain.
-- HOUR: seconds.
+- HOUR, DAY: seconds.
 - INT96_MAX: the largest position size and open-interest cap (ClearingHouse: maxOpenInterest <= int96.max).
 - UINT64_MAX: the largest value of a uint64 parameter field (e.g. AmmParams' WAD ratios: 18.45 at most).
 - DEFAULT_*: ClearingHouse's funding defaults for a newly listed market (its public constants of the same
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 WAD = 10**18
 HOUR = 3_600
+DAY = 86_400
 MAX_UINT256 = 2**256 - 1
 INT96_MAX = 2**95 - 1
 UINT64_MAX = 2**64 - 1

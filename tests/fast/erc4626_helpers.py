@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts
 
-WAD = 10**18
+from vperp.units import WAD
 SCALE = 10**12  # wad per token unit (6-decimal collateral)
 OFFSET = 10**6  # OpenZeppelin's virtual shares: 10 ** _decimalsOffset(), with one virtual asset
 INT128_MAX = 2**127 - 1

@@ -25,7 +25,7 @@ from vperp.fast import Account, Artifacts, FastChain, fast_deploy, mnemonic_acco
 PREFERRED = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "MockERC20",
              "MockAggregator")
 MAX_UINT = 2**256 - 1
-WAD = 10**18
+from vperp.units import WAD
 
 
 def _recording(chain):
