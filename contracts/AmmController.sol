@@ -9,8 +9,9 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IAmmController} from "./interfaces/IAmmController.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
-import {WadMath} from "./libraries/WadMath.sol";
+import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
+import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title AmmController
 /// @notice Depth and peg of every vAMM, from the shared pool (see IAmmController). Holds no money.
@@ -34,7 +35,6 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     using WadMath for uint256;
     using WadMath for int256;
 
-    uint256 internal constant WAD = 1e18;
     uint256 internal constant MAX_DEPTH_RATIO = 100e18;
     uint256 internal constant MAX_DEPTH_CHANGE = 0.5e18;
     uint256 internal constant MIN_REPEG_THRESHOLD = 0.001e18;
@@ -72,14 +72,14 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @notice Set `marketId`'s rule, within hard bounds.
     function setAmmParams(uint32 marketId, AmmParams calldata p) external onlyOwner {
         _checkMarket(marketId);
-        _bound("depthRatio", p.depthRatio, 1, MAX_DEPTH_RATIO);
-        _bound("maxDepthChange", p.maxDepthChange, 1, MAX_DEPTH_CHANGE);
-        _bound("repegThreshold", p.repegThreshold, MIN_REPEG_THRESHOLD, WAD);
-        _bound("maxRepegStep", p.maxRepegStep, 1, MAX_REPEG_STEP);
-        _bound("maxRepegCost", p.maxRepegCost, 0, MAX_REPEG_COST);
-        _bound("repegInterval", p.repegInterval, 0, MAX_REPEG_INTERVAL);
-        _bound("depthInterval", p.depthInterval, MIN_DEPTH_INTERVAL, MAX_DEPTH_INTERVAL);
-        _bound("maxDepthCost", p.maxDepthCost, 0, MAX_DEPTH_COST);
+        Bounds.check("depthRatio", p.depthRatio, 1, MAX_DEPTH_RATIO);
+        Bounds.check("maxDepthChange", p.maxDepthChange, 1, MAX_DEPTH_CHANGE);
+        Bounds.check("repegThreshold", p.repegThreshold, MIN_REPEG_THRESHOLD, WAD);
+        Bounds.check("maxRepegStep", p.maxRepegStep, 1, MAX_REPEG_STEP);
+        Bounds.check("maxRepegCost", p.maxRepegCost, 0, MAX_REPEG_COST);
+        Bounds.check("repegInterval", p.repegInterval, 0, MAX_REPEG_INTERVAL);
+        Bounds.check("depthInterval", p.depthInterval, MIN_DEPTH_INTERVAL, MAX_DEPTH_INTERVAL);
+        Bounds.check("maxDepthCost", p.maxDepthCost, 0, MAX_DEPTH_COST);
         _params[marketId] = p;
         emit AmmParamsSet(marketId, p);
     }
@@ -89,8 +89,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     ///         range of that width (docs/pool.md "Concentrated depth"). Applies from the next depth sync.
     function setConcentration(uint32 marketId, uint256 range, uint256 amplification) external onlyOwner {
         _checkMarket(marketId);
-        _bound("range", range, MIN_RANGE, MAX_RANGE);
-        _bound("amplification", amplification, WAD, maxAmplification(range));
+        Bounds.check("range", range, MIN_RANGE, MAX_RANGE);
+        Bounds.check("amplification", amplification, WAD, maxAmplification(range));
         _range[marketId] = range;
         _amplification[marketId] = amplification;
         emit ConcentrationSet(marketId, range, amplification);
@@ -110,7 +110,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
 
     /// @inheritdoc IAmmController
     function maxAmplification(uint256 range) public pure returns (uint256) {
-        _bound("range", range, MIN_RANGE, MAX_RANGE);
+        Bounds.check("range", range, MIN_RANGE, MAX_RANGE);
         // 1 / (1 - (1 + r)^(-1/2)), 1/sqrt(1 + r) and the quotient each rounded down.
         uint256 inv = WAD * WAD / Math.sqrt((WAD + range) * WAD);
         return WAD * WAD / (WAD - inv);
@@ -437,7 +437,4 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         return marketId;
     }
 
-    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
-        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
-    }
 }

@@ -8,12 +8,13 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {IVault} from "./interfaces/IVault.sol";
 import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
-import {WadMath} from "./libraries/WadMath.sol";
+import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
 import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
+import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title ClearingHouse
 /// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
@@ -209,7 +210,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     ) external nonReentrant returns (int256, int256, uint256) {
         // Packed in one word (one stack slot in _trade): the rate above the address. A rate that does not fit
         // 96 bits could never be approved (Vault.MAX_BUILDER_FEE_RATE).
-        if (builderFeeRate > type(uint96).max) revert ParameterOutOfBounds("builderFeeRate", builderFeeRate);
+        Bounds.check("builderFeeRate", builderFeeRate, 0, type(uint96).max);
         uint256 packed = builder == address(0) ? 0 : (builderFeeRate << 160) | uint256(uint160(builder));
         return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, packed);
     }
@@ -664,7 +665,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         if (tol == 0) return;
         // Casts: reserves and OI sides are below 2^128; x0 > 0 is cast only where positive.
         int256 x0 = int256(x) + int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
-        uint256 peg = x0 > 0 ? x * y / uint256(x0) * WadMath.WAD / uint256(x0) : 0;
+        uint256 peg = x0 > 0 ? x * y / uint256(x0) * WAD / uint256(x0) : 0;
         uint256 band = index * tol / 1e4;
         if (baseAmount > 0 ? index > peg + band : peg > index + band) revert PegStale(marketId, peg, index);
     }

@@ -9,8 +9,9 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {IVault} from "./interfaces/IVault.sol";
-import {WadMath} from "./libraries/WadMath.sol";
+import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
+import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title LiquidationEngine
 /// @notice Partial liquidations by Dutch auction (docs/liquidation.md). Holds no money: keeper rewards and penalties
@@ -25,7 +26,6 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    uint256 internal constant WAD = 1e18;
     uint8 internal constant PAUSE_NO_TRADING = 2;
     /// @dev Exponential curve: discount reaches (1 - e^-4) ~ 98 % of its span after `duration`,
     ///      normalised so it ends exactly at maxDiscount.
@@ -106,29 +106,26 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     /// @notice Set `marketId`'s auction parameters, within hard bounds.
     function setAuctionParams(uint32 marketId, AuctionParams calldata p) external onlyOwner {
         clearingHouse.marketParams(marketId); // reverts UnknownMarket
-        _bound("duration", p.duration, MIN_DURATION, MAX_DURATION);
-        _bound("step", p.step, 1, p.duration);
-        _bound("maxDiscount", p.maxDiscount, 1, MAX_DISCOUNT);
-        _bound("resetDrop", p.resetDrop, MIN_RESET_DROP, MAX_RESET_DROP);
+        Bounds.check("duration", p.duration, MIN_DURATION, MAX_DURATION);
+        Bounds.check("step", p.step, 1, p.duration);
+        Bounds.check("maxDiscount", p.maxDiscount, 1, MAX_DISCOUNT);
+        Bounds.check("resetDrop", p.resetDrop, MIN_RESET_DROP, MAX_RESET_DROP);
         _auctionParams[marketId] = p;
         emit AuctionParamsSet(marketId, p);
     }
 
     function _setParams(LiquidationParams memory p) internal {
-        _bound("targetHealth", p.targetHealth, MIN_TARGET_HEALTH, MAX_TARGET_HEALTH);
-        _bound("chip", p.chip, 0, MAX_CHIP);
-        _bound("penalty", p.penalty, 0, MAX_PENALTY);
-        _bound("maxRedos", p.maxRedos, 0, MAX_REDOS);
-        _bound("tip", p.tip, 0, MAX_TIP);
-        _bound("maxKeeperReward", p.maxKeeperReward, p.tip, MAX_KEEPER_REWARD);
-        _bound("maxAuctionNotional", p.maxAuctionNotional, 1, type(uint128).max);
+        Bounds.check("targetHealth", p.targetHealth, MIN_TARGET_HEALTH, MAX_TARGET_HEALTH);
+        Bounds.check("chip", p.chip, 0, MAX_CHIP);
+        Bounds.check("penalty", p.penalty, 0, MAX_PENALTY);
+        Bounds.check("maxRedos", p.maxRedos, 0, MAX_REDOS);
+        Bounds.check("tip", p.tip, 0, MAX_TIP);
+        Bounds.check("maxKeeperReward", p.maxKeeperReward, p.tip, MAX_KEEPER_REWARD);
+        Bounds.check("maxAuctionNotional", p.maxAuctionNotional, 1, type(uint128).max);
         _params = p;
         emit LiquidationParamsSet(p);
     }
 
-    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
-        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
-    }
 
     // ------------------------------------------------------------------ actions
 
@@ -527,7 +524,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     function _edgeReserve(uint256 x, uint256 y, uint256 price) internal pure returns (uint256) {
         uint256 q = Math.mulDiv(x, y, price); // [wad base^2 / 1e18]
         // q x 1e18 when it fits (full precision), else sqrt(q) x 1e9 (relative error below 1e-18 there).
-        return q <= type(uint256).max / WadMath.WAD ? Math.sqrt(q * WadMath.WAD) : Math.sqrt(q) * 1e9;
+        return q <= type(uint256).max / WAD ? Math.sqrt(q * WAD) : Math.sqrt(q) * 1e9;
     }
 
     /// @dev Bad debt implied by what an account keeps after the worst fill: its negative part.

@@ -14,6 +14,7 @@ import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title LiquidityPool
 /// @notice One ERC-4626 pool backing every market: LPs deposit the collateral token once and are the
@@ -98,11 +99,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     function _setParams(PoolParams memory p) internal {
-        if (p.withdrawCooldown > MAX_COOLDOWN) revert ParameterOutOfBounds("withdrawCooldown", p.withdrawCooldown);
-        if (p.withdrawWindow < MIN_WINDOW || p.withdrawWindow > MAX_WINDOW) {
-            revert ParameterOutOfBounds("withdrawWindow", p.withdrawWindow);
-        }
-        if (p.reserveFactor > MAX_RESERVE_FACTOR) revert ParameterOutOfBounds("reserveFactor", p.reserveFactor);
+        Bounds.check("withdrawCooldown", p.withdrawCooldown, 0, MAX_COOLDOWN);
+        Bounds.check("withdrawWindow", p.withdrawWindow, MIN_WINDOW, MAX_WINDOW);
+        Bounds.check("reserveFactor", p.reserveFactor, 0, MAX_RESERVE_FACTOR);
         _params = p;
         emit PoolParamsSet(p);
     }

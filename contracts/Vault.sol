@@ -11,6 +11,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {IVault} from "./interfaces/IVault.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {WadMath} from "./libraries/WadMath.sol";
+import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title Vault
 /// @notice Holds every token in vPerp and keeps the ledger: account margin, the liquidity pool's
@@ -143,7 +144,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
     /// @inheritdoc IVault
     function approveBuilderFee(address builder, uint256 maxFeeRate) external nonReentrant {
         if (builder == address(0)) revert ZeroAddress();
-        if (maxFeeRate > MAX_BUILDER_FEE_RATE) revert ParameterOutOfBounds("maxBuilderFeeRate", maxFeeRate);
+        Bounds.check("maxBuilderFeeRate", maxFeeRate, 0, MAX_BUILDER_FEE_RATE);
         builderFeeApproval[msg.sender][builder] = maxFeeRate;
         emit BuilderFeeApproved(msg.sender, builder, maxFeeRate);
     }

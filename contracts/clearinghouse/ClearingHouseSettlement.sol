@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "../interfaces/IErrors.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
@@ -26,7 +27,7 @@ abstract contract ClearingHouseSettlement is ClearingHouseStorage {
     IVault public immutable vault;
 
     constructor(IVault vault_) {
-        if (address(vault_) == address(0)) revert IClearingHouse.ZeroAddress();
+        if (address(vault_) == address(0)) revert IErrors.ZeroAddress();
         vault = vault_;
     }
 

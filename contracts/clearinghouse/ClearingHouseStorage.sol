@@ -5,7 +5,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
-import {WadMath} from "../libraries/WadMath.sol";
+import {WAD, WadMath} from "../libraries/WadMath.sol";
 import {OracleLib} from "../libraries/OracleLib.sol";
 import {VAmmMath} from "../libraries/VAmmMath.sol";
 import {FundingMath} from "../libraries/FundingMath.sol";
@@ -317,7 +317,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
     ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
     ///      per-position amount owed is rounded up (docs/funding.md).
     function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
-        return area.sMulDivDown(indexPrice, 1 hours * WadMath.WAD);
+        return area.sMulDivDown(indexPrice, 1 hours * WAD);
     }
 
     /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).
@@ -326,7 +326,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         pure
         returns (int256 premium, int256 target)
     {
-        premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WadMath.WAD) / indexTwap.toInt256();
+        premium = (markTwap.toInt256() - indexTwap.toInt256()) * int256(WAD) / indexTwap.toInt256();
         target = FundingMath.clamp(
             premium / int256(uint256(f.fundingPeriodHours)) + f.baselineRate + skewTerm, f.maxFundingRate
         );
@@ -343,7 +343,7 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         // Casts: OI sides and the reserve are below 2^128.
         int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
         // One division, truncated toward zero: |net| < 2^128, so |net| x 1e18 x 1e4 stays far below 2^255.
-        return net * int256(WadMath.WAD) * int256(ppm) / (int256(uint256(m.baseReserve)) * 1e6);
+        return net * int256(WAD) * int256(ppm) / (int256(uint256(m.baseReserve)) * 1e6);
     }
 
     /// @dev TWAPs from the ring anchor to `current` (an accumulator at block.timestamp). The anchor
@@ -371,7 +371,4 @@ abstract contract ClearingHouseStorage is Ownable2Step {
         }
     }
 
-    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
-        if (value < lo || value > hi) revert IClearingHouse.ParameterOutOfBounds(name, value);
-    }
 }

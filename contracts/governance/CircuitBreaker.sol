@@ -7,7 +7,8 @@ import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IVault} from "../interfaces/IVault.sol";
 import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
 import {ILiquidityPool} from "../interfaces/ILiquidityPool.sol";
-import {WadMath} from "../libraries/WadMath.sol";
+import {WAD, WadMath} from "../libraries/WadMath.sol";
+import {Bounds} from "../libraries/Bounds.sol";
 
 /// @title CircuitBreaker
 /// @notice Deterministic breakers over every market (see ICircuitBreaker): a permissionless `poke` measures,
@@ -36,7 +37,6 @@ import {WadMath} from "../libraries/WadMath.sol";
 contract CircuitBreaker is ICircuitBreaker {
     using WadMath for uint256;
 
-    uint256 internal constant WAD = 1e18;
     uint256 internal constant MIN_MOVE_THRESHOLD = 0.01e18;
     uint256 internal constant MAX_MOVE_THRESHOLD = 0.5e18;
     uint256 internal constant MIN_COOL_OFF = 5 minutes;
@@ -166,14 +166,14 @@ contract CircuitBreaker is ICircuitBreaker {
             revert NotGovernor(msg.sender);
         }
         if (marketId == 0 || marketId > _clearingHouse.marketCount()) revert UnknownMarket(marketId);
-        if (t.moveThreshold != 0) _bound("moveThreshold", t.moveThreshold, MIN_MOVE_THRESHOLD, MAX_MOVE_THRESHOLD);
+        if (t.moveThreshold != 0) Bounds.check("moveThreshold", t.moveThreshold, MIN_MOVE_THRESHOLD, MAX_MOVE_THRESHOLD);
         if (t.divergenceThreshold != 0) {
-            _bound("divergenceThreshold", t.divergenceThreshold, MIN_DIVERGENCE_THRESHOLD, MAX_DIVERGENCE_THRESHOLD);
+            Bounds.check("divergenceThreshold", t.divergenceThreshold, MIN_DIVERGENCE_THRESHOLD, MAX_DIVERGENCE_THRESHOLD);
         }
         if (t.divergenceDuration != 0) {
-            _bound("divergenceDuration", t.divergenceDuration, MIN_DIVERGENCE_DURATION, MAX_DIVERGENCE_DURATION);
+            Bounds.check("divergenceDuration", t.divergenceDuration, MIN_DIVERGENCE_DURATION, MAX_DIVERGENCE_DURATION);
         }
-        if (t.maxSkewShare != 0) _bound("maxSkewShare", t.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
+        if (t.maxSkewShare != 0) Bounds.check("maxSkewShare", t.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
         _overrides[marketId] = t;
         emit MarketThresholdsSet(marketId, t);
     }
@@ -374,13 +374,13 @@ contract CircuitBreaker is ICircuitBreaker {
     }
 
     function _setParams(BreakerParams memory p) internal {
-        _bound("moveThreshold", p.moveThreshold, MIN_MOVE_THRESHOLD, MAX_MOVE_THRESHOLD);
-        _bound("coolOff", p.coolOff, MIN_COOL_OFF, MAX_COOL_OFF);
-        _bound("divergenceThreshold", p.divergenceThreshold, MIN_DIVERGENCE_THRESHOLD, MAX_DIVERGENCE_THRESHOLD);
-        _bound("divergenceDuration", p.divergenceDuration, MIN_DIVERGENCE_DURATION, MAX_DIVERGENCE_DURATION);
-        _bound("insuranceTarget", p.insuranceTarget, MIN_INSURANCE_TARGET, MAX_INSURANCE_TARGET);
-        _bound("auctionSoftShare", p.auctionSoftShare, MIN_AUCTION_SOFT_SHARE, MAX_AUCTION_SOFT_SHARE);
-        _bound("maxSkewShare", p.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
+        Bounds.check("moveThreshold", p.moveThreshold, MIN_MOVE_THRESHOLD, MAX_MOVE_THRESHOLD);
+        Bounds.check("coolOff", p.coolOff, MIN_COOL_OFF, MAX_COOL_OFF);
+        Bounds.check("divergenceThreshold", p.divergenceThreshold, MIN_DIVERGENCE_THRESHOLD, MAX_DIVERGENCE_THRESHOLD);
+        Bounds.check("divergenceDuration", p.divergenceDuration, MIN_DIVERGENCE_DURATION, MAX_DIVERGENCE_DURATION);
+        Bounds.check("insuranceTarget", p.insuranceTarget, MIN_INSURANCE_TARGET, MAX_INSURANCE_TARGET);
+        Bounds.check("auctionSoftShare", p.auctionSoftShare, MIN_AUCTION_SOFT_SHARE, MAX_AUCTION_SOFT_SHARE);
+        Bounds.check("maxSkewShare", p.maxSkewShare, MIN_MAX_SKEW_SHARE, MAX_MAX_SKEW_SHARE);
         _params = p;
         emit BreakerParamsSet(p);
     }
@@ -394,9 +394,6 @@ contract CircuitBreaker is ICircuitBreaker {
         if (t.maxSkewShare == 0) t.maxSkewShare = bp.maxSkewShare;
     }
 
-    function _bound(bytes32 name, uint256 value, uint256 lo, uint256 hi) internal pure {
-        if (value < lo || value > hi) revert ParameterOutOfBounds(name, value);
-    }
 
     /// @dev |a - b| / b [wad], rounded down; 0 when b is 0 (no TWAP yet).
     function _relative(uint256 a, uint256 b) internal pure returns (uint256) {

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title IAmmController
 /// @notice Keeps every market's virtual AMM in line with the shared pool (docs/pool.md): depth follows the
 ///         pool capital allotted to the market, and the peg (the curve's price at zero net position)
 ///         follows the index, at most once per block by a bounded step. Both are permissionless pokes
 ///         bounded per call; neither changes a trader's entry.
-interface IAmmController {
+interface IAmmController is IErrors {
     /// @notice Per-market rule.
     struct AmmParams {
         uint64 depthRatio; // [wad] target quote reserve per unit of pool NAV (the market's weight x leverage of depth)
@@ -20,7 +22,6 @@ interface IAmmController {
     }
 
     error UnknownMarket(uint32 marketId);
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice The market has no depth rule yet (depthRatio 0): governance must set one.
     error DepthNotConfigured(uint32 marketId);
     /// @notice The pool's NAV is not positive: depth cannot follow it.
@@ -29,7 +30,6 @@ interface IAmmController {
     error RepegNotNeeded(uint256 divergence, uint256 threshold);
     /// @notice The last repeg of this market was less than `repegInterval` ago (or in this block).
     error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
-    error ZeroAddress();
     /// @notice The last depth sync of this market was less than `depthInterval` ago.
     error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
 

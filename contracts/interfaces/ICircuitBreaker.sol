@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title ICircuitBreaker
 /// @notice Deterministic circuit breakers (issue 17, item 2). A permissionless `poke` measures a market and
 ///         the protocol, and asks the RiskGovernor to restrict the market while a breaker holds:
@@ -20,7 +22,7 @@ pragma solidity 0.8.28;
 ///      1 wei). Those caps are checked only on the side a trade grows: a close, a reduce, a liquidation
 ///      (kick, take, backstop) and a withdrawal of free collateral never read them, so no breaker can block
 ///      any of these.
-interface ICircuitBreaker {
+interface ICircuitBreaker is IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice The breakers' global parameters, bounded in code (a market may have its own reduce-only
@@ -95,12 +97,8 @@ interface ICircuitBreaker {
 
     // ------------------------------------------------------------------ errors
 
-    /// @notice A breaker parameter outside its hard bound; `name` says which.
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice `caller` is not the RiskGovernor.
     error NotGovernor(address caller);
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice `marketId` is not listed on the ClearingHouse.
     error UnknownMarket(uint32 marketId);
 

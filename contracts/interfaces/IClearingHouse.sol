@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title IClearingHouse
 /// @notice Markets (virtual AMMs priced on virtual reserves), positions, TWAPs and margin checks.
 ///         Money never sits here: every trade's ledger movement is settled in the Vault, against the
@@ -9,7 +11,7 @@ pragma solidity 0.8.28;
 ///      (long: paid, > 0; short: received, < 0), so unrealized PnL = size x price - openNotional.
 ///      A trade's `quote` is the signed quote flow to the trader: negative when the trader pays (buy),
 ///      positive when the trader receives (sell). Fees are charged on |quote| and are not part of it.
-interface IClearingHouse {
+interface IClearingHouse is IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice What moved a position other than its holder's own order (see `PositionSettled`).
@@ -102,14 +104,8 @@ interface IClearingHouse {
     error InsufficientLiquidity(uint32 marketId, int256 baseAmount, uint256 baseReserve);
     /// @notice The listing limit (one bit per market in the account bitmap) is reached.
     error TooManyMarkets(uint256 maxMarkets);
-    /// @notice A parameter is outside its hard bound; `name` says which.
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
-    /// @notice The protocol is paused at `level`, which blocks this action.
-    error Paused(uint8 level);
     /// @notice `caller` may not act for `owner`.
     error NotOwnerOrOperator(address caller, address owner);
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice The trade would cut into the part of the position that is in a liquidation auction.
     error PositionInAuction(address owner, uint32 subaccount, uint32 marketId, int256 auctionedSize);
     /// @notice A liquidation slice that is zero, of the wrong sign, or larger than the free position.

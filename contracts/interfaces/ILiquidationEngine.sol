@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title ILiquidationEngine
 /// @notice Dutch-auction liquidation of position slices (docs/liquidation.md). `kick` moves the smallest slice of a
 ///         liquidatable account's position that restores its target health into an auction; takers buy
@@ -8,7 +10,7 @@ pragma solidity 0.8.28;
 ///         unless an auction is redone `maxRedos` times and then backstopped.
 /// @dev Units: base and prices WAD; ratios WAD; time seconds. A long slice is sold to the taker at
 ///      `index x (1 - discount)`, a short slice at `index x (1 + discount)`.
-interface ILiquidationEngine {
+interface ILiquidationEngine is IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice Shape of the discount over an auction's life, chosen per market.
@@ -77,16 +79,10 @@ interface ILiquidationEngine {
     error DustRemainder(uint256 remainder, uint256 minPositionSize);
     /// @notice The take amount is zero.
     error ZeroAmount();
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice The liquidated account may not take its own auction.
     error SelfTake(address owner, uint32 subaccount);
     /// @notice Live-auction notional would exceed `maxAuctionNotional`.
     error AuctionCapReached(uint256 liveNotional, uint256 sliceNotional, uint256 cap);
-    /// @notice The protocol is paused at `level`, which blocks liquidations (level >= 2).
-    error Paused(uint8 level);
-    /// @notice A parameter is outside its hard bound.
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice `cancel` of an auction whose account still needs it: its value is below `requirement`,
     ///         targetHealth x (the free parts' maintenance + the auctioned parts' backing).
     error AuctionStillNeeded(uint256 auctionId, int256 accountValue, uint256 requirement);

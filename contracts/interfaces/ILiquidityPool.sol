@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title ILiquidityPool
 /// @notice The ERC-4626 liquidity pool's additions: two-step withdrawals and the reserve rule (docs/pool.md).
-interface ILiquidityPool {
+interface ILiquidityPool is IErrors {
     struct PoolParams {
         uint32 withdrawCooldown; // [s] between `requestWithdraw` and the first moment it can execute
         uint32 withdrawWindow; // [s] how long after the cooldown the request stays valid
@@ -23,8 +25,6 @@ interface ILiquidityPool {
     /// @notice Zero assets where a positive amount is required, or a redemption worth less than one
     ///         token unit.
     error ZeroAssets();
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice `requestWithdraw` for more shares than the caller holds.
     error SharesExceedBalance(uint256 shares, uint256 balance);
     /// @notice A withdrawal without a request.
@@ -39,10 +39,6 @@ interface ILiquidityPool {
     error PoolReserveLocked(int256 assetsAfter, uint256 reserve);
     /// @notice The withdrawal asks for more than the pool's cash in the Vault.
     error InsufficientPoolCash(int256 poolBalance, uint256 amountWad);
-    /// @notice Deposits are closed at Vault pause level `level` (3).
-    error Paused(uint8 level);
-    /// @notice A parameter outside its hard bound.
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice LP deposits and withdrawals wait while markets whose index cannot be trusted now (a stale or
     ///         invalid feed, or a vAMM outside its band around the index after a gap) carry open interest of
     ///         `suspendedNotional` [wad], more than `tolerance` [wad]: accounts there may be heading for bad

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {IClearingHouse} from "./IClearingHouse.sol";
 import {ICircuitBreaker} from "./ICircuitBreaker.sol";
+import {IErrors} from "./IErrors.sol";
 
 /// @title IRiskGovernor
 /// @notice The owner of the five modules (Vault, ClearingHouse, LiquidationEngine, LiquidityPool,
@@ -16,7 +17,7 @@ import {ICircuitBreaker} from "./ICircuitBreaker.sol";
 ///      ones the ClearingHouse holds, the configured ones tightened by the circuit breaker's restriction of
 ///      the market (`applyRestriction`). Governance changes the configured record; the breaker only
 ///      tightens; lifting a restriction restores the configured parameters.
-interface IRiskGovernor {
+interface IRiskGovernor is IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice How a call may reach a module: `Unknown` (not a known setter: refused), `Timelock` (propose,
@@ -69,8 +70,6 @@ interface IRiskGovernor {
     error ProposalNotPending(uint256 proposalId, ProposalState state);
     /// @notice The timelock's minimum delay is below `MIN_DELAY`.
     error DelayTooShort(uint256 delay, uint256 minDelay);
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice `acceptOwnership` for an address that is not one of the five modules.
     error UnknownModule(address module);
     /// @notice The breaker was already wired (a later change goes through the timelock).

@@ -1,26 +1,24 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IErrors} from "./IErrors.sol";
+
 /// @title IVault
 /// @notice Custody of all real money in vPerp and the ledger of who owns it: trader margin per
 ///         account `(owner, subaccount)`, the liquidity pool's balance (the counterparty of every
 ///         trader) and the insurance fund. Amounts in token units at the edges (`deposit`,
 ///         `withdraw`); everything internal is WAD (18 decimals).
-interface IVault {
+interface IVault is IErrors {
     // ------------------------------------------------------------------ errors
 
     /// @notice An amount of zero was given where a positive amount is required.
     error ZeroAmount();
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
     /// @notice `caller` is neither `owner` nor an operator `owner` approved.
     error NotOwnerOrOperator(address caller, address owner);
     /// @notice The action would leave the account with negative free collateral.
     error InsufficientFreeCollateral(address owner, uint32 subaccount, int256 freeCollateral);
     /// @notice The action would take the account's settled collateral below zero.
     error InsufficientCollateral(address owner, uint32 subaccount, int256 collateral, uint256 amountWad);
-    /// @notice The protocol is paused at `level`, which blocks this action.
-    error Paused(uint8 level);
     /// @notice The token moved a different amount than asked (fee-on-transfer or rebasing collateral).
     error TransferAmountMismatch(uint256 expected, uint256 received);
     /// @notice The collateral token has more than 18 decimals.
@@ -49,8 +47,6 @@ interface IVault {
     error InsufficientInsurance(uint256 insuranceFund, uint256 amount);
     /// @notice A trade would give the account a position in more than `maxOpenMarkets` markets.
     error TooManyOpenMarkets(address owner, uint32 subaccount, uint256 maxOpenMarkets);
-    /// @notice A parameter outside its hard bound (`approveBuilderFee`'s `maxBuilderFeeRate`).
-    error ParameterOutOfBounds(bytes32 name, uint256 value);
     /// @notice A trade asked `builder` for `feeRate` while `owner` approved it for at most `approved`.
     error BuilderFeeNotApproved(address owner, address builder, uint256 feeRate, uint256 approved);
     /// @notice `claimBuilderFees` with less than one token unit accrued (`balanceWad` stays).

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
-import {WadMath} from "./WadMath.sol";
+import {WAD, WadMath} from "./WadMath.sol";
 
 /// @title FundingMath
 /// @notice The applied funding rate's motion toward its target, and the area under it.
@@ -18,7 +18,6 @@ import {WadMath} from "./WadMath.sol";
 ///      r dt in [wad per hour * s]. Every signed division truncates toward zero (Solidity `/`),
 ///      which `vperp.funding` mirrors.
 library FundingMath {
-    uint256 internal constant WAD = 1e18;
     uint256 internal constant HOUR = 3600;
     uint256 internal constant LN2_WAD = 693_147_180_559_945_309; // floor(ln 2 * 1e18)
     uint256 internal constant EXP_TERMS = 18; // 0.694^19 / 19! < 1e-19: below one wei; even (expNegWad pairs terms)

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+/// @dev The fixed-point unit of every price, size, ratio and quote amount on chain: 1e18. Its one home; modules
+///      import it with the library (`import {WAD, WadMath} from ...`).
+uint256 constant WAD = 1e18;
+
 /// @title WadMath
 /// @notice 18-decimal fixed-point arithmetic with the rounding direction in every name.
 /// @dev Unsigned: `Down` truncates, `Up` rounds away from zero. Signed (`s` prefix): `Down` rounds
@@ -9,8 +13,6 @@ pragma solidity 0.8.28;
 ///      rounds up. Products use checked arithmetic: an overflow reverts instead of wrapping, and the
 ///      protocol's hard bounds (reserves, sizes, prices < 2^128) keep every product below 2^256.
 library WadMath {
-    uint256 internal constant WAD = 1e18;
-
     function mulWadDown(uint256 x, uint256 y) internal pure returns (uint256) {
         return x * y / WAD;
     }

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
+import {IErrors} from "../interfaces/IErrors.sol";
 
 /// @title IPerpReader
 /// @notice Read-only answers bots and dashboards ask for, computed from the modules' public views (the
@@ -10,7 +11,7 @@ import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
 ///         becomes liquidatable, the largest trade a market accepts now, and a market's state in one call.
 /// @dev Every answer is for the block it is read in (its timestamp and oracle answers). Units are WAD
 ///      except where a name says token units.
-interface IPerpReader {
+interface IPerpReader is IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice A market's state in one call.
@@ -43,8 +44,6 @@ interface IPerpReader {
 
     /// @notice `marketId` is not listed (ids run from 1 to `ClearingHouse.marketCount()`).
     error UnknownMarket(uint32 marketId);
-    /// @notice The zero address was given where an address is required.
-    error ZeroAddress();
 
     // ------------------------------------------------------------------ views
 

@@ -8,7 +8,7 @@ import {IVault} from "../interfaces/IVault.sol";
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
-import {WadMath} from "../libraries/WadMath.sol";
+import {WAD, WadMath} from "../libraries/WadMath.sol";
 import {VAmmMath} from "../libraries/VAmmMath.sol";
 
 /// @dev Public getters of the modules that their interfaces do not declare.
@@ -38,7 +38,6 @@ contract PerpReader is IPerpReader {
     uint256 internal constant MAX_STEPS = 8;
     /// @dev Bound on the rounding of h(x) against its line: h_line - 3 < h <= h_line.
     int256 internal constant ROUNDING = 3;
-    uint256 internal constant WAD = 1e18;
     uint256 internal constant WAD2 = 1e36;
 
     IVault public immutable vault;
