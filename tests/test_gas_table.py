@@ -10,8 +10,8 @@ import pytest
 
 from vperp.config import default_config
 from vperp.deployment import deploy
-from vperp.gas import (FUNDING_WINDOW_HOURS, HOUR, WAD, Clock, Situation, _open, activate_funding, measure,
-                       refresh_feeds)
+from vperp.gas import (FUNDING_WINDOW_HOURS, HOUR, START, START_PERIOD, WAD, Clock, Situation, _open,
+                       activate_funding, measure, refresh_feeds)
 
 
 def test_gas_table_rows_measure_their_labelled_situations(accounts, chain):
@@ -105,3 +105,22 @@ def test_situation_checks_the_funding_window(fresh, accounts):
         clock.at(clock.head() + HOUR)
     sit.funding_window_full(1)
     sit.same_quarter(1, crosses=True)
+
+
+def test_clock_starts_at_the_pinned_start_and_the_rows_check_the_hour_of_the_hourly_ring(fresh):
+    # The "1 h since last update" rows swapped 2,000 gas between runs while the start followed the wall clock:
+    # the hourly funding sample writes the hour's skew sum to hourlySkew[h % 25] and reads its anchor's from
+    # hourlySkew[(h - 24) % 25], int32s eight a storage word; in hours 7, 15, 23 and 24 of the ring that read is
+    # in the next word, a cold slot.
+    s, clock, sit = fresh
+    assert clock.start >= START and clock.start % START_PERIOD == 0
+    hour = clock.head() // HOUR
+    for ring_hour, warm in ((2, True), (7, False), (8, True), (15, False), (16, True), (23, False), (24, False),
+                            (0, True)):
+        hour += 1 + (ring_hour - hour - 1) % 25
+        clock.at(hour * HOUR)
+        if warm:
+            sit.anchor_skew_warm()
+        else:
+            with pytest.raises(AssertionError, match="cold read"):
+                sit.anchor_skew_warm()

@@ -13,6 +13,20 @@ shares one, at a timestamp set explicitly, one second after the previous block u
 otherwise. (Anvil otherwise puts several blocks in one second, which skips the once-per-block market
 update; the embedded chain otherwise follows the wall clock.) Gas is read from receipts.
 
+The start is pinned too: the first block of the run is at START, a fixed timestamp (2037-12-20 00:00 UTC),
+not a day after the wall clock. Some figures depend on where in time a row falls, and runs gave different
+ones while the start followed the wall clock:
+- the hour's place in the 25-slot ring of hourly observations: an hourly funding sample writes the hour's
+  skew sum to `hourlySkew[h % 25]` and reads its anchor's from `hourlySkew[(h - 24) % 25]`; the sums are
+  int32s, eight a storage word, so in 4 hours of 25 (h % 25 in 7, 15, 23, 24) the anchor's is in another
+  word, a cold read (2,100 gas instead of 100). The "1 h since last update" rows swapped 2,000 gas from run
+  to run for this. They are measured where the anchor's sum shares the written word, as in 21 hours of 25
+  (`Situation.anchor_skew_warm`);
+- the values the set-up leaves (its steps to the next quarter-window and hour are as long as the start's
+  place in the hour makes them): a position's funding settlement rounds up (`WadMath.divUp`, 32 gas more)
+  unless size x index change is an exact multiple of 1e18, and a value's zero bytes in calldata (a deadline,
+  a number of shares) cost 4 gas instead of 16. With a fixed start every value is the same on every run.
+
 `./run.sh gas` writes docs/gas.md and docs/gas.json; the 'previous' column is read from the JSON the
 last run wrote (from docs/gas.md's figures when there is no JSON yet).
 """
@@ -20,7 +34,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import chain_io
@@ -30,6 +46,14 @@ from .deployment import deploy
 from .units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
 BIG = 2**255
 HOUR = 3600
+DAY = 86_400
+FUNDING_OBSERVATIONS = 25  # ClearingHouseStorage: hourly observation slots (and skew sums) per market
+SKEWS_PER_SLOT = 8  # ClearingHouseStorage.hourlySkew: int32s, eight a storage word
+# The start of the measured chain (2037-12-20 00:00 UTC): a whole number of days and of 25-hour rings, so
+# every row falls at the same hour of the day and of the ring of hourly observations, and at the same
+# values, on every run. It must stay ahead of the wall clock (see Clock); it is below 2^31.
+START = 2_144_880_000
+START_PERIOD = FUNDING_OBSERVATIONS * DAY  # both a day and FUNDING_OBSERVATIONS hours divide it
 RING_FILL_QUARTERS = 9  # the 8-slot observation ring filled once, plus one: every later write is nonzero -> nonzero
 
 
@@ -42,17 +66,24 @@ class Row:
 
 
 class Clock:
-    """Pinned block time. Every block is one second after its parent unless a timestamp is set:
-    Anvil steps by 1 s (`anvil_setBlockTimestampInterval`); the embedded chain is moved a day ahead of
-    the wall clock, where py-evm's `max(parent + 1, now)` is always `parent + 1`."""
+    """Pinned block time. The next block is at `start` (START: a fixed timestamp, or on a chain already
+    past it the next multiple of START_PERIOD after its head, at the same hour of the day and of the
+    hourly ring), and every block is one second after its parent unless a timestamp is set: Anvil steps by
+    1 s (`anvil_setBlockTimestampInterval`); on the embedded chain the start is at least a day ahead of the
+    wall clock, where py-evm's `max(parent + 1, now)` is always `parent + 1`."""
 
-    def __init__(self, chain):
+    def __init__(self, chain, start: int = START):
         self.chain = chain
         name = chain.provider.name
         self.anvil = "foundry" in name or "anvil" in name
         if self.anvil:
             chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
-        chain.pending_timestamp = chain.pending_timestamp + 86_400
+        t = -(-max(start, self.head() + 1) // START_PERIOD) * START_PERIOD
+        if not self.anvil:
+            assert t > time.time() + DAY, (f"the start {t} is less than a day ahead of the wall clock: the "
+                                           "embedded chain would follow it (move START)")
+        self.chain.pending_timestamp = t
+        self.start = t
 
     def head(self) -> int:
         return self.chain.blocks.head.timestamp
@@ -167,6 +198,17 @@ class Situation:
         assert (t // quarter != last // quarter) == crosses, (market_id, t, last, crosses)
         new_hour = crosses if new_hour is None else new_hour
         assert (t // HOUR != last // HOUR) == new_hour, (market_id, t, last, "new hour", new_hour)
+
+    def anchor_skew_warm(self) -> None:
+        """The next block's hourly funding sample reads its anchor's skew sum (`hourlySkew[(h - 24) % 25]`, the
+        hour FUNDING_WINDOW_HOURS back) from the storage word it has just written the hour's to
+        (`hourlySkew[h % 25]`), as in 21 hours of 25. In the other four the anchor's sum is in the next word:
+        a cold read, 2,000 gas more, at an hour of the ring the row's label does not name."""
+        h = self.clock.chain.pending_timestamp // HOUR
+        written, anchor = h % FUNDING_OBSERVATIONS, (h - FUNDING_WINDOW_HOURS) % FUNDING_OBSERVATIONS
+        assert written // SKEWS_PER_SLOT == anchor // SKEWS_PER_SLOT, (
+            f"hour {h}: the anchor's skew sum (slot {anchor}) is not in the word of the hour's (slot {written}): "
+            "a cold read")
 
     def funding_window_full(self, market_id: int) -> None:
         """The next block's funding sample finds its day-long anchor at the first probe, as on a market that
@@ -286,7 +328,7 @@ def _fresh_quarter(s, clock: Clock, keeper) -> None:
 FIRST_TOUCH = "market updated in the previous block (1 s earlier, same quarter-window)"
 IN_BLOCK = "market already updated earlier in the same block"
 HOUR_LATER = ("first update of the market in 1 h: pays the ring observation, the hourly observation and the "
-              "funding sample (day-long TWAPs, anchor found at the first probe)")
+              "funding sample (day-long TWAPs, anchor found at the first probe, its skew sum in the word just written)")
 
 
 def measure(accounts, chain) -> list[Row]:
@@ -336,6 +378,7 @@ def measure(accounts, chain) -> list[Row]:
         sit.same_quarter(1, crosses=crosses)
         if crosses:
             sit.funding_window_full(1)
+            sit.anchor_skew_warm()
         if close:
             tx = clock.tx(ch.closePosition, 0, 1, 0, clock.deadline(), sender=who, dt=clock.chain.pending_timestamp - clock.head())
         else:
@@ -410,6 +453,7 @@ def measure(accounts, chain) -> list[Row]:
     sit.last_update(1, at_least=HOUR)
     sit.same_quarter(1, crosses=True)
     sit.funding_window_full(1)
+    sit.anchor_skew_warm()
     row("pokeFunding (1 h since last update)", clock.tx(ch.pokeFunding, 1, sender=keeper, dt=HOUR),
         f"permissionless accrual; {HOUR_LATER}")
     _open(s, clock, bob, 0, 1, WAD)
@@ -587,6 +631,10 @@ def to_json(rows: list[Row], network: str) -> str:
         {"name": r.name, "gas": r.gas, "what": r.what} for r in rows]}, indent=1) + "\n"
 
 
+def _utc(t: int) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
     out = [
         "# Gas table",
@@ -598,7 +646,12 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
         "after the last update, a block in every hour of the day-long funding window), positions new or",
         "existing as labelled, and the market's last per-block update as labelled. Block time is pinned:",
         "each measured transaction is alone in its block (unless the row says it shares one), one second after",
-        "the previous block unless the row says otherwise, at an explicit timestamp. Gas from receipts.",
+        "the previous block unless the row says otherwise, at an explicit timestamp. The start is pinned: the",
+        f"run's first block is at a fixed timestamp, {START:,} ({_utc(START)}, a whole number of days",
+        "and of 25-hour rings of hourly observations), not a day after the wall clock, so every row falls at the",
+        "same hour and finds the same values on every run; the rows an hour after the last update are at hours",
+        "where the funding sample finds its anchor's skew sum in the storage word it writes (21 hours of 25; in",
+        "the other four that read is a cold slot, 2,000 gas more). Gas from receipts.",
         "'previous' is the last run's figure (docs/gas.json); a row renamed since shows the figure of the",
         "row it replaces, measured in that row's situation.",
         "",
