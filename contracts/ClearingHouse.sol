@@ -14,7 +14,6 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
 import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
-import {Bounds} from "./libraries/Bounds.sol";
 
 /// @title ClearingHouse
 /// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
@@ -209,8 +208,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         uint256 builderFeeRate
     ) external nonReentrant returns (int256, int256, uint256) {
         // Packed in one word (one stack slot in _trade): the rate above the address. A rate that does not fit
-        // 96 bits could never be approved (Vault.MAX_BUILDER_FEE_RATE).
-        Bounds.check("builderFeeRate", builderFeeRate, 0, type(uint96).max);
+        // 96 bits could never be approved (Vault.MAX_BUILDER_FEE_RATE). Written out rather than `Bounds.check`
+        // (same rule): with the library call here depth syncs and repegs cost 46 gas more (measured, `./run.sh gas`).
+        if (builderFeeRate > type(uint96).max) revert ParameterOutOfBounds("builderFeeRate", builderFeeRate);
         uint256 packed = builder == address(0) ? 0 : (builderFeeRate << 160) | uint256(uint160(builder));
         return _trade(msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, packed);
     }
