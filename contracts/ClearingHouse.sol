@@ -14,6 +14,7 @@ import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
 import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
+import {PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING} from "./interfaces/IErrors.sol";
 
 /// @title ClearingHouse
 /// @notice Lists markets, prices trades on each market's virtual AMM, keeps positions and TWAPs,
@@ -28,8 +29,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    uint8 internal constant PAUSE_NO_NEW_RISK = 1; // Vault pause levels this contract acts on
-    uint8 internal constant PAUSE_NO_TRADING = 2;
 
     /// @notice Where listing and parameter calls run (by `delegatecall`; see ClearingHouseConfigurator).
     address public immutable configurator;

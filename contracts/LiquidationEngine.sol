@@ -12,6 +12,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
+import {PAUSE_NO_TRADING} from "./interfaces/IErrors.sol";
 
 /// @title LiquidationEngine
 /// @notice Partial liquidations by Dutch auction (docs/liquidation.md). Holds no money: keeper rewards and penalties
@@ -26,7 +27,6 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     using SafeCast for uint256;
     using SafeCast for int256;
 
-    uint8 internal constant PAUSE_NO_TRADING = 2;
     /// @dev Exponential curve: discount reaches (1 - e^-4) ~ 98 % of its span after `duration`,
     ///      normalised so it ends exactly at maxDiscount.
     uint256 internal constant EXP_SPEED = 4;

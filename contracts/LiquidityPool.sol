@@ -15,6 +15,7 @@ import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {Bounds} from "./libraries/Bounds.sol";
+import {PAUSE_WITHDRAW_ONLY} from "./interfaces/IErrors.sol";
 
 /// @title LiquidityPool
 /// @notice One ERC-4626 pool backing every market: LPs deposit the collateral token once and are the
@@ -38,7 +39,6 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     using WadMath for uint256;
 
     uint256 internal constant MAX_RESERVE_FACTOR = 1e18;
-    uint8 internal constant PAUSE_DEPOSITS = 3; // the Vault level at which fundPool reverts
     uint256 internal constant MAX_COOLDOWN = 30 days;
     uint256 internal constant MIN_WINDOW = 1 hours;
     uint256 internal constant MAX_WINDOW = 30 days;
@@ -258,7 +258,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     ///      otherwise the room left in the pool's int128 ledger line, in token units (0 when that room
     ///      would buy no share).
     function maxDeposit(address) public view override returns (uint256) {
-        if (vault.pauseLevel() >= PAUSE_DEPOSITS || _flowsSuspended()) return 0;
+        if (vault.pauseLevel() >= PAUSE_WITHDRAW_ONLY || _flowsSuspended()) return 0;
         int256 cash = vault.poolBalance();
         // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
         uint256 room = uint256(int256(type(int128).max) - cash) / tokenScale;
@@ -288,7 +288,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @dev The named reason first (the ERC-4626 max check would only say "exceeded").
     function _checkDepositsOpen() internal view {
         uint8 level = vault.pauseLevel();
-        if (level >= PAUSE_DEPOSITS) revert Paused(level);
+        if (level >= PAUSE_WITHDRAW_ONLY) revert Paused(level);
     }
 
     function _valuation() internal view returns (Valuation memory v) {

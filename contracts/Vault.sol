@@ -12,6 +12,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
+import {PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY} from "./interfaces/IErrors.sol";
 
 /// @title Vault
 /// @notice Holds every token in vPerp and keeps the ledger: account margin, the liquidity pool's
@@ -31,9 +32,6 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         uint128 openMarkets; // bitmap, bit (marketId - 1) set while a position is open
     }
 
-    uint8 internal constant PAUSE_NO_NEW_RISK = 1;
-    uint8 internal constant PAUSE_NO_TRADING = 2;
-    uint8 internal constant PAUSE_WITHDRAW_ONLY = 3;
     bytes32 internal constant MODULE_CLEARING_HOUSE = "clearingHouse";
     bytes32 internal constant MODULE_LIQUIDATION = "liquidationEngine";
     bytes32 internal constant MODULE_POOL = "liquidityPool";

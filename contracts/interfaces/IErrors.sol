@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+// The Vault's pause levels, one home for every module that acts on them (docs/governance.md): 0 none; from 1 no
+// position may add risk; from 2 no trade and no liquidation; at 3 only withdrawals (deposits, margin moves and
+// the pool's deposits refused). `Paused(level)` names the level that blocked an action.
+uint8 constant PAUSE_NO_NEW_RISK = 1;
+uint8 constant PAUSE_NO_TRADING = 2;
+uint8 constant PAUSE_WITHDRAW_ONLY = 3;
+
 /// @title IErrors
 /// @notice The errors every module shares, declared once: each module's interface inherits them, and the
 ///         `Bounds` library reverts with this declaration, so each appears once in every ABI with one selector.
