@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
+import {IERC4626} from "@openzeppelin/contracts/interfaces/IERC4626.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -123,7 +124,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     function deposit(uint256 assets, address receiver)
         public
-        override
+        override(ERC4626, IERC4626)
         nonReentrant
         withCachedValuation
         returns (uint256 shares)
@@ -141,7 +142,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function mint(uint256 shares, address receiver) public override nonReentrant withCachedValuation returns (uint256) {
+    function mint(uint256 shares, address receiver) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         _checkDepositsOpen();
         _checkFlowsOpen();
@@ -149,7 +150,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
+    function withdraw(uint256 assets, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
         _checkFlowsOpen();
         _checkWithdrawal(owner, previewWithdraw(assets), assets);
@@ -157,7 +158,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function redeem(uint256 shares, address receiver, address owner) public override nonReentrant withCachedValuation returns (uint256) {
+    function redeem(uint256 shares, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         _checkFlowsOpen();
         uint256 assets = previewRedeem(shares);
@@ -191,7 +192,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @notice NAV in token units, rounded down, floored at zero. Never reverts (EIP-4626). Redemptions and
     ///         withdrawals are priced on it; deposits and mints on `depositAssets` (see there).
-    function totalAssets() public view override returns (uint256) {
+    function totalAssets() public view override(ERC4626, IERC4626) returns (uint256) {
         int256 nav = navWad();
         // Cast: nav > 0 on this branch.
         return nav <= 0 ? 0 : uint256(nav) / tokenScale;
@@ -206,13 +207,13 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @inheritdoc ERC4626
     /// @dev Priced on `depositAssets`, rounded down (never more shares than the deposit buys).
-    function previewDeposit(uint256 assets) public view override returns (uint256) {
+    function previewDeposit(uint256 assets) public view override(ERC4626, IERC4626) returns (uint256) {
         return Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), depositAssets() + 1, Math.Rounding.Floor);
     }
 
     /// @inheritdoc ERC4626
     /// @dev Priced on `depositAssets`, rounded up (never fewer assets than the shares cost).
-    function previewMint(uint256 shares) public view override returns (uint256) {
+    function previewMint(uint256 shares) public view override(ERC4626, IERC4626) returns (uint256) {
         return Math.mulDiv(shares, depositAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), Math.Rounding.Ceil);
     }
 
@@ -235,7 +236,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     /// @dev Exactly what `withdraw` accepts now: 0 while LP flows are suspended or `owner` has no matured
     ///      request; else the request's value, within the pool's withdrawable assets.
-    function maxWithdraw(address owner) public view override returns (uint256) {
+    function maxWithdraw(address owner) public view override(ERC4626, IERC4626) returns (uint256) {
         if (_flowsSuspended()) return 0;
         uint256 byShares = previewRedeem(_redeemable(owner));
         uint256 pool = withdrawableAssets();
@@ -245,7 +246,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     /// @dev Exactly what `redeem` accepts now: as `maxWithdraw`, in shares, and 0 when those shares would
     ///      be worth less than one token unit (which `redeem` refuses with `ZeroAssets`).
-    function maxRedeem(address owner) public view override returns (uint256) {
+    function maxRedeem(address owner) public view override(ERC4626, IERC4626) returns (uint256) {
         if (_flowsSuspended()) return 0;
         uint256 byShares = _redeemable(owner);
         uint256 byPool = convertToShares(withdrawableAssets());
@@ -257,7 +258,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @dev 0 while the Vault is paused at level 3 (where `fundPool` reverts) or LP flows are suspended;
     ///      otherwise the room left in the pool's int128 ledger line, in token units (0 when that room
     ///      would buy no share).
-    function maxDeposit(address) public view override returns (uint256) {
+    function maxDeposit(address) public view override(ERC4626, IERC4626) returns (uint256) {
         if (vault.pauseLevel() >= PAUSE_WITHDRAW_ONLY || _flowsSuspended()) return 0;
         int256 cash = vault.poolBalance();
         // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
@@ -269,7 +270,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function maxMint(address receiver) public view override returns (uint256) {
+    function maxMint(address receiver) public view override(ERC4626, IERC4626) returns (uint256) {
         return previewDeposit(maxDeposit(receiver));
     }
 

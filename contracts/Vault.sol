@@ -12,7 +12,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
-import {PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY} from "./interfaces/IErrors.sol";
+import {PAUSE_WITHDRAW_ONLY} from "./interfaces/IErrors.sol";
 
 /// @title Vault
 /// @notice Holds every token in vPerp and keeps the ledger: account margin, the liquidity pool's

@@ -58,7 +58,7 @@ contract RiskGovernor is IRiskGovernor {
     /// @inheritdoc IRiskGovernor
     uint256 public constant MIN_DELAY = 1 days;
 
-    /// @notice Who deployed the governor: it may wire the breaker once (`setBreaker`), and nothing else.
+    /// @inheritdoc IRiskGovernor
     address public immutable deployer;
     /// @inheritdoc IRiskGovernor
     address public immutable vault;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IClearingHouse} from "./IClearingHouse.sol";
 import {IErrors} from "./IErrors.sol";
+import {ILiquidityPool} from "./ILiquidityPool.sol";
 
 /// @title IAmmController
 /// @notice Keeps every market's virtual AMM in line with the shared pool (docs/pool.md): depth follows the
@@ -106,4 +108,8 @@ interface IAmmController is IErrors {
 
     /// @notice Sum of `marketId`'s depth-sync costs so far [wad] (positive = the pool's loss).
     function depthCost(uint32 marketId) external view returns (int256);
+
+    /// @notice The ClearingHouse whose reserves it sets, and the pool whose NAV sets the depth.
+    function clearingHouse() external view returns (IClearingHouse);
+    function pool() external view returns (ILiquidityPool);
 }

@@ -158,4 +158,7 @@ interface ICircuitBreaker is IErrors {
 
     /// @notice The RiskGovernor the breaker reports to.
     function governor() external view returns (address);
+
+    /// @notice The global parameters at deployment (what `params` returns until `setParams`).
+    function defaultParams() external pure returns (BreakerParams memory);
 }

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IERC4626} from "@openzeppelin/contracts/interfaces/IERC4626.sol";
+import {IClearingHouse} from "./IClearingHouse.sol";
 import {IErrors} from "./IErrors.sol";
+import {IVault} from "./IVault.sol";
 
 /// @title ILiquidityPool
 /// @notice The ERC-4626 liquidity pool's additions: two-step withdrawals and the reserve rule (docs/pool.md).
-interface ILiquidityPool is IErrors {
+interface ILiquidityPool is IERC4626, IErrors {
     struct PoolParams {
         uint32 withdrawCooldown; // [s] between `requestWithdraw` and the first moment it can execute
         uint32 withdrawWindow; // [s] how long after the cooldown the request stays valid
@@ -83,4 +86,14 @@ interface ILiquidityPool is IErrors {
 
     /// @notice The pool's parameters (cooldown, window, reserve factor).
     function poolParams() external view returns (PoolParams memory);
+
+    /// @notice The Vault that holds the pool's cash, and the ClearingHouse whose traders it values.
+    function vault() external view returns (IVault);
+    function clearingHouse() external view returns (IClearingHouse);
+
+    /// @notice 10^(18 - the asset's decimals): token units -> WAD.
+    function tokenScale() external view returns (uint256);
+
+    /// @notice LP flows wait while untrusted-index open interest exceeds this share of the pool's cash [wad].
+    function SUSPENSION_TOLERANCE() external view returns (uint256);
 }

@@ -180,6 +180,10 @@ interface IRiskGovernor is IErrors {
     /// @notice Shortest timelock delay the governor accepts [s].
     function MIN_DELAY() external view returns (uint256);
 
+    /// @notice Who deployed the governor: it may wire the breaker once (`setBreaker`, while none is set), and
+    ///         nothing else.
+    function deployer() external view returns (address);
+
     /// @notice The governance multisig: proposes, acts, cancels.
     function admin() external view returns (address);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IErrors} from "./IErrors.sol";
 
 /// @title IVault
@@ -176,6 +177,29 @@ interface IVault is IErrors {
 
     /// @notice The current pause level (0 none, 1 no new risk, 2 no trading, 3 withdrawals only).
     function pauseLevel() external view returns (uint8);
+
+    /// @notice Who may raise the pause level (never lower it) besides the owner.
+    function guardian() external view returns (address);
+
+    /// @notice The collateral token every balance is kept in (fixed at construction).
+    function collateralToken() external view returns (IERC20);
+
+    /// @notice 10^(18 - the token's decimals): token units -> WAD.
+    function tokenScale() external view returns (uint256);
+
+    /// @notice `amount` token units in WAD (exact).
+    function toWad(uint256 amount) external view returns (uint256);
+
+    /// @notice The modules wired to the ledger (set once by the owner).
+    function clearingHouse() external view returns (address);
+    function liquidationEngine() external view returns (address);
+    function liquidityPool() external view returns (address);
+
+    /// @notice Most markets one account may hold positions in at once (`TooManyOpenMarkets`).
+    function MAX_OPEN_MARKETS() external view returns (uint256);
+
+    /// @notice The highest builder fee rate an account may approve [wad of notional].
+    function MAX_BUILDER_FEE_RATE() external view returns (uint256);
 
     // ------------------------------------------------------------------ module ledger
 

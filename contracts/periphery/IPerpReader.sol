@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
 import {IErrors} from "../interfaces/IErrors.sol";
+import {IVault} from "../interfaces/IVault.sol";
 
 /// @title IPerpReader
 /// @notice Read-only answers bots and dashboards ask for, computed from the modules' public views (the
@@ -88,4 +89,16 @@ interface IPerpReader is IErrors {
 
     /// @notice Everything a dashboard shows about `marketId`, in one call (never reverts on a stale feed).
     function marketSummary(uint32 marketId) external view returns (MarketSummary memory);
+
+    /// @notice The modules it reads (fixed at construction).
+    function vault() external view returns (IVault);
+    function clearingHouse() external view returns (IClearingHouse);
+    function liquidationEngine() external view returns (ILiquidationEngine);
+
+    /// @notice `liquidationPrice`'s answer when no price applies (no position; a long no positive index
+    ///         makes liquidatable; a short only an index above `MAX_PRICE` would).
+    function NO_LIQUIDATION_PRICE() external view returns (uint256);
+
+    /// @notice Highest index `liquidationPrice` considers [wad]: the ClearingHouse records indices as uint128.
+    function MAX_PRICE() external view returns (uint256);
 }

@@ -29,10 +29,9 @@ contract PerpReader is IPerpReader {
     using WadMath for uint256;
     using WadMath for int256;
 
-    /// @notice `liquidationPrice`'s answer when no price applies (no position; a long no positive index
-    ///         makes liquidatable; a short only an index above `MAX_PRICE` would).
+    /// @inheritdoc IPerpReader
     uint256 public constant NO_LIQUIDATION_PRICE = 0;
-    /// @notice Highest index `liquidationPrice` considers [wad]: the ClearingHouse records indices as uint128.
+    /// @inheritdoc IPerpReader
     uint256 public constant MAX_PRICE = type(uint128).max;
     /// @dev Feed prices `liquidationPrice` evaluates exactly beyond the linear solve (see IPerpReader).
     uint256 internal constant MAX_STEPS = 8;
