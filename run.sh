@@ -22,7 +22,7 @@ setup() {
   local stamp=.venv/.vperp-installed
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet -e ".[dev]"   # the SDK and every extra (pyproject.toml)
     touch "$stamp"
   fi
   # npm: the official Solidity compiler (WebAssembly), Anvil, OpenZeppelin and Solady, from the lockfile.
