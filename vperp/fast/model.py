@@ -44,10 +44,15 @@ class FastModel(Model):
 
 
 ATOMIC_ACTIONS = []
-for _name, _attr in list(vars(Model).items()):
-    if getattr(_attr, "__code__", None) is _ATOMIC_CODE:
-        setattr(FastModel, _name, _fast_atomic(_attr.__wrapped__))
-        ATOMIC_ACTIONS.append(_name)
+_seen: set[str] = set()
+for _cls in Model.__mro__:  # Model and its per-contract mixins (vperp/model/): the first definition of a name wins
+    for _name, _attr in list(vars(_cls).items()):
+        if _name in _seen:
+            continue
+        _seen.add(_name)
+        if getattr(_attr, "__code__", None) is _ATOMIC_CODE:
+            setattr(FastModel, _name, _fast_atomic(_attr.__wrapped__))
+            ATOMIC_ACTIONS.append(_name)
 
 
 def fast_copy(model: Model) -> FastModel:
