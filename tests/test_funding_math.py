@@ -172,3 +172,16 @@ def test_exp_neg_wad_unchecked_costs_less(exp_harness):
     print(f"\nexpNegWad: {gas_reference / len(xs):.0f} -> {gas_current / len(xs):.0f} gas per evaluation "
           f"(call overhead included), {saved:.0f} saved")
     assert gas_current < gas_reference
+
+
+def test_liquidation_exp_span_constant_is_the_library_value(exp_harness):
+    """LiquidationEngine.EXP_SPAN is written out as a literal: it must be WAD - expNegWad(EXP_SPEED x WAD) as the
+    library computes it (on chain and in the model), or the exponential auction curve would move by a wei."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "contracts" / "LiquidationEngine.sol").read_text()
+    speed = int(re.search(r"EXP_SPEED = (\d+);", source).group(1))
+    span = int(re.search(r"EXP_SPAN = ([\d_]+);", source).group(1).replace("_", ""))
+    current, _, _, _ = exp_harness.compare([speed * WAD])
+    assert span == WAD - current[0] == WAD - exp_neg_wad(speed * WAD)
