@@ -19,7 +19,10 @@ from fractions import Fraction
 import ape
 import pytest
 
-from trading_helpers import funding_off, exit_value, expect_revert
+from helpers.liquidation import (deposit, kick_checked, lp_tuple, lparams, mul_up, one_event, reverts_unchanged,
+                                 set_price)
+from helpers.markets import list_market
+from helpers.trading import ZERO, Amm, exit_value, expect_revert, funding_off, trade
 
 from vperp.units import HOUR, WAD
 ETH = 1
@@ -543,3 +546,159 @@ def test_unknown_market_and_owner_only(system, alice, deployer):
         amm.syncDepth(99, sender=alice)
     with ape.reverts():
         amm.setAmmParams(1, tuple(amm.ammParams(1)), sender=alice)
+
+
+# ---------------------------------------------------------------------------- guards and budgets
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_amm_controller_constructor_rejects_zero_addresses(system, project, deployer):
+    """Reached by no other test: the AmmController constructor reverts ZeroAddress() for a zero clearing
+    house or a zero pool; the deployed system keeps its controller."""
+    for ch_addr, pool_addr in ((ZERO, system.pool.address), (system.clearing_house.address, ZERO)):
+        with expect_revert(system.amm.ZeroAddress):
+            project.AmmController.deploy(ch_addr, pool_addr, deployer, sender=deployer)
+    assert system.clearing_house.ammController() == system.amm.address
+
+
+def long_450(system, alice):
+    """alice buys 450 ETH at the listing price (about 9.6 % up the vAMM, inside the 10 % band).
+    Returns (size, openNotional) from the vAMM formulas."""
+    ch = system.clearing_house
+    st = ch.marketState(ETH)
+    amm = Amm(st.baseReserve, st.quoteReserve)
+    deposit(system, alice, 300_000)
+    q = amm.trade(450 * WAD)
+    trade(ch, alice, ETH, 450 * WAD)
+    assert ch.position(alice, 0, ETH)[:2] == (450 * WAD, -q)
+    return 450 * WAD, -q
+
+
+def let_twaps_see(system, chain, who):
+    """Record the index move and let a full hour (four TWAP windows) pass at it (as test_amm_controller)."""
+    ch = system.clearing_house
+    ch.pokeFunding(ETH, sender=who)
+    chain.pending_timestamp += 3600
+    ch.pokeFunding(ETH, sender=who)
+    chain.pending_timestamp += 10
+    chain.mine()
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_amm_controller_with_pool_value_not_positive(system, ch, vault, pool, engine, chain, deployer, alice, bob, carol,
+                                                     batcher):
+    """Reached by no other test: when the pool's NAV is not positive, syncDepth reverts
+    PoolValueNotPositive(nav) and changes nothing, and a repeg has no cost budget (budget = max(NAV, 0) x
+    maxRepegCost = 0 with open interest): it moves neither reserve and costs nothing.
+    NAV goes negative the one way it can: a position whose loss dwarfs its collateral and the pool's cash
+    is kicked, and the bad debt its auction will leave beyond the insurance fund is set aside at once."""
+    amm = system.amm
+    engine.setLiquidationParams(lp_tuple(lparams(engine), maxAuctionNotional=10**8 * WAD), sender=deployer)
+    deposit(system, alice, 300_000)
+    trade(ch, alice, ETH, -450 * WAD)  # a 450 ETH short
+    size, on, _ = ch.position(alice, 0, ETH)
+    set_price(system, "ETH", 30_000 * 10**8)
+    index = 30_000 * WAD
+    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    assert m.size == size and m.reward == m.penalty == 0
+    value = vault.collateral(alice, 0) + size * index // WAD - on
+    shortfall = -(value - mul_up(mul_up(-size, index), engine.auctionParams(ETH).maxDiscount))
+    assert vault.shortfallOf(alice, 0) == shortfall == vault.pendingBadDebt()
+    st = ch.marketState(ETH)
+    nav = vault.poolBalance() - (exit_value(st.baseReserve, st.quoteReserve, size) - on) - (shortfall - vault.insuranceFund())
+    assert nav < 0 and pool.navWad() == nav
+    with reverts_unchanged(system, batcher, amm.PoolValueNotPositive, [alice], nav=nav):
+        amm.syncDepth(ETH, sender=bob)
+
+    let_twaps_see(system, chain, bob)
+    assert pool.navWad() < 0
+    st = ch.marketState(ETH)
+    p0, x = st.spotPrice, st.baseReserve
+    y1 = st.quoteReserve  # move = min(gap, maxMove, byCost = 0) = 0: the reserves stay as they are
+    tx = amm.repeg(ETH, sender=bob)
+    ev = one_event(amm, "Repeg", tx)
+    assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p0, index, 0)
+    assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x, y1)
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_repeg_up_is_bounded_by_the_cost_budget(system, ch, vault, pool, chain, alice, bob):
+    """Reached by no other test: a repeg UP (index above the peg, x y / (x + net)^2) where the cost budget binds:
+    the peg moves by min(index - P, P x maxRepegStep, floor(floor(NAV x maxRepegCost) x / (x + n)) 1e18 / n),
+    the cost term (a peg move dP moves the quote reserve by dP (x + n)^2 / x and the net long's exit value by
+    dP n (x + n) / x); the quote reserve grows by floor(floor(move (x + n) / x) (x + n) / 1e18), x kept. The new
+    price, reserves, cost (that exit-value change, exactly: the change of netExitValue, within the budget to a
+    wei), the pool's NAV (down by the cost) and the running repegCost follow."""
+    amm = system.amm
+    size, on = long_450(system, alice)
+    set_price(system, "ETH", 3500 * 10**8)
+    index = 3500 * WAD
+    let_twaps_see(system, chain, bob)
+    prm = amm.ammParams(ETH)
+    st = ch.marketState(ETH)
+    p0, x, y = st.spotPrice, st.baseReserve, st.quoteReserve
+    nav = vault.poolBalance() - (exit_value(x, y, size) - on)  # NAV: cash - exit PnL
+    assert pool.navWad() == nav > 0
+    net = st.longOpenInterest - st.shortOpenInterest
+    assert net == size
+    z = x + net
+    peg0 = (x * y // z) * WAD // z
+    assert amm.pegPrice(ETH) == peg0 < p0  # the long's premium puts the mark above the peg
+    max_move = peg0 * prm.maxRepegStep // WAD
+    budget = nav * prm.maxRepegCost // WAD
+    by_cost = budget * x // z * WAD // net
+    assert index > peg0 and by_cost < max_move < index - peg0  # the budget is what binds
+    y1 = y + (by_cost * z // x) * z // WAD
+    p1 = y1 * WAD // x
+    cost = exit_value(x, y1, net) - exit_value(x, y, net)
+    exit0 = amm.netExitValue(ETH)
+    t = chain.blocks.head.timestamp + 1
+    chain.pending_timestamp = t
+    tx = amm.repeg(ETH, sender=bob)
+    assert tx.timestamp == t
+    ev = one_event(amm, "Repeg", tx)
+    assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, cost)
+    assert budget * 99 // 100 < cost <= budget + 1  # net long and the peg up: a cost to the pool, within budget
+    assert cost == amm.netExitValue(ETH) - exit0 and pool.navWad() == nav - cost
+    assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x, y1)
+    assert 0 <= peg0 + by_cost - amm.pegPrice(ETH) <= 2  # the peg up by the cost bound, not past it (rounding down)
+    assert amm.repegCost(ETH) == cost and amm.lastRepeg(ETH) == t
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_depth_and_repeg_need_amm_params(system, ch, project, chain, bob):
+    """Reached by no other test: a listed market without setAmmParams has no depth rule: syncDepth and repeg
+    revert DepthNotConfigured(marketId) and leave its reserves, repeg time and cost untouched."""
+    amm = system.amm
+    mid, _, _, _ = list_market(system, project, 1500)
+    assert tuple(amm.ammParams(mid)) == (0,) * 8
+    before = (tuple(ch.marketState(mid))[:5], amm.lastRepeg(mid), amm.repegCost(mid))
+    for call in (amm.syncDepth, amm.repeg):
+        with expect_revert(amm.DepthNotConfigured, marketId=mid):
+            call(mid, sender=bob)
+        assert (tuple(ch.marketState(mid))[:5], amm.lastRepeg(mid), amm.repegCost(mid)) == before
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_repeg_without_open_interest_moves_by_the_step_at_no_cost(system, ch, chain, bob):
+    """With no open interest (net 0) the peg is the spot and no cost bounds a repeg: the price moves by
+    min(index - p0, p0 x maxRepegStep) and the repeg costs the pool nothing."""
+    amm = system.amm
+    st = ch.marketState(ETH)
+    assert st.longOpenInterest == st.shortOpenInterest == 0
+    set_price(system, "ETH", 3300 * 10**8)  # 10 % above the listing price
+    index = 3300 * WAD
+    let_twaps_see(system, chain, bob)
+    prm = amm.ammParams(ETH)
+    st = ch.marketState(ETH)
+    p0, x = st.spotPrice, st.baseReserve
+    assert amm.pegPrice(ETH) == p0  # no net position: the peg is the spot
+    step = p0 * prm.maxRepegStep // WAD
+    assert index - p0 > step  # the step binds
+    y1 = st.quoteReserve + x * step // WAD  # from the reserve, not the truncated spot
+    p1 = y1 * WAD // x
+    tx = amm.repeg(ETH, sender=bob)
+    ev = one_event(amm, "Repeg", tx)
+    assert (ev.priceBefore, ev.priceAfter, ev.indexPrice, ev.cost) == (p0, p1, index, 0)
+    assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x, y1)
+    assert amm.repegCost(ETH) == 0 and amm.lastRepeg(ETH) == tx.timestamp

@@ -9,31 +9,30 @@ closing, a keeper's kick and take, withdrawing free collateral. A governance cha
 changes the configured parameters, the effective ones stay tightened, and lifting restores the new ones.
 
 Expected figures are recomputed from the definitions in ICircuitBreaker (and, for the pool's NAV, from
-the vAMM formulas in tests/trading_helpers.py), never read back from the breaker. Funding is off and the
+the vAMM formulas in tests/helpers/trading.py), never read back from the breaker. Funding is off and the
 taker fee zero in this module, so the insurance fund and the pool's cash move only when a test moves them.
 """
 from __future__ import annotations
 
 import pytest
 
-from governance_helpers import admin, deposit, guardian  # noqa: F401 - shared module fixtures
-from governance_helpers import (
+from helpers.governance import admin, deposit, g, guardian, keeper  # noqa: F401 - shared module fixtures (g: autouse)
+from helpers.governance import (
     AUCTIONS,
     DIVERGENCE,
     INSURANCE,
     MOVE,
     NO_CAP,
     SKEW,
-    Gov,
     bp_tuple,
-    deploy_governance,
     encode,
     mp_tuple,
     propose,
     refresh_oracles,
     struct_tuple,
+    wait_out,
 )
-from trading_helpers import (
+from helpers.trading import (
     ETH_ID,
     MAX_UINT,
     WAD,
@@ -49,27 +48,6 @@ PRICE = 3000 * 10**8  # the ETH feed's answer (8 decimals)
 UNIT = 10**12  # one token unit of the 6-decimal collateral, in wad
 COOL_OFF = 1800
 DIVERGENCE_DURATION = 1800
-
-
-@pytest.fixture(scope="module")
-def keeper(accounts):
-    return accounts[9]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def g(system, deployer, admin, guardian, accounts, alice, bob, carol, dave, erin, keeper) -> Gov:
-    """Funding off and no taker fee (set by the deployer before the hand-over), collateral for the actors,
-    then the governor takes over. (Every actor fixture is requested here, before the module's snapshot.)"""
-    ch = system.clearing_house
-    for m in system.markets.values():
-        fp = ch.fundingParams(m.id)
-        ch.setFundingParams(m.id, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours), sender=deployer)
-        ch.setMarketParams(m.id, mp_tuple(ch.marketParams(m.id), takerFee=0), ch.insuranceFeeShare(m.id),
-                           sender=deployer)
-    for a in list(accounts)[1:7] + [accounts[9]]:
-        system.collateral.mint(a, 10**9 * 10**6, sender=a)
-        system.collateral.approve(system.vault, MAX_UINT, sender=a)
-    return deploy_governance(system, deployer, admin, guardian)
 
 
 def set_eth(system, answer: int):
@@ -104,15 +82,6 @@ def tripped(g, tx):
 
 def applied(g, tx):
     return [(e.marketId, e.capBase, e.reduceOnly) for e in events(g.breaker, "RestrictionApplied", tx)]
-
-
-def wait_out(chain, system, g, pids):
-    """Past the eta of every proposal in `pids`, feeds re-stamped; executes them in order."""
-    eta = max(g.governor.proposal(p).eta for p in pids)
-    chain.pending_timestamp = eta
-    refresh_oracles(system)
-    for p in pids:
-        g.governor.execute(p, sender=system.deployer)
 
 
 def set_breaker_params(chain, system, g, **changes):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from governance_helpers import NO_CAP, deploy_governance, deposit, fund_actors, refresh_oracles
-from governance_helpers import admin, guardian  # noqa: F401 - shared module fixtures
-from trading_helpers import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade  # noqa: F401
+from helpers.governance import NO_CAP, deploy_governance, deposit, fund_actors, refresh_oracles
+from helpers.governance import admin, guardian  # noqa: F401 - shared module fixtures
+from helpers.trading import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade  # noqa: F401
 
 ETH = ETH_ID
 
@@ -47,7 +47,7 @@ def test_a_quiet_drift_does_not_trip_the_move_breaker(chain, system, g, bob, acc
 def test_insurance_breaker_tripped_by_a_round_trip(chain, system, g, alice, bob, carol, erin):
     """Open a balanced long+short (no net vAMM move), poke, close both: the insurance cap stays on every
     poked market until the next poke, below the open interest, refusing honest opens. Cost: 4 taker fees."""
-    from governance_helpers import bp_tuple, encode, propose
+    from helpers.governance import bp_tuple, encode, propose
     pid, eta, _ = propose(g, g.governor, encode(g.governor, "setBreakerParams",
                                                 bp_tuple(g.breaker.params(), insuranceTarget=WAD // 20)))
     chain.pending_timestamp = eta
@@ -86,7 +86,7 @@ def test_a_balancing_round_trip_cannot_lift_the_skew_cap(chain, system, g, bob, 
     """The review: a trader opened the light side up to the heavy one, poked (skew 0: restriction lifted),
     closed it, and grew the heavy side 75 % past the cap, all before the next poke. Now the cap holds for a
     cool-off after the last poke that saw the skew: the heavy side cannot grow past it."""
-    from governance_helpers import bp_tuple, encode, propose
+    from helpers.governance import bp_tuple, encode, propose
     ch, brk, gov = system.clearing_house, g.breaker, g.governor
     pid, eta, _ = propose(g, gov, encode(gov, "setBreakerParams", bp_tuple(brk.params(), maxSkewShare=WAD // 100)))
     chain.pending_timestamp = eta

@@ -15,8 +15,8 @@ import copy
 import ape
 import pytest
 
-from chain_harness import deployment_model
-from trading_helpers import ceil_div, expect_revert
+from helpers.chain_harness import deployment_model
+from helpers.trading import ceil_div, expect_revert
 from vperp import deploy
 from vperp.model import MAX_BUILDER_FEE_RATE, Model, ModelRevert
 

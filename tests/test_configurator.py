@@ -20,7 +20,7 @@ from ape import project
 from vperp.config import default_config
 from vperp.units import WAD
 
-from trading_helpers import b32, wad
+from helpers.trading import b32, wad
 
 ZERO = "0x" + "00" * 20
 

@@ -9,7 +9,7 @@ Ape provider's web3 object. Checked:
 - a node that is gone gives HTTP 503 with the reason and a banner on the page, not a blank page;
 - bad input (missing or malformed file, a record of another chain, a bad port, an unreachable node) is a
   one-line error and nothing starts.
-Chain time is set explicitly (tests/clock_helpers.py); nothing here reads the wall clock.
+Chain time is set explicitly (tests/helpers/clock.py); nothing here reads the wall clock.
 """
 from __future__ import annotations
 

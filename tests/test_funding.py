@@ -2,60 +2,11 @@
 import ape
 import pytest
 
-from clock_helpers import HOUR, next_hour
-from trading_helpers import ETH_X0, ETH_Y0, Amm
+from helpers.clock import HOUR, next_hour
+from helpers.funding import (BIG, CAP, PERIOD, TAU, V, W, chain_model, mean_skew_term, mul_div_up, repost_answer,
+                             skew_bps, skew_term)
+from helpers.trading import ETH_X0, ETH_Y0, Amm
 from vperp.funding import WAD, clamp, evolve, tdiv
-from vperp.units import FUNDING_WINDOW_HOURS
-
-W = FUNDING_WINDOW_HOURS  # the funding window [h]: its TWAPs and mean skew run from the observation W hours back
-
-BIG = 2**255
-CAP = 10**15
-V = 5 * 10**14
-TAU = 2 * 3600  # DEFAULT_SMOOTHING_TAU, the listing default
-PERIOD = 24
-
-
-def mul_div_up(a, b, d):
-    return -((-a * b) // d)
-
-
-def skew_term(ch, market_id=1):
-    """ClearingHouseStorage._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
-    toward zero."""
-    st = ch.marketState(market_id)
-    ppm = ch.skewFunding(market_id).ratePpm
-    net = st.longOpenInterest - st.shortOpenInterest
-    q = abs(net) * WAD * ppm // (st.baseReserve * 10**6)
-    return q if net >= 0 else -q
-
-
-def skew_bps(ch, market_id=1):
-    """ClearingHouseStorage._skewBps recomputed from the views: (long - short) x 1e4 / base reserve, in bps,
-    truncated toward zero and clamped to +-1e4; 0 while the skew term is off."""
-    if ch.skewFunding(market_id).ratePpm == 0:
-        return 0
-    st = ch.marketState(market_id)
-    return max(-10**4, min(10**4, tdiv((st.longOpenInterest - st.shortOpenInterest) * 10**4, st.baseReserve)))
-
-
-def mean_skew_term(area, ppm, span):
-    """The sampled target's skew term for a skew area [bps x s] over `span` s: trunc(area x ppm x 1e8 / span)
-    [wad per hour] (bps x 1e-4 x ppm x 1e-6 x 1e18, one division)."""
-    return tdiv(area * ppm * 10**8, span)
-
-
-def repost_answer(system, chain, t, model=None):
-    """Re-post ETH's feed answer, unchanged, in a block at `t` that touches no market: the feed stays fresh (the
-    mock feeds' heartbeat is 24 h) in a test that runs over a funding window or more, and the index the market
-    records, its index sum and the hourly observations are as without it. Mirrored in `model` when given."""
-    oracle = system.markets["ETH"].oracle
-    answer = oracle.latestRoundData()[1]
-    chain.pending_timestamp = t
-    tx = oracle.updateAnswer(answer, sender=system.deployer)
-    assert tx.timestamp == t
-    if model is not None:
-        model.set_answer(1, answer, t)
 
 
 def sample_premium(system, ch, chain, trader, base, hold=False):
@@ -297,18 +248,6 @@ def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, ali
 
 
 # ---------------------------------------------------------------------------- the hourly sample
-
-
-def chain_model(system, ch, chain):
-    """vperp.model.Model in the state the session deployment left (built as tests/chain_harness.py builds it),
-    checked against the chain's market states."""
-    from chain_harness import deployment_model
-
-    model = deployment_model(system, system.deployer)
-    now = chain.blocks.head.timestamp
-    for i in (m.id for m in system.markets.values()):
-        assert model.market_state(i, now) == tuple(ch.marketState(i))
-    return model
 
 
 def test_target_is_resampled_by_the_first_block_of_each_hour_from_the_funding_twaps(system, ch, chain, alice):

@@ -16,9 +16,9 @@ import random
 
 import ape
 
-from clock_helpers import HOUR, next_hour
-from test_funding import BIG, PERIOD, W, chain_model, mean_skew_term, mul_div_up, repost_answer, skew_bps
-from trading_helpers import b32
+from helpers.clock import HOUR, next_hour
+from helpers.funding import BIG, PERIOD, W, chain_model, mean_skew_term, mul_div_up, repost_answer, skew_bps
+from helpers.trading import b32
 from vperp.funding import WAD, tdiv
 
 USD = WAD  # the quote is wad USD

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from governance_helpers import admin, guardian  # noqa: F401 - shared module fixtures
-from governance_helpers import (
+from helpers.governance import admin, guardian  # noqa: F401 - shared module fixtures
+from helpers.governance import (
     CANCELLED,
     DELAY,
     EXECUTED,
@@ -33,7 +33,7 @@ from governance_helpers import (
     refresh_oracles,
     struct_tuple,
 )
-from trading_helpers import b32, ETH_ID, WAD, expect_revert
+from helpers.trading import b32, ETH_ID, WAD, expect_revert
 
 
 @pytest.fixture(scope="module", autouse=True)

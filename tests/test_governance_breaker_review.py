@@ -10,9 +10,10 @@
   proposal is stale (`StaleProposal`) once another breaker is wired, so it lands on the breaker it was made
   for or nowhere.
 """
-from test_breakers import ETH, WAD, g, keeper, wait_out  # noqa: F401  (the breakers module's governed system)
-from governance_helpers import admin, encode, guardian, propose, struct_tuple  # noqa: F401
-from trading_helpers import expect_revert
+from helpers.governance import admin, g, guardian, keeper  # noqa: F401 - the breakers modules' system (g: autouse)
+from helpers.governance import encode, propose, struct_tuple, wait_out
+from helpers.trading import ETH_ID as ETH
+from helpers.trading import WAD, expect_revert
 
 LOOSEST = (WAD // 2, WAD // 2, 86_400, 10 * WAD)  # every field at its hard bound
 

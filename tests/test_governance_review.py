@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from governance_helpers import (INSTANT, PENDING, TIMELOCK, deploy_governance, deposit, encode, fund_actors,
+from helpers.governance import (INSTANT, PENDING, TIMELOCK, deploy_governance, deposit, encode, fund_actors,
                                 mp_tuple, propose, refresh_oracles)
-from governance_helpers import admin, guardian  # noqa: F401 - shared module fixtures
-from trading_helpers import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade  # noqa: F401
+from helpers.governance import admin, guardian  # noqa: F401 - shared module fixtures
+from helpers.trading import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade  # noqa: F401
 
 ETH = ETH_ID
 

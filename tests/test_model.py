@@ -5,7 +5,7 @@ proves the model (hence the contracts) has the properties of docs/design.md (mar
 and invariants 1-3, 5-7 (docs/specification.md) ask for:
 money is only moved (never created), fees split exactly, funding is zero-sum with rounding in the
 pool's favour, a failed action changes nothing, the funding rate respects its clamp and velocity,
-and the model agrees with the independent formulas of tests/trading_helpers.py.
+and the model agrees with the independent formulas of tests/helpers/trading.py.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trading_helpers import apply_trade as h_apply_trade
-from trading_helpers import fee_of, insurance_part, notional_up, requirement, upnl
-from trading_helpers import price as h_price
-from trading_helpers import swap as h_swap
+from helpers.trading import apply_trade as h_apply_trade
+from helpers.trading import fee_of, insurance_part, notional_up, requirement, upnl
+from helpers.trading import price as h_price
+from helpers.trading import swap as h_swap
 from vperp.config import default_config
 from vperp.funding import evolve
 from vperp.model import WAD, Cancelled, Model, ModelRevert, Redone, apply_trade, vamm_price, vamm_swap
@@ -429,7 +429,7 @@ def test_stale_oracle_blocks_trading_and_health_views():
     index=st.integers(1, 10**24),
 )
 def test_model_formulas_equal_the_independent_helpers(x, y, base, size, on, index):
-    """vperp.model vs tests/trading_helpers.py (written from docs/design.md and IClearingHouse, not the Solidity)."""
+    """vperp.model vs tests/helpers/trading.py (written from docs/design.md and IClearingHouse, not the Solidity)."""
     if base < x:
         assert vamm_swap(x, y, base) == h_swap(x, y, base)
         assert vamm_price(x, y) == h_price(x, y)

@@ -39,8 +39,8 @@ import pytest
 from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 
-from chain_harness import Errors, deployment_model, print_report
-from trading_helpers import b32, exit_value, expect_revert, raw_revert_data
+from helpers.chain_harness import Errors, deployment_model, print_report
+from helpers.trading import b32, exit_value, expect_revert, raw_revert_data
 from vperp.config import concentrated_config, max_amplification
 from vperp.deployment import deploy
 from vperp.keeper import repeg_due

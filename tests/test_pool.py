@@ -28,10 +28,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from trading_helpers import funding_off, MAX_UINT, WAD, ceil_div, deadline, exit_value, expect_revert, snapshot, swap
+from helpers.trading import (MAX_UINT, WAD, b32, ceil_div, deadline, exit_value, expect_revert, funding_off, snapshot,
+                             swap)
 from vperp import deploy
 from vperp.config import default_config
-from vperp.units import DAY
+from vperp.units import DAY, HOUR
 
 SCALE = 10**12  # WAD per token unit (6-decimal collateral)
 OFFSET = 10**6  # virtual shares: 10 ** _decimalsOffset()
@@ -140,7 +141,7 @@ def one(receipt, event):
 
 
 def pool_snapshot(system, owners, assets: bool = True) -> dict:
-    """The Vault's pool ledger and markets (trading_helpers.snapshot) plus the pool's supply, assets,
+    """The Vault's pool ledger and markets (helpers.trading.snapshot) plus the pool's supply, assets,
     and each owner's shares, tokens and request: what a reverted pool call must leave alone. With
     funding accruing, the assets move with the clock alone (a reverted call still takes a block):
     `assets=False` leaves them out."""
@@ -1225,3 +1226,31 @@ def test_an_lp_deposit_moves_tokens_straight_to_the_vault(system, pool, vault, c
              for e in tx.decode_logs(token.Transfer) if e.contract_address == token.address]
     assert moves == [(alice.address.lower(), vault.address.lower())]  # one token transfer, LP -> Vault
     assert len(tx.decode_logs(vault.PoolFunded)) == 1 and len(tx.decode_logs(pool.Deposit)) == 1
+
+
+# ---------------------------------------------------------------------------- withdraw-window bounds
+
+
+# Hard bounds of the pool's withdraw window.
+MIN_WINDOW = HOUR
+MAX_WINDOW = 30 * DAY
+
+
+@pytest.mark.parametrize("window", [0, MIN_WINDOW - 1, MAX_WINDOW + 1, 2**32 - 1])
+def test_set_pool_params_withdraw_window_out_of_bounds(system, deployer, window):
+    """setPoolParams refuses a withdraw window outside [1 h, 30 days] with
+    ParameterOutOfBounds("withdrawWindow", window), whatever the other (valid) fields; the pool's
+    parameters stay as they were."""
+    pool = system.pool
+    before = tuple(pool.poolParams())
+    with expect_revert(pool.ParameterOutOfBounds, name=b32("withdrawWindow"), value=window):
+        pool.setPoolParams((DAY, window, 10**17), sender=deployer)
+    assert tuple(pool.poolParams()) == before
+
+
+@pytest.mark.parametrize("window", [MIN_WINDOW, MAX_WINDOW])
+def test_set_pool_params_withdraw_window_bounds_are_inclusive(system, deployer, window):
+    """Control for the window bounds: 1 h and 30 days themselves are accepted and stored."""
+    pool = system.pool
+    pool.setPoolParams((DAY, window, 10**17), sender=deployer)
+    assert tuple(pool.poolParams()) == (DAY, window, 10**17)

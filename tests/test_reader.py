@@ -19,8 +19,8 @@ import dataclasses
 
 import pytest
 from ape.exceptions import ContractLogicError
-from trading_helpers import MAX_UINT, QUARTER, WAD, ceil_div, expect_revert, price, trade
-from vault_helpers import deposit, ledger
+from helpers.trading import MAX_UINT, QUARTER, WAD, ceil_div, expect_revert, price, trade
+from helpers.vault import deposit, ledger
 
 from vperp.client import Client, ClientError, build_record, write_record
 from vperp.config import default_config, wad

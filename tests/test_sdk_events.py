@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from ape.exceptions import ContractLogicError
 
-from clock_helpers import next_hour
+from helpers.clock import next_hour
 from vperp.client import (
     RECORD_KINDS,
     AuctionCancel,

@@ -15,7 +15,7 @@ import yaml
 from ape import project
 from ape.logging import logger
 
-from clock_helpers import next_hour
+from helpers.clock import next_hour
 from vperp import MarketConfig, default_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config

@@ -2,7 +2,7 @@
 setMarketParams (docs/design.md#accounts-and-margin, docs/design.md#trading,
 docs/specification.md#9-safety-and-bad-input, docs/specification.md#10-external-surface; IClearingHouse errors;
 OracleLib; Vault's IsolatedSubaccountInUse): the exact error, its arguments (derived independently with the
-formulas in trading_helpers), and that a reverted call changed nothing (ledger, reserves, open interest,
+formulas in helpers.trading), and that a reverted call changed nothing (ledger, reserves, open interest,
 positions, bitmaps, market parameters).
 """
 from contextlib import contextmanager
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import ape
 import pytest
 
-from trading_helpers import (
+from helpers.trading import (
     b32,
     BTC_ID,
     BTC_INDEX,

@@ -2,7 +2,7 @@
 (docs/design.md#units-and-rounding, docs/design.md#accounts-and-margin, docs/design.md#trading)."""
 import pytest
 
-from trading_helpers import (
+from helpers.trading import (
     BTC_ID,
     BTC_INDEX,
     ETH_ID,

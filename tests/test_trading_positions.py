@@ -1,15 +1,18 @@
 """Position lifecycle (docs/design.md#accounts-and-margin, docs/design.md#trading): reduce, close, flip, ledger
 settlement against the pool, cross and isolated margin, reduce-only below initial margin, price band toward the
-index, TWAP per block, and the PositionChanged event. Expected values come from trading_helpers' formulas applied
+index, TWAP per block, and the PositionChanged event. Expected values come from helpers.trading' formulas applied
 to an independent Python model of the reserves, positions and ledger, never from contract output.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 import pytest
 from eth_abi import decode as abi_decode
 
-from clock_helpers import HOUR, next_hour
-from trading_helpers import (
+from helpers.clock import HOUR, next_hour
+from helpers.liquidation import ORACLE_UNIT, deposit, one_event, reverts_unchanged
+from helpers.markets import list_market, listed_amm
+from helpers.trading import (
     BTC_ID,
     BTC_INDEX,
     ETH_ID,
@@ -31,15 +34,19 @@ from trading_helpers import (
     eth_amm,
     expect_revert,
     fee_of,
+    funding_off,
     insurance_part,
     position_changed,
     price,
     requirement,
     swap,
+    trade,
     upnl,
 )
+from vperp.config import wad
 from vperp.units import FUNDING_WINDOW_HOURS
 
+ETH = ETH_ID
 MIN_ETH = 10**16
 
 
@@ -679,3 +686,175 @@ def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project,
     exp_index = (3000 * WAD * (t1 + 30 - tl) + 3100 * WAD * 40) // (t1 + 70 - tl)
     exp_mark = (3000 * WAD * (t1 - tl) + amm.price * 70) // (t1 + 70 - tl)
     assert tuple(ch.twaps(ETH_ID)) == (exp_mark, exp_index)
+
+
+# ---------------------------------------------------------------------------- many listed markets
+
+
+def expected_margin(coll: int, held: dict) -> dict:
+    """The margin formulas (docs/design.md#accounts-and-margin) over the held markets, no funding: held = {id:
+    (size, openNotional, index, imr, mmr)}."""
+    upnl = sum(size * index // WAD - on for size, on, index, _, _ in held.values())
+    initial = sum(requirement(size, index, imr) for size, _, index, imr, _ in held.values())
+    maint = sum(requirement(size, index, mmr) for size, _, index, _, mmr in held.values())
+    return {"upnl": upnl, "initial": initial, "maint": maint, "value": coll + upnl,
+            "free": min(coll, coll + upnl) - initial,
+            "bitmap": sum(1 << (mid - 1) for mid in held),
+            "exposure": sum(ceil_div(abs(size) * index, WAD) for size, _, index, _, _ in held.values())}
+
+
+def check_cross_margin_views(system, who, coll: int, held: dict):
+    """Every view that walks the account's market bitmap equals the per-market sum computed here; so does
+    the ClearingHouse's marginSummary over a part of the bitmap, and (the account being the only trader)
+    tradersPnl's loop over every listed market."""
+    ch, vault = system.clearing_house, system.vault
+    e = expected_margin(coll, held)
+    assert vault.collateral(who, 0) == coll
+    assert vault.openMarkets(who, 0) == e["bitmap"]
+    assert tuple(ch.marginSummary(who, 0, e["bitmap"])) == (e["upnl"], 0, e["initial"], e["maint"], 0, 0)
+    assert tuple(vault.health(who, 0)) == (e["value"], e["free"], e["initial"], e["maint"])
+    assert vault.accountValue(who, 0) == e["value"]
+    assert vault.freeCollateral(who, 0) == e["free"]
+    assert tuple(vault.marginRequirements(who, 0)) == (e["initial"], e["maint"])
+    assert vault.isLiquidatable(who, 0) == (e["value"] < e["maint"])
+    assert tuple(ch.tradersPnl()) == (e["upnl"], e["exposure"])
+    top = sorted(held)[-2:]  # the two highest ids alone
+    part = expected_margin(coll, {mid: held[mid] for mid in top})
+    assert tuple(ch.marginSummary(who, 0, part["bitmap"])) == (part["upnl"], 0, part["initial"], part["maint"], 0, 0)
+
+
+def open_and_check_then_close(system, chain, who, positions: dict, amms: dict, params: dict, oracles: dict,
+                              new_answers: dict):
+    """Open `positions` ({id: base}) for `who` (one trade each, quotes from the vAMM formulas), move the feeds
+    to `new_answers` ({oracle: 8-decimal answer}), check the cross-margin views, close every position and
+    check that the bitmap and the margin views clear, with the collateral moved by exactly the realized
+    PnL and fees."""
+    ch, vault = system.clearing_house, system.vault
+    coll = vault.collateral(who, 0)
+    held = {}
+    for mid, base in positions.items():
+        q = amms[mid].trade(base)
+        tx = trade(ch, who, mid, base)
+        ev = one_event(ch, "PositionChanged", tx)
+        fee = ceil_div(abs(q) * params[mid]["takerFee"], WAD)
+        assert (ev.quoteDelta, ev.fee, ev.newSize, ev.newOpenNotional) == (q, fee, base, -q)
+        coll -= fee
+        held[mid] = [base, -q]
+    for oracle, answer in new_answers.items():
+        oracle.updateAnswer(answer, sender=system.deployer)
+    full = {mid: (size, on, oracles[mid].latestAnswer() * ORACLE_UNIT, params[mid]["imr"], params[mid]["mmr"])
+            for mid, (size, on) in held.items()}
+    check_cross_margin_views(system, who, coll, full)
+    bitmap = vault.openMarkets(who, 0)
+    for mid, (size, on) in held.items():
+        q = amms[mid].trade(-size)
+        _, _, realized = apply_trade(size, on, -size, q)
+        coll += realized - ceil_div(abs(q) * params[mid]["takerFee"], WAD)
+        ch.closePosition(0, mid, 0 if size > 0 else MAX_UINT, deadline(), sender=who)
+        assert ch.position(who, 0, mid)[:2] == (0, 0)
+    assert vault.openMarkets(who, 0) == 0
+    assert vault.collateral(who, 0) == coll
+    assert tuple(vault.health(who, 0)) == (coll, coll, 0, 0)
+    assert tuple(ch.marginSummary(who, 0, bitmap)) == (0, 0, 0, 0, 0, 0)
+    assert tuple(ch.tradersPnl()) == (0, 0)
+
+
+def market_params_of(ch, mid: int) -> dict:
+    p = ch.marketParams(mid)
+    return {"imr": p.imr, "mmr": p.mmr, "takerFee": p.takerFee}
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_cross_margin_views_over_high_market_ids(system, ch, vault, project, chain, alice):
+    """Reached by no other test: accounts holding markets above id 2 (ClearingHouse._bitToMarket past its
+    first branches). Markets 3..12 are listed, each with its own feed, price and margin ratios; alice holds
+    ETH (1) and markets 3, 5, 9 and 12, long and short. marginSummary, the Vault's health views and
+    tradersPnl equal the per-market sums; closing every position clears the bitmap and the views."""
+    oracles = {ETH: system.markets["ETH"].oracle}
+    amms = {ETH: Amm(ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve)}
+    for k in range(3, 13):
+        mmr = Decimal("0.03") + Decimal(k) / 500
+        mid, oracle, mc, _ = list_market(system, project, 50 * k + 13, mmr=mmr, imr=2 * mmr)
+        assert mid == k
+        oracles[mid] = oracle
+        amms[mid] = listed_amm(ch, mid, 10_000 * WAD, (50 * k + 13) * WAD)
+    positions = {ETH: 2 * WAD, 3: -30 * WAD, 5: 40 * WAD, 9: -7 * WAD, 12: 5 * WAD}
+    for mid in positions:
+        if mid != ETH:
+            funding_off(system, mid)
+    params = {mid: market_params_of(ch, mid) for mid in positions}
+    assert len({p["mmr"] for p in params.values()}) == len(params)  # a wrong market id would show
+    deposit(system, alice, 100_000)
+    # Every feed moves differently (up and down), so each market's PnL differs from its neighbours'.
+    moves = {ETH: 3100 * 10**8, 3: 150 * 10**8, 5: 280 * 10**8, 9: 500 * 10**8, 12: 560 * 10**8}
+    open_and_check_then_close(system, chain, alice, positions, amms, params, oracles,
+                              {oracles[mid]: answer for mid, answer in moves.items()})
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_listing_stops_at_max_markets_and_the_top_ids_still_margin(system, ch, vault, project, chain, deployer,
+                                                                   alice, batcher):
+    """Reached by no other test: listMarket past MAX_MARKETS (128, one bit per market in the Vault's bitmap)
+    reverts TooManyMarkets(128) and lists nothing; an account holding markets 17, 33, 65 and 128 (the upper
+    branches of _bitToMarket: bits at or above 2^16, 2^32 and 2^64, and the very last bit) is margined on the
+    per-market sums, and closing clears the bitmap."""
+    assert ch.MAX_MARKETS() == 128
+    oracle = system.markets["ETH"].oracle  # one feed for all new markets (3000)
+    base = system.config.markets[0]
+    for k in range(3, 129):
+        mmr = Decimal("0.01") + Decimal(k) / 1000
+        mc = replace(base, mmr=mmr, imr=2 * mmr)
+        ch.listMarket(f"M{k}".encode().ljust(32, b"\0"), mc.to_params(oracle.address), wad(mc.insurance_fee_share),
+                      wad(mc.base_reserve), sender=deployer)
+    assert ch.marketCount() == 128
+    mc = replace(base, symbol="M129")
+    before = (ch.marketCount(), ch.symbolOf(129))
+    with reverts_unchanged(system, batcher, ch.TooManyMarkets, maxMarkets=128):
+        ch.listMarket(b"M129".ljust(32, b"\0"), mc.to_params(oracle.address), wad(mc.insurance_fee_share),
+                      wad(mc.base_reserve), sender=deployer)
+    assert (ch.marketCount(), ch.symbolOf(129)) == before == (128, b"\0" * 32)
+
+    positions = {ETH: WAD, 17: -2 * WAD, 33: 3 * WAD, 65: -4 * WAD, 128: 5 * WAD}
+    amms = {ETH: Amm(ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve)}
+    for mid in positions:
+        if mid != ETH:
+            funding_off(system, mid)
+            amms[mid] = listed_amm(ch, mid, 10_000 * WAD, 3000 * WAD)
+    params = {mid: market_params_of(ch, mid) for mid in positions}
+    assert len({p["mmr"] for p in params.values()}) == len(params)
+    deposit(system, alice, 100_000)
+    open_and_check_then_close(system, chain, alice, positions, amms, params, {mid: oracle for mid in positions},
+                              {oracle: 2950 * 10**8})
+
+
+@pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
+def test_twaps_in_the_listing_block_are_the_spot_and_the_index(system, ch, project, chain, deployer):
+    """Reached by no other test: in the block a market is listed every TWAP observation is at `now`, so the
+    TWAP span is zero and the views return the current vAMM price and the last index price instead of
+    dividing by zero (_twapsFrom, span == 0); the funding window's is padded to a day at premium 0
+    (_fundingTwaps). The reserves are chosen so that the spot price (quote / base,
+    rounded down) is not the index, which tells the two apart. The feed is made exactly `heartbeat` old at
+    the listing block, so indexPrice answering proves the views ran in that block (it is stale one block on)."""
+    answer = 3000_12345678  # 3000.12345678 (8 decimals)
+    index = answer * ORACLE_UNIT
+    x = 7 * WAD + 1
+    spot = (x * index // WAD) * WAD // x  # listMarket: quote = floor(x * index); spot = floor(quote / x)
+    assert spot == index - 1
+    oracle = project.MockAggregator.deploy(8, answer, "T / USD", sender=deployer)
+    heartbeat = 60
+    when = chain.pending_timestamp + 5
+    oracle.updateRoundData(2, answer, when - heartbeat, when - heartbeat, sender=deployer)
+    chain.pending_timestamp = when
+    mid, _, _, tx = list_market(system, project, "3000.12345678", oracle=oracle, base_reserve=x, heartbeat=heartbeat)
+    assert tx.timestamp == when and chain.blocks.head.timestamp == when
+    assert ch.indexPrice(mid) == index  # the views see block.timestamp == when
+    assert ch.spotPrice(mid) == spot
+    assert tuple(ch.twaps(mid)) == (spot, index)
+    assert ch.markPrice(mid) == spot
+    # The funding window has no span yet either: padded to the whole day at premium 0 (mark and index at the last
+    # index), not this block's spot, so no trade in the listing block can set the first funding sample.
+    fs = ch.fundingState(mid)
+    assert (fs.markTwap, fs.indexTwap, fs.premium, fs.targetRate) == (index, index, 0, 0)
+    chain.mine()
+    with expect_revert(ch.StaleOracle, feed=oracle.address, updatedAt=when - heartbeat, heartbeat=heartbeat):
+        ch.indexPrice(mid)

@@ -5,12 +5,13 @@ one-time clearing-house wiring, pool/insurance funding and the clearing-house-on
 docs/design.md#accounts-and-margin (accounts, operators, isolated sub-accounts, initial margin on moving margin
 out), docs/specification.md#9-safety-and-bad-input (pause levels, two-step ownership, named errors),
 docs/specification.md#10-external-surface (surface). Expected values are recomputed from the formulas in
-tests/trading_helpers.py (vAMM swap, fee, requirement, unrealized PnL), never read back.
+tests/helpers/trading.py (vAMM swap, fee, requirement, unrealized PnL), never read back.
 """
 
+import pytest
 from ape import project
 
-from trading_helpers import (
+from helpers.trading import (
     expect_revert,
     BTC_ID,
     ETH_ID,
@@ -27,7 +28,7 @@ from trading_helpers import (
     trade,
     upnl,
 )
-from vault_helpers import deposit, mint_approve, only_event
+from helpers.vault import deposit, ledger, mint_approve, only_event
 
 DECIMALS = 6
 SCALE = 10 ** (18 - DECIMALS)
@@ -686,3 +687,170 @@ def test_settleTrade_only_callable_by_clearing_house(vault, ch, usdc, deployer, 
         with expect_revert(vault.UnauthorizedModule, caller=who):
             vault.settleTrade(alice, 0, ETH_ID, True, 5 * WAD, -5 * WAD, 0, sender=who)
     assert state(vault, ch, usdc, [alice], accts) == before
+
+
+# ---------------------------------------------------------------------------- module-only entries
+
+
+INT128_MAX = 2**127 - 1
+
+
+def new_vault(deployer, decimals: int):
+    token = project.MockERC20.deploy(f"Token{decimals}", f"T{decimals}", decimals, sender=deployer)
+    return token, project.Vault.deploy(token, deployer, sender=deployer)
+
+
+@pytest.mark.parametrize("decimals", [6, 18])
+def test_fund_insurance_beyond_int128_reverts_amount_too_large(deployer, alice, decimals):
+    """fundInsurance refuses a top-up that would take the insurance fund past int128.max (its ledger slot)
+    with AmountTooLarge(amount in token units), even when the amount alone is in range; the largest
+    top-up that fits is accepted, after which a single token unit more is refused."""
+    token, vault = new_vault(deployer, decimals)
+    scale = 10 ** (18 - decimals)
+    first = INT128_MAX // scale // 2
+    fits = (INT128_MAX - first * scale) // scale  # largest further amount that keeps the fund <= int128.max
+    over = fits + 1
+    assert over <= INT128_MAX // scale  # the amount alone passes the token-to-WAD range check
+    mint_approve(token, vault, alice, first + fits + 1)
+    vault.fundInsurance(first, sender=alice)
+    assert vault.insuranceFund() == first * scale
+
+    before = ledger(vault, token, holders=(alice,)), token.allowance(alice, vault)
+    with expect_revert(vault.AmountTooLarge, amount=over):
+        vault.fundInsurance(over, sender=alice)
+    assert (ledger(vault, token, holders=(alice,)), token.allowance(alice, vault)) == before
+
+    vault.fundInsurance(fits, sender=alice)
+    assert vault.insuranceFund() == (first + fits) * scale
+    assert INT128_MAX - scale < vault.insuranceFund() <= INT128_MAX
+    before = ledger(vault, token, holders=(alice,))
+    with expect_revert(vault.AmountTooLarge, amount=1):
+        vault.fundInsurance(1, sender=alice)
+    assert ledger(vault, token, holders=(alice,)) == before
+
+
+@pytest.mark.parametrize("setter,getter", [("setClearingHouse", "clearingHouse"),
+                                           ("setLiquidationEngine", "liquidationEngine"),
+                                           ("setLiquidityPool", "liquidityPool")])
+def test_vault_module_setter_rejects_zero_and_stays_unwired(deployer, carol, setter, getter):
+    """A fresh Vault's once-only module setters refuse the zero address (ZeroAddress()); the refused call
+    does not use up the one wiring: the slot stays empty and a real module can still be set."""
+    _, vault = new_vault(deployer, 6)
+    assert getattr(vault, getter)() == ZERO
+    with expect_revert(vault.ZeroAddress):
+        getattr(vault, setter)(ZERO, sender=deployer)
+    assert getattr(vault, getter)() == ZERO
+    getattr(vault, setter)(carol, sender=deployer)
+    assert getattr(vault, getter)() == carol.address
+
+
+@pytest.fixture
+def ch_vault(deployer, alice, bob):
+    """A fresh 18-decimal Vault whose clearing house is bob; alice holds 100 of collateral."""
+    token, vault = new_vault(deployer, 18)
+    vault.setClearingHouse(bob, sender=deployer)
+    mint_approve(token, vault, alice, 100 * WAD)
+    vault.deposit(0, 100 * WAD, sender=alice)
+    return token, vault
+
+
+@pytest.mark.parametrize("collateral_delta,pool_delta,insurance_delta", [
+    (1, 0, 0),
+    (0, -1, 0),
+    (0, 0, 1),
+    (-10 * WAD, 6 * WAD, 4 * WAD - 1),  # a fee split that loses one wei
+    (-5 * WAD, -5 * WAD, 0),  # both sides debited
+    (WAD, -WAD, 1),
+])
+def test_settle_trade_rejects_unbalanced_deltas(ch_vault, alice, bob, collateral_delta, pool_delta, insurance_delta):
+    """settleTrade from the clearing house refuses deltas that do not sum to zero with
+    UnbalancedSettlement(collateralDelta, poolDelta, insuranceDelta): money is never created or destroyed;
+    the account, its open-market bitmap, the pool and the insurance fund stay as they were."""
+    assert collateral_delta + pool_delta + insurance_delta != 0
+    token, vault = ch_vault
+    before = ledger(vault, token, holders=(alice,), accounts=((alice, 0),)), vault.openMarkets(alice, 0)
+    with expect_revert(vault.UnbalancedSettlement, collateralDelta=collateral_delta, poolDelta=pool_delta,
+                       insuranceDelta=insurance_delta):
+        vault.settleTrade(alice, 0, 1, True, collateral_delta, pool_delta, insurance_delta, sender=bob)
+    assert (ledger(vault, token, holders=(alice,), accounts=((alice, 0),)), vault.openMarkets(alice, 0)) == before
+
+
+def test_settle_trade_balanced_deltas_move_the_ledger(ch_vault, alice, bob):
+    """Control for the unbalanced cases: a balanced settlement (a 10 loss split 6 pool / 4 insurance) is
+    applied exactly and marks the market open in the account's bitmap."""
+    token, vault = ch_vault
+    vault.settleTrade(alice, 0, 3, True, -10 * WAD, 6 * WAD, 4 * WAD, sender=bob)
+    assert vault.collateral(alice, 0) == 90 * WAD
+    assert vault.poolBalance() == 6 * WAD and vault.insuranceFund() == 4 * WAD
+    assert vault.openMarkets(alice, 0) == 1 << 2  # bit (marketId - 1)
+    assert token.balanceOf(vault) == 100 * WAD  # a ledger move, no tokens
+
+
+@pytest.fixture
+def pool_vault(deployer, alice, carol):
+    """A fresh 6-decimal Vault whose liquidity pool is carol, with 1,000 tokens of pool cash (funded by alice)."""
+    token, vault = new_vault(deployer, 6)
+    vault.setLiquidityPool(carol, sender=deployer)
+    mint_approve(token, vault, alice, 1_000 * 10**6)
+    vault.fundPool(1_000 * 10**6, sender=alice)
+    return token, vault
+
+
+def test_withdraw_pool_guards(pool_vault, deployer, alice, bob, carol):
+    """withdrawPool: only the liquidity pool may call it (UnauthorizedModule(caller), not even the owner),
+    never to the zero address (ZeroAddress()), never more than the pool's cash
+    (InsufficientPoolCash(poolBalance, amountWad)); none of these moves a token or the ledger. The whole
+    cash, exactly, is paid out."""
+    token, vault = pool_vault
+    cash_units = 1_000 * 10**6
+    scale = 10**12
+    holders = (alice, bob, carol)
+    before = ledger(vault, token, holders=holders)
+    assert before[2] == cash_units * scale  # poolBalance in WAD
+
+    for caller in (alice, deployer):
+        with expect_revert(vault.UnauthorizedModule, caller=caller):
+            vault.withdrawPool(1, bob, sender=caller)
+    with expect_revert(vault.ZeroAddress):
+        vault.withdrawPool(1, ZERO, sender=carol)
+    with expect_revert(vault.InsufficientPoolCash, poolBalance=cash_units * scale, amountWad=(cash_units + 1) * scale):
+        vault.withdrawPool(cash_units + 1, bob, sender=carol)
+    assert ledger(vault, token, holders=holders) == before
+
+    vault.withdrawPool(cash_units, bob, sender=carol)
+    assert token.balanceOf(bob) == cash_units and vault.poolBalance() == 0 and token.balanceOf(vault) == 0
+    with expect_revert(vault.InsufficientPoolCash, poolBalance=0, amountWad=scale):
+        vault.withdrawPool(1, bob, sender=carol)
+
+
+@pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])
+def test_charge_liquidation_only_from_the_engine(system, deployer, alice, bob, who):
+    """chargeLiquidation from anyone but the liquidation engine (a trader, the owner, or anyone on a Vault
+    with no engine wired yet) reverts UnauthorizedModule(caller): no collateral moves to a keeper and
+    nothing reaches the insurance fund."""
+    if who == "unwired":
+        token, vault = new_vault(deployer, 6)
+        caller = alice
+    else:
+        token, vault = system.collateral, system.vault
+        caller = alice if who == "alice" else deployer
+    mint_approve(token, vault, alice, 1_000 * 10**6)
+    vault.deposit(0, 1_000 * 10**6, sender=alice)
+    accts = ((alice, 0), (bob, 0))
+    before = ledger(vault, token, holders=(alice, bob), accounts=accts)
+    with expect_revert(vault.UnauthorizedModule, caller=caller):
+        vault.chargeLiquidation(alice, 0, bob, 5 * WAD, 10 * WAD, sender=caller)
+    assert ledger(vault, token, holders=(alice, bob), accounts=accts) == before
+
+
+@pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])
+def test_record_shortfall_only_from_the_engine(system, deployer, alice, who):
+    """recordShortfall (the bad-debt estimate the pool's NAV sets aside) from anyone but the liquidation
+    engine reverts UnauthorizedModule(caller) and records nothing: a trader cannot depress the share
+    price, nor clear an estimate."""
+    vault = new_vault(deployer, 6)[1] if who == "unwired" else system.vault
+    caller = alice if who != "deployer" else deployer
+    before = (vault.pendingBadDebt(), vault.shortfallOf(alice, 0))
+    with expect_revert(vault.UnauthorizedModule, caller=caller):
+        vault.recordShortfall(alice, 0, 10**6 * WAD, sender=caller)
+    assert (vault.pendingBadDebt(), vault.shortfallOf(alice, 0)) == before == (0, 0)

@@ -15,8 +15,8 @@ from ape import project
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
-from trading_helpers import expect_revert
-from vault_helpers import ledger, mint_approve, only_event
+from helpers.trading import expect_revert
+from helpers.vault import ledger, mint_approve, only_event
 
 from vperp.units import WAD
 INT128_MAX = 2**127 - 1

@@ -8,7 +8,7 @@ reverts with its named error and nothing is lost).
 
 import ape
 import pytest
-from vault_helpers import ledger, mint_approve, only_event, reverts_with
+from helpers.vault import ledger, mint_approve, only_event, reverts_with
 
 DECIMALS = 6  # default deployment: a 6-decimal USDC-like mock
 SCALE = 10 ** (18 - DECIMALS)  # token units -> WAD

@@ -8,7 +8,7 @@ withdrawals of free collateral stay open), invariants 1, 7, 9 and 22 (docs/speci
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vault_helpers import deposit, ledger, only_event, reverts_with
+from helpers.vault import deposit, ledger, only_event, reverts_with
 
 DECIMALS = 6
 SCALE = 10 ** (18 - DECIMALS)

@@ -21,8 +21,8 @@ docs/specification.md):
 - Order does not matter: the winner's payout is the same figure whether it withdraws before or after the
   loser's bad debt is settled.
 
-Expected figures come from the vAMM formulas (tests/trading_helpers.py), the slice/reward formulas of
-docs/liquidation.md (tests/test_liquidation.py's model) and the waterfall rule. Funding is off.
+Expected figures come from the vAMM formulas (tests/helpers/trading.py), the slice/reward formulas of
+docs/liquidation.md (tests/helpers/liquidation.py's model) and the waterfall rule. Funding is off.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from incident_helpers import (
     upnl,
     vamm_base_to,
 )
-from trading_helpers import ETH_X0, ETH_Y0
+from helpers.trading import ETH_X0, ETH_Y0
 
 INSURANCE_SEED = 1_000
 # The deployment's own insurance seed would cover the loser's debt: this module runs on a deployment

@@ -1,10 +1,10 @@
-"""Shared helpers for the governance tests (tests/test_governance.py, tests/test_breakers.py).
+"""Shared helpers for the governance tests (tests/test_governance.py, tests/test_breakers.py and their reviews).
 
 `deploy_governance` hands a deployed system to a RiskGovernor the way a real deployment would: an
 OpenZeppelin TimelockController (GovernanceTimelock) with the shipped 48 h delay whose only proposer and
 canceller is the governor, an open executor role and no admin left; the CircuitBreaker wired once by the
 admin; every module's ownership transferred (transferOwnership by the deployer, acceptOwnership through
-the governor, which anyone may trigger). Chain time moves only by setting it (tests/clock_helpers.py).
+the governor, which anyone may trigger). Chain time moves only by setting it (tests/helpers/clock.py).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from trading_helpers import MAX_UINT, WAD
+from helpers.trading import MAX_UINT, WAD, funding_off
 from vperp.governance import Governance as Gov  # noqa: F401
 from vperp.governance import deploy_governance as _deploy
 from vperp.governance import modules as _modules
@@ -113,3 +113,36 @@ def fund_actors(system, accounts) -> None:
 def deposit(system, who, amount) -> None:
     """`amount` human units into `who`'s cross account."""
     system.vault.deposit(0, system.units(amount), sender=who)
+
+
+# ---------------------------------------------------------------------------- breakers' system
+# The governed system of tests/test_breakers.py and test_governance_breaker_review.py.
+
+
+@pytest.fixture(scope="module")
+def keeper(accounts):
+    return accounts[9]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def g(system, deployer, admin, guardian, accounts, alice, bob, carol, dave, erin, keeper) -> Gov:
+    """Funding off and no taker fee (set by the deployer before the hand-over), collateral for the actors,
+    then the governor takes over. (Every actor fixture is requested here, before the module's snapshot.)"""
+    ch = system.clearing_house
+    funding_off(system)
+    for m in system.markets.values():
+        ch.setMarketParams(m.id, mp_tuple(ch.marketParams(m.id), takerFee=0), ch.insuranceFeeShare(m.id),
+                           sender=deployer)
+    for a in list(accounts)[1:7] + [accounts[9]]:
+        system.collateral.mint(a, 10**9 * 10**6, sender=a)
+        system.collateral.approve(system.vault, MAX_UINT, sender=a)
+    return deploy_governance(system, deployer, admin, guardian)
+
+
+def wait_out(chain, system, g, pids):
+    """Past the eta of every proposal in `pids`, feeds re-stamped; executes them in order."""
+    eta = max(g.governor.proposal(p).eta for p in pids)
+    chain.pending_timestamp = eta
+    refresh_oracles(system)
+    for p in pids:
+        g.governor.execute(p, sender=system.deployer)

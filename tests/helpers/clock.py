@@ -62,7 +62,7 @@ def install_embedded_clock() -> None:
     for module, name in ((headers, "eth_now"), (headers, "new_timestamp_from_parent"),
                          (pyevm_main, "get_default_genesis_params")):
         assert callable(getattr(module, name, None)), (
-            f"{module.__name__}.{name} is gone: update tests/clock_helpers.py to the new py-evm/eth-tester")
+            f"{module.__name__}.{name} is gone: update tests/helpers/clock.py to the new py-evm/eth-tester")
     if getattr(pyevm_main.get_default_genesis_params, "vperp_fixed", False):
         return  # already installed
     headers.eth_now = lambda: GENESIS_TIMESTAMP

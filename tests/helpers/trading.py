@@ -17,6 +17,7 @@ import re
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import ape
 from ape.exceptions import CustomError
@@ -25,6 +26,7 @@ from eth_utils import keccak
 
 from vperp.units import WAD
 MAX_UINT = 2**256 - 1
+ZERO = "0x" + "00" * 20  # the zero address
 
 ETH_ID = 1
 BTC_ID = 2
@@ -225,6 +227,47 @@ def raw_revert_data(exc) -> bytes:
     raise AssertionError(f"not a custom error: {exc!r}")
 
 
+_ERRORS: dict[bytes, str] = {}
+
+
+def _error_names() -> dict[bytes, str]:
+    """4-byte selector -> error name over the project's contracts (revert reasons Ape leaves undecoded,
+    e.g. a Vault error bubbling up through the ClearingHouse)."""
+    if not _ERRORS:
+        from ape import project
+
+        for name in ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "BatchCaller"):
+            try:
+                for abi in getattr(project, name).contract_type.errors:
+                    _ERRORS[keccak(text=abi.selector)[:4]] = abi.name
+            except Exception:  # noqa: BLE001 - only used to label printouts
+                pass
+        for sig in ("SafeCastOverflowedIntDowncast(uint8,int256)", "SafeCastOverflowedUintDowncast(uint8,uint256)",
+                    "MathOverflowedMulDiv()", "ERC4626ExceededMaxDeposit(address,uint256,uint256)",
+                    "ERC4626ExceededMaxRedeem(address,uint256,uint256)", "Panic(uint256)",
+                    "StaleOracle(address,uint256,uint256)", "InvalidOraclePrice(address,int256)"):
+            _ERRORS[keccak(text=sig)[:4]] = sig.split("(")[0]
+    return _ERRORS
+
+
+def revert_name(exc) -> str:
+    """The name of the error a call reverted with, for log lines: Ape's decoded name, else the selector of the
+    revert data (`raw_revert_data`) looked up over the project's errors, else the revert text."""
+    name = getattr(getattr(exc, "abi", None), "name", None)
+    if name:
+        return name
+    raw = getattr(exc, "revert_message", None) or str(exc)
+    if isinstance(raw, str) and not raw.startswith(("0x", "b'", 'b"', "custom error 0x")):
+        return raw[:80]
+    try:
+        data = raw_revert_data(SimpleNamespace(revert_message=raw))
+    except (AssertionError, ValueError, SyntaxError):
+        return str(raw)[:80]
+    if len(data) < 4:
+        return str(raw)[:80]
+    return _error_names().get(data[:4], "0x" + data[:4].hex())
+
+
 @contextmanager
 def expect_revert(error_cls, **inputs):
     """Strict `ape.reverts`: the revert must be exactly `error_cls` (matched by name, or by selector when
@@ -282,3 +325,13 @@ def funding_off(system, *market_ids: int) -> None:
         fp = ch.fundingParams(mid)
         ch.setFundingParams(mid, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
                             sender=system.deployer)
+
+
+def prepare_actors(system, accounts, upto: int = 8) -> None:
+    """Funding off in every market (`funding_off`) and collateral minted (1e9 units) and approved to the Vault
+    for accounts[1..upto-1]: the setting of the liquidation tests and of the trading and AMM tests that
+    expect no time term."""
+    funding_off(system)
+    for a in list(accounts)[1:upto]:
+        system.collateral.mint(a, 10**9 * 10**6, sender=a)
+        system.collateral.approve(system.vault, MAX_UINT, sender=a)
