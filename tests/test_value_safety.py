@@ -22,7 +22,7 @@ syncDepth in an interval, an LP redemption while a market is dislocated, a kick 
 refuse therefore runs through `attempt(tx_fn) -> bool`, which swallows the revert; the attacker then goes
 on with the best strategy left and the value is measured the same way. No test asserts that an attack
 step succeeds. Block times are set explicitly (chain.pending_timestamp) wherever time matters, and
-funding is switched off (maxFundingRate 0, as tests/test_liquidation.py does) so nothing accrues.
+funding is switched off (maxFundingRate 0, as tests/liquidation/test_liquidation.py does) so nothing accrues.
 
 Attacks:
 

@@ -1,4 +1,4 @@
-"""The differential fuzz's vocabulary (tests/test_differential.py; the fast tier, tests/fast/, replays it):
+"""The differential fuzz's vocabulary (tests/model/test_differential.py; the fast tier, tests/fast/, replays it):
 the profile's sizes, the warm-up, the concentration step (`ConcentrationSteps`, `DiffRunner`), the Hypothesis
 strategies of the steps, the fixed shapes (`SHAPES`) and the concentrated-depth sequence (`run_concentrated`)."""
 from __future__ import annotations

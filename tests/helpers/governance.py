@@ -1,4 +1,4 @@
-"""Shared helpers for the governance tests (tests/test_governance.py, tests/test_breakers.py and their reviews).
+"""Shared helpers for the governance tests (tests/governance/test_governance.py, tests/governance/test_breakers.py and their reviews).
 
 `deploy_governance` hands a deployed system to a RiskGovernor the way a real deployment would: an
 OpenZeppelin TimelockController (GovernanceTimelock) with the shipped 48 h delay whose only proposer and
@@ -116,7 +116,7 @@ def deposit(system, who, amount) -> None:
 
 
 # ---------------------------------------------------------------------------- breakers' system
-# The governed system of tests/test_breakers.py and test_governance_breaker_review.py.
+# The governed system of tests/governance/test_breakers.py and test_governance_breaker_review.py.
 
 
 @pytest.fixture(scope="module")

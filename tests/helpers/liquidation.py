@@ -1,4 +1,4 @@
-"""Liquidation helpers shared by the liquidation tests (tests/test_liquidation.py and the modules that drive
+"""Liquidation helpers shared by the liquidation tests (tests/liquidation/test_liquidation.py and the modules that drive
 auctions: scenarios, incidents, trading paths): the documented formulas in Python integers and the chain
 helpers that read and check the LiquidationEngine.
 

@@ -1,4 +1,4 @@
-"""The stateful fuzz's machine (tests/test_stateful.py; the fast tier, tests/fast/test_fast_stateful.py, runs
+"""The stateful fuzz's machine (tests/model/test_stateful.py; the fast tier, tests/fast/test_fast_stateful.py, runs
 it on the fast chain by swapping `Runner`): `Protocol`, its exploit properties (`PROPS`), the profile's sizes,
 and the scripted exploit attempts (`SCRIPTS`, `run_script`)."""
 from __future__ import annotations

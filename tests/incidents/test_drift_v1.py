@@ -14,7 +14,7 @@ docs/specification.md):
   of every trader), never from another trader's margin or the insurance fund, so the winner is paid in full
   whatever the loser does, and paying it does not depend on the loser's money having arrived.
 - The Vault's token balance equals the ledger (trader collateral + pool + insurance) at every step, so every
-  claim is backed at every moment; the pool's own withdrawals are limited by the reserve (tests/test_pool.py).
+  claim is backed at every moment; the pool's own withdrawals are limited by the reserve (tests/pool/test_pool.py).
 - The loser's loss is realized by the liquidation (here: auction, no taker, backstop) and whatever its margin
   does not cover runs through the waterfall: insurance fund first, then the pool, with a `BadDebt` event;
   no negative balance stays on the books.

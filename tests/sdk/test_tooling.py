@@ -20,7 +20,7 @@ from vperp import MarketConfig, default_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 from vperp.units import WAD
 USDC = 10**6
 SEPOLIA = 11_155_111

@@ -15,7 +15,7 @@ import pytest
 
 from vperp.client import Client, build_record, write_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARK = "<!-- sdk-example -->"
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "cast.md"
 CHAIN_ID = 7357  # not Anvil's default 31337, nor Ape's local 1337
 DOC_RPC_LINE = "export ETH_RPC_URL=http://127.0.0.1:8545"

@@ -31,7 +31,7 @@ from web3 import HTTPProvider, Web3
 from vperp import dashboard as dash
 from vperp.client import WAD, auction_price, build_record, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium")
 NO_CHROMIUM = "chromium is not installed (Debian package `chromium`; ./run.sh setup installs it when run as root)"
 WIDTH, HEIGHT = 1280, 1600

@@ -44,7 +44,7 @@ from vperp.client import (
 )
 
 from vperp.units import WAD
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 USDC = 10**6
 ETH, BTC = 1, 2
 

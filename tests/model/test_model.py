@@ -1,6 +1,6 @@
 """Properties of the reference model alone (vperp.model), no chain: fast, run on every commit.
 
-The differential fuzz (tests/test_differential.py) proves the model equals the contracts; this file
+The differential fuzz (tests/model/test_differential.py) proves the model equals the contracts; this file
 proves the model (hence the contracts) has the properties of docs/design.md (margin, trading), docs/funding.md
 and invariants 1-3, 5-7 (docs/specification.md) ask for:
 money is only moved (never created), fees split exactly, funding is zero-sum with rounding in the
@@ -451,7 +451,7 @@ def test_model_formulas_equal_the_independent_helpers(x, y, base, size, on, inde
 
 
 def test_hand_values_first_eth_buy():
-    """Buying 1 ETH from (10_000, 30_000_000): the same figures as tests/test_trading_open.py."""
+    """Buying 1 ETH from (10_000, 30_000_000): the same figures as tests/clearinghouse/test_trading_open.py."""
     m = fresh()
     m.deposit("alice", 0, 10_000 * 10**6, T0)
     r = m.open_position("alice", 0, 1, WAD, MAX_UINT, T0 + 1, T0 + 1)

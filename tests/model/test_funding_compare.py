@@ -175,7 +175,7 @@ def test_the_shipped_kernel_is_the_contracts_and_its_published_table_is_what_mai
     ]
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "funding.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "funding.md").read_text()
     assert all(line in doc for line in table)
 
 
@@ -270,7 +270,7 @@ def test_the_published_kernel_table_is_the_summary():
 
     from vperp.funding_compare import CANDIDATES, render_summary
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     section = (root / "docs" / "funding.md").read_text().split("### Kernels that meet the 0.10 goal\n")[1]
     table = [line for line in section.splitlines() if line.startswith("|")][:2 + len(CANDIDATES)]
     runs = sorted(str(p) for p in (root / "sim_out" / "funding").glob("*/seed*") if (p / "steps.csv").exists())

@@ -26,7 +26,7 @@ from vperp.client import Client, missing_code
 from vperp.config_file import ConfigError, load_config, parse_config
 from vperp.keeper import BreakerLog, Keeper
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOVERNED = ROOT / "deployments/config/governed.yaml"
 LOCAL = ROOT / "deployments/config/local.yaml"
 from vperp.units import WAD

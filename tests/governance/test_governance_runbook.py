@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from ape.exceptions import ContractLogicError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/governance.md"
 from vperp.units import WAD
 BOUNDED = ("ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "governance/CircuitBreaker")

@@ -59,7 +59,7 @@ from vperp.funding import HOUR, evolve
 from vperp.units import WAD
 USDC = 10**6
 ETH = 1
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ceil_div(a: int, b: int) -> int:
