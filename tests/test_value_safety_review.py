@@ -21,7 +21,8 @@ from ape.exceptions import ContractLogicError, VirtualMachineError
 
 from vperp import deploy
 from vperp.config import DeployConfig, MarketConfig
-from helpers.trading import funding_off, revert_name
+from helpers.reverts import revert_name
+from helpers.trading import funding_off
 from helpers.value_safety import (  # noqa: F401 - the first review's helpers and fixtures (crew), shared as they are
     at,
     crew,
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.usefixtures("no_funding")  # tests/conftest.py: funding
 
 
 def reverts(fn) -> str | None:
-    """None if fn() went through, else the error's name (`helpers.trading.revert_name`)."""
+    """None if fn() went through, else the error's name (`helpers.reverts.revert_name`)."""
     try:
         fn()
         return None

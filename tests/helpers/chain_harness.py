@@ -20,7 +20,6 @@ previewMint.
 """
 from __future__ import annotations
 
-import ast
 import copy
 import os
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from helpers.reverts import error_table, revert_data
 from vperp import deploy
 from vperp.model import Cancelled, MarketThresholds, Model, ModelRevert, breaker_check
 
@@ -55,15 +55,7 @@ class Errors:
     """Selector -> (name, input types) for every error the contracts can raise, plus Panic/Error."""
 
     def __init__(self, *contracts):
-        self.table: dict[bytes, tuple[str, list[str]]] = {
-            _selector("Panic(uint256)"): ("Panic", ["uint256"]),
-            _selector("Error(string)"): ("Error", ["string"]),
-        }
-        for c in contracts:
-            for abi in c.contract_type.abi:
-                if abi.type == "error":
-                    types = [i.canonical_type for i in abi.inputs]
-                    self.table[_selector(f"{abi.name}({','.join(types)})")] = (abi.name, types)
+        self.table: dict[bytes, tuple[str, list[str]]] = error_table(*contracts)
         # BatchCaller wraps an inner revert as CallFailed(index, reason).
         self.call_failed = _selector("CallFailed(uint256,bytes)")
 
@@ -197,7 +189,7 @@ class Runner:
         try:
             self.w3.eth.call(tx)
         except Exception as exc:  # noqa: BLE001 - eth-tester's TransactionFailed or web3's errors
-            return receipt, self.env.errors.decode(_revert_data(exc))
+            return receipt, self.env.errors.decode(revert_data(exc))
         raise AssertionError("transaction failed on chain but its replay succeeded")
 
     def probe(self, sender: str, target: str, data: bytes):
@@ -205,7 +197,7 @@ class Runner:
         try:
             return True, bytes(self.w3.eth.call({"from": sender, "to": target, "data": data}))
         except Exception as exc:  # noqa: BLE001 - the node's revert exception type varies
-            return False, self.env.errors.decode(_revert_data(exc))
+            return False, self.env.errors.decode(revert_data(exc))
 
     def step(self, step: tuple) -> None:
         self.touched, self.touched_markets, self.touched_auctions = set(), set(), set()
@@ -756,7 +748,7 @@ class Runner:
             # An explicit `from` spares web3's eth-tester middleware a lookup of the node's accounts.
             raw = self.w3.eth.call({"from": self.addr[0], "to": self.env.batch.address, "data": data})
         except Exception as exc:  # noqa: BLE001 - the node's revert exception type varies
-            blob = _revert_data(exc)
+            blob = revert_data(exc)
             assert blob[:4] == self.env.errors.call_failed, f"batch call failed oddly: {exc!r}"
             i, reason = abi_decode(["uint256", "bytes"], blob[4:])
             return None, (i, self.env.errors.decode(reason))
@@ -843,24 +835,6 @@ def _encode(sig: str, args: list) -> bytes:
 
 def _split_types(types: str) -> list[str]:
     return [t for t in types.split(",") if t] if "(" not in types else [types]
-
-
-def _revert_data(exc: Exception) -> bytes:
-    """Revert data from whatever the node raised: web3's `.data` hex, or eth-tester's
-    `TransactionFailed('execution reverted: b"..."')`."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        return bytes.fromhex(data[2:])
-    for arg in getattr(exc, "args", ()):
-        if isinstance(arg, (bytes, bytearray)):
-            return bytes(arg)
-        if isinstance(arg, str):
-            text = arg.split("execution reverted: ", 1)[-1].strip()
-            if text.startswith("0x"):
-                return bytes.fromhex(text[2:])
-            if text[:2] in ("b'", 'b"'):
-                return ast.literal_eval(text)
-    raise AssertionError(f"no revert data in {exc!r}")
 
 
 

@@ -409,8 +409,11 @@ def worst_fill_value_change(sign: int, size: int, amount: int, index: int, max_d
 
 
 def push_vamm_to(system, who, target_price_wad: int):
-    """`who` sells base until the vAMM price is about `target_price_wad` (an arbitrageur)."""
+    """`who` (an arbitrageur) sells or buys ETH base until the vAMM price is about `target_price_wad`; no
+    trade when that is less than the minimum position (0.01 ETH)."""
     ch = system.clearing_house
     st = ch.marketState(ETH)
     x1 = math.isqrt(st.baseReserve * st.quoteReserve * WAD // target_price_wad)
-    trade(ch, who, ETH, -(x1 - st.baseReserve))
+    base = st.baseReserve - x1  # > 0 buys, < 0 sells
+    if abs(base) >= MIN_ETH:
+        trade(ch, who, ETH, base)

@@ -12,18 +12,15 @@ from the conventions (not from the Solidity), so the tests can compute expected 
 """
 from __future__ import annotations
 
-import ast
-import re
-
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import ape
 from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
+from helpers.reverts import revert_data
 from vperp.units import WAD
 MAX_UINT = 2**256 - 1
 ZERO = "0x" + "00" * 20  # the zero address
@@ -202,72 +199,6 @@ def _error_signature(error_cls) -> tuple[bytes, list[str], list[str]]:
     return keccak(text=sig)[:4], types, names
 
 
-_ANVIL_CUSTOM_ERROR = re.compile(r"custom error 0x([0-9a-f]{8})(?:: (.*))?", re.S)
-
-
-def raw_revert_data(exc) -> bytes:
-    """Revert data of an error Ape did not decode: a 0x-hex string, or (for some payloads, e.g. ones
-    containing a quote byte) the repr of the bytes. On Anvil, Ape passes on Anvil's own rendering:
-    the whole data as text when it is valid UTF-8, else `custom error 0x<selector>[: <arguments>]`
-    with the arguments as text when they are valid UTF-8, else as hex (ABI words of text are never
-    all hex digits: their padding is zero bytes)."""
-    raw = exc.revert_message or ""
-    if isinstance(raw, bytes):
-        return raw
-    if raw.startswith("0x"):
-        return bytes.fromhex(raw[2:])
-    if raw.startswith(("b'", 'b"')):
-        return ast.literal_eval(raw)
-    if m := _ANVIL_CUSTOM_ERROR.fullmatch(raw):
-        args = m.group(2) or ""
-        is_hex = re.fullmatch(r"(?:[0-9a-f]{2})*", args) is not None
-        return bytes.fromhex(m.group(1)) + (bytes.fromhex(args) if is_hex else args.encode())
-    if len(data := raw.encode()) >= 4 and (len(data) - 4) % 32 == 0:
-        return data  # Anvil's text rendering; the caller checks the selector
-    raise AssertionError(f"not a custom error: {exc!r}")
-
-
-_ERRORS: dict[bytes, str] = {}
-
-
-def _error_names() -> dict[bytes, str]:
-    """4-byte selector -> error name over the project's contracts (revert reasons Ape leaves undecoded,
-    e.g. a Vault error bubbling up through the ClearingHouse)."""
-    if not _ERRORS:
-        from ape import project
-
-        for name in ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "BatchCaller"):
-            try:
-                for abi in getattr(project, name).contract_type.errors:
-                    _ERRORS[keccak(text=abi.selector)[:4]] = abi.name
-            except Exception:  # noqa: BLE001 - only used to label printouts
-                pass
-        for sig in ("SafeCastOverflowedIntDowncast(uint8,int256)", "SafeCastOverflowedUintDowncast(uint8,uint256)",
-                    "MathOverflowedMulDiv()", "ERC4626ExceededMaxDeposit(address,uint256,uint256)",
-                    "ERC4626ExceededMaxRedeem(address,uint256,uint256)", "Panic(uint256)",
-                    "StaleOracle(address,uint256,uint256)", "InvalidOraclePrice(address,int256)"):
-            _ERRORS[keccak(text=sig)[:4]] = sig.split("(")[0]
-    return _ERRORS
-
-
-def revert_name(exc) -> str:
-    """The name of the error a call reverted with, for log lines: Ape's decoded name, else the selector of the
-    revert data (`raw_revert_data`) looked up over the project's errors, else the revert text."""
-    name = getattr(getattr(exc, "abi", None), "name", None)
-    if name:
-        return name
-    raw = getattr(exc, "revert_message", None) or str(exc)
-    if isinstance(raw, str) and not raw.startswith(("0x", "b'", 'b"', "custom error 0x")):
-        return raw[:80]
-    try:
-        data = raw_revert_data(SimpleNamespace(revert_message=raw))
-    except (AssertionError, ValueError, SyntaxError):
-        return str(raw)[:80]
-    if len(data) < 4:
-        return str(raw)[:80]
-    return _error_names().get(data[:4], "0x" + data[:4].hex())
-
-
 @contextmanager
 def expect_revert(error_cls, **inputs):
     """Strict `ape.reverts`: the revert must be exactly `error_cls` (matched by name, or by selector when
@@ -282,7 +213,7 @@ def expect_revert(error_cls, **inputs):
         actual = dict(exc.inputs)
     else:
         try:
-            data = raw_revert_data(exc)
+            data = revert_data(exc)
         except AssertionError as e:
             raise AssertionError(f"expected {error_cls.abi.name}, got {exc!r}") from e
         assert data[:4] == selector, f"expected {error_cls.abi.name} selector {selector.hex()}, got {data[:4].hex()}"

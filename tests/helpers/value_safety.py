@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from ape.exceptions import ContractLogicError, VirtualMachineError
 
-from helpers.trading import revert_name
+from helpers.reverts import revert_name
 from vperp.units import WAD
 
 SCALE = 10**12  # WAD per unit of the 6-decimal collateral

@@ -22,6 +22,7 @@ from helpers.liquidation import (  # noqa: F401  (re-exported for the incident f
     model_slice,
     mul_up,
     one_event,
+    push_vamm_to,
     read,
     requirement,
     reverts_unchanged,
@@ -200,16 +201,6 @@ def ledger(system, owners):
     r = read(system, **calls)
     total = sum(r[f"c{i}"] for i in range(len(owners))) + r["pool"] + r["ins"]
     return total, r["bal"] * system.token_scale, r["ins"]
-
-
-def push_vamm_to(system, who, target: int):
-    """An arbitrageur sells (or buys) base until the vAMM price is about `target` (WAD)."""
-    ch = system.clearing_house
-    s = ch.marketState(ETH)
-    x1 = math.isqrt(s.baseReserve * s.quoteReserve * WAD // target)
-    base = s.baseReserve - x1  # > 0 buys, < 0 sells
-    if abs(base) >= MIN_ETH:
-        trade(ch, who, ETH, base)
 
 
 def live_auctions(system):
