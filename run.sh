@@ -29,7 +29,7 @@ setup() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi
-  # Chromium, only for the dashboard's browser test (tests/test_dashboard.py), from Debian, when missing.
+  # Chromium, only for the dashboard's browser test (tests/sdk/test_dashboard.py), from Debian, when missing.
   # Best effort: without root or apt-get setup goes on and that test skips, naming the package.
   command -v chromium >/dev/null || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || true
 }

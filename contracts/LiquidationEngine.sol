@@ -31,7 +31,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
     ///      normalised so it ends exactly at maxDiscount.
     uint256 internal constant EXP_SPEED = 4;
     /// @dev The exponential curve's span, WAD - FundingMath.expNegWad(EXP_SPEED x WAD) [wad]: the value the library
-    ///      returns (tests/test_funding_math.py checks it against the library and the model), written out so a
+    ///      returns (tests/clearinghouse/test_funding_math.py checks it against the library and the model), written out so a
     ///      take does not evaluate a constant (about 3,500 gas).
     uint256 internal constant EXP_SPAN = 981_684_361_111_265_820;
 

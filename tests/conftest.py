@@ -1,6 +1,6 @@
 """Shared fixtures: one deployment per session; Ape's isolation reverts each test's changes.
 
-Block timestamps never follow the wall clock (tests/clock_helpers.py): on the embedded chain the clock
+Block timestamps never follow the wall clock (tests/helpers/clock.py): on the embedded chain the clock
 is frozen as soon as this file is imported, before Ape creates the chain; on Anvil the session starts
 by making every block exactly one second after the last. A test that needs time to pass sets
 `chain.pending_timestamp`.
@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from clock_helpers import install_embedded_clock, pin_block_time
-from vperp import chain_io, deploy, fncoverage, srccoverage
+pytest.register_assert_rewrite("helpers")  # the helpers' checks (kick_checked, ...) report like the tests' own
+
+from helpers.clock import install_embedded_clock, pin_block_time  # noqa: E402
+from helpers.trading import funding_off, prepare_actors  # noqa: E402
+from vperp import chain_io, deploy, fncoverage, srccoverage  # noqa: E402
 
 install_embedded_clock()
 
@@ -149,3 +152,29 @@ def engine(system):
 @pytest.fixture(scope="session")
 def pool(system):
     return system.pool
+
+
+@pytest.fixture(scope="module")
+def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engine, pool):
+    """One eth_call for many views (the BatchCaller mock): helpers.liquidation's `read`, `frozen` and
+    `reverts_unchanged` find it in system.extra. A module whose helpers read through it without asking for it
+    sets `pytestmark = pytest.mark.usefixtures("batcher")`. (It asks for the session accounts and contracts so
+    they exist before any module fixture: Ape's isolation wants that order.)"""
+    b = project.BatchCaller.deploy(sender=deployer)
+    system.extra["batcher"] = b
+    return b
+
+
+@pytest.fixture(scope="module")
+def no_funding(system):
+    """Funding switched off in every market of the session deployment for the module
+    (`helpers.trading.funding_off`): health and PnL have no time term. A module asks for it with
+    `pytestmark = pytest.mark.usefixtures("no_funding")`, a test with the same mark."""
+    funding_off(system)
+
+
+@pytest.fixture
+def actors_no_funding(system, accounts):
+    """For one test (Ape's isolation reverts it after): funding off and collateral for accounts[1..7]
+    (`helpers.trading.prepare_actors`)."""
+    prepare_actors(system, accounts)

@@ -1,4 +1,4 @@
-"""No test depends on wall-clock time (tests/clock_helpers.py, docs/testing.md).
+"""No test depends on wall-clock time (tests/helpers/clock.py, docs/testing.md).
 
 Every block is BLOCK_TIME after the previous one whatever the wall clock does, and a timestamp a test
 sets with `chain.pending_timestamp` is exactly the next block's. Without the mechanism in
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from clock_helpers import BLOCK_TIME, GENESIS_TIMESTAMP, provider_kind
-from trading_helpers import ETH_ID, MAX_UINT, WAD
+from helpers.clock import BLOCK_TIME, GENESIS_TIMESTAMP, provider_kind
+from helpers.trading import ETH_ID, MAX_UINT, WAD
 from vperp.units import DAY
 
 SLEEP = 1.1  # seconds of wall clock: enough to cross a second boundary
@@ -140,7 +140,7 @@ def test_no_test_sleeps_or_reads_the_wall_clock():
                             r"from time import")
     offenders = []
     for path in sorted(here.rglob("*.py")):
-        if path.name in ("test_determinism.py", "clock_helpers.py"):
+        if path.relative_to(here).as_posix() in ("test_determinism.py", "helpers/clock.py"):
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if wall_clock.search(line) and "# waits for a process, not chain time" not in line:

@@ -14,8 +14,11 @@ import json
 from pathlib import Path
 
 import pytest
+from ape import project
 
-from trading_helpers import ceil_div, deadline, exit_value, expect_revert
+from helpers.trading import b32, ceil_div, deadline, exit_value, expect_revert
+from helpers.vault import only_event
+from helpers.wired import assert_constructor_reverts, ch_state, wired  # noqa: F401 - wired is a fixture
 
 from vperp.units import WAD
 
@@ -125,6 +128,86 @@ def test_clearing_house_wiring_emits_module_set_once(project, system, deployer):
         assert bytes(logs[0].name) == name.ljust(32, b"\0") and logs[0].module == module
         with expect_revert(ch.ModuleAlreadySet, module=module):
             setter(deployer, sender=deployer)
+
+
+# ---------------------------------------------------------------------------- ClearingHouse guards
+
+
+# Hard bounds of the ClearingHouse's virtual reserves.
+MIN_BASE_RESERVE = 10**18
+MAX_RESERVE = 10**36
+
+
+def test_clearing_house_constructor_rejects_zero_vault(chain, deployer):
+    """A ClearingHouse without a Vault is refused at deployment: ZeroAddress(), nothing deployed."""
+    assert_constructor_reverts(chain, deployer, project.ClearingHouse, project.ClearingHouse.ZeroAddress, ZERO, deployer)
+
+
+@pytest.mark.parametrize("setter,getter", [("setAmmController", "ammController"),
+                                           ("setLiquidationEngine", "liquidationEngine")])
+def test_clearing_house_module_setter_rejects_zero_and_stays_unwired(system, deployer, carol, setter, getter):
+    """A fresh ClearingHouse's once-only module setters refuse the zero address (ZeroAddress()); the slot
+    stays empty and can still be wired to a real module afterwards."""
+    ch = project.ClearingHouse.deploy(system.vault, deployer, sender=deployer)
+    with expect_revert(ch.ZeroAddress):
+        getattr(ch, setter)(ZERO, sender=deployer)
+    assert getattr(ch, getter)() == ZERO
+    getattr(ch, setter)(carol, sender=deployer)
+    assert getattr(ch, getter)() == carol.address
+
+
+@pytest.mark.parametrize("hook", ["markForAuction", "settleAuctionFill", "backstopClose", "releaseFromAuction",
+                                  "setReserves"])
+@pytest.mark.parametrize("caller_name", ["owner_of_position", "deployer"])
+def test_module_hooks_refuse_other_callers(wired, deployer, hook, caller_name):
+    """The liquidation hooks answer only the liquidation engine, setReserves only the AMM controller:
+    from the position's owner or from the contract owner they revert UnauthorizedModule(caller) and
+    change nothing (ledger, market, positions, auctioned sizes)."""
+    w = wired
+    caller = w.long if caller_name == "owner_of_position" else deployer
+    calls = {
+        "markForAuction": lambda: w.ch.markForAuction(w.long, 0, w.market, WAD, sender=caller),
+        "settleAuctionFill": lambda: w.ch.settleAuctionFill(w.long, 0, w.market, WAD, 3000 * WAD, w.taker, 0,
+                                                            sender=caller),
+        "backstopClose": lambda: w.ch.backstopClose(w.long, 0, w.market, WAD, 2900 * WAD, sender=caller),
+        "releaseFromAuction": lambda: w.ch.releaseFromAuction(w.long, 0, w.market, WAD, sender=caller),
+        "setReserves": lambda: w.ch.setReserves(w.market, 20_000 * WAD, 60_000_000 * WAD, 0, sender=caller),
+    }
+    owners = (w.long, w.short, w.taker)
+    before = ch_state(w, owners)
+    with expect_revert(w.ch.UnauthorizedModule, caller=caller):
+        calls[hook]()
+    assert ch_state(w, owners) == before
+
+
+@pytest.mark.parametrize("base,quote,name,value", [
+    (MIN_BASE_RESERVE - 1, 30_000_000 * WAD, "baseReserve", MIN_BASE_RESERVE - 1),
+    (0, 30_000_000 * WAD, "baseReserve", 0),
+    (MAX_RESERVE + 1, 30_000_000 * WAD, "baseReserve", MAX_RESERVE + 1),
+    (10_000 * WAD, 0, "quoteReserve", 0),
+    (10_000 * WAD, MAX_RESERVE + 1, "quoteReserve", MAX_RESERVE + 1),
+    (0, 0, "baseReserve", 0),  # both out of bounds: the base reserve is checked first
+])
+def test_set_reserves_out_of_bounds(wired, base, quote, name, value):
+    """setReserves from the AMM controller refuses reserves outside the hard bounds with
+    ParameterOutOfBounds(name, value); the market (reserves, open interest) and every position stay."""
+    w = wired
+    owners = (w.long, w.short)
+    before = ch_state(w, owners)
+    with expect_revert(w.ch.ParameterOutOfBounds, name=b32(name), value=value):
+        w.ch.setReserves(w.market, base, quote, 0, sender=w.amm)
+    assert ch_state(w, owners) == before
+
+
+@pytest.mark.parametrize("base,quote", [(MIN_BASE_RESERVE, 1), (MAX_RESERVE, MAX_RESERVE)])
+def test_set_reserves_bounds_are_inclusive(wired, base, quote):
+    """Control for the bounds: the bound values themselves are accepted and written as given."""
+    w = wired
+    tx = w.ch.setReserves(w.market, base, quote, 0, sender=w.amm)
+    log = only_event(tx, w.ch.ReservesSet)
+    assert (log.marketId, log.baseReserve, log.quoteReserve) == (w.market, base, quote)
+    s = w.ch.marketState(w.market)
+    assert (s.baseReserve, s.quoteReserve) == (base, quote)
 
 
 ABI_DIR = Path(__file__).resolve().parents[1] / "abi"

@@ -1,6 +1,6 @@
 """Tests written for mutants that survived the mutation campaign (docs/mutation.md): each names the mutant
-it kills. Block timestamps are set explicitly (tests/clock_helpers.py); nothing reads the wall clock."""
-from clock_helpers import HOUR, next_hour
+it kills. Block timestamps are set explicitly (tests/helpers/clock.py); nothing reads the wall clock."""
+from helpers.clock import HOUR, next_hour
 from vperp.funding import WAD, evolve
 
 CAP = 10**15

@@ -39,8 +39,9 @@ import pytest
 from ape.exceptions import CustomError
 from eth_abi import decode as abi_decode
 
-from chain_harness import Errors, deployment_model, print_report
-from trading_helpers import b32, exit_value, expect_revert, raw_revert_data
+from helpers.chain_harness import Errors, deployment_model, print_report
+from helpers.reverts import revert_data
+from helpers.trading import b32, exit_value, expect_revert
 from vperp.config import concentrated_config, max_amplification
 from vperp.deployment import deploy
 from vperp.keeper import repeg_due
@@ -385,7 +386,7 @@ def test_a_second_repeg_in_the_same_block_is_refused_and_changes_nothing(mirror,
         batch.batch([amm.address, amm.address], [data, data], sender=carol)
     exc = info.value
     reason = dict(exc.inputs)["reason"] if isinstance(exc, CustomError) else \
-        abi_decode(["uint256", "bytes"], raw_revert_data(exc)[4:])[1]
+        abi_decode(["uint256", "bytes"], revert_data(exc)[4:])[1]
     assert Errors(amm).decode(bytes(reason)) == ("RepegTooSoon", (t + 1, t))
     assert m.amm_state() == before
     m.check((alice,))

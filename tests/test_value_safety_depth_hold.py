@@ -16,8 +16,10 @@ import math
 
 import pytest
 
-from test_value_safety import (ETH, WAD, at, attempt, band_room, cash_out, crew, deposit, funding_off,  # noqa: F401
-                               lp_deposit, mint, start, trade, usd, wealth)
+from helpers.trading import funding_off
+from helpers.value_safety import (ETH, at, attempt, band_room, cash_out, crew, deposit,  # noqa: F401 - crew: fixture
+                                  lp_deposit, mint, start, trade, usd, wealth)
+from vperp.units import WAD
 
 DUST = 10**13
 HOURS = 12

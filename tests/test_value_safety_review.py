@@ -21,12 +21,11 @@ from ape.exceptions import ContractLogicError, VirtualMachineError
 
 from vperp import deploy
 from vperp.config import DeployConfig, MarketConfig
-from test_value_safety import (  # the first review's helpers and fixtures, shared as they are
-    Crew,
-    _no_funding,
+from helpers.reverts import revert_name
+from helpers.trading import funding_off
+from helpers.value_safety import (  # noqa: F401 - the first review's helpers and fixtures (crew), shared as they are
     at,
     crew,
-    funding_off,
     lp_deposit,
     mint,
     pool_plus_insurance,
@@ -43,22 +42,19 @@ FAR = 2**40
 ETH, BTC = 1, 2
 DUST = 10**13  # 0.00001 USD: rounding tolerance on value comparisons
 
+pytestmark = pytest.mark.usefixtures("no_funding")  # tests/conftest.py: funding off, as in test_value_safety.py
+
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def reason(exc) -> str:
-    name = getattr(getattr(exc, "abi", None), "name", None)
-    return name or str(getattr(exc, "revert_message", exc))[:60]
-
-
 def reverts(fn) -> str | None:
-    """None if fn() went through, else a short reason."""
+    """None if fn() went through, else the error's name (`helpers.reverts.revert_name`)."""
     try:
         fn()
         return None
     except (ContractLogicError, VirtualMachineError) as exc:
-        return reason(exc)
+        return revert_name(exc)
 
 
 LOG: list[str] = []  # refused steps of the running test, printed by the tests

@@ -27,7 +27,7 @@ are the fallback when a file is missing. The account is only needed for transact
 liquidation and LP helpers check their arguments first (a bad one is a one-line `ClientError`, nothing
 sent) and dry-run what they send, so a call the chain refuses raises its named custom error and sends
 nothing.
-docs/integrators.md has a section per family of helpers, with examples `tests/test_sdk_docs.py` runs.
+docs/integrators.md has a section per family of helpers, with examples `tests/sdk/test_sdk_docs.py` runs.
 
 This module also defines the layout of `abi/` (`ABI_FILES`, `abi_json`) and reads deployment records
 (`read_deployment`, `find_deployment`, `missing_code`), shared by `scripts/deploy.py`,

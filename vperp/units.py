@@ -1,4 +1,4 @@
-"""The Python home of the contracts' units and of the funding defaults (one copy; see tests/test_units.py,
+"""The Python home of the contracts' units and of the funding defaults (one copy; see tests/model/test_units.py,
 which checks each against the deployed contracts' own constants).
 
 - WAD: 1e18, the fixed-point unit of every price, size, ratio and quote amount on chain.

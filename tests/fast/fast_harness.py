@@ -1,4 +1,4 @@
-"""The fast tier's harness (not a test): tests/chain_harness.py's `Runner` on a `vperp.fast.FastChain`.
+"""The fast tier's harness (not a test): tests/helpers/chain_harness.py's `Runner` on a `vperp.fast.FastChain`.
 
 The environment is built by `chain_harness.build_env` itself (vperp.deploy, the funded traders, the
 approvals, the warm-up steps, the model of it all) against small stand-ins for Ape's accounts,
@@ -31,10 +31,10 @@ import zlib
 from collections import Counter
 from types import SimpleNamespace
 
-import chain_harness
-from chain_harness import MARKETS, MAX_UINT, WAD, Runner, _model_error, _norm, _selector, build_env
+from helpers import chain_harness
+from helpers.chain_harness import MARKETS, MAX_UINT, WAD, Runner, _model_error, _norm, _selector, build_env
 from eth_abi import encode as abi_encode
-from test_differential import ConcentrationSteps, concentration_of
+from helpers.differential import ConcentrationSteps, concentration_of
 from vperp.fast import FastChain, mnemonic_accounts
 from vperp.fast.chain import Receipt, Revert
 from vperp.fast.deploy import Account, Project, ape_project
@@ -42,7 +42,7 @@ from vperp.fast.model import fast_copy
 from vperp.model import Cancelled, ModelRevert, peg_holds
 
 TRADES = ("open", "reduce", "close", "lever")
-NAV_WEI = 4  # rounding a trade may move the pool's NAV by beyond its fee [wei] (test_stateful's F3)
+NAV_WEI = 4  # rounding a trade may move the pool's NAV by beyond its fee [wei] (helpers.stateful's F3)
 
 FAST = {"examples": 0, "steps": 0, "seconds": 0.0, "cpu": 0.0, "kinds": Counter(), "ok": Counter(),
         "errors": Counter(), "events": Counter(), "gas": {}, "props": Counter(), "full_compares": 0}
@@ -230,7 +230,7 @@ _BATCH = _selector("batch(address[],bytes[])")
 
 
 class FastRunner(ConcentrationSteps, Runner):
-    """chain_harness.Runner on the fast chain: same steps (with test_differential's concentration step), same
+    """chain_harness.Runner on the fast chain: same steps (with helpers.differential's concentration step), same
     per-step event checks, lean views."""
 
     def __init__(self, env, model):
@@ -380,7 +380,7 @@ class Properties:
       stay as they were when both were last flat, nobody else acts and nothing is liquidated, the pair
       never ends a round (both flat again) with more collateral than it started it with;
     - a trade moves the pool's NAV by its pool fee (plus the insurance part while the recorded shortfalls
-      exceed the insurance fund) within NAV_WEI wei (test_stateful's F3);
+      exceed the insurance fund) within NAV_WEI wei (helpers.stateful's F3);
     - the insurance fund only falls by the bad debt it pays (BadDebt's fromInsurance) and the keeper
       bounties of under-water kicks (KeeperBounty), and a resolved
       account is left with no negative collateral unless it still holds positions;

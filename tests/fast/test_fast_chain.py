@@ -9,7 +9,7 @@ import random
 import pytest
 from eth_abi import encode as abi_encode
 
-import chain_harness
+from helpers import chain_harness
 from fast_harness import fast_encode
 from vperp import deploy
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts

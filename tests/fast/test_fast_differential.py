@@ -1,14 +1,14 @@
 """The fast differential fuzz: the Ape fuzzers' step sequences on the compiled contracts in pyrevm
 (vperp.fast) and in the reference model, compared after every step (fast_harness.py).
 
-Steps are drawn by the differential fuzz's own strategies (tests/test_differential.py: every step kind incl.
+Steps are drawn by the differential fuzz's own strategies (tests/helpers/differential.py: every step kind incl.
 the owner's setConcentration, the liquidation chunks with their recoveries, the drift chunks, some of them
 concentrated), plus four chunks of this module: an
 attacker round (two attackers trade against each other on one market and close, nothing else in
 between but time), a liquidation carried to its end (a take, or redos and the backstop, then the bad
 debt), an LP round trip (deposit, request, cooldown, redeem or withdraw) and a run of hours (a block in
 most of 2-7 consecutive hours: the hourly funding samples and their day-long TWAP anchors). An example
-is a list of 20-30 such chunks, run from a snapshot of the warmed-up deployment (test_differential's
+is a list of 20-30 such chunks, run from a snapshot of the warmed-up deployment (helpers.differential's
 traders, prefunding and warm-up whale, built by chain_harness.build_env itself).
 
 After every step: the revert (error name and arguments) and the trade, liquidation, AMM and Vault
@@ -27,7 +27,7 @@ node's). The module prints steps/s and what was exercised at the end.
 A failure is shrunk by Hypothesis (each chunk toward its simplest form), then cut down by removing steps
 while it still fails the same way (fast_harness.minimize: delta debugging, every trial with the full
 comparison), and printed as a list of step tuples: keep it in `FIXED` below (run every time by
-`test_fixed_examples`; `test_concentrated_depth_and_peg` runs test_differential's concentrated shape with its
+`test_fixed_examples`; `test_concentrated_depth_and_peg` runs helpers.differential's concentrated shape with its
 checks of the amplified depth sync), or replay it with VPERP_FAST_REPLAY='<the list>' (or a file holding it):
 `VPERP_FAST_REPLAY=... ./run.sh test tests/fast -k replay -s` (prints the step trace).
 """
@@ -43,8 +43,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import fast_harness as fh
-import test_differential as td
-from chain_harness import print_report
+from helpers import differential as td
+from helpers.chain_harness import print_report
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 TARGET = int(os.environ.get("VPERP_FAST_STEPS", 1_000_000 if LONG else 20_000))
@@ -94,7 +94,7 @@ def _attack_st(draw):
 
 @st.composite
 def _liquidation_st(draw):
-    """A liquidation carried to its end (test_stateful's crash_and_take and auction_runs_out in one): the
+    """A liquidation carried to its end (helpers.stateful's crash_and_take and auction_runs_out in one): the
     index meets the vAMM, an account levers up to its limit, the index gaps 8-35 % against it, the keeper
     kicks; then a taker comes while the discount grows, or the auction expires, is redone and
     backstopped; the bad debt, if any, is resolved."""
@@ -202,7 +202,7 @@ def test_fixed_examples(env):
 
 
 def test_concentrated_depth_and_peg(env):
-    """test_differential.CONCENTRATED with its checks (test_differential.run_concentrated: the amplified depth
+    """helpers.differential.CONCENTRATED with its checks (helpers.differential.run_concentrated: the amplified depth
     sync), every step with the lean views and the properties, then the wide and the full comparison."""
     fc = env.fc
     token = fc.snapshot()

@@ -1,10 +1,10 @@
-"""The stateful machine (tests/test_stateful.py's `Protocol`: its rules, bundles, invariants
+"""The stateful machine (tests/helpers/stateful.py's `Protocol`: its rules, bundles, invariants
 (docs/specification.md) and the value-safety review's exploit properties F1-F8) on the fast tier.
 
 The machine runs unchanged; only its environment is the fast one (fast_harness.build_fast_env, with
-test_stateful's actors, prefunding and warm-up) and its runner the fast one (`FastRunner`: transactions
+helpers.stateful's actors, prefunding and warm-up) and its runner the fast one (`FastRunner`: transactions
 and eth_calls on pyrevm, the lean views after every step). `Protocol` builds its runner through the name
-`Runner` in test_stateful's namespace: the test points that name at FastRunner while the machine runs and
+`Runner` in helpers.stateful's namespace: the test points that name at FastRunner while the machine runs and
 restores it after.
 
 Profiles: CI 150 runs of up to 40 rules (derandomized); `VPERP_FUZZ=long` 3,000 runs of up to 60 rules.
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import fast_harness as fh
-import test_stateful as ts
-from chain_harness import STATS, print_report, reset_stats
+from helpers import stateful as ts
+from helpers.chain_harness import STATS, print_report, reset_stats
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
 RUNS, STEPS = (3_000, 60) if LONG else (150, 40)
@@ -77,4 +77,4 @@ def test_fast_protocol_state_machine(env):
 def test_fast_exploit_scripts(env, name):
     ts.Protocol.env = env
     with _FastRunnerSwap(), fh.fast_calldata():
-        ts.test_exploit_scripts(env, name)
+        ts.run_script(env, name)

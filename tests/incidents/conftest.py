@@ -1,24 +1,16 @@
-"""Fixtures of the incident regression suite (tests/incidents/): the session deployment of tests/conftest.py
-plus a batching helper contract and a crowd of funded accounts. Helpers are in `incident_helpers`."""
+"""Fixtures of the incident regression suite (tests/incidents/): the session deployment of tests/conftest.py,
+its batching helper contract (`batcher`) in every module, and a crowd of funded accounts. A test that wants
+funding off asks for tests/conftest.py's `no_funding`. Helpers are in `incident_helpers`."""
 import pytest
 
-from trading_helpers import funded_crowd, funding_off
+from helpers.trading import funded_crowd
 
 
 @pytest.fixture(scope="module", autouse=True)
-def batcher(project, system, deployer, alice, bob, carol, vault, ch, usdc, engine, pool):
-    """One eth_call for many views (the BatchCaller mock); `read`/`reverts_unchanged` find it in system.extra.
-    (Asks for the session accounts and contracts so they exist before any module fixture: Ape isolation wants that order.)"""
-    b = project.BatchCaller.deploy(sender=deployer)
-    system.extra["batcher"] = b
-    return b
-
-
-@pytest.fixture(scope="module")
-def no_funding(system):
-    """Funding switched off in every market of the session deployment for the module (`trading_helpers.funding_off`);
-    a module asks for it with `pytestmark = pytest.mark.usefixtures("no_funding")`."""
-    funding_off(system)
+def _batcher(batcher):
+    """Every incident module reads through the BatchCaller (`batcher`, tests/conftest.py): `read` and
+    `reverts_unchanged` find it in system.extra."""
+    return batcher
 
 
 @pytest.fixture(scope="module")

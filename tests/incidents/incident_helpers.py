@@ -1,32 +1,37 @@
 """Helpers shared by the incident regression files (tests/incidents/test_*.py).
 
 The integer formulas are the documented ones (docs/design.md, docs/liquidation.md), taken
-from tests/trading_helpers.py and tests/test_liquidation.py so every file computes its expectations the
-same way; this module adds the ledger identities the incidents are about.
+from tests/helpers/trading.py and tests/helpers/liquidation.py so every file computes its expectations the
+same way; this module adds the ledger identities the incidents are about, and the keeper, taker and ledger
+helpers of the crowd scenarios (a keeper pass, a checked backstop, the live auctions' prices).
 """
 from __future__ import annotations
 
 import math
 
-from test_liquidation import (  # noqa: F401  (re-exported for the incident files)
+from helpers.liquidation import (  # noqa: F401  (re-exported for the incident files)
     MIN_ETH,
     auction_price,
     backstop_edge,
     backstop_fit,
     discount_linear,
     discount_of,
+    events,
     expected_redo_tip,
     fill_quotes,
     model_slice,
     mul_up,
+    one_event,
+    push_vamm_to,
     read,
     requirement,
     reverts_unchanged,
+    set_price,
 )
-from trading_helpers import (  # noqa: F401
-    funding_off,
+from helpers.trading import (  # noqa: F401
     BTC_ID,
     ETH_ID,
+    HEARTBEAT,
     MAX_UINT,
     WAD,
     Amm,
@@ -36,6 +41,7 @@ from trading_helpers import (  # noqa: F401
     exit_value,
     expect_revert,
     fee_of,
+    funding_off,
     insurance_part,
     snapshot,
     swap,
@@ -171,3 +177,114 @@ class EthModel:
         size, on = self.pos[who]
         return size != 0 and eth_equity(self.coll[who], size, on, self.index) < requirement(size, self.index, MMR)
 
+
+# ---------------------------------------------------------------------------- crowd scenarios
+# Keepers, takers and ledgers of the crowd scenarios (the Black Thursday crash, the Perp v1 cascade).
+
+
+def fund_many(system, funder, amounts) -> int:
+    """Deposit each (account, human amount) into its cross account through `depositFor` from one funder
+    (one mint, one approval); returns the total deposited in WAD."""
+    units = [system.units(x) for _, x in amounts]
+    system.collateral.mint(funder, sum(units), sender=funder)
+    system.collateral.approve(system.vault, sum(units), sender=funder)
+    for (who, _), u in zip(amounts, units):
+        system.vault.depositFor(who, 0, u, sender=funder)
+    return sum(units) * system.token_scale
+
+
+def ledger(system, owners):
+    """(sum of the owners' collateral + pool + insurance, the Vault's token balance in WAD, insurance)."""
+    vault, usdc = system.vault, system.collateral
+    calls = {f"c{i}": (vault, "collateral", o.address, 0) for i, o in enumerate(owners)}
+    calls.update(pool=(vault, "poolBalance"), ins=(vault, "insuranceFund"), bal=(usdc, "balanceOf", vault.address))
+    r = read(system, **calls)
+    total = sum(r[f"c{i}"] for i in range(len(owners))) + r["pool"] + r["ins"]
+    return total, r["bal"] * system.token_scale, r["ins"]
+
+
+def live_auctions(system):
+    """Ids of the auctions with something left (one batched read)."""
+    engine = system.liquidation
+    n = engine.auctionCount()
+    if n == 0:
+        return []
+    r = read(system, **{f"a{i}": (engine, "auction", i) for i in range(1, n + 1)})
+    return [i for i in range(1, n + 1) if r[f"a{i}"].size != 0]
+
+
+def liquidatable(system, owners):
+    """The owners that are liquidatable now (one batched read)."""
+    r = read(system, **{f"o{i}": (system.vault, "isLiquidatable", o.address, 0) for i, o in enumerate(owners)})
+    return [o for i, o in enumerate(owners) if r[f"o{i}"]]
+
+
+def keeper_pass(system, keeper, owners, stats):
+    """What a keeper does: redo (or, after maxRedos, backstop) every expired auction, then kick every
+    liquidatable account in its best market until it is not liquidatable or has nothing free."""
+    engine, ch, vault = system.liquidation, system.clearing_house, system.vault
+    max_redos = engine.liquidationParams().maxRedos
+    for aid in live_auctions(system):
+        if engine.isExpired(aid):
+            a = engine.auction(aid)
+            if a.redos < max_redos:
+                engine.redo(aid, keeper, sender=keeper)
+                stats["redos"] += 1
+            else:
+                backstop_checked(system, aid, keeper, stats)
+    for o in liquidatable(system, owners):
+        while vault.isLiquidatable(o, 0):
+            mid = engine.bestMarketToKick(o, 0)
+            if mid == 0:
+                break
+            engine.kick(o, 0, mid, keeper, sender=keeper)
+            stats["kicks"] += 1
+
+
+def backstop_checked(system, aid, caller, stats):
+    """backstop: the remainder is swapped against the vAMM exactly as VAmmMath.swap; any bad debt runs
+    through the waterfall (insurance first, then the pool) and leaves the account at zero."""
+    engine, ch, vault = system.liquidation, system.clearing_house, system.vault
+    a = engine.auction(aid)
+    s0 = ch.marketState(a.marketId)
+    ins0 = vault.insuranceFund()
+    q, x1, y1 = swap(s0.baseReserve, s0.quoteReserve, -a.size)
+    tx = engine.backstop(aid, sender=caller)
+    ev = one_event(engine, "Backstop", tx)
+    assert (ev.size, ev.quote) == (a.size, q)
+    s1 = ch.marketState(a.marketId)
+    assert (s1.baseReserve, s1.quoteReserve) == (x1, y1)
+    stats["backstops"] += 1
+    for bd in events(vault, "BadDebt", tx):
+        assert bd.fromInsurance == min(bd.amount, ins0) and bd.fromInsurance + bd.fromPool == bd.amount
+        assert vault.collateral(bd.owner, bd.subaccount) == 0
+        stats["bad_debt"] += bd.amount
+        stats["bad_debt_from_insurance"] += bd.fromInsurance
+        stats["bad_debt_from_pool"] += bd.fromPool
+    return tx
+
+
+def favourable_move(size: int, start: int, index: int) -> int:
+    """How far the index moved in the auctioned account's favour since its (re)start (0 if against it)."""
+    return max(index - start, 0) if size > 0 else max(start - index, 0)
+
+
+def check_auction_prices(system, chain):
+    """Every live auction: expired ones cannot be priced (nor taken); the others are priced at the live
+    index less the curve's discount for their age -- never zero, never an old index."""
+    engine, ch = system.liquidation, system.clearing_house
+    head = chain.blocks.head.timestamp
+    for aid in live_auctions(system):
+        a = engine.auction(aid)
+        ap = engine.auctionParams(a.marketId)
+        index = ch.indexPrice(a.marketId)
+        expired = head - a.startTime > ap.duration or favourable_move(a.size, a.startIndex, index) > a.startIndex * ap.resetDrop // WAD
+        assert engine.isExpired(aid) == expired
+        if expired:
+            with expect_revert(engine.AuctionExpired, auctionId=aid):
+                engine.auctionPrice(aid)
+            continue
+        p = engine.auctionPrice(aid)
+        sign = 1 if a.size > 0 else -1
+        assert p == auction_price(sign, index, discount_of(ap, head - a.startTime))
+        assert p >= index * (WAD - ap.maxDiscount) // WAD > 0

@@ -14,15 +14,15 @@ docs/specification.md):
   of every trader), never from another trader's margin or the insurance fund, so the winner is paid in full
   whatever the loser does, and paying it does not depend on the loser's money having arrived.
 - The Vault's token balance equals the ledger (trader collateral + pool + insurance) at every step, so every
-  claim is backed at every moment; the pool's own withdrawals are limited by the reserve (tests/test_pool.py).
+  claim is backed at every moment; the pool's own withdrawals are limited by the reserve (tests/pool/test_pool.py).
 - The loser's loss is realized by the liquidation (here: auction, no taker, backstop) and whatever its margin
   does not cover runs through the waterfall: insurance fund first, then the pool, with a `BadDebt` event;
   no negative balance stays on the books.
 - Order does not matter: the winner's payout is the same figure whether it withdraws before or after the
   loser's bad debt is settled.
 
-Expected figures come from the vAMM formulas (tests/trading_helpers.py), the slice/reward formulas of
-docs/liquidation.md (tests/test_liquidation.py's model) and the waterfall rule. Funding is off.
+Expected figures come from the vAMM formulas (tests/helpers/trading.py), the slice/reward formulas of
+docs/liquidation.md (tests/helpers/liquidation.py's model) and the waterfall rule. Funding is off.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from incident_helpers import (
     upnl,
     vamm_base_to,
 )
-from trading_helpers import ETH_X0, ETH_Y0
+from helpers.trading import ETH_X0, ETH_Y0
 
 INSURANCE_SEED = 1_000
 # The deployment's own insurance seed would cover the loser's debt: this module runs on a deployment

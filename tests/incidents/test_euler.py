@@ -25,7 +25,8 @@ docs/specification.md#9-safety-and-bad-input; invariants 8 and 13 of docs/specif
   liquidated account cannot take its own auction (`SelfTake`).
 
 Funding is off; expectations come from docs/design.md#accounts-and-margin and the vAMM formulas
-(tests/trading_helpers.py).
+(tests/helpers/trading.py). The first test draws the attack's timing (when the second account takes, in one
+fill or two) at a constant index: the pair's equity never rises.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from hypothesis import strategies as st
 from incident_helpers import (
     ETH,
     IMR,
+    MAX_UINT,
+    MIN_ETH,
     SCALE,
     WAD,
     EthModel,
@@ -43,9 +46,12 @@ from incident_helpers import (
     discount_of,
     fill_quotes,
     free_collateral,
+    funding_off,
+    one_event,
     read,
     requirement,
     reverts_unchanged,
+    set_price,
     trade,
     upnl,
 )
@@ -53,9 +59,57 @@ from incident_helpers import (
 INDEX = 3000 * WAD
 
 
-pytestmark = pytest.mark.usefixtures("no_funding")
+def test_self_liquidation_via_second_account_never_profits_at_constant_index(
+        system, ch, vault, engine, chain, crowd):
+    """Euler (March 2023): an attacker made its own position liquidatable, then liquidated it from a second
+    account at a discount and walked off with the difference. Here attacker A holds a levered long; the
+    index moves once so A is liquidatable, then stays constant; B (the same person, another address) kicks
+    A with itself as keeper and takes the slice at any moment of the auction, in one or two fills. The
+    discount moves value from A to B (a wash), the keeper reward too; the penalty leaves for the insurance
+    fund. Combined equity (collateral + unrealized PnL at the index, both accounts) never rises: it falls
+    by exactly the penalty plus at most 2 wei of rounding per fill (in the pool's favour)."""
+    funding_off(system)
+    a, b = crowd[0], crowd[1]
+    system.fund(a, 3100)
+    trade(ch, a, ETH, 10 * WAD)
+    system.fund(b, 100_000)
+    set_price(system, "ETH", 2800 * 10**8)
+    assert vault.isLiquidatable(a, 0)
+    duration = engine.auctionParams(ETH).duration
+
+    def equity():
+        r = read(system, va=(vault, "accountValue", a.address, 0), vb=(vault, "accountValue", b.address, 0))
+        return r["va"] + r["vb"]
+
+    @settings(max_examples=8, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(dt=st.integers(1, duration), first_bp=st.integers(0, 10_000), two_fills=st.booleans())
+    def attack(dt, first_bp, two_fills):
+        sid = chain.snapshot()
+        try:
+            before = equity()
+            tx = engine.kick(a, 0, ETH, b, sender=b)
+            kick = one_event(engine, "Kick", tx)
+            size = kick.size
+            assert kick.keeper == b.address and kick.penalty > 0
+            chain.pending_timestamp = tx.timestamp + dt
+            fills = 0
+            if two_fills:
+                first = max(MIN_ETH, min(size - MIN_ETH, size * first_bp // 10_000))
+                engine.take(kick.auctionId, first, MAX_UINT, 0, sender=b)
+                fills += 1
+            engine.take(kick.auctionId, MAX_UINT, MAX_UINT, 0, sender=b)
+            fills += 1
+            after = equity()
+            assert after <= before - kick.penalty
+            assert before - kick.penalty - after <= 2 * fills
+        finally:
+            chain.restore(sid)
+
+    attack()
 
 
+@pytest.mark.usefixtures("no_funding")
 def test_no_action_but_liquidation_takes_a_healthy_account_below_its_margin(system, ch, vault, usdc, alice, bob,
                                                                          batcher):
     """Every weakening action one wei (or one token unit) past the initial requirement is refused with the
@@ -110,6 +164,7 @@ ACTION = st.one_of(
 )
 
 
+@pytest.mark.usefixtures("no_funding")
 @settings(max_examples=3, deadline=None, database=None, derandomize=True, phases=(Phase.explicit, Phase.generate),
           suppress_health_check=list(HealthCheck))
 @given(actions=st.lists(ACTION, min_size=3, max_size=6))
@@ -173,6 +228,7 @@ def test_random_actions_at_a_constant_index_keep_a_healthy_account_healthy(syste
         chain.restore(sid)
 
 
+@pytest.mark.usefixtures("no_funding")
 def test_self_liquidation_through_a_second_account_loses_the_penalty(system, ch, vault, engine, chain, alice, bob,
                                                                       batcher):
     """A is made liquidatable by the market (the only way), B kicks it as its own keeper and takes the whole

@@ -18,7 +18,7 @@ What stops it in vPerp (docs/design.md#accounts-and-margin, docs/liquidation.md)
   fund, and the liquidated account, which kept its initial-margin buffer, ends with no bad debt.
 
 Expected figures from docs/design.md#accounts-and-margin and docs/liquidation.md (formulas in
-tests/trading_helpers.py and tests/test_liquidation.py). Funding is off.
+tests/helpers/trading.py and tests/helpers/liquidation.py). Funding is off.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from incident_helpers import (
     trade,
     upnl,
 )
-from trading_helpers import ETH_X0, ETH_Y0
+from helpers.trading import ETH_X0, ETH_Y0
 
 ORACLE_UNIT = 10**10  # one unit of the 8-decimal feed, in WAD
 

@@ -25,8 +25,12 @@ What stops it in vPerp (docs/liquidation.md; Maker's own fix, Liquidations 2.0, 
 - Whatever the position's margin does not cover runs through the waterfall: no negative balance remains.
 
 Here one 10x long rides the ETH index from 3000 down to ~1500 in 4 % steps two minutes apart, then the
-index holds there (ten-minute steps) until the auction has been redone and backstopped, with no taker ever. Expected prices come from the documented curve and rounding (tests/test_liquidation.py helpers);
+index holds there (ten-minute steps) until the auction has been redone and backstopped, with no taker ever. Expected prices come from the documented curve and rounding (tests/helpers/liquidation.py);
 funding is off.
+
+The crowd version (the first test, at the listing's funding): four longs of increasing leverage, the index
+halved in five steps with an arbitrageur keeping the vAMM near it, a keeper pass after each; a stale feed
+and a zero answer stop take, redo, backstop and kick; the Vault's tokens equal the ledger throughout.
 """
 from __future__ import annotations
 
@@ -34,13 +38,23 @@ import pytest
 
 from incident_helpers import (
     ETH,
+    HEARTBEAT,
+    MAX_UINT,
     WAD,
     auction_price,
     backstop_edge,
     backstop_fit,
+    check_auction_prices,
     discount_of,
+    expect_revert,
     expected_redo_tip,
+    fund_many,
+    keeper_pass,
+    ledger,
+    live_auctions,
+    push_vamm_to,
     reverts_unchanged,
+    set_price,
     swap,
     trade,
     vamm_base_to,
@@ -49,9 +63,96 @@ from incident_helpers import (
 ORACLE_UNIT = 10**10
 
 
-pytestmark = pytest.mark.usefixtures("no_funding")
+def test_black_thursday_crash_without_takers_never_settles_at_zero_or_stale_price(
+        system, ch, vault, engine, usdc, chain, deployer, bob, carol, crowd, batcher):
+    """Maker, 12-13 March 2020: ETH fell ~50 % within a day while gas prices kept keepers away; collateral
+    auctions closed with a single bid of 0 DAI and ~$8M of ETH went for nothing. The property: an auction is
+    priced off the *live* oracle, an expired or stale auction restarts (redo) instead of settling, and
+    what nobody takes is closed by the backstop with the losses run through the waterfall.
+
+    Here the ETH index falls from 3000 to 1500 in five 10 % oracle steps a minute apart; an arbitrageur
+    keeps the vAMM near the index; four longs of increasing leverage are kicked, redone and finally
+    backstopped; no taker ever bids. Stale (24 h heartbeat passed) and zero oracle answers stop take, redo,
+    backstop and kick with named errors; once the feed is back, redo restarts from the live index."""
+    longs = crowd[:4]
+    arb = crowd[4]
+    keeper = bob
+    late_taker = carol
+    owners = longs + [arb, keeper, late_taker]
+    base_total, bal0, _ = ledger(system, owners)
+    assert base_total == bal0
+    deposits = fund_many(system, deployer, list(zip(longs, (6000, 4500, 3600, 3300))) + [(arb, 3_000_000), (late_taker, 1_000_000)])
+    for who in longs:
+        trade(ch, who, ETH, 10 * WAD)
+    stats = dict(kicks=0, redos=0, backstops=0, bad_debt=0, bad_debt_from_insurance=0, bad_debt_from_pool=0)
+
+    for price in (2700, 2400, 2100, 1800, 1500):
+        chain.pending_timestamp += 60
+        set_price(system, "ETH", price * 10**8)
+        # A fall against the accounts does not end their auctions: each stays priced off the live index
+        # (checked by check_auction_prices below), its discount growing, never at an old price.
+        for aid in live_auctions(system):
+            assert not engine.isExpired(aid)
+        push_vamm_to(system, arb, price * WAD)
+        keeper_pass(system, keeper, longs, stats)
+        check_auction_prices(system, chain)
+        total, bal, _ = ledger(system, owners)
+        assert total == bal == bal0 + deposits
+    assert stats["kicks"] >= len(longs)
+    assert all(ch.position(o, 0, ETH)[0] == ch.auctionedSize(o, 0, ETH) for o in longs)  # all of it in auctions
+
+    live = live_auctions(system)
+    assert live
+    aid = live[0]
+    feed = system.markets["ETH"].oracle
+    updated = feed.latestTimestamp()
+    # The oracle stops: a day and a second later every liquidation path refuses the stale price.
+    chain.pending_timestamp = updated + HEARTBEAT + 1
+    chain.mine()
+    stale = dict(feed=feed, updatedAt=updated, heartbeat=HEARTBEAT)
+    with reverts_unchanged(system, batcher, ch.StaleOracle, longs, **stale):
+        engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=late_taker)
+    with reverts_unchanged(system, batcher, ch.StaleOracle, longs, **stale):
+        engine.redo(aid, keeper, sender=keeper)
+    with reverts_unchanged(system, batcher, ch.StaleOracle, longs, **stale):
+        engine.backstop(aid, sender=keeper)
+    with reverts_unchanged(system, batcher, ch.StaleOracle, longs, **stale):
+        engine.kick(arb, 0, ETH, keeper, sender=keeper)
+    with expect_revert(ch.StaleOracle, **stale):
+        engine.auctionPrice(aid)
+    # A zero answer is refused too (never a settlement at 0).
+    feed.updateAnswer(0, sender=deployer)
+    with reverts_unchanged(system, batcher, ch.InvalidOraclePrice, longs, feed=feed, answer=0):
+        engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=late_taker)
+    with reverts_unchanged(system, batcher, ch.InvalidOraclePrice, longs, feed=feed, answer=0):
+        engine.redo(aid, keeper, sender=keeper)
+
+    # The feed is back at 1500: every auction has run out of time; redo restarts each from the live index.
+    set_price(system, "ETH", 1500 * 10**8)
+    max_redos = engine.liquidationParams().maxRedos
+    for aid in live_auctions(system):
+        assert engine.isExpired(aid)
+        if engine.auction(aid).redos < max_redos:
+            tx = engine.redo(aid, keeper, sender=keeper)
+            stats["redos"] += 1
+            a = engine.auction(aid)
+            assert (a.startIndex, a.startTime) == (1500 * WAD, tx.timestamp)
+            assert engine.auctionPrice(aid) == 1500 * WAD  # restarted: the live index, no discount yet
+    # Still nobody takes: the keeper redoes until maxRedos, then backstops against the vAMM.
+    while live_auctions(system):
+        chain.pending_timestamp += engine.auctionParams(ETH).duration + 1
+        set_price(system, "ETH", 1500 * 10**8)  # the feed keeps updating at 1500
+        keeper_pass(system, keeper, longs, stats)
+    total, bal, _ = ledger(system, owners)
+    assert total == bal == bal0 + deposits
+    assert stats["backstops"] >= len(longs) and stats["bad_debt"] > 0
+    for o in longs:
+        assert ch.position(o, 0, ETH)[0] == 0 and vault.openMarkets(o, 0) == 0
+        assert vault.collateral(o, 0) >= 0  # no negative balance remains: the waterfall ran
+    print(f"\nblack thursday: {stats}")
 
 
+@pytest.mark.usefixtures("no_funding")
 def test_a_crash_with_no_taker_never_settles_at_a_stale_or_zero_price(
         system, ch, vault, engine, chain, deployer, alice, bob, carol, batcher):
     owner, keeper, arb = alice, bob, carol

@@ -17,7 +17,7 @@ docs/design.md#design-choices-and-their-reasons):
 - The pump trade itself is bounded by the price band (`PriceBandExceeded`) and the position by the
   open-interest cap (`OpenInterestCapExceeded`), so the size in (1) is bounded.
 
-Expected figures come from the documented vAMM formulas (tests/trading_helpers.py) and
+Expected figures come from the documented vAMM formulas (tests/helpers/trading.py) and
 docs/design.md#accounts-and-margin.
 Funding is switched off in this module so health has no time term.
 """
@@ -43,7 +43,7 @@ from incident_helpers import (
     trade,
     upnl,
 )
-from trading_helpers import BTC_X0, BTC_Y0, ETH_X0, ETH_Y0, MAX_SPREAD
+from helpers.trading import BTC_X0, BTC_Y0, ETH_X0, ETH_Y0, MAX_SPREAD
 
 
 pytestmark = pytest.mark.usefixtures("no_funding")

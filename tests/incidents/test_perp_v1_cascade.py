@@ -18,9 +18,13 @@ What stops it in vPerp (docs/liquidation.md):
 - A global cap on notional in live auctions (`AuctionCapReached(live, slice, cap)`) bounds a cascade.
 - The insurance fund only grows from fees and penalties while accounts are liquidated with margin left.
 
-Expected figures: the slice, reward and penalty from the kick model in tests/test_liquidation.py
+Expected figures: the slice, reward and penalty from the kick model in tests/helpers/liquidation.py
 (`kick_checked` asserts them to the wei, with reserves and open interest unchanged); fills from
 docs/liquidation.md. Funding is off.
+
+The crowd version (the first test, at the listing's funding): ten ~8x longs ride the index down 20 %; no
+kick, take or redo moves the vAMM, only the final backstop does, and the Vault's tokens equal the ledger
+after every wave.
 """
 from __future__ import annotations
 
@@ -28,20 +32,25 @@ import pytest
 
 from incident_helpers import (
     ETH,
+    MAX_UINT,
     WAD,
     auction_price,
+    backstop_checked,
     discount_of,
     fee_of,
+    fund_many,
     insurance_part,
+    ledger,
+    liquidatable,
+    live_auctions,
+    one_event,
     read,
     reverts_unchanged,
     set_liquidation_params,
+    set_price,
     trade,
 )
-from test_liquidation import expected_kick, kick_checked
-
-
-pytestmark = pytest.mark.usefixtures("no_funding")
+from helpers.liquidation import expected_kick, kick_checked
 
 
 def values(system, owners):
@@ -49,6 +58,78 @@ def values(system, owners):
     return [r[f"v{i}"] for i in range(len(owners))]
 
 
+def test_cascade_of_levered_longs_does_not_move_the_vamm_until_a_backstop(
+        system, ch, vault, engine, usdc, chain, bob, carol, crowd):
+    """Perp v1 (May 2022) and similar vAMM perps: liquidations were market orders on the vAMM, so each one
+    pushed the mark further, triggering the next (a cascade), and the resulting bad debt drained the
+    insurance fund. Here ten ~8x longs ride the ETH index down 20 % in 4 % steps; a keeper kicks whatever
+    is liquidatable and a taker buys the slices off the auctions a couple of minutes later. The vAMM price
+    does not move on any kick or take; it moves only when, at the end, unsold slices are backstopped.
+    Conservation: the Vault's token balance equals the ledger (traders + pool + insurance) equals what was
+    deposited, after every step. The bad debt and the insurance fund's path are printed."""
+    traders = crowd[:10]
+    keeper, taker = bob, carol
+    owners = traders + [keeper, taker]
+    base_total, bal0, ins_start = ledger(system, owners)
+    assert base_total == bal0
+    deposits = fund_many(system, system.deployer, [(who, 4000) for who in traders] + [(taker, 2_000_000)])
+    for i, who in enumerate(traders):
+        trade(ch, who, ETH, 10_400 * 10**15 + i * 60 * 10**15)  # 10.40 .. 10.94 ETH: ~7.8x .. 8.3x
+    ap = engine.auctionParams(ETH)
+    stats = dict(kicks=0, takes=0, redos=0, backstops=0, bad_debt=0, bad_debt_from_insurance=0, bad_debt_from_pool=0)
+    spot = ch.spotPrice(ETH)
+    ins_path = [("start", ledger(system, owners)[2])]
+
+    steps = [3000 - 120 * k for k in range(1, 6)]  # 2880, 2760, 2640, 2520, 2400
+    for k, price in enumerate(steps):
+        set_price(system, "ETH", price * 10**8)
+        for o in liquidatable(system, traders):
+            while vault.isLiquidatable(o, 0) and engine.bestMarketToKick(o, 0) == ETH:
+                engine.kick(o, 0, ETH, keeper, sender=keeper)
+                stats["kicks"] += 1
+                assert ch.spotPrice(ETH) == spot, "a kick moved the vAMM"
+        if k == len(steps) - 1:
+            break  # the takers stay away from the last wave
+        chain.pending_timestamp += 120
+        for aid in live_auctions(system):
+            p = engine.auctionPrice(aid)
+            a = engine.auction(aid)
+            tx = engine.take(aid, MAX_UINT, p, 0, sender=taker)
+            assert one_event(engine, "Take", tx).remaining == 0 and a.size > 0
+            stats["takes"] += 1
+            assert ch.spotPrice(ETH) == spot, "a take moved the vAMM"
+        total, bal, ins = ledger(system, owners)
+        assert total == bal == bal0 + deposits
+        ins_path.append((price, ins))
+    assert stats["kicks"] >= 10 and stats["takes"] >= 10
+    left = live_auctions(system)
+    assert left, "the last wave should leave auctions for the backstop"
+    print(f"\ncascade: {sum(engine.auction(i).size for i in left) / WAD:.4f} ETH left for the backstop; vAMM spot "
+          f"{spot / WAD:,.2f} vs index {steps[-1]:,} (the backstop has no price band)")
+    # Nobody takes the last wave: redo until maxRedos, then the backstop closes against the vAMM.
+    while live_auctions(system):
+        chain.pending_timestamp += ap.duration + 1
+        set_price(system, "ETH", steps[-1] * 10**8)
+        for aid in live_auctions(system):
+            if engine.auction(aid).redos < engine.liquidationParams().maxRedos:
+                engine.redo(aid, keeper, sender=keeper)
+                stats["redos"] += 1
+                assert ch.spotPrice(ETH) == spot, "a redo moved the vAMM"
+            else:
+                backstop_checked(system, aid, keeper, stats)
+    assert stats["backstops"] == len(left) and ch.spotPrice(ETH) < spot  # only the backstop sold into the vAMM
+    total, bal, ins = ledger(system, owners)
+    assert total == bal == bal0 + deposits
+    ins_path.append(("after backstop", ins))
+    for o in traders:
+        assert vault.collateral(o, 0) >= 0 or vault.openMarkets(o, 0) != 0
+    print(f"\ncascade: {stats}")
+    print("cascade insurance fund path (WAD -> USDC): "
+          + ", ".join(f"{lbl}: {v / WAD:,.2f}" for lbl, v in ins_path))
+    print(f"cascade total bad debt: {stats['bad_debt'] / WAD:,.6f} USDC")
+
+
+@pytest.mark.usefixtures("no_funding")
 def test_a_whale_liquidation_is_a_partial_auction_that_moves_nobody_else(
         system, ch, vault, engine, chain, alice, bob, carol, crowd, batcher):
     whale, keeper, taker = alice, bob, carol

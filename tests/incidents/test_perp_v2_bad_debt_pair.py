@@ -19,7 +19,7 @@ docs/specification.md):
   curve is path-independent, so the pair's trading at best breaks even before fees.
 
 Every step is checked against a Python model of the vAMM, positions, collateral and margin built from the
-documented formulas (tests/trading_helpers.py), to the wei; a reverted step must be the model's named error
+documented formulas (tests/helpers/trading.py), to the wei; a reverted step must be the model's named error
 with its arguments and change nothing. Funding is off.
 """
 from __future__ import annotations

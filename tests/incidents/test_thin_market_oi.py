@@ -44,7 +44,7 @@ from incident_helpers import (
     set_market_params,
     trade,
 )
-from trading_helpers import ETH_X0, ETH_Y0
+from helpers.trading import ETH_X0, ETH_Y0
 
 # The deployment's own insurance seed would cover the pump's debt: the pump test runs on a deployment
 # without it (the `uninsured` fixture), with a small fund of its own, so the debt reaches the pool and

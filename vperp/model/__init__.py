@@ -12,8 +12,8 @@ isLiquidatable, liquidationState, shortfallOf, pendingBadDebt, position, quote, 
 fundingState, twaps, markPrice, indexPrice, tradersPnl, tradersExitPnl, poolBalance, insuranceFund,
 the pool's navWad, totalAssets, depositAssets, previewDeposit/previewMint/previewRedeem, max* and
 lpFlowsSuspended, the engine's auctions and previews, the AMM controller's depthCost, repegCost and
-netExitValue. The differential fuzz (tests/test_differential.py)
-and the stateful fuzz (tests/test_stateful.py) run random action sequences on chain and here and
+netExitValue. The differential fuzz (tests/model/test_differential.py)
+and the stateful fuzz (tests/model/test_stateful.py) run random action sequences on chain and here and
 compare every one.
 
 State

@@ -1,0 +1,144 @@
+"""The ClearingHouse's listing and parameter setters run in ClearingHouseConfigurator by delegatecall
+(ClearingHouse._configure). What must hold, and is checked here on a fresh ClearingHouse:
+
+- the ClearingHouse deploys its configurator and owns it; a direct call to the configurator's setters fails
+  for anyone (even the ClearingHouse's owner), and leaves both contracts unchanged;
+- through the ClearingHouse, each setter behaves as one contract: owner only (the ClearingHouse's named error,
+  before anything is forwarded), its events come from the ClearingHouse's address, its return value (the new
+  market id) reaches the caller, its named errors (including OracleLib's UnsupportedOracleDecimals) decode
+  from the ClearingHouse's ABI, and a refused call changes nothing;
+- the writes land in the ClearingHouse's storage, read back by its views; the configurator's own storage
+  stays empty;
+- the liquidation engine's backstopClose, which also runs there, refuses a direct call from anyone.
+"""
+from decimal import Decimal
+
+import ape
+import pytest
+from ape import project
+
+from vperp.config import default_config
+from vperp.units import WAD
+
+from helpers.trading import b32, wad
+
+ZERO = "0x" + "00" * 20
+
+
+@pytest.fixture(scope="module")
+def fresh(deployer):
+    cfg = default_config()
+    mc = cfg.markets[0]
+    token = project.MockERC20.deploy("USD Coin (mock)", "USDC", cfg.collateral_decimals, sender=deployer)
+    vault = project.Vault.deploy(token, deployer, sender=deployer)
+    ch = project.ClearingHouse.deploy(vault, deployer, sender=deployer)
+    oracle = project.MockAggregator.deploy(mc.oracle_decimals, int(mc.price) * 10**mc.oracle_decimals, "ETH / USD",
+                                           sender=deployer)
+    conf = project.ClearingHouseConfigurator.at(ch.configurator())
+    return ch, conf, oracle, mc
+
+
+def listing_args(mc, oracle):
+    return (b32(mc.symbol), mc.to_params(oracle.address), wad(mc.insurance_fee_share), wad(mc.base_reserve))
+
+
+def test_the_clearing_house_deploys_and_owns_its_configurator(fresh):
+    ch, conf, _, _ = fresh
+    assert conf.address != ZERO and len(ape.chain.provider.get_code(conf.address)) > 0
+    assert conf.owner() == ch.address
+    # Its own storage is not the ClearingHouse's: nothing wired there.
+    assert conf.liquidationEngine() == ZERO and conf.ammController() == ZERO
+
+
+def test_direct_calls_to_the_configurator_fail_for_anyone(fresh, deployer, alice):
+    ch, conf, oracle, mc = fresh
+    before = ch.marketCount()
+    for who in (deployer, alice):
+        with ape.reverts(conf.OwnableUnauthorizedAccount, account=who.address):
+            conf.listMarket(*listing_args(mc, oracle), sender=who)
+        with ape.reverts(conf.OwnableUnauthorizedAccount, account=who.address):
+            conf.setSkewFunding(1, 0, sender=who)
+        with ape.reverts(conf.OwnableUnauthorizedAccount, account=who.address):
+            conf.setFundingParams(1, (0, 10**10, 0, 60, 1), sender=who)
+        with ape.reverts(conf.OwnableUnauthorizedAccount, account=who.address):
+            conf.setMarketParams(1, mc.to_params(oracle.address), 0, sender=who)
+    assert ch.marketCount() == before
+
+
+def test_the_backstop_hook_called_directly_refuses_everyone(fresh, deployer, alice):
+    """backstopClose runs in the configurator (ClearingHouseSettlement's auction settlement); called directly it
+    reads the configurator's own liquidationEngine slot, never set, so it refuses anyone with
+    UnauthorizedModule(caller). Its Vault is the ClearingHouse's (an immutable both constructors set)."""
+    ch, conf, _, _ = fresh
+    assert conf.vault() == ch.vault()
+    before = ch.marketCount()
+    for who in (deployer, alice):
+        with ape.reverts(conf.UnauthorizedModule, caller=who.address):
+            conf.backstopClose(alice, 0, 1, WAD, 3_000 * WAD, sender=who)
+    assert ch.marketCount() == before
+
+
+def test_setters_through_the_clearing_house_are_owner_only_and_forward_nothing_else(fresh, alice):
+    ch, _, oracle, mc = fresh
+    before = ch.marketCount()
+    with ape.reverts(ch.OwnableUnauthorizedAccount, account=alice.address):
+        ch.listMarket(*listing_args(mc, oracle), sender=alice)
+    with ape.reverts(ch.OwnableUnauthorizedAccount, account=alice.address):
+        ch.setSkewFunding(1, 0, sender=alice)
+    assert ch.marketCount() == before
+
+
+def test_list_market_returns_the_id_and_emits_from_the_clearing_house(fresh, deployer):
+    ch, conf, oracle, mc = fresh
+    n = ch.marketCount() + 1
+    # The return value travels back through the delegatecall's returndata.
+    assert ch.listMarket.call(*listing_args(mc, oracle), sender=deployer) == n
+    tx = ch.listMarket(*listing_args(mc, oracle), sender=deployer)
+    listed = [log for log in tx.decode_logs(ch.MarketListed)]
+    assert len(listed) == 1 and listed[0].contract_address == ch.address and listed[0].marketId == n
+    assert {log.contract_address for log in tx.decode_logs()} == {ch.address}
+    # Written in the ClearingHouse's storage, read back by its views.
+    assert ch.marketCount() == n and ch.symbolOf(n) == b32(mc.symbol)
+    p = ch.marketParams(n)
+    assert p.oracle == oracle.address and p.imr == wad(mc.imr) and p.maxSpread == wad(mc.max_spread)
+    st = ch.marketState(n)
+    assert st.baseReserve == wad(mc.base_reserve)
+    assert ch.fundingParams(n).smoothingTau == ch.DEFAULT_SMOOTHING_TAU()
+    assert ch.skewFunding(n)[0] == ch.DEFAULT_SKEW_FUNDING_PPM()
+    assert ch.insuranceFeeShare(n) == wad(mc.insurance_fee_share)
+
+
+def test_setters_write_the_clearing_house_and_refuse_bad_input_unchanged(fresh, deployer):
+    ch, _, oracle, mc = fresh
+    if ch.marketCount() == 0:
+        ch.listMarket(*listing_args(mc, oracle), sender=deployer)
+    mid = ch.marketCount()
+    tx = ch.setSkewFunding(mid, 1234, sender=deployer)
+    assert [e.ratePpm for e in tx.decode_logs(ch.SkewFundingSet)] == [1234] and ch.skewFunding(mid)[0] == 1234
+    fp = ch.fundingParams(mid)
+    new_fp = (fp.maxFundingRate, fp.maxRateVelocity, fp.baselineRate, fp.smoothingTau + 60, fp.fundingPeriodHours)
+    tx = ch.setFundingParams(mid, new_fp, sender=deployer)
+    assert len(tx.decode_logs(ch.FundingParamsSet)) == 1 and ch.fundingParams(mid).smoothingTau == fp.smoothingTau + 60
+    # Out of bounds: the ClearingHouse's named error, nothing changed.
+    with ape.reverts(ch.ParameterOutOfBounds, name=b32("skewFundingPpm"), value=10_001):
+        ch.setSkewFunding(mid, 10_001, sender=deployer)
+    assert ch.skewFunding(mid)[0] == 1234
+    bad = list(mc.to_params(oracle.address))
+    bad[4] = wad(mc.imr)  # mmr = imr: the imr must exceed the mmr
+    with ape.reverts(ch.ParameterOutOfBounds, name=b32("imr")):
+        ch.setMarketParams(mid, tuple(bad), wad(mc.insurance_fee_share), sender=deployer)
+    assert ch.marketParams(mid).mmr == wad(mc.mmr)
+    with ape.reverts(ch.UnknownMarket, marketId=mid + 1):
+        ch.setSkewFunding(mid + 1, 0, sender=deployer)
+
+
+def test_library_error_decodes_from_the_clearing_house_abi(fresh, deployer):
+    """OracleLib's UnsupportedOracleDecimals is raised inside the configurator; the ClearingHouse's ABI
+    declares it, so a caller decodes it by name. Nothing is listed."""
+    ch, _, _, mc = fresh
+    feed = project.MockAggregator.deploy(19, int(Decimal(mc.price) * 10**19), "19 decimals", sender=deployer)
+    before = ch.marketCount()
+    with ape.reverts(ch.UnsupportedOracleDecimals, feed=feed.address, decimals=19):
+        ch.listMarket(*listing_args(mc, feed), sender=deployer)
+    assert ch.marketCount() == before
+    assert WAD == 10**18

@@ -1,0 +1,441 @@
+"""PerpReader (contracts/periphery) and Vault.withdraw(sub, type(uint256).max): the views bots expect.
+
+- withdraw max: pays floor(min(free, collateral) / scale) token units, the Withdraw event carries that
+  amount, less than one unit is left, the model mirrors it; the named errors when nothing is free.
+- liquidationPrice: the oracle moved to the reported price and one feed unit either side flips
+  Vault.isLiquidatable exactly there (long, short, cross margin, isolated); 0 when no price applies.
+- maxTradeSize: trading exactly the reported base succeeds, one wei more reverts with the binding
+  check's named error (band, absolute OI cap, pool-ratio cap with the trade's own fee, a vAMM outside
+  its band).
+- marketSummary: equals the modules' own views; answers on a stale feed.
+- the SDK helpers, `Client.subaccounts` over the Vault's events, and old deployment records.
+
+Funding stays off in these tests (each starts at a fresh quarter of the TWAP window, so the only sample
+sees mark == index), so "everything else held" holds exactly between the view and the check.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ape.exceptions import ContractLogicError
+from helpers.trading import MAX_UINT, QUARTER, WAD, ceil_div, expect_revert, price, trade
+from helpers.vault import deposit, ledger
+
+from vperp.client import Client, ClientError, build_record, write_record
+from vperp.config import default_config, wad
+from vperp.model import Model, ModelRevert
+
+USDC = 10**6
+SCALE = 10**12
+UNIT = 10**10  # one unit of an 8-decimal feed, in WAD
+EIP170 = 24_576
+
+
+@pytest.fixture(scope="module")
+def reader(system):
+    return system.reader
+
+
+@pytest.fixture(autouse=True)
+def fresh_quarter(chain, reader, alice, bob, carol):
+    """Start each test at the first second of a new quarter window, well after the last block."""
+    t = chain.pending_timestamp
+    chain.pending_timestamp = (t // QUARTER + 2) * QUARTER
+    yield
+
+
+def set_index(system, symbol, price_wad):
+    m = system.markets[symbol]
+    assert price_wad % UNIT == 0
+    m.oracle.updateAnswer(price_wad // UNIT, sender=system.deployer)
+
+
+def fund(system, who, units, sub=0):
+    deposit(system.collateral, system.vault, who, units, sub)
+
+
+def set_params(system, symbol, **changes):
+    m = system.markets[symbol]
+    mc = dataclasses.replace(m.config, **changes)
+    system.clearing_house.setMarketParams(m.id, mc.to_params(m.oracle.address), wad(mc.insurance_fee_share),
+                                          sender=system.deployer)
+
+
+# ============================================================================ deployment
+
+
+def test_reader_is_wired_to_the_modules_and_recorded(system, reader, chain, project):
+    assert reader.vault() == system.vault.address
+    assert reader.clearingHouse() == system.clearing_house.address
+    assert reader.liquidationEngine() == system.liquidation.address
+    record = build_record(system, system.config, chain, 1)
+    assert record["contracts"]["PerpReader"] == reader.address
+    assert record["abi"]["PerpReader"] == "abi/PerpReader.json"
+    size = (len(project.PerpReader.contract_type.runtime_bytecode.bytecode) - 2) // 2
+    print(f"\nPerpReader: {size:,} bytes of runtime code, {EIP170 - size:,} below the limit")
+    assert size <= EIP170
+
+
+def test_reader_constructor_rejects_zero_addresses(project, system, deployer):
+    zero = "0x" + "00" * 20
+    with expect_revert(system.reader.ZeroAddress):
+        project.PerpReader.deploy(zero, system.clearing_house, system.liquidation, sender=deployer)
+
+
+# ============================================================================ withdraw everything free
+
+
+def test_withdraw_max_without_positions_takes_every_token_unit(system, reader, alice, chain):
+    vault, usdc = system.vault, system.collateral
+    fund(system, alice, 1_234 * USDC + 7, sub=2)
+    before = usdc.balanceOf(alice)
+    assert tuple(reader.withdrawable(alice, 2)) == (1_234 * USDC + 7, (1_234 * USDC + 7) * SCALE)
+    tx = vault.withdraw(2, MAX_UINT, sender=alice)
+    (log,) = tx.events.filter(vault.Withdraw)
+    assert (log.owner, log.subaccount, log.amount, log.amountWad) == (alice, 2, 1_234 * USDC + 7, (1_234 * USDC + 7) * SCALE)
+    assert usdc.balanceOf(alice) - before == 1_234 * USDC + 7
+    assert vault.collateral(alice, 2) == 0
+    assert tuple(reader.withdrawable(alice, 2)) == (0, 0)
+
+
+def test_withdraw_max_with_a_position_leaves_less_than_one_unit_free(system, reader, alice, bob, chain):
+    vault, ch, eth = system.vault, system.clearing_house, system.markets["ETH"]
+    fund(system, alice, 10_000 * USDC)
+    trade(ch, alice, eth.id, 10 * WAD)
+    set_index(system, "ETH", 3_100 * WAD)  # unrealized profit: never withdrawable
+    coll = vault.collateral(alice, 0)
+    free = vault.freeCollateral(alice, 0)
+    expected = min(free, coll) // SCALE
+    assert reader.withdrawable(alice, 0)[0] == expected > 0
+    tx = vault.withdraw(0, MAX_UINT, sender=alice)
+    (log,) = tx.events.filter(vault.Withdraw)
+    assert (log.amount, log.amountWad) == (expected, expected * SCALE)
+    left = vault.freeCollateral(alice, 0)
+    assert 0 <= left < SCALE  # no withdrawable dust
+    with expect_revert(vault.InsufficientFreeCollateral):
+        vault.withdraw(0, 1, sender=alice)
+    # an operator's withdrawFor(max) pays the owner
+    fund(system, alice, 500 * USDC)
+    vault.setOperator(bob, True, sender=alice)
+    before = system.collateral.balanceOf(alice)
+    (log,) = vault.withdrawFor(alice, 0, MAX_UINT, sender=bob).events.filter(vault.Withdraw)
+    assert log.caller == bob and system.collateral.balanceOf(alice) - before == log.amount == (left + 500 * USDC * SCALE) // SCALE
+
+
+def test_withdraw_max_reverts_with_named_errors_and_changes_nothing(system, reader, alice, carol, chain):
+    vault, ch, usdc, eth = system.vault, system.clearing_house, system.collateral, system.markets["ETH"]
+    # nothing at all: ZeroAmount
+    with expect_revert(vault.ZeroAmount):
+        vault.withdraw(9, MAX_UINT, sender=carol)
+    # under one token unit free: ZeroAmount
+    fund(system, alice, 10_000 * USDC)
+    trade(ch, alice, eth.id, 25 * WAD)  # 75k notional: initial 7.5k
+    set_index(system, "ETH", 2_980 * WAD)
+    free = vault.freeCollateral(alice, 0)
+    assert free > 0
+    # move all but 0.5 unit out so less than one unit is free
+    vault.transferMargin(0, 1, free - SCALE // 2, sender=alice)
+    assert 0 < vault.freeCollateral(alice, 0) < SCALE
+    state = ledger(vault, usdc, (alice,), ((alice, 0),))
+    with expect_revert(vault.ZeroAmount):
+        vault.withdraw(0, MAX_UINT, sender=alice)
+    assert reader.withdrawable(alice, 0)[0] == 0
+    # free collateral negative: InsufficientFreeCollateral(min(free, collateral))
+    set_index(system, "ETH", 2_850 * WAD)
+    free = vault.freeCollateral(alice, 0)
+    assert free < 0
+    with expect_revert(vault.InsufficientFreeCollateral, owner=alice.address, subaccount=0, freeCollateral=free):
+        vault.withdraw(0, MAX_UINT, sender=alice)
+    assert ledger(vault, usdc, (alice,), ((alice, 0),)) == state
+    assert tuple(reader.withdrawable(alice, 0)) == (0, 0)
+
+
+def _model_withdraw_all_scenario(m: Model, t0: int):
+    m.deposit("alice", 0, 10_000 * USDC, t0)
+    m.open_position("alice", 0, 1, 10 * WAD, MAX_UINT, t0 + 1, t0 + 1)
+    m.set_index(1, 3_100 * WAD, t0 + 2)
+    return m.withdraw("alice", 0, MAX_UINT, t0 + 3)
+
+
+def test_model_withdraw_max_mirrors_the_vault(system, reader, alice, chain):
+    # the same steps on the chain and in the model (funding off in both): the same amount, to the wei
+    vault, ch, eth = system.vault, system.clearing_house, system.markets["ETH"]
+    fund(system, alice, 10_000 * USDC)
+    trade(ch, alice, eth.id, 10 * WAD)
+    set_index(system, "ETH", 3_100 * WAD)
+    (log,) = vault.withdraw(0, MAX_UINT, sender=alice).events.filter(vault.Withdraw)
+    t0 = 1_800_000_000 // QUARTER * QUARTER
+    m = Model.from_config(default_config(), t0 - 10)
+    assert _model_withdraw_all_scenario(m, t0) == log.amountWad
+    assert m.collateral("alice", 0) == vault.collateral(alice, 0)
+    # the model's errors for the max case
+    m2 = Model.from_config(default_config(), t0 - 10)
+    with pytest.raises(ModelRevert) as e:
+        m2.withdraw("nobody", 0, MAX_UINT, t0)
+    assert e.value.name == "ZeroAmount"
+    m2.deposit("bob", 0, 10_000 * USDC, t0)
+    m2.open_position("bob", 0, 1, 30 * WAD, MAX_UINT, t0 + 1, t0 + 1)
+    m2.set_index(1, 2_900 * WAD, t0 + 2)
+    free = m2.free_collateral("bob", 0, t0 + 3)
+    with pytest.raises(ModelRevert) as e:
+        m2.withdraw("bob", 0, MAX_UINT, t0 + 3)
+    assert e.value.name == "InsufficientFreeCollateral" and e.value.args[-1] == min(free, m2.collateral("bob", 0))
+
+
+# ============================================================================ liquidation price
+
+
+def _flips_at(system, owner, sub, symbol, liq, is_long):
+    """isLiquidatable at the reported price and one feed unit beyond it (liquidatable side), not one unit on the
+    safe side."""
+    vault = system.vault
+    safe, deeper = (liq + UNIT, liq - UNIT) if is_long else (liq - UNIT, liq + UNIT)
+    seen = {}
+    for p in (safe, liq, deeper):
+        set_index(system, symbol, p)
+        seen[p] = vault.isLiquidatable(owner, sub)
+    assert seen == {safe: False, liq: True, deeper: True}, seen
+
+
+def test_liquidation_price_long_flips_exactly_at_the_reported_feed_price(system, reader, alice, chain):
+    ch, eth = system.clearing_house, system.markets["ETH"]
+    fund(system, alice, 10_000 * USDC)
+    trade(ch, alice, eth.id, 20 * WAD)  # ~60k notional on 10k: 6x
+    liq = reader.liquidationPrice(alice, 0, eth.id)
+    assert 2_500 * WAD < liq < 3_000 * WAD and liq % UNIT == 0
+    # the line: value(P) = maintenance(P), everything else held
+    size, notional, _ = ch.position(alice, 0, eth.id)
+    coll = system.vault.collateral(alice, 0)
+    root = (notional - coll) * WAD * WAD / (size * WAD - size * wad(0.05))
+    assert abs(liq - root) <= UNIT
+    _flips_at(system, alice, 0, "ETH", liq, True)
+
+
+def test_liquidation_price_short_isolated_flips_exactly(system, reader, bob, chain):
+    ch, btc = system.clearing_house, system.markets["BTC"]
+    fund(system, bob, 20_000 * USDC, sub=4)
+    trade(ch, bob, btc.id, -2 * WAD, sub=4)  # ~120k notional on 20k
+    liq = reader.liquidationPrice(bob, 4, btc.id)
+    assert 60_000 * WAD < liq < 75_000 * WAD and liq % UNIT == 0
+    _flips_at(system, bob, 4, "BTC", liq, False)
+
+
+def test_liquidation_price_cross_margin_holds_the_other_market(system, reader, carol, chain):
+    ch, eth, btc = system.clearing_house, system.markets["ETH"], system.markets["BTC"]
+    fund(system, carol, 30_000 * USDC)
+    trade(ch, carol, eth.id, 40 * WAD)
+    trade(ch, carol, btc.id, -1 * WAD)
+    set_index(system, "BTC", 62_000 * WAD)  # the short loses 2k: the ETH long's price rises
+    liq_eth = reader.liquidationPrice(carol, 0, eth.id)
+    liq_btc = reader.liquidationPrice(carol, 0, btc.id)
+    _flips_at(system, carol, 0, "ETH", liq_eth, True)
+    set_index(system, "ETH", 3_000 * WAD)
+    assert reader.liquidationPrice(carol, 0, btc.id) == liq_btc
+    _flips_at(system, carol, 0, "BTC", liq_btc, False)
+
+
+def test_liquidation_price_is_zero_when_no_price_applies(system, reader, alice, bob, carol, chain):
+    ch, eth, btc = system.clearing_house, system.markets["ETH"], system.markets["BTC"]
+    assert reader.NO_LIQUIDATION_PRICE() == 0
+    assert reader.liquidationPrice(alice, 0, eth.id) == 0  # no position
+    fund(system, alice, 100_000 * USDC)
+    trade(ch, alice, eth.id, 1 * WAD)  # 3k long on 100k: not even a zero price liquidates it
+    assert reader.liquidationPrice(alice, 0, eth.id) == 0
+    set_index(system, "ETH", UNIT)  # the lowest price the feed can give
+    assert not system.vault.isLiquidatable(alice, 0)
+    set_index(system, "ETH", 3_000 * WAD)
+    # a short whose other market already sinks it: liquidatable at every ETH price, so the lowest one
+    fund(system, bob, 7_000 * USDC)
+    trade(ch, bob, btc.id, 1 * WAD)
+    trade(ch, bob, eth.id, -(WAD // 10))
+    set_index(system, "BTC", 52_000 * WAD)  # -8k on BTC: the collateral is gone
+    assert reader.liquidationPrice(bob, 0, eth.id) == UNIT
+    assert system.vault.isLiquidatable(bob, 0)
+
+
+def test_liquidation_price_rejects_bad_input(system, reader, alice):
+    with expect_revert(reader.UnknownMarket, marketId=0):
+        reader.liquidationPrice(alice, 0, 0)
+    with expect_revert(reader.UnknownMarket, marketId=3):
+        reader.liquidationPrice(alice, 0, 3)
+    with expect_revert(reader.ZeroAddress):
+        reader.liquidationPrice("0x" + "00" * 20, 0, 1)
+    with expect_revert(reader.ZeroAddress):
+        reader.withdrawable("0x" + "00" * 20, 0)
+
+
+# ============================================================================ max trade size
+
+
+def _exact_max(system, reader, who, symbol, is_long, error):
+    ch, m = system.clearing_house, system.markets[symbol]
+    b = reader.maxTradeSize(m.id, is_long)
+    assert b > 0
+    sign = 1 if is_long else -1
+    with expect_revert(error):
+        trade(ch, who, m.id, sign * (b + 1))
+    trade(ch, who, m.id, sign * b)
+    return b
+
+
+def test_max_trade_size_band_binds_both_sides(system, reader, carol, chain):
+    ch = system.clearing_house
+    fund(system, carol, 1_000_000 * USDC)
+    b = _exact_max(system, reader, carol, "ETH", True, ch.PriceBandExceeded)
+    assert 460 * WAD < b < 470 * WAD  # 10_000 x (1 - sqrt(3000 / 3300))
+    assert reader.maxTradeSize(1, True) <= 1  # at the band's edge now
+    # the other side of the same vAMM: back through the index and down to the lower edge
+    b = _exact_max(system, reader, carol, "ETH", False, ch.PriceBandExceeded)
+    assert b > 900 * WAD
+
+
+def test_max_trade_size_when_the_vamm_is_outside_its_band(system, reader, carol, chain):
+    ch = system.clearing_house
+    fund(system, carol, 1_000_000 * USDC)
+    set_index(system, "ETH", 3_500 * WAD)  # the vAMM (3000) is 14 % below: buys may go to the mirror price
+    b = _exact_max(system, reader, carol, "ETH", True, ch.PriceBandExceeded)
+    x, y = system.clearing_house.marketState(1).baseReserve, system.clearing_house.marketState(1).quoteReserve
+    assert price(x, y) > 3_850 * WAD  # above index + band (3850): the mirror of the starting distance
+    assert reader.maxTradeSize(1, False) > 0
+
+
+def test_max_trade_size_absolute_oi_cap(system, reader, alice, carol, chain):
+    ch = system.clearing_house
+    set_params(system, "ETH", max_open_interest=50)
+    fund(system, alice, 100_000 * USDC)
+    trade(ch, alice, 1, 12 * WAD)
+    fund(system, carol, 1_000_000 * USDC)
+    b = _exact_max(system, reader, carol, "ETH", True, ch.OpenInterestCapExceeded)
+    assert b == 38 * WAD
+
+
+def test_max_trade_size_pool_ratio_cap_counts_the_trades_own_fee(system, reader, carol, chain):
+    ch, vault = system.clearing_house, system.vault
+    set_params(system, "BTC", max_oi_pool_ratio=0.05)  # 10M pool: 500k notional a side
+    fund(system, carol, 1_000_000 * USDC)
+    pool = vault.poolBalance()
+    before_fee = (pool * wad(0.05) // WAD) * WAD // (60_000 * WAD)
+    b = _exact_max(system, reader, carol, "BTC", False, ch.OpenInterestCapExceeded)
+    assert b > before_fee  # the fee the trade pays into the pool raises its own cap
+    assert ceil_div(b * 60_000 * WAD, WAD) <= vault.poolBalance() * wad(0.05) // WAD
+
+
+def test_max_trade_size_rejects_unknown_markets(reader):
+    for bad in (0, 3, 2**32 - 1):
+        with expect_revert(reader.UnknownMarket, marketId=bad):
+            reader.maxTradeSize(bad, True)
+        with expect_revert(reader.UnknownMarket, marketId=bad):
+            reader.marketSummary(bad)
+
+
+# ============================================================================ market summary
+
+
+def test_market_summary_equals_the_module_views(system, reader, alice, chain):
+    ch, vault, eth = system.clearing_house, system.vault, system.markets["ETH"]
+    fund(system, alice, 50_000 * USDC)
+    trade(ch, alice, eth.id, 25 * WAD)
+    chain.mine(timestamp=chain.pending_timestamp + 60)  # the lifted vAMM has held for a minute: a premium
+    s = reader.marketSummary(eth.id)
+    assert s.marketId == eth.id and s.symbol.rstrip(b"\0") == b"ETH"
+    assert s.indexValid and s.indexPrice == ch.indexPrice(eth.id)
+    assert s.spotPrice == ch.spotPrice(eth.id)
+    # markTwap / indexTwap are fundingState's: the funding window's TWAPs (vperp.units.FUNDING_WINDOW_HOURS), of
+    # which the premium is made; `twaps` / `markPrice` (the 15-minute ring) are not in the summary
+    assert (s.appliedRate, s.targetRate, s.premium, s.markTwap, s.indexTwap, s.projected1h, s.projected8h) == \
+        tuple(ch.fundingState(eth.id))
+    assert s.premium == (s.markTwap - s.indexTwap) * WAD // s.indexTwap > 0  # the long lifted the vAMM
+    assert tuple(s.state) == tuple(ch.marketState(eth.id)) and s.state.longOpenInterest == 25 * WAD
+    assert tuple(s.params) == tuple(ch.marketParams(eth.id))
+    assert tuple(s.fundingParams) == tuple(ch.fundingParams(eth.id))
+    assert tuple(s.auctionParams) == tuple(system.liquidation.auctionParams(eth.id))
+    assert s.poolBalance == vault.poolBalance() and s.pauseLevel == 0
+    assert s.oiNotionalCap == vault.poolBalance() * s.params.maxOiPoolRatio // WAD
+    assert (s.maxLong, s.maxShort) == (reader.maxTradeSize(eth.id, True), reader.maxTradeSize(eth.id, False))
+    assert s.insuranceFeeShare == ch.insuranceFeeShare(eth.id)
+
+
+def test_market_summary_answers_on_a_stale_feed(system, reader, chain):
+    chain.pending_timestamp += 86_400 + 10
+    chain.mine()
+    with pytest.raises(ContractLogicError):
+        system.clearing_house.indexPrice(1)
+    s = reader.marketSummary(1)
+    assert not s.indexValid and (s.indexPrice, s.maxLong, s.maxShort) == (0, 0, 0)
+    assert s.spotPrice == 3_000 * WAD
+
+
+# ============================================================================ gas
+
+
+def test_view_gas(system, reader, alice, chain):
+    ch, eth = system.clearing_house, system.markets["ETH"]
+    fund(system, alice, 50_000 * USDC)
+    trade(ch, alice, eth.id, 25 * WAD)
+    trade(ch, alice, system.markets["BTC"].id, -WAD)
+    gas = {
+        "withdrawable": reader.withdrawable.estimate_gas_cost(alice, 0),
+        "liquidationPrice (2 markets)": reader.liquidationPrice.estimate_gas_cost(alice, 0, eth.id),
+        "maxTradeSize": reader.maxTradeSize.estimate_gas_cost(eth.id, True),
+        "marketSummary": reader.marketSummary.estimate_gas_cost(eth.id),
+    }
+    print("\n" + "\n".join(f"{k}: {v:,} gas" for k, v in gas.items()))
+    assert all(v < 1_000_000 for v in gas.values())
+
+
+# ============================================================================ SDK
+
+
+@pytest.fixture
+def client(system, chain, alice, tmp_path):
+    path = tmp_path / "local.json"
+    write_record(path, build_record(system, system.config, chain, 1))
+    return Client.from_deployment(path, account=alice)
+
+
+def test_sdk_reader_helpers(system, client, alice, chain):
+    system.collateral.mint(alice, 20_000 * USDC, sender=alice)
+    client.deposit(20_000)
+    client.open("ETH", 30)
+    liq = client.liquidation_price("ETH")
+    assert liq is not None and liq * WAD == system.reader.liquidationPrice(alice, 0, 1)
+    assert client.liquidation_price("BTC") is None
+    assert client.max_trade_size("ETH", True) * WAD == system.reader.maxTradeSize(1, True)
+    s = client.market_summary("ETH")
+    assert s.index_price == 3_000 and s.long_open_interest == 30 and s.max_open_interest == 10_000
+    free = client.withdrawable()
+    assert free > 0 and free * USDC == system.reader.withdrawable(alice, 0)[0]
+    before = system.collateral.balanceOf(alice)
+    client.withdraw_all()
+    assert system.collateral.balanceOf(alice) - before == free * USDC
+    assert client.withdrawable() == 0
+
+
+def test_sdk_subaccounts_from_vault_events_with_a_cursor(system, client, alice, bob, chain):
+    vault = system.vault
+    assert client.subaccounts() == []
+    fund(system, alice, 1_000 * USDC, sub=0)
+    fund(system, alice, 1_000 * USDC, sub=3)
+    vault.transferMargin(3, 7, 100 * WAD, sender=alice)
+    system.collateral.mint(bob, 10 * USDC, sender=bob)
+    system.collateral.approve(vault, 10 * USDC, sender=bob)
+    vault.depositFor(alice, 5, 10 * USDC, sender=bob)
+    fund(system, bob, 10 * USDC, sub=11)  # bob's own: not alice's
+    assert client.subaccounts() == [0, 3, 5, 7]
+    assert client.subaccounts(owner=bob) == [11]
+    cursor, _ = client._subaccount_scan[alice.address]
+    assert cursor == chain.blocks.head.number + 1
+    fund(system, alice, 1 * USDC, sub=9)
+    assert client.subaccounts(chunk=2) == [0, 3, 5, 7, 9]  # scans only the blocks since the cursor
+
+
+def test_sdk_loads_a_record_written_before_the_reader(system, chain, alice, tmp_path):
+    record = build_record(system, system.config, chain, 1)
+    del record["contracts"]["PerpReader"], record["abi"]["PerpReader"]
+    path = tmp_path / "old.json"
+    write_record(path, record)
+    c = Client.from_deployment(path, account=alice)
+    assert c.reader is None and c.health().collateral == 0
+    with pytest.raises(ClientError, match="no PerpReader"):
+        c.liquidation_price("ETH")
