@@ -1,7 +1,7 @@
 """docs/governance.md against the contracts, so the runbook cannot drift.
 
 - Every bounded parameter: the parameter tables (header `| name | setter | unit | hard bound | ...`) are parsed,
-  and each row's bound is compared with the contract's own, read from the Solidity source: every `_bound(...)`
+  and each row's bound is compared with the contract's own, read from the Solidity source: every `Bounds.check(...)`
   call and every explicit `ParameterOutOfBounds` revert, their constants evaluated. A bound changed in a
   contract and not in the page fails, and so does a bounded parameter without a row (or a row for none).
 - Every default: the first figure of each row's default column against the value a fresh deployment reads
@@ -94,11 +94,11 @@ def contract_bounds() -> dict[tuple[str, str], tuple]:
         for c, e in re.findall(r"constant\s+(\w+)\s*=\s*([^;]+);", src):
             constants[c] = _evaluate(e, constants)
         found: dict[str, set] = {}
-        for m in re.finditer(r"(?<!function )_bound\(", src):
+        for m in re.finditer(r"\bBounds\.check\(", src):
             args, _ = _args(src, m.end() - 1)
             label = args[0].strip('"')
             found.setdefault(label, set()).add((_evaluate(args[2], constants), _evaluate(args[3], constants)))
-        for m in re.finditer(r"if \(([^{;]*?)\)\s*\{?\s*revert (?:IClearingHouse\.)?ParameterOutOfBounds\(\"(\w+)\"", src):
+        for m in re.finditer(r"if \(([^{;]*?)\)\s*\{?\s*revert (?:IClearingHouse\.|IErrors\.)?ParameterOutOfBounds\(\"(\w+)\"", src):
             cond, label = m.group(1), m.group(2)
             if (name, label) in CALL_ARGUMENTS:
                 continue

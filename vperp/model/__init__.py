@@ -156,4 +156,10 @@ from .clearing_house import ClearingHouseMirror  # noqa: F401
 from .liquidation_engine import LiquidationEngineMirror  # noqa: F401
 from .liquidity_pool import LiquidityPoolMirror  # noqa: F401
 from .amm_controller import AmmControllerMirror  # noqa: F401
-from ..units import WAD  # noqa: F401
+# Names the single-module model imported and callers read from it.
+from ..config import DeployConfig, default_config, max_amplification, wad  # noqa: F401
+from ..funding import clamp, evolve, exp_neg_wad, tdiv  # noqa: F401
+from ..units import (  # noqa: F401
+    DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY, DEFAULT_SKEW_FUNDING_PPM,
+    DEFAULT_SMOOTHING_TAU, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_PEG_TOLERANCE_BPS, MAX_SKEW_FUNDING_PPM, WAD,
+)
