@@ -526,10 +526,13 @@ def _measure_liquidation(s, clock, sit, accounts) -> list[Row]:
     ch, engine = s.clearing_house, s.liquidation
     deployer, bob, carol, keeper = accounts[0], accounts[2], accounts[3], accounts[8]
     victims = accounts[4:6]
+    steady = accounts[6]  # kicked last: auctions already counted, and the account above water at the worst fill
     _fresh_quarter(s, clock, keeper)
     for v in victims:
         s.fund(v, 1_000)
         _open(s, clock, v, 0, 1, 3 * WAD)
+    s.fund(steady, 1_300)
+    _open(s, clock, steady, 0, 1, 3 * WAD)
     _open(s, clock, bob, 0, 1, WAD)  # the taker's own position, into which it takes
     for m in s.markets.values():  # ETH down 10 %; the other feeds refreshed at their price
         answer = m.oracle.latestRoundData()[1]
@@ -539,7 +542,10 @@ def _measure_liquidation(s, clock, sit, accounts) -> list[Row]:
     sit.position(victims[0], 1, exists=True)
     sit.last_update(1, ago=1)
     tx = clock.tx(engine.kick, victims[0], 0, 1, carol, sender=carol)
-    rows.append(Row("kick", tx.gas_used, f"slice of a cross account's ETH long into a new auction; keeper paid; {FIRST_TOUCH}"))
+    assert s.vault.shortfallOf(victims[0], 0) > 0, "the first kick's account is under water at the worst fill"
+    rows.append(Row("kick", tx.gas_used, "slice of a cross account's ETH long into the deployment's first auction; the "
+                    "account under water at the worst fill: the insurance fund pays the keeper's bounty and a "
+                    f"shortfall is recorded (first writes of the counter and the estimates); {FIRST_TOUCH}"))
     first = engine.auctionCount()
     size = engine.auction(first).size
     clock.at(clock.head() + 299)
@@ -576,6 +582,16 @@ def _measure_liquidation(s, clock, sit, accounts) -> list[Row]:
     sit.last_update(1, ago=1)
     tx = clock.tx(engine.backstop, second, sender=carol)
     rows.append(Row("backstop", tx.gas_used, f"close the remainder against the vAMM; {FIRST_TOUCH}"))
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.position(steady, 1, exists=True)
+    sit.last_update(1, ago=1)
+    assert engine.auctionCount() > 0 and s.vault.isLiquidatable(steady, 0)
+    tx = clock.tx(engine.kick, steady, 0, 1, carol, sender=carol)
+    assert s.vault.shortfallOf(steady, 0) == 0, "the steady-state kick's account stays above water"
+    rows.append(Row("kick (another auction, account above water)", tx.gas_used,
+                    "slice of a cross account's ETH long into a new auction, auctions counted before; the account "
+                    f"covers its worst fill: the keeper's reward and the penalty come out of its margin; {FIRST_TOUCH}"))
     return rows
 
 
