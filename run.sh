@@ -39,6 +39,9 @@ env_vars() {
   export SOLCX_BINARY_PATH="$ROOT/tools/solcx"
   export PATH="$ROOT/.venv/bin:$ROOT/node_modules/.bin:$PATH"
   export MPLBACKEND=Agg
+  # The checkout's developer tooling (devtools/: gas table, coverage, Slither gate, mutation testing) is not part of
+  # the installed package; the repository root on the path makes it importable here.
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 }
 
 cast_signatures() {
@@ -118,10 +121,10 @@ case "$cmd" in
   demo) setup; env_vars; compile_contracts >/dev/null; exec ape run demo "$@" ;;
   test) setup; env_vars; compile_contracts >/dev/null; exec ape test $(workers "$@") "$@" ;;  # no path given: tests/
   coverage) setup; env_vars; compile_contracts >/dev/null
-    # External-function coverage (vperp/fncoverage.py) of the whole suite on the embedded chain.
+    # External-function coverage (devtools/fncoverage.py) of the whole suite on the embedded chain.
     export VPERP_COVERAGE="${VPERP_COVERAGE:-$ROOT/docs/coverage.md}"; exec ape test "$@" ;;
   gas) setup; env_vars; compile_contracts >/dev/null; exec ape run gas "$@" ;;
-  slither) setup; env_vars; exec python -m vperp.slither_check "$@" ;;
+  slither) setup; env_vars; exec python -m devtools.slither_check "$@" ;;
   ape) setup; env_vars; exec ape "$@" ;;
   cast) setup >&2; env_vars; cast_signatures; run_cast "$@" ;;
   *) sed -n '2,12p' "$0"; exit 2 ;;

@@ -1,11 +1,13 @@
 """`ape run gas`: regenerate docs/gas.md and docs/gas.json from a fresh local deployment."""
+import sys
 from pathlib import Path
 
 import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand, network_option
 
-from vperp.gas import measure, read_previous, render, to_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
+from devtools.gas import measure, read_previous, render, to_json  # noqa: E402
 
 
 @click.command(cls=ConnectedProviderCommand)

@@ -9,9 +9,10 @@ by making every block exactly one second after the last. A test that needs time 
 modules' reports, which a worker cannot print, are written to a folder and printed at the end.
 
 With VPERP_COVERAGE=<file> (`./run.sh coverage`, one process), every call frame the embedded chain's EVM runs is
-recorded (vperp.fncoverage) and the external-function coverage report is written to <file> at the end.
+recorded (devtools.fncoverage) and the external-function coverage report is written to <file> at the end.
 """
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,11 +20,13 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/ (not an installed package)
 pytest.register_assert_rewrite("helpers")  # the helpers' checks (kick_checked, ...) report like the tests' own
 
 from helpers.clock import install_embedded_clock, pin_block_time  # noqa: E402
 from helpers.trading import funding_off, prepare_actors  # noqa: E402
-from vperp import chain_io, deploy, fncoverage, srccoverage  # noqa: E402
+from devtools import fncoverage, srccoverage  # noqa: E402 - a checkout's tooling (the repository root is on sys.path)
+from vperp import chain_io, deploy  # noqa: E402
 
 install_embedded_clock()
 

@@ -1,4 +1,4 @@
-"""The gas table (vperp/gas.py) measures what its labels say.
+"""The gas table (devtools/gas.py) measures what its labels say.
 
 `measure` asserts each row's situation before measuring it (funding active in every market, the
 position new or existing, the market's last update in the block / the previous block / an hour ago,
@@ -10,7 +10,7 @@ import pytest
 
 from vperp.config import default_config
 from vperp.deployment import deploy
-from vperp.gas import (FUNDING_WINDOW_HOURS, HOUR, START, START_PERIOD, WAD, Clock, Situation, _open,
+from devtools.gas import (FUNDING_WINDOW_HOURS, HOUR, START, START_PERIOD, WAD, Clock, Situation, _open,
                        activate_funding, measure, refresh_feeds)
 
 

@@ -1,4 +1,4 @@
-"""The mutation tool itself (vperp.mutation): operators on a hand-written contract, the standard-JSON build
+"""The mutation tool itself (devtools.mutation): operators on a hand-written contract, the standard-JSON build
 against Ape's, metadata stripping, equivalent and stillborn mutants, the stratified sample, the report's
 score arithmetic and markers, the pytest outcome parsing; end to end on the small contract, a mutant a
 probe test catches is killed, one it cannot see survives, and neither the project's contracts/ nor its
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vperp.mutation import report
-from vperp.mutation.cli import production_files, sample
-from vperp.mutation.compile import Compiler, strip_metadata
-from vperp.mutation.operators import OPERATORS, Mutant, generate
-from vperp.mutation.runner import Result, Workspace, _ape_content, _junit_failures
+from devtools.mutation import report
+from devtools.mutation.cli import production_files, sample
+from devtools.mutation.compile import Compiler, strip_metadata
+from devtools.mutation.operators import OPERATORS, Mutant, generate
+from devtools.mutation.runner import Result, Workspace, _ape_content, _junit_failures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -337,7 +337,7 @@ def _fake_manifest(compiler) -> str:
 
 
 def test_a_killable_mutant_is_killed_and_the_project_is_never_written(project, compiler, mutants, tmp_path):
-    from vperp.mutation.runner import Stage, evaluate, snapshot
+    from devtools.mutation.runner import Stage, evaluate, snapshot
 
     (project / "tests").mkdir(exist_ok=True)
     (project / "tests" / "test_probe.py").write_text(PROBE)
@@ -377,7 +377,7 @@ def test_a_killable_mutant_is_killed_and_the_project_is_never_written(project, c
 def test_installing_a_mutant_of_the_repository_writes_only_the_workspace(tmp_path):
     """On the real project: a snapshot, then a mutant's source and code installed and restored in a
     workspace; the repository's contracts/ and .build/ are byte for byte and mtime for mtime unchanged."""
-    from vperp.mutation.runner import snapshot
+    from devtools.mutation.runner import snapshot
 
     guarded = (ROOT / "contracts", ROOT / ".build" / "__local__.json")
     before = _tree_digest(*guarded)
@@ -399,7 +399,7 @@ def test_installing_a_mutant_of_the_repository_writes_only_the_workspace(tmp_pat
 
 
 def test_cli_lists_a_sample_without_touching_the_project(tmp_path, capsys):
-    from vperp.mutation.cli import main
+    from devtools.mutation.cli import main
 
     before = _tree_digest(ROOT / "contracts", ROOT / ".build" / "__local__.json")
     assert main(["--list", "--file", "OracleLib", "--sample", "5", "--out-dir", str(tmp_path)]) == 0

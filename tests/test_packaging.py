@@ -70,3 +70,20 @@ def test_the_base_dependencies_hold_no_extra():
     extras = project["optional-dependencies"]
     assert {"sim", "fast", "dev"} <= set(extras)
     assert any(d.startswith("vperp[") and "sim" in d and "fast" in d for d in extras["dev"])
+
+
+def test_developer_tooling_is_outside_the_installed_package():
+    """The gas table, coverage, the Slither gate and mutation testing live in devtools/, which the package list
+    (`[tool.setuptools.packages.find]`) leaves out, and nothing in vperp/ imports them."""
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include == ["vperp*"]
+    assert (ROOT / "devtools" / "__init__.py").exists()
+    for name in ("gas", "srccoverage", "fncoverage", "slither_check", "mutation"):
+        assert not _module_path(name).exists(), name
+    for path in PKG.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "devtools":
+                raise AssertionError(f"{path.relative_to(ROOT)} imports {node.module}")
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "devtools" for a in node.names):
+                raise AssertionError(f"{path.relative_to(ROOT)} imports devtools")

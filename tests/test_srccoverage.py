@@ -1,11 +1,11 @@
-"""The statement and branch coverage analysis (vperp.srccoverage) on hand-built inputs.
+"""The statement and branch coverage analysis (devtools.srccoverage) on hand-built inputs.
 
 No chain and no compiler: a tiny contract's source, AST, bytecode and source map are written out here by
 hand, so every expected figure follows from reading the bytecode below, not from the analysis itself.
 """
 from eth.vm.code_stream import CodeStream
 
-from vperp import srccoverage as sc
+from devtools import srccoverage as sc
 
 SOURCE = """contract T {
     function f(uint256 x) external {

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from vperp import slither_check as sc
+from devtools import slither_check as sc
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Per-transaction work that Ape and web3 do and that vPerp's own tools never read.
 
-The test suite (tests/conftest.py), the simulator (vperp.sim) and the gas table (vperp.gas) switch it off;
+The test suite (tests/conftest.py), the simulator (vperp.sim) and the gas table (devtools.gas) switch it off;
 the SDK does not (an integrator's process keeps Ape's and web3's behaviour). None of it changes a
 transaction, a call, a sender or a result: only work done around them is skipped or answered once.
 

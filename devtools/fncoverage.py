@@ -12,7 +12,7 @@ length and at least 90 % equal bytes: immutables differ per deployment, and the 
 of its code), and every selector of that contract's ABI is reported as reached (some frame ran it),
 reached only by reverting calls, or not reached. Only the embedded chain runs py-evm in-process, so
 only it can be measured this way (Anvil is a separate binary). Statements, lines and branches are
-measured by vperp.srccoverage; `document` puts both reports in one file.
+measured by devtools.srccoverage; `document` puts both reports in one file.
 
 Use: `./run.sh coverage` (the test suite with VPERP_COVERAGE set; writes docs/coverage.md).
 """
@@ -122,7 +122,7 @@ def report(build_file: Path) -> tuple[str, dict[str, dict]]:
 
 
 def document(functions_md: str, sources_md: str) -> str:
-    """docs/coverage.md: statement, line and branch coverage (vperp.srccoverage), then functions."""
+    """docs/coverage.md: statement, line and branch coverage (devtools.srccoverage), then functions."""
     head = ["# Coverage", "",
             "Produced by `./run.sh coverage`: the whole test suite on the embedded chain, with every call frame",
             "the EVM runs recorded (transactions, contract-to-contract calls, views and constructors). How it is",

@@ -34,7 +34,7 @@ it is measured (Anvil is a separate binary).
 Scope of the report: the production sources (``contracts/*.sol`` and ``contracts/libraries``); mocks,
 interfaces and OpenZeppelin are compiled in but not reported.
 
-Use: ``./run.sh coverage`` (with ``vperp.fncoverage``; writes docs/coverage.md).
+Use: ``./run.sh coverage`` (with ``devtools.fncoverage``; writes docs/coverage.md).
 """
 from __future__ import annotations
 
@@ -657,7 +657,7 @@ def production_sources(out: dict, root: Path = ROOT) -> dict[str, str]:
 
 
 def save(path: Path) -> None:
-    """Keep what was recorded (``python -m vperp.srccoverage <file>`` reports it again)."""
+    """Keep what was recorded (``python -m devtools.srccoverage <file>`` reports it again)."""
     data = {code.hex(): (bytes(h).hex(), sorted(j), sorted(f)) for code, (h, j, f) in recorded().items()}
     Path(path).write_text(json.dumps(data))
 

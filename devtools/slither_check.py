@@ -33,7 +33,7 @@ advance so that closing the gap does not break the check; it is not reported as 
 ``check()`` returns the untriaged findings, the open issues and the stale entries (triaged ids Slither
 no longer reports: fixed or moved; they are reported but do not fail the check).
 
-Command line: ``python -m vperp.slither_check [--json OUT] [--list]`` (``./run.sh slither``).
+Command line: ``python -m devtools.slither_check [--json OUT] [--list]`` (``./run.sh slither``).
 """
 
 from __future__ import annotations

@@ -39,11 +39,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import chain_io
-from .config import default_config
-from .deployment import deploy
+from vperp import chain_io
+from vperp.config import default_config
+from vperp.deployment import deploy
 
-from .units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
+from vperp.units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
 BIG = 2**255
 HOUR = 3600
 DAY = 86_400
@@ -523,7 +523,7 @@ def _measure_pool(s, clock, sit, accounts, label, was_suffix, lp_rows_only=False
 def _measure_liquidation(s, clock, sit, accounts) -> list[Row]:
     """kick, take (partial, full), redo and backstop on the ETH market after a 10 % index drop."""
     rows = []
-    ch, engine = s.clearing_house, s.liquidation
+    engine = s.liquidation
     deployer, bob, carol, keeper = accounts[0], accounts[2], accounts[3], accounts[8]
     victims = accounts[4:6]
     steady = accounts[6]  # kicked last: auctions already counted, and the account above water at the worst fill
@@ -655,7 +655,7 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
     out = [
         "# Gas table",
         "",
-        "Produced by `./run.sh gas` (vperp/gas.py) on a fresh local deployment with the default config plus",
+        "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment with the default config plus",
         "eight more ETH-like markets" + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
         "meets in production, and the script asserts it before measuring: funding active in every market",
         "(applied and target rates nonzero, funding index nonzero, observation ring full; for the rows an hour",

@@ -1,4 +1,4 @@
-"""Command line: `python -m vperp.mutation [options]` (also `./run.sh ape run mutate [options]`)."""
+"""Command line: `python -m devtools.mutation [options]` (also `./run.sh ape run mutate [options]`)."""
 from __future__ import annotations
 
 import argparse
@@ -79,7 +79,7 @@ def sample(mutants: list[Mutant], n: int | None, seed: int) -> list[Mutant]:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m vperp.mutation", description=(
+    p = argparse.ArgumentParser(prog="python -m devtools.mutation", description=(
         "Mutation testing of the production contracts: one mutant at a time, built in a temporary copy of "
         "the project, against the fast tier (quick profile) and then the relevant Ape unit tests."))
     p.add_argument("--sample", type=int, default=None, help="run N mutants, stratified by file and operator")
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
         meta = {"date": dt.date.today().isoformat(), "snapshot": what, "generated": len(mutants),
                 "generated_by_operator": generated_by_op, "generated_by_contract": generated_by_contract,
                 "selection": selection, "jobs": args.jobs, "stages": stage_text,
-                "command": "python -m vperp.mutation " + " ".join(shlex.quote(a) for a in
+                "command": "python -m devtools.mutation " + " ".join(shlex.quote(a) for a in
                                                                  (sys.argv[1:] if argv is None else argv))}
         workspaces = [ws0] + [Workspace(ws0.path, tmp / f"ws{i}", log) for i in range(1, args.jobs)]
         for ws in workspaces[1:]:

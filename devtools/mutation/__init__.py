@@ -1,6 +1,6 @@
 """Mutation testing of the production contracts (contracts/*.sol, contracts/libraries/*.sol).
 
-`python -m vperp.mutation` (or `./run.sh ape run mutate`) generates mutants from the solc AST
+`python -m devtools.mutation` (or `./run.sh ape run mutate`) generates mutants from the solc AST
 (`operators`: comparison boundaries and negations, off-by-one literals, rounding directions, dropped
 reverts/requires, swapped same-typed arguments, `+`/`-`, logic, dropped modifiers), builds each one in a
 temporary copy of the project with the WebAssembly solc (`compile`: only the source units that include

@@ -32,7 +32,7 @@ from pathlib import Path
 from .compile import CompileError, Compiler, strip_metadata
 from .operators import Mutant
 
-SNAPSHOT_PATHS = ("contracts", "tests", "vperp", "tools", "ape-config.yaml", "pyproject.toml")
+SNAPSHOT_PATHS = ("contracts", "tests", "vperp", "devtools", "tools", "ape-config.yaml", "pyproject.toml")
 
 # The fast tier's quick profile (a tenth of CI's examples; derandomized like CI, so the same examples
 # every run), and the order its tests run in: cheapest and most targeted first, pytest stops at the
