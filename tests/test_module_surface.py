@@ -216,6 +216,8 @@ OWNABLE2STEP = {"owner", "pendingOwner", "transferOwnership", "acceptOwnership",
 # governance surface is the RiskGovernor's, which declares what it calls).
 OWNER_ONLY = {
     "Vault": {"setClearingHouse", "setLiquidationEngine", "setLiquidityPool", "setGuardian", "setPauseLevel"},
+    "ClearingHouse": {"listMarket", "setMarketParams", "setFundingParams", "setAmmController", "setLiquidationEngine"},
+    "LiquidationEngine": {"setAuctionParams", "setLiquidationParams"},
     "LiquidityPool": {"setPoolParams"},
     "AmmController": {"setAmmParams", "setConcentration"},
     "CircuitBreaker": set(),

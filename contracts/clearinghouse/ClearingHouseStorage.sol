@@ -4,7 +4,7 @@ pragma solidity 0.8.28;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 
-import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IClearingHouse, IClearingHouseModules} from "../interfaces/IClearingHouse.sol";
 import {WAD, WadMath} from "../libraries/WadMath.sol";
 import {OracleLib} from "../libraries/OracleLib.sol";
 import {VAmmMath} from "../libraries/VAmmMath.sol";
@@ -16,7 +16,7 @@ import {FundingMath} from "../libraries/FundingMath.sol";
 ///         ClearingHouse and the ClearingHouseConfigurator, which runs inside the ClearingHouse by
 ///         `delegatecall` and therefore must see the same layout: both inherit it from here, and nothing
 ///         else declares storage in either.
-abstract contract ClearingHouseStorage is Ownable2Step {
+abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     using WadMath for uint256;
     using WadMath for int256;
     using SafeCast for uint256;

@@ -2,6 +2,29 @@
 pragma solidity 0.8.28;
 
 import {IErrors} from "./IErrors.sol";
+import {IVault} from "./IVault.sol";
+
+/// @title IClearingHouseModules
+/// @notice The ClearingHouse's wiring and listing constants. Declared apart from `IClearingHouse` because the
+///         ClearingHouse's storage contract (shared with its configurator) holds them: it implements this interface,
+///         and `IClearingHouse` extends it.
+interface IClearingHouseModules {
+    /// @notice The Vault every trade settles in (fixed at construction).
+    function vault() external view returns (IVault);
+    /// @notice The liquidation engine, the only caller of the liquidation hooks (wired once).
+    function liquidationEngine() external view returns (address);
+    /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
+    function ammController() external view returns (address);
+    /// @notice Most markets that can be listed: one bit per market in the Vault's per-account bitmap.
+    function MAX_MARKETS() external view returns (uint256);
+    /// @notice Funding defaults at listing (docs/funding.md): the cap [wad per hour], the velocity [wad per hour per
+    ///         hour], the smoothing time constant [s], the premium's period [h] and the skew term [ppm per hour].
+    function DEFAULT_MAX_FUNDING_RATE() external view returns (uint64);
+    function DEFAULT_MAX_RATE_VELOCITY() external view returns (uint64);
+    function DEFAULT_SMOOTHING_TAU() external view returns (uint32);
+    function DEFAULT_FUNDING_PERIOD_HOURS() external view returns (uint16);
+    function DEFAULT_SKEW_FUNDING_PPM() external view returns (uint16);
+}
 
 /// @title IClearingHouse
 /// @notice Markets (virtual AMMs priced on virtual reserves), positions, TWAPs and margin checks.
@@ -11,7 +34,7 @@ import {IErrors} from "./IErrors.sol";
 ///      (long: paid, > 0; short: received, < 0), so unrealized PnL = size x price - openNotional.
 ///      A trade's `quote` is the signed quote flow to the trader: negative when the trader pays (buy),
 ///      positive when the trader receives (sell). Fees are charged on |quote| and are not part of it.
-interface IClearingHouse is IErrors {
+interface IClearingHouse is IClearingHouseModules, IErrors {
     // ------------------------------------------------------------------ types
 
     /// @notice What moved a position other than its holder's own order (see `PositionSettled`).
@@ -390,6 +413,9 @@ interface IClearingHouse is IErrors {
 
     /// @notice Number of listed markets; ids run from 1 to `marketCount()`.
     function marketCount() external view returns (uint32);
+
+    /// @notice Where listing and parameter calls run (by `delegatecall`; fixed at construction).
+    function configurator() external view returns (address);
 
     /// @notice Parameters of `marketId`.
     function marketParams(uint32 marketId) external view returns (MarketParams memory);

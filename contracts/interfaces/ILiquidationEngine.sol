@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BUSL-1.1
 pragma solidity 0.8.28;
 
+import {IClearingHouse} from "./IClearingHouse.sol";
 import {IErrors} from "./IErrors.sol";
+import {IVault} from "./IVault.sol";
 
 /// @title ILiquidationEngine
 /// @notice Dutch-auction liquidation of position slices (docs/liquidation.md). `kick` moves the smallest slice of a
@@ -202,4 +204,9 @@ interface ILiquidationEngine is IErrors {
 
     /// @notice Notional (at each start index) of everything in live auctions [wad].
     function liveNotional() external view returns (uint256);
+
+    /// @notice The Vault whose ledger auctions charge and settle, and the ClearingHouse whose positions they move
+    ///         (both fixed at construction).
+    function vault() external view returns (IVault);
+    function clearingHouse() external view returns (IClearingHouse);
 }
