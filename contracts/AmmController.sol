@@ -436,5 +436,4 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         if (marketId == 0 || marketId > clearingHouse.marketCount()) revert UnknownMarket(marketId);
         return marketId;
     }
-
 }
