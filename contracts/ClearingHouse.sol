@@ -114,6 +114,23 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         return _market(marketId).pegToleranceBps;
     }
 
+    /// @inheritdoc IClearingHouse
+    function setOrderRouter(address router) external onlyOwner {
+        router; // forwarded as calldata
+        _configure();
+    }
+
+    /// @inheritdoc IClearingHouse
+    function setDelayedOrders(uint32 marketId, bool on) external onlyOwner {
+        (marketId, on); // forwarded as calldata
+        _configure();
+    }
+
+    /// @inheritdoc IClearingHouse
+    function delayedOrders(uint32 marketId) external view returns (bool) {
+        return _market(marketId).delayedOrders;
+    }
+
     /// @dev Runs this call's calldata in the configurator on this contract's storage and returns or reverts
     ///      with exactly what it did. Reached only from the setters above: the owner-only ones check the
     ///      owner here, `setReserves` has its sender checked in the configurator.
@@ -533,7 +550,14 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     ) internal returns (int256, int256, uint256) {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
-        Market storage m = _market(marketId);
+        Market storage m = _markets[marketId];
+        {
+            // `_market`'s check and the delayed-orders rule from one read of the market's first slot: with delayed
+            // orders on, only the router trades (it executes at a price set after the order was committed).
+            (address oracle, bool delayed) = (m.oracle, m.delayedOrders);
+            if (oracle == address(0)) revert UnknownMarket(marketId);
+            if (delayed && msg.sender != orderRouter) revert DelayedOrdersOnly(marketId);
+        }
         uint256 index = _index(m);
         _accrue(m, index);
 

@@ -470,6 +470,37 @@ def measure(accounts, chain) -> list[Row]:
     activate_funding(s2, clock2, maker, keeper)
     rows += _measure_pool(s2, clock2, Situation(s2, clock2), accounts, "2 markets", was_suffix=False, lp_rows_only=True)
     rows += _measure_nav(accounts, clock)
+    # Last, so no earlier row's block times move.
+    rows += _measure_orders(s, clock, Situation(s, clock), accounts)
+    return rows
+
+
+def _measure_orders(s, clock, sit, accounts) -> list[Row]:
+    """Delayed orders (docs/orders.md) in ETH with delayed orders on: a commit, then the feed's next round and the
+    keeper's execution of an increase of an existing position."""
+    ch, router, keeper, alice = s.clearing_house, s.router, accounts[8], accounts[1]
+    deployer = accounts[0]
+    refresh_feeds(s, clock)
+    ch.setDelayedOrders(1, True, sender=deployer)
+    s.vault.setOperator(router, True, sender=alice)
+    fee = router.minKeeperFee()
+    rows = []
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.position(alice, 1, exists=True)
+    held = ch.position(alice, 0, 1)[0]
+    size = WAD if held > 0 else -WAD  # an increase, whichever side the earlier rows left
+    tx = clock.tx(router.commitOrder, 0, 1, size, BIG if size > 0 else 0, clock.deadline(), sender=alice,
+                  value=fee)
+    rows.append(Row("commitOrder", tx.gas_used, "a delayed order to increase an existing ETH position; keeper fee in ETH"))
+    eth = s.markets["ETH"]
+    eth.oracle.updateAnswer(eth.oracle.latestRoundData()[1], sender=deployer)  # the next round
+    _touch(s, clock, keeper, [1])
+    sit.funding_active_everywhere()
+    sit.last_update(1, ago=1)
+    tx = clock.tx(router.executeOrder, int(router.nextOrderId()) - 1, sender=keeper)
+    rows.append(Row("executeOrder (increase, after the next oracle round)", tx.gas_used,
+                    f"the keeper executes it: the trade, the order's deletion, the fee paid; {FIRST_TOUCH}"))
     return rows
 
 

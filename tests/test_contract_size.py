@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 LIMIT = 24_576
-PRODUCTION = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader")
+PRODUCTION = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader",
+              "OrderRouter")
 
 
 @pytest.mark.parametrize("name", PRODUCTION)

@@ -223,6 +223,7 @@ OWNER_ONLY = {
     "CircuitBreaker": set(),
     "RiskGovernor": set(),
     "PerpReader": set(),
+    "OrderRouter": set(),
 }
 
 

@@ -35,7 +35,7 @@ MD_LINK_RE = re.compile(r"\]\(([^)\s]+)\)")
 TEST_CITE_RE = re.compile(r"((?:[\w/.-]*/)?(?:test_|incident_|trading_|vault_|chain_)?[\w-]+\.py)::(\w+)")
 CONT_CITE_RE = re.compile(r"(?<![\w.])::(\w+)")
 CONTRACTS = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader",
-             "CircuitBreaker", "RiskGovernor", "GovernanceTimelock", "OracleLib", "WadMath", "VAmmMath",
+             "OrderRouter", "CircuitBreaker", "RiskGovernor", "GovernanceTimelock", "OracleLib", "WadMath", "VAmmMath",
              "FundingMath")
 CONTRACT_CITE_RE = re.compile(r"(?<![\w./])(" + "|".join(CONTRACTS) + r")\.(_?[a-zA-Z]\w*)\b")
 NOT_MEMBERS = {"sol", "json", "md", "py"}

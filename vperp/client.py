@@ -54,9 +54,9 @@ FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
 
 CORE_CONTRACTS = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController")
 # Stateless views over the core; records written before it existed lack it (the SDK's helpers then say so).
-PERIPHERY = ("PerpReader",)
+PERIPHERY = ("PerpReader", "OrderRouter")
 INTERFACES = ("IVault", "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController",
-              "AggregatorV3Interface", "IPerpReader", "IRiskGovernor", "ICircuitBreaker")
+              "AggregatorV3Interface", "IPerpReader", "IOrderRouter", "IRiskGovernor", "ICircuitBreaker")
 # Governance (docs/governance.md): the timelock, the modules' owner and the breakers of a governed deployment.
 GOVERNANCE = ("GovernanceTimelock", "RiskGovernor", "CircuitBreaker")
 ERC20_INTERFACE = "IERC20Metadata"  # the standard ERC-20 surface (with name/symbol/decimals) of the collateral
@@ -143,6 +143,8 @@ def build_record(system, config, chain, first_block: int) -> dict:
                  "AmmController": system.amm.address, "collateral": system.collateral.address}
     if getattr(system, "reader", None) is not None:
         contracts["PerpReader"] = system.reader.address
+    if getattr(system, "router", None) is not None:
+        contracts["OrderRouter"] = system.router.address
     abi = {name: abi_relpath(name) for name in (*CORE_CONTRACTS, *(n for n in PERIPHERY if n in contracts))}
     abi["collateral"] = abi_relpath("MockERC20" if config.collateral == "mock" else "IERC20Metadata")
     markets = {sym: {"id": m.id, "oracle": m.oracle.address, "mock": m.config.oracle == "mock",
@@ -483,6 +485,29 @@ class MarketSummary:
 # amounts are in human units of the collateral, LP shares in human units of the pool's share token.
 # Take, Redo, Backstop and AuctionCancelled carry only the auction id on chain: the SDK adds the auction's
 # owner, sub-account and market from `auction(id)` (fields that never change for an auction).
+
+
+ORDER_STATUS = ("none", "pending", "executable", "lapsed")  # IOrderRouter.Status, by value
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    """A delayed order (`OrderRouter.order` and `orderStatus`, docs/orders.md) in human units. `base` 0 is a close
+    of the position's free part at execution; `status` is one of `ORDER_STATUS`; `executable_until` is the last
+    second it may execute (0 when none)."""
+
+    order_id: int
+    status: str
+    executable_until: int
+    owner: str
+    subaccount: int
+    symbol: str
+    base: Decimal
+    quote_limit: Decimal
+    deadline: int
+    keeper_fee_wei: int
+    committed_at: int
+    committed_round: int
 
 
 @dataclass(frozen=True)
@@ -948,6 +973,9 @@ class Client:
         # Records written before the reader existed have none: its helpers raise ClientError then.
         self.reader = (self._contract("PerpReader", c["PerpReader"], abi.get("PerpReader"))
                        if c.get("PerpReader") else None)
+        # Likewise the order router (delayed orders): its helpers raise ClientError on records without one.
+        self.router = (self._contract("OrderRouter", c["OrderRouter"], abi.get("OrderRouter"))
+                       if c.get("OrderRouter") else None)
         self._subaccount_scan: dict[str, tuple[int, set[int]]] = {}  # owner -> (next block to scan, subs seen)
         mock_collateral = record["config"].get("collateral") == "mock"
         self.collateral = self._contract("MockERC20" if mock_collateral else "IERC20Metadata", c["collateral"],
@@ -1067,7 +1095,7 @@ class Client:
             self._system = System(vault=self.vault, clearing_house=self.clearing_house, collateral=self.collateral,
                                   markets=markets, deployer=self.record.get("deployer"), config=config,
                                   liquidation=self.liquidation, pool=self.pool, funding=self.clearing_house,
-                                  amm=self.amm, reader=self.reader)
+                                  amm=self.amm, reader=self.reader, router=self.router)
         return self._system
 
     # ------------------------------------------------------------- money
@@ -1270,6 +1298,95 @@ class Client:
         mid = self.market_id(symbol)
         index, peg = int(self.clearing_house.indexPrice(mid)), int(self.amm.pegPrice(mid))
         return peg_holds(peg, index, tol, buy=True) or peg_holds(peg, index, tol, buy=False)
+
+    # ------------------------------------------------------------- delayed orders (docs/orders.md)
+
+    def _order_router(self):
+        if self.router is None:
+            raise ClientError(f"{self.path} has no OrderRouter (written before it existed): deploy again to get one")
+        return self.router
+
+    def delayed_orders(self, symbol: str) -> bool:
+        """`ClearingHouse.delayedOrders`: whether the market trades only through the order router (then `open` and
+        `close` revert `DelayedOrdersOnly`; use `commit_order` / `commit_close`)."""
+        return bool(self.clearing_house.delayedOrders(self.market_id(symbol)))
+
+    def approve_router(self, approved: bool = True):
+        """Let the order router trade for this account (`Vault.setOperator(router, approved)`): needed once before
+        `commit_order`. The router trades only the orders this account commits."""
+        return self._transact(self.vault.setOperator, self._order_router().address, bool(approved))
+
+    def commit_order(self, symbol: str, base, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
+                     keeper_fee_wei: int | None = None) -> int:
+        """Commit a delayed order to buy (`base` > 0) or sell `base`; returns its id. It executes (a keeper's
+        `execute_order`) once the market's oracle publishes a round newer than this block's, at the price then;
+        the limit is today's quote worsened by `slippage_bps`. The keeper fee (ETH, default the router's minimum)
+        is sent with the order and refunded on a cancel."""
+        base_wad = to_wad(base)
+        if base_wad == 0:
+            raise ClientError("base must not be zero (commit_close closes a position)")
+        limit = self.quote_limit(symbol, base_wad, self._bps(slippage_bps))
+        return self._commit(symbol, base_wad, limit, sub, deadline_seconds, keeper_fee_wei)
+
+    def commit_close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
+                     keeper_fee_wei: int | None = None) -> int:
+        """Commit a delayed order that closes the free part of the position when it executes; the limit is
+        today's quote of closing it, worsened by `slippage_bps`. Returns the order's id."""
+        sender = self._sender()
+        mid = self.market_id(symbol)
+        size, _, _ = self.clearing_house.position(sender, sub, mid)
+        free = size - self.clearing_house.auctionedSize(sender, sub, mid)
+        if free == 0:
+            raise ClientError(f"no free {symbol} position to close in sub-account {sub}")
+        limit = self.quote_limit(symbol, -free, self._bps(slippage_bps))
+        return self._commit(symbol, 0, limit, sub, deadline_seconds, keeper_fee_wei)
+
+    def _commit(self, symbol: str, base_wad: int, limit: int, sub, deadline_seconds: int, fee) -> int:
+        router = self._order_router()
+        fee = int(router.minKeeperFee()) if fee is None else self._int(fee, "keeper_fee_wei", 0, 2**80 - 1)
+        sender = self._sender()
+        args = (self._subaccount(sub), self.market_id(symbol), base_wad, limit, self._deadline(deadline_seconds))
+        router.commitOrder.call(*args, sender=sender, value=fee)  # a refusal raises its named error, sends nothing
+        tx = router.commitOrder(*args, sender=sender, value=fee)
+        (ev,) = [log for log in tx.decode_logs(router.OrderCommitted) if log.contract_address == router.address]
+        return int(ev.orderId)
+
+    def order(self, order_id: int) -> OrderInfo:
+        """A delayed order and where it stands now (`OrderRouter.order`, `orderStatus`)."""
+        router = self._order_router()
+        oid = self._int(order_id, "order_id", 1)
+        o = router.order(oid)
+        status, until = router.orderStatus(oid)
+        symbols = {v: k for k, v in self.market_ids.items()}
+        return OrderInfo(order_id=oid, status=ORDER_STATUS[int(status)], executable_until=int(until),
+                         owner=o.owner, subaccount=int(o.subaccount), symbol=symbols.get(int(o.marketId), ""),
+                         base=from_wad(o.baseAmount), quote_limit=from_wad(o.quoteLimit), deadline=int(o.deadline),
+                         keeper_fee_wei=int(o.keeperFee), committed_at=int(o.committedAt),
+                         committed_round=int(o.committedRound))
+
+    def open_orders(self, since_id: int = 1) -> list[OrderInfo]:
+        """Every order from `since_id` on that is not executed or cancelled (pending, executable or lapsed)."""
+        router = self._order_router()
+        out = []
+        for oid in range(max(1, since_id), int(router.nextOrderId())):
+            info = self.order(oid)
+            if info.status != "none":
+                out.append(info)
+        return out
+
+    def execute_order(self, order_id: int) -> Trade | None:
+        """Execute an executable order (anyone; the keeper fee is paid to this account); returns the trade, or None
+        when the ClearingHouse refused it: the order is used up all the same (`OrderFailed`, docs/orders.md)."""
+        router = self._order_router()
+        tx = self._transact(router.executeOrder, self._int(order_id, "order_id", 1))
+        if not [log for log in tx.decode_logs(router.OrderExecuted) if log.contract_address == router.address]:
+            return None
+        return self._trade_of(tx)
+
+    def cancel_order(self, order_id: int):
+        """Cancel a pending order of this account, or anyone's lapsed order (the keeper fee goes back to its
+        owner)."""
+        return self._transact(self._order_router().cancelOrder, self._int(order_id, "order_id", 1))
 
     def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:
         """`AmmController.concentration`: (range, amplification set, amplification a depth sync applies now) as

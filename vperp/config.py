@@ -66,6 +66,9 @@ class MarketConfig:
     # below the index, a sell while at most this above (reduces included); 0 (the listing default) turns it off. Set it above the repeg threshold the keeper follows and
     # below twice the taker fee (docs/pool.md "The stale-peg rule"); at most 500.
     peg_tolerance_bps: int = 0
+    # Delayed orders (ClearingHouse.setDelayedOrders, docs/orders.md): every trade in the market goes through the
+    # OrderRouter and executes at a price set after the order was committed; off at listing.
+    delayed_orders: bool = False
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -171,6 +174,16 @@ class GovernanceConfig:
 
 
 @dataclass(frozen=True)
+class OrderRouterConfig:
+    """The OrderRouter's two deployment parameters (fixed for its life; docs/orders.md): the least keeper fee an
+    order carries [ETH, at most 0.1] and how long an order stays executable after the first oracle round newer than
+    its commit [s, 12 .. 3600]."""
+
+    min_keeper_fee: float = 0.0001
+    execution_window: int = 60
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     markets: tuple[MarketConfig, ...] = field(
         default_factory=lambda: (
@@ -185,6 +198,7 @@ class DeployConfig:
     # None: the deployer keeps owning the modules (local demos); set: they are handed to a timelock, a
     # RiskGovernor and a CircuitBreaker after the system is deployed and seeded (vperp.deployment.deploy_governed).
     governance: GovernanceConfig | None = None
+    order_router: OrderRouterConfig = field(default_factory=OrderRouterConfig)
 
     def with_markets(self, *markets: MarketConfig) -> "DeployConfig":
         return replace(self, markets=tuple(markets))

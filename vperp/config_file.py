@@ -40,9 +40,11 @@ from typing import Any
 import yaml
 
 from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMELOCK_DELAY, MIN_TIMELOCK_DELAY,
-                     BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig, max_amplification, wad)
+                     BreakerThresholds, DeployConfig, GovernanceConfig, MarketConfig, OrderRouterConfig,
+                     max_amplification, wad)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
+from .units import EXECUTION_WINDOW_BOUNDS, MAX_MIN_KEEPER_FEE_ETH  # noqa: E402
 from .units import INT96_MAX, MAX_PEG_TOLERANCE_BPS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
@@ -99,7 +101,12 @@ MARKET_RULES: dict[str, tuple] = {
 }
 CURVES = ("linear", "exponential", "stairstep")
 MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(MarketConfig))
-TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed", "governance")
+TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed", "governance", "order_router")
+# OrderRouter's constructor bounds (ParameterOutOfBounds): the least keeper fee [ETH] and the execution window [s].
+ROUTER_RULES: dict[str, tuple] = {
+    "min_keeper_fee": (_NUM, 0, Decimal(str(MAX_MIN_KEEPER_FEE_ETH)), True, True),
+    "execution_window": (_INT, *EXECUTION_WINDOW_BOUNDS, True, True),
+}
 GOVERNANCE_FIELDS = ("admin", "guardian", "timelock_delay", "breaker")
 BREAKER_FIELDS = ("markets",)
 # CircuitBreaker's bounds (ParameterOutOfBounds), human units: the same for a market's own thresholds.
@@ -198,8 +205,25 @@ def parse_config(data: Any, source: str = "config") -> DeployConfig:
             if sym not in seen_symbols:
                 fail(f"governance.breaker.markets.{sym}",
                      f"not a market of this config (markets: {', '.join(seen_symbols)})")
+    router = _order_router(data["order_router"], fail) if "order_router" in data else OrderRouterConfig()
     return DeployConfig(markets=tuple(parsed), collateral=collateral, collateral_decimals=decimals,
-                        pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"], governance=governance)
+                        pool_seed=seeds["pool_seed"], insurance_seed=seeds["insurance_seed"], governance=governance,
+                        order_router=router)
+
+
+def _order_router(r: Any, fail) -> OrderRouterConfig:
+    if not isinstance(r, dict):
+        fail("order_router", f"must be a mapping (min_keeper_fee, execution_window), got {_kind(r)}")
+    _unknown(r, tuple(ROUTER_RULES), "order_router.", fail)
+    kwargs = {name: _number(f"order_router.{name}", r[name], rule, fail) for name, rule in ROUTER_RULES.items()
+              if name in r}
+    if "min_keeper_fee" in kwargs:
+        with localcontext() as ctx:
+            ctx.prec = 100
+            wei = Decimal(str(kwargs["min_keeper_fee"])) * 10**18
+        if wei != wei.to_integral_value():
+            fail("order_router.min_keeper_fee", f"{kwargs['min_keeper_fee']} has more than 18 decimals")
+    return OrderRouterConfig(**kwargs)
 
 
 def _governance(g: Any, fail) -> GovernanceConfig:
@@ -273,6 +297,10 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
                 kwargs[name] = None  # no concentration
                 continue
             kwargs[name] = _number(f"{where}.{name}", m[name], rule, fail)
+    if "delayed_orders" in m:
+        if not isinstance(m["delayed_orders"], bool):
+            fail(f"{where}.delayed_orders", f"must be true or false, got {_kind(m['delayed_orders'])}")
+        kwargs["delayed_orders"] = m["delayed_orders"]
     if "auction_curve" in m:
         curve = m["auction_curve"]
         if curve not in CURVES:
@@ -446,6 +474,8 @@ def config_to_dict(config: DeployConfig) -> dict:
     out = {"collateral": config.collateral, "decimals": config.collateral_decimals,
            "pool_seed": plain(config.pool_seed), "insurance_seed": plain(config.insurance_seed),
            "markets": markets}
+    if config.order_router != OrderRouterConfig():  # left out at the defaults, so older records read the same
+        out["order_router"] = {k: plain(v) for k, v in dataclasses.asdict(config.order_router).items()}
     if config.governance is not None:  # left out when absent, so records of direct-owner deployments are unchanged
         g = config.governance
         out["governance"] = {"admin": g.admin, "guardian": g.guardian, "timelock_delay": g.timelock_delay}

@@ -39,6 +39,7 @@ class System:
     funding: Any = None
     amm: Any = None  # AmmController: depth follows the pool, repeg follows the index
     reader: Any = None  # PerpReader: periphery views (withdrawable, liquidationPrice, maxTradeSize, marketSummary)
+    router: Any = None  # OrderRouter: delayed orders (commit, execute after the next oracle round, cancel)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -122,6 +123,14 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
             fn(units)
     # Last, so every other address (nonce-derived) is what it was before the reader existed.
     system.reader = project.PerpReader.deploy(vault, ch, engine, sender=deployer)
+    # The order router after it, for the same reason; then the markets that trade only through it.
+    rc = config.order_router
+    system.router = project.OrderRouter.deploy(ch, int(Decimal(str(rc.min_keeper_fee)) * 10**18), rc.execution_window,
+                                               sender=deployer)
+    ch.setOrderRouter(system.router, sender=deployer)
+    for m in markets.values():
+        if m.config.delayed_orders:
+            ch.setDelayedOrders(m.id, True, sender=deployer)
     return system
 
 

@@ -1,5 +1,5 @@
-"""Keeper logic: poke funding when due, poke the circuit breaker, kick liquidatable accounts, take, redo and
-backstop auctions.
+"""Keeper logic: poke funding when due, poke the circuit breaker, repeg, execute delayed orders, kick liquidatable
+accounts, take, redo and backstop auctions.
 
 One `Keeper.run_once()` is one pass over every market, every account that ever traded and every live
 auction; it returns the actions taken (and sends them from the keeper's account). The keeper takes
@@ -43,7 +43,7 @@ log = logging.getLogger("vperp.keeper")
 
 @dataclass
 class Action:
-    kind: str  # "poke" | "breaker" | "repeg" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
+    kind: str  # "poke" | "breaker" | "repeg" | "execute" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
     detail: dict
     gas: int
 
@@ -185,6 +185,9 @@ class Keeper:
     _ready_cache: dict = field(default_factory=dict)  # (market, side, index, threshold, params) -> seconds | None
     breaker: object = None  # the CircuitBreaker of a governed deployment: `pokeAll` every pass (None: not governed)
     follow_peg: bool = True  # repeg every market whose peg is more than its repegThreshold from the index
+    execute_orders: bool = True  # execute every executable delayed order (OrderRouter; paid its keeper fee)
+    _order_cursor: int = 1  # the first order id not yet seen
+    _open_orders: set = field(default_factory=set)  # ids seen and not yet executed, cancelled or lapsed
 
     def __post_init__(self) -> None:
         if self.records is None:
@@ -224,6 +227,8 @@ class Keeper:
         actions += self._poke_breaker()
         if self.follow_peg:
             actions += self._repeg_due(chain)
+        if self.execute_orders:  # after the repeg: an order meets the peg the new round set
+            actions += self._execute_orders()
         actions += self._kick_liquidatable()
         actions += self._service_auctions()
         return actions
@@ -355,6 +360,39 @@ class Keeper:
                 log.info("keeper: repeg of %s skipped: %s: %s", sym, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
                 continue
             out.append(Action("repeg", {"market": sym}, tx.gas_used))
+        return out
+
+    def _execute_orders(self) -> list[Action]:
+        """`OrderRouter.executeOrder` for every executable delayed order (docs/orders.md), oldest first. A trade the
+        ClearingHouse refuses uses the order up (`OrderFailed`, the fee paid all the same): the action says
+        `failed=True`. An execution that itself reverts (a node error) is logged and retried next pass. Lapsed
+        orders are dropped, not cancelled (the refund is the owner's to claim)."""
+        from ape.exceptions import ApeException
+
+        router = getattr(self.system, "router", None)
+        if router is None:
+            return []
+        nxt = int(router.nextOrderId())
+        self._open_orders.update(range(self._order_cursor, nxt))
+        self._order_cursor = max(self._order_cursor, nxt)
+        out = []
+        for oid in sorted(self._open_orders):
+            status, _ = router.orderStatus(oid)
+            status = int(status)
+            if status in (0, 3):  # executed or cancelled by someone, or lapsed
+                self._open_orders.discard(oid)
+                continue
+            if status != 2:  # pending: no newer oracle round yet
+                continue
+            try:
+                tx = router.executeOrder(oid, sender=self.account)
+            except ApeException as e:
+                log.info("keeper: order %d not executed: %s: %s", oid, type(e).__name__,
+                         str(e).splitlines()[0] if str(e) else "")
+                continue
+            self._open_orders.discard(oid)
+            failed = [ev for ev in tx.decode_logs(router.OrderFailed) if ev.contract_address == router.address]
+            out.append(Action("execute", {"order": oid, "failed": bool(failed)}, tx.gas_used))
         return out
 
     def _poke_breaker(self) -> list[Action]:

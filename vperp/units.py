@@ -25,4 +25,6 @@ FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean s
 DEFAULT_FUNDING_PERIOD_HOURS = 24
 DEFAULT_SKEW_FUNDING_PPM = 2_000  # [1e-6 per hour per unit of skew] 0.2 %/h at a skew of the whole base reserve
 MAX_SKEW_FUNDING_PPM = 10_000
+MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]
+EXECUTION_WINDOW_BOUNDS = (12, 3_600)  # OrderRouter.MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW [s]
 MAX_PEG_TOLERANCE_BPS = 500  # ClearingHouseConfigurator: the stale-peg rule's widest tolerance (5 %)

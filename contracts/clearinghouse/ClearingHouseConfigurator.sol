@@ -207,6 +207,26 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         emit IClearingHouse.PegToleranceSet(marketId, bps);
     }
 
+    /// @notice Set the order router: the one caller that may trade in a market with delayed orders on. A new router
+    ///         takes over at once; orders committed to the old one can no longer execute there (their owners cancel
+    ///         them for their keeper fees).
+    function setOrderRouter(address router) external onlyOwner {
+        if (router == address(0)) revert IErrors.ZeroAddress();
+        orderRouter = router;
+        emit IClearingHouse.OrderRouterSet(router);
+    }
+
+    /// @notice Turn delayed orders on or off for a market (docs/orders.md). While on, every trade in it, opens
+    ///         and closes alike, comes from the order router, which executes an order only at a vAMM repriced by
+    ///         an oracle round newer than the order. Liquidations are not trades and are unaffected. Turning it on
+    ///         needs a router (`NoOrderRouter`). Nothing accrues: the rule reads no time.
+    function setDelayedOrders(uint32 marketId, bool on) external onlyOwner {
+        _market(marketId);
+        if (on && orderRouter == address(0)) revert IClearingHouse.NoOrderRouter();
+        _markets[marketId].delayedOrders = on;
+        emit IClearingHouse.DelayedOrdersSet(marketId, on);
+    }
+
     function _setFundingParams(uint32 marketId, Market storage m, IClearingHouse.FundingParams memory p) internal {
         Bounds.check("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
         Bounds.check("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
@@ -244,7 +264,8 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
             ++scaleExp;
         }
         m.oracle = p.oracle;
-        m.heartbeat = p.heartbeat;
+        // Cast: heartbeat <= MAX_HEARTBEAT = 172,800 < 2^24.
+        m.heartbeat = uint24(p.heartbeat);
         // Cast: twapWindow <= MAX_TWAP_WINDOW = 14,400 < 2^16.
         m.twapWindow = uint16(p.twapWindow);
         m.oracleScaleExp = scaleExp;

@@ -63,7 +63,8 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     struct Market {
         // slot 0
         address oracle;
-        uint32 heartbeat; // [s]
+        uint24 heartbeat; // [s] at most MAX_HEARTBEAT (2 days < 2^24)
+        bool delayedOrders; // trades only through the order router (`setDelayedOrders`; _trade)
         uint16 twapWindow; // [s] at most MAX_TWAP_WINDOW (4 h < 2^16)
         uint16 pegToleranceBps; // [bps] an increase needs the peg within this of the index; 0: off (_trade)
         uint8 oracleScaleExp; // 18 - feed decimals
@@ -136,6 +137,9 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     address public liquidationEngine;
     /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
     address public ammController;
+    /// @notice The order router, the only caller that may trade in a market with delayed orders on
+    ///         (`setOrderRouter`; zero until set).
+    address public orderRouter;
 
     // ------------------------------------------------------------------ market accrual
 

@@ -33,7 +33,7 @@ import {AmmController} from "../AmmController.sol";
 ///      | ClearingHouse | setMarketParams(id, p, share)            | Instant iff only maxOiPoolRatio and maxOpenInterest move, both down from the configured ones; else Timelock |
 ///      | Vault         | setGuardian(address(0))                  | Instant (removing a key only takes power away) |
 ///      | Vault         | setClearingHouse, setLiquidationEngine, setLiquidityPool, setGuardian, transferOwnership | Timelock |
-///      | ClearingHouse | listMarket, setFundingParams, setSkewFunding, setPegTolerance, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
+///      | ClearingHouse | listMarket, setFundingParams, setSkewFunding, setPegTolerance, setOrderRouter, setDelayedOrders, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
 ///      | Liq. engine   | setLiquidationParams, setAuctionParams, transferOwnership | Timelock                |
 ///      | Pool          | setPoolParams, transferOwnership         | Timelock                                 |
 ///      | AMM controller| setAmmParams, setConcentration, transferOwnership | Timelock                       |
@@ -262,6 +262,7 @@ contract RiskGovernor is IRiskGovernor {
             if (
                 s == ClearingHouse.listMarket.selector || s == ClearingHouse.setFundingParams.selector
                     || s == ClearingHouse.setSkewFunding.selector || s == ClearingHouse.setPegTolerance.selector
+                    || s == ClearingHouse.setOrderRouter.selector || s == ClearingHouse.setDelayedOrders.selector
                     || s == ClearingHouse.setAmmController.selector || s == ClearingHouse.setLiquidationEngine.selector
                     || s == transfer
             ) return Path.Timelock;

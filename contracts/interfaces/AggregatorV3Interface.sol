@@ -6,6 +6,11 @@ interface AggregatorV3Interface {
     function decimals() external view returns (uint8);
     function description() external view returns (string memory);
     function version() external view returns (uint256);
+    /// @notice A past round's data (the order router reads the first round after an order's commit).
+    function getRoundData(uint80 roundId)
+        external
+        view
+        returns (uint80, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
     function latestRoundData()
         external
         view

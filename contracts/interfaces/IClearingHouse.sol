@@ -15,6 +15,8 @@ interface IClearingHouseModules {
     function liquidationEngine() external view returns (address);
     /// @notice The AMM controller, the only caller of `setReserves` (depth and repeg; wired once).
     function ammController() external view returns (address);
+    /// @notice The order router, the only caller that may trade in a market with delayed orders on (zero: none).
+    function orderRouter() external view returns (address);
     /// @notice Most markets that can be listed: one bit per market in the Vault's per-account bitmap.
     function MAX_MARKETS() external view returns (uint256);
     /// @notice Funding defaults at listing (docs/funding.md): the cap [wad per hour], the velocity [wad per hour per
@@ -141,6 +143,10 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     ///         position) below the index by more than its tolerance, or a sell with it above; a repeg
     ///         (AmmController.repeg, permissionless) brings it back.
     error PegStale(uint32 marketId, uint256 peg, uint256 indexPrice);
+    /// @notice `marketId` takes delayed orders only: trade through the order router (`orderRouter()`).
+    error DelayedOrdersOnly(uint32 marketId);
+    /// @notice Delayed orders need an order router, and none is set (`setOrderRouter`).
+    error NoOrderRouter();
 
     // ------------------------------------------------------------------ events
 
@@ -194,6 +200,10 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     /// @notice The stale-peg rule's tolerance changed: an increase trades only while the peg is within `bps` of the
     ///         index (0: the rule is off).
     event PegToleranceSet(uint32 indexed marketId, uint256 bps);
+    /// @notice The order router changed (the one caller that may trade in a market with delayed orders on).
+    event OrderRouterSet(address router);
+    /// @notice Delayed orders were turned on or off for `marketId`.
+    event DelayedOrdersSet(uint32 indexed marketId, bool on);
     /// @notice The funding target was re-sampled from the day-long TWAPs (once an hour, by the hour's first block).
     /// @param premium (markTwap - indexTwap) / indexTwap [wad]
     /// @param targetRate new target [wad per hour]
@@ -257,6 +267,18 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
 
     /// @notice `marketId`'s stale-peg tolerance [bps]; 0: off.
     function pegTolerance(uint32 marketId) external view returns (uint256 bps);
+
+    /// @notice Set the order router (not zero): the one caller that may trade in a market with delayed orders on.
+    function setOrderRouter(address router) external;
+
+    /// @notice Turn delayed orders on or off for `marketId` (off at listing; docs/orders.md). While on, every trade
+    ///         there (`openPosition`, `openPositionFor`, `openPositionWithBuilder`, `closePosition`) reverts
+    ///         `DelayedOrdersOnly` unless the order router sends it; liquidations are unaffected. On needs a router
+    ///         (`NoOrderRouter`).
+    function setDelayedOrders(uint32 marketId, bool on) external;
+
+    /// @notice Whether `marketId` takes delayed orders only.
+    function delayedOrders(uint32 marketId) external view returns (bool);
 
     // ------------------------------------------------------------------ trading
 

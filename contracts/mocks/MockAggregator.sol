@@ -11,6 +11,9 @@ contract MockAggregator is AggregatorV3Interface {
     uint256 public latestTimestamp;
     uint256 public latestRound;
     string public description;
+    /// @dev Every round's answer and time, for `getRoundData`.
+    mapping(uint256 round => int256) internal _answers;
+    mapping(uint256 round => uint256) internal _timestamps;
 
     constructor(uint8 decimals_, int256 initialAnswer, string memory description_) {
         decimals = decimals_;
@@ -26,12 +29,23 @@ contract MockAggregator is AggregatorV3Interface {
         latestAnswer = answer;
         latestTimestamp = block.timestamp;
         latestRound++;
+        _answers[latestRound] = answer;
+        _timestamps[latestRound] = block.timestamp;
     }
 
     function updateRoundData(uint80 roundId, int256 answer, uint256 timestamp, uint256) external {
         latestRound = roundId;
         latestAnswer = answer;
         latestTimestamp = timestamp;
+        _answers[roundId] = answer;
+        _timestamps[roundId] = timestamp;
+    }
+
+    /// @notice As Chainlink's aggregators: a round never written reverts.
+    function getRoundData(uint80 roundId) external view returns (uint80, int256, uint256, uint256, uint80) {
+        uint256 at = _timestamps[roundId];
+        require(at != 0, "No data present");
+        return (roundId, _answers[roundId], at, at, roundId);
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {

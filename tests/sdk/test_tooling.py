@@ -178,13 +178,13 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
     assert record["deployer"] == accounts[0].address  # test account 0 when no --account on a local chain
     c = record["contracts"]
     assert set(c) == {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader",
-                      "collateral"}
+                      "OrderRouter", "collateral"}
     vault = project.Vault.at(c["Vault"])
     ch = project.ClearingHouse.at(c["ClearingHouse"])
     # the wiring, read from the chain, matches the record
     assert vault.clearingHouse() == c["ClearingHouse"] and vault.liquidationEngine() == c["LiquidationEngine"]
     assert vault.liquidityPool() == c["LiquidityPool"] and ch.ammController() == c["AmmController"]
-    assert vault.collateralToken() == c["collateral"]
+    assert vault.collateralToken() == c["collateral"] and ch.orderRouter() == c["OrderRouter"]
     assert {s: m["id"] for s, m in record["markets"].items()} == {"ETH": 1, "BTC": 2}
     for sym, m in record["markets"].items():
         assert ch.marketParams(m["id"]).oracle == m["oracle"] and m["mock"] is True

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: BUSL-1.1
+pragma solidity 0.8.28;
+
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
+
+import {IOrderRouter} from "./IOrderRouter.sol";
+import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IVault} from "../interfaces/IVault.sol";
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+import {Bounds} from "../libraries/Bounds.sol";
+
+/// @title OrderRouter
+/// @notice Delayed orders: commit now, execute at a price set after the commit (see `IOrderRouter`,
+///         docs/orders.md). The router holds only the keeper fees of open orders; its two parameters are fixed
+///         at deployment, so nobody governs it: a new router is a new deployment, which governance points the
+///         ClearingHouse at (`ClearingHouse.setOrderRouter`, through the timelock).
+/// @dev What it guards against: the vAMM's peg follows the index, so a trader who sees an oracle update coming
+///      (a deviation-threshold feed trails the markets it reports) could buy at the old peg and sell after the
+///      repeg, and the pool would pay the difference. An order here executes only once the feed has published a
+///      round newer than the one current at the commit, so the price it meets was unknown when it was placed.
+///      The owner can cancel only before that round (no information about the price yet) or after the window
+///      closes; a keeper, paid the order's fee, executes inside it, and an execution whose trade the
+///      ClearingHouse refuses uses the order up too. What remains is the time between the round's update and the
+///      first keeper's execution, in which the owner may still make its order fail (revoke the approval, move
+///      margin): one block when keepers compete for the fee.
+contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
+    /// @inheritdoc IOrderRouter
+    uint256 public constant MAX_MIN_KEEPER_FEE = 0.1 ether;
+    /// @inheritdoc IOrderRouter
+    uint256 public constant MIN_EXECUTION_WINDOW = 12;
+    /// @inheritdoc IOrderRouter
+    uint256 public constant MAX_EXECUTION_WINDOW = 1 hours;
+
+    /// @inheritdoc IOrderRouter
+    IClearingHouse public immutable clearingHouse;
+    /// @inheritdoc IOrderRouter
+    IVault public immutable vault;
+    /// @inheritdoc IOrderRouter
+    uint256 public immutable minKeeperFee;
+    /// @inheritdoc IOrderRouter
+    uint256 public immutable executionWindow;
+
+    /// @inheritdoc IOrderRouter
+    uint256 public nextOrderId = 1;
+    mapping(uint256 orderId => Order) internal _orders;
+
+    constructor(IClearingHouse clearingHouse_, uint256 minKeeperFee_, uint256 executionWindow_) {
+        if (address(clearingHouse_) == address(0)) revert ZeroAddress();
+        Bounds.check("minKeeperFee", minKeeperFee_, 0, MAX_MIN_KEEPER_FEE);
+        Bounds.check("executionWindow", executionWindow_, MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW);
+        clearingHouse = clearingHouse_;
+        vault = clearingHouse_.vault();
+        minKeeperFee = minKeeperFee_;
+        executionWindow = executionWindow_;
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    /// @inheritdoc IOrderRouter
+    function commitOrder(uint32 subaccount, uint32 marketId, int256 baseAmount, uint256 quoteLimit, uint256 deadline)
+        external
+        payable
+        nonReentrant
+        returns (uint256 orderId)
+    {
+        if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
+        if (msg.value < minKeeperFee) revert KeeperFeeTooLow(msg.value, minKeeperFee);
+        Bounds.check("keeperFee", msg.value, 0, type(uint80).max);
+        // An order's size fits int96, as every position does (ClearingHouse bounds maxOpenInterest to int96).
+        Bounds.check("baseAmount", SignedMath.abs(baseAmount), 0, uint96(type(int96).max));
+        if (!vault.isOperator(msg.sender, address(this))) revert RouterNotApproved(msg.sender);
+        // Reverts UnknownMarket for a market that is not listed.
+        (uint80 round,,,,) = AggregatorV3Interface(clearingHouse.marketParams(marketId).oracle).latestRoundData();
+        orderId = nextOrderId++;
+        // Casts: the bounds above (size, fee); a limit or deadline above the field saturates, which no quote
+        // (below 2^120: reserves are at most 1e36) or block time before 2106 can tell apart from the value given.
+        _orders[orderId] = Order({
+            owner: msg.sender,
+            subaccount: subaccount,
+            marketId: marketId,
+            committedAt: uint32(block.timestamp),
+            baseAmount: int96(baseAmount),
+            committedRound: round,
+            keeperFee: uint80(msg.value),
+            quoteLimit: quoteLimit > type(uint224).max ? type(uint224).max : uint224(quoteLimit),
+            deadline: deadline > type(uint32).max ? type(uint32).max : uint32(deadline)
+        });
+        emit OrderCommitted(
+            orderId, msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, msg.value, round
+        );
+    }
+
+    /// @inheritdoc IOrderRouter
+    function executeOrder(uint256 orderId) external nonReentrant returns (int256 base, int256 quote, uint256 fee) {
+        Order memory o = _load(orderId);
+        (Status status, uint256 until) = _status(o);
+        if (status == Status.Pending) revert OrderNotReady(orderId, o.committedRound);
+        if (status == Status.Lapsed) revert OrderLapsed(orderId, until);
+        delete _orders[orderId];
+        int256 amount = o.baseAmount;
+        if (amount == 0) {
+            // A close: the position's free part now (what is in an auction is the auction's to close); a
+            // position already closed makes the trade fail (ZeroSize).
+            (int256 size,,) = clearingHouse.position(o.owner, o.subaccount, o.marketId);
+            amount = clearingHouse.auctionedSize(o.owner, o.subaccount, o.marketId) - size;
+        }
+        // A trade the ClearingHouse refuses uses the order up all the same (the keeper is paid): otherwise its
+        // owner could keep it unexecutable (revoke the approval, move margin) and bring it back once the window
+        // showed which way the next update goes. Running out of gas is the caller's doing, not the order's: the
+        // whole call reverts then, the order stays. The trade's calls nest at most three deep, so a refusal from
+        // an exhausted inner call leaves at most 3/64 of the gas sent; a refusal on its merits leaves far more.
+        uint256 gasBefore = gasleft();
+        try clearingHouse.openPositionFor(o.owner, o.subaccount, o.marketId, amount, o.quoteLimit, o.deadline) returns (
+            int256 b, int256 q, uint256 f
+        ) {
+            (base, quote, fee) = (b, q, f);
+            emit OrderExecuted(orderId, msg.sender, base, quote, fee, o.keeperFee);
+        } catch (bytes memory reason) {
+            if (gasleft() < gasBefore / 16) revert InsufficientGas(gasBefore);
+            emit OrderFailed(orderId, msg.sender, reason, o.keeperFee);
+        }
+        _send(msg.sender, o.keeperFee);
+    }
+
+    /// @inheritdoc IOrderRouter
+    function cancelOrder(uint256 orderId) external nonReentrant {
+        Order memory o = _load(orderId);
+        (Status status,) = _status(o);
+        if (status == Status.Executable) revert OrderExecutable(orderId);
+        if (status == Status.Pending && msg.sender != o.owner) revert NotOrderOwner(msg.sender, o.owner);
+        delete _orders[orderId];
+        _send(o.owner, o.keeperFee);
+        emit OrderCancelled(orderId, msg.sender, o.keeperFee);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @inheritdoc IOrderRouter
+    function order(uint256 orderId) external view returns (Order memory) {
+        return _orders[orderId];
+    }
+
+    /// @inheritdoc IOrderRouter
+    function orderStatus(uint256 orderId) external view returns (Status, uint256) {
+        Order memory o = _orders[orderId];
+        if (o.owner == address(0)) return (Status.None, 0);
+        return _status(o);
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _load(uint256 orderId) internal view returns (Order memory o) {
+        o = _orders[orderId];
+        if (o.owner == address(0)) revert UnknownOrder(orderId);
+    }
+
+    /// @dev Pending until the feed's latest round is newer than the committed one; then executable until the
+    ///      earlier of the deadline and `executionWindow` after the update of the first round after the commit
+    ///      (read with `getRoundData` when later rounds followed it). That round must not predate the commit: it
+    ///      could only if the market's feed was replaced since, and then, as when it cannot be read (a feed's
+    ///      phase change skips round ids), the order counts as lapsed.
+    function _status(Order memory o) internal view returns (Status, uint256) {
+        AggregatorV3Interface feed = AggregatorV3Interface(clearingHouse.marketParams(o.marketId).oracle);
+        (uint80 latest,,, uint256 latestAt,) = feed.latestRoundData();
+        uint256 deadline = o.deadline;
+        if (latest <= o.committedRound) return (block.timestamp > deadline ? Status.Lapsed : Status.Pending, deadline);
+        uint256 firstAt = latestAt;
+        if (latest != o.committedRound + 1) {
+            try feed.getRoundData(o.committedRound + 1) returns (uint80, int256, uint256, uint256 at, uint80) {
+                firstAt = at;
+            } catch {
+                return (Status.Lapsed, 0);
+            }
+        }
+        if (firstAt < o.committedAt) return (Status.Lapsed, 0);
+        uint256 until = firstAt + executionWindow;
+        if (deadline < until) until = deadline;
+        return (block.timestamp > until ? Status.Lapsed : Status.Executable, until);
+    }
+
+    function _send(address to, uint256 amount) internal {
+        if (amount == 0) return;
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert EtherTransferFailed(to, amount);
+    }
+}

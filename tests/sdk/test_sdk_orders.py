@@ -1,0 +1,112 @@
+"""The SDK's and the keeper's side of delayed orders (docs/orders.md): `Client.approve_router`, `commit_order`,
+`commit_close`, `order`, `open_orders`, `execute_order`, `cancel_order`, `delayed_orders`, and the keeper's
+`execute` step, on the shared deployment with delayed orders turned on for ETH. Every block time is set."""
+from __future__ import annotations
+
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from vperp.client import Client, ClientError, build_record, write_record
+from vperp.keeper import Keeper
+
+
+@pytest.fixture
+def desk(system, chain, accounts):
+    path = Path(tempfile.mkdtemp(prefix="vperp-orders-")) / "local.json"
+    write_record(path, build_record(system, system.config, chain, 1))
+    deployer, alice, bob = accounts[0], accounts[1], accounts[2]
+    eth = system.markets["ETH"]
+    t = chain.pending_timestamp + 10
+    chain.pending_timestamp = t
+    system.set_price("ETH", 3000)
+    system.set_price("BTC", 60_000)
+    system.clearing_house.setDelayedOrders(eth.id, True, sender=deployer)
+    system.fund(alice, 100_000)
+    a, b = Client.from_deployment(path, account=alice), Client.from_deployment(path, account=bob)
+    return system, chain, a, b
+
+
+def _at(chain, dt: int = 1) -> int:
+    """The next block `dt` seconds after the head; returns its time."""
+    t = chain.blocks.head.timestamp + dt
+    chain.pending_timestamp = t
+    return t
+
+
+def _next_round(system, chain, dt: int = 1) -> int:
+    """The next block, `dt` seconds after the head: ETH's feed publishes a new round (same price)."""
+    t = _at(chain, dt)
+    system.set_price("ETH", 3000)
+    return t
+
+
+def test_an_order_through_the_sdk(desk):
+    system, chain, a, b = desk
+    ch, router = system.clearing_house, system.router
+    assert a.delayed_orders("ETH") and not a.delayed_orders("BTC")
+    _at(chain)
+    with pytest.raises(ch.DelayedOrdersOnly):
+        a.open("ETH", 1)  # a direct trade in a delayed market is refused
+    _at(chain)
+    with pytest.raises(router.RouterNotApproved):
+        a.commit_order("ETH", 1)  # the dry run names the refusal; nothing is sent
+    assert router.nextOrderId() == 1
+    _at(chain)
+    a.approve_router()
+    t = _at(chain)
+    oid = a.commit_order("ETH", 1, slippage_bps=100)
+    info = a.order(oid)
+    assert (info.status, info.owner, info.symbol, info.base) == ("pending", a.account.address, "ETH", Decimal(1))
+    assert info.keeper_fee_wei == router.minKeeperFee() and info.committed_at == t
+    assert [o.order_id for o in a.open_orders()] == [oid]
+    with pytest.raises(router.OrderNotReady):
+        b.execute_order(oid)
+    t = _next_round(system, chain, 4)
+    assert a.order(oid).status == "executable" and a.order(oid).executable_until == t + 60
+    _at(chain)
+    trade = b.execute_order(oid)
+    assert trade is not None and trade.base_delta == 1 and trade.owner == a.account.address
+    assert a.position("ETH").size == 1 and a.open_orders() == []
+    # A close order, executed by the keeper's pass.
+    _at(chain)
+    close_id = a.commit_close("ETH")
+    assert a.order(close_id).base == 0
+    _next_round(system, chain)
+    keeper = Keeper(system, b.account)
+    _at(chain)
+    actions = keeper.run_once(chain)
+    assert [(x.kind, x.detail) for x in actions if x.kind == "execute"] == [("execute", {"order": close_id,
+                                                                                      "failed": False})]
+    assert a.position("ETH").size == 0 and a.order(close_id).status == "none"
+    with pytest.raises(ClientError, match="no free ETH position"):
+        a.commit_close("ETH")
+
+
+def test_cancel_and_a_refused_trade_through_the_sdk(desk):
+    system, chain, a, b = desk
+    router = system.router
+    _at(chain)
+    a.approve_router()
+    _at(chain)
+    oid = a.commit_order("ETH", -1)
+    with pytest.raises(router.NotOrderOwner):
+        b.cancel_order(oid)
+    _at(chain)
+    balance = a.account.balance
+    tx = a.cancel_order(oid)
+    assert a.account.balance == balance + system.router.minKeeperFee() - tx.gas_used * tx.gas_price
+    assert a.order(oid).status == "none"
+    # A trade the ClearingHouse refuses (the approval revoked after the commit) uses the order up.
+    _at(chain)
+    oid = a.commit_order("ETH", 1)
+    _at(chain)
+    a.approve_router(False)
+    _next_round(system, chain)
+    _at(chain)
+    assert b.execute_order(oid) is None
+    assert a.order(oid).status == "none" and a.position("ETH").size == 0
+    with pytest.raises(ClientError, match="order_id"):
+        a.order(0)
