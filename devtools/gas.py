@@ -688,7 +688,12 @@ def _utc(t: int) -> str:
 # (operation, row or (row, row) for a difference, target, floor). Floors are counted from Anvil traces (opcode
 # totals per call); "not counted yet" where no trace has been read.
 TARGETS = [
-    ("open, new position", "openPosition (new position)", 145_000, "not counted yet"),
+    ("open, new position", "openPosition (new position)", 145_000,
+     "about 129k before computation: 21.8k intrinsic, 18 cold reads 37.8k (ten market slots, the feed's three, the "
+     "position's two, the Vault's three), the position's two fresh slots 40k, seven warm writes 20.3k, feed and Vault "
+     "5.2k, the event 3.9k; computation, 31 warm reads and five second writes to a slot just written add 31k. Seen: "
+     "one write per packed pair about 1.5k, repeated reads about 2k, an early exit from expNegWad's loop about 1.3k: "
+     "about 155k. 145k needs one fresh slot fewer (size, notional and funding index in one word: narrower fields)"),
     ("increase", "openPosition (increase)", 127_000, "met"),
     ("close (first trade in the block)", "closePosition", 115_000, "met"),
     ("kick (another auction, account above water)", "kick (another auction, account above water)", 165_000,
@@ -701,12 +706,30 @@ TARGETS = [
     ("take (partial)", "take (partial, into an existing position)", 150_000,
      "about 150k from its 29 cold reads (60.9k), 15 warm writes (43.5k), events and 21k intrinsic alone"),
     ("take (full remainder)", "take (full remainder, into an existing position)", 150_000, "as the partial take"),
-    ("pokeFunding", "pokeFunding (1 h since last update)", 65_000, "not counted yet (three slot updates an hour)"),
+    ("pokeFunding", "pokeFunding (1 h since last update)", 65_000,
+     "about 72.5k before computation, above the target: 21.2k intrinsic, 13 cold reads 27.3k (ten market slots with "
+     "the anchor's hourly observation and skew word, the feed's three), two cold writes 10k (ring and hourly "
+     "observation, the same value), three warm writes 8.7k, the feed 2.6k, the event 2.7k; computation and warm reads "
+     "add 14k, little of which can go (slot 0 is read six times: about 0.5k): about 86k"),
     ("each extra market in a margin check", ("openPosition (increase) holding 2 market(s)",
                                               "openPosition (increase) holding 1 market(s)"), 20_000,
-     "not counted yet (eight cold reads per market, three of them the oracle's, and the funding math)"),
-    ("pool deposit, 2 markets", "pool deposit (existing LP), 2 markets", 150_000, "not counted yet"),
-    ("pool redeem, 2 markets", "pool redeem, 2 markets", 150_000, "not counted yet"),
+     "about 25.7k before computation: 11 cold reads 23.1k (the position's two slots; the market's oracle, ratios, "
+     "accumulator, funding state, funding parameters and last-index slots; the feed's three), the feed 2.6k; "
+     "computation 9.5k (the feed's answer, the funding accrued since the market's update; expNegWad's loop runs "
+     "nine rounds, about 1.3k of them on zero terms): about 34k. 20k is below the cold reads and the feed alone"),
+    ("pool deposit, 2 markets", "pool deposit (existing LP), 2 markets", 150_000,
+     "about 119k before computation: 21.6k intrinsic, 33 cold reads 69.3k (the valuation's 19, the feeds' six, Vault "
+     "three, pool two, token three), six warm writes 17.4k, five cold contracts 13k, four events 7.2k, less 9.6k of "
+     "refunds (the set-up's LP spends its whole token balance and allowance; one that keeps some pays them); "
+     "computation, warm calls and transient reads 44k. Seen: the Vault's poolBalance read five times and pauseLevel "
+     "twice, about 6k; expNegWad's early exit about 2.6k: about 154k"),
+    ("pool redeem, 2 markets", "pool redeem, 2 markets", 150_000,
+     "about 147k before computation: 22k intrinsic, 34 cold reads 71.4k (the valuation's 19, the feeds' six, Vault "
+     "three, pool four, token two), the LP's token balance created 20k (the set-up's LP holds no tokens; 2.9k for "
+     "one that does), five warm writes 14.5k, five cold contracts 13k, three events 5.9k; computation, 21 warm Vault "
+     "views and 55 transient accesses add 68k. Seen: poolBalance, pendingBadDebt and insuranceFund read once instead "
+     "of 9, 6 and 6 times, about 19k; expNegWad's early exit about 2.6k: about 193k (about 176k for an LP holding "
+     "tokens). 150k needs the valuation's reads cut"),
 ]
 
 
