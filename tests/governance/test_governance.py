@@ -197,6 +197,10 @@ def _timelock_cases(system, g, project, carol):
          lambda: ch.skewFunding(ETH_ID).ratePpm, 5_000, ch.SkewFundingSet),
         ("ClearingHouse.setPegTolerance", ch, encode(ch, "setPegTolerance", ETH_ID, 11),
          lambda: ch.pegTolerance(ETH_ID), 11, ch.PegToleranceSet),
+        ("ClearingHouse.setOrderRouter", ch, encode(ch, "setOrderRouter", carol), ch.orderRouter, carol.address,
+         ch.OrderRouterSet),
+        ("ClearingHouse.setDelayedOrders", ch, encode(ch, "setDelayedOrders", ETH_ID, True),
+         lambda: ch.delayedOrders(ETH_ID), True, ch.DelayedOrdersSet),
         ("ClearingHouse.transferOwnership", ch, encode(ch, "transferOwnership", carol), ch.pendingOwner,
          carol.address, ch.OwnershipTransferStarted),
         ("LiquidationEngine.setLiquidationParams", engine, encode(engine, "setLiquidationParams", new_lp),
@@ -226,7 +230,8 @@ def _timelock_cases(system, g, project, carol):
 
 
 TIMELOCK_SETTERS = ["Vault.setGuardian", "Vault.transferOwnership", "ClearingHouse.setFundingParams",
-                    "ClearingHouse.setSkewFunding", "ClearingHouse.setPegTolerance",
+                    "ClearingHouse.setSkewFunding", "ClearingHouse.setPegTolerance", "ClearingHouse.setOrderRouter",
+                    "ClearingHouse.setDelayedOrders",
                     "ClearingHouse.transferOwnership", "LiquidationEngine.setLiquidationParams",
                     "LiquidationEngine.setAuctionParams", "LiquidationEngine.transferOwnership",
                     "LiquidityPool.setPoolParams", "LiquidityPool.transferOwnership", "AmmController.setAmmParams",
