@@ -268,7 +268,37 @@ def cli(network):
                   f"({fmt(ch.spotPrice(s.markets['ETH'].id))})")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]8. the ledger")
+    console.rule("[bold]8. delayed orders: BTC trades only through the order router (docs/orders.md)")
+    btc = s.markets["BTC"]
+    router = s.router
+    ch.setDelayedOrders(btc.id, True, sender=deployer)
+    try:
+        ch.openPosition(0, btc.id, WAD // 100, with_slippage(ch, btc.id, WAD // 100), chain.pending_timestamp + 600,
+                        sender=carol)
+    except Exception as err:  # noqa: BLE001 - the refusal is the point
+        console.print(f"  carol buys BTC directly: refused, [yellow]{type(err).__name__}[/] (an order bought just "
+                      "before an oracle update it saw coming would take the update's move from the pool)")
+    vault.setOperator(router, True, sender=carol)
+    fee_wei = router.minKeeperFee()
+    tx = router.commitOrder(0, btc.id, WAD // 100, with_slippage(ch, btc.id, WAD // 100, 100),
+                            chain.pending_timestamp + 600, sender=carol, value=fee_wei)
+    gas["commitOrder"] = tx.gas_used
+    oid = tx.decode_logs(router.OrderCommitted)[0].orderId
+    status = ("none", "pending", "executable", "lapsed")
+    console.print(f"  carol commits a 0.01 BTC buy with a {fee_wei / 1e18:g} ETH keeper fee: order {oid}, "
+                  f"{status[router.orderStatus(oid)[0]]} until BTC's next oracle round  [dim]({tx.gas_used:,} gas)[/]")
+    s.set_price("BTC", 60_000)  # the feed's next round
+    actions = keeper.run_once(chain)
+    for a in actions:
+        gas[a.kind] = a.gas
+    done = [a for a in actions if a.kind == "execute"]
+    size, _, _ = ch.position(carol, 0, btc.id)
+    console.print(f"  the feed publishes a round; the keeper's pass executes it: "
+                  + ("; ".join(str(a) for a in done) if done else "[red]not executed[/]")
+                  + f"; carol holds {fmt(size, 3)} BTC at the price that round set")
+    assert done and size == WAD // 100, "the delayed order must execute after the next round"
+
+    console.rule("[bold]9. the ledger")
     end_total = ledger_total(s, owners) + amount * s.token_scale - extra
     t = Table(show_header=False)
     t.add_row("pool balance", f"{fmt(vault.poolBalance())} USD (seed 10,000,000.00: fees, funding imbalance "
