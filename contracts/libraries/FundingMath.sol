@@ -33,7 +33,9 @@ library FundingMath {
         // WAD * ln2 < 7e35 and a divisor is at most 18e18 (never 0). pos and neg are each at most
         // WAD * e^ln2 = 2e18. pos - neg = (WAD - t1) + (t2 - t3) + ... + (t16 - t17) + t18 >= 0 because
         // the terms never increase. The loop takes the terms in pairs (odd to neg, even to pos), the same
-        // operations in the same order as one term per step.
+        // operations in the same order as one term per step. It stops once a term is 0: every later term is
+        // floor(0 * r / (n * WAD)) = 0 and would add nothing, so the result is the full series' to the wei
+        // (with the default tau of 2 h: after two of the nine rounds for a step of seconds, eight for an hour).
         unchecked {
             uint256 k = x / LN2_WAD;
             uint256 r = x - k * LN2_WAD;
@@ -45,6 +47,7 @@ library FundingMath {
                 neg += term;
                 term = term * r / ((n + 1) * WAD);
                 pos += term;
+                if (term == 0) break;
             }
             return (pos - neg) >> k;
         }
