@@ -131,12 +131,15 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     {
         if (assets == 0) revert ZeroAssets();
         _checkDepositsOpen();
-        _checkFlowsOpen();
-        shares = previewDeposit(assets);
+        // The Vault's pool balance, read once: nothing before `_deposit` moves it.
+        Valuation memory v = _valuation();
+        int256 cash = vault.poolBalance();
+        _checkFlowsOpen(v, cash);
+        shares = _previewDeposit(assets, _depositAssets(v, cash));
         // A deposit too small to buy one share would be a gift to the other LPs.
         if (shares == 0) revert ZeroShares();
         // The named reasons are checked; what is left is the ledger's size limit (ERC4626ExceededMaxDeposit).
-        uint256 maxAssets = maxDeposit(receiver);
+        uint256 maxAssets = _maxDeposit(v, cash); // maxDeposit(receiver): the pause level was checked above
         if (assets > maxAssets) revert ERC4626ExceededMaxDeposit(receiver, assets, maxAssets);
         _deposit(_msgSender(), receiver, assets, shares);
     }
@@ -145,27 +148,50 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     function mint(uint256 shares, address receiver) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
         _checkDepositsOpen();
-        _checkFlowsOpen();
-        return super.mint(shares, receiver);
+        // ERC-4626's mint with the Vault's pool balance read once: nothing before `_deposit` moves it.
+        Valuation memory v = _valuation();
+        int256 cash = vault.poolBalance();
+        _checkFlowsOpen(v, cash);
+        uint256 value = _depositAssets(v, cash);
+        uint256 maxShares = _previewDeposit(_maxDeposit(v, cash), value); // maxMint(receiver)
+        if (shares > maxShares) revert ERC4626ExceededMaxMint(receiver, shares, maxShares);
+        uint256 assets = _previewMint(shares, value);
+        _deposit(_msgSender(), receiver, assets, shares);
+        return assets;
     }
 
     /// @inheritdoc ERC4626
     function withdraw(uint256 assets, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (assets == 0) revert ZeroAssets();
-        _checkFlowsOpen();
-        _checkWithdrawal(owner, previewWithdraw(assets), assets);
-        return super.withdraw(assets, receiver, owner);
+        // ERC-4626's withdraw with the Vault's figures read once: nothing before `_withdraw` moves them.
+        Valuation memory v = _valuation();
+        int256 cash = vault.poolBalance();
+        uint256 uncovered = uncoveredBadDebt();
+        _checkFlowsOpen(v, cash);
+        uint256 shares = _toShares(assets, _totalAssets(v, cash, uncovered), Math.Rounding.Ceil); // previewWithdraw
+        _checkWithdrawal(owner, shares, assets, v, cash, uncovered);
+        uint256 maxAssets = _maxWithdraw(owner, v, cash, uncovered);
+        if (assets > maxAssets) revert ERC4626ExceededMaxWithdraw(owner, assets, maxAssets);
+        _withdraw(_msgSender(), receiver, owner, assets, shares);
+        return shares;
     }
 
     /// @inheritdoc ERC4626
     function redeem(uint256 shares, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
         if (shares == 0) revert ZeroShares();
-        _checkFlowsOpen();
-        uint256 assets = previewRedeem(shares);
-        _checkWithdrawal(owner, shares, assets);
+        // ERC-4626's redeem with the Vault's figures read once: nothing before `_withdraw` moves them.
+        Valuation memory v = _valuation();
+        int256 cash = vault.poolBalance();
+        uint256 uncovered = uncoveredBadDebt();
+        _checkFlowsOpen(v, cash);
+        uint256 assets = _toAssets(shares, _totalAssets(v, cash, uncovered), Math.Rounding.Floor); // previewRedeem
+        _checkWithdrawal(owner, shares, assets, v, cash, uncovered);
         // Shares worth less than one token unit: burning them for nothing is refused, not silently done.
         if (assets == 0) revert ZeroAssets();
-        return super.redeem(shares, receiver, owner);
+        uint256 maxShares = _maxRedeem(owner, v, cash, uncovered);
+        if (shares > maxShares) revert ERC4626ExceededMaxRedeem(owner, shares, maxShares);
+        _withdraw(_msgSender(), receiver, owner, assets, shares);
+        return assets;
     }
 
     // ------------------------------------------------------------------ views
@@ -186,7 +212,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ILiquidityPool
     function lpFlowsSuspended() public view returns (bool suspended, uint32 marketId) {
         Valuation memory v = _valuation();
-        (suspended,) = _suspended(v);
+        (suspended,) = _suspended(v, vault.poolBalance());
         marketId = suspended ? v.suspendedMarket : 0;
     }
 
@@ -208,13 +234,13 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     /// @inheritdoc ERC4626
     /// @dev Priced on `depositAssets`, rounded down (never more shares than the deposit buys).
     function previewDeposit(uint256 assets) public view override(ERC4626, IERC4626) returns (uint256) {
-        return Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), depositAssets() + 1, Math.Rounding.Floor);
+        return _previewDeposit(assets, depositAssets());
     }
 
     /// @inheritdoc ERC4626
     /// @dev Priced on `depositAssets`, rounded up (never fewer assets than the shares cost).
     function previewMint(uint256 shares) public view override(ERC4626, IERC4626) returns (uint256) {
-        return Math.mulDiv(shares, depositAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), Math.Rounding.Ceil);
+        return _previewMint(shares, depositAssets());
     }
 
     /// @inheritdoc ILiquidityPool
@@ -224,34 +250,21 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
 
     /// @inheritdoc ILiquidityPool
     function withdrawableAssets() public view returns (uint256) {
-        Valuation memory v = _valuation();
-        int256 cash = vault.poolBalance();
-        // Casts: every term is int128-bounded.
-        int256 free = cash - v.pnl - int256(uncoveredBadDebt()) - int256(v.exposure.mulWadUp(_params.reserveFactor));
-        int256 limit = free < cash ? free : cash; // never more cash than the Vault holds for the pool
-        // Cast: limit > 0 on this branch.
-        return limit <= 0 ? 0 : uint256(limit) / tokenScale;
+        return _withdrawable(_valuation(), vault.poolBalance(), uncoveredBadDebt());
     }
 
     /// @inheritdoc ERC4626
     /// @dev Exactly what `withdraw` accepts now: 0 while LP flows are suspended or `owner` has no matured
     ///      request; else the request's value, within the pool's withdrawable assets.
     function maxWithdraw(address owner) public view override(ERC4626, IERC4626) returns (uint256) {
-        if (_flowsSuspended()) return 0;
-        uint256 byShares = previewRedeem(_redeemable(owner));
-        uint256 pool = withdrawableAssets();
-        return byShares < pool ? byShares : pool;
+        return _maxWithdraw(owner, _valuation(), vault.poolBalance(), uncoveredBadDebt());
     }
 
     /// @inheritdoc ERC4626
     /// @dev Exactly what `redeem` accepts now: as `maxWithdraw`, in shares, and 0 when those shares would
     ///      be worth less than one token unit (which `redeem` refuses with `ZeroAssets`).
     function maxRedeem(address owner) public view override(ERC4626, IERC4626) returns (uint256) {
-        if (_flowsSuspended()) return 0;
-        uint256 byShares = _redeemable(owner);
-        uint256 byPool = convertToShares(withdrawableAssets());
-        uint256 shares = byShares < byPool ? byShares : byPool;
-        return shares != 0 && previewRedeem(shares) == 0 ? 0 : shares;
+        return _maxRedeem(owner, _valuation(), vault.poolBalance(), uncoveredBadDebt());
     }
 
     /// @inheritdoc ERC4626
@@ -259,14 +272,8 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     ///      otherwise the room left in the pool's int128 ledger line, in token units (0 when that room
     ///      would buy no share).
     function maxDeposit(address) public view override(ERC4626, IERC4626) returns (uint256) {
-        if (vault.pauseLevel() >= PAUSE_WITHDRAW_ONLY || _flowsSuspended()) return 0;
-        int256 cash = vault.poolBalance();
-        // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
-        uint256 room = uint256(int256(type(int128).max) - cash) / tokenScale;
-        uint256 perCall = uint256(uint128(type(int128).max)) / tokenScale; // the Vault's per-amount bound
-        if (perCall < room) room = perCall;
-        // Room that buys no share would be refused (ZeroShares): nothing can be deposited then.
-        return room != 0 && previewDeposit(room) == 0 ? 0 : room;
+        if (vault.pauseLevel() >= PAUSE_WITHDRAW_ONLY) return 0;
+        return _maxDeposit(_valuation(), vault.poolBalance());
     }
 
     /// @inheritdoc ERC4626
@@ -297,23 +304,106 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         (v.pnl, v.exposure, v.suspendedNotional, v.suspendedMarket) = clearingHouse.tradersExitPnl();
     }
 
+    // The internals below take what they need of the Vault as arguments: `cash` is `vault.poolBalance()` and
+    // `uncovered` is `uncoveredBadDebt()`, read once per call by the entry point or public view using them
+    // (each is a warm external call; nothing between the reads and the Vault call that pays or credits
+    // the pool moves them). `v` is `_valuation()`.
+
     /// @dev Whether `v`'s untrusted-index open interest exceeds the tolerance, and the tolerance [wad].
-    function _suspended(Valuation memory v) internal view returns (bool, uint256 tolerance) {
-        int256 cash = vault.poolBalance();
+    function _suspended(Valuation memory v, int256 cash) internal pure returns (bool, uint256 tolerance) {
         // Cast: cash > 0 on this branch.
         tolerance = cash > 0 ? uint256(cash).mulWadDown(SUSPENSION_TOLERANCE) : 0;
         return (v.suspendedNotional > tolerance, tolerance);
     }
 
-    function _flowsSuspended() internal view returns (bool suspended) {
-        (suspended,) = _suspended(_valuation());
+    /// @dev LP flows wait while an untrusted index carries open interest (see `LpFlowsSuspended`).
+    function _checkFlowsOpen(Valuation memory v, int256 cash) internal pure {
+        (bool suspended, uint256 tolerance) = _suspended(v, cash);
+        if (suspended) revert LpFlowsSuspended(v.suspendedMarket, v.suspendedNotional, tolerance);
     }
 
-    /// @dev LP flows wait while an untrusted index carries open interest (see `LpFlowsSuspended`).
-    function _checkFlowsOpen() internal view {
-        Valuation memory v = _valuation();
-        (bool suspended, uint256 tolerance) = _suspended(v);
-        if (suspended) revert LpFlowsSuspended(v.suspendedMarket, v.suspendedNotional, tolerance);
+    /// @dev `totalAssets()`.
+    function _totalAssets(Valuation memory v, int256 cash, uint256 uncovered) internal view returns (uint256) {
+        // Cast: the estimate is a sum of int128-bounded debts.
+        int256 nav = cash - v.pnl - int256(uncovered);
+        // Cast: nav > 0 on this branch.
+        return nav <= 0 ? 0 : uint256(nav) / tokenScale;
+    }
+
+    /// @dev `depositAssets()`.
+    function _depositAssets(Valuation memory v, int256 cash) internal view returns (uint256) {
+        int256 value = cash - v.pnl;
+        // Cast: value > 0 on this branch.
+        return value <= 0 ? 0 : uint256(value) / tokenScale;
+    }
+
+    /// @dev ERC-4626's `_convertToShares` at total assets `total`.
+    function _toShares(uint256 assets, uint256 total, Math.Rounding rounding) internal view returns (uint256) {
+        return Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), total + 1, rounding);
+    }
+
+    /// @dev ERC-4626's `_convertToAssets` at total assets `total`.
+    function _toAssets(uint256 shares, uint256 total, Math.Rounding rounding) internal view returns (uint256) {
+        return Math.mulDiv(shares, total + 1, totalSupply() + 10 ** _decimalsOffset(), rounding);
+    }
+
+    /// @dev `previewDeposit(assets)` with `depositAssets()` = `value`.
+    function _previewDeposit(uint256 assets, uint256 value) internal view returns (uint256) {
+        return _toShares(assets, value, Math.Rounding.Floor);
+    }
+
+    /// @dev `previewMint(shares)` with `depositAssets()` = `value`.
+    function _previewMint(uint256 shares, uint256 value) internal view returns (uint256) {
+        return _toAssets(shares, value, Math.Rounding.Ceil);
+    }
+
+    /// @dev `withdrawableAssets()`.
+    function _withdrawable(Valuation memory v, int256 cash, uint256 uncovered) internal view returns (uint256) {
+        // Casts: every term is int128-bounded.
+        int256 free = cash - v.pnl - int256(uncovered) - int256(v.exposure.mulWadUp(_params.reserveFactor));
+        int256 limit = free < cash ? free : cash; // never more cash than the Vault holds for the pool
+        // Cast: limit > 0 on this branch.
+        return limit <= 0 ? 0 : uint256(limit) / tokenScale;
+    }
+
+    /// @dev `maxWithdraw(owner)`.
+    function _maxWithdraw(address owner, Valuation memory v, int256 cash, uint256 uncovered)
+        internal
+        view
+        returns (uint256)
+    {
+        (bool suspended,) = _suspended(v, cash);
+        if (suspended) return 0;
+        uint256 byShares = _toAssets(_redeemable(owner), _totalAssets(v, cash, uncovered), Math.Rounding.Floor);
+        uint256 pool = _withdrawable(v, cash, uncovered);
+        return byShares < pool ? byShares : pool;
+    }
+
+    /// @dev `maxRedeem(owner)`.
+    function _maxRedeem(address owner, Valuation memory v, int256 cash, uint256 uncovered)
+        internal
+        view
+        returns (uint256)
+    {
+        (bool suspended,) = _suspended(v, cash);
+        if (suspended) return 0;
+        uint256 total = _totalAssets(v, cash, uncovered);
+        uint256 byShares = _redeemable(owner);
+        uint256 byPool = _toShares(_withdrawable(v, cash, uncovered), total, Math.Rounding.Floor);
+        uint256 shares = byShares < byPool ? byShares : byPool;
+        return shares != 0 && _toAssets(shares, total, Math.Rounding.Floor) == 0 ? 0 : shares;
+    }
+
+    /// @dev `maxDeposit(receiver)` once the Vault's pause level is known to allow deposits.
+    function _maxDeposit(Valuation memory v, int256 cash) internal view returns (uint256) {
+        (bool suspended,) = _suspended(v, cash);
+        if (suspended) return 0;
+        // Cast: cash <= int128.max, so the room is non-negative and below 2^128.
+        uint256 room = uint256(int256(type(int128).max) - cash) / tokenScale;
+        uint256 perCall = uint256(uint128(type(int128).max)) / tokenScale; // the Vault's per-amount bound
+        if (perCall < room) room = perCall;
+        // Room that buys no share would be refused (ZeroShares): nothing can be deposited then.
+        return room != 0 && _previewDeposit(room, _depositAssets(v, cash)) == 0 ? 0 : room;
     }
 
     function _decimalsOffset() internal pure override returns (uint8) {
@@ -331,19 +421,24 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @dev Named reasons first (the ERC-4626 max checks that follow would only say "exceeded").
-    function _checkWithdrawal(address owner, uint256 shares, uint256 assets) internal view {
+    function _checkWithdrawal(
+        address owner,
+        uint256 shares,
+        uint256 assets,
+        Valuation memory v,
+        int256 cash,
+        uint256 uncovered
+    ) internal view {
         WithdrawRequest memory r = _requests[owner];
         if (r.shares == 0) revert NoWithdrawRequest(owner);
         if (block.timestamp < r.unlockAt) revert CooldownNotPassed(r.unlockAt, block.timestamp);
         uint256 expiry = uint256(r.unlockAt) + _params.withdrawWindow;
         if (block.timestamp > expiry) revert WithdrawWindowExpired(expiry, block.timestamp);
         if (shares > r.shares) revert ExceedsRequest(shares, r.shares);
-        Valuation memory v = _valuation();
         // Casts: every term is int128-bounded (assets by the request's shares' value).
-        int256 after_ = vault.poolBalance() - v.pnl - int256(uncoveredBadDebt()) - int256(assets * tokenScale);
+        int256 after_ = cash - v.pnl - int256(uncovered) - int256(assets * tokenScale);
         uint256 reserve = v.exposure.mulWadUp(_params.reserveFactor);
         if (after_ < int256(reserve)) revert PoolReserveLocked(after_, reserve);
-        int256 cash = vault.poolBalance();
         if (int256(assets * tokenScale) > cash) revert InsufficientPoolCash(cash, assets * tokenScale);
     }
 
