@@ -115,9 +115,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     }
 
     /// @inheritdoc IClearingHouse
-    function setOrderRouter(address router) external onlyOwner {
-        router; // forwarded as calldata
-        _configure();
+    function setOrderRouter(address) external onlyOwner {
+        _configure(); // the router is forwarded as calldata
     }
 
     /// @inheritdoc IClearingHouse
@@ -551,13 +550,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (baseAmount == 0) revert ZeroSize();
         Market storage m = _markets[marketId];
-        {
-            // `_market`'s check and the delayed-orders rule from one read of the market's first slot: with delayed
-            // orders on, only the router trades (it executes at a price set after the order was committed).
-            (address oracle, bool delayed) = (m.oracle, m.delayedOrders);
-            if (oracle == address(0)) revert UnknownMarket(marketId);
-            if (delayed && msg.sender != orderRouter) revert DelayedOrdersOnly(marketId);
-        }
+        // `_market`'s check and the delayed-orders rule from one read of the market's first slot: with delayed
+        // orders on, only the router trades (it executes at a price set after the order was committed).
+        (address oracle, bool delayed) = (m.oracle, m.delayedOrders);
+        if (oracle == address(0)) revert UnknownMarket(marketId);
+        if (delayed && msg.sender != orderRouter) revert DelayedOrdersOnly(marketId);
         uint256 index = _index(m);
         _accrue(m, index);
 
@@ -577,7 +574,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             uint256 x = m.baseReserve;
             uint256 y = m.quoteReserve;
             _checkLiquidity(marketId, baseAmount, x);
-            _checkPeg(marketId, m, x, y, index, baseAmount);
+            // A delayed order meets a fresh peg whichever its direction (0: both), so its executor cannot choose
+            // between the stale peg and the repegged one.
+            _checkPeg(marketId, m, x, y, index, delayed ? int256(0) : baseAmount);
             uint256 priceBefore = VAmmMath.price(x, y);
             (r.quote, x, y) = VAmmMath.swap(x, y, baseAmount);
             r.priceAfter = VAmmMath.price(x, y);
@@ -679,6 +678,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     ///      trades and at least half the base reserve a sync or repeg set (AmmController keeps x >= 2 |net short|),
     ///      so at least MIN_BASE_RESERVE / 2, while x y <= MAX_RESERVE^2 = 1e72: x y / (x + net) x 1e18 < 2^256;
     ///      x + net <= 0 (unreachable) reads as a peg of 0, as in AmmController._peg, which no buy passes.
+    ///      `baseAmount` 0 (a delayed order, through the router): either direction beyond the tolerance reverts, so an
+    ///      order executes only at a peg within the tolerance of the live index; a market with delayed orders on
+    ///      always has a tolerance (ClearingHouseConfigurator: `PegToleranceRequired`).
     ///      808 gas on a trade when on (measured); when off, a warm slot-0 read (+212..+288 in the gas table).
     function _checkPeg(uint32 marketId, Market storage m, uint256 x, uint256 y, uint256 index, int256 baseAmount)
         internal
@@ -690,7 +692,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         int256 x0 = int256(x) + int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
         uint256 peg = x0 > 0 ? x * y / uint256(x0) * WAD / uint256(x0) : 0;
         uint256 band = index * tol / 1e4;
-        if (baseAmount > 0 ? index > peg + band : peg > index + band) revert PegStale(marketId, peg, index);
+        if ((baseAmount >= 0 && index > peg + band) || (baseAmount <= 0 && peg > index + band)) {
+            revert PegStale(marketId, peg, index);
+        }
     }
 
     /// @dev Reverts when the price after is outside the band and further from the index than before.

@@ -271,6 +271,7 @@ def cli(network):
     console.rule("[bold]8. delayed orders: BTC trades only through the order router (docs/orders.md)")
     btc = s.markets["BTC"]
     router = s.router
+    ch.setPegTolerance(btc.id, 300, sender=deployer)  # delayed orders need one: above the 2 % repeg threshold
     ch.setDelayedOrders(btc.id, True, sender=deployer)
     try:
         ch.openPosition(0, btc.id, WAD // 100, with_slippage(ch, btc.id, WAD // 100), chain.pending_timestamp + 600,

@@ -1,12 +1,12 @@
 """`ape run export_abi`: write the ABIs integrators need to `abi/` (committed; re-run after contract changes).
 
     abi/Vault.json, ClearingHouse.json, LiquidationEngine.json, LiquidityPool.json, AmmController.json,
-        PerpReader.json                   the core contracts and the periphery reader
+        PerpReader.json, OrderRouter.json the core contracts and the periphery (reader, order router)
     abi/GovernanceTimelock.json, RiskGovernor.json, CircuitBreaker.json
                                           governance (docs/governance.md): the timelock, the modules' owner,
                                           the breakers of a governed deployment
     abi/IVault.json, IClearingHouse.json, ILiquidationEngine.json, ILiquidityPool.json, IAmmController.json,
-        IPerpReader.json, IRiskGovernor.json, ICircuitBreaker.json,
+        IPerpReader.json, IOrderRouter.json, IRiskGovernor.json, ICircuitBreaker.json,
         AggregatorV3Interface.json        the interfaces (external surface with errors, events, structs)
     abi/IERC20Metadata.json               the standard ERC-20 surface of the collateral token
     abi/mocks/MockERC20.json, MockAggregator.json   local chains only: mintable collateral, settable feed

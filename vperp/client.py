@@ -492,9 +492,9 @@ ORDER_STATUS = ("none", "pending", "executable", "lapsed")  # IOrderRouter.Statu
 
 @dataclass(frozen=True)
 class OrderInfo:
-    """A delayed order (`OrderRouter.order` and `orderStatus`, docs/orders.md) in human units. `base` 0 is a close
-    of the position's free part at execution; `status` is one of `ORDER_STATUS`; `executable_until` is the last
-    second it may execute (0 when none)."""
+    """A delayed order (`OrderRouter.order` and `orderStatus`, docs/orders.md) in human units. A `close` order closes
+    the position's free part at execution, at most `base` (the free part when it was committed); `status` is one of
+    `ORDER_STATUS`; `executable_until` is the last second it may execute (0 when none)."""
 
     order_id: int
     status: str
@@ -503,6 +503,7 @@ class OrderInfo:
     subaccount: int
     symbol: str
     base: Decimal
+    close: bool
     quote_limit: Decimal
     deadline: int
     keeper_fee_wei: int
@@ -1330,8 +1331,9 @@ class Client:
 
     def commit_close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
                      keeper_fee_wei: int | None = None) -> int:
-        """Commit a delayed order that closes the free part of the position when it executes; the limit is
-        today's quote of closing it, worsened by `slippage_bps`. Returns the order's id."""
+        """Commit a delayed order that closes the free part of the position when it executes (at most the free part
+        now; less if a liquidation took some, its limit scaled down); the limit is today's quote of closing it,
+        worsened by `slippage_bps`. Returns the order's id."""
         sender = self._sender()
         mid = self.market_id(symbol)
         size, _, _ = self.clearing_house.position(sender, sub, mid)
@@ -1360,18 +1362,20 @@ class Client:
         symbols = {v: k for k, v in self.market_ids.items()}
         return OrderInfo(order_id=oid, status=ORDER_STATUS[int(status)], executable_until=int(until),
                          owner=o.owner, subaccount=int(o.subaccount), symbol=symbols.get(int(o.marketId), ""),
-                         base=from_wad(o.baseAmount), quote_limit=from_wad(o.quoteLimit), deadline=int(o.deadline),
+                         base=from_wad(o.baseAmount), close=bool(o.close), quote_limit=from_wad(o.quoteLimit),
+                         deadline=int(o.deadline),
                          keeper_fee_wei=int(o.keeperFee), committed_at=int(o.committedAt),
                          committed_round=int(o.committedRound))
 
-    def open_orders(self, since_id: int = 1) -> list[OrderInfo]:
-        """Every order from `since_id` on that is not executed or cancelled (pending, executable or lapsed)."""
+    def open_orders(self, symbol: str) -> list[OrderInfo]:
+        """The market's open orders (pending, executable or lapsed), oldest first: the order they execute in."""
         router = self._order_router()
         out = []
-        for oid in range(max(1, since_id), int(router.nextOrderId())):
-            info = self.order(oid)
-            if info.status != "none":
-                out.append(info)
+        oid, _ = router.queue(self.market_id(symbol))
+        while int(oid):
+            info = self.order(int(oid))
+            out.append(info)
+            oid = router.order(int(oid)).next
         return out
 
     def execute_order(self, order_id: int) -> Trade | None:

@@ -327,6 +327,14 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
         if wad(mc.depth_amplification) > cap:
             fail(f"{where}.depth_amplification",
                  f"must be at most maxAmplification(depth_range) = {Decimal(cap) / WAD} for a range of {mc.depth_range}, got {mc.depth_amplification}")
+    if mc.delayed_orders and not mc.peg_tolerance_bps:
+        fail(f"{where}.delayed_orders", "needs peg_tolerance_bps > 0 (an order executes only at a peg within it of "
+             "the index; the contract refuses PegToleranceRequired)")
+    if mc.delayed_orders and Decimal(mc.peg_tolerance_bps) / 10_000 <= Decimal(str(mc.repeg_threshold)):
+        fail(f"{where}.peg_tolerance_bps",
+             f"with delayed_orders it must be above repeg_threshold ({mc.repeg_threshold} = "
+             f"{Decimal(str(mc.repeg_threshold)) * 10_000:g} bps), got {mc.peg_tolerance_bps}: a peg between the two "
+             "would hold every order (PegStale) while repeg refuses to move it (RepegNotNeeded)")
     if mc.auction_step > mc.auction_duration:
         fail(f"{where}.auction_step", f"must be at most auction_duration ({mc.auction_duration}), got {mc.auction_step}")
     if Decimal(str(mc.min_position_size)) > Decimal(str(mc.max_open_interest)):

@@ -43,7 +43,7 @@ log = logging.getLogger("vperp.keeper")
 
 @dataclass
 class Action:
-    kind: str  # "poke" | "breaker" | "repeg" | "execute" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
+    kind: str  # "poke" | "breaker" | "repeg" | "execute" | "cancel-order" | "kick" | "take" | "redo" | "cancel" | "backstop" | "backstop-blocked"
     detail: dict
     gas: int
 
@@ -186,8 +186,7 @@ class Keeper:
     breaker: object = None  # the CircuitBreaker of a governed deployment: `pokeAll` every pass (None: not governed)
     follow_peg: bool = True  # repeg every market whose peg is more than its repegThreshold from the index
     execute_orders: bool = True  # execute every executable delayed order (OrderRouter; paid its keeper fee)
-    _order_cursor: int = 1  # the first order id not yet seen
-    _open_orders: set = field(default_factory=set)  # ids seen and not yet executed, cancelled or lapsed
+    max_orders_per_pass: int = 50  # delayed orders executed or cancelled per pass, at most
 
     def __post_init__(self) -> None:
         if self.records is None:
@@ -227,10 +226,10 @@ class Keeper:
         actions += self._poke_breaker()
         if self.follow_peg:
             actions += self._repeg_due(chain)
-        if self.execute_orders:  # after the repeg: an order meets the peg the new round set
-            actions += self._execute_orders()
         actions += self._kick_liquidatable()
         actions += self._service_auctions()
+        if self.execute_orders:  # after the repeg (an order meets the peg the new round set) and the liquidations
+            actions += self._execute_orders()
         return actions
 
     # ---------------------------------------------------------------- the log
@@ -363,36 +362,39 @@ class Keeper:
         return out
 
     def _execute_orders(self) -> list[Action]:
-        """`OrderRouter.executeOrder` for every executable delayed order (docs/orders.md), oldest first. A trade the
-        ClearingHouse refuses uses the order up (`OrderFailed`, the fee paid all the same): the action says
-        `failed=True`. An execution that itself reverts (a node error) is logged and retried next pass. Lapsed
-        orders are dropped, not cancelled (the refund is the owner's to claim)."""
+        """Delayed orders (docs/orders.md), each market's queue oldest first, at most `max_orders_per_pass`: an
+        executable head is executed (`OrderRouter.executeOrder`; a trade the ClearingHouse refuses uses the order up,
+        `OrderFailed`, the fee paid all the same: the action says `failed=True`), a lapsed head is cancelled (its fee
+        goes back to its owner) so the orders behind it can run, a pending head ends the market's turn. An execution
+        the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged and tried next pass."""
         from ape.exceptions import ApeException
 
         router = getattr(self.system, "router", None)
         if router is None:
             return []
-        nxt = int(router.nextOrderId())
-        self._open_orders.update(range(self._order_cursor, nxt))
-        self._order_cursor = max(self._order_cursor, nxt)
-        out = []
-        for oid in sorted(self._open_orders):
-            status, _ = router.orderStatus(oid)
-            status = int(status)
-            if status in (0, 3):  # executed or cancelled by someone, or lapsed
-                self._open_orders.discard(oid)
-                continue
-            if status != 2:  # pending: no newer oracle round yet
-                continue
-            try:
-                tx = router.executeOrder(oid, sender=self.account)
-            except ApeException as e:
-                log.info("keeper: order %d not executed: %s: %s", oid, type(e).__name__,
-                         str(e).splitlines()[0] if str(e) else "")
-                continue
-            self._open_orders.discard(oid)
-            failed = [ev for ev in tx.decode_logs(router.OrderFailed) if ev.contract_address == router.address]
-            out.append(Action("execute", {"order": oid, "failed": bool(failed)}, tx.gas_used))
+        out: list[Action] = []
+        for sym, m in self.system.markets.items():
+            while len(out) < self.max_orders_per_pass:
+                head, _ = router.queue(m.id)
+                head = int(head)
+                if head == 0:
+                    break
+                status, _ = router.orderStatus(head)
+                status = int(status)
+                if status == 1:  # pending: no newer oracle round yet (nor for the orders behind it)
+                    break
+                try:
+                    if status == 3:  # lapsed
+                        tx = router.cancelOrder(head, sender=self.account)
+                        out.append(Action("cancel-order", {"order": head, "market": sym}, tx.gas_used))
+                        continue
+                    tx = router.executeOrder(head, sender=self.account)
+                except ApeException as e:
+                    log.info("keeper: order %d not executed: %s: %s", head, type(e).__name__,
+                             str(e).splitlines()[0] if str(e) else "")
+                    break
+                failed = [ev for ev in tx.decode_logs(router.OrderFailed) if ev.contract_address == router.address]
+                out.append(Action("execute", {"order": head, "failed": bool(failed)}, tx.gas_used))
         return out
 
     def _poke_breaker(self) -> list[Action]:

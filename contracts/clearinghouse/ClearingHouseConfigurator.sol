@@ -200,8 +200,9 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     /// @notice Set how far from the index a market's peg may be for an increase to trade [bps]; 0 turns the rule
     ///         off (docs/pool.md "The stale-peg rule"). Nothing accrues: the rule reads no time.
     function setPegTolerance(uint32 marketId, uint256 bps) external onlyOwner {
-        _market(marketId);
+        Market storage m = _market(marketId);
         Bounds.check("pegToleranceBps", bps, 0, MAX_PEG_TOLERANCE_BPS);
+        if (bps == 0 && m.delayedOrders) revert IClearingHouse.PegToleranceRequired(marketId);
         // Cast: bps <= MAX_PEG_TOLERANCE_BPS < 2^16.
         _markets[marketId].pegToleranceBps = uint16(bps);
         emit IClearingHouse.PegToleranceSet(marketId, bps);
@@ -217,13 +218,17 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     }
 
     /// @notice Turn delayed orders on or off for a market (docs/orders.md). While on, every trade in it, opens
-    ///         and closes alike, comes from the order router, which executes an order only at a vAMM repriced by
-    ///         an oracle round newer than the order. Liquidations are not trades and are unaffected. Turning it on
-    ///         needs a router (`NoOrderRouter`). Nothing accrues: the rule reads no time.
+    ///         and closes alike, comes from the order router, which executes an order only after an oracle round
+    ///         newer than the order, and only at a peg within the stale-peg tolerance of the index in either
+    ///         direction. Liquidations are not trades and are unaffected. Turning it on needs a router
+    ///         (`NoOrderRouter`) and a peg tolerance (`PegToleranceRequired`; `setPegTolerance(id, 0)` is refused
+    ///         while it is on). Nothing accrues: the rule reads no time.
     function setDelayedOrders(uint32 marketId, bool on) external onlyOwner {
-        _market(marketId);
+        Market storage m = _market(marketId);
         if (on && orderRouter == address(0)) revert IClearingHouse.NoOrderRouter();
-        _markets[marketId].delayedOrders = on;
+        // An order must meet a fresh peg, and "fresh" is the stale-peg rule's tolerance (ClearingHouse._checkPeg).
+        if (on && m.pegToleranceBps == 0) revert IClearingHouse.PegToleranceRequired(marketId);
+        m.delayedOrders = on;
         emit IClearingHouse.DelayedOrdersSet(marketId, on);
     }
 

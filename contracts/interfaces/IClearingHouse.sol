@@ -147,6 +147,9 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     error DelayedOrdersOnly(uint32 marketId);
     /// @notice Delayed orders need an order router, and none is set (`setOrderRouter`).
     error NoOrderRouter();
+    /// @notice `marketId` with delayed orders on needs a stale-peg tolerance: set one before turning them on, and
+    ///         keep one while they are on (an order executes only at a peg within it, in either direction).
+    error PegToleranceRequired(uint32 marketId);
 
     // ------------------------------------------------------------------ events
 
@@ -201,7 +204,7 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     ///         index (0: the rule is off).
     event PegToleranceSet(uint32 indexed marketId, uint256 bps);
     /// @notice The order router changed (the one caller that may trade in a market with delayed orders on).
-    event OrderRouterSet(address router);
+    event OrderRouterSet(address indexed router);
     /// @notice Delayed orders were turned on or off for `marketId`.
     event DelayedOrdersSet(uint32 indexed marketId, bool on);
     /// @notice The funding target was re-sampled from the day-long TWAPs (once an hour, by the hour's first block).
@@ -273,8 +276,10 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
 
     /// @notice Turn delayed orders on or off for `marketId` (off at listing; docs/orders.md). While on, every trade
     ///         there (`openPosition`, `openPositionFor`, `openPositionWithBuilder`, `closePosition`) reverts
-    ///         `DelayedOrdersOnly` unless the order router sends it; liquidations are unaffected. On needs a router
-    ///         (`NoOrderRouter`).
+    ///         `DelayedOrdersOnly` unless the order router sends it, and the router's trades need the peg within the
+    ///         stale-peg tolerance of the index in either direction (`PegStale`); liquidations are unaffected. On
+    ///         needs a router (`NoOrderRouter`) and a tolerance (`PegToleranceRequired`, also `setPegTolerance(id, 0)`
+    ///         while on).
     function setDelayedOrders(uint32 marketId, bool on) external;
 
     /// @notice Whether `marketId` takes delayed orders only.

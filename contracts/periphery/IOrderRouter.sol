@@ -17,14 +17,17 @@ import {IVault} from "../interfaces/IVault.sol";
 ///      - Pending while the feed's latest round is the one recorded: only the owner may cancel (nothing about the
 ///        execution price is known yet, so cancelling gives no option).
 ///      - Executable from the first round after the commit until `executionWindow` seconds after that round's
-///        update, and never after the order's deadline: anyone may `executeOrder` and is paid the keeper fee.
-///        The owner cannot cancel it then.
+///        update, and never after the order's deadline: anyone may `executeOrder` and is paid the keeper fee, the
+///        oldest open order of the market first. The owner cannot cancel it then. The trade meets a peg within
+///        the market's stale-peg tolerance of the index either way (ClearingHouse), so the executor cannot choose
+///        the stale peg over the repegged one, nor the order in which the round's orders meet the vAMM.
 ///      - Lapsed after that (or if the first round after the commit cannot be read): anyone may cancel it, and
 ///        the keeper fee goes back to the owner.
 ///      The trade itself is `ClearingHouse.openPositionFor` with the order's size, limit and deadline. If the
-///      ClearingHouse refuses it (slippage, margin, a pause, a revoked approval), the order is used up all the same:
+///      ClearingHouse refuses it (slippage, margin, a revoked approval), the order is used up all the same:
 ///      `OrderFailed` with the refusal, and the keeper is paid, so that no owner can hold an executable order back
-///      until the window has shown which way the next update goes. An execution sent with too little gas for the
+///      until the window has shown which way the next update goes; a stale peg, a pause or a ClearingHouse that
+///      moved to another router keep it (the call reverts). An execution sent with too little gas for the
 ///      trade reverts as a whole (`InsufficientGas`) and the order stays.
 interface IOrderRouter is IErrors {
     // ------------------------------------------------------------------ types
@@ -42,11 +45,20 @@ interface IOrderRouter is IErrors {
         uint32 subaccount;
         uint32 marketId;
         uint32 committedAt; // [s] block time of the commit
-        int96 baseAmount; // [wad base] > 0 buy, < 0 sell; 0: close the position's free part at execution
+        int96 baseAmount; // [wad base] > 0 buy, < 0 sell; a close: the free part at the commit (its most)
         uint80 committedRound; // the feed's latest round id at the commit
-        uint80 keeperFee; // [wei] paid to the executor, refunded to the owner on a cancel
-        uint224 quoteLimit; // [wad] as `openPosition`'s (saturated at 2^224 - 1, above any quote)
+        uint72 keeperFee; // [wei] paid to the executor, refunded to the owner on a cancel
+        bool close; // committed with baseAmount 0: closes the free part at execution, at most `baseAmount`
+        uint160 quoteLimit; // [wad] as `openPosition`'s (saturated at 2^160 - 1, above any quote)
         uint32 deadline; // [s] last time the order may execute (saturated at 2^32 - 1)
+        uint32 prev; // the market's previous open order (0: this is the first)
+        uint32 next; // the market's next open order (0: this is the last)
+    }
+
+    /// @notice A market's open orders, oldest first: only `head` may execute.
+    struct Queue {
+        uint32 head;
+        uint32 tail;
     }
 
     // ------------------------------------------------------------------ errors
@@ -69,18 +81,27 @@ interface IOrderRouter is IErrors {
     error NotOrderOwner(address caller, address owner);
     /// @notice The trade ran out of the gas sent with the execution (`gasSent` when it started): send more.
     error InsufficientGas(uint256 gasSent);
+    /// @notice The ClearingHouse trades through `current`, not this router: commit there.
+    error NotCurrentRouter(address current);
+    /// @notice A close order for `owner`'s sub-account `subaccount` in `marketId`, which holds no free position.
+    error NothingToClose(address owner, uint32 subaccount, uint32 marketId);
+    /// @notice Order `orderId` is not the oldest open order of its market, `head`: that one executes (or is
+    ///         cancelled once it lapses) first.
+    error NotFirstInQueue(uint256 orderId, uint256 head);
     /// @notice Sending `amount` wei to `to` failed.
     error EtherTransferFailed(address to, uint256 amount);
 
     // ------------------------------------------------------------------ events
 
-    /// @notice `owner` committed order `orderId` (baseAmount 0: close the free part at execution).
+    /// @notice `owner` committed order `orderId`; a close carries the free part it was committed for, and the
+    ///         limit and deadline are as stored (saturated).
     event OrderCommitted(
         uint256 indexed orderId,
         address indexed owner,
         uint32 subaccount,
         uint32 indexed marketId,
         int256 baseAmount,
+        bool close,
         uint256 quoteLimit,
         uint256 deadline,
         uint256 keeperFee,
@@ -101,7 +122,8 @@ interface IOrderRouter is IErrors {
     // ------------------------------------------------------------------ actions
 
     /// @notice Commit an order for the caller's `subaccount` in `marketId`, sending the keeper fee as ETH.
-    /// @param baseAmount > 0 buy, < 0 sell (|baseAmount| < 2^95); 0: close the position's free part when executed
+    /// @param baseAmount > 0 buy, < 0 sell (|baseAmount| < 2^95); 0: close the position's free part (`NothingToClose`
+    ///        if there is none): at execution the free part then, at most the one now, its limit scaled to it
     /// @param quoteLimit buy: the most quote paid; sell: the least quote received (fee excluded)
     /// @param deadline last timestamp at which the order may execute
     function commitOrder(uint32 subaccount, uint32 marketId, int256 baseAmount, uint256 quoteLimit, uint256 deadline)
@@ -109,8 +131,11 @@ interface IOrderRouter is IErrors {
         payable
         returns (uint256 orderId);
 
-    /// @notice Execute an executable order (anyone; the keeper fee is paid to the caller). A trade the ClearingHouse
-    ///         refuses uses the order up (`OrderFailed`; the return values are then zero).
+    /// @notice Execute an executable order (anyone; the keeper fee is paid to the caller), the oldest open order of
+    ///         its market first (`NotFirstInQueue`). A trade the ClearingHouse refuses uses the order up
+    ///         (`OrderFailed`; the return values are then zero), except three refusals that revert and keep it: a
+    ///         stale peg (`PegStale`: repeg first), a pause (`Paused`), a ClearingHouse that no longer takes this
+    ///         router's trades (`DelayedOrdersOnly`).
     /// @return base the base traded
     /// @return quote the signed quote flow to the trader (negative = paid)
     /// @return fee the taker fee charged [wad]
@@ -135,6 +160,9 @@ interface IOrderRouter is IErrors {
     function MAX_EXECUTION_WINDOW() external view returns (uint256);
     /// @notice The id the next order gets (ids start at 1).
     function nextOrderId() external view returns (uint256);
+
+    /// @notice `marketId`'s open orders: the oldest (the only one that may execute) and the newest (0, 0: none).
+    function queue(uint32 marketId) external view returns (uint256 head, uint256 tail);
 
     /// @notice Order `orderId` as stored (all zero once executed or cancelled).
     function order(uint256 orderId) external view returns (Order memory);

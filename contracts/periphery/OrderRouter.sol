@@ -3,10 +3,12 @@ pragma solidity 0.8.28;
 
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SignedMath} from "@openzeppelin/contracts/utils/math/SignedMath.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {IOrderRouter} from "./IOrderRouter.sol";
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IVault} from "../interfaces/IVault.sol";
+import {IErrors} from "../interfaces/IErrors.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 import {Bounds} from "../libraries/Bounds.sol";
 
@@ -44,6 +46,8 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     /// @inheritdoc IOrderRouter
     uint256 public nextOrderId = 1;
     mapping(uint256 orderId => Order) internal _orders;
+    /// @dev Each market's open orders, oldest first (a list through `Order.prev` / `Order.next`).
+    mapping(uint32 marketId => Queue) internal _queues;
 
     constructor(IClearingHouse clearingHouse_, uint256 minKeeperFee_, uint256 executionWindow_) {
         if (address(clearingHouse_) == address(0)) revert ZeroAddress();
@@ -66,15 +70,30 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
         if (msg.value < minKeeperFee) revert KeeperFeeTooLow(msg.value, minKeeperFee);
-        Bounds.check("keeperFee", msg.value, 0, type(uint80).max);
+        Bounds.check("keeperFee", msg.value, 0, type(uint72).max);
         // An order's size fits int96, as every position does (ClearingHouse bounds maxOpenInterest to int96).
         Bounds.check("baseAmount", SignedMath.abs(baseAmount), 0, uint96(type(int96).max));
         if (!vault.isOperator(msg.sender, address(this))) revert RouterNotApproved(msg.sender);
+        // An order here could not trade in a market with delayed orders on once the ClearingHouse moved on.
+        address current = clearingHouse.orderRouter();
+        if (current != address(this)) revert NotCurrentRouter(current);
         // Reverts UnknownMarket for a market that is not listed.
         (uint80 round,,,,) = AggregatorV3Interface(clearingHouse.marketParams(marketId).oracle).latestRoundData();
+        bool close = baseAmount == 0;
+        if (close) {
+            // A close is the free part now (what is in an auction is the auction's to close), never more when it
+            // executes: its limit was quoted for this size.
+            (int256 size,,) = clearingHouse.position(msg.sender, subaccount, marketId);
+            baseAmount = clearingHouse.auctionedSize(msg.sender, subaccount, marketId) - size;
+            if (baseAmount == 0) revert NothingToClose(msg.sender, subaccount, marketId);
+        }
         orderId = nextOrderId++;
-        // Casts: the bounds above (size, fee); a limit or deadline above the field saturates, which no quote
+        Bounds.check("orderId", orderId, 1, type(uint32).max);
+        // Casts: the bounds above (id, size, fee); a limit or deadline above the field saturates, which no quote
         // (below 2^120: reserves are at most 1e36) or block time before 2106 can tell apart from the value given.
+        uint160 limit = quoteLimit > type(uint160).max ? type(uint160).max : uint160(quoteLimit);
+        uint32 until = deadline > type(uint32).max ? type(uint32).max : uint32(deadline);
+        Queue memory q = _queues[marketId];
         _orders[orderId] = Order({
             owner: msg.sender,
             subaccount: subaccount,
@@ -82,13 +101,19 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
             committedAt: uint32(block.timestamp),
             baseAmount: int96(baseAmount),
             committedRound: round,
-            keeperFee: uint80(msg.value),
-            quoteLimit: quoteLimit > type(uint224).max ? type(uint224).max : uint224(quoteLimit),
-            deadline: deadline > type(uint32).max ? type(uint32).max : uint32(deadline)
+            keeperFee: uint72(msg.value),
+            close: close,
+            quoteLimit: limit,
+            deadline: until,
+            prev: q.tail,
+            next: 0
         });
-        emit OrderCommitted(
-            orderId, msg.sender, subaccount, marketId, baseAmount, quoteLimit, deadline, msg.value, round
-        );
+        // Casts: orderId < 2^32 (checked above).
+        if (q.tail != 0) _orders[q.tail].next = uint32(orderId);
+        else q.head = uint32(orderId);
+        q.tail = uint32(orderId);
+        _queues[marketId] = q;
+        emit OrderCommitted(orderId, msg.sender, subaccount, marketId, baseAmount, close, limit, until, msg.value, round);
     }
 
     /// @inheritdoc IOrderRouter
@@ -97,27 +122,55 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         (Status status, uint256 until) = _status(o);
         if (status == Status.Pending) revert OrderNotReady(orderId, o.committedRound);
         if (status == Status.Lapsed) revert OrderLapsed(orderId, until);
-        delete _orders[orderId];
+        // First in, first out per market: nobody chooses which order meets the vAMM first.
+        uint32 head = _queues[o.marketId].head;
+        if (head != orderId) revert NotFirstInQueue(orderId, head);
         int256 amount = o.baseAmount;
-        if (amount == 0) {
-            // A close: the position's free part now (what is in an auction is the auction's to close); a
-            // position already closed makes the trade fail (ZeroSize).
+        uint256 limit = o.quoteLimit;
+        if (o.close) {
+            // The free part now, at most the size committed, the limit scaled to it (rounded for the owner: a sell
+            // receives at least, a buy pays at most, the committed price). A free part that grew, or turned to the
+            // other side, is not this order's to trade.
             (int256 size,,) = clearingHouse.position(o.owner, o.subaccount, o.marketId);
-            amount = clearingHouse.auctionedSize(o.owner, o.subaccount, o.marketId) - size;
+            int256 free = clearingHouse.auctionedSize(o.owner, o.subaccount, o.marketId) - size;
+            if ((free > 0) != (amount > 0) || free == 0) {
+                amount = 0; // nothing of it left to close: the trade fails (ZeroSize) and uses the order up
+            } else if (SignedMath.abs(free) < SignedMath.abs(amount)) {
+                limit = Math.mulDiv(
+                    limit,
+                    SignedMath.abs(free),
+                    SignedMath.abs(amount),
+                    amount < 0 ? Math.Rounding.Ceil : Math.Rounding.Floor
+                );
+                amount = free;
+            }
         }
+        _remove(orderId, o);
         // A trade the ClearingHouse refuses uses the order up all the same (the keeper is paid): otherwise its
         // owner could keep it unexecutable (revoke the approval, move margin) and bring it back once the window
-        // showed which way the next update goes. Running out of gas is the caller's doing, not the order's: the
-        // whole call reverts then, the order stays. The trade's calls nest at most three deep, so a refusal from
-        // an exhausted inner call leaves at most 3/64 of the gas sent; a refusal on its merits leaves far more.
+        // showed which way the next update goes. Three refusals keep it instead, because its owner cannot cause
+        // them and anyone can clear or wait them out: a peg not yet moved to the index (`PegStale`: anyone may
+        // repeg), a pause, and a ClearingHouse that no longer takes this router's trades (its owners cancel once
+        // the window closes). Running out of gas is the caller's doing: the whole call reverts then, the order
+        // stays. The trade's calls nest at most three deep, so a refusal from an exhausted inner call leaves at
+        // most 3/64 of the gas sent; a refusal on its merits leaves far more.
         uint256 gasBefore = gasleft();
-        try clearingHouse.openPositionFor(o.owner, o.subaccount, o.marketId, amount, o.quoteLimit, o.deadline) returns (
+        try clearingHouse.openPositionFor(o.owner, o.subaccount, o.marketId, amount, limit, o.deadline) returns (
             int256 b, int256 q, uint256 f
         ) {
             (base, quote, fee) = (b, q, f);
             emit OrderExecuted(orderId, msg.sender, base, quote, fee, o.keeperFee);
         } catch (bytes memory reason) {
             if (gasleft() < gasBefore / 16) revert InsufficientGas(gasBefore);
+            bytes4 selector = reason.length >= 4 ? bytes4(reason) : bytes4(0);
+            if (
+                selector == IClearingHouse.PegStale.selector || selector == IErrors.Paused.selector
+                    || selector == IClearingHouse.DelayedOrdersOnly.selector
+            ) {
+                assembly ("memory-safe") {
+                    revert(add(reason, 32), mload(reason))
+                }
+            }
             emit OrderFailed(orderId, msg.sender, reason, o.keeperFee);
         }
         _send(msg.sender, o.keeperFee);
@@ -129,7 +182,7 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         (Status status,) = _status(o);
         if (status == Status.Executable) revert OrderExecutable(orderId);
         if (status == Status.Pending && msg.sender != o.owner) revert NotOrderOwner(msg.sender, o.owner);
-        delete _orders[orderId];
+        _remove(orderId, o);
         _send(o.owner, o.keeperFee);
         emit OrderCancelled(orderId, msg.sender, o.keeperFee);
     }
@@ -148,6 +201,12 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         return _status(o);
     }
 
+    /// @inheritdoc IOrderRouter
+    function queue(uint32 marketId) external view returns (uint256 head, uint256 tail) {
+        Queue memory q = _queues[marketId];
+        return (q.head, q.tail);
+    }
+
     // ------------------------------------------------------------------ internals
 
     function _load(uint256 orderId) internal view returns (Order memory o) {
@@ -155,14 +214,31 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         if (o.owner == address(0)) revert UnknownOrder(orderId);
     }
 
+    /// @dev Unlinks the order from its market's queue and deletes it.
+    function _remove(uint256 orderId, Order memory o) internal {
+        Queue memory q = _queues[o.marketId];
+        if (o.prev != 0) _orders[o.prev].next = o.next;
+        else q.head = o.next;
+        if (o.next != 0) _orders[o.next].prev = o.prev;
+        else q.tail = o.prev;
+        _queues[o.marketId] = q;
+        delete _orders[orderId];
+    }
+
     /// @dev Pending until the feed's latest round is newer than the committed one; then executable until the
     ///      earlier of the deadline and `executionWindow` after the update of the first round after the commit
     ///      (read with `getRoundData` when later rounds followed it). That round must not predate the commit: it
     ///      could only if the market's feed was replaced since, and then, as when it cannot be read (a feed's
-    ///      phase change skips round ids), the order counts as lapsed.
+    ///      phase change skips round ids) or the feed does not answer at all, the order counts as lapsed.
     function _status(Order memory o) internal view returns (Status, uint256) {
         AggregatorV3Interface feed = AggregatorV3Interface(clearingHouse.marketParams(o.marketId).oracle);
-        (uint80 latest,,, uint256 latestAt,) = feed.latestRoundData();
+        uint80 latest;
+        uint256 latestAt;
+        try feed.latestRoundData() returns (uint80 r, int256, uint256, uint256 at, uint80) {
+            (latest, latestAt) = (r, at);
+        } catch {
+            return (Status.Lapsed, 0);
+        }
         uint256 deadline = o.deadline;
         if (latest <= o.committedRound) return (block.timestamp > deadline ? Status.Lapsed : Status.Pending, deadline);
         uint256 firstAt = latestAt;

@@ -244,6 +244,11 @@ def test_timelock_only_setter_walks_the_timelock(chain, project, system, g, caro
     cases = {c[0]: c[1:] for c in _timelock_cases(system, g, project, carol)}
     assert set(cases) == set(TIMELOCK_SETTERS)
     target, data, read, expected, event = cases[name]
+    if name == "ClearingHouse.setDelayedOrders":
+        # Delayed orders need a stale-peg tolerance (PegToleranceRequired): the timelock sets one first.
+        ch = system.clearing_house
+        walk_timelock(chain, system, g, ch, ch.setPegTolerance.encode_input(ETH_ID, 300),
+                      lambda: ch.pegTolerance(ETH_ID), 300, executor=bob, module_event=ch.PegToleranceSet)
     assert read() != expected
     walk_timelock(chain, system, g, target, data, read, expected, executor=bob, module_event=event)
 

@@ -7,43 +7,59 @@ deployed once for this module (each test runs on a snapshot of it). Every block 
     ClearingHouse  a market with delayed orders on trades only when the router sends the trade: openPosition,
                    openPositionFor, openPositionWithBuilder and closePosition revert DelayedOrdersOnly(id) for any
                    other caller and change nothing; liquidations (kick, take) are not trades and are unaffected.
-                   setOrderRouter / setDelayedOrders are owner-only (ZeroAddress, NoOrderRouter, UnknownMarket).
+                   The router's trade there needs the peg within the stale-peg tolerance of the index in EITHER
+                   direction (PegStale(id, peg, index)), so its executor cannot choose the stale peg over the
+                   repegged one. setOrderRouter / setDelayedOrders are owner-only (ZeroAddress, NoOrderRouter,
+                   UnknownMarket); turning delayed orders on needs a tolerance, and a tolerance of 0 is refused
+                   while they are on (PegToleranceRequired(id)); the model (set_delayed_orders) mirrors both.
     commit         the owner (router approved as its Vault operator) sends the keeper fee (>= minKeeperFee) as
-                   ETH; the order records the market feed's latest round id r; refusals: DeadlinePassed,
-                   KeeperFeeTooLow, ParameterOutOfBounds("baseAmount") for |base| > int96 max, RouterNotApproved,
+                   ETH; the order records the market feed's latest round id r and joins the back of its market's
+                   queue (queue(id) = (head, tail); Order.prev / next); base 0 is a close: stored as minus the
+                   free part now with close = true (none: NothingToClose(owner, sub, id)); the limit and deadline
+                   are stored saturated (uint160, uint32) and OrderCommitted carries them and `close`; refusals:
+                   DeadlinePassed, KeeperFeeTooLow, ParameterOutOfBounds("baseAmount") for |base| > int96 max,
+                   RouterNotApproved, NotCurrentRouter(current) once the ClearingHouse has another router,
                    UnknownMarket (from the ClearingHouse); a refused commit stores nothing and keeps no ETH.
     status         Pending while the latest round is r (deadline passed: Lapsed, until = deadline);
                    Executable from round r + 1 until min(deadline, updatedAt(r + 1) + executionWindow), r + 1
                    read with getRoundData when later rounds followed it; Lapsed after, or with until 0 when
-                   round r + 1 cannot be read (a phase change skipped it).
-    execute        anyone, while Executable: the order is deleted, then `openPositionFor(owner, ...)` with its
-                   size (0: minus the free part of the position), limit and deadline, in a try/catch; the caller
-                   gets the keeper fee either way. The trade done: OrderExecuted(id, keeper, base, quote, fee,
-                   keeperFee). The trade refused by the ClearingHouse (any revert: slippage, margin, a revoked
-                   approval (NotOwnerOrOperator), nothing to close (ZeroSize), a stale peg, DelayedOrdersOnly
-                   once the ClearingHouse has another router): the order is used up all the same, OrderFailed(id,
-                   keeper, reason = the revert data, keeperFee), the call returns (0, 0, 0) and nothing else
-                   moves; so an owner cannot keep its executable order back and bring it in once the window has
-                   shown which way the next update goes: the first keeper ends it. The trade out of gas (less
-                   than 1/16 of the gas at the try left after it): the whole execution reverts
-                   InsufficientGas(gasSent) and the order stays. Pending: OrderNotReady(id, r); Lapsed:
+                   round r + 1 cannot be read (a phase change skipped it) or the feed does not answer at all.
+    execute        anyone, while Executable, and only the market's head (else NotFirstInQueue(id, head), nothing
+                   changed): the order is unlinked and deleted, then `openPositionFor(owner, ...)` with its size
+                   (a close: the free part now, at most the size committed, the limit scaled with mulDiv, rounded
+                   for the owner; none left on its side: size 0), limit and deadline, in a try/catch; the caller
+                   gets the keeper fee. The trade done: OrderExecuted(id, keeper, base, quote, fee, keeperFee).
+                   The trade refused with PegStale, Paused or DelayedOrdersOnly (nothing the owner can cause):
+                   the whole call reverts with that error and the order stays (Desk.hold). Any other refusal
+                   (slippage, margin, a revoked approval (NotOwnerOrOperator), nothing to close (ZeroSize)): the
+                   order is used up all the same, OrderFailed(id, keeper, reason = the revert data, keeperFee),
+                   the call returns (0, 0, 0) and nothing else moves (Desk.fail); so an owner cannot keep its
+                   executable order back and bring it in once the window has shown which way the next update goes.
+                   The trade out of gas (less than 1/16 of the gas at the try left after it): the whole execution
+                   reverts InsufficientGas(gasSent) and the order stays. Pending: OrderNotReady(id, r); Lapsed:
                    OrderLapsed(id, until); executed, failed or cancelled: UnknownOrder.
     cancel         the owner while Pending, anyone once Lapsed, nobody while Executable (OrderExecutable); the
-                   keeper fee goes back to the owner. Unknown, executed or cancelled ids: UnknownOrder.
+                   keeper fee goes back to the owner; the order leaves its queue wherever it is (a lapsed head
+                   must be cancelled before the next order executes). Unknown, executed or cancelled: UnknownOrder.
 
 The attack (tests/test_peg_follow.py::test_front_running_an_index_update): an attacker who sees a pending +j
 oracle update buys 1M USD of ETH before it, a keeper repegs, it closes: +3,005.02 USD at j = +0.5 % with delayed
-orders off. With them on, the direct buy is refused and an order committed before the update executes at the
-repegged price (one executed before the repeg is used up, PegStale): the round trip pays its two fees. The hole
-found while writing these (an owner blocking its own order to hold an option on the whole window: +3,005.02 USD
-at +0.5 %) is closed by the use-it-up rule above: its test now shows the attacker losing the keeper fee. What the
-owner keeps is the time between the round's update and the first keeper's execution. Every trade and repeg here
-runs on the chain and in `vperp.model.Model` at the same block time (the router's trade is the model's
-open_position for the owner; a failed execution changes neither), and the two are compared to the wei. The
-measured figures are printed after the run (`orders: ...`).
+orders off. With them on, the direct buy is refused and an order committed before the update cannot execute
+before the repeg (PegStale, the order kept), then executes at the repegged price: the round trip pays its two
+fees. The hole found while writing these (an owner blocking its own order to hold an option on the whole window:
++3,005.02 USD at +0.5 %) is closed by the use-it-up rule: its test shows the attacker losing the keeper fee. The
+attacker review's findings (section G): the executor picking the stale peg (now held both ways: an honest sell
+against an up-move is no longer filled at the stale price), the executor ordering a round's orders to sandwich a
+victim (+13,600.74 USD on a 1,000 ETH buy with 50 bps, replayed on the model; FIFO now: the attacker loses), a
+close order's limit bypassed by a grown free part (now at most the committed size, the limit scaled), the queue's
+mechanics, the tolerance rule and a dead feed. What the owner keeps is the time between the round's update and the
+first keeper's execution. Every trade and repeg here runs on the chain and in `vperp.model.Model` at the same block
+time (the router's trade is the model's open_position for the owner; a failed or held execution changes neither),
+and the two are compared to the wei. The measured figures are printed after the run (`orders: ...`).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -105,9 +121,9 @@ class Desk:
         return self.chain.blocks.head.timestamp
 
     # -------------------------------------------------------------- actions
-    def fund(self, who, amount, approve: bool = True) -> None:
-        units = self.s.fund(who, amount)
-        self.model.deposit(who.address, 0, units)
+    def fund(self, who, amount, approve: bool = True, sub: int = 0) -> None:
+        units = self.s.fund(who, amount, sub)
+        self.model.deposit(who.address, sub, units)
         if approve:
             self.vault.setOperator(self.router, True, sender=who)
 
@@ -133,35 +149,61 @@ class Desk:
         assert (ev.priceAfter, ev.cost) == (price1, cost)
         return ev
 
+    def free(self, who, sub: int = 0, mid: int = ETH) -> int:
+        """What a close order commits: minus the free part of the position (what is not in an auction)."""
+        return self.ch.auctionedSize(who, sub, mid) - self.ch.position(who, sub, mid).size
+
     def commit(self, who, base: int, limit: int | None = None, deadline: int | None = None, mid: int = ETH,
-               fee: int | None = None, gap: int = 1):
-        """Commit an order; checks the event and the stored order. Returns (order id, receipt)."""
+               fee: int | None = None, gap: int = 1, sub: int = 0):
+        """Commit an order (base 0: a close, stored as minus the free part with close = true); checks the event,
+        the stored order (appended to its market's queue: prev = the old tail, the old tail's next = it).
+        Returns (order id, receipt)."""
         t = self.at(gap)
-        limit = (MAX_UINT if base > 0 else 0) if limit is None else limit
+        close, stored_base = base == 0, base if base else self.free(who, sub, mid)
+        limit = (MAX_UINT if stored_base > 0 else 0) if limit is None else limit  # default: no limit
         deadline = t + 600 if deadline is None else deadline
         fee = self.fee if fee is None else fee
         oid, rnd, held = self.router.nextOrderId(), self.round(mid), self.router.balance
-        tx = self.router.commitOrder(0, mid, base, limit, deadline, value=fee, sender=who)
+        head, tail = self.queue(mid)
+        tx = self.router.commitOrder(sub, mid, base, limit, deadline, value=fee, sender=who)
         assert tx.timestamp == t
+        stored_limit, stored_deadline = min(limit, 2**160 - 1), min(deadline, 2**32 - 1)
         (ev,) = tx.decode_logs(self.router.OrderCommitted)
-        assert (ev.orderId, ev.owner, ev.subaccount, ev.marketId, ev.baseAmount, ev.quoteLimit, ev.deadline,
-                ev.keeperFee, ev.committedRound) == (oid, who.address, 0, mid, base, limit, deadline, fee, rnd)
-        assert tuple(self.router.order(oid)) == (who.address, 0, mid, t, base, rnd, fee,
-                                                 min(limit, 2**224 - 1), min(deadline, 2**32 - 1))
+        assert (ev.orderId, ev.owner, ev.subaccount, ev.marketId, ev.baseAmount, ev.close, ev.quoteLimit,
+                ev.deadline, ev.keeperFee, ev.committedRound) == (
+            oid, who.address, sub, mid, stored_base, close, stored_limit, stored_deadline, fee, rnd)
+        assert tuple(self.router.order(oid)) == (who.address, sub, mid, t, stored_base, rnd, fee, close,
+                                                 stored_limit, stored_deadline, tail, 0)
+        assert self.queue(mid) == (head or oid, oid)
+        if tail:
+            assert self.router.order(tail).next == oid
         assert self.router.nextOrderId() == oid + 1 and self.router.balance == held + fee
         return oid, tx
 
+    def trade_of(self, o) -> tuple[int, int]:
+        """The size and limit order `o` trades now: its own, or for a close the free part (at most the size
+        committed, the limit scaled to it, rounded for the owner; 0 when none of it is left on its side)."""
+        amount, limit = o.baseAmount, o.quoteLimit
+        if o.close:
+            free = self.free(o.owner, o.subaccount, o.marketId)
+            if free == 0 or (free > 0) != (amount > 0):
+                return 0, limit
+            if abs(free) < abs(amount):
+                num = limit * abs(free)
+                limit = -(-num // abs(amount)) if amount < 0 else num // abs(amount)
+                amount = free
+        return amount, limit
+
     def execute(self, keeper, oid: int, gap: int = 1):
-        """Execute order `oid` as `keeper`; the model trades for the owner at the same time. Checks the
-        PositionChanged event against the model, OrderExecuted against it, the keeper fee paid and the order
-        deleted. Returns the PositionChanged event."""
+        """Execute order `oid` (its market's head) as `keeper`; the model trades for the owner at the same time
+        (a close: Desk.trade_of). Checks the PositionChanged event against the model, OrderExecuted against it,
+        the keeper fee paid, the order deleted and the queue advanced. Returns the PositionChanged event."""
         o = self.router.order(oid)
+        head, tail = self.queue(o.marketId)
+        assert head == oid and o.prev == 0
+        amount, limit = self.trade_of(o)
         t = self.at(gap)
-        if o.baseAmount == 0:
-            want = self.model.close_position(o.owner, o.subaccount, o.marketId, o.quoteLimit, t, o.deadline)
-        else:
-            want = self.model.open_position(o.owner, o.subaccount, o.marketId, o.baseAmount, o.quoteLimit, t,
-                                            o.deadline)
+        want = self.model.open_position(o.owner, o.subaccount, o.marketId, amount, limit, t, o.deadline)
         held, balance = self.router.balance, keeper.balance
         tx = self.router.executeOrder(oid, sender=keeper)
         assert tx.timestamp == t
@@ -176,6 +218,9 @@ class Desk:
         assert self.router.balance == held - o.keeperFee
         assert keeper.balance == balance + o.keeperFee - gas_cost(tx)
         assert self.router.orderStatus(oid) == (NONE, 0) and self.router.order(oid).owner == ZERO
+        assert self.queue(o.marketId) == ((o.next, tail) if o.next else (0, 0))
+        if o.next:
+            assert self.router.order(o.next).prev == 0
         return pc
 
     def fail(self, keeper, oid: int, error_cls, owners=(), gap: int = 1, **inputs):
@@ -183,8 +228,9 @@ class Desk:
         call first returns (0, 0, 0)), emits OrderFailed(oid, keeper, reason, keeperFee) and nothing else of the
         router's or the ClearingHouse's, `reason` decodes to `error_cls` with `inputs`; the keeper's ETH rises
         by the fee less its gas, the router's falls by the fee; the order is gone (status None, storage zero,
-        a second execution reverts UnknownOrder); nothing else moved (trading state, pool, fund, the owners'
-        collateral and positions, the other orders). The model is not touched. Returns the decoded inputs."""
+        unlinked from its queue, a second execution reverts UnknownOrder); nothing else moved (trading state,
+        pool, fund, the owners' collateral and positions, the other orders). The model is not touched. Returns
+        the decoded inputs."""
         o = self.router.order(oid)
         assert o.owner != ZERO
         owners = tuple(owners)
@@ -203,29 +249,44 @@ class Desk:
                 want, got[key] = want.address.lower(), got[key].lower()
             assert got[key] == want, (error_cls.abi.name, key, got[key], want)
         assert keeper.balance == balance + o.keeperFee - gas_cost(tx)
-        assert self.status(oid) == (NONE, 0) and tuple(self.router.order(oid)) == (ZERO, 0, 0, 0, 0, 0, 0, 0, 0)
-        want = dict(before, held=before["held"] - o.keeperFee)
-        want["stored"] = [(ZERO, 0, 0, 0, 0, 0, 0, 0, 0) if i == oid else s
-                          for i, s in enumerate(before["stored"], start=1)]
-        assert self.ledger(owners) == want
+        assert self.status(oid) == (NONE, 0) and tuple(self.router.order(oid)) == EMPTY
+        assert self.ledger(owners) == dict(before, held=before["held"] - o.keeperFee,
+                                           **_unlinked(before, oid))
         self.at()
         with expect_revert(self.router.UnknownOrder, orderId=oid):
             self.router.executeOrder(oid, sender=keeper)
         return got
 
+    def hold(self, keeper, oid: int, error_cls, owners=(), gap: int = 1, **inputs) -> None:
+        """Execute order `oid` as `keeper` where the ClearingHouse refuses the trade with a refusal that keeps the
+        order (PegStale, Paused, DelayedOrdersOnly): the whole call reverts with that error, and nothing changes
+        (the order, its status and window, its queue, the fees held, the trading state; the keeper pays its
+        gas only)."""
+        owners = tuple(owners)
+        before, status = self.ledger(owners), self.status(oid)
+        balance = keeper.balance
+        self.at(gap)
+        with expect_revert(error_cls, **inputs) as info:
+            self.router.executeOrder(oid, sender=keeper)
+        assert self.ledger(owners) == before and self.status(oid) == status
+        assert keeper.balance == balance - gas_cost(info.value.txn)
+
     # -------------------------------------------------------------- views
     def status(self, oid: int) -> tuple[int, int]:
         return tuple(self.router.orderStatus(oid))
 
-    def ledger(self, owners=()) -> dict:
-        """Everything a refused call must leave as it was (trading state, pool, fund, router)."""
-        snap = snapshot(self.s, owners)
+    def queue(self, mid: int = ETH) -> tuple[int, int]:
+        return tuple(self.router.queue(mid))
+
+    def ledger(self, owners=(), subs=(0,)) -> dict:
+        """Everything a refused call must leave as it was (trading state, pool, fund, router, queues)."""
+        snap = snapshot(self.s, owners, subs)
         snap.update(nav=self.pool.navWad(), orders=self.router.nextOrderId(), held=self.router.balance,
                     stored=[tuple(self.router.order(i)) for i in range(1, self.router.nextOrderId() + 1)],
-                    peg=self.amm.pegPrice(ETH))
+                    queues=[self.queue(mid) for mid in (ETH, BTC)], peg=self.amm.pegPrice(ETH))
         return snap
 
-    def check(self, owners=()) -> None:
+    def check(self, owners=(), subs=(0,)) -> None:
         """Chain equals model, to the wei, at the head block's time."""
         now, m, ch, amm = self.now, self.model, self.ch, self.amm
         for mid in (ETH, BTC):
@@ -236,12 +297,36 @@ class Desk:
         assert self.vault.poolBalance() == m.pool_balance_wad
         assert self.vault.insuranceFund() == m.insurance_fund_wad
         for o in owners:
-            assert self.vault.collateral(o, 0) == m.collateral(o.address, 0)
-            for mid in (ETH, BTC):
-                assert tuple(self.ch.position(o, 0, mid)) == m.position(o.address, 0, mid, now)
+            for sub in subs:
+                assert self.vault.collateral(o, sub) == m.collateral(o.address, sub)
+                for mid in (ETH, BTC):
+                    assert tuple(self.ch.position(o, sub, mid)) == m.position(o.address, sub, mid, now)
 
 
 ZERO = "0x" + "00" * 20
+EMPTY = (ZERO, 0, 0, 0, 0, 0, 0, False, 0, 0, 0, 0)  # IOrderRouter.Order, deleted
+PREV, NEXT = 10, 11  # IOrderRouter.Order's queue links, by position
+
+
+def _unlinked(ledger: dict, oid: int) -> dict:
+    """The `stored` and `queues` entries of Desk.ledger once order `oid` is removed from its market's queue: the
+    order zeroed, its neighbours linked to each other, the queue's head or tail moved past it."""
+    stored = [list(s) for s in ledger["stored"]]
+    o = stored[oid - 1]
+    prev, nxt, mid = o[PREV], o[NEXT], o[2]
+    queues = list(ledger["queues"])
+    head, tail = queues[mid - 1]
+    if prev:
+        stored[prev - 1][NEXT] = nxt
+    else:
+        head = nxt
+    if nxt:
+        stored[nxt - 1][PREV] = prev
+    else:
+        tail = prev
+    queues[mid - 1] = (head, tail)
+    stored[oid - 1] = list(EMPTY)
+    return {"stored": [tuple(s) for s in stored], "queues": queues}
 
 
 def gas_cost(tx) -> int:
@@ -298,15 +383,14 @@ def _direct_attack_refused(d: Desk, who, size: int) -> None:
 def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, request, alice, bob, carol, j_bps):
     """The attacker sees a pending index update of +j. (a) The old attack: its direct 1M USD buy reverts
     DelayedOrdersOnly(ETH) (as do openPositionFor and openPositionWithBuilder) and changes nothing. (b) It commits
-    the buy through the router before the update instead, twice (two identical orders, hoping one trades before
-    the repeg): the update lands (the orders' first round); a keeper's execution of one of them before the repeg
-    finds the peg more than 11 bps below the new index: the ClearingHouse refuses (PegStale(ETH, peg, index)), the
-    order is used up (OrderFailed, the keeper paid), nothing else moves and the attacker's collateral is as it
-    was. A keeper repegs (no position open: the repeg costs the pool nothing) and another executes the second
-    order: the buy meets the new peg. The attacker's direct close reverts DelayedOrdersOnly; it commits a close,
-    the feed publishes a new round at the same price, a keeper executes it. The attacker's Vault collateral falls
-    by the two fees (and funding); pool NAV + insurance rise by as much; chain equals model to the wei
-    throughout."""
+    the buy through the router before the update instead: the update lands (the order's first round); a keeper's
+    execution before the repeg finds the peg more than 11 bps below the new index: the ClearingHouse refuses
+    (PegStale(ETH, peg, index)) and the whole execution reverts: the order stays (Executable, same window), no
+    fee paid, nothing moved, the attacker's collateral as it was. A keeper repegs (no position open: the repeg
+    costs the pool nothing) and the same order executes: the buy meets the new peg. The attacker's direct close
+    reverts DelayedOrdersOnly; it commits a close (stored as the free part, -size, close = true), the feed
+    publishes a new round at the same price, a keeper executes it. The attacker's Vault collateral falls by the
+    two fees (and funding); pool NAV + insurance rise by as much; chain equals model to the wei throughout."""
     d = desk
     ch = d.ch
     d.fund(alice, 500_000)
@@ -317,15 +401,16 @@ def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, re
 
     _direct_attack_refused(d, alice, size)  # (a)
 
-    early, _ = d.commit(alice, size)  # (b) before the update
-    oid, _ = d.commit(alice, size)
-    assert d.status(early)[0] == d.status(oid)[0] == PENDING
+    oid, _ = d.commit(alice, size)  # (b) before the update
+    assert d.status(oid)[0] == PENDING
     with expect_revert(d.router.OrderNotReady, orderId=oid, committedRound=d.round()):
         d.router.executeOrder(oid, sender=bob)
-    d.set_index(index)  # the update the attacker saw coming
-    stale = d.fail(bob, early, ch.PegStale, (alice,), marketId=ETH, peg=d.amm.pegPrice(ETH), indexPrice=index)
-    assert stale["peg"] < index and _wealth(d, alice) == start  # used up, no trade: nothing gained
-    assert d.status(oid)[0] == EXECUTABLE
+    t1 = d.set_index(index)  # the update the attacker saw coming
+    assert d.status(oid) == (EXECUTABLE, t1 + d.router.executionWindow())
+    stale_peg = d.amm.pegPrice(ETH)
+    assert stale_peg < index
+    d.hold(bob, oid, ch.PegStale, (alice,), marketId=ETH, peg=stale_peg, indexPrice=index)
+    assert _wealth(d, alice) == start  # kept, no trade: nothing gained
     rep = d.repeg(carol)
     assert rep.cost == 0 and abs(d.amm.pegPrice(ETH) - index) <= 2
     opened = d.execute(bob, oid)
@@ -338,6 +423,7 @@ def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, re
         ch.closePosition(0, ETH, 0, d.now + 60, sender=alice)
     assert d.ledger((alice,)) == before
     close_id, _ = d.commit(alice, 0)
+    assert d.router.order(close_id).baseAmount == -size and d.router.order(close_id).close
     d.set_index(index)  # the next round, same price
     closed = d.execute(bob, close_id)
     assert closed.baseDelta == -size and closed.newSize == 0
@@ -354,13 +440,12 @@ def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, re
     assert d_nav + d_ins == -gain >= 0  # nothing left open: the pool's NAV is its cash
     st = ch.marketState(ETH)
     assert st.longOpenInterest == st.shortOpenInterest == 0
-    assert d.router.balance == held  # all three keeper fees paid out, nothing left behind
+    assert d.router.balance == held  # both keeper fees paid out, nothing left behind
     report(request, f"front-running a +{j_bps / 100:.2f} % index update with delayed orders on ETH (before, "
                     f"delayed orders off: +0.15 % -503.18, +0.5 % +3,005.02; see the control below): direct "
-                    f"buy refused; an order executed before the repeg used up (PegStale), no trade; through the "
-                    f"router attacker {usd(gain)} USD (fees {fees / WAD:,.2f}, funding {usd(-funding)}), pool NAV "
-                    f"{usd(d_nav)}, insurance {usd(d_ins)}, keeper fees 2 x {d.fee / 1e18:g} ETH (+1 x for the "
-                    f"order used up)")
+                    f"buy refused; the execution before the repeg reverted PegStale and kept the order; through "
+                    f"the router attacker {usd(gain)} USD (fees {fees / WAD:,.2f}, funding {usd(-funding)}), pool "
+                    f"NAV {usd(d_nav)}, insurance {usd(d_ins)}, keeper fees 2 x {d.fee / 1e18:g} ETH")
 
 
 @pytest.mark.parametrize("j_bps", [15, 50], ids=["+0.15 %", "+0.5 %"])
@@ -435,22 +520,44 @@ def test_an_order_executes_after_the_next_round_at_the_price_a_direct_trade_woul
     d.check((alice,))
 
 
-def test_a_close_order_with_nothing_to_close_is_used_up_and_pays_the_keeper(desk, alice, bob, carol):
-    """A close order (base 0) executed when there is no position: the ClearingHouse refuses the trade (ZeroSize,
-    nothing to close), and the order is used up all the same: OrderFailed with ZeroSize as its reason, the keeper
-    paid the fee, the owner's collateral, the market and the pool as they were, the order gone (status None,
-    storage zero; executing or cancelling it again, even once the window has passed: UnknownOrder)."""
+def test_a_close_order_whose_free_part_is_gone_or_turned_is_used_up_and_pays_the_keeper(desk, alice, bob, carol):
+    """A close order (base 0) needs a free position at the commit: none reverts NothingToClose(owner, 0, ETH) and
+    stores nothing. Alice holds 1 ETH long; she commits a 1 ETH sell, then a close (stored as -1 ETH, close =
+    true), then a 2 ETH sell and a second close (-1 ETH), in that queue. The next round: the sell executes (size
+    0), the first close finds no free part: the ClearingHouse refuses the trade (ZeroSize), and the order is used
+    up all the same: OrderFailed with ZeroSize as its reason, the keeper paid the fee, the owner's collateral, the
+    market and the pool as they were, the order gone (status None, storage zero; executing or cancelling it
+    again, even once the window has passed: UnknownOrder). The 2 ETH sell executes (size -2 ETH): the second
+    close, committed to sell, finds a free part on the other side (a short): it is not its to trade: ZeroSize,
+    used up, the short left as it is."""
     d = desk
     d.fund(alice, 100_000)
-    oid, _ = d.commit(alice, 0)
+    before = d.ledger((alice,))
+    t = d.at()
+    with expect_revert(d.router.NothingToClose, owner=alice, subaccount=0, marketId=ETH):
+        d.router.commitOrder(0, ETH, 0, 0, t + 60, value=d.fee, sender=alice)
+    assert d.ledger((alice,)) == before
+    long_id, _ = d.commit(alice, WAD)
+    d.set_index(3000 * WAD)
+    d.execute(bob, long_id)
+    sell, _ = d.commit(alice, -WAD)
+    gone, _ = d.commit(alice, 0)
+    flip, _ = d.commit(alice, -2 * WAD)
+    turned, _ = d.commit(alice, 0)
+    assert d.router.order(gone).baseAmount == d.router.order(turned).baseAmount == -WAD
     t1 = d.set_index(3000 * WAD)
-    d.fail(bob, oid, d.ch.ZeroSize, (alice,))
+    d.execute(bob, sell)
+    d.fail(bob, gone, d.ch.ZeroSize, (alice,))
+    d.execute(bob, flip)
+    assert d.ch.position(alice, 0, ETH).size == -2 * WAD
+    d.fail(carol, turned, d.ch.ZeroSize, (alice,))
+    assert d.ch.position(alice, 0, ETH).size == -2 * WAD and d.queue() == (0, 0)
     d.check((alice,))
     d.mine_at(t1 + d.router.executionWindow() + 1)
-    assert d.status(oid) == (NONE, 0)
+    assert d.status(gone) == (NONE, 0)
     d.at()
-    with expect_revert(d.router.UnknownOrder, orderId=oid):
-        d.router.cancelOrder(oid, sender=carol)
+    with expect_revert(d.router.UnknownOrder, orderId=gone):
+        d.router.cancelOrder(gone, sender=carol)
 
 
 def test_a_market_without_delayed_orders_trades_directly_and_through_the_router(desk, deployer, alice, bob):
@@ -753,9 +860,12 @@ def test_clearing_house_setters_owner_only_bounded_and_a_new_router_takes_over(p
     """setOrderRouter and setDelayedOrders: a non-owner reverts OwnableUnauthorizedAccount; setOrderRouter(0)
     ZeroAddress; setDelayedOrders on an unlisted market UnknownMarket; nothing changes. On a fresh ClearingHouse
     (no router: orderRouter() is zero) turning delayed orders on reverts NoOrderRouter, off is allowed; once a
-    router is set (OrderRouterSet), on works. Setting a new router on the deployment hands it the market: the old
-    router's orders can no longer trade: a pending one its owner cancels for the fee back; an executable one a
-    keeper's execution uses up (OrderFailed, reason DelayedOrdersOnly(ETH), the keeper paid, nothing traded)."""
+    router is set (OrderRouterSet), on still needs a peg tolerance (the listing sets none: PegToleranceRequired(1),
+    nothing changed); with one (11 bps) it works. Setting a new router on the deployment hands it the market: the
+    old router takes no new order (NotCurrentRouter(new router)) and its orders can no longer trade: a pending one
+    its owner cancels for the fee back; an executable one a keeper's execution cannot use up (the refusal,
+    DelayedOrdersOnly(ETH), is not its owner's doing: the call reverts, the order stays, no fee paid); once it
+    lapses anyone cancels it and the fee goes back to its owner."""
     d = desk
     ch = d.ch
     d.fund(alice, 100_000)
@@ -789,6 +899,11 @@ def test_clearing_house_setters_owner_only_bounded_and_a_new_router_takes_over(p
     fresh.setDelayedOrders(1, False, sender=deployer)
     tx = fresh.setOrderRouter(bob, sender=deployer)
     assert [e.router for e in tx.decode_logs(fresh.OrderRouterSet)] == [bob.address]
+    assert fresh.pegTolerance(1) == 0  # listing sets none: delayed orders need one
+    with expect_revert(fresh.PegToleranceRequired, marketId=1):
+        fresh.setDelayedOrders(1, True, sender=deployer)
+    assert fresh.delayedOrders(1) is False
+    fresh.setPegTolerance(1, 11, sender=deployer)
     fresh.setDelayedOrders(1, True, sender=deployer)
     assert fresh.orderRouter() == bob.address and fresh.delayedOrders(1) is True
 
@@ -800,10 +915,18 @@ def test_clearing_house_setters_owner_only_bounded_and_a_new_router_takes_over(p
     d.at()
     tx = d.router.cancelOrder(kept, sender=alice)
     assert alice.balance == balance + d.fee - gas_cost(tx) and d.status(kept) == (NONE, 0)
-    d.set_index(3000 * WAD)
-    assert d.status(oid)[0] == EXECUTABLE
-    d.fail(bob, oid, ch.DelayedOrdersOnly, (alice,), marketId=ETH)
-    assert d.router.balance == 0
+    t = d.at()
+    with expect_revert(d.router.NotCurrentRouter, current=carol):  # no new order in the old router
+        d.router.commitOrder(0, ETH, WAD, MAX_UINT, t + 60, value=d.fee, sender=alice)
+    t1 = d.set_index(3000 * WAD)
+    until = t1 + d.router.executionWindow()
+    assert d.status(oid) == (EXECUTABLE, until)
+    d.hold(bob, oid, ch.DelayedOrdersOnly, (alice,), marketId=ETH)  # kept: its owner did not cause it
+    d.mine_at(until + 1)
+    assert d.status(oid) == (LAPSED, until)
+    balance = alice.balance
+    d.router.cancelOrder(oid, sender=bob)
+    assert alice.balance == balance + d.fee and d.router.balance == 0 and d.queue() == (0, 0)
 
 
 # ---------------------------------------------------------------------------- E. liquidation
@@ -876,3 +999,322 @@ def test_an_owner_who_blocks_its_own_order_loses_it_to_the_first_keeper(desk, re
                     f"before the fix attacker +3,005.02 USD; now the first keeper uses the order up: attacker "
                     f"{usd(gain)} USD and the keeper fee ({d.fee / 1e18:g} ETH) lost, pool NAV {usd(d_nav)}, "
                     f"insurance {usd(d_ins)} (repeg cost {rep.cost / WAD:,.2f})")
+
+
+# ---------------------------------------------------------------------------- G. the attacker review's findings
+
+
+def _collateral(d: Desk, who, subs=(0,)) -> int:
+    return sum(d.vault.collateral(who, sub) for sub in subs)
+
+
+def test_review_the_executor_cannot_pick_the_stale_peg(desk, request, alice, bob, carol, dave):
+    """Finding 1 (the executor chose between the stale peg and the repegged one). An honest seller (dave) commits a
+    10 ETH sell, then the attacker (alice) a 1M USD buy; the feed updates +0.5 %. Before any repeg: dave's sell,
+    the queue's head, is against the move, which the old one-directional rule let through at the stale peg (the
+    peg more than 11 bps below the index blocked only buys): now its execution reverts PegStale(ETH, peg, index)
+    and keeps it (dave is no longer filled at the stale price); the attacker executing its own buy first:
+    NotFirstInQueue(buy, sell); nothing moved. A keeper repegs; the attacker still cannot go first; dave's sell
+    executes at the fresh peg (more than the stale quote), then the attacker's buy. Both close through the router
+    at the next round (same price). The attacker's collateral falls (fees only); pool NAV + insurance rise by what
+    the two traders lost; chain equals model to the wei."""
+    d = desk
+    ch = d.ch
+    d.fund(alice, 500_000)
+    d.fund(dave, 100_000)
+    start_a, start_d = _collateral(d, alice), _collateral(d, dave)
+    _, nav0, ins0 = _wealth(d, alice)
+    size = 1_000_000 * WAD // 3000
+    index = 3000 * WAD * 10_050 // 10_000
+    sell, _ = d.commit(dave, -10 * WAD)
+    buy, _ = d.commit(alice, size)
+    t1 = d.set_index(index)
+    stale_peg = d.amm.pegPrice(ETH)
+    tol = ch.pegTolerance(ETH)
+    assert index > stale_peg + index * tol // 10_000  # stale: below the band (the old rule held buys only)
+    stale_q = ch.quote(ETH, -10 * WAD)[0]  # what dave would have received at the stale peg
+    d.hold(bob, sell, ch.PegStale, (alice, dave), marketId=ETH, peg=stale_peg, indexPrice=index)
+    before = d.ledger((alice, dave))
+    d.at()
+    with expect_revert(d.router.NotFirstInQueue, orderId=buy, head=sell):
+        d.router.executeOrder(buy, sender=alice)
+    assert d.ledger((alice, dave)) == before
+    assert d.status(sell) == d.status(buy) == (EXECUTABLE, t1 + d.router.executionWindow())
+    d.repeg(carol)
+    d.at()
+    with expect_revert(d.router.NotFirstInQueue, orderId=buy, head=sell):
+        d.router.executeOrder(buy, sender=alice)
+    fresh_q = ch.quote(ETH, -10 * WAD)[0]
+    sold = d.execute(bob, sell)
+    assert sold.quoteDelta == fresh_q > stale_q
+    opened = d.execute(alice, buy)  # the attacker may execute its own order, once it is the head, at the fresh peg
+    assert opened.baseDelta == size
+    a_close, _ = d.commit(alice, 0)
+    d_close, _ = d.commit(dave, 0)
+    d.set_index(index)
+    closed = d.execute(bob, a_close)
+    d.execute(bob, d_close)
+    d.check((alice, dave))
+    gain_a, gain_d = _collateral(d, alice) - start_a, _collateral(d, dave) - start_d
+    _, nav1, ins1 = _wealth(d, alice)
+    d_nav, d_ins = nav1 - nav0, ins1 - ins0
+    assert gain_a <= 0 and -gain_a >= opened.fee + closed.fee - 10 ** 6
+    assert d_nav + d_ins == -(gain_a + gain_d) >= 0 and d_ins >= 0
+    report(request, f"executor picks the stale peg, +0.50 %: before the fix the honest 10 ETH sell (against the move) "
+                    f"was fillable at the stale peg for {stale_q / WAD:,.2f} USD, the attacker-executor's choice; now "
+                    f"held (PegStale) until the repeg, filled at {fresh_q / WAD:,.2f} "
+                    f"(+{(fresh_q - stale_q) / WAD:,.2f} for the seller); attacker's own 1M USD buy executed before "
+                    f"the repeg: held too; round trip attacker {usd(gain_a)} USD (fees only), pool NAV {usd(d_nav)}, "
+                    f"insurance {usd(d_ins)}")
+
+
+def _victim_limit(d: Desk, base: int, bps: int) -> int:
+    """The SDK's limit (vperp.client.Client.quote_limit): the quote view worsened by `bps`."""
+    q, _ = d.ch.quote(ETH, base)
+    return -(q * (10_000 + bps) // 10_000) if base > 0 else max(q * (10_000 - bps) // 10_000, 0)
+
+
+def _front_size(d: Desk, victim_base: int, limit: int) -> int:
+    """The largest buy (in whole ETH) ahead of the victim's that leaves its limit met (the vAMM's path: a buy of
+    x then v costs quote(x + v) - quote(x)): the sandwich the executor could build before the queue."""
+    lo, hi = 0, 10_000
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        paid = d.model.quote(ETH, (mid * WAD) + victim_base)[0] - d.model.quote(ETH, mid * WAD)[0]
+        if -paid <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo * WAD
+
+
+def test_review_the_executor_cannot_order_a_round_to_sandwich(desk, request, alice, bob, dave):
+    """Finding 2 (the executor chose the order in which a round's orders met the vAMM). The victim (dave) commits a
+    1,000 ETH buy with the SDK's 50 bps limit (the quote view worsened by 50 bps); the attacker, reacting to the
+    public commit, commits a buy on sub-account 1 and a sell of the same size on sub-account 2 (the size the
+    victim's limit allows in front of it). Before the fix the executor ran attacker buy, victim, attacker sell:
+    the figure is replayed on a copy of the model (the same trades at the same time). Now, at the next round (same
+    price, no repeg needed), the attacker executing its buy or its sell first: NotFirstInQueue(id, victim), nothing
+    changed. The queue runs victim, attacker buy, attacker sell: the victim pays exactly the quote view just before
+    its execution (a lone execution), and the attacker's wealth across both sub-accounts (its collateral plus the
+    two legs' quotes: the long and the short cancel at any mark) falls by the fees and the spread it crossed."""
+    d = desk
+    v = 1_000 * WAD
+    d.fund(dave, 1_000_000)
+    d.fund(alice, 1_000_000, sub=1)
+    d.fund(alice, 1_000_000, approve=False, sub=2)
+    start = _collateral(d, alice, (1, 2))
+    limit = _victim_limit(d, v, 50)
+    victim, _ = d.commit(dave, v, limit=limit)
+    x = _front_size(d, v, limit)
+    assert x > 0
+    a_buy, _ = d.commit(alice, x, sub=1)
+    a_sell, _ = d.commit(alice, -x, sub=2)
+    assert d.queue() == (victim, a_sell)
+    t1 = d.set_index(3000 * WAD)
+
+    # Before the fix: the executor's order, replayed on a copy of the model at the execution's time.
+    old = copy.deepcopy(d.model)
+    t = t1 + 1
+    r1 = old.open_position(alice.address, 1, ETH, x, MAX_UINT, t, t + 600)
+    rv = old.open_position(dave.address, 0, ETH, v, limit, t, t + 600)
+    r2 = old.open_position(alice.address, 2, ETH, -x, 0, t, t + 600)
+    old_gain = r1.quote + r2.quote - r1.fee - r2.fee
+    assert old_gain > 0 and -rv.quote <= limit
+
+    before = d.ledger((alice, dave), subs=(0, 1, 2))
+    for oid in (a_buy, a_sell):
+        d.at()
+        with expect_revert(d.router.NotFirstInQueue, orderId=oid, head=victim):
+            d.router.executeOrder(oid, sender=alice)
+    assert d.ledger((alice, dave), subs=(0, 1, 2)) == before
+    lone = d.ch.quote(ETH, v)[0]
+    pv = d.execute(bob, victim)
+    assert pv.quoteDelta == lone and -lone <= limit
+    p1 = d.execute(alice, a_buy)
+    p2 = d.execute(alice, a_sell)
+    assert p1.baseDelta == x and p2.baseDelta == -x
+    d.check((alice, dave), subs=(0, 1, 2))
+    gain = _collateral(d, alice, (1, 2)) - start + p1.quoteDelta + p2.quoteDelta
+    assert gain <= 0
+    report(request, f"sandwich by execution order, 1,000 ETH victim buy with 50 bps: before the fix (executor runs "
+                    f"attacker buy {x / WAD:,.0f} ETH, victim, attacker sell) attacker {usd(old_gain)} USD, victim "
+                    f"paid {-rv.quote / WAD:,.2f}; now FIFO: victim paid {-pv.quoteDelta / WAD:,.2f} (= the lone "
+                    f"quote, {(pv.quoteDelta - rv.quote) / WAD:,.2f} saved), attacker {usd(gain)} USD")
+
+
+def test_review_a_close_order_trades_at_most_what_it_was_committed_for(desk, request, alice, bob, carol):
+    """Finding 4 (a close's absolute limit could be bypassed when the free size grew after the commit). A close
+    (base 0) is stored as minus the free part at the commit (close = true); at execution it trades the free part
+    then, at most that, the limit scaled to it with Math.mulDiv, rounded for the owner. Alice, 10 ETH long, commits
+    a 4 ETH sell, then a close of the 10 (limit L, quoted for 10: below the quote of selling 10 now), then a 9 ETH
+    buy, then a second close (stored -10: the free part is still 10). The next round: the sell executes (free part
+    6); the first close trades 6 against ceil(L x 6 / 10): L is chosen (from a copy of the model: the quote q6 of
+    selling 6 after the 4) so that this is q6 + 1 while the floor would be q6: SlippageExceeded(q6, q6 + 1), so the
+    limit is scaled and rounded up (a sell receives at least the committed price); used up. The buy executes
+    (free part 15); the second close sells only the committed 10 (5 ETH left). The mirror for a short: -10 ETH,
+    a 4 ETH buy, then a close (+10, limit L' above the quote of buying 10 now); at execution 6 against
+    floor(L' x 6 / 10), chosen to be the price of buying 6 less one wei (the ceiling would be the price):
+    SlippageExceeded(-p6, p6 - 1). A close on a sub-account with no position: NothingToClose, nothing stored."""
+    d = desk
+    ch = d.ch
+    d.fund(alice, 300_000)
+    o, _ = d.commit(alice, 10 * WAD)
+    d.set_index(3000 * WAD)
+    d.execute(bob, o)
+
+    sell, _ = d.commit(alice, -4 * WAD)
+    sim = copy.deepcopy(d.model)
+    t = d.now + 20
+    sim.open_position(alice.address, 0, ETH, -4 * WAD, 0, t, t + 600)
+    q6 = sim.quote(ETH, -6 * WAD)[0]
+    limit = q6 * 10 // 6 + 1  # ceil(limit x 6 / 10) = q6 + 1, floor = q6
+    assert limit * 6 // 10 == q6 and -(-limit * 6 // 10) == q6 + 1
+    assert limit < ch.quote(ETH, -10 * WAD)[0]  # the 10 ETH close would meet it at the commit
+    shrunk, _ = d.commit(alice, 0, limit=limit)
+    grow, _ = d.commit(alice, 9 * WAD)
+    grown, _ = d.commit(alice, 0)
+    assert d.router.order(shrunk).baseAmount == d.router.order(grown).baseAmount == -10 * WAD
+    d.set_index(3000 * WAD)
+    d.execute(bob, sell)
+    assert ch.quote(ETH, -6 * WAD)[0] == q6
+    d.fail(bob, shrunk, ch.SlippageExceeded, (alice,), quote=q6, quoteLimit=q6 + 1)
+    d.execute(bob, grow)
+    assert ch.position(alice, 0, ETH).size == 15 * WAD
+    pc = d.execute(bob, grown)
+    assert pc.baseDelta == -10 * WAD and pc.newSize == 5 * WAD
+    d.check((alice,))
+
+    flip, _ = d.commit(alice, -15 * WAD)
+    d.set_index(3000 * WAD)
+    d.execute(bob, flip)
+    assert ch.position(alice, 0, ETH).size == -10 * WAD
+    buy, _ = d.commit(alice, 4 * WAD)
+    sim = copy.deepcopy(d.model)
+    t = d.now + 20
+    sim.open_position(alice.address, 0, ETH, 4 * WAD, MAX_UINT, t, t + 600)
+    p6 = -sim.quote(ETH, 6 * WAD)[0]
+    limit = (p6 * 10 - 1) // 6  # floor(limit x 6 / 10) = p6 - 1, ceil = p6
+    assert limit * 6 // 10 == p6 - 1 and -(-limit * 6 // 10) == p6
+    assert limit > -ch.quote(ETH, 10 * WAD)[0]
+    cover, _ = d.commit(alice, 0, limit=limit)
+    assert d.router.order(cover).baseAmount == 10 * WAD and d.router.order(cover).close
+    t = d.at()
+    with expect_revert(d.router.NothingToClose, owner=alice, subaccount=1, marketId=ETH):
+        d.router.commitOrder(1, ETH, 0, 0, t + 60, value=d.fee, sender=alice)
+    d.set_index(3000 * WAD)
+    d.execute(bob, buy)
+    d.fail(carol, cover, ch.SlippageExceeded, (alice,), quote=-p6, quoteLimit=p6 - 1)
+    assert ch.position(alice, 0, ETH).size == -6 * WAD
+    d.check((alice,))
+    report(request, "close order: the free part shrank 10 -> 6: the limit scaled to ceil(L x 6/10) (exact, "
+                    "SlippageExceeded at q6 + 1; a short's floor at p6 - 1); grew 10 -> 15: the close sold the "
+                    "committed 10 only (before the fix: the whole free part against the absolute limit)")
+
+
+def test_review_fifo_queue_mechanics(desk, alice, bob, carol, dave):
+    """Each market's open orders form a queue, oldest first (queue(id) = (head, tail), Order.prev / next). Four ETH
+    orders by two owners: the links in commit order. Cancels (owners, pending) from the middle, then the head,
+    then the tail relink the rest. A BTC order has its own queue and executes whatever ETH's head is. Executing a
+    later ETH order while the head is executable, then while it has lapsed: NotFirstInQueue(id, head), nothing
+    changed. Anyone cancels the lapsed head (the fee to its owner); the next executes; the queue is empty."""
+    d = desk
+    d.fund(alice, 100_000)
+    d.fund(dave, 100_000)
+    o1, _ = d.commit(alice, WAD)
+    o2, _ = d.commit(dave, -WAD)
+    o3, tx3 = d.commit(alice, 2 * WAD, deadline=d.now + 30)
+    o4, _ = d.commit(dave, WAD)
+    links = lambda oid: (d.router.order(oid).prev, d.router.order(oid).next)  # noqa: E731
+    assert d.queue() == (o1, o4) and d.queue(BTC) == (0, 0)
+    assert [links(i) for i in (o1, o2, o3, o4)] == [(0, o2), (o1, o3), (o2, o4), (o3, 0)]
+    for oid, owner, queue, want in ((o2, dave, (o1, o4), [(o1, 0, o3), (o3, o1, o4), (o4, o3, 0)]),
+                                    (o1, alice, (o3, o4), [(o3, 0, o4), (o4, o3, 0)]),
+                                    (o4, dave, (o3, o3), [(o3, 0, 0)])):
+        d.at()
+        d.router.cancelOrder(oid, sender=owner)
+        assert d.queue() == queue and [(i, *links(i)) for i, _, _ in want] == want
+        assert tuple(d.router.order(oid)) == EMPTY
+    o5, _ = d.commit(dave, -WAD)
+    btc, _ = d.commit(alice, WAD // 10, mid=BTC)
+    assert d.queue() == (o3, o5) and d.queue(BTC) == (btc, btc) and links(o5) == (o3, 0)
+    d.set_index(3000 * WAD)
+    deadline = d.router.order(o3).deadline
+    assert deadline == tx3.timestamp + 29
+    assert d.status(o3) == (EXECUTABLE, deadline) and d.status(o5)[0] == EXECUTABLE
+    before = d.ledger((alice, dave))
+    d.at()
+    with expect_revert(d.router.NotFirstInQueue, orderId=o5, head=o3):
+        d.router.executeOrder(o5, sender=bob)
+    assert d.ledger((alice, dave)) == before
+    d.set_index(d.model.markets[BTC].answer * FEED, mid=BTC)
+    d.execute(bob, btc)  # BTC's queue is its own
+    assert d.queue(BTC) == (0, 0)
+    d.mine_at(deadline + 1)
+    assert d.status(o3) == (LAPSED, deadline) and d.status(o5)[0] == EXECUTABLE
+    before = d.ledger((alice, dave))
+    d.at()
+    with expect_revert(d.router.NotFirstInQueue, orderId=o5, head=o3):
+        d.router.executeOrder(o5, sender=bob)
+    assert d.ledger((alice, dave)) == before
+    balance = alice.balance
+    d.at()
+    d.router.cancelOrder(o3, sender=carol)
+    assert alice.balance == balance + d.fee and d.queue() == (o5, o5) and links(o5) == (0, 0)
+    d.execute(bob, o5)
+    assert d.queue() == (0, 0)
+    d.check((alice, dave))
+
+
+def test_review_delayed_orders_need_a_peg_tolerance_and_a_dead_feed_lets_anyone_cancel(desk, deployer, alice,
+                                                                                        bob, carol):
+    """PegToleranceRequired: BTC (delayed orders off, 11 bps) set to tolerance 0, then turned on: reverts
+    PegToleranceRequired(BTC), nothing changed (the model refuses the same); with 11 bps it turns on; then
+    setPegTolerance(id, 0) reverts PegToleranceRequired for BTC and ETH (both on), the tolerance kept. A dead
+    feed: governance replaces ETH's oracle (setMarketParams) by a contract without latestRoundData (the collateral
+    token: it has decimals()): an open order reads as Lapsed (until 0), execute reverts OrderLapsed(id, 0), anyone
+    cancels it and the fee goes back to its owner; a new commit in that market reverts."""
+    import ape
+
+    from helpers.governance import mp_tuple
+    from vperp.model.base import ModelRevert
+
+    d = desk
+    ch = d.ch
+    assert ch.pegTolerance(BTC) == 11 and ch.delayedOrders(BTC) is False
+    ch.setPegTolerance(BTC, 0, sender=deployer)
+    d.model.set_peg_tolerance(BTC, 0)
+    before = d.ledger()
+    with expect_revert(ch.PegToleranceRequired, marketId=BTC):
+        ch.setDelayedOrders(BTC, True, sender=deployer)
+    with pytest.raises(ModelRevert, match="PegToleranceRequired"):
+        d.model.set_delayed_orders(BTC, True)
+    assert ch.delayedOrders(BTC) is False and d.ledger() == before
+    ch.setPegTolerance(BTC, 11, sender=deployer)
+    d.model.set_peg_tolerance(BTC, 11)
+    ch.setDelayedOrders(BTC, True, sender=deployer)
+    d.model.set_delayed_orders(BTC, True)
+    for mid in (BTC, ETH):
+        with expect_revert(ch.PegToleranceRequired, marketId=mid):
+            ch.setPegTolerance(mid, 0, sender=deployer)
+        with pytest.raises(ModelRevert, match="PegToleranceRequired"):
+            d.model.set_peg_tolerance(mid, 0)
+        assert ch.pegTolerance(mid) == 11 and ch.delayedOrders(mid) is True
+    d.check()
+
+    d.fund(alice, 100_000)
+    oid, _ = d.commit(alice, WAD)
+    d.at()
+    ch.setMarketParams(ETH, mp_tuple(ch.marketParams(ETH), oracle=d.s.collateral.address),
+                       ch.insuranceFeeShare(ETH), sender=deployer)
+    assert d.status(oid) == (LAPSED, 0)
+    d.at()
+    with expect_revert(d.router.OrderLapsed, orderId=oid, executableUntil=0):
+        d.router.executeOrder(oid, sender=bob)
+    balance = alice.balance
+    d.at()
+    d.router.cancelOrder(oid, sender=carol)
+    assert alice.balance == balance + d.fee and d.queue() == (0, 0) and d.router.balance == 0
+    d.at()
+    with ape.reverts():
+        d.router.commitOrder(0, ETH, WAD, MAX_UINT, d.now + 60, value=d.fee, sender=alice)

@@ -57,8 +57,25 @@ def test_delayed_orders_is_a_boolean(value):
     assert "markets[0].delayed_orders" in str(e.value)
 
 
+def test_delayed_orders_need_a_peg_tolerance():
+    """An order executes only at a peg within the stale-peg tolerance of the index: no tolerance, no delayed orders
+    (the contract refuses PegToleranceRequired)."""
+    with pytest.raises(ConfigError) as e:
+        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True}]})
+    assert "markets[0].delayed_orders" in str(e.value) and "peg_tolerance_bps" in str(e.value)
+
+
+def test_delayed_orders_need_a_tolerance_above_the_repeg_threshold():
+    """Below (or at) the repeg threshold, a peg between the two holds every order while repeg refuses to move it."""
+    with pytest.raises(ConfigError) as e:
+        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 200}]})
+    assert "markets[0].peg_tolerance_bps" in str(e.value) and "repeg_threshold" in str(e.value)
+    cfg = parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 201}]})
+    assert cfg.markets[0].delayed_orders
+
+
 def test_a_config_with_delayed_orders_reads_back_unchanged():
-    cfg = parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True},
+    cfg = parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 300},
                                     {"symbol": "BTC", "price": 60000}],
                         "order_router": {"min_keeper_fee": "0.002", "execution_window": 30}})
     assert [m.delayed_orders for m in cfg.markets] == [True, False]

@@ -1,5 +1,5 @@
 """The SDK's and the keeper's side of delayed orders (docs/orders.md): `Client.approve_router`, `commit_order`,
-`commit_close`, `order`, `open_orders`, `execute_order`, `cancel_order`, `delayed_orders`, and the keeper's
+`commit_close`, `order`, `open_orders` (the market's queue), `execute_order`, `cancel_order`, `delayed_orders`, and the keeper's
 `execute` step, on the shared deployment with delayed orders turned on for ETH. Every block time is set."""
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ def desk(system, chain, accounts):
     write_record(path, build_record(system, system.config, chain, 1))
     deployer, alice, bob = accounts[0], accounts[1], accounts[2]
     eth = system.markets["ETH"]
-    t = chain.pending_timestamp + 10
-    chain.pending_timestamp = t
-    system.set_price("ETH", 3000)
+    chain.pending_timestamp = chain.pending_timestamp + 10
+    # The feed at the peg: an order executes only at a peg within the tolerance of the index, either way.
+    system.set_price("ETH", Decimal(system.amm.pegPrice(eth.id)) / 10**18)
     system.set_price("BTC", 60_000)
+    system.clearing_house.setPegTolerance(eth.id, 300, sender=deployer)  # above the 2 % repeg threshold
     system.clearing_house.setDelayedOrders(eth.id, True, sender=deployer)
     system.fund(alice, 100_000)
     a, b = Client.from_deployment(path, account=alice), Client.from_deployment(path, account=bob)
@@ -39,7 +40,8 @@ def _at(chain, dt: int = 1) -> int:
 def _next_round(system, chain, dt: int = 1) -> int:
     """The next block, `dt` seconds after the head: ETH's feed publishes a new round (same price)."""
     t = _at(chain, dt)
-    system.set_price("ETH", 3000)
+    feed = system.markets["ETH"].oracle
+    feed.updateAnswer(feed.latestRoundData()[1], sender=system.deployer)
     return t
 
 
@@ -61,7 +63,7 @@ def test_an_order_through_the_sdk(desk):
     info = a.order(oid)
     assert (info.status, info.owner, info.symbol, info.base) == ("pending", a.account.address, "ETH", Decimal(1))
     assert info.keeper_fee_wei == router.minKeeperFee() and info.committed_at == t
-    assert [o.order_id for o in a.open_orders()] == [oid]
+    assert [o.order_id for o in a.open_orders("ETH")] == [oid] and a.open_orders("BTC") == []
     with pytest.raises(router.OrderNotReady):
         b.execute_order(oid)
     t = _next_round(system, chain, 4)
@@ -69,11 +71,11 @@ def test_an_order_through_the_sdk(desk):
     _at(chain)
     trade = b.execute_order(oid)
     assert trade is not None and trade.base_delta == 1 and trade.owner == a.account.address
-    assert a.position("ETH").size == 1 and a.open_orders() == []
+    assert a.position("ETH").size == 1 and a.open_orders("ETH") == []
     # A close order, executed by the keeper's pass.
     _at(chain)
     close_id = a.commit_close("ETH")
-    assert a.order(close_id).base == 0
+    assert a.order(close_id).close and a.order(close_id).base == -1  # the free part at the commit
     _next_round(system, chain)
     keeper = Keeper(system, b.account)
     _at(chain)

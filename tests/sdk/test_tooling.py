@@ -296,7 +296,7 @@ def test_export_abi_writes_usable_json(tmp_path):
     assert all(changed for _, changed in written)
     expected = {"Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "IVault",
                 "IClearingHouse", "ILiquidationEngine", "ILiquidityPool", "IAmmController", "AggregatorV3Interface",
-                "IERC20Metadata", "PerpReader", "IPerpReader", "GovernanceTimelock", "RiskGovernor", "CircuitBreaker",
+                "IERC20Metadata", "PerpReader", "IPerpReader", "OrderRouter", "IOrderRouter", "GovernanceTimelock", "RiskGovernor", "CircuitBreaker",
                 "IRiskGovernor", "ICircuitBreaker"}
     assert names == {f"{n}.json" for n in expected} | {"mocks/MockERC20.json", "mocks/MockAggregator.json",
                                                         "signatures.json"}

@@ -198,7 +198,10 @@ class ClearingHouseMirror:
         if m.peg_tolerance_bps == 0:
             return
         peg = cls._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
-        if peg_holds(peg, index, m.peg_tolerance_bps, base > 0):
+        # A market with delayed orders on (every trade is the router's): a stale peg either way holds the trade.
+        held = (peg_holds(peg, index, m.peg_tolerance_bps, True) or peg_holds(peg, index, m.peg_tolerance_bps, False)
+                if m.delayed_orders else peg_holds(peg, index, m.peg_tolerance_bps, base > 0))
+        if held:
             raise ModelRevert("PegStale", market_id, peg, index)
 
     @staticmethod
@@ -338,7 +341,18 @@ class ClearingHouseMirror:
         m = self._market(market_id)
         if not 0 <= bps <= MAX_PEG_TOLERANCE_BPS:
             raise ModelRevert("ParameterOutOfBounds", "pegToleranceBps", bps)
+        if bps == 0 and m.delayed_orders:
+            raise ModelRevert("PegToleranceRequired", market_id)
         m.peg_tolerance_bps = bps
+
+    @_atomic
+    def set_delayed_orders(self, market_id: int, on: bool) -> None:
+        """ClearingHouse.setDelayedOrders (a router is assumed set): needs a tolerance to turn on; nothing accrues.
+        The model has no callers: with it on, every trade is the router's, held by a stale peg either way."""
+        m = self._market(market_id)
+        if on and m.peg_tolerance_bps == 0:
+            raise ModelRevert("PegToleranceRequired", market_id)
+        m.delayed_orders = bool(on)
 
     def peg_tolerance(self, market_id: int) -> int:
         """ClearingHouse.pegTolerance [bps]."""

@@ -121,6 +121,8 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
                 model.set_skew_funding(i, mc.skew_funding_ppm(), (skew_funding_at or {}).get(i, t_list))
             if mc.peg_tolerance_bps:  # deploy() sets it after listing (nothing accrues)
                 model.set_peg_tolerance(i, mc.peg_tolerance_bps)
+            if mc.delayed_orders:  # deploy() turns them on last, after the router (nothing accrues)
+                model.set_delayed_orders(i, True)
         if config.pool_seed:
             # deploy() seeds the pool with an LP deposit by the deployer, who holds the shares.
             seed = int(Decimal(str(config.pool_seed)) * 10**config.collateral_decimals)

@@ -103,6 +103,7 @@ class Market:
     skew_funding_ppm: int = 0
     # [bps] the stale-peg rule: an increase needs the peg within this of the index; 0: off (setPegTolerance)
     peg_tolerance_bps: int = 0
+    delayed_orders: bool = False  # ClearingHouse.setDelayedOrders: trades come from the router, peg fresh both ways
 
     @property
     def oracle_scale(self) -> int:
