@@ -10,7 +10,6 @@ sections and that its "now" column is made of the runs' `summary.json` figures.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -43,6 +42,7 @@ DT = 300
 
 
 def test_oracle_defaults_post_every_step():
+    assert OraclePolicy(0, 0) == OraclePolicy()  # the command line's 0s are the defaults
     p = OraclePolicy()
     assert p.every_step and p.longest_gap(DT) == DT
     assert all(p.should_post(100, 100, t, t - 1) for t in range(1, 50))  # even an unchanged answer
@@ -354,10 +354,9 @@ def test_simulator_options_bad_input_is_one_click_error(args, message, nothing_r
 
 @pytest.fixture(scope="module")
 def economics_script():
-    spec = importlib.util.spec_from_file_location("economics_script", ROOT / "scripts" / "economics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers.scripts import load_script
+
+    return load_script("economics")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -258,7 +258,7 @@ def test_seed_table_sums_and_averages_the_runs(tmp_path):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One run of `python -m vperp.sim` (crash, seed 3): its output folder, in a list. The same seed in another
-    process is `oracle_runs`' "zeros" variant (the oracle options at their defaults, given explicitly)."""
+    process is `oracle_runs`' "every_step" variant (a heartbeat of one step: every step posts, as by default)."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     out = tmp_path_factory.mktemp("sim")
@@ -334,8 +334,9 @@ def test_the_crash_liquidates_and_the_losses_follow_the_waterfall(rows, summary)
 
 
 def test_the_same_seed_gives_the_same_csv(runs, oracle_runs):
-    """Two processes, the same seed and options (the "zeros" variant spells out the defaults)."""
-    assert (runs[0] / "steps.csv").read_bytes() == (oracle_runs["zeros"] / "steps.csv").read_bytes()
+    """Two processes, the same seed and what the oracle posts (the "every_step" variant posts every step, as the
+    default does, through the deviation rule's code)."""
+    assert (runs[0] / "steps.csv").read_bytes() == (oracle_runs["every_step"] / "steps.csv").read_bytes()
 
 
 def test_summary_has_the_share_price_drawdown_and_the_pool_pnl_split(rows, summary):
@@ -421,13 +422,13 @@ def test_a_config_file_that_does_not_load_is_one_named_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle_runs(tmp_path_factory):
-    """Crash, seed 3, next to the `runs` fixture's default runs: the oracle options at 0 given explicitly;
-    a heartbeat of one step with a threshold (so every step posts, through the deviation rule's code); and
-    a Chainlink-like feed (0.5 %, 1 h) with the basis trader on. Three processes in parallel."""
+    """Crash, seed 3, next to the `runs` fixture's default runs: a heartbeat of one step with a threshold (so
+    every step posts, through the deviation rule's code); and a Chainlink-like feed (0.5 %, 1 h) with the basis
+    trader on. Two processes in parallel. (The options at 0 given explicitly are the defaults: OraclePolicy(),
+    tests/test_economics.py.)"""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
-    variants = {"zeros": ["--oracle-deviation-bps", "0", "--oracle-heartbeat", "0"],
-                "every_step": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", str(DT)],
+    variants = {"every_step": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", str(DT)],
                 "chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader"]}
     outs = {k: tmp_path_factory.mktemp(f"oracle_{k}") for k in variants}
     procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
@@ -441,16 +442,14 @@ def oracle_runs(tmp_path_factory):
     return outs
 
 
-def test_oracle_options_at_zero_keep_the_csv_byte_for_byte(runs, oracle_runs):
-    """The default runs (no oracle option) and the same seed with the options at 0, or with a heartbeat of
-    one step, give the same CSV byte for byte: the oracle agent posts every step as before. (On the commit
-    that added it the default CSV was also compared with the previous simulator's: identical.)"""
+def test_oracle_options_posting_every_step_keep_the_csv_byte_for_byte(runs, oracle_runs):
+    """The default runs (no oracle option) and the same seed with a heartbeat of one step give the same CSV
+    byte for byte: the oracle agent posts every step as before. (On the commit that added it the default CSV
+    was also compared with the previous simulator's, and the options at 0 given explicitly: identical.)"""
     default = (runs[0] / "steps.csv").read_bytes()
-    assert (oracle_runs["zeros"] / "steps.csv").read_bytes() == default
     assert (oracle_runs["every_step"] / "steps.csv").read_bytes() == default
-    for k in ("zeros", "every_step"):
-        o = json.loads((oracle_runs[k] / "summary.json").read_text())["oracle"]
-        assert o["updates"] == {"ETH": STEPS, "BTC": STEPS} and o["max_age_s"] == {"ETH": DT, "BTC": DT}
+    o = json.loads((oracle_runs["every_step"] / "summary.json").read_text())["oracle"]
+    assert o["updates"] == {"ETH": STEPS, "BTC": STEPS} and o["max_age_s"] == {"ETH": DT, "BTC": DT}
     s = json.loads((runs[0] / "summary.json").read_text())
     assert s["oracle"] == {"deviation_bps": 0, "heartbeat_s": 0, "updates": {"ETH": STEPS, "BTC": STEPS},
                            "max_age_s": {"ETH": DT, "BTC": DT}, "feed_heartbeat_s": {"ETH": 86_400, "BTC": 86_400}}

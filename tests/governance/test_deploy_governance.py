@@ -9,20 +9,19 @@ only by setting it.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import click
 import pytest
+from helpers.scripts import load_script
 import yaml
 from ape import project
 from ape.exceptions import ContractLogicError
 
-from vperp.client import Client, missing_code
+from vperp.client import missing_code
 from vperp.config_file import ConfigError, load_config, parse_config
 from vperp.keeper import BreakerLog, Keeper
 
@@ -34,16 +33,10 @@ ADMIN = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # test account 1
 GUARDIAN = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # test account 2
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(f"vperp_scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-deploy_script = _script("deploy")
-keeper_script = _script("keeper")
+deploy_script = load_script("deploy")
+keeper_script = load_script("keeper")
 
 
 def _config(governance, markets=None) -> str:

@@ -256,11 +256,9 @@ def test_defaults_are_what_a_deployment_reads(system, governed):
 
 
 def _abi_functions() -> dict[str, set[tuple]]:
-    from importlib import util
+    from helpers.scripts import load_script
 
-    spec = util.spec_from_file_location("export_abi", ROOT / "scripts/export_abi.py")
-    export = util.module_from_spec(spec)
-    spec.loader.exec_module(export)
+    export = load_script("export_abi")
     out: dict[str, set[tuple]] = {}
     for path in (ROOT / "abi").glob("*.json"):
         if path.name == "signatures.json":

@@ -2,10 +2,7 @@
 
 The scripts are loaded from scripts/*.py and their functions called in-process against the test chain
 (one deployment for the module, written by the deploy script to a temporary deployment file)."""
-import importlib.util
 import json
-import math
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from ape import project
 from ape.logging import logger
 
 from helpers.clock import next_hour
+from helpers.scripts import load_script
 from vperp import MarketConfig, default_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
@@ -28,17 +26,11 @@ ETH_FEED = "0x5f4eC3Df9cbd43714FE2740f5E3616155c5b8419"  # Chainlink ETH/USD on 
 TOKEN = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"  # USDC on mainnet (EIP-55)
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(f"vperp_scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-deploy_script = _script("deploy")
-keeper_script = _script("keeper")
-export_script = _script("export_abi")
+deploy_script = load_script("deploy")
+keeper_script = load_script("keeper")
+export_script = load_script("export_abi")
 
 
 # ============================================================================ config files
