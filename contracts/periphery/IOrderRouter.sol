@@ -88,6 +88,8 @@ interface IOrderRouter is IErrors {
     /// @notice Order `orderId` is not the oldest open order of its market, `head`: that one executes (or is
     ///         cancelled once it lapses) first.
     error NotFirstInQueue(uint256 orderId, uint256 head);
+    /// @notice `owner` has no refund credited to claim.
+    error NothingToClaim(address owner);
     /// @notice Sending `amount` wei to `to` failed.
     error EtherTransferFailed(address to, uint256 amount);
 
@@ -116,7 +118,12 @@ interface IOrderRouter is IErrors {
     ///         data: slippage, margin, a pause, a revoked approval, nothing to close): the order is used up and
     ///         the keeper paid, as for an execution.
     event OrderFailed(uint256 indexed orderId, address indexed keeper, bytes reason, uint256 keeperFee);
-    /// @notice `caller` cancelled order `orderId`; its keeper fee went back to the owner.
+    /// @notice A cancelled order's fee could not be sent to `owner` (it refused it): credited, to claim.
+    event RefundCredited(address indexed owner, uint256 amount);
+    /// @notice `owner` claimed its credited refunds, `amount` wei, to `to`.
+    event RefundClaimed(address indexed owner, address to, uint256 amount);
+    /// @notice `caller` cancelled order `orderId`; its keeper fee went back to the owner (sent, or credited when the
+    ///         owner refused it: `RefundCredited`).
     event OrderCancelled(uint256 indexed orderId, address indexed caller, uint256 keeperFeeRefunded);
 
     // ------------------------------------------------------------------ actions
@@ -141,8 +148,13 @@ interface IOrderRouter is IErrors {
     /// @return fee the taker fee charged [wad]
     function executeOrder(uint256 orderId) external returns (int256 base, int256 quote, uint256 fee);
 
-    /// @notice Cancel a pending order (its owner) or a lapsed one (anyone); the keeper fee goes back to the owner.
+    /// @notice Cancel a pending order (its owner) or a lapsed one (anyone); the keeper fee goes back to the owner,
+    ///         sent with `REFUND_GAS`, or credited to `refunds(owner)` if the owner refuses it, so that no owner can
+    ///         keep a lapsed order, and the queue behind it, in place.
     function cancelOrder(uint256 orderId) external;
+
+    /// @notice Send the caller's credited refunds to `to` (`NothingToClaim` without any).
+    function claimRefund(address to) external;
 
     // ------------------------------------------------------------------ views
 
@@ -154,6 +166,10 @@ interface IOrderRouter is IErrors {
     function minKeeperFee() external view returns (uint256);
     /// @notice How long an order stays executable after the first oracle round newer than its commit [s].
     function executionWindow() external view returns (uint256);
+    /// @notice Refunds credited to `owner` (cancelled orders' fees it refused), to claim with `claimRefund`.
+    function refunds(address owner) external view returns (uint256);
+    /// @notice Gas a cancel's refund is sent with [gas].
+    function REFUND_GAS() external view returns (uint256);
     /// @notice Bounds of the two deployment parameters.
     function MAX_MIN_KEEPER_FEE() external view returns (uint256);
     function MIN_EXECUTION_WINDOW() external view returns (uint256);

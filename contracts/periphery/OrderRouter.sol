@@ -33,6 +33,8 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     uint256 public constant MIN_EXECUTION_WINDOW = 12;
     /// @inheritdoc IOrderRouter
     uint256 public constant MAX_EXECUTION_WINDOW = 1 hours;
+    /// @inheritdoc IOrderRouter
+    uint256 public constant REFUND_GAS = 30_000;
 
     /// @inheritdoc IOrderRouter
     IClearingHouse public immutable clearingHouse;
@@ -48,6 +50,8 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     mapping(uint256 orderId => Order) internal _orders;
     /// @dev Each market's open orders, oldest first (a list through `Order.prev` / `Order.next`).
     mapping(uint32 marketId => Queue) internal _queues;
+    /// @inheritdoc IOrderRouter
+    mapping(address owner => uint256) public refunds;
 
     constructor(IClearingHouse clearingHouse_, uint256 minKeeperFee_, uint256 executionWindow_) {
         if (address(clearingHouse_) == address(0)) revert ZeroAddress();
@@ -183,8 +187,17 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         if (status == Status.Executable) revert OrderExecutable(orderId);
         if (status == Status.Pending && msg.sender != o.owner) revert NotOrderOwner(msg.sender, o.owner);
         _remove(orderId, o);
-        _send(o.owner, o.keeperFee);
         emit OrderCancelled(orderId, msg.sender, o.keeperFee);
+        _refund(o.owner, o.keeperFee);
+    }
+
+    /// @inheritdoc IOrderRouter
+    function claimRefund(address to) external nonReentrant {
+        uint256 amount = refunds[msg.sender];
+        if (amount == 0) revert NothingToClaim(msg.sender);
+        refunds[msg.sender] = 0;
+        emit RefundClaimed(msg.sender, to, amount);
+        _send(to, amount);
     }
 
     // ------------------------------------------------------------------ views
@@ -253,6 +266,21 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         uint256 until = firstAt + executionWindow;
         if (deadline < until) until = deadline;
         return (block.timestamp > until ? Status.Lapsed : Status.Executable, until);
+    }
+
+    /// @dev A cancel's refund never blocks the cancel (and so the queue behind the order): the owner is sent the fee
+    ///      with `REFUND_GAS` and no return data copied; an owner that refuses it (or needs more gas) has it credited
+    ///      instead, to claim with `claimRefund`.
+    function _refund(address to, uint256 amount) internal {
+        if (amount == 0) return;
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(REFUND_GAS, to, amount, 0, 0, 0, 0)
+        }
+        if (!ok) {
+            refunds[to] += amount;
+            emit RefundCredited(to, amount);
+        }
     }
 
     function _send(address to, uint256 amount) internal {

@@ -73,6 +73,7 @@ from helpers.trading import expect_revert, snapshot
 from vperp.config import concentrated_config
 from vperp.deployment import deploy
 from vperp.units import WAD
+from eth_utils import keccak
 
 MAX_UINT = 2**256 - 1
 INT96_MAX = 2**95 - 1
@@ -1318,3 +1319,58 @@ def test_review_delayed_orders_need_a_peg_tolerance_and_a_dead_feed_lets_anyone_
     d.at()
     with ape.reverts():
         d.router.commitOrder(0, ETH, WAD, MAX_UINT, d.now + 60, value=d.fee, sender=alice)
+
+
+# ---------------------------------------------------------------------------- found by the final review
+
+
+def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(desk, project, deployer, alice, bob):
+    """A contract owner whose every ETH receipt reverts commits an order that lapses (deadline: its own block, no
+    round before it) at the head of ETH's queue. The cancel used to push the fee to the owner and revert with it
+    (EtherTransferFailed), so nothing could remove the order and every later order reverted NotFirstInQueue: the
+    market's only way to trade was blocked for a commit and one fee. Now the cancel credits the refused fee
+    (`RefundCredited`, `refunds(owner)`), the order leaves the queue and the next executes; the owner claims the
+    credit to another address (`claimRefund`), once (`NothingToClaim` after)."""
+    d = desk
+    rejecter = project.MockEtherRejecter.deploy(sender=deployer)
+    d.s.fund(deployer, 10_000)
+    units = d.s.units(10_000)
+    d.s.collateral.mint(rejecter, units, sender=deployer)
+    r, v, ch = d.router, d.vault, d.ch
+    rejecter.act(d.s.collateral, d.s.collateral.approve.encode_input(v, units), sender=deployer)
+    rejecter.act(v, v.deposit.encode_input(0, units), sender=deployer)
+    rejecter.act(v, v.setOperator.encode_input(r, True), sender=deployer)
+    t = d.at()
+    data = r.commitOrder.encode_input(0, ETH, WAD, MAX_UINT, t)  # a deadline of this very block
+    rejecter.act(r, data, value=d.fee, sender=deployer)
+    blocker = r.nextOrderId() - 1
+    d.fund(alice, 100_000)
+    honest, _ = d.commit(alice, WAD)
+    assert d.queue() == (blocker, honest)
+    d.set_index(3000 * WAD)  # the next round: the honest order is executable, the blocker lapsed (deadline passed)
+    assert d.status(blocker)[0] == LAPSED and d.status(honest)[0] == EXECUTABLE
+    d.at()
+    with expect_revert(r.NotFirstInQueue, orderId=honest, head=blocker):
+        r.executeOrder(honest, sender=bob)
+    d.at()
+    held = r.balance
+    tx = r.cancelOrder(blocker, sender=bob)  # anyone: the refund to the owner fails, it is credited
+    (credited,) = tx.decode_logs(r.RefundCredited)
+    assert (credited.owner, credited.amount) == (rejecter.address, d.fee)
+    assert r.refunds(rejecter) == d.fee and r.balance == held  # still held, now as a credit
+    assert d.queue() == (honest, honest)
+    d.execute(bob, honest)  # the queue moves on
+    d.check((alice,))
+    d.at()
+    before = bob.balance
+    rejecter.act(r, r.claimRefund.encode_input(bob), sender=deployer)
+    assert bob.balance == before + d.fee and r.refunds(rejecter) == 0 and r.balance == held - 2 * d.fee  # and the executed fee
+    d.at()
+    with pytest.raises(Exception) as refused:  # a second claim: CallFailed(NothingToClaim(rejecter)) through the mock
+        rejecter.act(r, r.claimRefund.encode_input(bob), sender=deployer)
+    selector = keccak(text="NothingToClaim(address)")[:4]
+    assert selector + bytes(12) + bytes.fromhex(rejecter.address[2:]) in bytes(refused.value.inputs["reason"])
+    assert bob.balance == before + d.fee and r.balance == held - 2 * d.fee
+    d.at()
+    with expect_revert(r.NothingToClaim, owner=alice):
+        r.claimRefund(alice, sender=alice)
