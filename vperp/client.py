@@ -1187,14 +1187,21 @@ class Client:
     def close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600) -> Trade:
         """Close the free part of the position (what is not in a liquidation auction)."""
         sender = self._sender()
+        mid, free = self._free_to_close(symbol, sub)
+        limit = self.quote_limit(symbol, -free, slippage_bps)
+        tx = self.clearing_house.closePosition(sub, mid, limit, self._deadline(deadline_seconds), sender=sender)
+        return self._trade_of(tx)
+
+    def _free_to_close(self, symbol: str, sub: int) -> tuple[int, int]:
+        """(market id, the free part of this account's position [wad base]: what is not in a liquidation auction);
+        ClientError when there is none."""
+        sender = self._sender()
         mid = self.market_id(symbol)
         size, _, _ = self.clearing_house.position(sender, sub, mid)
         free = size - self.clearing_house.auctionedSize(sender, sub, mid)
         if free == 0:
             raise ClientError(f"no free {symbol} position to close in sub-account {sub}")
-        limit = self.quote_limit(symbol, -free, slippage_bps)
-        tx = self.clearing_house.closePosition(sub, mid, limit, self._deadline(deadline_seconds), sender=sender)
-        return self._trade_of(tx)
+        return mid, free
 
     def _trade_of(self, tx) -> Trade:
         logs = [log for log in tx.decode_logs(self.clearing_house.PositionChanged)
@@ -1334,12 +1341,7 @@ class Client:
         """Commit a delayed order that closes the free part of the position when it executes (at most the free part
         now; less if a liquidation took some, its limit scaled down); the limit is today's quote of closing it,
         worsened by `slippage_bps`. Returns the order's id."""
-        sender = self._sender()
-        mid = self.market_id(symbol)
-        size, _, _ = self.clearing_house.position(sender, sub, mid)
-        free = size - self.clearing_house.auctionedSize(sender, sub, mid)
-        if free == 0:
-            raise ClientError(f"no free {symbol} position to close in sub-account {sub}")
+        _, free = self._free_to_close(symbol, sub)
         limit = self.quote_limit(symbol, -free, self._bps(slippage_bps))
         return self._commit(symbol, 0, limit, sub, deadline_seconds, keeper_fee_wei)
 
