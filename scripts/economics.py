@@ -104,9 +104,12 @@ def _commit() -> str:
               callback=_breaker_scenarios, help="scenarios run with the circuit breakers on and off (none: skip)")
 @click.option("--breakers-seeds", default=None, callback=_seeds,
               help=f"seeds of the on/off comparison [default: {DEFAULT_BREAKER_SEEDS}; --quick: {QUICK_SEEDS}]")
+@click.option("--run-plots/--no-run-plots", default=True, show_default=True,
+              help="each run's own PNG plots in RUNS/ (the document's plots are drawn from the CSVs either way)")
 @click.option("--report-only", is_flag=True, default=False,
               help="run nothing: write economics.md again from the runs RUNS/report.json names")
-def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_scenarios, breakers_seeds, report_only):
+def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_scenarios, breakers_seeds, run_plots,
+        report_only):
     """Run the scenarios over the seeds and write economics.md (docs/economics.md by default)."""
     from ape import chain
     from ape.logging import logger
@@ -138,7 +141,7 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
                        f"{summary.bad_debt:,.0f} (pool {summary.bad_debt_from_pool:,.0f})")
 
         try:
-            run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True)
+            run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True, plots=run_plots)
         except SimError as e:
             raise click.ClickException(str(e)) from None
     br = None
@@ -158,11 +161,12 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
                     off[sc] = [Path(runs_dir) / sc / f"seed{s}" for s in bseeds]
                 else:
                     click.echo(f"{sc}, breakers off: seeds {', '.join(map(str, bseeds))}, {steps} steps")
-                    run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_off" / sc, on_summary=echo_b, progress=True)
+                    run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_off" / sc, on_summary=echo_b, progress=True,
+                              plots=run_plots)
                     off[sc] = [Path(runs_dir) / "breakers_off" / sc / f"seed{s}" for s in bseeds]
                 click.echo(f"{sc}, breakers on: seeds {', '.join(map(str, bseeds))}, {steps} steps")
                 run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_on" / sc, on_summary=echo_b, progress=True,
-                          breakers=True)
+                          breakers=True, plots=run_plots)
                 on[sc] = [Path(runs_dir) / "breakers_on" / sc / f"seed{s}" for s in bseeds]
             except SimError as e:
                 raise click.ClickException(str(e)) from None

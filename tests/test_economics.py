@@ -395,14 +395,15 @@ QUICK_RUN_STEPS = 13
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """`ape run economics --seeds 1 --steps 13 --breakers-scenarios crash --breakers-seeds 1` into a temporary
-    folder, on Anvil."""
+    """`ape run economics --seeds 1 --steps 13 --breakers-scenarios crash --breakers-seeds 1 --no-run-plots` into
+    a temporary folder, on Anvil (the runs' own plots are test_sim's business: about 2 s a run saved)."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     out = tmp_path_factory.mktemp("economics")
     ape = shutil.which("ape") or str(ROOT / ".venv" / "bin" / "ape")
     proc = subprocess.run([ape, "run", "economics", "--seeds", "1", "--steps", str(QUICK_RUN_STEPS),
-                           "--breakers-scenarios", "crash", "--breakers-seeds", "1", "--out", str(out / "doc"), "--runs", str(out / "runs")],
+                           "--breakers-scenarios", "crash", "--breakers-seeds", "1", "--no-run-plots", "--out", str(out / "doc"),
+                           "--runs", str(out / "runs")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout

@@ -2,11 +2,12 @@
 
 The index-path generators are pure functions, tested without a chain. The simulation itself is run the
 way a user runs it, `python -m vperp.sim` on Anvil (the embedded chain executes the EVM in Python and
-is about five times slower on this workload), twice with the same seed, in parallel; the tests read its
-outputs: the CSV (one row per step, every column), the plots, the index the oracles were given, the
-Vault's conservation, the liquidations of the crash and the byte-for-byte reproducibility. A short
-`--seeds` run checks the per-seed folders, the seed table and that a seed run among others gives the CSV
-it gives alone. The seed table, drawdowns and plots are also tested on synthetic rows, without a chain.
+is about five times slower on this workload); the tests read its outputs: the CSV (one row per step, every
+column), the plots, the index the oracles were given, the Vault's conservation and the liquidations of the
+crash. A short `--seeds` run next to a lone run of one of its seeds (another process, the YAML config, the
+every-step oracle options) checks the per-seed folders, the seed table and the byte-for-byte reproducibility.
+Runs whose plots no test reads pass `--no-plots`. The seed table, drawdowns and plots are also tested on
+synthetic rows, without a chain.
 """
 from __future__ import annotations
 
@@ -257,8 +258,8 @@ def test_seed_table_sums_and_averages_the_runs(tmp_path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One run of `python -m vperp.sim` (crash, seed 3): its output folder, in a list. The same seed in another
-    process is `oracle_runs`' "every_step" variant (a heartbeat of one step: every step posts, as by default)."""
+    """One run of `python -m vperp.sim` (crash, seed 3, with its plots): its output folder, in a list. (A seed's
+    runs in two processes are compared in `seed_runs`.)"""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     out = tmp_path_factory.mktemp("sim")
@@ -333,12 +334,6 @@ def test_the_crash_liquidates_and_the_losses_follow_the_waterfall(rows, summary)
     assert summary["trades"] > STEPS and all(not k.startswith("revert 0x") for k in summary["reverts"])
 
 
-def test_the_same_seed_gives_the_same_csv(runs, oracle_runs):
-    """Two processes, the same seed and what the oracle posts (the "every_step" variant posts every step, as the
-    default does, through the deviation rule's code)."""
-    assert (runs[0] / "steps.csv").read_bytes() == (oracle_runs["every_step"] / "steps.csv").read_bytes()
-
-
 def test_summary_has_the_share_price_drawdown_and_the_pool_pnl_split(rows, summary):
     share = [r["pool_share_price"] for r in rows]
     assert summary["lp_share_price_start"] == share[0] and summary["lp_share_price_end"] == share[-1]
@@ -361,8 +356,11 @@ SEEDS_STEPS = 6
 
 @pytest.fixture(scope="module")
 def seed_runs(tmp_path_factory):
-    """`--seeds 2-3` and, alongside, seed 3 alone from the shipped YAML config (`--config`, the same system as
-    the defaults): a short crash each (the shock starts at once)."""
+    """`--seeds 2-3` and, alongside in another process, seed 3 alone from the shipped YAML config (`--config`, the
+    same system as the defaults) with a heartbeat of one step and a threshold (so the oracle agent posts every
+    step, as by default, through the deviation rule's code): a short crash each (the shock starts at once). The
+    two seed-3 CSVs are equal byte for byte only if all three hold: a seed among others runs as alone, the YAML
+    is the defaults, and the every-step feed is the default one."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     many, alone = tmp_path_factory.mktemp("seeds"), tmp_path_factory.mktemp("alone")
@@ -371,7 +369,8 @@ def seed_runs(tmp_path_factory):
     procs = [subprocess.Popen(args + [str(out)] + extra, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env={**os.environ, "COLUMNS": "200"})
              for out, extra in ((many, ["--seeds", "2-3"]),
-                                (alone, ["--seed", "3", "--config", "deployments/config/local.yaml"]))]
+                                (alone, ["--seed", "3", "--config", "deployments/config/local.yaml", "--no-plots",
+                                        "--oracle-deviation-bps", "50", "--oracle-heartbeat", str(DT)]))]
     outputs = []
     for p in procs:
         output, _ = p.communicate(timeout=240)
@@ -397,7 +396,8 @@ def test_seeds_write_one_folder_per_seed_and_the_seed_table(seed_runs):
 
 
 def test_a_seed_among_others_gives_the_csv_it_gives_alone(seed_runs):
-    """Also: the shipped YAML config simulates the shipped defaults, and the summary says which ran."""
+    """Two processes, one seed: the same CSV. Also: the shipped YAML config simulates the shipped defaults, and the
+    summary says which ran; and the oracle options that post every step post as the default does."""
     many, alone, _ = seed_runs
     assert (many / "seed3" / "steps.csv").read_bytes() == (alone / "steps.csv").read_bytes()
     by_file, by_default = (json.loads((d / "summary.json").read_text()) for d in (alone, many / "seed3"))
@@ -422,14 +422,13 @@ def test_a_config_file_that_does_not_load_is_one_named_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle_runs(tmp_path_factory):
-    """Crash, seed 3, next to the `runs` fixture's default runs: a heartbeat of one step with a threshold (so
-    every step posts, through the deviation rule's code); and a Chainlink-like feed (0.5 %, 1 h) with the basis
-    trader on. Two processes in parallel. (The options at 0 given explicitly are the defaults: OraclePolicy(),
-    tests/test_economics.py.)"""
+    """Crash, seed 3, next to the `runs` fixture's default run: a Chainlink-like feed (0.5 %, 1 h) with the basis
+    trader on. (The every-step variant is `seed_runs`' lone run; the options at 0 given explicitly are the
+    defaults: OraclePolicy(), tests/test_economics.py.)"""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
-    variants = {"every_step": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", str(DT)],
-                "chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader"]}
+    variants = {"chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader",
+                              "--no-plots"]}
     outs = {k: tmp_path_factory.mktemp(f"oracle_{k}") for k in variants}
     procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
                                "crash", "--steps", str(STEPS), "--seed", str(SEED), "--out", str(outs[k])] + extra,
@@ -442,14 +441,16 @@ def oracle_runs(tmp_path_factory):
     return outs
 
 
-def test_oracle_options_posting_every_step_keep_the_csv_byte_for_byte(runs, oracle_runs):
+def test_oracle_options_posting_every_step_keep_the_csv_byte_for_byte(runs, seed_runs):
     """The default runs (no oracle option) and the same seed with a heartbeat of one step give the same CSV
-    byte for byte: the oracle agent posts every step as before. (On the commit that added it the default CSV
-    was also compared with the previous simulator's, and the options at 0 given explicitly: identical.)"""
-    default = (runs[0] / "steps.csv").read_bytes()
-    assert (oracle_runs["every_step"] / "steps.csv").read_bytes() == default
-    o = json.loads((oracle_runs["every_step"] / "summary.json").read_text())["oracle"]
-    assert o["updates"] == {"ETH": STEPS, "BTC": STEPS} and o["max_age_s"] == {"ETH": DT, "BTC": DT}
+    byte for byte (`seed_runs`: its lone run has the options): the oracle agent posts every step as before. (On
+    the commit that added it the default CSV was also compared with the previous simulator's, and the options at
+    0 given explicitly: identical.)"""
+    many, alone, _ = seed_runs
+    assert (alone / "steps.csv").read_bytes() == (many / "seed3" / "steps.csv").read_bytes()
+    o = json.loads((alone / "summary.json").read_text())["oracle"]
+    assert (o["deviation_bps"], o["heartbeat_s"]) == (50, DT)
+    assert o["updates"] == {"ETH": SEEDS_STEPS, "BTC": SEEDS_STEPS} and o["max_age_s"] == {"ETH": DT, "BTC": DT}
     s = json.loads((runs[0] / "summary.json").read_text())
     assert s["oracle"] == {"deviation_bps": 0, "heartbeat_s": 0, "updates": {"ETH": STEPS, "BTC": STEPS},
                            "max_age_s": {"ETH": DT, "BTC": DT}, "feed_heartbeat_s": {"ETH": 86_400, "BTC": 86_400}}
@@ -596,7 +597,7 @@ def thin_runs(tmp_path_factory):
     once without, three processes in parallel."""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
-    variants = {"on_a": ["--breakers"], "on_b": ["--breakers"], "off": []}
+    variants = {"on_a": ["--breakers"], "on_b": ["--breakers", "--no-plots"], "off": ["--no-plots"]}
     outs = {k: tmp_path_factory.mktemp(f"thin_{k}") for k in variants}
     procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
                                "thin", "--steps", str(THIN_STEPS), "--seed", "2", "--out", str(outs[k])] + extra,
@@ -635,10 +636,15 @@ def test_breakers_deploy_governance_poke_and_restrict_the_pumped_market(thin_run
 
 
 def test_the_thin_scenario_is_deterministic_per_seed(thin_runs):
+    """Two processes, one seed, breakers on: the same CSV and summary; the second ran with --no-plots, which
+    changes nothing but the PNGs (none written, the summary's list empty)."""
     assert (thin_runs["on_a"] / "steps.csv").read_bytes() == (thin_runs["on_b"] / "steps.csv").read_bytes()
     a, b = (json.loads((thin_runs[k] / "summary.json").read_text()) for k in ("on_a", "on_b"))
     for k in ("breakers", "trader_pnl", "reverts", "pool_pnl", "trades_by_agent"):
         assert a[k] == b[k], k
+    assert len(a["plots"]) == 8 and b["plots"] == [] and not list(thin_runs["on_b"].glob("*.png"))
+    ignored = {"plots", "csv", "wall_seconds", "steps_per_second"}
+    assert {k: v for k, v in a.items() if k not in ignored} == {k: v for k, v in b.items() if k not in ignored}
 
 
 def test_breakers_off_writes_no_breaker_output(thin_runs, runs):

@@ -1162,7 +1162,8 @@ class Simulation:
                  insurance_seed: float = 100_000, pool_cooldown: int | None = HOUR,
                  keeper_discount_bps: int = 100, config: "DeployConfig | None" = None,
                  config_source: str | None = None, oracle: OraclePolicy = OraclePolicy(),
-                 basis_trader: bool = False, breakers: bool = False, warm_up: bool = True) -> None:
+                 basis_trader: bool = False, breakers: bool = False, warm_up: bool = True,
+                 plots: bool = True) -> None:
         from ape import accounts, chain, project
 
         from .config import default_config
@@ -1172,6 +1173,7 @@ class Simulation:
         if steps < 1:
             raise SimError(f"steps must be >= 1, not {steps}")
         self.scenario, self.steps, self.seed, self.dt, self.out_dir = scenario, steps, seed, dt, out_dir
+        self.plots = plots
         self.chain = chain
         self.rng = random.Random(f"{seed}:agents")
         test_accounts = accounts.test_accounts
@@ -1771,7 +1773,7 @@ class Simulation:
         rows = read_csv_rows(csv_path)
         shock = shock_window(self.scenario, self.steps, self.dt, [s for s in self.symbols if s not in self._csv_symbols])
         plots = plot_run(rows, self.symbols, self.out_dir, title=f"{self.scenario.name}, seed {self.seed}: ",
-                         shock=shock)
+                         shock=shock) if self.plots else []
         ins = [r["insurance_fund"] for r in rows]
         nav = [r["pool_nav"] for r in rows]
         share = [r["pool_share_price"] for r in rows]
@@ -1837,7 +1839,7 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
                    pool_cooldown: int | None = HOUR, keeper_discount_bps: int = 100,
                    config: "DeployConfig | str | Path | None" = None, progress: bool = False,
                    oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0,
-                   basis_trader: bool = False, breakers: bool = False) -> SimSummary:
+                   basis_trader: bool = False, breakers: bool = False, plots: bool = True) -> SimSummary:
     """Run one simulation on the connected (local) Ape network and write its outputs to `out_dir`:
     `steps.csv` (one row per step), `summary.json` and the PNG plots. Returns the summary.
 
@@ -1850,7 +1852,8 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
     `oracle_deviation_bps` and `oracle_heartbeat` make the oracle agent post a feed only on a move of more
     than the threshold or after the heartbeat (`OraclePolicy`; 0 and 0: every step); `basis_trader` adds
     the funding-carry agent (`BasisTrader`); `breakers` deploys governance and the circuit breakers over the
-    system and has the keeper poke them every step (`vperp.governance`, docs/simulator.md)."""
+    system and has the keeper poke them every step (`vperp.governance`, docs/simulator.md). `plots` False
+    writes no PNGs (the CSV and the summary are the same; the summary's `plots` list is empty)."""
     chain_io.skip_console_log_traces()
     from ape import chain
 
@@ -1876,7 +1879,7 @@ def run_simulation(scenario: str | Scenario = "crash", steps: int | None = 150, 
                      insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                      keeper_discount_bps=keeper_discount_bps, config=config, config_source=source,
                      oracle=OraclePolicy(oracle_deviation_bps, oracle_heartbeat), basis_trader=basis_trader,
-                     breakers=breakers)
+                     breakers=breakers, plots=plots)
     return sim.run(progress=progress)
 
 
@@ -1960,6 +1963,8 @@ def cli_options(f: Callable) -> Callable:
                      help="deploy governance and the circuit breakers (shipped parameters, and the markets' own "
                           "thresholds of the --config's governance.breaker.markets) over the system; the "
                           "keeper pokes them every step; restrictions, trips and refused orders are recorded"),
+        click.option("--plots/--no-plots", default=True, show_default=True,
+                     help="write the run's PNG plots (the CSV and summary.json are written either way)"),
     ]
     for option in reversed(options):
         f = option(f)
@@ -1983,7 +1988,7 @@ def check_cli(oracle_deviation_bps: int = 0, oracle_heartbeat: int = 0, step_sec
 
 def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv, drift, vol, jump_rate, jump_mean, jump_std,
                  insurance_seed, pool_cooldown, keeper_discount_bps, config_path=None, oracle_deviation_bps=0,
-                 oracle_heartbeat=0, basis_trader=False, breakers=False) -> SimSummary:
+                 oracle_heartbeat=0, basis_trader=False, breakers=False, plots=True) -> SimSummary:
     """What both command lines do after connecting: run, print the summary; errors as one line."""
     import click
     from ape.exceptions import ApeException
@@ -2004,7 +2009,7 @@ def run_from_cli(scenario, steps, seed, seeds, out_dir, step_seconds, prices_csv
                    insurance_seed=insurance_seed, pool_cooldown=pool_cooldown,
                    keeper_discount_bps=keeper_discount_bps, progress=True,
                    oracle_deviation_bps=oracle_deviation_bps, oracle_heartbeat=oracle_heartbeat,
-                   basis_trader=basis_trader, breakers=breakers)
+                   basis_trader=basis_trader, breakers=breakers, plots=plots)
     try:
         options["config"] = config_path
         click.echo(f"simulating {scenario}: {get_scenario(scenario).description}")

@@ -842,14 +842,16 @@ def _split_types(types: str) -> list[str]:
 # ---------------------------------------------------------------------------- environment builder
 
 
-def deployment_model(system, deployer) -> Model:
-    """vperp.model.Model in the state a fresh `deploy(deployer, system.config)` left: every market listed when
-    the chain says, its feed answered when the chain says, at the chain's addresses."""
-    ids = {m.id: m for m in system.markets.values()}
+def _deployment_stamps(system) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """The blocks of the deployment's listings and first skew-setter calls (the setter accrues, which moves
+    lastUpdate past the listing), and those blocks' times. Deployment facts: read once per deployment and kept in
+    `system.extra` (a log query over the whole chain grows with every block a worker has mined: 1.5 s a call late
+    in a run). The fast tier has no Ape chain to query: there the deployment sets no skew term after listing (the
+    shipped config), so lastUpdate is the listing time."""
+    cached = system.extra.get("_deployment_stamps")
+    if cached is not None:
+        return cached
     ch = system.clearing_house
-    # The listing's and the skew setter's blocks (the setter accrues, which moves lastUpdate past the listing).
-    # The fast tier has no Ape chain to query: there the deployment sets no skew term after listing (the
-    # shipped config), so lastUpdate is the listing time.
     listed: dict[int, int] = {}
     skew: dict[int, int] = {}
     stamp: dict[int, int] = {}
@@ -863,6 +865,17 @@ def deployment_model(system, deployer) -> Model:
         stamp = {n: ape_chain.blocks[n].timestamp for n in {*listed.values(), *skew.values()}}
     except (ImportError, AttributeError):
         listed, skew = {}, {}
+    if all(m.id in listed for m in system.markets.values()):
+        system.extra["_deployment_stamps"] = (listed, skew, stamp)
+    return listed, skew, stamp
+
+
+def deployment_model(system, deployer) -> Model:
+    """vperp.model.Model in the state a fresh `deploy(deployer, system.config)` left: every market listed when
+    the chain says, its feed answered when the chain says, at the chain's addresses."""
+    ids = {m.id: m for m in system.markets.values()}
+    ch = system.clearing_house
+    listed, skew, stamp = _deployment_stamps(system)
     return Model.from_config(
         system.config,
         listed_at={i: stamp[listed[i]] if i in listed else ch.marketState(i).lastUpdate for i in ids},
