@@ -494,7 +494,9 @@ ORDER_STATUS = ("none", "pending", "executable", "lapsed")  # IOrderRouter.Statu
 class OrderInfo:
     """A delayed order (`OrderRouter.order` and `orderStatus`, docs/orders.md) in human units. A `close` order closes
     the position's free part at execution, at most `base` (the free part when it was committed); `status` is one of
-    `ORDER_STATUS`; `executable_until` is the last second it may execute (0 when none)."""
+    `ORDER_STATUS`; `executable_until` is the last second it may execute (0 when none); `cancel_bounty_wei` is what
+    cancelling it now pays a caller other than its owner (its fee if it lapsed without ever being executable, else
+    0: `OrderRouter.cancelBounty`)."""
 
     order_id: int
     status: str
@@ -509,6 +511,7 @@ class OrderInfo:
     keeper_fee_wei: int
     committed_at: int
     committed_round: int
+    cancel_bounty_wei: int = 0
 
 
 @dataclass(frozen=True)
@@ -1367,7 +1370,7 @@ class Client:
                          base=from_wad(o.baseAmount), close=bool(o.close), quote_limit=from_wad(o.quoteLimit),
                          deadline=int(o.deadline),
                          keeper_fee_wei=int(o.keeperFee), committed_at=int(o.committedAt),
-                         committed_round=int(o.committedRound))
+                         committed_round=int(o.committedRound), cancel_bounty_wei=int(router.cancelBounty(oid)))
 
     def open_orders(self, symbol: str) -> list[OrderInfo]:
         """The market's open orders (pending, executable or lapsed), oldest first: the order they execute in."""
@@ -1391,7 +1394,7 @@ class Client:
 
     def cancel_order(self, order_id: int):
         """Cancel a pending order of this account, or anyone's lapsed order (the keeper fee goes back to its
-        owner)."""
+        owner; for an order that lapsed without ever being executable, to this account: `OrderInfo.cancel_bounty_wei`)."""
         return self._transact(self._order_router().cancelOrder, self._int(order_id, "order_id", 1))
 
     def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:

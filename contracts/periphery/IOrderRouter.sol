@@ -22,7 +22,10 @@ import {IVault} from "../interfaces/IVault.sol";
 ///        the market's stale-peg tolerance of the index either way (ClearingHouse), so the executor cannot choose
 ///        the stale peg over the repegged one, nor the order in which the round's orders meet the vAMM.
 ///      - Lapsed after that (or if the first round after the commit cannot be read): anyone may cancel it, and
-///        the keeper fee goes back to the owner.
+///        the keeper fee goes back to the owner; except for an order whose deadline passed before any round
+///        after its commit (it was never executable, and no keeper's inaction made it lapse): its fee pays
+///        whoever cancels it (`cancelBounty`), so an order committed to lapse at the head of a queue costs its
+///        owner the fee and pays the keeper who clears it.
 ///      The trade itself is `ClearingHouse.openPositionFor` with the order's size, limit and deadline. If the
 ///      ClearingHouse refuses it (slippage, margin, a revoked approval), the order is used up all the same:
 ///      `OrderFailed` with the refusal, and the keeper is paid, so that no owner can hold an executable order back
@@ -123,8 +126,12 @@ interface IOrderRouter is IErrors {
     /// @notice `owner` claimed its credited refunds, `amount` wei, to `to`.
     event RefundClaimed(address indexed owner, address to, uint256 amount);
     /// @notice `caller` cancelled order `orderId`; its keeper fee went back to the owner (sent, or credited when the
-    ///         owner refused it: `RefundCredited`).
+    ///         owner refused it: `RefundCredited`), or, for an order that was never executable, to the caller
+    ///         (`keeperFeeRefunded` 0 then, and `CancelBountyPaid`).
     event OrderCancelled(uint256 indexed orderId, address indexed caller, uint256 keeperFeeRefunded);
+    /// @notice `caller` cancelled order `orderId`, whose deadline passed before any oracle round after its commit,
+    ///         and was paid its keeper fee, `amount` wei.
+    event CancelBountyPaid(uint256 indexed orderId, address indexed caller, uint256 amount);
 
     // ------------------------------------------------------------------ actions
 
@@ -150,7 +157,9 @@ interface IOrderRouter is IErrors {
 
     /// @notice Cancel a pending order (its owner) or a lapsed one (anyone); the keeper fee goes back to the owner,
     ///         sent with `REFUND_GAS`, or credited to `refunds(owner)` if the owner refuses it, so that no owner can
-    ///         keep a lapsed order, and the queue behind it, in place.
+    ///         keep a lapsed order, and the queue behind it, in place. A lapsed order that was never executable
+    ///         (its deadline passed before any oracle round after its commit) pays its fee to a caller other than
+    ///         its owner instead (`cancelBounty`, `CancelBountyPaid`).
     function cancelOrder(uint256 orderId) external;
 
     /// @notice Send the caller's credited refunds to `to` (`NothingToClaim` without any).
@@ -186,4 +195,10 @@ interface IOrderRouter is IErrors {
     /// @notice Where order `orderId` stands now, and the last time it may execute (for a pending order, its
     ///         deadline; for an executable or lapsed one, the earlier of the deadline and the window's end).
     function orderStatus(uint256 orderId) external view returns (Status status, uint256 executableUntil);
+
+    /// @notice What cancelling order `orderId` now pays a caller other than its owner [wei]: its keeper fee if it
+    ///         lapsed without ever being executable (its deadline passed before any oracle round after its commit),
+    ///         else 0 (a lapse a keeper could have prevented by executing pays nothing, so letting an order lapse
+    ///         never pays more than executing it).
+    function cancelBounty(uint256 orderId) external view returns (uint256);
 }

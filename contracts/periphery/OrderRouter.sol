@@ -123,7 +123,7 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     /// @inheritdoc IOrderRouter
     function executeOrder(uint256 orderId) external nonReentrant returns (int256 base, int256 quote, uint256 fee) {
         Order memory o = _load(orderId);
-        (Status status, uint256 until) = _status(o);
+        (Status status, uint256 until,) = _status(o);
         if (status == Status.Pending) revert OrderNotReady(orderId, o.committedRound);
         if (status == Status.Lapsed) revert OrderLapsed(orderId, until);
         // First in, first out per market: nobody chooses which order meets the vAMM first.
@@ -183,12 +183,20 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     /// @inheritdoc IOrderRouter
     function cancelOrder(uint256 orderId) external nonReentrant {
         Order memory o = _load(orderId);
-        (Status status,) = _status(o);
+        (Status status,, bool missed) = _status(o);
         if (status == Status.Executable) revert OrderExecutable(orderId);
         if (status == Status.Pending && msg.sender != o.owner) revert NotOrderOwner(msg.sender, o.owner);
         _remove(orderId, o);
-        emit OrderCancelled(orderId, msg.sender, o.keeperFee);
-        _refund(o.owner, o.keeperFee);
+        if (missed && msg.sender != o.owner) {
+            // Never executable: the owner's deadline, not a keeper's inaction, made it lapse. Its fee pays the
+            // caller who clears it from the queue, so committing orders to lapse at a queue's head costs their fees.
+            emit OrderCancelled(orderId, msg.sender, 0);
+            emit CancelBountyPaid(orderId, msg.sender, o.keeperFee);
+            _send(msg.sender, o.keeperFee);
+        } else {
+            emit OrderCancelled(orderId, msg.sender, o.keeperFee);
+            _refund(o.owner, o.keeperFee);
+        }
     }
 
     /// @inheritdoc IOrderRouter
@@ -211,7 +219,16 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     function orderStatus(uint256 orderId) external view returns (Status, uint256) {
         Order memory o = _orders[orderId];
         if (o.owner == address(0)) return (Status.None, 0);
-        return _status(o);
+        (Status status, uint256 until,) = _status(o);
+        return (status, until);
+    }
+
+    /// @inheritdoc IOrderRouter
+    function cancelBounty(uint256 orderId) external view returns (uint256) {
+        Order memory o = _orders[orderId];
+        if (o.owner == address(0)) return 0;
+        (,, bool missed) = _status(o);
+        return missed ? o.keeperFee : 0;
     }
 
     /// @inheritdoc IOrderRouter
@@ -243,29 +260,36 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     ///      (read with `getRoundData` when later rounds followed it). That round must not predate the commit: it
     ///      could only if the market's feed was replaced since, and then, as when it cannot be read (a feed's
     ///      phase change skips round ids) or the feed does not answer at all, the order counts as lapsed.
-    function _status(Order memory o) internal view returns (Status, uint256) {
+    ///      `missed`: lapsed without ever having been executable, because the deadline came before the first round
+    ///      after the commit (a lapse nobody but the owner chose: `cancelOrder` pays its fee to the canceller).
+    function _status(Order memory o) internal view returns (Status, uint256, bool missed) {
         AggregatorV3Interface feed = AggregatorV3Interface(clearingHouse.marketParams(o.marketId).oracle);
         uint80 latest;
         uint256 latestAt;
         try feed.latestRoundData() returns (uint80 r, int256, uint256, uint256 at, uint80) {
             (latest, latestAt) = (r, at);
         } catch {
-            return (Status.Lapsed, 0);
+            return (Status.Lapsed, 0, false);
         }
         uint256 deadline = o.deadline;
-        if (latest <= o.committedRound) return (block.timestamp > deadline ? Status.Lapsed : Status.Pending, deadline);
+        if (latest <= o.committedRound) {
+            missed = block.timestamp > deadline;
+            return (missed ? Status.Lapsed : Status.Pending, deadline, missed);
+        }
         uint256 firstAt = latestAt;
         if (latest != o.committedRound + 1) {
             try feed.getRoundData(o.committedRound + 1) returns (uint80, int256, uint256, uint256 at, uint80) {
                 firstAt = at;
             } catch {
-                return (Status.Lapsed, 0);
+                return (Status.Lapsed, 0, false);
             }
         }
-        if (firstAt < o.committedAt) return (Status.Lapsed, 0);
+        if (firstAt < o.committedAt) return (Status.Lapsed, 0, false);
+        // The first round after the commit came after the deadline: the order never was executable.
+        if (firstAt > deadline) return (Status.Lapsed, deadline, true);
         uint256 until = firstAt + executionWindow;
         if (deadline < until) until = deadline;
-        return (block.timestamp > until ? Status.Lapsed : Status.Executable, until);
+        return (block.timestamp > until ? Status.Lapsed : Status.Executable, until, false);
     }
 
     /// @dev A cancel's refund never blocks the cancel (and so the queue behind the order): the owner is sent the fee

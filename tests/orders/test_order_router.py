@@ -661,7 +661,8 @@ def test_executable_nobody_cancels_and_the_window_closes_at_first_round_plus_win
 def test_a_deadline_caps_the_window_and_a_pending_order_past_it_lapses(desk, alice, bob, carol):
     """An order whose deadline comes before the window's end is executable only until the deadline; one still
     pending when its deadline passes is Lapsed (until = deadline): execute reverts OrderLapsed(id, deadline), and
-    anyone may cancel it."""
+    anyone may cancel it. The one that was executable goes back to its owner's fee (`cancelBounty` 0: a keeper
+    could have executed it); the one that never was pays its fee to the canceller (`cancelBounty` = the fee)."""
     d = desk
     d.fund(alice, 100_000)
     t0 = d.now + 1
@@ -680,10 +681,20 @@ def test_a_deadline_caps_the_window_and_a_pending_order_past_it_lapses(desk, ali
     assert d.status(b) == (LAPSED, t2 + 5)
     with expect_revert(d.router.OrderLapsed, orderId=b, executableUntil=t2 + 5):
         d.router.executeOrder(b, sender=bob)
-    balance = alice.balance
-    d.router.cancelOrder(b, sender=carol)
-    d.router.cancelOrder(a, sender=carol)
-    assert alice.balance == balance + 2 * d.fee
+    assert d.router.cancelBounty(a) == 0 and d.router.cancelBounty(b) == d.fee
+    balance, carol_balance = alice.balance, carol.balance
+    tx_b = d.router.cancelOrder(b, sender=carol)
+    tx_a = d.router.cancelOrder(a, sender=carol)
+    assert alice.balance == balance + d.fee
+    assert carol.balance == carol_balance + d.fee - gas_cost(tx_a) - gas_cost(tx_b)
+    (ev,) = tx_b.decode_logs(d.router.OrderCancelled)
+    assert (ev.orderId, ev.caller, ev.keeperFeeRefunded) == (b, carol.address, 0)
+    (ev,) = tx_b.decode_logs(d.router.CancelBountyPaid)
+    assert (ev.orderId, ev.caller, ev.amount) == (b, carol.address, d.fee)
+    (ev,) = tx_a.decode_logs(d.router.OrderCancelled)
+    assert (ev.orderId, ev.caller, ev.keeperFeeRefunded) == (a, carol.address, d.fee)
+    assert tx_a.decode_logs(d.router.CancelBountyPaid) == []
+    assert d.router.cancelBounty(a) == d.router.cancelBounty(b) == 0  # gone: nothing to pay
 
 
 def test_later_rounds_do_not_extend_the_window(desk, alice, bob):
@@ -1325,8 +1336,9 @@ def test_review_delayed_orders_need_a_peg_tolerance_and_a_dead_feed_lets_anyone_
 
 
 def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(desk, project, deployer, alice, bob):
-    """A contract owner whose every ETH receipt reverts commits an order that lapses (deadline: its own block, no
-    round before it) at the head of ETH's queue. The cancel used to push the fee to the owner and revert with it
+    """A contract owner whose every ETH receipt reverts commits an order that lapses at the head of ETH's queue
+    (its deadline is the second of the next round: executable for that second only, so its fee is its owner's
+    on a cancel, not a bounty). The cancel used to push the fee to the owner and revert with it
     (EtherTransferFailed), so nothing could remove the order and every later order reverted NotFirstInQueue: the
     market's only way to trade was blocked for a commit and one fee. Now the cancel credits the refused fee
     (`RefundCredited`, `refunds(owner)`), the order leaves the queue and the next executes; the owner claims the
@@ -1336,19 +1348,21 @@ def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(des
     d.s.fund(deployer, 10_000)
     units = d.s.units(10_000)
     d.s.collateral.mint(rejecter, units, sender=deployer)
-    r, v, ch = d.router, d.vault, d.ch
+    r, v = d.router, d.vault
     rejecter.act(d.s.collateral, d.s.collateral.approve.encode_input(v, units), sender=deployer)
     rejecter.act(v, v.deposit.encode_input(0, units), sender=deployer)
     rejecter.act(v, v.setOperator.encode_input(r, True), sender=deployer)
+    d.fund(alice, 100_000)
     t = d.at()
-    data = r.commitOrder.encode_input(0, ETH, WAD, MAX_UINT, t)  # a deadline of this very block
+    data = r.commitOrder.encode_input(0, ETH, WAD, MAX_UINT, t + 2)  # the deadline: the next round's second
     rejecter.act(r, data, value=d.fee, sender=deployer)
     blocker = r.nextOrderId() - 1
-    d.fund(alice, 100_000)
     honest, _ = d.commit(alice, WAD)
     assert d.queue() == (blocker, honest)
-    d.set_index(3000 * WAD)  # the next round: the honest order is executable, the blocker lapsed (deadline passed)
-    assert d.status(blocker)[0] == LAPSED and d.status(honest)[0] == EXECUTABLE
+    assert d.set_index(3000 * WAD) == t + 2  # the next round: both executable, the blocker for this second only
+    d.mine_at(t + 3)
+    assert d.status(blocker) == (LAPSED, t + 2) and d.status(honest)[0] == EXECUTABLE
+    assert r.cancelBounty(blocker) == 0
     d.at()
     with expect_revert(r.NotFirstInQueue, orderId=honest, head=blocker):
         r.executeOrder(honest, sender=bob)
@@ -1374,3 +1388,79 @@ def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(des
     d.at()
     with expect_revert(r.NothingToClaim, owner=alice):
         r.claimRefund(alice, sender=alice)
+
+
+# ---------------------------------------------------------------------------- H. orders committed to lapse
+
+
+def test_orders_committed_to_lapse_at_the_head_cost_their_fees_and_pay_the_keeper_who_clears_them(
+        desk, request, alice, bob, carol):
+    """The griefing attack: an attacker commits orders that can never execute (each with a deadline of its own
+    block, so it lapses before the next round) at the head of ETH's queue, ahead of an honest order. The honest
+    order cannot execute until a keeper cancels each of them (NotFirstInQueue). Before, the cancel sent each fee
+    back to the attacker: the attack cost it only the commits' gas, and cost the keeper three cancels' gas. Now a
+    lapsed order that was never executable pays its fee to whoever cancels it (`cancelBounty`, CancelBountyPaid):
+    the attacker loses the three fees and the keeper is paid for the gas it spends. The owner may still take its
+    own fee back by cancelling first (the last blocker, below), and while an order is pending or executable, or
+    when it lapsed after its window (a keeper could have executed it), it pays no bounty."""
+    d = desk
+    r = d.router
+    n = 3
+    d.fund(alice, 100_000)
+    d.fund(carol, 100_000)
+    blockers = [d.commit(carol, WAD, deadline=d.now + 1)[0] for _ in range(n + 1)]  # each: its own block's time
+    honest, _ = d.commit(alice, WAD)
+    for oid in blockers:  # past their deadlines already, with no round since: lapsed, never executable
+        assert d.status(oid)[0] == LAPSED and r.cancelBounty(oid) == d.fee
+    d.set_index(3000 * WAD)  # the next round: every blocker's deadline has passed, the honest order is executable
+    assert d.status(honest)[0] == EXECUTABLE and r.cancelBounty(honest) == 0
+    assert [r.cancelBounty(oid) for oid in blockers] == [d.fee] * (n + 1)
+    d.at()
+    with expect_revert(r.NotFirstInQueue, orderId=honest, head=blockers[0]):
+        r.executeOrder(honest, sender=bob)
+    attacker_before, keeper_before, held = carol.balance, bob.balance, r.balance
+    gas = units = 0
+    for oid in blockers[:n]:
+        d.at()
+        tx = r.cancelOrder(oid, sender=bob)
+        gas, units = gas + gas_cost(tx), units + tx.gas_used
+        (ev,) = tx.decode_logs(r.CancelBountyPaid)
+        assert (ev.orderId, ev.caller, ev.amount) == (oid, bob.address, d.fee)
+        (ev,) = tx.decode_logs(r.OrderCancelled)
+        assert (ev.orderId, ev.caller, ev.keeperFeeRefunded) == (oid, bob.address, 0)
+        assert tx.decode_logs(r.RefundCredited) == [] and r.cancelBounty(oid) == 0
+    assert bob.balance == keeper_before + n * d.fee - gas
+    assert carol.balance == attacker_before and r.balance == held - n * d.fee and r.refunds(carol) == 0
+    # The owner cancels its own never-executable order first: its fee comes back (no bounty to itself).
+    d.at()
+    tx = r.cancelOrder(blockers[n], sender=carol)
+    assert carol.balance == attacker_before + d.fee - gas_cost(tx) and tx.decode_logs(r.CancelBountyPaid) == []
+    (ev,) = tx.decode_logs(r.OrderCancelled)
+    assert (ev.orderId, ev.caller, ev.keeperFeeRefunded) == (blockers[n], carol.address, d.fee)
+    assert d.queue() == (honest, honest)
+    d.execute(bob, honest)  # the honest order was only delayed
+    d.check((alice, carol))
+    report(request, f"{n} orders committed to lapse at the head: the attacker lost {n} fees, "
+                    f"{n * d.fee / 10**18:.4f} ETH (before: 0, every fee refunded); the keeper was paid them for "
+                    f"{n} cancels of {units // n:,} gas each")
+
+
+def test_cancel_bounty_is_zero_for_unknown_pending_and_dead_feed_orders(desk, deployer, alice, bob):
+    """`cancelBounty` is 0 for an order that does not exist, a pending one before its deadline, and one that lapsed
+    because its feed stopped answering (until 0: nobody's choice; a keeper's cancel refunds the owner)."""
+    from helpers.governance import mp_tuple
+
+    d = desk
+    r = d.router
+    assert r.cancelBounty(0) == 0 and r.cancelBounty(10**6) == 0
+    d.fund(alice, 100_000)
+    oid, _ = d.commit(alice, WAD)
+    assert d.status(oid)[0] == PENDING and r.cancelBounty(oid) == 0
+    d.at()
+    d.ch.setMarketParams(ETH, mp_tuple(d.ch.marketParams(ETH), oracle=d.s.collateral.address),
+                         d.ch.insuranceFeeShare(ETH), sender=deployer)
+    assert d.status(oid) == (LAPSED, 0) and r.cancelBounty(oid) == 0
+    balance = alice.balance
+    d.at()
+    tx = r.cancelOrder(oid, sender=bob)
+    assert alice.balance == balance + d.fee and tx.decode_logs(r.CancelBountyPaid) == []
