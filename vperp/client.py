@@ -1327,30 +1327,36 @@ class Client:
         `commit_order`. The router trades only the orders this account commits."""
         return self._transact(self.vault.setOperator, self._order_router().address, bool(approved))
 
-    def commit_order(self, symbol: str, base, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
-                     keeper_fee_wei: int | None = None) -> int:
+    def commit_order(self, symbol: str, base, slippage_bps: int = 50, sub: int = 0,
+                     deadline_seconds: int | None = None, keeper_fee_wei: int | None = None) -> int:
         """Commit a delayed order to buy (`base` > 0) or sell `base`; returns its id. It executes (a keeper's
         `execute_order`) once the market's oracle publishes a round newer than this block's, at the price then;
         the limit is today's quote worsened by `slippage_bps`. The keeper fee (ETH, default the router's minimum)
-        is sent with the order and refunded on a cancel."""
+        is sent with the order and refunded on a cancel. The default deadline is the market's oracle heartbeat
+        plus the router's execution window: the next round comes within the heartbeat while the feed is live, so
+        the order cannot miss it (an order whose deadline passes before the next round pays its fee to whoever
+        cancels it); the execution window, not the deadline, bounds how late after that round it trades."""
         base_wad = to_wad(base)
         if base_wad == 0:
             raise ClientError("base must not be zero (commit_close closes a position)")
         limit = self.quote_limit(symbol, base_wad, self._bps(slippage_bps))
         return self._commit(symbol, base_wad, limit, sub, deadline_seconds, keeper_fee_wei)
 
-    def commit_close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600,
+    def commit_close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int | None = None,
                      keeper_fee_wei: int | None = None) -> int:
         """Commit a delayed order that closes the free part of the position when it executes (at most the free part
         now; less if a liquidation took some, its limit scaled down); the limit is today's quote of closing it,
-        worsened by `slippage_bps`. Returns the order's id."""
+        worsened by `slippage_bps`. Returns the order's id. The deadline defaults as `commit_order`'s."""
         _, free = self._free_to_close(symbol, sub)
         limit = self.quote_limit(symbol, -free, self._bps(slippage_bps))
         return self._commit(symbol, 0, limit, sub, deadline_seconds, keeper_fee_wei)
 
-    def _commit(self, symbol: str, base_wad: int, limit: int, sub, deadline_seconds: int, fee) -> int:
+    def _commit(self, symbol: str, base_wad: int, limit: int, sub, deadline_seconds: int | None, fee) -> int:
         router = self._order_router()
         fee = int(router.minKeeperFee()) if fee is None else self._int(fee, "keeper_fee_wei", 0, 2**80 - 1)
+        if deadline_seconds is None:  # the feed's heartbeat (ClearingHouse staleness limit) and the window
+            deadline_seconds = (int(self.clearing_house.marketParams(self.market_id(symbol)).heartbeat)
+                                + int(router.executionWindow()))
         sender = self._sender()
         args = (self._subaccount(sub), self.market_id(symbol), base_wad, limit, self._deadline(deadline_seconds))
         router.commitOrder.call(*args, sender=sender, value=fee)  # a refusal raises its named error, sends nothing

@@ -63,6 +63,9 @@ def test_an_order_through_the_sdk(desk):
     info = a.order(oid)
     assert (info.status, info.owner, info.symbol, info.base) == ("pending", a.account.address, "ETH", Decimal(1))
     assert info.keeper_fee_wei == router.minKeeperFee() and info.committed_at == t
+    # The default deadline: the feed's heartbeat and the execution window, so the order cannot miss the next round.
+    heartbeat = system.clearing_house.marketParams(system.markets["ETH"].id).heartbeat
+    assert info.deadline == t + heartbeat + router.executionWindow() and info.cancel_bounty_wei == 0
     assert [o.order_id for o in a.open_orders("ETH")] == [oid] and a.open_orders("BTC") == []
     with pytest.raises(router.OrderNotReady):
         b.execute_order(oid)
