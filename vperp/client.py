@@ -495,8 +495,8 @@ class OrderInfo:
     """A delayed order (`OrderRouter.order` and `orderStatus`, docs/orders.md) in human units. A `close` order closes
     the position's free part at execution, at most `base` (the free part when it was committed); `status` is one of
     `ORDER_STATUS`; `executable_until` is the last second it may execute (0 when none); `cancel_bounty_wei` is what
-    cancelling it now pays a caller other than its owner (its fee if it lapsed without ever being executable, else
-    0: `OrderRouter.cancelBounty`)."""
+    cancelling it now pays a caller other than its owner (its fee if its deadline passed with the feed still on the
+    round of its commit and fresh, else 0: `OrderRouter.cancelBounty`)."""
 
     order_id: int
     status: str
@@ -1333,9 +1333,10 @@ class Client:
         `execute_order`) once the market's oracle publishes a round newer than this block's, at the price then;
         the limit is today's quote worsened by `slippage_bps`. The keeper fee (ETH, default the router's minimum)
         is sent with the order and refunded on a cancel. The default deadline is the market's oracle heartbeat
-        plus the router's execution window: the next round comes within the heartbeat while the feed is live, so
-        the order cannot miss it (an order whose deadline passes before the next round pays its fee to whoever
-        cancels it); the execution window, not the deadline, bounds how late after that round it trades."""
+        plus the router's execution window: by then either a round came or the feed is stale, so the order never
+        pays its fee to another canceller (an order past its deadline with the feed fresh and still on the round of
+        its commit does); the execution window, not the deadline, bounds how late after that round it trades, and
+        the limit bounds the price. To step back from a pending order, cancel it (`cancel_order`)."""
         base_wad = to_wad(base)
         if base_wad == 0:
             raise ClientError("base must not be zero (commit_close closes a position)")
@@ -1400,7 +1401,8 @@ class Client:
 
     def cancel_order(self, order_id: int):
         """Cancel a pending order of this account, or anyone's lapsed order (the keeper fee goes back to its
-        owner; for an order that lapsed without ever being executable, to this account: `OrderInfo.cancel_bounty_wei`)."""
+        owner; for an order past its deadline with the feed fresh and still on the round of its commit, to this
+        account: `OrderInfo.cancel_bounty_wei`)."""
         return self._transact(self._order_router().cancelOrder, self._int(order_id, "order_id", 1))
 
     def concentration(self, symbol: str) -> tuple[Decimal, Decimal, Decimal]:

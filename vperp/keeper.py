@@ -365,7 +365,8 @@ class Keeper:
         """Delayed orders (docs/orders.md), each market's queue oldest first, at most `max_orders_per_pass`: an
         executable head is executed (`OrderRouter.executeOrder`; a trade the ClearingHouse refuses uses the order up,
         `OrderFailed`, the fee paid all the same: the action says `failed=True`), a lapsed head is cancelled (its fee
-        goes back to its owner, or to the keeper for an order that never was executable: the action's `bounty_wei`)
+        goes back to its owner, or to the keeper for an order past its deadline with the feed fresh and still on the round of its
+        commit: the action's `bounty_wei`)
         so the orders behind it can run, a pending head ends the market's turn. An execution
         the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged and tried next pass."""
         from ape.exceptions import ApeException
@@ -385,7 +386,7 @@ class Keeper:
                 if status == 1:  # pending: no newer oracle round yet (nor for the orders behind it)
                     break
                 try:
-                    if status == 3:  # lapsed: never executable ones pay their fee to the canceller
+                    if status == 3:  # lapsed: a missed one pays its fee to the canceller (cancelBounty)
                         tx = router.cancelOrder(head, sender=self.account)
                         paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid)
                                 if ev.contract_address == router.address]

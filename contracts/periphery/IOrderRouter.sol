@@ -22,10 +22,10 @@ import {IVault} from "../interfaces/IVault.sol";
 ///        the market's stale-peg tolerance of the index either way (ClearingHouse), so the executor cannot choose
 ///        the stale peg over the repegged one, nor the order in which the round's orders meet the vAMM.
 ///      - Lapsed after that (or if the first round after the commit cannot be read): anyone may cancel it, and
-///        the keeper fee goes back to the owner; except for an order whose deadline passed before any round
-///        after its commit (it was never executable, and no keeper's inaction made it lapse): its fee pays
-///        whoever cancels it (`cancelBounty`), so an order committed to lapse at the head of a queue costs its
-///        owner the fee and pays the keeper who clears it.
+///        the keeper fee goes back to the owner; except for an order cancelled while its deadline has passed
+///        with the feed still on the round of its commit and fresh (never executable, and neither a keeper's
+///        inaction nor the feed made it lapse): its fee pays whoever cancels it (`cancelBounty`), so an order
+///        committed to lapse at the head of a queue costs its owner the fee and pays the keeper who clears it.
 ///      The trade itself is `ClearingHouse.openPositionFor` with the order's size, limit and deadline. If the
 ///      ClearingHouse refuses it (slippage, margin, a revoked approval), the order is used up all the same:
 ///      `OrderFailed` with the refusal, and the keeper is paid, so that no owner can hold an executable order back
@@ -50,7 +50,7 @@ interface IOrderRouter is IErrors {
         uint32 committedAt; // [s] block time of the commit
         int96 baseAmount; // [wad base] > 0 buy, < 0 sell; a close: the free part at the commit (its most)
         uint80 committedRound; // the feed's latest round id at the commit
-        uint72 keeperFee; // [wei] paid to the executor, refunded to the owner on a cancel
+        uint72 keeperFee; // [wei] paid to the executor, refunded to the owner on a cancel (or the canceller's bounty)
         bool close; // committed with baseAmount 0: closes the free part at execution, at most `baseAmount`
         uint160 quoteLimit; // [wad] as `openPosition`'s (saturated at 2^160 - 1, above any quote)
         uint32 deadline; // [s] last time the order may execute (saturated at 2^32 - 1)
@@ -129,8 +129,8 @@ interface IOrderRouter is IErrors {
     ///         owner refused it: `RefundCredited`), or, for an order that was never executable, to the caller
     ///         (`keeperFeeRefunded` 0 then, and `CancelBountyPaid`).
     event OrderCancelled(uint256 indexed orderId, address indexed caller, uint256 keeperFeeRefunded);
-    /// @notice `caller` cancelled order `orderId`, whose deadline passed before any oracle round after its commit,
-    ///         and was paid its keeper fee, `amount` wei.
+    /// @notice `caller` cancelled order `orderId`, whose deadline had passed with its feed still on the round of the
+    ///         commit and fresh, and was paid its keeper fee, `amount` wei.
     event CancelBountyPaid(uint256 indexed orderId, address indexed caller, uint256 amount);
 
     // ------------------------------------------------------------------ actions
@@ -157,8 +157,8 @@ interface IOrderRouter is IErrors {
 
     /// @notice Cancel a pending order (its owner) or a lapsed one (anyone); the keeper fee goes back to the owner,
     ///         sent with `REFUND_GAS`, or credited to `refunds(owner)` if the owner refuses it, so that no owner can
-    ///         keep a lapsed order, and the queue behind it, in place. A lapsed order that was never executable
-    ///         (its deadline passed before any oracle round after its commit) pays its fee to a caller other than
+    ///         keep a lapsed order, and the queue behind it, in place. An order past its deadline whose feed is still
+    ///         on the round of the commit and fresh (by the market's heartbeat) pays its fee to a caller other than
     ///         its owner instead (`cancelBounty`, `CancelBountyPaid`).
     function cancelOrder(uint256 orderId) external;
 
@@ -196,9 +196,11 @@ interface IOrderRouter is IErrors {
     ///         deadline; for an executable or lapsed one, the earlier of the deadline and the window's end).
     function orderStatus(uint256 orderId) external view returns (Status status, uint256 executableUntil);
 
-    /// @notice What cancelling order `orderId` now pays a caller other than its owner [wei]: its keeper fee if it
-    ///         lapsed without ever being executable (its deadline passed before any oracle round after its commit),
-    ///         else 0 (a lapse a keeper could have prevented by executing pays nothing, so letting an order lapse
-    ///         never pays more than executing it).
+    /// @notice What cancelling order `orderId` now pays a caller other than its owner [wei]: its keeper fee if its
+    ///         deadline has passed while the market's feed is still on the round of the commit and fresh by the
+    ///         market's heartbeat (the order never was executable), else 0: a lapse a keeper could have prevented by
+    ///         executing pays nothing, so letting an order lapse never pays more than executing it, and neither
+    ///         does a feed that stalled, was replaced, or rewrote its rounds. Once the next round is published, a
+    ///         missed order refunds its owner too: keepers clear a lapsed head before it (each pass does).
     function cancelBounty(uint256 orderId) external view returns (uint256);
 }

@@ -260,10 +260,15 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
     ///      (read with `getRoundData` when later rounds followed it). That round must not predate the commit: it
     ///      could only if the market's feed was replaced since, and then, as when it cannot be read (a feed's
     ///      phase change skips round ids) or the feed does not answer at all, the order counts as lapsed.
-    ///      `missed`: lapsed without ever having been executable, because the deadline came before the first round
-    ///      after the commit (a lapse nobody but the owner chose: `cancelOrder` pays its fee to the canceller).
+    ///      `missed` (`cancelOrder` pays the fee to the canceller): the deadline passed while the feed, still on the
+    ///      round of the commit, was fresh by the market's heartbeat. Only then is the lapse the owner's choice
+    ///      alone: no keeper could have executed the order, and the feed did not fail it. Judged on the latest round
+    ///      only, never on a round's recorded time: ids that went backwards (a replaced feed), a first round stamped
+    ///      late, or a feed whose round data moves after the fact (a pull oracle's adapter that answers any round
+    ///      with its latest) can then not turn a refund into a bounty; a stalled feed refunds too.
     function _status(Order memory o) internal view returns (Status, uint256, bool missed) {
-        AggregatorV3Interface feed = AggregatorV3Interface(clearingHouse.marketParams(o.marketId).oracle);
+        IClearingHouse.MarketParams memory params = clearingHouse.marketParams(o.marketId);
+        AggregatorV3Interface feed = AggregatorV3Interface(params.oracle);
         uint80 latest;
         uint256 latestAt;
         try feed.latestRoundData() returns (uint80 r, int256, uint256, uint256 at, uint80) {
@@ -273,8 +278,9 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
         }
         uint256 deadline = o.deadline;
         if (latest <= o.committedRound) {
-            missed = block.timestamp > deadline;
-            return (missed ? Status.Lapsed : Status.Pending, deadline, missed);
+            if (block.timestamp <= deadline) return (Status.Pending, deadline, false);
+            missed = latest == o.committedRound && block.timestamp <= latestAt + params.heartbeat;
+            return (Status.Lapsed, deadline, missed);
         }
         uint256 firstAt = latestAt;
         if (latest != o.committedRound + 1) {
@@ -285,8 +291,6 @@ contract OrderRouter is IOrderRouter, ReentrancyGuardTransient {
             }
         }
         if (firstAt < o.committedAt) return (Status.Lapsed, 0, false);
-        // The first round after the commit came after the deadline: the order never was executable.
-        if (firstAt > deadline) return (Status.Lapsed, deadline, true);
         uint256 until = firstAt + executionWindow;
         if (deadline < until) until = deadline;
         return (block.timestamp > until ? Status.Lapsed : Status.Executable, until, false);

@@ -1397,27 +1397,23 @@ def test_orders_committed_to_lapse_at_the_head_cost_their_fees_and_pay_the_keepe
         desk, request, alice, bob, carol):
     """The griefing attack: an attacker commits orders that can never execute (each with a deadline of its own
     block, so it lapses before the next round) at the head of ETH's queue, ahead of an honest order. The honest
-    order cannot execute until a keeper cancels each of them (NotFirstInQueue). Before, the cancel sent each fee
-    back to the attacker: the attack cost it only the commits' gas, and cost the keeper three cancels' gas. Now a
-    lapsed order that was never executable pays its fee to whoever cancels it (`cancelBounty`, CancelBountyPaid):
-    the attacker loses the three fees and the keeper is paid for the gas it spends. The owner may still take its
-    own fee back by cancelling first (the last blocker, below), and while an order is pending or executable, or
-    when it lapsed after its window (a keeper could have executed it), it pays no bounty."""
+    order cannot execute until someone cancels each of them (NotFirstInQueue). Before, the cancel sent each fee
+    back to the attacker: the attack cost it only the commits' gas, and cost the keeper the cancels' gas. Now an
+    order past its deadline, with the feed still on the round of its commit and fresh, pays its fee to whoever
+    cancels it (`cancelBounty`, CancelBountyPaid): the keeper's pass, which clears a lapsed head as soon as it
+    sees one, takes the three fees. The owner may still take its own fee back by cancelling first (the fourth),
+    and once the next round is out a lapsed order refunds its owner whoever cancels it (the fifth: bounty 0;
+    the bounty is judged on the latest round alone, see the review test below)."""
     d = desk
     r = d.router
     n = 3
     d.fund(alice, 100_000)
     d.fund(carol, 100_000)
-    blockers = [d.commit(carol, WAD, deadline=d.now + 1)[0] for _ in range(n + 1)]  # each: its own block's time
+    blockers = [d.commit(carol, WAD, deadline=d.now + 1)[0] for _ in range(n + 2)]  # each: its own block's time
     honest, _ = d.commit(alice, WAD)
-    for oid in blockers:  # past their deadlines already, with no round since: lapsed, never executable
+    for oid in blockers:  # past their deadlines already, the feed on the round of their commit: each a bounty
         assert d.status(oid)[0] == LAPSED and r.cancelBounty(oid) == d.fee
-    d.set_index(3000 * WAD)  # the next round: every blocker's deadline has passed, the honest order is executable
-    assert d.status(honest)[0] == EXECUTABLE and r.cancelBounty(honest) == 0
-    assert [r.cancelBounty(oid) for oid in blockers] == [d.fee] * (n + 1)
-    d.at()
-    with expect_revert(r.NotFirstInQueue, orderId=honest, head=blockers[0]):
-        r.executeOrder(honest, sender=bob)
+    assert d.status(honest)[0] == PENDING and r.cancelBounty(honest) == 0
     attacker_before, keeper_before, held = carol.balance, bob.balance, r.balance
     gas = units = 0
     for oid in blockers[:n]:
@@ -1431,18 +1427,89 @@ def test_orders_committed_to_lapse_at_the_head_cost_their_fees_and_pay_the_keepe
         assert tx.decode_logs(r.RefundCredited) == [] and r.cancelBounty(oid) == 0
     assert bob.balance == keeper_before + n * d.fee - gas
     assert carol.balance == attacker_before and r.balance == held - n * d.fee and r.refunds(carol) == 0
-    # The owner cancels its own never-executable order first: its fee comes back (no bounty to itself).
+    # The owner cancels its own missed order: its fee comes back (no bounty to itself).
     d.at()
     tx = r.cancelOrder(blockers[n], sender=carol)
     assert carol.balance == attacker_before + d.fee - gas_cost(tx) and tx.decode_logs(r.CancelBountyPaid) == []
     (ev,) = tx.decode_logs(r.OrderCancelled)
     assert (ev.orderId, ev.caller, ev.keeperFeeRefunded) == (blockers[n], carol.address, d.fee)
+    # The next round: the last blocker is no longer judged a miss; its cancel refunds the attacker.
+    d.set_index(3000 * WAD)
+    last = blockers[n + 1]
+    assert d.status(last)[0] == LAPSED and r.cancelBounty(last) == 0
+    d.at()
+    with expect_revert(r.NotFirstInQueue, orderId=honest, head=last):
+        r.executeOrder(honest, sender=bob)
+    before = carol.balance
+    d.at()
+    tx = r.cancelOrder(last, sender=bob)
+    assert carol.balance == before + d.fee and tx.decode_logs(r.CancelBountyPaid) == []
     assert d.queue() == (honest, honest)
     d.execute(bob, honest)  # the honest order was only delayed
     d.check((alice, carol))
-    report(request, f"{n} orders committed to lapse at the head: the attacker lost {n} fees, "
-                    f"{n * d.fee / 10**18:.4f} ETH (before: 0, every fee refunded); the keeper was paid them for "
-                    f"{n} cancels of {units // n:,} gas each")
+    report(request, f"{n} orders committed to lapse at the head, cleared before the next round: the attacker lost "
+                    f"{n} fees, {n * d.fee / 10**18:.4f} ETH (before: 0, every fee refunded); the keeper was paid "
+                    f"them for {n} cancels of {units // n:,} gas each")
+
+
+def test_review_the_bounty_is_judged_on_a_fresh_feed_still_at_the_round_of_the_commit(desk, project, deployer,
+                                                                                      alice, bob):
+    """The attacker review of the bounty found three ways a refund could become a bounty when the first version
+    judged a miss by the first round's recorded time; each is now a refund (`cancelBounty` 0):
+    a feed that stalled (no round, but stale by the market's heartbeat when the deadline has passed), a feed
+    replaced by one whose round ids are lower (an executable order read as pending again), and a first round
+    stamped after the deadline (the order stays executable until its deadline, as before the bounty)."""
+    from helpers.governance import mp_tuple
+
+    d = desk
+    r, ch = d.router, d.ch
+    heartbeat = ch.marketParams(ETH).heartbeat
+    d.fund(alice, 100_000)
+    # A stalled feed: the deadline passes while the feed is fresh (a bounty), then the feed goes stale (a refund).
+    oid, _ = d.commit(alice, WAD, deadline=d.now + 10)
+    d.mine_at(d.now + 11)
+    assert d.status(oid)[0] == LAPSED and r.cancelBounty(oid) == d.fee
+    latest_at = d.s.markets["ETH"].oracle.latestRoundData()[3]
+    d.mine_at(latest_at + heartbeat + 1)
+    assert d.status(oid)[0] == LAPSED and r.cancelBounty(oid) == 0
+    balance = alice.balance
+    d.at()
+    r.cancelOrder(oid, sender=bob)
+    assert alice.balance == balance + d.fee
+    d.set_index(3000 * WAD)  # the feed fresh again
+
+    # A first round stamped after the deadline: executable until the deadline, no bounty.
+    feed = d.s.markets["ETH"].oracle
+    oid, tx = d.commit(alice, WAD, deadline=d.now + 601)
+    deadline = tx.timestamp + 600
+    d.at()
+    feed.updateRoundData(d.round() + 1, 3000 * 10**8, deadline + 5, 0, sender=deployer)
+    assert d.status(oid) == (EXECUTABLE, deadline) and r.cancelBounty(oid) == 0
+    d.at()
+    with expect_revert(r.OrderExecutable, orderId=oid):
+        r.cancelOrder(oid, sender=bob)
+    d.mine_at(deadline + 1)
+    assert d.status(oid) == (LAPSED, deadline) and r.cancelBounty(oid) == 0
+    d.at()
+    r.cancelOrder(oid, sender=bob)
+
+    # A feed replaced by one with lower round ids: an executable order reads pending again; past its deadline it
+    # refunds (the ids went backwards: not the round of its commit).
+    oid, _ = d.commit(alice, WAD)
+    d.set_index(3000 * WAD)
+    assert d.status(oid)[0] == EXECUTABLE
+    fresh = project.MockAggregator.deploy(8, 3000 * 10**8, "ETH / USD", sender=deployer)
+    d.at()
+    ch.setMarketParams(ETH, mp_tuple(ch.marketParams(ETH), oracle=fresh.address), ch.insuranceFeeShare(ETH),
+                       sender=deployer)
+    o = r.order(oid)
+    assert fresh.latestRound() < o.committedRound and d.status(oid) == (PENDING, o.deadline)
+    d.mine_at(o.deadline + 1)
+    assert d.status(oid)[0] == LAPSED and r.cancelBounty(oid) == 0
+    balance = alice.balance
+    d.at()
+    tx = r.cancelOrder(oid, sender=bob)
+    assert alice.balance == balance + d.fee and tx.decode_logs(r.CancelBountyPaid) == []
 
 
 def test_cancel_bounty_is_zero_for_unknown_pending_and_dead_feed_orders(desk, deployer, alice, bob):

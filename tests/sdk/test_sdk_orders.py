@@ -118,32 +118,39 @@ def test_cancel_and_a_refused_trade_through_the_sdk(desk):
 
 
 def test_the_keeper_clears_a_never_executable_head_for_its_fee_and_refunds_a_lapsed_one(desk):
-    """Two lapsed orders at the head of ETH's queue: one whose deadline passed before the next round (never
-    executable: `OrderInfo.cancel_bounty_wei` is its fee, and the keeper's cancel is paid it, the action's
-    `bounty_wei`), one that was executable and lapsed after its window (bounty 0: the keeper's cancel sends the fee
-    back to its owner). Behind them an order committed after the round executes in the same pass."""
+    """Two lapsed orders at the head of ETH's queue in turn: one whose deadline passed with the feed still on the
+    round of its commit (a miss: `OrderInfo.cancel_bounty_wei` is its fee, and the keeper's pass, which clears a
+    lapsed head as soon as it sees it, is paid it: the action's `bounty_wei`), then one that was executable and
+    lapsed after its window (bounty 0: the keeper's cancel sends the fee back to its owner). Behind it an order
+    committed after the round executes in the same pass."""
     system, chain, a, b = desk
     router = system.router
     fee = int(router.minKeeperFee())
+    keeper = Keeper(system, b.account)
     _at(chain)
     a.approve_router()
     _at(chain)
     missed = a.commit_order("ETH", 1, deadline_seconds=1)  # lapses at the next second, no round before it
     _at(chain)
     lapsing = a.commit_order("ETH", 1)
-    t = _next_round(system, chain, 5)
+    _at(chain)
+    chain.mine()  # a block past the deadline of `missed` (the views read the head block)
     assert a.order(missed).status == "lapsed" and a.order(missed).cancel_bounty_wei == fee
+    assert a.order(lapsing).status == "pending" and a.order(lapsing).cancel_bounty_wei == 0
+    _at(chain)
+    actions = [x for x in keeper.run_once(chain) if x.kind in ("cancel-order", "execute")]
+    assert [(x.kind, x.detail) for x in actions] == [
+        ("cancel-order", {"order": missed, "market": "ETH", "bounty_wei": fee})]  # then the pending head stops it
+    t = _next_round(system, chain, 5)
     assert a.order(lapsing).status == "executable" and a.order(lapsing).cancel_bounty_wei == 0
     _at(chain)
     fresh = a.commit_order("ETH", 1)
     _next_round(system, chain, t + 61 - chain.blocks.head.timestamp)  # past the window of `lapsing`
     assert a.order(lapsing).status == "lapsed" and a.order(lapsing).cancel_bounty_wei == 0
-    keeper = Keeper(system, b.account)
     owner_before = a.account.balance
     _at(chain)
     actions = [x for x in keeper.run_once(chain) if x.kind in ("cancel-order", "execute")]
     assert [(x.kind, x.detail) for x in actions] == [
-        ("cancel-order", {"order": missed, "market": "ETH", "bounty_wei": fee}),
         ("cancel-order", {"order": lapsing, "market": "ETH", "bounty_wei": 0}),
         ("execute", {"order": fresh, "failed": False})]
     assert a.account.balance == owner_before + fee  # the lapsed order's fee; the missed one's went to the keeper
