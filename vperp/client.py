@@ -16,7 +16,7 @@
     kick = c.kick(owner)                       # Kick(...); c.auction(kick.auction_id, min_discount_bps=100).ready_at
     c.take(kick.auction_id, slippage_bps=10)   # Take(...); also redo, cancel, backstop
     c.lp_deposit(5_000); c.lp_request_withdraw(); c.lp_redeem()   # the pool's two-step exit
-    feed = EventFeed(c, cursor_file="feed.json")   # every event of the five contracts, as typed records,
+    feed = EventFeed(c, cursor_file="feed.json")   # every event of the protocol's contracts, as typed records,
     feed.poll()                                    # from a cursor that survives restarts
 
 Everything returned is in human units as `Decimal` (exact: WAD integers divided by 10**18); amounts
@@ -481,7 +481,7 @@ class MarketSummary:
 
 # ----------------------------------------------------------------------------- event records
 # One frozen dataclass per event the protocol's contracts emit that an integrator acts on; every other
-# event of the five contracts arrives as `OtherEvent`. WAD amounts are exact `Decimal`s (from_wad), token
+# event of the protocol's contracts arrives as `OtherEvent`. WAD amounts are exact `Decimal`s (from_wad), token
 # amounts are in human units of the collateral, LP shares in human units of the pool's share token.
 # Take, Redo, Backstop and AuctionCancelled carry only the auction id on chain: the SDK adds the auction's
 # owner, sub-account and market from `auction(id)` (fields that never change for an auction).
@@ -804,9 +804,74 @@ class BuilderClaim(ChainEvent):
 
 
 @dataclass(frozen=True)
+class OrderCommit(ChainEvent):
+    """The OrderRouter's `OrderCommitted`: `owner` committed delayed order `order_id` (docs/orders.md); a `close`
+    carries the free part it was committed for (its most); the limit and deadline as stored (saturated)."""
+
+    order_id: int
+    owner: str
+    subaccount: int
+    symbol: str
+    market_id: int
+    base: Decimal
+    close: bool
+    quote_limit: Decimal
+    deadline: int
+    keeper_fee_wei: int
+    committed_round: int
+
+
+@dataclass(frozen=True)
+class OrderExecution(ChainEvent):
+    """The OrderRouter's `OrderExecuted`: `keeper` executed order `order_id` and was paid its fee; the trade (also a
+    `Trade` record of the same transaction) as `openPosition` returns it: base, quote (negative = paid), fee."""
+
+    order_id: int
+    keeper: str
+    base: Decimal
+    quote: Decimal
+    fee: Decimal
+    keeper_fee_wei: int
+
+
+@dataclass(frozen=True)
+class OrderFailure(ChainEvent):
+    """The OrderRouter's `OrderFailed`: `keeper` executed order `order_id`, the ClearingHouse refused the trade (its
+    revert data in `reason`, hex, and `error`, the custom error's name when the SDK knows it), and the order was used
+    up all the same, the keeper paid."""
+
+    order_id: int
+    keeper: str
+    reason: str
+    error: str
+    keeper_fee_wei: int
+
+
+@dataclass(frozen=True)
+class OrderCancel(ChainEvent):
+    """The OrderRouter's `OrderCancelled`: `caller` cancelled order `order_id`; `refunded_wei` went back to its owner
+    (sent, or credited to claim), or 0 when the fee paid the caller (an `OrderBounty` of the same transaction)."""
+
+    order_id: int
+    caller: str
+    refunded_wei: int
+
+
+@dataclass(frozen=True)
+class OrderBounty(ChainEvent):
+    """The OrderRouter's `CancelBountyPaid`: `caller` cancelled order `order_id`, past its deadline with the feed
+    still on the round of its commit, and was paid its keeper fee, `amount_wei`."""
+
+    order_id: int
+    caller: str
+    amount_wei: int
+
+
+@dataclass(frozen=True)
 class OtherEvent(ChainEvent):
-    """Any other event of the five contracts (parameter changes, ownership, LP share transfers, funding
-    of the pool or insurance...), with its arguments as decoded, raw integers."""
+    """Any other event of the protocol's contracts (parameter changes, ownership, LP share transfers, funding
+    of the pool or insurance, the order router's refund credits...), with its arguments as decoded, raw
+    integers."""
 
     contract: str
     event: str
@@ -892,7 +957,8 @@ SETTLEMENT_CAUSES = {0: "auction_fill", 1: "auction_take", 2: "backstop"}  # ICl
 RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                 LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,
                 LpWithdrawRequest, DepthSync, DepthSyncCost, DepthCharge, Repeg, OtherEvent, Settlement,
-                BuilderApproval, BuilderFee, BuilderClaim)
+                BuilderApproval, BuilderFee, BuilderClaim, OrderCommit, OrderExecution, OrderFailure, OrderCancel,
+                OrderBounty)
 
 
 def _record_kinds(kinds) -> tuple:
@@ -990,14 +1056,19 @@ class Client:
         self.symbols = {mid: sym for sym, mid in self.market_ids.items()}
         self.decimals = int(record["config"].get("decimals", 6))
         self._system = None
-        # The five contracts whose events the SDK decodes (`events`, `EventFeed`, the helpers' receipts).
+        # The five contracts whose events the SDK decodes (`events`, `EventFeed`, the helpers' receipts); they name
+        # the deployment in an EventFeed cursor.
         self._addresses = {name: getattr(self, attr).address for name, attr in (
             ("Vault", "vault"), ("ClearingHouse", "clearing_house"), ("LiquidationEngine", "liquidation"),
             ("LiquidityPool", "pool"), ("AmmController", "amm"))}
-        self._contract_names = {address.lower(): name for name, address in self._addresses.items()}
+        # The order router's events too, when the deployment has one; kept out of `_addresses`, which names the
+        # deployment in an EventFeed's cursor file (a cursor written before the router existed stays valid).
+        self._log_addresses = dict(self._addresses, **({"OrderRouter": self.router.address} if self.router else {}))
+        self._contract_names = {address.lower(): name for name, address in self._log_addresses.items()}
         self._event_abis = event_abis(getattr(self, attr).contract_type for attr in (
-            "vault", "clearing_house", "liquidation", "pool", "amm"))
+            "vault", "clearing_house", "liquidation", "pool", "amm") + (("router",) if self.router else ()))
         self._auction_meta: dict[int, tuple[str, int, int]] = {}  # auction id -> (owner, subaccount, market)
+        self._error_selectors: dict[bytes, str] | None = None  # error selector -> name (OrderFailure records)
         self._share_decimals: int | None = None
 
     @classmethod
@@ -1862,7 +1933,8 @@ class Client:
         return meta
 
     def _record(self, log) -> ChainEvent | None:
-        """The SDK's record of a decoded log of one of the five contracts; None for any other address."""
+        """The SDK's record of a decoded log of one of the five contracts or the order router; None for any other
+        address."""
         name = self._contract_names.get(str(log.contract_address).lower())
         if name is None:
             return None
@@ -1969,12 +2041,45 @@ class Client:
         if key == ("AmmController", "Repeg"):
             return Repeg(**where, **market(args["marketId"]), price_before=w(args["priceBefore"]),
                          price_after=w(args["priceAfter"]), index_price=w(args["indexPrice"]), cost=w(args["cost"]))
+        if key == ("OrderRouter", "OrderCommitted"):
+            return OrderCommit(**where, order_id=int(args["orderId"]), owner=args["owner"],
+                               subaccount=int(args["subaccount"]), **market(args["marketId"]),
+                               base=w(args["baseAmount"]), close=bool(args["close"]), quote_limit=w(args["quoteLimit"]),
+                               deadline=int(args["deadline"]), keeper_fee_wei=int(args["keeperFee"]),
+                               committed_round=int(args["committedRound"]))
+        if key == ("OrderRouter", "OrderExecuted"):
+            return OrderExecution(**where, order_id=int(args["orderId"]), keeper=args["keeper"], base=w(args["base"]),
+                                  quote=w(args["quote"]), fee=w(args["fee"]), keeper_fee_wei=int(args["keeperFee"]))
+        if key == ("OrderRouter", "OrderFailed"):
+            reason = bytes(args["reason"])
+            return OrderFailure(**where, order_id=int(args["orderId"]), keeper=args["keeper"],
+                                reason="0x" + reason.hex(), error=self._error_name(reason),
+                                keeper_fee_wei=int(args["keeperFee"]))
+        if key == ("OrderRouter", "OrderCancelled"):
+            return OrderCancel(**where, order_id=int(args["orderId"]), caller=args["caller"],
+                               refunded_wei=int(args["keeperFeeRefunded"]))
+        if key == ("OrderRouter", "CancelBountyPaid"):
+            return OrderBounty(**where, order_id=int(args["orderId"]), caller=args["caller"],
+                               amount_wei=int(args["amount"]))
         return OtherEvent(**where, contract=name, event=event, args={k: _plain(v) for k, v in dict(args).items()})
 
+    def _error_name(self, data: bytes) -> str:
+        """The name of the custom error `data` starts with, among the protocol's contracts' errors ("" if unknown)."""
+        if self._error_selectors is None:
+            from eth_utils import keccak
+
+            self._error_selectors = {}
+            for attr in ("vault", "clearing_house", "liquidation", "pool", "amm", "router"):
+                contract = getattr(self, attr, None)
+                if contract is not None:
+                    for abi in contract.contract_type.errors:
+                        self._error_selectors[keccak(text=abi.selector)[:4]] = abi.name
+        return self._error_selectors.get(bytes(data[:4]), "")
+
     def events(self, since_block: int | None = None, to_block: int | None = None, kinds: tuple = ()) -> list:
-        """Every event of the five contracts in blocks `since_block` (default: the deployment's first) to
-        `to_block` (default: the head), decoded as the SDK's records, in chain order; only `kinds` (record
-        classes) if given. One pass, no cursor: `EventFeed` follows the chain."""
+        """Every event of the five contracts and the order router in blocks `since_block` (default: the
+        deployment's first) to `to_block` (default: the head), decoded as the SDK's records, in chain order; only
+        `kinds` (record classes) if given. One pass, no cursor: `EventFeed` follows the chain."""
         start = self.start_block if since_block is None else self._int(since_block, "since_block")
         stop = self.chain.blocks.head.number if to_block is None else self._int(to_block, "to_block")
         kinds = _record_kinds(kinds)
@@ -1986,7 +2091,7 @@ class Client:
 
         if start > stop:
             return []
-        log_filter = LogFilter(addresses=list(self._addresses.values()), events=self._event_abis,
+        log_filter = LogFilter(addresses=list(self._log_addresses.values()), events=self._event_abis,
                                start_block=start, stop_block=stop)
         logs = sorted(self.chain.provider.get_contract_logs(log_filter),
                       key=lambda log: (int(log.block_number), int(log.log_index)))
@@ -2060,7 +2165,7 @@ class EventFeed:
             ...                                                      # Trade, FundingSample, Kick, Take, ...
         feed.follow(handle, interval=2)                              # poll forever; at-least-once delivery
 
-    Each poll reads the logs of the five contracts in blocks `next_block .. min(head - confirmations,
+    Each poll reads the logs of the five contracts (and the order router) in blocks `next_block .. min(head - confirmations,
     next_block + batch_blocks - 1)` in one query, decodes them into the SDK's records (`RECORD_KINDS`) in
     chain order, then moves the cursor past the last block read and, with `cursor_file`, writes it
     atomically (`write_json_atomically`). A process restarted with the same file resumes at the first block

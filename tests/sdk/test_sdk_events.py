@@ -239,14 +239,18 @@ def test_auction_records_carry_owner_and_market_from_the_kick(story, client):
 
 def test_event_abis_cover_every_event_of_the_abi_files_once(client):
     names = set()
-    for contract in ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController"):
+    # The five contracts and, when the deployment has one, the order router.
+    for contract in ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController") + (
+            ("OrderRouter",) if client.router is not None else ()):
         abi = json.loads((ROOT / "abi" / f"{contract}.json").read_text())
         names |= {e["name"] for e in abi if e["type"] == "event"}
     decoded = {abi.name for abi in client._event_abis}
     assert names == decoded
     selectors = [abi.selector for abi in client._event_abis]
     assert len(selectors) == len(set(selectors))
-    assert {k.__name__ for k in RECORD_KINDS} >= {"Trade", "Kick", "Take", "BadDebt", "OtherEvent"}
+    assert {k.__name__ for k in RECORD_KINDS} >= {"Trade", "Kick", "Take", "BadDebt", "OtherEvent", "OrderCommit",
+                                                 "OrderExecution", "OrderFailure", "OrderCancel", "OrderBounty"}
+    assert client.router is not None and "CancelBountyPaid" in decoded
     assert event_abis([]) == []
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vperp.client import Client, ClientError, build_record, write_record
+from vperp.client import (Client, ClientError, OrderBounty, OrderCancel, OrderCommit, OrderExecution, OrderFailure,
+                          Trade, build_record, write_record)
 from vperp.keeper import Keeper
 
 
@@ -91,8 +92,11 @@ def test_an_order_through_the_sdk(desk):
 
 
 def test_cancel_and_a_refused_trade_through_the_sdk(desk):
+    """Also the records `events` decodes from the router's events: OrderCommit, OrderCancel, OrderFailure (the
+    refusal named)."""
     system, chain, a, b = desk
     router = system.router
+    first = chain.blocks.head.number + 1
     _at(chain)
     a.approve_router()
     _at(chain)
@@ -115,6 +119,15 @@ def test_cancel_and_a_refused_trade_through_the_sdk(desk):
     assert a.order(oid).status == "none" and a.position("ETH").size == 0
     with pytest.raises(ClientError, match="order_id"):
         a.order(0)
+    fee = int(router.minKeeperFee())
+    records = a.events(since_block=first, kinds=(OrderCommit, OrderCancel, OrderFailure, OrderExecution))
+    assert [type(r) for r in records] == [OrderCommit, OrderCancel, OrderCommit, OrderFailure]
+    c1, cancel, c2, failure = records
+    assert (c1.owner, c1.symbol, c1.base, c1.close, c1.keeper_fee_wei) == (a.account.address, "ETH", -1, False, fee)
+    assert (cancel.order_id, cancel.caller, cancel.refunded_wei) == (c1.order_id, a.account.address, fee)
+    assert (failure.order_id, failure.keeper, failure.error, failure.keeper_fee_wei) == (
+        c2.order_id, b.account.address, "NotOwnerOrOperator", fee)
+    assert failure.reason.startswith("0x") and len(failure.reason) > 10
 
 
 def test_the_keeper_clears_a_never_executable_head_for_its_fee_and_refunds_a_lapsed_one(desk):
@@ -155,3 +168,14 @@ def test_the_keeper_clears_a_never_executable_head_for_its_fee_and_refunds_a_lap
         ("execute", {"order": fresh, "failed": False})]
     assert a.account.balance == owner_before + fee  # the lapsed order's fee; the missed one's went to the keeper
     assert a.open_orders("ETH") == [] and a.position("ETH").size == 1
+    # The records of the router's events: the bounty next to its cancel, the execution next to its trade.
+    records = a.events(kinds=(OrderBounty, OrderCancel, OrderExecution, Trade))
+    (bounty,) = [r for r in records if isinstance(r, OrderBounty)]
+    assert (bounty.order_id, bounty.caller, bounty.amount_wei) == (missed, b.account.address, fee)
+    cancels = {r.order_id: r for r in records if isinstance(r, OrderCancel)}
+    assert cancels[missed].refunded_wei == 0 and cancels[missed].tx_hash == bounty.tx_hash
+    assert cancels[lapsing].refunded_wei == fee
+    (done,) = [r for r in records if isinstance(r, OrderExecution)]
+    (trade,) = [r for r in records if isinstance(r, Trade) and r.tx_hash == done.tx_hash]
+    assert (done.order_id, done.keeper, done.base, done.keeper_fee_wei) == (fresh, b.account.address, 1, fee)
+    assert (trade.base_delta, trade.quote_delta, trade.fee) == (done.base, done.quote, done.fee)
