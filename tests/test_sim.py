@@ -12,6 +12,7 @@ synthetic rows, without a chain.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -25,16 +26,21 @@ import pytest
 
 from vperp.sim import (
     HOUR,
+    ORDER_COLUMNS,
     SCENARIOS,
+    OraclePolicy,
+    OrderBook,
     PathSpec,
     Shock,
     SimError,
+    SimSummary,
     aggregate_markdown,
     columns,
     drawdown,
     gbm_path,
     get_scenario,
     index_paths,
+    order_wait,
     parse_seeds,
     plot_run,
     read_price_csv,
@@ -212,6 +218,84 @@ def test_plots_are_1000_px_wide_shade_the_shock_and_keep_zero_series(tmp_path):
     plain = {}
     plot_run(synthetic_rows(), ["ETH", "BTC"], tmp_path / "plain", manifest=plain)
     assert all("shock" not in legend for m in plain.values() for legend in m["legends"])
+
+
+# ---------------------------------------------------------------------------- delayed orders (pure)
+
+
+def test_an_order_waits_at_most_the_longest_gap_between_posts():
+    """The time added to an order's deadline for the next oracle round: one step when the feed posts every step,
+    the heartbeat rounded up to whole steps otherwise (the oracle agent acts at step boundaries)."""
+    assert order_wait(OraclePolicy(), DT) == DT
+    assert order_wait(OraclePolicy(50, 3600), DT) == 3600
+    assert order_wait(OraclePolicy(0, 3601), DT) == 3900
+
+
+def test_the_order_book_follows_each_order_to_its_outcome():
+    book = OrderBook(["ETH", "BTC"])
+    book.sent("arb", "ETH")  # the commit went through; its event is read later
+    assert book.is_open("arb", "ETH") and not book.is_open("arb", "BTC") and not book.is_open("whale", "ETH")
+    book.committed(1, "arb", "ETH", at=1_000, round_id=5)
+    book.sent("whale", "ETH")
+    book.committed(2, "whale", "ETH", at=1_001, round_id=5)
+    book.hold("ETH")  # the arbitrageur's next order, while its first is open
+    assert book.is_open("arb", "ETH") and book.row()["orders_open"] == "2"
+    assert book.executed(1, 1_300, 6).agent == "arb" and not book.is_open("arb", "ETH")
+    book.executed(2, 1_601, 7, refusal="SlippageExceeded")  # used up: no longer open either
+    assert not book.is_open("whale", "ETH")
+    book.sent("keeper", "BTC")
+    book.committed(3, "keeper", "BTC", at=1_002, round_id=9)
+    assert book.cancelled(3).agent == "keeper" and not book.is_open("keeper", "BTC")
+    book.sent("noise1", "BTC")
+    book.committed(4, "noise1", "BTC", at=1_700, round_id=9)
+    assert book.row() == {"orders_committed": "4", "orders_executed": "1", "orders_failed": "1", "orders_lapsed": "1",
+                          "orders_open": "1"}
+    s = book.summary(keeper_fee_wei=10**14, wait_s=DT)
+    assert {k: s[k] for k in ("committed", "executed", "failed", "lapsed", "held_back", "open_at_end")} == {
+        "committed": 4, "executed": 1, "failed": 1, "lapsed": 1, "held_back": 1, "open_at_end": 1}
+    assert (s["mean_delay_s"], s["min_delay_s"], s["max_delay_s"]) == (450.0, 300, 600)  # executed and failed both
+    assert s["rounds_waited"] == {"1": 1, "2": 1} and s["failed_reasons"] == {"SlippageExceeded": 1}
+    assert s["by_market"]["ETH"] == {"committed": 2, "executed": 1, "failed": 1, "lapsed": 0, "held_back": 1,
+                                     "open_at_end": 0, "mean_delay_s": 450.0, "min_delay_s": 300, "max_delay_s": 600}
+    assert s["by_market"]["BTC"]["mean_delay_s"] is None and s["by_market"]["BTC"]["open_at_end"] == 1
+    assert (s["markets"], s["keeper_fee_wei"], s["wait_s"]) == (["ETH", "BTC"], 10**14, DT)
+    json.dumps(s)  # the summary writes it as it is
+
+
+def test_order_columns_only_with_delayed_orders():
+    plain = columns(["ETH", "BTC"])
+    assert columns(["ETH", "BTC"], orders=False) == plain
+    assert columns(["ETH", "BTC"], orders=True) == plain + list(ORDER_COLUMNS)
+    both = columns(["ETH", "BTC"], breakers=True, orders=True)
+    assert both == columns(["ETH", "BTC"], breakers=True) + list(ORDER_COLUMNS)  # the order columns last
+
+
+def bare_summary(**changes) -> SimSummary:
+    """A SimSummary with every field it must have set to a plain value, for its rendering."""
+    values = {}
+    for f in dataclasses.fields(SimSummary):
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            continue
+        kind = str(f.type)
+        values[f.name] = ({} if kind.startswith("dict") else None if "None" in kind else [] if kind.startswith("list")
+                          else 0 if kind in ("int", "float")
+                          else True if kind == "bool" else "x")
+    values["csv"] = "out/steps.csv"
+    return dataclasses.replace(SimSummary(**values), **changes)
+
+
+def test_the_summary_has_an_orders_record_only_with_delayed_orders():
+    plain = bare_summary()
+    assert "orders" not in json.loads(plain.to_json()) and not any("delayed orders" in x for x in plain.lines())
+    book = OrderBook(["ETH"])
+    book.committed(1, "arb", "ETH", at=0, round_id=1)
+    book.executed(1, 299, 2, refusal="SlippageExceeded")
+    on = bare_summary(orders=book.summary(10**14, DT))
+    assert json.loads(on.to_json())["orders"]["failed_reasons"] == {"SlippageExceeded": 1}
+    (line,) = [x for x in on.lines() if x.startswith("delayed orders")]
+    assert line == ("delayed orders (ETH; keeper fee 0.0001 ETH): 1 committed, 0 executed, 1 failed (SlippageExceeded "
+                    "1), 0 lapsed, 0 open at the end, 0 held back (an order of the agent still open in the market); "
+                    "commit to execution mean 299.0 s, max 299 s")
 
 
 def fake_run(folder: Path, seed: int, kicks: int, bad_debt: float, shares: list[float], reverts: dict) -> Path:
