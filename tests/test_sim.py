@@ -246,17 +246,19 @@ def test_the_order_book_follows_each_order_to_its_outcome():
     book.sent("keeper", "BTC")
     book.committed(3, "keeper", "BTC", at=1_002, round_id=9)
     assert book.cancelled(3).agent == "keeper" and not book.is_open("keeper", "BTC")
+    book.committed(5, "noise2", "BTC", at=1_003, round_id=9)
+    book.cancelled(5, missed=True)  # its deadline passed before a round: its fee paid the keeper
     book.sent("noise1", "BTC")
     book.committed(4, "noise1", "BTC", at=1_700, round_id=9)
-    assert book.row() == {"orders_committed": "4", "orders_executed": "1", "orders_failed": "1", "orders_lapsed": "1",
+    assert book.row() == {"orders_committed": "5", "orders_executed": "1", "orders_failed": "1", "orders_lapsed": "2",
                           "orders_open": "1"}
     s = book.summary(keeper_fee_wei=10**14, wait_s=DT)
-    assert {k: s[k] for k in ("committed", "executed", "failed", "lapsed", "held_back", "open_at_end")} == {
-        "committed": 4, "executed": 1, "failed": 1, "lapsed": 1, "held_back": 1, "open_at_end": 1}
+    assert {k: s[k] for k in ("committed", "executed", "failed", "lapsed", "missed", "held_back", "open_at_end")} == {
+        "committed": 5, "executed": 1, "failed": 1, "lapsed": 2, "missed": 1, "held_back": 1, "open_at_end": 1}
     assert (s["mean_delay_s"], s["min_delay_s"], s["max_delay_s"]) == (450.0, 300, 600)  # executed and failed both
     assert s["rounds_waited"] == {"1": 1, "2": 1} and s["failed_reasons"] == {"SlippageExceeded": 1}
-    assert s["by_market"]["ETH"] == {"committed": 2, "executed": 1, "failed": 1, "lapsed": 0, "held_back": 1,
-                                     "open_at_end": 0, "mean_delay_s": 450.0, "min_delay_s": 300, "max_delay_s": 600}
+    assert s["by_market"]["ETH"] == {"committed": 2, "executed": 1, "failed": 1, "lapsed": 0, "missed": 0,
+                                     "held_back": 1, "open_at_end": 0, "mean_delay_s": 450.0, "min_delay_s": 300, "max_delay_s": 600}
     assert s["by_market"]["BTC"]["mean_delay_s"] is None and s["by_market"]["BTC"]["open_at_end"] == 1
     assert (s["markets"], s["keeper_fee_wei"], s["wait_s"]) == (["ETH", "BTC"], 10**14, DT)
     json.dumps(s)  # the summary writes it as it is
@@ -294,7 +296,7 @@ def test_the_summary_has_an_orders_record_only_with_delayed_orders():
     assert json.loads(on.to_json())["orders"]["failed_reasons"] == {"SlippageExceeded": 1}
     (line,) = [x for x in on.lines() if x.startswith("delayed orders")]
     assert line == ("delayed orders (ETH; keeper fee 0.0001 ETH): 1 committed, 0 executed, 1 failed (SlippageExceeded "
-                    "1), 0 lapsed, 0 open at the end, 0 held back (an order of the agent still open in the market); "
+                    "1), 0 lapsed (0 missed the next round), 0 open at the end, 0 held back (an order of the agent still open in the market); "
                     "commit to execution mean 299.0 s, max 299 s")
 
 

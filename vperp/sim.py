@@ -272,12 +272,14 @@ class OrderBook:
     position it has not seen change (it reads its position from the chain, like every agent, and does not
     assume the order filled). Per market the record counts the orders committed, executed (the trade went
     through), failed (`OrderFailed`: the ClearingHouse refused the trade, the order is used up) and lapsed
-    (cancelled once their window closed: in the simulator only the keeper cancels, and only lapsed orders),
-    and, over every execution (executed or failed), the time [s] and the oracle rounds from the commit."""
+    (cancelled once their window closed: in the simulator only the keeper cancels, and only lapsed orders), of
+    which missed (never executable: the deadline passed before any oracle round after the commit, so the fee
+    paid the keeper that cancelled it, `CancelBountyPaid`; the keeper's own orders are refunded to it), and,
+    over every execution (executed or failed), the time [s] and the oracle rounds from the commit."""
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self.symbols = list(symbols)
-        self.counts = {s: {"committed": 0, "executed": 0, "failed": 0, "lapsed": 0, "held_back": 0}
+        self.counts = {s: {"committed": 0, "executed": 0, "failed": 0, "lapsed": 0, "missed": 0, "held_back": 0}
                        for s in self.symbols}
         self.delays: dict[str, list[int]] = {s: [] for s in self.symbols}  # [s] commit to execution, per market
         self.rounds_waited: dict[int, int] = {}  # feed rounds from the commit to the execution -> executions
@@ -322,9 +324,11 @@ class OrderBook:
         self.rounds_waited[waited] = self.rounds_waited.get(waited, 0) + 1
         return o
 
-    def cancelled(self, order_id: int) -> OpenOrder:
+    def cancelled(self, order_id: int, missed: bool = False) -> OpenOrder:
+        """Order `order_id` cancelled once lapsed; `missed`: it never was executable (its fee paid the canceller)."""
         o = self._open.pop(order_id)
         self.counts[o.symbol]["lapsed"] += 1
+        self.counts[o.symbol]["missed"] += int(missed)
         return o
 
     def open_count(self) -> int:
@@ -352,7 +356,7 @@ class OrderBook:
                 n for (_, sym), n in self._sent.items() if sym == s)
             by_market[s] = {**self.counts[s], "open_at_end": open_now, **self._delay_stats(self.delays[s])}
         totals = {k: sum(m[k] for m in by_market.values())
-                  for k in ("committed", "executed", "failed", "lapsed", "held_back", "open_at_end")}
+                  for k in ("committed", "executed", "failed", "lapsed", "missed", "held_back", "open_at_end")}
         return {"markets": list(self.symbols), "keeper_fee_wei": keeper_fee_wei, "wait_s": wait_s, **totals,
                 **self._delay_stats([d for s in self.symbols for d in self.delays[s]]),
                 "rounds_waited": {str(k): v for k, v in sorted(self.rounds_waited.items())},
@@ -1158,7 +1162,8 @@ class SimSummary:
         return [f"delayed orders ({', '.join(o['markets'])}; keeper fee {o['keeper_fee_wei'] / 10**18:g} ETH): "
                 f"{o['committed']} committed, {o['executed']} executed, {o['failed']} failed"
                 + (f" ({refused})" if refused else "")
-                + f", {o['lapsed']} lapsed, {o['open_at_end']} open at the end, {o['held_back']} held back "
+                + f", {o['lapsed']} lapsed ({o['missed']} missed the next round), {o['open_at_end']} open at the end, "
+                f"{o['held_back']} held back "
                 f"(an order of the agent still open in the market); {delay}"]
 
     def to_json(self) -> str:
@@ -1565,8 +1570,8 @@ class Simulation:
             owner = "0x" + bytes(log["topics"][2])[-20:].hex()
             self.book.committed(order_id, self._agent_of.get(owner, owner), self._symbol_of[topic(3)], at, word(6))
             return
-        if name == "OrderCancelled":
-            self.book.cancelled(order_id)
+        if name == "OrderCancelled":  # data: keeperFeeRefunded, 0 when the fee paid the canceller (a missed order)
+            self.book.cancelled(order_id, missed=word(0) == 0)
             return
         refusal = None
         if name == "OrderFailed":  # data: (bytes reason, uint256 keeperFee)
