@@ -6,6 +6,8 @@ is about five times slower on this workload); the tests read its outputs: the CS
 column), the plots, the index the oracles were given, the Vault's conservation and the liquidations of the
 crash. A short `--seeds` run next to a lone run of one of its seeds (another process, the YAML config, the
 every-step oracle options) checks the per-seed folders, the seed table and the byte-for-byte reproducibility.
+The Chainlink-like oracle run simulates the concentrated setting with delayed orders on (concentrated.yaml):
+every trade there is an order committed to the OrderRouter and executed by the keeper after the next round.
 Runs whose plots no test reads pass `--no-plots`. The seed table, drawdowns and plots are also tested on
 synthetic rows, without a chain.
 """
@@ -50,6 +52,7 @@ from vperp.sim import (
 
 ROOT = Path(__file__).resolve().parent.parent
 from vperp import economics as econ  # noqa: E402
+CONCENTRATED = "deployments/config/concentrated.yaml"  # the concentrated setting, delayed orders on
 STEPS, SEED, DT = 18, 3, 300  # 18 steps: the crash (from step 1, 4 % a step for 12 steps) and 6 more
 START = {"ETH": 3000.0, "BTC": 60000.0}
 
@@ -509,12 +512,14 @@ def test_a_config_file_that_does_not_load_is_one_named_line(tmp_path):
 @pytest.fixture(scope="module")
 def oracle_runs(tmp_path_factory):
     """Crash, seed 3, next to the `runs` fixture's default run: a Chainlink-like feed (0.5 %, 1 h) with the basis
-    trader on. (The every-step variant is `seed_runs`' lone run; the options at 0 given explicitly are the
-    defaults: OraclePolicy(), tests/test_economics.py.)"""
+    trader on, on the concentrated setting with delayed orders (deployments/config/concentrated.yaml: the feed's
+    rule is the oracle agent's whatever the deployment, and every trade goes through the OrderRouter). (The
+    every-step variant is `seed_runs`' lone run; the options at 0 given explicitly are the defaults:
+    OraclePolicy(), tests/test_economics.py.)"""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     variants = {"chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader",
-                              "--no-plots"]}
+                              "--no-plots", "--config", CONCENTRATED]}
     outs = {k: tmp_path_factory.mktemp(f"oracle_{k}") for k in variants}
     procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
                                "crash", "--steps", str(STEPS), "--seed", str(SEED), "--out", str(outs[k])] + extra,
@@ -565,6 +570,39 @@ def test_a_deviation_feed_posts_on_moves_and_the_heartbeat_and_is_never_stale(or
         assert o["max_age_s"][sym] <= 3600 < o["feed_heartbeat_s"][sym]
     assert not any("Stale" in k for k in s["reverts"])  # no read ever found a stale feed
     assert s["conservation_ok"]
+
+
+def test_delayed_orders_trade_through_the_router_after_the_next_round(oracle_runs, summary):
+    """With delayed orders on (concentrated.yaml) every trade is an order the keeper executed: at least one oracle
+    round after its commit (the feed of this run posts on a 0.5 % move or after an hour, so some orders wait several
+    steps), within the window after that round, none missing it; conservation exact; no direct trade refused. The
+    default run has no order record."""
+    out = oracle_runs["chainlink"]
+    s = json.loads((out / "summary.json").read_text())
+    o = s["orders"]
+    assert s["config"] == CONCENTRATED and o["markets"] == ["ETH", "BTC"]
+    assert o["committed"] > 0 and o["executed"] > 0 and o["wait_s"] == 3600
+    assert o["committed"] == o["executed"] + o["failed"] + o["lapsed"] + o["open_at_end"]
+    assert o["missed"] == 0  # every deadline met the next round
+    executions = o["executed"] + o["failed"]
+    assert sum(o["rounds_waited"].values()) == executions and min(int(k) for k in o["rounds_waited"]) >= 1
+    assert 0 < o["min_delay_s"] <= o["mean_delay_s"] <= o["max_delay_s"] <= o["wait_s"] + 60  # the window: 60 s
+    assert o["max_delay_s"] > DT  # an order that waited for a feed that did not post at the next step
+    for sym, m in o["by_market"].items():
+        assert m["committed"] == m["executed"] + m["failed"] + m["lapsed"] + m["open_at_end"], sym
+    # Only executions trade; the keeper's closes of what it takes are orders too, outside trades_by_agent.
+    assert s["trades"] == o["executed"] and sum(s["trades_by_agent"].values()) <= o["executed"]
+    assert "DelayedOrdersOnly" not in s["reverts"] and not any(k.startswith("revert 0x") for k in s["reverts"])
+    assert s["conservation_ok"]
+    with (out / "steps.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == columns(["ETH", "BTC"], orders=True)
+        rows = [{k: float(v) for k, v in r.items()} for r in reader]
+    assert all(r["vault_tokens"] == r["ledger_total"] for r in rows)
+    last = rows[-1]
+    assert (last["orders_committed"], last["orders_executed"], last["orders_failed"], last["orders_lapsed"],
+            last["orders_open"]) == (o["committed"], o["executed"], o["failed"], o["lapsed"], o["open_at_end"])
+    assert "orders" not in summary  # the shipped defaults: delayed orders off, no record
 
 
 def test_the_curve_choice_table_is_the_committed_evidence():
