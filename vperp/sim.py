@@ -273,8 +273,9 @@ class OrderBook:
     assume the order filled). Per market the record counts the orders committed, executed (the trade went
     through), failed (`OrderFailed`: the ClearingHouse refused the trade, the order is used up) and lapsed
     (cancelled once their window closed: in the simulator only the keeper cancels, and only lapsed orders), of
-    which missed (never executable: the deadline passed before any oracle round after the commit, so the fee
-    paid the keeper that cancelled it, `CancelBountyPaid`; the keeper's own orders are refunded to it), and,
+    which missed (past the deadline with the feed still on the round of the commit: the next round never came
+    in time, so the fee paid the keeper that cancelled it, `CancelBountyPaid`; the keeper's own orders are
+    refunded to it), and,
     over every execution (executed or failed), the time [s] and the oracle rounds from the commit."""
 
     def __init__(self, symbols: Iterable[str]) -> None:
@@ -325,7 +326,7 @@ class OrderBook:
         return o
 
     def cancelled(self, order_id: int, missed: bool = False) -> OpenOrder:
-        """Order `order_id` cancelled once lapsed; `missed`: it never was executable (its fee paid the canceller)."""
+        """Order `order_id` cancelled once lapsed; `missed`: it missed the next round (its fee paid the canceller)."""
         o = self._open.pop(order_id)
         self.counts[o.symbol]["lapsed"] += 1
         self.counts[o.symbol]["missed"] += int(missed)
