@@ -1574,7 +1574,7 @@ class Simulation:
         if name == "OrderCancelled":  # data: keeperFeeRefunded, 0 when the fee paid the canceller (a missed order)
             self.book.cancelled(order_id, missed=word(0) == 0)
             return
-        refusal = None
+        refusal = None  # an execution: OrderExecuted (the trade went through) or OrderFailed (refused, used up)
         if name == "OrderFailed":  # data: (bytes reason, uint256 keeperFee)
             offset = word(0)
             length = int.from_bytes(data[offset:offset + 32], "big")
