@@ -6,12 +6,15 @@ is about five times slower on this workload); the tests read its outputs: the CS
 column), the plots, the index the oracles were given, the Vault's conservation and the liquidations of the
 crash. A short `--seeds` run next to a lone run of one of its seeds (another process, the YAML config, the
 every-step oracle options) checks the per-seed folders, the seed table and the byte-for-byte reproducibility.
+The Chainlink-like oracle run simulates the concentrated setting with delayed orders on (concentrated.yaml):
+every trade there is an order committed to the OrderRouter and executed by the keeper after the next round.
 Runs whose plots no test reads pass `--no-plots`. The seed table, drawdowns and plots are also tested on
 synthetic rows, without a chain.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -25,16 +28,21 @@ import pytest
 
 from vperp.sim import (
     HOUR,
+    ORDER_COLUMNS,
     SCENARIOS,
+    OraclePolicy,
+    OrderBook,
     PathSpec,
     Shock,
     SimError,
+    SimSummary,
     aggregate_markdown,
     columns,
     drawdown,
     gbm_path,
     get_scenario,
     index_paths,
+    order_wait,
     parse_seeds,
     plot_run,
     read_price_csv,
@@ -44,6 +52,7 @@ from vperp.sim import (
 
 ROOT = Path(__file__).resolve().parent.parent
 from vperp import economics as econ  # noqa: E402
+CONCENTRATED = "deployments/config/concentrated.yaml"  # the concentrated setting, delayed orders on
 STEPS, SEED, DT = 18, 3, 300  # 18 steps: the crash (from step 1, 4 % a step for 12 steps) and 6 more
 START = {"ETH": 3000.0, "BTC": 60000.0}
 
@@ -212,6 +221,86 @@ def test_plots_are_1000_px_wide_shade_the_shock_and_keep_zero_series(tmp_path):
     plain = {}
     plot_run(synthetic_rows(), ["ETH", "BTC"], tmp_path / "plain", manifest=plain)
     assert all("shock" not in legend for m in plain.values() for legend in m["legends"])
+
+
+# ---------------------------------------------------------------------------- delayed orders (pure)
+
+
+def test_an_order_waits_at_most_the_longest_gap_between_posts():
+    """The time added to an order's deadline for the next oracle round: one step when the feed posts every step,
+    the heartbeat rounded up to whole steps otherwise (the oracle agent acts at step boundaries)."""
+    assert order_wait(OraclePolicy(), DT) == DT
+    assert order_wait(OraclePolicy(50, 3600), DT) == 3600
+    assert order_wait(OraclePolicy(0, 3601), DT) == 3900
+
+
+def test_the_order_book_follows_each_order_to_its_outcome():
+    book = OrderBook(["ETH", "BTC"])
+    book.sent("arb", "ETH")  # the commit went through; its event is read later
+    assert book.is_open("arb", "ETH") and not book.is_open("arb", "BTC") and not book.is_open("whale", "ETH")
+    book.committed(1, "arb", "ETH", at=1_000, round_id=5)
+    book.sent("whale", "ETH")
+    book.committed(2, "whale", "ETH", at=1_001, round_id=5)
+    book.hold("ETH")  # the arbitrageur's next order, while its first is open
+    assert book.is_open("arb", "ETH") and book.row()["orders_open"] == "2"
+    assert book.executed(1, 1_300, 6).agent == "arb" and not book.is_open("arb", "ETH")
+    book.executed(2, 1_601, 7, refusal="SlippageExceeded")  # used up: no longer open either
+    assert not book.is_open("whale", "ETH")
+    book.sent("keeper", "BTC")
+    book.committed(3, "keeper", "BTC", at=1_002, round_id=9)
+    assert book.cancelled(3).agent == "keeper" and not book.is_open("keeper", "BTC")
+    book.committed(5, "noise2", "BTC", at=1_003, round_id=9)
+    book.cancelled(5, missed=True)  # its deadline passed before a round: its fee paid the keeper
+    book.sent("noise1", "BTC")
+    book.committed(4, "noise1", "BTC", at=1_700, round_id=9)
+    assert book.row() == {"orders_committed": "5", "orders_executed": "1", "orders_failed": "1", "orders_lapsed": "2",
+                          "orders_open": "1"}
+    s = book.summary(keeper_fee_wei=10**14, wait_s=DT)
+    assert {k: s[k] for k in ("committed", "executed", "failed", "lapsed", "missed", "held_back", "open_at_end")} == {
+        "committed": 5, "executed": 1, "failed": 1, "lapsed": 2, "missed": 1, "held_back": 1, "open_at_end": 1}
+    assert (s["mean_delay_s"], s["min_delay_s"], s["max_delay_s"]) == (450.0, 300, 600)  # executed and failed both
+    assert s["rounds_waited"] == {"1": 1, "2": 1} and s["failed_reasons"] == {"SlippageExceeded": 1}
+    assert s["by_market"]["ETH"] == {"committed": 2, "executed": 1, "failed": 1, "lapsed": 0, "missed": 0,
+                                     "held_back": 1, "open_at_end": 0, "mean_delay_s": 450.0, "min_delay_s": 300, "max_delay_s": 600}
+    assert s["by_market"]["BTC"]["mean_delay_s"] is None and s["by_market"]["BTC"]["open_at_end"] == 1
+    assert (s["markets"], s["keeper_fee_wei"], s["wait_s"]) == (["ETH", "BTC"], 10**14, DT)
+    json.dumps(s)  # the summary writes it as it is
+
+
+def test_order_columns_only_with_delayed_orders():
+    plain = columns(["ETH", "BTC"])
+    assert columns(["ETH", "BTC"], orders=False) == plain
+    assert columns(["ETH", "BTC"], orders=True) == plain + list(ORDER_COLUMNS)
+    both = columns(["ETH", "BTC"], breakers=True, orders=True)
+    assert both == columns(["ETH", "BTC"], breakers=True) + list(ORDER_COLUMNS)  # the order columns last
+
+
+def bare_summary(**changes) -> SimSummary:
+    """A SimSummary with every field it must have set to a plain value, for its rendering."""
+    values = {}
+    for f in dataclasses.fields(SimSummary):
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            continue
+        kind = str(f.type)
+        values[f.name] = ({} if kind.startswith("dict") else None if "None" in kind else [] if kind.startswith("list")
+                          else 0 if kind in ("int", "float")
+                          else True if kind == "bool" else "x")
+    values["csv"] = "out/steps.csv"
+    return dataclasses.replace(SimSummary(**values), **changes)
+
+
+def test_the_summary_has_an_orders_record_only_with_delayed_orders():
+    plain = bare_summary()
+    assert "orders" not in json.loads(plain.to_json()) and not any("delayed orders" in x for x in plain.lines())
+    book = OrderBook(["ETH"])
+    book.committed(1, "arb", "ETH", at=0, round_id=1)
+    book.executed(1, 299, 2, refusal="SlippageExceeded")
+    on = bare_summary(orders=book.summary(10**14, DT))
+    assert json.loads(on.to_json())["orders"]["failed_reasons"] == {"SlippageExceeded": 1}
+    (line,) = [x for x in on.lines() if x.startswith("delayed orders")]
+    assert line == ("delayed orders (ETH; keeper fee 0.0001 ETH): 1 committed, 0 executed, 1 failed (SlippageExceeded "
+                    "1), 0 lapsed (0 missed the next round), 0 open at the end, 0 held back (an order of the agent still open in the market); "
+                    "commit to execution mean 299.0 s, max 299 s")
 
 
 def fake_run(folder: Path, seed: int, kicks: int, bad_debt: float, shares: list[float], reverts: dict) -> Path:
@@ -423,12 +512,14 @@ def test_a_config_file_that_does_not_load_is_one_named_line(tmp_path):
 @pytest.fixture(scope="module")
 def oracle_runs(tmp_path_factory):
     """Crash, seed 3, next to the `runs` fixture's default run: a Chainlink-like feed (0.5 %, 1 h) with the basis
-    trader on. (The every-step variant is `seed_runs`' lone run; the options at 0 given explicitly are the
-    defaults: OraclePolicy(), tests/test_economics.py.)"""
+    trader on, on the concentrated setting with delayed orders (deployments/config/concentrated.yaml: the feed's
+    rule is the oracle agent's whatever the deployment, and every trade goes through the OrderRouter). (The
+    every-step variant is `seed_runs`' lone run; the options at 0 given explicitly are the defaults:
+    OraclePolicy(), tests/test_economics.py.)"""
     if shutil.which("anvil") is None:
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     variants = {"chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader",
-                              "--no-plots"]}
+                              "--no-plots", "--config", CONCENTRATED]}
     outs = {k: tmp_path_factory.mktemp(f"oracle_{k}") for k in variants}
     procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
                                "crash", "--steps", str(STEPS), "--seed", str(SEED), "--out", str(outs[k])] + extra,
@@ -481,6 +572,39 @@ def test_a_deviation_feed_posts_on_moves_and_the_heartbeat_and_is_never_stale(or
     assert s["conservation_ok"]
 
 
+def test_delayed_orders_trade_through_the_router_after_the_next_round(oracle_runs, summary):
+    """With delayed orders on (concentrated.yaml) every trade is an order the keeper executed: at least one oracle
+    round after its commit (the feed of this run posts on a 0.5 % move or after an hour, so some orders wait several
+    steps), within the window after that round, none missing it; conservation exact; no direct trade refused. The
+    default run has no order record."""
+    out = oracle_runs["chainlink"]
+    s = json.loads((out / "summary.json").read_text())
+    o = s["orders"]
+    assert s["config"] == CONCENTRATED and o["markets"] == ["ETH", "BTC"]
+    assert o["committed"] > 0 and o["executed"] > 0 and o["wait_s"] == 3600
+    assert o["committed"] == o["executed"] + o["failed"] + o["lapsed"] + o["open_at_end"]
+    assert o["missed"] == 0  # every deadline met the next round
+    executions = o["executed"] + o["failed"]
+    assert sum(o["rounds_waited"].values()) == executions and min(int(k) for k in o["rounds_waited"]) >= 1
+    assert 0 < o["min_delay_s"] <= o["mean_delay_s"] <= o["max_delay_s"] <= o["wait_s"] + 60  # the window: 60 s
+    assert o["max_delay_s"] > DT  # an order that waited for a feed that did not post at the next step
+    for sym, m in o["by_market"].items():
+        assert m["committed"] == m["executed"] + m["failed"] + m["lapsed"] + m["open_at_end"], sym
+    # Only executions trade; the keeper's closes of what it takes are orders too, outside trades_by_agent.
+    assert s["trades"] == o["executed"] and sum(s["trades_by_agent"].values()) <= o["executed"]
+    assert "DelayedOrdersOnly" not in s["reverts"] and not any(k.startswith("revert 0x") for k in s["reverts"])
+    assert s["conservation_ok"]
+    with (out / "steps.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == columns(["ETH", "BTC"], orders=True)
+        rows = [{k: float(v) for k, v in r.items()} for r in reader]
+    assert all(r["vault_tokens"] == r["ledger_total"] for r in rows)
+    last = rows[-1]
+    assert (last["orders_committed"], last["orders_executed"], last["orders_failed"], last["orders_lapsed"],
+            last["orders_open"]) == (o["committed"], o["executed"], o["failed"], o["lapsed"], o["open_at_end"])
+    assert "orders" not in summary  # the shipped defaults: delayed orders off, no record
+
+
 def test_the_curve_choice_table_is_the_committed_evidence():
     """docs/liquidation.md#choosing-the-curve quotes docs/sim_crash_curves.json (the crash over seeds 1-5 on the
     linear and the exponential curve, run from docs/sim/crash_*.yaml): every figure of its table is the JSON's."""
@@ -506,6 +630,39 @@ def test_the_curve_choice_table_is_the_committed_evidence():
     for name in ("linear", "exponential"):
         text = (ROOT / "docs" / "sim" / f"crash_{name}.yaml").read_text()
         assert text.count(f"auction_curve: {name}") == 2  # both markets, not only ETH
+
+
+def test_the_delayed_orders_table_is_the_committed_evidence():
+    """docs/simulator.md#delayed-orders-in-the-simulator quotes docs/sim_delayed_orders.json (concentrated.yaml with
+    and without delayed orders, trend and calm, seeds 1-3, 150 steps): every row of its table is the JSON's, and the
+    facts the text draws from it hold."""
+    data = json.loads((ROOT / "docs" / "sim_delayed_orders.json").read_text())
+    doc = (ROOT / "docs" / "simulator.md").read_text()
+    table = doc[doc.index("| scenario | seed | delayed orders |"):]
+    table = table[:table.index("\n\n")]
+    runs = data["runs"]
+    assert {(r["scenario"], r["seed"], r["delayed_orders"]) for r in runs} == {
+        (sc, seed, on) for sc in ("trend", "calm") for seed in (1, 2, 3) for on in (False, True)}
+    pnl_keys = ("pnl_excluding_lp_flows", "fees", "funding_settled", "repeg_cost", "depth_sync_cost",
+                "traders_realized_pnl", "traders_open_positions", "bad_debt")
+    for r in runs:
+        assert r["lp_return"] == r["lp_share_price_end"] / r["lp_share_price_start"] - 1 and r["conservation_ok"]
+        usd = ["0" if round(v) == 0 else f"{v:+,.0f}" for v in (r["pool_pnl"][k] for k in pnl_keys)]
+        row = f"| {r['scenario']} | {r['seed']} | {'on' if r['delayed_orders'] else 'off'} | {r['lp_return']:+.4%} | "
+        row += " | ".join(usd) + " | "
+        o = r["orders"]
+        if o is None:
+            assert not r["delayed_orders"]
+            row += f" |  | {r['trades']} |"
+        else:
+            assert o["committed"] == o["executed"] + o["failed"] + o["lapsed"] + o["open_at_end"]
+            assert o["rounds_waited"] == {"1": o["executed"] + o["failed"]} and o["missed"] == o["lapsed"] == 0
+            assert r["trades"] == o["executed"] and not r["reverts"]
+            row += f"{o['executed']} / {o['failed']} / {o['lapsed']} | {o['mean_delay_s']:.1f} | {r['trades']} |"
+        assert row in table, (row, table)
+    # The LPs' return moves by at most 0.011 percentage points with delayed orders on.
+    by = {(r["scenario"], r["seed"], r["delayed_orders"]): r["lp_return"] for r in runs}
+    assert max(abs(by[(sc, seed, True)] - by[(sc, seed, False)]) for sc, seed, _ in by) < 0.00011
 
 
 # ---------------------------------------------------------------------------- circuit breakers and the thin market

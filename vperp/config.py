@@ -220,17 +220,20 @@ def default_config() -> DeployConfig:
     return DeployConfig()
 
 
-def concentrated_config() -> DeployConfig:
-    """The shipped deployment with its depth concentrated (deployments/config/concentrated.yaml): each market's
-    depth amplified 10 times on a 10 % range (the band), so a 10M pool lists 300M of quote per market (ETH 100,000
-    base, BTC 5,000), a peg that follows the index every block (threshold 0.1 %, step 5 %, cost 1 % of NAV per
-    call, interval 0) and the skew term at its bound, 0.01 (the skew is measured against a reserve ten times
-    deeper), and the stale-peg rule at 11 bps (the taker fee and a basis point: above the 10 bps repeg threshold,
-    below the two fees of a round trip), without which a round trip around a repeg takes up to maxRepegCost x NAV
-    from the pool (docs/pool.md "The stale-peg rule"). Not the default yet: see docs/pool.md."""
+def concentrated_config(delayed_orders: bool = False) -> DeployConfig:
+    """The shipped deployment with its depth concentrated: each market's depth amplified 10 times on a 10 % range
+    (the band), so a 10M pool lists 300M of quote per market (ETH 100,000 base, BTC 5,000), a peg that follows the
+    index every block (threshold 0.1 %, step 5 %, cost 1 % of NAV per call, interval 0) and the skew term at its
+    bound, 0.01 (the skew is measured against a reserve ten times deeper), and the stale-peg rule at 11 bps (the
+    taker fee and a basis point: above the 10 bps repeg threshold, below the two fees of a round trip), without
+    which a round trip around a repeg takes up to maxRepegCost x NAV from the pool (docs/pool.md "The stale-peg
+    rule"). `delayed_orders` turns delayed orders on in both markets (docs/orders.md): with it this is
+    deployments/config/concentrated.yaml, the setting the simulator is run on; without it (the default) the
+    markets trade directly, as the tests that measure a direct trade on the curve (price impact, the round trips
+    around a repeg) need. Not the default deployment: see docs/pool.md."""
     deep = {"ETH": 100_000, "BTC": 5_000}
     return DeployConfig().with_markets(*(
         replace(m, base_reserve=deep.get(m.symbol, m.base_reserve * 10), depth_range=0.1, depth_amplification=10.0,
                 repeg_threshold=0.001, max_repeg_step=0.05, max_repeg_cost=0.01, repeg_interval=0,
-                skew_funding=0.01, peg_tolerance_bps=11)
+                skew_funding=0.01, peg_tolerance_bps=11, delayed_orders=delayed_orders)
         for m in DeployConfig().markets))

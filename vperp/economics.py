@@ -765,9 +765,10 @@ def _reading(impact: ImpactTable) -> str:
                  + ("executes" if not any(i.reverts for i in deep10) else "does not execute")
                  + (f" ({deep10[0].cost_bps:.0f} bps buy, {deep10[1].cost_bps:.0f} sell)" if deep10 and not any(
                      i.reverts for i in deep10) else "")
-                 + ". That setting is not the shipped default yet: with its stale-peg rule (11 bps) a round trip "
-                 "around a public repeg is refused, but a long opened before an index update still takes the peg's move "
-                 "from the pool (docs/pool.md \"The stale-peg rule\"). ")
+                 + ". That setting is evidence, not the shipped default: with its stale-peg rule (11 bps) a round trip "
+                 "around a public repeg is refused, and with its delayed orders a long committed before an index "
+                 "update executes after it, at the peg the update set (docs/pool.md \"The stale-peg rule\", "
+                 "docs/orders.md). ")
     text += ("GMX v2 prices at the oracle with an impact on the open-interest imbalance only, which is why its "
              "orders are cheaper still.")
     return text

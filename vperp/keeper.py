@@ -232,6 +232,12 @@ class Keeper:
             actions += self._execute_orders()
         return actions
 
+    def run_orders(self) -> list[Action]:
+        """The delayed-order part of a pass alone (`_execute_orders`; nothing when `execute_orders` is off), for a
+        caller that runs it right after an oracle round and its repeg, apart from the rest of its pass (the
+        simulator, docs/simulator.md)."""
+        return self._execute_orders() if self.execute_orders else []
+
     # ---------------------------------------------------------------- the log
 
     def _record(self, record) -> None:

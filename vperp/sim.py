@@ -16,6 +16,11 @@ default). Every step:
    backstops), unwinds what it took, and repegs / re-syncs the vAMM depth when due;
 5. the state is read back (one batched `eth_call`) into one CSV row.
 
+In a market with delayed orders on (docs/orders.md) nobody trades directly: in step 3 the traders (and in step
+4 the keeper, closing what it took) commit their orders to the OrderRouter, and right after the next post and
+its repeg the keeper executes them, before the agents look at the chain again. Each order thus meets the vAMM
+after an oracle round newer than its commit: commit, post, repeg, execute (`Simulation._order_turn`).
+
 At the end the CSV, a JSON summary and PNG plots are written to the output folder. The run is
 deterministic for a given seed: the chain clock starts on an hour boundary and every block is one second
 after the previous one (on Anvil the block-time interval is pinned to 1 s too).
@@ -232,6 +237,133 @@ class OraclePolicy:
                            f"heartbeat): its reads would revert StaleOracle")
 
 
+# =============================================================================== delayed orders (pure)
+
+
+ORDER_EVENTS = ("OrderCommitted", "OrderExecuted", "OrderFailed", "OrderCancelled")  # the OrderRouter events the run reads
+COMMIT_GAS_CAP = 300_000  # [gas] above what a commit takes (about 155,000), for the check of the agents' ETH
+ORDER_COLUMNS = ("orders_committed", "orders_executed", "orders_failed", "orders_lapsed", "orders_open")
+
+
+def order_wait(policy: OraclePolicy, dt: int) -> int:
+    """How long [s] an order committed now may wait for the next oracle round under `policy`: the longest time
+    between two posts (`OraclePolicy.longest_gap`). Every post is at least as old as a commit made after it, so
+    the next one comes at most this long after the commit; an order's deadline is this wait plus the time the
+    agent gives a trade to go through once it may execute."""
+    return policy.longest_gap(dt)
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """A delayed order the run has seen committed and not yet executed or cancelled."""
+
+    agent: str
+    symbol: str
+    committed_at: int  # [s] block time of the commit
+    committed_round: int  # the feed's latest round id at the commit
+
+
+class OrderBook:
+    """The run's record of its delayed orders (docs/orders.md), fed with the OrderRouter's events in the order
+    they were emitted, and with the agents' commits as they are sent.
+
+    An agent has at most one order open per market: while one is open (sent and not yet executed or cancelled),
+    the orders it would place in that market are held back and counted, so that it never stacks orders on a
+    position it has not seen change (it reads its position from the chain, like every agent, and does not
+    assume the order filled). Per market the record counts the orders committed, executed (the trade went
+    through), failed (`OrderFailed`: the ClearingHouse refused the trade, the order is used up) and lapsed
+    (cancelled once their window closed: in the simulator only the keeper cancels, and only lapsed orders), of
+    which missed (past the deadline with the feed still on the round of the commit: the next round never came
+    in time, so the fee paid the keeper that cancelled it, `CancelBountyPaid`; the keeper's own orders are
+    refunded to it), and,
+    over every execution (executed or failed), the time [s] and the oracle rounds from the commit."""
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.symbols = list(symbols)
+        self.counts = {s: {"committed": 0, "executed": 0, "failed": 0, "lapsed": 0, "missed": 0, "held_back": 0}
+                       for s in self.symbols}
+        self.delays: dict[str, list[int]] = {s: [] for s in self.symbols}  # [s] commit to execution, per market
+        self.rounds_waited: dict[int, int] = {}  # feed rounds from the commit to the execution -> executions
+        self.failed_reasons: dict[str, int] = {}
+        self._open: dict[int, OpenOrder] = {}  # order id -> the order
+        self._sent: dict[tuple[str, str], int] = {}  # (agent, symbol) -> commits sent whose event is not read yet
+
+    def is_open(self, agent: str, symbol: str) -> bool:
+        """Whether `agent` has an order in `symbol` that has not executed or been cancelled yet."""
+        return self._sent.get((agent, symbol), 0) > 0 or any(
+            o.agent == agent and o.symbol == symbol for o in self._open.values())
+
+    def sent(self, agent: str, symbol: str) -> None:
+        """A commit of `agent` in `symbol` went through (its event is read later)."""
+        self._sent[(agent, symbol)] = self._sent.get((agent, symbol), 0) + 1
+
+    def symbol_of(self, order_id: int) -> str:
+        return self._open[order_id].symbol
+
+    def hold(self, symbol: str) -> None:
+        """An agent's order in `symbol` not committed, because its previous one there is still open."""
+        self.counts[symbol]["held_back"] += 1
+
+    def committed(self, order_id: int, agent: str, symbol: str, at: int, round_id: int) -> None:
+        key = (agent, symbol)
+        if self._sent.get(key, 0) > 0:
+            self._sent[key] -= 1
+        self._open[order_id] = OpenOrder(agent, symbol, at, round_id)
+        self.counts[symbol]["committed"] += 1
+
+    def executed(self, order_id: int, at: int, round_id: int, refusal: str | None = None) -> OpenOrder:
+        """Order `order_id` executed at `at` with the feed at round `round_id`; `refusal`: the ClearingHouse refused
+        the trade (its error's name), the order used up. Returns the order."""
+        o = self._open.pop(order_id)
+        if refusal is None:
+            self.counts[o.symbol]["executed"] += 1
+        else:
+            self.counts[o.symbol]["failed"] += 1
+            self.failed_reasons[refusal] = self.failed_reasons.get(refusal, 0) + 1
+        self.delays[o.symbol].append(at - o.committed_at)
+        waited = round_id - o.committed_round
+        self.rounds_waited[waited] = self.rounds_waited.get(waited, 0) + 1
+        return o
+
+    def cancelled(self, order_id: int, missed: bool = False) -> OpenOrder:
+        """Order `order_id` cancelled once lapsed; `missed`: it missed the next round (its fee paid the canceller)."""
+        o = self._open.pop(order_id)
+        self.counts[o.symbol]["lapsed"] += 1
+        self.counts[o.symbol]["missed"] += int(missed)
+        return o
+
+    def open_count(self) -> int:
+        return len(self._open) + sum(self._sent.values())
+
+    def row(self) -> dict[str, str]:
+        """The CSV's order columns (`ORDER_COLUMNS`): cumulative counts over the markets, and the orders open now."""
+        total = {k: sum(c[k] for c in self.counts.values()) for k in ("committed", "executed", "failed", "lapsed")}
+        return {"orders_committed": str(total["committed"]), "orders_executed": str(total["executed"]),
+                "orders_failed": str(total["failed"]), "orders_lapsed": str(total["lapsed"]),
+                "orders_open": str(self.open_count())}
+
+    @staticmethod
+    def _delay_stats(delays: Sequence[int]) -> dict[str, float | None]:
+        if not delays:
+            return {"mean_delay_s": None, "min_delay_s": None, "max_delay_s": None}
+        return {"mean_delay_s": round(sum(delays) / len(delays), 2), "min_delay_s": min(delays),
+                "max_delay_s": max(delays)}
+
+    def summary(self, keeper_fee_wei: int, wait_s: int) -> dict[str, Any]:
+        """The summary's `orders` record: totals, delay statistics and refusals, then the same per market."""
+        by_market = {}
+        for s in self.symbols:
+            open_now = sum(1 for o in self._open.values() if o.symbol == s) + sum(
+                n for (_, sym), n in self._sent.items() if sym == s)
+            by_market[s] = {**self.counts[s], "open_at_end": open_now, **self._delay_stats(self.delays[s])}
+        totals = {k: sum(m[k] for m in by_market.values())
+                  for k in ("committed", "executed", "failed", "lapsed", "missed", "held_back", "open_at_end")}
+        return {"markets": list(self.symbols), "keeper_fee_wei": keeper_fee_wei, "wait_s": wait_s, **totals,
+                **self._delay_stats([d for s in self.symbols for d in self.delays[s]]),
+                "rounds_waited": {str(k): v for k, v in sorted(self.rounds_waited.items())},
+                "failed_reasons": dict(sorted(self.failed_reasons.items())), "by_market": by_market}
+
+
 # =============================================================================== scenarios
 
 
@@ -341,10 +473,12 @@ def wad_str(x: int) -> str:
     return format(d, "f")
 
 
-def columns(symbols: Sequence[str], breakers: bool = False) -> list[str]:
+def columns(symbols: Sequence[str], breakers: bool = False, orders: bool = False) -> list[str]:
     """The CSV's columns. With the circuit breakers on, per market also: restricted (0/1, any restriction in
     force after the step's poke), reduce_only (0/1) and cap (the effective per-side cap, base: the
-    governor's `effectiveMarketParams.maxOpenInterest`), at the end of the row."""
+    governor's `effectiveMarketParams.maxOpenInterest`), at the end of the row. With delayed orders on in any
+    market, then `ORDER_COLUMNS`: the orders committed, executed, failed and lapsed so far over every market,
+    and the orders open at the end of the step (`OrderBook.row`)."""
     cols = ["step", "time_s"]
     for s in symbols:
         k = s.lower()
@@ -357,6 +491,8 @@ def columns(symbols: Sequence[str], breakers: bool = False) -> list[str]:
         for s in symbols:
             k = s.lower()
             cols += [f"{k}_restricted", f"{k}_reduce_only", f"{k}_cap"]
+    if orders:
+        cols += list(ORDER_COLUMNS)
     return cols
 
 
@@ -959,6 +1095,8 @@ class SimSummary:
     breakers: dict[str, Any] | None = None
     repegs: dict[str, int] = field(default_factory=dict)  # per market: repegs the keeper made (the peg follows the index)
     trader_pnl: dict[str, float] | None = None
+    # Only in runs with delayed orders on in a market (absent otherwise): `OrderBook.summary`.
+    orders: dict[str, Any] | None = None
 
     def lines(self) -> list[str]:
         rv = ", ".join(f"{k} {v}" for k, v in sorted(self.reverts.items(), key=lambda kv: -kv[1])) or "none"
@@ -989,6 +1127,7 @@ class SimSummary:
             f"{'exact' if self.conservation_ok else 'VIOLATED'}; steps with positive claims above the tokens "
             f"(an underwater account's debt not yet resolved): {self.shortfall_steps}",
             *self.breaker_lines(),
+            *self.order_lines(),
             f"wrote {self.csv} and {len(self.plots)} plots in {Path(self.csv).parent}",
         ]
 
@@ -1014,9 +1153,23 @@ class SimSummary:
             out.append("trader PnL (USD): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.trader_pnl.items()))
         return out
 
+    def order_lines(self) -> list[str]:
+        o = self.orders
+        if o is None:
+            return []
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(o["failed_reasons"].items(), key=lambda kv: -kv[1]))
+        delay = ("no execution" if o["mean_delay_s"] is None else
+                 f"commit to execution mean {o['mean_delay_s']:,.1f} s, max {o['max_delay_s']:,} s")
+        return [f"delayed orders ({', '.join(o['markets'])}; keeper fee {o['keeper_fee_wei'] / 10**18:g} ETH): "
+                f"{o['committed']} committed, {o['executed']} executed, {o['failed']} failed"
+                + (f" ({refused})" if refused else "")
+                + f", {o['lapsed']} lapsed ({o['missed']} missed the next round), {o['open_at_end']} open at the end, "
+                f"{o['held_back']} held back "
+                f"(an order of the agent still open in the market); {delay}"]
+
     def to_json(self) -> str:
         d = asdict(self)
-        for k in ("breakers", "trader_pnl"):
+        for k in ("breakers", "trader_pnl", "orders"):
             if d[k] is None:
                 del d[k]
         return json.dumps(d, indent=2) + "\n"
@@ -1064,23 +1217,59 @@ class Wire:
         raw = self.w3.eth.call({"to": contract.address, "data": _hex(handler.encode_input(*args))})
         return self.ecosystem.decode_returndata(handler.abis[0], bytes(raw))
 
-    def send(self, contract, method: str, *args, sender) -> tuple[bool, str | None]:
-        """(True, None) when mined and successful, else (False, the error's name)."""
+    def send(self, contract, method: str, *args, sender, value: int = 0) -> tuple[bool, str | None]:
+        """(True, None) when mined and successful, else (False, the error's name). `value`: wei sent with it."""
+        receipt, error = self._submit(contract, method, args, sender, value)
+        return receipt is not None, error
+
+    def transact(self, contract, method: str, *args, sender) -> "WireReceipt":
+        """`send` for code written against Ape's contract handlers (the keeper, through `FastViews`): the
+        receipt (its gas and decoded logs), or a revert raised as Ape's ContractLogicError, named after the
+        error."""
+        from ape.exceptions import ContractLogicError
+
+        receipt, error = self._submit(contract, method, args, sender, 0)
+        if receipt is None:
+            raise ContractLogicError(revert_message=error, set_ape_traceback=False)
+        return WireReceipt(receipt, self.ecosystem)
+
+    def _submit(self, contract, method: str, args: tuple, sender, value: int) -> tuple[Any, str | None]:
+        """(the receipt, None) when mined and successful, else (None, the error's name)."""
         from eth_tester.exceptions import TransactionFailed
         from web3.exceptions import ContractLogicError as Web3LogicError
 
         tx = {"from": sender.address, "to": contract.address,
               "data": _hex(getattr(contract, method).encode_input(*args)),
               "maxFeePerGas": self.MAX_FEE, "maxPriorityFeePerGas": 0}
+        if value:
+            tx["value"] = value
         try:
             gas = self.w3.eth.estimate_gas(tx)
         except (Web3LogicError, TransactionFailed) as err:  # Anvil / eth-tester
-            return False, self.error_name(err)
+            return None, self.error_name(err)
         tx["gas"] = gas * 13 // 10 + 30_000
         receipt = self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_transaction(tx), poll_latency=0.005)
         if receipt["status"] != 1:  # passed estimation, failed in its block (a state change in between)
-            return False, "reverted in block"
-        return True, None
+            return None, "reverted in block"
+        return receipt, None
+
+
+class WireReceipt:
+    """What the keeper reads of a transaction it sent through `Wire.transact`: the gas used, the block, and the
+    logs decoded as Ape decodes a receipt's."""
+
+    def __init__(self, receipt, ecosystem) -> None:
+        self._receipt = receipt
+        self._ecosystem = ecosystem
+        self.gas_used = int(receipt["gasUsed"])
+        self.block_number = int(receipt["blockNumber"])
+        self.txn_hash = _hex(receipt["transactionHash"])
+
+    def decode_logs(self, events) -> list:
+        """The logs of `events` (an Ape contract event, or a list of them), in the order they were emitted."""
+        events = events if isinstance(events, (list, tuple)) else [events]
+        logs = [dict(log) for log in self._receipt["logs"]]
+        return list(self._ecosystem.decode_logs(logs, *(e.abi for e in events)))
 
 
 def _revert_data(err: BaseException | None) -> bytes:
@@ -1108,13 +1297,15 @@ def _hex(data: bytes) -> str:
 
 class FastViews:
     """A contract whose view functions are answered through `Wire.call` (one `eth_call`, decoded like
-    Ape decodes it); everything else (transactions, events, attributes) is the Ape contract's. The
-    simulated keeper runs the unchanged `Keeper.run_once` over contracts wrapped in this."""
+    Ape decodes it), and the methods named in `transactions` sent through `Wire.transact`; everything else
+    (other transactions, events, attributes) is the Ape contract's. The simulated keeper runs the unchanged
+    `Keeper.run_once` over contracts wrapped in this."""
 
-    def __init__(self, contract, wire: Wire) -> None:
+    def __init__(self, contract, wire: Wire, transactions: Iterable[str] = ()) -> None:
         self._contract = contract
         self._wire = wire
         self._views = {abi.name for abi in contract.contract_type.view_methods}
+        self._transactions = set(transactions)
 
     def __getattr__(self, name: str) -> Any:
         if name in self._views:
@@ -1123,6 +1314,11 @@ class FastViews:
                 return values[0] if len(values) == 1 else tuple(values)
 
             return view
+        if name in self._transactions:
+            def transact(*args, sender):
+                return self._wire.transact(self._contract, name, *args, sender=sender)
+
+            return transact
         return getattr(self._contract, name)
 
     @property
@@ -1206,7 +1402,7 @@ class Simulation:
         self.batcher = project.BatchCaller.deploy(sender=deployer)
         system = self.s
         self.wire = Wire((system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
-                          system.collateral, self.batcher))
+                          system.collateral, self.batcher, system.router))
         self.batch = Batch(self.batcher, self.wire)
         self.symbols = list(self.s.markets)
         if pool_cooldown is not None:
@@ -1248,6 +1444,8 @@ class Simulation:
             self.s.collateral.mint(lp.account, units, sender=lp.account)
             self.s.collateral.approve(self.s.pool, MAX_UINT, sender=lp.account)
         fast = {k: FastViews(getattr(system, k), self.wire) for k in ("vault", "clearing_house", "liquidation")}
+        # The keeper's delayed-order transactions go through the wire too: a run with delayed orders sends one a trade.
+        fast["router"] = FastViews(system.router, self.wire, transactions=("executeOrder", "cancelOrder"))
         keeper_view = replace(system, **fast, funding=fast["clearing_house"])
         # The peg upkeep runs once a step, batched, in `_peg_turn`; the keeper's pass leaves it.
         self.keeper = Keeper(keeper_view, self.keeper_account, min_take_discount=keeper_discount_bps * 10**14,
@@ -1273,7 +1471,7 @@ class Simulation:
             self.gov = deploy_governance(system, deployer, deployer, deployer, admin_sender=deployer,
                                          breaker_markets=overrides)
             self.wire = Wire((system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
-                              system.collateral, self.batcher, self.gov.governor, self.gov.breaker))
+                              system.collateral, self.batcher, system.router, self.gov.governor, self.gov.breaker))
             self.batch = Batch(self.batcher, self.wire)
 
         self.history: dict[str, list[float]] = {s: [self.paths[s][0]] for s in self.symbols}
@@ -1300,10 +1498,110 @@ class Simulation:
         self.rows: list[dict[str, str]] = []
         self.conservation_ok = True  # Vault tokens == every signed balance, every step
         self.shortfall_steps = 0  # steps where positive claims exceeded the tokens (bad debt not yet resolved)
+        self._setup_orders()
         if warm_up:
             self._warm_up(deployer)
         self.t0 = self._hour_after(chain.pending_timestamp)
         self.now = self.t0
+
+    # ------------------------------------------------------------------ delayed orders
+
+    def _setup_orders(self) -> None:
+        """Delayed orders (docs/orders.md) in the markets of the config that have them on: there every trade of the
+        run is committed to the OrderRouter (`_commit`) and executed by the keeper after the next oracle round.
+        Every account that trades (the agents, and the keeper, which closes what it takes) approves the router
+        once, and must hold the ETH of an order's keeper fee (the router's minimum) and its gas at the fee cap for
+        every step and market; local test accounts hold 10,000 ETH."""
+        self.delayed = [s for s in self.symbols if self.s.markets[s].config.delayed_orders]
+        self._delayed = set(self.delayed)
+        self.book: OrderBook | None = None
+        if not self.delayed:
+            return
+        router = self.s.router
+        (self._keeper_fee,) = self.wire.call(router, "minKeeperFee")
+        self._order_wait = order_wait(self.oracle, self.dt)
+        self.book = OrderBook(self.delayed)
+        accounts = [(t.name, t.account) for t in self.traders] + [("keeper", self.keeper_account)]
+        self._agent_of = {a.address.lower(): name for name, a in accounts}
+        need = (self.steps + 1) * len(self.delayed) * (self._keeper_fee + COMMIT_GAS_CAP * Wire.MAX_FEE)
+        for name, account in accounts:
+            balance = self.wire.w3.eth.get_balance(account.address)
+            if balance < need:
+                raise SimError(f"delayed orders: the {name} account holds {balance / 10**18:g} ETH, less than the "
+                               f"{need / 10**18:g} ETH of its orders' keeper fees and gas over {self.steps} steps")
+            ok, error = self.wire.send(self.s.vault, "setOperator", router.address, True, sender=account)
+            if not ok:
+                raise SimError(f"delayed orders: the {name} account's approval of the router failed: {error}")
+
+    def _commit(self, agent: str, account, symbol: str, base: int, limit: int, deadline_s: int) -> bool:
+        """Commit `agent`'s order of `base` (0: close the free part) in `symbol` with the quote limit `limit`, the
+        router's minimum keeper fee, and a deadline `deadline_s` after the latest time the next oracle round
+        may come (`order_wait`); a refusal is counted under its error's name."""
+        m = self.s.markets[symbol]
+        deadline = self.chain.pending_timestamp + self._order_wait + deadline_s
+        ok, error = self.wire.send(self.s.router, "commitOrder", 0, m.id, base, limit, deadline, sender=account,
+                                   value=self._keeper_fee)
+        if ok:
+            self.book.sent(agent, symbol)
+        else:
+            self._count_revert(error or "revert")
+        return ok
+
+    def _order_turn(self) -> None:
+        """The keeper's order pass, right after the oracle's post and the repeg (and the breakers' poke): every
+        order the new round made executable runs, each market's oldest first, at the peg that round set; lapsed
+        ones are cancelled. Its events are read at once, so the agents know which of their orders are done."""
+        if not self.delayed:
+            return
+        from ape.exceptions import ContractLogicError
+
+        try:
+            self.keeper.run_orders()
+        except ContractLogicError as err:
+            name = f"keeper: {_error_name(err)}"
+            self.reverts[name] = self.reverts.get(name, 0) + 1
+        self._scan_events()
+
+    def _order_event(self, name: str, log, word, data: bytes) -> None:
+        """One OrderRouter event into the order book (and the trade counts: an order trades when it executes)."""
+        topic = lambda i: int.from_bytes(bytes(log["topics"][i]), "big")  # noqa: E731
+        order_id = topic(1)
+        at = self._block_time(int(log["blockNumber"]))
+        if name == "OrderCommitted":  # topics: orderId, owner, marketId; data word 6: committedRound
+            owner = "0x" + bytes(log["topics"][2])[-20:].hex()
+            self.book.committed(order_id, self._agent_of.get(owner, owner), self._symbol_of[topic(3)], at, word(6))
+            return
+        if name == "OrderCancelled":  # data: keeperFeeRefunded, 0 when the fee paid the canceller (a missed order)
+            self.book.cancelled(order_id, missed=word(0) == 0)
+            return
+        refusal = None  # an execution: OrderExecuted (the trade went through) or OrderFailed (refused, used up)
+        if name == "OrderFailed":  # data: (bytes reason, uint256 keeperFee)
+            offset = word(0)
+            length = int.from_bytes(data[offset:offset + 32], "big")
+            reason = data[offset + 32:offset + 32 + length]
+            refusal = self.wire.errors.get(reason[:4].hex(), f"revert 0x{reason[:4].hex()}" if reason else "revert")
+        o = self.book.executed(order_id, at, self._round(self.book.symbol_of(order_id)), refusal)
+        if refusal is None:
+            self.trades += 1
+            if o.agent != "keeper":
+                self.trades_by_agent[o.agent] = self.trades_by_agent.get(o.agent, 0) + 1
+        elif refusal == "OpenInterestCapExceeded" and self._restricted.get(o.symbol) and o.agent != "keeper":
+            self.refused[o.agent] = self.refused.get(o.agent, 0) + 1
+
+    def _block_time(self, number: int) -> int:
+        """Block `number`'s timestamp [s] (read once per scan of the events)."""
+        if number not in self._block_times:
+            self._block_times[number] = int(self.wire.w3.eth.get_block(number)["timestamp"])
+        return self._block_times[number]
+
+    def _round(self, symbol: str) -> int:
+        """The latest round id of `symbol`'s feed, read once per scan of the events: the round every execution of
+        the scanned blocks met, since the oracle posts only at the start of a step and every scan ends the order
+        pass or the step."""
+        if self._rounds is None:
+            r = self.batch.read({s: (self.s.markets[s].oracle, "latestRoundData") for s in self.delayed})
+            self._rounds = {s: int(v[0]) for s, v in r.items()}
+        return self._rounds[symbol]
 
     # ------------------------------------------------------------------ clock
 
@@ -1355,6 +1653,7 @@ class Simulation:
                                (self.s.liquidation, "Redo"), (self.s.liquidation, "Backstop"),
                                (self.s.vault, "BadDebt"), (self.s.clearing_house, "PositionChanged"),
                                (self.s.pool, "Deposit"), (self.s.pool, "Withdraw"),
+                               *((self.s.router, name) for name in ORDER_EVENTS),
                                *([(self.gov.breaker, "BreakerTripped")] if self.gov else [])):
             abi = getattr(contract, name).abi
             out[(contract.address.lower(), "0x" + keccak(text=abi.selector).hex().removeprefix("0x"))] = name
@@ -1400,15 +1699,19 @@ class Simulation:
         return {k: round(v / WAD, 2) for k, v in parts.items()}
 
     def _scan_events(self) -> None:
-        """Count liquidation events and add up bad debt since the last scan (one eth_getLogs)."""
+        """Count liquidation events and add up bad debt since the last scan (one eth_getLogs); with delayed orders,
+        the OrderRouter's events too (`_order_event`)."""
         head = self.chain.blocks.head.number
         if head <= self._scanned:
             return
         logs = self.chain.provider.web3.eth.get_logs({
             "address": [self.s.liquidation.address, self.s.vault.address, self.s.clearing_house.address,
-                        self.s.pool.address] + ([self.gov.breaker.address] if self.gov else []),
+                        self.s.pool.address] + ([self.gov.breaker.address] if self.gov else [])
+                       + ([self.s.router.address] if self.delayed else []),
             "fromBlock": self._scanned + 1, "toBlock": head})
         self._scanned = head
+        self._block_times: dict[int, int] = {}
+        self._rounds: dict[str, int] | None = None
         keys = {"Kick": "kicks", "Take": "takes", "Redo": "redos", "Backstop": "backstops"}
         for log in logs:
             topic0 = log["topics"][0]
@@ -1432,6 +1735,8 @@ class Simulation:
                 self.breaker_trips[kind] = self.breaker_trips.get(kind, 0) + 1
                 per = self.breaker_trips_by_market.setdefault(sym, {})
                 per[kind] = per.get(kind, 0) + 1
+            elif name in ORDER_EVENTS:
+                self._order_event(name, log, word, data)
             elif name == "BadDebt":
                 amount, from_ins, from_pool = (int.from_bytes(data[i:i + 32], "big") for i in (0, 32, 64))
                 self.bad_debt[0] += amount
@@ -1568,6 +1873,8 @@ class Simulation:
                 mx["skew_share"] = max(mx["skew_share"], bs.skewShare)
                 mx["insurance_factor"] = min(mx["insurance_factor"], bs.insuranceFactor)
                 mx["auction_factor"] = min(mx["auction_factor"], bs.auctionFactor)
+        if self.book is not None:
+            row.update(self.book.row())
         self._share_price = share_price
         return row
 
@@ -1618,14 +1925,21 @@ class Simulation:
         self.rng.shuffle(orders)
         by_name = {t.name: t for t in self.traders}
         for o in orders:
+            delayed = o.symbol in self._delayed
+            if delayed and self.book.is_open(o.agent, o.symbol):  # it waits for the outcome of the one it has
+                self.book.hold(o.symbol)
+                continue
             m = self.s.markets[o.symbol]
             x, y = view.reserves[o.symbol]
             limit = _quote_limit(x, y, o.base, o.tolerance_bps)
             if limit is None:
                 self.reverts["skipped: would drain the vAMM"] = self.reverts.get("skipped: would drain the vAMM", 0) + 1
                 continue
-            deadline = self.chain.pending_timestamp + o.deadline_s
             who = by_name[o.agent].account
+            if delayed:  # the same size and limit, committed; it trades (or fails) once the next round is posted
+                self._commit(o.agent, who, o.symbol, o.base, limit, o.deadline_s)
+                continue
+            deadline = self.chain.pending_timestamp + o.deadline_s
             ok, error = self.wire.send(ch, "openPosition", 0, m.id, o.base, limit, deadline, sender=who)
             if ok:
                 self.trades += 1
@@ -1678,7 +1992,10 @@ class Simulation:
             if size == 0:
                 continue
             limit = _quote_limit(st.baseReserve, st.quoteReserve, -size, 100)
-            if limit is not None:
+            if limit is not None and sym in self._delayed:  # a close order for the free part, one at a time
+                if not self.book.is_open("keeper", sym):
+                    self._commit("keeper", self.keeper_account, sym, 0, limit, 120)
+            elif limit is not None:
                 deadline = self.chain.pending_timestamp + 120
                 if self._send(ch, "closePosition", 0, m.id, limit, deadline, sender=self.keeper_account):
                     self.trades += 1
@@ -1710,6 +2027,7 @@ class Simulation:
                 self._post_index(step)
                 self._peg_turn()
                 self._poke_breakers()
+                self._order_turn()
                 self._lp_turn(step)
                 view = self._view(step)
                 self._trade_turn(view)
@@ -1765,7 +2083,7 @@ class Simulation:
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         csv_path = self.out_dir / "steps.csv"
-        cols = columns(self.symbols, breakers=self.gov is not None)
+        cols = columns(self.symbols, breakers=self.gov is not None, orders=self.book is not None)
         with csv_path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
             w.writeheader()
@@ -1799,7 +2117,8 @@ class Simulation:
             auctions=self.auctions, oracle=self._oracle_summary(),
             basis_trader=any(isinstance(t, BasisTrader) for t in self.traders),
             trades_by_agent=dict(sorted(self.trades_by_agent.items())), repegs=dict(sorted(self.repegs.items())),
-            breakers=self._breaker_summary(), trader_pnl=self._trader_pnl())
+            breakers=self._breaker_summary(), trader_pnl=self._trader_pnl(),
+            orders=self.book.summary(self._keeper_fee, self._order_wait) if self.book else None)
         (self.out_dir / "summary.json").write_text(summary.to_json())
         return summary
 

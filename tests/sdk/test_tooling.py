@@ -3,6 +3,7 @@
 The scripts are loaded from scripts/*.py and their functions called in-process against the test chain
 (one deployment for the module, written by the deploy script to a temporary deployment file)."""
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ape.logging import logger
 from helpers.clock import next_hour
 from helpers.scripts import load_script
 from vperp import MarketConfig, default_config
+from vperp.config import concentrated_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
 
@@ -120,6 +122,18 @@ def test_config_file_level_errors(tmp_path):
 
 def test_shipped_local_config_is_the_default_system():
     assert load_config(ROOT / "deployments/config/local.yaml") == default_config()
+
+
+def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
+    """deployments/config/concentrated.yaml, the setting the simulator measures, is `concentrated_config` with delayed
+    orders on in every market (their stale-peg tolerance above the repeg threshold, as the loader requires); the
+    function without them is the same curve for the tests that trade it directly."""
+    loaded = load_config(ROOT / "deployments/config/concentrated.yaml")
+    assert loaded == concentrated_config(delayed_orders=True)
+    assert all(m.delayed_orders and m.peg_tolerance_bps / 10_000 > m.repeg_threshold for m in loaded.markets)
+    direct = concentrated_config()
+    assert not any(m.delayed_orders for m in direct.markets)
+    assert direct.with_markets(*(replace(m, delayed_orders=True) for m in direct.markets)) == loaded
 
 
 def test_config_round_trips_through_the_record_form():
