@@ -187,6 +187,11 @@ class Keeper:
     follow_peg: bool = True  # repeg every market whose peg is more than its repegThreshold from the index
     execute_orders: bool = True  # execute every executable delayed order (OrderRouter; paid its keeper fee)
     max_orders_per_pass: int = 50  # delayed orders executed or cancelled per pass, at most
+    # Behind a pending head, cancel every order that pays its fee to the canceller now (`cancelBounty`: past its
+    # deadline, the feed still on the round of its commit): paid while it lasts, and such an order would otherwise
+    # reach the head after the next round and refund its owner (docs/orders.md). One view call per order behind a
+    # pending head; off where no order can miss its round (the simulator's deadlines outlast the feed's gaps).
+    clear_missed_orders: bool = True
 
     def __post_init__(self) -> None:
         if self.records is None:
@@ -374,7 +379,8 @@ class Keeper:
         goes back to its owner, or to the keeper for an order past its deadline with the feed fresh and still on the round of its
         commit: the action's `bounty_wei`)
         so the orders behind it can run, a pending head ends the market's turn. An execution
-        the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged and tried next pass."""
+        the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged and tried next pass. Behind a
+        pending head, the orders that pay their canceller are cancelled (`clear_missed_orders`)."""
         from ape.exceptions import ApeException
 
         router = getattr(self.system, "router", None)
@@ -390,6 +396,8 @@ class Keeper:
                 status, _ = router.orderStatus(head)
                 status = int(status)
                 if status == 1:  # pending: no newer oracle round yet (nor for the orders behind it)
+                    if self.clear_missed_orders:
+                        out += self._clear_missed(router, sym, head, self.max_orders_per_pass - len(out))
                     break
                 try:
                     if status == 3:  # lapsed: a missed one pays its fee to the canceller (cancelBounty)
@@ -407,6 +415,27 @@ class Keeper:
                     break
                 failed = [ev for ev in tx.decode_logs(router.OrderFailed) if ev.contract_address == router.address]
                 out.append(Action("execute", {"order": head, "failed": bool(failed)}, tx.gas_used))
+        return out
+
+    def _clear_missed(self, router, sym: str, head: int, budget: int) -> list[Action]:
+        """Cancel the orders behind pending `head` whose cancel pays this keeper their fee (`cancelBounty` > 0), at
+        most `budget`; each a `cancel-order` action with its `bounty_wei`."""
+        from ape.exceptions import ApeException
+
+        out: list[Action] = []
+        oid = int(router.order(head).next)
+        while oid and len(out) < budget:
+            following = int(router.order(oid).next)
+            if int(router.cancelBounty(oid)) > 0:
+                try:
+                    tx = router.cancelOrder(oid, sender=self.account)
+                except ApeException as e:  # someone cleared it first, or the round came: nothing lost
+                    log.info("keeper: order %d not cancelled: %s", oid, type(e).__name__)
+                else:
+                    paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid) if ev.contract_address == router.address]
+                    out.append(Action("cancel-order", {"order": oid, "market": sym,
+                                                       "bounty_wei": int(paid[0].amount) if paid else 0}, tx.gas_used))
+            oid = following
         return out
 
     def _poke_breaker(self) -> list[Action]:

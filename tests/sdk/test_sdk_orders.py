@@ -179,3 +179,35 @@ def test_the_keeper_clears_a_never_executable_head_for_its_fee_and_refunds_a_lap
     (trade,) = [r for r in records if isinstance(r, Trade) and r.tx_hash == done.tx_hash]
     assert (done.order_id, done.keeper, done.base, done.keeper_fee_wei) == (fresh, b.account.address, 1, fee)
     assert (trade.base_delta, trade.quote_delta, trade.fee) == (done.base, done.quote, done.fee)
+
+
+def test_the_keeper_clears_missed_orders_behind_a_pending_head_while_they_pay(desk):
+    """A pending order at the head of ETH's queue (deadline far off), two orders behind it whose deadlines have
+    passed with the feed still on the round of their commit (each pays its canceller), and a pending one after
+    them: the keeper's pass cancels the two (each `cancel-order` with its `bounty_wei`) and leaves the pending
+    ones. Without the walk (`clear_missed_orders=False`, as the simulator runs it) nothing is sent."""
+    system, chain, a, b = desk
+    router = system.router
+    fee = int(router.minKeeperFee())
+    _at(chain)
+    a.approve_router()
+    _at(chain)
+    head = a.commit_order("ETH", 1)
+    missed = []
+    for _ in range(2):
+        _at(chain)
+        missed.append(a.commit_order("ETH", 1, deadline_seconds=1))
+    _at(chain)
+    tail = a.commit_order("ETH", 1)
+    _at(chain)
+    chain.mine()
+    assert [a.order(o).status for o in (head, *missed, tail)] == ["pending", "lapsed", "lapsed", "pending"]
+    assert [a.order(o).cancel_bounty_wei for o in missed] == [fee, fee]
+    _at(chain)
+    quiet = Keeper(system, b.account, clear_missed_orders=False)
+    assert [x for x in quiet.run_once(chain) if x.kind in ("cancel-order", "execute")] == []
+    _at(chain)
+    actions = [x for x in Keeper(system, b.account).run_once(chain) if x.kind in ("cancel-order", "execute")]
+    assert [(x.kind, x.detail) for x in actions] == [
+        ("cancel-order", {"order": oid, "market": "ETH", "bounty_wei": fee}) for oid in missed]
+    assert [o.order_id for o in a.open_orders("ETH")] == [head, tail]
