@@ -1403,10 +1403,10 @@ class Client:
         """Commit a delayed order to buy (`base` > 0) or sell `base`; returns its id. It executes (a keeper's
         `execute_order`) once the market's oracle publishes a round newer than this block's, at the price then;
         the limit is today's quote worsened by `slippage_bps`. The keeper fee (ETH, default the router's minimum)
-        is sent with the order and refunded on a cancel. The default deadline is the market's oracle heartbeat
-        plus the router's execution window: by then either a round came or the feed is stale, so the order never
-        pays its fee to another canceller (an order past its deadline with the feed fresh and still on the round of
-        its commit does); the execution window, not the deadline, bounds how late after that round it trades, and
+        is sent with the order and refunded on a cancel. The default deadline is when the market's feed goes stale
+        without a new round (its latest answer's time plus the market's heartbeat) plus the router's execution
+        window: by then either a round came or the feed is stale, so the order never pays its fee to another
+        canceller (an order past its deadline with the feed fresh and still on the round of its commit does); the execution window, not the deadline, bounds how late after that round it trades, and
         the limit bounds the price. To step back from a pending order, cancel it (`cancel_order`)."""
         base_wad = to_wad(base)
         if base_wad == 0:
@@ -1426,15 +1426,26 @@ class Client:
     def _commit(self, symbol: str, base_wad: int, limit: int, sub, deadline_seconds: int | None, fee) -> int:
         router = self._order_router()
         fee = int(router.minKeeperFee()) if fee is None else self._int(fee, "keeper_fee_wei", 0, 2**80 - 1)
-        if deadline_seconds is None:  # the feed's heartbeat (ClearingHouse staleness limit) and the window
-            deadline_seconds = (int(self.clearing_house.marketParams(self.market_id(symbol)).heartbeat)
-                                + int(router.executionWindow()))
+        if deadline_seconds is None:
+            deadline = self._default_order_deadline(symbol, router)
+        else:
+            deadline = self._deadline(deadline_seconds)
         sender = self._sender()
-        args = (self._subaccount(sub), self.market_id(symbol), base_wad, limit, self._deadline(deadline_seconds))
+        args = (self._subaccount(sub), self.market_id(symbol), base_wad, limit, deadline)
         router.commitOrder.call(*args, sender=sender, value=fee)  # a refusal raises its named error, sends nothing
         tx = router.commitOrder(*args, sender=sender, value=fee)
         (ev,) = [log for log in tx.decode_logs(router.OrderCommitted) if log.contract_address == router.address]
         return int(ev.orderId)
+
+    def _default_order_deadline(self, symbol: str, router) -> int:
+        """The second the market's feed goes stale unless it publishes a round (its latest answer's time plus the
+        market's heartbeat, the ClearingHouse's staleness limit; now, if it is stale already), plus the router's
+        execution window. By then a round after the commit has come, or the feed is stale: either way a cancel
+        refunds the owner (the bounty needs the feed fresh and still on the commit's round), and the order waits
+        no longer than the feed's own promise."""
+        heartbeat = int(self.clearing_house.marketParams(self.market_id(symbol)).heartbeat)
+        updated_at = int(self.oracles[symbol].latestRoundData()[3])
+        return max(self._deadline(0), updated_at + heartbeat) + int(router.executionWindow())
 
     def order(self, order_id: int) -> OrderInfo:
         """A delayed order and where it stands now (`OrderRouter.order`, `orderStatus`)."""

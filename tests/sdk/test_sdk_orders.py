@@ -64,9 +64,12 @@ def test_an_order_through_the_sdk(desk):
     info = a.order(oid)
     assert (info.status, info.owner, info.symbol, info.base) == ("pending", a.account.address, "ETH", Decimal(1))
     assert info.keeper_fee_wei == router.minKeeperFee() and info.committed_at == t
-    # The default deadline: the feed's heartbeat and the execution window, so the order cannot miss the next round.
+    # The default deadline: when the feed goes stale without a round (its answer's time + the heartbeat), plus the
+    # execution window: by then a round came or the feed is stale, and neither pays a bounty.
     heartbeat = system.clearing_house.marketParams(system.markets["ETH"].id).heartbeat
-    assert info.deadline == t + heartbeat + router.executionWindow() and info.cancel_bounty_wei == 0
+    updated_at = system.markets["ETH"].oracle.latestRoundData()[3]
+    assert info.deadline == max(t, updated_at + heartbeat) + router.executionWindow() < t + heartbeat + 61
+    assert info.cancel_bounty_wei == 0
     assert [o.order_id for o in a.open_orders("ETH")] == [oid] and a.open_orders("BTC") == []
     with pytest.raises(router.OrderNotReady):
         b.execute_order(oid)
