@@ -333,3 +333,13 @@ def test_specification_numbers_every_invariant_once():
         for m in re.finditer(r"\b[Ii]nvariants? (\d+(?:(?:, | and |-)\d+)*)", _text(p)):
             cited.update(int(x) for x in re.findall(r"\d+", m.group(1)))
     assert cited and cited <= set(numbers), sorted(cited - set(numbers))
+
+
+def test_the_longest_first_schedule_names_existing_test_files():
+    """tests/conftest.py's LONGEST_FIRST (the files the workers take first) names test files that exist: a renamed
+    file would silently lose its place in the queue and could end a run late."""
+    from conftest import LONGEST_FIRST
+
+    missing = [f for f in LONGEST_FIRST if not (ROOT / f).is_file()]
+    assert not missing, missing
+    assert list(LONGEST_FIRST.values()) == sorted(LONGEST_FIRST.values(), reverse=True)
