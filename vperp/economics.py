@@ -70,8 +70,9 @@ PER_MARKET_NOTE = (
     'yments/config/governed.yaml) loosens them for ETH and BTC and keeps the global ones for any other ma'
     'rket. Measured with that file on the same scenarios (seeds 1-3, [governance.md](governance.md#per-ma'
     'rket-thresholds-riskgovernorsetbreakermarketthresholdsmarketid-t---circuitbreakersetmarketthresholds'
-    ')): crash and squeeze LP returns back at the breakers-off figures (crash +0.20 % to +0.38 %, squeeze'
-    ' +0.18 % to +0.19 %) while the thin-market attacker keeps 6,800 to 8,200 USD instead of about 60,000'
+    '), on an earlier commit, before the keeper repegged after every index post, and not redone): crash an'
+    'd squeeze LP returns back at the breakers-off figures of those runs (crash +0.20 % to +0.38 %, squeez'
+    'e +0.18 % to +0.19 %) while the thin-market attacker keeps 6,800 to 8,200 USD instead of about 60,000'
     '.'
 )
 
