@@ -988,6 +988,17 @@ def _plain(value):
     return value
 
 
+def error_selectors(contract_types) -> dict[bytes, str]:
+    """Every custom error of the contract types by its 4-byte selector (the first name seen for a selector)."""
+    from eth_utils import keccak
+
+    out: dict[bytes, str] = {}
+    for contract_type in contract_types:
+        for abi in contract_type.errors:
+            out.setdefault(keccak(text=abi.selector)[:4], abi.name)
+    return out
+
+
 def event_abis(contract_types) -> list:
     """Every event ABI of the contract types, once per selector (refuses two events that share a selector
     but decode differently: one log query decodes all five contracts by selector)."""
@@ -2077,14 +2088,9 @@ class Client:
     def _error_name(self, data: bytes) -> str:
         """The name of the custom error `data` starts with, among the protocol's contracts' errors ("" if unknown)."""
         if self._error_selectors is None:
-            from eth_utils import keccak
-
-            self._error_selectors = {}
-            for attr in ("vault", "clearing_house", "liquidation", "pool", "amm", "router"):
-                contract = getattr(self, attr, None)
-                if contract is not None:
-                    for abi in contract.contract_type.errors:
-                        self._error_selectors[keccak(text=abi.selector)[:4]] = abi.name
+            self._error_selectors = error_selectors(
+                c.contract_type for c in (self.vault, self.clearing_house, self.liquidation, self.pool, self.amm,
+                                          self.router) if c is not None)
         return self._error_selectors.get(bytes(data[:4]), "")
 
     def events(self, since_block: int | None = None, to_block: int | None = None, kinds: tuple = ()) -> list:

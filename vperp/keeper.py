@@ -376,11 +376,11 @@ class Keeper:
         """Delayed orders (docs/orders.md), each market's queue oldest first, at most `max_orders_per_pass`: an
         executable head is executed (`OrderRouter.executeOrder`; a trade the ClearingHouse refuses uses the order up,
         `OrderFailed`, the fee paid all the same: the action says `failed=True`), a lapsed head is cancelled (its fee
-        goes back to its owner, or to the keeper for an order past its deadline with the feed fresh and still on the round of its
-        commit: the action's `bounty_wei`)
-        so the orders behind it can run, a pending head ends the market's turn. An execution
-        the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged and tried next pass. Behind a
-        pending head, the orders that pay their canceller are cancelled (`clear_missed_orders`)."""
+        goes back to its owner, or to the keeper for an order past its deadline with the feed fresh and still on the
+        round of its commit: the action's `bounty_wei`) so the orders behind it can run, a pending head ends the
+        market's turn. An execution the chain refuses (a stale peg the repeg could not clear yet, a pause) is logged
+        and tried next pass. Behind a pending head, the orders that pay their canceller are cancelled
+        (`clear_missed_orders`)."""
         from ape.exceptions import ApeException
 
         router = getattr(self.system, "router", None)
@@ -401,12 +401,7 @@ class Keeper:
                     break
                 try:
                     if status == 3:  # lapsed: a missed one pays its fee to the canceller (cancelBounty)
-                        tx = router.cancelOrder(head, sender=self.account)
-                        paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid)
-                                if ev.contract_address == router.address]
-                        out.append(Action("cancel-order", {"order": head, "market": sym,
-                                                           "bounty_wei": int(paid[0].amount) if paid else 0},
-                                          tx.gas_used))
+                        out.append(self._cancel_order(router, head, sym))
                         continue
                     tx = router.executeOrder(head, sender=self.account)
                 except ApeException as e:
@@ -428,15 +423,18 @@ class Keeper:
             following = int(router.order(oid).next)
             if int(router.cancelBounty(oid)) > 0:
                 try:
-                    tx = router.cancelOrder(oid, sender=self.account)
+                    out.append(self._cancel_order(router, oid, sym))
                 except ApeException as e:  # someone cleared it first, or the round came: nothing lost
                     log.info("keeper: order %d not cancelled: %s", oid, type(e).__name__)
-                else:
-                    paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid) if ev.contract_address == router.address]
-                    out.append(Action("cancel-order", {"order": oid, "market": sym,
-                                                       "bounty_wei": int(paid[0].amount) if paid else 0}, tx.gas_used))
             oid = following
         return out
+
+    def _cancel_order(self, router, oid: int, sym: str) -> Action:
+        """Cancel lapsed order `oid`: a `cancel-order` action with the bounty it paid this keeper (0: refunded)."""
+        tx = router.cancelOrder(oid, sender=self.account)
+        paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid) if ev.contract_address == router.address]
+        return Action("cancel-order", {"order": oid, "market": sym, "bounty_wei": int(paid[0].amount) if paid else 0},
+                      tx.gas_used)
 
     def _poke_breaker(self) -> list[Action]:
         """`pokeAll()` of the circuit breaker, when there is one; its trips, clears and restrictions logged."""

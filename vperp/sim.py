@@ -1198,15 +1198,15 @@ class Wire:
 
     def __init__(self, contracts: Iterable[Any]) -> None:
         from ape import chain
-        from eth_utils import keccak
+
+        from .client import error_selectors
 
         self.w3 = chain.provider.web3
         chain_io.cache_chain_id(self.w3)  # what it saves: vperp/chain_io.py
         self.ecosystem = chain.provider.network.ecosystem
         self.errors = {"08c379a0": "Error(string)", "4e487b71": "Panic"}
-        for contract in contracts:
-            for abi in contract.contract_type.errors:
-                self.errors.setdefault(keccak(text=abi.selector)[:4].hex(), abi.name)
+        for selector, name in error_selectors(c.contract_type for c in contracts).items():
+            self.errors.setdefault(selector.hex(), name)
 
     def error_name(self, err: BaseException) -> str:
         selector = _revert_data(err)[:4].hex()
