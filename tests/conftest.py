@@ -27,6 +27,7 @@ from helpers.clock import install_embedded_clock, pin_block_time  # noqa: E402
 from helpers.trading import funding_off, prepare_actors  # noqa: E402
 from devtools import fncoverage, srccoverage  # noqa: E402 - a checkout's tooling (the repository root is on sys.path)
 from vperp import chain_io, deploy  # noqa: E402
+from vperp.config import lagging_peg_config  # noqa: E402
 
 install_embedded_clock()
 
@@ -152,7 +153,7 @@ def erin(accounts):
 
 @pytest.fixture(scope="session")
 def system(deployer):
-    return deploy(deployer)
+    return deploy(deployer, lagging_peg_config())
 
 
 @pytest.fixture(scope="session")

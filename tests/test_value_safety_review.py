@@ -20,7 +20,7 @@ import pytest
 from ape.exceptions import ContractLogicError, VirtualMachineError
 
 from vperp import deploy
-from vperp.config import DeployConfig, MarketConfig
+from vperp.config import DeployConfig, MarketConfig, lagging_peg_config
 from helpers.reverts import revert_name
 from helpers.trading import funding_off
 from helpers.value_safety import (  # noqa: F401 - the first review's helpers and fixtures (crew), shared as they are
@@ -616,7 +616,8 @@ def test_r5_a_reduce_sized_past_the_band_cannot_sandwich_a_depth_sync(deployer, 
     position can gain from one sync), while a round trip that large pays at least twice that in fees. The
     reviewer's cases plus two smaller pairs at the 1 % bound (S at and inside the band) are measured.
     Control: the same syncs by an honest keeper with the pair untouched."""
-    cfg = DeployConfig(markets=(MarketConfig("ETH", price=3000, max_depth_cost=max_depth_cost),))
+    # The lagging peg: the sandwich's legs trade at once around the sync, before any repeg.
+    cfg = lagging_peg_config(DeployConfig(markets=(MarketConfig("ETH", price=3000, max_depth_cost=max_depth_cost),)))
     s = deploy(deployer, cfg)
     funding_off(s)
     a, b, lp = crew.atk[2], crew.atk[3], crew.honest_lp

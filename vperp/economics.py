@@ -761,15 +761,14 @@ def _reading(impact: ImpactTable) -> str:
                  f"orders inside the band are {_usd(band[0].notional)} (buy) and {_usd(band[1].notional)} (sell). ")
     if deep is not None and not deep.reverts:
         text += (f"With the depth concentrated ({CONCENTRATED}: the same pool capital, the constant product's depth "
-                 f"amplified 10 times on the band's 10 % range, at most 21.5 there; a peg that follows the index "
-                 f"every block) a 1M buy costs {deep.cost_bps:.1f} bps (issue 13's goal: at most 50) and a 10M order "
+                 f"amplified 10 times on the band's 10 % range, at most 21.5 there) a 1M buy costs {deep.cost_bps:.1f} bps (issue 13's goal: at most 50) and a 10M order "
                  + ("executes" if not any(i.reverts for i in deep10) else "does not execute")
                  + (f" ({deep10[0].cost_bps:.0f} bps buy, {deep10[1].cost_bps:.0f} sell)" if deep10 and not any(
                      i.reverts for i in deep10) else "")
-                 + ". That setting is evidence, not the shipped default: with its stale-peg rule (11 bps) a round trip "
-                 "around a public repeg is refused, and with its delayed orders a long committed before an index "
-                 "update executes after it, at the peg the update set (docs/pool.md \"The stale-peg rule\", "
-                 "docs/orders.md). ")
+                 + ". That setting is evidence, not the shipped default: a curve ten times deeper holds ten times the "
+                 "skew inside the arbitrageur's band, and the pool carries that skew, paid by a skew term measured "
+                 "against the same deeper reserve (docs/pool.md \"Why the peg follows every block\"); its delayed "
+                 "orders close the oracle front-running the shipped markets bound by their fees (docs/orders.md). ")
     text += ("GMX v2 prices at the oracle with an impact on the open-interest imbalance only, which is why its "
              "orders are cheaper still.")
     return text
@@ -1024,7 +1023,8 @@ def skew_bound_text(config: DeployConfig | None = None) -> str:
             f"{100 * m.max_spread:g} % from the index, so a market's skew stays under {100 * frac:.2f} % of its base "
             f"reserve, about {100 * frac * m.depth_ratio:.0f} % of the pool NAV at the shipped depth of "
             f"{m.depth_ratio:g} x NAV of quote, until a repeg moves the peg (at most "
-            f"{100 * m.max_repeg_step:g} % an hour)")
+            f"{100 * m.max_repeg_step:g} % a call, "
+            + ("every block)" if m.repeg_interval == 0 else f"once every {m.repeg_interval:,} s)"))
 
 
 def plot_breakers(off_dir: Path, on_dir: Path, symbol: str, out_png: str | Path,

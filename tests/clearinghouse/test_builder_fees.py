@@ -18,6 +18,7 @@ import pytest
 from helpers.chain_harness import deployment_model
 from helpers.trading import ceil_div, expect_revert
 from vperp import deploy
+from vperp.config import lagging_peg_config
 from vperp.model import MAX_BUILDER_FEE_RATE, Model, ModelRevert
 
 from vperp.units import WAD
@@ -116,7 +117,7 @@ def _addr(a) -> str:
 def base_env(accounts, chain):
     deployer = accounts[0]
     chain.pending_timestamp = chain.pending_timestamp + 10
-    system = deploy(deployer)
+    system = deploy(deployer, lagging_peg_config())
     ch = system.clearing_house
     model = deployment_model(system, deployer)
     t = chain.blocks.head.timestamp
@@ -408,10 +409,10 @@ def test_self_approved_builder_fee_gains_nothing(env, trader, chain):
 
 
 def test_model_fee_rounds_up_and_failed_charges_change_nothing():
-    from vperp.config import default_config
+    from vperp.config import lagging_peg_config
 
     t0 = 1_800_000_000
-    m = Model.from_config(default_config(), t0)
+    m = Model.from_config(lagging_peg_config(), t0)
     m.deposit("alice", 0, 10_000 * 10**6, t0)
     m.approve_builder_fee("alice", "fe", 3)
     r = m.open_position("alice", 0, ETH, WAD, MAX_UINT, t0 + 1, t0 + 60, builder="fe", builder_fee_rate=3)
@@ -480,10 +481,10 @@ def test_model_builder_fees_only_move_money_from_trader_to_builder(steps):
     for bob): the pool, the insurance fund and every position end identical, each trader's collateral is lower
     by exactly the fees it paid, the builders hold exactly those, and the Vault's tokens cover every claim
     to the wei after every step."""
-    from vperp.config import default_config
+    from vperp.config import lagging_peg_config
 
     t0 = 1_800_000_000
-    plain, paid = Model.from_config(default_config(), t0), Model.from_config(default_config(), t0)
+    plain, paid = Model.from_config(lagging_peg_config(), t0), Model.from_config(lagging_peg_config(), t0)
     builders = {"alice": "alice", "bob": "frontend"}
     for m in (plain, paid):
         for who in builders:

@@ -17,7 +17,7 @@ import ape
 import pytest
 from ape import project
 
-from vperp.config import default_config
+from vperp.config import lagging_peg_config
 from vperp.units import WAD
 
 from helpers.trading import b32, wad
@@ -27,7 +27,7 @@ ZERO = "0x" + "00" * 20
 
 @pytest.fixture(scope="module")
 def fresh(deployer):
-    cfg = default_config()
+    cfg = lagging_peg_config()
     mc = cfg.markets[0]
     token = project.MockERC20.deploy("USD Coin (mock)", "USDC", cfg.collateral_decimals, sender=deployer)
     vault = project.Vault.deploy(token, deployer, sender=deployer)

@@ -111,8 +111,9 @@ def test_an_admin_that_is_only_an_address_needs_no_signature_at_deployment(syste
     """The review: deploying with an admin that cannot sign failed half way (setBreaker by the deployer reverted
     NotAdmin). The deployer may now wire the breaker once; the admin is alice's address and never signs."""
     from vperp import deploy
+    from vperp.config import lagging_peg_config
     from vperp.governance import deploy_governance as dg
-    fresh = deploy(deployer)
+    fresh = deploy(deployer, lagging_peg_config())
     gov = dg(fresh, deployer, alice.address, guardian)
     assert gov.governor.breaker() == gov.breaker.address and fresh.vault.owner() == gov.governor.address
     with expect_revert(gov.governor.BreakerAlreadySet, breaker=gov.breaker.address):

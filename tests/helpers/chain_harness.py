@@ -31,6 +31,7 @@ from eth_utils import keccak
 
 from helpers.reverts import error_table, revert_data
 from vperp import deploy
+from vperp.config import lagging_peg_config
 from vperp.model import Cancelled, MarketThresholds, Model, ModelRevert, breaker_check
 
 from vperp.units import HOUR, WAD
@@ -892,7 +893,7 @@ def build_env(accounts, chain, project, traders: int, prefund: dict[int, int], w
     `warmup` steps run (and compared) on both. The caller snapshots the chain after this."""
     deployer = accounts[0]
     actors = [accounts[i] for i in range(1, traders + 1)]
-    system = deploy(deployer)
+    system = deploy(deployer, lagging_peg_config())
     ch, vault, usdc, pool = system.clearing_house, system.vault, system.collateral, system.pool
     batch = project.BatchCaller.deploy(sender=deployer)
     for t in actors:

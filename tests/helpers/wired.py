@@ -13,7 +13,7 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from helpers.trading import WAD, b32, expect_revert, snapshot, trade
 from helpers.vault import mint_approve
-from vperp.config import default_config, wad
+from vperp.config import lagging_peg_config, wad
 from vperp.deployment import Market, System
 
 SIZE = 10 * WAD  # each trader's position in the fresh market (base)
@@ -38,7 +38,7 @@ def wired(deployer, alice, bob, carol, dave, erin):
     """A fresh Vault + ClearingHouse (the minimum of vperp.deployment's wiring that trading needs) whose
     liquidation engine is bob and whose AMM controller is carol, with one market (the default ETH
     config), 10M of pool cash, alice long SIZE, dave short SIZE, erin funded but flat."""
-    cfg = default_config()
+    cfg = lagging_peg_config()
     mc = cfg.markets[0]
     token = project.MockERC20.deploy("USD Coin (mock)", "USDC", cfg.collateral_decimals, sender=deployer)
     vault = project.Vault.deploy(token, deployer, sender=deployer)

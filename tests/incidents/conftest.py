@@ -27,8 +27,8 @@ def uninsured(system, batcher, deployer):
     from dataclasses import replace
 
     from vperp import deploy
-    from vperp.config import default_config
+    from vperp.config import lagging_peg_config
 
-    s = deploy(deployer, replace(default_config(), insurance_seed=0))
+    s = deploy(deployer, replace(lagging_peg_config(), insurance_seed=0))
     s.extra["batcher"] = batcher  # a plain multicall: it reads any deployment
     return s

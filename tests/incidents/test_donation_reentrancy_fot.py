@@ -38,7 +38,7 @@ from eth_utils import keccak
 
 from incident_helpers import ETH, SCALE, WAD, assert_backed, expect_revert, funding_off, read, trade
 from vperp import deploy
-from vperp.config import default_config
+from vperp.config import lagging_peg_config
 
 REENTRANT = keccak(text="ReentrancyGuardReentrantCall()")[:4]
 OFFSET = 10**6
@@ -92,7 +92,7 @@ def test_tokens_sent_without_a_call_change_no_figure_and_belong_to_no_one(system
 @pytest.fixture(scope="module")
 def empty_pool(deployer):
     """A deployment whose pool was never seeded: the setting of a first-depositor attack."""
-    return deploy(deployer, dataclasses.replace(default_config(), pool_seed=0, insurance_seed=0))
+    return deploy(deployer, dataclasses.replace(lagging_peg_config(), pool_seed=0, insurance_seed=0))
 
 
 def test_first_depositor_cannot_inflate_the_share_price_by_donation(empty_pool, accounts):
@@ -160,7 +160,7 @@ def reentrant_system(project, deployer, accounts, batcher):
     with the pool funded so trades are possible, and the token contract itself holding margin so every
     call it makes would be valid on its own."""
     token = project.MockReentrantToken.deploy(sender=deployer)
-    system = deploy(deployer, dataclasses.replace(default_config(), collateral=token.address, pool_seed=0, insurance_seed=0))
+    system = deploy(deployer, dataclasses.replace(lagging_peg_config(), collateral=token.address, pool_seed=0, insurance_seed=0))
     system.extra["batcher"] = batcher  # a plain multicall: it reads any deployment
     alice = accounts[1]
     token.mint(alice, 10**15, sender=alice)
@@ -219,7 +219,7 @@ def test_a_reentering_token_cannot_act_in_the_middle_of_a_call(reentrant_system,
 @pytest.fixture(scope="module")
 def fee_system(project, deployer):
     token = project.MockFeeOnTransferToken.deploy(100, sender=deployer)  # 1 % burnt on every transfer
-    return deploy(deployer, dataclasses.replace(default_config(), collateral=token.address, pool_seed=0, insurance_seed=0)), token
+    return deploy(deployer, dataclasses.replace(lagging_peg_config(), collateral=token.address, pool_seed=0, insurance_seed=0)), token
 
 
 def test_fee_on_transfer_collateral_is_rejected_on_every_way_in(fee_system, accounts):

@@ -83,7 +83,7 @@ from helpers.trading import (
 )
 from helpers.wired import AUCTIONED, SIZE, assert_constructor_reverts, ch_state, wired  # noqa: F401 - wired: fixture
 from vperp import deploy
-from vperp.config import default_config
+from vperp.config import lagging_peg_config
 
 pytestmark = pytest.mark.usefixtures("batcher")  # tests/conftest.py: the helpers read through it
 
@@ -102,7 +102,7 @@ def _prepare(system, ch, usdc, vault, deployer, accounts):
 def uninsured(system, batcher, deployer, accounts):
     """The default deployment without its insurance seed, prepared like `system`: for the tests where bad
     debt must reach the pool (the seed would cover any loss a 10 ETH position can make)."""
-    s = deploy(deployer, replace(default_config(), insurance_seed=0))
+    s = deploy(deployer, replace(lagging_peg_config(), insurance_seed=0))
     prepare_actors(s, accounts)
     s.extra["batcher"] = batcher  # a plain multicall: it reads any deployment
     return s

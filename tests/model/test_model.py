@@ -19,7 +19,7 @@ from helpers.trading import apply_trade as h_apply_trade
 from helpers.trading import fee_of, insurance_part, notional_up, requirement, upnl
 from helpers.trading import price as h_price
 from helpers.trading import swap as h_swap
-from vperp.config import default_config
+from vperp.config import default_config, lagging_peg_config
 from vperp.funding import evolve
 from vperp.model import WAD, Cancelled, Model, ModelRevert, Redone, apply_trade, vamm_price, vamm_swap
 from vperp.units import FUNDING_WINDOW_HOURS
@@ -35,7 +35,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 def fresh() -> Model:
-    return Model.from_config(default_config(), T0)
+    return Model.from_config(lagging_peg_config(), T0)
 
 
 def snapshot(m: Model):
@@ -983,7 +983,7 @@ def test_collateral_credited_lowers_the_shortfall_estimate_one_for_one():
 
 def _uninsured() -> Model:
     from dataclasses import replace
-    return Model.from_config(replace(default_config(), insurance_seed=0), T0)
+    return Model.from_config(replace(lagging_peg_config(), insurance_seed=0), T0)
 
 
 def test_deposits_priced_before_the_set_aside_redemptions_after():

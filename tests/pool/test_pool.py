@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from helpers.trading import (MAX_UINT, WAD, b32, ceil_div, deadline, exit_value, expect_revert, funding_off, snapshot,
                              swap)
 from vperp import deploy
-from vperp.config import default_config
+from vperp.config import lagging_peg_config
 from vperp.units import DAY, HOUR
 
 SCALE = 10**12  # WAD per token unit (6-decimal collateral)
@@ -421,7 +421,7 @@ def test_lp_trading_in_between_at_a_constant_index_gets_back_at_most_what_it_put
 @pytest.fixture(scope="module")
 def fresh(deployer):
     """A second deployment whose pool is empty (no seed): the setting of the first-depositor attack."""
-    return deploy(deployer, dataclasses.replace(default_config(), pool_seed=0, insurance_seed=0))
+    return deploy(deployer, dataclasses.replace(lagging_peg_config(), pool_seed=0, insurance_seed=0))
 
 
 def test_first_depositor_inflation_attack_fails(fresh, accounts):

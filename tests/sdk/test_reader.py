@@ -23,7 +23,7 @@ from helpers.trading import MAX_UINT, QUARTER, WAD, ceil_div, expect_revert, pri
 from helpers.vault import deposit, ledger
 
 from vperp.client import Client, ClientError, build_record, write_record
-from vperp.config import default_config, wad
+from vperp.config import lagging_peg_config, wad
 from vperp.model import Model, ModelRevert
 
 USDC = 10**6
@@ -166,11 +166,11 @@ def test_model_withdraw_max_mirrors_the_vault(system, reader, alice, chain):
     set_index(system, "ETH", 3_100 * WAD)
     (log,) = vault.withdraw(0, MAX_UINT, sender=alice).events.filter(vault.Withdraw)
     t0 = 1_800_000_000 // QUARTER * QUARTER
-    m = Model.from_config(default_config(), t0 - 10)
+    m = Model.from_config(lagging_peg_config(), t0 - 10)
     assert _model_withdraw_all_scenario(m, t0) == log.amountWad
     assert m.collateral("alice", 0) == vault.collateral(alice, 0)
     # the model's errors for the max case
-    m2 = Model.from_config(default_config(), t0 - 10)
+    m2 = Model.from_config(lagging_peg_config(), t0 - 10)
     with pytest.raises(ModelRevert) as e:
         m2.withdraw("nobody", 0, MAX_UINT, t0)
     assert e.value.name == "ZeroAmount"
