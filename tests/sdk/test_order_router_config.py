@@ -61,16 +61,22 @@ def test_delayed_orders_need_a_peg_tolerance():
     """An order executes only at a peg within the stale-peg tolerance of the index: no tolerance, no delayed orders
     (the contract refuses PegToleranceRequired)."""
     with pytest.raises(ConfigError) as e:
-        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True}]})
+        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 0}]})
     assert "markets[0].delayed_orders" in str(e.value) and "peg_tolerance_bps" in str(e.value)
+    # The shipped tolerance (11 bps, above the shipped 10 bps threshold) is enough.
+    assert parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True}]}).markets[0].delayed_orders
 
 
 def test_delayed_orders_need_a_tolerance_above_the_repeg_threshold():
     """Below (or at) the repeg threshold, a peg between the two holds every order while repeg refuses to move it."""
     with pytest.raises(ConfigError) as e:
-        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 200}]})
+        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "repeg_threshold": 0.02,
+                                   "peg_tolerance_bps": 200}]})
     assert "markets[0].peg_tolerance_bps" in str(e.value) and "repeg_threshold" in str(e.value)
-    cfg = parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 201}]})
+    with pytest.raises(ConfigError):  # the shipped threshold, 10 bps
+        parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "peg_tolerance_bps": 10}]})
+    cfg = parse_config({"markets": [{"symbol": "ETH", "price": 3000, "delayed_orders": True, "repeg_threshold": 0.02,
+                                     "peg_tolerance_bps": 201}]})
     assert cfg.markets[0].delayed_orders
 
 
