@@ -1,0 +1,100 @@
+"""The round trips around a public repeg, on the shipped deployment (the every-block peg, the 11 bps stale-peg rule,
+the shipped 30M-quote depth; docs/pool.md "The stale-peg rule"). test_peg_follow.py measures them on the
+concentrated setting, chain against model; here the shipped markets, chain only, with a control: the same
+deployment with the rule off, where each attack pays.
+
+An index update of +0.5 % is public and the keeper's repeg not yet mined:
+- the sandwich: buy 1M before the repeg, sell after it;
+- the hedge legs: a 1M short and a 1M long opened at a fresh peg on two accounts; buy back the short at the stale
+  peg, repeg, sell the long.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from helpers.trading import ETH_ID, MAX_UINT, WAD, deadline, expect_revert, trade
+from vperp import deploy
+from vperp.config import default_config
+
+SIZE = 1_000_000 * WAD // 3000  # 1M USD of ETH at the listing price
+MOVE_BPS = 50  # +0.5 %: the deviation threshold of common ETH/USD feeds
+
+
+@pytest.fixture(scope="module", params=["shipped", "rule off"])
+def shipped(request, deployer):
+    cfg = default_config()
+    if request.param == "rule off":  # the control: the same peg, no stale-peg rule
+        cfg = cfg.with_markets(*(replace(m, peg_tolerance_bps=0) for m in cfg.markets))
+    return request.param, deploy(deployer, cfg)
+
+
+def _value(s) -> int:
+    """What the pool and the insurance fund hold between them [wad]."""
+    return s.pool.navWad() + s.vault.insuranceFund()
+
+
+def _move_index(s) -> int:
+    s.set_price("ETH", 3000 * (10_000 + MOVE_BPS) / 10_000)
+    return s.clearing_house.indexPrice(ETH_ID)
+
+
+def test_sandwiching_a_public_repeg(shipped, alice, bob):
+    setting, s = shipped
+    ch, vault = s.clearing_house, s.vault
+    s.fund(alice, 500_000)
+    wealth0, value0 = vault.collateral(alice, 0), _value(s)
+    index = _move_index(s)
+    peg = s.amm.pegPrice(ETH_ID)
+    assert index > peg * (10_000 + 11) // 10_000  # stale by more than the tolerance
+    if setting == "shipped":
+        before = (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID))
+        with expect_revert(ch.PegStale, marketId=ETH_ID, peg=peg, indexPrice=index):
+            trade(ch, alice, ETH_ID, SIZE)
+        assert (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID)) == before
+        s.amm.repeg(ETH_ID, sender=bob)  # the keeper's repeg; then the honest round trip at the fresh peg
+        trade(ch, alice, ETH_ID, SIZE)
+    else:
+        trade(ch, alice, ETH_ID, SIZE)  # before the repeg
+        s.amm.repeg(ETH_ID, sender=bob)
+    ch.closePosition(0, ETH_ID, 0, deadline(), sender=alice)
+    gain = vault.collateral(alice, 0) - wealth0
+    pool_side = _value(s) - value0
+    print(f"\nsandwich of a public repeg, 1M at +0.5 %, {setting}: attacker {gain / WAD:+,.2f} USD, pool and insurance "
+          f"{pool_side / WAD:+,.2f}")
+    if setting == "shipped":
+        assert gain < 0 and pool_side > 0  # two fees paid, nothing taken
+    else:
+        assert gain > 0 and pool_side < 0  # the control: without the rule the round trip takes the move
+
+
+def test_closing_one_hedge_leg_at_the_stale_peg(shipped, alice, bob, carol):
+    setting, s = shipped
+    ch, vault = s.clearing_house, s.vault
+    for who in (alice, bob):
+        s.fund(who, 500_000)
+    wealth0, value0 = vault.collateral(alice, 0) + vault.collateral(bob, 0), _value(s)
+    trade(ch, alice, ETH_ID, -SIZE)  # the short leg
+    trade(ch, bob, ETH_ID, SIZE)  # the long leg: net zero, funding cancels
+    index = _move_index(s)
+    peg = s.amm.pegPrice(ETH_ID)
+    if setting == "shipped":
+        before = (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID))
+        with expect_revert(ch.PegStale, marketId=ETH_ID, peg=peg, indexPrice=index):
+            ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)
+        assert (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID)) == before
+        s.amm.repeg(ETH_ID, sender=carol)
+        ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)
+    else:
+        ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)  # the short bought back at the stale peg
+        s.amm.repeg(ETH_ID, sender=carol)  # the pool pays the long the move
+    ch.closePosition(0, ETH_ID, 0, deadline(), sender=bob)
+    gain = vault.collateral(alice, 0) + vault.collateral(bob, 0) - wealth0
+    pool_side = _value(s) - value0
+    print(f"\nhedge legs around a public repeg, 1M + 1M at +0.5 %, {setting}: attacker {gain / WAD:+,.2f} USD, pool "
+          f"and insurance {pool_side / WAD:+,.2f}")
+    if setting == "shipped":
+        assert gain < 0 and pool_side > 0  # four fees paid, nothing taken
+    else:
+        assert gain > 0 and pool_side < 0
