@@ -34,11 +34,11 @@ def _eth_only(cfg: DeployConfig) -> DeployConfig:
     return cfg.with_markets(cfg.markets[0])
 
 
-def _repeg_when_due(m: Model, t: int) -> None:
+def _repeg_is_due(m: Model, t: int) -> bool:
+    """The keeper's rule (`repeg_due`) on the model's state."""
     p = m.amm_params[ETH]
-    if repeg_due(m.peg_price(ETH), m.index_price(ETH, t), m.last_repeg.get(ETH, 0), t, p.repeg_threshold,
-                 p.repeg_interval):
-        m.repeg(ETH, t)
+    return repeg_due(m.peg_price(ETH), m.index_price(ETH, t), m.last_repeg.get(ETH, 0), t, p.repeg_threshold,
+                     p.repeg_interval)
 
 
 def _arbitrage(m: Model, t: int) -> None:
@@ -70,7 +70,8 @@ def run_rally(cfg: DeployConfig) -> dict:
         t += STEP
         price = price * 1002 // 1000 // 10**10 * 10**10  # the feed's 8 decimals
         m.set_index(ETH, price, t)
-        _repeg_when_due(m, t)
+        if _repeg_is_due(m, t):
+            m.repeg(ETH, t)
         try:
             _arbitrage(m, t + 1)
         except ModelRevert as e:  # the stale-peg rule: the arbitrageur waits for the next repeg
@@ -81,9 +82,7 @@ def run_rally(cfg: DeployConfig) -> dict:
     # The index stops; the keeper catches the peg up (within its threshold), then both close.
     for _ in range(200):
         t += STEP
-        p = m.amm_params[ETH]
-        if not repeg_due(m.peg_price(ETH), m.index_price(ETH, t), m.last_repeg.get(ETH, 0), t, p.repeg_threshold,
-                         p.repeg_interval):
+        if not _repeg_is_due(m, t):
             break
         m.repeg(ETH, t)
     t += 1

@@ -40,33 +40,44 @@ def _move_index(s) -> int:
     return s.clearing_house.indexPrice(ETH_ID)
 
 
+def _refused_at_the_stale_peg(s, who, call, index) -> None:
+    """`call` reverts PegStale(ETH, peg, index) and changes nothing of `who`'s or the market's."""
+    ch, vault = s.clearing_house, s.vault
+    peg = s.amm.pegPrice(ETH_ID)
+    seen = lambda: (vault.collateral(who, 0), tuple(ch.position(who, 0, ETH_ID)), ch.marketState(ETH_ID))  # noqa: E731
+    before = seen()
+    with expect_revert(ch.PegStale, marketId=ETH_ID, peg=peg, indexPrice=index):
+        call()
+    assert seen() == before
+
+
+def _verdict(setting: str, label: str, gain: int, pool_side: int) -> None:
+    """Shipped: the attacker pays its fees and the pool and the fund gain them; the control (the rule off): the
+    attack takes the move from them."""
+    print(f"\n{label}, {setting}: attacker {gain / WAD:+,.2f} USD, pool and insurance {pool_side / WAD:+,.2f}")
+    if setting == "shipped":
+        assert gain < 0 and pool_side > 0
+    else:
+        assert gain > 0 and pool_side < 0
+
+
 def test_sandwiching_a_public_repeg(shipped, alice, bob):
     setting, s = shipped
     ch, vault = s.clearing_house, s.vault
     s.fund(alice, 500_000)
     wealth0, value0 = vault.collateral(alice, 0), _value(s)
     index = _move_index(s)
-    peg = s.amm.pegPrice(ETH_ID)
-    assert index > peg * (10_000 + 11) // 10_000  # stale by more than the tolerance
+    assert index > s.amm.pegPrice(ETH_ID) * (10_000 + 11) // 10_000  # stale by more than the tolerance
     if setting == "shipped":
-        before = (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID))
-        with expect_revert(ch.PegStale, marketId=ETH_ID, peg=peg, indexPrice=index):
-            trade(ch, alice, ETH_ID, SIZE)
-        assert (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID)) == before
+        _refused_at_the_stale_peg(s, alice, lambda: trade(ch, alice, ETH_ID, SIZE), index)
         s.amm.repeg(ETH_ID, sender=bob)  # the keeper's repeg; then the honest round trip at the fresh peg
         trade(ch, alice, ETH_ID, SIZE)
     else:
         trade(ch, alice, ETH_ID, SIZE)  # before the repeg
         s.amm.repeg(ETH_ID, sender=bob)
     ch.closePosition(0, ETH_ID, 0, deadline(), sender=alice)
-    gain = vault.collateral(alice, 0) - wealth0
-    pool_side = _value(s) - value0
-    print(f"\nsandwich of a public repeg, 1M at +0.5 %, {setting}: attacker {gain / WAD:+,.2f} USD, pool and insurance "
-          f"{pool_side / WAD:+,.2f}")
-    if setting == "shipped":
-        assert gain < 0 and pool_side > 0  # two fees paid, nothing taken
-    else:
-        assert gain > 0 and pool_side < 0  # the control: without the rule the round trip takes the move
+    _verdict(setting, "sandwich of a public repeg, 1M at +0.5 %", vault.collateral(alice, 0) - wealth0,
+             _value(s) - value0)  # shipped: two fees paid
 
 
 def test_closing_one_hedge_leg_at_the_stale_peg(shipped, alice, bob, carol):
@@ -78,23 +89,14 @@ def test_closing_one_hedge_leg_at_the_stale_peg(shipped, alice, bob, carol):
     trade(ch, alice, ETH_ID, -SIZE)  # the short leg
     trade(ch, bob, ETH_ID, SIZE)  # the long leg: net zero, funding cancels
     index = _move_index(s)
-    peg = s.amm.pegPrice(ETH_ID)
     if setting == "shipped":
-        before = (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID))
-        with expect_revert(ch.PegStale, marketId=ETH_ID, peg=peg, indexPrice=index):
-            ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)
-        assert (vault.collateral(alice, 0), tuple(ch.position(alice, 0, ETH_ID)), ch.marketState(ETH_ID)) == before
+        _refused_at_the_stale_peg(s, alice, lambda: ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice),
+                                  index)
         s.amm.repeg(ETH_ID, sender=carol)
         ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)
     else:
         ch.closePosition(0, ETH_ID, MAX_UINT, deadline(), sender=alice)  # the short bought back at the stale peg
         s.amm.repeg(ETH_ID, sender=carol)  # the pool pays the long the move
     ch.closePosition(0, ETH_ID, 0, deadline(), sender=bob)
-    gain = vault.collateral(alice, 0) + vault.collateral(bob, 0) - wealth0
-    pool_side = _value(s) - value0
-    print(f"\nhedge legs around a public repeg, 1M + 1M at +0.5 %, {setting}: attacker {gain / WAD:+,.2f} USD, pool "
-          f"and insurance {pool_side / WAD:+,.2f}")
-    if setting == "shipped":
-        assert gain < 0 and pool_side > 0  # four fees paid, nothing taken
-    else:
-        assert gain > 0 and pool_side < 0
+    _verdict(setting, "hedge legs around a public repeg, 1M + 1M at +0.5 %",
+             vault.collateral(alice, 0) + vault.collateral(bob, 0) - wealth0, _value(s) - value0)  # shipped: four fees
