@@ -9,6 +9,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IAmmController} from "./interfaces/IAmmController.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
+import {ICircuitBreaker} from "./interfaces/ICircuitBreaker.sol";
 import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
@@ -62,6 +63,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @dev Per market: the price range [wad] the depth is concentrated on, and the amplification [wad] (0: none).
     mapping(uint32 marketId => uint256) internal _range;
     mapping(uint32 marketId => uint256) internal _amplification;
+    /// @inheritdoc IAmmController
+    mapping(uint32 marketId => address) public pegGuard;
 
     constructor(IClearingHouse clearingHouse_, ILiquidityPool pool_, address owner_) Ownable(owner_) {
         if (address(clearingHouse_) == address(0) || address(pool_) == address(0)) revert ZeroAddress();
@@ -94,6 +97,19 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         _range[marketId] = range;
         _amplification[marketId] = amplification;
         emit ConcentrationSet(marketId, range, amplification);
+    }
+
+    /// @inheritdoc IAmmController
+    function setPegGuard(uint32 marketId, address guard) external onlyOwner {
+        _checkMarket(marketId);
+        pegGuard[marketId] = guard;
+        emit PegGuardSet(marketId, guard);
+    }
+
+    /// @inheritdoc IAmmController
+    function pegHeldUntil(uint32 marketId) public view returns (uint256) {
+        address guard = pegGuard[_checkMarket(marketId)];
+        return guard == address(0) ? 0 : ICircuitBreaker(guard).pegHoldUntil(marketId);
     }
 
     /// @inheritdoc IAmmController
@@ -390,6 +406,9 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 last = lastRepeg[marketId];
         uint256 next = last + (p.repegInterval == 0 ? 1 : p.repegInterval);
         if (last != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
+        // A guarded market's peg stays while an index move is in force (one SLOAD when unguarded).
+        uint256 heldUntil = pegHeldUntil(marketId);
+        if (block.timestamp < heldUntil) revert PegHeld(marketId, heldUntil);
 
         uint256 index = clearingHouse.indexPrice(marketId);
         IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);

@@ -783,6 +783,8 @@ def test_breakers_deploy_governance_poke_and_restrict_the_pumped_market(thin_run
     assert b["market_thresholds"] == {sym: glob for sym in ("BTC", "ETH", "THIN")}
     assert b["max_by_market"]["THIN"]["move"] == b["max_move"] > b["max_by_market"]["ETH"]["move"]
     assert b["restricted_steps"]["THIN"] == sum(int(r["thin_restricted"]) for r in rows) > 0
+    # THIN's peg guard (the breaker, wired by deploy_governance) held its peg through the pump; ETH and BTC have none.
+    assert set(b["peg_held_steps"]) == {"THIN"} and b["peg_held_steps"]["THIN"] >= 1
     reduce_only = [int(r["step"]) for r in rows if r["thin_reduce_only"] == "1"]
     assert reduce_only and reduce_only[0] <= 3  # the pump's first step (2) is seen by that step's poke, or the next
     assert all(r["thin_restricted"] == "1" for r in rows if r["thin_reduce_only"] == "1")

@@ -1373,6 +1373,12 @@ class Client:
         index (docs/pool.md "Repeg")."""
         return from_wad(self.amm.pegPrice(self.market_id(symbol)))
 
+    def peg_held_until(self, symbol: str) -> int:
+        """`AmmController.pegHeldUntil` [s]: until when the market's peg guard holds its peg (0 without a guard; a
+        time not after now: not held). Before it `repeg` reverts `PegHeld`, and trades in the direction a repeg would
+        favour revert `PegStale` (docs/governance.md "Peg guard")."""
+        return int(self.amm.pegHeldUntil(self.market_id(symbol)))
+
     def peg_tolerance(self, symbol: str) -> int:
         """`ClearingHouse.pegTolerance` [bps]: while the peg is more than this below the index a buy reverts `PegStale`,
         while it is more above a sell does (reduces and closes too); 0: the rule is off (docs/pool.md "The stale-peg

@@ -73,6 +73,11 @@ class MarketConfig:
     # Delayed orders (ClearingHouse.setDelayedOrders, docs/orders.md): every trade in the market goes through the
     # OrderRouter and executes at a price set after the order was committed; off at listing.
     delayed_orders: bool = False
+    # The peg guard (AmmController.setPegGuard, docs/governance.md "Peg guard"): with governance deployed, the peg
+    # holds while the circuit breaker's index-move breaker holds the market (repeg reverts PegHeld), so a position
+    # built before a pushed index cannot sell into a vAMM the repegs carried after it. For a market whose index can
+    # be pushed (a thin spot market); off for ETH and BTC, where the peg should follow a real move at once.
+    peg_guard: bool = False
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""

@@ -11,6 +11,7 @@ A file looks like `deployments/config/local.yaml`:
         oracle: mock            # "mock" (local only, then `price` is required) or a Chainlink-style feed
         price: 3000
         min_position_size: 0.01
+        peg_guard: false        # true: hold the peg while an index move holds the market (needs governance)
         # ... any other `MarketConfig` field; omitted fields take the defaults of vperp/config.py
     governance:                 # optional: without it the deployer stays the owner (local demos)
       admin: "0x..."            # the RiskGovernor's admin (a multisig): proposes, acts on risk-reducing changes
@@ -200,6 +201,10 @@ def parse_config(data: Any, source: str = "config") -> DeployConfig:
         seen_symbols[mc.symbol] = i
         parsed.append(mc)
     governance = _governance(data["governance"], fail) if "governance" in data else None
+    if governance is None:
+        for i, mc in enumerate(parsed):
+            if mc.peg_guard:
+                fail(f"markets[{i}].peg_guard", "needs a governance section: the guard is the circuit breaker it deploys")
     if governance is not None:
         for sym, _ in governance.breaker_markets:
             if sym not in seen_symbols:
@@ -297,10 +302,11 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
                 kwargs[name] = None  # no concentration
                 continue
             kwargs[name] = _number(f"{where}.{name}", m[name], rule, fail)
-    if "delayed_orders" in m:
-        if not isinstance(m["delayed_orders"], bool):
-            fail(f"{where}.delayed_orders", f"must be true or false, got {_kind(m['delayed_orders'])}")
-        kwargs["delayed_orders"] = m["delayed_orders"]
+    for flag in ("delayed_orders", "peg_guard"):
+        if flag in m:
+            if not isinstance(m[flag], bool):
+                fail(f"{where}.{flag}", f"must be true or false, got {_kind(m[flag])}")
+            kwargs[flag] = m[flag]
     if "auction_curve" in m:
         curve = m["auction_curve"]
         if curve not in CURVES:

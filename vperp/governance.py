@@ -48,7 +48,8 @@ def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, adm
     markets' own breaker thresholds, checked first, then set by the deployer on the new breaker before it is
     wired (its deployment window; afterwards only through the timelock). The breaker is wired once by
     `admin_sender` (default: the deployer, whom the governor allows that one call, so an admin that is only an
-    address, e.g. a multisig, need not sign anything here)."""
+    address, e.g. a multisig, need not sign anything here). Markets configured with `peg_guard` get the breaker
+    as their peg guard before the AmmController passes to the governor."""
     from ape import project
 
     overrides = check_breaker_markets(system, breaker_markets or ())
@@ -71,6 +72,11 @@ def deploy_governance(system, deployer, admin, guardian, delay: int = DELAY, adm
             raise RuntimeError(f"breaker thresholds of market {market_id} are {held} after wiring, "
                                f"not the configured {tuple(thresholds)}")
     system.vault.setGuardian(guardian, sender=deployer)
+    # The peg guard of the markets configured with one (MarketConfig.peg_guard): the breaker just wired. Set while
+    # the deployer still owns the AmmController; afterwards through the timelock.
+    for m in system.markets.values():
+        if m.config.peg_guard:
+            system.amm.setPegGuard(m.id, breaker, sender=deployer)
     for m in modules(system):
         m.transferOwnership(gov, sender=deployer)
         gov.acceptOwnership(m, sender=deployer)

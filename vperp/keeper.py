@@ -348,7 +348,8 @@ class Keeper:
         """`AmmController.repeg` for every market whose peg (`pegPrice`) is more than its `repegThreshold` from
         the index, once per block (docs/pool.md "Repeg"). A repeg the contract refuses (a market without a depth
         rule, one already moved this block, a stale oracle) is logged and skipped: upkeep never stands between
-        the keeper and a liquidation."""
+        the keeper and a liquidation. A peg its guard holds (`pegHeldUntil`, docs/governance.md "Peg guard") is
+        not tried."""
         from ape.exceptions import ApeException
 
         amm = getattr(self.system, "amm", None)
@@ -364,6 +365,8 @@ class Keeper:
                     continue
                 if not repeg_due(amm.pegPrice(m.id), ch.indexPrice(m.id), amm.lastRepeg(m.id), now,
                                  int(p.repegThreshold), int(p.repegInterval)):
+                    continue
+                if now < amm.pegHeldUntil(m.id):  # a peg guard holds it (the contract would refuse PegHeld)
                     continue
                 tx = amm.repeg(m.id, sender=self.account)
             except ApeException as e:

@@ -416,11 +416,12 @@ SCENARIOS: dict[str, Scenario] = {
 
 def thin_market(price: float = 100.0):
     """The thin market the "thin" scenario lists: 20,000 base of virtual depth (2M USD of quote at 100 USD,
-    a depth rule of 0.2 x the pool NAV so the depth syncs keep it thin), caps of 5,000 base a side."""
+    a depth rule of 0.2 x the pool NAV so the depth syncs keep it thin), caps of 5,000 base a side, and a peg
+    guard (with --breakers: the peg holds while the index-move breaker holds the market)."""
     from .config import MarketConfig
 
     return MarketConfig("THIN", price=price, max_open_interest=5_000, min_position_size=0.1, base_reserve=20_000,
-                        depth_ratio=0.2)
+                        depth_ratio=0.2, peg_guard=True)
 
 
 EXTRA_MARKETS = {"THIN": thin_market}
@@ -1147,8 +1148,9 @@ class SimSummary:
             b = self.breakers
             trips = ", ".join(f"{k} {v}" for k, v in b["trips"].items()) or "none"
             restricted = ", ".join(f"{k} {v}" for k, v in b["restricted_steps"].items()) or "none"
+            held = ", ".join(f"{k} {v}" for k, v in b.get("peg_held_steps", {}).items()) or "none"
             out.append(f"circuit breakers: trips {trips}; steps restricted {restricted}; orders refused while "
-                       f"restricted {sum(b['refused'].values())}")
+                       f"restricted {sum(b['refused'].values())}; steps with the peg held {held}")
         if self.trader_pnl is not None:
             out.append("trader PnL (USD): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.trader_pnl.items()))
         return out
@@ -1486,6 +1488,7 @@ class Simulation:
         self.trades_by_agent: dict[str, int] = {}  # the traders' own orders that executed (not the keeper's closes)
         self.counts = {"kicks": 0, "takes": 0, "redos": 0, "backstops": 0}
         self.repegs: dict[str, int] = {}
+        self.peg_held_steps: dict[str, int] = {}  # steps in which a peg guard held the market's peg
         self.bad_debt = [0, 0, 0]  # amount, from insurance, from pool (WAD)
         self.lp_counts = {"deposits": 0, "requests": 0, "redemptions": 0}
         self._scanned = self.chain.blocks.head.number
@@ -1963,9 +1966,14 @@ class Simulation:
             calls[f"peg:{sym}"] = (amm, "pegPrice", m.id)
             calls[f"idx:{sym}"] = (ch, "indexPrice", m.id)
             calls[f"last:{sym}"] = (amm, "lastRepeg", m.id)
+            if self.gov and m.config.peg_guard:
+                calls[f"held:{sym}"] = (amm, "pegHeldUntil", m.id)
         r = self.batch.read(calls)
         now = self.chain.pending_timestamp
         for sym, m in self.s.markets.items():
+            if now < r.get(f"held:{sym}", 0):  # a held peg (the contract would refuse PegHeld)
+                self.peg_held_steps[sym] = self.peg_held_steps.get(sym, 0) + 1
+                continue
             if not repeg_due(r[f"peg:{sym}"], r[f"idx:{sym}"], r[f"last:{sym}"], now,
                              wad(m.config.repeg_threshold), m.config.repeg_interval):
                 continue
@@ -2056,6 +2064,7 @@ class Simulation:
         return {"trips": {k: self.breaker_trips[k] for k in BREAKER_KINDS if k in self.breaker_trips},
                 "trips_by_market": {k: dict(v) for k, v in sorted(self.breaker_trips_by_market.items())},
                 "restricted_steps": dict(sorted(self.restricted_steps.items())),
+                "peg_held_steps": dict(sorted(self.peg_held_steps.items())),
                 "refused": dict(sorted(self.refused.items())),
                 "max_move": mx["move"] / WAD, "max_divergence": mx["divergence"] / WAD,
                 "max_skew_share": mx["skew_share"] / WAD, "min_insurance_factor": mx["insurance_factor"] / WAD,

@@ -67,7 +67,7 @@ contract CircuitBreaker is ICircuitBreaker {
     /// @dev Each market's own thresholds (0 in a field: the global value); one slot per market.
     mapping(uint32 marketId => MarketThresholds) internal _overrides;
 
-    /// @dev Two slots per market.
+    /// @dev Three slots per market.
     struct Stored {
         uint64 reduceOnlyUntil; // [s]
         uint64 divergentSince; // [s] 0: the last poke saw no divergence
@@ -79,6 +79,7 @@ contract CircuitBreaker is ICircuitBreaker {
         uint64 auctionFactor; // [wad]
         uint64 skewUntil; // [s] the skew cap holds until then (a cool-off after the last poke that saw the skew)
         uint96 skewCap; // [wad base] the heavy side's open interest when the skew was last seen
+        uint64 moveUntil; // [s] the reduce-only end set by the last poke that saw an index move (pegHoldUntil)
     }
 
     mapping(uint32 marketId => Stored) internal _state;
@@ -202,6 +203,19 @@ contract CircuitBreaker is ICircuitBreaker {
             auctionFactor: st.auctionFactor,
             skewShare: st.skewShare
         });
+    }
+
+    /// @inheritdoc ICircuitBreaker
+    /// @dev The live move compares the index with the TWAP as last accrued (a poke accrues first): before any
+    ///      accrual in the block the TWAP leaves this block's index out, so a push reads larger, never smaller.
+    function pegHoldUntil(uint32 marketId) external view returns (uint256 until) {
+        until = _state[marketId].moveUntil;
+        (, uint256 indexTwap) = _clearingHouse.twaps(marketId); // reverts UnknownMarket
+        BreakerParams memory bp = _params;
+        if (_relative(_clearingHouse.indexPrice(marketId), indexTwap) > _inForce(marketId, bp).moveThreshold) {
+            uint256 end = block.timestamp + bp.coolOff;
+            if (end > until) until = end;
+        }
     }
 
     /// @inheritdoc ICircuitBreaker
@@ -342,6 +356,8 @@ contract CircuitBreaker is ICircuitBreaker {
         st.auctionFactor = uint64(e.auctionFactor);
         st.skewUntil = e.skewUntil;
         st.skewCap = e.skewCap;
+        // The index-move breaker's own end, apart from divergence's extensions: the peg hold (pegHoldUntil).
+        if (e.holding & _bit(Kind.IndexMove) != 0) st.moveUntil = e.reduceOnlyUntil;
         for (uint8 k; k <= uint8(Kind.Skew); ++k) {
             uint8 bit = uint8(1) << k;
             if (e.holding & bit != 0 && before & bit == 0) {

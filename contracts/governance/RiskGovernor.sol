@@ -36,7 +36,7 @@ import {AmmController} from "../AmmController.sol";
 ///      | ClearingHouse | listMarket, setFundingParams, setSkewFunding, setPegTolerance, setOrderRouter, setDelayedOrders, setAmmController, setLiquidationEngine, transferOwnership | Timelock |
 ///      | Liq. engine   | setLiquidationParams, setAuctionParams, transferOwnership | Timelock                |
 ///      | Pool          | setPoolParams, transferOwnership         | Timelock                                 |
-///      | AMM controller| setAmmParams, setConcentration, transferOwnership | Timelock                       |
+///      | AMM controller| setAmmParams, setConcentration, setPegGuard, transferOwnership | Timelock          |
 ///      | governor      | setGuardian(address(0))                  | Instant                                  |
 ///      | governor      | setAdmin, setGuardian, setBreaker, setBreakerParams, setBreakerMarketThresholds | Timelock |
 ///      `renounceOwnership` is unknown on purpose: no path may leave a module without an owner.
@@ -274,9 +274,10 @@ contract RiskGovernor is IRiskGovernor {
         } else if (target == liquidityPool) {
             if (s == LiquidityPool.setPoolParams.selector || s == transfer) return Path.Timelock;
         } else if (target == ammController) {
-            if (s == AmmController.setAmmParams.selector || s == AmmController.setConcentration.selector || s == transfer) {
-                return Path.Timelock;
-            }
+            if (
+                s == AmmController.setAmmParams.selector || s == AmmController.setConcentration.selector
+                    || s == AmmController.setPegGuard.selector || s == transfer
+            ) return Path.Timelock;
         } else if (target == address(this)) {
             // Removing the guardian only takes a key's power away: the admin can do it at once.
             if (s == this.setGuardian.selector && abi.decode(data[4:], (address)) == address(0)) return Path.Instant;

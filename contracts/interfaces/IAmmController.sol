@@ -34,6 +34,8 @@ interface IAmmController is IErrors {
     error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
     /// @notice The last depth sync of this market was less than `depthInterval` ago.
     error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
+    /// @notice The market's peg guard holds its peg: an index move is in force until `until` [s] (`setPegGuard`).
+    error PegHeld(uint32 marketId, uint256 until);
 
     /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
     event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
@@ -45,6 +47,8 @@ interface IAmmController is IErrors {
     /// @notice `marketId`'s depth is concentrated on prices within `range` of the peg, amplified `amplification`
     ///         times [wad both].
     event ConcentrationSet(uint32 indexed marketId, uint256 range, uint256 amplification);
+    /// @notice `marketId`'s peg is held while `guard` reports an index move (address 0: no guard).
+    event PegGuardSet(uint32 indexed marketId, address guard);
     /// @notice What a depth sync did to the value of the open positions: `cost` is the change of what
     ///         closing the market's net position against the vAMM would pay traders [wad] (positive = the
     ///         pool's loss; the pool's NAV moves by exactly -cost, up to rounding).
@@ -71,6 +75,20 @@ interface IAmmController is IErrors {
     ///         maxRepegCost x NAV of exit value moved to the net position, once per block (and repegInterval).
     ///         Returns the vAMM's spot price after and the cost to the pool.
     function repeg(uint32 marketId) external returns (uint256 newPrice, int256 cost);
+
+    /// @notice Owner only: hold `marketId`'s peg while `guard` (the protocol's circuit breaker,
+    ///         `ICircuitBreaker.pegHoldUntil`) reports an index move; address 0 removes the guard. For a market whose
+    ///         index can be pushed: a repeg would carry the vAMM after a pushed index, and a position built before
+    ///         the push would sell into it. While held, `repeg` reverts `PegHeld`, and the stale-peg rule refuses
+    ///         trades in the direction the move favours (reduces included) until the hold ends; the other
+    ///         direction, liquidations and withdrawals go on (docs/governance.md "Peg guard").
+    function setPegGuard(uint32 marketId, address guard) external;
+
+    /// @notice `marketId`'s peg guard (address 0: none).
+    function pegGuard(uint32 marketId) external view returns (address);
+
+    /// @notice Until when [s] `marketId`'s peg is held (0 without a guard; a time not after now: not held).
+    function pegHeldUntil(uint32 marketId) external view returns (uint256);
 
     /// @notice `marketId`'s peg [wad]: the curve's price where the traders' net position would be zero,
     ///         x y / (x + net)^2. Trades do not move it (beyond rounding); repeg moves it toward the index, so

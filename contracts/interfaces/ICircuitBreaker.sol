@@ -144,6 +144,14 @@ interface ICircuitBreaker is IErrors {
     /// @notice `marketId`'s stored breaker state and the restriction in force.
     function breakerState(uint32 marketId) external view returns (BreakerState memory);
 
+    /// @notice Until when [s] an index move holds `marketId`'s peg (for a market whose AmmController names this
+    ///         breaker as its peg guard, `IAmmController.setPegGuard`): the reduce-only end set by the last poke
+    ///         that saw the index move past its threshold, or now + coolOff when the live index is past it from the
+    ///         index TWAP already (a repeg in the block of a push, before any poke, is held too). In the past: no
+    ///         hold. Only the index-move breaker holds a peg: a peg held on divergence would keep the mark away
+    ///         from the index and the divergence with it.
+    function pegHoldUntil(uint32 marketId) external view returns (uint256);
+
     /// @notice The global parameters (a market's own thresholds replace four of them: `marketThresholds`).
     function params() external view returns (BreakerParams memory);
 

@@ -161,3 +161,18 @@ def test_the_yaml_names_what_the_chain_would_refuse():
     parse_config(market(max_open_interest=top))
     with pytest.raises(ConfigError, match="max_open_interest"):
         parse_config(market(max_open_interest="39614081257.132168796771975168"))
+
+
+def test_peg_guard_is_a_flag_and_needs_governance():
+    """`peg_guard` (docs/governance.md "Peg guard"): true or false, and only with a governance section, since the
+    guard is the circuit breaker that section deploys. Off by default."""
+    from vperp.config_file import ConfigError, parse_config
+
+    gov = {"admin": "0x" + "11" * 20, "guardian": "0x" + "22" * 20}
+    eth = {"symbol": "ETH", "price": 3000}
+    assert parse_config({"markets": [eth]}).markets[0].peg_guard is False
+    assert parse_config({"markets": [{**eth, "peg_guard": True}], "governance": gov}).markets[0].peg_guard is True
+    with pytest.raises(ConfigError, match=r"markets\[0\]\.peg_guard \(ETH\): must be true or false"):
+        parse_config({"markets": [{**eth, "peg_guard": "yes"}], "governance": gov})
+    with pytest.raises(ConfigError, match=r"markets\[0\]\.peg_guard: needs a governance section"):
+        parse_config({"markets": [{**eth, "peg_guard": True}]})

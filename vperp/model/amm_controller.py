@@ -243,7 +243,7 @@ class AmmControllerMirror:
         return self._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
     @_atomic
-    def repeg(self, market_id: int, timestamp: int) -> tuple[int, int]:
+    def repeg(self, market_id: int, timestamp: int, held_until: int = 0) -> tuple[int, int]:
         """AmmController.repeg: at most once per block (and repegInterval), when the peg (`_peg`, the curve's
         price at zero net position) is more than repegThreshold from the live index, the quote reserve alone
         moves the peg toward the index, by at most maxRepegStep of the peg and at most what keeps the change
@@ -252,12 +252,16 @@ class AmmControllerMirror:
         dP <= floor(floor(budget x / x0) x 1e18 / n); dy = floor(floor(dP x0 / x) x0 / 1e18). The cost
         booked in repegCost and emitted is the exact change of the net's exit value,
         exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
+        `held_until`: the market's `pegHeldUntil` (its peg guard's answer, 0 without one); before it the repeg
+        reverts PegHeld, after the interval check.
         Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
         nxt = last + (p.repeg_interval or 1)
         if last != 0 and timestamp < nxt:
             raise ModelRevert("RepegTooSoon", nxt, timestamp)
+        if timestamp < held_until:
+            raise ModelRevert("PegHeld", market_id, held_until)
         m = self.markets[market_id]
         index = self._index(m, timestamp)
         net = m.long_open_interest - m.short_open_interest

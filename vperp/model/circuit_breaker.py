@@ -125,3 +125,18 @@ def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerP
     changes = restriction[0] != cap or restriction[1] != reduce_only
     return (cap, reduce_only, changes, holding, until, since, index, move, divergence, fund, required,
             insurance_factor, live, soft, auction_factor, skew_notional, skew_limit, nav, skew_until, skew_cap)
+
+
+def peg_hold_until(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
+                   move_until: int = 0, thresholds: MarketThresholds | None = None) -> int:
+    """CircuitBreaker.pegHoldUntil(marketId): the stored end of the last poke that saw an index move (`move_until`,
+    the reduce-only end that poke set), or timestamp + coolOff when the live index is already past the move
+    threshold from the index TWAP, whichever is later. Raises what twaps / indexPrice raise."""
+    bp = params or BreakerParams()
+    t = breaker_thresholds(bp, thresholds)
+    if market_id == 0 or market_id > len(model.markets):
+        raise ModelRevert("UnknownMarket", market_id)
+    _, index_twap = model.twaps(market_id, timestamp)
+    if _relative(model.index_price(market_id, timestamp), index_twap) > t.move_threshold:
+        return max(move_until, timestamp + bp.cool_off)
+    return move_until

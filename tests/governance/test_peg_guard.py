@@ -1,0 +1,246 @@
+"""The peg guard (AmmController.setPegGuard, CircuitBreaker.pegHoldUntil): a market whose index can be pushed holds
+its peg while the index-move breaker holds it, so a long built before a pushed index cannot sell into a vAMM that
+the repegs carried after the push.
+
+The attack, end to end, on ETH set to the shipped peg (every block, 11 bps stale-peg rule): the attacker buys
+100 ETH and an arbitrageur sells it back (the pool holds no net position), the index is pushed +10 %, a keeper
+pokes the breaker and repegs every block, the attacker sells, and the index falls back. With the guard the repeg is
+refused (`PegHeld`, nothing changes), the attacker's sale meets the old peg and it ends below where it started;
+the arbitrageur cannot buy back at the stale peg (`PegStale`) and does so, at the old price, once the hold ends.
+Without the guard (the control, the same path) the attacker keeps the push. Funding is off and the taker fee 0
+(the governance fixture), so every figure is the vAMM's and the insurance fund moves only if a test moves it.
+"""
+from __future__ import annotations
+
+import pytest
+
+from helpers.governance import admin, g, guardian, keeper  # noqa: F401 - shared module fixtures (g: autouse)
+from helpers.governance import encode, propose, refresh_oracles, struct_tuple, wait_out
+from helpers.trading import ETH_ID, WAD, expect_revert, trade
+from vperp.client import Client, build_record, write_record
+from vperp.model import Model, ModelRevert
+
+ETH = ETH_ID
+PRICE = 3000 * 10**8  # the feed's answer (8 decimals)
+PUSHED = 3300 * 10**8  # +10 %, past the 5 % move threshold
+SIZE = 100 * WAD
+COOL_OFF = 1800
+TWAP_WINDOW = 900
+
+
+def _proposals(system, g, guard: str | None) -> list:
+    amm, ch = system.amm, system.clearing_house
+    p = list(struct_tuple(amm.ammParams(ETH)))
+    # AmmParams: depthRatio, maxDepthChange, repegThreshold, maxRepegStep, maxRepegCost, repegInterval, ...
+    p[2:6] = [10**15, 5 * 10**16, 10**16, 0]  # the shipped peg: 0.1 %, 5 %, 1 % of NAV, every block
+    calls = [(amm, encode(amm, "setAmmParams", ETH, tuple(p))), (ch, encode(ch, "setPegTolerance", ETH, 11))]
+    if guard is not None:
+        calls.append((amm, encode(amm, "setPegGuard", ETH, guard)))
+    return [propose(g, target, data)[0] for target, data in calls]
+
+
+@pytest.fixture(scope="module")
+def guarded(chain, system, g):
+    """ETH on the shipped peg, its peg guarded by the governor's breaker (through the timelock)."""
+    wait_out(chain, system, g, _proposals(system, g, g.breaker.address))
+    assert system.amm.pegGuard(ETH) == g.breaker.address
+    return g
+
+
+def _set_index(system, answer: int):
+    system.markets["ETH"].oracle.updateAnswer(answer, sender=system.deployer)
+
+
+def _collateral(system, who) -> int:
+    return system.vault.collateral(who, 0)
+
+
+def _amm_state(system) -> tuple:
+    s = system.clearing_house.marketState(ETH)
+    return (s.baseReserve, s.quoteReserve, s.longOpenInterest, s.shortOpenInterest, system.amm.lastRepeg(ETH),
+            system.amm.repegCost(ETH), system.vault.poolBalance(), system.vault.insuranceFund())
+
+
+def _push_and_exit(chain, system, g, keeper, attacker, arb, guarded_peg: bool) -> dict:
+    """The attack path from `chain.pending_timestamp`; returns the figures both runs are judged by."""
+    ch, amm, vault = system.clearing_house, system.amm, system.vault
+    for who in (attacker, arb):
+        vault.deposit(0, system.units(200_000), sender=who)
+    t0 = chain.pending_timestamp
+    refresh_oracles(system)
+    c0 = {a.address: _collateral(system, a) for a in (attacker, arb)}
+    nav0, ins0 = system.pool.navWad(), vault.insuranceFund()
+    trade(ch, attacker, ETH, SIZE)  # the long, built before the push
+    trade(ch, arb, ETH, -SIZE)  # the arbitrageur sells the premium back: no net position
+    # The push, seen by the keeper's poke in the same second.
+    chain.pending_timestamp = t0 + 60
+    _set_index(system, PUSHED)
+    g.breaker.poke(ETH, sender=keeper)
+    assert g.governor.restriction(ETH)[1], "the index-move breaker holds the market"
+    out = {"repegs": 0, "held": None, "arb_refused": False}
+    for i in range(4):  # the keeper's repeg, every ten seconds
+        chain.pending_timestamp = t0 + 100 + 10 * i
+        if guarded_peg:
+            # The live move holds it from now (a view runs on the head block, one second before the pending one).
+            until = amm.pegHeldUntil(ETH)
+            assert until == chain.blocks.head.timestamp + COOL_OFF
+            before = _amm_state(system)
+            with expect_revert(amm.PegHeld, marketId=ETH) as info:
+                amm.repeg(ETH, sender=keeper)
+            assert dict(info.value.inputs)["until"] in (until, until + 1)
+            assert _amm_state(system) == before
+            out["held"] = until
+        elif amm.pegPrice(ETH) < PUSHED * 10**10 * 999 // 1000:
+            amm.repeg(ETH, sender=keeper)
+            out["repegs"] += 1
+    # The attacker sells into whatever the vAMM now pays (a reduce: the restriction lets it through).
+    trade(ch, attacker, ETH, -SIZE)
+    # The arbitrageur's buy-back at a stale peg is refused while the peg is held.
+    if guarded_peg:
+        before = _amm_state(system)
+        with expect_revert(ch.PegStale, marketId=ETH):
+            trade(ch, arb, ETH, SIZE)
+        assert _amm_state(system) == before
+        out["arb_refused"] = True
+    # The index falls back after 30 minutes; the keeper pokes every five minutes.
+    for t in range(t0 + 300, t0 + 1861, 300):
+        chain.pending_timestamp = t
+        _set_index(system, PUSHED if t < t0 + 1800 else PRICE)
+        g.breaker.poke(ETH, sender=keeper)
+    # Past the hold: the TWAP has come back over its window and the last poke that saw a move cooled off.
+    t = t0 + 1860 + TWAP_WINDOW + COOL_OFF
+    for step in range(t0 + 2100, t + 1, 300):
+        chain.pending_timestamp = step
+        refresh_oracles(system)
+        g.breaker.poke(ETH, sender=keeper)
+    chain.pending_timestamp = t + 60
+    refresh_oracles(system)
+    assert amm.pegHeldUntil(ETH) <= t + 60
+    if abs(amm.pegPrice(ETH) - 3000 * WAD) * 1000 > 3000 * WAD:
+        amm.repeg(ETH, sender=keeper)  # the control's peg comes back down
+    if ch.position(arb, 0, ETH)[0] != 0:
+        trade(ch, arb, ETH, SIZE)  # the buy-back once the hold is over
+    out.update(attacker=_collateral(system, attacker) - c0[attacker.address],
+               arb=_collateral(system, arb) - c0[arb.address],
+               nav=system.pool.navWad() - nav0, insurance=vault.insuranceFund() - ins0,
+               attacker_size=ch.position(attacker, 0, ETH)[0], arb_size=ch.position(arb, 0, ETH)[0])
+    return out
+
+
+def _usd(x: int) -> str:
+    return f"{x / WAD:+,.2f}"
+
+
+def test_a_pushed_index_pays_the_long_nothing_with_the_guard_and_the_push_without_it(chain, system, guarded, keeper,
+                                                                                    alice, bob):
+    g = guarded
+    guard = _push_and_exit(chain, system, g, keeper, alice, bob, guarded_peg=True)
+    # The control: the same path with the guard removed (through the timelock), from a later start.
+    pid = propose(g, system.amm, encode(system.amm, "setPegGuard", ETH, "0x" + "00" * 20))[0]
+    wait_out(chain, system, g, [pid])
+    assert system.amm.pegHeldUntil(ETH) == 0
+    control = _push_and_exit(chain, system, g, keeper, alice, bob, guarded_peg=False)
+    print(f"\npeg guard, +10 % push against a 100 ETH long: attacker {_usd(guard['attacker'])} USD with the guard "
+          f"(repeg refused, PegHeld), "
+          f"{_usd(control['attacker'])} without ({control['repegs']} repegs); arbitrageur {_usd(guard['arb'])} / "
+          f"{_usd(control['arb'])}; pool NAV {_usd(guard['nav'])} / {_usd(control['nav'])}; insurance "
+          f"{_usd(guard['insurance'])} / {_usd(control['insurance'])}")
+    for run in (guard, control):
+        assert run["attacker_size"] == run["arb_size"] == 0 and run["insurance"] == 0
+    # The guard: the attacker ends below its start (it paid the curve both ways), the pool lost nothing.
+    assert guard["attacker"] < 0 and guard["nav"] >= 0 and guard["arb_refused"]
+    assert guard["attacker"] + guard["arb"] + guard["nav"] // 10**12 * 10**12 <= 0
+    # Without it, the push is the attacker's: about 100 x 300 USD less the curve's slippage.
+    # The arbitrageur and, through the repeg back down under its short, the pool pay for it.
+    assert control["repegs"] >= 2 and control["attacker"] > 20_000 * WAD
+    assert control["arb"] < 0 and control["nav"] < -10_000 * WAD
+
+
+def test_while_held_sells_and_withdrawals_go_on_and_the_hold_ends_by_itself(chain, system, guarded, keeper, alice, tmp_path):
+    """The honest path: during a hold the long side still sells, free collateral still leaves, and the hold ends by
+    itself once the index has stayed put; the SDK reads the hold."""
+    g = guarded
+    ch, amm, vault = system.clearing_house, system.amm, system.vault
+    vault.deposit(0, system.units(200_000), sender=alice)
+    t0 = chain.pending_timestamp
+    refresh_oracles(system)
+    trade(ch, alice, ETH, SIZE)
+    chain.pending_timestamp = t0 + 60
+    _set_index(system, PUSHED)  # a real move this time: the index stays there
+    g.breaker.poke(ETH, sender=keeper)
+    chain.pending_timestamp = t0 + 100
+    assert amm.pegHeldUntil(ETH) == chain.blocks.head.timestamp + COOL_OFF
+    write_record(tmp_path / "local.json", build_record(system, system.config, chain, 1))
+    sdk = Client.from_deployment(tmp_path / "local.json", account=alice)
+    assert sdk.peg_held_until("ETH") == amm.pegHeldUntil(ETH) and sdk.peg_held_until("BTC") == 0
+    trade(ch, alice, ETH, -SIZE // 2)  # a sell at the held peg: the side the stale price disadvantages
+    before = _collateral(system, alice)
+    vault.withdraw(0, system.units(1_000), sender=alice)
+    assert _collateral(system, alice) == before - 1_000 * WAD
+    # The hold ends on its own: the TWAP reaches the new index within its window, and the poke that last saw
+    # the move cools off; the peg then follows.
+    for t in range(t0 + 120, t0 + 120 + TWAP_WINDOW + 1, 300):
+        chain.pending_timestamp = t
+        refresh_oracles(system)
+        g.breaker.poke(ETH, sender=keeper)
+    last_seen = g.breaker.pegHoldUntil(ETH)
+    assert t0 + 120 + COOL_OFF <= last_seen <= t0 + 120 + TWAP_WINDOW + COOL_OFF
+    chain.pending_timestamp = last_seen - 3
+    refresh_oracles(system)  # two blocks
+    before = _amm_state(system)
+    with expect_revert(amm.PegHeld, marketId=ETH, until=last_seen):
+        amm.repeg(ETH, sender=keeper)
+    assert _amm_state(system) == before
+    chain.pending_timestamp = last_seen
+    tx = amm.repeg(ETH, sender=keeper)
+    assert amm.lastRepeg(ETH) == last_seen and len(amm.Repeg.from_receipt(tx)) == 1
+
+
+def test_set_peg_guard_is_the_owners_and_timelocked(project, system, guarded, deployer, alice):
+    """Bad input changes nothing: a call by anyone but the owner, and an unknown market (on a controller of the
+    same ClearingHouse that alice owns, since the governor owns the deployed one). The governor routes the setter
+    through the timelock: removing a guard lifts a protection."""
+    g = guarded
+    amm = system.amm
+    with expect_revert(amm.OwnableUnauthorizedAccount, account=alice.address):
+        amm.setPegGuard(ETH, alice, sender=alice)
+    assert amm.pegGuard(ETH) == g.breaker.address
+    assert g.governor.classify(amm, encode(amm, "setPegGuard", ETH, "0x" + "00" * 20)) == 1  # Path.Timelock
+    own = project.AmmController.deploy(system.clearing_house, system.pool, alice, sender=deployer)
+    for bad in (0, system.clearing_house.marketCount() + 1):
+        with expect_revert(own.UnknownMarket, marketId=bad):
+            own.setPegGuard(bad, g.breaker, sender=alice)
+        with expect_revert(own.UnknownMarket, marketId=bad):
+            own.pegHeldUntil(bad)
+    assert own.pegGuard(0) == own.pegGuard(ETH) == "0x" + "00" * 20 and own.pegHeldUntil(ETH) == 0
+    tx = own.setPegGuard(ETH, g.breaker, sender=alice)
+    assert [(e.marketId, e.guard) for e in own.PegGuardSet.from_receipt(tx)] == [(ETH, g.breaker.address)]
+    assert own.pegGuard(ETH) == g.breaker.address
+    with expect_revert(g.breaker.UnknownMarket, marketId=99):
+        g.breaker.pegHoldUntil(99)
+
+
+def test_the_model_mirrors_the_hold():
+    """vperp.model: `peg_hold_until` is the breaker's view on the model's state (the live move from the TWAP as last
+    accrued), `repeg(held_until=...)` refuses PegHeld before the hold's end and changes nothing, and from the end on
+    it is the unguarded repeg to the wei."""
+    from vperp.config import default_config
+    from vperp.model.circuit_breaker import peg_hold_until
+
+    t0 = 1_800_000_000
+    guarded, free = (Model.from_config(default_config(), t0) for _ in range(2))
+    t = t0 + 3600
+    for m in (guarded, free):
+        m.set_index(ETH, PUSHED * 10**10, t)
+    until = peg_hold_until(guarded, ETH, t)
+    assert until == t + COOL_OFF
+    assert peg_hold_until(guarded, ETH, t, move_until=t + 5 * COOL_OFF) == t + 5 * COOL_OFF  # a later stored end
+    y = guarded.markets[ETH].y
+    with pytest.raises(ModelRevert) as e:
+        guarded.repeg(ETH, t, held_until=until)
+    assert e.value.args == ("PegHeld", ETH, until) and guarded.markets[ETH].y == y
+    assert guarded.repeg(ETH, until, held_until=until) == free.repeg(ETH, until)
+    assert guarded.markets[ETH].y == free.markets[ETH].y and guarded.repeg_cost == free.repeg_cost
+    with pytest.raises(ModelRevert) as e:
+        peg_hold_until(guarded, 99, t)
+    assert e.value.args == ("UnknownMarket", 99)
