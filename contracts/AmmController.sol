@@ -107,8 +107,13 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     }
 
     /// @inheritdoc IAmmController
-    function pegHeldUntil(uint32 marketId) public view returns (uint256) {
-        address guard = pegGuard[_checkMarket(marketId)];
+    function pegHeldUntil(uint32 marketId) external view returns (uint256) {
+        return _heldUntil(_checkMarket(marketId));
+    }
+
+    /// @dev The guard's answer for a known market; one cold read (2.1k gas) when it has no guard.
+    function _heldUntil(uint32 marketId) internal view returns (uint256) {
+        address guard = pegGuard[marketId];
         return guard == address(0) ? 0 : ICircuitBreaker(guard).pegHoldUntil(marketId);
     }
 
@@ -406,8 +411,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 last = lastRepeg[marketId];
         uint256 next = last + (p.repegInterval == 0 ? 1 : p.repegInterval);
         if (last != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
-        // A guarded market's peg stays while an index move is in force (one SLOAD when unguarded).
-        uint256 heldUntil = pegHeldUntil(marketId);
+        // A guarded market's peg stays while an index move is in force.
+        uint256 heldUntil = _heldUntil(marketId);
         if (block.timestamp < heldUntil) revert PegHeld(marketId, heldUntil);
 
         uint256 index = clearingHouse.indexPrice(marketId);
