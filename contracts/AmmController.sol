@@ -10,6 +10,7 @@ import {IAmmController} from "./interfaces/IAmmController.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {ILiquidityPool} from "./interfaces/ILiquidityPool.sol";
 import {ICircuitBreaker} from "./interfaces/ICircuitBreaker.sol";
+import {IRiskGovernor} from "./interfaces/IRiskGovernor.sol";
 import {WAD, WadMath} from "./libraries/WadMath.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
@@ -102,6 +103,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @inheritdoc IAmmController
     function setPegGuard(uint32 marketId, address guard) external onlyOwner {
         _checkMarket(marketId);
+        if (guard != address(0)) _checkGuard(marketId, guard);
         pegGuard[marketId] = guard;
         emit PegGuardSet(marketId, guard);
     }
@@ -109,6 +111,27 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @inheritdoc IAmmController
     function pegHeldUntil(uint32 marketId) external view returns (uint256) {
         return _heldUntil(_checkMarket(marketId));
+    }
+
+    /// @dev A guard must be a circuit breaker of this deployment (its governor's ClearingHouse is this one's) that
+    ///      answers for the market: anything else (an account, another deployment's breaker) would make every repeg
+    ///      of the market revert, or hold it on another market's index.
+    function _checkGuard(uint32 marketId, address guard) internal view {
+        if (guard.code.length == 0) revert InvalidPegGuard(guard);
+        try ICircuitBreaker(guard).governor() returns (address gov) {
+            if (gov.code.length == 0) revert InvalidPegGuard(guard);
+            try IRiskGovernor(gov).clearingHouse() returns (address ch) {
+                if (ch != address(clearingHouse)) revert InvalidPegGuard(guard);
+            } catch {
+                revert InvalidPegGuard(guard);
+            }
+        } catch {
+            revert InvalidPegGuard(guard);
+        }
+        try ICircuitBreaker(guard).pegHoldUntil(marketId) returns (uint256) {}
+        catch {
+            revert InvalidPegGuard(guard);
+        }
     }
 
     /// @dev The guard's answer for a known market; one cold read (2.1k gas) when it has no guard.

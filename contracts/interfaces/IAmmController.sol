@@ -36,6 +36,8 @@ interface IAmmController is IErrors {
     error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
     /// @notice The market's peg guard holds its peg: an index move is in force until `until` [s] (`setPegGuard`).
     error PegHeld(uint32 marketId, uint256 until);
+    /// @notice `guard` is not a circuit breaker of this deployment answering for the market (`setPegGuard`).
+    error InvalidPegGuard(address guard);
 
     /// @notice Reserves rescaled (price kept) to follow the pool: `nav` is the pool NAV used [wad].
     event DepthSynced(uint32 indexed marketId, uint256 baseBefore, uint256 quoteBefore, uint256 baseAfter, uint256 quoteAfter, int256 nav);
@@ -81,7 +83,9 @@ interface IAmmController is IErrors {
     ///         index can be pushed: a repeg would carry the vAMM after a pushed index, and a position built before
     ///         the push would sell into it. While held, `repeg` reverts `PegHeld`, and the stale-peg rule refuses
     ///         trades in the direction the move favours (reduces included) until the hold ends; the other
-    ///         direction, liquidations and withdrawals go on (docs/governance.md "Peg guard").
+    ///         direction, liquidations and withdrawals go on (docs/governance.md "Peg guard"). The guard must be a
+    ///         circuit breaker whose governor's ClearingHouse is this one's and which answers for the market
+    ///         (`InvalidPegGuard`).
     function setPegGuard(uint32 marketId, address guard) external;
 
     /// @notice `marketId`'s peg guard (address 0: none).
