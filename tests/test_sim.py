@@ -785,6 +785,10 @@ def test_breakers_deploy_governance_poke_and_restrict_the_pumped_market(thin_run
     assert b["restricted_steps"]["THIN"] == sum(int(r["thin_restricted"]) for r in rows) > 0
     # THIN's peg guard (the breaker, wired by deploy_governance) held its peg through the pump; ETH and BTC have none.
     assert set(b["peg_held_steps"]) == {"THIN"} and b["peg_held_steps"]["THIN"] >= 1
+    # The lowest cap factors are below 1 exactly when their breaker tripped (a market read before its first poke
+    # has a stored factor of 0, which is not a trip).
+    assert (b["min_insurance_factor"] < 1) == ("insurance" in b["trips"])
+    assert (b["min_auction_factor"] < 1) == ("auctions" in b["trips"])
     reduce_only = [int(r["step"]) for r in rows if r["thin_reduce_only"] == "1"]
     assert reduce_only and reduce_only[0] <= 3  # the pump's first step (2) is seen by that step's poke, or the next
     assert all(r["thin_restricted"] == "1" for r in rows if r["thin_reduce_only"] == "1")

@@ -1876,8 +1876,10 @@ class Simulation:
                 per = self._breaker_max_by_market[sym]
                 per["move"], per["divergence"] = max(per["move"], bs.move), max(per["divergence"], bs.divergence)
                 mx["skew_share"] = max(mx["skew_share"], bs.skewShare)
-                mx["insurance_factor"] = min(mx["insurance_factor"], bs.insuranceFactor)
-                mx["auction_factor"] = min(mx["auction_factor"], bs.auctionFactor)
+                # A factor below 1 always comes with its breaker's bit (ICircuitBreaker.Kind 2, 3); without it the
+                # stored factor is 1, or 0 on a market no poke has reached yet (the storage's default), read as 1.
+                mx["insurance_factor"] = min(mx["insurance_factor"], bs.insuranceFactor if bs.holding & 4 else WAD)
+                mx["auction_factor"] = min(mx["auction_factor"], bs.auctionFactor if bs.holding & 8 else WAD)
         if self.book is not None:
             row.update(self.book.row())
         self._share_price = share_price
