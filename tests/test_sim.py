@@ -701,7 +701,7 @@ def test_breaker_columns_only_with_breakers():
     assert extra == ["eth_restricted", "eth_reduce_only", "eth_cap", "btc_restricted", "btc_reduce_only", "btc_cap"]
 
 
-def fake_breaker_run(d: Path, seed: int, on: bool, attacker: float, restricted=()):
+def fake_breaker_run(d: Path, seed: int, on: bool, attacker: float, restricted=(), held: int = 0):
     d.mkdir(parents=True)
     s = {"seed": seed, "steps": 6, "step_seconds": DT, "bad_debt": 1000.0 * (not on), "bad_debt_from_pool": 0.0,
          "lp_share_price_start": 1.0, "lp_share_price_end": 1.001 if on else 0.999,
@@ -715,6 +715,9 @@ def fake_breaker_run(d: Path, seed: int, on: bool, attacker: float, restricted=(
                          "params": {"move_threshold": 0.05, "cool_off_s": 1800, "divergence_threshold": 0.03,
                                     "divergence_duration_s": 1800, "insurance_target": 0.05,
                                     "auction_soft_share": 0.5, "max_skew_share": 0.2}}
+        if held:
+            s["breakers"]["peg_held_steps"] = {"THIN": held}
+            s["reverts"] = {"PegStale": 2 * held}
     (d / "summary.json").write_text(json.dumps(s))
     cols = ["step", "time_s", "thin_index", "thin_spot"] + (["thin_reduce_only"] if on else [])
     lines = [",".join(cols)] + [",".join(str(v) for v in [k, DT * k, 100 + k, 100 + k / 2] + ([int(k in restricted)] if on else []))
@@ -739,6 +742,14 @@ def test_the_breaker_section_renders_from_the_summaries(tmp_path):
            "repegs -10, fees +0" in md and "The repegs cost the pool more" in md
     assert "100,000 / 5 % = 2,000,000 USD" in md  # the insurance breaker's level
     assert "to 106.0 USD at the top" in md and "highest vAMM price 103.0" in md and "kept 6 % of the gain" in md
+    assert "peg guard" not in md  # no hold in these runs
+    # With THIN's peg guard holding (the summaries' peg_held_steps): the reading says what the hold did instead.
+    held = [fake_breaker_run(tmp_path / "held" / f"seed{s}", s, True, -3_000.0 - s, restricted=(2, 3), held=2 * s)
+            for s in (1, 2)]
+    md_held = econ.breakers_markdown(econ.BreakerRuns(off={"thin": off}, on={"thin": held}, seeds=[1, 2], steps=6))
+    assert "THIN's peg guard held its peg while that lasted (3 steps a run, mean)" in md_held
+    assert "6 orders a run toward the index were refused at the held peg (PegStale, mean)" in md_held
+    assert "ended at -3,002 USD (mean) against +50,002 without the breakers" in md_held and "kept" not in md_held
     manifest = {}
     png = econ.plot_breakers(off[0], on[0], "THIN", tmp_path / "b.png", manifest=manifest)
     assert int.from_bytes(png.read_bytes()[16:20], "big") == 1000

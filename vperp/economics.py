@@ -839,6 +839,8 @@ def breaker_row(summary: dict[str, Any]) -> dict[str, Any]:
         "max_divergence": b["max_divergence"] if b else None,
         "min_insurance_factor": b["min_insurance_factor"] if b else None,
         "min_auction_factor": b["min_auction_factor"] if b else None,
+        "peg_held_steps": sum((b.get("peg_held_steps") or {}).values()) if b else 0,
+        "peg_stale": (summary.get("reverts") or {}).get("PegStale", 0),
         "params": b["params"] if b else None,
         "insurance_start": summary.get("insurance_start"),
         "pool_parts": {k: v for k, v in summary["pool_pnl"].items() if k in POOL_PARTS},
@@ -941,9 +943,8 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
                      f"(`pool_pnl` in the summaries): " + ", ".join(f"{POOL_PARTS[k]} {v:+,.0f}" for k, v in top) + ".")
             if diff["repeg_cost"] < 0 and any(k == "repeg_cost" for k, _ in top):
                 text += (" The repegs cost the pool more with the breakers: while growth is refused the arbitrageur "
-                         "cannot close the gap between the vAMM price and the index, so the keeper's repegs (when the "
-                         "mark and index TWAPs part by more than 2 %, at most one an hour) move the peg instead, at the "
-                         "pool's expense.")
+                         "cannot close the gap between the vAMM price and the index, so the keeper's repegs move the "
+                         "peg instead, at the pool's expense.")
         if all(r.get("prices") for r in offs + ons):
             top = _mean([r["prices"][0] for r in offs])
             high_off, high_on = _mean([r["prices"][1] for r in offs]), _mean([r["prices"][1] for r in ons])
@@ -959,11 +960,20 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
                         "the other side of each trade on the curve, is not the one that pays. " if mirror else ". ")
                      + f"With them, the index-move breaker made THIN reduce-only at the first poke of the pump"
                      + (" (the divergence breaker then held it while the mark stayed away from the index)"
-                        if any("divergence" in r["trips"] for r in ons) else "")
-                     + f": the arbitrageur could "
-                     f"still buy back the short the attacker's build-up had left it (a reduce), which is how the vAMM "
-                     f"price still rose to {high_on:,.1f}, but could not go long to follow the index further, and the "
-                     f"attacker kept {100 * kept:.0f} % of the gain it makes without the breakers.")
+                        if any("divergence" in r["trips"] for r in ons) else ""))
+            held = _mean([r.get("peg_held_steps", 0) for r in ons])
+            if held:
+                text += (f", and THIN's peg guard held its peg while that lasted ({held:,.0f} steps a run, mean): no "
+                         f"repeg carried the vAMM after the pumped index (highest vAMM price {high_on:,.1f}), "
+                         f"{_mean([r.get('peg_stale', 0) for r in ons]):,.0f} orders a run toward the index were refused "
+                         f"at the held peg (PegStale, mean), and the attacker, selling "
+                         f"its long at the held peg, ended at {_mean([r['attacker_pnl'] for r in ons]):+,.0f} USD "
+                         f"(mean) against {att_off:+,.0f} without the breakers.")
+            else:
+                text += (f": the arbitrageur could "
+                         f"still buy back the short the attacker's build-up had left it (a reduce), which is how the "
+                         f"vAMM price still rose to {high_on:,.1f}, but could not go long to follow the index further, "
+                         f"and the attacker kept {100 * kept:.0f} % of the gain it makes without the breakers.")
         out.append(text)
     ons = [p[1] for pairs in rows.values() for p in pairs]
     if not ons:
