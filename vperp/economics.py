@@ -958,7 +958,7 @@ def breaker_reading(rows: dict[str, list[tuple[dict, dict]]]) -> list[str]:
                      f"took back"
                      + (": the attacker's gain is, within 10 %, the arbitrageur's loss, and the pool, which only takes "
                         "the other side of each trade on the curve, is not the one that pays. " if mirror else ". ")
-                     + f"With them, the index-move breaker made THIN reduce-only at the first poke of the pump"
+                     + "With them, the index-move breaker made THIN reduce-only at the first poke of the pump"
                      + (" (the divergence breaker then held it while the mark stayed away from the index)"
                         if any("divergence" in r["trips"] for r in ons) else ""))
             held = _mean([r.get("peg_held_steps", 0) for r in ons])
