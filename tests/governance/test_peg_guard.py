@@ -284,6 +284,15 @@ def _settle(chain, system, g, keeper, attacker, arb, t, start) -> dict:
             "arb": _collateral(system, arb) - start["arb"], "nav": system.pool.navWad() - start["nav"]}
 
 
+def _sell_and_settle(chain, system, g, keeper, attacker, arb, t, start, label) -> dict:
+    """The attacker sells its long into whatever the vAMM pays now; then `_settle`; the figures printed."""
+    trade(system.clearing_house, attacker, ETH, -SIZE)
+    r = _settle(chain, system, g, keeper, attacker, arb, t, start)
+    print(f"\npeg guard, limit: {label}: attacker {_usd(r['attacker'])}, arbitrageur {_usd(r['arb'])}, "
+          f"pool NAV {_usd(r['nav'])}")
+    return r
+
+
 def test_limit_a_push_under_the_move_threshold_is_not_held(chain, system, guarded, keeper, alice, bob):
     g = guarded
     amm = system.amm
@@ -295,10 +304,7 @@ def test_limit_a_push_under_the_move_threshold_is_not_held(chain, system, guarde
     assert not g.governor.restriction(ETH)[1] and amm.pegHeldUntil(ETH) == 0
     amm.repeg(ETH, sender=alice)  # one step of at most 5 % reaches it
     assert amm.pegPrice(ETH) >= 3146 * WAD
-    trade(system.clearing_house, alice, ETH, -SIZE)
-    r = _settle(chain, system, g, keeper, alice, bob, t + 300, start)
-    print(f"\npeg guard, limit: +4.9 % push, not held: attacker {_usd(r['attacker'])}, arbitrageur {_usd(r['arb'])}, "
-          f"pool NAV {_usd(r['nav'])}")
+    r = _sell_and_settle(chain, system, g, keeper, alice, bob, t + 300, start, "+4.9 % push, not held")
     assert r["attacker"] > 5_000 * WAD and r["nav"] < 0
 
 
@@ -322,10 +328,8 @@ def test_limit_a_push_kept_up_past_the_hold_reaches_the_peg(chain, system, guard
         chain.pending_timestamp = t
         _set_index(system, PUSHED)
         amm.repeg(ETH, sender=keeper)
-    trade(system.clearing_house, alice, ETH, -SIZE)
-    r = _settle(chain, system, g, keeper, alice, bob, t + 300, start)
-    print(f"\npeg guard, limit: +10 % push kept up {held:,} s (past the hold): attacker {_usd(r['attacker'])}, "
-          f"arbitrageur {_usd(r['arb'])}, pool NAV {_usd(r['nav'])}")
+    r = _sell_and_settle(chain, system, g, keeper, alice, bob, t + 300, start,
+                         f"+10 % push kept up {held:,} s (past the hold)")
     assert r["attacker"] > 20_000 * WAD and r["nav"] < 0
 
 
