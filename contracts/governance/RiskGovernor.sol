@@ -329,8 +329,19 @@ contract RiskGovernor is IRiskGovernor {
             if (breaker != address(0)) revert BreakerAlreadySet(breaker);
         }
         if (breaker_ == address(0)) revert ZeroAddress();
+        address old = breaker;
         breaker = breaker_;
         emit BreakerSet(breaker_);
+        // A replacement carries every peg guard that named the old breaker over to the new one (the old one is
+        // poked no more, so its hold would shrink to the live check). The governor owns the AmmController by then;
+        // the new breaker must answer for each such market (AmmController.InvalidPegGuard otherwise).
+        if (old != address(0)) {
+            AmmController amm = AmmController(ammController);
+            uint32 n = IClearingHouse(clearingHouse).marketCount();
+            for (uint32 id = 1; id <= n; ++id) {
+                if (amm.pegGuard(id) == old) amm.setPegGuard(id, breaker_);
+            }
+        }
     }
 
     /// @inheritdoc IRiskGovernor

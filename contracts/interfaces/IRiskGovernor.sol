@@ -156,7 +156,8 @@ interface IRiskGovernor is IErrors {
     function setGuardian(address guardian_) external;
 
     /// @notice Wire the circuit breaker: the admin once, while none is set; later only the governor itself
-    ///         (timelock path).
+    ///         (timelock path). A replacement also re-points every market's peg guard that named the old breaker
+    ///         (`AmmController.setPegGuard`) to the new one.
     function setBreaker(address breaker_) external;
 
     /// @notice Governor only (timelock path): set the breaker's parameters (bounded by the breaker).

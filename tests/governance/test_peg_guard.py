@@ -253,6 +253,18 @@ def test_the_model_mirrors_the_hold():
     assert e.value.args == ("UnknownMarket", 99)
 
 
+def test_replacing_the_breaker_carries_the_guards_over(project, chain, system, guarded, deployer):
+    """RiskGovernor.setBreaker (timelock) re-points every peg guard that named the old breaker, and only those."""
+    g = guarded
+    amm = system.amm
+    new = project.CircuitBreaker.deploy(g.governor, sender=deployer)
+    pid = propose(g, g.governor, encode(g.governor, "setBreaker", new))[0]
+    wait_out(chain, system, g, [pid])
+    assert g.governor.breaker() == new.address
+    assert amm.pegGuard(ETH) == new.address and amm.pegGuard(ETH + 1) == "0x" + "00" * 20
+    assert amm.pegHeldUntil(ETH) == new.pegHoldUntil(ETH) == 0
+
+
 # ---------------------------------------------------------------------------- what the guard does not stop
 # These pin the guard's limits, as docs/governance.md "Peg guard" states them: it holds the peg only while the
 # index-move breaker holds the market, so a push under the move threshold, or one kept up until the hold ends,
