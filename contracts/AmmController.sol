@@ -53,8 +53,13 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     ILiquidityPool public immutable pool;
 
     mapping(uint32 marketId => AmmParams) internal _params;
-    /// @notice Last repeg time per market.
-    mapping(uint32 marketId => uint256) public lastRepeg;
+    /// @dev Per market, one slot: the last repeg time and the peg guard, so a repeg reads both with one cold read.
+    struct RepegSlot {
+        uint64 lastRepeg; // [s]
+        address guard; // 0: none
+    }
+
+    mapping(uint32 marketId => RepegSlot) internal _repegSlot;
     /// @notice Sum of repeg costs per market [wad] (positive = cost to the pool).
     mapping(uint32 marketId => int256) public repegCost;
     /// @notice Last depth sync time per market.
@@ -64,8 +69,6 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     /// @dev Per market: the price range [wad] the depth is concentrated on, and the amplification [wad] (0: none).
     mapping(uint32 marketId => uint256) internal _range;
     mapping(uint32 marketId => uint256) internal _amplification;
-    /// @inheritdoc IAmmController
-    mapping(uint32 marketId => address) public pegGuard;
 
     constructor(IClearingHouse clearingHouse_, ILiquidityPool pool_, address owner_) Ownable(owner_) {
         if (address(clearingHouse_) == address(0) || address(pool_) == address(0)) revert ZeroAddress();
@@ -104,13 +107,23 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     function setPegGuard(uint32 marketId, address guard) external onlyOwner {
         _checkMarket(marketId);
         if (guard != address(0)) _checkGuard(marketId, guard);
-        pegGuard[marketId] = guard;
+        _repegSlot[marketId].guard = guard;
         emit PegGuardSet(marketId, guard);
     }
 
     /// @inheritdoc IAmmController
     function pegHeldUntil(uint32 marketId) external view returns (uint256) {
-        return _heldUntil(_checkMarket(marketId));
+        return _heldUntil(_checkMarket(marketId), _repegSlot[marketId].guard);
+    }
+
+    /// @inheritdoc IAmmController
+    function pegGuard(uint32 marketId) external view returns (address) {
+        return _repegSlot[marketId].guard;
+    }
+
+    /// @inheritdoc IAmmController
+    function lastRepeg(uint32 marketId) external view returns (uint256) {
+        return _repegSlot[marketId].lastRepeg;
     }
 
     /// @dev A guard must be a circuit breaker of this deployment (its governor's ClearingHouse is this one's) that
@@ -134,9 +147,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         }
     }
 
-    /// @dev The guard's answer for a known market; one cold read (2.1k gas) when it has no guard.
-    function _heldUntil(uint32 marketId) internal view returns (uint256) {
-        address guard = pegGuard[marketId];
+    /// @dev `guard`'s answer for a known market (0 without a guard).
+    function _heldUntil(uint32 marketId, address guard) internal view returns (uint256) {
         return guard == address(0) ? 0 : ICircuitBreaker(guard).pegHoldUntil(marketId);
     }
 
@@ -431,11 +443,12 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     function repeg(uint32 marketId) external nonReentrant returns (uint256 price1, int256 cost) {
         AmmParams memory p = _configured(marketId);
         // At most once per block (second) and once per repegInterval.
-        uint256 last = lastRepeg[marketId];
+        RepegSlot memory rs = _repegSlot[marketId];
+        uint256 last = rs.lastRepeg;
         uint256 next = last + (p.repegInterval == 0 ? 1 : p.repegInterval);
         if (last != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
         // A guarded market's peg stays while an index move is in force.
-        uint256 heldUntil = _heldUntil(marketId);
+        uint256 heldUntil = _heldUntil(marketId, rs.guard);
         if (block.timestamp < heldUntil) revert PegHeld(marketId, heldUntil);
 
         uint256 index = clearingHouse.indexPrice(marketId);
@@ -469,7 +482,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // Cost: the change of what closing the net position would pay traders (the pool's NAV moves by -cost).
         cost = _exitValue(x, y1, net) - _exitValue(x, s.quoteReserve, net);
         repegCost[marketId] += cost;
-        lastRepeg[marketId] = block.timestamp;
+        _repegSlot[marketId].lastRepeg = uint64(block.timestamp); // Cast: timestamps fit 64 bits
         emit Repeg(marketId, s.spotPrice, price1, index, cost);
     }
 

@@ -1216,7 +1216,10 @@ class Wire:
             self.errors.setdefault(selector.hex(), name)
 
     def error_name(self, err: BaseException) -> str:
-        selector = _revert_data(err)[:4].hex()
+        return self._selector_name(_revert_data(err)[:4].hex())
+
+    def _selector_name(self, selector: str) -> str:
+        """The error named by a 4-byte selector (hex, no 0x; empty: a bare revert)."""
         return self.errors.get(selector, f"revert 0x{selector}" if selector else "revert")
 
     def call(self, contract, method: str, *args) -> tuple:
@@ -1262,7 +1265,6 @@ class Wire:
             return None, "reverted in block"
         return receipt, None
 
-
     def _submit_raw(self, tx: dict) -> tuple[Any, str | None]:
         """`_submit` over JSON-RPC as is: eth_estimateGas, eth_sendTransaction with the same padded limit, then the
         receipt (Anvil mines on send, so it is there at once; web3's wait otherwise), its numbers and logs decoded."""
@@ -1272,8 +1274,7 @@ class Wire:
         if "error" in answer:
             data = answer["error"].get("data") or ""
             data = data if isinstance(data, str) else data.get("data", "") if isinstance(data, dict) else ""
-            selector = data[2:10] if data.startswith("0x") else ""
-            return None, self.errors.get(selector, f"revert 0x{selector}" if selector else "revert")
+            return None, self._selector_name(data[2:10] if data.startswith("0x") else "")
         gas = int(answer["result"], 16)
         rpc["gas"] = hex(gas * 13 // 10 + 30_000)
         sent = request("eth_sendTransaction", [rpc])
