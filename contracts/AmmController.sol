@@ -113,7 +113,13 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
 
     /// @inheritdoc IAmmController
     function pegHeldUntil(uint32 marketId) external view returns (uint256) {
-        return _heldUntil(_checkMarket(marketId), _repegSlot[marketId].guard);
+        address guard = _repegSlot[_checkMarket(marketId)].guard;
+        if (guard == address(0)) return 0;
+        IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);
+        // Casts: OI sides are below 2^128.
+        int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
+        uint256 peg = _peg(s.baseReserve, s.quoteReserve, net);
+        return _holdEnd(marketId, guard, _divergence(peg, clearingHouse.indexPrice(marketId)));
     }
 
     /// @inheritdoc IAmmController
@@ -147,9 +153,23 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         }
     }
 
-    /// @dev `guard`'s answer for a known market (0 without a guard).
-    function _heldUntil(uint32 marketId, address guard) internal view returns (uint256) {
-        return guard == address(0) ? 0 : ICircuitBreaker(guard).pegHoldUntil(marketId);
+    /// @dev Until when `guard` holds the peg of a known market whose peg is `divergence` from the live index
+    ///      (0: not held). Held while the guard's hold lasts (`ICircuitBreaker.pegHoldUntil`) and the index is
+    ///      still more than the market's move threshold from the peg: a hold keeps the peg from following a
+    ///      pushed index, not from following one that is back near it (a one-block spike would otherwise freeze
+    ///      the peg for a cool-off while the real index moves, and the stale-peg rule would refuse the trades
+    ///      the move favours). The threshold is read only while a hold lasts, so an unheld repeg pays one call.
+    function _holdEnd(uint32 marketId, address guard, uint256 divergence) internal view returns (uint256 until) {
+        if (guard == address(0)) return 0;
+        until = ICircuitBreaker(guard).pegHoldUntil(marketId);
+        if (until <= block.timestamp || divergence <= ICircuitBreaker(guard).marketThresholds(marketId).moveThreshold) {
+            return 0;
+        }
+    }
+
+    /// @dev |index - peg| / index [wad], rounded down: the repeg's measure of how far the peg is from the index.
+    function _divergence(uint256 peg, uint256 index) internal pure returns (uint256) {
+        return (index > peg ? index - peg : peg - index).divWadDown(index);
     }
 
     /// @inheritdoc IAmmController
@@ -447,9 +467,6 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 last = rs.lastRepeg;
         uint256 next = last + (p.repegInterval == 0 ? 1 : p.repegInterval);
         if (last != 0 && block.timestamp < next) revert RepegTooSoon(next, block.timestamp);
-        // A guarded market's peg stays while an index move is in force.
-        uint256 heldUntil = _heldUntil(marketId, rs.guard);
-        if (block.timestamp < heldUntil) revert PegHeld(marketId, heldUntil);
 
         uint256 index = clearingHouse.indexPrice(marketId);
         IClearingHouse.MarketState memory s = clearingHouse.marketState(marketId);
@@ -459,8 +476,11 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 x0 = _zeroSkewBase(x, net);
         uint256 peg0 = _peg(x, s.quoteReserve, net);
         uint256 gap = index > peg0 ? index - peg0 : peg0 - index;
-        uint256 divergence = gap.divWadDown(index);
+        uint256 divergence = _divergence(peg0, index);
         if (x0 == 0 || divergence <= p.repegThreshold) revert RepegNotNeeded(divergence, p.repegThreshold);
+        // A guarded market's peg stays while an index move is in force and the index is still past it.
+        uint256 heldUntil = _holdEnd(marketId, rs.guard, divergence);
+        if (heldUntil != 0) revert PegHeld(marketId, heldUntil);
 
         uint256 maxMove = peg0.mulWadDown(p.maxRepegStep);
         if (net != 0) {

@@ -229,8 +229,9 @@ def test_set_peg_guard_is_the_owners_and_timelocked(project, system, guarded, de
 
 def test_the_model_mirrors_the_hold():
     """vperp.model: `peg_hold_until` is the breaker's view on the model's state (the live move from the TWAP as last
-    accrued), `repeg(held_until=...)` refuses PegHeld before the hold's end and changes nothing, and from the end on
-    it is the unguarded repeg to the wei."""
+    accrued), `repeg(held_until=..., move_threshold=...)` refuses PegHeld before the hold's end while the peg is past
+    the threshold from the index and changes nothing; otherwise, and from the end on, it is the unguarded repeg to the
+    wei. `peg_held_until` is AmmController.pegHeldUntil."""
     from vperp.config import default_config
     from vperp.model.circuit_breaker import peg_hold_until
 
@@ -246,8 +247,18 @@ def test_the_model_mirrors_the_hold():
     with pytest.raises(ModelRevert) as e:
         guarded.repeg(ETH, t, held_until=until)
     assert e.value.args == ("PegHeld", ETH, until) and guarded.markets[ETH].y == y
-    assert guarded.repeg(ETH, until, held_until=until) == free.repeg(ETH, until)
+    # Held only while the peg is more than the move threshold from the index: +10 % is past 5 %, not past 10 %.
+    assert guarded.peg_held_until(ETH, t, until, 5 * 10**16) == until
+    assert guarded.peg_held_until(ETH, t, until, 10 * 10**16) == 0 == guarded.peg_held_until(ETH, until, until, 0)
+    with pytest.raises(ModelRevert) as e:
+        guarded.repeg(ETH, t, held_until=until, move_threshold=5 * 10**16)
+    assert e.value.args == ("PegHeld", ETH, until) and guarded.markets[ETH].y == y
+    assert guarded.repeg(ETH, t, held_until=until, move_threshold=10 * 10**16) == free.repeg(ETH, t)
     assert guarded.markets[ETH].y == free.markets[ETH].y and guarded.repeg_cost == free.repeg_cost
+    t2 = until + 3600
+    for m in (guarded, free):
+        m.set_index(ETH, PRICE * 10**10, t2)
+    assert guarded.repeg(ETH, t2, held_until=t2) == free.repeg(ETH, t2)  # an ended hold: the plain repeg
     with pytest.raises(ModelRevert) as e:
         peg_hold_until(guarded, 99, t)
     assert e.value.args == ("UnknownMarket", 99)
@@ -328,7 +339,7 @@ def test_limit_a_push_kept_up_past_the_hold_reaches_the_peg(chain, system, guard
     chain.pending_timestamp = t
     _set_index(system, PUSHED)
     g.breaker.poke(ETH, sender=keeper)
-    while t < amm.pegHeldUntil(ETH) + 2:  # the push kept up, the keeper poking every five minutes
+    while t < g.breaker.pegHoldUntil(ETH) + 2:  # the push kept up (the window), the keeper poking every 5 min
         t += 300
         chain.pending_timestamp = t
         _set_index(system, PUSHED)
@@ -345,9 +356,22 @@ def test_limit_a_push_kept_up_past_the_hold_reaches_the_peg(chain, system, guard
     assert r["attacker"] > 20_000 * WAD and r["nav"] < 0
 
 
-def test_limit_repeated_spikes_keep_the_peg_held(chain, system, guarded, keeper, alice, bob):
-    """A one-block spike past the threshold and a poke, every 29 minutes: the hold never ends, while the real
-    index sits 2 % below the held peg and an honest long cannot sell (PegStale)."""
+def _spike(chain, system, g, poker, t: int, real: int, factor_pct: int) -> int:
+    """A one-block spike of the index to `real` x factor_pct / 100, poked, then the index back at `real` ten seconds
+    later; returns the time after it."""
+    chain.pending_timestamp = t
+    _set_index(system, real * factor_pct // 100)
+    g.breaker.poke(ETH, sender=poker)
+    chain.pending_timestamp = t + 10
+    _set_index(system, real)
+    return t + 10
+
+
+def test_spikes_do_not_hold_a_peg_the_index_stays_near(chain, system, guarded, keeper, alice, bob):
+    """The hold griefed: a one-block spike past the threshold and a poke, every 29 minutes, while the real index sits
+    2 % below the peg. Each spike opens the breaker's hold window for a cool-off, but the index is back within the
+    move threshold of the peg, so the peg is not held: the keeper's repeg follows the real index and the honest
+    long's sells go through. (The first guard held the peg 5,220 s at 3,000 and refused the sells, PegStale.)"""
     g = guarded
     ch, amm = system.clearing_house, system.amm
     system.vault.deposit(0, system.units(200_000), sender=bob)
@@ -355,19 +379,95 @@ def test_limit_repeated_spikes_keep_the_peg_held(chain, system, guarded, keeper,
     trade(ch, bob, ETH, SIZE)
     real = 2940 * 10**8
     t = t0 = chain.pending_timestamp
+    sold = 0
     for _ in range(3):
-        t += 60
-        chain.pending_timestamp = t
-        _set_index(system, real * 108 // 100)  # the spike, one block
-        g.breaker.poke(ETH, sender=alice)
-        t += 10
-        chain.pending_timestamp = t
-        _set_index(system, real)
+        t = _spike(chain, system, g, alice, t + 60, real, 108)
         t += 29 * 60 - 70
         chain.pending_timestamp = t
         _set_index(system, real)
-        assert amm.pegHeldUntil(ETH) > t
+        assert g.breaker.pegHoldUntil(ETH) > t  # the window the spike opened...
+        assert amm.pegHeldUntil(ETH) == 0  # ...holds nothing: the index is 2 % from the peg, under the 5 %
+        if amm.pegPrice(ETH) > 2941 * WAD:
+            amm.repeg(ETH, sender=keeper)
+        trade(ch, bob, ETH, -SIZE // 10)
+        sold += SIZE // 10
+    assert 2939 * WAD <= amm.pegPrice(ETH) <= 2941 * WAD
+    assert ch.position(bob, 0, ETH)[0] == SIZE - sold
+    print(f"\npeg guard: spikes every 29 min over {t - t0:,} s with the index 2 % below: peg followed to "
+          f"{amm.pegPrice(ETH) / WAD:,.2f}, the honest long sold {sold // WAD} ETH")
+
+
+def test_a_spike_during_a_hold_holds_only_while_the_index_is_past_the_threshold(chain, system, guarded, keeper, alice,
+                                                                              bob):
+    """The model and the chain agree on the rule's edge: within one hold window the peg is held while the index is
+    more than the threshold from it and free once it is back within it, with the held repeg changing nothing."""
+    g = guarded
+    amm = system.amm
+    refresh_oracles(system)
+    t = chain.pending_timestamp + 60
+    chain.pending_timestamp = t
+    _set_index(system, PUSHED)
+    g.breaker.poke(ETH, sender=keeper)
+    for answer, held in ((PUSHED, True), (3160 * 10**8, True), (3140 * 10**8, False)):  # +10 %, +5.3 %, +4.7 %
+        t += 30
+        chain.pending_timestamp = t
+        _set_index(system, answer)
+        window = g.breaker.pegHoldUntil(ETH)
+        assert window > chain.blocks.head.timestamp
+        assert (amm.pegHeldUntil(ETH) == window) is held and (amm.pegHeldUntil(ETH) == 0) is not held
+        if held:
+            before = _amm_state(system)
+            with expect_revert(amm.PegHeld, marketId=ETH):
+                amm.repeg(ETH, sender=keeper)
+            assert _amm_state(system) == before
+    amm.repeg(ETH, sender=keeper)
+    assert amm.pegPrice(ETH) >= 3139 * WAD
+
+
+def test_limit_a_push_that_falls_back_under_the_threshold_reaches_the_peg(chain, system, guarded, keeper, alice, bob):
+    """A push past the threshold opens a hold; brought back to +4.9 % the index is within the threshold of the peg,
+    so the peg follows it, as it follows a +4.9 % push that never opened one (the first limit): the gain is bounded
+    by the threshold either way."""
+    g = guarded
+    amm = system.amm
+    start = _open_pair(chain, system, alice, bob)
+    t = chain.pending_timestamp + 60
+    chain.pending_timestamp = t
+    _set_index(system, PUSHED)
+    g.breaker.poke(ETH, sender=keeper)
+    assert g.governor.restriction(ETH)[1]
+    chain.pending_timestamp = t + 30
+    _set_index(system, 3147 * 10**8)
+    assert g.breaker.pegHoldUntil(ETH) > t + 30 and amm.pegHeldUntil(ETH) == 0
+    amm.repeg(ETH, sender=alice)
+    assert amm.pegPrice(ETH) >= 3146 * WAD
+    r = _sell_and_settle(chain, system, g, keeper, alice, bob, t + 300, start, "+10 % push back to +4.9 %")
+    assert 0 < r["attacker"] < SIZE * 147  # under 100 ETH x 147 USD, the move the threshold allows
+    assert r["nav"] < 0
+
+
+def test_limit_spikes_during_a_real_move_past_the_threshold_keep_the_peg_held(chain, system, guarded, keeper, alice,
+                                                                            bob):
+    """What griefing remains: while the index really is more than the threshold from the peg (here 6 % below), the
+    hold lasts, and a spike further down every 29 minutes keeps renewing it, so the peg stays and an honest long's
+    sells are refused (PegStale) for as long as the spikes go on. Without them the hold would end a cool-off after
+    the TWAP caught up."""
+    g = guarded
+    ch, amm = system.clearing_house, system.amm
+    system.vault.deposit(0, system.units(200_000), sender=bob)
+    refresh_oracles(system)
+    trade(ch, bob, ETH, SIZE)
+    real = 2820 * 10**8  # -6 %
+    t = t0 = chain.pending_timestamp + 60
+    chain.pending_timestamp = t
+    _set_index(system, real)
+    g.breaker.poke(ETH, sender=alice)
+    for _ in range(3):
+        t = _spike(chain, system, g, alice, t + 29 * 60, real, 92)
+        chain.pending_timestamp = t + 5
+        refresh_oracles(system)
+        assert amm.pegHeldUntil(ETH) > t + 5
         with expect_revert(ch.PegStale, marketId=ETH):
             trade(ch, bob, ETH, -SIZE // 10)
-    print(f"\npeg guard, limit: spikes every 29 min kept the peg held {t - t0:,} s at "
-          f"{amm.pegPrice(ETH) / WAD:,.2f} with the index at 2,940")
+    print(f"\npeg guard, limit: spikes every 29 min during a -6 % move kept the peg held {t - t0:,} s at "
+          f"{amm.pegPrice(ETH) / WAD:,.2f} with the index at 2,820")

@@ -10,6 +10,12 @@ from .state import _atomic, AmmParams, Market
 from .wad_math import _checked, _int_n, div_wad_down, exit_value, mul_div_up, mul_wad_down, mul_wad_up, s_mul_wad_down
 
 
+def _hold_end(timestamp: int, held_until: int, move_threshold: int, divergence: int) -> int:
+    """AmmController._holdEnd: the guard's hold end `held_until` while it is after `timestamp` and the peg is more
+    than `move_threshold` from the index (`divergence`), else 0 (not held)."""
+    return held_until if timestamp < held_until and divergence > move_threshold else 0
+
+
 class AmmControllerMirror:
     """The AmmController part of `Model` (a mixin: every method runs on the one Model state)."""
 
@@ -242,8 +248,15 @@ class AmmControllerMirror:
         m = self.markets[market_id]
         return self._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
+    def peg_held_until(self, market_id: int, timestamp: int, held_until: int, move_threshold: int) -> int:
+        """AmmController.pegHeldUntil for a guarded market: `held_until` (the guard's CircuitBreaker.pegHoldUntil)
+        while it is after `timestamp` and the peg is more than `move_threshold` from the index, else 0."""
+        peg = self.peg_price(market_id)
+        index = self._index(self.markets[market_id], timestamp)
+        return _hold_end(timestamp, held_until, move_threshold, div_wad_down(abs(index - peg), index))
+
     @_atomic
-    def repeg(self, market_id: int, timestamp: int, held_until: int = 0) -> tuple[int, int]:
+    def repeg(self, market_id: int, timestamp: int, held_until: int = 0, move_threshold: int = 0) -> tuple[int, int]:
         """AmmController.repeg: at most once per block (and repegInterval), when the peg (`_peg`, the curve's
         price at zero net position) is more than repegThreshold from the live index, the quote reserve alone
         moves the peg toward the index, by at most maxRepegStep of the peg and at most what keeps the change
@@ -252,16 +265,15 @@ class AmmControllerMirror:
         dP <= floor(floor(budget x / x0) x 1e18 / n); dy = floor(floor(dP x0 / x) x0 / 1e18). The cost
         booked in repegCost and emitted is the exact change of the net's exit value,
         exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
-        `held_until`: the market's `pegHeldUntil` (its peg guard's answer, 0 without one); before it the repeg
-        reverts PegHeld, after the interval check.
+        `held_until`, `move_threshold`: the market's peg guard's answer (CircuitBreaker.pegHoldUntil, 0 without a
+        guard) and its move threshold in force; before `held_until`, with the divergence past `move_threshold`, the
+        repeg reverts PegHeld (`peg_held_until`), after the threshold check.
         Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
         nxt = last + (p.repeg_interval or 1)
         if last != 0 and timestamp < nxt:
             raise ModelRevert("RepegTooSoon", nxt, timestamp)
-        if timestamp < held_until:
-            raise ModelRevert("PegHeld", market_id, held_until)
         m = self.markets[market_id]
         index = self._index(m, timestamp)
         net = m.long_open_interest - m.short_open_interest
@@ -272,6 +284,9 @@ class AmmControllerMirror:
         divergence = div_wad_down(gap, index)
         if x0 == 0 or divergence <= p.repeg_threshold:
             raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
+        until = _hold_end(timestamp, held_until, move_threshold, divergence)
+        if until:
+            raise ModelRevert("PegHeld", market_id, until)
         max_move = mul_wad_down(peg0, p.max_repeg_step)
         if net != 0:
             nav = self.pool_nav(timestamp)
