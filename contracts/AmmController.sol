@@ -119,7 +119,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // Casts: OI sides are below 2^128.
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         uint256 peg = _peg(s.baseReserve, s.quoteReserve, net);
-        return _holdEnd(marketId, guard, _divergence(peg, clearingHouse.indexPrice(marketId)));
+        return _holdEnd(marketId, guard, peg, clearingHouse.indexPrice(marketId));
     }
 
     /// @inheritdoc IAmmController
@@ -147,29 +147,29 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         } catch {
             revert InvalidPegGuard(guard);
         }
-        try ICircuitBreaker(guard).pegHoldUntil(marketId) returns (uint256) {}
+        try ICircuitBreaker(guard).pegHold(marketId) returns (uint256, bool, uint256) {}
         catch {
             revert InvalidPegGuard(guard);
         }
     }
 
-    /// @dev Until when `guard` holds the peg of a known market whose peg is `divergence` from the live index
-    ///      (0: not held). Held while the guard's hold lasts (`ICircuitBreaker.pegHoldUntil`) and the index is
-    ///      still more than the market's move threshold from the peg: a hold keeps the peg from following a
-    ///      pushed index, not from following one that is back near it (a one-block spike would otherwise freeze
-    ///      the peg for a cool-off while the real index moves, and the stale-peg rule would refuse the trades
-    ///      the move favours). The threshold is read only while a hold lasts, so an unheld repeg pays one call.
-    function _holdEnd(uint32 marketId, address guard, uint256 divergence) internal view returns (uint256 until) {
+    /// @dev Until when `guard` holds the peg of a known market, `peg` and `index` its peg and live index (0: not
+    ///      held). Within the guard's hold window (`ICircuitBreaker.pegHold`) the peg is held while the move is live
+    ///      (the index past the move threshold from the index TWAP, which no one moves within a block) or while
+    ///      the index is past the threshold from the peg (|index - peg| / peg, the breaker's measure with the peg
+    ///      as reference). So a repeg follows an index that is back near both, as after a one-block spike, and
+    ///      never one that left the TWAP: the peg cannot be ratcheted after a push in steps under the threshold
+    ///      from the peg, since the steps add up against the TWAP.
+    function _holdEnd(uint32 marketId, address guard, uint256 peg, uint256 index)
+        internal
+        view
+        returns (uint256)
+    {
         if (guard == address(0)) return 0;
-        until = ICircuitBreaker(guard).pegHoldUntil(marketId);
-        if (until <= block.timestamp || divergence <= ICircuitBreaker(guard).marketThresholds(marketId).moveThreshold) {
-            return 0;
-        }
-    }
-
-    /// @dev |index - peg| / index [wad], rounded down: the repeg's measure of how far the peg is from the index.
-    function _divergence(uint256 peg, uint256 index) internal pure returns (uint256) {
-        return (index > peg ? index - peg : peg - index).divWadDown(index);
+        (uint256 until, bool live, uint256 threshold) = ICircuitBreaker(guard).pegHold(marketId);
+        if (until <= block.timestamp) return 0;
+        if (!live && peg != 0 && (index > peg ? index - peg : peg - index).divWadDown(peg) <= threshold) return 0;
+        return until;
     }
 
     /// @inheritdoc IAmmController
@@ -476,10 +476,10 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 x0 = _zeroSkewBase(x, net);
         uint256 peg0 = _peg(x, s.quoteReserve, net);
         uint256 gap = index > peg0 ? index - peg0 : peg0 - index;
-        uint256 divergence = _divergence(peg0, index);
+        uint256 divergence = gap.divWadDown(index);
         if (x0 == 0 || divergence <= p.repegThreshold) revert RepegNotNeeded(divergence, p.repegThreshold);
-        // A guarded market's peg stays while an index move is in force and the index is still past it.
-        uint256 heldUntil = _holdEnd(marketId, rs.guard, divergence);
+        // A guarded market's peg stays while an index move holds it: live, or the index still past the threshold.
+        uint256 heldUntil = _holdEnd(marketId, rs.guard, peg0, index);
         if (heldUntil != 0) revert PegHeld(marketId, heldUntil);
 
         uint256 maxMove = peg0.mulWadDown(p.maxRepegStep);

@@ -206,13 +206,24 @@ contract CircuitBreaker is ICircuitBreaker {
     }
 
     /// @inheritdoc ICircuitBreaker
+    function pegHoldUntil(uint32 marketId) external view returns (uint256 until) {
+        (until,,) = _pegHold(marketId);
+    }
+
+    /// @inheritdoc ICircuitBreaker
+    function pegHold(uint32 marketId) external view returns (uint256 until, bool live, uint256 moveThreshold) {
+        return _pegHold(marketId);
+    }
+
     /// @dev The live move compares the index with the TWAP as last accrued (a poke accrues first): before any
     ///      accrual in the block the TWAP leaves this block's index out, so a push reads larger, never smaller.
-    function pegHoldUntil(uint32 marketId) external view returns (uint256 until) {
+    function _pegHold(uint32 marketId) internal view returns (uint256 until, bool live, uint256 moveThreshold) {
         until = _state[marketId].moveUntil;
         (, uint256 indexTwap) = _clearingHouse.twaps(marketId); // reverts UnknownMarket
         BreakerParams memory bp = _params;
-        if (_relative(_clearingHouse.indexPrice(marketId), indexTwap) > _inForce(marketId, bp).moveThreshold) {
+        moveThreshold = _inForce(marketId, bp).moveThreshold;
+        live = _relative(_clearingHouse.indexPrice(marketId), indexTwap) > moveThreshold;
+        if (live) {
             uint256 end = block.timestamp + bp.coolOff;
             if (end > until) until = end;
         }

@@ -79,9 +79,8 @@ interface IAmmController is IErrors {
     function repeg(uint32 marketId) external returns (uint256 newPrice, int256 cost);
 
     /// @notice Owner only: hold `marketId`'s peg while `guard` (the protocol's circuit breaker,
-    ///         `ICircuitBreaker.pegHoldUntil`) reports an index move and the index is still more than the market's
-    ///         move threshold (`ICircuitBreaker.marketThresholds`) from the peg; address 0 removes the guard. For a
-    ///         market whose
+    ///         `ICircuitBreaker.pegHold`) reports an index move, live or with the index still more than the
+    ///         market's move threshold from the peg; address 0 removes the guard. For a market whose
     ///         index can be pushed: a repeg would carry the vAMM after a pushed index, and a position built before
     ///         the push would sell into it. While held, `repeg` reverts `PegHeld`, and the stale-peg rule refuses
     ///         trades in the direction the move favours (reduces included) until the hold ends; the other
@@ -94,8 +93,8 @@ interface IAmmController is IErrors {
     function pegGuard(uint32 marketId) external view returns (address);
 
     /// @notice Until when [s] `marketId`'s peg is held, as the index stands now: the guard's hold end while the
-    ///         index is more than the move threshold from the peg, else 0 (also 0 without a guard). A held `repeg`
-    ///         reverts `PegHeld` with this time.
+    ///         move is live or the index is more than the move threshold from the peg, else 0 (also 0 without a
+    ///         guard). A held `repeg` reverts `PegHeld` with this time.
     function pegHeldUntil(uint32 marketId) external view returns (uint256);
 
     /// @notice `marketId`'s peg [wad]: the curve's price where the traders' net position would be zero,

@@ -152,6 +152,12 @@ interface ICircuitBreaker is IErrors {
     ///         from the index and the divergence with it.
     function pegHoldUntil(uint32 marketId) external view returns (uint256);
 
+    /// @notice The peg guard's whole reading for `marketId`: `until` as `pegHoldUntil`; `live`, whether the live
+    ///         index is past the move threshold from the index TWAP now; `moveThreshold`, the market's threshold in
+    ///         force [wad]. A guarded peg is held before `until` while the move is live, or while the index is past
+    ///         `moveThreshold` from the peg (`IAmmController.pegHeldUntil`).
+    function pegHold(uint32 marketId) external view returns (uint256 until, bool live, uint256 moveThreshold);
+
     /// @notice The global parameters (a market's own thresholds replace four of them: `marketThresholds`).
     function params() external view returns (BreakerParams memory);
 

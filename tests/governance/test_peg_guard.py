@@ -228,39 +228,35 @@ def test_set_peg_guard_is_the_owners_and_timelocked(project, system, guarded, de
 
 
 def test_the_model_mirrors_the_hold():
-    """vperp.model: `peg_hold_until` is the breaker's view on the model's state (the live move from the TWAP as last
-    accrued), `repeg(held_until=..., move_threshold=...)` refuses PegHeld before the hold's end while the peg is past
-    the threshold from the index and changes nothing; otherwise, and from the end on, it is the unguarded repeg to the
-    wei. `peg_held_until` is AmmController.pegHeldUntil."""
+    """vperp.model: `peg_hold` is the breaker's pegHold on the model's state (until, live move from the TWAP as last
+    accrued, threshold); `repeg(hold=...)` refuses PegHeld while the hold lasts and the move is live or the index is
+    past the threshold from the peg, and changes nothing; otherwise, and from the end on, it is the unguarded repeg
+    to the wei. `peg_held_until` is AmmController.pegHeldUntil."""
     from vperp.config import default_config
-    from vperp.model.circuit_breaker import peg_hold_until
+    from vperp.model.circuit_breaker import peg_hold, peg_hold_until
 
     t0 = 1_800_000_000
     guarded, free = (Model.from_config(default_config(), t0) for _ in range(2))
     t = t0 + 3600
     for m in (guarded, free):
         m.set_index(ETH, PUSHED * 10**10, t)
-    until = peg_hold_until(guarded, ETH, t)
-    assert until == t + COOL_OFF
-    assert peg_hold_until(guarded, ETH, t, move_until=t + 5 * COOL_OFF) == t + 5 * COOL_OFF  # a later stored end
+    hold = peg_hold(guarded, ETH, t)
+    until = t + COOL_OFF
+    assert hold == (until, True, 5 * 10**16) and peg_hold_until(guarded, ETH, t) == until
+    assert peg_hold(guarded, ETH, t, move_until=t + 5 * COOL_OFF)[0] == t + 5 * COOL_OFF  # a later stored end
     y = guarded.markets[ETH].y
     with pytest.raises(ModelRevert) as e:
-        guarded.repeg(ETH, t, held_until=until)
+        guarded.repeg(ETH, t, hold=hold)
     assert e.value.args == ("PegHeld", ETH, until) and guarded.markets[ETH].y == y
-    # Held only while the peg is more than the move threshold from the index: +10 % is past 5 %, not past 10 %.
-    assert guarded.peg_held_until(ETH, t, until, 5 * 10**16) == until
-    assert guarded.peg_held_until(ETH, t, until, 10 * 10**16) == 0 == guarded.peg_held_until(ETH, until, until, 0)
-    with pytest.raises(ModelRevert) as e:
-        guarded.repeg(ETH, t, held_until=until, move_threshold=5 * 10**16)
-    assert e.value.args == ("PegHeld", ETH, until) and guarded.markets[ETH].y == y
-    assert guarded.repeg(ETH, t, held_until=until, move_threshold=10 * 10**16) == free.repeg(ETH, t)
+    # Not live: held while the index is past the threshold from the peg, |3,300 - 3,000| / 3,000 = 10 % exactly.
+    assert guarded.peg_held_until(ETH, t, (until, False, 10**17 - 1)) == until
+    assert guarded.peg_held_until(ETH, t, (until, False, 10**17)) == 0
+    assert guarded.peg_held_until(ETH, t, (until, True, 10**17)) == until  # a live move holds whatever the peg
+    assert guarded.peg_held_until(ETH, until, (until, True, 0)) == 0 == guarded.peg_held_until(ETH, t, None)
+    assert guarded.repeg(ETH, t, hold=(until, False, 10**17)) == free.repeg(ETH, t)
     assert guarded.markets[ETH].y == free.markets[ETH].y and guarded.repeg_cost == free.repeg_cost
-    t2 = until + 3600
-    for m in (guarded, free):
-        m.set_index(ETH, PRICE * 10**10, t2)
-    assert guarded.repeg(ETH, t2, held_until=t2) == free.repeg(ETH, t2)  # an ended hold: the plain repeg
     with pytest.raises(ModelRevert) as e:
-        peg_hold_until(guarded, 99, t)
+        peg_hold(guarded, 99, t)
     assert e.value.args == ("UnknownMarket", 99)
 
 
@@ -356,15 +352,18 @@ def test_limit_a_push_kept_up_past_the_hold_reaches_the_peg(chain, system, guard
     assert r["attacker"] > 20_000 * WAD and r["nav"] < 0
 
 
-def _spike(chain, system, g, poker, t: int, real: int, factor_pct: int) -> int:
+def _spike(chain, system, g, poker, keeper, t: int, real: int, factor_pct: int) -> int:
     """A one-block spike of the index to `real` x factor_pct / 100, poked, then the index back at `real` ten seconds
-    later; returns the time after it."""
+    later and the keeper's next pass two seconds after (its poke accrues the market: until an accrual the TWAP
+    counts the spike's index for all the time since); returns the time after it."""
     chain.pending_timestamp = t
     _set_index(system, real * factor_pct // 100)
     g.breaker.poke(ETH, sender=poker)
     chain.pending_timestamp = t + 10
     _set_index(system, real)
-    return t + 10
+    chain.pending_timestamp = t + 12
+    g.breaker.poke(ETH, sender=keeper)
+    return t + 12
 
 
 def test_spikes_do_not_hold_a_peg_the_index_stays_near(chain, system, guarded, keeper, alice, bob):
@@ -381,8 +380,8 @@ def test_spikes_do_not_hold_a_peg_the_index_stays_near(chain, system, guarded, k
     t = t0 = chain.pending_timestamp
     sold = 0
     for _ in range(3):
-        t = _spike(chain, system, g, alice, t + 60, real, 108)
-        t += 29 * 60 - 70
+        t = _spike(chain, system, g, alice, keeper, t + 60, real, 108)
+        t += 29 * 60 - 72
         chain.pending_timestamp = t
         _set_index(system, real)
         assert g.breaker.pegHoldUntil(ETH) > t  # the window the spike opened...
@@ -424,6 +423,49 @@ def test_a_spike_during_a_hold_holds_only_while_the_index_is_past_the_threshold(
     assert amm.pegPrice(ETH) >= 3139 * WAD
 
 
+def test_a_ratchet_of_steps_under_the_threshold_from_the_peg_is_held(chain, system, guarded, keeper, alice, bob):
+    """The ratchet an attacker's review found against a rule that released a hold on the peg's distance alone: the
+    index set +4.9 % above the peg and repegged, then +4.9 % above the new peg, one block each. Every step is under
+    the threshold from the peg but the second is +10 % from the index TWAP, which no one moves within a block: that
+    live move holds the peg (PegHeld, nothing changed), so the attacker gets the one step's +4.9 % and no more
+    (the released rule paid +23,821.48 for two steps, +56,637.72 for four). A push between the two measures,
+    +5.2 % (past 5 % from the TWAP, 4.94 % from the index) is held too: the peg's distance is measured, like the
+    breaker's move, against the reference (|index - peg| / peg)."""
+    g = guarded
+    amm, breaker = system.amm, g.breaker
+    start = _open_pair(chain, system, alice, bob)
+    t = chain.pending_timestamp + 60
+    pegs = []
+    for step in range(2):
+        chain.pending_timestamp = t + 12 * step
+        answer = amm.pegPrice(ETH) * 1049 // 1000 // 10**10  # the feed's 8 decimals
+        _set_index(system, answer)
+        breaker.poke(ETH, sender=keeper)
+        if step == 0:
+            assert amm.pegHeldUntil(ETH) == 0
+            amm.repeg(ETH, sender=keeper)
+        else:
+            until, live, _ = breaker.pegHold(ETH)
+            assert live and amm.pegHeldUntil(ETH) == until > chain.blocks.head.timestamp
+            before = _amm_state(system)
+            with expect_revert(amm.PegHeld, marketId=ETH):
+                amm.repeg(ETH, sender=keeper)
+            assert _amm_state(system) == before
+        pegs.append(amm.pegPrice(ETH))
+    assert pegs[0] == pegs[1] and 3146 * WAD <= pegs[0] <= 3148 * WAD
+    r = _sell_and_settle(chain, system, g, keeper, alice, bob, t + 300, start,
+                         "ratchet 2 x +4.9 % over the peg, the second step held")
+    assert r["attacker"] < 100 * 147 * WAD  # the one step's move, not two
+    # +5.2 % from a peg at 3,000 (the settle brought it back): held, by the live move and by the peg's distance.
+    t = chain.pending_timestamp + 60
+    chain.pending_timestamp = t
+    _set_index(system, 3156 * 10**8)
+    breaker.poke(ETH, sender=keeper)
+    assert g.governor.restriction(ETH)[1] and amm.pegHeldUntil(ETH) > chain.blocks.head.timestamp
+    with expect_revert(amm.PegHeld, marketId=ETH):
+        amm.repeg(ETH, sender=keeper)
+
+
 def test_limit_a_push_that_falls_back_under_the_threshold_reaches_the_peg(chain, system, guarded, keeper, alice, bob):
     """A push past the threshold opens a hold; brought back to +4.9 % the index is within the threshold of the peg,
     so the peg follows it, as it follows a +4.9 % push that never opened one (the first limit): the gain is bounded
@@ -463,7 +505,7 @@ def test_limit_spikes_during_a_real_move_past_the_threshold_keep_the_peg_held(ch
     _set_index(system, real)
     g.breaker.poke(ETH, sender=alice)
     for _ in range(3):
-        t = _spike(chain, system, g, alice, t + 29 * 60, real, 92)
+        t = _spike(chain, system, g, alice, keeper, t + 29 * 60, real, 92)
         chain.pending_timestamp = t + 5
         refresh_oracles(system)
         assert amm.pegHeldUntil(ETH) > t + 5

@@ -10,10 +10,18 @@ from .state import _atomic, AmmParams, Market
 from .wad_math import _checked, _int_n, div_wad_down, exit_value, mul_div_up, mul_wad_down, mul_wad_up, s_mul_wad_down
 
 
-def _hold_end(timestamp: int, held_until: int, move_threshold: int, divergence: int) -> int:
-    """AmmController._holdEnd: the guard's hold end `held_until` while it is after `timestamp` and the peg is more
-    than `move_threshold` from the index (`divergence`), else 0 (not held)."""
-    return held_until if timestamp < held_until and divergence > move_threshold else 0
+def _hold_end(timestamp: int, hold: tuple[int, bool, int] | None, peg: int, index: int) -> int:
+    """AmmController._holdEnd: `hold` is the guard's CircuitBreaker.pegHold answer (until, live, moveThreshold), None
+    without a guard. The guard's `until` while it is after `timestamp` and the move is live or the index is past the
+    threshold from the peg (|index - peg| / peg, rounded down), else 0 (not held)."""
+    if hold is None:
+        return 0
+    until, live, threshold = hold
+    if until <= timestamp:
+        return 0
+    if not live and peg != 0 and div_wad_down(abs(index - peg), peg) <= threshold:
+        return 0
+    return until
 
 
 class AmmControllerMirror:
@@ -248,15 +256,14 @@ class AmmControllerMirror:
         m = self.markets[market_id]
         return self._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
-    def peg_held_until(self, market_id: int, timestamp: int, held_until: int, move_threshold: int) -> int:
-        """AmmController.pegHeldUntil for a guarded market: `held_until` (the guard's CircuitBreaker.pegHoldUntil)
-        while it is after `timestamp` and the peg is more than `move_threshold` from the index, else 0."""
+    def peg_held_until(self, market_id: int, timestamp: int, hold: tuple[int, bool, int] | None) -> int:
+        """AmmController.pegHeldUntil: `hold` is the guard's CircuitBreaker.pegHold answer (None without a guard;
+        `circuit_breaker.peg_hold` computes it): its until while the peg is held (`_hold_end`), else 0."""
         peg = self.peg_price(market_id)
-        index = self._index(self.markets[market_id], timestamp)
-        return _hold_end(timestamp, held_until, move_threshold, div_wad_down(abs(index - peg), index))
+        return _hold_end(timestamp, hold, peg, self._index(self.markets[market_id], timestamp))
 
     @_atomic
-    def repeg(self, market_id: int, timestamp: int, held_until: int = 0, move_threshold: int = 0) -> tuple[int, int]:
+    def repeg(self, market_id: int, timestamp: int, hold: tuple[int, bool, int] | None = None) -> tuple[int, int]:
         """AmmController.repeg: at most once per block (and repegInterval), when the peg (`_peg`, the curve's
         price at zero net position) is more than repegThreshold from the live index, the quote reserve alone
         moves the peg toward the index, by at most maxRepegStep of the peg and at most what keeps the change
@@ -265,9 +272,8 @@ class AmmControllerMirror:
         dP <= floor(floor(budget x / x0) x 1e18 / n); dy = floor(floor(dP x0 / x) x0 / 1e18). The cost
         booked in repegCost and emitted is the exact change of the net's exit value,
         exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
-        `held_until`, `move_threshold`: the market's peg guard's answer (CircuitBreaker.pegHoldUntil, 0 without a
-        guard) and its move threshold in force; before `held_until`, with the divergence past `move_threshold`, the
-        repeg reverts PegHeld (`peg_held_until`), after the threshold check.
+        `hold`: the market's peg guard's answer (CircuitBreaker.pegHold: until, live, moveThreshold; None without a
+        guard); while it holds the peg (`_hold_end`) the repeg reverts PegHeld, after the threshold check.
         Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
@@ -284,7 +290,7 @@ class AmmControllerMirror:
         divergence = div_wad_down(gap, index)
         if x0 == 0 or divergence <= p.repeg_threshold:
             raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
-        until = _hold_end(timestamp, held_until, move_threshold, divergence)
+        until = _hold_end(timestamp, hold, peg0, index)
         if until:
             raise ModelRevert("PegHeld", market_id, until)
         max_move = mul_wad_down(peg0, p.max_repeg_step)

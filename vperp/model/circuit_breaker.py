@@ -127,16 +127,22 @@ def breaker_check(model: Model, market_id: int, timestamp: int, params: BreakerP
             insurance_factor, live, soft, auction_factor, skew_notional, skew_limit, nav, skew_until, skew_cap)
 
 
-def peg_hold_until(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
-                   move_until: int = 0, thresholds: MarketThresholds | None = None) -> int:
-    """CircuitBreaker.pegHoldUntil(marketId): the stored end of the last poke that saw an index move (`move_until`,
-    the reduce-only end that poke set), or timestamp + coolOff when the live index is already past the move
-    threshold from the index TWAP, whichever is later. Raises what twaps / indexPrice raise."""
+def peg_hold(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
+             move_until: int = 0, thresholds: MarketThresholds | None = None) -> tuple[int, bool, int]:
+    """CircuitBreaker.pegHold(marketId): (until, live, moveThreshold). `live`: the live index is past the move
+    threshold from the index TWAP; `until`: the stored end of the last poke that saw an index move (`move_until`, the
+    reduce-only end that poke set), or timestamp + coolOff while the move is live, whichever is later. Raises what
+    twaps / indexPrice raise."""
     bp = params or BreakerParams()
     t = breaker_thresholds(bp, thresholds)
     if market_id == 0 or market_id > len(model.markets):
         raise ModelRevert("UnknownMarket", market_id)
     _, index_twap = model.twaps(market_id, timestamp)
-    if _relative(model.index_price(market_id, timestamp), index_twap) > t.move_threshold:
-        return max(move_until, timestamp + bp.cool_off)
-    return move_until
+    live = _relative(model.index_price(market_id, timestamp), index_twap) > t.move_threshold
+    return (max(move_until, timestamp + bp.cool_off) if live else move_until), live, t.move_threshold
+
+
+def peg_hold_until(model: Model, market_id: int, timestamp: int, params: BreakerParams | None = None,
+                   move_until: int = 0, thresholds: MarketThresholds | None = None) -> int:
+    """CircuitBreaker.pegHoldUntil(marketId): `peg_hold`'s until."""
+    return peg_hold(model, market_id, timestamp, params, move_until, thresholds)[0]
