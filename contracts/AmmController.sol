@@ -60,6 +60,14 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
     }
 
     mapping(uint32 marketId => RepegSlot) internal _repegSlot;
+    /// @dev Per guarded market, one slot: the peg when its current window began, and that time. Within a window
+    ///      (the market's TWAP window) a guarded peg moves at most the move threshold from the window's peg.
+    struct PegWindow {
+        uint128 peg; // [wad]
+        uint64 start; // [s]
+    }
+
+    mapping(uint32 marketId => PegWindow) internal _pegWindow;
     /// @notice Sum of repeg costs per market [wad] (positive = cost to the pool).
     mapping(uint32 marketId => int256) public repegCost;
     /// @notice Last depth sync time per market.
@@ -119,7 +127,8 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // Casts: OI sides are below 2^128.
         int256 net = int256(s.longOpenInterest) - int256(s.shortOpenInterest);
         uint256 peg = _peg(s.baseReserve, s.quoteReserve, net);
-        return _holdEnd(marketId, guard, peg, clearingHouse.indexPrice(marketId));
+        (uint256 heldUntil,,) = _guardRoom(marketId, guard, peg, clearingHouse.indexPrice(marketId));
+        return heldUntil;
     }
 
     /// @inheritdoc IAmmController
@@ -153,23 +162,44 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         }
     }
 
-    /// @dev Until when `guard` holds the peg of a known market, `peg` and `index` its peg and live index (0: not
-    ///      held). Within the guard's hold window (`ICircuitBreaker.pegHold`) the peg is held while the move is live
-    ///      (the index past the move threshold from the index TWAP, which no one moves within a block) or while
-    ///      the index is past the threshold from the peg (|index - peg| / peg, the breaker's measure with the peg
-    ///      as reference). So a repeg follows an index that is back near both, as after a one-block spike, and
-    ///      never one that left the TWAP: the peg cannot be ratcheted after a push in steps under the threshold
-    ///      from the peg, since the steps add up against the TWAP.
-    function _holdEnd(uint32 marketId, address guard, uint256 peg, uint256 index)
+    /// @dev What `guard` lets a repeg of a known market do, `peg` and `index` its peg and live index: `heldUntil`
+    ///      (0: not held), `room`, the most the peg may move toward the index [wad] (no bound without a guard), and
+    ///      `w`, the market's window as the repeg would leave it. Two rules:
+    ///      - the hold: within the guard's hold window (`ICircuitBreaker.pegHold`) the peg is held while the move is
+    ///        live (the index past the move threshold from the index TWAP, which no one moves within a block) or the
+    ///        index is past the threshold from the peg (|index - peg| / peg, the breaker's measure with the peg as
+    ///        reference). A repeg follows an index back near both, as after a one-block spike, and never one that
+    ///        left the TWAP: steps under the threshold from the peg add up against the TWAP;
+    ///      - the window: within one TWAP window the peg moves at most the threshold from where the window began
+    ///        (a window begins at the first repeg after the last one ended, at the peg then). Whatever the TWAP
+    ///        reads, so also if the index it is built from was steered at each block's first accrual, a guarded
+    ///        peg moves at most the threshold a window. With no room left the peg is held until the window ends.
+    function _guardRoom(uint32 marketId, address guard, uint256 peg, uint256 index)
         internal
         view
-        returns (uint256)
+        returns (uint256 heldUntil, uint256 room, PegWindow memory w)
     {
-        if (guard == address(0)) return 0;
+        if (guard == address(0)) return (0, type(uint256).max, w);
         (uint256 until, bool live, uint256 threshold) = ICircuitBreaker(guard).pegHold(marketId);
-        if (until <= block.timestamp) return 0;
-        if (!live && peg != 0 && (index > peg ? index - peg : peg - index).divWadDown(peg) <= threshold) return 0;
-        return until;
+        uint256 distance = peg == 0 ? type(uint256).max : (index > peg ? index - peg : peg - index).divWadDown(peg);
+        if (until > block.timestamp && (live || distance > threshold)) return (until, 0, w);
+        w = _pegWindow[marketId];
+        uint256 window = clearingHouse.marketParams(marketId).twapWindow;
+        uint256 end = uint256(w.start) + window;
+        if (block.timestamp >= end) {
+            // Casts: a peg is a price below 2^128 (reserves are); timestamps fit 64 bits.
+            w = PegWindow(uint128(peg), uint64(block.timestamp));
+            end = block.timestamp + window;
+        }
+        uint256 edge = uint256(w.peg).mulWadDown(threshold); // rounded down: the room is never more than the rule
+        if (index > peg) {
+            uint256 top = uint256(w.peg) + edge;
+            room = top > peg ? top - peg : 0;
+        } else {
+            uint256 bottom = uint256(w.peg) - edge;
+            room = peg > bottom ? peg - bottom : 0;
+        }
+        if (room == 0) heldUntil = end;
     }
 
     /// @inheritdoc IAmmController
@@ -478,11 +508,13 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         uint256 gap = index > peg0 ? index - peg0 : peg0 - index;
         uint256 divergence = gap.divWadDown(index);
         if (x0 == 0 || divergence <= p.repegThreshold) revert RepegNotNeeded(divergence, p.repegThreshold);
-        // A guarded market's peg stays while an index move holds it: live, or the index still past the threshold.
-        uint256 heldUntil = _holdEnd(marketId, rs.guard, peg0, index);
+        // A guarded market's peg stays while an index move holds it, and moves at most the threshold a window.
+        (uint256 heldUntil, uint256 room, PegWindow memory w) = _guardRoom(marketId, rs.guard, peg0, index);
         if (heldUntil != 0) revert PegHeld(marketId, heldUntil);
+        if (w.start == block.timestamp) _pegWindow[marketId] = w; // a window begins with this repeg
 
         uint256 maxMove = peg0.mulWadDown(p.maxRepegStep);
+        if (room < maxMove) maxMove = room;
         if (net != 0) {
             // The quote reserve moves by dy = dP x0^2 / x for a peg move dP, so the net position's exit value
             // (y n / x0 for a net long, -y n / x0 for a net short) moves by dP n x0 / x: bound it by

@@ -1375,7 +1375,8 @@ class Client:
 
     def peg_held_until(self, symbol: str) -> int:
         """`AmmController.pegHeldUntil` [s]: until when the market's peg guard holds its peg, as the index stands now
-        (0 without a guard, or with the move not live and the index within the move threshold of the peg). Before it `repeg` reverts `PegHeld`, and trades in the direction a repeg would
+        (0 without a guard; the end of the peg's window once the peg has moved the move threshold within it; 0 with
+        the move not live, the index within the threshold of the peg and room left in the window). Before it `repeg` reverts `PegHeld`, and trades in the direction a repeg would
         favour revert `PegStale` (docs/governance.md "Peg guard")."""
         return int(self.amm.pegHeldUntil(self.market_id(symbol)))
 

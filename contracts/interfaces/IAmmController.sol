@@ -34,7 +34,8 @@ interface IAmmController is IErrors {
     error RepegTooSoon(uint256 nextAllowed, uint256 timestamp);
     /// @notice The last depth sync of this market was less than `depthInterval` ago.
     error DepthSyncTooSoon(uint256 nextAllowed, uint256 timestamp);
-    /// @notice The market's peg guard holds its peg: an index move is in force until `until` [s] (`setPegGuard`).
+    /// @notice The market's peg guard holds its peg until `until` [s]: an index move is in force, or the peg has
+    ///         moved the move threshold within its window (`setPegGuard`, `pegHeldUntil`).
     error PegHeld(uint32 marketId, uint256 until);
     /// @notice `guard` is not a circuit breaker of this deployment answering for the market (`setPegGuard`).
     error InvalidPegGuard(address guard);
@@ -93,8 +94,9 @@ interface IAmmController is IErrors {
     function pegGuard(uint32 marketId) external view returns (address);
 
     /// @notice Until when [s] `marketId`'s peg is held, as the index stands now: the guard's hold end while the
-    ///         move is live or the index is more than the move threshold from the peg, else 0 (also 0 without a
-    ///         guard). A held `repeg` reverts `PegHeld` with this time.
+    ///         move is live or the index is more than the move threshold from the peg; else the end of the peg's
+    ///         window once the peg has moved the threshold within it (a guarded peg moves at most that much per TWAP
+    ///         window); else 0 (also 0 without a guard). A held `repeg` reverts `PegHeld` with this time.
     function pegHeldUntil(uint32 marketId) external view returns (uint256);
 
     /// @notice `marketId`'s peg [wad]: the curve's price where the traders' net position would be zero,

@@ -15,6 +15,7 @@ insurance fund moves only if a test moves it.
 from __future__ import annotations
 
 import pytest
+from eth_utils import keccak
 
 from helpers.governance import admin, g, guardian, keeper  # noqa: F401 - shared module fixtures (g: autouse)
 from helpers.governance import encode, propose, refresh_oracles, struct_tuple, wait_out
@@ -230,8 +231,9 @@ def test_set_peg_guard_is_the_owners_and_timelocked(project, system, guarded, de
 def test_the_model_mirrors_the_hold():
     """vperp.model: `peg_hold` is the breaker's pegHold on the model's state (until, live move from the TWAP as last
     accrued, threshold); `repeg(hold=...)` refuses PegHeld while the hold lasts and the move is live or the index is
-    past the threshold from the peg, and changes nothing; otherwise, and from the end on, it is the unguarded repeg
-    to the wei. `peg_held_until` is AmmController.pegHeldUntil."""
+    past the threshold from the peg, and changes nothing; otherwise it is the unguarded repeg to the wei within the
+    window's room (the threshold from the window's peg), and held until the window ends once there is none.
+    `peg_held_until` is AmmController.pegHeldUntil."""
     from vperp.config import default_config
     from vperp.model.circuit_breaker import peg_hold, peg_hold_until
 
@@ -252,9 +254,22 @@ def test_the_model_mirrors_the_hold():
     assert guarded.peg_held_until(ETH, t, (until, False, 10**17 - 1)) == until
     assert guarded.peg_held_until(ETH, t, (until, False, 10**17)) == 0
     assert guarded.peg_held_until(ETH, t, (until, True, 10**17)) == until  # a live move holds whatever the peg
-    assert guarded.peg_held_until(ETH, until, (until, True, 0)) == 0 == guarded.peg_held_until(ETH, t, None)
-    assert guarded.repeg(ETH, t, hold=(until, False, 10**17)) == free.repeg(ETH, t)
+    assert guarded.peg_held_until(ETH, until, (until, True, 10**17)) == 0 == guarded.peg_held_until(ETH, t, None)
+    assert guarded.repeg(ETH, t, hold=(until, False, 10**17)) == free.repeg(ETH, t)  # 10 % of room: all of it
     assert guarded.markets[ETH].y == free.markets[ETH].y and guarded.repeg_cost == free.repeg_cost
+    assert guarded.peg_window[ETH] == (3000 * WAD, t)
+    # The window: 5 % from the window's peg at most, then held until the window (the TWAP window, 900 s) ends.
+    capped = Model.from_config(default_config(), t0)
+    capped.set_index(ETH, PUSHED * 10**10, t)
+    capped.repeg(ETH, t, hold=(0, False, 5 * 10**16))
+    assert capped.peg_price(ETH) == 3150 * WAD
+    y = capped.markets[ETH].y
+    with pytest.raises(ModelRevert) as e:
+        capped.repeg(ETH, t + 60, hold=(0, False, 5 * 10**16))
+    assert e.value.args == ("PegHeld", ETH, t + TWAP_WINDOW) and capped.markets[ETH].y == y
+    assert capped.peg_held_until(ETH, t + 60, (0, False, 5 * 10**16)) == t + TWAP_WINDOW
+    capped.repeg(ETH, t + TWAP_WINDOW, hold=(0, False, 5 * 10**16))
+    assert capped.peg_price(ETH) == PUSHED * 10**10 and capped.peg_window[ETH] == (3150 * WAD, t + TWAP_WINDOW)
     with pytest.raises(ModelRevert) as e:
         peg_hold(guarded, 99, t)
     assert e.value.args == ("UnknownMarket", 99)
@@ -342,13 +357,26 @@ def test_limit_a_push_kept_up_past_the_hold_reaches_the_peg(chain, system, guard
         g.breaker.poke(ETH, sender=keeper)
     held = t - t0
     assert TWAP_WINDOW + COOL_OFF <= held <= TWAP_WINDOW + COOL_OFF + 600
+    # Then the window rule: 5 % from the window's peg at most, the rest a TWAP window later.
+    repegs = []
     while amm.pegPrice(ETH) < PUSHED * 10**10 * 999 // 1000:
         t += 12
         chain.pending_timestamp = t
         _set_index(system, PUSHED)
+        until = amm.pegHeldUntil(ETH)
+        if until > chain.blocks.head.timestamp:
+            before = _amm_state(system)
+            with expect_revert(amm.PegHeld, marketId=ETH):
+                amm.repeg(ETH, sender=keeper)
+            assert _amm_state(system) == before and amm.pegPrice(ETH) <= 3150 * WAD
+            t = until
+            continue
         amm.repeg(ETH, sender=keeper)
+        repegs.append((t, amm.pegPrice(ETH)))
+    assert len(repegs) == 2 and repegs[0][1] == 3150 * WAD and repegs[1][0] - repegs[0][0] >= TWAP_WINDOW
+    kept = t - t0
     r = _sell_and_settle(chain, system, g, keeper, alice, bob, t + 300, start,
-                         f"+10 % push kept up {held:,} s (past the hold)")
+                         f"+10 % push kept up {kept:,} s (past the hold, then a window)")
     assert r["attacker"] > 20_000 * WAD and r["nav"] < 0
 
 
@@ -464,6 +492,66 @@ def test_a_ratchet_of_steps_under_the_threshold_from_the_peg_is_held(chain, syst
     assert g.governor.restriction(ETH)[1] and amm.pegHeldUntil(ETH) > chain.blocks.head.timestamp
     with expect_revert(amm.PegHeld, marketId=ETH):
         amm.repeg(ETH, sender=keeper)
+
+
+def _flash(system, atk, *, phantom: int, index: int, repeg: bool = False, sell: int = 0):
+    """One transaction of a batch contract: the feed at `phantom` and the market accrued (the block's first accrual,
+    so the TWAP counts `phantom` until the next one), the feed at `index`, a repeg or a sale, the feed back."""
+    oracle, ch, amm = system.markets["ETH"].oracle, system.clearing_house, system.amm
+    honest = oracle.latestAnswer()
+    calls = [(oracle, encode(oracle, "updateAnswer", phantom)), (ch, encode(ch, "pokeFunding", ETH)),
+             (oracle, encode(oracle, "updateAnswer", index))]
+    if repeg:
+        calls.append((amm, encode(amm, "repeg", ETH)))
+    if sell:
+        calls.append((ch, encode(ch, "openPosition", 0, ETH, -sell, 0, 2**40)))
+    calls.append((oracle, encode(oracle, "updateAnswer", honest)))
+    return atk.batch([c for c, _ in calls], [d for _, d in calls], sender=system.deployer)
+
+
+def test_a_steered_twap_moves_a_guarded_peg_at_most_the_threshold_a_window(project, chain, system, guarded, keeper,
+                                                                          bob):
+    """The second attacker's review: the index TWAP counts the index the block's first accrual saw until the next
+    accrual, so a feed that can be set and reset within one transaction (a mock here; a feed reading a thin spot
+    market synchronously would allow it, a push feed's rounds would not) steers it: each block, the feed at 4x the
+    TWAP, `pokeFunding`, the feed at the peg + 5 % and a repeg, the feed back at 3,000. The TWAP climbs a few % a
+    block, so the move never reads live and each step is within the threshold of the peg: under the hold alone the
+    review ratcheted the peg to +110 % in 23 blocks (attacker +323,275.18, pool -328,683.77). The window rule
+    stops it: the peg moves at most 5 % from the window's peg, the later repegs are refused (PegHeld, until the
+    window ends), and the attacker's sale at the top gets one step's worth."""
+    g = guarded
+    ch, amm = system.clearing_house, system.amm
+    atk = project.BatchCaller.deploy(sender=system.deployer)
+    system.collateral.mint(atk, system.units(200_000), sender=system.deployer)
+    atk.approve(system.collateral, system.vault, 2**256 - 1, sender=system.deployer)
+    atk.batch([system.vault], [encode(system.vault, "deposit", 0, system.units(200_000))], sender=system.deployer)
+    system.vault.deposit(0, system.units(200_000), sender=bob)
+    refresh_oracles(system)
+    start = {"attacker": system.vault.collateral(atk, 0), "arb": system.vault.collateral(bob, 0),
+             "nav": system.pool.navWad()}
+    atk.batch([ch], [encode(ch, "openPosition", 0, ETH, SIZE, 2**256 - 1, 2**40)], sender=system.deployer)
+    trade(ch, bob, ETH, -SIZE)
+    t = chain.pending_timestamp + 60
+    refused, top = 0, 0
+    for i in range(23):
+        chain.pending_timestamp = t + 12 * i
+        peg, twap = amm.pegPrice(ETH), ch.twaps(ETH)[1]
+        index = peg * 105 // 100 // 10**10
+        try:
+            _flash(system, atk, phantom=4 * twap // 10**10, index=index, repeg=True)
+        except Exception as e:  # noqa: BLE001 - the batch reverts as a whole (CallFailed) when its repeg does
+            assert bytes(dict(e.inputs)["reason"])[:4] == keccak(text="PegHeld(uint32,uint256)")[:4], e
+            refused += 1
+            _flash(system, atk, phantom=4 * twap // 10**10, index=index)  # the steering goes on
+        top = max(top, amm.pegPrice(ETH))
+    assert top <= 3150 * WAD and refused >= 20
+    chain.pending_timestamp = t + 12 * 23
+    _flash(system, atk, phantom=4 * ch.twaps(ETH)[1] // 10**10, index=amm.pegPrice(ETH) // 10**10, sell=SIZE)
+    assert ch.position(atk, 0, ETH)[0] == 0
+    r = _settle(chain, system, g, keeper, atk, bob, t + 600, start)
+    print(f"\npeg guard: a TWAP steered at 4x for 23 blocks: peg at most {top / WAD:,.2f}, {refused} repegs refused; "
+          f"attacker {_usd(r['attacker'])}, arbitrageur {_usd(r['arb'])}, pool NAV {_usd(r['nav'])}")
+    assert r["attacker"] < 100 * 150 * WAD  # one 5 % step's worth at most
 
 
 def test_limit_a_push_that_falls_back_under_the_threshold_reaches_the_peg(chain, system, guarded, keeper, alice, bob):

@@ -10,20 +10,6 @@ from .state import _atomic, AmmParams, Market
 from .wad_math import _checked, _int_n, div_wad_down, exit_value, mul_div_up, mul_wad_down, mul_wad_up, s_mul_wad_down
 
 
-def _hold_end(timestamp: int, hold: tuple[int, bool, int] | None, peg: int, index: int) -> int:
-    """AmmController._holdEnd: `hold` is the guard's CircuitBreaker.pegHold answer (until, live, moveThreshold), None
-    without a guard. The guard's `until` while it is after `timestamp` and the move is live or the index is past the
-    threshold from the peg (|index - peg| / peg, rounded down), else 0 (not held)."""
-    if hold is None:
-        return 0
-    until, live, threshold = hold
-    if until <= timestamp:
-        return 0
-    if not live and peg != 0 and div_wad_down(abs(index - peg), peg) <= threshold:
-        return 0
-    return until
-
-
 class AmmControllerMirror:
     """The AmmController part of `Model` (a mixin: every method runs on the one Model state)."""
 
@@ -256,11 +242,36 @@ class AmmControllerMirror:
         m = self.markets[market_id]
         return self._peg(m.x, m.y, m.long_open_interest - m.short_open_interest)
 
+    def _guard_room(self, market_id: int, timestamp: int, hold: tuple[int, bool, int] | None, peg: int,
+                    index: int) -> tuple[int, int, tuple[int, int] | None]:
+        """AmmController._guardRoom: (heldUntil, room, window). `hold` is the guard's CircuitBreaker.pegHold answer
+        (until, live, moveThreshold), None without a guard. Held until `until` while it is after `timestamp` and the
+        move is live or the index is past the threshold from the peg (|index - peg| / peg, rounded down). Otherwise
+        the window (peg, start) in `peg_window`, rolled to (peg, timestamp) once start + twapWindow has passed, bounds
+        the peg to the window's peg +- floor(its peg x threshold); room 0: held until the window's end."""
+        if hold is None:
+            return 0, 2**256 - 1, None
+        until, live, threshold = hold
+        distance = 2**256 - 1 if peg == 0 else div_wad_down(abs(index - peg), peg)
+        if until > timestamp and (live or distance > threshold):
+            return until, 0, None
+        w_peg, start = self.peg_window.get(market_id, (0, 0))
+        window = self.markets[market_id].twap_window
+        end = start + window
+        if timestamp >= end:
+            w_peg, start, end = peg, timestamp, timestamp + window
+        edge = mul_wad_down(w_peg, threshold)
+        if index > peg:
+            room = max(w_peg + edge - peg, 0)
+        else:
+            room = max(peg - (w_peg - edge), 0)
+        return (end if room == 0 else 0), room, (w_peg, start)
+
     def peg_held_until(self, market_id: int, timestamp: int, hold: tuple[int, bool, int] | None) -> int:
         """AmmController.pegHeldUntil: `hold` is the guard's CircuitBreaker.pegHold answer (None without a guard;
-        `circuit_breaker.peg_hold` computes it): its until while the peg is held (`_hold_end`), else 0."""
+        `circuit_breaker.peg_hold` computes it): until when the peg is held (`_guard_room`), else 0."""
         peg = self.peg_price(market_id)
-        return _hold_end(timestamp, hold, peg, self._index(self.markets[market_id], timestamp))
+        return self._guard_room(market_id, timestamp, hold, peg, self._index(self.markets[market_id], timestamp))[0]
 
     @_atomic
     def repeg(self, market_id: int, timestamp: int, hold: tuple[int, bool, int] | None = None) -> tuple[int, int]:
@@ -273,7 +284,8 @@ class AmmControllerMirror:
         booked in repegCost and emitted is the exact change of the net's exit value,
         exitValue(x, y1, net) - exitValue(x, y0, net): the pool's NAV moves by -cost.
         `hold`: the market's peg guard's answer (CircuitBreaker.pegHold: until, live, moveThreshold; None without a
-        guard); while it holds the peg (`_hold_end`) the repeg reverts PegHeld, after the threshold check.
+        guard); while it holds the peg (`_guard_room`) the repeg reverts PegHeld, after the threshold check, and the
+        move is at most the window's room.
         Returns (price1, cost), the Repeg event's priceAfter and cost."""
         p = self._amm_configured(market_id)
         last = self.last_repeg.get(market_id, 0)
@@ -290,10 +302,12 @@ class AmmControllerMirror:
         divergence = div_wad_down(gap, index)
         if x0 == 0 or divergence <= p.repeg_threshold:
             raise ModelRevert("RepegNotNeeded", divergence, p.repeg_threshold)
-        until = _hold_end(timestamp, hold, peg0, index)
+        until, room, window = self._guard_room(market_id, timestamp, hold, peg0, index)
         if until:
             raise ModelRevert("PegHeld", market_id, until)
-        max_move = mul_wad_down(peg0, p.max_repeg_step)
+        if window is not None and window[1] == timestamp:
+            self.peg_window[market_id] = window
+        max_move = min(mul_wad_down(peg0, p.max_repeg_step), room)
         if net != 0:
             nav = self.pool_nav(timestamp)
             budget = mul_wad_down(nav, p.max_repeg_cost) if nav > 0 else 0

@@ -63,6 +63,7 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
         # AmmController
         self.amm_params: dict[int, AmmParams] = {}
         self.last_repeg: dict[int, int] = {}
+        self.peg_window: dict[int, tuple[int, int]] = {}  # guarded market -> (peg, start), AmmController._pegWindow
         self.concentration: dict[int, tuple[int, int]] = {}  # market -> (range, amplification), AmmController
         self.repeg_cost: dict[int, int] = {}
         self.last_depth_sync: dict[int, int] = {}
