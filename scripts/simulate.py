@@ -10,10 +10,19 @@ the summary (liquidations, bad debt, insurance and pool NAV paths, reverts by er
 import click
 from ape.cli import ConnectedProviderCommand, network_option
 
+from vperp import chain_io
 from vperp.sim import cli_options, run_from_cli
 
 
-@click.command(cls=ConnectedProviderCommand)
+class SimulatorCommand(ConnectedProviderCommand):
+    """Ape's connected command, its Anvil started without step traces (vperp/chain_io.py: the simulator reads none)."""
+
+    def invoke(self, ctx: click.Context):
+        chain_io.anvil_without_step_traces()
+        return super().invoke(ctx)
+
+
+@click.command(cls=SimulatorCommand)
 @network_option(default="ethereum:local:foundry")
 @cli_options
 def cli(network, **kwargs):
