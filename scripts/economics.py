@@ -49,9 +49,11 @@ DEFAULT_BREAKER_SEEDS = "1-3"  # the on/off comparison: 4 x 3 runs more, the who
 
 
 class SimulatorCommand(ConnectedProviderCommand):
-    """Ape's connected command, its Anvil started without step traces (vperp/chain_io.py: the simulator reads none)."""
+    """Ape's connected command, its Anvil started as the simulator's own command line starts it (vperp/chain_io.py):
+    without step traces, Ape's record of its nodes cleared of stopped ones first."""
 
     def invoke(self, ctx: click.Context):
+        chain_io.forget_stopped_nodes()
         chain_io.anvil_without_step_traces()
         return super().invoke(ctx)
 
