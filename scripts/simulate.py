@@ -10,10 +10,21 @@ the summary (liquidations, bad debt, insurance and pool NAV paths, reverts by er
 import click
 from ape.cli import ConnectedProviderCommand, network_option
 
+from vperp import chain_io
 from vperp.sim import cli_options, run_from_cli
 
 
-@click.command(cls=ConnectedProviderCommand)
+class SimulatorCommand(ConnectedProviderCommand):
+    """Ape's connected command, its Anvil started as the simulator's own command line starts it (vperp/chain_io.py):
+    without step traces, Ape's record of its nodes cleared of stopped ones first."""
+
+    def invoke(self, ctx: click.Context):
+        chain_io.forget_stopped_nodes()
+        chain_io.anvil_without_step_traces()
+        return super().invoke(ctx)
+
+
+@click.command(cls=SimulatorCommand)
 @network_option(default="ethereum:local:foundry")
 @cli_options
 def cli(network, **kwargs):

@@ -2433,6 +2433,8 @@ def command_line():
                              f"{os.environ.get('PATH', '')}"
         from ape import networks
 
+        chain_io.forget_stopped_nodes()  # before the network starts its Anvil (vperp/chain_io.py)
+        chain_io.anvil_without_step_traces()
         out = kwargs["out_dir"]
         kwargs["out_dir"] = out if os.path.isabs(out) else os.path.join(_invoked_from, out)
         if kwargs.get("prices_csv") and not os.path.isabs(kwargs["prices_csv"]):
