@@ -34,6 +34,8 @@ install_embedded_clock()
 # Work Ape and web3 do around every transaction and call that no test reads (vperp/chain_io.py has the figures).
 chain_io.skip_console_log_traces()
 chain_io.cache_default_sender()
+chain_io.cache_default_transaction_type()
+chain_io.cache_code_checks()
 
 if os.environ.get("VPERP_COVERAGE"):
     fncoverage.install()

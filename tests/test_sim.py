@@ -51,7 +51,6 @@ from vperp.sim import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-from vperp import chain_io  # noqa: E402
 from vperp import economics as econ  # noqa: E402
 CONCENTRATED = "deployments/config/concentrated.yaml"  # the concentrated setting, delayed orders on
 STEPS, SEED, DT = 18, 3, 300  # 18 steps: the crash (from step 1, 4 % a step for 12 steps) and 6 more
@@ -341,43 +340,6 @@ def test_seed_table_sums_and_averages_the_runs(tmp_path):
     assert lines[4].startswith("| 1 | 2 | 1 | 0 | 1 | 100 | 50 | 50 | 2.00% | 2.00% | 1,000 | SlippageExceeded 3 | 61 |")
     assert lines[6].startswith("| sum | 5 |") and "SlippageExceeded 4, RepegNotNeeded 1" in lines[6]
     assert lines[7].startswith("| mean | 2.5 |") and lines[8].startswith("| max | 3 |")
-
-
-# ---------------------------------------------------------------------------- the simulator's Anvil
-
-
-def test_the_simulators_anvil_records_no_steps(monkeypatch):
-    """`python -m vperp.sim` and the simulator's `ape run` commands start Anvil as Ape does, less `--steps-tracing`
-    (vperp/chain_io.py): the same command line otherwise."""
-    from ape import networks
-    from ape_foundry.provider import FoundryProvider
-
-    monkeypatch.setattr(FoundryProvider, "build_command", FoundryProvider.build_command)  # Ape's again after the test
-    provider = networks.ethereum.local.get_provider("foundry")
-    apes = provider.build_command()
-    assert "--steps-tracing" in apes
-    chain_io.anvil_without_step_traces()
-    chain_io.anvil_without_step_traces()  # a second call changes nothing
-    assert provider.build_command() == [a for a in apes if a != "--steps-tracing"]
-
-
-def test_the_simulator_drops_stopped_nodes_from_apes_record(tmp_path, monkeypatch):
-    """Before it starts its node, the simulator drops from Ape's record of the nodes it started the entries whose
-    process is gone (each one costs every later node's stop a settings validation, vperp/chain_io.py); a running
-    process's entry stays."""
-    from ape import networks
-    from ape.managers.networks import NodeProcessData
-
-    monkeypatch.setattr(networks.config_manager, "DATA_FOLDER", tmp_path)  # the record in a temporary folder
-    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
-    stopped.wait()
-    record = networks.running_nodes
-    record.nodes = {pid: NodeProcessData(network_choice="ethereum:local:foundry", http_uri=f"http://127.0.0.1:{port}")
-                    for pid, port in ((os.getpid(), 1), (stopped.pid, 2))}
-    record.model_dump_file()
-    assert set(networks.running_nodes.nodes) == {os.getpid(), stopped.pid}
-    chain_io.forget_stopped_nodes()
-    assert set(networks.running_nodes.nodes) == {os.getpid()}
 
 
 # ---------------------------------------------------------------------------- a run on the chain

@@ -9,11 +9,14 @@ transaction, a call, a sender or a result: only work done around them is skipped
 | `skip_console_log_traces` | after every transaction to a contract, Ape re-executes it with a tracer to build its call tree and print Hardhat-style `console.log` output; no vPerp contract logs that way. tests/test_peg_follow.py: 69 s -> 24 s |
 | `cache_default_sender` | for a call without a sender, web3's eth-tester middleware asks the chain for its account list three times to fill `from`; the list never changes, so it is asked once per web3 instance. The same file: 24 s -> 20 s |
 | `cache_chain_id` | web3 validates every request against the node's chain id, asked anew each time (about 2,000 round trips in a 30-step simulator run); a running node's id does not change. A 30-step crash run: 18.5 s -> 16.3 s |
+| `cache_default_transaction_type` | Ape works out the type of every call and transaction it builds from the network's configuration, building pydantic settings objects anew each time (about 1 ms a call on the embedded chain); the answer per ecosystem and network is kept. With the next row, tests/orders/test_order_router.py, tests/clearinghouse/test_trading_errors.py and test_funding.py in one process: 80.2 s -> 70.5 s of CPU; tests/liquidation and tests/governance/test_governance.py 94.3 s -> 87.3 s (means of two runs each) |
+| `cache_code_checks` | before every call and transaction to a contract, Ape asks the chain for the contract's code (an `eth_getCode`; on a development chain it caches none, since restoring a snapshot can remove a contract); an address found with code is not asked again until the chain is next restored to a snapshot. The figures: the row above |
 | `forget_stopped_nodes` | Ape records every node it starts in its data folder (`~/.ape/processes/nodes.json`) and, when it stops one, looks through that whole record, building the provider's settings anew for each entry (about 10 ms each). Nodes stopped by processes that ran in parallel (the tests start several simulator processes at once; each writes the file it read, so one's removal can undo another's) or that were killed stay in the record for good: on the development machine it held 545 entries of stopped nodes, which cost every simulator process 5.3 s at its end. The simulator's entry points drop the entries whose process is gone before they start their node. An 18-step crash run: 13.9 s -> 9.1 s (user CPU 11.5 s -> 6.8 s) |
 | `anvil_without_step_traces` | Ape starts Anvil with `--steps-tracing`: Anvil then records every EVM step of every transaction, for a `debug_traceTransaction` asked later; the simulator asks none (its reverts are named from their revert data, `vperp.sim.Wire`). Only the simulator's own entry points (`python -m vperp.sim`, `ape run simulate`, `ape run economics`) switch it off, before their Anvil starts. A 16-step thin run with breakers: the same CSV and summary, 17.7 s -> 14.4 s |
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -61,13 +64,14 @@ def anvil_without_step_traces() -> None:
     except ImportError:  # no Anvil provider: no node to start
         return
     build = FoundryProvider.build_command
-    if build.__name__ == "_without_steps_tracing":
+    if hasattr(build, "__wrapped__"):  # switched already
         return
 
-    def _without_steps_tracing(self: Any) -> list[str]:
+    @functools.wraps(build)
+    def without_steps_tracing(self: Any) -> list[str]:
         return [arg for arg in build(self) if arg != "--steps-tracing"]
 
-    FoundryProvider.build_command = _without_steps_tracing
+    FoundryProvider.build_command = without_steps_tracing
 
 
 def forget_stopped_nodes() -> None:
@@ -91,3 +95,54 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def cache_default_transaction_type() -> None:
+    """Ape's Ethereum ecosystem works out the type of every transaction and call it builds from the network's
+    configuration, read and validated anew each time; the answer per ecosystem and network is kept."""
+    from ape_ethereum.ecosystem import Ethereum
+
+    compute = Ethereum.default_transaction_type.fget
+    if hasattr(compute, "__wrapped__"):  # kept already
+        return
+    answers: dict = {}
+
+    @functools.wraps(compute)
+    def kept(self: Any) -> Any:
+        provider = self.network_manager.active_provider
+        key = (id(self), provider.network.name if provider else None)
+        if key not in answers:
+            answers[key] = compute(self)
+        return answers[key]
+
+    Ethereum.default_transaction_type = property(kept)
+
+
+def cache_code_checks() -> None:
+    """Before every call and transaction to a contract Ape asks the chain for its code, to refuse an address without
+    any (on a development chain it keeps no code cache: a chain restored to a snapshot may have lost the contract).
+    An address found with code is not asked again until the chain is next restored to a snapshot
+    (`chain.restore`, Ape's isolation): nothing else removes code (no SELFDESTRUCT since Cancun)."""
+    from ape.contracts.base import ContractMethodHandler
+    from ape.managers.chain import ChainManager
+
+    check = ContractMethodHandler._validate_is_contract
+    if hasattr(check, "__wrapped__"):  # switched already
+        return
+    restore = ChainManager.restore
+    with_code: set = set()
+
+    @functools.wraps(check)
+    def validate_once(self: Any) -> None:
+        key = (id(self.provider), self.contract.address)
+        if key not in with_code:
+            check(self)  # raises for an address without code
+            with_code.add(key)
+
+    @functools.wraps(restore)
+    def restore_and_forget(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with_code.clear()
+        return restore(self, *args, **kwargs)
+
+    ContractMethodHandler._validate_is_contract = validate_once
+    ChainManager.restore = restore_and_forget

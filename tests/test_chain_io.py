@@ -1,0 +1,67 @@
+"""vperp/chain_io.py: the work around calls and transactions that the tests and the simulator skip or answer once
+changes no answer. In the test process (tests/conftest.py switches all but the simulator's two on): Ape's kept
+transaction type is the one it works out, and a contract's code is asked again once the chain is restored to a
+snapshot. For the simulator's entry points: its Anvil's command line is Ape's less `--steps-tracing`, and Ape's
+record of its nodes loses only the stopped ones.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from ape.exceptions import ContractNotFoundError
+
+from vperp import chain_io
+
+
+def test_the_kept_transaction_type_is_apes(chain):
+    ecosystem = chain.provider.network.ecosystem
+    kept = type(ecosystem).default_transaction_type.fget
+    assert ecosystem.default_transaction_type == kept.__wrapped__(ecosystem)  # Ape's own, worked out anew
+
+
+def test_code_is_asked_again_after_a_restore(chain, project, deployer):
+    """A contract found with code is called without asking again; restoring the chain to a snapshot taken before its
+    deployment forgets that, so a call to it is refused as Ape refuses a call to an address without code."""
+    snapshot = chain.snapshot()
+    token = project.MockERC20.deploy("T", "T", 6, sender=deployer)
+    assert token.decimals() == 6 and token.decimals() == 6  # the second without asking for the code
+    chain.restore(snapshot)
+    with pytest.raises(ContractNotFoundError):
+        token.decimals()
+
+
+def test_the_simulators_anvil_records_no_steps(monkeypatch):
+    """`python -m vperp.sim` and the simulator's `ape run` commands start Anvil as Ape does, less `--steps-tracing`
+    (vperp/chain_io.py): the same command line otherwise."""
+    from ape import networks
+    from ape_foundry.provider import FoundryProvider
+
+    monkeypatch.setattr(FoundryProvider, "build_command", FoundryProvider.build_command)  # Ape's again after the test
+    provider = networks.ethereum.local.get_provider("foundry")
+    apes = provider.build_command()
+    assert "--steps-tracing" in apes
+    chain_io.anvil_without_step_traces()
+    chain_io.anvil_without_step_traces()  # a second call changes nothing
+    assert provider.build_command() == [a for a in apes if a != "--steps-tracing"]
+
+
+def test_the_simulator_drops_stopped_nodes_from_apes_record(tmp_path, monkeypatch):
+    """Before it starts its node, the simulator drops from Ape's record of the nodes it started the entries whose
+    process is gone (each one costs every later node's stop a settings validation, vperp/chain_io.py); a running
+    process's entry stays."""
+    from ape import networks
+    from ape.managers.networks import NodeProcessData
+
+    monkeypatch.setattr(networks.config_manager, "DATA_FOLDER", tmp_path)  # the record in a temporary folder
+    stopped = subprocess.Popen([sys.executable, "-c", "pass"])
+    stopped.wait()
+    record = networks.running_nodes
+    record.nodes = {pid: NodeProcessData(network_choice="ethereum:local:foundry", http_uri=f"http://127.0.0.1:{port}")
+                    for pid, port in ((os.getpid(), 1), (stopped.pid, 2))}
+    record.model_dump_file()
+    assert set(networks.running_nodes.nodes) == {os.getpid(), stopped.pid}
+    chain_io.forget_stopped_nodes()
+    assert set(networks.running_nodes.nodes) == {os.getpid()}
