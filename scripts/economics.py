@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import click
-from ape.cli import ConnectedProviderCommand, network_option
+from ape.cli import network_option
 
 import json
 
@@ -40,22 +40,11 @@ from vperp.economics import (
     compute_impact_table,
     write_report,
 )
-from vperp import chain_io
-from vperp.sim import SCENARIOS, SimError, parse_seeds, run_seeds
+from vperp.sim import SCENARIOS, SimError, parse_seeds, run_seeds, simulator_command
 
 QUICK_SEEDS, QUICK_STEPS = "1-2", 24
 DEFAULT_SEEDS, DEFAULT_STEPS = "1-5", 150
 DEFAULT_BREAKER_SEEDS = "1-3"  # the on/off comparison: 4 x 3 runs more, the whole command near 35 min on 2 cores
-
-
-class SimulatorCommand(ConnectedProviderCommand):
-    """Ape's connected command, its Anvil started as the simulator's own command line starts it (vperp/chain_io.py):
-    without step traces, Ape's record of its nodes cleared of stopped ones first."""
-
-    def invoke(self, ctx: click.Context):
-        chain_io.forget_stopped_nodes()
-        chain_io.anvil_without_step_traces()
-        return super().invoke(ctx)
 
 
 def _seeds(ctx, param, value):
@@ -97,7 +86,7 @@ def _commit() -> str:
     return head + (f" (with local changes to {', '.join(changed)})" if changed else "")
 
 
-@click.command(cls=SimulatorCommand)
+@click.command(cls=simulator_command())
 @network_option(default="ethereum:local:foundry")
 @click.option("--seeds", default=None, callback=_seeds,
               help=f"seeds, a range or a list (1-5, 1,3,7) [default: {DEFAULT_SEEDS}; --quick: {QUICK_SEEDS}]")

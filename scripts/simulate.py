@@ -8,23 +8,12 @@ Writes `steps.csv` (one row per step), `summary.json` and PNG plots to the outpu
 the summary (liquidations, bad debt, insurance and pool NAV paths, reverts by error name, steps/s).
 """
 import click
-from ape.cli import ConnectedProviderCommand, network_option
+from ape.cli import network_option
 
-from vperp import chain_io
-from vperp.sim import cli_options, run_from_cli
-
-
-class SimulatorCommand(ConnectedProviderCommand):
-    """Ape's connected command, its Anvil started as the simulator's own command line starts it (vperp/chain_io.py):
-    without step traces, Ape's record of its nodes cleared of stopped ones first."""
-
-    def invoke(self, ctx: click.Context):
-        chain_io.forget_stopped_nodes()
-        chain_io.anvil_without_step_traces()
-        return super().invoke(ctx)
+from vperp.sim import cli_options, run_from_cli, simulator_command
 
 
-@click.command(cls=SimulatorCommand)
+@click.command(cls=simulator_command())
 @network_option(default="ethereum:local:foundry")
 @cli_options
 def cli(network, **kwargs):

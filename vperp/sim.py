@@ -2299,6 +2299,22 @@ def run_seeds(scenario: str | Scenario, steps: int | None, seeds: Sequence[int],
 # =============================================================================== command line
 
 
+def simulator_command() -> type:
+    """The click command class of the simulator's Ape scripts (`ape run simulate`, `ape run economics`): Ape's
+    connected command, its Anvil started as `python -m vperp.sim` starts it (vperp/chain_io.py): without step traces,
+    Ape's record of its nodes cleared of stopped ones first. Built on call, so importing this module needs no Ape."""
+    import click
+    from ape.cli import ConnectedProviderCommand
+
+    class SimulatorCommand(ConnectedProviderCommand):
+        def invoke(self, ctx: click.Context):
+            chain_io.forget_stopped_nodes()
+            chain_io.anvil_without_step_traces()
+            return super().invoke(ctx)
+
+    return SimulatorCommand
+
+
 def cli_options(f: Callable) -> Callable:
     """The options shared by `ape run simulate` and `python -m vperp.sim`."""
     import click
