@@ -9,7 +9,6 @@ import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {IVault} from "./interfaces/IVault.sol";
 import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
 import {WAD, WadMath} from "./libraries/WadMath.sol";
-import {OracleLib} from "./libraries/OracleLib.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
@@ -150,7 +149,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     /// @inheritdoc IClearingHouse
     function pokeFunding(uint32 marketId) external nonReentrant {
         Market storage m = _market(marketId);
-        _accrue(m, _index(m));
+        (uint256 index, uint256 since) = _round(m);
+        _accrue(m, index, since);
     }
 
     /// @inheritdoc IClearingHouse
@@ -182,8 +182,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
                 // As _accrue extends the sum to now (wrapping by design).
                 sum = int32(int256(fs.skewCumulative) + skew * int256(block.timestamp - prev.timestamp));
             }
-            (markTwap, indexTwap, skewTerm) =
-                _fundingTwaps(m, _extend(prev, _spot(m), m.lastIndexPrice), prev, sum, fs.skewCumulative, skew);
+            (, uint256 index, uint256 since) = _tryRound(m);
+            Observation memory cur = _extend(prev, _spot(m), _indexArea(prev.timestamp, m.lastIndexPrice, index, since));
+            (markTwap, indexTwap, skewTerm) = _fundingTwaps(m, cur, prev, sum, fs.skewCumulative, skew, index);
         }
         (premium, targetRate) = _target(f, markTwap, indexTwap, skewTerm);
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
@@ -282,8 +283,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         uint32 takerSubaccount
     ) external onlyLiquidationEngine nonReentrant {
         Market storage m = _market(marketId);
-        uint256 index = _index(m);
-        _accrue(m, index);
+        (uint256 index, uint256 since) = _round(m);
+        _accrue(m, index, since);
         // The notional changes hands at `price`: what the owner receives rounds down and what it pays
         // rounds up; the taker the other way; the wei between them stays with the pool.
         uint256 notional = base.abs().mulWadDown(price);
@@ -356,7 +357,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         size = p.size;
         openNotional = p.openNotional;
         if (size != 0) {
-            pendingFunding = size.sMulWadUp(_cumulativeFundingNow(_markets[marketId]) - p.lastCumulativeFunding);
+            Market storage m = _markets[marketId];
+            (, uint256 index, uint256 since) = _tryRound(m);
+            pendingFunding = size.sMulWadUp(_cumulativeFundingNow(m, index, since) - p.lastCumulativeFunding);
         }
     }
 
@@ -368,9 +371,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             // Cast: each side is below 2^128.
             int256 net = int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
             if (net == 0 && m.sumOpenNotional == 0 && m.sumFundingBasis == 0) continue;
-            uint256 index = _index(m);
+            (uint256 index, uint256 since) = _round(m);
             // Traders' unrealized PnL at the index minus the funding they owe, from aggregates.
-            pnl += net.sMulWadDown(index) - m.sumOpenNotional - (net.sMulWadDown(_cumulativeFundingNow(m)) - m.sumFundingBasis);
+            pnl += net.sMulWadDown(index) - m.sumOpenNotional
+                - (net.sMulWadDown(_cumulativeFundingNow(m, index, since)) - m.sumFundingBasis);
             netExposure += net.abs().mulWadUp(index);
         }
     }
@@ -391,12 +395,12 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             if (longOi == 0 && shortOi == 0 && m.sumOpenNotional == 0 && m.sumFundingBasis == 0) continue;
             uint256 x = m.baseReserve;
             uint256 y = m.quoteReserve;
+            (bool ok, uint256 index, uint256 since) = _tryRound(m);
             pnl += VAmmMath.exitValue(x, y, net) - m.sumOpenNotional
-                - (net.sMulWadDown(_cumulativeFundingNow(m)) - m.sumFundingBasis);
+                - (net.sMulWadDown(_cumulativeFundingNow(m, index, since)) - m.sumFundingBasis);
             uint256 spot = VAmmMath.price(x, y);
             netExposure += net.abs().mulWadUp(spot);
             if (longOi == 0 && shortOi == 0) continue;
-            (bool ok, uint256 index) = OracleLib.tryReadWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
             if (ok) {
                 uint64 maxSpread = m.maxSpread;
                 uint256 dist = spot > index ? spot - index : index - spot;
@@ -510,13 +514,14 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     /// @inheritdoc IClearingHouse
     function marketState(uint32 marketId) external view returns (MarketState memory s) {
         Market storage m = _market(marketId);
+        (, uint256 index, uint256 since) = _tryRound(m);
         s = MarketState({
             baseReserve: m.baseReserve,
             quoteReserve: m.quoteReserve,
             spotPrice: VAmmMath.price(m.baseReserve, m.quoteReserve),
             longOpenInterest: m.longOpenInterest,
             shortOpenInterest: m.shortOpenInterest,
-            cumulativeFunding: _cumulativeFundingNow(m),
+            cumulativeFunding: _cumulativeFundingNow(m, index, since),
             fundingRate: m.funding.rate,
             targetRate: m.funding.target,
             lastIndexPrice: m.lastIndexPrice,
@@ -555,8 +560,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         (address oracle, bool delayed) = (m.oracle, m.delayedOrders);
         if (oracle == address(0)) revert UnknownMarket(marketId);
         if (delayed && msg.sender != orderRouter) revert DelayedOrdersOnly(marketId);
-        uint256 index = _index(m);
-        _accrue(m, index);
+        (uint256 index, uint256 since) = _round(m);
+        _accrue(m, index, since);
 
         Position storage p = _positions[marketId][owner][subaccount];
         TradeResult memory r;
@@ -752,9 +757,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             Market storage m = _markets[marketId];
             Position storage p = _positions[marketId][owner][subaccount];
             int256 size = p.size;
-            uint256 index = marketId == knownMarket ? knownIndex : _index(m);
+            // The known market accrued in this transaction, so its funding needs no round time.
+            (uint256 index, uint256 since) = marketId == knownMarket ? (knownIndex, block.timestamp) : _round(m);
             s.unrealizedPnl += size.sMulWadDown(index) - p.openNotional;
-            s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m) - p.lastCumulativeFunding);
+            s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m, index, since) - p.lastCumulativeFunding);
             // The free part owes initial and maintenance margin; the auctioned part keeps backing at
             // maintenance (counted in `initial`, so it cannot be withdrawn while the auction runs) but is
             // not what `kick` tests. PnL and funding run on the whole position.
@@ -791,21 +797,30 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
 
     // ------------------------------------------------------------------ market internals
 
-    /// @dev The market's funding index accrued to now (what `_accrue` would make it), for views.
-    function _cumulativeFundingNow(Market storage m) internal view returns (int256 cf) {
+    /// @dev The market's funding index accrued to now (what `_accrue` would make it, given the feed's round
+    ///      `index`/`since`), for views and margin checks.
+    function _cumulativeFundingNow(Market storage m, uint256 index, uint256 since) internal view returns (int256 cf) {
         FundingState memory fs = m.funding;
         cf = fs.cumulativeFunding;
         if (fs.rate == 0 && fs.target == 0) return cf;
         uint256 last = m.accumulator.timestamp;
         if (block.timestamp == last) return cf;
         FundingParams memory f = m.fundingParams;
-        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
-        cf += _fundingAccrual(area, m.lastIndexPrice);
+        uint256 dt = block.timestamp - last;
+        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
+        cf += _fundingAccrual(area, _indexArea(last, m.lastIndexPrice, index, since), dt);
+    }
+
+    /// @dev `acc` (the accumulator) extended to now as `_accrue` would extend it, with the feed as it stands
+    ///      (`_tryRound`), for views.
+    function _extendNow(Market storage m, Observation memory acc) internal view returns (Observation memory) {
+        (, uint256 index, uint256 since) = _tryRound(m);
+        return _extend(acc, _spot(m), _indexArea(acc.timestamp, m.lastIndexPrice, index, since));
     }
 
     /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
     function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
-        return _twapsFrom(m, _extend(m.accumulator, _spot(m), m.lastIndexPrice), m.funding.observationHead);
+        return _twapsFrom(m, _extendNow(m, m.accumulator), m.funding.observationHead);
     }
 
     function _spot(Market storage m) internal view returns (uint256) {

@@ -68,7 +68,10 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         if (msg.sender != ammController) revert IClearingHouse.UnauthorizedModule(msg.sender);
         Market storage m = _market(marketId);
         // Accrue first: the TWAP sums and funding up to now use the reserves that held until now.
-        _accrue(m, _index(m));
+        {
+            (uint256 index, uint256 since) = _round(m);
+            _accrue(m, index, since);
+        }
         // Written out rather than `Bounds.check` (same rule, both ends inclusive): this runs on every depth sync
         // and repeg, and with the library call there each cost 46 gas more (measured with `./run.sh gas`).
         if (baseReserve < MIN_BASE_RESERVE || baseReserve > MAX_RESERVE) {
@@ -95,8 +98,8 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     {
         if (msg.sender != liquidationEngine) revert IClearingHouse.UnauthorizedModule(msg.sender);
         Market storage m = _market(marketId);
-        uint256 index = _index(m);
-        _accrue(m, index);
+        (uint256 index, uint256 since) = _round(m);
+        _accrue(m, index, since);
         uint256 x = m.baseReserve;
         uint256 y = m.quoteReserve;
         _checkLiquidity(marketId, -base, x);
@@ -172,9 +175,9 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         onlyOwner
     {
         Market storage m = _market(marketId);
-        // Accrue at the index that priced the interval (the last one recorded), without reading the feed:
-        // replacing a stale or broken feed must not depend on that feed.
-        _accrue(m, m.lastIndexPrice);
+        // Accrue the whole interval at the last recorded index, without reading the feed: replacing a stale or
+        // broken feed must not depend on that feed.
+        _accrue(m, m.lastIndexPrice, block.timestamp);
         _setParams(marketId, m, params, insuranceFeeShare);
     }
 
@@ -182,7 +185,7 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     ///         at the old parameters, then clamps the applied and target rates to the new cap.
     function setFundingParams(uint32 marketId, IClearingHouse.FundingParams calldata params) external onlyOwner {
         Market storage m = _market(marketId);
-        _accrue(m, m.lastIndexPrice); // as in setMarketParams: governance does not depend on the feed
+        _accrue(m, m.lastIndexPrice, block.timestamp); // as in setMarketParams: governance does not depend on the feed
         _setFundingParams(marketId, m, params);
     }
 
@@ -190,7 +193,7 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     ///         accrues the market first.
     function setSkewFunding(uint32 marketId, uint256 ratePpm) external onlyOwner {
         Market storage m = _market(marketId);
-        _accrue(m, m.lastIndexPrice); // as in setMarketParams: the old target keeps the interval it priced
+        _accrue(m, m.lastIndexPrice, block.timestamp); // as in setMarketParams: the old target keeps the interval it priced
         Bounds.check("skewFundingPpm", ratePpm, 0, MAX_SKEW_FUNDING_PPM);
         // Cast: ratePpm <= MAX_SKEW_FUNDING_PPM < 2^16.
         m.skewFundingPpm = uint16(ratePpm);

@@ -151,21 +151,45 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         if (m.oracle == address(0)) revert IClearingHouse.UnknownMarket(marketId);
     }
 
-    function _index(Market storage m) internal view returns (uint256) {
-        return OracleLib.readWad(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+    function _index(Market storage m) internal view returns (uint256 index) {
+        (index,) = _round(m);
+    }
+
+    /// @dev The index and the time of the feed's round (from when the feed has reported it), for `_accrue`.
+    function _round(Market storage m) internal view returns (uint256 index, uint256 since) {
+        return OracleLib.readRound(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+    }
+
+    /// @dev `_round` for views that answer whatever the feed does: when the read fails (`ok` false), the last
+    ///      recorded index from now on, which prices the time since the last accrual at that index.
+    function _tryRound(Market storage m) internal view returns (bool ok, uint256 index, uint256 since) {
+        (ok, index, since) = OracleLib.tryReadRound(m.oracle, m.heartbeat, 10 ** m.oracleScaleExp);
+        if (!ok) (index, since) = (m.lastIndexPrice, block.timestamp);
+    }
+
+    /// @dev Index x seconds over [from, now] [wad * s]: the index recorded at the last accrual up to the start of
+    ///      the feed's current round, that round's price after it. So the sums hold the feed's own history as far as
+    ///      the accruals saw it, and a price the feed reported for no time (set and replaced within a block, around
+    ///      an accrual) weighs nothing, whenever the next accrual comes. The round's time is clamped into the
+    ///      interval: a round older than the last accrual prices all of it, one stamped in the future none.
+    function _indexArea(uint256 from, uint256 lastIndex, uint256 index, uint256 since) internal view returns (uint256) {
+        if (since < from) since = from;
+        else if (since > block.timestamp) since = block.timestamp;
+        return lastIndex * (since - from) + index * (block.timestamp - since);
     }
 
     /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
-    ///      (vAMM price before this block's first trade, index as last observed), move the applied
-    ///      funding rate toward its target and accrue the funding index over the interval (at the
-    ///      index that held during it), record the new index, at each new quarter-window write a ring
-    ///      observation, and at each new hour write an hourly observation and re-sample the funding target
-    ///      from the day-long TWAPs (`_fundingTwaps`).
-    function _accrue(Market storage m, uint256 index) internal {
+    ///      (vAMM price before this block's first trade; the index as `_indexArea` prices the interval from the
+    ///      feed's round `since`), move the applied funding rate toward its target and accrue the funding index
+    ///      over the interval (at the interval's mean index), record the new index, at each new quarter-window
+    ///      write a ring observation, and at each new hour write an hourly observation and re-sample the funding
+    ///      target from the day-long TWAPs (`_fundingTwaps`).
+    function _accrue(Market storage m, uint256 index, uint256 since) internal {
         Observation memory prev = m.accumulator;
         if (prev.timestamp == block.timestamp) return;
         uint256 dt = block.timestamp - prev.timestamp;
         uint256 lastIndex = m.lastIndexPrice;
+        uint256 indexArea = _indexArea(prev.timestamp, lastIndex, index, since);
         uint256 spot = VAmmMath.price(m.baseReserve, m.quoteReserve);
         bool newObservation;
         {
@@ -173,7 +197,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             newObservation = block.timestamp / quarter != prev.timestamp / quarter;
         }
         bool newHour = block.timestamp / 1 hours != prev.timestamp / 1 hours;
-        Observation memory acc = _extend(prev, spot, lastIndex);
+        Observation memory acc = _extend(prev, spot, indexArea);
         m.accumulator = acc;
         int256 skew = _skewBps(m);
         if (index != lastIndex) m.lastIndexPrice = index.toUint128();
@@ -203,7 +227,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
             // Cast: |rate| <= max(|rate0|, |target|) <= maxFundingRate <= 1e16.
             fs.rate = int56(rate);
-            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, lastIndex)).toInt104();
+            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, indexArea, dt)).toInt104();
         }
         int32 skewBefore = fs.skewCumulative;
         unchecked {
@@ -219,7 +243,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             m.hourly[slot] = acc;
             m.hourlySkew[slot] = fs.skewCumulative;
             (uint256 markTwap, uint256 indexTwap, int256 skewTerm) =
-                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew);
+                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew, index);
             (int256 premium, int256 target) = _target(f, markTwap, indexTwap, skewTerm);
             // Cast: clamped to maxFundingRate <= 1e16.
             fs.target = int56(target);
@@ -230,8 +254,9 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         m.funding = fs;
     }
 
-    /// @dev `acc` extended to now with the prices that held since its timestamp (a new memory struct).
-    function _extend(Observation memory acc, uint256 spot, uint256 lastIndex)
+    /// @dev `acc` extended to now (a new memory struct): the vAMM price that held since its timestamp, and
+    ///      `indexArea`, the index x seconds over the same interval (`_indexArea`).
+    function _extend(Observation memory acc, uint256 spot, uint256 indexArea)
         internal
         view
         returns (Observation memory cur)
@@ -240,7 +265,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         unchecked {
             // Wrapping by design (see Observation); truncation to 112 bits is the modulo.
             cur.markCumulative = uint112(uint256(acc.markCumulative) + spot * dt);
-            cur.indexCumulative = uint112(uint256(acc.indexCumulative) + lastIndex * dt);
+            cur.indexCumulative = uint112(uint256(acc.indexCumulative) + indexArea);
         }
         // Cast: timestamps fit 32 bits until 2106.
         cur.timestamp = uint32(block.timestamp);
@@ -255,7 +280,8 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     ///      in those hours: the prices and the skew (`skewNow`, as this block found it) that held over the idle
     ///      span. An hourly slot belongs to the hour its timestamp falls in; a slot left from an older hour does
     ///      not match and is skipped. Everything here held before this block, so no trade of the block moves it.
-    ///      A span shorter than the window is padded to it at premium 0 and skew 0.
+    ///      A span shorter than the window is padded to it at premium 0 and skew 0, mark and index at `padIndex`
+    ///      (the index the sampling block records; for a view, the one it would record).
     /// @param skewSum the funding state's skew sum now; `skewPrev` the sum as the last update left it
     function _fundingTwaps(
         Market storage m,
@@ -263,7 +289,8 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         Observation memory prev,
         int32 skewSum,
         int32 skewPrev,
-        int256 skewNow
+        int256 skewNow,
+        uint256 padIndex
     ) internal view returns (uint256 markTwap, uint256 indexTwap, int256 skewTerm) {
         Observation memory anchor = prev;
         int32 skewAnchor = skewPrev;
@@ -294,7 +321,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             // weighs those seconds against a day, whatever came before (docs/funding.md#the-rule).
             uint256 window = FUNDING_WINDOW_HOURS * 1 hours;
             if (span < window) {
-                uint256 pad = (window - span) * m.lastIndexPrice;
+                uint256 pad = (window - span) * padIndex;
                 markTwap += pad;
                 indexTwap += pad;
                 span = window;
@@ -317,11 +344,12 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         return s > 1e4 ? int256(1e4) : (s < -1e4 ? -1e4 : s);
     }
 
-    /// @dev Funding per base for a rate area [wad/h * s] at `indexPrice`, rounded down. The index's
-    ///      rounding direction cannot favour anyone: every settlement is trader <-> pool and the
-    ///      per-position amount owed is rounded up (docs/funding.md).
-    function _fundingAccrual(int256 area, uint256 indexPrice) internal pure returns (int256) {
-        return area.sMulDivDown(indexPrice, 1 hours * WAD);
+    /// @dev Funding per base for a rate area [wad/h * s] over `dt` seconds at the interval's mean index,
+    ///      `indexArea / dt` (`_indexArea`), in one division rounded down. The index's rounding direction
+    ///      cannot favour anyone: every settlement is trader <-> pool and the per-position amount owed is
+    ///      rounded up (docs/funding.md).
+    function _fundingAccrual(int256 area, uint256 indexArea, uint256 dt) internal pure returns (int256) {
+        return area.sMulDivDown(indexArea, dt * 1 hours * WAD);
     }
 
     /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).

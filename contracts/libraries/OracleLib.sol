@@ -19,24 +19,39 @@ library OracleLib {
 
     /// @notice Validated price of `feed` in WAD.
     /// @param scale 10^(18 - feed decimals), computed once at listing by `scaleOf`.
-    function readWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (uint256) {
-        (, int256 answer,, uint256 updatedAt,) = AggregatorV3Interface(feed).latestRoundData();
+    function readWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (uint256 price) {
+        (price,) = readRound(feed, heartbeat, scale);
+    }
+
+    /// @notice Validated price of `feed` in WAD and the time of its round (`updatedAt`, as the feed reports
+    ///         it): the moment from which the feed has reported this price.
+    function readRound(address feed, uint256 heartbeat, uint256 scale)
+        internal
+        view
+        returns (uint256 price, uint256 updatedAt)
+    {
+        int256 answer;
+        (, answer,, updatedAt,) = AggregatorV3Interface(feed).latestRoundData();
         if (answer <= 0) revert InvalidOraclePrice(feed, answer);
         // updatedAt in the future (clock skew on a test chain) counts as fresh.
         if (updatedAt + heartbeat < block.timestamp) revert StaleOracle(feed, updatedAt, heartbeat);
         // Cast: answer > 0 was checked above.
-        return uint256(answer) * scale;
+        price = uint256(answer) * scale;
     }
 
-    /// @notice `readWad` that never reverts: (false, 0) when the feed reverts, answers a non-positive
-    ///         price or is stale. For views that must answer whatever the feed does (ERC-4626's).
-    function tryReadWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (bool, uint256) {
-        try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
-            if (answer <= 0 || updatedAt + heartbeat < block.timestamp) return (false, 0);
+    /// @notice `readRound` that never reverts: `ok` false (and zeros) when the feed reverts, answers a
+    ///         non-positive price or is stale. For views that must answer whatever the feed does.
+    function tryReadRound(address feed, uint256 heartbeat, uint256 scale)
+        internal
+        view
+        returns (bool ok, uint256 price, uint256 updatedAt)
+    {
+        try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 at, uint80) {
+            if (answer <= 0 || at + heartbeat < block.timestamp) return (false, 0, 0);
             // Cast: answer > 0 was checked above.
-            return (true, uint256(answer) * scale);
+            return (true, uint256(answer) * scale, at);
         } catch {
-            return (false, 0);
+            return (false, 0, 0);
         }
     }
 

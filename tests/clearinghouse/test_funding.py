@@ -350,9 +350,9 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
     assert st0.longOpenInterest == st0.shortOpenInterest == 0 and ch.skewFunding(1).ratePpm == 2_000
     size = 0  # Alice's position, the market's only one: long OI - short OI
 
-    # The market's blocks: (timestamp, vAMM price after the block, index it recorded, skew after it in bps).
-    # Between two of them the TWAP sums grow by the first's prices and the skew sum by its skew (what the second
-    # finds); the hourly observation of an hour is the sums at its first block.
+    # The market's blocks and the feed's rounds: (timestamp, vAMM price after it, index from it on, skew after it in
+    # bps). Between two of them the TWAP sums grow by the first's prices and the skew sum by its skew (what the
+    # second finds); the hourly observation of an hour is the sums at its first block.
     blocks = [(tl, amm.price, 3000 * WAD, 0)]
     first_block = {tl // HOUR: tl}  # hour -> its first block (the listing's hour: the listing)
 
@@ -405,10 +405,14 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
         chain.pending_timestamp = start + 11 * k  # not always the hour's first second
         tx = eth.oracle.updateAnswer(answer, sender=deployer)
         model.set_answer(1, answer, tx.timestamp)
+        prev = blocks[-1][0]  # the market's last block
+        # The round counts from its own time (ClearingHouseStorage._indexArea), not from the poke that records it:
+        # in the sums it starts a span at the new index, the vAMM and the skew as the last block left them.
+        blocks.append((tx.timestamp, blocks[-1][1], answer * 10**10, blocks[-1][3]))
         chain.pending_timestamp = start + 11 * k + 5
         tx = ch.pokeFunding(1, sender=alice)
         model.poke_funding(1, tx.timestamp)
-        now, prev = tx.timestamp, blocks[-1][0]
+        now = tx.timestamp
         (sample,) = tx.events.filter(ch.FundingSampled)  # the hour's first block samples
         # The anchor: the oldest of the last W hours that a block touched (the listing's counts).
         touched = [hh for hh in range(hour - W, hour) if hh in first_block]

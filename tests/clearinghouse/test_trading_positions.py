@@ -655,7 +655,8 @@ def test_mark_twap_moves_at_most_once_per_block_from_the_pre_trade_spot(system, 
 
 def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project, deployer, eth):
     """An oracle update between two trades of one block is used live by the second trade, but the
-    index recorded for the TWAP is the block's first observation; the next block records the new one."""
+    index recorded is the block's first observation; the next block records the new one. In the TWAP the new round
+    counts from its own time, the block's (ClearingHouseStorage._indexArea), in the view and in the accrual."""
     tl = ch.marketState(ETH_ID).lastUpdate
     batch = _fund_batch(system, project, deployer, 1_000_000)
     amm = eth_amm()
@@ -679,11 +680,12 @@ def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project,
     ch.pokeFunding(ETH_ID, sender=deployer)
     assert ch.marketState(ETH_ID).lastIndexPrice == 3100 * WAD
     exp_mark = (3000 * WAD * (t1 - tl) + amm.price * 30) // (t1 + 30 - tl)
-    assert tuple(ch.twaps(ETH_ID)) == (exp_mark, ETH_INDEX)
+    exp_index = (3000 * WAD * (t1 - tl) + 3100 * WAD * 30) // (t1 + 30 - tl)
+    assert tuple(ch.twaps(ETH_ID)) == (exp_mark, exp_index)
 
     chain.pending_timestamp = t1 + 70
     ch.pokeFunding(BTC_ID, sender=deployer)
-    exp_index = (3000 * WAD * (t1 + 30 - tl) + 3100 * WAD * 40) // (t1 + 70 - tl)
+    exp_index = (3000 * WAD * (t1 - tl) + 3100 * WAD * 70) // (t1 + 70 - tl)
     exp_mark = (3000 * WAD * (t1 - tl) + amm.price * 70) // (t1 + 70 - tl)
     assert tuple(ch.twaps(ETH_ID)) == (exp_mark, exp_index)
 

@@ -14,6 +14,7 @@ taker fee zero in this module, so the insurance fund and the pool's cash move on
 """
 from __future__ import annotations
 
+import ape
 import pytest
 
 from helpers.governance import admin, deposit, g, guardian, keeper  # noqa: F401 - shared module fixtures (g: autouse)
@@ -50,8 +51,13 @@ COOL_OFF = 1800
 DIVERGENCE_DURATION = 1800
 
 
-def set_eth(system, answer: int):
-    system.markets["ETH"].oracle.updateAnswer(answer, sender=system.deployer)
+def set_eth(system, answer: int, symbol: str = "ETH"):
+    """ETH's (or `symbol`'s) feed at `answer`, its round stamped at the next block's time: as if posted in the block
+    of the poke that follows, so the index TWAP that poke compares with holds none of it (a round counts from its
+    own time, ClearingHouseStorage._indexArea: one posted n seconds before the poke would count n seconds)."""
+    oracle = system.markets[symbol].oracle
+    at = ape.chain.pending_timestamp + 1
+    oracle.updateRoundData(oracle.latestRound() + 1, answer, at, at, sender=system.deployer)
 
 
 def poke_at(chain, g, ts: int | None, keeper, market=ETH):
@@ -639,8 +645,7 @@ def test_pokeAll_uses_each_markets_thresholds(chain, system, g, keeper):
     """ETH at 10 %, BTC at the global 5 %: both indices one unit past 5 %, only BTC turns reduce-only."""
     set_market_thresholds(chain, system, g, ETH, (WAD // 10, 0, 0, 0))
     set_eth(system, PRICE + 150 * 10**8 + 1)
-    btc = system.markets["BTC"].oracle
-    btc.updateAnswer(BTC_PRICE + 3_000 * 10**8 + 1, sender=system.deployer)
+    set_eth(system, BTC_PRICE + 3_000 * 10**8 + 1, "BTC")
     tx = g.breaker.pokeAll(sender=keeper)
     assert applied(g, tx) == [(BTC, NO_CAP, True)]
     ((log,),) = [events(g.breaker, "BreakerTripped", tx)]

@@ -51,7 +51,7 @@ class ClearingHouseMirror:
         feed is not read: governance does not depend on it), then bound the parameters, then clamp rate
         and target."""
         m = self._market(market_id)
-        self._accrue(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp, since=timestamp)
         bounds = (("maxFundingRate", params.max_funding_rate, 0, 10**16),
                   ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
                   ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
@@ -75,7 +75,7 @@ class ClearingHouseMirror:
         band), then the new parameters, each within its hard bound in the contract's order
         (ParameterOutOfBounds). Parameters left None keep their value."""
         m = self._market(market_id)
-        self._accrue(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp, since=timestamp)
         new = {k: (getattr(m, k) if v is None else v) for k, v in (
             ("heartbeat", heartbeat), ("twap_window", twap_window), ("imr", imr), ("mmr", mmr),
             ("taker_fee", taker_fee), ("max_spread", max_spread), ("max_oi_pool_ratio", max_oi_pool_ratio),
@@ -234,7 +234,7 @@ class ClearingHouseMirror:
 
     # ------------------------------------------------------------------ TWAP and funding internals
 
-    def _accrue(self, m: Market, index: int, timestamp: int) -> None:
+    def _accrue(self, m: Market, index: int, timestamp: int, since: int | None = None) -> None:
         """ClearingHouseStorage._accrue: at most once per block (a no-op at the accumulator's timestamp).
 
         Mirrors the Solidity, which alone defines these details:
@@ -258,13 +258,15 @@ class ClearingHouseMirror:
             return
         dt = timestamp - acc.timestamp
         last_index = m.last_index_price
+        index_area = self._index_area(acc.timestamp, last_index, index,
+                                      m.answer_updated_at if since is None else since, timestamp)
         spot = m.spot
         quarter = m.twap_window // OBSERVATIONS_PER_WINDOW
         new_observation = timestamp // quarter != acc.timestamp // quarter
         new_hour = timestamp // HOUR != acc.timestamp // HOUR
         prev = acc
         acc = Observation(timestamp, (acc.mark_cumulative + spot * dt) & U112,
-                          (acc.index_cumulative + last_index * dt) & U112)
+                          (acc.index_cumulative + index_area) & U112)
         m.accumulator = acc
         if index != last_index:
             m.last_index_price = _uint128(index)
@@ -282,7 +284,7 @@ class ClearingHouseMirror:
         if m.rate != 0 or m.target != 0:
             rate, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
             m.rate = _int_n(rate, 56)
-            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, last_index), 104)
+            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, index_area, dt), 104)
         skew_before = m.skew_cumulative
         m.skew_cumulative = _wrap_i32(skew_before + skew * dt)
         if new_observation:
@@ -297,11 +299,33 @@ class ClearingHouseMirror:
             m.target = _int_n(target, 56)
 
     @staticmethod
-    def _funding_accrual(area: int, index_price: int) -> int:
-        """Funding per base for a rate area [wad/h * s], rounded down (toward -inf)."""
-        return s_mul_div_down(area, index_price, HOUR * WAD)
+    def _funding_accrual(area: int, index_area: int, dt: int) -> int:
+        """Funding per base for a rate area [wad/h * s] over dt seconds at the interval's mean index
+        (index_area / dt), in one division rounded down (toward -inf)."""
+        return s_mul_div_down(area, index_area, dt * HOUR * WAD)
+
+    @staticmethod
+    def _index_area(start: int, last_index: int, index: int, since: int, timestamp: int) -> int:
+        """ClearingHouseStorage._indexArea: index x seconds over [start, timestamp], the last recorded index
+        until the feed's round time `since` (clamped into the interval), the round's price after it."""
+        since = min(max(since, start), timestamp)
+        return last_index * (since - start) + index * (timestamp - since)
+
+    def _round_now(self, m: Market, timestamp: int) -> tuple[int, int]:
+        """ClearingHouseStorage._tryRound: the feed's price and round time, or (last recorded index,
+        timestamp) when the read fails (the time since the last accrual then prices at that index)."""
+        index = self._try_index(m, timestamp)
+        return (m.last_index_price, timestamp) if index is None else (index, m.answer_updated_at)
+
+    def _extend_now(self, m: Market, acc: Observation, timestamp: int) -> Observation:
+        """ClearingHouse._extendNow: the accumulator extended to `timestamp` as an accrual then would."""
+        index, since = self._round_now(m, timestamp)
+        return Observation(timestamp, (acc.mark_cumulative + m.spot * (timestamp - acc.timestamp)) & U112,
+                           (acc.index_cumulative + self._index_area(acc.timestamp, m.last_index_price, index,
+                                                                    since, timestamp)) & U112)
 
     def _cumulative_funding_now(self, m: Market, timestamp: int) -> int:
+        """The funding index accrued to `timestamp` as an accrual then would, with the feed as it stands."""
         cf = m.cumulative_funding
         if m.rate == 0 and m.target == 0:
             return cf
@@ -309,8 +333,11 @@ class ClearingHouseMirror:
         if timestamp == last:
             return cf
         f = m.funding_params
-        _, area = evolve(m.rate, m.target, timestamp - last, f.smoothing_tau, f.max_rate_velocity)
-        return cf + self._funding_accrual(area, m.last_index_price)
+        dt = timestamp - last
+        _, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
+        index, since = self._round_now(m, timestamp)
+        return cf + self._funding_accrual(area, self._index_area(last, m.last_index_price, index, since,
+                                                                 timestamp), dt)
 
     @staticmethod
     def _target(f: FundingParams, mark_twap: int, index_twap: int, skew_term: int = 0) -> tuple[int, int]:
@@ -330,7 +357,7 @@ class ClearingHouseMirror:
     def set_skew_funding(self, market_id: int, rate_ppm: int, timestamp: int) -> None:
         """ClearingHouse.setSkewFunding: accrue at the last recorded index, then bound (0..10,000 ppm)."""
         m = self._market(market_id)
-        self._accrue(m, m.last_index_price, timestamp)
+        self._accrue(m, m.last_index_price, timestamp, since=timestamp)
         if not 0 <= rate_ppm <= MAX_SKEW_FUNDING_PPM:
             raise ModelRevert("ParameterOutOfBounds", "skewFundingPpm", rate_ppm)
         m.skew_funding_ppm = rate_ppm
@@ -383,12 +410,13 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _funding_twaps(m: Market, current: Observation, prev: Observation, skew_sum: int, skew_prev: int,
-                       skew_now: int) -> tuple[int, int, int]:
+                       skew_now: int, pad_index: int | None = None) -> tuple[int, int, int]:
         """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
         observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
         back), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
-        `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at the
-        last index)."""
+        `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at
+        `pad_index`: the index the sampling block records, the last index when None; for a view, the index it
+        would record)."""
         anchor, skew_anchor = prev, skew_prev
         hour = current.timestamp // HOUR
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
@@ -403,7 +431,7 @@ class ClearingHouseMirror:
         idx = (current.index_cumulative - anchor.index_cumulative) & U112
         window = FUNDING_WINDOW_HOURS * HOUR
         if span < window:  # padded to the whole window at premium 0 and skew 0 (mark = index = last index)
-            pad = (window - span) * m.last_index_price
+            pad = (window - span) * (m.last_index_price if pad_index is None else pad_index)
             mark, idx, span = mark + pad, idx + pad, window
         mark, idx = mark // span, idx // span
         return mark, idx, tdiv(area * m.skew_funding_ppm * 10**8, span)
@@ -488,11 +516,7 @@ class ClearingHouseMirror:
     def twaps(self, market_id: int, timestamp: int) -> tuple[int, int]:
         """Mark and index TWAPs: the accumulator extended to `timestamp`, from the ring anchor."""
         m = self._market(market_id)
-        acc = m.accumulator
-        dt = timestamp - acc.timestamp
-        current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
-                              (acc.index_cumulative + m.last_index_price * dt) & U112)
-        return self._twaps_from(m, current, m.observation_head)
+        return self._twaps_from(m, self._extend_now(m, m.accumulator, timestamp), m.observation_head)
 
     def mark_price(self, market_id: int, timestamp: int) -> int:
         return self.twaps(market_id, timestamp)[0]
@@ -515,11 +539,11 @@ class ClearingHouseMirror:
                             f.max_rate_velocity)
         acc = m.accumulator
         dt = timestamp - acc.timestamp
-        current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
-                              (acc.index_cumulative + m.last_index_price * dt) & U112)
+        current = self._extend_now(m, acc, timestamp)
         skew = self._skew_bps(m)
         mark_twap, index_twap, skew_term = self._funding_twaps(
-            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew)
+            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew,
+            self._round_now(m, timestamp)[0])
         premium, target = self._target(f, mark_twap, index_twap, skew_term)
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)

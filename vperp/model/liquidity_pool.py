@@ -15,7 +15,7 @@ class LiquidityPoolMirror:
     # suspendedMarket), read once per pool call as the pool caches it.
 
     def _try_index(self, m: Market, timestamp: int) -> int | None:
-        """OracleLib.tryReadWad: the index, or None for a non-positive or stale answer (never raises)."""
+        """OracleLib.tryReadRound: the index, or None for a non-positive or stale answer (never raises)."""
         if m.answer <= 0 or m.answer_updated_at + m.heartbeat < timestamp:
             return None
         return m.answer * m.oracle_scale
