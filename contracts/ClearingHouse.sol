@@ -182,9 +182,8 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
                 // As _accrue extends the sum to now (wrapping by design).
                 sum = int32(int256(fs.skewCumulative) + skew * int256(block.timestamp - prev.timestamp));
             }
-            (, uint256 index, uint256 since) = _tryRound(m);
-            Observation memory cur = _extend(prev, _spot(m), _indexArea(prev.timestamp, m.lastIndexPrice, index, since));
-            (markTwap, indexTwap, skewTerm) = _fundingTwaps(m, cur, prev, sum, fs.skewCumulative, skew, index);
+            (markTwap, indexTwap, skewTerm) =
+                _fundingTwaps(m, _extendNow(m, prev), prev, sum, fs.skewCumulative, skew);
         }
         (premium, targetRate) = _target(f, markTwap, indexTwap, skewTerm);
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);

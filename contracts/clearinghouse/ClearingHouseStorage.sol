@@ -243,7 +243,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             m.hourly[slot] = acc;
             m.hourlySkew[slot] = fs.skewCumulative;
             (uint256 markTwap, uint256 indexTwap, int256 skewTerm) =
-                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew, index);
+                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew);
             (int256 premium, int256 target) = _target(f, markTwap, indexTwap, skewTerm);
             // Cast: clamped to maxFundingRate <= 1e16.
             fs.target = int56(target);
@@ -280,8 +280,8 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     ///      in those hours: the prices and the skew (`skewNow`, as this block found it) that held over the idle
     ///      span. An hourly slot belongs to the hour its timestamp falls in; a slot left from an older hour does
     ///      not match and is skipped. Everything here held before this block, so no trade of the block moves it.
-    ///      A span shorter than the window is padded to it at premium 0 and skew 0, mark and index at `padIndex`
-    ///      (the index the sampling block records; for a view, the one it would record).
+    ///      A span shorter than the window is padded to it at premium 0 and skew 0, mark and index at the span's own
+    ///      mean index (no instantaneous read enters a sample).
     /// @param skewSum the funding state's skew sum now; `skewPrev` the sum as the last update left it
     function _fundingTwaps(
         Market storage m,
@@ -289,8 +289,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         Observation memory prev,
         int32 skewSum,
         int32 skewPrev,
-        int256 skewNow,
-        uint256 padIndex
+        int256 skewNow
     ) internal view returns (uint256 markTwap, uint256 indexTwap, int256 skewTerm) {
         Observation memory anchor = prev;
         int32 skewAnchor = skewPrev;
@@ -317,11 +316,14 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             indexTwap = (uint256(current.indexCumulative) - anchor.indexCumulative) & type(uint112).max;
             // A span shorter than the window (a market younger than a day, the day after a day without blocks, a
             // view in the block of the last update) is padded to the whole window at premium 0 and skew 0: mark
-            // and index both at the last index for the missing seconds. So a price or skew held for a few seconds
-            // weighs those seconds against a day, whatever came before (docs/funding.md#the-rule).
+            // and index both at the span's mean index for the missing seconds (the index recorded in this block
+            // when the span is empty). So a price or skew held for a few seconds weighs those
+            // seconds against a day, whatever came before, and no instantaneous read of the feed enters the
+            // sample (docs/funding.md#the-rule).
             uint256 window = FUNDING_WINDOW_HOURS * 1 hours;
             if (span < window) {
-                uint256 pad = (window - span) * padIndex;
+                // One floor: (window - span) x the span's index sum / span, below 2^112 x 2^17.
+                uint256 pad = span == 0 ? window * m.lastIndexPrice : (window - span) * indexTwap / span;
                 markTwap += pad;
                 indexTwap += pad;
                 span = window;

@@ -14,8 +14,9 @@ import {Bounds} from "../libraries/Bounds.sol";
 /// @notice Deterministic breakers over every market (see ICircuitBreaker): a permissionless `poke` measures,
 ///         and the RiskGovernor writes the restriction to the ClearingHouse when it changes.
 /// @dev Every figure is read from the modules' views in the poke's block; nothing depends on who pokes or
-///      when, beyond the block. A poke accrues the market first (`pokeFunding`), so the index TWAP it compares
-///      with includes this block's index. The move and divergence breakers are observed only by pokes: a move that
+///      when, beyond the block. A poke accrues the market first (`pokeFunding`); the index TWAP it compares with
+///      counts each of the feed's rounds from its own time (ClearingHouseStorage._indexArea), so a round posted
+///      before the poke's block is in it for the seconds since. The move and divergence breakers are observed only by pokes: a move that
 ///      comes and goes between two pokes is not seen, and divergence counts from the first poke that sees
 ///      it, reset by any poke that does not (keepers poke every block or minute; the index TWAP itself
 ///      remembers a move for a window). The gross open-interest notional of the insurance breaker values
@@ -215,8 +216,8 @@ contract CircuitBreaker is ICircuitBreaker {
         return _pegHold(marketId);
     }
 
-    /// @dev The live move compares the index with the TWAP as last accrued (a poke accrues first): before any
-    ///      accrual in the block the TWAP leaves this block's index out, so a push reads larger, never smaller.
+    /// @dev The live move compares the index with the TWAP extended to now as an accrual would (each round from its
+    ///      own time): a round posted in this block is not in it yet, one posted earlier counts its seconds.
     function _pegHold(uint32 marketId) internal view returns (uint256 until, bool live, uint256 moveThreshold) {
         until = _state[marketId].moveUntil;
         (, uint256 indexTwap) = _clearingHouse.twaps(marketId); // reverts UnknownMarket

@@ -39,15 +39,21 @@ library OracleLib {
         price = uint256(answer) * scale;
     }
 
-    /// @notice `readRound` that never reverts: `ok` false (and zeros) when the feed reverts, answers a
-    ///         non-positive price or is stale. For views that must answer whatever the feed does.
+    /// @notice `readRound` that never reverts on what a feed answers: `ok` false (and zeros) when the feed
+    ///         reverts, answers a non-positive price or one of 2^128 wad or more (no market can hold it), or is
+    ///         stale. For views that must answer whatever the feed does. (A feed with no code, or one that
+    ///         returns fewer bytes than the interface, still reverts: listing checks the feed's decimals.)
     function tryReadRound(address feed, uint256 heartbeat, uint256 scale)
         internal
         view
         returns (bool ok, uint256 price, uint256 updatedAt)
     {
         try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 at, uint80) {
-            if (answer <= 0 || at + heartbeat < block.timestamp) return (false, 0, 0);
+            // Written so that no answer or time overflows: a time in the future counts as fresh, as in readRound.
+            if (answer <= 0 || uint256(answer) > type(uint128).max / scale
+                    || (at < block.timestamp && block.timestamp - at > heartbeat)) {
+                return (false, 0, 0);
+            }
             // Cast: answer > 0 was checked above.
             return (true, uint256(answer) * scale, at);
         } catch {

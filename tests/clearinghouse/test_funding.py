@@ -256,7 +256,7 @@ def test_target_is_resampled_by_the_first_block_of_each_hour_from_the_funding_tw
     shows the target the TWAPs imply by then. The sample is clamp(premium / 24 + skew term), the premium from the
     funding TWAPs and the skew term from the mean skew over the same span, about the funding window: here the
     market is younger, so from the listing, and the span is padded to the whole window at premium 0 and skew 0
-    (mark and index at the last index for the missing seconds; the 15-minute TWAPs of `twaps` play no part).
+    (mark and index at the span's mean index for the missing seconds; the 15-minute TWAPs of `twaps` play no part).
     Chain and vperp.model agree to the wei."""
     model = chain_model(system, ch, chain)
     tl = ch.marketState(1).lastUpdate  # the listing: price 3000, index 3000 since
@@ -338,7 +338,7 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
     new index) and a trade moves the vAMM (and Alice's position, the skew); one hour sees no block at all. The
     skew term is the mean skew over the same span, from the skew sum of the same hourly observation; a span shorter
     than the window (the anchor less than W hours back) is padded to it at premium 0 and skew 0, mark and index at
-    the index the sampling block recorded. Chain and vperp.model agree to the wei."""
+    the span's mean index. Chain and vperp.model agree to the wei."""
     eth = system.markets["ETH"]
     model = chain_model(system, ch, chain)
     st0 = ch.marketState(1)
@@ -371,11 +371,12 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
 
     def twaps(a, b, last_index):
         """The funding TWAPs over [a, b]; a span shorter than the window padded to it at premium 0 (mark and index
-        at `last_index`, the index the sampling block recorded)."""
+        at the span's mean index, one floor over the pad; `last_index`, the index the sampling block recorded, for an empty
+        span)."""
         mark_sum, index_sum, _ = sums(a, b)
         span = b - a
         if span < window:
-            pad = (window - span) * last_index
+            pad = (window - span) * index_sum // span if span else window * last_index
             mark_sum, index_sum, span = mark_sum + pad, index_sum + pad, window
         return mark_sum // span, index_sum // span
 

@@ -118,7 +118,8 @@ def test_after_a_day_without_blocks_a_one_second_push_moves_the_target_by_its_se
     assert a_first.targetRate == c_first.targetRate  # the gap's sample is the same (only pre-block prices count)
     assert abs(control[0].targetRate) < 10**11  # honest: ~0 (vAMM at the index, no skew)
     assert c_bps == 0 and a_bps == tdiv(120 * 10**4, 9_880) == 121 and a_spot > c_spot * 1024 // 1000  # +2.4 %
-    # (a) The sample at H + 1: 1 s of Bob's price and skew, padded to the window at the last index and skew 0.
+    # (a) The sample at H + 1: 1 s of Bob's price and skew, padded to the window at the span's mean index (the
+    # index throughout) and skew 0.
     assert control[0].markTwap == (c_spot + (WINDOW - 1) * index) // WINDOW
     assert attacked[0].markTwap == (a_spot + (WINDOW - 1) * index) // WINDOW
     assert attacked[0].indexTwap == control[0].indexTwap == index
@@ -210,7 +211,8 @@ def test_a_push_in_the_last_seconds_after_a_listing_moves_the_first_target_by_it
     assert index == 3000 * WAD and ppm == 2_000 and ch.fundingParams(mid).fundingPeriodHours == PERIOD
     assert c_spot == index and c_bps == 0 and a_bps == tdiv(250 * 10**4, 9_750) == 256
 
-    # (a) The first sample: the listing's price for 1 s, Bob's (or the control's) for 1 s, padded at the index.
+    # (a) The first sample: the listing's price for 1 s, Bob's (or the control's) for 1 s, padded at the span's mean
+    # index (the index throughout).
     assert control[0].targetRate == 0 and control[0].markTwap == control[0].indexTwap == index
     assert attacked[0].markTwap == (index + a_spot + (WINDOW - 2) * index) // WINDOW
     assert attacked[0].indexTwap == index
@@ -362,7 +364,7 @@ def test_model_matches_the_chain_over_gaps_negative_skews_and_depth_syncs(system
     ch.pokeFunding(1, sender=alice)
     view = tuple(ch.fundingState(1))
     assert view == model.funding_state(1, t)
-    # span 0, padded to the whole window at the last index and skew 0: neutral
+    # span 0, padded to the whole window at the last index (an empty span has no mean) and skew 0: neutral
     assert view[2] == 0 and view[3] == view[4] == ch.marketState(1).lastIndexPrice
     t = next_hour(t) + 7
     chain.pending_timestamp = t

@@ -32,12 +32,19 @@ def _call(sig: str, types: list, args: list) -> bytes:
     return keccak(text=sig)[:4] + abi_encode(types, args)
 
 
-def _batch(system, atk, phantom: int | None):
-    """One transaction: the feed at `phantom` (or re-stamped at its price: the control), ETH accrued, the feed back."""
+def _batch(system, atk, phantom: int | None, stamped_at: int | None = None, keep: bool = False):
+    """One transaction: the feed at `phantom` (or re-stamped at its price: the control), ETH accrued, the feed back
+    (or, with `keep`, re-stamped at `phantom`: a genuine round). With `stamped_at` the phantom's round carries that
+    time (`updateRoundData`: a writer who stamps its rounds)."""
     oracle, ch = system.markets["ETH"].oracle, system.clearing_house
-    honest = oracle.latestAnswer()
+    honest = phantom if keep else oracle.latestAnswer()
     first = honest if phantom is None else phantom
-    calls = [(oracle.address, _call("updateAnswer(int256)", ["int256"], [first])),
+    if stamped_at is None:
+        set_first = _call("updateAnswer(int256)", ["int256"], [first])
+    else:
+        set_first = _call("updateRoundData(uint80,int256,uint256,uint256)", ["uint80", "int256", "uint256", "uint256"],
+                          [oracle.latestRound() + 1, first, stamped_at, stamped_at])
+    calls = [(oracle.address, set_first),
              (ch.address, _call("pokeFunding(uint32)", ["uint32"], [ETH])),
              (oracle.address, _call("updateAnswer(int256)", ["int256"], [honest]))]
     return atk.batch([a for a, _ in calls], [d for _, d in calls], sender=system.deployer)
@@ -72,18 +79,19 @@ def _attack_setup(project, system, chain, alice, bob):
     return atk, h0, h0 + 2 * HOUR + 600, chain.snapshot()
 
 
-def _run(system, chain, atk, who, h0, t, phantom, round_at=None, poke=False):
+def _run(system, chain, atk, who, h0, t, phantom, round_at=None, poke=False, stamped_at=None, idle=2980, keep=False):
     """The batch at `t`; a view of everything ~50 minutes on (nobody touched ETH, but for a poke in the next block
-    when `poke`; when `round_at` is given the feed posts a round, unchanged, at that time first); then four hourly
-    pokes and `who`'s close."""
+    when `poke`; when `round_at` is given the feed posts a round at P at that time first); then four hourly pokes
+    and `who`'s close."""
     ch, vault = system.clearing_house, system.vault
     chain.pending_timestamp = t
-    assert _batch(system, atk, phantom).timestamp == t
+    assert _batch(system, atk, phantom, stamped_at, keep).timestamp == t
     if poke:
         ch.pokeFunding(ETH, sender=system.deployer)
     if round_at is not None:
-        repost_answer(system, chain, round_at)
-    chain.pending_timestamp = t + 2980
+        chain.pending_timestamp = round_at
+        assert system.markets["ETH"].oracle.updateAnswer(P, sender=system.deployer).timestamp == round_at
+    chain.pending_timestamp = t + idle
     chain.mine()
     idle = _figures(system, who), ch.marketState(ETH).lastIndexPrice
     samples = []
@@ -125,17 +133,18 @@ def test_limit_a_round_posted_before_any_accrual_ends_the_phantom_there(project,
     """What the rule does not see: rounds posted and replaced between two accruals. If the feed posts another
     round (here a heartbeat re-post, unchanged, 20 minutes after the attack) before anything accrues ETH, the next
     accrual knows only that the recorded index (the phantom) held until that round began: the phantom counts for
-    those 20 minutes (before the rule: until the next accrual, 50 minutes), 125 USD on the day's index TWAP. An
-    accrual in any block between the attack and that round (a trade, the keeper's poke) ends it at zero: that run
-    equals its control to the wei."""
+    those 20 minutes (before the rule: until the next accrual, 50 minutes), exactly as a genuine round at 4x for 20
+    minutes would (that run is equal to the wei). An accrual in any block between the attack and that round (a
+    trade, the keeper's poke) ends it at zero: that run equals its control to the wei."""
     atk, h0, t, snap = _attack_setup(project, system, chain, alice, bob)
     runs = {}
-    for name, phantom, poke in (("control", None, False), ("attack", 4 * P, False), ("control, poked", None, True),
-                                ("attack, poked", 4 * P, True)):
+    for name, phantom, poke, keep in (("control", None, False, False), ("attack", 4 * P, False, False),
+                                      ("genuine", 4 * P, False, True), ("control, poked", None, True, False),
+                                      ("attack, poked", 4 * P, True, False)):
         if runs:
             chain.restore(snap)  # a restore consumes the snapshot: take it again
             snap = chain.snapshot()
-        runs[name] = _run(system, chain, atk, bob, h0, t, phantom, round_at=t + 1200, poke=poke)
+        runs[name] = _run(system, chain, atk, bob, h0, t, phantom, round_at=t + 1200, poke=poke, keep=keep)
     (c_idle, _), c_samples, c_coll, c_nav, c_ins = runs["control"]
     (a_idle, _), a_samples, a_coll, a_nav, a_ins = runs["attack"]
     print(f"\nindex rounds (limit): phantom at 4x, a round 20 min later before any accrual: index TWAP "
@@ -143,11 +152,36 @@ def test_limit_a_round_posted_before_any_accrual_ends_the_phantom_there(project,
           f"{a_samples[0][2] / 1e14:+.2f} bps/h (control {c_samples[0][2] / 1e14:+.2f}); attacker "
           f"{(a_coll - c_coll) / WAD:+,.2f} USD against the control, pool NAV {(a_nav - c_nav) / WAD:+,.2f}, "
           f"insurance {(a_ins - c_ins) / WAD:+,.2f}")
-    # The hour's sample: the day's index TWAP holds the phantom's 9,000 USD over 1,200 of 86,400 s (within a wei).
-    assert abs(a_samples[0][6] - c_samples[0][6] - 9000 * WAD * 1200 // 86400) <= 1
+    # The phantom counts as a genuine 20-minute round at its price would: views, samples, collateral, NAV, insurance.
+    (g_idle, _), *g_rest = runs["genuine"]
+    assert (a_idle[:3], a_samples, a_coll, a_nav, a_ins) == (g_idle[:3], *g_rest)
+    assert a_samples[0][6] > c_samples[0][6]
     (cp_idle, _), *cp_rest = runs["control, poked"]
     (ap_idle, _), *ap_rest = runs["attack, poked"]
     assert (ap_idle, ap_rest) == (cp_idle, cp_rest)
+
+
+def test_limit_a_writer_who_stamps_the_round_time_prices_the_interval_since_the_last_accrual(project, system, chain,
+                                                                                              alice, bob):
+    """The rule trusts the feed's round time as it trusts its price. A writer who stamps its own rounds (the mock's
+    `updateRoundData`) back-dates the phantom to the last accrual: it then prices the whole interval since, 50 idle
+    minutes here, as the old rule would have priced the interval after it, and a poke after the transaction no
+    longer shortens it. The figures pinned: the hour's sample at the cap, the attacker about +227 USD, the pool about
+    -1,929 (an attacker's review of this rule measured +226.94 / -1,929.03). Such a feed must not be listed."""
+    atk, h0, t, snap = _attack_setup(project, system, chain, alice, bob)
+    last = system.clearing_house.marketState(ETH).lastUpdate  # the last accrual: the second hourly poke
+    assert t + 2400 - last == 3000
+    control = _run(system, chain, atk, bob, h0, t + 2400, None, idle=300)
+    chain.restore(snap)
+    attack = _run(system, chain, atk, bob, h0, t + 2400, 4 * P, stamped_at=last, idle=300)
+    (c_idle, _), c_samples, c_coll, c_nav, _ = control
+    (a_idle, _), a_samples, a_coll, a_nav, _ = attack
+    gain, loss = (a_coll - c_coll) / WAD, (a_nav - c_nav) / WAD
+    print(f"\nindex rounds (limit): a phantom stamped at the last accrual, 50 min back: hour's sample target "
+          f"{a_samples[0][2] / 1e14:+.2f} bps/h (control {c_samples[0][2] / 1e14:+.2f}); attacker {gain:+,.2f} USD, "
+          f"pool NAV {loss:+,.2f}")
+    assert a_samples[0][2] == -10**15  # the cap, -0.1 %/h
+    assert 150 < gain < 300 and -2_500 < loss < -1_500
 
 
 def test_a_round_between_accruals_counts_from_its_time(project, system, chain, alice):
@@ -234,3 +268,27 @@ def test_views_answer_on_a_stale_feed_at_the_last_index(project, system, chain, 
     assert ch.marketState(mid).cumulativeFunding == 0
     assert ch.fundingState(mid).indexTwap == 2000 * WAD
     assert ch.position(bob, 0, mid).pendingFunding == 0
+
+
+def test_views_answer_whatever_the_feed_answers(system, chain, alice):
+    """The views that must answer (the pool's valuation through `tradersExitPnl`, and the views that extend the sums)
+    read the feed with `OracleLib.tryReadRound`, which treats as unreadable an answer of 2^128 wad or more (no
+    market can hold it; before, the arithmetic on it could overflow and revert the ERC-4626 views) and a round time
+    near 2^256 (no overflow in the staleness test): the market is suspended in the valuation and the views price
+    the time since the last accrual at the last recorded index."""
+    ch, pool = system.clearing_house, system.pool
+    system.fund(alice, 100_000)
+    ch.openPosition(0, ETH, 10 * WAD, BIG, chain.pending_timestamp + 100, sender=alice)
+    oracle = system.markets["ETH"].oracle
+    now = chain.pending_timestamp
+    for answer, at in ((2**128 // 10**10, now), (2**200, now), (P, 2**256 - 1)):
+        oracle.updateRoundData(oracle.latestRound() + 1, answer, at, at, sender=system.deployer)
+        chain.mine()
+        pnl, exposure, suspended, market = ch.tradersExitPnl()
+        if answer != P:  # the far-future round is fresh by the rule (a time in the future counts as fresh)
+            assert market == ETH and suspended > 0
+        assert ch.twaps(ETH)[1] > 0 and ch.marketState(ETH).lastIndexPrice == 3000 * WAD
+        ch.fundingState(ETH)
+        ch.position(alice, 0, ETH)
+        pool.navWad()
+        pool.totalAssets()

@@ -511,14 +511,16 @@ def _flash(system, atk, *, phantom: int, index: int, repeg: bool = False, sell: 
 
 def test_a_steered_twap_moves_a_guarded_peg_at_most_the_threshold_a_window(project, chain, system, guarded, keeper,
                                                                           bob):
-    """The second attacker's review: the index TWAP counts the index the block's first accrual saw until the next
-    accrual, so a feed that can be set and reset within one transaction (a mock here; a feed reading a thin spot
-    market synchronously would allow it, a push feed's rounds would not) steers it: each block, the feed at 4x the
-    TWAP, `pokeFunding`, the feed at the peg + 5 % and a repeg, the feed back at 3,000. The TWAP climbs a few % a
-    block, so the move never reads live and each step is within the threshold of the peg: under the hold alone the
-    review ratcheted the peg to +110 % in 23 blocks (attacker +323,275.18, pool -328,683.77). The window rule
-    stops it: the peg moves at most 5 % from the window's peg, the later repegs are refused (PegHeld, until the
-    window ends), and the attacker's sale at the top gets one step's worth."""
+    """The second attacker's review: the index TWAP then counted the index the block's first accrual saw until the
+    next accrual, so a feed that can be set and reset within one transaction (a mock here; a feed reading a thin
+    spot market synchronously would allow it, a push feed's rounds would not) steered it: each block, the feed at
+    4x the TWAP, `pokeFunding`, the feed at the peg + 5 % and a repeg, the feed back at 3,000. The TWAP climbed a
+    few % a block, so the move never read live and each step was within the threshold of the peg: under the hold
+    alone the review ratcheted the peg to +110 % in 23 blocks (attacker +323,275.18, pool -328,683.77). Two rules
+    stop it now, each alone: a round counts from its own time, so the phantom weighs nothing and the TWAP stays
+    near 3,000 (test_index_rounds.py); and the window rule moves the peg at most 5 % from the window's peg, so the
+    later repegs are refused (PegHeld, until the window ends). The attacker's sale at the top gets one step's
+    worth."""
     g = guarded
     ch, amm = system.clearing_house, system.amm
     atk = project.BatchCaller.deploy(sender=system.deployer)
@@ -545,6 +547,7 @@ def test_a_steered_twap_moves_a_guarded_peg_at_most_the_threshold_a_window(proje
             _flash(system, atk, phantom=4 * twap // 10**10, index=index)  # the steering goes on
         top = max(top, amm.pegPrice(ETH))
     assert top <= 3150 * WAD and refused >= 20
+    assert abs(ch.twaps(ETH)[1] - 3000 * WAD) < 200 * WAD  # the phantoms weigh nothing (+5 % rounds count)
     chain.pending_timestamp = t + 12 * 23
     _flash(system, atk, phantom=4 * ch.twaps(ETH)[1] // 10**10, index=amm.pegPrice(ETH) // 10**10, sell=SIZE)
     assert ch.position(atk, 0, ETH)[0] == 0

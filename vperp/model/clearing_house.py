@@ -410,13 +410,12 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _funding_twaps(m: Market, current: Observation, prev: Observation, skew_sum: int, skew_prev: int,
-                       skew_now: int, pad_index: int | None = None) -> tuple[int, int, int]:
+                       skew_now: int) -> tuple[int, int, int]:
         """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
         observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
         back), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
-        `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at
-        `pad_index`: the index the sampling block records, the last index when None; for a view, the index it
-        would record)."""
+        `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at the
+        span's mean index, one floor over the pad; the last recorded index when the span is empty)."""
         anchor, skew_anchor = prev, skew_prev
         hour = current.timestamp // HOUR
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
@@ -430,8 +429,8 @@ class ClearingHouseMirror:
         mark = (current.mark_cumulative - anchor.mark_cumulative) & U112
         idx = (current.index_cumulative - anchor.index_cumulative) & U112
         window = FUNDING_WINDOW_HOURS * HOUR
-        if span < window:  # padded to the whole window at premium 0 and skew 0 (mark = index = last index)
-            pad = (window - span) * (m.last_index_price if pad_index is None else pad_index)
+        if span < window:  # padded to the whole window at premium 0 and skew 0 (mark = index = the span's mean)
+            pad = (window - span) * idx // span if span else window * m.last_index_price
             mark, idx, span = mark + pad, idx + pad, window
         mark, idx = mark // span, idx // span
         return mark, idx, tdiv(area * m.skew_funding_ppm * 10**8, span)
@@ -542,8 +541,7 @@ class ClearingHouseMirror:
         current = self._extend_now(m, acc, timestamp)
         skew = self._skew_bps(m)
         mark_twap, index_twap, skew_term = self._funding_twaps(
-            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew,
-            self._round_now(m, timestamp)[0])
+            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew)
         premium, target = self._target(f, mark_twap, index_twap, skew_term)
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)

@@ -15,8 +15,9 @@ class LiquidityPoolMirror:
     # suspendedMarket), read once per pool call as the pool caches it.
 
     def _try_index(self, m: Market, timestamp: int) -> int | None:
-        """OracleLib.tryReadRound: the index, or None for a non-positive or stale answer (never raises)."""
-        if m.answer <= 0 or m.answer_updated_at + m.heartbeat < timestamp:
+        """OracleLib.tryReadRound: the index, or None for a non-positive answer, one of 2^128 wad or more, or a stale
+        one (never raises)."""
+        if m.answer <= 0 or m.answer > (2**128 - 1) // m.oracle_scale or m.answer_updated_at + m.heartbeat < timestamp:
             return None
         return m.answer * m.oracle_scale
 
