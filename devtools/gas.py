@@ -700,9 +700,7 @@ TARGETS = [
      "5.2k, the event 3.9k; computation, 31 warm reads and five second writes to a slot just written add 31k. Done: "
      "expNegWad's early exit (-1.3k). Seen: one write per packed pair about 1.5k, repeated reads about 2k: about "
      "155k. 145k needs one fresh slot fewer (size, notional and funding index in one word: narrower fields)"),
-    ("increase", "openPosition (increase)", 127_000,
-     "met until the index in the sums became the feed's history (the round's time read and the interval split at "
-     "it: +668 on every first trade of a block), now 30 over"),
+    ("increase", "openPosition (increase)", 127_000, "met"),
     ("close (first trade in the block)", "closePosition", 115_000, "met"),
     ("kick (another auction, account above water)", "kick (another auction, account above water)", 165_000,
      "about 178k estimated: the first kick's trace without its three first writes. Below that needs fewer fresh "

@@ -175,7 +175,10 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     function _indexArea(uint256 from, uint256 lastIndex, uint256 index, uint256 since) internal view returns (uint256) {
         if (since < from) since = from;
         else if (since > block.timestamp) since = block.timestamp;
-        return lastIndex * (since - from) + index * (block.timestamp - since);
+        unchecked {
+            // from <= since <= now after the clamp; prices are below 2^128 and spans below 2^32: no wrap.
+            return lastIndex * (since - from) + index * (block.timestamp - since);
+        }
     }
 
     /// @dev Once per block: extend the TWAP sums with the prices that held since the last update
@@ -351,7 +354,11 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     ///      cannot favour anyone: every settlement is trader <-> pool and the per-position amount owed is
     ///      rounded up (docs/funding.md).
     function _fundingAccrual(int256 area, uint256 indexArea, uint256 dt) internal pure returns (int256) {
-        return area.sMulDivDown(indexArea, dt * 1 hours * WAD);
+        uint256 d;
+        unchecked {
+            d = dt * (1 hours * WAD); // dt < 2^32 and 3.6e21 < 2^72: no wrap
+        }
+        return area.sMulDivDown(indexArea, d);
     }
 
     /// @dev premium = (mark - index) / index (truncated); target = clamp(premium / period + baseline + skew term).
