@@ -1,14 +1,16 @@
 """The index in the TWAP sums and the funding index is the feed's own history (ClearingHouseStorage._indexArea).
 
 Before: each accrual recorded the index it read, and that index priced the whole interval until the next accrual. A
-feed that can be set and reset within one transaction (a mock here; a pull feed that takes any signed report, or a
-feed reading a thin spot market, allows it) let an attacker put a price the feed held for no time into the sums for
+feed that can be set and reset within one transaction (a mock here; a feed reading a thin spot market allows it)
+let an attacker put a price the feed held for no time into the sums for
 as long as nobody touched the market: in the batch below (feed at 4x, `pokeFunding`, feed back, one transaction)
 the index TWAP, the breaker's and the peg guard's input, and the day's funding sample read the phantom, and funding
 over the interval was priced at it. Now an accrual splits the interval at the feed's round time (`updatedAt`): the
-index recorded at the last accrual up to it, the round's price after it. The phantom's round ends in its own block,
-so it weighs nothing; views extend the sums the same way (the feed as it stands; the last index when it cannot be
-read), so a view and the accrual that follows it agree.
+index recorded at the last accrual up to it, the round's price after it. On a feed that stamps its rounds with the
+block's time, the phantom's round ends in its own block, so it weighs nothing; views extend the sums the same way
+(the feed as it stands; the last index when it cannot be read), so a view and the accrual that follows it agree.
+The limits are pinned too: a round posted after the phantom before any accrual, and a writer who stamps its own
+round times (such a feed must not be listed).
 
 The attack runs end to end against a control (the same blocks and accruals, the feed re-stamped at its price
 instead), and every figure is asserted equal to the wei: views during the idle interval, the hourly samples, the
@@ -20,7 +22,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
 from helpers.clock import HOUR, next_hour
-from helpers.funding import BIG, repost_answer
+from helpers.funding import BIG
 from helpers.markets import list_market
 from helpers.trading import WAD
 
