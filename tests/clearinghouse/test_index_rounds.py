@@ -186,18 +186,24 @@ def test_limit_a_writer_who_stamps_the_round_time_prices_the_interval_since_the_
     assert 150 < gain < 300 and -2_500 < loss < -1_500
 
 
+def _listed_then_a_round(project, system, chain):
+    """A market listed at L at 2,000 with its own feed, which posts 2,100 at L + 100; the next block at L + 300.
+    Returns (clearing house, market id, L)."""
+    mid, oracle, _, tx = list_market(system, project, 2000)
+    L = tx.timestamp
+    chain.pending_timestamp = L + 100
+    oracle.updateAnswer(2100 * 10**8, sender=system.deployer)
+    chain.pending_timestamp = L + 300
+    return system.clearing_house, mid, L
+
+
 def test_a_round_between_accruals_counts_from_its_time(project, system, chain, alice):
     """A market listed at L (every observation at L, so its TWAP spans [L, now]) at 2,000; the feed posts 2,100 at
     L + 100 and nobody touches the market. At L + 300 the index TWAP is (2,000 x 100 + 2,100 x 200) / 300 (before:
     2,000, the new round unseen until an accrual, and then counted from the accrual on); after the accrual at
     L + 301 the view reads the same rule, and at L + 400 it is (2,000 x 100 + 2,100 x 300) / 400. Funding is off on
     a fresh market (rate and target 0), so only the sums are read."""
-    ch = system.clearing_house
-    mid, oracle, _, tx = list_market(system, project, 2000)
-    L = tx.timestamp
-    chain.pending_timestamp = L + 100
-    oracle.updateAnswer(2100 * 10**8, sender=system.deployer)
-    chain.pending_timestamp = L + 300
+    ch, mid, L = _listed_then_a_round(project, system, chain)
     chain.mine()
     p1, p2 = 2000 * WAD, 2100 * WAD
     assert ch.twaps(mid)[1] == (p1 * 100 + p2 * 200) // 300
@@ -213,12 +219,7 @@ def test_governance_accrues_the_whole_interval_at_the_last_index(project, system
     """setFundingParams accrues without reading the feed (replacing a broken feed must not depend on it), so the
     interval up to it is priced at the last recorded index, 2,000, though the feed posted 2,100 at L + 100; the
     round is then older than that accrual and prices the interval after it, from L + 300."""
-    ch = system.clearing_house
-    mid, oracle, _, tx = list_market(system, project, 2000)
-    L = tx.timestamp
-    chain.pending_timestamp = L + 100
-    oracle.updateAnswer(2100 * 10**8, sender=system.deployer)
-    chain.pending_timestamp = L + 300
+    ch, mid, L = _listed_then_a_round(project, system, chain)
     ch.setFundingParams(mid, tuple(ch.fundingParams(mid)), sender=system.deployer)
     assert ch.marketState(mid).lastIndexPrice == 2000 * WAD
     chain.pending_timestamp = L + 400
