@@ -811,8 +811,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
     }
 
     /// @dev `acc` (the accumulator) extended to now as `_accrue` would extend it, with the feed as it stands
-    ///      (`_tryRound`), for views.
+    ///      (`_tryRound`), for views. Accrued in this block (a breaker's poke accrues, then reads the TWAPs), it is
+    ///      already the sums to now: the feed is not read again.
     function _extendNow(Market storage m, Observation memory acc) internal view returns (Observation memory) {
+        if (acc.timestamp == block.timestamp) return acc;
         (, uint256 index, uint256 since) = _tryRound(m);
         return _extend(acc, _spot(m), _indexArea(acc.timestamp, m.lastIndexPrice, index, since));
     }

@@ -17,14 +17,9 @@ library OracleLib {
     /// @notice The feed has more than 18 decimals.
     error UnsupportedOracleDecimals(address feed, uint8 decimals);
 
-    /// @notice Validated price of `feed` in WAD.
-    /// @param scale 10^(18 - feed decimals), computed once at listing by `scaleOf`.
-    function readWad(address feed, uint256 heartbeat, uint256 scale) internal view returns (uint256 price) {
-        (price,) = readRound(feed, heartbeat, scale);
-    }
-
     /// @notice Validated price of `feed` in WAD and the time of its round (`updatedAt`, as the feed reports
     ///         it): the moment from which the feed has reported this price.
+    /// @param scale 10^(18 - feed decimals), computed once at listing by `scaleOf`.
     function readRound(address feed, uint256 heartbeat, uint256 scale)
         internal
         view

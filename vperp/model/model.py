@@ -171,7 +171,7 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
         return self.markets[market_id]
 
     def _index(self, m: Market, timestamp: int) -> int:
-        """OracleLib.readWad: positive answer, not older than the heartbeat, scaled to WAD."""
+        """OracleLib.readRound's price: positive answer, not older than the heartbeat, scaled to WAD."""
         if m.answer <= 0:
             raise ModelRevert("InvalidOraclePrice", m.oracle, m.answer)
         if m.answer_updated_at + m.heartbeat < timestamp:
