@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import WAD
+from .units import DEFAULT_FUNDING_PERIOD_HOURS, WAD
 
 
 def wad(x) -> int:
@@ -65,6 +65,11 @@ class MarketConfig:
     # Funding's skew term (ClearingHouse.setSkewFunding): funding per hour for a skew, (long OI - short OI) /
     # base reserve, of 1; the listing default 0.002 (0.2 %/h: 0.01 %/h at a skew of 5 %), at most 0.01.
     skew_funding: float = 0.002
+    # Funding's period (ClearingHouse.setFundingParams' fundingPeriodHours) [h]: the target's premium term is
+    # premium / funding_period_hours per hour; 24 at listing, 1 to 720. A curve concentrated `a` times moves the mark
+    # 1/a as far for the same skew, so its premium is 1/a of the plain curve's: a period shortened by about `a`
+    # charges the crowd the same carry per unit of skew (docs/pool.md "Who pays for the pool's position").
+    funding_period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
     # it off. Set it above the repeg threshold the keeper follows and below twice the taker fee (docs/pool.md "The

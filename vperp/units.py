@@ -6,7 +6,7 @@ which checks each against the deployed contracts' own constants).
 - INT96_MAX: the largest position size and open-interest cap (ClearingHouse: maxOpenInterest <= int96.max).
 - UINT64_MAX: the largest value of a uint64 parameter field (e.g. AmmParams' WAD ratios: 18.45 at most).
 - DEFAULT_*: ClearingHouse's funding defaults for a newly listed market (its public constants of the same
-  names): cap 0.1 %/h, velocity 0.05 %/h per hour, time constant 4 h, the premium paid over 24 h, and the skew
+  names): cap 0.1 %/h, velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
   term's rate (0.2 %/h for a skew, (long OI - short OI) / base reserve, of 1; 0.01 %/h at 5 %).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
 DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
 FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly
 DEFAULT_FUNDING_PERIOD_HOURS = 24
+MAX_FUNDING_PERIOD_HOURS = 720  # ClearingHouseConfigurator: the longest funding period a market may set
 DEFAULT_SKEW_FUNDING_PPM = 2_000  # [1e-6 per hour per unit of skew] 0.2 %/h at a skew of the whole base reserve
 MAX_SKEW_FUNDING_PPM = 10_000
 MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]

@@ -22,7 +22,8 @@ OUT_OF_BOUNDS = r"\\x81\\x7f\\xc7\\xda"
 # field -> (setter, index in the setter's tuple, unit): "wad" fields are WAD-scaled, "int" plain integers.
 # MarketParams: (oracle, heartbeat, twapWindow, imr, mmr, takerFee, maxSpread, maxOiPoolRatio, maxOpenInterest,
 # minPositionSize); AuctionParams: (curve, duration, step, maxDiscount, resetDrop); AmmParams: (depthRatio,
-# maxDepthChange, repegThreshold, maxRepegStep, maxRepegCost, repegInterval, depthInterval, maxDepthCost).
+# maxDepthChange, repegThreshold, maxRepegStep, maxRepegCost, repegInterval, depthInterval, maxDepthCost);
+# FundingParams: (maxFundingRate, maxRateVelocity, baselineRate, smoothingTau, fundingPeriodHours).
 FIELDS = {
     "heartbeat": ("market", 1, "int"),
     "twap_window": ("market", 2, "int"),
@@ -49,6 +50,7 @@ FIELDS = {
     "depth_amplification": ("concentration", 1, "wad"),  # probed at the smallest range, where its bound is widest
     "skew_funding": ("skew", None, "ppm"),  # setSkewFunding(marketId, ratePpm): millionths per hour
     "peg_tolerance_bps": ("peg", None, "int"),  # setPegTolerance(marketId, bps)
+    "funding_period_hours": ("funding", 4, "int"),  # setFundingParams: FundingParams.fundingPeriodHours
 }
 # Not set through a bounded setter: the feed's decimals and the first price (read from the feed), the listing's
 # base reserve (listMarket), the stairstep width (bounded by the duration: its own test in test_liquidation.py).
@@ -108,6 +110,10 @@ def _send(system, field: str, raw: int):
         return ch.setSkewFunding(eth.id, raw, sender=owner)
     if setter == "peg":
         return ch.setPegTolerance(eth.id, raw, sender=owner)
+    if setter == "funding":
+        params = list(ch.fundingParams(eth.id))
+        params[index] = raw
+        return ch.setFundingParams(eth.id, tuple(params), sender=owner)
     if setter == "auction":
         params = list(eth.config.to_auction_params())
         params[index] = raw

@@ -64,6 +64,10 @@ BAD_CONFIGS = {
     "imr not above mmr": (_with(market={"imr": 0.05}), "markets[0].imr", "greater than mmr"),
     "taker fee above bound": (_with(market={"taker_fee": 0.02}), "markets[0].taker_fee", "at most 0.01"),
     "heartbeat below bound": (_with(market={"heartbeat": 30}), "markets[0].heartbeat", "at least 60"),
+    "funding period of 0 h": (_with(market={"funding_period_hours": 0}), "markets[0].funding_period_hours",
+                              "at least 1"),
+    "funding period above 720 h": (_with(market={"funding_period_hours": 721}), "markets[0].funding_period_hours",
+                                   "at most 720"),
     "zero open-interest cap": (_with(market={"max_open_interest": 0}), "markets[0].max_open_interest",
                                "greater than 0"),
     "decimals above 18": (_with({"decimals": 19}), "decimals", "at most 18"),
@@ -134,6 +138,20 @@ def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
     direct = concentrated_config()
     assert not any(m.delayed_orders for m in direct.markets)
     assert direct.with_markets(*(replace(m, delayed_orders=True) for m in direct.markets)) == loaded
+
+
+def test_deploy_sets_a_markets_funding_period(accounts):
+    """`funding_period_hours` reaches the chain through setFundingParams, the other funding parameters kept at the
+    listing's; a market that leaves it out keeps the listing's 24 hours (no call)."""
+    from vperp.deployment import deploy
+    from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS
+
+    config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2})))
+    s = deploy(accounts[0], config)
+    ch = s.clearing_house
+    eth, btc = ch.fundingParams(s.markets["ETH"].id), ch.fundingParams(s.markets["BTC"].id)
+    assert eth.fundingPeriodHours == 2 and btc.fundingPeriodHours == DEFAULT_FUNDING_PERIOD_HOURS == 24
+    assert eth[:4] == btc[:4]  # cap, velocity, baseline and time constant: the listing's
 
 
 def test_config_round_trips_through_the_record_form():
