@@ -280,7 +280,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         uint256 price,
         address taker,
         uint32 takerSubaccount
-    ) external onlyLiquidationEngine nonReentrant {
+    ) external onlyLiquidationEngine nonReentrant returns (uint256 minPositionSize) {
         Market storage m = _market(marketId);
         (uint256 index, uint256 since) = _round(m);
         _accrue(m, index, since);
@@ -295,6 +295,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, SettlementCause.AuctionTake, price);
         if (acct.pauseLevel >= PAUSE_NO_TRADING) revert Paused(acct.pauseLevel);
         if (!reducing) _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
+        return m.minPositionSize;
     }
 
     /// @inheritdoc IClearingHouse

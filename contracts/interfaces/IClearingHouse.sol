@@ -350,6 +350,8 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     /// @notice Liquidation engine only: transfer `base` of the auctioned slice (the position's sign) from
     ///         `owner` to the taker's account at `price`. The owner realizes PnL at `price`; the vAMM is
     ///         not touched; the taker must end at or above its initial margin.
+    /// @return minPositionSize the market's minimum position size [wad base], for the engine's own size rules
+    ///         on the fill (read here, where the market is already loaded, instead of by a second call)
     function settleAuctionFill(
         address owner,
         uint32 subaccount,
@@ -358,7 +360,7 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
         uint256 price,
         address taker,
         uint32 takerSubaccount
-    ) external;
+    ) external returns (uint256 minPositionSize);
 
     /// @notice Liquidation engine only: close `base` of the auctioned slice (its sign) against the vAMM, the
     ///         backstop of an auction nobody took; reverts `PriceBandExceeded` if the price after is worse for

@@ -479,7 +479,8 @@ def test_take_partial_then_full_long_slice(system, ch, vault, engine, chain, ali
 
 
 def test_take_rejects_bad_input(system, ch, vault, engine, chain, alice, bob, carol, batcher):
-    """ZeroAmount, SelfTake, TakeBelowMinimum, DustRemainder, LimitPriceNotMet (long side), UnknownAuction;
+    """ZeroAmount, SelfTake, TakeBelowMinimum (BelowMinPositionSize into an empty account), DustRemainder,
+    LimitPriceNotMet (long side), UnknownAuction;
     each reverts with its arguments and changes nothing; the boundaries just inside are accepted."""
     open_long(system, alice)
     set_price(system, "ETH", 2800 * 10**8)
@@ -492,7 +493,10 @@ def test_take_rejects_bad_input(system, ch, vault, engine, chain, alice, bob, ca
         engine.take(aid, 0, MAX_UINT, 0, sender=bob)
     with reverts_unchanged(system, batcher, engine.SelfTake, who, owner=alice, subaccount=0):
         engine.take(aid, WAD, MAX_UINT, 0, sender=alice)
-    with reverts_unchanged(system, batcher, engine.TakeBelowMinimum, who, amount=MIN_ETH - 1, minPositionSize=MIN_ETH):
+    # The size rules run after the settlement (on the minimum it returns): into an empty account, the taker's own
+    # minimum refuses a small take first; into an account that holds the market, the take's.
+    with reverts_unchanged(system, batcher, ch.BelowMinPositionSize, who, marketId=ETH, size=MIN_ETH - 1,
+                           minPositionSize=MIN_ETH):
         engine.take(aid, MIN_ETH - 1, MAX_UINT, 0, sender=bob)
     with reverts_unchanged(system, batcher, engine.DustRemainder, who, remainder=MIN_ETH - 1, minPositionSize=MIN_ETH):
         engine.take(aid, m.size - MIN_ETH + 1, MAX_UINT, 0, sender=bob)
@@ -511,6 +515,9 @@ def test_take_rejects_bad_input(system, ch, vault, engine, chain, alice, bob, ca
         engine.auction(aid + 1)
     # Boundaries accepted: exactly the minimum, then leave exactly the minimum, then the minimum.
     engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)
+    # Bob now holds the market: a take below the minimum is the take's own error.
+    with reverts_unchanged(system, batcher, engine.TakeBelowMinimum, who, amount=MIN_ETH - 1, minPositionSize=MIN_ETH):
+        engine.take(aid, MIN_ETH - 1, MAX_UINT, 0, sender=bob)
     engine.take(aid, m.size - 2 * MIN_ETH, MAX_UINT, 0, sender=bob)
     assert engine.auction(aid).size == MIN_ETH
     tx = engine.take(aid, MIN_ETH, MAX_UINT, 0, sender=bob)

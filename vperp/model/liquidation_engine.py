@@ -192,16 +192,17 @@ class LiquidationEngineMirror:
             raise ModelRevert("LimitPriceNotMet", price, limit_price)
         remaining = abs(size)
         amount = min(max_base, remaining)
-        if amount < remaining:
-            if amount < m.min_position_size:
-                raise ModelRevert("TakeBelowMinimum", amount, m.min_position_size)
-            if remaining - amount < m.min_position_size:
-                raise ModelRevert("DustRemainder", remaining - amount, m.min_position_size)
         signed = amount if size > 0 else -amount
         left = size - signed
         self._move_notional(a, left, a.start_index)
         a.size = left
         self._settle_auction_fill(a.owner, a.subaccount, a.market_id, signed, price, taker, taker_sub, timestamp)
+        # The partial fill's size rules come after the settlement, as in the contract (the action is atomic).
+        if amount < remaining:
+            if amount < m.min_position_size:
+                raise ModelRevert("TakeBelowMinimum", amount, m.min_position_size)
+            if remaining - amount < m.min_position_size:
+                raise ModelRevert("DustRemainder", remaining - amount, m.min_position_size)
         self._after_fill(a.owner, a.subaccount, a.market_id, timestamp)
         return amount, price
 
