@@ -4,6 +4,8 @@
     ./run.sh ape run economics --quick --out /tmp/econ          # 2 seeds x 24 steps: a smoke run
     ./run.sh ape run economics --scenarios crash --seeds 1-3 --steps 60
     ./run.sh ape run economics --report-only                    # rewrite economics.md from the last runs
+    ./run.sh ape run economics --config deployments/config/concentrated_carry.yaml --basis-trader \
+        --out docs/concentrated --runs sim_out/economics-concentrated   # a candidate setting, the carry agent on
 
 Then the circuit-breaker comparison: each of --breakers-scenarios (crash, squeeze, thin) over
 --breakers-seeds (1-3; --quick: the quick seeds) with `--breakers` into RUNS/breakers_on/<scenario>/,
@@ -73,6 +75,15 @@ def _scenarios(ctx, param, value):
     return names
 
 
+def _impact(config_path: str | None, setting: str):
+    """The price-impact table of the deployment file, or of the shipped defaults."""
+    if config_path is None:
+        return compute_impact_table()
+    from vperp.config_file import load_config
+
+    return compute_impact_table(load_config(config_path), setting=setting)
+
+
 def _commit() -> str:
     """The checkout's short commit, and the paths of the contracts and vperp/ with local changes."""
     try:
@@ -106,10 +117,15 @@ def _commit() -> str:
               help=f"seeds of the on/off comparison [default: {DEFAULT_BREAKER_SEEDS}; --quick: {QUICK_SEEDS}]")
 @click.option("--run-plots/--no-run-plots", default=True, show_default=True,
               help="each run's own PNG plots in RUNS/ (the document's plots are drawn from the CSVs either way)")
+@click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="deployment YAML to run instead of the shipped defaults (collateral and oracles mock); the report "
+                   "names it, and its price-impact rows are that deployment's")
+@click.option("--basis-trader", is_flag=True, default=False,
+              help="add the simulator's funding-carry agent to every run (BasisTrader; off by default)")
 @click.option("--report-only", is_flag=True, default=False,
               help="run nothing: write economics.md again from the runs RUNS/report.json names")
 def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_scenarios, breakers_seeds, run_plots,
-        report_only):
+        config_path, basis_trader, report_only):
     """Run the scenarios over the seeds and write economics.md (docs/economics.md by default)."""
     from ape import chain
     from ape.logging import logger
@@ -123,7 +139,8 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
         br = r["breakers"] and BreakerRuns(off={k: [Path(p) for p in v] for k, v in r["breakers"]["off"].items()},
                                            on={k: [Path(p) for p in v] for k, v in r["breakers"]["on"].items()},
                                            seeds=r["breakers"]["seeds"], steps=r["breakers"]["steps"])
-        path = write_report(out_dir, runs_dir, r["scenarios"], ReportContext(**r["context"]), compute_impact_table(),
+        ctx = ReportContext(**r["context"])
+        path = write_report(out_dir, runs_dir, r["scenarios"], ctx, _impact(r.get("config"), r.get("setting", "shipped")),
                             breakers=br or None)
         click.echo(f"wrote {path} from the runs in {runs_dir}")
         return
@@ -131,7 +148,10 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
     steps = steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
     started = time.perf_counter()
     commit = _commit()  # what the runs are made from: read before they start
-    impact = compute_impact_table()  # pure: a model error shows before any run
+    setting = config_path or "shipped"
+    impact = _impact(config_path, setting)  # pure: a model error (or a bad file) shows before any run
+    # What every run deploys, and with which agents (the breaker comparison's runs too).
+    kwargs = {"config": config_path, "basis_trader": basis_trader}
     for sc in scenarios:
         click.echo(f"{sc}: seeds {', '.join(map(str, seeds))}, {steps} steps")
 
@@ -141,7 +161,7 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
                        f"{summary.bad_debt:,.0f} (pool {summary.bad_debt_from_pool:,.0f})")
 
         try:
-            run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True, plots=run_plots)
+            run_seeds(sc, steps, seeds, Path(runs_dir) / sc, on_summary=echo, progress=True, plots=run_plots, **kwargs)
         except SimError as e:
             raise click.ClickException(str(e)) from None
     br = None
@@ -162,11 +182,11 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
                 else:
                     click.echo(f"{sc}, breakers off: seeds {', '.join(map(str, bseeds))}, {steps} steps")
                     run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_off" / sc, on_summary=echo_b, progress=True,
-                              plots=run_plots)
+                              plots=run_plots, **kwargs)
                     off[sc] = [Path(runs_dir) / "breakers_off" / sc / f"seed{s}" for s in bseeds]
                 click.echo(f"{sc}, breakers on: seeds {', '.join(map(str, bseeds))}, {steps} steps")
                 run_seeds(sc, steps, bseeds, Path(runs_dir) / "breakers_on" / sc, on_summary=echo_b, progress=True,
-                          breakers=True, plots=run_plots)
+                          breakers=True, plots=run_plots, **kwargs)
                 on[sc] = [Path(runs_dir) / "breakers_on" / sc / f"seed{s}" for s in bseeds]
             except SimError as e:
                 raise click.ClickException(str(e)) from None
@@ -177,9 +197,12 @@ def cli(network, seeds, steps, scenarios, out_dir, runs_dir, quick, breakers_sce
                                                               sys.argv[sys.argv.index("economics") + 1:]]
                          if "economics" in sys.argv else ["./run.sh ape run economics"]),
         commit=commit, network=f"{provider.network.ecosystem.name}:{provider.network.name}:{provider.name}",
-        seeds=seeds, steps=steps, wall_seconds=time.perf_counter() - started)
+        seeds=seeds, steps=steps, wall_seconds=time.perf_counter() - started,
+        setting=(f"the deployment in `{config_path}`" if config_path else "the shipped deployment defaults")
+        + (", with the simulator's funding-carry agent (`--basis-trader`)" if basis_trader else ""))
     record.write_text(json.dumps({
         "scenarios": scenarios, "context": {**ctx.__dict__, "seeds": list(ctx.seeds)},
+        "config": config_path, "setting": setting,
         "breakers": br and {"off": {k: [str(p) for p in v] for k, v in br.off.items()},
                             "on": {k: [str(p) for p in v] for k, v in br.on.items()},
                             "seeds": list(br.seeds), "steps": br.steps}}, indent=2) + "\n")

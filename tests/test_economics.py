@@ -367,6 +367,8 @@ def economics_script():
     (["--scenarios", "crash,crash"], "names a scenario twice"),
     (["--scenarios", ""], "is not a scenario"),
     (["--quick", "yes"], "unexpected extra argument (yes)"),
+    (["--config", "deployments/config/missing.yaml"], "does not exist"),
+    (["--basis-trader", "yes"], "unexpected extra argument (yes)"),
 ])
 def test_economics_options_bad_input_is_one_click_error(args, message, economics_script, monkeypatch):
     calls = []
@@ -375,6 +377,29 @@ def test_economics_options_bad_input_is_one_click_error(args, message, economics
     error = one_click_error(CliRunner().invoke(economics_script.cli, args))
     assert message in error
     assert calls == []
+
+
+def test_economics_config_and_carry_agent_reach_every_run_and_the_report(economics_script, monkeypatch, tmp_path):
+    """`--config FILE --basis-trader`: every run (the breaker comparison's too) deploys the file with the carry agent,
+    the price-impact rows are the file's deployment, and the report names the setting."""
+    calls, reports = [], []
+    monkeypatch.setattr(economics_script, "run_seeds", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setattr(economics_script, "write_report", lambda *a, **kw: reports.append(a) or tmp_path / "x.md")
+    path = "deployments/config/concentrated_carry.yaml"
+    (tmp_path / "runs").mkdir()
+    result = CliRunner().invoke(economics_script.cli, ["--network", "ethereum:local:test", "--config", path,
+                                                       "--basis-trader", "--scenarios", "crash",
+                                                       "--breakers-scenarios", "crash", "--breakers-seeds", "1",
+                                                       "--seeds", "1",
+                                                       "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 + 1  # the crash run (also the breakers-off one) and the breakers-on run
+    assert all(kw["config"] == path and kw["basis_trader"] for kw in calls)
+    (_, _, _, ctx, impact), = [r[:5] for r in reports]
+    assert ctx.setting == f"the deployment in `{path}`, with the simulator's funding-carry agent (`--basis-trader`)"
+    assert impact.setting == path and impact.config["ETH"]["taker_fee"] == 0.0015
+    md = econ.impact_markdown(impact)
+    assert f"| vPerp ({path}) | ETH | 1M |" in md
 
 
 def test_economics_quick_is_two_seeds_of_24_steps(economics_script):

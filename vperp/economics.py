@@ -280,11 +280,14 @@ class ImpactTable:
     config: dict[str, Any] = field(default_factory=dict)  # the vPerp parameters the figures depend on
     concentrated: list[Impact] = field(default_factory=list)  # the same orders on `concentrated_config()`
     concentrated_largest: list[Impact] = field(default_factory=list)
+    setting: str = "shipped"  # what `vperp` is: the shipped deployment, or the deployment file the report was run on
 
 
 def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = POOL_SEED,
                          notionals: Sequence[float] = NOTIONALS, gmx: GmxV2Impact = GmxV2Impact(),
-                         perp: PerpV1Amm = PerpV1Amm()) -> ImpactTable:
+                         perp: PerpV1Amm = PerpV1Amm(), setting: str = "shipped") -> ImpactTable:
+    """The price-impact section's figures for `config` (default: the shipped deployment; `setting` names it in the
+    rows and the text), next to the concentrated setting, GMX v2 and Perp v1."""
     config = config or default_config()
     largest = [largest_inside_band(m.symbol, side, config, pool_seed) for m in config.markets for side in (1, -1)]
     perp_largest = []
@@ -297,7 +300,7 @@ def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = 
         vperp=vperp_impact(config, notionals, pool_seed), vperp_largest=largest,
         concentrated=vperp_impact(deep, notionals, pool_seed), concentrated_largest=deep_largest,
         gmx=[gmx.impact(n, side) for n in notionals for side in (1, -1)],
-        perp_v1=[perp.impact(n, side) for n in notionals for side in (1, -1)], perp_v1_largest=perp_largest,
+        perp_v1=[perp.impact(n, side) for n in notionals for side in (1, -1)], perp_v1_largest=perp_largest, setting=setting,
         config={m.symbol: {"base_reserve": m.base_reserve, "price": m.price, "quote_reserve": m.base_reserve * m.price,
                            "taker_fee": m.taker_fee, "max_spread": m.max_spread} for m in config.markets})
 
@@ -334,7 +337,7 @@ def impact_markdown(t: ImpactTable) -> str:
 
     out: list[str] = []
     for market in t.config:
-        for venue, rows, largest in (("vPerp (shipped)", t.vperp, t.vperp_largest),
+        for venue, rows, largest in ((f"vPerp ({t.setting})", t.vperp, t.vperp_largest),
                                      (f"vPerp ({CONCENTRATED})", t.concentrated, t.concentrated_largest)):
             if not rows:
                 continue
@@ -382,7 +385,7 @@ GOALS = {
     "funding_ratio": "<= 0.10, with the time to converge to a held premium documented",
 }
 MEASURES = {
-    "cost_1m": "cost of a 1M USD market order on ETH, incl. the 10 bps fee (model, at deployment, 10M pool)",
+    "cost_1m": "cost of a 1M USD market order on ETH, incl. the taker fee (model, at deployment, 10M pool)",
     "crash_pool_bad_debt": "crash (-40 % in 1 h): bad debt paid by the pool",
     "crash_share_drawdown": "crash: LP share-price drawdown (peak to trough)",
     "lp_return_trend": "LP return, trend (share price end / start - 1)",
@@ -493,8 +496,8 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
     return out
 
 
-def measure_markdown(now: dict[str, str]) -> str:
-    lines = ["| measure (default config, 10M pool) | at 4745643 (independent review, quoted) | now | goal (issue 13) |",
+def measure_markdown(now: dict[str, str], config_label: str = "default config") -> str:
+    lines = [f"| measure ({config_label}, 10M pool) | at 4745643 (independent review, quoted) | now | goal (issue 13) |",
              "|---|---|---|---|"]
     for k, label in MEASURES.items():
         lines.append(f"| {label} | {REVIEW_4745643[k]} | {now[k]} | {GOALS[k]} |")
@@ -628,6 +631,7 @@ class ReportContext:
     seeds: Sequence[int]
     steps: int
     wall_seconds: float  # the whole command: every run, the tables and the plots
+    setting: str = "the shipped deployment defaults"  # what the runs deployed, and with which agents
 
 
 def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequence[str], impact: ImpactTable,
@@ -644,7 +648,7 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         "",
         f"Written by `{ctx.command}` (do not edit by hand: run it again) on commit {ctx.commit}, on "
         f"`{ctx.network}`: scenarios {', '.join(scenarios)}, seeds {', '.join(map(str, ctx.seeds))}, {ctx.steps} steps "
-        f"of 5 minutes each ({ctx.steps * 5 / 60:g} simulated hours), the shipped deployment defaults. The runs "
+        f"of 5 minutes each ({ctx.steps * 5 / 60:g} simulated hours), {ctx.setting}. The runs "
         f"took {minutes} min {seconds} s in all.",
         "",
         "The simulator (docs/simulator.md) deploys the contracts on a local chain and drives them with traders, "
@@ -658,7 +662,7 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         "",
         "## The measures",
         "",
-        measure_markdown(now),
+        measure_markdown(now, "default config" if impact.setting == "shipped" else f"`{impact.setting}`"),
         "LP return is the LP share price (pool NAV per share) at the end of the run over its start, less 1; the "
         "drawdown is the share price's largest peak-to-trough fall. Bad debt \"paid by the pool\" is the part of "
         "the `BadDebt` events the insurance fund could not cover. The funding ratio is measured on the rate the "
@@ -692,7 +696,9 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
     parts += [
         "## Price impact at deployment",
         "",
-        f"The cost of a market order on the shipped deployment (`vperp.config.default_config()`) with its "
+        "The cost of a market order on the "
+        + ("shipped deployment (`vperp.config.default_config()`)" if impact.setting == "shipped" else
+           f"deployment of `{impact.setting}`") + f" with its "
         f"{POOL_SEED:,} USD pool seed, before any other trade: the buy or sell of a notional worth 100k, 1M or "
         f"10M USD at the index. Each figure is a trade on the reference model (`vperp.model.Model.open_position`, "
         f"the contracts' math to the wei): the impact is the fill's distance from the index, the fee the taker "
@@ -747,10 +753,10 @@ def _reading(impact: ImpactTable) -> str:
     ten = [find(impact.vperp, "ETH", s, 10_000_000) for s in (1, -1)]
     band = [i for i in impact.vperp_largest if i.market == "ETH"]
     if buy.reverts:
-        return f"What the table says: a 1M buy of ETH {buy.reverts} at the shipped depth."
+        return f"What the table says: a 1M buy of ETH {buy.reverts} at the {impact.setting} depth."
     deep = find(impact.concentrated, "ETH", 1, 1_000_000) if impact.concentrated else None
     deep10 = [find(impact.concentrated, "ETH", s, 10_000_000) for s in (1, -1)] if impact.concentrated else []
-    text = (f"What the table says: at the shipped depth a 1M buy of ETH costs {buy.cost_bps:.1f} bps all in"
+    text = (f"What the table says: at the {impact.setting} depth a 1M buy of ETH costs {buy.cost_bps:.1f} bps all in"
             + f", of which {buy.impact_bps:.1f} bps of impact against GMX v2's {gmx.impact_bps:.1f} from a balanced "
             f"market ({buy.impact_bps / gmx.impact_bps:.0f} times); ")
     if any(i.reverts for i in ten):

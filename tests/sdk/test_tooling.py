@@ -140,6 +140,14 @@ def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
     assert direct.with_markets(*(replace(m, delayed_orders=True) for m in direct.markets)) == loaded
 
 
+def test_the_carry_yaml_is_the_concentrated_yaml_with_a_fee_and_a_funding_period():
+    """deployments/config/concentrated_carry.yaml, the setting docs/pool.md measures with the carry agent, differs from
+    concentrated.yaml only in the 15 bps taker fee and the 3-hour funding period of every market."""
+    carry = load_config(ROOT / "deployments/config/concentrated_carry.yaml")
+    base = load_config(ROOT / "deployments/config/concentrated.yaml")
+    assert carry == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3) for m in base.markets))
+
+
 def test_deploy_sets_a_markets_funding_period(accounts):
     """`funding_period_hours` reaches the chain through setFundingParams, the other funding parameters kept at the
     listing's; a market that leaves it out keeps the listing's 24 hours (no call)."""
