@@ -200,11 +200,11 @@ class LiquidityPoolMirror:
         """LiquidityPool.deposit (the caller's tokens go on to the Vault's pool balance); returns shares,
         previewDeposit(assets): priced on depositAssets (the NAV before the bad-debt set-aside).
         Checks: ZeroAssets, Paused (level 3), LpFlowsSuspended, ZeroShares, ERC4626ExceededMaxDeposit."""
-        v = self.traders_exit_pnl(timestamp)  # the valuation is read before anything else
         if assets == 0:
             raise ModelRevert("ZeroAssets")
         if self.pause_level >= PAUSE_WITHDRAW_ONLY:
             raise ModelRevert("Paused", self.pause_level)
+        v = self.traders_exit_pnl(timestamp)  # read once, after the pause check, as the contract does
         self._check_flows_open(v)
         shares = self._preview_deposit(assets, v)
         if shares == 0:
@@ -223,11 +223,11 @@ class LiquidityPoolMirror:
         rounded up). Checks: ZeroShares, Paused (level 3), LpFlowsSuspended, then OpenZeppelin's
         ERC4626ExceededMaxMint against maxMint = previewDeposit(maxDeposit); the assets go on to the
         Vault's pool balance (Vault.fundPool)."""
-        v = self.traders_exit_pnl(timestamp)
         if shares == 0:
             raise ModelRevert("ZeroShares")
         if self.pause_level >= PAUSE_WITHDRAW_ONLY:
             raise ModelRevert("Paused", self.pause_level)
+        v = self.traders_exit_pnl(timestamp)  # read once, after the pause check, as the contract does
         self._check_flows_open(v)
         max_shares = self._max_mint(v)
         if shares > max_shares:
