@@ -272,13 +272,28 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         view
         returns (bool known, int256 value, uint256 auctionedNotional, uint256 requirement)
     {
+        uint256 before = gasleft();
         try vault.liquidationState(owner, subaccount) returns (
             int256 v, uint256 maintenance, uint256 an, uint256 auctionedMaintenance
         ) {
             return (true, v, an, maintenance + auctionedMaintenance);
         } catch {
+            _checkNotStarved(before);
             return (false, 0, 0, 0);
         }
+    }
+
+    /// @dev After a guarded read failed: it may fail quietly only for its own reason, never for the caller's gas
+    ///      limit. A call gets at most 63/64 of the gas left (EIP-150), and so does each call below it; a read that
+    ///      ran out of gas at any depth down to four calls (engine -> Vault -> ClearingHouse -> feed, a proxy's
+    ///      aggregator) leaves this frame at most 1 - (63/64)^4 < 1/16 of `before`, and the caller, who chose the
+    ///      gas limit, could otherwise finish on that remainder with the read skipped (an estimate left stale, a
+    ///      recovered account's auction restarted). So a failure that leaves 1/16 of `before` or less reverts the
+    ///      whole transaction. A read that fails for its own reason (a stale feed) returns what it did not use,
+    ///      nearly all of it unless the gas limit barely covered the read, and then asking for more is right too.
+    function _checkNotStarved(uint256 before) internal view {
+        uint256 left = gasleft();
+        if (left <= before / 16) revert GasTooLowForCheck(left);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -551,14 +566,17 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         }
         if (vault.shortfallOf(owner, subaccount) == 0) return;
         // The refresh reads every feed the account holds: a stale one elsewhere leaves the last estimate
-        // standing rather than stopping the fill.
+        // standing rather than stopping the fill (never the caller's gas limit: `_checkNotStarved`).
+        uint256 before = gasleft();
         try vault.liquidationState(owner, subaccount) returns (int256 value, uint256, uint256 auctionedNotional, uint256) {
             vault.recordShortfall(
                 owner,
                 subaccount,
                 _shortfall(value - auctionedNotional.mulWadUp(auctionParams(marketId).maxDiscount).toInt256())
             );
-        } catch {}
+        } catch {
+            _checkNotStarved(before);
+        }
     }
 
     /// @dev End an auction unfilled: its size goes back to the position's free part.

@@ -93,6 +93,12 @@ interface ILiquidationEngine is IErrors {
     ///         once arbitrage or a repeg has moved it back).
     error BackstopBlocked(uint256 auctionId, uint256 spotPrice, uint256 indexPrice);
 
+    /// @notice A guarded read of the account's health (the bad-debt estimate's refresh after a fill, the recovery
+    ///         check of a redo or a backstop) ran out of the gas the call was given: the transaction's gas limit
+    ///         was too low for it. Such a read may fail quietly only for its own reason (a stale feed), never for
+    ///         the caller's gas limit. `gasLeft` is what was left after the call.
+    error GasTooLowForCheck(uint256 gasLeft);
+
     // ------------------------------------------------------------------ events
 
     /// @notice An auction started: `size` of the position (its sign) at `startIndex`.
