@@ -461,8 +461,10 @@ class Runner:
         size = a.size if a else 1
         remaining = abs(size)
         min_size = self.model.markets[a.market_id].min_position_size if a else 1
+        # "below": one wei under the minimum, refused by the take's rule or, first, by a settlement rule (the taker's
+        # or the owner's minimum), as the engine checks its own after the settlement.
         amount = {"all": MAX_UINT, "exact": remaining, "half": remaining // 2, "min": min_size,
-                  "dust": max(remaining - min_size + 1, 1), "zero": 0}[amount_mode]
+                  "below": max(min_size - 1, 1), "dust": max(remaining - min_size + 1, 1), "zero": 0}[amount_mode]
         limit = MAX_UINT if size > 0 else 0
         if limit_mode != "any":
             try:

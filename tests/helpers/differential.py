@@ -195,7 +195,7 @@ lever_st = st.tuples(st.just("lever"), traders_st, subs_st, markets_st, st.sampl
                      st.sampled_from([100, 100, 90, 60, 105]))
 kick_st = st.tuples(st.just("kick"), traders_st, traders_st, subs_st, st.sampled_from([0, 0, 0, 1, 2]))
 take_st = st.tuples(st.just("take"), traders_st, st.sampled_from([0, 0, 1, 2]), st.integers(0, 3),
-                    st.sampled_from(["all"] * 3 + ["exact", "half", "half", "min", "dust", "zero"]),
+                    st.sampled_from(["all"] * 3 + ["exact", "half", "half", "min", "below", "dust", "zero"]),
                     st.sampled_from(["any"] * 3 + ["exact", "tight"]))
 redo_st = st.tuples(st.just("redo"), traders_st, st.integers(0, 3))
 cancel_st = st.tuples(st.just("cancel"), traders_st, st.integers(0, 3))

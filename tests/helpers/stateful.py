@@ -516,7 +516,8 @@ class Protocol(RuleBasedStateMachine):
         self.do(("backstop", KEEPER, pick))
 
     @precondition(has_live_auction)
-    @rule(taker=takers, pick=picks, amount=st.sampled_from(["all", "all", "exact", "half", "min", "dust", "zero"]),
+    @rule(taker=takers, pick=picks,
+          amount=st.sampled_from(["all", "all", "exact", "half", "min", "below", "dust", "zero"]),
           limit=st.sampled_from(["any", "any", "exact", "tight"]))
     def take(self, taker, pick, amount, limit):
         self.do(("take", taker[0], taker[1], pick, amount, limit))
