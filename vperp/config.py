@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import DEFAULT_FUNDING_PERIOD_HOURS, WAD
+from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, WAD
 
 
 def wad(x) -> int:
@@ -70,6 +70,10 @@ class MarketConfig:
     # 1/a as far for the same skew, so its premium is 1/a of the plain curve's: a period shortened by about `a`
     # charges the crowd the same carry per unit of skew (docs/pool.md "Who pays for the pool's position").
     funding_period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
+    # The applied rate's time constant (setFundingParams' smoothingTau) [s]: 7,200 at listing, 60 to 7 days. A shorter
+    # period moves the target further for the same premium; a longer time constant keeps the rate's hourly change
+    # as small as before (docs/pool.md "Who pays for the pool's position").
+    funding_smoothing_tau: int = DEFAULT_SMOOTHING_TAU
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
     # it off. Set it above the repeg threshold the keeper follows and below twice the taker fee (docs/pool.md "The

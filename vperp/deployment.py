@@ -107,10 +107,10 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
             ch.setSkewFunding(market_id, mc.skew_funding_ppm(), sender=deployer)
         if mc.peg_tolerance_bps:  # listed with the rule off
             ch.setPegTolerance(market_id, mc.peg_tolerance_bps, sender=deployer)
-        if mc.funding_period_hours != ch.DEFAULT_FUNDING_PERIOD_HOURS():  # listed with the default
-            f = ch.fundingParams(market_id)
-            ch.setFundingParams(market_id, (f.maxFundingRate, f.maxRateVelocity, f.baselineRate, f.smoothingTau,
-                                            mc.funding_period_hours), sender=deployer)
+        f = ch.fundingParams(market_id)  # the listing's
+        if (mc.funding_period_hours, mc.funding_smoothing_tau) != (f.fundingPeriodHours, f.smoothingTau):
+            ch.setFundingParams(market_id, (f.maxFundingRate, f.maxRateVelocity, f.baselineRate,
+                                            mc.funding_smoothing_tau, mc.funding_period_hours), sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.
     system = System(vault=vault, clearing_house=ch, collateral=collateral, markets=markets,

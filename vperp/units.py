@@ -24,6 +24,7 @@ DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
 FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly
 DEFAULT_FUNDING_PERIOD_HOURS = 24
 MAX_FUNDING_PERIOD_HOURS = 720  # ClearingHouseConfigurator: the longest funding period a market may set
+SMOOTHING_TAU_BOUNDS = (60, 7 * DAY)  # ClearingHouseConfigurator: MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU [s]
 DEFAULT_SKEW_FUNDING_PPM = 2_000  # [1e-6 per hour per unit of skew] 0.2 %/h at a skew of the whole base reserve
 MAX_SKEW_FUNDING_PPM = 10_000
 MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]

@@ -68,6 +68,10 @@ BAD_CONFIGS = {
                               "at least 1"),
     "funding period above 720 h": (_with(market={"funding_period_hours": 721}), "markets[0].funding_period_hours",
                                    "at most 720"),
+    "funding time constant under a minute": (_with(market={"funding_smoothing_tau": 59}),
+                                             "markets[0].funding_smoothing_tau", "at least 60"),
+    "funding time constant over a week": (_with(market={"funding_smoothing_tau": 604_801}),
+                                          "markets[0].funding_smoothing_tau", "at most 604800"),
     "zero open-interest cap": (_with(market={"max_open_interest": 0}), "markets[0].max_open_interest",
                                "greater than 0"),
     "decimals above 18": (_with({"decimals": 19}), "decimals", "at most 18"),
@@ -140,26 +144,29 @@ def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
     assert direct.with_markets(*(replace(m, delayed_orders=True) for m in direct.markets)) == loaded
 
 
-def test_the_carry_yaml_is_the_concentrated_yaml_with_a_fee_and_a_funding_period():
+def test_the_carry_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settings():
     """deployments/config/concentrated_carry.yaml, the setting docs/pool.md measures with the carry agent, differs from
-    concentrated.yaml only in the 15 bps taker fee and the 3-hour funding period of every market."""
+    concentrated.yaml only in the 15 bps taker fee, the 3-hour funding period and the 8-hour time constant of every
+    market."""
     carry = load_config(ROOT / "deployments/config/concentrated_carry.yaml")
     base = load_config(ROOT / "deployments/config/concentrated.yaml")
-    assert carry == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3) for m in base.markets))
+    assert carry == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3, funding_smoothing_tau=28_800)
+                                        for m in base.markets))
 
 
 def test_deploy_sets_a_markets_funding_period(accounts):
-    """`funding_period_hours` reaches the chain through setFundingParams, the other funding parameters kept at the
-    listing's; a market that leaves it out keeps the listing's 24 hours (no call)."""
+    """`funding_period_hours` and `funding_smoothing_tau` reach the chain through setFundingParams, the other funding
+    parameters kept at the listing's; a market that leaves them out keeps the listing's 24 hours and 2 hours."""
     from vperp.deployment import deploy
-    from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS
+    from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU
 
-    config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2})))
+    config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2, "funding_smoothing_tau": 28_800})))
     s = deploy(accounts[0], config)
     ch = s.clearing_house
     eth, btc = ch.fundingParams(s.markets["ETH"].id), ch.fundingParams(s.markets["BTC"].id)
-    assert eth.fundingPeriodHours == 2 and btc.fundingPeriodHours == DEFAULT_FUNDING_PERIOD_HOURS == 24
-    assert eth[:4] == btc[:4]  # cap, velocity, baseline and time constant: the listing's
+    assert (eth.fundingPeriodHours, eth.smoothingTau) == (2, 28_800)
+    assert (btc.fundingPeriodHours, btc.smoothingTau) == (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU)
+    assert eth[:3] == btc[:3]  # cap, velocity and baseline: the listing's
 
 
 def test_config_round_trips_through_the_record_form():
