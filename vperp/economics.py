@@ -302,7 +302,9 @@ def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = 
         gmx=[gmx.impact(n, side) for n in notionals for side in (1, -1)],
         perp_v1=[perp.impact(n, side) for n in notionals for side in (1, -1)], perp_v1_largest=perp_largest, setting=setting,
         config={m.symbol: {"base_reserve": m.base_reserve, "price": m.price, "quote_reserve": m.base_reserve * m.price,
-                           "taker_fee": m.taker_fee, "max_spread": m.max_spread} for m in config.markets})
+                           "taker_fee": m.taker_fee, "max_spread": m.max_spread,
+                           "funding_period_hours": m.funding_period_hours,
+                           "funding_smoothing_tau": m.funding_smoothing_tau} for m in config.markets})
 
 
 def find(rows: Iterable[Impact], market: str, side: int, notional: float) -> Impact:
@@ -478,10 +480,16 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
 
         from .funding_compare import PHASES, Params, hours_to_converge
 
-        # As docs/funding.md's kernel table: the worst placement of the chain's hour boundaries.
-        hours = max(hours_to_converge(10**16, replace(Params(), phase=ph)) for ph in PHASES)
-        out["funding_ratio"] = (", ".join(parts) + f"; 95 % of a held +1 % premium's rate after {hours:.1f} h "
-                                "(docs/funding.md)")
+        # As docs/funding.md's kernel table: the worst placement of the chain's hour boundaries, with the funding
+        # period and time constant of the deployment measured (ETH's).
+        eth = impact.config.get("ETH", {})
+        base = replace(Params(), period_hours=eth.get("funding_period_hours", Params().period_hours),
+                       tau=eth.get("funding_smoothing_tau", Params().tau))
+        hours = max(hours_to_converge(10**16, replace(base, phase=ph)) for ph in PHASES)
+        setting = "" if (base.period_hours, base.tau) == (Params().period_hours, Params().tau) else (
+            f" at this setting's {base.period_hours}-hour period and {base.tau / 3600:g}-hour time constant")
+        out["funding_ratio"] = (", ".join(parts) + f"; 95 % of a held +1 % premium's rate after {hours:.1f} h"
+                                + setting + " (docs/funding.md)")
     else:
         out["funding_ratio"] = "not run (crash, squeeze)"
     for sc in ("trend", "calm", "squeeze"):
