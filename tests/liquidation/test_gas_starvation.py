@@ -24,6 +24,7 @@ from ape.exceptions import ContractLogicError
 
 from helpers.liquidation import BTC, ETH, deposit, set_price
 from helpers.trading import MAX_UINT, WAD, prepare_actors, trade
+from helpers.value_safety import refresh_oracles
 from vperp import deploy
 from vperp.config import lagging_peg_config
 
@@ -67,11 +68,6 @@ def _smallest_gas_that_goes_through(chain, attempt, lo: int = 50_000, hi: int = 
     return hi
 
 
-def _refresh_feeds(system):
-    for m in system.markets.values():
-        m.oracle.updateAnswer(m.oracle.latestRoundData()[1], sender=system.deployer)
-
-
 def _under_water_auction(system, chain, alice, carol):
     """alice long ETH, BTC and a little of each other market, ETH down so she is under water at the worst fill:
     kicked, with an estimate. Returns (auction id, slice size, kick timestamp)."""
@@ -82,7 +78,7 @@ def _under_water_auction(system, chain, alice, carol):
     for i in range(3, 3 + EXTRA):
         trade(ch, alice, i, WAD // 10)
     set_price(system, "ETH", 2_300 * 10**8)
-    _refresh_feeds(system)
+    refresh_oracles(system)
     tx = engine.kick(alice, 0, ETH, carol, sender=carol)
     aid = engine.auctionCount()
     assert vault.shortfallOf(alice, 0) > 0
@@ -100,7 +96,7 @@ def test_a_take_at_any_gas_limit_refreshes_the_bad_debt_estimate(crowded, chain,
 
     def take(gas):
         chain.pending_timestamp = t
-        _refresh_feeds(system)
+        refresh_oracles(system)
         receipt = engine.take(aid, half, MAX_UINT, 0, sender=bob, gas=gas)
         return receipt, vault.shortfallOf(alice, 0), vault.pendingBadDebt(), pool.totalAssets()
 
@@ -143,7 +139,7 @@ def test_a_redo_at_any_gas_limit_cancels_a_recovered_accounts_auction(crowded, c
 
     def redo(gas):
         chain.pending_timestamp = t
-        _refresh_feeds(system)
+        refresh_oracles(system)
         receipt = engine.redo(aid, dave, sender=dave, gas=gas)
         return receipt, [e.event_name for e in receipt.events if e.contract_address == engine.address]
 
