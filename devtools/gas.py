@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vperp import chain_io
-from vperp.config import default_config
+from vperp.config import plain_config
 from vperp.deployment import deploy
 
 from vperp.units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
@@ -342,7 +342,7 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
     clock = Clock(chain)
 
     # Ten markets so the cross-margin check can be measured at 1, 2, 5 and 10 markets held.
-    base = default_config()
+    base = plain_config()
     extra = [replace(base.markets[0], symbol=f"M{i}") for i in range(3, 11)]
     s = deploy(deployer, base.with_markets(*base.markets, *extra))
     ch, vault, usdc = s.clearing_house, s.vault, s.collateral
@@ -652,7 +652,7 @@ def _measure_nav(accounts, clock) -> list[Row]:
     """The pool's NAV (a view, estimated as a call: includes the 21,000 base) with 1, 5, 20 markets."""
     rows = []
     deployer, trader, keeper = accounts[0], accounts[7], accounts[8]
-    base = default_config()
+    base = plain_config()
     for n in (1, 5, 20):
         markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
         s = deploy(deployer, base.with_markets(*markets))
@@ -768,8 +768,10 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
     out = [
         "# Gas table",
         "",
-        "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment with the default config plus",
-        "eight more ETH-like markets" + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
+        "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment of the plain markets",
+        "(`vperp.config.plain_config()`: constant product, trades direct; the shipped markets take delayed orders,",
+        "whose `executeOrder` wraps the same trade: the last two rows) plus eight more ETH-like markets"
+        + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
         "meets in production, and the script asserts it before measuring: funding active in every market",
         "(applied and target rates nonzero, funding index nonzero, observation ring full; for the rows an hour",
         "after the last update, a block in every hour of the day-long funding window), positions new or",

@@ -1,19 +1,22 @@
 """`ape run demo` (the README's first command): deploy vPerp on the local chain and walk through it.
 
 What it shows, with every figure read back from the chain:
-  1. the deployment (addresses, markets, pool seed);
+  1. the deployment (addresses, markets, pool seed, the price impact of 100k to 10M orders on the
+     concentrated curve, the skew term);
   2. a deposit / withdraw round trip (token balance and WAD ledger agree);
   3. the liquidity pool: an LP deposit (shares minted at NAV, NAV before/after) and a two-step
      redemption request (an early redemption reverts with CooldownNotPassed);
-  4. a cross-margin account holding ETH and BTC, and an isolated sub-account, each trade quoted first
-     and sent with a slippage bound and a deadline;
+  4. a cross-margin account holding ETH and BTC, and an isolated sub-account; every trade is an order
+     committed through the OrderRouter with a slippage bound and a deadline, and executed after the
+     market's next oracle round (the shipped markets take delayed orders only);
   5. eight hours of funding: the vAMM sits above the index, the target follows the premium, the
      applied rate follows the target smoothly, longs pay, shorts and the pool receive;
   6. an index move, the margin views, a close with realized PnL, and a withdrawal of everything free;
   7. a drop: a levered account becomes liquidatable, the keeper kicks a slice into a Dutch auction and
      takes it once the discount pays, the account keeps the rest of its position;
-  8. the ledger at the end: pool NAV along the way, insurance fund, and the conservation check;
-  9. a short simulated crash (the agent-based simulator, `vperp.sim`, on its own Anvil chain), whose
+  8. delayed orders: a direct trade refused, an order the keeper executes for its fee;
+  9. the ledger at the end: pool NAV along the way, insurance fund, and the conservation check;
+ 10. a short simulated crash (the agent-based simulator, `vperp.sim`, on its own Anvil chain), whose
      CSV and plots are written to out/demo/.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -57,17 +61,28 @@ def with_slippage(ch, market_id: int, base: int, tolerance_bps: int = 50) -> int
     return q * (10_000 - tolerance_bps) // 10_000  # a sell receives q: accept down to (1 - tol)
 
 
-def trade(s, who, sub: int, symbol: str, base: int, gas: dict, label: str):
-    ch = s.clearing_house
+def trade(s, who, sub: int, symbol: str, base: int, gas: dict, label: str, executor=None):
+    """A trade as the shipped markets take it (delayed orders, docs/orders.md): `who` commits an order through the
+    OrderRouter, the market's feed publishes its next round (the mock, at the same price), and `executor` (the
+    deployer unless given: anyone may) executes it at the price that round set."""
+    ch, router = s.clearing_house, s.router
     m = s.markets[symbol]
+    if not s.vault.isOperator(who, router):
+        s.vault.setOperator(router, True, sender=who)
     limit = with_slippage(ch, m.id, base)
-    tx = ch.openPosition(sub, m.id, base, limit, chain.pending_timestamp + 600, sender=who)
+    commit = router.commitOrder(sub, m.id, base, limit, chain.pending_timestamp + 600, sender=who,
+                                value=router.minKeeperFee())
+    oid = commit.decode_logs(router.OrderCommitted)[0].orderId
+    s.set_price(symbol, Decimal(ch.indexPrice(m.id)) / WAD)  # the feed's next round, same price
+    tx = router.executeOrder(oid, sender=executor or s.deployer)
     ev = tx.decode_logs(ch.PositionChanged)[0]
-    gas[label] = tx.gas_used
+    gas[f"{label}: commit"] = commit.gas_used
+    gas[f"{label}: execute"] = tx.gas_used
     side = "buy " if base > 0 else "sell"
     console.print(
-        f"  {side} {fmt(abs(base), 3)} {symbol} sub {sub}: paid/received {fmt(ev.quoteDelta)} USD, "
-        f"fee {fmt(ev.fee, 4)}, vAMM price after {fmt(ev.priceAfter)}  [dim]({tx.gas_used:,} gas)[/]"
+        f"  {side} {fmt(abs(base), 3)} {symbol} sub {sub}: order {oid} executed after the next round, paid/received "
+        f"{fmt(ev.quoteDelta)} USD, fee {fmt(ev.fee, 4)}, vAMM price after {fmt(ev.priceAfter)}  "
+        f"[dim]({commit.gas_used:,} + {tx.gas_used:,} gas)[/]"
     )
     return ev
 
@@ -131,7 +146,7 @@ def cli(network):
     rng, amp, eff = s.amm.concentration(eth_id)
     depth = (f"concentrated on prices within {rng / 1e16:g} % of the peg, amplified {eff / 1e18:g}x (bound "
              f"{s.amm.maxAmplification(rng) / 1e18:.2f})" if rng else
-             "not concentrated (deployments/config/concentrated.yaml: 10x on the 10 % band, 1M for 43.5 bps)")
+             "not concentrated")
     t.add_row("ETH depth", f"{depth}; peg {fmt(s.amm.pegPrice(eth_id))}, moved toward the index by repeg "
               "(docs/pool.md)")
     ppm, _ = ch.skewFunding(eth_id)
@@ -227,14 +242,10 @@ def cli(network):
                   f"{fmt(ch.indexPrice(eth.id))}), paid by the pool to the traders' net position: {fmt(ev.cost)}  "
                   f"[dim]({tx.gas_used:,} gas)[/]")
     console.print(positions_table(s, owners))
-    m = eth
-    size, _, _ = ch.position(alice, 0, m.id)
-    limit = with_slippage(ch, m.id, -size)
-    tx = ch.closePosition(0, m.id, limit, chain.pending_timestamp + 600, sender=alice)
-    gas["closePosition"] = tx.gas_used
-    ev = tx.decode_logs(ch.PositionChanged)[0]
-    console.print(f"  alice closes {fmt(size, 3)} ETH: realized PnL {fmt(ev.realizedPnl)}, funding settled "
-                  f"{fmt(ev.fundingPaid, 4)}, fee {fmt(ev.fee, 4)}  [dim]({tx.gas_used:,} gas)[/]")
+    size, _, _ = ch.position(alice, 0, eth.id)
+    ev = trade(s, alice, 0, "ETH", -size, gas, "close (alice)")
+    console.print(f"  alice closed {fmt(size, 3)} ETH: realized PnL {fmt(ev.realizedPnl)}, funding settled "
+                  f"{fmt(ev.fundingPaid, 4)}, fee {fmt(ev.fee, 4)}")
     free = vault.freeCollateral(alice, 0)
     amount = free // s.token_scale
     tx = vault.withdraw(0, amount, sender=alice)
@@ -275,17 +286,17 @@ def cli(network):
                   f"at the index ({fmt(ch.spotPrice(s.markets['ETH'].id))})")
     console.print(positions_table(s, owners))
 
-    console.rule("[bold]8. delayed orders: BTC trades only through the order router (docs/orders.md)")
+    console.rule("[bold]8. delayed orders: every trade above was an order through the router (docs/orders.md)")
     btc = s.markets["BTC"]
     router = s.router
-    ch.setDelayedOrders(btc.id, True, sender=deployer)
     try:
         ch.openPosition(0, btc.id, WAD // 100, with_slippage(ch, btc.id, WAD // 100), chain.pending_timestamp + 600,
                         sender=carol)
-    except Exception as err:  # noqa: BLE001 - the refusal is the point
-        console.print(f"  carol buys BTC directly: refused, [yellow]{type(err).__name__}[/] (an order bought just "
-                      "before an oracle update it saw coming would take the update's move from the pool)")
-    vault.setOperator(router, True, sender=carol)
+        raise AssertionError("a direct trade must be refused in a market with delayed orders")
+    except ContractLogicError as err:
+        console.print(f"  carol buys BTC directly: refused, [yellow]{type(err).__name__}[/] (on the deep curve an "
+                      "order bought just before an oracle update it saw coming would take the update's move from the "
+                      "pool for little impact)")
     fee_wei = router.minKeeperFee()
     tx = router.commitOrder(0, btc.id, WAD // 100, with_slippage(ch, btc.id, WAD // 100, 100),
                             chain.pending_timestamp + 600, sender=carol, value=fee_wei)
@@ -300,7 +311,7 @@ def cli(network):
         gas[a.kind] = a.gas
     done = [a for a in actions if a.kind == "execute"]
     size, _, _ = ch.position(carol, 0, btc.id)
-    console.print(f"  the feed publishes a round; the keeper's pass executes it: "
+    console.print(f"  the feed publishes a round; the keeper's pass executes it and earns the fee: "
                   + ("; ".join(str(a) for a in done) if done else "[red]not executed[/]")
                   + f"; carol holds {fmt(size, 3)} BTC at the price that round set")
     assert done and size == WAD // 100, "the delayed order must execute after the next round"
@@ -331,9 +342,9 @@ def cli(network):
 
 
 def simulate(console: Console) -> None:
-    """Section 9: a short crash simulation with the agent-based simulator, on its own Anvil chain (the
+    """Section 10: a short crash simulation with the agent-based simulator, on its own Anvil chain (the
     embedded chain runs the EVM in Python, several times slower for this many transactions)."""
-    console.rule(f"[bold]9. a simulated crash: {SIM_STEPS} steps of 5 min, traders, LPs and the keeper as agents")
+    console.rule(f"[bold]10. a simulated crash: {SIM_STEPS} steps of 5 min, traders, LPs and the keeper as agents")
     cmd = [sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario", "crash",
            "--steps", str(SIM_STEPS), "--seed", "1", "--out", str(DEMO_OUT)]
     console.print(f"  [dim]$ python -m vperp.sim {' '.join(cmd[3:])}[/]")

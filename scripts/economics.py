@@ -4,8 +4,10 @@
     ./run.sh ape run economics --quick --out /tmp/econ          # 2 seeds x 24 steps: a smoke run
     ./run.sh ape run economics --scenarios crash --seeds 1-3 --steps 60
     ./run.sh ape run economics --report-only                    # rewrite economics.md from the last runs
-    ./run.sh ape run economics --config deployments/config/concentrated_carry.yaml --basis-trader \
-        --out docs/concentrated --runs sim_out/economics-concentrated   # a candidate setting, the carry agent on
+    ./run.sh ape run economics --network ethereum:local:foundry --basis-trader --breakers-scenarios none
+                                        # docs/economics.md: the shipped markets, the carry agent in every run
+    ./run.sh ape run economics --config deployments/config/plain.yaml --out docs/plain \
+        --runs sim_out/economics-plain  # another setting: the plain markets (docs/plain/economics.md)
 
 Then the circuit-breaker comparison: each of --breakers-scenarios (crash, squeeze, thin) over
 --breakers-seeds (1-3; --quick: the quick seeds) with `--breakers` into RUNS/breakers_on/<scenario>/,

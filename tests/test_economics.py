@@ -205,7 +205,7 @@ def test_perp_v1_rows_are_constant_product_with_its_fluctuation_limit(table):
 def test_impact_markdown_has_every_venue_size_and_side(table):
     md = econ.impact_markdown(table)
     for label in ("| vPerp (shipped) | ETH | 100k |", "| vPerp (shipped) | BTC | 10M |",
-                  "| vPerp (concentrated.yaml) | ETH | 1M |", "| vPerp (concentrated.yaml) | BTC | 10M |",
+                  "| vPerp (plain.yaml) | ETH | 1M |", "| vPerp (plain.yaml) | BTC | 10M |",
                   "| GMX v2 | ETH | 1M |", "| Perp v1 | ETH | 10M |", "largest inside the band",
                   "largest inside the fluctuation limit"):
         assert label in md
@@ -213,17 +213,17 @@ def test_impact_markdown_has_every_venue_size_and_side(table):
     assert f"**{one_m.cost_bps:.1f}**" in md
 
 
-def test_the_concentrated_curve_meets_the_goal_for_the_same_capital(table):
-    """Issue 13's price goal on the concentrated setting, same 10M pool: a 1M order at most 50 bps all in and a
-    10M order executing, where the shipped curve reverts on the band; the depth is 10x the shipped one and the
-    amplification within its bound."""
-    from vperp.config import concentrated_config, max_amplification
+def test_the_shipped_curve_meets_the_goal_for_the_same_capital(table):
+    """Issue 13's price goal on the shipped markets, same 10M pool: a 1M order at most 50 bps all in and a 10M order
+    executing, where the plain curve reverts on the band; the depth is 10x the plain one and the amplification
+    within its bound."""
+    from vperp.config import max_amplification
 
     for side in (1, -1):
-        assert econ.find(table.concentrated, "ETH", side, 1_000_000).cost_bps <= 50
-        assert not econ.find(table.concentrated, "ETH", side, 10_000_000).reverts
-        assert econ.find(table.vperp, "ETH", side, 10_000_000).reverts
-    for m in concentrated_config().markets:
+        assert econ.find(table.vperp, "ETH", side, 1_000_000).cost_bps <= 50
+        assert not econ.find(table.vperp, "ETH", side, 10_000_000).reverts
+        assert econ.find(table.plain, "ETH", side, 10_000_000).reverts
+    for m in default_config().markets:
         assert wad_of(m.depth_amplification) <= max_amplification(wad_of(m.depth_range))
 
 
@@ -238,7 +238,7 @@ def test_impact_plot_has_both_curves(tmp_path):
     out = econ.plot_impact(tmp_path / "impact.png", manifest=manifest)
     assert out.exists() and out.stat().st_size > 10_000
     labels = manifest["impact.png"]["lines"]
-    assert any("shipped" in lab for lab in labels) and any("concentrated.yaml" in lab for lab in labels)
+    assert any("shipped" in lab for lab in labels) and any("plain.yaml" in lab for lab in labels)
 
 
 def test_depth_multiple_is_where_the_cost_crosses_the_target():
@@ -385,7 +385,7 @@ def test_economics_config_and_carry_agent_reach_every_run_and_the_report(economi
     calls, reports = [], []
     monkeypatch.setattr(economics_script, "run_seeds", lambda *a, **kw: calls.append(kw))
     monkeypatch.setattr(economics_script, "write_report", lambda *a, **kw: reports.append(a) or tmp_path / "x.md")
-    path = "deployments/config/concentrated_carry.yaml"
+    path = "deployments/config/concentrated.yaml"
     (tmp_path / "runs").mkdir()
     result = CliRunner().invoke(economics_script.cli, ["--network", "ethereum:local:test", "--config", path,
                                                        "--basis-trader", "--scenarios", "crash",
@@ -397,7 +397,7 @@ def test_economics_config_and_carry_agent_reach_every_run_and_the_report(economi
     assert all(kw["config"] == path and kw["basis_trader"] for kw in calls)
     (_, _, _, ctx, impact), = [r[:5] for r in reports]
     assert ctx.setting == f"the deployment in `{path}`, with the simulator's funding-carry agent (`--basis-trader`)"
-    assert impact.setting == path and impact.config["ETH"]["taker_fee"] == 0.0015
+    assert impact.setting == path and impact.config["ETH"]["taker_fee"] == 0.001
     md = econ.impact_markdown(impact)
     assert f"| vPerp ({path}) | ETH | 1M |" in md
 

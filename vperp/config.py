@@ -47,8 +47,8 @@ class MarketConfig:
     depth_ratio: float = 3.0  # target quote reserve per unit of pool NAV (10M pool: 30M, the listed depth)
     # Depth concentrated on the prices within depth_range of the peg, amplified (AmmController.setConcentration):
     # the quote reserve target becomes depth_ratio x depth_amplification x NAV; the amplification is at most
-    # max_amplification(depth_range) (21.49 at 10 %). None: not concentrated (the shipped default; see
-    # concentrated_config() for why).
+    # max_amplification(depth_range) (21.49 at 10 %). None: not concentrated (the listing's value; the shipped
+    # markets concentrate 10 times on 10 %: SHIPPED_CHANGES).
     depth_range: float | None = None
     depth_amplification: float | None = None
     max_depth_change: float = 0.2
@@ -77,7 +77,7 @@ class MarketConfig:
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
     # it off. Set it above the repeg threshold the keeper follows and below twice the taker fee (docs/pool.md "The
-    # stale-peg rule"); at most 500. Shipped: 11 bps (the 10 bps fee and one, above the 10 bps threshold).
+    # stale-peg rule"); at most 500. Shipped: 11 bps (above the 10 bps repeg threshold, below twice the 15 bps fee).
     peg_tolerance_bps: int = 11
     # Delayed orders (ClearingHouse.setDelayedOrders, docs/orders.md): every trade in the market goes through the
     # OrderRouter and executes at a price set after the order was committed; off at listing.
@@ -201,14 +201,36 @@ class OrderRouterConfig:
     execution_window: int = 60
 
 
+# The two markets on the constant-product curve: every field at its listing value, 30M of quote each on a 10M pool,
+# trades direct. This was the shipped deployment until the concentrated carry setting below replaced it; most of the
+# test suite is written on it (`plain_config()`, `lagging_peg_config()`), and docs/economics.md measures it as "before".
+PLAIN_MARKETS = (
+    MarketConfig("ETH", price=3000, max_open_interest=10_000, min_position_size=0.01, base_reserve=10_000),
+    MarketConfig("BTC", price=60_000, max_open_interest=500, min_position_size=0.001, base_reserve=500),
+)
+
+# What the shipped markets change from the plain ones (docs/pool.md "The shipped setting"; deployments/config/local.yaml):
+# - the depth concentrated on the band: amplified 10 times on prices within 10 % of the peg, with ten times the
+#   virtual reserves (300M of quote per market on a 10M pool), so a 1M order on ETH costs under 50 bps all in;
+# - the skew term at its bound, measured against that deeper reserve;
+# - a 15 bps taker fee;
+# - a funding period of 3 h: a curve ten times deeper moves the mark a tenth as far for the same skew, so the premium
+#   is divided by a shorter period to charge the crowd about the plain curve's carry per unit of skew, and pay a
+#   carry trader to take the other side of it;
+# - a time constant of SHIPPED_SMOOTHING_TAU: the larger target moves the applied rate no faster than issue 13's
+#   bound on the smoothing;
+# - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
+#   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
+SHIPPED_SMOOTHING_TAU = 86_400  # [s] 24 h
+SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
+SHIPPED_CHANGES = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01, "taker_fee": 0.0015,
+                   "funding_period_hours": 3, "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "delayed_orders": True}
+SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
+
+
 @dataclass(frozen=True)
 class DeployConfig:
-    markets: tuple[MarketConfig, ...] = field(
-        default_factory=lambda: (
-            MarketConfig("ETH", price=3000, max_open_interest=10_000, min_position_size=0.01, base_reserve=10_000),
-            MarketConfig("BTC", price=60_000, max_open_interest=500, min_position_size=0.001, base_reserve=500),
-        )
-    )
+    markets: tuple[MarketConfig, ...] = SHIPPED_MARKETS
     collateral: str = "mock"  # "mock" (mintable 6-decimal token) or an ERC-20 address
     collateral_decimals: int = 6
     pool_seed: float = 10_000_000  # collateral units seeded into the liquidity pool's balance
@@ -235,7 +257,14 @@ def max_amplification(range_wad: int) -> int:
 
 
 def default_config() -> DeployConfig:
+    """The shipped deployment: the concentrated carry setting, delayed orders on (deployments/config/local.yaml)."""
     return DeployConfig()
+
+
+def plain_config() -> DeployConfig:
+    """The shipped deployment's system on the plain markets (`PLAIN_MARKETS`): constant product, 10 bps, a 24 h
+    funding period at the 2 h time constant, trades direct (deployments/config/plain.yaml)."""
+    return DeployConfig(markets=PLAIN_MARKETS)
 
 
 # The peg setting the shipped markets had before the peg followed every block: the stale-peg rule off, a repeg only
@@ -248,22 +277,21 @@ LAGGING_PEG = {"repeg_threshold": 0.02, "max_repeg_step": 0.01, "max_repeg_cost"
 
 
 def lagging_peg_config(config: DeployConfig | None = None) -> DeployConfig:
-    """`config` (default: the shipped deployment) with every market's peg set as `LAGGING_PEG`."""
-    base = config or default_config()
+    """`config` (default: the plain markets, `plain_config()`) with every market's peg set as `LAGGING_PEG`."""
+    base = config or plain_config()
     return base.with_markets(*(replace(m, **LAGGING_PEG) for m in base.markets))
 
 
 def concentrated_config(delayed_orders: bool = False) -> DeployConfig:
-    """The shipped deployment with its depth concentrated: each market's depth amplified 10 times on a 10 % range
-    (the band), so a 10M pool lists 300M of quote per market (ETH 100,000 base, BTC 5,000), and the skew term at
-    its bound, 0.01 (the skew is measured against a reserve ten times deeper). The peg follows the index every block
-    and the stale-peg rule is at 11 bps, as in every shipped market (docs/pool.md "Why the peg follows every
+    """The plain markets with the shipped depth: each market's depth amplified 10 times on a 10 % range (the band),
+    so a 10M pool lists 300M of quote per market (ETH 100,000 base, BTC 5,000), and the skew term at its bound,
+    0.01, but the listing's 10 bps fee, 24 h funding period and 2 h time constant. The peg follows the index every
+    block and the stale-peg rule is at 11 bps, as in every shipped market (docs/pool.md "Why the peg follows every
     block"). `delayed_orders` turns delayed orders on in both markets (docs/orders.md): with it this is
-    deployments/config/concentrated.yaml, the setting the simulator is run on; without it (the default) the
-    markets trade directly, as the tests that measure a direct trade on the curve (price impact, the round trips
-    around a repeg) need. Not the default deployment: see docs/pool.md."""
-    deep = {"ETH": 100_000, "BTC": 5_000}
+    deployments/config/concentrated.yaml; without it (the default) the markets trade directly, as the tests that
+    measure a direct trade on the curve (price impact, the round trips around a repeg) need. The shipped markets
+    are this with the fee, funding period and time constant of `SHIPPED_CHANGES`."""
     return DeployConfig().with_markets(*(
-        replace(m, base_reserve=deep.get(m.symbol, m.base_reserve * 10), depth_range=0.1, depth_amplification=10.0,
+        replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], depth_range=0.1, depth_amplification=10.0,
                 skew_funding=0.01, delayed_orders=delayed_orders)
-        for m in DeployConfig().markets))
+        for m in PLAIN_MARKETS))

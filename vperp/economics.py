@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import DeployConfig, concentrated_config, default_config, wad
+from .config import DeployConfig, default_config, plain_config, wad
 from .model import Model, ModelRevert, vamm_swap
 
 from .units import WAD
@@ -89,7 +89,7 @@ def deployed_model(config: DeployConfig | None = None, pool_seed: float = POOL_S
     return model
 
 
-CONCENTRATED = "concentrated.yaml"  # the label of deployments/config/concentrated.yaml's rows
+PLAIN = "plain.yaml"  # the label of the rows of deployments/config/plain.yaml, the plain markets (before)
 
 
 def _market_id(model: Model, symbol: str) -> int:
@@ -278,8 +278,8 @@ class ImpactTable:
     perp_v1: list[Impact]
     perp_v1_largest: list[Impact]
     config: dict[str, Any] = field(default_factory=dict)  # the vPerp parameters the figures depend on
-    concentrated: list[Impact] = field(default_factory=list)  # the same orders on `concentrated_config()`
-    concentrated_largest: list[Impact] = field(default_factory=list)
+    plain: list[Impact] = field(default_factory=list)  # the same orders on `plain_config()`, the plain markets
+    plain_largest: list[Impact] = field(default_factory=list)
     setting: str = "shipped"  # what `vperp` is: the shipped deployment, or the deployment file the report was run on
 
 
@@ -287,18 +287,18 @@ def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = 
                          notionals: Sequence[float] = NOTIONALS, gmx: GmxV2Impact = GmxV2Impact(),
                          perp: PerpV1Amm = PerpV1Amm(), setting: str = "shipped") -> ImpactTable:
     """The price-impact section's figures for `config` (default: the shipped deployment; `setting` names it in the
-    rows and the text), next to the concentrated setting, GMX v2 and Perp v1."""
+    rows and the text), next to the plain markets, GMX v2 and Perp v1."""
     config = config or default_config()
     largest = [largest_inside_band(m.symbol, side, config, pool_seed) for m in config.markets for side in (1, -1)]
     perp_largest = []
     for side in (1, -1):
         n = perp.largest_inside_limit(side) * (1 - 1e-9)  # just inside
         perp_largest.append(perp.impact(n, side))
-    deep = concentrated_config()
-    deep_largest = [largest_inside_band(m.symbol, side, deep, pool_seed) for m in deep.markets for side in (1, -1)]
+    plain = plain_config()
+    plain_largest = [largest_inside_band(m.symbol, side, plain, pool_seed) for m in plain.markets for side in (1, -1)]
     return ImpactTable(
         vperp=vperp_impact(config, notionals, pool_seed), vperp_largest=largest,
-        concentrated=vperp_impact(deep, notionals, pool_seed), concentrated_largest=deep_largest,
+        plain=vperp_impact(plain, notionals, pool_seed), plain_largest=plain_largest,
         gmx=[gmx.impact(n, side) for n in notionals for side in (1, -1)],
         perp_v1=[perp.impact(n, side) for n in notionals for side in (1, -1)], perp_v1_largest=perp_largest, setting=setting,
         config={m.symbol: {"base_reserve": m.base_reserve, "price": m.price, "quote_reserve": m.base_reserve * m.price,
@@ -340,7 +340,7 @@ def impact_markdown(t: ImpactTable) -> str:
     out: list[str] = []
     for market in t.config:
         for venue, rows, largest in ((f"vPerp ({t.setting})", t.vperp, t.vperp_largest),
-                                     (f"vPerp ({CONCENTRATED})", t.concentrated, t.concentrated_largest)):
+                                     (f"vPerp ({PLAIN})", t.plain, t.plain_largest)):
             if not rows:
                 continue
             for n in sorted({round(i.notional, -3) for i in rows if i.market == market}):
@@ -549,12 +549,11 @@ IMPACT_CURVE_NOTIONALS = tuple(round(10 ** (4 + i / 8)) for i in range(0, 27))  
 
 def impact_curves(symbol: str = "ETH", notionals: Sequence[float] = IMPACT_CURVE_NOTIONALS,
                   pool_seed: float = POOL_SEED) -> dict[str, list[tuple[float, float | None]]]:
-    """All-in cost (bps) of a buy of each notional on the model of the shipped and the concentrated deployment,
+    """All-in cost (bps) of a buy of each notional on the model of the shipped (concentrated) and the plain deployment,
     same pool capital; None where the order reverts (the band). Also GMX v2's published curve for reference."""
     out: dict[str, list[tuple[float, float | None]]] = {}
-    for label, cfg in (("vPerp shipped: constant product, 30M of quote", default_config()),
-                       (f"vPerp {CONCENTRATED}: amplified 10x on the 10 % range, 300M of quote",
-                        concentrated_config())):
+    for label, cfg in ((f"vPerp {PLAIN}: constant product, 30M of quote", plain_config()),
+                       ("vPerp shipped: amplified 10x on the 10 % range, 300M of quote", default_config())):
         model = deployed_model(cfg, pool_seed)
         out[label] = [(n, _impact_of(model, symbol, 1, base_for(model, symbol, n)).cost_bps) for n in notionals]
     gmx = GmxV2Impact()
@@ -563,7 +562,7 @@ def impact_curves(symbol: str = "ETH", notionals: Sequence[float] = IMPACT_CURVE
 
 
 def plot_impact(out_png: str | Path, symbol: str = "ETH", manifest: dict | None = None) -> Path:
-    """Price impact against order size, the shipped curve and the concentrated one, same pool capital (log-log),
+    """Price impact against order size, the plain curve and the shipped (concentrated) one, same pool capital (log-log),
     with the 50 bps goal."""
     import matplotlib
 
@@ -589,7 +588,7 @@ def plot_impact(out_png: str | Path, symbol: str = "ETH", manifest: dict | None 
     ax.grid(alpha=0.3, which="both")
     ax.tick_params(labelsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle("Price impact against size: the shipped curve and the concentrated one, same capital", fontsize=11)
+    fig.suptitle("Price impact against size: the plain curve and the shipped concentrated one, same capital", fontsize=11)
     return _save_plot(fig, ax, out_png, manifest)
 
 
@@ -721,7 +720,7 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
                                                                               impact.config.values()}) == 1 else "."),
         "",
         impact_markdown(impact),
-        "Price impact against size on ETH, the shipped curve and the concentrated one with the same pool capital "
+        "Price impact against size on ETH, the plain curve and the shipped concentrated one with the same pool capital "
         "(`vperp.economics.plot_impact`; docs/pool.md \"Concentrated depth\" has the curve's math):",
         "",
         "![price impact against size](img/economics_impact.png)",
@@ -762,8 +761,8 @@ def _reading(impact: ImpactTable) -> str:
     band = [i for i in impact.vperp_largest if i.market == "ETH"]
     if buy.reverts:
         return f"What the table says: a 1M buy of ETH {buy.reverts} at the {impact.setting} depth."
-    deep = find(impact.concentrated, "ETH", 1, 1_000_000) if impact.concentrated else None
-    deep10 = [find(impact.concentrated, "ETH", s, 10_000_000) for s in (1, -1)] if impact.concentrated else []
+    plain = find(impact.plain, "ETH", 1, 1_000_000) if impact.plain else None
+    plain10 = [find(impact.plain, "ETH", s, 10_000_000) for s in (1, -1)] if impact.plain else []
     text = (f"What the table says: at the {impact.setting} depth a 1M buy of ETH costs {buy.cost_bps:.1f} bps all in"
             + f", of which {buy.impact_bps:.1f} bps of impact against GMX v2's {gmx.impact_bps:.1f} from a balanced "
             f"market ({buy.impact_bps / gmx.impact_bps:.0f} times); ")
@@ -773,16 +772,16 @@ def _reading(impact: ImpactTable) -> str:
     else:
         text += (f"a 10M order executes ({ten[0].cost_bps:.0f} bps buy, {ten[1].cost_bps:.0f} sell), and the largest "
                  f"orders inside the band are {_usd(band[0].notional)} (buy) and {_usd(band[1].notional)} (sell). ")
-    if deep is not None and not deep.reverts:
-        text += (f"With the depth concentrated ({CONCENTRATED}: the same pool capital, the constant product's depth "
-                 f"amplified 10 times on the band's 10 % range, at most 21.5 there) a 1M buy costs {deep.cost_bps:.1f} bps (issue 13's goal: at most 50) and a 10M order "
-                 + ("executes" if not any(i.reverts for i in deep10) else "does not execute")
-                 + (f" ({deep10[0].cost_bps:.0f} bps buy, {deep10[1].cost_bps:.0f} sell)" if deep10 and not any(
-                     i.reverts for i in deep10) else "")
-                 + ". That setting is evidence, not the shipped default: a curve ten times deeper holds ten times the "
-                 "skew inside the arbitrageur's band, and the pool carries that skew, paid by a skew term measured "
-                 "against the same deeper reserve (docs/pool.md \"Why the peg follows every block\"); its delayed "
-                 "orders close the oracle front-running the shipped markets bound by their fees (docs/orders.md). ")
+    if plain is not None and impact.setting != PLAIN:
+        text += (f"On the plain markets ({PLAIN}: the same pool capital on a constant product with a tenth of the "
+                 f"virtual reserves, the shipped markets until the concentrated carry setting) a 1M buy costs "
+                 + (f"{plain.cost_bps:.1f} bps" if not plain.reverts else plain.reverts)
+                 + " and a 10M order "
+                 + ("executes" if not any(i.reverts for i in plain10) else "reverts on the band")
+                 + ". The deep curve holds ten times the skew inside the arbitrageur's band; the shipped markets pay "
+                 "a carry trader to take it (a 3-hour funding period, docs/pool.md \"Who pays for the pool's "
+                 "position\"), and their delayed orders close the oracle front-running the deep curve would open "
+                 "(docs/orders.md). ")
     text += ("GMX v2 prices at the oracle with an impact on the open-interest imbalance only, which is why its "
              "orders are cheaper still.")
     return text

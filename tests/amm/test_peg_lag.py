@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from vperp.config import DeployConfig, default_config, lagging_peg_config
+from vperp.config import DeployConfig, lagging_peg_config, plain_config
 from vperp.keeper import repeg_due
 from vperp.model import Model, ModelRevert
 from vperp.units import WAD
@@ -97,7 +97,7 @@ def run_rally(cfg: DeployConfig) -> dict:
 
 
 def test_a_lagging_peg_leaves_the_pool_the_skew_and_one_that_follows_every_block_lets_arbitrage_take_it():
-    lag, follow = run_rally(lagging_peg_config()), run_rally(default_config())
+    lag, follow = run_rally(lagging_peg_config()), run_rally(plain_config())
     usd = lambda w: f"{w / WAD:+,.0f}"  # noqa: E731
     print(f"\nlagging peg: arbitrageur {usd(lag['arb'])}, whale {usd(lag['whale'])}, pool NAV {usd(lag['pool'])}, "
           f"repeg cost {usd(lag['repeg_cost'])}")

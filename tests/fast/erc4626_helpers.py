@@ -26,6 +26,7 @@ from collections import Counter
 from eth_abi import decode as abi_decode
 from hypothesis import strategies as st
 
+from vperp.config import plain_config
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts
 
 from vperp.units import WAD
@@ -93,7 +94,7 @@ class Env:
         (self.deployer, self.trader0, self.trader1, self.levered, self.keeper, self.stranger,
          self.spare, _) = addrs
         self.traders = (self.trader0, self.trader1)
-        s = self.system = fast_deploy(fc, Account(fc, self.deployer))
+        s = self.system = fast_deploy(fc, Account(fc, self.deployer), plain_config())
         self.pool = Handle(self, "LiquidityPool", s.pool.address)
         self.vault = Handle(self, "Vault", s.vault.address)
         self.ch = Handle(self, "ClearingHouse", s.clearing_house.address)

@@ -12,6 +12,7 @@ from eth_abi import encode as abi_encode
 from helpers import chain_harness
 from fast_harness import fast_encode
 from vperp import deploy
+from vperp.config import plain_config
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts
 from vperp.fast.model import ATOMIC_ACTIONS, FastModel, fast_copy
 from vperp.model import Model, ModelRevert
@@ -41,10 +42,10 @@ def both(accounts, chain):
     deployer nonce, so the same addresses, and the same block timestamps)."""
     deployer = accounts[0]
     nonce, start = deployer.nonce, chain.pending_timestamp
-    ape_system = deploy(deployer)
+    ape_system = deploy(deployer, plain_config())
     fc = FastChain(exact_gas=True, timestamp=start - 1)
     fc.add_account(deployer.address.lower(), nonce=nonce)
-    fast_system = fast_deploy(fc, Account(fc, deployer.address))
+    fast_system = fast_deploy(fc, Account(fc, deployer.address), plain_config())
     return ape_system, fast_system, fc, chain
 
 
@@ -79,7 +80,7 @@ def test_blocks_time_and_reverts():
     fc = FastChain()
     alice, bob = mnemonic_accounts(2)
     fc.add_account(alice)
-    s = fast_deploy(fc, alice)
+    s = fast_deploy(fc, alice, plain_config())
     head = fc.timestamp
     assert fc.pending_timestamp == head + 1
     fc.advance(100)
@@ -104,7 +105,7 @@ def test_snapshot_revert(exact):
     fc = FastChain(exact_gas=exact)
     alice, bob = mnemonic_accounts(2)
     fc.add_account(alice)
-    s = fast_deploy(fc, alice)
+    s = fast_deploy(fc, alice, plain_config())
     token = fc.snapshot()
     supply, balance = s.collateral.totalSupply(), s.collateral.balanceOf(bob)
     s.collateral.mint(bob, 123, sender=Account(fc, bob))
@@ -121,7 +122,7 @@ def test_exact_mode_leaves_the_same_state():
     systems = []
     for fc in chains:
         fc.add_account(mnemonic_accounts(1)[0])
-        systems.append(fast_deploy(fc, mnemonic_accounts(1)[0]))
+        systems.append(fast_deploy(fc, mnemonic_accounts(1)[0], plain_config()))
     trader = mnemonic_accounts(3)[2]
     results = []
     for fc, s in zip(chains, systems):

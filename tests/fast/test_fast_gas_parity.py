@@ -20,6 +20,7 @@ from __future__ import annotations
 import pytest
 
 from anvil_chain import AnvilChain
+from vperp.config import plain_config
 from vperp.fast import Account, Artifacts, FastChain, fast_deploy, mnemonic_accounts
 
 PREFERRED = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "MockERC20",
@@ -57,7 +58,7 @@ def scenario(chain) -> list:
     for a in addrs:
         chain.add_account(a)
     deployer, alice, bob, keeper, taker, lp = addrs
-    s = fast_deploy(chain, Account(chain, deployer))
+    s = fast_deploy(chain, Account(chain, deployer), plain_config())
     a = chain.artifacts
     ch, vault, engine, pool, amm, usdc = (s.clearing_house.address, s.vault.address, s.liquidation.address,
                                           s.pool.address, s.amm.address, s.collateral.address)

@@ -19,7 +19,7 @@ from helpers.trading import apply_trade as h_apply_trade
 from helpers.trading import fee_of, insurance_part, notional_up, requirement, upnl
 from helpers.trading import price as h_price
 from helpers.trading import swap as h_swap
-from vperp.config import default_config, lagging_peg_config
+from vperp.config import lagging_peg_config, plain_config
 from vperp.funding import evolve
 from vperp.model import WAD, Cancelled, Model, ModelRevert, Redone, apply_trade, vamm_price, vamm_swap
 from vperp.units import FUNDING_WINDOW_HOURS
@@ -311,7 +311,7 @@ def test_fundingstate_projections_follow_the_kernel():
     f = m.markets[1].funding_params
     assert premium == (mark - index) * WAD // index > 0
     mk = m.markets[1]
-    x0 = default_config().markets[0].base_reserve * WAD  # ETH's listed base reserve
+    x0 = plain_config().markets[0].base_reserve * WAD  # ETH's listed base reserve
     assert mk.x == x0 - 100 * WAD + 40 * WAD
     assert (mk.long_open_interest, mk.short_open_interest) == (100 * WAD, 40 * WAD)
     skew = (mk.long_open_interest - mk.short_open_interest) * WAD * mk.skew_funding_ppm // (mk.x * 10**6)
@@ -538,9 +538,9 @@ def test_reducing_trade_skips_the_price_band():
 
 
 def test_at_most_16_open_markets():
-    base = default_config().markets[0]
+    base = plain_config().markets[0]
     from dataclasses import replace
-    cfg = default_config().with_markets(*[replace(base, symbol=f"M{i}") for i in range(17)])
+    cfg = plain_config().with_markets(*[replace(base, symbol=f"M{i}") for i in range(17)])
     m = Model.from_config(cfg, T0)
     m.deposit("alice", 0, 10**12, T0)
     for mid in range(1, 17):

@@ -160,7 +160,7 @@ def test_deploy_by_url_then_the_cast_page_places_a_trade_and_decodes_a_revert(an
 
     # the same command again: already deployed, nothing sent
     head = _rpc(anvil, "eth_blockNumber")
-    again = _deploy(env, "--rpc", anvil)
+    again = _deploy(env, "--rpc", anvil, "--config", "deployments/config/plain.yaml")
     assert again.returncode == 0 and "already deployed" in again.stdout + again.stderr, again.stderr[-2000:]
     assert _rpc(anvil, "eth_blockNumber") == head
 

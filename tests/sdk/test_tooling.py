@@ -16,7 +16,7 @@ from ape.logging import logger
 from helpers.clock import next_hour
 from helpers.scripts import load_script
 from vperp import MarketConfig, default_config
-from vperp.config import concentrated_config
+from vperp.config import concentrated_config, plain_config
 from vperp.client import Client, ClientError, DeploymentError, missing_code, read_deployment
 from vperp.config_file import ConfigError, check_network, config_to_dict, is_local_network, load_config, parse_config
 
@@ -130,6 +130,7 @@ def test_config_file_level_errors(tmp_path):
 
 def test_shipped_local_config_is_the_default_system():
     assert load_config(ROOT / "deployments/config/local.yaml") == default_config()
+    assert load_config(ROOT / "deployments/config/plain.yaml") == plain_config()
 
 
 def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
@@ -144,14 +145,19 @@ def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
     assert direct.with_markets(*(replace(m, delayed_orders=True) for m in direct.markets)) == loaded
 
 
-def test_the_carry_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settings():
-    """deployments/config/concentrated_carry.yaml, the setting docs/pool.md measures with the carry agent, differs from
-    concentrated.yaml only in the 15 bps taker fee, the 3-hour funding period and the 8-hour time constant of every
-    market."""
-    carry = load_config(ROOT / "deployments/config/concentrated_carry.yaml")
+def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settings():
+    """deployments/config/local.yaml, the shipped setting, differs from concentrated.yaml only in the 15 bps taker
+    fee, the 3-hour funding period and the 24-hour time constant of every market; and from plain.yaml in the depth,
+    the skew term and delayed orders besides (`vperp.config.SHIPPED_CHANGES`)."""
+    from vperp.config import SHIPPED_CHANGES, SHIPPED_DEPTH
+
+    shipped = load_config(ROOT / "deployments/config/local.yaml")
     base = load_config(ROOT / "deployments/config/concentrated.yaml")
-    assert carry == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3, funding_smoothing_tau=28_800)
-                                        for m in base.markets))
+    assert shipped == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3,
+                                                  funding_smoothing_tau=86_400) for m in base.markets))
+    plain = load_config(ROOT / "deployments/config/plain.yaml")
+    assert shipped == plain.with_markets(*(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES)
+                                           for m in plain.markets))
 
 
 def test_deploy_sets_a_markets_funding_period(accounts):
@@ -200,12 +206,17 @@ def test_mocks_refused_on_a_non_local_network():
 
 # ============================================================================ deploy script
 
+# The deploy script's and the SDK's tests run on the plain markets, where a trade is one direct call; the shipped
+# markets (local.yaml) take delayed orders, which tests/sdk/test_sdk_orders.py drives through the SDK.
+PLAIN_YAML = ROOT / "deployments/config/plain.yaml"
+
+
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """One deployment for the module, made by the deploy script and recorded in a temporary file."""
+    """One deployment for the module, made by the deploy script from plain.yaml and recorded in a temporary file."""
     out = tmp_path_factory.mktemp("deployments") / "local.json"
     said = []
-    result = deploy_script.run(ROOT / "deployments/config/local.yaml", out=out, echo=said.append)
+    result = deploy_script.run(PLAIN_YAML, out=out, echo=said.append)
     return result, said
 
 
@@ -231,7 +242,7 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
     assert ch.indexPrice(1) == 3000 * WAD and ch.indexPrice(2) == 60_000 * WAD
     assert vault.poolBalance() == 10_000_000 * WAD  # the pool seed
     assert record["block"] <= record["block_end"] <= chain.blocks.head.number
-    assert parse_config(record["config"]) == default_config()
+    assert parse_config(record["config"]) == plain_config()
     for rel in [*record["abi"].values(), *(m["abi"] for m in record["markets"].values())]:
         assert json.loads((ROOT / rel).read_text())
     assert missing_code(record, chain.provider) == []
@@ -241,7 +252,7 @@ def test_deploy_is_idempotent(deployed, chain):
     result, _ = deployed
     head = chain.blocks.head.number
     said = []
-    again = deploy_script.run(ROOT / "deployments/config/local.yaml", out=result.path, echo=said.append)
+    again = deploy_script.run(PLAIN_YAML, out=result.path, echo=said.append)
     assert again.reused and again.record == result.record
     assert any("already deployed" in str(s) for s in said)
     assert chain.blocks.head.number == head  # nothing was sent
@@ -253,11 +264,11 @@ def test_deploy_refuses_a_file_for_another_chain(deployed, tmp_path, chain):
     other = tmp_path / "local.json"
     other.write_text(json.dumps({**result.record, "chain_id": 31337}))
     with pytest.raises(DeploymentError) as err:
-        deploy_script.run(ROOT / "deployments/config/local.yaml", out=other, echo=lambda *_: None)
+        deploy_script.run(PLAIN_YAML, out=other, echo=lambda *_: None)
     assert "chain id 31337" in str(err.value) and f"id {chain.chain_id}" in str(err.value)
     # the command turns it into a one-line click error (no traceback)
     with pytest.raises(click.ClickException) as err:
-        deploy_script.cli.callback(network=None, account=None, config_path=str(ROOT / "deployments/config/local.yaml"),
+        deploy_script.cli.callback(network=None, account=None, config_path=str(PLAIN_YAML),
                                    out=str(other), force=False)
     assert "chain id 31337" in err.value.message and "\n" not in err.value.message
     with pytest.raises(DeploymentError, match="chain id 31337"):
