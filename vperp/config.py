@@ -221,7 +221,7 @@ PLAIN_MARKETS = (
 #   bound on the smoothing;
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
-SHIPPED_SMOOTHING_TAU = 86_400  # [s] 24 h
+SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 SHIPPED_CHANGES = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01, "taker_fee": 0.0015,
                    "funding_period_hours": 3, "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "delayed_orders": True}

@@ -665,7 +665,10 @@ def report_markdown(ctx: ReportContext, runs_dir: str | Path, scenarios: Sequenc
         "independent economic review of that commit with the simulator and defaults of the time (not re-run "
         "here). The simulator has changed since (agents, keeper, outputs) and so have the contracts "
         "(the value-safety fixes, the auction-expiry rule, depth and repeg costs), so the columns compare the "
-        "protocol's outcomes, not identical experiments.",
+        "protocol's outcomes, not identical experiments."
+        + (" The plain markets (constant product, trades direct: the shipped default before this setting) have "
+           "their own report, [plain/economics.md](plain/economics.md); docs/pool.md \"The shipped setting\" says "
+           "what each of this setting's choices is for." if impact.setting == "shipped" else ""),
         "",
         "## The measures",
         "",

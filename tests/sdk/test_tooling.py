@@ -147,14 +147,14 @@ def test_the_concentrated_yaml_is_concentrated_config_with_delayed_orders():
 
 def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settings():
     """deployments/config/local.yaml, the shipped setting, differs from concentrated.yaml only in the 15 bps taker
-    fee, the 3-hour funding period and the 24-hour time constant of every market; and from plain.yaml in the depth,
+    fee, the 3-hour funding period and the 12-hour time constant of every market; and from plain.yaml in the depth,
     the skew term and delayed orders besides (`vperp.config.SHIPPED_CHANGES`)."""
     from vperp.config import SHIPPED_CHANGES, SHIPPED_DEPTH
 
     shipped = load_config(ROOT / "deployments/config/local.yaml")
     base = load_config(ROOT / "deployments/config/concentrated.yaml")
     assert shipped == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3,
-                                                  funding_smoothing_tau=86_400) for m in base.markets))
+                                                  funding_smoothing_tau=43_200) for m in base.markets))
     plain = load_config(ROOT / "deployments/config/plain.yaml")
     assert shipped == plain.with_markets(*(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES)
                                            for m in plain.markets))
