@@ -40,7 +40,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vperp import chain_io
-from vperp.config import plain_config
+from vperp.config import default_config
+
+
+def measured_config():
+    """The shipped markets (`default_config()`) with delayed orders off: the ClearingHouse's trade rows measure the
+    trade `OrderRouter.executeOrder` makes on the shipped curve and funding, called directly; the order rows turn
+    delayed orders on in ETH and measure the commit and the execution."""
+    base = default_config()
+    return base.with_markets(*(replace(m, delayed_orders=False) for m in base.markets))
 from vperp.deployment import deploy
 
 from vperp.units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
@@ -342,7 +350,7 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
     clock = Clock(chain)
 
     # Ten markets so the cross-margin check can be measured at 1, 2, 5 and 10 markets held.
-    base = plain_config()
+    base = measured_config()
     extra = [replace(base.markets[0], symbol=f"M{i}") for i in range(3, 11)]
     s = deploy(deployer, base.with_markets(*base.markets, *extra))
     ch, vault, usdc = s.clearing_house, s.vault, s.collateral
@@ -487,7 +495,7 @@ def _measure_orders(s, clock, sit, accounts) -> list[Row]:
     eth = s.markets["ETH"]
     # The feed at the peg (the repeg row left them apart): an order executes only at a peg within the tolerance.
     eth.oracle.updateAnswer(s.amm.pegPrice(1) // 10**(18 - eth.config.oracle_decimals), sender=deployer)
-    ch.setPegTolerance(1, 300, sender=deployer)  # above the default 2 % repeg threshold
+    ch.setPegTolerance(1, 300, sender=deployer)  # above the repeg threshold (the earlier 2 % one too)
     ch.setDelayedOrders(1, True, sender=deployer)
     s.vault.setOperator(router, True, sender=alice)
     fee = router.minKeeperFee()
@@ -652,7 +660,7 @@ def _measure_nav(accounts, clock) -> list[Row]:
     """The pool's NAV (a view, estimated as a call: includes the 21,000 base) with 1, 5, 20 markets."""
     rows = []
     deployer, trader, keeper = accounts[0], accounts[7], accounts[8]
-    base = plain_config()
+    base = measured_config()
     for n in (1, 5, 20):
         markets = [replace(base.markets[0], symbol=f"N{i}") for i in range(n)]
         s = deploy(deployer, base.with_markets(*markets))
@@ -768,9 +776,9 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
     out = [
         "# Gas table",
         "",
-        "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment of the plain markets",
-        "(`vperp.config.plain_config()`: constant product, trades direct; the shipped markets take delayed orders,",
-        "whose `executeOrder` wraps the same trade: the last two rows) plus eight more ETH-like markets"
+        "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment of the shipped markets with",
+        "delayed orders off (`measured_config()`: the trade rows call the ClearingHouse directly, as the order",
+        "router's `executeOrder` does; the last two rows turn delayed orders on in ETH) plus eight more ETH-like markets"
         + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
         "meets in production, and the script asserts it before measuring: funding active in every market",
         "(applied and target rates nonzero, funding index nonzero, observation ring full; for the rows an hour",

@@ -8,10 +8,9 @@ others show the checks catch the mislabels the table once had.
 """
 import pytest
 
-from vperp.config import plain_config
 from vperp.deployment import deploy
 from devtools.gas import (FUNDING_WINDOW_HOURS, HOUR, START, START_PERIOD, WAD, Clock, Situation, _open,
-                       activate_funding, measure, refresh_feeds)
+                       activate_funding, measure, measured_config, refresh_feeds)
 
 
 def test_gas_table_rows_measure_their_labelled_situations(accounts, chain):
@@ -37,7 +36,7 @@ def test_gas_table_rows_measure_their_labelled_situations(accounts, chain):
 @pytest.fixture
 def fresh(accounts, chain):
     clock = Clock(chain)
-    s = deploy(accounts[0], plain_config())
+    s = deploy(accounts[0], measured_config())
     return s, clock, Situation(s, clock)
 
 
