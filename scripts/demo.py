@@ -24,7 +24,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -65,16 +64,10 @@ def trade(s, who, sub: int, symbol: str, base: int, gas: dict, label: str, execu
     """A trade as the shipped markets take it (delayed orders, docs/orders.md): `who` commits an order through the
     OrderRouter, the market's feed publishes its next round (the mock, at the same price), and `executor` (the
     deployer unless given: anyone may) executes it at the price that round set."""
-    ch, router = s.clearing_house, s.router
-    m = s.markets[symbol]
-    if not s.vault.isOperator(who, router):
-        s.vault.setOperator(router, True, sender=who)
-    limit = with_slippage(ch, m.id, base)
-    commit = router.commitOrder(sub, m.id, base, limit, chain.pending_timestamp + 600, sender=who,
-                                value=router.minKeeperFee())
-    oid = commit.decode_logs(router.OrderCommitted)[0].orderId
-    s.set_price(symbol, Decimal(ch.indexPrice(m.id)) / WAD)  # the feed's next round, same price
-    tx = router.executeOrder(oid, sender=executor or s.deployer)
+    ch = s.clearing_house
+    commit, tx = s.trade(who, sub, symbol, base, with_slippage(ch, s.markets[symbol].id, base),
+                         chain.pending_timestamp + 600, executor)
+    oid = commit.decode_logs(s.router.OrderCommitted)[0].orderId
     ev = tx.decode_logs(ch.PositionChanged)[0]
     gas[f"{label}: commit"] = commit.gas_used
     gas[f"{label}: execute"] = tx.gas_used
@@ -311,7 +304,7 @@ def cli(network):
         gas[a.kind] = a.gas
     done = [a for a in actions if a.kind == "execute"]
     size, _, _ = ch.position(carol, 0, btc.id)
-    console.print(f"  the feed publishes a round; the keeper's pass executes it and earns the fee: "
+    console.print("  the feed publishes a round; the keeper's pass executes it and earns the fee: "
                   + ("; ".join(str(a) for a in done) if done else "[red]not executed[/]")
                   + f"; carol holds {fmt(size, 3)} BTC at the price that round set")
     assert done and size == WAD // 100, "the delayed order must execute after the next round"

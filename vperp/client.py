@@ -1235,6 +1235,7 @@ class Client:
         base_wad = to_wad(base)
         if base_wad == 0:
             raise ClientError("base must not be zero")
+        self._check_direct(symbol, "open")
         mid = self.market_id(symbol)
         limit = self.quote_limit(symbol, base_wad, slippage_bps)
         dl = self._deadline(deadline_seconds)
@@ -1271,11 +1272,19 @@ class Client:
 
     def close(self, symbol: str, slippage_bps: int = 50, sub: int = 0, deadline_seconds: int = 600) -> Trade:
         """Close the free part of the position (what is not in a liquidation auction)."""
+        self._check_direct(symbol, "close")
         sender = self._sender()
         mid, free = self._free_to_close(symbol, sub)
         limit = self.quote_limit(symbol, -free, slippage_bps)
         tx = self.clearing_house.closePosition(sub, mid, limit, self._deadline(deadline_seconds), sender=sender)
         return self._trade_of(tx)
+
+    def _check_direct(self, symbol: str, what: str) -> None:
+        """ClientError, before anything is sent, when `symbol`'s market takes delayed orders only (every shipped
+        market): the ClearingHouse would revert DelayedOrdersOnly."""
+        if self.delayed_orders(symbol):
+            raise ClientError(f"{symbol} takes delayed orders only: use commit_order / commit_close instead of {what} "
+                              "(docs/orders.md)")
 
     def _free_to_close(self, symbol: str, sub: int) -> tuple[int, int]:
         """(market id, the free part of this account's position [wad base]: what is not in a liquidation auction);
@@ -1407,8 +1416,9 @@ class Client:
         return self.router
 
     def delayed_orders(self, symbol: str) -> bool:
-        """`ClearingHouse.delayedOrders`: whether the market trades only through the order router (then `open` and
-        `close` revert `DelayedOrdersOnly`; use `commit_order` / `commit_close`)."""
+        """`ClearingHouse.delayedOrders`: whether the market trades only through the order router (every shipped
+        market; then `open` and `close` raise ClientError before sending, as the ClearingHouse would revert
+        `DelayedOrdersOnly`: use `commit_order` / `commit_close`)."""
         return bool(self.clearing_house.delayedOrders(self.market_id(symbol)))
 
     def approve_router(self, approved: bool = True):

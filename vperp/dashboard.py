@@ -351,7 +351,7 @@ def demo_state(system, accounts, chain) -> dict:
         m = system.markets[sym]
         q, _ = ch.quote(m.id, base)
         limit = (-q) * 1005 // 1000 if base > 0 else q * 995 // 1000
-        ch.openPosition(0, m.id, base, limit, chain.pending_timestamp + 600, sender=who)
+        system.trade(who, 0, sym, base, limit, chain.pending_timestamp + 600)  # through the router where delayed
 
     trade(whale, "ETH", 40 * WAD)
     trade(whale, "BTC", -WAD)

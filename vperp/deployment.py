@@ -64,6 +64,24 @@ class System:
         answer = int(Decimal(str(price)) * 10**m.config.oracle_decimals)
         m.oracle.updateAnswer(answer, sender=sender or self.deployer)
 
+    def trade(self, who, subaccount: int, symbol: str, base: int, quote_limit: int, deadline: int, executor=None):
+        """A trade on a local deployment, whichever way the market takes it; returns (commit receipt or None, the
+        receipt with the trade's `PositionChanged`). Direct (`openPosition`) in a market without delayed orders. In
+        one with them (the shipped markets, docs/orders.md): `who` approves the router once and commits the order
+        with the least keeper fee, the mock feed publishes its next round at the same price, and `executor` (the
+        deployer unless given: anyone may) executes it. Mock oracles only: the next round is posted here."""
+        ch, m = self.clearing_house, self.markets[symbol]
+        if not ch.delayedOrders(m.id):
+            return None, ch.openPosition(subaccount, m.id, base, quote_limit, deadline, sender=who)
+        router = self.router
+        if not self.vault.isOperator(who, router):
+            self.vault.setOperator(router, True, sender=who)
+        commit = router.commitOrder(subaccount, m.id, base, quote_limit, deadline, sender=who,
+                                    value=router.minKeeperFee())
+        order_id = commit.decode_logs(router.OrderCommitted)[0].orderId
+        self.set_price(symbol, Decimal(ch.indexPrice(m.id)) / 10**18)  # the feed's next round, same price
+        return commit, router.executeOrder(order_id, sender=executor or self.deployer)
+
 
 def deploy(deployer, config: DeployConfig | None = None) -> System:
     """Deploy vPerp with `deployer` as owner and guardian on the connected network."""

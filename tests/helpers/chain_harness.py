@@ -846,7 +846,7 @@ def _split_types(types: str) -> list[str]:
 
 
 def _deployment_stamps(system) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
-    """The blocks of the deployment's listings and first skew-setter calls (the setter accrues, which moves
+    """The blocks of the deployment's listings, first skew-setter and funding-parameter calls (each accrues, which moves
     lastUpdate past the listing), and those blocks' times. Deployment facts: read once per deployment and kept in
     `system.extra` (a log query over the whole chain grows with every block a worker has mined: 1.5 s a call late
     in a run). The fast tier has no Ape chain to query: there the deployment sets no skew term after listing (the
@@ -857,6 +857,7 @@ def _deployment_stamps(system) -> tuple[dict[int, int], dict[int, int], dict[int
     ch = system.clearing_house
     listed: dict[int, int] = {}
     skew: dict[int, int] = {}
+    funding: dict[int, int] = {}  # the deployment's setFundingParams (a funding period or time constant of its own)
     stamp: dict[int, int] = {}
     try:
         from ape import chain as ape_chain
@@ -865,12 +866,15 @@ def _deployment_stamps(system) -> tuple[dict[int, int], dict[int, int], dict[int
         listed = {int(log.marketId): log.block_number for log in ch.MarketListed.range(0, head + 1)}
         for log in ch.SkewFundingSet.range(0, head + 1):
             skew.setdefault(int(log.marketId), log.block_number)  # the deployment's own call, the first
-        stamp = {n: ape_chain.blocks[n].timestamp for n in {*listed.values(), *skew.values()}}
+        for log in ch.FundingParamsSet.range(0, head + 1):  # listMarket emits one too: the deployment's is next
+            if log.block_number != listed.get(int(log.marketId)):
+                funding.setdefault(int(log.marketId), log.block_number)
+        stamp = {n: ape_chain.blocks[n].timestamp for n in {*listed.values(), *skew.values(), *funding.values()}}
     except (ImportError, AttributeError):
-        listed, skew = {}, {}
+        listed, skew, funding = {}, {}, {}
     if all(m.id in listed for m in system.markets.values()):
-        system.extra["_deployment_stamps"] = (listed, skew, stamp)
-    return listed, skew, stamp
+        system.extra["_deployment_stamps"] = (listed, skew, funding, stamp)
+    return listed, skew, funding, stamp
 
 
 def deployment_model(system, deployer) -> Model:
@@ -878,11 +882,12 @@ def deployment_model(system, deployer) -> Model:
     the chain says, its feed answered when the chain says, at the chain's addresses."""
     ids = {m.id: m for m in system.markets.values()}
     ch = system.clearing_house
-    listed, skew, stamp = _deployment_stamps(system)
+    listed, skew, funding, stamp = _deployment_stamps(system)
     return Model.from_config(
         system.config,
         listed_at={i: stamp[listed[i]] if i in listed else ch.marketState(i).lastUpdate for i in ids},
         skew_funding_at={i: stamp[b] for i, b in skew.items()},
+        funding_params_at={i: stamp[b] for i, b in funding.items()},
         oracle_updated_at={i: m.oracle.latestTimestamp() for i, m in ids.items()},
         oracles={i: m.oracle.address for i, m in ids.items()},
         deployer=deployer.address,

@@ -70,7 +70,7 @@ from helpers.chain_harness import deployment_model, print_report
 from helpers.liquidation import kick_checked
 from helpers.reverts import revert_data, selector
 from helpers.trading import expect_revert, snapshot
-from vperp.config import concentrated_config
+from vperp.config import concentrated_config, default_config
 from vperp.deployment import deploy
 from vperp.units import WAD
 from eth_utils import keccak
@@ -382,6 +382,25 @@ def _direct_attack_refused(d: Desk, who, size: int) -> None:
 
 @pytest.mark.parametrize("j_bps", [15, 50], ids=["+0.15 %", "+0.5 %"])
 def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, request, alice, bob, carol, j_bps):
+    _front_run_through_the_router(desk, request, alice, bob, carol, j_bps)
+
+
+@pytest.fixture(scope="module")
+def shipped(deployer):
+    """The shipped deployment (`default_config()`: the concentrated curve at 15 bps, the 3 h funding period at a 12 h
+    time constant, delayed orders on in both markets)."""
+    return deploy(deployer, default_config())
+
+
+@pytest.mark.parametrize("j_bps", [15, 50], ids=["+0.15 %", "+0.5 %"])
+def test_front_running_an_index_update_on_the_shipped_markets_pays_the_fees(shipped, chain, deployer, request, alice,
+                                                                            bob, carol, j_bps):
+    """The same attack, end to end, on the shipped deployment: refused directly, held at the stale peg, and through
+    the router after the repeg it pays its two 15 bps fees to the pool and the insurance fund."""
+    _front_run_through_the_router(Desk(shipped, deployer, chain), request, alice, bob, carol, j_bps, "shipped markets")
+
+
+def _front_run_through_the_router(desk, request, alice, bob, carol, j_bps, setting="ETH"):
     """The attacker sees a pending index update of +j. (a) The old attack: its direct 1M USD buy reverts
     DelayedOrdersOnly(ETH) (as do openPositionFor and openPositionWithBuilder) and changes nothing. (b) It commits
     the buy through the router before the update instead: the update lands (the order's first round); a keeper's
@@ -442,7 +461,7 @@ def test_front_running_an_index_update_through_the_router_pays_the_fees(desk, re
     st = ch.marketState(ETH)
     assert st.longOpenInterest == st.shortOpenInterest == 0
     assert d.router.balance == held  # both keeper fees paid out, nothing left behind
-    report(request, f"front-running a +{j_bps / 100:.2f} % index update with delayed orders on ETH (before, "
+    report(request, f"front-running a +{j_bps / 100:.2f} % index update with delayed orders on {setting} (before, "
                     f"delayed orders off: +0.15 % -503.18, +0.5 % +3,005.02; see the control below): direct "
                     f"buy refused; the execution before the repeg reverted PegStale and kept the order; through "
                     f"the router attacker {usd(gain)} USD (fees {fees / WAD:,.2f}, funding {usd(-funding)}), pool "

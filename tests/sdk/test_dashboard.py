@@ -334,3 +334,19 @@ def test_cli_refuses_a_record_of_another_chain(record_file, chain):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_demo_state_trades_through_the_router_on_the_shipped_markets(accounts, chain):
+    """`ape run dashboard --demo` deploys the shipped markets, which take delayed orders: the demo's trades are orders
+    the deployer executes after the next round (`System.trade`), and the state it shows is reached there too."""
+    from vperp import deploy
+    from vperp.config import default_config
+
+    s = deploy(accounts[0], default_config())
+    assert all(s.clearing_house.delayedOrders(m.id) for m in s.markets.values())
+    actors = dash.demo_state(s, accounts, chain)
+    assert s.router.nextOrderId() == 4  # three orders, each executed
+    eth, btc = s.markets["ETH"].id, s.markets["BTC"].id
+    assert s.clearing_house.position(actors["whale"], 0, eth)[0] == 40 * WAD
+    assert s.clearing_house.position(actors["whale"], 0, btc)[0] == -WAD
+    assert s.liquidation.auction(1).size > 0 and actors["kick"].status == 1

@@ -51,8 +51,14 @@ def test_an_order_through_the_sdk(desk):
     ch, router = system.clearing_house, system.router
     assert a.delayed_orders("ETH") and not a.delayed_orders("BTC")
     _at(chain)
-    with pytest.raises(ch.DelayedOrdersOnly):
-        a.open("ETH", 1)  # a direct trade in a delayed market is refused
+    head, held = chain.blocks.head.number, ch.position(a.account, 0, system.markets["ETH"].id)
+    with pytest.raises(ClientError, match="ETH takes delayed orders only: use commit_order"):
+        a.open("ETH", 1)  # a direct trade in a delayed market is refused before anything is sent
+    with pytest.raises(ClientError, match="instead of close"):
+        a.close("ETH")
+    assert chain.blocks.head.number == head and ch.position(a.account, 0, system.markets["ETH"].id) == held
+    with pytest.raises(ch.DelayedOrdersOnly):  # and the chain refuses it too
+        ch.openPosition(0, system.markets["ETH"].id, 10**18, 2**255, chain.pending_timestamp + 60, sender=a.account)
     _at(chain)
     with pytest.raises(router.RouterNotApproved):
         a.commit_order("ETH", 1)  # the dry run names the refusal; nothing is sent

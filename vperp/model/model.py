@@ -3,6 +3,7 @@ one mixin per contract."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Hashable
 
@@ -83,12 +84,15 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
         oracles: dict[int, Any] | None = None,
         deployer: Hashable = "deployer",
         skew_funding_at: dict[int, int] | None = None,
+        funding_params_at: dict[int, int] | None = None,
     ) -> "Model":
         """The state `vperp.deploy(deployer, config)` leaves: markets listed in order (ids from 1) at
         `listed_at[id]` (default `timestamp`), mock feeds stamped at `oracle_updated_at[id]`, each
         market's auction parameters set, the pool seeded by `deployer`'s LP deposit and the insurance
         seed granted. `oracles[id]` names each feed (its address on chain); a non-default skew term is set at
-        `skew_funding_at[id]` (default the listing time: the setter accrues, so the time matters to the TWAPs)."""
+        `skew_funding_at[id]` (default the listing time: the setter accrues, so the time matters to the TWAPs), and a
+        non-default funding period or time constant at `funding_params_at[id]` (the same default; `setFundingParams`
+        accrues too)."""
         config = config or default_config()
         model = cls(config.collateral_decimals)
         for i, mc in enumerate(config.markets, start=1):
@@ -122,6 +126,12 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
                 model.set_skew_funding(i, mc.skew_funding_ppm(), (skew_funding_at or {}).get(i, t_list))
             if mc.peg_tolerance_bps:  # deploy() sets it after listing (nothing accrues)
                 model.set_peg_tolerance(i, mc.peg_tolerance_bps)
+            listed = model.markets[i].funding_params
+            if (mc.funding_period_hours, mc.funding_smoothing_tau) != (listed.funding_period_hours,
+                                                                       listed.smoothing_tau):  # deploy() sets them next
+                model.set_funding_params(i, replace(listed, smoothing_tau=mc.funding_smoothing_tau,
+                                                    funding_period_hours=mc.funding_period_hours),
+                                         (funding_params_at or {}).get(i, t_list))
             if mc.delayed_orders:  # deploy() turns them on last, after the router (nothing accrues)
                 model.set_delayed_orders(i, True)
         if config.pool_seed:
