@@ -360,7 +360,7 @@ def describe(p: Params) -> tuple[str, str]:
     if p.kernel == "exp":
         return "exp" + (" (before)" if p == PREVIOUS else ""), tau_v
     w = f"W {p.window / HOUR:g} h"
-    return p.kernel + (" (shipped)" if p == Params() else ""), (w + ", " + tau_v if p.kernel.endswith("-exp") else w)
+    return p.kernel + (" (the rule, listing parameters)" if p == Params() else ""), (w + ", " + tau_v if p.kernel.endswith("-exp") else w)
 
 
 def summarize(p: Params, run_dirs: list[str] = (), symbols: tuple[str, ...] = ("ETH", "BTC")) -> dict:
