@@ -39,7 +39,10 @@ def test_the_simulators_anvil_records_no_steps(monkeypatch):
     from ape import networks
     from ape_foundry.provider import FoundryProvider
 
-    monkeypatch.setattr(FoundryProvider, "build_command", FoundryProvider.build_command)  # Ape's again after the test
+    # Ape's own builder for the test (an in-process economics or simulator run in this worker may have switched it
+    # already: the switch keeps Ape's as `__wrapped__`), and whatever was there back after the test.
+    apes_builder = getattr(FoundryProvider.build_command, "__wrapped__", FoundryProvider.build_command)
+    monkeypatch.setattr(FoundryProvider, "build_command", apes_builder)
     provider = networks.ethereum.local.get_provider("foundry")
     apes = provider.build_command()
     assert "--steps-tracing" in apes
