@@ -30,6 +30,8 @@ import click
 from ape import accounts, chain
 from ape.cli import ConnectedProviderCommand, network_option
 from ape.exceptions import ContractLogicError
+from eth_abi import decode as abi_decode
+from eth_utils import keccak
 from ape.logging import logger
 from rich.console import Console
 from rich.table import Table
@@ -58,6 +60,19 @@ def with_slippage(ch, market_id: int, base: int, tolerance_bps: int = 50) -> int
     if base > 0:  # a buy pays -q: allow paying up to (1 + tol) times that
         return -q * (10_000 + tolerance_bps) // 10_000
     return q * (10_000 - tolerance_bps) // 10_000  # a sell receives q: accept down to (1 - tol)
+
+
+def custom_error(contract, err) -> tuple[str, dict]:
+    """The custom error of a revert and its arguments: as Ape decoded it, or, when Ape left the revert data raw
+    (seen now and then on the embedded chain), decoded here from `contract`'s ABI by its selector."""
+    if hasattr(err, "inputs"):
+        return type(err).__name__, dict(err.inputs)
+    raw = err.args[0] if err.args and isinstance(err.args[0], bytes) else b""
+    for abi in contract.contract_type.errors:
+        if raw[:4] == keccak(text=abi.selector)[:4]:
+            values = abi_decode([i.canonical_type for i in abi.inputs], raw[4:])
+            return abi.name, dict(zip([i.name for i in abi.inputs], values))
+    return type(err).__name__, {}
 
 
 def trade(s, who, sub: int, symbol: str, base: int, gas: dict, label: str, executor=None):
@@ -191,8 +206,9 @@ def cli(network):
         pool.redeem(shares // 2, erin, erin, sender=erin)
         raise AssertionError("a redemption before the cooldown must revert")
     except ContractLogicError as err:
-        console.print(f"  redeeming at once reverts: [yellow]{type(err).__name__}[/]"
-                      f"({', '.join(f'{k}={v}' for k, v in err.inputs.items())}): the shares stay in the pool "
+        name, args = custom_error(pool, err)
+        console.print(f"  redeeming at once reverts: [yellow]{name}[/]"
+                      f"({', '.join(f'{k}={v}' for k, v in args.items())}): the shares stay in the pool "
                       "until the cooldown ends, and then only above the reserve that backs open interest")
     start_total = ledger_total(s, owners)
 
@@ -287,7 +303,7 @@ def cli(network):
                         sender=carol)
         raise AssertionError("a direct trade must be refused in a market with delayed orders")
     except ContractLogicError as err:
-        console.print(f"  carol buys BTC directly: refused, [yellow]{type(err).__name__}[/] (on the deep curve an "
+        console.print(f"  carol buys BTC directly: refused, [yellow]{custom_error(ch, err)[0]}[/] (on the deep curve an "
                       "order bought just before an oracle update it saw coming would take the update's move from the "
                       "pool for little impact)")
     fee_wei = router.minKeeperFee()
