@@ -52,12 +52,7 @@ FORBIDDEN = [
 ]
 # Dangling citations in files other engineers own or were writing when this test was written (issue 15,
 # item 5): (citing file, cited target). A target that exists again passes anyway; remove the entry then.
-KNOWN_DANGLING = {
-    ("docs/simulator.md", "economics.md#circuit-breakers-on-vs-off"),  # section being written in economics.md
-    # The generated page records the files that were changed when it was written; the model has since become the
-    # package vperp/model/. The next `ape run economics` rewrites the line.
-    ("docs/economics.md", "vperp/model.py"),
-}
+KNOWN_DANGLING: set[tuple[str, str]] = set()  # none left
 # Files other engineers were editing when this test was written (issue 15, item 5): these exact lines
 # are the references left in them. Any other line that cites the outside documents still fails, and a
 # line here that no longer exists is simply not found.
