@@ -203,13 +203,13 @@ class OrderRouterConfig:
 
 # The two markets on the constant-product curve: every field at its listing value, 30M of quote each on a 10M pool,
 # trades direct. This was the shipped deployment until the concentrated carry setting below replaced it; most of the
-# test suite is written on it (`plain_config()`, `lagging_peg_config()`), and docs/economics.md measures it as "before".
+# test suite is written on it (`plain_config()`, `lagging_peg_config()`), and docs/plain/economics.md measures it.
 PLAIN_MARKETS = (
     MarketConfig("ETH", price=3000, max_open_interest=10_000, min_position_size=0.01, base_reserve=10_000),
     MarketConfig("BTC", price=60_000, max_open_interest=500, min_position_size=0.001, base_reserve=500),
 )
 
-# What the shipped markets change from the plain ones (docs/pool.md "The shipped setting"; deployments/config/local.yaml):
+# What the shipped markets change from the plain ones (docs/pool.md "The shipped setting"; the YAML: local.yaml):
 # - the depth concentrated on the band: amplified 10 times on prices within 10 % of the peg, with ten times the
 #   virtual reserves (300M of quote per market on a 10M pool), so a 1M order on ETH costs under 50 bps all in;
 # - the skew term at its bound, measured against that deeper reserve;
@@ -217,8 +217,8 @@ PLAIN_MARKETS = (
 # - a funding period of 3 h: a curve ten times deeper moves the mark a tenth as far for the same skew, so the premium
 #   is divided by a shorter period to charge the crowd about the plain curve's carry per unit of skew, and pay a
 #   carry trader to take the other side of it;
-# - a time constant of SHIPPED_SMOOTHING_TAU: the larger target moves the applied rate no faster than issue 13's
-#   bound on the smoothing;
+# - a time constant of SHIPPED_SMOOTHING_TAU: the larger target then moves the applied rate within issue 13's bound
+#   on the smoothing on every simulated run but one, and the carry trader still comes in time (docs/pool.md);
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
