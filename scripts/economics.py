@@ -4,7 +4,7 @@
     ./run.sh ape run economics --quick --out /tmp/econ          # 2 seeds x 24 steps: a smoke run
     ./run.sh ape run economics --scenarios crash --seeds 1-3 --steps 60
     ./run.sh ape run economics --report-only                    # rewrite economics.md from the last runs
-    ./run.sh ape run economics --network ethereum:local:foundry --basis-trader --breakers-scenarios none
+    ./run.sh ape run economics --network ethereum:local:foundry --basis-trader
                                         # docs/economics.md: the shipped markets, the carry agent in every run
     ./run.sh ape run economics --config deployments/config/plain.yaml --out docs/plain \
         --runs sim_out/economics-plain  # another setting: the plain markets (docs/plain/economics.md)
