@@ -41,14 +41,6 @@ from pathlib import Path
 
 from vperp import chain_io
 from vperp.config import default_config
-
-
-def measured_config():
-    """The shipped markets (`default_config()`) with delayed orders off: the ClearingHouse's trade rows measure the
-    trade `OrderRouter.executeOrder` makes on the shipped curve and funding, called directly; the order rows turn
-    delayed orders on in ETH and measure the commit and the execution."""
-    base = default_config()
-    return base.with_markets(*(replace(m, delayed_orders=False) for m in base.markets))
 from vperp.deployment import deploy
 
 from vperp.units import FUNDING_WINDOW_HOURS, WAD  # the funding premium's TWAPs start at the hour this many hours back
@@ -337,6 +329,14 @@ FIRST_TOUCH = "market updated in the previous block (1 s earlier, same quarter-w
 IN_BLOCK = "market already updated earlier in the same block"
 HOUR_LATER = ("first update of the market in 1 h: pays the ring observation, the hourly observation and the "
               "funding sample (day-long TWAPs, anchor found at the first probe, its skew sum in the word just written)")
+
+
+def measured_config():
+    """The shipped markets (`default_config()`) with delayed orders off: the ClearingHouse's trade rows measure the
+    trade `OrderRouter.executeOrder` makes on the shipped curve and funding, called directly; the order rows turn
+    delayed orders on in ETH and measure the commit and the execution."""
+    base = default_config()
+    return base.with_markets(*(replace(m, delayed_orders=False) for m in base.markets))
 
 
 def measure(accounts, chain, nav: bool = True) -> list[Row]:

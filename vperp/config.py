@@ -223,8 +223,10 @@ PLAIN_MARKETS = (
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
-SHIPPED_CHANGES = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01, "taker_fee": 0.0015,
-                   "funding_period_hours": 3, "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "delayed_orders": True}
+# The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
+CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}
+SHIPPED_CHANGES = {**CONCENTRATION, "taker_fee": 0.0015, "funding_period_hours": 3,
+                   "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "delayed_orders": True}
 SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
 
 
@@ -292,6 +294,5 @@ def concentrated_config(delayed_orders: bool = False) -> DeployConfig:
     measure a direct trade on the curve (price impact, the round trips around a repeg) need. The shipped markets
     are this with the fee, funding period and time constant of `SHIPPED_CHANGES`."""
     return DeployConfig().with_markets(*(
-        replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], depth_range=0.1, depth_amplification=10.0,
-                skew_funding=0.01, delayed_orders=delayed_orders)
+        replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], delayed_orders=delayed_orders, **CONCENTRATION)
         for m in PLAIN_MARKETS))
