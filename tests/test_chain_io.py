@@ -1,7 +1,7 @@
 """vperp/chain_io.py: the work around calls and transactions that the tests and the simulator skip or answer once
 changes no answer. In the test process (tests/conftest.py switches all but the simulator's two on): Ape's kept
 transaction type is the one it works out, and a contract's code is asked again once the chain is restored to a
-snapshot. For the simulator's entry points: its Anvil's command line is Ape's less `--steps-tracing`, and Ape's
+snapshot. For the simulator's entry points: its Anvil's command line is Ape's less `--steps-tracing` plus `--prune-history`, and Ape's
 record of its nodes loses only the stopped ones.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ def test_code_is_asked_again_after_a_restore(chain, project, deployer):
         token.decimals()
 
 
-def test_the_simulators_anvil_records_no_steps(monkeypatch):
-    """`python -m vperp.sim` and the simulator's `ape run` commands start Anvil as Ape does, less `--steps-tracing`
-    (vperp/chain_io.py): the same command line otherwise."""
+def test_the_simulators_anvil_records_no_steps_and_writes_no_state_files(monkeypatch):
+    """`python -m vperp.sim` and the simulator's `ape run` commands start Anvil as Ape does, less `--steps-tracing` and
+    plus `--prune-history`, so that no past state is written under ~/.foundry/anvil/tmp (vperp/chain_io.py): the same
+    command line otherwise."""
     from ape import networks
     from ape_foundry.provider import FoundryProvider
 
@@ -46,9 +47,9 @@ def test_the_simulators_anvil_records_no_steps(monkeypatch):
     provider = networks.ethereum.local.get_provider("foundry")
     apes = provider.build_command()
     assert "--steps-tracing" in apes
-    chain_io.anvil_without_step_traces()
-    chain_io.anvil_without_step_traces()  # a second call changes nothing
-    assert provider.build_command() == [a for a in apes if a != "--steps-tracing"]
+    chain_io.anvil_without_step_traces_or_state_files()
+    chain_io.anvil_without_step_traces_or_state_files()  # a second call changes nothing
+    assert provider.build_command() == [a for a in apes if a != "--steps-tracing"] + ["--prune-history"]
 
 
 def test_the_simulator_drops_stopped_nodes_from_apes_record(tmp_path, monkeypatch):

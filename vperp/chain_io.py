@@ -12,7 +12,7 @@ transaction, a call, a sender or a result: only work done around them is skipped
 | `cache_default_transaction_type` | Ape works out the type of every call and transaction it builds from the network's configuration, building pydantic settings objects anew each time (about 1 ms a call on the embedded chain); the answer per ecosystem and network is kept. With the next row, tests/orders/test_order_router.py, tests/clearinghouse/test_trading_errors.py and test_funding.py in one process: 80.2 s -> 70.5 s of CPU; tests/liquidation and tests/governance/test_governance.py 94.3 s -> 87.3 s (means of two runs each) |
 | `cache_code_checks` | before every call and transaction to a contract, Ape asks the chain for the contract's code (an `eth_getCode`; on a development chain it caches none, since restoring a snapshot can remove a contract); an address found with code is not asked again until the chain is next restored to a snapshot. The figures: the row above |
 | `forget_stopped_nodes` | Ape records every node it starts in its data folder (`~/.ape/processes/nodes.json`) and, when it stops one, looks through that whole record, building the provider's settings anew for each entry (about 10 ms each). Nodes stopped by processes that ran in parallel (the tests start several simulator processes at once; each writes the file it read, so one's removal can undo another's) or that were killed stay in the record for good: on the development machine it held 545 entries of stopped nodes, which cost every simulator process 5.3 s at its end. The simulator's entry points drop the entries whose process is gone before they start their node. An 18-step crash run: 13.9 s -> 9.1 s (user CPU 11.5 s -> 6.8 s) |
-| `anvil_without_step_traces` | Ape starts Anvil with `--steps-tracing`: Anvil then records every EVM step of every transaction, for a `debug_traceTransaction` asked later; the simulator asks none (its reverts are named from their revert data, `vperp.sim.Wire`). Only the simulator's own entry points (`python -m vperp.sim`, `ape run simulate`, `ape run economics`) switch it off, before their Anvil starts. A 16-step thin run with breakers: the same CSV and summary, 17.7 s -> 14.4 s |
+| `anvil_without_step_traces_or_state_files` | Ape starts Anvil with `--steps-tracing`: Anvil then records every EVM step of every transaction, for a `debug_traceTransaction` asked later; the simulator asks none (its reverts are named from their revert data, `vperp.sim.Wire`). And Anvil keeps the chain's state at every past block, writing the older ones to files under `~/.foundry/anvil/tmp` that a stopped node leaves behind: 0.2 to 1.9 GB per simulator run (the development machine's disk filled with 79 GB of them in a day); the simulator reads only the latest state, so `--prune-history` keeps a few recent states in memory and writes none. Only the simulator's own entry points (`python -m vperp.sim`, `ape run simulate`, `ape run economics`) switch them, before their Anvil starts. A 16-step thin run with breakers: the same CSV and summary, 17.7 s -> 14.4 s without the step traces |
 """
 from __future__ import annotations
 
@@ -56,9 +56,10 @@ def cache_chain_id(w3: Any) -> None:
         provider.cache_allowed_requests = True
 
 
-def anvil_without_step_traces() -> None:
-    """Anvil's command line as Ape builds it (ape-foundry's `FoundryProvider.build_command`), less `--steps-tracing`,
-    for the nodes this process starts after the call."""
+def anvil_without_step_traces_or_state_files() -> None:
+    """Anvil's command line as Ape builds it (ape-foundry's `FoundryProvider.build_command`), less `--steps-tracing` and
+    plus `--prune-history` (past states kept in memory only, none written to disk), for the nodes this process starts
+    after the call."""
     try:
         from ape_foundry.provider import FoundryProvider
     except ImportError:  # no Anvil provider: no node to start
@@ -68,10 +69,10 @@ def anvil_without_step_traces() -> None:
         return
 
     @functools.wraps(build)
-    def without_steps_tracing(self: Any) -> list[str]:
-        return [arg for arg in build(self) if arg != "--steps-tracing"]
+    def for_the_simulator(self: Any) -> list[str]:
+        return [arg for arg in build(self) if arg != "--steps-tracing"] + ["--prune-history"]
 
-    FoundryProvider.build_command = without_steps_tracing
+    FoundryProvider.build_command = for_the_simulator
 
 
 def forget_stopped_nodes() -> None:

@@ -2309,7 +2309,7 @@ def simulator_command() -> type:
     class SimulatorCommand(ConnectedProviderCommand):
         def invoke(self, ctx: click.Context):
             chain_io.forget_stopped_nodes()
-            chain_io.anvil_without_step_traces()
+            chain_io.anvil_without_step_traces_or_state_files()
             return super().invoke(ctx)
 
     return SimulatorCommand
@@ -2450,7 +2450,7 @@ def command_line():
         from ape import networks
 
         chain_io.forget_stopped_nodes()  # before the network starts its Anvil (vperp/chain_io.py)
-        chain_io.anvil_without_step_traces()
+        chain_io.anvil_without_step_traces_or_state_files()
         out = kwargs["out_dir"]
         kwargs["out_dir"] = out if os.path.isabs(out) else os.path.join(_invoked_from, out)
         if kwargs.get("prices_csv") and not os.path.isabs(kwargs["prices_csv"]):
