@@ -597,22 +597,9 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         }
 
         (r.newSize, r.newOpenNotional, r.realizedPnl) = VAmmMath.applyTrade(size, p.openNotional, baseAmount, r.quote);
+        if (p.auctioned != 0) _checkAuctionedPart(m, owner, subaccount, marketId, r.newSize, p.auctioned);
         if (r.newSize != 0 && r.newSize.abs() < m.minPositionSize) {
             revert BelowMinPositionSize(marketId, r.newSize, m.minPositionSize);
-        }
-        {
-            int256 auctioned = p.auctioned;
-            if (auctioned != 0) {
-                if (auctioned > 0 ? r.newSize < auctioned : r.newSize > auctioned) {
-                    revert PositionInAuction(owner, subaccount, marketId, auctioned);
-                }
-                // The free part alone must not be dust: otherwise the auction's last fill, which leaves
-                // only the free part, could never settle.
-                int256 free = r.newSize - auctioned;
-                if (free != 0 && free.abs() < m.minPositionSize) {
-                    revert BelowMinPositionSize(marketId, free, m.minPositionSize);
-                }
-            }
         }
         _moveAggregates(m, p, r.newSize, r.newOpenNotional, cumulativeFunding);
         p.size = r.newSize.toInt128();

@@ -930,6 +930,10 @@ def test_owner_cannot_trade_its_auctioned_part_and_close_closes_the_free_part(sy
         trade(ch, alice, ETH, -(free + MIN_ETH))
     with reverts_unchanged(system, batcher, ch.PositionInAuction, [alice], owner=alice, subaccount=0, marketId=ETH, auctionedSize=m.size):
         trade(ch, alice, ETH, -(12 * WAD))  # flipping through the auctioned part too
+    # A trade that breaks both rules, leaving a dust position below the auctioned part, names the auctioned part: the
+    # rule is checked before the new size's dust check, in a trade as in a take (ClearingHouseSettlement._checkAuctionedPart).
+    with reverts_unchanged(system, batcher, ch.PositionInAuction, [alice], owner=alice, subaccount=0, marketId=ETH, auctionedSize=m.size):
+        trade(ch, alice, ETH, -(10 * WAD - MIN_ETH // 2))
     size0, on0, _ = ch.position(alice, 0, ETH)
     st = ch.marketState(ETH)
     q, _, _ = swap(st.baseReserve, st.quoteReserve, -free)

@@ -130,9 +130,9 @@ class ClearingHouseMirror:
             raise ModelRevert("SlippageExceeded", quote, quote_limit)
 
         new_size, new_on, realized = apply_trade(size, p.open_notional, base, quote)
+        self._check_auctioned_part(owner, sub, m, new_size, p.auctioned)
         if new_size != 0 and abs(new_size) < m.min_position_size:
             raise ModelRevert("BelowMinPositionSize", market_id, new_size, m.min_position_size)
-        self._check_auctioned_part(owner, sub, m, new_size, p.auctioned)
         self._move_aggregates(m, p, new_size, new_on, cf)
         self.positions[(market_id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), p.auctioned)
 
@@ -162,9 +162,9 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _check_auctioned_part(owner, sub, m: Market, new_size: int, auctioned: int) -> None:
-        """The auctioned-part check written inline in ClearingHouse._trade and ClearingHouseSettlement._auctionSettle
-        (the taker's side): a trade or a taker's fill neither cuts into the auctioned part nor leaves the
-        free part dust (the auction's last fill leaves exactly the free part)."""
+        """ClearingHouseSettlement._checkAuctionedPart, which ClearingHouse._trade and _auctionSettle (the taker's
+        side) call before the new size's own dust check: a trade or a taker's fill neither cuts into the auctioned
+        part nor leaves the free part dust (the auction's last fill leaves exactly the free part)."""
         if auctioned == 0:
             return
         if (new_size < auctioned) if auctioned > 0 else (new_size > auctioned):
