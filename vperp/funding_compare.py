@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -293,6 +294,28 @@ def smoothing_ratio(premiums: list[int], p: Params = Params()) -> tuple[int, int
     u = run_unsmoothed(premiums, p.period_hours).max_hourly_change()
     v = run_vperp(premiums, p).max_hourly_change()
     return u, v, (v / u if u else 0.0)
+
+
+def reference_ratio(premiums: list[int], p: Params = Params(), reference_period_hours: int = 24) -> float:
+    """A kernel's largest change between hours over the unsmoothed rule's at `reference_period_hours` (the Perp v1
+    rule: premium / 24) on the same path. `smoothing_ratio` compares with the unsmoothed rule at the kernel's own
+    period instead; the two differ by the ratio of the periods."""
+    u = run_unsmoothed(premiums, reference_period_hours).max_hourly_change()
+    v = run_vperp(premiums, p).max_hourly_change()
+    return v / u if u else 0.0
+
+
+def held_premium_ratio(period_hours: float, window_hours: float, tau_hours: float,
+                       reference_period_hours: float = 24) -> float:
+    """Closed form of `reference_ratio` for the contract's rule (twap-exp) on a premium P held from a whole hour on,
+    below the cap and the velocity limit. The day-long mean rises by P / W each hour for W hours, so the target by
+    c = P / (period x W); the exponential's gap to a target rising by c an hour settles as c (1 - a^k) / (1 - a),
+    a = e^(-1/tau), so the applied rate moves by c (1 - a^k) in hour k, most in the W-th: c (1 - e^(-W/tau)). The
+    unsmoothed reference moves once, by P / reference period. Ratio: reference (1 - e^(-W/tau)) / (period x W).
+    At the listing (24 h, W 24 h, tau 2 h): 1/24 = 0.042; shipped (3 h, 24 h, 12 h): 0.288 against premium / 24,
+    0.036 against its own unsmoothed premium / 3. For 0.10 against premium / 24 at a 3-hour period the rise must
+    spread over W / (1 - e^(-W/tau)) >= 80 hours (tau >= 67.3 h at W = 24 h)."""
+    return reference_period_hours * (1 - math.exp(-window_hours / tau_hours)) / (period_hours * window_hours)
 
 
 def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95, horizon_h: int = 96) -> float:

@@ -314,3 +314,27 @@ def test_shipped_kernel_on_a_held_premium_is_the_day_long_ramp_then_the_exponent
     assert math.isclose(ratio, rise, rel_tol=1e-2) and ratio <= 1 / 24 + 1e-9
     t95 = next(i / 600 for i in range(600 * 60) if _ramp_then_exp(i / 600, 24, 2) >= 0.95)
     assert abs(hours_to_converge(HELD, p) - (t95 + 0.5)) <= 0.1
+
+
+def test_on_a_held_premium_the_ratio_against_premium_over_24_is_the_closed_form():
+    """`held_premium_ratio`, the rule's largest change between hours on a held premium over the Perp v1 rule's
+    (premium / 24, which moves once by P / 24), against the same path run through the contract's kernel: at the
+    listing parameters (0.042) and the shipped markets' 3-hour period and 12-hour time constant (0.288 against
+    premium / 24; 0.036 against the shipped rule's own unsmoothed premium / 3), and the time constant the 0.10 goal
+    would need at that period (67.3 h: the rise spread over 80 hours). A +0.1 % premium, held 72 hours from a whole
+    hour: its targets stay below the cap and its hourly moves far below the velocity limit."""
+    from dataclasses import replace
+
+    from vperp.funding_compare import held_premium_ratio, reference_ratio, smoothing_ratio
+
+    held = premium_step(step=WAD // 1000, hold_h=72, after_h=0)
+    shipped = replace(Params(), period_hours=3, tau=12 * 3600)
+    for p, closed in ((Params(), 1 / 24), (shipped, 0.2882)):
+        expected = held_premium_ratio(p.period_hours, 24, p.tau / 3600)
+        assert math.isclose(expected, closed, rel_tol=1e-3)
+        assert math.isclose(reference_ratio(held, p), expected, rel_tol=1e-9)
+    assert math.isclose(smoothing_ratio(held, shipped)[2], held_premium_ratio(3, 24, 12, reference_period_hours=3),
+                        rel_tol=1e-9)
+    slow = replace(shipped, tau=68 * 3600)
+    assert held_premium_ratio(3, 24, 67.3) <= 0.10 < held_premium_ratio(3, 24, 67.2)
+    assert reference_ratio(premium_step(step=WAD // 1000, hold_h=120, after_h=0), slow) <= 0.10
