@@ -29,6 +29,11 @@ an exponential following such an average) in place of the shipped one, and
 prints one row per kernel of CANDIDATES (docs/funding.md#kernels-that-meet-the-010-goal): the ratio per
 scenario, on the synthetic paths, the convergence and the largest 8 h funding. The shipped kernel's output is
 the same with or without these options.
+
+    python -m vperp.funding_compare --peg-lag 3 --sim sim_out/economics/{calm,trend,squeeze,crash}/seed{1,2,3,4,5}
+
+prints, per scenario, how far the peg lags the index (the repeg's dead band) next to the premium, and the funding
+target that lag alone asks for at a 3-hour period (`peg_lag`; docs/pool.md, the shipped setting).
 """
 from __future__ import annotations
 
@@ -329,6 +334,62 @@ def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95
     return float("inf")
 
 
+@dataclass
+class PegLag:
+    """One market of one run: the peg's lag behind the index against the premium (`peg_lag`). Means over the
+    steps, each a fraction (per hour for the rates)."""
+    lag: float  # mean of (peg - index) / index: the peg's price at zero net position against the index
+    lag_abs: float  # mean of its absolute value
+    premium: float  # mean of (spot - index) / index: the lag plus what the traders' skew adds on the curve
+    premium_abs: float
+    bias: float  # lag / period: the funding target the lag alone asks for, per hour (at the run's period)
+    applied_abs: float  # mean |applied funding rate| the chain recorded, per hour
+
+
+def peg_lag(run_dir: str | Path, symbol: str, period_hours: int) -> PegLag:
+    """What the repeg's dead band puts into funding, from a run's `steps.csv` (the `{market}_peg` column,
+    `AmmController.pegPrice` after each step, beside `index`, `spot` and `funding_applied`). The peg follows the
+    index only once it is further than the repeg threshold away, so with no skew at all the curve's price, and with
+    it the premium, lags the index by up to the threshold; divided by the funding period, that lag is a target no
+    trader's position asks for."""
+    path = Path(run_dir) / "steps.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    k = symbol.lower()
+    for col in ("index", "spot", "peg", "funding_applied"):
+        if rows and f"{k}_{col}" not in rows[0]:
+            raise ValueError(f"{path}: no {k}_{col} column (a run from before the simulator recorded it: run it again)")
+    if not rows:
+        raise ValueError(f"{path}: no steps")
+    lags = [float(r[f"{k}_peg"]) / float(r[f"{k}_index"]) - 1 for r in rows]
+    prems = [float(r[f"{k}_spot"]) / float(r[f"{k}_index"]) - 1 for r in rows]
+    applied = [abs(float(r[f"{k}_funding_applied"])) for r in rows]
+    n = len(rows)
+    lag = sum(lags) / n
+    return PegLag(lag, sum(map(abs, lags)) / n, sum(prems) / n, sum(map(abs, prems)) / n, lag / period_hours,
+                  sum(applied) / n)
+
+
+def render_peg_lag(run_dirs: list[str], period_hours: int, symbols: tuple[str, ...] = ("ETH", "BTC")) -> str:
+    """Per scenario (run folders grouped by their parent folder's name), the range over the runs and their markets
+    (of `symbols`) of `peg_lag`'s figures: lag and premium in bps, the lag's funding and the applied rate in %/h."""
+    groups: dict[str, list[PegLag]] = {}
+    for d in run_dirs:
+        with (Path(d) / "steps.csv").open(newline="") as f:
+            header = next(csv.reader(f), [])
+        for sym in (s for s in symbols if f"{s.lower()}_index" in header):  # the markets the run has
+            groups.setdefault(Path(d).parent.name, []).append(peg_lag(d, sym, period_hours))
+    rng = lambda xs, scale, fmt: f"{min(xs) * scale:{fmt}} to {max(xs) * scale:{fmt}}"  # noqa: E731
+    out = [f"| scenario | mean lag of the peg (bps) | mean \|lag\| (bps) | mean spot premium (bps) | mean \|spot "
+           f"premium\| (bps) | the lag's target at a {period_hours} h period (%/h) | mean \|applied rate\| (%/h) |",
+           "|---|---|---|---|---|---|---|"]
+    for sc, xs in groups.items():
+        out.append(f"| {sc} | {rng([x.lag for x in xs], 1e4, '+.2f')} | {rng([x.lag_abs for x in xs], 1e4, '.2f')} | "
+                   f"{rng([x.premium for x in xs], 1e4, '+.2f')} | {rng([x.premium_abs for x in xs], 1e4, '.2f')} | "
+                   f"{rng([x.bias for x in xs], 100, '+.4f')} | {rng([x.applied_abs for x in xs], 100, '.4f')} |")
+    return "\n".join(out)
+
+
 def render_sim(run_dirs: list[str], symbols: tuple[str, ...] = ("ETH", "BTC"), p: Params = Params()) -> str:
     out = ["| run | market | unsmoothed: max change between hours (%/h) | vPerp (%/h) | ratio | ratio on chain "
            "| ratio on chain, skew term in both |",
@@ -443,6 +504,9 @@ def main(argv=None) -> None:
     ap.add_argument("--window-hours", type=float, default=None, help="boxcar length W [h] (default: 10)")
     ap.add_argument("--phase-minutes", type=int, default=None,
                     help="hourly kernels: minutes from the path's hour boundaries to the kernel's (default: 0)")
+    ap.add_argument("--peg-lag", type=int, metavar="PERIOD_HOURS", default=None,
+                    help="with --sim: the peg's lag behind the index and the funding target it alone asks for at "
+                         "this funding period (docs/pool.md, the shipped setting)")
     ap.add_argument("--summary", action="store_true",
                     help="one row per kernel (CANDIDATES, or the one the options above give): the ratios on the "
                          "--sim runs (grouped by scenario folder), the synthetic paths, convergence, 8 h funding")
@@ -468,6 +532,14 @@ def main(argv=None) -> None:
         if not 1e-6 <= args.velocity <= 10:
             ap.error("--velocity must be within the contract's bounds, 1e-6 .. 10 %/h per hour")
         p = replace(p, velocity=round(args.velocity / 100 * WAD))
+    if args.peg_lag is not None:
+        if not args.sim or args.peg_lag < 1:
+            ap.error("--peg-lag needs --sim runs and a period of at least 1 hour")
+        try:
+            print(render_peg_lag(args.sim, args.peg_lag))
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
+        return
     if args.summary:
         chosen = any(x is not None for x in (args.kernel, args.window_hours, args.tau_hours, args.velocity))
         try:

@@ -484,7 +484,8 @@ def columns(symbols: Sequence[str], breakers: bool = False, orders: bool = False
     for s in symbols:
         k = s.lower()
         cols += [f"{k}_index", f"{k}_mark", f"{k}_spot", f"{k}_funding_applied", f"{k}_funding_target",
-                 f"{k}_premium", f"{k}_twap_premium", f"{k}_skew_term", f"{k}_long_oi", f"{k}_short_oi"]
+                 f"{k}_premium", f"{k}_twap_premium", f"{k}_skew_term", f"{k}_long_oi", f"{k}_short_oi",
+                 f"{k}_peg"]
     cols += ["insurance_fund", "pool_balance", "pool_nav", "pool_share_price", "bad_debt", "bad_debt_insurance",
              "bad_debt_pool", "kicks", "takes", "redos", "backstops", "live_auction_notional", "trades",
              "reverts", "vault_tokens", "ledger_total", "claims", "pending_bad_debt"]
@@ -1867,6 +1868,7 @@ class Simulation:
             calls[f"fs:{sym}"] = (ch, "fundingState", m.id)
             calls[f"tw:{sym}"] = (ch, "twaps", m.id)
             calls[f"sk:{sym}"] = (ch, "skewFunding", m.id)
+            calls[f"peg:{sym}"] = (self.s.amm, "pegPrice", m.id)
         calls.update(ins=(vault, "insuranceFund"), cash=(vault, "poolBalance"), nav=(pool, "navWad"),
                      supply=(pool, "totalSupply"), live=(engine, "liveNotional"),
                      tokens=(self.s.collateral, "balanceOf", vault.address))
@@ -1898,7 +1900,7 @@ class Simulation:
                         f"{k}_twap_premium": wad_str(_premium(*r[f"tw:{sym}"])),
                         f"{k}_skew_term": wad_str(r[f"sk:{sym}"][1]),
                         f"{k}_long_oi": wad_str(st.longOpenInterest),
-                        f"{k}_short_oi": wad_str(st.shortOpenInterest)})
+                        f"{k}_short_oi": wad_str(st.shortOpenInterest), f"{k}_peg": wad_str(r[f"peg:{sym}"])})
         row.update({
             "insurance_fund": wad_str(r["ins"]), "pool_balance": wad_str(r["cash"]), "pool_nav": wad_str(r["nav"]),
             "pool_share_price": wad_str(share_price), "bad_debt": wad_str(self.bad_debt[0]),

@@ -338,3 +338,34 @@ def test_on_a_held_premium_the_ratio_against_premium_over_24_is_the_closed_form(
     slow = replace(shipped, tau=68 * 3600)
     assert held_premium_ratio(3, 24, 67.3) <= 0.10 < held_premium_ratio(3, 24, 67.2)
     assert reference_ratio(premium_step(step=WAD // 1000, hold_h=120, after_h=0), slow) <= 0.10
+
+
+def test_the_pegs_lag_is_read_from_a_run_and_its_target_is_the_lag_over_the_period(tmp_path, capsys):
+    """`peg_lag`: the peg's mean lag behind the index and the premium (spot against index) over a run's steps, the
+    target the lag alone asks for (lag / period, per hour), and the mean applied rate; a run without the peg
+    column is refused by name, and so is the command without runs."""
+    import pytest
+
+    from vperp.funding_compare import main, peg_lag
+
+    run = tmp_path / "calm" / "seed1"
+    run.mkdir(parents=True)
+    rows = ["step,time_s,eth_index,eth_spot,eth_peg,eth_funding_applied"]
+    # The peg 0.1 % under the index, then on it; the spot a further 0.1 % under (a net short) in the second step.
+    rows += ["1,300,2000,1998,1998,-0.0001", "2,600,2000,1996,2000,0.0003"]
+    (run / "steps.csv").write_text("\n".join(rows) + "\n")
+    got = peg_lag(run, "ETH", 3)
+    assert math.isclose(got.lag, -0.0005) and math.isclose(got.lag_abs, 0.0005)
+    assert math.isclose(got.premium, -0.0015) and math.isclose(got.premium_abs, 0.0015)
+    assert math.isclose(got.bias, -0.0005 / 3) and math.isclose(got.applied_abs, 0.0002)
+    main(["--peg-lag", "3", "--sim", str(run)])
+    out = capsys.readouterr().out
+    assert "| calm | -5.00 to -5.00 | 5.00 to 5.00 | -15.00 to -15.00 | 15.00 to 15.00 | -0.0167 to -0.0167 |" in out
+    old = tmp_path / "old" / "seed1"
+    old.mkdir(parents=True)
+    (old / "steps.csv").write_text("step,time_s,eth_index,eth_spot,eth_funding_applied\n1,300,2000,1998,0\n")
+    with pytest.raises(ValueError, match="no eth_peg column"):
+        peg_lag(old, "ETH", 3)
+    with pytest.raises(SystemExit):
+        main(["--peg-lag", "3"])
+    assert "--peg-lag needs --sim runs" in capsys.readouterr().err
