@@ -468,6 +468,16 @@ def test_quick_run_writes_the_document_from_its_runs(quick_run):
     crash = [chain_ratio(s["_dir"], sym) for s in runs["crash"] for sym in ("ETH", "BTC")]
     assert len(crash) == 2 and now["funding_ratio"].startswith(f"{min(crash):.3f}")
     assert f"{max(crash):.3f} (crash)" in now["funding_ratio"]
+    # The shipped markets' 3-hour period: the same runs against that rule's own unsmoothed form, and the held
+    # premium's closed form (docs/funding.md, "Two ratios").
+    from dataclasses import replace
+
+    from vperp.funding_compare import Params, held_premium_ratio
+
+    own = [chain_ratio(s["_dir"], sym, replace(Params(), period_hours=3)) for s in runs["crash"] for sym in ("ETH", "BTC")]
+    lo, hi = f"{min(own):.4f}", f"{max(own):.4f}"
+    assert f"own rule unsmoothed (premium / 3): {lo if lo == hi else f'{lo} to {hi}'} (crash)" in now["funding_ratio"]
+    assert f"on a held premium {held_premium_ratio(3, 24, 12):.3f} against premium / 24" in now["funding_ratio"]
     assert econ.measures_now(summaries, econ.compute_impact_table())["funding_ratio"] == "not run (crash, squeeze)"
     crash = summaries["crash"]
     pool = sorted(f"{s['bad_debt_from_pool']:,.0f}" for s in crash)

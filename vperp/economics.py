@@ -409,17 +409,21 @@ def load_runs(runs_dir: str | Path, scenarios: Sequence[str]) -> dict[str, list[
     return out
 
 
-def funding_ratios(summaries: Sequence[dict[str, Any]]) -> list[float] | None:
+def funding_ratios(summaries: Sequence[dict[str, Any]], reference_period_hours: int = 24) -> list[float] | None:
     """The funding smoothing's ratio measured on chain in each run (`vperp.funding_compare.chain_ratio`, ETH and
-    BTC), from the runs' `steps.csv`; None when a run has no folder or was recorded before the columns it needs."""
-    from .funding_compare import chain_ratio
+    BTC: against the unsmoothed rule premium / `reference_period_hours`), from the runs' `steps.csv`; None when a
+    run has no folder or was recorded before the columns it needs."""
+    from dataclasses import replace
 
+    from .funding_compare import Params, chain_ratio
+
+    reference = replace(Params(), period_hours=reference_period_hours)
     out = []
     try:
         for s in summaries:
             if "_dir" not in s:
                 return None
-            out += [chain_ratio(s["_dir"], sym) for sym in s.get("symbols", ("ETH", "BTC"))]
+            out += [chain_ratio(s["_dir"], sym, reference) for sym in s.get("symbols", ("ETH", "BTC"))]
     except (OSError, ValueError):
         return None
     return out
@@ -490,7 +494,21 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
         hours = max(hours_to_converge(10**15, replace(base, phase=ph)) for ph in PHASES)
         setting = "" if (base.period_hours, base.tau) == (Params().period_hours, Params().tau) else (
             f" at this setting's {base.period_hours}-hour period and {base.tau / 3600:g}-hour time constant")
-        out["funding_ratio"] = (", ".join(parts) + f"; 95 % of a held +0.1 % premium's rate after {hours:.1f} h"
+        own = ""
+        if base.period_hours != 24:
+            # The same runs against the deployment's own rule unsmoothed (premium / its period), and the closed form
+            # on a held premium against premium / 24 (vperp.funding_compare.held_premium_ratio).
+            from .funding_compare import held_premium_ratio
+
+            mine = []
+            for sc in ("crash", "squeeze"):
+                ratios = funding_ratios(runs.get(sc) or [], base.period_hours)
+                if ratios:
+                    mine.append(f"{_range(ratios, lambda v: f'{v:.4f}')} ({sc})")
+            held = held_premium_ratio(base.period_hours, base.window / 3600, base.tau / 3600)
+            own = (f"; against this setting's own rule unsmoothed (premium / {base.period_hours}): " + ", ".join(mine)
+                   + f"; on a held premium {held:.3f} against premium / 24")
+        out["funding_ratio"] = (", ".join(parts) + own + f"; 95 % of a held +0.1 % premium's rate after {hours:.1f} h"
                                 + setting + " (docs/funding.md)")
     else:
         out["funding_ratio"] = "not run (crash, squeeze)"
