@@ -65,7 +65,13 @@ abstract contract ClearingHouseSettlement is ClearingHouseStorage {
             // A taker with its own auction in this market: the rule a trade meets.
             _checkAuctionedPart(m, owner, subaccount, marketId, newSize, auctioned);
         }
-        if (newSize != 0 && newSize.abs() < m.minPositionSize) {
+        // The new size at least the minimum: the taker's. Not the auctioned account's (`fromAuction`): a fill only
+        // shrinks its auctioned part, whose remainder a take keeps at zero or at least the minimum
+        // (`LiquidationEngine.take`), and leaves its free part as it was, which a kick leaves at zero or at least
+        // the minimum. That free part is below the minimum only if governance raised the minimum since, and
+        // refusing the last fill (or the backstop) then would leave the auction unable to finish: the owner keeps
+        // the small free part instead, as any position left under a raised minimum is kept.
+        if (newSize != 0 && newSize.abs() < (fromAuction ? 0 : m.minPositionSize)) {
             revert IClearingHouse.BelowMinPositionSize(marketId, newSize, m.minPositionSize);
         }
         _moveAggregates(m, p, newSize, newOpenNotional, cumulativeFunding);

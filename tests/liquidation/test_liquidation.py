@@ -1759,3 +1759,56 @@ def test_kicked_account_recovering_keeps_the_rest_of_its_position(
         engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
     ch.closePosition(0, ETH, 0, deadline(), sender=alice)  # the whole position is its own to close
     assert ch.position(alice, 0, ETH)[0] == 0
+
+
+def test_a_minimum_raised_during_an_auction_does_not_stop_it_finishing(system, ch, vault, engine, chain, deployer, alice,
+                                                                       bob, carol):
+    """Governance raises the market's minimum size while an auction runs, above the free part the kick left beside
+    it. The auction still finishes: the last take leaves the owner its free part, now under the minimum (as any
+    position is kept when the minimum rises), where the owner's side of the fill used to be refused
+    `BelowMinPositionSize` and the auction could not end in a take or a backstop. The owner can then close the
+    small free part."""
+    from helpers.governance import mp_tuple
+
+    open_long(system, alice)
+    set_price(system, "ETH", 2800 * 10**8)
+    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    free = 10 * WAD - m.size
+    assert 0 < free < m.size
+    raised = free + MIN_ETH
+    ch.setMarketParams(ETH, mp_tuple(ch.marketParams(ETH), minPositionSize=raised), ch.insuranceFeeShare(ETH),
+                       sender=deployer)
+    deposit(system, bob, 100_000)
+    tx = engine.take(aid, MAX_UINT, MAX_UINT, 0, sender=bob)
+    assert one_event(engine, "Take", tx).remaining == 0
+    assert ch.auctionedSize(alice, 0, ETH) == 0
+    assert ch.position(alice, 0, ETH)[0] == free  # below the raised minimum, kept
+    assert ch.position(bob, 0, ETH)[0] == m.size
+    ch.closePosition(0, ETH, 0, deadline(), sender=alice)
+    assert ch.position(alice, 0, ETH)[0] == 0
+
+
+def test_a_minimum_raised_during_an_auction_does_not_stop_its_backstop(system, ch, vault, engine, chain, deployer, alice,
+                                                                      dave):
+    """The same raised minimum, and no taker: the auction runs out its redos and the backstop closes the whole
+    auctioned part against the vAMM, leaving the owner its free part under the new minimum (the backstop used to be
+    refused `BelowMinPositionSize` on that free part, so such an auction could end in neither a take nor a
+    backstop)."""
+    from helpers.governance import mp_tuple
+
+    open_long(system, alice)
+    set_price(system, "ETH", 2800 * 10**8)
+    aid, m, ktx = kick_checked(system, chain, alice, ETH, dave, caller=dave)
+    free = 10 * WAD - m.size
+    ch.setMarketParams(ETH, mp_tuple(ch.marketParams(ETH), minPositionSize=free + MIN_ETH), ch.insuranceFeeShare(ETH),
+                       sender=deployer)
+    ap, start = engine.auctionParams(ETH), ktx.timestamp
+    for price in (2750, 2780, 2760)[:lparams(engine).maxRedos]:
+        chain.pending_timestamp = start + ap.duration + 1
+        set_price(system, "ETH", price * 10**8)
+        start = engine.redo(aid, dave, sender=dave).timestamp
+    chain.pending_timestamp = start + ap.duration + 1
+    tx = engine.backstop(aid, sender=dave)
+    assert one_event(engine, "Backstop", tx).size == m.size
+    assert ch.auctionedSize(alice, 0, ETH) == 0 and engine.auction(aid).size == 0
+    assert ch.position(alice, 0, ETH)[0] == free

@@ -238,8 +238,9 @@ class LiquidationEngineMirror:
             auctioned += base_delta
         else:
             self._check_auctioned_part(owner, sub, m, new_size, auctioned)
-        if new_size != 0 and abs(new_size) < m.min_position_size:
-            raise ModelRevert("BelowMinPositionSize", m.id, new_size, m.min_position_size)
+            # The taker's new size only: the auctioned account keeps a free part left under a raised minimum.
+            if new_size != 0 and abs(new_size) < m.min_position_size:
+                raise ModelRevert("BelowMinPositionSize", m.id, new_size, m.min_position_size)
         self._move_aggregates(m, p, new_size, new_on, cf)
         self.positions[(m.id, owner, sub)] = Position(_int128(new_size), _int128(new_on), _int128(cf), _int128(auctioned))
         delta = realized - funding
