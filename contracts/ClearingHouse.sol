@@ -569,7 +569,10 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         int256 cumulativeFunding = m.funding.cumulativeFunding;
         if (size != 0) r.funding = size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
 
-        // Reducing: the trade moves the position toward zero without crossing it.
+        // Reducing: the trade moves the position toward zero without crossing it. The same rule as
+        // `ClearingHouseSettlement._auctionSettle`'s, written from the trade's base (known before the swap) rather
+        // than its new size; one shared function for both was measured at +23 gas on every increase and +69 on a
+        // new position (-163 on a reduce), so each path keeps its own form.
         r.reducing = size != 0 && (size > 0) != (baseAmount > 0) && baseAmount.abs() <= size.abs();
 
         // vAMM swap and price band. The band keeps new risk from pushing the vAMM away from the index;

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, WAD
+from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_SMOOTHING_TAU, WAD
 
 
 def wad(x) -> int:
@@ -74,6 +74,12 @@ class MarketConfig:
     # period moves the target further for the same premium; a longer time constant keeps the rate's hourly change
     # as small as before (docs/pool.md "Who pays for the pool's position").
     funding_smoothing_tau: int = DEFAULT_SMOOTHING_TAU
+    # The funding rate's cap (setFundingParams' maxFundingRate) [per hour]: the target and the applied rate are
+    # clamped to it; 0.001 (0.1 %/h) at listing, at most 0.01. Funding follows a day-long mean and a time constant,
+    # so it lags a position: one that holds a side, then flips to the other, is paid the rate its own first side
+    # built. The cap bounds that pay against the fees of the flips (docs/funding.md "The funding oscillation"):
+    # keep it at or below about a fifth of the taker fee per hour (0.03 %/h at 15 bps).
+    max_funding_rate: float = DEFAULT_MAX_FUNDING_RATE / WAD
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
     # it off. Set it above the repeg threshold the keeper follows and below twice the taker fee (docs/pool.md "The
@@ -222,11 +228,13 @@ PLAIN_MARKETS = (
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
+SHIPPED_MAX_FUNDING_RATE = 0.0003  # [per hour] 0.03 %/h: the funding oscillation pays less than its fees
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 # The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
 CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}
 SHIPPED_CHANGES = {**CONCENTRATION, "taker_fee": 0.0015, "funding_period_hours": 3,
-                   "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "delayed_orders": True}
+                   "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "max_funding_rate": SHIPPED_MAX_FUNDING_RATE,
+                   "delayed_orders": True}
 SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
 
 

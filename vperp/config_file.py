@@ -46,7 +46,7 @@ from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMEL
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 from .units import EXECUTION_WINDOW_BOUNDS, MAX_MIN_KEEPER_FEE_ETH  # noqa: E402
-from .units import INT96_MAX, MAX_FUNDING_PERIOD_HOURS, MAX_PEG_TOLERANCE_BPS, SMOOTHING_TAU_BOUNDS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
+from .units import INT96_MAX, MAX_FUNDING_PERIOD_HOURS, MAX_FUNDING_RATE, MAX_PEG_TOLERANCE_BPS, SMOOTHING_TAU_BOUNDS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
 def _wad_to_human(raw: int) -> Decimal:
@@ -100,6 +100,7 @@ MARKET_RULES: dict[str, tuple] = {
     "peg_tolerance_bps": (_INT, 0, MAX_PEG_TOLERANCE_BPS, True, True),
     "funding_period_hours": (_INT, 1, MAX_FUNDING_PERIOD_HOURS, True, True),
     "funding_smoothing_tau": (_INT, *SMOOTHING_TAU_BOUNDS, True, True),
+    "max_funding_rate": (_NUM, 0, _wad_to_human(MAX_FUNDING_RATE), True, True),
     "price": (_NUM, 0, None, False, True),
 }
 CURVES = ("linear", "exponential", "stairstep")

@@ -380,8 +380,8 @@ def render_peg_lag(run_dirs: list[str], period_hours: int, symbols: tuple[str, .
         for sym in (s for s in symbols if f"{s.lower()}_index" in header):  # the markets the run has
             groups.setdefault(Path(d).parent.name, []).append(peg_lag(d, sym, period_hours))
     rng = lambda xs, scale, fmt: f"{min(xs) * scale:{fmt}} to {max(xs) * scale:{fmt}}"  # noqa: E731
-    out = [f"| scenario | mean lag of the peg (bps) | mean \|lag\| (bps) | mean spot premium (bps) | mean \|spot "
-           f"premium\| (bps) | the lag's target at a {period_hours} h period (%/h) | mean \|applied rate\| (%/h) |",
+    out = [f"| scenario | mean lag of the peg (bps) | mean \\|lag\\| (bps) | mean spot premium (bps) | mean \\|spot "
+           f"premium\\| (bps) | the lag's target at a {period_hours} h period (%/h) | mean \\|applied rate\\| (%/h) |",
            "|---|---|---|---|---|---|---|"]
     for sc, xs in groups.items():
         out.append(f"| {sc} | {rng([x.lag for x in xs], 1e4, '+.2f')} | {rng([x.lag_abs for x in xs], 1e4, '.2f')} | "

@@ -19,6 +19,7 @@ INT96_MAX = 2**95 - 1
 UINT64_MAX = 2**64 - 1
 
 DEFAULT_MAX_FUNDING_RATE = 10**15  # [wad per hour] 0.1 %/h
+MAX_FUNDING_RATE = 10**16  # ClearingHouseConfigurator: the highest cap a market may set [wad per hour] 1 %/h
 DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
 DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
 FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly

@@ -51,6 +51,7 @@ abstract contract ClearingHouseSettlement is ClearingHouseStorage {
         int256 funding = size == 0 ? int256(0) : size.sMulWadUp(cumulativeFunding - p.lastCumulativeFunding);
         (int256 newSize, int256 newOpenNotional, int256 realized) =
             VAmmMath.applyTrade(size, p.openNotional, baseDelta, quoteFlow);
+        // Reducing: toward zero without crossing it, the rule `ClearingHouse._trade` writes from the trade's base.
         reducing = (size > 0 && newSize >= 0 && newSize < size) || (size < 0 && newSize <= 0 && newSize > size);
         int256 auctioned = p.auctioned;
         if (fromAuction) {

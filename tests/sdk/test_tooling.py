@@ -72,6 +72,10 @@ BAD_CONFIGS = {
                                              "markets[0].funding_smoothing_tau", "at least 60"),
     "funding time constant over a week": (_with(market={"funding_smoothing_tau": 604_801}),
                                           "markets[0].funding_smoothing_tau", "at most 604800"),
+    "funding cap over 1 %/h": (_with(market={"max_funding_rate": 0.0101}), "markets[0].max_funding_rate",
+                               "at most 0.01"),
+    "negative funding cap": (_with(market={"max_funding_rate": -0.0001}), "markets[0].max_funding_rate",
+                             "at least 0"),
     "zero open-interest cap": (_with(market={"max_open_interest": 0}), "markets[0].max_open_interest",
                                "greater than 0"),
     "decimals above 18": (_with({"decimals": 19}), "decimals", "at most 18"),
@@ -154,25 +158,31 @@ def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settin
     shipped = load_config(ROOT / "deployments/config/local.yaml")
     base = load_config(ROOT / "deployments/config/concentrated.yaml")
     assert shipped == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3,
-                                                  funding_smoothing_tau=43_200) for m in base.markets))
+                                                  funding_smoothing_tau=43_200, max_funding_rate=0.0003)
+                                          for m in base.markets))
     plain = load_config(ROOT / "deployments/config/plain.yaml")
     assert shipped == plain.with_markets(*(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES)
                                            for m in plain.markets))
 
 
 def test_deploy_sets_a_markets_funding_period(accounts):
-    """`funding_period_hours` and `funding_smoothing_tau` reach the chain through setFundingParams, the other funding
-    parameters kept at the listing's; a market that leaves them out keeps the listing's 24 hours and 2 hours."""
+    """`funding_period_hours`, `funding_smoothing_tau` and `max_funding_rate` reach the chain through setFundingParams,
+    the other funding parameters kept at the listing's; a market that leaves them out keeps the listing's 24 hours,
+    2 hours and 0.1 %/h."""
     from vperp.deployment import deploy
     from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU
 
-    config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2, "funding_smoothing_tau": 28_800})))
+    from vperp.units import DEFAULT_MAX_FUNDING_RATE
+
+    config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2, "funding_smoothing_tau": 28_800,
+                                                       "max_funding_rate": 0.0005})))
     s = deploy(accounts[0], config)
     ch = s.clearing_house
     eth, btc = ch.fundingParams(s.markets["ETH"].id), ch.fundingParams(s.markets["BTC"].id)
-    assert (eth.fundingPeriodHours, eth.smoothingTau) == (2, 28_800)
-    assert (btc.fundingPeriodHours, btc.smoothingTau) == (DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU)
-    assert eth[:3] == btc[:3]  # cap, velocity and baseline: the listing's
+    assert (eth.fundingPeriodHours, eth.smoothingTau, eth.maxFundingRate) == (2, 28_800, 5 * 10**14)
+    assert (btc.fundingPeriodHours, btc.smoothingTau, btc.maxFundingRate) == (
+        DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, DEFAULT_MAX_FUNDING_RATE)
+    assert eth[1:3] == btc[1:3]  # velocity and baseline: the listing's
 
 
 def test_config_round_trips_through_the_record_form():

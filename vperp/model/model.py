@@ -127,9 +127,10 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
             if mc.peg_tolerance_bps:  # deploy() sets it after listing (nothing accrues)
                 model.set_peg_tolerance(i, mc.peg_tolerance_bps)
             listed = model.markets[i].funding_params
-            if (mc.funding_period_hours, mc.funding_smoothing_tau) != (listed.funding_period_hours,
-                                                                       listed.smoothing_tau):  # deploy() sets them next
-                model.set_funding_params(i, replace(listed, smoothing_tau=mc.funding_smoothing_tau,
+            if (wad(mc.max_funding_rate), mc.funding_period_hours, mc.funding_smoothing_tau) != (
+                    listed.max_funding_rate, listed.funding_period_hours, listed.smoothing_tau):  # deploy() sets them next
+                model.set_funding_params(i, replace(listed, max_funding_rate=wad(mc.max_funding_rate),
+                                                    smoothing_tau=mc.funding_smoothing_tau,
                                                     funding_period_hours=mc.funding_period_hours),
                                          (funding_params_at or {}).get(i, t_list))
             if mc.delayed_orders:  # deploy() turns them on last, after the router (nothing accrues)
