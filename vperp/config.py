@@ -78,7 +78,8 @@ class MarketConfig:
     # clamped to it; 0.001 (0.1 %/h) at listing, at most 0.01. Funding follows a day-long mean and a time constant,
     # so it lags a position: one that holds a side, then flips to the other, is paid the rate its own first side
     # built. The cap bounds that pay against the fees of the flips (docs/funding.md "The funding oscillation"):
-    # keep it at or below about a fifth of the taker fee per hour (0.03 %/h at 15 bps).
+    # keep it at or below a sixth of the taker fee per hour (0.025 %/h at 15 bps) and the time constant at 12 h or more
+    # (`vperp.funding_compare.oscillation`: there the pay is 0.75 of the fees at best; at 2 h it is above them).
     max_funding_rate: float = DEFAULT_MAX_FUNDING_RATE / WAD
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
@@ -228,7 +229,7 @@ PLAIN_MARKETS = (
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
-SHIPPED_MAX_FUNDING_RATE = 0.0003  # [per hour] 0.03 %/h: the funding oscillation pays less than its fees
+SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h: the funding oscillation pays at most 0.75 of its fees
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 # The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
 CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}

@@ -323,6 +323,37 @@ def held_premium_ratio(period_hours: float, window_hours: float, tau_hours: floa
     return reference_period_hours * (1 - math.exp(-window_hours / tau_hours)) / (period_hours * window_hours)
 
 
+def oscillation(half_hours: int, premium: float, cap: float, tau_hours: float, period_hours: float, fee: float,
+                window_hours: int = FUNDING_WINDOW_HOURS, cycles: int = 12, warm: int = 4) -> tuple[float, float]:
+    """The funding oscillation in steady state (docs/security.md "Fixed: the funding oscillation"): a position held at
+    +N for `half_hours`, then -N for as long, over and over, alone in the market, so that its own skew is the premium:
+    `premium` (a fraction; the skew term folded in as premium-equivalent) with the side's sign. Per hour, as the
+    contract samples it: the target is clamp(mean premium over the last `window_hours` hours / period, cap), and the
+    applied rate moves toward it with time constant `tau_hours` (the hour's funding is the exact integral of the
+    exponential). Returns (funding the position collects, fees its flips pay) per day, as fractions of N's notional,
+    averaged over cycles `warm`..`cycles` (the first ones build the mean from zero). The vAMM round trip itself
+    costs nothing between repegs, so the attacker's net is the difference."""
+    decay = math.exp(-1 / tau_hours)
+    area_of_gap = tau_hours * (1 - decay)  # the hour's integral of the gap's exponential decay, per unit of gap
+    prof = [1] * half_hours + [-1] * half_hours
+    hist: list[int] = []
+    rate = funding = fees = 0.0
+    start, hours = warm * len(prof), cycles * len(prof)
+    for h in range(hours):
+        side = prof[h % len(prof)]
+        mean = sum(hist[-window_hours:]) / window_hours * premium
+        target = max(-cap, min(cap, mean / period_hours))
+        area = target + (rate - target) * area_of_gap
+        rate = target + (rate - target) * decay
+        if h >= start:
+            funding -= side * area
+            if h % len(prof) in (0, half_hours):
+                fees += 2 * fee  # a flip trades 2N
+        hist.append(side)
+    days = (hours - start) / 24
+    return funding / days, fees / days
+
+
 def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95, horizon_h: int = 96) -> float:
     """Hours the applied rate takes, from 0, to reach `fraction` of the target a premium held from then on
     asks for (minute resolution); inf if not within `horizon_h`."""

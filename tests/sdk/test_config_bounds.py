@@ -52,6 +52,7 @@ FIELDS = {
     "peg_tolerance_bps": ("peg", None, "int"),  # setPegTolerance(marketId, bps)
     "funding_period_hours": ("funding", 4, "int"),  # setFundingParams: FundingParams.fundingPeriodHours
     "funding_smoothing_tau": ("funding", 3, "int"),  # FundingParams.smoothingTau
+    "max_funding_rate": ("funding", 0, "wad"),  # FundingParams.maxFundingRate
 }
 # Not set through a bounded setter: the feed's decimals and the first price (read from the feed), the listing's
 # base reserve (listMarket), the stairstep width (bounded by the duration: its own test in test_liquidation.py).

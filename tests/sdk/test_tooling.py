@@ -158,7 +158,7 @@ def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settin
     shipped = load_config(ROOT / "deployments/config/local.yaml")
     base = load_config(ROOT / "deployments/config/concentrated.yaml")
     assert shipped == base.with_markets(*(replace(m, taker_fee=0.0015, funding_period_hours=3,
-                                                  funding_smoothing_tau=43_200, max_funding_rate=0.0003)
+                                                  funding_smoothing_tau=43_200, max_funding_rate=0.00025)
                                           for m in base.markets))
     plain = load_config(ROOT / "deployments/config/plain.yaml")
     assert shipped == plain.with_markets(*(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES)
