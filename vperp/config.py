@@ -230,6 +230,29 @@ PLAIN_MARKETS = (
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
 SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h: the funding oscillation pays at most 0.75 of its fees
+OSCILLATION_FEE_SHARE = 6  # the funding cap per hour at most the taker fee / this (docs/security.md)
+OSCILLATION_MIN_TAU = 8 * 3_600  # [s] and the time constant at least this
+
+
+def funding_oscillation_warnings(config: "DeployConfig") -> list[str]:
+    """One line per market whose funding cap, taker fee and time constant leave the funding oscillation open
+    (docs/security.md "Fixed: the funding oscillation"): a cap above the taker fee / 6 per hour, or a time constant
+    under 8 hours. Not an error: the plain markets (the listing's parameters) are such a setting, and a deployer may
+    choose it knowingly; `ape run deploy` prints these before it deploys."""
+    out = []
+    for m in config.markets:
+        if m.max_funding_rate == 0:
+            continue  # funding off: nothing to collect
+        reasons = []
+        if Decimal(str(m.max_funding_rate)) * OSCILLATION_FEE_SHARE > Decimal(str(m.taker_fee)):
+            reasons.append(f"cap {m.max_funding_rate * 100:g} %/h above a sixth of the {m.taker_fee * 1e4:g} bps taker "
+                           f"fee per hour ({m.taker_fee / OSCILLATION_FEE_SHARE * 100:.4g} %/h)")
+        if m.funding_smoothing_tau < OSCILLATION_MIN_TAU:
+            reasons.append(f"time constant {m.funding_smoothing_tau / 3_600:g} h under 8 h")
+        if reasons:
+            out.append(f"{m.symbol}: {'; '.join(reasons)}: a position flipped about daily may collect more funding "
+                       "than its fees cost, from the pool (docs/security.md, \"Fixed: the funding oscillation\")")
+    return out
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 # The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
 CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}

@@ -258,6 +258,29 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
     assert missing_code(record, chain.provider) == []
 
 
+def test_deploy_warns_of_a_funding_cap_that_leaves_the_oscillation_open(deployed):
+    """The plain markets (the listing's funding: cap 0.1 %/h at a 10 bps fee, time constant 2 h) leave the funding
+    oscillation open (docs/security.md): the deploy script says so for each market before it deploys; the shipped
+    markets (0.025 %/h at 15 bps, 12 h) raise nothing, and each rule is checked on its own."""
+    from vperp.config import default_config, funding_oscillation_warnings, plain_config
+
+    _, said = deployed
+    warnings = [str(s) for s in said if "warning" in str(s)]
+    assert len(warnings) == 2 and all("a position flipped about daily" in w for w in warnings)
+    assert [w.split("]: ")[1].split(":")[0] for w in warnings] == ["ETH", "BTC"]
+    assert funding_oscillation_warnings(default_config()) == []
+    plain = funding_oscillation_warnings(plain_config())
+    assert all("cap 0.1 %/h above a sixth of the 10 bps taker fee per hour" in w and "time constant 2 h under 8 h" in w
+               for w in plain)
+    shipped = default_config()
+    just_cap = shipped.with_markets(*(replace(m, max_funding_rate=0.0003) for m in shipped.markets))
+    assert [("cap" in w, "time constant" in w) for w in funding_oscillation_warnings(just_cap)] == [(True, False)] * 2
+    just_tau = shipped.with_markets(*(replace(m, funding_smoothing_tau=7 * 3600) for m in shipped.markets))
+    assert [("cap" in w, "time constant" in w) for w in funding_oscillation_warnings(just_tau)] == [(False, True)] * 2
+    off = shipped.with_markets(*(replace(m, max_funding_rate=0, funding_smoothing_tau=60) for m in shipped.markets))
+    assert funding_oscillation_warnings(off) == []  # funding off: nothing to collect
+
+
 def test_deploy_is_idempotent(deployed, chain):
     result, _ = deployed
     head = chain.blocks.head.number
