@@ -744,3 +744,57 @@ def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system,
     notional = 300 * ch.indexPrice(1)
     assert notional * 8 // 10**4 < paid[2_000] < notional * 14 // 10**4
 
+
+
+@pytest.fixture(scope="module")
+def plain(deployer):
+    """The plain markets (`plain_config()`: the listing's funding, cap 0.1 %/h, period 24 h, time constant 2 h, at a
+    10 bps fee; trades direct)."""
+    from vperp.config import plain_config
+    from vperp.deployment import deploy
+
+    return deploy(deployer, plain_config())
+
+
+@pytest.mark.parametrize("half_hours", [17, 24])
+def test_the_listings_funding_leaves_the_oscillation_open_on_the_plain_markets(plain, chain, accounts, request,
+                                                                              half_hours):
+    """The funding oscillation (docs/security.md) on the plain markets, which keep the listing's funding: 300 ETH
+    flipped every 17 hours, six times, alone in the market (the index held, a keeper's poke every hour) collects the
+    rate its previous side built, +26,626.66 USD, the pool's NAV -28,788.61; flipped daily it loses (the 2-hour time
+    constant follows the day-long mean closely enough that a day's hold pays its own side's rate). The shipped
+    markets' cap closes it (tests/orders/test_order_router.py); the listing's defaults do not, and `ape run deploy`
+    warns of them. A guard for whoever changes the listing's funding defaults: this test then shows the change."""
+    ch, vault, pool = plain.clearing_house, plain.vault, plain.pool
+    who, keeper = accounts[3], accounts[4]
+    plain.fund(who, 500_000, 0)
+    start = (vault.collateral(who, 0), pool.navWad(), vault.insuranceFund())
+    size, t = 300 * WAD, chain.blocks.head.timestamp
+
+    def at(gap: int) -> int:
+        nonlocal t
+        t += gap
+        chain.pending_timestamp = t
+        return t
+
+    def trade(base: int) -> None:
+        ch.openPosition(0, 1, base, 2**256 - 1 if base > 0 else 0, at(1) + 600, sender=who)
+
+    trade(size)
+    for flip in range(6):
+        for _ in range(half_hours):
+            at(3600 - 2)
+            plain.set_price("ETH", 3000)
+            at(1)
+            ch.pokeFunding(1, sender=keeper)
+        if flip < 5:
+            trade(-2 * size if flip % 2 == 0 else 2 * size)
+    ch.closePosition(0, 1, 2**256 - 1, at(1) + 600, sender=who)  # the last side is short: the close buys
+    gain, d_nav, d_ins = (b - a for a, b in zip(start, (vault.collateral(who, 0), pool.navWad(), vault.insuranceFund())))
+    print(f"plain markets, 300 ETH flipped every {half_hours} h: attacker {gain / WAD:+,.2f} USD, pool NAV "
+          f"{d_nav / WAD:+,.2f}, insurance {d_ins / WAD:+,.2f}")
+    assert d_nav + d_ins == -gain  # closed: the pool's NAV is its cash, and only the attacker traded
+    if half_hours == 17:
+        assert gain > 20_000 * WAD  # the leak the listing's defaults leave
+    else:
+        assert gain < 0
