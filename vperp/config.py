@@ -78,8 +78,8 @@ class MarketConfig:
     # clamped to it; 0.001 (0.1 %/h) at listing, at most 0.01. Funding follows a day-long mean and a time constant,
     # so it lags a position: one that holds a side, then flips to the other, is paid the rate its own first side
     # built. The cap bounds that pay against the fees of the flips (docs/funding.md "The funding oscillation"):
-    # keep it at or below a sixth of the taker fee per hour (0.025 %/h at 15 bps) and the time constant at 12 h or more
-    # (`vperp.funding_compare.oscillation`: there the pay is 0.75 of the fees at best; at 2 h it is above them).
+    # keep it at or below a sixth of the taker fee per hour (0.025 %/h at 15 bps) and the time constant at 8 h or more
+    # (`vperp.funding_compare.oscillation`: at 12 h the pay is 0.75 of the fees at best, at 2 h 0.95).
     max_funding_rate: float = DEFAULT_MAX_FUNDING_RATE / WAD
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns

@@ -304,7 +304,8 @@ def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = 
         config={m.symbol: {"base_reserve": m.base_reserve, "price": m.price, "quote_reserve": m.base_reserve * m.price,
                            "taker_fee": m.taker_fee, "max_spread": m.max_spread,
                            "funding_period_hours": m.funding_period_hours,
-                           "funding_smoothing_tau": m.funding_smoothing_tau} for m in config.markets})
+                           "funding_smoothing_tau": m.funding_smoothing_tau,
+                           "max_funding_rate": m.max_funding_rate} for m in config.markets})
 
 
 def find(rows: Iterable[Impact], market: str, side: int, notional: float) -> Impact:
@@ -488,10 +489,11 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
         # period and time constant of the deployment measured (ETH's).
         eth = impact.config.get("ETH", {})
         base = replace(Params(), period_hours=eth.get("funding_period_hours", Params().period_hours),
-                       tau=eth.get("funding_smoothing_tau", Params().tau))
-        # A +0.1 % premium: its rate stays under the 0.1 %/h cap at any period of 1 hour or more, so the figure is
-        # the kernel's (a +1 % premium divided by 3 hours asks for more than the cap, which the rate meets sooner).
-        hours = max(hours_to_converge(10**15, replace(base, phase=ph)) for ph in PHASES)
+                       tau=eth.get("funding_smoothing_tau", Params().tau),
+                       max_rate=round(eth.get("max_funding_rate", Params().max_rate / 10**18) * 10**18))
+        # A +0.05 % premium: its target stays under the shipped 0.025 %/h cap at a period of 2 hours or more, so the
+        # figure is the kernel's (a premium whose target the cap clamps is met sooner, at the cap).
+        hours = max(hours_to_converge(5 * 10**14, replace(base, phase=ph)) for ph in PHASES)
         setting = "" if (base.period_hours, base.tau) == (Params().period_hours, Params().tau) else (
             f" at this setting's {base.period_hours}-hour period and {base.tau / 3600:g}-hour time constant")
         own = ""
@@ -508,7 +510,7 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
             held = held_premium_ratio(base.period_hours, base.window / 3600, base.tau / 3600)
             own = (f"; against this setting's own rule unsmoothed (premium / {base.period_hours}): " + ", ".join(mine)
                    + f"; on a held premium {held:.3f} against premium / 24")
-        out["funding_ratio"] = (", ".join(parts) + own + f"; 95 % of a held +0.1 % premium's rate after {hours:.1f} h"
+        out["funding_ratio"] = (", ".join(parts) + own + f"; 95 % of a held +0.05 % premium's rate after {hours:.1f} h"
                                 + setting + " (docs/funding.md)")
     else:
         out["funding_ratio"] = "not run (crash, squeeze)"
