@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_SMOOTHING_TAU, WAD
+from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_SMOOTHING_TAU, HOUR, WAD
 
 
 def wad(x) -> int:
@@ -231,14 +231,23 @@ PLAIN_MARKETS = (
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
 SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h: the funding oscillation pays at most 0.75 of its fees
 OSCILLATION_FEE_SHARE = 6  # the funding cap per hour at most the taker fee / this (docs/security.md)
-OSCILLATION_MIN_TAU = 8 * 3_600  # [s] and the time constant at least this
+OSCILLATION_MIN_TAU = 8 * HOUR  # [s] and the time constant at least this
+
+SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
+# The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
+CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}
+SHIPPED_CHANGES = {**CONCENTRATION, "taker_fee": 0.0015, "funding_period_hours": 3,
+                   "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "max_funding_rate": SHIPPED_MAX_FUNDING_RATE,
+                   "delayed_orders": True}
+SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
 
 
 def funding_oscillation_warnings(config: "DeployConfig") -> list[str]:
     """One line per market whose funding cap, taker fee and time constant leave the funding oscillation open
-    (docs/security.md "Fixed: the funding oscillation"): a cap above the taker fee / 6 per hour, or a time constant
-    under 8 hours. Not an error: the plain markets (the listing's parameters) are such a setting, and a deployer may
-    choose it knowingly; `ape run deploy` prints these before it deploys."""
+    (docs/security.md "Fixed: the funding oscillation"): a cap above a sixth of the taker fee per hour
+    (OSCILLATION_FEE_SHARE), or a time constant under OSCILLATION_MIN_TAU (8 hours). Not an error: the plain markets
+    (the listing's parameters) are such a setting, and a deployer may choose it knowingly; `ape run deploy` prints
+    these before it deploys."""
     out = []
     for m in config.markets:
         if m.max_funding_rate == 0:
@@ -248,18 +257,11 @@ def funding_oscillation_warnings(config: "DeployConfig") -> list[str]:
             reasons.append(f"cap {m.max_funding_rate * 100:g} %/h above a sixth of the {m.taker_fee * 1e4:g} bps taker "
                            f"fee per hour ({m.taker_fee / OSCILLATION_FEE_SHARE * 100:.4g} %/h)")
         if m.funding_smoothing_tau < OSCILLATION_MIN_TAU:
-            reasons.append(f"time constant {m.funding_smoothing_tau / 3_600:g} h under 8 h")
+            reasons.append(f"time constant {m.funding_smoothing_tau / HOUR:g} h under {OSCILLATION_MIN_TAU / HOUR:g} h")
         if reasons:
             out.append(f"{m.symbol}: {'; '.join(reasons)}: a position flipped about daily may collect more funding "
                        "than its fees cost, from the pool (docs/security.md, \"Fixed: the funding oscillation\")")
     return out
-SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
-# The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
-CONCENTRATION = {"depth_range": 0.1, "depth_amplification": 10.0, "skew_funding": 0.01}
-SHIPPED_CHANGES = {**CONCENTRATION, "taker_fee": 0.0015, "funding_period_hours": 3,
-                   "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "max_funding_rate": SHIPPED_MAX_FUNDING_RATE,
-                   "delayed_orders": True}
-SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
 
 
 @dataclass(frozen=True)

@@ -490,7 +490,7 @@ def measures_now(runs: dict[str, list[dict[str, Any]]], impact: ImpactTable) -> 
         eth = impact.config.get("ETH", {})
         base = replace(Params(), period_hours=eth.get("funding_period_hours", Params().period_hours),
                        tau=eth.get("funding_smoothing_tau", Params().tau),
-                       max_rate=round(eth.get("max_funding_rate", Params().max_rate / 10**18) * 10**18))
+                       max_rate=wad(eth["max_funding_rate"]) if "max_funding_rate" in eth else Params().max_rate)
         # A +0.05 % premium: its target stays under the shipped 0.025 %/h cap at a period of 2 hours or more, so the
         # figure is the kernel's (a premium whose target the cap clamps is met sooner, at the cap).
         hours = max(hours_to_converge(5 * 10**14, replace(base, phase=ph)) for ph in PHASES)

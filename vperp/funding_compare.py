@@ -294,9 +294,11 @@ def chain_ratio(run_dir: str | Path, symbol: str, p: Params = Params(), with_ske
     return v / u if u else 0.0
 
 
-def smoothing_ratio(premiums: list[int], p: Params = Params()) -> tuple[int, int, float]:
-    """(unsmoothed largest change between hours, vPerp's, vPerp's / unsmoothed) on one premium path [wad/h]."""
-    u = run_unsmoothed(premiums, p.period_hours).max_hourly_change()
+def smoothing_ratio(premiums: list[int], p: Params = Params(), reference_period_hours: int | None = None
+                    ) -> tuple[int, int, float]:
+    """(unsmoothed largest change between hours, vPerp's, vPerp's / unsmoothed) on one premium path [wad/h]; the
+    unsmoothed rule at the kernel's own period, or at `reference_period_hours` when given."""
+    u = run_unsmoothed(premiums, reference_period_hours or p.period_hours).max_hourly_change()
     v = run_vperp(premiums, p).max_hourly_change()
     return u, v, (v / u if u else 0.0)
 
@@ -305,9 +307,7 @@ def reference_ratio(premiums: list[int], p: Params = Params(), reference_period_
     """A kernel's largest change between hours over the unsmoothed rule's at `reference_period_hours` (the Perp v1
     rule: premium / 24) on the same path. `smoothing_ratio` compares with the unsmoothed rule at the kernel's own
     period instead; the two differ by the ratio of the periods."""
-    u = run_unsmoothed(premiums, reference_period_hours).max_hourly_change()
-    v = run_vperp(premiums, p).max_hourly_change()
-    return v / u if u else 0.0
+    return smoothing_ratio(premiums, p, reference_period_hours)[2]
 
 
 def held_premium_ratio(period_hours: float, window_hours: float, tau_hours: float,
