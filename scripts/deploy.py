@@ -219,10 +219,6 @@ def run(config_path: str | Path = DEFAULT_CONFIG, account=None, out: str | Path 
                 f"the circuit breaker once at deployment (this build's RiskGovernor does not let its deployer do "
                 f"it): deploy from the admin's account (--account), or on a local chain name a test account")
     preflight(config, deployer, chain, project)
-    from vperp.config import funding_oscillation_warnings
-
-    for line in funding_oscillation_warnings(config):
-        echo(f"[yellow]warning[/]: {line}")
     where = f" at {chain.provider.uri}" if getattr(chain.provider, "uri", None) and chain.provider.name != "test" else ""
     echo(f"deploying vPerp to '{network_name}'{where} (chain id {chain_id}) from {deployer.address} "
          f"with {len(config.markets)} markets ({', '.join(m.symbol for m in config.markets)})")

@@ -1,6 +1,7 @@
 """Tests written for mutants that survived the mutation campaign (docs/mutation.md): each names the mutant
 it kills. Block timestamps are set explicitly (tests/helpers/clock.py); nothing reads the wall clock."""
 from helpers.clock import HOUR, next_hour
+from helpers.funding import lift_fee
 from vperp.funding import WAD, evolve
 
 CAP = 10**15
@@ -18,7 +19,9 @@ def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, c
     hour, so the samples here are at hour boundaries (each also the first second of a quarter)."""
     quarter = ch.marketParams(BTC).twapWindow // 4
     assert HOUR % quarter == 0
-    # a baseline rate gives the flat market a target, and the rate builds up toward it
+    # a baseline rate gives the flat market a target, and the rate builds up toward it (at a 0.1 %/h cap, which the
+    # taker fee must allow)
+    lift_fee(ch, deployer, CAP, market=BTC)
     ch.setFundingParams(BTC, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
     h = next_hour(chain.pending_timestamp)
     chain.pending_timestamp = h

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_SMOOTHING_TAU, HOUR, WAD
+from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, listing_funding_cap, WAD
 
 
 def wad(x) -> int:
@@ -75,12 +75,13 @@ class MarketConfig:
     # as small as before (docs/pool.md "Who pays for the pool's position").
     funding_smoothing_tau: int = DEFAULT_SMOOTHING_TAU
     # The funding rate's cap (setFundingParams' maxFundingRate) [per hour]: the target and the applied rate are
-    # clamped to it; 0.001 (0.1 %/h) at listing, at most 0.01. Funding follows a day-long mean and a time constant,
-    # so it lags a position: one that holds a side, then flips to the other, is paid the rate its own first side
-    # built. The cap bounds that pay against the fees of the flips (docs/funding.md "The funding oscillation"):
-    # keep it at or below a sixth of the taker fee per hour (0.025 %/h at 15 bps) and the time constant at 8 h or more
-    # (`vperp.funding_compare.oscillation`: at 12 h the pay is 0.75 of the fees at best, at 2 h 0.95).
-    max_funding_rate: float = DEFAULT_MAX_FUNDING_RATE / WAD
+    # clamped to it. None: the listing's cap, the taker fee / 8 per hour and at most 0.001 (0.1 %/h)
+    # (`funding_cap_wad`). Funding follows a day-long mean and a time constant, so it lags a position: one that holds
+    # a side, then flips to the other, is paid the rate its own first side built. The contract bounds that pay against
+    # the fees of the flips (docs/security.md "Fixed: the funding oscillation"): a cap is at most the taker fee / 6 per
+    # hour (0.025 %/h at 15 bps), or the fee / 8 under an 8-hour time constant, checked here when the file is read
+    # (`vperp.funding_compare.oscillation`: at the bound the pay is at most 0.82 of the fees).
+    max_funding_rate: float | None = None
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
     # it off. Set it above the repeg threshold the keeper follows and below twice the taker fee (docs/pool.md "The
@@ -94,6 +95,13 @@ class MarketConfig:
     # built before a pushed index cannot sell into a vAMM the repegs carried after it. For a market whose index can
     # be pushed (a thin spot market); off for ETH and BTC, where the peg should follow a real move at once.
     peg_guard: bool = False
+
+    def funding_cap_wad(self) -> int:
+        """The funding cap the deployment leaves the market with [wad per hour]: `max_funding_rate`, or the listing's
+        (`vperp.units.listing_funding_cap`)."""
+        if self.max_funding_rate is None:
+            return listing_funding_cap(wad(self.taker_fee))
+        return wad(self.max_funding_rate)
 
     def to_params(self, oracle_address: str) -> tuple:
         """The `IClearingHouse.MarketParams` tuple, in struct order."""
@@ -229,9 +237,7 @@ PLAIN_MARKETS = (
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
-SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h: the funding oscillation pays at most 0.75 of its fees
-OSCILLATION_FEE_SHARE = 6  # the funding cap per hour at most the taker fee / this (docs/security.md)
-OSCILLATION_MIN_TAU = 8 * HOUR  # [s] and the time constant at least this
+SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h, a sixth of the 15 bps fee: the oscillation pays 0.75 of its fees
 
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 # The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).
@@ -240,28 +246,6 @@ SHIPPED_CHANGES = {**CONCENTRATION, "taker_fee": 0.0015, "funding_period_hours":
                    "funding_smoothing_tau": SHIPPED_SMOOTHING_TAU, "max_funding_rate": SHIPPED_MAX_FUNDING_RATE,
                    "delayed_orders": True}
 SHIPPED_MARKETS = tuple(replace(m, base_reserve=SHIPPED_DEPTH[m.symbol], **SHIPPED_CHANGES) for m in PLAIN_MARKETS)
-
-
-def funding_oscillation_warnings(config: "DeployConfig") -> list[str]:
-    """One line per market whose funding cap, taker fee and time constant leave the funding oscillation open
-    (docs/security.md "Fixed: the funding oscillation"): a cap above a sixth of the taker fee per hour
-    (OSCILLATION_FEE_SHARE), or a time constant under OSCILLATION_MIN_TAU (8 hours). Not an error: the plain markets
-    (the listing's parameters) are such a setting, and a deployer may choose it knowingly; `ape run deploy` prints
-    these before it deploys."""
-    out = []
-    for m in config.markets:
-        if m.max_funding_rate == 0:
-            continue  # funding off: nothing to collect
-        reasons = []
-        if Decimal(str(m.max_funding_rate)) * OSCILLATION_FEE_SHARE > Decimal(str(m.taker_fee)):
-            reasons.append(f"cap {m.max_funding_rate * 100:g} %/h above a sixth of the {m.taker_fee * 1e4:g} bps taker "
-                           f"fee per hour ({m.taker_fee / OSCILLATION_FEE_SHARE * 100:.4g} %/h)")
-        if m.funding_smoothing_tau < OSCILLATION_MIN_TAU:
-            reasons.append(f"time constant {m.funding_smoothing_tau / HOUR:g} h under {OSCILLATION_MIN_TAU / HOUR:g} h")
-        if reasons:
-            out.append(f"{m.symbol}: {'; '.join(reasons)}: a position flipped about daily may collect more funding "
-                       "than its fees cost, from the pool (docs/security.md, \"Fixed: the funding oscillation\")")
-    return out
 
 
 @dataclass(frozen=True)

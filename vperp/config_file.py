@@ -46,7 +46,7 @@ from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMEL
 
 LOCAL_CHAIN_IDS = (1337, 31337)
 from .units import EXECUTION_WINDOW_BOUNDS, MAX_MIN_KEEPER_FEE_ETH  # noqa: E402
-from .units import INT96_MAX, MAX_FUNDING_PERIOD_HOURS, MAX_FUNDING_RATE, MAX_PEG_TOLERANCE_BPS, SMOOTHING_TAU_BOUNDS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
+from .units import cap_fee_hours, INT96_MAX, max_funding_cap, MAX_FUNDING_PERIOD_HOURS, MAX_PEG_TOLERANCE_BPS, SLOW_SMOOTHING_TAU, SMOOTHING_TAU_BOUNDS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
 def _wad_to_human(raw: int) -> Decimal:
@@ -100,7 +100,9 @@ MARKET_RULES: dict[str, tuple] = {
     "peg_tolerance_bps": (_INT, 0, MAX_PEG_TOLERANCE_BPS, True, True),
     "funding_period_hours": (_INT, 1, MAX_FUNDING_PERIOD_HOURS, True, True),
     "funding_smoothing_tau": (_INT, *SMOOTHING_TAU_BOUNDS, True, True),
-    "max_funding_rate": (_NUM, 0, _wad_to_human(MAX_FUNDING_RATE), True, True),
+    # and at most taker_fee / cap_fee_hours(funding_smoothing_tau) (checked below); the static ceiling is that at the
+    # largest fee (1 %) and a slow time constant, below the contract's hard bound MAX_FUNDING_RATE
+    "max_funding_rate": (_NUM, 0, _wad_to_human(max_funding_cap(10**16, SLOW_SMOOTHING_TAU)), True, True),
     "price": (_NUM, 0, None, False, True),
 }
 CURVES = ("linear", "exponential", "stairstep")
@@ -301,8 +303,8 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
     kwargs["oracle"] = oracle
     for name, rule in MARKET_RULES.items():
         if name in m:
-            if m[name] is None and name in ("depth_range", "depth_amplification"):
-                kwargs[name] = None  # no concentration
+            if m[name] is None and name in ("depth_range", "depth_amplification", "max_funding_rate"):
+                kwargs[name] = None  # no concentration; the listing's funding cap
                 continue
             kwargs[name] = _number(f"{where}.{name}", m[name], rule, fail)
     for flag in ("delayed_orders", "peg_guard"):
@@ -344,6 +346,13 @@ def _market(i: int, m: Any, decimals: int, fail_) -> MarketConfig:
              f"with delayed_orders it must be above repeg_threshold ({mc.repeg_threshold} = "
              f"{Decimal(str(mc.repeg_threshold)) * 10_000:g} bps), got {mc.peg_tolerance_bps}: a peg between the two "
              "would hold every order (PegStale) while repeg refuses to move it (RepegNotNeeded)")
+    cap_bound = max_funding_cap(wad(mc.taker_fee), mc.funding_smoothing_tau)
+    if mc.max_funding_rate is not None and wad(mc.max_funding_rate) > cap_bound:
+        fail(f"{where}.max_funding_rate",
+             f"must be at most taker_fee / {cap_fee_hours(mc.funding_smoothing_tau)} per hour at a time constant of "
+             f"{mc.funding_smoothing_tau} s ({Decimal(cap_bound) / WAD}), got {mc.max_funding_rate}: a position "
+             "flipped between sides about daily would be paid too much of its fees in funding (the contract refuses "
+             "ParameterOutOfBounds)")
     if mc.auction_step > mc.auction_duration:
         fail(f"{where}.auction_step", f"must be at most auction_duration ({mc.auction_duration}), got {mc.auction_step}")
     if Decimal(str(mc.min_position_size)) > Decimal(str(mc.max_open_interest)):

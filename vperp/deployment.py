@@ -126,9 +126,9 @@ def deploy(deployer, config: DeployConfig | None = None) -> System:
         if mc.peg_tolerance_bps:  # listed with the rule off
             ch.setPegTolerance(market_id, mc.peg_tolerance_bps, sender=deployer)
         f = ch.fundingParams(market_id)  # the listing's
-        if (wad(mc.max_funding_rate), mc.funding_period_hours, mc.funding_smoothing_tau) != (
+        if (mc.funding_cap_wad(), mc.funding_period_hours, mc.funding_smoothing_tau) != (
                 f.maxFundingRate, f.fundingPeriodHours, f.smoothingTau):
-            ch.setFundingParams(market_id, (wad(mc.max_funding_rate), f.maxRateVelocity, f.baselineRate,
+            ch.setFundingParams(market_id, (mc.funding_cap_wad(), f.maxRateVelocity, f.baselineRate,
                                             mc.funding_smoothing_tau, mc.funding_period_hours), sender=deployer)
 
     # Funding lives in the ClearingHouse (pokeFunding / fundingState), so `.funding` is it.

@@ -305,7 +305,7 @@ def compute_impact_table(config: DeployConfig | None = None, pool_seed: float = 
                            "taker_fee": m.taker_fee, "max_spread": m.max_spread,
                            "funding_period_hours": m.funding_period_hours,
                            "funding_smoothing_tau": m.funding_smoothing_tau,
-                           "max_funding_rate": m.max_funding_rate} for m in config.markets})
+                           "max_funding_rate": m.funding_cap_wad() / WAD} for m in config.markets})
 
 
 def find(rows: Iterable[Impact], market: str, side: int, notional: float) -> Impact:

@@ -354,6 +354,16 @@ def oscillation(half_hours: int, premium: float, cap: float, tau_hours: float, p
     return funding / days, fees / days
 
 
+def oscillation_worst(tau_hours: float, fee_hours: float, intervals: range = range(6, 61),
+                      premiums: tuple[float, ...] = (10, 100, 1000)) -> float:
+    """The oscillation's funding over its fees at the largest cap a market may set, the taker fee / `fee_hours` per
+    hour (ClearingHouseConfigurator._capFeeHours: 8 under an 8-hour time constant, 6 from 8 hours): the worst over
+    the flip intervals (hours) and premiums (as multiples of the cap times the period; the more, the longer the target
+    sits at the cap) of `oscillation`. Below 1, every flip pays more in fees than it collects."""
+    return max(f / c for x in premiums for h in intervals
+               for f, c in [oscillation(h, x, 1.0, tau_hours, 1, float(fee_hours))])
+
+
 def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95, horizon_h: int = 96) -> float:
     """Hours the applied rate takes, from 0, to reach `fraction` of the target a premium held from then on
     asks for (minute resolution); inf if not within `horizon_h`."""

@@ -6,7 +6,8 @@ which checks each against the deployed contracts' own constants).
 - INT96_MAX: the largest position size and open-interest cap (ClearingHouse: maxOpenInterest <= int96.max).
 - UINT64_MAX: the largest value of a uint64 parameter field (e.g. AmmParams' WAD ratios: 18.45 at most).
 - DEFAULT_*: ClearingHouse's funding defaults for a newly listed market (its public constants of the same
-  names): cap 0.1 %/h, velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
+  names): cap 0.1 %/h at most (a market is listed at `listing_funding_cap(taker_fee)`,
+  its taker fee / 8 per hour), velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
   term's rate (0.2 %/h for a skew, (long OI - short OI) / base reserve, of 1; 0.01 %/h at 5 %).
 """
 from __future__ import annotations
@@ -19,7 +20,13 @@ INT96_MAX = 2**95 - 1
 UINT64_MAX = 2**64 - 1
 
 DEFAULT_MAX_FUNDING_RATE = 10**15  # [wad per hour] 0.1 %/h
-MAX_FUNDING_RATE = 10**16  # ClearingHouseConfigurator: the highest cap a market may set [wad per hour] 1 %/h
+MAX_FUNDING_RATE = 10**16  # ClearingHouseConfigurator: the hard bound on a cap [wad per hour] 1 %/h
+# ClearingHouseConfigurator: a market's cap is at most its taker fee over FUNDING_CAP_FEE_HOURS hours (cap x 6 <= fee),
+# over FUNDING_CAP_FEE_HOURS_FAST while its time constant is under SLOW_SMOOTHING_TAU: the funding oscillation's bound
+# (docs/security.md "Fixed: the funding oscillation"); a listing's cap is that, at most DEFAULT_MAX_FUNDING_RATE.
+FUNDING_CAP_FEE_HOURS = 6
+FUNDING_CAP_FEE_HOURS_FAST = 8
+SLOW_SMOOTHING_TAU = 8 * 3_600  # [s]
 DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
 DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
 FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly
@@ -31,3 +38,21 @@ MAX_SKEW_FUNDING_PPM = 10_000
 MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]
 EXECUTION_WINDOW_BOUNDS = (12, 3_600)  # OrderRouter.MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW [s]
 MAX_PEG_TOLERANCE_BPS = 500  # ClearingHouseConfigurator: the stale-peg rule's widest tolerance (5 %)
+
+
+def cap_fee_hours(smoothing_tau: int) -> int:
+    """The hours of funding at its cap a market's taker fee must cover at this time constant [s]
+    (ClearingHouseConfigurator._capFeeHours)."""
+    return FUNDING_CAP_FEE_HOURS_FAST if smoothing_tau < SLOW_SMOOTHING_TAU else FUNDING_CAP_FEE_HOURS
+
+
+def max_funding_cap(taker_fee: int, smoothing_tau: int) -> int:
+    """The largest funding cap [wad per hour] a market with this taker fee [wad] and time constant [s] may set: the
+    hard bound, or the fee over `cap_fee_hours` hours, rounded down (ClearingHouseConfigurator._setFundingParams)."""
+    return min(MAX_FUNDING_RATE, taker_fee // cap_fee_hours(smoothing_tau))
+
+
+def listing_funding_cap(taker_fee: int) -> int:
+    """The cap a market is listed with [wad per hour] (ClearingHouseConfigurator.listMarket): at the listing's
+    2-hour time constant, the fee / 8, at most DEFAULT_MAX_FUNDING_RATE."""
+    return min(DEFAULT_MAX_FUNDING_RATE, taker_fee // cap_fee_hours(DEFAULT_SMOOTHING_TAU))

@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {IErrors} from "../interfaces/IErrors.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
@@ -47,6 +48,17 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     uint256 internal constant MIN_HEARTBEAT = 60;
     uint256 internal constant MAX_HEARTBEAT = 2 days;
     uint256 internal constant MAX_FUNDING_RATE = 0.01e18; // 1 %/h
+    /// @notice A market's funding cap is at most its taker fee spread over this many hours (cap x 6 <= fee), or over
+    ///         FUNDING_CAP_FEE_HOURS_FAST (8) while its smoothing time constant is under SLOW_SMOOTHING_TAU (8 h); a
+    ///         listing's cap is that, at most DEFAULT_MAX_FUNDING_RATE. Funding follows the day-long mean premium, so
+    ///         a position flipped between sides about daily is paid the rate its own previous side built, by the pool;
+    ///         a flip costs a taker fee on twice the size. At these ratios the flips' best interval collects at most
+    ///         0.82 of its fees whatever the time constant and the premium (`vperp.funding_compare.oscillation`; 0.75
+    ///         on the shipped markets; docs/security.md "Fixed: the funding oscillation"). Both setters check it, so
+    ///         neither a lower fee, a higher cap nor a faster time constant can reopen it.
+    uint256 internal constant FUNDING_CAP_FEE_HOURS = 6;
+    uint256 internal constant FUNDING_CAP_FEE_HOURS_FAST = 8;
+    uint256 internal constant SLOW_SMOOTHING_TAU = 8 hours;
     uint256 internal constant MIN_RATE_VELOCITY = 1e10;
     uint256 internal constant MAX_RATE_VELOCITY = 0.1e18;
     uint256 internal constant MIN_SMOOTHING_TAU = 60;
@@ -158,7 +170,8 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
             marketId,
             m,
             IClearingHouse.FundingParams({
-                maxFundingRate: DEFAULT_MAX_FUNDING_RATE,
+                // Cast: at most DEFAULT_MAX_FUNDING_RATE, a uint64. Rounded down: the cap stays within the fee's rule.
+                maxFundingRate: uint64(Math.min(DEFAULT_MAX_FUNDING_RATE, params.takerFee / _capFeeHours(DEFAULT_SMOOTHING_TAU))),
                 maxRateVelocity: DEFAULT_MAX_RATE_VELOCITY,
                 baselineRate: 0,
                 smoothingTau: DEFAULT_SMOOTHING_TAU,
@@ -235,8 +248,16 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         emit IClearingHouse.DelayedOrdersSet(marketId, on);
     }
 
+    /// @notice The hours of funding at its cap a market's taker fee must cover, at time constant `tau` [s]
+    ///         (FUNDING_CAP_FEE_HOURS).
+    function _capFeeHours(uint256 tau) internal pure returns (uint256) {
+        return tau < SLOW_SMOOTHING_TAU ? FUNDING_CAP_FEE_HOURS_FAST : FUNDING_CAP_FEE_HOURS;
+    }
+
     function _setFundingParams(uint32 marketId, Market storage m, IClearingHouse.FundingParams memory p) internal {
-        Bounds.check("maxFundingRate", p.maxFundingRate, 0, MAX_FUNDING_RATE);
+        // The fee's rule (FUNDING_CAP_FEE_HOURS, at the new time constant) is the tighter bound for every fee up to
+        // MAX_TAKER_FEE; the hard bound stays, as the rates' width argument (int56) rests on it. Rounded down.
+        Bounds.check("maxFundingRate", p.maxFundingRate, 0, Math.min(MAX_FUNDING_RATE, m.takerFee / _capFeeHours(p.smoothingTau)));
         Bounds.check("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
         Bounds.check("smoothingTau", p.smoothingTau, MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU);
         Bounds.check("fundingPeriodHours", p.fundingPeriodHours, 1, MAX_FUNDING_PERIOD_HOURS);
@@ -256,7 +277,10 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         Bounds.check("twapWindow", p.twapWindow, MIN_TWAP_WINDOW, MAX_TWAP_WINDOW);
         Bounds.check("mmr", p.mmr, MIN_MMR, MAX_MMR);
         Bounds.check("imr", p.imr, uint256(p.mmr) + 1, MAX_IMR);
-        Bounds.check("takerFee", p.takerFee, 0, MAX_TAKER_FEE);
+        // At least six (or eight) hours of the market's funding cap (FUNDING_CAP_FEE_HOURS; the cap is 0 until the
+        // listing sets it, after this check).
+        IClearingHouse.FundingParams memory f = m.fundingParams;
+        Bounds.check("takerFee", p.takerFee, uint256(f.maxFundingRate) * _capFeeHours(f.smoothingTau), MAX_TAKER_FEE);
         Bounds.check("maxSpread", p.maxSpread, MIN_MAX_SPREAD, MAX_MAX_SPREAD);
         Bounds.check("maxOiPoolRatio", p.maxOiPoolRatio, 1, MAX_OI_POOL_RATIO);
         // Every position is at most a side's open interest, which is at most this cap (a lowered cap

@@ -3,8 +3,8 @@ import ape
 import pytest
 
 from helpers.clock import HOUR, next_hour
-from helpers.funding import (BIG, CAP, PERIOD, TAU, V, W, chain_model, mean_skew_term, mul_div_up, repost_answer,
-                             skew_bps, skew_term)
+from helpers.funding import (BIG, CAP, PERIOD, TAU, V, W, chain_model, lift_cap, lift_fee, mean_skew_term, mul_div_up,
+                             repost_answer, skew_bps, skew_term)
 from helpers.trading import ETH_X0, ETH_Y0, Amm
 from vperp.funding import WAD, clamp, evolve, tdiv
 
@@ -44,7 +44,8 @@ def sample_premium(system, ch, chain, trader, base, hold=False):
     return st.quoteReserve * WAD // st.baseReserve, ch.indexPrice(1)
 
 
-def test_fundingstate_target_equals_premium_over_period_after_a_long_skews_the_vamm(system, ch, chain, alice):
+def test_fundingstate_target_equals_premium_over_period_after_a_long_skews_the_vamm(system, ch, chain, alice, deployer):
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (an 8 bps fee): the target below it
     spot, index = sample_premium(system, ch, chain, alice, 100 * WAD)
     assert spot > index
     applied, target, premium, mark_twap, index_twap, p1h, p8h = ch.fundingState(1)
@@ -89,7 +90,8 @@ def test_applied_rate_follows_the_kernel_between_pokes(system, ch, chain, alice)
     assert st2.cumulativeFunding - st.cumulativeFunding == (area * st.lastIndexPrice) // (3600 * WAD)
 
 
-def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice):
+def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice, deployer):
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (an 8 bps fee)
     # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2. Held (a poke in the hour after
     # the trade), so that the sample in the hour after the step's also spans a whole window of it.
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
@@ -187,6 +189,7 @@ def test_pending_funding_counts_in_account_value(system, ch, vault, chain, alice
 
 
 def test_set_funding_params_accrues_first_then_clamps_to_new_cap(system, ch, chain, alice, deployer):
+    lift_cap(ch, deployer)  # from a 0.1 %/h cap (an 8 bps fee)
     # held, so that the sample the change's accrual takes (the next hour's first block) is the cap again
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
     chain.pending_timestamp += 3600
@@ -239,6 +242,7 @@ def test_poke_funding_reverts_on_stale_oracle(system, ch, chain, alice):
 
 
 def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, alice):
+    lift_cap(ch, deployer, market=2)  # a baseline at most the cap: 0.1 %/h (an 8 bps fee)
     ch.setFundingParams(2, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
     chain.pending_timestamp = next_hour(chain.pending_timestamp)  # the target is re-sampled by the hour's first block
     tx = ch.pokeFunding(2, sender=alice)
@@ -392,6 +396,18 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
         first_block.setdefault(tx.timestamp // HOUR, tx.timestamp)
         blocks.append((tx.timestamp, amm.price, index_recorded, bps))
 
+    # The rule at a 0.1 %/h cap, which its taker fee must allow (8 bps): every target below it. Both setters accrue
+    # the market (at the recorded index, not the feed's), so both are market blocks.
+    from helpers.governance import mp_tuple
+    from vperp.model import FundingParams
+
+    tx = ch.setMarketParams(1, mp_tuple(ch.marketParams(1), takerFee=8 * CAP), ch.insuranceFeeShare(1), sender=deployer)
+    model.set_market_params(1, tx.timestamp, taker_fee=8 * CAP)
+    mine(tx, 3000 * WAD)
+    tx = ch.setFundingParams(1, (CAP, V, 0, TAU, PERIOD), sender=deployer)
+    model.set_funding_params(1, FundingParams(CAP, V, 0, TAU, PERIOD), tx.timestamp)
+    mine(tx, 3000 * WAD)
+
     h0 = next_hour(chain.pending_timestamp)
     skipped = h0 // HOUR + 3  # no block in this hour
     checked = {}
@@ -458,25 +474,24 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
 # ---------------------------------------------------------------------------- the skew term: the window's mean
 
 
-HARD_CAP = 10**16  # the bound on maxFundingRate (1 %/h): a 300 ETH skew's premium (about 6 %, 0.26 %/h) stays inside it
+# The largest cap the listing's time constant allows (the taker fee at its 1 % bound, over 8 hours: 0.125 %/h), over a
+# 72-hour period: a 300 ETH skew's premium (about 6 %, 0.087 %/h) and skew term stay inside it.
+RAISED_CAP = 10**16 // 8
+RAISED_PERIOD = 72
 PPM = 2_000  # DEFAULT_SKEW_FUNDING_PPM
 
 
 def raise_cap(ch, deployer, model=None):
-    """setFundingParams with the cap at the hard bound (the listing's other defaults), so that a sample's target is
-    never clamped and its skew term is seen to the wei; returns the block's timestamp."""
-    tx = ch.setFundingParams(1, (HARD_CAP, V, 0, TAU, PERIOD), sender=deployer)
-    if model is not None:
-        from vperp.model import FundingParams
-
-        model.set_funding_params(1, FundingParams(HARD_CAP, V, 0, TAU, PERIOD), tx.timestamp)
-    return tx.timestamp
+    """The taker fee at its bound and setFundingParams with RAISED_CAP over RAISED_PERIOD (the listing's other
+    defaults), so that a sample's target is never clamped and its skew term is seen to the wei; returns the
+    setFundingParams block's timestamp (`lift_fee` first makes it the only block)."""
+    return lift_cap(ch, deployer, RAISED_CAP, model=model, period=RAISED_PERIOD)
 
 
 def skew_part(sample):
-    """The skew term of a FundingSampled target that was not clamped (baseline 0): target - premium / 24."""
-    assert abs(sample.targetRate) < HARD_CAP
-    return sample.targetRate - tdiv(sample.premium, PERIOD)
+    """The skew term of a FundingSampled target that was not clamped (baseline 0): target - premium / RAISED_PERIOD."""
+    assert abs(sample.targetRate) < RAISED_CAP
+    return sample.targetRate - tdiv(sample.premium, RAISED_PERIOD)
 
 
 def test_skew_term_is_the_time_weighted_mean_skew_of_the_window(system, ch, chain, alice, bob, deployer):
@@ -496,6 +511,7 @@ def test_skew_term_is_the_time_weighted_mean_skew_of_the_window(system, ch, chai
     assert (st0.baseReserve, st0.spotPrice, st0.lastIndexPrice) == (amm.x, amm.price, 3000 * WAD)
     assert st0.longOpenInterest == st0.shortOpenInterest == 0 and ch.skewFunding(1).ratePpm == PPM
 
+    lift_fee(ch, deployer, RAISED_CAP, model=model)  # first, so that raise_cap is one block
     h0 = next_hour(chain.pending_timestamp)
     chain.pending_timestamp = h0  # the first block of hour h0: its hourly observation anchors the sample below
     assert raise_cap(ch, deployer, model) == h0
@@ -543,7 +559,7 @@ def test_skew_term_is_the_time_weighted_mean_skew_of_the_window(system, ch, chai
     assert (sample.markTwap, sample.indexTwap) == (mark_twap, 3000 * WAD)
     premium = tdiv((mark_twap - 3000 * WAD) * WAD, 3000 * WAD)
     assert sample.premium == premium
-    assert sample.targetRate == tdiv(premium, PERIOD) + term == ch.marketState(1).targetRate
+    assert sample.targetRate == tdiv(premium, RAISED_PERIOD) + term == ch.marketState(1).targetRate
     assert skew_part(sample) == term
     # neither a point sample of the skew (as the sampling block found it) nor the instantaneous term
     assert term not in (204 * PPM * 10**8, skew_term(ch))
@@ -612,8 +628,8 @@ def test_a_skew_flipped_around_the_hourly_sample_moves_the_target_by_its_seconds
     assert moved < 0 and abs(moved) <= abs(shift) * seconds * PPM * 10**8 // span + 1
     # the premium: his price for that second too
     assert attacked.markTwap == (honest_spot * (span - seconds) + attack_spot * seconds) // span
-    premium_bound = mul_div_up(abs(attack_spot - honest_spot) * seconds // span + 1, WAD, index * PERIOD) + 2
-    assert abs(tdiv(attacked.premium, PERIOD) - tdiv(control.premium, PERIOD)) <= premium_bound
+    premium_bound = mul_div_up(abs(attack_spot - honest_spot) * seconds // span + 1, WAD, index * RAISED_PERIOD) + 2
+    assert abs(tdiv(attacked.premium, RAISED_PERIOD) - tdiv(control.premium, RAISED_PERIOD)) <= premium_bound
     effect = abs(attacked.targetRate - control.targetRate)
     assert 0 < effect <= abs(moved) + premium_bound
     # before: the point sample would have swapped the honest skew term for the attacker's, the whole flip
@@ -748,24 +764,29 @@ def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system,
 
 @pytest.fixture(scope="module")
 def plain(deployer):
-    """The plain markets (`plain_config()`: the listing's funding, cap 0.1 %/h, period 24 h, time constant 2 h, at a
-    10 bps fee; trades direct)."""
+    """The plain markets (`plain_config()`: the listing's funding, period 24 h, time constant 2 h, and the cap the
+    listing derives from the 10 bps fee, the fee / 8 per hour: 0.0125 %/h; trades direct)."""
     from vperp.config import plain_config
     from vperp.deployment import deploy
 
     return deploy(deployer, plain_config())
 
 
-@pytest.mark.parametrize("half_hours", [17, 24])
-def test_the_listings_funding_leaves_the_oscillation_open_on_the_plain_markets(plain, chain, accounts, request,
-                                                                              half_hours):
-    """The funding oscillation (docs/security.md) on the plain markets, which keep the listing's funding: 300 ETH
-    flipped every 17 hours, six times, alone in the market (the index held, a keeper's poke every hour) collects the
-    rate its previous side built, +26,626.66 USD, the pool's NAV -28,788.61; flipped daily it loses (the 2-hour time
-    constant follows the day-long mean closely enough that a day's hold pays its own side's rate). The shipped
-    markets' cap closes it (tests/orders/test_order_router.py); the listing's defaults do not, and `ape run deploy`
-    warns of them. A guard for whoever changes the listing's funding defaults: this test then shows the change."""
+@pytest.mark.parametrize("half_hours", [13, 15, 17, 24])
+def test_the_listings_funding_closes_the_oscillation_on_the_plain_markets(plain, chain, accounts, deployer,
+                                                                          half_hours):
+    """The funding oscillation (docs/security.md "Fixed: the funding oscillation") on the plain markets, which keep
+    the listing's funding: 300 ETH flipped every H hours, six times, alone in the market (the index held, a keeper's
+    poke every hour), collects the rate its previous side built. At the listing's former 0.1 %/h cap the 17-hour
+    flips gained +26,626.66 USD and the pool's NAV lost 28,788.61. Listed now at the fee / 8 per hour, every interval
+    around the kernel's best (15 hours at a 2-hour time constant) loses, and the pool and the insurance fund gain
+    what the attacker loses. The setting that opened it can no longer be set: the cap the leak needed is refused."""
     ch, vault, pool = plain.clearing_house, plain.vault, plain.pool
+    f = ch.fundingParams(1)
+    fee = ch.marketParams(1).takerFee
+    assert f.maxFundingRate == fee // 8 == 125 * 10**12  # the listing's cap at its 2-hour time constant
+    with ape.reverts(ch.ParameterOutOfBounds, name=b"maxFundingRate".ljust(32, b"\0"), value=10**15):
+        ch.setFundingParams(1, (10**15, *tuple(f)[1:]), sender=deployer)  # the former listing cap
     who, keeper = accounts[3], accounts[4]
     plain.fund(who, 500_000, 0)
     start = (vault.collateral(who, 0), pool.navWad(), vault.insuranceFund())
@@ -794,7 +815,4 @@ def test_the_listings_funding_leaves_the_oscillation_open_on_the_plain_markets(p
     print(f"plain markets, 300 ETH flipped every {half_hours} h: attacker {gain / WAD:+,.2f} USD, pool NAV "
           f"{d_nav / WAD:+,.2f}, insurance {d_ins / WAD:+,.2f}")
     assert d_nav + d_ins == -gain  # closed: the pool's NAV is its cash, and only the attacker traded
-    if half_hours == 17:
-        assert gain > 20_000 * WAD  # the leak the listing's defaults leave
-    else:
-        assert gain < 0
+    assert gain < 0 and d_nav > 0 and d_ins > 0

@@ -131,7 +131,7 @@ def test_after_a_day_without_blocks_a_one_second_push_moves_the_target_by_its_se
     for a, c, bound in zip(attacked, control, bounds):
         assert 0 < a.targetRate - c.targetRate <= bound
     cap = ch.fundingParams(1).maxFundingRate
-    assert bounds[1] * 10_000 < cap  # far below 0.01 % of the cap it set before
+    assert bounds[1] * 2_000 < cap  # below 0.05 % of the cap it set before (the listing's, the fee / 8)
     # (b) Alice's applied rate never above the control's by more than the largest share, nor her funding
     assert all(0 <= a - c <= bounds[1] for a, c in zip(a_rates, c_rates))
     extra_paid, extra_recv = a_paid - c_paid, a_recv - c_recv
@@ -221,7 +221,7 @@ def test_a_push_in_the_last_seconds_after_a_listing_moves_the_first_target_by_it
     bounds = [_seconds_share(a_spot, c_spot, index, a_bps, ppm, 1 if k == 0 else 2) for k in range(13)]
     for a, c, bound in zip(attacked, control, bounds):
         assert 0 < a.targetRate - c.targetRate <= bound
-    assert bounds[1] * 10_000 < ch.fundingParams(mid).maxFundingRate  # the sample's target before the fix: the cap
+    assert bounds[1] * 2_000 < ch.fundingParams(mid).maxFundingRate  # the sample's target before the fix: the cap
     # (b) the honest long's applied rate and funding, the attacker's net
     assert all(0 <= a - c <= bounds[1] for a, c in zip(a_rates, c_rates))
     extra_paid, extra_recv = a_paid - c_paid, a_recv - c_recv

@@ -412,6 +412,14 @@ def test_setMarketParams_other_changes_wait_for_the_timelock(chain, project, sys
         changes, new_share = RISK_INCREASING[case](p, share)
     new = mp_tuple(p, **changes)
     data = encode(ch, "setMarketParams", ETH_ID, new, new_share)
+    if case == "takerFee down":
+        # The market's funding cap is at the bound the fee allows (the listing's, the fee / 8): a lower fee needs a
+        # lower cap first, itself a timelocked change (the proposal would be refused at once otherwise).
+        f = ch.fundingParams(ETH_ID)
+        assert f.maxFundingRate * 8 == p.takerFee
+        lower = ((p.takerFee - 1) // 8, *tuple(f)[1:])
+        walk_timelock(chain, system, g, ch, encode(ch, "setFundingParams", ETH_ID, lower),
+                      lambda: struct_tuple(ch.fundingParams(ETH_ID)), lower, bob, ch.FundingParamsSet)
 
     def read():
         return struct_tuple(ch.marketParams(ETH_ID)), ch.insuranceFeeShare(ETH_ID)
@@ -440,6 +448,14 @@ def test_setMarketParams_through_the_timelock_with_a_stale_feed(chain, project, 
 # ---------------------------------------------------------------------------- bad input
 
 
+def _fee_floor(s) -> int:
+    """The least taker fee ETH's funding cap allows (ClearingHouseConfigurator._capFeeHours)."""
+    from vperp.units import cap_fee_hours
+
+    f = s.clearing_house.fundingParams(ETH_ID)
+    return f.maxFundingRate * cap_fee_hours(f.smoothingTau)
+
+
 OUT_OF_BOUNDS = {
     "ClearingHouse mmr 0": lambda s, g: (s.clearing_house, encode(s.clearing_house, "setMarketParams", ETH_ID,
                                           mp_tuple(s.clearing_house.marketParams(ETH_ID), mmr=0),
@@ -449,6 +465,15 @@ OUT_OF_BOUNDS = {
                                                               maxOpenInterest=2**95), 0), "maxOpenInterest", 2**95),
     "ClearingHouse funding rate": lambda s, g: (s.clearing_house, encode(
         s.clearing_house, "setFundingParams", ETH_ID, (10**16 + 1, 10**15, 0, 3600, 24)), "maxFundingRate", 10**16 + 1),
+    # The funding oscillation's bound (ClearingHouseConfigurator._capFeeHours): a cap one wei above the fee / 6 at a
+    # 12-hour time constant, and a fee one wei below the hours of the market's cap it must cover.
+    "ClearingHouse funding cap above the fee's bound": lambda s, g: (s.clearing_house, encode(
+        s.clearing_house, "setFundingParams", ETH_ID,
+        (s.clearing_house.marketParams(ETH_ID).takerFee // 6 + 1, 10**15, 0, 43_200, 24)), "maxFundingRate",
+        s.clearing_house.marketParams(ETH_ID).takerFee // 6 + 1),
+    "ClearingHouse taker fee below the cap's bound": lambda s, g: (s.clearing_house, encode(
+        s.clearing_house, "setMarketParams", ETH_ID, mp_tuple(s.clearing_house.marketParams(ETH_ID), takerFee=_fee_floor(
+            s) - 1), s.clearing_house.insuranceFeeShare(ETH_ID)), "takerFee", _fee_floor(s) - 1),
     "LiquidationEngine chip": lambda s, g: (s.liquidation, encode(
         s.liquidation, "setLiquidationParams", (WAD, WAD // 100 + 1, 0, 3, 0, 0, 1)), "chip", WAD // 100 + 1),
     "LiquidityPool reserveFactor": lambda s, g: (s.pool, encode(s.pool, "setPoolParams", (0, 3600, WAD + 1)),

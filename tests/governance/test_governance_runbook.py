@@ -38,7 +38,11 @@ TIME_WORDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # Symbolic bounds: the page's spelling -> the contract's expression.
 SYMBOLS = {"mmr+1wei": "uint256(p.mmr) + 1", "tip": "p.tip", "duration": "p.duration",
            "maxFundingRate": "p.maxFundingRate", "maxOpenInterest": "p.maxOpenInterest",
-           "maxAmplification(range)": "maxAmplification(range)"}
+           "maxAmplification(range)": "maxAmplification(range)",
+           # the funding oscillation's bound: the cap times the hours of it the taker fee must cover
+           "min(0.01,takerFee/capFeeHours(smoothingTau))":
+               "Math.min(MAX_FUNDING_RATE, m.takerFee / _capFeeHours(p.smoothingTau))",
+           "capFeeHours(smoothingTau)xmaxFundingRate": "uint256(f.maxFundingRate) * _capFeeHours(f.smoothingTau)"}
 TYPE_MAX = {"int96max": 2**95 - 1, "uint128max": 2**128 - 1}
 
 

@@ -8,6 +8,8 @@ from vperp.units import FUNDING_WINDOW_HOURS
 W = FUNDING_WINDOW_HOURS  # the funding window [h]: its TWAPs and mean skew run from the observation W hours back
 
 BIG = 2**255
+# The funding tests' cap: 0.1 %/h, the most a listing sets (DEFAULT_MAX_FUNDING_RATE); a market's own listing cap is its
+# taker fee / 8 (0.0125 %/h at the session deployment's 10 bps), so a test that needs this one lifts it (`lift_cap`).
 CAP = 10**15
 V = 5 * 10**14
 TAU = 2 * 3600  # DEFAULT_SMOOTHING_TAU, the listing default
@@ -64,3 +66,32 @@ def chain_model(system, ch, chain):
     for i in (m.id for m in system.markets.values()):
         assert model.market_state(i, now) == tuple(ch.marketState(i))
     return model
+
+
+def lift_cap(ch, deployer, cap: int = CAP, market: int = 1, model=None, period: int = PERIOD) -> int:
+    """Give `market` the funding cap `cap` at the listing's other parameters (velocity V, no baseline, TAU, `period`):
+    first its taker fee raised, if it must be, to the least that covers the bound's hours of the cap
+    (ClearingHouseConfigurator._capFeeHours; everything else in MarketParams as it is), then setFundingParams. With
+    `model`, the same two calls on it. Returns the setFundingParams block's timestamp."""
+    from vperp.model import FundingParams
+
+    lift_fee(ch, deployer, cap, market, model)
+    params = (cap, V, 0, TAU, period)
+    tx = ch.setFundingParams(market, params, sender=deployer)
+    if model is not None:
+        model.set_funding_params(market, FundingParams(*params), tx.timestamp)
+    return tx.timestamp
+
+
+def lift_fee(ch, deployer, cap: int, market: int = 1, model=None) -> None:
+    """`lift_cap`'s first step alone: `market`'s taker fee raised, if it must be, to the least that allows `cap` at
+    the listing's time constant (setMarketParams, the rest as it is; with `model`, on it too)."""
+    from helpers.governance import mp_tuple
+    from vperp.units import cap_fee_hours
+
+    fee = cap * cap_fee_hours(TAU)
+    p = ch.marketParams(market)
+    if p.takerFee < fee:
+        tx = ch.setMarketParams(market, mp_tuple(p, takerFee=fee), ch.insuranceFeeShare(market), sender=deployer)
+        if model is not None:
+            model.set_market_params(market, tx.timestamp, taker_fee=fee)

@@ -390,3 +390,19 @@ def test_the_funding_oscillation_in_steady_state_pays_less_than_its_fees_under_t
     assert best(0.00033) < 1 < best(0.00034)
     assert best(0.001) > 2.5
     assert best(0.00025, tau_hours=2) < 1 < best(0.00025, fee=0.001)
+
+
+def test_the_contracts_bound_holds_the_oscillation_under_its_fees_at_every_time_constant_and_premium():
+    """ClearingHouseConfigurator's bound (a cap of at most the taker fee / 8 per hour under an 8-hour time constant,
+    / 6 from 8 hours) against the steady-state kernel's worst case over flip intervals of 6 to 60 hours and premiums up
+    to 1,000 times the cap's (docs/security.md "Fixed: the funding oscillation"): at most 0.82 of the fees, 0.75 under
+    8 hours. At a single ratio of 6 the fastest time constants would break even (6.0 of the cap / fee as tau -> 0),
+    which is why a fast tau needs 8."""
+    from vperp.funding_compare import oscillation_worst
+    from vperp.units import cap_fee_hours
+
+    for tau_s in (60, 45 * 60, 2 * 3600, 8 * 3600 - 1, 8 * 3600, 12 * 3600, 24 * 3600, 7 * 86400):
+        worst = oscillation_worst(tau_s / 3600, cap_fee_hours(tau_s))
+        assert worst < (0.751 if tau_s < 8 * 3600 else 0.82), (tau_s, worst)
+    assert oscillation_worst(1 / 60, 6) > 0.99  # one ratio for all: the fastest time constants at break-even
+    assert 0.81 < oscillation_worst(8, 6) < 0.82  # the worst case of the bound

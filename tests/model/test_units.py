@@ -10,11 +10,14 @@ def test_funding_defaults_are_the_clearing_houses(system):
     assert ch.DEFAULT_SMOOTHING_TAU() == units.DEFAULT_SMOOTHING_TAU
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == units.DEFAULT_FUNDING_PERIOD_HOURS
     assert ch.DEFAULT_SKEW_FUNDING_PPM() == units.DEFAULT_SKEW_FUNDING_PPM
-    # a newly listed market starts on them (the deployment lists ETH and BTC without funding parameters)
-    fp = ch.fundingParams(system.markets["ETH"].id)
+    # a newly listed market starts on them (the deployment lists ETH and BTC without funding parameters), its cap
+    # the one its taker fee allows at the listing's time constant (the fee / 8), at most DEFAULT_MAX_FUNDING_RATE
+    mid = system.markets["ETH"].id
+    fp = ch.fundingParams(mid)
     assert (fp.maxFundingRate, fp.maxRateVelocity, fp.smoothingTau, fp.fundingPeriodHours) == (
-        units.DEFAULT_MAX_FUNDING_RATE, units.DEFAULT_MAX_RATE_VELOCITY, units.DEFAULT_SMOOTHING_TAU,
-        units.DEFAULT_FUNDING_PERIOD_HOURS)
+        units.listing_funding_cap(ch.marketParams(mid).takerFee), units.DEFAULT_MAX_RATE_VELOCITY,
+        units.DEFAULT_SMOOTHING_TAU, units.DEFAULT_FUNDING_PERIOD_HOURS)
+    assert fp.maxFundingRate == ch.marketParams(mid).takerFee // 8 < units.DEFAULT_MAX_FUNDING_RATE
 
 
 def test_the_models_limits_are_the_contracts(system):
@@ -24,15 +27,21 @@ def test_the_models_limits_are_the_contracts(system):
 
 
 def test_the_funding_caps_bound_is_the_configurators(system, deployer):
-    """units.MAX_FUNDING_RATE (the config file's bound for `max_funding_rate`) is the highest cap setFundingParams
-    takes: one wei more is refused ParameterOutOfBounds("maxFundingRate", value)."""
+    """units.max_funding_cap (the config file's bound for `max_funding_rate`, with the taker fee and the time
+    constant) is the highest cap setFundingParams takes: one wei more is refused ParameterOutOfBounds("maxFundingRate",
+    value), at both time constants and at the largest fee (1 %), where the cap reaches its highest, below the hard
+    bound units.MAX_FUNDING_RATE (which the fee's rule therefore always undercuts)."""
+    from helpers.governance import mp_tuple
     from helpers.trading import expect_revert
 
     ch = system.clearing_house
     mid = system.markets["ETH"].id
+    ch.setMarketParams(mid, mp_tuple(ch.marketParams(mid), takerFee=10**16), ch.insuranceFeeShare(mid), sender=deployer)
     f = ch.fundingParams(mid)
-    rest = (f.maxRateVelocity, f.baselineRate, f.smoothingTau, f.fundingPeriodHours)
-    with expect_revert(ch.ParameterOutOfBounds, name=b"maxFundingRate".ljust(32, b"\0"), value=units.MAX_FUNDING_RATE + 1):
-        ch.setFundingParams(mid, (units.MAX_FUNDING_RATE + 1, *rest), sender=deployer)
-    ch.setFundingParams(mid, (units.MAX_FUNDING_RATE, *rest), sender=deployer)
-    assert ch.fundingParams(mid).maxFundingRate == units.MAX_FUNDING_RATE
+    for tau in (units.SLOW_SMOOTHING_TAU - 1, units.SLOW_SMOOTHING_TAU):
+        cap = units.max_funding_cap(10**16, tau)
+        assert cap == 10**16 // units.cap_fee_hours(tau) < units.MAX_FUNDING_RATE
+        with expect_revert(ch.ParameterOutOfBounds, name=b"maxFundingRate".ljust(32, b"\0"), value=cap + 1):
+            ch.setFundingParams(mid, (cap + 1, f.maxRateVelocity, 0, tau, f.fundingPeriodHours), sender=deployer)
+        ch.setFundingParams(mid, (cap, f.maxRateVelocity, 0, tau, f.fundingPeriodHours), sender=deployer)
+        assert ch.fundingParams(mid).maxFundingRate == cap

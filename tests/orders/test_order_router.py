@@ -72,7 +72,6 @@ from helpers.reverts import revert_data, selector
 from helpers.trading import expect_revert, snapshot
 from vperp.config import concentrated_config, default_config
 from vperp.deployment import deploy
-from vperp.model.state import FundingParams
 from vperp.units import WAD
 from eth_utils import keccak
 
@@ -1553,19 +1552,12 @@ def test_cancel_bounty_is_zero_for_unknown_pending_and_dead_feed_orders(desk, de
     assert alice.balance == balance + d.fee and tx.decode_logs(r.CancelBountyPaid) == []
 
 
-def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int, max_rate: int | None = None):
+def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int):
     """The funding oscillation: `who` holds +size for `half_hours`, flips to -size for as long, `cycles` times,
     then closes; every hour a new feed round at the same price and a keeper's pokeFunding, so the only thing that
-    moves funding is the attacker's own position. With `max_rate`, the owner first sets the markets' maxFundingRate
-    to it (the rest of the shipped funding parameters as they are). Returns (attacker's collateral change, pool NAV
-    change, insurance change) [wad]; chain equals model to the wei throughout."""
+    moves funding is the attacker's own position. Returns (attacker's collateral change, pool NAV change, insurance
+    change) [wad]; chain equals model to the wei throughout."""
     ch = d.ch
-    if max_rate is not None:
-        f = ch.fundingParams(ETH)
-        params = (max_rate, f.maxRateVelocity, f.baselineRate, f.smoothingTau, f.fundingPeriodHours)
-        t = d.at()
-        ch.setFundingParams(ETH, params, sender=d.deployer)
-        d.model.set_funding_params(ETH, FundingParams(*params), t)
     d.fund(who, 500_000)
     start = _wealth(d, who)
     price = 3000 * WAD
@@ -1594,29 +1586,28 @@ def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int, ma
 
 
 
-@pytest.mark.parametrize("cap", ["shipped", "listing"])
 @pytest.mark.parametrize("size_eth,half_hours", [(300, 24), (900, 24), (300, 27), (300, 30)],
                          ids=["300 ETH daily", "900 ETH daily", "300 ETH every 27 h", "300 ETH every 30 h"])
 def test_the_funding_oscillation_pays_less_than_its_fees_on_the_shipped_markets(shipped, chain, deployer, request,
-                                                                              alice, bob, size_eth, half_hours, cap):
+                                                                              alice, bob, size_eth, half_hours):
     """Funding follows a day-long mean through a 12-hour time constant, so it lags a position: an attacker alone in
     the market holds +size, flips to -size after `half_hours`, and back, three times (six days at daily flips), then
     closes; only its own position moves the premium (the index holds, a keeper pokes every hour). On each side it
     is paid the rate its previous side built, from the pool, the counterparty of its position. Under the shipped
-    cap (0.025 %/h) that pay is less than the flips' 15 bps fees (27 hours is the steady state's best interval,
-    `vperp.funding_compare.oscillation`): the attacker loses, and the pool and the insurance
-    fund gain what it loses. At the listing's cap (0.1 %/h), the shipped markets' setting before the cap, it gained
-    16,581.74 USD over the six days with 300 ETH (about 900k USD), 2.8k a day, the pool's NAV losing 19,821.76;
-    with 900 ETH, 50,975.88 (docs/security.md "Fixed: the funding oscillation"). Chain equals model to the wei
-    throughout."""
+    cap (0.025 %/h, the 15 bps fee / 6: the largest the contract allows at a 12-hour time constant) that pay is less
+    than the flips' fees (27 hours is the steady state's best interval, `vperp.funding_compare.oscillation`): the
+    attacker loses, and the pool and the insurance fund gain what it loses. At the 0.1 %/h cap the shipped markets
+    had before, the same flips gained 16,581.74 USD over the six days with 300 ETH (about 900k USD), the pool's NAV
+    losing 19,821.76; with 900 ETH, 50,975.88 (docs/security.md "Fixed: the funding oscillation"): that cap, and any
+    one wei above the fee's bound, is now refused. Chain equals model to the wei throughout."""
     d = Desk(shipped, deployer, chain)
-    assert d.ch.fundingParams(ETH).maxFundingRate == 25 * 10**13  # the shipped cap
-    gain, d_nav, d_ins = _oscillate(d, alice, bob, size_eth * WAD, half_hours, 3,
-                                    10**15 if cap == "listing" else None)
-    report(request, f"funding oscillation, {size_eth} ETH, flips every {half_hours} h, {cap} cap: attacker "
+    f = d.ch.fundingParams(ETH)
+    assert f.maxFundingRate == 25 * 10**13 == d.ch.marketParams(ETH).takerFee // 6  # the shipped cap, at the bound
+    for cap in (10**15, f.maxFundingRate + 1):
+        with expect_revert(d.ch.ParameterOutOfBounds, name=b"maxFundingRate".ljust(32, b"\0"), value=cap):
+            d.ch.setFundingParams(ETH, (cap, *tuple(f)[1:]), sender=deployer)
+    gain, d_nav, d_ins = _oscillate(d, alice, bob, size_eth * WAD, half_hours, 3)
+    report(request, f"funding oscillation, {size_eth} ETH, flips every {half_hours} h, shipped cap: attacker "
                     f"{gain / WAD:+,.2f} USD, pool NAV {d_nav / WAD:+,.2f}, insurance fund {d_ins / WAD:+,.2f}")
     assert d_nav + d_ins == -gain  # nothing left open: the pool's NAV is its cash, and only the attacker traded
-    if cap == "listing":
-        assert gain > 4_000 * WAD * size_eth // 300  # the leak the cap closes
-    else:
-        assert gain < 0 and d_nav > 0 and d_ins > 0
+    assert gain < 0 and d_nav > 0 and d_ins > 0

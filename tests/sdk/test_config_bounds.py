@@ -15,7 +15,7 @@ from ape.exceptions import ContractLogicError
 
 from vperp.config_file import MARKET_RULES
 
-from vperp.units import WAD
+from vperp.units import SLOW_SMOOTHING_TAU, WAD
 # ParameterOutOfBounds(bytes32,uint256)'s selector, as it shows in an undecoded revert (bytes repr).
 OUT_OF_BOUNDS = r"\\x81\\x7f\\xc7\\xda"
 
@@ -105,6 +105,9 @@ def _send(system, field: str, raw: int):
                 params[3] = WAD  # imr > mmr whatever mmr is probed
             if field == "min_position_size":
                 params[8] = max(params[8], raw)  # a minimum no larger than the cap
+            if field == "taker_fee":  # funding off first: a fee below six hours of the cap is refused on its own
+                f = list(ch.fundingParams(eth.id))
+                ch.setFundingParams(eth.id, (0, *f[1:]), sender=owner)
         else:
             share = raw
         return ch.setMarketParams(eth.id, tuple(params), share, sender=owner)
@@ -115,6 +118,11 @@ def _send(system, field: str, raw: int):
     if setter == "funding":
         params = list(ch.fundingParams(eth.id))
         params[index] = raw
+        if field == "max_funding_rate":  # probed where the cap's bound is widest: the largest fee, a slow tau
+            market = list(eth.config.to_params(eth.oracle.address))
+            market[5] = 10**16
+            ch.setMarketParams(eth.id, tuple(market), ch.insuranceFeeShare(eth.id), sender=owner)
+            params[3] = max(params[3], SLOW_SMOOTHING_TAU)
         return ch.setFundingParams(eth.id, tuple(params), sender=owner)
     if setter == "auction":
         params = list(eth.config.to_auction_params())

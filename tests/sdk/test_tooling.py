@@ -72,8 +72,18 @@ BAD_CONFIGS = {
                                              "markets[0].funding_smoothing_tau", "at least 60"),
     "funding time constant over a week": (_with(market={"funding_smoothing_tau": 604_801}),
                                           "markets[0].funding_smoothing_tau", "at most 604800"),
-    "funding cap over 1 %/h": (_with(market={"max_funding_rate": 0.0101}), "markets[0].max_funding_rate",
-                               "at most 0.01"),
+    "funding cap over the largest fee's bound": (_with(market={"max_funding_rate": 0.0017}),
+                                                 "markets[0].max_funding_rate", "at most 0.001666666666666666"),
+    # the funding oscillation's bound (docs/security.md): at most the taker fee / 8 per hour under an 8-hour time
+    # constant, / 6 from 8 hours; one unit of the last decimal above each is refused, the bound itself is accepted
+    "funding cap above the fee / 8 (tau 2 h)": (_with(market={"taker_fee": 0.001, "max_funding_rate": 0.000125000000000001}),
+                                                "markets[0].max_funding_rate", "at most taker_fee / 8 per hour"),
+    "funding cap above the fee / 6 (tau 8 h)": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_800,
+                                                              "max_funding_rate": 0.000250000000000001}),
+                                                "markets[0].max_funding_rate", "at most taker_fee / 6 per hour"),
+    "the listing's cap at a tau the fee / 6 needs": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_799,
+                                                                   "max_funding_rate": 0.00025}),
+                                                     "markets[0].max_funding_rate", "at most taker_fee / 8 per hour"),
     "negative funding cap": (_with(market={"max_funding_rate": -0.0001}), "markets[0].max_funding_rate",
                              "at least 0"),
     "zero open-interest cap": (_with(market={"max_open_interest": 0}), "markets[0].max_open_interest",
@@ -168,20 +178,18 @@ def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settin
 def test_deploy_sets_a_markets_funding_period(accounts):
     """`funding_period_hours`, `funding_smoothing_tau` and `max_funding_rate` reach the chain through setFundingParams,
     the other funding parameters kept at the listing's; a market that leaves them out keeps the listing's 24 hours,
-    2 hours and 0.1 %/h."""
+    2 hours and its taker fee / 8 per hour."""
     from vperp.deployment import deploy
-    from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU
-
-    from vperp.units import DEFAULT_MAX_FUNDING_RATE
+    from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, listing_funding_cap
 
     config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2, "funding_smoothing_tau": 28_800,
-                                                       "max_funding_rate": 0.0005})))
+                                                       "taker_fee": 0.003, "max_funding_rate": 0.0005})))
     s = deploy(accounts[0], config)
     ch = s.clearing_house
     eth, btc = ch.fundingParams(s.markets["ETH"].id), ch.fundingParams(s.markets["BTC"].id)
     assert (eth.fundingPeriodHours, eth.smoothingTau, eth.maxFundingRate) == (2, 28_800, 5 * 10**14)
     assert (btc.fundingPeriodHours, btc.smoothingTau, btc.maxFundingRate) == (
-        DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, DEFAULT_MAX_FUNDING_RATE)
+        DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, listing_funding_cap(ch.marketParams(s.markets["BTC"].id).takerFee))
     assert eth[1:3] == btc[1:3]  # velocity and baseline: the listing's
 
 
@@ -258,27 +266,19 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
     assert missing_code(record, chain.provider) == []
 
 
-def test_deploy_warns_of_a_funding_cap_that_leaves_the_oscillation_open(deployed):
-    """The plain markets (the listing's funding: cap 0.1 %/h at a 10 bps fee, time constant 2 h) leave the funding
-    oscillation open (docs/security.md): the deploy script says so for each market before it deploys; the shipped
-    markets (0.025 %/h at 15 bps, 12 h) raise nothing, and each rule is checked on its own."""
-    from vperp.config import default_config, funding_oscillation_warnings, plain_config
+def test_the_config_file_takes_a_funding_cap_at_the_fees_bound():
+    """The bound itself is accepted at both time constants (the refusals one unit above are in BAD_CONFIGS), and a
+    market that leaves `max_funding_rate` out (or null) gets the listing's: the fee / 8 per hour."""
+    from vperp.config import plain_config
 
-    _, said = deployed
-    warnings = [str(s) for s in said if "warning" in str(s)]
-    assert len(warnings) == 2 and all("a position flipped about daily" in w for w in warnings)
-    assert [w.split("]: ")[1].split(":")[0] for w in warnings] == ["ETH", "BTC"]
-    assert funding_oscillation_warnings(default_config()) == []
-    plain = funding_oscillation_warnings(plain_config())
-    assert all("cap 0.1 %/h above a sixth of the 10 bps taker fee per hour" in w and "time constant 2 h under 8 h" in w
-               for w in plain)
-    shipped = default_config()
-    just_cap = shipped.with_markets(*(replace(m, max_funding_rate=0.0003) for m in shipped.markets))
-    assert [("cap" in w, "time constant" in w) for w in funding_oscillation_warnings(just_cap)] == [(True, False)] * 2
-    just_tau = shipped.with_markets(*(replace(m, funding_smoothing_tau=7 * 3600) for m in shipped.markets))
-    assert [("cap" in w, "time constant" in w) for w in funding_oscillation_warnings(just_tau)] == [(False, True)] * 2
-    off = shipped.with_markets(*(replace(m, max_funding_rate=0, funding_smoothing_tau=60) for m in shipped.markets))
-    assert funding_oscillation_warnings(off) == []  # funding off: nothing to collect
+    at_bound = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_800,
+                                                         "max_funding_rate": 0.00025})))
+    assert at_bound.markets[0].funding_cap_wad() == 25 * 10**13
+    fast = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.001, "max_funding_rate": 0.000125})))
+    assert fast.markets[0].funding_cap_wad() == 125 * 10**12
+    listing = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.001, "max_funding_rate": None})))
+    assert listing.markets[0].max_funding_rate is None and listing.markets[0].funding_cap_wad() == 125 * 10**12
+    assert [m.funding_cap_wad() for m in plain_config().markets] == [125 * 10**12] * 2
 
 
 def test_deploy_is_idempotent(deployed, chain):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from ..funding import clamp, evolve, tdiv
-from ..units import FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, MAX_PEG_TOLERANCE_BPS, MAX_SKEW_FUNDING_PPM, WAD
+from ..units import (cap_fee_hours, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, max_funding_cap, MAX_PEG_TOLERANCE_BPS,
+                     MAX_SKEW_FUNDING_PPM, WAD)
 from .base import (
     FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING,
     U112,
@@ -52,7 +53,7 @@ class ClearingHouseMirror:
         and target."""
         m = self._market(market_id)
         self._accrue(m, m.last_index_price, timestamp, since=timestamp)
-        bounds = (("maxFundingRate", params.max_funding_rate, 0, 10**16),
+        bounds = (("maxFundingRate", params.max_funding_rate, 0, max_funding_cap(m.taker_fee, params.smoothing_tau)),
                   ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
                   ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
                   ("fundingPeriodHours", params.funding_period_hours, 1, 720),
@@ -85,7 +86,8 @@ class ClearingHouseMirror:
                   ("twapWindow", new["twap_window"], 60, 4 * HOUR),
                   ("mmr", new["mmr"], 5 * 10**15, WAD // 2),
                   ("imr", new["imr"], new["mmr"] + 1, WAD),
-                  ("takerFee", new["taker_fee"], 0, 10**16),
+                  ("takerFee", new["taker_fee"],
+                   m.funding_params.max_funding_rate * cap_fee_hours(m.funding_params.smoothing_tau), 10**16),
                   ("maxSpread", new["max_spread"], 5 * 10**15, WAD // 2),
                   ("maxOiPoolRatio", new["max_oi_pool_ratio"], 1, 10 * WAD),
                   ("maxOpenInterest", new["max_open_interest"], 1, INT96_MAX),

@@ -8,14 +8,14 @@ from decimal import Decimal
 from typing import Any, Hashable
 
 from ..config import default_config, DeployConfig, wad
-from ..units import DEFAULT_SKEW_FUNDING_PPM
+from ..units import DEFAULT_SKEW_FUNDING_PPM, listing_funding_cap
 from .amm_controller import AmmControllerMirror
 from .base import FUNDING_OBSERVATIONS, INT128_MAX, ModelRevert, OBSERVATIONS, ZERO_ADDRESS
 from .clearing_house import ClearingHouseMirror
 from .liquidation_engine import LiquidationEngineMirror
 from .liquidity_pool import LiquidityPoolMirror
 from .state import (
-    _atomic, Account, AmmParams, Auction, AuctionParams, LiquidationParams, Market, Observation, Position,
+    _atomic, Account, AmmParams, Auction, AuctionParams, FundingParams, LiquidationParams, Market, Observation, Position,
     WithdrawRequest,
 )
 from .vault import VaultMirror
@@ -127,9 +127,9 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
             if mc.peg_tolerance_bps:  # deploy() sets it after listing (nothing accrues)
                 model.set_peg_tolerance(i, mc.peg_tolerance_bps)
             listed = model.markets[i].funding_params
-            if (wad(mc.max_funding_rate), mc.funding_period_hours, mc.funding_smoothing_tau) != (
+            if (mc.funding_cap_wad(), mc.funding_period_hours, mc.funding_smoothing_tau) != (
                     listed.max_funding_rate, listed.funding_period_hours, listed.smoothing_tau):  # deploy() sets them next
-                model.set_funding_params(i, replace(listed, max_funding_rate=wad(mc.max_funding_rate),
+                model.set_funding_params(i, replace(listed, max_funding_rate=mc.funding_cap_wad(),
                                                     smoothing_tau=mc.funding_smoothing_tau,
                                                     funding_period_hours=mc.funding_period_hours),
                                          (funding_params_at or {}).get(i, t_list))
@@ -161,6 +161,7 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
             hourly=[copy.copy(start) for _ in range(FUNDING_OBSERVATIONS)],
             hourly_skew=[0] * FUNDING_OBSERVATIONS,
             skew_funding_ppm=DEFAULT_SKEW_FUNDING_PPM,
+            funding_params=FundingParams(max_funding_rate=listing_funding_cap(taker_fee)),
         )
         index = self._index(m, timestamp)
         m.y = mul_wad_down(base_reserve, index)
