@@ -7,11 +7,11 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {IVault} from "./interfaces/IVault.sol";
-import {ILiquidationEngine} from "./interfaces/ILiquidationEngine.sol";
-import {WAD, WadMath} from "./libraries/WadMath.sol";
+import {WadMath} from "./libraries/WadMath.sol";
 import {VAmmMath} from "./libraries/VAmmMath.sol";
 import {FundingMath} from "./libraries/FundingMath.sol";
 import {ClearingHouseSettlement} from "./clearinghouse/ClearingHouseSettlement.sol";
+import {ClearingHouseTradeRules} from "./clearinghouse/ClearingHouseTradeRules.sol";
 import {ClearingHouseConfigurator} from "./clearinghouse/ClearingHouseConfigurator.sol";
 import {PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING} from "./interfaces/IErrors.sol";
 
@@ -22,7 +22,7 @@ import {PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING} from "./interfaces/IErrors.sol";
 /// @dev Storage is packed for the hot path: a trade reads 8 market slots, writes the position
 ///      (2 slots) and makes one Vault call and one oracle call. No loop grows with market activity;
 ///      the margin check loops over the markets the account holds (at most 16, `Vault.MAX_OPEN_MARKETS`).
-contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGuardTransient {
+contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGuardTransient {
     using WadMath for uint256;
     using WadMath for int256;
     using SafeCast for uint256;
@@ -322,27 +322,6 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
             revert InvalidAuctionSlice(slice, auctioned);
         }
         p.auctioned = (auctioned - slice).toInt128();
-    }
-
-    function _checkInitialMargin(
-        address owner,
-        uint32 subaccount,
-        IVault.AccountState memory acct,
-        uint32 marketId,
-        uint256 index
-    ) internal view {
-        _checkInitial(owner, subaccount, acct, _marginSummary(owner, subaccount, acct.openMarkets, marketId, index));
-    }
-
-    /// @dev Initial margin on a summary already computed: min(collateral - pending funding, account value) -
-    ///      initial >= 0.
-    function _checkInitial(address owner, uint32 subaccount, IVault.AccountState memory acct, MarginSummary memory s)
-        internal
-        pure
-    {
-        int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
-            - s.initial.toInt256();
-        if (free < 0) revert InsufficientMargin(owner, subaccount, free);
     }
 
     // ------------------------------------------------------------------ views
@@ -661,162 +640,4 @@ contract ClearingHouse is IClearingHouse, ClearingHouseSettlement, ReentrancyGua
         );
         return (baseAmount, r.quote, r.fee);
     }
-
-    /// @dev The stale-peg rule (`pegToleranceBps` != 0): a trade in the direction the next repeg will reward reverts
-    ///      while the peg, the curve's price at zero net position x y / (x + net)^2 (AmmController._peg, the same
-    ///      roundings: floor twice), is further than the tolerance from the index: a buy while the peg is below the
-    ///      index by more than floor(index x bps / 1e4), a sell while it is above by more. That holds reduces too:
-    ///      closing one leg of a hedge (a short bought back at a stale low peg, its long twin sold after the repeg)
-    ///      is the same stale-price buy as opening a long. The other direction always trades (it pays the trader
-    ///      the stale price's disadvantage), and anyone may `repeg` first (permissionless). No trade moves the peg,
-    ///      so it is read before the swap. Checked arithmetic without a 512-bit product: x + net is unchanged by
-    ///      trades and at least half the base reserve a sync or repeg set (AmmController keeps x >= 2 |net short|),
-    ///      so at least MIN_BASE_RESERVE / 2, while x y <= MAX_RESERVE^2 = 1e72: x y / (x + net) x 1e18 < 2^256;
-    ///      x + net <= 0 (unreachable) reads as a peg of 0, as in AmmController._peg, which no buy passes.
-    ///      `baseAmount` 0 (a delayed order, through the router): either direction beyond the tolerance reverts, so an
-    ///      order executes only at a peg within the tolerance of the live index; a market with delayed orders on
-    ///      always has a tolerance (ClearingHouseConfigurator: `PegToleranceRequired`).
-    ///      808 gas on a trade when on (measured); when off, a warm slot-0 read (+212..+288 in the gas table).
-    function _checkPeg(uint32 marketId, Market storage m, uint256 x, uint256 y, uint256 index, int256 baseAmount)
-        internal
-        view
-    {
-        uint256 tol = m.pegToleranceBps;
-        if (tol == 0) return;
-        // Casts: reserves and OI sides are below 2^128; x0 > 0 is cast only where positive.
-        int256 x0 = int256(x) + int256(uint256(m.longOpenInterest)) - int256(uint256(m.shortOpenInterest));
-        uint256 peg = x0 > 0 ? x * y / uint256(x0) * WAD / uint256(x0) : 0;
-        uint256 band = index * tol / 1e4;
-        if ((baseAmount >= 0 && index > peg + band) || (baseAmount <= 0 && peg > index + band)) {
-            revert PegStale(marketId, peg, index);
-        }
-    }
-
-    /// @dev Reverts when the price after is outside the band and further from the index than before.
-    function _checkPriceBand(uint32 marketId, uint256 maxSpread, uint256 index, uint256 before, uint256 afterPrice)
-        internal
-        pure
-    {
-        uint256 distAfter = afterPrice > index ? afterPrice - index : index - afterPrice;
-        if (distAfter > index.mulWadDown(maxSpread)) {
-            uint256 distBefore = before > index ? before - index : index - before;
-            if (distAfter > distBefore) revert PriceBandExceeded(marketId, afterPrice, index, maxSpread);
-        }
-    }
-
-    /// @dev Moves the long/short open interest and checks the caps on the side that grows.
-    function _updateOpenInterest(
-        uint32 marketId,
-        Market storage m,
-        int256 oldSize,
-        int256 newSize,
-        uint256 index,
-        int256 poolBalance
-    ) internal {
-        (uint256 longOi, uint256 shortOi) = _moveOpenInterest(m, oldSize, newSize);
-        // Caps on the side that grows (the writes above revert with the trade if a cap fails).
-        if (newSize > 0 && newSize > oldSize) _checkOiCap(marketId, m, longOi, index, poolBalance);
-        if (newSize < 0 && newSize < oldSize) _checkOiCap(marketId, m, shortOi, index, poolBalance);
-    }
-
-    function _checkOiCap(uint32 marketId, Market storage m, uint256 oi, uint256 index, int256 poolBalance)
-        internal
-        view
-    {
-        uint256 absCap = m.maxOpenInterest;
-        if (oi > absCap) revert OpenInterestCapExceeded(marketId, oi, absCap);
-        uint256 pool = poolBalance > 0 ? uint256(poolBalance) : 0;
-        uint256 notionalCap = pool.mulWadDown(m.maxOiPoolRatio);
-        uint256 notional = oi.mulWadUp(index);
-        // Reported in base units so both caps read alike: the base the pool-ratio cap allows.
-        if (notional > notionalCap) revert OpenInterestCapExceeded(marketId, oi, notionalCap.divWadDown(index));
-    }
-
-    /// @dev The account's margin summary. `knownMarket`/`knownIndex` reuse a price already read.
-    function _marginSummary(
-        address owner,
-        uint32 subaccount,
-        uint256 openMarkets,
-        uint32 knownMarket,
-        uint256 knownIndex
-    ) internal view returns (MarginSummary memory s) {
-        while (openMarkets != 0) {
-            uint256 bit = openMarkets & (~openMarkets + 1); // lowest set bit
-            openMarkets ^= bit;
-            uint32 marketId = _bitToMarket(bit);
-            Market storage m = _markets[marketId];
-            Position storage p = _positions[marketId][owner][subaccount];
-            int256 size = p.size;
-            // The known market accrued in this transaction, so its funding needs no round time.
-            (uint256 index, uint256 since) = marketId == knownMarket ? (knownIndex, block.timestamp) : _round(m);
-            s.unrealizedPnl += size.sMulWadDown(index) - p.openNotional;
-            s.pendingFunding += size.sMulWadUp(_cumulativeFundingNow(m, index, since) - p.lastCumulativeFunding);
-            // The free part owes initial and maintenance margin; the auctioned part keeps backing at
-            // maintenance (counted in `initial`, so it cannot be withdrawn while the auction runs) but is
-            // not what `kick` tests. PnL and funding run on the whole position.
-            int256 auctioned = p.auctioned;
-            uint256 notional = (size - auctioned).abs().mulWadUp(index);
-            s.initial += notional.mulWadUp(m.imr);
-            s.maintenance += notional.mulWadUp(m.mmr);
-            if (auctioned != 0) {
-                // The auctioned part is backed by enough to cover its worst fill: the larger of the
-                // maintenance ratio and the auction's maximum discount (parameters of two modules, read here).
-                uint256 auctionedNotional = auctioned.abs().mulWadUp(index);
-                uint256 ratio = ILiquidationEngine(liquidationEngine).auctionParams(marketId).maxDiscount;
-                uint256 backing = auctionedNotional.mulWadUp(ratio > m.mmr ? ratio : m.mmr);
-                s.auctionedNotional += auctionedNotional;
-                s.auctionedMaintenance += backing;
-                s.initial += backing;
-            }
-        }
-    }
-
-    function _bitToMarket(uint256 bit) internal pure returns (uint32 id) {
-        // bit is a power of two below 2^128; binary search for its position.
-        uint256 pos;
-        if (bit >= 1 << 64) { bit >>= 64; pos += 64; }
-        if (bit >= 1 << 32) { bit >>= 32; pos += 32; }
-        if (bit >= 1 << 16) { bit >>= 16; pos += 16; }
-        if (bit >= 1 << 8) { bit >>= 8; pos += 8; }
-        if (bit >= 1 << 4) { bit >>= 4; pos += 4; }
-        if (bit >= 1 << 2) { bit >>= 2; pos += 2; }
-        if (bit >= 1 << 1) { pos += 1; }
-        // Cast: pos < 128.
-        return uint32(pos + 1);
-    }
-
-    // ------------------------------------------------------------------ market internals
-
-    /// @dev The market's funding index accrued to now (what `_accrue` would make it, given the feed's round
-    ///      `index`/`since`), for views and margin checks.
-    function _cumulativeFundingNow(Market storage m, uint256 index, uint256 since) internal view returns (int256 cf) {
-        FundingState memory fs = m.funding;
-        cf = fs.cumulativeFunding;
-        if (fs.rate == 0 && fs.target == 0) return cf;
-        uint256 last = m.accumulator.timestamp;
-        if (block.timestamp == last) return cf;
-        FundingParams memory f = m.fundingParams;
-        uint256 dt = block.timestamp - last;
-        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
-        cf += _fundingAccrual(area, _indexArea(last, m.lastIndexPrice, index, since), dt);
-    }
-
-    /// @dev `acc` (the accumulator) extended to now as `_accrue` would extend it, with the feed as it stands
-    ///      (`_tryRound`), for views. Accrued in this block (a breaker's poke accrues, then reads the TWAPs), it is
-    ///      already the sums to now: the feed is not read again.
-    function _extendNow(Market storage m, Observation memory acc) internal view returns (Observation memory) {
-        if (acc.timestamp == block.timestamp) return acc;
-        (, uint256 index, uint256 since) = _tryRound(m);
-        return _extend(acc, _spot(m), _indexArea(acc.timestamp, m.lastIndexPrice, index, since));
-    }
-
-    /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
-    function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
-        return _twapsFrom(m, _extendNow(m, m.accumulator), m.funding.observationHead);
-    }
-
-    function _spot(Market storage m) internal view returns (uint256) {
-        return VAmmMath.price(m.baseReserve, m.quoteReserve);
-    }
-
 }

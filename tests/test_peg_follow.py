@@ -495,7 +495,7 @@ def _refused_increase(m, who, base: int, peg: int, index: int) -> None:
                          ids=["1M at +0.5 %", "10M at +0.5 %", "3M at +4 %"])
 def test_sandwiching_a_repeg_is_refused_at_the_stale_peg(mirror, request, alice, bob, j_bps, usd_size):
     """The index update is public and a keeper's repeg pending: the attacker buys just before it to sell just
-    after. Before the stale-peg rule (ClearingHouse._checkPeg, 11 bps on this setting) this paid (USD): 1M at
+    after. Before the stale-peg rule (ClearingHouseTradeRules._checkPeg, 11 bps on this setting) this paid (USD): 1M at
     +0.5 % +3,005.02, 10M at +0.5 % +30,982.76, 3M at +4 % +93,863.61, each taken from the pool. Now the buy
     reverts PegStale(market, peg, index) while the peg is more than 11 bps below the index, and changes nothing;
     the honest path follows: the repeg brings the peg to the index, then the same round trip

@@ -1397,7 +1397,7 @@ class Client:
 
     def peg_is_stale(self, symbol: str) -> bool:
         """Whether the peg is outside the stale-peg rule's band now, so that trades in one direction (buys below the
-        index, sells above) would be refused (`repeg` first, then trade): `ClearingHouse._checkPeg`'s band on the
+        index, sells above) would be refused (`repeg` first, then trade): `ClearingHouseTradeRules._checkPeg`'s band on the
         live index and the peg."""
         from .model import peg_holds
 

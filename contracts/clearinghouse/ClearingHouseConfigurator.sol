@@ -242,7 +242,7 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     function setDelayedOrders(uint32 marketId, bool on) external onlyOwner {
         Market storage m = _market(marketId);
         if (on && orderRouter == address(0)) revert IClearingHouse.NoOrderRouter();
-        // An order must meet a fresh peg, and "fresh" is the stale-peg rule's tolerance (ClearingHouse._checkPeg).
+        // An order must meet a fresh peg, and "fresh" is the stale-peg rule's tolerance (ClearingHouseTradeRules._checkPeg).
         if (on && m.pegToleranceBps == 0) revert IClearingHouse.PegToleranceRequired(marketId);
         m.delayedOrders = on;
         emit IClearingHouse.DelayedOrdersSet(marketId, on);

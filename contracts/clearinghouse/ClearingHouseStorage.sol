@@ -413,4 +413,37 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         }
     }
 
+    // ------------------------------------------------------------------ the accrual to now, for views and margin
+
+    /// @dev The market's funding index accrued to now (what `_accrue` would make it, given the feed's round
+    ///      `index`/`since`), for views and margin checks.
+    function _cumulativeFundingNow(Market storage m, uint256 index, uint256 since) internal view returns (int256 cf) {
+        FundingState memory fs = m.funding;
+        cf = fs.cumulativeFunding;
+        if (fs.rate == 0 && fs.target == 0) return cf;
+        uint256 last = m.accumulator.timestamp;
+        if (block.timestamp == last) return cf;
+        IClearingHouse.FundingParams memory f = m.fundingParams;
+        uint256 dt = block.timestamp - last;
+        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
+        cf += _fundingAccrual(area, _indexArea(last, m.lastIndexPrice, index, since), dt);
+    }
+
+    /// @dev `acc` (the accumulator) extended to now as `_accrue` would extend it, with the feed as it stands
+    ///      (`_tryRound`), for views. Accrued in this block (a breaker's poke accrues, then reads the TWAPs), it is
+    ///      already the sums to now: the feed is not read again.
+    function _extendNow(Market storage m, Observation memory acc) internal view returns (Observation memory) {
+        if (acc.timestamp == block.timestamp) return acc;
+        (, uint256 index, uint256 since) = _tryRound(m);
+        return _extend(acc, _spot(m), _indexArea(acc.timestamp, m.lastIndexPrice, index, since));
+    }
+
+    /// @dev Mark and index TWAPs over [anchor, now] for views: the accumulator extended to now.
+    function _twaps(Market storage m) internal view returns (uint256 markTwap, uint256 indexTwap) {
+        return _twapsFrom(m, _extendNow(m, m.accumulator), m.funding.observationHead);
+    }
+
+    function _spot(Market storage m) internal view returns (uint256) {
+        return VAmmMath.price(m.baseReserve, m.quoteReserve);
+    }
 }

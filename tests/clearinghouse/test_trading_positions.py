@@ -768,7 +768,7 @@ def market_params_of(ch, mid: int) -> dict:
 
 @pytest.mark.usefixtures("batcher", "actors_no_funding")  # funding off (no time term), actors funded
 def test_cross_margin_views_over_high_market_ids(system, ch, vault, project, chain, alice):
-    """Reached by no other test: accounts holding markets above id 2 (ClearingHouse._bitToMarket past its
+    """Reached by no other test: accounts holding markets above id 2 (ClearingHouseMargin._bitToMarket past its
     first branches). Markets 3..12 are listed, each with its own feed, price and margin ratios; alice holds
     ETH (1) and markets 3, 5, 9 and 12, long and short. marginSummary, the Vault's health views and
     tradersPnl equal the per-market sums; closing every position clears the bitmap and the views."""

@@ -480,7 +480,7 @@ class Properties:
         ok, out = r.probe(owner, r.ch, data)
         if not ok and out[0] == "PegStale":
             # The one refusal a close may meet: the stale-peg rule holds a trade in the direction the next repeg
-            # rewards (ClearingHouse._checkPeg), reduces included; the trader leaves after a repeg (anyone's).
+            # rewards (ClearingHouseTradeRules._checkPeg), reduces included; the trader leaves after a repeg (anyone's).
             # It must be exactly the rule: a tolerance set, the model's peg and index, stale in this direction.
             mk = m.markets[mid]
             index = m.index_price(mid, now)

@@ -387,7 +387,7 @@ CONCENTRATED = [("concentrate", 1, 10**17, 10 * WAD), ("oracle", 1, "jump", 0, 3
 CONCENTRATED_OUTCOMES = [None, None, None, None, "RepegTooSoon", None, None, None, "RepegNotNeeded"]  # None: ok
 SHAPES.append(CONCENTRATED)
 
-# The stale-peg rule (ClearingHouse._checkPeg): on at 11 bps, the index jumps 3 % (the peg is now below it); a buy
+# The stale-peg rule (ClearingHouseTradeRules._checkPeg): on at 11 bps, the index jumps 3 % (the peg is now below it); a buy
 # is refused PegStale, a sell trades (the stale price is against it); the repeg moves the peg by one 1 % step, still
 # stale, so a buy is refused again, a reduce that buys (trader 1's short) too, while a reduce that sells (trader
 # 0's long) trades; setting the tolerance past its bound and on an unknown market is refused; at the bound (5 %)

@@ -194,7 +194,7 @@ class ClearingHouseMirror:
 
     @classmethod
     def _check_peg(cls, market_id: int, m: Market, index: int, base: int) -> None:
-        """ClearingHouse._checkPeg: with a tolerance set, a buy reverts PegStale while the peg (`_peg`, read before the
+        """ClearingHouseTradeRules._checkPeg: with a tolerance set, a buy reverts PegStale while the peg (`_peg`, read before the
         swap) is below the index by more than floor(index x bps / 1e4), a sell while it is above by more; reduces
         and closes included."""
         if m.peg_tolerance_bps == 0:
@@ -320,7 +320,7 @@ class ClearingHouseMirror:
         return (m.last_index_price, timestamp) if index is None else (index, m.answer_updated_at)
 
     def _extend_now(self, m: Market, acc: Observation, timestamp: int) -> Observation:
-        """ClearingHouse._extendNow: the accumulator extended to `timestamp` as an accrual then would."""
+        """ClearingHouseStorage._extendNow: the accumulator extended to `timestamp` as an accrual then would."""
         index, since = self._round_now(m, timestamp)
         return Observation(timestamp, (acc.mark_cumulative + m.spot * (timestamp - acc.timestamp)) & U112,
                            (acc.index_cumulative + self._index_area(acc.timestamp, m.last_index_price, index,
@@ -447,7 +447,7 @@ class ClearingHouseMirror:
 
     def _margin_summary(self, owner, sub, open_markets: int, timestamp: int, known_market: int = 0,
                         known_index: int = 0) -> MarginSummary:
-        """ClearingHouse._marginSummary over the bitmap, lowest market first (oracle order matters
+        """ClearingHouseMargin._marginSummary over the bitmap, lowest market first (oracle order matters
         for which StaleOracle is reported)."""
         upnl = pending = initial = maintenance = auctioned_notional = auctioned_maintenance = 0
         while open_markets:

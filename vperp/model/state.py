@@ -51,7 +51,7 @@ class FundingParams:
 
 
 def peg_holds(peg: int, index: int, bps: int, buy: bool) -> bool:
-    """ClearingHouse._checkPeg's condition: with a tolerance of `bps` (0: off), whether a trade in this direction is
+    """ClearingHouseTradeRules._checkPeg's condition: with a tolerance of `bps` (0: off), whether a trade in this direction is
     held by the stale-peg rule: a buy while the peg is below the index by more than floor(index x bps / 1e4), a
     sell while it is above by more. The model, the SDK (`Client.peg_is_stale`) and the fast tier use this one."""
     if bps == 0:
