@@ -75,12 +75,12 @@ class MarketConfig:
     # as small as before (docs/pool.md "Who pays for the pool's position").
     funding_smoothing_tau: int = DEFAULT_SMOOTHING_TAU
     # The funding rate's cap (setFundingParams' maxFundingRate) [per hour]: the target and the applied rate are
-    # clamped to it. None: the listing's cap, the taker fee / 8 per hour and at most 0.001 (0.1 %/h)
+    # clamped to it. None: the listing's cap, the taker fee / 9 per hour and at most 0.001 (0.1 %/h)
     # (`funding_cap_wad`). Funding follows a day-long mean and a time constant, so it lags a position: one that holds
     # a side, then flips to the other, is paid the rate its own first side built. The contract bounds that pay against
     # the fees of the flips (docs/security.md "Fixed: the funding oscillation"): a cap is at most the taker fee / 6 per
-    # hour (0.025 %/h at 15 bps), or the fee / 8 under an 8-hour time constant, checked here when the file is read
-    # (`vperp.funding_compare.oscillation`: at the bound the pay is at most 0.82 of the fees).
+    # hour (0.025 %/h at 15 bps) from a 12-hour time constant, the fee / 9 under it, checked here when the file is read
+    # (`vperp.funding_compare.oscillation_k`: at the bound the pay is at most 0.79 of the fees).
     max_funding_rate: float | None = None
     # The stale-peg rule (ClearingHouse.setPegTolerance) [bps]: a buy trades only while the peg is at most this
     # below the index, a sell while at most this above (reduces included); 0 (the contract's value at listing) turns
@@ -237,7 +237,7 @@ PLAIN_MARKETS = (
 # - delayed orders: on a deep curve a trader who sees an oracle update coming would buy the move for little impact
 #   (docs/security.md R10); every trade goes through the OrderRouter and executes after the next oracle round.
 SHIPPED_SMOOTHING_TAU = 43_200  # [s] 12 h
-SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h, a sixth of the 15 bps fee: the oscillation pays 0.75 of its fees
+SHIPPED_MAX_FUNDING_RATE = 0.00025  # [per hour] 0.025 %/h, a sixth of the 15 bps fee, the most a 12 h tau allows
 
 SHIPPED_DEPTH = {"ETH": 100_000, "BTC": 5_000}  # virtual base reserves: ten times the plain markets'
 # The depth's concentration and the skew term measured against it (also `concentrated_config()`'s).

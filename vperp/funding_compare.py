@@ -52,7 +52,9 @@ MINUTE = 60
 
 @dataclass(frozen=True)
 class Params:
-    max_rate: int = DEFAULT_MAX_FUNDING_RATE  # the ClearingHouse's listing defaults (vperp.units)
+    # the ClearingHouse's listing defaults (vperp.units); the cap at DEFAULT_MAX_FUNDING_RATE, the most a listing sets (a
+    # market is listed at its taker fee / 9, at most this): the research tables below use it
+    max_rate: int = DEFAULT_MAX_FUNDING_RATE
     velocity: int = DEFAULT_MAX_RATE_VELOCITY
     tau: int = DEFAULT_SMOOTHING_TAU
     period_hours: int = DEFAULT_FUNDING_PERIOD_HOURS
@@ -354,14 +356,48 @@ def oscillation(half_hours: int, premium: float, cap: float, tau_hours: float, p
     return funding / days, fees / days
 
 
-def oscillation_worst(tau_hours: float, fee_hours: float, intervals: range = range(6, 61),
-                      premiums: tuple[float, ...] = (10, 100, 1000)) -> float:
+def oscillation_k(half_hours: int, phase_minutes: int, premium: float, tau_s: int, velocity_ratio: float,
+                  cycles: int = 6, warm: int = 2) -> float:
+    """The funding oscillation against the contract's own kernel (`vperp.funding.evolve`: the exponential approach
+    and the velocity limit, integer arithmetic) at a cap of 1e14: the position flips `phase_minutes` after each
+    hourly sample, every `half_hours`; the hour's premium area counts each side for its part of the hour (so a flip
+    just after the sample breaks the tie a whole-hour model gives the day mean at the turn). `premium` is the
+    position's premium as a multiple of cap x period; the velocity is `velocity_ratio` x cap per hour. Returns the
+    funding collected per flip in units of (2 x cap x 1 hour): the ratio of funding to fees at a taker fee of H x cap
+    is this / H."""
+    from .funding import clamp as iclamp, evolve
+    cap = 10**14
+    v = max(int(velocity_ratio * cap), 10**10)
+    period = 2 * half_hours
+    hist: list[float] = []
+    rate = 0
+    funding = 0.0
+    flips = 0
+    s1 = phase_minutes * 60
+    for h in range(cycles * period):
+        before = 1 if ((h - 1) % period) < half_hours else -1  # held over [h - 1 + phase, h + phase)
+        after = 1 if (h % period) < half_hours else -1
+        mean = sum(hist[-FUNDING_WINDOW_HOURS:]) / FUNDING_WINDOW_HOURS * premium
+        target = iclamp(int(mean * cap), cap)
+        a1 = 0
+        if s1:
+            rate, a1 = evolve(rate, target, s1, tau_s, v)
+        rate, a2 = evolve(rate, target, 3600 - s1, tau_s, v)
+        if h >= warm * period:
+            funding -= (before * a1 + after * a2) / 3600 / cap
+            flips += before != after
+        hist.append((s1 * before + (3600 - s1) * after) / 3600)
+    return funding / (2 * flips)
+
+
+def oscillation_worst(tau_s: int, fee_hours: float, velocity_ratio: float = 0.25, halves: range = range(6, 61, 2),
+                      phases: tuple[int, ...] = (0, 1, 5), premiums: tuple[float, ...] = (30, 1000)) -> float:
     """The oscillation's funding over its fees at the largest cap a market may set, the taker fee / `fee_hours` per
-    hour (ClearingHouseConfigurator._capFeeHours: 8 under an 8-hour time constant, 6 from 8 hours): the worst over
-    the flip intervals (hours) and premiums (as multiples of the cap times the period; the more, the longer the target
-    sits at the cap) of `oscillation`. Below 1, every flip pays more in fees than it collects."""
-    return max(f / c for x in premiums for h in intervals
-               for f, c in [oscillation(h, x, 1.0, tau_hours, 1, float(fee_hours))])
+    hour, and the slowest velocity it may set with it (a quarter of the cap per hour; ClearingHouseConfigurator): the
+    worst of `oscillation_k` over the flip intervals, the flip's minute after the sample and the premiums. Below 1,
+    every flip pays more in fees than it collects; below 1 - the insurance fund's share of the fee, the pool gains."""
+    return max(oscillation_k(h, ph, x, tau_s, velocity_ratio) for x in premiums for h in halves
+               for ph in phases) / fee_hours
 
 
 def hours_to_converge(premium: int, p: Params = Params(), fraction: float = 0.95, horizon_h: int = 96) -> float:

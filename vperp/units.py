@@ -7,7 +7,7 @@ which checks each against the deployed contracts' own constants).
 - UINT64_MAX: the largest value of a uint64 parameter field (e.g. AmmParams' WAD ratios: 18.45 at most).
 - DEFAULT_*: ClearingHouse's funding defaults for a newly listed market (its public constants of the same
   names): cap 0.1 %/h at most (a market is listed at `listing_funding_cap(taker_fee)`,
-  its taker fee / 8 per hour), velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
+  its taker fee / 9 per hour), velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
   term's rate (0.2 %/h for a skew, (long OI - short OI) / base reserve, of 1; 0.01 %/h at 5 %).
 """
 from __future__ import annotations
@@ -22,11 +22,14 @@ UINT64_MAX = 2**64 - 1
 DEFAULT_MAX_FUNDING_RATE = 10**15  # [wad per hour] 0.1 %/h
 MAX_FUNDING_RATE = 10**16  # ClearingHouseConfigurator: the hard bound on a cap [wad per hour] 1 %/h
 # ClearingHouseConfigurator: a market's cap is at most its taker fee over FUNDING_CAP_FEE_HOURS hours (cap x 6 <= fee),
-# over FUNDING_CAP_FEE_HOURS_FAST while its time constant is under SLOW_SMOOTHING_TAU: the funding oscillation's bound
-# (docs/security.md "Fixed: the funding oscillation"); a listing's cap is that, at most DEFAULT_MAX_FUNDING_RATE.
+# over FUNDING_CAP_FEE_HOURS_FAST while its time constant is under SLOW_SMOOTHING_TAU, and its rate velocity at least
+# the cap / RATE_VELOCITY_CAP_DIVISOR per hour: the funding oscillation's bound (docs/security.md "Fixed: the funding
+# oscillation"); a listing's cap is the fee over FUNDING_CAP_FEE_HOURS_FAST, at most DEFAULT_MAX_FUNDING_RATE.
 FUNDING_CAP_FEE_HOURS = 6
-FUNDING_CAP_FEE_HOURS_FAST = 8
-SLOW_SMOOTHING_TAU = 8 * 3_600  # [s]
+FUNDING_CAP_FEE_HOURS_FAST = 9
+SLOW_SMOOTHING_TAU = 12 * 3_600  # [s]
+RATE_VELOCITY_CAP_DIVISOR = 4
+MIN_RATE_VELOCITY = 10**10  # ClearingHouseConfigurator: the hard floor of maxRateVelocity [wad per hour per hour]
 DEFAULT_MAX_RATE_VELOCITY = 5 * 10**14  # [wad per hour, per hour] 0.05 %/h²
 DEFAULT_SMOOTHING_TAU = 2 * HOUR  # [s]
 FUNDING_WINDOW_HOURS = 24  # ClearingHouseStorage: the funding TWAPs' and mean skew's span (hours), re-sampled hourly
@@ -54,5 +57,11 @@ def max_funding_cap(taker_fee: int, smoothing_tau: int) -> int:
 
 def listing_funding_cap(taker_fee: int) -> int:
     """The cap a market is listed with [wad per hour] (ClearingHouseConfigurator.listMarket): at the listing's
-    2-hour time constant, the fee / 8, at most DEFAULT_MAX_FUNDING_RATE."""
+    2-hour time constant, the fee / 9, at most DEFAULT_MAX_FUNDING_RATE."""
     return min(DEFAULT_MAX_FUNDING_RATE, taker_fee // cap_fee_hours(DEFAULT_SMOOTHING_TAU))
+
+
+def min_rate_velocity(max_funding_rate: int) -> int:
+    """The least maxRateVelocity [wad per hour per hour] a market with this cap may set: the hard floor, or a quarter
+    of the cap per hour, rounded down (ClearingHouseConfigurator._setFundingParams)."""
+    return max(MIN_RATE_VELOCITY, max_funding_rate // RATE_VELOCITY_CAP_DIVISOR)

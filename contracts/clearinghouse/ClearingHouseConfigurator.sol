@@ -49,16 +49,20 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     uint256 internal constant MAX_HEARTBEAT = 2 days;
     uint256 internal constant MAX_FUNDING_RATE = 0.01e18; // 1 %/h
     /// @notice A market's funding cap is at most its taker fee spread over this many hours (cap x 6 <= fee), or over
-    ///         FUNDING_CAP_FEE_HOURS_FAST (8) while its smoothing time constant is under SLOW_SMOOTHING_TAU (8 h); a
-    ///         listing's cap is that, at most DEFAULT_MAX_FUNDING_RATE. Funding follows the day-long mean premium, so
-    ///         a position flipped between sides about daily is paid the rate its own previous side built, by the pool;
-    ///         a flip costs a taker fee on twice the size. At these ratios the flips' best interval collects at most
-    ///         0.82 of its fees whatever the time constant and the premium (`vperp.funding_compare.oscillation`; 0.75
-    ///         on the shipped markets; docs/security.md "Fixed: the funding oscillation"). Both setters check it, so
-    ///         neither a lower fee, a higher cap nor a faster time constant can reopen it.
+    ///         FUNDING_CAP_FEE_HOURS_FAST (9) while its smoothing time constant is under SLOW_SMOOTHING_TAU (12 h); its
+    ///         rate velocity at least a quarter of the cap per hour (RATE_VELOCITY_CAP_DIVISOR); a listing's cap is
+    ///         the fee / 9, at most DEFAULT_MAX_FUNDING_RATE. Funding follows the day-long mean premium, so a position
+    ///         flipped between sides about daily is paid the rate its own previous side built, by the pool; a flip
+    ///         costs a taker fee on twice the size. Within these bounds the flips collect at most 0.79 of their fees
+    ///         whatever the time constant, premium, flip interval and the flip's second within the hour
+    ///         (`vperp.funding_compare.oscillation_k`; 0.76 under 12 h), so the pool, which keeps 80 % of the fee at
+    ///         the shipped insurance share, gains. A slower velocity would stretch the rate's turn past the flip, so it
+    ///         is bounded too. Both setters check it: neither a lower fee, a higher cap, a faster time constant nor a
+    ///         slower velocity can reopen it (docs/security.md "Fixed: the funding oscillation").
     uint256 internal constant FUNDING_CAP_FEE_HOURS = 6;
-    uint256 internal constant FUNDING_CAP_FEE_HOURS_FAST = 8;
-    uint256 internal constant SLOW_SMOOTHING_TAU = 8 hours;
+    uint256 internal constant FUNDING_CAP_FEE_HOURS_FAST = 9;
+    uint256 internal constant SLOW_SMOOTHING_TAU = 12 hours;
+    uint256 internal constant RATE_VELOCITY_CAP_DIVISOR = 4;
     uint256 internal constant MIN_RATE_VELOCITY = 1e10;
     uint256 internal constant MAX_RATE_VELOCITY = 0.1e18;
     uint256 internal constant MIN_SMOOTHING_TAU = 60;
@@ -258,7 +262,10 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         // The fee's rule (FUNDING_CAP_FEE_HOURS, at the new time constant) is the tighter bound for every fee up to
         // MAX_TAKER_FEE; the hard bound stays, as the rates' width argument (int56) rests on it. Rounded down.
         Bounds.check("maxFundingRate", p.maxFundingRate, 0, Math.min(MAX_FUNDING_RATE, m.takerFee / _capFeeHours(p.smoothingTau)));
-        Bounds.check("maxRateVelocity", p.maxRateVelocity, MIN_RATE_VELOCITY, MAX_RATE_VELOCITY);
+        // At least a quarter of the cap per hour (RATE_VELOCITY_CAP_DIVISOR, rounded down: a wei of slack at most).
+        Bounds.check(
+            "maxRateVelocity", p.maxRateVelocity, Math.max(MIN_RATE_VELOCITY, p.maxFundingRate / RATE_VELOCITY_CAP_DIVISOR), MAX_RATE_VELOCITY
+        );
         Bounds.check("smoothingTau", p.smoothingTau, MIN_SMOOTHING_TAU, MAX_SMOOTHING_TAU);
         Bounds.check("fundingPeriodHours", p.fundingPeriodHours, 1, MAX_FUNDING_PERIOD_HOURS);
         Bounds.check("baselineRate", WadMath.abs(p.baselineRate), 0, p.maxFundingRate);
@@ -277,7 +284,7 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         Bounds.check("twapWindow", p.twapWindow, MIN_TWAP_WINDOW, MAX_TWAP_WINDOW);
         Bounds.check("mmr", p.mmr, MIN_MMR, MAX_MMR);
         Bounds.check("imr", p.imr, uint256(p.mmr) + 1, MAX_IMR);
-        // At least six (or eight) hours of the market's funding cap (FUNDING_CAP_FEE_HOURS; the cap is 0 until the
+        // At least six (or nine) hours of the market's funding cap (FUNDING_CAP_FEE_HOURS; the cap is 0 until the
         // listing sets it, after this check).
         IClearingHouse.FundingParams memory f = m.fundingParams;
         Bounds.check("takerFee", p.takerFee, uint256(f.maxFundingRate) * _capFeeHours(f.smoothingTau), MAX_TAKER_FEE);

@@ -41,7 +41,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     uint256 internal constant MIN_BASE_RESERVE = 1e18;
     uint256 internal constant MAX_RESERVE = 1e36;
 
-    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, a cap of the taker fee / 8 per hour
+    /// @notice Funding defaults at listing (docs/funding.md): 24 h period, a cap of the taker fee / 9 per hour
     ///         (ClearingHouseConfigurator.FUNDING_CAP_FEE_HOURS_FAST, at tau 2 h) and at most DEFAULT_MAX_FUNDING_RATE (0.1 %/h), tau
     ///         2 h (after the day-long premium mean), 0.05 %/h per hour velocity, no baseline.
     uint64 public constant DEFAULT_MAX_FUNDING_RATE = 0.001e18;

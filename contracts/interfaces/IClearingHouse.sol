@@ -20,8 +20,8 @@ interface IClearingHouseModules {
     /// @notice Most markets that can be listed: one bit per market in the Vault's per-account bitmap.
     function MAX_MARKETS() external view returns (uint256);
     /// @notice Funding defaults at listing (docs/funding.md): the cap [wad per hour] (a market is listed with the
-    ///         smaller of this and its taker fee / 8 per hour, the most a market's cap may be at a time constant under
-    ///         8 h; from 8 h, the fee / 6), the velocity [wad per hour
+    ///         smaller of this and its taker fee / 9 per hour, the most a market's cap may be at a time constant under
+    ///         12 h; from 12 h, the fee / 6), the velocity [wad per hour
     ///         per hour], the smoothing time constant [s], the premium's period [h] and the skew term [ppm per hour].
     function DEFAULT_MAX_FUNDING_RATE() external view returns (uint64);
     function DEFAULT_MAX_RATE_VELOCITY() external view returns (uint64);

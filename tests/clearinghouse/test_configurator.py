@@ -146,11 +146,12 @@ def test_library_error_decodes_from_the_clearing_house_abi(fresh, deployer):
 
 def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, deployer):
     """The funding oscillation's bound (docs/security.md "Fixed: the funding oscillation"): a market's funding cap
-    is at most its taker fee / 8 per hour while its time constant is under 8 hours, the fee / 6 from 8 hours on
-    (ClearingHouseConfigurator._capFeeHours). The listing sets the fee / 8 (at most DEFAULT_MAX_FUNDING_RATE);
-    setFundingParams refuses a cap one wei above the bound at the new time constant, or a faster time constant that
-    the cap outgrows; setMarketParams refuses a fee one wei below it. Each refusal changes nothing; the model
-    refuses the same values with the same error."""
+    is at most its taker fee / 9 per hour while its time constant is under 12 hours, the fee / 6 from 12 hours on
+    (ClearingHouseConfigurator._capFeeHours), and its rate velocity at least a quarter of the cap per hour. The
+    listing sets the fee / 9 (at most DEFAULT_MAX_FUNDING_RATE); setFundingParams refuses a cap one wei above the
+    bound at the new time constant, a faster time constant that the cap outgrows, or a velocity one wei under its
+    floor; setMarketParams refuses a fee one wei below the bound. Each refusal changes nothing; the model refuses the
+    same values with the same error (next test)."""
     from vperp import units
 
     ch, _, oracle, mc = fresh
@@ -160,10 +161,11 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
     ch.listMarket(b32("CAPFEE"), tuple(params), wad(mc.insurance_fee_share), wad(mc.base_reserve), sender=deployer)
     mid = ch.marketCount()
     f = ch.fundingParams(mid)
-    assert f.maxFundingRate == fee // 8 == units.listing_funding_cap(fee)
-    rest = lambda cap, tau: (cap, f.maxRateVelocity, f.baselineRate, tau, f.fundingPeriodHours)  # noqa: E731
-    slow, fast = 8 * 3600, 8 * 3600 - 1
-    assert units.max_funding_cap(fee, slow) == fee // 6 and units.max_funding_cap(fee, fast) == fee // 8
+    assert f.maxFundingRate == fee // 9 == units.listing_funding_cap(fee)
+    v0 = f.maxRateVelocity
+    rest = lambda cap, tau, v=v0: (cap, v, f.baselineRate, tau, f.fundingPeriodHours)  # noqa: E731
+    slow, fast = 12 * 3600, 12 * 3600 - 1
+    assert units.max_funding_cap(fee, slow) == fee // 6 and units.max_funding_cap(fee, fast) == fee // 9
 
     def refused(name, value, call):
         before = (tuple(ch.fundingParams(mid)), tuple(ch.marketParams(mid)))
@@ -172,15 +174,20 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
         assert (tuple(ch.fundingParams(mid)), tuple(ch.marketParams(mid))) == before
 
     # setFundingParams: one wei either side at each time constant.
-    refused("maxFundingRate", fee // 8 + 1, lambda: ch.setFundingParams(mid, rest(fee // 8 + 1, fast), sender=deployer))
-    ch.setFundingParams(mid, rest(fee // 8, fast), sender=deployer)
+    refused("maxFundingRate", fee // 9 + 1, lambda: ch.setFundingParams(mid, rest(fee // 9 + 1, fast), sender=deployer))
+    ch.setFundingParams(mid, rest(fee // 9, fast), sender=deployer)
     refused("maxFundingRate", fee // 6 + 1, lambda: ch.setFundingParams(mid, rest(fee // 6 + 1, slow), sender=deployer))
     ch.setFundingParams(mid, rest(fee // 6, slow), sender=deployer)
     assert ch.fundingParams(mid).maxFundingRate == fee // 6
-    # A faster time constant with the slow bound's cap: refused (the fee no longer covers 8 hours of it).
+    # A faster time constant with the slow bound's cap: refused (the fee no longer covers 9 hours of it).
     refused("maxFundingRate", fee // 6, lambda: ch.setFundingParams(mid, rest(fee // 6, fast), sender=deployer))
-    # setMarketParams: the fee must cover 6 hours of the cap at tau 8 h ...
+    # The velocity: at least the cap / 4 per hour, one wei either side.
     cap = fee // 6
+    refused("maxRateVelocity", cap // 4 - 1, lambda: ch.setFundingParams(mid, rest(cap, slow, cap // 4 - 1),
+                                                                         sender=deployer))
+    ch.setFundingParams(mid, rest(cap, slow, cap // 4), sender=deployer)
+    assert ch.fundingParams(mid).maxRateVelocity == cap // 4 == units.min_rate_velocity(cap)
+    # setMarketParams: the fee must cover 6 hours of the cap at tau 12 h ...
     low = list(params)
     low[5] = cap * 6 - 1
     refused("takerFee", cap * 6 - 1, lambda: ch.setMarketParams(mid, tuple(low), wad(mc.insurance_fee_share),
@@ -188,9 +195,9 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
     low[5] = cap * 6
     ch.setMarketParams(mid, tuple(low), wad(mc.insurance_fee_share), sender=deployer)
     assert ch.marketParams(mid).takerFee == cap * 6
-    # ... and 8 hours of it under 8 h.
-    ch.setFundingParams(mid, rest(cap * 6 // 8, fast), sender=deployer)
-    low[5] = cap * 6 // 8 * 8 - 1
+    # ... and 9 hours of it under 12 h.
+    ch.setFundingParams(mid, rest(cap * 6 // 9, fast), sender=deployer)
+    low[5] = cap * 6 // 9 * 9 - 1
     refused("takerFee", low[5], lambda: ch.setMarketParams(mid, tuple(low), wad(mc.insurance_fee_share),
                                                             sender=deployer))
     # Funding off: any fee, zero included.
@@ -198,14 +205,15 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
     low[5] = 0
     ch.setMarketParams(mid, tuple(low), wad(mc.insurance_fee_share), sender=deployer)
     refused("maxFundingRate", 1, lambda: ch.setFundingParams(mid, rest(1, slow), sender=deployer))
-    # The listing caps at DEFAULT_MAX_FUNDING_RATE: a 1 % fee lists at 0.1 %/h, not 0.125 %/h.
+    # The listing caps at DEFAULT_MAX_FUNDING_RATE: a 1 % fee lists at 0.1 %/h, not 0.111 %/h.
     params[5] = 10**16
     ch.listMarket(b32("CAPMAX"), tuple(params), wad(mc.insurance_fee_share), wad(mc.base_reserve), sender=deployer)
     assert ch.fundingParams(ch.marketCount()).maxFundingRate == ch.DEFAULT_MAX_FUNDING_RATE() == 10**15
 
 
 def test_the_model_bounds_the_funding_cap_by_the_taker_fee_as_the_contract_does():
-    """The model's setters (vperp.model) refuse the same caps and fees as the test above, with the same error."""
+    """The model's setters (vperp.model) refuse the same caps, velocities and fees as the test above, with the same
+    error."""
     from dataclasses import replace
 
     from vperp.config import lagging_peg_config
@@ -215,11 +223,12 @@ def test_the_model_bounds_the_funding_cap_by_the_taker_fee_as_the_contract_does(
     model = Model.from_config(cfg, timestamp=1_000_000)
     mk = model.markets[1]
     fee = mk.taker_fee
-    assert mk.funding_params.max_funding_rate == min(fee // 8, 10**15)
+    assert mk.funding_params.max_funding_rate == min(fee // 9, 10**15)
     base = mk.funding_params
     t = 1_000_000 + 60
-    for cap, tau, ok in ((fee // 8 + 1, 8 * 3600 - 1, False), (fee // 8, 8 * 3600 - 1, True),
-                         (fee // 6 + 1, 8 * 3600, False), (fee // 6, 8 * 3600, True), (fee // 6, 8 * 3600 - 1, False)):
+    slow, fast = 12 * 3600, 12 * 3600 - 1
+    for cap, tau, ok in ((fee // 9 + 1, fast, False), (fee // 9, fast, True),
+                         (fee // 6 + 1, slow, False), (fee // 6, slow, True), (fee // 6, fast, False)):
         if ok:
             model.set_funding_params(1, replace(base, max_funding_rate=cap, smoothing_tau=tau), t)
         else:
@@ -227,6 +236,10 @@ def test_the_model_bounds_the_funding_cap_by_the_taker_fee_as_the_contract_does(
                 model.set_funding_params(1, replace(base, max_funding_rate=cap, smoothing_tau=tau), t)
             assert e.value.args[:3] == ("ParameterOutOfBounds", "maxFundingRate", cap)
     cap = fee // 6
+    with pytest.raises(ModelRevert) as e:
+        model.set_funding_params(1, replace(base, max_funding_rate=cap, smoothing_tau=slow,
+                                            max_rate_velocity=cap // 4 - 1), t)
+    assert e.value.args[:3] == ("ParameterOutOfBounds", "maxRateVelocity", cap // 4 - 1)
     with pytest.raises(ModelRevert) as e:
         model.set_market_params(1, t, taker_fee=cap * 6 - 1)
     assert e.value.args[:3] == ("ParameterOutOfBounds", "takerFee", cap * 6 - 1)

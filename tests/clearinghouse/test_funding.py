@@ -45,7 +45,7 @@ def sample_premium(system, ch, chain, trader, base, hold=False):
 
 
 def test_fundingstate_target_equals_premium_over_period_after_a_long_skews_the_vamm(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (an 8 bps fee): the target below it
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 9 bps fee): the target below it
     spot, index = sample_premium(system, ch, chain, alice, 100 * WAD)
     assert spot > index
     applied, target, premium, mark_twap, index_twap, p1h, p8h = ch.fundingState(1)
@@ -91,7 +91,7 @@ def test_applied_rate_follows_the_kernel_between_pokes(system, ch, chain, alice)
 
 
 def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (an 8 bps fee)
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 9 bps fee)
     # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2. Held (a poke in the hour after
     # the trade), so that the sample in the hour after the step's also spans a whole window of it.
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
@@ -189,7 +189,7 @@ def test_pending_funding_counts_in_account_value(system, ch, vault, chain, alice
 
 
 def test_set_funding_params_accrues_first_then_clamps_to_new_cap(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # from a 0.1 %/h cap (an 8 bps fee)
+    lift_cap(ch, deployer)  # from a 0.1 %/h cap (a 9 bps fee)
     # held, so that the sample the change's accrual takes (the next hour's first block) is the cap again
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
     chain.pending_timestamp += 3600
@@ -242,7 +242,7 @@ def test_poke_funding_reverts_on_stale_oracle(system, ch, chain, alice):
 
 
 def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, alice):
-    lift_cap(ch, deployer, market=2)  # a baseline at most the cap: 0.1 %/h (an 8 bps fee)
+    lift_cap(ch, deployer, market=2)  # a baseline at most the cap: 0.1 %/h (a 9 bps fee)
     ch.setFundingParams(2, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
     chain.pending_timestamp = next_hour(chain.pending_timestamp)  # the target is re-sampled by the hour's first block
     tx = ch.pokeFunding(2, sender=alice)
@@ -396,13 +396,13 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
         first_block.setdefault(tx.timestamp // HOUR, tx.timestamp)
         blocks.append((tx.timestamp, amm.price, index_recorded, bps))
 
-    # The rule at a 0.1 %/h cap, which its taker fee must allow (8 bps): every target below it. Both setters accrue
+    # The rule at a 0.1 %/h cap, which its taker fee must allow (9 bps): every target below it. Both setters accrue
     # the market (at the recorded index, not the feed's), so both are market blocks.
     from helpers.governance import mp_tuple
     from vperp.model import FundingParams
 
-    tx = ch.setMarketParams(1, mp_tuple(ch.marketParams(1), takerFee=8 * CAP), ch.insuranceFeeShare(1), sender=deployer)
-    model.set_market_params(1, tx.timestamp, taker_fee=8 * CAP)
+    tx = ch.setMarketParams(1, mp_tuple(ch.marketParams(1), takerFee=9 * CAP), ch.insuranceFeeShare(1), sender=deployer)
+    model.set_market_params(1, tx.timestamp, taker_fee=9 * CAP)
     mine(tx, 3000 * WAD)
     tx = ch.setFundingParams(1, (CAP, V, 0, TAU, PERIOD), sender=deployer)
     model.set_funding_params(1, FundingParams(CAP, V, 0, TAU, PERIOD), tx.timestamp)
@@ -474,9 +474,9 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
 # ---------------------------------------------------------------------------- the skew term: the window's mean
 
 
-# The largest cap the listing's time constant allows (the taker fee at its 1 % bound, over 8 hours: 0.125 %/h), over a
+# The largest cap the listing's time constant allows (the taker fee at its 1 % bound, over 9 hours: 0.111 %/h), over a
 # 72-hour period: a 300 ETH skew's premium (about 6 %, 0.087 %/h) and skew term stay inside it.
-RAISED_CAP = 10**16 // 8
+RAISED_CAP = 10**16 // 9
 RAISED_PERIOD = 72
 PPM = 2_000  # DEFAULT_SKEW_FUNDING_PPM
 
@@ -765,7 +765,7 @@ def test_the_skew_term_charges_the_heavy_side_with_the_mark_at_the_index(system,
 @pytest.fixture(scope="module")
 def plain(deployer):
     """The plain markets (`plain_config()`: the listing's funding, period 24 h, time constant 2 h, and the cap the
-    listing derives from the 10 bps fee, the fee / 8 per hour: 0.0125 %/h; trades direct)."""
+    listing derives from the 10 bps fee, the fee / 9 per hour: 0.0111 %/h; trades direct)."""
     from vperp.config import plain_config
     from vperp.deployment import deploy
 
@@ -778,13 +778,13 @@ def test_the_listings_funding_closes_the_oscillation_on_the_plain_markets(plain,
     """The funding oscillation (docs/security.md "Fixed: the funding oscillation") on the plain markets, which keep
     the listing's funding: 300 ETH flipped every H hours, six times, alone in the market (the index held, a keeper's
     poke every hour), collects the rate its previous side built. At the listing's former 0.1 %/h cap the 17-hour
-    flips gained +26,626.66 USD and the pool's NAV lost 28,788.61. Listed now at the fee / 8 per hour, every interval
+    flips gained +26,626.66 USD and the pool's NAV lost 28,788.61. Listed now at the fee / 9 per hour, every interval
     around the kernel's best (15 hours at a 2-hour time constant) loses, and the pool and the insurance fund gain
     what the attacker loses. The setting that opened it can no longer be set: the cap the leak needed is refused."""
     ch, vault, pool = plain.clearing_house, plain.vault, plain.pool
     f = ch.fundingParams(1)
     fee = ch.marketParams(1).takerFee
-    assert f.maxFundingRate == fee // 8 == 125 * 10**12  # the listing's cap at its 2-hour time constant
+    assert f.maxFundingRate == fee // 9 == 111_111_111_111_111  # the listing's cap at its 2-hour time constant
     with ape.reverts(ch.ParameterOutOfBounds, name=b"maxFundingRate".ljust(32, b"\0"), value=10**15):
         ch.setFundingParams(1, (10**15, *tuple(f)[1:]), sender=deployer)  # the former listing cap
     who, keeper = accounts[3], accounts[4]

@@ -168,8 +168,8 @@ def test_limit_a_writer_who_stamps_the_round_time_prices_the_interval_since_the_
     """The rule trusts the feed's round time as it trusts its price. A writer who stamps its own rounds (the mock's
     `updateRoundData`) back-dates the phantom to the last accrual: it then prices the whole interval since, 50 idle
     minutes here, as the old rule would have priced the interval after it, and a poke after the transaction no
-    longer shortens it. The figures pinned: the hour's sample at the cap, the attacker about +25 USD, the pool about
-    -209 at the listing's cap (the 10 bps fee / 8 per hour: 0.0125 %/h); at the 0.1 %/h cap the markets were listed
+    longer shortens it. The figures pinned: the hour's sample at the cap, the attacker about +22 USD, the pool about
+    -186 at the listing's cap (the 10 bps fee / 9 per hour: 0.0111 %/h); at the 0.1 %/h cap the markets were listed
     with before the funding oscillation's bound, an attacker's review of this rule measured +226.94 / -1,929.03.
     Such a feed must not be listed."""
     atk, h0, t, snap = _attack_setup(project, system, chain, alice, bob)
@@ -184,7 +184,7 @@ def test_limit_a_writer_who_stamps_the_round_time_prices_the_interval_since_the_
     print(f"\nindex rounds (limit): a phantom stamped at the last accrual, 50 min back: hour's sample target "
           f"{a_samples[0][2] / 1e14:+.2f} bps/h (control {c_samples[0][2] / 1e14:+.2f}); attacker {gain:+,.2f} USD, "
           f"pool NAV {loss:+,.2f}")
-    assert a_samples[0][2] == -system.clearing_house.fundingParams(ETH).maxFundingRate == -125 * 10**12  # the cap
+    assert a_samples[0][2] == -system.clearing_house.fundingParams(ETH).maxFundingRate == -(10**15 // 9)  # the cap
     assert 15 < gain < 40 and -300 < loss < -150
 
 

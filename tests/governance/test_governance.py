@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from vperp.units import cap_fee_hours
+
 from helpers.governance import admin, guardian  # noqa: F401 - shared module fixtures
 from helpers.governance import (
     CANCELLED,
@@ -412,12 +414,11 @@ def test_setMarketParams_other_changes_wait_for_the_timelock(chain, project, sys
         changes, new_share = RISK_INCREASING[case](p, share)
     new = mp_tuple(p, **changes)
     data = encode(ch, "setMarketParams", ETH_ID, new, new_share)
-    if case == "takerFee down":
-        # The market's funding cap is at the bound the fee allows (the listing's, the fee / 8): a lower fee needs a
-        # lower cap first, itself a timelocked change (the proposal would be refused at once otherwise).
-        f = ch.fundingParams(ETH_ID)
-        assert f.maxFundingRate * 8 == p.takerFee
-        lower = ((p.takerFee - 1) // 8, *tuple(f)[1:])
+    f = ch.fundingParams(ETH_ID)
+    if changes.get("takerFee", p.takerFee) < f.maxFundingRate * cap_fee_hours(f.smoothingTau):
+        # The market's funding cap is at the bound the fee allows: a lower fee needs a lower cap first, itself a
+        # timelocked change (the fee's proposal would be refused at once otherwise).
+        lower = (changes["takerFee"] // cap_fee_hours(f.smoothingTau), *tuple(f)[1:])
         walk_timelock(chain, system, g, ch, encode(ch, "setFundingParams", ETH_ID, lower),
                       lambda: struct_tuple(ch.fundingParams(ETH_ID)), lower, bob, ch.FundingParamsSet)
 

@@ -42,7 +42,8 @@ SYMBOLS = {"mmr+1wei": "uint256(p.mmr) + 1", "tip": "p.tip", "duration": "p.dura
            # the funding oscillation's bound: the cap times the hours of it the taker fee must cover
            "min(0.01,takerFee/capFeeHours(smoothingTau))":
                "Math.min(MAX_FUNDING_RATE, m.takerFee / _capFeeHours(p.smoothingTau))",
-           "capFeeHours(smoothingTau)xmaxFundingRate": "uint256(f.maxFundingRate) * _capFeeHours(f.smoothingTau)"}
+           "capFeeHours(smoothingTau)xmaxFundingRate": "uint256(f.maxFundingRate) * _capFeeHours(f.smoothingTau)",
+           "max(0.00000001,maxFundingRate/4)": "Math.max(MIN_RATE_VELOCITY, p.maxFundingRate / RATE_VELOCITY_CAP_DIVISOR)"}
 TYPE_MAX = {"int96max": 2**95 - 1, "uint128max": 2**128 - 1}
 
 

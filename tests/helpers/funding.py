@@ -9,7 +9,7 @@ W = FUNDING_WINDOW_HOURS  # the funding window [h]: its TWAPs and mean skew run 
 
 BIG = 2**255
 # The funding tests' cap: 0.1 %/h, the most a listing sets (DEFAULT_MAX_FUNDING_RATE); a market's own listing cap is its
-# taker fee / 8 (0.0125 %/h at the session deployment's 10 bps), so a test that needs this one lifts it (`lift_cap`).
+# taker fee / 9 (0.0111 %/h at the session deployment's 10 bps), so a test that needs this one lifts it (`lift_cap`).
 CAP = 10**15
 V = 5 * 10**14
 TAU = 2 * 3600  # DEFAULT_SMOOTHING_TAU, the listing default

@@ -11,13 +11,13 @@ def test_funding_defaults_are_the_clearing_houses(system):
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == units.DEFAULT_FUNDING_PERIOD_HOURS
     assert ch.DEFAULT_SKEW_FUNDING_PPM() == units.DEFAULT_SKEW_FUNDING_PPM
     # a newly listed market starts on them (the deployment lists ETH and BTC without funding parameters), its cap
-    # the one its taker fee allows at the listing's time constant (the fee / 8), at most DEFAULT_MAX_FUNDING_RATE
+    # the one its taker fee allows at the listing's time constant (the fee / 9), at most DEFAULT_MAX_FUNDING_RATE
     mid = system.markets["ETH"].id
     fp = ch.fundingParams(mid)
     assert (fp.maxFundingRate, fp.maxRateVelocity, fp.smoothingTau, fp.fundingPeriodHours) == (
         units.listing_funding_cap(ch.marketParams(mid).takerFee), units.DEFAULT_MAX_RATE_VELOCITY,
         units.DEFAULT_SMOOTHING_TAU, units.DEFAULT_FUNDING_PERIOD_HOURS)
-    assert fp.maxFundingRate == ch.marketParams(mid).takerFee // 8 < units.DEFAULT_MAX_FUNDING_RATE
+    assert fp.maxFundingRate == ch.marketParams(mid).takerFee // 9 < units.DEFAULT_MAX_FUNDING_RATE
 
 
 def test_the_models_limits_are_the_contracts(system):

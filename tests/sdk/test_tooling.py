@@ -74,16 +74,16 @@ BAD_CONFIGS = {
                                           "markets[0].funding_smoothing_tau", "at most 604800"),
     "funding cap over the largest fee's bound": (_with(market={"max_funding_rate": 0.0017}),
                                                  "markets[0].max_funding_rate", "at most 0.001666666666666666"),
-    # the funding oscillation's bound (docs/security.md): at most the taker fee / 8 per hour under an 8-hour time
-    # constant, / 6 from 8 hours; one unit of the last decimal above each is refused, the bound itself is accepted
-    "funding cap above the fee / 8 (tau 2 h)": (_with(market={"taker_fee": 0.001, "max_funding_rate": 0.000125000000000001}),
-                                                "markets[0].max_funding_rate", "at most taker_fee / 8 per hour"),
-    "funding cap above the fee / 6 (tau 8 h)": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_800,
-                                                              "max_funding_rate": 0.000250000000000001}),
-                                                "markets[0].max_funding_rate", "at most taker_fee / 6 per hour"),
-    "the listing's cap at a tau the fee / 6 needs": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_799,
-                                                                   "max_funding_rate": 0.00025}),
-                                                     "markets[0].max_funding_rate", "at most taker_fee / 8 per hour"),
+    # the funding oscillation's bound (docs/security.md): at most the taker fee / 9 per hour under a 12-hour time
+    # constant, / 6 from 12 hours; one unit of the last decimal above each is refused, the bound itself is accepted
+    "funding cap above the fee / 9 (tau 2 h)": (_with(market={"taker_fee": 0.0009, "max_funding_rate": 0.000100000000000001}),
+                                                "markets[0].max_funding_rate", "at most taker_fee / 9 per hour"),
+    "funding cap above the fee / 6 (tau 12 h)": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 43_200,
+                                                               "max_funding_rate": 0.000250000000000001}),
+                                                 "markets[0].max_funding_rate", "at most taker_fee / 6 per hour"),
+    "the slow bound's cap at a faster tau": (_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 43_199,
+                                                           "max_funding_rate": 0.00025}),
+                                             "markets[0].max_funding_rate", "at most taker_fee / 9 per hour"),
     "negative funding cap": (_with(market={"max_funding_rate": -0.0001}), "markets[0].max_funding_rate",
                              "at least 0"),
     "zero open-interest cap": (_with(market={"max_open_interest": 0}), "markets[0].max_open_interest",
@@ -178,12 +178,12 @@ def test_the_shipped_yaml_is_the_concentrated_yaml_with_a_fee_and_funding_settin
 def test_deploy_sets_a_markets_funding_period(accounts):
     """`funding_period_hours`, `funding_smoothing_tau` and `max_funding_rate` reach the chain through setFundingParams,
     the other funding parameters kept at the listing's; a market that leaves them out keeps the listing's 24 hours,
-    2 hours and its taker fee / 8 per hour."""
+    2 hours and its taker fee / 9 per hour."""
     from vperp.deployment import deploy
     from vperp.units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, listing_funding_cap
 
     config = parse_config(yaml.safe_load(_with(market={"funding_period_hours": 2, "funding_smoothing_tau": 28_800,
-                                                       "taker_fee": 0.003, "max_funding_rate": 0.0005})))
+                                                       "taker_fee": 0.0045, "max_funding_rate": 0.0005})))
     s = deploy(accounts[0], config)
     ch = s.clearing_house
     eth, btc = ch.fundingParams(s.markets["ETH"].id), ch.fundingParams(s.markets["BTC"].id)
@@ -268,17 +268,17 @@ def test_deploy_writes_a_complete_record(deployed, chain, accounts):
 
 def test_the_config_file_takes_a_funding_cap_at_the_fees_bound():
     """The bound itself is accepted at both time constants (the refusals one unit above are in BAD_CONFIGS), and a
-    market that leaves `max_funding_rate` out (or null) gets the listing's: the fee / 8 per hour."""
+    market that leaves `max_funding_rate` out (or null) gets the listing's: the fee / 9 per hour."""
     from vperp.config import plain_config
 
-    at_bound = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 28_800,
+    at_bound = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.0015, "funding_smoothing_tau": 43_200,
                                                          "max_funding_rate": 0.00025})))
     assert at_bound.markets[0].funding_cap_wad() == 25 * 10**13
-    fast = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.001, "max_funding_rate": 0.000125})))
-    assert fast.markets[0].funding_cap_wad() == 125 * 10**12
+    fast = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.0009, "max_funding_rate": 0.0001})))
+    assert fast.markets[0].funding_cap_wad() == 10**14
     listing = parse_config(yaml.safe_load(_with(market={"taker_fee": 0.001, "max_funding_rate": None})))
-    assert listing.markets[0].max_funding_rate is None and listing.markets[0].funding_cap_wad() == 125 * 10**12
-    assert [m.funding_cap_wad() for m in plain_config().markets] == [125 * 10**12] * 2
+    assert listing.markets[0].max_funding_rate is None and listing.markets[0].funding_cap_wad() == 10**15 // 9
+    assert [m.funding_cap_wad() for m in plain_config().markets] == [10**15 // 9] * 2
 
 
 def test_deploy_is_idempotent(deployed, chain):

@@ -6,7 +6,7 @@ import copy
 
 from ..funding import clamp, evolve, tdiv
 from ..units import (cap_fee_hours, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, max_funding_cap, MAX_PEG_TOLERANCE_BPS,
-                     MAX_SKEW_FUNDING_PPM, WAD)
+                     MAX_SKEW_FUNDING_PPM, min_rate_velocity, WAD)
 from .base import (
     FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING,
     U112,
@@ -54,7 +54,7 @@ class ClearingHouseMirror:
         m = self._market(market_id)
         self._accrue(m, m.last_index_price, timestamp, since=timestamp)
         bounds = (("maxFundingRate", params.max_funding_rate, 0, max_funding_cap(m.taker_fee, params.smoothing_tau)),
-                  ("maxRateVelocity", params.max_rate_velocity, 10**10, 10**17),
+                  ("maxRateVelocity", params.max_rate_velocity, min_rate_velocity(params.max_funding_rate), 10**17),
                   ("smoothingTau", params.smoothing_tau, 60, 7 * 86400),
                   ("fundingPeriodHours", params.funding_period_hours, 1, 720),
                   ("baselineRate", abs(params.baseline_rate), 0, params.max_funding_rate))

@@ -39,7 +39,7 @@ class Observation:
 
 @dataclass
 class FundingParams:
-    max_funding_rate: int = DEFAULT_MAX_FUNDING_RATE
+    max_funding_rate: int = DEFAULT_MAX_FUNDING_RATE  # listMarket sets the fee's: units.listing_funding_cap
     max_rate_velocity: int = DEFAULT_MAX_RATE_VELOCITY
     baseline_rate: int = 0
     smoothing_tau: int = DEFAULT_SMOOTHING_TAU
