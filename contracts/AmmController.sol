@@ -255,7 +255,7 @@ contract AmmController is IAmmController, Ownable2Step, ReentrancyGuardTransient
         // Depth is the quote reserve at zero net position, x0 y0 / (x0 + net): a curve property no trade moves
         // (a trade slides along x y = k with net changing by the base it takes out). The target is compared
         // with the live reserve in those terms, target x (x0 + net) / x0, rounded down: a trader's own buy
-        // cannot make a shrink due (tests/test_peg_follow.py). The base at zero skew is positive (a net short's
+        // cannot make a shrink due (tests/amm/test_peg_follow.py). The base at zero skew is positive (a net short's
         // reserve is kept at twice its base or more, `_depthStep`); the guard only keeps the cast honest.
         int256 zeroSkewBase = int256(x0) + net; // Cast: x0 < 2^128.
         if (net != 0 && zeroSkewBase > 0) target = target.mulDivDown(uint256(zeroSkewBase), x0);

@@ -6,7 +6,7 @@ transaction, a call, a sender or a result: only work done around them is skipped
 
 | what | cost it removes (measured on this repository) |
 |---|---|
-| `skip_console_log_traces` | after every transaction to a contract, Ape re-executes it with a tracer to build its call tree and print Hardhat-style `console.log` output; no vPerp contract logs that way. tests/test_peg_follow.py: 69 s -> 24 s |
+| `skip_console_log_traces` | after every transaction to a contract, Ape re-executes it with a tracer to build its call tree and print Hardhat-style `console.log` output; no vPerp contract logs that way. tests/amm/test_peg_follow.py: 69 s -> 24 s |
 | `cache_default_sender` | for a call without a sender, web3's eth-tester middleware asks the chain for its account list three times to fill `from`; the list never changes, so it is asked once per web3 instance. The same file: 24 s -> 20 s |
 | `cache_chain_id` | web3 validates every request against the node's chain id, asked anew each time (about 2,000 round trips in a 30-step simulator run); a running node's id does not change. A 30-step crash run: 18.5 s -> 16.3 s |
 | `cache_default_transaction_type` | Ape works out the type of every call and transaction it builds from the network's configuration, building pydantic settings objects anew each time (about 1 ms a call on the embedded chain); the answer per ecosystem and network is kept. With the next row, tests/orders/test_order_router.py, tests/clearinghouse/test_trading_errors.py and test_funding.py in one process: 80.2 s -> 70.5 s of CPU; tests/liquidation and tests/governance/test_governance.py 94.3 s -> 87.3 s (means of two runs each) |

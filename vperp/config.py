@@ -291,7 +291,7 @@ def plain_config() -> DeployConfig:
 # 2 % from the index, by 1 % of the peg and 0.1 % of NAV at most, once an hour. Most of the test suite was written on
 # it: its tests move the index by tens of percent and trade at once, which the stale-peg rule would refuse until the
 # repegs the keeper makes after every oracle round. The rule and the every-block peg are tested on their own
-# (tests/test_peg_follow.py, the differential and fast tiers' peg steps, the simulator on the shipped default).
+# (tests/amm/test_peg_follow.py, the differential and fast tiers' peg steps, the simulator on the shipped default).
 LAGGING_PEG = {"repeg_threshold": 0.02, "max_repeg_step": 0.01, "max_repeg_cost": 0.001, "repeg_interval": 3_600,
                "peg_tolerance_bps": 0}
 

@@ -42,7 +42,7 @@ deployed once for this module (each test runs on a snapshot of it). Every block 
                    keeper fee goes back to the owner; the order leaves its queue wherever it is (a lapsed head
                    must be cancelled before the next order executes). Unknown, executed or cancelled: UnknownOrder.
 
-The attack (tests/test_peg_follow.py::test_front_running_an_index_update): an attacker who sees a pending +j
+The attack (tests/amm/test_peg_follow.py::test_front_running_an_index_update): an attacker who sees a pending +j
 oracle update buys 1M USD of ETH before it, a keeper repegs, it closes: +3,005.02 USD at j = +0.5 % with delayed
 orders off. With them on, the direct buy is refused and an order committed before the update cannot execute
 before the repeg (PegStale, the order kept), then executes at the repegged price: the round trip pays its two
