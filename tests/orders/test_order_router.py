@@ -1552,11 +1552,11 @@ def test_cancel_bounty_is_zero_for_unknown_pending_and_dead_feed_orders(desk, de
     assert alice.balance == balance + d.fee and tx.decode_logs(r.CancelBountyPaid) == []
 
 
-def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int):
+def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int, pokes: bool = True):
     """The funding oscillation: `who` holds +size for `half_hours`, flips to -size for as long, `cycles` times,
-    then closes; every hour a new feed round at the same price and a keeper's pokeFunding, so the only thing that
-    moves funding is the attacker's own position. Returns (attacker's collateral change, pool NAV change, insurance
-    change) [wad]; chain equals model to the wei throughout."""
+    then closes; every hour a new feed round at the same price and (with `pokes`) a keeper's pokeFunding, so the only
+    thing that moves funding is the attacker's own position. Returns (attacker's collateral change, pool NAV change,
+    insurance change) [wad]; chain equals model to the wei throughout."""
     ch = d.ch
     d.fund(who, 500_000)
     start = _wealth(d, who)
@@ -1570,8 +1570,9 @@ def _oscillate(d: Desk, who, keeper, size: int, half_hours: int, cycles: int):
     def hour() -> None:
         d.set_index(price, gap=3600 - 1)
         t = d.at()
-        ch.pokeFunding(ETH, sender=keeper)
-        d.model.poke_funding(ETH, t)
+        if pokes:
+            ch.pokeFunding(ETH, sender=keeper)
+            d.model.poke_funding(ETH, t)
 
     trade(size)
     for c in range(2 * cycles):
@@ -1611,3 +1612,23 @@ def test_the_funding_oscillation_pays_less_than_its_fees_on_the_shipped_markets(
                     f"{gain / WAD:+,.2f} USD, pool NAV {d_nav / WAD:+,.2f}, insurance fund {d_ins / WAD:+,.2f}")
     assert d_nav + d_ins == -gain  # nothing left open: the pool's NAV is its cash, and only the attacker traded
     assert gain < 0 and d_nav > 0 and d_ins > 0
+
+
+@pytest.mark.parametrize("pokes", [True, False], ids=["keeper pokes hourly", "no keeper"])
+def test_limit_without_hourly_samples_the_oscillation_outlasts_its_fees(shipped, chain, deployer, request, alice,
+                                                                        bob, pokes):
+    """What the funding bound assumes (docs/security.md "Fixed: the funding oscillation", "What the bound assumes and
+    leaves"): the target is re-sampled only by a block that touches the market, the first of each hour. With the
+    keeper poking hourly, 300 ETH held 48 hours a side and flipped loses (the target turns against each side about
+    12 hours after its flip). With nobody but the attacker touching the market, each flip's block samples the side it
+    leaves, and that target holds the whole 48 hours: the flips collect more funding than their fees, from the pool.
+    A limit, pinned so that a fix (backfilling the missed hours' samples) shows here."""
+    d = Desk(shipped, deployer, chain)
+    gain, d_nav, d_ins = _oscillate(d, alice, bob, 300 * WAD, 48, 2, pokes=pokes)
+    report(request, f"funding oscillation, 300 ETH, flips every 48 h, {'hourly pokes' if pokes else 'no pokes'}: "
+                    f"attacker {gain / WAD:+,.2f} USD, pool NAV {d_nav / WAD:+,.2f}, insurance fund {d_ins / WAD:+,.2f}")
+    assert d_nav + d_ins == -gain
+    if pokes:
+        assert gain < 0 and d_nav > 0
+    else:
+        assert gain > 0 and d_nav < 0  # the limit: a fix makes this fail
