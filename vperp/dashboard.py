@@ -157,13 +157,14 @@ class Dashboard:
             out = {"ok": True, "chain_id": int(self.record["chain_id"]), "deployment": str(self.path),
                    "block": {"number": block, "timestamp": ts, "time": _iso(ts)},
                    "reader": self.reader is not None}
-            out["markets"] = [self.market(sym, mid, block) for sym, mid in sorted(self.markets.items(), key=lambda x: x[1])]
+            out["markets"] = [self.market(sym, mid, block, ts)
+                              for sym, mid in sorted(self.markets.items(), key=lambda x: x[1])]
             out["auctions"] = self.auctions(block, ts)
             out["pool"] = self.pool_state(block, meta)
             out["vault"] = self.vault_state(block)
             return out
 
-    def market(self, sym: str, mid: int, block) -> dict:
+    def market(self, sym: str, mid: int, block, ts: int) -> dict:
         ch = self.ch.functions
         if self.reader is not None:
             s = self._call(self.reader.functions.marketSummary(mid), block)
@@ -204,6 +205,7 @@ class Dashboard:
             "pool_balance": fig(pool_balance, 18, usd),
             "pause_level": {"raw": str(int(pause)), "text": f"{int(pause)} ({PAUSE_LEVELS.get(int(pause), '?')})"},
             "last_update": int(state[S_LAST_UPDATE]),
+            "funding_sample": funding_sample(int(state[S_LAST_UPDATE]), ts),
         }
 
     def auctions(self, block, ts: int) -> list[dict]:
@@ -332,6 +334,20 @@ def check_port(port) -> None:
 
 
 # ----------------------------------------------------------------------------- state worth showing
+
+
+def funding_sample(last_update: int, now: int) -> dict:
+    """Whether the market's funding target was re-sampled every hour up to `now`: the ClearingHouse samples it in the
+    first block of an hour that touches the market, and an hour no block touched is not sampled, so a held position
+    keeps a stale target (docs/security.md "Fixed: the funding oscillation": the bound on the funding oscillation
+    assumes hourly samples, which the keeper's pokes provide). `unsampled_hours`: whole hours since the last
+    accrual's hour with no sample; `stale` when there is one."""
+    hours = max(0, now // 3600 - last_update // 3600 - 1)
+    age = max(0, now - last_update)
+    text = f"{age // 60} min ago" if age < 3600 else f"{age / 3600:.1f} h ago"
+    if hours:
+        text += f"; {hours} h without a funding sample"
+    return {"age": age, "unsampled_hours": hours, "stale": hours > 0, "text": text}
 
 
 def demo_state(system, accounts, chain) -> dict:

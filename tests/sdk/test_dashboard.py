@@ -126,6 +126,10 @@ def test_api_state_equals_the_chain_views_to_the_wei(system, chain, shown, serve
         assert summary.oiNotionalCap == expected["oi_notional_cap"]
         assert m["pause_level"]["raw"] == str(vault.pauseLevel())
         assert m["last_update"] == state.lastUpdate
+        fs = m["funding_sample"]
+        assert fs["age"] == head.timestamp - state.lastUpdate
+        assert fs["unsampled_hours"] == max(0, head.timestamp // 3600 - state.lastUpdate // 3600 - 1)
+        assert fs["stale"] is (fs["unsampled_hours"] > 0)
     eth = s["markets"][0]
     assert raw(eth["applied_rate"]) != 0 and raw(eth["premium"]) > 0  # funding is under way
     assert raw(eth["long_oi"]) == 48 * WAD and raw(s["markets"][1]["short_oi"]) == WAD
@@ -164,6 +168,17 @@ def test_api_state_equals_the_chain_views_to_the_wei(system, chain, shown, serve
     assert (raw(v["insurance_fund"]), raw(v["pool_balance"]), raw(v["pending_bad_debt"]), v["pause_level"]["raw"]) == (
         vault.insuranceFund(), vault.poolBalance(), vault.pendingBadDebt(), str(vault.pauseLevel()))
     assert raw(v["insurance_fund"]) > 0
+
+
+def test_funding_sample_marks_an_hour_no_block_touched():
+    """The state's `funding_sample` (docs/dashboard.md): whole hours since the last accrual's hour count as
+    unsampled; the hour after it does not (its first block samples)."""
+    h = 1_000 * 3600
+    assert dash.funding_sample(h + 10, h + 10) == {"age": 0, "unsampled_hours": 0, "stale": False, "text": "0 min ago"}
+    assert dash.funding_sample(h + 3599, 2 * 3600 + h - 1)["unsampled_hours"] == 0  # the next hour: not yet missed
+    s = dash.funding_sample(h + 3599, h + 2 * 3600)
+    assert s["unsampled_hours"] == 1 and s["stale"] and s["text"] == "1.0 h ago; 1 h without a funding sample"
+    assert dash.funding_sample(h, h + 5 * 3600 + 30)["unsampled_hours"] == 4
 
 
 def test_api_state_without_a_reader_reads_the_clearing_house_views(system, chain, server, record_file, tmp_path):
