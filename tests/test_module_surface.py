@@ -4,7 +4,7 @@ their wiring getters and published constants, and the pool's ERC-20 side (name, 
 transfers, withdrawableAssets).
 
 Expected values come from the specification and the docs, not from the contracts: docs/funding.md's funding
-defaults (0.1 %/h cap, 0.05 %/h per hour velocity, 4 h smoothing, 24 h period), the 128-market limit
+defaults (a cap of the taker fee / 9 up to 0.1 %/h, 0.05 %/h per hour velocity, 2 h smoothing, 24 h period), the 128-market limit
 of the open-market bitmap (design.md), the liquidation docs' default auction (linear, 30 min, 60 s
 steps, 2 % max discount, 5 % reset drop), and pool.md's withdrawable formula.
 """

@@ -54,8 +54,8 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
     ///         the fee / 9, at most DEFAULT_MAX_FUNDING_RATE. Funding follows the day-long mean premium, so a position
     ///         flipped between sides about daily is paid the rate its own previous side built, by the pool; a flip
     ///         costs a taker fee on twice the size. Within these bounds the flips collect at most 0.79 of their fees
-    ///         whatever the time constant, premium, flip interval and the flip's second within the hour
-    ///         (`vperp.funding_compare.oscillation_k`; 0.76 under 12 h), so the pool, which keeps 80 % of the fee at
+    ///         whatever the time constant, premium, flip interval and the flip's minute within the hour
+    ///         (`vperp.funding_compare.oscillation_k`; 0.77 under 12 h), so the pool, which keeps 80 % of the fee at
     ///         the shipped insurance share, gains. A slower velocity would stretch the rate's turn past the flip, so it
     ///         is bounded too. Both setters check it: neither a lower fee, a higher cap, a faster time constant nor a
     ///         slower velocity can reopen it (docs/security.md "Fixed: the funding oscillation").

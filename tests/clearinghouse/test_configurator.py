@@ -150,8 +150,8 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
     (ClearingHouseConfigurator._capFeeHours), and its rate velocity at least a quarter of the cap per hour. The
     listing sets the fee / 9 (at most DEFAULT_MAX_FUNDING_RATE); setFundingParams refuses a cap one wei above the
     bound at the new time constant, a faster time constant that the cap outgrows, or a velocity one wei under its
-    floor; setMarketParams refuses a fee one wei below the bound. Each refusal changes nothing; the model refuses the
-    same values with the same error (next test)."""
+    floor; setMarketParams refuses a fee one wei below the bound. Each refusal changes nothing; with two bounds broken
+    the cap's is named first. The model refuses the same kinds of values with the same errors (next test)."""
     from vperp import units
 
     ch, _, oracle, mc = fresh
@@ -177,6 +177,9 @@ def test_the_funding_cap_is_bounded_by_the_taker_fee_one_wei_either_side(fresh, 
     refused("maxFundingRate", fee // 9 + 1, lambda: ch.setFundingParams(mid, rest(fee // 9 + 1, fast), sender=deployer))
     ch.setFundingParams(mid, rest(fee // 9, fast), sender=deployer)
     refused("maxFundingRate", fee // 6 + 1, lambda: ch.setFundingParams(mid, rest(fee // 6 + 1, slow), sender=deployer))
+    # Both the cap and the velocity out of bounds: the cap is checked first.
+    refused("maxFundingRate", fee // 6 + 1, lambda: ch.setFundingParams(mid, rest(fee // 6 + 1, slow, 10**10),
+                                                                        sender=deployer))
     ch.setFundingParams(mid, rest(fee // 6, slow), sender=deployer)
     assert ch.fundingParams(mid).maxFundingRate == fee // 6
     # A faster time constant with the slow bound's cap: refused (the fee no longer covers 9 hours of it).
@@ -240,6 +243,9 @@ def test_the_model_bounds_the_funding_cap_by_the_taker_fee_as_the_contract_does(
         model.set_funding_params(1, replace(base, max_funding_rate=cap, smoothing_tau=slow,
                                             max_rate_velocity=cap // 4 - 1), t)
     assert e.value.args[:3] == ("ParameterOutOfBounds", "maxRateVelocity", cap // 4 - 1)
+    with pytest.raises(ModelRevert) as e:  # both out of bounds: the cap first, as the contract
+        model.set_funding_params(1, replace(base, max_funding_rate=cap + 1, smoothing_tau=slow, max_rate_velocity=10**10), t)
+    assert e.value.args[:3] == ("ParameterOutOfBounds", "maxFundingRate", cap + 1)
     with pytest.raises(ModelRevert) as e:
         model.set_market_params(1, t, taker_fee=cap * 6 - 1)
     assert e.value.args[:3] == ("ParameterOutOfBounds", "takerFee", cap * 6 - 1)

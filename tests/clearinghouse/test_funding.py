@@ -45,7 +45,7 @@ def sample_premium(system, ch, chain, trader, base, hold=False):
 
 
 def test_fundingstate_target_equals_premium_over_period_after_a_long_skews_the_vamm(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 9 bps fee): the target below it
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 0.9 % fee): the target below it
     spot, index = sample_premium(system, ch, chain, alice, 100 * WAD)
     assert spot > index
     applied, target, premium, mark_twap, index_twap, p1h, p8h = ch.fundingState(1)
@@ -91,7 +91,7 @@ def test_applied_rate_follows_the_kernel_between_pokes(system, ch, chain, alice)
 
 
 def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 9 bps fee)
+    lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 0.9 % fee)
     # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2. Held (a poke in the hour after
     # the trade), so that the sample in the hour after the step's also spans a whole window of it.
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
@@ -189,7 +189,7 @@ def test_pending_funding_counts_in_account_value(system, ch, vault, chain, alice
 
 
 def test_set_funding_params_accrues_first_then_clamps_to_new_cap(system, ch, chain, alice, deployer):
-    lift_cap(ch, deployer)  # from a 0.1 %/h cap (a 9 bps fee)
+    lift_cap(ch, deployer)  # from a 0.1 %/h cap (a 0.9 % fee)
     # held, so that the sample the change's accrual takes (the next hour's first block) is the cap again
     sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
     chain.pending_timestamp += 3600
@@ -242,7 +242,7 @@ def test_poke_funding_reverts_on_stale_oracle(system, ch, chain, alice):
 
 
 def test_baseline_rate_adds_to_target_with_flat_premium(ch, chain, deployer, alice):
-    lift_cap(ch, deployer, market=2)  # a baseline at most the cap: 0.1 %/h (a 9 bps fee)
+    lift_cap(ch, deployer, market=2)  # a baseline at most the cap: 0.1 %/h (a 0.9 % fee)
     ch.setFundingParams(2, (CAP, V, 10**13, TAU, PERIOD), sender=deployer)
     chain.pending_timestamp = next_hour(chain.pending_timestamp)  # the target is re-sampled by the hour's first block
     tx = ch.pokeFunding(2, sender=alice)
@@ -396,7 +396,7 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
         first_block.setdefault(tx.timestamp // HOUR, tx.timestamp)
         blocks.append((tx.timestamp, amm.price, index_recorded, bps))
 
-    # The rule at a 0.1 %/h cap, which its taker fee must allow (9 bps): every target below it. Both setters accrue
+    # The rule at a 0.1 %/h cap, which its taker fee must allow (0.9 %): every target below it. Both setters accrue
     # the market (at the recorded index, not the feed's), so both are market blocks.
     from helpers.governance import mp_tuple
     from vperp.model import FundingParams

@@ -131,7 +131,7 @@ def test_after_a_day_without_blocks_a_one_second_push_moves_the_target_by_its_se
     for a, c, bound in zip(attacked, control, bounds):
         assert 0 < a.targetRate - c.targetRate <= bound
     cap = ch.fundingParams(1).maxFundingRate
-    assert bounds[1] * 2_000 < cap  # below 0.05 % of the cap it set before (the listing's, the fee / 8)
+    assert bounds[1] * 2_000 < cap  # below 0.05 % of the cap it set before (the listing's, the fee / 9)
     # (b) Alice's applied rate never above the control's by more than the largest share, nor her funding
     assert all(0 <= a - c <= bounds[1] for a, c in zip(a_rates, c_rates))
     extra_paid, extra_recv = a_paid - c_paid, a_recv - c_recv
