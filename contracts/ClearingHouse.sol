@@ -170,22 +170,13 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
         Market storage m = _market(marketId);
         FundingParams memory f = m.fundingParams;
         FundingState memory fs = m.funding;
-        (appliedRate,) = FundingMath.evolve(
-            fs.rate, fs.target, block.timestamp - m.accumulator.timestamp, f.smoothingTau, f.maxRateVelocity
-        );
-        int256 skewTerm;
+        uint256 last = m.accumulator.timestamp;
         {
-            Observation memory prev = m.accumulator;
-            int256 skew = _skewBps(m);
-            int32 sum;
-            unchecked {
-                // As _accrue extends the sum to now (wrapping by design).
-                sum = int32(int256(fs.skewCumulative) + skew * int256(block.timestamp - prev.timestamp));
-            }
-            (markTwap, indexTwap, skewTerm) =
-                _fundingTwaps(m, _extendNow(m, prev), prev, sum, fs.skewCumulative, skew);
+            (, uint256 index, uint256 since) = _tryRound(m);
+            (premium, targetRate, markTwap, indexTwap) =
+                _sampleNow(m, fs, _indexArea(last, m.lastIndexPrice, index, since), f);
         }
-        (premium, targetRate) = _target(f, markTwap, indexTwap, skewTerm);
+        (appliedRate,) = _evolveSince(fs.rate, fs.target, targetRate, last, f);
         (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
         (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
     }

@@ -338,10 +338,9 @@ def check_port(port) -> None:
 
 def funding_sample(last_update: int, now: int) -> dict:
     """Whether the market's funding target was re-sampled every hour up to `now`: the ClearingHouse samples it in the
-    first block of an hour that touches the market, and an hour no block touched is not sampled, so a held position
-    keeps a stale target (docs/security.md "Fixed: the funding oscillation": the bound on the funding oscillation
-    assumes hourly samples, which the keeper's pokes provide). `unsampled_hours`: whole hours since the last
-    accrual's hour with no sample; `stale` when there is one."""
+    first block of an hour that touches the market; an hour no block touched is charged at the next touch's sample
+    (docs/funding.md), so hours without samples mean the keeper is not poking. `unsampled_hours`: whole hours since
+    the last accrual's hour with no sample; `stale` when there is one."""
     hours = max(0, now // 3600 - last_update // 3600 - 1)
     age = max(0, now - last_update)
     text = f"{age // 60} min ago" if age < 3600 else f"{age / 3600:.1f} h ago"

@@ -200,7 +200,9 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             uint256 quarter = m.twapWindow / OBSERVATIONS_PER_WINDOW;
             newObservation = block.timestamp / quarter != prev.timestamp / quarter;
         }
-        bool newHour = block.timestamp / 1 hours != prev.timestamp / 1 hours;
+        // Hours begun since the last update: a new hour's first block samples; two or more, a whole idle hour.
+        uint256 hoursSince = block.timestamp / 1 hours - prev.timestamp / 1 hours;
+        bool newHour = hoursSince != 0;
         Observation memory acc = _extend(prev, spot, indexArea);
         m.accumulator = acc;
         int256 skew = _skewBps(m);
@@ -227,12 +229,6 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         FundingState memory fs = m.funding;
         if (fs.rate == 0 && fs.target == 0 && skew == 0 && !newObservation && !newHour) return;
         IClearingHouse.FundingParams memory f = m.fundingParams;
-        if (fs.rate != 0 || fs.target != 0) {
-            (int256 rate, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
-            // Cast: |rate| <= max(|rate0|, |target|) <= maxFundingRate <= 1e16.
-            fs.rate = int56(rate);
-            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, indexArea, dt)).toInt104();
-        }
         int32 skewBefore = fs.skewCumulative;
         unchecked {
             // Wrapping by design (see FundingState): |skew| <= 1e4 and dt < 2^32.
@@ -242,13 +238,29 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             fs.observationHead = uint8((fs.observationHead + 1) % OBSERVATIONS);
             m.observations[fs.observationHead] = acc;
         }
+        // The hour's sample first (it reads nothing the rate's motion changes): an idle span applies it from the end
+        // of the last update's hour (`_evolveIdle`).
+        int256 premium;
+        int256 target = fs.target;
+        uint256 markTwap;
+        uint256 indexTwap;
         if (newHour) {
             uint256 slot = (block.timestamp / 1 hours) % FUNDING_OBSERVATIONS;
             m.hourly[slot] = acc;
             m.hourlySkew[slot] = fs.skewCumulative;
-            (uint256 markTwap, uint256 indexTwap, int256 skewTerm) =
-                _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew);
-            (int256 premium, int256 target) = _target(f, markTwap, indexTwap, skewTerm);
+            int256 skewTerm;
+            (markTwap, indexTwap, skewTerm) = _fundingTwaps(m, acc, prev, fs.skewCumulative, skewBefore, skew);
+            (premium, target) = _target(f, markTwap, indexTwap, skewTerm);
+        }
+        if (fs.rate != 0 || fs.target != 0 || target != 0) {
+            (int256 rate, int256 area) = hoursSince >= 2
+                ? _evolveIdle(fs.rate, fs.target, target, prev.timestamp, f)
+                : FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
+            // Cast: |rate| <= max(|rate0|, |targets|) <= maxFundingRate <= 1e16.
+            fs.rate = int56(rate);
+            fs.cumulativeFunding = (int256(fs.cumulativeFunding) + _fundingAccrual(area, indexArea, dt)).toInt104();
+        }
+        if (newHour) {
             // Cast: clamped to maxFundingRate <= 1e16.
             fs.target = int56(target);
             emit IClearingHouse.FundingSampled(
@@ -256,6 +268,55 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
             );
         }
         m.funding = fs;
+    }
+
+    /// @dev The applied rate's motion over [last, now] and its area [wad/h * s] when a whole hour went by with no
+    ///      block touching the market (this block is at least two hours past the hour of `last`; otherwise the rate
+    ///      moves toward `target` throughout, `FundingMath.evolve` called directly, which keeps the common path as
+    ///      it was): `target` holds to the end of its hour and `sampled`, this block's sample, from there on. The
+    ///      hours no block sampled are charged at what a block now finds, never at a target a position's own previous
+    ///      side set (docs/security.md "Fixed: the funding oscillation"). Only the first touch after an idle hour pays
+    ///      the second evolution.
+    function _evolveIdle(int256 rate, int256 target, int256 sampled, uint256 last, IClearingHouse.FundingParams memory f)
+        internal
+        view
+        returns (int256 r, int256 area)
+    {
+        uint256 boundary = (last / 1 hours + 1) * 1 hours;
+        int256 first;
+        (r, first) = FundingMath.evolve(rate, target, boundary - last, f.smoothingTau, f.maxRateVelocity);
+        (r, area) = FundingMath.evolve(r, sampled, block.timestamp - boundary, f.smoothingTau, f.maxRateVelocity);
+        area += first;
+    }
+
+    /// @dev For views: the rate's motion since `last` as `_accrue` makes it (`_evolveIdle` past a whole idle hour).
+    function _evolveSince(int256 rate, int256 target, int256 sampled, uint256 last, IClearingHouse.FundingParams memory f)
+        internal
+        view
+        returns (int256, int256)
+    {
+        if (block.timestamp / 1 hours >= last / 1 hours + 2) return _evolveIdle(rate, target, sampled, last, f);
+        return FundingMath.evolve(rate, target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
+    }
+
+    /// @dev The target this block's accrual would sample (a view of `_accrue`'s sample), with the interval's index
+    ///      area `indexArea` since the last update.
+    function _sampleNow(Market storage m, FundingState memory fs, uint256 indexArea, IClearingHouse.FundingParams memory f)
+        internal
+        view
+        returns (int256 premium, int256 target, uint256 markTwap, uint256 indexTwap)
+    {
+        Observation memory prev = m.accumulator;
+        int256 skew = _skewBps(m);
+        int32 sum;
+        unchecked {
+            // As _accrue extends the sum to now (wrapping by design).
+            sum = int32(int256(fs.skewCumulative) + skew * int256(block.timestamp - prev.timestamp));
+        }
+        int256 skewTerm;
+        (markTwap, indexTwap, skewTerm) =
+            _fundingTwaps(m, _extend(prev, _spot(m), indexArea), prev, sum, fs.skewCumulative, skew);
+        (premium, target) = _target(f, markTwap, indexTwap, skewTerm);
     }
 
     /// @dev `acc` extended to now (a new memory struct): the vAMM price that held since its timestamp, and
@@ -420,13 +481,16 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
     function _cumulativeFundingNow(Market storage m, uint256 index, uint256 since) internal view returns (int256 cf) {
         FundingState memory fs = m.funding;
         cf = fs.cumulativeFunding;
-        if (fs.rate == 0 && fs.target == 0) return cf;
         uint256 last = m.accumulator.timestamp;
         if (block.timestamp == last) return cf;
         IClearingHouse.FundingParams memory f = m.fundingParams;
-        uint256 dt = block.timestamp - last;
-        (, int256 area) = FundingMath.evolve(fs.rate, fs.target, dt, f.smoothingTau, f.maxRateVelocity);
-        cf += _fundingAccrual(area, _indexArea(last, m.lastIndexPrice, index, since), dt);
+        uint256 indexArea = _indexArea(last, m.lastIndexPrice, index, since);
+        // A whole idle hour: the accrual's sample enters the rate's motion (`_evolveIdle`), so the view takes it.
+        int256 sampled;
+        if (block.timestamp / 1 hours >= last / 1 hours + 2) (, sampled,,) = _sampleNow(m, fs, indexArea, f);
+        else if (fs.rate == 0 && fs.target == 0) return cf;
+        (, int256 area) = _evolveSince(fs.rate, fs.target, sampled, last, f);
+        cf += _fundingAccrual(area, indexArea, block.timestamp - last);
     }
 
     /// @dev `acc` (the accumulator) extended to now as `_accrue` would extend it, with the feed as it stands

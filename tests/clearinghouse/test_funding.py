@@ -91,25 +91,29 @@ def test_applied_rate_follows_the_kernel_between_pokes(system, ch, chain, alice)
 
 
 def test_premium_step_moves_rate_at_most_velocity_per_hour(system, ch, chain, alice, deployer):
+    """A +5 % step in one block (buy 250 of 10,000 virtual base: price x (10000/9750)^2), then a keeper's poke every
+    hour, as production has them: each hour's sample counts one more hour of the step in the day-long mean, so the
+    target climbs and reaches the cap (5 %/24 h > cap) within the window; between two pokes the applied rate moves
+    toward it by at most the velocity x the time, never past the cap."""
     lift_cap(ch, deployer)  # the rule at a 0.1 %/h cap (a 0.9 % fee)
-    # ~+5 % in one block: buy 250 of 10,000 virtual base -> price x (10000/9750)^2. Held (a poke in the hour after
-    # the trade), so that the sample in the hour after the step's also spans a whole window of it.
-    sample_premium(system, ch, chain, alice, 250 * WAD, hold=True)
+    system.fund(alice, 1_000_000)
+    h = next_hour(chain.pending_timestamp)
+    chain.pending_timestamp = h
+    ch.openPosition(0, 1, 250 * WAD, BIG, h + 60, sender=alice)
     st = ch.marketState(1)
-    assert st.targetRate == CAP  # 5 %/24 h > cap: clamped
-    assert 0 < st.fundingRate < CAP // 2  # the rate was near the premium's padded first-hour share before the step
-    prev_rate, prev_t = st.fundingRate, st.lastUpdate
-    resampled = 0
-    for _ in range(6):
-        chain.pending_timestamp += 900
+    prev_rate, prev_t, targets = st.fundingRate, st.lastUpdate, []
+    for k in range(1, W + 1):
+        repost_answer(system, chain, h + k * HOUR - 1)
+        chain.pending_timestamp = h + k * HOUR
         tx = ch.pokeFunding(1, sender=alice)
-        resampled += len(tx.events.filter(ch.FundingSampled))
+        assert len(tx.events.filter(ch.FundingSampled)) == 1  # each hour's first block samples
         st = ch.marketState(1)
-        assert st.targetRate == CAP  # the next hour's sample (anchored at the held hour) too
         assert 0 <= st.fundingRate - prev_rate <= V * (st.lastUpdate - prev_t) // 3600
-        assert st.fundingRate <= CAP
+        assert st.fundingRate <= st.targetRate <= CAP
+        targets.append(st.targetRate)
         prev_rate, prev_t = st.fundingRate, st.lastUpdate
-    assert resampled == 1  # the pokes crossed into the next hour, whose first block re-sampled (the cap again)
+    assert all(a <= b for a, b in zip(targets, targets[1:])) and targets[0] < CAP // 4
+    assert targets[-1] == CAP  # the step's premium / 24 is above the cap once enough of the window holds it
 
 
 def test_longs_pay_shorts_receive_and_the_imbalance_goes_to_the_pool(system, ch, vault, chain, alice, bob):

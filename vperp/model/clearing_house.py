@@ -245,8 +245,9 @@ class ClearingHouseMirror:
         - a ring observation is written when the block is in a new quarter-window (`timestamp // (window/4)`
           changed), not every window/4 s; an hourly observation is written, and the funding target re-sampled
           from the day-long TWAPs (`_funding_twaps`), when the block is in a new hour (`timestamp // 3600`);
-        - the applied rate evolves (closed form) and the funding index accrues only when the rate or
-          target is nonzero, at the interval's index (the old lastIndexPrice), rounded down;
+        - the applied rate evolves (closed form) and the funding index accrues only when the rate or a
+          target is nonzero, at the interval's index (the old lastIndexPrice), rounded down; past a whole idle
+          hour toward this block's sample from the end of the last update's hour (`_evolve_funding`);
         - after recording the index, a block that finds an index gap is a dislocation, lastDislocation =
           timestamp: the index moved more than floor(lastIndex x maxSpread) since the last recorded one, or
           the vAMM spot as the block found it (before its first trade) is further from `index` than
@@ -283,22 +284,51 @@ class ClearingHouseMirror:
         if m.rate == 0 and m.target == 0 and skew == 0 and not new_observation and not new_hour:
             return
         f = m.funding_params
-        if m.rate != 0 or m.target != 0:
-            rate, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
-            m.rate = _int_n(rate, 56)
-            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, index_area, dt), 104)
         skew_before = m.skew_cumulative
         m.skew_cumulative = _wrap_i32(skew_before + skew * dt)
         if new_observation:
             m.observation_head = (m.observation_head + 1) % OBSERVATIONS
             m.observations[m.observation_head] = copy.copy(acc)
+        # The hour's sample first: an idle span applies it from the end of the last update's hour (_evolve_funding).
+        target = m.target
         if new_hour:
             slot = timestamp // HOUR % FUNDING_OBSERVATIONS
             m.hourly[slot] = copy.copy(acc)
             m.hourly_skew[slot] = m.skew_cumulative
             mark_twap, index_twap, skew_term = self._funding_twaps(m, acc, prev, m.skew_cumulative, skew_before, skew)
             _, target = self._target(f, mark_twap, index_twap, skew_term)
+        if m.rate != 0 or m.target != 0 or target != 0:
+            rate, area = self._evolve_funding(m.rate, m.target, target, prev.timestamp, timestamp, f)
+            m.rate = _int_n(rate, 56)
+            m.cumulative_funding = _int_n(m.cumulative_funding + self._funding_accrual(area, index_area, dt), 104)
+        if new_hour:
             m.target = _int_n(target, 56)
+
+    @staticmethod
+    def _evolve_funding(rate: int, target: int, sampled: int, last: int, timestamp: int,
+                        f: FundingParams) -> tuple[int, int]:
+        """ClearingHouseStorage._evolveIdle (through _accrue and _evolveSince): toward `target` over [last, timestamp], unless a whole hour went by
+        with no block (timestamp at least two hours past last's hour): then `target` to the end of last's hour and
+        `sampled` (the block's sample) from there."""
+        boundary = (last // HOUR + 1) * HOUR
+        if timestamp < boundary + HOUR:
+            return evolve(rate, target, timestamp - last, f.smoothing_tau, f.max_rate_velocity)
+        r, first = evolve(rate, target, boundary - last, f.smoothing_tau, f.max_rate_velocity)
+        r, area = evolve(r, sampled, timestamp - boundary, f.smoothing_tau, f.max_rate_velocity)
+        return r, area + first
+
+    def _sample_now(self, m: Market, index_area: int, timestamp: int) -> tuple[int, int, int, int]:
+        """ClearingHouseStorage._sampleNow: (premium, target, markTwap, indexTwap) as an accrual at `timestamp`
+        would sample them, with the interval's index area."""
+        acc = m.accumulator
+        dt = timestamp - acc.timestamp
+        current = Observation(timestamp, (acc.mark_cumulative + m.spot * dt) & U112,
+                              (acc.index_cumulative + index_area) & U112)
+        skew = self._skew_bps(m)
+        mark_twap, index_twap, skew_term = self._funding_twaps(
+            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew)
+        premium, target = self._target(m.funding_params, mark_twap, index_twap, skew_term)
+        return premium, target, mark_twap, index_twap
 
     @staticmethod
     def _funding_accrual(area: int, index_area: int, dt: int) -> int:
@@ -329,17 +359,19 @@ class ClearingHouseMirror:
     def _cumulative_funding_now(self, m: Market, timestamp: int) -> int:
         """The funding index accrued to `timestamp` as an accrual then would, with the feed as it stands."""
         cf = m.cumulative_funding
-        if m.rate == 0 and m.target == 0:
-            return cf
         last = m.accumulator.timestamp
         if timestamp == last:
             return cf
+        idle = timestamp // HOUR >= last // HOUR + 2  # a whole idle hour: the accrual's sample enters the motion
+        if m.rate == 0 and m.target == 0 and not idle:
+            return cf
         f = m.funding_params
         dt = timestamp - last
-        _, area = evolve(m.rate, m.target, dt, f.smoothing_tau, f.max_rate_velocity)
         index, since = self._round_now(m, timestamp)
-        return cf + self._funding_accrual(area, self._index_area(last, m.last_index_price, index, since,
-                                                                 timestamp), dt)
+        index_area = self._index_area(last, m.last_index_price, index, since, timestamp)
+        sampled = self._sample_now(m, index_area, timestamp)[1] if idle else 0
+        _, area = self._evolve_funding(m.rate, m.target, sampled, last, timestamp, f)
+        return cf + self._funding_accrual(area, index_area, dt)
 
     @staticmethod
     def _target(f: FundingParams, mark_twap: int, index_twap: int, skew_term: int = 0) -> tuple[int, int]:
@@ -536,15 +568,11 @@ class ClearingHouseMirror:
         """(appliedRate, targetRate, premium, markTwap, indexTwap, projected1h, projected8h)."""
         m = self._market(market_id)
         f = m.funding_params
-        applied, _ = evolve(m.rate, m.target, timestamp - m.accumulator.timestamp, f.smoothing_tau,
-                            f.max_rate_velocity)
-        acc = m.accumulator
-        dt = timestamp - acc.timestamp
-        current = self._extend_now(m, acc, timestamp)
-        skew = self._skew_bps(m)
-        mark_twap, index_twap, skew_term = self._funding_twaps(
-            m, current, acc, _wrap_i32(m.skew_cumulative + skew * dt), m.skew_cumulative, skew)
-        premium, target = self._target(f, mark_twap, index_twap, skew_term)
+        last = m.accumulator.timestamp
+        index, since = self._round_now(m, timestamp)
+        premium, target, mark_twap, index_twap = self._sample_now(
+            m, self._index_area(last, m.last_index_price, index, since, timestamp), timestamp)
+        applied, _ = self._evolve_funding(m.rate, m.target, target, last, timestamp, f)
         p1, _ = evolve(applied, target, HOUR, f.smoothing_tau, f.max_rate_velocity)
         p8, _ = evolve(applied, target, 8 * HOUR, f.smoothing_tau, f.max_rate_velocity)
         return applied, target, premium, mark_twap, index_twap, p1, p8
