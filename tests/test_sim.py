@@ -60,6 +60,20 @@ START = {"ETH": 3000.0, "BTC": 60000.0}
 # ---------------------------------------------------------------------------- index paths (pure)
 
 
+
+def _staggered(commands: list[list[str]], gap: float = 6.0) -> list[subprocess.Popen]:
+    """Start the simulator runs `gap` seconds apart: each starts its own Anvil node, and several starting in the same
+    second on a loaded machine once missed Ape's 20-second wait for the node's RPC (a fresh-clone CI run)."""
+    import time
+
+    procs = []
+    for k, cmd in enumerate(commands):
+        if k:
+            time.sleep(gap)
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, "COLUMNS": "200"}))
+    return procs
+
 def log_returns(path):
     return [math.log(b / a) for a, b in zip(path, path[1:])]
 
@@ -455,11 +469,11 @@ def seed_runs(tmp_path_factory):
     many, alone = tmp_path_factory.mktemp("seeds"), tmp_path_factory.mktemp("alone")
     args = [sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario", "crash",
             "--steps", str(SEEDS_STEPS), "--out"]
-    procs = [subprocess.Popen(args + [str(out)] + extra, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**os.environ, "COLUMNS": "200"})
-             for out, extra in ((many, ["--seeds", "2-3"]),
-                                (alone, ["--seed", "3", "--config", "deployments/config/local.yaml", "--no-plots",
-                                        "--oracle-deviation-bps", "50", "--oracle-heartbeat", str(DT)]))]
+    procs = _staggered([args + [str(out)] + extra
+                        for out, extra in ((many, ["--seeds", "2-3"]),
+                                           (alone, ["--seed", "3", "--config", "deployments/config/local.yaml",
+                                                    "--no-plots", "--oracle-deviation-bps", "50", "--oracle-heartbeat",
+                                                    str(DT)]))])
     outputs = []
     for p in procs:
         output, _ = p.communicate(timeout=240)
@@ -521,11 +535,9 @@ def oracle_runs(tmp_path_factory):
     variants = {"chainlink": ["--oracle-deviation-bps", "50", "--oracle-heartbeat", "3600", "--basis-trader",
                               "--no-plots", "--config", CONCENTRATED]}
     outs = {k: tmp_path_factory.mktemp(f"oracle_{k}") for k in variants}
-    procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
-                               "crash", "--steps", str(STEPS), "--seed", str(SEED), "--out", str(outs[k])] + extra,
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
-             for k, extra in variants.items()]
+    procs = _staggered([[sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
+                         "crash", "--steps", str(STEPS), "--seed", str(SEED), "--out", str(outs[k])] + extra
+                        for k, extra in variants.items()])
     for p in procs:
         output, _ = p.communicate(timeout=300)
         assert p.returncode == 0, output
@@ -767,11 +779,9 @@ def thin_runs(tmp_path_factory):
         pytest.skip("anvil is not on PATH (./run.sh test puts node_modules/.bin there)")
     variants = {"on_a": ["--breakers"], "on_b": ["--breakers", "--no-plots"], "off": ["--no-plots"]}
     outs = {k: tmp_path_factory.mktemp(f"thin_{k}") for k in variants}
-    procs = [subprocess.Popen([sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
-                               "thin", "--steps", str(THIN_STEPS), "--seed", "2", "--out", str(outs[k])] + extra,
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "COLUMNS": "200"})
-             for k, extra in variants.items()]
+    procs = _staggered([[sys.executable, "-m", "vperp.sim", "--network", "ethereum:local:foundry", "--scenario",
+                         "thin", "--steps", str(THIN_STEPS), "--seed", "2", "--out", str(outs[k])] + extra
+                        for k, extra in variants.items()])
     for p in procs:
         output, _ = p.communicate(timeout=300)
         assert p.returncode == 0, output
