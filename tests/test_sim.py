@@ -69,7 +69,7 @@ def _staggered(commands: list[list[str]], gap: float = 6.0) -> list[subprocess.P
     procs = []
     for k, cmd in enumerate(commands):
         if k:
-            time.sleep(gap)
+            time.sleep(gap)  # waits for a process, not chain time
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "COLUMNS": "200"}))
     return procs
