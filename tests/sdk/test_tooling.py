@@ -606,3 +606,20 @@ def test_keeper_script_shows_the_keepers_own_log_once():
     finally:
         log.handlers[:], log.level, log.propagate = saved
     assert lines == ["auction 7 waits", "WARNING: bad debt seen"]
+
+
+def test_the_demo_runs_to_the_end():
+    """`ape run demo`, the README's first command, end to end in its own process (the embedded chain, and Anvil for
+    its simulator part): it exits 0 and says it finished. A demo step that reverts fails here, not on a newcomer's
+    machine."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    ape = Path(sys.executable).with_name("ape")  # the console script beside this interpreter
+    out = subprocess.run([str(ape), "run", "demo"], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "200"}, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "demo finished in" in out.stdout
