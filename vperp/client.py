@@ -46,9 +46,32 @@ from decimal import Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from .units import WAD
+from .units import WAD, gas_limit
 _CTX = Context(prec=80)
 FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
+
+# ----------------------------------------------------------------------------- sending with gas headroom
+
+
+def _network_estimates_gas() -> bool:
+    """Whether Ape sets a transaction's gas limit from an estimate on the connected network (`auto`, the default on
+    live networks; the development chains use `max`, their block's limit, and an integer is the user's choice)."""
+    from ape import networks
+    from ape.types.gas import AutoGasLimit
+
+    setting = networks.provider.network.gas_limit
+    return setting in (None, "auto") or isinstance(setting, AutoGasLimit)
+
+
+def transact(method, *args, sender, markets: int, **kwargs):
+    """Send `method(*args)` from `sender`. Where Ape would set the gas limit from an estimate, set it to the estimate
+    plus the headroom `markets` markets need (`vperp.units.gas_limit`): the same call costs more in a market's
+    first block of an hour than in the block it was estimated in (docs/integrators.md "Gas limits"). An estimate
+    that fails raises the call's named error and sends nothing."""
+    if "gas_limit" not in kwargs and "gas" not in kwargs and _network_estimates_gas():
+        kwargs["gas_limit"] = gas_limit(method.estimate_gas_cost(*args, sender=sender, **kwargs), markets)
+    return method(*args, sender=sender, **kwargs)
+
 
 # ----------------------------------------------------------------------------- the abi/ directory
 
@@ -1132,6 +1155,11 @@ class Client:
         return self.chain.contracts.instance_at(address, contract_type=contract_type, fetch_from_explorer=False,
                                                 detect_proxy=False)
 
+    @property
+    def _all_markets(self) -> int:
+        """The markets a call may read, for its gas headroom (`transact`): every market of the deployment."""
+        return len(self.market_ids)
+
     def _sender(self):
         if self.account is None:
             raise ClientError("this Client has no account: pass account=... to Client.from_deployment to send")
@@ -1192,16 +1220,16 @@ class Client:
         units = self.units(amount)
         if self.collateral.allowance(sender, self.vault) < units:
             self.collateral.approve(self.vault, units, sender=sender)
-        return self.vault.deposit(sub, units, sender=sender)
+        return transact(self.vault.deposit, sub, units, sender=sender, markets=0)
 
     def withdraw(self, amount, sub: int = 0):
         """Withdraw `amount` (human units) from sub-account `sub` to the account."""
-        return self.vault.withdraw(sub, self.units(amount), sender=self._sender())
+        return transact(self.vault.withdraw, sub, self.units(amount), sender=self._sender(), markets=self._all_markets)
 
     def withdraw_all(self, sub: int = 0):
         """Withdraw everything free in sub-account `sub` (`withdraw(sub, type(uint256).max)`: whole token
         units of min(free collateral, collateral), computed when the transaction runs)."""
-        return self.vault.withdraw(sub, 2**256 - 1, sender=self._sender())
+        return transact(self.vault.withdraw, sub, 2**256 - 1, sender=self._sender(), markets=self._all_markets)
 
     def withdrawable(self, sub: int = 0, owner=None) -> Decimal:
         """What `withdraw_all` would pay now, in human collateral units (`PerpReader.withdrawable`)."""
@@ -1240,7 +1268,8 @@ class Client:
         limit = self.quote_limit(symbol, base_wad, slippage_bps)
         dl = self._deadline(deadline_seconds)
         if builder is None:
-            tx = self.clearing_house.openPosition(sub, mid, base_wad, limit, dl, sender=self._sender())
+            tx = transact(self.clearing_house.openPosition, sub, mid, base_wad, limit, dl, sender=self._sender(),
+                          markets=self._all_markets)
         else:
             rate = self._wad(builder_fee_rate, "builder_fee_rate", positive=False)
             tx = self._transact(self.clearing_house.openPositionWithBuilder, sub, mid, base_wad, limit, dl,
@@ -1276,7 +1305,8 @@ class Client:
         sender = self._sender()
         mid, free = self._free_to_close(symbol, sub)
         limit = self.quote_limit(symbol, -free, slippage_bps)
-        tx = self.clearing_house.closePosition(sub, mid, limit, self._deadline(deadline_seconds), sender=sender)
+        tx = transact(self.clearing_house.closePosition, sub, mid, limit, self._deadline(deadline_seconds), sender=sender,
+                      markets=self._all_markets)
         return self._trade_of(tx)
 
     def _check_direct(self, symbol: str, what: str) -> None:
@@ -1461,7 +1491,7 @@ class Client:
         sender = self._sender()
         args = (self._subaccount(sub), self.market_id(symbol), base_wad, limit, deadline)
         router.commitOrder.call(*args, sender=sender, value=fee)  # a refusal raises its named error, sends nothing
-        tx = router.commitOrder(*args, sender=sender, value=fee)
+        tx = transact(router.commitOrder, *args, sender=sender, value=fee, markets=self._all_markets)
         (ev,) = [log for log in tx.decode_logs(router.OrderCommitted) if log.contract_address == router.address]
         return int(ev.orderId)
 
@@ -1647,10 +1677,10 @@ class Client:
         """Send `handler(*args)` from this account after a dry run (`eth_call`) against the latest block: a
         call the chain refuses raises its named custom error (Ape's ContractLogicError) and nothing is sent,
         on every network (Ape sends a doomed transaction on its local chains, where it does not estimate
-        gas first)."""
+        gas first). Sent with the gas headroom of every market of the deployment (`transact`)."""
         sender = self._sender()
         handler.call(*args, sender=sender)
-        return handler(*args, sender=sender)
+        return transact(handler, *args, sender=sender, markets=self._all_markets)
 
     @staticmethod
     def _error_names(contract) -> set[str]:

@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from .client import from_wad, seconds_to_discount
+from .client import from_wad, seconds_to_discount, transact
 
 from .units import WAD
 log = logging.getLogger("vperp.keeper")
@@ -200,6 +200,11 @@ class Keeper:
             gov = getattr(self.system, "extra", {}).get("governance")
             self.breaker = getattr(gov, "breaker", None)
 
+    @property
+    def _markets(self) -> int:
+        """The gas headroom's market count (`vperp.client.transact`): every market of the deployment."""
+        return len(self.system.markets)
+
     # ---------------------------------------------------------------- discovery
 
     def discover(self, chain) -> None:
@@ -340,7 +345,7 @@ class Keeper:
             st = ch.marketState(m.id)
             quarter = ch.marketParams(m.id).twapWindow // 4
             if now // quarter != st.lastUpdate // quarter:
-                tx = self.system.funding.pokeFunding(m.id, sender=self.account)
+                tx = transact(self.system.funding.pokeFunding, m.id, sender=self.account, markets=self._markets)
                 out.append(Action("poke", {"market": sym}, tx.gas_used))
         return out
 
@@ -368,7 +373,7 @@ class Keeper:
                     continue
                 if now < amm.pegHeldUntil(m.id):  # a peg guard holds it (the contract would refuse PegHeld)
                     continue
-                tx = amm.repeg(m.id, sender=self.account)
+                tx = transact(amm.repeg, m.id, sender=self.account, markets=self._markets)
             except ApeException as e:
                 log.info("keeper: repeg of %s skipped: %s: %s", sym, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
                 continue
@@ -406,7 +411,7 @@ class Keeper:
                     if status == 3:  # lapsed: a missed one pays its fee to the canceller (cancelBounty)
                         out.append(self._cancel_order(router, head, sym))
                         continue
-                    tx = router.executeOrder(head, sender=self.account)
+                    tx = transact(router.executeOrder, head, sender=self.account, markets=self._markets)
                 except ApeException as e:
                     log.info("keeper: order %d not executed: %s: %s", head, type(e).__name__,
                              str(e).splitlines()[0] if str(e) else "")
@@ -434,7 +439,7 @@ class Keeper:
 
     def _cancel_order(self, router, oid: int, sym: str) -> Action:
         """Cancel lapsed order `oid`: a `cancel-order` action with the bounty it paid this keeper (0: refunded)."""
-        tx = router.cancelOrder(oid, sender=self.account)
+        tx = transact(router.cancelOrder, oid, sender=self.account, markets=self._markets)
         paid = [ev for ev in tx.decode_logs(router.CancelBountyPaid) if ev.contract_address == router.address]
         return Action("cancel-order", {"order": oid, "market": sym, "bounty_wei": int(paid[0].amount) if paid else 0},
                       tx.gas_used)
@@ -446,7 +451,7 @@ class Keeper:
         from ape.exceptions import ApeException
 
         try:
-            tx = self.breaker.pokeAll(sender=self.account)
+            tx = transact(self.breaker.pokeAll, sender=self.account, markets=self._markets)
         except ApeException as e:  # never let the breaker stand between the keeper and a liquidation
             log.warning("keeper: breaker pokeAll failed: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
             return [Action("breaker-failed", {"error": type(e).__name__}, 0)]
@@ -482,7 +487,7 @@ class Keeper:
                 market = engine.bestMarketToKick(owner, sub)
                 if market == 0:
                     break
-                tx = engine.kick(owner, sub, market, self.account, sender=self.account)
+                tx = transact(engine.kick, owner, sub, market, self.account, sender=self.account, markets=self._markets)
                 ev = tx.decode_logs(engine.Kick)[0]
                 out.append(Action("kick", {"auction": ev.auctionId, "owner": owner[:10], "sub": sub,
                                            "market": market, "size": ev.size / WAD,
@@ -501,7 +506,7 @@ class Keeper:
             if engine.isExpired(aid):
                 if a.redos < max_redos:
                     # A recovered account's auction is cancelled by the redo, unpaid.
-                    tx = engine.redo(aid, self.account, sender=self.account)
+                    tx = transact(engine.redo, aid, self.account, sender=self.account, markets=self._markets)
                     if tx.decode_logs(engine.AuctionCancelled):
                         out.append(Action("cancel", {"auction": aid}, tx.gas_used))
                     else:
@@ -520,7 +525,7 @@ class Keeper:
                 self._guarded(f"auction {aid}", self._log_wait, aid, a, index, price, discount, "collateral")
                 continue
             limit = price  # exactly the quoted price: no worse than what we decided on
-            tx = engine.take(aid, amount, limit, 0, sender=self.account)
+            tx = transact(engine.take, aid, amount, limit, 0, sender=self.account, markets=self._markets)
             ev = tx.decode_logs(engine.Take)[0]
             detail = {"auction": aid, "amount": ev.amount / WAD, "price": round(ev.price / WAD, 2),
                       "discount": f"{discount / WAD:.2%}"}
@@ -535,7 +540,7 @@ class Keeper:
 
         engine = self.system.liquidation
         try:
-            tx = engine.backstop(aid, sender=self.account)
+            tx = transact(engine.backstop, aid, sender=self.account, markets=self._markets)
         except ContractLogicError as e:
             if type(e).__name__ != "BackstopBlocked":
                 raise

@@ -42,6 +42,19 @@ MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]
 EXECUTION_WINDOW_BOUNDS = (12, 3_600)  # OrderRouter.MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW [s]
 MAX_PEG_TOLERANCE_BPS = 500  # ClearingHouseConfigurator: the stale-peg rule's widest tolerance (5 %)
 
+# The most a vPerp call's gas rises, per market it reads, between the block it is estimated in and a later block on the
+# same state: a market's first update in a new hour writes the hour's observations and re-samples its funding target
+# (a view over a market a whole hour idle takes that sample too), dearest in a market younger than a day.
+# tests/sdk/test_gas_headroom.py measures the rise (at most about 89,000 per market) and checks it stays under this.
+GAS_HEADROOM_PER_MARKET = 120_000
+
+
+def gas_limit(estimate: int, markets: int) -> int:
+    """A transaction's gas limit: `estimate` (eth_estimateGas, made for one block) plus GAS_HEADROOM_PER_MARKET for
+    each market the call reads (a trade or a margin check: the markets the account holds; the pool: every market;
+    when unsure, every market of the deployment). Unused gas is not charged: only the limit is higher."""
+    return estimate + GAS_HEADROOM_PER_MARKET * markets
+
 
 def cap_fee_hours(smoothing_tau: int) -> int:
     """The hours of funding at its cap a market's taker fee must cover at this time constant [s]

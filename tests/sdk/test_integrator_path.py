@@ -1,7 +1,7 @@
 """A newcomer's path, end to end: an Anvil started by hand, `ape run deploy --rpc URL`, then docs/cast.md.
 
 The module starts Anvil on a free port with a chain id that is not Anvil's default (7357), as a user
-would in a terminal of their own, and drives it only through the commands the docs give: the deploy
+would in a terminal of their own (with its genesis at a fixed time: GENESIS below), and drives it only through the commands the docs give: the deploy
 command as a subprocess, then every `sh` block of docs/cast.md in order, as written (the page is the
 script, so it cannot drift from what works). Two lines are pointed at the test's own node and folder:
 `export ETH_RPC_URL=...` and `DEP=deployments/...` (records go to a temporary folder through
@@ -27,9 +27,16 @@ from pathlib import Path
 
 import pytest
 
+from vperp.units import GAS_HEADROOM_PER_MARKET
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "cast.md"
 CHAIN_ID = 7357  # not Anvil's default 31337, nor Ape's local 1337
+# Anvil's genesis block, one minute into an hour: its blocks follow the wall clock from there, so the page's run
+# (seconds; section 8 moves the clock a day and a second) never meets an hour boundary by chance and measures the
+# same gas on every run. What a boundary does to gas is tests/sdk/test_gas_headroom.py's; this module checks that the
+# page's gas limit covers its calls with that headroom.
+GENESIS = 1_800_000_060
 DOC_RPC_LINE = "export ETH_RPC_URL=http://127.0.0.1:8545"
 DOC_DEP_PREFIX = "DEP=deployments/"
 SKIP_MARK = "<!-- not run by the test"
@@ -86,7 +93,8 @@ def anvil():
     """An Anvil of the user's own: a free port, chain id 7357, stopped at the end of the module."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(_native("anvil")), "--port", str(port), "--chain-id", str(CHAIN_ID), "--silent"],
+    proc = subprocess.Popen([str(_native("anvil")), "--port", str(port), "--chain-id", str(CHAIN_ID), "--silent",
+                             "--timestamp", str(GENESIS)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _ in range(300):
@@ -157,6 +165,10 @@ def test_deploy_by_url_then_the_cast_page_places_a_trade_and_decodes_a_revert(an
     # section 7's kick and take, section 8's cooldown then redeem
     assert "reverted: CooldownNotPassed(uint256,uint256)" in out
     assert "status               1 (success)" in out and "(failed)" not in out
+    # the page's gas limit: every transaction's gas, plus the headroom of the deployment's two markets, fits under it
+    limit = int(re.search(r"^export ETH_GAS_LIMIT=(\d+)", DOC.read_text(), re.M).group(1))
+    used = [int(g) for g in re.findall(r"^gasUsed\s+(\d+)$", out, re.M)]
+    assert len(used) >= 15 and max(used) + 2 * GAS_HEADROOM_PER_MARKET <= limit, (max(used), limit)
 
     # the same command again: already deployed, nothing sent
     head = _rpc(anvil, "eth_blockNumber")
