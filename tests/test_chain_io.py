@@ -1,8 +1,8 @@
 """vperp/chain_io.py: the work around calls and transactions that the tests and the simulator skip or answer once
 changes no answer. In the test process (tests/conftest.py switches all but the simulator's two on): Ape's kept
 transaction type is the one it works out, and a contract's code is asked again once the chain is restored to a
-snapshot. For the simulator's entry points: its Anvil's command line is Ape's less `--steps-tracing` plus `--prune-history`, and Ape's
-record of its nodes loses only the stopped ones.
+snapshot. For the simulator's entry points: its Anvil's command line is Ape's less `--steps-tracing` plus `--prune-history`, it starts on a free
+port with 90 s to answer, and Ape's record of its nodes loses only the stopped ones.
 """
 from __future__ import annotations
 
@@ -69,3 +69,37 @@ def test_the_simulator_drops_stopped_nodes_from_apes_record(tmp_path, monkeypatc
     assert set(networks.running_nodes.nodes) == {os.getpid(), stopped.pid}
     chain_io.forget_stopped_nodes()
     assert set(networks.running_nodes.nodes) == {os.getpid()}
+
+
+def test_the_simulators_anvil_starts_on_a_free_port_and_is_given_time(monkeypatch):
+    """The simulator's node starts on a port the kernel has just found free (Ape picks a random one it does not check)
+    and is given ANVIL_START_SECONDS to answer instead of Ape's 20 s (vperp/chain_io.py): a run in a loaded test
+    session failed with `RPCTimeoutError` before its first step."""
+    import socket
+
+    from ape import networks
+    from ape_foundry.provider import FoundryProvider
+
+    seen = {}
+
+    def begin(self):  # stands in for Ape's `_start`: records the host it was handed, then starts
+        seen["host"] = self._host
+        self.start()
+
+    def start(self, timeout: int = 20):  # stands in for Ape's `start`: records how long it would wait
+        seen["timeout"] = timeout
+
+    monkeypatch.setattr(FoundryProvider, "_start", begin)
+    monkeypatch.setattr(FoundryProvider, "start", start)
+    chain_io.anvil_on_a_free_port()
+    chain_io.anvil_on_a_free_port()  # a second call changes nothing
+    provider = networks.ethereum.local.get_provider("foundry")
+    monkeypatch.setattr(provider, "_host", "auto")
+    FoundryProvider._start(provider)
+    host, port = seen["host"].rsplit(":", 1)
+    assert host == "http://127.0.0.1" and seen["timeout"] == chain_io.ANVIL_START_SECONDS == 90
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", int(port)))  # nothing listens there
+    monkeypatch.setattr(provider, "_host", "http://127.0.0.1:8545")  # a host of the user's: left as it is
+    FoundryProvider._start(provider)
+    assert seen["host"] == "http://127.0.0.1:8545"

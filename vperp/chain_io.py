@@ -11,6 +11,7 @@ transaction, a call, a sender or a result: only work done around them is skipped
 | `cache_chain_id` | web3 validates every request against the node's chain id, asked anew each time (about 2,000 round trips in a 30-step simulator run); a running node's id does not change. A 30-step crash run: 18.5 s -> 16.3 s |
 | `cache_default_transaction_type` | Ape works out the type of every call and transaction it builds from the network's configuration, building pydantic settings objects anew each time (about 1 ms a call on the embedded chain); the answer per ecosystem and network is kept. With the next row, tests/orders/test_order_router.py, tests/clearinghouse/test_trading_errors.py and test_funding.py in one process: 80.2 s -> 70.5 s of CPU; tests/liquidation and tests/governance/test_governance.py 94.3 s -> 87.3 s (means of two runs each) |
 | `cache_code_checks` | before every call and transaction to a contract, Ape asks the chain for the contract's code (an `eth_getCode`; on a development chain it caches none, since restoring a snapshot can remove a contract); an address found with code is not asked again until the chain is next restored to a snapshot. The figures: the row above |
+| `anvil_on_a_free_port` | nothing measurable: it removes a failure. Ape starts a simulator's Anvil on a random port it does not check and gives it 20 s to answer; in a full test run (two workers, three simulator processes starting nodes) a run failed that way (`RPCTimeoutError`), three tests with it. The node now gets a port the kernel just found free and 90 s. Only the simulator's entry points switch it |
 | `forget_stopped_nodes` | Ape records every node it starts in its data folder (`~/.ape/processes/nodes.json`) and, when it stops one, looks through that whole record, building the provider's settings anew for each entry (about 10 ms each). Nodes stopped by processes that ran in parallel (the tests start several simulator processes at once; each writes the file it read, so one's removal can undo another's) or that were killed stay in the record for good: on the development machine it held 545 entries of stopped nodes, which cost every simulator process 5.3 s at its end. The simulator's entry points drop the entries whose process is gone before they start their node. An 18-step crash run: 13.9 s -> 9.1 s (user CPU 11.5 s -> 6.8 s) |
 | `anvil_without_step_traces_or_state_files` | Ape starts Anvil with `--steps-tracing`: Anvil then records every EVM step of every transaction, for a `debug_traceTransaction` asked later; the simulator asks none (its reverts are named from their revert data, `vperp.sim.Wire`). And Anvil keeps the chain's state at every past block, writing the older ones to files under `~/.foundry/anvil/tmp` that a stopped node leaves behind: 0.2 to 1.9 GB per simulator run (the development machine's disk filled with 79 GB of them in a day); the simulator reads only the latest state, so `--prune-history` keeps a few recent states in memory and writes none. Only the simulator's own entry points (`python -m vperp.sim`, `ape run simulate`, `ape run economics`) switch them, before their Anvil starts. A 16-step thin run with breakers: the same CSV and summary, 17.7 s -> 14.4 s without the step traces |
 """
@@ -73,6 +74,47 @@ def anvil_without_step_traces_or_state_files() -> None:
         return [arg for arg in build(self) if arg != "--steps-tracing"] + ["--prune-history"]
 
     FoundryProvider.build_command = for_the_simulator
+
+
+ANVIL_START_SECONDS = 90  # how long a node this process starts may take to answer (Ape's default: 20 s)
+
+
+def anvil_on_a_free_port() -> None:
+    """Start the nodes this process starts (ape-foundry's `FoundryProvider._start` with `host: auto`) on a port the
+    kernel has just handed out as free, and wait up to ANVIL_START_SECONDS for them to answer. Ape picks a random
+    port without checking it and waits 20 s: a port already taken (the test suite's own nodes and clients use the
+    same range) or a loaded machine made a simulator run fail with `RPCTimeoutError` before its first step."""
+    try:
+        from ape_foundry.provider import FoundryProvider
+    except ImportError:  # no Anvil provider: no node to start
+        return
+    start, begin = FoundryProvider.start, FoundryProvider._start
+    if hasattr(begin, "__wrapped__"):  # switched already
+        return
+
+    @functools.wraps(begin)
+    def on_a_free_port(self: Any) -> None:
+        if self._host == "auto":
+            port = free_port()
+            self.attempted_ports.append(port)
+            self._host = f"http://127.0.0.1:{port}"
+        begin(self)
+
+    @functools.wraps(start)
+    def patiently(self: Any, timeout: int = 20) -> None:
+        start(self, timeout=max(timeout, ANVIL_START_SECONDS))
+
+    FoundryProvider._start = on_a_free_port
+    FoundryProvider.start = patiently
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now (the kernel's pick for a socket bound to port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def forget_stopped_nodes() -> None:

@@ -2312,6 +2312,7 @@ def simulator_command() -> type:
         def invoke(self, ctx: click.Context):
             chain_io.forget_stopped_nodes()
             chain_io.anvil_without_step_traces_or_state_files()
+            chain_io.anvil_on_a_free_port()
             return super().invoke(ctx)
 
     return SimulatorCommand
@@ -2453,6 +2454,7 @@ def command_line():
 
         chain_io.forget_stopped_nodes()  # before the network starts its Anvil (vperp/chain_io.py)
         chain_io.anvil_without_step_traces_or_state_files()
+        chain_io.anvil_on_a_free_port()
         out = kwargs["out_dir"]
         kwargs["out_dir"] = out if os.path.isabs(out) else os.path.join(_invoked_from, out)
         if kwargs.get("prices_csv") and not os.path.isabs(kwargs["prices_csv"]):
