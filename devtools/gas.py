@@ -457,14 +457,16 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
     row("openPosition (increase) holding 10 market(s), all updated in the block", tx,
         "the same, every held market already updated earlier in the block")
 
-    # Funding rows an hour after every market's last update.
-    clock.at(clock.head() + HOUR)
+    # Funding rows an hour after every market's last update: ETH's exactly an hour (a whole idle hour would run the
+    # idle path, `_evolveIdle`: its own row, at the end).
+    clock.at(ch.marketState(1).lastUpdate + HOUR)
     sit.funding_active_everywhere()
-    sit.last_update(1, at_least=HOUR)
+    sit.last_update(1, ago=HOUR)
     sit.same_quarter(1, crosses=True)
     sit.funding_window_full(1)
     sit.anchor_skew_warm()
-    row("pokeFunding (1 h since last update)", clock.tx(ch.pokeFunding, 1, sender=keeper, dt=HOUR),
+    row("pokeFunding (1 h since last update)",
+        clock.tx(ch.pokeFunding, 1, sender=keeper, dt=clock.chain.pending_timestamp - clock.head()),
         f"permissionless accrual; {HOUR_LATER}")
     _open(s, clock, bob, 0, 1, WAD)
     trade("closePosition (1 h since last update)", bob, 0, f"whole position, settles its funding; {HOUR_LATER}",
@@ -483,7 +485,33 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
         rows += _measure_nav(accounts, clock)
     # Last, so no earlier row's block times move.
     rows += _measure_orders(s, clock, Situation(s, clock), accounts)
+    rows += _measure_idle(s, clock, Situation(s, clock), accounts)
     return rows
+
+
+def _measure_idle(s, clock, sit, accounts) -> list[Row]:
+    """A poke after a whole hour without an update (the keeper missed an hourly poke): the accrual applies the old
+    target to the end of its hour and this block's sample after it (ClearingHouseStorage._evolveIdle: a second
+    evolution of the rate)."""
+    ch, keeper = s.clearing_house, accounts[8]
+    last = ch.marketState(1).lastUpdate
+    t = (last // HOUR + 2) * HOUR + 60  # a minute into the second hour after the last update's
+    clock.at(t - 30)
+    refresh_feeds(s, clock)
+    clock.at(t)
+    sit.funding_active_everywhere()
+    sit.last_update(1, at_least=HOUR + 1)
+    assert t // HOUR - last // HOUR == 2, "not a whole idle hour"
+    sit.same_quarter(1, crosses=True)
+    try:
+        sit.funding_window_full(1)
+        anchor = "anchor found at the first probe"
+    except AssertionError:
+        anchor = "anchor probed past: the market was not updated in the hour a day back"
+    tx = clock.tx(ch.pokeFunding, 1, sender=keeper, dt=clock.chain.pending_timestamp - clock.head())
+    return [Row("pokeFunding (a whole idle hour since last update)", tx.gas_used,
+                "permissionless accrual two hour boundaries after the last update: the ring and hourly observations, "
+                f"the funding sample ({anchor}) and the rate's motion in two parts (_evolveIdle)")]
 
 
 def _measure_orders(s, clock, sit, accounts) -> list[Row]:
@@ -796,6 +824,14 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
         "`getRoundData`).",
         "'previous' is the last run's figure (docs/gas.json); a row renamed since shows the figure of the",
         "row it replaces, measured in that row's situation.",
+        "",
+        "The same call costs more in some blocks than in others: in a market's first block of an hour (the rows",
+        "\"1 h since last update\"), more after a whole hour without an update (the last row: the rate moves in two",
+        "parts, and there the sample's search for its anchor, the hourly observation a day back, missed at its first",
+        "probe and read on, 2.1k a slot) and in a market younger than a day (the search reads all 24 slots and finds",
+        "none). An estimate answers for one block: a sender's gas limit is the estimate plus 120,000 per market",
+        "the call reads",
+        "([integrators.md](integrators.md#gas-limits); tests/sdk/test_gas_headroom.py measures the rise).",
         "",
         "| operation | gas | previous | change | what is measured |",
         "|---|---:|---:|---:|---|",
