@@ -8,7 +8,8 @@ script, so it cannot drift from what works). Two lines are pointed at the test's
 $VPERP_DEPLOYMENTS, and cast's signature cache to a temporary $HOME). Before the deploy, records of
 other chains are put where the deploy looks: they must neither block it nor be taken for this chain.
 
-Also here: the refusals of the deploy command (an unreachable URL, two targets, a host Ape would not
+Also here: docs/integrators.md's web3.py walkthrough, run as written against an Anvil of its own; the refusals of
+the deploy command (an unreachable URL, two targets, a host Ape would not
 use), each a one-line message, a nonzero exit and nothing written; and abi/signatures.json against
 the ABI files it is generated from.
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,9 +90,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def anvil():
-    """An Anvil of the user's own: a free port, chain id 7357, stopped at the end of the module."""
+@contextmanager
+def _own_anvil():
+    """An Anvil of the user's own: a free port, chain id 7357, the fixed genesis; stopped on leaving."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([str(_native("anvil")), "--port", str(port), "--chain-id", str(CHAIN_ID), "--silent",
@@ -111,6 +113,13 @@ def anvil():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def anvil():
+    """The module's Anvil (`_own_anvil`), shared by its tests."""
+    with _own_anvil() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +184,28 @@ def test_deploy_by_url_then_the_cast_page_places_a_trade_and_decodes_a_revert(an
     again = _deploy(env, "--rpc", anvil, "--config", "deployments/config/plain.yaml")
     assert again.returncode == 0 and "already deployed" in again.stdout + again.stderr, again.stderr[-2000:]
     assert _rpc(anvil, "eth_blockNumber") == head
+
+
+def test_the_web3_walkthrough_runs_as_written(env, tmp_path):
+    """docs/integrators.md's web3.py walkthrough, saved as trade.py and run as the page says (from a folder holding
+    `deployments/` and `abi/`), against an Anvil of its own with the page's deploy command: it deposits, trades,
+    reads and closes, each transaction sent with its gas headroom."""
+    text = (ROOT / "docs" / "integrators.md").read_text()
+    code = re.search(r"## Worked example with web3.py.*?```python\n(.*?)\n```", text, re.S).group(1)
+    assert "fn.estimate_gas() + 120_000 * len(dep[\"markets\"])" in code  # the headroom of "Gas limits"
+    assert GAS_HEADROOM_PER_MARKET == 120_000
+    (tmp_path / "deployments").mkdir()
+    env = dict(env, VPERP_DEPLOYMENTS=str(tmp_path / "deployments"))
+    with _own_anvil() as anvil:
+        done = _deploy(env, "--rpc", anvil, "--config", "deployments/config/plain.yaml")
+        assert done.returncode == 0, done.stderr[-2000:]
+        (tmp_path / "abi").symlink_to(ROOT / "abi")
+        (tmp_path / "trade.py").write_text(code)
+        run = subprocess.run([sys.executable, "trade.py"], cwd=tmp_path, env=dict(env, RPC_URL=anvil),
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"^bought 2\.0 ETH for [\d,]+\.\d\d USD", run.stdout, re.M), run.stdout
+    assert re.search(r"^new: 0x\w+ -2\.0 realized", run.stdout, re.M), run.stdout
 
 
 @pytest.mark.parametrize("args, message", [
