@@ -806,7 +806,7 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
         "",
         "Produced by `./run.sh gas` (devtools/gas.py) on a fresh local deployment of the shipped markets with",
         "delayed orders off (`measured_config()`: the trade rows call the ClearingHouse directly, as the order",
-        "router's `executeOrder` does; the last two rows turn delayed orders on in ETH) plus eight more ETH-like markets"
+        "router's `executeOrder` does; the two order rows turn delayed orders on in ETH) plus eight more ETH-like markets"
         + (f", on `{network}`" if network else "") + ". Every row measures the situation a user",
         "meets in production, and the script asserts it before measuring: funding active in every market",
         "(applied and target rates nonzero, funding index nonzero, observation ring full; for the rows an hour",
@@ -828,9 +828,9 @@ def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
         "The same call costs more in some blocks than in others: in a market's first block of an hour (the rows",
         "\"1 h since last update\"), more after a whole hour without an update (the last row: the rate moves in two",
         "parts, and there the sample's search for its anchor, the hourly observation a day back, missed at its first",
-        "probe and read on, 2.1k a slot) and in a market younger than a day (the search reads all 24 slots and finds",
-        "none). An estimate answers for one block: a sender's gas limit is the estimate plus 120,000 per market",
-        "the call reads",
+        "probe and read on, 2.1k a slot), most where hours a day back went without a block (the search reads on past",
+        "each; a market younger than a day finds the listing's observation at the first probe). An estimate answers",
+        "for one block: a sender's gas limit is the estimate plus 120,000 per market the call reads",
         "([integrators.md](integrators.md#gas-limits); tests/sdk/test_gas_headroom.py measures the rise).",
         "",
         "| operation | gas | previous | change | what is measured |",

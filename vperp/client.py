@@ -63,13 +63,22 @@ def _network_estimates_gas() -> bool:
     return setting in (None, "auto") or isinstance(setting, AutoGasLimit)
 
 
+def _auto_multiplier() -> float:
+    """The multiplier of the connected network's `auto` gas limit (1.0 unless the Ape configuration sets one)."""
+    from ape import networks
+
+    return float(networks.provider.network.auto_gas_multiplier)
+
+
 def transact(method, *args, sender, markets: int, **kwargs):
     """Send `method(*args)` from `sender`. Where Ape would set the gas limit from an estimate, set it to the estimate
     plus the headroom `markets` markets need (`vperp.units.gas_limit`): the same call costs more in a market's
-    first block of an hour than in the block it was estimated in (docs/integrators.md "Gas limits"). An estimate
-    that fails raises the call's named error and sends nothing."""
+    first block of an hour than in the block it was estimated in (docs/integrators.md "Gas limits"); a larger
+    limit from the configuration's `auto` multiplier wins. An estimate that fails raises the call's named error and
+    sends nothing."""
     if "gas_limit" not in kwargs and "gas" not in kwargs and _network_estimates_gas():
-        kwargs["gas_limit"] = gas_limit(method.estimate_gas_cost(*args, sender=sender, **kwargs), markets)
+        estimate = method.estimate_gas_cost(*args, sender=sender, **kwargs)
+        kwargs["gas_limit"] = max(gas_limit(estimate, markets), int(estimate * _auto_multiplier()))
     return method(*args, sender=sender, **kwargs)
 
 

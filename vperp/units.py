@@ -42,10 +42,10 @@ MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]
 EXECUTION_WINDOW_BOUNDS = (12, 3_600)  # OrderRouter.MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW [s]
 MAX_PEG_TOLERANCE_BPS = 500  # ClearingHouseConfigurator: the stale-peg rule's widest tolerance (5 %)
 
-# The most a vPerp call's gas rises, per market it reads, between the block it is estimated in and a later block on the
+# The headroom a vPerp call's gas limit needs, per market it reads, over an estimate made for another block on the
 # same state: a market's first update in a new hour writes the hour's observations and re-samples its funding target
-# (a view over a market a whole hour idle takes that sample too), dearest in a market younger than a day.
-# tests/sdk/test_gas_headroom.py measures the rise (at most about 89,000 per market) and checks it stays under this.
+# (a view over a market a whole hour idle takes that sample too), dearest after hours without blocks a day back.
+# tests/sdk/test_gas_headroom.py measures the rise (80,321 per market at most) and checks it stays under 100,000.
 GAS_HEADROOM_PER_MARKET = 120_000
 
 

@@ -360,11 +360,17 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         int32 skewAnchor = skewPrev;
         uint256 hour = current.timestamp / 1 hours;
         unchecked {
-            // hour - k wraps only on a chain younger than a day; a wrapped hour matches no slot.
+            // The first slot whose observation falls in one of the window's hours, [hour - 24, hour - 1] (one
+            // unsigned difference; a chain younger than a day wraps `first` and keeps the same comparison). A slot
+            // left from an older hour falls before them. The listing's observation (in every slot until an hour
+            // overwrites it) falls in them while the market is younger than a day and past its listing hour: then
+            // the first probe takes it, the anchor a search for each hour's own observation found only at the
+            // listing hour's probe (up to 23 reads later).
+            uint256 first = hour - FUNDING_WINDOW_HOURS;
             for (uint256 k = FUNDING_WINDOW_HOURS; k != 0; --k) {
                 uint256 slot = (hour - k) % FUNDING_OBSERVATIONS;
                 Observation memory o = m.hourly[slot];
-                if (o.timestamp / 1 hours == hour - k) {
+                if (o.timestamp / 1 hours - first < FUNDING_WINDOW_HOURS) {
                     anchor = o;
                     skewAnchor = m.hourlySkew[slot];
                     break;

@@ -1,25 +1,28 @@
 """Gas limits: what a call's gas does between the block it was estimated in and the block it is mined in.
 
 A market's first update in a new hour writes the hour's observations and re-samples the funding target from the
-day-long TWAPs (ClearingHouseStorage._accrue), and a view over a market a whole hour idle takes that sample
-itself (`_sampleNow`). So the same call, on the same state, costs more in the first block of an hour than in
-the last block of the one before, and most in a market younger than a day (the search for the sample's anchor,
-an hourly observation a day back, probes all 24 slots and finds none). An estimate is made for one block; a
-sender that uses it as the gas limit (cast does, web3.py's `transact()` does, Ape does with its default `auto`
-limit on a live network) runs out of gas when the transaction lands in the next hour: CI saw exactly that in
-docs/cast.md's kick.
+day-long TWAPs (ClearingHouseStorage._accrue), and a view over a market a whole hour idle takes that sample itself
+(`_sampleNow`). So the same call, on the same state, costs more in the first block of an hour than in the last
+block of the one before. It costs most where the sample's anchor, the hourly observation a day back, is missing:
+a market that went without blocks for hours a day ago (the keeper was down) is searched slot by slot, one cold
+read each, up to 24. (A market younger than a day finds the listing's observation at the first probe.) An
+estimate is made for one block; a sender that uses it as the gas limit (cast does, web3.py's `transact()` does,
+Ape does with its default `auto` limit on a live network) runs out of gas when the transaction lands in the next
+hour (docs/cast.md's kick did, in CI).
 
-Measured here, on a deployment a few hours old (the worst case): each call's gas in the last second of an hour,
+Measured here on the session deployment, in two situations: hourly pokes since the positions opened (`hourly`),
+and the same after a day and two hours without any block, then two hourly pokes (`outage`: the search probes 22
+slots). Each call's gas in the last second of an hour (the markets updated earlier in the same quarter-window),
 in the first second of the next, and an hour later still (a whole idle hour), on the same state (a snapshot
-restored between). The rise per market the call reads stays under `vperp.units.GAS_HEADROOM_PER_MARKET`, the
-headroom docs/integrators.md ("Gas limits") asks for and the SDK adds (`vperp.client.transact`); the hazard
-itself is run end to end: an exact estimate made in the last second of an hour fails in the next, the estimate
-plus the headroom does not.
+restored between). The rise per market the call reads stays under RISE_BOUND, itself under
+`vperp.units.GAS_HEADROOM_PER_MARKET`, the headroom docs/integrators.md ("Gas limits") asks for and the SDK adds
+(`vperp.client.transact`); the hazard itself is run end to end: an exact estimate made in the last second of an
+hour fails in the next, the estimate plus the headroom does not.
 """
 from __future__ import annotations
 
 import pytest
-from ape.exceptions import ContractLogicError, OutOfGasError, TransactionError
+from ape.exceptions import OutOfGasError
 
 from helpers.clock import next_hour
 from vperp.client import transact
@@ -30,11 +33,10 @@ DEADLINE = 2**40
 ANY = 2**200  # a buy's quote limit that takes any price (the test measures gas, not slippage)
 
 
-@pytest.fixture
-def state(system, chain, alice, bob, carol, deployer):
-    """Funding active in both markets of the session deployment (a few hours old): alice long ETH and short BTC,
-    bob short ETH, carol 9x long ETH (liquidatable after an 8 % fall), hourly pokes for three hours. Returns the
-    timestamp of the last update of both markets."""
+RISE_BOUND = 100_000  # per market read: what docs/integrators.md quotes as the most measured
+
+
+def _set_up(system, chain, alice, bob, carol, deployer):
     ch = system.clearing_house
     for who, amount in ((alice, 100_000), (bob, 100_000)):
         system.fund(who, amount)
@@ -43,16 +45,35 @@ def state(system, chain, alice, bob, carol, deployer):
     ch.openPosition(0, BTC, -WAD, 0, DEADLINE, sender=alice)
     ch.openPosition(0, ETH, -5 * WAD, 0, DEADLINE, sender=bob)
     ch.openPosition(0, ETH, 3 * WAD, ANY, DEADLINE, sender=carol)
-    start = next_hour(chain.pending_timestamp)
-    for h in range(3):
-        chain.pending_timestamp = start + 60 + h * HOUR
-        system.set_price("ETH", 3000)
-        system.set_price("BTC", 60_000)
-        ch.pokeFunding(ETH, sender=deployer)
-        ch.pokeFunding(BTC, sender=deployer)
     system.collateral.mint(carol, 10**12, sender=carol)
     system.collateral.approve(system.pool, 10**12, sender=carol)
-    return chain.pending_timestamp - 1
+
+
+def _pokes(system, chain, deployer, times):
+    """Both markets poked at each of `times` (the feeds answering again first, as live feeds do)."""
+    for t in times:
+        chain.pending_timestamp = t
+        system.set_price("ETH", 3000)
+        system.set_price("BTC", 60_000)
+        system.clearing_house.pokeFunding(ETH, sender=deployer)
+        system.clearing_house.pokeFunding(BTC, sender=deployer)
+
+
+@pytest.fixture(params=["hourly", "outage"])
+def state(request, system, chain, alice, bob, carol, deployer):
+    """Funding active in both markets of the session deployment: alice long ETH and short BTC, bob short ETH, carol
+    9x long ETH (liquidatable after an 8 % fall); both markets poked hourly for three hours, then (`outage`) a day
+    and two hours without a block and two hourly pokes, then once more 20 s before the end of an hour. Returns
+    (situation, the last second of that hour)."""
+    _set_up(system, chain, alice, bob, carol, deployer)
+    start = next_hour(chain.pending_timestamp)
+    _pokes(system, chain, deployer, [start + 60 + h * HOUR for h in range(3)])
+    if request.param == "outage":
+        back = start + 2 * HOUR + 26 * HOUR
+        _pokes(system, chain, deployer, [back + 60, back + HOUR + 60])
+    late = next_hour(chain.pending_timestamp) - 1
+    _pokes(system, chain, deployer, [late - 20])  # the same quarter-window as `late`
+    return request.param, late
 
 
 def _gas_at(chain, at, method, *args, sender):
@@ -78,7 +99,7 @@ def _cases(system, alice, bob, carol, deployer):
 
 
 def test_the_rise_across_an_hour_stays_under_the_headroom(system, chain, state, alice, bob, carol, deployer):
-    late = next_hour(state) - 1
+    situation, late = state
     rows, worst = [], 0
     for name, (method, args, who, markets) in _cases(system, alice, bob, carol, deployer).items():
         base = _gas_at(chain, late, method, *args, sender=who)
@@ -86,48 +107,59 @@ def test_the_rise_across_an_hour_stays_under_the_headroom(system, chain, state, 
         idle = _gas_at(chain, late + 1 + HOUR, method, *args, sender=who)
         rise = max(crossed, idle) - base
         worst = max(worst, rise / markets)
-        rows.append(f"{name}: {base:,} -> {crossed:,} next hour, {idle:,} after an idle hour (+{rise:,}, "
+        rows.append(f"{name}: {base:,} -> {crossed:,} next hour, {idle:,} after a whole idle hour (+{rise:,}, "
                     f"{markets} market(s))")
-        assert rise <= GAS_HEADROOM_PER_MARKET * markets, rows[-1]
-    # the hazard is real: an accrual's first block of an hour costs tens of thousands more
+        assert 0 < rise <= RISE_BOUND * markets, rows[-1]
+    assert RISE_BOUND < GAS_HEADROOM_PER_MARKET
+    # the hazard is real: an accrual's first block of an hour costs thousands more, tens of thousands after an outage
     poke = _cases(system, alice, bob, carol, deployer)["pokeFunding"]
-    assert _gas_at(chain, late + 1, poke[0], *poke[1], sender=deployer) - \
-        _gas_at(chain, late, poke[0], *poke[1], sender=deployer) > 50_000
-    print("\ngas across an hour boundary (a deployment a few hours old):\n  " + "\n  ".join(rows)
-          + f"\n  worst rise per market read: {worst:,.0f} (headroom {GAS_HEADROOM_PER_MARKET:,})")
+    rise = _gas_at(chain, late + 1, poke[0], *poke[1], sender=deployer) - \
+        _gas_at(chain, late, poke[0], *poke[1], sender=deployer)
+    assert rise > (50_000 if situation == "outage" else 10_000), rise
+    print(f"\ngas across an hour boundary ({situation}):\n  " + "\n  ".join(rows)
+          + f"\n  worst rise per market read: {worst:,.0f} (bound {RISE_BOUND:,}, headroom {GAS_HEADROOM_PER_MARKET:,})")
 
 
+@pytest.mark.parametrize("state", ["hourly", "outage"], indirect=True)
 def test_a_kick_estimated_before_the_hour_needs_the_headroom_after_it(system, chain, state, carol, deployer):
     """A keeper's kick in a quiet market (docs/cast.md's kick failed in CI this way: estimated by cast in one hour,
     mined in the next, out of gas): estimated in the last second of the hour after the market's last update, mined in
     the first second of the one after (a whole idle hour: the margin views take the hour's sample). With the estimate
-    as its limit it fails; with the headroom of the one market the account holds it goes through."""
+    as its limit it runs out of gas; with the headroom of the one market the account holds it goes through."""
     engine = system.liquidation
-    late = next_hour(state) + HOUR - 1
-    chain.pending_timestamp = late - 1
+    _, late = state
+    t = late + HOUR  # the last second of the hour after the markets' last update
+    chain.pending_timestamp = t - 1
     system.set_price("ETH", 2760)
     assert system.vault.isLiquidatable(carol, 0)
-    chain.pending_timestamp = late
+    chain.pending_timestamp = t
     estimate = engine.kick.estimate_gas_cost(carol, 0, ETH, deployer, sender=deployer)
     snap = chain.snapshot()
-    chain.pending_timestamp = late + 1  # the market's first whole idle hour has just ended
-    with pytest.raises((OutOfGasError, ContractLogicError, TransactionError)):
+    chain.pending_timestamp = t + 1  # the market's first whole idle hour has just ended
+    with pytest.raises(Exception) as failed:
         engine.kick(carol, 0, ETH, deployer, sender=deployer, gas_limit=estimate)
+    # out of gas: Ape's OutOfGasError, py-evm's "Out of gas: ..." or a failure with no revert data (an inner call ran
+    # out of gas and the kick reverted with nothing to name; every refusal of the protocol names its custom error)
+    message = str(failed.value)
+    assert isinstance(failed.value, OutOfGasError) or message.startswith("Out of gas") \
+        or message == "Transaction failed.", repr(failed.value)
     chain.restore(snap)
-    chain.pending_timestamp = late + 1
+    chain.pending_timestamp = t + 1
     tx = engine.kick(carol, 0, ETH, deployer, sender=deployer, gas_limit=gas_limit(estimate, 1))
     assert tx.status == 1 and engine.auctionCount() == 1
     assert estimate < tx.gas_used <= estimate + GAS_HEADROOM_PER_MARKET
 
 
+@pytest.mark.parametrize("state", ["outage"], indirect=True)
 def test_transact_adds_the_headroom_where_the_network_estimates(system, chain, state, deployer, monkeypatch):
     """`transact` sends with estimate + headroom x markets where Ape would estimate (a live network's `auto` limit),
-    and leaves the limit to Ape where it does not (the development chains' `max`)."""
+    or with estimate x the configured `auto` multiplier when that is more, and leaves the limit to Ape where it does
+    not estimate (the development chains' `max`)."""
     import vperp.client
 
     assert not vperp.client._network_estimates_gas()  # the embedded chain: Ape's `max`
     ch = system.clearing_house
-    late = next_hour(state) - 1
+    _, late = state
     chain.pending_timestamp = late
     estimate = ch.pokeFunding.estimate_gas_cost(ETH, sender=deployer)
     sent = {}
@@ -145,8 +177,13 @@ def test_transact_adds_the_headroom_where_the_network_estimates(system, chain, s
     tx = transact(ch.pokeFunding, ETH, sender=deployer, markets=2)
     assert tx.status == 1 and sent["gas_limit"] == estimate + 2 * GAS_HEADROOM_PER_MARKET
     assert tx.gas_used > estimate  # without the headroom it would not have fitted
+    # a configured `auto` multiplier that asks for more wins (the other market, same estimate stand-in)
+    monkeypatch.setattr("vperp.client._auto_multiplier", lambda: 8.0)
+    sent.clear()
+    transact(ch.pokeFunding, BTC, sender=deployer, markets=2)
+    assert sent["gas_limit"] == int(estimate * 8.0) > estimate + 2 * GAS_HEADROOM_PER_MARKET
     monkeypatch.setattr("vperp.client._network_estimates_gas", lambda: False)
     sent.clear()
-    chain.pending_timestamp = late + 2
+    chain.pending_timestamp = late + 4
     transact(ch.pokeFunding, BTC, sender=deployer, markets=2)
     assert "gas_limit" not in sent

@@ -99,7 +99,7 @@ def _own_anvil():
                              "--timestamp", str(GENESIS)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(300):
+        for _ in range(1200):
             if proc.poll() is not None:
                 pytest.fail(f"anvil exited: {proc.stderr.read().decode()}")
             try:
@@ -108,7 +108,7 @@ def _own_anvil():
             except OSError:
                 time.sleep(0.05)  # waits for a process, not chain time
         else:
-            pytest.fail("anvil did not answer within 15 s")
+            pytest.fail("anvil did not answer within 60 s")
         yield url
     finally:
         proc.terminate()

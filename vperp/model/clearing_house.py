@@ -447,15 +447,18 @@ class ClearingHouseMirror:
                        skew_now: int) -> tuple[int, int, int]:
         """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
         observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
-        back), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
+        back; on a market younger than a day, the listing's), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
         `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at the
         span's mean index, one floor over the pad; the last recorded index when the span is empty)."""
         anchor, skew_anchor = prev, skew_prev
         hour = current.timestamp // HOUR
+        # the first slot whose observation falls in one of the window's hours [hour - 24, hour - 1]: an hour's own,
+        # or the listing's on a market younger than a day and past its listing hour
+        first = hour - FUNDING_WINDOW_HOURS
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
             slot = (hour - k) % FUNDING_OBSERVATIONS
             o = m.hourly[slot]
-            if hour >= k and o.timestamp // HOUR == hour - k:
+            if 0 <= o.timestamp // HOUR - first < FUNDING_WINDOW_HOURS:
                 anchor, skew_anchor = o, m.hourly_skew[slot]
                 break
         span = current.timestamp - anchor.timestamp
