@@ -187,3 +187,57 @@ def test_transact_adds_the_headroom_where_the_network_estimates(system, chain, s
     chain.pending_timestamp = late + 4
     transact(ch.pokeFunding, BTC, sender=deployer, markets=2)
     assert "gas_limit" not in sent
+
+
+def test_the_sdk_and_the_keeper_send_with_the_headroom_where_the_network_estimates(system, chain, accounts, tmp_path,
+                                                                                    monkeypatch):
+    """With Ape estimating (forced here, as on a live network's `auto` limit), every protocol transaction the SDK's
+    Client and the keeper send carries a limit set from the estimate (plus the headroom of every market of the
+    deployment, except a collateral deposit, which reads none) and goes through: deposit, open, close, a kick by the
+    SDK, a keeper pass that kicks and takes."""
+    from ape.contracts.base import ContractTransactionHandler
+
+    from vperp.client import Client, build_record, write_record
+    from vperp.keeper import Keeper
+
+    path = tmp_path / "local.json"
+    write_record(path, build_record(system, system.config, chain, 1))
+    trader, victim, other, keeper_account = accounts[1], accounts[4], accounts[5], accounts[3]
+    sent = []
+    original = ContractTransactionHandler.__call__
+
+    def spy(self, *args, **kwargs):
+        receipt = original(self, *args, **kwargs)
+        sent.append((self.abis[0].name, kwargs.get("gas_limit"), receipt.status))
+        return receipt
+
+    monkeypatch.setattr(ContractTransactionHandler, "__call__", spy)
+    monkeypatch.setattr("vperp.client._network_estimates_gas", lambda: True)
+    headroom = GAS_HEADROOM_PER_MARKET * len(system.markets)
+
+    c = Client.from_deployment(path, account=trader)
+    system.collateral.mint(trader, 50_000 * 10**6, sender=trader)
+    c.deposit(50_000)
+    c.open("ETH", 2, slippage_bps=100)
+    c.close("ETH", slippage_bps=100)
+    for who in (victim, other):
+        system.collateral.mint(who, 1_000 * 10**6, sender=who)
+        Client.from_deployment(path, account=who).deposit(1_000)
+        Client.from_deployment(path, account=who).open("ETH", 3, slippage_bps=100)
+    chain.pending_timestamp += 5
+    system.set_price("ETH", 2_760)
+    c.kick(other)  # the SDK's kick
+    k = Keeper(Client.from_deployment(path, account=keeper_account).system, keeper_account, min_take_discount=0,
+               follow_peg=False)
+    system.collateral.mint(keeper_account, 100_000 * 10**6, sender=keeper_account)
+    Client.from_deployment(path, account=keeper_account).deposit(100_000)
+    k._scanned_to = c.start_block - 1
+    kinds = [a.kind for a in k.run_once(chain)]
+    assert "kick" in kinds and "take" in kinds, kinds
+    # the test's own set-up sends (the token's approve and mint, the mock feed's updateAnswer) are not the SDK's
+    protocol = [(name, limit, status) for name, limit, status in sent if name not in ("approve", "mint", "updateAnswer")]
+    names = {name for name, _, _ in protocol}
+    assert {"deposit", "openPosition", "closePosition", "kick", "take"} <= names, names
+    assert all(status == 1 and limit is not None for _, limit, status in protocol), protocol
+    # a collateral deposit reads no market (its estimate alone); everything else the headroom of every market
+    assert all(limit > headroom for name, limit, _ in protocol if name != "deposit"), str(protocol)
