@@ -18,7 +18,8 @@ import {Bounds} from "../libraries/Bounds.sol";
 
 /// @title ClearingHouseConfigurator
 /// @notice Listing and market parameters: `listMarket`, `setMarketParams`, `setFundingParams`,
-///         `setSkewFunding`, and the AMM controller's `setReserves`. The ClearingHouse declares these functions
+///         `setSkewFunding`, and the AMM controller's `setReserves`; and one view, `fundingState` (read only, by a
+///         static call: ClearingHouse._configureView). The ClearingHouse declares these functions
 ///         (its ABI is unchanged), checks `onlyOwner` for the governance ones, and forwards the call here by
 ///         `delegatecall`, so this code runs on the ClearingHouse's storage and emits from its address. They are
 ///         the rare calls (governance, depth syncs and repegs); moving their bounds and setup code out keeps the
@@ -250,6 +251,36 @@ contract ClearingHouseConfigurator is ClearingHouseSettlement, ReentrancyGuardTr
         if (on && m.pegToleranceBps == 0) revert IClearingHouse.PegToleranceRequired(marketId);
         m.delayedOrders = on;
         emit IClearingHouse.DelayedOrdersSet(marketId, on);
+    }
+
+    /// @notice IClearingHouse.fundingState, computed here for the ClearingHouse: it reaches this function by a static
+    ///         call to itself that delegate-calls here (ClearingHouse._configureView), so it reads the ClearingHouse's
+    ///         storage and can write nothing.
+    function fundingState(uint32 marketId)
+        external
+        view
+        returns (
+            int256 appliedRate,
+            int256 targetRate,
+            int256 premium,
+            uint256 markTwap,
+            uint256 indexTwap,
+            int256 projected1h,
+            int256 projected8h
+        )
+    {
+        Market storage m = _market(marketId);
+        IClearingHouse.FundingParams memory f = m.fundingParams;
+        FundingState memory fs = m.funding;
+        uint256 last = m.accumulator.timestamp;
+        {
+            (, uint256 index, uint256 since) = _tryRound(m);
+            (premium, targetRate, markTwap, indexTwap) =
+                _sampleNow(m, fs, _indexArea(last, m.lastIndexPrice, index, since), f);
+        }
+        (appliedRate,) = _evolveSince(fs.rate, fs.target, targetRate, last, f);
+        (projected1h,) = FundingMath.evolve(appliedRate, targetRate, 1 hours, f.smoothingTau, f.maxRateVelocity);
+        (projected8h,) = FundingMath.evolve(appliedRate, targetRate, 8 hours, f.smoothingTau, f.maxRateVelocity);
     }
 
     /// @notice The hours of funding at its cap a market's taker fee must cover, at time constant `tau` [s]

@@ -9,7 +9,9 @@
   from the ClearingHouse's ABI, and a refused call changes nothing;
 - the writes land in the ClearingHouse's storage, read back by its views; the configurator's own storage
   stays empty;
-- the liquidation engine's backstopClose, which also runs there, refuses a direct call from anyone.
+- the liquidation engine's backstopClose, which also runs there, refuses a direct call from anyone;
+- the fundingState view runs there too, read only, through the ClearingHouse's static call to itself, which its
+  fallback accepts from the ClearingHouse alone.
 """
 from decimal import Decimal
 
@@ -20,6 +22,7 @@ from ape import project
 from vperp.config import lagging_peg_config
 from vperp.units import WAD
 
+from helpers.reverts import revert_data
 from helpers.trading import b32, wad
 
 ZERO = "0x" + "00" * 20
@@ -250,3 +253,44 @@ def test_the_model_bounds_the_funding_cap_by_the_taker_fee_as_the_contract_does(
         model.set_market_params(1, t, taker_fee=cap * 6 - 1)
     assert e.value.args[:3] == ("ParameterOutOfBounds", "takerFee", cap * 6 - 1)
     model.set_market_params(1, t, taker_fee=cap * 6)
+
+
+VIEW_PREFIX = bytes.fromhex("c9675dd8")  # ClearingHouse.VIEW_PREFIX
+
+
+def _raw_call(contract, sender, data: bytes):
+    """eth_call of raw calldata: (reverted, returned or revert data)."""
+    w3 = ape.chain.provider.web3
+    try:
+        return False, bytes(w3.eth.call({"to": contract.address, "from": sender.address, "data": "0x" + data.hex()}))
+    except Exception as e:  # noqa: BLE001 - eth-tester's TransactionFailed or web3's revert error: the data either way
+        return True, revert_data(e)
+
+
+def test_funding_state_runs_in_the_configurator_read_only(system, deployer, alice):
+    """fundingState's code lives in the configurator (ClearingHouse._configureView: a static call to the ClearingHouse
+    itself, its calldata behind VIEW_PREFIX, which the ClearingHouse's fallback delegate-calls to the configurator).
+    The prefix is the documented hash and no function's selector; the fallback refuses anyone but the ClearingHouse
+    itself with no data, as a call to no function was always refused, and changes nothing; the configurator called
+    directly reads its own storage, where no market is listed; through the ClearingHouse the answer is the one
+    computed from its storage (the model agrees: tests/clearinghouse/test_funding.py and the fuzzers)."""
+    from eth_abi import decode as abi_decode
+    from eth_utils import keccak
+
+    ch = system.clearing_house
+    conf = project.ClearingHouseConfigurator.at(ch.configurator())
+    assert keccak(text="vperp.ClearingHouse.viewInConfigurator")[:4] == VIEW_PREFIX
+    selectors = {keccak(text=m.selector)[:4] for m in (*ch.contract_type.view_methods, *ch.contract_type.mutable_methods)}
+    assert VIEW_PREFIX not in selectors and len(selectors) > 50
+    inner = bytes(ch.fundingState.encode_input(1))
+    state = ch.fundingState(1)
+    for who in (deployer, alice):
+        assert _raw_call(ch, who, VIEW_PREFIX + inner) == (True, b"")  # the prefix from outside: refused, no data
+        assert _raw_call(ch, who, bytes.fromhex("deadbeef")) == (True, b"")  # no function: refused as before
+        with pytest.raises(Exception):
+            who.transfer(ch, 0, data=VIEW_PREFIX + inner)  # as a transaction too
+    assert ch.fundingState(1) == state
+    reverted, out = _raw_call(ch, alice, inner)  # the plain call, raw: seven words, the view's answer
+    assert not reverted and list(abi_decode(["int256"] * 3 + ["uint256"] * 2 + ["int256"] * 2, out)) == list(state)
+    with ape.reverts(conf.UnknownMarket, marketId=1):
+        conf.fundingState(1)
