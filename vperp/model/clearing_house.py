@@ -456,7 +456,7 @@ class ClearingHouseMirror:
         # or the listing's on a market younger than a day and past its listing hour
         first = hour - FUNDING_WINDOW_HOURS
         for k in range(FUNDING_WINDOW_HOURS, 0, -1):
-            slot = (hour - k) % FUNDING_OBSERVATIONS
+            slot = ((hour - k) % 2**256) % FUNDING_OBSERVATIONS  # the contract's unsigned hour - k (wraps before a day)
             o = m.hourly[slot]
             if 0 <= o.timestamp // HOUR - first < FUNDING_WINDOW_HOURS:
                 anchor, skew_anchor = o, m.hourly_skew[slot]
