@@ -361,8 +361,9 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         uint256 hour = current.timestamp / 1 hours;
         unchecked {
             // The first slot whose observation falls in one of the window's hours, [hour - 24, hour - 1] (one
-            // unsigned difference; a chain younger than a day wraps `first` and keeps the same comparison). A slot
-            // left from an older hour falls before them. The listing's observation (in every slot until an hour
+            // unsigned difference). A slot left from an older hour falls before them. (Before a day of chain time,
+            // timestamps under 86,400, `hour - k` and `first` wrap and the probes read other slots; the model
+            // mirrors that, no chain runs there.) The listing's observation (in every slot until an hour
             // overwrites it) falls in them while the market is younger than a day and past its listing hour: then
             // the first probe takes it, the anchor a search for each hour's own observation found only at the
             // listing hour's probe (up to 23 reads later).
