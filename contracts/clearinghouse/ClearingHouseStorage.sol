@@ -490,13 +490,18 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         cf = fs.cumulativeFunding;
         uint256 last = m.accumulator.timestamp;
         if (block.timestamp == last) return cf;
+        // A whole idle hour: the accrual's sample enters the rate's motion (`_evolveIdle`), so the view takes it.
+        bool idle = block.timestamp / 1 hours >= last / 1 hours + 2;
+        if (!idle && fs.rate == 0 && fs.target == 0) return cf;
         IClearingHouse.FundingParams memory f = m.fundingParams;
         uint256 indexArea = _indexArea(last, m.lastIndexPrice, index, since);
-        // A whole idle hour: the accrual's sample enters the rate's motion (`_evolveIdle`), so the view takes it.
-        int256 sampled;
-        if (block.timestamp / 1 hours >= last / 1 hours + 2) (, sampled,,) = _sampleNow(m, fs, indexArea, f);
-        else if (fs.rate == 0 && fs.target == 0) return cf;
-        (, int256 area) = _evolveSince(fs.rate, fs.target, sampled, last, f);
+        int256 area;
+        if (idle) {
+            (, int256 sampled,,) = _sampleNow(m, fs, indexArea, f);
+            (, area) = _evolveIdle(fs.rate, fs.target, sampled, last, f);
+        } else {
+            (, area) = FundingMath.evolve(fs.rate, fs.target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
+        }
         cf += _fundingAccrual(area, indexArea, block.timestamp - last);
     }
 
