@@ -9,13 +9,13 @@ so both chains see the same block times. The process is stopped by `close()` (it
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
+from vperp.chain_io import free_port
 from vperp.fast import MNEMONIC
 from vperp.fast.abi import Artifacts
 from vperp.fast.chain import GENESIS_TIMESTAMP, Log, Receipt, Revert
@@ -23,17 +23,11 @@ from vperp.fast.chain import GENESIS_TIMESTAMP, Log, Receipt, Revert
 ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class AnvilChain:
     def __init__(self, artifacts: Artifacts, *, hardfork: str | None = "cancun", timestamp: int = GENESIS_TIMESTAMP,
                  tx_gas: int = 16_000_000):
         self.artifacts = artifacts
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [str(ANVIL), "--port", str(self.port), "--host", "127.0.0.1", "--mnemonic", MNEMONIC,
              "--accounts", "10", "--timestamp", str(timestamp), "--block-base-fee-per-gas", "0",

@@ -29,6 +29,7 @@ from click.testing import CliRunner
 from web3 import HTTPProvider, Web3
 
 from vperp import dashboard as dash
+from vperp.chain_io import free_port
 from vperp.client import WAD, auction_price, build_record, write_record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +37,6 @@ CHROMIUM = shutil.which("chromium")
 NO_CHROMIUM = "chromium is not installed (Debian package `chromium`; ./run.sh setup installs it when run as root)"
 WIDTH, HEIGHT = 1280, 1600
 SERVERS = {}  # url -> the server (its read counter)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str):

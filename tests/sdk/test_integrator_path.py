@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from vperp.chain_io import free_port
 from vperp.units import GAS_HEADROOM_PER_MARKET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,16 +84,10 @@ def _rpc(url: str, method: str, params=()):
         return json.loads(resp.read())["result"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _own_anvil():
     """An Anvil of the user's own: a free port, chain id 7357, the fixed genesis; stopped on leaving."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([str(_native("anvil")), "--port", str(port), "--chain-id", str(CHAIN_ID), "--silent",
                              "--timestamp", str(GENESIS)],
@@ -217,7 +211,7 @@ def test_the_web3_walkthrough_runs_as_written(env, tmp_path):
     (["--network", "ethereum:local:{anvil}"], "has chain id 7357, but Ape's 'local' network would sign for chain id 1337"),
 ], ids=["unreachable", "not a URL", "two targets", "host Ape would not use", "URL network with another chain id"])
 def test_deploy_refuses_bad_targets_in_one_line_and_writes_nothing(anvil, env, tmp_path, args, message):
-    closed = _free_port()
+    closed = free_port()
     env = dict(env, VPERP_DEPLOYMENTS=str(tmp_path))
     head = _rpc(anvil, "eth_blockNumber")
     done = _deploy(env, *[a.format(anvil=anvil, closed=closed) for a in args])
