@@ -5,8 +5,9 @@ transfers, withdrawableAssets).
 
 Expected values come from the specification and the docs, not from the contracts: docs/funding.md's funding
 defaults (a cap of the taker fee / 9 up to 0.1 %/h, 0.05 %/h per hour velocity, 2 h smoothing, 24 h period), the 128-market limit
-of the open-market bitmap (design.md), the liquidation docs' default auction (linear, 30 min, 60 s
-steps, 2 % max discount, 5 % reset drop), and pool.md's withdrawable formula.
+of the open-market bitmap (design.md), and pool.md's withdrawable formula; the default auction (exponential, 30 min,
+60 s steps, 2 % max discount, 5 % reset drop) is vperp.units' DEFAULT_AUCTION_* (one copy, which
+tests/model/test_units.py also checks against the engine's auctionParams).
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from helpers.trading import b32, ceil_div, deadline, exit_value, expect_revert
 from helpers.vault import only_event
 from helpers.wired import assert_constructor_reverts, ch_state, wired  # noqa: F401 - wired is a fixture
 
-from vperp.units import WAD
+from vperp.units import (
+    DEFAULT_AUCTION_CURVE, DEFAULT_AUCTION_DURATION, DEFAULT_AUCTION_MAX_DISCOUNT, DEFAULT_AUCTION_RESET_DROP,
+    DEFAULT_AUCTION_STEP, WAD,
+)
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -70,7 +74,9 @@ def test_published_constants(system):
     assert ch.DEFAULT_SMOOTHING_TAU() == 2 * 3600
     assert ch.DEFAULT_FUNDING_PERIOD_HOURS() == 24
     d = system.liquidation.defaultAuctionParams()
-    assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (1, 1800, 60, 2 * WAD // 100, 5 * WAD // 100)
+    assert (d.curve, d.duration, d.step, d.maxDiscount, d.resetDrop) == (
+        DEFAULT_AUCTION_CURVE, DEFAULT_AUCTION_DURATION, DEFAULT_AUCTION_STEP, DEFAULT_AUCTION_MAX_DISCOUNT,
+        DEFAULT_AUCTION_RESET_DROP)
 
 
 def test_pool_erc20_side(system, pool, usdc, chain, alice, bob, carol):

@@ -8,6 +8,10 @@ no extra-only distribution at module level. A lazy import inside a function is t
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -61,6 +65,46 @@ def test_the_sdk_imports_no_extra_at_module_level():
         todo.extend(inner - seen)
     assert "model" in seen and "client" in seen
     assert not found, found
+
+
+# What the base install promises (pyproject.toml's comment on `dependencies`: the SDK, vperp.client, deployment,
+# config and keeper, and the reference model), with the modules they stand on and the package itself.
+BASE_INSTALL = ["vperp", "vperp.units", "vperp.client", "vperp.deployment", "vperp.config", "vperp.config_file",
+                "vperp.keeper", "vperp.model", "vperp.chain_io"]
+# Refuses every extra-only distribution (and its submodules) the way an install without the extras would.
+_WITHOUT_EXTRAS = textwrap.dedent("""
+    import importlib, importlib.abc, sys
+    BLOCKED = {blocked!r}
+    refused = []
+
+    class NoExtras(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                refused.append(name)
+                raise ModuleNotFoundError(f"No module named {{name!r}} (an extra: not installed)", name=name)
+            return None
+
+    assert not BLOCKED & {{m.split(".")[0] for m in sys.modules}}, "an extra was imported before the test began"
+    sys.meta_path.insert(0, NoExtras())
+    for module in {modules!r}:
+        importlib.import_module(module)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    assert not loaded, loaded
+    print("imported", len({modules!r}), "modules; refused:", sorted(set(refused)))
+""")
+
+
+def test_the_sdk_imports_without_the_extras():
+    """The base install's modules import in a fresh interpreter where matplotlib, pyrevm, hypothesis, pytest and
+    slither cannot be found: the static check above, run for real (a module that reaches an extra at import time,
+    directly or through a dependency, fails with its ModuleNotFoundError). A guarded optional import
+    (try/except ImportError) passes, as it would without the extras; the names refused are printed."""
+    code = _WITHOUT_EXTRAS.format(blocked={"matplotlib", "pyrevm", "hypothesis", "pytest", "slither"},
+                                  modules=BASE_INSTALL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    print(r.stdout.strip())
 
 
 def test_the_base_dependencies_hold_no_extra():

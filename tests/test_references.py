@@ -13,12 +13,16 @@ Checked, with plain file reads (no chain, well under a second):
   its interface (comments excluded, so a stale name a comment repeats does not count);
 - no file mentions the project's former outside documents (the design brief and the test plan: `SPEC`
   as a word, `SPEC.md`, `TESTPLAN`); the protocol's own is docs/specification.md, and its invariants are
-  cited as "invariant N".
+  cited as "invariant N";
+- no tracked text file (`git ls-files`, binaries and abi/'s JSON aside) holds an absolute path under `/work` or
+  `/tmp` or a reference to a sibling's `shared` folder (`..` then `/shared`): a developer's checkout or scratch
+  files that a reader of the repository has not; a scratch file a documented command writes itself (`--out`, `--dump`) or reads back (`--replay`) is allowed.
 """
 from __future__ import annotations
 
 import io
 import re
+import subprocess
 import tokenize
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +38,8 @@ PATH_RE = re.compile(
 MD_LINK_RE = re.compile(r"\]\(([^)\s]+)\)")
 TEST_CITE_RE = re.compile(r"((?:[\w/.-]*/)?(?:test_|incident_|trading_|vault_|chain_)?[\w-]+\.py)::(\w+)")
 CONT_CITE_RE = re.compile(r"(?<![\w.])::(\w+)")
-CONTRACTS = ("Vault", "ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController", "PerpReader",
-             "OrderRouter", "CircuitBreaker", "RiskGovernor", "GovernanceTimelock", "OracleLib", "WadMath", "VAmmMath",
-             "FundingMath")
+# Every contract, library and interface under contracts/ (a new file is covered by being there), longest name first.
+CONTRACTS = tuple(sorted({p.stem for p in (ROOT / "contracts").rglob("*.sol")}, key=lambda n: (-len(n), n)))
 CONTRACT_CITE_RE = re.compile(r"(?<![\w./])(" + "|".join(CONTRACTS) + r")\.(_?[a-zA-Z]\w*)\b")
 NOT_MEMBERS = {"sol", "json", "md", "py"}
 # Inherited from OpenZeppelin (Ownable2Step, ERC20, ERC4626, TimelockController): declared in node_modules.
@@ -50,6 +53,12 @@ FORBIDDEN = [
     (re.compile(r"\bSPEC\b"), "the former design brief (`SPEC`)"),
     (re.compile(r"SPEC\.md", re.IGNORECASE), "the former design brief (`SPEC.md`)"),
 ]
+# A path outside the repository: absolute under the machine's work or scratch folder, or a sibling's shared folder.
+# (Written so that this file does not match itself.)
+OUTSIDE_PATH_RE = re.compile(r"(?<![\w.~-])/(?:work|tmp)/[\w./-]*|\.\./shared\b")
+# Allowed: a scratch file a documented command writes (an output option's argument) or reads back (`--replay`), e.g.
+# docs/testing.md's exploit-campaign dump and scripts/economics.py's `--out` example.
+SCRATCH_OUTPUT_RE = re.compile(r"--(?:out|dump|replay)[ =]/(?:tmp)/[\w./-]+")
 # Dangling citations in files other engineers own or were writing when this test was written (issue 15,
 # item 5): (citing file, cited target). A target that exists again passes anyway; remove the entry then.
 KNOWN_DANGLING: set[tuple[str, str]] = set()  # none left
@@ -175,7 +184,7 @@ def _solidity_declared(contract: str) -> frozenset[str]:
             continue
         code = re.sub(r"/\*.*?\*/", "", _text(p), flags=re.DOTALL)
         code = re.sub(r"//[^\n]*", "", code)
-        names.update(re.findall(r"\b(?:function|event|error|struct|modifier|constant|immutable)\s+(\w+)", code))
+        names.update(re.findall(r"\b(?:function|event|error|struct|enum|modifier|constant|immutable)\s+(\w+)", code))
         # public state variables and constants: `<type> public [constant|immutable] name`
         names.update(re.findall(r"\bpublic\s+(?:constant\s+|immutable\s+)?(\w+)\s*[;=]", code))
         names.update(re.findall(r"\b(?:internal|private|public)\s+(?:constant\s+|immutable\s+)?(\w+)\s*[;=]", code))
@@ -314,6 +323,30 @@ def test_no_reference_to_outside_documents():
                 if rx.search(line) and line not in pending:
                     hits.append(f"{_rel(p)}:{n}: {what}: {line.strip()[:120]}")
     assert not hits, "references to documents outside the repository:\n" + "\n".join(hits)
+
+
+def _tracked_text_files():
+    """(repo-relative path, text) of every tracked file but binaries (a NUL byte) and abi/'s JSON."""
+    listing = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for rel in sorted(set(listing.decode().split("\0")) - {""}):
+        p = ROOT / rel
+        if (rel.startswith("abi/") and rel.endswith(".json")) or not p.is_file():  # not p: deleted, not yet staged
+            continue
+        data = p.read_bytes()
+        if b"\0" in data:
+            continue
+        yield rel, data.decode("utf-8", errors="replace")
+
+
+def test_no_path_outside_the_repository():
+    hits, files = [], 0
+    for rel, text in _tracked_text_files():
+        files += 1
+        for n, line in enumerate(text.splitlines(), 1):
+            for m in OUTSIDE_PATH_RE.finditer(SCRATCH_OUTPUT_RE.sub("", line)):
+                hits.append(f"{rel}:{n}: {m.group(0)}")
+    assert files > 100
+    assert not hits, "paths outside the repository:\n" + "\n".join(hits)
 
 
 def test_specification_numbers_every_invariant_once():

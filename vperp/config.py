@@ -9,7 +9,11 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from .units import DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU, listing_funding_cap, WAD
+from .units import (
+    AUCTION_CURVES, DEFAULT_AUCTION_CURVE, DEFAULT_AUCTION_DURATION, DEFAULT_AUCTION_MAX_DISCOUNT,
+    DEFAULT_AUCTION_RESET_DROP, DEFAULT_AUCTION_STEP, DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_SMOOTHING_TAU,
+    listing_funding_cap, WAD,
+)
 
 
 def wad(x) -> int:
@@ -37,12 +41,14 @@ class MarketConfig:
     max_open_interest: float = 10_000  # base units per side
     min_position_size: float = 0.01  # base units
     base_reserve: float = 10_000  # virtual base; the virtual quote is base_reserve x index
-    # Dutch auctions (LiquidationEngine.AuctionParams): discount curve, time to max discount, ...
-    auction_curve: str = "exponential"  # "linear" | "exponential" | "stairstep" (docs/liquidation.md)
-    auction_duration: int = 1_800  # [s]
-    auction_step: int = 60  # [s] stairstep width
-    auction_max_discount: float = 0.02
-    auction_reset_drop: float = 0.05  # index move in the account's favour after which an auction must be redone
+    # Dutch auctions (LiquidationEngine.AuctionParams): discount curve, time to max discount, ...; by default the
+    # engine's own (LiquidationEngine.defaultAuctionParams: vperp.units' DEFAULT_AUCTION_*)
+    auction_curve: str = AUCTION_CURVES[DEFAULT_AUCTION_CURVE]  # one of AUCTION_CURVES (docs/liquidation.md)
+    auction_duration: int = DEFAULT_AUCTION_DURATION  # [s] 1,800
+    auction_step: int = DEFAULT_AUCTION_STEP  # [s] stairstep width, 60
+    auction_max_discount: float = DEFAULT_AUCTION_MAX_DISCOUNT / WAD  # 0.02
+    # the index move in the account's favour after which an auction must be redone, 0.05
+    auction_reset_drop: float = DEFAULT_AUCTION_RESET_DROP / WAD
     # vAMM depth and peg (AmmController.AmmParams)
     depth_ratio: float = 3.0  # target quote reserve per unit of pool NAV (10M pool: 30M, the listed depth)
     # Depth concentrated on the prices within depth_range of the peg, amplified (AmmController.setConcentration):
@@ -139,7 +145,7 @@ class MarketConfig:
 
     def to_auction_params(self) -> tuple:
         """The `ILiquidationEngine.AuctionParams` tuple, in struct order."""
-        curves = {"linear": 0, "exponential": 1, "stairstep": 2}
+        curves = {name: i for i, name in enumerate(AUCTION_CURVES)}
         if self.auction_curve not in curves:
             raise ValueError(f"{self.symbol}: auction_curve must be one of {sorted(curves)}, not {self.auction_curve!r}")
         return (curves[self.auction_curve], self.auction_duration, self.auction_step,

@@ -35,11 +35,13 @@ from pathlib import Path
 import click
 
 from .client import (ABI_FILES, WAD, DeploymentError, auction_price, check_chain, read_deployment)
+from .units import AUCTION_CURVES, PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFRESH = 5  # [s]
-CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}
-PAUSE_LEVELS = {0: "none", 1: "no new risk", 2: "no trading", 3: "withdrawals only"}
+CURVES = dict(enumerate(AUCTION_CURVES))
+PAUSE_LEVELS = {0: "none", PAUSE_NO_NEW_RISK: "no new risk", PAUSE_NO_TRADING: "no trading",
+                PAUSE_WITHDRAW_ONLY: "withdrawals only"}
 
 
 # Positions in the ABI tuples web3 returns (IClearingHouse.MarketState / MarketParams).

@@ -9,6 +9,10 @@ which checks each against the deployed contracts' own constants).
   names): cap 0.1 %/h at most (a market is listed at `listing_funding_cap(taker_fee)`,
   its taker fee / 9 per hour), velocity 0.05 %/h per hour, time constant 2 h, the premium paid over 24 h (at most 720 h), and the skew
   term's rate (0.2 %/h for a skew, (long OI - short OI) / base reserve, of 1; 0.01 %/h at 5 %).
+- DEFAULT_POOL_*: LiquidityPool's pool parameters at deployment (its constructor's PoolParams).
+- AUCTION_CURVES, DEFAULT_AUCTION_*: ILiquidationEngine.Curve's names, and LiquidationEngine.defaultAuctionParams
+  (a market's auction until governance sets its own; the deployment sets each listed market's from its config).
+- PAUSE_*: the Vault's pause levels (contracts/interfaces/IErrors.sol's file-level constants).
 """
 from __future__ import annotations
 
@@ -41,6 +45,26 @@ MAX_SKEW_FUNDING_PPM = 10_000
 MAX_MIN_KEEPER_FEE_ETH = 0.1  # OrderRouter.MAX_MIN_KEEPER_FEE [ETH]
 EXECUTION_WINDOW_BOUNDS = (12, 3_600)  # OrderRouter.MIN_EXECUTION_WINDOW, MAX_EXECUTION_WINDOW [s]
 MAX_PEG_TOLERANCE_BPS = 500  # ClearingHouseConfigurator: the stale-peg rule's widest tolerance (5 %)
+
+# LiquidityPool's constructor: PoolParams({withdrawCooldown: 1 days, withdrawWindow: 2 days, reserveFactor: 0.2e18})
+DEFAULT_POOL_WITHDRAW_COOLDOWN = DAY  # PoolParams.withdrawCooldown [s] from a withdrawal request to its window
+DEFAULT_POOL_WITHDRAW_WINDOW = 2 * DAY  # PoolParams.withdrawWindow [s] the window's length
+DEFAULT_POOL_RESERVE_FACTOR = 2 * 10**17  # PoolParams.reserveFactor [wad] 20 % of the net exposure held back
+
+# ILiquidationEngine.Curve, in enum order (a curve's number on chain is its index here)
+AUCTION_CURVES = ("linear", "exponential", "stairstep")
+# LiquidationEngine.defaultAuctionParams: AuctionParams({curve: Curve.Exponential, duration: 30 minutes, step: 60,
+# maxDiscount: 0.02e18, resetDrop: 0.05e18})
+DEFAULT_AUCTION_CURVE = 1  # AuctionParams.curve: Curve.Exponential (AUCTION_CURVES[1])
+DEFAULT_AUCTION_DURATION = 30 * 60  # AuctionParams.duration [s] to the full discount
+DEFAULT_AUCTION_STEP = 60  # AuctionParams.step [s] the stairstep curve's step width
+DEFAULT_AUCTION_MAX_DISCOUNT = 2 * 10**16  # AuctionParams.maxDiscount [wad] 2 %
+DEFAULT_AUCTION_RESET_DROP = 5 * 10**16  # AuctionParams.resetDrop [wad] 5 % index move in the account's favour
+
+# The Vault's pause levels (IErrors.sol: PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY; 0 is none)
+PAUSE_NO_NEW_RISK = 1  # from 1 no position may add risk
+PAUSE_NO_TRADING = 2  # from 2 no trade and no liquidation
+PAUSE_WITHDRAW_ONLY = 3  # at 3 only withdrawals
 
 # The headroom a vPerp call's gas limit needs, per market it reads, over an estimate made for another block on the
 # same state: a market's first update in a new hour writes the hour's observations and re-samples its funding target

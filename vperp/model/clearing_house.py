@@ -6,11 +6,8 @@ import copy
 
 from ..funding import clamp, evolve, tdiv
 from ..units import (cap_fee_hours, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, max_funding_cap, MAX_PEG_TOLERANCE_BPS,
-                     MAX_SKEW_FUNDING_PPM, min_rate_velocity, WAD)
-from .base import (
-    FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING,
-    U112,
-)
+                     MAX_SKEW_FUNDING_PPM, min_rate_velocity, PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, WAD)
+from .base import FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, U112
 from .state import _atomic, Account, FundingParams, MarginSummary, Market, Observation, peg_holds, Position, TradeResult
 from .wad_math import (
     _int128, _int_n, _uint128, _wrap_i32, apply_trade, div_wad_down, mul_wad_down, mul_wad_up, s_mul_div_down,

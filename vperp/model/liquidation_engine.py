@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..funding import exp_neg_wad
-from ..units import WAD
-from .base import ModelRevert, PAUSE_NO_TRADING
+from ..units import PAUSE_NO_TRADING, WAD
+from .base import ModelRevert
 from .state import (
     _atomic, Account, Auction, AuctionParams, Cancelled, CURVE_LINEAR, CURVE_STAIRSTEP, EXP_SPEED, Market, Position,
     Redone, SliceResult,

@@ -1,7 +1,8 @@
 """Mirror of LiquidityPool (ERC-4626): the `LiquidityPoolMirror` part of `Model`."""
 from __future__ import annotations
 
-from .base import INT128_MAX, ModelRevert, PAUSE_WITHDRAW_ONLY, SUSPENSION_TOLERANCE
+from ..units import PAUSE_WITHDRAW_ONLY
+from .base import INT128_MAX, ModelRevert, SUSPENSION_TOLERANCE
 from .state import _atomic, Market, POOL_OFFSET, WithdrawRequest
 from .wad_math import exit_value, mul_wad_down, mul_wad_up, s_mul_wad_down
 

@@ -8,7 +8,10 @@ from decimal import Decimal
 from typing import Any, Hashable
 
 from ..config import default_config, DeployConfig, wad
-from ..units import DEFAULT_SKEW_FUNDING_PPM, listing_funding_cap
+from ..units import (
+    DEFAULT_POOL_RESERVE_FACTOR, DEFAULT_POOL_WITHDRAW_COOLDOWN, DEFAULT_POOL_WITHDRAW_WINDOW, DEFAULT_SKEW_FUNDING_PPM,
+    listing_funding_cap,
+)
 from .amm_controller import AmmControllerMirror
 from .base import FUNDING_OBSERVATIONS, INT128_MAX, ModelRevert, OBSERVATIONS, ZERO_ADDRESS
 from .clearing_house import ClearingHouseMirror
@@ -58,9 +61,9 @@ class Model(VaultMirror, ClearingHouseMirror, LiquidationEngineMirror, Liquidity
         self.pool_supply = 0
         self.pool_shares: dict[Hashable, int] = {}
         self.pool_requests: dict[Hashable, WithdrawRequest] = {}
-        self.pool_cooldown = 86_400
-        self.pool_window = 2 * 86_400
-        self.pool_reserve_factor = 2 * 10**17
+        self.pool_cooldown = DEFAULT_POOL_WITHDRAW_COOLDOWN
+        self.pool_window = DEFAULT_POOL_WITHDRAW_WINDOW
+        self.pool_reserve_factor = DEFAULT_POOL_RESERVE_FACTOR
         # AmmController
         self.amm_params: dict[int, AmmParams] = {}
         self.last_repeg: dict[int, int] = {}

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, TYPE_CHECKING
 
 from ..units import (
-    DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE, DEFAULT_MAX_RATE_VELOCITY, DEFAULT_SMOOTHING_TAU, WAD,
+    AUCTION_CURVES, DEFAULT_AUCTION_CURVE, DEFAULT_AUCTION_DURATION, DEFAULT_AUCTION_MAX_DISCOUNT,
+    DEFAULT_AUCTION_RESET_DROP, DEFAULT_AUCTION_STEP, DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE,
+    DEFAULT_MAX_RATE_VELOCITY, DEFAULT_SMOOTHING_TAU, WAD,
 )
 from .base import ModelRevert
 from .wad_math import vamm_price
@@ -143,7 +145,8 @@ class MarginSummary:
     auctioned_maintenance: int = 0
 
 
-CURVE_LINEAR, CURVE_EXPONENTIAL, CURVE_STAIRSTEP = 0, 1, 2
+CURVE_LINEAR, CURVE_EXPONENTIAL, CURVE_STAIRSTEP = (  # ILiquidationEngine.Curve (vperp.units.AUCTION_CURVES)
+    AUCTION_CURVES.index(name) for name in ("linear", "exponential", "stairstep"))
 EXP_SPEED = 4
 POOL_OFFSET = 10**6  # ERC-4626 virtual shares: 10 ** _decimalsOffset()
 
@@ -165,11 +168,11 @@ class LiquidationParams:
 class AuctionParams:
     """ILiquidationEngine.AuctionParams (defaultAuctionParams until a market has its own)."""
 
-    curve: int = CURVE_EXPONENTIAL
-    duration: int = 1800
-    step: int = 60
-    max_discount: int = 2 * 10**16
-    reset_drop: int = 5 * 10**16
+    curve: int = DEFAULT_AUCTION_CURVE
+    duration: int = DEFAULT_AUCTION_DURATION
+    step: int = DEFAULT_AUCTION_STEP
+    max_discount: int = DEFAULT_AUCTION_MAX_DISCOUNT
+    reset_drop: int = DEFAULT_AUCTION_RESET_DROP
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Mirror of Vault: the `VaultMirror` part of `Model`."""
 from __future__ import annotations
 
-from .base import INT128_MAX, MAX_BUILDER_FEE_RATE, MAX_OPEN_MARKETS, ModelRevert, PAUSE_WITHDRAW_ONLY, UINT256_MAX
+from ..units import PAUSE_WITHDRAW_ONLY
+from .base import INT128_MAX, MAX_BUILDER_FEE_RATE, MAX_OPEN_MARKETS, ModelRevert, UINT256_MAX
 from .state import _atomic, Account
 from .wad_math import _int128, _uint128
 
