@@ -63,7 +63,7 @@ LONGEST_FIRST = {
     "tests/governance/test_governance.py": 40, "tests/fast/test_erc4626_properties.py": 39,
     "tests/model/test_differential.py": 34, "tests/fast/test_fast_stateful.py": 32,
     "tests/orders/test_order_router.py": 30, "tests/sdk/test_integrator_path.py": 28,
-    "tests/clearinghouse/test_funding.py": 25, "tests/value_safety/test_value_safety_review.py": 24,
+    "tests/clearinghouse/test_funding.py": 25, "tests/value_safety/test_value_safety_pool_nav.py": 24,
     "tests/model/test_stateful.py": 24, "tests/clearinghouse/test_trading_errors.py": 24,
 }
 

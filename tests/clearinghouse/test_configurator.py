@@ -12,6 +12,9 @@
 - the liquidation engine's backstopClose, which also runs there, refuses a direct call from anyone;
 - the fundingState view runs there too, read only, through the ClearingHouse's static call to itself, which its
   fallback accepts from the ClearingHouse alone.
+- the AMM controller's setReserves runs there too: the sender checked against the ClearingHouse's controller (a
+  direct call refuses everyone), under the ClearingHouse's own reentrancy lock (OpenZeppelin's transient slot),
+  its event from the ClearingHouse's address, the lock released after the forwarded call.
 """
 from decimal import Decimal
 
@@ -294,3 +297,47 @@ def test_funding_state_runs_in_the_configurator_read_only(system, deployer, alic
     assert not reverted and list(abi_decode(["int256"] * 3 + ["uint256"] * 2 + ["int256"] * 2, out)) == list(state)
     with ape.reverts(conf.UnknownMarket, marketId=1):
         conf.fundingState(1)
+
+
+# The AMM controller's setReserves, forwarded the same way (sender check, the shared reentrancy slot, the event's
+# address, the lock released after the call).
+REENTRANCY_SLOT = bytes.fromhex("9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f00")
+
+
+def test_set_reserves_forwarding_sender_lock_and_event(system, ch, chain, alice, project, deployer):
+    cfg = project.ClearingHouseConfigurator.at(ch.configurator())
+    args = (1, 10_000 * WAD, 30_000_000 * WAD, 0)
+    # Not the controller: the ClearingHouse's error, same selector and argument as before the move.
+    with ape.reverts(ch.UnauthorizedModule, module=alice.address):
+        ch.setReserves(*args, sender=alice)
+    # The configurator called directly reads its own (never set) ammController and refuses everyone.
+    assert cfg.ammController() == "0x0000000000000000000000000000000000000000"
+    with ape.reverts(cfg.UnauthorizedModule, module=alice.address):
+        cfg.setReserves(*args, sender=alice)
+    # Both codes use OpenZeppelin's transient lock slot: under delegatecall the configurator's nonReentrant reads
+    # and writes the ClearingHouse's transient storage, so it is the same lock the trading functions hold.
+    for code in (chain.provider.get_code(ch.address), chain.provider.get_code(cfg.address)):
+        assert REENTRANCY_SLOT in bytes(code)
+    # Through the controller (a depth sync after a pool deposit): the event comes from the ClearingHouse.
+    units = system.units(1_000_000)
+    system.collateral.mint(alice, units, sender=alice)
+    system.collateral.approve(system.pool, units, sender=alice)
+    system.pool.deposit(units, alice, sender=alice)
+    tx = system.amm.syncDepth(1, sender=alice)
+    logs = [log for log in tx.events if log.event_name == "ReservesSet"]
+    assert len(logs) == 1 and logs[0].contract_address == ch.address
+    # The lock is released after the forwarded call: a second setReserves and a nonReentrant call in one tx pass.
+    ch2 = project.ClearingHouse.deploy(system.vault, deployer, sender=deployer)
+    batch = project.BatchCaller.deploy(sender=deployer)
+    ch2.setAmmController(batch, sender=deployer)
+    ch2.listMarket(b32("X"), system.markets["ETH"].config.to_params(system.markets["ETH"].oracle.address), 0,
+                   10_000 * WAD, sender=deployer)
+    sr = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 5)
+    batch.batch([ch2.address, ch2.address, ch2.address], [sr, sr, ch2.pokeFunding.encode_input(1)], sender=deployer)
+    assert ch2.marketState(1).cumulativeFunding == 10
+    # toInt104 on the charge: 2^103 - 10 more fits, one more wei does not.
+    big = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 2**103 - 1 - 10)
+    batch.batch([ch2.address], [big], sender=deployer)
+    over = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 1)
+    with ape.reverts():
+        batch.batch([ch2.address], [over], sender=deployer)

@@ -2,8 +2,8 @@
 fast tier (the compiled contracts on pyrevm in-process, vperp.fast) with Hypothesis.
 
 Every example starts from one deployment (`vperp.deploy`; its 10M seed moved to LP 0, LPs 1 and 2 with
-1M and 10k; LPs are BatchCaller contracts, erc4626_helpers.Env) and runs a drawn list
-of steps (erc4626_helpers.STEPS): LP deposits, mints, requests, redemptions, withdrawals and share
+1M and 10k; LPs are BatchCaller contracts, helpers/fast_erc4626.py's Env) and runs a drawn list
+of steps (fast_erc4626.STEPS): LP deposits, mints, requests, redemptions, withdrawals and share
 transfers (dust included), donations (`Vault.fundPool`), trades, index moves and gaps, time with or
 without fresh feeds (stale feeds), a levered account's bad debt kicked (set aside) and taken, repegs and
 depth syncs, funding pokes, pause levels, pool parameters (cooldown 0 to 1 day, reserve factor 0 to 1),
@@ -84,9 +84,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-import erc4626_helpers as h
-from erc4626_helpers import (BTC, ETH, INT128_MAX, LP, MAX_UINT, OFFSET, PER_CALL, SCALE, STATS, STEPS,
-                             Refused, ceil_div)
+from helpers import fast_erc4626 as h
+from helpers.fast_erc4626 import (BTC, ETH, INT128_MAX, LP, MAX_UINT, OFFSET, PER_CALL, SCALE, STATS, STEPS,
+                                 Refused, ceil_div)
 from vperp.fast import Revert
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"

@@ -10,7 +10,7 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from helpers import chain_harness
-from fast_harness import fast_encode
+from helpers.fast_harness import fast_encode
 from vperp import deploy
 from vperp.config import plain_config
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts

@@ -1,5 +1,5 @@
 """The fast differential fuzz: the Ape fuzzers' step sequences on the compiled contracts in pyrevm
-(vperp.fast) and in the reference model, compared after every step (fast_harness.py).
+(vperp.fast) and in the reference model, compared after every step (tests/helpers/fast_harness.py).
 
 Steps are drawn by the differential fuzz's own strategies (tests/helpers/differential.py: every step kind incl.
 the owner's setConcentration, the liquidation chunks with their recoveries, the drift chunks, some of them
@@ -42,8 +42,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import fast_harness as fh
 from helpers import differential as td
+from helpers import fast_harness as fh
 from helpers.chain_harness import print_report
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"

@@ -3,7 +3,7 @@ transaction, one by one: the whole deployment (`vperp.deploy` through vperp.fast
 transactions), then deposits, an open, a close, a levered open, an oracle move, a funding poke, a kick,
 a take after ten minutes, a reverting withdrawal, an LP deposit and withdrawal request, a depth sync and
 a refused repeg. Both chains get the same calldata from the same senders at the same block timestamps
-(a private Anvil started by the test, tests/fast/anvil_chain.py), so the addresses, the code paths and
+(a private Anvil started by the test, tests/helpers/fast_anvil.py), so the addresses, the code paths and
 so the gas must agree to the unit.
 
 Anvil runs with `--hardfork cancun`, the build's evm_version (ape-config.yaml), and pyrevm with spec
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from anvil_chain import AnvilChain
+from helpers.fast_anvil import AnvilChain
 from vperp.config import plain_config
 from vperp.fast import Account, Artifacts, FastChain, fast_deploy, mnemonic_accounts
 

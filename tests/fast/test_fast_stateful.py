@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-import fast_harness as fh
+from helpers import fast_harness as fh
 from helpers import stateful as ts
 from helpers.chain_harness import STATS, print_report, reset_stats
 

@@ -1,4 +1,4 @@
-"""Helpers of the funding tests (tests/clearinghouse/test_funding.py, test_funding_review.py): the listing's funding
+"""Helpers of the funding tests (tests/clearinghouse/test_funding.py, test_funding_gaps.py): the listing's funding
 parameters, the skew term recomputed from the views (docs/funding.md), a fresh feed across long waits, and the
 model of the session deployment checked against the chain."""
 from helpers.chain_harness import deployment_model

@@ -1,4 +1,5 @@
-"""Shared helpers for the governance tests (tests/governance/test_governance.py, tests/governance/test_breakers.py and their reviews).
+"""Shared helpers for the governance tests (tests/governance/: test_governance.py, test_breakers.py and the files
+beside them).
 
 `deploy_governance` hands a deployed system to a RiskGovernor the way a real deployment would: an
 OpenZeppelin TimelockController (GovernanceTimelock) with the shipped 48 h delay whose only proposer and
@@ -116,7 +117,7 @@ def deposit(system, who, amount) -> None:
 
 
 # ---------------------------------------------------------------------------- breakers' system
-# The governed system of tests/governance/test_breakers.py and test_governance_breaker_review.py.
+# The governed system of tests/governance/test_breakers.py and test_breaker_proposals.py.
 
 
 @pytest.fixture(scope="module")

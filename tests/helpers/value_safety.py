@@ -1,4 +1,4 @@
-"""Helpers of the value-safety reviews (tests/value_safety/test_value_safety.py, test_value_safety_review.py,
+"""Helpers of the value-safety reviews (tests/value_safety/test_value_safety.py, test_value_safety_pool_nav.py,
 test_value_safety_depth_hold.py): actors (`crew`), attack steps that may be refused (`attempt`, logged with
 the error's name), and the attacker's and the honest parties' wealth, in WAD."""
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fixtures of the incident regression suite (tests/incidents/): the session deployment of tests/conftest.py,
 its batching helper contract (`batcher`) in every module, and a crowd of funded accounts. A test that wants
-funding off asks for tests/conftest.py's `no_funding`. Helpers are in `incident_helpers`."""
+funding off asks for tests/conftest.py's `no_funding`. Helpers are in tests/helpers/incidents.py."""
 import pytest
 
 from helpers.trading import funded_crowd

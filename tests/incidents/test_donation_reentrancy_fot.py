@@ -36,7 +36,7 @@ import dataclasses
 import pytest
 from eth_utils import keccak
 
-from incident_helpers import ETH, SCALE, WAD, assert_backed, expect_revert, funding_off, read, trade
+from helpers.incidents import ETH, SCALE, WAD, assert_backed, expect_revert, funding_off, read, trade
 from vperp import deploy
 from vperp.config import lagging_peg_config
 

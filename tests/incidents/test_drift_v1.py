@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     SCALE,
     WAD,
@@ -38,7 +38,6 @@ from incident_helpers import (
     fee_of,
     insurance_part,
     model_slice,
-    mul_up,
     funding_off,
     requirement,
     set_index,

@@ -32,7 +32,7 @@ from eth_utils import keccak
 
 import ape
 
-from incident_helpers import BTC, ETH, WAD, ceil_div, exit_value, read, set_liquidation_params, trade, vamm_base_to
+from helpers.incidents import BTC, ETH, WAD, ceil_div, exit_value, read, set_liquidation_params, trade, vamm_base_to
 
 U128 = 2**128
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     IMR,
     MMR,

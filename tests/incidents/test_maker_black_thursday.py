@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     HEARTBEAT,
     MAX_UINT,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     BTC,
     ETH,
     IMR,

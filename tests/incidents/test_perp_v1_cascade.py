@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     MAX_UINT,
     WAD,

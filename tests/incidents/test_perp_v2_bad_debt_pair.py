@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     WAD,
     EthModel,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_helpers import (
+from helpers.incidents import (
     ETH,
     SCALE,
     WAD,

@@ -23,8 +23,6 @@ revert and event comparisons) unchanged and replaces only what is slow:
 """
 from __future__ import annotations
 
-import copy
-import os
 import re
 import time
 import zlib

@@ -1,4 +1,5 @@
-"""Review findings on the per-market breaker thresholds (fixed here, each with the attacker's path):
+"""Governance of the breakers' thresholds: who may cancel a loosening, and which breaker a proposal lands on
+(two review findings, fixed here, each with the attacker's path):
 
 - A leaked admin key proposes the loosest thresholds for a thin market (a +40 % pump then trips nothing after
   the timelock). The guardian, which may cancel any other loosening (a lower imr, say), could not cancel this

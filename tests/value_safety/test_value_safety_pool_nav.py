@@ -1,4 +1,6 @@
-"""Regression tests for the review of the value-safety fixes (findings R1..R6).
+"""The pool's NAV and LP flows around the value-safety fixes (findings R1..R6 of their review): LP exits and
+deposits around an index gap and the bad-debt set-aside (R1, R2, R2b), the LP-flow freeze by a reduce (R4), a
+depth sync's budget (R5), a repeg's booked cost (R6); and the backstop of a recovered account (R3).
 
 The reviewer's proof-of-concept attacks, kept as they were written (same set-ups, helpers and attack steps,
 same `R<n> ...` printouts, USD), but asserting the SAFE properties of the fixed contracts (e592bf4, 07c60a4):

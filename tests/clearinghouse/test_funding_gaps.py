@@ -1,4 +1,5 @@
-"""Review of the day-long funding window (8347122, docs/funding.md "The rule" / "As built").
+"""The day-long funding window across gaps: after a day without blocks and after a listing (the review of
+8347122, docs/funding.md "The rule" / "As built").
 
 Findings 1 and 2 (fixed): the funding TWAPs and the mean skew ran from the oldest hour of the last day a block
 touched, so after a day without blocks, and after a listing, the next hour's sample spanned only the seconds since
@@ -8,8 +9,7 @@ whole window at premium 0 and skew 0 (mark and index at the last index). The fir
 to end and now assert what holds: the push moves each sample's target by its seconds' share of the window, the
 honest position pays no more than that share, and the attacker loses his fees.
 
-Also checked: setReserves runs in the configurator by delegatecall (sender check, shared reentrancy slot, event
-address); vperp.model mirrors _accrue / _fundingTwaps / _skewBps / fundingState to the wei over negative skews and
+Also checked: vperp.model mirrors _accrue / _fundingTwaps / _skewBps / fundingState to the wei over negative skews and
 premiums, idle gaps (short, ~a day, over a day), a view in the block of a post-gap update, and depth syncs.
 """
 import random
@@ -232,50 +232,6 @@ def test_a_push_in_the_last_seconds_after_a_listing_moves_the_first_target_by_it
           f"${usd_recv:,.2f}; push fees ${usd_fees:,.2f}; Bob net ${usd_recv - usd_fees:,.2f}")
     assert usd_paid < 5 and fees > 1_000 * USD
     assert extra_recv - fees <= 0  # the attack loses money
-
-
-# ---------------------------------------------------------------------------- setReserves by delegatecall
-
-REENTRANCY_SLOT = bytes.fromhex("9b779b17422d0df92223018b32b4d1fa46e071723d6817e2486d003becc55f00")
-
-
-def test_set_reserves_forwarding_sender_lock_and_event(system, ch, chain, alice, project, deployer):
-    cfg = project.ClearingHouseConfigurator.at(ch.configurator())
-    args = (1, 10_000 * WAD, 30_000_000 * WAD, 0)
-    # Not the controller: the ClearingHouse's error, same selector and argument as before the move.
-    with ape.reverts(ch.UnauthorizedModule, module=alice.address):
-        ch.setReserves(*args, sender=alice)
-    # The configurator called directly reads its own (never set) ammController and refuses everyone.
-    assert cfg.ammController() == "0x0000000000000000000000000000000000000000"
-    with ape.reverts(cfg.UnauthorizedModule, module=alice.address):
-        cfg.setReserves(*args, sender=alice)
-    # Both codes use OpenZeppelin's transient lock slot: under delegatecall the configurator's nonReentrant reads
-    # and writes the ClearingHouse's transient storage, so it is the same lock the trading functions hold.
-    for code in (chain.provider.get_code(ch.address), chain.provider.get_code(cfg.address)):
-        assert REENTRANCY_SLOT in bytes(code)
-    # Through the controller (a depth sync after a pool deposit): the event comes from the ClearingHouse.
-    units = system.units(1_000_000)
-    system.collateral.mint(alice, units, sender=alice)
-    system.collateral.approve(system.pool, units, sender=alice)
-    system.pool.deposit(units, alice, sender=alice)
-    tx = system.amm.syncDepth(1, sender=alice)
-    logs = [log for log in tx.events if log.event_name == "ReservesSet"]
-    assert len(logs) == 1 and logs[0].contract_address == ch.address
-    # The lock is released after the forwarded call: a second setReserves and a nonReentrant call in one tx pass.
-    ch2 = project.ClearingHouse.deploy(system.vault, deployer, sender=deployer)
-    batch = project.BatchCaller.deploy(sender=deployer)
-    ch2.setAmmController(batch, sender=deployer)
-    ch2.listMarket(b32("X"), system.markets["ETH"].config.to_params(system.markets["ETH"].oracle.address), 0,
-                   10_000 * WAD, sender=deployer)
-    sr = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 5)
-    batch.batch([ch2.address, ch2.address, ch2.address], [sr, sr, ch2.pokeFunding.encode_input(1)], sender=deployer)
-    assert ch2.marketState(1).cumulativeFunding == 10
-    # toInt104 on the charge: 2^103 - 10 more fits, one more wei does not.
-    big = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 2**103 - 1 - 10)
-    batch.batch([ch2.address], [big], sender=deployer)
-    over = ch2.setReserves.encode_input(1, 10_000 * WAD, 30_000_000 * WAD, 1)
-    with ape.reverts():
-        batch.batch([ch2.address], [over], sender=deployer)
 
 
 # ---------------------------------------------------------------------------- model vs chain
