@@ -42,6 +42,20 @@ abstract contract ClearingHouseMargin is ClearingHouseSettlement {
         if (free < 0) revert IClearingHouse.InsufficientMargin(owner, subaccount, free);
     }
 
+    /// @dev A builder fee (`openPositionWithBuilder`) must leave the account at or above maintenance, free and
+    ///      auctioned parts together, on the summary taken after the fee was charged:
+    ///      collateral + PnL - pending funding - maintenance >= 0 (`BuilderFeeBelowMaintenance`).
+    function _checkBuilderFeeMaintenance(
+        address owner,
+        uint32 subaccount,
+        IVault.AccountState memory acct,
+        IClearingHouse.MarginSummary memory s
+    ) internal pure {
+        int256 excess =
+            acct.collateral + s.unrealizedPnl - s.pendingFunding - (s.maintenance + s.auctionedMaintenance).toInt256();
+        if (excess < 0) revert IClearingHouse.BuilderFeeBelowMaintenance(owner, subaccount, excess);
+    }
+
     /// @dev The account's margin summary. `knownMarket`/`knownIndex` reuse a price already read.
     function _marginSummary(
         address owner,

@@ -57,6 +57,10 @@ abstract contract ClearingHouseSettlement is ClearingHouseStorage {
         if (fromAuction) {
             // The auctioned account: the base leaves the auctioned part (the engine passes at most it,
             // and never nothing: a zero fill is refused on either side, like a zero slice at the kick).
+            // The slice rule, written out where it applies (here, `ClearingHouse.markForAuction` and
+            // `ClearingHouse.releaseFromAuction`): a slice is not zero, has the sign of the part it comes out of
+            // (here -baseDelta of the auctioned part) and is at most that part. One shared function was measured
+            // at +38 gas a take and a kick and +11 a backstop (via-IR does not inline it at three call sites).
             if (baseDelta == 0 || baseDelta.abs() > auctioned.abs() || (baseDelta > 0) == (auctioned > 0)) {
                 revert IClearingHouse.InvalidAuctionSlice(baseDelta, auctioned);
             }

@@ -289,13 +289,20 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         area += first;
     }
 
+    /// @dev A whole idle hour since an update at `last`: two or more hour boundaries crossed, so the hour after
+    ///      `last`'s went without an update (its sample enters the rate's motion: `_evolveIdle`). The views'
+    ///      test; `_accrue` reads the same rule from the hours it counts anyway (`hoursSince >= 2`).
+    function _wholeIdleHour(uint256 last) internal view returns (bool) {
+        return block.timestamp / 1 hours >= last / 1 hours + 2;
+    }
+
     /// @dev For views: the rate's motion since `last` as `_accrue` makes it (`_evolveIdle` past a whole idle hour).
     function _evolveSince(int256 rate, int256 target, int256 sampled, uint256 last, IClearingHouse.FundingParams memory f)
         internal
         view
         returns (int256, int256)
     {
-        if (block.timestamp / 1 hours >= last / 1 hours + 2) return _evolveIdle(rate, target, sampled, last, f);
+        if (_wholeIdleHour(last)) return _evolveIdle(rate, target, sampled, last, f);
         return FundingMath.evolve(rate, target, block.timestamp - last, f.smoothingTau, f.maxRateVelocity);
     }
 
@@ -491,7 +498,7 @@ abstract contract ClearingHouseStorage is IClearingHouseModules, Ownable2Step {
         uint256 last = m.accumulator.timestamp;
         if (block.timestamp == last) return cf;
         // A whole idle hour: the accrual's sample enters the rate's motion (`_evolveIdle`), so the view takes it.
-        bool idle = block.timestamp / 1 hours >= last / 1 hours + 2;
+        bool idle = _wholeIdleHour(last);
         if (!idle && fs.rate == 0 && fs.target == 0) return cf;
         IClearingHouse.FundingParams memory f = m.fundingParams;
         uint256 indexArea = _indexArea(last, m.lastIndexPrice, index, since);

@@ -7,11 +7,13 @@ import {ClearingHouseMargin} from "./ClearingHouseMargin.sol";
 
 /// @title ClearingHouseTradeRules
 /// @notice The rules a vAMM trade passes besides margin, one function each: the stale-peg rule (`_checkPeg`), the
-///         price band (`_checkPriceBand`) and the open-interest caps on the side that grows (`_updateOpenInterest`,
-///         `_checkOiCap`). `ClearingHouse._trade` calls them in its order (docs/design.md, docs/pool.md "The stale-peg
-///         rule"). Inherited by the ClearingHouse only.
+///         price band (`_checkPriceBand`), the minimum position size (`_checkMinPositionSize`), the fee and its
+///         insurance share (`_tradeFee`) and the open-interest caps on the
+///         side that grows (`_updateOpenInterest`, `_checkOiCap`). `ClearingHouse._trade` calls them in its order
+///         (docs/design.md, docs/pool.md "The stale-peg rule"). Inherited by the ClearingHouse only.
 abstract contract ClearingHouseTradeRules is ClearingHouseMargin {
     using WadMath for uint256;
+    using WadMath for int256;
 
     /// @dev The stale-peg rule (`pegToleranceBps` != 0): a trade in the direction the next repeg will reward reverts
     ///      while the peg, the curve's price at zero net position x y / (x + net)^2 (AmmController._peg, the same
@@ -53,6 +55,22 @@ abstract contract ClearingHouseTradeRules is ClearingHouseMargin {
             uint256 distBefore = before > index ? before - index : index - before;
             if (distAfter > distBefore) revert IClearingHouse.PriceBandExceeded(marketId, afterPrice, index, maxSpread);
         }
+    }
+
+    /// @dev A position left open is at least the market's minimum size (`BelowMinPositionSize`); closing to zero
+    ///      always passes. A position's free part beside an auction meets the same minimum in
+    ///      `ClearingHouseSettlement._checkAuctionedPart`, and a taker's new size in `_auctionSettle`.
+    function _checkMinPositionSize(Market storage m, uint32 marketId, int256 newSize) internal view {
+        if (newSize != 0 && newSize.abs() < m.minPositionSize) {
+            revert IClearingHouse.BelowMinPositionSize(marketId, newSize, m.minPositionSize);
+        }
+    }
+
+    /// @dev The taker fee on a trade's quote, rounded up (the trader pays the wei), and the insurance fund's share
+    ///      of it, rounded down; the pool gets the rest.
+    function _tradeFee(Market storage m, int256 quote) internal view returns (uint256 fee, uint256 toInsurance) {
+        fee = quote.abs().mulWadUp(m.takerFee);
+        toInsurance = fee.mulWadDown(m.insuranceFeeShare);
     }
 
     /// @dev Moves the long/short open interest and checks the caps on the side that grows.

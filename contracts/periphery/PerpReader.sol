@@ -11,16 +11,6 @@ import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 import {WAD, WadMath} from "../libraries/WadMath.sol";
 import {VAmmMath} from "../libraries/VAmmMath.sol";
 
-/// @dev Public getters of the modules that their interfaces do not declare.
-interface IClearingHouseGetters {
-    function symbolOf(uint32 marketId) external view returns (bytes32);
-    function insuranceFeeShare(uint32 marketId) external view returns (uint256);
-}
-
-interface IVaultGetters {
-    function tokenScale() external view returns (uint256);
-}
-
 /// @title PerpReader
 /// @notice Periphery views over the deployed modules (see `IPerpReader`). Stateless: it only calls the
 ///         modules' public views, so it can be redeployed at will and never holds money or rights.
@@ -85,7 +75,7 @@ contract PerpReader is IPerpReader {
         int256 free = vault.freeCollateral(owner, subaccount);
         int256 available = free < coll ? free : coll;
         if (available <= 0) return (0, 0);
-        uint256 scale = IVaultGetters(address(vault)).tokenScale();
+        uint256 scale = vault.tokenScale();
         // Cast: available > 0. Whole token units: the WAD below one unit stays.
         amountWad = uint256(available) - uint256(available) % scale;
         amount = amountWad / scale;
@@ -131,12 +121,12 @@ contract PerpReader is IPerpReader {
         _checkMarket(marketId);
         IClearingHouse ch = clearingHouse;
         s.marketId = marketId;
-        s.symbol = IClearingHouseGetters(address(ch)).symbolOf(marketId);
+        s.symbol = ch.symbolOf(marketId);
         s.state = ch.marketState(marketId);
         s.params = ch.marketParams(marketId);
         s.fundingParams = ch.fundingParams(marketId);
         s.auctionParams = liquidationEngine.auctionParams(marketId);
-        s.insuranceFeeShare = IClearingHouseGetters(address(ch)).insuranceFeeShare(marketId);
+        s.insuranceFeeShare = ch.insuranceFeeShare(marketId);
         s.spotPrice = s.state.spotPrice;
         (s.appliedRate, s.targetRate, s.premium, s.markTwap, s.indexTwap, s.projected1h, s.projected8h) =
             ch.fundingState(marketId);
@@ -224,7 +214,7 @@ contract PerpReader is IPerpReader {
             pool: vault.poolBalance(),
             ratio: p.maxOiPoolRatio,
             takerFee: p.takerFee,
-            insuranceShare: IClearingHouseGetters(address(clearingHouse)).insuranceFeeShare(marketId)
+            insuranceShare: clearingHouse.insuranceFeeShare(marketId)
         });
 
         // Upper end: the absolute cap; a buy must leave base in the curve.
