@@ -12,6 +12,7 @@ import {IVault} from "./interfaces/IVault.sol";
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
 import {WadMath} from "./libraries/WadMath.sol";
 import {Bounds} from "./libraries/Bounds.sol";
+import {MarginMath} from "./libraries/MarginMath.sol";
 import {PAUSE_WITHDRAW_ONLY} from "./interfaces/IErrors.sol";
 
 /// @title Vault
@@ -412,8 +413,7 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         if (markets == 0) return (value, 0, 0, 0);
         IClearingHouse.MarginSummary memory s =
             IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
-        value += s.unrealizedPnl - s.pendingFunding;
-        return (value, s.maintenance, s.auctionedNotional, s.auctionedMaintenance);
+        return (MarginMath.accountValue(value, s), s.maintenance, s.auctionedNotional, s.auctionedMaintenance);
     }
 
     /// @inheritdoc IVault
@@ -511,9 +511,8 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         if (markets == 0) return (coll, coll, 0, 0);
         IClearingHouse.MarginSummary memory s =
             IClearingHouse(clearingHouse).marginSummary(owner, subaccount, markets);
-        value = coll + s.unrealizedPnl - s.pendingFunding;
-        // Cast: requirements are bounded well below 2^255 (sizes and prices < 2^128, ratios <= 1).
-        free = WadMath.min(coll - s.pendingFunding, value) - int256(s.initial);
+        value = MarginMath.accountValue(coll, s);
+        free = MarginMath.freeCollateral(coll, value, s);
         initial = s.initial;
         maintenance = s.maintenance;
     }

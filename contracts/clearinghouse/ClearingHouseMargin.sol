@@ -7,6 +7,7 @@ import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IVault} from "../interfaces/IVault.sol";
 import {ILiquidationEngine} from "../interfaces/ILiquidationEngine.sol";
 import {WadMath} from "../libraries/WadMath.sol";
+import {MarginMath} from "../libraries/MarginMath.sol";
 import {ClearingHouseSettlement} from "./ClearingHouseSettlement.sol";
 
 /// @title ClearingHouseMargin
@@ -31,14 +32,13 @@ abstract contract ClearingHouseMargin is ClearingHouseSettlement {
         _checkInitial(owner, subaccount, acct, _marginSummary(owner, subaccount, acct.openMarkets, marketId, index));
     }
 
-    /// @dev Initial margin on a summary already computed: min(collateral - pending funding, account value) -
-    ///      initial >= 0.
+    /// @dev Initial margin on a summary already computed: free collateral (`MarginMath.freeCollateral`, the formula
+    ///      the Vault's withdrawal check uses) >= 0.
     function _checkInitial(address owner, uint32 subaccount, IVault.AccountState memory acct, IClearingHouse.MarginSummary memory s)
         internal
         pure
     {
-        int256 free = WadMath.min(acct.collateral - s.pendingFunding, acct.collateral + s.unrealizedPnl - s.pendingFunding)
-            - s.initial.toInt256();
+        int256 free = MarginMath.freeCollateral(acct.collateral, MarginMath.accountValue(acct.collateral, s), s);
         if (free < 0) revert IClearingHouse.InsufficientMargin(owner, subaccount, free);
     }
 
@@ -51,8 +51,7 @@ abstract contract ClearingHouseMargin is ClearingHouseSettlement {
         IVault.AccountState memory acct,
         IClearingHouse.MarginSummary memory s
     ) internal pure {
-        int256 excess =
-            acct.collateral + s.unrealizedPnl - s.pendingFunding - (s.maintenance + s.auctionedMaintenance).toInt256();
+        int256 excess = MarginMath.accountValue(acct.collateral, s) - (s.maintenance + s.auctionedMaintenance).toInt256();
         if (excess < 0) revert IClearingHouse.BuilderFeeBelowMaintenance(owner, subaccount, excess);
     }
 
