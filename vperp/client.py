@@ -46,7 +46,7 @@ from decimal import Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from .units import WAD, gas_limit
+from .units import AUCTION_CURVES, WAD, gas_limit
 _CTX = Context(prec=80)
 FORMAT = "vperp-deployment/2"  # /2 added `genesis`; /1 records are still read
 
@@ -984,7 +984,7 @@ class KickPreview:
     penalty: Decimal
 
 
-_CURVES = {0: "linear", 1: "exponential", 2: "stairstep"}  # ILiquidationEngine.Curve
+_CURVES = dict(enumerate(AUCTION_CURVES))  # ILiquidationEngine.Curve: its number on chain -> its name
 SETTLEMENT_CAUSES = {0: "auction_fill", 1: "auction_take", 2: "backstop"}  # IClearingHouse.SettlementCause
 RECORD_KINDS = (Trade, FundingSample, ReservesChange, Kick, Take, Redo, AuctionCancel, Backstop, BadDebt, Shortfall,
                 LiquidationCharge, CollateralDeposit, CollateralWithdraw, MarginTransfer, LpDeposit, LpWithdraw,

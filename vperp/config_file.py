@@ -45,7 +45,7 @@ from .config import (BREAKER_THRESHOLD_BOUNDS, DEFAULT_TIMELOCK_DELAY, MAX_TIMEL
                      max_amplification, wad)
 
 LOCAL_CHAIN_IDS = (1337, 31337)
-from .units import EXECUTION_WINDOW_BOUNDS, MAX_MIN_KEEPER_FEE_ETH  # noqa: E402
+from .units import AUCTION_CURVES, EXECUTION_WINDOW_BOUNDS, MAX_MIN_KEEPER_FEE_ETH  # noqa: E402
 from .units import cap_fee_hours, INT96_MAX, max_funding_cap, MAX_FUNDING_PERIOD_HOURS, MAX_PEG_TOLERANCE_BPS, SLOW_SMOOTHING_TAU, SMOOTHING_TAU_BOUNDS, UINT64_MAX, WAD  # noqa: E402 - int96: every position fits an auction; uint64: AmmParams' ratios
 
 
@@ -105,7 +105,7 @@ MARKET_RULES: dict[str, tuple] = {
     "max_funding_rate": (_NUM, 0, _wad_to_human(max_funding_cap(10**16, SLOW_SMOOTHING_TAU)), True, True),
     "price": (_NUM, 0, None, False, True),
 }
-CURVES = ("linear", "exponential", "stairstep")
+CURVES = AUCTION_CURVES  # ILiquidationEngine.Curve's names, in enum order
 MARKET_FIELDS = tuple(f.name for f in dataclasses.fields(MarketConfig))
 TOP_FIELDS = ("markets", "collateral", "decimals", "pool_seed", "insurance_seed", "governance", "order_router")
 # OrderRouter's constructor bounds (ParameterOutOfBounds): the least keeper fee [ETH] and the execution window [s].
