@@ -12,6 +12,8 @@ which checks each against the deployed contracts' own constants).
 - DEFAULT_POOL_*: LiquidityPool's pool parameters at deployment (its constructor's PoolParams).
 - AUCTION_CURVES, DEFAULT_AUCTION_*: ILiquidationEngine.Curve's names, and LiquidationEngine.defaultAuctionParams
   (a market's auction until governance sets its own; the deployment sets each listed market's from its config).
+- DEFAULT_LIQUIDATION_*: LiquidationEngine's constructor LiquidationParams (liquidationParams() until governance
+  sets its own; the deployment leaves them).
 - PAUSE_*: the Vault's pause levels (contracts/interfaces/IErrors.sol's file-level constants).
 """
 from __future__ import annotations
@@ -60,6 +62,15 @@ DEFAULT_AUCTION_DURATION = 30 * 60  # AuctionParams.duration [s] to the full dis
 DEFAULT_AUCTION_STEP = 60  # AuctionParams.step [s] the stairstep curve's step width
 DEFAULT_AUCTION_MAX_DISCOUNT = 2 * 10**16  # AuctionParams.maxDiscount [wad] 2 %
 DEFAULT_AUCTION_RESET_DROP = 5 * 10**16  # AuctionParams.resetDrop [wad] 5 % index move in the account's favour
+# LiquidationEngine's constructor: LiquidationParams({targetHealth: 1.25e18, chip: 0.001e18, penalty: 0.01e18,
+# maxRedos: 3, tip: 5e18, maxKeeperReward: 1_000e18, maxAuctionNotional: 10_000_000e18})
+DEFAULT_LIQUIDATION_TARGET_HEALTH = 125 * 10**16  # LiquidationParams.targetHealth [wad] a kick restores 1.25 x maint.
+DEFAULT_LIQUIDATION_CHIP = 10**15  # LiquidationParams.chip [wad] keeper reward, 0.1 % of the slice notional
+DEFAULT_LIQUIDATION_PENALTY = 10**16  # LiquidationParams.penalty [wad] 1 % of the slice notional to insurance
+DEFAULT_LIQUIDATION_MAX_REDOS = 3  # LiquidationParams.maxRedos [count] redos before `backstop`
+DEFAULT_LIQUIDATION_TIP = 5 * WAD  # LiquidationParams.tip [wad quote] flat keeper reward on a kick and each redo
+DEFAULT_LIQUIDATION_MAX_KEEPER_REWARD = 1_000 * WAD  # LiquidationParams.maxKeeperReward [wad quote] tip + chip cap
+DEFAULT_LIQUIDATION_MAX_AUCTION_NOTIONAL = 10_000_000 * WAD  # LiquidationParams.maxAuctionNotional [wad quote] live
 
 # The Vault's pause levels (IErrors.sol: PAUSE_NO_NEW_RISK, PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY; 0 is none)
 PAUSE_NO_NEW_RISK = 1  # from 1 no position may add risk
@@ -96,6 +107,17 @@ def listing_funding_cap(taker_fee: int) -> int:
     """The cap a market is listed with [wad per hour] (ClearingHouseConfigurator.listMarket): at the listing's
     2-hour time constant, the fee / 9, at most DEFAULT_MAX_FUNDING_RATE."""
     return min(DEFAULT_MAX_FUNDING_RATE, taker_fee // cap_fee_hours(DEFAULT_SMOOTHING_TAU))
+
+
+def funding_off_params(fp) -> tuple[int, int, int, int, int]:
+    """The FundingParams that turn a market's funding off, from its current ones `fp` (IClearingHouse.FundingParams
+    in field order: maxFundingRate, maxRateVelocity, baselineRate, smoothingTau, fundingPeriodHours; an ape struct
+    or a plain tuple): the cap 0 and with it the baseline 0 (bounded by the cap), the velocity, time constant and
+    period kept. The applied rate then stays 0, so health and PnL have no time term. setFundingParams' argument for
+    every funding-off helper: the tests' `helpers.trading.funding_off` (ape), the fast tier's (pyrevm, its own call
+    API: tests/helpers/fast_erc4626.py's `funding_off` step, vperp/fast/exploits.py's setup)."""
+    _, velocity, _, tau, period = tuple(fp)
+    return (0, velocity, 0, tau, period)
 
 
 def min_rate_velocity(max_funding_rate: int) -> int:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from vperp.config import plain_config
 from vperp.fast import Account, FastChain, Revert, fast_deploy, mnemonic_accounts
 
-from vperp.units import WAD
+from vperp.units import WAD, funding_off_params
 SCALE = 10**12  # wad per token unit (6-decimal collateral)
 OFFSET = 10**6  # OpenZeppelin's virtual shares: 10 ** _decimalsOffset(), with one virtual asset
 INT128_MAX = 2**127 - 1
@@ -323,9 +323,11 @@ class Env:
         self.send(self.deployer, self.pool, "setPoolParams", (cooldown, window, reserve))
 
     def _step_funding_off(self) -> None:
+        """Funding off in every market: the parameters of `helpers.trading.funding_off` (ape; it cannot run on
+        the FastChain's call API), both from `vperp.units.funding_off_params`."""
         for m in MARKETS:
             fp = self.ch.view("fundingParams", m)
-            self.send(self.deployer, self.ch, "setFundingParams", m, (0, fp[1], 0, fp[3], fp[4]))
+            self.send(self.deployer, self.ch, "setFundingParams", m, funding_off_params(fp))
 
     def _step_baddebt(self, gap_bps: int, arbitrage: bool) -> None:
         """A 450 ETH long on 220k of margin, an index gap down by `gap_bps`, the kick (bad debt set aside

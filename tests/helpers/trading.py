@@ -21,7 +21,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from helpers.reverts import revert_data
-from vperp.units import WAD
+from vperp.units import WAD, funding_off_params
 MAX_UINT = 2**256 - 1
 ZERO = "0x" + "00" * 20  # the zero address
 
@@ -250,12 +250,12 @@ def b32(name: str) -> bytes:
 def funding_off(system, *market_ids: int) -> None:
     """Funding off in `market_ids` (every listed market when none is given): maxFundingRate 0, and with it
     the baseline 0 (bounded by the cap), the other funding parameters kept. The applied rate stays 0, so
-    health and PnL have no time term; the funding index moves only by depth charges. The one helper for it."""
+    health and PnL have no time term; the funding index moves only by depth charges. The one helper for it on
+    ape; the fast tier (pyrevm, another call API) sets the same parameters: both take them from
+    `vperp.units.funding_off_params`."""
     ch = system.clearing_house
     for mid in market_ids or [m.id for m in system.markets.values()]:
-        fp = ch.fundingParams(mid)
-        ch.setFundingParams(mid, (0, fp.maxRateVelocity, 0, fp.smoothingTau, fp.fundingPeriodHours),
-                            sender=system.deployer)
+        ch.setFundingParams(mid, funding_off_params(ch.fundingParams(mid)), sender=system.deployer)
 
 
 def prepare_actors(system, accounts, upto: int = 8) -> None:

@@ -86,6 +86,19 @@ def test_auction_defaults_are_the_engines(system):
     assert units.AUCTION_CURVES[units.DEFAULT_AUCTION_CURVE] == "exponential" == MarketConfig("X", 1.0).auction_curve
 
 
+def test_liquidation_defaults_are_the_engines(system):
+    """LiquidationEngine's constructor LiquidationParams (liquidationParams(); the deployment leaves them) are
+    units.DEFAULT_LIQUIDATION_*, and the model's LiquidationParams() starts on the same."""
+    p = system.liquidation.liquidationParams()
+    expected = (units.DEFAULT_LIQUIDATION_TARGET_HEALTH, units.DEFAULT_LIQUIDATION_CHIP,
+                units.DEFAULT_LIQUIDATION_PENALTY, units.DEFAULT_LIQUIDATION_MAX_REDOS, units.DEFAULT_LIQUIDATION_TIP,
+                units.DEFAULT_LIQUIDATION_MAX_KEEPER_REWARD, units.DEFAULT_LIQUIDATION_MAX_AUCTION_NOTIONAL)
+    assert (p.targetHealth, p.chip, p.penalty, p.maxRedos, p.tip, p.maxKeeperReward, p.maxAuctionNotional) == expected
+    lp = model.LiquidationParams()
+    assert (lp.target_health, lp.chip, lp.penalty, lp.max_redos, lp.tip, lp.max_keeper_reward,
+            lp.max_auction_notional) == expected
+
+
 def test_pause_levels_are_the_vaults(system, deployer):
     """units.PAUSE_* are IErrors.sol's file-level constants of the same names (internal: read from the source),
     the dashboard labels exactly those levels and 0, and the Vault takes the highest and refuses one more."""

@@ -15,7 +15,7 @@ from ape.exceptions import ContractLogicError
 
 from vperp.config_file import MARKET_RULES
 
-from vperp.units import SLOW_SMOOTHING_TAU, WAD
+from vperp.units import SLOW_SMOOTHING_TAU, WAD, funding_off_params
 # ParameterOutOfBounds(bytes32,uint256)'s selector, as it shows in an undecoded revert (bytes repr).
 OUT_OF_BOUNDS = r"\\x81\\x7f\\xc7\\xda"
 
@@ -106,8 +106,7 @@ def _send(system, field: str, raw: int):
             if field == "min_position_size":
                 params[8] = max(params[8], raw)  # a minimum no larger than the cap
             if field == "taker_fee":  # funding off first: a fee below six hours of the cap is refused on its own
-                f = list(ch.fundingParams(eth.id))
-                ch.setFundingParams(eth.id, (0, *f[1:]), sender=owner)
+                ch.setFundingParams(eth.id, funding_off_params(ch.fundingParams(eth.id)), sender=owner)
         else:
             share = raw
         return ch.setMarketParams(eth.id, tuple(params), share, sender=owner)

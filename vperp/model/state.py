@@ -8,8 +8,10 @@ from typing import Any, TYPE_CHECKING
 
 from ..units import (
     AUCTION_CURVES, DEFAULT_AUCTION_CURVE, DEFAULT_AUCTION_DURATION, DEFAULT_AUCTION_MAX_DISCOUNT,
-    DEFAULT_AUCTION_RESET_DROP, DEFAULT_AUCTION_STEP, DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_MAX_FUNDING_RATE,
-    DEFAULT_MAX_RATE_VELOCITY, DEFAULT_SMOOTHING_TAU, WAD,
+    DEFAULT_AUCTION_RESET_DROP, DEFAULT_AUCTION_STEP, DEFAULT_FUNDING_PERIOD_HOURS, DEFAULT_LIQUIDATION_CHIP,
+    DEFAULT_LIQUIDATION_MAX_AUCTION_NOTIONAL, DEFAULT_LIQUIDATION_MAX_KEEPER_REWARD, DEFAULT_LIQUIDATION_MAX_REDOS,
+    DEFAULT_LIQUIDATION_PENALTY, DEFAULT_LIQUIDATION_TARGET_HEALTH, DEFAULT_LIQUIDATION_TIP, DEFAULT_MAX_FUNDING_RATE,
+    DEFAULT_MAX_RATE_VELOCITY, DEFAULT_SMOOTHING_TAU,
 )
 from .base import ModelRevert
 from .wad_math import vamm_price
@@ -153,15 +155,15 @@ POOL_OFFSET = 10**6  # ERC-4626 virtual shares: 10 ** _decimalsOffset()
 
 @dataclass
 class LiquidationParams:
-    """ILiquidationEngine.LiquidationParams (the engine's constructor defaults)."""
+    """ILiquidationEngine.LiquidationParams (the engine's constructor defaults, units.DEFAULT_LIQUIDATION_*)."""
 
-    target_health: int = 125 * 10**16
-    chip: int = 10**15
-    penalty: int = 10**16
-    max_redos: int = 3
-    tip: int = 5 * WAD
-    max_keeper_reward: int = 1_000 * WAD
-    max_auction_notional: int = 10_000_000 * WAD
+    target_health: int = DEFAULT_LIQUIDATION_TARGET_HEALTH
+    chip: int = DEFAULT_LIQUIDATION_CHIP
+    penalty: int = DEFAULT_LIQUIDATION_PENALTY
+    max_redos: int = DEFAULT_LIQUIDATION_MAX_REDOS
+    tip: int = DEFAULT_LIQUIDATION_TIP
+    max_keeper_reward: int = DEFAULT_LIQUIDATION_MAX_KEEPER_REWARD
+    max_auction_notional: int = DEFAULT_LIQUIDATION_MAX_AUCTION_NOTIONAL
 
 
 @dataclass
