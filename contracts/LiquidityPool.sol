@@ -63,25 +63,6 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
         uint32 suspendedMarket;
     }
 
-    // The traders' side, read once per deposit/withdrawal: ERC-4626 asks for totalAssets several times
-    // per call and each read loops over every market; nothing inside one of these calls moves it.
-    bool internal transient _cached;
-    int256 internal transient _cachedPnl;
-    uint256 internal transient _cachedExposure;
-    uint256 internal transient _cachedSuspendedNotional;
-    uint32 internal transient _cachedSuspendedMarket;
-
-    /// @dev Cache the traders' side for the rest of this call: the entry points that read it more than once
-    ///      (`withdraw` and `redeem`: their body and `uncoveredBadDebt`). `deposit` and `mint` read it once and go
-    ///      without (the cache's transient writes and reads cost them about 1.4k, docs/gas.md).
-    modifier withCachedValuation() {
-        (_cachedPnl, _cachedExposure, _cachedSuspendedNotional, _cachedSuspendedMarket) =
-            clearingHouse.tradersExitPnl();
-        _cached = true;
-        _;
-        _cached = false;
-    }
-
     constructor(IERC20 asset_, IVault vault_, IClearingHouse clearingHouse_, address owner_)
         ERC4626(asset_)
         ERC20("vPerp Liquidity", "vLP")
@@ -163,7 +144,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function withdraw(uint256 assets, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
+    function withdraw(uint256 assets, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant returns (uint256) {
         if (assets == 0) revert ZeroAssets();
         // ERC-4626's withdraw with the Vault's figures read once: nothing before `_withdraw` moves them.
         Valuation memory v = _valuation();
@@ -179,7 +160,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     /// @inheritdoc ERC4626
-    function redeem(uint256 shares, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant withCachedValuation returns (uint256) {
+    function redeem(uint256 shares, address receiver, address owner) public override(ERC4626, IERC4626) nonReentrant returns (uint256) {
         if (shares == 0) revert ZeroShares();
         // ERC-4626's redeem with the Vault's figures read once: nothing before `_withdraw` moves them.
         Valuation memory v = _valuation();
@@ -302,7 +283,6 @@ contract LiquidityPool is ILiquidityPool, ERC4626, Ownable2Step, ReentrancyGuard
     }
 
     function _valuation() internal view returns (Valuation memory v) {
-        if (_cached) return Valuation(_cachedPnl, _cachedExposure, _cachedSuspendedNotional, _cachedSuspendedMarket);
         (v.pnl, v.exposure, v.suspendedNotional, v.suspendedMarket) = clearingHouse.tradersExitPnl();
     }
 

@@ -13,7 +13,7 @@ class LiquidityPoolMirror:
     # ------------------------------------------------------------------ LiquidityPool (ERC-4626)
 
     # A valuation is ClearingHouse.tradersExitPnl's answer, (pnl, netExposure, suspendedNotional,
-    # suspendedMarket), read once per pool call as the pool caches it.
+    # suspendedMarket), read once per pool call, as the pool reads it.
 
     def _try_index(self, m: Market, timestamp: int) -> int | None:
         """OracleLib.tryReadRound: the index, or None for a non-positive answer, one of 2^128 wad or more, or a stale
