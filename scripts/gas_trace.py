@@ -1,0 +1,89 @@
+"""`ape run gas_trace --network ethereum:local:foundry --row PATTERN [--ops]`: where a gas-table row's gas goes
+(devtools/gas_trace.py): the gas table's set-up replayed on Anvil, then each matching row's call tree and, with
+`--ops`, its reads, writes, logs and calls per frame, and the floor they add up to."""
+import sys
+from pathlib import Path
+
+import click
+from ape import accounts, chain
+from ape.cli import ConnectedProviderCommand, network_option
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
+import devtools.gas as g  # noqa: E402
+from devtools.gas_trace import call_tree, frames, totals  # noqa: E402
+
+_last: dict = {}
+_rows: list = []
+
+
+def _record(method):
+    def wrapped(self, *args, **kw):
+        r = method(self, *args, **kw)
+        _last["r"] = r[-1] if isinstance(r, list) else r
+        return r
+    return wrapped
+
+
+class _Row(g.Row):
+    """A gas-table row, kept with the receipt of the transaction measured last."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        _rows.append((self, _last.get("r")))
+
+
+def _label(to: str, data: str) -> str:
+    try:
+        ct = chain.contracts.instance_at(to).contract_type
+    except Exception:  # noqa: BLE001 (an address Ape does not know: named by its prefix)
+        return f"{to[:10]}.{data[:10]}"
+    for sig, sel in ct.selector_identifiers.items():
+        if ("0x" + sel.removeprefix("0x"))[:10] == data[:10]:
+            return f"{ct.name}.{sig}"
+    return f"{ct.name}.{data[:10]}"
+
+
+@click.command(cls=ConnectedProviderCommand)
+@network_option()
+@click.option("--row", "patterns", multiple=True, required=True, help="a part of the names of the rows to trace")
+@click.option("--ops", is_flag=True, help="count each frame's reads, writes, logs and calls, and the floor")
+def cli(network, patterns, ops):
+    """Trace the gas table's rows whose names contain a pattern."""
+    provider = chain.provider
+    if "anvil" not in str(getattr(provider, "name", "")).lower() and "foundry" not in str(provider.name).lower():
+        raise click.UsageError("the traces need Anvil: --network ethereum:local:foundry")
+    raw, orig = provider.web3.provider.make_request, provider.make_request
+
+    def make_request(method, params=None):
+        # the same-block rows send unsigned transactions: the sender is impersonated, the node asked directly
+        if method == "eth_sendTransaction":
+            raw("anvil_impersonateAccount", [params[0]["from"]])
+            reply = raw(method, params)
+            if "error" in reply:
+                raise click.ClickException(str(reply["error"]))
+            return reply["result"]
+        return orig(method, params)
+
+    object.__setattr__(provider, "make_request", make_request)
+    g.Clock.tx = _record(g.Clock.tx)
+    g.Clock.same_block = _record(g.Clock.same_block)
+    g.Row = _Row
+    g.measure(accounts.test_accounts, chain)
+    for row, receipt in _rows:
+        if receipt is None or not any(p in row.name for p in patterns):
+            continue
+        tree = raw("debug_traceTransaction", [receipt.txn_hash, {"tracer": "callTracer"}])["result"]
+        click.echo(f"== {row.name}: {row.gas:,} (traced transaction {receipt.gas_used:,})")
+        click.echo("\n".join(call_tree(tree, _label)))
+        if ops:
+            logs = raw("debug_traceTransaction", [receipt.txn_hash, {
+                "disableMemory": True, "disableStack": True, "disableStorage": True}])["result"]["structLogs"]
+            fs = frames(logs)
+            click.echo("\n".join("  " + f.line(i) for i, f in enumerate(fs)))
+            t = totals(fs)
+            intrinsic = receipt.gas_used - sum(v for k, v in t.items() if k != "cold_reads")
+            floor = intrinsic + t["cold_read_gas"] + t["write_gas"] + t["logs"] + t["calls"]
+            click.echo(f"  totals: intrinsic and refunds {intrinsic:,}; {t['cold_reads']} cold reads "
+                       f"{t['cold_read_gas']:,}; writes {t['write_gas']:,}; logs {t['logs']:,}; calls {t['calls']:,}; "
+                       f"floor (these) {floor:,}; warm reads {t['warm_read_gas']:,}, transient {t['transient']:,}, "
+                       f"the rest {t['other']:,}")

@@ -1,0 +1,63 @@
+"""devtools/gas_trace.py counts a trace's opcodes by kind, per call frame, as docs/gas.md's floors read them.
+
+The traces here are written by hand (a struct-log trace is a list of steps: depth, op, gasCost, gas), so each
+count can be checked against the number it must give; the tool's Anvil run (`ape run gas_trace`) only feeds it
+real traces.
+"""
+from devtools.gas_trace import Frame, call_tree, frames, totals
+
+
+def step(depth, op, cost, gas=1_000_000):
+    return {"depth": depth, "op": op, "gasCost": cost, "gas": gas}
+
+
+def test_frames_count_reads_writes_logs_and_calls_per_frame():
+    logs = [
+        step(1, "PUSH1", 3),
+        step(1, "SLOAD", 2_100),  # cold
+        step(1, "SLOAD", 100),  # warm
+        step(1, "SSTORE", 20_000),  # zero -> nonzero
+        step(1, "STATICCALL", 2_600 + 50_000, gas=900_000),  # cold address, 50,000 forwarded
+        step(2, "SLOAD", 2_100, gas=50_000),  # the callee's first step shows what it was given
+        step(2, "SSTORE", 2_900),
+        step(2, "LOG3", 1_756),
+        step(2, "RETURN", 0),
+        step(1, "TSTORE", 100),
+        step(1, "SSTORE", 2_900),
+        step(1, "SSTORE", 2_900),
+        step(1, "LOG1", 1_000),
+        step(1, "STOP", 0),
+    ]
+    fs = frames(logs)
+    assert [f.depth for f in fs] == [1, 2]
+    top, callee = fs
+    assert (top.cold_reads, top.warm_reads, top.writes, top.logs, top.calls, top.transient, top.other) == \
+        (1, 1, {20_000: 1, 2_900: 2}, 1_000, 2_600, 100, 3)
+    assert (callee.cold_reads, callee.writes, callee.logs, callee.calls) == (1, {2_900: 1}, 1_756, 0)
+    t = totals(fs)
+    assert t == {"cold_reads": 2, "cold_read_gas": 4_200, "warm_read_gas": 100, "write_gas": 28_700,
+                 "logs": 2_756, "calls": 2_600, "transient": 100, "other": 3}
+    assert "SSTORE [2 x 2,900, 1 x 20,000] = 25,800" in top.line(0)
+
+
+def test_a_second_call_from_the_same_frame_is_a_new_frame():
+    logs = [step(1, "CALL", 100 + 10_000, gas=500_000), step(2, "STOP", 0, gas=10_000),
+            step(1, "CALL", 100 + 20_000, gas=400_000), step(2, "SLOAD", 2_100, gas=20_000), step(1, "STOP", 0)]
+    fs = frames(logs)
+    assert [f.depth for f in fs] == [1, 2, 2]
+    assert fs[0].calls == 200 and fs[2].cold_reads == 1 and fs[1].cold_reads == 0
+
+
+def test_call_tree_gives_each_call_its_own_part():
+    tree = {"type": "CALL", "to": "0xa", "input": "0x1", "gasUsed": hex(100_000), "calls": [
+        {"type": "STATICCALL", "to": "0xb", "input": "0x2", "gasUsed": hex(30_000),
+         "calls": [{"type": "STATICCALL", "to": "0xc", "input": "0x3", "gasUsed": hex(6_771)}]},
+        {"type": "CALL", "to": "0xd", "input": "0x4", "gasUsed": hex(15_000)}]}
+    lines = call_tree(tree, lambda to, data: f"{to}.{data}")
+    assert lines == ["CALL 0xa.0x1: 100,000 (own 55,000)", "  STATICCALL 0xb.0x2: 30,000 (own 23,229)",
+                     "    STATICCALL 0xc.0x3: 6,771 (own 6,771)", "  CALL 0xd.0x4: 15,000 (own 15,000)"]
+
+
+def test_an_empty_frame_prints_zeros():
+    assert Frame(1).line(0) == ("frame 0 (depth 1): SLOAD 0 cold 0 + 0 warm 0; SSTORE [] = 0; LOG 0; calls 0; "
+                                "transient 0; other 0")
