@@ -13,8 +13,8 @@ pattern, prints:
   100 a warm one, without the gas forwarded); transient storage; everything else (computation, memory,
   calldata and return data).
 
-A floor is then intrinsic + cold reads + writes + logs + cold addresses: what the operation cannot do without
-under its rules, before any computation.
+A floor is then intrinsic + cold reads + writes - refunds + logs + cold addresses: what the operation cannot do
+without under its rules, before any computation (`floor_line`; refunds: what clearing a slot gives back).
 """
 from __future__ import annotations
 
@@ -89,6 +89,24 @@ def call_tree(node: dict, label, depth: int = 0) -> list[str]:
     for k in kids:
         lines += call_tree(k, label, depth + 1)
     return lines
+
+
+def intrinsic_gas(data: bytes) -> int:
+    """A call transaction's intrinsic gas: 21,000 and 16 a nonzero calldata byte, 4 a zero one (no access list)."""
+    return 21_000 + sum(16 if b else 4 for b in data)
+
+
+def floor_line(gas_used: int, data: bytes, fs: list[Frame]) -> str:
+    """The transaction's sums, its refunds (what the opcodes and the intrinsic gas exceed the gas used by) and its
+    floor: intrinsic + cold reads + writes - refunds + logs + the calls' own cost, before any computation."""
+    t = totals(fs)
+    intrinsic = intrinsic_gas(data)
+    spent = intrinsic + sum(v for k, v in t.items() if k != "cold_reads")
+    refunds = spent - gas_used
+    floor = intrinsic + t["cold_read_gas"] + t["write_gas"] - refunds + t["logs"] + t["calls"]
+    return (f"intrinsic {intrinsic:,}; {t['cold_reads']} cold reads {t['cold_read_gas']:,}; writes {t['write_gas']:,}; "
+            f"refunds {refunds:,}; logs {t['logs']:,}; calls {t['calls']:,}: floor {floor:,}. Computation "
+            f"{t['other']:,}, warm reads {t['warm_read_gas']:,}, transient {t['transient']:,}")
 
 
 def totals(fs: list[Frame]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from ape.cli import ConnectedProviderCommand, network_option
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
 import devtools.gas as g  # noqa: E402
-from devtools.gas_trace import call_tree, frames, totals  # noqa: E402
+from devtools.gas_trace import call_tree, floor_line, frames  # noqa: E402
 
 _last: dict = {}
 _rows: list = []
@@ -80,10 +80,5 @@ def cli(network, patterns, ops):
                 "disableMemory": True, "disableStack": True, "disableStorage": True}])["result"]["structLogs"]
             fs = frames(logs)
             click.echo("\n".join("  " + f.line(i) for i, f in enumerate(fs)))
-            t = totals(fs)
-            intrinsic = receipt.gas_used - sum(v for k, v in t.items() if k != "cold_reads")
-            floor = intrinsic + t["cold_read_gas"] + t["write_gas"] + t["logs"] + t["calls"]
-            click.echo(f"  totals: intrinsic and refunds {intrinsic:,}; {t['cold_reads']} cold reads "
-                       f"{t['cold_read_gas']:,}; writes {t['write_gas']:,}; logs {t['logs']:,}; calls {t['calls']:,}; "
-                       f"floor (these) {floor:,}; warm reads {t['warm_read_gas']:,}, transient {t['transient']:,}, "
-                       f"the rest {t['other']:,}")
+            data = bytes(provider.web3.eth.get_transaction(receipt.txn_hash)["input"])
+            click.echo("  totals: " + floor_line(receipt.gas_used, data, fs))

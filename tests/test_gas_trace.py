@@ -4,7 +4,7 @@ The traces here are written by hand (a struct-log trace is a list of steps: dept
 count can be checked against the number it must give; the tool's Anvil run (`ape run gas_trace`) only feeds it
 real traces.
 """
-from devtools.gas_trace import Frame, call_tree, frames, totals
+from devtools.gas_trace import Frame, call_tree, floor_line, frames, intrinsic_gas, totals
 
 
 def step(depth, op, cost, gas=1_000_000):
@@ -61,3 +61,13 @@ def test_call_tree_gives_each_call_its_own_part():
 def test_an_empty_frame_prints_zeros():
     assert Frame(1).line(0) == ("frame 0 (depth 1): SLOAD 0 cold 0 + 0 warm 0; SSTORE [] = 0; LOG 0; calls 0; "
                                 "transient 0; other 0")
+
+
+def test_the_floor_takes_intrinsic_gas_from_calldata_and_shows_refunds():
+    data = bytes([0xab, 0, 0, 1])  # two nonzero bytes, two zero ones
+    assert intrinsic_gas(data) == 21_000 + 2 * 16 + 2 * 4
+    fs = frames([step(1, "SLOAD", 2_100), step(1, "SSTORE", 2_900), step(1, "SSTORE", 2_900), step(1, "ADD", 3)])
+    spent = 21_040 + 2_100 + 5_800 + 3
+    line = floor_line(spent - 4_800, data, fs)  # one slot cleared: 4,800 back
+    assert "refunds 4,800" in line
+    assert f"floor {21_040 + 2_100 + 5_800 - 4_800:,}" in line and "Computation 3" in line
