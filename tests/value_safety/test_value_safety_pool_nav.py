@@ -26,6 +26,7 @@ from vperp.config import DeployConfig, MarketConfig, lagging_peg_config
 from helpers.reverts import revert_name
 from helpers.trading import funding_off
 from helpers.value_safety import (  # noqa: F401 - the first review's helpers and fixtures (crew), shared as they are
+    account_worth,
     at,
     crew,
     lp_deposit,
@@ -102,25 +103,6 @@ def close(s, who, mid: int, sub: int = 0):
 def lp_value(s, who) -> int:
     shares = s.pool.balanceOf(who)
     return s.pool.convertToAssets(shares) * SCALE if shares else 0
-
-
-def account_worth(s, who, sub: int = 0) -> int:
-    """Collateral + per position the lower of its PnL at the index and what closing it on the vAMM now
-    realizes after the fee (as test_value_safety.account_worth), floored at 0."""
-    ch, vault = s.clearing_house, s.vault
-    total = vault.collateral(who, sub)
-    bits, mid = vault.openMarkets(who, sub), 1
-    while bits:
-        if bits & 1:
-            size, on, pending = ch.position(who, sub, mid)
-            if size:
-                at_index = size * ch.indexPrice(mid) // WAD - on
-                q = ch.quote(mid, -size)[0]
-                fee = -((-abs(q) * ch.marketParams(mid).takerFee) // WAD)
-                total += min(at_index, q - on - fee) - pending
-        bits >>= 1
-        mid += 1
-    return max(total, 0)
 
 
 def band_target_base(s, mid: int, toward_price: int) -> int:
