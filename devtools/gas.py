@@ -491,7 +491,7 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
 
 def _measure_idle(s, clock, sit, accounts) -> list[Row]:
     """A poke after a whole hour without an update (the keeper missed an hourly poke): the accrual applies the old
-    target to the end of its hour and this block's sample after it (ClearingHouseStorage._evolveIdle: a second
+    target to the end of its hour and this block's sample after it (ClearingHouseAccrual._evolveIdle: a second
     evolution of the rate)."""
     ch, keeper = s.clearing_house, accounts[8]
     last = ch.marketState(1).lastUpdate

@@ -12,7 +12,7 @@ BTC = 2  # the flat market: no trade ever moves its vAMM, so its mark TWAP equal
 
 
 def test_update_decays_a_nonzero_rate_toward_a_zero_target_between_samples(ch, chain, deployer, alice):
-    """Kills 9f5e912ed3 (ClearingHouseStorage._accrue: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
+    """Kills 9f5e912ed3 (ClearingHouseAccrual._accrue: `fs.rate == 0 && fs.target == 0 && !newObservation` ->
     `fs.rate != 0 && ...`; the guard now also needs `!newHour`): with a rate still applied, a zero target and
     neither a new quarter nor a new hour, the per-block update must keep moving the rate toward the target and
     accruing the funding index; the mutant returns early. The target is re-sampled by the first block of each

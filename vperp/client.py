@@ -1732,7 +1732,7 @@ class Client:
         params = self.clearing_house.fundingParams(mid)
         index = int(self.clearing_house.indexPrice(mid))
         rate, area = evolve(applied, target, hours * HOUR, int(params.smoothingTau), int(params.maxRateVelocity))
-        per_base = area * index // (HOUR * WAD)  # ClearingHouseStorage._fundingAccrual: floor
+        per_base = area * index // (HOUR * WAD)  # ClearingHouseAccrual._fundingAccrual: floor
         size = pending = 0
         if owner is not None or self.account is not None:
             owner = self._address(owner) if owner is not None else self._owner(None)

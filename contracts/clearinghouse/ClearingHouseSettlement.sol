@@ -8,7 +8,7 @@ import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IVault} from "../interfaces/IVault.sol";
 import {WadMath} from "../libraries/WadMath.sol";
 import {VAmmMath} from "../libraries/VAmmMath.sol";
-import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
+import {ClearingHouseAccrual} from "./ClearingHouseAccrual.sol";
 
 /// @title ClearingHouseSettlement
 /// @notice How a position changes hands outside a vAMM trade's own path: `_auctionSettle` (an auction fill, a
@@ -16,7 +16,7 @@ import {ClearingHouseStorage} from "./ClearingHouseStorage.sol";
 ///         `_moveOpenInterest`) with the vAMM's liquidity rule (`_checkLiquidity`). Shared by the ClearingHouse
 ///         (trades, auction fills) and the ClearingHouseConfigurator (backstops, which run there by `delegatecall`
 ///         on the ClearingHouse's storage): one copy of each rule in the source, compiled into both.
-abstract contract ClearingHouseSettlement is ClearingHouseStorage {
+abstract contract ClearingHouseSettlement is ClearingHouseAccrual {
     using WadMath for uint256;
     using WadMath for int256;
     using SafeCast for uint256;

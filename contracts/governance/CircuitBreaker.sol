@@ -15,7 +15,7 @@ import {Bounds} from "../libraries/Bounds.sol";
 ///         and the RiskGovernor writes the restriction to the ClearingHouse when it changes.
 /// @dev Every figure is read from the modules' views in the poke's block; nothing depends on who pokes or
 ///      when, beyond the block. A poke accrues the market first (`pokeFunding`); the index TWAP it compares with
-///      counts each of the feed's rounds from its own time (ClearingHouseStorage._indexArea), so a round posted
+///      counts each of the feed's rounds from its own time (ClearingHouseAccrual._indexArea), so a round posted
 ///      before the poke's block is in it for the seconds since. The move and divergence breakers are observed
 ///      only by pokes: a move that comes and goes between two pokes is not seen, and divergence counts from the
 ///      first poke that sees it, reset by any poke that does not (keepers poke every block or minute; the index

@@ -427,7 +427,7 @@ def test_funding_twaps_anchor_at_the_hourly_observation_a_window_back(system, ch
         tx = eth.oracle.updateAnswer(answer, sender=deployer)
         model.set_answer(1, answer, tx.timestamp)
         prev = blocks[-1][0]  # the market's last block
-        # The round counts from its own time (ClearingHouseStorage._indexArea), not from the poke that records it:
+        # The round counts from its own time (ClearingHouseAccrual._indexArea), not from the poke that records it:
         # in the sums it starts a span at the new index, the vAMM and the skew as the last block left them.
         blocks.append((tx.timestamp, blocks[-1][1], answer * 10**10, blocks[-1][3]))
         chain.pending_timestamp = start + 11 * k + 5

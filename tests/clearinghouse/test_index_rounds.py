@@ -1,4 +1,4 @@
-"""The index in the TWAP sums and the funding index is the feed's own history (ClearingHouseStorage._indexArea).
+"""The index in the TWAP sums and the funding index is the feed's own history (ClearingHouseAccrual._indexArea).
 
 Before: each accrual recorded the index it read, and that index priced the whole interval until the next accrual. A
 feed that can be set and reset within one transaction (a mock here; a feed reading a thin spot market allows it)

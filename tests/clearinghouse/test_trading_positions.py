@@ -656,7 +656,7 @@ def test_mark_twap_moves_at_most_once_per_block_from_the_pre_trade_spot(system, 
 def test_index_sample_recorded_once_per_block(system, ch, vault, chain, project, deployer, eth):
     """An oracle update between two trades of one block is used live by the second trade, but the
     index recorded is the block's first observation; the next block records the new one. In the TWAP the new round
-    counts from its own time, the block's (ClearingHouseStorage._indexArea), in the view and in the accrual."""
+    counts from its own time, the block's (ClearingHouseAccrual._indexArea), in the view and in the accrual."""
     tl = ch.marketState(ETH_ID).lastUpdate
     batch = _fund_batch(system, project, deployer, 1_000_000)
     amm = eth_amm()

@@ -54,7 +54,7 @@ DIVERGENCE_DURATION = 1800
 def set_eth(system, answer: int, symbol: str = "ETH"):
     """ETH's (or `symbol`'s) feed at `answer`, its round stamped at the next block's time: as if posted in the block
     of the poke that follows, so the index TWAP that poke compares with holds none of it (a round counts from its
-    own time, ClearingHouseStorage._indexArea: one posted n seconds before the poke would count n seconds)."""
+    own time, ClearingHouseAccrual._indexArea: one posted n seconds before the poke would count n seconds)."""
     oracle = system.markets[symbol].oracle
     at = ape.chain.pending_timestamp + 1
     oracle.updateRoundData(oracle.latestRound() + 1, answer, at, at, sender=system.deployer)

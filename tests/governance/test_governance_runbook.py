@@ -31,7 +31,8 @@ BOUNDED = ("ClearingHouse", "LiquidationEngine", "LiquidityPool", "AmmController
 # builderFeeRate: a trade's builder fee rate, refused past 96 bits (it travels packed with the builder's address);
 # its real bound is the trader's own approval, at most Vault.MAX_BUILDER_FEE_RATE (docs/integrators.md).
 CALL_ARGUMENTS = {("ClearingHouse", "builderFeeRate")}
-SOURCES = {"ClearingHouse": ("ClearingHouse", "clearinghouse/ClearingHouseStorage", "clearinghouse/ClearingHouseSettlement",
+SOURCES = {"ClearingHouse": ("ClearingHouse", "clearinghouse/ClearingHouseStorage", "clearinghouse/ClearingHouseAccrual",
+                             "clearinghouse/ClearingHouseSettlement",
                              "clearinghouse/ClearingHouseConfigurator")}
 UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 TIME_WORDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}

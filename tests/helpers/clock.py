@@ -43,7 +43,7 @@ def next_hour(timestamp: int) -> int:
     """The first second of the hour after the one `timestamp` falls in (`(timestamp // HOUR + 1) * HOUR`).
 
     A market's funding target is re-sampled by its first update in a new hour (`timestamp // 3600` differs
-    from the last update's, ClearingHouseStorage._accrue), so a test that needs a sample sets the next block
+    from the last update's, ClearingHouseAccrual._accrue), so a test that needs a sample sets the next block
     there (or later in that hour): `chain.pending_timestamp = next_hour(chain.pending_timestamp)`. Absolute
     timestamps follow the genesis block (fixed on the embedded chain, the wall clock at Anvil's start), so a
     test computes hour boundaries from the chain's time, never assumes where they fall."""

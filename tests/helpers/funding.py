@@ -21,7 +21,7 @@ def mul_div_up(a, b, d):
 
 
 def skew_term(ch, market_id=1):
-    """ClearingHouseStorage._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
+    """ClearingHouseAccrual._skewTerm recomputed from the views: ppm x 1e-6 x (long - short) / base reserve, truncated
     toward zero."""
     st = ch.marketState(market_id)
     ppm = ch.skewFunding(market_id).ratePpm
@@ -31,7 +31,7 @@ def skew_term(ch, market_id=1):
 
 
 def skew_bps(ch, market_id=1):
-    """ClearingHouseStorage._skewBps recomputed from the views: (long - short) x 1e4 / base reserve, in bps,
+    """ClearingHouseAccrual._skewBps recomputed from the views: (long - short) x 1e4 / base reserve, in bps,
     truncated toward zero and clamped to +-1e4; 0 while the skew term is off."""
     if ch.skewFunding(market_id).ratePpm == 0:
         return 0

@@ -1622,7 +1622,7 @@ def test_without_hourly_samples_the_oscillation_still_pays_less_than_its_fees(sh
     attacker touching it, each flip's block sampled the side it left, and that target held the whole 48-hour side:
     300 ETH flipped so gained +8,483.88 USD, the pool's NAV -10,643.90. Now an accrual that finds a whole idle hour
     applies the old target only to the end of its hour and this block's sample from there
-    (ClearingHouseStorage._evolveIdle): with no keeper the flips lose more than with one. Chain equals model to
+    (ClearingHouseAccrual._evolveIdle): with no keeper the flips lose more than with one. Chain equals model to
     the wei."""
     d = Desk(shipped, deployer, chain)
     gain, d_nav, d_ins = _oscillate(d, alice, bob, 300 * WAD, 48, 2, pokes=pokes)

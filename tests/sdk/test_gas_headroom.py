@@ -1,7 +1,7 @@
 """Gas limits: what a call's gas does between the block it was estimated in and the block it is mined in.
 
 A market's first update in a new hour writes the hour's observations and re-samples the funding target from the
-day-long TWAPs (ClearingHouseStorage._accrue), and a view over a market a whole hour idle takes that sample itself
+day-long TWAPs (ClearingHouseAccrual._accrue), and a view over a market a whole hour idle takes that sample itself
 (`_sampleNow`). So the same call, on the same state, costs more in the first block of an hour than in the last
 block of the one before. It costs most where the sample's anchor, the hourly observation a day back, is missing:
 a market that went without blocks for hours a day ago (the keeper was down) is searched slot by slot, one cold

@@ -234,7 +234,7 @@ class ClearingHouseMirror:
     # ------------------------------------------------------------------ TWAP and funding internals
 
     def _accrue(self, m: Market, index: int, timestamp: int, since: int | None = None) -> None:
-        """ClearingHouseStorage._accrue: at most once per block (a no-op at the accumulator's timestamp).
+        """ClearingHouseAccrual._accrue: at most once per block (a no-op at the accumulator's timestamp).
 
         Mirrors the Solidity, which alone defines these details:
         - the interval since the last update is priced at the vAMM spot *before* this block's first
@@ -304,7 +304,7 @@ class ClearingHouseMirror:
     @staticmethod
     def _evolve_funding(rate: int, target: int, sampled: int, last: int, timestamp: int,
                         f: FundingParams) -> tuple[int, int]:
-        """ClearingHouseStorage._evolveIdle (through _accrue and _evolveSince): toward `target` over [last, timestamp], unless a whole hour went by
+        """ClearingHouseAccrual._evolveIdle (through _accrue and _evolveSince): toward `target` over [last, timestamp], unless a whole hour went by
         with no block (timestamp at least two hours past last's hour): then `target` to the end of last's hour and
         `sampled` (the block's sample) from there."""
         boundary = (last // HOUR + 1) * HOUR
@@ -315,7 +315,7 @@ class ClearingHouseMirror:
         return r, area + first
 
     def _sample_now(self, m: Market, index_area: int, timestamp: int) -> tuple[int, int, int, int]:
-        """ClearingHouseStorage._sampleNow: (premium, target, markTwap, indexTwap) as an accrual at `timestamp`
+        """ClearingHouseAccrual._sampleNow: (premium, target, markTwap, indexTwap) as an accrual at `timestamp`
         would sample them, with the interval's index area."""
         acc = m.accumulator
         dt = timestamp - acc.timestamp
@@ -335,19 +335,19 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _index_area(start: int, last_index: int, index: int, since: int, timestamp: int) -> int:
-        """ClearingHouseStorage._indexArea: index x seconds over [start, timestamp], the last recorded index
+        """ClearingHouseAccrual._indexArea: index x seconds over [start, timestamp], the last recorded index
         until the feed's round time `since` (clamped into the interval), the round's price after it."""
         since = min(max(since, start), timestamp)
         return last_index * (since - start) + index * (timestamp - since)
 
     def _round_now(self, m: Market, timestamp: int) -> tuple[int, int]:
-        """ClearingHouseStorage._tryRound: the feed's price and round time, or (last recorded index,
+        """ClearingHouseAccrual._tryRound: the feed's price and round time, or (last recorded index,
         timestamp) when the read fails (the time since the last accrual then prices at that index)."""
         index = self._try_index(m, timestamp)
         return (m.last_index_price, timestamp) if index is None else (index, m.answer_updated_at)
 
     def _extend_now(self, m: Market, acc: Observation, timestamp: int) -> Observation:
-        """ClearingHouseStorage._extendNow: the accumulator extended to `timestamp` as an accrual then would."""
+        """ClearingHouseAccrual._extendNow: the accumulator extended to `timestamp` as an accrual then would."""
         index, since = self._round_now(m, timestamp)
         return Observation(timestamp, (acc.mark_cumulative + m.spot * (timestamp - acc.timestamp)) & U112,
                            (acc.index_cumulative + self._index_area(acc.timestamp, m.last_index_price, index,
@@ -378,7 +378,7 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _skew_term(m: Market) -> int:
-        """ClearingHouseStorage._skewTerm: skewFundingPpm x 1e-6 x (long OI - short OI) / x [wad per hour], one
+        """ClearingHouseAccrual._skewTerm: skewFundingPpm x 1e-6 x (long OI - short OI) / x [wad per hour], one
         division truncated toward zero."""
         if m.skew_funding_ppm == 0:
             return 0
@@ -442,7 +442,7 @@ class ClearingHouseMirror:
     @staticmethod
     def _funding_twaps(m: Market, current: Observation, prev: Observation, skew_sum: int, skew_prev: int,
                        skew_now: int) -> tuple[int, int, int]:
-        """ClearingHouseStorage._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
+        """ClearingHouseAccrual._fundingTwaps: (mark TWAP, index TWAP, skew term of the mean skew) from the hourly
         observation of the oldest of the last FUNDING_WINDOW_HOURS hours a block touched (probed from 24 hours
         back; on a market younger than a day, the listing's), else from `prev` (the accumulator before this update, the skew `skew_now` over the idle span), to
         `current`; a span shorter than the window is padded to it at premium 0 and skew 0 (mark and index at the
@@ -471,7 +471,7 @@ class ClearingHouseMirror:
 
     @staticmethod
     def _skew_bps(m: Market) -> int:
-        """ClearingHouseStorage._skewBps: (long OI - short OI) / x in bps, truncated toward zero, clamped to
+        """ClearingHouseAccrual._skewBps: (long OI - short OI) / x in bps, truncated toward zero, clamped to
         +-1e4; 0 while skewFundingPpm is 0."""
         if m.skew_funding_ppm == 0:
             return 0
