@@ -787,7 +787,8 @@ def _targets(rows: list[Row]) -> list[str]:
            "(`./run.sh ape run gas_trace --network ethereum:local:foundry --row NAME --ops`, devtools/gas_trace.py):",
            "intrinsic gas, cold storage reads, writes less refunds, logs and cold contracts, what the operation does",
            "under its rules before any computation. A target below its floor needs the rules changed; one above it",
-           "leaves the rest as a budget for computation, warm reads and transient storage.", "",
+           "leaves the rest as a budget for computation, warm reads and transient storage. `--functions` adds each",
+           "compiled function's own and total gas, which shows where that budget goes.", "",
            "| operation | target | now | floor |", "|---|---:|---:|---|"]
     for name, row, target, floor in TARGETS:
         if isinstance(row, tuple):

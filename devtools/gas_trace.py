@@ -13,12 +13,22 @@ pattern, prints:
   100 a warm one, without the gas forwarded); transient storage; everything else (computation, memory,
   calldata and return data).
 
+With `--functions`, every step's gas is also charged to the function running it: solc's `functionDebugData` gives
+each compiled function's entry point and parameter count, so a JUMP to an entry point with its return address
+below the arguments is a call, and the JUMP back to that address its return (`function_gas`). Code the optimizer
+inlined counts as its caller's. A function's own gas excludes the functions it calls; its total includes them.
+
 A floor is then intrinsic + cold reads + writes - refunds + logs + cold addresses: what the operation cannot do
 without under its rules, before any computation (`floor_line`; refunds: what clearing a slot gives back).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CALL_OPS = frozenset({"CALL", "STATICCALL", "DELEGATECALL", "CALLCODE", "CREATE", "CREATE2"})
 COLD_SLOAD = 2_100
@@ -109,6 +119,14 @@ def floor_line(gas_used: int, data: bytes, fs: list[Frame]) -> str:
             f"{t['other']:,}, warm reads {t['warm_read_gas']:,}, transient {t['transient']:,}")
 
 
+def call_order(node: dict) -> list[dict]:
+    """`callTracer`'s calls in order of entry, the order `frames` numbers the frames in."""
+    out = [node]
+    for k in node.get("calls") or []:
+        out += call_order(k)
+    return out
+
+
 def totals(fs: list[Frame]) -> dict[str, int]:
     """The transaction's sums over every frame (gas, except the counts of reads)."""
     return {
@@ -121,3 +139,131 @@ def totals(fs: list[Frame]) -> dict[str, int]:
         "transient": sum(f.transient for f in fs),
         "other": sum(f.other for f in fs),
     }
+
+
+# ------------------------------------------------------------------ gas per compiled function
+
+_FUN = re.compile(r"^fun_(.+?)(?:_\d+)?$")
+
+
+def function_name(yul: str) -> str:
+    """A compiled function's name as the source knows it, without the compiler's `fun_` and AST id: `fun_accrue_1234`
+    and `fun_accrue` -> `accrue`; the compiler's own helpers (ABI coding, checked arithmetic, storage copies) keep
+    their Yul names (`checked_mul_uint256`)."""
+    m = _FUN.match(yul)
+    return m.group(1) if m else yul
+
+
+_IMPORT = re.compile(r"""^\s*import\s+(?:[^"']*\bfrom\s+)?["']([^"']+)["']""", re.M)
+
+
+def full_input(root: Path) -> tuple[dict, str, dict]:
+    """The compiler input of a full build (`ape compile -f`): every project source under contracts/ and what it imports,
+    the OpenZeppelin files under the path the build's remapping gives them (read from node_modules), the build's
+    settings. A build's own record holds only its last job's files, which an incremental compile narrows."""
+    build = json.loads((root / ".build" / "__local__.json").read_text())
+    compiler = next(c for c in build["compilers"] if c["name"] == "solidity")
+    settings = {k: v for k, v in compiler["settings"].items() if k != "outputSelection"}
+    remaps = [r.partition("=") for r in settings.get("remappings", [])]
+    sources: dict[str, str] = {}
+
+    def read(path: str) -> str:
+        for _prefix, _, target in remaps:
+            if path.startswith(target.rstrip("/") + "/") and target.startswith("contracts/.cache/"):
+                return (root / "node_modules" / _prefix.rstrip("/") / path[len(target.rstrip("/")) + 1:]).read_text()
+        return (root / path).read_text()
+
+    def resolve(src: str, imp: str) -> str:
+        for prefix, _, target in remaps:
+            if imp.startswith(prefix):
+                return target.rstrip("/") + imp[len(prefix.rstrip("/")):]
+        parts = src.split("/")[:-1]
+        for part in imp.split("/"):
+            if part == "..":
+                parts.pop()
+            elif part != ".":
+                parts.append(part)
+        return "/".join(parts)
+
+    todo = sorted(p.relative_to(root).as_posix() for p in (root / "contracts").rglob("*.sol")
+                  if ".cache" not in p.relative_to(root).parts)
+    while todo:
+        path = todo.pop()
+        if path in sources:
+            continue
+        sources[path] = read(path)
+        todo += [resolve(path, imp) for imp in _IMPORT.findall(sources[path])]
+    outputs = ["evm.deployedBytecode.object", "evm.deployedBytecode.functionDebugData"]
+    settings["outputSelection"] = {p: {"*": outputs} for p in sorted(sources)}
+    inp = {"language": "Solidity", "sources": {p: {"content": c} for p, c in sorted(sources.items())},
+           "settings": settings}
+    return inp, compiler["version"].split("+")[0], build
+
+
+def compile_debug(root: Path) -> dict:
+    """Contract name -> {entry pc: (function name, parameter slots)} of its runtime code, from solc's
+    `functionDebugData` on a full build's input (`full_input`); each code checked byte-identical to the build's
+    (after an incremental compile it may not be: then `ape compile -f`); cached in .build/gas-trace-solc.json."""
+    inp, version, build = full_input(root)
+    text = json.dumps(inp, sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()
+    cache = root / ".build" / "gas-trace-solc.json"
+    if cache.exists() and json.loads(cache.read_text()).get("key") == key:
+        return {k: {int(pc): tuple(v) for pc, v in fns.items()} for k, fns in json.loads(cache.read_text())["maps"].items()}
+    solc = root / "tools" / "solcx" / f"solc-v{version}"
+    out = json.loads(subprocess.run([str(solc), "--standard-json", "--base-path", str(root)], input=text,
+                                    capture_output=True, text=True, cwd=root, check=True).stdout)
+    errors = [e["formattedMessage"] for e in out.get("errors", []) if e["severity"] == "error"]
+    if errors:
+        raise RuntimeError("solc failed:\n" + "\n".join(errors))
+    maps: dict[str, dict[int, tuple[str, int]]] = {}
+    for contracts in out.get("contracts", {}).values():
+        for name, data in contracts.items():
+            d = data["evm"]["deployedBytecode"]
+            ape = build["contractTypes"].get(name)
+            if not d["object"] or not ape:
+                continue
+            if ape["runtimeBytecode"]["bytecode"][2:] != d["object"]:
+                raise RuntimeError(f"{name}: the full build's code differs from this build's; run `ape compile -f`")
+            maps[name] = {f["entryPoint"]: (function_name(yul), f["parameterSlots"])
+                          for yul, f in (d.get("functionDebugData") or {}).items() if f.get("entryPoint")}
+    cache.write_text(json.dumps({"key": key, "maps": maps}))
+    return maps
+
+
+def function_gas(struct_logs: list[dict], frame_maps: list[tuple[str, dict[int, tuple[str, int]]]]):
+    """Every step's gas (a call's own part only, as in `frames`) charged to the function running it, per
+    contract: {"Contract.function": [own, total]}. `frame_maps[i]`: the contract name and entry map
+    (`compile_debug`) of the i-th frame in order of entry. The steps need the stack (a trace without
+    `disableStack`): at a JUMP to an entry point the return address sits below the arguments."""
+    out: dict[str, list[int]] = {}
+    frames_stack: list[tuple[str, dict, list]] = []  # per call depth: contract, entry map, [(function, return pc)]
+    count = -1
+    for i, step in enumerate(struct_logs):
+        depth = step["depth"]
+        while len(frames_stack) > depth:
+            frames_stack.pop()
+        if len(frames_stack) < depth:
+            count += 1
+            name, entries = frame_maps[count] if count < len(frame_maps) else ("?", {})
+            frames_stack.append((name, entries, []))
+        contract, entries, calls = frames_stack[-1]
+        cost = step["gasCost"]
+        op = step["op"]
+        if op in CALL_OPS:
+            nxt = struct_logs[i + 1] if i + 1 < len(struct_logs) else None
+            cost -= nxt["gas"] if nxt is not None and nxt["depth"] == depth + 1 else 0
+        own = f"{contract}.{calls[-1][0]}" if calls else f"{contract}.(entry)"
+        out.setdefault(own, [0, 0])[0] += cost
+        for fn in {f for f, _ in calls} or {"(entry)"}:
+            out.setdefault(f"{contract}.{fn}", [0, 0])[1] += cost
+        if op == "JUMP" and i + 1 < len(struct_logs) and struct_logs[i + 1]["depth"] == depth:
+            dest = struct_logs[i + 1]["pc"]
+            stack = step.get("stack") or []
+            if calls and dest == calls[-1][1]:
+                calls.pop()
+            elif dest in entries and stack:
+                _, params = entries[dest]
+                if len(stack) >= params + 2:
+                    calls.append((entries[dest][0], int(stack[-(params + 2)], 16)))
+    return out

@@ -1,6 +1,8 @@
-"""`ape run gas_trace --network ethereum:local:foundry --row PATTERN [--ops]`: where a gas-table row's gas goes
-(devtools/gas_trace.py): the gas table's set-up replayed on Anvil, then each matching row's call tree and, with
-`--ops`, its reads, writes, logs and calls per frame, and the floor they add up to."""
+"""`ape run gas_trace --network ethereum:local:foundry --row PATTERN [--ops] [--functions]`: where a gas-table row's gas
+goes (devtools/gas_trace.py): the gas table's set-up replayed on Anvil, then each matching row's call tree; with
+`--ops`, its reads, writes, logs and calls per frame and the floor they add up to; with `--functions`, each compiled
+function's own and total gas (the first run compiles the full build's input once more for solc's function entry
+points, about a minute; run `ape compile -f` first if it reports that the codes differ)."""
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from ape.cli import ConnectedProviderCommand, network_option
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
 import devtools.gas as g  # noqa: E402
-from devtools.gas_trace import call_tree, floor_line, frames  # noqa: E402
+from devtools.gas_trace import call_order, call_tree, compile_debug, floor_line, frames, function_gas  # noqa: E402
 
 _last: dict = {}
 _rows: list = []
@@ -47,7 +49,9 @@ def _label(to: str, data: str) -> str:
 @network_option()
 @click.option("--row", "patterns", multiple=True, required=True, help="a part of the names of the rows to trace")
 @click.option("--ops", is_flag=True, help="count each frame's reads, writes, logs and calls, and the floor")
-def cli(network, patterns, ops):
+@click.option("--functions", "fns", is_flag=True, help="also each compiled function's own and total gas")
+@click.option("--top", default=25, show_default=True, help="how many functions to print, by own gas")
+def cli(network, patterns, ops, fns, top):
     """Trace the gas table's rows whose names contain a pattern."""
     provider = chain.provider
     if "anvil" not in str(getattr(provider, "name", "")).lower() and "foundry" not in str(provider.name).lower():
@@ -68,6 +72,7 @@ def cli(network, patterns, ops):
     g.Clock.tx = _record(g.Clock.tx)
     g.Clock.same_block = _record(g.Clock.same_block)
     g.Row = _Row
+    entry_maps = compile_debug(Path(__file__).resolve().parents[1]) if fns else {}
     g.measure(accounts.test_accounts, chain)
     for row, receipt in _rows:
         if receipt is None or not any(p in row.name for p in patterns):
@@ -82,3 +87,11 @@ def cli(network, patterns, ops):
             click.echo("\n".join("  " + f.line(i) for i, f in enumerate(fs)))
             data = bytes(provider.web3.eth.get_transaction(receipt.txn_hash)["input"])
             click.echo("  totals: " + floor_line(receipt.gas_used, data, fs))
+        if fns:
+            steps = raw("debug_traceTransaction", [receipt.txn_hash, {
+                "disableMemory": True, "disableStorage": True}])["result"]["structLogs"]
+            names = [_label(c.get("to", ""), "").split(".")[0] for c in call_order(tree)]
+            gas = function_gas(steps, [(n, entry_maps.get(n, {})) for n in names])
+            click.echo("  by function (own / total, the calls' own part only; intrinsic gas not included):")
+            for name, (own, total) in sorted(gas.items(), key=lambda kv: -kv[1][0])[:top]:
+                click.echo(f"    {name}: {own:,} / {total:,}")

@@ -4,7 +4,8 @@ The traces here are written by hand (a struct-log trace is a list of steps: dept
 count can be checked against the number it must give; the tool's Anvil run (`ape run gas_trace`) only feeds it
 real traces.
 """
-from devtools.gas_trace import Frame, call_tree, floor_line, frames, intrinsic_gas, totals
+from devtools.gas_trace import (Frame, call_order, call_tree, floor_line, frames, function_gas, function_name,
+                                 intrinsic_gas, totals)
 
 
 def step(depth, op, cost, gas=1_000_000):
@@ -71,3 +72,35 @@ def test_the_floor_takes_intrinsic_gas_from_calldata_and_shows_refunds():
     line = floor_line(spent - 4_800, data, fs)  # one slot cleared: 4,800 back
     assert "refunds 4,800" in line
     assert f"floor {21_040 + 2_100 + 5_800 - 4_800:,}" in line and "Computation 3" in line
+
+
+def test_function_gas_follows_jumps_into_entry_points_and_back():
+    """A JUMP to an entry point, with the return address below the function's arguments, enters it; the JUMP to
+    that address leaves it. Own gas stays with the innermost function, totals include the callees."""
+    entries = {0x64: ("accrue", 1), 0x80: ("expNegWad", 0)}
+
+    def st(pc, op, cost, depth=1, stack=None):
+        return {"depth": depth, "pc": pc, "op": op, "gasCost": cost, "gas": 1_000_000, "stack": stack or []}
+
+    logs = [
+        st(0, "PUSH1", 3),
+        st(10, "JUMP", 8, stack=["0x20", "0x1", "0x64"]),  # return 0x20, one argument, to accrue
+        st(0x64, "SLOAD", 2_100),
+        st(0x65, "JUMP", 8, stack=["0x70", "0x80"]),  # return 0x70, no argument, to expNegWad
+        st(0x80, "MUL", 5),
+        st(0x81, "JUMP", 8, stack=["0x70"]),  # back to accrue
+        st(0x70, "ADD", 3),
+        st(0x71, "JUMP", 8, stack=["0x20"]),  # back to the entry code
+        st(0x20, "STOP", 0),
+    ]
+    gas = function_gas(logs, [("ClearingHouse", entries)])
+    assert gas["ClearingHouse.expNegWad"] == [5 + 8, 5 + 8]
+    assert gas["ClearingHouse.accrue"] == [2_100 + 8 + 3 + 8, 2_100 + 8 + 13 + 3 + 8]
+    assert gas["ClearingHouse.(entry)"][0] == 3 + 8 + 0
+    assert function_name("fun_accrue_1234") == "accrue" and function_name("fun_trade") == "trade"
+    assert function_name("abi_decode_uint32") == "abi_decode_uint32"
+
+
+def test_call_order_is_the_order_of_entry():
+    tree = {"to": "a", "calls": [{"to": "b", "calls": [{"to": "c"}]}, {"to": "d"}]}
+    assert [n["to"] for n in call_order(tree)] == ["a", "b", "c", "d"]
