@@ -209,7 +209,7 @@ def compile_debug(root: Path) -> dict:
     key = hashlib.sha256(text.encode()).hexdigest()
     cache = root / ".build" / "gas-trace-solc.json"
     if cache.exists() and json.loads(cache.read_text()).get("key") == key:
-        return {k: {int(pc): tuple(v) for pc, v in fns.items()} for k, fns in json.loads(cache.read_text())["maps"].items()}
+        return _named(json.loads(cache.read_text())["maps"])
     solc = root / "tools" / "solcx" / f"solc-v{version}"
     out = json.loads(subprocess.run([str(solc), "--standard-json", "--base-path", str(root)], input=text,
                                     capture_output=True, text=True, cwd=root, check=True).stdout)
@@ -225,10 +225,14 @@ def compile_debug(root: Path) -> dict:
                 continue
             if ape["runtimeBytecode"]["bytecode"][2:] != d["object"]:
                 raise RuntimeError(f"{name}: the full build's code differs from this build's; run `ape compile -f`")
-            maps[name] = {f["entryPoint"]: (function_name(yul), f["parameterSlots"])
+            maps[name] = {f["entryPoint"]: (yul, f["parameterSlots"])
                           for yul, f in (d.get("functionDebugData") or {}).items() if f.get("entryPoint")}
-    cache.write_text(json.dumps({"key": key, "maps": maps}))
-    return maps
+    cache.write_text(json.dumps({"key": key, "maps": maps}))  # the compiler's names: `function_name` applies on load
+    return _named(maps)
+
+
+def _named(maps: dict) -> dict[str, dict[int, tuple[str, int]]]:
+    return {k: {int(pc): (function_name(yul), params) for pc, (yul, params) in fns.items()} for k, fns in maps.items()}
 
 
 def function_gas(struct_logs: list[dict], frame_maps: list[tuple[str, dict[int, tuple[str, int]]]]):
