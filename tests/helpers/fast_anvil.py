@@ -25,13 +25,15 @@ ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
 
 class AnvilChain:
     def __init__(self, artifacts: Artifacts, *, hardfork: str | None = "cancun", timestamp: int = GENESIS_TIMESTAMP,
-                 tx_gas: int = 16_000_000):
+                 tx_gas: int = 16_000_000, steps_tracing: bool = False):
         self.artifacts = artifacts
         self.port = free_port()
         self.proc = subprocess.Popen(
             [str(ANVIL), "--port", str(self.port), "--host", "127.0.0.1", "--mnemonic", MNEMONIC,
              "--accounts", "10", "--timestamp", str(timestamp), "--block-base-fee-per-gas", "0",
-             "--gas-price", "0", "--silent"] + (["--hardfork", hardfork] if hardfork else []),
+             "--gas-price", "0", "--silent"] + (["--hardfork", hardfork] if hardfork else [])
+            # the struct-log traces (debug_traceTransaction's default tracer) need the steps recorded
+            + (["--steps-tracing"] if steps_tracing else []),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.w3 = Web3(HTTPProvider(f"http://127.0.0.1:{self.port}", request_kwargs={"timeout": 30}))
         for _ in range(200):
