@@ -2,7 +2,11 @@
 goes (devtools/gas_trace.py): the gas table's set-up replayed on Anvil, then each matching row's call tree; with
 `--ops`, its reads, writes, logs and calls per frame and the floor they add up to; with `--functions`, each compiled
 function's own and total gas (the first run compiles the full build's input once more for solc's function entry
-points, about a minute; run `ape compile -f` first if it reports that the codes differ)."""
+points, about a minute; run `ape compile -f` first if it reports that the codes differ).
+
+Ape's Anvil keeps every past block's state, which the traces need (a pruned history cannot trace a row measured
+many blocks earlier), and writes the older states under ~/.foundry/anvil/tmp, which it leaves behind: about 1.7 GB
+a run. Delete that folder's contents when no Anvil is running."""
 import sys
 from pathlib import Path
 
