@@ -8,9 +8,9 @@ import {ClearingHouseMargin} from "./ClearingHouseMargin.sol";
 /// @title ClearingHouseTradeRules
 /// @notice The rules a vAMM trade passes besides margin, one function each: the stale-peg rule (`_checkPeg`), the
 ///         price band (`_checkPriceBand`), the minimum position size (`_checkMinPositionSize`), the fee and its
-///         insurance share (`_tradeFee`) and the open-interest caps on the
-///         side that grows (`_updateOpenInterest`, `_checkOiCap`). `ClearingHouse._trade` calls them in its order
-///         (docs/design.md, docs/pool.md "The stale-peg rule"). Inherited by the ClearingHouse only.
+///         insurance share (`_tradeFee`) and the open-interest caps on the side that grows (`_updateOpenInterest`,
+///         `_checkOiCap`). `ClearingHouse._trade` calls them in its order (docs/design.md, docs/pool.md "The
+///         stale-peg rule"). Inherited by the ClearingHouse only.
 abstract contract ClearingHouseTradeRules is ClearingHouseMargin {
     using WadMath for uint256;
     using WadMath for int256;

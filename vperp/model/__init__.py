@@ -125,7 +125,7 @@ other governance (listings' bounds, liquidation/auction/pool/AMM parameter sette
 state (`pause_level`) that the checks read.
 
 Layout (one module per contract, named after it; `Model` composes them): `base.py` (constants, `ModelRevert`),
-`wad_math.py` (WadMath and VAmmMath), `state.py` (the structs), `vault.py`, `clearing_house.py`,
+`wad_math.py` (WadMath, VAmmMath and MarginMath), `state.py` (the structs), `vault.py`, `clearing_house.py`,
 `liquidation_engine.py`, `liquidity_pool.py`, `amm_controller.py` (each a mixin holding that contract's actions,
 internals and views), `model.py` (`Model`: state, construction, the mock feeds) and `circuit_breaker.py` (the
 breakers' read-only check). Everything is importable from `vperp.model` as before.

@@ -10,8 +10,8 @@ from ..units import (cap_fee_hours, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, max_f
 from .base import FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, U112
 from .state import _atomic, Account, FundingParams, MarginSummary, Market, Observation, peg_holds, Position, TradeResult
 from .wad_math import (
-    _int128, _int_n, _uint128, _wrap_i32, apply_trade, div_wad_down, mul_wad_down, mul_wad_up, s_mul_div_down,
-    s_mul_wad_down, s_mul_wad_up, vamm_price, vamm_swap,
+    _int128, _int_n, _uint128, _wrap_i32, account_value, apply_trade, div_wad_down, free_collateral, mul_wad_down,
+    mul_wad_up, s_mul_div_down, s_mul_wad_down, s_mul_wad_up, vamm_price, vamm_swap,
 )
 
 
@@ -154,8 +154,7 @@ class ClearingHouseMirror:
 
     def _check_initial_margin(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
-        free = min(acct.collateral - s.pending_funding,
-                   acct.collateral + s.unrealized_pnl - s.pending_funding) - s.initial
+        free = free_collateral(acct.collateral, account_value(acct.collateral, s), s)
         if free < 0:
             raise ModelRevert("InsufficientMargin", owner, sub, free)
 
@@ -514,8 +513,8 @@ class ClearingHouseMirror:
         if acct.open_markets == 0:
             return coll, coll, 0, 0
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
-        value = coll + s.unrealized_pnl - s.pending_funding
-        free = min(coll - s.pending_funding, value) - s.initial
+        value = account_value(coll, s)
+        free = free_collateral(coll, value, s)
         return value, free, s.initial, s.maintenance
 
     # ------------------------------------------------------------------ views (ClearingHouse)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..units import PAUSE_WITHDRAW_ONLY
 from .base import INT128_MAX, MAX_BUILDER_FEE_RATE, MAX_OPEN_MARKETS, ModelRevert, UINT256_MAX
 from .state import _atomic, Account
-from .wad_math import _int128, _uint128
+from .wad_math import _int128, _uint128, account_value
 
 
 class VaultMirror:
@@ -105,7 +105,7 @@ class VaultMirror:
         acct.collateral = coll - amount_wad
         if acct.open_markets:
             s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
-            excess = acct.collateral + s.unrealized_pnl - s.pending_funding - (s.maintenance + s.auctioned_maintenance)
+            excess = account_value(acct.collateral, s) - (s.maintenance + s.auctioned_maintenance)
             if excess < 0:
                 raise ModelRevert("BuilderFeeBelowMaintenance", owner, sub, excess)
         self.builder_fees_wad[builder] = self.builder_fees(builder) + amount_wad
@@ -213,8 +213,7 @@ class VaultMirror:
         if acct.open_markets == 0:
             return acct.collateral, 0, 0, 0
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
-        value = acct.collateral + s.unrealized_pnl - s.pending_funding
-        return value, s.maintenance, s.auctioned_notional, s.auctioned_maintenance
+        return account_value(acct.collateral, s), s.maintenance, s.auctioned_notional, s.auctioned_maintenance
 
     def shortfall_of(self, owner, sub: int) -> int:
         return self.shortfalls.get((owner, sub), 0)

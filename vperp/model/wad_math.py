@@ -1,4 +1,5 @@
-"""Mirrors of WadMath and VAmmMath: the exact integer arithmetic (rounding in every name) the contracts use."""
+"""Mirrors of WadMath, VAmmMath and MarginMath: the exact integer arithmetic (rounding in every name) the contracts
+use."""
 from __future__ import annotations
 
 import math
@@ -125,3 +126,16 @@ def _int_n(v: int, bits: int) -> int:
     if not -(2 ** (bits - 1)) <= v <= 2 ** (bits - 1) - 1:
         raise ModelRevert("SafeCastOverflowedIntDowncast", bits, v)
     return v
+
+
+# ------------------------------------------------------------------ MarginMath
+
+
+def account_value(collateral: int, s) -> int:
+    """MarginMath.accountValue: collateral + unrealized PnL - pending funding (`s`: a MarginSummary)."""
+    return collateral + (s.unrealized_pnl - s.pending_funding)
+
+
+def free_collateral(collateral: int, value: int, s) -> int:
+    """MarginMath.freeCollateral: min(collateral - pending funding, account value) - initial."""
+    return min(collateral - s.pending_funding, value) - s.initial
