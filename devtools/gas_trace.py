@@ -57,6 +57,16 @@ class Frame:
                 f"LOG {self.logs:,}; calls {self.calls:,}; transient {self.transient:,}; other {self.other:,}")
 
 
+def own_cost(struct_logs: list[dict], i: int) -> int:
+    """Step `i`'s own gas: its cost, less, for a call, the gas handed to the callee (the callee's first step shows it,
+    one level deeper; a call to an address without code has no such step and keeps its whole cost)."""
+    step = struct_logs[i]
+    cost = step["gasCost"]
+    if step["op"] in CALL_OPS and i + 1 < len(struct_logs) and struct_logs[i + 1]["depth"] == step["depth"] + 1:
+        cost -= struct_logs[i + 1]["gas"]
+    return cost
+
+
 def frames(struct_logs: list[dict]) -> list[Frame]:
     """The frames of a struct-log trace, in order of entry, with each opcode's gas added to its kind."""
     out: list[Frame] = []
@@ -80,9 +90,7 @@ def frames(struct_logs: list[dict]) -> list[Frame]:
         elif op.startswith("LOG"):
             f.logs += cost
         elif op in CALL_OPS:
-            nxt = struct_logs[i + 1] if i + 1 < len(struct_logs) else None
-            # a call's cost includes the gas handed to the callee: the callee's first step shows it
-            f.calls += cost - (nxt["gas"] if nxt is not None and nxt["depth"] == depth + 1 else 0)
+            f.calls += own_cost(struct_logs, i)
         elif op in ("TLOAD", "TSTORE"):
             f.transient += cost
         else:
@@ -236,7 +244,7 @@ def _named(maps: dict) -> dict[str, dict[int, tuple[str, int]]]:
 
 
 def function_gas(struct_logs: list[dict], frame_maps: list[tuple[str, dict[int, tuple[str, int]]]]):
-    """Every step's gas (a call's own part only, as in `frames`) charged to the function running it, per
+    """Every step's own gas (`own_cost`) charged to the function running it, per
     contract: {"Contract.function": [own, total]}. `frame_maps[i]`: the contract name and entry map
     (`compile_debug`) of the i-th frame in order of entry. The steps need the stack (a trace without
     `disableStack`): at a JUMP to an entry point the return address sits below the arguments."""
@@ -252,11 +260,7 @@ def function_gas(struct_logs: list[dict], frame_maps: list[tuple[str, dict[int, 
             name, entries = frame_maps[count] if count < len(frame_maps) else ("?", {})
             frames_stack.append((name, entries, []))
         contract, entries, calls = frames_stack[-1]
-        cost = step["gasCost"]
-        op = step["op"]
-        if op in CALL_OPS:
-            nxt = struct_logs[i + 1] if i + 1 < len(struct_logs) else None
-            cost -= nxt["gas"] if nxt is not None and nxt["depth"] == depth + 1 else 0
+        cost, op = own_cost(struct_logs, i), step["op"]
         own = f"{contract}.{calls[-1][0]}" if calls else f"{contract}.(entry)"
         out.setdefault(own, [0, 0])[0] += cost
         for fn in {f for f, _ in calls} or {"(entry)"}:
