@@ -84,18 +84,17 @@ def cli(network, patterns, ops, fns, top):
         tree = raw("debug_traceTransaction", [receipt.txn_hash, {"tracer": "callTracer"}])["result"]
         click.echo(f"== {row.name}: {row.gas:,} (traced transaction {receipt.gas_used:,})")
         click.echo("\n".join(call_tree(tree, _label)))
-        if ops:
+        if ops or fns:  # one struct-log trace for both (the stack only where --functions needs it)
             logs = raw("debug_traceTransaction", [receipt.txn_hash, {
-                "disableMemory": True, "disableStack": True, "disableStorage": True}])["result"]["structLogs"]
+                "disableMemory": True, "disableStack": not fns, "disableStorage": True}])["result"]["structLogs"]
+        if ops:
             fs = frames(logs)
             click.echo("\n".join("  " + f.line(i) for i, f in enumerate(fs)))
             data = bytes(provider.web3.eth.get_transaction(receipt.txn_hash)["input"])
             click.echo("  totals: " + floor_line(receipt.gas_used, data, fs))
         if fns:
-            steps = raw("debug_traceTransaction", [receipt.txn_hash, {
-                "disableMemory": True, "disableStorage": True}])["result"]["structLogs"]
             names = [_label(c.get("to", ""), "").split(".")[0] for c in call_order(tree)]
-            gas = function_gas(steps, [(n, entry_maps.get(n, {})) for n in names])
+            gas = function_gas(logs, [(n, entry_maps.get(n, {})) for n in names])
             click.echo("  by function (own / total, the calls' own part only; intrinsic gas not included):")
             for name, (own, total) in sorted(gas.items(), key=lambda kv: -kv[1][0])[:top]:
                 click.echo(f"    {name}: {own:,} / {total:,}")
