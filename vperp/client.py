@@ -74,12 +74,34 @@ def transact(method, *args, sender, markets: int, **kwargs):
     """Send `method(*args)` from `sender`. Where Ape would set the gas limit from an estimate, set it to the estimate
     plus the headroom `markets` markets need (`vperp.units.gas_limit`): the same call costs more in a market's
     first block of an hour than in the block it was estimated in (docs/integrators.md "Gas limits"); a larger
-    limit from the configuration's `auto` multiplier wins. An estimate that fails raises the call's named error and
-    sends nothing."""
+    limit from the configuration's `auto` multiplier wins. One estimate per transaction (`_estimate`). An estimate
+    that fails raises the call's named error and sends nothing. A `gas_limit` (or `gas`) given is used as it is."""
     if "gas_limit" not in kwargs and "gas" not in kwargs and _network_estimates_gas():
-        estimate = method.estimate_gas_cost(*args, sender=sender, **kwargs)
+        estimate = _estimate(method, *args, sender=sender, **kwargs)
         kwargs["gas_limit"] = max(gas_limit(estimate, markets), int(estimate * _auto_multiplier()))
     return method(*args, sender=sender, **kwargs)
+
+
+# The gas limit `_estimate` prepares its transaction with, only so that Ape's preparation does not estimate: never
+# sent and never estimated with. The least any transaction has (the intrinsic gas), so that a balance check made
+# against it is no stricter than the one the send makes with the real limit.
+_PREPARE_ONLY_GAS = 21_000
+
+
+def _estimate(method, *args, sender, **kwargs) -> int:
+    """One `eth_estimateGas` of `method(*args)` from `sender`, for the block the node estimates in. Not Ape's
+    `method.estimate_gas_cost`: that prepares the transaction with `as_transaction`, whose preparation on a network
+    with an `auto` limit estimates once to set the limit, then estimates the prepared transaction again (two runs
+    of the call, two round trips). Here the transaction is prepared with a limit given (Ape fills in the fee caps
+    from the base fee, the nonce and the chain id, and checks the balance, without estimating), and estimated once
+    by the provider with the limit left out, as Ape's own `auto` estimate is. A call the chain refuses raises the
+    provider's ContractLogicError, the contract's named custom error. The transaction `transact` sends is built
+    afresh by `method(...)` with its limit, as before: its fee caps and Ape's balance check are those of a send with
+    that limit."""
+    from ape import networks
+
+    txn = method.as_transaction(*args, sender=sender, gas_limit=_PREPARE_ONLY_GAS, **kwargs)
+    return networks.provider.estimate_gas_cost(txn.model_copy(update={"gas_limit": None}))
 
 
 # ----------------------------------------------------------------------------- the abi/ directory

@@ -18,11 +18,18 @@ restored between). The rise per market the call reads stays under RISE_BOUND, it
 `vperp.units.GAS_HEADROOM_PER_MARKET`, the headroom docs/integrators.md ("Gas limits") asks for and the SDK adds
 (`vperp.client.transact`); the hazard itself is run end to end: an exact estimate made in the last second of an
 hour fails in the next, the estimate plus the headroom does not.
+
+`transact` itself, with Ape's `auto` limit forced on the embedded chain's network (as on a live network): one
+`eth_estimateGas` per transaction (Ape's `estimate_gas_cost` made two: its `as_transaction` estimates while preparing
+the limit, then it estimates the prepared transaction), the limit sent max(estimate + headroom, estimate x the `auto`
+multiplier); a refused estimate raises the contract's named error and sends nothing; a limit given, or a network that
+does not estimate, makes no estimate.
 """
 from __future__ import annotations
 
 import pytest
-from ape.exceptions import OutOfGasError
+from ape.exceptions import ContractLogicError, OutOfGasError
+from ape.types.gas import AutoGasLimit
 
 from helpers.clock import next_hour
 from vperp.client import transact
@@ -173,7 +180,8 @@ def test_transact_adds_the_headroom_where_the_network_estimates(system, chain, s
     monkeypatch.setattr("vperp.client._network_estimates_gas", lambda: True)
     chain.pending_timestamp = late + 1
     # the estimate is made for the pending block: taken in the last second of the hour, as a sender racing the hour
-    monkeypatch.setattr(type(ch.pokeFunding), "estimate_gas_cost", lambda self, *a, **k: estimate)
+    # (the provider's estimate, the one `transact` makes, stands in)
+    monkeypatch.setattr(type(chain.provider), "estimate_gas_cost", lambda self, txn, *a, **k: estimate)
     tx = transact(ch.pokeFunding, ETH, sender=deployer, markets=2)
     assert tx.status == 1 and sent["gas_limit"] == estimate + 2 * GAS_HEADROOM_PER_MARKET
     assert tx.gas_used > estimate  # without the headroom it would not have fitted
@@ -187,6 +195,71 @@ def test_transact_adds_the_headroom_where_the_network_estimates(system, chain, s
     chain.pending_timestamp = late + 4
     transact(ch.pokeFunding, BTC, sender=deployer, markets=2)
     assert "gas_limit" not in sent
+
+
+def _ape_estimates(chain, monkeypatch, multiplier: float = 1.0) -> list[int]:
+    """Ape's `auto` gas limit (with `multiplier`) on the embedded chain's network, as on a live network, for the test;
+    returns the list each `eth_estimateGas` the provider makes (web3's `eth.estimate_gas`) appends its answer to (None
+    for one that fails)."""
+    network = chain.provider.network
+    monkeypatch.setitem(network.__dict__, "gas_limit", AutoGasLimit(multiplier=multiplier))  # cached properties
+    monkeypatch.setitem(network.__dict__, "auto_gas_multiplier", multiplier)
+    eth = chain.provider.web3.eth
+    estimates, estimate_gas = [], eth.estimate_gas
+
+    def counted(*args, **kwargs):
+        estimates.append(None)
+        estimates[-1] = estimate_gas(*args, **kwargs)
+        return estimates[-1]
+
+    monkeypatch.setattr(eth, "estimate_gas", counted)
+    return estimates
+
+
+@pytest.mark.parametrize("multiplier", [1.0, 8.0])
+def test_transact_estimates_once(system, chain, deployer, alice, monkeypatch, multiplier):
+    """Where Ape estimates, one `eth_estimateGas` per transaction (Ape's `estimate_gas_cost` makes two), and the
+    limit sent is max(estimate + headroom x markets, estimate x the `auto` multiplier), with Ape's fee caps."""
+    import vperp.client
+
+    system.fund(alice, 10_000)
+    estimates = _ape_estimates(chain, monkeypatch, multiplier)
+    assert vperp.client._network_estimates_gas() and vperp.client._auto_multiplier() == multiplier
+    for method, args, who, markets in ((system.clearing_house.pokeFunding, (ETH,), deployer, 1),
+                                       (system.clearing_house.openPosition, (0, ETH, WAD, ANY, DEADLINE), alice, 2),
+                                       (system.vault.withdraw, (0, 10**6), alice, 2)):
+        estimates.clear()
+        tx = transact(method, *args, sender=who, markets=markets)
+        assert len(estimates) == 1, (method, estimates)
+        (estimate,) = estimates
+        assert tx.status == 1 and estimate >= tx.gas_used
+        assert tx.transaction.gas_limit == max(gas_limit(estimate, markets), int(estimate * multiplier))
+        assert tx.transaction.max_fee is not None and tx.transaction.max_priority_fee is not None
+    assert multiplier == 1.0 or tx.transaction.gas_limit == int(estimate * multiplier)  # the multiplier won
+
+
+def test_a_refused_estimate_raises_the_named_error_and_sends_nothing(system, chain, carol, monkeypatch):
+    estimates = _ape_estimates(chain, monkeypatch)
+    nonce, head = carol.nonce, chain.blocks.head.number
+    with pytest.raises(ContractLogicError) as refused:
+        transact(system.vault.withdraw, 9, 2**256 - 1, sender=carol, markets=2)  # nothing deposited: ZeroAmount
+    assert type(refused.value).__name__ == "ZeroAmount", repr(refused.value)
+    assert len(estimates) == 1 and carol.nonce == nonce and chain.blocks.head.number == head
+
+
+def test_a_given_limit_or_a_network_that_does_not_estimate_makes_no_estimate(system, chain, deployer, monkeypatch):
+    ch = system.clearing_house
+    estimates = _ape_estimates(chain, monkeypatch)
+    assert transact(ch.pokeFunding, ETH, sender=deployer, markets=1, gas_limit=400_000).transaction.gas_limit == 400_000
+    assert transact(ch.pokeFunding, BTC, sender=deployer, markets=1, gas=300_000).transaction.gas_limit == 300_000
+    assert estimates == []
+    monkeypatch.undo()  # the embedded chain's own `max`: Ape's limit, no estimate
+    estimates = []
+    eth = chain.provider.web3.eth
+    monkeypatch.setattr(eth, "estimate_gas", lambda *a, **k: estimates.append(a) or pytest.fail("estimated"))
+    chain.pending_timestamp += 1
+    tx = transact(ch.pokeFunding, ETH, sender=deployer, markets=1)
+    assert tx.status == 1 and tx.transaction.gas_limit == chain.provider.max_gas and estimates == []
 
 
 def test_the_sdk_and_the_keeper_send_with_the_headroom_where_the_network_estimates(system, chain, accounts, tmp_path,
