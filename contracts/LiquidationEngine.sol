@@ -139,7 +139,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         nonReentrant
         returns (uint256 auctionId)
     {
-        _checkNotPaused();
+        // The pause check is the Vault's, in `chargeLiquidation` below (one call fewer; the whole kick reverts).
         if (keeper == address(0)) revert ZeroAddress();
         (int256 value, uint256 maintenance, uint256 auctionedNotional,) = vault.liquidationState(owner, subaccount);
         // Cast: maintenance < 2^200 (sizes and prices < 2^128 WAD, ratios <= 1).
@@ -164,9 +164,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             startTime: uint32(block.timestamp)
         });
         clearingHouse.markForAuction(owner, subaccount, marketId, s.size);
-        vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty);
-        if (s.bounty != 0) vault.payKeeperBounty(keeper, s.bounty);
-        vault.recordShortfall(owner, subaccount, s.shortfall);
+        vault.chargeLiquidation(owner, subaccount, keeper, s.keeperReward, s.penalty, s.bounty, s.shortfall);
         emit Kick(auctionId, owner, subaccount, marketId, s.size, s.index, keeper, s.keeperReward + s.bounty, s.penalty);
     }
 
@@ -177,7 +175,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         returns (uint256 amount, uint256 price)
     {
         StoredAuction storage a = _live(auctionId);
-        _checkNotPaused();
+        // The pause check is the settlement's, on the level the taker's settlement returns (no separate call).
         if (maxBase == 0) revert ZeroAmount();
         address owner = a.owner;
         uint32 subaccount = a.subaccount;
@@ -197,7 +195,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
 
-        uint256 minSize =
+        (uint256 minSize, uint256 ownerMarkets, int256 ownerCollateral) =
             clearingHouse.settleAuctionFill(owner, subaccount, marketId, signedAmount, price, msg.sender, takerSubaccount);
         // A partial fill's size rules, on the minimum the settlement read (a revert undoes the fill): checked after
         // it, so a take makes no separate `marketParams` call (-4.0k gas on a partial take), and a fill the
@@ -207,7 +205,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             if (remaining - amount < minSize) revert DustRemainder(remaining - amount, minSize);
         }
         emit Take(auctionId, msg.sender, takerSubaccount, amount, price, left);
-        _afterFill(owner, subaccount, marketId);
+        _afterFill(owner, subaccount, marketId, ownerMarkets, ownerCollateral);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -246,8 +244,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
                 uint256 maxTip = _params.tip;
                 tip = room <= 0 ? 0 : (maxTip < uint256(room) ? maxTip : uint256(room));
             }
-            vault.chargeLiquidation(owner, subaccount, keeper, tip, 0);
-            vault.recordShortfall(owner, subaccount, _shortfall(room - tip.toInt256()));
+            vault.chargeLiquidation(owner, subaccount, keeper, tip, 0, 0, _shortfall(room - tip.toInt256()));
         }
         emit Redo(auctionId, redos, index, keeper, tip);
     }
@@ -337,7 +334,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
         emit Backstop(auctionId, closed, quote);
-        _afterFill(owner, subaccount, marketId);
+        _afterFill(owner, subaccount, marketId, vault.openMarkets(owner, subaccount), vault.collateral(owner, subaccount));
     }
 
     // ------------------------------------------------------------------ views
@@ -555,14 +552,13 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         return room < 0 ? uint256(-room) : 0;
     }
 
-    /// @dev After a fill or a backstop: resolve the bad debt of an account left with no position, or
-    ///      refresh its shortfall estimate while it has one (a healthy account's stays zero at no cost).
-    function _afterFill(address owner, uint32 subaccount, uint32 marketId) internal {
-        if (vault.openMarkets(owner, subaccount) == 0) {
-            if (vault.collateral(owner, subaccount) < 0) {
-                vault.resolveBadDebt(owner, subaccount);
-                return;
-            }
+    /// @dev After a fill or a backstop, given the account's open markets and collateral after it: resolve the bad debt
+    ///      of an account left with no position, or refresh its shortfall estimate while it has one (a healthy
+    ///      account's stays zero at no cost).
+    function _afterFill(address owner, uint32 subaccount, uint32 marketId, uint256 markets, int256 coll) internal {
+        if (markets == 0 && coll < 0) {
+            vault.resolveBadDebt(owner, subaccount);
+            return;
         }
         if (vault.shortfallOf(owner, subaccount) == 0) return;
         // The refresh reads every feed the account holds: a stale one elsewhere leaves the last estimate

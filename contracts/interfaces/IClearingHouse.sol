@@ -351,9 +351,13 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
 
     /// @notice Liquidation engine only: transfer `base` of the auctioned slice (the position's sign) from
     ///         `owner` to the taker's account at `price`. The owner realizes PnL at `price`; the vAMM is
-    ///         not touched; the taker must end at or above its initial margin.
+    ///         not touched; the taker must end at or above its initial margin; reverts `Paused` from pause
+    ///         level 2 (no trading), the level the taker's settlement returns.
     /// @return minPositionSize the market's minimum position size [wad base], for the engine's own size rules
     ///         on the fill (read here, where the market is already loaded, instead of by a second call)
+    /// @return ownerOpenMarkets the auctioned account's open-market bitmap after the fill
+    /// @return ownerCollateral the auctioned account's collateral after the fill [wad] (with the two above, what the
+    ///         engine's bad-debt step needs, from the owner's settlement instead of two Vault calls)
     function settleAuctionFill(
         address owner,
         uint32 subaccount,
@@ -362,7 +366,7 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
         uint256 price,
         address taker,
         uint32 takerSubaccount
-    ) external returns (uint256 minPositionSize);
+    ) external returns (uint256 minPositionSize, uint256 ownerOpenMarkets, int256 ownerCollateral);
 
     /// @notice Liquidation engine only: close `base` of the auctioned slice (its sign) against the vAMM, the
     ///         backstop of an auction nobody took; reverts `PriceBandExceeded` if the price after is worse for

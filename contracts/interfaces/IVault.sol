@@ -231,21 +231,29 @@ interface IVault is IErrors {
     /// @notice Liquidity-pool only: pay `amount` token units of the pool's balance to `to` (LP withdrawals).
     function withdrawPool(uint256 amount, address to) external;
 
-    /// @notice Liquidation-engine only: move `keeperReward` from `(owner, subaccount)` to the keeper's
-    ///         cross account and `penalty` to the insurance fund. The engine caps both at what the account
-    ///         can pay after the worst fill its auctions allow, so they never create bad debt at an
-    ///         unchanged index.
-    function chargeLiquidation(address owner, uint32 subaccount, address keeper, uint256 keeperReward, uint256 penalty)
-        external;
-
-    /// @notice Liquidation-engine only: pay `amount` from the insurance fund to `keeper`'s cross account, the
-    ///         bounty for kicking an account that can pay its keeper nothing (reverts beyond the fund).
-    function payKeeperBounty(address keeper, uint256 amount) external;
+    /// @notice Liquidation-engine only, the costs of a kick or a redo in one call: move `keeperReward` from
+    ///         `(owner, subaccount)` to the keeper's cross account and `penalty` to the insurance fund, then pay
+    ///         `bounty` from the insurance fund to the keeper's cross account (the bounty for kicking an account that
+    ///         can pay its keeper nothing; reverts `InsufficientInsurance` beyond the fund), then record `shortfall`
+    ///         as the account's bad-debt estimate (as `recordShortfall`). Reverts `Paused` from pause level 2 (no
+    ///         trading). The engine caps the reward and the penalty at what the account can pay after the worst
+    ///         fill its auctions allow, so they never create bad debt at an unchanged index. Emits
+    ///         `LiquidationCharged`, then `KeeperBounty` when a bounty is paid, then `ShortfallRecorded` when the
+    ///         estimate changes.
+    function chargeLiquidation(
+        address owner,
+        uint32 subaccount,
+        address keeper,
+        uint256 keeperReward,
+        uint256 penalty,
+        uint256 bounty,
+        uint256 shortfall
+    ) external;
 
     /// @notice Liquidation-engine only: record the engine's estimate of the bad debt the account's
     ///         auctions will leave (0 when its equity covers the worst fill). Lowered one for one by any
     ///         collateral credited to the account (deposit, margin transfer), cleared when its bad debt
-    ///         is resolved.
+    ///         is resolved. An unchanged estimate writes and emits nothing.
     function recordShortfall(address owner, uint32 subaccount, uint256 shortfall) external;
 
     /// @notice Sum of the recorded shortfall estimates over all accounts in liquidation, WAD. The pool's

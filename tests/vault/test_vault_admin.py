@@ -825,9 +825,10 @@ def test_withdraw_pool_guards(pool_vault, deployer, alice, bob, carol):
 
 @pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])
 def test_charge_liquidation_only_from_the_engine(system, deployer, alice, bob, who):
-    """chargeLiquidation from anyone but the liquidation engine (a trader, the owner, or anyone on a Vault
-    with no engine wired yet) reverts UnauthorizedModule(caller): no collateral moves to a keeper and
-    nothing reaches the insurance fund."""
+    """chargeLiquidation (a kick's costs: reward, penalty, bounty and shortfall in one call) from anyone but the
+    liquidation engine (a trader, the owner, or anyone on a Vault with no engine wired yet) reverts
+    UnauthorizedModule(caller): no collateral moves to a keeper, nothing reaches or leaves the insurance fund, no
+    estimate is recorded."""
     if who == "unwired":
         token, vault = new_vault(deployer, 6)
         caller = alice
@@ -837,10 +838,11 @@ def test_charge_liquidation_only_from_the_engine(system, deployer, alice, bob, w
     mint_approve(token, vault, alice, 1_000 * 10**6)
     vault.deposit(0, 1_000 * 10**6, sender=alice)
     accts = ((alice, 0), (bob, 0))
-    before = ledger(vault, token, holders=(alice, bob), accounts=accts)
+    before = ledger(vault, token, holders=(alice, bob), accounts=accts), vault.pendingBadDebt(), vault.insuranceFund()
     with expect_revert(vault.UnauthorizedModule, caller=caller):
-        vault.chargeLiquidation(alice, 0, bob, 5 * WAD, 10 * WAD, sender=caller)
-    assert ledger(vault, token, holders=(alice, bob), accounts=accts) == before
+        vault.chargeLiquidation(alice, 0, bob, 5 * WAD, 10 * WAD, WAD, 7 * WAD, sender=caller)
+    assert (ledger(vault, token, holders=(alice, bob), accounts=accts), vault.pendingBadDebt(),
+            vault.insuranceFund()) == before
 
 
 @pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])

@@ -146,11 +146,10 @@ class LiquidationEngineMirror:
 
     @_atomic
     def kick(self, owner, sub: int, market_id: int, keeper, timestamp: int) -> tuple[int, SliceResult]:
-        """LiquidationEngine.kick: returns (auctionId, the slice with its reward, penalty and bounty). In
-        order: the costs charged (Vault.chargeLiquidation), the bounty paid from the insurance fund to the
-        keeper's cross account (Vault.payKeeperBounty, logged in `keeper_bounties`), the shortfall recorded;
-        the Kick event's keeperReward is reward + bounty."""
-        self._check_engine_not_paused()
+        """LiquidationEngine.kick: returns (auctionId, the slice with its reward, penalty and bounty). The costs in one
+        Vault call (Vault.chargeLiquidation, which checks the pause level after everything the kick checks before
+        it): charged, the bounty paid from the insurance fund to the keeper's cross account (logged in
+        `keeper_bounties`), the shortfall recorded; the Kick event's keeperReward is reward + bounty."""
         if self._is_zero_address(keeper):
             raise ModelRevert("ZeroAddress")
         value, maintenance, auctioned_notional, _ = self.liquidation_state(owner, sub, timestamp)
@@ -165,10 +164,7 @@ class LiquidationEngineMirror:
         self.auctions[self.auction_count] = Auction(owner, sub, market_id, 0, _int_n(s.size, 96), s.index, timestamp)
         p = self.positions[(market_id, owner, sub)]
         p.auctioned = _int128(p.auctioned + s.size)
-        self._charge_liquidation(owner, sub, keeper, s.keeper_reward, s.penalty)
-        if s.bounty:
-            self._pay_keeper_bounty(keeper, s.bounty)
-        self._set_shortfall(owner, sub, s.shortfall)
+        self._charge_liquidation(owner, sub, keeper, s.keeper_reward, s.penalty, s.bounty, s.shortfall)
         return self.auction_count, s
 
     @_atomic
@@ -176,7 +172,7 @@ class LiquidationEngineMirror:
              timestamp: int) -> tuple[int, int]:
         """LiquidationEngine.take by `taker` into its sub-account `taker_sub`: returns (amount, price)."""
         a = self._live(auction_id)
-        self._check_engine_not_paused()
+        # No pause check here: the settlement's (`_settle_auction_fill`), as in the contract.
         if max_base == 0:
             raise ModelRevert("ZeroAmount")
         if taker == a.owner and taker_sub == a.subaccount:
@@ -280,8 +276,7 @@ class LiquidationEngineMirror:
             room = value - mul_wad_up(auctioned_notional, ap.max_discount)
             if value < requirement:  # no tip from an account that is healthy again
                 tip = 0 if room <= 0 else min(lp.tip, room)
-            self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0)
-            self._set_shortfall(a.owner, a.subaccount, max(0, -(room - tip)))
+            self._charge_liquidation(a.owner, a.subaccount, keeper, tip, 0, 0, max(0, -(room - tip)))
         return Redone(a.redos, index, tip)
 
     def _recovery(self, owner, sub: int, timestamp: int) -> tuple[bool, int, int, int]:

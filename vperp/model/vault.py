@@ -1,7 +1,7 @@
 """Mirror of Vault: the `VaultMirror` part of `Model`."""
 from __future__ import annotations
 
-from ..units import PAUSE_WITHDRAW_ONLY
+from ..units import PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY
 from .base import INT128_MAX, MAX_BUILDER_FEE_RATE, MAX_OPEN_MARKETS, ModelRevert, UINT256_MAX
 from .state import _atomic, Account
 from .wad_math import _int128, _uint128, account_value
@@ -246,29 +246,34 @@ class VaultMirror:
         return from_insurance, from_pool
 
     def _set_shortfall(self, owner, sub: int, shortfall: int) -> None:
-        """Vault.recordShortfall (engine only; always writes and emits ShortfallRecorded)."""
-        total = self.pending_bad_debt_wad - self.shortfall_of(owner, sub) + shortfall
+        """Vault._setShortfall (recordShortfall's path): an unchanged estimate writes and emits nothing; a changed one
+        is written with the new total and a ShortfallRecorded event."""
+        old = self.shortfall_of(owner, sub)
+        if shortfall == old:
+            return
+        total = self.pending_bad_debt_wad - old + shortfall
         self.shortfalls[(owner, sub)] = shortfall
         self.pending_bad_debt_wad = total
         self.shortfall_log.append((owner, sub, shortfall, total))
 
-    def _charge_liquidation(self, owner, sub: int, keeper, keeper_reward: int, penalty: int) -> None:
-        """Vault.chargeLiquidation: reward to the keeper's cross account, penalty to the insurance fund."""
+    def _charge_liquidation(self, owner, sub: int, keeper, keeper_reward: int, penalty: int, bounty: int,
+                            shortfall: int) -> None:
+        """Vault.chargeLiquidation, a kick's or a redo's costs in one call. In order: Paused from level 2; the reward
+        and the penalty debited from the account; the penalty into the insurance fund, then the bounty out of it
+        (InsufficientInsurance beyond it; a KeeperBounty event, logged in `keeper_bounties`); reward + bounty
+        credited to the keeper's cross account; the shortfall recorded (`_set_shortfall`)."""
+        self._check_not_paused(PAUSE_NO_TRADING)
         acct = self._account(owner, sub)
         acct.collateral = _int128(acct.collateral - (keeper_reward + penalty))
+        if penalty or bounty:
+            insurance = self.insurance_fund_wad + penalty
+            if bounty > insurance:
+                raise ModelRevert("InsufficientInsurance", insurance, bounty)
+            self.insurance_fund_wad = _uint128(insurance - bounty)
         keeper_acct = self._account(keeper, 0)
-        keeper_acct.collateral = _int128(keeper_acct.collateral + keeper_reward)
-        if penalty:
-            self.insurance_fund_wad = _uint128(self.insurance_fund_wad + penalty)
-
-    def _pay_keeper_bounty(self, keeper, amount: int) -> None:
-        """Vault.payKeeperBounty: the insurance fund pays `amount` to the keeper's cross account
-        (InsufficientInsurance beyond the fund); a KeeperBounty event, logged in `keeper_bounties`."""
-        if amount > self.insurance_fund_wad:
-            raise ModelRevert("InsufficientInsurance", self.insurance_fund_wad, amount)
-        self.insurance_fund_wad -= amount
-        keeper_acct = self._account(keeper, 0)
-        if keeper_acct.collateral + amount > INT128_MAX:
+        if keeper_acct.collateral + _int128(keeper_reward + bounty) > INT128_MAX:
             raise ModelRevert("Panic", 0x11)
-        keeper_acct.collateral += amount
-        self.keeper_bounties.append((keeper, amount))
+        keeper_acct.collateral += keeper_reward + bounty
+        if bounty:
+            self.keeper_bounties.append((keeper, bounty))
+        self._set_shortfall(owner, sub, shortfall)
