@@ -68,6 +68,7 @@ class SliceModel:
     restores: bool
     raw_base: int  # the formula's base before the whole-position rules
     bounty: int = 0  # paid by the insurance fund when the account pays its keeper nothing
+    shortfall: int = 0  # the bad-debt estimate recorded: what the account lacks at the worst fill, after its costs
 
 
 def model_slice(value: int, maintenance: int, available: int, index: int, mmr: int, min_size: int, lp, max_discount: int,
@@ -95,7 +96,7 @@ def model_slice(value: int, maintenance: int, available: int, index: int, mmr: i
     room -= reward
     penalty = 0 if room <= 0 else min(mul_up(notional, lp.penalty), room)
     bounty = min(mul_up(notional, lp.chip), lp.maxKeeperReward, insurance) if reward == 0 else 0
-    return SliceModel(sign * base, notional, reward, penalty, restores, raw, bounty)
+    return SliceModel(sign * base, notional, reward, penalty, restores, raw, bounty, max(0, penalty - room))
 
 
 def backstop_edge(index: int, size: int, max_d: int, max_spread: int) -> int:
@@ -342,7 +343,8 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
     calls = _kick_calls(system, who, mid, sub, markets)
     calls.update(preview=(engine, "kickPreview", who.address, sub, mid), kcoll=(vault, "collateral", keeper_addr, 0),
                  ins=(vault, "insuranceFund"), pool=(vault, "poolBalance"), live=(engine, "liveNotional"),
-                 count=(engine, "auctionCount"), st=(ch, "marketState", mid))
+                 count=(engine, "auctionCount"), st=(ch, "marketState", mid),
+                 sf=(vault, "shortfallOf", who.address, sub), pending=(vault, "pendingBadDebt"))
     r0 = read(system, **calls)
     m, value, maint, index = _model_from(r0, mid, markets)
     assert tuple(r0["preview"]) == (m.size, m.notional, m.reward + m.bounty, m.penalty)
@@ -356,6 +358,12 @@ def kick_checked(system, chain, who, mid, keeper, caller, sub=0, markets=(ETH, B
     charged = one_event(vault, "LiquidationCharged", tx)
     assert (charged.keeperReward, charged.penalty) == (m.reward, m.penalty)
     assert [e.amount for e in events(vault, "KeeperBounty", tx)] == ([m.bounty] if m.bounty else [])
+    # The estimate: recorded with its event when it changes; an unchanged one (0 over 0 above water) writes and
+    # emits nothing.
+    pending = r0["pending"] - r0["sf"] + m.shortfall
+    assert [(e.owner, e.subaccount, e.shortfall, e.total) for e in events(vault, "ShortfallRecorded", tx)] == (
+        [(who.address, sub, m.shortfall, pending)] if m.shortfall != r0["sf"] else [])
+    assert (vault.shortfallOf(who, sub), vault.pendingBadDebt()) == (m.shortfall, pending)
     r1 = read(system, auction=(engine, "auction", aid), count=(engine, "auctionCount"), live=(engine, "liveNotional"),
               auc=(ch, "auctionedSize", who.address, sub, mid), coll=(vault, "collateral", who.address, sub),
               kcoll=(vault, "collateral", keeper_addr, 0), ins=(vault, "insuranceFund"), pool=(vault, "poolBalance"),

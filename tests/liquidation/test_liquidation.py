@@ -834,7 +834,9 @@ def test_auction_cap(system, ch, vault, engine, chain, deployer, alice, bob, car
 
 def test_pause_blocks_liquidation(system, ch, vault, engine, chain, deployer, alice, bob, carol, dave, batcher):
     """docs/specification.md#9-safety-and-bad-input: pause level >= 2 (no trading) blocks kick, take, redo and
-    backstop with Paused(level); back at 0 they work again."""
+    backstop with Paused(level); back at 0 they work again. Kick and take read the level where they call the Vault
+    anyway (docs/liquidation.md "Pause levels"): a paused kick of an account that is not liquidatable, or a paused
+    take whose limit is not met, reverts with that reason instead."""
     open_long(system, alice)
     open_long(system, bob, margin=3200)  # bob buys after alice, a little higher up the vAMM
     set_price(system, "ETH", 2800 * 10**8)
@@ -844,6 +846,10 @@ def test_pause_blocks_liquidation(system, ch, vault, engine, chain, deployer, al
     vault.setPauseLevel(3, sender=deployer)
     with reverts_unchanged(system, batcher, engine.Paused, who, level=3):
         engine.kick(bob, 0, ETH, carol, sender=carol)
+    with reverts_unchanged(system, batcher, engine.NotLiquidatable, who, owner=dave, subaccount=0):
+        engine.kick(dave, 0, ETH, carol, sender=carol)
+    with reverts_unchanged(system, batcher, engine.LimitPriceNotMet, who, limitPrice=0):
+        engine.take(aid, WAD, 0, 0, sender=dave)
     with reverts_unchanged(system, batcher, engine.Paused, who, level=3):
         engine.take(aid, WAD, MAX_UINT, 0, sender=dave)
     vault.setPauseLevel(2, sender=deployer)
