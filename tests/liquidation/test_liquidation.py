@@ -894,6 +894,14 @@ def test_set_liquidation_params_bounds_and_owner(system, engine, deployer, alice
     tx = engine.setLiquidationParams(edge, sender=deployer)
     assert as_tuple(one_event(engine, "LiquidationParamsSet", tx).params) == edge
     assert tuple(lparams(engine)) == edge
+    # Stored in narrower fields than the external struct (LiquidationEngine.StoredParams): every bound reads back.
+    top = lp_tuple(p, targetHealth=3 * WAD, chip=10**16, penalty=10**17, maxRedos=10, tip=1000 * WAD,
+                   maxKeeperReward=100_000 * WAD, maxAuctionNotional=2**128 - 1)
+    engine.setLiquidationParams(top, sender=deployer)
+    assert tuple(lparams(engine)) == top
+    low = lp_tuple(p, targetHealth=WAD, chip=0, penalty=0, maxRedos=0, tip=0, maxKeeperReward=0, maxAuctionNotional=1)
+    engine.setLiquidationParams(low, sender=deployer)
+    assert tuple(lparams(engine)) == low
 
 
 def test_set_auction_params_bounds_and_owner(system, ch, engine, deployer, alice, batcher):
