@@ -4,9 +4,9 @@ goes (devtools/gas_trace.py): the gas table's set-up replayed on Anvil, then eac
 function's own and total gas (the first run compiles the full build's input once more for solc's function entry
 points, about a minute; run `ape compile -f` first if it reports that the codes differ).
 
-Ape's Anvil keeps every past block's state, which the traces need (a pruned history cannot trace a row measured
-many blocks earlier), and writes the older states under ~/.foundry/anvil/tmp, which it leaves behind: about 1.7 GB
-a run. Delete that folder's contents when no Anvil is running."""
+Each row is traced as soon as it is measured, while its parent block's state is among the last few, so this script's
+Anvil keeps only the last PRUNED_STATES states (`--prune-history`): an Anvil that keeps every past state writes the
+older ones under ~/.foundry/anvil/tmp and leaves them behind, about 1.7 GB a run."""
 import sys
 from pathlib import Path
 
@@ -17,9 +17,16 @@ from ape.cli import ConnectedProviderCommand, network_option
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's devtools/
 import devtools.gas as g  # noqa: E402
 from devtools.gas_trace import call_order, call_tree, compile_debug, floor_line, frames, function_gas  # noqa: E402
+from vperp import chain_io  # noqa: E402
 
 _last: dict = {}
-_rows: list = []
+_trace = None  # set by `cli`: traces one row (its name, gas and receipt) as soon as it is measured
+
+# States Anvil keeps (`--prune-history`): a row is traced right after its transaction, whose parent state is at
+# most a few blocks back (the rows that share a block, then the reads around them); 64 leaves room. Switched at
+# import, before `ape run` connects the provider and starts the node.
+PRUNED_STATES = 64
+chain_io.anvil_keeping_recent_states(PRUNED_STATES)
 
 
 def _record(method):
@@ -31,11 +38,12 @@ def _record(method):
 
 
 class _Row(g.Row):
-    """A gas-table row, kept with the receipt of the transaction measured last."""
+    """A gas-table row, traced (when its name matches) with the receipt of the transaction measured last."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
-        _rows.append((self, _last.get("r")))
+        if _trace is not None and _last.get("r") is not None:
+            _trace(self, _last["r"])
 
 
 def _label(to: str, data: str) -> str:
@@ -77,10 +85,10 @@ def cli(network, patterns, ops, fns, top):
     g.Clock.same_block = _record(g.Clock.same_block)
     g.Row = _Row
     entry_maps = compile_debug(Path(__file__).resolve().parents[1]) if fns else {}
-    g.measure(accounts.test_accounts, chain)
-    for row, receipt in _rows:
-        if receipt is None or not any(p in row.name for p in patterns):
-            continue
+
+    def trace(row, receipt):
+        if not any(p in row.name for p in patterns):
+            return
         tree = raw("debug_traceTransaction", [receipt.txn_hash, {"tracer": "callTracer"}])["result"]
         click.echo(f"== {row.name}: {row.gas:,} (traced transaction {receipt.gas_used:,})")
         click.echo("\n".join(call_tree(tree, _label)))
@@ -98,3 +106,7 @@ def cli(network, patterns, ops, fns, top):
             click.echo("  by function (own / total, the calls' own part only; intrinsic gas not included):")
             for name, (own, total) in sorted(gas.items(), key=lambda kv: -kv[1][0])[:top]:
                 click.echo(f"    {name}: {own:,} / {total:,}")
+
+    global _trace
+    _trace = trace
+    g.measure(accounts.test_accounts, chain)

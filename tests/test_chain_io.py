@@ -52,6 +52,21 @@ def test_the_simulators_anvil_records_no_steps_and_writes_no_state_files(monkeyp
     assert provider.build_command() == [a for a in apes if a != "--steps-tracing"] + ["--prune-history"]
 
 
+def test_the_gas_traces_anvil_keeps_its_step_traces_and_recent_states_only(monkeypatch):
+    """The gas trace (scripts/gas_trace.py) starts Anvil as Ape does, step traces included (its traces need them), plus
+    `--prune-history N`: the last N states in memory, none written under ~/.foundry/anvil/tmp (vperp/chain_io.py)."""
+    from ape import networks
+    from ape_foundry.provider import FoundryProvider
+
+    apes_builder = getattr(FoundryProvider.build_command, "__wrapped__", FoundryProvider.build_command)
+    monkeypatch.setattr(FoundryProvider, "build_command", apes_builder)
+    provider = networks.ethereum.local.get_provider("foundry")
+    apes = provider.build_command()
+    chain_io.anvil_keeping_recent_states(64)
+    chain_io.anvil_keeping_recent_states(8)  # a second call changes nothing
+    assert provider.build_command() == apes + ["--prune-history", "64"]
+
+
 def test_the_simulator_drops_stopped_nodes_from_apes_record(tmp_path, monkeypatch):
     """Before it starts its node, the simulator drops from Ape's record of the nodes it started the entries whose
     process is gone (each one costs every later node's stop a settings validation, vperp/chain_io.py); a running

@@ -14,6 +14,7 @@ transaction, a call, a sender or a result: only work done around them is skipped
 | `anvil_on_a_free_port` | nothing measurable: it removes a failure. Ape starts a simulator's Anvil on a random port it does not check and gives it 20 s to answer; in a full test run (two workers, three simulator processes starting nodes) a run failed that way (`RPCTimeoutError`), three tests with it. The node now gets a port the kernel just found free and 90 s. Only the simulator's entry points switch it |
 | `forget_stopped_nodes` | Ape records every node it starts in its data folder (`~/.ape/processes/nodes.json`) and, when it stops one, looks through that whole record, building the provider's settings anew for each entry (about 10 ms each). Nodes stopped by processes that ran in parallel (the tests start several simulator processes at once; each writes the file it read, so one's removal can undo another's) or that were killed stay in the record for good: on the development machine it held 545 entries of stopped nodes, which cost every simulator process 5.3 s at its end. The simulator's entry points drop the entries whose process is gone before they start their node. An 18-step crash run: 13.9 s -> 9.1 s (user CPU 11.5 s -> 6.8 s) |
 | `anvil_without_step_traces_or_state_files` | Ape starts Anvil with `--steps-tracing`: Anvil then records every EVM step of every transaction, for a `debug_traceTransaction` asked later; the simulator asks none (its reverts are named from their revert data, `vperp.sim.Wire`). And Anvil keeps the chain's state at every past block, writing the older ones to files under `~/.foundry/anvil/tmp` that a stopped node leaves behind: 0.2 to 1.9 GB per simulator run (the development machine's disk filled with 79 GB of them in a day); the simulator reads only the latest state, so `--prune-history` keeps a few recent states in memory and writes none. Only the simulator's own entry points (`python -m vperp.sim`, `ape run simulate`, `ape run economics`) switch them, before their Anvil starts. A 16-step thin run with breakers: the same CSV and summary, 17.7 s -> 14.4 s without the step traces |
+| `anvil_keeping_recent_states` | the same state files, for the gas trace (scripts/gas_trace.py), which needs the step traces but only the last few states: it traces each row as soon as it is measured; a run wrote about 1.7 GB of them before and now writes none, with the same figures |
 """
 from __future__ import annotations
 
@@ -61,6 +62,17 @@ def anvil_without_step_traces_or_state_files() -> None:
     """Anvil's command line as Ape builds it (ape-foundry's `FoundryProvider.build_command`), less `--steps-tracing` and
     plus `--prune-history` (past states kept in memory only, none written to disk), for the nodes this process starts
     after the call."""
+    _switch_anvil_command(step_traces=False, states=None)
+
+
+def anvil_keeping_recent_states(states: int) -> None:
+    """Anvil's command line as Ape builds it, with its step traces (a `debug_traceTransaction` needs them) and
+    `--prune-history states`: the last `states` states in memory, none written to disk, for a tool that traces each
+    transaction soon after it is mined (scripts/gas_trace.py)."""
+    _switch_anvil_command(step_traces=True, states=states)
+
+
+def _switch_anvil_command(step_traces: bool, states: int | None) -> None:
     try:
         from ape_foundry.provider import FoundryProvider
     except ImportError:  # no Anvil provider: no node to start
@@ -68,12 +80,13 @@ def anvil_without_step_traces_or_state_files() -> None:
     build = FoundryProvider.build_command
     if hasattr(build, "__wrapped__"):  # switched already
         return
+    prune = ["--prune-history"] if states is None else ["--prune-history", str(states)]
 
     @functools.wraps(build)
-    def for_the_simulator(self: Any) -> list[str]:
-        return [arg for arg in build(self) if arg != "--steps-tracing"] + ["--prune-history"]
+    def switched(self: Any) -> list[str]:
+        return [arg for arg in build(self) if step_traces or arg != "--steps-tracing"] + prune
 
-    FoundryProvider.build_command = for_the_simulator
+    FoundryProvider.build_command = switched
 
 
 ANVIL_START_SECONDS = 90  # how long a node this process starts may take to answer (Ape's default: 20 s)
