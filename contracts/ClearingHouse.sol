@@ -301,7 +301,7 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
         uint256 price,
         address taker,
         uint32 takerSubaccount
-    ) external onlyLiquidationEngine nonReentrant returns (uint256, uint256, int256) {
+    ) external onlyLiquidationEngine nonReentrant returns (uint256 minPositionSize) {
         Market storage m = _market(marketId);
         (uint256 index, uint256 since) = _round(m);
         _accrue(m, index, since);
@@ -311,13 +311,12 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
         uint256 notionalUp = base.abs().mulWadUp(price);
         int256 ownerQuote = base > 0 ? notional.toInt256() : -notionalUp.toInt256();
         int256 takerQuote = base > 0 ? -notionalUp.toInt256() : notional.toInt256();
-        (IVault.AccountState memory own,) =
-            _auctionSettle(owner, subaccount, marketId, m, -base, ownerQuote, SettlementCause.AuctionFill, price);
+        _auctionSettle(owner, subaccount, marketId, m, -base, ownerQuote, SettlementCause.AuctionFill, price);
         (IVault.AccountState memory acct, bool reducing) =
             _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, SettlementCause.AuctionTake, price);
         if (acct.pauseLevel >= PAUSE_NO_TRADING) revert Paused(acct.pauseLevel);
         if (!reducing) _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
-        return (m.minPositionSize, own.openMarkets, own.collateral);
+        return m.minPositionSize;
     }
 
     /// @inheritdoc IClearingHouse

@@ -142,13 +142,14 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         Bounds.check("tip", p.tip, 0, MAX_TIP);
         Bounds.check("maxKeeperReward", p.maxKeeperReward, p.tip, MAX_KEEPER_REWARD);
         Bounds.check("maxAuctionNotional", p.maxAuctionNotional, 1, type(uint128).max);
-        // Casts: within the bounds just checked (see StoredParams).
+        // Within the bounds just checked (see StoredParams); checked casts all the same, so a bound raised later
+        // cannot store a truncated value.
         _params = StoredParams({
             targetHealth: p.targetHealth,
             maxRedos: p.maxRedos,
-            tip: uint72(p.tip),
-            maxKeeperReward: uint80(p.maxKeeperReward),
-            chip: uint56(p.chip),
+            tip: uint256(p.tip).toUint72(),
+            maxKeeperReward: uint256(p.maxKeeperReward).toUint80(),
+            chip: uint256(p.chip).toUint56(),
             penalty: p.penalty,
             maxAuctionNotional: p.maxAuctionNotional
         });
@@ -220,7 +221,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
 
-        (uint256 minSize, uint256 ownerMarkets, int256 ownerCollateral) =
+        uint256 minSize =
             clearingHouse.settleAuctionFill(owner, subaccount, marketId, signedAmount, price, msg.sender, takerSubaccount);
         // A partial fill's size rules, on the minimum the settlement read (a revert undoes the fill): checked after
         // it, so a take makes no separate `marketParams` call (-4.0k gas on a partial take), and a fill the
@@ -230,7 +231,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
             if (remaining - amount < minSize) revert DustRemainder(remaining - amount, minSize);
         }
         emit Take(auctionId, msg.sender, takerSubaccount, amount, price, left);
-        _afterFill(owner, subaccount, marketId, ownerMarkets, ownerCollateral);
+        _afterFill(owner, subaccount, marketId);
     }
 
     /// @inheritdoc ILiquidationEngine
@@ -359,7 +360,7 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         _moveNotional(a, left, a.startIndex);
         a.size = left.toInt96();
         emit Backstop(auctionId, closed, quote);
-        _afterFill(owner, subaccount, marketId, vault.openMarkets(owner, subaccount), vault.collateral(owner, subaccount));
+        _afterFill(owner, subaccount, marketId);
     }
 
     // ------------------------------------------------------------------ views
@@ -586,15 +587,11 @@ contract LiquidationEngine is ILiquidationEngine, Ownable2Step, ReentrancyGuardT
         return room < 0 ? uint256(-room) : 0;
     }
 
-    /// @dev After a fill or a backstop, given the account's open markets and collateral after it: resolve the bad debt
-    ///      of an account left with no position, or refresh its shortfall estimate while it has one (a healthy
-    ///      account's stays zero at no cost).
-    function _afterFill(address owner, uint32 subaccount, uint32 marketId, uint256 markets, int256 coll) internal {
-        if (markets == 0 && coll < 0) {
-            vault.resolveBadDebt(owner, subaccount);
-            return;
-        }
-        if (vault.shortfallOf(owner, subaccount) == 0) return;
+    /// @dev After a fill or a backstop: resolve the bad debt of an account left with no position, or refresh its
+    ///      shortfall estimate while it has one (a healthy account's stays zero at no cost), both from one Vault call.
+    function _afterFill(address owner, uint32 subaccount, uint32 marketId) internal {
+        (bool resolved, uint256 shortfall) = vault.tryResolveBadDebt(owner, subaccount);
+        if (resolved || shortfall == 0) return;
         // The refresh reads every feed the account holds: a stale one elsewhere leaves the last estimate
         // standing rather than stopping the fill (never the caller's gas limit: `_checkNotStarved`).
         uint256 before = gasleft();

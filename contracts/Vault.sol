@@ -350,6 +350,31 @@ contract Vault is IVault, Ownable2Step, ReentrancyGuardTransient {
         Account storage account = _accounts[owner][subaccount];
         int256 coll = account.collateral;
         if (coll >= 0 || account.openMarkets != 0) revert NoBadDebt(owner, subaccount, coll, account.openMarkets);
+        return _resolveBadDebt(owner, subaccount, account, coll);
+    }
+
+    /// @inheritdoc IVault
+    function tryResolveBadDebt(address owner, uint32 subaccount)
+        external
+        nonReentrant
+        returns (bool resolved, uint256 shortfall)
+    {
+        // Permissionless as `resolveBadDebt`: it pays only a debt that exists, as that one does (no sender check, which
+        // would cost every take a cold read of the engine's address).
+        Account storage account = _accounts[owner][subaccount];
+        int256 coll = account.collateral;
+        if (coll < 0 && account.openMarkets == 0) {
+            _resolveBadDebt(owner, subaccount, account, coll);
+            return (true, 0);
+        }
+        return (false, _shortfall[owner][subaccount]);
+    }
+
+    /// @dev The loss waterfall of an account with no position and collateral `coll` < 0.
+    function _resolveBadDebt(address owner, uint32 subaccount, Account storage account, int256 coll)
+        internal
+        returns (uint256 fromInsurance, uint256 fromPool)
+    {
         // Cast: coll < 0 and >= int128.min.
         uint256 debt = uint256(-coll);
         uint256 insurance = _insuranceFund;

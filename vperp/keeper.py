@@ -278,7 +278,7 @@ class Keeper:
         for ev in vault.ShortfallRecorded.range(start, head + 1):
             key = (ev.owner, int(ev.subaccount))
             if int(ev.shortfall) == shortfalls.get(key, 0):
-                continue  # no change (a kick of an account that leaves no bad debt records 0 -> 0)
+                continue  # what this keeper already saw (the Vault emits nothing for an unchanged estimate)
             shortfalls[key] = int(ev.shortfall)
             found.append((int(ev.block_number), int(ev.log_index), BadDebtSeen(
                 block=int(ev.block_number), tx_hash=_hex(ev.transaction_hash), kind="shortfall", owner=ev.owner,

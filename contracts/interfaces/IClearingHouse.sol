@@ -355,9 +355,6 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     ///         level 2 (no trading), the level the taker's settlement returns.
     /// @return minPositionSize the market's minimum position size [wad base], for the engine's own size rules
     ///         on the fill (read here, where the market is already loaded, instead of by a second call)
-    /// @return ownerOpenMarkets the auctioned account's open-market bitmap after the fill
-    /// @return ownerCollateral the auctioned account's collateral after the fill [wad] (with the two above, what the
-    ///         engine's bad-debt step needs, from the owner's settlement instead of two Vault calls)
     function settleAuctionFill(
         address owner,
         uint32 subaccount,
@@ -366,7 +363,7 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
         uint256 price,
         address taker,
         uint32 takerSubaccount
-    ) external returns (uint256 minPositionSize, uint256 ownerOpenMarkets, int256 ownerCollateral);
+    ) external returns (uint256 minPositionSize);
 
     /// @notice Liquidation engine only: close `base` of the auctioned slice (its sign) against the vAMM, the
     ///         backstop of an auction nobody took; reverts `PriceBandExceeded` if the price after is worse for

@@ -278,6 +278,13 @@ interface IVault is IErrors {
     /// @return fromPool [wad] paid by the pool
     function resolveBadDebt(address owner, uint32 subaccount) external returns (uint256 fromInsurance, uint256 fromPool);
 
+    /// @notice `resolveBadDebt` that does not revert when there is none, permissionless like it: when the account
+    ///         holds no position and its collateral is negative, the loss waterfall (its `BadDebt` event) and
+    ///         `resolved` true; otherwise nothing changes and `shortfall` is the account's estimate (`shortfallOf`).
+    ///         The liquidation engine's step after a fill or a backstop: one call for what it asked in two or three
+    ///         (open markets, then collateral or estimate, then the waterfall).
+    function tryResolveBadDebt(address owner, uint32 subaccount) external returns (bool resolved, uint256 shortfall);
+
     /// @notice Clearing-house only: apply a trade's ledger movements to `(owner, subaccount)` and
     ///         record whether the account holds a position in `marketId` afterwards.
     /// @dev `collateralDelta + poolDelta + insuranceDelta` must be zero: money only moves.

@@ -50,6 +50,7 @@ from helpers.liquidation import (
     expected_kick,
     expected_redo_tip,
     fill_quotes,
+    frozen,
     head_ts,
     health_of,
     kick_checked,
@@ -255,6 +256,24 @@ def test_kick_underwater_account_whole_position_no_penalty(system, ch, vault, en
     assert engine.bestMarketToKick(alice, 0) == 0  # nothing free to kick
     with reverts_unchanged(system, batcher, engine.NothingToLiquidate, [alice, carol], owner=alice, subaccount=0, marketId=ETH):
         engine.kick(alice, 0, ETH, carol, sender=carol)
+
+
+@pytest.mark.parametrize("price", [2800, 2650], ids=["above_water", "under_water"])
+def test_an_account_kicking_itself_is_debited_and_credited_in_one_call(system, ch, vault, engine, chain, alice, price):
+    """A kick whose keeper is the owner's own cross account (Vault.chargeLiquidation moves the reward, the penalty and
+    any bounty in one call): above water the reward comes back to it and only the penalty leaves; under water
+    nothing is charged and the insurance fund's bounty lands on the account it is about to record a shortfall for.
+    `kick_checked` checks the ledger for a keeper equal to the owner, to the wei."""
+    open_long(system, alice)
+    set_price(system, "ETH", price * 10**8)
+    coll, ins = vault.collateral(alice, 0), vault.insuranceFund()
+    _, m, _ = kick_checked(system, chain, alice, ETH, alice, caller=alice)
+    if price == 2800:
+        assert m.reward > 0 and m.penalty > 0 and m.bounty == 0
+    else:
+        assert m.reward == m.penalty == 0 and m.bounty > 0 and vault.shortfallOf(alice, 0) > 0
+    assert vault.collateral(alice, 0) == coll - m.penalty + m.bounty
+    assert vault.insuranceFund() == ins + m.penalty - m.bounty
 
 
 def test_kick_penalty_limited_to_what_the_keeper_leaves(system, ch, vault, engine, chain, alice, carol):
@@ -736,6 +755,29 @@ def test_backstop_bad_debt_waterfall(system, uninsured, chain, deployer, alice, 
     assert vault.insuranceFund() == ins0 - from_ins
     assert vault.poolBalance() == pool0 - realized - from_pool
     assert (ch.marketState(ETH).baseReserve, ch.marketState(ETH).quoteReserve) == (x1, y1)
+
+
+def test_the_loss_waterfall_refuses_or_skips_an_account_without_bad_debt(system, ch, vault, engine, chain, alice, bob,
+                                                                        carol, batcher):
+    """Vault.resolveBadDebt and its engine form tryResolveBadDebt are permissionless, and pay only a debt that
+    exists: for an account that holds a position (here one in liquidation, with a shortfall estimate) or has
+    nothing, resolveBadDebt reverts NoBadDebt and changes nothing, and tryResolveBadDebt from anyone returns
+    (false, the estimate), emits nothing and changes nothing."""
+    open_long(system, alice)
+    set_price(system, "ETH", 2650 * 10**8)
+    kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    shortfall = vault.shortfallOf(alice, 0)
+    assert shortfall > 0
+    coll, markets = vault.collateral(alice, 0), vault.openMarkets(alice, 0)
+    with reverts_unchanged(system, batcher, vault.NoBadDebt, [alice, bob], owner=alice, subaccount=0, collateral=coll,
+                           openMarkets=markets):
+        vault.resolveBadDebt(alice, 0, sender=bob)
+    for who, sub, expect in ((alice, 0, shortfall), (bob, 0, 0), (bob, 7, 0)):
+        before = frozen(system, batcher, [alice, bob], (0, 7)), vault.pendingBadDebt(), vault.shortfallOf(who, sub)
+        assert tuple(vault.tryResolveBadDebt.call(who, sub, sender=bob)) == (False, expect)
+        tx = vault.tryResolveBadDebt(who, sub, sender=bob)
+        assert not list(tx.decode_logs())
+        assert (frozen(system, batcher, [alice, bob], (0, 7)), vault.pendingBadDebt(), vault.shortfallOf(who, sub)) == before
 
 
 def test_final_take_settles_bad_debt(uninsured, chain, alice, bob, carol):
