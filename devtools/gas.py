@@ -753,16 +753,16 @@ TARGETS = [
      "computation 31.1k. Done: as the kick above (-7.7k)"),
     ("take (partial)", "take (partial, into an existing position)", 150_000,
      "floor 150.2k, above the target: intrinsic 21.7k, 29 cold reads 60.9k, writes 44.5k less 2.8k refunded, the "
-     "two fills' four position events and the take's 17.2k, cold contracts 8.8k; computation 59.3k (27.0k of it in "
-     "the settlement), warm reads 6.9k. By call: the index 13.6k (the feed's first read), the settlement 124.3k "
-     "(two Vault settlements 15.0k and 8.2k), the owner's bad-debt estimate refreshed 30.0k. Done: the minimum "
-     "position size from the settlement instead of a marketParams call (-4.0k); the pause level from the "
-     "settlement instead of a separate Vault call (-2.9k)"),
+     "two fills' four position events and the take's 17.2k, cold contracts 8.8k; computation 59.6k (27.0k of it in "
+     "the settlement), warm reads 7.0k. By call: the index 13.5k (the feed's first read), the settlement 124.2k "
+     "(two Vault settlements 15.0k and 8.2k), the owner's bad-debt step 30.9k (the estimate read, refreshed and "
+     "recorded). Done: the minimum position size from the settlement instead of a marketParams call (-4.0k); this "
+     "phase, the pause level from the settlement and the bad-debt step in one Vault call (-2.2k)"),
     ("take (full remainder)", "take (full remainder, into an existing position)", 150_000,
      "floor 130.8k: intrinsic 21.7k, 28 cold reads 58.8k, writes 44.7k less 22.0k refunded (the finished auction's "
-     "and the owner's estimate cleared), logs 19.4k, cold contracts 8.2k; computation 45.0k, warm reads 5.8k. Not "
-     "met: 150k needs computation under 19.2k. Done: the pause level and the owner's markets and collateral from "
-     "the settlement instead of three Vault calls (-5.0k)"),
+     "and the owner's estimate cleared), logs 19.4k, cold contracts 8.2k; computation 45.4k, warm reads 5.8k. Not "
+     "met: 150k needs computation under 19.2k. Done this phase: the pause level from the settlement, and the "
+     "owner's markets, collateral and loss waterfall in one Vault call instead of three (-4.6k)"),
     ("pokeFunding", "pokeFunding (1 h since last update)", 65_000,
      "floor 72.5k, above the target: intrinsic 21.2k, 13 cold reads 27.3k (ten market slots with the anchor's "
      "hourly observation and skew word, the feed's three), writes 18.7k (the ring and hourly observations, cold, "
