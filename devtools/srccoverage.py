@@ -31,8 +31,8 @@ attribution works across internal functions; what it cannot see is code the opti
 statements (it is attributed to one of them). Only the embedded chain runs py-evm in-process, so only
 it is measured (Anvil is a separate binary).
 
-Scope of the report: the production sources (``contracts/*.sol`` and ``contracts/libraries``); mocks,
-interfaces and OpenZeppelin are compiled in but not reported.
+Scope of the report: the production sources (every ``.sol`` under ``contracts/`` but mocks, interfaces and
+OpenZeppelin, which are compiled in but not reported; ``production_sources``).
 
 Use: ``./run.sh coverage`` (with ``devtools.fncoverage``; writes docs/coverage.md).
 """
@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import re
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -494,7 +495,7 @@ def analyse(out: dict, sources: dict[str, str], rec: dict) -> list[FileReport]:
         rep = FileReport(path)
 
         def snippet(s, e):
-            return " ".join(text[s:e].decode(errors="replace").split())[:90]
+            return _clip(" ".join(text[s:e].decode(errors="replace").split()))
 
         # Branches first. The deciding jump is read first: it belongs to this `if` alone, while an arm's
         # own code may be shared with an identical statement elsewhere (the optimizer merges them).
@@ -646,13 +647,34 @@ def report(reports: list[FileReport], root: Path = ROOT) -> tuple[str, dict]:
     return "\n".join(lines + details) + "\n", dict(tot)
 
 
+# Folders under contracts/ whose sources are not reported: test doubles, interfaces, Ape's dependency copies.
+NOT_REPORTED = {"mocks", "interfaces", ".cache"}
+
+
+def _clip(text: str, width: int = 90) -> str:
+    """`text` cut to at most `width` characters, never inside a name: a cut `Contract.memb` would read as a
+    citation of a member that does not exist (tests/test_references.py checks the docs' citations)."""
+    if len(text) <= width:
+        return text
+    cut = text[:width]
+    if text[width].isalnum() or text[width] == "_":
+        cut = re.sub(r"[\w.]+$", "", cut) or cut  # one name longer than the width: cut it anyway
+    return cut.rstrip()
+
+
 def production_sources(out: dict, root: Path = ROOT) -> dict[str, str]:
-    """The reported sources: contracts/*.sol and contracts/libraries/*.sol."""
+    """The reported sources: every .sol file under contracts/ (the core contracts, the ClearingHouse's units under
+    clearinghouse/, the libraries, the periphery and the governance contracts) but the folders in NOT_REPORTED and
+    interface files (an `I` then a capital: IOrderRouter.sol)."""
     keep = {}
     for path in out["sources"]:
         parts = Path(path).parts
-        if parts[0] == "contracts" and (len(parts) == 2 or (len(parts) == 3 and parts[1] == "libraries")):
-            keep[path] = (root / path).read_text()
+        if parts[0] != "contracts" or any(p in NOT_REPORTED for p in parts[1:-1]):
+            continue
+        name = parts[-1]
+        if len(name) > 1 and name[0] == "I" and name[1].isupper():
+            continue
+        keep[path] = (root / path).read_text()
     return keep
 
 

@@ -187,3 +187,14 @@ def test_a_copy_without_a_deciding_jump_voids_not_taken_claims():
     [rep] = sc.analyse(out, {PATH: SOURCE}, rec)
     assert (rep.branches, rep.branches_hit) == (2, 2) and rep.missed_branches == []
     assert rep.statements_hit == 3
+
+
+def test_a_reported_snippet_is_never_cut_inside_a_name():
+    """The report quotes each missed statement's first 90 characters; a cut inside `Contract.member` would read as a
+    citation of a member that does not exist (tests/test_references.py), so the cut falls before the name."""
+    text = "if ( s == LiquidationEngine.setLiquidationParams.selector || s == LiquidationEngine.setAuctionParams.selector)"
+    assert text[:90].endswith("LiquidationEngine.setAuc")
+    assert sc._clip(text) == "if ( s == LiquidationEngine.setLiquidationParams.selector || s =="
+    assert sc._clip("x = a.b;") == "x = a.b;"  # short: as is
+    assert sc._clip("y" * 95) == "y" * 90  # one name longer than the width: cut anyway
+    assert sc._clip("a " * 60) == ("a " * 45).rstrip()  # cut between names: as is
