@@ -231,6 +231,67 @@ def test_set_peg_guard_is_the_owners_and_timelocked(project, system, guarded, de
         g.breaker.pegHoldUntil(99)
 
 
+def _answering(sender, who):
+    """A contract that answers every call with one word, the address `who` (hand-assembled: PUSH20 who, MSTORE at 0,
+    RETURN 32 bytes): as a guard its `governor()` is `who`, and nothing else it answers decodes as a breaker's."""
+    from ape.contracts import ContractContainer
+    from ethpm_types import ContractType
+
+    runtime = bytes.fromhex("73") + bytes.fromhex(str(getattr(who, "address", who))[2:]) + bytes.fromhex(
+        "60005260206000f3")
+    init = bytes.fromhex("60%02x80600b6000396000f3" % len(runtime)) + runtime
+    abi = [{"type": "function", "name": "governor", "stateMutability": "view", "inputs": [],
+            "outputs": [{"name": "", "type": "address"}]}]
+    ct = ContractType.model_validate({"contractName": "Answering", "abi": abi,
+                                      "deploymentBytecode": {"bytecode": "0x" + init.hex()}})
+    stub = ContractContainer(ct).deploy(sender=sender)
+    assert stub.governor() == str(getattr(who, "address", who))
+    return stub
+
+
+@pytest.mark.parametrize("case", ["governor_is_an_account", "governor_of_another_clearing_house",
+                                  "governor_without_clearing_house", "no_peg_hold_for_the_market"])
+def test_set_peg_guard_refuses_a_breaker_whose_governor_or_hold_does_not_answer(project, chain, system, guarded,
+                                                                                deployer, alice, case):
+    """AmmController._checkGuard past the guard's own code: InvalidPegGuard(guard), and the stored guard unchanged,
+    for a guard whose governor is an account (no code), a breaker whose governor's ClearingHouse is not the
+    controller's (another deployment's, which answers for the market), a guard whose governor has code but no `clearingHouse()` (the call reverts), and this deployment's
+    own breaker while its `pegHold(market)` reverts (ETH's feed past its heartbeat: StaleOracle). The same breaker
+    is accepted once the feed reports again, so the last case fails on the hold alone."""
+    g = guarded
+    own = project.AmmController.deploy(system.clearing_house, system.pool, alice, sender=deployer)
+    own.setPegGuard(ETH, g.breaker, sender=alice)  # a guard to keep: the refused one must not replace it
+    assert own.pegGuard(ETH) == g.breaker.address
+    if case == "governor_is_an_account":
+        bad = _answering(alice, alice)
+    elif case == "governor_of_another_clearing_house":
+        # Another deployment's breaker: it answers pegHold(ETH) (its own ETH), so only the ClearingHouse differs.
+        from vperp.config import lagging_peg_config
+        from vperp.deployment import deploy
+
+        o = deploy(deployer, lagging_peg_config())
+        other = project.RiskGovernor.deploy(o.vault, o.clearing_house, o.liquidation, o.pool, o.amm, g.timelock,
+                                            alice, alice, sender=alice)
+        bad = project.CircuitBreaker.deploy(other, sender=alice)
+        assert bad.governor() == other.address and other.clearingHouse() != system.clearing_house.address
+        assert bad.pegHold(ETH)[1] is False  # it answers for the market
+    elif case == "governor_without_clearing_house":
+        bad = _answering(alice, system.collateral)  # MockERC20: code, no clearingHouse(), no fallback
+    else:
+        bad = project.CircuitBreaker.deploy(g.governor, sender=alice)  # this deployment's, answers for ETH
+        heartbeat = system.clearing_house.marketParams(ETH).heartbeat
+        updated = system.markets["ETH"].oracle.latestRoundData()[3]
+        chain.pending_timestamp = updated + heartbeat + 1
+    with expect_revert(own.InvalidPegGuard, guard=bad.address):
+        own.setPegGuard(ETH, bad, sender=alice)
+    assert own.pegGuard(ETH) == g.breaker.address
+    if case == "no_peg_hold_for_the_market":
+        refresh_oracles(system)
+        tx = own.setPegGuard(ETH, bad, sender=alice)
+        assert [(e.marketId, e.guard) for e in own.PegGuardSet.from_receipt(tx)] == [(ETH, bad.address)]
+        assert own.pegGuard(ETH) == bad.address
+
+
 def test_the_model_mirrors_the_hold():
     """vperp.model: `peg_hold` is the breaker's pegHold on the model's state (until, live move from the TWAP as last
     accrued, threshold); `repeg(hold=...)` refuses PegHeld while the hold lasts and the move is live or the index is
