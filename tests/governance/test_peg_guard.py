@@ -255,9 +255,10 @@ def test_set_peg_guard_refuses_a_breaker_whose_governor_or_hold_does_not_answer(
                                                                                 deployer, alice, case):
     """AmmController._checkGuard past the guard's own code: InvalidPegGuard(guard), and the stored guard unchanged,
     for a guard whose governor is an account (no code), a breaker whose governor's ClearingHouse is not the
-    controller's (another deployment's, which answers for the market), a guard whose governor has code but no `clearingHouse()` (the call reverts), and this deployment's
-    own breaker while its `pegHold(market)` reverts (ETH's feed past its heartbeat: StaleOracle). The same breaker
-    is accepted once the feed reports again, so the last case fails on the hold alone."""
+    controller's (another deployment's, which answers for the market), a guard whose governor has code but no
+    `clearingHouse()` (the call reverts), and this deployment's own breaker while its `pegHold(market)` reverts
+    (ETH's feed past its heartbeat: StaleOracle). The same breaker is accepted once the feed reports again, so the
+    last case fails on the hold alone."""
     g = guarded
     own = project.AmmController.deploy(system.clearing_house, system.pool, alice, sender=deployer)
     own.setPegGuard(ETH, g.breaker, sender=alice)  # a guard to keep: the refused one must not replace it

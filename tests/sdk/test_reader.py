@@ -3,10 +3,12 @@
 - withdraw max: pays floor(min(free, collateral) / scale) token units, the Withdraw event carries that
   amount, less than one unit is left, the model mirrors it; the named errors when nothing is free.
 - liquidationPrice: the oracle moved to the reported price and one feed unit either side flips
-  Vault.isLiquidatable exactly there (long, short, cross margin, isolated); 0 when no price applies.
+  Vault.isLiquidatable exactly there (long, short, cross margin, isolated); 0 when no price applies. Small
+  positions walk the feed's grid past a safe first price; dust stops after 8 safe prices; a root past
+  MAX_PRICE is 0.
 - maxTradeSize: trading exactly the reported base succeeds, one wei more reverts with the binding
   check's named error (band, absolute OI cap, pool-ratio cap with the trade's own fee, a vAMM outside
-  its band).
+  its band); 0 at and past the absolute OI cap; a first guess past the band is searched down from.
 - marketSummary: equals the modules' own views; answers on a stale feed.
 - the SDK helpers, `Client.subaccounts` over the Vault's events, and old deployment records.
 
@@ -265,6 +267,101 @@ def test_liquidation_price_rejects_bad_input(system, reader, alice):
         reader.withdrawable("0x" + "00" * 20, 0)
 
 
+MAX_PRICE = 2**128 - 1  # PerpReader.MAX_PRICE
+
+
+def _line(system, owner, sub, mid):
+    """The reader's line h(x) = rest + size x - free x mmr of `mid` (IPerpReader NatSpec), read as it reads it."""
+    ch, vault = system.clearing_house, system.vault
+    size, notional, _ = ch.position(owner, sub, mid)
+    value, maintenance, _, _ = vault.liquidationState(owner, sub)
+    own = ch.marginSummary(owner, sub, 1 << (mid - 1))
+    rest = value - own.unrealizedPnl - notional - (maintenance - own.maintenance)
+    return rest, size, abs(size - ch.auctionedSize(owner, sub, mid)), ch.marketParams(mid).mmr
+
+
+def _first_grid_price(rest, size, free, mmr):
+    """Where the reader's walk starts: a long's first feed price below hi = ceil((3 - rest) WAD^2 / k), a short's
+    first above lo = floor((rest - 3) WAD^2 / k) (None: lo >= MAX_PRICE)."""
+    if size > 0:
+        hi = ceil_div((3 - rest) * WAD * WAD, size * WAD - free * mmr)
+        g = min(hi - 1, MAX_PRICE)
+        return g - g % UNIT
+    lo = (rest - 3) * WAD * WAD // (-size * WAD + free * mmr)
+    return None if lo >= MAX_PRICE else (lo // UNIT + 1) * UNIT
+
+
+def _health_at(system, owner, sub, symbol, price_wad):
+    """Vault's value - maintenance of the account with `symbol`'s feed at `price_wad` (isLiquidatable: < 0)."""
+    set_index(system, symbol, price_wad)
+    value, maintenance, _, _ = system.vault.liquidationState(owner, sub)
+    return value - maintenance
+
+
+def test_liquidation_price_small_long_walks_down_past_a_safe_first_price(system, reader, alice, chain):
+    """A long so small that one feed unit moves its health by ~4 wei (the rounding band is 3): the first grid price
+    under the line's root is still safe, so the walk steps down one unit (`g -= unit`) to the first liquidatable
+    price, and Vault.isLiquidatable flips exactly there."""
+    ch = system.clearing_house
+    set_params(system, "ETH", min_position_size="0.000000000000000001")
+    fund(system, alice, 1, sub=7)  # one token unit (1e-6 USDC) on 4e-10 ETH (~1.2e-6 USDC): 1.2x
+    trade(ch, alice, 1, 400_000_000, sub=7)
+    first = _first_grid_price(*_line(system, alice, 7, 1))
+    liq = reader.liquidationPrice(alice, 7, 1)
+    assert liq == first - UNIT and 500 * WAD < liq < 3_000 * WAD
+    _flips_at(system, alice, 7, "ETH", liq, True)
+
+
+def test_liquidation_price_small_short_walks_up_past_a_safe_first_price(system, reader, alice, chain):
+    """The short's mirror: the first grid price above the line's root is safe, the walk steps up one unit
+    (`g += unit`) to the first liquidatable one, where Vault.isLiquidatable flips."""
+    ch = system.clearing_house
+    set_params(system, "ETH", min_position_size="0.000000000000000001")
+    fund(system, alice, 1, sub=7)
+    trade(ch, alice, 1, -2_380_000_000, sub=7)
+    first = _first_grid_price(*_line(system, alice, 7, 1))
+    liq = reader.liquidationPrice(alice, 7, 1)
+    assert liq == first + UNIT and 3_000 * WAD < liq < 3_500 * WAD
+    _flips_at(system, alice, 7, "ETH", liq, False)
+
+
+def test_liquidation_price_dust_positions_stop_after_eight_safe_feed_prices(system, reader, alice, bob, chain):
+    """Positions too small for 8 feed units to span the rounding band: the walk checks 8 grid prices, all safe
+    (Vault value >= maintenance at each), and returns the next one unverified. A 1e-12 ETH short on 1,000 USDC
+    walks up from the first price above its root; a 1e-12 ETH long in an account its BTC long already sank walks
+    down from the first price below its root (the ETH price that would save it)."""
+    ch = system.clearing_house
+    set_params(system, "ETH", min_position_size="0.000000000000000001")
+    fund(system, alice, 1_000 * USDC, sub=1)
+    trade(ch, alice, 1, -10**6, sub=1)
+    fund(system, bob, 7_000 * USDC)
+    trade(ch, bob, 2, WAD)
+    trade(ch, bob, 1, 10**6)
+    set_index(system, "BTC", 52_000 * WAD)  # -8k on BTC: the collateral is gone
+    assert system.vault.isLiquidatable(bob, 0)
+    for who, sub, sign in ((alice, 1, 1), (bob, 0, -1)):  # a short walks up, a long down
+        first = _first_grid_price(*_line(system, who, sub, 1))
+        liq = reader.liquidationPrice(who, sub, 1)
+        assert first < MAX_PRICE and liq == first + sign * 8 * UNIT
+        for i in range(8):
+            assert _health_at(system, who, sub, "ETH", first + sign * i * UNIT) >= 0
+        set_index(system, "ETH", 3_000 * WAD)
+
+
+def test_liquidation_price_is_zero_when_the_root_is_past_max_price(system, reader, alice, chain):
+    """A 1-wei short on 1,000 USDC: its line stays >= 3 up to lo = floor((rest - 3) WAD^2 / k) >= MAX_PRICE, so no
+    price liquidates it: NO_LIQUIDATION_PRICE (0), and the Vault agrees at the highest price a feed can report."""
+    ch = system.clearing_house
+    set_params(system, "ETH", min_position_size="0.000000000000000001")
+    fund(system, alice, 1_000 * USDC, sub=2)
+    trade(ch, alice, 1, -1, sub=2)
+    assert _first_grid_price(*_line(system, alice, 2, 1)) is None
+    assert reader.liquidationPrice(alice, 2, 1) == reader.NO_LIQUIDATION_PRICE() == 0
+    top = MAX_PRICE // UNIT * UNIT  # OracleLib: answer <= type(uint128).max / scale
+    assert _health_at(system, alice, 2, "ETH", top) > 0
+    assert not system.vault.isLiquidatable(alice, 2)
+
+
 # ============================================================================ max trade size
 
 
@@ -319,6 +416,55 @@ def test_max_trade_size_pool_ratio_cap_counts_the_trades_own_fee(system, reader,
     b = _exact_max(system, reader, carol, "BTC", False, ch.OpenInterestCapExceeded)
     assert b > before_fee  # the fee the trade pays into the pool raises its own cap
     assert ceil_div(b * 60_000 * WAD, WAD) <= vault.poolBalance() * wad(0.05) // WAD
+
+
+def test_max_trade_size_is_zero_at_and_past_the_open_interest_cap(system, reader, alice, carol, chain):
+    """A side at its absolute OI cap has no room (hi = 0): maxTradeSize is 0 and the smallest trade reverts
+    OpenInterestCapExceeded; after the cap is lowered under the open interest it stays 0 (no underflow), while
+    the other side keeps its room."""
+    ch = system.clearing_house
+    set_params(system, "ETH", max_open_interest=50)
+    fund(system, alice, 100_000 * USDC)
+    trade(ch, alice, 1, 50 * WAD)
+    fund(system, carol, 1_000_000 * USDC)
+    assert reader.maxTradeSize(1, True) == 0
+    min_size = ch.marketParams(1).minPositionSize
+    with expect_revert(ch.OpenInterestCapExceeded, marketId=1, openInterest=50 * WAD + min_size, cap=50 * WAD):
+        trade(ch, carol, 1, min_size)
+    set_params(system, "ETH", max_open_interest=40)
+    assert ch.marketState(1).longOpenInterest == 50 * WAD
+    assert reader.maxTradeSize(1, True) == 0
+    with expect_revert(ch.OpenInterestCapExceeded):
+        trade(ch, carol, 1, min_size)
+    assert reader.maxTradeSize(1, False) > 0
+
+
+def test_max_trade_size_searches_down_when_the_band_solve_overshoots(system, reader, project, carol, chain):
+    """On a market listed at the least base reserve (1 unit, price ~1), the band's solve x1 = ceil(sqrt(x y / limit))
+    is coarse enough that its rounding puts the first guess one wei past the band (price after > index + band):
+    the search steps down from it, and the answer is exact: buying it succeeds, one wei more reverts
+    PriceBandExceeded."""
+    import math
+
+    from helpers.markets import list_market
+
+    ch = system.clearing_house
+    mid, oracle, _, _ = list_market(system, project, 1, base_reserve=WAD, min_position_size="0.000000000000000001",
+                                    max_open_interest=1)
+    oracle.updateAnswer(10**8 + 74, sender=system.deployer)  # index 1.00000074
+    st, p, index = ch.marketState(mid), ch.marketParams(mid), ch.indexPrice(mid)
+    limit = index + index * p.maxSpread // WAD
+    q = st.baseReserve * st.quoteReserve * WAD // limit
+    x1 = math.isqrt(q)
+    x1 += x1 * x1 < q
+    guess = st.baseReserve - x1  # PerpReader._bandGuess for a buy
+    b = reader.maxTradeSize(mid, True)
+    assert b == guess - 1
+    fund(system, carol, 1_000 * USDC)
+    with expect_revert(ch.PriceBandExceeded, marketId=mid, indexPrice=index, maxSpread=p.maxSpread):
+        trade(ch, carol, mid, b + 1)
+    trade(ch, carol, mid, b)
+    assert ch.position(carol, 0, mid)[0] == b
 
 
 def test_max_trade_size_rejects_unknown_markets(reader):
