@@ -32,11 +32,10 @@ PRODUCTION = ("Vault", "ClearingHouse", "ClearingHouseConfigurator", "Liquidatio
 # inherits with the ClearingHouse's layout (the owner's functions, the constants), which the ClearingHouse answers
 # itself and never forwards.
 OWN_FUNCTIONS_ONLY = {"ClearingHouseConfigurator": "contracts/clearinghouse/ClearingHouseConfigurator.sol"}
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _declared(source: str) -> set[str]:
-    return set(re.findall(r"function\s+(\w+)\s*\(", (ROOT / source).read_text()))
+def _declared(source: Path) -> set[str]:
+    return set(re.findall(r"function\s+(\w+)\s*\(", source.read_text()))
 
 _codes: dict[bytes, bytes] = {}  # sha256 of runtime code -> code
 _calls: dict[bytes, dict[bytes, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # ok, failed
@@ -110,7 +109,7 @@ def report(build_file: Path) -> tuple[str, dict[str, dict]]:
         runtime = bytes.fromhex(ct["runtimeBytecode"]["bytecode"].removeprefix("0x"))
         functions = _functions(ct["abi"])
         if name in OWN_FUNCTIONS_ONLY:
-            own = _declared(OWN_FUNCTIONS_ONLY[name])
+            own = _declared(Path(build_file).resolve().parents[1] / OWN_FUNCTIONS_ONLY[name])  # the build's checkout
             functions = {sel: sig for sel, sig in functions.items() if sig.split("(")[0] in own}
         merged: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
         for key, code in _codes.items():
