@@ -547,12 +547,16 @@ def test_governance_raises_the_cap_during_a_cap_restriction(chain, system, g, ke
     tx = gov.execute(pid, sender=keeper)
     assert list(ch.MarketParamsSet.from_receipt(tx)) == []  # effective unchanged: min(new, cap) == cap
     assert configured(g) == new and struct_tuple(p) == effective(system)
+    # The governor's view of the effective parameters is what the ClearingHouse holds: the configured record
+    # tightened by the restriction (here the breaker's cap), not the record itself.
+    assert struct_tuple(gov.effectiveMarketParams(ETH)) == effective(system) == mp_tuple(new, maxOpenInterest=cap)
     tx = g.breaker.poke(ETH, sender=keeper)
     assert applied(g, tx) == [(ETH, 20_000 * WAD * factor // WAD, False)]
     assert g.breaker.check(ETH).insuranceRequired < system.vault.insuranceFund() + 10_000 * WAD
     system.vault.fundInsurance(system.units(10_000), sender=carol)
     tx = g.breaker.poke(ETH, sender=keeper)
     assert applied(g, tx) == [(ETH, NO_CAP, False)] and effective(system) == new
+    assert struct_tuple(gov.effectiveMarketParams(ETH)) == new  # lifted: the configured record itself
 
 
 def test_a_configured_value_the_restriction_hides_is_still_bounds_checked(chain, system, g, keeper, accounts, alice,
