@@ -785,6 +785,46 @@ TARGETS = [
 ]
 
 
+# What each target left unmet (its floor below it) would take: the paths the traces leave, with the rule each changes.
+UNMET = [
+    "", "### The targets left unmet, and the rule each would change", "",
+    "Three targets have their floor below them and are not met: open (new position), kick (account above water) and",
+    "take (full remainder). The traces leave each one path, and each path changes a rule of the protocol rather than",
+    "its code. None is taken; the table's figures are what the protocol costs under its present rules.",
+    "",
+    "- **Open, new position: 159,884 against 145,000.** A first trade writes the position's two slots fresh (40k)",
+    "  because three of its fields are nonzero: size, open notional and funding index. One slot would hold them only",
+    "  with narrower fields. Size needs 96 bits (it is bounded by `maxOpenInterest`) and the funding index 104 (the",
+    "  market's own index is that wide), which leaves 56 bits for the open notional: 0.036 quote at wei precision.",
+    "  The notional would have to be kept in units of 1e-6 quote and rounded at every trade, so every position's",
+    "  profit and loss would move off the exact figure the model and the fuzzers check to the wei. That costs every",
+    "  position precision to save 17.1k on its first trade only. The other path, computation under 15.4k (26.7k now),",
+    "  finds nothing large to cut: `--functions` shows it spread over the block's accrual with its funding math, the",
+    "  swap, the band, the margin check and the event's encoding.",
+    "- **Kick, account above water: 174,999 against 165,000.** Two code changes are known:",
+    "  - the engine's address immutable in the ClearingHouse and the Vault (-4.2k: two cold reads); the deploy must",
+    "    then predict the engine's address, and the one-time `setLiquidationEngine` wirings go;",
+    "  - one ClearingHouse call for the account's margin summary and the kicked market's inputs (about -4k), which",
+    "    needs ClearingHouse bytes (832 left under the 24,576-byte limit).",
+    "  Together they reach about 167k, still above the target. The one cut that meets it is the auction's two fresh",
+    "  slots (40k): a kick would reuse a finished auction's slots (about -34k, less the upkeep of a free list and of",
+    "  a map from id to slot). `auction(id)` would then no longer report a finished auction's owner, market and",
+    "  start, which the external surface reads for every id from 1. That is a change to the surface.",
+    "- **Take, full remainder: 183,160 against 150,000.** The floor leaves 19.2k for computation; the take spends",
+    "  45.4k. Of that, 26.7k is the ClearingHouse's settlement and 5.4k the Vault's two: the block's accrual, the",
+    "  owner's position reduced and the taker's increased, both funding settlements, the aggregates and open",
+    "  interest moved, and the taker's margin check. Most of the rest (7.8k) is the engine's: the auction's price on",
+    "  its discount curve and the fill's checks; then the bad-debt step (2.6k). Each of these is",
+    "  a rule ([specification.md](specification.md#11-invariants), invariants 2, 12 and 15: aggregates equal the",
+    "  sums over positions on every path, the taker ends above its initial margin, an account left with no position",
+    "  owes nothing). No path within the rules reaches the target.",
+    "",
+    "So the table stands at the counted floors plus the computation each rule needs. A target met here would take a",
+    "choice between these rules and the gas: a narrower open notional, finished auctions no longer readable by id, or",
+    "a target set at the floor plus its computation.",
+]
+
+
 def _targets(rows: list[Row]) -> list[str]:
     gas = {r.name: r.gas for r in rows}
     out = ["", "## Targets and floors", "",
@@ -805,7 +845,7 @@ def _targets(rows: list[Row]) -> list[str]:
         else:
             continue
         out.append(f"| {name} | <= {target:,} | {now:,} | {floor} |")
-    return out
+    return out + UNMET
 
 
 def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:
