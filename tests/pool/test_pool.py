@@ -1019,6 +1019,34 @@ def test_max_deposit_and_max_mint_are_zero_while_deposits_are_paused(system, poo
     assert pool.maxMint(alice) == 0
 
 
+def test_a_deposit_or_mint_past_the_ledgers_bound_is_refused_with_the_limit_and_changes_nothing(system, pool, usdc,
+                                                                                               alice, bob):
+    """The Vault keeps the pool's balance as an int128 [wad], so the pool takes at most (int128.max - its cash) /
+    1e12 token units (`maxDeposit`), and as many shares as those buy (`maxMint`). One unit past either is refused
+    with ERC-4626's named error carrying that limit (`ERC4626ExceededMaxDeposit`, `ERC4626ExceededMaxMint`), and
+    nothing moves: the pool's ledger, its supply and the depositor's tokens and shares."""
+    cash = system.vault.poolBalance()
+    room = (2**127 - 1 - cash) // SCALE  # the ledger's bound less the cash; one amount's own bound is wider
+    assert pool.maxDeposit(alice) == room and pool.maxDeposit(bob) == room
+    max_shares = pool.previewDeposit(room)
+    assert pool.maxMint(alice) == max_shares and max_shares > 0
+    usdc.mint(alice, room + 1, sender=alice)
+    usdc.approve(pool, MAX_UINT, sender=alice)
+    before = pool_snapshot(system, (alice, bob))
+    with expect_revert(pool.ERC4626ExceededMaxDeposit, receiver=bob, assets=room + 1, max=room):
+        pool.deposit(room + 1, bob, sender=alice)
+    assert pool_snapshot(system, (alice, bob)) == before
+    with expect_revert(pool.ERC4626ExceededMaxMint, receiver=bob, shares=max_shares + 1, max=max_shares):
+        pool.mint(max_shares + 1, bob, sender=alice)
+    assert pool_snapshot(system, (alice, bob)) == before
+    # The limit itself is accepted (EIP-4626: maxDeposit is what `deposit` takes without reverting), and fills
+    # the ledger to its bound.
+    shares = pool.previewDeposit(room)
+    pool.deposit(room, bob, sender=alice)
+    assert pool.balanceOf(bob) == shares == max_shares
+    assert system.vault.poolBalance() == cash + room * SCALE and pool.maxDeposit(alice) == 0
+
+
 def test_moving_shares_away_shrinks_the_senders_request(system, pool, usdc, alice, bob, chain):
     """A request covers shares held through the cooldown: passing them to another address (which
     could have its own request running) must not keep the sender's window usable for them."""
