@@ -157,6 +157,34 @@ def test_constructor_refuses_a_short_delay_and_zero_addresses(project, system, d
         project.CircuitBreaker.deploy(ZERO, sender=deployer)
 
 
+def test_states_the_deploy_never_leaves_are_still_refused_by_name(project, system, chain, deployer, admin, guardian,
+                                                                  carol):
+    """Two states the deploy never leaves a governor in, refused by name all the same, with nothing recorded:
+    - no breaker wired yet: `setBreaker(0)` is `ZeroAddress`, and a proposal to set breaker parameters fails its dry
+      run with `ZeroAddress` (there is no breaker to set them on);
+    - a timelock whose delay fell below `MIN_DELAY` after the governor was built (here through a proposer the deploy
+      would not have left on the timelock): every proposal is then `DelayTooShort`, checked at each proposal as well
+      as at construction."""
+    tl = project.GovernanceTimelock.deploy(MIN_DELAY, [deployer], [ZERO], deployer, sender=deployer)
+    gov = project.RiskGovernor.deploy(system.vault, system.clearing_house, system.liquidation, system.pool, system.amm,
+                                      tl, admin, guardian, sender=deployer)
+    with expect_revert(gov.ZeroAddress):
+        gov.setBreaker(ZERO, sender=admin)
+    assert gov.breaker() == ZERO
+    with expect_revert(gov.ZeroAddress):
+        gov.propose(gov, encode(gov, "setBreakerParams", bp_tuple()), sender=admin)
+    assert gov.proposalCount() == 0 and list(gov.pendingProposals()) == []
+    lower = encode(tl, "updateDelay", MIN_DELAY - 1)
+    none, salt = bytes(32), b32("lower the delay")
+    tl.schedule(tl, 0, lower, none, salt, MIN_DELAY, sender=deployer)
+    chain.pending_timestamp = chain.blocks.head.timestamp + MIN_DELAY
+    tl.execute(tl, 0, lower, none, salt, sender=deployer)
+    assert tl.getMinDelay() == MIN_DELAY - 1
+    with expect_revert(gov.DelayTooShort, delay=MIN_DELAY - 1, minDelay=MIN_DELAY):
+        gov.propose(gov, encode(gov, "setBreaker", carol), sender=admin)
+    assert gov.proposalCount() == 0 and list(gov.pendingProposals()) == [] and gov.breaker() == ZERO
+
+
 def test_the_old_owner_has_no_rights(system, deployer):
     ch = system.clearing_house
     p = ch.marketParams(ETH_ID)
