@@ -361,6 +361,19 @@ def test_best_market_to_kick_on_a_cross_account(system, ch, vault, engine, chain
     kick_checked(system, chain, alice, expected, carol, caller=carol)
 
 
+def test_best_market_to_kick_skips_the_markets_an_account_does_not_hold(system, ch, vault, engine, chain, alice, carol):
+    """The search walks the account's market bitmap from market 1: an account holding BTC (market 2) alone has
+    market 1 skipped, not read, and BTC named; the kick of that market is the one a keeper then makes."""
+    deposit(system, alice, 3100)
+    trade(ch, alice, BTC, WAD // 2)  # 0.5 BTC, about 30,000 of notional
+    assert vault.openMarkets(alice, 0) == 1 << (BTC - 1)
+    set_price(system, "BTC", 54_500 * 10**8)
+    value, maint = health_of(system, alice)
+    assert value < maint
+    assert engine.bestMarketToKick(alice, 0) == BTC
+    kick_checked(system, chain, alice, BTC, carol, caller=carol)
+
+
 # ---------------------------------------------------------------------------- discount curves
 
 
@@ -1232,6 +1245,34 @@ def test_backstop_of_a_recovered_account_cancels_instead_of_selling(system, ch, 
     st1 = ch.marketState(ETH)
     assert (st1.baseReserve, st1.quoteReserve) == (st0.baseReserve, st0.quoteReserve)  # nothing sold
     assert ch.position(alice, 0, ETH)[0] == 10 * WAD and ch.auctionedSize(alice, 0, ETH) == 0
+
+
+def test_a_recovered_account_under_water_at_its_kick_has_its_bad_debt_estimate_released(system, ch, vault, engine,
+                                                                                          chain, alice, carol):
+    """An account kicked under water records its worst-fill shortfall in the pending total, which the pool
+    deducts from its NAV beyond what the insurance fund covers (`uncoveredBadDebt`). If the account then recovers
+    (here the index rises) the redo cancels its auction unpaid, and the estimate goes with it: one
+    `ShortfallRecorded` of 0 and the pending total back to what it was. Kept, it would hold the LPs' share price
+    down for a debt that no longer exists once the insurance fund runs short."""
+    pending0 = vault.pendingBadDebt()
+    open_long(system, alice)
+    set_price(system, "ETH", 2650 * 10**8)
+    assert health_of(system, alice)[0] < 0
+    aid, m, _ = kick_checked(system, chain, alice, ETH, carol, caller=carol)
+    shortfall = vault.shortfallOf(alice, 0)
+    assert shortfall > 0 and vault.pendingBadDebt() == pending0 + shortfall
+    # The index recovers past resetDrop (a deposit would have refreshed the estimate itself): the estimate stands
+    # until a liquidation step looks at the account again.
+    set_price(system, "ETH", 3300 * 10**8)
+    assert engine.isExpired(aid) and vault.shortfallOf(alice, 0) == shortfall
+    carol0, alice0 = vault.collateral(carol, 0), vault.collateral(alice, 0)
+    tx = engine.redo(aid, carol, sender=carol)
+    assert one_event(engine, "AuctionCancelled", tx).size == m.size and not events(engine, "Redo", tx)
+    recorded = [(e.owner, e.subaccount, e.shortfall, e.total) for e in vault.ShortfallRecorded.from_receipt(tx)]
+    assert recorded == [(alice.address, 0, 0, pending0)]
+    assert vault.shortfallOf(alice, 0) == 0 and vault.pendingBadDebt() == pending0
+    assert ch.auctionedSize(alice, 0, ETH) == 0 and ch.position(alice, 0, ETH)[0] == 10 * WAD
+    assert (vault.collateral(carol, 0), vault.collateral(alice, 0)) == (carol0, alice0)  # cancelled: nobody paid
 
 
 def test_liquidation_inputs_is_the_separate_views_in_one_call(system, ch, engine, chain, alice, carol, bob):
