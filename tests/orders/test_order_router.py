@@ -1395,6 +1395,13 @@ def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(des
     d.execute(bob, honest)  # the queue moves on
     d.check((alice,))
     d.at()
+    with pytest.raises(Exception) as refused:  # claimed to an address that refuses it: CallFailed(EtherTransferFailed)
+        rejecter.act(r, r.claimRefund.encode_input(rejecter), sender=deployer)
+    selector = keccak(text="EtherTransferFailed(address,uint256)")[:4]
+    assert selector + bytes(12) + bytes.fromhex(rejecter.address[2:]) + d.fee.to_bytes(32, "big") in bytes(
+        refused.value.inputs["reason"])
+    assert r.refunds(rejecter) == d.fee and r.balance == held - d.fee  # the credit stands
+    d.at()
     before = bob.balance
     rejecter.act(r, r.claimRefund.encode_input(bob), sender=deployer)
     assert bob.balance == before + d.fee and r.refunds(rejecter) == 0 and r.balance == held - 2 * d.fee  # and the executed fee
@@ -1407,6 +1414,28 @@ def test_an_owner_that_refuses_eth_cannot_hold_the_queue_with_a_lapsed_order(des
     d.at()
     with expect_revert(r.NothingToClaim, owner=alice):
         r.claimRefund(alice, sender=alice)
+
+
+def test_a_keeper_that_refuses_its_fee_cannot_execute_and_the_order_waits_for_another(desk, project, deployer, alice,
+                                                                                     bob):
+    """The keeper fee is pushed to the executor, and a push that fails reverts the whole execution
+    (`EtherTransferFailed`): a keeper contract that cannot take ETH leaves the order, the queue, the owner's position
+    and the router's balance exactly as they were, and any other keeper executes it."""
+    d = desk
+    keeper = project.MockEtherRejecter.deploy(sender=deployer)
+    d.fund(alice, 100_000)
+    oid, _ = d.commit(alice, WAD)
+    d.set_index(3000 * WAD)  # the next round: executable
+    d.at()
+    before = d.ledger((alice,))
+    with pytest.raises(Exception) as refused:  # CallFailed(EtherTransferFailed(keeper, fee)) through the mock
+        keeper.act(d.router, d.router.executeOrder.encode_input(oid), sender=deployer)
+    selector = keccak(text="EtherTransferFailed(address,uint256)")[:4]
+    assert selector + bytes(12) + bytes.fromhex(keeper.address[2:]) + d.fee.to_bytes(32, "big") in bytes(
+        refused.value.inputs["reason"])
+    assert d.ledger((alice,)) == before and d.queue() == (oid, oid)
+    d.execute(bob, oid)
+    d.check((alice,))
 
 
 # ---------------------------------------------------------------------------- H. orders committed to lapse
