@@ -845,6 +845,29 @@ def test_charge_liquidation_only_from_the_engine(system, deployer, alice, bob, w
             vault.insuranceFund()) == before
 
 
+def test_charge_liquidation_never_pays_a_bounty_the_insurance_fund_cannot(deployer, alice, bob, carol):
+    """The engine caps an under-water kick's bounty at the insurance fund; the Vault checks it again, after the
+    penalty has gone in: a bounty above fund + penalty reverts InsufficientInsurance(fund + penalty, bounty) and
+    nothing moves, and exactly fund + penalty is paid. (carol stands in for the engine on a fresh Vault.)"""
+    token, vault = new_vault(deployer, 6)
+    vault.setLiquidationEngine(carol, sender=deployer)
+    mint_approve(token, vault, alice, 1_000 * 10**6)
+    vault.deposit(0, 1_000 * 10**6, sender=alice)
+    mint_approve(token, vault, deployer, 50 * 10**6)
+    vault.fundInsurance(50 * 10**6, sender=deployer)
+    fund, penalty = 50 * WAD, 2 * WAD
+    assert vault.insuranceFund() == fund
+    accts = ((alice, 0), (bob, 0))
+    before = ledger(vault, token, holders=(alice, bob), accounts=accts), vault.pendingBadDebt(), vault.insuranceFund()
+    with expect_revert(vault.InsufficientInsurance, insuranceFund=fund + penalty, amount=fund + penalty + 1):
+        vault.chargeLiquidation(alice, 0, bob, 0, penalty, fund + penalty + 1, 0, sender=carol)
+    assert (ledger(vault, token, holders=(alice, bob), accounts=accts), vault.pendingBadDebt(),
+            vault.insuranceFund()) == before
+    vault.chargeLiquidation(alice, 0, bob, 0, penalty, fund + penalty, 0, sender=carol)
+    assert vault.insuranceFund() == 0 and vault.collateral(bob, 0) == fund + penalty
+    assert vault.collateral(alice, 0) == 1_000 * WAD - penalty
+
+
 @pytest.mark.parametrize("who", ["alice", "deployer", "unwired"])
 def test_record_shortfall_only_from_the_engine(system, deployer, alice, who):
     """recordShortfall (the bad-debt estimate the pool's NAV sets aside) from anyone but the liquidation
