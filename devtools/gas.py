@@ -788,9 +788,9 @@ TARGETS = [
 # What each target left unmet (its floor below it) would take: the paths the traces leave, with the rule each changes.
 UNMET = [
     "", "### The targets left unmet, and the rule each would change", "",
-    "Three targets have their floor below them and are not met: open (new position), kick (account above water) and",
-    "take (full remainder). The traces leave each one path, and each path changes a rule of the protocol rather than",
-    "its code. None is taken; the table's figures are what the protocol costs under its present rules.",
+    "Four targets have their floor below them and are not met: open (new position), kick (account above water), take",
+    "(full remainder) and pool redeem at two markets. What the traces leave for each changes a rule of the protocol",
+    "rather than its code. None is taken; the table's figures are what the protocol costs under its present rules.",
     "",
     "- **Open, new position: 159,884 against 145,000.** A first trade writes the position's two slots fresh (40k)",
     "  because three of its fields are nonzero: size, open notional and funding index. One slot would hold them only",
@@ -818,10 +818,17 @@ UNMET = [
     "  a rule ([specification.md](specification.md#11-invariants), invariants 2, 12 and 15: aggregates equal the",
     "  sums over positions on every path, the taker ends above its initial margin, an account left with no position",
     "  owes nothing). No path within the rules reaches the target.",
+    "- **Pool redeem, 2 markets: 180,855 against 150,000.** The floor (147.2k, 20k of it the receiver's first token",
+    "  balance) leaves 2.8k for computation; the valuation alone spends 16.6k. A redemption is priced off the NAV",
+    "  of its own block, computed from both markets' reserves, open notionals and funding ([pool.md](pool.md)), so",
+    "  that nobody can move the price an LP exits at between its valuation and its use. The only way under 2.8k is",
+    "  a stored NAV, refreshed by others: an LP would then exit at a price it, or anyone, can time. For a receiver",
+    "  that already holds tokens the floor is 130.1k and the redemption about 163.8k, 13.8k above the target with",
+    "  the same valuation.",
     "",
     "So the table stands at the counted floors plus the computation each rule needs. A target met here would take a",
-    "choice between these rules and the gas: a narrower open notional, finished auctions no longer readable by id, or",
-    "a target set at the floor plus its computation.",
+    "choice between these rules and the gas: a narrower open notional, finished auctions no longer readable by id, a",
+    "stored NAV, or a target set at the floor plus its computation.",
 ]
 
 
