@@ -642,6 +642,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
             if (!r.reducing) _checkInitial(owner, subaccount, acct, s);
         } else if (!r.reducing) {
             _checkInitialMargin(owner, subaccount, acct, marketId, index);
+        } else if (acct.openMarkets == 0 ? acct.collateral < 0 : r.quote + baseAmount.sMulWadDown(index) < 0) {
+            // A reduce filled at or better than the index lowers the account's value by its fee at most: no summary.
+            // One filled worse (base x index rounded down: a fill a wei short of the index is worse), or a close
+            // that leaves no position and negative collateral, must leave the account at or above maintenance.
+            _checkReduce(owner, subaccount, acct, marketId, index);
         }
 
         emit PositionChanged(

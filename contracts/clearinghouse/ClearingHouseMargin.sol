@@ -51,8 +51,35 @@ abstract contract ClearingHouseMargin is ClearingHouseSettlement {
         IVault.AccountState memory acct,
         IClearingHouse.MarginSummary memory s
     ) internal pure {
-        int256 excess = MarginMath.accountValue(acct.collateral, s) - (s.maintenance + s.auctionedMaintenance).toInt256();
+        int256 excess = _excessOverMaintenance(acct, s);
         if (excess < 0) revert IClearingHouse.BuilderFeeBelowMaintenance(owner, subaccount, excess);
+    }
+
+    /// @dev A reduce or close (no builder fee) that filled worse than the index, or that leaves no position, must
+    ///      leave the account at or above maintenance, free and auctioned parts together, on the summary taken after
+    ///      the trade (with no position left: collateral >= 0). `ReduceBelowMaintenance` otherwise. Without it a
+    ///      partner could push the vAMM to the edge of the band and the account close into it for more than it
+    ///      holds, the partner buying back what it sold; the loss past the account's value would be paid by the
+    ///      insurance fund and the pool (docs/security.md, "the reduce into a pushed vAMM").
+    function _checkReduce(
+        address owner,
+        uint32 subaccount,
+        IVault.AccountState memory acct,
+        uint32 marketId,
+        uint256 index
+    ) internal view {
+        int256 excess =
+            _excessOverMaintenance(acct, _marginSummary(owner, subaccount, acct.openMarkets, marketId, index));
+        if (excess < 0) revert IClearingHouse.ReduceBelowMaintenance(owner, subaccount, excess);
+    }
+
+    /// @dev collateral + PnL - pending funding - maintenance (free and auctioned parts), on summary `s`.
+    function _excessOverMaintenance(IVault.AccountState memory acct, IClearingHouse.MarginSummary memory s)
+        internal
+        pure
+        returns (int256)
+    {
+        return MarginMath.accountValue(acct.collateral, s) - (s.maintenance + s.auctionedMaintenance).toInt256();
     }
 
     /// @dev The account's margin summary. `knownMarket`/`knownIndex` reuse a price already read.

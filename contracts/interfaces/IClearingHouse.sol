@@ -111,6 +111,11 @@ interface IClearingHouse is IClearingHouseModules, IErrors {
     /// @notice A builder fee would leave the account's value `excess` below its maintenance requirement (free and
     ///         auctioned parts), so it would be paid out of what backs the pool (`openPositionWithBuilder`).
     error BuilderFeeBelowMaintenance(address owner, uint32 subaccount, int256 excess);
+    /// @notice A reduce or close filled worse than the index would leave the account's value `excess` below its
+    ///         maintenance requirement (free and auctioned parts), or a close would leave it with no position and
+    ///         negative collateral: a loss beyond what the account holds would fall on the insurance fund and the
+    ///         pool. Reduce less, or at a better price; an account below maintenance leaves through liquidation.
+    error ReduceBelowMaintenance(address owner, uint32 subaccount, int256 excess);
     /// @notice A trade of zero base.
     error ZeroSize();
     /// @notice `deadline` is before the block's timestamp.

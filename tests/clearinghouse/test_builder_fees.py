@@ -23,6 +23,7 @@ from vperp.model import MAX_BUILDER_FEE_RATE, Model, ModelRevert
 
 from vperp.units import WAD
 MAX_UINT = 2**256 - 1
+ZERO = "0x" + "00" * 20
 ETH = 1
 BPS = 10**14  # one basis point of |quote| [wad]
 
@@ -270,14 +271,18 @@ def test_reduce_fee_is_refused_below_maintenance_and_beyond_the_collateral(env, 
     # A reduce with a builder would take the fee out of what backs the pool: refused, nothing changes.
     e = env.trade_reverts(env.ch.BuilderFeeBelowMaintenance, trader, -WAD, builder, BPS, owner=trader)
     assert e.args[-1] < 0
-    # The same reduce without a builder is never refused for margin.
+    # The same reduce without a builder goes through: it fills above the index (the vAMM has not followed it down),
+    # so it lowers the account's value by its fee at most and is not margin-checked.
     env.trade(trader, -WAD)
-    # The vAMM follows the index down; closing now realizes a loss beyond the collateral (bad debt): a builder
-    # fee on that close is refused by the collateral check.
+    # The vAMM is pushed under the index; closing now would realize a loss beyond the collateral (bad debt). Without
+    # a builder that close is refused by the reduce's own floor (ReduceBelowMaintenance, the negative collateral it
+    # would leave); a builder fee on it is refused first by the Vault's collateral check.
     env.trade(other, -700 * WAD)
     m = copy.deepcopy(env.model)
-    m.open_position(trader.address, 0, ETH, -8 * WAD, 0, env.t + 1, env.t + 61)
-    assert m.collateral(trader.address, 0) < 0  # the close alone leaves negative collateral
+    with pytest.raises(ModelRevert) as refused:
+        m.open_position(trader.address, 0, ETH, -8 * WAD, 0, env.t + 1, env.t + 61)
+    assert refused.value.name == "ReduceBelowMaintenance" and refused.value.error_args[-1] < 0
+    env.trade_reverts(env.ch.ReduceBelowMaintenance, trader, -8 * WAD, ZERO, 0, owner=trader)  # no builder
     env.trade_reverts(env.vault.InsufficientCollateral, trader, -8 * WAD, builder, BPS, owner=trader)
     env.check_model(trader, other, builders=[builder])
 

@@ -77,6 +77,11 @@ def _norm(v):
     return v
 
 
+# The refusals a close may meet besides the stale-peg rule: a fill worse than the index that would leave the account
+# below maintenance, or whose health check meets an invalid feed of another market the account holds.
+REDUCE_REFUSALS = ("ReduceBelowMaintenance", "StaleOracle", "InvalidOraclePrice")
+
+
 def _model_error(e: ModelRevert) -> tuple[str, tuple]:
     return e.name, tuple(_norm(a.encode() if isinstance(a, str) and not a.startswith("0x") else a)
                          for a in e.error_args)

@@ -30,7 +30,8 @@ from collections import Counter
 from types import SimpleNamespace
 
 from helpers import chain_harness
-from helpers.chain_harness import MARKETS, MAX_UINT, WAD, Runner, _model_error, _norm, _selector, build_env
+from helpers.chain_harness import (MARKETS, MAX_UINT, REDUCE_REFUSALS, WAD, Runner, _model_error, _norm, _selector,
+                                   build_env)
 from eth_abi import encode as abi_encode
 from helpers.differential import ConcentrationSteps, concentration_of
 from vperp.fast import FastChain, mnemonic_accounts
@@ -487,6 +488,18 @@ class Properties:
             assert out[1] == (mid, peg, index) and peg_holds(peg, index, mk.peg_tolerance_bps, buys), (
                 f"PegStale on a close without the rule's condition: {out}\n" + r.trace())
             FAST["props"]["closes held by the stale-peg rule"] += 1
+            return
+        if not ok and out[0] in REDUCE_REFUSALS:
+            # A close filled worse than the index needs the account's health: refused below maintenance
+            # (ReduceBelowMaintenance) or on a stale feed elsewhere; exactly when, and as, the model refuses it.
+            trial = fast_copy(m)
+            try:
+                trial.close_position(owner, sub, mid, limit, now, now + 3600)
+                expected = None
+            except ModelRevert as e:
+                expected = _model_error(e)
+            assert tuple(out) == expected, f"the close's refusal {out} is not the model's {expected}\n" + r.trace()
+            FAST["props"]["closes refused below maintenance"] += 1
             return
         assert ok, f"closing a free position of {owner}/{sub} in market {mid} at any price reverted: {out}\n" + r.trace()
         FAST["props"]["free positions closed (eth_call)"] += 1

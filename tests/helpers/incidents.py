@@ -133,7 +133,9 @@ def eth_equity(coll: int, size: int, on: int, index: int) -> int:
 
 class EthModel:
     """Accounts trading ETH (cross sub-account 0) against the vAMM at a constant index, advanced with the
-    documented formulas: vAMM swap, price band, pro-rata PnL, fee, initial margin on opens/increases/flips."""
+    documented formulas: vAMM swap, price band (not on a reduce), pro-rata PnL, fee, initial margin on opens/increases/flips, and a
+    reduce's floor: one filled worse than the index (quote + floor(base x index) < 0), or a close leaving negative
+    collateral, must leave the account at or above maintenance (`ReduceBelowMaintenance`)."""
 
     def __init__(self, owners, deposits, index, x=10_000 * WAD, y=30_000_000 * WAD, max_spread=10**17):
         self.amm = Amm(x, y)
@@ -149,17 +151,21 @@ class EthModel:
         index = self.index
         before = self.amm.price
         q, after = self.amm.peek(base)
-        band = index * self.max_spread // WAD
-        if abs(after - index) > band and abs(after - index) > abs(before - index):
-            return "PriceBandExceeded", dict(marketId=ETH, priceAfter=after, indexPrice=index, maxSpread=self.max_spread)
         ns, non, realized = apply_trade(size, on, base, q)
+        reducing = (size > 0 and 0 <= ns < size) or (size < 0 and size < ns <= 0)
+        band = index * self.max_spread // WAD
+        if not reducing and abs(after - index) > band and abs(after - index) > abs(before - index):
+            return "PriceBandExceeded", dict(marketId=ETH, priceAfter=after, indexPrice=index, maxSpread=self.max_spread)
         fee = fee_of(q)
         coll = self.coll[who] + realized - fee
-        reducing = (size > 0 and 0 <= ns < size) or (size < 0 and size < ns <= 0)
         if not reducing:
             free = free_collateral(coll, [(ns, non, index, IMR)])
             if free < 0:
                 return "InsufficientMargin", dict(owner=who, subaccount=0, freeCollateral=free)
+        elif (coll < 0) if ns == 0 else q + base * index // WAD < 0:
+            excess = eth_equity(coll, ns, non, index) - (requirement(ns, index, MMR) if ns else 0)
+            if excess < 0:
+                return "ReduceBelowMaintenance", dict(owner=who, subaccount=0, excess=excess)
         return None, (q, ns, non, coll, fee)
 
     def apply(self, who, base, result):

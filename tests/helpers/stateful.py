@@ -10,7 +10,8 @@ import time
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, precondition, rule
 
-from helpers.chain_harness import MARKETS, MAX_UINT, STATS, WAD, Runner, _encode, step_and_compare, view_call
+from helpers.chain_harness import (MARKETS, MAX_UINT, REDUCE_REFUSALS, STATS, WAD, Runner, _encode, _model_error,
+                                   step_and_compare, view_call)
 from vperp.model import Cancelled, ModelRevert, Redone, exit_value, mul_wad_up, s_mul_wad_down
 
 LONG = os.environ.get("VPERP_FUZZ", "").lower() == "long"
@@ -34,8 +35,8 @@ FILL_WEI = 10  # rounding per fill a bad debt may exceed its recorded shortfall 
 PROPS = {"F1 withdrawals in auction": 0, "F1/F4 bad debts within estimate": 0, "F2 sandwiches": 0,
          "F3 trades": 0, "F4 gap exits": 0, "F4 deposits priced before the set-aside": 0,
          "F4 credits lowering estimates": 0, "F4 releases after a deposit": 0, "F4 trades back after a gap": 0,
-         "F5 kicks/redos": 0, "F5 backstop cancels": 0, "F7 close probes": 0, "F8 max probes": 0,
-         "repegs at -cost": 0}
+         "F5 kicks/redos": 0, "F5 backstop cancels": 0, "F7 close probes": 0,
+         "F7 closes refused below maintenance": 0, "F8 max probes": 0, "repegs at -cost": 0}
 
 WARMUP = [("deposit", WHALE, 0, "normal", 10**12, 0), ("open", WHALE, 0, 1, 1, 2 * 10**7, "any", True),
           ("open", WHALE, 0, 2, -1, 10**7, "any", True), ("time", 1000), ("poke", 1), ("poke", 2),
@@ -862,9 +863,12 @@ class Protocol(RuleBasedStateMachine):
 
     @invariant()
     def closing_a_free_position_is_never_band_blocked(self):
-        """F7: with a valid index and no pause, closing any free position at any price goes through (a
-        reduce is never blocked by the price band); one position per step, in turn, by eth_call, and the
-        chain's answer is the model's."""
+        """F7: with a valid index and no pause, closing any free position goes through (a reduce is never
+        blocked by the price band) unless it fills worse than the index and would leave the account below
+        maintenance, or leave it with no position and negative collateral (`ReduceBelowMaintenance`: such an
+        account leaves through its liquidation), or, so filled, its health check meets a stale feed of another
+        market it holds; one position per step, in turn, by eth_call, and the chain's answer is the model's, the
+        refusal's arguments included."""
         m = self.model
         if m.pause_level:
             return
@@ -885,7 +889,13 @@ class Protocol(RuleBasedStateMachine):
             trial.close_position(owner, sub, mid, limit, now, deadline)
             expected = None
         except ModelRevert as e:
-            expected = e.name
+            expected = _model_error(e)
+        if expected is not None and expected[0] in REDUCE_REFUSALS:
+            # Filled worse than the index, the close needs the account's health: below maintenance it is refused,
+            # and the health reads every feed the account holds (a stale one elsewhere refuses it too).
+            assert not ok and tuple(out) == expected, (out, expected)
+            PROPS["F7 closes refused below maintenance"] += 1
+            return
         assert ok, f"closing a free position of {owner}/{sub} in market {mid} reverted: {out}"
         assert expected is None, f"the model refuses that close: {expected}"
         PROPS["F7 close probes"] += 1

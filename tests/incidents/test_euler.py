@@ -16,9 +16,10 @@ docs/specification.md#9-safety-and-bad-input; invariants 8 and 13 of docs/specif
   sub-account (same), opens/increases/flips by the owner or an operator (`InsufficientMargin`). There is no
   donation out of an account: pool and insurance grants come from a wallet, not from margin. So at a
   constant index no action but liquidation takes a healthy account below maintenance (random sequences
-  below, checked against a Python model to the wei). The sequences are one account's: a reduce, which is
-  never blocked, into a vAMM that *another* account dislocated can cost more than the margin it releases
-  (docs/incidents.md, "Known limit"); the pair property of test_perp_v2_bad_debt_pair.py bounds that case.
+  below, checked against a Python model to the wei). The sequences are one account's; a reduce into a vAMM
+  that *another* account dislocated, filled worse than the index, may not take the account below maintenance
+  either (`ReduceBelowMaintenance`; docs/incidents.md, "Closed limit"; tests/value_safety/test_value_safety_reduce.py
+  and the pair property of test_perp_v2_bad_debt_pair.py).
 - Self-liquidation does not pay: an auction's discount is paid by the liquidated account to the taker (a
   wash between the attacker's two accounts), the keeper reward likewise, and the penalty leaves for the
   insurance fund; the pair's combined equity falls by exactly the penalty plus the rounding wei. The

@@ -14,9 +14,13 @@ docs/specification.md):
   A does not become liquidatable while the index stands still (`NotLiquidatable`).
 - The price band: no trade may leave the vAMM more than `maxSpread` from the index unless it moves the
   price closer (`PriceBandExceeded` with the exact price after).
+- A reduce or close filled worse than the index may not leave the account below its maintenance requirement
+  (`ReduceBelowMaintenance`): A cannot close into the vAMM B pushed and leave a loss past its value behind,
+  which the insurance fund and the pool would pay while B bought back cheap.
 - At a constant index, whatever the pair trades (here: random sequences by both accounts), their combined
-  equity at the index never exceeds what they deposited less the fees they paid: the constant-product
-  curve is path-independent, so the pair's trading at best breaks even before fees.
+  equity at the index never exceeds what they deposited less the fees they paid, an account below zero counting
+  as nothing (abandoned, its debt the protocol's): the constant-product curve is path-independent, so the
+  pair's trading at best breaks even before fees.
 
 Every step is checked against a Python model of the vAMM, positions, collateral and margin built from the
 documented formulas (tests/helpers/trading.py), to the wei; a reverted step must be the model's named error
@@ -71,7 +75,10 @@ def check_against_chain(system, model, owners):
         assert r[f"c{i}"] == model.coll[o.address]
         assert r[f"v{i}"] == equity(model.coll[o.address], size, on)
         assert r[f"l{i}"] == model.liquidatable(o.address)
-        total += r[f"v{i}"]
+        assert r[f"v{i}"] >= 0, "an account's own trades never leave it below zero at a constant index"
+        # An account below zero would be abandoned, its debt left to the insurance fund and the pool: it counts as
+        # nothing for the pair, not as a debt the pair repays.
+        total += max(r[f"v{i}"], 0)
     # The pair never holds more than it deposited, less the fees it paid (invariant 4).
     assert total <= model.deposited - model.fees
 
@@ -98,6 +105,14 @@ def test_pushing_the_vamm_against_a_levered_partner_liquidates_nothing(system, c
     assert not model.liquidatable(a.address)
     with reverts_unchanged(system, batcher, engine.NotLiquidatable, [a, b], owner=a, subaccount=0):
         engine.kick(a, 0, ETH, b, sender=b)
+    # Nor can A close into the pushed vAMM: a close filled that far under the index would leave it below its
+    # maintenance requirement (here below zero), the loss past its value falling on the insurance fund and the pool
+    # while B bought the base back cheap. Refused with the exact shortfall; A's value stays its own.
+    size = model.pos[a.address][0]
+    err, kw = model.predict(a.address, -size)
+    assert err == "ReduceBelowMaintenance" and kw["excess"] < 0, (err, kw)
+    with reverts_unchanged(system, batcher, ch.ReduceBelowMaintenance, [a, b], **kw):
+        ch.closePosition(0, ETH, 0, 2**64, sender=a)
     # Unwinding: both close; the pair has paid fees and the vAMM round trip, and made nothing.
     for who in (b, a):
         size = model.pos[who.address][0]

@@ -144,11 +144,15 @@ class ClearingHouseMirror:
             raise ModelRevert("Paused", self.pause_level)
         self._update_open_interest(market_id, m, size, new_size, index, self.pool_balance_wad)
         builder_fee = 0
-        if not self._is_zero_address(builder) and builder_fee_rate != 0:
+        with_builder = not self._is_zero_address(builder) and builder_fee_rate != 0
+        if with_builder:
             builder_fee = mul_wad_up(abs(quote), builder_fee_rate)
             acct = self._charge_builder_fee(owner, sub, builder, builder_fee_rate, builder_fee, timestamp)
         if not reducing:
             self._check_initial_margin(owner, sub, acct, market_id, index, timestamp)
+        elif not with_builder and (acct.collateral < 0 if acct.open_markets == 0
+                                   else quote + s_mul_wad_down(base, index) < 0):
+            self._check_reduce(owner, sub, acct, market_id, index, timestamp)
         return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance,
                            builder_fee)
 
@@ -157,6 +161,15 @@ class ClearingHouseMirror:
         free = free_collateral(acct.collateral, account_value(acct.collateral, s), s)
         if free < 0:
             raise ModelRevert("InsufficientMargin", owner, sub, free)
+
+    def _check_reduce(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
+        """ClearingHouseMargin._checkReduce: a reduce or close (no builder fee) filled worse than the index
+        (quote + floor(base x index) < 0), or a close leaving no position with negative collateral, must leave the
+        account at or above maintenance, free and auctioned parts (with no position: collateral >= 0)."""
+        s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
+        excess = account_value(acct.collateral, s) - (s.maintenance + s.auctioned_maintenance)
+        if excess < 0:
+            raise ModelRevert("ReduceBelowMaintenance", owner, sub, excess)
 
     @staticmethod
     def _check_auctioned_part(owner, sub, m: Market, new_size: int, auctioned: int) -> None:
