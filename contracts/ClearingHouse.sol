@@ -642,10 +642,11 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
             if (!r.reducing) _checkInitial(owner, subaccount, acct, s);
         } else if (!r.reducing) {
             _checkInitialMargin(owner, subaccount, acct, marketId, index);
-        } else if (acct.openMarkets == 0 ? acct.collateral < 0 : r.quote + baseAmount.sMulWadDown(index) < 0) {
+        } else if (acct.openMarkets == 0 ? acct.collateral < 0 : r.quote * 1e18 + baseAmount * int256(index) < 0) {
             // A reduce filled at or better than the index lowers the account's value by its fee at most: no summary.
-            // One filled worse (base x index rounded down: a fill a wei short of the index is worse), or a close
-            // that leaves no position and negative collateral, must leave the account at or above maintenance.
+            // One filled worse (quote + base x index < 0, exactly: no rounding), or a close that leaves no position
+            // and negative collateral, must leave the account at or above maintenance. No product can overflow:
+            // |quote| and |base| are below the reserves' 1e36 (the swap went through) and the index below 2^128.
             _checkReduce(owner, subaccount, acct, marketId, index);
         }
 

@@ -264,6 +264,9 @@ def _touch_batched(s, keeper, ids) -> None:
     batcher.batch([ch.address] * len(ids), [ch.pokeFunding.encode_input(mid) for mid in ids], sender=keeper)
 
 
+PUSH = 20 * WAD  # a short that takes ETH's vAMM under the index for the reduce measured there
+
+
 def _open(s, clock: Clock, who, sub: int, mid: int, size: int):
     """Open or change a position (setup). The funding index is nonzero at the open, so the position's
     funding snapshot is a nonzero -> nonzero write afterwards, as in production."""
@@ -416,6 +419,21 @@ def measure(accounts, chain, nav: bool = True) -> list[Row]:
     _fresh_quarter(s, clock, keeper)
     _touch(s, clock, keeper, [1])
     trade("openPosition (reduce)", alice, -WAD, f"a third of the position; {FIRST_TOUCH}", exists=True)
+    # The same reduce into a vAMM another account pushed under the index: filled worse than the index, so the
+    # maintenance check runs (ClearingHouseMargin._checkReduce: one margin summary over the markets held). The push is
+    # unwound after it, so the rows below meet the vAMM they met before.
+    _touch(s, clock, keeper, [1])
+    pushed = 0
+    while ch.quote(1, -WAD // 2)[0] * WAD - WAD // 2 * ch.indexPrice(1) >= 0:  # until the reduce fills under it
+        _open(s, clock, bob, 0, 1, -PUSH)
+        pushed += PUSH
+        assert pushed <= 50 * PUSH, "the vAMM did not come under the index"
+    _touch(s, clock, keeper, [1])
+    assert ch.quote(1, -WAD // 2)[0] * WAD - WAD // 2 * ch.indexPrice(1) < 0, "the reduce fills under the index"
+    trade("openPosition (reduce, filled under the index)", alice, -WAD // 2,
+          f"half an ETH of the position into a vAMM pushed under the index: the maintenance check runs; {FIRST_TOUCH}",
+          exists=True)
+    _open(s, clock, bob, 0, 1, pushed)
     _touch(s, clock, keeper, [1])
     trade("closePosition", alice, 0, f"whole position; {FIRST_TOUCH}", exists=True, close=True)
     _open(s, clock, alice, 0, 1, WAD)
@@ -786,13 +804,16 @@ TARGETS = [
 
 
 # What each target left unmet (its floor below it) would take: the paths the traces leave, with the rule each changes.
+# `{key}` is the measured figure of UNMET_ROWS[key].
+UNMET_ROWS = {"open": "openPosition (new position)", "kick": "kick (another auction, account above water)",
+              "take": "take (full remainder, into an existing position)", "redeem": "pool redeem, 2 markets"}
 UNMET = [
     "", "### The targets left unmet, and the rule each would change", "",
     "Four targets have their floor below them and are not met: open (new position), kick (account above water), take",
     "(full remainder) and pool redeem at two markets. What the traces leave for each changes a rule of the protocol",
     "rather than its code. None is taken; the table's figures are what the protocol costs under its present rules.",
     "",
-    "- **Open, new position: 159,884 against 145,000.** A first trade writes the position's two slots fresh (40k)",
+    "- **Open, new position: {open} against 145,000.** A first trade writes the position's two slots fresh (40k)",
     "  because three of its fields are nonzero: size, open notional and funding index. One slot would hold them only",
     "  with narrower fields. Size needs 96 bits (it is bounded by `maxOpenInterest`) and the funding index 104 (the",
     "  market's own index is that wide), which leaves 56 bits for the open notional: 0.036 quote at wei precision.",
@@ -801,7 +822,7 @@ UNMET = [
     "  position precision to save 17.1k on its first trade only. The other path, computation under 15.4k (26.7k now),",
     "  finds nothing large to cut: `--functions` shows it spread over the block's accrual with its funding math, the",
     "  swap, the band, the margin check and the event's encoding.",
-    "- **Kick, account above water: 174,999 against 165,000.** Two code changes are known:",
+    "- **Kick, account above water: {kick} against 165,000.** Two code changes are known:",
     "  - the engine's address immutable in the ClearingHouse and the Vault (-4.2k: two cold reads); the deploy must",
     "    then predict the engine's address, and the one-time `setLiquidationEngine` wirings go;",
     "  - one ClearingHouse call for the account's margin summary and the kicked market's inputs (about -4k), which",
@@ -810,7 +831,7 @@ UNMET = [
     "  slots (40k): a kick would reuse a finished auction's slots (about -34k, less the upkeep of a free list and of",
     "  a map from id to slot). `auction(id)` would then no longer report a finished auction's owner, market and",
     "  start, which the external surface reads for every id from 1. That is a change to the surface.",
-    "- **Take, full remainder: 183,160 against 150,000.** The floor leaves 19.2k for computation; the take spends",
+    "- **Take, full remainder: {take} against 150,000.** The floor leaves 19.2k for computation; the take spends",
     "  45.4k. Of that, 26.7k is the ClearingHouse's settlement and 5.4k the Vault's two: the block's accrual, the",
     "  owner's position reduced and the taker's increased, both funding settlements, the aggregates and open",
     "  interest moved, and the taker's margin check. Most of the rest (7.8k) is the engine's: the auction's price on",
@@ -818,7 +839,7 @@ UNMET = [
     "  a rule ([specification.md](specification.md#11-invariants), invariants 2, 12 and 15: aggregates equal the",
     "  sums over positions on every path, the taker ends above its initial margin, an account left with no position",
     "  owes nothing). No path within the rules reaches the target.",
-    "- **Pool redeem, 2 markets: 180,855 against 150,000.** The floor (147.2k, 20k of it the receiver's first token",
+    "- **Pool redeem, 2 markets: {redeem} against 150,000.** The floor (147.2k, 20k of it the receiver's first token",
     "  balance) leaves 2.8k for computation; the valuation alone spends 16.6k. A redemption is priced off the NAV",
     "  of its own block, computed from both markets' reserves, open notionals and funding ([pool.md](pool.md)), so",
     "  that nobody can move the price an LP exits at between its valuation and its use. The only way under 2.8k is",
@@ -852,7 +873,8 @@ def _targets(rows: list[Row]) -> list[str]:
         else:
             continue
         out.append(f"| {name} | <= {target:,} | {now:,} | {floor} |")
-    return out + UNMET
+    figures = {key: f"{gas[row]:,}" if row in gas else "(not measured)" for key, row in UNMET_ROWS.items()}
+    return out + [line.format(**figures) for line in UNMET]
 
 
 def render(rows: list[Row], previous: dict[str, int], network: str = "") -> str:

@@ -5,7 +5,7 @@ The leak (AR1, AR2 of that review): a reduce or close was checked against no mar
 levered long, its partner B push the vAMM to the bottom of the price band, and A close into it for more than A
 held, ending with no position and negative collateral; B bought back on the curve A's sale pushed down, and the
 pair kept A's debt (paid by the insurance fund, then the pool) as profit. The rule now: a reduce or close without a
-builder fee that fills worse than the index (quote + floor(base x index) < 0), or a close that leaves the account
+builder fee that fills worse than the index (quote + base x index < 0), or a close that leaves the account
 with no open market and negative collateral, must leave the account at or above maintenance (free and auctioned
 parts; with no position: collateral >= 0), else it reverts `ReduceBelowMaintenance(owner, subaccount, excess)`.
 A reduce filled at or better than the index is accepted with no check (it lowers the value by its fee at most).

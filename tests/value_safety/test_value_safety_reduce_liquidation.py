@@ -7,7 +7,7 @@ end below zero, and the pair kept the loss as profit, paid by the insurance fund
 OrderRouter on the shipped markets.
 
 The fix (ClearingHouse._trade, ClearingHouseMargin._checkReduce): a reduce or close without a builder fee that fills
-worse than the index (quote + floor(base x index) < 0), or a close that leaves the account with no open market and
+worse than the index (quote + base x index < 0), or a close that leaves the account with no open market and
 negative collateral, must leave the account at or above maintenance (free and auctioned parts; with no position:
 collateral >= 0), else it reverts `ReduceBelowMaintenance(owner, subaccount, excess)`. A reduce filled at or better
 than the index is not checked. Through the OrderRouter the refusal uses the order up: `OrderFailed(orderId, keeper,

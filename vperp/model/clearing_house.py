@@ -151,7 +151,7 @@ class ClearingHouseMirror:
         if not reducing:
             self._check_initial_margin(owner, sub, acct, market_id, index, timestamp)
         elif not with_builder and (acct.collateral < 0 if acct.open_markets == 0
-                                   else quote + s_mul_wad_down(base, index) < 0):
+                                   else quote * WAD + base * index < 0):
             self._check_reduce(owner, sub, acct, market_id, index, timestamp)
         return TradeResult(base, quote, fee, realized, funding, new_size, new_on, price_after, to_insurance,
                            builder_fee)
@@ -164,7 +164,7 @@ class ClearingHouseMirror:
 
     def _check_reduce(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
         """ClearingHouseMargin._checkReduce: a reduce or close (no builder fee) filled worse than the index
-        (quote + floor(base x index) < 0), or a close leaving no position with negative collateral, must leave the
+        (quote x 1e18 + base x index < 0, exactly), or a close leaving no position with negative collateral, must leave the
         account at or above maintenance, free and auctioned parts (with no position: collateral >= 0)."""
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
         excess = account_value(acct.collateral, s) - (s.maintenance + s.auctioned_maintenance)
