@@ -315,7 +315,13 @@ contract ClearingHouse is IClearingHouse, ClearingHouseTradeRules, ReentrancyGua
         (IVault.AccountState memory acct, bool reducing) =
             _auctionSettle(taker, takerSubaccount, marketId, m, base, takerQuote, SettlementCause.AuctionTake, price);
         if (acct.pauseLevel >= PAUSE_NO_TRADING) revert Paused(acct.pauseLevel);
-        if (!reducing) _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
+        if (!reducing) {
+            _checkInitialMargin(taker, takerSubaccount, acct, marketId, index);
+        } else if (acct.openMarkets == 0 && acct.collateral < 0) {
+            // A reducing taker fills at or better than the index, so only the trade's no-position floor applies: it
+            // may not leave itself flat with negative collateral, a debt no estimate would show the pool's NAV.
+            revert ReduceBelowMaintenance(taker, takerSubaccount, acct.collateral);
+        }
         return m.minPositionSize;
     }
 

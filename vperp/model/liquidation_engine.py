@@ -217,6 +217,8 @@ class LiquidationEngineMirror:
             raise ModelRevert("Paused", self.pause_level)
         if not reducing:
             self._check_initial_margin(taker, taker_sub, acct, market_id, index, timestamp)
+        elif acct.open_markets == 0 and acct.collateral < 0:
+            raise ModelRevert("ReduceBelowMaintenance", taker, taker_sub, acct.collateral)
 
     def _auction_settle(self, owner, sub, m: Market, base_delta: int, quote_flow: int,
                         from_auction: bool) -> tuple[Account, bool]:
