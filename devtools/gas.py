@@ -826,7 +826,7 @@ UNMET = [
     "  - the engine's address immutable in the ClearingHouse and the Vault (-4.2k: two cold reads); the deploy must",
     "    then predict the engine's address, and the one-time `setLiquidationEngine` wirings go;",
     "  - one ClearingHouse call for the account's margin summary and the kicked market's inputs (about -4k), which",
-    "    needs ClearingHouse bytes (832 left under the 24,576-byte limit).",
+    "    needs ClearingHouse bytes (466 left under the 24,576-byte limit).",
     "  Together they reach about 167k, still above the target. The one cut that meets it is the auction's two fresh",
     "  slots (40k): a kick would reuse a finished auction's slots (about -34k, less the upkeep of a free list and of",
     "  a map from id to slot). `auction(id)` would then no longer report a finished auction's owner, market and",
