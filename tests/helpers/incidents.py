@@ -133,8 +133,8 @@ def eth_equity(coll: int, size: int, on: int, index: int) -> int:
 
 class EthModel:
     """Accounts trading ETH (cross sub-account 0) against the vAMM at a constant index, advanced with the
-    documented formulas: vAMM swap, price band (not on a reduce), pro-rata PnL, fee, initial margin on opens/increases/flips, and a
-    reduce's floor: one filled worse than the index (quote + base x index < 0), or a close leaving negative
+    documented formulas: vAMM swap, price band (not on a reduce), pro-rata PnL, fee, initial margin on
+    opens/increases/flips, and a reduce's floor: one filled worse than the index (quote + base x index < 0), or a close leaving negative
     collateral, must leave the account at or above maintenance (`ReduceBelowMaintenance`)."""
 
     def __init__(self, owners, deposits, index, x=10_000 * WAD, y=30_000_000 * WAD, max_spread=10**17):

@@ -205,6 +205,13 @@ def pool_plus_insurance(s) -> int:
     return s.vault.poolBalance() + s.vault.insuranceFund()
 
 
+def nav_plus_insurance(s) -> int:
+    """What stands behind the traders, WAD: the pool's NAV (`navWad`: every open position valued at its vAMM exit,
+    the uncovered bad-debt estimate set aside; an open position's PnL is in it, not in the cash) plus the insurance
+    fund."""
+    return s.pool.navWad() + s.vault.insuranceFund()
+
+
 def cash_out(s, who, subs) -> None:
     """Close every position the owner may close and withdraw whatever the Vault lets go."""
     for sub in subs:

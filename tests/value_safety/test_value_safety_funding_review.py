@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from helpers.trading import funding_off
+from helpers.trading import exit_value, funding_off
 from helpers.value_safety import (ETH, at, attempt, band_room, cash_out, crew, deposit,  # noqa: F401 - crew: fixture
                                   lp_deposit, mint, start, trade, usd, wealth, close)
 from vperp.units import WAD
@@ -94,18 +94,6 @@ def test_the_minority_side_collects_depth_charges_from_the_net_side_not_the_pool
 # ---------------------------------------------------------------------------- the NAV's funding aggregate vs positions
 
 
-def _exit_value(x: int, y: int, net: int) -> int:
-    """VAmmMath.exitValue."""
-    if net == 0:
-        return 0
-    if net > 0:
-        return y * net // (x + net)
-    n = -net
-    if n >= x:
-        return 0
-    return (-(y * n)) // (x - n)  # -ceil(y n / (x - n))
-
-
 def _nav_funding_vs_positions(s, holders):
     """(funding the NAV counts the traders as owing, the sum of what the positions would pay now, rounded up each)
     for ETH (the only market with positions). The NAV's figure is recovered from tradersExitPnl:
@@ -121,7 +109,7 @@ def _nav_funding_vs_positions(s, holders):
                 sum_on += on
                 pending += pf
     pnl = ch.tradersExitPnl()[0]
-    return _exit_value(st.baseReserve, st.quoteReserve, net) - sum_on - pnl, pending
+    return exit_value(st.baseReserve, st.quoteReserve, net) - sum_on - pnl, pending
 
 
 def test_the_navs_funding_aggregate_never_counts_more_than_the_positions_owe(system, chain, crew):

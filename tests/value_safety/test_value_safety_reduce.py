@@ -36,9 +36,11 @@ from helpers.value_safety import (  # noqa: F401 - crew is a fixture
     close,
     crew,
     deposit,
+    fund,
     lp_deposit,
     lp_value,
     mint,
+    nav_plus_insurance,
     refresh_oracles,
     set_index,
     start,
@@ -54,12 +56,6 @@ pytestmark = pytest.mark.usefixtures("no_funding")  # tests/conftest.py: funding
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _pool_and_insurance(s) -> int:
-    """The LPs' and the insurance fund's value, WAD: the pool's NAV (cash - the traders' exit PnL - the uncovered
-    bad-debt set-aside; an open position's PnL is in it, not in the cash) plus the insurance fund."""
-    return s.pool.navWad() + s.vault.insuranceFund()
 
 
 def _observable(s, owners) -> dict:
@@ -194,7 +190,7 @@ def _run_pair(s, chain, a, b, b_usd: int, tag: str, cap_base=None, short_cap=Non
     q, a_usd = _margin_for_top_of_band_long(s, cap_base)
     mint(s, a, a_usd)
     mint(s, b, b_usd)
-    w0, pi0 = wealth(s, holders), _pool_and_insurance(s)
+    w0, pi0 = wealth(s, holders), nav_plus_insurance(s)
     at(chain, t + 100)
     excess = _push_and_try_close(s, a, b, a_usd, b_usd, q, short_cap)
     salvaged = 0
@@ -214,7 +210,7 @@ def _run_pair(s, chain, a, b, b_usd: int, tag: str, cap_base=None, short_cap=Non
     vault.withdraw(0, MAX_UINT, sender=a)
     vault.withdraw(0, MAX_UINT, sender=b)
     assert vault.collateral(a, 0) >= 0 and vault.openMarkets(a, 0) == 0 and vault.pendingBadDebt() == 0
-    w1, pi1 = wealth(s, holders), _pool_and_insurance(s)
+    w1, pi1 = wealth(s, holders), nav_plus_insurance(s)
     gain = w1 - w0
     salvage_note = f"; A's largest allowed reduce {salvaged / WAD:,.4f} ETH" if salvage else ""
     print(f"\nAR1[{tag}] A long {q / WAD:,.2f} ETH on {a_usd:,} USD margin; its close into B's short refused "
@@ -349,8 +345,7 @@ def test_a_long_below_maintenance_reduces_and_closes_above_the_index(system, cha
     a = crew.victim
     t = start(chain)
     refresh_oracles(s)
-    mint(s, a, 40_000)
-    deposit(s, a, 40_000)
+    fund(s, a, 40_000)
     trade(s, a, ETH, 100 * WAD)
     at(chain, t + 100)
     set_index(s, "ETH", 2_700 * 10**8)  # -10 %
@@ -370,8 +365,7 @@ def test_a_short_below_maintenance_buys_back_below_the_index(system, chain, crew
     b = crew.victim
     t = start(chain)
     refresh_oracles(s)
-    mint(s, b, 40_000)
-    deposit(s, b, 40_000)
+    fund(s, b, 40_000)
     trade(s, b, ETH, -100 * WAD)
     at(chain, t + 100)
     set_index(s, "ETH", 3_300 * 10**8)  # +10 %
@@ -393,8 +387,7 @@ def test_a_long_below_maintenance_reduces_after_the_peg_followed_the_index(plain
     a, keeper = crew.victim, crew.keeper
     t = start(chain)
     refresh_oracles(s)
-    mint(s, a, 35_000)
-    deposit(s, a, 35_000)
+    fund(s, a, 35_000)
     trade(s, a, ETH, 100 * WAD)
     at(chain, t + 100)
     set_index(s, "ETH", 2_790 * 10**8)  # -7 %
@@ -424,10 +417,8 @@ def test_a_healthy_reduce_into_a_pushed_vamm_passes_up_to_maintenance(system, ch
     a, b = crew.atk[0], crew.atk[1]
     t = start(chain)
     refresh_oracles(s)
-    mint(s, a, 75_000)
-    deposit(s, a, 75_000)
-    mint(s, b, 400_000)
-    deposit(s, b, 400_000)
+    fund(s, a, 75_000)
+    fund(s, b, 400_000)
     trade(s, a, ETH, 200 * WAD)
     assert not vault.isLiquidatable(a, 0)
     at(chain, t + 100)
@@ -458,10 +449,8 @@ def test_a_close_worse_than_the_index_that_leaves_collateral_passes(system, chai
     a, b = crew.atk[0], crew.atk[1]
     t = start(chain)
     refresh_oracles(s)
-    mint(s, a, 50_000)
-    deposit(s, a, 50_000)
-    mint(s, b, 400_000)
-    deposit(s, b, 400_000)
+    fund(s, a, 50_000)
+    fund(s, b, 400_000)
     trade(s, a, ETH, 50 * WAD)
     at(chain, t + 100)
     trade(s, b, ETH, -band_room(s, ETH, buy=False))

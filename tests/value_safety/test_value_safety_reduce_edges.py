@@ -30,9 +30,7 @@ from helpers.value_safety import (  # noqa: F401 - crew is a fixture
     ETH,
     at,
     crew,
-    deposit,
     fund,
-    mint,
     refresh_oracles,
     set_index,
     start,
@@ -88,13 +86,10 @@ def _minority_reduce_with_a_stale_feed_elsewhere(s, chain, crew) -> tuple[str | 
     a, b = crew.atk[0], crew.atk[1]
     t = start(chain)
     refresh_oracles(s)
-    mint(s, a, 100_000)
-    deposit(s, a, 100_000)
-    mint(s, b, 100_000)
-    deposit(s, b, 100_000)
+    fund(s, a, 100_000)
+    fund(s, b, 100_000)
     d = crew.atk[4]
-    mint(s, d, 100_000)
-    deposit(s, d, 100_000)
+    fund(s, d, 100_000)
     trade(s, a, ETH, 10 * WAD)
     trade(s, a, BTC, WAD // 10)
     trade(s, d, ETH, -10 * WAD)  # the control: same book on the majority (short) side
@@ -147,10 +142,8 @@ def test_r2_an_under_water_close_filled_better_than_the_index_is_refused(system,
     with _isolated(chain):
         t = start(chain)
         refresh_oracles(s)
-        mint(s, a, 34_000)
-        deposit(s, a, 34_000)
-        mint(s, b, 400_000)
-        deposit(s, b, 400_000)
+        fund(s, a, 34_000)
+        fund(s, b, 400_000)
         trade(s, a, ETH, 100 * WAD)
         at(chain, t + 100)
         set_index(s, "ETH", 2_610 * 10**8)  # -13 %: A under water at the index
@@ -215,10 +208,8 @@ def _under_water_taker_takes_to_flat(s, chain, crew) -> dict:
     v, taker, keeper = crew.atk[5], crew.atk[6], crew.keeper
     t = start(chain)
     refresh_oracles(s)
-    mint(s, v, 20_000)
-    deposit(s, v, 20_000)
-    mint(s, taker, 310)
-    deposit(s, taker, 310)
+    fund(s, v, 20_000)
+    fund(s, taker, 310)
     trade(s, v, ETH, 20 * WAD)
     trade(s, v, BTC, -2 * WAD)
     trade(s, taker, ETH, -WAD)

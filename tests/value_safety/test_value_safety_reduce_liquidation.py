@@ -50,6 +50,7 @@ from helpers.value_safety import (  # noqa: F401 - crew is a fixture
     deposit,
     fund,
     mint,
+    nav_plus_insurance,
     refused,
     set_index,
     start,
@@ -65,12 +66,6 @@ pytestmark = pytest.mark.usefixtures("no_funding")  # tests/conftest.py: funding
 
 
 # ---------------------------------------------------------------------------- measures
-
-
-def backing(s) -> int:
-    """What stands behind the traders, WAD: the pool's NAV (`navWad`, which values every open position at its
-    vAMM exit and sets aside the uncovered bad-debt estimate) plus the insurance fund."""
-    return s.pool.navWad() + s.vault.insuranceFund()
 
 
 def _ledger(s, owners) -> dict:
@@ -182,7 +177,7 @@ def test_partner_pushes_the_vamm_and_a_levered_account_cannot_close_into_it_belo
     mint(s, a, 140_000)
     mint(s, b, 600_000)
     holders = [(a, [0]), (b, [0])]
-    w0, k0 = wealth(s, holders), backing(s)
+    w0, k0 = wealth(s, holders), nav_plus_insurance(s)
 
     deposit(s, a, 140_000)
     deposit(s, b, 600_000)
@@ -208,7 +203,7 @@ def test_partner_pushes_the_vamm_and_a_levered_account_cannot_close_into_it_belo
     cash_out(s, a, [0])
     cash_out(s, b, [0])
 
-    gain, loss = wealth(s, holders) - w0, k0 - backing(s)
+    gain, loss = wealth(s, holders) - w0, k0 - nav_plus_insurance(s)
     print(f"\nclose-into-push: partner short {short / WAD:.2f} ETH; refused with excess {usd(excess)} USD; "
           f"gain {usd(gain)} USD; NAV + insurance loss {usd(loss)} USD (other refusals: {refused()})")
     assert gain <= 0, f"the pair gained {usd(gain)} USD"
@@ -236,7 +231,7 @@ def test_owner_cannot_close_the_free_part_of_an_account_in_auction_into_a_pushed
     for who, amount in ((a, 140_000), (b, 600_000), (c, 140_000)):
         mint(s, who, amount)
     holders = [(a, [0]), (b, [0]), (c, [0])]
-    w0, k0 = wealth(s, holders), backing(s)
+    w0, k0 = wealth(s, holders), nav_plus_insurance(s)
     for who, amount in ((a, 140_000), (b, 600_000), (c, 140_000)):
         deposit(s, who, amount)
     aid, free, auctioned = _kicked_pair(s, chain, crew, a, c, t)
@@ -250,7 +245,7 @@ def test_owner_cannot_close_the_free_part_of_an_account_in_auction_into_a_pushed
         cash_out(s, a, [0])
         assert s.clearing_house.position(a, 0, ETH)[0] == 0 and s.clearing_house.position(b, 0, ETH)[0] == 0
         st = s.clearing_house.marketState(ETH)
-        return (st.baseReserve, st.quoteReserve), wealth(s, holders), backing(s)
+        return (st.baseReserve, st.quoteReserve), wealth(s, holders), nav_plus_insurance(s)
 
     snap = chain.snapshot()
     at(chain, t + 160)
@@ -302,7 +297,7 @@ def test_account_in_auction_closes_its_free_part_at_or_above_the_index_and_the_t
     assert _excess_now(s, a) < 0, "set-up: the victim is below maintenance after the kick"
 
     at(chain, t + 120)
-    k_before = backing(s)
+    k_before = nav_plus_insurance(s)
     expected = _excess_after(s, a, -free)
     tx = close(s, a, ETH)
     fill = _fill_vs_index(s, tx)
@@ -316,7 +311,7 @@ def test_account_in_auction_closes_its_free_part_at_or_above_the_index_and_the_t
     assert not list(vault.BadDebt.from_receipt(tx))
     assert s.clearing_house.position(a, 0, ETH)[0] == 0 and vault.openMarkets(a, 0) == 0
     assert vault.collateral(a, 0) >= 0 and vault.shortfallOf(a, 0) == 0 and vault.pendingBadDebt() == 0
-    k_loss = k_before - backing(s)
+    k_loss = k_before - nav_plus_insurance(s)
     print(f"\nhonest free-part close: free {free / WAD:.2f} ETH, fill - index x base {usd(fill)} USD, excess after "
           f"{usd(after)} USD; victim's collateral after the take {usd(vault.collateral(a, 0))} USD; NAV + insurance "
           f"loss {usd(k_loss)} USD")
@@ -419,7 +414,7 @@ def test_the_free_part_close_into_a_push_is_refused_through_the_router_on_the_sh
     for who, amount in ((a, 540_000), (b, 3_000_000), (c, 540_000)):
         mint(s, who, amount)
     holders = [(a, [0]), (b, [0]), (c, [0])]
-    w0, k0 = wealth(s, holders), backing(s)
+    w0, k0 = wealth(s, holders), nav_plus_insurance(s)
     for who, amount in ((a, 540_000), (b, 3_000_000), (c, 540_000)):
         deposit(s, who, amount)
         vault.setOperator(router, True, sender=who)
@@ -450,7 +445,7 @@ def test_the_free_part_close_into_a_push_is_refused_through_the_router_on_the_sh
         assert not list(vault.BadDebt.from_receipt(tx))
         assert s.clearing_house.position(a, 0, ETH)[0] == 0 == s.clearing_house.position(b, 0, ETH)[0]
         st = s.clearing_house.marketState(ETH)
-        return fill, (st.baseReserve, st.quoteReserve), wealth(s, holders), backing(s)
+        return fill, (st.baseReserve, st.quoteReserve), wealth(s, holders), nav_plus_insurance(s)
 
     snap = chain.snapshot()
     _round(s, chain, 2_820 * 10**8, t + 70)

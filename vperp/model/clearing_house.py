@@ -10,8 +10,8 @@ from ..units import (cap_fee_hours, FUNDING_WINDOW_HOURS, HOUR, INT96_MAX, max_f
 from .base import FUNDING_OBSERVATIONS, ModelRevert, OBSERVATIONS, OBSERVATIONS_PER_WINDOW, U112
 from .state import _atomic, Account, FundingParams, MarginSummary, Market, Observation, peg_holds, Position, TradeResult
 from .wad_math import (
-    _int128, _int_n, _uint128, _wrap_i32, account_value, apply_trade, div_wad_down, free_collateral, mul_wad_down,
-    mul_wad_up, s_mul_div_down, s_mul_wad_down, s_mul_wad_up, vamm_price, vamm_swap,
+    _int128, _int_n, _uint128, _wrap_i32, account_value, apply_trade, div_wad_down, excess_over_maintenance,
+    free_collateral, mul_wad_down, mul_wad_up, s_mul_div_down, s_mul_wad_down, s_mul_wad_up, vamm_price, vamm_swap,
 )
 
 
@@ -164,10 +164,10 @@ class ClearingHouseMirror:
 
     def _check_reduce(self, owner, sub, acct: Account, market_id: int, index: int, timestamp: int) -> None:
         """ClearingHouseMargin._checkReduce: a reduce or close (no builder fee) filled worse than the index
-        (quote x 1e18 + base x index < 0, exactly), or a close leaving no position with negative collateral, must leave the
-        account at or above maintenance, free and auctioned parts (with no position: collateral >= 0)."""
+        (quote x 1e18 + base x index < 0, exactly), or a close leaving no position with negative collateral, must
+        leave the account at or above maintenance, free and auctioned parts (with no position: collateral >= 0)."""
         s = self._margin_summary(owner, sub, acct.open_markets, timestamp, market_id, index)
-        excess = account_value(acct.collateral, s) - (s.maintenance + s.auctioned_maintenance)
+        excess = excess_over_maintenance(acct.collateral, s)
         if excess < 0:
             raise ModelRevert("ReduceBelowMaintenance", owner, sub, excess)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..units import PAUSE_NO_TRADING, PAUSE_WITHDRAW_ONLY
 from .base import INT128_MAX, MAX_BUILDER_FEE_RATE, MAX_OPEN_MARKETS, ModelRevert, UINT256_MAX
 from .state import _atomic, Account
-from .wad_math import _int128, _uint128, account_value
+from .wad_math import _int128, _uint128, account_value, excess_over_maintenance
 
 
 class VaultMirror:
@@ -105,7 +105,7 @@ class VaultMirror:
         acct.collateral = coll - amount_wad
         if acct.open_markets:
             s = self._margin_summary(owner, sub, acct.open_markets, timestamp)
-            excess = account_value(acct.collateral, s) - (s.maintenance + s.auctioned_maintenance)
+            excess = excess_over_maintenance(acct.collateral, s)
             if excess < 0:
                 raise ModelRevert("BuilderFeeBelowMaintenance", owner, sub, excess)
         self.builder_fees_wad[builder] = self.builder_fees(builder) + amount_wad

@@ -136,6 +136,11 @@ def account_value(collateral: int, s) -> int:
     return collateral + (s.unrealized_pnl - s.pending_funding)
 
 
+def excess_over_maintenance(collateral: int, s) -> int:
+    """ClearingHouseMargin._excessOverMaintenance: account value - maintenance, free and auctioned parts."""
+    return account_value(collateral, s) - (s.maintenance + s.auctioned_maintenance)
+
+
 def free_collateral(collateral: int, value: int, s) -> int:
     """MarginMath.freeCollateral: min(collateral - pending funding, account value) - initial."""
     return min(collateral - s.pending_funding, value) - s.initial
